@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from .fields import EncryptedTextField
+from .lib.hostnames import display_name
+
+
+class DomainType(models.TextChoices):
+    INGEST = "ingest", "Ingest domain"
+    STREAMING = "streaming", "Streaming domain"
+
+
+class Region(models.TextChoices):
+    """Acceleration region (the API's `Scope`)."""
+
+    MAINLAND = "mainland", "Chinese mainland"
+    GLOBAL = "global", "Global"
+    OVERSEAS = "overseas", "Outside Chinese mainland"
+
+
+class LiveCenter(models.TextChoices):
+    CN_BEIJING = "cn-beijing", "China (Beijing)"
+    CN_SHANGHAI = "cn-shanghai", "China (Shanghai)"
+    CN_SHENZHEN = "cn-shenzhen", "China (Shenzhen)"
+    CN_QINGDAO = "cn-qingdao", "China (Qingdao)"
+    AP_SOUTHEAST_1 = "ap-southeast-1", "Singapore"
+    EU_CENTRAL_1 = "eu-central-1", "Germany (Frankfurt)"
+    AP_NORTHEAST_1 = "ap-northeast-1", "Japan (Tokyo)"
+    AP_SOUTHEAST_5 = "ap-southeast-5", "Indonesia (Jakarta)"
+
+
+MAINLAND_LIVE_CENTERS = frozenset({"cn-beijing", "cn-shanghai", "cn-shenzhen", "cn-qingdao"})
+
+
+def icp_filing_required(region: str, live_center: str) -> bool:
+    """The seed's rule: only a domain accelerated outside the Chinese mainland
+    whose live center is also outside it needs no ICP filing."""
+    return not (region == Region.OVERSEAS and live_center not in MAINLAND_LIVE_CENTERS)
+
+
+class CnameStatus(models.TextChoices):
+    PENDING = "pending", "Pending configuration"
+    CONFIGURED = "configured", "Configured"
+
+
+class DomainStatus(models.TextChoices):
+    CONFIGURING = "configuring", "Configuring"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+
+
+DEFAULT_VALIDITY_MINUTES = 1440
+
+
+class Domain(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="domains")
+    # Lower-case ASCII (A-labels); unique across all operators.
+    domain_name = models.CharField(max_length=253, unique=True)
+    domain_type = models.CharField(max_length=16, choices=DomainType.choices)
+    region = models.CharField(max_length=16, choices=Region.choices)
+    live_center = models.CharField(max_length=32, choices=LiveCenter.choices)
+    cname = models.CharField(max_length=253)
+    enabled = models.BooleanField(default=True)
+
+    # The last CNAME check: what DNS said, and when.
+    cname_status = models.CharField(max_length=16, choices=CnameStatus.choices, default=CnameStatus.PENDING)
+    cname_found = models.TextField(blank=True, default="")
+    cname_checked_at = models.DateTimeField(null=True, blank=True)
+
+    # A main streaming domain is associated with one ingest domain; a
+    # sub-streaming domain is bound to a main streaming domain instead and
+    # plays what the main one plays.
+    ingest_domain = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="streaming_domain"
+    )
+    main_domain = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="sub_domains"
+    )
+
+    rts_enabled = models.BooleanField(default=False)
+    html5_transcode = models.BooleanField(default=False)
+
+    # URL signing, Type A.
+    auth_enabled = models.BooleanField(default=True)
+    auth_primary_key = EncryptedTextField(blank=True, default="")
+    auth_secondary_key = EncryptedTextField(blank=True, default="")
+    auth_validity_minutes = models.PositiveIntegerField(default=DEFAULT_VALIDITY_MINUTES)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "domain_name"]
+        indexes = [models.Index(fields=["owner", "domain_type"])]
+
+    def __str__(self) -> str:
+        return self.domain_name
+
+    @property
+    def is_ingest(self) -> bool:
+        return self.domain_type == DomainType.INGEST
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.domain_type == DomainType.STREAMING
+
+    @property
+    def display_name(self) -> str:
+        return display_name(self.domain_name)
+
+    @property
+    def status(self) -> str:
+        """Offline when disabled; online once DNS points at us; configuring
+        until then."""
+        if not self.enabled:
+            return DomainStatus.OFFLINE
+        if self.cname_status == CnameStatus.CONFIGURED:
+            return DomainStatus.ONLINE
+        return DomainStatus.CONFIGURING
+
+    def get_status_display(self) -> str:
+        return DomainStatus(self.status).label
+
+    @property
+    def icp_filing_required(self) -> bool:
+        return icp_filing_required(self.region, self.live_center)
+
+    @property
+    def validity_seconds(self) -> int:
+        return self.auth_validity_minutes * 60
+
+    def signing_keys(self) -> list[str]:
+        return [k for k in (self.auth_primary_key, self.auth_secondary_key) if k]
+
+    def effective_ingest_domain(self) -> Domain | None:
+        """The ingest domain whose streams this streaming domain plays."""
+        if self.is_ingest:
+            return self
+        if self.main_domain_id:
+            return self.main_domain.ingest_domain
+        return self.ingest_domain
+
+    def main_streaming_domain(self) -> Domain | None:
+        """For an ingest domain: the streaming domain associated with it."""
+        if not self.is_ingest:
+            return self.main_domain or self
+        try:
+            return self.streaming_domain
+        except Domain.DoesNotExist:
+            return None
+
+
+class DomainCertificate(models.Model):
+    domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="certificate")
+    name = models.CharField(max_length=128)
+    certificate_pem = models.TextField()
+    private_key = EncryptedTextField()  # never shown again after upload
+    subject = models.TextField()
+    issuer = models.TextField()
+    sans = models.JSONField(default=list)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    fingerprint_sha256 = models.CharField(max_length=128)
+    uploaded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.domain.domain_name})"

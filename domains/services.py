@@ -1,0 +1,415 @@
+"""The domain console's rules, shared by the pages and the API.
+
+Every function raises django.core.exceptions.ValidationError with a dict keyed
+by the field at fault, and saves nothing when it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import string
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .lib import certificates, dnscheck, liveurls
+from .lib.hostnames import HostnameError, normalize_domain_name
+from .models import (
+    CnameStatus,
+    Domain,
+    DomainCertificate,
+    DomainType,
+    LiveCenter,
+    Region,
+)
+
+log = logging.getLogger(__name__)
+
+SIGNING_KEY_RE = re.compile(r"^[A-Za-z0-9]{6,32}$")
+SIGNING_KEY_RULE = "6-32 letters or digits"
+GENERATED_KEY_CHARS = 16
+MIN_VALIDITY_MINUTES = 1
+MAX_VALIDITY_MINUTES = 10 * 365 * 24 * 60  # no upper limit in the seed; ten years keeps timestamps sane
+
+
+def _invalid(field: str, message: str) -> ValidationError:
+    return ValidationError({field: [message]})
+
+
+def _choice(field: str, value: str, choices: type) -> str:
+    if value not in choices.values:
+        allowed = ", ".join(choices.values)
+        raise _invalid(field, f"{field} must be one of: {allowed}")
+    return value
+
+
+def generate_signing_key() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(GENERATED_KEY_CHARS))
+
+
+def mask_secret(value: str) -> str:
+    """What the console shows of a saved key: enough to tell keys apart."""
+    if not value:
+        return ""
+    return value[:2] + "*" * 10
+
+
+def cname_target(domain_name: str) -> str:
+    zone = settings.LIVECENTER_CNAME_ZONE.strip(".")
+    target = f"{domain_name}.{zone}"
+    if len(target) > 253:
+        # Too long to prefix: a stable digest of the name keeps it unique.
+        target = f"{hashlib.sha256(domain_name.encode()).hexdigest()[:32]}.{zone}"
+    return target
+
+
+def owned_domains(owner):
+    return Domain.objects.filter(owner=owner).select_related(
+        "ingest_domain", "main_domain", "main_domain__ingest_domain"
+    )
+
+
+def get_owned_domain(owner, domain_name: str) -> Domain:
+    """The operator's domain by name (either form), or Domain.DoesNotExist.
+
+    Another operator's domain is indistinguishable from a missing one."""
+    try:
+        name = normalize_domain_name(domain_name)
+    except HostnameError:
+        raise Domain.DoesNotExist(domain_name) from None
+    return owned_domains(owner).get(domain_name=name)
+
+
+# --- Add, enable, delete ----------------------------------------------------
+
+
+def add_domain(owner, domain_name: str, domain_type: str, region: str, live_center: str) -> Domain:
+    try:
+        name = normalize_domain_name(domain_name)
+    except HostnameError as exc:
+        raise _invalid("domain_name", str(exc)) from None
+    _choice("domain_type", domain_type, DomainType)
+    _choice("region", region, Region)
+    _choice("live_center", live_center, LiveCenter)
+    streaming = domain_type == DomainType.STREAMING
+    limit = settings.LIVECENTER_MAX_DOMAINS_PER_OPERATOR
+    with transaction.atomic():
+        # Serialise one operator's additions so two at once cannot pass the quota.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        if Domain.objects.filter(owner=owner).count() >= limit:
+            raise _invalid(
+                "domain_name", f"you have reached the limit of {limit} domains; delete one before adding another"
+            )
+        if Domain.objects.filter(domain_name=name).exists():
+            raise _invalid("domain_name", "the specified domain already exists")
+        try:
+            with transaction.atomic():
+                domain = Domain.objects.create(
+                    owner=owner,
+                    domain_name=name,
+                    domain_type=domain_type,
+                    region=region,
+                    live_center=live_center,
+                    cname=cname_target(name),
+                    # RTS and HTML5 auto-transcoding are on for new streaming domains.
+                    rts_enabled=streaming,
+                    html5_transcode=streaming,
+                    auth_enabled=True,
+                    auth_primary_key=generate_signing_key(),
+                )
+        except IntegrityError:
+            raise _invalid("domain_name", "the specified domain already exists") from None
+    log.info("domain added: %s (%s) by %s", name, domain_type, owner)
+    return domain
+
+
+def set_switches(
+    domain: Domain,
+    *,
+    enabled: bool | None = None,
+    rts_enabled: bool | None = None,
+    html5_transcode: bool | None = None,
+) -> Domain:
+    """Enable or disable a domain, and switch RTS and HTML5 auto-transcoding."""
+    changed = []
+    for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode)):
+        if value is None:
+            continue
+        if not domain.is_streaming:
+            raise _invalid(field, f"{field} applies only to streaming domains")
+        setattr(domain, field, bool(value))
+        changed.append(field)
+    if enabled is not None:
+        domain.enabled = bool(enabled)
+        changed.append("enabled")
+    if changed:
+        domain.save(update_fields=[*changed, "updated_at"])
+    return domain
+
+
+def delete_domain(domain: Domain) -> None:
+    log.info("domain deleted: %s", domain.domain_name)
+    domain.delete()
+
+
+# --- CNAME ------------------------------------------------------------------
+
+
+def verify_cname(domain: Domain) -> dnscheck.CnameLookup:
+    """Resolve the domain's CNAME over DNS and record what was found."""
+    resolver = dnscheck.make_resolver(settings.LIVECENTER_DNS_RESOLVER, settings.LIVECENTER_DNS_TIMEOUT_SECONDS)
+    result = dnscheck.lookup_cname(domain.domain_name, domain.cname, resolver)
+    domain.cname_status = CnameStatus.CONFIGURED if result.configured else CnameStatus.PENDING
+    domain.cname_found = result.detail
+    domain.cname_checked_at = timezone.now()
+    domain.save(update_fields=["cname_status", "cname_found", "cname_checked_at", "updated_at"])
+    return result
+
+
+# --- Association ------------------------------------------------------------
+
+
+def _other_domain(owner, field: str, name: str) -> Domain:
+    if not name:
+        raise _invalid(field, f"{field} is required")
+    try:
+        return get_owned_domain(owner, name)
+    except Domain.DoesNotExist:
+        raise _invalid(field, f"{name} is not one of your domains") from None
+
+
+def associate_ingest(streaming: Domain, ingest_name: str) -> Domain:
+    """Associate a (main) streaming domain with an ingest domain."""
+    if not streaming.is_streaming:
+        raise _invalid("ingest_domain", "only a streaming domain can be associated with an ingest domain")
+    ingest = _other_domain(streaming.owner, "ingest_domain", ingest_name)
+    if not ingest.is_ingest:
+        raise _invalid("ingest_domain", f"{ingest.domain_name} is a streaming domain, not an ingest domain")
+    if ingest.live_center != streaming.live_center:
+        raise _invalid(
+            "ingest_domain",
+            f"{ingest.domain_name} is in live center {ingest.live_center} but {streaming.domain_name} is in"
+            f" {streaming.live_center}; associated domains must share a live center",
+        )
+    if streaming.main_domain_id:
+        raise _invalid(
+            "ingest_domain",
+            f"{streaming.domain_name} is a sub-streaming domain of {streaming.main_domain.domain_name};"
+            " unbind it before associating it with an ingest domain",
+        )
+    current = ingest.main_streaming_domain()
+    if current is not None and current.pk != streaming.pk:
+        raise _invalid(
+            "ingest_domain",
+            f"{ingest.domain_name} is already associated with {current.domain_name}; to serve it on more"
+            " streaming domains, bind them as sub-streaming domains of that one",
+        )
+    streaming.ingest_domain = ingest
+    streaming.save(update_fields=["ingest_domain", "updated_at"])
+    return streaming
+
+
+def bind_main_domain(sub: Domain, main_name: str) -> Domain:
+    """Bind a sub-streaming domain to a main streaming domain."""
+    if not sub.is_streaming:
+        raise _invalid("main_domain", "only a streaming domain can be bound as a sub-streaming domain")
+    main = _other_domain(sub.owner, "main_domain", main_name)
+    if main.pk == sub.pk:
+        raise _invalid("main_domain", "a streaming domain cannot be its own main streaming domain")
+    if not main.is_streaming:
+        raise _invalid("main_domain", f"{main.domain_name} is an ingest domain, not a streaming domain")
+    if main.main_domain_id:
+        raise _invalid("main_domain", f"{main.domain_name} is itself a sub-streaming domain; bind to its main domain")
+    if main.live_center != sub.live_center:
+        raise _invalid(
+            "main_domain",
+            f"{main.domain_name} is in live center {main.live_center} but {sub.domain_name} is in"
+            f" {sub.live_center}; bound domains must share a live center",
+        )
+    if sub.ingest_domain_id:
+        raise _invalid(
+            "main_domain",
+            f"{sub.domain_name} is associated with ingest domain {sub.ingest_domain.domain_name};"
+            " remove that association first",
+        )
+    if sub.sub_domains.exists():
+        raise _invalid("main_domain", f"{sub.domain_name} has sub-streaming domains of its own")
+    sub.main_domain = main
+    sub.save(update_fields=["main_domain", "updated_at"])
+    return sub
+
+
+def clear_mapping(streaming: Domain) -> Domain:
+    streaming.ingest_domain = None
+    streaming.main_domain = None
+    streaming.save(update_fields=["ingest_domain", "main_domain", "updated_at"])
+    return streaming
+
+
+# --- Certificates -----------------------------------------------------------
+
+
+def upload_certificate(domain: Domain, certificate_pem: str, private_key_pem: str, name: str = "") -> DomainCertificate:
+    name = (name or "").strip()
+    if len(name) > 128:
+        raise _invalid("name", "certificate name must be at most 128 characters")
+    try:
+        info = certificates.check_certificate(domain.domain_name, certificate_pem, private_key_pem, timezone.now())
+    except certificates.CertificateError as exc:
+        raise _invalid(exc.field, exc.message) from None
+    values = {
+        "name": name or f"{domain.domain_name}-{info.not_after:%Y%m%d}",
+        "certificate_pem": info.certificate_pem,
+        "private_key": info.private_key_pem,
+        "subject": info.subject,
+        "issuer": info.issuer,
+        "sans": info.sans,
+        "not_before": info.not_before,
+        "not_after": info.not_after,
+        "fingerprint_sha256": info.fingerprint_sha256,
+    }
+    cert, _ = DomainCertificate.objects.update_or_create(domain=domain, defaults=values)
+    log.info("certificate uploaded for %s: %s", domain.domain_name, info.fingerprint_sha256)
+    return cert
+
+
+def delete_certificate(domain: Domain) -> None:
+    DomainCertificate.objects.filter(domain=domain).delete()
+
+
+# --- URL signing --------------------------------------------------------------
+
+
+def configure_url_signing(
+    domain: Domain,
+    *,
+    enabled: bool | None = None,
+    primary_key: str | None = None,
+    secondary_key: str | None = None,
+    validity_minutes: int | None = None,
+) -> Domain:
+    """Change a domain's Type A settings. A key left as None keeps its value;
+    an empty secondary key removes it."""
+    if primary_key is not None:
+        if not SIGNING_KEY_RE.match(primary_key):
+            raise _invalid("primary_key", f"primary key must be {SIGNING_KEY_RULE}")
+    if secondary_key:
+        if not SIGNING_KEY_RE.match(secondary_key):
+            raise _invalid("secondary_key", f"secondary key must be {SIGNING_KEY_RULE}")
+    if validity_minutes is not None:
+        if not isinstance(validity_minutes, int) or isinstance(validity_minutes, bool):
+            raise _invalid("validity_minutes", "validity period must be a whole number of minutes")
+        if validity_minutes < MIN_VALIDITY_MINUTES:
+            raise _invalid("validity_minutes", f"validity period must be at least {MIN_VALIDITY_MINUTES} minute")
+        if validity_minutes > MAX_VALIDITY_MINUTES:
+            raise _invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
+    if enabled is not None:
+        domain.auth_enabled = bool(enabled)
+    if primary_key is not None:
+        domain.auth_primary_key = primary_key
+    if secondary_key is not None:
+        domain.auth_secondary_key = secondary_key
+    if validity_minutes is not None:
+        domain.auth_validity_minutes = validity_minutes
+    if domain.auth_enabled and not domain.auth_primary_key:
+        domain.auth_primary_key = generate_signing_key()
+    domain.save()
+    # Say that keys changed, never what they are.
+    log.info("url signing changed for %s (enabled=%s)", domain.domain_name, domain.auth_enabled)
+    return domain
+
+
+# --- URL generator --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedUrls:
+    ingest_domain: str | None
+    streaming_domain: str | None
+    app: str
+    stream: str
+    template: str | None
+    expires_at: int
+    ingest: dict
+    playback: dict
+    notes: list[str]
+
+
+def _signed_host(domain: Domain) -> liveurls.SignedHost:
+    return liveurls.SignedHost(
+        host=domain.domain_name,
+        key=domain.auth_primary_key if domain.auth_enabled else None,
+        validity_seconds=domain.validity_seconds,
+    )
+
+
+def _ports() -> liveurls.Ports:
+    return liveurls.Ports(
+        rtmp=settings.LIVECENTER_RTMP_PORT, http=settings.LIVECENTER_HTTP_PORT, srt=settings.LIVECENTER_SRT_PORT
+    )
+
+
+def generate_urls(
+    owner,
+    domain_name: str,
+    app: str,
+    stream: str,
+    template: str | None = None,
+    validity_minutes: int | None = None,
+    now: float | None = None,
+) -> GeneratedUrls:
+    """Signed ingest and playback URLs for a stream, from either side of an
+    association. The URLs expire `validity_minutes` from now (default: the
+    domain's validity period)."""
+    domain = _other_domain(owner, "domain", domain_name)
+    if not liveurls.NAME_RE.match(app or ""):
+        raise _invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
+    if not liveurls.NAME_RE.match(stream or ""):
+        raise _invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
+    template = (template or "").strip() or None
+    if template is not None and not liveurls.TEMPLATE_RE.match(template):
+        raise _invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")
+    if validity_minutes is not None and not (MIN_VALIDITY_MINUTES <= validity_minutes <= MAX_VALIDITY_MINUTES):
+        raise _invalid(
+            "validity_minutes", f"validity must be between {MIN_VALIDITY_MINUTES} and {MAX_VALIDITY_MINUTES} minutes"
+        )
+    if domain.is_ingest:
+        ingest, streaming = domain, domain.main_streaming_domain()
+    else:
+        ingest, streaming = domain.effective_ingest_domain(), domain
+    notes = []
+    if streaming is None:
+        notes.append(f"{domain.domain_name} has no associated streaming domain, so there are no playback URLs.")
+    if ingest is None:
+        notes.append(f"{domain.domain_name} is not associated with an ingest domain, so there are no ingest URLs.")
+    for d in (ingest, streaming):
+        if d is not None and not d.enabled:
+            notes.append(f"{d.domain_name} is disabled; its URLs will be refused until it is enabled.")
+    now = time.time() if now is None else now
+    minutes = validity_minutes or domain.auth_validity_minutes
+    expires_at = int(now) + minutes * 60
+    ports = _ports()
+    return GeneratedUrls(
+        ingest_domain=ingest.domain_name if ingest else None,
+        streaming_domain=streaming.domain_name if streaming else None,
+        app=app,
+        stream=stream,
+        template=template,
+        expires_at=expires_at,
+        ingest=liveurls.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
+        playback=(
+            liveurls.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
+            if streaming
+            else {}
+        ),
+        notes=notes,
+    )

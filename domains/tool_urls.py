@@ -1,0 +1,2 @@
+app_name = "tools"
+urlpatterns: list = []

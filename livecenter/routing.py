@@ -1,0 +1,3 @@
+"""WebSocket routes; the monitoring app adds its live charts here."""
+
+websocket_urlpatterns: list = []

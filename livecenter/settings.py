@@ -1,0 +1,217 @@
+"""LiveCenter settings.
+
+One code path for both topologies (DESIGN.md): with no environment the product
+runs embedded (SQLite, in-memory channel layer, Celery on kombu's filesystem
+transport); `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` to Redis for
+the Celery broker and the Channels layer.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything the product writes at run time: database, broker queue, keys.
+DATA_DIR = Path(os.environ.get("LIVECENTER_DATA_DIR", BASE_DIR / "var"))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept."""
+    if os.environ.get("DJANGO_SECRET_KEY"):
+        return os.environ["DJANGO_SECRET_KEY"]
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "livecenter",
+    "domains",
+    "streams",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "livecenter.urls"
+ASGI_APPLICATION = "livecenter.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# SQLite by default; the path can be moved (the Celery worker a test starts
+# must open the same file as the test itself).
+SQLITE_PATH = Path(os.environ.get("LIVECENTER_SQLITE_PATH", DATA_DIR / "db.sqlite3"))
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            # Tests run against a file, not memory, so that a worker process
+            # started by a test sees the same rows.
+            "TEST": {"NAME": os.environ.get("LIVECENTER_SQLITE_TEST_PATH", str(DATA_DIR / "test.sqlite3"))},
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker and Channels layer ---------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    _broker_dir = DATA_DIR / "celery-broker"
+    (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "domains.recheck-pending-cnames": {
+        "task": "domains.recheck_pending_cnames",
+        "schedule": float(os.environ.get("LIVECENTER_CNAME_RECHECK_SECONDS", 300)),
+    },
+}
+
+# --- Auth and API ---------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "domains:list"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LiveCenter API",
+    "DESCRIPTION": "Domains, URL signing and the URL generator of a self-hosted live-streaming cloud.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Static files -----------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+# Front-end libraries come from npm (package.json); only their dist folders
+# are exposed, never node_modules whole.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/bootstrap", BASE_DIR / "node_modules" / "bootstrap" / "dist"),
+]
+WHITENOISE_USE_FINDERS = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- LiveCenter ---------------------------------------------------------------------
+# The quota of the seed: 20 domain names per account.
+LIVECENTER_MAX_DOMAINS_PER_OPERATOR = int(os.environ.get("LIVECENTER_MAX_DOMAINS_PER_OPERATOR", 20))
+# Every domain gets `{domain}.{zone}` as its CNAME target; the operator points
+# this zone at the media nodes.
+LIVECENTER_CNAME_ZONE = os.environ.get("LIVECENTER_CNAME_ZONE", "cname.livecenter.example")
+# "host" or "host:port" of the DNS server used by the CNAME check; empty means
+# the system's resolvers (/etc/resolv.conf).
+LIVECENTER_DNS_RESOLVER = os.environ.get("LIVECENTER_DNS_RESOLVER", "")
+LIVECENTER_DNS_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_DNS_TIMEOUT_SECONDS", 3))
+# Ports the generated URLs name (DESIGN.md, Addresses).
+LIVECENTER_RTMP_PORT = int(os.environ.get("LIVECENTER_RTMP_PORT", 1935))
+LIVECENTER_HTTP_PORT = int(os.environ.get("LIVECENTER_HTTP_PORT", 8080))
+LIVECENTER_SRT_PORT = int(os.environ.get("LIVECENTER_SRT_PORT", 1105))
+# Secrets at rest (signing keys, certificate private keys) are encrypted with
+# a key derived from this value; it defaults to SECRET_KEY.
+LIVECENTER_ENCRYPTION_KEY = os.environ.get("LIVECENTER_ENCRYPTION_KEY", SECRET_KEY)
+# Console and API listen address for `manage.py runall`.
+LIVECENTER_CONSOLE_HOST = os.environ.get("LIVECENTER_CONSOLE_HOST", "127.0.0.1")
+LIVECENTER_CONSOLE_PORT = int(os.environ.get("LIVECENTER_CONSOLE_PORT", 8000))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LIVECENTER_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.dnsserver import LoopbackDnsServer
+
+
+def pytest_sessionstart(session):
+    # CI sets REDIS_URL to this machine's Redis; it must be there, not skipped.
+    url = os.environ.get("REDIS_URL")
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", password="owner-pass-123")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", password="outsider-pass-123")
+
+
+@pytest.fixture(scope="session")
+def dns_server():
+    server = LoopbackDnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def loopback_dns(dns_server, settings):
+    """The CNAME check resolves through the loopback DNS server."""
+    dns_server.clear()
+    settings.LIVECENTER_DNS_RESOLVER = dns_server.address
+    settings.LIVECENTER_DNS_TIMEOUT_SECONDS = 2
+    return dns_server
+
+
+def make_certificate(
+    names: list[str],
+    *,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    key=None,
+) -> tuple[str, str]:
+    """A self-signed certificate and its private key, in PEM, made in the test."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - dt.timedelta(days=1))
+        .not_valid_after(not_after or now + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return cert_pem, key_pem
+
+
+@pytest.fixture
+def certificate_factory():
+    return make_certificate
