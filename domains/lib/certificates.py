@@ -93,7 +93,9 @@ def name_matches(pattern: str, hostname: str) -> bool:
     return pattern == hostname
 
 
-def check_certificate(domain_name: str, certificate_pem: str, private_key_pem: str, now: dt.datetime) -> CertificateInfo:
+def check_certificate(
+    domain_name: str, certificate_pem: str, private_key_pem: str, now: dt.datetime
+) -> CertificateInfo:
     certs = _load_certificates(certificate_pem)
     key = _load_private_key(private_key_pem)
     leaf = certs[0]

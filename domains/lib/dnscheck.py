@@ -57,7 +57,9 @@ def lookup_cname(domain_name: str, expected_target: str, resolver: dns.resolver.
     except dns.resolver.NoAnswer:
         addresses = _addresses(resolver, domain_name)
         if addresses:
-            return CnameLookup(False, addresses, f"{domain_name} has no CNAME record; it resolves to {', '.join(addresses)}")
+            return CnameLookup(
+                False, addresses, f"{domain_name} has no CNAME record; it resolves to {', '.join(addresses)}"
+            )
         return CnameLookup(False, [], f"{domain_name} has no CNAME record")
     except dns.resolver.NoNameservers:
         return CnameLookup(False, [], "the DNS server refused or failed the query (SERVFAIL)")

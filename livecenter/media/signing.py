@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
-from typing import Iterable
+from enum import StrEnum
 
 # `rand` and `uid` are separated by "-", so neither may contain one.
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_.~]{1,64}$")
@@ -26,7 +26,7 @@ _TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
 MAX_AUTH_KEY_CHARS = 200
 
 
-class AuthFailure(str, Enum):
+class AuthFailure(StrEnum):
     """Why a signed URL was refused; the values are the words DESIGN.md's
     403 header carries (`X-Tengine-Error: denied by req auth: <value>`)."""
 

@@ -1,0 +1,56 @@
+# Two commands (README): `make run` starts the product, `make test` runs the suite.
+# Both set up what they need on a fresh machine first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup system-deps lint format clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.deps: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+setup: $(VENV)/.deps node_modules/.deps
+
+# Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
+system-deps:
+	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null; then \
+		echo "Installing Debian's ffmpeg and chromium"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium; \
+	fi
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_demo_operator
+	exec $(PY) manage.py runall
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The suite runs on the embedded defaults (SQLite, in-memory layer, filesystem
+# broker); when DATABASE_URL or REDIS_URL is set (CI sets both) it runs again
+# on PostgreSQL and Redis.
+test: setup system-deps lint
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
+		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}"; \
+		$(PY) -m pytest -m "not browser"; \
+	fi
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""The all-in-one runner of the embedded topology (DESIGN.md, Topologies).
+
+One ASGI process serves the console, the API and WebSockets; a real Celery
+worker process (with the beat scheduler embedded) runs beside it on the
+broker the settings name. Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+WORKER_STOP_SECONDS = 15
+
+
+def worker_command(concurrency: int = 2) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "livecenter",
+        "worker",
+        "--beat",
+        "--schedule",
+        str(settings.DATA_DIR / "celerybeat-schedule"),
+        "--loglevel",
+        "INFO",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        # The filesystem broker has no broadcast; one worker needs none.
+        "--without-mingle",
+        "--without-gossip",
+        "--hostname",
+        "embedded@%h",
+    ]
+
+
+class Command(BaseCommand):
+    help = "Start the console on ASGI and a Celery worker beside it (the embedded topology)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.LIVECENTER_CONSOLE_HOST)
+        parser.add_argument("--port", type=int, default=settings.LIVECENTER_CONSOLE_PORT)
+        parser.add_argument("--no-worker", action="store_true", help="run the console alone")
+
+    def handle(self, *args, host, port, no_worker, **options):
+        server = uvicorn.Server(
+            uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+        )
+        worker = None
+        if not no_worker:
+            worker = subprocess.Popen(worker_command(), env=os.environ.copy())
+            threading.Thread(target=self._watch_worker, args=(worker, server), daemon=True).start()
+        self.stdout.write(f"LiveCenter console on http://{host}:{port}/ (Ctrl-C stops everything)")
+        try:
+            server.run()
+        finally:
+            if worker is not None:
+                self._stop_worker(worker)
+
+    def _watch_worker(self, worker: subprocess.Popen, server: uvicorn.Server) -> None:
+        code = worker.wait()
+        if not server.should_exit:
+            self.stderr.write(f"Celery worker exited with code {code}; stopping the console")
+            server.should_exit = True
+
+    def _stop_worker(self, worker: subprocess.Popen) -> None:
+        if worker.poll() is None:
+            # Ctrl-C in a terminal reached the worker too; otherwise ask it.
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(WORKER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        self.stdout.write("LiveCenter stopped")
