@@ -1,0 +1,322 @@
+"""Shapes of the REST API: what it accepts and what it answers.
+
+Input serializers check types only; the rules (hostnames, quotas, live
+centers, certificates, key formats) live in services.py, so the console pages
+and the API give the same answers. Every input serializer is strict: a field
+it does not accept is an error naming that field, because a silently ignored
+field looks to the client like a change that was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from . import services
+from .models import Domain, DomainCertificate, DomainStatus, DomainType, LiveCenter, Region
+
+
+def _label(field: str) -> str:
+    return field.replace("_", " ")
+
+
+# Rejects every field it does not accept, naming it. `fixed_fields` are
+# fields the resource shows but this request cannot change; they get "...
+# cannot be changed" rather than "unknown field". (Comments, not a docstring:
+# the schema would show a docstring on every request body.)
+class StrictSerializer(serializers.Serializer):
+    fixed_fields: frozenset[str] = frozenset()
+
+    def to_internal_value(self, data):
+        errors: dict = {}
+        if isinstance(data, Mapping):
+            accepted = [name for name, field in self.fields.items() if not field.read_only]
+            for key in data:
+                if key in accepted:
+                    continue
+                if key in self.fixed_fields:
+                    errors[key] = [f"{_label(key)} cannot be changed"]
+                else:
+                    errors[key] = [f"unknown field; accepted fields are {', '.join(accepted)}"]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = {**exc.detail, **errors} if isinstance(exc.detail, dict) else exc.detail
+            raise serializers.ValidationError(errors) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+# --- Output -----------------------------------------------------------------
+
+
+class CertificateSerializer(serializers.ModelSerializer):
+    """A certificate as the console shows it; never the private key."""
+
+    class Meta:
+        model = DomainCertificate
+        fields = ["name", "subject", "issuer", "sans", "not_before", "not_after", "fingerprint_sha256", "uploaded_at"]
+        read_only_fields = fields
+
+
+class UrlSigningSummarySerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(source="auth_enabled", read_only=True)
+    validity_minutes = serializers.IntegerField(source="auth_validity_minutes", read_only=True)
+
+
+def _domain_name_field(**kwargs) -> serializers.SlugRelatedField:
+    """Another domain, by name; null when there is none."""
+    return serializers.SlugRelatedField(slug_field="domain_name", read_only=True, **kwargs)
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField(read_only=True, help_text="The name in Unicode (U-labels).")
+    live_center_name = serializers.CharField(source="get_live_center_display", read_only=True)
+    status = serializers.ChoiceField(choices=DomainStatus.choices, read_only=True)
+    icp_filing_required = serializers.BooleanField(read_only=True)
+    ingest_domain = _domain_name_field(
+        allow_null=True, help_text="For a main streaming domain: the ingest domain it is associated with."
+    )
+    main_domain = _domain_name_field(
+        allow_null=True, help_text="For a sub-streaming domain: the main streaming domain it is bound to."
+    )
+    streaming_domain = _domain_name_field(
+        allow_null=True, help_text="For an ingest domain: the streaming domain associated with it."
+    )
+    sub_domains = _domain_name_field(
+        many=True, help_text="For a main streaming domain: the sub-streaming domains bound to it."
+    )
+    rts_enabled = serializers.SerializerMethodField(help_text="Null for ingest domains.")
+    html5_transcode = serializers.SerializerMethodField(help_text="Null for ingest domains.")
+    url_signing = UrlSigningSummarySerializer(source="*", read_only=True)
+    certificate = CertificateSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Domain
+        fields = [
+            "domain_name",
+            "display_name",
+            "domain_type",
+            "region",
+            "live_center",
+            "live_center_name",
+            "cname",
+            "status",
+            "cname_status",
+            "enabled",
+            "icp_filing_required",
+            "ingest_domain",
+            "main_domain",
+            "streaming_domain",
+            "sub_domains",
+            "rts_enabled",
+            "html5_transcode",
+            "url_signing",
+            "certificate",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_rts_enabled(self, domain: Domain) -> bool | None:
+        return domain.rts_enabled if domain.is_streaming else None
+
+    def get_html5_transcode(self, domain: Domain) -> bool | None:
+        return domain.html5_transcode if domain.is_streaming else None
+
+
+class CnameRecordSerializer(serializers.Serializer):
+    host = serializers.CharField(source="domain_name")
+    type = serializers.SerializerMethodField()
+    value = serializers.CharField(source="cname")
+
+    def get_type(self, domain: Domain) -> str:
+        return "CNAME"
+
+
+class CnameStateSerializer(serializers.Serializer):
+    """The record to add, and what the last check found."""
+
+    record = CnameRecordSerializer(source="*")
+    status = serializers.CharField(source="cname_status")
+    detail = serializers.CharField(source="cname_found")
+    checked_at = serializers.DateTimeField(source="cname_checked_at", allow_null=True)
+
+
+class CnameCheckResultSerializer(serializers.Serializer):
+    record = CnameRecordSerializer(source="domain")
+    configured = serializers.BooleanField(source="lookup.configured")
+    status = serializers.CharField(source="domain.cname_status")
+    found = serializers.ListField(child=serializers.CharField(), source="lookup.found")
+    detail = serializers.CharField(source="lookup.detail")
+    checked_at = serializers.DateTimeField(source="domain.cname_checked_at")
+
+
+class MappingSerializer(serializers.ModelSerializer):
+    ingest_domain = _domain_name_field(allow_null=True)
+    main_domain = _domain_name_field(allow_null=True)
+    streaming_domain = _domain_name_field(allow_null=True)
+    sub_domains = _domain_name_field(many=True)
+
+    class Meta:
+        model = Domain
+        fields = ["domain_name", "domain_type", "ingest_domain", "main_domain", "streaming_domain", "sub_domains"]
+        read_only_fields = fields
+
+
+class UrlSigningSerializer(serializers.Serializer):
+    auth_type = serializers.SerializerMethodField()
+    enabled = serializers.BooleanField(source="auth_enabled")
+    validity_minutes = serializers.IntegerField(source="auth_validity_minutes")
+    primary_key = serializers.SerializerMethodField(help_text="Masked: the first two characters, then asterisks.")
+    secondary_key = serializers.SerializerMethodField(
+        help_text="Masked: the first two characters, then asterisks; empty when there is none."
+    )
+
+    def get_auth_type(self, domain: Domain) -> str:
+        return "type_a"
+
+    def get_primary_key(self, domain: Domain) -> str:
+        return services.mask_secret(domain.auth_primary_key)
+
+    def get_secondary_key(self, domain: Domain) -> str:
+        return services.mask_secret(domain.auth_secondary_key)
+
+
+class IngestUrlsSerializer(serializers.Serializer):
+    rtmp = serializers.CharField()
+    srt = serializers.CharField()
+    rts = serializers.CharField(help_text="artc:// form")
+
+
+class PlaybackUrlsSerializer(serializers.Serializer):
+    rtmp = serializers.CharField()
+    flv = serializers.CharField()
+    m3u8 = serializers.CharField()
+    rts = serializers.CharField(help_text="artc:// form")
+    whep = serializers.CharField(help_text="RTS as a WHEP HTTP URL (RFC 9725)")
+
+
+class GeneratedUrlsSerializer(serializers.Serializer):
+    ingest_domain = serializers.CharField(allow_null=True)
+    streaming_domain = serializers.CharField(allow_null=True)
+    app = serializers.CharField()
+    stream = serializers.CharField()
+    template = serializers.CharField(allow_null=True)
+    expires_at = serializers.SerializerMethodField(help_text="ISO 8601, UTC.")
+    ingest = serializers.SerializerMethodField(help_text="Empty when the domain has no ingest side.")
+    playback = serializers.SerializerMethodField(help_text="Empty when the domain has no streaming side.")
+    notes = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_expires_at(self, urls: services.GeneratedUrls) -> str:
+        return serializers.DateTimeField().to_representation(dt.datetime.fromtimestamp(urls.expires_at, dt.UTC))
+
+    @extend_schema_field(IngestUrlsSerializer)
+    def get_ingest(self, urls: services.GeneratedUrls) -> dict:
+        return dict(urls.ingest)
+
+    @extend_schema_field(PlaybackUrlsSerializer)
+    def get_playback(self, urls: services.GeneratedUrls) -> dict:
+        return dict(urls.playback)
+
+
+# --- Input ------------------------------------------------------------------
+
+
+class DomainCreateSerializer(StrictSerializer):
+    domain_name = serializers.CharField(help_text="ASCII or Unicode (IDNA); stored in ASCII (punycode).")
+    domain_type = serializers.ChoiceField(choices=DomainType.choices)
+    region = serializers.ChoiceField(choices=Region.choices)
+    live_center = serializers.ChoiceField(choices=LiveCenter.choices)
+
+
+class DomainFilterSerializer(serializers.Serializer):
+    """Query parameters of the domain list; others (page, format) are DRF's."""
+
+    domain_type = serializers.ChoiceField(choices=DomainType.choices, required=False)
+    status = serializers.ChoiceField(choices=DomainStatus.choices, required=False)
+
+
+class DomainUpdateSerializer(StrictSerializer):
+    fixed_fields = frozenset(DomainSerializer.Meta.fields)
+
+    enabled = serializers.BooleanField(required=False)
+    rts_enabled = serializers.BooleanField(required=False, help_text="Streaming domains only.")
+    html5_transcode = serializers.BooleanField(required=False, help_text="Streaming domains only.")
+
+
+class MappingUpdateSerializer(StrictSerializer):
+    """Exactly one of the two: associate with an ingest domain, or bind to a
+    main streaming domain."""
+
+    fixed_fields = frozenset({"streaming_domain", "sub_domains", "domain_name", "domain_type"})
+
+    ingest_domain = serializers.CharField(required=False, allow_blank=True)
+    main_domain = serializers.CharField(required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        if "ingest_domain" in attrs and "main_domain" in attrs:
+            raise serializers.ValidationError({"main_domain": ["give either ingest_domain or main_domain, not both"]})
+        if not attrs:
+            raise serializers.ValidationError(
+                {
+                    "ingest_domain": [
+                        "give ingest_domain to associate with an ingest domain,"
+                        " or main_domain to bind to a main streaming domain"
+                    ]
+                }
+            )
+        return attrs
+
+
+class CertificateUploadSerializer(StrictSerializer):
+    fixed_fields = frozenset(CertificateSerializer.Meta.fields) - {"name"}
+
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    certificate = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, style={"base_template": "textarea.html"}, help_text="PEM"
+    )
+    private_key = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        write_only=True,
+        style={"base_template": "textarea.html"},
+        help_text="PEM, unencrypted; stored encrypted and never returned.",
+    )
+
+
+class UrlSigningUpdateSerializer(StrictSerializer):
+    fixed_fields = frozenset({"auth_type"})
+
+    enabled = serializers.BooleanField(required=False)
+    # Keys are checked by the service, so a blank or spaced key gets its rule.
+    primary_key = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, write_only=True)
+    secondary_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        write_only=True,
+        help_text="An empty string removes the secondary key.",
+    )
+    validity_minutes = serializers.IntegerField(required=False)
+
+
+class UrlRequestSerializer(StrictSerializer):
+    domain = serializers.CharField(help_text="An ingest domain, or a streaming domain associated with one.")
+    app = serializers.CharField(allow_blank=True)
+    stream = serializers.CharField(allow_blank=True)
+    template = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Transcoding template id: plays {stream}_{template}.",
+    )
+    validity_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Default: the domain's validity period."
+    )
