@@ -1,0 +1,85 @@
+"""`manage.py runall`, what `make run` starts: the console on ASGI with a Celery
+worker beside it, stopped by Ctrl-C (SIGINT to the process group)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+START_SECONDS = 60
+STOP_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.worker
+def test_it_serves_the_console_with_a_worker_and_stops_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["LIVECENTER_DATA_DIR"] = str(tmp_path)
+    port = free_port()
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True, timeout=120)
+    created = subprocess.run(
+        [*manage, "ensure_demo_operator"], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    assert "Log in with: demo / " in created.stdout
+    log = open(tmp_path / "runall.log", "w+")  # noqa: SIM115 - read back after the run
+    proc = subprocess.Popen(
+        [*manage, "runall", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status, body = get(f"http://127.0.0.1:{port}/accounts/login/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, open(tmp_path / "runall.log").read()[-3000:]
+        assert b"csrfmiddlewaretoken" in body
+        assert get(f"http://127.0.0.1:{port}/static/vendor/bootstrap/css/bootstrap.min.css")[0] == 200
+        # The worker is up when it says so in the shared log.
+        while time.monotonic() < deadline and "ready." not in open(tmp_path / "runall.log").read():
+            time.sleep(0.2)
+        worker_pids = subprocess.run(
+            ["pgrep", "-g", str(proc.pid), "-f", "celery"], capture_output=True, text=True
+        ).stdout.split()
+        assert worker_pids, "no Celery worker in the runner's process group"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    output = open(tmp_path / "runall.log").read()
+    assert "LiveCenter stopped" in output, output[-3000:]
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes left after Ctrl-C: {left}"
