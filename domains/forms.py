@@ -1,0 +1,212 @@
+"""Console forms. They turn what a person typed into Python values; the rules
+(quotas, name and key formats, live centers, certificates) are in services.py,
+whose errors `add_service_errors` puts back on the field they name."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.utils import pretty_name
+
+from . import services
+from .models import DomainType, LiveCenter, Region
+
+
+class ConsoleForm(forms.Form):
+    """Every message names its field ("domain name is required", not Django's
+    "This field is required."), and widgets carry Bootstrap's classes."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            label = str(field.label or pretty_name(name)).lower()
+            messages = {"required": f"{label} is required"}
+            if isinstance(field, forms.ChoiceField):
+                messages["invalid_choice"] = f"{label} must be one of the listed choices"
+            if isinstance(field, forms.IntegerField):
+                messages["invalid"] = f"{label} must be a whole number"
+            field.error_messages = {**field.error_messages, **messages}
+            widget = field.widget
+            if isinstance(widget, (forms.CheckboxInput, forms.RadioSelect)):
+                css = "form-check-input"
+            elif isinstance(widget, forms.Select):
+                css = "form-select"
+            else:
+                css = "form-control"
+            widget.attrs.setdefault("class", css)
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Show a service's ValidationError on the form field it names, or above
+    the form when the form has no such field."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for field, errors in exc.error_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+class NeverShowValue:
+    """A widget that renders empty whatever was submitted, so a secret typed
+    into it never comes back in a page (like PasswordInput(render_value=False))."""
+
+    def format_value(self, value):
+        return None
+
+
+class SecretInput(NeverShowValue, forms.TextInput):
+    def __init__(self, attrs=None) -> None:
+        super().__init__({"autocomplete": "off", "spellcheck": "false", **(attrs or {})})
+
+
+class SecretTextarea(NeverShowValue, forms.Textarea):
+    def __init__(self, attrs=None) -> None:
+        super().__init__({"autocomplete": "off", "spellcheck": "false", "rows": 8, **(attrs or {})})
+
+
+def live_center_choices() -> list[tuple[str, str]]:
+    return [(c.value, f"{c.label} — {c.value}") for c in LiveCenter]
+
+
+def domain_choices(domains) -> list[tuple[str, str]]:
+    return [(d.domain_name, f"{d.display_name} ({d.get_domain_type_display().lower()})") for d in domains]
+
+
+class AddDomainForm(ConsoleForm):
+    domain_type = forms.ChoiceField(
+        label="Domain type",
+        choices=DomainType.choices,
+        widget=forms.RadioSelect,
+        help_text="The type cannot be changed later.",
+    )
+    domain_name = forms.CharField(
+        label="Domain name",
+        help_text="For example live.example.com. No wildcards; internationalised names are accepted.",
+        widget=forms.TextInput(attrs={"placeholder": "live.example.com", "autocomplete": "off"}),
+    )
+    region = forms.ChoiceField(label="Acceleration region", choices=Region.choices, initial=Region.MAINLAND)
+    live_center = forms.ChoiceField(
+        label="Live center",
+        choices=live_center_choices,
+        initial=LiveCenter.CN_SHANGHAI,
+        help_text="An ingest domain and its streaming domain must share a live center. It cannot be changed later.",
+    )
+
+    def selection(self) -> tuple[str, str]:
+        """The region and live center currently chosen (submitted or initial)."""
+        return str(self["region"].value() or ""), str(self["live_center"].value() or "")
+
+
+class AssociateIngestForm(ConsoleForm):
+    ingest_domain = forms.ChoiceField(label="Ingest domain")
+
+    def __init__(self, *args, ingest_domains, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["ingest_domain"].choices = [
+            (d.domain_name, f"{d.display_name} ({d.get_live_center_display()})") for d in ingest_domains
+        ]
+
+
+class BindMainDomainForm(ConsoleForm):
+    main_domain = forms.ChoiceField(label="Main streaming domain")
+
+    def __init__(self, *args, streaming_domains, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["main_domain"].choices = [
+            (d.domain_name, f"{d.display_name} ({d.get_live_center_display()})") for d in streaming_domains
+        ]
+
+
+class CertificateForm(ConsoleForm):
+    name = forms.CharField(
+        label="Certificate name",
+        required=False,
+        help_text="Optional; defaults to the domain name and the expiry date.",
+    )
+    certificate = forms.CharField(
+        label="Certificate",
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "placeholder": "-----BEGIN CERTIFICATE-----"}),
+        help_text="PEM: the certificate for this domain first, then any intermediate certificates.",
+    )
+    private_key = forms.CharField(
+        label="Private key",
+        widget=SecretTextarea(attrs={"placeholder": "-----BEGIN PRIVATE KEY-----"}),
+        help_text="PEM, unencrypted. It is stored encrypted and never shown again.",
+    )
+
+
+class RtsForm(ConsoleForm):
+    rts_enabled = forms.BooleanField(label="RTS", required=False)
+    html5_transcode = forms.BooleanField(
+        label="HTML5 auto-transcoding",
+        required=False,
+        help_text="Browsers' WebRTC plays neither B-frames nor AAC: this removes B-frames and converts"
+        " AAC to Opus for browser viewers.",
+    )
+
+
+class UrlSigningForm(ConsoleForm):
+    enabled = forms.BooleanField(label="URL signing (Type A)", required=False)
+    primary_key = forms.CharField(
+        label="Primary key",
+        required=False,
+        widget=SecretInput(),
+        help_text=f"Leave empty to keep the current key. A new key is {services.SIGNING_KEY_RULE}.",
+    )
+    secondary_key = forms.CharField(
+        label="Secondary key",
+        required=False,
+        widget=SecretInput(),
+        help_text=f"Leave empty to keep the current key. A new key is {services.SIGNING_KEY_RULE}.",
+    )
+    remove_secondary_key = forms.BooleanField(label="Remove the secondary key", required=False)
+    validity_minutes = forms.IntegerField(
+        label="Validity period",
+        help_text="Minutes a signed URL can start a session; default 1,440 (one day).",
+        widget=forms.NumberInput(attrs={"min": services.MIN_VALIDITY_MINUTES}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("remove_secondary_key") and data.get("secondary_key"):
+            self.add_error(
+                "secondary_key",
+                "secondary key: enter a new key or tick “Remove the secondary key”, not both",
+            )
+        return data
+
+    def changes(self) -> dict:
+        """Keyword arguments for services.configure_url_signing: an empty key
+        input keeps the key; removing the secondary key sets it empty."""
+        data = self.cleaned_data
+        secondary = "" if data["remove_secondary_key"] else (data["secondary_key"] or None)
+        return {
+            "enabled": data["enabled"],
+            "primary_key": data["primary_key"] or None,
+            "secondary_key": secondary,
+            "validity_minutes": data["validity_minutes"],
+        }
+
+
+class UrlGeneratorForm(ConsoleForm):
+    domain = forms.ChoiceField(
+        label="Domain",
+        help_text="An ingest domain or a streaming domain; URLs for the other side of its association are included.",
+    )
+    app = forms.CharField(label="App name", widget=forms.TextInput(attrs={"placeholder": "live"}))
+    stream = forms.CharField(label="Stream name", widget=forms.TextInput(attrs={"placeholder": "stream1"}))
+    template = forms.CharField(
+        label="Transcoding template id",
+        required=False,
+        help_text="Optional: playback URLs for the transcoded stream {stream}_{template}.",
+    )
+    validity_minutes = forms.IntegerField(
+        label="Validity",
+        required=False,
+        help_text="Optional, in minutes; defaults to the domain's validity period.",
+        widget=forms.NumberInput(attrs={"min": services.MIN_VALIDITY_MINUTES}),
+    )
+
+    def __init__(self, *args, domains, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = domain_choices(domains)

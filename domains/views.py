@@ -1,0 +1,376 @@
+"""Console pages for the domain workflow.
+
+Each view authorises (an operator sees only their own domains; anyone else's
+is a 404, indistinguishable from a missing one), validates with a form, calls
+one service and renders or redirects with a message (STYLE.md). The rules are
+in services.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from . import services
+from .forms import (
+    AddDomainForm,
+    AssociateIngestForm,
+    BindMainDomainForm,
+    CertificateForm,
+    RtsForm,
+    UrlGeneratorForm,
+    UrlSigningForm,
+    add_service_errors,
+)
+from .models import MAINLAND_LIVE_CENTERS, Domain, DomainType, Region, icp_filing_required
+
+# The generator's URLs, in the order the page shows them, with the ids a
+# browser test reads them by (`url-ingest-rtmp`, `url-playback-flv`, ...).
+INGEST_URL_LABELS = {"rtmp": "RTMP", "srt": "SRT", "rts": "RTS (artc://)"}
+PLAYBACK_URL_LABELS = {
+    "rtmp": "RTMP",
+    "flv": "HTTP-FLV",
+    "m3u8": "HLS (M3U8)",
+    "rts": "RTS (artc://)",
+    "whep": "RTS over WHEP (HTTP)",
+}
+
+
+def _owned_domain(request, domain_name: str) -> Domain:
+    try:
+        return services.get_owned_domain(request.user, domain_name)
+    except Domain.DoesNotExist:
+        raise Http404("no such domain") from None
+
+
+def _certificate(domain: Domain):
+    # A missing reverse one-to-one raises an AttributeError subclass.
+    return getattr(domain, "certificate", None)
+
+
+def _redirect_back(request, domain: Domain):
+    """To the page the form was on (a `next` field), else the domain's page."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect("domains:detail", domain.domain_name)
+
+
+# --- List, add, detail, enable/disable, delete ---------------------------------
+
+
+@login_required
+def domain_list(request):
+    domains = list(services.owned_domains(request.user).select_related("streaming_domain", "certificate"))
+    return render(
+        request,
+        "domains/list.html",
+        {"domains": domains, "limit": settings.LIVECENTER_MAX_DOMAINS_PER_OPERATOR},
+    )
+
+
+@login_required
+def domain_add(request):
+    form = AddDomainForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            domain = services.add_domain(request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                f"Added {domain.display_name}. Add the CNAME record below at your DNS provider, then verify it.",
+            )
+            return redirect("domains:cname", domain.domain_name)
+    region, live_center = form.selection()
+    return render(
+        request,
+        "domains/add.html",
+        {
+            "form": form,
+            "icp_required": icp_filing_required(region, live_center),
+            "mainland_live_centers": " ".join(sorted(MAINLAND_LIVE_CENTERS)),
+            "icp_free_region": Region.OVERSEAS,
+            "domain_count": services.owned_domains(request.user).count(),
+            "limit": settings.LIVECENTER_MAX_DOMAINS_PER_OPERATOR,
+        },
+    )
+
+
+@login_required
+def domain_detail(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    return render(
+        request,
+        "domains/detail.html",
+        {"domain": domain, "certificate": _certificate(domain), "tab": "detail"},
+    )
+
+
+def _set_enabled(request, domain_name: str, enabled: bool):
+    domain = _owned_domain(request, domain_name)
+    services.set_switches(domain, enabled=enabled)
+    if enabled:
+        messages.success(request, f"Enabled {domain.display_name}.")
+    else:
+        messages.success(request, f"Disabled {domain.display_name}: its streams are refused until it is enabled.")
+    return _redirect_back(request, domain)
+
+
+@login_required
+@require_POST
+def domain_enable(request, domain_name: str):
+    return _set_enabled(request, domain_name, True)
+
+
+@login_required
+@require_POST
+def domain_disable(request, domain_name: str):
+    return _set_enabled(request, domain_name, False)
+
+
+@login_required
+def domain_delete(request, domain_name: str):
+    """GET asks for confirmation; only POST deletes."""
+    domain = _owned_domain(request, domain_name)
+    if request.method == "POST":
+        services.delete_domain(domain)
+        messages.success(request, f"Deleted {domain.display_name}.")
+        return redirect("domains:list")
+    return render(request, "domains/confirm_delete.html", {"domain": domain})
+
+
+# --- CNAME ------------------------------------------------------------------------
+
+
+@login_required
+def cname_guide(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    return render(request, "domains/cname.html", {"domain": domain, "tab": "cname"})
+
+
+@login_required
+@require_POST
+def cname_verify(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    result = services.verify_cname(domain)
+    if result.configured:
+        messages.success(request, f"CNAME configured: {result.detail}.")
+    else:
+        messages.warning(request, f"CNAME pending: {result.detail}.")
+    return redirect("domains:cname", domain.domain_name)
+
+
+# --- Association (mapping) ------------------------------------------------------------
+
+
+def _mapping_page(request, domain: Domain, associate_form=None, bind_form=None, status: int = 200):
+    owned = services.owned_domains(request.user)
+    context = {"domain": domain, "tab": "mapping"}
+    if domain.is_streaming:
+        context["associate_form"] = associate_form or AssociateIngestForm(
+            ingest_domains=owned.filter(domain_type=DomainType.INGEST),
+            initial={"ingest_domain": domain.ingest_domain.domain_name if domain.ingest_domain_id else None},
+        )
+        context["bind_form"] = bind_form or BindMainDomainForm(
+            streaming_domains=_main_candidates(owned, domain),
+            initial={"main_domain": domain.main_domain.domain_name if domain.main_domain_id else None},
+        )
+        context["sub_domains"] = domain.sub_domains.order_by("domain_name")
+    else:
+        streaming = domain.main_streaming_domain()
+        context["streaming"] = streaming
+        context["sub_domains"] = streaming.sub_domains.order_by("domain_name") if streaming else []
+    return render(request, "domains/mapping.html", context, status=status)
+
+
+def _main_candidates(owned, domain: Domain):
+    """Streaming domains this one could be bound to: main ones, not itself."""
+    return owned.filter(domain_type=DomainType.STREAMING, main_domain__isnull=True).exclude(pk=domain.pk)
+
+
+@login_required
+def mapping(request, domain_name: str):
+    return _mapping_page(request, _owned_domain(request, domain_name))
+
+
+@login_required
+@require_POST
+def mapping_associate(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    ingest_domains = services.owned_domains(request.user).filter(domain_type=DomainType.INGEST)
+    form = AssociateIngestForm(request.POST, ingest_domains=ingest_domains)
+    if form.is_valid():
+        try:
+            services.associate_ingest(domain, form.cleaned_data["ingest_domain"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request, f"Associated {domain.display_name} with ingest domain {domain.ingest_domain.display_name}."
+            )
+            return redirect("domains:mapping", domain.domain_name)
+    return _mapping_page(request, domain, associate_form=form)
+
+
+@login_required
+@require_POST
+def mapping_bind(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    form = BindMainDomainForm(
+        request.POST, streaming_domains=_main_candidates(services.owned_domains(request.user), domain)
+    )
+    if form.is_valid():
+        try:
+            services.bind_main_domain(domain, form.cleaned_data["main_domain"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request, f"Bound {domain.display_name} as a sub-streaming domain of {domain.main_domain.display_name}."
+            )
+            return redirect("domains:mapping", domain.domain_name)
+    return _mapping_page(request, domain, bind_form=form)
+
+
+@login_required
+@require_POST
+def mapping_clear(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    if not (domain.ingest_domain_id or domain.main_domain_id):
+        messages.info(request, f"{domain.display_name} has no association to remove.")
+    else:
+        services.clear_mapping(domain)
+        messages.success(request, f"Removed the association of {domain.display_name}.")
+    return redirect("domains:mapping", domain.domain_name)
+
+
+# --- Certificate ----------------------------------------------------------------------
+
+
+@login_required
+def certificate(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    form = CertificateForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            cert = services.upload_certificate(domain, data["certificate"], data["private_key"], name=data["name"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Uploaded certificate {cert.name}; it expires {cert.not_after:%Y-%m-%d}.")
+            return redirect("domains:certificate", domain.domain_name)
+    return render(
+        request,
+        "domains/certificate.html",
+        {"domain": domain, "certificate": _certificate(domain), "form": form, "tab": "certificate"},
+    )
+
+
+@login_required
+@require_POST
+def certificate_delete(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    services.delete_certificate(domain)
+    messages.success(request, f"Deleted the certificate of {domain.display_name}.")
+    return redirect("domains:certificate", domain.domain_name)
+
+
+# --- RTS ------------------------------------------------------------------------------
+
+
+@login_required
+def rts(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    initial = {"rts_enabled": domain.rts_enabled, "html5_transcode": domain.html5_transcode}
+    form = RtsForm(request.POST if request.method == "POST" else None, initial=initial)
+    if form.is_bound and form.is_valid():
+        try:
+            services.set_switches(domain, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            state = "on" if domain.rts_enabled else "off"
+            messages.success(request, f"RTS is {state} for {domain.display_name}.")
+            return redirect("domains:rts", domain.domain_name)
+    return render(request, "domains/rts.html", {"domain": domain, "form": form, "tab": "rts"})
+
+
+# --- URL signing ------------------------------------------------------------------------
+
+
+@login_required
+def url_signing(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    initial = {"enabled": domain.auth_enabled, "validity_minutes": domain.auth_validity_minutes}
+    form = UrlSigningForm(request.POST if request.method == "POST" else None, initial=initial)
+    if form.is_bound and form.is_valid():
+        try:
+            services.configure_url_signing(domain, **form.changes())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            state = "enabled" if domain.auth_enabled else "disabled"
+            messages.success(request, f"URL signing is {state} for {domain.display_name}.")
+            return redirect("domains:url-signing", domain.domain_name)
+    return render(
+        request,
+        "domains/url_signing.html",
+        {
+            "domain": domain,
+            "form": form,
+            "primary_key_masked": services.mask_secret(domain.auth_primary_key),
+            "secondary_key_masked": services.mask_secret(domain.auth_secondary_key),
+            "tab": "url-signing",
+        },
+    )
+
+
+# --- URL generator --------------------------------------------------------------------------
+
+
+@login_required
+def url_generator(request):
+    domains = services.owned_domains(request.user).order_by("domain_name")
+    if request.method == "POST":
+        form = UrlGeneratorForm(request.POST, domains=domains)
+    else:
+        form = UrlGeneratorForm(domains=domains, initial={"domain": request.GET.get("domain", "")})
+    generated = None
+    if form.is_bound and form.is_valid():
+        try:
+            data = form.cleaned_data
+            generated = services.generate_urls(
+                request.user,
+                data["domain"],
+                data["app"],
+                data["stream"],
+                template=data["template"],
+                validity_minutes=data["validity_minutes"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {"form": form, "has_domains": bool(domains), "generated": generated}
+    if generated is not None:
+        context["ingest_rows"] = [
+            (f"url-ingest-{key}", label, generated.ingest[key])
+            for key, label in INGEST_URL_LABELS.items()
+            if key in generated.ingest
+        ]
+        context["playback_rows"] = [
+            (f"url-playback-{key}", label, generated.playback[key])
+            for key, label in PLAYBACK_URL_LABELS.items()
+            if key in generated.playback
+        ]
+        context["expires_at"] = dt.datetime.fromtimestamp(generated.expires_at, dt.UTC)
+    return render(request, "domains/url_generator.html", context)
