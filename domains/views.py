@@ -173,7 +173,7 @@ def cname_verify(request, domain_name: str):
 # --- Association (mapping) ------------------------------------------------------------
 
 
-def _mapping_page(request, domain: Domain, associate_form=None, bind_form=None, status: int = 200):
+def _mapping_page(request, domain: Domain, associate_form=None, bind_form=None):
     owned = services.owned_domains(request.user)
     context = {"domain": domain, "tab": "mapping"}
     if domain.is_streaming:
@@ -187,10 +187,13 @@ def _mapping_page(request, domain: Domain, associate_form=None, bind_form=None, 
         )
         context["sub_domains"] = domain.sub_domains.order_by("domain_name")
     else:
+        # Only a streaming domain is associated or bound; show why a form
+        # posted for this ingest domain was refused.
+        context["refused_forms"] = [f for f in (associate_form, bind_form) if f is not None]
         streaming = domain.main_streaming_domain()
         context["streaming"] = streaming
         context["sub_domains"] = streaming.sub_domains.order_by("domain_name") if streaming else []
-    return render(request, "domains/mapping.html", context, status=status)
+    return render(request, "domains/mapping.html", context)
 
 
 def _main_candidates(owned, domain: Domain):
