@@ -8,18 +8,25 @@ ValidationError becomes a 400 whose JSON names the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework import serializers as drf_serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import serializers, services
 from .models import Domain
+
+T = TypeVar("T")
 
 DOMAIN_NAME_PARAMETER = OpenApiParameter(
     "domain_name",
@@ -30,7 +37,7 @@ DOMAIN_NAME_PARAMETER = OpenApiParameter(
 domain_resource = extend_schema(parameters=[DOMAIN_NAME_PARAMETER], tags=["domains"])
 
 
-def call_service(service, *args, **kwargs):
+def call_service(service: Callable[..., T], *args, **kwargs) -> T:
     """Run a service, turning its ValidationError into the API's 400."""
     try:
         return service(*args, **kwargs)
@@ -39,8 +46,8 @@ def call_service(service, *args, **kwargs):
         raise ApiValidationError(detail) from None
 
 
-def valid_data(serializer_class, data, **kwargs) -> dict:
-    serializer = serializer_class(data=data, **kwargs)
+def valid_data(serializer_class: type[drf_serializers.Serializer], data) -> dict:
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -267,4 +274,6 @@ class UrlGeneratorView(APIView):
         responses=serializers.GeneratedUrlsSerializer,
     )
     def get(self, request: Request) -> Response:
-        return self.generate(request.query_params)
+        params = request.query_params.copy()
+        params.pop(api_settings.URL_FORMAT_OVERRIDE, None)  # ?format= picks the renderer
+        return self.generate(params)

@@ -136,6 +136,13 @@ def test_it_generates_from_query_parameters_too(owner, pair):
     assert "/live/cam1_hd.flv?" in response.json()["playback"]["flv"]
 
 
+def test_it_lets_format_choose_the_renderer_on_get(owner, pair):
+    params = {"domain": "push.example.com", "app": "live", "stream": "cam1", "format": "json"}
+    response = client_for(owner).get(URL, params)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
 @pytest.mark.parametrize(
     "change, field, message",
     [
