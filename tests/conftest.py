@@ -24,6 +24,12 @@ def pytest_sessionstart(session):
             pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Hashing with the production hasher costs ~0.3 s per user; tests make many.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def owner(django_user_model):
     return django_user_model.objects.create_user("owner", password="owner-pass-123")
