@@ -90,3 +90,15 @@ def test_it_shows_rts_only_for_streaming_domains(client, owner):
     client.force_login(owner)
     row = page(client.get("/domains/")).split('data-domain="play.example.com"')[1].split("</tr>")[0]
     assert "<td>on</td>" in row
+
+
+def test_it_reads_the_list_in_a_fixed_number_of_queries(client, owner, django_assert_max_num_queries):
+    for n in range(4):
+        ingest = add_ingest(owner, f"push{n}.example.com")
+        streaming = add_streaming(owner, f"play{n}.example.com")
+        services.associate_ingest(streaming, ingest.domain_name)
+        services.bind_main_domain(add_streaming(owner, f"sub{n}.example.com"), streaming.domain_name)
+    client.force_login(owner)
+    # Session, user, the domains with their associations and certificates.
+    with django_assert_max_num_queries(4):
+        assert client.get("/domains/").status_code == 200
