@@ -30,7 +30,7 @@ def test_it_returns_to_the_page_asked_for(client, owner):
 def test_it_refuses_a_wrong_password(client, owner):
     r = client.post("/accounts/login/", {"username": "owner", "password": "wrong"})
     assert r.status_code == 200
-    assert "correct username and password" in r.content.decode()
+    assert "user name or password is wrong" in r.content.decode()
     assert "_auth_user_id" not in client.session
 
 
@@ -54,3 +54,8 @@ def test_it_links_the_console_parts_in_the_nav(client, owner):
     body = client.get("/domains/").content.decode()
     for href in ('href="/domains/"', 'href="/tools/url-generator/"', 'href="/api/v1/docs/"'):
         assert href in body
+
+
+def test_it_names_the_missing_fields(client):
+    body = client.post("/accounts/login/", {"username": "", "password": ""}).content.decode()
+    assert "enter your user name" in body and "enter your password" in body

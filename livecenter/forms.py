@@ -1,0 +1,11 @@
+from django.contrib.auth.forms import AuthenticationForm
+
+
+class LoginForm(AuthenticationForm):
+    """The console's login form, with messages that name the field."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].error_messages["required"] = "enter your user name"
+        self.fields["password"].error_messages["required"] = "enter your password"
+        self.error_messages["invalid_login"] = "user name or password is wrong; both are case-sensitive"
