@@ -49,7 +49,7 @@ test: setup system-deps lint
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
 		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}"; \
-		$(PY) -m pytest -m "not browser"; \
+		$(PY) -m pytest; \
 	fi
 
 clean:
