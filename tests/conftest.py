@@ -24,6 +24,16 @@ def pytest_sessionstart(session):
             pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    # Persistent connections would outlive the live server's threads and keep
+    # PostgreSQL from dropping the test database at the end.
+    from django.db import connections
+
+    connections.settings["default"]["CONN_MAX_AGE"] = 0  # for connections other threads open
+    connections["default"].settings_dict["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     # Hashing with the production hasher costs ~0.3 s per user; tests make many.

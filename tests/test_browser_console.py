@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from django.db import connections
+
 from domains.models import Domain
 from livecenter.media.signing import verify
 
@@ -45,7 +47,7 @@ def page():
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield page
         browser.close()
-        assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors: {errors}"
 
 
 def add_domain(page, base: str, kind: str, name: str) -> None:
@@ -148,3 +150,6 @@ def test_it_runs_the_console_workflow(page, live_server, owner, loopback_dns, ce
 
     page.click("#logout-button")
     page.wait_for_url("**/accounts/login/")
+    # The ORM calls above ran inside Playwright's greenlet, on a connection of
+    # that context; close it there so PostgreSQL can drop the test database.
+    connections.close_all()
