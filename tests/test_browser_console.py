@@ -12,7 +12,6 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from django.db import connections
 
 from domains.models import Domain
