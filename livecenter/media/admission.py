@@ -1,0 +1,102 @@
+"""Who may publish and play (DESIGN.md, URL signing; issue 3).
+
+Pure decisions over a Policy: the domain from the request's host, the domain's
+switches, the Type A signature, and forbidden streams. The servers call these
+at session start and turn a refusal into their protocol's answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .policy import DomainConfig, Policy, StreamKey
+from .signing import verify
+
+
+class Refusal(StrEnum):
+    UNKNOWN_DOMAIN = "non-existent domain"
+    DOMAIN_DISABLED = "domain is disabled"
+    NOT_INGEST = "not an ingest domain"
+    NOT_STREAMING = "not a streaming domain"
+    NOT_ASSOCIATED = "streaming domain has no ingest domain"
+    FORBIDDEN = "stream is forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    key: StreamKey | None = None
+    refusal: str | None = None  # a Refusal or a signing failure, in words
+    domain: DomainConfig | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def domain_of(host: str, query: dict[str, str]) -> str:
+    """The domain a request names: its host, or on a bare IP address (or
+    localhost) the `domain=` query parameter, as SRS does with `vhost=`."""
+    host = (host or "").strip().lower().rstrip(".")
+    if host.startswith("[") and "]" in host:
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if (is_ip_literal(host) or host == "localhost" or not host) and query.get("domain"):
+        return query["domain"].strip().lower().rstrip(".")
+    return host
+
+
+def _signature_refusal(domain: DomainConfig, uri: str, auth_key: str | None, now: float) -> str | None:
+    if domain.signing_keys is None:
+        return None
+    result = verify(uri, auth_key, domain.signing_keys, domain.validity_seconds, now)
+    return None if result.ok else result.failure.value
+
+
+async def admit_publish(
+    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float
+) -> Admission:
+    domain = await policy.domain_config(host)
+    if domain is None:
+        return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
+    if domain.kind != "ingest":
+        return Admission(refusal=Refusal.NOT_INGEST, domain=domain)
+    if not domain.enabled:
+        return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
+    refusal = _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
+    if refusal:
+        return Admission(refusal=refusal, domain=domain)
+    key = StreamKey(domain.name, app, stream)
+    if await policy.is_forbidden(key, now):
+        return Admission(key=key, refusal=Refusal.FORBIDDEN, domain=domain)
+    return Admission(key=key, domain=domain)
+
+
+async def admit_play(
+    policy: Policy, host: str, app: str, stream: str, uri: str, auth_key: str | None, now: float
+) -> Admission:
+    """`uri` is what the signature covers: `/{app}/{stream}` for RTMP,
+    `/{app}/{stream}.flv` for HTTP-FLV."""
+    domain = await policy.domain_config(host)
+    if domain is None:
+        return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
+    if domain.kind != "streaming":
+        return Admission(refusal=Refusal.NOT_STREAMING, domain=domain)
+    if not domain.enabled:
+        return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
+    if not domain.ingest_domain:
+        return Admission(refusal=Refusal.NOT_ASSOCIATED, domain=domain)
+    refusal = _signature_refusal(domain, uri, auth_key, now)
+    if refusal:
+        return Admission(refusal=refusal, domain=domain)
+    return Admission(key=StreamKey(domain.ingest_domain, app, stream), domain=domain)

@@ -1,0 +1,136 @@
+"""What the engine asks and tells the rest of the product (DESIGN.md).
+
+The engine never touches the ORM. It asks a `Policy` for a domain's
+configuration and whether a stream is forbidden, decides admission itself
+(`livecenter/media/admission.py`), and reports what happens to an
+`EventSink`. `streams/` implements both on top of the database; tests use
+in-memory ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKey:
+    """A live stream's identity: its ingest domain, app and stream name."""
+
+    domain: str
+    app: str
+    stream: str
+
+    def __str__(self) -> str:
+        return f"{self.domain}/{self.app}/{self.stream}"
+
+    @classmethod
+    def parse(cls, text: str) -> StreamKey:
+        domain, app, stream = text.split("/", 2)
+        return cls(domain, app, stream)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """A snapshot of one domain, as the console configured it."""
+
+    name: str
+    kind: str  # "ingest" | "streaming"
+    enabled: bool
+    # None when URL signing is off for the domain.
+    signing_keys: tuple[str, ...] | None
+    validity_seconds: int
+    # For a streaming domain: the ingest domain whose streams it plays (its
+    # own association, or its main domain's). None for ingest domains.
+    ingest_domain: str | None = None
+    rts_enabled: bool = False
+    html5_transcode: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What is known of a live stream's media, from its headers and a window
+    of recent frames."""
+
+    video_codec: str = ""  # "H264", ""
+    audio_codec: str = ""  # "AAC", "MP3", ""
+    width: int = 0
+    height: int = 0
+    frame_rate: float = 0.0  # frames per second, measured
+    video_bitrate: float = 0.0  # bits per second, measured
+    audio_bitrate: float = 0.0  # bits per second, measured
+    video_profile: str = ""
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPublished:
+    key: StreamKey
+    session_id: str  # unique per publish session
+    protocol: str  # "rtmp"
+    client_addr: str  # "ip:port"
+    publish_url: str  # the URL as the publisher gave it, without auth_key
+    started_at: float  # Unix seconds
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUpdated:
+    key: StreamKey
+    session_id: str
+    info: StreamInfo
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUnpublished:
+    key: StreamKey
+    session_id: str
+    stopped_at: float  # Unix seconds
+    reason: str = ""  # "" for a clean unpublish, else why it ended
+
+
+class Policy(Protocol):
+    async def domain_config(self, host: str) -> DomainConfig | None:
+        """The domain named `host` (lower-case ASCII), or None if unknown."""
+
+    async def is_forbidden(self, key: StreamKey, now: float) -> bool:
+        """Whether publishing `key` is blocked at `now`."""
+
+
+class EventSink(Protocol):
+    async def published(self, event: StreamPublished) -> None: ...
+
+    async def updated(self, event: StreamUpdated) -> None: ...
+
+    async def unpublished(self, event: StreamUnpublished) -> None: ...
+
+
+@dataclass
+class MemoryPolicy:
+    """A Policy from plain data, for tests and for running without a console."""
+
+    domains: dict[str, DomainConfig] = field(default_factory=dict)
+    forbidden: set[StreamKey] = field(default_factory=set)
+
+    async def domain_config(self, host: str) -> DomainConfig | None:
+        return self.domains.get(host)
+
+    async def is_forbidden(self, key: StreamKey, now: float) -> bool:
+        return key in self.forbidden
+
+
+@dataclass
+class MemorySink:
+    """An EventSink that keeps what it is told, for tests."""
+
+    events: list = field(default_factory=list)
+
+    async def published(self, event: StreamPublished) -> None:
+        self.events.append(event)
+
+    async def updated(self, event: StreamUpdated) -> None:
+        self.events.append(event)
+
+    async def unpublished(self, event: StreamUnpublished) -> None:
+        self.events.append(event)
