@@ -216,3 +216,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LIVECENTER_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- streams ------------------------------------------------------------------------
+# How long the engine's database policy (streams/bridge.py) keeps a domain's
+# settings and a stream's block, and how many it keeps. A forbid does not
+# wait for it: it drops the stream's entry at once.
+LIVECENTER_POLICY_CACHE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_CACHE_SECONDS", 2))
+LIVECENTER_POLICY_CACHE_ENTRIES = int(os.environ.get("LIVECENTER_POLICY_CACHE_ENTRIES", 4096))
+# A forbid without a resume time blocks for six months, as ForbidLiveStream
+# does without ResumeTime (aliyun_spec.md 3.10).
+LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_DAYS", 183))
+# Forbidden streams per operator; the reference's limit is 10,000.
+LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))

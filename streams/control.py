@@ -1,0 +1,139 @@
+"""Telling the engine to cut a live publisher (a forbid, issue 3).
+
+Two paths, because the engine runs in either topology (DESIGN.md):
+
+- embedded: the process that serves the console also runs the engine, which
+  calls `register_engine(engine)` from its event loop; `request_kick` then
+  calls `engine.kick(key)` on that loop directly.
+- scaled: each media node runs `listen_for_control(engine)`, which joins the
+  channel-layer group "livecenter.media" and kicks what it is told;
+  `request_kick` sends {"type": "media.kick", "key": "domain/app/stream"} to
+  that group. Every node receives it; a node without the stream does nothing.
+
+`request_kick` does both. A message that comes back to the process that sent
+it, to the engine it already kicked directly, is skipped, so an embedded
+engine that also listens is kicked once.
+
+The engine's side is one method, `kick(key: StreamKey) -> bool` (True if a
+publisher was cut); it is called on the engine's event loop and must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from livecenter.media.policy import StreamKey
+
+from . import bridge
+
+log = logging.getLogger(__name__)
+
+GROUP = "livecenter.media"
+KICK = "media.kick"
+# Marks this process's messages (see the module docstring).
+PROCESS_ID = uuid.uuid4().hex
+
+
+class KickableEngine(Protocol):
+    def kick(self, key: StreamKey) -> bool: ...
+
+
+_engine: KickableEngine | None = None
+_engine_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_engine(engine: KickableEngine | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """The engine embedded in this process, or None when it stops. Call it
+    from the engine's event loop (or pass that loop): kicks requested from
+    other threads, such as the console's views, are handed to that loop."""
+    global _engine, _engine_loop
+    if engine is not None and loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+    _engine, _engine_loop = engine, loop if engine is not None else None
+
+
+def _kick(engine: KickableEngine, key: StreamKey) -> None:
+    try:
+        if engine.kick(key):
+            log.info("kicked the publisher of %s", key)
+    except Exception:
+        log.exception("the engine failed to kick %s", key)
+
+
+def _kick_in_process(key: StreamKey) -> None:
+    engine, loop = _engine, _engine_loop
+    if engine is None:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is None or running is loop:
+        _kick(engine, key)
+        return
+    try:
+        loop.call_soon_threadsafe(_kick, engine, key)
+    except RuntimeError:  # the loop is closed: the engine has stopped
+        log.warning("the embedded engine's loop is closed; %s not kicked in process", key)
+
+
+def request_kick(key: StreamKey) -> None:
+    """Cut the live publisher of `key`, wherever it is. Call from sync code
+    (the services); never from a running event loop."""
+    bridge.forget_stream(key)
+    _kick_in_process(key)
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": KICK, "key": str(key), "origin": PROCESS_ID}
+    try:
+        async_to_sync(layer.group_send)(GROUP, message)
+    except Exception:
+        # The block (if any) is saved and refuses the next publish; only the
+        # kick of a publisher on another node is lost.
+        log.exception("could not send the kick of %s to the media nodes", key)
+
+
+async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | None = None) -> None:
+    """Run on a media node: kick what the console asks, until cancelled.
+    `ready` is set once the node has joined the group (messages sent before
+    then are not received)."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    channel = await layer.new_channel()
+    await layer.group_add(GROUP, channel)
+    if ready is not None:
+        ready.set()
+    try:
+        while True:
+            _handle(engine, await layer.receive(channel))
+    finally:
+        try:
+            await layer.group_discard(GROUP, channel)
+        except Exception:  # shutting down; the layer expires the membership itself
+            log.debug("could not leave %s", GROUP, exc_info=True)
+
+
+def _handle(engine: KickableEngine, message: dict) -> None:
+    if message.get("type") != KICK:
+        log.debug("ignored control message %r", message.get("type"))
+        return
+    try:
+        key = StreamKey.parse(str(message["key"]))
+    except (KeyError, ValueError):
+        log.warning("ignored a kick with a malformed key: %r", message.get("key"))
+        return
+    bridge.forget_stream(key)
+    if message.get("origin") == PROCESS_ID and engine is _engine:
+        return  # request_kick already kicked it directly
+    _kick(engine, key)
