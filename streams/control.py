@@ -106,7 +106,8 @@ def request_kick(key: StreamKey) -> None:
 async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | None = None) -> None:
     """Run on a media node: kick what the console asks, until cancelled.
     `ready` is set once the node has joined the group (messages sent before
-    then are not received)."""
+    then are not received). On Redis a cancel can take up to the layer's
+    receive timeout (channels_redis: BZPOPMIN, 5 s) to land."""
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
