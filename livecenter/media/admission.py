@@ -46,11 +46,12 @@ def is_ip_literal(host: str) -> bool:
 def domain_of(host: str, query: dict[str, str]) -> str:
     """The domain a request names: its host, or on a bare IP address (or
     localhost) the `domain=` query parameter, as SRS does with `vhost=`."""
-    host = (host or "").strip().lower().rstrip(".")
+    host = (host or "").strip().lower()
     if host.startswith("[") and "]" in host:
         host = host[1 : host.index("]")]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
+    host = host.rstrip(".")
     if (is_ip_literal(host) or host == "localhost" or not host) and query.get("domain"):
         return query["domain"].strip().lower().rstrip(".")
     return host
