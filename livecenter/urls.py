@@ -14,6 +14,7 @@ urlpatterns = [
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
     path("api/v1/", include("domains.api_urls")),
+    path("api/v1/streams/", include("streams.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
