@@ -1,0 +1,656 @@
+"""The stream hub: one publisher and many subscribers per stream (issue 3).
+
+A publisher's server pushes FLV tag bodies into a `Publication`; each push
+becomes one `MediaFrame`, shared by reference with every subscriber and with
+the stream's GOP cache, and encoded at most once per output format (the frame
+carries the cache). A viewer's server takes frames from its `Subscription`.
+
+What a subscriber gets (DESIGN.md, "Bad input"):
+
+- On joining: the metadata, the video and audio sequence headers and the
+  cached GOP (from the latest keyframe on), so the first frame shows at once;
+  then live frames.
+- Its queue is bounded in bytes and frames. When a frame would go past either
+  bound, the subscriber skips: its queued media is dropped and it resumes at
+  the next keyframe, audio included so picture and sound stay in step.
+  Sequence headers and metadata are never dropped (only older duplicates).
+- Its lag is the stream time between the oldest frame it has not taken since
+  it was last caught up (or the last one it took) and the newest frame. Past
+  `subscriber_max_lag_ms` it is disconnected: `get()` returns None and
+  `lagging_disconnect` is set. A viewer that never reads therefore holds at
+  most one bounded queue of references, and not for long.
+
+When the publisher goes away while subscribers are attached, they wait up to
+`reconnect_grace_seconds` for a new publisher on the same key. Its timestamps
+are rebased to continue one frame after the last ones, its sequence headers
+reach the subscribers first, and they resume at its first keyframe, so an
+HTTP-FLV viewer sees one unbroken stream. Nobody within the grace period: the
+subscribers end.
+
+The hub runs in one event loop and is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+from .codecs import AacConfig, AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
+from .flv import (
+    AUDIO,
+    AUDIO_CODEC_NAMES,
+    SCRIPT,
+    VIDEO,
+    VIDEO_CODEC_AVC,
+    VIDEO_CODEC_NAMES,
+    audio_channels,
+    audio_is_sequence_header,
+    audio_sample_rate,
+    encode_tag,
+    video_is_keyframe,
+    video_is_sequence_header,
+)
+from .policy import StreamInfo, StreamKey
+
+log = logging.getLogger(__name__)
+
+# The GOP a late joiner gets at once. 1 s GOPs of 720p at 2 Mbit/s are 250 KB;
+# 8 MiB holds 8 s GOPs at 8 Mbit/s. A longer GOP is not cached: the cache
+# restarts at the next keyframe, and joiners wait for it.
+GOP_CACHE_MAX_BYTES = 8 * 1024 * 1024
+# A subscriber's queue in bytes of frame bodies. The bodies are shared, so
+# this bounds how far behind a viewer may fall, not memory per viewer; it must
+# hold the whole GOP cache, which a joiner receives at once.
+SUBSCRIBER_MAX_BYTES = 2 * GOP_CACHE_MAX_BYTES
+# A subscriber's queue in frames: 4096 references are 32 KiB, half of
+# DESIGN.md's 64 KiB per viewer, and 50 s of 30 fps video with 48 kHz AAC.
+SUBSCRIBER_MAX_FRAMES = 4096
+# Stream time a viewer may fall behind before it is disconnected: longer than
+# any GOP we cache plus a stall, short enough that a dead viewer goes soon.
+SUBSCRIBER_MAX_LAG_MS = 20_000
+# How long viewers wait for a publisher that went away to come back; OBS
+# retries after 2 s by default (then 4, 8 ...).
+RECONNECT_GRACE_SECONDS = 10.0
+# The window of recent frames that frame rate and bitrates are measured over.
+STATS_WINDOW_MS = 5_000
+# The step between the old and the new timestamps when a publisher comes back
+# and its frame interval cannot be measured (25 fps).
+DEFAULT_FRAME_INTERVAL_MS = 40
+
+KINDS = ("video", "audio", "meta")
+_TAG_TYPES = {"video": VIDEO, "audio": AUDIO, "meta": SCRIPT}
+
+
+class AlreadyPublishing(Exception):
+    """Someone is already publishing this stream."""
+
+    def __init__(self, key: StreamKey) -> None:
+        super().__init__(f"{key} is already being published")
+        self.key = key
+
+
+class MediaFrame:
+    """One pushed tag body, shared by every subscriber and the GOP cache.
+    Treat it as immutable; `encoded` is a cache a server fills once per
+    output format (e.g. RTMP chunks per chunk size), read by all its viewers.
+
+    `keyframe` means a viewer may start here: a video keyframe, or any audio
+    frame of a stream that has no video."""
+
+    __slots__ = ("kind", "timestamp", "body", "keyframe", "sequence_header", "encoded", "_flv_tag")
+
+    def __init__(self, kind: str, timestamp: int, body: bytes, keyframe: bool = False, sequence_header: bool = False):
+        self.kind = kind
+        self.timestamp = timestamp
+        self.body = body
+        self.keyframe = keyframe
+        self.sequence_header = sequence_header
+        self.encoded: dict = {}
+        self._flv_tag: bytes | None = None
+
+    @property
+    def is_header(self) -> bool:
+        """Metadata or a sequence header: never dropped, sent to every joiner."""
+        return self.sequence_header or self.kind == "meta"
+
+    @property
+    def flv_tag(self) -> bytes:
+        """The FLV tag (with PreviousTagSize), encoded on first use."""
+        tag = self._flv_tag
+        if tag is None:
+            tag = self._flv_tag = encode_tag(_TAG_TYPES[self.kind], self.timestamp, self.body)
+        return tag
+
+    def __repr__(self) -> str:
+        flags = ("K" if self.keyframe else "") + ("H" if self.sequence_header else "")
+        return f"<MediaFrame {self.kind} {self.timestamp} ms {len(self.body)} B {flags}>"
+
+
+class _RateWindow:
+    """Frames of one kind over the last STATS_WINDOW_MS of stream time."""
+
+    __slots__ = ("_frames", "_bytes")
+
+    def __init__(self) -> None:
+        self._frames: deque[tuple[int, int]] = deque()
+        self._bytes = 0
+
+    def add(self, timestamp: int, size: int) -> None:
+        frames = self._frames
+        if frames and timestamp < frames[-1][0]:
+            # A track's timestamps only go forward; after a jump back, the old
+            # frames could not be trimmed by time, so start over.
+            frames.clear()
+            self._bytes = 0
+        frames.append((timestamp, size))
+        self._bytes += size
+        while frames[0][0] < timestamp - STATS_WINDOW_MS:
+            self._bytes -= frames.popleft()[1]
+
+    def _span_ms(self) -> int:
+        return self._frames[-1][0] - self._frames[0][0] if len(self._frames) > 1 else 0
+
+    def frame_rate(self) -> float:
+        span = self._span_ms()
+        return (len(self._frames) - 1) * 1000 / span if span > 0 else 0.0
+
+    def bitrate(self) -> float:
+        # Each frame but the last fills the interval up to the next one.
+        span = self._span_ms()
+        return (self._bytes - self._frames[-1][1]) * 8000 / span if span > 0 else 0.0
+
+    def interval_ms(self) -> int:
+        span = self._span_ms()
+        return round(span / (len(self._frames) - 1)) if span > 0 else 0
+
+
+class LiveStream:
+    """A key's state in the hub: its publication (if live), subscribers,
+    headers, GOP cache and the measurements of its current publication."""
+
+    def __init__(self, hub: StreamHub, key: StreamKey) -> None:
+        self.hub = hub
+        self.key = key
+        self.publication: Publication | None = None
+        self.subscribers: dict[Subscription, None] = {}  # insertion-ordered set
+        self.metadata: MediaFrame | None = None
+        self.video_header: MediaFrame | None = None
+        self.audio_header: MediaFrame | None = None
+        self.avc_config: AvcConfig | None = None
+        self.aac_config: AacConfig | None = None
+        self._gop: list[MediaFrame] = []
+        self._gop_bytes = -1  # -1 while the cache waits for a keyframe
+        self._last_timestamp: int | None = None  # newest media timestamp sent out
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._reset_measurements()
+
+    def _reset_measurements(self) -> None:
+        self.bytes_in = 0
+        self.video_frames = 0
+        self.audio_frames = 0
+        self._video = _RateWindow()
+        self._audio = _RateWindow()
+        self._video_codec = 0
+        self._audio_format = -1  # the first byte of the latest audio body
+
+    # --- what callers read ---------------------------------------------------------
+
+    @property
+    def is_live(self) -> bool:
+        return self.publication is not None
+
+    @property
+    def started_at(self) -> float | None:
+        """When the current publication started (Unix seconds)."""
+        return self.publication.started_at if self.publication else None
+
+    @property
+    def headers(self) -> list[MediaFrame]:
+        """What a joiner gets before the GOP: metadata, video, audio headers."""
+        return [f for f in (self.metadata, self.video_header, self.audio_header) if f is not None]
+
+    @property
+    def gop(self) -> tuple[MediaFrame, ...]:
+        return tuple(self._gop)
+
+    @property
+    def gop_bytes(self) -> int:
+        return max(self._gop_bytes, 0)
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self.subscribers)
+
+    def viewers(self) -> dict[str, int]:
+        """Subscribers by protocol tag, e.g. {"flv": 3, "rtmp": 1}."""
+        return dict(Counter(sub.protocol for sub in self.subscribers))
+
+    def info(self) -> StreamInfo:
+        avc, aac, audio_format = self.avc_config, self.aac_config, self._audio_format
+        if aac is not None:
+            sample_rate, channels = aac.sample_rate, aac.channels
+        elif audio_format >= 0:
+            first = bytes((audio_format,))
+            sample_rate, channels = audio_sample_rate(first), audio_channels(first)
+        else:
+            sample_rate = channels = 0
+        return StreamInfo(
+            video_codec=VIDEO_CODEC_NAMES.get(self._video_codec, ""),
+            audio_codec=AUDIO_CODEC_NAMES.get(audio_format >> 4, "") if audio_format >= 0 else "",
+            width=avc.width if avc else 0,
+            height=avc.height if avc else 0,
+            frame_rate=self._video.frame_rate(),
+            video_bitrate=self._video.bitrate(),
+            audio_bitrate=self._audio.bitrate(),
+            video_profile=avc.profile_name if avc else "",
+            audio_sample_rate=sample_rate,
+            audio_channels=channels,
+        )
+
+    # --- publication ----------------------------------------------------------------
+
+    def _start(self, publication: Publication) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        self.publication = publication
+        self._reset_measurements()
+        for sub in self.subscribers:
+            sub._need_keyframe = True
+
+    def _next_timestamp(self) -> int | None:
+        """Where a returning publisher's timestamps continue: one frame after
+        the last ones. None when nothing was sent yet (nothing to continue)."""
+        if self._last_timestamp is None:
+            return None
+        step = self._video.interval_ms() or self._audio.interval_ms() or DEFAULT_FRAME_INTERVAL_MS
+        return self._last_timestamp + step
+
+    def _accept(self, frame: MediaFrame) -> None:
+        body = frame.body
+        size = len(body)
+        self.bytes_in += size
+        kind = frame.kind
+        if kind == "video":
+            self._video_codec = body[0] & 0x0F if body else 0
+        elif kind == "audio":
+            self._audio_format = body[0] if body else -1
+        if kind == "meta":
+            self.metadata = frame
+        elif frame.sequence_header:
+            if kind == "video":
+                self.video_header = frame
+                self.avc_config = (
+                    self._parse(parse_avc_sequence_header, body) if body[0] & 0x0F == VIDEO_CODEC_AVC else None
+                )
+            else:
+                self.audio_header = frame
+                self.aac_config = self._parse(parse_aac_sequence_header, body)
+            # Frames cached so far were coded with the old configuration.
+            self._gop, self._gop_bytes = [], -1
+        else:
+            if self._last_timestamp is None or frame.timestamp > self._last_timestamp:
+                self._last_timestamp = frame.timestamp
+            if kind == "video":
+                self.video_frames += 1
+                self._video.add(frame.timestamp, size)
+            else:
+                self.audio_frames += 1
+                self._audio.add(frame.timestamp, size)
+            self._cache(frame, size)
+        hub, header = self.hub, frame.is_header
+        for sub in tuple(self.subscribers):
+            sub._offer(frame, size, header, hub)
+
+    def _cache(self, frame: MediaFrame, size: int) -> None:
+        limit = self.hub.gop_cache_max_bytes
+        if frame.keyframe:
+            self._gop, self._gop_bytes = ([frame], size) if size <= limit else ([], -1)
+        elif self._gop_bytes >= 0:
+            if self._gop_bytes + size > limit:
+                self._gop, self._gop_bytes = [], -1
+            else:
+                self._gop.append(frame)
+                self._gop_bytes += size
+
+    def _parse(self, parser: Callable, body: bytes):
+        try:
+            return parser(body)
+        except CodecError as exc:
+            log.info("stream %s: unreadable sequence header: %s", self.key, exc)
+            return None
+
+    def _end_publication(self) -> None:
+        self.publication = None
+        # The next publisher brings its own headers and keyframes.
+        self.metadata = self.video_header = self.audio_header = None
+        self.avc_config = self.aac_config = None
+        self._gop, self._gop_bytes = [], -1
+        if not self.subscribers:
+            self.hub._forget(self)
+            return
+        grace = self.hub.reconnect_grace_seconds
+        if grace > 0:
+            self._grace_timer = asyncio.get_running_loop().call_later(grace, self._grace_expired)
+        else:
+            self._grace_expired()
+
+    def _grace_expired(self) -> None:
+        self._grace_timer = None
+        if self.publication is not None:
+            return
+        subscribers, self.subscribers = self.subscribers, {}
+        for sub in subscribers:
+            sub._end()
+        self.hub._forget(self)
+
+    def _detach(self, sub: Subscription) -> None:
+        self.subscribers.pop(sub, None)
+        if self.publication is None and not self.subscribers:
+            self.hub._forget(self)
+
+
+class Publication:
+    """The live publisher of one stream. `push` each audio, video and
+    metadata tag body; `close` when the publisher goes. `kicked` is set when
+    the hub ends it (forbid): the server then closes the connection."""
+
+    def __init__(self, stream: LiveStream, floor: int | None) -> None:
+        self.stream = stream
+        self.key = stream.key
+        self.started_at = time.time()
+        self.kicked = asyncio.Event()
+        self.closed = False
+        self.close_reason = ""
+        self._has_video = False
+        # Rebasing (module docstring): the first publication's timestamps pass
+        # through; a returning publisher's start at `floor`, the offset fixed
+        # at its first audio or video frame.
+        self._floor = 0 if floor is None else floor
+        self._offset: int | None = 0 if floor is None else None
+
+    def push(self, kind: str, timestamp: int, body: bytes) -> MediaFrame | None:
+        """Classify, rebase, cache and fan out one tag body. Returns the
+        frame, or None once the publication is closed (the frame is dropped)."""
+        if self.closed:
+            return None
+        if type(body) is not bytes:
+            body = bytes(body)
+        if kind == "video":
+            header = video_is_sequence_header(body)
+            keyframe = not header and video_is_keyframe(body)
+            self._has_video = True
+        elif kind == "audio":
+            header = audio_is_sequence_header(body)
+            keyframe = not header and not self._has_video
+        elif kind == "meta":
+            header = keyframe = False
+        else:
+            raise ValueError(f"frame kind must be one of {KINDS}, not {kind!r}")
+        offset = self._offset
+        if offset is None:
+            if kind != "meta" and not header:
+                self._offset = self._floor - timestamp
+            timestamp = self._floor
+        else:
+            # A frame older than the new publication's first one (audio and
+            # video interleave loosely) must not go back past the old stream.
+            timestamp = max(timestamp + offset, self._floor)
+        frame = MediaFrame(kind, timestamp, body, keyframe, header)
+        self.stream._accept(frame)
+        return frame
+
+    def close(self, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.stream._end_publication()
+
+
+class Subscription:
+    """One viewer's bounded queue of shared frames.
+
+    Take frames with `await get()` (None when the subscription is over), or
+    with `drain()` from an `on_ready` callback, which the hub calls when the
+    queue stops being empty and when the subscription ends."""
+
+    __slots__ = (
+        "key",
+        "protocol",
+        "dropped",
+        "skips",
+        "lagging_disconnect",
+        "_stream",
+        "_queue",
+        "_queued_bytes",
+        "_need_keyframe",
+        "_position",
+        "_ended",
+        "_waiter",
+        "_on_ready",
+    )
+
+    def __init__(self, stream: LiveStream, protocol: str) -> None:
+        self.key = stream.key
+        self.protocol = protocol
+        self.dropped = 0  # frames this viewer did not get
+        self.skips = 0  # times it was skipped to a keyframe
+        self.lagging_disconnect = False
+        self._stream = stream
+        self._queue: deque[MediaFrame] = deque()
+        self._queued_bytes = 0
+        self._need_keyframe = True
+        # Timestamp of the last media frame taken, or of the first queued
+        # since the viewer was last caught up; None while caught up.
+        self._position: int | None = None
+        self._ended = False
+        self._waiter: asyncio.Future | None = None
+        self._on_ready: Callable[[Subscription], None] | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._queue)
+
+    @property
+    def ended(self) -> bool:
+        """No frame will be queued any more (what is queued may still be taken)."""
+        return self._ended
+
+    async def get(self) -> MediaFrame | None:
+        while not self._queue:
+            if self._ended:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._pop()
+
+    def drain(self, max_frames: int | None = None) -> list[MediaFrame]:
+        """Take what is queued now, without waiting."""
+        count = len(self._queue) if max_frames is None else min(max_frames, len(self._queue))
+        return [self._pop() for _ in range(count)]
+
+    def close(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+        if not self._ended:
+            self._end()
+        self._stream._detach(self)
+
+    # --- the hub's side -------------------------------------------------------------
+
+    def _pop(self) -> MediaFrame:
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame.body)
+        if not self._queue:
+            self._position = None
+        elif not frame.is_header:
+            self._position = frame.timestamp
+        return frame
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._on_ready is not None:
+            self._on_ready(self)
+
+    def _end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _offer(self, frame: MediaFrame, size: int, header: bool, hub: StreamHub) -> None:
+        if not header:
+            position = self._position
+            if position is not None and frame.timestamp - position > hub.subscriber_max_lag_ms:
+                self._disconnect_lagging()
+                return
+            if self._need_keyframe:
+                if not frame.keyframe:
+                    self.dropped += 1
+                    return
+                self._need_keyframe = False
+        queue = self._queue
+        if self._queued_bytes + size > hub.subscriber_max_bytes or len(queue) >= hub.subscriber_max_frames:
+            self._skip()
+            if not header:
+                if not frame.keyframe:
+                    self.dropped += 1
+                    return
+                self._need_keyframe = False
+        if not header and self._position is None:
+            self._position = frame.timestamp
+        queue.append(frame)
+        self._queued_bytes += size
+        if len(queue) == 1:
+            self._wake()
+
+    def _skip(self) -> None:
+        """Drop the queued media and wait for the next keyframe, keeping the
+        newest header of each kind."""
+        queue = self._queue
+        headers: dict[tuple[str, bool], MediaFrame] = {}
+        for frame in queue:
+            if frame.is_header:
+                headers[frame.kind, frame.sequence_header] = frame
+        self.dropped += len(queue) - len(headers)
+        self.skips += 1
+        queue.clear()
+        queue.extend(headers.values())
+        self._queued_bytes = sum(len(f.body) for f in queue)
+        self._need_keyframe = True
+
+    def _disconnect_lagging(self) -> None:
+        self.lagging_disconnect = True
+        self.dropped += len(self._queue)
+        self.close()
+
+
+class StreamHub:
+    """Every stream a media node carries, by StreamKey."""
+
+    def __init__(
+        self,
+        *,
+        gop_cache_max_bytes: int = GOP_CACHE_MAX_BYTES,
+        subscriber_max_bytes: int = SUBSCRIBER_MAX_BYTES,
+        subscriber_max_frames: int = SUBSCRIBER_MAX_FRAMES,
+        subscriber_max_lag_ms: int = SUBSCRIBER_MAX_LAG_MS,
+        reconnect_grace_seconds: float = RECONNECT_GRACE_SECONDS,
+    ) -> None:
+        if subscriber_max_bytes < gop_cache_max_bytes:
+            raise ValueError("subscriber_max_bytes must hold the GOP cache (at least gop_cache_max_bytes)")
+        self.gop_cache_max_bytes = gop_cache_max_bytes
+        self.subscriber_max_bytes = subscriber_max_bytes
+        self.subscriber_max_frames = subscriber_max_frames
+        self.subscriber_max_lag_ms = subscriber_max_lag_ms
+        self.reconnect_grace_seconds = reconnect_grace_seconds
+        self._streams: dict[StreamKey, LiveStream] = {}
+        self._live_waiters: dict[StreamKey, set[asyncio.Future]] = {}
+
+    def publish(self, key: StreamKey) -> Publication:
+        """Start publishing `key`. Raises AlreadyPublishing if it is live."""
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = LiveStream(self, key)
+        elif stream.publication is not None:
+            raise AlreadyPublishing(key)
+        publication = Publication(stream, stream._next_timestamp())
+        stream._start(publication)
+        for waiter in self._live_waiters.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+        return publication
+
+    def subscribe(
+        self, key: StreamKey, *, protocol: str = "", on_ready: Callable[[Subscription], None] | None = None
+    ) -> Subscription:
+        """Watch `key`, live or not yet. The headers and cached GOP are queued
+        before this returns; `on_ready` is called for what comes after. A
+        subscription to a stream that never goes live waits until closed:
+        servers ask `wait_live` first."""
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = LiveStream(self, key)
+        sub = Subscription(stream, protocol)
+        stream.subscribers[sub] = None
+        for frame in (*stream.headers, *stream._gop):
+            sub._offer(frame, len(frame.body), frame.is_header, self)
+        sub._on_ready = on_ready
+        return sub
+
+    def is_live(self, key: StreamKey) -> bool:
+        stream = self._streams.get(key)
+        return stream is not None and stream.publication is not None
+
+    def live_keys(self) -> list[StreamKey]:
+        return [key for key, stream in self._streams.items() if stream.publication is not None]
+
+    def stream(self, key: StreamKey) -> LiveStream | None:
+        """The stream's state, if it is live or has subscribers waiting."""
+        return self._streams.get(key)
+
+    async def wait_live(self, key: StreamKey, timeout: float) -> bool:
+        """Whether `key` is live, waiting up to `timeout` seconds for it."""
+        if self.is_live(key) or timeout <= 0:
+            return self.is_live(key)
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._live_waiters.setdefault(key, set())
+        waiters.add(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            waiters.discard(waiter)
+            if not waiters and self._live_waiters.get(key) is waiters:
+                del self._live_waiters[key]
+        return self.is_live(key)
+
+    def kick(self, key: StreamKey) -> bool:
+        """End the live publication of `key` and set its `kicked` event."""
+        stream = self._streams.get(key)
+        if stream is None or stream.publication is None:
+            return False
+        publication = stream.publication
+        publication.kicked.set()
+        publication.close("kicked")
+        return True
+
+    def _forget(self, stream: LiveStream) -> None:
+        if stream._grace_timer is not None:
+            stream._grace_timer.cancel()
+            stream._grace_timer = None
+        if self._streams.get(stream.key) is stream:
+            del self._streams[stream.key]
