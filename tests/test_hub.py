@@ -574,3 +574,9 @@ async def test_it_restarts_the_measurements_when_a_track_jumps_back_in_time():
         pub.push("video", i * 40, video(i == 0))
     # Without the restart the window would span from the old times to the new ones.
     assert hub.stream(KEY).info().frame_rate == pytest.approx(25)
+
+
+def test_it_refuses_a_subscriber_bound_smaller_than_the_gop_cache():
+    StreamHub(gop_cache_max_bytes=1000, subscriber_max_bytes=1000)
+    with pytest.raises(ValueError, match="subscriber_max_bytes must hold the GOP cache"):
+        StreamHub(gop_cache_max_bytes=1000, subscriber_max_bytes=999)
