@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
+    path("streams/", include("streams.urls")),
     path("api/v1/", include("domains.api_urls")),
     path("api/v1/streams/", include("streams.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

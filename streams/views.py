@@ -1,0 +1,183 @@
+"""Console pages for streams: online streams, publish history, forbidden
+streams, forbid and resume (aliyun_spec.md 3.10).
+
+Each view validates with a form, calls one service (which sees only the
+operator's own domains) and renders or redirects with a message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from domains.forms import add_service_errors
+
+from . import services
+from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, StreamFilterForm, StreamForm
+
+ROWS_PER_PAGE = 100
+CONTROL_EVENTS_SHOWN = 20
+
+
+def _page(request, rows):
+    """One page of `rows`, and the query string of the filter for its links."""
+    query = urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v])
+    return Paginator(rows, ROWS_PER_PAGE).get_page(request.GET.get("page")), query
+
+
+def _filter(request, form_class):
+    """The list filter from the query string, and its values (None when invalid)."""
+    domains = services.ingest_domains(request.user)
+    form = form_class(request.GET or None, domains=domains)
+    if not form.is_bound:
+        return form, {}, domains
+    return form, (form.cleaned_data if form.is_valid() else None), domains
+
+
+def _rows(form, service, *args, **kwargs):
+    """A service's rows, or none with its error on the form."""
+    try:
+        return service(*args, **kwargs)
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return []
+
+
+@login_required
+def online(request):
+    form, data, domains = _filter(request, StreamFilterForm)
+    rows = []
+    if data is not None:
+        rows = _rows(
+            form,
+            services.list_online_streams,
+            request.user,
+            data.get("domain") or None,
+            app=data.get("app") or None,
+            stream=data.get("stream") or None,
+        )
+    page, query = _page(request, rows)
+    return render(
+        request,
+        "streams/online.html",
+        {"form": form, "page": page, "query": query, "has_domains": domains.exists(), "tab": "online"},
+    )
+
+
+@login_required
+def history(request):
+    form, data, domains = _filter(request, HistoryFilterForm)
+    rows, time_range = [], None
+    if data is not None:
+        try:
+            time_range = services.history_range(data.get("start_time"), data.get("end_time"))
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    if time_range is not None:
+        rows = _rows(
+            form,
+            services.list_publish_history,
+            request.user,
+            data.get("domain") or None,
+            start=time_range[0],
+            end=time_range[1],
+            app=data.get("app") or None,
+            stream=data.get("stream") or None,
+            order_by="publish_time_desc",
+        )
+    page, query = _page(request, rows)
+    return render(
+        request,
+        "streams/history.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query,
+            "range": time_range,
+            "has_domains": domains.exists(),
+            "tab": "history",
+        },
+    )
+
+
+@login_required
+def blocked(request):
+    """Forbidden streams, and the latest forbids and resumes, of one domain or all."""
+    form, data, _ = _filter(request, DomainFilterForm)
+    rows, events = [], []
+    if data is not None:
+        domain = data.get("domain") or None
+        rows = _rows(form, services.list_blocked_streams, request.user, domain)
+        events = _rows(form, services.list_control_history, request.user, domain)[:CONTROL_EVENTS_SHOWN]
+    page, query = _page(request, rows)
+    return render(
+        request,
+        "streams/blocked.html",
+        {"form": form, "page": page, "query": query, "events": events, "tab": "blocked"},
+    )
+
+
+@login_required
+def forbid(request):
+    """GET shows the form (filled from the query: a Forbid button's link);
+    POST forbids, or interrupts only this once."""
+    domains = services.ingest_domains(request.user)
+    if request.method == "POST":
+        form = ForbidForm(request.POST, domains=domains)
+    else:
+        initial = {k: request.GET.get(k, "") for k in ("domain", "app", "stream")}
+        form = ForbidForm(domains=domains, initial=initial)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = services.forbid_stream(
+                request.user,
+                data["domain"],
+                data["app"],
+                data["stream"],
+                resume_at=data["resume_time"],
+                oneshot=data["oneshot"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            name = f"{result.domain_name}/{result.app}/{result.stream}"
+            if result.oneshot:
+                messages.success(request, f"Interrupted {name}: its publisher was cut; it may publish again.")
+                return redirect("streams:online")
+            messages.success(
+                request,
+                f"Forbade {name}: its publisher was cut and publishing is refused until"
+                f" {result.resume_at:%Y-%m-%d %H:%M} UTC.",
+            )
+            return redirect("streams:blocked")
+    return render(request, "streams/forbid.html", {"form": form, "has_domains": domains.exists(), "tab": "online"})
+
+
+@login_required
+@require_POST
+def resume(request):
+    form = StreamForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = services.resume_stream(request.user, data["domain"], data["app"], data["stream"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            name = f"{result.domain_name}/{result.app}/{result.stream}"
+            if result.resumed:
+                messages.success(request, f"Resumed {name}: it may publish again.")
+            else:
+                messages.info(request, f"{name} was not forbidden.")
+            return redirect("streams:blocked")
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+    return redirect("streams:blocked")
