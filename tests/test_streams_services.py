@@ -95,12 +95,22 @@ def test_it_refuses_a_resume_time_in_the_past(owner, engine):
 
 def test_it_refuses_a_resume_time_beyond_ten_years(owner, engine):
     add_ingest(owner)
+    now = timezone.now()
     with pytest.raises(ValidationError) as exc:
         services.forbid_stream(
-            owner, "push.example.com", "live", "cam1", resume_at=timezone.now() + dt.timedelta(days=3651)
+            owner,
+            "push.example.com",
+            "live",
+            "cam1",
+            resume_at=now + services.MAX_BLOCK_DURATION,
+            now=now - dt.timedelta(seconds=1),
         )
     assert "within 10 years" in field_errors(exc)["resume_time"][0]
     assert_nothing_saved(engine)
+    services.forbid_stream(
+        owner, "push.example.com", "live", "cam1", resume_at=now + services.MAX_BLOCK_DURATION, now=now
+    )
+    assert StreamBlock.objects.get().resume_at == now + services.MAX_BLOCK_DURATION
 
 
 def test_it_moves_the_resume_time_of_a_stream_forbidden_again(owner, engine):
