@@ -1,0 +1,169 @@
+"""HTTP-FLV playback: `GET /{app}/{stream}.flv?auth_key=…` on a streaming domain.
+
+The request head is parsed by h11; the response is a plain FLV byte stream
+closed by the connection's end, so every viewer of a frame is sent the same
+shared bytes. Refusals are 403 (or 404 for a stream that is not live) with
+a header that names the reason, never which key was tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+from .admission import admit_play, domain_of
+from .flv import flv_header
+from .signing import AuthFailure
+
+log = logging.getLogger(__name__)
+
+# A request head larger than this is refused (h11 answers it as an error).
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+REQUEST_HEAD_TIMEOUT_SECONDS = 10
+_FLV_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.flv$")
+_AUTH_FAILURES = {f.value for f in AuthFailure}
+
+CORS_HEADERS = [
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"GET, HEAD, OPTIONS"),
+    (b"Access-Control-Allow-Headers", b"Range, Origin, Accept"),
+    (b"Access-Control-Expose-Headers", b"X-LiveCenter-Error, X-Tengine-Error"),
+]
+
+
+def refusal_headers(reason: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"X-LiveCenter-Error", reason.encode())]
+    if reason in _AUTH_FAILURES:
+        # The CDN's header, for tools written against ApsaraVideo Live.
+        headers.append((b"X-Tengine-Error", f"denied by req auth: {reason}".encode()))
+    return headers
+
+
+def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [b"HTTP/1.1 %d %s" % (status, reason)]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class HttpFlvServer:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = HttpFlvSession(self.node, reader, writer)
+        self.node.connections.add(handler)
+        try:
+            await handler.run()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.node.connections.discard(handler)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+
+class HttpFlvSession:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.node = node
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+    async def read_request(self) -> h11.Request | None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(8192)
+                conn.receive_data(data)
+                if not data:
+                    return None
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None
+
+    def send_simple(self, status: int, reason: bytes, text: str, extra: list | None = None) -> None:
+        body = text.encode()
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Connection", b"close"),
+            *CORS_HEADERS,
+            *(extra or []),
+        ]
+        self.writer.write(response_head(status, reason, headers) + body)
+
+    async def run(self) -> None:
+        try:
+            request = await asyncio.wait_for(self.read_request(), REQUEST_HEAD_TIMEOUT_SECONDS)
+        except (TimeoutError, h11.RemoteProtocolError) as exc:
+            log.info("http-flv %s: bad request head: %s", self.peer, exc or "timeout")
+            self.send_simple(400, b"Bad Request", "bad request\n")
+            return
+        if request is None:
+            return
+        method = request.method.upper()
+        if method == b"OPTIONS":
+            self.writer.write(response_head(204, b"No Content", [*CORS_HEADERS, (b"Connection", b"close")]))
+            return
+        if method not in (b"GET", b"HEAD"):
+            self.send_simple(405, b"Method Not Allowed", "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
+            return
+        target = urlsplit(request.target.decode("latin-1"))
+        match = _FLV_PATH_RE.match(target.path)
+        if not match:
+            self.send_simple(404, b"Not Found", "not found\n")
+            return
+        query = dict(parse_qsl(target.query, keep_blank_values=True))
+        host = dict(request.headers).get(b"host", b"").decode("latin-1")
+        domain = domain_of(host, query)
+        app, stream = match["app"], match["stream"]
+        admission = await admit_play(
+            self.node.policy, domain, app, stream, target.path, query.get("auth_key"), time.time()
+        )
+        if not admission.ok:
+            log.info("http-flv %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
+                     admission.refusal)  # fmt: skip
+            self.send_simple(403, b"Forbidden", f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
+            return
+        key = admission.key
+        if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
+            log.info("http-flv %s play refused: stream=%s reason=stream is not live", self.peer, key)
+            self.send_simple(404, b"Not Found", "stream is not live\n", refusal_headers("stream is not live"))
+            return
+        headers = [
+            (b"Content-Type", b"video/x-flv"),
+            (b"Cache-Control", b"no-cache, no-store"),
+            (b"Connection", b"close"),
+            *CORS_HEADERS,
+        ]
+        self.writer.write(response_head(200, b"OK", headers))
+        if method == b"HEAD":
+            return
+        subscription = self.node.hub.subscribe(key, protocol="flv")
+        log.info("http-flv %s playing %s", self.peer, key)
+        try:
+            self.writer.write(flv_header(has_audio=True, has_video=True))
+            while True:
+                frame = await subscription.get()
+                if frame is None:
+                    break
+                self.writer.write(frame.flv_tag)
+                await self.writer.drain()
+        finally:
+            subscription.close()
+            reason = "too slow, disconnected" if subscription.lagging_disconnect else "ended"
+            log.info("http-flv %s play of %s %s", self.peer, key, reason)

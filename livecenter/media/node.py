@@ -1,0 +1,153 @@
+"""A media node: the stream hub and the servers around it (DESIGN.md).
+
+It runs inside any asyncio loop: embedded in the console's process by
+`manage.py runall`, or alone by `manage.py medianode`. It asks a Policy who
+may publish and play, and reports to an EventSink through one queue, so a
+slow database never stalls the media path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .hub import StreamHub
+from .policy import EventSink, Policy, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
+
+log = logging.getLogger(__name__)
+
+# Events waiting for the sink; past this, periodic updates are dropped (the
+# next one carries the same information) but publish/unpublish are kept.
+MAX_PENDING_EVENTS = 10_000
+
+
+@dataclass
+class NodeConfig:
+    host: str = "0.0.0.0"
+    rtmp_port: int = 1935  # 0 picks a free port (tests)
+    http_port: int = 8080
+    node_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    # How long a viewer of a stream that is not live yet waits for it.
+    play_wait_seconds: float = 5.0
+    # How often a live stream's measured media info goes to the sink.
+    update_interval_seconds: float = 5.0
+    # A publisher that sends nothing for this long is dropped (the seed: 10 s).
+    publish_idle_seconds: float = 10.0
+    # A connection that has not finished its handshake and commands by then is closed.
+    handshake_timeout_seconds: float = 10.0
+
+
+class MediaNode:
+    def __init__(self, config: NodeConfig, policy: Policy, sink: EventSink, hub: StreamHub | None = None) -> None:
+        self.config = config
+        self.policy = policy
+        self.sink = sink
+        self.hub = hub or StreamHub()
+        self.rtmp_port: int | None = None
+        self.http_port: int | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
+        self.connections: set = set()  # every open client connection handler
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        from .flv_server import HttpFlvServer
+        from .rtmp_server import RtmpServer
+
+        rtmp = await asyncio.start_server(
+            RtmpServer(self).handle, self.config.host, self.config.rtmp_port, reuse_address=True
+        )
+        http = await asyncio.start_server(
+            HttpFlvServer(self).handle, self.config.host, self.config.http_port, reuse_address=True
+        )
+        self._servers = [rtmp, http]
+        self.rtmp_port = rtmp.sockets[0].getsockname()[1]
+        self.http_port = http.sockets[0].getsockname()[1]
+        self._tasks = [
+            asyncio.create_task(self._pump_events(), name="media-events"),
+            asyncio.create_task(self._report_updates(), name="media-updates"),
+        ]
+        log.info(
+            "media node %s: RTMP on %s:%s, HTTP-FLV on %s:%s",
+            self.config.node_id,
+            self.config.host,
+            self.rtmp_port,
+            self.config.host,
+            self.http_port,
+        )
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for handler in list(self.connections):
+            handler.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        # Let the sink hear how every live stream ended before it stops.
+        for key, session_id in list(self._live.items()):
+            self.stream_ended(key, session_id, "media node stopped")
+        await self._drain_events()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._servers, self._tasks = [], []
+
+    def kick(self, key: StreamKey) -> bool:
+        """End the current publisher of `key` (forbid)."""
+        kicked = self.hub.kick(key)
+        if kicked:
+            log.info("stream %s: publisher kicked", key)
+        return kicked
+
+    # --- events to the sink -----------------------------------------------------
+
+    def stream_started(self, event: StreamPublished) -> None:
+        self._live[event.key] = event.session_id
+        self._events.put_nowait(event)
+
+    def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
+        if self._live.get(key) == session_id:
+            del self._live[key]
+        self._events.put_nowait(StreamUnpublished(key, session_id, time.time(), reason))
+
+    async def _pump_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._deliver(event)
+            finally:
+                self._events.task_done()
+
+    async def _deliver(self, event) -> None:
+        try:
+            if isinstance(event, StreamPublished):
+                await self.sink.published(event)
+            elif isinstance(event, StreamUpdated):
+                await self.sink.updated(event)
+            else:
+                await self.sink.unpublished(event)
+        except Exception:
+            log.exception("event sink failed on %s", type(event).__name__)
+
+    async def _drain_events(self) -> None:
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            await self._deliver(event)
+            self._events.task_done()
+
+    async def _report_updates(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.update_interval_seconds)
+            for key, session_id in list(self._live.items()):
+                if self._events.qsize() >= MAX_PENDING_EVENTS:
+                    break
+                stream = self.hub.stream(key)
+                if stream is not None:
+                    self._events.put_nowait(StreamUpdated(key, session_id, stream.info()))

@@ -1,0 +1,284 @@
+"""The RTMP server: asyncio around the sans-IO connection (livecenter.media.rtmp).
+
+It only moves bytes, asks admission at session start, and connects a
+publisher or a player to the stream hub. Refusals are the matching onStatus
+error, one INFO line naming peer, stream and reason, and a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from urllib.parse import parse_qsl, urlsplit
+
+from . import rtmp
+from .admission import admit_play, admit_publish, domain_of
+from .hub import AlreadyPublishing
+from .policy import StreamKey, StreamPublished
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 64 * 1024
+# RTMP chunk stream ids we send media on (any id >= 3 works; these follow
+# common servers so captures read naturally).
+AUDIO_CSID, DATA_CSID, VIDEO_CSID = 4, 5, 6
+MESSAGE_TYPE = {"audio": 8, "video": 9, "meta": 18}
+CSID = {"audio": AUDIO_CSID, "video": VIDEO_CSID, "meta": DATA_CSID}
+
+# onStatus codes for refusals (RTMP spec 7.2.2; the codes players know).
+PUBLISH_REJECTED = "NetStream.Publish.Rejected"
+PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
+PLAY_FAILED = "NetStream.Play.Failed"
+PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
+
+
+def split_query(text: str) -> tuple[str, dict[str, str]]:
+    """`name?a=1&b=2` -> ("name", {"a": "1", "b": "2"})."""
+    name, _, query = text.partition("?")
+    return name, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def encoded_media(frame, message_stream_id: int, chunk_size: int) -> bytes:
+    """The RTMP bytes of a hub frame, made once per (stream id, chunk size)
+    and shared by every player that needs the same."""
+    cache_key = ("rtmp", message_stream_id, chunk_size)
+    data = frame.encoded.get(cache_key)
+    if data is None:
+        data = rtmp.encode_media_message(
+            CSID[frame.kind], MESSAGE_TYPE[frame.kind], message_stream_id, frame.timestamp, frame.body, chunk_size
+        )
+        frame.encoded[cache_key] = data
+    return data
+
+
+class RtmpServer:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await RtmpSession(self.node, reader, writer).run()
+
+
+class RtmpSession:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.node = node
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.conn = rtmp.RtmpServerConnection()
+        self.tc_url = ""
+        self.app = ""
+        self.connect_query: dict[str, str] = {}
+        self.publication = None
+        self.publish_stream_id: int | None = None
+        self.session_id = ""
+        self.key: StreamKey | None = None
+        self.players: dict[int, asyncio.Task] = {}
+        self.kick_watch: asyncio.Task | None = None
+        self.closing = False
+        self.started = False  # past connect: idle timeouts apply from here on
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def run(self) -> None:
+        self.node.connections.add(self)
+        reason = ""
+        try:
+            while not self.closing:
+                timeout = (
+                    self.node.config.publish_idle_seconds
+                    if self.publication is not None
+                    else None
+                    if self.started
+                    else self.node.config.handshake_timeout_seconds
+                )
+                data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout)
+                for event in self.conn.receive_data(data):
+                    await self.on_event(event)
+                self.flush()
+                await self.writer.drain()
+                if not data:
+                    break
+        except rtmp.RtmpProtocolError as exc:
+            reason = exc.reason
+            log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
+        except TimeoutError:
+            reason = "no data" if self.publication is not None else "handshake timeout"
+            log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
+        except (ConnectionError, OSError):
+            reason = "connection lost"
+        finally:
+            await self.cleanup(reason)
+
+    async def cleanup(self, reason: str) -> None:
+        self.node.connections.discard(self)
+        for task in self.players.values():
+            task.cancel()
+        if self.players:
+            await asyncio.gather(*self.players.values(), return_exceptions=True)
+        self.end_publication(reason)
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    # --- events -------------------------------------------------------------------
+
+    async def on_event(self, event) -> None:
+        handler = self.HANDLERS.get(type(event))
+        if handler is not None:
+            await handler(self, event)
+
+    async def on_connect(self, event) -> None:
+        self.started = True
+        self.tc_url = event.tc_url or ""
+        self.app, self.connect_query = split_query(event.app or "")
+        self.connect_query.update(dict(parse_qsl(urlsplit(self.tc_url).query)))
+        self.conn.accept_connect(event)
+
+    def _target(self, stream_query: dict[str, str]) -> tuple[str, dict[str, str]]:
+        query = {**self.connect_query, **stream_query}
+        host = urlsplit(self.tc_url).hostname or ""
+        return domain_of(host, query), query
+
+    def refuse(self, action: str, stream: str, reason: str) -> None:
+        log.info("rtmp %s %s refused: stream=%s reason=%s", self.peer, action, stream, reason)
+        self.closing = True
+
+    async def on_publish(self, event) -> None:
+        domain, query = self._target(event.query)
+        name = f"{domain}/{self.app}/{event.stream_name}"
+        if self.publication is not None:
+            self.conn.reject_publish(event.stream_id, PUBLISH_BAD_NAME, "this connection is already publishing")
+            return self.refuse("publish", name, "already publishing on this connection")
+        admission = await admit_publish(
+            self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time()
+        )
+        if not admission.ok:
+            self.conn.reject_publish(event.stream_id, PUBLISH_REJECTED, str(admission.refusal))
+            return self.refuse("publish", name, str(admission.refusal))
+        try:
+            self.publication = self.node.hub.publish(admission.key)
+        except AlreadyPublishing:
+            self.conn.reject_publish(event.stream_id, PUBLISH_BAD_NAME, "stream is already being published")
+            return self.refuse("publish", name, "stream is already being published")
+        self.key = admission.key
+        self.publish_stream_id = event.stream_id
+        self.session_id = uuid.uuid4().hex
+        self.conn.accept_publish(event.stream_id, event.name)
+        args = {k: v for k, v in query.items() if k != "auth_key"}
+        url = f"rtmp://{domain}/{self.app}/{event.stream_name}"
+        if args:
+            url += "?" + "&".join(f"{k}={v}" for k, v in args.items())
+        self.node.stream_started(
+            StreamPublished(
+                key=self.key,
+                session_id=self.session_id,
+                protocol="rtmp",
+                client_addr=self.peer,
+                publish_url=url,
+                started_at=time.time(),
+                node_id=self.node.config.node_id,
+            )
+        )
+        self.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(self.publication))
+        log.info("rtmp %s publishing %s", self.peer, self.key)
+
+    async def _watch_kick(self, publication) -> None:
+        await publication.kicked.wait()
+        if self.publication is publication:
+            log.info("rtmp %s stream=%s: publisher kicked (forbidden)", self.peer, self.key)
+            self.end_publication("forbidden")
+            self.abort()
+
+    def end_publication(self, reason: str) -> None:
+        if self.publication is None:
+            return
+        publication, self.publication = self.publication, None
+        if self.kick_watch is not None and self.kick_watch is not asyncio.current_task():
+            self.kick_watch.cancel()
+        publication.close(reason)
+        self.node.stream_ended(self.key, self.session_id, reason)
+        log.info("rtmp %s stopped publishing %s%s", self.peer, self.key, f" ({reason})" if reason else "")
+
+    async def on_media(self, event) -> None:
+        if self.publication is None or event.stream_id != self.publish_stream_id:
+            return
+        kind = {rtmp.VideoReceived: "video", rtmp.AudioReceived: "audio", rtmp.MetadataReceived: "meta"}[type(event)]
+        self.publication.push(kind, event.timestamp, event.payload)
+
+    async def on_stream_end(self, event) -> None:
+        if event.stream_id == self.publish_stream_id:
+            self.end_publication("")
+        task = self.players.pop(event.stream_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def on_play(self, event) -> None:
+        domain, query = self._target(event.query)
+        name = f"{domain}/{self.app}/{event.stream_name}"
+        admission = await admit_play(
+            self.node.policy,
+            domain,
+            self.app,
+            event.stream_name,
+            f"/{self.app}/{event.stream_name}",
+            query.get("auth_key"),
+            time.time(),
+        )
+        if not admission.ok:
+            self.conn.reject_play(event.stream_id, PLAY_FAILED, str(admission.refusal))
+            return self.refuse("play", name, str(admission.refusal))
+        if not await self.node.hub.wait_live(admission.key, self.node.config.play_wait_seconds):
+            self.conn.reject_play(event.stream_id, PLAY_NOT_FOUND, "stream is not live")
+            return self.refuse("play", str(admission.key), "stream is not live")
+        self.conn.accept_play(event.stream_id, event.name)
+        self.flush()
+        subscription = self.node.hub.subscribe(admission.key, protocol="rtmp")
+        self.players[event.stream_id] = asyncio.get_running_loop().create_task(
+            self._play(event.stream_id, subscription)
+        )
+        log.info("rtmp %s playing %s", self.peer, admission.key)
+
+    async def _play(self, stream_id: int, subscription) -> None:
+        try:
+            while True:
+                frame = await subscription.get()
+                if frame is None:
+                    break
+                self.flush()
+                self.writer.write(encoded_media(frame, stream_id, self.conn.out_chunk_size))
+                await self.writer.drain()
+            if not self.closing:
+                self.conn.send_unpublish_notify(stream_id)
+                self.flush()
+                reason = "too slow, disconnected" if subscription.lagging_disconnect else "stream ended"
+                log.info("rtmp %s play of %s ended: %s", self.peer, subscription.key, reason)
+                self.closing = True
+                self.abort()
+        except (ConnectionError, OSError):
+            self.abort()
+        finally:
+            subscription.close()
+
+    HANDLERS = {
+        rtmp.ConnectRequested: on_connect,
+        rtmp.PublishRequested: on_publish,
+        rtmp.PlayRequested: on_play,
+        rtmp.VideoReceived: on_media,
+        rtmp.AudioReceived: on_media,
+        rtmp.MetadataReceived: on_media,
+        rtmp.UnpublishRequested: on_stream_end,
+        rtmp.DeleteStreamRequested: on_stream_end,
+        rtmp.CloseStreamRequested: on_stream_end,
+    }
