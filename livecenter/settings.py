@@ -217,6 +217,18 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- media node -------------------------------------------------------------------
+# The engine's listening sockets; the ports the generated URLs name are above.
+LIVECENTER_MEDIA_HOST = os.environ.get("LIVECENTER_MEDIA_HOST", "0.0.0.0")
+LIVECENTER_MEDIA_RTMP_PORT = int(os.environ.get("LIVECENTER_MEDIA_RTMP_PORT", LIVECENTER_RTMP_PORT))
+LIVECENTER_MEDIA_HTTP_PORT = int(os.environ.get("LIVECENTER_MEDIA_HTTP_PORT", LIVECENTER_HTTP_PORT))
+# `runall` runs the media node in the console's process unless this is off
+# (scaled topology: run `manage.py medianode` instead).
+LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)
+LIVECENTER_NODE_ID = os.environ.get("LIVECENTER_NODE_ID", "")
+# How long a viewer of a stream that is not live yet waits before a 404.
+LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
+
 # --- streams ------------------------------------------------------------------------
 # How long the engine's database policy (streams/bridge.py) keeps a domain's
 # settings and a stream's block, and how many it keeps. A forbid does not

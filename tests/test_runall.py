@@ -1,5 +1,6 @@
-"""`manage.py runall`, what `make run` starts: the console on ASGI with a Celery
-worker beside it, stopped by Ctrl-C (SIGINT to the process group)."""
+"""`manage.py runall`, what `make run` starts: the console on ASGI with the
+media node in its loop and a Celery worker beside it, stopped by Ctrl-C
+(SIGINT to the process group)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def get(url: str) -> tuple[int, bytes]:
 def test_it_serves_the_console_with_a_worker_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["LIVECENTER_DATA_DIR"] = str(tmp_path)
+    env["LIVECENTER_MEDIA_HOST"] = "127.0.0.1"
+    env["LIVECENTER_MEDIA_RTMP_PORT"] = str(rtmp_port := free_port())
+    env["LIVECENTER_MEDIA_HTTP_PORT"] = str(http_port := free_port())
     port = free_port()
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True, timeout=120)
@@ -65,6 +69,10 @@ def test_it_serves_the_console_with_a_worker_and_stops_on_ctrl_c(tmp_path):
         assert status == 200, open(tmp_path / "runall.log").read()[-3000:]
         assert b"csrfmiddlewaretoken" in body
         assert get(f"http://127.0.0.1:{port}/static/vendor/bootstrap/css/bootstrap.min.css")[0] == 200
+        # The media node runs in the same process: RTMP accepts, HTTP-FLV answers.
+        socket.create_connection(("127.0.0.1", rtmp_port), timeout=5).close()
+        status, body = get(f"http://127.0.0.1:{http_port}/live/cam1.flv")
+        assert (status, body) == (403, b"non-existent domain\n")
         # The worker is up when it says so in the shared log.
         while time.monotonic() < deadline and "ready." not in open(tmp_path / "runall.log").read():
             time.sleep(0.2)

@@ -1,12 +1,15 @@
 """The all-in-one runner of the embedded topology (DESIGN.md, Topologies).
 
-One ASGI process serves the console, the API and WebSockets; a real Celery
-worker process (with the beat scheduler embedded) runs beside it on the
-broker the settings name. Ctrl-C stops both.
+One ASGI process serves the console, the API and WebSockets and runs the
+media node in the same event loop; a real Celery worker process (with the
+beat scheduler embedded) runs beside it on the broker the settings name.
+Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,16 +48,49 @@ def worker_command(concurrency: int = 2) -> list[str]:
     ]
 
 
+class ConsoleServer(uvicorn.Server):
+    """uvicorn, with signals left to the runner so that the media node in the
+    same loop stops cleanly before the process exits."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+async def serve(server: uvicorn.Server, embedded: bool) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True  # a second Ctrl-C: stop now
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    if not embedded:
+        await server.serve()
+        return
+    from streams.medianode import running_media_node
+
+    async with running_media_node():
+        await server.serve()
+
+
 class Command(BaseCommand):
     help = "Start the console on ASGI and a Celery worker beside it (the embedded topology)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.LIVECENTER_CONSOLE_HOST)
         parser.add_argument("--port", type=int, default=settings.LIVECENTER_CONSOLE_PORT)
-        parser.add_argument("--no-worker", action="store_true", help="run the console alone")
+        parser.add_argument("--no-worker", action="store_true", help="run without the Celery worker")
+        parser.add_argument(
+            "--no-media",
+            action="store_true",
+            help="run without the embedded media node (scaled topology: `manage.py medianode` runs it)",
+        )
 
-    def handle(self, *args, host, port, no_worker, **options):
-        server = uvicorn.Server(
+    def handle(self, *args, host, port, no_worker, no_media, **options):
+        server = ConsoleServer(
             uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
         )
         worker = None
@@ -63,7 +99,7 @@ class Command(BaseCommand):
             threading.Thread(target=self._watch_worker, args=(worker, server), daemon=True).start()
         self.stdout.write(f"LiveCenter console on http://{host}:{port}/ (Ctrl-C stops everything)")
         try:
-            server.run()
+            asyncio.run(serve(server, settings.LIVECENTER_MEDIA_EMBEDDED and not no_media))
         finally:
             if worker is not None:
                 self._stop_worker(worker)
