@@ -18,6 +18,7 @@ import h11
 
 from .admission import admit_play, domain_of
 from .flv import flv_header
+from .pump import FramePump
 from .signing import AuthFailure
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def refusal_headers(reason: str) -> list[tuple[bytes, bytes]]:
         # The CDN's header, for tools written against ApsaraVideo Live.
         headers.append((b"X-Tengine-Error", f"denied by req auth: {reason}".encode()))
     return headers
+
+
+def flv_tag(frame) -> bytes:
+    return frame.flv_tag
 
 
 def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -153,17 +158,19 @@ class HttpFlvSession:
         self.writer.write(response_head(200, b"OK", headers))
         if method == b"HEAD":
             return
-        subscription = self.node.hub.subscribe(key, protocol="flv")
+        self.writer.write(flv_header(has_audio=True, has_video=True))
+        pump = FramePump(self.writer, flv_tag)
+        subscription = self.node.hub.subscribe(key, protocol="flv", on_ready=pump.on_ready)
         log.info("http-flv %s playing %s", self.peer, key)
+        pump.attach(subscription)
+        # The viewer sends nothing more; its end of input means it left.
+        client_left = asyncio.ensure_future(self.reader.read(1))
+        pumped = asyncio.ensure_future(pump.finished.wait())
         try:
-            self.writer.write(flv_header(has_audio=True, has_video=True))
-            while True:
-                frame = await subscription.get()
-                if frame is None:
-                    break
-                self.writer.write(frame.flv_tag)
-                await self.writer.drain()
+            await asyncio.wait({client_left, pumped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            subscription.close()
+            client_left.cancel()
+            pumped.cancel()
+            pump.close()
             reason = "too slow, disconnected" if subscription.lagging_disconnect else "ended"
             log.info("http-flv %s play of %s %s", self.peer, key, reason)

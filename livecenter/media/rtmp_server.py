@@ -17,6 +17,7 @@ from . import rtmp
 from .admission import admit_play, admit_publish, domain_of
 from .hub import AlreadyPublishing
 from .policy import StreamKey, StreamPublished
+from .pump import FramePump
 
 log = logging.getLogger(__name__)
 
@@ -244,32 +245,26 @@ class RtmpSession:
             return self.refuse("play", str(admission.key), "stream is not live")
         self.conn.accept_play(event.stream_id, event.name)
         self.flush()
-        subscription = self.node.hub.subscribe(admission.key, protocol="rtmp")
-        self.players[event.stream_id] = asyncio.get_running_loop().create_task(
-            self._play(event.stream_id, subscription)
-        )
+        stream_id, chunk_size = event.stream_id, self.conn.out_chunk_size
+        pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
+        subscription = self.node.hub.subscribe(admission.key, protocol="rtmp", on_ready=pump.on_ready)
+        pump.attach(subscription)
+        self.players[stream_id] = asyncio.get_running_loop().create_task(self._play(stream_id, pump))
         log.info("rtmp %s playing %s", self.peer, admission.key)
 
-    async def _play(self, stream_id: int, subscription) -> None:
+    async def _play(self, stream_id: int, pump: FramePump) -> None:
+        subscription = pump.subscription
         try:
-            while True:
-                frame = await subscription.get()
-                if frame is None:
-                    break
-                self.flush()
-                self.writer.write(encoded_media(frame, stream_id, self.conn.out_chunk_size))
-                await self.writer.drain()
-            if not self.closing:
+            await pump.finished.wait()
+            if not self.closing and not self.writer.transport.is_closing():
                 self.conn.send_unpublish_notify(stream_id)
                 self.flush()
                 reason = "too slow, disconnected" if subscription.lagging_disconnect else "stream ended"
                 log.info("rtmp %s play of %s ended: %s", self.peer, subscription.key, reason)
                 self.closing = True
-                self.abort()
-        except (ConnectionError, OSError):
-            self.abort()
+                self.writer.close()
         finally:
-            subscription.close()
+            pump.close()
 
     HANDLERS = {
         rtmp.ConnectRequested: on_connect,
