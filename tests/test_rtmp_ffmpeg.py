@@ -164,6 +164,9 @@ def capture(request) -> Capture:
 
 
 def test_it_takes_a_real_ffmpeg_publish_from_handshake_to_delete_stream(capture):
+    # FFmpeg's C1 carries a version (9.0.124.2), asking for the digest
+    # handshake; our S1's zero version keeps it on the simple one.
+    assert capture.client_bytes[5:9] == bytes((9, 0, 124, 2))
     events = capture.events
     assert isinstance(events[0], HandshakeCompleted)
     connect = events[1]

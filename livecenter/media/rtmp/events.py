@@ -72,7 +72,9 @@ class PlayRequested:
     name: str
     stream_name: str
     query: dict[str, str]
-    start: float  # -2 live or recorded, -1 live only, >= 0 seconds into a recording
+    # As sent. RTMP 7.2.2.1 says seconds (-2: live or recorded, -1: live
+    # only); clients send milliseconds (FFmpeg -2000, librtmp -1000).
+    start: float
 
 
 @dataclass(frozen=True, slots=True)
