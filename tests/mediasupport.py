@@ -111,14 +111,22 @@ class Publisher:
             return self.process.communicate()[1]
 
 
-def start_publisher(url: str, seconds: float = 10, size: str = "1280x720", rate: int = 30, extra=()) -> Publisher:
+def start_publisher(
+    url: str,
+    seconds: float = 10,
+    size: str = "1280x720",
+    rate: int = 30,
+    extra=(),
+    tune: str = "zerolatency",
+    preset: str = "ultrafast",
+) -> Publisher:
     """ffmpeg publishing a generated H.264 + AAC stream in real time."""
     cmd = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
         "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(rate),
+        "-c:v", "libx264", "-preset", preset, *(("-tune", tune) if tune else ()), "-g", str(rate),
         "-b:v", "2M", "-pix_fmt", "yuv420p", *extra,
         "-c:a", "aac", "-b:a", "96k",
         "-f", "flv", url,

@@ -76,6 +76,30 @@ def test_it_publishes_and_plays_over_rtmp_and_http_flv(media):
     assert "auth_key" not in published.publish_url
 
 
+@pytest.mark.parametrize(
+    ("profile", "bframes", "expected"),
+    [("baseline", 0, "Constrained Baseline"), ("high", 3, "High")],
+)
+def test_it_carries_the_obs_settings_with_and_without_b_frames(media, profile, bframes, expected):
+    # The seed's OBS settings: x264, keyframe interval 1 s; baseline without
+    # B-frames, or high with them (OBS's default).
+    extra = ["-profile:v", profile, "-bf", str(bframes)]
+    publisher = start_publisher(
+        media.publish_url(), seconds=15, size="854x480", extra=extra, tune="", preset="veryfast"
+    )
+    try:
+        assert live(media), publisher.stop()
+        streams = {s["codec_type"]: s for s in probe_streams(media.flv_url())}
+        assert streams["video"]["profile"] == expected
+        packets = probe_packets(media.flv_url(), seconds=3)
+        assert_continuous(packets)
+        reordered = any(p["pts_time"] != p["dts_time"] for p in packets)
+        assert reordered == (bframes > 0)
+        assert_continuous(probe_packets(media.rtmp_play_url(), seconds=2))
+    finally:
+        publisher.stop()
+
+
 def test_it_gives_a_new_viewer_the_first_frame_at_once(media):
     publisher = start_publisher(media.publish_url(), seconds=15)
     try:
