@@ -96,3 +96,35 @@ def test_it_serves_the_console_with_a_worker_and_stops_on_ctrl_c(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"processes left {STOP_SECONDS} s after Ctrl-C: {left}")
         time.sleep(0.2)
+
+
+@pytest.mark.worker
+def test_it_runs_the_media_node_alone_and_stops_on_sigterm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["LIVECENTER_DATA_DIR"] = str(tmp_path)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True, timeout=120)
+    rtmp_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*manage, "medianode", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", rtmp_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        status, body = get(f"http://127.0.0.1:{http_port}/live/cam1.flv?domain=nobody.example")
+        assert (status, body) == (403, b"non-existent domain\n")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=STOP_SECONDS)[0]
+    assert proc.returncode == 0, output
+    assert "Media node stopped" in output
