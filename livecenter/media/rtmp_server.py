@@ -22,11 +22,12 @@ from .pump import FramePump
 log = logging.getLogger(__name__)
 
 READ_BYTES = 64 * 1024
-# RTMP chunk stream ids we send media on (any id >= 3 works; these follow
-# common servers so captures read naturally).
-AUDIO_CSID, DATA_CSID, VIDEO_CSID = 4, 5, 6
 MESSAGE_TYPE = {"audio": 8, "video": 9, "meta": 18}
-CSID = {"audio": AUDIO_CSID, "video": VIDEO_CSID, "meta": DATA_CSID}
+CSID = {
+    "audio": rtmp.AUDIO_CHUNK_STREAM_ID,
+    "video": rtmp.VIDEO_CHUNK_STREAM_ID,
+    "meta": rtmp.DATA_CHUNK_STREAM_ID,
+}
 
 # onStatus codes for refusals (RTMP spec 7.2.2; the codes players know).
 PUBLISH_REJECTED = "NetStream.Publish.Rejected"
