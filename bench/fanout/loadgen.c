@@ -1,0 +1,321 @@
+/* Fan-out load generator: N viewers of one live stream over RTMP or HTTP-FLV.
+ *
+ * One thread, epoll, non-blocking sockets; every byte read goes into one
+ * large buffer and is discarded, so the generator costs little more than the
+ * kernel's copy. The client's opening bytes are prepared by run.py:
+ *
+ *   rtmp: send C0+C1, read S0+S1+S2, send C2 (= S1) and the blob (connect,
+ *         createStream, set buffer length, play); then read.
+ *   flv:  send the blob (the GET request); then read.
+ *
+ * It opens viewers at --connect-rate per second, waits --warmup seconds once
+ * all are open, then measures for --measure seconds. A viewer stalls if in
+ * that window it received less than --min-fraction of --rate bytes per second,
+ * had a gap of --max-gap-ms without data, or was closed. It stops by itself at
+ * the end of the window (or at a hard deadline) and prints one JSON line.
+ *
+ * Lines on stdout, for run.py to time its samples by:
+ *   OPENED <n>
+ *   MEASURE_START
+ *   MEASURE_END
+ *   RESULT {...}
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_BUFFER_BYTES (1 << 20)
+#define HANDSHAKE_BYTES 1536
+#define MAX_EVENTS 16384
+#define ACK_EVERY_BYTES 1000000 /* below any server's window (ours 2.5 MB, nginx-rtmp 5 MB) */
+
+enum { ST_CONNECTING, ST_HANDSHAKE, ST_STREAMING, ST_CLOSED };
+
+typedef struct {
+    int fd;
+    int state;
+    int s012_len;              /* bytes of S0+S1+S2 read so far */
+    unsigned char *s012;       /* only during the RTMP handshake */
+    uint64_t bytes;            /* media bytes after the opening exchange */
+    uint64_t bytes_at_start;   /* at MEASURE_START */
+    uint64_t bytes_at_end;     /* at MEASURE_END */
+    uint64_t acked;            /* RTMP: bytes counted in the last Acknowledgement */
+    uint64_t total_in;         /* RTMP: every byte read, for acknowledgements */
+    int64_t last_data_ms;
+    int64_t max_gap_ms;        /* longest gap inside the window */
+    int closed_in_window;
+} viewer_t;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(2); }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *data = malloc(size > 0 ? size : 1);
+    if (size > 0 && fread(data, 1, size, f) != (size_t)size) { perror(path); exit(2); }
+    fclose(f);
+    *len = (size_t)size;
+    return data;
+}
+
+static int write_all(int fd, const unsigned char *data, size_t len) {
+    /* The opening bytes are small and the socket is fresh: one send fits.
+       A short write is treated as a failed viewer, not retried. */
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = "rtmp", *blob_path = NULL, *host = "127.0.0.1";
+    int port = 0, n = 0, connect_rate = 500, poll_ms = 10;
+    double rate = 0, warmup = 5, measure = 15, min_fraction = 0.9;
+    int64_t max_gap_ms = 2000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--mode")) mode = v;
+        else if (!strcmp(k, "--host")) host = v;
+        else if (!strcmp(k, "--port")) port = atoi(v);
+        else if (!strcmp(k, "--n")) n = atoi(v);
+        else if (!strcmp(k, "--blob")) blob_path = v;
+        else if (!strcmp(k, "--rate")) rate = atof(v);
+        else if (!strcmp(k, "--warmup")) warmup = atof(v);
+        else if (!strcmp(k, "--measure")) measure = atof(v);
+        else if (!strcmp(k, "--min-fraction")) min_fraction = atof(v);
+        else if (!strcmp(k, "--max-gap-ms")) max_gap_ms = atoll(v);
+        else if (!strcmp(k, "--connect-rate")) connect_rate = atoi(v);
+        else if (!strcmp(k, "--poll-ms")) poll_ms = atoi(v);
+        else { fprintf(stderr, "unknown option %s\n", k); return 2; }
+    }
+    int rtmp = !strcmp(mode, "rtmp");
+    if (!blob_path || port <= 0 || n <= 0 || rate <= 0) {
+        fprintf(stderr, "usage: loadgen --mode rtmp|flv --port P --n N --blob FILE --rate BYTES_PER_S "
+                        "[--warmup S] [--measure S] [--connect-rate PER_S]\n");
+        return 2;
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if ((rlim_t)n + 64 > rl.rlim_max) { fprintf(stderr, "--n %d needs more descriptors than %lu\n", n, (unsigned long)rl.rlim_max); return 2; }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    size_t blob_len;
+    unsigned char *blob = read_file(blob_path, &blob_len);
+    unsigned char c0c1[1 + HANDSHAKE_BYTES];
+    c0c1[0] = 3; /* RTMP 5.2.2: version 3; C1 time 0, zero 0, random */
+    memset(c0c1 + 1, 0, 8);
+    srand(12345);
+    for (int i = 9; i < (int)sizeof c0c1; i++) c0c1[i] = (unsigned char)rand();
+
+    static unsigned char buf[READ_BUFFER_BYTES];
+    viewer_t *v = calloc(n, sizeof *v);
+    int ep = epoll_create1(0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, host, &addr.sin_addr);
+
+    int64_t t0 = now_ms(), measure_start = 0, measure_end = 0;
+    /* Hard bound: opening may take n / rate plus 10 s; then warm-up and window. */
+    int64_t open_deadline = t0 + (int64_t)(1000.0 * n / connect_rate) + 10000;
+    int64_t hard_deadline = open_deadline + (int64_t)(1000 * (warmup + measure)) + 5000;
+    int opened = 0, failed_open = 0, last_reported = 0, started = 0;
+    static struct epoll_event events[MAX_EVENTS];
+    int64_t last_wait = 0;
+
+    for (;;) {
+        int64_t now = now_ms();
+        if (now >= hard_deadline) break;
+        if (measure_end && now >= measure_end) break;
+        /* Open viewers at the connect rate. */
+        int due = (int)((now - t0) * (int64_t)connect_rate / 1000) + 1;
+        while (opened < n && opened < due) {
+            viewer_t *x = &v[opened];
+            x->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            x->state = ST_CONNECTING;
+            if (x->fd < 0) { x->state = ST_CLOSED; failed_open++; opened++; continue; }
+            int one = 1;
+            setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            int r = connect(x->fd, (struct sockaddr *)&addr, sizeof addr);
+            if (r < 0 && errno != EINPROGRESS) {
+                close(x->fd); x->state = ST_CLOSED; failed_open++; opened++; continue;
+            }
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)opened};
+            epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev);
+            opened++;
+        }
+        if (opened == n && last_reported != n) {
+            printf("OPENED %d\n", n);
+            fflush(stdout);
+            last_reported = n;
+        }
+        if (!measure_start && opened == n) {
+            int streaming = 0;
+            for (int i = 0; i < n; i++) streaming += v[i].state == ST_STREAMING && v[i].bytes > 0;
+            if (streaming == n || now >= open_deadline) {
+                measure_start = now + (int64_t)(warmup * 1000);
+                measure_end = measure_start + (int64_t)(measure * 1000);
+            }
+        }
+        if (measure_start && now >= measure_start && !started) {
+            /* First turn inside the window: snapshot the counters. */
+            started = 1;
+            for (int i = 0; i < n; i++) {
+                v[i].bytes_at_start = v[i].bytes;
+                if (v[i].state == ST_CLOSED) v[i].closed_in_window = 1;
+            }
+            printf("MEASURE_START\n");
+            fflush(stdout);
+        }
+        /* At most one turn per --poll-ms: data gathers in the socket buffers
+           and each recv takes several messages, not one syscall per message. */
+        int64_t since = now_ms() - last_wait;
+        if (since < poll_ms) usleep((useconds_t)(poll_ms - since) * 1000);
+        last_wait = now_ms();
+        int k = epoll_wait(ep, events, MAX_EVENTS, 20);
+        now = now_ms();
+        int in_window = measure_start && now >= measure_start;
+        for (int e = 0; e < k; e++) {
+            viewer_t *x = &v[events[e].data.u32];
+            if (x->state == ST_CLOSED) continue;
+            uint32_t what = events[e].events;
+            if (x->state == ST_CONNECTING) {
+                if (what & (EPOLLERR | EPOLLHUP)) goto close_it;
+                if (!(what & EPOLLOUT)) continue;
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[e].data.u32};
+                epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev);
+                if (rtmp) {
+                    if (write_all(x->fd, c0c1, sizeof c0c1)) goto close_it;
+                    x->s012 = malloc(1 + 2 * HANDSHAKE_BYTES);
+                    x->state = ST_HANDSHAKE;
+                } else {
+                    if (write_all(x->fd, blob, blob_len)) goto close_it;
+                    x->state = ST_STREAMING;
+                    x->last_data_ms = now;
+                }
+                continue;
+            }
+            for (;;) {
+                ssize_t got;
+                if (x->state == ST_HANDSHAKE) {
+                    got = recv(x->fd, x->s012 + x->s012_len, 1 + 2 * HANDSHAKE_BYTES - x->s012_len, 0);
+                } else {
+                    got = recv(x->fd, buf, sizeof buf, 0);
+                }
+                if (got == 0) goto close_it;
+                if (got < 0) {
+                    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                    if (errno == EINTR) continue;
+                    goto close_it;
+                }
+                if (x->state == ST_HANDSHAKE) {
+                    x->s012_len += (int)got;
+                    x->total_in += (uint64_t)got;
+                    if (x->s012_len == 1 + 2 * HANDSHAKE_BYTES) {
+                        /* C2 echoes S1 (RTMP 5.2.4), then the commands. */
+                        if (write_all(x->fd, x->s012 + 1, HANDSHAKE_BYTES) || write_all(x->fd, blob, blob_len)) {
+                            goto close_it;
+                        }
+                        free(x->s012);
+                        x->s012 = NULL;
+                        x->state = ST_STREAMING;
+                        x->last_data_ms = now;
+                    }
+                    continue;
+                }
+                if (in_window) {
+                    int64_t from = x->last_data_ms > measure_start ? x->last_data_ms : measure_start;
+                    if (now - from > x->max_gap_ms) x->max_gap_ms = now - from;
+                }
+                x->last_data_ms = now;
+                x->bytes += (uint64_t)got;
+                if (rtmp) {
+                    x->total_in += (uint64_t)got;
+                    if (x->total_in - x->acked >= ACK_EVERY_BYTES) {
+                        /* RTMP 5.4.3 Acknowledgement: chunk stream 2, type 3, sequence number. */
+                        unsigned char ack[16] = {0x02, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0};
+                        uint32_t seq = htonl((uint32_t)x->total_in);
+                        memcpy(ack + 12, &seq, 4);
+                        send(x->fd, ack, sizeof ack, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        x->acked = x->total_in;
+                    }
+                }
+                if (got < (ssize_t)sizeof buf) break;
+            }
+            continue;
+        close_it:
+            if (in_window && !(measure_end && now >= measure_end)) x->closed_in_window = 1;
+            if (measure_start && now < measure_start) x->closed_in_window = 1;
+            epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
+            close(x->fd);
+            free(x->s012);
+            x->s012 = NULL;
+            x->state = ST_CLOSED;
+        }
+    }
+    int64_t end = now_ms();
+    int measured = measure_start && end >= measure_start;
+    if (measured) {
+        printf("MEASURE_END\n");
+        fflush(stdout);
+    }
+    double window_s = measured ? (end - measure_start) / 1000.0 : 0;
+    int stalled = 0, closed = 0, never_streamed = 0, slow = 0, gapped = 0;
+    int64_t worst_gap = 0;
+    uint64_t total = 0;
+    uint64_t *rates = calloc(n, sizeof *rates);
+    for (int i = 0; i < n; i++) {
+        viewer_t *x = &v[i];
+        x->bytes_at_end = x->bytes;
+        if (x->state != ST_CLOSED && measured) {
+            int64_t from = x->last_data_ms > measure_start ? x->last_data_ms : measure_start;
+            if (end - from > x->max_gap_ms) x->max_gap_ms = end - from;
+        }
+        uint64_t got = x->bytes_at_end - x->bytes_at_start;
+        total += got;
+        rates[i] = window_s > 0 ? (uint64_t)(got / window_s) : 0;
+        int is_closed = x->state == ST_CLOSED || x->closed_in_window;
+        int is_slow = rates[i] < min_fraction * rate;
+        int is_gapped = x->max_gap_ms > max_gap_ms;
+        closed += is_closed;
+        never_streamed += x->bytes == 0;
+        slow += is_slow;
+        gapped += is_gapped;
+        stalled += is_closed || is_slow || is_gapped || !measured;
+        if (x->max_gap_ms > worst_gap) worst_gap = x->max_gap_ms;
+    }
+    qsort(rates, n, sizeof *rates, cmp_u64);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    printf("RESULT {\"n\": %d, \"stalled\": %d, \"closed\": %d, \"never_streamed\": %d, \"slow\": %d, "
+           "\"gapped\": %d, \"failed_open\": %d, \"window_s\": %.2f, \"expected_rate\": %.0f, "
+           "\"min_rate\": %llu, \"median_rate\": %llu, \"max_rate\": %llu, \"total_rate\": %.0f, "
+           "\"worst_gap_ms\": %lld, \"loadgen_cpu_s\": %.2f, \"loadgen_wall_s\": %.2f}\n",
+           n, stalled, closed, never_streamed, slow, gapped, failed_open, window_s, rate,
+           (unsigned long long)rates[0], (unsigned long long)rates[n / 2], (unsigned long long)rates[n - 1],
+           window_s > 0 ? total / window_s : 0.0, (long long)worst_gap, cpu_s, (end - t0) / 1000.0);
+    fflush(stdout);
+    return 0;
+}

@@ -1,0 +1,58 @@
+"""Our media node alone in a process, for bench/fanout/run.py.
+
+Signing is off on both domains (the bench measures fan-out, not MD5); the
+publisher and the viewers name their domain with `domain=` as on a bare IP.
+Prints READY once both servers listen; SIGTERM or SIGINT stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from livecenter.media.node import MediaNode, NodeConfig  # noqa: E402
+from livecenter.media.policy import DomainConfig, MemoryPolicy, MemorySink  # noqa: E402
+
+INGEST = "push.bench"
+PLAY = "play.bench"
+VALIDITY_SECONDS = 3600
+
+
+def bench_policy() -> MemoryPolicy:
+    return MemoryPolicy(
+        domains={
+            INGEST: DomainConfig(INGEST, "ingest", True, None, VALIDITY_SECONDS),
+            PLAY: DomainConfig(PLAY, "streaming", True, None, VALIDITY_SECONDS, ingest_domain=INGEST),
+        }
+    )
+
+
+async def main(rtmp_port: int, http_port: int) -> None:
+    node = MediaNode(
+        NodeConfig(host="127.0.0.1", rtmp_port=rtmp_port, http_port=http_port, node_id="bench"),
+        bench_policy(),
+        MemorySink(),
+    )
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("READY", flush=True)
+    await stop.wait()
+    await node.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rtmp-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main(args.rtmp_port, args.http_port))
