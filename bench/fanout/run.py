@@ -376,7 +376,8 @@ def start_profiler(pid: int, workdir: Path, protocol: str, n: int, seconds: floa
     if not py_spy.exists():
         log("py-spy is not installed in the venv: .venv/bin/pip install py-spy")
         return None
-    out = HERE / f"profile-{protocol}-{n}.txt"
+    out = Path(tempfile.gettempdir()) / f"fanout-profile-{protocol}-{n}.txt"
+    log(f"py-spy: {out}")
     cmd = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds) - 2), "--format", "raw"]
     cmd += ["--rate", "200", "--output", str(out), "--nonblocking"]
     return subprocess.Popen(["taskset", "-c", CLIENT_CORE, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
