@@ -231,3 +231,24 @@ def test_it_keeps_other_streams_flowing_when_a_peer_sends_garbage(media):
         assert_continuous(probe_packets(media.flv_url(), seconds=2))
     finally:
         publisher.stop()
+
+
+def test_it_stops_cleanly_with_a_live_publisher_and_viewer(caplog):
+    caplog.set_level("INFO")
+    node = NodeThread().start()
+    publisher = start_publisher(node.publish_url(), seconds=20)
+    viewer = None
+    try:
+        assert live(node)
+        viewer = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-i", node.flv_url(), "-f", "null", "-"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        assert node.wait_for(lambda: node.node.hub.stream(KEY).viewer_count == 1)
+        node.stop()
+    finally:
+        publisher.stop()
+        if viewer is not None:
+            viewer.kill()
+            viewer.wait()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+    assert isinstance(node.sink.events[-1], StreamUnpublished)
+    assert not node.node.connections

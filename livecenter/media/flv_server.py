@@ -61,13 +61,13 @@ class HttpFlvServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         handler = HttpFlvSession(self.node, reader, writer)
-        self.node.connections.add(handler)
+        self.node.connections[handler] = asyncio.current_task()
         try:
             await handler.run()
         except (ConnectionError, OSError):
             pass
         finally:
-            self.node.connections.discard(handler)
+            self.node.connections.pop(handler, None)
             writer.close()
             try:
                 await writer.wait_closed()

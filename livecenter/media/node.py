@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Events waiting for the sink; past this, periodic updates are dropped (the
 # next one carries the same information) but publish/unpublish are kept.
 MAX_PENDING_EVENTS = 10_000
+# How long stop() waits for connection handlers to finish after aborting them.
+STOP_HANDLERS_SECONDS = 5.0
 
 
 @dataclass
@@ -53,7 +55,8 @@ class MediaNode:
         self._events: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
-        self.connections: set = set()  # every open client connection handler
+        # Every open client connection: its handler and the task running it.
+        self.connections: dict[object, asyncio.Task] = {}
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -86,8 +89,13 @@ class MediaNode:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
-        for handler in list(self.connections):
+        handlers = list(self.connections.items())
+        for handler, _ in handlers:
             handler.abort()
+        # Let each handler finish its own cleanup (end publications, close
+        # sockets) rather than be cancelled by the loop's shutdown.
+        if handlers:
+            await asyncio.wait([task for _, task in handlers], timeout=STOP_HANDLERS_SECONDS)
         for server in self._servers:
             await server.wait_closed()
         # Let the sink hear how every live stream ended before it stops.

@@ -92,7 +92,7 @@ class RtmpSession:
             self.writer.write(data)
 
     async def run(self) -> None:
-        self.node.connections.add(self)
+        self.node.connections[self] = asyncio.current_task()
         reason = ""
         try:
             while not self.closing:
@@ -122,7 +122,7 @@ class RtmpSession:
             await self.cleanup(reason)
 
     async def cleanup(self, reason: str) -> None:
-        self.node.connections.discard(self)
+        self.node.connections.pop(self, None)
         for task in self.players.values():
             task.cancel()
         if self.players:
