@@ -11,6 +11,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections
 from rest_framework.test import APIClient
 
@@ -43,7 +44,8 @@ class DatabaseNode:
                 await self.stop_event.wait()
         finally:
             self.started.set()
-            await asyncio.get_running_loop().run_in_executor(None, connections.close_all)
+            # The bridge's ORM calls ran in sync_to_async's thread; close there.
+            await sync_to_async(connections.close_all, thread_sensitive=True)()
 
     def __enter__(self) -> DatabaseNode:
         self.thread.start()
