@@ -6,7 +6,17 @@ from pathlib import Path
 MEDIA = Path(__file__).resolve().parent.parent / "livecenter" / "media"
 # Modules that must stay pure (sans-IO): no event loop, sockets, clock or codecs.
 # A package (a folder) stands for every module in it.
-PURE_MODULES = {"signing.py", "amf0.py", "flv.py", "codecs.py", "admission.py", "policy.py", "rtmp", "mpegts.py"}
+PURE_MODULES = {
+    "signing.py",
+    "amf0.py",
+    "flv.py",
+    "codecs.py",
+    "admission.py",
+    "policy.py",
+    "rtmp",
+    "mpegts.py",
+    "hls.py",
+}
 FORBIDDEN_EVERYWHERE = {"django"}
 FORBIDDEN_IN_PURE = {"asyncio", "socket", "time", "av", "django", "selectors"}
 
