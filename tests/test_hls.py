@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from livecenter.media import hls
 from livecenter.media.flv import (
     AUDIO,
     VIDEO,
@@ -358,6 +359,13 @@ def test_it_marks_a_new_publisher_with_a_discontinuity_until_it_slides_out():
     assert not any(s["discontinuity"] for s in playlist.segments)
 
 
+def test_it_never_ends_a_segment_at_zero_seconds():
+    packager = HlsPackager()
+    feed(packager, flv_tags(ffmpeg_flv(seconds=1))[:6])  # one keyframe only
+    packager.discontinuity()
+    assert Playlist(packager.playlist()).segments[0]["duration"] == 0.04
+
+
 def test_it_ignores_a_discontinuity_before_any_media():
     packager = HlsPackager()
     packager.discontinuity()
@@ -381,6 +389,19 @@ def test_it_cuts_a_segment_without_keyframes_at_max_segment_duration_ms(last_ms,
     for ms in [*range(0, MAX_SEGMENT_DURATION_MS - 40, 40), last_ms]:
         events += packager.push("video", ms, synthetic_frame(ms == 0), keyframe=ms == 0, wallclock=START)
     assert any(isinstance(e, HlsSegmentCompleted) for e in events) == cut
+
+
+@pytest.mark.parametrize(("extra_bytes", "cut"), [(-1, False), (0, True)])
+def test_it_cuts_a_segment_without_keyframes_at_max_segment_bytes(monkeypatch, extra_bytes, cut):
+    packager = HlsPackager()
+    header = next(t.body for t in flv_tags(ffmpeg_flv()) if t.tag_type == VIDEO)
+    packager.push("video", 0, header, sequence_header=True)
+    packager.push("video", 0, synthetic_frame(True), keyframe=True, wallclock=START)
+    packager.push("video", 40, synthetic_frame(False), wallclock=START)
+    # The open segment's size decides the cut before the next frame goes in.
+    monkeypatch.setattr(hls, "MAX_SEGMENT_BYTES", len(packager._open.data) - extra_bytes)
+    events = packager.push("video", 80, synthetic_frame(False), wallclock=START)
+    assert (HlsSegmentCompleted(0) in events) == cut
 
 
 def test_it_refuses_bad_configuration():

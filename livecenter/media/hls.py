@@ -79,6 +79,9 @@ MAX_SEGMENT_BYTES = 32 * 1024 * 1024
 # Frame intervals remembered to predict where the next frame falls (part and
 # segment cuts): enough to ride over one late frame.
 INTERVAL_HISTORY_FRAMES = 8
+# How long the last frame before a discontinuity lasts when no interval was
+# measured (25 fps, as the hub assumes), so no segment is 0 s long.
+DEFAULT_FRAME_INTERVAL_MS = 40
 # RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least twice and SHOULD be three times
 # the part target; three is also what hls.js aims at.
 PART_HOLD_BACK_PARTS = 3
@@ -486,7 +489,9 @@ class HlsPackager:
         EXT-X-DISCONTINUITY at the next keyframe, restart the TS counters."""
         if self._open is not None and self._last_ms is not None:
             events: list[HlsPartCompleted | HlsSegmentCompleted] = []
-            self._close_segment(self._last_ms + max(self._intervals, default=0), events)
+            # The last frame lasts as long as the ones before it.
+            interval = max(self._intervals, default=0) or DEFAULT_FRAME_INTERVAL_MS
+            self._close_segment(self._last_ms + interval, events)
         if self._next_msn > 0 or self._open is not None:
             self._discontinuity_pending = True
         self._muxer.restart()
