@@ -1,0 +1,221 @@
+"""The latency calibrator (the seed's "time calibrator"): a live test stream
+pushed over RTMP whose every frame carries its capture wall-clock time
+(livecenter/media/timecode.py), so that the web player can show glass-to-
+glass latency by reading it back from the frame it displays.
+
+Frames are made and encoded with PyAV (libx264, AAC) in real time: frame `n`
+is captured when the wall clock reaches `start + n / fps`, stamped with that
+clock, encoded at once and written to FFmpeg's RTMP client through the FLV
+muxer. The picture is a flat background with a moving bar (a stall shows)
+under the timecode band; the sound is a quiet 440 Hz tone.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import math
+import re
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import av
+
+from livecenter.media import timecode
+
+log = logging.getLogger(__name__)
+
+AUDIO_SAMPLE_RATE = 44_100
+AUDIO_FRAME_SAMPLES = 1024  # one AAC frame
+AUDIO_BIT_RATE = 64_000
+TONE_HZ = 440
+TONE_AMPLITUDE = 0.05
+BACKGROUND_LUMA = 60
+BAR_LUMA = 200
+BAR_WIDTH_PX = 32
+# The bar crosses the frame in this many seconds.
+BAR_PERIOD_SECONDS = 4
+# FFmpeg's RTMP client gives up connecting after this long.
+CONNECT_TIMEOUT_SECONDS = 10
+
+_SIZE_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+_BITRATE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratorConfig:
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    bit_rate: int = 2_000_000
+    gop_seconds: float = 1.0
+    bframes: int = 0
+    duration_seconds: float | None = None  # None: until stopped
+
+    def __post_init__(self) -> None:
+        timecode.block_px(self.width)  # raises TimecodeError naming the minimum width
+        if self.width % 2 or self.height % 2:
+            raise ValueError(f"size must be even in both directions for 4:2:0, not {self.width}x{self.height}")
+        if self.height < timecode.band_height_px(self.width) * 2:
+            raise ValueError(f"height must be at least twice the timecode band, not {self.height}")
+        if not 1 <= self.fps <= 120:
+            raise ValueError(f"fps must be between 1 and 120, not {self.fps}")
+        if not 10_000 <= self.bit_rate <= 100_000_000:
+            raise ValueError(f"bitrate must be between 10k and 100M bit/s, not {self.bit_rate}")
+        if not 0 < self.gop_seconds <= 60:
+            raise ValueError(f"gop seconds must be above 0 and at most 60, not {self.gop_seconds}")
+        if not 0 <= self.bframes <= 16:
+            raise ValueError(f"bframes must be between 0 and 16, not {self.bframes}")
+
+    @property
+    def gop_frames(self) -> int:
+        return max(1, round(self.gop_seconds * self.fps))
+
+
+@dataclass(slots=True)
+class CalibratorReport:
+    frames: int = 0
+    # Frames captured more than one frame interval after their due time
+    # (the machine could not keep up; their timecode is still the truth).
+    late_frames: int = 0
+    first_epoch_ms: int | None = None
+    last_epoch_ms: int | None = None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720)."""
+    match = _SIZE_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"size must be WIDTHxHEIGHT, such as 1280x720, not {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def parse_bit_rate(text: str) -> int:
+    """'2M' -> 2_000_000, '800k' -> 800_000, '500000' -> 500_000."""
+    match = _BITRATE_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"bitrate must be a number with an optional k or M, such as 2M, not {text!r}")
+    return int(float(match[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[match[2].lower()])
+
+
+class _Painter:
+    """Luma planes for the calibrator's frames, without numpy: the band comes
+    from the timecode module, the rest is one repeated line with the bar."""
+
+    def __init__(self, config: CalibratorConfig, stride: int) -> None:
+        self.config, self.stride = config, stride
+        self.band_lines = timecode.band_height_px(config.width)
+        self.rest_lines = config.height - self.band_lines
+
+    def luma(self, epoch_ms: int, frame_index: int) -> bytes:
+        width, stride = self.config.width, self.stride
+        period_frames = BAR_PERIOD_SECONDS * self.config.fps
+        x = (frame_index % period_frames) * (width - BAR_WIDTH_PX) // period_frames
+        line = (
+            bytes([BACKGROUND_LUMA]) * x
+            + bytes([BAR_LUMA]) * BAR_WIDTH_PX
+            + bytes([BACKGROUND_LUMA]) * (width - x - BAR_WIDTH_PX)
+            + bytes(stride - width)
+        )
+        return timecode.encode_band(epoch_ms, width, stride) + line * self.rest_lines
+
+
+def _tone_period() -> bytes:
+    """One second of the tone as packed float32 samples (a whole number of cycles)."""
+    samples = [
+        TONE_AMPLITUDE * math.sin(2 * math.pi * TONE_HZ * n / AUDIO_SAMPLE_RATE) for n in range(AUDIO_SAMPLE_RATE)
+    ]
+    return struct.pack(f"<{len(samples)}f", *samples)
+
+
+def open_output(url: str, config: CalibratorConfig):
+    """The FLV muxer on FFmpeg's RTMP client, with a video and an audio stream."""
+    container = av.open(url, mode="w", format="flv", timeout=CONNECT_TIMEOUT_SECONDS)
+    video = container.add_stream("libx264", rate=config.fps)
+    video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
+    video.bit_rate = config.bit_rate
+    video.time_base = fractions.Fraction(1, config.fps)
+    video.codec_context.options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "g": str(config.gop_frames),
+        "keyint_min": str(config.gop_frames),
+        "sc_threshold": "0",
+        "bf": str(config.bframes),
+        "maxrate": str(config.bit_rate),
+        "bufsize": str(config.bit_rate),
+    }
+    audio = container.add_stream("aac", rate=AUDIO_SAMPLE_RATE)
+    audio.layout = "mono"
+    audio.bit_rate = AUDIO_BIT_RATE
+    return container, video, audio
+
+
+def push(
+    url: str,
+    config: CalibratorConfig,
+    stop: threading.Event | None = None,
+    on_frame=None,
+) -> CalibratorReport:
+    """Push the calibration stream to `url` (rtmp://...) until `stop` is set
+    or the configured duration has passed. Blocking. PyAV keeps the GIL
+    while FFmpeg's RTMP client waits on the server, so a media node in the
+    same process would never answer: run this in a process of its own
+    (`manage.py calibrator`). `on_frame(report)` is called after each frame."""
+    stop = stop or threading.Event()
+    report = CalibratorReport()
+    container, video, audio = open_output(url, config)
+    try:
+        probe = av.VideoFrame(config.width, config.height, "yuv420p")
+        painter = _Painter(config, probe.planes[0].line_size)
+        chroma = [bytes([128]) * plane.buffer_size for plane in probe.planes[1:]]
+        tone = _tone_period()
+        audio_samples = 0
+        interval = 1 / config.fps
+        start = time.time()
+        while not stop.is_set():
+            due = start + report.frames * interval
+            if config.duration_seconds is not None and due - start >= config.duration_seconds:
+                break
+            wait = due - time.time()
+            if wait > 0 and stop.wait(wait):
+                break
+            now = time.time()
+            if now - due > interval:
+                report.late_frames += 1
+            epoch_ms = int(now * 1000)
+            frame = av.VideoFrame(config.width, config.height, "yuv420p")
+            frame.planes[0].update(painter.luma(epoch_ms, report.frames))
+            for plane, data in zip(frame.planes[1:], chroma, strict=True):
+                plane.update(data)
+            frame.pts = report.frames
+            frame.time_base = video.time_base
+            container.mux(video.encode(frame))
+            # Audio up to the end of this video frame, in whole AAC frames.
+            video_end = (report.frames + 1) * AUDIO_SAMPLE_RATE // config.fps
+            while audio_samples < video_end:
+                container.mux(audio.encode(_audio_frame(tone, audio_samples)))
+                audio_samples += AUDIO_FRAME_SAMPLES
+            report.frames += 1
+            report.first_epoch_ms = report.first_epoch_ms or epoch_ms
+            report.last_epoch_ms = epoch_ms
+            if on_frame is not None:
+                on_frame(report)
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    finally:
+        container.close()
+    return report
+
+
+def _audio_frame(tone: bytes, first_sample: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format="flt", layout="mono", samples=AUDIO_FRAME_SAMPLES)
+    offset = (first_sample % AUDIO_SAMPLE_RATE) * 4
+    data = (tone[offset:] + tone)[: AUDIO_FRAME_SAMPLES * 4]
+    frame.planes[0].update(data + bytes(frame.planes[0].buffer_size - len(data)))
+    frame.sample_rate = AUDIO_SAMPLE_RATE
+    frame.pts = first_sample
+    frame.time_base = fractions.Fraction(1, AUDIO_SAMPLE_RATE)
+    return frame
