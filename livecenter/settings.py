@@ -179,6 +179,8 @@ STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/bootstrap", BASE_DIR / "node_modules" / "bootstrap" / "dist"),
+    ("vendor/mpegts", BASE_DIR / "node_modules" / "mpegts.js" / "dist"),
+    ("vendor/hls", BASE_DIR / "node_modules" / "hls.js" / "dist"),
 ]
 WHITENOISE_USE_FINDERS = True
 
@@ -240,3 +242,10 @@ LIVECENTER_POLICY_CACHE_ENTRIES = int(os.environ.get("LIVECENTER_POLICY_CACHE_EN
 LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_DAYS", 183))
 # Forbidden streams per operator; the reference's limit is 10,000.
 LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))
+
+# --- player -------------------------------------------------------------------------
+# The web player (/player/) and the calibrator send viewers to the generated
+# URLs as they are, on the streaming domain. For use on one machine without
+# DNS, name a host here (such as 127.0.0.1): the media URLs then go to it,
+# with `&domain=<domain>` (the engine's documented fallback).
+LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "")

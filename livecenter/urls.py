@@ -4,6 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from streams.views import player
+
 from .forms import LoginForm
 
 urlpatterns = [
@@ -14,6 +16,7 @@ urlpatterns = [
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
     path("streams/", include("streams.urls")),
+    path("player/", player, name="player"),
     path("api/v1/", include("domains.api_urls")),
     path("api/v1/streams/", include("streams.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

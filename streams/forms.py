@@ -9,6 +9,8 @@ from django.conf import settings
 
 from domains.forms import ConsoleForm
 
+from .player import PROTOCOL_LABELS, PROTOCOLS
+
 # <input type="datetime-local"> sends and shows this form; times are UTC.
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
@@ -72,3 +74,23 @@ class StreamForm(ConsoleForm):
     domain = forms.CharField(label="Domain")
     app = forms.CharField(label="App name")
     stream = forms.CharField(label="Stream name")
+
+
+class PlayerForm(ConsoleForm):
+    """The web player's query: which stream, over which protocol."""
+
+    domain = forms.ChoiceField(label="Domain")
+    app = forms.CharField(label="App name")
+    stream = forms.CharField(label="Stream name")
+    protocol = forms.ChoiceField(label="Protocol", required=False, choices=list(PROTOCOL_LABELS.items()))
+    template = forms.CharField(label="Transcoding template", required=False)
+
+    def __init__(self, *args, domains, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].choices = [(d.domain_name, d.display_name) for d in domains]
+        self.fields["protocol"].error_messages["invalid_choice"] = (
+            f"protocol must be one of {', '.join(PROTOCOLS)}, not %(value)s"
+        )
+
+    def clean_protocol(self) -> str:
+        return self.cleaned_data["protocol"] or "auto"

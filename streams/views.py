@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -16,10 +17,12 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from domains import services as domain_services
 from domains.forms import add_service_errors
 
 from . import services
-from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, StreamFilterForm, StreamForm
+from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
+from .player import player_sources
 
 ROWS_PER_PAGE = 100
 CONTROL_EVENTS_SHOWN = 20
@@ -181,3 +184,30 @@ def resume(request):
         for error in errors:
             messages.error(request, error)
     return redirect("streams:blocked")
+
+
+@login_required
+def player(request):
+    """The web player for one of the operator's streams (?domain=&app=&stream=
+    &protocol=auto|flv|llhls|hls&template=): signed playback URLs for
+    static/js/player.js. Without a query it shows the form; a bad query is a
+    400 with the field named."""
+    domains = domain_services.owned_domains(request.user).order_by("domain_name")
+    form = PlayerForm(request.GET or None, domains=domains, initial={"protocol": "auto"})
+    sources = None
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            urls = domain_services.generate_urls(
+                request.user, data["domain"], data["app"], data["stream"], template=data["template"]
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            if urls.playback:
+                sources = {**player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST), "protocol": data["protocol"]}
+            else:
+                form.add_error("domain", " ".join(urls.notes))
+    status = 400 if form.is_bound and form.errors else 200
+    context = {"form": form, "sources": sources, "has_domains": domains.exists()}
+    return render(request, "streams/player.html", context, status=status)

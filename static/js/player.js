@@ -1,0 +1,515 @@
+// The console's web player (templates/streams/player.html).
+//
+// The page gives signed playback URLs in #player-sources (streams/player.py).
+// The player walks a ladder of protocols, lowest latency first, and moves to
+// the next rung when one fails or shows no picture within
+// FIRST_FRAME_TIMEOUT_MS: RTS (WebRTC over WHEP; a hook, see startRts), then
+// HTTP-FLV through mpegts.js, then LL-HLS and HLS through hls.js, then the
+// browser's own HLS. ?protocol=flv|llhls|hls keeps to one rung.
+//
+// When the picture carries the latency calibrator's timecode
+// (livecenter/media/timecode.py: a 32x3 grid of black and white blocks at the
+// top left, sync marker 0xA5C3, 64-bit epoch milliseconds, CRC-16/CCITT-FALSE)
+// the player reads it from every displayed frame and shows glass-to-glass
+// latency. Measurements are in window.livecenterPlayer.stats for tests and
+// bench/.
+(function () {
+  "use strict";
+
+  // The engine holds a viewer of a stream that is not live yet for
+  // LIVECENTER_PLAY_WAIT_SECONDS (5 s) before answering 404; wait past that.
+  const FIRST_FRAME_TIMEOUT_MS = 8000;
+  const STATS_INTERVAL_MS = 500;
+  const LATENCY_SAMPLES_KEPT = 1200;
+
+  // The timecode layout (timecode.py).
+  const TC_COLUMNS = 32;
+  const TC_ROWS = 3;
+  const TC_MIN_BLOCK_PX = 16;
+  const TC_SYNC_MARKER = 0xa5c3;
+  const TC_THRESHOLD_LUMA = 128;
+
+  // The media server's refusal reasons (X-LiveCenter-Error) in a viewer's words.
+  const REASONS = {
+    "stream is not live": "The stream is not live.",
+    "expired timestamp": "This link has expired. Reload the page for a fresh one.",
+    "invalid md5hash": "Access denied: invalid signature.",
+    "no auth_key": "Access denied: the link is not signed.",
+    "invalid auth_key": "Access denied: the link's signature is malformed.",
+    "stream is forbidden": "This stream has been blocked by its operator.",
+    "domain is disabled": "This streaming domain is disabled.",
+    "non-existent domain": "The media server does not know this streaming domain.",
+    "not a streaming domain": "This domain is not a streaming domain.",
+    "streaming domain has no ingest domain": "This streaming domain has no ingest domain to play from.",
+  };
+
+  const sourcesElement = document.getElementById("player-sources");
+  if (!sourcesElement) return;
+  const config = JSON.parse(sourcesElement.textContent);
+  const video = document.getElementById("player-video");
+  const el = (id) => document.getElementById(id);
+
+  const stats = {
+    protocol: null, // the rung playing: "rts", "flv", "llhls", "hls", "native-hls"
+    state: "starting", // starting, connecting, playing, failed
+    width: 0,
+    height: 0,
+    fps: null,
+    bufferSeconds: null,
+    bitrateKbps: null,
+    currentTime: 0,
+    framesPresented: 0,
+    stalls: 0, // "waiting" events after the first frame
+    firstFrameMs: null, // this rung's start to its first displayed frame
+    firstFrameSinceLoadMs: null, // page start (performance.now() 0) to the first frame
+    timecodeFound: false,
+    latencyMs: null, // the last frame's glass-to-glass latency
+    latencySamples: [], // the last LATENCY_SAMPLES_KEPT of them
+    attempts: [], // {protocol, error} per rung tried
+    error: null,
+  };
+  window.livecenterPlayer = { stats: stats, config: config };
+
+  // --- The ladder ---------------------------------------------------------------
+
+  const hasHlsJs = () => typeof Hls !== "undefined" && Hls.isSupported();
+  const RUNGS = [
+    {
+      name: "rts",
+      label: "RTS (WebRTC)",
+      available: () => RTS_AVAILABLE && Boolean(config.rts),
+      start: startRts,
+    },
+    {
+      name: "flv",
+      label: "HTTP-FLV",
+      available: () => Boolean(config.flv) && typeof mpegts !== "undefined" && mpegts.isSupported(),
+      start: startFlv,
+    },
+    { name: "llhls", label: "LL-HLS", available: () => Boolean(config.llhls) && hasHlsJs(), start: startLlHls },
+    { name: "hls", label: "HLS", available: () => Boolean(config.hls) && hasHlsJs(), start: startHls },
+    {
+      name: "native-hls",
+      label: "HLS (native)",
+      available: () => Boolean(config.hls) && video.canPlayType("application/vnd.apple.mpegurl") !== "",
+      start: startNativeHls,
+    },
+  ];
+  const CHOSEN = {
+    auto: ["rts", "flv", "llhls", "hls", "native-hls"],
+    flv: ["flv"],
+    llhls: ["llhls"],
+    hls: ["hls", "native-hls"],
+  };
+
+  let current = null; // the attempt running: {rung, engine, startedAt, timer, done}
+  let ladder = [];
+  let frameCallback = null; // requestVideoFrameCallback's handle
+
+  function run() {
+    const names = CHOSEN[config.protocol] || CHOSEN.auto;
+    ladder = RUNGS.filter((rung) => names.includes(rung.name));
+    next();
+  }
+
+  function next() {
+    while (ladder.length) {
+      const rung = ladder.shift();
+      if (rung.available()) {
+        attempt(rung);
+        return;
+      }
+      stats.attempts.push({ protocol: rung.name, error: "not available in this browser or for this stream" });
+    }
+    stats.state = "failed";
+    const last = stats.attempts.filter((a) => a.error).pop();
+    showError(stats.error || (last && last.error) || "This browser cannot play the stream.");
+    render();
+  }
+
+  function attempt(rung) {
+    const attemptState = { rung: rung, engine: null, startedAt: performance.now(), timer: null, done: false };
+    current = attemptState;
+    watchFrames();
+    stats.protocol = rung.name;
+    stats.state = "connecting";
+    stats.attempts.push({ protocol: rung.name, error: null });
+    render();
+    attemptState.timer = setTimeout(() => {
+      fail(attemptState, "No picture arrived within " + FIRST_FRAME_TIMEOUT_MS / 1000 + " s.");
+    }, FIRST_FRAME_TIMEOUT_MS);
+    try {
+      attemptState.engine = rung.start(attemptState);
+    } catch (err) {
+      fail(attemptState, String(err && err.message ? err.message : err));
+      return;
+    }
+    const playing = video.play();
+    if (playing && playing.catch) {
+      playing.catch(() => {
+        // Autoplay refused even muted, or the load was replaced; the first
+        // frame timeout decides.
+      });
+    }
+  }
+
+  // A rung failed with an HTTP error: stop the first-frame clock while the
+  // reason is fetched (a 404 for a stream that is not live takes seconds).
+  function failHttp(attemptState, url) {
+    if (attemptState !== current || attemptState.done) return;
+    clearTimeout(attemptState.timer);
+    explainHttpFailure(url).then((words) => fail(attemptState, words));
+  }
+
+  // A rung failed: say why (in words), tear it down, try the next one.
+  function fail(attemptState, message) {
+    if (attemptState !== current || attemptState.done) return;
+    attemptState.done = true;
+    clearTimeout(attemptState.timer);
+    stats.attempts[stats.attempts.length - 1].error = message;
+    stats.error = message;
+    teardown(attemptState);
+    next();
+  }
+
+  function teardown(attemptState) {
+    if (frameCallback !== null) video.cancelVideoFrameCallback(frameCallback);
+    frameCallback = null;
+    try {
+      if (attemptState.engine) attemptState.engine.destroy();
+    } catch (err) {
+      // A library that failed half-way may fail to tear down too.
+    }
+    video.removeAttribute("src");
+    video.load();
+  }
+
+  // The first frame of the running rung: it works, stay on it.
+  function firstFrame() {
+    const attemptState = current;
+    if (!attemptState || attemptState.done || stats.state === "playing") return;
+    clearTimeout(attemptState.timer);
+    stats.state = "playing";
+    stats.error = null;
+    stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
+    stats.firstFrameSinceLoadMs = Math.round(performance.now());
+    hideError();
+    render();
+  }
+
+  // --- RTS (WebRTC over WHEP, RFC 9725): the hook for the next issue ----------------
+  //
+  // RTS goes first in the ladder because it has the lowest latency. To add
+  // it: set RTS_AVAILABLE to true (or test for RTCPeerConnection and the
+  // domain's RTS switch), and in startRts create an RTCPeerConnection with
+  // recvonly video and audio transceivers, POST its SDP offer to config.rts
+  // (the signed .whep URL) with Content-Type application/sdp, apply the 201's
+  // answer, set video.srcObject to the remote MediaStream, and return
+  // {destroy() {...}} that closes the connection and DELETEs the session's
+  // Location. Call fail(attemptState, words) on an error; the first-frame
+  // watch below then works unchanged. Until the engine speaks WHEP it stays
+  // out of the ladder.
+  const RTS_AVAILABLE = false;
+
+  function startRts(attemptState) {
+    throw new Error("RTS is not available yet.");
+  }
+
+  // --- HTTP-FLV through mpegts.js -----------------------------------------------------
+
+  function startFlv(attemptState) {
+    const player = mpegts.createPlayer(
+      { type: "flv", isLive: true, url: config.flv, cors: true },
+      {
+        enableWorker: false,
+        enableStashBuffer: false, // hand data to MSE at once
+        stashInitialSize: 128 * 1024,
+        lazyLoad: false,
+        autoCleanupSourceBuffer: true,
+        liveBufferLatencyChasing: true, // seek forward when the buffer grows
+        liveBufferLatencyMaxLatency: 1.5,
+        liveBufferLatencyMinRemain: 0.3,
+      },
+    );
+    player.on(mpegts.Events.ERROR, (type, detail, info) => {
+      if (detail === mpegts.ErrorDetails.NETWORK_STATUS_CODE_INVALID || type === mpegts.ErrorTypes.NETWORK_ERROR) {
+        failHttp(attemptState, config.flv);
+      } else {
+        fail(attemptState, "The stream could not be decoded (" + detail + ").");
+      }
+    });
+    player.on(mpegts.Events.STATISTICS_INFO, (info) => {
+      if (attemptState === current && typeof info.speed === "number") {
+        // mpegts.js reports the download speed in KB/s.
+        stats.bitrateKbps = Math.round(info.speed * 8);
+      }
+    });
+    player.attachMediaElement(video);
+    player.load();
+    return player;
+  }
+
+  // --- LL-HLS and HLS through hls.js --------------------------------------------------
+
+  function startLlHls(attemptState) {
+    return startHlsJs(attemptState, config.llhls, true);
+  }
+
+  function startHls(attemptState) {
+    return startHlsJs(attemptState, config.hls, false);
+  }
+
+  function startHlsJs(attemptState, url, lowLatency) {
+    const hls = new Hls({ lowLatencyMode: lowLatency, liveDurationInfinity: true, enableWorker: true });
+    const window_ = { bytes: 0, since: performance.now() };
+    hls.on(Hls.Events.LEVEL_LOADED, (event, data) => {
+      // Label what is really playing: a playlist without parts is plain HLS.
+      if (attemptState === current && lowLatency) {
+        stats.protocol = data.details && data.details.partList && data.details.partList.length ? "llhls" : "hls";
+      }
+    });
+    hls.on(Hls.Events.FRAG_LOADED, (event, data) => {
+      window_.bytes += (data.frag && data.frag.stats && data.frag.stats.loaded) || 0;
+      const seconds = (performance.now() - window_.since) / 1000;
+      if (seconds >= 2 && attemptState === current) {
+        stats.bitrateKbps = Math.round((window_.bytes * 8) / 1000 / seconds);
+        window_.bytes = 0;
+        window_.since = performance.now();
+      }
+    });
+    hls.on(Hls.Events.ERROR, (event, data) => {
+      if (!data.fatal) return;
+      const xhr = data.networkDetails;
+      const reason = xhr && xhr.getResponseHeader ? xhr.getResponseHeader("X-LiveCenter-Error") : null;
+      if (reason) {
+        fail(attemptState, inWords(reason, xhr.status));
+      } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        failHttp(attemptState, url);
+      } else {
+        fail(attemptState, "The stream could not be decoded (" + data.details + ").");
+      }
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    return hls;
+  }
+
+  // --- HLS the browser plays itself ----------------------------------------------------
+
+  function startNativeHls(attemptState) {
+    // Cross-origin frames may be read (for the timecode) only with CORS.
+    video.crossOrigin = "anonymous";
+    const onError = () => failHttp(attemptState, config.hls);
+    video.addEventListener("error", onError);
+    video.src = config.hls;
+    return {
+      destroy() {
+        video.removeEventListener("error", onError);
+        video.removeAttribute("crossorigin");
+      },
+    };
+  }
+
+  // --- Errors in a viewer's words ----------------------------------------------------------
+
+  function inWords(reason, status) {
+    if (reason && REASONS[reason]) return REASONS[reason];
+    if (reason) return "The media server refused to play the stream: " + reason + ".";
+    if (status === 404) return "The stream is not live.";
+    if (status === 403) return "Access denied.";
+    return "The media server answered HTTP " + status + ".";
+  }
+
+  // The libraries report a failed request without its headers; ask again
+  // for the refusal's reason (the media server names it in
+  // X-LiveCenter-Error and in the text body, for 403 and 404).
+  async function explainHttpFailure(url) {
+    const controller = new AbortController();
+    try {
+      const response = await fetch(url, { signal: controller.signal, cache: "no-store" });
+      if (response.ok) {
+        controller.abort();
+        return "The stream stopped or could not be read.";
+      }
+      let reason = response.headers.get("X-LiveCenter-Error");
+      if (!reason) reason = (await response.text()).trim().split("\n")[0] || null;
+      return inWords(reason, response.status);
+    } catch (err) {
+      return "Cannot reach the media server at " + new URL(url).host + ".";
+    }
+  }
+
+  function showError(message) {
+    const box = el("player-error");
+    box.textContent = message;
+    box.classList.remove("d-none");
+  }
+
+  function hideError() {
+    el("player-error").classList.add("d-none");
+  }
+
+  // --- Per-frame work: first frame, frame rate, the calibrator's timecode --------------
+
+  const canvas = document.createElement("canvas");
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const fpsWindow = { frames: 0, since: null };
+
+  function onFrame(now, metadata) {
+    stats.framesPresented = metadata.presentedFrames;
+    if (fpsWindow.since === null) {
+      fpsWindow.since = now;
+      fpsWindow.frames = metadata.presentedFrames;
+    } else if (now - fpsWindow.since >= 1000) {
+      stats.fps = ((metadata.presentedFrames - fpsWindow.frames) * 1000) / (now - fpsWindow.since);
+      fpsWindow.since = now;
+      fpsWindow.frames = metadata.presentedFrames;
+    }
+    firstFrame();
+    readTimecode(metadata);
+    frameCallback = video.requestVideoFrameCallback(onFrame);
+  }
+
+  function watchFrames() {
+    if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+    if (frameCallback === null) frameCallback = video.requestVideoFrameCallback(onFrame);
+  }
+
+  function readTimecode(metadata) {
+    const width = video.videoWidth;
+    const block = Math.floor(width / TC_COLUMNS);
+    if (block < TC_MIN_BLOCK_PX || video.videoHeight < TC_ROWS * block) return;
+    const height = TC_ROWS * block;
+    if (canvas.width !== width || canvas.height !== height) {
+      canvas.width = width;
+      canvas.height = height;
+    }
+    let pixels;
+    try {
+      context.drawImage(video, 0, 0, width, height, 0, 0, width, height);
+      pixels = context.getImageData(0, 0, width, height).data;
+    } catch (err) {
+      return; // a cross-origin picture without CORS cannot be read
+    }
+    const captureMs = decodeTimecode(pixels, width, block);
+    if (captureMs === null) return;
+    // The time the frame is shown: the compositor's estimate when the
+    // browser gives one, else now.
+    const shownMs = metadata.expectedDisplayTime
+      ? performance.timeOrigin + metadata.expectedDisplayTime
+      : Date.now();
+    stats.timecodeFound = true;
+    stats.latencyMs = Math.round(shownMs - captureMs);
+    stats.latencySamples.push(stats.latencyMs);
+    if (stats.latencySamples.length > LATENCY_SAMPLES_KEPT) stats.latencySamples.shift();
+  }
+
+  // The mean luma of the middle half of each block against the threshold,
+  // as timecode.decode_luma does; null unless the marker and CRC match.
+  function decodeTimecode(pixels, width, block) {
+    const lo = Math.floor(block / 4);
+    const span = block - 2 * lo;
+    const bits = [];
+    for (let i = 0; i < TC_COLUMNS * TC_ROWS; i++) {
+      const x0 = (i % TC_COLUMNS) * block + lo;
+      const y0 = Math.floor(i / TC_COLUMNS) * block + lo;
+      let total = 0;
+      for (let y = y0; y < y0 + span; y++) {
+        let offset = (y * width + x0) * 4;
+        for (let x = 0; x < span; x++, offset += 4) {
+          // BT.601 luma of the RGB the browser converted to.
+          total += 0.299 * pixels[offset] + 0.587 * pixels[offset + 1] + 0.114 * pixels[offset + 2];
+        }
+      }
+      bits.push(total > TC_THRESHOLD_LUMA * span * span ? 1 : 0);
+    }
+    const field = (from, count) => bits.slice(from, from + count).reduce((value, bit) => value * 2 + bit, 0);
+    if (field(0, 16) !== TC_SYNC_MARKER) return null;
+    const timeBytes = [];
+    for (let i = 0; i < 8; i++) timeBytes.push(field(16 + i * 8, 8));
+    if (field(80, 16) !== crc16(timeBytes)) return null;
+    // Epoch milliseconds fit in a double's 53 bits until the year 287,396.
+    return timeBytes.reduce((value, byte) => value * 256 + byte, 0);
+  }
+
+  // CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF (Python's binascii.crc_hqx).
+  function crc16(bytes) {
+    let crc = 0xffff;
+    for (const byte of bytes) {
+      crc ^= byte << 8;
+      for (let bit = 0; bit < 8; bit++) {
+        crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+      }
+    }
+    return crc;
+  }
+
+  // Without requestVideoFrameCallback: the first frame from "playing", the
+  // frame rate from getVideoPlaybackQuality, no timecode.
+  const qualityWindow = { frames: 0, since: null };
+
+  function pollQuality() {
+    if (!video.getVideoPlaybackQuality) return;
+    const frames = video.getVideoPlaybackQuality().totalVideoFrames;
+    const now = performance.now();
+    if (qualityWindow.since !== null && now - qualityWindow.since >= 1000) {
+      stats.fps = ((frames - qualityWindow.frames) * 1000) / (now - qualityWindow.since);
+    }
+    if (qualityWindow.since === null || now - qualityWindow.since >= 1000) {
+      qualityWindow.since = now;
+      qualityWindow.frames = frames;
+    }
+    stats.framesPresented = frames;
+  }
+
+  // --- The readout -----------------------------------------------------------------------
+
+  function bufferAhead() {
+    const t = video.currentTime;
+    for (let i = 0; i < video.buffered.length; i++) {
+      if (video.buffered.start(i) <= t + 0.1 && t <= video.buffered.end(i)) return video.buffered.end(i) - t;
+    }
+    return 0;
+  }
+
+  function render() {
+    const rung = RUNGS.find((r) => r.name === stats.protocol);
+    el("player-protocol").textContent = rung ? rung.label : "—";
+    el("player-state").textContent = stats.state;
+    el("player-resolution").textContent = stats.width ? stats.width + "×" + stats.height : "—";
+    el("player-fps").textContent = stats.fps !== null ? stats.fps.toFixed(1) + " fps" : "—";
+    el("player-buffer").textContent = stats.bufferSeconds !== null ? stats.bufferSeconds.toFixed(2) + " s" : "—";
+    el("player-bitrate").textContent = stats.bitrateKbps !== null ? stats.bitrateKbps + " kbit/s" : "—";
+    el("first-frame-ms").textContent = stats.firstFrameMs !== null ? stats.firstFrameMs + " ms" : "—";
+    el("latency-ms").textContent =
+      stats.latencyMs !== null ? stats.latencyMs + " ms" : stats.state === "playing" ? "no calibrator timecode" : "—";
+  }
+
+  function tick() {
+    stats.width = video.videoWidth;
+    stats.height = video.videoHeight;
+    stats.currentTime = video.currentTime;
+    if (stats.state === "playing") stats.bufferSeconds = bufferAhead();
+    if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) pollQuality();
+    render();
+  }
+
+  // --- Wiring ------------------------------------------------------------------------------
+
+  video.muted = true; // autoplay with sound is blocked; the button unmutes
+  const unmute = el("player-unmute");
+  unmute.addEventListener("click", () => {
+    video.muted = false;
+    video.play().catch(() => {});
+    unmute.classList.add("d-none");
+  });
+  video.addEventListener("volumechange", () => unmute.classList.toggle("d-none", !video.muted));
+  video.addEventListener("waiting", () => {
+    if (stats.state === "playing") stats.stalls += 1;
+  });
+  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) {
+    video.addEventListener("playing", firstFrame);
+  }
+  setInterval(tick, STATS_INTERVAL_MS);
+  run();
+})();
