@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 # A request head larger than this is refused (h11 answers it as an error).
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 REQUEST_HEAD_TIMEOUT_SECONDS = 10
-_FLV_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.flv$")
+_PLAY_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.(?P<ext>flv|m3u8)$")
+_HLS_MEDIA_PATH_RE = re.compile(
+    r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.ts)$"
+)
 _AUTH_FAILURES = {f.value for f in AuthFailure}
 
 CORS_HEADERS = [
@@ -128,11 +131,15 @@ class HttpFlvSession:
             self.send_simple(405, b"Method Not Allowed", "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
             return
         target = urlsplit(request.target.decode("latin-1"))
-        match = _FLV_PATH_RE.match(target.path)
+        query = dict(parse_qsl(target.query, keep_blank_values=True))
+        media = _HLS_MEDIA_PATH_RE.match(target.path)
+        if media:
+            await self.hls_media(method, media["app"], media["stream"], media["file"], query)
+            return
+        match = _PLAY_PATH_RE.match(target.path)
         if not match:
             self.send_simple(404, b"Not Found", "not found\n")
             return
-        query = dict(parse_qsl(target.query, keep_blank_values=True))
         host = dict(request.headers).get(b"host", b"").decode("latin-1")
         domain = domain_of(host, query)
         app, stream = match["app"], match["stream"]
@@ -140,14 +147,17 @@ class HttpFlvSession:
             self.node.policy, domain, app, stream, target.path, query.get("auth_key"), time.time()
         )
         if not admission.ok:
-            log.info("http-flv %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
+            log.info("http %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
                      admission.refusal)  # fmt: skip
             self.send_simple(403, b"Forbidden", f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
         if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
-            log.info("http-flv %s play refused: stream=%s reason=stream is not live", self.peer, key)
+            log.info("http %s play refused: stream=%s reason=stream is not live", self.peer, key)
             self.send_simple(404, b"Not Found", "stream is not live\n", refusal_headers("stream is not live"))
+            return
+        if match["ext"] == "m3u8":
+            await self.hls_playlist(method, key, query)
             return
         headers = [
             (b"Content-Type", b"video/x-flv"),
@@ -174,3 +184,33 @@ class HttpFlvSession:
             pump.close()
             reason = "too slow, disconnected" if subscription.lagging_disconnect else "ended"
             log.info("http-flv %s play of %s %s", self.peer, key, reason)
+
+    # --- HLS ---------------------------------------------------------------------
+
+    def send_body(self, method: bytes, content_type: bytes, body: bytes, cache: bytes) -> None:
+        headers = [
+            (b"Content-Type", content_type),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Cache-Control", cache),
+            (b"Connection", b"close"),
+            *CORS_HEADERS,
+        ]
+        self.writer.write(response_head(200, b"OK", headers) + (b"" if method == b"HEAD" else body))
+
+    async def hls_playlist(self, method: bytes, key, query: dict[str, str]) -> None:
+        status, text = await self.node.hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"))
+        if status != 200:
+            reasons = {400: b"Bad Request", 404: b"Not Found", 503: b"Service Unavailable"}
+            self.send_simple(status, reasons[status], f"{text}\n", refusal_headers(text))
+            return
+        self.send_body(method, b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
+
+    async def hls_media(self, method: bytes, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
+        status, body = await self.node.hls.media(app, stream, file_name, query.get("token", ""))
+        if status != 200:
+            reasons = {403: b"Forbidden", 404: b"Not Found", 503: b"Service Unavailable"}
+            log.info("http %s hls media refused: %s/%s/%s reason=%s", self.peer, app, stream, file_name, body)
+            self.send_simple(status, reasons[status], f"{body}\n", refusal_headers(str(body)))
+            return
+        # Segments and parts never change once complete.
+        self.send_body(method, b"video/mp2t", body, b"max-age=60")

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from .hls_server import HlsService
 from .hub import StreamHub
 from .policy import EventSink, Policy, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
 
@@ -57,6 +58,7 @@ class MediaNode:
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
+        self.hls = HlsService(self)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class MediaNode:
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.sockets[0].getsockname()[1]
         self.http_port = http.sockets[0].getsockname()[1]
+        self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),
             asyncio.create_task(self._report_updates(), name="media-updates"),
@@ -89,6 +92,7 @@ class MediaNode:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        self.hls.stop()
         handlers = list(self.connections.items())
         for handler, _ in handlers:
             handler.abort()

@@ -1,0 +1,176 @@
+"""HLS and low-latency HLS over HTTP, packaged by the node itself (issue 4).
+
+A stream is packaged from the first playlist request on (the hub hands the
+packager the cached GOP, so the first segment is ready within a GOP) until
+nobody has asked for it for HLS_IDLE_SECONDS. Every playlist carries the
+low-latency tags (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-SERVER-CONTROL with
+CAN-BLOCK-RELOAD): a client in low-latency mode uses them, and any other
+client ignores them as RFC 8216 4.1 requires, so one URL serves both.
+
+The playlist is signed (Type A, checked on every request); the segment and
+part URIs it hands out carry a token (HMAC with this node's secret, naming
+the stream) that the server checks, so media cannot be fetched without a
+valid playlist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from .hls import HlsPackager, Readiness, check_segment_token, make_segment_token, parse_media_uri
+from .mpegts import TsMuxError
+from .policy import StreamKey
+
+log = logging.getLogger(__name__)
+
+# Packaging stops for a stream nobody has requested for this long.
+HLS_IDLE_SECONDS = 30.0
+# Segment tokens are minted for this step and live two steps, so the URIs in
+# consecutive playlists stay the same and a token outlives the window.
+TOKEN_STEP_SECONDS = 60
+# How long a first playlist request waits for the first segment.
+FIRST_SEGMENT_WAIT_SECONDS = 6.0
+# LL-HLS parts of a third of a GOP second would hold back 1 s; a fifth keeps
+# PART-HOLD-BACK near 0.6 s (DESIGN.md: LL-HLS p50 at most 1.0 s).
+PART_DURATION_SECONDS = 0.2
+
+
+class HlsStream:
+    """One stream being packaged: a hub subscription feeding a packager."""
+
+    def __init__(self, service: HlsService, key: StreamKey) -> None:
+        self.service = service
+        self.key = key
+        self.name = str(key)
+        self.packager = HlsPackager(
+            target_duration_s=1, part_duration_s=PART_DURATION_SECONDS, uri_prefix=f"{key.stream}/"
+        )
+        self.last_request = time.monotonic()
+        self._changed = asyncio.Event()
+        self._publication = None
+        self.subscription = service.node.hub.subscribe(key, protocol="hls-packager", on_ready=self._on_ready)
+        self._on_ready(self.subscription)
+
+    def _on_ready(self, subscription) -> None:
+        stream = self.service.node.hub.stream(self.key)
+        publication = stream.publication if stream is not None else None
+        changed = False
+        for frame in subscription.drain():
+            if publication is not None and publication is not self._publication:
+                if self._publication is not None:
+                    self.packager.discontinuity()
+                self._publication = publication
+            try:
+                events = self.packager.push(
+                    frame.kind, frame.timestamp, frame.body, frame.keyframe, frame.sequence_header, time.time()
+                )
+            except TsMuxError as exc:
+                log.info("hls %s: frame dropped: %s", self.key, exc)
+                continue
+            changed |= bool(events)
+        if changed or subscription.ended:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def changed(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.subscription.close()
+        self._changed.set()
+
+
+class HlsService:
+    def __init__(self, node) -> None:
+        self.node = node
+        self.secret = os.urandom(32)
+        self.streams: dict[StreamKey, HlsStream] = {}
+        self._reaper: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="hls-reaper")
+
+    def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for stream in self.streams.values():
+            stream.close()
+        self.streams.clear()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(HLS_IDLE_SECONDS / 3)
+            now = time.monotonic()
+            for key, stream in list(self.streams.items()):
+                if now - stream.last_request > HLS_IDLE_SECONDS or stream.subscription.ended:
+                    stream.close()
+                    del self.streams[key]
+
+    def token(self, stream: HlsStream, now: float) -> str:
+        expires = (int(now) // TOKEN_STEP_SECONDS + 2) * TOKEN_STEP_SECONDS
+        return make_segment_token(self.secret, stream.name, expires)
+
+    async def playlist(self, key: StreamKey, msn: str | None, part: str | None) -> tuple[int, str]:
+        """(status, body): 200 with the playlist, 400 for a bad blocking
+        request, 404 when the stream is not live, 503 when it does not
+        advance in time."""
+        stream = self.streams.get(key)
+        if stream is None or stream.subscription.ended:
+            stream = self.streams[key] = HlsStream(self, key)
+        stream.last_request = time.monotonic()
+        deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
+        while not stream.packager.has_segments:
+            if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
+                return 404, "stream is not live"
+        while True:
+            decision = stream.packager.reload_decision(msn, part)
+            if decision.readiness is Readiness.BAD_REQUEST:
+                return 400, decision.reason
+            if decision.readiness is Readiness.READY:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stream.subscription.ended or not await stream.changed(remaining):
+                return 503, "the playlist did not advance in time"
+        return 200, stream.packager.playlist(low_latency=True, token=self.token(stream, time.time()))
+
+    def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
+        """The packaged stream a media URI's token was minted for."""
+        failure = "no token"
+        for key, stream in self.streams.items():
+            if key.app != app or key.stream != stream_name:
+                continue
+            failure = check_segment_token(self.secret, stream.name, token, now) or ""
+            if not failure:
+                return stream, ""
+        return None, failure or "stream is not being packaged"
+
+    async def media(self, app: str, stream_name: str, file_name: str, token: str) -> tuple[int, bytes | str]:
+        ref = parse_media_uri(file_name)
+        if ref is None:
+            return 404, "not found"
+        stream, failure = self.find(app, stream_name, token, time.time())
+        if stream is None:
+            return (404 if failure == "stream is not being packaged" else 403), failure
+        stream.last_request = time.monotonic()
+        packager = stream.packager
+        if ref.part is None:
+            data = packager.segment(ref.msn)
+            return (200, data) if data is not None else (404, "segment is gone or not complete")
+        deadline = time.monotonic() + packager.blocking_timeout_s
+        while True:
+            status = packager.part_status(ref.msn, ref.part)
+            if status is Readiness.READY:
+                return 200, packager.part(ref.msn, ref.part)
+            if status is not Readiness.WAIT:
+                return 404, "part is gone or not yet announced"
+            # The preload hint: hold the request until the part is complete.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stream.subscription.ended or not await stream.changed(remaining):
+                return 503, "the part was not completed in time"
