@@ -120,3 +120,23 @@ def test_it_answers_404_for_a_stream_that_is_not_live(media):
     token = sign("/live/nobody.m3u8", PLAY_KEY, int(time.time()))
     code, headers, _ = fetch(f"{media.http}/live/nobody.m3u8?auth_key={token}&domain={PLAY}")
     assert (code, headers["X-LiveCenter-Error"]) == (404, "stream is not live")
+
+
+def test_it_marks_a_publisher_reconnect_with_a_discontinuity(media):
+    first = start_publisher(media.publish_url(), seconds=4, size="640x360")
+    try:
+        assert media.wait_for(lambda: bool(media.node.hub.live_keys()))
+        assert fetch(m3u8_url(media))[0] == 200  # packaging starts with the first request
+        first.process.wait(30)
+        second = start_publisher(media.publish_url(), seconds=15, size="640x360")
+        try:
+            deadline = time.monotonic() + 20
+            text = ""
+            while time.monotonic() < deadline and "#EXT-X-DISCONTINUITY" not in text:
+                text = fetch(m3u8_url(media))[2].decode()
+                time.sleep(0.5)
+            assert "#EXT-X-DISCONTINUITY" in text, text
+        finally:
+            second.stop()
+    finally:
+        first.stop()
