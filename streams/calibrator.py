@@ -174,6 +174,7 @@ def push(
         tone = _tone_period()
         audio_samples = 0
         interval = 1 / config.fps
+        frame_time_base = fractions.Fraction(1, config.fps)
         start = time.time()
         while not stop.is_set():
             due = start + report.frames * interval
@@ -190,8 +191,10 @@ def push(
             frame.planes[0].update(painter.luma(epoch_ms, report.frames))
             for plane, data in zip(frame.planes[1:], chroma, strict=True):
                 plane.update(data)
+            # In frames: the stream's own time base becomes the FLV muxer's
+            # 1/1000 once the header is written.
             frame.pts = report.frames
-            frame.time_base = video.time_base
+            frame.time_base = frame_time_base
             container.mux(video.encode(frame))
             # Audio up to the end of this video frame, in whole AAC frames.
             video_end = (report.frames + 1) * AUDIO_SAMPLE_RATE // config.fps

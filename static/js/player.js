@@ -227,8 +227,8 @@
         lazyLoad: false,
         autoCleanupSourceBuffer: true,
         liveBufferLatencyChasing: true, // seek forward when the buffer grows
-        liveBufferLatencyMaxLatency: 1.5,
-        liveBufferLatencyMinRemain: 0.3,
+        liveBufferLatencyMaxLatency: 0.6,
+        liveBufferLatencyMinRemain: 0.2,
       },
     );
     player.on(mpegts.Events.ERROR, (type, detail, info) => {
