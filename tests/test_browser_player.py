@@ -1,7 +1,7 @@
 """The web player in headless Chromium (Debian's, through Playwright) on a
 live stream from the latency calibrator: the media node runs with the
 database policy, `manage.py calibrator` pushes to the URL the URL generator
-signs, and the player page plays the signed HTTP-FLV URL, keeps playing
+signs, and the player page plays the signed HTTP-FLV, LL-HLS and HLS URLs, keeps playing
 without a stall, and reads the calibrator's timecode back."""
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def stats(page) -> dict:
     return page.evaluate("() => ({...window.livecenterPlayer.stats, latencySamples: undefined})")
 
 
-def test_it_plays_the_calibrator_over_flv_and_shows_latency(browser_page, live_server, owner, settings):
+@pytest.mark.parametrize(("protocol", "label"), [("flv", "HTTP-FLV"), ("llhls", "LL-HLS"), ("hls", "HLS")])
+def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, owner, settings, protocol, label):
     page = browser_page
     push = services.add_domain(owner, "push.player.test", "ingest", "overseas", "ap-southeast-1")
     play = services.add_domain(owner, "play.player.test", "streaming", "overseas", "ap-southeast-1")
@@ -84,12 +85,12 @@ def test_it_plays_the_calibrator_over_flv_and_shows_latency(browser_page, live_s
             page.fill("#id_password", "owner-pass-123")
             page.click("#login-button")
             page.wait_for_url("**/domains/")
-            page.goto(f"{live_server.url}/player/?domain=play.player.test&app=live&stream=calib&protocol=flv")
+            page.goto(f"{live_server.url}/player/?domain=play.player.test&app=live&stream=calib&protocol={protocol}")
             page.wait_for_function("window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
                                    " && window.livecenterPlayer.stats.state !== 'starting'")  # fmt: skip
             first = stats(page)
             assert first["state"] == "playing", first
-            assert first["protocol"] == "flv"
+            assert first["protocol"] == protocol
 
             # currentTime advances every second for PLAY_SECONDS, with no stall.
             times = []
@@ -106,7 +107,7 @@ def test_it_plays_the_calibrator_over_flv_and_shows_latency(browser_page, live_s
             assert 25 <= now["fps"] <= 35, now
 
             # The readout on the page.
-            assert page.inner_text("#player-protocol") == "HTTP-FLV"
+            assert page.inner_text("#player-protocol") == label
             assert page.inner_text("#player-resolution") == "640×360"
             assert now["timecodeFound"], now
             assert 0 < now["latencyMs"] < 5000, now
@@ -117,7 +118,7 @@ def test_it_plays_the_calibrator_over_flv_and_shows_latency(browser_page, live_s
             samples = page.evaluate("window.livecenterPlayer.stats.latencySamples")
             assert len(samples) >= 20 * PLAY_SECONDS
             median = sorted(samples)[len(samples) // 2]
-            print(f"FLV latency: median {median} ms, {min(samples)}-{max(samples)} ms over {len(samples)} frames;"
+            print(f"{label} latency: median {median} ms, {min(samples)}-{max(samples)} ms over {len(samples)} frames;"
                   f" first frame {now['firstFrameMs']} ms")  # fmt: skip
         finally:
             calibrator.terminate()
