@@ -16,6 +16,7 @@ PURE_MODULES = {
     "rtmp",
     "mpegts.py",
     "hls.py",
+    "timecode.py",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
 FORBIDDEN_IN_PURE = {"asyncio", "socket", "time", "av", "django", "selectors"}
