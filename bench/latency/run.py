@@ -255,33 +255,35 @@ def open_player(context, url: str, timeout_ms: int = 20_000) -> tuple[object, di
 
 
 def measure(context, name: str, url: str, seconds: float, settle: float, loads: int) -> Result:
-    """`loads` fresh page loads for time to first frame; the last one stays
-    open, settles, and collects `seconds` of per-frame latency samples."""
+    """`loads` fresh page loads (after one warm-up load, not counted, which
+    waits for the stream to be live): each gives a time to first frame, then
+    settles and collects `seconds / loads` of per-frame latency samples. Once
+    playing, latency hardly moves within one load (a millisecond of jitter);
+    it changes with where in the keyframe and segment cycle a viewer joins,
+    so the samples are pooled over the loads."""
     result = Result(name)
+    window = seconds / loads
     try:
-        page = None
-        # Load 0 is a warm-up, not counted: it waits for the stream to be live
-        # (and, for nginx-rtmp, for a full playlist).
         for i in range(loads + 1):
-            if page is not None:
-                page.close()
             page, state = open_player(context, url)
             if i == 0:
                 log(f"  {name}: warm-up load: first frame {state['firstFrameMs']} ms")
+                page.close()
                 continue
             result.first_frames.append(state["firstFrameMs"])
-            result.protocol_seen = state["protocol"]
-            log(f"  {name}: load {i}/{loads}: first frame {state['firstFrameMs']} ms ({state['protocol']})")
-        page.wait_for_timeout(settle * 1000)
-        page.evaluate("window.livecenterPlayer.stats.latencySamples.length = 0")
-        stalls_before = page.evaluate(PLAYER_STATE)["stalls"]
-        page.wait_for_timeout(seconds * 1000)
-        result.latency = page.evaluate("window.livecenterPlayer.stats.latencySamples.slice()")
-        end = page.evaluate(PLAYER_STATE)
-        result.stalls = end["stalls"] - stalls_before
-        result.protocol_seen = end["protocol"]
-        log(f"  {name}: {len(result.latency)} latency samples, {result.stalls} stalls, fps {end['fps']}")
-        page.close()
+            page.wait_for_timeout(settle * 1000)
+            page.evaluate("window.livecenterPlayer.stats.latencySamples.length = 0")
+            stalls_before = page.evaluate(PLAYER_STATE)["stalls"]
+            page.wait_for_timeout(window * 1000)
+            samples = page.evaluate("window.livecenterPlayer.stats.latencySamples.slice()")
+            end = page.evaluate(PLAYER_STATE)
+            page.close()
+            result.latency += samples
+            result.stalls += end["stalls"] - stalls_before
+            result.protocol_seen = end["protocol"]
+            median = percentile(samples, 50) if samples else None
+            log(f"  {name}: load {i}/{loads}: first frame {state['firstFrameMs']} ms, latency p50 {median} ms"
+                f" over {len(samples)} frames, {end['protocol']}, {end['fps']:.1f} fps")  # fmt: skip
     except Exception as exc:  # noqa: BLE001 (reported in the table)
         result.error = str(exc).splitlines()[0][:200]
         log(f"  {name}: FAILED: {result.error}")
@@ -335,8 +337,12 @@ def table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=30, help="latency window per protocol (default 30)")
-    parser.add_argument("--settle", type=float, default=5, help="play this long before the window (default 5)")
+    parser.add_argument(
+        "--seconds", type=float, default=30, help="latency samples per protocol, split over the loads (default 30)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=5, help="play this long after the first frame before sampling (default 5)"
+    )
     parser.add_argument("--loads", type=int, default=5, help="fresh page loads for first frame (default 5)")
     parser.add_argument("--protocols", default="flv,llhls,hls,nginx-hls")
     parser.add_argument("--json", help="write the figures here too")
