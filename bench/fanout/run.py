@@ -23,7 +23,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -37,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, log, require_nginx_rtmp, wait_port  # noqa: E402
 from livecenter.media import amf0  # noqa: E402
 from livecenter.media.rtmp import RtmpChunkWriter  # noqa: E402
 
@@ -54,10 +54,6 @@ PAGE_KIB = 4
 INGEST, PLAY = "push.bench", "play.bench"  # node_runner.py's domains
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 # --- preparing ---------------------------------------------------------------------
 
 
@@ -65,16 +61,8 @@ def require_tools(servers: list[str]) -> None:
     for tool in ("ffmpeg", "ffprobe", "cc", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install ffmpeg gcc util-linux)")
-    if "nginx-rtmp" in servers and not Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists():
-        log("installing nginx and libnginx-mod-rtmp (Debian) ...")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "nginx", "libnginx-mod-rtmp"],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+    if "nginx-rtmp" in servers:
+        require_nginx_rtmp()
 
 
 def make_clip(path: Path) -> float:
@@ -139,23 +127,6 @@ def rtmp_play_blob(port: int, stream: str) -> bytes:
 
 def flv_get_blob(port: int, path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench-loadgen\r\nAccept: */*\r\n\r\n".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 # --- /proc -------------------------------------------------------------------------
@@ -247,7 +218,7 @@ def start_nginx(workdir: Path) -> Running:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(port)
+    wait_port(port, timeout=10)
     deadline = time.monotonic() + 5
     while not (workers := children(process.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)

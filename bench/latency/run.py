@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, log, require_nginx_rtmp, wait_port  # noqa: E402
+
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # tests/test_browser_console.py's flags, plus autoplay as tests/test_browser_player.py.
@@ -109,27 +112,6 @@ http {{
 """
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -186,15 +168,6 @@ class Processes:
 
 def manage(env: dict, *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-
-
-def require_nginx() -> None:
-    if Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists() and shutil.which("nginx"):
-        return
-    log("installing nginx and libnginx-mod-rtmp (Debian) ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-q", "nginx", "libnginx-mod-rtmp"], check=True, env=env)
 
 
 def start_nginx(procs: Processes, workdir: Path) -> tuple[subprocess.Popen, int, int, int]:
@@ -356,7 +329,7 @@ def main() -> None:
 
     began = time.monotonic()
     if "nginx-hls" in names:
-        require_nginx()
+        require_nginx_rtmp()
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     rtmp_port, http_port, console_port = free_port(), free_port(), free_port()
     env = {

@@ -1,0 +1,46 @@
+"""What the benches share: logging, loopback ports, Debian's nginx-rtmp."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def require_nginx_rtmp() -> None:
+    """Debian's nginx and libnginx-mod-rtmp, installed when missing (root)."""
+    if NGINX_RTMP_MODULE.exists() and shutil.which("nginx"):
+        return
+    log("installing nginx and libnginx-mod-rtmp (Debian) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "nginx", "libnginx-mod-rtmp"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
