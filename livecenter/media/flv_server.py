@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -52,8 +53,8 @@ def flv_tag(frame) -> bytes:
     return frame.flv_tag
 
 
-def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [b"HTTP/1.1 %d %s" % (status, reason)]
+def response_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
     lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
@@ -103,7 +104,7 @@ class HttpFlvSession:
                 return event
             return None
 
-    def send_simple(self, status: int, reason: bytes, text: str, extra: list | None = None) -> None:
+    def send_simple(self, status: int, text: str, extra: list | None = None) -> None:
         body = text.encode()
         headers = [
             (b"Content-Type", b"text/plain; charset=utf-8"),
@@ -112,23 +113,23 @@ class HttpFlvSession:
             *CORS_HEADERS,
             *(extra or []),
         ]
-        self.writer.write(response_head(status, reason, headers) + body)
+        self.writer.write(response_head(status, headers) + body)
 
     async def run(self) -> None:
         try:
             request = await asyncio.wait_for(self.read_request(), REQUEST_HEAD_TIMEOUT_SECONDS)
         except (TimeoutError, h11.RemoteProtocolError) as exc:
             log.info("http-flv %s: bad request head: %s", self.peer, exc or "timeout")
-            self.send_simple(400, b"Bad Request", "bad request\n")
+            self.send_simple(400, "bad request\n")
             return
         if request is None:
             return
         method = request.method.upper()
         if method == b"OPTIONS":
-            self.writer.write(response_head(204, b"No Content", [*CORS_HEADERS, (b"Connection", b"close")]))
+            self.writer.write(response_head(204, [*CORS_HEADERS, (b"Connection", b"close")]))
             return
         if method not in (b"GET", b"HEAD"):
-            self.send_simple(405, b"Method Not Allowed", "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
+            self.send_simple(405, "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
             return
         target = urlsplit(request.target.decode("latin-1"))
         query = dict(parse_qsl(target.query, keep_blank_values=True))
@@ -138,7 +139,7 @@ class HttpFlvSession:
             return
         match = _PLAY_PATH_RE.match(target.path)
         if not match:
-            self.send_simple(404, b"Not Found", "not found\n")
+            self.send_simple(404, "not found\n")
             return
         host = dict(request.headers).get(b"host", b"").decode("latin-1")
         domain = domain_of(host, query)
@@ -149,12 +150,12 @@ class HttpFlvSession:
         if not admission.ok:
             log.info("http %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
                      admission.refusal)  # fmt: skip
-            self.send_simple(403, b"Forbidden", f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
+            self.send_simple(403, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
         if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
             log.info("http %s play refused: stream=%s reason=stream is not live", self.peer, key)
-            self.send_simple(404, b"Not Found", "stream is not live\n", refusal_headers("stream is not live"))
+            self.send_simple(404, "stream is not live\n", refusal_headers("stream is not live"))
             return
         if match["ext"] == "m3u8":
             await self.hls_playlist(method, key, query)
@@ -165,7 +166,7 @@ class HttpFlvSession:
             (b"Connection", b"close"),
             *CORS_HEADERS,
         ]
-        self.writer.write(response_head(200, b"OK", headers))
+        self.writer.write(response_head(200, headers))
         if method == b"HEAD":
             return
         self.writer.write(flv_header(has_audio=True, has_video=True))
@@ -195,22 +196,20 @@ class HttpFlvSession:
             (b"Connection", b"close"),
             *CORS_HEADERS,
         ]
-        self.writer.write(response_head(200, b"OK", headers) + (b"" if method == b"HEAD" else body))
+        self.writer.write(response_head(200, headers) + (b"" if method == b"HEAD" else body))
 
     async def hls_playlist(self, method: bytes, key, query: dict[str, str]) -> None:
         status, text = await self.node.hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"))
         if status != 200:
-            reasons = {400: b"Bad Request", 404: b"Not Found", 503: b"Service Unavailable"}
-            self.send_simple(status, reasons[status], f"{text}\n", refusal_headers(text))
+            self.send_simple(status, f"{text}\n", refusal_headers(text))
             return
         self.send_body(method, b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
 
     async def hls_media(self, method: bytes, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
         status, body = await self.node.hls.media(app, stream, file_name, query.get("token", ""))
         if status != 200:
-            reasons = {403: b"Forbidden", 404: b"Not Found", 503: b"Service Unavailable"}
             log.info("http %s hls media refused: %s/%s/%s reason=%s", self.peer, app, stream, file_name, body)
-            self.send_simple(status, reasons[status], f"{body}\n", refusal_headers(str(body)))
+            self.send_simple(status, f"{body}\n", refusal_headers(str(body)))
             return
         # Segments and parts never change once complete.
         self.send_body(method, b"video/mp2t", body, b"max-age=60")
