@@ -63,14 +63,14 @@ class MediaNode:
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        from .flv_server import HttpFlvServer
+        from .http_server import MediaHttpServer
         from .rtmp_server import RtmpServer
 
         rtmp = await asyncio.start_server(
             RtmpServer(self).handle, self.config.host, self.config.rtmp_port, reuse_address=True
         )
         http = await asyncio.start_server(
-            HttpFlvServer(self).handle, self.config.host, self.config.http_port, reuse_address=True
+            MediaHttpServer(self).handle, self.config.host, self.config.http_port, reuse_address=True
         )
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.sockets[0].getsockname()[1]
@@ -81,7 +81,7 @@ class MediaNode:
             asyncio.create_task(self._report_updates(), name="media-updates"),
         ]
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP-FLV on %s:%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS) on %s:%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,

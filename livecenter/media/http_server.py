@@ -1,9 +1,11 @@
-"""HTTP-FLV playback: `GET /{app}/{stream}.flv?auth_key=…` on a streaming domain.
+"""The media node's HTTP playback on a streaming domain:
+`GET /{app}/{stream}.flv?auth_key=…` (HTTP-FLV) and `/{app}/{stream}.m3u8`
+with its segments and parts (HLS and LL-HLS, hls_server.py).
 
-The request head is parsed by h11; the response is a plain FLV byte stream
-closed by the connection's end, so every viewer of a frame is sent the same
-shared bytes. Refusals are 403 (or 404 for a stream that is not live) with
-a header that names the reason, never which key was tried.
+The request head is parsed by h11. HTTP-FLV is a plain FLV byte stream closed
+by the connection's end, so every viewer of a frame is sent the same shared
+bytes. Refusals are 403 (or 404 for a stream that is not live) with a header
+that names the reason, never which key was tried.
 """
 
 from __future__ import annotations
@@ -59,12 +61,12 @@ def response_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class HttpFlvServer:
+class MediaHttpServer:
     def __init__(self, node) -> None:
         self.node = node
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = HttpFlvSession(self.node, reader, writer)
+        handler = MediaHttpSession(self.node, reader, writer)
         self.node.connections[handler] = asyncio.current_task()
         try:
             await handler.run()
@@ -79,7 +81,7 @@ class HttpFlvServer:
                 pass
 
 
-class HttpFlvSession:
+class MediaHttpSession:
     def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.node = node
         self.reader = reader
