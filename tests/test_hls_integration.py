@@ -140,3 +140,8 @@ def test_it_marks_a_publisher_reconnect_with_a_discontinuity(media):
             second.stop()
     finally:
         first.stop()
+
+
+def test_it_answers_404_for_media_of_a_stream_not_being_packaged(media):
+    code, headers, _ = fetch(f"{media.http}/live/cam1/seg_3.ts?token=1-00000000000000000000000000000000")
+    assert (code, headers["X-LiveCenter-Error"]) == (404, "stream is not being packaged")

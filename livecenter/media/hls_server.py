@@ -142,7 +142,7 @@ class HlsService:
 
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""
-        failure = "no token"
+        failure = ""
         for key, stream in self.streams.items():
             if key.app != app or key.stream != stream_name:
                 continue
