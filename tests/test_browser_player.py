@@ -98,16 +98,11 @@ def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, ow
                 times.append(page.evaluate("document.getElementById('player-video').currentTime"))
                 page.wait_for_timeout(1000)
             diag = page.evaluate(BUFFER_STATE)
-            # Known defect (issue 4, open): hls.js in low-latency mode now and
-            # then holds one second at a part boundary under load, and some
-            # loads settle 3 segments back (bench/README.md). Until that is
-            # fixed, LL-HLS may miss one step; FLV and HLS may miss none.
-            allowed = 1 if protocol == "llhls" else 0
             held = sum(1 for a, b in zip(times, times[1:], strict=False) if b <= a)
-            assert held <= allowed, (times, diag)
-            assert times[-1] - times[0] >= PLAY_SECONDS - 1 - allowed, times
+            assert held == 0, (times, diag)
+            assert times[-1] - times[0] >= PLAY_SECONDS - 1, times
             now = stats(page)
-            assert now["stalls"] <= allowed, now
+            assert now["stalls"] == 0, now
             assert now["framesPresented"] >= 25 * PLAY_SECONDS, now
             assert (now["width"], now["height"]) == (640, 360)
             assert 25 <= now["fps"] <= 35, now

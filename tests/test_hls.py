@@ -138,8 +138,8 @@ def check_playlist_rules(playlist: Playlist) -> None:
     assert playlist.tags["#EXT-X-VERSION"] == "9"
     control = playlist.server_control()
     assert control["CAN-BLOCK-RELOAD"] == "YES"
-    # 8216bis 4.4.3.8: PART-HOLD-BACK SHOULD be at least three part targets.
-    assert float(control["PART-HOLD-BACK"]) >= 3 * playlist.part_target - 1e-9
+    # 8216bis 4.4.3.8: PART-HOLD-BACK MUST be at least two part targets.
+    assert float(control["PART-HOLD-BACK"]) >= 2 * playlist.part_target - 1e-9
     with_parts = [*(s for s in playlist.segments if s["parts"]), *([playlist.open] if playlist.open else [])]
     for segment in with_parts:
         parts = segment["parts"]
@@ -226,7 +226,8 @@ def test_it_renders_a_plain_playlist_that_slides():
         flv_tags(ffmpeg_flv(seconds=6)),
         after=lambda events: (
             snapshots.append(Playlist(packager.playlist(token="9-ab")))
-            if any(isinstance(e, HlsSegmentCompleted) for e in events)
+            # A segment is listed once the next one has a part.
+            if any(isinstance(e, HlsPartCompleted) and e.msn > 0 and e.index == 0 for e in events)
             else None
         ),
     )
@@ -276,6 +277,21 @@ def test_it_packages_audio_without_video():
 
 
 # --- low-latency parts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_it_divides_a_30_fps_second_into_equal_parts_without_a_one_frame_tail(bframes):
+    # 30 fps in whole milliseconds alternates 33 and 34 ms intervals; taking
+    # the longer as the next one cut every part a frame early and left a
+    # 33 ms part before each keyframe, on which hls.js stalled for seconds.
+    packager, _ = packaged(bframes=bframes, part_duration_s=0.2)
+    playlist = Playlist(packager.playlist(low_latency=True))
+    check_playlist_rules(playlist)
+    assert playlist.part_target == 0.201
+    complete = [s for s in playlist.segments if s["parts"]]
+    assert complete
+    for segment in complete:
+        assert [p["duration"] for p in segment["parts"]] == [0.2] * 5
 
 
 @pytest.mark.parametrize("bframes", [0, 2])
@@ -413,6 +429,34 @@ def test_it_refuses_bad_configuration():
         HlsPackager(part_duration_s=0.05)
     with pytest.raises(ValueError, match="window_segments must be 3-100"):
         HlsPackager(window_segments=2)
+    with pytest.raises(ValueError, match="part_hold_back_parts must be at least 2"):
+        HlsPackager(part_hold_back_parts=1)
+
+
+def test_it_holds_back_the_configured_number_of_parts():
+    packager, _ = packaged(seconds=2, part_duration_s=0.2, part_hold_back_parts=2)
+    assert Playlist(packager.playlist(low_latency=True)).server_control()["PART-HOLD-BACK"] == "0.402"
+
+
+def test_it_says_when_the_open_segment_is_about_to_end():
+    # The server answers a joining player after that end (hls_server.py,
+    # JOIN_SEGMENT_END_MARGIN_MS): 1 s GOPs at 30 fps.
+    packager = HlsPackager(part_duration_s=0.2)
+    tags = flv_tags(ffmpeg_flv(seconds=3))
+    seen = []
+
+    def record(_events):
+        seen.append((packager.building_part[0], packager.segment_ends_within(400)))
+
+    assert not packager.segment_ends_within(400)  # nothing yet
+    feed(packager, tags, after=record)
+    # Within each segment after the first: False early, then True from 0.6 s on.
+    by_msn: dict[int, list[bool]] = {}
+    for msn, near in seen:
+        by_msn.setdefault(msn, []).append(near)
+    flags = by_msn[1]
+    assert flags == sorted(flags) and flags[0] is False and flags[-1] is True
+    assert flags.count(True) == 2  # parts ending at 0.8 and 1.0 s: the last two of five
 
 
 def test_it_drops_a_bad_frame_and_stays_usable():
@@ -498,6 +542,32 @@ def test_it_waits_for_the_first_part_of_a_segment_after_the_last_part():
     edge = {**EDGE, "open_parts": 0}
     assert decide_blocking_reload("9", "3", **edge).readiness is Readiness.WAIT
     assert decide_blocking_reload("9", "2", **edge).readiness is Readiness.READY
+    # Segment 9 is complete but published whole only with a part of 10.
+    assert decide_blocking_reload("9", None, **edge).readiness is Readiness.WAIT
+    assert decide_blocking_reload("8", None, **edge).readiness is Readiness.READY
+
+
+def test_it_lists_a_just_completed_segment_as_open_until_the_next_has_a_part():
+    # Its last part comes first, its EXTINF one part later: hls.js, still
+    # loading its earlier parts when both arrived together, skipped that part
+    # and stalled for seconds.
+    packager = HlsPackager(part_duration_s=0.2)
+    tags = flv_tags(ffmpeg_flv(seconds=3))
+    views = []
+
+    def after(events):
+        if HlsSegmentCompleted(1) in events or HlsPartCompleted(2, 0) in events:
+            views.append(Playlist(packager.playlist(low_latency=True)))
+
+    feed(packager, tags, after=after)
+    completed, next_part = views[0], views[1]
+    for playlist in (completed, next_part):
+        check_playlist_rules(playlist)
+    assert [parse_media_uri(s["uri"]).msn for s in completed.segments] == [0]
+    assert len(completed.open["parts"]) == 5  # segment 1, every part, no EXTINF
+    assert completed.preload_hint == 'TYPE=PART,URI="part_2_0.ts"'
+    assert [parse_media_uri(s["uri"]).msn for s in next_part.segments] == [0, 1]
+    assert [parse_media_uri(p["uri"]).part for p in next_part.open["parts"]] == [0]
 
 
 def test_it_answers_a_blocked_reload_once_the_part_is_pushed():

@@ -208,14 +208,32 @@ def signed_ingest_url(env: dict) -> str:
 
 
 PLAYER_STATE = "() => ({...window.livecenterPlayer.stats, latencySamples: undefined, attempts: undefined})"
+# hls.js's own view of a load (its latency controller): the target it aims
+# for, where it is, and what the playlist told it. None for other engines.
+HLS_JS_STATE = """() => {
+  const hls = window.livecenterPlayer.engine;
+  if (!hls || typeof hls.targetLatency === "undefined") return null;
+  const details = hls.latestLevelDetails, video = document.querySelector("video");
+  const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
+  return {target: hls.targetLatency, latency: hls.latency, partHoldBack: details && details.partHoldBack,
+          holdBack: details && details.holdBack, buffer: buffered, rate: video.playbackRate};
+}"""
 STARTED = (
     "window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
     " && window.livecenterPlayer.stats.state !== 'starting'"
 )
 
 
-def open_player(context, url: str, timeout_ms: int = 20_000) -> tuple[object, dict]:
+def open_player(context, url: str, timeout_ms: int = 20_000, trace: list | None = None) -> tuple[object, dict]:
     page = context.new_page()
+    if trace is not None:
+        # The page's console (hls.js logs with ?debug=1) and its requests, timed from the load.
+        began = time.monotonic()
+        stamp = lambda: f"{time.monotonic() - began:7.3f}"  # noqa: E731
+        page.on("console", lambda m: trace.append(f"{stamp()} {m.type}: {m.text}"))
+        page.on("request", lambda r: trace.append(f"{stamp()} request {r.url}"))
+        page.on("requestfinished", lambda r: trace.append(f"{stamp()} finished {r.url}"))
+        page.on("requestfailed", lambda r: trace.append(f"{stamp()} failed {r.url} {r.failure}"))
     page.set_default_timeout(timeout_ms)
     page.goto(url)
     page.wait_for_function(STARTED)
@@ -227,7 +245,9 @@ def open_player(context, url: str, timeout_ms: int = 20_000) -> tuple[object, di
     return page, state
 
 
-def measure(context, name: str, url: str, seconds: float, settle: float, loads: int) -> Result:
+def measure(
+    context, name: str, url: str, seconds: float, settle: float, loads: int, trace_dir: Path | None = None
+) -> Result:
     """`loads` fresh page loads (after one warm-up load, not counted, which
     waits for the stream to be live): each gives a time to first frame, then
     settles and collects `seconds / loads` of per-frame latency samples. Once
@@ -238,7 +258,8 @@ def measure(context, name: str, url: str, seconds: float, settle: float, loads: 
     window = seconds / loads
     try:
         for i in range(loads + 1):
-            page, state = open_player(context, url)
+            trace = [] if trace_dir is not None else None
+            page, state = open_player(context, url + ("&debug=1" if trace is not None else ""), trace=trace)
             if i == 0:
                 log(f"  {name}: warm-up load: first frame {state['firstFrameMs']} ms")
                 page.close()
@@ -250,13 +271,18 @@ def measure(context, name: str, url: str, seconds: float, settle: float, loads: 
             page.wait_for_timeout(window * 1000)
             samples = page.evaluate("window.livecenterPlayer.stats.latencySamples.slice()")
             end = page.evaluate(PLAYER_STATE)
+            hls_js = page.evaluate(HLS_JS_STATE)
             page.close()
+            if trace is not None:
+                (trace_dir / f"{name}-load{i}.log").write_text("\n".join(trace) + "\n")
             result.latency += samples
             result.stalls += end["stalls"] - stalls_before
             result.protocol_seen = end["protocol"]
             median = percentile(samples, 50) if samples else None
             log(f"  {name}: load {i}/{loads}: first frame {state['firstFrameMs']} ms, latency p50 {median} ms"
-                f" over {len(samples)} frames, {end['protocol']}, {end['fps']:.1f} fps")  # fmt: skip
+                f" over {len(samples)} frames, {end['protocol']}, {end['fps']:.1f} fps"
+                + (" (hls.js: target {target:.2f} s, latency {latency:.2f} s, part hold back {partHoldBack},"
+                   " buffer {buffer:.2f} s, rate {rate})".format(**hls_js) if hls_js else ""))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 (reported in the table)
         result.error = str(exc).splitlines()[0][:200]
         log(f"  {name}: FAILED: {result.error}")
@@ -320,7 +346,12 @@ def main() -> None:
     parser.add_argument("--protocols", default="flv,llhls,hls,nginx-hls")
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    parser.add_argument(
+        "--trace", type=Path, help="write each load's console (hls.js debug log) and requests here, one file per load"
+    )
     args = parser.parse_args()
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
     names = [p.strip() for p in args.protocols.split(",") if p.strip()]
     unknown = set(names) - set(LABELS)
     if unknown:
@@ -381,7 +412,7 @@ def main() -> None:
                 for name in ours:
                     log(f"{LABELS[name]} ...")
                     url = f"{console}/player/?domain={PLAY}&app={APP}&stream={STREAM}&protocol={name}"
-                    results.append(measure(context, name, url, args.seconds, args.settle, args.loads))
+                    results.append(measure(context, name, url, args.seconds, args.settle, args.loads, args.trace))
                 procs.stop(calibrator)
             if nginx is not None:
                 log(f"{LABELS['nginx-hls']} ...")

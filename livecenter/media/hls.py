@@ -77,13 +77,18 @@ MAX_SEGMENT_DURATION_MS = 10_000
 # the publisher can grow; past this it is cut at the next frame.
 MAX_SEGMENT_BYTES = 32 * 1024 * 1024
 # Frame intervals remembered to predict where the next frame falls (part and
-# segment cuts): enough to ride over one late frame.
+# segment cuts): their mean rides over one late frame and over the 33/34 ms
+# alternation of 30 fps in whole milliseconds.
 INTERVAL_HISTORY_FRAMES = 8
+# Timestamps are whole milliseconds: a span of frames may last one more
+# millisecond than its frame count says.
+TIMESTAMP_ROUNDING_MS = 1
 # How long the last frame before a discontinuity lasts when no interval was
 # measured (25 fps, as the hub assumes), so no segment is 0 s long.
 DEFAULT_FRAME_INTERVAL_MS = 40
-# RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least twice and SHOULD be three times
-# the part target; three is also what hls.js aims at.
+# RFC 8216bis 4.4.3.8: PART-HOLD-BACK MUST be at least twice and SHOULD be
+# three times the part target; three is also what hls.js aims at.
+MIN_PART_HOLD_BACK_PARTS = 2
 PART_HOLD_BACK_PARTS = 3
 # RFC 8216bis 4.4.3.7: parts older than three target durations from the end
 # may leave the playlist.
@@ -223,7 +228,10 @@ def decide_blocking_reload(
     `open_parts` how many of its parts are complete, `previous_parts` how
     many parts the last complete segment has, `part_limit` the Advance Part
     Limit. A part "or later" satisfies a request, so once segment M is
-    complete and a part of M+1 exists, any part of M is there."""
+    complete and a part of M+1 exists, any part of M is there. A complete
+    segment is published whole (EXTINF) only once a part of the next one
+    exists (HlsPackager.playlist), so a request for segment M itself waits
+    for that too."""
     if hls_msn is None:
         return ReloadDecision(Readiness.BAD_REQUEST, "_HLS_part without _HLS_msn") if hls_part is not None else READY
     msn = _sequence_number(hls_msn, "_HLS_msn")
@@ -232,7 +240,7 @@ def decide_blocking_reload(
     if msn > open_msn + 1:
         return ReloadDecision(Readiness.BAD_REQUEST, f"_HLS_msn {msn} is more than two segments past the last one")
     if hls_part is None:
-        return READY if msn < open_msn else WAIT
+        return READY if msn < open_msn - 1 or (msn == open_msn - 1 and open_parts > 0) else WAIT
     part = _sequence_number(hls_part, "_HLS_part")
     if isinstance(part, str):
         return ReloadDecision(Readiness.BAD_REQUEST, part)
@@ -304,6 +312,7 @@ class HlsPackager:
         window_segments: int = 6,
         retained_segments: int | None = None,
         uri_prefix: str = "",
+        part_hold_back_parts: int = PART_HOLD_BACK_PARTS,
     ) -> None:
         """`retained_segments`: complete segments kept after they leave the
         playlist, so a client that loaded the playlist just before can still
@@ -319,14 +328,19 @@ class HlsPackager:
             )
         if not MIN_WINDOW_SEGMENTS <= window_segments <= MAX_WINDOW_SEGMENTS:
             raise ValueError(f"window_segments must be {MIN_WINDOW_SEGMENTS}-{MAX_WINDOW_SEGMENTS}")
+        if part_hold_back_parts < MIN_PART_HOLD_BACK_PARTS:
+            raise ValueError(f"part_hold_back_parts must be at least {MIN_PART_HOLD_BACK_PARTS}")
         retained = window_segments if retained_segments is None else retained_segments
         if not 0 <= retained <= MAX_WINDOW_SEGMENTS:
             raise ValueError(f"retained_segments must be 0-{MAX_WINDOW_SEGMENTS}")
         self.configured_target_duration_s = target_duration_s
-        # Milliseconds, rounded up: timestamps are whole milliseconds, so a
-        # third of a second of 30 fps video lasts 333 or 334 ms; PART-TARGET
-        # must hold the longer (RFC 8216bis 4.4.4.9: no part exceeds it).
-        self.part_target_ms = math.ceil(part_duration_s * 1000 - 1e-6)
+        # Milliseconds plus the rounding of whole-millisecond timestamps: six
+        # frames of 30 fps video span 200 or 201 ms, ten span 333 or 334, and
+        # PART-TARGET must hold the longer (RFC 8216bis 4.4.4.9: no part
+        # exceeds it). Parts are cut to the configured duration, so they also
+        # stay above 85 % of this (the same section).
+        self.part_target_ms = math.floor(part_duration_s * 1000 + 1e-6) + TIMESTAMP_ROUNDING_MS
+        self.part_hold_back_parts = part_hold_back_parts
         self.window_segments = window_segments
         self.uri_prefix = uri_prefix
         self.part_limit = advance_part_limit(self.part_target_ms / 1000)
@@ -360,12 +374,39 @@ class HlsPackager:
 
     @property
     def part_hold_back_ms(self) -> int:
-        return PART_HOLD_BACK_PARTS * self.part_target_ms
+        return self.part_hold_back_parts * self.part_target_ms
 
     @property
     def has_segments(self) -> bool:
         """A plain playlist lists something (a LL one may list parts before)."""
-        return bool(self._segments)
+        return bool(self._published())
+
+    def _published(self) -> list[HlsSegment]:
+        """The complete segments a playlist lists whole (EXTINF). The newest
+        waits until the next segment has a part, and meanwhile a low-latency
+        playlist lists it as open (its parts only). Its last part and its
+        completion would otherwise arrive together, and hls.js, if still
+        loading the parts before that one, counts the segment as wholly
+        buffered, never loads its last part and stalls for seconds (hls.js
+        1.7: level-helper updateFragPTSDTS shortens the fragment to what was
+        parsed, then fragment-tracker detectPartialFragments sees it whole)."""
+        segments = list(self._segments)
+        if segments and self._open is not None and not self._open.parts:
+            segments.pop()
+        return segments
+
+    def segment_ends_within(self, margin_ms: int) -> bool:
+        """Whether the open segment will likely be complete within
+        `margin_ms`: it has lasted as long as the last complete one, less
+        the margin (a publisher's keyframe interval is steady)."""
+        if self._open is None or self._last_ms is None or not self._segments:
+            return False
+        return self._last_ms - self._open.start_ms + margin_ms >= self._segments[-1].duration_ms
+
+    @property
+    def building_part(self) -> tuple[int, int]:
+        """(msn, index) of the part being built: the preload hint."""
+        return self._next_part()
 
     def segment(self, msn: int) -> bytes | None:
         """A complete segment still held, or None."""
@@ -504,7 +545,10 @@ class HlsPackager:
         neither. Predicting the next frame one interval later keeps parts
         within the part target (RFC 8216bis 4.4.4.9) and lets a segment end
         at a keyframe that lands a little short of the target."""
-        interval = max(self._intervals, default=0)
+        # The mean, not the longest: a 34 ms interval of 30 fps video taken as
+        # the next one would cut every part a frame early and leave a
+        # one-frame part before each keyframe, which hls.js stalls on.
+        interval = sum(self._intervals) / len(self._intervals) if self._intervals else 0
         elapsed = at - segment.start_ms
         if elapsed > 0 and (
             (keyframe and elapsed + interval >= self.configured_target_duration_s * 1000)
@@ -569,9 +613,13 @@ class HlsPackager:
         """The media playlist. `rendition_reports`: (uri, last_msn,
         last_part) of the other renditions, for EXT-X-RENDITION-REPORT (RFC
         8216bis 4.4.5.4) once there are renditions."""
-        segments = list(self._segments)[-self.window_segments :]
-        # The open segment shows once it has a part (its tags need something to apply to).
-        opened = self._open if low_latency and self._open is not None and self._open.parts else None
+        segments = self._published()[-self.window_segments :]
+        # The open segment shows once it has a part (its tags need something
+        # to apply to); before that, the one just completed shows as open.
+        opened = None
+        if low_latency and self._open is not None:
+            unpublished = self._segments[-1] if len(self._segments) > len(self._published()) else None
+            opened = self._open if self._open.parts else unpublished
         listed = [*segments, opened] if opened is not None else segments
         first = listed[0] if listed else None
         lines = [
@@ -593,7 +641,8 @@ class HlsPackager:
         parts_from = len(segments)
         if low_latency:
             budget = PARTS_LISTED_TARGET_DURATIONS * self.target_duration_s * 1000
-            budget -= self._last_ms - opened.start_ms if opened is not None and self._last_ms is not None else 0
+            if opened is not None and self._last_ms is not None:
+                budget -= opened.duration_ms if opened is not self._open else self._last_ms - opened.start_ms
             while parts_from > 0 and budget > 0:
                 parts_from -= 1
                 budget -= segments[parts_from].duration_ms

@@ -33,9 +33,22 @@ HLS_IDLE_SECONDS = 30.0
 TOKEN_STEP_SECONDS = 60
 # How long a first playlist request waits for the first segment.
 FIRST_SEGMENT_WAIT_SECONDS = 6.0
-# LL-HLS parts of a third of a GOP second would hold back 1 s; a fifth keeps
-# PART-HOLD-BACK near 0.6 s (DESIGN.md: LL-HLS p50 at most 1.0 s).
+# LL-HLS parts of a fifth of a second, and PART-HOLD-BACK of two of them
+# (RFC 8216bis 4.4.3.8's minimum; its SHOULD of three is for parts that may
+# arrive late, and here a preload hint is answered the moment its part is
+# complete). hls.js by default plays PART-HOLD-BACK behind the edge plus
+# what its start-up took, and never speeds up to catch up, so this is what
+# keeps it under a second (DESIGN.md: LL-HLS p50 at most 1.0 s).
 PART_DURATION_SECONDS = 0.2
+PART_HOLD_BACK_PARTS = 2
+# A player joining (a playlist request without _HLS_msn) within this long of
+# the open segment's end is answered once that segment is published whole.
+# hls.js loads the parts before its start position in a burst; when the
+# playlist that completes their segment arrives during that burst, it counts
+# the segment as wholly buffered, never loads its last part and stalls for
+# seconds (HlsPackager.playlist says more). Joining just after a segment
+# boundary keeps the burst clear of the next one.
+JOIN_SEGMENT_END_MARGIN_MS = 400
 
 
 class HlsStream:
@@ -46,7 +59,10 @@ class HlsStream:
         self.key = key
         self.name = str(key)
         self.packager = HlsPackager(
-            target_duration_s=1, part_duration_s=PART_DURATION_SECONDS, uri_prefix=f"{key.stream}/"
+            target_duration_s=1,
+            part_duration_s=PART_DURATION_SECONDS,
+            part_hold_back_parts=PART_HOLD_BACK_PARTS,
+            uri_prefix=f"{key.stream}/",
         )
         self.last_request = time.monotonic()
         self._changed = asyncio.Event()
@@ -129,6 +145,13 @@ class HlsService:
         while not stream.packager.has_segments:
             if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
                 return 404, "stream is not live"
+        if msn is None and stream.packager.segment_ends_within(JOIN_SEGMENT_END_MARGIN_MS):
+            # Until that segment is published whole: the next one has a part.
+            published = (stream.packager.building_part[0] + 1, 1)
+            while stream.packager.building_part < published and not stream.subscription.ended:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await stream.changed(remaining):
+                    break  # answer with what there is
         while True:
             decision = stream.packager.reload_decision(msn, part)
             if decision.readiness is Readiness.BAD_REQUEST:

@@ -140,6 +140,9 @@
     }, FIRST_FRAME_TIMEOUT_MS);
     try {
       attemptState.engine = rung.start(attemptState);
+      // The running library (hls.js, mpegts.js) for diagnostics: its own
+      // latency figures are read from here by bench/latency.
+      window.livecenterPlayer.engine = attemptState.engine;
     } catch (err) {
       fail(attemptState, String(err && err.message ? err.message : err));
       return;
@@ -260,7 +263,10 @@
   }
 
   function startHlsJs(attemptState, url, lowLatency) {
-    const hls = new Hls({ lowLatencyMode: lowLatency, liveDurationInfinity: true, enableWorker: true });
+    // hls.js's defaults otherwise (DESIGN.md's latency targets assume them);
+    // ?debug=1 on the page logs its decisions to the console.
+    const debug = new URLSearchParams(location.search).get("debug") === "1";
+    const hls = new Hls({ debug: debug, lowLatencyMode: lowLatency, liveDurationInfinity: true, enableWorker: true });
     const window_ = { bytes: 0, since: performance.now() };
     hls.on(Hls.Events.LEVEL_LOADED, (event, data) => {
       // Label what is really playing: a playlist without parts is plain HLS.
