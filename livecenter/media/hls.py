@@ -613,12 +613,13 @@ class HlsPackager:
         """The media playlist. `rendition_reports`: (uri, last_msn,
         last_part) of the other renditions, for EXT-X-RENDITION-REPORT (RFC
         8216bis 4.4.5.4) once there are renditions."""
-        segments = self._published()[-self.window_segments :]
+        published = self._published()
+        segments = published[-self.window_segments :]
         # The open segment shows once it has a part (its tags need something
         # to apply to); before that, the one just completed shows as open.
         opened = None
         if low_latency and self._open is not None:
-            unpublished = self._segments[-1] if len(self._segments) > len(self._published()) else None
+            unpublished = self._segments[-1] if len(self._segments) > len(published) else None
             opened = self._open if self._open.parts else unpublished
         listed = [*segments, opened] if opened is not None else segments
         first = listed[0] if listed else None
