@@ -42,6 +42,9 @@ class NodeConfig:
     publish_idle_seconds: float = 10.0
     # A connection that has not finished its handshake and commands by then is closed.
     handshake_timeout_seconds: float = 10.0
+    # Addresses RTS (WebRTC) offers as ICE host candidates; empty: every
+    # interface but loopback (aioice's choice). Tests and benches use 127.0.0.1.
+    rts_ice_addresses: tuple[str, ...] = ()
 
 
 class MediaNode:
@@ -59,12 +62,17 @@ class MediaNode:
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
         self.hls = HlsService(self)
+        self.rts = None  # RtsService, from start(): aiortc is slow to import
 
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
         from .http_server import MediaHttpServer
         from .rtmp_server import RtmpServer
+        from .rts.session import RtsService, use_ice_addresses
+
+        use_ice_addresses(self.config.rts_ice_addresses)
+        self.rts = RtsService(self)
 
         rtmp = await asyncio.start_server(
             RtmpServer(self).handle, self.config.host, self.config.rtmp_port, reuse_address=True
@@ -81,7 +89,7 @@ class MediaNode:
             asyncio.create_task(self._report_updates(), name="media-updates"),
         ]
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS) on %s:%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
@@ -93,6 +101,8 @@ class MediaNode:
         for server in self._servers:
             server.close()
         self.hls.stop()
+        if self.rts is not None:
+            await self.rts.stop()
         handlers = list(self.connections.items())
         for handler, _ in handlers:
             handler.abort()
