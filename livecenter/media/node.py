@@ -42,8 +42,9 @@ class NodeConfig:
     publish_idle_seconds: float = 10.0
     # A connection that has not finished its handshake and commands by then is closed.
     handshake_timeout_seconds: float = 10.0
-    # Addresses RTS (WebRTC) offers as ICE host candidates; empty: every
-    # interface but loopback (aioice's choice). Tests and benches use 127.0.0.1.
+    # Addresses RTS (WebRTC) offers as ICE host candidates. Empty: the host
+    # when it is a loopback address (one machine, tests, bench), else every
+    # interface but loopback (aioice's choice).
     rts_ice_addresses: tuple[str, ...] = ()
 
 
@@ -71,7 +72,8 @@ class MediaNode:
         from .rtmp_server import RtmpServer
         from .rts.session import RtsService, use_ice_addresses
 
-        use_ice_addresses(self.config.rts_ice_addresses)
+        loopback = (self.config.host,) if self.config.host in ("127.0.0.1", "::1") else ()
+        use_ice_addresses(self.config.rts_ice_addresses or loopback)
         self.rts = RtsService(self)
 
         rtmp = await asyncio.start_server(
