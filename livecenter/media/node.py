@@ -46,6 +46,11 @@ class NodeConfig:
     # when it is a loopback address (one machine, tests, bench), else every
     # interface but loopback (aioice's choice).
     rts_ice_addresses: tuple[str, ...] = ()
+    # Whether the browser keeps RTS audio and video in sync (one stream id).
+    # Off: video is shown as soon as it is decoded, not held back to the
+    # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
+    # with the sound that much behind the picture.
+    rts_lip_sync: bool = False
 
 
 class MediaNode:

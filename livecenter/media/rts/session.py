@@ -76,6 +76,12 @@ class WhepSession:
             if f"\nm={track.kind} " not in offer:
                 continue  # the offer does not receive this kind (an audio-less offer)
             transceiver = pc.addTransceiver(track, direction="sendonly")
+            if not self.service.node.config.rts_lip_sync:
+                # A stream id (msid) of its own per track: the browser then
+                # shows each picture as soon as it is decoded rather than hold
+                # video back to the audio's jitter buffer (WebRTC syncs the
+                # tracks of one stream id). bench/README.md has what it costs.
+                transceiver.sender._stream_id = f"{self.id}-{track.kind}"
             # PLI and FIR ask the sender for a keyframe; for pre-encoded
             # media only the source can make (or wait for) one.
             transceiver.sender._send_keyframe = track.request_keyframe
