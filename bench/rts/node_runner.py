@@ -40,9 +40,11 @@ _last = [time.monotonic(), time.process_time()]
 
 
 def report(node: MediaNode) -> dict:
-    units = viewers = dropped = skips = queued = 0
+    # Frames in: without B-frames the source passes each on, so this is what
+    # every viewer should get (counted at the hub: sources come and go).
+    units = sum(node.hub.stream(key).video_frames for key in node.hub.live_keys())
+    viewers = dropped = skips = queued = 0
     for source in node.rts.sources.values():
-        units += source.video_units
         for viewer in source.viewers:
             viewers += 1
             dropped += viewer.dropped

@@ -193,17 +193,15 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
              "--warmup", str(args.warmup), "--window", str(args.window)],
             stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
-        # The window starts once every viewer is connected and warmed up:
-        # mark the node's counters when the viewers process says so (it
-        # prints only at the end), so sample the node's per-second lines and
-        # keep the ones inside the window by time.
         out, _ = viewers.communicate(timeout=count / 5 + args.warmup + args.window + 120)
-        ended = time.time()
         result = json.loads(out.strip().splitlines()[-1])
-        window = [s for s in stats.lines if ended - args.window - 1.5 <= s["t"] <= ended]
+        # The node's per-second lines from within the viewers' window: the
+        # frames the source made there, scaled to the window's length.
+        start, end = result["window"]
+        window = [s for s in stats.lines if start - 0.5 <= s["t"] <= end + 0.5]
         source_frames = window[-1]["units"] - window[0]["units"] if len(window) > 1 else 0
-        seconds = window[-1]["t"] - window[0]["t"] if len(window) > 1 else args.window
-        expected = source_frames * args.window / seconds if seconds else 0
+        seconds = window[-1]["t"] - window[0]["t"] if len(window) > 1 else 0
+        expected = source_frames * (end - start) / seconds if seconds else 0
         frames = result["video_frames"]
         cpus = [s["cpu"] for s in window[1:]]
         worst = min(frames) if frames else 0

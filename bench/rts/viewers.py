@@ -81,11 +81,14 @@ async def main(url: str, count: int, rate: float, warmup: float, window: float) 
     await asyncio.sleep(warmup)
     transports = [pc.getTransceivers()[0].receiver.transport for pc in viewers]
     before = [list(COUNTERS.get(id(t), [0, 0])) for t in transports]
+    window_start = time.time()
     await asyncio.sleep(window)
     after = [list(COUNTERS.get(id(t), [0, 0])) for t in transports]
+    window_end = time.time()
     result = {
         "connected": connected,
         "open_seconds": round(opened, 1),
+        "window": [window_start, window_end],
         "video_frames": [a[0] - b[0] for a, b in zip(after, before, strict=True)],
         "audio_packets": [a[1] - b[1] for a, b in zip(after, before, strict=True)],
     }
