@@ -230,6 +230,15 @@ LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)
 LIVECENTER_NODE_ID = os.environ.get("LIVECENTER_NODE_ID", "")
 # How long a viewer of a stream that is not live yet waits before a 404.
 LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
+# The addresses RTS (WebRTC) offers browsers as ICE candidates, comma-separated:
+# the node's public addresses. Empty: the media host when it is loopback, else
+# every interface but loopback.
+# Keep RTS audio and video in sync in the browser at the cost of latency
+# (the video waits for the audio's jitter buffer); off by default.
+LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
+LIVECENTER_RTS_ICE_ADDRESSES = tuple(
+    a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
+)
 
 # --- streams ------------------------------------------------------------------------
 # How long the engine's database policy (streams/bridge.py) keeps a domain's

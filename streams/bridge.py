@@ -225,6 +225,7 @@ def _record_updated(event: StreamUpdated) -> None:
         video_profile=info.video_profile,
         audio_sample_rate=max(0, info.audio_sample_rate),
         audio_channels=max(0, info.audio_channels),
+        has_bframes=info.has_bframes,
         updated_at=timezone.now(),
     )
 

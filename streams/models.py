@@ -43,6 +43,9 @@ class PublishSession(models.Model):
     video_profile = models.CharField(max_length=32, blank=True, default="")
     audio_sample_rate = models.PositiveIntegerField(default=0)
     audio_channels = models.PositiveSmallIntegerField(default=0)
+    # A B slice was seen: browsers' WebRTC plays none, so RTS needs the
+    # domain's HTML5 auto-transcoding (livecenter/media/rts/).
+    has_bframes = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)  # also the last time the node reported the session
 
     class Meta:

@@ -9,8 +9,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from domains.services import GeneratedUrls
 
 # ?protocol= values: "auto" tries them all, lowest latency first (player.js).
-PROTOCOLS = ("auto", "flv", "llhls", "hls")
-PROTOCOL_LABELS = {"auto": "Automatic (lowest latency)", "flv": "HTTP-FLV", "llhls": "LL-HLS", "hls": "HLS"}
+PROTOCOLS = ("auto", "rts", "flv", "llhls", "hls")
+PROTOCOL_LABELS = {
+    "auto": "Automatic (lowest latency)",
+    "rts": "RTS (WebRTC)",
+    "flv": "HTTP-FLV",
+    "llhls": "LL-HLS",
+    "hls": "HLS",
+}
 
 
 def via_media_host(url: str, host: str, domain: str | None) -> str:
@@ -27,10 +33,11 @@ def via_media_host(url: str, host: str, domain: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def player_sources(urls: GeneratedUrls, media_host: str) -> dict:
+def player_sources(urls: GeneratedUrls, media_host: str, rts_enabled: bool = True) -> dict:
     """The player's configuration: one URL per protocol. LL-HLS and HLS share
     the playlist URL; hls.js asks for the low-latency form (`_HLS_msn`)
-    itself in low-latency mode. `rts` is the WHEP URL, for the RTS slot."""
+    itself in low-latency mode. `rts` is the WHEP URL, None where the
+    streaming domain has RTS off (the player then starts with HTTP-FLV)."""
     playback = urls.playback
 
     def local(key: str) -> str | None:
@@ -40,7 +47,7 @@ def player_sources(urls: GeneratedUrls, media_host: str) -> dict:
         "streaming_domain": urls.streaming_domain,
         "stream": f"/{urls.app}/{urls.stream}" + (f"_{urls.template}" if urls.template else ""),
         "expires_at": urls.expires_at,
-        "rts": local("whep"),
+        "rts": local("whep") if rts_enabled else None,
         "flv": local("flv"),
         "llhls": local("m3u8"),
         "hls": local("m3u8"),

@@ -47,6 +47,9 @@ class OnlineStreamSerializer(_SessionSerializer):
     frame_rate = serializers.FloatField(help_text="Frames per second, measured.")
     video_codec = serializers.CharField(help_text="H264, or empty before the first video header.")
     audio_codec = serializers.CharField(help_text="AAC, MP3, or empty before the first audio header.")
+    has_bframes = serializers.BooleanField(
+        help_text="The video has B-frames: RTS (WebRTC) plays it only with HTML5 auto-transcoding on."
+    )
 
     class Meta:
         model = PublishSession
@@ -72,6 +75,7 @@ class OnlineStreamSerializer(_SessionSerializer):
             "audio_data_rate",
             "audio_sample_rate",
             "audio_channels",
+            "has_bframes",
             "transcoded",
         ]
         read_only_fields = fields

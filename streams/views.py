@@ -189,7 +189,7 @@ def resume(request):
 @login_required
 def player(request):
     """The web player for one of the operator's streams (?domain=&app=&stream=
-    &protocol=auto|flv|llhls|hls&template=): signed playback URLs for
+    &protocol=auto|rts|flv|llhls|hls&template=): signed playback URLs for
     static/js/player.js. Without a query it shows the form; a bad query is a
     400 with the field named."""
     domains = domain_services.owned_domains(request.user).order_by("domain_name")
@@ -205,7 +205,11 @@ def player(request):
             add_service_errors(form, exc)
         else:
             if urls.playback:
-                sources = {**player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST), "protocol": data["protocol"]}
+                rts = domains.filter(domain_name=urls.streaming_domain).values_list("rts_enabled", flat=True).first()
+                sources = {
+                    **player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST, rts_enabled=bool(rts)),
+                    "protocol": data["protocol"],
+                }
             else:
                 form.add_error("domain", " ".join(urls.notes))
     status = 400 if form.is_bound and form.errors else 200

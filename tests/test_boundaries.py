@@ -17,6 +17,8 @@ PURE_MODULES = {
     "mpegts.py",
     "hls.py",
     "timecode.py",
+    "rts/h264.py",
+    "rts/whep.py",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
 FORBIDDEN_IN_PURE = {"asyncio", "socket", "time", "av", "django", "selectors"}

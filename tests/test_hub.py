@@ -485,6 +485,18 @@ async def test_audio_only_streams_start_at_any_audio_frame():
 
 
 @run
+async def test_it_detects_b_frames_at_ingest_and_forgets_them_with_the_publication():
+    hub = StreamHub(reconnect_grace_seconds=0)
+    for extra, expected in (("-bf 0", False), ("-bf 2", True)):
+        pub = hub.publish(KEY)
+        for tag in FlvReader().receive_data(ffmpeg_flv(seconds=1.0, audio=None, extra=extra)):
+            pub.push({VIDEO: "video", AUDIO: "audio", SCRIPT: "meta"}[tag.tag_type], tag.timestamp, tag.body)
+        assert hub.stream(KEY).has_bframes is expected
+        assert hub.stream(KEY).info().has_bframes is expected
+        pub.close()
+
+
+@run
 async def test_it_measures_a_real_stream():
     data = ffmpeg_flv(size="1280x720", seconds=2.0, profile="high")
     tags = FlvReader().receive_data(data)
@@ -510,6 +522,7 @@ async def test_it_measures_a_real_stream():
         video_profile="High",
         audio_sample_rate=44100,
         audio_channels=2,
+        has_bframes=True,  # x264's veryfast preset makes three between references
     )
     assert stream.bytes_in == sum(len(t.body) for t in tags)
     assert stream.video_frames == len(video_tags) and stream.audio_frames > 0

@@ -48,6 +48,7 @@ def test_it_lists_a_live_stream_with_the_reference_fields(owner):
         "audio_data_rate": 128,
         "audio_sample_rate": 44100,
         "audio_channels": 2,
+        "has_bframes": False,
         "transcoded": False,
     }
 

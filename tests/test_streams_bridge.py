@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -305,6 +306,10 @@ def test_it_records_the_latest_media_info(owner):
     assert (session.video_kbps, session.audio_kbps) == (2012, 128)
     assert session.video_profile == "High"
     assert (session.audio_sample_rate, session.audio_channels) == (44100, 2)
+    assert not session.has_bframes
+    async_to_sync(DatabaseEventSink().updated)(StreamUpdated(KEY, "s1", dataclasses.replace(HD_INFO, has_bframes=True)))
+    session.refresh_from_db()
+    assert session.has_bframes
 
 
 def test_it_records_an_unpublish_once(owner):

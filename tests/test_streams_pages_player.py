@@ -31,6 +31,18 @@ def token(url: str) -> str:
     return parse_qs(urlsplit(url).query)["auth_key"][0]
 
 
+def test_it_signs_the_whep_url_over_the_stream_path_and_leaves_it_out_where_rts_is_off(client, owner):
+    from domains import services
+
+    _, play = add_pair(owner)
+    client.force_login(owner)
+    config = sources(client.get(URL, QUERY))
+    # RTS is signed like RTMP, over /{app}/{stream} (DESIGN.md, URL signing).
+    assert verify("/live/cam1", token(config["rts"]), [play.auth_primary_key], play.validity_seconds, time.time()).ok
+    services.set_switches(play, rts_enabled=False)
+    assert sources(client.get(URL, QUERY))["rts"] is None
+
+
 def test_it_requires_login(client):
     assert_login_redirect(client.get(URL), URL)
 
@@ -110,7 +122,7 @@ def test_it_is_a_404_like_page_for_another_operators_domain(client, owner, outsi
 @pytest.mark.parametrize(
     ("query", "field", "words"),
     [
-        ({**QUERY, "protocol": "rtmp"}, "protocol", "protocol must be one of auto, flv, llhls, hls, not rtmp"),
+        ({**QUERY, "protocol": "rtmp"}, "protocol", "protocol must be one of auto, rts, flv, llhls, hls, not rtmp"),
         ({**QUERY, "app": ""}, "app", "app name is required"),
         ({**QUERY, "stream": "a/b"}, "stream", "stream name must be 1-255 letters, digits"),
         ({**QUERY, "template": "a b"}, "template", "transcoding template id must be 1-32"),

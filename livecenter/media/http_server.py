@@ -1,6 +1,7 @@
 """The media node's HTTP playback on a streaming domain:
-`GET /{app}/{stream}.flv?auth_key=…` (HTTP-FLV) and `/{app}/{stream}.m3u8`
-with its segments and parts (HLS and LL-HLS, hls_server.py).
+`GET /{app}/{stream}.flv?auth_key=…` (HTTP-FLV), `/{app}/{stream}.m3u8`
+with its segments and parts (HLS and LL-HLS, hls_server.py), and WHEP
+(`POST /{app}/{stream}.whep`, RTS over WebRTC, rts/session.py).
 
 The request head is parsed by h11. HTTP-FLV is a plain FLV byte stream closed
 by the connection's end, so every viewer of a frame is sent the same shared
@@ -22,6 +23,7 @@ import h11
 from .admission import admit_play, domain_of
 from .flv import flv_header
 from .pump import FramePump
+from .rts.whep import parse_whep_path
 from .signing import AuthFailure
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,9 @@ _AUTH_FAILURES = {f.value for f in AuthFailure}
 
 CORS_HEADERS = [
     (b"Access-Control-Allow-Origin", b"*"),
-    (b"Access-Control-Allow-Methods", b"GET, HEAD, OPTIONS"),
-    (b"Access-Control-Allow-Headers", b"Range, Origin, Accept"),
-    (b"Access-Control-Expose-Headers", b"X-LiveCenter-Error, X-Tengine-Error"),
+    (b"Access-Control-Allow-Methods", b"GET, HEAD, OPTIONS, POST, DELETE, PATCH"),
+    (b"Access-Control-Allow-Headers", b"Range, Origin, Accept, Content-Type, If-Match"),
+    (b"Access-Control-Expose-Headers", b"X-LiveCenter-Error, X-Tengine-Error, Location"),
 ]
 
 
@@ -93,7 +95,7 @@ class MediaHttpSession:
         self.writer.transport.abort()
 
     async def read_request(self) -> h11.Request | None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+        conn = self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -104,6 +106,29 @@ class MediaHttpSession:
                 continue
             if isinstance(event, h11.Request):
                 return event
+            return None
+
+    async def read_body(self, max_bytes: int) -> bytes | None:
+        """The request's body; None when it is longer than `max_bytes` or
+        the peer goes before its end."""
+        body = bytearray()
+        try:
+            while True:
+                event = self.conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await asyncio.wait_for(self.reader.read(8192), REQUEST_HEAD_TIMEOUT_SECONDS)
+                    if not data:
+                        return None
+                    self.conn.receive_data(data)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > max_bytes:
+                        return None
+                elif isinstance(event, h11.EndOfMessage):
+                    return bytes(body)
+                else:
+                    return None
+        except (TimeoutError, h11.RemoteProtocolError):
             return None
 
     def send_simple(self, status: int, text: str, extra: list | None = None) -> None:
@@ -130,10 +155,15 @@ class MediaHttpSession:
         if method == b"OPTIONS":
             self.writer.write(response_head(204, [*CORS_HEADERS, (b"Connection", b"close")]))
             return
+        target = urlsplit(request.target.decode("latin-1"))
+        whep = parse_whep_path(target.path)
+        if whep is not None:
+            query = dict(parse_qsl(target.query, keep_blank_values=True))
+            await self.node.rts.handle_http(self, request, method, whep, query)
+            return
         if method not in (b"GET", b"HEAD"):
             self.send_simple(405, "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
             return
-        target = urlsplit(request.target.decode("latin-1"))
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         media = _HLS_MEDIA_PATH_RE.match(target.path)
         if media:

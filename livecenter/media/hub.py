@@ -54,6 +54,7 @@ from .flv import (
     video_is_sequence_header,
 )
 from .policy import StreamInfo, StreamKey
+from .rts.h264 import flv_video_has_b_slices
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,8 @@ class LiveStream:
         self._audio = _RateWindow()
         self._video_codec = 0
         self._audio_format = -1  # the first byte of the latest audio body
+        # Whether a B slice was seen (WebRTC plays none; rts/h264.py).
+        self.has_bframes = False
 
     # --- what callers read ---------------------------------------------------------
 
@@ -248,6 +251,7 @@ class LiveStream:
             video_profile=avc.profile_name if avc else "",
             audio_sample_rate=sample_rate,
             audio_channels=channels,
+            has_bframes=self.has_bframes,
         )
 
     # --- publication ----------------------------------------------------------------
@@ -297,6 +301,8 @@ class LiveStream:
             if kind == "video":
                 self.video_frames += 1
                 self._video.add(frame.timestamp, size)
+                if not self.has_bframes and self.avc_config is not None:
+                    self._detect_bframes(body)
             else:
                 self.audio_frames += 1
                 self._audio.add(frame.timestamp, size)
@@ -315,6 +321,15 @@ class LiveStream:
             else:
                 self._gop.append(frame)
                 self._gop_bytes += size
+
+    def _detect_bframes(self, body: bytes) -> None:
+        try:
+            self.has_bframes = flv_video_has_b_slices(body, self.avc_config.nal_length_size)
+        except CodecError as exc:
+            log.debug("stream %s: unreadable slice header: %s", self.key, exc)
+            return
+        if self.has_bframes:
+            log.info("stream %s: has B-frames", self.key)
 
     def _parse(self, parser: Callable, body: bytes):
         try:

@@ -42,6 +42,15 @@ class NodeConfig:
     publish_idle_seconds: float = 10.0
     # A connection that has not finished its handshake and commands by then is closed.
     handshake_timeout_seconds: float = 10.0
+    # Addresses RTS (WebRTC) offers as ICE host candidates. Empty: the host
+    # when it is a loopback address (one machine, tests, bench), else every
+    # interface but loopback (aioice's choice).
+    rts_ice_addresses: tuple[str, ...] = ()
+    # Whether the browser keeps RTS audio and video in sync (one stream id).
+    # Off: video is shown as soon as it is decoded, not held back to the
+    # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
+    # with the sound that much behind the picture.
+    rts_lip_sync: bool = False
 
 
 class MediaNode:
@@ -59,12 +68,18 @@ class MediaNode:
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
         self.hls = HlsService(self)
+        self.rts = None  # RtsService, from start(): aiortc is slow to import
 
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
         from .http_server import MediaHttpServer
         from .rtmp_server import RtmpServer
+        from .rts.session import RtsService, use_ice_addresses
+
+        loopback = (self.config.host,) if self.config.host in ("127.0.0.1", "::1") else ()
+        use_ice_addresses(self.config.rts_ice_addresses or loopback)
+        self.rts = RtsService(self)
 
         rtmp = await asyncio.start_server(
             RtmpServer(self).handle, self.config.host, self.config.rtmp_port, reuse_address=True
@@ -81,7 +96,7 @@ class MediaNode:
             asyncio.create_task(self._report_updates(), name="media-updates"),
         ]
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS) on %s:%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
@@ -93,6 +108,8 @@ class MediaNode:
         for server in self._servers:
             server.close()
         self.hls.stop()
+        if self.rts is not None:
+            await self.rts.stop()
         handlers = list(self.connections.items())
         for handler, _ in handlers:
             handler.abort()

@@ -62,6 +62,7 @@ class StreamInfo:
     video_profile: str = ""
     audio_sample_rate: int = 0
     audio_channels: int = 0
+    has_bframes: bool = False  # a B slice was seen (browsers' WebRTC plays none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,10 @@
 // The page gives signed playback URLs in #player-sources (streams/player.py).
 // The player walks a ladder of protocols, lowest latency first, and moves to
 // the next rung when one fails or shows no picture within
-// FIRST_FRAME_TIMEOUT_MS: RTS (WebRTC over WHEP; a hook, see startRts), then
-// HTTP-FLV through mpegts.js, then LL-HLS and HLS through hls.js, then the
-// browser's own HLS. ?protocol=flv|llhls|hls keeps to one rung.
+// FIRST_FRAME_TIMEOUT_MS: RTS (WebRTC over WHEP, where the streaming domain
+// has RTS on), then HTTP-FLV through mpegts.js, then LL-HLS and HLS through
+// hls.js, then the browser's own HLS. ?protocol=rts|flv|llhls|hls keeps to one
+// rung.
 //
 // When the picture carries the latency calibrator's timecode
 // (livecenter/media/timecode.py: a 32x3 grid of black and white blocks at the
@@ -41,6 +42,9 @@
     "non-existent domain": "The media server does not know this streaming domain.",
     "not a streaming domain": "This domain is not a streaming domain.",
     "streaming domain has no ingest domain": "This streaming domain has no ingest domain to play from.",
+    "RTS is off for this domain": "RTS (WebRTC) is switched off for this streaming domain.",
+    "stream has B-frames and HTML5 auto-transcoding is off for this domain":
+      "The stream has B-frames, which browsers' WebRTC cannot play, and HTML5 auto-transcoding is off.",
   };
 
   const sourcesElement = document.getElementById("player-sources");
@@ -66,6 +70,7 @@
     latencyMs: null, // the last frame's glass-to-glass latency
     latencySamples: [], // the last LATENCY_SAMPLES_KEPT of them
     attempts: [], // {protocol, error} per rung tried
+    rtc: null, // RTS only: getStats() counters (framesDecoded, audioPacketsReceived, ...)
     error: null,
   };
   window.livecenterPlayer = { stats: stats, config: config };
@@ -97,6 +102,7 @@
   ];
   const CHOSEN = {
     auto: ["rts", "flv", "llhls", "hls", "native-hls"],
+    rts: ["rts"],
     flv: ["flv"],
     llhls: ["llhls"],
     hls: ["hls", "native-hls"],
@@ -200,22 +206,112 @@
     render();
   }
 
-  // --- RTS (WebRTC over WHEP, RFC 9725): the hook for the next issue ----------------
+  // --- RTS (WebRTC over WHEP, RFC 9725) ---------------------------------------------------
   //
-  // RTS goes first in the ladder because it has the lowest latency. To add
-  // it: set RTS_AVAILABLE to true (or test for RTCPeerConnection and the
-  // domain's RTS switch), and in startRts create an RTCPeerConnection with
-  // recvonly video and audio transceivers, POST its SDP offer to config.rts
-  // (the signed .whep URL) with Content-Type application/sdp, apply the 201's
-  // answer, set video.srcObject to the remote MediaStream, and return
-  // {destroy() {...}} that closes the connection and DELETEs the session's
-  // Location. Call fail(attemptState, words) on an error; the first-frame
-  // watch below then works unchanged. Until the engine speaks WHEP it stays
-  // out of the ladder.
-  const RTS_AVAILABLE = false;
+  // RTS goes first in the ladder because it has the lowest latency. The
+  // browser offers to receive video and audio, POSTs the offer to config.rts
+  // (the signed .whep URL; config.rts is null where the streaming domain has
+  // RTS off), and applies the 201's answer; destroy() closes the connection
+  // and DELETEs the session's Location. The offer goes without waiting for
+  // ICE candidates: the node answers with its own and learns the browser's
+  // from its connectivity checks. getStats() feeds the readout (bitrate, jitter
+  // buffer) and stats.rtc, for tests and bench/rts.
+  const RTS_AVAILABLE = typeof RTCPeerConnection !== "undefined";
+  const RTS_STATS_INTERVAL_MS = 500;
 
   function startRts(attemptState) {
-    throw new Error("RTS is not available yet.");
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const remote = new MediaStream();
+    pc.addEventListener("track", (event) => {
+      remote.addTrack(event.track);
+      if (video.srcObject !== remote) video.srcObject = remote;
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed") fail(attemptState, "The WebRTC connection failed (ICE or DTLS).");
+    });
+    let location = null;
+    let closed = false;
+    const previous = { at: null, bytes: 0, delay: 0, emitted: 0 };
+
+    async function negotiate() {
+      await pc.setLocalDescription(await pc.createOffer());
+      const response = await fetch(config.rts, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+        cache: "no-store",
+      });
+      if (closed) return;
+      if (response.status !== 201) {
+        let reason = response.headers.get("X-LiveCenter-Error");
+        if (!reason) reason = (await response.text()).trim().split("\n")[0] || null;
+        fail(attemptState, inWords(reason, response.status));
+        return;
+      }
+      const resource = response.headers.get("Location");
+      location = resource ? new URL(resource, config.rts).href : null;
+      const answer = await response.text();
+      if (!closed) await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    }
+
+    async function poll() {
+      if (closed || attemptState !== current) return;
+      const report = await pc.getStats();
+      const rtc = {
+        framesDecoded: 0,
+        videoPacketsReceived: 0,
+        audioPacketsReceived: 0,
+        packetsLost: 0,
+        nackCount: 0,
+        pliCount: 0,
+        framesDropped: 0,
+      };
+      let bytes = 0;
+      let delay = 0;
+      let emitted = 0;
+      report.forEach((entry) => {
+        if (entry.type !== "inbound-rtp") return;
+        bytes += entry.bytesReceived || 0;
+        rtc.packetsLost += entry.packetsLost || 0;
+        if (entry.kind === "video") {
+          rtc.framesDecoded = entry.framesDecoded || 0;
+          rtc.videoPacketsReceived = entry.packetsReceived || 0;
+          rtc.nackCount = entry.nackCount || 0;
+          rtc.pliCount = entry.pliCount || 0;
+          rtc.framesDropped = entry.framesDropped || 0;
+          delay = entry.jitterBufferDelay || 0;
+          emitted = entry.jitterBufferEmittedCount || 0;
+        } else if (entry.kind === "audio") {
+          rtc.audioPacketsReceived = entry.packetsReceived || 0;
+        }
+      });
+      stats.rtc = rtc;
+      const now = performance.now();
+      if (previous.at !== null && now > previous.at) {
+        stats.bitrateKbps = Math.round(((bytes - previous.bytes) * 8) / (now - previous.at));
+        if (emitted > previous.emitted) {
+          // The video jitter buffer: WebRTC's only buffer, in place of MSE's.
+          stats.bufferSeconds = (delay - previous.delay) / (emitted - previous.emitted);
+        }
+      }
+      Object.assign(previous, { at: now, bytes: bytes, delay: delay, emitted: emitted });
+    }
+
+    const statsTimer = setInterval(() => poll().catch(() => {}), RTS_STATS_INTERVAL_MS);
+    negotiate().catch((err) => {
+      if (!closed) fail(attemptState, "RTS could not start: " + (err && err.message ? err.message : err));
+    });
+    return {
+      destroy() {
+        closed = true;
+        clearInterval(statsTimer);
+        pc.close();
+        video.srcObject = null;
+        if (location) fetch(location, { method: "DELETE" }).catch(() => {});
+      },
+    };
   }
 
   // --- HTTP-FLV through mpegts.js -----------------------------------------------------
@@ -495,7 +591,8 @@
     stats.width = video.videoWidth;
     stats.height = video.videoHeight;
     stats.currentTime = video.currentTime;
-    if (stats.state === "playing") stats.bufferSeconds = bufferAhead();
+    // WebRTC has no MSE buffer; its jitter buffer comes from getStats (startRts).
+    if (stats.state === "playing" && stats.protocol !== "rts") stats.bufferSeconds = bufferAhead();
     if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) pollQuality();
     render();
   }

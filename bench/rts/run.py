@@ -1,0 +1,322 @@
+"""RTS (WebRTC over WHEP) figures (bench/README.md, "bench/rts"):
+
+1. `latency`: glass-to-glass latency p50/p95 and time to first frame of the
+   web player over RTS in headless Chromium, with the latency calibrator
+   (1280x720, 30 fps, 2 Mbit/s, 1 s keyframes, no B-frames): bench/latency's
+   set-up, processes and measuring, with `protocol=rts`.
+2. `viewers`: how many WebRTC viewers one core holds before frames drop. The
+   node (`bench/rts/node_runner.py`) is pinned to core 0; the publisher (a
+   720p30 2 Mbit/s clip without B-frames, `-c copy` in real time, as
+   bench/fanout) and the viewers (`bench/rts/viewers.py`: aiortc peers that do
+   ICE and DTLS and then only count RTP) to core 1. N doubles from --start
+   until a step fails, then --refine bisection steps. A step passes when every
+   viewer got at least 95 % of the frames the source made in the window and
+   the node skipped no viewer.
+
+Loopback only; everything it starts it stops; bounded by --max and --budget.
+
+    .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
+        [--start 10] [--max 640] [--budget 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, log, wait_port  # noqa: E402
+from bench.fanout.run import make_clip  # noqa: E402
+from bench.latency.run import (  # noqa: E402
+    APP,
+    CALIBRATOR_ARGS,
+    CHROMIUM,
+    PASSWORD,
+    PLAY,
+    PYTHON,
+    SETUP_SCRIPT,
+    STREAM,
+    USERNAME,
+    Processes,
+    manage,
+    measure,
+    signed_ingest_url,
+)
+from bench.latency.run import CHROMIUM_ARGS as LATENCY_CHROMIUM_ARGS  # noqa: E402
+
+# WebRTC on one machine: loopback candidates, real addresses instead of mDNS names.
+CHROMIUM_ARGS = [
+    *LATENCY_CHROMIUM_ARGS,
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+LATENCY_TARGET_MS = 80  # DESIGN.md, RTS p50
+FIRST_FRAME_TARGET_MS = 300
+SERVER_CORE, CLIENT_CORE = "0", "1"
+PASS_SHARE = 0.95
+
+
+# --- 1. latency ----------------------------------------------------------------------
+
+
+def run_latency(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-rts-"))
+    rtmp_port, http_port, console_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "LIVECENTER_DATA_DIR": str(workdir / "data"),
+        "DJANGO_SETTINGS_MODULE": "livecenter.settings",
+        "LIVECENTER_RTMP_PORT": str(rtmp_port),
+        "LIVECENTER_HTTP_PORT": str(http_port),
+        "LIVECENTER_MEDIA_HOST": "127.0.0.1",
+        "LIVECENTER_PLAYER_MEDIA_HOST": "127.0.0.1",
+        "LIVECENTER_NODE_ID": "bench-rts",
+        "LIVECENTER_LOG_LEVEL": "WARNING",
+    }
+    procs = Processes(workdir, env)
+    try:
+        log(f"latency: setting up in {workdir} ...")
+        manage(env, "migrate", "--noinput")
+        manage(env, "shell", "-c", SETUP_SCRIPT)
+        ingest = signed_ingest_url(env)
+        procs.start("medianode", [PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
+                                  "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)])  # fmt: skip
+        procs.start("console", [PYTHON, "manage.py", "runall", "--no-media", "--no-worker",
+                                "--host", "127.0.0.1", "--port", str(console_port)])  # fmt: skip
+        for port in (rtmp_port, http_port, console_port):
+            wait_port(port)
+        console = f"http://127.0.0.1:{console_port}"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            login = context.new_page()
+            login.goto(f"{console}/accounts/login/")
+            login.fill("#id_username", USERNAME)
+            login.fill("#id_password", PASSWORD)
+            login.click("#login-button")
+            login.wait_for_url("**/domains/")
+            login.close()
+            calibrator = procs.start("calibrator", [PYTHON, "manage.py", "calibrator", "--url", ingest,
+                                                    *CALIBRATOR_ARGS])  # fmt: skip
+            time.sleep(3)  # the encoder starts; the first, discarded, page load waits for the rest
+            if calibrator.poll() is not None:
+                raise RuntimeError(f"the calibrator stopped: {procs.tail('calibrator')}")
+            url = f"{console}/player/?domain={PLAY}&app={APP}&stream={STREAM}&protocol=rts"
+            result = measure(context, "rts", url, args.seconds, args.settle, args.loads)
+            procs.stop(calibrator)
+            browser.close()
+    finally:
+        procs.stop_all()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result.row()
+
+
+def latency_table(row: dict) -> str:
+    if "p50" not in row:
+        return f"RTS latency: failed: {row.get('error')}"
+    ffs = ", ".join(str(f) for f in row["first_frames"])
+    met = "yes" if row["p50"] <= LATENCY_TARGET_MS else "no"
+    ff_met = "yes" if row["ff_p50"] <= FIRST_FRAME_TARGET_MS else "no"
+    target = f"≤ {LATENCY_TARGET_MS} ms; first frame ≤ {FIRST_FRAME_TARGET_MS} ms"
+    return "\n".join(
+        [
+            "| protocol | latency p50 | latency p95 | samples | first frame p50 (loads) | stalls | target | met? |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+            f"| RTS (WebRTC) | {row['p50']} ms | {row['p95']} ms | {row['samples']} | {row['ff_p50']:.0f} ms ({ffs}) |"
+            f" {row['stalls']} | {target} | {met}; {ff_met} |",
+        ]
+    )
+
+
+# --- 2. viewers on one core --------------------------------------------------------------
+
+
+class NodeStats:
+    """The node runner's per-second JSON lines, read in a thread."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[dict] = []
+        self.ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process) -> None:
+        for line in process.stdout:
+            if line.startswith("READY"):
+                self.ready.set()
+            elif line.startswith("{"):
+                self.lines.append(json.loads(line))
+
+    def latest(self) -> dict:
+        return self.lines[-1] if self.lines else {}
+
+
+def step(workdir: Path, clip: Path, count: int, args) -> dict:
+    rtmp_port, http_port = free_port(), free_port()
+    node = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
+         "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)],
+        stdout=subprocess.PIPE, stderr=open(workdir / f"node-{count}.log", "w"), text=True,
+    )  # fmt: skip
+    stats = NodeStats(node)
+    publisher = viewers = None
+    try:
+        if not stats.ready.wait(30):
+            raise RuntimeError("the node did not start")
+        url = f"rtmp://127.0.0.1:{rtmp_port}/live/bench?domain=push.bench"
+        publisher = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CORE, "nice", "-n", "-10", "ffmpeg", "-hide_banner", "-loglevel", "error",
+             "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "flv", url],
+            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(3)
+        whep = f"http://127.0.0.1:{http_port}/live/bench.whep?domain=play.bench"
+        viewers = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count),
+             "--warmup", str(args.warmup), "--window", str(args.window)],
+            stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
+        )  # fmt: skip
+        out, _ = viewers.communicate(timeout=count / 5 + args.warmup + args.window + 120)
+        result = json.loads(out.strip().splitlines()[-1])
+        # The node's per-second lines from within the viewers' window: the
+        # frames the source made there, scaled to the window's length.
+        start, end = result["window"]
+        window = [s for s in stats.lines if start - 0.5 <= s["t"] <= end + 0.5]
+        source_frames = window[-1]["units"] - window[0]["units"] if len(window) > 1 else 0
+        seconds = window[-1]["t"] - window[0]["t"] if len(window) > 1 else 0
+        expected = source_frames * (end - start) / seconds if seconds else 0
+        frames = result["video_frames"]
+        cpus = [s["cpu"] for s in window[1:]]
+        worst = min(frames) if frames else 0
+        skips = window[-1]["skips"] - window[0]["skips"] if len(window) > 1 else 0
+        ok = result["connected"] == count and expected > 0 and worst >= PASS_SHARE * expected and skips == 0
+        return {
+            "n": count,
+            "ok": ok,
+            "connected": result["connected"],
+            "worst_frames": worst,
+            "expected_frames": round(expected),
+            "median_frames": sorted(frames)[len(frames) // 2] if frames else 0,
+            "skips": skips,
+            "open_seconds": result["open_seconds"],
+            "cpu": sum(cpus) / len(cpus) if cpus else None,
+        }
+    finally:
+        for proc in (viewers, publisher, node):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def run_viewers(args) -> list[dict]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-rts-viewers-"))
+    clip = workdir / "clip.flv"
+    log("viewers: making the 720p30 2 Mbit/s clip ...")
+    make_clip(clip)
+    began = time.monotonic()
+    steps: list[dict] = []
+    good, bad = 0, None
+    n = args.start
+    try:
+        while n <= args.max and time.monotonic() - began < args.budget:
+            result = step(workdir, clip, n, args)
+            steps.append(result)
+            log(f"  {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
+            if result["ok"]:
+                good = n
+                n *= 2
+            else:
+                bad = n
+                break
+        for _ in range(args.refine if bad else 0):
+            if time.monotonic() - began > args.budget or bad - good <= max(2, good // 10):
+                break
+            n = (good + bad) // 2
+            result = step(workdir, clip, n, args)
+            steps.append(result)
+            log(f"  {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
+            good, bad = (n, bad) if result["ok"] else (good, n)
+    finally:
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return steps
+
+
+def viewers_table(steps: list[dict]) -> str:
+    lines = [
+        "| viewers | verdict | worst viewer's frames / source's | median | node skips | node CPU |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for s in sorted(steps, key=lambda s: s["n"]):
+        cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
+        lines.append(
+            f"| {s['n']} | {'ok' if s['ok'] else 'frames dropped'} | {s['worst_frames']} / {s['expected_frames']} |"
+            f" {s['median_frames']} | {s['skips']} | {cpu} |"
+        )
+    passed = [s["n"] for s in steps if s["ok"]]
+    lines.append(f"\nmost WebRTC viewers on one core with no frame dropped: {max(passed) if passed else 0}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="latency,viewers")
+    parser.add_argument("--seconds", type=float, default=30, help="latency samples, split over the loads")
+    parser.add_argument("--settle", type=float, default=5, help="play this long after the first frame")
+    parser.add_argument("--loads", type=int, default=5, help="fresh page loads for the first frame")
+    parser.add_argument("--start", type=int, default=10, help="viewers in the first step")
+    parser.add_argument("--max", type=int, default=640, help="never more viewers than this")
+    parser.add_argument("--refine", type=int, default=2, help="bisection steps after the first failing one")
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--window", type=float, default=10)
+    parser.add_argument("--budget", type=float, default=900, help="seconds for the viewer steps")
+    parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
+    args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    began = time.monotonic()
+    figures: dict = {}
+    if "latency" in parts:
+        figures["latency"] = run_latency(args)
+    if "viewers" in parts:
+        if shutil.which("taskset") is None:
+            sys.exit("taskset is needed (apt-get install util-linux)")
+        figures["viewers"] = run_viewers(args)
+    print()
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
+    if "latency" in figures:
+        print(latency_table(figures["latency"]))
+        samples = figures["latency"]
+        print(f"(p50 of the pooled per-frame samples; {samples.get('samples', 0)} frames)")
+    if "viewers" in figures:
+        print(viewers_table(figures["viewers"]))
+    print(f"(total {time.monotonic() - began:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,564 @@
+"""One shared media source per stream for all its WebRTC viewers.
+
+A stream's `RtsSource` is one hub subscriber (protocol "rts"). It turns each
+frame into what RTP carries once, for every viewer:
+
+- H.264 without B-frames passes through: each access unit becomes Annex B
+  (rts/h264.py) in one `av.Packet` that every viewer's sender packetises.
+- H.264 with B-frames, when the viewers' domains allow HTML5 auto-transcoding,
+  is decoded and encoded again once (`VideoTranscoder`: libx264 Baseline,
+  zerolatency, the seed's settings), in a thread of its own.
+- AAC is decoded and encoded to Opus once (`OpusTranscoder`), in a thread of
+  its own: browsers' WebRTC plays no AAC.
+
+The conversions run in the engine's own threads rather than as Celery media
+workers (DESIGN.md allows either): a worker would publish its output back
+over RTMP and add its buffering and a network hop to every frame, which is
+most of RTS's 80 ms budget; a thread adds one hand-off.
+
+Every viewer (`RtsViewer`) has two bounded queues (its tracks) that its own
+aiortc sender task empties, so a viewer that falls behind loses its queue and
+waits for the next keyframe without holding back anyone else. A viewer
+joins at the latest keyframe: it is sent the frames from that keyframe on at
+once, stamped one RTP tick apart, so the browser decodes them at once and
+shows the newest, rather than replaying the GOP at its pace a GOP behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
+from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, video_is_keyframe
+from ..policy import StreamKey
+from .h264 import flv_video_to_access_unit
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK_HZ = 90_000
+OPUS_CLOCK_HZ = 48_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+OPUS_TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_HZ)
+MS_TIME_BASE = fractions.Fraction(1, 1000)
+# Opus in WebRTC: 20 ms frames (RFC 7587 allows others; browsers send 20).
+OPUS_FRAME_SAMPLES = 960
+OPUS_BITRATE = 64_000
+# A viewer's queue of video frames before it is skipped to the next
+# keyframe: 2 s at 30 fps. Frames are shared packets, so this bounds lag,
+# not memory.
+VIEWER_MAX_VIDEO_FRAMES = 60
+# A viewer's queue of Opus packets (20 ms each): 1 s; past it the oldest go.
+VIEWER_MAX_AUDIO_PACKETS = 50
+# The frames from the latest keyframe on that a joiner is sent at once; a
+# longer GOP is not cached and a joiner waits for the next keyframe.
+SOURCE_GOP_MAX_BYTES = 8 * 1024 * 1024
+# Frames waiting for a transcoder thread before it drops input up to the next
+# keyframe: 5 s of video at 30 fps (a joiner's GOP arrives at once), about 5 s
+# of AAC.
+TRANSCODER_MAX_PENDING = 150
+AUDIO_TRANSCODER_MAX_PENDING = 250
+# The B-frame-free rendition (the seed's OBS settings for RTS).
+TRANSCODE_PROFILE = "baseline"
+TRANSCODE_PRESET = "veryfast"
+TRANSCODE_TUNE = "zerolatency"
+# A keyframe request (PLI/FIR) from a viewer of the transcoded rendition
+# makes the encoder emit an IDR at most this often, for all its viewers.
+TRANSCODE_MIN_KEYFRAME_INTERVAL_MS = 1000
+
+PASSTHROUGH = "passthrough"
+TRANSCODE = "transcode"
+
+
+class VideoUnit:
+    """One video access unit as every viewer's sender gets it."""
+
+    __slots__ = ("packet", "data", "pts", "keyframe", "payloads")
+
+    def __init__(self, data: bytes, pts: int, keyframe: bool) -> None:
+        self.data = data
+        self.pts = pts  # 90 kHz
+        self.keyframe = keyframe
+        self.packet = _packet(data, pts, VIDEO_TIME_BASE)
+        self.payloads = None  # RTP payloads, packetised once (session.SharedH264Encoder)
+
+
+def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> av.Packet:
+    packet = av.Packet(data)
+    packet.pts = packet.dts = pts
+    packet.time_base = time_base
+    return packet
+
+
+class RtsTrack(MediaStreamTrack):
+    """One viewer's audio or video track: a bounded queue its sender empties."""
+
+    def __init__(self, kind: str, viewer: RtsViewer) -> None:
+        super().__init__()
+        self.kind = kind
+        self.viewer = viewer
+        self.queue: deque = deque()
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+
+    def put(self, item) -> None:
+        self.queue.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def finish(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self):
+        while not self.queue:
+            if self._closed or self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.queue.popleft()
+
+    def request_keyframe(self) -> None:
+        """A PLI or FIR from the browser (the sender's keyframe hook)."""
+        self.viewer.keyframe_requested()
+
+
+class RtsViewer:
+    """One WebRTC viewer's side of a source."""
+
+    def __init__(self, source: RtsSource, may_transcode: bool) -> None:
+        self.source = source
+        self.may_transcode = may_transcode
+        self.video = RtsTrack("video", self)
+        self.audio = RtsTrack("audio", self)
+        self.need_keyframe = True
+        self.joined = False  # False until the source has a picture to start with
+        self.video_frames = 0
+        self.dropped = 0  # video frames this viewer did not get
+        self.skips = 0  # times it was skipped to a keyframe
+        self.keyframe_requests = 0
+        self.ended = asyncio.Event()
+
+    def offer_video(self, unit: VideoUnit) -> None:
+        queue = self.video.queue
+        if not self.joined:
+            return
+        if self.need_keyframe:
+            if not unit.keyframe:
+                self.dropped += 1
+                return
+            self.need_keyframe = False
+        if len(queue) >= VIEWER_MAX_VIDEO_FRAMES:
+            # Too slow: what is queued is stale; resume at a keyframe.
+            self.dropped += len(queue)
+            self.skips += 1
+            queue.clear()
+            if not unit.keyframe:
+                self.need_keyframe = True
+                self.dropped += 1
+                return
+        self.video_frames += 1
+        self.video.put(unit.packet)
+
+    def offer_audio(self, packet: av.Packet) -> None:
+        queue = self.audio.queue
+        if len(queue) >= VIEWER_MAX_AUDIO_PACKETS:
+            queue.popleft()
+        self.audio.put(packet)
+
+    def join(self, gop: list[VideoUnit]) -> None:
+        """Start at the latest keyframe: the cached frames from it on, one
+        RTP tick apart, ending at the newest frame's time."""
+        self.joined = True
+        self.need_keyframe = True
+        self.video.queue.clear()
+        if not gop:
+            return
+        last = gop[-1].pts
+        count = len(gop)
+        for i, unit in enumerate(gop):
+            self.video.put(_packet(unit.data, last - (count - 1 - i), VIDEO_TIME_BASE))
+        self.video_frames += count
+        self.need_keyframe = False
+
+    def keyframe_requested(self) -> None:
+        self.keyframe_requests += 1
+        self.source.keyframe_requested(self)
+
+    def end(self) -> None:
+        self.video.finish()
+        self.audio.finish()
+        self.ended.set()
+
+    def close(self) -> None:
+        self.end()
+        self.source.remove(self)
+
+
+class _Worker:
+    """A single thread that runs one stream's conversion, fed from the event
+    loop and answering on it. Input past `max_pending` is refused."""
+
+    def __init__(self, name: str, max_pending: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self.pending = 0
+        self.max_pending = max_pending
+        self.closed = False
+
+    def submit(self, fn, *args) -> bool:
+        if self.closed or self.pending >= self.max_pending:
+            return False
+        self.pending += 1
+        self._executor.submit(self._run, fn, *args)
+        return True
+
+    def _run(self, fn, *args) -> None:
+        try:
+            if not self.closed:
+                fn(*args)
+        except Exception:
+            log.exception("rts conversion failed")
+        finally:
+            self._loop.call_soon_threadsafe(self._done)
+
+    def _done(self) -> None:
+        self.pending -= 1
+
+    def call_soon(self, fn, *args) -> None:
+        """From the worker thread: run `fn` on the event loop."""
+        if not self.closed:
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass  # the loop is closed
+
+    def close(self) -> None:
+        self.closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class OpusTranscoder:
+    """AAC to Opus, once per stream, in a thread of its own."""
+
+    def __init__(self, on_packet) -> None:
+        self._on_packet = on_packet
+        self._worker = _Worker("rts-opus", AUDIO_TRANSCODER_MAX_PENDING)
+        self._decoder = None
+        self._encoder = None
+        self._resampler = None
+        self._next_pts: int | None = None
+
+    def configure(self, audio_specific_config: bytes) -> None:
+        self._worker.submit(self._configure, audio_specific_config)
+
+    def push(self, raw: bytes, timestamp_ms: int) -> None:
+        self._worker.submit(self._push, raw, timestamp_ms)
+
+    def close(self) -> None:
+        self._worker.close()
+
+    def _configure(self, config: bytes) -> None:
+        decoder = av.CodecContext.create("aac", "r")
+        decoder.extradata = config
+        self._decoder = decoder
+        encoder = av.CodecContext.create("libopus", "w")
+        encoder.sample_rate = OPUS_CLOCK_HZ
+        encoder.layout = "stereo"
+        encoder.format = "s16"
+        encoder.bit_rate = OPUS_BITRATE
+        encoder.time_base = OPUS_TIME_BASE
+        encoder.options = {"application": "lowdelay", "frame_duration": "20"}
+        self._encoder = encoder
+        self._resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=OPUS_CLOCK_HZ, frame_size=OPUS_FRAME_SAMPLES
+        )
+        self._next_pts = None
+
+    def _push(self, raw: bytes, timestamp_ms: int) -> None:
+        if self._decoder is None:
+            return
+        packet = av.Packet(raw)
+        try:
+            frames = self._decoder.decode(packet)
+        except av.FFmpegError as exc:
+            log.debug("rts: AAC frame not decoded: %s", exc)
+            return
+        for frame in frames:
+            for chunk in self._resampler.resample(frame):
+                if self._next_pts is None:
+                    self._next_pts = timestamp_ms * OPUS_CLOCK_HZ // 1000
+                chunk.pts = self._next_pts
+                chunk.time_base = OPUS_TIME_BASE
+                self._next_pts += chunk.samples
+                for out in self._encoder.encode(chunk):
+                    data = bytes(out)
+                    self._worker.call_soon(self._on_packet, _packet(data, out.pts, OPUS_TIME_BASE))
+
+
+class VideoTranscoder:
+    """H.264 with B-frames to a B-frame-free rendition (Baseline,
+    zerolatency), once per stream, in a thread of its own. The rendition's
+    keyframes follow the source's, and a viewer's keyframe request may add one."""
+
+    def __init__(self, on_unit) -> None:
+        self._on_unit = on_unit
+        self._worker = _Worker("rts-x264", TRANSCODER_MAX_PENDING)
+        self._decoder = None
+        self._encoder = None
+        self._force_keyframe = False
+        self._last_forced_ms = None
+        self._need_keyframe = True  # input dropped: resume at a source keyframe
+
+    def configure(self, config: AvcConfig) -> None:
+        self._need_keyframe = True
+        self._worker.submit(self._configure, config)
+
+    def push(self, access_unit: bytes, pts_ms: int, dts_ms: int, keyframe: bool) -> None:
+        if self._need_keyframe and not keyframe:
+            return
+        if self._worker.submit(self._push, access_unit, pts_ms, dts_ms, keyframe):
+            self._need_keyframe = False
+        else:
+            self._need_keyframe = True
+
+    @property
+    def pending(self) -> int:
+        return self._worker.pending
+
+    def request_keyframe(self, now_ms: int) -> None:
+        if self._last_forced_ms is None or now_ms - self._last_forced_ms >= TRANSCODE_MIN_KEYFRAME_INTERVAL_MS:
+            self._last_forced_ms = now_ms
+            self._force_keyframe = True
+
+    def close(self) -> None:
+        self._worker.close()
+
+    def _configure(self, config: AvcConfig) -> None:
+        # Annex B input brings its SPS and PPS before every keyframe. One
+        # thread: frame threading would hold back a frame per thread.
+        self._decoder = av.CodecContext.create("h264", "r")
+        self._decoder.thread_count = 1
+        self._encoder = None  # made for the first decoded frame's size
+
+    def _open_encoder(self, frame) -> None:
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = frame.width, frame.height
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = MS_TIME_BASE
+        encoder.framerate = fractions.Fraction(30, 1)
+        encoder.profile = "Baseline"
+        encoder.options = {
+            "preset": TRANSCODE_PRESET,
+            "tune": TRANSCODE_TUNE,
+            "bf": "0",
+            # Keyframes where the source has them (forced), none of x264's own.
+            "x264-params": "keyint=infinite:min-keyint=1:scenecut=0:repeat-headers=1",
+        }
+        self._encoder = encoder
+
+    def _push(self, access_unit: bytes, pts_ms: int, dts_ms: int, keyframe: bool) -> None:
+        if self._decoder is None:
+            return
+        packet = av.Packet(access_unit)
+        packet.pts, packet.dts, packet.time_base = pts_ms, dts_ms, MS_TIME_BASE
+        try:
+            frames = self._decoder.decode(packet)
+        except av.FFmpegError as exc:
+            log.debug("rts: H.264 frame not decoded: %s", exc)
+            self._need_keyframe = True
+            return
+        for frame in frames:
+            if self._encoder is None or (frame.width, frame.height) != (self._encoder.width, self._encoder.height):
+                self._open_encoder(frame)
+            source_key = frame.key_frame
+            force = source_key or self._force_keyframe
+            self._force_keyframe = False
+            frame.pict_type = av.video.frame.PictureType.I if force else av.video.frame.PictureType.NONE
+            frame.time_base = MS_TIME_BASE
+            for out in self._encoder.encode(frame):
+                pts = out.pts if out.pts is not None else pts_ms
+                self._worker.call_soon(self._on_unit, bytes(out), pts * 90, bool(out.is_keyframe))
+
+
+class RtsSource:
+    """A stream's WebRTC media, shared by all its WHEP viewers."""
+
+    def __init__(self, service, key: StreamKey) -> None:
+        self.service = service
+        self.key = key
+        self.hub = service.node.hub
+        self.viewers: dict[RtsViewer, None] = {}
+        self.mode = PASSTHROUGH
+        self.avc_config: AvcConfig | None = None
+        self.gop: list[VideoUnit] = []
+        self._gop_bytes = -1  # -1 while waiting for a keyframe
+        self.opus: OpusTranscoder | None = None
+        self.transcoder: VideoTranscoder | None = None
+        self.video_units = 0
+        self.audio_packets = 0
+        self.closed = False
+        # Whether a joiner can start at once. The transcoded rendition is not
+        # ready until the transcoder has caught up with the GOP it started on.
+        self.ready = True
+        # The hub hands a new subscriber its cached GOP at once. Its video is
+        # what a joiner starts with; its audio is old, and sent at once it
+        # would make the browser's jitter buffer hold that much audio, and
+        # delay the video to match (lip sync): it is dropped.
+        self._joining = True
+        self.subscription = self.hub.subscribe(key, protocol="rts", on_ready=self._on_ready)
+        self._on_ready(self.subscription)
+        self._joining = False
+
+    # --- viewers ---------------------------------------------------------------------
+
+    def add_viewer(self, may_transcode: bool) -> RtsViewer:
+        viewer = RtsViewer(self, may_transcode)
+        self.viewers[viewer] = None
+        if self.ready:
+            viewer.join(self.gop)
+        return viewer
+
+    def remove(self, viewer: RtsViewer) -> None:
+        self.viewers.pop(viewer, None)
+        if not self.viewers:
+            self.close()
+
+    def keyframe_requested(self, viewer: RtsViewer) -> None:
+        if self.mode == TRANSCODE and self.transcoder is not None:
+            self.transcoder.request_keyframe(int(asyncio.get_running_loop().time() * 1000))
+            viewer.need_keyframe = True
+        # Passthrough: only the publisher makes keyframes, and RTMP cannot
+        # ask it for one; the viewer keeps what it has and the next keyframe
+        # (at most a GOP away) repairs the picture.
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.subscription.close()
+        for worker in (self.opus, self.transcoder):
+            if worker is not None:
+                worker.close()
+        viewers, self.viewers = self.viewers, {}
+        for viewer in viewers:
+            viewer.end()
+        self.service.source_closed(self)
+
+    # --- from the hub --------------------------------------------------------------------
+
+    def _on_ready(self, subscription) -> None:
+        for frame in subscription.drain():
+            try:
+                if frame.kind == "video":
+                    self._video(frame)
+                elif frame.kind == "audio":
+                    self._audio(frame)
+            except CodecError as exc:
+                log.info("rts %s: frame dropped: %s", self.key, exc)
+        if subscription.ended and not self.closed:
+            self.close()
+
+    def _video(self, frame) -> None:
+        body = frame.body
+        if len(body) < 2 or body[0] & 0x0F != VIDEO_CODEC_AVC:
+            return
+        if frame.sequence_header:
+            self.avc_config = parse_avc_sequence_header(body)
+            self.gop, self._gop_bytes = [], -1
+            if self.transcoder is not None:
+                self.transcoder.configure(self.avc_config)
+            return
+        if body[1] != PACKET_NALU or self.avc_config is None:
+            return
+        if self.mode == PASSTHROUGH and self._has_bframes():
+            self._start_transcoding()
+            if self.closed:
+                return
+        access_unit, cts = flv_video_to_access_unit(body, self.avc_config)
+        if not access_unit:
+            return
+        if self.mode == TRANSCODE:
+            self.transcoder.push(access_unit, frame.timestamp + cts, frame.timestamp, video_is_keyframe(body))
+        else:
+            self._video_out(access_unit, (frame.timestamp + cts) * 90, frame.keyframe)
+
+    def _has_bframes(self) -> bool:
+        stream = self.hub.stream(self.key)
+        return stream is not None and stream.has_bframes
+
+    def _start_transcoding(self) -> None:
+        """B-frames found: viewers whose domain allows HTML5 auto-transcoding
+        get the transcoded rendition from the next keyframe; the others end."""
+        for viewer in [v for v in self.viewers if not v.may_transcode]:
+            log.info("rts %s: B-frames and HTML5 auto-transcoding is off: viewer ended", self.key)
+            viewer.close()
+        if self.closed:
+            return
+        self.mode = TRANSCODE
+        self.ready = False
+        self.gop, self._gop_bytes = [], -1
+        for viewer in self.viewers:
+            viewer.joined = False
+        self.transcoder = VideoTranscoder(self._video_out)
+        self.transcoder.configure(self.avc_config)
+        log.info("rts %s: B-frames: transcoding to %s, %s", self.key, TRANSCODE_PROFILE, TRANSCODE_TUNE)
+
+    def _video_out(self, data: bytes, pts: int, keyframe: bool) -> None:
+        if self.closed:
+            return
+        unit = VideoUnit(data, pts, keyframe)
+        self.video_units += 1
+        size = len(data)
+        if keyframe:
+            self.gop, self._gop_bytes = ([unit], size) if size <= SOURCE_GOP_MAX_BYTES else ([], -1)
+        elif self._gop_bytes >= 0:
+            if self._gop_bytes + size > SOURCE_GOP_MAX_BYTES:
+                self.gop, self._gop_bytes = [], -1
+            else:
+                self.gop.append(unit)
+                self._gop_bytes += size
+        if not self.ready and self.gop and self.transcoder is not None and self.transcoder.pending <= 1:
+            # The transcoder has caught up with its backlog: everyone waiting
+            # starts at the newest picture.
+            self.ready = True
+            for viewer in self.viewers:
+                if not viewer.joined:
+                    viewer.join(self.gop)
+            return
+        for viewer in self.viewers:
+            viewer.offer_video(unit)
+
+    def _audio(self, frame) -> None:
+        body = frame.body
+        if len(body) < 2 or body[0] >> 4 != AUDIO_CODEC_AAC:
+            return
+        if frame.sequence_header:
+            parse_aac_sequence_header(body)  # refuses what cannot be decoded
+            if self.opus is None:
+                self.opus = OpusTranscoder(self._audio_out)
+            self.opus.configure(bytes(body[2:]))
+            return
+        if self.opus is not None and not self._joining:
+            self.opus.push(bytes(body[2:]), frame.timestamp)
+
+    def _audio_out(self, packet: av.Packet) -> None:
+        if self.closed:
+            return
+        self.audio_packets += 1
+        for viewer in self.viewers:
+            viewer.offer_audio(packet)

@@ -1,0 +1,270 @@
+"""WHEP sessions: the aiortc glue and the registry (issue 5).
+
+`RtsService` belongs to a media node. For each WHEP POST it admits the
+viewer (signature, the domain's RTS switch, B-frames against the domain's
+HTML5 auto-transcoding switch), makes an aiortc `RTCPeerConnection` with
+the stream's shared source's tracks, and answers; the session lives until
+the browser DELETEs it, its connection fails, or the stream ends.
+
+aiortc does the rest of WebRTC: ICE (host candidates, no STUN: the node is
+reachable on its own addresses), DTLS-SRTP, RTCP, NACK retransmission from
+its history of sent packets. A PLI or FIR reaches the source through the
+sender's keyframe hook (`media.RtsSource.keyframe_requested`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+from ..admission import admit_play, domain_of
+from ..http_server import CORS_HEADERS, refusal_headers, response_head
+from ..policy import StreamKey
+from .media import PASSTHROUGH, RtsSource, RtsViewer
+from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, OfferError, WhepPath, check_offer, resource_location
+
+log = logging.getLogger(__name__)
+
+# A session whose ICE and DTLS have not connected by then is closed.
+CONNECT_TIMEOUT_SECONDS = 30.0
+# How long a POST for a stream that just went live waits for its first video
+# frames, so that B-frames are known before the answer.
+FIRST_FRAMES_WAIT_SECONDS = 2.0
+# x264 with B-frames sends I P B: the third frame shows them.
+FIRST_FRAMES = 4
+REFUSAL_BFRAMES = "stream has B-frames and HTML5 auto-transcoding is off for this domain"
+REFUSAL_RTS_OFF = "RTS is off for this domain"
+
+_default_host_addresses = aioice.ice.get_host_addresses
+
+
+def use_ice_addresses(addresses: tuple[str, ...]) -> None:
+    """Offer ICE host candidates on these addresses only (every interface
+    but loopback when empty, aioice's default). aioice has no per-connection
+    setting, so this is for the whole process, like the node itself."""
+    if addresses:
+        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
+            a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+        ]
+    else:
+        aioice.ice.get_host_addresses = _default_host_addresses
+
+
+class WhepSession:
+    def __init__(self, service: RtsService, session_id: str, key: StreamKey, viewer: RtsViewer, peer: str):
+        self.service = service
+        self.id = session_id
+        self.key = key
+        self.viewer = viewer
+        self.peer = peer
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.started = time.monotonic()
+        self.closed = False
+        self._watch: asyncio.Task | None = None
+
+    async def answer(self, offer: str) -> str:
+        pc = self.pc
+        # The transceivers come first, so that the offer's media sections take
+        # them and the answer keeps to H.264 (aiortc filters the codecs when
+        # it reads the offer).
+        for track in (self.viewer.video, self.viewer.audio):
+            if f"\nm={track.kind} " not in offer:
+                continue  # the offer does not receive this kind (an audio-less offer)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            if not self.service.node.config.rts_lip_sync:
+                # A stream id (msid) of its own per track: the browser then
+                # shows each picture as soon as it is decoded rather than hold
+                # video back to the audio's jitter buffer (WebRTC syncs the
+                # tracks of one stream id). bench/README.md has what it costs.
+                transceiver.sender._stream_id = f"{self.id}-{track.kind}"
+            # PLI and FIR ask the sender for a keyframe; for pre-encoded
+            # media only the source can make (or wait for) one.
+            transceiver.sender._send_keyframe = track.request_keyframe
+            if track.kind == "video":
+                capabilities = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in capabilities if c.mimeType.lower() in ("video/h264", "video/rtx")]
+                )
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        pc.on("connectionstatechange", self._state_changed)
+        self._watch = asyncio.get_running_loop().create_task(self._watch_session())
+        return pc.localDescription.sdp
+
+    def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state in ("failed", "closed"):
+            self.service.end(self, f"connection {state}")
+
+    async def _watch_session(self) -> None:
+        """End the session when the stream ends, or when it never connects."""
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                while self.pc.connectionState != "connected":
+                    if self.viewer.ended.is_set():
+                        break
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            self.service.end(self, "did not connect")
+            return
+        await self.viewer.ended.wait()
+        self.service.end(self, "stream ended")
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        self.viewer.close()
+        await self.pc.close()
+
+
+class RtsService:
+    """A media node's WHEP endpoint, its sessions and the shared sources."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.sources: dict[StreamKey, RtsSource] = {}
+        self.sessions: dict[str, WhepSession] = {}
+        self._closing: set[asyncio.Task] = set()
+
+    # --- sources -------------------------------------------------------------------
+
+    def source(self, key: StreamKey) -> RtsSource:
+        source = self.sources.get(key)
+        if source is None or source.closed:
+            source = self.sources[key] = RtsSource(self, key)
+        return source
+
+    def source_closed(self, source: RtsSource) -> None:
+        if self.sources.get(source.key) is source:
+            del self.sources[source.key]
+
+    # --- sessions ------------------------------------------------------------------
+
+    async def create(self, key: StreamKey, offer: str, may_transcode: bool, peer: str) -> WhepSession:
+        source = self.source(key)
+        viewer = source.add_viewer(may_transcode)
+        session = WhepSession(self, secrets.token_urlsafe(18), key, viewer, peer)
+        self.sessions[session.id] = session
+        try:
+            session.answer_sdp = await session.answer(offer)
+        except Exception:
+            self.sessions.pop(session.id, None)
+            await session.close()
+            raise
+        log.info("rts %s playing %s (%s, session %s)", peer, key, source.mode, session.id)
+        return session
+
+    def end(self, session: WhepSession, reason: str) -> None:
+        if session.closed or self.sessions.get(session.id) is not session:
+            return
+        del self.sessions[session.id]
+        session.closed = True
+        viewer = session.viewer
+        log.info("rts %s play of %s %s (session %s: %d video frames, %d dropped, %d skips, %d keyframe requests)",
+                 session.peer, session.key, reason, session.id, viewer.video_frames, viewer.dropped, viewer.skips,
+                 viewer.keyframe_requests)  # fmt: skip
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            self.end(session, "media node stopped")
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=5)
+        for source in list(self.sources.values()):
+            source.close()
+
+    # --- HTTP (called by http_server.MediaHttpSession) -----------------------------
+
+    async def handle_http(self, http, request, method: bytes, path: WhepPath, query: dict[str, str]) -> None:
+        if path.session is not None:
+            if method == b"DELETE":
+                session = self.sessions.get(path.session)
+                if session is None or session.key.app != path.app or session.key.stream != path.stream:
+                    http.send_simple(404, "no such WHEP session\n")
+                    return
+                self.end(session, "ended by the viewer (DELETE)")
+                http.send_simple(200, "")
+                return
+            # RFC 9725 4.4: a server without trickle ICE answers PATCH 405.
+            http.send_simple(405, "only DELETE\n", [(b"Allow", b"DELETE, OPTIONS")])
+            return
+        if method != b"POST":
+            http.send_simple(405, "POST an SDP offer\n", [(b"Allow", b"POST, OPTIONS")])
+            return
+        headers = {name.lower(): value for name, value in request.headers}
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
+        if content_type != SDP_CONTENT_TYPE:
+            http.send_simple(415, f"the offer must be {SDP_CONTENT_TYPE}\n")
+            return
+        body = await http.read_body(MAX_OFFER_BYTES)
+        if body is None:
+            http.send_simple(400, f"the offer did not arrive whole (at most {MAX_OFFER_BYTES} bytes)\n")
+            return
+        offer = body.decode("utf-8", "replace")
+        host = headers.get(b"host", b"").decode("latin-1")
+        domain = domain_of(host, query)
+        admission = await admit_play(
+            self.node.policy, domain, path.app, path.stream, path.signed_uri, query.get("auth_key"), time.time()
+        )
+        if admission.ok and not admission.domain.rts_enabled:
+            admission = type(admission)(refusal=REFUSAL_RTS_OFF, domain=admission.domain)
+        if not admission.ok:
+            self._refuse(http, 403, f"{domain}/{path.app}/{path.stream}", admission.refusal)
+            return
+        key = admission.key
+        try:
+            check_offer(offer)
+        except OfferError as exc:
+            self._refuse(http, 400, key, str(exc))
+            return
+        if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
+            self._refuse(http, 404, key, "stream is not live")
+            return
+        await self._wait_first_frames(key)
+        source = self.sources.get(key)
+        stream = self.node.hub.stream(key)
+        if not admission.domain.html5_transcode and (
+            (source is not None and source.mode != PASSTHROUGH) or (stream is not None and stream.has_bframes)
+        ):
+            self._refuse(http, 403, key, REFUSAL_BFRAMES)
+            return
+        try:
+            session = await self.create(key, offer, admission.domain.html5_transcode, http.peer)
+        except ValueError as exc:
+            self._refuse(http, 400, key, f"the offer could not be answered: {exc}")
+            return
+        answer = session.answer_sdp.encode()
+        http.writer.write(
+            response_head(
+                201,
+                [
+                    (b"Content-Type", SDP_CONTENT_TYPE.encode()),
+                    (b"Content-Length", str(len(answer)).encode()),
+                    (b"Location", resource_location(path, session.id).encode()),
+                    (b"Cache-Control", b"no-store"),
+                    (b"Connection", b"close"),
+                    *CORS_HEADERS,
+                ],
+            )
+            + answer
+        )
+
+    async def _wait_first_frames(self, key: StreamKey) -> None:
+        deadline = time.monotonic() + FIRST_FRAMES_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            stream = self.node.hub.stream(key)
+            if stream is None or stream.video_frames >= FIRST_FRAMES or stream.has_bframes:
+                return
+            await asyncio.sleep(0.05)
+
+    def _refuse(self, http, status: int, stream, reason: str) -> None:
+        log.info("rts %s play refused: stream=%s reason=%s", http.peer, stream, reason)
+        http.send_simple(status, f"{reason}\n", refusal_headers(reason))

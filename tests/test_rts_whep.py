@@ -1,0 +1,223 @@
+"""WHEP on the media node (livecenter/media/rts/): refusals over real HTTP,
+and playback with aiortc as the WHEP client against a stream ffmpeg
+publishes; the node binds loopback on port 0. The browser plays it in
+tests/test_browser_rts.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from livecenter.media.policy import DomainConfig, MemoryPolicy
+from livecenter.media.rts.whep import MAX_OFFER_BYTES, OfferError, check_offer, parse_whep_path
+from livecenter.media.signing import sign
+from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, start_publisher
+
+NO_RTS = "norts.test"
+NO_TRANSCODE = "notranscode.test"
+
+
+def policy() -> MemoryPolicy:
+    def streaming(name, **switches):
+        return DomainConfig(name, "streaming", True, (PLAY_KEY,), VALIDITY_SECONDS, ingest_domain=INGEST, **switches)
+
+    return MemoryPolicy(
+        domains={
+            INGEST: DomainConfig(INGEST, "ingest", True, (INGEST_KEY,), VALIDITY_SECONDS),
+            PLAY: streaming(PLAY, rts_enabled=True, html5_transcode=True),
+            NO_RTS: streaming(NO_RTS, rts_enabled=False),
+            NO_TRANSCODE: streaming(NO_TRANSCODE, rts_enabled=True, html5_transcode=False),
+        }
+    )
+
+
+@pytest.fixture
+def node():
+    node = NodeThread(policy(), play_wait_seconds=1).start()
+    yield node
+    node.stop()
+
+
+def whep_url(node, stream="cam1", domain=PLAY, key=PLAY_KEY, auth=True) -> str:
+    token = sign(f"/live/{stream}", key, int(time.time()))
+    query = f"auth_key={token}&domain={domain}" if auth else f"domain={domain}"
+    return f"{node.http}/live/{stream}.whep?{query}"
+
+
+def request(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
+    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+async def make_offer(pc: RTCPeerConnection) -> str:
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription.sdp
+
+
+def browser_like_offer() -> str:
+    async def offer():
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            return await make_offer(pc)
+        finally:
+            await pc.close()
+
+    return asyncio.run(offer())
+
+
+# --- pure ----------------------------------------------------------------------------------
+
+
+def test_it_parses_whep_paths():
+    assert parse_whep_path("/live/cam1.whep").session is None
+    path = parse_whep_path("/live/cam1.whep/abcdefghijklmnopqrstuvwx")
+    assert (path.app, path.stream, path.session) == ("live", "cam1", "abcdefghijklmnopqrstuvwx")
+    assert path.signed_uri == "/live/cam1"
+    assert parse_whep_path("/live/cam1.flv") is None
+    assert parse_whep_path("/live/cam1.whep/short") is None
+
+
+@pytest.mark.parametrize(
+    ("sdp", "message"),
+    [
+        ("hello", "the body is not an SDP offer"),
+        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n", "no video"),
+        ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n", "RTS sends H.264 only"),
+        ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=sendonly\r\n", "recvonly"),
+    ],
+)
+def test_it_refuses_offers_it_cannot_answer(sdp, message):
+    with pytest.raises(OfferError, match=message):
+        check_offer(sdp)
+
+
+def test_it_accepts_an_aiortc_offer():
+    check_offer(browser_like_offer())
+
+
+# --- refusals over HTTP ----------------------------------------------------------------------
+
+
+@pytest.mark.media
+def test_it_refuses_what_it_must(node):
+    offer = browser_like_offer().encode()
+    cases = [
+        (whep_url(node, domain=NO_RTS), 403, "RTS is off for this domain"),
+        (whep_url(node, key="wrongKey99"), 403, "invalid md5hash"),
+        (whep_url(node, auth=False), 403, "no auth_key"),
+        (whep_url(node, domain="nowhere.test"), 403, "non-existent domain"),
+        (whep_url(node, stream="offline"), 404, "stream is not live"),
+    ]
+    for url, status, reason in cases:
+        got, headers, _ = request(url, body=offer)
+        assert (got, headers.get("X-LiveCenter-Error")) == (status, reason), url
+    assert request(whep_url(node), body=offer, content_type="text/plain")[0] == 415
+    assert request(whep_url(node), body=b"v=0\r\n" + b"a" * MAX_OFFER_BYTES)[0] == 400
+    assert request(whep_url(node), method="GET")[0] == 405
+    resource = f"{node.http}/live/cam1.whep/abcdefghijklmnopqrstuvwx"
+    assert request(resource, method="DELETE")[0] == 404
+    status, headers, _ = request(
+        resource, method="PATCH", body=b"a=candidate", content_type="application/trickle-ice-sdpfrag"
+    )
+    assert (status, headers["Allow"]) == (405, "DELETE, OPTIONS")
+    # The preflight a browser sends before POSTing application/sdp.
+    status, headers, _ = request(whep_url(node), method="OPTIONS")
+    assert status == 204
+    assert "POST" in headers["Access-Control-Allow-Methods"] and "DELETE" in headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in headers["Access-Control-Allow-Headers"]
+    assert "Location" in headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.media
+def test_it_names_b_frames_when_auto_transcoding_is_off(node):
+    publisher = start_publisher(node.publish_url(), seconds=30, size="320x240", extra=("-bf", "2"), tune="",
+                                preset="veryfast")  # fmt: skip
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys())
+        assert node.wait_for(lambda: node.node.hub.stream(node.node.hub.live_keys()[0]).has_bframes)
+        status, headers, body = request(whep_url(node, domain=NO_TRANSCODE), body=browser_like_offer().encode())
+        reason = "stream has B-frames and HTML5 auto-transcoding is off for this domain"
+        assert (status, headers.get("X-LiveCenter-Error"), body.strip()) == (403, reason, reason)
+    finally:
+        publisher.stop()
+
+
+# --- playback with aiortc as the viewer ----------------------------------------------------------
+
+
+async def watch(url: str, frames: int, timeout: float = 60) -> dict:
+    """One WHEP viewer: POST, play until `frames` video frames are decoded, DELETE."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got = {"video": 0, "audio": 0, "sizes": set()}
+    tracks = []
+    pc.on("track", tracks.append)
+    offer = await make_offer(pc)
+    status, headers, answer = await asyncio.to_thread(request, url, "POST", offer.encode())
+    assert status == 201, (status, headers, answer)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def read(track):
+        while True:
+            frame = await track.recv()
+            got[track.kind] += 1
+            if track.kind == "video":
+                got["sizes"].add((frame.width, frame.height))
+
+    readers = [asyncio.ensure_future(read(t)) for t in tracks]
+    try:
+        async with asyncio.timeout(timeout):
+            while got["video"] < frames or got["audio"] < frames:
+                await asyncio.sleep(0.1)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        location = headers["Location"]
+        got["delete"] = (await asyncio.to_thread(request, url.split("/live/")[0] + location, "DELETE"))[0]
+        await pc.close()
+    return got
+
+
+@pytest.mark.media
+def test_it_plays_to_two_viewers_from_one_shared_source(node):
+    publisher = start_publisher(node.publish_url(), seconds=60, size="320x240")
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys())
+        url = whep_url(node)
+
+        peak = []
+
+        async def viewers_per_source():
+            while True:
+                peak.append(max((len(s.viewers) for s in list(node.node.rts.sources.values())), default=0))
+                await asyncio.sleep(0.05)
+
+        async def two():
+            probe = asyncio.ensure_future(viewers_per_source())
+            try:
+                return await asyncio.gather(watch(url, 60), watch(url, 60))
+            finally:
+                probe.cancel()
+
+        results = asyncio.run(two())
+        assert max(peak) == 2, "the two viewers share one source"
+        for got in results:
+            assert got["sizes"] == {(320, 240)}, got
+            assert got["delete"] == 200
+        key = node.node.hub.live_keys()[0]
+        # Both DELETEd: the sessions are gone, and with them the shared source
+        # (one hub subscriber, one Opus encoder, while they played).
+        assert node.wait_for(lambda: not node.node.rts.sessions and not node.node.rts.sources)
+        assert node.run_sync(lambda: node.node.hub.stream(key).viewers().get("rts")) is None
+    finally:
+        publisher.stop()
