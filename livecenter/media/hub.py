@@ -54,6 +54,7 @@ from .flv import (
     video_is_sequence_header,
 )
 from .policy import StreamInfo, StreamKey
+from .stats import StreamCounters
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ class LiveStream:
         self._audio = _RateWindow()
         self._video_codec = 0
         self._audio_format = -1  # the first byte of the latest audio body
+        self.counters = StreamCounters()  # for the per-second samples (stats.py)
 
     # --- what callers read ---------------------------------------------------------
 
@@ -297,9 +299,11 @@ class LiveStream:
             if kind == "video":
                 self.video_frames += 1
                 self._video.add(frame.timestamp, size)
+                self.counters.video(frame.timestamp, size, frame.keyframe, body)
             else:
                 self.audio_frames += 1
                 self._audio.add(frame.timestamp, size)
+                self.counters.audio(frame.timestamp, size)
             self._cache(frame, size)
         hub, header = self.hub, frame.is_header
         for sub in tuple(self.subscribers):
@@ -479,6 +483,11 @@ class Subscription:
         """Take what is queued now, without waiting."""
         count = len(self._queue) if max_frames is None else min(max_frames, len(self._queue))
         return [self._pop() for _ in range(count)]
+
+    def count_sent(self, nbytes: int) -> None:
+        """The viewer's server wrote `nbytes` of this stream (once per write,
+        not per frame): the stream's bytes out for its protocol."""
+        self._stream.counters.sent(self.protocol, nbytes)
 
     def close(self) -> None:
         self._queue.clear()
