@@ -4,8 +4,11 @@ them, through the real event sink (streams.bridge forwards to monitoring)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
 
 from livecenter.media.policy import StreamKey, StreamSample, StreamsSampled
 from streams.bridge import DatabaseEventSink
@@ -54,3 +57,36 @@ def record_seconds(count: int, end: dt.datetime | None = None, **fields) -> None
     end = end or dt.datetime.now(dt.UTC)
     for i in range(count):
         record(stream_sample(at=end - dt.timedelta(seconds=count - 1 - i), **fields))
+
+
+class WebsocketClient(ApplicationCommunicator):
+    """An ASGI WebSocket client for consumer tests (channels.testing's needs
+    daphne, which the project does not install)."""
+
+    def __init__(self, application, path: str, user) -> None:
+        target = urlsplit(path)
+        scope = {
+            "type": "websocket",
+            "path": target.path,
+            "query_string": target.query.encode(),
+            "headers": [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+            "subprotocols": [],
+            "user": user,
+        }
+        super().__init__(application, scope)
+
+    async def connect(self, timeout: float = 10) -> tuple[bool, int | None]:
+        await self.send_input({"type": "websocket.connect"})
+        response = await self.receive_output(timeout)
+        if response["type"] == "websocket.close":
+            return False, response.get("code", 1000)
+        return True, None
+
+    async def receive_json(self, timeout: float = 10) -> dict:
+        response = await self.receive_output(timeout)
+        assert response["type"] == "websocket.send", response
+        return json.loads(response["text"])
+
+    async def disconnect(self, timeout: float = 5) -> None:
+        await self.send_input({"type": "websocket.disconnect", "code": 1000})
+        await self.wait(timeout)
