@@ -1,3 +1,5 @@
 """WebSocket routes; the monitoring app adds its live charts here."""
 
-websocket_urlpatterns: list = []
+from monitoring.routing import websocket_urlpatterns as monitoring_websockets
+
+websocket_urlpatterns: list = [*monitoring_websockets]

@@ -141,6 +141,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "domains.recheck_pending_cnames",
         "schedule": float(os.environ.get("LIVECENTER_CNAME_RECHECK_SECONDS", 300)),
     },
+    "monitoring.prune-samples": {
+        "task": "monitoring.prune_samples",
+        "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
+    },
 }
 
 # --- Auth and API ---------------------------------------------------------------
@@ -181,6 +185,7 @@ STATICFILES_DIRS = [
     ("vendor/bootstrap", BASE_DIR / "node_modules" / "bootstrap" / "dist"),
     ("vendor/mpegts", BASE_DIR / "node_modules" / "mpegts.js" / "dist"),
     ("vendor/hls", BASE_DIR / "node_modules" / "hls.js" / "dist"),
+    ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist"),
 ]
 WHITENOISE_USE_FINDERS = True
 
@@ -258,3 +263,11 @@ LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STRE
 # DNS, name a host here (such as 127.0.0.1): the media URLs then go to it,
 # with `&domain=<domain>` (the engine's documented fallback).
 LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "")
+
+# --- monitoring -------------------------------------------------------------------------
+# Per-second stream samples are kept this long, then pruned by the worker in
+# batches of LIVECENTER_MONITORING_PRUNE_BATCH rows (at most
+# LIVECENTER_MONITORING_PRUNE_MAX_BATCHES a run), so one run stays short.
+LIVECENTER_MONITORING_RETENTION_HOURS = float(os.environ.get("LIVECENTER_MONITORING_RETENTION_HOURS", 24))
+LIVECENTER_MONITORING_PRUNE_BATCH = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_BATCH", 5000))
+LIVECENTER_MONITORING_PRUNE_MAX_BATCHES = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_MAX_BATCHES", 20))

@@ -30,7 +30,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from domains.models import Domain
-from livecenter.media.policy import DomainConfig, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
+from livecenter.media.policy import (
+    DomainConfig,
+    EventSink,
+    StreamKey,
+    StreamPublished,
+    StreamsSampled,
+    StreamUnpublished,
+    StreamUpdated,
+)
 
 from .models import PublishSession, StreamBlock
 
@@ -236,17 +244,42 @@ def _record_unpublished(event: StreamUnpublished) -> None:
     )
 
 
+# Sinks of other apps that hear every event after the database has it (the
+# monitoring app adds its own from its AppConfig.ready, so this app need not
+# import it).
+_listeners: list[EventSink] = []
+
+
+def add_event_listener(sink: EventSink) -> None:
+    if sink not in _listeners:
+        _listeners.append(sink)
+
+
+async def _tell_listeners(method: str, event) -> None:
+    for sink in list(_listeners):
+        try:
+            await getattr(sink, method)(event)
+        except Exception:
+            log.exception("event listener %s failed on %s", type(sink).__name__, type(event).__name__)
+
+
 class DatabaseEventSink:
-    """livecenter.media.policy.EventSink writing PublishSession rows."""
+    """livecenter.media.policy.EventSink writing PublishSession rows, then
+    telling the listeners (add_event_listener)."""
 
     async def published(self, event: StreamPublished) -> None:
         await _db(_record_published, event)
+        await _tell_listeners("published", event)
 
     async def updated(self, event: StreamUpdated) -> None:
         await _db(_record_updated, event)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await _db(_record_unpublished, event)
+        await _tell_listeners("unpublished", event)
+
+    async def sampled(self, event: StreamsSampled) -> None:
+        await _tell_listeners("sampled", event)
 
 
 def close_orphaned_sessions(node_id: str) -> int:

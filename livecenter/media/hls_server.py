@@ -185,12 +185,17 @@ class HlsService:
         packager = stream.packager
         if ref.part is None:
             data = packager.segment(ref.msn)
-            return (200, data) if data is not None else (404, "segment is gone or not complete")
+            if data is None:
+                return 404, "segment is gone or not complete"
+            self.node.stats.served(stream.key, "hls", len(data))
+            return 200, data
         deadline = time.monotonic() + packager.blocking_timeout_s
         while True:
             status = packager.part_status(ref.msn, ref.part)
             if status is Readiness.READY:
-                return 200, packager.part(ref.msn, ref.part)
+                data = packager.part(ref.msn, ref.part)
+                self.node.stats.served(stream.key, "hls", len(data))
+                return 200, data
             if status is not Readiness.WAIT:
                 return 404, "part is gone or not yet announced"
             # The preload hint: hold the request until the part is complete.

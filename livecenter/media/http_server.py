@@ -235,7 +235,10 @@ class MediaHttpSession:
         if status != 200:
             self.send_simple(status, f"{text}\n", refusal_headers(text))
             return
-        self.send_body(method, b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
+        body = text.encode()
+        self.send_body(method, b"application/vnd.apple.mpegurl", body, b"no-cache")
+        # A player asks for the playlist every target duration: that is what counts it as a viewer.
+        self.node.stats.served(key, "hls", 0 if method == b"HEAD" else len(body), self.peer.rpartition(":")[0])
 
     async def hls_media(self, method: bytes, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
         status, body = await self.node.hls.media(app, stream, file_name, query.get("token", ""))

@@ -55,6 +55,7 @@ from .flv import (
 )
 from .policy import StreamInfo, StreamKey
 from .rts.h264 import flv_video_has_b_slices
+from .stats import StreamCounters
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class LiveStream:
         self._audio_format = -1  # the first byte of the latest audio body
         # Whether a B slice was seen (WebRTC plays none; rts/h264.py).
         self.has_bframes = False
+        self.counters = StreamCounters()  # for the per-second samples (stats.py)
 
     # --- what callers read ---------------------------------------------------------
 
@@ -303,9 +305,11 @@ class LiveStream:
                 self._video.add(frame.timestamp, size)
                 if not self.has_bframes and self.avc_config is not None:
                     self._detect_bframes(body)
+                self.counters.video(frame.timestamp, size, frame.keyframe)
             else:
                 self.audio_frames += 1
                 self._audio.add(frame.timestamp, size)
+                self.counters.audio(frame.timestamp, size)
             self._cache(frame, size)
         hub, header = self.hub, frame.is_header
         for sub in tuple(self.subscribers):
@@ -494,6 +498,11 @@ class Subscription:
         """Take what is queued now, without waiting."""
         count = len(self._queue) if max_frames is None else min(max_frames, len(self._queue))
         return [self._pop() for _ in range(count)]
+
+    def count_sent(self, nbytes: int) -> None:
+        """The viewer's server wrote `nbytes` of this stream (once per write,
+        not per frame): the stream's bytes out for its protocol."""
+        self._stream.counters.sent(self.protocol, nbytes)
 
     def close(self) -> None:
         self._queue.clear()

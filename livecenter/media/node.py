@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 
 from .hls_server import HlsService
 from .hub import StreamHub
-from .policy import EventSink, Policy, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
+from .policy import EventSink, Policy, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished, StreamUpdated
+from .stats import StatsSampler
 
 log = logging.getLogger(__name__)
 
 # Events waiting for the sink; past this, periodic updates are dropped (the
 # next one carries the same information) but publish/unpublish are kept.
 MAX_PENDING_EVENTS = 10_000
+# Per-second samples waiting for the sink (stats.py); past this a slow sink
+# loses ticks rather than queueing stale ones.
+MAX_PENDING_SAMPLE_BATCHES = 10
 # How long stop() waits for connection handlers to finish after aborting them.
 STOP_HANDLERS_SECONDS = 5.0
 
@@ -38,6 +42,8 @@ class NodeConfig:
     play_wait_seconds: float = 5.0
     # How often a live stream's measured media info goes to the sink.
     update_interval_seconds: float = 5.0
+    # How often every live stream is sampled for monitoring (stats.py); 0 turns it off.
+    sample_interval_seconds: float = 1.0
     # A publisher that sends nothing for this long is dropped (the seed: 10 s).
     publish_idle_seconds: float = 10.0
     # A connection that has not finished its handshake and commands by then is closed.
@@ -69,6 +75,9 @@ class MediaNode:
         self.connections: dict[object, asyncio.Task] = {}
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
+        self.stats = StatsSampler(self.hub)
+        self._pending_samples = 0
+        self.sample_batches_dropped = 0
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -95,6 +104,8 @@ class MediaNode:
             asyncio.create_task(self._pump_events(), name="media-events"),
             asyncio.create_task(self._report_updates(), name="media-updates"),
         ]
+        if self.config.sample_interval_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
         log.info(
             "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
             self.config.node_id,
@@ -160,6 +171,9 @@ class MediaNode:
                 await self.sink.published(event)
             elif isinstance(event, StreamUpdated):
                 await self.sink.updated(event)
+            elif isinstance(event, StreamsSampled):
+                self._pending_samples -= 1
+                await self.sink.sampled(event)
             else:
                 await self.sink.unpublished(event)
         except Exception:
@@ -180,3 +194,27 @@ class MediaNode:
                 stream = self.hub.stream(key)
                 if stream is not None:
                     self._events.put_nowait(StreamUpdated(key, session_id, stream.info()))
+
+    async def _report_samples(self) -> None:
+        # Ticks on the loop's clock, so a slow tick does not shift the rest.
+        loop, interval = asyncio.get_running_loop(), self.config.sample_interval_seconds
+        tick = loop.time()
+        while True:
+            tick += interval
+            delay = tick - loop.time()
+            if delay < 0:  # the loop was busy for more than a tick: skip the missed ones
+                tick += -delay // interval * interval + interval
+                delay = tick - loop.time()
+            await asyncio.sleep(delay)
+            if not self._live:
+                continue
+            samples = self.stats.sample(self._live)
+            if not samples:
+                continue
+            if self._pending_samples >= MAX_PENDING_SAMPLE_BATCHES:
+                self.sample_batches_dropped += 1
+                if self.sample_batches_dropped % 60 == 1:
+                    log.warning("event sink is slow: %d sample ticks dropped", self.sample_batches_dropped)
+                continue
+            self._pending_samples += 1
+            self._events.put_nowait(StreamsSampled(self.config.node_id, samples[0].at, tuple(samples)))

@@ -91,6 +91,47 @@ class StreamUnpublished:
     reason: str = ""  # "" for a clean unpublish, else why it ended
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSample:
+    """One second of a live stream, measured by the node (livecenter/media/stats.py).
+    Rates cover the `interval_seconds` before `at`; bit rates are bits per second."""
+
+    key: StreamKey
+    session_id: str
+    at: float  # Unix seconds
+    interval_seconds: float
+    video_frame_rate: float
+    audio_frame_rate: float
+    video_bitrate: float
+    audio_bitrate: float
+    keyframe_interval_ms: int  # between the last two keyframes; 0 until there are two
+    bframes: bool  # a frame in the interval had a non-zero composition time
+    timestamp_jumps: int  # in the interval, either track
+    video_codec: str = ""
+    video_profile: str = ""
+    width: int = 0
+    height: int = 0
+    audio_codec: str = ""
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+    viewers: dict[str, int] = field(default_factory=dict)  # by protocol: "rtmp", "flv", "hls", ...
+    bitrate_out: dict[str, float] = field(default_factory=dict)  # bits per second, by protocol
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second in, audio and video."""
+        return self.video_bitrate + self.audio_bitrate
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsSampled:
+    """The samples of every live stream of a node at one tick."""
+
+    node_id: str
+    at: float  # Unix seconds
+    samples: tuple[StreamSample, ...]
+
+
 class Policy(Protocol):
     async def domain_config(self, host: str) -> DomainConfig | None:
         """The domain named `host` (lower-case ASCII), or None if unknown."""
@@ -105,6 +146,8 @@ class EventSink(Protocol):
     async def updated(self, event: StreamUpdated) -> None: ...
 
     async def unpublished(self, event: StreamUnpublished) -> None: ...
+
+    async def sampled(self, event: StreamsSampled) -> None: ...
 
 
 @dataclass
@@ -134,4 +177,7 @@ class MemorySink:
         self.events.append(event)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
+        self.events.append(event)
+
+    async def sampled(self, event: StreamsSampled) -> None:
         self.events.append(event)

@@ -91,7 +91,9 @@ class FramePump:
                 if subscription.ended:
                     self.finished.set()
                 return
-            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            transport.write(data)
+            subscription.count_sent(len(data))
 
     async def _wait_drain(self) -> None:
         try:

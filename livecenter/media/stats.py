@@ -1,0 +1,229 @@
+"""Per-second samples of every live stream (issue 6).
+
+Counting is split from sampling so that the media path stays cheap:
+
+- `StreamCounters` lives on each `LiveStream` (a new one per publication).
+  The hub calls `video()` / `audio()` once per ingested frame: integer adds,
+  a comparison of timestamps, and for H.264 one look at the composition time.
+  Viewers' servers call `sent()` once per socket write (the pump writes merged
+  frames), never per frame; HLS calls `served()` per playlist, segment or part.
+- `StatsSampler` runs once a second on the node's loop: it reads every live
+  stream's counters, takes the difference from its last reading and turns it
+  into a `StreamSample` (policy.py), which the node hands to its EventSink.
+
+Rates are measured in stream time where the stream has it: the frames that
+arrived since the last sample cover the stretch of timestamps from the last
+frame then to the last frame now, so 30 frames stamped 1/30 s apart read
+30 fps whether the network delivered them in one burst or evenly. A
+stretch that makes no sense (a timestamp jump, none at all) falls back to
+the wall-clock time between samples.
+
+Protocols are open strings: "rtmp", "flv", "hls", and whatever a server
+adds ("rts"); internal subscribers (the HLS packager) are not viewers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from .policy import StreamKey, StreamSample
+
+# Subscriptions that are the node's own work, not viewers.
+INTERNAL_PROTOCOLS = frozenset({"hls-packager"})
+# A client of a request-per-file protocol (HLS) counts as a viewer for this
+# long after its last request: hls.js reloads the playlist every target
+# duration (1 s here), plain players at most every few seconds.
+REQUEST_VIEWER_WINDOW_SECONDS = 10.0
+# A forward step between two frames of one track larger than this (or any
+# step back) is a timestamp jump: no encoder leaves 2 s between frames.
+TIMESTAMP_JUMP_MS = 2_000
+# Distinct request clients remembered per stream; past it the oldest go.
+MAX_REQUEST_CLIENTS = 100_000
+
+
+class StreamCounters:
+    """What one publication of a stream has carried so far, in and out."""
+
+    __slots__ = (
+        "video_frames",
+        "audio_frames",
+        "video_bytes",
+        "audio_bytes",
+        "video_last_ts",
+        "audio_last_ts",
+        "last_keyframe_ts",
+        "keyframe_interval_ms",
+        "timestamp_jumps",
+        "bytes_out",
+        "clients",
+    )
+
+    def __init__(self) -> None:
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.video_bytes = 0
+        self.audio_bytes = 0
+        self.video_last_ts: int | None = None
+        self.audio_last_ts: int | None = None
+        self.last_keyframe_ts: int | None = None
+        self.keyframe_interval_ms = 0  # between the last two keyframes
+        self.timestamp_jumps = 0
+        self.bytes_out: Counter[str] = Counter()  # by protocol
+        # (protocol, client) -> when it last asked (monotonic), for HLS.
+        self.clients: dict[tuple[str, str], float] = {}
+
+    def video(self, timestamp: int, size: int, keyframe: bool) -> None:
+        self.video_frames += 1
+        self.video_bytes += size
+        last = self.video_last_ts
+        if last is not None and (timestamp < last or timestamp - last > TIMESTAMP_JUMP_MS):
+            self.timestamp_jumps += 1
+        self.video_last_ts = timestamp
+        if keyframe:
+            previous = self.last_keyframe_ts
+            if previous is not None and timestamp > previous:
+                self.keyframe_interval_ms = timestamp - previous
+            self.last_keyframe_ts = timestamp
+
+    def audio(self, timestamp: int, size: int) -> None:
+        self.audio_frames += 1
+        self.audio_bytes += size
+        last = self.audio_last_ts
+        if last is not None and (timestamp < last or timestamp - last > TIMESTAMP_JUMP_MS):
+            self.timestamp_jumps += 1
+        self.audio_last_ts = timestamp
+
+    def sent(self, protocol: str, nbytes: int) -> None:
+        self.bytes_out[protocol] += nbytes
+
+    def served(self, protocol: str, nbytes: int, client: str | None, now: float) -> None:
+        """A request-per-file protocol answered `client` with `nbytes`."""
+        self.bytes_out[protocol] += nbytes
+        if client is not None:
+            clients = self.clients
+            clients.pop((protocol, client), None)  # re-insert: oldest first
+            clients[protocol, client] = now
+            if len(clients) > MAX_REQUEST_CLIENTS:
+                del clients[next(iter(clients))]
+
+    def request_viewers(self, now: float) -> Counter[str]:
+        """Clients of request-per-file protocols seen within the window; forgets older ones."""
+        clients, horizon = self.clients, now - REQUEST_VIEWER_WINDOW_SECONDS
+        while clients:
+            first = next(iter(clients))
+            if clients[first] >= horizon:
+                break
+            del clients[first]
+        return Counter(protocol for protocol, _ in clients)
+
+
+class _Reading:
+    """The counters as the sampler last read them."""
+
+    __slots__ = ("counters", "at", "video_frames", "audio_frames", "video_bytes", "audio_bytes", "video_ts",
+                 "audio_ts", "jumps", "bytes_out")  # fmt: skip
+
+    def __init__(self, counters: StreamCounters, at: float) -> None:
+        self.counters = counters
+        self.at = at
+        self.video_frames = counters.video_frames
+        self.audio_frames = counters.audio_frames
+        self.video_bytes = counters.video_bytes
+        self.audio_bytes = counters.audio_bytes
+        self.video_ts = counters.video_last_ts
+        self.audio_ts = counters.audio_last_ts
+        self.jumps = counters.timestamp_jumps
+        self.bytes_out = dict(counters.bytes_out)
+
+
+def _rates(frames: int, nbytes: int, first_ts: int | None, last_ts: int | None, wall_seconds: float):
+    """(frames per second, bits per second) of what arrived since the last reading."""
+    if frames <= 0 or wall_seconds <= 0:
+        return 0.0, 0.0
+    seconds = wall_seconds
+    if first_ts is not None and last_ts is not None:
+        span = (last_ts - first_ts) / 1000
+        # A stretch of stream time that the wall clock cannot have seen is a
+        # jump; then (or with no stretch at all) the wall clock it is.
+        if 0 < span <= 3 * wall_seconds + 1:
+            seconds = span
+    return frames / seconds, nbytes * 8 / seconds
+
+
+class StatsSampler:
+    """Turns the hub's counters into one StreamSample per live stream per call."""
+
+    def __init__(self, hub, *, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+        self.hub = hub
+        self._monotonic = monotonic
+        self._wall = wall
+        self._readings: dict[StreamKey, _Reading] = {}
+
+    def served(self, key: StreamKey, protocol: str, nbytes: int, client: str | None = None) -> None:
+        """Count a response of a request-per-file protocol (HLS) to `client`."""
+        stream = self.hub.stream(key)
+        if stream is not None:
+            stream.counters.served(protocol, nbytes, client, self._monotonic())
+
+    def sample(self, live: Mapping[StreamKey, str]) -> list[StreamSample]:
+        """One sample of each stream in `live` (key -> publish session id)."""
+        now, wall = self._monotonic(), self._wall()
+        samples = []
+        readings: dict[StreamKey, _Reading] = {}
+        for key, session_id in live.items():
+            stream = self.hub.stream(key)
+            if stream is None or stream.publication is None:
+                continue
+            counters = stream.counters
+            previous = self._readings.get(key)
+            if previous is None or previous.counters is not counters:
+                # A new publication: measure from its start.
+                started = stream.publication.started_at
+                previous = _Reading(StreamCounters(), now - max(0.0, wall - started))
+            reading = readings[key] = _Reading(counters, now)
+            samples.append(self._sample(key, session_id, stream, previous, reading, wall))
+        self._readings = readings
+        return samples
+
+    def _sample(self, key, session_id, stream, before: _Reading, now: _Reading, wall: float) -> StreamSample:
+        seconds = now.at - before.at
+        video_fps, video_bps = _rates(
+            now.video_frames - before.video_frames, now.video_bytes - before.video_bytes,
+            before.video_ts, now.video_ts, seconds,
+        )  # fmt: skip
+        audio_fps, audio_bps = _rates(
+            now.audio_frames - before.audio_frames, now.audio_bytes - before.audio_bytes,
+            before.audio_ts, now.audio_ts, seconds,
+        )  # fmt: skip
+        counters = now.counters
+        viewers = Counter(sub.protocol for sub in stream.subscribers if sub.protocol not in INTERNAL_PROTOCOLS)
+        viewers.update(counters.request_viewers(now.at))
+        bitrate_out = {
+            protocol: (nbytes - before.bytes_out.get(protocol, 0)) * 8 / seconds if seconds > 0 else 0.0
+            for protocol, nbytes in now.bytes_out.items()
+        }
+        info = stream.info()
+        return StreamSample(
+            key=key,
+            session_id=session_id,
+            at=wall,
+            interval_seconds=seconds,
+            video_frame_rate=video_fps,
+            audio_frame_rate=audio_fps,
+            video_bitrate=video_bps,
+            audio_bitrate=audio_bps,
+            keyframe_interval_ms=counters.keyframe_interval_ms,
+            bframes=info.has_bframes,  # the hub reads slice headers (rts/h264.py)
+            timestamp_jumps=now.jumps - before.jumps,
+            video_codec=info.video_codec,
+            video_profile=info.video_profile,
+            width=info.width,
+            height=info.height,
+            audio_codec=info.audio_codec,
+            audio_sample_rate=info.audio_sample_rate,
+            audio_channels=info.audio_channels,
+            viewers=dict(viewers),
+            bitrate_out=bitrate_out,
+        )

@@ -1,0 +1,100 @@
+"""What the live pages hear: channel-layer groups and the JSON of a sample.
+
+One group per stream and one per ingest domain. A media node's sink sends
+every stream's sample to its stream's group each second, one message per
+domain to the domain's group, and the stream's start and stop to both; the
+WebSocket consumers (consumers.py) join the groups their page shows. Group
+names are hashes: a channel-layer name is limited to 100 ASCII characters,
+and a domain/app/stream key can be longer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from livecenter.media.policy import StreamKey, StreamSample
+
+SAMPLE = "monitoring.sample"  # {"sample": {...}} to a stream's group
+SAMPLES = "monitoring.samples"  # {"samples": [{...}, ...]} to a domain's group
+STATE = "monitoring.state"  # {"stream_url", "live", "session_id", "at", "reason"} to both
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def stream_group(key: StreamKey) -> str:
+    return f"monitoring.stream.{_digest(str(key))}"
+
+
+def domain_group(domain_name: str) -> str:
+    return f"monitoring.domain.{_digest(domain_name)}"
+
+
+def sample_json(
+    *,
+    stream_url: str,
+    session_id: str,
+    at: float,
+    video_frame_rate: float,
+    audio_frame_rate: float,
+    video_bitrate: float,
+    audio_bitrate: float,
+    keyframe_interval_ms: int,
+    bframes: bool,
+    timestamp_jumps: int,
+    video_codec: str,
+    video_profile: str,
+    width: int,
+    height: int,
+    audio_codec: str,
+    audio_sample_rate: int,
+    audio_channels: int,
+    viewers: dict,
+    bitrate_out: dict,
+) -> dict:
+    """A sample as the pages and the WebSockets carry it: times in Unix
+    seconds, rates rounded, bit rates in bits per second."""
+    return {
+        "stream_url": stream_url,
+        "session_id": session_id,
+        "at": round(at, 3),
+        "video_frame_rate": round(video_frame_rate, 2),
+        "audio_frame_rate": round(audio_frame_rate, 2),
+        "video_bitrate": round(video_bitrate),
+        "audio_bitrate": round(audio_bitrate),
+        "bitrate": round(video_bitrate + audio_bitrate),
+        "keyframe_interval_ms": keyframe_interval_ms,
+        "bframes": bframes,
+        "timestamp_jumps": timestamp_jumps,
+        "video_codec": video_codec,
+        "video_profile": video_profile,
+        "width": width,
+        "height": height,
+        "audio_codec": audio_codec,
+        "audio_sample_rate": audio_sample_rate,
+        "audio_channels": audio_channels,
+        "viewers": dict(viewers),
+        "bitrate_out": {k: round(v) for k, v in bitrate_out.items()},
+    }
+
+
+_FIELDS = (
+    "session_id", "video_frame_rate", "audio_frame_rate", "video_bitrate", "audio_bitrate", "keyframe_interval_ms",
+    "bframes", "timestamp_jumps", "video_codec", "video_profile", "width", "height", "audio_codec",
+    "audio_sample_rate", "audio_channels", "viewers", "bitrate_out",
+)  # fmt: skip
+
+
+def event_sample_json(sample: StreamSample) -> dict:
+    return sample_json(stream_url=str(sample.key), at=sample.at, **{f: getattr(sample, f) for f in _FIELDS})
+
+
+def row_sample_json(row) -> dict:
+    """The same for a StreamSample row (monitoring.models)."""
+    return sample_json(stream_url=row.stream_url, at=row.at.timestamp(), **{f: getattr(row, f) for f in _FIELDS})
+
+
+def unix(value: dt.datetime) -> float:
+    return value.timestamp()

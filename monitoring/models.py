@@ -1,0 +1,69 @@
+"""Per-second samples of live streams, as the media nodes measured them
+(livecenter/media/stats.py), kept for LIVECENTER_MONITORING_RETENTION_HOURS.
+
+Rows name the stream by its ingest domain's name, app and stream, as
+publish sessions do, so a query for one stream is one index range; the
+operator's streams are those on the operator's ingest domains.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class StreamSample(models.Model):
+    at = models.DateTimeField()  # the end of the second the sample covers
+    domain_name = models.CharField(max_length=253)  # the ingest domain
+    app = models.CharField(max_length=255)
+    stream = models.CharField(max_length=255)
+    session_id = models.CharField(max_length=64)
+    node_id = models.CharField(max_length=128, blank=True, default="")
+
+    # Rates over the second before `at`; bit rates in bits per second.
+    video_frame_rate = models.FloatField(default=0.0)
+    audio_frame_rate = models.FloatField(default=0.0)
+    video_bitrate = models.FloatField(default=0.0)
+    audio_bitrate = models.FloatField(default=0.0)
+    keyframe_interval_ms = models.PositiveIntegerField(default=0)
+    bframes = models.BooleanField(default=False)
+    timestamp_jumps = models.PositiveIntegerField(default=0)
+
+    video_codec = models.CharField(max_length=16, blank=True, default="")
+    video_profile = models.CharField(max_length=32, blank=True, default="")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    audio_codec = models.CharField(max_length=16, blank=True, default="")
+    audio_sample_rate = models.PositiveIntegerField(default=0)
+    audio_channels = models.PositiveSmallIntegerField(default=0)
+
+    # By protocol ("rtmp", "flv", "hls", "rts", ...): viewers, and bits per second out.
+    viewers = models.JSONField(default=dict)
+    bitrate_out = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["domain_name", "app", "stream", "at"], name="sample_stream_at"),
+            models.Index(fields=["domain_name", "at"], name="sample_domain_at"),
+            models.Index(fields=["at"], name="sample_at"),  # pruning
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_url} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def stream_url(self) -> str:
+        return f"{self.domain_name}/{self.app}/{self.stream}"
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second in, audio and video."""
+        return self.video_bitrate + self.audio_bitrate
+
+    @property
+    def viewer_count(self) -> int:
+        return sum(self.viewers.values())
+
+    @property
+    def total_bitrate_out(self) -> float:
+        return sum(self.bitrate_out.values())

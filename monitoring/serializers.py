@@ -1,0 +1,155 @@
+"""Shapes of the monitoring API (/api/v1/monitoring/).
+
+Field names are the reference API's (aliyun_api_models.md) in snake case, as
+in streams/serializers.py: DescribeLiveDomainFrameRateAndBitRateData's
+`FrameRateAndBitRateInfos.FrameRateAndBitRateInfo[].BitRate` is
+`frame_rate_and_bit_rate_infos[].bit_rate`, in bytes per second as there.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from domains.serializers import StrictSerializer
+from streams.serializers import QuerySerializer
+
+from .models import StreamSample
+
+# --- Input ---------------------------------------------------------------------------
+
+
+def _domain_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(
+        help_text="An ingest domain, or a streaming domain (stands for the ingest domain it plays).", **kwargs
+    )
+
+
+class DomainTimeQuerySerializer(QuerySerializer):
+    domain = _domain_field()
+    query_time = serializers.DateTimeField(required=False, help_text="ISO 8601, UTC; default: now.")
+
+
+class StreamRangeQuerySerializer(QuerySerializer):
+    domain = _domain_field()
+    app = serializers.CharField()
+    stream = serializers.CharField()
+    start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: an hour before end_time.")
+    end_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: now. At most an hour.")
+
+
+class TroubleshootSerializer(StrictSerializer):
+    url = serializers.CharField(
+        max_length=4096, help_text="An ingest or playback URL: rtmp://, http(s)://….flv or .m3u8, artc://, srt://."
+    )
+
+
+# --- Output ---------------------------------------------------------------------------------
+
+
+def _stream_url(sample: StreamSample) -> str:
+    return f"rtmp://{sample.domain_name}/{sample.app}/{sample.stream}"
+
+
+class FrameRateAndBitRateInfoSerializer(serializers.ModelSerializer):
+    """One stream at one time (FrameRateAndBitRateInfo)."""
+
+    stream_url = serializers.SerializerMethodField(help_text="rtmp://{ingest domain}/{app}/{stream}")
+    time = serializers.DateTimeField(source="at", help_text="When the sample was taken (the end of its second).")
+    video_frame_rate = serializers.FloatField(help_text="Frames per second.")
+    audio_frame_rate = serializers.FloatField(help_text="Frames per second (AAC: sample rate / 1024).")
+    bit_rate = serializers.SerializerMethodField(help_text="Bytes per second in, audio and video.")
+
+    class Meta:
+        model = StreamSample
+        fields = ["stream_url", "time", "video_frame_rate", "audio_frame_rate", "bit_rate"]
+        read_only_fields = fields
+
+    def get_stream_url(self, sample: StreamSample) -> str:
+        return _stream_url(sample)
+
+    def get_bit_rate(self, sample: StreamSample) -> float:
+        return round(sample.bitrate / 8, 2)
+
+
+class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
+    """One second of a stream's series, with the detail operation's split by track."""
+
+    video_bit_rate = serializers.FloatField(source="video_bitrate", help_text="Bits per second.")
+    audio_bit_rate = serializers.FloatField(source="audio_bitrate", help_text="Bits per second.")
+    keyframe_interval_ms = serializers.IntegerField()
+    bframes = serializers.BooleanField()
+    timestamp_jumps = serializers.IntegerField()
+    viewers = serializers.DictField(child=serializers.IntegerField(), help_text="Viewers by protocol.")
+    bit_rate_out = serializers.DictField(
+        source="bitrate_out", child=serializers.FloatField(), help_text="Bits per second out, by protocol."
+    )
+
+    class Meta(FrameRateAndBitRateInfoSerializer.Meta):
+        fields = [
+            *FrameRateAndBitRateInfoSerializer.Meta.fields,
+            "video_bit_rate",
+            "audio_bit_rate",
+            "keyframe_interval_ms",
+            "bframes",
+            "timestamp_jumps",
+            "viewers",
+            "bit_rate_out",
+        ]
+        read_only_fields = fields
+
+
+class DomainFrameRatesSerializer(serializers.Serializer):
+    """DescribeLiveDomainFrameRateAndBitRateData."""
+
+    domain_name = serializers.CharField(help_text="The ingest domain.")
+    query_time = serializers.DateTimeField()
+    frame_rate_and_bit_rate_infos = FrameRateAndBitRateInfoSerializer(many=True)
+
+
+class StreamSeriesSerializer(serializers.Serializer):
+    """DescribeLiveStreamBitRateData."""
+
+    stream_url = serializers.CharField()
+    start_time = serializers.DateTimeField()
+    end_time = serializers.DateTimeField()
+    frame_rate_and_bit_rate_infos = StreamBitRateInfoSerializer(many=True)
+
+
+class UserNumberInfoSerializer(serializers.Serializer):
+    transcode_template = serializers.CharField(help_text="Empty for the original stream.")
+    user_number = serializers.IntegerField()
+
+
+class StreamUsersSerializer(serializers.Serializer):
+    app_name = serializers.CharField()
+    stream_name = serializers.CharField()
+    infos = serializers.SerializerMethodField()
+    protocols = serializers.DictField(child=serializers.IntegerField(), help_text="Viewers by protocol.")
+
+    def get_infos(self, row) -> list[dict]:
+        return [{"transcode_template": row.transcode_template, "user_number": row.user_number}]
+
+
+class OnlineUsersSerializer(serializers.Serializer):
+    """DescribeLiveDomainOnlineUserNum."""
+
+    domain_name = serializers.CharField(help_text="The main streaming domain (the ingest domain when it has none).")
+    query_time = serializers.DateTimeField()
+    stream_count = serializers.IntegerField()
+    user_count = serializers.IntegerField()
+    online_user_info = StreamUsersSerializer(source="streams", many=True)
+
+
+class CheckStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pass", "fail", "warn", "skip"])
+    reason = serializers.CharField()
+    advice = serializers.CharField(allow_blank=True)
+
+
+class TroubleshootResultSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    kind = serializers.CharField(allow_blank=True, help_text="ingest, playback, or empty when the URL does not parse.")
+    ok = serializers.BooleanField(help_text="No step failed.")
+    steps = CheckStepSerializer(many=True)

@@ -1,0 +1,303 @@
+"""Monitoring rules shared by the pages, the API and the WebSockets: what a
+stream's figures are at a time, a stream's series over a range, online users,
+the Prometheus exposition, and pruning (aliyun_spec.md 4, Streams).
+
+Everything is scoped to one operator, as in streams.services: a domain is
+named by the operator and must be theirs, and a streaming domain stands for
+the ingest domain it plays. Errors are ValidationErrors keyed by the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from domains.models import Domain
+from livecenter.media.policy import StreamKey
+from streams.models import PublishSession
+from streams.services import _name, ingest_domain_for, ingest_domains
+
+from . import live
+from .models import StreamSample
+
+# A stream's figures at a time are its newest sample at most this old: a
+# node samples every second, so a live stream always has one.
+SAMPLE_LOOKBACK = dt.timedelta(seconds=10)
+# DescribeLiveStreamDetailFrameRateAndBitRateData: at most an hour a query,
+# the last hour by default. At one sample a second that is 3,600 rows.
+MAX_SERIES_RANGE = dt.timedelta(hours=1)
+DEFAULT_SERIES_RANGE = dt.timedelta(hours=1)
+# What a stream's monitoring page shows on opening, before live samples.
+PAGE_HISTORY = dt.timedelta(minutes=5)
+
+
+def _invalid(field_name: str, message: str) -> ValidationError:
+    return ValidationError({field_name: [message]})
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
+
+
+def _latest_per_stream(samples) -> list[StreamSample]:
+    """The newest sample of each stream among `samples` (ordered newest first)."""
+    seen: dict[tuple[str, str, str], StreamSample] = {}
+    for sample in samples:
+        seen.setdefault((sample.domain_name, sample.app, sample.stream), sample)
+    return sorted(seen.values(), key=lambda s: (s.domain_name, s.app, s.stream))
+
+
+def latest_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
+    """Each stream's newest sample at `at` (default now) on the named ingest domains."""
+    at = _aware(at) if at is not None else timezone.now()
+    rows = StreamSample.objects.filter(
+        domain_name__in=list(domain_names), at__gt=at - SAMPLE_LOOKBACK, at__lte=at
+    ).order_by("-at", "-id")
+    return _latest_per_stream(rows)
+
+
+# --- DescribeLiveDomainFrameRateAndBitRateData ----------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameRates:
+    domain_name: str  # the ingest domain
+    query_time: dt.datetime
+    frame_rate_and_bit_rate_infos: list[StreamSample]
+
+
+def domain_frame_rates(owner, domain_name: str, query_time: dt.datetime | None = None) -> FrameRates:
+    """Frame rates and bitrate of every stream of an ingest domain at `query_time` (default now)."""
+    domain = ingest_domain_for(owner, domain_name)
+    at = _aware(query_time) if query_time is not None else timezone.now()
+    return FrameRates(domain.domain_name, at, latest_samples([domain.domain_name], at))
+
+
+# --- DescribeLiveStreamBitRateData -----------------------------------------------------
+
+
+def series_range(
+    start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    end = _aware(end) if end is not None else (now or timezone.now())
+    start = _aware(start) if start is not None else end - DEFAULT_SERIES_RANGE
+    if start >= end:
+        raise _invalid("end_time", "end time must be after the start time")
+    if end - start > MAX_SERIES_RANGE:
+        raise _invalid("end_time", f"the time range must not exceed {MAX_SERIES_RANGE.seconds // 60} minutes")
+    return start, end
+
+
+@dataclass(frozen=True)
+class StreamSeries:
+    stream_url: str
+    start_time: dt.datetime
+    end_time: dt.datetime
+    frame_rate_and_bit_rate_infos: QuerySet[StreamSample]
+
+
+def stream_series(
+    owner,
+    domain_name: str,
+    app: str,
+    stream: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> StreamSeries:
+    """One stream's samples in [start, end), oldest first; at most an hour, the last hour by default."""
+    domain = ingest_domain_for(owner, domain_name)
+    app, stream = _name("app", app), _name("stream", stream)
+    start, end = series_range(start, end, now)
+    rows = StreamSample.objects.filter(
+        domain_name=domain.domain_name, app=app, stream=stream, at__gte=start, at__lt=end
+    ).order_by("at", "id")
+    return StreamSeries(f"rtmp://{domain.domain_name}/{app}/{stream}", start, end, rows)
+
+
+# --- DescribeLiveDomainOnlineUserNum -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamUsers:
+    app_name: str
+    stream_name: str
+    user_number: int
+    protocols: dict[str, int]
+    transcode_template: str = ""  # the original stream
+
+
+@dataclass(frozen=True)
+class OnlineUsers:
+    domain_name: str  # the main streaming domain, or the ingest domain when it has none
+    query_time: dt.datetime
+    streams: list[StreamUsers] = field(default_factory=list)
+
+    @property
+    def stream_count(self) -> int:
+        return len(self.streams)
+
+    @property
+    def user_count(self) -> int:
+        return sum(s.user_number for s in self.streams)
+
+
+def online_users(owner, domain_name: str, query_time: dt.datetime | None = None) -> OnlineUsers:
+    """Viewers of every stream of a domain at `query_time` (default now), by protocol."""
+    ingest = ingest_domain_for(owner, domain_name)
+    at = _aware(query_time) if query_time is not None else timezone.now()
+    main = ingest.main_streaming_domain()
+    rows = [
+        StreamUsers(s.app, s.stream, s.viewer_count, dict(s.viewers)) for s in latest_samples([ingest.domain_name], at)
+    ]
+    return OnlineUsers((main or ingest).domain_name, at, rows)
+
+
+# --- The live pages -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamView:
+    domain: Domain  # the ingest domain
+    key: StreamKey
+    session: PublishSession | None  # the live session, if any
+    history: list[StreamSample]
+
+    @property
+    def is_live(self) -> bool:
+        return self.session is not None
+
+
+def stream_key(owner, domain_name: str, app: str, stream: str) -> StreamKey:
+    """The key of a stream on one of the operator's domains."""
+    domain = ingest_domain_for(owner, domain_name)
+    return StreamKey(domain.domain_name, _name("app", app), _name("stream", stream))
+
+
+def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime | None = None) -> StreamView:
+    """A stream of the operator's, whether it is live, and its last PAGE_HISTORY of samples."""
+    domain = ingest_domain_for(owner, domain_name)
+    app, stream = _name("app", app), _name("stream", stream)
+    now = now or timezone.now()
+    session = (
+        PublishSession.objects.filter(domain=domain, app=app, stream=stream, stopped_at__isnull=True)
+        .order_by("-started_at")
+        .first()
+    )
+    history = list(
+        StreamSample.objects.filter(
+            domain_name=domain.domain_name, app=app, stream=stream, at__gt=now - PAGE_HISTORY, at__lte=now
+        ).order_by("at", "id")
+    )
+    return StreamView(domain, StreamKey(domain.domain_name, app, stream), session, history)
+
+
+@dataclass(frozen=True)
+class DomainView:
+    domain: Domain  # the ingest domain
+    sessions: list[PublishSession]  # live now
+    latest: dict[str, StreamSample]  # stream_url -> its newest sample
+
+    @property
+    def bitrate_in(self) -> float:
+        return sum(s.bitrate for s in self.latest.values())
+
+    @property
+    def bitrate_out(self) -> float:
+        return sum(s.total_bitrate_out for s in self.latest.values())
+
+    @property
+    def users(self) -> int:
+        return sum(s.viewer_count for s in self.latest.values())
+
+
+def domain_view(owner, domain_name: str, now: dt.datetime | None = None) -> DomainView:
+    domain = ingest_domain_for(owner, domain_name)
+    sessions = list(
+        PublishSession.objects.filter(domain=domain, stopped_at__isnull=True).order_by("app", "stream", "-started_at")
+    )
+    latest = {s.stream_url: s for s in latest_samples([domain.domain_name], now)}
+    return DomainView(domain, sessions, latest)
+
+
+def sample_json(row: StreamSample) -> dict:
+    return live.row_sample_json(row)
+
+
+# --- Prometheus ------------------------------------------------------------------------------------
+
+# (metric, help) of the gauges, in the text exposition format 0.0.4.
+_GAUGES = (
+    ("livecenter_stream_video_frame_rate", "Video frames per second received, over the last second."),
+    ("livecenter_stream_audio_frame_rate", "Audio frames per second received, over the last second."),
+    ("livecenter_stream_in_bits_per_second", "Bits per second received, by track."),
+    ("livecenter_stream_keyframe_interval_seconds", "Time between the last two keyframes."),
+    ("livecenter_stream_bframes", "1 when the last second had B-frames."),
+    ("livecenter_stream_timestamp_jumps", "Timestamp jumps in the last second."),
+    ("livecenter_stream_viewers", "Viewers, by protocol."),
+    ("livecenter_stream_out_bits_per_second", "Bits per second sent to viewers, by protocol."),
+)
+
+
+def _label(value: str) -> str:
+    # Exposition format: backslash, double quote and line feed are escaped.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _value(number: float) -> str:
+    return repr(float(number))
+
+
+def prometheus_text(owner, now: dt.datetime | None = None) -> str:
+    """The newest sample of each of the operator's live streams as Prometheus gauges."""
+    names = list(ingest_domains(owner).values_list("domain_name", flat=True))
+    samples = latest_samples(names, now)
+    lines: dict[str, list[str]] = {name: [] for name, _ in _GAUGES}
+    for s in samples:
+        labels = f'domain="{_label(s.domain_name)}",app="{_label(s.app)}",stream="{_label(s.stream)}"'
+        lines["livecenter_stream_video_frame_rate"].append(f"{{{labels}}} {_value(s.video_frame_rate)}")
+        lines["livecenter_stream_audio_frame_rate"].append(f"{{{labels}}} {_value(s.audio_frame_rate)}")
+        for track, bps in (("video", s.video_bitrate), ("audio", s.audio_bitrate)):
+            lines["livecenter_stream_in_bits_per_second"].append(f'{{{labels},track="{track}"}} {_value(bps)}')
+        lines["livecenter_stream_keyframe_interval_seconds"].append(
+            f"{{{labels}}} {_value(s.keyframe_interval_ms / 1000)}"
+        )
+        lines["livecenter_stream_bframes"].append(f"{{{labels}}} {_value(1 if s.bframes else 0)}")
+        lines["livecenter_stream_timestamp_jumps"].append(f"{{{labels}}} {_value(s.timestamp_jumps)}")
+        for protocol, count in sorted(Counter(s.viewers).items()):
+            lines["livecenter_stream_viewers"].append(f'{{{labels},protocol="{_label(protocol)}"}} {_value(count)}')
+        for protocol, bps in sorted(s.bitrate_out.items()):
+            lines["livecenter_stream_out_bits_per_second"].append(
+                f'{{{labels},protocol="{_label(protocol)}"}} {_value(bps)}'
+            )
+    out = []
+    for name, help_text in _GAUGES:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        out.extend(name + line for line in lines[name])
+    return "\n".join(out) + "\n"
+
+
+# --- Retention ------------------------------------------------------------------------------------
+
+
+def prune_samples(now: dt.datetime | None = None) -> int:
+    """Delete samples older than LIVECENTER_MONITORING_RETENTION_HOURS, oldest
+    first, in batches; returns how many went."""
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.LIVECENTER_MONITORING_RETENTION_HOURS)
+    batch = settings.LIVECENTER_MONITORING_PRUNE_BATCH
+    deleted = 0
+    for _ in range(settings.LIVECENTER_MONITORING_PRUNE_MAX_BATCHES):
+        ids = list(StreamSample.objects.filter(at__lt=cutoff).order_by("at").values_list("id", flat=True)[:batch])
+        if not ids:
+            break
+        deleted += StreamSample.objects.filter(id__in=ids).delete()[0]
+        if len(ids) < batch:
+            break
+    return deleted

@@ -1,0 +1,456 @@
+"""The troubleshooting tool: given an ingest or playback URL, check in order
+what the media node would check and what the stream's samples show, and say
+for each step whether it passes, why, and what to do (the console page, the
+API and `manage.py troubleshoot` all call `check_url`).
+
+Steps that depend on one that failed are skipped rather than guessed. The
+advice for encoders is the seed's OBS settings (Settings → Output, Advanced:
+keyframe interval 1 s, preset veryfast, profile baseline, tune zerolatency).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from domains.lib.hostnames import HostnameError, normalize_domain_name
+from domains.models import CnameStatus, Domain
+from livecenter.media.signing import AuthFailure, verify
+from streams.models import PublishSession, StreamBlock
+
+from .lib.liveurl import LiveUrl, LiveUrlError, parse_live_url
+from .models import StreamSample
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+# The samples the findings look at, and how many they need to say anything.
+FINDINGS_WINDOW = dt.timedelta(seconds=30)
+MIN_FINDING_SAMPLES = 3
+# A live stream whose node has not reported for this long is in doubt.
+STALE_SAMPLES = dt.timedelta(seconds=10)
+MAX_KEYFRAME_INTERVAL_MS = 3000  # the issue's rule; 1-2 s is what RTS and LL-HLS want
+# Frame rate: a second below this share of the median, or a coefficient of
+# variation above the next, is unstable.
+MIN_FRAME_RATE_SHARE = 0.7
+MAX_FRAME_RATE_VARIATION = 0.15
+MAX_BITRATE_VARIATION = 0.5
+
+OBS_OUTPUT = (
+    "In OBS: Settings → Output, Output Mode Advanced: Keyframe Interval 1, CPU Usage Preset veryfast, "
+    "Profile baseline, Tune zerolatency."
+)
+OBS_STREAM = "In OBS: Settings → Stream, Service Custom…, the signed ingest URL as the Server, Stream Key empty."
+
+
+@dataclass
+class CheckStep:
+    name: str
+    title: str
+    status: str
+    reason: str
+    advice: str = ""
+
+
+@dataclass
+class TroubleshootReport:
+    url: str
+    kind: str = ""  # "ingest" | "playback" | "" (the URL did not parse)
+    steps: list[CheckStep] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.status == FAIL for s in self.steps)
+
+    def add(self, name: str, title: str, status: str, reason: str, advice: str = "") -> CheckStep:
+        step = CheckStep(name, title, status, reason, advice)
+        self.steps.append(step)
+        return step
+
+    def skip(self, name: str, title: str, because: str) -> None:
+        self.add(name, title, SKIP, f"not checked: {because}")
+
+
+STEPS = (
+    ("url", "The URL parses"),
+    ("domain", "The domain exists"),
+    ("enabled", "The domain is enabled"),
+    ("cname", "The domain's CNAME points at LiveCenter"),
+    ("association", "The streaming domain is associated"),
+    ("signature", "The signature verifies"),
+    ("forbidden", "The stream is not forbidden"),
+    ("live", "The stream is live"),
+    ("bframes", "B-frames"),
+    ("keyframes", "Keyframe interval"),
+    ("frame_rate", "Frame rate is steady"),
+    ("bitrate", "Bitrate is steady"),
+    ("timestamps", "Timestamps are continuous"),
+    ("audio", "Audio codec"),
+)
+TITLES = dict(STEPS)
+
+
+def _find_domain(owner, name: str) -> Domain | None:
+    try:
+        name = normalize_domain_name(name)
+    except HostnameError:
+        return None
+    domains = Domain.objects.select_related("ingest_domain", "main_domain__ingest_domain")
+    if owner is not None:
+        domains = domains.filter(owner=owner)
+    return domains.filter(domain_name=name).first()
+
+
+def check_url(owner, url: str, now: dt.datetime | None = None) -> TroubleshootReport:
+    """Check `url` as the operator `owner` (None: any domain, for the command line)."""
+    now = now or timezone.now()
+    report = TroubleshootReport(url)
+    rest = [name for name, _ in STEPS[1:]]
+    try:
+        parsed = parse_live_url(url)
+    except LiveUrlError as exc:
+        report.add("url", TITLES["url"], FAIL, str(exc), "Copy the URL from the URL generator (Tools → URL generator).")
+        for name in rest:
+            report.skip(name, TITLES[name], "the URL does not parse")
+        return report
+    report.add("url", TITLES["url"], PASS, f"{parsed.protocol.upper()} URL of {parsed.stream_path} on {parsed.host}")
+    _check_domain(report, owner, parsed, now)
+    return report
+
+
+def _skip_from(report: TroubleshootReport, first: str, because: str) -> None:
+    names = [name for name, _ in STEPS]
+    for name in names[names.index(first) :]:
+        report.skip(name, TITLES[name], because)
+
+
+def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datetime) -> None:
+    if url.names_ip_only:
+        report.add(
+            "domain",
+            TITLES["domain"],
+            FAIL,
+            f"{url.host or 'the URL'} names no domain",
+            "Use the domain as the host, or on one machine without DNS add &domain=<your domain> to the URL.",
+        )
+        return _skip_from(report, "enabled", "no domain")
+    domain = _find_domain(owner, url.host)
+    if domain is None:
+        report.add(
+            "domain",
+            TITLES["domain"],
+            FAIL,
+            f"{url.host} is not one of your domains",
+            "Add it under Domains, or check the host name in the URL.",
+        )
+        return _skip_from(report, "enabled", "the domain is unknown")
+    kind = domain.get_domain_type_display().lower()
+    report.add("domain", TITLES["domain"], PASS, f"{domain.domain_name} is your {kind} domain")
+    if domain.enabled:
+        report.add("enabled", TITLES["enabled"], PASS, f"{domain.domain_name} is enabled")
+    else:
+        report.add(
+            "enabled",
+            TITLES["enabled"],
+            FAIL,
+            f"{domain.domain_name} is disabled: the node refuses its URLs",
+            "Enable it on the domain's page.",
+        )
+    if domain.cname_status == CnameStatus.CONFIGURED:
+        report.add("cname", TITLES["cname"], PASS, f"{domain.domain_name} has its CNAME record ({domain.cname})")
+    else:
+        report.add(
+            "cname",
+            TITLES["cname"],
+            FAIL,
+            f"no CNAME record of {domain.domain_name} pointing at {domain.cname} was found yet",
+            f"Add the DNS record {domain.domain_name} CNAME {domain.cname}, then Verify on the domain's CNAME"
+            " page. Until then only the domain= fallback on an IP address reaches the node.",
+        )
+
+    ingest = _check_association(report, domain, url)
+    _check_signature(report, domain, url, now)
+    if ingest is None:
+        return _skip_from(report, "forbidden", "the stream's ingest domain is not known")
+    _check_stream(report, ingest, domain, url, now)
+
+
+def _check_association(report: TroubleshootReport, domain: Domain, url: LiveUrl) -> Domain | None:
+    title = TITLES["association"]
+    if domain.is_ingest:
+        if url.protocol in ("flv", "hls"):
+            report.kind = "playback"
+            streaming = domain.main_streaming_domain()
+            where = f" on {streaming.domain_name}" if streaming else " on an associated streaming domain"
+            report.add(
+                "association",
+                title,
+                FAIL,
+                f"{domain.domain_name} is an ingest domain: it takes streams, it does not play them",
+                f"Play the stream{where}; the URL generator makes its URLs.",
+            )
+            return domain
+        report.kind = "ingest"
+        streaming = domain.main_streaming_domain()
+        if streaming is None:
+            report.add(
+                "association",
+                title,
+                WARN,
+                f"no streaming domain plays {domain.domain_name}: the stream can be pushed, but nobody can watch it",
+                "Associate a streaming domain with it on the streaming domain's page.",
+            )
+        else:
+            report.add("association", title, PASS, f"ingest URL; its streams play on {streaming.domain_name}")
+        return domain
+    report.kind = "playback"
+    ingest = domain.effective_ingest_domain()
+    if url.protocol == "srt":
+        report.add(
+            "association",
+            title,
+            FAIL,
+            f"{domain.domain_name} is a streaming domain: SRT is for ingest",
+            "Push to the ingest domain; the URL generator makes its URLs.",
+        )
+        return ingest
+    if ingest is None:
+        report.add(
+            "association",
+            title,
+            FAIL,
+            f"{domain.domain_name} is associated with no ingest domain, so it plays nothing",
+            "Associate it with an ingest domain on its page, or bind it to a main streaming domain.",
+        )
+        return None
+    if ingest.enabled:
+        report.add(
+            "association",
+            title,
+            PASS,
+            f"playback URL; {domain.domain_name} plays streams pushed to {ingest.domain_name}",
+        )
+    else:
+        report.add(
+            "association",
+            title,
+            FAIL,
+            f"{domain.domain_name} plays streams pushed to {ingest.domain_name},"
+            " which is disabled and takes no streams",
+            f"Enable {ingest.domain_name}.",
+        )
+    return ingest
+
+
+SIGNATURE_ADVICE = {
+    AuthFailure.MISSING: "Sign the URL: take it from the URL generator, or add auth_key as the URL signing page says.",
+    AuthFailure.MALFORMED: "auth_key is {timestamp}-{rand}-{uid}-{md5hash}: rand and uid are 0 or letters and"
+    " digits without '-', md5hash is 32 lower-case hex digits.",
+    AuthFailure.EXPIRED: "Generate a fresh URL; a URL is valid for the domain's validity period after its timestamp.",
+    AuthFailure.BAD_HASH: "md5hash is md5('{uri}-{timestamp}-{rand}-{uid}-{key}') with the domain's primary or"
+    " secondary key; check the key and that the URI is the path alone.",
+}
+
+
+def _check_signature(report: TroubleshootReport, domain: Domain, url: LiveUrl, now: dt.datetime) -> None:
+    title = TITLES["signature"]
+    if not domain.auth_enabled:
+        report.add("signature", title, PASS, f"URL signing is off for {domain.domain_name}")
+        return
+    result = verify(url.signed_uri, url.auth_key, domain.signing_keys(), domain.validity_seconds, now.timestamp())
+    if result.ok:
+        expires = dt.datetime.fromtimestamp(result.expires_at, dt.UTC)
+        report.add(
+            "signature", title, PASS, f"signed for {url.signed_uri}, valid until {expires:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return
+    reason = result.failure.value
+    if result.failure is AuthFailure.EXPIRED:
+        expired = dt.datetime.fromtimestamp(result.expires_at, dt.UTC)
+        reason += f": it expired at {expired:%Y-%m-%d %H:%M:%S} UTC"
+    elif result.failure is AuthFailure.BAD_HASH:
+        reason += f": it matches neither key of {domain.domain_name} for the URI {url.signed_uri}"
+    report.add("signature", title, FAIL, reason, SIGNATURE_ADVICE[result.failure])
+
+
+def _check_stream(report: TroubleshootReport, ingest: Domain, domain: Domain, url: LiveUrl, now: dt.datetime) -> None:
+    block = StreamBlock.objects.filter(domain=ingest, app=url.app, stream=url.stream, resume_at__gt=now).first()
+    if block is not None:
+        report.add(
+            "forbidden",
+            TITLES["forbidden"],
+            FAIL,
+            f"{ingest.domain_name}/{url.stream_path} is forbidden until {block.resume_at:%Y-%m-%d %H:%M:%S} UTC",
+            "Resume it under Streams → Forbidden streams.",
+        )
+    else:
+        report.add("forbidden", TITLES["forbidden"], PASS, "the stream is not forbidden")
+    session = (
+        PublishSession.objects.filter(domain=ingest, app=url.app, stream=url.stream, stopped_at__isnull=True)
+        .order_by("-started_at")
+        .first()
+    )
+    if session is None:
+        report.add(
+            "live",
+            TITLES["live"],
+            FAIL,
+            f"nobody is publishing {ingest.domain_name}/{url.stream_path}",
+            f"Start the encoder with the signed ingest URL. {OBS_STREAM}",
+        )
+        return _skip_from(report, "bframes", "the stream is not live")
+    samples = list(
+        StreamSample.objects.filter(
+            domain_name=ingest.domain_name,
+            app=url.app,
+            stream=url.stream,
+            session_id=session.session_id,
+            at__gt=now - FINDINGS_WINDOW,
+            at__lte=now,
+        ).order_by("at", "id")
+    )
+    since = f"live since {session.started_at:%Y-%m-%d %H:%M:%S} UTC from {session.client_ip} on node {session.node_id}"
+    if not samples or samples[-1].at < now - STALE_SAMPLES:
+        report.add(
+            "live",
+            TITLES["live"],
+            WARN,
+            f"{since}, but its node has sent no samples for {STALE_SAMPLES.seconds} s",
+            "Check that the media node runs and reaches the database.",
+        )
+    else:
+        report.add("live", TITLES["live"], PASS, since)
+    if len(samples) < MIN_FINDING_SAMPLES:
+        return _skip_from(report, "bframes", f"fewer than {MIN_FINDING_SAMPLES} seconds of samples yet")
+    _findings(report, domain if domain.is_streaming else ingest.main_streaming_domain(), samples)
+
+
+def _findings(report: TroubleshootReport, streaming: Domain | None, samples: list[StreamSample]) -> None:
+    last = samples[-1]
+    rts = streaming is not None and streaming.rts_enabled
+    transcodes = streaming is not None and streaming.html5_transcode
+    window = f"the last {len(samples)} s"
+
+    if any(s.bframes for s in samples):
+        if rts and not transcodes:
+            report.add(
+                "bframes",
+                TITLES["bframes"],
+                FAIL,
+                "the stream has B-frames, which browsers' WebRTC cannot"
+                f" play, and HTML5 auto transcoding is off on {streaming.domain_name}",
+                f"Turn off B-frames in the encoder ({OBS_OUTPUT}), or turn on HTML5 auto transcoding on the"
+                " domain's RTS page.",
+            )
+        else:
+            report.add(
+                "bframes",
+                TITLES["bframes"],
+                WARN,
+                "the stream has B-frames: fine for RTMP, FLV and HLS; RTS"
+                " in a browser needs them removed (HTML5 auto transcoding does, at a cost)",
+                f"For RTS, encode without B-frames. {OBS_OUTPUT}",
+            )
+    else:
+        report.add("bframes", TITLES["bframes"], PASS, "no B-frames")
+
+    intervals = [s.keyframe_interval_ms for s in samples if s.keyframe_interval_ms]
+    if not intervals:
+        report.add(
+            "keyframes",
+            TITLES["keyframes"],
+            WARN,
+            f"fewer than two keyframes in {window}",
+            f"Set the keyframe interval to 1-2 s. {OBS_OUTPUT}",
+        )
+    elif max(intervals) > MAX_KEYFRAME_INTERVAL_MS:
+        report.add(
+            "keyframes",
+            TITLES["keyframes"],
+            FAIL,
+            f"keyframes come every {max(intervals) / 1000:.1f} s, more"
+            f" than {MAX_KEYFRAME_INTERVAL_MS // 1000} s: viewers wait that long for a first picture and"
+            " latency grows",
+            f"Set the keyframe interval to 1-2 s. {OBS_OUTPUT}",
+        )
+    else:
+        report.add("keyframes", TITLES["keyframes"], PASS, f"a keyframe every {intervals[-1] / 1000:.1f} s")
+
+    # The first second of a publication is often partial; judge the rest.
+    steady = samples[1:] if len(samples) > MIN_FINDING_SAMPLES else samples
+    rates = [s.video_frame_rate for s in steady]
+    if last.video_codec or any(rates):
+        median = statistics.median(rates)
+        low, high = min(rates), max(rates)
+        variation = statistics.pstdev(rates) / median if median else 1.0
+        if median <= 0 or low < MIN_FRAME_RATE_SHARE * median or variation > MAX_FRAME_RATE_VARIATION:
+            report.add(
+                "frame_rate",
+                TITLES["frame_rate"],
+                FAIL,
+                f"the frame rate went from {low:.1f} to {high:.1f} fps in {window} (median {median:.1f})",
+                "The encoder drops frames: lower its"
+                " preset, resolution or frame rate, and check the uplink (OBS: Stats shows frames skipped for"
+                " encoding lag and dropped for the network).",
+            )
+        else:
+            report.add("frame_rate", TITLES["frame_rate"], PASS, f"{median:.1f} fps ({low:.1f}-{high:.1f})")
+    else:
+        report.add("frame_rate", TITLES["frame_rate"], WARN, "the stream has no video", "Add a video source.")
+
+    bitrates = [s.bitrate for s in steady]
+    mean = statistics.fmean(bitrates)
+    variation = statistics.pstdev(bitrates) / mean if mean else 1.0
+    if mean <= 0 or variation > MAX_BITRATE_VARIATION:
+        report.add(
+            "bitrate",
+            TITLES["bitrate"],
+            FAIL,
+            f"the bitrate went from {min(bitrates) / 1000:.0f} to {max(bitrates) / 1000:.0f} kbit/s in {window}",
+            "Use constant bitrate (OBS: Rate Control CBR) at a rate the uplink carries with room to spare.",
+        )
+    else:
+        report.add("bitrate", TITLES["bitrate"], PASS, f"about {mean / 1000:.0f} kbit/s")
+
+    jumps = sum(s.timestamp_jumps for s in samples)
+    if jumps:
+        report.add(
+            "timestamps",
+            TITLES["timestamps"],
+            FAIL,
+            f"{jumps} timestamp jumps in {window}: players stall or skip there",
+            "Restart the encoder; when relaying a source with ffmpeg, read it with -re and"
+            " let ffmpeg generate timestamps (-fflags +genpts).",
+        )
+    else:
+        report.add("timestamps", TITLES["timestamps"], PASS, f"no jumps in {window}")
+
+    codec = last.audio_codec
+    if not codec:
+        report.add(
+            "audio",
+            TITLES["audio"],
+            WARN,
+            "the stream has no audio",
+            "Add an audio source if viewers should hear anything.",
+        )
+    elif codec != "AAC":
+        report.add(
+            "audio",
+            TITLES["audio"],
+            FAIL,
+            f"audio is {codec}: HLS and browsers' players expect AAC",
+            "Encode audio as AAC (OBS: Settings → Output → Audio, AAC).",
+        )
+    elif rts and not transcodes:
+        report.add(
+            "audio",
+            TITLES["audio"],
+            WARN,
+            "audio is AAC, which browsers' WebRTC cannot play, and HTML5 auto"
+            f" transcoding is off on {streaming.domain_name}",
+            "Turn on HTML5 auto transcoding on the domain's RTS page so RTS viewers get Opus.",
+        )
+    else:
+        report.add("audio", TITLES["audio"], PASS, f"AAC, {last.audio_sample_rate} Hz, {last.audio_channels} ch")

@@ -1,0 +1,59 @@
+"""Monitoring pages: a stream's live charts, a domain's overview (both fed by
+WebSockets, consumers.py), and the troubleshooting tool. Each view validates
+with a form, calls one service (the operator's own domains only) and renders."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import render
+
+from domains.forms import add_service_errors
+from streams.services import ingest_domains
+
+from . import services, troubleshoot
+from .forms import DomainForm, StreamForm, TroubleshootForm
+
+
+@login_required
+def stream(request):
+    form = StreamForm(request.GET or None)
+    view = None
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            view = services.stream_view(request.user, data["domain"], data["app"], data["stream"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {"form": form, "view": view, "tab": "stream"}
+    if view is not None:
+        context["history"] = [services.sample_json(s) for s in view.history]
+    return render(request, "monitoring/stream.html", context)
+
+
+@login_required
+def domain(request):
+    domains = ingest_domains(request.user)
+    data = request.GET.copy()
+    if not data.get("domain") and domains.exists():
+        data["domain"] = domains.first().domain_name
+    form = DomainForm(data or None, domains=domains)
+    view = None
+    if form.is_bound and form.is_valid():
+        try:
+            view = services.domain_view(request.user, form.cleaned_data["domain"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {"form": form, "view": view, "has_domains": domains.exists(), "tab": "domain"}
+    if view is not None:
+        context["latest"] = [services.sample_json(s) for s in view.latest.values()]
+    return render(request, "monitoring/domain.html", context)
+
+
+@login_required
+def troubleshooter(request):
+    form = TroubleshootForm(request.GET or None)
+    report = None
+    if form.is_bound and form.is_valid():
+        report = troubleshoot.check_url(request.user, form.cleaned_data["url"])
+    return render(request, "monitoring/troubleshoot.html", {"form": form, "report": report, "tab": "troubleshoot"})

@@ -1,0 +1,271 @@
+// The monitoring pages: live charts of one stream, and a domain's overview.
+// Both are fed by a WebSocket (monitoring/consumers.py), no polling; the
+// server sends what it has on opening, then each sample as the nodes report it.
+(function () {
+  "use strict";
+
+  // Ten minutes of one-second samples on a chart.
+  const MAX_POINTS = 600;
+  // A stream on the overview with no news for this long is taken as gone.
+  const STALE_MS = 15000;
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function kbps(bitsPerSecond) {
+    return `${Math.round((bitsPerSecond || 0) / 1000).toLocaleString("en")} kbit/s`;
+  }
+
+  function sum(values) {
+    return Object.values(values || {}).reduce((a, b) => a + b, 0);
+  }
+
+  // A WebSocket that reconnects (with backoff) until the server refuses it.
+  function listen(path, onMessage, stateEl) {
+    let delay = 1000;
+    function open() {
+      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+      const ws = new WebSocket(scheme + location.host + path);
+      ws.onopen = () => {
+        stateEl.textContent = "connected";
+        delay = 1000;
+      };
+      ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+      ws.onclose = (event) => {
+        if (event.code === 4401 || event.code === 4403) {
+          stateEl.textContent = "not allowed";
+          return;
+        }
+        stateEl.textContent = "reconnecting…";
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 10000);
+      };
+    }
+    open();
+  }
+
+  function chart(el, series, data, unit) {
+    const opts = {
+      width: Math.max(el.clientWidth, 300),
+      height: 240,
+      scales: { x: { time: true } },
+      series: [{}, ...series.map((s) => ({ ...s, value: (u, v) => (v == null ? "—" : `${v} ${unit}`) }))],
+      axes: [{}, { size: 60 }],
+    };
+    const plot = new uPlot(opts, data, el);
+    window.addEventListener("resize", () => plot.setSize({ width: Math.max(el.clientWidth, 300), height: 240 }));
+    return plot;
+  }
+
+  // --- one stream ---------------------------------------------------------------
+
+  function streamPage(root) {
+    const state = {
+      samples: 0,
+      live: root.dataset.live === "true",
+      session: root.dataset.session || "",
+      stoppedSession: "",
+      last: 0,
+      lastSample: null,
+    };
+    window.livecenterMonitor = state;
+    const bitrate = [[], [], [], []]; // time, total, video, audio (kbit/s)
+    const fps = [[], [], []]; // time, video, audio
+    const bitrateChart = chart(
+      $("bitrate-chart"),
+      [
+        { label: "Total", stroke: "#0d6efd", width: 2 },
+        { label: "Video", stroke: "#198754" },
+        { label: "Audio", stroke: "#fd7e14" },
+      ],
+      bitrate,
+      "kbit/s",
+    );
+    const fpsChart = chart(
+      $("framerate-chart"),
+      [
+        { label: "Video", stroke: "#198754", width: 2 },
+        { label: "Audio", stroke: "#fd7e14" },
+      ],
+      fps,
+      "fps",
+    );
+
+    function setLive(live, reason) {
+      state.live = live;
+      const badge = $("stream-state");
+      badge.textContent = live ? "live" : `stream stopped${reason ? ` (${reason})` : ""}`;
+      badge.className = `badge ${live ? "text-bg-success" : "text-bg-secondary"}`;
+      root.dataset.live = String(live);
+    }
+
+    function push(series, values) {
+      values.forEach((v, i) => series[i].push(v));
+      if (series[0].length > MAX_POINTS) series.forEach((s) => s.shift());
+    }
+
+    function details(s) {
+      $("detail-video").textContent = s.video_codec ? `${s.video_codec} ${s.video_profile}`.trim() : "—";
+      $("detail-resolution").textContent = s.width ? `${s.width}×${s.height}` : "—";
+      $("detail-fps").textContent = `${s.video_frame_rate.toFixed(2)} fps`;
+      $("detail-video-bitrate").textContent = kbps(s.video_bitrate);
+      $("detail-keyframes").textContent = s.keyframe_interval_ms ? `${(s.keyframe_interval_ms / 1000).toFixed(2)} s` : "—";
+      $("detail-bframes").textContent = s.bframes ? "yes" : "no";
+      $("detail-jumps").textContent = String(s.timestamp_jumps);
+      $("detail-audio").textContent = s.audio_codec
+        ? `${s.audio_codec} ${s.audio_sample_rate} Hz, ${s.audio_channels} ch, ${s.audio_frame_rate.toFixed(1)} frames/s`
+        : "—";
+      $("detail-audio-bitrate").textContent = kbps(s.audio_bitrate);
+      const body = $("viewers-table").tBodies[0];
+      body.replaceChildren();
+      const protocols = new Set([...Object.keys(s.viewers), ...Object.keys(s.bitrate_out)]);
+      for (const protocol of [...protocols].sort()) {
+        const row = body.insertRow();
+        row.dataset.protocol = protocol;
+        row.insertCell().textContent = protocol.toUpperCase();
+        const viewers = row.insertCell();
+        viewers.className = "text-end";
+        viewers.textContent = String(s.viewers[protocol] || 0);
+        const out = row.insertCell();
+        out.className = "text-end";
+        out.textContent = kbps(s.bitrate_out[protocol]);
+      }
+      $("viewers-total").textContent = String(sum(s.viewers));
+      $("out-total").textContent = kbps(sum(s.bitrate_out));
+    }
+
+    function add(s, redraw) {
+      if (s.at <= state.last) return; // already drawn (the opening history overlaps the live feed)
+      if (state.last && s.session_id !== state.session) {
+        // A new publication: break the lines between the two.
+        const gap = (state.last + s.at) / 2;
+        push(bitrate, [gap, null, null, null]);
+        push(fps, [gap, null, null]);
+      }
+      state.session = s.session_id;
+      state.last = s.at;
+      state.lastSample = s;
+      push(bitrate, [s.at, Math.round(s.bitrate / 1000), Math.round(s.video_bitrate / 1000), Math.round(s.audio_bitrate / 1000)]);
+      push(fps, [s.at, s.video_frame_rate, s.audio_frame_rate]);
+      state.samples += 1;
+      $("bitrate-chart").dataset.points = String(bitrate[0].filter((_, i) => bitrate[1][i] != null).length);
+      $("framerate-chart").dataset.points = String(fps[0].filter((_, i) => fps[1][i] != null).length);
+      if (redraw) {
+        bitrateChart.setData(bitrate);
+        fpsChart.setData(fps);
+        details(s);
+      }
+      if (!state.live && s.session_id !== state.stoppedSession) setLive(true);
+    }
+
+    function onMessage(message) {
+      if (message.type === "history") {
+        message.samples.forEach((s) => add(s, false));
+        bitrateChart.setData(bitrate);
+        fpsChart.setData(fps);
+        if (state.lastSample) details(state.lastSample);
+        if (message.live) setLive(true);
+        else if (state.live) setLive(false);
+      } else if (message.type === "sample") {
+        add(message.sample, true);
+      } else if (message.type === "state") {
+        if (message.live) {
+          state.stoppedSession = "";
+          setLive(true);
+        } else {
+          state.stoppedSession = message.session_id;
+          setLive(false, message.reason);
+        }
+      }
+    }
+
+    const history = JSON.parse($("stream-history").textContent);
+    history.forEach((s) => add(s, false));
+    bitrateChart.setData(bitrate);
+    fpsChart.setData(fps);
+    if (state.lastSample) details(state.lastSample);
+    listen(root.dataset.ws, onMessage, $("socket-state"));
+  }
+
+  // --- a domain -------------------------------------------------------------------
+
+  function domainPage(root) {
+    const streams = new Map(); // stream_url -> {sample, seen}
+    window.livecenterDomainMonitor = streams;
+    const streamPage = root.dataset.streamPage;
+
+    function render() {
+      const now = Date.now();
+      for (const [url, entry] of streams) if (now - entry.seen > STALE_MS) streams.delete(url);
+      const body = $("domain-streams").tBodies[0];
+      body.replaceChildren();
+      let bitIn = 0;
+      let bitOut = 0;
+      let users = 0;
+      for (const url of [...streams.keys()].sort()) {
+        const s = streams.get(url).sample;
+        const [domain, app, ...rest] = url.split("/");
+        const row = body.insertRow();
+        row.dataset.stream = url;
+        const link = document.createElement("a");
+        link.href = `${streamPage}?${new URLSearchParams({ domain, app, stream: rest.join("/") })}`;
+        link.textContent = url;
+        link.className = "font-monospace";
+        row.insertCell().append(link);
+        const cells = s
+          ? [
+              s.width ? `${s.video_codec} ${s.width}×${s.height}` : s.video_codec || "—",
+              `${s.video_frame_rate.toFixed(1)} fps`,
+              kbps(s.bitrate),
+              String(sum(s.viewers)),
+              kbps(sum(s.bitrate_out)),
+            ]
+          : ["—", "—", "—", "0", "—"];
+        cells.forEach((text, i) => {
+          const cell = row.insertCell();
+          cell.textContent = text;
+          if (i > 0) cell.className = "text-end";
+        });
+        if (s) {
+          bitIn += s.bitrate;
+          bitOut += sum(s.bitrate_out);
+          users += sum(s.viewers);
+        }
+      }
+      $("total-streams").textContent = String(streams.size);
+      $("total-in").textContent = kbps(bitIn);
+      $("total-out").textContent = kbps(bitOut);
+      $("total-users").textContent = String(users);
+      $("no-streams").hidden = streams.size > 0;
+    }
+
+    function onMessage(message) {
+      const now = Date.now();
+      if (message.type === "snapshot") {
+        streams.clear();
+        for (const s of message.streams) streams.set(s.stream_url, { sample: s.sample, seen: now });
+      } else if (message.type === "samples") {
+        for (const s of message.samples) streams.set(s.stream_url, { sample: s, seen: now });
+      } else if (message.type === "state") {
+        if (message.live) streams.set(message.stream_url, { sample: null, seen: now });
+        else streams.delete(message.stream_url);
+      }
+      render();
+    }
+
+    for (const s of JSON.parse($("domain-latest").textContent)) {
+      streams.set(s.stream_url, { sample: s, seen: Date.now() });
+    }
+    render();
+    setInterval(render, 5000);
+    listen(root.dataset.ws, onMessage, $("socket-state"));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const stream = $("stream-monitor");
+    if (stream) streamPage(stream);
+    const domain = $("domain-monitor");
+    if (domain) domainPage(domain);
+  });
+})();
