@@ -80,6 +80,7 @@ class StreamUpdated:
     key: StreamKey
     session_id: str
     info: StreamInfo
+    viewers: int = 0  # subscribers now (an HLS-packaged stream counts one while it is requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +91,34 @@ class StreamUnpublished:
     reason: str = ""  # "" for a clean unpublish, else why it ended
 
 
+@dataclass(frozen=True, slots=True)
+class RenditionRequested:
+    """A viewer asked for `{source}_{template}` while it was not live and its
+    source was (renditions.py): the sink may start a transcode."""
+
+    source: StreamKey
+    template_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionGroup:
+    """An ABR template group (hls_master.py): its renditions, lowest first."""
+
+    group_id: str
+    renditions: tuple  # of renditions.RenditionSpec
+
+
 class Policy(Protocol):
     async def domain_config(self, host: str) -> DomainConfig | None:
         """The domain named `host` (lower-case ASCII), or None if unknown."""
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
         """Whether publishing `key` is blocked at `now`."""
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        """The ABR group `group_id` of an ingest domain's app, or None.
+        Optional: a policy without it has no groups."""
 
 
 class EventSink(Protocol):
@@ -105,6 +128,9 @@ class EventSink(Protocol):
 
     async def unpublished(self, event: StreamUnpublished) -> None: ...
 
+    async def rendition_requested(self, event: RenditionRequested) -> None:
+        """Optional: a sink without it starts no transcodes on demand."""
+
 
 @dataclass
 class MemoryPolicy:
@@ -112,12 +138,17 @@ class MemoryPolicy:
 
     domains: dict[str, DomainConfig] = field(default_factory=dict)
     forbidden: set[StreamKey] = field(default_factory=set)
+    # (ingest domain, app, group id) -> RenditionGroup
+    groups: dict[tuple[str, str, str], RenditionGroup] = field(default_factory=dict)
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return self.domains.get(host)
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
         return key in self.forbidden
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        return self.groups.get((domain, app, group_id))
 
 
 @dataclass
@@ -133,4 +164,7 @@ class MemorySink:
         self.events.append(event)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
+        self.events.append(event)
+
+    async def rendition_requested(self, event: RenditionRequested) -> None:
         self.events.append(event)
