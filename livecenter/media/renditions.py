@@ -52,7 +52,7 @@ def standard_spec(template_id: str) -> RenditionSpec | None:
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, int(value / 2 + 0.5) * 2)
 
 
 def output_size(spec: RenditionSpec, source_width: int, source_height: int) -> tuple[int, int]:
