@@ -128,10 +128,10 @@ def add_template(
         raise _invalid("template_id", "template id must be 1-32 letters, digits or '-'")
     fields = {"lazy": bool(lazy)}
     if template_id not in STANDARD_TEMPLATES:
+        if not video_bitrate_kbps:
+            raise _invalid("video_bitrate_kbps", "video bitrate (kbit/s) is required for a custom template")
         bitrate = _number("video_bitrate_kbps", video_bitrate_kbps, MIN_BITRATE_KBPS, MAX_BITRATE_KBPS,
                           "video bitrate (kbit/s)", allow_zero=False)  # fmt: skip
-        if not bitrate:
-            raise _invalid("video_bitrate_kbps", "video bitrate (kbit/s) is required for a custom template")
         width = int(_number("width", width, MIN_SIDE_PX, MAX_LONG_SIDE_PX, "width"))
         height = int(_number("height", height, MIN_SIDE_PX, MAX_LONG_SIDE_PX, "height"))
         short_side = int(_number("short_side", short_side, MIN_SIDE_PX, MAX_SHORT_SIDE_PX, "short side"))
