@@ -31,6 +31,7 @@ from typing import Protocol
 
 import av
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from livecenter.media.renditions import RenditionSpec, output_size
 
@@ -50,6 +51,9 @@ X264_PRESET = "veryfast"
 # With keyframes forced at the source's, x264's own GOP is only a ceiling.
 MAX_GOP_SECONDS = 10
 MS = fractions.Fraction(1, 1000)
+# A rendition that could not be published (still live from a worker being
+# replaced) is tried again after this.
+RETRY_PUBLISH_SECONDS = 2.0
 
 
 class Control(Protocol):
@@ -70,13 +74,15 @@ class Output:
     min_interval_ms: float = 0.0
     last_pts: int | None = None
     frames: int = 0
+    # One per output, so that its scaler is made once, not per frame.
+    scaler: VideoReformatter = field(default_factory=VideoReformatter)
 
 
 def open_source(url: str):
     return av.open(
         url,
+        # Not "nobuffer": it drops what probing read, the stream's first second.
         options={
-            "fflags": "nobuffer",
             "probesize": str(PROBE_BYTES),
             "analyzeduration": str(ANALYZE_MICROSECONDS),
         },
@@ -150,91 +156,115 @@ class TranscodeReport:
     reason: str = ""
 
 
+class _Ladder:
+    """The renditions being produced from one decoded source."""
+
+    def __init__(self, control: TranscodeControl, report: TranscodeReport, video, audio, fps: float) -> None:
+        self.control, self.report = control, report
+        self.video, self.audio, self.fps = video, audio, fps
+        self.outputs: dict[str, Output] = {}
+        self.pending: dict[str, tuple[RenditionSpec, str]] = {}
+        self.retry_at: dict[str, float] = {}
+
+    def poll(self) -> bool:
+        """Ask what is wanted; close what is not. False when nothing is."""
+        self.pending = self.control.wanted()
+        for template_id in [t for t in self.outputs if t not in self.pending]:
+            log.info("rendition %s: no longer wanted", template_id)
+            close_output(self.outputs.pop(template_id))
+        return bool(self.pending or self.outputs)
+
+    def audio_packet(self, packet) -> None:
+        for output in self.outputs.values():
+            if output.audio is not None and output.frames:
+                output.container.mux(_copy_packet(packet, output.audio))
+
+    def _start(self, now: float) -> None:
+        # A new rendition starts on a keyframe, so that its first segment
+        # lines up with the source's.
+        for template_id, (spec, url) in self.pending.items():
+            if template_id in self.outputs or now < self.retry_at.get(template_id, 0):
+                continue
+            try:
+                output = self.outputs[template_id] = open_output(spec, url, self.video, self.audio, self.fps)
+            except (av.FFmpegError, OSError) as exc:
+                # Another worker may still be publishing it (a job restarted
+                # while the old one was alive): try again shortly.
+                log.info("rendition %s: cannot publish: %s", template_id, exc)
+                self.retry_at[template_id] = now + RETRY_PUBLISH_SECONDS
+                continue
+            log.info("rendition %s: publishing %dx%d", template_id, output.width, output.height)
+            self.control.published(template_id, output.width, output.height)
+
+    def frame(self, frame, now: float) -> None:
+        self.report.frames_in += 1
+        keyframe, pts = frame.key_frame, frame.pts
+        if keyframe:
+            self._start(now)
+        for template_id, output in list(self.outputs.items()):
+            if not output.frames and not keyframe:
+                continue
+            if output.min_interval_ms and output.frames and not keyframe and output.last_pts is not None:
+                if pts - output.last_pts < output.min_interval_ms:
+                    continue  # the template's lower frame rate
+            scaled = output.scaler.reformat(frame, output.width, output.height, "yuv420p", interpolation="BICUBIC")
+            scaled.pts, scaled.time_base = pts, MS
+            # Keyframes where the source has them (ABR: aligned segments).
+            scaled.pict_type = PictureType.I if keyframe else PictureType.NONE
+            try:
+                for out_packet in output.video.encode(scaled):
+                    output.container.mux(out_packet)
+            except (av.FFmpegError, OSError) as exc:
+                log.info("rendition %s: publish failed: %s", template_id, exc)
+                close_output(self.outputs.pop(template_id))
+                self.retry_at[template_id] = now + RETRY_PUBLISH_SECONDS
+                continue
+            output.last_pts = pts
+            output.frames += 1
+            self.report.frames_out[template_id] = self.report.frames_out.get(template_id, 0) + 1
+
+    def close(self) -> None:
+        for output in self.outputs.values():
+            close_output(output)
+        self.outputs.clear()
+
+
 def transcode(source_url: str, control: TranscodeControl, poll_seconds: float = 1.0) -> TranscodeReport:
     report = TranscodeReport()
     source = open_source(source_url)
-    outputs: dict[str, Output] = {}
-    pending: dict[str, tuple[RenditionSpec, str]] = {}
-    failed_at: dict[str, float] = {}
+    ladder = None
     try:
         video = source.streams.video[0]
         audio = source.streams.audio[0] if source.streams.audio else None
         video.thread_type = "AUTO"
-        fps = source_fps(video)
+        ladder = _Ladder(control, report, video, audio, source_fps(video))
         next_poll = 0.0
-        streams = [video] + ([audio] if audio is not None else [])
-        for packet in source.demux(streams):
+        for packet in source.demux([video] + ([audio] if audio is not None else [])):
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + poll_seconds
                 if control.should_stop():
                     report.reason = "stopped"
                     break
-                pending = control.wanted()
-                for template_id in [t for t in outputs if t not in pending]:
-                    log.info("rendition %s: no longer wanted", template_id)
-                    close_output(outputs.pop(template_id))
-                if not pending and not outputs:
+                if not ladder.poll():
                     report.reason = "no renditions wanted"
                     break
             if packet.dts is None:
-                continue  # the demuxer's flush packet
+                continue  # the demuxer's end-of-stream packet
             if packet.stream is audio:
-                for output in outputs.values():
-                    if output.audio is not None and output.frames:
-                        copy = _copy_packet(packet, output.audio)
-                        output.container.mux(copy)
+                ladder.audio_packet(packet)
                 continue
             for frame in video.decode(packet):
-                report.frames_in += 1
-                keyframe = frame.key_frame
-                if keyframe:
-                    # A new rendition starts on a keyframe, so that its first
-                    # segment lines up with the source's.
-                    for template_id, (spec, url) in list(pending.items()):
-                        if template_id in outputs or now < failed_at.get(template_id, 0):
-                            continue
-                        try:
-                            outputs[template_id] = open_output(spec, url, video, audio, fps)
-                        except (av.FFmpegError, OSError) as exc:
-                            # Another worker may still be publishing it (a job
-                            # restarted while the old one was alive): try again.
-                            log.info("rendition %s: cannot publish: %s", template_id, exc)
-                            failed_at[template_id] = now + 2.0
-                            continue
-                        out = outputs[template_id]
-                        log.info("rendition %s: publishing %dx%d", template_id, out.width, out.height)
-                        control.published(template_id, out.width, out.height)
-                for template_id, output in list(outputs.items()):
-                    pts = frame.pts
-                    if output.frames and not keyframe and output.min_interval_ms:
-                        if output.last_pts is not None and pts - output.last_pts < output.min_interval_ms:
-                            continue
-                    if not output.frames and not keyframe:
-                        continue
-                    scaled = frame.reformat(output.width, output.height, "yuv420p", interpolation="BICUBIC")
-                    scaled.pts = pts
-                    scaled.time_base = MS
-                    scaled.pict_type = PictureType.I if keyframe else PictureType.NONE
-                    try:
-                        for out_packet in output.video.encode(scaled):
-                            output.container.mux(out_packet)
-                    except (av.FFmpegError, OSError) as exc:
-                        log.info("rendition %s: publish failed: %s", template_id, exc)
-                        outputs.pop(template_id)
-                        close_output(output)
-                        failed_at[template_id] = now + 2.0
-                        continue
-                    output.last_pts = pts
-                    output.frames += 1
-                    report.frames_out[template_id] = report.frames_out.get(template_id, 0) + 1
+                ladder.frame(frame, now)
         else:
             report.reason = "source ended"
+            for frame in video.decode(None):  # what frame threading still holds
+                ladder.frame(frame, time.monotonic())
     except av.FFmpegError as exc:
         report.reason = f"source failed: {exc}"
     finally:
-        for output in outputs.values():
-            close_output(output)
+        if ladder is not None:
+            ladder.close()
         source.close()
     return report
 
