@@ -103,3 +103,29 @@ def test_it_transcodes_on_demand_to_lld_and_lhd(owner, settings, tmp_path):
         # The source has gone: the job ends.
         assert wait_until(lambda: MediaJob.objects.get(pk=job.pk).state == JobState.FINISHED, 60), workers.output()
     connections.close_all()
+
+
+def test_it_stops_an_on_demand_rendition_nobody_watches(owner, settings, tmp_path):
+    add_domains(owner)
+    media_services.add_template(owner, PLAY, "live", "lld")
+    with MediaNodeThread() as media, Workers(tmp_path, settings, LIVECENTER_TRANSCODE_IDLE_SECONDS="4") as workers:
+        workers.start_worker()
+        source_urls = services.generate_urls(owner, PUSH, "live", "cam1")
+        publisher = start_publisher(media.local(source_urls.ingest["rtmp"]), seconds=60, size="640x360")
+        try:
+            assert wait_until(lambda: media.node.hub.live_keys()), stop(publisher)
+            url = media.local(services.generate_urls(owner, PLAY, "live", "cam1", template="lld").playback["flv"])
+            assert probe(url, seconds=2)["packets"], workers.output()
+            job = MediaJob.objects.get(kind="transcode", stream="cam1")
+            # Nobody watches any more: the rendition stops, and with it the job,
+            # while the source is still live.
+            assert wait_until(lambda: MediaJob.objects.get(pk=job.pk).state == JobState.FINISHED, 40), workers.output()
+            assert publisher.poll() is None
+            assert "no renditions wanted" in MediaJob.objects.get(pk=job.pk).detail
+            assert not any(k.stream == "cam1_lld" for k in media.node.hub.live_keys())
+            # A new viewer starts it again.
+            assert probe(url, seconds=2)["packets"], workers.output()
+            assert MediaJob.objects.filter(kind="transcode", state=JobState.RUNNING).count() == 1
+        finally:
+            stop(publisher)
+    connections.close_all()

@@ -94,13 +94,13 @@ class Workers:
     """Celery worker processes and one beat on a fresh queue. Use as a
     context manager; `start_worker()` adds one, `kill(pid)` is kill -9."""
 
-    def __init__(self, tmp_path: Path, settings) -> None:
+    def __init__(self, tmp_path: Path, settings, **env: str) -> None:
         self.queue = f"media-test-{uuid.uuid4().hex[:10]}"
         settings.LIVECENTER_MEDIA_QUEUE = self.queue
         settings.LIVECENTER_RECORDINGS_DIR = tmp_path / "recordings"
         settings.LIVECENTER_SNAPSHOTS_DIR = tmp_path / "snapshots"
         self.tmp_path = tmp_path
-        self.env = worker_env(self.queue, tmp_path)
+        self.env = {**worker_env(self.queue, tmp_path), **env}
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
