@@ -16,7 +16,10 @@ thread sets it when the job's claim is lost, streams/tasks.py).
 - `snapshot`: every `interval_seconds`, decode the next keyframe and write a
   JPEG of the source's size.
 
-PyAV calls block; run these in a thread or process of their own.
+PyAV calls block; run these in a thread or process of their own. PyAV holds
+the GIL while FFmpeg's RTMP client waits on the server (streams/calibrator.py
+says the same), so a media node must never run in the same process as a
+transcode: the node could not answer the publish it waits for.
 """
 
 from __future__ import annotations
