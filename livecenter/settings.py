@@ -145,6 +145,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
     },
+    # Media jobs whose worker died start again elsewhere (streams/tasks.py).
+    "streams.recover-media-jobs": {
+        "task": "streams.recover_media_jobs",
+        "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
+        "options": {"queue": os.environ.get("LIVECENTER_MEDIA_QUEUE", "media"), "expires": 10},
+    },
 }
 
 # --- Auth and API ---------------------------------------------------------------
@@ -256,6 +262,26 @@ LIVECENTER_POLICY_CACHE_ENTRIES = int(os.environ.get("LIVECENTER_POLICY_CACHE_EN
 LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_DAYS", 183))
 # Forbidden streams per operator; the reference's limit is 10,000.
 LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))
+
+# --- media workers (issue 7; streams/tasks.py) ------------------------------------------
+# The Celery queue of transcodes, recordings and snapshots; `make run`'s
+# worker takes it with the default queue, a scaled worker is started with
+# `-Q media` (or both).
+LIVECENTER_MEDIA_QUEUE = os.environ.get("LIVECENTER_MEDIA_QUEUE", "media")
+# Threads of `runall`'s worker: each running transcode, recording or
+# snapshot series holds one while its stream is live.
+LIVECENTER_WORKER_CONCURRENCY = int(os.environ.get("LIVECENTER_WORKER_CONCURRENCY", 8))
+# How workers reach this machine's media node (its listening host, or
+# loopback when it listens on every address).
+LIVECENTER_MEDIA_INTERNAL_HOST = os.environ.get("LIVECENTER_MEDIA_INTERNAL_HOST", "")
+# A running job beats its row this often; one silent for STALE seconds is
+# taken as dead (kill -9, a lost machine) and started again on another worker.
+LIVECENTER_JOB_HEARTBEAT_SECONDS = float(os.environ.get("LIVECENTER_JOB_HEARTBEAT_SECONDS", 1))
+LIVECENTER_JOB_STALE_SECONDS = float(os.environ.get("LIVECENTER_JOB_STALE_SECONDS", 4))
+# An on-demand rendition nobody watched for this long stops.
+LIVECENTER_TRANSCODE_IDLE_SECONDS = float(os.environ.get("LIVECENTER_TRANSCODE_IDLE_SECONDS", 60))
+LIVECENTER_RECORDINGS_DIR = Path(os.environ.get("LIVECENTER_RECORDINGS_DIR", DATA_DIR / "recordings"))
+LIVECENTER_SNAPSHOTS_DIR = Path(os.environ.get("LIVECENTER_SNAPSHOTS_DIR", DATA_DIR / "snapshots"))
 
 # --- player -------------------------------------------------------------------------
 # The web player (/player/) and the calibrator send viewers to the generated

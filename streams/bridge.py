@@ -33,6 +33,8 @@ from domains.models import Domain
 from livecenter.media.policy import (
     DomainConfig,
     EventSink,
+    RenditionGroup,
+    RenditionRequested,
     StreamKey,
     StreamPublished,
     StreamsSampled,
@@ -161,6 +163,12 @@ def _blocked_until(key: StreamKey) -> float | None:
     return resume_at.timestamp() if resume_at is not None else None
 
 
+def _rendition_group(domain: str, app: str, group_id: str) -> RenditionGroup | None:
+    from . import media_services
+
+    return media_services.rendition_group(domain, app, group_id)
+
+
 class DatabasePolicy:
     """livecenter.media.policy.Policy over the console's database."""
 
@@ -181,7 +189,13 @@ class DatabasePolicy:
         self._blocks: _CachedLookup[StreamKey, float | None] = _CachedLookup(
             lambda key: _db(_blocked_until, key), ttl, size, clock
         )
+        self._groups: _CachedLookup[tuple[str, str, str], RenditionGroup | None] = _CachedLookup(
+            lambda key: _db(_rendition_group, *key), ttl, size, clock
+        )
         _policies.add(self)
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        return await self._groups.get((domain, app, group_id))
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return await self._domains.get(host)
@@ -264,15 +278,34 @@ async def _tell_listeners(method: str, event) -> None:
 
 
 class DatabaseEventSink:
-    """livecenter.media.policy.EventSink writing PublishSession rows, then
-    telling the listeners (add_event_listener)."""
+    """livecenter.media.policy.EventSink writing PublishSession rows,
+    starting the media workers' jobs (streams/media_services.py) once
+    `node_address` says where workers reach this node, then telling the
+    listeners (add_event_listener)."""
+
+    def __init__(self) -> None:
+        self.node_address = None  # a media_services.NodeAddress, set when the node listens
 
     async def published(self, event: StreamPublished) -> None:
         await _db(_record_published, event)
+        if self.node_address is not None:
+            from . import media_services
+
+            await _db(media_services.stream_published, event.key, self.node_address)
         await _tell_listeners("published", event)
 
     async def updated(self, event: StreamUpdated) -> None:
         await _db(_record_updated, event)
+        if event.viewers > 0 and "_" in event.key.stream:
+            from . import media_services
+
+            await _db(media_services.stream_watched, event.key, event.viewers)
+
+    async def rendition_requested(self, event: RenditionRequested) -> None:
+        if self.node_address is not None:
+            from . import media_services
+
+            await _db(media_services.rendition_requested, event.source, event.template_id, self.node_address)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await _db(_record_unpublished, event)

@@ -16,6 +16,7 @@ from livecenter.media.node import MediaNode, NodeConfig
 
 from . import control
 from .bridge import DatabaseEventSink, DatabasePolicy, close_orphaned_sessions
+from .media_services import NodeAddress, internal_host
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ async def running_media_node(config: NodeConfig | None = None):
     node = build_media_node(config)
     await sync_to_async(close_orphaned_sessions)(node.config.node_id)
     await node.start()
+    node.sink.node_address = NodeAddress(internal_host(node.config.host), node.rtmp_port, node.http_port)
     control.register_engine(node)
     listener = asyncio.create_task(control.listen_for_control(node), name="media-control")
     try:

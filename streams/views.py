@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from domains import services as domain_services
 from domains.forms import add_service_errors
 
-from . import services
+from . import media_services, services
 from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
 from .player import player_sources
 
@@ -66,6 +66,10 @@ def online(request):
             stream=data.get("stream") or None,
         )
     page, query = _page(request, rows)
+    # The latest snapshot of each stream shown (issue 7).
+    snapshots = media_services.latest_snapshots(page.object_list)
+    for session in page.object_list:
+        session.snapshot = snapshots.get((session.domain_name, session.app, session.stream))
     return render(
         request,
         "streams/online.html",

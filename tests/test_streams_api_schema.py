@@ -20,6 +20,16 @@ STREAM_PATHS = {
     "/api/v1/streams/resume/",
     "/api/v1/streams/blocked/",
     "/api/v1/streams/control-history/",
+    # The media workers' (issue 7).
+    "/api/v1/streams/transcode-templates/",
+    "/api/v1/streams/template-groups/",
+    "/api/v1/streams/record-configs/",
+    "/api/v1/streams/snapshot-configs/",
+    "/api/v1/streams/jobs/",
+    "/api/v1/streams/recordings/",
+    "/api/v1/streams/recordings/{recording_id}/download/",
+    "/api/v1/streams/snapshots/",
+    "/api/v1/streams/snapshots/{snapshot_id}/image/",
 }
 
 

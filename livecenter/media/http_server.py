@@ -22,6 +22,7 @@ import h11
 
 from .admission import admit_play, domain_of
 from .flv import flv_header
+from .hls_master import master_playlist
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
@@ -185,6 +186,15 @@ class MediaHttpSession:
             self.send_simple(403, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
+        if match["ext"] == "m3u8":
+            master = await master_playlist(self.node, admission, app, stream, query)
+            if master is not None:
+                status, text = master
+                if status != 200:
+                    self.send_simple(status, f"{text}\n", refusal_headers(text))
+                else:
+                    self.send_body(method, b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
+                return
         if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
             log.info("http %s play refused: stream=%s reason=stream is not live", self.peer, key)
             self.send_simple(404, "stream is not live\n", refusal_headers("stream is not live"))

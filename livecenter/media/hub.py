@@ -600,6 +600,9 @@ class StreamHub:
         self.subscriber_max_lag_ms = subscriber_max_lag_ms
         self.reconnect_grace_seconds = reconnect_grace_seconds
         self._streams: dict[StreamKey, LiveStream] = {}
+        # Told of every key a viewer starts waiting for (the node asks for a
+        # rendition's transcode, renditions.py).
+        self.on_wait: Callable[[StreamKey], None] | None = None
         self._live_waiters: dict[StreamKey, set[asyncio.Future]] = {}
 
     def publish(self, key: StreamKey) -> Publication:
@@ -648,6 +651,8 @@ class StreamHub:
         """Whether `key` is live, waiting up to `timeout` seconds for it."""
         if self.is_live(key) or timeout <= 0:
             return self.is_live(key)
+        if self.on_wait is not None:
+            self.on_wait(key)
         waiter = asyncio.get_running_loop().create_future()
         waiters = self._live_waiters.setdefault(key, set())
         waiters.add(waiter)

@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 
 from .hls_server import HlsService
 from .hub import StreamHub
-from .policy import EventSink, Policy, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished, StreamUpdated
+from .policy import (
+    EventSink,
+    Policy,
+    RenditionRequested,
+    StreamKey,
+    StreamPublished,
+    StreamsSampled,
+    StreamUnpublished,
+    StreamUpdated,
+)
+from .renditions import split_rendition_name
 from .stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -78,6 +88,7 @@ class MediaNode:
         self.stats = StatsSampler(self.hub)
         self._pending_samples = 0
         self.sample_batches_dropped = 0
+        self.hub.on_wait = self._stream_wanted
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -157,6 +168,21 @@ class MediaNode:
             del self._live[key]
         self._events.put_nowait(StreamUnpublished(key, session_id, time.time(), reason))
 
+    def _stream_wanted(self, key: StreamKey) -> None:
+        """A viewer waits for `key`: if it names a rendition of a live
+        stream, ask the sink for its transcode (the viewer keeps waiting
+        `play_wait_seconds` for it to go live)."""
+        split = split_rendition_name(key.stream)
+        if split is not None:
+            source = StreamKey(key.domain, key.app, split[0])
+            if self.hub.is_live(source):
+                self.request_rendition(source, split[1])
+
+    def request_rendition(self, source: StreamKey, template_id: str) -> None:
+        if self._events.qsize() >= MAX_PENDING_EVENTS:
+            return  # the viewer's wait ends in a 404, as for a stream that is not live
+        self._events.put_nowait(RenditionRequested(source, template_id, self.config.node_id))
+
     async def _pump_events(self) -> None:
         while True:
             event = await self._events.get()
@@ -174,6 +200,10 @@ class MediaNode:
             elif isinstance(event, StreamsSampled):
                 self._pending_samples -= 1
                 await self.sink.sampled(event)
+            elif isinstance(event, RenditionRequested):
+                handler = getattr(self.sink, "rendition_requested", None)
+                if handler is not None:
+                    await handler(event)
             else:
                 await self.sink.unpublished(event)
         except Exception:
@@ -193,7 +223,7 @@ class MediaNode:
                     break
                 stream = self.hub.stream(key)
                 if stream is not None:
-                    self._events.put_nowait(StreamUpdated(key, session_id, stream.info()))
+                    self._events.put_nowait(StreamUpdated(key, session_id, stream.info(), stream.viewer_count))
 
     async def _report_samples(self) -> None:
         # Ticks on the loop's clock, so a slow tick does not shift the rest.

@@ -81,6 +81,7 @@ class StreamUpdated:
     key: StreamKey
     session_id: str
     info: StreamInfo
+    viewers: int = 0  # subscribers now (an HLS-packaged stream counts one while it is requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ class StreamSample:
     video_bitrate: float
     audio_bitrate: float
     keyframe_interval_ms: int  # between the last two keyframes; 0 until there are two
-    bframes: bool  # a frame in the interval had a non-zero composition time
+    bframes: bool  # the stream has B-frames (the hub reads slice headers)
     timestamp_jumps: int  # in the interval, either track
     video_codec: str = ""
     video_profile: str = ""
@@ -132,12 +133,34 @@ class StreamsSampled:
     samples: tuple[StreamSample, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RenditionRequested:
+    """A viewer asked for `{source}_{template}` while it was not live and its
+    source was (renditions.py): the sink may start a transcode."""
+
+    source: StreamKey
+    template_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionGroup:
+    """An ABR template group (hls_master.py): its renditions, lowest first."""
+
+    group_id: str
+    renditions: tuple  # of renditions.RenditionSpec
+
+
 class Policy(Protocol):
     async def domain_config(self, host: str) -> DomainConfig | None:
         """The domain named `host` (lower-case ASCII), or None if unknown."""
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
         """Whether publishing `key` is blocked at `now`."""
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        """The ABR group `group_id` of an ingest domain's app, or None.
+        Optional: a policy without it has no groups."""
 
 
 class EventSink(Protocol):
@@ -149,6 +172,9 @@ class EventSink(Protocol):
 
     async def sampled(self, event: StreamsSampled) -> None: ...
 
+    async def rendition_requested(self, event: RenditionRequested) -> None:
+        """Optional: a sink without it starts no transcodes on demand."""
+
 
 @dataclass
 class MemoryPolicy:
@@ -156,12 +182,17 @@ class MemoryPolicy:
 
     domains: dict[str, DomainConfig] = field(default_factory=dict)
     forbidden: set[StreamKey] = field(default_factory=set)
+    # (ingest domain, app, group id) -> RenditionGroup
+    groups: dict[tuple[str, str, str], RenditionGroup] = field(default_factory=dict)
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return self.domains.get(host)
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
         return key in self.forbidden
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        return self.groups.get((domain, app, group_id))
 
 
 @dataclass
@@ -180,4 +211,7 @@ class MemorySink:
         self.events.append(event)
 
     async def sampled(self, event: StreamsSampled) -> None:
+        self.events.append(event)
+
+    async def rendition_requested(self, event: RenditionRequested) -> None:
         self.events.append(event)

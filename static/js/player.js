@@ -71,6 +71,8 @@
     latencySamples: [], // the last LATENCY_SAMPLES_KEPT of them
     attempts: [], // {protocol, error} per rung tried
     rtc: null, // RTS only: getStats() counters (framesDecoded, audioPacketsReceived, ...)
+    hlsLevel: null, // an ABR master's variant playing: {index, width, height, bitrate}
+    levelSwitches: 0,
     error: null,
   };
   window.livecenterPlayer = { stats: stats, config: config };
@@ -369,6 +371,13 @@
       if (attemptState === current && lowLatency) {
         stats.protocol = data.details && data.details.partList && data.details.partList.length ? "llhls" : "hls";
       }
+    });
+    // An ABR master playlist (`{stream}_{group}.m3u8`): hls.js picks the variant.
+    hls.on(Hls.Events.LEVEL_SWITCHED, (event, data) => {
+      const level = hls.levels[data.level];
+      if (attemptState !== current || !level) return;
+      stats.hlsLevel = { index: data.level, width: level.width, height: level.height, bitrate: level.bitrate };
+      stats.levelSwitches += 1;
     });
     hls.on(Hls.Events.FRAG_LOADED, (event, data) => {
       window_.bytes += (data.frag && data.frag.stats && data.frag.stats.loaded) || 0;

@@ -23,7 +23,9 @@ from django.core.management.base import BaseCommand
 WORKER_STOP_SECONDS = 15
 
 
-def worker_command(concurrency: int = 2) -> list[str]:
+def worker_command(concurrency: int | None = None) -> list[str]:
+    # Media jobs (streams/tasks.py) hold a thread each while their stream is live.
+    concurrency = concurrency or settings.LIVECENTER_WORKER_CONCURRENCY
     return [
         sys.executable,
         "-m",
@@ -36,6 +38,8 @@ def worker_command(concurrency: int = 2) -> list[str]:
         str(settings.DATA_DIR / "celerybeat-schedule"),
         "--loglevel",
         "INFO",
+        "--queues",
+        f"celery,{settings.LIVECENTER_MEDIA_QUEUE}",
         "--pool",
         "threads",
         "--concurrency",

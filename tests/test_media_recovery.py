@@ -1,0 +1,124 @@
+"""A worker killed with kill -9 in the middle of a transcode (issue 7): the
+beat task notices its job's heartbeat stopped and another worker takes the
+job; the rendition comes back, and a viewer that was watching it goes on
+(the node holds it through the publisher's reconnect grace)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from domains import services
+from livecenter.media.policy import StreamKey
+from streams import media_services, tasks
+from streams.media_models import JobState, MediaJob
+from tests.streamsupport import publish, unpublish
+from tests.test_media_transcode import PLAY, PUSH, add_domains
+from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
+
+
+def test_it_restarts_a_transcode_on_another_worker_after_kill_9(owner, settings, tmp_path):
+    add_domains(owner)
+    media_services.add_template(owner, PLAY, "live", "lld")
+    with MediaNodeThread() as media, Workers(tmp_path, settings) as workers:
+        first, second = workers.start_worker(), workers.start_worker()
+        workers.start_beat()
+        source_urls = services.generate_urls(owner, PUSH, "live", "cam1")
+        publisher = start_publisher(media.local(source_urls.ingest["rtmp"]), seconds=120, size="640x360")
+        try:
+            assert wait_until(lambda: media.node.hub.live_keys()), stop(publisher)
+            url = media.local(services.generate_urls(owner, PLAY, "live", "cam1", template="lld").playback["flv"])
+            assert probe(url, seconds=2)["packets"], workers.output()
+            job = MediaJob.objects.get(kind="transcode", stream="cam1")
+            pid = int(job.worker.split(":")[1])
+            assert pid in (first.pid, second.pid)
+
+            # A viewer watches the rendition across the kill.
+            watched: dict = {}
+
+            def watch() -> None:
+                started = time.monotonic()
+                try:
+                    watched["result"] = probe(url, seconds=30, entries="packet=pts_time", timeout=90)
+                except AssertionError as exc:
+                    watched["error"] = str(exc)
+                watched["seconds"] = time.monotonic() - started
+
+            viewer = threading.Thread(target=watch)
+            viewer.start()
+            time.sleep(3)
+            killed_at = time.monotonic()
+            workers.kill(pid)
+
+            def restarted():
+                job.refresh_from_db()
+                return job.attempt >= 2 and job.state == JobState.RUNNING and str(pid) not in job.worker
+
+            assert wait_until(restarted, 30), workers.output()
+            key = next(k for k in media.node.hub.live_keys() if k.stream == "cam1")
+            rendition = type(key)(key.domain, key.app, "cam1_lld")
+            assert wait_until(lambda: media.node.hub.is_live(rendition), 30), workers.output()
+            back_after = time.monotonic() - killed_at
+            assert back_after < 20, back_after
+            assert probe(url, seconds=2)["packets"]
+            viewer.join(90)
+            assert "error" not in watched, watched
+            times = [float(p["pts_time"]) for p in watched["result"]["packets"]]
+            # It read on through the restart (the reconnect grace held it).
+            assert max(times) - min(times) >= 25, (min(times), max(times), back_after)
+            print(f"rendition back {back_after:.1f} s after kill -9")
+        finally:
+            stop(publisher)
+        assert wait_until(lambda: MediaJob.objects.get(pk=job.pk).state == JobState.FINISHED, 60), workers.output()
+    connections.close_all()
+
+
+def test_it_claims_a_job_once_and_requeues_it_when_its_heartbeat_stops(owner, monkeypatch):
+    """A duplicate delivery of the same attempt, or one for an attempt that
+    was superseded, does nothing; a job whose worker stopped beating while
+    its source is live is sent again as the next attempt."""
+    add_domains(owner)
+    sent = []
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: sent.append(tuple(args)))
+    publish(PUSH, "live", "cam1", "session-1")
+    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
+    job, created = media_services.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    assert created and sent == [(job.pk, 1)]
+    again, created = media_services.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    assert (again.pk, created) == (job.pk, False)
+
+    assert media_services.claim_job(job.pk, 1, "host:1:1")
+    assert not media_services.claim_job(job.pk, 1, "host:2:1")  # a duplicate delivery
+    assert media_services.beat_job(job.pk, 1)
+    assert media_services.recover_jobs() == []  # beating: left alone
+
+    MediaJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
+    assert media_services.recover_jobs() == [(job.pk, 2)]
+    assert sent[-1] == (job.pk, 2)
+    assert not media_services.beat_job(job.pk, 1)  # the old worker learns it lost the job
+    assert not media_services.claim_job(job.pk, 1, "host:1:1")
+    assert media_services.claim_job(job.pk, 2, "host:3:1")
+    job.refresh_from_db()
+    assert (job.state, job.worker) == (JobState.RUNNING, "host:3:1")
+
+
+def test_it_ends_a_lost_job_whose_source_has_gone(owner, monkeypatch):
+    add_domains(owner)
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
+    session = publish(PUSH, "live", "cam1", "session-1")
+    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_services.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
+    assert media_services.claim_job(job.pk, 1, "host:1:1")
+    unpublish(session, timezone.now())
+    MediaJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
+    assert media_services.recover_jobs() == []
+    job.refresh_from_db()
+    assert job.state == JobState.FINISHED
+    assert "source ended" in job.detail

@@ -1,0 +1,107 @@
+"""Renditions as the engine sees them (issue 7): template sizes, rendition
+names, the ABR master playlist, and the node asking its sink for a
+rendition a viewer waits for."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from livecenter.media.hls_master import Variant, master_text
+from livecenter.media.policy import RenditionGroup, RenditionRequested, StreamKey
+from livecenter.media.renditions import RenditionSpec, output_size, split_rendition_name, standard_spec
+from livecenter.media.signing import sign, verify
+from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, start_publisher
+
+
+def test_it_sizes_the_standard_templates_by_their_short_side():
+    assert output_size(standard_spec("lld"), 1280, 720) == (640, 360)
+    assert output_size(standard_spec("lsd"), 1280, 720) == (768, 432)
+    assert output_size(standard_spec("lhd"), 1920, 1080) == (1152, 648)
+    assert output_size(standard_spec("lud"), 1920, 1080) == (1920, 1080)
+    # Portrait: the short side is the width.
+    assert output_size(standard_spec("lld"), 720, 1280) == (360, 640)
+    # Never upscaled.
+    assert output_size(standard_spec("lud"), 1280, 720) == (1280, 720)
+
+
+def test_it_sizes_custom_templates():
+    assert output_size(RenditionSpec("w", 800, width=854), 1920, 1080) == (854, 480)
+    assert output_size(RenditionSpec("h", 800, height=240), 1280, 720) == (426, 240)
+    assert output_size(RenditionSpec("wh", 800, width=400, height=400), 1280, 720) == (400, 400)
+    assert output_size(RenditionSpec("odd", 800, short_side=361), 1280, 720) == (642, 362)
+
+
+def test_it_splits_rendition_names_at_the_last_underscore():
+    assert split_rendition_name("cam1_lld") == ("cam1", "lld")
+    assert split_rendition_name("my_cam_lhd") == ("my_cam", "lhd")
+    assert split_rendition_name("cam1") is None
+    assert split_rendition_name("cam1_") is None
+    assert standard_spec("nope") is None
+
+
+def test_it_writes_a_master_playlist():
+    text = master_text([Variant("a_lld.m3u8?x=1", 500_000, 640, 360, 30.0), Variant("a.m3u8", 2_000_000, 1280, 720)])
+    assert text.splitlines() == [
+        "#EXTM3U",
+        "#EXT-X-VERSION:6",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-STREAM-INF:BANDWIDTH=600000,AVERAGE-BANDWIDTH=500000,RESOLUTION=640x360,FRAME-RATE=30.000",
+        "a_lld.m3u8?x=1",
+        "#EXT-X-STREAM-INF:BANDWIDTH=2400000,AVERAGE-BANDWIDTH=2000000,RESOLUTION=1280x720",
+        "a.m3u8",
+    ]
+
+
+@pytest.fixture
+def node():
+    node = NodeThread(play_wait_seconds=2, update_interval_seconds=0.5)
+    node.policy.groups[(INGEST, "live", "abr")] = RenditionGroup("abr", (standard_spec("lld"), standard_spec("lhd")))
+    node.start()
+    yield node
+    node.stop()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.media
+def test_it_asks_for_a_rendition_a_viewer_waits_for_and_serves_the_group_master(node):
+    source = StreamKey(INGEST, "live", "cam1")
+    # Not live: a viewer of a rendition asks for nothing.
+    assert get(node.flv_url(stream="cam1_lld"))[0] == 404
+    assert not [e for e in node.sink.events if isinstance(e, RenditionRequested)]
+    publisher = start_publisher(node.publish_url(), seconds=20, size="640x360")
+    try:
+        assert node.wait_for(lambda: node.node.hub.is_live(source))
+        assert get(node.flv_url(stream="cam1_lld"))[0] == 404  # nobody made it within the wait
+        requests = [e for e in node.sink.events if isinstance(e, RenditionRequested)]
+        assert requests == [RenditionRequested(source, "lld", "test-node")]
+
+        ts = int(time.time())
+        token = sign("/live/cam1_abr.m3u8", PLAY_KEY, ts, "r1", "u1")
+        status, text = get(f"{node.http}/live/cam1_abr.m3u8?auth_key={token}&domain={PLAY}")
+        assert status == 200, text
+        uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert [u.split("?")[0] for u in uris] == ["cam1_lld.m3u8", "cam1_lhd.m3u8", "cam1.m3u8"]
+        assert "RESOLUTION=640x360" in text  # lhd is not upscaled past the 640x360 source
+        for uri in uris:
+            auth = dict(p.split("=", 1) for p in uri.split("?", 1)[1].split("&"))
+            assert auth["domain"] == PLAY
+            assert auth["auth_key"].startswith(f"{ts}-r1-u1-")
+            assert verify(f"/live/{uri.split('?')[0]}", auth["auth_key"], (PLAY_KEY,), 3600, time.time()).ok
+        # The master asked for the group's renditions.
+        asked = lambda: {e.template_id for e in node.sink.events if isinstance(e, RenditionRequested)}  # noqa: E731
+        assert node.wait_for(lambda: asked() == {"lld", "lhd"}), asked()
+        # A group that does not exist is an ordinary (not live) stream.
+        token = sign("/live/cam1_nope.m3u8", PLAY_KEY, ts)
+        assert get(f"{node.http}/live/cam1_nope.m3u8?auth_key={token}&domain={PLAY}")[0] == 404
+    finally:
+        publisher.stop()
