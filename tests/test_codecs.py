@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from livecenter.media.codecs import (
     MAX_EXP_GOLOMB_LEADING_ZEROS,
+    MAX_NAL_UNITS_PER_ACCESS_UNIT,
     MAX_PICTURE_SIDE_MBS,
     MAX_REF_FRAMES_IN_POC_CYCLE,
     MAX_SPS_BYTES,
@@ -320,6 +321,15 @@ def test_it_splits_length_prefixed_nal_units():
     assert avcc_to_annexb(data, 4) == b"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x65\x88\x84"
     assert avcc_to_annexb(b"\x02\x09\xf0\x01\x65", 1) == b"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x65"
     assert avcc_to_annexb(b"", 4) == b""
+
+
+def test_it_reads_at_most_max_nal_units_per_access_unit():
+    unit = b"\x00\x00\x00\x01\x09"
+    assert len(list(iter_nal_units(unit * MAX_NAL_UNITS_PER_ACCESS_UNIT, 4))) == MAX_NAL_UNITS_PER_ACCESS_UNIT
+    # Empty units count too: a frame of zeros is refused, not walked four bytes at a time.
+    for data in (unit * (MAX_NAL_UNITS_PER_ACCESS_UNIT + 1), bytes(4 * (MAX_NAL_UNITS_PER_ACCESS_UNIT + 1))):
+        with pytest.raises(CodecError, match="more than 256 NAL units in one access unit"):
+            list(iter_nal_units(data, 4))
 
 
 def test_it_refuses_nal_units_that_run_past_the_data():

@@ -29,6 +29,11 @@ MAX_EXP_GOLOMB_LEADING_ZEROS = 31
 MAX_PICTURE_SIDE_MBS = 1055
 # H.264 7.4.2.1.1: num_ref_frames_in_pic_order_cnt_cycle is 0..255.
 MAX_REF_FRAMES_IN_POC_CYCLE = 255
+# NAL units in one access unit: parameter sets, SEI and slices; a picture cut
+# into a slice per macroblock row of 4K (135 rows) stays below this. Past it
+# the frame is refused, so that a publisher cannot make every frame cost a
+# Python loop per four bytes (a run of zero-length units).
+MAX_NAL_UNITS_PER_ACCESS_UNIT = 256
 
 ANNEXB_START_CODE = b"\x00\x00\x00\x01"
 
@@ -327,13 +332,17 @@ def parse_avc_sequence_header(body: bytes) -> AvcConfig:
 
 def iter_nal_units(data: bytes, nal_length_size: int) -> Iterator[memoryview]:
     """The NAL units of an AVCC access unit (each prefixed by its length in
-    `nal_length_size` bytes), as views into `data`. Empty units are skipped."""
+    `nal_length_size` bytes), as views into `data`. Empty units are skipped
+    but count towards MAX_NAL_UNITS_PER_ACCESS_UNIT."""
     if not 1 <= nal_length_size <= 4:
         raise ValueError("nal_length_size must be 1-4")
     view = memoryview(data)
     end = len(view)
-    pos = 0
+    pos = units = 0
     while pos < end:
+        units += 1
+        if units > MAX_NAL_UNITS_PER_ACCESS_UNIT:
+            raise CodecError(f"more than {MAX_NAL_UNITS_PER_ACCESS_UNIT} NAL units in one access unit")
         if pos + nal_length_size > end:
             raise CodecError("AVCC data ends inside a NAL unit length")
         size = int.from_bytes(view[pos : pos + nal_length_size], "big")

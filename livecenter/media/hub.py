@@ -59,6 +59,11 @@ from .stats import StreamCounters
 
 log = logging.getLogger(__name__)
 
+# B-frames are looked for in the first frames of a publication: an encoder
+# that uses them sends one within its first GOP (x264: the third frame), and
+# settings change only with a new publication. Ten seconds at 30 fps.
+BFRAME_DETECTION_FRAMES = 300
+
 # The GOP a late joiner gets at once. 1 s GOPs of 720p at 2 Mbit/s are 250 KB;
 # 8 MiB holds 8 s GOPs at 8 Mbit/s. A longer GOP is not cached: the cache
 # restarts at the next keyframe, and joiners wait for it.
@@ -303,7 +308,11 @@ class LiveStream:
             if kind == "video":
                 self.video_frames += 1
                 self._video.add(frame.timestamp, size)
-                if not self.has_bframes and self.avc_config is not None:
+                if (
+                    not self.has_bframes
+                    and self.avc_config is not None
+                    and self.video_frames <= BFRAME_DETECTION_FRAMES
+                ):
                     self._detect_bframes(body)
                 self.counters.video(frame.timestamp, size, frame.keyframe)
             else:

@@ -56,8 +56,13 @@ def slice_type(nal: bytes | memoryview) -> int | None:
 
 
 def avcc_has_b_slices(data: bytes | memoryview, nal_length_size: int) -> bool:
-    """Whether an AVCC access unit holds a B slice."""
-    return any(slice_type(nal) == SLICE_B for nal in iter_nal_units(data, nal_length_size))
+    """Whether an AVCC access unit holds a B slice: its first slice says (an
+    encoder gives a picture's slices one type; the rest need not be read)."""
+    for nal in iter_nal_units(data, nal_length_size):
+        kind = slice_type(nal)
+        if kind is not None:
+            return kind == SLICE_B
+    return False
 
 
 def flv_video_has_b_slices(body: bytes, nal_length_size: int) -> bool:
