@@ -145,3 +145,28 @@ def test_it_marks_a_publisher_reconnect_with_a_discontinuity(media):
 def test_it_answers_404_for_media_of_a_stream_not_being_packaged(media):
     code, headers, _ = fetch(f"{media.http}/live/cam1/seg_3.ts?token=1-00000000000000000000000000000000")
     assert (code, headers["X-LiveCenter-Error"]) == (404, "stream is not being packaged")
+
+
+def test_it_reports_the_other_renditions_of_a_stream(media):
+    # A transcode publishes `cam1_lld` back into the node like any publisher
+    # (issue 7); here ffmpeg stands in for it.
+    publishers = [
+        start_publisher(media.publish_url(stream=name), seconds=30, size="320x180") for name in ("cam1", "cam1_lld")
+    ]
+    try:
+        assert media.wait_for(lambda: len(media.node.hub.live_keys()) == 2)
+        token = sign("/live/cam1_lld.m3u8", PLAY_KEY, int(time.time()))
+        rendition = f"{media.http}/live/cam1_lld.m3u8?auth_key={token}&domain={PLAY}"
+        assert fetch(rendition)[0] == 200
+        source_text = fetch(m3u8_url(media))[2].decode()
+        report = re.search(r'^#EXT-X-RENDITION-REPORT:URI="cam1_lld\.m3u8",LAST-MSN=(\d+),LAST-PART=(\d+)$',
+                           source_text, re.M)  # fmt: skip
+        assert report, source_text
+        rendition_text = fetch(rendition)[2].decode()
+        assert re.search(r'^#EXT-X-RENDITION-REPORT:URI="cam1\.m3u8",LAST-MSN=\d+,LAST-PART=\d+$', rendition_text, re.M)
+        # The report names a part the rendition's playlist lists.
+        msn, part = report.groups()
+        assert f"cam1_lld/part_{msn}_{part}.ts" in fetch(rendition + f"&_HLS_msn={msn}&_HLS_part={part}")[2].decode()
+    finally:
+        for publisher in publishers:
+            publisher.stop()

@@ -23,6 +23,7 @@ import time
 from .hls import HlsPackager, Readiness, check_segment_token, make_segment_token, parse_media_uri
 from .mpegts import TsMuxError
 from .policy import StreamKey
+from .renditions import split_rendition_name
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ PART_HOLD_BACK_PARTS = 2
 # seconds (HlsPackager.playlist says more). Joining just after a segment
 # boundary keeps the burst clear of the next one.
 JOIN_SEGMENT_END_MARGIN_MS = 400
+
+
+def _source_name(stream: str) -> str:
+    """The stream a rendition `{stream}_{template}` is made from; a source is its own."""
+    split = split_rendition_name(stream)
+    return split[0] if split is not None else stream
 
 
 class HlsStream:
@@ -161,7 +168,27 @@ class HlsService:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or stream.subscription.ended or not await stream.changed(remaining):
                 return 503, "the playlist did not advance in time"
-        return 200, stream.packager.playlist(low_latency=True, token=self.token(stream, time.time()))
+        return 200, stream.packager.playlist(
+            low_latency=True, token=self.token(stream, time.time()), rendition_reports=self.rendition_reports(stream)
+        )
+
+    def rendition_reports(self, stream: HlsStream) -> list[tuple[str, int, int]]:
+        """EXT-X-RENDITION-REPORT of the stream's other renditions this node
+        packages (RFC 8216bis 4.4.5.4): the source `{s}` and its
+        `{s}_{template}`, by URI relative to this playlist. hls.js reads the
+        report of the rendition it switches to for the part to ask for (it
+        matches the URI without the query)."""
+        source = _source_name(stream.key.stream)
+        reports = []
+        for key, other in self.streams.items():
+            if other is stream or key.domain != stream.key.domain or key.app != stream.key.app:
+                continue
+            if _source_name(key.stream) != source or other.subscription.ended:
+                continue
+            last = other.packager.last_msn_part()
+            if last is not None:
+                reports.append((f"{key.stream}.m3u8", *last))
+        return sorted(reports)
 
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""
