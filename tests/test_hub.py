@@ -554,6 +554,12 @@ async def test_it_counts_viewers_by_protocol_and_survives_an_unreadable_header()
     subs[0].close()
     assert stream.viewers() == {"flv": 1, "rtmp": 1}
     assert stream.info().width == 0 and stream.info().video_codec == "H264"
+    # A subscription shared by several viewers (RTS) counts them; the node's
+    # own HLS packager is no viewer.
+    shared = hub.subscribe(KEY, protocol="rts")
+    shared.viewers = 4
+    hub.subscribe(KEY, protocol="hls-packager")
+    assert stream.viewers() == {"flv": 1, "rtmp": 1, "rts": 4}
 
 
 @run

@@ -59,6 +59,9 @@ from .stats import StreamCounters
 
 log = logging.getLogger(__name__)
 
+# Subscriptions that are the node's own work, not viewers.
+INTERNAL_PROTOCOLS = frozenset({"hls-packager"})
+
 # B-frames are looked for in the first frames of a publication: an encoder
 # that uses them sends one within its first GOP (x264: the third frame), and
 # settings change only with a new publication. Ten seconds at 30 fps.
@@ -235,8 +238,16 @@ class LiveStream:
         return len(self.subscribers)
 
     def viewers(self) -> dict[str, int]:
-        """Subscribers by protocol tag, e.g. {"flv": 3, "rtmp": 1}."""
-        return dict(Counter(sub.protocol for sub in self.subscribers))
+        """Viewers by protocol tag, e.g. {"flv": 3, "rtmp": 1, "rts": 5}: a
+        subscription shared by several (RTS's one per stream) counts them,
+        the node's own work (INTERNAL_PROTOCOLS: the HLS packager) none. HLS
+        viewers hold no subscription; the samples count them by request
+        (stats.py)."""
+        counts: Counter[str] = Counter()
+        for sub in self.subscribers:
+            if sub.protocol not in INTERNAL_PROTOCOLS:
+                counts[sub.protocol] += sub.viewers
+        return dict(counts)
 
     def info(self) -> StreamInfo:
         avc, aac, audio_format = self.avc_config, self.aac_config, self._audio_format
@@ -449,6 +460,7 @@ class Subscription:
     __slots__ = (
         "key",
         "protocol",
+        "viewers",
         "dropped",
         "skips",
         "lagging_disconnect",
@@ -465,6 +477,7 @@ class Subscription:
     def __init__(self, stream: LiveStream, protocol: str) -> None:
         self.key = stream.key
         self.protocol = protocol
+        self.viewers = 1  # how many viewers it serves: a shared one (RTS) sets its count
         self.dropped = 0  # frames this viewer did not get
         self.skips = 0  # times it was skipped to a keyframe
         self.lagging_disconnect = False

@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from .policy import StreamKey, StreamSample
 
 # Subscriptions that are the node's own work, not viewers.
-INTERNAL_PROTOCOLS = frozenset({"hls-packager"})
 # A client of a request-per-file protocol (HLS) counts as a viewer for this
 # long after its last request: hls.js reloads the playlist every target
 # duration (1 s here), plain players at most every few seconds.
@@ -198,7 +197,7 @@ class StatsSampler:
             before.audio_ts, now.audio_ts, seconds,
         )  # fmt: skip
         counters = now.counters
-        viewers = Counter(sub.protocol for sub in stream.subscribers if sub.protocol not in INTERNAL_PROTOCOLS)
+        viewers = Counter(stream.viewers())
         viewers.update(counters.request_viewers(now.at))
         bitrate_out = {
             protocol: (nbytes - before.bytes_out.get(protocol, 0)) * 8 / seconds if seconds > 0 else 0.0

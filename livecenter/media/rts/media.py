@@ -172,12 +172,14 @@ class RtsViewer:
                 return
         self.video_frames += 1
         self.video.put(unit.packet)
+        self.source.subscription.count_sent(unit.packet.size)
 
     def offer_audio(self, packet: av.Packet) -> None:
         queue = self.audio.queue
         if len(queue) >= VIEWER_MAX_AUDIO_PACKETS:
             queue.popleft()
         self.audio.put(packet)
+        self.source.subscription.count_sent(packet.size)
 
     def join(self, gop: list[VideoUnit]) -> None:
         """Start at the latest keyframe: the cached frames from it on, one
@@ -429,12 +431,14 @@ class RtsSource:
     def add_viewer(self, may_transcode: bool) -> RtsViewer:
         viewer = RtsViewer(self, may_transcode)
         self.viewers[viewer] = None
+        self.subscription.viewers = len(self.viewers)
         if self.ready:
             viewer.join(self.gop)
         return viewer
 
     def remove(self, viewer: RtsViewer) -> None:
         self.viewers.pop(viewer, None)
+        self.subscription.viewers = len(self.viewers)
         if not self.viewers:
             self.close()
 
