@@ -226,8 +226,7 @@ def test_it_renders_a_plain_playlist_that_slides():
         flv_tags(ffmpeg_flv(seconds=6)),
         after=lambda events: (
             snapshots.append(Playlist(packager.playlist(token="9-ab")))
-            # A segment is listed once the next one has a part.
-            if any(isinstance(e, HlsPartCompleted) and e.msn > 0 and e.index == 0 for e in events)
+            if any(isinstance(e, HlsSegmentCompleted) for e in events)
             else None
         ),
     )
@@ -542,32 +541,6 @@ def test_it_waits_for_the_first_part_of_a_segment_after_the_last_part():
     edge = {**EDGE, "open_parts": 0}
     assert decide_blocking_reload("9", "3", **edge).readiness is Readiness.WAIT
     assert decide_blocking_reload("9", "2", **edge).readiness is Readiness.READY
-    # Segment 9 is complete but published whole only with a part of 10.
-    assert decide_blocking_reload("9", None, **edge).readiness is Readiness.WAIT
-    assert decide_blocking_reload("8", None, **edge).readiness is Readiness.READY
-
-
-def test_it_lists_a_just_completed_segment_as_open_until_the_next_has_a_part():
-    # Its last part comes first, its EXTINF one part later: hls.js, still
-    # loading its earlier parts when both arrived together, skipped that part
-    # and stalled for seconds.
-    packager = HlsPackager(part_duration_s=0.2)
-    tags = flv_tags(ffmpeg_flv(seconds=3))
-    views = []
-
-    def after(events):
-        if HlsSegmentCompleted(1) in events or HlsPartCompleted(2, 0) in events:
-            views.append(Playlist(packager.playlist(low_latency=True)))
-
-    feed(packager, tags, after=after)
-    completed, next_part = views[0], views[1]
-    for playlist in (completed, next_part):
-        check_playlist_rules(playlist)
-    assert [parse_media_uri(s["uri"]).msn for s in completed.segments] == [0]
-    assert len(completed.open["parts"]) == 5  # segment 1, every part, no EXTINF
-    assert completed.preload_hint == 'TYPE=PART,URI="part_2_0.ts"'
-    assert [parse_media_uri(s["uri"]).msn for s in next_part.segments] == [0, 1]
-    assert [parse_media_uri(p["uri"]).part for p in next_part.open["parts"]] == [0]
 
 
 def test_it_answers_a_blocked_reload_once_the_part_is_pushed():

@@ -228,10 +228,7 @@ def decide_blocking_reload(
     `open_parts` how many of its parts are complete, `previous_parts` how
     many parts the last complete segment has, `part_limit` the Advance Part
     Limit. A part "or later" satisfies a request, so once segment M is
-    complete and a part of M+1 exists, any part of M is there. A complete
-    segment is published whole (EXTINF) only once a part of the next one
-    exists (HlsPackager.playlist), so a request for segment M itself waits
-    for that too."""
+    complete and a part of M+1 exists, any part of M is there."""
     if hls_msn is None:
         return ReloadDecision(Readiness.BAD_REQUEST, "_HLS_part without _HLS_msn") if hls_part is not None else READY
     msn = _sequence_number(hls_msn, "_HLS_msn")
@@ -240,7 +237,7 @@ def decide_blocking_reload(
     if msn > open_msn + 1:
         return ReloadDecision(Readiness.BAD_REQUEST, f"_HLS_msn {msn} is more than two segments past the last one")
     if hls_part is None:
-        return READY if msn < open_msn - 1 or (msn == open_msn - 1 and open_parts > 0) else WAIT
+        return READY if msn < open_msn else WAIT
     part = _sequence_number(hls_part, "_HLS_part")
     if isinstance(part, str):
         return ReloadDecision(Readiness.BAD_REQUEST, part)
@@ -379,21 +376,7 @@ class HlsPackager:
     @property
     def has_segments(self) -> bool:
         """A plain playlist lists something (a LL one may list parts before)."""
-        return bool(self._published())
-
-    def _published(self) -> list[HlsSegment]:
-        """The complete segments a playlist lists whole (EXTINF). The newest
-        waits until the next segment has a part, and meanwhile a low-latency
-        playlist lists it as open (its parts only). Its last part and its
-        completion would otherwise arrive together, and hls.js, if still
-        loading the parts before that one, counts the segment as wholly
-        buffered, never loads its last part and stalls for seconds (hls.js
-        1.7: level-helper updateFragPTSDTS shortens the fragment to what was
-        parsed, then fragment-tracker detectPartialFragments sees it whole)."""
-        segments = list(self._segments)
-        if segments and self._open is not None and not self._open.parts:
-            segments.pop()
-        return segments
+        return bool(self._segments)
 
     def segment_ends_within(self, margin_ms: int) -> bool:
         """Whether the open segment will likely be complete within
@@ -613,14 +596,9 @@ class HlsPackager:
         """The media playlist. `rendition_reports`: (uri, last_msn,
         last_part) of the other renditions, for EXT-X-RENDITION-REPORT (RFC
         8216bis 4.4.5.4) once there are renditions."""
-        published = self._published()
-        segments = published[-self.window_segments :]
-        # The open segment shows once it has a part (its tags need something
-        # to apply to); before that, the one just completed shows as open.
-        opened = None
-        if low_latency and self._open is not None:
-            unpublished = self._segments[-1] if len(self._segments) > len(published) else None
-            opened = self._open if self._open.parts else unpublished
+        segments = list(self._segments)[-self.window_segments :]
+        # The open segment shows once it has a part (its tags need something to apply to).
+        opened = self._open if low_latency and self._open is not None and self._open.parts else None
         listed = [*segments, opened] if opened is not None else segments
         first = listed[0] if listed else None
         lines = [
@@ -642,8 +620,7 @@ class HlsPackager:
         parts_from = len(segments)
         if low_latency:
             budget = PARTS_LISTED_TARGET_DURATIONS * self.target_duration_s * 1000
-            if opened is not None and self._last_ms is not None:
-                budget -= opened.duration_ms if opened is not self._open else self._last_ms - opened.start_ms
+            budget -= self._last_ms - opened.start_ms if opened is not None and self._last_ms is not None else 0
             while parts_from > 0 and budget > 0:
                 parts_from -= 1
                 budget -= segments[parts_from].duration_ms

@@ -43,12 +43,14 @@ FIRST_SEGMENT_WAIT_SECONDS = 6.0
 PART_DURATION_SECONDS = 0.2
 PART_HOLD_BACK_PARTS = 2
 # A player joining (a playlist request without _HLS_msn) within this long of
-# the open segment's end is answered once that segment is published whole.
-# hls.js loads the parts before its start position in a burst; when the
-# playlist that completes their segment arrives during that burst, it counts
-# the segment as wholly buffered, never loads its last part and stalls for
-# seconds (HlsPackager.playlist says more). Joining just after a segment
-# boundary keeps the burst clear of the next one.
+# the open segment's end is answered once that segment is complete. hls.js
+# loads the parts before its start position in a burst; when the playlist
+# that completes their segment arrives during that burst, it counts the
+# segment as wholly buffered, never loads its last part and stalls for
+# seconds (hls.js 1.7: level-helper updateFragPTSDTS shortens the fragment to
+# the parts parsed, then fragment-tracker detectPartialFragments sees it
+# whole). Joining just after a segment boundary keeps the burst clear of the
+# next one.
 JOIN_SEGMENT_END_MARGIN_MS = 400
 
 
@@ -153,9 +155,8 @@ class HlsService:
             if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
                 return 404, "stream is not live"
         if msn is None and stream.packager.segment_ends_within(JOIN_SEGMENT_END_MARGIN_MS):
-            # Until that segment is published whole: the next one has a part.
-            published = (stream.packager.building_part[0] + 1, 1)
-            while stream.packager.building_part < published and not stream.subscription.ended:
+            closing = stream.packager.building_part[0]
+            while stream.packager.building_part[0] == closing and not stream.subscription.ended:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await stream.changed(remaining):
                     break  # answer with what there is
