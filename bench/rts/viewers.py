@@ -70,9 +70,13 @@ async def open_viewer(url: str) -> RTCPeerConnection:
 async def main(url: str, count: int, rate: float, warmup: float, window: float) -> None:
     viewers = []
     began = time.monotonic()
-    for _ in range(count):
-        viewers.append(await open_viewer(url))
-        await asyncio.sleep(1 / rate)
+    # In batches, a batch a second at most `rate` viewers: opening one waits
+    # for the node's answer, which should not serialise them all.
+    batch = max(1, int(rate))
+    while len(viewers) < count:
+        opened = time.monotonic()
+        viewers += await asyncio.gather(*(open_viewer(url) for _ in range(min(batch, count - len(viewers)))))
+        await asyncio.sleep(max(0.0, 1 - (time.monotonic() - opened)))
     deadline = time.monotonic() + 60
     while any(pc.connectionState != "connected" for pc in viewers) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
