@@ -89,6 +89,7 @@ class WhepSession:
         self.peer = peer
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.started = time.monotonic()
+        self.answer_sdp = ""
         self.closed = False
         self._watch: asyncio.Task | None = None
 
