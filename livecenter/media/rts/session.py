@@ -43,9 +43,10 @@ REFUSAL_BFRAMES = "stream has B-frames and HTML5 auto-transcoding is off for thi
 REFUSAL_RTS_OFF = "RTS is off for this domain"
 
 _default_host_addresses = aioice.ice.get_host_addresses
-# Access units whose RTP payloads are kept for the next viewer's sender: a
-# frame goes to every viewer within one turn of the loop, so a few suffice.
-SHARED_PAYLOADS_FRAMES = 8
+# Access units whose RTP payloads are kept for the next viewer's sender. A
+# frame reaches its viewers' senders within a few turns of the loop; 64 covers
+# that for dozens of streams at 30 fps (a miss only packetises again).
+SHARED_PAYLOADS_FRAMES = 64
 
 
 class SharedH264Packetizer(H264Encoder):
