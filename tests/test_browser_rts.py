@@ -201,3 +201,35 @@ def test_it_shows_the_calibrator_latency_over_rts(browser_page, live_server, own
         calibrator.terminate()
         out, err = calibrator.communicate(timeout=20)
     assert "Calibrator stopped after" in out, err
+
+
+REFUSAL = """async (url) => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  await pc.setLocalDescription(await pc.createOffer());
+  const response = await fetch(url, {
+    method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+  });
+  pc.close();
+  return { status: response.status, reason: response.headers.get("X-LiveCenter-Error") };
+}"""
+
+
+def test_it_refuses_a_bad_signature_and_a_domain_with_rts_off(browser_page, live_server, owner, domains, media):
+    page = browser_page
+    publisher = publish(owner, media)
+    try:
+        first = open_player(page, live_server, protocol="rts")
+        assert first["protocol"] == "rts" and first["state"] == "playing", first
+        whep = page.evaluate("window.livecenterPlayer.config.rts")
+        # The browser's own WHEP request, its signature's hash altered.
+        url, domain = whep.split("&domain=")
+        forged = url.rsplit("-", 1)[0] + "-" + "0" * 32 + "&domain=" + domain
+        assert page.evaluate(REFUSAL, forged) == {"status": 403, "reason": "invalid md5hash"}
+        services.set_switches(domains[1], rts_enabled=False)
+        # The node's policy cache (LIVECENTER_POLICY_CACHE_SECONDS) lets the switch through within seconds.
+        assert wait_until(lambda: page.evaluate(REFUSAL, whep)["status"] == 403, timeout=20)
+        assert page.evaluate(REFUSAL, whep) == {"status": 403, "reason": "RTS is off for this domain"}
+    finally:
+        publisher.stop()

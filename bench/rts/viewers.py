@@ -1,10 +1,10 @@
 """N WebRTC viewers of one WHEP URL in one process, for bench/rts/run.py.
 
 Each viewer is an aiortc RTCPeerConnection that does ICE and DTLS like a
-browser and then only counts: RTP packets are read from the socket and
-counted by their clear header (video frames are packets with the marker bit
-on a video payload type), never decrypted or decoded, so one process can
-hold many viewers and the server is what is measured. ICE keeps running
+browser and then only counts: RTP packets are counted by their clear header
+as they come off the socket (video frames are packets with the marker bit on
+a video payload type), never decrypted or decoded, so one process can hold
+many viewers and the server is what is measured. ICE keeps running
 (aioice answers consent checks), so the sessions stay up.
 
 Prints one JSON line: per viewer, the video frames and audio packets that
@@ -21,29 +21,31 @@ import sys
 import time
 import urllib.request
 
+import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-_original_recv_next = RTCDtlsTransport._recv_next
-COUNTERS: dict[int, list[int]] = {}  # id(dtls transport) -> [video frames, audio packets]
+COUNTERS: dict[int, list[int]] = {}  # id(ICE connection) -> [video frames, audio packets]
 VIDEO_TYPES: dict[int, set[int]] = {}
+_original_datagram_received = aioice.ice.StunProtocol.datagram_received
 
 
-async def _counting_recv_next(self) -> None:
-    if getattr(self, "_rx_srtp", None) is None:
-        await _original_recv_next(self)  # ICE is done by aioice; this is the DTLS handshake
+def _counting_datagram_received(self, data, addr) -> None:
+    # RTP (RFC 7983: first byte 128-191; RTCP's second byte is 192-223) is
+    # counted and dropped where it arrives, before the ICE, DTLS and SRTP
+    # layers: STUN and DTLS (the handshake) go on as usual.
+    if len(data) >= 12 and 127 < data[0] < 192:
+        if not 192 <= data[1] <= 223:
+            key = id(self.receiver)
+            counters = COUNTERS.setdefault(key, [0, 0])
+            if (data[1] & 0x7F) in VIDEO_TYPES.get(key, ()):
+                counters[0] += data[1] >> 7  # the marker bit ends a frame
+            else:
+                counters[1] += 1
         return
-    data = await self.transport._recv()
-    if len(data) >= 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 223:  # RTP, not RTCP (RFC 5761)
-        counters = COUNTERS.setdefault(id(self), [0, 0])
-        if (data[1] & 0x7F) in VIDEO_TYPES.get(id(self), ()):
-            if data[1] & 0x80:
-                counters[0] += 1
-        else:
-            counters[1] += 1
+    _original_datagram_received(self, data, addr)
 
 
-RTCDtlsTransport._recv_next = _counting_recv_next
+aioice.ice.StunProtocol.datagram_received = _counting_datagram_received
 
 
 def post(url: str, offer: str) -> str:
@@ -62,24 +64,31 @@ async def open_viewer(url: str) -> RTCPeerConnection:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     video_section = answer.split("m=video", 1)[1].split("m=audio", 1)[0]
     types = {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) H264/90000", video_section)}
-    transport = pc.getTransceivers()[0].receiver.transport
-    VIDEO_TYPES[id(transport)] = types
+    VIDEO_TYPES[id(ice_connection(pc))] = types
     return pc
+
+
+def ice_connection(pc: RTCPeerConnection):
+    return pc.getTransceivers()[0].receiver.transport.transport._connection
 
 
 async def main(url: str, count: int, rate: float, warmup: float, window: float) -> None:
     viewers = []
     began = time.monotonic()
-    for _ in range(count):
-        viewers.append(await open_viewer(url))
-        await asyncio.sleep(1 / rate)
+    # In batches, a batch a second at most `rate` viewers: opening one waits
+    # for the node's answer, which should not serialise them all.
+    batch = max(1, int(rate))
+    while len(viewers) < count:
+        opened = time.monotonic()
+        viewers += await asyncio.gather(*(open_viewer(url) for _ in range(min(batch, count - len(viewers)))))
+        await asyncio.sleep(max(0.0, 1 - (time.monotonic() - opened)))
     deadline = time.monotonic() + 60
     while any(pc.connectionState != "connected" for pc in viewers) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     connected = sum(pc.connectionState == "connected" for pc in viewers)
     opened = time.monotonic() - began
     await asyncio.sleep(warmup)
-    transports = [pc.getTransceivers()[0].receiver.transport for pc in viewers]
+    transports = [ice_connection(pc) for pc in viewers]
     before = [list(COUNTERS.get(id(t), [0, 0])) for t in transports]
     window_start = time.time()
     await asyncio.sleep(window)

@@ -20,7 +20,9 @@ import secrets
 import time
 
 import aioice.ice
+import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs.h264 import H264Encoder
 
 from ..admission import admit_play, domain_of
 from ..http_server import CORS_HEADERS, refusal_headers, response_head
@@ -41,6 +43,30 @@ REFUSAL_BFRAMES = "stream has B-frames and HTML5 auto-transcoding is off for thi
 REFUSAL_RTS_OFF = "RTS is off for this domain"
 
 _default_host_addresses = aioice.ice.get_host_addresses
+# Access units whose RTP payloads are kept for the next viewer's sender. A
+# frame reaches its viewers' senders within a few turns of the loop; 64 covers
+# that for dozens of streams at 30 fps (a miss only packetises again).
+SHARED_PAYLOADS_FRAMES = 64
+
+
+class SharedH264Packetizer(H264Encoder):
+    """aiortc's H.264 packetiser (RFC 6184 STAP-A and FU-A), run once per
+    access unit for all viewers: every viewer's sender gets the same shared
+    av.Packet (media.VideoUnit), so its payloads are cut once and reused.
+    Packets of a joiner's start (their own av.Packet) are cut for it alone."""
+
+    _recent: dict[int, tuple[av.Packet, list[bytes], int]] = {}
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        recent = self._recent
+        cached = recent.get(id(packet))
+        if cached is not None and cached[0] is packet:
+            return cached[1], cached[2]
+        payloads, timestamp = super().pack(packet)
+        recent[id(packet)] = (packet, payloads, timestamp)
+        if len(recent) > SHARED_PAYLOADS_FRAMES:
+            del recent[next(iter(recent))]
+        return payloads, timestamp
 
 
 def use_ice_addresses(addresses: tuple[str, ...]) -> None:
@@ -64,6 +90,7 @@ class WhepSession:
         self.peer = peer
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.started = time.monotonic()
+        self.answer_sdp = ""
         self.closed = False
         self._watch: asyncio.Task | None = None
 
@@ -86,6 +113,8 @@ class WhepSession:
             # media only the source can make (or wait for) one.
             transceiver.sender._send_keyframe = track.request_keyframe
             if track.kind == "video":
+                # The sender makes its encoder on first use; give it ours.
+                transceiver.sender._RTCRtpSender__encoder = SharedH264Packetizer()
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
                 transceiver.setCodecPreferences(
                     [c for c in capabilities if c.mimeType.lower() in ("video/h264", "video/rtx")]
