@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from domains.lib import liveurls
+from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.policy import RenditionGroup, StreamKey
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES, rendition_name, split_rendition_name
@@ -62,8 +61,6 @@ RECORD_FORMATS = ("mp4",)
 MAX_ATTEMPTS = 20
 # A queued job no worker took for this long is sent again (its message was lost).
 REQUEUE_SECONDS = 30
-# How long signed URLs a worker uses stay valid (checked at session start).
-WORKER_URL_VALIDITY_SECONDS = 3600
 
 
 def _invalid(field: str, message: str) -> ValidationError:
@@ -619,35 +616,24 @@ def _internal(url: str, job: MediaJob, port: int, domain: str) -> str:
     return f"{parts.scheme}://{job.node_host}:{port}{parts.path}?{query}"
 
 
-def _signed(domain: Domain) -> liveurls.SignedHost:
-    return liveurls.SignedHost(
-        host=domain.domain_name,
-        key=domain.auth_primary_key if domain.auth_enabled else None,
-        validity_seconds=domain.validity_seconds,
-    )
-
-
 def source_url(job: MediaJob) -> str:
-    """A signed HTTP-FLV URL of the source on its node, through the ingest
-    domain's streaming domain (the worker is a viewer like any other)."""
-    ingest = Domain.objects.get(domain_name=job.domain_name)
-    streaming = ingest.main_streaming_domain()
-    if streaming is None:
+    """A signed HTTP-FLV URL of the source on its node, from the URL
+    generator, through the ingest domain's streaming domain (the worker is a
+    viewer like any other)."""
+    ingest = Domain.objects.select_related("owner").get(domain_name=job.domain_name)
+    urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, job.stream)
+    if not urls.playback:
         raise ValueError(f"{job.domain_name} has no streaming domain to read {job.stream} from")
-    expires = int(time.time()) + WORKER_URL_VALIDITY_SECONDS
-    ports = liveurls.Ports(rtmp=job.node_rtmp_port, http=job.node_http_port)
-    url = liveurls.playback_urls(_signed(streaming), job.app, job.stream, None, expires, ports)["flv"]
-    return _internal(url, job, job.node_http_port, streaming.domain_name)
+    return _internal(urls.playback["flv"], job, job.node_http_port, urls.streaming_domain)
 
 
 def publish_url(job: MediaJob, template_id: str) -> str:
-    """A signed RTMP URL to publish the rendition on the source's node."""
-    ingest = Domain.objects.get(domain_name=job.domain_name)
-    expires = int(time.time()) + WORKER_URL_VALIDITY_SECONDS
-    ports = liveurls.Ports(rtmp=job.node_rtmp_port, http=job.node_http_port)
+    """A signed RTMP URL, from the URL generator, to publish the rendition on
+    the source's node like any publisher."""
+    ingest = Domain.objects.select_related("owner").get(domain_name=job.domain_name)
     name = rendition_name(job.stream, template_id)
-    url = liveurls.ingest_urls(_signed(ingest), job.app, name, expires, ports)["rtmp"]
-    return _internal(url, job, job.node_rtmp_port, ingest.domain_name)
+    urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, name)
+    return _internal(urls.ingest["rtmp"], job, job.node_rtmp_port, ingest.domain_name)
 
 
 def wanted_renditions(job: MediaJob, now: dt.datetime | None = None) -> dict:
