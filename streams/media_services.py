@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from domains import services as domain_services
@@ -424,15 +424,18 @@ def start_job(kind: str, key: StreamKey, node: NodeAddress) -> tuple[MediaJob, b
 
 
 def _want_rendition(key: StreamKey, template: TranscodeTemplate, node: NodeAddress, lazy: bool) -> Rendition:
-    job, _ = start_job(JobKind.TRANSCODE, key, node)
-    now = timezone.now()
-    rendition, created = Rendition.objects.get_or_create(
-        job=job, template_id=template.template_id, defaults={"lazy": lazy, "last_watched_at": now}
-    )
-    if not created and (rendition.stopped or rendition.lazy != lazy):
-        Rendition.objects.filter(pk=rendition.pk).update(
-            stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now
+    # One transaction: a new job's message goes out once its rendition is
+    # there for the worker to find.
+    with transaction.atomic():
+        job, _ = start_job(JobKind.TRANSCODE, key, node)
+        now = timezone.now()
+        rendition, created = Rendition.objects.get_or_create(
+            job=job, template_id=template.template_id, defaults={"lazy": lazy, "last_watched_at": now}
         )
+        if not created and (rendition.stopped or rendition.lazy != lazy):
+            Rendition.objects.filter(pk=rendition.pk).update(
+                stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now
+            )
     return rendition
 
 
@@ -522,9 +525,15 @@ def beat_job(job_id: int, attempt: int) -> bool:
     )
 
 
-def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False) -> bool:
+def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False, unless_wanted: bool = False) -> bool:
+    """End a running attempt. With `unless_wanted`, a transcode that was
+    asked for a rendition meanwhile is not ended (False): the viewer's
+    request and the job's end may cross."""
     with transaction.atomic():
-        done = MediaJob.objects.filter(pk=job_id, attempt=attempt, state=JobState.RUNNING).update(
+        jobs = MediaJob.objects.filter(pk=job_id, attempt=attempt, state=JobState.RUNNING)
+        if unless_wanted:
+            jobs = jobs.exclude(Exists(Rendition.objects.filter(job=OuterRef("pk"), stopped=False)))
+        done = jobs.update(
             state=JobState.FAILED if failed else JobState.FINISHED, finished_at=timezone.now(), detail=detail[:255]
         )
         if done:

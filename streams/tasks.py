@@ -158,7 +158,14 @@ def run_media_job(job_id: int, attempt: int) -> None:
         # a publish raced); try again shortly, up to MAX_ATTEMPTS.
         jobs.release_job(job_id, attempt, detail, countdown=RETRY_SECONDS)
         return
-    jobs.finish_job(job_id, attempt, detail, failed=failed)
+    if job.kind == JobKind.TRANSCODE and not failed and jobs.source_is_live(job):
+        jobs.wanted_renditions(job)  # stops the idle ones
+        if not jobs.finish_job(job_id, attempt, detail, unless_wanted=True):
+            # A viewer asked for a rendition as the job was ending.
+            jobs.release_job(job_id, attempt, "a rendition was asked for as the job ended")
+            return
+    else:
+        jobs.finish_job(job_id, attempt, detail, failed=failed)
     log.info("media job %s finished: %s", job_id, detail)
 
 
