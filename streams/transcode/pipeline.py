@@ -16,10 +16,12 @@ thread sets it when the job's claim is lost, streams/tasks.py).
 - `snapshot`: every `interval_seconds`, decode the next keyframe and write a
   JPEG of the source's size.
 
-PyAV calls block; run these in a thread or process of their own. PyAV holds
-the GIL while FFmpeg's RTMP client waits on the server (streams/calibrator.py
-says the same), so a media node must never run in the same process as a
-transcode: the node could not answer the publish it waits for.
+PyAV calls block; run these in a thread or process of their own. Decoding,
+encoding, reading and muxing release the GIL, so jobs share a worker's
+threads well; opening a publish connection does not (PyAV 18 holds it through
+`avio_open` and `avformat_write_header`, FFmpeg's RTMP connect and publish),
+so a media node must never run in a transcode's process: it could not answer
+the publish the worker waits on (streams/calibrator.py says the same).
 """
 
 from __future__ import annotations
