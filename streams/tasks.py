@@ -36,6 +36,18 @@ from .transcode import pipeline
 
 log = logging.getLogger(__name__)
 
+class _QuietRecovery(logging.Filter):
+    """`recover_media_jobs` runs every second or so: keep its routine
+    "sending", "received" and "succeeded" lines out of the worker's log (its
+    warnings and errors still show)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or "streams.recover_media_jobs" not in record.getMessage()
+
+
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(_QuietRecovery())
+
 # A failed job whose source is still live is tried again after this.
 RETRY_SECONDS = 2.0
 # Set when this worker process shuts down: every job gives itself back.
