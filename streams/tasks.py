@@ -36,6 +36,7 @@ from .transcode import pipeline
 
 log = logging.getLogger(__name__)
 
+
 class _QuietRecovery(logging.Filter):
     """`recover_media_jobs` runs every second or so: keep its routine
     "sending", "received" and "succeeded" lines out of the worker's log (its

@@ -304,6 +304,7 @@ class _RecordFile:
     started_at: float
     first_dts: int
     last_ts: int = 0
+    last_dts: dict[int, int] = field(default_factory=dict)  # by output stream index
 
 
 def _open_record_file(path: Path, source_video, source_audio, started_at: float, first_dts: int) -> _RecordFile:
@@ -355,9 +356,13 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
             target = current.video if packet.stream is video else current.audio
             if target is None:
                 continue
+            dts = packet.dts - current.first_dts
+            if dts < 0 or dts <= current.last_dts.get(target.index, -1):
+                continue  # audio from before the file's first keyframe, or a step back the MP4 muxer refuses
+            current.last_dts[target.index] = dts
             out = _copy_packet(packet, target)
-            out.dts = max(0, packet.dts - current.first_dts)
-            out.pts = max(out.dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
+            out.dts = dts
+            out.pts = max(dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
             current.last_ts = max(current.last_ts, out.pts + (packet.duration or 0))
             current.container.mux(out)
     except av.FFmpegError as exc:
