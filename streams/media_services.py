@@ -56,7 +56,7 @@ MAX_FPS = 60
 MAX_GOP_SECONDS = 20
 MIN_SNAPSHOT_SECONDS, MAX_SNAPSHOT_SECONDS = 5, 3600
 MIN_CYCLE_SECONDS, MAX_CYCLE_SECONDS = 10, 6 * 3600
-RECORD_FORMATS = ("mp4",)
+RECORD_FORMATS = ("mp4", "m3u8")  # MP4, or HLS VOD
 # A job restarted this many times without finishing is given up.
 MAX_ATTEMPTS = 20
 # A queued job no worker took for this long is sent again (its message was lost).
@@ -693,9 +693,17 @@ def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4") -> Recordi
     )
 
 
-def recording_closed(recording: Recording, ended_at: float, duration_s: float) -> None:
+def recording_files(recording: Recording) -> dict[str, Path]:
+    """The files of a recording by name: the MP4, or the HLS playlist and its segments."""
     path = recording_file(recording)
-    size = path.stat().st_size if path.exists() else 0
+    files = {path.name: path} if path.exists() else {}
+    if recording.format == "m3u8":
+        files.update((p.name, p) for p in path.parent.glob(f"{path.stem}_*.ts"))
+    return files
+
+
+def recording_closed(recording: Recording, ended_at: float, duration_s: float) -> None:
+    size = sum(p.stat().st_size for p in recording_files(recording).values())
     Recording.objects.filter(pk=recording.pk).update(
         ended_at=dt.datetime.fromtimestamp(ended_at, dt.UTC), size_bytes=size, duration_seconds=round(duration_s, 3)
     )

@@ -111,8 +111,10 @@ class _JobRun:
         split, self._split = self._split, False
         return split
 
+    record_format = "mp4"
+
     def open_file(self, started_at: float) -> Path:
-        self.recording = jobs.new_recording(self.job, started_at)
+        self.recording = jobs.new_recording(self.job, started_at, self.record_format)
         return jobs.recording_file(self.recording)
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
@@ -132,6 +134,7 @@ def _run(run: _JobRun) -> str:
         config = jobs.record_config(job)
         if config is None:
             return "recording is no longer configured"
+        run.record_format = config.format
         return pipeline.record(url, run, config.cycle_seconds)
     config = jobs.snapshot_config(job)
     if config is None:

@@ -11,8 +11,8 @@ thread sets it when the job's claim is lost, streams/tasks.py).
   renditions and source cut HLS segments at the same instants (ABR).
   Renditions come and go while it runs (`control.wanted()`): one starts at
   the source's next keyframe, one no longer wanted is closed.
-- `record`: remux (no decoding) into MP4 files split at the first keyframe
-  after `cycle_seconds`.
+- `record`: remux (no decoding) into MP4 files, or HLS VOD (a playlist and
+  its MPEG-TS segments), split at the first keyframe after `cycle_seconds`.
 - `snapshot`: every `interval_seconds`, decode the next keyframe and write a
   JPEG of the source's size.
 
@@ -278,11 +278,15 @@ def _copy_packet(packet, stream):
     copy = av.Packet(bytes(packet))
     copy.pts, copy.dts = packet.pts, packet.dts
     copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe  # MP4's sync samples, HLS's segment cuts
     copy.stream = stream
     return copy
 
 
 # --- Recording -----------------------------------------------------------------------
+
+# Segments of an HLS VOD recording; cut at the first keyframe past this.
+HLS_VOD_SEGMENT_SECONDS = 6
 
 
 class RecordControl(Control, Protocol):
@@ -308,7 +312,14 @@ class _RecordFile:
 
 
 def _open_record_file(path: Path, source_video, source_audio, started_at: float, first_dts: int) -> _RecordFile:
-    container = av.open(str(path), mode="w", format="mp4")
+    if path.suffix == ".m3u8":
+        # HLS VOD: the playlist and its MPEG-TS segments side by side ({stem}_00000.ts ...).
+        container = av.open(str(path), mode="w", format="hls", options={
+            "hls_time": str(HLS_VOD_SEGMENT_SECONDS), "hls_playlist_type": "vod", "hls_list_size": "0",
+            "hls_segment_filename": str(path.with_name(f"{path.stem}_%05d.ts")),
+        })  # fmt: skip
+    else:
+        container = av.open(str(path), mode="w", format="mp4")
     video = container.add_stream_from_template(source_video)
     audio = container.add_stream_from_template(source_audio) if source_audio is not None else None
     return _RecordFile(path, container, video, audio, started_at, first_dts)
