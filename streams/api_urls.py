@@ -13,7 +13,8 @@ Media workers (media_api.py; GET lists ?domain=, POST adds or sets, DELETE with 
      record-configs/        {domain, app, cycle_seconds?, on_reconnect?, format?}
      snapshot-configs/      {domain, app, interval_seconds?}
 GET  jobs/                  running transcodes (with renditions), recordings, snapshot series ?domain=&all=
-GET  recordings/            recorded files        ?domain=&app=&stream=;  recordings/{id}/download/
+GET  recordings/            recorded files        ?domain=&app=&stream=;  recordings/{id}/download/ (the MP4,
+                            or the HLS VOD playlist, its segments at recordings/{id}/download/{name})
 GET  snapshots/             snapshots, newest first ?domain=&app=&stream=; snapshots/{id}/image/
 """
 
@@ -38,7 +39,12 @@ urlpatterns = [
     path("recordings/", media_api.RecordingListView.as_view(), name="recordings"),
     path(
         "recordings/<int:recording_id>/download/", media_api.RecordingDownloadView.as_view(), name="recording-download"
-    ),  # fmt: skip
+    ),
+    path(
+        "recordings/<int:recording_id>/download/<str:name>",
+        media_api.RecordingSegmentView.as_view(),
+        name="recording-segment",
+    ),
     path("snapshots/", media_api.SnapshotListView.as_view(), name="snapshots"),
     path("snapshots/<int:snapshot_id>/image/", media_api.SnapshotImageView.as_view(), name="snapshot-image"),
 ]

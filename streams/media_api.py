@@ -142,16 +142,24 @@ class SnapshotListView(generics.ListAPIView):
                             f.get("stream"))  # fmt: skip
 
 
-def recording_response(owner, recording_id: int) -> FileResponse:
-    """The file of one of the operator's recordings (404 for another's)."""
+CONTENT_TYPES = {".mp4": "video/mp4", ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+
+
+def recording_response(owner, recording_id: int, name: str | None = None) -> FileResponse:
+    """A file of one of the operator's recordings (404 for another's): the
+    MP4 or HLS VOD playlist, or with `name` one of the playlist's segments."""
     try:
         recording = services.get_recording(owner, recording_id)
     except Recording.DoesNotExist:
         raise NotFound("you have no recording with this id") from None
-    path = services.recording_file(recording)
-    if not path.exists():
-        raise NotFound("the recording's file is gone")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=recording.file_name, content_type="video/mp4")
+    files = services.recording_files(recording)
+    path = files.get(name or recording.file_name)
+    if path is None:
+        raise NotFound("the recording has no such file" if name else "the recording's file is gone")
+    content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    if path.suffix == ".mp4":
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)
+    return FileResponse(path.open("rb"), content_type=content_type)
 
 
 def snapshot_response(owner, snapshot_id: int) -> FileResponse:
@@ -166,9 +174,24 @@ def snapshot_response(owner, snapshot_id: int) -> FileResponse:
 
 
 class RecordingDownloadView(APIView):
-    @extend_schema(summary="Download a recorded file", responses={(200, "video/mp4"): bytes}, tags=TAGS)
+    @extend_schema(
+        summary="Download a recorded file: the MP4, or the HLS VOD playlist",
+        responses={(200, "video/mp4"): bytes, (200, "application/vnd.apple.mpegurl"): str},
+        tags=TAGS,
+    )
     def get(self, request: Request, recording_id: int):
         return recording_response(request.user, recording_id)
+
+
+class RecordingSegmentView(APIView):
+    @extend_schema(
+        summary="A segment of an HLS VOD recording",
+        operation_id="recordings_segment_retrieve",
+        responses={(200, "video/mp2t"): bytes},
+        tags=TAGS,
+    )
+    def get(self, request: Request, recording_id: int, name: str):
+        return recording_response(request.user, recording_id, name)
 
 
 class SnapshotImageView(APIView):

@@ -43,6 +43,7 @@ class GroupForm(_DomainAppForm):
 
 
 class RecordForm(_DomainAppForm):
+    format = forms.ChoiceField(label="Format", choices=[("mp4", "MP4"), ("m3u8", "HLS VOD (M3U8 + TS)")])
     cycle_seconds = forms.IntegerField(label="Split files every (s)", initial=6 * 3600)
     on_reconnect = forms.ChoiceField(label="When the publisher reconnects", choices=ReconnectMode.choices)
 

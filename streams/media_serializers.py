@@ -114,6 +114,8 @@ class RecordingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_download_url(self, recording: Recording) -> str:
+        """The MP4, or the HLS VOD playlist (its segments are beside it, at
+        relative URLs)."""
         return reverse("streams-api:recording-download", args=[recording.pk])
 
 
@@ -172,7 +174,9 @@ class RecordConfigSetSerializer(StrictSerializer):
         default=ReconnectMode.CONTINUE,
         help_text="When the publisher comes back within the node's reconnect grace: continue the file or start one.",
     )
-    format = serializers.ChoiceField(choices=["mp4"], required=False, default="mp4")
+    format = serializers.ChoiceField(
+        choices=["mp4", "m3u8"], required=False, default="mp4", help_text="mp4, or m3u8 (HLS VOD)."
+    )
 
 
 class SnapshotConfigSetSerializer(StrictSerializer):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,10 +18,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from domains.lib import liveurls
+from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.policy import RenditionGroup, StreamKey
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES, rendition_name, split_rendition_name
@@ -57,13 +56,11 @@ MAX_FPS = 60
 MAX_GOP_SECONDS = 20
 MIN_SNAPSHOT_SECONDS, MAX_SNAPSHOT_SECONDS = 5, 3600
 MIN_CYCLE_SECONDS, MAX_CYCLE_SECONDS = 10, 6 * 3600
-RECORD_FORMATS = ("mp4",)
+RECORD_FORMATS = ("mp4", "m3u8")  # MP4, or HLS VOD
 # A job restarted this many times without finishing is given up.
 MAX_ATTEMPTS = 20
 # A queued job no worker took for this long is sent again (its message was lost).
 REQUEUE_SECONDS = 30
-# How long signed URLs a worker uses stay valid (checked at session start).
-WORKER_URL_VALIDITY_SECONDS = 3600
 
 
 def _invalid(field: str, message: str) -> ValidationError:
@@ -427,15 +424,18 @@ def start_job(kind: str, key: StreamKey, node: NodeAddress) -> tuple[MediaJob, b
 
 
 def _want_rendition(key: StreamKey, template: TranscodeTemplate, node: NodeAddress, lazy: bool) -> Rendition:
-    job, _ = start_job(JobKind.TRANSCODE, key, node)
-    now = timezone.now()
-    rendition, created = Rendition.objects.get_or_create(
-        job=job, template_id=template.template_id, defaults={"lazy": lazy, "last_watched_at": now}
-    )
-    if not created and (rendition.stopped or rendition.lazy != lazy):
-        Rendition.objects.filter(pk=rendition.pk).update(
-            stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now
+    # One transaction: a new job's message goes out once its rendition is
+    # there for the worker to find.
+    with transaction.atomic():
+        job, _ = start_job(JobKind.TRANSCODE, key, node)
+        now = timezone.now()
+        rendition, created = Rendition.objects.get_or_create(
+            job=job, template_id=template.template_id, defaults={"lazy": lazy, "last_watched_at": now}
         )
+        if not created and (rendition.stopped or rendition.lazy != lazy):
+            Rendition.objects.filter(pk=rendition.pk).update(
+                stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now
+            )
     return rendition
 
 
@@ -525,9 +525,15 @@ def beat_job(job_id: int, attempt: int) -> bool:
     )
 
 
-def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False) -> bool:
+def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False, unless_wanted: bool = False) -> bool:
+    """End a running attempt. With `unless_wanted`, a transcode that was
+    asked for a rendition meanwhile is not ended (False): the viewer's
+    request and the job's end may cross."""
     with transaction.atomic():
-        done = MediaJob.objects.filter(pk=job_id, attempt=attempt, state=JobState.RUNNING).update(
+        jobs = MediaJob.objects.filter(pk=job_id, attempt=attempt, state=JobState.RUNNING)
+        if unless_wanted:
+            jobs = jobs.exclude(Exists(Rendition.objects.filter(job=OuterRef("pk"), stopped=False)))
+        done = jobs.update(
             state=JobState.FAILED if failed else JobState.FINISHED, finished_at=timezone.now(), detail=detail[:255]
         )
         if done:
@@ -619,35 +625,24 @@ def _internal(url: str, job: MediaJob, port: int, domain: str) -> str:
     return f"{parts.scheme}://{job.node_host}:{port}{parts.path}?{query}"
 
 
-def _signed(domain: Domain) -> liveurls.SignedHost:
-    return liveurls.SignedHost(
-        host=domain.domain_name,
-        key=domain.auth_primary_key if domain.auth_enabled else None,
-        validity_seconds=domain.validity_seconds,
-    )
-
-
 def source_url(job: MediaJob) -> str:
-    """A signed HTTP-FLV URL of the source on its node, through the ingest
-    domain's streaming domain (the worker is a viewer like any other)."""
-    ingest = Domain.objects.get(domain_name=job.domain_name)
-    streaming = ingest.main_streaming_domain()
-    if streaming is None:
+    """A signed HTTP-FLV URL of the source on its node, from the URL
+    generator, through the ingest domain's streaming domain (the worker is a
+    viewer like any other)."""
+    ingest = Domain.objects.select_related("owner").get(domain_name=job.domain_name)
+    urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, job.stream)
+    if not urls.playback:
         raise ValueError(f"{job.domain_name} has no streaming domain to read {job.stream} from")
-    expires = int(time.time()) + WORKER_URL_VALIDITY_SECONDS
-    ports = liveurls.Ports(rtmp=job.node_rtmp_port, http=job.node_http_port)
-    url = liveurls.playback_urls(_signed(streaming), job.app, job.stream, None, expires, ports)["flv"]
-    return _internal(url, job, job.node_http_port, streaming.domain_name)
+    return _internal(urls.playback["flv"], job, job.node_http_port, urls.streaming_domain)
 
 
 def publish_url(job: MediaJob, template_id: str) -> str:
-    """A signed RTMP URL to publish the rendition on the source's node."""
-    ingest = Domain.objects.get(domain_name=job.domain_name)
-    expires = int(time.time()) + WORKER_URL_VALIDITY_SECONDS
-    ports = liveurls.Ports(rtmp=job.node_rtmp_port, http=job.node_http_port)
+    """A signed RTMP URL, from the URL generator, to publish the rendition on
+    the source's node like any publisher."""
+    ingest = Domain.objects.select_related("owner").get(domain_name=job.domain_name)
     name = rendition_name(job.stream, template_id)
-    url = liveurls.ingest_urls(_signed(ingest), job.app, name, expires, ports)["rtmp"]
-    return _internal(url, job, job.node_rtmp_port, ingest.domain_name)
+    urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, name)
+    return _internal(urls.ingest["rtmp"], job, job.node_rtmp_port, ingest.domain_name)
 
 
 def wanted_renditions(job: MediaJob, now: dt.datetime | None = None) -> dict:
@@ -698,9 +693,17 @@ def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4") -> Recordi
     )
 
 
-def recording_closed(recording: Recording, ended_at: float, duration_s: float) -> None:
+def recording_files(recording: Recording) -> dict[str, Path]:
+    """The files of a recording by name: the MP4, or the HLS playlist and its segments."""
     path = recording_file(recording)
-    size = path.stat().st_size if path.exists() else 0
+    files = {path.name: path} if path.exists() else {}
+    if recording.format == "m3u8":
+        files.update((p.name, p) for p in path.parent.glob(f"{path.stem}_*.ts"))
+    return files
+
+
+def recording_closed(recording: Recording, ended_at: float, duration_s: float) -> None:
+    size = sum(p.stat().st_size for p in recording_files(recording).values())
     Recording.objects.filter(pk=recording.pk).update(
         ended_at=dt.datetime.fromtimestamp(ended_at, dt.UTC), size_bytes=size, duration_seconds=round(duration_s, 3)
     )

@@ -40,7 +40,7 @@ def _save(user, kind: str, data: dict) -> str:
         return f"Added group {group.group_id}: play {{stream}}_{group.group_id}.m3u8."
     if kind == "record":
         media_services.set_record_config(user, domain, app, cycle_seconds=data["cycle_seconds"],
-                                         on_reconnect=data["on_reconnect"])  # fmt: skip
+                                         on_reconnect=data["on_reconnect"], format=data["format"])  # fmt: skip
         return f"Streams of {app} are recorded from their next publish."
     media_services.set_snapshot_config(user, domain, app, interval_seconds=data["interval_seconds"])
     return f"Streams of {app} get a snapshot every {data['interval_seconds']} s from their next publish."
@@ -121,8 +121,9 @@ def _file(respond, user, pk: int):
 
 
 @login_required
-def recording_download(request, recording_id: int):
-    return _file(recording_response, request.user, recording_id)
+def recording_download(request, recording_id: int, name: str | None = None):
+    """The MP4 or HLS VOD playlist; with `name`, one of the playlist's segments."""
+    return _file(lambda user, pk: recording_response(user, pk, name), request.user, recording_id)
 
 
 @login_required

@@ -36,6 +36,19 @@ from .transcode import pipeline
 
 log = logging.getLogger(__name__)
 
+
+class _QuietRecovery(logging.Filter):
+    """`recover_media_jobs` runs every second or so: keep its routine
+    "sending", "received" and "succeeded" lines out of the worker's log (its
+    warnings and errors still show)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or "streams.recover_media_jobs" not in record.getMessage()
+
+
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(_QuietRecovery())
+
 # A failed job whose source is still live is tried again after this.
 RETRY_SECONDS = 2.0
 # Set when this worker process shuts down: every job gives itself back.
@@ -98,8 +111,10 @@ class _JobRun:
         split, self._split = self._split, False
         return split
 
+    record_format = "mp4"
+
     def open_file(self, started_at: float) -> Path:
-        self.recording = jobs.new_recording(self.job, started_at)
+        self.recording = jobs.new_recording(self.job, started_at, self.record_format)
         return jobs.recording_file(self.recording)
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
@@ -119,6 +134,7 @@ def _run(run: _JobRun) -> str:
         config = jobs.record_config(job)
         if config is None:
             return "recording is no longer configured"
+        run.record_format = config.format
         return pipeline.record(url, run, config.cycle_seconds)
     config = jobs.snapshot_config(job)
     if config is None:
@@ -158,7 +174,14 @@ def run_media_job(job_id: int, attempt: int) -> None:
         # a publish raced); try again shortly, up to MAX_ATTEMPTS.
         jobs.release_job(job_id, attempt, detail, countdown=RETRY_SECONDS)
         return
-    jobs.finish_job(job_id, attempt, detail, failed=failed)
+    if job.kind == JobKind.TRANSCODE and not failed and jobs.source_is_live(job):
+        jobs.wanted_renditions(job)  # stops the idle ones
+        if not jobs.finish_job(job_id, attempt, detail, unless_wanted=True):
+            # A viewer asked for a rendition as the job was ending.
+            jobs.release_job(job_id, attempt, "a rendition was asked for as the job ended")
+            return
+    else:
+        jobs.finish_job(job_id, attempt, detail, failed=failed)
     log.info("media job %s finished: %s", job_id, detail)
 
 

@@ -25,5 +25,6 @@ urlpatterns = [
     path("media/delete/", media_views.media_delete, name="media-delete"),
     path("recordings/", media_views.recordings, name="recordings"),
     path("recordings/<int:recording_id>/download/", media_views.recording_download, name="recording-download"),
+    path("recordings/<int:recording_id>/download/<str:name>", media_views.recording_download, name="recording-file"),
     path("snapshots/<int:snapshot_id>.jpg", media_views.snapshot_image, name="snapshot"),
 ]

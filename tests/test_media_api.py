@@ -115,3 +115,60 @@ def test_it_keeps_an_operators_media_from_an_outsider(owner, outsider, tmp_path,
     assert mine.get(f"/api/v1/streams/snapshots/{snap.pk}/image/")["Content-Type"] == "image/jpeg"
     assert theirs.get(f"/api/v1/streams/snapshots/{snap.pk}/image/").status_code == 404
     assert client_for().get("/api/v1/streams/recordings/").status_code in (401, 403)
+
+
+@pytest.mark.media
+def test_it_records_hls_vod_and_serves_its_playlist_and_segments(owner, outsider, tmp_path, settings):
+    import subprocess
+
+    from streams.transcode import pipeline
+
+    push, _ = add_pair(owner)
+    settings.LIVECENTER_RECORDINGS_DIR = tmp_path
+    source = tmp_path / "source.flv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi",
+                    "-i", "sine", "-t", "14", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-c:a", "aac",
+                    str(source)], check=True)  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    recording = Recording.objects.create(domain=push, domain_name=push.domain_name, app="live", stream="cam1",
+                                         path="live/cam1/rec.m3u8", format="m3u8", started_at=now)  # fmt: skip
+
+    class Control:
+        def should_stop(self):
+            return False
+
+        def split_now(self):
+            return False
+
+        def open_file(self, started_at):
+            path = tmp_path / recording.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return path
+
+        def file_closed(self, path, started_at, ended_at, duration_s):
+            from streams import media_services
+
+            media_services.recording_closed(recording, ended_at, duration_s)
+
+    assert pipeline.record(str(source), Control(), cycle_seconds=3600) == "source ended"
+    recording.refresh_from_db()
+    assert 13.5 <= recording.duration_seconds <= 14.5
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                            str(tmp_path / recording.path)], capture_output=True, text=True, check=True)  # fmt: skip
+    assert 13.5 <= float(probe.stdout) <= 14.5
+
+    mine, theirs = client_for(owner), client_for(outsider)
+    url = rows(mine.get("/api/v1/streams/recordings/"))[0]["download_url"]
+    playlist = mine.get(url)
+    assert playlist["Content-Type"] == "application/vnd.apple.mpegurl"
+    text = b"".join(playlist.streaming_content).decode()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and "#EXT-X-ENDLIST" in text
+    segments = [line for line in text.splitlines() if line.endswith(".ts")]
+    assert len(segments) >= 2
+    segment = mine.get(url + segments[0])  # relative to the playlist, as a player resolves it
+    assert segment.status_code == 200 and b"".join(segment.streaming_content)[:1] == b"G"  # MPEG-TS sync byte
+    total = sum(p.stat().st_size for p in (tmp_path / "live/cam1").iterdir())
+    assert recording.size_bytes == total
+    assert theirs.get(url + segments[0]).status_code == 404
+    assert mine.get(url + "..%2F..%2Fsource.flv").status_code == 404
+    assert mine.get(url + "other.ts").status_code == 404

@@ -73,6 +73,20 @@ def test_it_records_to_split_mp4_files_and_takes_snapshots(owner, settings, tmp_
         path = media_services.recording_file(recording)
         assert recording.ended_at is not None and recording.size_bytes == path.stat().st_size > 0
         played = decoded_seconds(path)
+        # Keyframes are marked (MP4 sync samples), one a second, so players can seek.
+        command = [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+        ]
+        flags = subprocess.run([*command, str(path)], capture_output=True, text=True, check=True).stdout
+        assert flags.count("K") >= recording.duration_seconds - 1, flags.count("K")
         assert abs(ffprobe_duration(path) - recording.duration_seconds) < 0.5
         assert abs(played - recording.duration_seconds) < 0.5, (played, recording.duration_seconds)
         total += played

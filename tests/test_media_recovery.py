@@ -122,3 +122,20 @@ def test_it_ends_a_lost_job_whose_source_has_gone(owner, monkeypatch):
     job.refresh_from_db()
     assert job.state == JobState.FINISHED
     assert "source ended" in job.detail
+
+
+def test_it_keeps_a_transcode_a_viewer_asked_for_as_it_ended(owner, monkeypatch):
+    add_domains(owner)
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
+    media_services.add_template(owner, PUSH, "live", "lld")
+    publish(PUSH, "live", "cam1", "session-1")
+    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
+    source = StreamKey(PUSH, "live", "cam1")
+    assert media_services.rendition_requested(source, "lld", node)
+    assert not media_services.rendition_requested(source, "lhd", node)  # no such template
+    job = MediaJob.objects.get(kind="transcode")
+    assert media_services.claim_job(job.pk, 1, "host:1:1")
+    # The job found nothing wanted and is ending, but lld is wanted again.
+    assert not media_services.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
+    job.renditions.update(stopped=True)
+    assert media_services.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)

@@ -105,3 +105,21 @@ def test_it_asks_for_a_rendition_a_viewer_waits_for_and_serves_the_group_master(
         assert get(f"{node.http}/live/cam1_nope.m3u8?auth_key={token}&domain={PLAY}")[0] == 404
     finally:
         publisher.stop()
+
+
+@pytest.mark.media
+def test_it_asks_for_a_rendition_a_viewer_waited_for_before_its_source_went_live(node):
+    import threading
+
+    source = StreamKey(INGEST, "live", "cam1")
+    viewer = threading.Thread(target=get, args=(node.flv_url(stream="cam1_lhd"),))
+    viewer.start()
+    assert node.wait_for(lambda: StreamKey(INGEST, "live", "cam1_lhd") in node.node.hub.waiting_keys())
+    publisher = start_publisher(node.publish_url(), seconds=10, size="640x360")
+    try:
+        requested = lambda: [e for e in node.sink.events if isinstance(e, RenditionRequested)]  # noqa: E731
+        assert node.wait_for(requested), node.sink.events
+        assert requested() == [RenditionRequested(source, "lhd", "test-node")]
+    finally:
+        publisher.stop()
+        viewer.join(10)

@@ -28,6 +28,7 @@ STREAM_PATHS = {
     "/api/v1/streams/jobs/",
     "/api/v1/streams/recordings/",
     "/api/v1/streams/recordings/{recording_id}/download/",
+    "/api/v1/streams/recordings/{recording_id}/download/{name}",
     "/api/v1/streams/snapshots/",
     "/api/v1/streams/snapshots/{snapshot_id}/image/",
 }

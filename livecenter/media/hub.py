@@ -662,6 +662,10 @@ class StreamHub:
         stream = self._streams.get(key)
         return stream is not None and stream.publication is not None
 
+    def waiting_keys(self) -> list[StreamKey]:
+        """Keys viewers are waiting (`wait_live`) to go live."""
+        return list(self._live_waiters)
+
     def live_keys(self) -> list[StreamKey]:
         return [key for key, stream in self._streams.items() if stream.publication is not None]
 

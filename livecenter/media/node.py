@@ -162,6 +162,11 @@ class MediaNode:
     def stream_started(self, event: StreamPublished) -> None:
         self._live[event.key] = event.session_id
         self._events.put_nowait(event)
+        # Viewers that came for a rendition before its source went live.
+        for waiting in self.hub.waiting_keys():
+            split = split_rendition_name(waiting.stream)
+            if split is not None and StreamKey(waiting.domain, waiting.app, split[0]) == event.key:
+                self.request_rendition(event.key, split[1])
 
     def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
         if self._live.get(key) == session_id:

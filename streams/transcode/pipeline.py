@@ -11,15 +11,17 @@ thread sets it when the job's claim is lost, streams/tasks.py).
   renditions and source cut HLS segments at the same instants (ABR).
   Renditions come and go while it runs (`control.wanted()`): one starts at
   the source's next keyframe, one no longer wanted is closed.
-- `record`: remux (no decoding) into MP4 files split at the first keyframe
-  after `cycle_seconds`.
+- `record`: remux (no decoding) into MP4 files, or HLS VOD (a playlist and
+  its MPEG-TS segments), split at the first keyframe after `cycle_seconds`.
 - `snapshot`: every `interval_seconds`, decode the next keyframe and write a
   JPEG of the source's size.
 
-PyAV calls block; run these in a thread or process of their own. PyAV holds
-the GIL while FFmpeg's RTMP client waits on the server (streams/calibrator.py
-says the same), so a media node must never run in the same process as a
-transcode: the node could not answer the publish it waits for.
+PyAV calls block; run these in a thread or process of their own. Decoding,
+encoding, reading and muxing release the GIL, so jobs share a worker's
+threads well; opening a publish connection does not (PyAV 18 holds it through
+`avio_open` and `avformat_write_header`, FFmpeg's RTMP connect and publish),
+so a media node must never run in a transcode's process: it could not answer
+the publish the worker waits on (streams/calibrator.py says the same).
 """
 
 from __future__ import annotations
@@ -276,11 +278,15 @@ def _copy_packet(packet, stream):
     copy = av.Packet(bytes(packet))
     copy.pts, copy.dts = packet.pts, packet.dts
     copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe  # MP4's sync samples, HLS's segment cuts
     copy.stream = stream
     return copy
 
 
 # --- Recording -----------------------------------------------------------------------
+
+# Segments of an HLS VOD recording; cut at the first keyframe past this.
+HLS_VOD_SEGMENT_SECONDS = 6
 
 
 class RecordControl(Control, Protocol):
@@ -302,10 +308,18 @@ class _RecordFile:
     started_at: float
     first_dts: int
     last_ts: int = 0
+    last_dts: dict[int, int] = field(default_factory=dict)  # by output stream index
 
 
 def _open_record_file(path: Path, source_video, source_audio, started_at: float, first_dts: int) -> _RecordFile:
-    container = av.open(str(path), mode="w", format="mp4")
+    if path.suffix == ".m3u8":
+        # HLS VOD: the playlist and its MPEG-TS segments side by side ({stem}_00000.ts ...).
+        container = av.open(str(path), mode="w", format="hls", options={
+            "hls_time": str(HLS_VOD_SEGMENT_SECONDS), "hls_playlist_type": "vod", "hls_list_size": "0",
+            "hls_segment_filename": str(path.with_name(f"{path.stem}_%05d.ts")),
+        })  # fmt: skip
+    else:
+        container = av.open(str(path), mode="w", format="mp4")
     video = container.add_stream_from_template(source_video)
     audio = container.add_stream_from_template(source_audio) if source_audio is not None else None
     return _RecordFile(path, container, video, audio, started_at, first_dts)
@@ -353,9 +367,13 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
             target = current.video if packet.stream is video else current.audio
             if target is None:
                 continue
+            dts = packet.dts - current.first_dts
+            if dts < 0 or dts <= current.last_dts.get(target.index, -1):
+                continue  # audio from before the file's first keyframe, or a step back the MP4 muxer refuses
+            current.last_dts[target.index] = dts
             out = _copy_packet(packet, target)
-            out.dts = max(0, packet.dts - current.first_dts)
-            out.pts = max(out.dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
+            out.dts = dts
+            out.pts = max(dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
             current.last_ts = max(current.last_ts, out.pts + (packet.duration or 0))
             current.container.mux(out)
     except av.FFmpegError as exc:

@@ -15,12 +15,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 WORKER_STOP_SECONDS = 15
+# A worker that dies is started again, up to this many times in the window.
+MAX_WORKER_RESTARTS = 3
+WORKER_RESTART_WINDOW_SECONDS = 60
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
@@ -97,22 +101,37 @@ class Command(BaseCommand):
         server = ConsoleServer(
             uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
         )
-        worker = None
+        self.worker: subprocess.Popen | None = None
         if not no_worker:
-            worker = subprocess.Popen(worker_command(), env=os.environ.copy())
-            threading.Thread(target=self._watch_worker, args=(worker, server), daemon=True).start()
+            self.worker = subprocess.Popen(worker_command(), env=os.environ.copy())
+            threading.Thread(target=self._watch_worker, args=(server,), daemon=True).start()
         self.stdout.write(f"LiveCenter console on http://{host}:{port}/ (Ctrl-C stops everything)")
         try:
             asyncio.run(serve(server, settings.LIVECENTER_MEDIA_EMBEDDED and not no_media))
         finally:
-            if worker is not None:
-                self._stop_worker(worker)
+            self.stopping = True
+            if self.worker is not None:
+                self._stop_worker(self.worker)
 
-    def _watch_worker(self, worker: subprocess.Popen, server: uvicorn.Server) -> None:
-        code = worker.wait()
-        if not server.should_exit:
-            self.stderr.write(f"Celery worker exited with code {code}; stopping the console")
-            server.should_exit = True
+    stopping = False
+
+    def _watch_worker(self, server: uvicorn.Server) -> None:
+        """A worker that dies (a crash, kill -9) is started again, so that its
+        media jobs come back (streams/tasks.py); one that keeps dying stops
+        the console."""
+        restarts: list[float] = []
+        while True:
+            code = self.worker.wait()
+            if server.should_exit or self.stopping:
+                return
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < WORKER_RESTART_WINDOW_SECONDS] + [now]
+            if len(restarts) > MAX_WORKER_RESTARTS:
+                self.stderr.write(f"Celery worker exited with code {code} again; stopping the console")
+                server.should_exit = True
+                return
+            self.stderr.write(f"Celery worker exited with code {code}; starting it again")
+            self.worker = subprocess.Popen(worker_command(), env=os.environ.copy())
 
     def _stop_worker(self, worker: subprocess.Popen) -> None:
         if worker.poll() is None:
