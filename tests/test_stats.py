@@ -173,3 +173,15 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
     assert watched and statistics.median(s.bitrate_out.get("flv", 0) for s in watched) == pytest.approx(
         video_bitrate, rel=0.25
     )
+
+
+def test_it_remembers_at_most_max_request_clients(monkeypatch):
+    from livecenter.media import stats
+
+    monkeypatch.setattr(stats, "MAX_REQUEST_CLIENTS", 3)
+    c = StreamCounters()
+    for i in range(3):
+        c.served("hls", 1, f"10.0.0.{i}", 1.0)
+    assert c.request_viewers(2.0) == {"hls": 3}  # at the limit
+    c.served("hls", 1, "10.0.0.9", 1.5)  # one past: the oldest goes
+    assert c.request_viewers(2.0) == {"hls": 3} and ("hls", "10.0.0.0") not in c.clients
