@@ -5,8 +5,10 @@ Counting is split from sampling so that the media path stays cheap:
 - `StreamCounters` lives on each `LiveStream` (a new one per publication).
   The hub calls `video()` / `audio()` once per ingested frame: integer adds,
   a comparison of timestamps, and for H.264 one look at the composition time.
-  Viewers' servers call `sent()` once per socket write (the pump writes merged
-  frames), never per frame; HLS calls `served()` per playlist, segment or part.
+  A viewer's server calls `Subscription.count_sent(n)` once per socket write
+  (the pump writes merged frames), never per frame; HLS calls
+  `StatsSampler.served()` per playlist, segment or part. A new protocol (RTS)
+  does the same under its own name.
 - `StatsSampler` runs once a second on the node's loop: it reads every live
   stream's counters, takes the difference from its last reading and turns it
   into a `StreamSample` (policy.py), which the node hands to its EventSink.
