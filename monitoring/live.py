@@ -10,7 +10,6 @@ and a domain/app/stream key can be longer.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 from livecenter.media.policy import StreamKey, StreamSample
@@ -94,7 +93,3 @@ def event_sample_json(sample: StreamSample) -> dict:
 def row_sample_json(row) -> dict:
     """The same for a StreamSample row (monitoring.models)."""
     return sample_json(stream_url=row.stream_url, at=row.at.timestamp(), **{f: getattr(row, f) for f in _FIELDS})
-
-
-def unix(value: dt.datetime) -> float:
-    return value.timestamp()

@@ -11,17 +11,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
-from streams.serializers import QuerySerializer
+from streams.serializers import QuerySerializer, _domain_field
 
 from .models import StreamSample
 
 # --- Input ---------------------------------------------------------------------------
-
-
-def _domain_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(
-        help_text="An ingest domain, or a streaming domain (stands for the ingest domain it plays).", **kwargs
-    )
 
 
 class DomainTimeQuerySerializer(QuerySerializer):

@@ -14,14 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from domains.models import Domain
 from livecenter.media.policy import StreamKey
 from streams.models import PublishSession
-from streams.services import _name, ingest_domain_for, ingest_domains
+from streams.services import _aware, _invalid, _name, ingest_domain_for, ingest_domains
 
 from . import live
 from .models import StreamSample
@@ -35,14 +34,6 @@ MAX_SERIES_RANGE = dt.timedelta(hours=1)
 DEFAULT_SERIES_RANGE = dt.timedelta(hours=1)
 # What a stream's monitoring page shows on opening, before live samples.
 PAGE_HISTORY = dt.timedelta(minutes=5)
-
-
-def _invalid(field_name: str, message: str) -> ValidationError:
-    return ValidationError({field_name: [message]})
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
 
 
 def _latest_per_stream(samples) -> list[StreamSample]:

@@ -70,7 +70,14 @@ class MonitoringSink:
         await self._state(event.key, False, event.session_id, event.stopped_at, event.reason)
 
     async def sampled(self, event: StreamsSampled) -> None:
+        # The pages first: a slow database must not hold the charts back.
+        try:
+            await self._push(event)
+        except Exception:
+            log.exception("could not send %d samples to the live pages", len(event.samples))
         await sync_to_async(_store, thread_sensitive=True)(event)
+
+    async def _push(self, event: StreamsSampled) -> None:
         layer = get_channel_layer()
         if layer is None:
             return

@@ -146,7 +146,7 @@ def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datet
         )
         return _skip_from(report, "enabled", "the domain is unknown")
     kind = domain.get_domain_type_display().lower()
-    report.add("domain", TITLES["domain"], PASS, f"{domain.domain_name} is your {kind} domain")
+    report.add("domain", TITLES["domain"], PASS, f"{domain.domain_name} is your {kind}")
     if domain.enabled:
         report.add("enabled", TITLES["enabled"], PASS, f"{domain.domain_name} is enabled")
     else:

@@ -57,7 +57,8 @@ def test_it_passes_a_healthy_live_stream(owner, pair):
             "url", "domain", "enabled", "cname", "association", "signature", "forbidden", "live",
         ]  # fmt: skip
         assert steps(report)["audio"].reason == "AAC, 44100 Hz, 2 ch"
-    assert check_url(owner, urls(owner).ingest["rtmp"]).kind == "ingest"
+    ingest = check_url(owner, urls(owner).ingest["rtmp"])
+    assert ingest.kind == "ingest" and steps(ingest)["domain"].reason == "push.example.com is your ingest domain"
     assert check_url(owner, urls(owner).playback["flv"]).kind == "playback"
 
 

@@ -4,15 +4,20 @@ node sampling a real ffmpeg stream of known frame rate and bitrate."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
+import time
+import urllib.request
+from urllib.parse import urljoin
 
 import pytest
 
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import StreamKey, StreamsSampled
+from livecenter.media.signing import sign
 from livecenter.media.stats import REQUEST_VIEWER_WINDOW_SECONDS, StatsSampler, StreamCounters
-from tests.mediasupport import NodeThread, start_publisher
+from tests.mediasupport import PLAY, PLAY_KEY, NodeThread, start_publisher
 from tests.test_hub import AUDIO_HEADER, META, VIDEO_HEADER, run
 
 KEY = StreamKey("push.test", "live", "cam1")
@@ -142,6 +147,12 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
         assert node.wait_for(lambda: node.node.hub.is_live(KEY), timeout=20), publisher.stop()
         viewer = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-i", node.flv_url(), "-f", "null", "-"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        # An HLS player: the playlist, then the segment it names.
+        playlist_url = f"{node.http}/live/cam1.m3u8?auth_key={sign('/live/cam1.m3u8', PLAY_KEY, int(time.time()))}"
+        with urllib.request.urlopen(f"{playlist_url}&domain={PLAY}", timeout=20) as r:
+            segment = re.search(r"^(cam1/seg_\d+\.ts\?token=\S+)$", r.read().decode(), re.M).group(1)
+        with urllib.request.urlopen(urljoin(playlist_url, segment), timeout=20) as r:
+            assert len(r.read()) > 1000
         assert node.wait_for(lambda: len(samples_of(node)) >= 9, timeout=40), samples_of(node)
     finally:
         publisher.stop()
@@ -162,7 +173,22 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
     assert not any(s.timestamp_jumps for s in samples)
     last = samples[-1]
     assert (last.video_codec, last.width, last.height, last.audio_codec) == ("H264", 320, 240, "AAC")
+    everything = samples_of(node)
+    assert any(s.viewers.get("hls") == 1 for s in everything) and any(s.bitrate_out.get("hls") for s in everything)
+    assert not any("hls-packager" in s.viewers for s in samples)
     watched = [s for s in samples if s.viewers.get("flv") == 1]
     assert watched and statistics.median(s.bitrate_out.get("flv", 0) for s in watched) == pytest.approx(
         video_bitrate, rel=0.25
     )
+
+
+def test_it_remembers_at_most_max_request_clients(monkeypatch):
+    from livecenter.media import stats
+
+    monkeypatch.setattr(stats, "MAX_REQUEST_CLIENTS", 3)
+    c = StreamCounters()
+    for i in range(3):
+        c.served("hls", 1, f"10.0.0.{i}", 1.0)
+    assert c.request_viewers(2.0) == {"hls": 3}  # at the limit
+    c.served("hls", 1, "10.0.0.9", 1.5)  # one past: the oldest goes
+    assert c.request_viewers(2.0) == {"hls": 3} and ("hls", "10.0.0.0") not in c.clients

@@ -5,8 +5,10 @@ Counting is split from sampling so that the media path stays cheap:
 - `StreamCounters` lives on each `LiveStream` (a new one per publication).
   The hub calls `video()` / `audio()` once per ingested frame: integer adds,
   a comparison of timestamps, and for H.264 one look at the composition time.
-  Viewers' servers call `sent()` once per socket write (the pump writes merged
-  frames), never per frame; HLS calls `served()` per playlist, segment or part.
+  A viewer's server calls `Subscription.count_sent(n)` once per socket write
+  (the pump writes merged frames), never per frame; HLS calls
+  `StatsSampler.served()` per playlist, segment or part. A new protocol (RTS)
+  does the same under its own name.
 - `StatsSampler` runs once a second on the node's loop: it reads every live
   stream's counters, takes the difference from its last reading and turns it
   into a `StreamSample` (policy.py), which the node hands to its EventSink.
@@ -107,15 +109,19 @@ class StreamCounters:
             if len(clients) > MAX_REQUEST_CLIENTS:
                 del clients[next(iter(clients))]
 
-    def request_viewers(self, now: float) -> Counter[str]:
-        """Clients of request-per-file protocols seen within the window; forgets older ones."""
+    def request_viewers(self, now: float, into: dict[str, int] | None = None) -> dict[str, int]:
+        """Clients of request-per-file protocols seen within the window, added
+        to `into`; forgets older ones."""
+        viewers = {} if into is None else into
         clients, horizon = self.clients, now - REQUEST_VIEWER_WINDOW_SECONDS
         while clients:
             first = next(iter(clients))
             if clients[first] >= horizon:
                 break
             del clients[first]
-        return Counter(protocol for protocol, _ in clients)
+        for protocol, _ in clients:
+            viewers[protocol] = viewers.get(protocol, 0) + 1
+        return viewers
 
 
 class _Reading:
@@ -197,8 +203,8 @@ class StatsSampler:
             before.audio_ts, now.audio_ts, seconds,
         )  # fmt: skip
         counters = now.counters
-        viewers = Counter(stream.viewers())
-        viewers.update(counters.request_viewers(now.at))
+        viewers = stream.viewers()
+        counters.request_viewers(now.at, viewers)
         bitrate_out = {
             protocol: (nbytes - before.bytes_out.get(protocol, 0)) * 8 / seconds if seconds > 0 else 0.0
             for protocol, nbytes in now.bytes_out.items()
@@ -223,6 +229,6 @@ class StatsSampler:
             audio_codec=info.audio_codec,
             audio_sample_rate=info.audio_sample_rate,
             audio_channels=info.audio_channels,
-            viewers=dict(viewers),
+            viewers=viewers,
             bitrate_out=bitrate_out,
         )

@@ -51,9 +51,11 @@ def _path_parts(path: str, url: str) -> tuple[str, str]:
     return app, stream
 
 
-def _srt(url: str, query: dict[str, str]) -> tuple[str, str, dict[str, str]]:
+def _srt(url: str) -> tuple[str, str, dict[str, str]]:
     # srt://host:port?streamid=#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish
-    streamid = query.get("streamid", "")
+    # The "#" would start a fragment in any other URL: take streamid as written.
+    _, found, streamid = url.partition("streamid=")
+    streamid = unquote(streamid) if found else ""
     if not streamid.startswith("#!::"):
         raise LiveUrlError("an SRT URL carries the stream in streamid=#!::h=…,r=/{app}/{stream}?auth_key=…,m=publish")
     fields = dict(item.split("=", 1) for item in streamid[4:].split(",") if "=" in item)
@@ -88,7 +90,7 @@ def parse_live_url(url: str) -> LiveUrl:
         signed = f"/{app}/{stream}" if protocol == "rts" else f"/{app}/{stream}{suffix}"
     elif scheme == "srt":
         protocol = "srt"
-        host_field, path, query = _srt(url, query)
+        host_field, path, query = _srt(url)
         hostname = host_field or hostname
         app, stream = _path_parts(path, url)
         signed = f"/{app}/{stream}"
