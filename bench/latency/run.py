@@ -224,6 +224,17 @@ STARTED = (
 )
 
 
+def log_in(context, console: str) -> None:
+    """Sign the browser context in to the console as the bench's operator."""
+    page = context.new_page()
+    page.goto(f"{console}/accounts/login/")
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-button")
+    page.wait_for_url("**/domains/")
+    page.close()
+
+
 def open_player(context, url: str, timeout_ms: int = 20_000, trace: list | None = None) -> tuple[object, dict]:
     page = context.new_page()
     if trace is not None:
@@ -395,13 +406,7 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1400, "height": 900})
-            login = context.new_page()
-            login.goto(f"{console}/accounts/login/")
-            login.fill("#id_username", USERNAME)
-            login.fill("#id_password", PASSWORD)
-            login.click("#login-button")
-            login.wait_for_url("**/domains/")
-            login.close()
+            log_in(context, console)
             ours = [n for n in names if n != "nginx-hls"]
             if ours:
                 calibrator = procs.start("calibrator", [PYTHON, "manage.py", "calibrator", "--url", ingest,

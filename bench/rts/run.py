@@ -43,13 +43,12 @@ from bench.latency.run import (  # noqa: E402
     APP,
     CALIBRATOR_ARGS,
     CHROMIUM,
-    PASSWORD,
     PLAY,
     PYTHON,
     SETUP_SCRIPT,
     STREAM,
-    USERNAME,
     Processes,
+    log_in,
     manage,
     measure,
     signed_ingest_url,
@@ -104,13 +103,7 @@ def run_latency(args) -> dict:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1400, "height": 900})
-            login = context.new_page()
-            login.goto(f"{console}/accounts/login/")
-            login.fill("#id_username", USERNAME)
-            login.fill("#id_password", PASSWORD)
-            login.click("#login-button")
-            login.wait_for_url("**/domains/")
-            login.close()
+            log_in(context, console)
             calibrator = procs.start("calibrator", [PYTHON, "manage.py", "calibrator", "--url", ingest,
                                                     *CALIBRATOR_ARGS])  # fmt: skip
             time.sleep(3)  # the encoder starts; the first, discarded, page load waits for the rest
