@@ -5,56 +5,25 @@ forbid through the API kicking the live publisher."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
 from rest_framework.test import APIClient
 
 from domains import services
-from livecenter.media.node import NodeConfig
-from streams.medianode import running_media_node
 from tests.mediasupport import probe_packets, start_publisher
+from tests.workersupport import MediaNodeThread
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
 
-class DatabaseNode:
-    """running_media_node in a thread of its own, as the console runs it."""
+class DatabaseNode(MediaNodeThread):
+    """running_media_node in a thread of its own, as the console runs it,
+    with a short play wait."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.stop_event: asyncio.Event | None = None
-        self.node = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
-
-    async def _run(self) -> None:
-        self.stop_event = asyncio.Event()
-        config = NodeConfig(host="127.0.0.1", rtmp_port=0, http_port=0, node_id="live-test", play_wait_seconds=3,
-                            update_interval_seconds=1)  # fmt: skip
-        try:
-            async with running_media_node(config) as node:
-                self.node = node
-                self.started.set()
-                await self.stop_event.wait()
-        finally:
-            self.started.set()
-            # The bridge's ORM calls ran in sync_to_async's thread; close there.
-            await sync_to_async(connections.close_all, thread_sensitive=True)()
-
-    def __enter__(self) -> DatabaseNode:
-        self.thread.start()
-        assert self.started.wait(20) and self.node is not None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
+        super().__init__(node_id="live-test", play_wait_seconds=3)
 
 
 def local(url: str, port: int) -> str:

@@ -24,19 +24,23 @@ PLAY = "play.bench"
 VALIDITY_SECONDS = 3600
 
 
-def bench_policy() -> MemoryPolicy:
+def bench_policy(rts_enabled: bool = False) -> MemoryPolicy:
     return MemoryPolicy(
         domains={
             INGEST: DomainConfig(INGEST, "ingest", True, None, VALIDITY_SECONDS),
-            PLAY: DomainConfig(PLAY, "streaming", True, None, VALIDITY_SECONDS, ingest_domain=INGEST),
+            PLAY: DomainConfig(
+                PLAY, "streaming", True, None, VALIDITY_SECONDS, ingest_domain=INGEST, rts_enabled=rts_enabled
+            ),
         }
     )
 
 
-async def main(rtmp_port: int, http_port: int) -> None:
+async def serve(rtmp_port: int, http_port: int, node_id: str = "bench", rts_enabled: bool = False, every_second=None):
+    """Run the node until SIGTERM or SIGINT; READY once it listens, then
+    `every_second(node)` each second if given."""
     node = MediaNode(
-        NodeConfig(host="127.0.0.1", rtmp_port=rtmp_port, http_port=http_port, node_id="bench"),
-        bench_policy(),
+        NodeConfig(host="127.0.0.1", rtmp_port=rtmp_port, http_port=http_port, node_id=node_id),
+        bench_policy(rts_enabled),
         MemorySink(),
     )
     await node.start()
@@ -45,14 +49,23 @@ async def main(rtmp_port: int, http_port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("READY", flush=True)
-    await stop.wait()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            if every_second is not None:
+                every_second(node)
     await node.stop()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+def cli(description: str, **options) -> None:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rtmp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(args.rtmp_port, args.http_port))
+    asyncio.run(serve(args.rtmp_port, args.http_port, **options))
+
+
+if __name__ == "__main__":
+    cli(__doc__)
