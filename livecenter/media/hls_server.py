@@ -117,6 +117,9 @@ class HlsService:
         self.node = node
         self.secret = os.urandom(32)
         self.streams: dict[StreamKey, HlsStream] = {}
+        # The same, by (app, source name): a source and its renditions, every
+        # domain. Each playlist and media request looks here, not at all streams.
+        self._families: dict[tuple[str, str], dict[StreamKey, HlsStream]] = {}
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -128,6 +131,7 @@ class HlsService:
         for stream in self.streams.values():
             stream.close()
         self.streams.clear()
+        self._families.clear()
 
     async def _reap(self) -> None:
         while True:
@@ -137,6 +141,13 @@ class HlsService:
                 if now - stream.last_request > HLS_IDLE_SECONDS or stream.subscription.ended:
                     stream.close()
                     del self.streams[key]
+                    family = self._family(key)
+                    del family[key]
+                    if not family:
+                        del self._families[(key.app, _source_name(key.stream))]
+
+    def _family(self, key: StreamKey) -> dict[StreamKey, HlsStream]:
+        return self._families.setdefault((key.app, _source_name(key.stream)), {})
 
     def token(self, stream: HlsStream, now: float) -> str:
         expires = (int(now) // TOKEN_STEP_SECONDS + 2) * TOKEN_STEP_SECONDS
@@ -148,7 +159,7 @@ class HlsService:
         advance in time."""
         stream = self.streams.get(key)
         if stream is None or stream.subscription.ended:
-            stream = self.streams[key] = HlsStream(self, key)
+            stream = self.streams[key] = self._family(key)[key] = HlsStream(self, key)
         stream.last_request = time.monotonic()
         deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
         while not stream.packager.has_segments:
@@ -179,12 +190,9 @@ class HlsService:
         `{s}_{template}`, by URI relative to this playlist. hls.js reads the
         report of the rendition it switches to for the part to ask for (it
         matches the URI without the query)."""
-        source = _source_name(stream.key.stream)
         reports = []
-        for key, other in self.streams.items():
-            if other is stream or key.domain != stream.key.domain or key.app != stream.key.app:
-                continue
-            if _source_name(key.stream) != source or other.subscription.ended:
+        for key, other in self._family(stream.key).items():
+            if other is stream or key.domain != stream.key.domain or other.subscription.ended:
                 continue
             last = other.packager.last_msn_part()
             if last is not None:
@@ -194,8 +202,8 @@ class HlsService:
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""
         failure = ""
-        for key, stream in self.streams.items():
-            if key.app != app or key.stream != stream_name:
+        for key, stream in self._families.get((app, _source_name(stream_name)), {}).items():
+            if key.stream != stream_name:
                 continue
             failure = check_segment_token(self.secret, stream.name, token, now) or ""
             if not failure:
