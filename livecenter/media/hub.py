@@ -199,8 +199,6 @@ class LiveStream:
 
     def _reset_measurements(self) -> None:
         self.bytes_in = 0
-        self.video_frames = 0
-        self.audio_frames = 0
         self._video = _RateWindow()
         self._audio = _RateWindow()
         self._video_codec = 0
@@ -232,6 +230,15 @@ class LiveStream:
     @property
     def gop_bytes(self) -> int:
         return max(self._gop_bytes, 0)
+
+    @property
+    def video_frames(self) -> int:
+        """Video frames of this publication (its StreamCounters count them)."""
+        return self.counters.video_frames
+
+    @property
+    def audio_frames(self) -> int:
+        return self.counters.audio_frames
 
     @property
     def viewer_count(self) -> int:
@@ -320,17 +327,15 @@ class LiveStream:
             if self._last_timestamp is None or frame.timestamp > self._last_timestamp:
                 self._last_timestamp = frame.timestamp
             if kind == "video":
-                self.video_frames += 1
+                self.counters.video(frame.timestamp, size, frame.keyframe)
                 self._video.add(frame.timestamp, size)
                 if (
                     not self.has_bframes
                     and self.avc_config is not None
-                    and self.video_frames <= BFRAME_DETECTION_FRAMES
+                    and self.counters.video_frames <= BFRAME_DETECTION_FRAMES
                 ):
                     self._detect_bframes(body)
-                self.counters.video(frame.timestamp, size, frame.keyframe)
             else:
-                self.audio_frames += 1
                 self._audio.add(frame.timestamp, size)
                 self.counters.audio(frame.timestamp, size)
             self._cache(frame, size)
