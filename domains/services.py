@@ -20,7 +20,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .lib import certificates, dnscheck, liveurls
+from livecenter.media import liveurl
+
+from .lib import certificates, dnscheck
 from .lib.hostnames import HostnameError, normalize_domain_name
 from .models import (
     CnameStatus,
@@ -344,16 +346,16 @@ class GeneratedUrls:
     notes: list[str]
 
 
-def _signed_host(domain: Domain) -> liveurls.SignedHost:
-    return liveurls.SignedHost(
+def _signed_host(domain: Domain) -> liveurl.SignedHost:
+    return liveurl.SignedHost(
         host=domain.domain_name,
         key=domain.auth_primary_key if domain.auth_enabled else None,
         validity_seconds=domain.validity_seconds,
     )
 
 
-def _ports() -> liveurls.Ports:
-    return liveurls.Ports(
+def _ports() -> liveurl.Ports:
+    return liveurl.Ports(
         rtmp=settings.LIVECENTER_RTMP_PORT, http=settings.LIVECENTER_HTTP_PORT, srt=settings.LIVECENTER_SRT_PORT
     )
 
@@ -371,12 +373,12 @@ def generate_urls(
     association. The URLs expire `validity_minutes` from now (default: the
     domain's validity period)."""
     domain = _other_domain(owner, "domain", domain_name)
-    if not liveurls.NAME_RE.match(app or ""):
+    if not liveurl.NAME_RE.match(app or ""):
         raise _invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
-    if not liveurls.NAME_RE.match(stream or ""):
+    if not liveurl.NAME_RE.match(stream or ""):
         raise _invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
     template = (template or "").strip() or None
-    if template is not None and not liveurls.TEMPLATE_RE.match(template):
+    if template is not None and not liveurl.TEMPLATE_RE.match(template):
         raise _invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")
     if validity_minutes is not None and not (MIN_VALIDITY_MINUTES <= validity_minutes <= MAX_VALIDITY_MINUTES):
         raise _invalid(
@@ -405,9 +407,9 @@ def generate_urls(
         stream=stream,
         template=template,
         expires_at=expires_at,
-        ingest=liveurls.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
+        ingest=liveurl.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
         playback=(
-            liveurls.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
+            liveurl.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
             if streaming
             else {}
         ),
