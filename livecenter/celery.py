@@ -6,10 +6,22 @@ so the worker needs no server. Scaled: `REDIS_URL` is the broker.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livecenter.settings")
 
 app = Celery("livecenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_worker_logs(logger, **kwargs):
+    """The worker sets up its own handlers (not the settings' LOGGING): they
+    get the same auth_key redaction (livecenter/media/redact.py)."""
+    from livecenter.media.redact import RedactAuthKeyFilter
+
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters):
+            handler.addFilter(RedactAuthKeyFilter())
