@@ -4,7 +4,11 @@ row is deleted. The table itself is left (empty) to its own app's history."""
 
 import hashlib
 
+import datetime as dt
+
 from django.db import migrations
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 PLAIN_TOKEN_TABLE = "authtoken_token"
 
@@ -19,6 +23,12 @@ def hash_plain_drf_tokens(apps, schema_editor):
         cursor.execute(f"SELECT {connection.ops.quote_name('key')}, user_id, created FROM {table}")
         rows = cursor.fetchall()
     for key, user_id, created in rows:
+        if isinstance(created, str):  # SQLite hands raw timestamps back as text
+            created = parse_datetime(created)
+        if not isinstance(created, dt.datetime):
+            created = timezone.now()
+        elif timezone.is_naive(created):
+            created = timezone.make_aware(created, dt.UTC)
         digest = hashlib.sha256(key.encode()).hexdigest()
         if not ApiToken.objects.filter(user_id=user_id).exists():
             ApiToken.objects.create(user_id=user_id, digest=digest, created_at=created)
