@@ -9,7 +9,7 @@ from . import throttle
 from .models import ApiToken
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenCredentialsSerializer(serializers.Serializer):
     username = serializers.CharField(
         error_messages={"required": "enter your user name", "blank": "enter your user name"}
     )
@@ -31,7 +31,7 @@ class TokenView(APIView):
 
     @extend_schema(
         summary="Make an API token",
-        request=TokenRequestSerializer,
+        request=TokenCredentialsSerializer,
         responses={
             201: inline_serializer(
                 "ApiTokenCreated",
@@ -46,7 +46,7 @@ class TokenView(APIView):
         auth=[],
     )
     def post(self, request):
-        body = TokenRequestSerializer(data=request.data)
+        body = TokenCredentialsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         username, password = body.validated_data["username"], body.validated_data["password"]
         try:

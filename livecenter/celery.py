@@ -20,8 +20,6 @@ app.autodiscover_tasks()
 def _redact_worker_logs(logger, **kwargs):
     """The worker sets up its own handlers (not the settings' LOGGING): they
     get the same auth_key redaction (livecenter/media/redact.py)."""
-    from livecenter.media.redact import RedactAuthKeyFilter
+    from livecenter.media.redact import redact_handlers_of
 
-    for handler in logger.handlers:
-        if not any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters):
-            handler.addFilter(RedactAuthKeyFilter())
+    redact_handlers_of(logger.name)

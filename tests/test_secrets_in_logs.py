@@ -198,3 +198,29 @@ def test_the_masked_key_shows_no_character_of_the_key(owner):
     assert domain.auth_primary_key_set_at is not None and domain.auth_secondary_key_set_at is not None
     services.configure_url_signing(domain, secondary_key="")
     assert domain.auth_secondary_key_set_at is None
+
+
+def test_a_bare_uvicorn_gets_redaction_when_it_loads_the_app():
+    """`uvicorn livecenter.asgi:application` (the scaled topology) sets up its
+    logging itself, before loading the app; the app adds the filter."""
+    import importlib
+
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    handler = logging.getLogger("uvicorn.access").handlers[0]
+    assert not any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters)
+    importlib.reload(importlib.import_module("livecenter.asgi"))
+    assert any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters)
+
+
+def test_the_celery_worker_logs_are_redacted():
+    from livecenter.celery import _redact_worker_logs
+
+    logger = logging.getLogger("tests.celery-worker")
+    handler = logging.StreamHandler(io.StringIO())
+    logger.addHandler(handler)
+    try:
+        _redact_worker_logs(logger)
+        _redact_worker_logs(logger)  # once only
+        assert sum(isinstance(f, RedactAuthKeyFilter) for f in handler.filters) == 1
+    finally:
+        logger.removeHandler(handler)
