@@ -21,6 +21,17 @@ class TokenCredentialsSerializer(serializers.Serializer):
     )
 
 
+class LoginThrottledError(exceptions.APIException):
+    """429 with the throttle's reason; DRF's handler sends `wait` as Retry-After."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+
+    def __init__(self, refusal: throttle.LoginThrottled):
+        super().__init__(detail=str(refusal))
+        self.wait = refusal.retry_after_seconds
+
+
 class TokenView(APIView):
     """Trade a user name and password for a new API token. The key is shown
     in this answer only (it is stored hashed); it replaces the user's
@@ -52,7 +63,7 @@ class TokenView(APIView):
         try:
             attempt = throttle.begin_login(username, throttle.client_address(request))
         except throttle.LoginThrottled as exc:
-            raise exceptions.Throttled(wait=exc.retry_after_seconds, detail=str(exc)) from None
+            raise LoginThrottledError(exc) from None
         user = authenticate(request, username=username, password=password)
         if user is None:
             raise exceptions.ValidationError({"detail": "user name or password is wrong; both are case-sensitive"})

@@ -134,7 +134,10 @@ def test_it_answers_429_on_the_token_endpoint(owner):
     r = client.post(TOKEN, RIGHT, format="json")
     assert r.status_code == 429
     assert int(r["Retry-After"]) > 0
-    assert "too many failed logins for this account" in r.json()["detail"]
+    assert r.json() == {
+        "detail": "too many failed logins for this account: logins are refused for 1 minute, "
+        "even with the right password; try again then"
+    }
     assert not ApiToken.objects.exists()
 
 
