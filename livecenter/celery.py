@@ -20,6 +20,6 @@ app.autodiscover_tasks()
 def _redact_worker_logs(logger, **kwargs):
     """The worker sets up its own handlers (not the settings' LOGGING): they
     get the same auth_key redaction (livecenter/media/redact.py)."""
-    from livecenter.media.redact import redact_handlers_of
+    from livecenter.media.redact import redact_handlers
 
-    redact_handlers_of(logger.name)
+    redact_handlers(logger)

@@ -24,7 +24,7 @@ from livecenter.media.redact import RedactAuthKeyFilter, redact_text, redact_url
 from streams import media_services, tasks
 from streams.media_models import MediaJob
 from tests.streamsupport import publish
-from tests.test_media_transcode import PUSH, add_domains
+from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import ROOT, wait_until
 
 SIGNED = "http://play.example.com/live/cam1.flv?auth_key=1767225600-0-0-0123456789abcdef0123456789abcdef&x=1"
@@ -224,3 +224,27 @@ def test_the_celery_worker_logs_are_redacted():
         assert sum(isinstance(f, RedactAuthKeyFilter) for f in handler.filters) == 1
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_media_node_logs_no_auth_key(owner):
+    """A viewer refused by the media HTTP server (a bad signature) and one
+    for a stream that is not live: the node's log lines (through the root
+    handler) carry no auth_key value."""
+    from tests.workersupport import MediaNodeThread
+
+    add_domains(owner)
+    root = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactAuthKeyFilter) for f in h.filters))
+    out = io.StringIO()
+    previous = root.setStream(out)
+    try:
+        with MediaNodeThread(play_wait_seconds=0.5) as node:
+            port = node.node.http_port
+            for query in (f"auth_key=1-0-0-{SECRET}", f"auth_key=9999999999-0-0-{SECRET}&x=1"):
+                url = f"http://127.0.0.1:{port}/live/cam1.flv?{query}&domain={PLAY}"
+                with pytest.raises(urllib.request.HTTPError):
+                    urllib.request.urlopen(url, timeout=30)
+            assert wait_until(lambda: out.getvalue().count("refused") >= 2, timeout=30)
+    finally:
+        root.setStream(previous)
+    assert SECRET not in out.getvalue()

@@ -63,11 +63,16 @@ def _redact_arg(value):
     return value if redacted == text else redacted
 
 
+def redact_handlers(logger: logging.Logger) -> None:
+    """Puts the filter on the handlers `logger` has now, once each."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters):
+            handler.addFilter(RedactAuthKeyFilter())
+
+
 def redact_handlers_of(*logger_names: str) -> None:
-    """Puts the filter on the handlers those loggers have now (once each):
-    for servers that set up their own logging before loading the app, such
-    as uvicorn started on its own (`uvicorn livecenter.asgi:application`)."""
+    """redact_handlers for named loggers: for servers that set up their own
+    logging before loading the app, such as uvicorn started on its own
+    (`uvicorn livecenter.asgi:application`)."""
     for name in logger_names:
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, RedactAuthKeyFilter) for f in handler.filters):
-                handler.addFilter(RedactAuthKeyFilter())
+        redact_handlers(logging.getLogger(name))
