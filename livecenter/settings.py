@@ -58,8 +58,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    # Before rest_framework: its drf_create_token command is the one for
-    # hashed tokens (accounts.models.ApiToken), which replace DRF's authtoken.
+    # Login throttling and API tokens stored hashed (accounts.models.ApiToken),
+    # in place of DRF's authtoken app; its drf_create_token command is ours.
     "accounts",
     "rest_framework",
     "drf_spectacular",

@@ -107,3 +107,14 @@ def test_it_migrates_plain_drf_tokens_by_hashing_them(owner, outsider):
     assert ApiToken.objects.get(user=owner).digest == hashlib.sha256(plain.encode()).hexdigest()
     r = api(plain).get("/api/v1/domains/")
     assert r.status_code == 200
+
+
+def test_the_admin_lists_tokens_without_keys_and_cannot_add_one(client, django_user_model, owner):
+    admin = django_user_model.objects.create_superuser("root", password="root-pass-123")
+    token, key = ApiToken.issue(owner)
+    client.force_login(admin)
+    r = client.get("/admin/accounts/apitoken/")
+    assert r.status_code == 200 and "owner" in r.content.decode()
+    assert key not in client.get(f"/admin/accounts/apitoken/{token.pk}/change/").content.decode()
+    assert client.get("/admin/accounts/apitoken/add/").status_code == 403
+    assert client.get("/admin/accounts/loginthrottle/").status_code == 200
