@@ -272,52 +272,59 @@ def growth(samples: list[dict], warmup_minutes: float) -> dict:
     return out
 
 
-def check_recordings(db: Path, recordings_dir: Path) -> list[dict]:
+def video_jumps(file: Path, max_step_s: float = 1.0) -> list[str]:
+    """Steps between consecutive video packets' timestamps over `max_step_s`
+    (media missing inside the file)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", str(file)], capture_output=True, text=True)  # fmt: skip
+    times = sorted(float(t) for t in out.stdout.split() if t not in ("", "N/A"))
+    return [f"{a:.2f}->{b:.2f}" for a, b in zip(times, times[1:], strict=False) if b - a > max_step_s]
+
+
+def check_recordings(db: Path, recordings_dir: Path, published: dict[str, float]) -> tuple[list[dict], list[dict]]:
+    """Each file: closed, on disk, no jump in its video timestamps, decodes
+    without an error. Each stream: its files add up to the time it was
+    published (`published`: seconds by stream name), within 5 % or 3 s."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    rows = conn.execute(
-        "SELECT id, stream, path, started_at, ended_at, duration_seconds FROM streams_recording ORDER BY id"
-    ).fetchall()
+    rows = conn.execute("SELECT id, app, stream, path, ended_at FROM streams_recording ORDER BY id").fetchall()
     conn.close()
 
     def check(row) -> dict:
-        rid, stream, path, started, ended, duration = row
+        rid, app, stream, path, ended = row
         file = recordings_dir / path
-        result = {"id": rid, "stream": stream, "path": path, "closed": ended is not None, "exists": file.exists()}
-        if ended is not None:
-            span = (_parse_time(ended) - _parse_time(started)).total_seconds()
-            result["wall_seconds"] = round(span, 1)
+        result = {"id": rid, "stream": f"{app}/{stream}", "path": path, "closed": ended is not None,
+                  "exists": file.exists(), "probe_seconds": None}  # fmt: skip
         if not file.exists():
             result["ok"] = False
             return result
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(file)],
                                capture_output=True, text=True)  # fmt: skip
         try:
-            result["probe_seconds"] = round(float(json.loads(probe.stdout)["format"]["duration"]), 1)
+            result["probe_seconds"] = round(float(json.loads(probe.stdout)["format"]["duration"]), 2)
         except (KeyError, ValueError):
-            result["probe_seconds"] = None
+            pass
+        result["jumps"] = video_jumps(file)
         decode = subprocess.run(["ffmpeg", "-v", "error", "-i", str(file), "-f", "null", "-"],
                                 capture_output=True, text=True)  # fmt: skip
         result["decode_errors"] = decode.stderr.strip()[:300]
-        expected = result.get("wall_seconds")
-        close = (
-            expected is not None
-            and result["probe_seconds"] is not None
-            and abs(result["probe_seconds"] - expected) <= max(2.0, 0.05 * expected)
-        )
-        result["ok"] = bool(result["closed"] and close and decode.returncode == 0 and not result["decode_errors"])
+        result["ok"] = bool(
+            result["closed"] and result["probe_seconds"] and not result["jumps"]
+            and decode.returncode == 0 and not result["decode_errors"]
+        )  # fmt: skip
         return result
 
     with ThreadPoolExecutor(max(1, (os.cpu_count() or 2))) as pool:
-        return list(pool.map(check, rows))
+        files = list(pool.map(check, rows))
+    streams = []
+    for name, seconds in sorted(published.items()):
+        recorded = sum(f["probe_seconds"] or 0 for f in files if f["stream"] == name)
+        ok = abs(recorded - seconds) <= max(3.0, 0.05 * seconds)
+        streams.append({"stream": name, "published_seconds": round(seconds, 1), "recorded_seconds": round(recorded, 1),
+                        "files": sum(f["stream"] == name for f in files), "ok": ok})  # fmt: skip
+    return files, streams
 
 
-def _parse_time(text: str):
-    import datetime as dt
-
-    return dt.datetime.fromisoformat(text.replace(" ", "T"))
-
-
-def verdict(samples: list[dict], warmup: float, recordings: list[dict], viewers: dict) -> dict:
+def verdict(samples: list[dict], warmup: float, recordings: list[dict], streams: list[dict], viewers: dict) -> dict:
     grown = growth(samples, warmup)
     too_much = {k: v for k, v in grown.items() if not v.get("history") and v["growth"] > GROWTH_LIMIT}
     lost = {}
@@ -334,12 +341,14 @@ def verdict(samples: list[dict], warmup: float, recordings: list[dict], viewers:
         elif stats["short_sessions"]:
             lost[kind] = f"{stats['short_sessions']} sessions got < 90 % of the frames"
     bad_recordings = [r for r in recordings if not r["ok"]]
+    short_streams = [s for s in streams if not s["ok"]]
     return {
         "growth_over_limit": too_much,
         "lost_frames": lost,
         "bad_recordings": bad_recordings,
+        "incompletely_recorded_streams": short_streams,
         "recordings": len(recordings),
-        "passed": not too_much and not lost and not bad_recordings and bool(recordings),
+        "passed": not too_much and not lost and not bad_recordings and not short_streams and bool(recordings),
     }
 
 
@@ -465,7 +474,10 @@ def main() -> None:
     procs = Processes(workdir, env)
     counts = split_viewers(args.viewers, args.rts_viewers)
     seconds = args.minutes * 60
+    # Viewers outlast the sampling, so the last sample is taken under the full load.
+    viewer_seconds = seconds + 20
     samples: list[dict] = []
+    publish_began: dict[str, float] = {}
     result: dict = {"args": vars(args), "warmup_minutes": warmup, "viewer_split": counts, "workdir": str(workdir)}
     try:
         log(f"soak: {args.publishers} publishers, viewers {counts}, {args.minutes} min, in {workdir}")
@@ -492,6 +504,7 @@ def main() -> None:
             publish = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
                        "-c", "copy", "-f", "flv", u["ingest"]]  # fmt: skip
             procs.start(f"publisher-{i:02d}", publish)
+            publish_began[f"{u['app']}/{u['stream']}"] = time.monotonic()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and node_status(http_port)["streams"] < args.publishers + args.transcoded:
             time.sleep(1)
@@ -516,20 +529,20 @@ def main() -> None:
             procs.start(f"viewers-{kind}", [str(binary), "--mode", kind, "--port", str(rtmp_port if kind == "rtmp"
                         else http_port), "--n", str(counts[kind]), "--streams", str(len(played)), "--blobs",
                         str(blobs), "--min-life", str(args.min_life), "--max-life", str(args.max_life),
-                        "--duration", str(seconds), "--report", "10", "--connect-rate", "100"])  # fmt: skip
+                        "--duration", str(viewer_seconds), "--report", "10", "--connect-rate", "100"])  # fmt: skip
         for kind in ("hls", "llhls"):
             if counts[kind]:
                 (workdir / f"{kind}.json").write_text(json.dumps([u["m3u8"] for u in played]))
                 procs.start(f"viewers-{kind}", [PYTHON, str(HERE / "hls_viewers.py"), "--urls",
                             str(workdir / f"{kind}.json"), "--mode", kind, "--count", str(counts[kind]),
                             "--min-life", str(args.min_life), "--max-life", str(args.max_life),
-                            "--duration", str(seconds)])  # fmt: skip
+                            "--duration", str(viewer_seconds)])  # fmt: skip
         if counts["rts"]:
             # Two streams: each RTS stream costs the node an AAC-to-Opus transcoder.
             (workdir / "rts.json").write_text(json.dumps([u["whep"] for u in sources[-2:]]))
             procs.start("viewers-rts", [PYTHON, str(HERE / "rts_viewers.py"), "--urls", str(workdir / "rts.json"),
                         "--count", str(counts["rts"]), "--fps", str(args.fps), "--min-life", str(args.min_life),
-                        "--max-life", str(args.max_life), "--duration", str(seconds)])  # fmt: skip
+                        "--max-life", str(args.max_life), "--duration", str(viewer_seconds)])  # fmt: skip
 
         db = data / "db.sqlite3"
         next_sample = began
@@ -558,6 +571,8 @@ def main() -> None:
         for name, proc in procs.running:
             if name.startswith("publisher-"):
                 procs.stop(proc)
+        stopped = time.monotonic()
+        published = {name: stopped - began_at for name, began_at in publish_began.items()}
         log("publishers stopped; waiting for the recordings to close ...")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -569,9 +584,9 @@ def main() -> None:
             time.sleep(2)
         procs.stop(runall)
         log("checking the recordings (ffprobe, full decode) ...")
-        recordings = check_recordings(db, data / "recordings")
-        result.update(samples=samples, viewers=viewers, recordings=recordings)
-        result["verdict"] = verdict(samples, warmup, recordings, viewers)
+        recordings, recorded_streams = check_recordings(db, data / "recordings", published)
+        result.update(samples=samples, viewers=viewers, recordings=recordings, recorded_streams=recorded_streams)
+        result["verdict"] = verdict(samples, warmup, recordings, recorded_streams, viewers)
     finally:
         procs.stop_all()
         if args.json:
@@ -589,10 +604,16 @@ def main() -> None:
         if not g.get("history") and (g["first"] or g["last"]):
             print(f"  {name}: {g['first']} -> {g['last']} ({g['growth']:+.1%})")
     bad = result["verdict"]["bad_recordings"]
-    print(f"recordings: {len(result['recordings'])}, bad: {len(bad)}")
+    print(f"recordings: {len(result['recordings'])} files, bad: {len(bad)}")
     for r in bad[:10]:
         print("  ", r)
-    print("verdict:", json.dumps({k: v for k, v in result["verdict"].items() if k != "bad_recordings"}, indent=1))
+    for s in result["recorded_streams"]:
+        print(
+            f"  {s['stream']}: published {s['published_seconds']} s, recorded {s['recorded_seconds']} s"
+            f" in {s['files']} files{'' if s['ok'] else '  <-- incomplete'}"
+        )
+    brief = {k: v for k, v in result["verdict"].items() if k not in ("bad_recordings", "incompletely_recorded_streams")}
+    print("verdict:", json.dumps(brief, indent=1))
     if args.plot and samples:
         plot(samples, warmup, args.plot)
     sys.exit(0 if result["verdict"]["passed"] else 1)
