@@ -30,11 +30,24 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 STATS = {"sessions": 0, "open": 0, "fetched": 0, "bytes": 0, "gaps": 0, "sessions_with_gaps": 0, "errors": 0,
-         "playlists": 0, "error_examples": [], "gap_examples": []}  # fmt: skip
+         "playlists": 0, "slow_requests": 0, "max_request_s": 0.0,
+         "error_examples": [], "gap_examples": []}  # fmt: skip
+# A request slower than this is counted (a blocking reload waits up to about 3 part durations).
+SLOW_REQUEST_SECONDS = 2.0
 REQUEST_TIMEOUT_SECONDS = 20
 
 
 async def get(url: str) -> tuple[int, bytes]:
+    began = time.monotonic()
+    try:
+        return await _get(url)
+    finally:
+        took = time.monotonic() - began
+        STATS["slow_requests"] += took > SLOW_REQUEST_SECONDS
+        STATS["max_request_s"] = round(max(STATS["max_request_s"], took), 2)
+
+
+async def _get(url: str) -> tuple[int, bytes]:
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
     try:

@@ -79,6 +79,7 @@ HISTORY_TABLES = {
     "django_session",
 }
 PROCESS_FIGURES = ("rss_kib", "fds", "threads", "tasks")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SETUP_SCRIPT = """
 import json
@@ -196,8 +197,13 @@ def last_stats(path: Path) -> dict | None:
 # --- sampling ----------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
 def proc_figures(pid: int) -> dict:
-    figures = {"pid": pid, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    figures = {"pid": pid, "fds": len(os.listdir(f"/proc/{pid}/fd")), "cpu_s": cpu_seconds(pid)}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             figures["rss_kib"] = int(line.split()[1])
@@ -231,8 +237,16 @@ def worker_pid(runall_pid: int) -> int | None:
     return None
 
 
-def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir: Path) -> dict:
+def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir: Path, clients: dict) -> dict:
+    """One sample. CPU is in seconds since the start of each process: the
+    load generators' (`clients`) too, to tell a starved client from a slow node."""
     sample = {"minute": round((time.monotonic() - began) / 60, 2)}
+    sample["clients_cpu_s"] = {}
+    for name, proc in clients.items():
+        try:
+            sample["clients_cpu_s"][name] = cpu_seconds(proc.pid)
+        except OSError:
+            pass
     status = node_status(http_port)
     sample["node"] = {**proc_figures(runall_pid), "tasks": status["tasks"], "connections": status["connections"],
                       "viewers": status["viewers"], "streams": status["streams"]}  # fmt: skip
@@ -398,16 +412,18 @@ def plot(samples: list[dict], warmup: float, path: str) -> bool:
 def table(samples: list[dict]) -> str:
     lines = [
         "| minute | node RSS MiB | node fds | node threads | node tasks | worker RSS MiB | worker fds | worker threads"
-        " | connections | rows (non-empty tables) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        " | CPU (cores) | connections | rows (non-empty tables) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for s in samples:
         n, w = s["node"], s["worker"]
         rows = ", ".join(f"{t.split('_', 1)[1]} {c}" for t, c in s["rows"].items() if c and not t.startswith("auth"))
         conns = ", ".join(f"{k} {v}" for k, v in sorted(n["connections"].items()))
+        cpu = ", ".join(f"{k.removeprefix('viewers-')} {v}" for k, v in s.get("cpu_share", {}).items())
         lines.append(
             f"| {s['minute']:.1f} | {n['rss_kib'] / 1024:.0f} | {n['fds']} | {n['threads']} | {n['tasks']} |"
-            f" {w.get('rss_kib', 0) / 1024:.0f} | {w.get('fds', '')} | {w.get('threads', '')} | {conns} | {rows} |"
+            f" {w.get('rss_kib', 0) / 1024:.0f} | {w.get('fds', '')} | {w.get('threads', '')} | {cpu} | {conns} |"
+            f" {rows} |"
         )
     return "\n".join(lines)
 
@@ -545,20 +561,29 @@ def main() -> None:
                         "--max-life", str(args.max_life), "--duration", str(viewer_seconds)])  # fmt: skip
 
         db = data / "db.sqlite3"
+        clients = {name: proc for name, proc in procs.running if name.startswith("viewers-")}
         next_sample = began
         while time.monotonic() < began + seconds:
             if runall.poll() is not None:
                 raise RuntimeError(f"runall stopped: {procs.tail('runall')}")
             if time.monotonic() >= next_sample:
-                sample = take_sample(began, runall.pid, http_port, db, workdir)
+                sample = take_sample(began, runall.pid, http_port, db, workdir, clients)
                 samples.append(sample)
                 n, w = sample["node"], sample["worker"]
+                if len(samples) > 1:
+                    p, span = samples[-2], (sample["minute"] - samples[-2]["minute"]) * 60
+                    cpu = {name: (sample[name]["cpu_s"] - p[name]["cpu_s"]) / span for name in ("node", "worker")
+                           if sample[name] and p[name]}  # fmt: skip
+                    cpu.update({name: (t - p["clients_cpu_s"].get(name, t)) / span
+                                for name, t in sample["clients_cpu_s"].items()})  # fmt: skip
+                    sample["cpu_share"] = {k: round(v, 2) for k, v in cpu.items()}
+                    log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
                     f" threads, {n['tasks']} tasks, {n['connections']}; worker {w.get('rss_kib', 0) // 1024} MiB,"
                     f" {w.get('fds')} fds, {w.get('threads')} threads")  # fmt: skip
                 next_sample += args.sample_seconds
             time.sleep(1)
-        samples.append(take_sample(began, runall.pid, http_port, db, workdir))
+        samples.append(take_sample(began, runall.pid, http_port, db, workdir, clients))
 
         # Viewers end by themselves; then the publishers, so the recordings close.
         for name, proc in procs.running:
