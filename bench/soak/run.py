@@ -388,11 +388,12 @@ def plot(samples: list[dict], warmup: float, path: str) -> bool:
     axes[1][0].plot(minutes, [s["node"]["tasks"] for s in samples], marker=".", label="node")
     axes[1][0].set_title("asyncio tasks (node)")
     rows_ax = axes[1][1]
-    tables = sorted({t for s in samples for t, n in s["rows"].items() if n})
+    # The tables whose rows change (the static ones would only crowd the panel).
+    tables = sorted({t for s in samples for t in s["rows"] if s["rows"][t] != samples[0]["rows"].get(t)})
     for table in tables:
         rows_ax.plot(minutes, [s["rows"].get(table, 0) for s in samples], marker=".", label=table)
     rows_ax.set_yscale("symlog")
-    rows_ax.set_title("database rows")
+    rows_ax.set_title("database rows (tables that change)")
     rows_ax.legend(fontsize=6)
     conn_ax = axes[1][2]
     kinds = sorted({k for s in samples for k in s["node"]["connections"]})
