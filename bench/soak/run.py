@@ -43,6 +43,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -263,24 +264,30 @@ VIEWER_KINDS = ("rtmp", "flv", "hls", "llhls", "rts")
 # --- verdict -----------------------------------------------------------------------
 
 
-def growth(samples: list[dict], warmup_minutes: float) -> dict:
-    """Per figure: the first sample after warm-up, the last one, and the
-    growth between them (a fraction)."""
+def growth(samples: list[dict], warmup_minutes: float, window: int = 3) -> dict:
+    """Per figure: its level just after the warm-up and at the end (each the
+    median of `window` samples, as viewers' churn moves descriptors, tasks
+    and connections from one sample to the next), the peak, and the growth
+    from the first level to the last (a fraction)."""
     after = [s for s in samples if s["minute"] >= warmup_minutes]
     out = {}
     if len(after) < 2:
         return out
-    first, last = after[0], after[-1]
+    window = max(1, min(window, len(after) // 2))
+    head, tail = after[:window], after[-window:]
+
+    def level(group: list[dict], part: str, figure: str) -> float:
+        return statistics.median(s[part].get(figure, 0) for s in group)
+
     for proc in ("node", "worker"):
         for figure in PROCESS_FIGURES:
-            a, b = first[proc].get(figure), last[proc].get(figure)
-            if a is None or b is None:
+            if any(s[proc].get(figure) is None for s in after):
                 continue
-            # The peak after warm-up, not only the last: a leak that a restart hides still counts.
-            peak = max(s[proc].get(figure, 0) for s in after)
-            out[f"{proc}.{figure}"] = {"first": a, "last": b, "peak": peak, "growth": (max(b, peak) - a) / max(a, 1)}
-    for table in last["rows"]:
-        a, b = first["rows"].get(table, 0), last["rows"][table]
+            a, b = level(head, proc, figure), level(tail, proc, figure)
+            peak = max(s[proc][figure] for s in after)
+            out[f"{proc}.{figure}"] = {"first": a, "last": b, "peak": peak, "growth": (b - a) / max(a, 1)}
+    for table in after[-1]["rows"]:
+        a, b = level(head, "rows", table), level(tail, "rows", table)
         history = table in HISTORY_TABLES
         out[f"rows.{table}"] = {"first": a, "last": b, "growth": (b - a) / max(a, 1), "history": history}
     return out
