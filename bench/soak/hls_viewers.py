@@ -30,7 +30,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 STATS = {"sessions": 0, "open": 0, "fetched": 0, "bytes": 0, "gaps": 0, "sessions_with_gaps": 0, "errors": 0,
-         "playlists": 0, "slow_requests": 0, "max_request_s": 0.0,
+         "playlists": 0, "slow_requests": 0, "max_request_s": 0.0, "gaps_after_slow_requests": 0,
          "error_examples": [], "gap_examples": []}  # fmt: skip
 # A request slower than this is counted (a blocking reload waits up to about 3 part durations).
 SLOW_REQUEST_SECONDS = 2.0
@@ -38,16 +38,6 @@ REQUEST_TIMEOUT_SECONDS = 20
 
 
 async def get(url: str) -> tuple[int, bytes]:
-    began = time.monotonic()
-    try:
-        return await _get(url)
-    finally:
-        took = time.monotonic() - began
-        STATS["slow_requests"] += took > SLOW_REQUEST_SECONDS
-        STATS["max_request_s"] = round(max(STATS["max_request_s"], took), 2)
-
-
-async def _get(url: str) -> tuple[int, bytes]:
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
     try:
@@ -89,6 +79,17 @@ class Session:
         self.last_part: tuple[int, int] | None = None
         self.parts_per_segment: dict[int, int] = {}
         self.gaps = 0
+        self.slow = 0  # requests over SLOW_REQUEST_SECONDS
+
+    async def request(self, url: str) -> tuple[int, bytes]:
+        began = time.monotonic()
+        try:
+            return await asyncio.wait_for(get(url), REQUEST_TIMEOUT_SECONDS)
+        finally:
+            took = time.monotonic() - began
+            self.slow += took > SLOW_REQUEST_SECONDS
+            STATS["slow_requests"] += took > SLOW_REQUEST_SECONDS
+            STATS["max_request_s"] = round(max(STATS["max_request_s"], took), 2)
 
     def error(self, text: str) -> None:
         STATS["errors"] += 1
@@ -101,7 +102,7 @@ class Session:
             STATS["gap_examples"].append(text)
 
     async def fetch(self, uri: str) -> bool:
-        status, body = await asyncio.wait_for(get(urljoin(self.url, uri)), REQUEST_TIMEOUT_SECONDS)
+        status, body = await self.request(urljoin(self.url, uri))
         if status != 200 or not body.startswith(b"\x47"):
             self.error(f"{uri}: {status} {body[:60]!r}")
             return False
@@ -112,7 +113,7 @@ class Session:
     async def run(self) -> None:
         url = self.url
         while time.monotonic() < self.deadline:
-            status, body = await asyncio.wait_for(get(url), REQUEST_TIMEOUT_SECONDS)
+            status, body = await self.request(url)
             STATS["playlists"] += 1
             if status != 200:
                 self.error(f"playlist: {status} {body[:60]!r}")
@@ -134,8 +135,23 @@ class Session:
             if segments and segments[0][0] != self.last_msn + 1:
                 self.gap(f"after segment {self.last_msn} came {segments[0][0]}")
         for msn, uri in segments:
-            if await self.fetch(uri):
-                self.last_msn = msn
+            if not await self.fetch(uri):
+                break  # the next reload shows whether it can still be had
+            self.last_msn = msn
+
+    async def catch_up(self, last_msn: int, first: tuple[int, int], listed: dict[int, str]) -> None:
+        """The parts after the last one fetched are no longer listed (the
+        playlist keeps parts for its last segments only): as a player does,
+        fetch the segments in between whole, from the one the last part
+        belongs to. Media is lost only where such a segment is gone too."""
+        for msn in range(last_msn, first[0]):
+            if msn in listed:
+                await self.fetch(listed[msn])
+            else:
+                self.gap(f"after part {self.last_part} came {first}; segment {msn} is not listed")
+                return
+        if first[1] != 0:
+            self.gap(f"after part {self.last_part} came {first}")
 
     async def llhls_step(self, segments: list[tuple[int, str]], parts: list[tuple[int, int, str]]) -> str:
         for msn, _uri in segments:
@@ -152,11 +168,12 @@ class Session:
                 complete = any(m == last_msn for m, _ in segments)
                 closed = complete and self.parts_per_segment.get(last_msn) == last_index + 1
                 if first != successor and not (closed and first == (last_msn + 1, 0)):
-                    self.gap(f"after part {self.last_part} came {first}; segment {last_msn} complete: {complete}")
+                    await self.catch_up(last_msn, first, dict(segments))
             parts = new
         for msn, index, uri in parts:
-            if await self.fetch(uri):
-                self.last_part = (msn, index)
+            if not await self.fetch(uri):
+                break  # the next reload shows whether it can still be had
+            self.last_part = (msn, index)
         if not parts and self.last_part is None:
             await asyncio.sleep(0.2)
             return self.url
@@ -178,6 +195,9 @@ async def slot(url: str, mode: str, min_life: float, max_life: float, stop_at: f
             STATS["sessions"] += 1
             STATS["gaps"] += session.gaps
             STATS["sessions_with_gaps"] += bool(session.gaps)
+            # Gaps in a session that waited on a request over SLOW_REQUEST_SECONDS: the viewer did not keep up
+            # (a slow node or a starved client; the soak's CPU figures tell which).
+            STATS["gaps_after_slow_requests"] += bool(session.gaps and session.slow)
 
 
 def report() -> None:
