@@ -31,8 +31,9 @@ Pass (bench/README.md, "bench/soak"):
   snapshot, session or sample, growing with time by design) grows more than
   5 % either;
 - no viewer session that kept up (not cut by the server) lost a frame;
-- every recording is complete (closed, on disk), its duration is within 5 %
-  (or 2 s) of its wall-clock span, and it decodes without an error.
+- every recording file is complete (closed, on disk, no jump in its video
+  timestamps) and decodes without an error, and each stream's files add up
+  to the time it was published, within RECORDED_TOLERANCE.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ USERNAME, PASSWORD = "soak", "soak-pass-123"
 PUSH, PLAY = "push.soak.test", "play.soak.test"
 APP, TRANSCODED_APP, TEMPLATE = "live", "tc", "soak240"
 GROWTH_LIMIT = 0.05
+# A stream's recordings may miss this much of its published time: (seconds,
+# fraction), the larger. The seconds are the job attaching after the stream
+# goes live (3-5 s in the short runs) and the publisher's last second.
+RECORDED_TOLERANCE = (6.0, 0.01)
 # Tables that gain rows with time by design: one per recording file,
 # snapshot, publish session, control event, or monitoring sample (pruned
 # after LIVECENTER_MONITORING_RETENTION_HOURS, set short here so it levels
@@ -305,7 +310,7 @@ def video_jumps(file: Path, max_step_s: float = 1.0) -> list[str]:
 def check_recordings(db: Path, recordings_dir: Path, published: dict[str, float]) -> tuple[list[dict], list[dict]]:
     """Each file: closed, on disk, no jump in its video timestamps, decodes
     without an error. Each stream: its files add up to the time it was
-    published (`published`: seconds by stream name), within 5 % or 3 s."""
+    published (`published`: seconds by stream name), within RECORDED_TOLERANCE."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     rows = conn.execute("SELECT id, app, stream, path, ended_at FROM streams_recording ORDER BY id").fetchall()
     conn.close()
@@ -339,7 +344,7 @@ def check_recordings(db: Path, recordings_dir: Path, published: dict[str, float]
     streams = []
     for name, seconds in sorted(published.items()):
         recorded = sum(f["probe_seconds"] or 0 for f in files if f["stream"] == name)
-        ok = abs(recorded - seconds) <= max(3.0, 0.05 * seconds)
+        ok = abs(recorded - seconds) <= max(RECORDED_TOLERANCE[0], RECORDED_TOLERANCE[1] * seconds)
         streams.append({"stream": name, "published_seconds": round(seconds, 1), "recorded_seconds": round(recorded, 1),
                         "files": sum(f["stream"] == name for f in files), "ok": ok})  # fmt: skip
     return files, streams
