@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "livecenter",
     "domains",
     "streams",
+    "mediajobs",
+    "nodes",
     "monitoring",
 ]
 

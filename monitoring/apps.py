@@ -7,7 +7,7 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         # The engine's events reach this app through the streams bridge.
-        from streams import bridge
+        from nodes import bridge
 
         from .sink import MonitoringSink
 

@@ -20,7 +20,9 @@ GET  snapshots/             snapshots, newest first ?domain=&app=&stream=; snaps
 
 from django.urls import path
 
-from . import api, media_api
+from mediajobs import api as media_api
+
+from . import api
 
 app_name = "streams-api"
 

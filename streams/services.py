@@ -25,8 +25,8 @@ from domains.models import Domain, DomainType
 from domains.services import get_owned_domain, owned_domains
 from livecenter.media.liveurl import NAME_RE
 from livecenter.media.policy import StreamKey
+from nodes import bridge, control
 
-from . import bridge, control
 from .models import ControlAction, PublishSession, StreamBlock, StreamControlEvent
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,9 @@ streams:recordings /streams/recordings/ recorded files (download at recordings/<
 
 from django.urls import path
 
-from . import media_views, views
+from mediajobs import views as media_views
+
+from . import views
 
 app_name = "streams"
 

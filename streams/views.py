@@ -19,8 +19,9 @@ from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
 from domains.forms import add_service_errors
+from mediajobs import services as media_services
 
-from . import media_services, services
+from . import services
 from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
 from .player import player_sources
 

@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
 from livecenter.media.policy import StreamKey, StreamSample, StreamsSampled
-from streams.bridge import DatabaseEventSink
+from nodes.bridge import DatabaseEventSink
 
 
 def stream_sample(

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 
 from domains import services as domain_services
 from livecenter.media.policy import StreamInfo, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
-from streams.bridge import DatabaseEventSink
+from nodes.bridge import DatabaseEventSink
 from streams.models import PublishSession
 from tests.pagesupport import add_ingest, add_streaming
 

@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from domains import services
 from livecenter.media.policy import StreamKey
-from streams import media_services, tasks
-from streams.media_models import JobState, MediaJob
+from mediajobs import services as media_services
+from mediajobs import tasks
+from mediajobs.models import JobState, MediaJob
 from tests.streamsupport import publish, unpublish
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until

@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from livecenter.media.policy import StreamKey
-from streams import control
+from nodes import control
 from tests.streamsupport import FakeEngine
 
 KEY = StreamKey("push.example.com", "live", "cam1")

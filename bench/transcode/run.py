@@ -64,7 +64,7 @@ OURS = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from livecenter.media.renditions import standard_spec
-from streams.transcode import pipeline
+from mediajobs.transcode import pipeline
 
 class Files:
     def should_stop(self): return False
@@ -87,7 +87,7 @@ def run_ours(source: Path, out: Path) -> dict:
 
 
 def ffmpeg_command(source: Path, out: Path) -> list[str]:
-    from streams.transcode.pipeline import x264_options
+    from mediajobs.transcode.pipeline import x264_options
 
     n = len(LADDER)
     chains = [f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))]

@@ -78,7 +78,7 @@ async def serve(server: uvicorn.Server, embedded: bool) -> None:
     if not embedded:
         await server.serve()
         return
-    from streams.medianode import running_media_node
+    from nodes.medianode import running_media_node
 
     async with running_media_node():
         await server.serve()

@@ -15,9 +15,9 @@ from rest_framework.views import APIView
 
 from domains.api import call_service, valid_data
 
-from . import media_serializers as s
-from . import media_services as services
-from .media_models import Recording, Snapshot
+from . import serializers as s
+from . import services
+from .models import Recording, Snapshot
 
 TAGS = ["media workers"]
 

@@ -8,7 +8,7 @@ from django import forms
 
 from domains.forms import ConsoleForm
 
-from .media_models import ReconnectMode, VideoProfile
+from .models import ReconnectMode, VideoProfile
 
 
 class _DomainAppForm(ConsoleForm):

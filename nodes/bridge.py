@@ -41,8 +41,7 @@ from livecenter.media.policy import (
     StreamUnpublished,
     StreamUpdated,
 )
-
-from .models import PublishSession, StreamBlock
+from streams.models import PublishSession, StreamBlock
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def _blocked_until(key: StreamKey) -> float | None:
 
 
 def _rendition_group(domain: str, app: str, group_id: str) -> RenditionGroup | None:
-    from . import media_services
+    from mediajobs import services as media_services
 
     return media_services.rendition_group(domain, app, group_id)
 
@@ -289,7 +288,7 @@ class DatabaseEventSink:
     async def published(self, event: StreamPublished) -> None:
         await _db(_record_published, event)
         if self.node_address is not None:
-            from . import media_services
+            from mediajobs import services as media_services
 
             await _db(media_services.stream_published, event.key, self.node_address)
         await _tell_listeners("published", event)
@@ -297,13 +296,13 @@ class DatabaseEventSink:
     async def updated(self, event: StreamUpdated) -> None:
         await _db(_record_updated, event)
         if event.viewers > 0 and "_" in event.key.stream:
-            from . import media_services
+            from mediajobs import services as media_services
 
             await _db(media_services.stream_watched, event.key, event.viewers)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
         if self.node_address is not None:
-            from . import media_services
+            from mediajobs import services as media_services
 
             await _db(media_services.rendition_requested, event.source, event.template_id, self.node_address)
 

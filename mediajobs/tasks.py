@@ -30,8 +30,8 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import media_services as jobs
-from .media_models import JobKind, MediaJob, ReconnectMode
+from . import services as jobs
+from .models import JobKind, MediaJob, ReconnectMode
 from .transcode import pipeline
 
 log = logging.getLogger(__name__)

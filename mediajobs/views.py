@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains.forms import add_service_errors
+from streams import services
+from streams.forms import StreamFilterForm
+from streams.views import _filter, _page, _rows
 
-from . import media_services, services
-from .forms import StreamFilterForm
-from .media_api import recording_response, snapshot_response
-from .media_forms import DeleteForm, GroupForm, RecordForm, SnapshotForm, TemplateForm
-from .views import _filter, _page, _rows
+from . import services as media_services
+from .api import recording_response, snapshot_response
+from .forms import DeleteForm, GroupForm, RecordForm, SnapshotForm, TemplateForm
 
 FORMS = {"template": TemplateForm, "group": GroupForm, "record": RecordForm, "snapshot": SnapshotForm}
 

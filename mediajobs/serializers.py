@@ -7,8 +7,9 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
+from streams.serializers import DomainQuerySerializer, _domain_field
 
-from .media_models import (
+from .models import (
     MediaJob,
     ReconnectMode,
     RecordConfig,
@@ -20,7 +21,6 @@ from .media_models import (
     TranscodeTemplate,
     VideoProfile,
 )
-from .serializers import DomainQuerySerializer, _domain_field
 
 # --- Output -----------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.policy import RenditionGroup, StreamKey
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES, rendition_name, split_rendition_name
+from streams.models import PublishSession
+from streams.services import ingest_domain_for
 
-from .media_models import (
+from .models import (
     ACTIVE_STATES,
     ANY_APP,
     JobKind,
@@ -41,8 +43,6 @@ from .media_models import (
     TemplateGroup,
     TranscodeTemplate,
 )
-from .models import PublishSession
-from .services import ingest_domain_for
 
 log = logging.getLogger(__name__)
 

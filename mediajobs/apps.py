@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MediaJobsConfig(AppConfig):
+    name = "mediajobs"
+    verbose_name = "Media jobs"
