@@ -16,17 +16,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from domains import services as domain_services
 from domains.models import Domain
+from domains.services import ingest_domain_for
+from livecenter.lib.api import invalid
 from livecenter.media.policy import RenditionGroup, StreamKey
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES, rendition_name, split_rendition_name
 from streams.models import PublishSession
-from streams.services import ingest_domain_for
 
 from .models import (
     ACTIVE_STATES,
@@ -63,16 +63,12 @@ MAX_ATTEMPTS = 20
 REQUEUE_SECONDS = 30
 
 
-def _invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
-
-
 def _app(value: str | None, field: str = "app") -> str:
     value = (value or "").strip()
     if value == ANY_APP:
         return value
     if not APP_RE.match(value):
-        raise _invalid(field, "app name must be 1-255 letters, digits, '_' or '-', or '*' for every app")
+        raise invalid(field, "app name must be 1-255 letters, digits, '_' or '-', or '*' for every app")
     return value
 
 
@@ -93,11 +89,11 @@ def _number(field: str, value, low: float, high: float, label: str, *, allow_zer
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise _invalid(field, f"{label} must be a number") from None
+        raise invalid(field, f"{label} must be a number") from None
     if allow_zero and number == 0:
         return 0
     if not low <= number <= high:
-        raise _invalid(field, f"{label} must be between {low:g} and {high:g}" + (", or 0" if allow_zero else ""))
+        raise invalid(field, f"{label} must be between {low:g} and {high:g}" + (", or 0" if allow_zero else ""))
     return number
 
 
@@ -122,24 +118,24 @@ def add_template(
     app = _app(app)
     template_id = (template_id or "").strip()
     if not TEMPLATE_ID_RE.match(template_id):
-        raise _invalid("template_id", "template id must be 1-32 letters, digits or '-'")
+        raise invalid("template_id", "template id must be 1-32 letters, digits or '-'")
     fields = {"lazy": bool(lazy)}
     if template_id not in STANDARD_TEMPLATES:
         if not video_bitrate_kbps:
-            raise _invalid("video_bitrate_kbps", "video bitrate (kbit/s) is required for a custom template")
+            raise invalid("video_bitrate_kbps", "video bitrate (kbit/s) is required for a custom template")
         bitrate = _number("video_bitrate_kbps", video_bitrate_kbps, MIN_BITRATE_KBPS, MAX_BITRATE_KBPS,
                           "video bitrate (kbit/s)", allow_zero=False)  # fmt: skip
         width = int(_number("width", width, MIN_SIDE_PX, MAX_LONG_SIDE_PX, "width"))
         height = int(_number("height", height, MIN_SIDE_PX, MAX_LONG_SIDE_PX, "height"))
         short_side = int(_number("short_side", short_side, MIN_SIDE_PX, MAX_SHORT_SIDE_PX, "short side"))
         if short_side and (width or height):
-            raise _invalid("short_side", "give either the short side or the width and height, not both")
+            raise invalid("short_side", "give either the short side or the width and height, not both")
         if width and height and min(width, height) > MAX_SHORT_SIDE_PX:
-            raise _invalid("height", f"the short side must be at most {MAX_SHORT_SIDE_PX} pixels")
+            raise invalid("height", f"the short side must be at most {MAX_SHORT_SIDE_PX} pixels")
         if not (short_side or width or height):
-            raise _invalid("short_side", "give the short side, or the width and/or height")
+            raise invalid("short_side", "give the short side, or the width and/or height")
         if profile not in PROFILES:
-            raise _invalid("profile", f"profile must be one of: {', '.join(PROFILES)}")
+            raise invalid("profile", f"profile must be one of: {', '.join(PROFILES)}")
         fields.update(
             width=width,
             height=height,
@@ -150,12 +146,12 @@ def add_template(
             profile=profile,
         )
     if TemplateGroup.objects.filter(domain=domain, app=app, group_id=template_id).exists():
-        raise _invalid("template_id", f"{template_id} is a template group's id in this app")
+        raise invalid("template_id", f"{template_id} is a template group's id in this app")
     try:
         with transaction.atomic():
             return TranscodeTemplate.objects.create(domain=domain, app=app, template_id=template_id, **fields)
     except IntegrityError:
-        raise _invalid("template_id", f"{domain.domain_name}/{app} already has a template {template_id}") from None
+        raise invalid("template_id", f"{domain.domain_name}/{app} already has a template {template_id}") from None
 
 
 def list_templates(owner, domain_name: str | None = None) -> QuerySet[TranscodeTemplate]:
@@ -169,7 +165,7 @@ def delete_template(owner, domain_name: str, app: str, template_id: str) -> None
     domain = ingest_domain_for(owner, domain_name)
     deleted, _ = TranscodeTemplate.objects.filter(domain=domain, app=app, template_id=template_id).delete()
     if not deleted:
-        raise _invalid("template_id", f"{domain.domain_name}/{app} has no template {template_id}")
+        raise invalid("template_id", f"{domain.domain_name}/{app} has no template {template_id}")
 
 
 def add_group(owner, domain_name: str, app: str, group_id: str, template_ids: list[str]) -> TemplateGroup:
@@ -178,21 +174,21 @@ def add_group(owner, domain_name: str, app: str, group_id: str, template_ids: li
     app = _app(app)
     group_id = (group_id or "").strip()
     if not GROUP_ID_RE.match(group_id):
-        raise _invalid("group_id", "group id must be 1-10 letters, digits or '-'")
+        raise invalid("group_id", "group id must be 1-10 letters, digits or '-'")
     ids = [t.strip() for t in template_ids or [] if t and t.strip()]
     if not ids:
-        raise _invalid("template_ids", "name at least one template")
+        raise invalid("template_ids", "name at least one template")
     known = set(_for_app(domain.transcode_templates.all(), app).values_list("template_id", flat=True))
     missing = [t for t in ids if t not in known]
     if missing:
-        raise _invalid("template_ids", f"{domain.domain_name}/{app} has no template {', '.join(missing)}; add it first")
+        raise invalid("template_ids", f"{domain.domain_name}/{app} has no template {', '.join(missing)}; add it first")
     if group_id in known:
-        raise _invalid("group_id", f"{group_id} is a template's id in this app")
+        raise invalid("group_id", f"{group_id} is a template's id in this app")
     try:
         with transaction.atomic():
             return TemplateGroup.objects.create(domain=domain, app=app, group_id=group_id, template_ids=ids)
     except IntegrityError:
-        raise _invalid("group_id", f"{domain.domain_name}/{app} already has a group {group_id}") from None
+        raise invalid("group_id", f"{domain.domain_name}/{app} already has a group {group_id}") from None
 
 
 def list_groups(owner, domain_name: str | None = None) -> QuerySet[TemplateGroup]:
@@ -206,7 +202,7 @@ def delete_group(owner, domain_name: str, app: str, group_id: str) -> None:
     domain = ingest_domain_for(owner, domain_name)
     deleted, _ = TemplateGroup.objects.filter(domain=domain, app=app, group_id=group_id).delete()
     if not deleted:
-        raise _invalid("group_id", f"{domain.domain_name}/{app} has no group {group_id}")
+        raise invalid("group_id", f"{domain.domain_name}/{app} has no group {group_id}")
 
 
 def find_template(domain_name: str, app: str, template_id: str) -> TranscodeTemplate | None:
@@ -246,11 +242,11 @@ def set_record_config(
     cycle = int(_number("cycle_seconds", cycle_seconds, MIN_CYCLE_SECONDS, MAX_CYCLE_SECONDS, "recording cycle (s)",
                         allow_zero=False) or 0)  # fmt: skip
     if not cycle:
-        raise _invalid("cycle_seconds", f"recording cycle must be {MIN_CYCLE_SECONDS}-{MAX_CYCLE_SECONDS} seconds")
+        raise invalid("cycle_seconds", f"recording cycle must be {MIN_CYCLE_SECONDS}-{MAX_CYCLE_SECONDS} seconds")
     if on_reconnect not in ReconnectMode.values:
-        raise _invalid("on_reconnect", f"on_reconnect must be one of: {', '.join(ReconnectMode.values)}")
+        raise invalid("on_reconnect", f"on_reconnect must be one of: {', '.join(ReconnectMode.values)}")
     if format not in RECORD_FORMATS:
-        raise _invalid("format", f"format must be one of: {', '.join(RECORD_FORMATS)}")
+        raise invalid("format", f"format must be one of: {', '.join(RECORD_FORMATS)}")
     config, _ = RecordConfig.objects.update_or_create(
         domain=domain, app=app, defaults={"cycle_seconds": cycle, "on_reconnect": on_reconnect, "format": format}
     )
@@ -263,7 +259,7 @@ def set_snapshot_config(owner, domain_name: str, app: str, *, interval_seconds=1
     interval = _number("interval_seconds", interval_seconds, MIN_SNAPSHOT_SECONDS, MAX_SNAPSHOT_SECONDS,
                        "snapshot interval (s)", allow_zero=False)  # fmt: skip
     if not interval:
-        raise _invalid("interval_seconds", "snapshot interval (s) is required")
+        raise invalid("interval_seconds", "snapshot interval (s) is required")
     config, _ = SnapshotConfig.objects.update_or_create(
         domain=domain, app=app, defaults={"interval_seconds": int(interval)}
     )
@@ -287,13 +283,13 @@ def list_snapshot_configs(owner, domain_name: str | None = None) -> QuerySet[Sna
 def delete_record_config(owner, domain_name: str, app: str) -> None:
     domain = ingest_domain_for(owner, domain_name)
     if not RecordConfig.objects.filter(domain=domain, app=app).delete()[0]:
-        raise _invalid("app", f"{domain.domain_name}/{app} is not recorded")
+        raise invalid("app", f"{domain.domain_name}/{app} is not recorded")
 
 
 def delete_snapshot_config(owner, domain_name: str, app: str) -> None:
     domain = ingest_domain_for(owner, domain_name)
     if not SnapshotConfig.objects.filter(domain=domain, app=app).delete()[0]:
-        raise _invalid("app", f"{domain.domain_name}/{app} takes no snapshots")
+        raise invalid("app", f"{domain.domain_name}/{app} takes no snapshots")
 
 
 def _config_for(model, domain_name: str, app: str):

@@ -13,8 +13,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from domains import services as domain_services
 from domains.forms import add_service_errors
-from streams import services
 from streams.forms import StreamFilterForm
 from streams.views import _filter, _page, _rows
 
@@ -51,7 +51,7 @@ def _save(user, kind: str, data: dict) -> str:
 def media(request):
     """GET shows the settings and running jobs; POST (?form=template|group|
     record|snapshot) adds or sets one."""
-    domains = services.ingest_domains(request.user)
+    domains = domain_services.ingest_domains(request.user)
     kind = request.GET.get("form") if request.method == "POST" else None
     forms = {name: cls(prefix=name, domains=domains) for name, cls in FORMS.items()}
     if kind in FORMS:
