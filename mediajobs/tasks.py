@@ -30,7 +30,7 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import services as jobs
+from . import jobs, services
 from .models import JobKind, MediaJob, ReconnectMode
 from .transcode import pipeline
 
@@ -115,7 +115,7 @@ class _JobRun:
 
     def open_file(self, started_at: float) -> Path:
         self.recording = jobs.new_recording(self.job, started_at, self.record_format)
-        return jobs.recording_file(self.recording)
+        return services.recording_file(self.recording)
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
         jobs.recording_closed(self.recording, ended_at, duration_s)

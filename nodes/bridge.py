@@ -41,6 +41,7 @@ from livecenter.media.policy import (
     StreamUnpublished,
     StreamUpdated,
 )
+from mediajobs import jobs as media_jobs
 from mediajobs import services as media_services
 from streams.models import PublishSession, StreamBlock
 
@@ -276,27 +277,27 @@ async def _tell_listeners(method: str, event) -> None:
 
 class DatabaseEventSink:
     """livecenter.media.policy.EventSink writing PublishSession rows,
-    starting the media workers' jobs (mediajobs/services.py) once
+    starting the media workers' jobs (mediajobs/jobs.py) once
     `node_address` says where workers reach this node, then telling the
     listeners (add_event_listener)."""
 
     def __init__(self) -> None:
-        self.node_address = None  # a media_services.NodeAddress, set when the node listens
+        self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
 
     async def published(self, event: StreamPublished) -> None:
         await _db(_record_published, event)
         if self.node_address is not None:
-            await _db(media_services.stream_published, event.key, self.node_address)
+            await _db(media_jobs.stream_published, event.key, self.node_address)
         await _tell_listeners("published", event)
 
     async def updated(self, event: StreamUpdated) -> None:
         await _db(_record_updated, event)
         if event.viewers > 0 and "_" in event.key.stream:
-            await _db(media_services.stream_watched, event.key, event.viewers)
+            await _db(media_jobs.stream_watched, event.key, event.viewers)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
         if self.node_address is not None:
-            await _db(media_services.rendition_requested, event.source, event.template_id, self.node_address)
+            await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await _db(_record_unpublished, event)

@@ -146,9 +146,9 @@ def test_it_records_hls_vod_and_serves_its_playlist_and_segments(owner, outsider
             return path
 
         def file_closed(self, path, started_at, ended_at, duration_s):
-            from mediajobs import services as media_services
+            from mediajobs import jobs as media_jobs
 
-            media_services.recording_closed(recording, ended_at, duration_s)
+            media_jobs.recording_closed(recording, ended_at, duration_s)
 
     assert pipeline.record(str(source), Control(), cycle_seconds=3600) == "source ended"
     recording.refresh_from_db()
