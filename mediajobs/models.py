@@ -152,7 +152,7 @@ class MediaJob(models.Model):
     """One worker's work on one live stream. A worker claims it with a
     conditional UPDATE on (state queued, attempt), so a duplicate delivery
     does nothing; while it runs it beats `heartbeat_at`; the beat task
-    requeues a job whose heartbeat stopped (streams/tasks.py)."""
+    requeues a job whose heartbeat stopped (mediajobs/tasks.py)."""
 
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.SET_NULL, related_name="media_jobs")

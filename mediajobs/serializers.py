@@ -1,5 +1,5 @@
 """Shapes of the media workers' API (/api/v1/streams/, issue 7). Input
-serializers check types only; the rules are in media_services.py."""
+serializers check types only; the rules are in services.py."""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def find_group(domain_name: str, app: str, group_id: str) -> TemplateGroup | Non
 
 
 def rendition_group(domain_name: str, app: str, group_id: str) -> RenditionGroup | None:
-    """The engine's view of a group (streams/bridge.py's policy)."""
+    """The engine's view of a group (nodes/bridge.py's policy)."""
     group = find_group(domain_name, app, group_id)
     if group is None:
         return None

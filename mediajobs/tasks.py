@@ -2,7 +2,7 @@
 
 `run_media_job(job_id, attempt)` claims a MediaJob row with a conditional
 UPDATE (a duplicate delivery, or one for a superseded attempt, does
-nothing), then runs the job's media loop (streams/transcode/pipeline.py) in
+nothing), then runs the job's media loop (mediajobs/transcode/pipeline.py) in
 the task's thread while a heartbeat thread beats the row every
 LIVECENTER_JOB_HEARTBEAT_SECONDS. When the row stops being this attempt's
 (the beat task gave it to another worker), the heartbeat tells the loop to

@@ -1,5 +1,5 @@
 """Helpers shared by the monitoring tests: samples made the way a node makes
-them, through the real event sink (streams.bridge forwards to monitoring)."""
+them, through the real event sink (nodes.bridge forwards to monitoring)."""
 
 from __future__ import annotations
 

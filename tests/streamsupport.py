@@ -83,7 +83,7 @@ def unpublish(session: PublishSession, stopped_at: dt.datetime, reason: str = ""
 
 
 class FakeEngine:
-    """What streams.control needs of the engine: `kick`. Records the keys,
+    """What nodes.control needs of the engine: `kick`. Records the keys,
     and the thread each kick ran in."""
 
     def __init__(self, live: set[StreamKey] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""streams.bridge: the engine's policy and event sink over the database."""
+"""nodes.bridge: the engine's policy and event sink over the database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""streams.control: a forbid reaches the engine, embedded or over the channel
+"""nodes.control: a forbid reaches the engine, embedded or over the channel
 layer (in memory here, Redis when REDIS_URL is set)."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ second and AAC (DESIGN.md's bench stream; testsrc2 and a tone). Each round
 transcodes it into both renditions as fast as the machine goes (not in real
 time), once with each side, alternating:
 
-- `livecenter`: streams/transcode/pipeline.py's `transcode()` as a worker
+- `livecenter`: mediajobs/transcode/pipeline.py's `transcode()` as a worker
   runs it (decode once, scale with swscale bicubic, libx264 per rendition
   with the worker's settings, keyframes forced at the source's, audio
   copied), reading the file and writing each rendition to an FLV file
