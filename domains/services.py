@@ -55,11 +55,14 @@ def generate_signing_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(GENERATED_KEY_CHARS))
 
 
+MASKED_SECRET = "********"
+
+
 def mask_secret(value: str) -> str:
-    """What the console shows of a saved key: enough to tell keys apart."""
-    if not value:
-        return ""
-    return value[:2] + "*" * 10
+    """What the console shows of a saved key: that there is one, and not one
+    character of it (a key's first characters narrow a guess and tell an
+    onlooker which key is in use). Keys are told apart by when they were set."""
+    return MASKED_SECRET if value else ""
 
 
 def cname_target(domain_name: str) -> str:
@@ -148,6 +151,7 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
                     html5_transcode=streaming,
                     auth_enabled=True,
                     auth_primary_key=generate_signing_key(),
+                    auth_primary_key_set_at=timezone.now(),
                 )
         except IntegrityError:
             raise invalid("domain_name", "the specified domain already exists") from None
@@ -337,14 +341,16 @@ def configure_url_signing(
             raise invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
     if enabled is not None:
         domain.auth_enabled = bool(enabled)
+    now = timezone.now()
     if primary_key is not None:
-        domain.auth_primary_key = primary_key
+        domain.auth_primary_key, domain.auth_primary_key_set_at = primary_key, now
     if secondary_key is not None:
         domain.auth_secondary_key = secondary_key
+        domain.auth_secondary_key_set_at = now if secondary_key else None
     if validity_minutes is not None:
         domain.auth_validity_minutes = validity_minutes
     if domain.auth_enabled and not domain.auth_primary_key:
-        domain.auth_primary_key = generate_signing_key()
+        domain.auth_primary_key, domain.auth_primary_key_set_at = generate_signing_key(), now
     domain.save()
     # Say that keys changed, never what they are.
     log.info("url signing changed for %s (enabled=%s)", domain.domain_name, domain.auth_enabled)

@@ -20,6 +20,7 @@ PURE_MODULES = {
     "rts/h264.py",
     "rts/whep.py",
     "liveurl.py",
+    "redact.py",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
 # Sans-IO means no threads and no WebRTC stack either: those belong to the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import signal
 import subprocess
@@ -56,6 +57,16 @@ def worker_command(concurrency: int | None = None) -> list[str]:
     ]
 
 
+def uvicorn_log_config() -> dict:
+    """uvicorn's own logging, with auth_key values redacted from its access
+    and error lines (a player's request line carries the signed URL)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "livecenter.media.redact.RedactAuthKeyFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
+
+
 class ConsoleServer(uvicorn.Server):
     """uvicorn, with signals left to the runner so that the media node in the
     same loop stops cleanly before the process exits."""
@@ -99,7 +110,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_worker, no_media, **options):
         server = ConsoleServer(
-            uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+            uvicorn.Config(
+                "livecenter.asgi:application",
+                host=host,
+                port=port,
+                lifespan="off",
+                log_level="info",
+                log_config=uvicorn_log_config(),
+            )
         )
         self.worker: subprocess.Popen | None = None
         if not no_worker:
