@@ -208,7 +208,8 @@ def forbid_stream(
             )
             _record(owner, ControlAction.FORBID, domain, app, stream, f"until {resume_at:%Y-%m-%d %H:%M:%S} UTC")
     log.info("stream %s %s by %s", key, "interrupted" if oneshot else "forbidden", owner)
-    # After the commit, so that a publisher who reconnects at once meets the block.
+    # After the commit, so that a publisher who reconnects at once meets the
+    # block; the node side kicks (nodes/receivers.py).
     signals.stream_forbidden.send(sender=None, key=key)
     return ForbidResult(domain.domain_name, app, stream, None if oneshot else resume_at)
 
@@ -227,8 +228,7 @@ def resume_stream(owner, domain_name: str, app: str, stream: str) -> ResumeResul
         blocks.delete()
         _record(owner, ControlAction.RESUME, domain, app, stream, "" if apps else "was not forbidden")
     for each in apps:
-        # This process's engine sees the resume at once; other nodes within
-        # their policy cache's time.
+        # The node side drops the engine's cached answer (nodes/receivers.py).
         signals.stream_resumed.send(sender=None, key=StreamKey(domain.domain_name, each, stream))
     log.info("stream %s/%s/%s resumed by %s (%d blocks)", domain.domain_name, app, stream, owner, len(apps))
     return ResumeResult(domain.domain_name, app, stream, len(apps))
