@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "livecenter",
     "domains",
     "streams",
+    "mediajobs",
+    "nodes",
     "monitoring",
 ]
 
@@ -160,7 +162,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
     },
-    # Media jobs whose worker died start again elsewhere (streams/tasks.py).
+    # Media jobs whose worker died start again elsewhere (mediajobs/tasks.py).
     "streams.recover-media-jobs": {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
@@ -279,7 +281,7 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
 )
 
 # --- streams ------------------------------------------------------------------------
-# How long the engine's database policy (streams/bridge.py) keeps a domain's
+# How long the engine's database policy (nodes/bridge.py) keeps a domain's
 # settings and a stream's block, and how many it keeps. A forbid does not
 # wait for it: it drops the stream's entry at once.
 LIVECENTER_POLICY_CACHE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_CACHE_SECONDS", 2))
@@ -290,7 +292,7 @@ LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_D
 # Forbidden streams per operator; the reference's limit is 10,000.
 LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))
 
-# --- media workers (issue 7; streams/tasks.py) ------------------------------------------
+# --- media workers (issue 7; mediajobs/tasks.py) ---------------------------------------
 # The Celery queue of transcodes, recordings and snapshots; `make run`'s
 # worker takes it with the default queue, a scaled worker is started with
 # `-Q media` (or both).

@@ -29,7 +29,7 @@ WORKER_RESTART_WINDOW_SECONDS = 60
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
-    # Media jobs (streams/tasks.py) hold a thread each while their stream is live.
+    # Media jobs (mediajobs/tasks.py) hold a thread each while their stream is live.
     concurrency = concurrency or settings.LIVECENTER_WORKER_CONCURRENCY
     return [
         sys.executable,
@@ -89,7 +89,7 @@ async def serve(server: uvicorn.Server, embedded: bool) -> None:
     if not embedded:
         await server.serve()
         return
-    from streams.medianode import running_media_node
+    from nodes.medianode import running_media_node
 
     async with running_media_node():
         await server.serve()
@@ -135,7 +135,7 @@ class Command(BaseCommand):
 
     def _watch_worker(self, server: uvicorn.Server) -> None:
         """A worker that dies (a crash, kill -9) is started again, so that its
-        media jobs come back (streams/tasks.py); one that keeps dying stops
+        media jobs come back (mediajobs/tasks.py); one that keeps dying stops
         the console."""
         restarts: list[float] = []
         while True:

@@ -8,7 +8,7 @@ Policy answers are cached for LIVECENTER_POLICY_CACHE_SECONDS (default 2 s)
 so that a burst of viewers of one domain costs one query, not one per
 connection; concurrent misses for the same name share that one query. A
 forbid must not wait for the cache: `forget_stream` (called by
-streams.control on every kick) drops a stream's cached answer in every
+nodes.control on every kick) drops a stream's cached answer in every
 policy of the process at once.
 """
 
@@ -41,8 +41,9 @@ from livecenter.media.policy import (
     StreamUnpublished,
     StreamUpdated,
 )
-
-from .models import PublishSession, StreamBlock
+from mediajobs import jobs as media_jobs
+from mediajobs import services as media_services
+from streams.models import PublishSession, StreamBlock
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,6 @@ def _blocked_until(key: StreamKey) -> float | None:
 
 
 def _rendition_group(domain: str, app: str, group_id: str) -> RenditionGroup | None:
-    from . import media_services
-
     return media_services.rendition_group(domain, app, group_id)
 
 
@@ -258,9 +257,8 @@ def _record_unpublished(event: StreamUnpublished) -> None:
     )
 
 
-# Sinks of other apps that hear every event after the database has it (the
-# monitoring app adds its own from its AppConfig.ready, so this app need not
-# import it).
+# Sinks of other apps that hear every event after the database has it
+# (nodes/apps.py adds monitoring's).
 _listeners: list[EventSink] = []
 
 
@@ -279,33 +277,27 @@ async def _tell_listeners(method: str, event) -> None:
 
 class DatabaseEventSink:
     """livecenter.media.policy.EventSink writing PublishSession rows,
-    starting the media workers' jobs (streams/media_services.py) once
+    starting the media workers' jobs (mediajobs/jobs.py) once
     `node_address` says where workers reach this node, then telling the
     listeners (add_event_listener)."""
 
     def __init__(self) -> None:
-        self.node_address = None  # a media_services.NodeAddress, set when the node listens
+        self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
 
     async def published(self, event: StreamPublished) -> None:
         await _db(_record_published, event)
         if self.node_address is not None:
-            from . import media_services
-
-            await _db(media_services.stream_published, event.key, self.node_address)
+            await _db(media_jobs.stream_published, event.key, self.node_address)
         await _tell_listeners("published", event)
 
     async def updated(self, event: StreamUpdated) -> None:
         await _db(_record_updated, event)
         if event.viewers > 0 and "_" in event.key.stream:
-            from . import media_services
-
-            await _db(media_services.stream_watched, event.key, event.viewers)
+            await _db(media_jobs.stream_watched, event.key, event.viewers)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
         if self.node_address is not None:
-            from . import media_services
-
-            await _db(media_services.rendition_requested, event.source, event.template_id, self.node_address)
+            await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await _db(_record_unpublished, event)

@@ -13,10 +13,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from livecenter.media.node import MediaNode, NodeConfig
+from mediajobs.jobs import NodeAddress, internal_host
 
 from . import control
 from .bridge import DatabaseEventSink, DatabasePolicy, close_orphaned_sessions
-from .media_services import NodeAddress, internal_host
 
 log = logging.getLogger(__name__)
 
