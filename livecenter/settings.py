@@ -109,8 +109,12 @@ TEMPLATES = [
 SQLITE_PATH = Path(os.environ.get("LIVECENTER_SQLITE_PATH", DATA_DIR / "db.sqlite3"))
 if not os.environ.get("DATABASE_URL") and not SQLITE_PATH.exists():
     # Made empty (a valid SQLite database) and private before SQLite opens
-    # it; livecenter/apps.py narrows one made by an older version.
+    # it; livecenter/apps.py narrows one made by an older version. A write-
+    # ahead log left by a database that was deleted would be replayed into
+    # the new one: it goes first.
     SQLITE_PATH.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in (Path(f"{SQLITE_PATH}-wal"), Path(f"{SQLITE_PATH}-shm")):
+        stale.unlink(missing_ok=True)
     os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT, 0o600))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
@@ -123,7 +127,15 @@ else:
             # Tests run against a file, not memory, so that a worker process
             # started by a test sees the same rows.
             "TEST": {"NAME": os.environ.get("LIVECENTER_SQLITE_TEST_PATH", str(DATA_DIR / "test.sqlite3"))},
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # Write-ahead logging: readers (the console's pages, the policy
+            # cache) never hold up a writer (the node's event sink, 40 media
+            # jobs beating every second), which in the default rollback
+            # journal they do, to "database is locked" (bench/soak).
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

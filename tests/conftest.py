@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -10,6 +11,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.dnsserver import LoopbackDnsServer
+
+
+def pytest_configure(config):
+    # A SQLite write-ahead log left by a test database a killed run did not
+    # drop would be replayed into the next run's new database of that name.
+    if not hasattr(config, "workerinput"):
+        from django.conf import settings
+
+        test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+        if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and test_name:
+            for stale in Path(test_name).parent.glob(Path(test_name).name + "*-[ws][ah][lm]"):
+                stale.unlink(missing_ok=True)
 
 
 def pytest_sessionstart(session):
