@@ -8,6 +8,7 @@ the Celery broker and the Channels layer.
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -36,12 +37,22 @@ def _secret_key() -> str:
     if os.environ.get("DJANGO_SECRET_KEY"):
         return os.environ["DJANGO_SECRET_KEY"]
     path = DATA_DIR / "secret_key"
-    if not path.exists():
-        # Created 0600, not chmod-ed after: never readable by others, even briefly.
+    try:
+        # Created 0600, never chmod-ed after; O_EXCL: of several processes
+        # starting at once (test workers, runall's children) one writes the
+        # key and the others read it.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)  # another process created the file and is writing it
+    raise RuntimeError(f"{path} is empty")
 
 
 SECRET_KEY = _secret_key()

@@ -23,7 +23,7 @@ from tests.streamsupport import publish, unpublish
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
 
-pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 
 def test_it_restarts_a_transcode_on_another_worker_after_kill_9(owner, settings, tmp_path):

@@ -18,6 +18,9 @@ from tests.streamsupport import FakeEngine
 KEY = StreamKey("push.example.com", "live", "cam1")
 WAIT_SECONDS = 5
 
+# The channel layer and the broker are this module's subject.
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture(autouse=True)
 def _no_engine():
