@@ -676,3 +676,15 @@ async def test_it_continues_after_one_frame_stamped_near_2_to_the_32():
     # Frames stay 33 ms apart after the bad one, and audio joins video's timeline.
     assert all(b - a == 33 for a, b in zip(video_ts[1:], video_ts[2:], strict=False))
     assert abs(audio_ts[0] - video_ts[1]) <= 2000 and not sub.lagging_disconnect
+
+
+@run
+async def test_it_keeps_a_gap_in_one_track_that_the_other_track_went_through():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    push_gop(pub, 0)  # video and audio to 958
+    for ts in range(990, 4000, 23):  # video freezes 3 s; audio goes on
+        pub.push("audio", ts, audio())
+    # Video comes back at its real time: not rebased, or it would be 3 s behind audio.
+    assert pub.push("video", 3990, video(True)).timestamp == 3990
+    assert hub.stream(KEY).counters.timestamp_jumps == 1

@@ -31,8 +31,9 @@ A publisher's timestamps are rebased within a publication too, per track,
 so every output timeline only goes forward (issue 11): a step forward of
 more than TIMESTAMP_JUMP_MS, or back by more than
 TIMESTAMP_BACKWARD_TOLERANCE_MS, is a discontinuity, and the track goes on
-one frame after its last output; a smaller step back is held at the last
-time. A 32-bit wrap (49.7 days, or a publisher that starts near 2**32) is
+one frame after its last output (unless the other track already made that
+step: then it was a gap in this track, kept so the tracks stay in step); a
+smaller step back is held at the last time. A 32-bit wrap (49.7 days, or a publisher that starts near 2**32) is
 read as the small step forward it is. Viewers therefore never see a jump:
 none is cut as a laggard because the publisher's clock leapt, and the HLS
 packager's segments keep ageing. Output timestamps may pass 2**32; every
@@ -425,17 +426,28 @@ class _Track:
         self.offset = last_out - last_in
         self.interval = DEFAULT_FRAME_INTERVAL_MS  # the last normal step, for rebasing
 
-    def rebase(self, timestamp: int) -> tuple[int, bool]:
+    def rebase(self, timestamp: int, other: _Track | None) -> tuple[int, bool]:
         """The output time of a frame at input `timestamp`, and whether its
-        step was a jump (any step back, or forward past TIMESTAMP_JUMP_MS)."""
+        step was a jump (any step back, or forward past TIMESTAMP_JUMP_MS).
+        `other` is the stream's other track, if it has one."""
         # The step as a signed 32-bit difference: across a wrap, a small step.
         step = (timestamp - self.last_in + TIMESTAMP_WRAP_MS // 2) % TIMESTAMP_WRAP_MS - TIMESTAMP_WRAP_MS // 2
         jump = step < 0 or step > TIMESTAMP_JUMP_MS
-        if -TIMESTAMP_BACKWARD_TOLERANCE_MS <= step <= TIMESTAMP_JUMP_MS:
+        # A long step forward that the other track has already made is a gap
+        # in this track (video frozen while audio went on), not a jump:
+        # closing it would put the tracks out of step.
+        gap = (
+            step > TIMESTAMP_JUMP_MS
+            and other is not None
+            and other.last_out >= self.last_out + step - TIMESTAMP_JUMP_MS
+        )
+        if gap:
+            jump = False  # it reaches the stats as it is, and they count it
+        if -TIMESTAMP_BACKWARD_TOLERANCE_MS <= step <= TIMESTAMP_JUMP_MS or gap:
             # Continuation: the offset changes only across a wrap (by 2**32).
             self.offset = self.last_in + self.offset + step - timestamp
             out = max(timestamp + self.offset, self.last_out)
-            if step > 0:
+            if 0 < step <= TIMESTAMP_JUMP_MS:
                 self.interval = step
         else:
             # A discontinuity: go on one frame after the last output.
@@ -505,8 +517,9 @@ class Publication:
                 return track.last_out
             return self._floor if self._offset is None else max(timestamp + self._offset, self._floor)
         track = tracks.get(kind)
+        other = tracks.get("audio" if kind == "video" else "video")
         if track is not None:
-            out, jump = track.rebase(timestamp)
+            out, jump = track.rebase(timestamp, other)
             if jump:
                 self.stream.counters.timestamp_jumps += 1
             return out
@@ -515,7 +528,6 @@ class Publication:
         # A frame older than the new publication's first one (audio and
         # video interleave loosely) must not go back past the old stream.
         out = max(timestamp + self._offset, self._floor)
-        other = tracks.get("audio" if kind == "video" else "video")
         if other is not None and abs(out - other.last_out) > TIMESTAMP_JUMP_MS:
             # A track that starts far from the other one (one of them began
             # with a wild timestamp): join the other track's timeline.
