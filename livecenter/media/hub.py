@@ -33,8 +33,10 @@ more than TIMESTAMP_JUMP_MS, or back by more than
 TIMESTAMP_BACKWARD_TOLERANCE_MS, is a discontinuity, and the track goes on
 one frame after its last output (unless the other track already made that
 step: then it was a gap in this track, kept so the tracks stay in step); a
-smaller step back is held at the last time. A 32-bit wrap (49.7 days, or a publisher that starts near 2**32) is
-read as the small step forward it is. Viewers therefore never see a jump:
+smaller step back is held at the last time. A 32-bit wrap (49.7 days, or a
+publisher that starts near 2**32) is read as the small step forward it is.
+A track that starts far from the other joins the other's timeline. Viewers
+therefore never see a jump:
 none is cut as a laggard because the publisher's clock leapt, and the HLS
 packager's segments keep ageing. Output timestamps may pass 2**32; every
 encoder (FLV, RTMP, MPEG-TS, RTP) wraps them as its format does.
