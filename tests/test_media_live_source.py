@@ -68,3 +68,37 @@ def test_it_ends_when_the_stream_is_no_longer_live(flv):
     source = pipeline.LiveSource(str(flv), Control(0), video_only=True)
     assert all(is_video for _, is_video in source.packets())
     assert source.reconnects == 0 and source.reason == "source ended"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("live", [True, False])
+def test_it_tries_a_job_again_when_its_source_is_lost_while_the_stream_is_live(owner, monkeypatch, live):
+    from django.utils import timezone
+
+    from livecenter.media.policy import StreamKey
+    from streams import media_services, tasks
+    from streams.media_models import JobState, MediaJob
+    from tests.streamsupport import publish, unpublish
+    from tests.test_media_transcode import PUSH, add_domains
+
+    add_domains(owner)
+    media_services.set_snapshot_config(owner, PUSH, "*", interval_seconds=5)
+    sent = []
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: sent.append(tuple(args)))
+    session = publish(PUSH, "live", "cam1", "session-1")
+    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_services.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
+
+    def lost(url, control, interval_seconds):
+        if not live:
+            unpublish(session, timezone.now())
+        raise pipeline.SourceLost("source ended; not back within 60 s")
+
+    monkeypatch.setattr(pipeline, "snapshot", lost)
+    tasks.run_media_job(job.pk, 1)
+    job.refresh_from_db()
+    if live:  # given back for another attempt, not ended
+        assert (job.state, job.attempt, sent[-1]) == (JobState.QUEUED, 2, (job.pk, 2))
+    else:  # the stream ended: so does the job, without failing
+        assert job.state == JobState.FINISHED and MediaJob.objects.filter(attempt=2).count() == 0
+    assert job.detail == "source lost: source ended; not back within 60 s"
