@@ -11,7 +11,15 @@ import urllib.request
 
 import pytest
 
-from livecenter.media.flv import AUDIO, SCRIPT, VIDEO, FlvReader, audio_is_sequence_header, video_is_sequence_header
+from livecenter.media.flv import (
+    AUDIO,
+    SCRIPT,
+    VIDEO,
+    FlvReader,
+    audio_is_sequence_header,
+    video_is_keyframe,
+    video_is_sequence_header,
+)
 from livecenter.media.hub import SUBSCRIBER_MAX_LAG_MS
 from tests.mediasupport import NodeThread, TagPublisher
 from tests.test_hls import Playlist
@@ -43,6 +51,12 @@ def source() -> tuple[list, list]:
     return headers, [t for t in tags if t not in headers]
 
 
+def first_keyframe(tags):
+    keyframe = next(t for t in tags if t.tag_type == VIDEO)
+    assert video_is_keyframe(keyframe.body)
+    return keyframe
+
+
 def send(publisher: TagPublisher, tags, offset: int = 0, pace: float = 0.0) -> None:
     for tag in tags:
         publisher.send(KINDS[tag.tag_type], tag.timestamp + offset, tag.body)
@@ -61,7 +75,7 @@ def test_hls_goes_on_after_one_frame_stamped_near_2_to_the_32(media):
 
     def publish() -> None:
         send(publisher, headers)
-        publisher.send("video", 0xFFFF_FFF0, tags[0].body)  # a keyframe with a wild timestamp
+        publisher.send("video", 0xFFFF_FFF0, first_keyframe(tags).body)  # a wild timestamp
         for round_ in range(5):  # then 30 s of normal timestamps, at 3x real time
             send(publisher, tags, offset=6000 * round_ + 33, pace=0.01)
 
