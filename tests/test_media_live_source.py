@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from streams.transcode import pipeline
+from mediajobs.transcode import pipeline
 
 pytestmark = pytest.mark.media
 
@@ -76,8 +76,10 @@ def test_it_tries_a_job_again_when_its_source_is_lost_while_the_stream_is_live(o
     from django.utils import timezone
 
     from livecenter.media.policy import StreamKey
-    from streams import media_services, tasks
-    from streams.media_models import JobState, MediaJob
+    from mediajobs import jobs as media_jobs
+    from mediajobs import services as media_services
+    from mediajobs import tasks
+    from mediajobs.models import JobState, MediaJob
     from tests.streamsupport import publish, unpublish
     from tests.test_media_transcode import PUSH, add_domains
 
@@ -86,8 +88,8 @@ def test_it_tries_a_job_again_when_its_source_is_lost_while_the_stream_is_live(o
     sent = []
     monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: sent.append(tuple(args)))
     session = publish(PUSH, "live", "cam1", "session-1")
-    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
-    job, _ = media_services.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_jobs.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
 
     def lost(url, control, interval_seconds):
         if not live:

@@ -13,8 +13,8 @@ from django.db import connections
 from django.utils import timezone
 
 from domains import services
-from streams import media_services
-from streams.media_models import JobState, MediaJob, Recording, Snapshot
+from mediajobs import services as media_services
+from mediajobs.models import JobState, MediaJob, Recording, Snapshot
 from tests.mediasupport import TagPublisher
 from tests.test_media_record_snapshot import decoded_seconds
 from tests.test_media_transcode import PLAY, PUSH, add_domains
