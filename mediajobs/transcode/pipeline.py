@@ -46,6 +46,7 @@ import av
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
+from livecenter.media.redact import redact_text
 from livecenter.media.renditions import RenditionSpec, output_size
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class LiveSource:
             try:
                 container = open_source(self.url)
             except (av.FFmpegError, OSError) as exc:
-                log.info("source: reconnect failed: %s", exc)
+                log.info("source: reconnect failed: %s", redact_text(str(exc)))  # the URL is signed
                 continue
             try:
                 self._open(container)
@@ -152,7 +153,7 @@ class LiveSource:
                 container.close()
                 continue
             self.reconnects += 1
-            log.info("source: reconnected after %s", reason)
+            log.info("source: reconnected after %s", redact_text(reason))
             return True
         raise AssertionError("unreachable")  # pragma: no cover
 
