@@ -327,9 +327,9 @@ def test_it_holds_incomplete_messages_up_to_a_limit_its_caller_sets():
 
 def test_it_refuses_one_chunk_past_a_limit_its_caller_sets_and_names_it():
     reader = RtmpChunkReader()
-    reader.set_buffer_limit(1024, " before a publish was accepted")
+    reader.set_buffer_limit(1024, " before a publish request")
     reader.feed(partial(1024 + 128))
-    assert reason(reader.next_message) == "more than 1024 bytes of incomplete messages before a publish was accepted"
+    assert reason(reader.next_message) == "more than 1024 bytes of incomplete messages before a publish request"
 
 
 def test_it_charges_a_shared_budget_and_gives_back_what_completes():

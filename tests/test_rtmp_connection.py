@@ -877,33 +877,34 @@ def connected_4k(respond=answer, **limits) -> tuple[RtmpServerConnection, Client
     return conn, client
 
 
-def test_it_holds_incomplete_messages_up_to_the_limit_before_a_publish_is_accepted():
+def test_it_holds_incomplete_messages_up_to_the_limit_before_a_publish_request():
     conn, client = connected_4k()
-    events = feed(conn, [client.publish("s"), video_head(client, MAX_BUFFERED_BYTES_BEFORE_PUBLISH)], respond=None)
-    assert isinstance(events[-1], PublishRequested)
+    feed(conn, [client.command("createStream", 2, None), video_head(client, MAX_BUFFERED_BYTES_BEFORE_PUBLISH)])
     assert conn.buffered_bytes == MAX_BUFFERED_BYTES_BEFORE_PUBLISH
 
 
-def test_it_refuses_one_chunk_past_the_limit_before_a_publish_is_accepted():
+def test_it_refuses_one_chunk_past_the_limit_before_a_publish_request():
     conn, client = connected_4k()
-    feed(conn, [client.publish("s")], respond=None)  # asked, not answered: the peer has not authenticated
     data = video_head(client, MAX_BUFFERED_BYTES_BEFORE_PUBLISH + 4096)
-    assert protocol_error(conn, data) == "more than 16384 bytes of incomplete messages before a publish was accepted"
+    assert protocol_error(conn, data) == "more than 16384 bytes of incomplete messages before a publish request"
 
 
-def test_it_refuses_a_player_past_the_limit_before_a_publish_is_accepted():
+def test_it_keeps_the_small_limit_for_a_player():
     conn, client = connected_4k()
     feed(conn, [client.command("createStream", 2, None), client.command("play", 3, None, "s", stream_id=1)])
     assert protocol_error(conn, video_head(client, 5 * 4096)).startswith("more than 16384 bytes")
 
 
-def test_it_takes_the_larger_limit_once_a_publish_is_accepted():
+@pytest.mark.parametrize("respond", [answer, None], ids=["accepted", "not answered yet"])
+def test_it_takes_the_larger_limit_from_the_publish_request_on(respond):
+    # Bytes alone decide: the same whether the caller answered before the
+    # frame's chunks came or not.
     conn, client = connected_4k(max_buffered_bytes=256 * 1024)
-    feed(conn, [client.publish("s")])
-    head = video_head(client, 256 * 1024)
-    assert feed(conn, [head]) == []
+    publish = client.publish("s")
+    frame = client.video(0, bytes(1_000_000))
+    head, rest = frame[: 12 + 64 * 4096 + 63], frame[12 + 64 * 4096 + 63 :][:4097]  # 64 chunks, then one more
+    assert isinstance(feed(conn, [publish + head], respond)[-1], PublishRequested)
     assert conn.buffered_bytes == 256 * 1024
-    rest = client.video(0, bytes(1_000_000))[len(head) : len(head) + 4097]  # one more chunk
     assert protocol_error(conn, rest) == "more than 262144 bytes of incomplete messages"
 
 

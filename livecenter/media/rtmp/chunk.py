@@ -36,8 +36,8 @@ MAX_CHUNK_STREAMS = 64
 # (unparsed bytes plus incomplete messages): one message of the largest size
 # being joined, plus 1 MiB for audio and data interleaved with it.
 MAX_BUFFERED_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024
-# The same before a publish has been accepted (the peer has not shown a
-# valid signature yet): connect, createStream, publish and play are a few
+# The same before the peer asks to publish (it has shown no signature yet,
+# and the server reads nothing more until it has checked one): connect, createStream, publish and play are a few
 # hundred bytes each (a signed URL included), so 16 KiB is room for the
 # longest with a chunk of the next, and 1,000 peers that never get further
 # hold at most 16 MiB.
@@ -177,7 +177,7 @@ class RtmpChunkReader:
 
     def set_buffer_limit(self, max_bytes: int, note: str = "") -> None:
         """Hold at most `max_bytes` from now on; `note` ends the error's
-        reason (" before a publish was accepted")."""
+        reason (" before a publish request")."""
         self.max_buffered_bytes = max_bytes
         self._limit_note = note
 

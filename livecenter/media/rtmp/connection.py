@@ -131,13 +131,14 @@ def _stream_id_value(value: object) -> int | None:
     return int(value)
 
 
-_BEFORE_PUBLISH = " before a publish was accepted"
+_BEFORE_PUBLISH = " before a publish request"
 
 
 class RtmpServerConnection:
-    """One peer's connection. Until the caller accepts a publish it holds at
-    most `max_buffered_bytes_before_publish` of incomplete messages (the
-    peer has not authenticated), then `max_buffered_bytes`; with a `budget`
+    """One peer's connection. Until the peer asks to publish it holds at
+    most `max_buffered_bytes_before_publish` of incomplete messages (it has
+    shown no signature: commands are small), then `max_buffered_bytes`;
+    with a `budget`
     (shared by a node's connections) it also holds no more than the budget
     has left. `close()` gives back what it holds."""
 
@@ -182,8 +183,8 @@ class RtmpServerConnection:
     @property
     def buffered_bytes(self) -> int:
         """Bytes of the peer's input held that are not events yet; past the
-        handshake, at most `max_buffered_bytes` (before a publish is
-        accepted, `max_buffered_bytes_before_publish`)."""
+        handshake, at most `max_buffered_bytes` (before a publish request,
+        `max_buffered_bytes_before_publish`)."""
         return len(self._handshake_buf) + self._reader.buffered_bytes
 
     @property
@@ -477,6 +478,11 @@ class RtmpServerConnection:
         stream.name = name
         stream.stream_name, query = split_stream_name(name)
         stream.state = _StreamState.PUBLISH_REQUESTED
+        # Frames of any size may follow from here. The limit rises with the
+        # request, not with our answer, so that what is refused depends on
+        # the bytes alone; the caller reads nothing more until it answers,
+        # and closes a publisher it refuses.
+        self._reader.set_buffer_limit(self._max_buffered_bytes)
         events.append(PublishRequested(stream_id, name, stream.stream_name, query, kind))
 
     def _on_play(self, message, transaction_id, command_object, arguments, events) -> None:
@@ -605,8 +611,6 @@ class RtmpServerConnection:
         if stream is None:
             return False
         stream.state = _StreamState.PUBLISHING
-        # The peer has shown a valid signature: it may send frames of any size now.
-        self._reader.set_buffer_limit(self._max_buffered_bytes)
         self._send_user_control(RtmpUserControlEvent.STREAM_BEGIN, stream_id)
         self._send_status(stream_id, "status", "NetStream.Publish.Start", f"{name} is now published.", name)
         return True
