@@ -256,7 +256,7 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
 # livecenter/media/node.py says why each default). RTMP: the whole handshake
 # must end within HANDSHAKE_SECONDS of accept, and publish or play must start
 # within SESSION_START_SECONDS; incomplete messages are bounded per
-# connection before and after its publish is accepted, and for the node.
+# connection before and after it asks to publish, and for the node.
 LIVECENTER_MEDIA_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_HANDSHAKE_SECONDS", 10))
 LIVECENTER_MEDIA_SESSION_START_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_SESSION_START_SECONDS", 20))
 LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH = int(

@@ -119,10 +119,10 @@ class LogSummary:
     within `interval_seconds` of the last line counted by kind and summed up
     in one line per interval."""
 
-    def __init__(self, logger: logging.Logger, what: str, interval_seconds: float = LOG_SUMMARY_SECONDS) -> None:
+    def __init__(self, logger: logging.Logger, what: str, interval_seconds: float | None = None) -> None:
         self.logger = logger
         self.what = what
-        self.interval_seconds = interval_seconds
+        self.interval_seconds = LOG_SUMMARY_SECONDS if interval_seconds is None else interval_seconds
         self.total = 0  # every event noted, for tests and stats
         self._counts: Counter[str] = Counter()
         self._timer: asyncio.TimerHandle | None = None

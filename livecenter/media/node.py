@@ -66,8 +66,8 @@ class NodeConfig:
     # ended, is closed too.
     handshake_timeout_seconds: float = 10.0
     session_start_timeout_seconds: float = 20.0
-    # Bytes of incomplete RTMP messages one connection may hold before its
-    # publish is accepted, after it, and all connections together
+    # Bytes of incomplete RTMP messages one connection may hold before it
+    # asks to publish, after, and all connections together
     # (rtmp/chunk.py says why these defaults).
     rtmp_buffered_bytes_before_publish: int = rtmp_limits.MAX_BUFFERED_BYTES_BEFORE_PUBLISH
     rtmp_buffered_bytes: int = rtmp_limits.MAX_BUFFERED_BYTES
@@ -100,6 +100,7 @@ class MediaNode:
         self.http_port: int | None = None
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
+        self.rtmp_budget = None  # RtmpBufferBudget, from start()
         self._events: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates

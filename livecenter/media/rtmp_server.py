@@ -59,7 +59,7 @@ class RtmpServer:
     def __init__(self, node) -> None:
         self.node = node
         # Incomplete messages held by all of the node's RTMP connections.
-        self.budget = rtmp.RtmpBufferBudget(node.config.rtmp_node_buffered_bytes)
+        self.budget = node.rtmp_budget = rtmp.RtmpBufferBudget(node.config.rtmp_node_buffered_bytes)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await RtmpSession(self.node, reader, writer, self.budget).run()
