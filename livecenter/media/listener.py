@@ -198,6 +198,7 @@ class MediaListener:
         self._pause_seconds = 0.0
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references
 
     @property
     def port(self) -> int:
@@ -300,7 +301,9 @@ class MediaListener:
             conn.close()
             return
         conn.setblocking(False)
-        self._loop.create_task(self._serve(conn, host))
+        task = self._loop.create_task(self._serve(conn, host))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, conn: socket.socket, host: str) -> None:
         try:

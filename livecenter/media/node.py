@@ -29,7 +29,12 @@ from .policy import (
     StreamUpdated,
 )
 from .renditions import split_rendition_name
-from .rtmp import chunk as rtmp_limits
+from .rtmp import (
+    MAX_BUFFERED_BYTES,
+    MAX_BUFFERED_BYTES_BEFORE_PUBLISH,
+    MAX_NODE_BUFFERED_BYTES,
+    RtmpBufferBudget,
+)
 from .stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -69,9 +74,9 @@ class NodeConfig:
     # Bytes of incomplete RTMP messages one connection may hold before it
     # asks to publish, after, and all connections together
     # (rtmp/chunk.py says why these defaults).
-    rtmp_buffered_bytes_before_publish: int = rtmp_limits.MAX_BUFFERED_BYTES_BEFORE_PUBLISH
-    rtmp_buffered_bytes: int = rtmp_limits.MAX_BUFFERED_BYTES
-    rtmp_node_buffered_bytes: int = rtmp_limits.MAX_NODE_BUFFERED_BYTES
+    rtmp_buffered_bytes_before_publish: int = MAX_BUFFERED_BYTES_BEFORE_PUBLISH
+    rtmp_buffered_bytes: int = MAX_BUFFERED_BYTES
+    rtmp_node_buffered_bytes: int = MAX_NODE_BUFFERED_BYTES
     # Connections (RTMP and HTTP together) the node holds, in all and from
     # one source address; past either a new one is closed at once. The node
     # cap is lowered to the descriptor limit less `reserve_descriptors`,
@@ -100,7 +105,8 @@ class MediaNode:
         self.http_port: int | None = None
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
-        self.rtmp_budget = None  # RtmpBufferBudget, from start()
+        # Incomplete messages held by all of the node's RTMP connections.
+        self.rtmp_budget = RtmpBufferBudget(config.rtmp_node_buffered_bytes)
         self._events: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates

@@ -58,17 +58,13 @@ def encoded_media(frame, message_stream_id: int, chunk_size: int) -> bytes:
 class RtmpServer:
     def __init__(self, node) -> None:
         self.node = node
-        # Incomplete messages held by all of the node's RTMP connections.
-        self.budget = node.rtmp_budget = rtmp.RtmpBufferBudget(node.config.rtmp_node_buffered_bytes)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await RtmpSession(self.node, reader, writer, self.budget).run()
+        await RtmpSession(self.node, reader, writer).run()
 
 
 class RtmpSession:
-    def __init__(
-        self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, budget: rtmp.RtmpBufferBudget
-    ) -> None:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.node = node
         self.reader = reader
         self.writer = writer
@@ -78,7 +74,7 @@ class RtmpSession:
         self.conn = rtmp.RtmpServerConnection(
             max_buffered_bytes=config.rtmp_buffered_bytes,
             max_buffered_bytes_before_publish=config.rtmp_buffered_bytes_before_publish,
-            budget=budget,
+            budget=node.rtmp_budget,
         )
         self.tc_url = ""
         self.app = ""
