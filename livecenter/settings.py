@@ -303,6 +303,27 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
     a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
 )
 
+# What a peer may hold of the node before it has shown a signature, and how
+# many connections the node takes (issue 11; NodeConfig in
+# livecenter/media/node.py says why each default). RTMP: the whole handshake
+# must end within HANDSHAKE_SECONDS of accept, and publish or play must start
+# within SESSION_START_SECONDS; incomplete messages are bounded per
+# connection before and after it asks to publish, and for the node.
+LIVECENTER_MEDIA_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_HANDSHAKE_SECONDS", 10))
+LIVECENTER_MEDIA_SESSION_START_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_SESSION_START_SECONDS", 20))
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH", 16 * 1024)
+)
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES = int(os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES", 9 * 1024 * 1024))
+LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES", 256 * 1024 * 1024)
+)
+# Connections (RTMP and HTTP together) per node and per source address; the
+# node's cap is also kept RESERVE_DESCRIPTORS below the descriptor limit.
+LIVECENTER_MEDIA_MAX_CONNECTIONS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS", 20000))
+LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS", 1000))
+LIVECENTER_MEDIA_RESERVE_DESCRIPTORS = int(os.environ.get("LIVECENTER_MEDIA_RESERVE_DESCRIPTORS", 256))
+
 # --- streams ------------------------------------------------------------------------
 # How long the engine's database policy (nodes/bridge.py) keeps a domain's
 # settings and a stream's block, and how many it keeps. A forbid does not

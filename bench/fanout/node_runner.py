@@ -39,7 +39,14 @@ async def serve(rtmp_port: int, http_port: int, node_id: str = "bench", rts_enab
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
     `every_second(node)` each second if given."""
     node = MediaNode(
-        NodeConfig(host="127.0.0.1", rtmp_port=rtmp_port, http_port=http_port, node_id=node_id),
+        # Every bench viewer comes from loopback: no cap per address.
+        NodeConfig(
+            host="127.0.0.1",
+            rtmp_port=rtmp_port,
+            http_port=http_port,
+            node_id=node_id,
+            max_connections_per_address=1_000_000,
+        ),
         bench_policy(rts_enabled),
         MemorySink(),
     )

@@ -70,7 +70,12 @@ class RtmpSession:
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
-        self.conn = rtmp.RtmpServerConnection()
+        config = node.config
+        self.conn = rtmp.RtmpServerConnection(
+            max_buffered_bytes=config.rtmp_buffered_bytes,
+            max_buffered_bytes_before_publish=config.rtmp_buffered_bytes_before_publish,
+            budget=node.rtmp_budget,
+        )
         self.tc_url = ""
         self.app = ""
         self.connect_query: dict[str, str] = {}
@@ -81,7 +86,6 @@ class RtmpSession:
         self.players: dict[int, asyncio.Task] = {}
         self.kick_watch: asyncio.Task | None = None
         self.closing = False
-        self.started = False  # past connect: idle timeouts apply from here on
 
     def abort(self) -> None:
         self.writer.transport.abort()
@@ -91,19 +95,43 @@ class RtmpSession:
         if data:
             self.writer.write(data)
 
+    def read_deadline(self, now: float, accepted_at: float, idle_since: float | None) -> tuple[float | None, str]:
+        """How long the next read may wait, and what to call it if it times out.
+
+        A peer holds a connection without a signature only so long: the
+        whole handshake has `handshake_timeout_seconds` from accept, and a
+        connection that neither publishes nor plays is closed
+        `session_start_timeout_seconds` after accept or after its last
+        publication or play ended. A publisher must keep sending; a player
+        may stay silent."""
+        config = self.node.config
+        if self.publication is not None:
+            return config.publish_idle_seconds, "no data"
+        if self.players:
+            return None, ""
+        if not self.conn.handshake_complete:
+            return accepted_at + config.handshake_timeout_seconds - now, "handshake not complete in time"
+        return idle_since + config.session_start_timeout_seconds - now, "no publish or play in time"
+
     async def run(self) -> None:
         self.node.connections[self] = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        accepted_at = idle_since = loop.time()
         reason = ""
         try:
             while not self.closing:
-                timeout = (
-                    self.node.config.publish_idle_seconds
-                    if self.publication is not None
-                    else None
-                    if self.started
-                    else self.node.config.handshake_timeout_seconds
-                )
-                data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout)
+                now = loop.time()
+                if self.publication is not None or self.players:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                timeout, reason = self.read_deadline(now, accepted_at, idle_since)
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout)
+                except TimeoutError:
+                    log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
+                    break
+                reason = ""
                 for event in self.conn.receive_data(data):
                     await self.on_event(event)
                 self.flush()
@@ -113,9 +141,6 @@ class RtmpSession:
         except rtmp.RtmpProtocolError as exc:
             reason = exc.reason
             log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
-        except TimeoutError:
-            reason = "no data" if self.publication is not None else "handshake timeout"
-            log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
         except (ConnectionError, OSError):
             reason = "connection lost"
         finally:
@@ -123,6 +148,7 @@ class RtmpSession:
 
     async def cleanup(self, reason: str) -> None:
         self.node.connections.pop(self, None)
+        self.conn.close()
         for task in self.players.values():
             task.cancel()
         if self.players:
@@ -142,7 +168,6 @@ class RtmpSession:
             await handler(self, event)
 
     async def on_connect(self, event) -> None:
-        self.started = True
         self.tc_url = event.tc_url or ""
         self.app, self.connect_query = split_query(event.app or "")
         self.connect_query.update(dict(parse_qsl(urlsplit(self.tc_url).query)))
