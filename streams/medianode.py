@@ -32,6 +32,8 @@ def node_config() -> NodeConfig:
         play_wait_seconds=settings.LIVECENTER_PLAY_WAIT_SECONDS,
         rts_ice_addresses=settings.LIVECENTER_RTS_ICE_ADDRESSES,
         rts_lip_sync=settings.LIVECENTER_RTS_LIP_SYNC,
+        max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
+        worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )
 
 

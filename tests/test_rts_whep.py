@@ -123,7 +123,7 @@ def test_it_refuses_what_it_must(node):
         got, headers, _ = request(url, body=offer)
         assert (got, headers.get("X-LiveCenter-Error")) == (status, reason), url
     assert request(whep_url(node), body=offer, content_type="text/plain")[0] == 415
-    assert request(whep_url(node), body=b"v=0\r\n" + b"a" * MAX_OFFER_BYTES)[0] == 400
+    assert request(whep_url(node), body=b"v=0\r\n" + b"a" * MAX_OFFER_BYTES)[0] == 413
     assert request(whep_url(node), method="GET")[0] == 405
     resource = f"{node.http}/live/cam1.whep/abcdefghijklmnopqrstuvwx"
     assert request(resource, method="DELETE")[0] == 404

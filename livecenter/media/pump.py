@@ -11,7 +11,9 @@ no task. What a viewer joins with (headers, the GOP) goes at once.
 A viewer whose socket does not keep up stops taking frames once its
 transport buffer passes PUMP_HIGH_WATER_BYTES; its frames wait in the hub's
 bounded queue (shared, not copied) until the buffer drains, or are skipped
-there.
+there. One the hub cuts as too slow (`lagging_disconnect`) is aborted at
+once (a TCP RST): a graceful close would wait for the very buffer that
+client never reads, and keep its descriptor for as long (issue 11, item 5).
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ class FramePump:
         self._flush()
 
     def on_ready(self, subscription) -> None:
-        if self.subscription is None or self._draining is not None or self._merging is not None:
+        if self.subscription is None:
+            return
+        if subscription.lagging_disconnect:
+            self.abort()
+            return
+        if self._draining is not None or self._merging is not None:
             return
         if subscription.ended:
             self._flush()
@@ -64,6 +71,11 @@ class FramePump:
         if self.subscription is not None:
             self.subscription.close()
         self.finished.set()
+
+    def abort(self) -> None:
+        """Drop the connection without flushing what its transport holds."""
+        self.close()
+        self.transport.abort()
 
     def _merged(self) -> None:
         self._merging = None
