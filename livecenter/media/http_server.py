@@ -127,10 +127,11 @@ class MediaHttpSession:
                 return event
             return None
 
-    async def read_body(self, max_bytes: int, timeout: float = REQUEST_BODY_TIMEOUT_SECONDS) -> bytes:
-        """The request's body, read whole within `timeout` seconds (one
-        deadline for all of it: a body sent a byte at a time is cut, not
+    async def read_body(self, max_bytes: int) -> bytes:
+        """The request's body, read whole within REQUEST_BODY_TIMEOUT_SECONDS
+        (one deadline for all of it: a body sent a byte at a time is cut, not
         waited for byte by byte). Raises RequestBodyError."""
+        timeout = REQUEST_BODY_TIMEOUT_SECONDS
         # h11 has checked Content-Length is a number; refuse a long body before reading it.
         length = self.request_headers.get(b"content-length")
         if length is not None and int(length) > max_bytes:
