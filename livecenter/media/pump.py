@@ -12,13 +12,17 @@ A viewer whose socket does not keep up stops taking frames once its
 transport buffer passes PUMP_HIGH_WATER_BYTES; its frames wait in the hub's
 bounded queue (shared, not copied) until the buffer drains, or are skipped
 there. One the hub cuts as too slow (`lagging_disconnect`) is aborted at
-once (a TCP RST): a graceful close would wait for the very buffer that
-client never reads, and keep its descriptor for as long (issue 11, item 5).
+once with a TCP RST: a graceful close would wait for the very buffer that
+client never reads, and keep its descriptor (and the kernel its socket
+buffer) for as long (issue 11, item 5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Callable
 
 # What a viewer's transport may buffer beyond the kernel's socket buffer.
@@ -30,6 +34,8 @@ PUMP_HIGH_WATER_BYTES = 64 * 1024
 # most 50 ms to HTTP-FLV and RTMP latency (DESIGN.md: 500 ms p50 for FLV),
 # nothing to the first frame. bench/README.md has what it is worth.
 PUMP_MERGE_SECONDS = 0.05
+# SO_LINGER on, 0 s: close() resets the connection (TCP RST) at once.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class FramePump:
@@ -73,8 +79,14 @@ class FramePump:
         self.finished.set()
 
     def abort(self) -> None:
-        """Drop the connection without flushing what its transport holds."""
+        """Drop the connection with a TCP RST: neither the transport's buffer
+        nor the kernel's is flushed (a plain close would leave the kernel
+        sending that client its megabytes as an orphan socket)."""
         self.close()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self.transport.abort()
 
     def _merged(self) -> None:
