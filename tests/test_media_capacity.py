@@ -157,3 +157,36 @@ def test_a_viewer_leaving_makes_room_again():
     finally:
         publisher.stop()
         node.stop()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_media_worker_reads_the_stream_from_a_node_at_capacity(owner, settings, tmp_path):
+    """The node's own work (here a snapshot job on a real Celery worker, with
+    the source URL streams/media_services.source_url signs for it) is not a
+    viewer to refuse: it starts reading only once a viewer has filled the node."""
+    from domains import services
+    from streams import media_services
+    from streams.media_models import Snapshot
+    from tests.test_media_transcode import PUSH, add_domains
+    from tests.workersupport import MediaNodeThread, Workers
+
+    add_domains(owner)
+    media_services.set_snapshot_config(owner, PUSH, "*", interval_seconds=5)
+    worker_key = settings.LIVECENTER_MEDIA_WORKER_KEY.encode()
+    with MediaNodeThread(max_egress_mbps=0.001, worker_key=worker_key) as media, Workers(tmp_path, settings) as workers:
+        urls = services.generate_urls(owner, PUSH, "live", "cam1")
+        publisher = start_publisher(media.local(urls.ingest["rtmp"]), seconds=60, size="320x240")
+        viewer = None
+        try:
+            assert wait_until(lambda: media.node.hub.live_keys())
+            viewer = FlvReader(media.local(urls.playback["flv"]))
+            assert wait_until(lambda: viewer.received > 20_000), viewer.head
+            assert get(media.local(urls.playback["flv"]))[0] == 503  # full
+            workers.start_worker()
+            assert wait_until(lambda: Snapshot.objects.exists(), 90), workers.output()
+            assert viewer.head.startswith(b"HTTP/1.1 200 ")
+        finally:
+            if viewer is not None:
+                viewer.close()
+            publisher.stop()
