@@ -163,11 +163,11 @@ def test_a_viewer_leaving_makes_room_again():
 @pytest.mark.django_db(transaction=True)
 def test_a_media_worker_reads_the_stream_from_a_node_at_capacity(owner, settings, tmp_path):
     """The node's own work (here a snapshot job on a real Celery worker, with
-    the source URL streams/media_services.source_url signs for it) is not a
+    the source URL mediajobs/jobs.source_url signs for it) is not a
     viewer to refuse: it starts reading only once a viewer has filled the node."""
     from domains import services
-    from streams import media_services
-    from streams.media_models import Snapshot
+    from mediajobs import services as media_services
+    from mediajobs.models import Snapshot
     from tests.test_media_transcode import PUSH, add_domains
     from tests.workersupport import MediaNodeThread, Workers
 
