@@ -6,6 +6,7 @@ transport); `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` to Redis for
 the Celery broker and the Channels layer.
 """
 
+import hashlib
 import os
 import secrets
 import time
@@ -301,6 +302,17 @@ LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECOND
 LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
 LIVECENTER_RTS_ICE_ADDRESSES = tuple(
     a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
+)
+# Egress (Mbit/s, each viewer at its stream's bitrate, an RTS viewer 30
+# times that) past which the node refuses new viewers with 503 / the RTMP
+# refusal, so the ones it has keep their frame rate (livecenter/media/capacity.py;
+# the default is measured in bench/README.md). 0: no limit.
+LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EGRESS_MBPS", 5000))
+# The key media workers sign their reads with so a node at capacity still
+# serves them; every node and worker must share it (by default derived from
+# SECRET_KEY, which they share anyway).
+LIVECENTER_MEDIA_WORKER_KEY = os.environ.get(
+    "LIVECENTER_MEDIA_WORKER_KEY", hashlib.sha256(f"livecenter-media-worker:{SECRET_KEY}".encode()).hexdigest()
 )
 
 # What a peer may hold of the node before it has shown a signature, and how

@@ -258,6 +258,11 @@ class LiveStream:
         return self.counters.audio_frames
 
     @property
+    def bitrate(self) -> float:
+        """Video and audio bit/s over the last STATS_WINDOW_MS (0 until measured)."""
+        return self._video.bitrate() + self._audio.bitrate()
+
+    @property
     def viewer_count(self) -> int:
         return len(self.subscribers)
 

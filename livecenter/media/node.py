@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from .capacity import DEFAULT_MAX_EGRESS_MBPS, WORKER_TOKEN_PARAM, EgressGauge, egress_bps, is_worker
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
@@ -93,6 +94,11 @@ class NodeConfig:
     # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
     # with the sound that much behind the picture.
     rts_lip_sync: bool = False
+    # Egress past which new viewers are refused (capacity.py); 0: no limit.
+    max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
+    # The key media workers' tokens are made with (capacity.worker_token):
+    # their reads are never refused at capacity. Empty: no worker is exempt.
+    worker_key: bytes = b""
 
 
 class MediaNode:
@@ -115,6 +121,7 @@ class MediaNode:
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub)
+        self.egress = EgressGauge(config.max_egress_mbps)
         self._pending_samples = 0
         self.sample_batches_dropped = 0
         self.hub.on_wait = self._stream_wanted
@@ -180,6 +187,32 @@ class MediaNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
+
+    def admits_viewer(
+        self, key: StreamKey, protocol: str, uri: str, query: dict[str, str], client: str | None = None
+    ) -> bool:
+        """Whether the node has room for a new viewer of `key` (capacity.py).
+        A media worker with its token always has; an HLS `client` the stream
+        already serves is not new."""
+        if not self.egress.limited:
+            return True
+        if is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time()):
+            return True
+        stream = self.hub.stream(key)
+        if client is not None and stream is not None and (protocol, client) in stream.counters.clients:
+            return True
+        return self.egress.admit(
+            time.monotonic(), protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps
+        )
+
+    def egress_load_bps(self) -> float:
+        """What the node's viewers cost now, in bit/s (capacity.py)."""
+        now = time.monotonic()
+        streams = []
+        for key in self.hub.live_keys():
+            stream = self.hub.stream(key)
+            streams.append((stream.bitrate, stream.counters.request_viewers(now, stream.viewers())))
+        return egress_bps(streams)
 
     def kick(self, key: StreamKey) -> bool:
         """End the current publisher of `key` (forbid)."""

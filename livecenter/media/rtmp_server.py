@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
 from .admission import admit_play, admit_publish, domain_of
+from .capacity import REFUSAL_AT_CAPACITY
 from .hub import AlreadyPublishing
 from .policy import StreamKey, StreamPublished
 from .pump import FramePump
@@ -266,6 +267,9 @@ class RtmpSession:
         if not admission.ok:
             self.conn.reject_play(event.stream_id, PLAY_FAILED, str(admission.refusal))
             return self.refuse("play", name, str(admission.refusal))
+        if not self.node.admits_viewer(admission.key, "rtmp", f"/{self.app}/{event.stream_name}", query):
+            self.conn.reject_play(event.stream_id, PLAY_FAILED, REFUSAL_AT_CAPACITY)
+            return self.refuse("play", str(admission.key), REFUSAL_AT_CAPACITY)
         if not await self.node.hub.wait_live(admission.key, self.node.config.play_wait_seconds):
             self.conn.reject_play(event.stream_id, PLAY_NOT_FOUND, "stream is not live")
             return self.refuse("play", str(admission.key), "stream is not live")
@@ -282,11 +286,14 @@ class RtmpSession:
         subscription = pump.subscription
         try:
             await pump.finished.wait()
-            if not self.closing and not self.writer.transport.is_closing():
+            if subscription.lagging_disconnect:
+                # The pump aborted the connection (pump.py): nothing more to send.
+                log.info("rtmp %s play of %s ended: too slow, disconnected", self.peer, subscription.key)
+                self.closing = True
+            elif not self.closing and not self.writer.transport.is_closing():
                 self.conn.send_unpublish_notify(stream_id)
                 self.flush()
-                reason = "too slow, disconnected" if subscription.lagging_disconnect else "stream ended"
-                log.info("rtmp %s play of %s ended: %s", self.peer, subscription.key, reason)
+                log.info("rtmp %s play of %s ended: stream ended", self.peer, subscription.key)
                 self.closing = True
                 self.writer.close()
         finally:
