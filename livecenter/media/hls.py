@@ -33,10 +33,9 @@ most `blocking_timeout_s`, then 503) or BAD_REQUEST (400 with the reason). A
 part request asks `part_status()`: READY, WAIT (it is the part being built,
 the one the preload hint names) or NOT_FOUND.
 
-Segment tokens (`make_segment_token`, `check_segment_token`) are HMAC-SHA256
-over the stream and an expiry time; the server hands them out only in a
-playlist whose signed URL it has checked, so a segment cannot be fetched
-without one.
+The segment and part URIs carry a token the server mints and checks
+(signing.make_segment_token, with the other signing code); it hands them
+out only in a playlist whose signed URL it has checked.
 
 The timeline's timestamps should only go forward (the hub makes them so).
 A step forward past TIMESTAMP_JUMP_MS, or back past
@@ -53,8 +52,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
-import hmac
 import math
 import re
 from collections import deque
@@ -111,9 +108,6 @@ BLOCKING_TARGET_DURATIONS = 3
 MAX_SEQUENCE_DIGITS = 18
 
 TOKEN_QUERY = "token"
-_TOKEN_CONTEXT = b"livecenter hls segment token\n"
-_TOKEN_MAC_HEX_CHARS = 32  # 128 bits of HMAC-SHA256
-_TOKEN = re.compile(rf"(\d{{1,{MAX_SEQUENCE_DIGITS}}})-([0-9a-f]{{{_TOKEN_MAC_HEX_CHARS}}})", re.ASCII)
 _MEDIA_URI = re.compile(rf"(?:seg_(\d{{1,{MAX_SEQUENCE_DIGITS}}})|part_(\d{{1,18}})_(\d{{1,6}}))\.ts", re.ASCII)
 
 
@@ -274,39 +268,6 @@ def parse_media_uri(name: str) -> MediaRef | None:
         return None
     segment, msn, part = match.groups()
     return MediaRef(int(segment)) if segment is not None else MediaRef(int(msn), int(part))
-
-
-def make_segment_token(secret: bytes, stream: str, expires: int) -> str:
-    """A token for the segment and part URIs of one stream, valid until
-    `expires` (Unix seconds): `{expires}-{HMAC-SHA256 in hex, 128 bits}`.
-    `stream` is whatever names the stream to the server (e.g. domain, app and
-    stream); a token for one stream opens no other."""
-    if expires < 0:
-        raise ValueError("expires must not be negative")
-    return f"{expires}-{_token_mac(secret, stream, expires)}"
-
-
-def check_segment_token(secret: bytes, stream: str, token: str | None, now: float) -> str | None:
-    """None when the token is valid for this stream at `now`, else the
-    reason to refuse it: "no token", "malformed token", "expired token" or
-    "invalid token". The MAC is compared in constant time."""
-    if not token:
-        return "no token"
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        return "malformed token"
-    expires = int(match[1])
-    # Check the MAC first, so a forged expiry learns nothing from the answer.
-    if not hmac.compare_digest(match[2], _token_mac(secret, stream, expires)):
-        return "invalid token"
-    if now > expires:
-        return "expired token"
-    return None
-
-
-def _token_mac(secret: bytes, stream: str, expires: int) -> str:
-    message = _TOKEN_CONTEXT + f"{stream}\n{expires}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:_TOKEN_MAC_HEX_CHARS]
 
 
 class HlsPackager:
