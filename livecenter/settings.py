@@ -6,6 +6,7 @@ transport); `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` to Redis for
 the Celery broker and the Channels layer.
 """
 
+import hashlib
 import os
 import secrets
 import time
@@ -302,6 +303,38 @@ LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
 LIVECENTER_RTS_ICE_ADDRESSES = tuple(
     a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
 )
+# Egress (Mbit/s, each viewer at its stream's bitrate, an RTS viewer 30
+# times that) past which the node refuses new viewers with 503 / the RTMP
+# refusal, so the ones it has keep their frame rate (livecenter/media/capacity.py;
+# the default is measured in bench/README.md). 0: no limit.
+LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EGRESS_MBPS", 5000))
+# The key media workers sign their reads with so a node at capacity still
+# serves them; every node and worker must share it (by default derived from
+# SECRET_KEY, which they share anyway).
+LIVECENTER_MEDIA_WORKER_KEY = os.environ.get(
+    "LIVECENTER_MEDIA_WORKER_KEY", hashlib.sha256(f"livecenter-media-worker:{SECRET_KEY}".encode()).hexdigest()
+)
+
+# What a peer may hold of the node before it has shown a signature, and how
+# many connections the node takes (issue 11; NodeConfig in
+# livecenter/media/node.py says why each default). RTMP: the whole handshake
+# must end within HANDSHAKE_SECONDS of accept, and publish or play must start
+# within SESSION_START_SECONDS; incomplete messages are bounded per
+# connection before and after it asks to publish, and for the node.
+LIVECENTER_MEDIA_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_HANDSHAKE_SECONDS", 10))
+LIVECENTER_MEDIA_SESSION_START_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_SESSION_START_SECONDS", 20))
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH", 16 * 1024)
+)
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES = int(os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES", 9 * 1024 * 1024))
+LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES", 256 * 1024 * 1024)
+)
+# Connections (RTMP and HTTP together) per node and per source address; the
+# node's cap is also kept RESERVE_DESCRIPTORS below the descriptor limit.
+LIVECENTER_MEDIA_MAX_CONNECTIONS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS", 20000))
+LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS", 1000))
+LIVECENTER_MEDIA_RESERVE_DESCRIPTORS = int(os.environ.get("LIVECENTER_MEDIA_RESERVE_DESCRIPTORS", 256))
 
 # --- streams ------------------------------------------------------------------------
 # How long the engine's database policy (nodes/bridge.py) keeps a domain's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from django.utils import timezone
 
 from domains import services as domain_services
 from domains.models import Domain
+from livecenter.media.capacity import WORKER_TOKEN_PARAM, worker_token
 from livecenter.media.policy import StreamKey
 from livecenter.media.redact import redact_text
 from livecenter.media.renditions import rendition_name, split_rendition_name
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 # A queued job no worker took for this long is sent again (its message was lost).
 REQUEUE_SECONDS = 30
+# How long a worker's capacity exemption in its source URL holds: the job's
+# URL is made again on every (re)start, and a read that began inside it goes on.
+WORKER_TOKEN_SECONDS = 24 * 3600
 
 
 # --- Jobs: what the engine's sink calls ---------------------------------------------------------
@@ -331,7 +336,11 @@ def source_url(job: MediaJob) -> str:
     urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, job.stream)
     if not urls.playback:
         raise ValueError(f"{job.domain_name} has no streaming domain to read {job.stream} from")
-    return _internal(urls.playback["flv"], job, job.node_http_port, urls.streaming_domain)
+    url = _internal(urls.playback["flv"], job, job.node_http_port, urls.streaming_domain)
+    # A worker is not a viewer to refuse at capacity (livecenter/media/capacity.py).
+    expires = int(time.time()) + WORKER_TOKEN_SECONDS
+    token = worker_token(settings.LIVECENTER_MEDIA_WORKER_KEY.encode(), urlsplit(url).path, expires)
+    return f"{url}&{WORKER_TOKEN_PARAM}={token}"
 
 
 def publish_url(job: MediaJob, template_id: str) -> str:

@@ -14,6 +14,11 @@ hours is never delivered twice by a broker's visibility timeout.
 running jobs whose heartbeat stopped — a worker killed with kill -9, a lost
 machine — so the job starts again on another worker within seconds.
 
+A recording or snapshot series whose source drops while the stream is
+live reconnects in place (pipeline.LiveSource); if the source does not come
+back in time (`SourceLost`) and the stream is still live, the job is given
+back to be tried again, not ended.
+
 On a warm shutdown a worker gives its running jobs back at once.
 """
 
@@ -103,6 +108,9 @@ class _JobRun:
     def should_stop(self) -> bool:
         return self.lost.is_set() or _shutting_down.is_set()
 
+    def source_live(self) -> bool:
+        return jobs.source_is_live(self.job)
+
     def wanted(self) -> dict:
         return jobs.wanted_renditions(self.job)
 
@@ -158,6 +166,9 @@ def run_media_job(job_id: int, attempt: int) -> None:
     detail, failed, permanent = "", False, False
     try:
         detail = _run(run)
+    except pipeline.SourceLost as exc:
+        # Transient while the stream is live: tried again below, else it ended.
+        detail, failed = f"source lost: {exc}", jobs.source_is_live(job)
     except ValueError as exc:  # the job cannot be done as configured
         detail, failed, permanent = str(exc), True, True
     except Exception as exc:

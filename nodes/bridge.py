@@ -66,12 +66,22 @@ async def _db(fn: Callable[..., V], *args) -> V:
     return await sync_to_async(run, thread_sensitive=True)()
 
 
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class _CachedLookup(Generic[K, V]):
     """Answers of an async `load`, kept `ttl_seconds`, at most `max_entries`
     (the oldest go first). Concurrent misses for one key share one load.
 
-    `forget` may be called from any thread: it bumps a generation so that a
-    load already under way when it was called is not stored afterwards."""
+    The cache belongs to the event loop that asks it (the node's). `forget`
+    may be called from any thread (a forbid from a console view): called off
+    that loop, it is handed to the loop (`call_soon_threadsafe`), ahead of
+    the kick that nodes.control hands over after it. It bumps a generation
+    so that a load already under way is not stored afterwards."""
 
     def __init__(
         self,
@@ -87,8 +97,10 @@ class _CachedLookup(Generic[K, V]):
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def get(self, key: K) -> V:
+        self._loop = asyncio.get_running_loop()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > self._clock():
             return entry[1]
@@ -116,6 +128,16 @@ class _CachedLookup(Generic[K, V]):
             task.exception()  # retrieved here so that a failed load nobody awaited is not logged as lost
 
     def forget(self, key: K) -> None:
+        loop = self._loop
+        if loop is not None and not _running_on(loop):
+            try:
+                loop.call_soon_threadsafe(self._forget, key)
+                return
+            except RuntimeError:  # that loop is closed: nothing else uses the cache
+                pass
+        self._forget(key)
+
+    def _forget(self, key: K) -> None:
         self._generation += 1
         self._entries.pop(key, None)
         self._loading.pop(key, None)  # later callers start a fresh load

@@ -32,6 +32,16 @@ def node_config() -> NodeConfig:
         play_wait_seconds=settings.LIVECENTER_PLAY_WAIT_SECONDS,
         rts_ice_addresses=settings.LIVECENTER_RTS_ICE_ADDRESSES,
         rts_lip_sync=settings.LIVECENTER_RTS_LIP_SYNC,
+        handshake_timeout_seconds=settings.LIVECENTER_MEDIA_HANDSHAKE_SECONDS,
+        session_start_timeout_seconds=settings.LIVECENTER_MEDIA_SESSION_START_SECONDS,
+        rtmp_buffered_bytes_before_publish=settings.LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH,
+        rtmp_buffered_bytes=settings.LIVECENTER_MEDIA_RTMP_BUFFER_BYTES,
+        rtmp_node_buffered_bytes=settings.LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES,
+        max_connections=settings.LIVECENTER_MEDIA_MAX_CONNECTIONS,
+        max_connections_per_address=settings.LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS,
+        reserve_descriptors=settings.LIVECENTER_MEDIA_RESERVE_DESCRIPTORS,
+        max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
+        worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )
 
 

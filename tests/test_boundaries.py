@@ -12,6 +12,7 @@ PURE_MODULES = {
     "flv.py",
     "codecs.py",
     "admission.py",
+    "capacity.py",
     "policy.py",
     "rtmp",
     "mpegts.py",

@@ -140,6 +140,9 @@ def test_it_records_hls_vod_and_serves_its_playlist_and_segments(owner, outsider
         def split_now(self):
             return False
 
+        def source_live(self):
+            return False
+
         def open_file(self, started_at):
             path = tmp_path / recording.path
             path.parent.mkdir(parents=True, exist_ok=True)

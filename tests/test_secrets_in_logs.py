@@ -45,6 +45,11 @@ SECRET = "0123456789abcdef0123456789abcdef"
         ("/live/s.flv?auth%5Fkey%3Dabc", "/live/s.flv?auth%5Fkey%3Dredacted"),
         ("two: ?auth_key=a and ?auth_key=b", "two: ?auth_key=redacted and ?auth_key=redacted"),
         ("no key here: /live/s.flv?domain=x", "no key here: /live/s.flv?domain=x"),
+        # A media worker's capacity exemption (livecenter/media/capacity.py) is a credential too.
+        (
+            "/live/s.flv?auth_key=a&domain=d&lc_worker=1767225600-0123abcd",
+            "/live/s.flv?auth_key=redacted&domain=d&lc_worker=redacted",
+        ),
         ("", ""),
     ],
 )

@@ -502,6 +502,8 @@ def main() -> None:
         # Samples level off inside the warm-up (3 minutes kept, pruned every 30 s).
         "LIVECENTER_MONITORING_RETENTION_HOURS": str(min(3, warmup * 0.6) / 60),
         "LIVECENTER_MONITORING_PRUNE_SECONDS": "30",
+        # Every viewer and publisher of the soak comes from loopback.
+        "LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS": "100000",
     }
     procs = Processes(workdir, env)
     counts = split_viewers(args.viewers, args.rts_viewers)

@@ -20,10 +20,11 @@ import logging
 import os
 import time
 
-from .hls import HlsPackager, Readiness, check_segment_token, make_segment_token, parse_media_uri
+from .hls import HlsPackager, Readiness, parse_media_uri
 from .mpegts import TsMuxError
 from .policy import StreamKey
 from .renditions import split_rendition_name
+from .signing import check_segment_token, make_segment_token
 
 log = logging.getLogger(__name__)
 

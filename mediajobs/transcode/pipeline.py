@@ -16,6 +16,13 @@ thread sets it when the job's claim is lost, mediajobs/tasks.py).
 - `snapshot`: every `interval_seconds`, decode the next keyframe and write a
   JPEG of the source's size.
 
+`record` and `snapshot` read through a `LiveSource`: when the source drops
+(the read fails or the response ends) while the stream is still live
+(`control.source_live()`), it reconnects with backoff and goes on; the node
+rebases timestamps, so what comes after continues what came before. If it
+does not come back within SOURCE_RECONNECT_SECONDS, `SourceLost` is raised
+and the task tries the job again (mediajobs/tasks.py).
+
 PyAV calls block; run these in a thread or process of their own. Decoding,
 encoding, reading and muxing release the GIL, so jobs share a worker's
 threads well; opening a publish connection does not (PyAV 18 holds it through
@@ -27,6 +34,7 @@ the publish the worker waits on (streams/calibrator.py says the same).
 from __future__ import annotations
 
 import fractions
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +46,7 @@ import av
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
+from livecenter.media.redact import redact_text
 from livecenter.media.renditions import RenditionSpec, output_size
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,11 @@ X264_PRESET = "veryfast"
 # With keyframes forced at the source's, x264's own GOP is only a ceiling.
 MAX_GOP_SECONDS = 10
 MS = fractions.Fraction(1, 1000)
+# A source that drops while the stream is live is opened again after these
+# waits (the last one repeats), for up to SOURCE_RECONNECT_SECONDS in all:
+# past the node's 10 s reconnect grace and a publisher's own retries.
+SOURCE_RECONNECT_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
+SOURCE_RECONNECT_SECONDS = 60.0
 # A rendition that could not be published (still live from a worker being
 # replaced) is tried again after this.
 RETRY_PUBLISH_SECONDS = 2.0
@@ -63,6 +77,90 @@ RETRY_PUBLISH_SECONDS = 2.0
 
 class Control(Protocol):
     def should_stop(self) -> bool: ...
+
+
+class LiveControl(Control, Protocol):
+    def source_live(self) -> bool:
+        """Whether the stream is still being published (the database says)."""
+
+
+class SourceLost(Exception):
+    """The source dropped while its stream was live and did not come back."""
+
+
+class LiveSource:
+    """The live source, read again after a drop while the stream is live.
+
+    `packets()` yields (packet, is_video) across reconnects, without the
+    demuxer's end-of-stream packets; `video` and `audio` are the streams of
+    the connection being read (decode with `video`). `reason` says why it
+    ended."""
+
+    def __init__(
+        self,
+        url: str,
+        control: LiveControl,
+        video_only: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url, self.control, self.video_only = url, control, video_only
+        self._sleep, self._clock = sleep, clock
+        self.reconnects = 0
+        self.reason = ""
+        self._open(open_source(url))
+
+    def _open(self, container) -> None:
+        self.container = container
+        self.video = container.streams.video[0]
+        self.audio = container.streams.audio[0] if container.streams.audio and not self.video_only else None
+
+    def packets(self):
+        while True:
+            video = self.video
+            streams = [video] + ([self.audio] if self.audio is not None else [])
+            try:
+                for packet in self.container.demux(streams):
+                    if packet.dts is not None:
+                        yield packet, packet.stream is video
+                reason = "source ended"
+            except av.FFmpegError as exc:
+                reason = f"source failed: {exc}"
+            if not self._reconnect(reason):
+                self.reason = reason
+                return
+
+    def _reconnect(self, reason: str) -> bool:
+        """Open the source again while the stream is live; False when it is
+        not (the source ended), SourceLost when it does not come back."""
+        self.close()
+        deadline = self._clock() + SOURCE_RECONNECT_SECONDS
+        for attempt in itertools.count():
+            if self.control.should_stop() or not self.control.source_live():
+                return False
+            if self._clock() >= deadline:
+                raise SourceLost(f"{reason}; not back within {SOURCE_RECONNECT_SECONDS:.0f} s")
+            backoff = SOURCE_RECONNECT_BACKOFF_SECONDS
+            self._sleep(backoff[min(attempt, len(backoff) - 1)])
+            try:
+                container = open_source(self.url)
+            except (av.FFmpegError, OSError) as exc:
+                log.info("source: reconnect failed: %s", redact_text(str(exc)))  # the URL is signed
+                continue
+            try:
+                self._open(container)
+            except IndexError:  # no video yet (a publisher that is only starting)
+                container.close()
+                continue
+            self.reconnects += 1
+            log.info("source: reconnected after %s", redact_text(reason))
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
 
 
 @dataclass
@@ -289,7 +387,7 @@ def _copy_packet(packet, stream):
 HLS_VOD_SEGMENT_SECONDS = 6
 
 
-class RecordControl(Control, Protocol):
+class RecordControl(LiveControl, Protocol):
     def open_file(self, started_at: float) -> Path:
         """Where the next file goes (its folder exists)."""
 
@@ -326,10 +424,12 @@ def _open_record_file(path: Path, source_video, source_audio, started_at: float,
 
 
 def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_seconds: float = 1.0) -> str:
-    """Record the source until it ends; returns why it stopped."""
-    source = open_source(source_url)
+    """Record the source until it ends; returns why it stopped. A source
+    that drops while the stream is live is read again into the same file
+    (LiveSource); SourceLost when it does not come back."""
+    source = LiveSource(source_url, control)
     current: _RecordFile | None = None
-    reason = "source ended"
+    reason = ""
 
     def close() -> None:
         nonlocal current
@@ -340,12 +440,9 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
         control.file_closed(done.path, done.started_at, time.time(), done.last_ts / 1000)
 
     try:
-        video = source.streams.video[0]
-        audio = source.streams.audio[0] if source.streams.audio else None
-        streams = [video] + ([audio] if audio is not None else [])
         next_poll = 0.0
         split = False
-        for packet in source.demux(streams):
+        for packet, is_video in source.packets():
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + poll_seconds
@@ -353,18 +450,18 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
                     reason = "stopped"
                     break
                 split = split or control.split_now()
-            if packet.dts is None:
-                continue
-            if packet.stream is video and packet.is_keyframe:
+            if is_video and packet.is_keyframe:
                 due = current is not None and (packet.dts - current.first_dts) >= cycle_seconds * 1000
                 if current is None or due or split:
                     close()
                     split = False
                     started = time.time()
-                    current = _open_record_file(control.open_file(started), video, audio, started, packet.dts)
+                    current = _open_record_file(
+                        control.open_file(started), source.video, source.audio, started, packet.dts
+                    )
             if current is None:
                 continue  # the file starts at a keyframe
-            target = current.video if packet.stream is video else current.audio
+            target = current.video if is_video else current.audio
             if target is None:
                 continue
             dts = packet.dts - current.first_dts
@@ -376,20 +473,18 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
             out.pts = max(dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
             current.last_ts = max(current.last_ts, out.pts + (packet.duration or 0))
             current.container.mux(out)
-    except av.FFmpegError as exc:
-        reason = f"source failed: {exc}"
     finally:
         try:
             close()
         finally:
             source.close()
-    return reason
+    return reason or source.reason
 
 
 # --- Snapshots -----------------------------------------------------------------------
 
 
-class SnapshotControl(Control, Protocol):
+class SnapshotControl(LiveControl, Protocol):
     def snapshot_taken(self, jpeg: bytes, width: int, height: int, taken_at: float) -> None: ...
 
 
@@ -410,18 +505,19 @@ def snapshot(
     source_url: str, control: SnapshotControl, interval_seconds: float, clock: Callable[[], float] = time.time
 ) -> str:
     """Write a JPEG of the source every `interval_seconds`, from its next
-    keyframe (only keyframes are decoded); returns why it stopped."""
-    source = open_source(source_url)
-    reason = "source ended"
+    keyframe (only keyframes are decoded); returns why it stopped. A source
+    that drops while the stream is live is read again (LiveSource)."""
+    source = LiveSource(source_url, control, video_only=True)
+    reason = ""
     try:
-        video = source.streams.video[0]
         next_at = 0.0
-        for packet in source.demux(video):
+        for packet, _ in source.packets():
             if control.should_stop():
                 reason = "stopped"
                 break
-            if packet.dts is None or not packet.is_keyframe:
+            if not packet.is_keyframe:
                 continue
+            video = source.video
             now = clock()
             if now < next_at:
                 continue
@@ -435,8 +531,6 @@ def snapshot(
             control.snapshot_taken(encode_jpeg(frame), frame.width, frame.height, now)
             next_at = now + interval_seconds
             video.codec_context.flush_buffers()
-    except av.FFmpegError as exc:
-        reason = f"source failed: {exc}"
     finally:
         source.close()
-    return reason
+    return reason or source.reason
