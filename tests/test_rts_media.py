@@ -37,7 +37,7 @@ async def settle(source, seconds=10.0):
     deadline = loop.time() + seconds
     while loop.time() < deadline:
         workers = [w for w in (source.opus, source.transcoder) if w is not None]
-        if all(w._worker.pending == 0 for w in workers):
+        if all(w.pending == 0 for w in workers):
             return
         await asyncio.sleep(0.02)
 

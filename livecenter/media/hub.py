@@ -77,7 +77,7 @@ from .stats import StreamCounters
 log = logging.getLogger(__name__)
 
 # Subscriptions that are the node's own work, not viewers.
-INTERNAL_PROTOCOLS = frozenset({"hls-packager"})
+INTERNAL_PROTOCOLS = frozenset({"hls-packager", "rts-probe"})
 
 # B-frames are looked for in the first frames of a publication: an encoder
 # that uses them sends one within its first GOP (x264: the third frame), and

@@ -11,6 +11,9 @@ frame into what RTP carries once, for every viewer:
 - AAC is decoded and encoded to Opus once (`OpusTranscoder`), in a thread of
   its own: browsers' WebRTC plays no AAC.
 
+The code that runs in those threads is in threads.py; everything here runs on
+the event loop.
+
 The conversions run in the engine's own threads rather than as Celery media
 workers (DESIGN.md allows either): a worker would publish its output back
 over RTMP and add its buffering and a network hop to every frame, which is
@@ -29,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
-import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -40,17 +41,12 @@ from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc
 from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, video_is_keyframe
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
+from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
 
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000
-OPUS_CLOCK_HZ = 48_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
-OPUS_TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_HZ)
-MS_TIME_BASE = fractions.Fraction(1, 1000)
-# Opus in WebRTC: 20 ms frames (RFC 7587 allows others; browsers send 20).
-OPUS_FRAME_SAMPLES = 960
-OPUS_BITRATE = 64_000
 # A viewer's queue of video frames before it is skipped to the next
 # keyframe: 2 s at 30 fps. Frames are shared packets, so this bounds lag,
 # not memory.
@@ -65,10 +61,6 @@ SOURCE_GOP_MAX_BYTES = 8 * 1024 * 1024
 # of AAC.
 TRANSCODER_MAX_PENDING = 150
 AUDIO_TRANSCODER_MAX_PENDING = 250
-# The B-frame-free rendition (the seed's OBS settings for RTS).
-TRANSCODE_PROFILE = "baseline"
-TRANSCODE_PRESET = "veryfast"
-TRANSCODE_TUNE = "zerolatency"
 # A keyframe request (PLI/FIR) from a viewer of the transcoded rendition
 # makes the encoder emit an IDR at most this often, for all its viewers.
 TRANSCODE_MIN_KEYFRAME_INTERVAL_MS = 1000
@@ -86,15 +78,8 @@ class VideoUnit:
         self.data = data
         self.pts = pts  # 90 kHz
         self.keyframe = keyframe
-        self.packet = _packet(data, pts, VIDEO_TIME_BASE)
+        self.packet = av_packet(data, pts, VIDEO_TIME_BASE)
         self.payloads = None  # RTP payloads, packetised once (session.SharedH264Encoder)
-
-
-def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> av.Packet:
-    packet = av.Packet(data)
-    packet.pts = packet.dts = pts
-    packet.time_base = time_base
-    return packet
 
 
 class RtsTrack(MediaStreamTrack):
@@ -192,7 +177,7 @@ class RtsViewer:
         last = gop[-1].pts
         count = len(gop)
         for i, unit in enumerate(gop):
-            self.video.put(_packet(unit.data, last - (count - 1 - i), VIDEO_TIME_BASE))
+            self.video.put(av_packet(unit.data, last - (count - 1 - i), VIDEO_TIME_BASE))
         self.video_frames += count
         self.need_keyframe = False
 
@@ -210,137 +195,58 @@ class RtsViewer:
         self.source.remove(self)
 
 
-class _Worker:
-    """A single thread that runs one stream's conversion, fed from the event
-    loop and answering on it. Input past `max_pending` is refused."""
-
-    def __init__(self, name: str, max_pending: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._loop = asyncio.get_running_loop()
-        self._lock = threading.Lock()
-        self.pending = 0
-        self.max_pending = max_pending
-        self.closed = False
-
-    def submit(self, fn, *args) -> bool:
-        if self.closed or self.pending >= self.max_pending:
-            return False
-        self.pending += 1
-        self._executor.submit(self._run, fn, *args)
-        return True
-
-    def _run(self, fn, *args) -> None:
-        try:
-            if not self.closed:
-                fn(*args)
-        except Exception:
-            log.exception("rts conversion failed")
-        finally:
-            self._loop.call_soon_threadsafe(self._done)
-
-    def _done(self) -> None:
-        self.pending -= 1
-
-    def call_soon(self, fn, *args) -> None:
-        """From the worker thread: run `fn` on the event loop."""
-        if not self.closed:
-            try:
-                self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass  # the loop is closed
-
-    def close(self) -> None:
-        self.closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
 class OpusTranscoder:
-    """AAC to Opus, once per stream, in a thread of its own."""
+    """AAC to Opus, once per stream, in a thread of its own: the loop's side
+    of threads.OpusEncoding."""
 
     def __init__(self, on_packet) -> None:
-        self._on_packet = on_packet
-        self._worker = _Worker("rts-opus", AUDIO_TRANSCODER_MAX_PENDING)
-        self._decoder = None
-        self._encoder = None
-        self._resampler = None
-        self._next_pts: int | None = None
+        self._encoding = OpusEncoding()
+        self._thread = ConversionThread("rts-opus", AUDIO_TRANSCODER_MAX_PENDING, on_packet)
+
+    @property
+    def pending(self) -> int:
+        return self._thread.pending
 
     def configure(self, audio_specific_config: bytes) -> None:
-        self._worker.submit(self._configure, audio_specific_config)
+        self._thread.submit(self._encoding.configure, audio_specific_config)
 
     def push(self, raw: bytes, timestamp_ms: int) -> None:
-        self._worker.submit(self._push, raw, timestamp_ms)
+        self._thread.submit(self._encoding.encode, raw, timestamp_ms)
 
     def close(self) -> None:
-        self._worker.close()
-
-    def _configure(self, config: bytes) -> None:
-        decoder = av.CodecContext.create("aac", "r")
-        decoder.extradata = config
-        self._decoder = decoder
-        encoder = av.CodecContext.create("libopus", "w")
-        encoder.sample_rate = OPUS_CLOCK_HZ
-        encoder.layout = "stereo"
-        encoder.format = "s16"
-        encoder.bit_rate = OPUS_BITRATE
-        encoder.time_base = OPUS_TIME_BASE
-        encoder.options = {"application": "lowdelay", "frame_duration": "20"}
-        self._encoder = encoder
-        self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=OPUS_CLOCK_HZ, frame_size=OPUS_FRAME_SAMPLES
-        )
-        self._next_pts = None
-
-    def _push(self, raw: bytes, timestamp_ms: int) -> None:
-        if self._decoder is None:
-            return
-        packet = av.Packet(raw)
-        try:
-            frames = self._decoder.decode(packet)
-        except av.FFmpegError as exc:
-            log.debug("rts: AAC frame not decoded: %s", exc)
-            return
-        for frame in frames:
-            for chunk in self._resampler.resample(frame):
-                if self._next_pts is None:
-                    self._next_pts = timestamp_ms * OPUS_CLOCK_HZ // 1000
-                chunk.pts = self._next_pts
-                chunk.time_base = OPUS_TIME_BASE
-                self._next_pts += chunk.samples
-                for out in self._encoder.encode(chunk):
-                    data = bytes(out)
-                    self._worker.call_soon(self._on_packet, _packet(data, out.pts, OPUS_TIME_BASE))
+        self._thread.close()
 
 
 class VideoTranscoder:
     """H.264 with B-frames to a B-frame-free rendition (Baseline,
-    zerolatency), once per stream, in a thread of its own. The rendition's
-    keyframes follow the source's, and a viewer's keyframe request may add one."""
+    zerolatency), once per stream, in a thread of its own: the loop's side of
+    threads.H264Transcoding. The rendition's keyframes follow the source's,
+    and a viewer's keyframe request may add one: the request travels with
+    the next frame submitted, so each side keeps to its own state."""
 
     def __init__(self, on_unit) -> None:
-        self._on_unit = on_unit
-        self._worker = _Worker("rts-x264", TRANSCODER_MAX_PENDING)
-        self._decoder = None
-        self._encoder = None
-        self._force_keyframe = False
+        self._transcoding = H264Transcoding()
+        self._thread = ConversionThread("rts-x264", TRANSCODER_MAX_PENDING, lambda unit: on_unit(*unit))
+        self._force_keyframe = False  # for the next frame submitted
         self._last_forced_ms = None
-        self._need_keyframe = True  # input dropped: resume at a source keyframe
+        self._need_keyframe = True  # input refused: resume at a source keyframe
+
+    @property
+    def pending(self) -> int:
+        return self._thread.pending
 
     def configure(self, config: AvcConfig) -> None:
         self._need_keyframe = True
-        self._worker.submit(self._configure, config)
+        self._thread.submit(self._transcoding.configure, config)
 
     def push(self, access_unit: bytes, pts_ms: int, dts_ms: int, keyframe: bool) -> None:
         if self._need_keyframe and not keyframe:
             return
-        if self._worker.submit(self._push, access_unit, pts_ms, dts_ms, keyframe):
-            self._need_keyframe = False
+        force = self._force_keyframe
+        if self._thread.submit(self._transcoding.transcode, access_unit, pts_ms, dts_ms, keyframe, force):
+            self._need_keyframe = self._force_keyframe = False
         else:
             self._need_keyframe = True
-
-    @property
-    def pending(self) -> int:
-        return self._worker.pending
 
     def request_keyframe(self, now_ms: int) -> None:
         if self._last_forced_ms is None or now_ms - self._last_forced_ms >= TRANSCODE_MIN_KEYFRAME_INTERVAL_MS:
@@ -348,53 +254,7 @@ class VideoTranscoder:
             self._force_keyframe = True
 
     def close(self) -> None:
-        self._worker.close()
-
-    def _configure(self, config: AvcConfig) -> None:
-        # Annex B input brings its SPS and PPS before every keyframe. One
-        # thread: frame threading would hold back a frame per thread.
-        self._decoder = av.CodecContext.create("h264", "r")
-        self._decoder.thread_count = 1
-        self._encoder = None  # made for the first decoded frame's size
-
-    def _open_encoder(self, frame) -> None:
-        encoder = av.CodecContext.create("libx264", "w")
-        encoder.width, encoder.height = frame.width, frame.height
-        encoder.pix_fmt = "yuv420p"
-        encoder.time_base = MS_TIME_BASE
-        encoder.framerate = fractions.Fraction(30, 1)
-        encoder.profile = "Baseline"
-        encoder.options = {
-            "preset": TRANSCODE_PRESET,
-            "tune": TRANSCODE_TUNE,
-            "bf": "0",
-            # Keyframes where the source has them (forced), none of x264's own.
-            "x264-params": "keyint=infinite:min-keyint=1:scenecut=0:repeat-headers=1",
-        }
-        self._encoder = encoder
-
-    def _push(self, access_unit: bytes, pts_ms: int, dts_ms: int, keyframe: bool) -> None:
-        if self._decoder is None:
-            return
-        packet = av.Packet(access_unit)
-        packet.pts, packet.dts, packet.time_base = pts_ms, dts_ms, MS_TIME_BASE
-        try:
-            frames = self._decoder.decode(packet)
-        except av.FFmpegError as exc:
-            log.debug("rts: H.264 frame not decoded: %s", exc)
-            self._need_keyframe = True
-            return
-        for frame in frames:
-            if self._encoder is None or (frame.width, frame.height) != (self._encoder.width, self._encoder.height):
-                self._open_encoder(frame)
-            source_key = frame.key_frame
-            force = source_key or self._force_keyframe
-            self._force_keyframe = False
-            frame.pict_type = av.video.frame.PictureType.I if force else av.video.frame.PictureType.NONE
-            frame.time_base = MS_TIME_BASE
-            for out in self._encoder.encode(frame):
-                pts = out.pts if out.pts is not None else pts_ms
-                self._worker.call_soon(self._on_unit, bytes(out), pts * 90, bool(out.is_keyframe))
+        self._thread.close()
 
 
 class RtsSource:

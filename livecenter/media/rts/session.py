@@ -19,7 +19,6 @@ import logging
 import secrets
 import time
 
-import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
@@ -27,6 +26,7 @@ from aiortc.codecs.h264 import H264Encoder
 from ..admission import admit_play, domain_of
 from ..http_server import CORS_HEADERS, RequestBodyError, refusal_headers, response_head
 from ..policy import StreamKey
+from .aiortc_compat import on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
 from .media import PASSTHROUGH, RtsSource, RtsViewer
 from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, OfferError, WhepPath, check_offer, resource_location
 
@@ -39,10 +39,14 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 FIRST_FRAMES_WAIT_SECONDS = 2.0
 # x264 with B-frames sends I P B: the third frame shows them.
 FIRST_FRAMES = 4
+# The hub subscription a WHEP POST waits for the first frames with (the node's
+# own work, hub.INTERNAL_PROTOCOLS: no viewer).
+PROBE_PROTOCOL = "rts-probe"
 REFUSAL_BFRAMES = "stream has B-frames and HTML5 auto-transcoding is off for this domain"
 REFUSAL_RTS_OFF = "RTS is off for this domain"
 
-_default_host_addresses = aioice.ice.get_host_addresses
+# The node sets its ICE addresses through this module (node.py).
+__all__ = ["RtsService", "WhepSession", "use_ice_addresses"]
 # Access units whose RTP payloads are kept for the next viewer's sender. A
 # frame reaches its viewers' senders within a few turns of the loop; 64 covers
 # that for dozens of streams at 30 fps (a miss only packetises again).
@@ -69,18 +73,6 @@ class SharedH264Packetizer(H264Encoder):
         return payloads, timestamp
 
 
-def use_ice_addresses(addresses: tuple[str, ...]) -> None:
-    """Offer ICE host candidates on these addresses only (every interface
-    but loopback when empty, aioice's default). aioice has no per-connection
-    setting, so this is for the whole process, like the node itself."""
-    if addresses:
-        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
-            a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
-        ]
-    else:
-        aioice.ice.get_host_addresses = _default_host_addresses
-
-
 class WhepSession:
     def __init__(self, service: RtsService, session_id: str, key: StreamKey, viewer: RtsViewer, peer: str):
         self.service = service
@@ -92,6 +84,7 @@ class WhepSession:
         self.started = time.monotonic()
         self.answer_sdp = ""
         self.closed = False
+        self._connected = asyncio.Event()  # set by the connectionstatechange event
         self._watch: asyncio.Task | None = None
 
     async def answer(self, offer: str) -> str:
@@ -108,13 +101,13 @@ class WhepSession:
                 # shows each picture as soon as it is decoded rather than hold
                 # video back to the audio's jitter buffer (WebRTC syncs the
                 # tracks of one stream id). bench/README.md has what it costs.
-                transceiver.sender._stream_id = f"{self.id}-{track.kind}"
+                set_stream_id(transceiver.sender, f"{self.id}-{track.kind}")
             # PLI and FIR ask the sender for a keyframe; for pre-encoded
             # media only the source can make (or wait for) one.
-            transceiver.sender._send_keyframe = track.request_keyframe
+            on_keyframe_request(transceiver.sender, track.request_keyframe)
             if track.kind == "video":
                 # The sender makes its encoder on first use; give it ours.
-                transceiver.sender._RTCRtpSender__encoder = SharedH264Packetizer()
+                use_encoder(transceiver.sender, SharedH264Packetizer())
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
                 transceiver.setCodecPreferences(
                     [c for c in capabilities if c.mimeType.lower() in ("video/h264", "video/rtx")]
@@ -127,18 +120,25 @@ class WhepSession:
 
     def _state_changed(self) -> None:
         state = self.pc.connectionState
-        if state in ("failed", "closed"):
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
             self.service.end(self, f"connection {state}")
 
     async def _watch_session(self) -> None:
         """End the session when the stream ends, or when it never connects."""
+        if self.pc.connectionState == "connected":
+            self._connected.set()
+        connected = asyncio.ensure_future(self._connected.wait())
+        ended = asyncio.ensure_future(self.viewer.ended.wait())
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                while self.pc.connectionState != "connected":
-                    if self.viewer.ended.is_set():
-                        break
-                    await asyncio.sleep(0.2)
-        except TimeoutError:
+            done, _ = await asyncio.wait(
+                (connected, ended), timeout=CONNECT_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            connected.cancel()
+            ended.cancel()
+        if not done:
             self.service.end(self, "did not connect")
             return
         await self.viewer.ended.wait()
@@ -296,13 +296,34 @@ class RtsService:
         )
 
     async def _wait_first_frames(self, key: StreamKey) -> None:
-        deadline = time.monotonic() + FIRST_FRAMES_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            stream = self.node.hub.stream(key)
-            if stream is None or stream.video_frames >= FIRST_FRAMES or stream.has_bframes:
-                return
-            await asyncio.sleep(0.05)
+        """Wait (at most FIRST_FRAMES_WAIT_SECONDS) until the stream has
+        shown FIRST_FRAMES video frames or B-frames, or has ended. A probe
+        subscription of the hub's wakes it on each frame."""
+        stream = self.node.hub.stream(key)
+        if stream is None or _first_frames_seen(stream):
+            return
+        seen = asyncio.Event()
+
+        def on_ready(subscription) -> None:
+            subscription.drain()
+            if subscription.ended or _first_frames_seen(stream):
+                seen.set()
+
+        probe = self.node.hub.subscribe(key, protocol=PROBE_PROTOCOL, on_ready=on_ready)
+        probe.viewers = 0
+        try:
+            on_ready(probe)  # what came in before the probe was set up
+            async with asyncio.timeout(FIRST_FRAMES_WAIT_SECONDS):
+                await seen.wait()
+        except TimeoutError:
+            pass
+        finally:
+            probe.close()
 
     def _refuse(self, http, status: int, stream, reason: str) -> None:
         log.info("rts %s play refused: stream=%s reason=%s", http.peer, stream, reason)
         http.send_simple(status, f"{reason}\n", refusal_headers(reason))
+
+
+def _first_frames_seen(stream) -> bool:
+    return stream.video_frames >= FIRST_FRAMES or stream.has_bframes
