@@ -21,8 +21,10 @@ from livecenter.media.flv import (
     FlvProtocolError,
     FlvReader,
     FlvTag,
+    FrameKind,
     encode_tag,
     flv_header,
+    parse_tag_header,
 )
 
 
@@ -98,6 +100,25 @@ def test_it_refuses_a_body_larger_than_data_size_allows():
 
 
 # --- reading ----------------------------------------------------------------------
+
+
+def test_it_parses_a_tag_header_at_an_offset_with_the_type_byte_as_sent():
+    tag = encode_tag(VIDEO, 0x12345678, b"body")
+    assert parse_tag_header(tag) == (VIDEO, 4, 0x12345678)
+    assert parse_tag_header(b"xx" + tag, 2) == (VIDEO, 4, 0x12345678)
+    filtered = bytes([0x20 | AUDIO]) + b"\xff\xff\xff" + bytes(7)  # Filter bit, largest DataSize
+    assert parse_tag_header(filtered) == (0x20 | AUDIO, 0xFFFFFF, 0)  # the reader refuses it, not the parser
+
+
+def test_it_names_frame_kinds_by_their_tag_types():
+    assert [(kind, kind.tag_type) for kind in FrameKind] == [
+        (FrameKind.VIDEO, VIDEO),
+        (FrameKind.AUDIO, AUDIO),
+        (FrameKind.META, SCRIPT),
+    ]
+    assert all(FrameKind.of_tag_type(kind.tag_type) is kind for kind in FrameKind)
+    assert FrameKind.of_tag_type(99) is None
+    assert FrameKind.VIDEO == "video" and f"{FrameKind.META}" == "meta" and FrameKind("audio") is FrameKind.AUDIO
 
 
 def test_it_reads_what_it_writes_whole_and_byte_by_byte():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from enum import StrEnum
 
 AUDIO = 8
 VIDEO = 9
@@ -83,6 +84,30 @@ PACKET_SEQUENCE_HEADER = 0
 PACKET_NALU = 1  # AAC: raw frame
 PACKET_END_OF_SEQUENCE = 2
 
+
+class FrameKind(StrEnum):
+    """What one tag body carries, by name: the kind of a hub frame
+    (hub.MediaFrame) and of what the muxers take. A str, so it prints and
+    compares as its value."""
+
+    VIDEO = "video"
+    AUDIO = "audio"
+    META = "meta"  # script data: AMF0 onMetaData
+
+    @property
+    def tag_type(self) -> int:
+        """The FLV TagType (E.4.1), which is also the RTMP message type."""
+        return _TAG_TYPE_OF_KIND[self]
+
+    @classmethod
+    def of_tag_type(cls, tag_type: int) -> FrameKind | None:
+        """The kind of an FLV TagType, None for any other type."""
+        return _KIND_OF_TAG_TYPE.get(tag_type)
+
+
+_TAG_TYPE_OF_KIND = {FrameKind.VIDEO: VIDEO, FrameKind.AUDIO: AUDIO, FrameKind.META: SCRIPT}
+_KIND_OF_TAG_TYPE = {tag_type: kind for kind, tag_type in _TAG_TYPE_OF_KIND.items()}
+
 _TAG_HEADER = struct.Struct(">II3x")  # type << 24 | size, timestamp u24 << 8 | extended, stream id 0
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">3sBBI")  # "FLV", version, flags, data offset
@@ -130,6 +155,14 @@ def encode_tag(tag_type: int, timestamp_ms: int, body: bytes) -> bytes:
     # E.4.1: the low 24 bits, then TimestampExtended holds bits 24-31.
     head = _TAG_HEADER.pack((tag_type << 24) | size, ((ts & 0xFFFFFF) << 8) | (ts >> 24))
     return b"".join((head, body, _U32.pack(TAG_HEADER_BYTES + size)))
+
+
+def parse_tag_header(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int]:
+    """The tag header (E.4.1) at `offset`, which must hold TAG_HEADER_BYTES:
+    (the TagType byte as sent, Reserved and Filter bits included; DataSize;
+    Timestamp with TimestampExtended as its bits 24-31)."""
+    type_and_size, ts = _TAG_HEADER.unpack_from(data, offset)
+    return type_and_size >> 24, type_and_size & 0xFFFFFF, (ts >> 8) | ((ts & 0xFF) << 24)
 
 
 class FlvReader:
@@ -180,9 +213,7 @@ class FlvReader:
         view = memoryview(buf)
         try:
             while end - offset >= TAG_HEADER_BYTES:
-                type_and_size, ts = _TAG_HEADER.unpack_from(buf, offset)
-                tag_byte = type_and_size >> 24
-                size = type_and_size & 0xFFFFFF
+                tag_byte, size, timestamp = parse_tag_header(buf, offset)
                 # E.4.1: Reserved (2 bits), Filter (1 bit), TagType (5 bits).
                 if tag_byte & 0x20:
                     raise FlvProtocolError("encrypted (filtered) tags are not supported")
@@ -191,7 +222,6 @@ class FlvReader:
                 total = TAG_HEADER_BYTES + size + PREVIOUS_TAG_SIZE_BYTES
                 if end - offset < total:
                     break
-                timestamp = (ts >> 8) | ((ts & 0xFF) << 24)
                 body_at = offset + TAG_HEADER_BYTES
                 # PreviousTagSize is not checked: some muxers write it wrong,
                 # and DataSize alone frames the stream.

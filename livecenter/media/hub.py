@@ -54,15 +54,13 @@ from collections.abc import Callable
 
 from .codecs import AacConfig, AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
 from .flv import (
-    AUDIO,
     AUDIO_CODEC_NAMES,
-    SCRIPT,
     TIMESTAMP_BACKWARD_TOLERANCE_MS,
     TIMESTAMP_JUMP_MS,
     TIMESTAMP_WRAP_MS,
-    VIDEO,
     VIDEO_CODEC_AVC,
     VIDEO_CODEC_NAMES,
+    FrameKind,
     audio_channels,
     audio_is_sequence_header,
     audio_sample_rate,
@@ -107,9 +105,6 @@ STATS_WINDOW_MS = 5_000
 # and its frame interval cannot be measured (25 fps).
 DEFAULT_FRAME_INTERVAL_MS = 40
 
-KINDS = ("video", "audio", "meta")
-_TAG_TYPES = {"video": VIDEO, "audio": AUDIO, "meta": SCRIPT}
-
 
 class AlreadyPublishing(Exception):
     """Someone is already publishing this stream."""
@@ -129,7 +124,9 @@ class MediaFrame:
 
     __slots__ = ("kind", "timestamp", "body", "keyframe", "sequence_header", "encoded", "_flv_tag")
 
-    def __init__(self, kind: str, timestamp: int, body: bytes, keyframe: bool = False, sequence_header: bool = False):
+    def __init__(
+        self, kind: FrameKind, timestamp: int, body: bytes, keyframe: bool = False, sequence_header: bool = False
+    ):
         self.kind = kind
         self.timestamp = timestamp
         self.body = body
@@ -141,14 +138,14 @@ class MediaFrame:
     @property
     def is_header(self) -> bool:
         """Metadata or a sequence header: never dropped, sent to every joiner."""
-        return self.sequence_header or self.kind == "meta"
+        return self.sequence_header or self.kind is FrameKind.META
 
     @property
     def flv_tag(self) -> bytes:
         """The FLV tag (with PreviousTagSize), encoded on first use."""
         tag = self._flv_tag
         if tag is None:
-            tag = self._flv_tag = encode_tag(_TAG_TYPES[self.kind], self.timestamp, self.body)
+            tag = self._flv_tag = encode_tag(self.kind.tag_type, self.timestamp, self.body)
         return tag
 
     def __repr__(self) -> str:
@@ -328,14 +325,14 @@ class LiveStream:
         size = len(body)
         self.bytes_in += size
         kind = frame.kind
-        if kind == "video":
+        if kind is FrameKind.VIDEO:
             self._video_codec = body[0] & 0x0F if body else 0
-        elif kind == "audio":
+        elif kind is FrameKind.AUDIO:
             self._audio_format = body[0] if body else -1
-        if kind == "meta":
+        if kind is FrameKind.META:
             self.metadata = frame
         elif frame.sequence_header:
-            if kind == "video":
+            if kind is FrameKind.VIDEO:
                 self.video_header = frame
                 self.avc_config = (
                     self._parse(parse_avc_sequence_header, body) if body[0] & 0x0F == VIDEO_CODEC_AVC else None
@@ -348,7 +345,7 @@ class LiveStream:
         else:
             if self._last_timestamp is None or frame.timestamp > self._last_timestamp:
                 self._last_timestamp = frame.timestamp
-            if kind == "video":
+            if kind is FrameKind.VIDEO:
                 self.counters.video(frame.timestamp, size, frame.keyframe)
                 self._video.add(frame.timestamp, size)
                 if (
@@ -483,26 +480,30 @@ class Publication:
         self._floor = 0 if floor is None else floor
         self._offset: int | None = 0 if floor is None else None
         # Each track's own rebasing within the publication (module docstring).
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[FrameKind, _Track] = {}
 
-    def push(self, kind: str, timestamp: int, body: bytes) -> MediaFrame | None:
+    def push(self, kind: FrameKind | str, timestamp: int, body: bytes) -> MediaFrame | None:
         """Classify, rebase, cache and fan out one tag body. Returns the
         frame, or None once the publication is closed (the frame is dropped)."""
         if self.closed:
             return None
+        if type(kind) is not FrameKind:
+            try:
+                kind = FrameKind(kind)
+            except ValueError:
+                kinds = ", ".join(repr(k.value) for k in FrameKind)
+                raise ValueError(f"frame kind must be one of {kinds}, not {kind!r}") from None
         if type(body) is not bytes:
             body = bytes(body)
-        if kind == "video":
+        if kind is FrameKind.VIDEO:
             header = video_is_sequence_header(body)
             keyframe = not header and video_is_keyframe(body)
             self._has_video = True
-        elif kind == "audio":
+        elif kind is FrameKind.AUDIO:
             header = audio_is_sequence_header(body)
             keyframe = not header and not self._has_video
-        elif kind == "meta":
-            header = keyframe = False
         else:
-            raise ValueError(f"frame kind must be one of {KINDS}, not {kind!r}")
+            header = keyframe = False
         timestamp = self._rebase(kind, timestamp, header)
         frame = MediaFrame(kind, timestamp, body, keyframe, header)
         self.stream._accept(frame)
@@ -515,16 +516,16 @@ class Publication:
         self.close_reason = reason
         self.stream._end_publication()
 
-    def _rebase(self, kind: str, timestamp: int, header: bool) -> int:
+    def _rebase(self, kind: FrameKind, timestamp: int, header: bool) -> int:
         tracks = self._tracks
-        if kind == "meta" or header:
+        if kind is FrameKind.META or header:
             # No media time of its own: stamped where its track (or the stream) is.
-            track = tracks.get(kind) or tracks.get("video") or tracks.get("audio")
+            track = tracks.get(kind) or tracks.get(FrameKind.VIDEO) or tracks.get(FrameKind.AUDIO)
             if track is not None:
                 return track.last_out
             return self._floor if self._offset is None else max(timestamp + self._offset, self._floor)
         track = tracks.get(kind)
-        other = tracks.get("audio" if kind == "video" else "video")
+        other = tracks.get(FrameKind.AUDIO if kind is FrameKind.VIDEO else FrameKind.VIDEO)
         if track is not None:
             out, jump = track.rebase(timestamp, other)
             if jump:
@@ -679,7 +680,7 @@ class Subscription:
         """Drop the queued media and wait for the next keyframe, keeping the
         newest header of each kind."""
         queue = self._queue
-        headers: dict[tuple[str, bool], MediaFrame] = {}
+        headers: dict[tuple[FrameKind, bool], MediaFrame] = {}
         for frame in queue:
             if frame.is_header:
                 headers[frame.kind, frame.sequence_header] = frame

@@ -34,6 +34,7 @@ from .flv import (
     PACKET_NALU,
     PACKET_SEQUENCE_HEADER,
     VIDEO_CODEC_AVC,
+    FrameKind,
     avc_composition_time,
     video_is_keyframe,
 )
@@ -247,16 +248,16 @@ class TsMuxer:
             PMT_PID, 0x02, PROGRAM_NUMBER, self._pmt_version, bytes(pmt)
         )
 
-    def mux(self, kind: str, timestamp_ms: int, body: bytes) -> bytes:
+    def mux(self, kind: FrameKind, timestamp_ms: int, body: bytes) -> bytes:
         """One FLV tag body in, whole TS packets out (b"" for sequence
         headers, which configure the muxer, and for metadata)."""
         if timestamp_ms < 0:
             raise TsMuxError(f"timestamp {timestamp_ms} ms is negative")
-        if kind == "video":
+        if kind == FrameKind.VIDEO:
             return self._mux_video(timestamp_ms, body)
-        if kind == "audio":
+        if kind == FrameKind.AUDIO:
             return self._mux_audio(timestamp_ms, body)
-        if kind == "meta":
+        if kind == FrameKind.META:
             return b""
         raise ValueError(f"frame kind must be 'video', 'audio' or 'meta', not {kind!r}")
 

@@ -38,7 +38,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
-from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, video_is_keyframe
+from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, FrameKind, video_is_keyframe
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
 from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
@@ -328,9 +328,9 @@ class RtsSource:
     def _on_ready(self, subscription) -> None:
         for frame in subscription.drain():
             try:
-                if frame.kind == "video":
+                if frame.kind is FrameKind.VIDEO:
                     self._video(frame)
-                elif frame.kind == "audio":
+                elif frame.kind is FrameKind.AUDIO:
                     self._audio(frame)
             except CodecError as exc:
                 log.info("rts %s: frame dropped: %s", self.key, exc)
