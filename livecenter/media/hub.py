@@ -68,6 +68,7 @@ from .flv import (
     video_is_keyframe,
     video_is_sequence_header,
 )
+from .gop import GopCache
 from .policy import StreamInfo, StreamKey
 from .rts.h264 import flv_video_has_b_slices
 from .stats import StreamCounters
@@ -205,8 +206,7 @@ class LiveStream:
         self.audio_header: MediaFrame | None = None
         self.avc_config: AvcConfig | None = None
         self.aac_config: AacConfig | None = None
-        self._gop: list[MediaFrame] = []
-        self._gop_bytes = -1  # -1 while the cache waits for a keyframe
+        self._gop: GopCache[MediaFrame] = GopCache(hub.gop_cache_max_bytes)
         self._last_timestamp: int | None = None  # newest media timestamp sent out
         self._grace_timer: asyncio.TimerHandle | None = None
         self._reset_measurements()
@@ -239,11 +239,11 @@ class LiveStream:
 
     @property
     def gop(self) -> tuple[MediaFrame, ...]:
-        return tuple(self._gop)
+        return self._gop.frames
 
     @property
     def gop_bytes(self) -> int:
-        return max(self._gop_bytes, 0)
+        return self._gop.nbytes
 
     @property
     def video_frames(self) -> int:
@@ -341,7 +341,7 @@ class LiveStream:
                 self.audio_header = frame
                 self.aac_config = self._parse(parse_aac_sequence_header, body)
             # Frames cached so far were coded with the old configuration.
-            self._gop, self._gop_bytes = [], -1
+            self._gop.restart()
         else:
             if self._last_timestamp is None or frame.timestamp > self._last_timestamp:
                 self._last_timestamp = frame.timestamp
@@ -357,21 +357,10 @@ class LiveStream:
             else:
                 self._audio.add(frame.timestamp, size)
                 self.counters.audio(frame.timestamp, size)
-            self._cache(frame, size)
+            self._gop.add(frame, size, frame.keyframe)
         hub, header = self.hub, frame.is_header
         for sub in tuple(self.subscribers):
             sub._offer(frame, size, header, hub)
-
-    def _cache(self, frame: MediaFrame, size: int) -> None:
-        limit = self.hub.gop_cache_max_bytes
-        if frame.keyframe:
-            self._gop, self._gop_bytes = ([frame], size) if size <= limit else ([], -1)
-        elif self._gop_bytes >= 0:
-            if self._gop_bytes + size > limit:
-                self._gop, self._gop_bytes = [], -1
-            else:
-                self._gop.append(frame)
-                self._gop_bytes += size
 
     def _detect_bframes(self, body: bytes) -> None:
         try:
@@ -394,7 +383,7 @@ class LiveStream:
         # The next publisher brings its own headers and keyframes.
         self.metadata = self.video_header = self.audio_header = None
         self.avc_config = self.aac_config = None
-        self._gop, self._gop_bytes = [], -1
+        self._gop.restart()
         if not self.subscribers:
             self.hub._forget(self)
             return

@@ -39,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
 from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, FrameKind, video_is_keyframe
+from ..gop import GopCache
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
 from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
@@ -166,7 +167,7 @@ class RtsViewer:
         self.audio.put(packet)
         self.source.subscription.count_sent(packet.size)
 
-    def join(self, gop: list[VideoUnit]) -> None:
+    def join(self, gop: tuple[VideoUnit, ...]) -> None:
         """Start at the latest keyframe: the cached frames from it on, one
         RTP tick apart, ending at the newest frame's time."""
         self.joined = True
@@ -267,8 +268,7 @@ class RtsSource:
         self.viewers: dict[RtsViewer, None] = {}
         self.mode = PASSTHROUGH
         self.avc_config: AvcConfig | None = None
-        self.gop: list[VideoUnit] = []
-        self._gop_bytes = -1  # -1 while waiting for a keyframe
+        self.gop: GopCache[VideoUnit] = GopCache(SOURCE_GOP_MAX_BYTES)
         self.opus: OpusTranscoder | None = None
         self.transcoder: VideoTranscoder | None = None
         self.video_units = 0
@@ -293,7 +293,7 @@ class RtsSource:
         self.viewers[viewer] = None
         self.subscription.viewers = len(self.viewers)
         if self.ready:
-            viewer.join(self.gop)
+            viewer.join(self.gop.frames)
         return viewer
 
     def remove(self, viewer: RtsViewer) -> None:
@@ -343,7 +343,7 @@ class RtsSource:
             return
         if frame.sequence_header:
             self.avc_config = parse_avc_sequence_header(body)
-            self.gop, self._gop_bytes = [], -1
+            self.gop.restart()
             if self.transcoder is not None:
                 self.transcoder.configure(self.avc_config)
             return
@@ -375,7 +375,7 @@ class RtsSource:
             return
         self.mode = TRANSCODE
         self.ready = False
-        self.gop, self._gop_bytes = [], -1
+        self.gop.restart()
         for viewer in self.viewers:
             viewer.joined = False
         self.transcoder = VideoTranscoder(self._video_out)
@@ -387,22 +387,14 @@ class RtsSource:
             return
         unit = VideoUnit(data, pts, keyframe)
         self.video_units += 1
-        size = len(data)
-        if keyframe:
-            self.gop, self._gop_bytes = ([unit], size) if size <= SOURCE_GOP_MAX_BYTES else ([], -1)
-        elif self._gop_bytes >= 0:
-            if self._gop_bytes + size > SOURCE_GOP_MAX_BYTES:
-                self.gop, self._gop_bytes = [], -1
-            else:
-                self.gop.append(unit)
-                self._gop_bytes += size
+        self.gop.add(unit, len(data), keyframe)
         if not self.ready and self.gop and self.transcoder is not None and self.transcoder.pending <= 1:
             # The transcoder has caught up with its backlog: everyone waiting
             # starts at the newest picture.
             self.ready = True
             for viewer in self.viewers:
                 if not viewer.joined:
-                    viewer.join(self.gop)
+                    viewer.join(self.gop.frames)
             return
         for viewer in self.viewers:
             viewer.offer_video(unit)
