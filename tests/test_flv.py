@@ -289,6 +289,20 @@ def test_it_reads_negative_composition_times():
     assert flv.avc_composition_time(b"\x27\x01") == 0
 
 
+def test_it_reads_the_packet_type_of_avc_hevc_and_aac_bodies_only():
+    assert flv.avc_packet_type(b"\x17\x00\x00\x00\x00") == flv.PACKET_SEQUENCE_HEADER
+    assert flv.avc_packet_type(b"\x27\x01\x00\x00\x00") == flv.PACKET_NALU
+    assert flv.avc_packet_type(b"\x1c\x02") == flv.PACKET_END_OF_SEQUENCE  # HEVC, the CDN codec id
+    assert flv.aac_packet_type(b"\xaf\x00\x12\x10") == flv.PACKET_SEQUENCE_HEADER
+    assert flv.aac_packet_type(b"\xaf\x01") == flv.PACKET_NALU
+    # Other codecs have no packet type, whatever their second byte.
+    assert flv.avc_packet_type(b"\x12\x00") == -1  # Sorenson H.263
+    assert flv.aac_packet_type(b"\x2f\x00") == -1  # MP3
+    for helper in (flv.avc_packet_type, flv.aac_packet_type):
+        assert helper(b"") == -1
+    assert flv.avc_packet_type(b"\x17") == -1 and flv.aac_packet_type(b"\xaf") == -1
+
+
 def test_it_treats_empty_and_short_bodies_as_nothing_special():
     for helper in (flv.video_is_keyframe, flv.video_is_sequence_header, flv.audio_is_sequence_header):
         assert helper(b"") is False

@@ -83,6 +83,11 @@ AUDIO_SAMPLE_RATES = (5512, 11025, 22050, 44100)
 PACKET_SEQUENCE_HEADER = 0
 PACKET_NALU = 1  # AAC: raw frame
 PACKET_END_OF_SEQUENCE = 2
+# What comes before the codec's own data in a body. E.4.3.1 AVC (and HEVC):
+# FrameType and CodecID, AVCPacketType, CompositionTime (SI24). E.4.2.1 AAC:
+# the SoundFormat byte, AACPacketType.
+AVC_BODY_HEADER_BYTES = 5
+AAC_BODY_HEADER_BYTES = 2
 
 
 class FrameKind(StrEnum):
@@ -268,18 +273,25 @@ def video_is_keyframe(body: bytes) -> bool:
     return bool(body) and body[0] >> 4 in (VIDEO_FRAME_KEY, VIDEO_FRAME_GENERATED_KEY)
 
 
+def avc_packet_type(body: bytes) -> int:
+    """AVCPacketType of an AVC (or HEVC) body: PACKET_SEQUENCE_HEADER,
+    PACKET_NALU or PACKET_END_OF_SEQUENCE; -1 for other codecs, which have
+    none, and for a body too short to say."""
+    if len(body) >= 2 and body[0] & 0x0F in (VIDEO_CODEC_AVC, VIDEO_CODEC_HEVC):
+        return body[1]
+    return -1
+
+
 def video_is_sequence_header(body: bytes) -> bool:
     """An AVC (or HEVC) decoder configuration record: AVCPacketType 0."""
-    return (
-        len(body) >= 2 and body[0] & 0x0F in (VIDEO_CODEC_AVC, VIDEO_CODEC_HEVC) and body[1] == PACKET_SEQUENCE_HEADER
-    )
+    return avc_packet_type(body) == PACKET_SEQUENCE_HEADER
 
 
 def avc_composition_time(body: bytes) -> int:
     """CompositionTime (SI24, milliseconds): presentation minus decoding time."""
-    if len(body) < 5:
+    if len(body) < AVC_BODY_HEADER_BYTES:
         return 0
-    cts = int.from_bytes(body[2:5], "big")
+    cts = int.from_bytes(body[2:AVC_BODY_HEADER_BYTES], "big")
     return cts - 0x1000000 if cts & 0x800000 else cts
 
 
@@ -287,9 +299,18 @@ def audio_codec_id(body: bytes) -> int:
     return body[0] >> 4 if body else 0
 
 
+def aac_packet_type(body: bytes) -> int:
+    """AACPacketType of an AAC body: PACKET_SEQUENCE_HEADER (an
+    AudioSpecificConfig) or PACKET_NALU (a raw frame); -1 for other
+    formats, which have none, and for a body too short to say."""
+    if len(body) >= 2 and body[0] >> 4 == AUDIO_CODEC_AAC:
+        return body[1]
+    return -1
+
+
 def audio_is_sequence_header(body: bytes) -> bool:
     """An AAC AudioSpecificConfig: AACPacketType 0."""
-    return len(body) >= 2 and body[0] >> 4 == AUDIO_CODEC_AAC and body[1] == PACKET_SEQUENCE_HEADER
+    return aac_packet_type(body) == PACKET_SEQUENCE_HEADER
 
 
 def audio_sample_rate(body: bytes) -> int:

@@ -65,6 +65,7 @@ from .flv import (
     audio_is_sequence_header,
     audio_sample_rate,
     encode_tag,
+    video_codec_id,
     video_is_keyframe,
     video_is_sequence_header,
 )
@@ -326,7 +327,7 @@ class LiveStream:
         self.bytes_in += size
         kind = frame.kind
         if kind is FrameKind.VIDEO:
-            self._video_codec = body[0] & 0x0F if body else 0
+            self._video_codec = video_codec_id(body)
         elif kind is FrameKind.AUDIO:
             self._audio_format = body[0] if body else -1
         if kind is FrameKind.META:
@@ -335,7 +336,7 @@ class LiveStream:
             if kind is FrameKind.VIDEO:
                 self.video_header = frame
                 self.avc_config = (
-                    self._parse(parse_avc_sequence_header, body) if body[0] & 0x0F == VIDEO_CODEC_AVC else None
+                    self._parse(parse_avc_sequence_header, body) if video_codec_id(body) == VIDEO_CODEC_AVC else None
                 )
             else:
                 self.audio_header = frame

@@ -38,7 +38,17 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
-from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, FrameKind, video_is_keyframe
+from ..flv import (
+    AAC_BODY_HEADER_BYTES,
+    AUDIO_CODEC_AAC,
+    PACKET_NALU,
+    VIDEO_CODEC_AVC,
+    FrameKind,
+    audio_codec_id,
+    avc_packet_type,
+    video_codec_id,
+    video_is_keyframe,
+)
 from ..gop import GopCache
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
@@ -339,7 +349,7 @@ class RtsSource:
 
     def _video(self, frame) -> None:
         body = frame.body
-        if len(body) < 2 or body[0] & 0x0F != VIDEO_CODEC_AVC:
+        if len(body) < 2 or video_codec_id(body) != VIDEO_CODEC_AVC:
             return
         if frame.sequence_header:
             self.avc_config = parse_avc_sequence_header(body)
@@ -347,7 +357,7 @@ class RtsSource:
             if self.transcoder is not None:
                 self.transcoder.configure(self.avc_config)
             return
-        if body[1] != PACKET_NALU or self.avc_config is None:
+        if avc_packet_type(body) != PACKET_NALU or self.avc_config is None:
             return
         if self.mode == PASSTHROUGH and self._has_bframes():
             self._start_transcoding()
@@ -401,16 +411,16 @@ class RtsSource:
 
     def _audio(self, frame) -> None:
         body = frame.body
-        if len(body) < 2 or body[0] >> 4 != AUDIO_CODEC_AAC:
+        if len(body) < AAC_BODY_HEADER_BYTES or audio_codec_id(body) != AUDIO_CODEC_AAC:
             return
         if frame.sequence_header:
             parse_aac_sequence_header(body)  # refuses what cannot be decoded
             if self.opus is None:
                 self.opus = OpusTranscoder(self._audio_out)
-            self.opus.configure(bytes(body[2:]))
+            self.opus.configure(bytes(body[AAC_BODY_HEADER_BYTES:]))
             return
         if self.opus is not None and not self._joining:
-            self.opus.push(bytes(body[2:]), frame.timestamp)
+            self.opus.push(bytes(body[AAC_BODY_HEADER_BYTES:]), frame.timestamp)
 
     def _audio_out(self, packet: av.Packet) -> None:
         if self.closed:
