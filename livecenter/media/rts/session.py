@@ -24,7 +24,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from ..admission import admit_play, domain_of
+from ..admission import admit_play, domain_of, refusal_status
 from ..http_server import CORS_HEADERS, refusal_headers, response_head
 from ..policy import StreamKey
 from .media import PASSTHROUGH, RtsSource, RtsViewer
@@ -246,7 +246,7 @@ class RtsService:
         if admission.ok and not admission.domain.rts_enabled:
             admission = type(admission)(refusal=REFUSAL_RTS_OFF, domain=admission.domain)
         if not admission.ok:
-            self._refuse(http, 403, f"{domain}/{path.app}/{path.stream}", admission.refusal)
+            self._refuse(http, refusal_status(admission.refusal), f"{domain}/{path.app}/{path.stream}", admission.refusal)
             return
         key = admission.key
         try:
