@@ -20,7 +20,6 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from livecenter import outage
-
 from livecenter.media.policy import StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
 
 from . import live

@@ -246,7 +246,8 @@ class RtsService:
         if admission.ok and not admission.domain.rts_enabled:
             admission = type(admission)(refusal=REFUSAL_RTS_OFF, domain=admission.domain)
         if not admission.ok:
-            self._refuse(http, refusal_status(admission.refusal), f"{domain}/{path.app}/{path.stream}", admission.refusal)
+            where = f"{domain}/{path.app}/{path.stream}"
+            self._refuse(http, refusal_status(admission.refusal), where, admission.refusal)
             return
         key = admission.key
         try:
