@@ -127,7 +127,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Redis unreachable (issue 11): connects give up in 3 s and a read in 10 s
+    # (longer than channels_redis's 5 s BZPOPMIN), so nothing waits forever on
+    # a silent peer; callers retry (streams/control.py, Celery's own retry).
+    _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_REDIS_HOST]}}
+    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
+    CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out a Redis outage, however long
 else:
     _broker_dir = DATA_DIR / "celery-broker"
     (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
