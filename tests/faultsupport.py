@@ -192,6 +192,7 @@ def database_outage_scenario(owner, settings, tmp_path, outage, outage_seconds: 
     import datetime as dt
     import urllib.request
 
+    from django.db import connection
     from django.test import Client
 
     from domains import services as domain_services
@@ -241,6 +242,7 @@ def database_outage_scenario(owner, settings, tmp_path, outage, outage_seconds: 
                 time.sleep(max(0.0, outage_seconds - (dt.datetime.now(dt.UTC) - began).total_seconds()))
                 ended = dt.datetime.now(dt.UTC)
             figures["outage_seconds"] = (ended - began).total_seconds()
+            connection.close()  # this thread's connection died with the outage; a request would drop it too
             # After: the samples of the outage are written, and the events replayed.
             assert wait_until(
                 lambda: (
