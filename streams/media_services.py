@@ -322,6 +322,13 @@ def list_jobs(owner, domain_name: str | None = None, active: bool = True) -> Que
     return rows.prefetch_related("renditions").order_by("-queued_at", "-id")
 
 
+def failed_recording_jobs(owner, limit: int = 5) -> list[MediaJob]:
+    """The latest recording jobs that failed (a full disk, say), for the
+    recordings page to say why a stream's recording stopped."""
+    rows = _of_streams(MediaJob, owner, None, None, None).filter(kind=JobKind.RECORD, state=JobState.FAILED)
+    return list(rows.order_by("-finished_at", "-id")[:limit])
+
+
 def list_recordings(owner, domain_name=None, app=None, stream=None) -> QuerySet[Recording]:
     return _of_streams(Recording, owner, domain_name, app, stream).order_by("-started_at", "-id")
 

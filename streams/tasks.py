@@ -156,7 +156,7 @@ def run_media_job(job_id: int, attempt: int) -> None:
     detail, failed, permanent = "", False, False
     try:
         detail = _run(run)
-    except ValueError as exc:  # the job cannot be done as configured
+    except (ValueError, pipeline.OutputFailed) as exc:  # cannot be done as configured, or its disk is full
         detail, failed, permanent = str(exc), True, True
     except Exception as exc:
         log.exception("media job %s failed", job_id)
