@@ -213,7 +213,9 @@ def database_outage_scenario(owner, settings, tmp_path, outage, outage_seconds: 
     figures = {}
     with MediaNodeThread(play_wait_seconds=10) as node:
         try:
-            publishers.append(start_publisher(node.local(cam1.ingest["rtmp"]), seconds=120, size="320x240"))
+            publishers.append(
+                start_publisher(node.local(cam1.ingest["rtmp"]), seconds=120 + outage_seconds, size="320x240")
+            )
             flv1 = node.local(cam1.playback["flv"])
             assert probe(flv1, seconds=1)["packets"]
             assert wait_until(lambda: StreamSample.objects.filter(stream="cam1").exists(), 30)
@@ -224,7 +226,9 @@ def database_outage_scenario(owner, settings, tmp_path, outage, outage_seconds: 
                 # The live stream flows, and plays for a new viewer of a known domain.
                 assert probe(flv1, seconds=1)["packets"]
                 # A known domain admits a new publisher; its viewers play it.
-                publishers.append(start_publisher(node.local(cam2.ingest["rtmp"]), seconds=120, size="320x240"))
+                publishers.append(
+                    start_publisher(node.local(cam2.ingest["rtmp"]), seconds=120 + outage_seconds, size="320x240")
+                )
                 assert probe(node.local(cam2.playback["flv"]), seconds=1)["packets"]
                 # An unknown domain: "policy unavailable", 503 (try again), not 403.
                 try:

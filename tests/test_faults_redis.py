@@ -55,7 +55,9 @@ def test_it_rides_out_a_redis_outage(owner, settings):
         publisher = None
         try:
             with MediaNodeThread(play_wait_seconds=10) as node:
-                publisher = start_publisher(node.local(urls.ingest["rtmp"]), seconds=120, size="320x240")
+                publisher = start_publisher(
+                    node.local(urls.ingest["rtmp"]), seconds=120 + OUTAGE_SECONDS, size="320x240"
+                )
                 flv = node.local(urls.playback["flv"])
                 assert probe(flv, seconds=1)["packets"]
                 relay.cut()
