@@ -413,7 +413,7 @@ class DatabaseEventSink:
         await _tell_listeners("sampled", event)
 
 
-def close_orphaned_sessions(node_id: str) -> int:
+def close_orphaned_sessions(node_id: str, before: float | None = None) -> int:
     """Close the sessions `node_id` left open when it stopped without
     reporting them (a crash, a kill); a node calls this when it starts,
     before it accepts publishers. Returns how many were closed.
@@ -422,9 +422,12 @@ def close_orphaned_sessions(node_id: str) -> int:
     serves anyone (from async code: `await sync_to_async(close_orphaned_sessions)(node_id)`)."""
     # The node died without saying when each stream stopped; the last time
     # it reported the session is the best bound we have.
-    closed = PublishSession.objects.filter(node_id=node_id, stopped_at__isnull=True).update(
-        stopped_at=F("updated_at"), stop_reason=ORPHANED_STOP_REASON
-    )
+    sessions = PublishSession.objects.filter(node_id=node_id, stopped_at__isnull=True)
+    if before is not None:
+        # Only its previous life's: this one may have published since (a
+        # close retried after a database outage at start, medianode.py).
+        sessions = sessions.filter(started_at__lt=_aware(before))
+    closed = sessions.update(stopped_at=F("updated_at"), stop_reason=ORPHANED_STOP_REASON)
     if closed:
         log.info("closed %d publish sessions node %s left open", closed, node_id)
     return closed

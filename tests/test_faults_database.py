@@ -43,3 +43,30 @@ def test_it_drops_the_oldest_when_the_buffer_is_full():
     for i in range(5):
         buffer.add(i)
     assert buffer.items() == [2, 3, 4] and buffer.dropped == 2
+
+
+def test_it_starts_without_the_database_and_closes_the_ghosts_later(owner, settings):
+    import datetime as dt
+
+    from streams.models import PublishSession
+    from tests.faultsupport import wait_until
+    from tests.streamsupport import add_pair, publish
+    from tests.workersupport import MediaNodeThread
+
+    settings.LIVECENTER_DB_RETRY_SECONDS = 0.2
+    push, _ = add_pair(owner, "push.ghost.test", "play.ghost.test")
+    five_minutes_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ghost = publish(push.domain_name, "live", "cam1", "ghost-1", started_at=five_minutes_ago, node_id="media-test")
+    assert ghost.stopped_at is None
+    with sqlite_unreachable():
+        node = MediaNodeThread().__enter__()
+    try:
+        assert node.node.rtmp_port  # the node listens though the database did not answer
+
+        def closed():
+            return PublishSession.objects.filter(pk=ghost.pk, stopped_at__isnull=False).exists()
+
+        assert wait_until(closed, 30)
+        assert PublishSession.objects.get(pk=ghost.pk).stop_reason == "node restarted"
+    finally:
+        node.__exit__(None, None, None)
