@@ -83,6 +83,7 @@ class MonitoringSink:
         self.pending: outage.OutageBuffer[tuple[str, object]] = outage.OutageBuffer(
             "monitoring samples", settings.LIVECENTER_MONITORING_BUFFER_SAMPLES
         )
+        self._push_failing = False
 
     async def published(self, event: StreamPublished) -> None:
         await self._state(event.key, True, event.session_id, event.started_at, "")
@@ -94,8 +95,14 @@ class MonitoringSink:
         # The pages first: a slow database must not hold the charts back.
         try:
             await self._push(event)
+            if self._push_failing:
+                self._push_failing = False
+                log.warning("the live pages get samples again")
         except Exception as exc:  # the channel layer's Redis is unreachable: the rows still get written
-            log.warning("could not send %d samples to the live pages: %s", len(event.samples), exc)
+            # One line per outage, not one a second.
+            if not self._push_failing:
+                self._push_failing = True
+                log.warning("could not send samples to the live pages (%s); retrying every tick", exc)
         for sample in event.samples:
             self.pending.add((event.node_id, sample))
         if not outage.database.should_try():
