@@ -20,7 +20,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .lib import certificates, dnscheck, liveurls
+from livecenter.media import liveurl
+
+from .lib import certificates, dnscheck
 from .lib.hostnames import HostnameError, normalize_domain_name
 from .models import (
     CnameStatus,
@@ -56,11 +58,14 @@ def generate_signing_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(GENERATED_KEY_CHARS))
 
 
+MASKED_SECRET = "********"
+
+
 def mask_secret(value: str) -> str:
-    """What the console shows of a saved key: enough to tell keys apart."""
-    if not value:
-        return ""
-    return value[:2] + "*" * 10
+    """What the console shows of a saved key: that there is one, and not one
+    character of it (a key's first characters narrow a guess and tell an
+    onlooker which key is in use). Keys are told apart by when they were set."""
+    return MASKED_SECRET if value else ""
 
 
 def cname_target(domain_name: str) -> str:
@@ -125,6 +130,7 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
                     html5_transcode=streaming,
                     auth_enabled=True,
                     auth_primary_key=generate_signing_key(),
+                    auth_primary_key_set_at=timezone.now(),
                 )
         except IntegrityError:
             raise _invalid("domain_name", "the specified domain already exists") from None
@@ -314,14 +320,16 @@ def configure_url_signing(
             raise _invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
     if enabled is not None:
         domain.auth_enabled = bool(enabled)
+    now = timezone.now()
     if primary_key is not None:
-        domain.auth_primary_key = primary_key
+        domain.auth_primary_key, domain.auth_primary_key_set_at = primary_key, now
     if secondary_key is not None:
         domain.auth_secondary_key = secondary_key
+        domain.auth_secondary_key_set_at = now if secondary_key else None
     if validity_minutes is not None:
         domain.auth_validity_minutes = validity_minutes
     if domain.auth_enabled and not domain.auth_primary_key:
-        domain.auth_primary_key = generate_signing_key()
+        domain.auth_primary_key, domain.auth_primary_key_set_at = generate_signing_key(), now
     domain.save()
     # Say that keys changed, never what they are.
     log.info("url signing changed for %s (enabled=%s)", domain.domain_name, domain.auth_enabled)
@@ -344,16 +352,16 @@ class GeneratedUrls:
     notes: list[str]
 
 
-def _signed_host(domain: Domain) -> liveurls.SignedHost:
-    return liveurls.SignedHost(
+def _signed_host(domain: Domain) -> liveurl.SignedHost:
+    return liveurl.SignedHost(
         host=domain.domain_name,
         key=domain.auth_primary_key if domain.auth_enabled else None,
         validity_seconds=domain.validity_seconds,
     )
 
 
-def _ports() -> liveurls.Ports:
-    return liveurls.Ports(
+def _ports() -> liveurl.Ports:
+    return liveurl.Ports(
         rtmp=settings.LIVECENTER_RTMP_PORT, http=settings.LIVECENTER_HTTP_PORT, srt=settings.LIVECENTER_SRT_PORT
     )
 
@@ -371,12 +379,12 @@ def generate_urls(
     association. The URLs expire `validity_minutes` from now (default: the
     domain's validity period)."""
     domain = _other_domain(owner, "domain", domain_name)
-    if not liveurls.NAME_RE.match(app or ""):
+    if not liveurl.NAME_RE.match(app or ""):
         raise _invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
-    if not liveurls.NAME_RE.match(stream or ""):
+    if not liveurl.NAME_RE.match(stream or ""):
         raise _invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
     template = (template or "").strip() or None
-    if template is not None and not liveurls.TEMPLATE_RE.match(template):
+    if template is not None and not liveurl.TEMPLATE_RE.match(template):
         raise _invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")
     if validity_minutes is not None and not (MIN_VALIDITY_MINUTES <= validity_minutes <= MAX_VALIDITY_MINUTES):
         raise _invalid(
@@ -405,9 +413,9 @@ def generate_urls(
         stream=stream,
         template=template,
         expires_at=expires_at,
-        ingest=liveurls.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
+        ingest=liveurl.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
         playback=(
-            liveurls.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
+            liveurl.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
             if streaming
             else {}
         ),

@@ -15,7 +15,13 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the product writes at run time: database, broker queue, keys.
 DATA_DIR = Path(os.environ.get("LIVECENTER_DATA_DIR", BASE_DIR / "var"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the user the product runs as: it holds the database, the secret
+# key and the broker's queue. One made by an older version is narrowed too.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+try:
+    DATA_DIR.chmod(0o700)
+except OSError:  # not ours (an operator's shared directory): leave it as they set it
+    pass
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -31,8 +37,10 @@ def _secret_key() -> str:
         return os.environ["DJANGO_SECRET_KEY"]
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created 0600, not chmod-ed after: never readable by others, even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -50,8 +58,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Login throttling and API tokens stored hashed (accounts.models.ApiToken),
+    # in place of DRF's authtoken app; its drf_create_token command is ours.
+    "accounts",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -97,6 +107,11 @@ TEMPLATES = [
 # SQLite by default; the path can be moved (the Celery worker a test starts
 # must open the same file as the test itself).
 SQLITE_PATH = Path(os.environ.get("LIVECENTER_SQLITE_PATH", DATA_DIR / "db.sqlite3"))
+if not os.environ.get("DATABASE_URL") and not SQLITE_PATH.exists():
+    # Made empty (a valid SQLite database) and private before SQLite opens
+    # it; livecenter/apps.py narrows one made by an older version.
+    SQLITE_PATH.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT, 0o600))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
     # Fail fast when PostgreSQL is unreachable (issue 11): a connect gives up
@@ -177,11 +192,21 @@ CELERY_BEAT_SCHEDULE = {
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "domains:list"
 LOGOUT_REDIRECT_URL = "login"
+# Login throttling (accounts/throttle.py), shared by every console process
+# through the database. An account name is locked after this many failures
+# with no quiet window between them; an address (an IPv6 /64) after more, as
+# an office or a NAT puts many users behind one address.
+LIVECENTER_LOGIN_ACCOUNT_FAILURES = int(os.environ.get("LIVECENTER_LOGIN_ACCOUNT_FAILURES", 5))
+LIVECENTER_LOGIN_ADDRESS_FAILURES = int(os.environ.get("LIVECENTER_LOGIN_ADDRESS_FAILURES", 20))
+LIVECENTER_LOGIN_WINDOW_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_WINDOW_SECONDS", 15 * 60))
+# The first lock lasts this long, each further one twice as long, up to the max.
+LIVECENTER_LOGIN_LOCK_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_LOCK_SECONDS", 60))
+LIVECENTER_LOGIN_LOCK_MAX_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_LOCK_MAX_SECONDS", 60 * 60))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous request gets 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -245,7 +270,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Signed URLs are logged without their auth_key (livecenter/media/redact.py).
+    "filters": {"redact": {"()": "livecenter.media.redact.RedactAuthKeyFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LIVECENTER_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

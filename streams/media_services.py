@@ -24,6 +24,7 @@ from django.utils import timezone
 from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.policy import RenditionGroup, StreamKey
+from livecenter.media.redact import redact_text
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES, rendition_name, split_rendition_name
 
 from .media_models import (
@@ -541,7 +542,9 @@ def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False
         if unless_wanted:
             jobs = jobs.exclude(Exists(Rendition.objects.filter(job=OuterRef("pk"), stopped=False)))
         done = jobs.update(
-            state=JobState.FAILED if failed else JobState.FINISHED, finished_at=timezone.now(), detail=detail[:255]
+            state=JobState.FAILED if failed else JobState.FINISHED,
+            finished_at=timezone.now(),
+            detail=redact_text(detail)[:255],
         )
         if done:
             Rendition.objects.filter(job_id=job_id).update(stopped=True)
@@ -557,7 +560,11 @@ def release_job(job_id: int, attempt: int, detail: str, countdown: float = 0) ->
         return
     with transaction.atomic():
         if MediaJob.objects.filter(pk=job_id, attempt=attempt, state=JobState.RUNNING).update(
-            state=JobState.QUEUED, attempt=F("attempt") + 1, worker="", queued_at=timezone.now(), detail=detail[:255]
+            state=JobState.QUEUED,
+            attempt=F("attempt") + 1,
+            worker="",
+            queued_at=timezone.now(),
+            detail=redact_text(detail)[:255],
         ):
             _enqueue_on_commit(job_id, attempt + 1, countdown)
 

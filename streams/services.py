@@ -21,9 +21,9 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from domains.lib.liveurls import NAME_RE
 from domains.models import Domain, DomainType
 from domains.services import get_owned_domain, owned_domains
+from livecenter.media.liveurl import NAME_RE
 from livecenter.media.policy import StreamKey
 
 from . import bridge, control

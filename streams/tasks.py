@@ -30,6 +30,8 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from livecenter.media.redact import redact_text
+
 from . import media_services as jobs
 from .media_models import JobKind, MediaJob, ReconnectMode
 from .transcode import pipeline
@@ -162,6 +164,7 @@ def run_media_job(job_id: int, attempt: int) -> None:
         log.exception("media job %s failed", job_id)
         detail, failed = f"{type(exc).__name__}: {exc}", True
     finally:
+        detail = redact_text(detail)  # a signed source URL in an error is a credential
         run.done.set()
         heart.join(5)
     if run.lost.is_set():

@@ -5,9 +5,9 @@ from django.urls import include, path
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
 from tests.pagesupport import add_ingest
 from tests.streamsupport import publish
 
@@ -57,5 +57,5 @@ def test_it_authenticates_with_a_token(owner):
     add_ingest(owner)
     publish("push.example.com", "live", "cam1", "s1")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(owner)[1]}")
     assert client.get("/api/v1/streams/online/").json()["count"] == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import os
 import signal
 import subprocess
@@ -60,6 +61,16 @@ def worker_command(concurrency: int | None = None) -> list[str]:
         "--hostname",
         "embedded@%h",
     ]
+
+
+def uvicorn_log_config() -> dict:
+    """uvicorn's own logging, with auth_key values redacted from its access
+    and error lines (a player's request line carries the signed URL)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "livecenter.media.redact.RedactAuthKeyFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
 
 
 class ConsoleServer(uvicorn.Server):
@@ -139,7 +150,14 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_worker, no_media, serve, **options):
         if serve:
             server = ConsoleServer(
-                uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+                uvicorn.Config(
+                    "livecenter.asgi:application",
+                    host=host,
+                    port=port,
+                    lifespan="off",
+                    log_level="info",
+                    log_config=uvicorn_log_config(),
+                )
             )
             asyncio.run(serve_console(server, settings.LIVECENTER_MEDIA_EMBEDDED and not no_media))
             return
