@@ -113,10 +113,16 @@ class MonitoringSink:
         except outage.UNREACHABLE as exc:
             outage.database.failed(exc)
             return
+        except Exception:
+            self._drop(len(batch))  # not an outage: a batch that cannot be written is not retried forever
+            raise
         outage.database.succeeded()
         if len(batch) > len(event.samples):
             log.warning("wrote %d monitoring samples buffered while the database was unreachable", len(batch))
-        for _ in range(min(len(batch), len(self.pending))):
+        self._drop(len(batch))
+
+    def _drop(self, count: int) -> None:
+        for _ in range(min(count, len(self.pending))):
             self.pending.pop()
 
     async def _push(self, event: StreamsSampled) -> None:

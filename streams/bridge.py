@@ -364,6 +364,10 @@ class DatabaseEventSink:
             except outage.UNREACHABLE as exc:
                 outage.database.failed(exc)
                 return False
+            except Exception:  # not an outage: this event cannot be written; the others still can
+                log.exception("could not replay %s of %s; dropped", type(event).__name__, event.key)
+                self.pending.pop()
+                continue
             outage.database.succeeded()
             self.pending.pop()
             if not len(self.pending):
