@@ -1,7 +1,7 @@
 """Riding out a database outage (issue 11, Faults).
 
 A media node keeps its streams while the database is unreachable: the
-policy serves its last good answers (streams/bridge.py), and what the node
+policy serves its last good answers (nodes/bridge.py), and what the node
 reports meanwhile — publish and unpublish events, monitoring samples — waits
 in a bounded `OutageBuffer` and is written once the database answers again.
 

@@ -8,6 +8,7 @@ the Celery broker and the Channels layer.
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -36,12 +37,22 @@ def _secret_key() -> str:
     if os.environ.get("DJANGO_SECRET_KEY"):
         return os.environ["DJANGO_SECRET_KEY"]
     path = DATA_DIR / "secret_key"
-    if not path.exists():
-        # Created 0600, not chmod-ed after: never readable by others, even briefly.
+    try:
+        # Created 0600, never chmod-ed after; O_EXCL: of several processes
+        # starting at once (test workers, runall's children) one writes the
+        # key and the others read it.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)  # another process created the file and is writing it
+    raise RuntimeError(f"{path} is empty")
 
 
 SECRET_KEY = _secret_key()
@@ -68,6 +79,8 @@ INSTALLED_APPS = [
     "livecenter",
     "domains",
     "streams",
+    "mediajobs",
+    "nodes",
     "monitoring",
 ]
 
@@ -109,8 +122,12 @@ TEMPLATES = [
 SQLITE_PATH = Path(os.environ.get("LIVECENTER_SQLITE_PATH", DATA_DIR / "db.sqlite3"))
 if not os.environ.get("DATABASE_URL") and not SQLITE_PATH.exists():
     # Made empty (a valid SQLite database) and private before SQLite opens
-    # it; livecenter/apps.py narrows one made by an older version.
+    # it; livecenter/apps.py narrows one made by an older version. A write-
+    # ahead log left by a database that was deleted would be replayed into
+    # the new one: it goes first.
     SQLITE_PATH.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in (Path(f"{SQLITE_PATH}-wal"), Path(f"{SQLITE_PATH}-shm")):
+        stale.unlink(missing_ok=True)
     os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT, 0o600))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
@@ -133,7 +150,15 @@ else:
             # Tests run against a file, not memory, so that a worker process
             # started by a test sees the same rows.
             "TEST": {"NAME": os.environ.get("LIVECENTER_SQLITE_TEST_PATH", str(DATA_DIR / "test.sqlite3"))},
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # Write-ahead logging: readers (the console's pages, the policy
+            # cache) never hold up a writer (the node's event sink, 40 media
+            # jobs beating every second), which in the default rollback
+            # journal they do, to "database is locked" (bench/soak).
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -144,7 +169,7 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # Redis unreachable (issue 11): connects give up in 3 s and a read in 10 s
     # (longer than channels_redis's 5 s BZPOPMIN), so nothing waits forever on
-    # a silent peer; callers retry (streams/control.py, Celery's own retry).
+    # a silent peer; callers retry (nodes/control.py, Celery's own retry).
     _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_REDIS_HOST]}}
@@ -180,7 +205,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
     },
-    # Media jobs whose worker died start again elsewhere (streams/tasks.py).
+    # Media jobs whose worker died start again elsewhere (mediajobs/tasks.py).
     "streams.recover-media-jobs": {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
@@ -299,7 +324,7 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
 )
 
 # --- streams ------------------------------------------------------------------------
-# How long the engine's database policy (streams/bridge.py) keeps a domain's
+# How long the engine's database policy (nodes/bridge.py) keeps a domain's
 # settings and a stream's block, and how many it keeps. A forbid does not
 # wait for it: it drops the stream's entry at once.
 LIVECENTER_POLICY_CACHE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_CACHE_SECONDS", 2))
@@ -319,7 +344,7 @@ LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_D
 # Forbidden streams per operator; the reference's limit is 10,000.
 LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))
 
-# --- media workers (issue 7; streams/tasks.py) ------------------------------------------
+# --- media workers (issue 7; mediajobs/tasks.py) ---------------------------------------
 # The Celery queue of transcodes, recordings and snapshots; `make run`'s
 # worker takes it with the default queue, a scaled worker is started with
 # `-Q media` (or both).

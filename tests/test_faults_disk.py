@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 
 from domains import services
-from streams import media_services
-from streams.media_models import JobKind, JobState, MediaJob
+from mediajobs import services as media_services
+from mediajobs.models import JobKind, JobState, MediaJob
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
 

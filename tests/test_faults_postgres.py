@@ -16,6 +16,7 @@ from tests.faultsupport import TcpRelay, database_outage_scenario
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.backends,
     pytest.mark.media,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(

@@ -16,12 +16,13 @@ from channels.layers import channel_layers
 from channels_redis.core import RedisChannelLayer
 
 from livecenter.media.policy import StreamKey
-from streams import control
+from nodes import control
 from tests.faultsupport import TcpRelay, wait_until
 from tests.streamsupport import add_pair
 
 pytestmark = [
     pytest.mark.redis,
+    pytest.mark.backends,
     pytest.mark.media,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis: set REDIS_URL (CI does)"),

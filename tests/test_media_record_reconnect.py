@@ -10,8 +10,8 @@ import pytest
 from django.db import connections
 
 from domains import services
-from streams import media_services
-from streams.media_models import JobState, MediaJob, Recording
+from mediajobs import services as media_services
+from mediajobs.models import JobState, MediaJob, Recording
 from tests.test_media_record_snapshot import decoded_seconds
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until

@@ -21,8 +21,9 @@ from domains import services
 from livecenter.management.commands.runall import uvicorn_log_config
 from livecenter.media.policy import StreamKey
 from livecenter.media.redact import RedactAuthKeyFilter, redact_text, redact_url
-from streams import media_services, tasks
-from streams.media_models import MediaJob
+from mediajobs import jobs as media_jobs
+from mediajobs import tasks
+from mediajobs.models import MediaJob
 from tests.streamsupport import publish
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import ROOT, wait_until
@@ -122,14 +123,14 @@ def test_a_failed_job_keeps_and_logs_its_url_without_the_auth_key(owner, monkeyp
     add_domains(owner)
     monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
     publish(PUSH, "live", "cam1", "session-1")
-    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
-    job, _ = media_services.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
-    source = media_services.source_url(job)
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_jobs.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
+    source = media_jobs.source_url(job)
     key = source.split("auth_key=")[1].split("&")[0]
     assert len(key) > 20
 
     def failing_run(run):  # what PyAV says when the node refuses: the URL whole
-        raise OSError(f"[Errno 111] Connection refused: '{media_services.source_url(run.job)}'")
+        raise OSError(f"[Errno 111] Connection refused: '{media_jobs.source_url(run.job)}'")
 
     monkeypatch.setattr(tasks, "_run", failing_run)
     root = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactAuthKeyFilter) for f in h.filters))

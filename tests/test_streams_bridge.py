@@ -1,4 +1,4 @@
-"""streams.bridge: the engine's policy and event sink over the database."""
+"""nodes.bridge: the engine's policy and event sink over the database."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from asgiref.sync import async_to_sync
 from domains import services as domain_services
 from livecenter.media.admission import Refusal, admit_publish
 from livecenter.media.policy import DomainConfig, StreamInfo, StreamKey, StreamUpdated
+from nodes.bridge import DatabaseEventSink, DatabasePolicy, _CachedLookup, close_orphaned_sessions
 from streams import services
-from streams.bridge import DatabaseEventSink, DatabasePolicy, _CachedLookup, close_orphaned_sessions
 from streams.models import PublishSession
 from tests.pagesupport import add_ingest, add_streaming
 from tests.streamsupport import HD_INFO, add_pair, at, publish, unpublish

@@ -23,6 +23,7 @@ import h11
 from .admission import admit_play, domain_of, refusal_status
 from .flv import flv_header
 from .hls_master import master_playlist
+from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
@@ -161,6 +162,9 @@ class MediaHttpSession:
         if whep is not None:
             query = dict(parse_qsl(target.query, keep_blank_values=True))
             await self.node.rts.handle_http(self, request, method, whep, query)
+            return
+        if target.path == NODE_STATUS_PATH and method == b"GET" and is_loopback_peer(self.peer.rpartition(":")[0]):
+            self.send_body(method, b"application/json", node_status_body(self.node), b"no-store")
             return
         if method not in (b"GET", b"HEAD"):
             self.send_simple(405, "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])

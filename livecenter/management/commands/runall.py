@@ -35,7 +35,7 @@ SIGINT_GRACE_SECONDS = 3
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
-    # Media jobs (streams/tasks.py) hold a thread each while their stream is live.
+    # Media jobs (mediajobs/tasks.py) hold a thread each while their stream is live.
     concurrency = concurrency or settings.LIVECENTER_WORKER_CONCURRENCY
     return [
         sys.executable,
@@ -95,7 +95,7 @@ async def serve_console(server: uvicorn.Server, embedded: bool) -> None:
     if not embedded:
         await server.serve()
         return
-    from streams.medianode import running_media_node
+    from nodes.medianode import running_media_node
 
     async with running_media_node():
         await server.serve()
@@ -172,9 +172,9 @@ class Command(BaseCommand):
         """Run the children until a signal (or one that keeps dying) stops them.
 
         A child that dies (a crash, kill -9) is started again: the media node
-        closes the sessions its previous life left open (streams/bridge.py)
+        closes the sessions its previous life left open (nodes/bridge.py)
         and publishers reconnect; a worker's media jobs come back
-        (streams/tasks.py). One that dies more than MAX_RESTARTS times a
+        (mediajobs/tasks.py). One that dies more than MAX_RESTARTS times a
         minute is given up on, and everything stops with an error."""
         stop = threading.Event()
         received: list[int] = []

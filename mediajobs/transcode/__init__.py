@@ -2,6 +2,6 @@
 live stream into renditions, recording it to files, taking snapshots.
 
 `pipeline.py` is Django-free: it reads a source URL and writes outputs, and
-asks a small control object what to do; `streams/tasks.py` runs it for a job
+asks a small control object what to do; `mediajobs/tasks.py` runs it for a job
 row, and `bench/transcode/` runs it alone.
 """

@@ -13,13 +13,14 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from domains import services as domain_services
 from domains.forms import add_service_errors
+from streams.forms import StreamFilterForm
+from streams.views import _filter, _page, _rows
 
-from . import media_services, services
-from .forms import StreamFilterForm
-from .media_api import recording_response, snapshot_response
-from .media_forms import DeleteForm, GroupForm, RecordForm, SnapshotForm, TemplateForm
-from .views import _filter, _page, _rows
+from . import services as media_services
+from .api import recording_response, snapshot_response
+from .forms import DeleteForm, GroupForm, RecordForm, SnapshotForm, TemplateForm
 
 FORMS = {"template": TemplateForm, "group": GroupForm, "record": RecordForm, "snapshot": SnapshotForm}
 
@@ -50,7 +51,7 @@ def _save(user, kind: str, data: dict) -> str:
 def media(request):
     """GET shows the settings and running jobs; POST (?form=template|group|
     record|snapshot) adds or sets one."""
-    domains = services.ingest_domains(request.user)
+    domains = domain_services.ingest_domains(request.user)
     kind = request.GET.get("form") if request.method == "POST" else None
     forms = {name: cls(prefix=name, domains=domains) for name, cls in FORMS.items()}
     if kind in FORMS:

@@ -46,6 +46,7 @@ class TranscodeTemplate(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "streams_transcodetemplate"  # made by streams/ before issue 12
         ordering = ["app", "template_id"]
         constraints = [models.UniqueConstraint(fields=["domain", "app", "template_id"], name="one_template_per_app")]
 
@@ -81,6 +82,7 @@ class TemplateGroup(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "streams_templategroup"  # made by streams/ before issue 12
         ordering = ["app", "group_id"]
         constraints = [models.UniqueConstraint(fields=["domain", "app", "group_id"], name="one_group_per_app")]
 
@@ -104,6 +106,7 @@ class RecordConfig(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "streams_recordconfig"  # made by streams/ before issue 12
         ordering = ["app"]
         constraints = [models.UniqueConstraint(fields=["domain", "app"], name="one_record_config_per_app")]
 
@@ -121,6 +124,7 @@ class SnapshotConfig(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "streams_snapshotconfig"  # made by streams/ before issue 12
         ordering = ["app"]
         constraints = [models.UniqueConstraint(fields=["domain", "app"], name="one_snapshot_config_per_app")]
 
@@ -148,7 +152,7 @@ class MediaJob(models.Model):
     """One worker's work on one live stream. A worker claims it with a
     conditional UPDATE on (state queued, attempt), so a duplicate delivery
     does nothing; while it runs it beats `heartbeat_at`; the beat task
-    requeues a job whose heartbeat stopped (streams/tasks.py)."""
+    requeues a job whose heartbeat stopped (mediajobs/tasks.py)."""
 
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.SET_NULL, related_name="media_jobs")
@@ -169,6 +173,7 @@ class MediaJob(models.Model):
     detail = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
+        db_table = "streams_mediajob"  # made by streams/ before issue 12
         ordering = ["-queued_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -206,6 +211,7 @@ class Rendition(models.Model):
     stopped = models.BooleanField(default=False)
 
     class Meta:
+        db_table = "streams_rendition"  # made by streams/ before issue 12
         ordering = ["template_id"]
         constraints = [models.UniqueConstraint(fields=["job", "template_id"], name="one_rendition_per_job")]
 
@@ -234,6 +240,7 @@ class Recording(models.Model):
     duration_seconds = models.FloatField(default=0.0)
 
     class Meta:
+        db_table = "streams_recording"  # made by streams/ before issue 12
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["domain", "started_at"], name="recording_domain_started")]
 
@@ -259,6 +266,7 @@ class Snapshot(models.Model):
     size_bytes = models.PositiveIntegerField(default=0)
 
     class Meta:
+        db_table = "streams_snapshot"  # made by streams/ before issue 12
         ordering = ["-taken_at", "-id"]
         indexes = [models.Index(fields=["domain_name", "app", "stream", "taken_at"], name="snapshot_stream_taken")]
 

@@ -1,5 +1,5 @@
 """Shapes of the media workers' API (/api/v1/streams/, issue 7). Input
-serializers check types only; the rules are in media_services.py."""
+serializers check types only; the rules are in services.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
+from streams.serializers import DomainQuerySerializer, _domain_field
 
-from .media_models import (
+from .models import (
     MediaJob,
     ReconnectMode,
     RecordConfig,
@@ -20,7 +21,6 @@ from .media_models import (
     TranscodeTemplate,
     VideoProfile,
 )
-from .serializers import DomainQuerySerializer, _domain_field
 
 # --- Output -----------------------------------------------------------------
 

@@ -13,11 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domains.api import call_service, valid_data
+from livecenter.lib.api import call_service, valid_data
 
-from . import media_serializers as s
-from . import media_services as services
-from .media_models import Recording, Snapshot
+from . import serializers as s
+from . import services
+from .models import Recording, Snapshot
 
 TAGS = ["media workers"]
 

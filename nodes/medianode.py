@@ -15,10 +15,10 @@ from django.conf import settings
 
 from livecenter import outage
 from livecenter.media.node import MediaNode, NodeConfig
+from mediajobs.jobs import NodeAddress, internal_host
 
 from . import control
 from .bridge import DatabaseEventSink, DatabasePolicy, close_orphaned_sessions
-from .media_services import NodeAddress, internal_host
 
 log = logging.getLogger(__name__)
 

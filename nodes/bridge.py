@@ -8,7 +8,7 @@ Policy answers are cached for LIVECENTER_POLICY_CACHE_SECONDS (default 2 s)
 so that a burst of viewers of one domain costs one query, not one per
 connection; concurrent misses for the same name share that one query. A
 forbid must not wait for the cache: `forget_stream` (called by
-streams.control on every kick) drops a stream's cached answer in every
+nodes.control on every kick) drops a stream's cached answer in every
 policy of the process at once.
 
 While the database is unreachable (livecenter/outage.py) the policy serves
@@ -49,8 +49,9 @@ from livecenter.media.policy import (
     StreamUnpublished,
     StreamUpdated,
 )
-
-from .models import PublishSession, StreamBlock
+from mediajobs import jobs as media_jobs
+from mediajobs import services as media_services
+from streams.models import PublishSession, StreamBlock
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,6 @@ def _blocked_until(key: StreamKey) -> float | None:
 
 
 def _rendition_group(domain: str, app: str, group_id: str) -> RenditionGroup | None:
-    from . import media_services
-
     return media_services.rendition_group(domain, app, group_id)
 
 
@@ -305,9 +304,8 @@ def _record_unpublished(event: StreamUnpublished) -> None:
     )
 
 
-# Sinks of other apps that hear every event after the database has it (the
-# monitoring app adds its own from its AppConfig.ready, so this app need not
-# import it).
+# Sinks of other apps that hear every event after the database has it
+# (nodes/apps.py adds monitoring's).
 _listeners: list[EventSink] = []
 
 
@@ -326,7 +324,7 @@ async def _tell_listeners(method: str, event) -> None:
 
 class DatabaseEventSink:
     """livecenter.media.policy.EventSink writing PublishSession rows,
-    starting the media workers' jobs (streams/media_services.py) once
+    starting the media workers' jobs (mediajobs/jobs.py) once
     `node_address` says where workers reach this node, then telling the
     listeners (add_event_listener).
 
@@ -335,7 +333,7 @@ class DatabaseEventSink:
     order at the next event once it answers; the listeners hear them at once."""
 
     def __init__(self) -> None:
-        self.node_address = None  # a media_services.NodeAddress, set when the node listens
+        self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
         self.pending: outage.OutageBuffer[StreamPublished | StreamUnpublished] = outage.OutageBuffer(
             "publish events", settings.LIVECENTER_OUTAGE_EVENTS_MAX
         )
@@ -344,9 +342,7 @@ class DatabaseEventSink:
         if isinstance(event, StreamPublished):
             await _db(_record_published, event)
             if self.node_address is not None and not self._ended_while_pending(event.session_id):
-                from . import media_services
-
-                await _db(media_services.stream_published, event.key, self.node_address)
+                await _db(media_jobs.stream_published, event.key, self.node_address)
         else:
             await _db(_record_unpublished, event)
 
@@ -395,17 +391,13 @@ class DatabaseEventSink:
         try:
             await _db(_record_updated, event)
             if event.viewers > 0 and "_" in event.key.stream:
-                from . import media_services
-
-                await _db(media_services.stream_watched, event.key, event.viewers)
+                await _db(media_jobs.stream_watched, event.key, event.viewers)
         except outage.UNREACHABLE as exc:
             outage.database.failed(exc)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
         if self.node_address is not None:
-            from . import media_services
-
-            await _db(media_services.rendition_requested, event.source, event.template_id, self.node_address)
+            await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await self._record(event)

@@ -2,7 +2,7 @@
 
 `run_media_job(job_id, attempt)` claims a MediaJob row with a conditional
 UPDATE (a duplicate delivery, or one for a superseded attempt, does
-nothing), then runs the job's media loop (streams/transcode/pipeline.py) in
+nothing), then runs the job's media loop (mediajobs/transcode/pipeline.py) in
 the task's thread while a heartbeat thread beats the row every
 LIVECENTER_JOB_HEARTBEAT_SECONDS. When the row stops being this attempt's
 (the beat task gave it to another worker), the heartbeat tells the loop to
@@ -32,8 +32,8 @@ from django.db import close_old_connections, connection
 
 from livecenter.media.redact import redact_text
 
-from . import media_services as jobs
-from .media_models import JobKind, MediaJob, ReconnectMode
+from . import jobs, services
+from .models import JobKind, MediaJob, ReconnectMode
 from .transcode import pipeline
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class _JobRun:
 
     def open_file(self, started_at: float) -> Path:
         self.recording = jobs.new_recording(self.job, started_at, self.record_format)
-        return jobs.recording_file(self.recording)
+        return services.recording_file(self.recording)
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
         jobs.recording_closed(self.recording, ended_at, duration_s)

@@ -6,7 +6,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
-from streams.medianode import node_config, running_media_node
+from nodes.medianode import node_config, running_media_node
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
 """Console forms of the media workers' pages (issue 7). They turn what a
-person typed into values; the rules are media_services.py's, whose errors
+person typed into values; the rules are services.py's, whose errors
 domains.forms.add_service_errors puts back on the field they name."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from django import forms
 
 from domains.forms import ConsoleForm
 
-from .media_models import ReconnectMode, VideoProfile
+from .models import ReconnectMode, VideoProfile
 
 
 class _DomainAppForm(ConsoleForm):

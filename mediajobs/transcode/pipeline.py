@@ -3,7 +3,7 @@
 Each reads the live source like any viewer (HTTP-FLV from the media node)
 and stops when the source ends, when the read times out, or when its control
 says so (`should_stop()`, checked between packets; the job's heartbeat
-thread sets it when the job's claim is lost, streams/tasks.py).
+thread sets it when the job's claim is lost, mediajobs/tasks.py).
 
 - `transcode`: decode once, scale and encode once per rendition, publish
   each rendition back to the node over RTMP like any publisher. Keyframes are
