@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
-from .admission import admit_play, domain_of
+from .admission import admit_play, domain_of, refusal_status
 from .capacity import REFUSAL_AT_CAPACITY
 from .flv import flv_header
 from .hls_master import master_playlist
@@ -214,7 +214,8 @@ class MediaHttpSession:
         if not admission.ok:
             log.info("http %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
                      admission.refusal)  # fmt: skip
-            self.send_simple(403, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
+            status = refusal_status(admission.refusal)
+            self.send_simple(status, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
         protocol = "hls" if match["ext"] == "m3u8" else "flv"
