@@ -156,7 +156,7 @@ def codecs_parse(data: bytes) -> None:
     elif which == 3:
         codecs.avcc_to_annexb(body, 1 + data[0] // 8 % 4)
     elif which == 4:
-        codecs.parse_aac_sequence_header(body).profile_name
+        _ = codecs.parse_aac_sequence_header(body).profile_name
     elif which == 5:
         codecs.parse_audio_specific_config(body)
     elif which == 6:
@@ -244,7 +244,7 @@ def hls_request(data: bytes) -> None:
     host = dict(event.headers).get(b"host", b"").decode("latin-1")
     domain_of(host, query)
     if (path := whep.parse_whep_path(target.path)) is not None:
-        path.signed_uri
+        _ = path.signed_uri
         return
     if media := _HLS_MEDIA_PATH_RE.match(target.path):
         hls.parse_media_uri(media["file"])
