@@ -98,7 +98,7 @@ def main() -> int:
     which.add_argument("--target", choices=sorted(TARGETS))
     which.add_argument("--all", action="store_true")
     parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--max-seconds", type=int, default=3600, help="per target")
+    parser.add_argument("--max-seconds", type=int, default=3600, help="per target: stop there if --runs is not reached")
     parser.add_argument("--no-nice", action="store_true")
     args = parser.parse_args()
     if not args.no_nice:
@@ -110,6 +110,7 @@ def main() -> int:
     for name in names:
         r = run_target(name, args.runs, args.max_seconds)
         results.append(r)
+        (WORK / f"{name}.result.json").write_text(json.dumps(r, indent=1))
         print(
             f"{name:16} {r['execs']:>9} {r['seconds']:>5} {r['exec_per_s']:>7} {r['cov']:>5} {r['ft']:>6} "
             f"{r['slowest_cpu_ms']!s:>10} {r['limits_ok']:>6} {r['findings'] or 'none'}",
@@ -117,7 +118,8 @@ def main() -> int:
         )
         for failure in r["limit_failures"]:
             print(f"  limit failed: {failure['label']}: {failure['error']}")
-    (WORK / "results.json").write_text(json.dumps(results, indent=1))
+    if args.all:
+        (WORK / "results.json").write_text(json.dumps(results, indent=1))
     return 1 if any(r["findings"] or r["limit_failures"] for r in results) else 0
 
 
