@@ -1,0 +1,56 @@
+"""The fuzz campaign's harnesses (bench/fuzz/targets.py) replayed as tests:
+every seed of every target and every "at the limits" input gives the
+parser's own protocol error or nothing, and each limit is taken exactly at
+the limit and refused one past it. Findings of the campaign are added here
+as inputs with what they must give."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+FUZZ = Path(__file__).resolve().parents[1] / "bench" / "fuzz"
+
+
+def _load_targets():
+    spec = importlib.util.spec_from_file_location("fuzz_targets", FUZZ / "targets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+targets = _load_targets()
+SEEDS = sorted((FUZZ / "seeds").glob("*/*"))
+
+
+def test_it_has_seeds_for_every_target():
+    assert {path.parent.name for path in SEEDS} == set(targets.TARGETS)
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_it_parses_every_seed_with_no_exception_but_the_protocol_error(seed):
+    target = targets.TARGETS[seed.parent.name]
+    data = seed.read_bytes()
+    for cut in (data, data[:-1] + b"\x00", data[: len(data) // 2]):  # as captured, byte-a-time tail, truncated
+        try:
+            target.run(cut)
+        except target.errors:
+            pass
+
+
+LIMITS = [(name, limit) for name, target in targets.TARGETS.items() for limit in target.limits()]
+
+
+@pytest.mark.parametrize(("name", "limit"), LIMITS, ids=[f"{n}: {x.label}" for n, x in LIMITS])
+def test_it_takes_each_limit_exactly_and_refuses_one_past(name, limit, monkeypatch):
+    target = targets.TARGETS[name]
+    monkeypatch.setattr(targets, "FEED_WHOLE", True)
+    if limit.refused:
+        with pytest.raises(target.errors):
+            target.run(limit.data)
+    else:
+        target.run(limit.data)
