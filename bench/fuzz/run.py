@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -59,9 +60,12 @@ def run_target(name: str, runs: int, max_seconds: int) -> dict:
     ]
     env = {**os.environ, "LIVECENTER_FUZZ_INSTRUMENT": "1"}
     started = time.monotonic()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log_path.open("w") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
     wall = time.monotonic() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     text = log_path.read_text(errors="replace")
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"findings": {}}
     libfuzzer = {k: int(v) for k, v in _STAT.findall(text)}
@@ -75,6 +79,8 @@ def run_target(name: str, runs: int, max_seconds: int) -> dict:
         "target": name,
         "execs": execs,
         "seconds": round(wall),
+        "cpu_seconds": round(cpu),
+        "exec_per_cpu_s": round(execs / cpu) if cpu else 0,
         "exec_per_s": libfuzzer.get("average_exec_per_sec", round(execs / wall) if wall else 0),
         "cov": int(last[1]),
         "ft": int(last[2]),
@@ -106,13 +112,17 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     names = list(TARGETS) if args.all else [args.target]
     results = []
-    print(f"{'target':16} {'execs':>9} {'s':>5} {'exec/s':>7} {'cov':>5} {'ft':>6} {'slowest ms':>10} limits findings")
+    print(
+        f"{'target':16} {'execs':>9} {'s':>5} {'exec/s':>7} {'cpu s':>6} {'exec/cpu s':>10} {'cov':>5} {'ft':>6} "
+        f"{'slowest ms':>10} limits findings"
+    )
     for name in names:
         r = run_target(name, args.runs, args.max_seconds)
         results.append(r)
         (WORK / f"{name}.result.json").write_text(json.dumps(r, indent=1))
         print(
-            f"{name:16} {r['execs']:>9} {r['seconds']:>5} {r['exec_per_s']:>7} {r['cov']:>5} {r['ft']:>6} "
+            f"{name:16} {r['execs']:>9} {r['seconds']:>5} {r['exec_per_s']:>7} {r['cpu_seconds']:>6} "
+            f"{r['exec_per_cpu_s']:>10} {r['cov']:>5} {r['ft']:>6} "
             f"{r['slowest_cpu_ms']!s:>10} {r['limits_ok']:>6} {r['findings'] or 'none'}",
             flush=True,
         )
