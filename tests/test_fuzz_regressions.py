@@ -54,3 +54,33 @@ def test_it_takes_each_limit_exactly_and_refuses_one_past(name, limit, monkeypat
             target.run(limit.data)
     else:
         target.run(limit.data)
+
+
+# --- findings -------------------------------------------------------------------------
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\na=setup:actpass\r\na=recvonly\r\n"
+)
+
+
+@pytest.mark.xfail(
+    reason="issue 11 item 6: malformed offers reach aiortc, which raises other than ValueError; "
+    "the fix is the line-by-line offer validation in rts/whep.py (branch i11-http)",
+    strict=False,
+)
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ("m=video 9 UDP/TLS/RTP/SAVPF 96", "m=video abc UDP/TLS/RTP/SAVPF 96"),  # AssertionError in aiortc
+        ("a=recvonly", "a=rtpmap:97 H264\r\na=recvonly"),  # IndexError
+        ("c=IN IP4 0.0.0.0", "c=IN IP4"),  # AssertionError
+        ("a=setup:actpass", "a=setup:zzz"),  # KeyError
+    ],
+)
+def test_it_refuses_malformed_offers_with_offer_error(good, bad):
+    target = targets.TARGETS["sdp"]
+    try:
+        target.run(OFFER.replace(good, bad).encode())
+    except target.errors:
+        pass
