@@ -7,10 +7,14 @@ as inputs with what they must give."""
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.mediasupport import NodeThread
+from tests.test_rtmp_connection import C0C1, C2, Client
 
 FUZZ = Path(__file__).resolve().parents[1] / "bench" / "fuzz"
 
@@ -84,3 +88,41 @@ def test_it_refuses_malformed_offers_with_offer_error(good, bad):
         target.run(OFFER.replace(good, bad).encode())
     except target.errors:
         pass
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(30)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (ConnectionError, TimeoutError):
+        pass
+    return received
+
+
+@pytest.fixture
+def node():
+    media = NodeThread().start()
+    yield media
+    media.stop()
+
+
+def test_it_answers_400_to_a_request_target_urlsplit_cannot_read(node, caplog):
+    # bench/fuzz hls_request: "//sl.wh]p" made urlsplit raise ValueError ("Invalid IPv6 URL")
+    # out of MediaHttpSession.run: a traceback and no reply.
+    with socket.create_connection(("127.0.0.1", node.node.http_port)) as sock:
+        sock.sendall(b"GET //x[/live/s.flv HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        reply = _read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert b"bad request target: Invalid IPv6 URL" in reply
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_it_refuses_a_connect_whose_tcurl_urlsplit_cannot_read(node, caplog):
+    # The same ValueError from the tcUrl of an RTMP connect, in RtmpSession.on_connect.
+    with socket.create_connection(("127.0.0.1", node.node.rtmp_port)) as sock:
+        sock.sendall(C0C1 + C2 + Client().connect(tc_url="rtmp://[x/live"))
+        reply = _read_all(sock)
+    assert b"_error" in reply and b"tcUrl is not a URL" in reply
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
