@@ -126,3 +126,28 @@ def test_it_refuses_a_connect_whose_tcurl_urlsplit_cannot_read(node, caplog):
         reply = _read_all(sock)
     assert b"_error" in reply and b"tcUrl is not a URL" in reply
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# Every input the campaign found (bench/fuzz/regressions/TARGET/), replayed.
+# The SDP ones are offers aiortc's parser fails on other than with ValueError
+# (AssertionError, IndexError, KeyError, AttributeError, StopIteration);
+# i11-http's offer validation refuses all 20 with OfferError.
+FOUND = sorted((FUZZ / "regressions").glob("*/*"))
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(reason="issue 11 item 6, fixed on branch i11-http", strict=False))
+        if p.parent.name == "sdp"
+        else p
+        for p in FOUND
+    ],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_it_gives_only_the_protocol_error_on_what_the_fuzzer_found(found):
+    target = targets.TARGETS[found.parent.name]
+    try:
+        target.run(found.read_bytes())
+    except target.errors:
+        pass

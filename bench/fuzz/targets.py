@@ -244,7 +244,10 @@ def hls_request(data: bytes) -> None:
             break
     if not isinstance(event, h11.Request):
         return
-    target = urlsplit(event.target.decode("latin-1"))
+    try:
+        target = urlsplit(event.target.decode("latin-1"))
+    except ValueError:  # the server answers 400 (the campaign's first finding: "//[x")
+        return
     query = dict(parse_qsl(target.query, keep_blank_values=True))
     host = dict(event.headers).get(b"host", b"").decode("latin-1")
     domain_of(host, query)
