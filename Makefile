@@ -42,14 +42,18 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The suite runs on the embedded defaults (SQLite, in-memory layer, filesystem
-# broker); when DATABASE_URL or REDIS_URL is set (CI sets both) it runs again
-# on PostgreSQL and Redis.
+# The whole suite runs on the embedded defaults (SQLite, in-memory layer,
+# filesystem broker); when DATABASE_URL or REDIS_URL is set (CI sets both) what
+# depends on the database engine, the channel layer or the broker (the
+# `backends` mark, tests/conftest.py) runs again on PostgreSQL and Redis. Both
+# passes spread the tests over TEST_WORKERS pytest-xdist processes: most tests
+# wait on sockets and peers, so more workers than cores pays.
+TEST_WORKERS ?= 3
 test: setup system-deps lint
-	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -n $(TEST_WORKERS)
 	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
-		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}"; \
-		$(PY) -m pytest; \
+		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}: -m backends"; \
+		$(PY) -m pytest -n $(TEST_WORKERS) -m backends; \
 	fi
 
 clean:

@@ -8,25 +8,19 @@ ValidationError becomes a 400 whose JSON names the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework import serializers as drf_serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from livecenter.lib.api import call_service, valid_data
+
 from . import serializers, services
 from .models import Domain
-
-T = TypeVar("T")
 
 DOMAIN_NAME_PARAMETER = OpenApiParameter(
     "domain_name",
@@ -35,21 +29,6 @@ DOMAIN_NAME_PARAMETER = OpenApiParameter(
     description="The domain name, in ASCII or Unicode (IDNA) form.",
 )
 domain_resource = extend_schema(parameters=[DOMAIN_NAME_PARAMETER], tags=["domains"])
-
-
-def call_service(service: Callable[..., T], *args, **kwargs) -> T:
-    """Run a service, turning its ValidationError into the API's 400."""
-    try:
-        return service(*args, **kwargs)
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise ApiValidationError(detail) from None
-
-
-def valid_data(serializer_class: type[drf_serializers.Serializer], data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 # A view of one of the operator's domains, named in the path. (A comment:

@@ -86,6 +86,10 @@ class Domain(models.Model):
     auth_enabled = models.BooleanField(default=True)
     auth_primary_key = EncryptedTextField(blank=True, default="")
     auth_secondary_key = EncryptedTextField(blank=True, default="")
+    # When each key was last set: what the console shows of a key besides
+    # asterisks (services.mask_secret), so that keys can be told apart.
+    auth_primary_key_set_at = models.DateTimeField(null=True, blank=True)
+    auth_secondary_key_set_at = models.DateTimeField(null=True, blank=True)
     auth_validity_minutes = models.PositiveIntegerField(default=DEFAULT_VALIDITY_MINUTES)
 
     created_at = models.DateTimeField(auto_now_add=True)

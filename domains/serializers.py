@@ -173,9 +173,15 @@ class UrlSigningSerializer(serializers.Serializer):
     auth_type = serializers.SerializerMethodField()
     enabled = serializers.BooleanField(source="auth_enabled")
     validity_minutes = serializers.IntegerField(source="auth_validity_minutes")
-    primary_key = serializers.SerializerMethodField(help_text="Masked: the first two characters, then asterisks.")
+    primary_key = serializers.SerializerMethodField(help_text="Masked: asterisks only, no character of the key.")
+    primary_key_set_at = serializers.DateTimeField(
+        source="auth_primary_key_set_at", read_only=True, help_text="When the primary key was last set."
+    )
     secondary_key = serializers.SerializerMethodField(
-        help_text="Masked: the first two characters, then asterisks; empty when there is none."
+        help_text="Masked: asterisks only, no character of the key; empty when there is none."
+    )
+    secondary_key_set_at = serializers.DateTimeField(
+        source="auth_secondary_key_set_at", read_only=True, help_text="When the secondary key was last set."
     )
 
     def get_auth_type(self, domain: Domain) -> str:

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from .lib import certificates, dnscheck, liveurls
+from livecenter.lib.api import invalid
+from livecenter.media import liveurl
+
+from .lib import certificates, dnscheck
 from .lib.hostnames import HostnameError, normalize_domain_name
 from .models import (
     CnameStatus,
@@ -40,14 +43,10 @@ MIN_VALIDITY_MINUTES = 1
 MAX_VALIDITY_MINUTES = 10 * 365 * 24 * 60  # no upper limit in the seed; ten years keeps timestamps sane
 
 
-def _invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
-
-
 def _choice(field: str, value: str, choices: type) -> str:
     if value not in choices.values:
         allowed = ", ".join(choices.values)
-        raise _invalid(field, f"{field} must be one of: {allowed}")
+        raise invalid(field, f"{field} must be one of: {allowed}")
     return value
 
 
@@ -56,11 +55,14 @@ def generate_signing_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(GENERATED_KEY_CHARS))
 
 
+MASKED_SECRET = "********"
+
+
 def mask_secret(value: str) -> str:
-    """What the console shows of a saved key: enough to tell keys apart."""
-    if not value:
-        return ""
-    return value[:2] + "*" * 10
+    """What the console shows of a saved key: that there is one, and not one
+    character of it (a key's first characters narrow a guess and tell an
+    onlooker which key is in use). Keys are told apart by when they were set."""
+    return MASKED_SECRET if value else ""
 
 
 def cname_target(domain_name: str) -> str:
@@ -89,6 +91,30 @@ def get_owned_domain(owner, domain_name: str) -> Domain:
     return owned_domains(owner).get(domain_name=name)
 
 
+def ingest_domain_for(owner, domain_name: str | None, field: str = "domain") -> Domain:
+    """The operator's ingest domain named by `domain_name`: the domain itself,
+    or the one a streaming domain plays (directly or through its main domain).
+    Streams, media settings and samples are all keyed by it."""
+    if not (domain_name or "").strip():
+        raise invalid(field, f"{field} is required")
+    try:
+        domain = get_owned_domain(owner, domain_name.strip())
+    except Domain.DoesNotExist:
+        raise invalid(field, f"{domain_name} is not one of your domains") from None
+    ingest = domain.effective_ingest_domain()
+    if ingest is None:
+        raise invalid(
+            field,
+            f"{domain.domain_name} is a streaming domain with no ingest domain; associate it with one,"
+            " or name the ingest domain",
+        )
+    return ingest
+
+
+def ingest_domains(owner) -> QuerySet[Domain]:
+    return owned_domains(owner).filter(domain_type=DomainType.INGEST).order_by("domain_name")
+
+
 # --- Add, enable, delete ----------------------------------------------------
 
 
@@ -96,7 +122,7 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
     try:
         name = normalize_domain_name(domain_name)
     except HostnameError as exc:
-        raise _invalid("domain_name", str(exc)) from None
+        raise invalid("domain_name", str(exc)) from None
     _choice("domain_type", domain_type, DomainType)
     _choice("region", region, Region)
     _choice("live_center", live_center, LiveCenter)
@@ -106,11 +132,11 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
         # Serialise one operator's additions so two at once cannot pass the quota.
         get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         if Domain.objects.filter(owner=owner).count() >= limit:
-            raise _invalid(
+            raise invalid(
                 "domain_name", f"you have reached the limit of {limit} domains; delete one before adding another"
             )
         if Domain.objects.filter(domain_name=name).exists():
-            raise _invalid("domain_name", "the specified domain already exists")
+            raise invalid("domain_name", "the specified domain already exists")
         try:
             with transaction.atomic():
                 domain = Domain.objects.create(
@@ -125,9 +151,10 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
                     html5_transcode=streaming,
                     auth_enabled=True,
                     auth_primary_key=generate_signing_key(),
+                    auth_primary_key_set_at=timezone.now(),
                 )
         except IntegrityError:
-            raise _invalid("domain_name", "the specified domain already exists") from None
+            raise invalid("domain_name", "the specified domain already exists") from None
     log.info("domain added: %s (%s) by %s", name, domain_type, owner)
     return domain
 
@@ -145,7 +172,7 @@ def set_switches(
         if value is None:
             continue
         if not domain.is_streaming:
-            raise _invalid(field, f"{field} applies only to streaming domains")
+            raise invalid(field, f"{field} applies only to streaming domains")
         setattr(domain, field, bool(value))
         changed.append(field)
     if enabled is not None:
@@ -180,35 +207,35 @@ def verify_cname(domain: Domain) -> dnscheck.CnameLookup:
 
 def _other_domain(owner, field: str, name: str) -> Domain:
     if not name:
-        raise _invalid(field, f"{field} is required")
+        raise invalid(field, f"{field} is required")
     try:
         return get_owned_domain(owner, name)
     except Domain.DoesNotExist:
-        raise _invalid(field, f"{name} is not one of your domains") from None
+        raise invalid(field, f"{name} is not one of your domains") from None
 
 
 def associate_ingest(streaming: Domain, ingest_name: str) -> Domain:
     """Associate a (main) streaming domain with an ingest domain."""
     if not streaming.is_streaming:
-        raise _invalid("ingest_domain", "only a streaming domain can be associated with an ingest domain")
+        raise invalid("ingest_domain", "only a streaming domain can be associated with an ingest domain")
     ingest = _other_domain(streaming.owner, "ingest_domain", ingest_name)
     if not ingest.is_ingest:
-        raise _invalid("ingest_domain", f"{ingest.domain_name} is a streaming domain, not an ingest domain")
+        raise invalid("ingest_domain", f"{ingest.domain_name} is a streaming domain, not an ingest domain")
     if ingest.live_center != streaming.live_center:
-        raise _invalid(
+        raise invalid(
             "ingest_domain",
             f"{ingest.domain_name} is in live center {ingest.live_center} but {streaming.domain_name} is in"
             f" {streaming.live_center}; associated domains must share a live center",
         )
     if streaming.main_domain_id:
-        raise _invalid(
+        raise invalid(
             "ingest_domain",
             f"{streaming.domain_name} is a sub-streaming domain of {streaming.main_domain.domain_name};"
             " unbind it before associating it with an ingest domain",
         )
     current = ingest.main_streaming_domain()
     if current is not None and current.pk != streaming.pk:
-        raise _invalid(
+        raise invalid(
             "ingest_domain",
             f"{ingest.domain_name} is already associated with {current.domain_name}; to serve it on more"
             " streaming domains, bind them as sub-streaming domains of that one",
@@ -221,28 +248,28 @@ def associate_ingest(streaming: Domain, ingest_name: str) -> Domain:
 def bind_main_domain(sub: Domain, main_name: str) -> Domain:
     """Bind a sub-streaming domain to a main streaming domain."""
     if not sub.is_streaming:
-        raise _invalid("main_domain", "only a streaming domain can be bound as a sub-streaming domain")
+        raise invalid("main_domain", "only a streaming domain can be bound as a sub-streaming domain")
     main = _other_domain(sub.owner, "main_domain", main_name)
     if main.pk == sub.pk:
-        raise _invalid("main_domain", "a streaming domain cannot be its own main streaming domain")
+        raise invalid("main_domain", "a streaming domain cannot be its own main streaming domain")
     if not main.is_streaming:
-        raise _invalid("main_domain", f"{main.domain_name} is an ingest domain, not a streaming domain")
+        raise invalid("main_domain", f"{main.domain_name} is an ingest domain, not a streaming domain")
     if main.main_domain_id:
-        raise _invalid("main_domain", f"{main.domain_name} is itself a sub-streaming domain; bind to its main domain")
+        raise invalid("main_domain", f"{main.domain_name} is itself a sub-streaming domain; bind to its main domain")
     if main.live_center != sub.live_center:
-        raise _invalid(
+        raise invalid(
             "main_domain",
             f"{main.domain_name} is in live center {main.live_center} but {sub.domain_name} is in"
             f" {sub.live_center}; bound domains must share a live center",
         )
     if sub.ingest_domain_id:
-        raise _invalid(
+        raise invalid(
             "main_domain",
             f"{sub.domain_name} is associated with ingest domain {sub.ingest_domain.domain_name};"
             " remove that association first",
         )
     if sub.sub_domains.exists():
-        raise _invalid("main_domain", f"{sub.domain_name} has sub-streaming domains of its own")
+        raise invalid("main_domain", f"{sub.domain_name} has sub-streaming domains of its own")
     sub.main_domain = main
     sub.save(update_fields=["main_domain", "updated_at"])
     return sub
@@ -261,11 +288,11 @@ def clear_mapping(streaming: Domain) -> Domain:
 def upload_certificate(domain: Domain, certificate_pem: str, private_key_pem: str, name: str = "") -> DomainCertificate:
     name = (name or "").strip()
     if len(name) > 128:
-        raise _invalid("name", "certificate name must be at most 128 characters")
+        raise invalid("name", "certificate name must be at most 128 characters")
     try:
         info = certificates.check_certificate(domain.domain_name, certificate_pem, private_key_pem, timezone.now())
     except certificates.CertificateError as exc:
-        raise _invalid(exc.field, exc.message) from None
+        raise invalid(exc.field, exc.message) from None
     values = {
         "name": name or f"{domain.domain_name}-{info.not_after:%Y%m%d}",
         "certificate_pem": info.certificate_pem,
@@ -301,27 +328,29 @@ def configure_url_signing(
     an empty secondary key removes it."""
     if primary_key is not None:
         if not SIGNING_KEY_RE.match(primary_key):
-            raise _invalid("primary_key", f"primary key must be {SIGNING_KEY_RULE}")
+            raise invalid("primary_key", f"primary key must be {SIGNING_KEY_RULE}")
     if secondary_key:
         if not SIGNING_KEY_RE.match(secondary_key):
-            raise _invalid("secondary_key", f"secondary key must be {SIGNING_KEY_RULE}")
+            raise invalid("secondary_key", f"secondary key must be {SIGNING_KEY_RULE}")
     if validity_minutes is not None:
         if not isinstance(validity_minutes, int) or isinstance(validity_minutes, bool):
-            raise _invalid("validity_minutes", "validity period must be a whole number of minutes")
+            raise invalid("validity_minutes", "validity period must be a whole number of minutes")
         if validity_minutes < MIN_VALIDITY_MINUTES:
-            raise _invalid("validity_minutes", f"validity period must be at least {MIN_VALIDITY_MINUTES} minute")
+            raise invalid("validity_minutes", f"validity period must be at least {MIN_VALIDITY_MINUTES} minute")
         if validity_minutes > MAX_VALIDITY_MINUTES:
-            raise _invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
+            raise invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
     if enabled is not None:
         domain.auth_enabled = bool(enabled)
+    now = timezone.now()
     if primary_key is not None:
-        domain.auth_primary_key = primary_key
+        domain.auth_primary_key, domain.auth_primary_key_set_at = primary_key, now
     if secondary_key is not None:
         domain.auth_secondary_key = secondary_key
+        domain.auth_secondary_key_set_at = now if secondary_key else None
     if validity_minutes is not None:
         domain.auth_validity_minutes = validity_minutes
     if domain.auth_enabled and not domain.auth_primary_key:
-        domain.auth_primary_key = generate_signing_key()
+        domain.auth_primary_key, domain.auth_primary_key_set_at = generate_signing_key(), now
     domain.save()
     # Say that keys changed, never what they are.
     log.info("url signing changed for %s (enabled=%s)", domain.domain_name, domain.auth_enabled)
@@ -344,16 +373,16 @@ class GeneratedUrls:
     notes: list[str]
 
 
-def _signed_host(domain: Domain) -> liveurls.SignedHost:
-    return liveurls.SignedHost(
+def _signed_host(domain: Domain) -> liveurl.SignedHost:
+    return liveurl.SignedHost(
         host=domain.domain_name,
         key=domain.auth_primary_key if domain.auth_enabled else None,
         validity_seconds=domain.validity_seconds,
     )
 
 
-def _ports() -> liveurls.Ports:
-    return liveurls.Ports(
+def _ports() -> liveurl.Ports:
+    return liveurl.Ports(
         rtmp=settings.LIVECENTER_RTMP_PORT, http=settings.LIVECENTER_HTTP_PORT, srt=settings.LIVECENTER_SRT_PORT
     )
 
@@ -371,15 +400,15 @@ def generate_urls(
     association. The URLs expire `validity_minutes` from now (default: the
     domain's validity period)."""
     domain = _other_domain(owner, "domain", domain_name)
-    if not liveurls.NAME_RE.match(app or ""):
-        raise _invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
-    if not liveurls.NAME_RE.match(stream or ""):
-        raise _invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
+    if not liveurl.NAME_RE.match(app or ""):
+        raise invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
+    if not liveurl.NAME_RE.match(stream or ""):
+        raise invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
     template = (template or "").strip() or None
-    if template is not None and not liveurls.TEMPLATE_RE.match(template):
-        raise _invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")
+    if template is not None and not liveurl.TEMPLATE_RE.match(template):
+        raise invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")
     if validity_minutes is not None and not (MIN_VALIDITY_MINUTES <= validity_minutes <= MAX_VALIDITY_MINUTES):
-        raise _invalid(
+        raise invalid(
             "validity_minutes", f"validity must be between {MIN_VALIDITY_MINUTES} and {MAX_VALIDITY_MINUTES} minutes"
         )
     if domain.is_ingest:
@@ -405,9 +434,9 @@ def generate_urls(
         stream=stream,
         template=template,
         expires_at=expires_at,
-        ingest=liveurls.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
+        ingest=liveurl.ingest_urls(_signed_host(ingest), app, stream, expires_at, ports) if ingest else {},
         playback=(
-            liveurls.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
+            liveurl.playback_urls(_signed_host(streaming), app, stream, template, expires_at, ports)
             if streaming
             else {}
         ),

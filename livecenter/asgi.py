@@ -13,7 +13,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from livecenter.media.redact import redact_handlers_of  # noqa: E402
 from livecenter.routing import websocket_urlpatterns  # noqa: E402
+
+# A server that configured its own logging before loading this module
+# (uvicorn run on its own) logs request lines without their auth_key too.
+redact_handlers_of("uvicorn.access", "uvicorn.error")
 
 application = ProtocolTypeRouter(
     {

@@ -1,8 +1,11 @@
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts.forms import ThrottledLoginMixin
 
-class LoginForm(AuthenticationForm):
-    """The console's login form, with messages that name the field."""
+
+class LoginForm(ThrottledLoginMixin, AuthenticationForm):
+    """The console's login form, with messages that name the field, throttled
+    per account and per address (accounts/throttle.py)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,8 +6,10 @@ transport); `DATABASE_URL` switches to PostgreSQL and `REDIS_URL` to Redis for
 the Celery broker and the Channels layer.
 """
 
+import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -15,7 +17,13 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the product writes at run time: database, broker queue, keys.
 DATA_DIR = Path(os.environ.get("LIVECENTER_DATA_DIR", BASE_DIR / "var"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the user the product runs as: it holds the database, the secret
+# key and the broker's queue. One made by an older version is narrowed too.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+try:
+    DATA_DIR.chmod(0o700)
+except OSError:  # not ours (an operator's shared directory): leave it as they set it
+    pass
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -30,10 +38,22 @@ def _secret_key() -> str:
     if os.environ.get("DJANGO_SECRET_KEY"):
         return os.environ["DJANGO_SECRET_KEY"]
     path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        # Created 0600, never chmod-ed after; O_EXCL: of several processes
+        # starting at once (test workers, runall's children) one writes the
+        # key and the others read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)  # another process created the file and is writing it
+    raise RuntimeError(f"{path} is empty")
 
 
 SECRET_KEY = _secret_key()
@@ -50,14 +70,18 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Login throttling and API tokens stored hashed (accounts.models.ApiToken),
+    # in place of DRF's authtoken app; its drf_create_token command is ours.
+    "accounts",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
     "livecenter",
     "domains",
     "streams",
+    "mediajobs",
+    "nodes",
     "monitoring",
 ]
 
@@ -95,6 +119,15 @@ TEMPLATES = [
 # SQLite by default; the path can be moved (the Celery worker a test starts
 # must open the same file as the test itself).
 SQLITE_PATH = Path(os.environ.get("LIVECENTER_SQLITE_PATH", DATA_DIR / "db.sqlite3"))
+if not os.environ.get("DATABASE_URL") and not SQLITE_PATH.exists():
+    # Made empty (a valid SQLite database) and private before SQLite opens
+    # it; livecenter/apps.py narrows one made by an older version. A write-
+    # ahead log left by a database that was deleted would be replayed into
+    # the new one: it goes first.
+    SQLITE_PATH.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in (Path(f"{SQLITE_PATH}-wal"), Path(f"{SQLITE_PATH}-shm")):
+        stale.unlink(missing_ok=True)
+    os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT, 0o600))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LIVECENTER_TEST_DATABASE_NAME", "test_livecenter")}
@@ -106,7 +139,15 @@ else:
             # Tests run against a file, not memory, so that a worker process
             # started by a test sees the same rows.
             "TEST": {"NAME": os.environ.get("LIVECENTER_SQLITE_TEST_PATH", str(DATA_DIR / "test.sqlite3"))},
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # Write-ahead logging: readers (the console's pages, the policy
+            # cache) never hold up a writer (the node's event sink, 40 media
+            # jobs beating every second), which in the default rollback
+            # journal they do, to "database is locked" (bench/soak).
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -145,7 +186,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
     },
-    # Media jobs whose worker died start again elsewhere (streams/tasks.py).
+    # Media jobs whose worker died start again elsewhere (mediajobs/tasks.py).
     "streams.recover-media-jobs": {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
@@ -157,11 +198,21 @@ CELERY_BEAT_SCHEDULE = {
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "domains:list"
 LOGOUT_REDIRECT_URL = "login"
+# Login throttling (accounts/throttle.py), shared by every console process
+# through the database. An account name is locked after this many failures
+# with no quiet window between them; an address (an IPv6 /64) after more, as
+# an office or a NAT puts many users behind one address.
+LIVECENTER_LOGIN_ACCOUNT_FAILURES = int(os.environ.get("LIVECENTER_LOGIN_ACCOUNT_FAILURES", 5))
+LIVECENTER_LOGIN_ADDRESS_FAILURES = int(os.environ.get("LIVECENTER_LOGIN_ADDRESS_FAILURES", 20))
+LIVECENTER_LOGIN_WINDOW_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_WINDOW_SECONDS", 15 * 60))
+# The first lock lasts this long, each further one twice as long, up to the max.
+LIVECENTER_LOGIN_LOCK_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_LOCK_SECONDS", 60))
+LIVECENTER_LOGIN_LOCK_MAX_SECONDS = float(os.environ.get("LIVECENTER_LOGIN_LOCK_MAX_SECONDS", 60 * 60))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous request gets 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -225,7 +276,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Signed URLs are logged without their auth_key (livecenter/media/redact.py).
+    "filters": {"redact": {"()": "livecenter.media.redact.RedactAuthKeyFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LIVECENTER_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -250,9 +303,41 @@ LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
 LIVECENTER_RTS_ICE_ADDRESSES = tuple(
     a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
 )
+# Egress (Mbit/s, each viewer at its stream's bitrate, an RTS viewer 30
+# times that) past which the node refuses new viewers with 503 / the RTMP
+# refusal, so the ones it has keep their frame rate (livecenter/media/capacity.py;
+# the default is measured in bench/README.md). 0: no limit.
+LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EGRESS_MBPS", 5000))
+# The key media workers sign their reads with so a node at capacity still
+# serves them; every node and worker must share it (by default derived from
+# SECRET_KEY, which they share anyway).
+LIVECENTER_MEDIA_WORKER_KEY = os.environ.get(
+    "LIVECENTER_MEDIA_WORKER_KEY", hashlib.sha256(f"livecenter-media-worker:{SECRET_KEY}".encode()).hexdigest()
+)
+
+# What a peer may hold of the node before it has shown a signature, and how
+# many connections the node takes (issue 11; NodeConfig in
+# livecenter/media/node.py says why each default). RTMP: the whole handshake
+# must end within HANDSHAKE_SECONDS of accept, and publish or play must start
+# within SESSION_START_SECONDS; incomplete messages are bounded per
+# connection before and after it asks to publish, and for the node.
+LIVECENTER_MEDIA_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_HANDSHAKE_SECONDS", 10))
+LIVECENTER_MEDIA_SESSION_START_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_SESSION_START_SECONDS", 20))
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES_BEFORE_PUBLISH", 16 * 1024)
+)
+LIVECENTER_MEDIA_RTMP_BUFFER_BYTES = int(os.environ.get("LIVECENTER_MEDIA_RTMP_BUFFER_BYTES", 9 * 1024 * 1024))
+LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES = int(
+    os.environ.get("LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES", 256 * 1024 * 1024)
+)
+# Connections (RTMP and HTTP together) per node and per source address; the
+# node's cap is also kept RESERVE_DESCRIPTORS below the descriptor limit.
+LIVECENTER_MEDIA_MAX_CONNECTIONS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS", 20000))
+LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS", 1000))
+LIVECENTER_MEDIA_RESERVE_DESCRIPTORS = int(os.environ.get("LIVECENTER_MEDIA_RESERVE_DESCRIPTORS", 256))
 
 # --- streams ------------------------------------------------------------------------
-# How long the engine's database policy (streams/bridge.py) keeps a domain's
+# How long the engine's database policy (nodes/bridge.py) keeps a domain's
 # settings and a stream's block, and how many it keeps. A forbid does not
 # wait for it: it drops the stream's entry at once.
 LIVECENTER_POLICY_CACHE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_CACHE_SECONDS", 2))
@@ -263,7 +348,7 @@ LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_D
 # Forbidden streams per operator; the reference's limit is 10,000.
 LIVECENTER_MAX_BLOCKED_STREAMS = int(os.environ.get("LIVECENTER_MAX_BLOCKED_STREAMS", 10000))
 
-# --- media workers (issue 7; streams/tasks.py) ------------------------------------------
+# --- media workers (issue 7; mediajobs/tasks.py) ---------------------------------------
 # The Celery queue of transcodes, recordings and snapshots; `make run`'s
 # worker takes it with the default queue, a scaled worker is started with
 # `-Q media` (or both).

@@ -4,22 +4,34 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from accounts.api import TokenView
+from accounts.views import LoginView
+from mediajobs import api_urls as media_api_urls
+from mediajobs import urls as media_urls
+from streams import api_urls as stream_api_urls
+from streams import urls as stream_urls
 from streams.views import player
 
 from .forms import LoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
+    path("accounts/login/", LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
-    path("streams/", include("streams.urls")),
+    # The media workers' pages and API share the streams' prefixes and URL
+    # namespaces, as before the two apps split (issue 12).
+    path("streams/", include((stream_urls.urlpatterns + media_urls.urlpatterns, stream_urls.app_name))),
     path("player/", player, name="player"),
     path("monitoring/", include("monitoring.urls")),
+    path("api/v1/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/v1/", include("domains.api_urls")),
-    path("api/v1/streams/", include("streams.api_urls")),
+    path(
+        "api/v1/streams/",
+        include((stream_api_urls.urlpatterns + media_api_urls.urlpatterns, stream_api_urls.app_name)),
+    ),
     path("api/v1/monitoring/", include("monitoring.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -4,11 +4,5 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
-
-    def ready(self) -> None:
-        # The engine's events reach this app through the streams bridge.
-        from streams import bridge
-
-        from .sink import MonitoringSink
-
-        bridge.add_event_listener(MonitoringSink())
+    # The engine's events reach this app's sink (sink.py) through the node's
+    # event sink; nodes/apps.py adds it, since monitoring imports no node code.

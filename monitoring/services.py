@@ -18,9 +18,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from domains.models import Domain
+from domains.services import ingest_domain_for, ingest_domains
+from livecenter.lib.api import invalid
 from livecenter.media.policy import StreamKey
 from streams.models import PublishSession
-from streams.services import _aware, _invalid, _name, ingest_domain_for, ingest_domains
+from streams.services import _aware, _name
 
 from . import live
 from .models import StreamSample
@@ -79,9 +81,9 @@ def series_range(
     end = _aware(end) if end is not None else (now or timezone.now())
     start = _aware(start) if start is not None else end - DEFAULT_SERIES_RANGE
     if start >= end:
-        raise _invalid("end_time", "end time must be after the start time")
+        raise invalid("end_time", "end time must be after the start time")
     if end - start > MAX_SERIES_RANGE:
-        raise _invalid("end_time", f"the time range must not exceed {MAX_SERIES_RANGE.seconds // 60} minutes")
+        raise invalid("end_time", f"the time range must not exceed {MAX_SERIES_RANGE.seconds // 60} minutes")
     return start, end
 
 

@@ -1,4 +1,4 @@
-"""The monitoring side of the engine's events (streams.bridge forwards them
+"""The monitoring side of the engine's events (nodes.bridge forwards them
 here): samples become StreamSample rows and, like starts and stops, messages
 to the live pages' channel-layer groups (live.py). It runs wherever the
 media node runs: in the console's process, or in `manage.py medianode`,
@@ -61,7 +61,7 @@ def _store(event: StreamsSampled) -> None:
 
 
 class MonitoringSink:
-    """The listener streams.bridge.DatabaseEventSink tells (apps.py adds it)."""
+    """The listener nodes.bridge.DatabaseEventSink tells (nodes/apps.py adds it)."""
 
     async def published(self, event: StreamPublished) -> None:
         await self._state(event.key, True, event.session_id, event.started_at, "")

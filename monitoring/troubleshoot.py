@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from domains.lib.hostnames import HostnameError, normalize_domain_name
 from domains.models import CnameStatus, Domain
+from livecenter.media.liveurl import LiveUrl, LiveUrlError, parse_live_url
 from livecenter.media.signing import AuthFailure, verify
 from streams.models import PublishSession, StreamBlock
 
-from .lib.liveurl import LiveUrl, LiveUrlError, parse_live_url
 from .models import StreamSample
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"

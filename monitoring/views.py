@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
 from domains.forms import add_service_errors
-from streams.services import ingest_domains
+from domains.services import ingest_domains
 
 from . import services, troubleshoot
 from .forms import DomainForm, StreamForm, TroubleshootForm

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domains.api import call_service, valid_data
+from livecenter.lib.api import call_service, valid_data
 
 from . import serializers, services
 

@@ -138,16 +138,3 @@ class StreamControlEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.domain_name}/{self.app}/{self.stream}"
-
-
-# The media workers' rows (issue 7) live in their own module.
-from .media_models import (  # noqa: E402, F401
-    MediaJob,
-    RecordConfig,
-    Recording,
-    Rendition,
-    Snapshot,
-    SnapshotConfig,
-    TemplateGroup,
-    TranscodeTemplate,
-)

@@ -16,17 +16,17 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from domains.lib.liveurls import NAME_RE
-from domains.models import Domain, DomainType
-from domains.services import get_owned_domain, owned_domains
+from domains.models import Domain
+from domains.services import ingest_domain_for
+from livecenter.lib.api import invalid
+from livecenter.media.liveurl import NAME_RE
 from livecenter.media.policy import StreamKey
 
-from . import bridge, control
+from . import signals
 from .models import ControlAction, PublishSession, StreamBlock, StreamControlEvent
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ HISTORY_ORDERS = {
 DEFAULT_HISTORY_ORDER = "publish_time_asc"  # the reference's default
 
 
-def _invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
-
-
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
 
@@ -58,36 +54,13 @@ def _aware(value: dt.datetime) -> dt.datetime:
 def _name(field: str, value: str | None, *, allow_all: bool = False) -> str:
     value = (value or "").strip()
     if not value:
-        raise _invalid(field, f"{field} name is required")
+        raise invalid(field, f"{field} name is required")
     if allow_all and value == ALL_APPS:
         return value
     if not NAME_RE.match(value):
         rule = f"{NAME_RULE}, or '*' for every app" if allow_all else NAME_RULE
-        raise _invalid(field, f"{field} name must be {rule}")
+        raise invalid(field, f"{field} name must be {rule}")
     return value
-
-
-def ingest_domain_for(owner, domain_name: str | None, field: str = "domain") -> Domain:
-    """The operator's ingest domain named by `domain_name`: the domain itself,
-    or the one a streaming domain plays (directly or through its main domain)."""
-    if not (domain_name or "").strip():
-        raise _invalid(field, f"{field} is required")
-    try:
-        domain = get_owned_domain(owner, domain_name.strip())
-    except Domain.DoesNotExist:
-        raise _invalid(field, f"{domain_name} is not one of your domains") from None
-    ingest = domain.effective_ingest_domain()
-    if ingest is None:
-        raise _invalid(
-            field,
-            f"{domain.domain_name} is a streaming domain with no ingest domain; associate it with one,"
-            " or name the ingest domain",
-        )
-    return ingest
-
-
-def ingest_domains(owner) -> QuerySet[Domain]:
-    return owned_domains(owner).filter(domain_type=DomainType.INGEST).order_by("domain_name")
 
 
 def _streams_of(model, owner, domain_name: str | None) -> QuerySet:
@@ -99,7 +72,7 @@ def _streams_of(model, owner, domain_name: str | None) -> QuerySet:
 
 def _match(queryset: QuerySet, app: str | None, stream: str | None, query_type: str) -> QuerySet:
     if query_type not in QUERY_TYPES:
-        raise _invalid("query_type", f"query type must be one of: {', '.join(QUERY_TYPES)}")
+        raise invalid("query_type", f"query type must be one of: {', '.join(QUERY_TYPES)}")
     if app:
         queryset = queryset.filter(app=app)
     if stream:
@@ -134,9 +107,9 @@ def history_range(
     end = _aware(end) if end is not None else (now or timezone.now())
     start = _aware(start) if start is not None else end - DEFAULT_HISTORY_RANGE
     if start >= end:
-        raise _invalid("end_time", "end time must be after the start time")
+        raise invalid("end_time", "end time must be after the start time")
     if end - start > MAX_HISTORY_RANGE:
-        raise _invalid("end_time", f"the time range must not exceed {MAX_HISTORY_RANGE.days} days")
+        raise invalid("end_time", f"the time range must not exceed {MAX_HISTORY_RANGE.days} days")
     return start, end
 
 
@@ -154,7 +127,7 @@ def list_publish_history(
     """Publish sessions live at any moment in [start, end)
     (DescribeLiveStreamsPublishList); the range is at most 30 days."""
     if order_by not in HISTORY_ORDERS:
-        raise _invalid("order_by", f"order must be one of: {', '.join(HISTORY_ORDERS)}")
+        raise invalid("order_by", f"order must be one of: {', '.join(HISTORY_ORDERS)}")
     start, end = history_range(start, end, now)
     sessions = _sessions(owner, domain_name).filter(
         Q(stopped_at__isnull=True) | Q(stopped_at__gte=start), started_at__lt=end
@@ -213,13 +186,13 @@ def forbid_stream(
     stream = _name("stream", stream)
     now = now or timezone.now()
     if oneshot and resume_at is not None:
-        raise _invalid("resume_time", "an interruption only this once blocks nothing, so it takes no resume time")
+        raise invalid("resume_time", "an interruption only this once blocks nothing, so it takes no resume time")
     if resume_at is not None:
         resume_at = _aware(resume_at)
         if resume_at <= now:
-            raise _invalid("resume_time", "resume time must be in the future")
+            raise invalid("resume_time", "resume time must be in the future")
         if resume_at - now > MAX_BLOCK_DURATION:
-            raise _invalid("resume_time", f"resume time must be within {MAX_BLOCK_DURATION.days // 365} years")
+            raise invalid("resume_time", f"resume time must be within {MAX_BLOCK_DURATION.days // 365} years")
     key = StreamKey(domain.domain_name, app, stream)
     with transaction.atomic():
         if oneshot:
@@ -229,14 +202,15 @@ def forbid_stream(
             active = StreamBlock.objects.filter(domain__owner=owner, resume_at__gt=now)
             limit = settings.LIVECENTER_MAX_BLOCKED_STREAMS
             if active.count() >= limit and not active.filter(domain=domain, app=app, stream=stream).exists():
-                raise _invalid("stream", f"you have {limit} forbidden streams, the limit; resume one first")
+                raise invalid("stream", f"you have {limit} forbidden streams, the limit; resume one first")
             StreamBlock.objects.update_or_create(
                 domain=domain, app=app, stream=stream, defaults={"resume_at": resume_at, "created_by": owner}
             )
             _record(owner, ControlAction.FORBID, domain, app, stream, f"until {resume_at:%Y-%m-%d %H:%M:%S} UTC")
     log.info("stream %s %s by %s", key, "interrupted" if oneshot else "forbidden", owner)
-    # After the commit, so that a publisher who reconnects at once meets the block.
-    control.request_kick(key)
+    # After the commit, so that a publisher who reconnects at once meets the
+    # block; the node side kicks (nodes/receivers.py).
+    signals.stream_forbidden.send(sender=None, key=key)
     return ForbidResult(domain.domain_name, app, stream, None if oneshot else resume_at)
 
 
@@ -254,9 +228,8 @@ def resume_stream(owner, domain_name: str, app: str, stream: str) -> ResumeResul
         blocks.delete()
         _record(owner, ControlAction.RESUME, domain, app, stream, "" if apps else "was not forbidden")
     for each in apps:
-        # This process's engine sees the resume at once; other nodes within
-        # their policy cache's time.
-        bridge.forget_stream(StreamKey(domain.domain_name, each, stream))
+        # The node side drops the engine's cached answer (nodes/receivers.py).
+        signals.stream_resumed.send(sender=None, key=StreamKey(domain.domain_name, each, stream))
     log.info("stream %s/%s/%s resumed by %s (%d blocks)", domain.domain_name, app, stream, owner, len(apps))
     return ResumeResult(domain.domain_name, app, stream, len(apps))
 

@@ -5,13 +5,14 @@ streams:history   /streams/history/   publish history (?domain=&start_time=&end_
 streams:blocked   /streams/blocked/   forbidden streams and recent forbids and resumes (?domain=)
 streams:forbid    /streams/forbid/    GET shows the form (?domain=&app=&stream= fill it), POST forbids
 streams:resume    /streams/resume/    POST resumes
-streams:media     /streams/media/     transcoding templates and groups, recording and snapshot settings, running jobs
-streams:recordings /streams/recordings/ recorded files (download at recordings/<id>/download/)
+
+The media workers' pages share the prefix and the namespace (mediajobs/urls.py;
+livecenter/urls.py joins the two).
 """
 
 from django.urls import path
 
-from . import media_views, views
+from . import views
 
 app_name = "streams"
 
@@ -21,10 +22,4 @@ urlpatterns = [
     path("blocked/", views.blocked, name="blocked"),
     path("forbid/", views.forbid, name="forbid"),
     path("resume/", views.resume, name="resume"),
-    path("media/", media_views.media, name="media"),
-    path("media/delete/", media_views.media_delete, name="media-delete"),
-    path("recordings/", media_views.recordings, name="recordings"),
-    path("recordings/<int:recording_id>/download/", media_views.recording_download, name="recording-download"),
-    path("recordings/<int:recording_id>/download/<str:name>", media_views.recording_download, name="recording-file"),
-    path("snapshots/<int:snapshot_id>.jpg", media_views.snapshot_image, name="snapshot"),
 ]

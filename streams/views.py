@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from domains import services as domain_services
 from domains.forms import add_service_errors
 
-from . import media_services, services
+from . import services, signals
 from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
 from .player import player_sources
 
@@ -36,7 +36,7 @@ def _page(request, rows):
 
 def _filter(request, form_class):
     """The list filter from the query string, and its values (None when invalid)."""
-    domains = services.ingest_domains(request.user)
+    domains = domain_services.ingest_domains(request.user)
     form = form_class(request.GET or None, domains=domains)
     if not form.is_bound:
         return form, {}, domains
@@ -66,10 +66,8 @@ def online(request):
             stream=data.get("stream") or None,
         )
     page, query = _page(request, rows)
-    # The latest snapshot of each stream shown (issue 7).
-    snapshots = media_services.latest_snapshots(page.object_list)
-    for session in page.object_list:
-        session.snapshot = snapshots.get((session.domain_name, session.app, session.stream))
+    # The media workers add each stream's latest snapshot (mediajobs/receivers.py).
+    signals.online_streams_listed.send(sender=None, sessions=page.object_list)
     return render(
         request,
         "streams/online.html",
@@ -134,7 +132,7 @@ def blocked(request):
 def forbid(request):
     """GET shows the form (filled from the query: a Forbid button's link);
     POST forbids, or interrupts only this once."""
-    domains = services.ingest_domains(request.user)
+    domains = domain_services.ingest_domains(request.user)
     if request.method == "POST":
         form = ForbidForm(request.POST, domains=domains)
     else:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -10,6 +11,37 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.dnsserver import LoopbackDnsServer
+
+# CI runs the suite twice (Makefile, `make test`): everything on the embedded
+# defaults, then again on PostgreSQL and Redis only what depends on the
+# database engine, the channel layer or the broker, marked `backends`. A test
+# that uses the test database is one unless its subject is the browser or the
+# media engine; media and worker tests whose subject is the data layer under
+# the engine (job claim and recovery, control over the layer, the scaled
+# topology) carry the mark in their module.
+DATABASE_FIXTURES = {"db", "transactional_db", "live_server"}
+ENGINE_MARKS = ("media", "worker", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("backends"):
+            continue
+        uses_database = item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames)
+        if uses_database and not any(item.get_closest_marker(mark) for mark in ENGINE_MARKS):
+            item.add_marker(pytest.mark.backends)
+
+
+def pytest_configure(config):
+    # A SQLite write-ahead log left by a test database a killed run did not
+    # drop would be replayed into the next run's new database of that name.
+    if not hasattr(config, "workerinput"):
+        from django.conf import settings
+
+        test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+        if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and test_name:
+            for stale in Path(test_name).parent.glob(Path(test_name).name + "*-[ws][ah][lm]"):
+                stale.unlink(missing_ok=True)
 
 
 def pytest_sessionstart(session):

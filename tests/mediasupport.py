@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from livecenter.media import amf0
 from livecenter.media.node import MediaNode, NodeConfig
 from livecenter.media.policy import DomainConfig, MemoryPolicy, MemorySink
+from livecenter.media.rtmp import RtmpChunkReader, RtmpChunkWriter
 from livecenter.media.signing import sign
 
 INGEST = "push.test"
@@ -155,3 +160,70 @@ def probe_streams(url: str, timeout: float = 30) -> list[dict]:
     if out.returncode != 0:
         raise AssertionError(f"ffprobe failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout)["streams"]
+
+
+class TagPublisher:
+    """An RTMP publisher of hand-made FLV tag bodies with the timestamps the
+    test chooses (ffmpeg would smooth them): what a broken or hostile
+    encoder sends. Blocking; `send(kind, timestamp, body)` per tag."""
+
+    CHUNK_STREAMS = {"meta": (5, 18), "video": (6, 9), "audio": (4, 8)}  # chunk stream, message type
+
+    def __init__(self, url: str, timeout: float = 15) -> None:
+        parts = urlsplit(url)
+        app, _, stream = parts.path.lstrip("/").partition("/")
+        self.name = f"{stream}?{parts.query}"
+        self.sock = socket.create_connection((parts.hostname, parts.port or 1935), timeout=timeout)
+        self.writer = RtmpChunkWriter()
+        self.reader = RtmpChunkReader()
+        # RTMP 5.2: C0 C1, then C2 echoing S1.
+        self.sock.sendall(b"\x03" + bytes(8) + os.urandom(1528))
+        s0s1s2 = self._read_exact(1 + 1536 + 1536)
+        self.sock.sendall(s0s1s2[1:1537])
+        self._write(2, 1, 0, (4096).to_bytes(4, "big"))  # Set Chunk Size
+        self.writer.chunk_size = 4096
+        tc_url = f"rtmp://{parts.hostname}:{parts.port or 1935}/{app}"
+        self._command("connect", 1, {"app": app, "tcUrl": tc_url, "flashVer": "FMLE/3.0"})
+        self._command("createStream", 2, None)
+        self._command("publish", 3, None, self.name, "live", stream_id=1)
+        self._wait_for_status("NetStream.Publish.Start")
+
+    def _read_exact(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            data += chunk
+        return bytes(data)
+
+    def _write(self, chunk_stream_id: int, message_type: int, stream_id: int, payload: bytes, ts: int = 0) -> None:
+        self.sock.sendall(self.writer.write(chunk_stream_id, message_type, stream_id, ts, payload))
+
+    def _command(self, name: str, transaction_id: float, *values, stream_id: int = 0) -> None:
+        self._write(3 if stream_id == 0 else 8, 20, stream_id, amf0.encode(name, float(transaction_id), *values))
+
+    def _wait_for_status(self, code: str) -> None:
+        while True:
+            message = self.reader.next_message()
+            if message is None:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError(f"closed before {code}")
+                self.reader.feed(data)
+                continue
+            if message.message_type == 1:
+                self.reader.set_chunk_size(int.from_bytes(message.payload[:4], "big"))
+            elif message.message_type == 20:
+                values = amf0.decode_all(message.payload)
+                if values[0] == "onStatus" and len(values) > 3 and isinstance(values[3], dict):
+                    if values[3].get("code") == code:
+                        return
+                    raise ConnectionError(f"refused: {values[3]}")
+
+    def send(self, kind: str, timestamp: int, body: bytes) -> None:
+        chunk_stream_id, message_type = self.CHUNK_STREAMS[kind]
+        self._write(chunk_stream_id, message_type, 1, body, timestamp & 0xFFFFFFFF)
+
+    def close(self) -> None:
+        self.sock.close()

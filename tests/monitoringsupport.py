@@ -1,5 +1,5 @@
 """Helpers shared by the monitoring tests: samples made the way a node makes
-them, through the real event sink (streams.bridge forwards to monitoring)."""
+them, through the real event sink (nodes.bridge forwards to monitoring)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
 from livecenter.media.policy import StreamKey, StreamSample, StreamsSampled
-from streams.bridge import DatabaseEventSink
+from nodes.bridge import DatabaseEventSink
 
 
 def stream_sample(

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 
 from domains import services as domain_services
 from livecenter.media.policy import StreamInfo, StreamKey, StreamPublished, StreamUnpublished, StreamUpdated
-from streams.bridge import DatabaseEventSink
+from nodes.bridge import DatabaseEventSink
 from streams.models import PublishSession
 from tests.pagesupport import add_ingest, add_streaming
 
@@ -83,7 +83,7 @@ def unpublish(session: PublishSession, stopped_at: dt.datetime, reason: str = ""
 
 
 class FakeEngine:
-    """What streams.control needs of the engine: `kick`. Records the keys,
+    """What nodes.control needs of the engine: `kick`. Records the keys,
     and the thread each kick ran in."""
 
     def __init__(self, live: set[StreamKey] | None = None) -> None:

@@ -1,3 +1,4 @@
+import hashlib
 import io
 
 import pytest
@@ -6,9 +7,9 @@ from django.urls import include, path
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
 from domains.models import Domain
 from tests.apisupport import add_ingest, add_streaming, client_for, domain_url
 
@@ -58,9 +59,9 @@ def snapshot() -> list:
 
 
 def test_it_authenticates_with_a_token(owner, owners_pair):
-    token = Token.objects.create(user=owner)
+    _, key = ApiToken.issue(owner)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = client.get("/api/v1/domains/")
     assert response.status_code == 200
     assert response.json()["count"] == 2
@@ -73,8 +74,10 @@ def test_it_authenticates_with_a_token(owner, owners_pair):
 def test_it_accepts_a_token_made_by_drf_create_token(owner):
     out = io.StringIO()
     call_command("drf_create_token", "owner", stdout=out)
-    key = Token.objects.get(user=owner).key
-    assert key in out.getvalue()
+    key = out.getvalue().split()[2]
+    assert len(key) == 40
+    # Shown once, stored only as its SHA-256.
+    assert ApiToken.objects.get(user=owner).digest == hashlib.sha256(key.encode()).hexdigest()
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/domains/").status_code == 200
@@ -125,9 +128,9 @@ def test_it_refuses_anonymous_and_changes_nothing(owners_pair, method, part, bod
 
 @pytest.mark.parametrize("method, part, body", DOMAIN_OPERATIONS)
 def test_it_refuses_a_token_for_another_operator(outsider, owners_pair, method, part, body):
-    token = Token.objects.create(user=outsider)
+    _, key = ApiToken.issue(outsider)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     before = snapshot()
     assert getattr(client, method)(domain_url("play.example.com", part), body, format="json").status_code == 404
     assert snapshot() == before

@@ -25,8 +25,10 @@ def test_it_shows_signing_with_the_key_masked(owner, domain):
         "auth_type": "type_a",
         "enabled": True,
         "validity_minutes": 1440,
-        "primary_key": services.mask_secret(domain.auth_primary_key),
+        "primary_key": "********",
+        "primary_key_set_at": domain.auth_primary_key_set_at.isoformat().replace("+00:00", "Z"),
         "secondary_key": "",
+        "secondary_key_set_at": None,
     }
     assert domain.auth_primary_key not in response.content.decode()
 
@@ -40,8 +42,10 @@ def test_it_sets_keys_and_validity_and_never_echoes_the_keys(owner, domain, meth
         "auth_type": "type_a",
         "enabled": True,
         "validity_minutes": 30,
-        "primary_key": "pr**********",
-        "secondary_key": "se**********",
+        "primary_key": "********",
+        "primary_key_set_at": stored().auth_primary_key_set_at.isoformat().replace("+00:00", "Z"),
+        "secondary_key": "********",
+        "secondary_key_set_at": stored().auth_secondary_key_set_at.isoformat().replace("+00:00", "Z"),
     }
     text = response.content.decode()
     assert "primaryKey42" not in text and "secondKey42" not in text

@@ -12,6 +12,7 @@ PURE_MODULES = {
     "flv.py",
     "codecs.py",
     "admission.py",
+    "capacity.py",
     "policy.py",
     "rtmp",
     "mpegts.py",
@@ -19,9 +20,25 @@ PURE_MODULES = {
     "timecode.py",
     "rts/h264.py",
     "rts/whep.py",
+    "liveurl.py",
+    "redact.py",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
-FORBIDDEN_IN_PURE = {"asyncio", "socket", "time", "av", "django", "selectors"}
+# Sans-IO means no threads and no WebRTC stack either: those belong to the
+# session code that drives the protocol modules.
+FORBIDDEN_IN_PURE = {
+    "asyncio",
+    "socket",
+    "time",
+    "av",
+    "django",
+    "selectors",
+    "threading",
+    "concurrent",
+    "multiprocessing",
+    "aiortc",
+    "aioice",
+}
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -35,7 +52,9 @@ def imported_roots(path: Path) -> set[str]:
 
 
 def test_it_keeps_django_out_of_the_engine():
-    offenders = {p.name: imported_roots(p) & FORBIDDEN_EVERYWHERE for p in MEDIA.rglob("*.py")}
+    # Keyed by the path inside the engine: three packages have an __init__.py.
+    offenders = {str(p.relative_to(MEDIA)): imported_roots(p) & FORBIDDEN_EVERYWHERE for p in MEDIA.rglob("*.py")}
+    assert len(offenders) == len(list(MEDIA.rglob("*.py")))
     assert not {k: v for k, v in offenders.items() if v}
 
 
@@ -50,5 +69,54 @@ def pure_files() -> list[Path]:
 def test_it_keeps_protocol_modules_pure():
     files = pure_files()
     assert MEDIA / "rtmp" / "connection.py" in files
-    for path in files:
-        assert not imported_roots(path) & FORBIDDEN_IN_PURE, path.relative_to(MEDIA)
+    offenders = {str(p.relative_to(MEDIA)): imported_roots(p) & FORBIDDEN_IN_PURE for p in files}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_it_sees_a_forbidden_import(tmp_path):
+    module = tmp_path / "bad.py"
+    module.write_text(
+        "import threading\nfrom concurrent.futures import ThreadPoolExecutor\nfrom aiortc import RTCPeerConnection\n"
+    )
+    assert imported_roots(module) & FORBIDDEN_IN_PURE == {"threading", "concurrent", "aiortc"}
+
+
+# DESIGN.md "The parts": the console's apps import one way, node side →
+# media workers → streams → domains; monitoring reads streams and domains.
+# A lower app tells a higher one through a signal the higher one connects in
+# its AppConfig.ready() (streams/signals.py), never by importing it.
+ROOT = MEDIA.parent.parent
+APP_MAY_IMPORT = {
+    "domains": set(),
+    "streams": {"domains"},
+    "mediajobs": {"streams", "domains"},
+    "monitoring": {"streams", "domains"},
+    "nodes": {"mediajobs", "streams", "domains", "monitoring"},
+}
+
+
+def arrows_against_the_layers(root: Path) -> dict[str, set[str]]:
+    """For each module of an app, the apps it imports but may not; function-level
+    imports count too (ast.walk sees every statement)."""
+    offenders = {}
+    for app, allowed in APP_MAY_IMPORT.items():
+        for path in sorted((root / app).rglob("*.py")):
+            bad = (imported_roots(path) & set(APP_MAY_IMPORT)) - allowed - {app}
+            if bad:
+                offenders[str(path.relative_to(root))] = bad
+    return offenders
+
+
+def test_it_keeps_the_apps_imports_one_way():
+    assert all((ROOT / app / "apps.py").exists() for app in APP_MAY_IMPORT)
+    assert arrows_against_the_layers(ROOT) == {}
+
+
+def test_it_sees_an_import_against_the_layers_inside_a_function(tmp_path):
+    (tmp_path / "streams").mkdir()
+    (tmp_path / "streams" / "services.py").write_text(
+        "from domains.models import Domain\n\n\ndef forbid():\n    from nodes import control\n"
+    )
+    (tmp_path / "domains").mkdir()
+    (tmp_path / "domains" / "views.py").write_text("import streams.views\n")
+    assert arrows_against_the_layers(tmp_path) == {"streams/services.py": {"nodes"}, "domains/views.py": {"streams"}}

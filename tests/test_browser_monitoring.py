@@ -29,7 +29,7 @@ from django.db import connection, connections
 from domains import services
 from livecenter.management.commands.runall import ConsoleServer
 from livecenter.media.node import NodeConfig
-from streams.medianode import running_media_node
+from nodes.medianode import running_media_node
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local

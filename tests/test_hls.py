@@ -7,6 +7,7 @@ and draft-pantos-hls-rfc8216bis (the sections are named where they apply).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import subprocess
@@ -30,9 +31,7 @@ from livecenter.media.hls import (
     HlsSegmentCompleted,
     MediaRef,
     Readiness,
-    check_segment_token,
     decide_blocking_reload,
-    make_segment_token,
     parse_media_uri,
 )
 from livecenter.media.mpegts import TsMuxError
@@ -570,25 +569,86 @@ def test_it_reads_media_uris_back():
         assert parse_media_uri(name) is None
 
 
-SECRET = b"segment-secret"
+# --- bad timestamps (issue 11) ---------------------------------------------------------------
 
 
-def test_it_accepts_a_valid_token_until_it_expires():
-    token = make_segment_token(SECRET, "play.test/live/cam1", 1000)
-    assert re.fullmatch(r"1000-[0-9a-f]{32}", token)
-    assert check_segment_token(SECRET, "play.test/live/cam1", token, now=1000) is None
-    assert check_segment_token(SECRET, "play.test/live/cam1", token, now=1001) == "expired token"
+def retimed(tags, timestamp) -> list:
+    """The tags with `timestamp(tag.timestamp)` in place of their own."""
+    return [dataclasses.replace(tag, timestamp=timestamp(tag.timestamp)) for tag in tags]
 
 
-def test_it_refuses_tampered_missing_and_foreign_tokens():
-    token = make_segment_token(SECRET, "play.test/live/cam1", 1000)
-    expires, mac = token.split("-")
-    flipped = mac[:-1] + ("0" if mac[-1] != "0" else "1")
-    assert check_segment_token(SECRET, "play.test/live/cam1", f"{expires}-{flipped}", 0) == "invalid token"
-    assert check_segment_token(SECRET, "play.test/live/cam1", f"2000-{mac}", 0) == "invalid token"
-    assert check_segment_token(SECRET, "play.test/live/cam2", token, 0) == "invalid token"
-    assert check_segment_token(b"other-secret", "play.test/live/cam1", token, 0) == "invalid token"
-    assert check_segment_token(SECRET, "play.test/live/cam1", None, 0) == "no token"
-    assert check_segment_token(SECRET, "play.test/live/cam1", "", 0) == "no token"
-    assert check_segment_token(SECRET, "play.test/live/cam1", token + "0", 0) == "malformed token"
-    assert check_segment_token(SECRET, "play.test/live/cam1", token.upper(), 0) == "malformed token"
+def media_tags(seconds: float = 6):
+    tags = flv_tags(ffmpeg_flv(seconds=seconds))
+    headers = [t for t in tags if t.tag_type != VIDEO or video_is_sequence_header(t.body)]
+    headers = [t for t in headers if t.tag_type != AUDIO or audio_is_sequence_header(t.body)]
+    return tags, [t for t in tags if t not in headers]
+
+
+def test_it_goes_on_after_one_frame_stamped_near_2_to_the_32():
+    packager = HlsPackager(window_segments=3, retained_segments=1)
+    tags, media = media_tags()
+    first_key = next(t for t in media if t.tag_type == VIDEO)
+    feed(packager, [t for t in tags if t not in media])  # the sequence headers
+    packager.push("video", 0xFFFF_FFF0, first_key.body, keyframe=True, wallclock=START)
+    pushed = 0
+    for round_ in range(5):  # 30 s of normal timestamps after the bad frame
+        feed(packager, media, offset_ms=6000 * round_)
+        pushed += sum(len(t.body) for t in media)
+        playlist = Playlist(packager.playlist())
+        check_playlist_rules(playlist)
+    # The playlist slides with the media (it stayed at segment 0 for good) ...
+    assert playlist.media_sequence >= 25, packager.playlist()
+    assert sum(s["discontinuity"] for s in playlist.segments) <= 1
+    assert all(0.9 <= s["duration"] <= 1.1 for s in playlist.segments)
+    # ... and holds the window and the retained segment, not all it was sent.
+    assert packager.held_bytes < pushed * 6 / 30
+
+
+def test_it_reads_a_32_bit_wrap_as_a_discontinuity_and_goes_on():
+    packager = HlsPackager(window_segments=3)
+    tags, media = media_tags()
+    start = 0xFFFF_FFFF - 2500  # wraps in the third second
+    feed(packager, retimed(tags, lambda ts: (ts + start) & 0xFFFF_FFFF))
+    feed(packager, retimed(media, lambda ts: (ts + start + 6000) & 0xFFFF_FFFF))
+    playlist = Playlist(packager.playlist(low_latency=True))
+    check_playlist_rules(playlist)
+    assert playlist.media_sequence >= 6
+    assert all(s["duration"] <= 1.1 for s in playlist.segments)
+
+
+def test_it_marks_a_jump_back_of_5_s_as_a_discontinuity_and_does_not_stall():
+    packager = HlsPackager(window_segments=6)
+    tags, media = media_tags()
+    feed(packager, tags, offset_ms=10_000)  # 10-16 s
+    before = Playlist(packager.playlist()).segments[-1]["uri"]
+    feed(packager, media[: len(media) // 3], offset_ms=11_000)  # back 5 s, 2 s of it
+    playlist = Playlist(packager.playlist())
+    check_playlist_rules(playlist)
+    uris = [s["uri"] for s in playlist.segments]
+    # The segment open at the jump ends there; the next starts the new timeline.
+    ended, new = playlist.segments[uris.index(before) + 1], playlist.segments[uris.index(before) + 2 :]
+    assert not ended["discontinuity"] and ended["duration"] <= 1.1
+    # Clamped to the last time, these 2 s would have stayed in one open segment.
+    assert new and new[0]["discontinuity"] and not any(s["discontinuity"] for s in new[1:])
+    assert ts_packets(packager.segment(parse_media_uri(new[0]["uri"].split("?")[0]).msn))[0].continuity == 0
+
+
+def test_it_cuts_on_bytes_with_a_frozen_clock_so_memory_stays_bounded(monkeypatch):
+    monkeypatch.setattr(hls, "MAX_SEGMENT_BYTES", 20_000)
+    packager = HlsPackager(window_segments=3, retained_segments=0)
+    tags, media = media_tags()
+    feed(packager, [t for t in tags if t not in media])
+    video = [t for t in media if t.tag_type == VIDEO]
+    audio = [t for t in media if t.tag_type == AUDIO]
+    packager.push("video", 5000, video[0].body, keyframe=True, wallclock=START)
+    pushed = 0
+    for tag in video[1:] + video[1:]:  # every frame at the same time
+        packager.push("video", 5000, tag.body, wallclock=START)
+        pushed += len(tag.body)
+    for tag in audio * 3:  # then audio only, while video stalls
+        packager.push("audio", 5000, tag.body, wallclock=START)
+        pushed += len(tag.body)
+    assert pushed > 20 * 20_000
+    assert packager.held_bytes <= 4 * (20_000 + max(len(t.body) for t in media) + 4096)
+    # Cut at no keyframe, as at MAX_SEGMENT_DURATION_MS: a player joins late there.
+    assert Playlist(packager.playlist()).media_sequence >= 15

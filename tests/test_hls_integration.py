@@ -57,6 +57,10 @@ def test_it_serves_a_low_latency_playlist_whose_segments_decode(publishing):
                 "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", "#EXT-X-PART-INF:PART-TARGET=", "#EXT-X-PART:",
                 "#EXT-X-PRELOAD-HINT:TYPE=PART"):  # fmt: skip
         assert tag in text, tag
+    # RFC 8216bis 4.4.3.8's SHOULD: three part targets, so a late part is not a stall.
+    part_target = float(re.search(r"PART-TARGET=([\d.]+)", text).group(1))
+    hold_back = float(re.search(r"PART-HOLD-BACK=([\d.]+)", text).group(1))
+    assert hold_back == pytest.approx(3 * part_target, abs=0.002)
     segment = re.search(r"^(cam1/seg_\d+\.ts\?token=\S+)$", text, re.M).group(1)
     status, headers, data = fetch(urljoin(m3u8_url(media), segment))
     assert status == 200 and headers["Content-Type"] == "video/mp2t"

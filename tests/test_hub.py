@@ -599,3 +599,92 @@ def test_it_refuses_a_subscriber_bound_smaller_than_the_gop_cache():
     StreamHub(gop_cache_max_bytes=1000, subscriber_max_bytes=1000)
     with pytest.raises(ValueError, match="subscriber_max_bytes must hold the GOP cache"):
         StreamHub(gop_cache_max_bytes=1000, subscriber_max_bytes=999)
+
+
+# --- timestamp jumps (issue 11) -------------------------------------------------------
+
+
+def track(frames: list[MediaFrame], kind: str) -> list[int]:
+    return [f.timestamp for f in frames if f.kind == kind and not f.is_header]
+
+
+@run
+async def test_it_carries_a_forward_jump_through_without_disconnecting_viewers():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    start(pub)
+    sub = hub.subscribe(KEY, protocol="flv")
+    next_ts = push_gop(pub, 0)  # 0 .. 957 (video), audio 1 ms after each
+    # The publisher's clock leaps 30 s: more than SUBSCRIBER_MAX_LAG_MS (20 s).
+    push_gop(pub, next_ts + 30_000)
+    frames = sub.drain()
+    assert not sub.lagging_disconnect and not sub.ended
+    video_ts, audio_ts = track(frames, "video"), track(frames, "audio")
+    assert video_ts == sorted(video_ts) and audio_ts == sorted(audio_ts)
+    # The jump is rebased to one frame (33 ms) after the last output, then the clock goes on.
+    assert video_ts[29:32] == [957, 990, 1023] and audio_ts[29:32] == [958, 991, 1024]
+    assert max(b - a for a, b in zip(video_ts, video_ts[1:], strict=False)) == 33
+    assert hub.stream(KEY).counters.timestamp_jumps == 2  # one per track
+
+
+@run
+async def test_it_rebases_a_jump_back_past_the_tolerance_and_holds_a_small_step_back():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    sub = hub.subscribe(KEY)
+    next_ts = push_gop(pub, 10_000, frames=3)  # video 10000, 10033, 10066
+    out = [pub.push("video", ts, video()).timestamp for ts in (5_000, 5_033, 4_983, 5_066)]
+    # 5 s back: a discontinuity, one frame (the last step, 33 ms) on; 50 ms
+    # back: held at the last time (jitter), the clock unchanged after it.
+    assert out == [next_ts, next_ts + 33, next_ts + 33, next_ts + 66]
+    video_ts = track(sub.drain(), "video")
+    assert video_ts == sorted(video_ts)
+    assert hub.stream(KEY).counters.timestamp_jumps == 2  # every step back counts, as before
+
+
+@run
+async def test_it_reads_a_32_bit_wrap_as_a_step_forward():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    sub = hub.subscribe(KEY, protocol="flv")
+    start(pub, 0xFFFF_FF00)
+    next_ts = push_gop(pub, 0xFFFF_FF00, frames=10)  # crosses 2**32
+    assert next_ts > 1 << 32
+    push_gop(pub, next_ts & 0xFFFF_FFFF, frames=10)  # what the publisher sends: wrapped
+    frames = sub.drain()
+    video_ts = track(frames, "video")
+    assert video_ts == [0xFFFF_FF00 + 33 * i for i in range(20)]
+    assert hub.stream(KEY).counters.timestamp_jumps == 0 and not sub.lagging_disconnect
+    # The FLV tag carries the 32-bit value, as RTMP does.
+    tag = frames[-2].flv_tag if frames[-2].kind == "video" else frames[-1].flv_tag
+    assert int.from_bytes(tag[4:7], "big") | tag[7] << 24 == (0xFFFF_FF00 + 33 * 19) & 0xFFFF_FFFF
+
+
+@run
+async def test_it_continues_after_one_frame_stamped_near_2_to_the_32():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    sub = hub.subscribe(KEY, protocol="flv")
+    start(pub)
+    pub.push("video", 0xFFFF_FFF0, video(True))  # one bad frame first
+    for i in range(1, 60):
+        pub.push("video", 33 * i, video(i % 30 == 0))
+        pub.push("audio", 33 * i + 1, audio())
+    frames = sub.drain()
+    video_ts, audio_ts = track(frames, "video"), track(frames, "audio")
+    assert video_ts == sorted(video_ts) and audio_ts == sorted(audio_ts)
+    # Frames stay 33 ms apart after the bad one, and audio joins video's timeline.
+    assert all(b - a == 33 for a, b in zip(video_ts[1:], video_ts[2:], strict=False))
+    assert abs(audio_ts[0] - video_ts[1]) <= 2000 and not sub.lagging_disconnect
+
+
+@run
+async def test_it_keeps_a_gap_in_one_track_that_the_other_track_went_through():
+    hub = StreamHub()
+    pub = hub.publish(KEY)
+    push_gop(pub, 0)  # video and audio to 958
+    for ts in range(990, 4000, 23):  # video freezes 3 s; audio goes on
+        pub.push("audio", ts, audio())
+    # Video comes back at its real time: not rebased, or it would be 3 s behind audio.
+    assert pub.push("video", 3990, video(True)).timestamp == 3990
+    assert hub.stream(KEY).counters.timestamp_jumps == 1

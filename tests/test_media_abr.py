@@ -15,7 +15,7 @@ from django.db import connections
 
 from domains import services
 from livecenter.media.policy import StreamKey
-from streams import media_services
+from mediajobs import services as media_services
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from streams.media_models import MediaJob, Recording, Snapshot, TranscodeTemplate
+from mediajobs.models import MediaJob, Recording, Snapshot, TranscodeTemplate
 from tests.apisupport import client_for
 from tests.streamsupport import add_pair
 
@@ -121,7 +121,7 @@ def test_it_keeps_an_operators_media_from_an_outsider(owner, outsider, tmp_path,
 def test_it_records_hls_vod_and_serves_its_playlist_and_segments(owner, outsider, tmp_path, settings):
     import subprocess
 
-    from streams.transcode import pipeline
+    from mediajobs.transcode import pipeline
 
     push, _ = add_pair(owner)
     settings.LIVECENTER_RECORDINGS_DIR = tmp_path
@@ -140,15 +140,18 @@ def test_it_records_hls_vod_and_serves_its_playlist_and_segments(owner, outsider
         def split_now(self):
             return False
 
+        def source_live(self):
+            return False
+
         def open_file(self, started_at):
             path = tmp_path / recording.path
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
 
         def file_closed(self, path, started_at, ended_at, duration_s):
-            from streams import media_services
+            from mediajobs import jobs as media_jobs
 
-            media_services.recording_closed(recording, ended_at, duration_s)
+            media_jobs.recording_closed(recording, ended_at, duration_s)
 
     assert pipeline.record(str(source), Control(), cycle_seconds=3600) == "source ended"
     recording.refresh_from_db()

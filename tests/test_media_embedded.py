@@ -22,7 +22,7 @@ SETUP = """
 import json
 from django.contrib.auth import get_user_model
 from domains import services
-from streams import media_services
+from mediajobs import services as media_services
 owner = get_user_model().objects.create_user("op", password="op-pass-123")
 push = services.add_domain(owner, "push.emb.test", "ingest", "overseas", "ap-southeast-1")
 play = services.add_domain(owner, "play.emb.test", "streaming", "overseas", "ap-southeast-1")
@@ -34,7 +34,7 @@ print(json.dumps({"push": source.ingest["rtmp"], "lld": rendition.playback["flv"
 """
 
 WORKER_PID = """
-from streams.media_models import MediaJob
+from mediajobs.models import MediaJob
 job = MediaJob.objects.filter(kind="transcode", state="running").first()
 print(job.worker.split(":")[1] if job else "", job.attempt if job else 0)
 """

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from streams.media_models import Recording, Snapshot, TranscodeTemplate
+from mediajobs.models import Recording, Snapshot, TranscodeTemplate
 from tests.pagesupport import page
 from tests.streamsupport import add_pair, publish
 

@@ -15,8 +15,8 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from domains import services
-from streams import media_services
-from streams.media_models import JobState, MediaJob, Recording, Snapshot
+from mediajobs import services as media_services
+from mediajobs.models import JobState, MediaJob, Recording, Snapshot
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until
 

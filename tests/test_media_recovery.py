@@ -15,13 +15,15 @@ from django.utils import timezone
 
 from domains import services
 from livecenter.media.policy import StreamKey
-from streams import media_services, tasks
-from streams.media_models import JobState, MediaJob
+from mediajobs import jobs as media_jobs
+from mediajobs import services as media_services
+from mediajobs import tasks
+from mediajobs.models import JobState, MediaJob
 from tests.streamsupport import publish, unpublish
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
 
-pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 
 def test_it_restarts_a_transcode_on_another_worker_after_kill_9(owner, settings, tmp_path):
@@ -88,23 +90,23 @@ def test_it_claims_a_job_once_and_requeues_it_when_its_heartbeat_stops(owner, mo
     sent = []
     monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: sent.append(tuple(args)))
     publish(PUSH, "live", "cam1", "session-1")
-    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
-    job, created = media_services.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, created = media_jobs.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
     assert created and sent == [(job.pk, 1)]
-    again, created = media_services.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    again, created = media_jobs.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
     assert (again.pk, created) == (job.pk, False)
 
-    assert media_services.claim_job(job.pk, 1, "host:1:1")
-    assert not media_services.claim_job(job.pk, 1, "host:2:1")  # a duplicate delivery
-    assert media_services.beat_job(job.pk, 1)
-    assert media_services.recover_jobs() == []  # beating: left alone
+    assert media_jobs.claim_job(job.pk, 1, "host:1:1")
+    assert not media_jobs.claim_job(job.pk, 1, "host:2:1")  # a duplicate delivery
+    assert media_jobs.beat_job(job.pk, 1)
+    assert media_jobs.recover_jobs() == []  # beating: left alone
 
     MediaJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
-    assert media_services.recover_jobs() == [(job.pk, 2)]
+    assert media_jobs.recover_jobs() == [(job.pk, 2)]
     assert sent[-1] == (job.pk, 2)
-    assert not media_services.beat_job(job.pk, 1)  # the old worker learns it lost the job
-    assert not media_services.claim_job(job.pk, 1, "host:1:1")
-    assert media_services.claim_job(job.pk, 2, "host:3:1")
+    assert not media_jobs.beat_job(job.pk, 1)  # the old worker learns it lost the job
+    assert not media_jobs.claim_job(job.pk, 1, "host:1:1")
+    assert media_jobs.claim_job(job.pk, 2, "host:3:1")
     job.refresh_from_db()
     assert (job.state, job.worker) == (JobState.RUNNING, "host:3:1")
 
@@ -113,12 +115,12 @@ def test_it_ends_a_lost_job_whose_source_has_gone(owner, monkeypatch):
     add_domains(owner)
     monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
     session = publish(PUSH, "live", "cam1", "session-1")
-    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
-    job, _ = media_services.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
-    assert media_services.claim_job(job.pk, 1, "host:1:1")
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_jobs.start_job("snapshot", StreamKey(PUSH, "live", "cam1"), node)
+    assert media_jobs.claim_job(job.pk, 1, "host:1:1")
     unpublish(session, timezone.now())
     MediaJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
-    assert media_services.recover_jobs() == []
+    assert media_jobs.recover_jobs() == []
     job.refresh_from_db()
     assert job.state == JobState.FINISHED
     assert "source ended" in job.detail
@@ -129,13 +131,13 @@ def test_it_keeps_a_transcode_a_viewer_asked_for_as_it_ended(owner, monkeypatch)
     monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
     media_services.add_template(owner, PUSH, "live", "lld")
     publish(PUSH, "live", "cam1", "session-1")
-    node = media_services.NodeAddress("127.0.0.1", 1935, 8080)
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
     source = StreamKey(PUSH, "live", "cam1")
-    assert media_services.rendition_requested(source, "lld", node)
-    assert not media_services.rendition_requested(source, "lhd", node)  # no such template
+    assert media_jobs.rendition_requested(source, "lld", node)
+    assert not media_jobs.rendition_requested(source, "lhd", node)  # no such template
     job = MediaJob.objects.get(kind="transcode")
-    assert media_services.claim_job(job.pk, 1, "host:1:1")
+    assert media_jobs.claim_job(job.pk, 1, "host:1:1")
     # The job found nothing wanted and is ending, but lld is wanted again.
-    assert not media_services.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
+    assert not media_jobs.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
     job.renditions.update(stopped=True)
-    assert media_services.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
+    assert media_jobs.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)

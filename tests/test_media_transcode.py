@@ -11,8 +11,8 @@ import pytest
 from django.db import connections
 
 from domains import services
-from streams import media_services
-from streams.media_models import JobState, MediaJob, Rendition
+from mediajobs import services as media_services
+from mediajobs.models import JobState, MediaJob, Rendition
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]

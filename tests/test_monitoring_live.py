@@ -16,7 +16,7 @@ from tests.apisupport import client_for
 from tests.mediasupport import start_publisher
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
-pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 FPS = 25
 VIDEO_BITRATE = 800_000

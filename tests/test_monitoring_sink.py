@@ -95,7 +95,7 @@ def test_it_keeps_group_names_within_the_layers_limit():
 
 
 def test_a_failing_listener_does_not_stop_the_database_sink(owner, caplog, monkeypatch):
-    from streams import bridge
+    from nodes import bridge
 
     class Broken:
         async def published(self, event):

@@ -11,6 +11,7 @@ from livecenter.media.rtmp import (
     MAX_CHUNK_SIZE_BYTES,
     MAX_CHUNK_STREAMS,
     MAX_MESSAGE_BYTES,
+    RtmpBufferBudget,
     RtmpChunkReader,
     RtmpChunkWriter,
     RtmpMessage,
@@ -307,6 +308,66 @@ def test_it_counts_a_partial_header_towards_the_buffer():
     reader.feed(encode_media_message(6, 9, 1, 0, b"v", 128)[:7])
     assert reader.next_message() is None
     assert reader.buffered_bytes == 7
+
+
+def partial(size: int, csid: int = 6) -> bytes:
+    """The first `size` payload bytes of a 100 KB video message (128-byte
+    chunks), cut at a chunk boundary."""
+    data = encode_media_message(csid, 9, 1, 0, bytes(100_000), 128)
+    chunks = size // 128
+    return data[: 12 + chunks * 128 + chunks - 1]
+
+
+def test_it_holds_incomplete_messages_up_to_a_limit_its_caller_sets():
+    reader = RtmpChunkReader(max_buffered_bytes=1024)
+    reader.feed(partial(1024))
+    assert reader.next_message() is None
+    assert reader.buffered_bytes == 1024
+
+
+def test_it_refuses_one_chunk_past_a_limit_its_caller_sets_and_names_it():
+    reader = RtmpChunkReader()
+    reader.set_buffer_limit(1024, " before a publish request")
+    reader.feed(partial(1024 + 128))
+    assert reason(reader.next_message) == "more than 1024 bytes of incomplete messages before a publish request"
+
+
+def test_it_charges_a_shared_budget_and_gives_back_what_completes():
+    budget = RtmpBufferBudget(max_bytes=2048)
+    reader = RtmpChunkReader(budget=budget)
+    whole = encode_media_message(6, 9, 1, 0, bytes(1500), 128)
+    reader.feed(whole[:700])
+    assert reader.next_message() is None
+    assert 0 < budget.used_bytes == reader.buffered_bytes
+    reader.feed(whole[700:])
+    assert reader.next_message().payload == bytes(1500)
+    assert budget.used_bytes == 0
+
+
+def test_it_fills_a_shared_budget_to_the_byte_and_refuses_the_next_chunk():
+    budget = RtmpBufferBudget(max_bytes=2048)
+    first, second = RtmpChunkReader(budget=budget), RtmpChunkReader(budget=budget)
+    first.feed(partial(1024))
+    second.feed(partial(1024))
+    assert first.next_message() is None and second.next_message() is None
+    assert budget.used_bytes == 2048
+    second.feed(partial(1024 + 128)[len(partial(1024)) :])
+    assert reason(second.next_message) == "the node's 2048 bytes for incomplete messages are in use"
+    assert budget.used_bytes == 2048  # the refused chunk was not charged
+
+
+def test_it_gives_its_share_of_the_budget_back_on_abort_and_close():
+    budget = RtmpBufferBudget()
+    reader = RtmpChunkReader(budget=budget)
+    reader.feed(partial(512, csid=6) + partial(256, csid=4))
+    assert reader.next_message() is None
+    assert budget.used_bytes == 768
+    reader.abort(4)
+    assert budget.used_bytes == 512
+    reader.close()
+    reader.close()
+    assert budget.used_bytes == 0
+    assert reader.buffered_bytes == 0
 
 
 def test_it_refuses_a_chunk_stream_that_begins_without_a_full_header():

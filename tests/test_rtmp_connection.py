@@ -12,6 +12,7 @@ import pytest
 from livecenter.media import amf0
 from livecenter.media.rtmp import (
     MAX_AMF_DEPTH,
+    MAX_BUFFERED_BYTES_BEFORE_PUBLISH,
     MAX_CHUNK_SIZE_BYTES,
     MAX_OPEN_STREAMS,
     OUR_CHUNK_SIZE_BYTES,
@@ -29,6 +30,7 @@ from livecenter.media.rtmp import (
     PlayRequested,
     PublishRequested,
     ReleaseStreamRequested,
+    RtmpBufferBudget,
     RtmpChunkReader,
     RtmpChunkWriter,
     RtmpMessage,
@@ -855,3 +857,87 @@ def test_it_refuses_to_answer_a_connect_twice_or_one_never_made():
         conn.accept_connect(ConnectRequested(1.0, "live", "", {}))
     with pytest.raises(RtmpUsageError, match="takes a ConnectRequested event"):
         conn.reject_connect("connect", "no")
+
+
+# --- what a peer may hold before and after its publish is accepted (issue 11) ----------
+
+
+def video_head(client: Client, payload_bytes: int, message_bytes: int = 1_000_000) -> bytes:
+    """The first `payload_bytes` of a large video message on stream 1, cut
+    at a chunk boundary (the client's chunk size is 4096)."""
+    data = client.video(0, bytes(message_bytes))
+    chunks = payload_bytes // 4096
+    return data[: 12 + chunks * 4096 + chunks - 1]
+
+
+def connected_4k(respond=answer, **limits) -> tuple[RtmpServerConnection, Client]:
+    conn = RtmpServerConnection(random_bytes=not_random, **limits)
+    client = Client()
+    feed(conn, [C0C1, C2, client.set_chunk_size(4096), client.connect()], respond)
+    return conn, client
+
+
+def test_it_holds_incomplete_messages_up_to_the_limit_before_a_publish_request():
+    conn, client = connected_4k()
+    feed(conn, [client.command("createStream", 2, None), video_head(client, MAX_BUFFERED_BYTES_BEFORE_PUBLISH)])
+    assert conn.buffered_bytes == MAX_BUFFERED_BYTES_BEFORE_PUBLISH
+
+
+def test_it_refuses_one_chunk_past_the_limit_before_a_publish_request():
+    conn, client = connected_4k()
+    data = video_head(client, MAX_BUFFERED_BYTES_BEFORE_PUBLISH + 4096)
+    assert protocol_error(conn, data) == "more than 16384 bytes of incomplete messages before a publish request"
+
+
+def test_it_keeps_the_small_limit_for_a_player():
+    conn, client = connected_4k()
+    feed(conn, [client.command("createStream", 2, None), client.command("play", 3, None, "s", stream_id=1)])
+    assert protocol_error(conn, video_head(client, 5 * 4096)).startswith("more than 16384 bytes")
+
+
+@pytest.mark.parametrize("respond", [answer, None], ids=["accepted", "not answered yet"])
+def test_it_takes_the_larger_limit_from_the_publish_request_on(respond):
+    # Bytes alone decide: the same whether the caller answered before the
+    # frame's chunks came or not.
+    conn, client = connected_4k(max_buffered_bytes=256 * 1024)
+    publish = client.publish("s")
+    frame = client.video(0, bytes(1_000_000))
+    head, rest = frame[: 12 + 64 * 4096 + 63], frame[12 + 64 * 4096 + 63 :][:4097]  # 64 chunks, then one more
+    assert isinstance(feed(conn, [publish + head], respond)[-1], PublishRequested)
+    assert conn.buffered_bytes == 256 * 1024
+    assert protocol_error(conn, rest) == "more than 262144 bytes of incomplete messages"
+
+
+def test_it_refuses_what_a_shared_budget_has_no_room_for_and_gives_its_share_back():
+    budget = RtmpBufferBudget(max_bytes=40 * 1024)
+    first, first_client = connected_4k(budget=budget)
+    second, second_client = connected_4k(budget=budget)
+    feed(first, [first_client.publish("a"), video_head(first_client, 32 * 1024)])
+    feed(second, [second_client.publish("b")])
+    assert budget.used_bytes == 32 * 1024
+    reason = protocol_error(second, video_head(second_client, 12 * 1024))
+    assert reason == "the node's 40960 bytes for incomplete messages are in use"
+    first.close()
+    assert budget.used_bytes == 0
+    third, third_client = connected_4k(budget=budget)
+    assert feed(third, [third_client.publish("c"), video_head(third_client, 12 * 1024)])
+    assert budget.used_bytes == 12 * 1024
+    assert third.receive_data(b"") == [PeerClosed()]
+    assert budget.used_bytes == 0
+
+
+def test_it_gives_back_its_share_of_the_budget_on_a_protocol_error():
+    budget = RtmpBufferBudget()
+    conn, client = connected_4k(budget=budget)
+    feed(conn, [client.publish("s"), video_head(client, 8192)])
+    assert budget.used_bytes == 8192
+    protocol_error(conn, client.control(1, struct.pack(">I", 0)))
+    assert budget.used_bytes == 0
+
+
+def test_it_says_when_the_handshake_is_complete():
+    conn = RtmpServerConnection(random_bytes=not_random)
+    conn.receive_data(C0C1 + C2[:-1])
+    assert not conn.handshake_complete
+    conn.receive_data(C2[-1:])
+    assert conn.handshake_complete

@@ -6,6 +6,8 @@ tests/test_browser_rts.py."""
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,7 @@ import urllib.request
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from livecenter.media import http_server
 from livecenter.media.policy import DomainConfig, MemoryPolicy
 from livecenter.media.rts.whep import MAX_OFFER_BYTES, OfferError, check_offer, parse_whep_path
 from livecenter.media.signing import sign
@@ -106,6 +109,41 @@ def test_it_accepts_an_aiortc_offer():
     check_offer(browser_like_offer())
 
 
+# Malformed offers (issue 11, item 6): the line aiortc would choke on, and the reason.
+MALFORMED = [
+    (r"m=video \d+", "m=video abc", "line 7 ('m=video abc", "m= must be '<media> <port> <proto> <formats>'"),
+    (r"a=rtpmap:(\d+) H264/90000", r"a=rtpmap:\1 H264", "a=rtpmap:", "<encoding>/<clock rate>"),
+    (r"\nc=IN IP4 [0-9.]+", "\nc=IN IP4", "'c=IN IP4'", "c= must be 'IN IP4|IP6 <address>'"),
+    (r"a=setup:\w+", "a=setup:zzz", "'a=setup:zzz'", "a=setup must be active, passive, actpass or holdconn"),
+    (r"a=fmtp:(\d+)", "a=fmtp:x", "'a=fmtp:x", "a=fmtp must be '<payload type> <parameters>'"),
+    (r"a=rtpmap:(\d+) H264", "a=rtpmap:250 H264", "a=rtpmap:250", "names a payload type its m= line does not list"),
+    (r"m=video (\d+) (\S+) \d+", r"m=video \1 \2 74", "m=video", "payload type '74' must be 0-127, not 72-76"),
+    (r"a=fingerprint:\S+ ", "a=fingerprint:", "a=fingerprint", "'<hash function> <fingerprint>'"),
+    (r"a=candidate:\S+ \d+", "a=candidate:x y", "a=candidate:x y", "a=candidate must be"),
+    (r"a=ssrc:\d+", "a=ssrc:12x", "a=ssrc:12x", "a=ssrc must be '<32-bit ssrc> <attribute>:<value>'"),
+    (r"a=extmap:\d+", "a=extmap:x", "a=extmap:x", "a=extmap must be '<id>[/<direction>] <uri>'"),
+    (r"\ns=-", "\ns=-\nthis is not sdp", "'this is not sdp'", "not an SDP line"),
+]
+
+
+def malformed(offer: str, pattern: str, replacement: str) -> str:
+    bad = re.sub(pattern, replacement, offer, count=1)
+    assert bad != offer, pattern
+    return bad
+
+
+@pytest.fixture(scope="module")
+def aiortc_offer() -> str:
+    return browser_like_offer()
+
+
+@pytest.mark.parametrize(("pattern", "replacement", "line", "reason"), MALFORMED)
+def test_it_names_the_malformed_line_of_an_offer(aiortc_offer, pattern, replacement, line, reason):
+    with pytest.raises(OfferError) as raised:
+        check_offer(malformed(aiortc_offer, pattern, replacement))
+    assert line in str(raised.value) and reason in str(raised.value), str(raised.value)
+
+
 # --- refusals over HTTP ----------------------------------------------------------------------
 
 
@@ -123,7 +161,7 @@ def test_it_refuses_what_it_must(node):
         got, headers, _ = request(url, body=offer)
         assert (got, headers.get("X-LiveCenter-Error")) == (status, reason), url
     assert request(whep_url(node), body=offer, content_type="text/plain")[0] == 415
-    assert request(whep_url(node), body=b"v=0\r\n" + b"a" * MAX_OFFER_BYTES)[0] == 400
+    assert request(whep_url(node), body=b"v=0\r\n" + b"a" * MAX_OFFER_BYTES)[0] == 413
     assert request(whep_url(node), method="GET")[0] == 405
     resource = f"{node.http}/live/cam1.whep/abcdefghijklmnopqrstuvwx"
     assert request(resource, method="DELETE")[0] == 404
@@ -151,6 +189,101 @@ def test_it_names_b_frames_when_auto_transcoding_is_off(node):
         assert (status, headers.get("X-LiveCenter-Error"), body.strip()) == (403, reason, reason)
     finally:
         publisher.stop()
+
+
+@pytest.mark.media
+def test_it_answers_400_when_aiortc_cannot_take_an_offer_that_looks_right(node, aiortc_offer):
+    """What the line check lets through and aiortc still refuses (a fmtp
+    parameter it reads as a number) is a 400 with the reason, not a traceback."""
+    publisher = start_publisher(node.publish_url(), seconds=30, size="320x240")
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys())
+        offer = re.sub(r"a=fmtp:(\d+) apt=\d+", r"a=fmtp:\1 apt=abc", aiortc_offer, count=1)
+        assert offer != aiortc_offer
+        status, headers, body = request(whep_url(node), body=offer.encode())
+        assert status == 400, (status, body)
+        assert headers["X-LiveCenter-Error"].startswith("the offer could not be answered: ValueError")
+        assert not node.node.rts.sessions
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.media
+def test_it_answers_every_malformed_offer_400_with_the_reason(node, aiortc_offer):
+    for pattern, replacement, _, reason in MALFORMED:
+        status, headers, body = request(whep_url(node), body=malformed(aiortc_offer, pattern, replacement).encode())
+        assert status == 400, (pattern, status, body)
+        assert reason in headers["X-LiveCenter-Error"] and reason in body, (pattern, headers, body)
+
+
+def raw_post(node, url: str, head_extra: str = "", length: int = 1000) -> socket.socket:
+    """A WHEP POST whose head says `length` body bytes, none sent yet."""
+    target = url.split(str(node.node.http_port), 1)[1]
+    sock = socket.create_connection(("127.0.0.1", node.node.http_port), timeout=30)
+    head = f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
+    sock.sendall(f"{head}Content-Length: {length}\r\n{head_extra}\r\n".encode())
+    return sock
+
+
+def dribble_until_answered(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """Send the body a byte every 0.5 s until the node answers; its answer and when."""
+    began = time.monotonic()
+    sock.settimeout(0.5)
+    answer = b""
+    while time.monotonic() - began < seconds:
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            try:
+                sock.sendall(b"v")
+            except OSError:
+                break
+            continue
+        if not data:
+            break
+        answer += data
+    return answer, time.monotonic() - began
+
+
+@pytest.mark.media
+def test_it_refuses_the_url_before_reading_a_slow_body(node):
+    """Issue 11, item 4: no auth_key and an unknown domain are answered from
+    the head alone, whatever the body does."""
+    for url, reason in [
+        (whep_url(node, domain="nowhere.test", auth=False), b"non-existent domain"),
+        (whep_url(node, auth=False), b"no auth_key"),
+    ]:
+        sock = raw_post(node, url)
+        try:
+            answer, took = dribble_until_answered(sock, 20)
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 403 "), answer
+        assert b"X-LiveCenter-Error: " + reason in answer
+        assert took < 5, took  # not the 1000 s the body would take
+
+
+@pytest.mark.media
+def test_it_gives_a_slow_body_one_deadline_for_all_of_it(node, monkeypatch):
+    monkeypatch.setattr(http_server, "REQUEST_BODY_TIMEOUT_SECONDS", 2)
+    sock = raw_post(node, whep_url(node))
+    try:
+        answer, took = dribble_until_answered(sock, 30)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"the offer did not arrive whole: the body did not arrive within 2 s" in answer
+    assert took < 10, took  # each byte came well within any per-read timeout
+
+
+@pytest.mark.media
+def test_it_refuses_a_body_longer_than_the_cap_from_its_content_length(node):
+    sock = raw_post(node, whep_url(node), length=MAX_OFFER_BYTES + 1)
+    try:
+        answer, _ = dribble_until_answered(sock, 10)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
 
 
 # --- playback with aiortc as the viewer ----------------------------------------------------------

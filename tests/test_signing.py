@@ -1,12 +1,21 @@
 """Type A signing: the published vector, and properties of sign/verify."""
 
+import re
 import string
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livecenter.media.signing import AuthFailure, md5hash, parse_auth_key, sign, verify
+from livecenter.media.signing import (
+    AuthFailure,
+    check_segment_token,
+    make_segment_token,
+    md5hash,
+    parse_auth_key,
+    sign,
+    verify,
+)
 
 DAY_SECONDS = 1440 * 60
 
@@ -138,3 +147,29 @@ def test_it_refuses_a_url_with_one_character_changed(uri, key, ts, data):
 def test_it_refuses_an_expired_url_with_the_expired_reason(uri, key, ts, validity, late):
     result = verify(uri, sign(uri, key, ts), [key], validity, now=ts + validity + late)
     assert result.failure is AuthFailure.EXPIRED
+
+
+# --- HLS segment tokens ----------------------------------------------------------
+
+SECRET = b"segment-secret"
+
+
+def test_it_accepts_a_valid_token_until_it_expires():
+    token = make_segment_token(SECRET, "play.test/live/cam1", 1000)
+    assert re.fullmatch(r"1000-[0-9a-f]{32}", token)
+    assert check_segment_token(SECRET, "play.test/live/cam1", token, now=1000) is None
+    assert check_segment_token(SECRET, "play.test/live/cam1", token, now=1001) == "expired token"
+
+
+def test_it_refuses_tampered_missing_and_foreign_tokens():
+    token = make_segment_token(SECRET, "play.test/live/cam1", 1000)
+    expires, mac = token.split("-")
+    flipped = mac[:-1] + ("0" if mac[-1] != "0" else "1")
+    assert check_segment_token(SECRET, "play.test/live/cam1", f"{expires}-{flipped}", 0) == "invalid token"
+    assert check_segment_token(SECRET, "play.test/live/cam1", f"2000-{mac}", 0) == "invalid token"
+    assert check_segment_token(SECRET, "play.test/live/cam2", token, 0) == "invalid token"
+    assert check_segment_token(b"other-secret", "play.test/live/cam1", token, 0) == "invalid token"
+    assert check_segment_token(SECRET, "play.test/live/cam1", None, 0) == "no token"
+    assert check_segment_token(SECRET, "play.test/live/cam1", "", 0) == "no token"
+    assert check_segment_token(SECRET, "play.test/live/cam1", token + "0", 0) == "malformed token"
+    assert check_segment_token(SECRET, "play.test/live/cam1", token.upper(), 0) == "malformed token"

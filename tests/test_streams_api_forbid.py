@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from livecenter.media.policy import StreamKey
-from streams import control
+from nodes import control
 from streams.models import StreamBlock, StreamControlEvent
 from tests.apisupport import client_for
 from tests.pagesupport import add_ingest

@@ -1,10 +1,11 @@
-"""streams.bridge: the engine's policy and event sink over the database."""
+"""nodes.bridge: the engine's policy and event sink over the database."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -12,8 +13,8 @@ from asgiref.sync import async_to_sync
 from domains import services as domain_services
 from livecenter.media.admission import Refusal, admit_publish
 from livecenter.media.policy import DomainConfig, StreamInfo, StreamKey, StreamUpdated
+from nodes.bridge import DatabaseEventSink, DatabasePolicy, _CachedLookup, close_orphaned_sessions
 from streams import services
-from streams.bridge import DatabaseEventSink, DatabasePolicy, _CachedLookup, close_orphaned_sessions
 from streams.models import PublishSession
 from tests.pagesupport import add_ingest, add_streaming
 from tests.streamsupport import HD_INFO, add_pair, at, publish, unpublish
@@ -251,6 +252,42 @@ def test_it_does_not_store_a_load_that_a_forget_overtook():
         return first, await cache.get("k")
 
     assert asyncio.run(scenario()) == ("stale", "fresh")
+
+
+def test_it_hands_a_forget_from_another_thread_to_the_caches_loop():
+    # A forbid comes from a console view's thread; the cache is the node loop's.
+    loads = []
+
+    async def load(key):
+        loads.append(key)
+        return len(loads)
+
+    async def scenario():
+        loop_thread = threading.get_ident()
+        cache = _CachedLookup(load, ttl_seconds=60, max_entries=10, clock=Clock())
+        assert await cache.get("k") == 1
+        forgot_on = []
+        real_forget = cache._forget
+        cache._forget = lambda key: (forgot_on.append(threading.get_ident()), real_forget(key))
+        view = threading.Thread(target=cache.forget, args=("k",))
+        view.start()
+        await asyncio.to_thread(view.join)
+        await asyncio.sleep(0)  # the handed-over forget runs in this turn of the loop
+        assert forgot_on == [loop_thread]  # run on the loop, not in the view's thread
+        return await cache.get("k")
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_it_forgets_at_once_on_its_own_loop_and_once_its_loop_is_closed():
+    async def load(key):
+        return "x"
+
+    cache = _CachedLookup(load, ttl_seconds=60, max_entries=10, clock=Clock())
+    asyncio.run(cache.get("k"))  # that loop is closed now
+    assert len(cache) == 1
+    cache.forget("k")
+    assert len(cache) == 0
 
 
 def test_it_does_not_cache_a_failed_load():

@@ -1,4 +1,4 @@
-"""streams.control: a forbid reaches the engine, embedded or over the channel
+"""nodes.control: a forbid reaches the engine, embedded or over the channel
 layer (in memory here, Redis when REDIS_URL is set)."""
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from livecenter.media.policy import StreamKey
-from streams import control
+from nodes import control
 from tests.streamsupport import FakeEngine
 
 KEY = StreamKey("push.example.com", "live", "cam1")
 WAIT_SECONDS = 5
+
+# The channel layer and the broker are this module's subject.
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture(autouse=True)

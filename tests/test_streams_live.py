@@ -15,7 +15,7 @@ from domains import services
 from tests.mediasupport import probe_packets, start_publisher
 from tests.workersupport import MediaNodeThread
 
-pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 
 class DatabaseNode(MediaNodeThread):

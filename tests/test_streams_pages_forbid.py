@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from livecenter.media.policy import StreamKey
-from streams import control
+from nodes import control
 from streams.models import ControlAction, StreamBlock, StreamControlEvent
 from tests.pagesupport import add_ingest, assert_field_error, assert_login_redirect, page
 from tests.streamsupport import FakeEngine

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from domains import services as domain_services
 from livecenter.media.policy import StreamKey
-from streams import control, services
+from nodes import control
+from streams import services
 from streams.models import ControlAction, PublishSession, StreamBlock, StreamControlEvent
 from tests.pagesupport import add_ingest, add_streaming
 from tests.streamsupport import FakeEngine, add_pair, at, publish, unpublish

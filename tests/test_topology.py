@@ -23,6 +23,9 @@ from domains.tasks import verify_cname
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_WAIT_SECONDS = 60
 
+# The channel layer and the broker are this module's subject.
+pytestmark = pytest.mark.backends
+
 
 def settings_under(env: dict) -> dict:
     code = (

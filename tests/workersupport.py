@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection, connections
 
 from livecenter.media.node import NodeConfig
-from streams.medianode import running_media_node
+from nodes.medianode import running_media_node
 
 ROOT = Path(__file__).resolve().parent.parent
 

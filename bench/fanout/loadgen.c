@@ -11,7 +11,9 @@
  * It opens viewers at --connect-rate per second, waits --warmup seconds once
  * all are open, then measures for --measure seconds. A viewer stalls if in
  * that window it received less than --min-fraction of --rate bytes per second,
- * had a gap of --max-gap-ms without data, or was closed. It stops by itself at
+ * had a gap of --max-gap-ms without data, or was closed; a viewer the server
+ * refused (HTTP 503, RTMP NetStream.Play.Failed) is counted apart, not as a
+ * stall. It stops by itself at
  * the end of the window (or at a hard deadline) and prints one JSON line.
  *
  * Lines on stdout, for run.py to time its samples by:
@@ -56,6 +58,7 @@ typedef struct {
     int64_t last_data_ms;
     int64_t max_gap_ms;        /* longest gap inside the window */
     int closed_in_window;
+    int refused;               /* the server refused the play (HTTP 503, NetStream.Play.Failed) */
 } viewer_t;
 
 static int64_t now_ms(void) {
@@ -172,7 +175,7 @@ int main(int argc, char **argv) {
         }
         if (!measure_start && opened == n) {
             int streaming = 0;
-            for (int i = 0; i < n; i++) streaming += v[i].state == ST_STREAMING && v[i].bytes > 0;
+            for (int i = 0; i < n; i++) streaming += (v[i].state == ST_STREAMING && v[i].bytes > 0) || v[i].refused;
             if (streaming == n || now >= open_deadline) {
                 measure_start = now + (int64_t)(warmup * 1000);
                 measure_end = measure_start + (int64_t)(measure * 1000);
@@ -249,6 +252,11 @@ int main(int argc, char **argv) {
                     if (now - from > x->max_gap_ms) x->max_gap_ms = now - from;
                 }
                 x->last_data_ms = now;
+                /* A refusal comes first, before any media: an HTTP status line, or the play's onStatus. */
+                if (!x->refused && x->bytes < 65536) {
+                    if (!rtmp && x->bytes == 0 && got >= 12 && memcmp(buf, "HTTP/1.1 503", 12) == 0) x->refused = 1;
+                    if (rtmp && memmem(buf, (size_t)got, "NetStream.Play.Failed", 21)) x->refused = 1;
+                }
                 x->bytes += (uint64_t)got;
                 if (rtmp) {
                     x->total_in += (uint64_t)got;
@@ -281,7 +289,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     double window_s = measured ? (end - measure_start) / 1000.0 : 0;
-    int stalled = 0, closed = 0, never_streamed = 0, slow = 0, gapped = 0;
+    int stalled = 0, closed = 0, never_streamed = 0, slow = 0, gapped = 0, refused = 0, admitted = 0;
     int64_t worst_gap = 0;
     uint64_t total = 0;
     uint64_t *rates = calloc(n, sizeof *rates);
@@ -292,11 +300,14 @@ int main(int argc, char **argv) {
             int64_t from = x->last_data_ms > measure_start ? x->last_data_ms : measure_start;
             if (end - from > x->max_gap_ms) x->max_gap_ms = end - from;
         }
+        /* A refused viewer is counted as refused, not as a stall: the verdict is on those admitted. */
+        if (x->refused) { refused++; continue; }
         uint64_t got = x->bytes_at_end - x->bytes_at_start;
         total += got;
-        rates[i] = window_s > 0 ? (uint64_t)(got / window_s) : 0;
+        uint64_t r = window_s > 0 ? (uint64_t)(got / window_s) : 0;
+        rates[admitted++] = r;
         int is_closed = x->state == ST_CLOSED || x->closed_in_window;
-        int is_slow = rates[i] < min_fraction * rate;
+        int is_slow = r < min_fraction * rate;
         int is_gapped = x->max_gap_ms > max_gap_ms;
         closed += is_closed;
         never_streamed += x->bytes == 0;
@@ -305,16 +316,17 @@ int main(int argc, char **argv) {
         stalled += is_closed || is_slow || is_gapped || !measured;
         if (x->max_gap_ms > worst_gap) worst_gap = x->max_gap_ms;
     }
-    qsort(rates, n, sizeof *rates, cmp_u64);
+    qsort(rates, admitted, sizeof *rates, cmp_u64);
+    int last = admitted > 0 ? admitted - 1 : 0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu_s = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-    printf("RESULT {\"n\": %d, \"stalled\": %d, \"closed\": %d, \"never_streamed\": %d, \"slow\": %d, "
+    printf("RESULT {\"n\": %d, \"admitted\": %d, \"refused\": %d, \"stalled\": %d, \"closed\": %d, \"never_streamed\": %d, \"slow\": %d, "
            "\"gapped\": %d, \"failed_open\": %d, \"window_s\": %.2f, \"expected_rate\": %.0f, "
            "\"min_rate\": %llu, \"median_rate\": %llu, \"max_rate\": %llu, \"total_rate\": %.0f, "
            "\"worst_gap_ms\": %lld, \"loadgen_cpu_s\": %.2f, \"loadgen_wall_s\": %.2f}\n",
-           n, stalled, closed, never_streamed, slow, gapped, failed_open, window_s, rate,
-           (unsigned long long)rates[0], (unsigned long long)rates[n / 2], (unsigned long long)rates[n - 1],
+           n, admitted, refused, stalled, closed, never_streamed, slow, gapped, failed_open, window_s, rate,
+           (unsigned long long)rates[0], (unsigned long long)rates[admitted / 2], (unsigned long long)rates[last],
            window_s > 0 ? total / window_s : 0.0, (long long)worst_gap, cpu_s, (end - t0) / 1000.0);
     fflush(stdout);
     return 0;

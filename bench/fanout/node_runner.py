@@ -35,11 +35,28 @@ def bench_policy(rts_enabled: bool = False) -> MemoryPolicy:
     )
 
 
-async def serve(rtmp_port: int, http_port: int, node_id: str = "bench", rts_enabled: bool = False, every_second=None):
+async def serve(
+    rtmp_port: int,
+    http_port: int,
+    node_id: str = "bench",
+    rts_enabled: bool = False,
+    every_second=None,
+    max_egress_mbps: float = 0.0,
+):
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
-    `every_second(node)` each second if given."""
+    `every_second(node)` each second if given. The benches measure the node
+    without a capacity (capacity.py) unless `max_egress_mbps` is given."""
+    config = NodeConfig(
+        host="127.0.0.1",
+        rtmp_port=rtmp_port,
+        http_port=http_port,
+        node_id=node_id,
+        max_egress_mbps=max_egress_mbps,
+        # Every bench viewer comes from loopback: no cap per address.
+        max_connections_per_address=1_000_000,
+    )
     node = MediaNode(
-        NodeConfig(host="127.0.0.1", rtmp_port=rtmp_port, http_port=http_port, node_id=node_id),
+        config,
         bench_policy(rts_enabled),
         MemorySink(),
     )
@@ -62,9 +79,10 @@ def cli(description: str, **options) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rtmp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--max-egress-mbps", type=float, default=0.0, help="the node's capacity; 0: none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.rtmp_port, args.http_port, **options))
+    asyncio.run(serve(args.rtmp_port, args.http_port, max_egress_mbps=args.max_egress_mbps, **options))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/fanout/run.py            # the whole bench, <= 15 min
     .venv/bin/python bench/fanout/run.py --servers livecenter --protocols flv --start 200 --max 400
+    .venv/bin/python bench/fanout/run.py --servers livecenter --protocols flv --start 4000 --max 4000 \
+        --refine 0 --capacity-mbps 5000     # past the capacity: refused, and the admitted keep up
 
 For each server and protocol it steps the number of viewers up (doubling,
 then bisecting between the last pass and the first failure) and reports the
@@ -175,9 +177,10 @@ class Running:
                 proc.wait()
 
 
-def start_livecenter(workdir: Path) -> Running:
+def start_livecenter(workdir: Path, capacity_mbps: float = 0.0) -> Running:
     rtmp_port, http_port = free_port(), free_port()
     cmd = [sys.executable, str(HERE / "node_runner.py"), "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)]
+    cmd += ["--max-egress-mbps", str(capacity_mbps)]
     # Its log goes to a file: stopping it mid-stream logs every cancelled session.
     with open(workdir / "node.log", "a") as err:
         process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *cmd], stdout=subprocess.PIPE, stderr=err, text=True)
@@ -262,6 +265,7 @@ class Step:
         r = self.result
         return (
             f"{self.server:10} {self.protocol:4} N={self.n:5} {'ok   ' if self.ok else 'STALL'} "
+            f"admitted={r.get('admitted', '?')} refused={r.get('refused', '?')} "
             f"stalled={self.stalled:5} (closed {r.get('closed', '?')}, slow {r.get('slow', '?')}, "
             f"gap {r.get('gapped', '?')}) cpu={self.cpu_percent:5.1f}% rss0={self.rss0_kib / 1024:.1f}MiB "
             f"rss={self.rss_kib / 1024:.1f}MiB per-viewer={self.kib_per_viewer:.1f}KiB "
@@ -272,7 +276,7 @@ class Step:
 
 
 def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server: str, protocol: str, n: int) -> Step:
-    running = start_nginx(workdir) if server == "nginx-rtmp" else start_livecenter(workdir)
+    running = start_nginx(workdir) if server == "nginx-rtmp" else start_livecenter(workdir, args.capacity_mbps)
     publisher = publish(running, server, clip)
     running.extra.append(publisher)
     loadgen_proc = None
@@ -406,6 +410,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the whole bench")
     parser.add_argument("--profile", action="store_true", help="py-spy our node in every step's window")
     parser.add_argument("--json", type=Path, help="also write every step here")
+    parser.add_argument(
+        "--capacity-mbps",
+        type=float,
+        default=0.0,
+        help="our node's capacity (LIVECENTER_MEDIA_MAX_EGRESS_MBPS); 0, the default, measures it without one. "
+        "Viewers it refuses are counted apart; the verdict is on those admitted",
+    )
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     protocols = [p for p in args.protocols.split(",") if p]

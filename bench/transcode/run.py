@@ -9,7 +9,7 @@ second and AAC (DESIGN.md's bench stream; testsrc2 and a tone). Each round
 transcodes it into both renditions as fast as the machine goes (not in real
 time), once with each side, alternating:
 
-- `livecenter`: streams/transcode/pipeline.py's `transcode()` as a worker
+- `livecenter`: mediajobs/transcode/pipeline.py's `transcode()` as a worker
   runs it (decode once, scale with swscale bicubic, libx264 per rendition
   with the worker's settings, keyframes forced at the source's, audio
   copied), reading the file and writing each rendition to an FLV file
@@ -64,7 +64,7 @@ OURS = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from livecenter.media.renditions import standard_spec
-from streams.transcode import pipeline
+from mediajobs.transcode import pipeline
 
 class Files:
     def should_stop(self): return False
@@ -87,7 +87,7 @@ def run_ours(source: Path, out: Path) -> dict:
 
 
 def ffmpeg_command(source: Path, out: Path) -> list[str]:
-    from streams.transcode.pipeline import x264_options
+    from mediajobs.transcode.pipeline import x264_options
 
     n = len(LADDER)
     chains = [f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))]

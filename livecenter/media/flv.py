@@ -35,6 +35,16 @@ MAX_HEADER_BYTES = 1024
 # soon as they arrive, so this bound follows from MAX_TAG_BYTES.
 MAX_BUFFERED_BYTES = TAG_HEADER_BYTES + MAX_TAG_BYTES + PREVIOUS_TAG_SIZE_BYTES
 
+# A forward step between two frames of one track larger than this is a
+# timestamp jump (a discontinuity, not a gap): no encoder leaves 2 s between
+# frames. The hub rebases past it (hub.py); the stats count it (stats.py).
+TIMESTAMP_JUMP_MS = 2_000
+# A step back smaller than this is jitter (audio and video interleaved
+# loosely, a muxer's rounding): held at the last time. Past it, a jump.
+TIMESTAMP_BACKWARD_TOLERANCE_MS = 100
+# FLV and RTMP timestamps are 32-bit milliseconds: they wrap after 49.7 days.
+TIMESTAMP_WRAP_MS = 1 << 32
+
 # E.4.3.1 VIDEODATA: FrameType (high 4 bits), CodecID (low 4 bits).
 VIDEO_FRAME_KEY = 1
 VIDEO_FRAME_INTER = 2

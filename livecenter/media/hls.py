@@ -33,10 +33,16 @@ most `blocking_timeout_s`, then 503) or BAD_REQUEST (400 with the reason). A
 part request asks `part_status()`: READY, WAIT (it is the part being built,
 the one the preload hint names) or NOT_FOUND.
 
-Segment tokens (`make_segment_token`, `check_segment_token`) are HMAC-SHA256
-over the stream and an expiry time; the server hands them out only in a
-playlist whose signed URL it has checked, so a segment cannot be fetched
-without one.
+The segment and part URIs carry a token the server mints and checks
+(signing.make_segment_token, with the other signing code); it hands them
+out only in a playlist whose signed URL it has checked.
+
+The timeline's timestamps should only go forward (the hub makes them so).
+A step forward past TIMESTAMP_JUMP_MS, or back past
+TIMESTAMP_BACKWARD_TOLERANCE_MS, is taken as a discontinuity (as when the
+publisher changes): the segment ends there and the next one, from the next
+keyframe, starts with EXT-X-DISCONTINUITY. A smaller step back is held at
+the last time.
 
 Pure: no I/O, no clock. A frame the muxer cannot use raises TsMuxError; the
 frame is dropped and the packager stays usable.
@@ -46,8 +52,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
-import hmac
 import math
 import re
 from collections import deque
@@ -55,6 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .flv import TIMESTAMP_BACKWARD_TOLERANCE_MS, TIMESTAMP_JUMP_MS
 from .mpegts import TsMuxer
 
 # Target durations we accept, in whole seconds (RFC 8216 4.3.3.1 makes it an
@@ -74,7 +79,9 @@ MAX_WINDOW_SEGMENTS = 100
 # late there, but TARGETDURATION stays bounded and memory with it).
 MAX_SEGMENT_DURATION_MS = 10_000
 # The same for bytes: 10 s at 25 Mbit/s. An open segment is the only thing
-# the publisher can grow; past this it is cut at the next frame.
+# the publisher can grow; past this it is cut at the next frame, of either
+# track, whatever the timestamps say (a frozen clock must not hold it open),
+# so what a packager holds is at most this times the segments it keeps.
 MAX_SEGMENT_BYTES = 32 * 1024 * 1024
 # Frame intervals remembered to predict where the next frame falls (part and
 # segment cuts): their mean rides over one late frame and over the 33/34 ms
@@ -101,9 +108,6 @@ BLOCKING_TARGET_DURATIONS = 3
 MAX_SEQUENCE_DIGITS = 18
 
 TOKEN_QUERY = "token"
-_TOKEN_CONTEXT = b"livecenter hls segment token\n"
-_TOKEN_MAC_HEX_CHARS = 32  # 128 bits of HMAC-SHA256
-_TOKEN = re.compile(rf"(\d{{1,{MAX_SEQUENCE_DIGITS}}})-([0-9a-f]{{{_TOKEN_MAC_HEX_CHARS}}})", re.ASCII)
 _MEDIA_URI = re.compile(rf"(?:seg_(\d{{1,{MAX_SEQUENCE_DIGITS}}})|part_(\d{{1,18}})_(\d{{1,6}}))\.ts", re.ASCII)
 
 
@@ -266,39 +270,6 @@ def parse_media_uri(name: str) -> MediaRef | None:
     return MediaRef(int(segment)) if segment is not None else MediaRef(int(msn), int(part))
 
 
-def make_segment_token(secret: bytes, stream: str, expires: int) -> str:
-    """A token for the segment and part URIs of one stream, valid until
-    `expires` (Unix seconds): `{expires}-{HMAC-SHA256 in hex, 128 bits}`.
-    `stream` is whatever names the stream to the server (e.g. domain, app and
-    stream); a token for one stream opens no other."""
-    if expires < 0:
-        raise ValueError("expires must not be negative")
-    return f"{expires}-{_token_mac(secret, stream, expires)}"
-
-
-def check_segment_token(secret: bytes, stream: str, token: str | None, now: float) -> str | None:
-    """None when the token is valid for this stream at `now`, else the
-    reason to refuse it: "no token", "malformed token", "expired token" or
-    "invalid token". The MAC is compared in constant time."""
-    if not token:
-        return "no token"
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        return "malformed token"
-    expires = int(match[1])
-    # Check the MAC first, so a forged expiry learns nothing from the answer.
-    if not hmac.compare_digest(match[2], _token_mac(secret, stream, expires)):
-        return "invalid token"
-    if now > expires:
-        return "expired token"
-    return None
-
-
-def _token_mac(secret: bytes, stream: str, expires: int) -> str:
-    message = _TOKEN_CONTEXT + f"{stream}\n{expires}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:_TOKEN_MAC_HEX_CHARS]
-
-
 class HlsPackager:
     """One live stream's segments, parts and playlists (module docstring)."""
 
@@ -372,6 +343,12 @@ class HlsPackager:
     @property
     def part_hold_back_ms(self) -> int:
         return self.part_hold_back_parts * self.part_target_ms
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of every segment held, the open one included."""
+        held = sum(len(segment.data) for segment in self._segments)
+        return held + (len(self._open.data) if self._open is not None else 0)
 
     @property
     def has_segments(self) -> bool:
@@ -471,6 +448,10 @@ class HlsPackager:
             return []
         # The timeline: video decoding times, or audio's in a stream without video.
         timeline = kind == "video" or not self._has_video
+        if timeline and self._last_ms is not None:
+            step = timestamp_ms - self._last_ms
+            if step > TIMESTAMP_JUMP_MS or step < -TIMESTAMP_BACKWARD_TOLERANCE_MS:
+                self.discontinuity()  # a jump: clamping to the last time would freeze the segment
         opened = self._open
         at = timestamp_ms
         if opened is None and not (timeline and keyframe):
@@ -484,12 +465,16 @@ class HlsPackager:
                 at = max(at, self._last_ms)  # DTS never goes back; a frame that does is cut as if on time
             if opened is not None:
                 cut = self._cut(opened, at, keyframe)
+        elif opened is not None and len(opened.data) >= MAX_SEGMENT_BYTES:
+            # Only one track goes on (e.g. audio while video stalls): the
+            # byte cap still cuts, at the timeline's last time.
+            cut, at = "segment", max(self._last_ms if self._last_ms is not None else 0, opened.start_ms)
         events: list[HlsPartCompleted | HlsSegmentCompleted] = []
+        if cut == "segment":
+            self._close_segment(at, events)
+        elif cut == "part":
+            self._close_part(at, events)
         if timeline:
-            if cut == "segment":
-                self._close_segment(at, events)
-            elif cut == "part":
-                self._close_part(at, events)
             if self._last_ms is not None and at > self._last_ms:
                 self._intervals.append(at - self._last_ms)
             self._last_ms = at
@@ -533,10 +518,11 @@ class HlsPackager:
         # one-frame part before each keyframe, which hls.js stalls on.
         interval = sum(self._intervals) / len(self._intervals) if self._intervals else 0
         elapsed = at - segment.start_ms
+        if len(segment.data) >= MAX_SEGMENT_BYTES:
+            return "segment"  # even with no time elapsed: bytes are what must stay bounded
         if elapsed > 0 and (
             (keyframe and elapsed + interval >= self.configured_target_duration_s * 1000)
             or elapsed >= MAX_SEGMENT_DURATION_MS
-            or len(segment.data) >= MAX_SEGMENT_BYTES
         ):
             return "segment"
         part_elapsed = at - self._part_start_ms

@@ -6,7 +6,7 @@ one variant per rendition and the source itself last. Each variant is the
 rendition's own media playlist (`{stream}_{template}.m3u8`), signed with the
 same timestamp, rand and uid as the master's URL, so all expire together.
 The renditions are encoded with keyframes where the source has them and the
-source's timestamps (streams/transcode/), so their segments line up and a
+source's timestamps (mediajobs/transcode/), so their segments line up and a
 player switches between them without a stall.
 
 `master_text` is pure; `master_playlist` is what the HTTP server asks.

@@ -5,8 +5,9 @@ with its segments and parts (HLS and LL-HLS, hls_server.py), and WHEP
 
 The request head is parsed by h11. HTTP-FLV is a plain FLV byte stream closed
 by the connection's end, so every viewer of a frame is sent the same shared
-bytes. Refusals are 403 (or 404 for a stream that is not live) with a header
-that names the reason, never which key was tried.
+bytes. Refusals are 403 (or 404 for a stream that is not live, 503 for a
+node at capacity) with a header that names the reason, never which key was
+tried.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 
 from .admission import admit_play, domain_of
+from .capacity import REFUSAL_AT_CAPACITY
 from .flv import flv_header
 from .hls_master import master_playlist
+from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
@@ -32,6 +35,9 @@ log = logging.getLogger(__name__)
 # A request head larger than this is refused (h11 answers it as an error).
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 REQUEST_HEAD_TIMEOUT_SECONDS = 10
+# The whole of a request body (a WHEP offer, 3-10 KB) must arrive within this:
+# a peer dribbling it a byte at a time is cut, not waited for read by read.
+REQUEST_BODY_TIMEOUT_SECONDS = 10
 _PLAY_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.(?P<ext>flv|m3u8)$")
 _HLS_MEDIA_PATH_RE = re.compile(
     r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.ts)$"
@@ -47,7 +53,9 @@ CORS_HEADERS = [
 
 
 def refusal_headers(reason: str) -> list[tuple[bytes, bytes]]:
-    headers = [(b"X-LiveCenter-Error", reason.encode())]
+    # A reason may quote what the peer sent: ASCII on one line, so that it is a valid header value.
+    value = reason.encode("ascii", "backslashreplace").replace(b"\r", b" ").replace(b"\n", b" ")
+    headers = [(b"X-LiveCenter-Error", value)]
     if reason in _AUTH_FAILURES:
         # The CDN's header, for tools written against ApsaraVideo Live.
         headers.append((b"X-Tengine-Error", f"denied by req auth: {reason}".encode()))
@@ -62,6 +70,15 @@ def response_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
     lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
     lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class RequestBodyError(Exception):
+    """A request body that did not arrive whole; `status` is the answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class MediaHttpServer:
@@ -91,6 +108,7 @@ class MediaHttpSession:
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
+        self.request_headers: dict[bytes, bytes] = {}
 
     def abort(self) -> None:
         self.writer.transport.abort()
@@ -106,31 +124,41 @@ class MediaHttpSession:
                     return None
                 continue
             if isinstance(event, h11.Request):
+                self.request_headers = {name.lower(): value for name, value in event.headers}
                 return event
             return None
 
-    async def read_body(self, max_bytes: int) -> bytes | None:
-        """The request's body; None when it is longer than `max_bytes` or
-        the peer goes before its end."""
+    async def read_body(self, max_bytes: int) -> bytes:
+        """The request's body, read whole within REQUEST_BODY_TIMEOUT_SECONDS
+        (one deadline for all of it: a body sent a byte at a time is cut, not
+        waited for byte by byte). Raises RequestBodyError."""
+        timeout = REQUEST_BODY_TIMEOUT_SECONDS
+        # h11 has checked Content-Length is a number; refuse a long body before reading it.
+        length = self.request_headers.get(b"content-length")
+        if length is not None and int(length) > max_bytes:
+            raise RequestBodyError(413, f"the body is longer than {max_bytes} bytes")
         body = bytearray()
         try:
-            while True:
-                event = self.conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await asyncio.wait_for(self.reader.read(8192), REQUEST_HEAD_TIMEOUT_SECONDS)
-                    if not data:
-                        return None
-                    self.conn.receive_data(data)
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > max_bytes:
-                        return None
-                elif isinstance(event, h11.EndOfMessage):
-                    return bytes(body)
-                else:
-                    return None
-        except (TimeoutError, h11.RemoteProtocolError):
-            return None
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self.conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await self.reader.read(8192)
+                        if not data:
+                            raise RequestBodyError(400, "the body ended early")
+                        self.conn.receive_data(data)
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                        if len(body) > max_bytes:
+                            raise RequestBodyError(413, f"the body is longer than {max_bytes} bytes")
+                    elif isinstance(event, h11.EndOfMessage):
+                        return bytes(body)
+                    else:
+                        raise RequestBodyError(400, "the body ended early")
+        except TimeoutError:
+            raise RequestBodyError(408, f"the body did not arrive within {timeout:g} s") from None
+        except h11.RemoteProtocolError as exc:
+            raise RequestBodyError(400, f"bad body: {exc}") from None
 
     def send_simple(self, status: int, text: str, extra: list | None = None) -> None:
         body = text.encode()
@@ -167,6 +195,9 @@ class MediaHttpSession:
             query = dict(parse_qsl(target.query, keep_blank_values=True))
             await self.node.rts.handle_http(self, request, method, whep, query)
             return
+        if target.path == NODE_STATUS_PATH and method == b"GET" and is_loopback_peer(self.peer.rpartition(":")[0]):
+            self.send_body(method, b"application/json", node_status_body(self.node), b"no-store")
+            return
         if method not in (b"GET", b"HEAD"):
             self.send_simple(405, "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
             return
@@ -191,6 +222,11 @@ class MediaHttpSession:
             self.send_simple(403, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
+        protocol = "hls" if match["ext"] == "m3u8" else "flv"
+        client = self.peer.rpartition(":")[0] if protocol == "hls" else None
+        if not self.node.admits_viewer(key, protocol, target.path, query, client):
+            self.refuse_at_capacity(protocol, key)
+            return
         if match["ext"] == "m3u8":
             master = await master_playlist(self.node, admission, app, stream, query)
             if master is not None:
@@ -232,6 +268,12 @@ class MediaHttpSession:
             pump.close()
             reason = "too slow, disconnected" if subscription.lagging_disconnect else "ended"
             log.info("http-flv %s play of %s %s", self.peer, key, reason)
+
+    def refuse_at_capacity(self, protocol: str, key) -> None:
+        log.info("%s %s play refused: stream=%s reason=%s", protocol, self.peer, key, REFUSAL_AT_CAPACITY)
+        self.send_simple(
+            503, f"{REFUSAL_AT_CAPACITY}\n", [*refusal_headers(REFUSAL_AT_CAPACITY), (b"Retry-After", b"10")]
+        )
 
     # --- HLS ---------------------------------------------------------------------
 

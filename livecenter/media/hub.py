@@ -27,6 +27,20 @@ reach the subscribers first, and they resume at its first keyframe, so an
 HTTP-FLV viewer sees one unbroken stream. Nobody within the grace period: the
 subscribers end.
 
+A publisher's timestamps are rebased within a publication too, per track,
+so every output timeline only goes forward (issue 11): a step forward of
+more than TIMESTAMP_JUMP_MS, or back by more than
+TIMESTAMP_BACKWARD_TOLERANCE_MS, is a discontinuity, and the track goes on
+one frame after its last output (unless the other track already made that
+step: then it was a gap in this track, kept so the tracks stay in step); a
+smaller step back is held at the last time. A 32-bit wrap (49.7 days, or a
+publisher that starts near 2**32) is read as the small step forward it is.
+A track that starts far from the other joins the other's timeline. Viewers
+therefore never see a jump:
+none is cut as a laggard because the publisher's clock leapt, and the HLS
+packager's segments keep ageing. Output timestamps may pass 2**32; every
+encoder (FLV, RTMP, MPEG-TS, RTP) wraps them as its format does.
+
 The hub runs in one event loop and is not thread-safe.
 """
 
@@ -43,6 +57,9 @@ from .flv import (
     AUDIO,
     AUDIO_CODEC_NAMES,
     SCRIPT,
+    TIMESTAMP_BACKWARD_TOLERANCE_MS,
+    TIMESTAMP_JUMP_MS,
+    TIMESTAMP_WRAP_MS,
     VIDEO,
     VIDEO_CODEC_AVC,
     VIDEO_CODEC_NAMES,
@@ -241,6 +258,11 @@ class LiveStream:
         return self.counters.audio_frames
 
     @property
+    def bitrate(self) -> float:
+        """Video and audio bit/s over the last STATS_WINDOW_MS (0 until measured)."""
+        return self._video.bitrate() + self._audio.bitrate()
+
+    @property
     def viewer_count(self) -> int:
         return len(self.subscribers)
 
@@ -400,6 +422,48 @@ class LiveStream:
             self.hub._forget(self)
 
 
+class _Track:
+    """One track's rebasing state: output = input + offset, kept monotonic."""
+
+    __slots__ = ("last_in", "last_out", "offset", "interval")
+
+    def __init__(self, last_in: int, last_out: int) -> None:
+        self.last_in = last_in
+        self.last_out = last_out
+        self.offset = last_out - last_in
+        self.interval = DEFAULT_FRAME_INTERVAL_MS  # the last normal step, for rebasing
+
+    def rebase(self, timestamp: int, other: _Track | None) -> tuple[int, bool]:
+        """The output time of a frame at input `timestamp`, and whether its
+        step was a jump (any step back, or forward past TIMESTAMP_JUMP_MS).
+        `other` is the stream's other track, if it has one."""
+        # The step as a signed 32-bit difference: across a wrap, a small step.
+        step = (timestamp - self.last_in + TIMESTAMP_WRAP_MS // 2) % TIMESTAMP_WRAP_MS - TIMESTAMP_WRAP_MS // 2
+        jump = step < 0 or step > TIMESTAMP_JUMP_MS
+        # A long step forward that the other track has already made is a gap
+        # in this track (video frozen while audio went on), not a jump:
+        # closing it would put the tracks out of step.
+        gap = (
+            step > TIMESTAMP_JUMP_MS
+            and other is not None
+            and other.last_out >= self.last_out + step - TIMESTAMP_JUMP_MS
+        )
+        if gap:
+            jump = False  # it reaches the stats as it is, and they count it
+        if -TIMESTAMP_BACKWARD_TOLERANCE_MS <= step <= TIMESTAMP_JUMP_MS or gap:
+            # Continuation: the offset changes only across a wrap (by 2**32).
+            self.offset = self.last_in + self.offset + step - timestamp
+            out = max(timestamp + self.offset, self.last_out)
+            if 0 < step <= TIMESTAMP_JUMP_MS:
+                self.interval = step
+        else:
+            # A discontinuity: go on one frame after the last output.
+            out = self.last_out + self.interval
+            self.offset = out - timestamp
+        self.last_in, self.last_out = timestamp, out
+        return out, jump
+
+
 class Publication:
     """The live publisher of one stream. `push` each audio, video and
     metadata tag body; `close` when the publisher goes. `kicked` is set when
@@ -418,6 +482,8 @@ class Publication:
         # at its first audio or video frame.
         self._floor = 0 if floor is None else floor
         self._offset: int | None = 0 if floor is None else None
+        # Each track's own rebasing within the publication (module docstring).
+        self._tracks: dict[str, _Track] = {}
 
     def push(self, kind: str, timestamp: int, body: bytes) -> MediaFrame | None:
         """Classify, rebase, cache and fan out one tag body. Returns the
@@ -437,15 +503,7 @@ class Publication:
             header = keyframe = False
         else:
             raise ValueError(f"frame kind must be one of {KINDS}, not {kind!r}")
-        offset = self._offset
-        if offset is None:
-            if kind != "meta" and not header:
-                self._offset = self._floor - timestamp
-            timestamp = self._floor
-        else:
-            # A frame older than the new publication's first one (audio and
-            # video interleave loosely) must not go back past the old stream.
-            timestamp = max(timestamp + offset, self._floor)
+        timestamp = self._rebase(kind, timestamp, header)
         frame = MediaFrame(kind, timestamp, body, keyframe, header)
         self.stream._accept(frame)
         return frame
@@ -456,6 +514,34 @@ class Publication:
         self.closed = True
         self.close_reason = reason
         self.stream._end_publication()
+
+    def _rebase(self, kind: str, timestamp: int, header: bool) -> int:
+        tracks = self._tracks
+        if kind == "meta" or header:
+            # No media time of its own: stamped where its track (or the stream) is.
+            track = tracks.get(kind) or tracks.get("video") or tracks.get("audio")
+            if track is not None:
+                return track.last_out
+            return self._floor if self._offset is None else max(timestamp + self._offset, self._floor)
+        track = tracks.get(kind)
+        other = tracks.get("audio" if kind == "video" else "video")
+        if track is not None:
+            out, jump = track.rebase(timestamp, other)
+            if jump:
+                self.stream.counters.timestamp_jumps += 1
+            return out
+        if self._offset is None:
+            self._offset = self._floor - timestamp
+        # A frame older than the new publication's first one (audio and
+        # video interleave loosely) must not go back past the old stream.
+        out = max(timestamp + self._offset, self._floor)
+        if other is not None and abs(out - other.last_out) > TIMESTAMP_JUMP_MS:
+            # A track that starts far from the other one (one of them began
+            # with a wild timestamp): join the other track's timeline.
+            out = max(other.last_out, self._floor)
+            self.stream.counters.timestamp_jumps += 1
+        tracks[kind] = _Track(timestamp, out)
+        return out
 
 
 class Subscription:

@@ -15,8 +15,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from .capacity import DEFAULT_MAX_EGRESS_MBPS, WORKER_TOKEN_PARAM, EgressGauge, egress_bps, is_worker
 from .hls_server import HlsService
 from .hub import StreamHub
+from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EventSink,
     Policy,
@@ -28,6 +30,12 @@ from .policy import (
     StreamUpdated,
 )
 from .renditions import split_rendition_name
+from .rtmp import (
+    MAX_BUFFERED_BYTES,
+    MAX_BUFFERED_BYTES_BEFORE_PUBLISH,
+    MAX_NODE_BUFFERED_BYTES,
+    RtmpBufferBudget,
+)
 from .stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -56,8 +64,27 @@ class NodeConfig:
     sample_interval_seconds: float = 1.0
     # A publisher that sends nothing for this long is dropped (the seed: 10 s).
     publish_idle_seconds: float = 10.0
-    # A connection that has not finished its handshake and commands by then is closed.
+    # Limits on what a peer may hold before it has shown a signature
+    # (issue 11): an RTMP connection that has not finished its handshake
+    # this long after it was accepted is closed (the whole handshake, not
+    # each read), and one that has not started publishing or playing this
+    # long after it was accepted, or after its last publication or play
+    # ended, is closed too.
     handshake_timeout_seconds: float = 10.0
+    session_start_timeout_seconds: float = 20.0
+    # Bytes of incomplete RTMP messages one connection may hold before it
+    # asks to publish, after, and all connections together
+    # (rtmp/chunk.py says why these defaults).
+    rtmp_buffered_bytes_before_publish: int = MAX_BUFFERED_BYTES_BEFORE_PUBLISH
+    rtmp_buffered_bytes: int = MAX_BUFFERED_BYTES
+    rtmp_node_buffered_bytes: int = MAX_NODE_BUFFERED_BYTES
+    # Connections (RTMP and HTTP together) the node holds, in all and from
+    # one source address; past either a new one is closed at once. The node
+    # cap is lowered to the descriptor limit less `reserve_descriptors`,
+    # left for the rest of the process (console, database, RTS sockets).
+    max_connections: int = 20_000
+    max_connections_per_address: int = 1_000
+    reserve_descriptors: int = 256
     # Addresses RTS (WebRTC) offers as ICE host candidates. Empty: the host
     # when it is a loopback address (one machine, tests, bench), else every
     # interface but loopback (aioice's choice).
@@ -67,6 +94,11 @@ class NodeConfig:
     # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
     # with the sound that much behind the picture.
     rts_lip_sync: bool = False
+    # Egress past which new viewers are refused (capacity.py); 0: no limit.
+    max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
+    # The key media workers' tokens are made with (capacity.worker_token):
+    # their reads are never refused at capacity. Empty: no worker is exempt.
+    worker_key: bytes = b""
 
 
 class MediaNode:
@@ -77,7 +109,10 @@ class MediaNode:
         self.hub = hub or StreamHub()
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[MediaListener] = []
+        self.gate: ConnectionGate | None = None  # from start()
+        # Incomplete messages held by all of the node's RTMP connections.
+        self.rtmp_budget = RtmpBufferBudget(config.rtmp_node_buffered_bytes)
         self._events: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
@@ -86,6 +121,7 @@ class MediaNode:
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub)
+        self.egress = EgressGauge(config.max_egress_mbps)
         self._pending_samples = 0
         self.sample_batches_dropped = 0
         self.hub.on_wait = self._stream_wanted
@@ -101,15 +137,17 @@ class MediaNode:
         use_ice_addresses(self.config.rts_ice_addresses or loopback)
         self.rts = RtsService(self)
 
-        rtmp = await asyncio.start_server(
-            RtmpServer(self).handle, self.config.host, self.config.rtmp_port, reuse_address=True
-        )
-        http = await asyncio.start_server(
-            MediaHttpServer(self).handle, self.config.host, self.config.http_port, reuse_address=True
-        )
+        raise_descriptor_limit()
+        max_connections = effective_max_connections(self.config.max_connections, self.config.reserve_descriptors)
+        if max_connections < self.config.max_connections:
+            log.info("media node: at most %d connections (the descriptor limit less %d in reserve)",
+                        max_connections, self.config.reserve_descriptors)  # fmt: skip
+        self.gate = ConnectionGate(max_connections, self.config.max_connections_per_address)
+        rtmp = await listen("rtmp", RtmpServer(self).handle, self.gate, self.config.host, self.config.rtmp_port)
+        http = await listen("http", MediaHttpServer(self).handle, self.gate, self.config.host, self.config.http_port)
         self._servers = [rtmp, http]
-        self.rtmp_port = rtmp.sockets[0].getsockname()[1]
-        self.http_port = http.sockets[0].getsockname()[1]
+        self.rtmp_port = rtmp.port
+        self.http_port = http.port
         self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),
@@ -149,6 +187,32 @@ class MediaNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
+
+    def admits_viewer(
+        self, key: StreamKey, protocol: str, uri: str, query: dict[str, str], client: str | None = None
+    ) -> bool:
+        """Whether the node has room for a new viewer of `key` (capacity.py).
+        A media worker with its token always has; an HLS `client` the stream
+        already serves is not new."""
+        if not self.egress.limited:
+            return True
+        if is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time()):
+            return True
+        stream = self.hub.stream(key)
+        if client is not None and stream is not None and (protocol, client) in stream.counters.clients:
+            return True
+        return self.egress.admit(
+            time.monotonic(), protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps
+        )
+
+    def egress_load_bps(self) -> float:
+        """What the node's viewers cost now, in bit/s (capacity.py)."""
+        now = time.monotonic()
+        streams = []
+        for key in self.hub.live_keys():
+            stream = self.hub.stream(key)
+            streams.append((stream.bitrate, stream.counters.request_viewers(now, stream.viewers())))
+        return egress_bps(streams)
 
     def kick(self, key: StreamKey) -> bool:
         """End the current publisher of `key` (forbid)."""

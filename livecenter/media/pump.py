@@ -11,12 +11,18 @@ no task. What a viewer joins with (headers, the GOP) goes at once.
 A viewer whose socket does not keep up stops taking frames once its
 transport buffer passes PUMP_HIGH_WATER_BYTES; its frames wait in the hub's
 bounded queue (shared, not copied) until the buffer drains, or are skipped
-there.
+there. One the hub cuts as too slow (`lagging_disconnect`) is aborted at
+once with a TCP RST: a graceful close would wait for the very buffer that
+client never reads, and keep its descriptor (and the kernel its socket
+buffer) for as long (issue 11, item 5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Callable
 
 # What a viewer's transport may buffer beyond the kernel's socket buffer.
@@ -28,6 +34,8 @@ PUMP_HIGH_WATER_BYTES = 64 * 1024
 # most 50 ms to HTTP-FLV and RTMP latency (DESIGN.md: 500 ms p50 for FLV),
 # nothing to the first frame. bench/README.md has what it is worth.
 PUMP_MERGE_SECONDS = 0.05
+# SO_LINGER on, 0 s: close() resets the connection (TCP RST) at once.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class FramePump:
@@ -48,7 +56,12 @@ class FramePump:
         self._flush()
 
     def on_ready(self, subscription) -> None:
-        if self.subscription is None or self._draining is not None or self._merging is not None:
+        if self.subscription is None:
+            return
+        if subscription.lagging_disconnect:
+            self.abort()
+            return
+        if self._draining is not None or self._merging is not None:
             return
         if subscription.ended:
             self._flush()
@@ -64,6 +77,17 @@ class FramePump:
         if self.subscription is not None:
             self.subscription.close()
         self.finished.set()
+
+    def abort(self) -> None:
+        """Drop the connection with a TCP RST: neither the transport's buffer
+        nor the kernel's is flushed (a plain close would leave the kernel
+        sending that client its megabytes as an orphan socket)."""
+        self.close()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.transport.abort()
 
     def _merged(self) -> None:
         self._merging = None

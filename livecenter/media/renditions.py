@@ -7,7 +7,7 @@ source and the template, or the ABR template group.
 
 Pure: what a template asks for and the picture size it gives a source. The
 media node uses it for the ABR master playlist (hls_master.py); the Celery
-workers (streams/transcode/) use it to encode.
+workers (mediajobs/transcode/) use it to encode.
 """
 
 from __future__ import annotations

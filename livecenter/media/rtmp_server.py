@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
 from .admission import admit_play, admit_publish, domain_of
+from .capacity import REFUSAL_AT_CAPACITY
 from .hub import AlreadyPublishing
 from .policy import StreamKey, StreamPublished
 from .pump import FramePump
@@ -70,7 +71,12 @@ class RtmpSession:
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
-        self.conn = rtmp.RtmpServerConnection()
+        config = node.config
+        self.conn = rtmp.RtmpServerConnection(
+            max_buffered_bytes=config.rtmp_buffered_bytes,
+            max_buffered_bytes_before_publish=config.rtmp_buffered_bytes_before_publish,
+            budget=node.rtmp_budget,
+        )
         self.tc_url = ""
         self.tc_host = ""
         self.app = ""
@@ -82,7 +88,6 @@ class RtmpSession:
         self.players: dict[int, asyncio.Task] = {}
         self.kick_watch: asyncio.Task | None = None
         self.closing = False
-        self.started = False  # past connect: idle timeouts apply from here on
 
     def abort(self) -> None:
         self.writer.transport.abort()
@@ -92,19 +97,43 @@ class RtmpSession:
         if data:
             self.writer.write(data)
 
+    def read_deadline(self, now: float, accepted_at: float, idle_since: float | None) -> tuple[float | None, str]:
+        """How long the next read may wait, and what to call it if it times out.
+
+        A peer holds a connection without a signature only so long: the
+        whole handshake has `handshake_timeout_seconds` from accept, and a
+        connection that neither publishes nor plays is closed
+        `session_start_timeout_seconds` after accept or after its last
+        publication or play ended. A publisher must keep sending; a player
+        may stay silent."""
+        config = self.node.config
+        if self.publication is not None:
+            return config.publish_idle_seconds, "no data"
+        if self.players:
+            return None, ""
+        if not self.conn.handshake_complete:
+            return accepted_at + config.handshake_timeout_seconds - now, "handshake not complete in time"
+        return idle_since + config.session_start_timeout_seconds - now, "no publish or play in time"
+
     async def run(self) -> None:
         self.node.connections[self] = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        accepted_at = idle_since = loop.time()
         reason = ""
         try:
             while not self.closing:
-                timeout = (
-                    self.node.config.publish_idle_seconds
-                    if self.publication is not None
-                    else None
-                    if self.started
-                    else self.node.config.handshake_timeout_seconds
-                )
-                data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout)
+                now = loop.time()
+                if self.publication is not None or self.players:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                timeout, reason = self.read_deadline(now, accepted_at, idle_since)
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout)
+                except TimeoutError:
+                    log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
+                    break
+                reason = ""
                 for event in self.conn.receive_data(data):
                     await self.on_event(event)
                 self.flush()
@@ -114,9 +143,6 @@ class RtmpSession:
         except rtmp.RtmpProtocolError as exc:
             reason = exc.reason
             log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
-        except TimeoutError:
-            reason = "no data" if self.publication is not None else "handshake timeout"
-            log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
         except (ConnectionError, OSError):
             reason = "connection lost"
         finally:
@@ -124,6 +150,7 @@ class RtmpSession:
 
     async def cleanup(self, reason: str) -> None:
         self.node.connections.pop(self, None)
+        self.conn.close()
         for task in self.players.values():
             task.cancel()
         if self.players:
@@ -143,7 +170,6 @@ class RtmpSession:
             await handler(self, event)
 
     async def on_connect(self, event) -> None:
-        self.started = True
         self.tc_url = event.tc_url or ""
         self.app, self.connect_query = split_query(event.app or "")
         try:
@@ -248,6 +274,9 @@ class RtmpSession:
         if not admission.ok:
             self.conn.reject_play(event.stream_id, PLAY_FAILED, str(admission.refusal))
             return self.refuse("play", name, str(admission.refusal))
+        if not self.node.admits_viewer(admission.key, "rtmp", f"/{self.app}/{event.stream_name}", query):
+            self.conn.reject_play(event.stream_id, PLAY_FAILED, REFUSAL_AT_CAPACITY)
+            return self.refuse("play", str(admission.key), REFUSAL_AT_CAPACITY)
         if not await self.node.hub.wait_live(admission.key, self.node.config.play_wait_seconds):
             self.conn.reject_play(event.stream_id, PLAY_NOT_FOUND, "stream is not live")
             return self.refuse("play", str(admission.key), "stream is not live")
@@ -264,11 +293,14 @@ class RtmpSession:
         subscription = pump.subscription
         try:
             await pump.finished.wait()
-            if not self.closing and not self.writer.transport.is_closing():
+            if subscription.lagging_disconnect:
+                # The pump aborted the connection (pump.py): nothing more to send.
+                log.info("rtmp %s play of %s ended: too slow, disconnected", self.peer, subscription.key)
+                self.closing = True
+            elif not self.closing and not self.writer.transport.is_closing():
                 self.conn.send_unpublish_notify(stream_id)
                 self.flush()
-                reason = "too slow, disconnected" if subscription.lagging_disconnect else "stream ended"
-                log.info("rtmp %s play of %s ended: %s", self.peer, subscription.key, reason)
+                log.info("rtmp %s play of %s ended: stream ended", self.peer, subscription.key)
                 self.closing = True
                 self.writer.close()
         finally:

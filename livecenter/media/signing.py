@@ -125,3 +125,47 @@ def verify(
     if not matched:
         return AuthResult(False, AuthFailure.BAD_HASH, expires_at)
     return AuthResult(True, None, expires_at)
+
+
+# --- HLS segment tokens ------------------------------------------------------------
+# The segment and part URIs of a playlist carry a token instead of the viewer's
+# auth_key: HMAC-SHA256 with the node's secret over the stream and an expiry,
+# handed out only in a playlist whose signed URL was checked, so a segment
+# cannot be fetched without one and a token for one stream opens no other.
+
+_TOKEN_CONTEXT = b"livecenter hls segment token\n"
+_TOKEN_MAC_HEX_CHARS = 32  # 128 bits of HMAC-SHA256
+_TOKEN = re.compile(rf"([0-9]{{1,18}})-([0-9a-f]{{{_TOKEN_MAC_HEX_CHARS}}})", re.ASCII)
+
+
+def make_segment_token(secret: bytes, stream: str, expires: int) -> str:
+    """A token for the segment and part URIs of one stream, valid until
+    `expires` (Unix seconds): `{expires}-{HMAC-SHA256 in hex, 128 bits}`.
+    `stream` is whatever names the stream to the server (e.g. domain, app and
+    stream); a token for one stream opens no other."""
+    if expires < 0:
+        raise ValueError("expires must not be negative")
+    return f"{expires}-{_token_mac(secret, stream, expires)}"
+
+
+def check_segment_token(secret: bytes, stream: str, token: str | None, now: float) -> str | None:
+    """None when the token is valid for this stream at `now`, else the
+    reason to refuse it: "no token", "malformed token", "expired token" or
+    "invalid token". The MAC is compared in constant time."""
+    if not token:
+        return "no token"
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        return "malformed token"
+    expires = int(match[1])
+    # Check the MAC first, so a forged expiry learns nothing from the answer.
+    if not hmac.compare_digest(match[2], _token_mac(secret, stream, expires)):
+        return "invalid token"
+    if now > expires:
+        return "expired token"
+    return None
+
+
+def _token_mac(secret: bytes, stream: str, expires: int) -> str:
+    message = _TOKEN_CONTEXT + f"{stream}\n{expires}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:_TOKEN_MAC_HEX_CHARS]

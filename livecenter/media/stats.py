@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+from .flv import TIMESTAMP_JUMP_MS
 from .policy import StreamKey, StreamSample
 
 # Subscriptions that are the node's own work, not viewers.
@@ -37,9 +38,6 @@ from .policy import StreamKey, StreamSample
 # long after its last request: hls.js reloads the playlist every target
 # duration (1 s here), plain players at most every few seconds.
 REQUEST_VIEWER_WINDOW_SECONDS = 10.0
-# A forward step between two frames of one track larger than this (or any
-# step back) is a timestamp jump: no encoder leaves 2 s between frames.
-TIMESTAMP_JUMP_MS = 2_000
 # Distinct request clients remembered per stream; past it the oldest go.
 MAX_REQUEST_CLIENTS = 100_000
 

@@ -400,9 +400,37 @@
         fail(attemptState, "The stream could not be decoded (" + data.details + ").");
       }
     });
+    if (lowLatency) catchUpToLiveEdge(hls);
     hls.loadSource(url);
     hls.attachMedia(video);
     return hls;
+  }
+
+  // hls.js plays PART-HOLD-BACK behind the live edge plus whatever its
+  // start-up took (loading the parts since the keyframe, transmuxing, the
+  // seek), and adjusts its rate only with more than a second buffered, which
+  // LL-HLS never has. Play a little faster (5 %, not heard) while more than a
+  // part behind the target and more than a part is buffered, back to 1 at the
+  // target: the start-up delay melts away in seconds, and a late part still
+  // finds PART-HOLD-BACK of buffer.
+  const CATCH_UP_RATE = 1.05;
+  const CATCH_UP_ABOVE_SECONDS = 0.2;
+  function catchUpToLiveEdge(hls) {
+    const timer = setInterval(() => {
+      const target = hls.targetLatency;
+      const latency = hls.latency;
+      if (!target || !latency || video.paused) return;
+      const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
+      const behind = latency - target;
+      let rate = video.playbackRate;
+      if (behind > CATCH_UP_ABOVE_SECONDS && buffered > CATCH_UP_ABOVE_SECONDS) rate = CATCH_UP_RATE;
+      else if (behind <= 0.05 || buffered <= CATCH_UP_ABOVE_SECONDS / 2) rate = 1;
+      if (rate !== video.playbackRate) video.playbackRate = rate;
+    }, 250);
+    hls.on(Hls.Events.DESTROYING, () => {
+      clearInterval(timer);
+      video.playbackRate = 1;
+    });
   }
 
   // --- HLS the browser plays itself ----------------------------------------------------

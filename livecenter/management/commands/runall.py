@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ WORKER_RESTART_WINDOW_SECONDS = 60
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
-    # Media jobs (streams/tasks.py) hold a thread each while their stream is live.
+    # Media jobs (mediajobs/tasks.py) hold a thread each while their stream is live.
     concurrency = concurrency or settings.LIVECENTER_WORKER_CONCURRENCY
     return [
         sys.executable,
@@ -56,6 +57,16 @@ def worker_command(concurrency: int | None = None) -> list[str]:
     ]
 
 
+def uvicorn_log_config() -> dict:
+    """uvicorn's own logging, with auth_key values redacted from its access
+    and error lines (a player's request line carries the signed URL)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "livecenter.media.redact.RedactAuthKeyFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
+
+
 class ConsoleServer(uvicorn.Server):
     """uvicorn, with signals left to the runner so that the media node in the
     same loop stops cleanly before the process exits."""
@@ -78,7 +89,7 @@ async def serve(server: uvicorn.Server, embedded: bool) -> None:
     if not embedded:
         await server.serve()
         return
-    from streams.medianode import running_media_node
+    from nodes.medianode import running_media_node
 
     async with running_media_node():
         await server.serve()
@@ -99,7 +110,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_worker, no_media, **options):
         server = ConsoleServer(
-            uvicorn.Config("livecenter.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+            uvicorn.Config(
+                "livecenter.asgi:application",
+                host=host,
+                port=port,
+                lifespan="off",
+                log_level="info",
+                log_config=uvicorn_log_config(),
+            )
         )
         self.worker: subprocess.Popen | None = None
         if not no_worker:
@@ -117,7 +135,7 @@ class Command(BaseCommand):
 
     def _watch_worker(self, server: uvicorn.Server) -> None:
         """A worker that dies (a crash, kill -9) is started again, so that its
-        media jobs come back (streams/tasks.py); one that keeps dying stops
+        media jobs come back (mediajobs/tasks.py); one that keeps dying stops
         the console."""
         restarts: list[float] = []
         while True:

@@ -36,6 +36,16 @@ MAX_CHUNK_STREAMS = 64
 # (unparsed bytes plus incomplete messages): one message of the largest size
 # being joined, plus 1 MiB for audio and data interleaved with it.
 MAX_BUFFERED_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024
+# The same before the peer asks to publish (it has shown no signature yet,
+# and the server reads nothing more until it has checked one): connect, createStream, publish and play are a few
+# hundred bytes each (a signed URL included), so 16 KiB is room for the
+# longest with a chunk of the next, and 1,000 peers that never get further
+# hold at most 16 MiB.
+MAX_BUFFERED_BYTES_BEFORE_PUBLISH = 16 * 1024
+# What all the connections of one node may hold of incomplete messages
+# together: 28 publishers each in the middle of a largest message, far more
+# in the middle of ordinary frames (a 2 Mbit/s keyframe is about 250 KB).
+MAX_NODE_BUFFERED_BYTES = 256 * 1024 * 1024
 
 # RTMP 5.3.1.1: ids 0 and 1 mark the two- and three-byte basic headers.
 MIN_CHUNK_STREAM_ID = 2
@@ -108,15 +118,46 @@ class _RtmpChunkStream:
         self.partial: bytearray | None = None
 
 
+class RtmpBufferBudget:
+    """The bytes of incomplete messages that many readers (every connection
+    of a node) may hold together. A reader charges it as its partial
+    messages grow and gives back what they held when they complete, are
+    aborted, or the reader is closed; a charge past `max_bytes` is refused
+    with RtmpProtocolError, so the connection that would grow past it is the
+    one that closes."""
+
+    __slots__ = ("max_bytes", "used_bytes")
+
+    def __init__(self, max_bytes: int = MAX_NODE_BUFFERED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
+
+    def charge(self, size: int) -> None:
+        if self.used_bytes + size > self.max_bytes:
+            raise RtmpProtocolError(f"the node's {self.max_bytes} bytes for incomplete messages are in use")
+        self.used_bytes += size
+
+    def release(self, size: int) -> None:
+        self.used_bytes -= size
+
+
 class RtmpChunkReader:
     """Joins the chunks a peer sends into messages.
 
     `feed()` bytes, then call `next_message()` until it returns None (it needs
     more bytes). Set Chunk Size and Abort take effect from the next chunk, so
     the caller applies them (`set_chunk_size`, `abort`) between messages.
+
+    It holds at most `max_buffered_bytes` of input that is not a message yet
+    (the caller may change it, see `set_buffer_limit`), and charges what its
+    incomplete messages hold to `budget` when one is given (shared by the
+    readers of a node); `close()` gives that back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES, budget: RtmpBufferBudget | None = None) -> None:
+        self.max_buffered_bytes = max_buffered_bytes
+        self._limit_note = ""
+        self._budget = budget
         self.chunk_size = DEFAULT_CHUNK_SIZE_BYTES
         self._buf = bytearray()
         self._offset = 0
@@ -134,6 +175,33 @@ class RtmpChunkReader:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
 
+    def set_buffer_limit(self, max_bytes: int, note: str = "") -> None:
+        """Hold at most `max_bytes` from now on; `note` ends the error's
+        reason (" before a publish request")."""
+        self.max_buffered_bytes = max_bytes
+        self._limit_note = note
+
+    def _over_limit(self) -> RtmpProtocolError:
+        return RtmpProtocolError(f"more than {self.max_buffered_bytes} bytes of incomplete messages{self._limit_note}")
+
+    def _drop_partial(self, stream: _RtmpChunkStream) -> None:
+        size = len(stream.partial)
+        stream.partial = None
+        self._partial_bytes -= size
+        if self._budget is not None:
+            self._budget.release(size)
+
+    def close(self) -> None:
+        """Drop every incomplete message and give its bytes back to the
+        budget; the reader must not be fed afterwards."""
+        for stream in self._streams.values():
+            if stream.partial is not None:
+                self._drop_partial(stream)
+            stream.remaining = 0
+        self._buf = bytearray()
+        self._offset = 0
+        self._current = None
+
     def set_chunk_size(self, size: int) -> None:
         """Apply a peer's Set Chunk Size (RTMP 5.4.1); `size` is the signed
         32-bit value (its top bit must be zero)."""
@@ -149,8 +217,7 @@ class RtmpChunkReader:
         if stream is None or not stream.remaining:
             return
         if stream.partial is not None:
-            self._partial_bytes -= len(stream.partial)
-        stream.partial = None
+            self._drop_partial(stream)
         stream.remaining = 0
 
     def next_message(self) -> RtmpMessage | None:
@@ -166,8 +233,8 @@ class RtmpChunkReader:
         if self._offset:
             del self._buf[: self._offset]
             self._offset = 0
-        if self.buffered_bytes > MAX_BUFFERED_BYTES:
-            raise RtmpProtocolError(f"more than {MAX_BUFFERED_BYTES} bytes of incomplete messages")
+        if self.buffered_bytes > self.max_buffered_bytes:
+            raise self._over_limit()
         return None
 
     def _read_header(self) -> bool:
@@ -281,12 +348,14 @@ class RtmpChunkReader:
                 if stream.partial is None and size == stream.length:
                     payload = bytes(view[start : start + size])  # the whole message in one piece
                 else:
+                    if self._partial_bytes + size > self.max_buffered_bytes:
+                        raise self._over_limit()
+                    if self._budget is not None:
+                        self._budget.charge(size)
                     if stream.partial is None:
                         stream.partial = bytearray()
                     stream.partial += view[start : start + size]
                     self._partial_bytes += size
-                    if self._partial_bytes > MAX_BUFFERED_BYTES:
-                        raise RtmpProtocolError(f"more than {MAX_BUFFERED_BYTES} bytes of incomplete messages")
         self._offset = start + size
         self._chunk_left -= size
         stream.remaining -= size
@@ -296,8 +365,7 @@ class RtmpChunkReader:
             return None
         if payload is None:
             payload = bytes(stream.partial)
-            self._partial_bytes -= len(payload)
-            stream.partial = None
+            self._drop_partial(stream)
         return RtmpMessage(self._current_id, stream.message_type, stream.message_stream_id, stream.timestamp, payload)
 
 

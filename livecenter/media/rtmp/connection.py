@@ -24,6 +24,9 @@ from enum import Enum
 from .. import amf0
 from .chunk import (
     DEFAULT_CHUNK_SIZE_BYTES,
+    MAX_BUFFERED_BYTES,
+    MAX_BUFFERED_BYTES_BEFORE_PUBLISH,
+    RtmpBufferBudget,
     RtmpChunkReader,
     RtmpMessage,
     RtmpMessageType,
@@ -128,12 +131,31 @@ def _stream_id_value(value: object) -> int | None:
     return int(value)
 
 
+_BEFORE_PUBLISH = " before a publish request"
+
+
 class RtmpServerConnection:
-    def __init__(self, *, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    """One peer's connection. Until the peer asks to publish it holds at
+    most `max_buffered_bytes_before_publish` of incomplete messages (it has
+    shown no signature: commands are small), then `max_buffered_bytes`;
+    with a `budget`
+    (shared by a node's connections) it also holds no more than the budget
+    has left. `close()` gives back what it holds."""
+
+    def __init__(
+        self,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+        max_buffered_bytes_before_publish: int = MAX_BUFFERED_BYTES_BEFORE_PUBLISH,
+        budget: RtmpBufferBudget | None = None,
+    ) -> None:
         self._random_bytes = random_bytes
         self._handshake_stage = 0  # 0: waiting for C0+C1, 1: for C2, 2: done
         self._handshake_buf = bytearray()
-        self._reader = RtmpChunkReader()
+        self._max_buffered_bytes = max_buffered_bytes
+        self._reader = RtmpChunkReader(min(max_buffered_bytes_before_publish, max_buffered_bytes), budget)
+        self._reader.set_buffer_limit(self._reader.max_buffered_bytes, _BEFORE_PUBLISH)
         self._out: list[bytes] = []
         self._out_chunk_size = DEFAULT_CHUNK_SIZE_BYTES
         self._error: RtmpProtocolError | None = None
@@ -160,9 +182,19 @@ class RtmpServerConnection:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes of the peer's input held that are not events yet; at most
-        MAX_BUFFERED_BYTES past the handshake."""
+        """Bytes of the peer's input held that are not events yet; past the
+        handshake, at most `max_buffered_bytes` (before a publish request,
+        `max_buffered_bytes_before_publish`)."""
         return len(self._handshake_buf) + self._reader.buffered_bytes
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake_stage == 2
+
+    def close(self) -> None:
+        """Drop what is held of incomplete messages and give it back to the
+        budget. Call it when the socket closes, however it closed."""
+        self._reader.close()
 
     @property
     def bytes_received(self) -> int:
@@ -179,6 +211,7 @@ class RtmpServerConnection:
             raise RtmpUsageError("receive_data after the end of input")
         if not data:
             self._ended = True
+            self._reader.close()
             return [PeerClosed()]
         events: list[Event] = []
         try:
@@ -196,6 +229,7 @@ class RtmpServerConnection:
             self._acknowledge()
         except RtmpProtocolError as exc:
             self._error = exc
+            self._reader.close()
             raise
         return events
 
@@ -444,6 +478,11 @@ class RtmpServerConnection:
         stream.name = name
         stream.stream_name, query = split_stream_name(name)
         stream.state = _StreamState.PUBLISH_REQUESTED
+        # Frames of any size may follow from here. The limit rises with the
+        # request, not with our answer, so that what is refused depends on
+        # the bytes alone; the caller reads nothing more until it answers,
+        # and closes a publisher it refuses.
+        self._reader.set_buffer_limit(self._max_buffered_bytes)
         events.append(PublishRequested(stream_id, name, stream.stream_name, query, kind))
 
     def _on_play(self, message, transaction_id, command_object, arguments, events) -> None:

@@ -25,7 +25,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.codecs.h264 import H264Encoder
 
 from ..admission import admit_play, domain_of
-from ..http_server import CORS_HEADERS, refusal_headers, response_head
+from ..http_server import CORS_HEADERS, RequestBodyError, refusal_headers, response_head
 from ..policy import StreamKey
 from .media import PASSTHROUGH, RtsSource, RtsViewer
 from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, OfferError, WhepPath, check_offer, resource_location
@@ -233,11 +233,8 @@ class RtsService:
         if content_type != SDP_CONTENT_TYPE:
             http.send_simple(415, f"the offer must be {SDP_CONTENT_TYPE}\n")
             return
-        body = await http.read_body(MAX_OFFER_BYTES)
-        if body is None:
-            http.send_simple(400, f"the offer did not arrive whole (at most {MAX_OFFER_BYTES} bytes)\n")
-            return
-        offer = body.decode("utf-8", "replace")
+        # The URL first (domain, signature, switches): a peer that may not
+        # play is answered before its body is read (issue 11, item 4).
         host = headers.get(b"host", b"").decode("latin-1")
         domain = domain_of(host, query)
         admission = await admit_play(
@@ -249,8 +246,20 @@ class RtsService:
             self._refuse(http, 403, f"{domain}/{path.app}/{path.stream}", admission.refusal)
             return
         key = admission.key
+        if not self.node.admits_viewer(key, "rts", path.signed_uri, query):
+            http.refuse_at_capacity("rts", key)
+            return
         try:
+            body = await http.read_body(MAX_OFFER_BYTES)
+        except RequestBodyError as exc:
+            self._refuse(http, exc.status, key, f"the offer did not arrive whole: {exc.reason}")
+            return
+        try:
+            offer = body.decode("utf-8")
             check_offer(offer)
+        except UnicodeDecodeError:
+            self._refuse(http, 400, key, "the offer is not UTF-8 text")
+            return
         except OfferError as exc:
             self._refuse(http, 400, key, str(exc))
             return
@@ -267,8 +276,8 @@ class RtsService:
             return
         try:
             session = await self.create(key, offer, admission.domain.html5_transcode, http.peer)
-        except ValueError as exc:
-            self._refuse(http, 400, key, f"the offer could not be answered: {exc}")
+        except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
+            self._refuse(http, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
         answer = session.answer_sdp.encode()
         http.writer.write(

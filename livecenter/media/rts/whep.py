@@ -63,21 +63,133 @@ class OfferError(ValueError):
     """An offer the node cannot answer; the message is for the viewer."""
 
 
+# RFC 8866 5: every line is `<type>=<value>`, the type one letter.
+_LINE_RE = re.compile(r"^[a-z]=")
+# RFC 8866 5.14: `m=<media> <port>[/<number of ports>] <proto> <fmt> ...`.
+_MEDIA_RE = re.compile(
+    r"^m=(?P<kind>[a-z]+) (?P<port>\d{1,5})(?:/\d{1,5})? (?P<proto>[A-Za-z0-9/_.-]+)(?P<fmts>(?: \S+)+)$"
+)
+# RFC 8866 5.7: `c=<nettype> <addrtype> <connection-address>`.
+_CONNECTION_RE = re.compile(r"^c=IN (?:IP4|IP6) [^ ]+$")
+# RFC 8866 6.6: `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<parameters>]`.
+_RTPMAP_RE = re.compile(r"^(?P<pt>\d{1,3}) [A-Za-z0-9_.-]+/\d{1,10}(?:/\d{1,3})?$")
+# RFC 8842 5.1: the DTLS role.
+_SETUP_ROLES = frozenset({"active", "passive", "actpass", "holdconn"})
+_PAYLOAD_TYPE_MAX = 127  # RFC 3550 5.1: 7 bits
+_PAYLOAD_TYPES_FORBIDDEN = range(72, 77)  # RFC 5761 4: they clash with RTCP packet types
+
+
+def _attribute(line: str) -> tuple[str, str | None]:
+    name, colon, value = line[2:].partition(":")
+    return name, value if colon else None
+
+
+def _check_line(number: int, line: str, kind: str | None, payload_types: set[int]) -> None:
+    """One line of an offer; raises OfferError naming the line and the fault."""
+
+    def bad(reason: str) -> OfferError:
+        return OfferError(f"offer line {number} ({line[:40]!a}): {reason}")
+
+    if not _LINE_RE.match(line):
+        raise bad("not an SDP line (<letter>=<value>)")
+    if line.startswith("c=") and not _CONNECTION_RE.match(line):
+        raise bad("c= must be 'IN IP4|IP6 <address>'")
+    if line.startswith("v=") and line != "v=0":
+        raise bad("the SDP version must be 0")
+    if not line.startswith("a="):
+        return
+    name, value = _attribute(line)
+    if name == "setup":
+        if value not in _SETUP_ROLES:
+            raise bad("a=setup must be active, passive, actpass or holdconn")
+    elif name == "fingerprint":
+        if value is None or len(value.split()) != 2:
+            raise bad("a=fingerprint must be '<hash function> <fingerprint>'")
+    elif name == "group":
+        if not value:
+            raise bad("a=group needs a semantic")
+    elif kind is None:
+        return  # the rest are media-level attributes
+    elif name == "rtpmap":
+        match = _RTPMAP_RE.match(value or "")
+        if match is None:
+            raise bad("a=rtpmap must be '<payload type> <encoding>/<clock rate>[/<channels>]'")
+        if int(match["pt"]) not in payload_types:
+            raise bad("a=rtpmap names a payload type its m= line does not list")
+    elif name in ("fmtp", "rtcp-fb"):
+        pt, _, rest = (value or "").partition(" ")
+        if not rest or not (pt == "*" and name == "rtcp-fb" or pt.isdigit() and int(pt) in payload_types):
+            raise bad(f"a={name} must be '<payload type> <parameters>' for a payload type of its m= line")
+    elif name == "ssrc":
+        ssrc, _, rest = (value or "").partition(" ")
+        if not ssrc.isdigit() or int(ssrc) >= 2**32 or ":" not in rest:
+            raise bad("a=ssrc must be '<32-bit ssrc> <attribute>:<value>'")
+    elif name == "ssrc-group":
+        bits = (value or "").split()
+        if len(bits) < 2 or not all(b.isdigit() and int(b) < 2**32 for b in bits[1:]):
+            raise bad("a=ssrc-group must be '<semantic> <ssrc> ...'")
+    elif name == "extmap":
+        bits = (value or "").split()
+        if len(bits) < 2 or not re.fullmatch(r"\d{1,2}(?:/(?:sendonly|recvonly|sendrecv|inactive))?", bits[0]):
+            raise bad("a=extmap must be '<id>[/<direction>] <uri>'")
+    elif name == "rtcp":
+        port, _, address = (value or "").partition(" ")
+        if not port.isdigit() or int(port) > 65535 or (address and not _CONNECTION_RE.match("c=" + address)):
+            raise bad("a=rtcp must be '<port> [IN IP4|IP6 <address>]'")
+    elif name == "candidate":
+        bits = (value or "").split()
+        if len(bits) < 8 or not (bits[1].isdigit() and bits[3].isdigit() and bits[5].isdigit()) or bits[6] != "typ":
+            raise bad("a=candidate must be '<foundation> <component> <transport> <priority> <address> <port> typ ...'")
+        for i in range(8, len(bits) - 1, 2):
+            if bits[i] == "rport" and not bits[i + 1].isdigit():
+                raise bad("a=candidate rport must be a port number")
+    elif name in ("sctp-port", "max-message-size"):
+        if not (value or "").isdigit():
+            raise bad(f"a={name} must be a number")
+
+
+def _media_section(number: int, line: str) -> tuple[str, set[int]]:
+    """The kind and payload types of an m= line."""
+    match = _MEDIA_RE.match(line)
+    if match is None:
+        raise OfferError(f"offer line {number} ({line[:40]!a}): m= must be '<media> <port> <proto> <formats>'")
+    kind, formats = match["kind"], match["fmts"].split()
+    payload_types: set[int] = set()
+    if kind in ("audio", "video"):
+        for fmt in formats:
+            if not fmt.isdigit() or int(fmt) > _PAYLOAD_TYPE_MAX or int(fmt) in _PAYLOAD_TYPES_FORBIDDEN:
+                raise OfferError(
+                    f"offer line {number} ({line[:40]!a}): payload type {fmt[:8]!r} must be 0-127, not 72-76"
+                )
+            payload_types.add(int(fmt))
+    return kind, payload_types
+
+
 def check_offer(sdp: str) -> None:
-    """Refuse an offer that cannot receive what RTS sends: H.264 video (and,
-    if it has audio, Opus). The SDP parser proper is aiortc's."""
+    """Refuse an offer that is malformed (line by line, before aiortc's SDP
+    parser sees it: it answers bad lines with assertions and KeyErrors), or
+    that cannot receive what RTS sends: H.264 video (and, if it has audio,
+    Opus)."""
     if not sdp.startswith("v=0"):
         raise OfferError("the body is not an SDP offer")
-    sections = re.split(r"\r?\nm=", sdp)[1:]
-    kinds = {}
-    for section in sections:
-        kind = section.split(" ", 1)[0]
-        kinds.setdefault(kind, []).append(section)
-    videos = kinds.get("video", [])
+    kind: str | None = None
+    payload_types: set[int] = set()
+    sections: dict[str, list[list[str]]] = {}
+    for number, line in enumerate(sdp.splitlines(), 1):
+        if not line:
+            continue
+        if line.startswith("m="):
+            kind, payload_types = _media_section(number, line)
+            sections.setdefault(kind, []).append([])
+            continue
+        _check_line(number, line, kind, payload_types)
+        if kind is not None:
+            sections[kind][-1].append(line)
+    videos = sections.get("video", [])
     if not videos:
         raise OfferError("the offer has no video to receive")
-    if not any(re.search(r"a=rtpmap:\d+ H264/90000", s, re.IGNORECASE) for s in videos):
+    if not any(re.match(r"a=rtpmap:\d+ H264/90000$", line, re.IGNORECASE) for s in videos for line in s):
         raise OfferError("the offer's video has no H.264: RTS sends H.264 only")
-    for s in videos + kinds.get("audio", []):
-        if re.search(r"^a=(sendonly|inactive)\s*$", s, re.MULTILINE):
+    for section in videos + sections.get("audio", []):
+        if any(line.rstrip() in ("a=sendonly", "a=inactive") for line in section):
             raise OfferError("WHEP plays: the offer must be recvonly or sendrecv")

@@ -1,0 +1,1 @@
+"""Framework helpers every app shares (issue 12); they know no app."""

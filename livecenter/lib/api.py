@@ -1,0 +1,39 @@
+"""How a rule's error reaches a person, shared by every app's services and API.
+
+Services raise `invalid(field, message)`: a Django ValidationError keyed by
+the field at fault, which a page shows beside the field. An API view runs a
+service through `call_service`, which turns that error into DRF's 400 whose
+JSON names the field, and checks input types with `valid_data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.core.exceptions import ValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError as ApiValidationError
+
+T = TypeVar("T")
+
+
+def invalid(field: str, message: str) -> ValidationError:
+    """The error a service raises: `message` names the fix, `field` where it goes."""
+    return ValidationError({field: [message]})
+
+
+def call_service(service: Callable[..., T], *args, **kwargs) -> T:
+    """Run a service, turning its ValidationError into the API's 400."""
+    try:
+        return service(*args, **kwargs)
+    except ValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        raise ApiValidationError(detail) from None
+
+
+def valid_data(serializer_class: type[serializers.Serializer], data) -> dict:
+    """`data` checked by `serializer_class`; a 400 naming the field when it fails."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

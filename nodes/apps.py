@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+
+
+class NodesConfig(AppConfig):
+    name = "nodes"
+    verbose_name = "Media nodes"
+
+    def ready(self) -> None:
+        # The apps below this one announce; the node side acts (DESIGN.md: the
+        # node's Django side may import them, they never import it).
+        from monitoring.sink import MonitoringSink
+        from streams import signals
+
+        from . import bridge, receivers
+
+        signals.stream_forbidden.connect(receivers.kick_forbidden_publisher, dispatch_uid="nodes.kick")
+        signals.stream_resumed.connect(receivers.forget_resumed_stream, dispatch_uid="nodes.forget")
+        # The engine's events reach monitoring through the node's event sink.
+        bridge.add_event_listener(MonitoringSink())

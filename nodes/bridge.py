@@ -1,0 +1,346 @@
+"""The engine's policy and event sink on top of the ORM (DESIGN.md).
+
+The engine (livecenter/media) asks a Policy and tells an EventSink; these are
+the database-backed ones. Both are async and run their queries through
+`sync_to_async`, one thread for all of them, as Django's async ORM does.
+
+Policy answers are cached for LIVECENTER_POLICY_CACHE_SECONDS (default 2 s)
+so that a burst of viewers of one domain costs one query, not one per
+connection; concurrent misses for the same name share that one query. A
+forbid must not wait for the cache: `forget_stream` (called by
+nodes.control on every kick) drops a stream's cached answer in every
+policy of the process at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import F
+from django.utils import timezone
+
+from domains.models import Domain
+from livecenter.media.policy import (
+    DomainConfig,
+    EventSink,
+    RenditionGroup,
+    RenditionRequested,
+    StreamKey,
+    StreamPublished,
+    StreamsSampled,
+    StreamUnpublished,
+    StreamUpdated,
+)
+from mediajobs import jobs as media_jobs
+from mediajobs import services as media_services
+from streams.models import PublishSession, StreamBlock
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+ORPHANED_STOP_REASON = "node restarted"
+
+
+async def _db(fn: Callable[..., V], *args) -> V:
+    """Run ORM code off the event loop. A long-lived engine process sees no
+    request boundaries, so drop a broken or expired connection first, as
+    Django does at each request; never inside a transaction (a test's)."""
+
+    def run() -> V:
+        if not connection.in_atomic_block:
+            close_old_connections()
+        return fn(*args)
+
+    return await sync_to_async(run, thread_sensitive=True)()
+
+
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+class _CachedLookup(Generic[K, V]):
+    """Answers of an async `load`, kept `ttl_seconds`, at most `max_entries`
+    (the oldest go first). Concurrent misses for one key share one load.
+
+    The cache belongs to the event loop that asks it (the node's). `forget`
+    may be called from any thread (a forbid from a console view): called off
+    that loop, it is handed to the loop (`call_soon_threadsafe`), ahead of
+    the kick that nodes.control hands over after it. It bumps a generation
+    so that a load already under way is not stored afterwards."""
+
+    def __init__(
+        self,
+        load: Callable[[K], Awaitable[V]],
+        ttl_seconds: float,
+        max_entries: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._load = load
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def get(self, key: K) -> V:
+        self._loop = asyncio.get_running_loop()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._fill(key, self._generation))
+            self._loading[key] = task
+            task.add_done_callback(lambda done, key=key: self._loaded(key, done))
+        # A caller that gives up (a viewer who hangs up) leaves the load to the others.
+        return await asyncio.shield(task)
+
+    async def _fill(self, key: K, generation: int) -> V:
+        value = await self._load(key)
+        if generation == self._generation and self._ttl > 0:
+            self._entries[key] = (self._clock() + self._ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+    def _loaded(self, key: K, task: asyncio.Future) -> None:
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so that a failed load nobody awaited is not logged as lost
+
+    def forget(self, key: K) -> None:
+        loop = self._loop
+        if loop is not None and not _running_on(loop):
+            try:
+                loop.call_soon_threadsafe(self._forget, key)
+                return
+            except RuntimeError:  # that loop is closed: nothing else uses the cache
+                pass
+        self._forget(key)
+
+    def _forget(self, key: K) -> None:
+        self._generation += 1
+        self._entries.pop(key, None)
+        self._loading.pop(key, None)  # later callers start a fresh load
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# Every DatabasePolicy of this process, so a forbid can reach their caches.
+_policies: weakref.WeakSet[DatabasePolicy] = weakref.WeakSet()
+
+
+def forget_stream(key: StreamKey) -> None:
+    """Drop the cached forbidden-or-not answer for `key` in every policy of
+    this process, so the next publish of it asks the database."""
+    for policy in list(_policies):
+        policy.forget_stream(key)
+
+
+def _domain_config(host: str) -> DomainConfig | None:
+    domain = (
+        Domain.objects.select_related("ingest_domain", "main_domain__ingest_domain").filter(domain_name=host).first()
+    )
+    if domain is None:
+        return None
+    ingest = None if domain.is_ingest else domain.effective_ingest_domain()
+    return DomainConfig(
+        name=domain.domain_name,
+        kind=domain.domain_type,
+        enabled=domain.enabled,
+        signing_keys=tuple(domain.signing_keys()) if domain.auth_enabled else None,
+        validity_seconds=domain.validity_seconds,
+        ingest_domain=ingest.domain_name if ingest is not None else None,
+        rts_enabled=domain.rts_enabled,
+        html5_transcode=domain.html5_transcode,
+    )
+
+
+def _blocked_until(key: StreamKey) -> float | None:
+    """When the block on `key` ends (Unix seconds), or None if it has none."""
+    resume_at = (
+        StreamBlock.objects.filter(domain__domain_name=key.domain, app=key.app, stream=key.stream)
+        .values_list("resume_at", flat=True)
+        .first()
+    )
+    return resume_at.timestamp() if resume_at is not None else None
+
+
+def _rendition_group(domain: str, app: str, group_id: str) -> RenditionGroup | None:
+    return media_services.rendition_group(domain, app, group_id)
+
+
+class DatabasePolicy:
+    """livecenter.media.policy.Policy over the console's database."""
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float | None = None,
+        max_entries: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        ttl = settings.LIVECENTER_POLICY_CACHE_SECONDS if ttl_seconds is None else ttl_seconds
+        size = settings.LIVECENTER_POLICY_CACHE_ENTRIES if max_entries is None else max_entries
+        self._domains: _CachedLookup[str, DomainConfig | None] = _CachedLookup(
+            lambda host: _db(_domain_config, host), ttl, size, clock
+        )
+        # The block's end is cached, not a yes or no, so a block that ends
+        # while cached ends on time (`now` is the caller's).
+        self._blocks: _CachedLookup[StreamKey, float | None] = _CachedLookup(
+            lambda key: _db(_blocked_until, key), ttl, size, clock
+        )
+        self._groups: _CachedLookup[tuple[str, str, str], RenditionGroup | None] = _CachedLookup(
+            lambda key: _db(_rendition_group, *key), ttl, size, clock
+        )
+        _policies.add(self)
+
+    async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
+        return await self._groups.get((domain, app, group_id))
+
+    async def domain_config(self, host: str) -> DomainConfig | None:
+        return await self._domains.get(host)
+
+    async def is_forbidden(self, key: StreamKey, now: float) -> bool:
+        until = await self._blocks.get(key)
+        return until is not None and until > now
+
+    def forget_stream(self, key: StreamKey) -> None:
+        self._blocks.forget(key)
+
+
+# --- Events -------------------------------------------------------------------
+
+
+def _aware(unix_seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
+
+
+def _record_published(event: StreamPublished) -> None:
+    domain = Domain.objects.filter(domain_name=event.key.domain).first()
+    # get_or_create: a repeated event for the same session is a no-op.
+    PublishSession.objects.get_or_create(
+        session_id=event.session_id,
+        defaults={
+            "domain": domain,
+            "domain_name": event.key.domain,
+            "app": event.key.app,
+            "stream": event.key.stream,
+            "node_id": event.node_id,
+            "protocol": event.protocol,
+            "client_addr": event.client_addr,
+            "publish_url": event.publish_url,
+            "started_at": _aware(event.started_at),
+        },
+    )
+
+
+def _record_updated(event: StreamUpdated) -> None:
+    info = event.info
+    PublishSession.objects.filter(session_id=event.session_id).update(
+        video_codec=info.video_codec,
+        audio_codec=info.audio_codec,
+        width=max(0, info.width),
+        height=max(0, info.height),
+        frame_rate=max(0.0, info.frame_rate),
+        video_bitrate=max(0, round(info.video_bitrate)),
+        audio_bitrate=max(0, round(info.audio_bitrate)),
+        video_profile=info.video_profile,
+        audio_sample_rate=max(0, info.audio_sample_rate),
+        audio_channels=max(0, info.audio_channels),
+        has_bframes=info.has_bframes,
+        updated_at=timezone.now(),
+    )
+
+
+def _record_unpublished(event: StreamUnpublished) -> None:
+    PublishSession.objects.filter(session_id=event.session_id, stopped_at__isnull=True).update(
+        stopped_at=_aware(event.stopped_at), stop_reason=event.reason[:255], updated_at=timezone.now()
+    )
+
+
+# Sinks of other apps that hear every event after the database has it
+# (nodes/apps.py adds monitoring's).
+_listeners: list[EventSink] = []
+
+
+def add_event_listener(sink: EventSink) -> None:
+    if sink not in _listeners:
+        _listeners.append(sink)
+
+
+async def _tell_listeners(method: str, event) -> None:
+    for sink in list(_listeners):
+        try:
+            await getattr(sink, method)(event)
+        except Exception:
+            log.exception("event listener %s failed on %s", type(sink).__name__, type(event).__name__)
+
+
+class DatabaseEventSink:
+    """livecenter.media.policy.EventSink writing PublishSession rows,
+    starting the media workers' jobs (mediajobs/jobs.py) once
+    `node_address` says where workers reach this node, then telling the
+    listeners (add_event_listener)."""
+
+    def __init__(self) -> None:
+        self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
+
+    async def published(self, event: StreamPublished) -> None:
+        await _db(_record_published, event)
+        if self.node_address is not None:
+            await _db(media_jobs.stream_published, event.key, self.node_address)
+        await _tell_listeners("published", event)
+
+    async def updated(self, event: StreamUpdated) -> None:
+        await _db(_record_updated, event)
+        if event.viewers > 0 and "_" in event.key.stream:
+            await _db(media_jobs.stream_watched, event.key, event.viewers)
+
+    async def rendition_requested(self, event: RenditionRequested) -> None:
+        if self.node_address is not None:
+            await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
+
+    async def unpublished(self, event: StreamUnpublished) -> None:
+        await _db(_record_unpublished, event)
+        await _tell_listeners("unpublished", event)
+
+    async def sampled(self, event: StreamsSampled) -> None:
+        await _tell_listeners("sampled", event)
+
+
+def close_orphaned_sessions(node_id: str) -> int:
+    """Close the sessions `node_id` left open when it stopped without
+    reporting them (a crash, a kill); a node calls this when it starts,
+    before it accepts publishers. Returns how many were closed.
+
+    Synchronous, unlike the sink: it runs once, before the node's loop
+    serves anyone (from async code: `await sync_to_async(close_orphaned_sessions)(node_id)`)."""
+    # The node died without saying when each stream stopped; the last time
+    # it reported the session is the best bound we have.
+    closed = PublishSession.objects.filter(node_id=node_id, stopped_at__isnull=True).update(
+        stopped_at=F("updated_at"), stop_reason=ORPHANED_STOP_REASON
+    )
+    if closed:
+        log.info("closed %d publish sessions node %s left open", closed, node_id)
+    return closed
