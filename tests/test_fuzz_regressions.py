@@ -68,11 +68,6 @@ OFFER = (
 )
 
 
-@pytest.mark.xfail(
-    reason="issue 11 item 6: malformed offers reach aiortc, which raises other than ValueError; "
-    "the fix is the line-by-line offer validation in rts/whep.py (branch i11-http)",
-    strict=False,
-)
 @pytest.mark.parametrize(
     ("good", "bad"),
     [
@@ -131,18 +126,13 @@ def test_it_refuses_a_connect_whose_tcurl_urlsplit_cannot_read(node, caplog):
 # Every input the campaign found (bench/fuzz/regressions/TARGET/), replayed.
 # The SDP ones are offers aiortc's parser fails on other than with ValueError
 # (AssertionError, IndexError, KeyError, AttributeError, StopIteration);
-# i11-http's offer validation refuses all 20 with OfferError.
+# the offer validation in rts/whep.py (issue 11 item 6) refuses all 20 with OfferError.
 FOUND = sorted((FUZZ / "regressions").glob("*/*"))
 
 
 @pytest.mark.parametrize(
     "found",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(reason="issue 11 item 6, fixed on branch i11-http", strict=False))
-        if p.parent.name == "sdp"
-        else p
-        for p in FOUND
-    ],
+    FOUND,
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_it_gives_only_the_protocol_error_on_what_the_fuzzer_found(found):

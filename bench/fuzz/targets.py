@@ -54,6 +54,7 @@ with _imports:
     from livecenter.media.rtmp.events import ConnectRequested, PlayRequested, PublishRequested
     from livecenter.media.rts import h264 as rts_h264
     from livecenter.media.rts import whep
+    from livecenter.media.signing import check_segment_token
 
 SLOW_CPU_SECONDS = 0.1  # the campaign's bound on one input's CPU time
 RTMP_HANDSHAKE = b"\x03" + bytes(1536) + bytes(1536)  # C0 C1 C2: the server checks only C0
@@ -256,7 +257,7 @@ def hls_request(data: bytes) -> None:
         return
     if media := _HLS_MEDIA_PATH_RE.match(target.path):
         hls.parse_media_uri(media["file"])
-        hls.check_segment_token(_HLS_SECRET, media["stream"], query.get("token", ""), _HLS_NOW)
+        check_segment_token(_HLS_SECRET, media["stream"], query.get("token", ""), _HLS_NOW)
         return
     if (play := _PLAY_PATH_RE.match(target.path)) and play["ext"] == "m3u8":
         hls.decide_blocking_reload(
@@ -339,7 +340,9 @@ def _rtmp_limits() -> list[Limit]:
 
 
 def _rtmp_connection_limits() -> list[Limit]:
-    return [Limit(x.label, b"\x00" + x.data, x.refused) for x in _rtmp_limits()]
+    # The message-size limits are the chunk reader's (rtmp_chunk); before a
+    # publish the connection holds far less (MAX_BUFFERED_BYTES_BEFORE_PUBLISH).
+    return [Limit(x.label, b"\x00" + x.data, x.refused) for x in _rtmp_limits() if "message" not in x.label]
 
 
 def _amf0_limits() -> list[Limit]:
