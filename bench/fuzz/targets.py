@@ -268,22 +268,23 @@ def hls_request(data: bytes) -> None:
 # --- SDP ----------------------------------------------------------------------------
 
 
-class AiortcRefused(Exception):
-    """aiortc's SDP parser failed on an offer check_offer let through with
-    an exception the node does not catch (session.py catches ValueError)."""
+AIORTC_REFUSED = {"offers": 0}  # offers check_offer passed and aiortc's parser refused
 
 
 def sdp_offer(data: bytes) -> None:
-    """A WHEP offer body as session.py reads it: decoded, checked, then
-    parsed by aiortc."""
-    offer = data.decode("utf-8", "replace")
+    """A WHEP offer body as session.py reads it: UTF-8 (else 400),
+    check_offer, then aiortc's parser. session.py answers 400 to any aiortc
+    failure, so those are counted, not findings; the campaign before the
+    line-by-line validation found 20 kinds (bench/fuzz/regressions/sdp/)."""
+    try:
+        offer = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
     whep.check_offer(offer)
     try:
         SessionDescription.parse(offer)
-    except ValueError:
-        pass
-    except Exception as exc:
-        raise AiortcRefused(f"{type(exc).__name__}: {exc}") from exc
+    except Exception:  # noqa: BLE001 - as session.py
+        AIORTC_REFUSED["offers"] += 1
 
 
 # --- the table ----------------------------------------------------------------------
