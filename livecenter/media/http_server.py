@@ -184,7 +184,12 @@ class MediaHttpSession:
         if method == b"OPTIONS":
             self.writer.write(response_head(204, [*CORS_HEADERS, (b"Connection", b"close")]))
             return
-        target = urlsplit(request.target.decode("latin-1"))
+        try:
+            target = urlsplit(request.target.decode("latin-1"))
+        except ValueError as exc:  # "//[x": urlsplit takes it for an IPv6 host (found by bench/fuzz)
+            log.info("http %s: bad request target: %s", self.peer, exc)
+            self.send_simple(400, f"bad request target: {exc}\n")
+            return
         whep = parse_whep_path(target.path)
         if whep is not None:
             query = dict(parse_qsl(target.query, keep_blank_values=True))
