@@ -91,7 +91,7 @@ SETUP_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
 from domains import services
-from streams import media_services
+from mediajobs import services as media_services
 from streams.player import via_media_host
 a = json.loads({args!r})
 owner = get_user_model().objects.create_user(a["username"], password=a["password"])
