@@ -264,8 +264,9 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
         except OSError:
             pass
     status = node_status(http_port)
-    sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"], "connections": status["connections"],
-                      "viewers": status["viewers"], "streams": status["streams"]}  # fmt: skip
+    sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"],
+                      "connections": status["connections"], "viewers": status["viewers"],
+                      "streams": status["streams"]}  # fmt: skip
     wpid = worker_pid(runall_pid)
     sample["worker"] = proc_figures(wpid) if wpid else {}
     sample["rows"] = table_rows(db)
