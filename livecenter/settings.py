@@ -189,6 +189,9 @@ else:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # A worker lists the queue folder this often (kombu's default is 1 s):
+        # a recording starts that much sooner after its stream goes live.
+        "polling_interval": 0.2,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
