@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
-from .admission import admit_play, domain_of
+from .admission import admit_play, domain_of, refusal_status
 from .capacity import REFUSAL_AT_CAPACITY
 from .flv import flv_header
 from .hls_master import master_playlist
@@ -184,7 +184,12 @@ class MediaHttpSession:
         if method == b"OPTIONS":
             self.writer.write(response_head(204, [*CORS_HEADERS, (b"Connection", b"close")]))
             return
-        target = urlsplit(request.target.decode("latin-1"))
+        try:
+            target = urlsplit(request.target.decode("latin-1"))
+        except ValueError as exc:  # "//[x": urlsplit takes it for an IPv6 host (found by bench/fuzz)
+            log.info("http %s: bad request target: %s", self.peer, exc)
+            self.send_simple(400, f"bad request target: {exc}\n")
+            return
         whep = parse_whep_path(target.path)
         if whep is not None:
             query = dict(parse_qsl(target.query, keep_blank_values=True))
@@ -214,7 +219,8 @@ class MediaHttpSession:
         if not admission.ok:
             log.info("http %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
                      admission.refusal)  # fmt: skip
-            self.send_simple(403, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
+            status = refusal_status(admission.refusal)
+            self.send_simple(status, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
             return
         key = admission.key
         protocol = "hls" if match["ext"] == "m3u8" else "flv"

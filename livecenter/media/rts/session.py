@@ -23,7 +23,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from ..admission import admit_play, domain_of
+from ..admission import admit_play, domain_of, refusal_status
 from ..http_server import CORS_HEADERS, RequestBodyError, refusal_headers, response_head
 from ..policy import StreamKey
 from .aiortc_compat import on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
@@ -243,7 +243,8 @@ class RtsService:
         if admission.ok and not admission.domain.rts_enabled:
             admission = type(admission)(refusal=REFUSAL_RTS_OFF, domain=admission.domain)
         if not admission.ok:
-            self._refuse(http, 403, f"{domain}/{path.app}/{path.stream}", admission.refusal)
+            where = f"{domain}/{path.app}/{path.stream}"
+            self._refuse(http, refusal_status(admission.refusal), where, admission.refusal)
             return
         key = admission.key
         if not self.node.admits_viewer(key, "rts", path.signed_uri, query):
