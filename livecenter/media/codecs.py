@@ -423,6 +423,7 @@ def parse_audio_specific_config(data: bytes) -> AacConfig:
 def parse_aac_sequence_header(body: bytes) -> AacConfig:
     """From an FLV audio tag body (or RTMP audio message) that is an AAC
     sequence header: sound format byte, AACPacketType 0, AudioSpecificConfig."""
+    # An AudioSpecificConfig is at least 2 bytes (ISO 14496-3 1.6.2.1).
     if len(body) < AAC_BODY_HEADER_BYTES + 2 or not audio_is_sequence_header(body):
         raise CodecError("not an AAC sequence header")
     return parse_audio_specific_config(body[AAC_BODY_HEADER_BYTES:])

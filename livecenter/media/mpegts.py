@@ -174,6 +174,7 @@ class AdtsConfig:
 def parse_adts_config(body: bytes) -> AdtsConfig:
     """From an FLV AAC sequence header body: format byte, AACPacketType 0,
     AudioSpecificConfig."""
+    # An AudioSpecificConfig is at least 2 bytes (ISO 14496-3 1.6.2.1).
     if len(body) < AAC_BODY_HEADER_BYTES + 2 or not audio_is_sequence_header(body):
         raise TsMuxError("not an AAC sequence header")
     try:
