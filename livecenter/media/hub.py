@@ -8,8 +8,8 @@ carries the cache). A viewer's server takes frames from its `Subscription`.
 What a subscriber gets (DESIGN.md, "Bad input"):
 
 - On joining: the metadata, the video and audio sequence headers and the
-  cached GOP (from the latest keyframe on), so the first frame shows at once;
-  then live frames.
+  cached GOP (from the latest keyframe on, gop.py), so the first frame shows
+  at once; then live frames.
 - Its queue is bounded in bytes and frames. When a frame would go past either
   bound, the subscriber skips: its queued media is dropped and it resumes at
   the next keyframe, audio included so picture and sound stay in step.
@@ -121,8 +121,8 @@ class MediaFrame:
     Treat it as immutable; `encoded` is a cache a server fills once per
     output format (e.g. RTMP chunks per chunk size), read by all its viewers.
 
-    `keyframe` means a viewer may start here: a video keyframe, or any audio
-    frame of a stream that has no video."""
+    `kind` is a FrameKind (flv.py). `keyframe` means a viewer may start
+    here: a video keyframe, or any audio frame of a stream that has no video."""
 
     __slots__ = ("kind", "timestamp", "body", "keyframe", "sequence_header", "encoded", "_flv_tag")
 
