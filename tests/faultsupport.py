@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tests.test_runall import ROOT, STOP_SECONDS, free_port
+from tests.workersupport import wait_until
 
 RELAY_BUFFER_BYTES = 65536
 
@@ -107,16 +108,6 @@ class TcpRelay:
             for sock in pair:
                 with contextlib.suppress(OSError):
                     sock.close()
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 class RunAll:
