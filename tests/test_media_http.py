@@ -354,3 +354,13 @@ def test_a_head_request_is_answered_without_a_body_and_keeps_the_connection(node
     client.get("/nothing/here")
     status, _, body = client.response()
     assert status == 404 and body == b"not found\n"
+
+
+def test_it_says_continue_to_a_client_that_waits_for_it_before_its_body(client):
+    whep = f"/live/cam1.whep?auth_key={sign('/live/cam1', PLAY_KEY, int(time.time()))}&domain={PLAY}"
+    client.send(f"POST {whep} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
+                f"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n".encode())  # fmt: skip
+    assert client.response()[0] == 100
+    client.send(b"not a sdp")
+    status, headers, _ = client.response()
+    assert status == 400 and "connection" not in headers

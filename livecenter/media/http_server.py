@@ -191,6 +191,9 @@ class MediaHttpSession:
         length = self.request_headers.get(b"content-length")
         if length is not None and int(length) > max_bytes:
             raise RequestBodyError(413, f"the body is longer than {max_bytes} bytes")
+        if self.conn.they_are_waiting_for_100_continue:
+            # RFC 9110 10.1.1: curl waits a second for this before a body of over 1 KiB.
+            self.writer.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         body = bytearray()
         try:
             async with asyncio.timeout(timeout):
