@@ -173,9 +173,9 @@ class MediaHttpSession:
             raise RequestHeadError(408, reason) from None
         except h11.RemoteProtocolError as exc:
             raise RequestHeadError(exc.error_status_hint, f"bad request head: {exc}") from None
+        self.method = event.method.upper()
         # h11 refuses a head that grows past the limit before it is complete;
         # one that arrived complete in a single read is measured here.
-        self.method = event.method.upper()
         head_bytes = held + fed - len(conn.trailing_data[0])
         if head_bytes > MAX_REQUEST_HEAD_BYTES:
             raise RequestHeadError(431, f"the request head is longer than {MAX_REQUEST_HEAD_BYTES} bytes")
@@ -234,16 +234,14 @@ class MediaHttpSession:
 
     # --- writing -------------------------------------------------------------------
 
-    def send_response(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"", close: bool = False
-    ) -> None:
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         """A whole response, through h11. It says `Connection: close` (and
-        the connection closes after it) when asked, when it is the last the
-        connection may carry, or when the request was not read whole."""
+        the connection closes after it) when `headers` do, when it is the
+        last the connection may carry, or when the request was not read whole."""
         headers = list(headers)
         if status not in _NO_BODY_STATUSES:
             headers.append((b"Content-Length", str(len(body)).encode()))
-        if close or self.requests >= self.node.config.http_max_requests or not self._request_read_whole():
+        if self.requests >= self.node.config.http_max_requests or not self._request_read_whole():
             headers.append((b"Connection", b"close"))
         conn = self.conn
         data = conn.send(h11.Response(status_code=status, headers=[*headers, *CORS_HEADERS], reason=_phrase(status)))
