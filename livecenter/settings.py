@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outermost of those that touch the database (sessions, auth, views).
+    "livecenter.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,6 +132,16 @@ if not os.environ.get("DATABASE_URL") and not SQLITE_PATH.exists():
     os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT, 0o600))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    # Fail fast when PostgreSQL is unreachable (issue 11): a connect gives up
+    # after this many seconds, and a dead peer is noticed by TCP keepalives
+    # within about 10 s, not the kernel's two hours.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connect_timeout=int(os.environ.get("LIVECENTER_DB_CONNECT_TIMEOUT_SECONDS", 3)),
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+    )
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LIVECENTER_TEST_DATABASE_NAME", "test_livecenter")}
 else:
     DATABASES = {
@@ -156,7 +168,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Redis unreachable (issue 11): connects give up in 3 s and a read in 10 s
+    # (longer than channels_redis's 5 s BZPOPMIN), so nothing waits forever on
+    # a silent peer; callers retry (nodes/control.py, Celery's own retry).
+    _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_REDIS_HOST]}}
+    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
+    CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out a Redis outage, however long
 else:
     _broker_dir = DATA_DIR / "celery-broker"
     (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
@@ -169,6 +189,9 @@ else:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # A worker lists the queue folder this often (kombu's default is 1 s):
+        # a recording starts that much sooner after its stream goes live.
+        "polling_interval": 0.2,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -346,6 +369,15 @@ LIVECENTER_MEDIA_HTTP_MAX_REQUESTS = int(os.environ.get("LIVECENTER_MEDIA_HTTP_M
 # wait for it: it drops the stream's entry at once.
 LIVECENTER_POLICY_CACHE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_CACHE_SECONDS", 2))
 LIVECENTER_POLICY_CACHE_ENTRIES = int(os.environ.get("LIVECENTER_POLICY_CACHE_ENTRIES", 4096))
+# While the database is unreachable the policy serves its last good answers
+# up to this old; a domain it has no answer for is refused "policy
+# unavailable" (HTTP 503).
+LIVECENTER_POLICY_STALE_SECONDS = float(os.environ.get("LIVECENTER_POLICY_STALE_SECONDS", 300))
+# After a failed query, the node's policy and sinks leave the database alone
+# this long before trying again (livecenter/outage.py).
+LIVECENTER_DB_RETRY_SECONDS = float(os.environ.get("LIVECENTER_DB_RETRY_SECONDS", 2))
+# Publish and unpublish events kept for replay while the database is down.
+LIVECENTER_OUTAGE_EVENTS_MAX = int(os.environ.get("LIVECENTER_OUTAGE_EVENTS_MAX", 10000))
 # A forbid without a resume time blocks for six months, as ForbidLiveStream
 # does without ResumeTime (aliyun_spec.md 3.10).
 LIVECENTER_FORBID_DEFAULT_DAYS = int(os.environ.get("LIVECENTER_FORBID_DEFAULT_DAYS", 183))
@@ -383,6 +415,9 @@ LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", ""
 # Per-second stream samples are kept this long, then pruned by the worker in
 # batches of LIVECENTER_MONITORING_PRUNE_BATCH rows (at most
 # LIVECENTER_MONITORING_PRUNE_MAX_BATCHES a run), so one run stays short.
+# Samples kept for writing later while the database is down: 20 streams for
+# 30 minutes (a sample is a few hundred bytes).
+LIVECENTER_MONITORING_BUFFER_SAMPLES = int(os.environ.get("LIVECENTER_MONITORING_BUFFER_SAMPLES", 36000))
 LIVECENTER_MONITORING_RETENTION_HOURS = float(os.environ.get("LIVECENTER_MONITORING_RETENTION_HOURS", 24))
 LIVECENTER_MONITORING_PRUNE_BATCH = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_BATCH", 5000))
 LIVECENTER_MONITORING_PRUNE_MAX_BATCHES = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_MAX_BATCHES", 20))

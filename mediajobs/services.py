@@ -25,6 +25,8 @@ from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES
 from .models import (
     ACTIVE_STATES,
     ANY_APP,
+    JobKind,
+    JobState,
     MediaJob,
     ReconnectMode,
     RecordConfig,
@@ -303,6 +305,13 @@ def list_jobs(owner, domain_name: str | None = None, active: bool = True) -> Que
     if active:
         rows = rows.filter(state__in=ACTIVE_STATES)
     return rows.prefetch_related("renditions").order_by("-queued_at", "-id")
+
+
+def failed_recording_jobs(owner, limit: int = 5) -> list[MediaJob]:
+    """The latest recording jobs that failed (a full disk, say), for the
+    recordings page to say why a stream's recording stopped."""
+    rows = _of_streams(MediaJob, owner, None, None, None).filter(kind=JobKind.RECORD, state=JobState.FAILED)
+    return list(rows.order_by("-finished_at", "-id")[:limit])
 
 
 def list_recordings(owner, domain_name=None, app=None, stream=None) -> QuerySet[Recording]:

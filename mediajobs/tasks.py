@@ -169,7 +169,7 @@ def run_media_job(job_id: int, attempt: int) -> None:
     except pipeline.SourceLost as exc:
         # Transient while the stream is live: tried again below, else it ended.
         detail, failed = f"source lost: {exc}", jobs.source_is_live(job)
-    except ValueError as exc:  # the job cannot be done as configured
+    except (ValueError, pipeline.OutputFailed) as exc:  # cannot be done as configured, or its disk is full
         detail, failed, permanent = str(exc), True, True
     except Exception as exc:
         log.exception("media job %s failed", job_id)

@@ -108,7 +108,8 @@ def recordings(request):
         rows = _rows(form, media_services.list_recordings, request.user, data.get("domain") or None,
                      data.get("app") or None, data.get("stream") or None)  # fmt: skip
     page, query = _page(request, rows)
-    context = {"form": form, "page": page, "query": query, "has_domains": domains.exists(), "tab": "recordings"}
+    context = {"form": form, "page": page, "query": query, "has_domains": domains.exists(), "tab": "recordings",
+               "failed_jobs": media_services.failed_recording_jobs(request.user)}  # fmt: skip
     return render(request, "streams/recordings.html", context)
 
 

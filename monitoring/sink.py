@@ -2,7 +2,11 @@
 here): samples become StreamSample rows and, like starts and stops, messages
 to the live pages' channel-layer groups (live.py). It runs wherever the
 media node runs: in the console's process, or in `manage.py medianode`,
-whose messages reach the console through Redis."""
+whose messages reach the console through Redis.
+
+While the database is unreachable (livecenter/outage.py) samples wait in a
+buffer of at most LIVECENTER_MONITORING_BUFFER_SAMPLES (the oldest go first)
+and are written with the first tick after it answers again."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from collections import defaultdict
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import close_old_connections, connection
 
+from livecenter import outage
 from livecenter.media.policy import StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
 
 from . import live
@@ -26,9 +32,18 @@ def _aware(unix_seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
 
 
-def _store(event: StreamsSampled) -> None:
+def _store(samples: list[tuple[str, object]]) -> None:
+    """Write (node id, sample) pairs in one query."""
     if not connection.in_atomic_block:
         close_old_connections()
+    try:
+        _create(samples)
+    except outage.UNREACHABLE:
+        outage.drop_connection()
+        raise
+
+
+def _create(samples) -> None:
     StreamSample.objects.bulk_create(
         [
             StreamSample(
@@ -37,7 +52,7 @@ def _store(event: StreamsSampled) -> None:
                 app=s.key.app,
                 stream=s.key.stream,
                 session_id=s.session_id,
-                node_id=event.node_id,
+                node_id=node_id,
                 video_frame_rate=max(0.0, s.video_frame_rate),
                 audio_frame_rate=max(0.0, s.audio_frame_rate),
                 video_bitrate=max(0.0, s.video_bitrate),
@@ -55,13 +70,20 @@ def _store(event: StreamsSampled) -> None:
                 viewers=dict(s.viewers),
                 bitrate_out={k: round(v) for k, v in s.bitrate_out.items()},
             )
-            for s in event.samples
-        ]
+            for node_id, s in samples
+        ],
+        batch_size=500,
     )
 
 
 class MonitoringSink:
     """The listener nodes.bridge.DatabaseEventSink tells (nodes/apps.py adds it)."""
+
+    def __init__(self) -> None:
+        self.pending: outage.OutageBuffer[tuple[str, object]] = outage.OutageBuffer(
+            "monitoring samples", settings.LIVECENTER_MONITORING_BUFFER_SAMPLES
+        )
+        self._push_failing = False
 
     async def published(self, event: StreamPublished) -> None:
         await self._state(event.key, True, event.session_id, event.started_at, "")
@@ -73,9 +95,35 @@ class MonitoringSink:
         # The pages first: a slow database must not hold the charts back.
         try:
             await self._push(event)
+            if self._push_failing:
+                self._push_failing = False
+                log.warning("the live pages get samples again")
+        except Exception as exc:  # the channel layer's Redis is unreachable: the rows still get written
+            # One line per outage, not one a second.
+            if not self._push_failing:
+                self._push_failing = True
+                log.warning("could not send samples to the live pages (%s); retrying every tick", exc)
+        for sample in event.samples:
+            self.pending.add((event.node_id, sample))
+        if not outage.database.should_try():
+            return
+        batch = self.pending.items()
+        try:
+            await sync_to_async(_store, thread_sensitive=True)(batch)
+        except outage.UNREACHABLE as exc:
+            outage.database.failed(exc)
+            return
         except Exception:
-            log.exception("could not send %d samples to the live pages", len(event.samples))
-        await sync_to_async(_store, thread_sensitive=True)(event)
+            self._drop(len(batch))  # not an outage: a batch that cannot be written is not retried forever
+            raise
+        outage.database.succeeded()
+        if len(batch) > len(event.samples):
+            log.warning("wrote %d monitoring samples buffered while the database was unreachable", len(batch))
+        self._drop(len(batch))
+
+    def _drop(self, count: int) -> None:
+        for _ in range(min(count, len(self.pending))):
+            self.pending.pop()
 
     async def _push(self, event: StreamsSampled) -> None:
         layer = get_channel_layer()

@@ -10,6 +10,12 @@ connection; concurrent misses for the same name share that one query. A
 forbid must not wait for the cache: `forget_stream` (called by
 nodes.control on every kick) drops a stream's cached answer in every
 policy of the process at once.
+
+While the database is unreachable (livecenter/outage.py) the policy serves
+its last good answer up to LIVECENTER_POLICY_STALE_SECONDS old and raises
+PolicyUnavailable for anything it never knew; the sink keeps publish and
+unpublish events in a bounded buffer and writes them, in order, once the
+database answers again.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from domains.models import Domain
+from livecenter import outage
 from livecenter.media.policy import (
     DomainConfig,
     EventSink,
+    PolicyUnavailable,
     RenditionGroup,
     RenditionRequested,
     StreamKey,
@@ -61,7 +69,11 @@ async def _db(fn: Callable[..., V], *args) -> V:
     def run() -> V:
         if not connection.in_atomic_block:
             close_old_connections()
-        return fn(*args)
+        try:
+            return fn(*args)
+        except outage.UNREACHABLE:
+            outage.drop_connection()
+            raise
 
     return await sync_to_async(run, thread_sensitive=True)()
 
@@ -73,9 +85,25 @@ def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+async def _policy_db(fn: Callable[..., V], *args) -> V:
+    """`_db` for the policy: an unreachable database (or one that failed a
+    moment ago) is PolicyUnavailable, which the cache answers from stale entries."""
+    if not outage.database.should_try():
+        raise PolicyUnavailable("the database is unreachable")
+    try:
+        value = await _db(fn, *args)
+    except outage.UNREACHABLE as exc:
+        outage.database.failed(exc)
+        raise PolicyUnavailable(str(exc)) from exc
+    outage.database.succeeded()
+    return value
+
+
 class _CachedLookup(Generic[K, V]):
     """Answers of an async `load`, kept `ttl_seconds`, at most `max_entries`
     (the oldest go first). Concurrent misses for one key share one load.
+    When a load raises PolicyUnavailable, an answer up to `stale_seconds`
+    old is served instead.
 
     The cache belongs to the event loop that asks it (the node's). `forget`
     may be called from any thread (a forbid from a console view): called off
@@ -89,11 +117,14 @@ class _CachedLookup(Generic[K, V]):
         ttl_seconds: float,
         max_entries: int,
         clock: Callable[[], float],
+        stale_seconds: float = 0.0,
     ) -> None:
         self._load = load
         self._ttl = ttl_seconds
+        self._stale = stale_seconds
         self._max_entries = max_entries
         self._clock = clock
+        # key -> (when loaded, answer)
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._generation = 0
@@ -102,20 +133,26 @@ class _CachedLookup(Generic[K, V]):
     async def get(self, key: K) -> V:
         self._loop = asyncio.get_running_loop()
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > self._clock():
+        if entry is not None and entry[0] + self._ttl > self._clock():
             return entry[1]
         task = self._loading.get(key)
         if task is None:
             task = asyncio.ensure_future(self._fill(key, self._generation))
             self._loading[key] = task
             task.add_done_callback(lambda done, key=key: self._loaded(key, done))
-        # A caller that gives up (a viewer who hangs up) leaves the load to the others.
-        return await asyncio.shield(task)
+        try:
+            # A caller that gives up (a viewer who hangs up) leaves the load to the others.
+            return await asyncio.shield(task)
+        except PolicyUnavailable:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] + self._stale > self._clock():
+                return entry[1]
+            raise
 
     async def _fill(self, key: K, generation: int) -> V:
         value = await self._load(key)
-        if generation == self._generation and self._ttl > 0:
-            self._entries[key] = (self._clock() + self._ttl, value)
+        if generation == self._generation and (self._ttl > 0 or self._stale > 0):
+            self._entries[key] = (self._clock(), value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
@@ -198,20 +235,22 @@ class DatabasePolicy:
         *,
         ttl_seconds: float | None = None,
         max_entries: int | None = None,
+        stale_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ttl = settings.LIVECENTER_POLICY_CACHE_SECONDS if ttl_seconds is None else ttl_seconds
         size = settings.LIVECENTER_POLICY_CACHE_ENTRIES if max_entries is None else max_entries
+        stale = settings.LIVECENTER_POLICY_STALE_SECONDS if stale_seconds is None else stale_seconds
         self._domains: _CachedLookup[str, DomainConfig | None] = _CachedLookup(
-            lambda host: _db(_domain_config, host), ttl, size, clock
+            lambda host: _policy_db(_domain_config, host), ttl, size, clock, stale
         )
         # The block's end is cached, not a yes or no, so a block that ends
         # while cached ends on time (`now` is the caller's).
         self._blocks: _CachedLookup[StreamKey, float | None] = _CachedLookup(
-            lambda key: _db(_blocked_until, key), ttl, size, clock
+            lambda key: _policy_db(_blocked_until, key), ttl, size, clock, stale
         )
         self._groups: _CachedLookup[tuple[str, str, str], RenditionGroup | None] = _CachedLookup(
-            lambda key: _db(_rendition_group, *key), ttl, size, clock
+            lambda key: _policy_db(_rendition_group, *key), ttl, size, clock, stale
         )
         _policies.add(self)
 
@@ -222,7 +261,15 @@ class DatabasePolicy:
         return await self._domains.get(host)
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
-        until = await self._blocks.get(key)
+        try:
+            until = await self._blocks.get(key)
+        except PolicyUnavailable:
+            # A stream never looked up before the outage, on a domain the
+            # cache still vouches for (its signature is checked): admitted,
+            # as blocks are rare and refusing every new stream name of every
+            # known domain would be the worse failure.
+            log.info("no block known for %s while the database is unreachable; admitted", key)
+            return False
         return until is not None and until > now
 
     def forget_stream(self, key: StreamKey) -> None:
@@ -301,35 +348,90 @@ class DatabaseEventSink:
     """livecenter.media.policy.EventSink writing PublishSession rows,
     starting the media workers' jobs (mediajobs/jobs.py) once
     `node_address` says where workers reach this node, then telling the
-    listeners (add_event_listener)."""
+    listeners (add_event_listener).
+
+    While the database is unreachable, publishes and unpublishes wait in
+    `pending` (bounded, LIVECENTER_OUTAGE_EVENTS_MAX) and are written in
+    order at the next event once it answers; the listeners hear them at once."""
 
     def __init__(self) -> None:
         self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
+        self.pending: outage.OutageBuffer[StreamPublished | StreamUnpublished] = outage.OutageBuffer(
+            "publish events", settings.LIVECENTER_OUTAGE_EVENTS_MAX
+        )
+
+    async def _write(self, event: StreamPublished | StreamUnpublished) -> None:
+        if isinstance(event, StreamPublished):
+            await _db(_record_published, event)
+            if self.node_address is not None and not self._ended_while_pending(event.session_id):
+                await _db(media_jobs.stream_published, event.key, self.node_address)
+        else:
+            await _db(_record_unpublished, event)
+
+    def _ended_while_pending(self, session_id: str) -> bool:
+        return any(isinstance(e, StreamUnpublished) and e.session_id == session_id for e in self.pending.items())
+
+    async def replay(self) -> bool:
+        """Write what waited for the database, oldest first; True when nothing is left."""
+        while len(self.pending):
+            if not outage.database.should_try():
+                return False
+            event = self.pending.peek()
+            try:
+                await self._write(event)
+            except outage.UNREACHABLE as exc:
+                outage.database.failed(exc)
+                return False
+            except Exception:  # not an outage: this event cannot be written; the others still can
+                log.exception("could not replay %s of %s; dropped", type(event).__name__, event.key)
+                self.pending.pop()
+                continue
+            outage.database.succeeded()
+            self.pending.pop()
+            if not len(self.pending):
+                log.warning("replayed the publish events buffered while the database was unreachable")
+        return True
+
+    async def _record(self, event: StreamPublished | StreamUnpublished) -> None:
+        if await self.replay() and outage.database.should_try():
+            try:
+                await self._write(event)
+                outage.database.succeeded()
+                return
+            except outage.UNREACHABLE as exc:
+                outage.database.failed(exc)
+        log.info("database unreachable: %s of %s buffered", type(event).__name__, event.key)
+        self.pending.add(event)
 
     async def published(self, event: StreamPublished) -> None:
-        await _db(_record_published, event)
-        if self.node_address is not None:
-            await _db(media_jobs.stream_published, event.key, self.node_address)
+        await self._record(event)
         await _tell_listeners("published", event)
 
     async def updated(self, event: StreamUpdated) -> None:
-        await _db(_record_updated, event)
-        if event.viewers > 0 and "_" in event.key.stream:
-            await _db(media_jobs.stream_watched, event.key, event.viewers)
+        if len(self.pending) or not outage.database.should_try():
+            return  # the next update after the outage says the same, newer
+        try:
+            await _db(_record_updated, event)
+            if event.viewers > 0 and "_" in event.key.stream:
+                await _db(media_jobs.stream_watched, event.key, event.viewers)
+        except outage.UNREACHABLE as exc:
+            outage.database.failed(exc)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
         if self.node_address is not None:
             await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
-        await _db(_record_unpublished, event)
+        await self._record(event)
         await _tell_listeners("unpublished", event)
 
     async def sampled(self, event: StreamsSampled) -> None:
+        if len(self.pending):
+            await self.replay()  # samples come every second: the replay needs no timer of its own
         await _tell_listeners("sampled", event)
 
 
-def close_orphaned_sessions(node_id: str) -> int:
+def close_orphaned_sessions(node_id: str, before: float | None = None) -> int:
     """Close the sessions `node_id` left open when it stopped without
     reporting them (a crash, a kill); a node calls this when it starts,
     before it accepts publishers. Returns how many were closed.
@@ -338,9 +440,12 @@ def close_orphaned_sessions(node_id: str) -> int:
     serves anyone (from async code: `await sync_to_async(close_orphaned_sessions)(node_id)`)."""
     # The node died without saying when each stream stopped; the last time
     # it reported the session is the best bound we have.
-    closed = PublishSession.objects.filter(node_id=node_id, stopped_at__isnull=True).update(
-        stopped_at=F("updated_at"), stop_reason=ORPHANED_STOP_REASON
-    )
+    sessions = PublishSession.objects.filter(node_id=node_id, stopped_at__isnull=True)
+    if before is not None:
+        # Only its previous life's: this one may have published since (a
+        # close retried after a database outage at start, medianode.py).
+        sessions = sessions.filter(started_at__lt=_aware(before))
+    closed = sessions.update(stopped_at=F("updated_at"), stop_reason=ORPHANED_STOP_REASON)
     if closed:
         log.info("closed %d publish sessions node %s left open", closed, node_id)
     return closed

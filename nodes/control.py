@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Protocol
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "livecenter.media"
 KICK = "media.kick"
+# A node that heard nothing for this long joins the group again; after a
+# failure it retries this often (listen_for_control).
+CONTROL_REJOIN_SECONDS = 30.0
+CONTROL_RETRY_SECONDS = 1.0
 # Marks this process's messages (see the module docstring).
 PROCESS_ID = uuid.uuid4().hex
 
@@ -107,22 +112,48 @@ async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | N
     """Run on a media node: kick what the console asks, until cancelled.
     `ready` is set once the node has joined the group (messages sent before
     then are not received). On Redis a cancel can take up to the layer's
-    receive timeout (channels_redis: BZPOPMIN, 5 s) to land."""
+    receive timeout (channels_redis: BZPOPMIN, 5 s) to land.
+
+    Redis may go away (issue 11): a failed receive, or none within
+    CONTROL_REJOIN_SECONDS, joins the group again on a fresh channel (a
+    restarted Redis has forgotten the membership), retrying every
+    CONTROL_RETRY_SECONDS while it is unreachable; the streams never notice."""
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
-    channel = await layer.new_channel()
-    await layer.group_add(GROUP, channel)
-    if ready is not None:
-        ready.set()
+    channel = None
+    down_since: float | None = None
     try:
         while True:
-            _handle(engine, await layer.receive(channel))
+            try:
+                if channel is None:
+                    channel = await layer.new_channel()
+                await layer.group_add(GROUP, channel)
+                if down_since is not None:
+                    log.warning("control channel is back after %.1f s", time.monotonic() - down_since)
+                    down_since = None
+                if ready is not None:
+                    ready.set()
+                while True:
+                    try:
+                        message = await asyncio.wait_for(layer.receive(channel), CONTROL_REJOIN_SECONDS)
+                    except TimeoutError:
+                        break  # refresh the membership
+                    _handle(engine, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("control channel unreachable (%s); kicks wait for it, streams go on", exc)
+                channel = None
+                await asyncio.sleep(CONTROL_RETRY_SECONDS)
     finally:
-        try:
-            await layer.group_discard(GROUP, channel)
-        except Exception:  # shutting down; the layer expires the membership itself
-            log.debug("could not leave %s", GROUP, exc_info=True)
+        if channel is not None:
+            try:
+                await layer.group_discard(GROUP, channel)
+            except Exception:  # shutting down; the layer expires the membership itself
+                log.debug("could not leave %s", GROUP, exc_info=True)
 
 
 def _handle(engine: KickableEngine, message: dict) -> None:

@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from livecenter import outage
 from livecenter.media.node import MediaNode, NodeConfig
 from mediajobs.jobs import NodeAddress, internal_host
 
@@ -51,11 +53,28 @@ def build_media_node(config: NodeConfig | None = None) -> MediaNode:
     return MediaNode(config or node_config(), DatabasePolicy(), DatabaseEventSink())
 
 
+async def _close_orphaned_later(node_id: str, before: float) -> None:
+    while True:
+        await asyncio.sleep(settings.LIVECENTER_DB_RETRY_SECONDS)
+        try:
+            await sync_to_async(close_orphaned_sessions)(node_id, before)
+            return
+        except outage.UNREACHABLE:
+            await sync_to_async(outage.drop_connection)()
+
+
 @contextlib.asynccontextmanager
 async def running_media_node(config: NodeConfig | None = None):
     """Start a node with its control listener; stop both on exit."""
     node = build_media_node(config)
-    await sync_to_async(close_orphaned_sessions)(node.config.node_id)
+    started = time.time()
+    closing = None
+    try:
+        await sync_to_async(close_orphaned_sessions)(node.config.node_id, started)
+    except outage.UNREACHABLE as exc:
+        # The streams come first: start now, close the ghosts once the database answers.
+        log.warning("database unreachable at start (%s); the sessions left open are closed later", exc)
+        closing = asyncio.create_task(_close_orphaned_later(node.config.node_id, started), name="close-orphans")
     await node.start()
     node.sink.node_address = NodeAddress(internal_host(node.config.host), node.rtmp_port, node.http_port)
     control.register_engine(node)
@@ -64,6 +83,8 @@ async def running_media_node(config: NodeConfig | None = None):
         yield node
     finally:
         listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        if closing is not None:
+            closing.cancel()
+        await asyncio.gather(listener, *([closing] if closing else []), return_exceptions=True)
         control.register_engine(None)
         await node.stop()

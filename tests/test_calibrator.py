@@ -3,6 +3,7 @@ pushes to a media node, read back with the ffmpeg CLI."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -115,7 +116,11 @@ def test_it_pushes_frames_stamped_with_their_capture_time():
         times = [decode_luma(frame, 640, 360) for frame in frames]
         assert len(times) == 30 and None not in times, times
         steps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert all(25 <= s <= 45 for s in steps), steps
+        # Each stamp is the moment its frame was made: in order, a frame
+        # interval apart, but a frame made late on a loaded machine carries
+        # its late moment (that is the point), so the interval is the median.
+        assert all(s > 0 for s in steps), steps
+        assert 25 <= statistics.median(steps) <= 45, steps
         # Captured a moment ago by this machine's clock.
         assert 0 < read_at - times[-1] < 5000
     finally:

@@ -15,7 +15,7 @@ import pytest
 from livecenter.media.capacity import REFUSAL_AT_CAPACITY
 from livecenter.media.hub import StreamHub
 from livecenter.media.play import REFUSAL_NOT_LIVE, PlayRefusal, PlayRequest, admit_and_wait, admit_viewer, wait_live
-from livecenter.media.policy import StreamKey
+from livecenter.media.policy import PolicyUnavailable, StreamKey
 from livecenter.media.signing import sign
 
 from .mediasupport import INGEST, PLAY, PLAY_KEY, default_policy
@@ -107,3 +107,15 @@ def test_it_admits_a_viewer_of_a_stream_that_goes_live_while_it_waits():
 @pytest.mark.parametrize("protocol", ["flv", "hls", "rtmp", "rts"])
 def test_every_protocol_gets_the_same_decision(protocol):
     assert run(admit_viewer(fake_node(), request(protocol))).ok
+
+
+def test_it_refuses_as_unavailable_when_the_policy_cannot_answer():
+    node = fake_node()
+
+    async def unavailable(host):
+        raise PolicyUnavailable("database unreachable")
+
+    node.policy.domain_config = unavailable
+    decision = run(admit_viewer(node, request()))
+    assert decision.refusal is PlayRefusal.UNAVAILABLE and decision.reason == "policy unavailable"
+    assert node.asked == []

@@ -394,3 +394,56 @@ def test_it_closes_the_sessions_a_restarted_node_left_open(owner):
 )
 def test_it_takes_the_ip_from_the_client_address(addr, ip):
     assert PublishSession(client_addr=addr).client_ip == ip
+
+
+def test_it_serves_a_stale_answer_while_the_policy_is_unavailable_and_not_past_the_bound():
+    from livecenter.media.policy import PolicyUnavailable
+
+    clock = Clock()
+    up = True
+
+    async def load(key):
+        if not up:
+            raise PolicyUnavailable("the database is unreachable")
+        return key.upper()
+
+    async def scenario():
+        nonlocal up
+        cache = _CachedLookup(load, ttl_seconds=2, max_entries=10, clock=clock, stale_seconds=300)
+        assert await cache.get("a") == "A"
+        up = False
+        clock.now += 299
+        stale = await cache.get("a")
+        with pytest.raises(PolicyUnavailable):
+            await cache.get("b")  # never known
+        clock.now += 2
+        with pytest.raises(PolicyUnavailable):
+            await cache.get("a")  # too old
+        return stale
+
+    assert asyncio.run(scenario()) == "A"
+
+
+def test_it_admits_a_known_domain_from_the_cache_and_refuses_others_as_unavailable(owner, settings):
+    from unittest import mock
+
+    from django.db import OperationalError
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from livecenter import outage
+
+    settings.LIVECENTER_DB_RETRY_SECONDS = 0
+    push, _ = add_pair(owner)
+    clock = Clock()
+    policy = DatabasePolicy(ttl_seconds=1, stale_seconds=60, clock=clock)
+    # Signed URLs are on: no auth_key is refused, but the domain was found (and cached).
+    assert async_to_sync(admit_publish)(policy, push.domain_name, "live", "cam", None, 0).domain is not None
+    clock.now += 30
+    unreachable = mock.patch.object(BaseDatabaseWrapper, "ensure_connection", side_effect=OperationalError("down"))
+    with unreachable:
+        known = async_to_sync(admit_publish)(policy, push.domain_name, "live", "cam", None, 0)
+        unknown = async_to_sync(admit_publish)(policy, "nobody.example.com", "live", "cam", None, 0)
+    assert known.domain is not None and known.refusal != Refusal.POLICY_UNAVAILABLE
+    assert unknown.refusal == Refusal.POLICY_UNAVAILABLE
+    after = async_to_sync(admit_publish)(policy, "nobody.example.com", "live", "cam", None, 0)
+    assert after.refusal == Refusal.UNKNOWN_DOMAIN and outage.database.up

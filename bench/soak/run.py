@@ -91,7 +91,7 @@ SETUP_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
 from domains import services
-from streams import media_services
+from mediajobs import services as media_services
 from streams.player import via_media_host
 a = json.loads({args!r})
 owner = get_user_model().objects.create_user(a["username"], password=a["password"])
@@ -233,14 +233,24 @@ def table_rows(db: Path) -> dict[str, int]:
         conn.close()
 
 
-def worker_pid(runall_pid: int) -> int | None:
+def child_pid(runall_pid: int, marker: bytes) -> int | None:
+    """runall supervises its children (the server, `runall --serve`, and the
+    Celery worker) and restarts one that dies: look them up every sample."""
     for pid in children(runall_pid):
         try:
-            if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
         except OSError:
             continue
     return None
+
+
+def worker_pid(runall_pid: int) -> int | None:
+    return child_pid(runall_pid, b"celery")
+
+
+def server_pid(runall_pid: int) -> int:
+    return child_pid(runall_pid, b"--serve") or runall_pid
 
 
 def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir: Path, clients: dict) -> dict:
@@ -254,8 +264,9 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
         except OSError:
             pass
     status = node_status(http_port)
-    sample["node"] = {**proc_figures(runall_pid), "tasks": status["tasks"], "connections": status["connections"],
-                      "viewers": status["viewers"], "streams": status["streams"]}  # fmt: skip
+    sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"],
+                      "connections": status["connections"], "viewers": status["viewers"],
+                      "streams": status["streams"]}  # fmt: skip
     wpid = worker_pid(runall_pid)
     sample["worker"] = proc_figures(wpid) if wpid else {}
     sample["rows"] = table_rows(db)

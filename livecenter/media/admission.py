@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .policy import DomainConfig, Policy, StreamKey
+from .policy import DomainConfig, Policy, PolicyUnavailable, StreamKey
 from .signing import verify
 
 
@@ -22,6 +22,9 @@ class Refusal(StrEnum):
     NOT_STREAMING = "not a streaming domain"
     NOT_ASSOCIATED = "streaming domain has no ingest domain"
     FORBIDDEN = "stream is forbidden"
+    # The policy's database is unreachable and the domain (or the stream's
+    # block) is not in its cache: a passing fault, not a verdict.
+    POLICY_UNAVAILABLE = "policy unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,15 @@ def _signature_refusal(domain: DomainConfig, uri: str, auth_key: str | None, now
 async def admit_publish(
     policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float
 ) -> Admission:
+    try:
+        return await _admit_publish(policy, host, app, stream, auth_key, now)
+    except PolicyUnavailable:
+        return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
+
+
+async def _admit_publish(
+    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float
+) -> Admission:
     domain = await policy.domain_config(host)
     if domain is None:
         return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
@@ -88,6 +100,15 @@ async def admit_play(
 ) -> Admission:
     """`uri` is what the signature covers: `/{app}/{stream}` for RTMP,
     `/{app}/{stream}.flv` for HTTP-FLV."""
+    try:
+        return await _admit_play(policy, host, app, stream, uri, auth_key, now)
+    except PolicyUnavailable:
+        return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
+
+
+async def _admit_play(
+    policy: Policy, host: str, app: str, stream: str, uri: str, auth_key: str | None, now: float
+) -> Admission:
     domain = await policy.domain_config(host)
     if domain is None:
         return Admission(refusal=Refusal.UNKNOWN_DOMAIN)

@@ -55,7 +55,12 @@ _HLS_MEDIA_PATH_RE = re.compile(
 )
 _AUTH_FAILURES = {f.value for f in AuthFailure}
 # What a play refusal answers over HTTP.
-PLAY_REFUSAL_STATUS = {PlayRefusal.DENIED: 403, PlayRefusal.AT_CAPACITY: 503, PlayRefusal.NOT_LIVE: 404}
+PLAY_REFUSAL_STATUS = {
+    PlayRefusal.DENIED: 403,
+    PlayRefusal.UNAVAILABLE: 503,  # try again: the policy's database is unreachable
+    PlayRefusal.AT_CAPACITY: 503,
+    PlayRefusal.NOT_LIVE: 404,
+}
 # A viewer refused at capacity may try again this much later.
 RETRY_AFTER_SECONDS = 10
 # Statuses whose responses have no body (RFC 9110 8.6: and no Content-Length).
@@ -291,7 +296,12 @@ class MediaHttpSession:
         if method == b"OPTIONS":
             self.send_response(204, [])
             return
-        target = urlsplit(request.target.decode("latin-1"))
+        try:
+            target = urlsplit(request.target.decode("latin-1"))
+        except ValueError as exc:  # "//[x": urlsplit takes it for an IPv6 host (found by bench/fuzz)
+            log.info("http %s: bad request target: %s", self.peer, exc)
+            self.send_simple(400, f"bad request target: {exc}\n")
+            return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         whep = parse_whep_path(target.path)
         if whep is not None:

@@ -4,7 +4,9 @@ RTMP, RTS over WHEP).
 Each play goes through the same steps, with the same refusals:
 
 1. admission (admission.admit_play: the domain, its switches, the
-   signature) and any switch of the protocol's own (RTS) -> DENIED;
+   signature) and any switch of the protocol's own (RTS) -> DENIED, or
+   UNAVAILABLE when the policy could not answer (a passing fault: try
+   again, not forbidden);
 2. room on the node for a new viewer (MediaNode.admits_viewer,
    capacity.py) -> AT_CAPACITY;
 3. the stream going live within `play_wait_seconds` (the hub's
@@ -25,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .admission import Admission, admit_play
+from .admission import Admission, Refusal, admit_play
 from .capacity import REFUSAL_AT_CAPACITY
 from .policy import DomainConfig, StreamKey
 
@@ -36,6 +38,7 @@ REFUSAL_NOT_LIVE = "stream is not live"
 
 class PlayRefusal(Enum):
     DENIED = "denied"
+    UNAVAILABLE = "policy unavailable"
     AT_CAPACITY = "at capacity"
     NOT_LIVE = "not live"
 
@@ -92,6 +95,8 @@ async def admit_viewer(
         reason = domain_refusal(admission.domain)
         if reason:
             admission = Admission(refusal=reason, domain=admission.domain)
+    if admission.refusal == Refusal.POLICY_UNAVAILABLE:
+        return _refused(request, admission, PlayRefusal.UNAVAILABLE, str(admission.refusal))
     if not admission.ok:
         return _refused(request, admission, PlayRefusal.DENIED, str(admission.refusal))
     if not node.admits_viewer(admission.key, request.protocol, request.uri, request.query, request.client):

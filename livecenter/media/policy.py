@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class PolicyUnavailable(Exception):
+    """The policy cannot answer now (its database is unreachable) and has no
+    answer recent enough to serve instead. Admission turns it into a refusal
+    the servers answer as "try again later" (HTTP 503), not as "forbidden"."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKey:
     """A live stream's identity: its ingest domain, app and stream name."""
@@ -152,6 +158,8 @@ class RenditionGroup:
 
 
 class Policy(Protocol):
+    """Any method may raise PolicyUnavailable when it cannot answer."""
+
     async def domain_config(self, host: str) -> DomainConfig | None:
         """The domain named `host` (lower-case ASCII), or None if unknown."""
 

@@ -37,6 +37,7 @@ PLAY_FAILED = "NetStream.Play.Failed"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PLAY_REFUSAL_CODE = {
     PlayRefusal.DENIED: PLAY_FAILED,
+    PlayRefusal.UNAVAILABLE: PLAY_FAILED,
     PlayRefusal.AT_CAPACITY: PLAY_FAILED,
     PlayRefusal.NOT_LIVE: PLAY_NOT_FOUND,
 }
@@ -83,6 +84,7 @@ class RtmpSession:
             budget=node.rtmp_budget,
         )
         self.tc_url = ""
+        self.tc_host = ""
         self.app = ""
         self.connect_query: dict[str, str] = {}
         self.publication = None
@@ -176,13 +178,19 @@ class RtmpSession:
     async def on_connect(self, event) -> None:
         self.tc_url = event.tc_url or ""
         self.app, self.connect_query = split_query(event.app or "")
-        self.connect_query.update(dict(parse_qsl(urlsplit(self.tc_url).query)))
+        try:
+            tc_url = urlsplit(self.tc_url)
+        except ValueError as exc:  # "rtmp://[x": urlsplit takes it for an IPv6 host (as bench/fuzz found for HTTP)
+            self.conn.reject_connect(event, f"tcUrl is not a URL: {exc}")
+            self.refuse("connect", self.app, f"tcUrl is not a URL: {exc}")
+            return
+        self.tc_host = tc_url.hostname or ""
+        self.connect_query.update(dict(parse_qsl(tc_url.query)))
         self.conn.accept_connect(event)
 
     def _target(self, stream_query: dict[str, str]) -> tuple[str, dict[str, str]]:
         query = {**self.connect_query, **stream_query}
-        host = urlsplit(self.tc_url).hostname or ""
-        return domain_of(host, query), query
+        return domain_of(self.tc_host, query), query
 
     def refuse(self, action: str, stream: str, reason: str) -> None:
         log.info("rtmp %s %s refused: stream=%s reason=%s", self.peer, action, stream, reason)

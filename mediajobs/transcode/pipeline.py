@@ -33,6 +33,8 @@ the publish the worker waits on (streams/calibrator.py says the same).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fractions
 import itertools
 import logging
@@ -397,6 +399,22 @@ class RecordControl(LiveControl, Protocol):
         """Whether to start a new file at the next keyframe (e.g. a new publisher)."""
 
 
+class OutputFailed(Exception):
+    """The job's output could not be written (the disk is full, the folder
+    is gone or read-only): a failure of this job alone, in words a person
+    reads in the console (issue 11). The source, and its stream, are fine."""
+
+
+def _output_failure(exc: BaseException, path: Path) -> OutputFailed:
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC:
+        return OutputFailed(f"no space left on device: {path.name} could not be written")
+    if code == errno.EDQUOT:
+        return OutputFailed(f"disk quota exceeded: {path.name} could not be written")
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return OutputFailed(f"{path.name} could not be written: {reason}")
+
+
 @dataclass
 class _RecordFile:
     path: Path
@@ -436,7 +454,10 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
         if current is None:
             return
         done, current = current, None
-        done.container.close()
+        try:
+            done.container.close()
+        except (av.FFmpegError, OSError) as exc:
+            raise _output_failure(exc, done.path) from exc
         control.file_closed(done.path, done.started_at, time.time(), done.last_ts / 1000)
 
     try:
@@ -456,9 +477,11 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
                     close()
                     split = False
                     started = time.time()
-                    current = _open_record_file(
-                        control.open_file(started), source.video, source.audio, started, packet.dts
-                    )
+                    path = control.open_file(started)
+                    try:
+                        current = _open_record_file(path, source.video, source.audio, started, packet.dts)
+                    except (av.FFmpegError, OSError) as exc:
+                        raise _output_failure(exc, path) from exc
             if current is None:
                 continue  # the file starts at a keyframe
             target = current.video if is_video else current.audio
@@ -472,7 +495,14 @@ def record(source_url: str, control: RecordControl, cycle_seconds: float, poll_s
             out.dts = dts
             out.pts = max(dts, (packet.pts if packet.pts is not None else packet.dts) - current.first_dts)
             current.last_ts = max(current.last_ts, out.pts + (packet.duration or 0))
-            current.container.mux(out)
+            try:
+                current.container.mux(out)
+            except (av.FFmpegError, OSError) as exc:
+                failed, current = current, None
+                with contextlib.suppress(av.FFmpegError, OSError):
+                    failed.container.close()  # what it can; the file is incomplete
+                control.file_closed(failed.path, failed.started_at, time.time(), failed.last_ts / 1000)
+                raise _output_failure(exc, failed.path) from exc
     finally:
         try:
             close()

@@ -410,11 +410,12 @@
   // start-up took (loading the parts since the keyframe, transmuxing, the
   // seek), and adjusts its rate only with more than a second buffered, which
   // LL-HLS never has. Play a little faster (5 %, not heard) while more than a
-  // part behind the target and more than a part is buffered, back to 1 at the
-  // target: the start-up delay melts away in seconds, and a late part still
-  // finds PART-HOLD-BACK of buffer.
+  // part behind the target and more than two parts are buffered, back to 1 at
+  // the target or below two parts of buffer: the start-up delay melts away
+  // in seconds, and the buffer a late part needs is never spent on it.
   const CATCH_UP_RATE = 1.05;
   const CATCH_UP_ABOVE_SECONDS = 0.2;
+  const CATCH_UP_BUFFER_SECONDS = 0.4;
   function catchUpToLiveEdge(hls) {
     const timer = setInterval(() => {
       const target = hls.targetLatency;
@@ -423,8 +424,8 @@
       const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
       const behind = latency - target;
       let rate = video.playbackRate;
-      if (behind > CATCH_UP_ABOVE_SECONDS && buffered > CATCH_UP_ABOVE_SECONDS) rate = CATCH_UP_RATE;
-      else if (behind <= 0.05 || buffered <= CATCH_UP_ABOVE_SECONDS / 2) rate = 1;
+      if (behind > CATCH_UP_ABOVE_SECONDS && buffered > CATCH_UP_BUFFER_SECONDS) rate = CATCH_UP_RATE;
+      else if (behind <= 0.05 || buffered <= CATCH_UP_BUFFER_SECONDS) rate = 1;
       if (rate !== video.playbackRate) video.playbackRate = rate;
     }, 250);
     hls.on(Hls.Events.DESTROYING, () => {

@@ -65,9 +65,10 @@ class OfferError(ValueError):
 
 # RFC 8866 5: every line is `<type>=<value>`, the type one letter.
 _LINE_RE = re.compile(r"^[a-z]=")
-# RFC 8866 5.14: `m=<media> <port>[/<number of ports>] <proto> <fmt> ...`.
+# RFC 8866 5.14: `m=<media> <port>[/<number of ports>] <proto> <fmt> ...`; the
+# protocols are registered in capitals (UDP/TLS/RTP/SAVPF, UDP/DTLS/SCTP).
 _MEDIA_RE = re.compile(
-    r"^m=(?P<kind>[a-z]+) (?P<port>\d{1,5})(?:/\d{1,5})? (?P<proto>[A-Za-z0-9/_.-]+)(?P<fmts>(?: \S+)+)$"
+    r"^m=(?P<kind>[a-z]+) (?P<port>\d{1,5})(?:/\d{1,5})? (?P<proto>[A-Z][A-Z/]*)(?P<fmts>(?: \S+)+)$"
 )
 # RFC 8866 5.7: `c=<nettype> <addrtype> <connection-address>`.
 _CONNECTION_RE = re.compile(r"^c=IN (?:IP4|IP6) [^ ]+$")
@@ -175,16 +176,36 @@ def check_offer(sdp: str) -> None:
     kind: str | None = None
     payload_types: set[int] = set()
     sections: dict[str, list[list[str]]] = {}
+    # Per media section: the payload types with an rtpmap, and the fmtp lines
+    # (number, payload type): an fmtp describes a codec its rtpmap names.
+    mapped: set[int] = set()
+    formats: list[tuple[int, int]] = []
+
+    def end_section() -> None:
+        for number, pt in formats:
+            if pt not in mapped:
+                raise OfferError(f"offer line {number}: a=fmtp:{pt} describes a payload type with no a=rtpmap")
+
     for number, line in enumerate(sdp.splitlines(), 1):
         if not line:
             continue
         if line.startswith("m="):
+            end_section()
             kind, payload_types = _media_section(number, line)
+            mapped, formats = set(), []
             sections.setdefault(kind, []).append([])
             continue
         _check_line(number, line, kind, payload_types)
         if kind is not None:
             sections[kind][-1].append(line)
+            name, value = _attribute(line)
+            if name in ("rtpmap", "fmtp"):
+                pt = int((value or "").partition(" ")[0])  # _check_line made sure it is one
+                if name == "rtpmap":
+                    mapped.add(pt)
+                else:
+                    formats.append((number, pt))
+    end_section()
     videos = sections.get("video", [])
     if not videos:
         raise OfferError("the offer has no video to receive")
