@@ -300,7 +300,8 @@ class MediaHttpSession:
             target = urlsplit(request.target.decode("latin-1"))
         except ValueError as exc:  # "//[x": urlsplit takes it for an IPv6 host (found by bench/fuzz)
             log.info("http %s: bad request target: %s", self.peer, exc)
-            self.send_simple(400, f"bad request target: {exc}\n")
+            # A peer that sends what is no URL is not asked for more.
+            self.send_simple(400, f"bad request target: {exc}\n", [(b"Connection", b"close")])
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         whep = parse_whep_path(target.path)
