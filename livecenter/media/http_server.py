@@ -12,8 +12,9 @@ response whose request body was not read whole, and after an HTTP-FLV
 play: FLV is a plain byte stream closed by the connection's end (RFC 9112
 6.3 item 8), so every viewer of a frame is sent the same shared bytes.
 
-Refusals are 403 (or 404 for a stream that is not live, 503 for a node at
-capacity) with a header that names the reason, never which key was tried.
+Play refusals (play.py) are 403 (or 404 for a stream that is not live, 503
+for a node at capacity or a policy that cannot answer) with a header that
+names the reason, never which key was tried.
 """
 
 from __future__ import annotations
