@@ -10,6 +10,7 @@ PURE_MODULES = {
     "signing.py",
     "amf0.py",
     "flv.py",
+    "gop.py",
     "codecs.py",
     "admission.py",
     "capacity.py",

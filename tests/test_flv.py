@@ -21,8 +21,10 @@ from livecenter.media.flv import (
     FlvProtocolError,
     FlvReader,
     FlvTag,
+    FrameKind,
     encode_tag,
     flv_header,
+    parse_tag_header,
 )
 
 
@@ -98,6 +100,25 @@ def test_it_refuses_a_body_larger_than_data_size_allows():
 
 
 # --- reading ----------------------------------------------------------------------
+
+
+def test_it_parses_a_tag_header_at_an_offset_with_the_type_byte_as_sent():
+    tag = encode_tag(VIDEO, 0x12345678, b"body")
+    assert parse_tag_header(tag) == (VIDEO, 4, 0x12345678)
+    assert parse_tag_header(b"xx" + tag, 2) == (VIDEO, 4, 0x12345678)
+    filtered = bytes([0x20 | AUDIO]) + b"\xff\xff\xff" + bytes(7)  # Filter bit, largest DataSize
+    assert parse_tag_header(filtered) == (0x20 | AUDIO, 0xFFFFFF, 0)  # the reader refuses it, not the parser
+
+
+def test_it_names_frame_kinds_by_their_tag_types():
+    assert [(kind, kind.tag_type) for kind in FrameKind] == [
+        (FrameKind.VIDEO, VIDEO),
+        (FrameKind.AUDIO, AUDIO),
+        (FrameKind.META, SCRIPT),
+    ]
+    assert all(FrameKind.of_tag_type(kind.tag_type) is kind for kind in FrameKind)
+    assert FrameKind.of_tag_type(99) is None
+    assert FrameKind.VIDEO == "video" and f"{FrameKind.META}" == "meta" and FrameKind("audio") is FrameKind.AUDIO
 
 
 def test_it_reads_what_it_writes_whole_and_byte_by_byte():
@@ -266,6 +287,20 @@ def test_it_reads_negative_composition_times():
     assert flv.avc_composition_time(b"\x27\x01\xff\xff\xdf") == -33
     assert flv.avc_composition_time(b"\x27\x01\x00\x00\x21") == 33
     assert flv.avc_composition_time(b"\x27\x01") == 0
+
+
+def test_it_reads_the_packet_type_of_avc_hevc_and_aac_bodies_only():
+    assert flv.avc_packet_type(b"\x17\x00\x00\x00\x00") == flv.PACKET_SEQUENCE_HEADER
+    assert flv.avc_packet_type(b"\x27\x01\x00\x00\x00") == flv.PACKET_NALU
+    assert flv.avc_packet_type(b"\x1c\x02") == flv.PACKET_END_OF_SEQUENCE  # HEVC, the CDN codec id
+    assert flv.aac_packet_type(b"\xaf\x00\x12\x10") == flv.PACKET_SEQUENCE_HEADER
+    assert flv.aac_packet_type(b"\xaf\x01") == flv.PACKET_NALU
+    # Other codecs have no packet type, whatever their second byte.
+    assert flv.avc_packet_type(b"\x12\x00") == -1  # Sorenson H.263
+    assert flv.aac_packet_type(b"\x2f\x00") == -1  # MP3
+    for helper in (flv.avc_packet_type, flv.aac_packet_type):
+        assert helper(b"") == -1
+    assert flv.avc_packet_type(b"\x17") == -1 and flv.aac_packet_type(b"\xaf") == -1
 
 
 def test_it_treats_empty_and_short_bodies_as_nothing_special():

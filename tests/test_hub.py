@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from livecenter.media.flv import AUDIO, SCRIPT, VIDEO, FlvReader, encode_tag
+from livecenter.media.flv import AUDIO, SCRIPT, VIDEO, FlvReader, FrameKind, encode_tag
 from livecenter.media.hub import AlreadyPublishing, MediaFrame, StreamHub
 from livecenter.media.policy import StreamInfo, StreamKey
 from tests.test_codecs import make_sps
@@ -160,8 +160,21 @@ async def test_it_shares_one_frame_and_its_encodings_between_subscribers():
 @run
 async def test_it_refuses_unknown_frame_kinds():
     pub = StreamHub().publish(KEY)
-    with pytest.raises(ValueError, match="frame kind must be one of"):
+    with pytest.raises(ValueError, match="frame kind must be one of 'video', 'audio', 'meta', not 'subtitle'"):
         pub.push("subtitle", 0, b"")
+
+
+@run
+async def test_it_gives_every_frame_a_frame_kind_whether_pushed_by_kind_or_by_name():
+    pub = StreamHub().publish(KEY)
+    frames = [
+        pub.push(FrameKind.META, 0, META),
+        pub.push("video", 0, VIDEO_HEADER),
+        pub.push(FrameKind.AUDIO, 0, audio()),
+    ]
+    assert [type(f.kind) for f in frames] == [FrameKind] * 3
+    assert [f.kind for f in frames] == [FrameKind.META, FrameKind.VIDEO, FrameKind.AUDIO]
+    assert [f.flv_tag[0] for f in frames] == [SCRIPT, VIDEO, AUDIO]
 
 
 # --- slow and stalled subscribers ------------------------------------------------------

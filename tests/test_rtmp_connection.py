@@ -596,6 +596,12 @@ def test_it_reads_an_aggregate_message_as_its_tags():
         AudioReceived(1, 5010, b"\xaf\x01a"),
         MetadataReceived(1, 5020, {}, amf0.encode("onMetaData", {})),
     ]
+    # Tag times past 24 bits (TimestampExtended) stay relative to the first tag's.
+    wide = tag(9, 0xFFFFFF, b"\x27\x01w") + tag(8, 0x1000000 + 10, b"\xaf\x01x")
+    assert feed(conn, [client.write(6, 22, 1, 7000, wide)]) == [
+        VideoReceived(1, 7000, b"\x27\x01w"),
+        AudioReceived(1, 7011, b"\xaf\x01x"),
+    ]
     assert protocol_error(conn, client.write(6, 22, 1, 0, body[:20])) == "truncated aggregate message"
 
 

@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .flv import AUDIO_CODEC_AAC, PACKET_SEQUENCE_HEADER, VIDEO_CODEC_AVC
+from .flv import (
+    AAC_BODY_HEADER_BYTES,
+    AVC_BODY_HEADER_BYTES,
+    PACKET_SEQUENCE_HEADER,
+    VIDEO_CODEC_AVC,
+    audio_is_sequence_header,
+    avc_packet_type,
+    video_codec_id,
+)
 
 # A real SPS is 10-100 bytes (with VUI and HRD a few hundred). We read only up
 # to the cropping fields, but refuse anything longer than this, so that a
@@ -325,9 +333,13 @@ def parse_avc_decoder_config(record: bytes) -> AvcConfig:
 def parse_avc_sequence_header(body: bytes) -> AvcConfig:
     """From an FLV video tag body (or RTMP video message) that is an AVC
     sequence header: frame/codec byte, AVCPacketType 0, CompositionTime, record."""
-    if len(body) < 5 or body[0] & 0x0F != VIDEO_CODEC_AVC or body[1] != PACKET_SEQUENCE_HEADER:
+    if (
+        len(body) < AVC_BODY_HEADER_BYTES
+        or video_codec_id(body) != VIDEO_CODEC_AVC
+        or avc_packet_type(body) != PACKET_SEQUENCE_HEADER
+    ):
         raise CodecError("not an AVC sequence header")
-    return parse_avc_decoder_config(body[5:])
+    return parse_avc_decoder_config(body[AVC_BODY_HEADER_BYTES:])
 
 
 def iter_nal_units(data: bytes, nal_length_size: int) -> Iterator[memoryview]:
@@ -411,6 +423,7 @@ def parse_audio_specific_config(data: bytes) -> AacConfig:
 def parse_aac_sequence_header(body: bytes) -> AacConfig:
     """From an FLV audio tag body (or RTMP audio message) that is an AAC
     sequence header: sound format byte, AACPacketType 0, AudioSpecificConfig."""
-    if len(body) < 4 or body[0] >> 4 != AUDIO_CODEC_AAC or body[1] != PACKET_SEQUENCE_HEADER:
+    # An AudioSpecificConfig is at least 2 bytes (ISO 14496-3 1.6.2.1).
+    if len(body) < AAC_BODY_HEADER_BYTES + 2 or not audio_is_sequence_header(body):
         raise CodecError("not an AAC sequence header")
-    return parse_audio_specific_config(body[2:])
+    return parse_audio_specific_config(body[AAC_BODY_HEADER_BYTES:])

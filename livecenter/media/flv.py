@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from enum import StrEnum
 
 AUDIO = 8
 VIDEO = 9
@@ -82,6 +83,35 @@ AUDIO_SAMPLE_RATES = (5512, 11025, 22050, 44100)
 PACKET_SEQUENCE_HEADER = 0
 PACKET_NALU = 1  # AAC: raw frame
 PACKET_END_OF_SEQUENCE = 2
+# What comes before the codec's own data in a body. E.4.3.1 AVC (and HEVC):
+# FrameType and CodecID, AVCPacketType, CompositionTime (SI24). E.4.2.1 AAC:
+# the SoundFormat byte, AACPacketType.
+AVC_BODY_HEADER_BYTES = 5
+AAC_BODY_HEADER_BYTES = 2
+
+
+class FrameKind(StrEnum):
+    """What one tag body carries, by name: the kind of a hub frame
+    (hub.MediaFrame) and of what the muxers take. A str, so it prints and
+    compares as its value."""
+
+    VIDEO = "video"
+    AUDIO = "audio"
+    META = "meta"  # script data: AMF0 onMetaData
+
+    @property
+    def tag_type(self) -> int:
+        """The FLV TagType (E.4.1), which is also the RTMP message type."""
+        return _TAG_TYPE_OF_KIND[self]
+
+    @classmethod
+    def of_tag_type(cls, tag_type: int) -> FrameKind | None:
+        """The kind of an FLV TagType, None for any other type."""
+        return _KIND_OF_TAG_TYPE.get(tag_type)
+
+
+_TAG_TYPE_OF_KIND = {FrameKind.VIDEO: VIDEO, FrameKind.AUDIO: AUDIO, FrameKind.META: SCRIPT}
+_KIND_OF_TAG_TYPE = {tag_type: kind for kind, tag_type in _TAG_TYPE_OF_KIND.items()}
 
 _TAG_HEADER = struct.Struct(">II3x")  # type << 24 | size, timestamp u24 << 8 | extended, stream id 0
 _U32 = struct.Struct(">I")
@@ -132,6 +162,14 @@ def encode_tag(tag_type: int, timestamp_ms: int, body: bytes) -> bytes:
     return b"".join((head, body, _U32.pack(TAG_HEADER_BYTES + size)))
 
 
+def parse_tag_header(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int]:
+    """The tag header (E.4.1) at `offset`, which must hold TAG_HEADER_BYTES:
+    (the TagType byte as sent, Reserved and Filter bits included; DataSize;
+    Timestamp with TimestampExtended as its bits 24-31)."""
+    type_and_size, ts = _TAG_HEADER.unpack_from(data, offset)
+    return type_and_size >> 24, type_and_size & 0xFFFFFF, (ts >> 8) | ((ts & 0xFF) << 24)
+
+
 class FlvReader:
     """A sans-IO FLV reader: feed bytes, get the tags they complete.
 
@@ -180,9 +218,7 @@ class FlvReader:
         view = memoryview(buf)
         try:
             while end - offset >= TAG_HEADER_BYTES:
-                type_and_size, ts = _TAG_HEADER.unpack_from(buf, offset)
-                tag_byte = type_and_size >> 24
-                size = type_and_size & 0xFFFFFF
+                tag_byte, size, timestamp = parse_tag_header(buf, offset)
                 # E.4.1: Reserved (2 bits), Filter (1 bit), TagType (5 bits).
                 if tag_byte & 0x20:
                     raise FlvProtocolError("encrypted (filtered) tags are not supported")
@@ -191,7 +227,6 @@ class FlvReader:
                 total = TAG_HEADER_BYTES + size + PREVIOUS_TAG_SIZE_BYTES
                 if end - offset < total:
                     break
-                timestamp = (ts >> 8) | ((ts & 0xFF) << 24)
                 body_at = offset + TAG_HEADER_BYTES
                 # PreviousTagSize is not checked: some muxers write it wrong,
                 # and DataSize alone frames the stream.
@@ -238,18 +273,25 @@ def video_is_keyframe(body: bytes) -> bool:
     return bool(body) and body[0] >> 4 in (VIDEO_FRAME_KEY, VIDEO_FRAME_GENERATED_KEY)
 
 
+def avc_packet_type(body: bytes) -> int:
+    """AVCPacketType of an AVC (or HEVC) body: PACKET_SEQUENCE_HEADER,
+    PACKET_NALU or PACKET_END_OF_SEQUENCE; -1 for other codecs, which have
+    none, and for a body too short to say."""
+    if len(body) >= 2 and body[0] & 0x0F in (VIDEO_CODEC_AVC, VIDEO_CODEC_HEVC):
+        return body[1]
+    return -1
+
+
 def video_is_sequence_header(body: bytes) -> bool:
     """An AVC (or HEVC) decoder configuration record: AVCPacketType 0."""
-    return (
-        len(body) >= 2 and body[0] & 0x0F in (VIDEO_CODEC_AVC, VIDEO_CODEC_HEVC) and body[1] == PACKET_SEQUENCE_HEADER
-    )
+    return avc_packet_type(body) == PACKET_SEQUENCE_HEADER
 
 
 def avc_composition_time(body: bytes) -> int:
     """CompositionTime (SI24, milliseconds): presentation minus decoding time."""
-    if len(body) < 5:
+    if len(body) < AVC_BODY_HEADER_BYTES:
         return 0
-    cts = int.from_bytes(body[2:5], "big")
+    cts = int.from_bytes(body[2:AVC_BODY_HEADER_BYTES], "big")
     return cts - 0x1000000 if cts & 0x800000 else cts
 
 
@@ -257,9 +299,18 @@ def audio_codec_id(body: bytes) -> int:
     return body[0] >> 4 if body else 0
 
 
+def aac_packet_type(body: bytes) -> int:
+    """AACPacketType of an AAC body: PACKET_SEQUENCE_HEADER (an
+    AudioSpecificConfig) or PACKET_NALU (a raw frame); -1 for other
+    formats, which have none, and for a body too short to say."""
+    if len(body) >= 2 and body[0] >> 4 == AUDIO_CODEC_AAC:
+        return body[1]
+    return -1
+
+
 def audio_is_sequence_header(body: bytes) -> bool:
     """An AAC AudioSpecificConfig: AACPacketType 0."""
-    return len(body) >= 2 and body[0] >> 4 == AUDIO_CODEC_AAC and body[1] == PACKET_SEQUENCE_HEADER
+    return aac_packet_type(body) == PACKET_SEQUENCE_HEADER
 
 
 def audio_sample_rate(body: bytes) -> int:

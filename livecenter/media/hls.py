@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .flv import TIMESTAMP_BACKWARD_TOLERANCE_MS, TIMESTAMP_JUMP_MS
+from .flv import TIMESTAMP_BACKWARD_TOLERANCE_MS, TIMESTAMP_JUMP_MS, FrameKind
 from .mpegts import TsMuxer
 
 # Target durations we accept, in whole seconds (RFC 8216 4.3.3.1 makes it an
@@ -430,7 +430,7 @@ class HlsPackager:
 
     def push(
         self,
-        kind: str,
+        kind: FrameKind,
         timestamp_ms: int,
         body: bytes,
         keyframe: bool = False,
@@ -440,14 +440,14 @@ class HlsPackager:
         """One hub frame. Returns the parts and segments it completed (the
         moment to wake blocked requests). Raises TsMuxError for a frame that
         cannot be muxed; it is dropped and nothing else changes."""
-        if kind == "meta":
+        if kind == FrameKind.META:
             return []
         if sequence_header:
             self._muxer.mux(kind, timestamp_ms, body)
-            self._has_video = self._has_video or kind == "video"
+            self._has_video = self._has_video or kind == FrameKind.VIDEO
             return []
         # The timeline: video decoding times, or audio's in a stream without video.
-        timeline = kind == "video" or not self._has_video
+        timeline = kind == FrameKind.VIDEO or not self._has_video
         if timeline and self._last_ms is not None:
             step = timestamp_ms - self._last_ms
             if step > TIMESTAMP_JUMP_MS or step < -TIMESTAMP_BACKWARD_TOLERANCE_MS:

@@ -8,8 +8,8 @@ carries the cache). A viewer's server takes frames from its `Subscription`.
 What a subscriber gets (DESIGN.md, "Bad input"):
 
 - On joining: the metadata, the video and audio sequence headers and the
-  cached GOP (from the latest keyframe on), so the first frame shows at once;
-  then live frames.
+  cached GOP (from the latest keyframe on, gop.py), so the first frame shows
+  at once; then live frames.
 - Its queue is bounded in bytes and frames. When a frame would go past either
   bound, the subscriber skips: its queued media is dropped and it resumes at
   the next keyframe, audio included so picture and sound stay in step.
@@ -54,22 +54,22 @@ from collections.abc import Callable
 
 from .codecs import AacConfig, AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
 from .flv import (
-    AUDIO,
     AUDIO_CODEC_NAMES,
-    SCRIPT,
     TIMESTAMP_BACKWARD_TOLERANCE_MS,
     TIMESTAMP_JUMP_MS,
     TIMESTAMP_WRAP_MS,
-    VIDEO,
     VIDEO_CODEC_AVC,
     VIDEO_CODEC_NAMES,
+    FrameKind,
     audio_channels,
     audio_is_sequence_header,
     audio_sample_rate,
     encode_tag,
+    video_codec_id,
     video_is_keyframe,
     video_is_sequence_header,
 )
+from .gop import GopCache
 from .policy import StreamInfo, StreamKey
 from .rts.h264 import flv_video_has_b_slices
 from .stats import StreamCounters
@@ -107,9 +107,6 @@ STATS_WINDOW_MS = 5_000
 # and its frame interval cannot be measured (25 fps).
 DEFAULT_FRAME_INTERVAL_MS = 40
 
-KINDS = ("video", "audio", "meta")
-_TAG_TYPES = {"video": VIDEO, "audio": AUDIO, "meta": SCRIPT}
-
 
 class AlreadyPublishing(Exception):
     """Someone is already publishing this stream."""
@@ -124,12 +121,14 @@ class MediaFrame:
     Treat it as immutable; `encoded` is a cache a server fills once per
     output format (e.g. RTMP chunks per chunk size), read by all its viewers.
 
-    `keyframe` means a viewer may start here: a video keyframe, or any audio
-    frame of a stream that has no video."""
+    `kind` is a FrameKind (flv.py). `keyframe` means a viewer may start
+    here: a video keyframe, or any audio frame of a stream that has no video."""
 
     __slots__ = ("kind", "timestamp", "body", "keyframe", "sequence_header", "encoded", "_flv_tag")
 
-    def __init__(self, kind: str, timestamp: int, body: bytes, keyframe: bool = False, sequence_header: bool = False):
+    def __init__(
+        self, kind: FrameKind, timestamp: int, body: bytes, keyframe: bool = False, sequence_header: bool = False
+    ):
         self.kind = kind
         self.timestamp = timestamp
         self.body = body
@@ -141,14 +140,14 @@ class MediaFrame:
     @property
     def is_header(self) -> bool:
         """Metadata or a sequence header: never dropped, sent to every joiner."""
-        return self.sequence_header or self.kind == "meta"
+        return self.sequence_header or self.kind is FrameKind.META
 
     @property
     def flv_tag(self) -> bytes:
         """The FLV tag (with PreviousTagSize), encoded on first use."""
         tag = self._flv_tag
         if tag is None:
-            tag = self._flv_tag = encode_tag(_TAG_TYPES[self.kind], self.timestamp, self.body)
+            tag = self._flv_tag = encode_tag(self.kind.tag_type, self.timestamp, self.body)
         return tag
 
     def __repr__(self) -> str:
@@ -208,8 +207,7 @@ class LiveStream:
         self.audio_header: MediaFrame | None = None
         self.avc_config: AvcConfig | None = None
         self.aac_config: AacConfig | None = None
-        self._gop: list[MediaFrame] = []
-        self._gop_bytes = -1  # -1 while the cache waits for a keyframe
+        self._gop: GopCache[MediaFrame] = GopCache(hub.gop_cache_max_bytes)
         self._last_timestamp: int | None = None  # newest media timestamp sent out
         self._grace_timer: asyncio.TimerHandle | None = None
         self._reset_measurements()
@@ -242,11 +240,11 @@ class LiveStream:
 
     @property
     def gop(self) -> tuple[MediaFrame, ...]:
-        return tuple(self._gop)
+        return self._gop.frames
 
     @property
     def gop_bytes(self) -> int:
-        return max(self._gop_bytes, 0)
+        return self._gop.nbytes
 
     @property
     def video_frames(self) -> int:
@@ -328,27 +326,27 @@ class LiveStream:
         size = len(body)
         self.bytes_in += size
         kind = frame.kind
-        if kind == "video":
-            self._video_codec = body[0] & 0x0F if body else 0
-        elif kind == "audio":
+        if kind is FrameKind.VIDEO:
+            self._video_codec = video_codec_id(body)
+        elif kind is FrameKind.AUDIO:
             self._audio_format = body[0] if body else -1
-        if kind == "meta":
+        if kind is FrameKind.META:
             self.metadata = frame
         elif frame.sequence_header:
-            if kind == "video":
+            if kind is FrameKind.VIDEO:
                 self.video_header = frame
                 self.avc_config = (
-                    self._parse(parse_avc_sequence_header, body) if body[0] & 0x0F == VIDEO_CODEC_AVC else None
+                    self._parse(parse_avc_sequence_header, body) if video_codec_id(body) == VIDEO_CODEC_AVC else None
                 )
             else:
                 self.audio_header = frame
                 self.aac_config = self._parse(parse_aac_sequence_header, body)
             # Frames cached so far were coded with the old configuration.
-            self._gop, self._gop_bytes = [], -1
+            self._gop.restart()
         else:
             if self._last_timestamp is None or frame.timestamp > self._last_timestamp:
                 self._last_timestamp = frame.timestamp
-            if kind == "video":
+            if kind is FrameKind.VIDEO:
                 self.counters.video(frame.timestamp, size, frame.keyframe)
                 self._video.add(frame.timestamp, size)
                 if (
@@ -360,21 +358,10 @@ class LiveStream:
             else:
                 self._audio.add(frame.timestamp, size)
                 self.counters.audio(frame.timestamp, size)
-            self._cache(frame, size)
+            self._gop.add(frame, size, frame.keyframe)
         hub, header = self.hub, frame.is_header
         for sub in tuple(self.subscribers):
             sub._offer(frame, size, header, hub)
-
-    def _cache(self, frame: MediaFrame, size: int) -> None:
-        limit = self.hub.gop_cache_max_bytes
-        if frame.keyframe:
-            self._gop, self._gop_bytes = ([frame], size) if size <= limit else ([], -1)
-        elif self._gop_bytes >= 0:
-            if self._gop_bytes + size > limit:
-                self._gop, self._gop_bytes = [], -1
-            else:
-                self._gop.append(frame)
-                self._gop_bytes += size
 
     def _detect_bframes(self, body: bytes) -> None:
         try:
@@ -397,7 +384,7 @@ class LiveStream:
         # The next publisher brings its own headers and keyframes.
         self.metadata = self.video_header = self.audio_header = None
         self.avc_config = self.aac_config = None
-        self._gop, self._gop_bytes = [], -1
+        self._gop.restart()
         if not self.subscribers:
             self.hub._forget(self)
             return
@@ -483,26 +470,30 @@ class Publication:
         self._floor = 0 if floor is None else floor
         self._offset: int | None = 0 if floor is None else None
         # Each track's own rebasing within the publication (module docstring).
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[FrameKind, _Track] = {}
 
-    def push(self, kind: str, timestamp: int, body: bytes) -> MediaFrame | None:
+    def push(self, kind: FrameKind | str, timestamp: int, body: bytes) -> MediaFrame | None:
         """Classify, rebase, cache and fan out one tag body. Returns the
         frame, or None once the publication is closed (the frame is dropped)."""
         if self.closed:
             return None
+        if type(kind) is not FrameKind:
+            try:
+                kind = FrameKind(kind)
+            except ValueError:
+                kinds = ", ".join(repr(k.value) for k in FrameKind)
+                raise ValueError(f"frame kind must be one of {kinds}, not {kind!r}") from None
         if type(body) is not bytes:
             body = bytes(body)
-        if kind == "video":
+        if kind is FrameKind.VIDEO:
             header = video_is_sequence_header(body)
             keyframe = not header and video_is_keyframe(body)
             self._has_video = True
-        elif kind == "audio":
+        elif kind is FrameKind.AUDIO:
             header = audio_is_sequence_header(body)
             keyframe = not header and not self._has_video
-        elif kind == "meta":
-            header = keyframe = False
         else:
-            raise ValueError(f"frame kind must be one of {KINDS}, not {kind!r}")
+            header = keyframe = False
         timestamp = self._rebase(kind, timestamp, header)
         frame = MediaFrame(kind, timestamp, body, keyframe, header)
         self.stream._accept(frame)
@@ -515,16 +506,16 @@ class Publication:
         self.close_reason = reason
         self.stream._end_publication()
 
-    def _rebase(self, kind: str, timestamp: int, header: bool) -> int:
+    def _rebase(self, kind: FrameKind, timestamp: int, header: bool) -> int:
         tracks = self._tracks
-        if kind == "meta" or header:
+        if kind is FrameKind.META or header:
             # No media time of its own: stamped where its track (or the stream) is.
-            track = tracks.get(kind) or tracks.get("video") or tracks.get("audio")
+            track = tracks.get(kind) or tracks.get(FrameKind.VIDEO) or tracks.get(FrameKind.AUDIO)
             if track is not None:
                 return track.last_out
             return self._floor if self._offset is None else max(timestamp + self._offset, self._floor)
         track = tracks.get(kind)
-        other = tracks.get("audio" if kind == "video" else "video")
+        other = tracks.get(FrameKind.AUDIO if kind is FrameKind.VIDEO else FrameKind.VIDEO)
         if track is not None:
             out, jump = track.rebase(timestamp, other)
             if jump:
@@ -679,7 +670,7 @@ class Subscription:
         """Drop the queued media and wait for the next keyframe, keeping the
         newest header of each kind."""
         queue = self._queue
-        headers: dict[tuple[str, bool], MediaFrame] = {}
+        headers: dict[tuple[FrameKind, bool], MediaFrame] = {}
         for frame in queue:
             if frame.is_header:
                 headers[frame.kind, frame.sequence_header] = frame

@@ -29,12 +29,20 @@ import struct
 
 from .codecs import AAC_SAMPLE_RATES, ANNEXB_START_CODE, AvcConfig, BitReader, CodecError, parse_avc_sequence_header
 from .flv import (
+    AAC_BODY_HEADER_BYTES,
     AUDIO_CODEC_AAC,
+    AVC_BODY_HEADER_BYTES,
     MAX_TAG_BYTES,
     PACKET_NALU,
     PACKET_SEQUENCE_HEADER,
     VIDEO_CODEC_AVC,
+    FrameKind,
+    aac_packet_type,
+    audio_codec_id,
+    audio_is_sequence_header,
     avc_composition_time,
+    avc_packet_type,
+    video_codec_id,
     video_is_keyframe,
 )
 
@@ -166,10 +174,11 @@ class AdtsConfig:
 def parse_adts_config(body: bytes) -> AdtsConfig:
     """From an FLV AAC sequence header body: format byte, AACPacketType 0,
     AudioSpecificConfig."""
-    if len(body) < 4 or body[0] >> 4 != AUDIO_CODEC_AAC or body[1] != PACKET_SEQUENCE_HEADER:
+    # An AudioSpecificConfig is at least 2 bytes (ISO 14496-3 1.6.2.1).
+    if len(body) < AAC_BODY_HEADER_BYTES + 2 or not audio_is_sequence_header(body):
         raise TsMuxError("not an AAC sequence header")
     try:
-        bits = BitReader(bytes(body[2:18]))
+        bits = BitReader(bytes(body[AAC_BODY_HEADER_BYTES : AAC_BODY_HEADER_BYTES + 16]))
         object_type = bits.u(5)
         if object_type == 31:
             object_type = 32 + bits.u(6)
@@ -247,28 +256,31 @@ class TsMuxer:
             PMT_PID, 0x02, PROGRAM_NUMBER, self._pmt_version, bytes(pmt)
         )
 
-    def mux(self, kind: str, timestamp_ms: int, body: bytes) -> bytes:
+    def mux(self, kind: FrameKind, timestamp_ms: int, body: bytes) -> bytes:
         """One FLV tag body in, whole TS packets out (b"" for sequence
         headers, which configure the muxer, and for metadata)."""
         if timestamp_ms < 0:
             raise TsMuxError(f"timestamp {timestamp_ms} ms is negative")
-        if kind == "video":
+        if kind == FrameKind.VIDEO:
             return self._mux_video(timestamp_ms, body)
-        if kind == "audio":
+        if kind == FrameKind.AUDIO:
             return self._mux_audio(timestamp_ms, body)
-        if kind == "meta":
+        if kind == FrameKind.META:
             return b""
         raise ValueError(f"frame kind must be 'video', 'audio' or 'meta', not {kind!r}")
 
     def _mux_video(self, timestamp_ms: int, body: bytes) -> bytes:
-        if len(body) < 5:
-            raise TsMuxError(f"video tag body of {len(body)} bytes is shorter than the AVC header (5)")
-        if body[0] & 0x0F != VIDEO_CODEC_AVC:
-            raise TsMuxError(f"video codec {body[0] & 0x0F} is not H.264 (7)")
-        if body[1] == PACKET_SEQUENCE_HEADER:
+        if len(body) < AVC_BODY_HEADER_BYTES:
+            raise TsMuxError(
+                f"video tag body of {len(body)} bytes is shorter than the AVC header ({AVC_BODY_HEADER_BYTES})"
+            )
+        if video_codec_id(body) != VIDEO_CODEC_AVC:
+            raise TsMuxError(f"video codec {video_codec_id(body)} is not H.264 (7)")
+        packet_type = avc_packet_type(body)
+        if packet_type == PACKET_SEQUENCE_HEADER:
             self.set_video_config(body)
             return b""
-        if body[1] != PACKET_NALU:
+        if packet_type != PACKET_NALU:
             return b""  # end of sequence: nothing to show
         config = self.video_config
         if config is None:
@@ -300,7 +312,7 @@ class TsMuxer:
         dropped: an access unit has at most one, and it comes first."""
         view = memoryview(body)
         end = len(view)
-        pos = 5
+        pos = AVC_BODY_HEADER_BYTES
         units: list[bytes | memoryview] = []
         has_parameter_sets = False
         while pos < end:
@@ -322,17 +334,19 @@ class TsMuxer:
         return head + b"".join(units)
 
     def _mux_audio(self, timestamp_ms: int, body: bytes) -> bytes:
-        if len(body) < 2:
-            raise TsMuxError(f"audio tag body of {len(body)} bytes is shorter than the AAC header (2)")
-        if body[0] >> 4 != AUDIO_CODEC_AAC:
-            raise TsMuxError(f"audio format {body[0] >> 4} is not AAC (10)")
-        if body[1] == PACKET_SEQUENCE_HEADER:
+        if len(body) < AAC_BODY_HEADER_BYTES:
+            raise TsMuxError(
+                f"audio tag body of {len(body)} bytes is shorter than the AAC header ({AAC_BODY_HEADER_BYTES})"
+            )
+        if audio_codec_id(body) != AUDIO_CODEC_AAC:
+            raise TsMuxError(f"audio format {audio_codec_id(body)} is not AAC (10)")
+        if aac_packet_type(body) == PACKET_SEQUENCE_HEADER:
             self.set_audio_config(body)
             return b""
         config = self.audio_config
         if config is None:
             raise TsMuxError("audio frame before the AAC sequence header")
-        raw = len(body) - 2
+        raw = len(body) - AAC_BODY_HEADER_BYTES
         if raw > MAX_AAC_FRAME_BYTES:
             raise TsMuxError(f"AAC frame of {raw} bytes exceeds MAX_AAC_FRAME_BYTES ({MAX_AAC_FRAME_BYTES})")
         if raw == 0:
@@ -341,7 +355,7 @@ class TsMuxer:
         payload_bytes = ADTS_HEADER_BYTES + raw
         # PES_packet_length counts the 3 flag bytes, the 5 PTS bytes and the payload.
         header = _PES_HEADER.pack(b"\x00\x00\x01", STREAM_ID_AUDIO, 8 + payload_bytes, 0x80, 0x80, 5)
-        pes = b"".join((header, _timestamp_field(2, pts), config.header(raw), memoryview(body)[2:]))
+        pes = b"".join((header, _timestamp_field(2, pts), config.header(raw), memoryview(body)[AAC_BODY_HEADER_BYTES:]))
         pcr = pts if self.pcr_pid == AUDIO_PID else None
         return self._packetize(AUDIO_PID, pes, pcr, False)
 

@@ -43,6 +43,18 @@ log = logging.getLogger(__name__)
 # Events waiting for the sink; past this, periodic updates are dropped (the
 # next one carries the same information) but publish/unpublish are kept.
 MAX_PENDING_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class _Updates:
+    """One tick's StreamUpdated of every live stream, delivered as one: at
+    most one waits in the queue, so a sink slower than the tick (a busy
+    loop makes each database round trip long) drops stale updates instead
+    of queueing them in front of samples and publishes (bench/soak)."""
+
+    events: tuple[StreamUpdated, ...]
+
+
 # Per-second samples waiting for the sink (stats.py); past this a slow sink
 # loses ticks rather than queueing stale ones.
 MAX_PENDING_SAMPLE_BATCHES = 10
@@ -131,6 +143,7 @@ class MediaNode:
         self.stats = StatsSampler(self.hub)
         self.egress = EgressGauge(config.max_egress_mbps)
         self._pending_samples = 0
+        self._updates_queued = False
         self.sample_batches_dropped = 0
         self.hub.on_wait = self._stream_wanted
 
@@ -272,6 +285,15 @@ class MediaNode:
         try:
             if isinstance(event, StreamPublished):
                 await self.sink.published(event)
+            elif isinstance(event, _Updates):
+                self._updates_queued = False
+                # One round trip for all when the sink can (nodes.bridge); else one each.
+                many = getattr(self.sink, "updated_many", None)
+                if many is not None:
+                    await many(event.events)
+                else:
+                    for each in event.events:
+                        await self.sink.updated(each)
             elif isinstance(event, StreamUpdated):
                 await self.sink.updated(event)
             elif isinstance(event, StreamsSampled):
@@ -298,12 +320,16 @@ class MediaNode:
     async def _report_updates(self) -> None:
         while True:
             await asyncio.sleep(self.config.update_interval_seconds)
+            if self._updates_queued or self._events.qsize() >= MAX_PENDING_EVENTS:
+                continue  # the sink has not taken the last tick's yet: this one would say the same, later
+            updates = []
             for key, session_id in list(self._live.items()):
-                if self._events.qsize() >= MAX_PENDING_EVENTS:
-                    break
                 stream = self.hub.stream(key)
                 if stream is not None:
-                    self._events.put_nowait(StreamUpdated(key, session_id, stream.info(), stream.viewer_count))
+                    updates.append(StreamUpdated(key, session_id, stream.info(), stream.viewer_count))
+            if updates:
+                self._updates_queued = True
+                self._events.put_nowait(_Updates(tuple(updates)))
 
     async def _report_samples(self) -> None:
         # Ticks on the loop's clock, so a slow tick does not shift the rest.

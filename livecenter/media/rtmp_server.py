@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
 from .admission import admit_publish, domain_of
+from .flv import FrameKind
 from .hub import AlreadyPublishing
 from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import StreamKey, StreamPublished
@@ -23,11 +24,15 @@ from .pump import FramePump
 log = logging.getLogger(__name__)
 
 READ_BYTES = 64 * 1024
-MESSAGE_TYPE = {"audio": 8, "video": 9, "meta": 18}
 CSID = {
-    "audio": rtmp.AUDIO_CHUNK_STREAM_ID,
-    "video": rtmp.VIDEO_CHUNK_STREAM_ID,
-    "meta": rtmp.DATA_CHUNK_STREAM_ID,
+    FrameKind.AUDIO: rtmp.AUDIO_CHUNK_STREAM_ID,
+    FrameKind.VIDEO: rtmp.VIDEO_CHUNK_STREAM_ID,
+    FrameKind.META: rtmp.DATA_CHUNK_STREAM_ID,
+}
+KIND_OF_EVENT = {
+    rtmp.VideoReceived: FrameKind.VIDEO,
+    rtmp.AudioReceived: FrameKind.AUDIO,
+    rtmp.MetadataReceived: FrameKind.META,
 }
 
 # onStatus codes for refusals (RTMP spec 7.2.2; the codes players know).
@@ -56,7 +61,7 @@ def encoded_media(frame, message_stream_id: int, chunk_size: int) -> bytes:
     data = frame.encoded.get(cache_key)
     if data is None:
         data = rtmp.encode_media_message(
-            CSID[frame.kind], MESSAGE_TYPE[frame.kind], message_stream_id, frame.timestamp, frame.body, chunk_size
+            CSID[frame.kind], frame.kind.tag_type, message_stream_id, frame.timestamp, frame.body, chunk_size
         )
         frame.encoded[cache_key] = data
     return data
@@ -255,8 +260,7 @@ class RtmpSession:
     async def on_media(self, event) -> None:
         if self.publication is None or event.stream_id != self.publish_stream_id:
             return
-        kind = {rtmp.VideoReceived: "video", rtmp.AudioReceived: "audio", rtmp.MetadataReceived: "meta"}[type(event)]
-        self.publication.push(kind, event.timestamp, event.payload)
+        self.publication.push(KIND_OF_EVENT[type(event)], event.timestamp, event.payload)
 
     async def on_stream_end(self, event) -> None:
         if event.stream_id == self.publish_stream_id:

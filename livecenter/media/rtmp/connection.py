@@ -22,6 +22,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from .. import amf0
+from ..flv import PREVIOUS_TAG_SIZE_BYTES, TAG_HEADER_BYTES, parse_tag_header
 from .chunk import (
     DEFAULT_CHUNK_SIZE_BYTES,
     MAX_BUFFERED_BYTES,
@@ -85,9 +86,6 @@ MAX_OPEN_STREAMS = 16
 # clients that look at them understand).
 _SERVER_PROPERTIES = {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0}
 _TIMESTAMP_MASK = 0xFFFFFFFF
-_FLV_TAG_HEADER = struct.Struct(">BHBHBBHB")  # type, size (24), time (24 + 8), stream id (24)
-_FLV_TAG_HEADER_BYTES = 11
-_FLV_BACK_POINTER_BYTES = 4
 
 
 class _StreamState(Enum):
@@ -347,14 +345,13 @@ class RtmpServerConnection:
         pos = 0
         first = None
         while pos < end:
-            if end - pos < _FLV_TAG_HEADER_BYTES:
+            if end - pos < TAG_HEADER_BYTES:
                 raise RtmpProtocolError("truncated aggregate message")
-            kind, size_high, size_low, time_high, time_low, time_ext, _, _ = _FLV_TAG_HEADER.unpack_from(data, pos)
-            body = pos + _FLV_TAG_HEADER_BYTES
-            body_end = body + (size_high << 8 | size_low)
-            if body_end + _FLV_BACK_POINTER_BYTES > end:
+            kind, size, tag_time = parse_tag_header(data, pos)
+            body = pos + TAG_HEADER_BYTES
+            body_end = body + size
+            if body_end + PREVIOUS_TAG_SIZE_BYTES > end:
                 raise RtmpProtocolError("truncated aggregate message")
-            tag_time = time_ext << 24 | time_high << 8 | time_low
             if first is None:
                 first = tag_time
             if kind in (RtmpMessageType.AUDIO, RtmpMessageType.VIDEO, RtmpMessageType.DATA_AMF0):
@@ -365,7 +362,7 @@ class RtmpServerConnection:
                 self._MESSAGE_HANDLERS[kind](self, part, events)
             else:
                 self.dropped_messages += 1
-            pos = body_end + _FLV_BACK_POINTER_BYTES
+            pos = body_end + PREVIOUS_TAG_SIZE_BYTES
 
     @staticmethod
     def _amf0_body(message: RtmpMessage) -> memoryview | bytes | None:

@@ -20,7 +20,15 @@ Pure: no I/O, no clock, no codecs library.
 from __future__ import annotations
 
 from ..codecs import ANNEXB_START_CODE, AvcConfig, BitReader, CodecError, iter_nal_units, rbsp_from_nal
-from ..flv import PACKET_NALU, VIDEO_CODEC_AVC, avc_composition_time, video_is_keyframe
+from ..flv import (
+    AVC_BODY_HEADER_BYTES,
+    PACKET_NALU,
+    VIDEO_CODEC_AVC,
+    avc_composition_time,
+    avc_packet_type,
+    video_codec_id,
+    video_is_keyframe,
+)
 
 NAL_SLICE = 1
 NAL_IDR = 5
@@ -35,9 +43,6 @@ SLICE_P, SLICE_B, SLICE_I, SLICE_SP, SLICE_SI = 0, 1, 2, 3, 4
 # first_mb_in_slice and slice_type are two ue(v) of at most 32 bits each
 # (9.1), so 9 bytes hold both; a few more cover emulation prevention bytes.
 SLICE_HEADER_PREFIX_BYTES = 16
-# The FLV video tag header before the AVCC data: frame type and codec,
-# AVCPacketType, CompositionTime (E.4.3.1).
-FLV_AVC_HEADER_BYTES = 5
 _DROPPED_NAL_TYPES = frozenset({NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM})
 
 
@@ -68,9 +73,13 @@ def avcc_has_b_slices(data: bytes | memoryview, nal_length_size: int) -> bool:
 def flv_video_has_b_slices(body: bytes, nal_length_size: int) -> bool:
     """Whether an FLV AVC video tag body (a coded frame, AVCPacketType 1)
     holds a B slice. Sequence headers and other codecs hold none."""
-    if len(body) <= FLV_AVC_HEADER_BYTES or body[0] & 0x0F != VIDEO_CODEC_AVC or body[1] != PACKET_NALU:
+    if (
+        len(body) <= AVC_BODY_HEADER_BYTES
+        or video_codec_id(body) != VIDEO_CODEC_AVC
+        or avc_packet_type(body) != PACKET_NALU
+    ):
         return False
-    return avcc_has_b_slices(memoryview(body)[FLV_AVC_HEADER_BYTES:], nal_length_size)
+    return avcc_has_b_slices(memoryview(body)[AVC_BODY_HEADER_BYTES:], nal_length_size)
 
 
 def avcc_to_access_unit(data: bytes | memoryview, config: AvcConfig, keyframe: bool) -> bytes:
@@ -93,9 +102,9 @@ def avcc_to_access_unit(data: bytes | memoryview, config: AvcConfig, keyframe: b
 def flv_video_to_access_unit(body: bytes, config: AvcConfig) -> tuple[bytes, int]:
     """An FLV AVC video tag body (AVCPacketType 1) as (Annex B access unit,
     CompositionTime in ms). b"" for a frame with no NAL units left."""
-    if len(body) < FLV_AVC_HEADER_BYTES or body[0] & 0x0F != VIDEO_CODEC_AVC:
+    if len(body) < AVC_BODY_HEADER_BYTES or video_codec_id(body) != VIDEO_CODEC_AVC:
         raise CodecError("not an FLV AVC video tag body")
-    if body[1] != PACKET_NALU:
-        raise CodecError(f"AVCPacketType {body[1]} is not a coded frame (1)")
-    access_unit = avcc_to_access_unit(memoryview(body)[FLV_AVC_HEADER_BYTES:], config, video_is_keyframe(body))
+    if avc_packet_type(body) != PACKET_NALU:
+        raise CodecError(f"AVCPacketType {avc_packet_type(body)} is not a coded frame (1)")
+    access_unit = avcc_to_access_unit(memoryview(body)[AVC_BODY_HEADER_BYTES:], config, video_is_keyframe(body))
     return access_unit, avc_composition_time(body)

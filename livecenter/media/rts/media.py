@@ -38,7 +38,18 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
-from ..flv import AUDIO_CODEC_AAC, PACKET_NALU, VIDEO_CODEC_AVC, video_is_keyframe
+from ..flv import (
+    AAC_BODY_HEADER_BYTES,
+    AUDIO_CODEC_AAC,
+    PACKET_NALU,
+    VIDEO_CODEC_AVC,
+    FrameKind,
+    audio_codec_id,
+    avc_packet_type,
+    video_codec_id,
+    video_is_keyframe,
+)
+from ..gop import GopCache
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
 from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
@@ -166,7 +177,7 @@ class RtsViewer:
         self.audio.put(packet)
         self.source.subscription.count_sent(packet.size)
 
-    def join(self, gop: list[VideoUnit]) -> None:
+    def join(self, gop: tuple[VideoUnit, ...]) -> None:
         """Start at the latest keyframe: the cached frames from it on, one
         RTP tick apart, ending at the newest frame's time."""
         self.joined = True
@@ -267,8 +278,7 @@ class RtsSource:
         self.viewers: dict[RtsViewer, None] = {}
         self.mode = PASSTHROUGH
         self.avc_config: AvcConfig | None = None
-        self.gop: list[VideoUnit] = []
-        self._gop_bytes = -1  # -1 while waiting for a keyframe
+        self.gop: GopCache[VideoUnit] = GopCache(SOURCE_GOP_MAX_BYTES)
         self.opus: OpusTranscoder | None = None
         self.transcoder: VideoTranscoder | None = None
         self.video_units = 0
@@ -293,7 +303,7 @@ class RtsSource:
         self.viewers[viewer] = None
         self.subscription.viewers = len(self.viewers)
         if self.ready:
-            viewer.join(self.gop)
+            viewer.join(self.gop.frames)
         return viewer
 
     def remove(self, viewer: RtsViewer) -> None:
@@ -328,9 +338,9 @@ class RtsSource:
     def _on_ready(self, subscription) -> None:
         for frame in subscription.drain():
             try:
-                if frame.kind == "video":
+                if frame.kind is FrameKind.VIDEO:
                     self._video(frame)
-                elif frame.kind == "audio":
+                elif frame.kind is FrameKind.AUDIO:
                     self._audio(frame)
             except CodecError as exc:
                 log.info("rts %s: frame dropped: %s", self.key, exc)
@@ -339,15 +349,15 @@ class RtsSource:
 
     def _video(self, frame) -> None:
         body = frame.body
-        if len(body) < 2 or body[0] & 0x0F != VIDEO_CODEC_AVC:
+        if len(body) < 2 or video_codec_id(body) != VIDEO_CODEC_AVC:
             return
         if frame.sequence_header:
             self.avc_config = parse_avc_sequence_header(body)
-            self.gop, self._gop_bytes = [], -1
+            self.gop.restart()
             if self.transcoder is not None:
                 self.transcoder.configure(self.avc_config)
             return
-        if body[1] != PACKET_NALU or self.avc_config is None:
+        if avc_packet_type(body) != PACKET_NALU or self.avc_config is None:
             return
         if self.mode == PASSTHROUGH and self._has_bframes():
             self._start_transcoding()
@@ -375,7 +385,7 @@ class RtsSource:
             return
         self.mode = TRANSCODE
         self.ready = False
-        self.gop, self._gop_bytes = [], -1
+        self.gop.restart()
         for viewer in self.viewers:
             viewer.joined = False
         self.transcoder = VideoTranscoder(self._video_out)
@@ -387,38 +397,30 @@ class RtsSource:
             return
         unit = VideoUnit(data, pts, keyframe)
         self.video_units += 1
-        size = len(data)
-        if keyframe:
-            self.gop, self._gop_bytes = ([unit], size) if size <= SOURCE_GOP_MAX_BYTES else ([], -1)
-        elif self._gop_bytes >= 0:
-            if self._gop_bytes + size > SOURCE_GOP_MAX_BYTES:
-                self.gop, self._gop_bytes = [], -1
-            else:
-                self.gop.append(unit)
-                self._gop_bytes += size
+        self.gop.add(unit, len(data), keyframe)
         if not self.ready and self.gop and self.transcoder is not None and self.transcoder.pending <= 1:
             # The transcoder has caught up with its backlog: everyone waiting
             # starts at the newest picture.
             self.ready = True
             for viewer in self.viewers:
                 if not viewer.joined:
-                    viewer.join(self.gop)
+                    viewer.join(self.gop.frames)
             return
         for viewer in self.viewers:
             viewer.offer_video(unit)
 
     def _audio(self, frame) -> None:
         body = frame.body
-        if len(body) < 2 or body[0] >> 4 != AUDIO_CODEC_AAC:
+        if len(body) < AAC_BODY_HEADER_BYTES or audio_codec_id(body) != AUDIO_CODEC_AAC:
             return
         if frame.sequence_header:
             parse_aac_sequence_header(body)  # refuses what cannot be decoded
             if self.opus is None:
                 self.opus = OpusTranscoder(self._audio_out)
-            self.opus.configure(bytes(body[2:]))
+            self.opus.configure(bytes(body[AAC_BODY_HEADER_BYTES:]))
             return
         if self.opus is not None and not self._joining:
-            self.opus.push(bytes(body[2:]), frame.timestamp)
+            self.opus.push(bytes(body[AAC_BODY_HEADER_BYTES:]), frame.timestamp)
 
     def _audio_out(self, packet: av.Packet) -> None:
         if self.closed:

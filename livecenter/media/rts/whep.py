@@ -198,7 +198,7 @@ def check_offer(sdp: str) -> None:
         _check_line(number, line, kind, payload_types)
         if kind is not None:
             sections[kind][-1].append(line)
-            name, value = _attribute(line)
+            name, value = _attribute(line) if line.startswith("a=") else ("", None)
             if name in ("rtpmap", "fmtp"):
                 pt = int((value or "").partition(" ")[0])  # _check_line made sure it is one
                 if name == "rtpmap":
