@@ -358,6 +358,10 @@ LIVECENTER_MEDIA_RTMP_NODE_BUFFER_BYTES = int(
 LIVECENTER_MEDIA_MAX_CONNECTIONS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS", 20000))
 LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS", 1000))
 LIVECENTER_MEDIA_RESERVE_DESCRIPTORS = int(os.environ.get("LIVECENTER_MEDIA_RESERVE_DESCRIPTORS", 256))
+# HTTP connections on the media port are persistent: closed after IDLE_SECONDS
+# without a request, and after MAX_REQUESTS requests (NodeConfig says why).
+LIVECENTER_MEDIA_HTTP_IDLE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_HTTP_IDLE_SECONDS", 15))
+LIVECENTER_MEDIA_HTTP_MAX_REQUESTS = int(os.environ.get("LIVECENTER_MEDIA_HTTP_MAX_REQUESTS", 1000))
 
 # --- streams ------------------------------------------------------------------------
 # How long the engine's database policy (nodes/bridge.py) keeps a domain's

@@ -42,6 +42,8 @@ def node_config() -> NodeConfig:
         max_connections=settings.LIVECENTER_MEDIA_MAX_CONNECTIONS,
         max_connections_per_address=settings.LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS,
         reserve_descriptors=settings.LIVECENTER_MEDIA_RESERVE_DESCRIPTORS,
+        http_idle_seconds=settings.LIVECENTER_MEDIA_HTTP_IDLE_SECONDS,
+        http_max_requests=settings.LIVECENTER_MEDIA_HTTP_MAX_REQUESTS,
         max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )

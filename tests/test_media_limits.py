@@ -285,7 +285,7 @@ def http_get(port: int, path: str = "/nothing", source: str = "127.0.0.1") -> by
         return b""
     with sock:
         try:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk

@@ -27,12 +27,6 @@ class Refusal(StrEnum):
     POLICY_UNAVAILABLE = "policy unavailable"
 
 
-def refusal_status(refusal: str | None) -> int:
-    """The HTTP status of a refusal: 503 (try again) when the policy could not
-    answer, else 403."""
-    return 503 if refusal == Refusal.POLICY_UNAVAILABLE else 403
-
-
 @dataclass(frozen=True, slots=True)
 class Admission:
     key: StreamKey | None = None

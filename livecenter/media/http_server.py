@@ -3,11 +3,18 @@
 with its segments and parts (HLS and LL-HLS, hls_server.py), and WHEP
 (`POST /{app}/{stream}.whep`, RTS over WebRTC, rts/session.py).
 
-The request head is parsed by h11. HTTP-FLV is a plain FLV byte stream closed
-by the connection's end, so every viewer of a frame is sent the same shared
-bytes. Refusals are 403 (or 404 for a stream that is not live, 503 for a
-node at capacity) with a header that names the reason, never which key was
-tried.
+h11 parses every request and writes every response. Connections are
+persistent (RFC 9112 9.3): an LL-HLS player makes about ten requests a
+second, each of which would otherwise cost a TCP handshake. A connection
+is closed when it idles `http_idle_seconds` between requests, after its
+`http_max_requests`-th response (which says `Connection: close`), after a
+response whose request body was not read whole, and after an HTTP-FLV
+play: FLV is a plain byte stream closed by the connection's end (RFC 9112
+6.3 item 8), so every viewer of a frame is sent the same shared bytes.
+
+Play refusals (play.py) are 403 (or 404 for a stream that is not live, 503
+for a node at capacity or a policy that cannot answer) with a header that
+names the reason, never which key was tried.
 """
 
 from __future__ import annotations
@@ -15,34 +22,50 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
-from .admission import admit_play, domain_of, refusal_status
-from .capacity import REFUSAL_AT_CAPACITY
+from .admission import domain_of
 from .flv import flv_header
 from .hls_master import master_playlist
 from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
+from .play import PlayDecision, PlayRefusal, PlayRequest, admit_viewer, wait_live
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
 
 log = logging.getLogger(__name__)
 
-# A request head larger than this is refused (h11 answers it as an error).
+# A request head (request line, header lines and the blank line) longer than
+# this is refused with 431. 16 KiB holds any player's request and a signed
+# URL many times over (nginx's large_client_header_buffers: 4 x 8 KiB).
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
+# A request head must arrive whole within this: of accept for the first
+# request, of its first byte for the ones that follow (a head dribbled a byte
+# at a time is cut, not waited for read by read).
 REQUEST_HEAD_TIMEOUT_SECONDS = 10
 # The whole of a request body (a WHEP offer, 3-10 KB) must arrive within this:
 # a peer dribbling it a byte at a time is cut, not waited for read by read.
 REQUEST_BODY_TIMEOUT_SECONDS = 10
+READ_BYTES = 8192
 _PLAY_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.(?P<ext>flv|m3u8)$")
 _HLS_MEDIA_PATH_RE = re.compile(
     r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.ts)$"
 )
 _AUTH_FAILURES = {f.value for f in AuthFailure}
+# What a play refusal answers over HTTP.
+PLAY_REFUSAL_STATUS = {
+    PlayRefusal.DENIED: 403,
+    PlayRefusal.UNAVAILABLE: 503,  # try again: the policy's database is unreachable
+    PlayRefusal.AT_CAPACITY: 503,
+    PlayRefusal.NOT_LIVE: 404,
+}
+# A viewer refused at capacity may try again this much later.
+RETRY_AFTER_SECONDS = 10
+# Statuses whose responses have no body (RFC 9110 8.6: and no Content-Length).
+_NO_BODY_STATUSES = frozenset((204, 304))
 
 CORS_HEADERS = [
     (b"Access-Control-Allow-Origin", b"*"),
@@ -66,14 +89,17 @@ def flv_tag(frame) -> bytes:
     return frame.flv_tag
 
 
-def response_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
-    lines += [name + b": " + value for name, value in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
 class RequestBodyError(Exception):
     """A request body that did not arrive whole; `status` is the answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RequestHeadError(Exception):
+    """A request head that was refused; `status` is the answer."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -102,31 +128,65 @@ class MediaHttpServer:
 
 
 class MediaHttpSession:
+    """One HTTP connection: its requests one after the other (pipelined
+    ones wait in h11's buffer), each answered through h11."""
+
     def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.node = node
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+        self.requests = 0  # requests read on this connection
+        self.method = b""
         self.request_headers: dict[bytes, bytes] = {}
 
     def abort(self) -> None:
         self.writer.transport.abort()
 
+    # --- reading -------------------------------------------------------------------
+
     async def read_request(self) -> h11.Request | None:
-        conn = self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self.reader.read(8192)
-                conn.receive_data(data)
-                if not data:
-                    return None
-                continue
-            if isinstance(event, h11.Request):
-                self.request_headers = {name.lower(): value for name, value in event.headers}
-                return event
-            return None
+        """The next request's head; None when the peer closed or idled out
+        between requests. Raises RequestHeadError."""
+        conn, loop = self.conn, asyncio.get_running_loop()
+        self.method = b""
+        # Bytes h11 holds from before (a pipelined request), and what it is fed here.
+        held = len(conn.trailing_data[0])
+        fed = 0
+        started = self.requests == 0 or held > 0
+        idle = self.node.config.http_idle_seconds
+        try:
+            async with asyncio.timeout(REQUEST_HEAD_TIMEOUT_SECONDS if started else idle) as deadline:
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await self.reader.read(READ_BYTES)
+                        if data and not started:
+                            started = True
+                            deadline.reschedule(loop.time() + REQUEST_HEAD_TIMEOUT_SECONDS)
+                        fed += len(data)
+                        conn.receive_data(data)
+                    elif isinstance(event, h11.Request):
+                        break
+                    else:  # ConnectionClosed
+                        return None
+        except TimeoutError:
+            if not (held or fed):
+                return None  # nothing sent: an idle connection, closed without a word
+            reason = f"the request head did not arrive within {REQUEST_HEAD_TIMEOUT_SECONDS:g} s"
+            raise RequestHeadError(408, reason) from None
+        except h11.RemoteProtocolError as exc:
+            raise RequestHeadError(exc.error_status_hint, f"bad request head: {exc}") from None
+        self.method = event.method.upper()
+        # h11 refuses a head that grows past the limit before it is complete;
+        # one that arrived complete in a single read is measured here.
+        head_bytes = held + fed - len(conn.trailing_data[0])
+        if head_bytes > MAX_REQUEST_HEAD_BYTES:
+            raise RequestHeadError(431, f"the request head is longer than {MAX_REQUEST_HEAD_BYTES} bytes")
+        self.request_headers = {name.lower(): value for name, value in event.headers}
+        return event
 
     async def read_body(self, max_bytes: int) -> bytes:
         """The request's body, read whole within REQUEST_BODY_TIMEOUT_SECONDS
@@ -137,13 +197,16 @@ class MediaHttpSession:
         length = self.request_headers.get(b"content-length")
         if length is not None and int(length) > max_bytes:
             raise RequestBodyError(413, f"the body is longer than {max_bytes} bytes")
+        if self.conn.they_are_waiting_for_100_continue:
+            # RFC 9110 10.1.1: curl waits a second for this before a body of over 1 KiB.
+            self.writer.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         body = bytearray()
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     event = self.conn.next_event()
                     if event is h11.NEED_DATA:
-                        data = await self.reader.read(8192)
+                        data = await self.reader.read(READ_BYTES)
                         if not data:
                             raise RequestBodyError(400, "the body ended early")
                         self.conn.receive_data(data)
@@ -160,100 +223,157 @@ class MediaHttpSession:
         except h11.RemoteProtocolError as exc:
             raise RequestBodyError(400, f"bad body: {exc}") from None
 
+    def _request_read_whole(self) -> bool:
+        """Whether the request has been read to its end, so the connection
+        can carry the next one. A body that is already here (none, or a
+        small one in the same packets) is read and dropped; one that is not
+        is never waited for: the connection closes after the response."""
+        conn = self.conn
+        try:
+            while conn.their_state is h11.SEND_BODY:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return False
+        except h11.RemoteProtocolError:
+            return False
+        return conn.their_state is h11.DONE
+
+    # --- writing -------------------------------------------------------------------
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        """A whole response, through h11. It says `Connection: close` (and
+        the connection closes after it) when `headers` do, when it is the
+        last the connection may carry, or when the request was not read whole."""
+        headers = list(headers)
+        if status not in _NO_BODY_STATUSES:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        if self.requests >= self.node.config.http_max_requests or not self._request_read_whole():
+            headers.append((b"Connection", b"close"))
+        conn = self.conn
+        data = conn.send(h11.Response(status_code=status, headers=[*headers, *CORS_HEADERS], reason=_phrase(status)))
+        if body and self.method != b"HEAD" and status not in _NO_BODY_STATUSES:
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+        self.writer.write(data)
+
     def send_simple(self, status: int, text: str, extra: list | None = None) -> None:
-        body = text.encode()
-        headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Content-Length", str(len(body)).encode()),
-            (b"Connection", b"close"),
-            *CORS_HEADERS,
-            *(extra or []),
-        ]
-        self.writer.write(response_head(status, headers) + body)
+        self.send_response(status, [(b"Content-Type", b"text/plain; charset=utf-8"), *(extra or [])], text.encode())
+
+    def send_body(self, content_type: bytes, body: bytes, cache: bytes) -> None:
+        self.send_response(200, [(b"Content-Type", content_type), (b"Cache-Control", cache)], body)
+
+    def refuse_play(self, decision: PlayDecision) -> None:
+        """A play refusal (play.py), logged there: its status and the header naming the reason."""
+        extra = refusal_headers(decision.reason)
+        if decision.refusal is PlayRefusal.AT_CAPACITY:
+            extra.append((b"Retry-After", str(RETRY_AFTER_SECONDS).encode()))
+        self.send_simple(PLAY_REFUSAL_STATUS[decision.refusal], f"{decision.reason}\n", extra)
+
+    # --- the connection ------------------------------------------------------------
 
     async def run(self) -> None:
-        try:
-            request = await asyncio.wait_for(self.read_request(), REQUEST_HEAD_TIMEOUT_SECONDS)
-        except (TimeoutError, h11.RemoteProtocolError) as exc:
-            log.info("http-flv %s: bad request head: %s", self.peer, exc or "timeout")
-            self.send_simple(400, "bad request\n")
-            return
-        if request is None:
-            return
-        method = request.method.upper()
+        conn = self.conn
+        while True:
+            try:
+                request = await self.read_request()
+            except RequestHeadError as exc:
+                log.info("http %s: %s", self.peer, exc.reason)
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    self.send_simple(exc.status, f"{exc.reason}\n", [(b"Connection", b"close")])
+                    await self.writer.drain()
+                return
+            if request is None:
+                return
+            self.requests += 1
+            await self.serve(request)
+            await self.writer.drain()
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # MUST_CLOSE, an FLV stream, or a body left unread
+            conn.start_next_cycle()
+
+    async def serve(self, request: h11.Request) -> None:
+        """Answer one request."""
+        method = self.method
         if method == b"OPTIONS":
-            self.writer.write(response_head(204, [*CORS_HEADERS, (b"Connection", b"close")]))
+            self.send_response(204, [])
             return
         try:
             target = urlsplit(request.target.decode("latin-1"))
         except ValueError as exc:  # "//[x": urlsplit takes it for an IPv6 host (found by bench/fuzz)
             log.info("http %s: bad request target: %s", self.peer, exc)
-            self.send_simple(400, f"bad request target: {exc}\n")
+            # A peer that sends what is no URL is not asked for more.
+            self.send_simple(400, f"bad request target: {exc}\n", [(b"Connection", b"close")])
             return
+        query = dict(parse_qsl(target.query, keep_blank_values=True))
         whep = parse_whep_path(target.path)
         if whep is not None:
-            query = dict(parse_qsl(target.query, keep_blank_values=True))
             await self.node.rts.handle_http(self, request, method, whep, query)
             return
         if target.path == NODE_STATUS_PATH and method == b"GET" and is_loopback_peer(self.peer.rpartition(":")[0]):
-            self.send_body(method, b"application/json", node_status_body(self.node), b"no-store")
+            self.send_body(b"application/json", node_status_body(self.node), b"no-store")
             return
         if method not in (b"GET", b"HEAD"):
             self.send_simple(405, "only GET and HEAD\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
             return
-        query = dict(parse_qsl(target.query, keep_blank_values=True))
         media = _HLS_MEDIA_PATH_RE.match(target.path)
         if media:
-            await self.hls_media(method, media["app"], media["stream"], media["file"], query)
+            await self.hls_media(media["app"], media["stream"], media["file"], query)
             return
         match = _PLAY_PATH_RE.match(target.path)
         if not match:
             self.send_simple(404, "not found\n")
             return
-        host = dict(request.headers).get(b"host", b"").decode("latin-1")
-        domain = domain_of(host, query)
-        app, stream = match["app"], match["stream"]
-        admission = await admit_play(
-            self.node.policy, domain, app, stream, target.path, query.get("auth_key"), time.time()
+        app, stream, ext = match["app"], match["stream"], match["ext"]
+        protocol = "hls" if ext == "m3u8" else "flv"
+        play = PlayRequest(
+            protocol=protocol,
+            peer=self.peer,
+            domain=domain_of(self.request_headers.get(b"host", b"").decode("latin-1"), query),
+            app=app,
+            stream=stream,
+            uri=target.path,
+            query=query,
+            client=self.peer.rpartition(":")[0] if protocol == "hls" else None,
         )
-        if not admission.ok:
-            log.info("http %s play refused: stream=%s/%s/%s reason=%s", self.peer, domain, app, stream,
-                     admission.refusal)  # fmt: skip
-            status = refusal_status(admission.refusal)
-            self.send_simple(status, f"{admission.refusal}\n", refusal_headers(str(admission.refusal)))
+        decision = await admit_viewer(self.node, play)
+        if not decision.ok:
+            self.refuse_play(decision)
             return
-        key = admission.key
-        protocol = "hls" if match["ext"] == "m3u8" else "flv"
-        client = self.peer.rpartition(":")[0] if protocol == "hls" else None
-        if not self.node.admits_viewer(key, protocol, target.path, query, client):
-            self.refuse_at_capacity(protocol, key)
-            return
-        if match["ext"] == "m3u8":
-            master = await master_playlist(self.node, admission, app, stream, query)
+        if protocol == "hls":
+            master = await master_playlist(self.node, decision.admission, app, stream, query)
             if master is not None:
                 status, text = master
                 if status != 200:
                     self.send_simple(status, f"{text}\n", refusal_headers(text))
                 else:
-                    self.send_body(method, b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
+                    self.send_body(b"application/vnd.apple.mpegurl", text.encode(), b"no-cache")
                 return
-        if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
-            log.info("http %s play refused: stream=%s reason=stream is not live", self.peer, key)
-            self.send_simple(404, "stream is not live\n", refusal_headers("stream is not live"))
+        decision = await wait_live(self.node, play, decision)
+        if not decision.ok:
+            self.refuse_play(decision)
             return
-        if match["ext"] == "m3u8":
-            await self.hls_playlist(method, key, query)
+        if protocol == "hls":
+            await self.hls_playlist(decision.key, query)
+        else:
+            await self.flv(decision.key)
+
+    # --- HTTP-FLV ------------------------------------------------------------------
+
+    async def flv(self, key) -> None:
+        conn = self.conn
+        # RFC 9112 6.3 item 8: a body delimited by the connection's close, so
+        # the frames are the same shared bytes for every viewer. h11 frames a
+        # body of unknown length that way only for an HTTP/1.0 peer (it picks
+        # chunked for 1.1), so it is told the peer is one (h11's only way;
+        # tests/test_media_http.py checks the head).
+        conn.their_http_version = b"1.0"
+        headers = [(b"Content-Type", b"video/x-flv"), (b"Cache-Control", b"no-cache, no-store"),
+                   (b"Connection", b"close"), *CORS_HEADERS]  # fmt: skip
+        data = conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+        if self.method == b"HEAD":
+            self.writer.write(data + conn.send(h11.EndOfMessage()))
             return
-        headers = [
-            (b"Content-Type", b"video/x-flv"),
-            (b"Cache-Control", b"no-cache, no-store"),
-            (b"Connection", b"close"),
-            *CORS_HEADERS,
-        ]
-        self.writer.write(response_head(200, headers))
-        if method == b"HEAD":
-            return
-        self.writer.write(flv_header(has_audio=True, has_video=True))
+        self.writer.write(data + conn.send(h11.Data(data=flv_header(has_audio=True, has_video=True))))
         pump = FramePump(self.writer, flv_tag)
         subscription = self.node.hub.subscribe(key, protocol="flv", on_ready=pump.on_ready)
         log.info("http-flv %s playing %s", self.peer, key)
@@ -270,39 +390,31 @@ class MediaHttpSession:
             reason = "too slow, disconnected" if subscription.lagging_disconnect else "ended"
             log.info("http-flv %s play of %s %s", self.peer, key, reason)
 
-    def refuse_at_capacity(self, protocol: str, key) -> None:
-        log.info("%s %s play refused: stream=%s reason=%s", protocol, self.peer, key, REFUSAL_AT_CAPACITY)
-        self.send_simple(
-            503, f"{REFUSAL_AT_CAPACITY}\n", [*refusal_headers(REFUSAL_AT_CAPACITY), (b"Retry-After", b"10")]
-        )
+    # --- HLS -----------------------------------------------------------------------
 
-    # --- HLS ---------------------------------------------------------------------
-
-    def send_body(self, method: bytes, content_type: bytes, body: bytes, cache: bytes) -> None:
-        headers = [
-            (b"Content-Type", content_type),
-            (b"Content-Length", str(len(body)).encode()),
-            (b"Cache-Control", cache),
-            (b"Connection", b"close"),
-            *CORS_HEADERS,
-        ]
-        self.writer.write(response_head(200, headers) + (b"" if method == b"HEAD" else body))
-
-    async def hls_playlist(self, method: bytes, key, query: dict[str, str]) -> None:
+    async def hls_playlist(self, key, query: dict[str, str]) -> None:
         status, text = await self.node.hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"))
         if status != 200:
             self.send_simple(status, f"{text}\n", refusal_headers(text))
             return
         body = text.encode()
-        self.send_body(method, b"application/vnd.apple.mpegurl", body, b"no-cache")
+        self.send_body(b"application/vnd.apple.mpegurl", body, b"no-cache")
         # A player asks for the playlist every target duration: that is what counts it as a viewer.
-        self.node.stats.served(key, "hls", 0 if method == b"HEAD" else len(body), self.peer.rpartition(":")[0])
+        sent = 0 if self.method == b"HEAD" else len(body)
+        self.node.stats.served(key, "hls", sent, self.peer.rpartition(":")[0])
 
-    async def hls_media(self, method: bytes, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
+    async def hls_media(self, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
         status, body = await self.node.hls.media(app, stream, file_name, query.get("token", ""))
         if status != 200:
             log.info("http %s hls media refused: %s/%s/%s reason=%s", self.peer, app, stream, file_name, body)
             self.send_simple(status, f"{body}\n", refusal_headers(str(body)))
             return
         # Segments and parts never change once complete.
-        self.send_body(method, b"video/mp2t", body, b"max-age=60")
+        self.send_body(b"video/mp2t", body, b"max-age=60")
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

@@ -97,6 +97,14 @@ class NodeConfig:
     max_connections: int = 20_000
     max_connections_per_address: int = 1_000
     reserve_descriptors: int = 256
+    # HTTP connections are persistent (http_server.py): one is closed when
+    # it idles this long between requests (a player reloads a playlist every
+    # target duration or part, at most a few seconds apart; nginx's
+    # keepalive_timeout is 75 s, but an idle connection holds a descriptor
+    # that the per-address cap counts), and after this many requests
+    # (nginx's keepalive_requests: 1000), so that no client holds one for ever.
+    http_idle_seconds: float = 15.0
+    http_max_requests: int = 1000
     # Addresses RTS (WebRTC) offers as ICE host candidates. Empty: the host
     # when it is a loopback address (one machine, tests, bench), else every
     # interface but loopback (aioice's choice).

@@ -14,10 +14,10 @@ import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
-from .admission import admit_play, admit_publish, domain_of
-from .capacity import REFUSAL_AT_CAPACITY
+from .admission import admit_publish, domain_of
 from .flv import FrameKind
 from .hub import AlreadyPublishing
+from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import StreamKey, StreamPublished
 from .pump import FramePump
 
@@ -40,6 +40,12 @@ PUBLISH_REJECTED = "NetStream.Publish.Rejected"
 PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
 PLAY_FAILED = "NetStream.Play.Failed"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
+PLAY_REFUSAL_CODE = {
+    PlayRefusal.DENIED: PLAY_FAILED,
+    PlayRefusal.UNAVAILABLE: PLAY_FAILED,
+    PlayRefusal.AT_CAPACITY: PLAY_FAILED,
+    PlayRefusal.NOT_LIVE: PLAY_NOT_FOUND,
+}
 
 
 def split_query(text: str) -> tuple[str, dict[str, str]]:
@@ -265,33 +271,29 @@ class RtmpSession:
 
     async def on_play(self, event) -> None:
         domain, query = self._target(event.query)
-        name = f"{domain}/{self.app}/{event.stream_name}"
-        admission = await admit_play(
-            self.node.policy,
-            domain,
-            self.app,
-            event.stream_name,
-            f"/{self.app}/{event.stream_name}",
-            query.get("auth_key"),
-            time.time(),
+        play = PlayRequest(
+            protocol="rtmp",
+            peer=self.peer,
+            domain=domain,
+            app=self.app,
+            stream=event.stream_name,
+            uri=f"/{self.app}/{event.stream_name}",
+            query=query,
         )
-        if not admission.ok:
-            self.conn.reject_play(event.stream_id, PLAY_FAILED, str(admission.refusal))
-            return self.refuse("play", name, str(admission.refusal))
-        if not self.node.admits_viewer(admission.key, "rtmp", f"/{self.app}/{event.stream_name}", query):
-            self.conn.reject_play(event.stream_id, PLAY_FAILED, REFUSAL_AT_CAPACITY)
-            return self.refuse("play", str(admission.key), REFUSAL_AT_CAPACITY)
-        if not await self.node.hub.wait_live(admission.key, self.node.config.play_wait_seconds):
-            self.conn.reject_play(event.stream_id, PLAY_NOT_FOUND, "stream is not live")
-            return self.refuse("play", str(admission.key), "stream is not live")
+        decision = await admit_and_wait(self.node, play)
+        if not decision.ok:
+            # play.py has logged it.
+            self.conn.reject_play(event.stream_id, PLAY_REFUSAL_CODE[decision.refusal], decision.reason)
+            self.closing = True
+            return
         self.conn.accept_play(event.stream_id, event.name)
         self.flush()
         stream_id, chunk_size = event.stream_id, self.conn.out_chunk_size
         pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
-        subscription = self.node.hub.subscribe(admission.key, protocol="rtmp", on_ready=pump.on_ready)
+        subscription = self.node.hub.subscribe(decision.key, protocol="rtmp", on_ready=pump.on_ready)
         pump.attach(subscription)
         self.players[stream_id] = asyncio.get_running_loop().create_task(self._play(stream_id, pump))
-        log.info("rtmp %s playing %s", self.peer, admission.key)
+        log.info("rtmp %s playing %s", self.peer, decision.key)
 
     async def _play(self, stream_id: int, pump: FramePump) -> None:
         subscription = pump.subscription

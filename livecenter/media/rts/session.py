@@ -23,9 +23,10 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from ..admission import admit_play, domain_of, refusal_status
-from ..http_server import CORS_HEADERS, RequestBodyError, refusal_headers, response_head
-from ..policy import StreamKey
+from ..admission import domain_of
+from ..http_server import RequestBodyError, refusal_headers
+from ..play import PlayRequest, admit_viewer, log_refusal, wait_live
+from ..policy import DomainConfig, StreamKey
 from .aiortc_compat import on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
 from .media import PASSTHROUGH, RtsSource, RtsViewer
 from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, OfferError, WhepPath, check_offer, resource_location
@@ -235,66 +236,57 @@ class RtsService:
             return
         # The URL first (domain, signature, switches): a peer that may not
         # play is answered before its body is read (issue 11, item 4).
-        host = headers.get(b"host", b"").decode("latin-1")
-        domain = domain_of(host, query)
-        admission = await admit_play(
-            self.node.policy, domain, path.app, path.stream, path.signed_uri, query.get("auth_key"), time.time()
+        play = PlayRequest(
+            protocol="rts",
+            peer=http.peer,
+            domain=domain_of(headers.get(b"host", b"").decode("latin-1"), query),
+            app=path.app,
+            stream=path.stream,
+            uri=path.signed_uri,
+            query=query,
         )
-        if admission.ok and not admission.domain.rts_enabled:
-            admission = type(admission)(refusal=REFUSAL_RTS_OFF, domain=admission.domain)
-        if not admission.ok:
-            where = f"{domain}/{path.app}/{path.stream}"
-            self._refuse(http, refusal_status(admission.refusal), where, admission.refusal)
+        decision = await admit_viewer(self.node, play, _rts_switch)
+        if not decision.ok:
+            http.refuse_play(decision)
             return
-        key = admission.key
-        if not self.node.admits_viewer(key, "rts", path.signed_uri, query):
-            http.refuse_at_capacity("rts", key)
-            return
+        key, domain = decision.key, decision.admission.domain
         try:
             body = await http.read_body(MAX_OFFER_BYTES)
         except RequestBodyError as exc:
-            self._refuse(http, exc.status, key, f"the offer did not arrive whole: {exc.reason}")
+            self._refuse(http, play, exc.status, key, f"the offer did not arrive whole: {exc.reason}")
             return
         try:
             offer = body.decode("utf-8")
             check_offer(offer)
         except UnicodeDecodeError:
-            self._refuse(http, 400, key, "the offer is not UTF-8 text")
+            self._refuse(http, play, 400, key, "the offer is not UTF-8 text")
             return
         except OfferError as exc:
-            self._refuse(http, 400, key, str(exc))
+            self._refuse(http, play, 400, key, str(exc))
             return
-        if not await self.node.hub.wait_live(key, self.node.config.play_wait_seconds):
-            self._refuse(http, 404, key, "stream is not live")
+        decision = await wait_live(self.node, play, decision)
+        if not decision.ok:
+            http.refuse_play(decision)
             return
         await self._wait_first_frames(key)
         source = self.sources.get(key)
         stream = self.node.hub.stream(key)
-        if not admission.domain.html5_transcode and (
+        if not domain.html5_transcode and (
             (source is not None and source.mode != PASSTHROUGH) or (stream is not None and stream.has_bframes)
         ):
-            self._refuse(http, 403, key, REFUSAL_BFRAMES)
+            self._refuse(http, play, 403, key, REFUSAL_BFRAMES)
             return
         try:
-            session = await self.create(key, offer, admission.domain.html5_transcode, http.peer)
+            session = await self.create(key, offer, domain.html5_transcode, http.peer)
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
-            self._refuse(http, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
+            self._refuse(http, play, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
-        answer = session.answer_sdp.encode()
-        http.writer.write(
-            response_head(
-                201,
-                [
-                    (b"Content-Type", SDP_CONTENT_TYPE.encode()),
-                    (b"Content-Length", str(len(answer)).encode()),
-                    (b"Location", resource_location(path, session.id).encode()),
-                    (b"Cache-Control", b"no-store"),
-                    (b"Connection", b"close"),
-                    *CORS_HEADERS,
-                ],
-            )
-            + answer
-        )
+        headers = [
+            (b"Content-Type", SDP_CONTENT_TYPE.encode()),
+            (b"Location", resource_location(path, session.id).encode()),
+            (b"Cache-Control", b"no-store"),
+        ]
+        http.send_response(201, headers, session.answer_sdp.encode())
 
     async def _wait_first_frames(self, key: StreamKey) -> None:
         """Wait (at most FIRST_FRAMES_WAIT_SECONDS) until the stream has
@@ -321,9 +313,13 @@ class RtsService:
         finally:
             probe.close()
 
-    def _refuse(self, http, status: int, stream, reason: str) -> None:
-        log.info("rts %s play refused: stream=%s reason=%s", http.peer, stream, reason)
+    def _refuse(self, http, play: PlayRequest, status: int, stream: StreamKey, reason: str) -> None:
+        log_refusal(play, stream, reason)
         http.send_simple(status, f"{reason}\n", refusal_headers(reason))
+
+
+def _rts_switch(domain: DomainConfig) -> str | None:
+    return None if domain.rts_enabled else REFUSAL_RTS_OFF
 
 
 def _first_frames_seen(stream) -> bool:

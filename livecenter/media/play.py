@@ -1,0 +1,122 @@
+"""Admitting a viewer, once for every protocol that plays (HTTP-FLV, HLS,
+RTMP, RTS over WHEP).
+
+Each play goes through the same steps, with the same refusals:
+
+1. admission (admission.admit_play: the domain, its switches, the
+   signature) and any switch of the protocol's own (RTS) -> DENIED, or
+   UNAVAILABLE when the policy could not answer (a passing fault: try
+   again, not forbidden);
+2. room on the node for a new viewer (MediaNode.admits_viewer,
+   capacity.py) -> AT_CAPACITY;
+3. the stream going live within `play_wait_seconds` (the hub's
+   wait_live) -> NOT_LIVE.
+
+A server may do work of its own between 2 and 3 (WHEP reads its offer, HLS
+answers an ABR group's master playlist). Every refusal is logged here, in
+one form (protocol, peer, stream, reason); the server turns it into its
+protocol's answer (an HTTP status with a header naming the reason, an RTMP
+onStatus).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from .admission import Admission, Refusal, admit_play
+from .capacity import REFUSAL_AT_CAPACITY
+from .policy import DomainConfig, StreamKey
+
+log = logging.getLogger(__name__)
+
+REFUSAL_NOT_LIVE = "stream is not live"
+
+
+class PlayRefusal(Enum):
+    DENIED = "denied"
+    UNAVAILABLE = "policy unavailable"
+    AT_CAPACITY = "at capacity"
+    NOT_LIVE = "not live"
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRequest:
+    """A viewer's request to play, as every protocol names it."""
+
+    protocol: str  # "flv", "hls", "rtmp", "rts": what capacity and the log count it as
+    peer: str  # host:port, for the log
+    domain: str  # the domain the request names (admission.domain_of)
+    app: str
+    stream: str
+    uri: str  # what the signature covers: `/{app}/{stream}` (RTMP), `/{app}/{stream}.flv` ...
+    query: Mapping[str, str]
+    client: str | None = None  # HLS: the viewer's address (one viewer across its requests)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayDecision:
+    admission: Admission
+    refusal: PlayRefusal | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def key(self) -> StreamKey | None:
+        return self.admission.key
+
+
+def log_refusal(request: PlayRequest, stream: object, reason: str) -> None:
+    log.info("%s %s play refused: stream=%s reason=%s", request.protocol, request.peer, stream, reason)
+
+
+def _refused(request: PlayRequest, admission: Admission, refusal: PlayRefusal, reason: str) -> PlayDecision:
+    stream = admission.key or f"{request.domain}/{request.app}/{request.stream}"
+    log_refusal(request, stream, reason)
+    return PlayDecision(admission, refusal, reason)
+
+
+async def admit_viewer(
+    node, request: PlayRequest, domain_refusal: Callable[[DomainConfig], str | None] | None = None
+) -> PlayDecision:
+    """Steps 1 and 2. `domain_refusal` is the protocol's own switch: the
+    reason the admitted domain does not allow it, or None."""
+    admission = await admit_play(
+        node.policy, request.domain, request.app, request.stream, request.uri, request.query.get("auth_key"),
+        time.time(),
+    )  # fmt: skip
+    if admission.ok and domain_refusal is not None:
+        reason = domain_refusal(admission.domain)
+        if reason:
+            admission = Admission(refusal=reason, domain=admission.domain)
+    if admission.refusal == Refusal.POLICY_UNAVAILABLE:
+        return _refused(request, admission, PlayRefusal.UNAVAILABLE, str(admission.refusal))
+    if not admission.ok:
+        return _refused(request, admission, PlayRefusal.DENIED, str(admission.refusal))
+    if not node.admits_viewer(admission.key, request.protocol, request.uri, request.query, request.client):
+        return _refused(request, admission, PlayRefusal.AT_CAPACITY, REFUSAL_AT_CAPACITY)
+    return PlayDecision(admission)
+
+
+async def wait_live(node, request: PlayRequest, decision: PlayDecision) -> PlayDecision:
+    """Step 3, for an admitted viewer: the same decision once the stream is
+    live, a NOT_LIVE refusal if it is not within `play_wait_seconds`."""
+    if not await node.hub.wait_live(decision.key, node.config.play_wait_seconds):
+        return _refused(request, decision.admission, PlayRefusal.NOT_LIVE, REFUSAL_NOT_LIVE)
+    return decision
+
+
+async def admit_and_wait(
+    node, request: PlayRequest, domain_refusal: Callable[[DomainConfig], str | None] | None = None
+) -> PlayDecision:
+    """All three steps, for a protocol with nothing to do between them."""
+    decision = await admit_viewer(node, request, domain_refusal)
+    if not decision.ok:
+        return decision
+    return await wait_live(node, request, decision)
