@@ -1,15 +1,17 @@
-"""What the benches share: logging, loopback ports, Debian's nginx-rtmp."""
+"""What the benches share: logging, loopback ports, child processes, Debian's nginx-rtmp."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 
 
@@ -44,3 +46,33 @@ def require_nginx_rtmp() -> None:
     subprocess.run(
         ["apt-get", "install", "-y", "-q", "nginx", "libnginx-mod-rtmp"], check=True, env=env, stdout=subprocess.DEVNULL
     )
+
+
+class Processes:
+    """Children started here, stopped by their own pids on the way out."""
+
+    def __init__(self, workdir: Path, env: dict):
+        self.workdir, self.env, self.running = workdir, env, []
+
+    def start(self, name: str, cmd: list[str], **kw) -> subprocess.Popen:
+        out = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, **kw)
+        self.running.append((name, proc))
+        return proc
+
+    @staticmethod
+    def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.running):
+            self.stop(proc)
+
+    def tail(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text()[-1500:]

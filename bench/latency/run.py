@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, log, require_nginx_rtmp, wait_port  # noqa: E402
+from bench.common import Processes, free_port, log, require_nginx_rtmp, wait_port  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -135,35 +134,6 @@ class Result:
         if self.first_frames:
             out["ff_p50"] = statistics.median(self.first_frames)
         return out
-
-
-class Processes:
-    """Children started here, stopped (by their own pids) on the way out."""
-
-    def __init__(self, workdir: Path, env: dict):
-        self.workdir, self.env, self.running = workdir, env, []
-
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        out = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        self.running.append((name, proc))
-        return proc
-
-    def stop(self, proc: subprocess.Popen, timeout: float = 15) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.running):
-            self.stop(proc)
-
-    def tail(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text()[-1500:]
 
 
 def manage(env: dict, *args: str) -> None:

@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -57,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, log, wait_port  # noqa: E402
+from bench.common import Processes, free_port, log, wait_port  # noqa: E402
 from bench.fanout.run import children, flv_get_blob  # noqa: E402
 from livecenter.media import amf0  # noqa: E402
 from livecenter.media.rtmp import RtmpChunkWriter  # noqa: E402
@@ -153,36 +152,6 @@ def rtmp_play_blob(url: str) -> bytes:
 
 
 # --- processes ---------------------------------------------------------------------
-
-
-class Processes:
-    """Children started here, stopped by their own pids on the way out."""
-
-    def __init__(self, workdir: Path, env: dict):
-        self.workdir, self.env, self.running = workdir, env, []
-
-    def start(self, name: str, cmd: list[str], **kw) -> subprocess.Popen:
-        out = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, **kw)
-        self.running.append((name, proc))
-        return proc
-
-    @staticmethod
-    def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.running):
-            self.stop(proc)
-
-    def tail(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text()[-1500:]
 
 
 def manage(env: dict, *args: str) -> str:
