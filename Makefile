@@ -45,15 +45,19 @@ format: setup
 # The whole suite runs on the embedded defaults (SQLite, in-memory layer,
 # filesystem broker); when DATABASE_URL or REDIS_URL is set (CI sets both) what
 # depends on the database engine, the channel layer or the broker (the
-# `backends` mark, tests/conftest.py) runs again on PostgreSQL and Redis. Both
-# passes spread the tests over TEST_WORKERS pytest-xdist processes: most tests
-# wait on sockets and peers, so more workers than cores pays.
+# `backends` mark, tests/conftest.py) runs again on PostgreSQL and Redis. The
+# passes spread the tests over TEST_WORKERS pytest-xdist processes (most wait
+# on sockets and peers, so more workers than cores pays), except the browser
+# tests, which run after, one at a time: Chromium playing live video beside
+# two other workers' encoders stalls on this 2-core machine class.
 TEST_WORKERS ?= 3
 test: setup system-deps lint
-	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -n $(TEST_WORKERS)
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -n $(TEST_WORKERS) -m "not browser"
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m browser
 	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
 		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}: -m backends"; \
-		$(PY) -m pytest -n $(TEST_WORKERS) -m backends; \
+		$(PY) -m pytest -n $(TEST_WORKERS) -m "backends and not browser" && \
+		$(PY) -m pytest -m "backends and browser"; \
 	fi
 
 clean:

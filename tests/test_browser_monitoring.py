@@ -269,6 +269,7 @@ def test_it_moves_the_charts_every_second_and_says_when_the_stream_stops(browser
     connections.close_all()
 
 
+@pytest.mark.backends
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the scaled topology needs REDIS_URL")
 def test_it_moves_the_charts_with_the_node_in_another_process_over_redis(browser_page, owner, tmp_path):
     add_domains(owner)
