@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.test_runall import ROOT, STOP_SECONDS, free_port, get
+from tests.test_runall import ROOT, STOP_SECONDS, answer, free_port
 from tests.workersupport import probe, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media]
@@ -72,7 +72,7 @@ def test_it_restarts_a_killed_embedded_worker_and_its_transcode(tmp_path):
 
     try:
         assert wait_until(lambda: "ready." in open(tmp_path / "runall.log").read(), 90), output()
-        assert get(f"http://127.0.0.1:{port}/accounts/login/")[0] == 200
+        assert answer(f"http://127.0.0.1:{port}/accounts/login/", 60)[0] == 200, output()
         publisher = start_publisher(local(urls["push"], rtmp_port), seconds=150, size="640x360")
         rendition = local(urls["lld"], http_port)
         assert probe(rendition, seconds=2)["packets"], output()
