@@ -23,6 +23,7 @@ PURE_MODULES = {
     "rts/whep.py",
     "liveurl.py",
     "redact.py",
+    "srt",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
 # Sans-IO means no threads and no WebRTC stack either: those belong to the

@@ -1,0 +1,6 @@
+"""SRT (Secure Reliable Transport), sans-IO: draft-sharabayko-srt, live mode,
+interoperable with libsrt.
+
+- `packets`: the packet codecs (`parse_packet`, `bytes(packet)`).
+- `sequence`: 31-bit sequence and 32-bit timestamp arithmetic.
+"""
