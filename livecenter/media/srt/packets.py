@@ -427,14 +427,15 @@ class SrtHandshake:
         ]
         if self.hs is not None:
             parts.append(_extension_block(self.hs_command, self.hs.to_bytes()))
-        if self.km is not None:
-            parts.append(_extension_block(self.km_command, self.km))
+        # In libsrt's order: key material last.
         if self.stream_id is not None:
             parts.append(_extension_block(SrtHandshakeExtensionType.SID, swap_words(self.stream_id.encode())))
         if self.congestion is not None:
             parts.append(_extension_block(SrtHandshakeExtensionType.CONGESTION, swap_words(self.congestion.encode())))
         for extension_type, body in self.other_extensions:
             parts.append(_extension_block(extension_type, body))
+        if self.km is not None:
+            parts.append(_extension_block(self.km_command, self.km))
         return b"".join(parts)
 
 
