@@ -134,10 +134,10 @@ class SrtConnection:
         self._ack_number = 0
         self._pending_acks: dict[int, int] = {}  # ACK number -> sent at
         self._rtt_measured = False
-        self._last_acked_seq: int | None = None
+        self._last_acked_seq = initial_seq  # nothing to acknowledge yet
         self._packets_since_ack = 0
         self._next_ack_us = now_us + ACK_INTERVAL_US
-        self._next_nak_us = now_us + MIN_NAK_INTERVAL_US
+        self._next_nak_us = now_us + self._nak_interval_us()
         self._last_sent_us = now_us
         self._last_received_us = now_us
         self._rate_window_start_us = now_us

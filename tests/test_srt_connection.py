@@ -1,0 +1,374 @@
+"""The receiving SRT connection with a fake clock: TSBPD release, loss and
+retransmission, ACK/ACKACK/RTT, NAK, too-late drop, wrap-around, limits,
+keepalive, idle timeout, shutdown, decryption and key refresh."""
+
+import pytest
+
+from livecenter.media.srt.connection import (
+    ACK_INTERVAL_US,
+    KEEPALIVE_INTERVAL_US,
+    LIGHT_ACK_PACKETS,
+    MAX_REORDER_PACKETS,
+    MIN_NAK_INTERVAL_US,
+    PEER_IDLE_TIMEOUT_US,
+    SrtConnection,
+)
+from livecenter.media.srt.crypto import (
+    SrtCryptoContext,
+    SrtKmState,
+    aes_ctr,
+    km_state_word,
+    wrap_key_material,
+)
+from livecenter.media.srt.events import SrtConnectionClosed, SrtDataReceived, SrtPacketsDropped
+from livecenter.media.srt.packets import (
+    SrtAck,
+    SrtAckAck,
+    SrtDataPacket,
+    SrtDropRequest,
+    SrtKeepalive,
+    SrtKeyFlag,
+    SrtNak,
+    SrtShutdown,
+    SrtUserControl,
+    parse_packet,
+)
+from livecenter.media.srt.sequence import SEQ_MASK
+
+OURS, PEER = 0x0A0A_0A0A, 0x0B0B_0B0B
+START = 100.0  # when the peer's CONCLUSION arrived; its timestamp was 0
+LATENCY_S = 0.120
+PASSPHRASE = "ten chars or more"
+
+
+def make(isn=1000, latency_ms=120, start_timestamp=0, **options):
+    return SrtConnection(
+        socket_id=OURS,
+        peer_socket_id=PEER,
+        initial_seq=isn,
+        latency_ms=latency_ms,
+        peer_start_timestamp=start_timestamp,
+        now=START,
+        **options,
+    )
+
+
+def data(seq, ts_us, payload=None, **fields):
+    return bytes(SrtDataPacket(seq, payload or seq.to_bytes(4, "big"), ts_us, OURS, **fields))
+
+
+def sent(connection):
+    return [parse_packet(d) for d in connection.datagrams_to_send()]
+
+
+def delivered(connection):
+    return [(e.seq, e.payload) for e in connection.events() if isinstance(e, SrtDataReceived)]
+
+
+def test_it_releases_each_packet_at_its_timestamp_plus_the_latency():
+    connection = make()
+    connection.receive_datagram(data(1000, 10_000), START + 0.011)
+    connection.receive_datagram(data(1001, 20_000), START + 0.021)
+    assert connection.events() == []
+    connection.handle_timer(START + 0.021)  # the ACK
+    assert connection.next_timer() == pytest.approx(START + 0.010 + LATENCY_S)
+    connection.handle_timer(START + 0.010 + LATENCY_S - 0.000_001)
+    assert connection.events() == []
+    connection.handle_timer(START + 0.010 + LATENCY_S)
+    assert connection.events() == [SrtDataReceived(OURS, 1000, 10_000, (1000).to_bytes(4, "big"))]
+    assert connection.next_timer() == pytest.approx(START + 0.020 + LATENCY_S)
+    connection.handle_timer(START + 0.020 + LATENCY_S)
+    assert delivered(connection) == [(1001, (1001).to_bytes(4, "big"))]
+    assert connection.stats.packets_received == 2 and connection.stats.bytes_received == 8
+
+
+def test_it_sets_the_time_base_from_the_handshake_timestamp():
+    connection = make(start_timestamp=5_000_000)  # the peer started 5 s before
+    connection.receive_datagram(data(1000, 5_010_000), START + 0.011)
+    connection.handle_timer(START + 0.010 + LATENCY_S)
+    assert delivered(connection) == [(1000, (1000).to_bytes(4, "big"))]
+
+
+def test_it_naks_a_gap_at_once_and_delivers_the_retransmission_in_order():
+    connection = make()
+    connection.receive_datagram(data(1000, 10_000), START + 0.01)
+    connection.receive_datagram(data(1003, 40_000), START + 0.04)
+    [nak] = sent(connection)
+    assert nak == SrtNak(((1001, 1002),), timestamp=40_000, dest_socket_id=PEER)
+    connection.receive_datagram(data(1002, 30_000, retransmitted=True), START + 0.05)
+    connection.receive_datagram(data(1001, 20_000, retransmitted=True), START + 0.06)
+    connection.handle_timer(START + 0.04 + LATENCY_S)
+    assert [seq for seq, _ in delivered(connection)] == [1000, 1001, 1002, 1003]
+    stats = connection.stats
+    assert (stats.packets_lost, stats.packets_retransmitted, stats.packets_dropped) == (2, 2, 0)
+
+
+def test_it_repeats_the_nak_every_period_while_packets_are_missing():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1002, 0), START)
+    connection.receive_datagram(data(1005, 0), START)
+    assert len(sent(connection)) == 2  # one NAK per new gap
+    # Before any ACKACK: (RTT + 4 RTTVar) / 2 = 150 ms.
+    period = (100_000 + 4 * 50_000) / 2 / 1e6
+    connection.handle_timer(START + period)
+    naks = [p for p in sent(connection) if isinstance(p, SrtNak)]
+    assert [n.losses for n in naks] == [((1001, 1001), (1003, 1004))]
+    connection.receive_datagram(data(1001, 0), START + period)
+    connection.receive_datagram(data(1003, 0), START + period)
+    connection.receive_datagram(data(1004, 0), START + period)
+    connection.handle_timer(START + 2 * period + MIN_NAK_INTERVAL_US / 1e6)
+    assert not [p for p in sent(connection) if isinstance(p, SrtNak)]
+
+
+def test_it_drops_missing_packets_once_a_later_one_is_due():
+    connection = make()
+    connection.receive_datagram(data(1000, 10_000), START + 0.01)
+    connection.receive_datagram(data(1003, 40_000), START + 0.04)
+    connection.handle_timer(START + 0.01 + LATENCY_S)
+    assert delivered(connection) == [(1000, (1000).to_bytes(4, "big"))]
+    connection.handle_timer(START + 0.04 + LATENCY_S)
+    events = connection.events()
+    assert events == [
+        SrtPacketsDropped(OURS, 1001, 2),
+        SrtDataReceived(OURS, 1003, 40_000, (1003).to_bytes(4, "big")),
+    ]
+    # The retransmission comes too late: counted, not delivered.
+    connection.receive_datagram(data(1001, 20_000, retransmitted=True), START + 0.2)
+    assert connection.events() == []
+    stats = connection.stats
+    assert (stats.packets_dropped, stats.packets_belated) == (2, 1)
+    # And nothing is asked for any more.
+    sent(connection)
+    connection.handle_timer(START + 1.0)
+    assert not [p for p in sent(connection) if isinstance(p, SrtNak)]
+
+
+def test_it_acknowledges_every_10_ms_and_measures_the_rtt_from_the_ackack():
+    connection = make()
+    connection.receive_datagram(data(1000, 0), START + 0.001)
+    connection.receive_datagram(data(1001, 0), START + 0.002)
+    assert connection.next_timer() == pytest.approx(START + ACK_INTERVAL_US / 1e6)
+    connection.handle_timer(START + 0.010)
+    [ack] = sent(connection)
+    assert isinstance(ack, SrtAck) and not ack.is_light
+    assert ack.last_acked_seq == 1002
+    assert ack.ack_number == 1
+    assert (ack.rtt_us, ack.rttvar_us) == (100_000, 50_000)
+    assert ack.available_buffer_packets == MAX_REORDER_PACKETS - 2
+    assert ack.dest_socket_id == PEER and ack.timestamp == 10_000
+    # Nothing new: no ACK at the next tick.
+    connection.handle_timer(START + 0.020)
+    assert sent(connection) == []
+    connection.receive_packet(SrtAckAck(1), START + 0.050)
+    assert (connection.stats.rtt_us, connection.stats.rttvar_us) == (40_000, 20_000)
+    connection.receive_datagram(data(1002, 0), START + 0.051)
+    connection.handle_timer(START + 0.060)
+    [ack] = sent(connection)
+    assert (ack.ack_number, ack.last_acked_seq) == (2, 1003)
+    connection.receive_packet(SrtAckAck(2), START + 0.080)
+    # 4.10: RTT = 7/8 RTT + 1/8 sample, RTTVar = 3/4 RTTVar + 1/4 |RTT - sample|.
+    assert connection.stats.rtt_us == (7 * 40_000 + 20_000) // 8
+    assert connection.stats.rttvar_us == (3 * 20_000 + 20_000) // 4
+    # An ACKACK for an ACK we never sent changes nothing.
+    connection.receive_packet(SrtAckAck(99), START + 0.090)
+    assert connection.stats.rtt_us == (7 * 40_000 + 20_000) // 8
+
+
+def test_it_acknowledges_up_to_the_first_missing_packet():
+    connection = make(latency_ms=1000)
+    for seq in (1000, 1001, 1003):
+        connection.receive_datagram(data(seq, 0), START)
+    connection.handle_timer(START + 0.010)
+    [ack] = [p for p in sent(connection) if isinstance(p, SrtAck)]
+    assert ack.last_acked_seq == 1002
+
+
+def test_it_sends_a_light_ack_every_64_packets_between_full_ones():
+    connection = make(latency_ms=1000)
+    for k in range(LIGHT_ACK_PACKETS - 1):
+        connection.receive_datagram(data(1000 + k, 0), START)
+    assert sent(connection) == []
+    connection.receive_datagram(data(1000 + LIGHT_ACK_PACKETS - 1, 0), START)
+    [ack] = sent(connection)
+    assert ack.is_light and ack.ack_number == 0
+    assert ack.last_acked_seq == 1000 + LIGHT_ACK_PACKETS
+    assert connection.stats.light_acks_sent == 1
+
+
+def test_it_follows_sequence_numbers_across_the_wrap():
+    connection = make(isn=SEQ_MASK - 1)
+    connection.receive_datagram(data(SEQ_MASK - 1, 0), START)
+    connection.receive_datagram(data(1, 3000), START)  # SEQ_MASK and 0 are missing
+    [nak] = sent(connection)
+    assert nak.losses == ((SEQ_MASK, 0),)
+    connection.receive_datagram(data(0, 2000), START)
+    connection.receive_datagram(data(SEQ_MASK, 1000), START)
+    connection.handle_timer(START + 1.0)
+    assert [seq for seq, _ in delivered(connection)] == [SEQ_MASK - 1, SEQ_MASK, 0, 1]
+    ack = [p for p in sent(connection) if isinstance(p, SrtAck)][-1]
+    assert ack.last_acked_seq == 2
+
+
+def test_it_follows_timestamps_across_the_32_bit_wrap():
+    connection = make(start_timestamp=0xFFFF_0000)
+    connection.receive_datagram(data(1000, 0xFFFF_FF00), START)
+    connection.receive_datagram(data(1001, 0x100), START)  # 512 us later
+    first = START + (0xFFFF_FF00 - 0xFFFF_0000) / 1e6 + LATENCY_S
+    connection.handle_timer(first + 0.000_2)
+    assert [seq for seq, _ in delivered(connection)] == [1000]
+    connection.handle_timer(first + 0.000_512)
+    assert [seq for seq, _ in delivered(connection)] == [1001]
+
+
+def test_it_holds_packets_up_to_the_window_and_drops_one_past_it():
+    connection = make(latency_ms=10_000)
+    connection.receive_datagram(data(1000 + MAX_REORDER_PACKETS - 1, 0), START)
+    assert connection.stats.packets_received == 1
+    connection.receive_datagram(data(1000 + MAX_REORDER_PACKETS, 0), START)
+    assert connection.stats.packets_out_of_window == 1
+    assert connection.stats.packets_received == 1
+    assert connection.buffered_packets == 1
+
+
+def test_it_counts_duplicates_once():
+    connection = make()
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.handle_timer(START + 1)
+    assert len(delivered(connection)) == 1
+    assert connection.stats.packets_duplicate == 1
+
+
+def test_it_forgets_what_the_sender_dropped():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1004, 0), START)
+    sent(connection)
+    connection.receive_packet(SrtDropRequest(7, 1001, 1002), START + 0.01)
+    assert [seq for seq, _ in delivered(connection)] == []
+    connection.handle_timer(START + 0.2)
+    naks = [p for p in sent(connection) if isinstance(p, SrtNak)]
+    assert [n.losses for n in naks] == [((1003, 1003),)]
+    connection.receive_datagram(data(1003, 0), START + 0.3)
+    connection.handle_timer(START + 1.0)
+    assert [e for e in connection.events() if isinstance(e, SrtPacketsDropped)] == [
+        SrtPacketsDropped(OURS, 1001, 1),
+        SrtPacketsDropped(OURS, 1002, 1),
+    ]
+    assert connection.stats.packets_dropped == 2
+
+
+def test_it_sends_a_keepalive_after_a_second_of_silence():
+    connection = make()
+    assert connection.next_timer() == pytest.approx(START + KEEPALIVE_INTERVAL_US / 1e6)
+    connection.receive_packet(SrtKeepalive(), START + 0.5)
+    connection.handle_timer(START + 1.0)
+    [keepalive] = sent(connection)
+    assert keepalive == SrtKeepalive(timestamp=1_000_000, dest_socket_id=PEER)
+
+
+def test_it_closes_when_the_peer_goes_silent():
+    connection = make()
+    connection.receive_packet(SrtKeepalive(), START + 1.0)
+    connection.handle_timer(START + 1.0 + PEER_IDLE_TIMEOUT_US / 1e6 - 0.001)
+    assert not connection.closed
+    sent(connection)
+    connection.handle_timer(START + 1.0 + PEER_IDLE_TIMEOUT_US / 1e6)
+    assert connection.closed
+    assert connection.events() == [SrtConnectionClosed(OURS, "peer idle timeout")]
+    assert isinstance(sent(connection)[-1], SrtShutdown)
+    assert connection.next_timer() is None
+
+
+def test_it_delivers_what_it_holds_when_the_peer_shuts_down():
+    connection = make()
+    connection.receive_datagram(data(1000, 10_000), START + 0.01)
+    connection.receive_datagram(data(1002, 30_000), START + 0.03)
+    connection.receive_packet(SrtShutdown(), START + 0.04)
+    assert connection.events() == [
+        SrtDataReceived(OURS, 1000, 10_000, (1000).to_bytes(4, "big")),
+        SrtPacketsDropped(OURS, 1001, 1),
+        SrtDataReceived(OURS, 1002, 30_000, (1002).to_bytes(4, "big")),
+        SrtConnectionClosed(OURS, "peer shut down"),
+    ]
+    assert connection.closed
+    connection.receive_datagram(data(1003, 40_000), START + 0.05)
+    assert connection.events() == [] and connection.stats.packets_received == 2
+
+
+def test_it_closes_from_our_side_with_a_shutdown():
+    connection = make()
+    connection.close(START + 1)
+    assert isinstance(sent(connection)[-1], SrtShutdown)
+    assert connection.closed and connection.events() == []
+
+
+def test_it_counts_undecodable_datagrams():
+    connection = make()
+    connection.receive_datagram(b"\x80\x02", START)
+    assert connection.stats.datagrams_undecodable == 1
+
+
+def crypto_connection(even=bytes(16), odd=None):
+    crypto = SrtCryptoContext(PASSPHRASE)
+    material = wrap_key_material(PASSPHRASE, even=even, odd=odd)
+    crypto.install(material)
+    return make(crypto=crypto), material.salt
+
+
+def test_it_decrypts_payloads_with_the_key_the_packet_names():
+    connection, salt = crypto_connection()
+    payload = b"\x47" + bytes(187)
+    connection.receive_datagram(data(1000, 0, aes_ctr(bytes(16), salt, 1000, payload), key=SrtKeyFlag.EVEN), START)
+    connection.receive_datagram(data(1001, 0, b"\x47clear", key=SrtKeyFlag.ODD), START)  # no odd key yet
+    connection.handle_timer(START + 1)
+    assert connection.events() == [
+        SrtDataReceived(OURS, 1000, 0, payload),
+        SrtPacketsDropped(OURS, 1001, 1),
+    ]
+    assert connection.stats.packets_undecrypted == 1
+
+
+def test_it_takes_a_refreshed_key_and_answers_with_kmrsp():
+    connection, salt = crypto_connection()
+    refresh = bytes(wrap_key_material(PASSPHRASE, even=None, odd=bytes([9]) * 16, salt=salt))
+    connection.receive_packet(SrtUserControl(3, refresh), START + 0.1)
+    [answer] = sent(connection)
+    assert answer == SrtUserControl(4, refresh, timestamp=100_000, dest_socket_id=PEER)
+    payload = b"odd key payload"
+    encrypted = aes_ctr(bytes([9]) * 16, salt, 1000, payload)
+    connection.receive_datagram(data(1000, 0, encrypted, key=SrtKeyFlag.ODD), START + 0.1)
+    connection.handle_timer(START + 1)
+    assert delivered(connection) == [(1000, payload)]
+
+
+def test_it_answers_key_material_it_cannot_open_with_badsecret():
+    connection, _ = crypto_connection()
+    other = bytes(wrap_key_material("another passphrase", even=bytes(16), odd=None))
+    connection.receive_packet(SrtUserControl(3, other), START + 0.1)
+    [answer] = sent(connection)
+    assert answer.body == km_state_word(SrtKmState.BADSECRET)
+    assert connection.crypto.even[1] == bytes(16)
+    unencrypted = make()
+    unencrypted.receive_packet(SrtUserControl(3, other), START + 0.1)
+    assert sent(unencrypted)[0].body == km_state_word(SrtKmState.NOSECRET)
+
+
+def test_it_drops_encrypted_packets_without_a_passphrase():
+    connection = make()
+    connection.receive_datagram(data(1000, 0, b"secret", key=SrtKeyFlag.EVEN), START)
+    connection.handle_timer(START + 1)
+    assert connection.events() == [SrtPacketsDropped(OURS, 1000, 1)]
+    assert connection.stats.packets_undecrypted == 1
+
+
+def test_it_wakes_for_the_earliest_thing_to_do():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1002, 0), START)
+    sent(connection)
+    # ACK due at 10 ms beats the NAK period, the release at 1 s and the keepalive.
+    assert connection.next_timer() == pytest.approx(START + 0.010)
+    connection.handle_timer(START + 0.010)
+    assert connection.next_timer() == pytest.approx(START + 0.150)  # periodic NAK
