@@ -53,7 +53,15 @@ from .codecs import (
     iter_annexb_nal_units,
     parse_avc_decoder_config,
 )
-from .flv import AUDIO_CODEC_AAC, MAX_TAG_BYTES, PACKET_NALU, PACKET_SEQUENCE_HEADER, VIDEO_CODEC_AVC, FrameKind
+from .flv import (
+    AUDIO_CODEC_AAC,
+    MAX_TAG_BYTES,
+    PACKET_NALU,
+    PACKET_SEQUENCE_HEADER,
+    TIMESTAMP_JUMP_MS,
+    VIDEO_CODEC_AVC,
+    FrameKind,
+)
 from .mpegts import (
     CLOCK_TICKS_PER_MS,
     PAT_PID,
@@ -236,15 +244,18 @@ class _Timeline:
         self._continue = False
 
     def new_time_base(self) -> None:
-        """A discontinuity_indicator on the PCR PID: the next timestamp
-        continues the timeline instead of stepping from the old time base."""
-        self._continue = self._last_raw is not None
+        """A discontinuity_indicator on the PCR PID (2.4.3.5): if the next
+        timestamp jumps, it continues the timeline instead of stepping from
+        the old time base."""
+        self._continue = True
 
     def unwrap(self, raw: int) -> int:
         last = self._last_raw
-        if last is not None and not self._continue:
+        if last is not None:
             # The step as a signed 33-bit difference: across a wrap, a small step.
-            self._ticks += (raw - last + TIMESTAMP_WRAP // 2) % TIMESTAMP_WRAP - TIMESTAMP_WRAP // 2
+            step = (raw - last + TIMESTAMP_WRAP // 2) % TIMESTAMP_WRAP - TIMESTAMP_WRAP // 2
+            if not (self._continue and abs(step) > TIMESTAMP_JUMP_MS * CLOCK_TICKS_PER_MS):
+                self._ticks += step
         self._continue = False
         self._last_raw = raw
         return self._ticks
@@ -496,6 +507,8 @@ class _DolbyTrack(_AudioFrameTrack):
             return None
         # A/52 E.1.2.1-E.1.2.3: E-AC-3, frmsiz in 16-bit words minus one.
         size = ((((data[at + 2] & 0x07) << 8) | data[at + 3]) + 1) * 2
+        if size < self.header_bytes:
+            return None
         if fscod == 3:  # fscod2: half the rates, always six blocks
             fscod2 = (data[at + 4] >> 4) & 0x03
             if fscod2 == 3:
