@@ -426,6 +426,21 @@ def test_it_honours_the_discontinuity_indicator():
     assert frames(events) == frames(demux(data)[0])
 
 
+def test_it_continues_the_timeline_across_a_new_time_base():
+    # Audio alone, its PID the PCR PID; the time base restarts at 0 with a
+    # discontinuity_indicator, and then wraps back (no indicator): a jump the hub rebases.
+    def audio(counter: int, pts: int, discontinuity: bool = False) -> bytes:
+        data = pes(0xC0, adts_frame(20), pts)
+        field = b"\x80" if discontinuity else None
+        return ts_packet(AUDIO_PID, data, counter, start=True, field=field)
+
+    head = psi(PAT_PID, pat([(1, PMT_PID)])) + psi(PMT_PID, pmt([(0x0F, AUDIO_PID, b"")], pcr_pid=AUDIO_PID))
+    data = head + audio(0, 5_000_000) + audio(1, 5_001_920) + audio(2, 0, discontinuity=True) + audio(3, 1920)
+    data += audio(4, 5_003_840)
+    got = [f.timestamp_ms - TIMELINE_START_MS for f in frames(demux(data)[0], FrameKind.AUDIO)]
+    assert got == [0, 21, 21, 42, (2 * 1920 + 5_003_840 - 1920) // 90]
+
+
 def test_it_regains_sync_after_garbage_and_counts_what_it_skipped():
     data = ffmpeg_ts()
     packets = packets_of(data)
@@ -543,14 +558,13 @@ def test_it_takes_a_video_pes_of_max_video_pes_bytes_and_drops_one_byte_more():
 
 
 def test_it_takes_an_audio_pes_of_max_audio_pes_bytes_and_drops_one_byte_more():
+    # An unbounded audio PES (allowed by some muxers) of ADTS frames and padding.
     for extra, dropped in ((0, 0), (1, 1)):
         header = pes(0xC0, b"", 90_000, bounded=False)
-        payload = adts_frame(MAX_AUDIO_PES_BYTES - len(header) - 7 - 1000 + extra) + bytes(1000)
-        events, demuxer = demux(program() + packetize(AUDIO_PID, header + payload[:MAX_AUDIO_PES_BYTES]))
-        if not extra:
-            assert len(header + payload) == MAX_AUDIO_PES_BYTES
-        events, demuxer = demux(program() + packetize(AUDIO_PID, header + payload))
+        data = (header + adts_frame(1000) * MAX_AUDIO_FRAMES_PER_PES).ljust(MAX_AUDIO_PES_BYTES + extra, b"\0")
+        events, demuxer = demux(program() + packetize(AUDIO_PID, data))
         assert demuxer.counters.pes_dropped == dropped
+        assert len(frames(events, FrameKind.AUDIO)) == (0 if dropped else MAX_AUDIO_FRAMES_PER_PES)
 
 
 def test_it_buffers_at_most_max_buffered_bytes_of_pes():

@@ -271,7 +271,6 @@ def _ms(ticks: int) -> int:
 class _Track:
     """One elementary stream being demuxed: its PES reassembly and its codec."""
 
-    kind = FrameKind.VIDEO
     max_pes_bytes = MAX_VIDEO_PES_BYTES
 
     def __init__(self, demuxer: TsDemuxer, stream: TsElementaryStream) -> None:
@@ -279,7 +278,7 @@ class _Track:
         self.stream = stream
         self.pes = bytearray()
         self.collecting = False  # inside a PES (from its first packet on)
-        self.pes_bytes = 0  # the PES's whole length from PES_packet_length; 0: unbounded
+        self.pes_bytes = 0  # the PES's length from PES_packet_length; 0 before it is read, -1 unbounded
 
     def take_pes(self) -> bytearray:
         """The PES in progress, no longer held."""
@@ -357,7 +356,6 @@ class _AudioFrameTrack(_Track):
     start of the next (13818-1 lets a PES start anywhere in the stream); its
     time follows the frames before it."""
 
-    kind = FrameKind.AUDIO
     max_pes_bytes = MAX_AUDIO_PES_BYTES
     header_bytes = 7  # enough of a frame header to know the frame's length
     sync = b""
