@@ -21,8 +21,10 @@ size (`b""` says it ended) and returns events in stream order:
 Timestamps: PTS and DTS are 33-bit 90 kHz values that wrap after 26.5 hours;
 they are unwrapped onto one timeline for the program (each step read as the
 signed 33-bit difference from the previous value) that starts at
-TIMELINE_START_MS, and a discontinuity_indicator on the PCR PID (2.4.3.5: a
-new time base) continues the timeline where it was. A video frame's timestamp
+TIMELINE_START_MS. After a discontinuity_indicator on the PCR PID (2.4.3.5:
+a new time base) a jump past TIMESTAMP_JUMP_MS is not taken: the timeline
+goes on where it was. Other jumps are kept, for the hub to rebase as it does
+RTMP's (hub.py). A video frame's timestamp
 is its DTS, its CompositionTime PTS - DTS; the ADTS frames (and Dolby sync
 frames) of one PES are spaced by their sample counts from the PES's PTS.
 
