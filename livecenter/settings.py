@@ -331,6 +331,10 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
 # refusal, so the ones it has keep their frame rate (livecenter/media/capacity.py;
 # the default is measured in bench/README.md). 0: no limit.
 LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EGRESS_MBPS", 5000))
+# The event loop's median lateness (ms, over 3 s) past which the node also
+# refuses new viewers: it is behind on the ones it has (capacity.LoopLagGauge).
+# 0: not watched.
+LIVECENTER_MEDIA_MAX_LOOP_LAG_MS = float(os.environ.get("LIVECENTER_MEDIA_MAX_LOOP_LAG_MS", 250))
 # The key media workers sign their reads with so a node at capacity still
 # serves them; every node and worker must share it (by default derived from
 # SECRET_KEY, which they share anyway).

@@ -45,6 +45,7 @@ def node_config() -> NodeConfig:
         http_idle_seconds=settings.LIVECENTER_MEDIA_HTTP_IDLE_SECONDS,
         http_max_requests=settings.LIVECENTER_MEDIA_HTTP_MAX_REQUESTS,
         max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
+        max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )
 

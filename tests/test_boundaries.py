@@ -17,6 +17,7 @@ PURE_MODULES = {
     "policy.py",
     "rtmp",
     "mpegts.py",
+    "mpegts_demux.py",
     "hls.py",
     "timecode.py",
     "rts/h264.py",

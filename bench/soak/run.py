@@ -235,7 +235,8 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
     status = node_status(http_port)
     sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"],
                       "connections": status["connections"], "viewers": status["viewers"],
-                      "streams": status["streams"]}  # fmt: skip
+                      "streams": status["streams"], "loop_lag_ms": status.get("loop_lag_ms"),
+                      "refused": status.get("refused", {})}  # fmt: skip
     wpid = worker_pid(runall_pid)
     sample["worker"] = proc_figures(wpid) if wpid else {}
     sample["rows"] = table_rows(db)
@@ -578,7 +579,8 @@ def main() -> None:
                     log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
                     f" threads, {n['tasks']} tasks, {n['connections']}; worker {w.get('rss_kib', 0) // 1024} MiB,"
-                    f" {w.get('fds')} fds, {w.get('threads')} threads")  # fmt: skip
+                    f" {w.get('fds')} fds, {w.get('threads')} threads; loop lag {n.get('loop_lag_ms')} ms,"
+                    f" refused {n.get('refused')}")  # fmt: skip
                 next_sample += args.sample_seconds
             time.sleep(1)
         samples.append(take_sample(began, runall.pid, http_port, db, workdir, clients))

@@ -15,7 +15,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .capacity import DEFAULT_MAX_EGRESS_MBPS, WORKER_TOKEN_PARAM, EgressGauge, egress_bps, is_worker
+from .capacity import (
+    DEFAULT_MAX_EGRESS_MBPS,
+    DEFAULT_MAX_LOOP_LAG_MS,
+    LAG_PROBE_SECONDS,
+    WORKER_TOKEN_PARAM,
+    EgressGauge,
+    LoopLagGauge,
+    egress_bps,
+    is_worker,
+)
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
@@ -116,6 +125,9 @@ class NodeConfig:
     rts_lip_sync: bool = False
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
+    # The event loop's median lateness (ms) past which new viewers are
+    # refused too (capacity.LoopLagGauge); 0: not watched.
+    max_loop_lag_ms: float = DEFAULT_MAX_LOOP_LAG_MS
     # The key media workers' tokens are made with (capacity.worker_token):
     # their reads are never refused at capacity. Empty: no worker is exempt.
     worker_key: bytes = b""
@@ -142,6 +154,7 @@ class MediaNode:
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub)
         self.egress = EgressGauge(config.max_egress_mbps)
+        self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
         self._pending_samples = 0
         self._updates_queued = False
         self.sample_batches_dropped = 0
@@ -176,6 +189,8 @@ class MediaNode:
         ]
         if self.config.sample_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
+        if self.loop_lag.limited:
+            self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
             "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
             self.config.node_id,
@@ -215,16 +230,33 @@ class MediaNode:
         """Whether the node has room for a new viewer of `key` (capacity.py).
         A media worker with its token always has; an HLS `client` the stream
         already serves is not new."""
-        if not self.egress.limited:
+        if not self.egress.limited and not self.loop_lag.limited:
             return True
         if is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time()):
             return True
         stream = self.hub.stream(key)
         if client is not None and stream is not None and (protocol, client) in stream.counters.clients:
             return True
-        return self.egress.admit(
-            time.monotonic(), protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps
-        )
+        now = time.monotonic()
+        if not self.loop_lag.admit(now):
+            return False
+        return self.egress.admit(now, protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps)
+
+    async def _probe_loop_lag(self) -> None:
+        """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
+        behind = False
+        while True:
+            due = time.monotonic() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            now = time.monotonic()
+            self.loop_lag.observe(now, now - due)
+            lag_s = self.loop_lag.lag_s(now)
+            if (lag_s > self.loop_lag.max_lag_s) != behind:
+                behind = not behind
+                if behind:
+                    log.warning("media node is behind (its loop runs %.0f ms late): refusing new viewers", lag_s * 1e3)
+                else:
+                    log.warning("media node has caught up: new viewers are admitted again")
 
     def egress_load_bps(self) -> float:
         """What the node's viewers cost now, in bit/s (capacity.py)."""

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import time
 
 NODE_STATUS_PATH = "/_node/status"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -57,6 +58,8 @@ def node_status(node) -> dict:
         "connections": connections,
         "viewers": viewers,
         "streams": len(live),
+        "loop_lag_ms": round(node.loop_lag.lag_s(time.monotonic()) * 1000, 1),
+        "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
     }
 
 
