@@ -311,6 +311,8 @@ LOGGING = {
 LIVECENTER_MEDIA_HOST = os.environ.get("LIVECENTER_MEDIA_HOST", "0.0.0.0")
 LIVECENTER_MEDIA_RTMP_PORT = int(os.environ.get("LIVECENTER_MEDIA_RTMP_PORT", LIVECENTER_RTMP_PORT))
 LIVECENTER_MEDIA_HTTP_PORT = int(os.environ.get("LIVECENTER_MEDIA_HTTP_PORT", LIVECENTER_HTTP_PORT))
+# SRT ingest (UDP) on the media node; 0 picks a free port (tests).
+LIVECENTER_MEDIA_SRT_PORT = int(os.environ.get("LIVECENTER_MEDIA_SRT_PORT", LIVECENTER_SRT_PORT))
 # `runall` runs the media node in the console's process unless this is off
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)

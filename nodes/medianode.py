@@ -28,6 +28,7 @@ def node_config() -> NodeConfig:
         host=settings.LIVECENTER_MEDIA_HOST,
         rtmp_port=settings.LIVECENTER_MEDIA_RTMP_PORT,
         http_port=settings.LIVECENTER_MEDIA_HTTP_PORT,
+        srt_port=settings.LIVECENTER_MEDIA_SRT_PORT,
         # Stable across restarts, so a restarted node closes the sessions
         # its previous life left open.
         node_id=settings.LIVECENTER_NODE_ID or f"{socket.gethostname()}:{settings.LIVECENTER_MEDIA_RTMP_PORT}",

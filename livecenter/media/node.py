@@ -76,6 +76,11 @@ class NodeConfig:
     host: str = "0.0.0.0"
     rtmp_port: int = 1935  # 0 picks a free port (tests)
     http_port: int = 8080
+    # SRT ingest (UDP); None: no SRT listener (0 picks a free port).
+    srt_port: int | None = None
+    # The receiver latency SRT callers get when their ingest domain sets none
+    # (the larger of it and the caller's own wins, as in libsrt).
+    srt_latency_ms: int = 120
     node_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
     # How long a viewer of a stream that is not live yet waits for it.
     play_wait_seconds: float = 5.0
@@ -141,6 +146,8 @@ class MediaNode:
         self.hub = hub or StreamHub()
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
+        self.srt_port: int | None = None
+        self.srt = None  # SrtServer, from start() when srt_port is set
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
         # Incomplete messages held by all of the node's RTMP connections.
@@ -182,6 +189,13 @@ class MediaNode:
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.port
         self.http_port = http.port
+        if self.config.srt_port is not None:
+            from .srt_server import SrtServer
+
+            transport, self.srt = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: SrtServer(self), local_addr=(self.config.host, self.config.srt_port)
+            )
+            self.srt_port = transport.get_extra_info("sockname")[1]
         self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),
@@ -192,17 +206,20 @@ class MediaNode:
         if self.loop_lag.limited:
             self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
             self.config.host,
             self.http_port,
+            f", SRT on {self.config.host}:{self.srt_port} (UDP)" if self.srt is not None else "",
         )
 
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        if self.srt is not None:
+            self.srt.close()
         self.hls.stop()
         if self.rts is not None:
             await self.rts.stop()
