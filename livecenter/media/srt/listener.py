@@ -269,6 +269,7 @@ class SrtListener:
             now=pending.arrived_us / 1_000_000,
             crypto=crypto,
             window_packets=FLOW_WINDOW_PACKETS,
+            send_latency_ms=send_latency,
         )
         self.connections[socket_id] = connection
         self._peers[socket_id] = pending.peer
