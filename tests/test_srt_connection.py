@@ -8,7 +8,9 @@ from livecenter.media.srt.connection import (
     ACK_INTERVAL_US,
     KEEPALIVE_INTERVAL_US,
     LIGHT_ACK_PACKETS,
+    MAX_NAK_WORDS,
     MAX_PAYLOAD_BYTES,
+    MAX_PENDING_ACKS,
     MAX_REORDER_PACKETS,
     MAX_SEND_BUFFER_PACKETS,
     MIN_NAK_INTERVAL_US,
@@ -177,6 +179,32 @@ def test_it_acknowledges_every_10_ms_and_measures_the_rtt_from_the_ackack():
     # An ACKACK for an ACK we never sent changes nothing.
     connection.receive_packet(SrtAckAck(99), START + 0.090)
     assert connection.stats.rtt_us == (7 * 40_000 + 20_000) // 8
+
+
+def test_it_remembers_acks_awaiting_ackack_up_to_its_limit():
+    connection = make(latency_ms=100_000)
+    for k in range(MAX_PENDING_ACKS + 1):
+        connection.receive_datagram(data(1000 + k, 0), START + k * 0.01)
+        connection.handle_timer(START + (k + 1) * 0.01)
+    assert connection.stats.acks_sent == MAX_PENDING_ACKS + 1
+    now = START + (MAX_PENDING_ACKS + 2) * 0.01
+    connection.receive_packet(SrtAckAck(1), now)  # forgotten: the oldest went
+    assert connection.stats.rtt_us == 100_000
+    connection.receive_packet(SrtAckAck(2), now)
+    assert connection.stats.rtt_us != 100_000
+
+
+def test_it_reports_as_many_losses_as_fit_in_one_nak():
+    connection = make(latency_ms=100_000)
+    # Every other packet missing: each loss is a word of its own.
+    for k in range(MAX_NAK_WORDS + 2):
+        connection.receive_datagram(data(1000 + 2 * k, 0), START)
+    sent(connection)
+    connection.handle_timer(START + 0.15)
+    [nak] = [d for d in connection.datagrams_to_send() if parse_packet(d).__class__ is SrtNak]
+    assert len(nak) <= 1500 - 28
+    assert len(parse_packet(nak).losses) == MAX_NAK_WORDS
+    assert parse_packet(nak).losses[0] == (1001, 1001)
 
 
 def test_it_acknowledges_up_to_the_first_missing_packet():

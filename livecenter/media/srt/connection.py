@@ -305,10 +305,11 @@ class SrtConnection:
     def _on_data(self, packet: SrtDataPacket, now_us: int) -> None:
         seq = packet.seq
         stats = self.stats
-        if seq_offset(self._deliver_seq, seq) < 0:
+        offset = seq_offset(self._deliver_seq, seq)
+        if offset < 0:
             stats.packets_belated += 1
             return
-        if seq_offset(self._deliver_seq, seq) >= self.window_packets:
+        if offset >= self.window_packets:
             stats.packets_out_of_window += 1
             return
         if seq in self._buffer:
