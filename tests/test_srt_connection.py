@@ -8,9 +8,14 @@ from livecenter.media.srt.connection import (
     ACK_INTERVAL_US,
     KEEPALIVE_INTERVAL_US,
     LIGHT_ACK_PACKETS,
+    MAX_NAK_WORDS,
+    MAX_PAYLOAD_BYTES,
+    MAX_PENDING_ACKS,
     MAX_REORDER_PACKETS,
+    MAX_SEND_BUFFER_PACKETS,
     MIN_NAK_INTERVAL_US,
     PEER_IDLE_TIMEOUT_US,
+    SEND_DROP_MARGIN_US,
     SrtConnection,
 )
 from livecenter.media.srt.crypto import (
@@ -20,6 +25,7 @@ from livecenter.media.srt.crypto import (
     km_state_word,
     wrap_key_material,
 )
+from livecenter.media.srt.errors import SrtUsageError
 from livecenter.media.srt.events import SrtConnectionClosed, SrtDataReceived, SrtPacketsDropped
 from livecenter.media.srt.packets import (
     SrtAck,
@@ -173,6 +179,32 @@ def test_it_acknowledges_every_10_ms_and_measures_the_rtt_from_the_ackack():
     # An ACKACK for an ACK we never sent changes nothing.
     connection.receive_packet(SrtAckAck(99), START + 0.090)
     assert connection.stats.rtt_us == (7 * 40_000 + 20_000) // 8
+
+
+def test_it_remembers_acks_awaiting_ackack_up_to_its_limit():
+    connection = make(latency_ms=100_000)
+    for k in range(MAX_PENDING_ACKS + 1):
+        connection.receive_datagram(data(1000 + k, 0), START + k * 0.01)
+        connection.handle_timer(START + (k + 1) * 0.01)
+    assert connection.stats.acks_sent == MAX_PENDING_ACKS + 1
+    now = START + (MAX_PENDING_ACKS + 2) * 0.01
+    connection.receive_packet(SrtAckAck(1), now)  # forgotten: the oldest went
+    assert connection.stats.rtt_us == 100_000
+    connection.receive_packet(SrtAckAck(2), now)
+    assert connection.stats.rtt_us != 100_000
+
+
+def test_it_reports_as_many_losses_as_fit_in_one_nak():
+    connection = make(latency_ms=100_000)
+    # Every other packet missing: each loss is a word of its own.
+    for k in range(MAX_NAK_WORDS + 2):
+        connection.receive_datagram(data(1000 + 2 * k, 0), START)
+    sent(connection)
+    connection.handle_timer(START + 0.15)
+    [nak] = [d for d in connection.datagrams_to_send() if parse_packet(d).__class__ is SrtNak]
+    assert len(nak) <= 1500 - 28
+    assert len(parse_packet(nak).losses) == MAX_NAK_WORDS
+    assert parse_packet(nak).losses[0] == (1001, 1001)
 
 
 def test_it_acknowledges_up_to_the_first_missing_packet():
@@ -372,3 +404,160 @@ def test_it_wakes_for_the_earliest_thing_to_do():
     assert connection.next_timer() == pytest.approx(START + 0.010)
     connection.handle_timer(START + 0.010)
     assert connection.next_timer() == pytest.approx(START + 0.150)  # periodic NAK
+
+
+# -- sending (a caller playing from us) ----------------------------------
+
+
+def test_it_sends_a_message_as_one_data_packet():
+    connection = make(isn=SEQ_MASK)
+    assert connection.send(b"\x47" * 1316, START + 0.5) == SEQ_MASK
+    assert connection.send(b"\x47" * 188, START + 0.6) == 0
+    first, second = sent(connection)
+    assert first == SrtDataPacket(
+        SEQ_MASK, b"\x47" * 1316, 500_000, PEER, message_number=1, in_order=True, key=SrtKeyFlag.NONE
+    )
+    assert (second.seq, second.message_number, second.timestamp) == (0, 2, 600_000)
+    assert connection.stats.packets_sent == 2 and connection.stats.bytes_sent == 1316 + 188
+
+
+def test_it_refuses_a_payload_past_the_largest_and_sending_when_closed():
+    connection = make()
+    connection.send(bytes(MAX_PAYLOAD_BYTES), START)
+    with pytest.raises(SrtUsageError, match="^payload of 1457 bytes exceeds 1456$"):
+        connection.send(bytes(MAX_PAYLOAD_BYTES + 1), START)
+    connection.close(START)
+    with pytest.raises(SrtUsageError, match="^send on a closed connection$"):
+        connection.send(b"x", START)
+
+
+def test_it_retransmits_what_a_nak_names_and_answers_a_full_ack_with_ackack():
+    connection = make()
+    for k in range(5):
+        connection.send(bytes([k]), START + k * 0.001)
+    sent(connection)
+    connection.receive_packet(SrtNak(((1001, 1002), (1004, 1004), (2000, 2000))), START + 0.01)
+    resent = sent(connection)
+    assert [(p.seq, p.payload, p.retransmitted) for p in resent] == [
+        (1001, b"\x01", True),
+        (1002, b"\x02", True),
+        (1004, b"\x04", True),
+    ]
+    assert connection.stats.packets_resent == 3
+    connection.receive_packet(
+        SrtAck(1003, ack_number=7, rtt_us=1, rttvar_us=1, available_buffer_packets=1), START + 0.02
+    )
+    assert sent(connection) == [SrtAckAck(7, timestamp=20_000, dest_socket_id=PEER)]
+    assert (connection.stats.rtt_us, connection.stats.rttvar_us) == (1, 1)  # the peer's estimate
+    # Acknowledged packets are gone: a NAK for them sends nothing.
+    connection.receive_packet(SrtNak(((1000, 1002),)), START + 0.03)
+    assert sent(connection) == []
+    # A light ACK releases too, and is not answered.
+    connection.receive_packet(SrtAck(1005), START + 0.04)
+    connection.receive_packet(SrtNak(((1003, 1004),)), START + 0.05)
+    assert sent(connection) == []
+    # An ACK of what we never sent is ignored.
+    connection.receive_packet(SrtAck(1500), START + 0.06)
+    connection.send(b"\x05", START + 0.07)
+    connection.receive_packet(SrtNak(((1005, 1005),)), START + 0.08)
+    assert [p.seq for p in sent(connection)] == [1005, 1005]
+
+
+def test_it_gives_up_on_packets_too_old_to_play_and_tells_the_peer():
+    connection = make(send_latency_ms=200)
+    connection.send(b"a", START)
+    connection.send(b"b", START + 0.5)
+    sent(connection)
+    give_up = START + 0.200 + SEND_DROP_MARGIN_US / 1e6
+    assert connection.next_timer() == pytest.approx(min(give_up, START + KEEPALIVE_INTERVAL_US / 1e6 + 0.5))
+    connection.handle_timer(give_up)
+    [drop] = [p for p in sent(connection) if isinstance(p, SrtDropRequest)]
+    assert (drop.first_seq, drop.last_seq, drop.message_number) == (1000, 1000, 1)
+    assert connection.stats.packets_send_dropped == 1
+    connection.receive_packet(SrtNak(((1000, 1001),)), give_up)
+    assert [p.seq for p in sent(connection)] == [1001]
+
+
+def test_it_holds_sent_packets_up_to_the_send_buffer_and_drops_the_oldest_past_it():
+    connection = make()
+    for _ in range(MAX_SEND_BUFFER_PACKETS):
+        connection.send(b"x", START)
+    assert connection.stats.packets_send_dropped == 0
+    connection.send(b"x", START)
+    assert connection.stats.packets_send_dropped == 1
+    sent(connection)
+    connection.receive_packet(SrtNak(((1000, 1001),)), START)
+    assert [p.seq for p in sent(connection)] == [1001]
+
+
+def test_it_encrypts_with_the_callers_current_key():
+    connection, salt = crypto_connection()
+    connection.send(b"\x47clear", START)
+    [packet] = sent(connection)
+    assert packet.key == SrtKeyFlag.EVEN
+    assert aes_ctr(bytes(16), salt, packet.seq, packet.payload) == b"\x47clear"
+    refresh = bytes(wrap_key_material(PASSPHRASE, even=None, odd=bytes([3]) * 16, salt=salt))
+    connection.receive_packet(SrtUserControl(3, refresh), START)
+    sent(connection)
+    connection.send(b"\x47clear", START)
+    [packet] = sent(connection)
+    assert packet.key == SrtKeyFlag.ODD
+    assert aes_ctr(bytes([3]) * 16, salt, packet.seq, packet.payload) == b"\x47clear"
+
+
+def test_two_connections_recover_every_packet_through_a_lossy_link():
+    """Our sender to our receiver, every 20th datagram lost (5 %, each
+    retransmission again has a chance to be lost), 100 ms each way, 400 ms
+    latency: the issue's loss-recovery case."""
+    crypto_a, crypto_b = SrtCryptoContext(PASSPHRASE), SrtCryptoContext(PASSPHRASE)
+    material = wrap_key_material(PASSPHRASE, even=bytes(range(16)), odd=None)
+    crypto_a.install(material)
+    crypto_b.install(material)
+    sender = SrtConnection(
+        socket_id=PEER,
+        peer_socket_id=OURS,
+        initial_seq=SEQ_MASK - 20,
+        latency_ms=400,
+        peer_start_timestamp=0,
+        now=START,
+        crypto=crypto_a,
+        send_latency_ms=400,
+    )
+    # The receiver's time base: the sender's handshake (timestamp 0) took
+    # the one-way 100 ms too.
+    receiver = SrtConnection(
+        socket_id=OURS,
+        peer_socket_id=PEER,
+        initial_seq=SEQ_MASK - 20,
+        latency_ms=400,
+        peer_start_timestamp=0,
+        now=START + 0.100,
+        crypto=crypto_b,
+    )
+    in_flight: list[tuple[float, SrtConnection, bytes]] = []
+    counter = 0
+    payloads = [bytes([0x47, k % 256]) + bytes(186) for k in range(300)]
+    got: list[bytes] = []
+    now = START
+    for step in range(3000):  # 1 ms steps: 3 s
+        now = START + step * 0.001
+        if step < len(payloads) * 2 and step % 2 == 0:
+            sender.send(payloads[step // 2], now)
+        for connection in (sender, receiver):
+            timer = connection.next_timer()
+            if timer is not None and timer <= now:
+                connection.handle_timer(now)
+        for source, target in ((sender, receiver), (receiver, sender)):
+            for datagram in source.datagrams_to_send():
+                counter += 1
+                if counter % 20:
+                    in_flight.append((now + 0.100, target, datagram))
+        due = [item for item in in_flight if item[0] <= now]
+        in_flight = [item for item in in_flight if item[0] > now]
+        for _, target, datagram in due:
+            target.receive_datagram(datagram, now)
+        got += [e.payload for e in receiver.events() if isinstance(e, SrtDataReceived)]
+    assert got == payloads
+    assert receiver.stats.packets_dropped == 0
+    assert receiver.stats.packets_retransmitted > 0 and sender.stats.packets_resent > 0
+    assert 200_000 <= receiver.stats.rtt_us <= 215_000  # 200 ms plus waiting for timers

@@ -139,6 +139,8 @@ def test_it_answers_an_accepted_caller_with_hsrsp():
     assert answer.version == 5
     assert answer.dest_socket_id == CALLER_ID
     assert answer.socket_id == connection.socket_id != 0
+    # Our clock starts when the CONCLUSION came (10.0); we answered 100 ms later.
+    assert answer.timestamp == 100_000
     assert answer.initial_seq == ISN
     assert answer.hs_command == SrtHandshakeExtensionType.HSRSP
     assert answer.hs.flags & SrtFlag.TSBPDRCV and answer.hs.flags & SrtFlag.TLPKTDROP
@@ -368,3 +370,19 @@ def test_it_ignores_other_handshake_types():
     waveahand = SrtHandshake(version=5, handshake_type=SrtHandshakeType.WAVEAHAND, socket_id=1)
     listener.receive_datagram(bytes(waveahand), PEER, 1.0)
     assert listener.datagrams_to_send() == [] and listener.stats.handshakes_unexpected == 1
+
+
+def test_it_runs_its_connections_timers():
+    listener = SrtListener(latency_ms=120)
+    connection = listener.accept(request(listener, now=10.0), 10.0)
+    listener.datagrams_to_send()
+    data = SrtDataPacket(ISN, b"ts", timestamp=300_000 + 5_000, dest_socket_id=connection.socket_id)
+    listener.receive_datagram(bytes(data), PEER, 10.006)
+    assert listener.next_timer() == pytest.approx(10.010)  # the first ACK
+    listener.handle_timer(10.010)
+    [(ack, addr)] = answers(listener)
+    assert addr == PEER and ack.last_acked_seq == ISN + 1
+    assert listener.next_timer() == pytest.approx(10.005 + 0.120)  # the release
+    listener.handle_timer(10.125)
+    [event] = listener.events()
+    assert event.payload == b"ts" and event.socket_id == connection.socket_id

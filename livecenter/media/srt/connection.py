@@ -1,7 +1,10 @@
-"""One SRT connection in live mode, receiving side, sans-IO.
+"""One SRT connection in live mode, sans-IO: it receives (a caller
+publishing to us) and sends (a caller playing from us) like libsrt's
+sockets, both at once if the peer wants.
 
     conn.receive_datagram(data, now)      # or receive_packet(parsed, now)
     for event in conn.events(): ...       # SrtDataReceived at TSBPD time
+    conn.send(payload, now)               # up to 1456 bytes: 7 TS packets
     for datagram in conn.datagrams_to_send(): transport.sendto(datagram, peer)
     timer = conn.next_timer()             # call handle_timer(now) then
 
@@ -13,6 +16,9 @@ it lasts, acknowledges every 10 ms (full ACK, answered by ACKACK, which
 gives the RTT) and every 64 packets in between (light ACK), releases each
 payload at its timestamp plus the time base plus the latency (TSBPD), and
 gives up on missing packets once a later one is due (too-late drop).
+Sending, it keeps each packet until the peer acknowledges it, answers a
+full ACK with ACKACK, retransmits what a NAK names, and gives up on (and
+tells the peer with a drop request) packets too old to be played.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .crypto import SrtCryptoContext, SrtKmState, km_state_word, parse_key_material
-from .errors import SrtProtocolError
+from .errors import SrtProtocolError, SrtUsageError
 from .events import SrtConnectionClosed, SrtDataReceived, SrtEvent, SrtPacketsDropped
 from .packets import (
     HEADER_BYTES,
@@ -64,6 +70,16 @@ MAX_PENDING_ACKS = 1024
 RATE_WINDOW_US = 1_000_000
 # A NAK is one datagram: this many loss-list words fit in it.
 MAX_NAK_WORDS = (MAX_DATAGRAM_BYTES - 28 - HEADER_BYTES) // 4
+# The largest payload of a live-mode data packet (libsrt's
+# SRT_LIVE_MAX_PLSIZE): 1500 - 28 (IP and UDP) - 16 (SRT header).
+MAX_PAYLOAD_BYTES = 1456
+# Packets sent and not yet acknowledged that we keep for retransmission;
+# past this the oldest goes (libsrt's SRTO_SNDBUF default is 8192 packets).
+MAX_SEND_BUFFER_PACKETS = 8192
+# 4.6 on the sending side: a packet older than the peer's latency plus this
+# will not be played any more; it is dropped and the peer told. libsrt's
+# SRT_TLPKTDROP_MINTHRESHOLD_MS plus two ACK periods.
+SEND_DROP_MARGIN_US = 1_000_000 + 2 * ACK_INTERVAL_US
 # The sender's 32-bit timestamp wraps every 71 minutes.
 _TIMESTAMP_MASK = 0xFFFF_FFFF
 # A buffer slot for a packet the sender told us to forget (drop request).
@@ -85,6 +101,10 @@ class SrtConnectionStats:
     packets_undecrypted: int = 0
     datagrams_undecodable: int = 0
     acks_sent: int = 0
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_resent: int = 0  # retransmitted on the peer's NAK
+    packets_send_dropped: int = 0  # too old to be played, or past the send buffer
     light_acks_sent: int = 0
     naks_sent: int = 0
     rtt_us: int = INITIAL_RTT_US
@@ -112,9 +132,12 @@ class SrtConnection:
         crypto: SrtCryptoContext | None = None,
         window_packets: int = MAX_REORDER_PACKETS,
         peer_idle_timeout_us: int = PEER_IDLE_TIMEOUT_US,
+        send_latency_ms: int = 0,
     ) -> None:
         """`peer_start_timestamp` is the Timestamp of the peer's handshake
-        that arrived at `now`: it sets the TSBPD time base (4.5)."""
+        that arrived at `now`: it sets the TSBPD time base (4.5). Both
+        directions start at `initial_seq` (HSv5). `send_latency_ms` is the
+        peer's receive latency, for giving up on old packets."""
         now_us = _us(now)
         self.socket_id = socket_id
         self.peer_socket_id = peer_socket_id
@@ -145,9 +168,16 @@ class SrtConnection:
         self._rate_bytes = 0
         self._packets_per_second = 0
         self._bytes_per_second = 0
+        self.send_latency_us = send_latency_ms * 1000
+        self._send_seq = initial_seq  # the next one to send
+        self._send_base = initial_seq  # the oldest not acknowledged
+        self._send_buffer: dict[int, tuple[int, SrtDataPacket]] = {}  # seq -> (sent at, packet)
+        self._message_number = 1
         self._events: list[SrtEvent] = []
         self._out: list[bytes] = []
         self._control_handlers = {
+            SrtAck: self._on_ack,
+            SrtNak: self._on_nak,
             SrtKeepalive: self._on_keepalive,
             SrtShutdown: self._on_shutdown,
             SrtAckAck: self._on_ackack,
@@ -203,6 +233,9 @@ class SrtConnection:
         release = self._next_release_us()
         if release is not None:
             deadlines.append(release)
+        if self._send_buffer:
+            oldest_sent_us = self._send_buffer[self._send_base][0]
+            deadlines.append(oldest_sent_us + self.send_latency_us + SEND_DROP_MARGIN_US)
         return min(deadlines) / 1_000_000
 
     def handle_timer(self, now: float) -> None:
@@ -221,8 +254,41 @@ class SrtConnection:
             self._next_nak_us = now_us + self._nak_interval_us()
             if self._lost:
                 self._send_loss_report(now_us)
+        self._drop_old_sent(now_us)
         if now_us - self._last_sent_us >= KEEPALIVE_INTERVAL_US:
             self._send(SrtKeepalive(), now_us)
+
+    def send(self, payload: bytes, now: float) -> int:
+        """Send one message (a live-mode packet) now; its sequence number."""
+        if self.closed:
+            raise SrtUsageError("send on a closed connection")
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise SrtUsageError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        now_us = _us(now)
+        seq = self._send_seq
+        key = SrtKeyFlag.NONE
+        if self.crypto is not None:
+            key, payload = self.crypto.encrypt(seq, payload)
+        packet = SrtDataPacket(
+            seq=seq,
+            payload=payload,
+            timestamp=(now_us - self._start_us) & _TIMESTAMP_MASK,
+            dest_socket_id=self.peer_socket_id,
+            message_number=self._message_number,
+            in_order=True,  # as libsrt sets it in live mode
+            key=key,
+        )
+        self._send_seq = seq_inc(seq)
+        self._message_number = self._message_number % 0x03FF_FFFF + 1
+        self._send_buffer[seq] = (now_us, packet)
+        if len(self._send_buffer) > MAX_SEND_BUFFER_PACKETS:
+            self._forget_sent(1)
+            self.stats.packets_send_dropped += 1
+        self._out.append(bytes(packet))
+        self._last_sent_us = now_us
+        self.stats.packets_sent += 1
+        self.stats.bytes_sent += len(payload)
+        return seq
 
     def close(self, now: float) -> None:
         """Shut the connection down from our side (no event follows)."""
@@ -239,10 +305,11 @@ class SrtConnection:
     def _on_data(self, packet: SrtDataPacket, now_us: int) -> None:
         seq = packet.seq
         stats = self.stats
-        if seq_offset(self._deliver_seq, seq) < 0:
+        offset = seq_offset(self._deliver_seq, seq)
+        if offset < 0:
             stats.packets_belated += 1
             return
-        if seq_offset(self._deliver_seq, seq) >= self.window_packets:
+        if offset >= self.window_packets:
             stats.packets_out_of_window += 1
             return
         if seq in self._buffer:
@@ -280,6 +347,50 @@ class SrtConnection:
         if extended > self._last_timestamp:
             self._last_timestamp = extended
         return extended
+
+    def _on_ack(self, packet: SrtAck, now_us: int) -> None:
+        """The peer has everything before `last_acked_seq` of what we sent."""
+        if packet.ack_number:
+            self._send(SrtAckAck(packet.ack_number), now_us)
+            if packet.rtt_us and not self._rtt_measured:
+                # Sending only, we have no ACKACK of our own: the peer's
+                # estimate is the RTT (libsrt's sender takes it too).
+                self.stats.rtt_us, self.stats.rttvar_us = packet.rtt_us, packet.rttvar_us or 0
+        acked = seq_offset(self._send_base, packet.last_acked_seq)
+        if 0 < acked <= seq_offset(self._send_base, self._send_seq):
+            self._forget_sent(acked)
+
+    def _on_nak(self, packet: SrtNak, now_us: int) -> None:
+        """Send again what the peer misses and we still hold."""
+        unacked = seq_offset(self._send_base, self._send_seq)
+        for first, last in packet.losses:
+            start = max(seq_offset(self._send_base, first), 0)
+            end = min(seq_offset(self._send_base, last), unacked - 1)
+            for offset in range(start, end + 1):
+                entry = self._send_buffer.get(seq_inc(self._send_base, offset))
+                if entry is not None:
+                    self._out.append(bytes(replace(entry[1], retransmitted=True)))
+                    self.stats.packets_resent += 1
+                    self._last_sent_us = now_us
+
+    def _forget_sent(self, count: int) -> None:
+        """Stop holding the `count` oldest packets we sent."""
+        for _ in range(count):
+            self._send_buffer.pop(self._send_base, None)
+            self._send_base = seq_inc(self._send_base)
+
+    def _drop_old_sent(self, now_us: int) -> None:
+        """4.6: give up on packets too old to be played; tell the peer."""
+        first = self._send_base
+        count = 0
+        deadline_us = now_us - self.send_latency_us - SEND_DROP_MARGIN_US
+        while self._send_buffer and self._send_buffer[self._send_base][0] <= deadline_us:
+            message_number = self._send_buffer[self._send_base][1].message_number
+            self._forget_sent(1)
+            count += 1
+        if count:
+            self.stats.packets_send_dropped += count
+            self._send(SrtDropRequest(message_number, first, seq_inc(first, count - 1)), now_us)
 
     def _on_keepalive(self, packet: SrtKeepalive, now_us: int) -> None:
         pass  # it kept the connection alive by arriving

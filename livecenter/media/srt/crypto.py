@@ -192,6 +192,7 @@ class SrtCryptoContext:
     passphrase: str
     even: tuple[bytes, bytes] | None = None  # (salt, SEK)
     odd: tuple[bytes, bytes] | None = None
+    current: SrtKeyFlag = SrtKeyFlag.EVEN  # the key we send with
 
     def install(self, material: SrtKeyMaterial) -> None:
         """Unwrap and keep the key(s) of a KMREQ; `SrtDecryptionFailed` if
@@ -202,12 +203,21 @@ class SrtCryptoContext:
         except InvalidUnwrap:
             raise SrtDecryptionFailed("key material does not unwrap with our passphrase") from None
         if material.keys == SrtKeyFlag.BOTH:
+            # A sender announces its next key this way before it switches.
             self.even = (material.salt, keys[: material.key_bytes])
             self.odd = (material.salt, keys[material.key_bytes :])
         elif material.keys == SrtKeyFlag.EVEN:
             self.even = (material.salt, keys)
+            self.current = SrtKeyFlag.EVEN
         else:
             self.odd = (material.salt, keys)
+            self.current = SrtKeyFlag.ODD
+
+    def encrypt(self, seq: int, payload: bytes) -> tuple[SrtKeyFlag, bytes]:
+        """The payload under the current key, and which key that is (for the
+        KK field). HSv5: both directions use the caller's keys."""
+        salt, key = self.even if self.current == SrtKeyFlag.EVEN else self.odd
+        return self.current, aes_ctr(key, salt, seq, payload)
 
     def decrypt(self, key: SrtKeyFlag, seq: int, payload: bytes) -> bytes | None:
         """The clear payload, or None if we hold no such key."""

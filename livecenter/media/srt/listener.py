@@ -135,6 +135,7 @@ class SrtListener:
         self._answers: dict[tuple[Address, int], tuple[int, bytes]] = {}  # -> (socket ID, CONCLUSION answer)
         self._pending: dict[tuple[Address, int], _Pending] = {}
         self._pending_by_id: dict[int, tuple[Address, int]] = {}
+        self._timers: dict[int, float | None] = {}  # socket ID -> its next_timer()
         self._next_request_id = 1
         self._rate_window_us = 0
         self._rate_counts: dict[str, int] = {}
@@ -176,23 +177,25 @@ class SrtListener:
         return out
 
     def next_timer(self) -> float | None:
-        timers = [t for t in (c.next_timer() for c in self.connections.values()) if t is not None]
+        """When `handle_timer` has something to do, in the clock of `now`."""
+        timers = [t for t in self._timers.values() if t is not None]
         if self._pending:
-            oldest = min(p.arrived_us for p in self._pending.values())
+            oldest = next(iter(self._pending.values())).arrived_us  # they are kept in arrival order
             timers.append((oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000)
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
         now_us = _us(now)
         for key, pending in list(self._pending.items()):
-            if now_us - pending.arrived_us >= PENDING_HANDSHAKE_TIMEOUT_US:
-                self._forget_pending(key)
-                self.stats.handshakes_expired += 1
-        for connection in list(self.connections.values()):
-            timer = connection.next_timer()
-            if timer is not None and _us(timer) <= now_us:
-                connection.handle_timer(now)
-                self._collect(connection)
+            if now_us - pending.arrived_us < PENDING_HANDSHAKE_TIMEOUT_US:
+                break
+            self._forget_pending(key)
+            self.stats.handshakes_expired += 1
+        due = [socket_id for socket_id, timer in self._timers.items() if timer is not None and timer <= now]
+        for socket_id in due:
+            connection = self.connections[socket_id]
+            connection.handle_timer(now)
+            self._collect(connection)
 
     def accept(
         self,
@@ -251,6 +254,9 @@ class SrtListener:
                 # libsrt answers a KMREQ it could open with the same bytes.
                 km=handshake.km if pending.key_material else None,
                 km_command=SrtHandshakeExtensionType.KMRSP,
+                # The caller sets its time base for our packets from this:
+                # our clock started when its CONCLUSION arrived.
+                timestamp=max(_us(now) - pending.arrived_us, 0),
                 dest_socket_id=handshake.socket_id,
             )
         )
@@ -263,11 +269,13 @@ class SrtListener:
             now=pending.arrived_us / 1_000_000,
             crypto=crypto,
             window_packets=FLOW_WINDOW_PACKETS,
+            send_latency_ms=send_latency,
         )
         self.connections[socket_id] = connection
         self._peers[socket_id] = pending.peer
         self._answers[(pending.peer, handshake.socket_id)] = (socket_id, answer)
         self._out.append((answer, pending.peer))
+        self._collect(connection)
         return connection
 
     def reject(self, request: SrtConnectionRequested, reason: int, now: float) -> None:
@@ -450,7 +458,12 @@ class SrtListener:
         if connection.closed:
             del self.connections[connection.socket_id]
             del self._peers[connection.socket_id]
+            del self._timers[connection.socket_id]
             self._answers.pop((peer, connection.peer_socket_id), None)
+        else:
+            # Kept per connection so that a datagram costs one connection's
+            # timer, not all of them.
+            self._timers[connection.socket_id] = connection.next_timer()
 
     def _new_socket_id(self) -> int:
         while True:
