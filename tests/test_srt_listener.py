@@ -281,6 +281,7 @@ def test_it_accepts_a_caller_with_the_right_passphrase_and_echoes_its_key_materi
         (None, PASSPHRASE, SrtRejectReason.UNSECURE, "caller sent no passphrase"),
         (km_request(), None, SrtRejectReason.UNSECURE, "caller sent a passphrase we have none for"),
     ],
+    ids=["wrong passphrase", "no passphrase", "unexpected passphrase"],  # key material is random: pytest-xdist
 )
 def test_it_refuses_a_passphrase_mismatch(km, passphrase, reason, detail):
     listener = SrtListener()
