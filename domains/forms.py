@@ -1,11 +1,10 @@
 """Console forms. They turn what a person typed into Python values; the rules
 (quotas, name and key formats, live centers, certificates) are in services.py,
-whose errors `add_service_errors` puts back on the field they name."""
+whose errors `livecenter.lib.pages.add_service_errors` puts back on the field they name."""
 
 from __future__ import annotations
 
 from django import forms
-from django.core.exceptions import ValidationError
 from django.forms.utils import pretty_name
 
 from . import services
@@ -34,16 +33,6 @@ class ConsoleForm(forms.Form):
             else:
                 css = "form-control"
             widget.attrs.setdefault("class", css)
-
-
-def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Show a service's ValidationError on the form field it names, or above
-    the form when the form has no such field."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, errors in exc.error_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 class NeverShowValue:

@@ -19,6 +19,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from livecenter.lib.pages import add_service_errors
+
 from . import services
 from .forms import (
     AddDomainForm,
@@ -28,7 +30,6 @@ from .forms import (
     RtsForm,
     UrlGeneratorForm,
     UrlSigningForm,
-    add_service_errors,
 )
 from .models import MAINLAND_LIVE_CENTERS, Domain, DomainType, Region, icp_filing_required
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from domains.models import Domain
 from domains.services import ingest_domain_for
 from livecenter.lib.api import invalid
+from livecenter.lib.dates import aware
 from livecenter.media.liveurl import NAME_RE
 from livecenter.media.policy import StreamKey
 
@@ -47,11 +48,9 @@ HISTORY_ORDERS = {
 DEFAULT_HISTORY_ORDER = "publish_time_asc"  # the reference's default
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
-
-
-def _name(field: str, value: str | None, *, allow_all: bool = False) -> str:
+def valid_name(field: str, value: str | None, *, allow_all: bool = False) -> str:
+    """An app or stream name, stripped; a ValidationError on `field` when it
+    is missing or breaks NAME_RULE (`allow_all`: '*' stands for every app)."""
     value = (value or "").strip()
     if not value:
         raise invalid(field, f"{field} name is required")
@@ -104,8 +103,8 @@ def history_range(
     start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
     """The time range a history query covers: by default the day up to now."""
-    end = _aware(end) if end is not None else (now or timezone.now())
-    start = _aware(start) if start is not None else end - DEFAULT_HISTORY_RANGE
+    end = aware(end) if end is not None else (now or timezone.now())
+    start = aware(start) if start is not None else end - DEFAULT_HISTORY_RANGE
     if start >= end:
         raise invalid("end_time", "end time must be after the start time")
     if end - start > MAX_HISTORY_RANGE:
@@ -182,13 +181,13 @@ def forbid_stream(
     now) (ForbidLiveStream). Forbidding a forbidden stream moves its resume
     time."""
     domain = ingest_domain_for(owner, domain_name)
-    app = _name("app", app)
-    stream = _name("stream", stream)
+    app = valid_name("app", app)
+    stream = valid_name("stream", stream)
     now = now or timezone.now()
     if oneshot and resume_at is not None:
         raise invalid("resume_time", "an interruption only this once blocks nothing, so it takes no resume time")
     if resume_at is not None:
-        resume_at = _aware(resume_at)
+        resume_at = aware(resume_at)
         if resume_at <= now:
             raise invalid("resume_time", "resume time must be in the future")
         if resume_at - now > MAX_BLOCK_DURATION:
@@ -218,8 +217,8 @@ def resume_stream(owner, domain_name: str, app: str, stream: str) -> ResumeResul
     """Lift the block on a stream (ResumeLiveStream); app "*" lifts it in
     every app."""
     domain = ingest_domain_for(owner, domain_name)
-    app = _name("app", app, allow_all=True)
-    stream = _name("stream", stream)
+    app = valid_name("app", app, allow_all=True)
+    stream = valid_name("stream", stream)
     blocks = StreamBlock.objects.filter(domain=domain, stream=stream)
     if app != ALL_APPS:
         blocks = blocks.filter(app=app)
