@@ -111,6 +111,15 @@ def ingest_domain_for(owner, domain_name: str | None, field: str = "domain") -> 
     return ingest
 
 
+def owned_rows(model, owner, domain_name: str | None) -> QuerySet:
+    """Rows of `model` (keyed by its `domain`) on the operator's ingest domain
+    that `domain_name` names (as ingest_domain_for reads it), or on all their
+    domains when it is blank."""
+    if (domain_name or "").strip():
+        return model.objects.filter(domain=ingest_domain_for(owner, domain_name))
+    return model.objects.filter(domain__owner=owner)
+
+
 def ingest_domains(owner) -> QuerySet[Domain]:
     return owned_domains(owner).filter(domain_type=DomainType.INGEST).order_by("domain_name")
 

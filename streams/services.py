@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from domains.models import Domain
-from domains.services import ingest_domain_for
+from domains.services import ingest_domain_for, owned_rows
 from livecenter.lib.api import invalid
 from livecenter.lib.dates import aware
 from livecenter.media.liveurl import NAME_RE
@@ -62,13 +62,6 @@ def valid_name(field: str, value: str | None, *, allow_all: bool = False) -> str
     return value
 
 
-def _streams_of(model, owner, domain_name: str | None) -> QuerySet:
-    """Rows of `model` on one ingest domain of the operator, or on all of them."""
-    if (domain_name or "").strip():
-        return model.objects.filter(domain=ingest_domain_for(owner, domain_name))
-    return model.objects.filter(domain__owner=owner)
-
-
 def _match(queryset: QuerySet, app: str | None, stream: str | None, query_type: str) -> QuerySet:
     if query_type not in QUERY_TYPES:
         raise invalid("query_type", f"query type must be one of: {', '.join(QUERY_TYPES)}")
@@ -84,7 +77,7 @@ def _match(queryset: QuerySet, app: str | None, stream: str | None, query_type: 
 
 
 def _sessions(owner, domain_name: str | None) -> QuerySet[PublishSession]:
-    return _streams_of(PublishSession, owner, domain_name).select_related("domain__streaming_domain")
+    return owned_rows(PublishSession, owner, domain_name).select_related("domain__streaming_domain")
 
 
 def list_online_streams(
@@ -237,11 +230,11 @@ def list_blocked_streams(
     owner, domain_name: str | None = None, now: dt.datetime | None = None
 ) -> QuerySet[StreamBlock]:
     """Streams forbidden now (DescribeLiveStreamsBlockList), newest first."""
-    blocks = _streams_of(StreamBlock, owner, domain_name).filter(resume_at__gt=now or timezone.now())
+    blocks = owned_rows(StreamBlock, owner, domain_name).filter(resume_at__gt=now or timezone.now())
     return blocks.select_related("domain", "created_by").order_by("-created_at", "-id")
 
 
 def list_control_history(owner, domain_name: str | None = None) -> QuerySet[StreamControlEvent]:
     """Forbids, interruptions and resumes (DescribeLiveStreamsControlHistory),
     newest first."""
-    return _streams_of(StreamControlEvent, owner, domain_name).select_related("by").order_by("-at", "-id")
+    return owned_rows(StreamControlEvent, owner, domain_name).select_related("by").order_by("-at", "-id")
