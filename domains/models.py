@@ -52,6 +52,9 @@ class DomainStatus(models.TextChoices):
 
 
 DEFAULT_VALIDITY_MINUTES = 1440
+# libsrt's SRTO_LATENCY default: the receiver's TSBPD delay an SRT publisher
+# negotiates with (the larger of both sides' wins, SRT draft 4.3.1.1).
+DEFAULT_SRT_LATENCY_MS = 120
 
 
 class Domain(models.Model):
@@ -91,6 +94,13 @@ class Domain(models.Model):
     auth_primary_key_set_at = models.DateTimeField(null=True, blank=True)
     auth_secondary_key_set_at = models.DateTimeField(null=True, blank=True)
     auth_validity_minutes = models.PositiveIntegerField(default=DEFAULT_VALIDITY_MINUTES)
+
+    # SRT ingest (ingest domains only): the receiver latency the node
+    # offers at the handshake, and the passphrase publishers must encrypt
+    # with ("" for none). Set and checked by services.configure_srt.
+    srt_latency_ms = models.PositiveIntegerField(default=DEFAULT_SRT_LATENCY_MS)
+    srt_passphrase = EncryptedTextField(blank=True, default="")
+    srt_passphrase_set_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
