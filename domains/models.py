@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from livecenter.media.policy import DEFAULT_SRT_LATENCY_MS
+
 from .fields import EncryptedTextField
 from .lib.hostnames import display_name
 
@@ -52,9 +54,6 @@ class DomainStatus(models.TextChoices):
 
 
 DEFAULT_VALIDITY_MINUTES = 1440
-# libsrt's SRTO_LATENCY default: the receiver's TSBPD delay an SRT publisher
-# negotiates with (the larger of both sides' wins, SRT draft 4.3.1.1).
-DEFAULT_SRT_LATENCY_MS = 120
 
 
 class Domain(models.Model):
