@@ -11,7 +11,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
-from streams.serializers import QuerySerializer, _domain_field
+from streams.serializers import QuerySerializer, domain_field
 
 from .models import StreamSample
 
@@ -19,12 +19,12 @@ from .models import StreamSample
 
 
 class DomainTimeQuerySerializer(QuerySerializer):
-    domain = _domain_field()
+    domain = domain_field()
     query_time = serializers.DateTimeField(required=False, help_text="ISO 8601, UTC; default: now.")
 
 
 class StreamRangeQuerySerializer(QuerySerializer):
-    domain = _domain_field()
+    domain = domain_field()
     app = serializers.CharField()
     stream = serializers.CharField()
     start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: an hour before end_time.")

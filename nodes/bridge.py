@@ -210,6 +210,8 @@ def _domain_config(host: str) -> DomainConfig | None:
         ingest_domain=ingest.domain_name if ingest is not None else None,
         rts_enabled=domain.rts_enabled,
         html5_transcode=domain.html5_transcode,
+        srt_latency_ms=domain.srt_latency_ms,
+        srt_passphrase=domain.srt_passphrase or None,
     )
 
 

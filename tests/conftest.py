@@ -87,6 +87,18 @@ def outsider(django_user_model):
     return django_user_model.objects.create_user("outsider", password="outsider-pass-123")
 
 
+@pytest.fixture
+def engine():
+    """A FakeEngine (tests/streamsupport.py) that nodes.control kicks, for this test."""
+    from nodes import control
+    from tests.streamsupport import FakeEngine
+
+    engine = FakeEngine()
+    control.register_engine(engine)
+    yield engine
+    control.register_engine(None)
+
+
 @pytest.fixture(scope="session")
 def dns_server():
     server = LoopbackDnsServer().start()

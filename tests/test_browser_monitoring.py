@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection, connections
+from django.db import connections
 
 from domains import services
 from livecenter.management.commands.runall import ConsoleServer
@@ -33,6 +33,7 @@ from nodes.medianode import running_media_node
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local
+from tests.workersupport import database_env
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -104,20 +105,6 @@ class EmbeddedConsole:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-def database_env() -> dict:
-    """The environment that points another process at this test's database."""
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env.pop("DATABASE_URL", None)
-        env["LIVECENTER_SQLITE_PATH"] = str(db["NAME"])
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    return env
 
 
 class ScaledTopology:

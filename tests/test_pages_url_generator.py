@@ -118,6 +118,27 @@ def test_it_notes_a_missing_association(client, owner):
     assert set(urls_in(body)) == set(INGEST_IDS)
 
 
+def test_it_tells_srt_publishers_of_an_encrypted_ingest_domain_to_add_the_passphrase(client, owner, pair):
+    ingest, _ = pair
+    services.configure_srt(ingest, srt_passphrase="correct horse battery")
+    client.force_login(owner)
+    # From either side of the association.
+    for name in ("push.example.com", "play.example.com"):
+        body = page(client.post(URL, {"domain": name, "app": "live", "stream": "cam1"}))
+        assert "SRT ingest to push.example.com is encrypted" in body
+        assert "&amp;passphrase={your SRT passphrase, percent-encoded}" in body
+        assert "&amp;pbkeylen=16, 24 or 32" in body
+        assert "correct horse battery" not in body
+        # The URL itself is unchanged: a publisher adds its own passphrase.
+        assert "passphrase" not in urls_in(body)["url-ingest-srt"]
+
+
+def test_it_has_no_srt_note_for_an_unencrypted_ingest_domain(client, owner, pair):
+    client.force_login(owner)
+    body = page(client.post(URL, {"domain": "push.example.com", "app": "live", "stream": "cam1"}))
+    assert "passphrase" not in body
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
     [

@@ -100,7 +100,7 @@ def test_it_says_to_add_an_ingest_domain_first(client, owner):
 
 
 def test_it_pages_a_long_list(client, owner, monkeypatch):
-    monkeypatch.setattr("streams.views.ROWS_PER_PAGE", 2)
+    monkeypatch.setattr("livecenter.lib.pages.ROWS_PER_PAGE", 2)
     add_ingest(owner)
     for i in range(3):
         publish("push.example.com", "live", f"cam{i}", f"s{i}", started_at=at(f"2026-05-01T1{i}:00:00"))

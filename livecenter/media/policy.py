@@ -36,6 +36,10 @@ class StreamKey:
         return cls(domain, app, stream)
 
 
+# libsrt's SRTO_LATENCY default, and a new ingest domain's (domains.models).
+DEFAULT_SRT_LATENCY_MS = 120
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """A snapshot of one domain, as the console configured it."""
@@ -43,14 +47,20 @@ class DomainConfig:
     name: str
     kind: str  # "ingest" | "streaming"
     enabled: bool
-    # None when URL signing is off for the domain.
-    signing_keys: tuple[str, ...] | None
+    # None when URL signing is off for the domain. Secrets are left out of
+    # the repr, so that a config in a log line or a traceback gives none away.
+    signing_keys: tuple[str, ...] | None = field(repr=False)
     validity_seconds: int
     # For a streaming domain: the ingest domain whose streams it plays (its
     # own association, or its main domain's). None for ingest domains.
     ingest_domain: str | None = None
     rts_enabled: bool = False
     html5_transcode: bool = False
+    # SRT ingest (ingest domains): the receiver latency offered at the
+    # handshake (the larger of it and the caller's applies), and the
+    # passphrase publishers must encrypt with, None when they push in clear.
+    srt_latency_ms: int = DEFAULT_SRT_LATENCY_MS
+    srt_passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

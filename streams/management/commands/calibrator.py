@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from domains import services
 from domains.models import Domain
+from livecenter.lib.api import command_error
 from livecenter.media.timecode import TimecodeError
 from streams.calibrator import CalibratorConfig, parse_bit_rate, parse_size, push
 from streams.player import via_media_host
@@ -86,12 +87,7 @@ class Command(BaseCommand):
         try:
             urls = services.generate_urls(domain.owner, domain.domain_name, options["app"], options["stream"])
         except ValidationError as exc:
-            problems = [
-                f"{OPTION_FOR_FIELD.get(field, field)}: {message}"
-                for field, messages in exc.message_dict.items()
-                for message in messages
-            ]
-            raise CommandError("; ".join(problems)) from None
+            raise command_error(exc, OPTION_FOR_FIELD) from None
         if "rtmp" not in urls.ingest:
             raise CommandError(f"--domain: {' '.join(urls.notes) or 'no ingest URL for this domain'}")
         return via_media_host(urls.ingest["rtmp"], options["media_host"], urls.ingest_domain)
