@@ -4,6 +4,7 @@ and every refusal is an SRT rejection with its reason (issue 13)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from livecenter.media.srt_server import (
     REJECT_UNAUTHORIZED,
     read_stream_id,
 )
-from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, start_publisher
+from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, default_policy, start_publisher
 
 pytestmark = pytest.mark.media
 
@@ -164,3 +165,59 @@ def test_it_reads_each_stream_id_form():
     ]:
         with pytest.raises(LiveUrlError, match=re.escape(reason)):
             read_stream_id(bad)
+
+
+@pytest.fixture
+def secured():
+    """A node whose ingest domain has a passphrase and a latency of its own."""
+    policy = default_policy()
+    domain = policy.domains[INGEST]
+    policy.domains[INGEST] = dataclasses.replace(domain, srt_passphrase=PASSPHRASE, srt_latency_ms=300)
+    node = NodeThread(policy, srt_port=0, play_wait_seconds=10).start()
+    yield node
+    node.stop()
+
+
+PASSPHRASE = "Correct-Horse-Battery-9"
+
+
+@pytest.mark.parametrize("pbkeylen", [16, 24, 32])
+def test_it_takes_an_encrypted_publish_with_the_domains_passphrase_and_latency(secured, caplog, pbkeylen):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(secured.srt_publish_url(passphrase=PASSPHRASE, pbkeylen=pbkeylen))
+    try:
+        assert secured.wait_for(lambda: secured.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        got = probe_frames(secured.flv_url())
+        assert got["codecs"] == ["aac", "h264"] and len(got["video"]) >= 25
+        line = next(r.getMessage() for r in caplog.records if "publishing" in r.getMessage())
+        assert "latency 300 ms, encrypted" in line
+        assert PASSPHRASE not in caplog.text
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "detail"),
+    [
+        ({"passphrase": "not the right one"}, "wrong passphrase"),
+        ({}, "caller sent no passphrase"),
+    ],
+    ids=["wrong", "none"],
+)
+def test_it_refuses_a_caller_without_the_domains_passphrase(secured, caplog, options, detail):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(secured.srt_publish_url(**options), seconds=10)
+    publisher.process.wait(30)
+    assert publisher.process.returncode != 0
+    publisher.stop()
+    assert detail in caplog.text
+    assert not secured.run_sync(secured.node.hub.live_keys)
+
+
+def test_it_refuses_a_passphrase_where_the_domain_has_none(node, caplog):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(node.srt_publish_url(passphrase=PASSPHRASE), seconds=10)
+    publisher.process.wait(30)
+    assert publisher.process.returncode != 0
+    publisher.stop()
+    assert "caller sent a passphrase we have none for" in caplog.text

@@ -199,10 +199,7 @@ class SrtServer(asyncio.DatagramProtocol):
             return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
         config = admission.domain
         connection = self.listener.accept(
-            event,
-            time.monotonic(),
-            passphrase=getattr(config, "srt_passphrase", None) or None,
-            latency_ms=getattr(config, "srt_latency_ms", None),
+            event, time.monotonic(), passphrase=config.srt_passphrase or None, latency_ms=config.srt_latency_ms
         )
         if connection is None:  # the listener refused it (its SrtConnectionRejected says why) or it gave up
             self._process()
