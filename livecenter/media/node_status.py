@@ -45,6 +45,8 @@ def node_status(node) -> dict:
         connections[kind] = connections.get(kind, 0) + 1
     if node.rts is not None:
         connections["rts"] = len(node.rts.sessions)
+    if node.srt is not None:
+        connections["srt"] = len(node.srt.listener.connections)
     viewers: dict[str, int] = {}
     live = node.hub.live_keys()
     for key in live:
