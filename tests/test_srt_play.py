@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from livecenter.media.admission import Refusal
+from livecenter.media.play import PlayRefusal
 from livecenter.media.policy import StreamKey
 from livecenter.media.signing import sign
 from livecenter.media.srt.packets import (
@@ -35,7 +37,9 @@ from livecenter.media.srt_server import (
     REJECT_NOT_FOUND,
     REJECT_OVERLOADED,
     REJECT_UNAUTHORIZED,
+    REJECT_UNAVAILABLE,
     SRT_TS_PAYLOAD_BYTES,
+    play_refusal_code,
 )
 from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, NodeThread, default_policy, start_publisher
 
@@ -342,3 +346,21 @@ def test_it_skips_and_then_disconnects_a_viewer_that_acknowledges_nothing(node, 
     line = next(line for line in srt_lines(caplog) if "play of" in line)
     match = re.search(r"ended \(too slow, disconnected\): \d+ frames sent, (\d+) skipped in (\d+) skips", line)
     assert match and int(match[1]) > 0 and int(match[2]) >= 1, line
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reason", "code"),
+    [
+        (PlayRefusal.DENIED, "invalid md5hash", REJECT_UNAUTHORIZED),
+        (PlayRefusal.DENIED, "expired timestamp", REJECT_UNAUTHORIZED),
+        (PlayRefusal.DENIED, str(Refusal.UNKNOWN_DOMAIN), REJECT_NOT_FOUND),
+        (PlayRefusal.DENIED, str(Refusal.NOT_STREAMING), REJECT_NOT_FOUND),
+        (PlayRefusal.DENIED, str(Refusal.NOT_ASSOCIATED), REJECT_NOT_FOUND),
+        (PlayRefusal.DENIED, str(Refusal.DOMAIN_DISABLED), REJECT_FORBIDDEN),
+        (PlayRefusal.UNAVAILABLE, str(Refusal.POLICY_UNAVAILABLE), REJECT_UNAVAILABLE),
+        (PlayRefusal.AT_CAPACITY, "media node at capacity", REJECT_OVERLOADED),
+        (PlayRefusal.NOT_LIVE, "stream is not live", REJECT_NOT_FOUND),
+    ],
+)
+def test_it_maps_each_play_refusal_to_an_srt_rejection_reason(refusal, reason, code):
+    assert play_refusal_code(refusal, reason) == code
