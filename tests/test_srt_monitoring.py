@@ -8,8 +8,10 @@ import dataclasses
 
 import pytest
 
+from livecenter.media import node as node_module
 from livecenter.media.hub import StreamHub
-from livecenter.media.policy import PublishRefused, SrtSessionStats, StreamKey, StreamsSampled
+from livecenter.media.node import MAX_REFUSALS_PER_SECOND, MediaNode, NodeConfig
+from livecenter.media.policy import MemorySink, PublishRefused, SrtSessionStats, StreamKey, StreamsSampled
 from livecenter.media.srt.connection import INITIAL_RTT_US
 from livecenter.media.srt.packets import SrtRejectReason
 from livecenter.media.srt_server import REJECT_UNAUTHORIZED
@@ -123,3 +125,18 @@ def test_a_refused_srt_publisher_is_reported_to_the_sink(secured, options, code,
     assert (event.domain, event.app, event.stream, event.protocol) == (INGEST, "live", "cam1", "srt")
     assert event.code == code and reason in event.reason
     assert event.client_addr.startswith("127.0.0.1:") and event.node_id == "test-node"
+
+
+def test_a_node_reports_at_most_max_refusals_per_second(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(node_module.time, "monotonic", clock)
+    node = MediaNode(NodeConfig(node_id="n"), default_policy(), MemorySink())
+    event = PublishRefused(INGEST, "live", "cam1", "srt", "192.0.2.1:5000", "wrong passphrase", 10, 0.0, "n")
+    for _ in range(MAX_REFUSALS_PER_SECOND):
+        node.publish_refused(event)
+    assert node._events.qsize() == MAX_REFUSALS_PER_SECOND
+    node.publish_refused(event)  # one past the limit: only logged
+    assert node._events.qsize() == MAX_REFUSALS_PER_SECOND
+    clock.now += 1  # the next second
+    node.publish_refused(event)
+    assert node._events.qsize() == MAX_REFUSALS_PER_SECOND + 1
