@@ -21,12 +21,13 @@ from domains.models import Domain
 from domains.services import ingest_domain_for, ingest_domains
 from livecenter.lib.api import invalid
 from livecenter.lib.dates import aware
+from livecenter.media.liveurl import SrtStreamId
 from livecenter.media.policy import StreamKey
 from streams.models import PublishSession
 from streams.services import valid_name
 
 from . import live
-from .models import StreamSample
+from .models import PublishRefusal, StreamSample
 
 # A stream's figures at a time are its newest sample at most this old: a
 # node samples every second, so a live stream always has one.
@@ -167,6 +168,21 @@ class StreamView:
     def is_live(self) -> bool:
         return self.session is not None
 
+    @property
+    def is_srt(self) -> bool:
+        """The stream came in over SRT: its live session, or a sample on the page."""
+        if self.session is not None and self.session.protocol == "srt":
+            return True
+        return any(s.srt is not None for s in self.history)
+
+    @property
+    def ingest_url(self) -> str:
+        """The stream's ingest URL without a signature, for the troubleshooting tool."""
+        key = self.key
+        if self.is_srt:
+            return f"srt://{key.domain}?streamid={SrtStreamId(key.domain, key.app, key.stream, None)}"
+        return f"rtmp://{key.domain}/{key.app}/{key.stream}"
+
 
 def stream_key(owner, domain_name: str, app: str, stream: str) -> StreamKey:
     """The key of a stream on one of the operator's domains."""
@@ -295,3 +311,10 @@ def prune_samples(now: dt.datetime | None = None) -> int:
         if len(ids) < batch:
             break
     return deleted
+
+
+def prune_refusals(now: dt.datetime | None = None) -> int:
+    """Delete publish refusals older than the samples' retention (there are
+    few: a node reports at most ten a second, of known domains only)."""
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.LIVECENTER_MONITORING_RETENTION_HOURS)
+    return PublishRefusal.objects.filter(at__lt=cutoff).delete()[0]

@@ -31,6 +31,7 @@ from .listener import ConnectionGate, MediaListener, effective_max_connections, 
 from .policy import (
     EventSink,
     Policy,
+    PublishRefused,
     RenditionRequested,
     StreamKey,
     StreamPublished,
@@ -64,6 +65,10 @@ class _Updates:
     events: tuple[StreamUpdated, ...]
 
 
+# Refused publishers reported to the sink per second (the SRT port is open
+# to the internet: a caller retrying a bad URL, or many, must not flood the
+# database); past it they are only logged.
+MAX_REFUSALS_PER_SECOND = 10
 # Per-second samples waiting for the sink (stats.py); past this a slow sink
 # loses ticks rather than queueing stale ones.
 MAX_PENDING_SAMPLE_BATCHES = 10
@@ -165,6 +170,8 @@ class MediaNode:
         self._pending_samples = 0
         self._updates_queued = False
         self.sample_batches_dropped = 0
+        self._refusals_second = 0
+        self._refusals_in_second = 0
         self.hub.on_wait = self._stream_wanted
 
     # --- lifecycle ------------------------------------------------------------
@@ -307,6 +314,16 @@ class MediaNode:
             del self._live[key]
         self._events.put_nowait(StreamUnpublished(key, session_id, time.time(), reason))
 
+    def publish_refused(self, event: PublishRefused) -> None:
+        """Report a refused publisher, at most MAX_REFUSALS_PER_SECOND."""
+        second = int(time.monotonic())
+        if second != self._refusals_second:
+            self._refusals_second, self._refusals_in_second = second, 0
+        if self._refusals_in_second >= MAX_REFUSALS_PER_SECOND or self._events.qsize() >= MAX_PENDING_EVENTS:
+            return
+        self._refusals_in_second += 1
+        self._events.put_nowait(event)
+
     def _stream_wanted(self, key: StreamKey) -> None:
         """A viewer waits for `key`: if it names a rendition of a live
         stream, ask the sink for its transcode (the viewer keeps waiting
@@ -351,6 +368,10 @@ class MediaNode:
                 sampled = getattr(self.sink, "sampled", None)
                 if sampled is not None:
                     await sampled(event)
+            elif isinstance(event, PublishRefused):
+                handler = getattr(self.sink, "publish_refused", None)
+                if handler is not None:
+                    await handler(event)
             elif isinstance(event, RenditionRequested):
                 handler = getattr(self.sink, "rendition_requested", None)
                 if handler is not None:
@@ -393,7 +414,7 @@ class MediaNode:
             await asyncio.sleep(delay)
             if not self._live:
                 continue
-            samples = self.stats.sample(self._live)
+            samples = self.stats.sample(self._live, self.srt.session_stats() if self.srt is not None else None)
             if not samples:
                 continue
             if self._pending_samples >= MAX_PENDING_SAMPLE_BATCHES:

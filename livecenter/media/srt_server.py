@@ -49,7 +49,7 @@ from .liveurl import LiveUrlError, SrtStreamId, parse_srt_streamid
 from .mpegts import TS_PACKET_BYTES, TsMuxer, TsMuxError
 from .mpegts_demux import FrameReceived, StreamRefused, TsDemuxer, TsDemuxError
 from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
-from .policy import StreamKey, StreamPublished
+from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
 from .srt.connection import SEND_DROP_MARGIN_US, SrtConnection
 from .srt.events import (
     SrtConnectionClosed,
@@ -292,12 +292,14 @@ class SrtServer(asyncio.DatagramProtocol):
 
     def _reject(self, event: SrtConnectionRequested, code: int, name: str, reason: str) -> None:
         log.info("srt %s publish refused: stream=%s reason=%s (%d)", _peer(event.peer), name, reason, code)
+        self._report_refusal(event.peer, event.stream_id, code, reason)
         self.listener.reject(event, code, time.monotonic())
         self._process()
 
     def on_rejected(self, event: SrtConnectionRejected) -> None:
         log.info("srt %s refused: stream=%s reason=%s (%d)", _peer(event.peer), event.stream_id or "?",
                  event.detail, event.reason)  # fmt: skip
+        self._report_refusal(event.peer, event.stream_id, event.reason, event.detail)
 
     def on_data(self, event: SrtDataReceived) -> None:
         publisher = self.publishers.get(event.socket_id)
@@ -340,6 +342,49 @@ class SrtServer(asyncio.DatagramProtocol):
         SrtPacketsDropped: on_dropped,
         SrtConnectionClosed: on_closed,
     }
+
+    # --- monitoring -------------------------------------------------------------
+
+    def session_stats(self) -> dict[StreamKey, SrtSessionStats]:
+        """Each publish session's link figures now, by stream: what the
+        node's sampler (stats.py) reads once a second."""
+        connections = self.listener.connections
+        readings = {}
+        for socket_id, publisher in self.publishers.items():
+            connection = connections.get(socket_id)
+            if connection is None:
+                continue
+            stats = connection.stats
+            readings[publisher.key] = SrtSessionStats(
+                socket_id=socket_id,
+                peer=publisher.peer,
+                encrypted=connection.crypto is not None,
+                latency_ms=connection.latency_us // 1000,
+                rtt_ms=stats.rtt_us / 1000,
+                rtt_var_ms=stats.rttvar_us / 1000,
+                receive_buffer_packets=connection.buffered_packets,
+                receive_buffer_ms=connection.buffered_us // 1000,
+                packets_received=stats.packets_received,
+                packets_lost=stats.packets_lost,
+                packets_retransmitted=stats.packets_retransmitted,
+                packets_dropped=stats.packets_dropped,
+            )
+        return readings
+
+    def _report_refusal(self, addr, stream_id: str | None, code: int, reason: str) -> None:
+        """Tell the sink about a refused publisher (the troubleshooting tool
+        explains it); a refused player is only logged."""
+        try:
+            target = read_stream_id(stream_id)
+        except LiveUrlError:
+            target = None
+        if target is not None and target.mode != "publish":
+            return
+        domain, app, stream = (target.host, target.app, target.stream) if target else ("", "", "")
+        self.node.publish_refused(
+            PublishRefused(domain, app, stream, "srt", _peer(addr), reason, int(code), time.time(),
+                           self.node.config.node_id)
+        )  # fmt: skip
 
     # --- ending -----------------------------------------------------------------
 

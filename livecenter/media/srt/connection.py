@@ -300,6 +300,15 @@ class SrtConnection:
     def buffered_packets(self) -> int:
         return len(self._buffer)
 
+    @property
+    def buffered_us(self) -> int:
+        """The sender time the receive buffer spans, oldest packet held to
+        newest received (libsrt's msRcvBuf); 0 when it holds none."""
+        first = self._first_buffered()
+        if first is None or first[1] == _FORGOTTEN:
+            return 0
+        return max(0, self._last_timestamp - first[1])
+
     # -- receiving ---------------------------------------------------------
 
     def _on_data(self, packet: SrtDataPacket, now_us: int) -> None:
