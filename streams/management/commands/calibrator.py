@@ -1,6 +1,7 @@
 """`manage.py calibrator`: push the latency calibrator's live test stream
 (streams/calibrator.py) over RTMP to a signed ingest URL, made by the URL
-generator for the domain's owner, or given with --url."""
+generator for the domain's owner, or given with --url (rtmp://, or srt://
+for MPEG-TS over SRT)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--domain", help="an ingest domain, or a streaming domain associated with one")
         parser.add_argument("--app", default="live", help="the application name (default: live)")
         parser.add_argument("--stream", default="calibrator", help="the stream name (default: calibrator)")
-        parser.add_argument("--url", help="push to this rtmp:// URL instead of one made by the URL generator")
+        parser.add_argument("--url", help="push to this rtmp:// or srt:// URL instead of one made by the URL generator")
         parser.add_argument(
             "--media-host",
             default=settings.LIVECENTER_PLAYER_MEDIA_HOST,
@@ -61,8 +62,8 @@ class Command(BaseCommand):
         except (ValueError, TimecodeError) as exc:
             raise CommandError(str(exc)) from None
         url = options["url"] or self.generated_url(options)
-        if urlsplit(url).scheme != "rtmp":
-            raise CommandError(f"--url must be an rtmp:// URL, not {url!r}")
+        if urlsplit(url).scheme not in ("rtmp", "srt"):
+            raise CommandError(f"--url must be an rtmp:// or srt:// URL, not {url!r}")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
