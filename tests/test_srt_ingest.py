@@ -7,13 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
+import socket
 import subprocess
 import time
 
 import pytest
 
 from livecenter.media.liveurl import LiveUrlError
+from livecenter.media.node import SRT_SOCKET_BUFFER_BYTES
 from livecenter.media.policy import StreamKey
 from livecenter.media.signing import sign
 from livecenter.media.srt_server import (
@@ -221,3 +224,12 @@ def test_it_refuses_a_passphrase_where_the_domain_has_none(node, caplog):
     assert publisher.process.returncode != 0
     publisher.stop()
     assert "caller sent a passphrase we have none for" in caplog.text
+
+
+def test_its_udp_socket_has_room_for_every_publishers_datagrams(node):
+    sock = node.node.srt.transport.get_extra_info("socket")
+    received = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if os.geteuid() == 0:  # past net.core.rmem_max (SO_RCVBUFFORCE); Linux reports twice what was set
+        assert received >= SRT_SOCKET_BUFFER_BYTES
+    else:
+        assert received > 0

@@ -9,6 +9,7 @@ slow database never stalls the media path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -143,6 +144,27 @@ class NodeConfig:
     worker_key: bytes = b""
 
 
+# The SRT socket's kernel buffers: every publisher's datagrams wait there
+# while the loop is busy (20 publishers at 2 Mbit/s are 5 MB a second; the
+# kernel's default of about 200 KB is 40 ms of that). libsrt asks for more
+# still (SRTO_UDP_RCVBUF, 8 MB by default in 1.5).
+SRT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def size_udp_buffers(sock, size: int) -> None:
+    """Ask for `size`-byte receive and send buffers; as root past the
+    system's cap (net.core.rmem_max), else up to it."""
+    if sock is None:
+        return
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):  # fmt: skip
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force if force is not None else plain, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
 class MediaNode:
     def __init__(self, config: NodeConfig, policy: Policy, sink: EventSink, hub: StreamHub | None = None) -> None:
         self.config = config
@@ -203,6 +225,7 @@ class MediaNode:
                 lambda: SrtServer(self), local_addr=(self.config.host, self.config.srt_port)
             )
             self.srt_port = transport.get_extra_info("sockname")[1]
+            size_udp_buffers(transport.get_extra_info("socket"), SRT_SOCKET_BUFFER_BYTES)
         self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),
