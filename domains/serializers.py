@@ -224,6 +224,7 @@ class PlaybackUrlsSerializer(serializers.Serializer):
     m3u8 = serializers.CharField()
     rts = serializers.CharField(help_text="artc:// form")
     whep = serializers.CharField(help_text="RTS as a WHEP HTTP URL (RFC 9725)")
+    srt = serializers.CharField(help_text="SRT playback: the stream ID with m=request, signed over /{app}/{stream}")
 
 
 class GeneratedUrlsSerializer(serializers.Serializer):

@@ -43,6 +43,7 @@ PLAYBACK_URL_LABELS = {
     "m3u8": "HLS (M3U8)",
     "rts": "RTS (artc://)",
     "whep": "RTS over WHEP (HTTP)",
+    "srt": "SRT (ffplay, VLC; not in browsers)",
 }
 
 

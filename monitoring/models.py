@@ -85,7 +85,7 @@ class PublishRefusal(models.Model):
     protocol = models.CharField(max_length=16)
     client_addr = models.CharField(max_length=64, blank=True, default="")
     reason = models.CharField(max_length=255)
-    code = models.IntegerField(default=0)  # the protocol's own: an SRT rejection reason
+    code = models.IntegerField(default=0)  # the protocol's own: an SRT rejection reason; 0 for RTMP
     node_id = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:

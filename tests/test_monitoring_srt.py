@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
+from livecenter.media.signing import sign
 from livecenter.media.srt.packets import SrtRejectReason
 from livecenter.media.srt_server import REJECT_CONFLICT, REJECT_UNAUTHORIZED
 from monitoring import services
@@ -157,7 +158,7 @@ def test_it_passes_a_healthy_srt_stream(owner, srt_url):
     record_seconds(10, srt=link())
     report = check_url(owner, srt_url)
     assert report.ok, [(s.name, s.status, s.reason) for s in report.steps]
-    assert [s.name for s in report.steps][-3:] == ["srt_refusals", "srt_latency", "srt_loss"]
+    assert [s.name for s in report.steps][-3:] == ["refusals", "srt_latency", "srt_loss"]
     assert steps(report)["srt_latency"].reason == "latency 400 ms, round-trip time 80.2 ms (median of the last 10 s)"
     assert steps(report)["srt_loss"].status == "pass"
 
@@ -187,10 +188,10 @@ def test_an_rtmp_url_has_no_srt_steps(owner, srt_url):
 def test_it_explains_the_last_srt_refusal(owner, srt_url, code, reason, says, advice):
     refuse(SrtRejectReason.BADSECRET, "wrong passphrase", at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2))
     refuse(code, reason)
-    step = steps(check_url(owner, srt_url))["srt_refusals"]
+    step = steps(check_url(owner, srt_url))["refusals"]
     assert step.status == "fail"
     assert (
-        step.reason.startswith("2 refusals in the last 15 min; the last at ")
+        step.reason.startswith("2 SRT refusals in the last 15 min; the last at ")
         and "from 198.51.100.7:5000" in step.reason
     )
     assert says in step.reason and advice in step.advice
@@ -198,14 +199,14 @@ def test_it_explains_the_last_srt_refusal(owner, srt_url, code, reason, says, ad
 
 def test_old_refusals_and_those_before_going_live_do_not_fail(owner, srt_url):
     refuse(SrtRejectReason.BADSECRET, "wrong passphrase", at=dt.datetime.now(dt.UTC) - REFUSALS_WINDOW * 2)
-    assert steps(check_url(owner, srt_url))["srt_refusals"].status == "pass"
+    assert steps(check_url(owner, srt_url))["refusals"].status == "pass"
     refuse(SrtRejectReason.BADSECRET, "wrong passphrase", at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
     publish_srt()
-    step = steps(check_url(owner, srt_url))["srt_refusals"]
+    step = steps(check_url(owner, srt_url))["refusals"]
     assert step.status == "pass" and "before the stream went live" in step.reason
     # A second publisher refused while the stream is live is worth a warning.
     refuse(REJECT_CONFLICT, "stream is already being published")
-    step = steps(check_url(owner, srt_url))["srt_refusals"]
+    step = steps(check_url(owner, srt_url))["refusals"]
     assert step.status == "warn" and "another publisher was already publishing" in step.reason
 
 
@@ -252,5 +253,66 @@ def test_it_skips_the_link_steps_of_a_stream_not_live_over_srt(owner, srt_url):
 def test_it_runs_the_srt_steps_from_the_api(owner, srt_url):
     refuse(SrtRejectReason.BADSECRET, "wrong passphrase")
     body = client_for(owner).post("/api/v1/monitoring/troubleshoot/", {"url": srt_url}, format="json").json()
-    step = next(s for s in body["steps"] if s["name"] == "srt_refusals")
+    step = next(s for s in body["steps"] if s["name"] == "refusals")
     assert step["status"] == "fail" and "passphrase" in step["reason"]
+
+
+# --- SRT playback URLs (m=request) ----------------------------------------------------
+
+
+@pytest.fixture
+def srt_play_url(owner, srt_url):
+    return domain_services.generate_urls(owner, INGEST, "live", "cam1").playback["srt"]
+
+
+def test_it_checks_an_srt_playback_url_like_the_other_playback_urls(owner, srt_play_url):
+    publish_srt()
+    record_seconds(10, srt=link())
+    report = check_url(owner, srt_play_url)
+    assert report.ok and report.kind == "playback", [(s.name, s.status, s.reason) for s in report.steps]
+    assert steps(report)["url"].reason == "SRT URL (m=request) of live/cam1 on play.example.com"
+    assert steps(report)["association"].reason == (
+        "playback URL; play.example.com plays streams pushed to push.example.com"
+    )
+    assert steps(report)["signature"].reason.startswith("signed for /live/cam1, valid until ")
+    assert steps(report)["live"].status == "pass" and steps(report)["keyframes"].status == "pass"
+    # The publisher's SRT link and refusals are the ingest URL's business.
+    assert not {"refusals", "srt_latency", "srt_loss"} & set(steps(report))
+
+
+def test_it_fails_an_srt_playback_url_signed_with_the_ingest_key(owner, srt_play_url):
+    ingest_key = Domain.objects.get(domain_name=INGEST).auth_primary_key
+    token = sign("/live/cam1", ingest_key, int(dt.datetime.now(dt.UTC).timestamp()))
+    url = f"srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1?auth_key={token},m=request"
+    report = check_url(owner, url)
+    assert steps(report)["signature"].status == "fail"
+    assert steps(report)["signature"].reason.startswith(
+        "invalid md5hash: it matches neither key of play.example.com for the URI /live/cam1"
+    )
+
+
+def test_it_fails_an_srt_playback_url_of_a_stream_not_live(owner, srt_play_url):
+    report = check_url(owner, srt_play_url)
+    assert {s.name: s.reason for s in report.steps if s.status == "fail"} == {
+        "live": "nobody is publishing push.example.com/live/cam1"
+    }
+
+
+def test_it_fails_an_srt_publish_to_the_streaming_domain(owner, srt_play_url):
+    report = check_url(owner, srt_play_url.replace(",m=request", ",m=publish"))
+    step = steps(report)["association"]
+    assert step.status == "fail" and report.kind == "playback"
+    assert step.reason == (
+        "play.example.com is a streaming domain: it plays streams (SRT m=request), it does not take them"
+    )
+    assert step.advice.startswith("Push to push.example.com with its SRT URL")
+
+
+@pytest.mark.parametrize("mode", [",m=request", ""], ids=["m=request", "no m="])
+def test_it_fails_an_srt_request_to_play_from_the_ingest_domain(owner, srt_url, mode):
+    report = check_url(owner, srt_url.replace(",m=publish", mode))
+    step = steps(report)["association"]
+    assert step.status == "fail" and report.kind == "playback"
+    assert step.reason == "push.example.com is an ingest domain: it takes streams, it does not play them"
+    assert step.advice.startswith("To publish, end the stream ID with m=publish.") and "play.example.com" in step.advice
+    assert not {"refusals", "srt_latency", "srt_loss"} & set(steps(report))

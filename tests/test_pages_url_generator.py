@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from domains import services
+from livecenter.media.liveurl import parse_srt_streamid
 from livecenter.media.signing import verify
 from tests.pagesupport import add_ingest, add_streaming, assert_field_error, assert_login_redirect, page
 
@@ -13,7 +14,14 @@ pytestmark = pytest.mark.django_db
 
 URL = "/tools/url-generator/"
 INGEST_IDS = ("url-ingest-rtmp", "url-ingest-srt", "url-ingest-rts")
-PLAYBACK_IDS = ("url-playback-rtmp", "url-playback-flv", "url-playback-m3u8", "url-playback-rts", "url-playback-whep")
+PLAYBACK_IDS = (
+    "url-playback-rtmp",
+    "url-playback-flv",
+    "url-playback-m3u8",
+    "url-playback-rts",
+    "url-playback-whep",
+    "url-playback-srt",
+)
 
 
 @pytest.fixture
@@ -80,6 +88,11 @@ def test_it_generates_signed_urls_that_verify(client, owner, pair):
     for id_ in ("url-playback-rtmp", "url-playback-flv", "url-playback-m3u8", "url-playback-rts"):
         check(urls[id_], streaming)
     check(urls["url-playback-whep"], streaming, path="/live/cam1")  # signed over the bare path
+    # SRT playback: the streaming domain in h=, m=request, signed over the bare path with its key.
+    sid = parse_srt_streamid(urls["url-playback-srt"].partition("streamid=")[2])
+    assert urls["url-playback-srt"].startswith("srt://play.example.com:1105?streamid=#!::h=play.example.com,")
+    assert (sid.host, sid.app, sid.stream, sid.mode) == ("play.example.com", "live", "cam1", "request")
+    assert verify(sid.signed_uri, sid.auth_key, streaming.signing_keys(), streaming.validity_seconds, time.time()).ok
     # A URL for one domain does not verify with the other's key.
     rtmp = urls["url-ingest-rtmp"]
     assert not verify(

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from livecenter.media.admission import Refusal
+from livecenter.media.liveurl import Ports, SignedHost, playback_urls
 from livecenter.media.play import PlayRefusal
 from livecenter.media.policy import StreamKey
 from livecenter.media.signing import sign
@@ -41,7 +42,16 @@ from livecenter.media.srt_server import (
     SRT_TS_PAYLOAD_BYTES,
     play_refusal_code,
 )
-from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, NodeThread, default_policy, start_publisher
+from tests.mediasupport import (
+    INGEST,
+    INGEST_KEY,
+    PLAY,
+    PLAY_KEY,
+    VALIDITY_SECONDS,
+    NodeThread,
+    default_policy,
+    start_publisher,
+)
 
 pytestmark = pytest.mark.media
 
@@ -59,10 +69,13 @@ def node():
 
 
 def srt_play_url(node, app="live", stream="cam1", key=PLAY_KEY, domain=PLAY, **options) -> str:
-    """DESIGN.md's SRT playback URL: the streaming domain, signed over the bare path."""
-    token = sign(f"/{app}/{stream}", key, int(time.time()))
+    """DESIGN.md's SRT playback URL (the streaming domain, signed over the bare
+    path) as the URL generator writes it, sent to this node's port."""
+    target = SignedHost(domain, key, VALIDITY_SECONDS)
+    expires_at = int(time.time()) + VALIDITY_SECONDS
+    url = playback_urls(target, app, stream, None, expires_at, Ports(srt=node.node.srt_port))["srt"]
     extra = "".join(f"&{k}={v}" for k, v in options.items())
-    return f"srt://127.0.0.1:{node.node.srt_port}?streamid=#!::h={domain},r=/{app}/{stream}?auth_key={token},m=request{extra}"
+    return url.replace(f"srt://{domain}:", "srt://127.0.0.1:", 1) + extra
 
 
 def publish(node, seconds: float = 30):
