@@ -19,6 +19,7 @@ from . import rtmp
 from .admission import admit_publish, domain_of
 from .flv import FrameKind
 from .hub import AlreadyPublishing
+from .listener import peer_name
 from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
@@ -82,8 +83,7 @@ class RtmpSession:
         self.node = node
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer = f"{peer[0]}:{peer[1]}"
+        self.peer = peer_name(writer.get_extra_info("peername"))
         config = node.config
         self.conn = rtmp.RtmpServerConnection(
             max_buffered_bytes=config.rtmp_buffered_bytes,

@@ -45,6 +45,7 @@ from urllib.parse import parse_qsl, unquote
 
 from .admission import Refusal, admit_publish, domain_of
 from .flv import FrameKind
+from .listener import peer_name
 from .liveurl import LiveUrlError, SrtStreamId, parse_srt_streamid
 from .mpegts import TS_PACKET_BYTES, TsMuxer, TsMuxError
 from .mpegts_demux import FrameReceived, StreamRefused, TsDemuxer, TsDemuxError
@@ -246,7 +247,7 @@ class SrtServer(asyncio.DatagramProtocol):
         task.add_done_callback(self._deciding.discard)
 
     async def _decide(self, event: SrtConnectionRequested) -> None:
-        peer = _peer(event.peer)
+        peer = peer_name(event.peer)
         try:
             target = read_stream_id(event.stream_id)
         except LiveUrlError as exc:
@@ -291,13 +292,13 @@ class SrtServer(asyncio.DatagramProtocol):
         self._process()
 
     def _reject(self, event: SrtConnectionRequested, code: int, name: str, reason: str) -> None:
-        log.info("srt %s publish refused: stream=%s reason=%s (%d)", _peer(event.peer), name, reason, code)
+        log.info("srt %s publish refused: stream=%s reason=%s (%d)", peer_name(event.peer), name, reason, code)
         self._report_refusal(event.peer, event.stream_id, code, reason)
         self.listener.reject(event, code, time.monotonic())
         self._process()
 
     def on_rejected(self, event: SrtConnectionRejected) -> None:
-        log.info("srt %s refused: stream=%s reason=%s (%d)", _peer(event.peer), event.stream_id or "?",
+        log.info("srt %s refused: stream=%s reason=%s (%d)", peer_name(event.peer), event.stream_id or "?",
                  event.detail, event.reason)  # fmt: skip
         self._report_refusal(event.peer, event.stream_id, event.reason, event.detail)
 
@@ -382,7 +383,7 @@ class SrtServer(asyncio.DatagramProtocol):
             return
         domain, app, stream = (target.host, target.app, target.stream) if target else ("", "", "")
         self.node.publish_refused(
-            PublishRefused(domain, app, stream, "srt", _peer(addr), reason, int(code), time.time(),
+            PublishRefused(domain, app, stream, "srt", peer_name(addr), reason, int(code), time.time(),
                            self.node.config.node_id)
         )  # fmt: skip
 
@@ -414,7 +415,7 @@ class SrtServer(asyncio.DatagramProtocol):
     async def _decide_play(self, event: SrtConnectionRequested, target: SrtStreamId) -> None:
         """A caller asking to play (m=request): play.py's admission, then
         accept or one rejection (module docstring)."""
-        peer = _peer(event.peer)
+        peer = peer_name(event.peer)
         request = PlayRequest(
             protocol="srt",
             peer=peer,
@@ -596,8 +597,3 @@ class SrtViewer:
             self._dropping_since = None  # everything sent since the last drop went through
         transport = self.server.transport
         return transport is not None and transport.get_write_buffer_size() > SRT_SEND_HIGH_WATER_BYTES
-
-
-def _peer(addr) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
