@@ -1,0 +1,145 @@
+"""Dolby audio (AC-3, E-AC-3) from an SRT publish through the hub as
+Enhanced RTMP audio (livecenter/media/dolby.py), and the MPEG-TS muxer's
+passthrough of it (issue 13). Streams come from the ffmpeg CLI."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livecenter.media.codecs import CodecError, DolbyConfig, parse_dolby_sync_frame
+from livecenter.media.dolby import DolbyAudioTrack
+from livecenter.media.flv import (
+    AUDIO_PACKET_CODED_FRAMES,
+    AUDIO_PACKET_SEQUENCE_START,
+    FrameKind,
+    audio_codec_name,
+    audio_fourcc,
+    audio_is_sequence_header,
+    ex_audio_body,
+    ex_audio_packet_type,
+)
+from livecenter.media.hub import StreamHub
+from livecenter.media.mpegts_demux import FrameReceived, PassthroughAudioReceived, ProgramReceived, TsDemuxer
+from livecenter.media.policy import StreamKey
+from tests.test_mpegts_demux import ffmpeg_ts
+
+KEY = StreamKey("push.example.com", "live", "cam1")
+
+
+def dolby_units(audio: str, channels: int = 2) -> tuple[list, list]:
+    """(all demuxer events, its Dolby access units) of a 2 s ffmpeg stream."""
+    events = TsDemuxer().receive_data(ffmpeg_ts(audio=audio, extra=("-ac", str(channels))))
+    return events, [e for e in events if isinstance(e, PassthroughAudioReceived)]
+
+
+# --- Enhanced RTMP audio bodies ---------------------------------------------------------
+
+
+def test_it_writes_the_ex_audio_tag_header_as_ffmpeg_does():
+    # FFmpeg 8 (PyAV) writes an E-AC-3 FLV as 0x90 'ec-3' (SequenceStart, empty), 0x91 'ec-3' + frames.
+    assert ex_audio_body(b"ec-3", AUDIO_PACKET_SEQUENCE_START) == bytes.fromhex("9065632d33")
+    frame = ex_audio_body(b"ec-3", AUDIO_PACKET_CODED_FRAMES, b"\x0b\x77\x00")
+    assert frame == bytes.fromhex("9165632d330b7700")
+    assert audio_fourcc(frame) == b"ec-3" and ex_audio_packet_type(frame) == AUDIO_PACKET_CODED_FRAMES
+    assert audio_is_sequence_header(bytes.fromhex("9065632d33")) and not audio_is_sequence_header(frame)
+    assert audio_codec_name(frame) == "E-AC-3" and audio_codec_name(ex_audio_body(b"ac-3", 1)) == "AC-3"
+
+
+def test_legacy_audio_bodies_have_no_fourcc():
+    assert audio_fourcc(b"\xaf\x01\x21") == b"" and ex_audio_packet_type(b"\xaf\x00\x12\x10") == -1
+    assert audio_is_sequence_header(b"\xaf\x00\x12\x10") and not audio_is_sequence_header(b"\xaf\x01\x21")
+    assert audio_codec_name(b"\xaf\x01") == "AAC" and audio_codec_name(b"") == ""
+    assert audio_fourcc(b"\x90ec-") == b""  # too short to say
+
+
+# --- sync frame headers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("audio", "channels", "codec"),
+    [("eac3", 2, "E-AC-3"), ("eac3", 6, "E-AC-3"), ("ac3", 6, "AC-3"), ("ac3", 1, "AC-3")],
+)
+def test_it_reads_rate_and_channels_from_ffmpeg_s_sync_frames(audio, channels, codec):
+    _, units = dolby_units(audio, channels)
+    assert {parse_dolby_sync_frame(unit.data) for unit in units} == {DolbyConfig(codec, 48000, channels)}
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"\x0b\x77\x00\x00\x00\x40", "not an AC-3/E-AC-3 sync frame"),
+        (b"\x0b\x78" + bytes(6), "not an AC-3/E-AC-3 sync frame"),
+        (b"\x0b\x77\x00\x00\xc0\x40\x00\x00", "AC-3 fscod 3 is reserved"),
+        (b"\x0b\x77\x00\x00\x00\x88\x00\x00", "bsid 17 is neither AC-3 nor E-AC-3"),
+        (b"\x0b\x77\x00\x00\xf0\x80\x00\x00", "E-AC-3 fscod2 3 is reserved"),
+    ],
+)
+def test_it_refuses_what_is_no_sync_frame_header(data, error):
+    with pytest.raises(CodecError, match=error):
+        parse_dolby_sync_frame(data)
+
+
+# --- the SRT publisher's Dolby track ----------------------------------------------------
+
+
+def test_it_makes_a_sequence_start_then_coded_frames_and_a_new_start_on_a_codec_change():
+    track = DolbyAudioTrack()
+    assert track.bodies("E-AC-3", b"\x0b\x77a") == [
+        bytes.fromhex("9065632d33"),
+        bytes.fromhex("9165632d33") + b"\x0b\x77a",
+    ]
+    assert track.bodies("E-AC-3", b"\x0b\x77b") == [bytes.fromhex("9165632d33") + b"\x0b\x77b"]
+    assert track.bodies("AC-3", b"\x0b\x77c") == [ex_audio_body(b"ac-3", 0), ex_audio_body(b"ac-3", 1, b"\x0b\x77c")]
+    assert track.bodies("E-AC-3", b"") == [] and track.bodies("MP2", b"x") == []
+
+
+def test_a_program_with_aac_keeps_the_aac_and_takes_no_dolby():
+    data = ffmpeg_ts(audio="aac")  # one program: H.264 and AAC
+    program = next(e for e in TsDemuxer().receive_data(data) if isinstance(e, ProgramReceived))
+    both = ProgramReceived(
+        program.program_number, program.pmt_pid, program.version, program.pcr_pid,
+        (*program.streams, type(program.streams[0])(0x102, 0x87, "E-AC-3")),
+    )  # fmt: skip
+    track = DolbyAudioTrack()
+    track.on_program(both)
+    assert track.bodies("E-AC-3", b"\x0b\x77") == []
+    assert track.refusal == "the program's AAC track is the stream's audio"
+    track.on_program(program)  # AAC alone: nothing to say
+    assert track.refusal == ""
+
+
+def push_srt_stream(hub: StreamHub, events: list) -> None:
+    """What srt_server does with the demuxer's events."""
+    publication = hub.publish(KEY)
+    track = DolbyAudioTrack()
+    for event in events:
+        if isinstance(event, FrameReceived):
+            publication.push(event.kind, event.timestamp_ms, event.body)
+        elif isinstance(event, ProgramReceived):
+            track.on_program(event)
+        elif isinstance(event, PassthroughAudioReceived):
+            for body in track.bodies(event.codec, event.data):
+                publication.push(FrameKind.AUDIO, event.timestamp_ms, body)
+
+
+def test_the_hub_carries_e_ac_3_as_an_audio_track_and_says_so():
+    events, units = dolby_units("eac3", 6)
+
+    async def run():
+        hub = StreamHub()
+        push_srt_stream(hub, events)
+        stream = hub.stream(KEY)
+        joiner = hub.subscribe(KEY, protocol="flv")
+        return stream, stream.info(), joiner.drain()
+
+    stream, info, joined = asyncio.run(run())
+    assert (info.audio_codec, info.audio_sample_rate, info.audio_channels) == ("E-AC-3", 48000, 6)
+    assert info.video_codec == "H264" and info.audio_bitrate > 0
+    assert stream.audio_frames == len(units)
+    assert stream.audio_header.body == bytes.fromhex("9065632d33")
+    # A joiner gets the SequenceStart with the headers, then the GOP's frames untouched.
+    audio = [f for f in joined if f.kind is FrameKind.AUDIO]
+    assert audio[0].sequence_header and all(f.body[:5] == bytes.fromhex("9165632d33") for f in audio[1:])
+    assert {f.body[5:] for f in audio[1:]} <= {u.data for u in units}
