@@ -5,6 +5,8 @@ passthrough of it (issue 13). Streams come from the ffmpeg CLI."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 
 import pytest
 
@@ -21,6 +23,7 @@ from livecenter.media.flv import (
     ex_audio_packet_type,
 )
 from livecenter.media.hub import StreamHub
+from livecenter.media.mpegts import AUDIO_PID, MAX_DOLBY_ACCESS_UNIT_BYTES, TS_PACKET_BYTES, TsMuxer, TsMuxError
 from livecenter.media.mpegts_demux import FrameReceived, PassthroughAudioReceived, ProgramReceived, TsDemuxer
 from livecenter.media.policy import StreamKey
 from tests.test_mpegts_demux import ffmpeg_ts
@@ -143,3 +146,88 @@ def test_the_hub_carries_e_ac_3_as_an_audio_track_and_says_so():
     audio = [f for f in joined if f.kind is FrameKind.AUDIO]
     assert audio[0].sequence_header and all(f.body[:5] == bytes.fromhex("9165632d33") for f in audio[1:])
     assert {f.body[5:] for f in audio[1:]} <= {u.data for u in units}
+
+
+# --- MPEG-TS passthrough (HLS, LL-HLS, SRT playback) -------------------------------------
+
+
+def mux_hub_frames(events: list) -> bytes:
+    """The hub's frames of an SRT stream as a viewer there from the start
+    gets them, muxed as the HLS packager and SRT viewers do."""
+
+    async def run():
+        hub = StreamHub()
+        packager = hub.subscribe(KEY, protocol="hls-packager")
+        push_srt_stream(hub, events)
+        return packager.drain()
+
+    muxer = TsMuxer()
+    out = bytearray()
+    psi_for = None
+    for frame in asyncio.run(run()):
+        data = muxer.mux(frame.kind, frame.timestamp, frame.body)
+        # PSI before keyframes, and once the audio joined the PMT (its SequenceStart follows the first keyframe).
+        if data and (frame.keyframe and frame.kind is FrameKind.VIDEO or psi_for != muxer.has_audio):
+            out += muxer.psi()
+            psi_for = muxer.has_audio
+        out += data
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("audio", "stream_type", "registration"), [("eac3", 0x87, b"EAC3"), ("ac3", 0x81, b"AC-3")])
+def test_the_muxer_passes_dolby_through_as_ffmpeg_types_it(audio, stream_type, registration):
+    muxer = TsMuxer()
+    fourcc = b"ec-3" if audio == "eac3" else b"ac-3"
+    assert muxer.mux(FrameKind.AUDIO, 0, ex_audio_body(fourcc, AUDIO_PACKET_SEQUENCE_START)) == b""
+    pmt = muxer.psi()[TS_PACKET_BYTES:]
+    # PMT: PCR on the audio PID (no video), then the audio stream with its registration descriptor.
+    assert pmt[5 + 8 : 5 + 10] == bytes((0xE0 | AUDIO_PID >> 8, AUDIO_PID & 0xFF))
+    assert pmt[5 + 12 : 5 + 23] == bytes((stream_type, 0xE1, 0x01, 0xF0, 6, 0x05, 4)) + registration
+    _, units = dolby_units(audio)
+    packets = muxer.mux(FrameKind.AUDIO, 1000, ex_audio_body(fourcc, AUDIO_PACKET_CODED_FRAMES, units[0].data))
+    pes = packets[4 + 1 + packets[4] :]  # past the adaptation field with the PCR
+    assert pes[:4] == b"\x00\x00\x01\xbd" and int.from_bytes(pes[4:6], "big") == 8 + len(units[0].data)
+    assert pes[7] == 0x80 and pes[14 : 14 + 2] == b"\x0b\x77"  # a PTS, then the sync frame untouched
+
+
+@pytest.mark.parametrize("audio", ["eac3", "ac3"])
+def test_muxed_dolby_demuxes_to_the_same_access_units(audio):
+    events, units = dolby_units(audio, 6)
+    again = [e for e in TsDemuxer().receive_data(mux_hub_frames(events)) if isinstance(e, PassthroughAudioReceived)]
+    units = units[-len(again) :]  # from the first keyframe on, where the hub's viewers start
+    assert len(units) > 50 and [u.data for u in again] == [u.data for u in units]
+    offset = again[0].timestamp_ms - units[0].timestamp_ms
+    assert [u.timestamp_ms - offset for u in again] == [u.timestamp_ms for u in units]
+
+
+def test_ffmpeg_decodes_the_muxed_e_ac_3_and_h264(tmp_path):
+    events, units = dolby_units("eac3", 6)
+    path = tmp_path / "out.ts"
+    path.write_bytes(mux_hub_frames(events))
+    probed = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels,sample_rate", "-of", "json", path],
+            capture_output=True, check=True, timeout=60,
+        ).stdout
+    )["streams"]  # fmt: skip
+    assert {s["codec_name"] for s in probed} == {"h264", "eac3"}
+    assert next(s for s in probed if s["codec_name"] == "eac3")["channels"] == 6
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-i", path, "-map", "0:a", "-f", "s16le", "-"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    muxed = [e for e in TsDemuxer().receive_data(path.read_bytes()) if isinstance(e, PassthroughAudioReceived)]
+    assert len(muxed) > 50 and len(decoded) == len(muxed) * 1536 * 6 * 2  # every sample of every unit
+
+
+def test_the_muxer_refuses_an_audio_codec_it_cannot_carry_and_a_unit_past_its_limit():
+    muxer = TsMuxer()
+    with pytest.raises(TsMuxError, match="audio FourCC b'Opus' is not AC-3 or E-AC-3"):
+        muxer.mux(FrameKind.AUDIO, 0, ex_audio_body(b"Opus", AUDIO_PACKET_SEQUENCE_START))
+    muxer.mux(FrameKind.AUDIO, 0, ex_audio_body(b"ec-3", AUDIO_PACKET_SEQUENCE_START))
+    with pytest.raises(TsMuxError, match="is not the stream's audio codec"):
+        muxer.mux(FrameKind.AUDIO, 0, ex_audio_body(b"ac-3", AUDIO_PACKET_CODED_FRAMES, b"\x0b\x77"))
+    at_limit = ex_audio_body(b"ec-3", AUDIO_PACKET_CODED_FRAMES, bytes(MAX_DOLBY_ACCESS_UNIT_BYTES))
+    assert len(muxer.mux(FrameKind.AUDIO, 0, at_limit)) % TS_PACKET_BYTES == 0
+    with pytest.raises(TsMuxError, match="exceeds MAX_DOLBY_ACCESS_UNIT_BYTES"):
+        muxer.mux(FrameKind.AUDIO, 0, at_limit + b"\x00")
