@@ -87,3 +87,51 @@ def test_srt_playback_carries_the_e_ac_3(dolby):
     assert len(got["audio"]) >= 60 and len(got["video"]) >= 50  # 28.7 E-AC-3 frames a second at 44.1 kHz
     assert_continuous(got["audio"], 0.1)
     assert_continuous(got["video"], 0.2)
+
+
+class RecordTo:
+    """pipeline.record's control: one MP4 in `folder`, stopped after `seconds`."""
+
+    def __init__(self, folder, seconds: float) -> None:
+        self.folder, self.until, self.closed = folder, time.monotonic() + seconds, []
+
+    def should_stop(self) -> bool:
+        return time.monotonic() > self.until
+
+    def source_live(self) -> bool:
+        return True
+
+    def open_file(self, started_at: float):
+        return self.folder / f"rec_{len(self.closed)}.mp4"
+
+    def file_closed(self, path, started_at: float, ended_at: float, duration_s: float) -> None:
+        self.closed.append((path, duration_s))
+
+    def split_now(self) -> bool:
+        return False
+
+
+def test_a_recording_of_the_http_flv_keeps_the_e_ac_3_untouched(dolby, tmp_path):
+    # The node's HTTP-FLV carries the E-AC-3 as Enhanced RTMP FourCC audio,
+    # which the workers' PyAV (FFmpeg 8) reads; the recording copies it.
+    from mediajobs.transcode import pipeline
+
+    control = RecordTo(tmp_path, seconds=4)
+    pipeline.record(dolby.flv_url(), control, cycle_seconds=600)
+    (path, duration), *_ = control.closed
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels,sample_rate:format=format_name",
+         "-of", "json", path],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    probed = json.loads(out.stdout)
+    assert "mp4" in probed["format"]["format_name"] and duration >= 2
+    streams = {s["codec_name"]: s for s in probed["streams"]}
+    assert set(streams) == {"h264", "eac3"}
+    assert (streams["eac3"]["channels"], streams["eac3"]["sample_rate"]) == (6, "44100")
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-i", path, "-map", "0:a", "-f", "s16le", "-"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert pcm.returncode == 0, pcm.stderr
+    assert len(pcm.stdout) >= (duration - 0.5) * 44100 * 6 * 2
