@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 
+import av
 import pytest
 
 from livecenter.media.codecs import CodecError, DolbyConfig, parse_dolby_sync_frame
@@ -26,6 +27,7 @@ from livecenter.media.hub import StreamHub
 from livecenter.media.mpegts import AUDIO_PID, MAX_DOLBY_ACCESS_UNIT_BYTES, TS_PACKET_BYTES, TsMuxer, TsMuxError
 from livecenter.media.mpegts_demux import FrameReceived, PassthroughAudioReceived, ProgramReceived, TsDemuxer
 from livecenter.media.policy import StreamKey
+from livecenter.media.rts.media import RtsSource
 from tests.test_mpegts_demux import ffmpeg_ts
 
 KEY = StreamKey("push.example.com", "live", "cam1")
@@ -231,3 +233,39 @@ def test_the_muxer_refuses_an_audio_codec_it_cannot_carry_and_a_unit_past_its_li
     assert len(muxer.mux(FrameKind.AUDIO, 0, at_limit)) % TS_PACKET_BYTES == 0
     with pytest.raises(TsMuxError, match="exceeds MAX_DOLBY_ACCESS_UNIT_BYTES"):
         muxer.mux(FrameKind.AUDIO, 0, at_limit + b"\x00")
+
+
+# --- RTS: Opus made once from the Dolby audio ------------------------------------------
+
+
+def test_rts_makes_opus_once_from_e_ac_3_5_1():
+    from tests.test_rts_media import service, settle
+
+    events, units = dolby_units("eac3", 6)
+
+    async def run():
+        hub = StreamHub()
+        publication = hub.publish(KEY)
+        source = RtsSource(service(hub), KEY)
+        viewer = source.add_viewer(may_transcode=True)
+        track = DolbyAudioTrack()
+        for event in events:
+            if isinstance(event, FrameReceived):
+                publication.push(event.kind, event.timestamp_ms, event.body)
+            elif isinstance(event, PassthroughAudioReceived):
+                for body in track.bodies(event.codec, event.data):
+                    publication.push(FrameKind.AUDIO, event.timestamp_ms, body)
+            await asyncio.sleep(0)
+        await settle(source, 60)
+        packets = list(viewer.audio.queue)
+        source.close()
+        return packets
+
+    packets = asyncio.run(run())
+    # 20 ms Opus packets from the viewer's keyframe (the second, at 2 s) to the end, in order, in stereo.
+    assert len(packets) >= 45 and len(units) == 63
+    pts = [p.pts for p in packets]
+    assert all(b - a == 960 for a, b in zip(pts, pts[1:], strict=False))
+    decoder = av.CodecContext.create("opus", "r")
+    frames = [f for p in packets for f in decoder.decode(av.Packet(bytes(p)))]
+    assert frames and frames[0].layout.nb_channels == 2
