@@ -134,9 +134,10 @@ def start_publisher(
     tune: str = "zerolatency",
     preset: str = "ultrafast",
     container: str = "flv",
+    audio: str = "aac",
 ) -> Publisher:
     """ffmpeg publishing a generated H.264 + AAC stream in real time (FLV
-    for RTMP, `container="mpegts"` for SRT)."""
+    for RTMP, `container="mpegts"` for SRT; `audio="eac3"` for Dolby)."""
     cmd = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
@@ -144,7 +145,7 @@ def start_publisher(
         "-t", str(seconds),
         "-c:v", "libx264", "-preset", preset, *(("-tune", tune) if tune else ()), "-g", str(rate),
         "-b:v", "2M", "-pix_fmt", "yuv420p", *extra,
-        "-c:a", "aac", "-b:a", "96k",
+        "-c:a", audio, "-b:a", "96k",
         "-f", container, url,
     ]  # fmt: skip
     return Publisher(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))

@@ -479,3 +479,55 @@ def parse_aac_sequence_header(body: bytes) -> AacConfig:
     if len(body) < AAC_BODY_HEADER_BYTES + 2 or not audio_is_sequence_header(body):
         raise CodecError("not an AAC sequence header")
     return parse_audio_specific_config(body[AAC_BODY_HEADER_BYTES:])
+
+
+# --- AC-3 and E-AC-3 (ATSC A/52) -------------------------------------------------------
+
+# A/52 5.4.1.3 fscod, and E.1.3.1.3 fscod2 (E-AC-3's half rates).
+DOLBY_SAMPLE_RATES = (48000, 44100, 32000)
+EAC3_REDUCED_SAMPLE_RATES = (24000, 22050, 16000)
+# A/52 5.4.2.3 Table 5.8: acmod to full-bandwidth channels (0 is 1+1, two mono channels).
+_ACMOD_CHANNELS = (2, 1, 2, 3, 3, 4, 4, 5)
+# A/52 5.4.2.1: bsid 10 and below is AC-3; E.1.3.1.6: 11 to 16 is E-AC-3.
+AC3_MAX_BSID = 10
+EAC3_MAX_BSID = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DolbyConfig:
+    codec: str  # "AC-3" or "E-AC-3"
+    sample_rate: int
+    channels: int  # with the LFE channel: 6 for 5.1 (of the independent substream)
+
+
+def parse_dolby_sync_frame(data: bytes) -> DolbyConfig:
+    """What an AC-3 or E-AC-3 sync frame's header says (A/52 5.3 syncinfo and
+    bsi; Annex E E.1.2.1-E.1.2.2 for E-AC-3)."""
+    if len(data) < 8 or data[0] != 0x0B or data[1] != 0x77:
+        raise CodecError("not an AC-3/E-AC-3 sync frame (no 0x0B77 syncword)")
+    bsid = data[5] >> 3
+    if bsid <= AC3_MAX_BSID:
+        fscod = data[4] >> 6
+        if fscod == 3:
+            raise CodecError("AC-3 fscod 3 is reserved")
+        bits = BitReader(bytes(data[6:8]))
+        acmod = bits.u(3)
+        if acmod & 1 and acmod != 1:
+            bits.u(2)  # cmixlev
+        if acmod & 4:
+            bits.u(2)  # surmixlev
+        if acmod == 2:
+            bits.u(2)  # dsurmod
+        return DolbyConfig("AC-3", DOLBY_SAMPLE_RATES[fscod], _ACMOD_CHANNELS[acmod] + bits.u(1))
+    if bsid > EAC3_MAX_BSID:
+        raise CodecError(f"bsid {bsid} is neither AC-3 nor E-AC-3")
+    fscod = data[4] >> 6
+    if fscod == 3:
+        fscod2 = (data[4] >> 4) & 0x03
+        if fscod2 == 3:
+            raise CodecError("E-AC-3 fscod2 3 is reserved")
+        rate = EAC3_REDUCED_SAMPLE_RATES[fscod2]
+    else:
+        rate = DOLBY_SAMPLE_RATES[fscod]
+    acmod = (data[4] >> 1) & 0x07
+    return DolbyConfig("E-AC-3", rate, _ACMOD_CHANNELS[acmod] + (data[4] & 1))

@@ -75,6 +75,21 @@ AUDIO_CODEC_NAMES = {
     11: "SPEEX",
     14: "MP3",
 }
+# Enhanced RTMP v2 ("Enhancing Audio"): SoundFormat 9 is ExHeader, after
+# which the low 4 bits are an AudioPacketType and a FourCC names the codec:
+#     ExAudioTagHeader = SoundFormat 9 (4 bits) | AudioPacketType (4) | FourCC (4 bytes)
+# FFmpeg (7.1 and later) writes and reads AC-3 and E-AC-3 this way: an empty
+# SequenceStart, then each access unit (its sync frames) as CodedFrames.
+AUDIO_CODEC_EX_HEADER = 9
+AUDIO_PACKET_SEQUENCE_START = 0
+AUDIO_PACKET_CODED_FRAMES = 1
+AUDIO_PACKET_SEQUENCE_END = 2
+AUDIO_PACKET_MULTICHANNEL_CONFIG = 4
+EX_AUDIO_BODY_HEADER_BYTES = 5
+AUDIO_FOURCC_AC3 = b"ac-3"
+AUDIO_FOURCC_EAC3 = b"ec-3"
+AUDIO_FOURCC_NAMES = {b"ac-3": "AC-3", b"ec-3": "E-AC-3", b"Opus": "OPUS", b"fLaC": "FLAC", b".mp3": "MP3",
+                      b"mp4a": "AAC"}  # fmt: skip
 # SoundRate: 5.5, 11, 22 or 44 kHz (AAC always says 44 kHz; its real rate is
 # in the AudioSpecificConfig).
 AUDIO_SAMPLE_RATES = (5512, 11025, 22050, 44100)
@@ -309,8 +324,40 @@ def aac_packet_type(body: bytes) -> int:
 
 
 def audio_is_sequence_header(body: bytes) -> bool:
-    """An AAC AudioSpecificConfig: AACPacketType 0."""
-    return aac_packet_type(body) == PACKET_SEQUENCE_HEADER
+    """An AAC AudioSpecificConfig (AACPacketType 0), or an Enhanced RTMP
+    SequenceStart: what configures a decoder, sent to every joiner."""
+    if len(body) >= 2 and body[0] >> 4 == AUDIO_CODEC_AAC:
+        return body[1] == PACKET_SEQUENCE_HEADER
+    return len(body) >= EX_AUDIO_BODY_HEADER_BYTES and body[0] == (AUDIO_CODEC_EX_HEADER << 4)
+
+
+def audio_fourcc(body: bytes) -> bytes:
+    """The FourCC of an Enhanced RTMP audio body (b"ac-3", b"ec-3" ...);
+    b"" for the legacy SoundFormats and for a body too short to say."""
+    if len(body) >= EX_AUDIO_BODY_HEADER_BYTES and body[0] >> 4 == AUDIO_CODEC_EX_HEADER:
+        return bytes(body[1:EX_AUDIO_BODY_HEADER_BYTES])
+    return b""
+
+
+def ex_audio_packet_type(body: bytes) -> int:
+    """The AudioPacketType of an Enhanced RTMP audio body, -1 for others."""
+    return body[0] & 0x0F if audio_fourcc(body) else -1
+
+
+def ex_audio_body(fourcc: bytes, packet_type: int, data: bytes = b"") -> bytes:
+    """An Enhanced RTMP audio tag body: ExAudioTagHeader, then `data`."""
+    return bytes(((AUDIO_CODEC_EX_HEADER << 4) | packet_type,)) + fourcc + data
+
+
+def audio_codec_name(body: bytes) -> str:
+    """The codec an audio body carries as monitoring names it ("AAC",
+    "E-AC-3" ...); "" when there is no body."""
+    if not body:
+        return ""
+    if body[0] >> 4 == AUDIO_CODEC_EX_HEADER:
+        fourcc = audio_fourcc(body)
+        return AUDIO_FOURCC_NAMES.get(fourcc, fourcc.decode("latin-1"))
+    return AUDIO_CODEC_NAMES.get(body[0] >> 4, "")
 
 
 def audio_sample_rate(body: bytes) -> int:

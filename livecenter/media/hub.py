@@ -52,9 +52,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .codecs import AacConfig, AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
+from .codecs import (
+    AacConfig,
+    AvcConfig,
+    CodecError,
+    parse_aac_sequence_header,
+    parse_avc_sequence_header,
+    parse_dolby_sync_frame,
+)
 from .flv import (
-    AUDIO_CODEC_NAMES,
+    AUDIO_CODEC_AAC,
+    EX_AUDIO_BODY_HEADER_BYTES,
     TIMESTAMP_BACKWARD_TOLERANCE_MS,
     TIMESTAMP_JUMP_MS,
     TIMESTAMP_WRAP_MS,
@@ -62,6 +70,8 @@ from .flv import (
     VIDEO_CODEC_NAMES,
     FrameKind,
     audio_channels,
+    audio_codec_name,
+    audio_fourcc,
     audio_is_sequence_header,
     audio_sample_rate,
     encode_tag,
@@ -217,7 +227,7 @@ class LiveStream:
         self._video = _RateWindow()
         self._audio = _RateWindow()
         self._video_codec = 0
-        self._audio_format = -1  # the first byte of the latest audio body
+        self._audio_body = b""  # the latest audio body: its codec, rate and channels
         # Whether a B slice was seen (WebRTC plays none; rts/h264.py).
         self.has_bframes = False
         self.counters = StreamCounters()  # for the per-second samples (stats.py)
@@ -280,17 +290,23 @@ class LiveStream:
         return counts
 
     def info(self) -> StreamInfo:
-        avc, aac, audio_format = self.avc_config, self.aac_config, self._audio_format
-        if aac is not None:
+        avc, aac, audio = self.avc_config, self.aac_config, self._audio_body
+        sample_rate = channels = 0
+        if aac is not None and audio[:1] and audio[0] >> 4 == AUDIO_CODEC_AAC:
             sample_rate, channels = aac.sample_rate, aac.channels
-        elif audio_format >= 0:
-            first = bytes((audio_format,))
-            sample_rate, channels = audio_sample_rate(first), audio_channels(first)
-        else:
-            sample_rate = channels = 0
+        elif audio_fourcc(audio):
+            # Enhanced RTMP: AC-3/E-AC-3 frames say their rate and channels themselves.
+            try:
+                dolby = parse_dolby_sync_frame(audio[EX_AUDIO_BODY_HEADER_BYTES:])
+            except CodecError:
+                pass
+            else:
+                sample_rate, channels = dolby.sample_rate, dolby.channels
+        elif audio:
+            sample_rate, channels = audio_sample_rate(audio), audio_channels(audio)
         return StreamInfo(
             video_codec=VIDEO_CODEC_NAMES.get(self._video_codec, ""),
-            audio_codec=AUDIO_CODEC_NAMES.get(audio_format >> 4, "") if audio_format >= 0 else "",
+            audio_codec=audio_codec_name(audio),
             width=avc.width if avc else 0,
             height=avc.height if avc else 0,
             frame_rate=self._video.frame_rate(),
@@ -329,7 +345,7 @@ class LiveStream:
         if kind is FrameKind.VIDEO:
             self._video_codec = video_codec_id(body)
         elif kind is FrameKind.AUDIO:
-            self._audio_format = body[0] if body else -1
+            self._audio_body = body
         if kind is FrameKind.META:
             self.metadata = frame
         elif frame.sequence_header:

@@ -1,5 +1,5 @@
-"""An MPEG-TS muxer for HLS: one program, one H.264 video and one AAC audio
-stream (ISO/IEC 13818-1, "MPEG-2 Systems").
+"""An MPEG-TS muxer for HLS: one program, one H.264 video and one audio
+stream, AAC or Dolby (ISO/IEC 13818-1, "MPEG-2 Systems").
 
 What goes in is what the hub carries: FLV tag bodies with millisecond
 timestamps. What comes out is whole 188-byte transport packets:
@@ -12,7 +12,11 @@ timestamps. What comes out is whole 188-byte transport packets:
   (DTS is the FLV timestamp, PTS adds the AVC CompositionTime); the first TS
   packet of each video PES carries the PCR and, on keyframes, the
   random_access_indicator. Audio becomes ADTS frames built from the
-  AudioSpecificConfig, with a PTS.
+  AudioSpecificConfig, with a PTS. AC-3 and E-AC-3 (Enhanced RTMP FourCC
+  audio, dolby.py) pass through untouched: each access unit one PES on
+  private_stream_1 with a PTS, the stream typed as ATSC A/52 Annex A and G
+  and Apple's HLS say, 0x81 (AC-3) and 0x87 (E-AC-3), with the registration
+  descriptor 'AC-3'/'EAC3' (what FFmpeg writes).
 
 Continuity counters run per PID across calls, so consecutive segments
 concatenate into one valid stream; `restart()` resets them (a new publisher,
@@ -31,7 +35,13 @@ from .codecs import AAC_SAMPLE_RATES, ANNEXB_START_CODE, AvcConfig, BitReader, C
 from .flv import (
     AAC_BODY_HEADER_BYTES,
     AUDIO_CODEC_AAC,
+    AUDIO_CODEC_EX_HEADER,
+    AUDIO_FOURCC_AC3,
+    AUDIO_FOURCC_EAC3,
+    AUDIO_PACKET_CODED_FRAMES,
+    AUDIO_PACKET_SEQUENCE_START,
     AVC_BODY_HEADER_BYTES,
+    EX_AUDIO_BODY_HEADER_BYTES,
     MAX_TAG_BYTES,
     PACKET_NALU,
     PACKET_SEQUENCE_HEADER,
@@ -39,6 +49,7 @@ from .flv import (
     FrameKind,
     aac_packet_type,
     audio_codec_id,
+    audio_fourcc,
     audio_is_sequence_header,
     avc_composition_time,
     avc_packet_type,
@@ -65,6 +76,16 @@ STREAM_TYPE_AAC_ADTS = 0x0F
 # 2.4.3.7 Table 2-22 stream_id: the first video and audio elementary streams.
 STREAM_ID_VIDEO = 0xE0
 STREAM_ID_AUDIO = 0xC0
+# ATSC A/52 Annex A and G (and Apple's HLS): AC-3 and E-AC-3 as stream types
+# 0x81 and 0x87 on private_stream_1, with a registration descriptor (2.6.8)
+# naming the format, as FFmpeg writes them.
+STREAM_TYPE_AC3 = 0x81
+STREAM_TYPE_EAC3 = 0x87
+STREAM_ID_PRIVATE_1 = 0xBD
+_DOLBY_STREAMS = {
+    AUDIO_FOURCC_AC3: (STREAM_TYPE_AC3, b"\x05\x04AC-3"),
+    AUDIO_FOURCC_EAC3: (STREAM_TYPE_EAC3, b"\x05\x04EAC3"),
+}
 
 CLOCK_HZ = 90_000
 CLOCK_TICKS_PER_MS = CLOCK_HZ // 1000
@@ -78,6 +99,10 @@ MAX_VIDEO_FRAME_BYTES = MAX_TAG_BYTES
 # header, so a raw AAC frame can be at most this long.
 ADTS_HEADER_BYTES = 7
 MAX_AAC_FRAME_BYTES = 0x1FFF - ADTS_HEADER_BYTES
+# A Dolby access unit is one PES whose PES_packet_length (16 bits) also
+# counts 3 flag bytes and the 5-byte PTS. An E-AC-3 sync frame is at most
+# 4096 bytes (A/52 E.1.3.1.4), so this holds any unit with its substreams.
+MAX_DOLBY_ACCESS_UNIT_BYTES = 0xFFFF - 8
 
 # H.264 7.3.2.4: an access unit delimiter, primary_pic_type 7 (any slice type).
 AUD_NAL = ANNEXB_START_CODE + b"\x09\xf0"
@@ -208,6 +233,7 @@ class TsMuxer:
     def __init__(self) -> None:
         self.video_config: AvcConfig | None = None
         self.audio_config: AdtsConfig | None = None
+        self.dolby_fourcc = b""  # b"ac-3" or b"ec-3" when the audio is Dolby
         self._parameter_sets = b""
         self._pmt_version = 0
         self._continuity: dict[int, int] = {}
@@ -231,6 +257,20 @@ class TsMuxer:
         if self.audio_config is None:
             self._pmt_version = (self._pmt_version + 1) & 0x1F
         self.audio_config = config
+        self.dolby_fourcc = b""
+
+    def set_dolby_audio(self, fourcc: bytes) -> None:
+        """AC-3 (b"ac-3") or E-AC-3 (b"ec-3") audio, from Enhanced RTMP."""
+        if fourcc not in _DOLBY_STREAMS:
+            raise TsMuxError(f"audio FourCC {fourcc!r} is not AC-3 or E-AC-3")
+        if fourcc != self.dolby_fourcc:
+            self._pmt_version = (self._pmt_version + 1) & 0x1F
+        self.dolby_fourcc = fourcc
+        self.audio_config = None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_config is not None or bool(self.dolby_fourcc)
 
     def restart(self) -> None:
         """Reset the continuity counters: the output starts a new stream."""
@@ -238,7 +278,7 @@ class TsMuxer:
 
     @property
     def pcr_pid(self) -> int:
-        return VIDEO_PID if self.video_config is not None or self.audio_config is None else AUDIO_PID
+        return VIDEO_PID if self.video_config is not None or not self.has_audio else AUDIO_PID
 
     # --- output --------------------------------------------------------------------
 
@@ -252,6 +292,9 @@ class TsMuxer:
             pmt += struct.pack(">BHH", STREAM_TYPE_H264, 0xE000 | VIDEO_PID, 0xF000)
         if self.audio_config is not None:
             pmt += struct.pack(">BHH", STREAM_TYPE_AAC_ADTS, 0xE000 | AUDIO_PID, 0xF000)
+        elif self.dolby_fourcc:
+            stream_type, descriptor = _DOLBY_STREAMS[self.dolby_fourcc]
+            pmt += struct.pack(">BHH", stream_type, 0xE000 | AUDIO_PID, 0xF000 | len(descriptor)) + descriptor
         return self._section(PAT_PID, 0x00, TRANSPORT_STREAM_ID, 0, pat) + self._section(
             PMT_PID, 0x02, PROGRAM_NUMBER, self._pmt_version, bytes(pmt)
         )
@@ -334,6 +377,8 @@ class TsMuxer:
         return head + b"".join(units)
 
     def _mux_audio(self, timestamp_ms: int, body: bytes) -> bytes:
+        if body[:1] and body[0] >> 4 == AUDIO_CODEC_EX_HEADER:
+            return self._mux_dolby(timestamp_ms, body)
         if len(body) < AAC_BODY_HEADER_BYTES:
             raise TsMuxError(
                 f"audio tag body of {len(body)} bytes is shorter than the AAC header ({AAC_BODY_HEADER_BYTES})"
@@ -356,6 +401,32 @@ class TsMuxer:
         # PES_packet_length counts the 3 flag bytes, the 5 PTS bytes and the payload.
         header = _PES_HEADER.pack(b"\x00\x00\x01", STREAM_ID_AUDIO, 8 + payload_bytes, 0x80, 0x80, 5)
         pes = b"".join((header, _timestamp_field(2, pts), config.header(raw), memoryview(body)[AAC_BODY_HEADER_BYTES:]))
+        pcr = pts if self.pcr_pid == AUDIO_PID else None
+        return self._packetize(AUDIO_PID, pes, pcr, False)
+
+    def _mux_dolby(self, timestamp_ms: int, body: bytes) -> bytes:
+        fourcc = audio_fourcc(body)
+        if not fourcc:
+            raise TsMuxError(f"Enhanced RTMP audio body of {len(body)} bytes is shorter than its header")
+        packet_type = body[0] & 0x0F
+        if packet_type == AUDIO_PACKET_SEQUENCE_START:
+            self.set_dolby_audio(fourcc)
+            return b""
+        if packet_type != AUDIO_PACKET_CODED_FRAMES:
+            return b""  # SequenceEnd, MultichannelConfig: the sync frames say all a decoder needs
+        if fourcc != self.dolby_fourcc:
+            if self.dolby_fourcc or self.audio_config is not None or fourcc not in _DOLBY_STREAMS:
+                raise TsMuxError(f"audio frame {fourcc!r} is not the stream's audio codec")
+            self.set_dolby_audio(fourcc)  # AC-3 frames describe themselves: no SequenceStart needed
+        data = memoryview(body)[EX_AUDIO_BODY_HEADER_BYTES:]
+        if len(data) > MAX_DOLBY_ACCESS_UNIT_BYTES:
+            limit = MAX_DOLBY_ACCESS_UNIT_BYTES
+            raise TsMuxError(f"Dolby access unit of {len(data)} bytes exceeds MAX_DOLBY_ACCESS_UNIT_BYTES ({limit})")
+        if not data:
+            return b""
+        pts = (timestamp_ms * CLOCK_TICKS_PER_MS) % TIMESTAMP_WRAP
+        header = _PES_HEADER.pack(b"\x00\x00\x01", STREAM_ID_PRIVATE_1, 8 + len(data), 0x80, 0x80, 5)
+        pes = b"".join((header, _timestamp_field(2, pts), data))
         pcr = pts if self.pcr_pid == AUDIO_PID else None
         return self._packetize(AUDIO_PID, pes, pcr, False)
 

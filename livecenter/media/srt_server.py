@@ -44,11 +44,19 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 from .admission import Refusal, admit_publish, domain_of
+from .dolby import DolbyAudioTrack
 from .flv import FrameKind
 from .listener import peer_name
 from .liveurl import LiveUrlError, SrtStreamId, parse_srt_streamid
 from .mpegts import TS_PACKET_BYTES, TsMuxer, TsMuxError
-from .mpegts_demux import FrameReceived, StreamRefused, TsDemuxer, TsDemuxError
+from .mpegts_demux import (
+    FrameReceived,
+    PassthroughAudioReceived,
+    ProgramReceived,
+    StreamRefused,
+    TsDemuxer,
+    TsDemuxError,
+)
 from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
 from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
 from .srt.connection import SEND_DROP_MARGIN_US, SrtConnection
@@ -162,6 +170,7 @@ class SrtPublisher:
     session_id: str
     publication: object
     demuxer: TsDemuxer = field(default_factory=TsDemuxer)
+    dolby: DolbyAudioTrack = field(default_factory=DolbyAudioTrack)
     kick_watch: asyncio.Task | None = None
     packets_dropped: int = 0
 
@@ -318,6 +327,14 @@ class SrtServer(asyncio.DatagramProtocol):
         for item in events:
             if type(item) is FrameReceived:
                 push(item.kind, item.timestamp_ms, item.body)
+            elif type(item) is PassthroughAudioReceived:  # AC-3, E-AC-3: dolby.py
+                for body in publisher.dolby.bodies(item.codec, item.data):
+                    push(FrameKind.AUDIO, item.timestamp_ms, body)
+            elif type(item) is ProgramReceived:
+                publisher.dolby.on_program(item)
+                if publisher.dolby.refusal:
+                    log.info("srt %s stream=%s: Dolby audio not taken: %s", publisher.peer, publisher.key,
+                             publisher.dolby.refusal)  # fmt: skip
             elif type(item) is StreamRefused:
                 log.info("srt %s stream=%s: %s stream on PID %d not taken: %s", publisher.peer, publisher.key,
                          item.codec, item.pid, item.reason)  # fmt: skip

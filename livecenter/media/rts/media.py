@@ -8,8 +8,9 @@ frame into what RTP carries once, for every viewer:
 - H.264 with B-frames, when the viewers' domains allow HTML5 auto-transcoding,
   is decoded and encoded again once (`VideoTranscoder`: libx264 Baseline,
   zerolatency, the seed's settings), in a thread of its own.
-- AAC is decoded and encoded to Opus once (`OpusTranscoder`), in a thread of
-  its own: browsers' WebRTC plays no AAC.
+- AAC (and AC-3/E-AC-3, dolby.py, downmixed to stereo) is decoded and
+  encoded to Opus once (`OpusTranscoder`), in a thread of its own:
+  browsers' WebRTC plays neither.
 
 The code that runs in those threads is in threads.py; everything here runs on
 the event loop.
@@ -41,11 +42,17 @@ from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc
 from ..flv import (
     AAC_BODY_HEADER_BYTES,
     AUDIO_CODEC_AAC,
+    AUDIO_FOURCC_AC3,
+    AUDIO_FOURCC_EAC3,
+    AUDIO_PACKET_CODED_FRAMES,
+    EX_AUDIO_BODY_HEADER_BYTES,
     PACKET_NALU,
     VIDEO_CODEC_AVC,
     FrameKind,
     audio_codec_id,
+    audio_fourcc,
     avc_packet_type,
+    ex_audio_packet_type,
     video_codec_id,
     video_is_keyframe,
 )
@@ -55,6 +62,9 @@ from .h264 import flv_video_to_access_unit
 from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
 
 log = logging.getLogger(__name__)
+
+# Enhanced RTMP Dolby audio (dolby.py) and the FFmpeg decoder of each.
+_DOLBY_DECODERS = {AUDIO_FOURCC_AC3: "ac3", AUDIO_FOURCC_EAC3: "eac3"}
 
 VIDEO_CLOCK_HZ = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
@@ -218,8 +228,8 @@ class OpusTranscoder:
     def pending(self) -> int:
         return self._thread.pending
 
-    def configure(self, audio_specific_config: bytes) -> None:
-        self._thread.submit(self._encoding.configure, audio_specific_config)
+    def configure(self, audio_specific_config: bytes, decoder_name: str = "aac") -> None:
+        self._thread.submit(self._encoding.configure, audio_specific_config, decoder_name)
 
     def push(self, raw: bytes, timestamp_ms: int) -> None:
         self._thread.submit(self._encoding.encode, raw, timestamp_ms)
@@ -411,6 +421,16 @@ class RtsSource:
 
     def _audio(self, frame) -> None:
         body = frame.body
+        decoder = _DOLBY_DECODERS.get(audio_fourcc(body))
+        if decoder is not None:  # AC-3/E-AC-3 (dolby.py): decoded to Opus like AAC
+            if frame.sequence_header:
+                if self.opus is None:
+                    self.opus = OpusTranscoder(self._audio_out)
+                self.opus.configure(b"", decoder)
+            elif ex_audio_packet_type(body) == AUDIO_PACKET_CODED_FRAMES and self.opus is not None:
+                if not self._joining:
+                    self.opus.push(bytes(body[EX_AUDIO_BODY_HEADER_BYTES:]), frame.timestamp)
+            return
         if len(body) < AAC_BODY_HEADER_BYTES or audio_codec_id(body) != AUDIO_CODEC_AAC:
             return
         if frame.sequence_header:

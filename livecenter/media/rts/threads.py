@@ -96,7 +96,9 @@ class ConversionThread:
 
 
 class OpusEncoding:
-    """AAC to Opus (20 ms packets). Runs in the conversion thread only."""
+    """AAC (or AC-3, E-AC-3: FFmpeg's "ac3"/"eac3" decoders, downmixed to
+    stereo by the resampler) to Opus (20 ms packets). Runs in the conversion
+    thread only."""
 
     def __init__(self) -> None:
         self._decoder = None
@@ -104,9 +106,11 @@ class OpusEncoding:
         self._resampler = None
         self._next_pts: int | None = None
 
-    def configure(self, audio_specific_config: bytes) -> list[av.Packet]:
-        decoder = av.CodecContext.create("aac", "r")
-        decoder.extradata = audio_specific_config
+    def configure(self, audio_specific_config: bytes, decoder_name: str = "aac") -> list[av.Packet]:
+        """`decoder_name` "ac3" or "eac3" takes no config: the sync frames say it all."""
+        decoder = av.CodecContext.create(decoder_name, "r")
+        if audio_specific_config:
+            decoder.extradata = audio_specific_config
         self._decoder = decoder
         encoder = av.CodecContext.create("libopus", "w")
         encoder.sample_rate = OPUS_CLOCK_HZ
@@ -123,13 +127,13 @@ class OpusEncoding:
         return []
 
     def encode(self, raw: bytes, timestamp_ms: int) -> list[av.Packet]:
-        """One raw AAC frame in, the Opus packets it completes out."""
+        """One raw AAC frame (or Dolby access unit) in, the Opus packets it completes out."""
         if self._decoder is None:
             return []
         try:
             frames = self._decoder.decode(av.Packet(raw))
         except av.FFmpegError as exc:
-            log.debug("rts: AAC frame not decoded: %s", exc)
+            log.debug("rts: audio frame not decoded: %s", exc)
             return []
         out = []
         for frame in frames:
