@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.dnsserver import LoopbackDnsServer
+from tests.netns import netns  # noqa: F401 (the fixture)
 
 # CI runs the suite twice (Makefile, `make test`): everything on the embedded
 # defaults, then again on PostgreSQL and Redis only what depends on the
