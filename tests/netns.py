@@ -166,32 +166,36 @@ def remove_run(run_id: str) -> None:
         (REGISTRY_DIR / run_id).unlink()
 
 
+def _alive(run_id: str) -> bool:
+    """Whether run `run_id` is registered by a process still running."""
+    try:
+        pid_text, start = (REGISTRY_DIR / run_id).read_text().split()
+        return _process_start(int(pid_text)) == start
+    except (OSError, ValueError):
+        return False
+
+
 def cleanup_stale() -> list[str]:
     """Remove what runs no longer alive left behind; return their ids."""
-    alive: set[str] = set()
-    stale: set[str] = set()
-    if REGISTRY_DIR.is_dir():
-        for entry in REGISTRY_DIR.iterdir():
-            try:
-                pid_text, start = entry.read_text().split()
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                stale.add(entry.name)
-                continue
-            (alive if _process_start(pid) == start else stale).add(entry.name)
-    # A name of ours with no live registration is a leftover too (a run
-    # registers before it makes anything).
+    candidates = {entry.name for entry in REGISTRY_DIR.iterdir()} if REGISTRY_DIR.is_dir() else set()
+    # A name of ours with no live registration is a leftover too.
     for name in _namespaces() + [link.split("@", 1)[0] for link in _links()]:
         run_id = _run_of(name)
-        if run_id is not None and run_id not in alive:
-            stale.add(run_id)
-    for run_id in sorted(stale):
+        if run_id is not None:
+            candidates.add(run_id)
+    stale = []
+    for run_id in sorted(candidates):
+        # Decided now, after the names were listed: a run registers before it
+        # makes anything, so one that started meanwhile is seen alive here.
+        if _alive(run_id):
+            continue
+        stale.append(run_id)
         if RUN_ID.match(run_id):
             remove_run(run_id)
         else:
             with contextlib.suppress(OSError):
                 (REGISTRY_DIR / run_id).unlink()
-    return sorted(stale)
+    return stale
 
 
 # -- the network
