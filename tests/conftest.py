@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.dnsserver import LoopbackDnsServer
+from tests.netns import netns  # noqa: F401 (the fixture)
 
 # Media nodes the tests start through the settings (runall, medianode) listen
 # for SRT on a free UDP port, not all on 1105 at once (pytest-xdist); the
