@@ -24,9 +24,9 @@ setup: $(VENV)/.deps node_modules/.deps
 
 # Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null; then \
-		echo "Installing Debian's ffmpeg and chromium"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium; \
+	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null; then \
+		echo "Installing Debian's ffmpeg, chromium and srt-tools"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools; \
 	fi
 
 run: setup

@@ -9,8 +9,8 @@ class DomainAdmin(admin.ModelAdmin):
     list_filter = ("domain_type", "live_center", "region", "enabled", "cname_status")
     search_fields = ("domain_name", "owner__username")
     # Secrets are never shown, not even to superusers; operators change
-    # them on the URL signing page.
-    exclude = ("auth_primary_key", "auth_secondary_key")
+    # them on the URL signing and SRT pages.
+    exclude = ("auth_primary_key", "auth_secondary_key", "srt_passphrase")
     readonly_fields = ("domain_type", "cname", "cname_found", "cname_checked_at", "created_at", "updated_at")
 
 

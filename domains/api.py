@@ -87,14 +87,14 @@ class DomainDetailView(DomainView):
         return Response(serializers.DomainSerializer(self.get_domain()).data)
 
     @extend_schema(
-        summary="Enable or disable a domain; switch RTS and HTML5 auto-transcoding",
+        summary="Enable or disable a domain; switch RTS and HTML5 auto-transcoding; set SRT latency and passphrase",
         request=serializers.DomainUpdateSerializer,
         responses=serializers.DomainSerializer,
     )
     def patch(self, request: Request, domain_name: str) -> Response:
         domain = self.get_domain()
         data = valid_data(serializers.DomainUpdateSerializer, request.data)
-        domain = call_service(services.set_switches, domain, **data)
+        domain = call_service(services.update_domain, domain, **data)
         return Response(serializers.DomainSerializer(domain).data)
 
     @extend_schema(summary="Delete a domain", responses={204: None})

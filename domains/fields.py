@@ -7,8 +7,8 @@ from .lib import secretbox
 class EncryptedTextField(models.TextField):
     """Text stored encrypted (domains/lib/secretbox.py); Python sees plain text.
 
-    Used for every secret the console keeps: URL-signing keys and certificate
-    private keys. An empty value is stored empty.
+    Used for every secret the console keeps: URL-signing keys, SRT passphrases
+    and certificate private keys. An empty value is stored empty.
     """
 
     def from_db_value(self, value, expression, connection):

@@ -1,11 +1,10 @@
 """Console forms. They turn what a person typed into Python values; the rules
 (quotas, name and key formats, live centers, certificates) are in services.py,
-whose errors `add_service_errors` puts back on the field they name."""
+whose errors `livecenter.lib.pages.add_service_errors` puts back on the field they name."""
 
 from __future__ import annotations
 
 from django import forms
-from django.core.exceptions import ValidationError
 from django.forms.utils import pretty_name
 
 from . import services
@@ -34,16 +33,6 @@ class ConsoleForm(forms.Form):
             else:
                 css = "form-control"
             widget.attrs.setdefault("class", css)
-
-
-def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Show a service's ValidationError on the form field it names, or above
-    the form when the form has no such field."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, errors in exc.error_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 class NeverShowValue:
@@ -186,6 +175,50 @@ class UrlSigningForm(ConsoleForm):
             "secondary_key": secondary,
             "validity_minutes": data["validity_minutes"],
         }
+
+
+class SrtForm(ConsoleForm):
+    srt_latency_ms = forms.IntegerField(
+        label="SRT latency",
+        help_text=f"Milliseconds, {services.MIN_SRT_LATENCY_MS}-{services.MAX_SRT_LATENCY_MS}; default 120. The"
+        " node buffers each publisher this long to recover lost packets; the larger of this and the publisher's own"
+        " latency applies. Set it to at least 3-4 times the round trip to your publishers.",
+        widget=forms.NumberInput(attrs={"min": services.MIN_SRT_LATENCY_MS, "max": services.MAX_SRT_LATENCY_MS}),
+    )
+    srt_passphrase = forms.CharField(
+        label="SRT passphrase",
+        required=False,
+        strip=False,  # the service refuses surrounding spaces rather than dropping them unseen
+        widget=SecretInput(),
+        help_text=f"Leave empty to keep the current passphrase. A new one is {services.SRT_PASSPHRASE_RULE};"
+        " publishers must then encrypt with it.",
+    )
+    remove_srt_passphrase = forms.BooleanField(
+        label="Remove the passphrase (publishers push unencrypted)", required=False
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # ConsoleForm writes labels in lower case; "srt" is an acronym.
+        self.fields["srt_latency_ms"].error_messages.update(
+            required="SRT latency is required", invalid="SRT latency must be a whole number of milliseconds"
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("remove_srt_passphrase") and data.get("srt_passphrase"):
+            self.add_error(
+                "srt_passphrase",
+                "SRT passphrase: enter a new passphrase or tick “Remove the passphrase”, not both",
+            )
+        return data
+
+    def changes(self) -> dict:
+        """Keyword arguments for services.configure_srt: an empty passphrase
+        input keeps the passphrase; removing it sets it empty."""
+        data = self.cleaned_data
+        passphrase = "" if data["remove_srt_passphrase"] else (data["srt_passphrase"] or None)
+        return {"srt_latency_ms": data["srt_latency_ms"], "srt_passphrase": passphrase}
 
 
 class UrlGeneratorForm(ConsoleForm):

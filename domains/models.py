@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from livecenter.media.policy import DEFAULT_SRT_LATENCY_MS
+
 from .fields import EncryptedTextField
 from .lib.hostnames import display_name
 
@@ -91,6 +93,13 @@ class Domain(models.Model):
     auth_primary_key_set_at = models.DateTimeField(null=True, blank=True)
     auth_secondary_key_set_at = models.DateTimeField(null=True, blank=True)
     auth_validity_minutes = models.PositiveIntegerField(default=DEFAULT_VALIDITY_MINUTES)
+
+    # SRT ingest (ingest domains only): the receiver latency the node
+    # offers at the handshake, and the passphrase publishers must encrypt
+    # with ("" for none). Set and checked by services.configure_srt.
+    srt_latency_ms = models.PositiveIntegerField(default=DEFAULT_SRT_LATENCY_MS)
+    srt_passphrase = EncryptedTextField(blank=True, default="")
+    srt_passphrase_set_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

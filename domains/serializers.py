@@ -93,6 +93,15 @@ class DomainSerializer(serializers.ModelSerializer):
     )
     rts_enabled = serializers.SerializerMethodField(help_text="Null for ingest domains.")
     html5_transcode = serializers.SerializerMethodField(help_text="Null for ingest domains.")
+    srt_latency_ms = serializers.SerializerMethodField(
+        help_text="SRT receiver latency in milliseconds. Null for streaming domains."
+    )
+    srt_passphrase_set = serializers.SerializerMethodField(
+        help_text="Whether SRT publishers must encrypt with a passphrase (never returned). Null for streaming domains."
+    )
+    srt_passphrase_set_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the SRT passphrase was last set; null when there is none."
+    )
     url_signing = UrlSigningSummarySerializer(source="*", read_only=True)
     certificate = CertificateSerializer(read_only=True, allow_null=True)
 
@@ -116,6 +125,9 @@ class DomainSerializer(serializers.ModelSerializer):
             "sub_domains",
             "rts_enabled",
             "html5_transcode",
+            "srt_latency_ms",
+            "srt_passphrase_set",
+            "srt_passphrase_set_at",
             "url_signing",
             "certificate",
             "created_at",
@@ -128,6 +140,12 @@ class DomainSerializer(serializers.ModelSerializer):
 
     def get_html5_transcode(self, domain: Domain) -> bool | None:
         return domain.html5_transcode if domain.is_streaming else None
+
+    def get_srt_latency_ms(self, domain: Domain) -> int | None:
+        return domain.srt_latency_ms if domain.is_ingest else None
+
+    def get_srt_passphrase_set(self, domain: Domain) -> bool | None:
+        return bool(domain.srt_passphrase) if domain.is_ingest else None
 
 
 class CnameRecordSerializer(serializers.Serializer):
@@ -206,6 +224,7 @@ class PlaybackUrlsSerializer(serializers.Serializer):
     m3u8 = serializers.CharField()
     rts = serializers.CharField(help_text="artc:// form")
     whep = serializers.CharField(help_text="RTS as a WHEP HTTP URL (RFC 9725)")
+    srt = serializers.CharField(help_text="SRT playback: the stream ID with m=request, signed over /{app}/{stream}")
 
 
 class GeneratedUrlsSerializer(serializers.Serializer):
@@ -255,6 +274,26 @@ class DomainUpdateSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False)
     rts_enabled = serializers.BooleanField(required=False, help_text="Streaming domains only.")
     html5_transcode = serializers.BooleanField(required=False, help_text="Streaming domains only.")
+    srt_latency_ms = serializers.IntegerField(
+        required=False,
+        help_text=f"Ingest domains only: the SRT receiver latency, {services.MIN_SRT_LATENCY_MS}"
+        f"-{services.MAX_SRT_LATENCY_MS} ms.",
+        error_messages={"invalid": "SRT latency must be a whole number of milliseconds"},
+    )
+    # Checked by the service, so a spaced or short passphrase gets its rule.
+    srt_passphrase = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        trim_whitespace=False,
+        write_only=True,
+        style={"input_type": "password"},
+        help_text=f"Ingest domains only: {services.SRT_PASSPHRASE_RULE} that SRT publishers must encrypt with;"
+        " never returned. An empty string or null removes it; left out, it is kept.",
+    )
+
+    def validate_srt_passphrase(self, value: str | None) -> str:
+        return value or ""  # null removes, as an empty string does
 
 
 class MappingUpdateSerializer(StrictSerializer):

@@ -42,6 +42,20 @@ GENERATED_KEY_CHARS = 16
 MIN_VALIDITY_MINUTES = 1
 MAX_VALIDITY_MINUTES = 10 * 365 * 24 * 60  # no upper limit in the seed; ten years keeps timestamps sane
 
+# SRT receiver latency. libsrt takes any value, but below 20 ms a retransmit
+# cannot arrive even on a LAN, and above 8 s live is no longer live (and the
+# node's receive buffer would have to hold that much of every publisher).
+MIN_SRT_LATENCY_MS = 20
+MAX_SRT_LATENCY_MS = 8000
+# libsrt's SRTO_PASSPHRASE takes 10 to 79 bytes (HAICRYPT_SECRET_MAX_SZ).
+# Printable ASCII only, so that characters are bytes and the passphrase can
+# be typed into ffmpeg's and OBS's `passphrase=` URL parameter.
+SRT_PASSPHRASE_RE = re.compile(r"^[\x20-\x7e]{10,79}$")
+SRT_PASSPHRASE_RULE = "10-79 printable ASCII characters"
+# ffmpeg's and libsrt's `pbkeylen` (bytes): AES-128, -192 or -256. The node
+# takes the publisher's choice.
+SRT_KEY_LENGTHS_BYTES = (16, 24, 32)
+
 
 def _choice(field: str, value: str, choices: type) -> str:
     if value not in choices.values:
@@ -111,6 +125,15 @@ def ingest_domain_for(owner, domain_name: str | None, field: str = "domain") -> 
     return ingest
 
 
+def owned_rows(model, owner, domain_name: str | None) -> QuerySet:
+    """Rows of `model` (keyed by its `domain`) on the operator's ingest domain
+    that `domain_name` names (as ingest_domain_for reads it), or on all their
+    domains when it is blank."""
+    if (domain_name or "").strip():
+        return model.objects.filter(domain=ingest_domain_for(owner, domain_name))
+    return model.objects.filter(domain__owner=owner)
+
+
 def ingest_domains(owner) -> QuerySet[Domain]:
     return owned_domains(owner).filter(domain_type=DomainType.INGEST).order_by("domain_name")
 
@@ -167,17 +190,28 @@ def set_switches(
     html5_transcode: bool | None = None,
 ) -> Domain:
     """Enable or disable a domain, and switch RTS and HTML5 auto-transcoding."""
-    changed = []
+    return update_domain(domain, enabled=enabled, rts_enabled=rts_enabled, html5_transcode=html5_transcode)
+
+
+def update_domain(
+    domain: Domain,
+    *,
+    enabled: bool | None = None,
+    rts_enabled: bool | None = None,
+    html5_transcode: bool | None = None,
+    srt_latency_ms: int | None = None,
+    srt_passphrase: str | None = None,
+) -> Domain:
+    """The domain's switches and SRT settings at once (the API's PATCH): all
+    are checked before any is set, and a value left as None keeps its value."""
     for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode)):
-        if value is None:
-            continue
-        if not domain.is_streaming:
+        if value is not None and not domain.is_streaming:
             raise invalid(field, f"{field} applies only to streaming domains")
-        setattr(domain, field, bool(value))
-        changed.append(field)
-    if enabled is not None:
-        domain.enabled = bool(enabled)
-        changed.append("enabled")
+    changed = _apply_srt(domain, srt_latency_ms, srt_passphrase)
+    for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode), ("enabled", enabled)):
+        if value is not None:
+            setattr(domain, field, bool(value))
+            changed.append(field)
     if changed:
         domain.save(update_fields=[*changed, "updated_at"])
     return domain
@@ -357,6 +391,75 @@ def configure_url_signing(
     return domain
 
 
+# --- SRT ----------------------------------------------------------------------
+
+
+def configure_srt(domain: Domain, *, srt_latency_ms: int | None = None, srt_passphrase: str | None = None) -> Domain:
+    """Change an ingest domain's SRT settings. None keeps a value; an empty
+    passphrase removes it, so publishers push unencrypted."""
+    changed = _apply_srt(domain, srt_latency_ms, srt_passphrase)
+    if changed:
+        domain.save(update_fields=[*changed, "updated_at"])
+    return domain
+
+
+def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -> list[str]:
+    """Check, then set, SRT settings on `domain` (unsaved); the fields changed."""
+    for field, value in (("srt_latency_ms", latency_ms), ("srt_passphrase", passphrase)):
+        if value is not None and not domain.is_ingest:
+            raise invalid(
+                field,
+                f"{field} applies only to ingest domains: SRT publishers push to an ingest domain,"
+                " and its settings apply to the streaming domains that play it",
+            )
+    if latency_ms is not None:
+        if not isinstance(latency_ms, int) or isinstance(latency_ms, bool):
+            raise invalid("srt_latency_ms", "SRT latency must be a whole number of milliseconds")
+        if not MIN_SRT_LATENCY_MS <= latency_ms <= MAX_SRT_LATENCY_MS:
+            raise invalid(
+                "srt_latency_ms",
+                f"SRT latency must be between {MIN_SRT_LATENCY_MS} and {MAX_SRT_LATENCY_MS} milliseconds",
+            )
+    if passphrase:
+        # The message never repeats the passphrase, nor its length.
+        if not SRT_PASSPHRASE_RE.match(passphrase):
+            raise invalid("srt_passphrase", f"SRT passphrase must be {SRT_PASSPHRASE_RULE}")
+        if passphrase != passphrase.strip():
+            raise invalid("srt_passphrase", "SRT passphrase must not begin or end with a space")
+    changed = []
+    if latency_ms is not None:
+        domain.srt_latency_ms = latency_ms
+        changed.append("srt_latency_ms")
+    if passphrase is not None:
+        domain.srt_passphrase = passphrase
+        domain.srt_passphrase_set_at = timezone.now() if passphrase else None
+        changed += ["srt_passphrase", "srt_passphrase_set_at"]
+    if changed:
+        # Say what changed, never the passphrase.
+        state = "unchanged" if passphrase is None else ("set" if passphrase else "removed")
+        log.info(
+            "srt settings changed for %s (latency=%d ms, passphrase %s)",
+            domain.domain_name,
+            domain.srt_latency_ms,
+            state,
+        )
+    return changed
+
+
+def srt_ingest_hint(domain: Domain) -> str | None:
+    """What an SRT publisher to an encrypted ingest domain must add to the
+    generated URL (never the passphrase itself); None when it needs nothing."""
+    if not domain.is_ingest or not domain.srt_passphrase:
+        return None
+    *shorter, longest = (str(n) for n in SRT_KEY_LENGTHS_BYTES)
+    return (
+        f"SRT ingest to {domain.domain_name} is encrypted: add &passphrase={{your SRT passphrase, percent-encoded}}"
+        f" to the SRT URL, and optionally &pbkeylen={', '.join(shorter)} or {longest} (the AES key length in bytes;"
+        f" {SRT_KEY_LENGTHS_BYTES[0]} when left out). A publisher without the passphrase, or with another one,"
+        " is refused."
+    )
+
+
 # --- URL generator --------------------------------------------------------------
 
 
@@ -423,6 +526,9 @@ def generate_urls(
     for d in (ingest, streaming):
         if d is not None and not d.enabled:
             notes.append(f"{d.domain_name} is disabled; its URLs will be refused until it is enabled.")
+    srt_hint = srt_ingest_hint(ingest) if ingest is not None else None
+    if srt_hint:
+        notes.append(srt_hint)
     now = time.time() if now is None else now
     minutes = validity_minutes or domain.auth_validity_minutes
     expires_at = int(now) + minutes * 60

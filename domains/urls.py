@@ -15,6 +15,7 @@
     domains:certificate         /domains/<domain_name>/certificate/       GET shows, POST uploads
     domains:certificate-delete  /domains/<domain_name>/certificate/delete/ POST
     domains:rts                 /domains/<domain_name>/rts/
+    domains:srt                 /domains/<domain_name>/srt/
     domains:url-signing         /domains/<domain_name>/url-signing/
 
 `domain_name` is either form of the name (ASCII A-labels or Unicode); links
@@ -44,5 +45,6 @@ urlpatterns = [
     path("<str:domain_name>/certificate/", views.certificate, name="certificate"),
     path("<str:domain_name>/certificate/delete/", views.certificate_delete, name="certificate-delete"),
     path("<str:domain_name>/rts/", views.rts, name="rts"),
+    path("<str:domain_name>/srt/", views.srt, name="srt"),
     path("<str:domain_name>/url-signing/", views.url_signing, name="url-signing"),
 ]

@@ -19,6 +19,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from livecenter.lib.pages import add_service_errors
+
 from . import services
 from .forms import (
     AddDomainForm,
@@ -26,9 +28,9 @@ from .forms import (
     BindMainDomainForm,
     CertificateForm,
     RtsForm,
+    SrtForm,
     UrlGeneratorForm,
     UrlSigningForm,
-    add_service_errors,
 )
 from .models import MAINLAND_LIVE_CENTERS, Domain, DomainType, Region, icp_filing_required
 
@@ -41,6 +43,7 @@ PLAYBACK_URL_LABELS = {
     "m3u8": "HLS (M3U8)",
     "rts": "RTS (artc://)",
     "whep": "RTS over WHEP (HTTP)",
+    "srt": "SRT (ffplay, VLC; not in browsers)",
 }
 
 
@@ -155,7 +158,10 @@ def domain_delete(request, domain_name: str):
 @login_required
 def cname_guide(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
-    return render(request, "domains/cname.html", {"domain": domain, "tab": "cname"})
+    context = {"domain": domain, "tab": "cname"}
+    if domain.is_ingest:
+        context.update(srt_port=settings.LIVECENTER_SRT_PORT, srt_hint=services.srt_ingest_hint(domain))
+    return render(request, "domains/cname.html", context)
 
 
 @login_required
@@ -307,6 +313,39 @@ def rts(request, domain_name: str):
             messages.success(request, f"RTS is {state} for {domain.display_name}.")
             return redirect("domains:rts", domain.domain_name)
     return render(request, "domains/rts.html", {"domain": domain, "form": form, "tab": "rts"})
+
+
+# --- SRT ----------------------------------------------------------------------------------
+
+
+@login_required
+def srt(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    initial = {"srt_latency_ms": domain.srt_latency_ms}
+    form = SrtForm(request.POST if request.method == "POST" else None, initial=initial)
+    if form.is_bound and form.is_valid():
+        try:
+            services.configure_srt(domain, **form.changes())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            state = "encrypted" if domain.srt_passphrase else "unencrypted"
+            messages.success(
+                request, f"Saved SRT settings for {domain.display_name}: {domain.srt_latency_ms} ms latency, {state}."
+            )
+            return redirect("domains:srt", domain.domain_name)
+    return render(
+        request,
+        "domains/srt.html",
+        {
+            "domain": domain,
+            "form": form,
+            "passphrase_masked": services.mask_secret(domain.srt_passphrase),
+            "srt_port": settings.LIVECENTER_SRT_PORT,
+            "srt_hint": services.srt_ingest_hint(domain),
+            "tab": "srt",
+        },
+    )
 
 
 # --- URL signing ------------------------------------------------------------------------

@@ -311,6 +311,8 @@ LOGGING = {
 LIVECENTER_MEDIA_HOST = os.environ.get("LIVECENTER_MEDIA_HOST", "0.0.0.0")
 LIVECENTER_MEDIA_RTMP_PORT = int(os.environ.get("LIVECENTER_MEDIA_RTMP_PORT", LIVECENTER_RTMP_PORT))
 LIVECENTER_MEDIA_HTTP_PORT = int(os.environ.get("LIVECENTER_MEDIA_HTTP_PORT", LIVECENTER_HTTP_PORT))
+# SRT ingest (UDP) on the media node; 0 picks a free port (tests).
+LIVECENTER_MEDIA_SRT_PORT = int(os.environ.get("LIVECENTER_MEDIA_SRT_PORT", LIVECENTER_SRT_PORT))
 # `runall` runs the media node in the console's process unless this is off
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)
@@ -331,6 +333,10 @@ LIVECENTER_RTS_ICE_ADDRESSES = tuple(
 # refusal, so the ones it has keep their frame rate (livecenter/media/capacity.py;
 # the default is measured in bench/README.md). 0: no limit.
 LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EGRESS_MBPS", 5000))
+# The event loop's median lateness (ms, over 3 s) past which the node also
+# refuses new viewers: it is behind on the ones it has (capacity.LoopLagGauge).
+# 0: not watched.
+LIVECENTER_MEDIA_MAX_LOOP_LAG_MS = float(os.environ.get("LIVECENTER_MEDIA_MAX_LOOP_LAG_MS", 250))
 # The key media workers sign their reads with so a node at capacity still
 # serves them; every node and worker must share it (by default derived from
 # SECRET_KEY, which they share anyway).

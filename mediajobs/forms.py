@@ -1,6 +1,6 @@
 """Console forms of the media workers' pages (issue 7). They turn what a
 person typed into values; the rules are services.py's, whose errors
-domains.forms.add_service_errors puts back on the field they name."""
+livecenter.lib.pages.add_service_errors puts back on the field they name."""
 
 from __future__ import annotations
 

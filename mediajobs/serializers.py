@@ -7,7 +7,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
-from streams.serializers import DomainQuerySerializer, _domain_field
+from streams.serializers import DomainQuerySerializer, domain_field
 
 from .models import (
     MediaJob,
@@ -142,7 +142,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 class TemplateCreateSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True, help_text="App name, or '*' for every app.")
     template_id = serializers.CharField(allow_blank=True, help_text="lld, lsd, lhd, lud, or your own id.")
     width = serializers.IntegerField(required=False, default=0, help_text="Custom only; 0 follows the source.")
@@ -158,14 +158,14 @@ class TemplateCreateSerializer(StrictSerializer):
 
 
 class GroupCreateSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True)
     group_id = serializers.CharField(allow_blank=True, help_text="1-10 letters, digits or '-'.")
     template_ids = serializers.ListField(child=serializers.CharField(), allow_empty=True)
 
 
 class RecordConfigSetSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True)
     cycle_seconds = serializers.IntegerField(required=False, default=6 * 3600, help_text="Split files this long.")
     on_reconnect = serializers.ChoiceField(
@@ -180,13 +180,13 @@ class RecordConfigSetSerializer(StrictSerializer):
 
 
 class SnapshotConfigSetSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True)
     interval_seconds = serializers.IntegerField(required=False, default=10, help_text="5-3600.")
 
 
 class AppDeleteSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True)
 
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
-from domains.services import ingest_domain_for
+from domains.services import ingest_domain_for, owned_rows
 from livecenter.lib.api import invalid
 from livecenter.media.policy import RenditionGroup
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES
@@ -144,10 +144,11 @@ def add_template(
 
 
 def list_templates(owner, domain_name: str | None = None) -> QuerySet[TranscodeTemplate]:
-    rows = TranscodeTemplate.objects.filter(domain__owner=owner)
-    if (domain_name or "").strip():
-        rows = rows.filter(domain=ingest_domain_for(owner, domain_name))
-    return rows.select_related("domain").order_by("domain__domain_name", "app", "template_id")
+    return (
+        owned_rows(TranscodeTemplate, owner, domain_name)
+        .select_related("domain")
+        .order_by("domain__domain_name", "app", "template_id")
+    )
 
 
 def delete_template(owner, domain_name: str, app: str, template_id: str) -> None:
@@ -181,10 +182,11 @@ def add_group(owner, domain_name: str, app: str, group_id: str, template_ids: li
 
 
 def list_groups(owner, domain_name: str | None = None) -> QuerySet[TemplateGroup]:
-    rows = TemplateGroup.objects.filter(domain__owner=owner)
-    if (domain_name or "").strip():
-        rows = rows.filter(domain=ingest_domain_for(owner, domain_name))
-    return rows.select_related("domain").order_by("domain__domain_name", "app", "group_id")
+    return (
+        owned_rows(TemplateGroup, owner, domain_name)
+        .select_related("domain")
+        .order_by("domain__domain_name", "app", "group_id")
+    )
 
 
 def delete_group(owner, domain_name: str, app: str, group_id: str) -> None:
@@ -256,17 +258,13 @@ def set_snapshot_config(owner, domain_name: str, app: str, *, interval_seconds=1
 
 
 def list_record_configs(owner, domain_name: str | None = None) -> QuerySet[RecordConfig]:
-    rows = RecordConfig.objects.filter(domain__owner=owner)
-    if (domain_name or "").strip():
-        rows = rows.filter(domain=ingest_domain_for(owner, domain_name))
-    return rows.select_related("domain").order_by("domain__domain_name", "app")
+    return owned_rows(RecordConfig, owner, domain_name).select_related("domain").order_by("domain__domain_name", "app")
 
 
 def list_snapshot_configs(owner, domain_name: str | None = None) -> QuerySet[SnapshotConfig]:
-    rows = SnapshotConfig.objects.filter(domain__owner=owner)
-    if (domain_name or "").strip():
-        rows = rows.filter(domain=ingest_domain_for(owner, domain_name))
-    return rows.select_related("domain").order_by("domain__domain_name", "app")
+    return (
+        owned_rows(SnapshotConfig, owner, domain_name).select_related("domain").order_by("domain__domain_name", "app")
+    )
 
 
 def delete_record_config(owner, domain_name: str, app: str) -> None:
@@ -290,9 +288,7 @@ def _config_for(model, domain_name: str, app: str):
 
 
 def _of_streams(model, owner, domain_name: str | None, app: str | None, stream: str | None) -> QuerySet:
-    rows = model.objects.filter(domain__owner=owner)
-    if (domain_name or "").strip():
-        rows = rows.filter(domain=ingest_domain_for(owner, domain_name))
+    rows = owned_rows(model, owner, domain_name)
     if app:
         rows = rows.filter(app=app)
     if stream:

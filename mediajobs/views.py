@@ -14,9 +14,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
-from domains.forms import add_service_errors
+from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
 from streams.forms import StreamFilterForm
-from streams.views import _filter, _page, _rows
 
 from . import services as media_services
 from .api import recording_response, snapshot_response
@@ -102,12 +101,13 @@ def media_delete(request):
 
 @login_required
 def recordings(request):
-    form, data, domains = _filter(request, StreamFilterForm)
+    domains = domain_services.ingest_domains(request.user)
+    form, data = read_filter(request, StreamFilterForm, domains=domains)
     rows = []
     if data is not None:
-        rows = _rows(form, media_services.list_recordings, request.user, data.get("domain") or None,
-                     data.get("app") or None, data.get("stream") or None)  # fmt: skip
-    page, query = _page(request, rows)
+        rows = service_rows(form, media_services.list_recordings, request.user, data.get("domain") or None,
+                            data.get("app") or None, data.get("stream") or None)  # fmt: skip
+    page, query = paginate(request, rows)
     context = {"form": form, "page": page, "query": query, "has_domains": domains.exists(), "tab": "recordings",
                "failed_jobs": media_services.failed_recording_jobs(request.user)}  # fmt: skip
     return render(request, "streams/recordings.html", context)

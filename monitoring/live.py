@@ -52,6 +52,7 @@ def sample_json(
     audio_channels: int,
     viewers: dict,
     bitrate_out: dict,
+    srt: dict | None = None,
 ) -> dict:
     """A sample as the pages and the WebSockets carry it: times in Unix
     seconds, rates rounded, bit rates in bits per second."""
@@ -76,7 +77,15 @@ def sample_json(
         "audio_channels": audio_channels,
         "viewers": dict(viewers),
         "bitrate_out": {k: round(v) for k, v in bitrate_out.items()},
+        "srt": srt_json(srt),
     }
+
+
+def srt_json(srt: dict | None) -> dict | None:
+    """An SRT link reading (SrtSessionStats as a dict) with its figures rounded."""
+    if srt is None:
+        return None
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in srt.items()}
 
 
 _FIELDS = (
@@ -87,9 +96,12 @@ _FIELDS = (
 
 
 def event_sample_json(sample: StreamSample) -> dict:
-    return sample_json(stream_url=str(sample.key), at=sample.at, **{f: getattr(sample, f) for f in _FIELDS})
+    srt = sample.srt.as_dict() if sample.srt is not None else None
+    return sample_json(stream_url=str(sample.key), at=sample.at, srt=srt, **{f: getattr(sample, f) for f in _FIELDS})
 
 
 def row_sample_json(row) -> dict:
     """The same for a StreamSample row (monitoring.models)."""
-    return sample_json(stream_url=row.stream_url, at=row.at.timestamp(), **{f: getattr(row, f) for f in _FIELDS})
+    return sample_json(
+        stream_url=row.stream_url, at=row.at.timestamp(), srt=row.srt, **{f: getattr(row, f) for f in _FIELDS}
+    )

@@ -39,6 +39,10 @@ class StreamSample(models.Model):
     # By protocol ("rtmp", "flv", "hls", "rts", ...): viewers, and bits per second out.
     viewers = models.JSONField(default=dict)
     bitrate_out = models.JSONField(default=dict)
+    # The publisher's SRT link when it came in over SRT (livecenter.media.policy.SrtSessionStats
+    # as a dict: RTT, packets lost/retransmitted/dropped per second and in all, receive buffer,
+    # latency, encryption, peer); null for other protocols.
+    srt = models.JSONField(null=True, blank=True, default=None)
 
     class Meta:
         ordering = ["at", "id"]
@@ -67,3 +71,29 @@ class StreamSample(models.Model):
     @property
     def total_bitrate_out(self) -> float:
         return sum(self.bitrate_out.values())
+
+
+class PublishRefusal(models.Model):
+    """A publisher a media node turned away (livecenter.media.policy.PublishRefused),
+    kept for the troubleshooting tool as long as samples are. Only refusals
+    that name one of the operators' domains are kept."""
+
+    at = models.DateTimeField()
+    domain_name = models.CharField(max_length=253)  # as the publisher named it
+    app = models.CharField(max_length=255, blank=True, default="")
+    stream = models.CharField(max_length=255, blank=True, default="")
+    protocol = models.CharField(max_length=16)
+    client_addr = models.CharField(max_length=64, blank=True, default="")
+    reason = models.CharField(max_length=255)
+    code = models.IntegerField(default=0)  # the protocol's own: an SRT rejection reason; 0 for RTMP
+    node_id = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["domain_name", "app", "stream", "at"], name="refusal_stream_at"),
+            models.Index(fields=["at"], name="refusal_at"),  # pruning
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.protocol} {self.domain_name}/{self.app}/{self.stream} refused at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from domains.serializers import StrictSerializer
-from streams.serializers import QuerySerializer, _domain_field
+from streams.serializers import QuerySerializer, domain_field
 
 from .models import StreamSample
 
@@ -19,12 +19,12 @@ from .models import StreamSample
 
 
 class DomainTimeQuerySerializer(QuerySerializer):
-    domain = _domain_field()
+    domain = domain_field()
     query_time = serializers.DateTimeField(required=False, help_text="ISO 8601, UTC; default: now.")
 
 
 class StreamRangeQuerySerializer(QuerySerializer):
-    domain = _domain_field()
+    domain = domain_field()
     app = serializers.CharField()
     stream = serializers.CharField()
     start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: an hour before end_time.")
@@ -65,6 +65,26 @@ class FrameRateAndBitRateInfoSerializer(serializers.ModelSerializer):
         return round(sample.bitrate / 8, 2)
 
 
+class SrtLinkSerializer(serializers.Serializer):
+    """The publisher's SRT link over the second (livecenter.media.policy.SrtSessionStats)."""
+
+    peer = serializers.CharField(help_text="The caller's address, ip:port.")
+    encrypted = serializers.BooleanField(help_text="The caller encrypts with the ingest domain's passphrase.")
+    latency_ms = serializers.IntegerField(help_text="The negotiated receiver (TSBPD) latency.")
+    rtt_ms = serializers.FloatField(help_text="Smoothed round-trip time.")
+    rtt_var_ms = serializers.FloatField(help_text="Round-trip time variation.")
+    receive_buffer_packets = serializers.IntegerField(help_text="Packets held in the receive buffer.")
+    receive_buffer_ms = serializers.IntegerField(help_text="The sender time they span.")
+    packets_received_per_second = serializers.FloatField()
+    packets_lost_per_second = serializers.FloatField(help_text="Seen missing, whether recovered or not.")
+    packets_retransmitted_per_second = serializers.FloatField(help_text="Received as retransmissions.")
+    packets_dropped_per_second = serializers.FloatField(help_text="Never delivered: too late to play.")
+    packets_received = serializers.IntegerField(help_text="Since the session started.")
+    packets_lost = serializers.IntegerField(help_text="Since the session started.")
+    packets_retransmitted = serializers.IntegerField(help_text="Since the session started.")
+    packets_dropped = serializers.IntegerField(help_text="Since the session started.")
+
+
 class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
     """One second of a stream's series, with the detail operation's split by track."""
 
@@ -77,6 +97,7 @@ class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
     bit_rate_out = serializers.DictField(
         source="bitrate_out", child=serializers.FloatField(), help_text="Bits per second out, by protocol."
     )
+    srt = SrtLinkSerializer(allow_null=True, help_text="The SRT link, when the stream came in over SRT; else null.")
 
     class Meta(FrameRateAndBitRateInfoSerializer.Meta):
         fields = [
@@ -88,6 +109,7 @@ class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
             "timestamp_jumps",
             "viewers",
             "bit_rate_out",
+            "srt",
         ]
         read_only_fields = fields
 

@@ -20,12 +20,14 @@ from django.utils import timezone
 from domains.models import Domain
 from domains.services import ingest_domain_for, ingest_domains
 from livecenter.lib.api import invalid
+from livecenter.lib.dates import aware
+from livecenter.media.liveurl import SrtStreamId
 from livecenter.media.policy import StreamKey
 from streams.models import PublishSession
-from streams.services import _aware, _name
+from streams.services import valid_name
 
 from . import live
-from .models import StreamSample
+from .models import PublishRefusal, StreamSample
 
 # A stream's figures at a time are its newest sample at most this old: a
 # node samples every second, so a live stream always has one.
@@ -48,7 +50,7 @@ def _latest_per_stream(samples) -> list[StreamSample]:
 
 def latest_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
     """Each stream's newest sample at `at` (default now) on the named ingest domains."""
-    at = _aware(at) if at is not None else timezone.now()
+    at = aware(at) if at is not None else timezone.now()
     rows = StreamSample.objects.filter(
         domain_name__in=list(domain_names), at__gt=at - SAMPLE_LOOKBACK, at__lte=at
     ).order_by("-at", "-id")
@@ -68,7 +70,7 @@ class FrameRates:
 def domain_frame_rates(owner, domain_name: str, query_time: dt.datetime | None = None) -> FrameRates:
     """Frame rates and bitrate of every stream of an ingest domain at `query_time` (default now)."""
     domain = ingest_domain_for(owner, domain_name)
-    at = _aware(query_time) if query_time is not None else timezone.now()
+    at = aware(query_time) if query_time is not None else timezone.now()
     return FrameRates(domain.domain_name, at, latest_samples([domain.domain_name], at))
 
 
@@ -78,8 +80,8 @@ def domain_frame_rates(owner, domain_name: str, query_time: dt.datetime | None =
 def series_range(
     start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
-    end = _aware(end) if end is not None else (now or timezone.now())
-    start = _aware(start) if start is not None else end - DEFAULT_SERIES_RANGE
+    end = aware(end) if end is not None else (now or timezone.now())
+    start = aware(start) if start is not None else end - DEFAULT_SERIES_RANGE
     if start >= end:
         raise invalid("end_time", "end time must be after the start time")
     if end - start > MAX_SERIES_RANGE:
@@ -106,7 +108,7 @@ def stream_series(
 ) -> StreamSeries:
     """One stream's samples in [start, end), oldest first; at most an hour, the last hour by default."""
     domain = ingest_domain_for(owner, domain_name)
-    app, stream = _name("app", app), _name("stream", stream)
+    app, stream = valid_name("app", app), valid_name("stream", stream)
     start, end = series_range(start, end, now)
     rows = StreamSample.objects.filter(
         domain_name=domain.domain_name, app=app, stream=stream, at__gte=start, at__lt=end
@@ -144,7 +146,7 @@ class OnlineUsers:
 def online_users(owner, domain_name: str, query_time: dt.datetime | None = None) -> OnlineUsers:
     """Viewers of every stream of a domain at `query_time` (default now), by protocol."""
     ingest = ingest_domain_for(owner, domain_name)
-    at = _aware(query_time) if query_time is not None else timezone.now()
+    at = aware(query_time) if query_time is not None else timezone.now()
     main = ingest.main_streaming_domain()
     rows = [
         StreamUsers(s.app, s.stream, s.viewer_count, dict(s.viewers)) for s in latest_samples([ingest.domain_name], at)
@@ -166,17 +168,32 @@ class StreamView:
     def is_live(self) -> bool:
         return self.session is not None
 
+    @property
+    def is_srt(self) -> bool:
+        """The stream came in over SRT: its live session, or a sample on the page."""
+        if self.session is not None and self.session.protocol == "srt":
+            return True
+        return any(s.srt is not None for s in self.history)
+
+    @property
+    def ingest_url(self) -> str:
+        """The stream's ingest URL without a signature, for the troubleshooting tool."""
+        key = self.key
+        if self.is_srt:
+            return f"srt://{key.domain}?streamid={SrtStreamId(key.domain, key.app, key.stream, None)}"
+        return f"rtmp://{key.domain}/{key.app}/{key.stream}"
+
 
 def stream_key(owner, domain_name: str, app: str, stream: str) -> StreamKey:
     """The key of a stream on one of the operator's domains."""
     domain = ingest_domain_for(owner, domain_name)
-    return StreamKey(domain.domain_name, _name("app", app), _name("stream", stream))
+    return StreamKey(domain.domain_name, valid_name("app", app), valid_name("stream", stream))
 
 
 def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime | None = None) -> StreamView:
     """A stream of the operator's, whether it is live, and its last PAGE_HISTORY of samples."""
     domain = ingest_domain_for(owner, domain_name)
-    app, stream = _name("app", app), _name("stream", stream)
+    app, stream = valid_name("app", app), valid_name("stream", stream)
     now = now or timezone.now()
     session = (
         PublishSession.objects.filter(domain=domain, app=app, stream=stream, stopped_at__isnull=True)
@@ -294,3 +311,10 @@ def prune_samples(now: dt.datetime | None = None) -> int:
         if len(ids) < batch:
             break
     return deleted
+
+
+def prune_refusals(now: dt.datetime | None = None) -> int:
+    """Delete publish refusals older than the samples' retention (there are
+    few: a node reports at most ten a second, of known domains only)."""
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.LIVECENTER_MONITORING_RETENTION_HOURS)
+    return PublishRefusal.objects.filter(at__lt=cutoff).delete()[0]

@@ -19,11 +19,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from domains.models import Domain
 from livecenter import outage
-from livecenter.media.policy import StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
+from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
 
 from . import live
-from .models import StreamSample
+from .models import PublishRefusal, StreamSample
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,36 @@ def _create(samples) -> None:
                 audio_channels=max(0, s.audio_channels),
                 viewers=dict(s.viewers),
                 bitrate_out={k: round(v) for k, v in s.bitrate_out.items()},
+                srt=s.srt.as_dict() if s.srt is not None else None,
             )
             for node_id, s in samples
         ],
         batch_size=500,
     )
+
+
+def _store_refusal(event: PublishRefused) -> None:
+    """Keep a refusal that names one of the operators' domains (anyone on
+    the internet can be refused; only those are anybody's to troubleshoot)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+    try:
+        if not Domain.objects.filter(domain_name=event.domain).exists():
+            return
+        PublishRefusal.objects.create(
+            at=_aware(event.at),
+            domain_name=event.domain,
+            app=event.app[:255],
+            stream=event.stream[:255],
+            protocol=event.protocol[:16],
+            client_addr=event.client_addr[:64],
+            reason=event.reason[:255],
+            code=event.code,
+            node_id=event.node_id[:128],
+        )
+    except outage.UNREACHABLE:
+        outage.drop_connection()
+        raise
 
 
 class MonitoringSink:
@@ -90,6 +116,16 @@ class MonitoringSink:
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await self._state(event.key, False, event.session_id, event.stopped_at, event.reason)
+
+    async def publish_refused(self, event: PublishRefused) -> None:
+        if not event.domain or not outage.database.should_try():
+            return  # a refusal is a hint for the troubleshooting tool, not worth buffering
+        try:
+            await sync_to_async(_store_refusal, thread_sensitive=True)(event)
+        except outage.UNREACHABLE as exc:
+            outage.database.failed(exc)
+            return
+        outage.database.succeeded()
 
     async def sampled(self, event: StreamsSampled) -> None:
         # The pages first: a slow database must not hold the charts back.

@@ -18,3 +18,6 @@ def prune_samples() -> None:
     deleted = services.prune_samples()
     if deleted:
         log.info("pruned %d stream samples", deleted)
+    refusals = services.prune_refusals()
+    if refusals:
+        log.info("pruned %d publish refusals", refusals)

@@ -18,11 +18,15 @@ from django.utils import timezone
 
 from domains.lib.hostnames import HostnameError, normalize_domain_name
 from domains.models import CnameStatus, Domain
+from livecenter.media.admission import Refusal
 from livecenter.media.liveurl import LiveUrl, LiveUrlError, parse_live_url
+from livecenter.media.node import NodeConfig
 from livecenter.media.signing import AuthFailure, verify
+from livecenter.media.srt.connection import PEER_IDLE_TIMEOUT_US
+from livecenter.media.srt.packets import SrtRejectReason
 from streams.models import PublishSession, StreamBlock
 
-from .models import StreamSample
+from .models import PublishRefusal, StreamSample
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 # The samples the findings look at, and how many they need to say anything.
@@ -88,7 +92,16 @@ STEPS = (
     ("timestamps", "Timestamps are continuous"),
     ("audio", "Audio codec"),
 )
-TITLES = dict(STEPS)
+# Only for ingest URLs of the protocols whose refused publishers the nodes
+# report (PublishRefusal), after the others.
+REFUSAL_STEPS = (("refusals", "Publishers are not refused"),)
+REFUSAL_PROTOCOLS = ("rtmp", "srt")
+# Only for SRT ingest URLs, last.
+SRT_STEPS = (
+    ("srt_latency", "SRT latency covers the round trip"),
+    ("srt_loss", "SRT packet loss"),
+)
+TITLES = dict(STEPS + REFUSAL_STEPS + SRT_STEPS)
 
 
 def _find_domain(owner, name: str) -> Domain | None:
@@ -114,9 +127,25 @@ def check_url(owner, url: str, now: dt.datetime | None = None) -> TroubleshootRe
         for name in rest:
             report.skip(name, TITLES[name], "the URL does not parse")
         return report
-    report.add("url", TITLES["url"], PASS, f"{parsed.protocol.upper()} URL of {parsed.stream_path} on {parsed.host}")
-    _check_domain(report, owner, parsed, now)
+    mode = f" (m={parsed.srt_mode})" if parsed.srt_mode else ""
+    report.add(
+        "url", TITLES["url"], PASS, f"{parsed.protocol.upper()} URL{mode} of {parsed.stream_path} on {parsed.host}"
+    )
+    ingest = _check_domain(report, owner, parsed, now)
+    if report.kind == "ingest" and parsed.protocol in REFUSAL_PROTOCOLS:
+        session = _live_session(ingest, parsed)
+        _check_refusals(report, ingest, parsed, session, now)
+        if parsed.protocol == "srt":
+            _check_srt(report, ingest, parsed, session, now)
     return report
+
+
+def _live_session(ingest: Domain, url: LiveUrl) -> PublishSession | None:
+    return (
+        PublishSession.objects.filter(domain=ingest, app=url.app, stream=url.stream, stopped_at__isnull=True)
+        .order_by("-started_at")
+        .first()
+    )
 
 
 def _skip_from(report: TroubleshootReport, first: str, because: str) -> None:
@@ -125,7 +154,8 @@ def _skip_from(report: TroubleshootReport, first: str, because: str) -> None:
         report.skip(name, TITLES[name], because)
 
 
-def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datetime) -> None:
+def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datetime) -> Domain | None:
+    """The domain steps and the stream's; returns the stream's ingest domain if known."""
     if url.names_ip_only:
         report.add(
             "domain",
@@ -174,21 +204,26 @@ def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datet
     if ingest is None:
         return _skip_from(report, "forbidden", "the stream's ingest domain is not known")
     _check_stream(report, ingest, domain, url, now)
+    return ingest
 
 
 def _check_association(report: TroubleshootReport, domain: Domain, url: LiveUrl) -> Domain | None:
     title = TITLES["association"]
     if domain.is_ingest:
-        if url.protocol in ("flv", "hls"):
+        if url.protocol in ("flv", "hls") or url.srt_mode == "request":
             report.kind = "playback"
             streaming = domain.main_streaming_domain()
             where = f" on {streaming.domain_name}" if streaming else " on an associated streaming domain"
+            advice = f"Play the stream{where}; the URL generator makes its URLs."
+            if url.srt_mode == "request":
+                # libsrt callers that leave m= out ask to play (SRT access control).
+                advice = f"To publish, end the stream ID with m=publish. {advice}"
             report.add(
                 "association",
                 title,
                 FAIL,
                 f"{domain.domain_name} is an ingest domain: it takes streams, it does not play them",
-                f"Play the stream{where}; the URL generator makes its URLs.",
+                advice,
             )
             return domain
         report.kind = "ingest"
@@ -206,13 +241,14 @@ def _check_association(report: TroubleshootReport, domain: Domain, url: LiveUrl)
         return domain
     report.kind = "playback"
     ingest = domain.effective_ingest_domain()
-    if url.protocol == "srt":
+    if url.srt_mode == "publish":
         report.add(
             "association",
             title,
             FAIL,
-            f"{domain.domain_name} is a streaming domain: SRT is for ingest",
-            "Push to the ingest domain; the URL generator makes its URLs.",
+            f"{domain.domain_name} is a streaming domain: it plays streams (SRT m=request), it does not take them",
+            f"Push to {ingest.domain_name if ingest else 'the ingest domain'} with its SRT URL;"
+            " the URL generator makes its URLs.",
         )
         return ingest
     if ingest is None:
@@ -286,11 +322,7 @@ def _check_stream(report: TroubleshootReport, ingest: Domain, domain: Domain, ur
         )
     else:
         report.add("forbidden", TITLES["forbidden"], PASS, "the stream is not forbidden")
-    session = (
-        PublishSession.objects.filter(domain=ingest, app=url.app, stream=url.stream, stopped_at__isnull=True)
-        .order_by("-started_at")
-        .first()
-    )
+    session = _live_session(ingest, url)
     if session is None:
         report.add(
             "live",
@@ -454,3 +486,227 @@ def _findings(report: TroubleshootReport, streaming: Domain | None, samples: lis
         )
     else:
         report.add("audio", TITLES["audio"], PASS, f"AAC, {last.audio_sample_rate} Hz, {last.audio_channels} ch")
+
+
+# --- Refused publishers ----------------------------------------------------------------
+
+# Refusals older than this are not what the operator is troubleshooting now.
+REFUSALS_WINDOW = dt.timedelta(minutes=15)
+
+URL_ADVICE = {
+    "rtmp": f"Copy the RTMP URL from the URL generator (Tools → URL generator). {OBS_STREAM}",
+    "srt": "Copy the SRT URL from the URL generator (Tools → URL generator).",
+}
+# Where each protocol carries the stream's name and its auth_key.
+SIGNED_PART = {"rtmp": "the URL", "srt": "the stream ID"}
+# How long a publisher that vanished without closing holds its stream:
+# RTMP until its TCP connection has been silent for the node's publish idle
+# timeout, SRT until the SRT peer idle timeout.
+GONE_AFTER_SECONDS = {
+    "rtmp": NodeConfig.publish_idle_seconds,
+    "srt": PEER_IDLE_TIMEOUT_US / 1_000_000,
+}
+SRT_PASSPHRASE_PAGE = "the SRT passphrase on the ingest domain's SRT page (Domains → the domain → SRT)"
+NOT_INGEST_REFUSALS = (Refusal.UNKNOWN_DOMAIN, Refusal.NOT_INGEST, Refusal.NOT_ASSOCIATED)
+
+
+def _srt_passphrase_explained(refusal: PublishRefusal, domain_name: str) -> tuple[str, str] | None:
+    """SRT's own refusals: the passphrase (the listener's rejection reasons)."""
+    code, reason = refusal.code, refusal.reason
+    if code == SrtRejectReason.BADSECRET:
+        return (
+            f"the publisher's passphrase is not {domain_name}'s SRT passphrase",
+            f"Set passphrase= in the publisher's SRT URL (ffmpeg, OBS: srt://…&passphrase=…) to {SRT_PASSPHRASE_PAGE}.",
+        )
+    if code == SrtRejectReason.UNSECURE and "no passphrase" in reason:
+        return (
+            f"{domain_name} takes encrypted SRT only and the publisher sent no passphrase",
+            f"Add passphrase= to the publisher's SRT URL with {SRT_PASSPHRASE_PAGE}.",
+        )
+    if code == SrtRejectReason.UNSECURE:
+        return (
+            f"the publisher encrypts, but {domain_name} has no SRT passphrase",
+            "Remove passphrase= from the publisher's URL, or set the same passphrase on the ingest domain's SRT page.",
+        )
+    return None
+
+
+def _refusal_explained(refusal: PublishRefusal, domain_name: str) -> tuple[str, str]:
+    """(what happened, what to do) for a refused publisher, in its protocol's
+    terms. The node reports the reason in the words it logs (admission's
+    Refusal, signing's AuthFailure, the hub's one-publisher rule) and, for
+    SRT, the rejection reason it sent."""
+    protocol, code, reason = refusal.protocol, refusal.code, refusal.reason
+    if protocol == "srt" and (explained := _srt_passphrase_explained(refusal, domain_name)) is not None:
+        return explained
+    url_advice = URL_ADVICE[protocol]
+    failure = next((f for f in AuthFailure if f.value == reason), None)
+    if failure is not None:
+        return f"{SIGNED_PART[protocol]}'s signature failed: {reason}", SIGNATURE_ADVICE[failure]
+    if reason == Refusal.FORBIDDEN:
+        return f"refused: {reason}", "Resume the stream under Streams → Forbidden streams."
+    if reason == Refusal.DOMAIN_DISABLED:
+        return f"refused: {reason}", f"Enable {domain_name} on its page."
+    if reason == "stream is already being published":
+        gone = GONE_AFTER_SECONDS[protocol]
+        return (
+            "another publisher was already publishing the stream",
+            f"Stop the other encoder; one publisher per stream. A publisher that vanished is taken as gone"
+            f" once it has been silent for {gone:g} s.",
+        )
+    if reason == "already publishing on this connection":
+        return (
+            "the encoder asked to publish a second stream on a connection that already publishes one",
+            "Publish one stream per RTMP connection: one output (OBS: one Stream setting) per stream.",
+        )
+    if reason == Refusal.POLICY_UNAVAILABLE:
+        return "the media node could not reach the console's database", "Try again; check the database."
+    if reason in NOT_INGEST_REFUSALS:
+        return f"{SIGNED_PART[protocol]} names no ingest domain of yours: {reason}", url_advice
+    if protocol == "srt" and code in (1400, 1404, 1405):  # the stream ID did not parse, or asked for a mode not served
+        return f"the stream ID was refused: {reason}", url_advice
+    if protocol == "srt":
+        return (
+            f"refused: {reason} (SRT rejection reason {code})",
+            "Publish in SRT live mode (the default) with libsrt 1.3 or later, without a packet filter (FEC).",
+        )
+    return f"refused: {reason}", url_advice
+
+
+def _check_refusals(report, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+    title = TITLES["refusals"]
+    protocol = url.protocol.upper()
+    refusals = list(
+        PublishRefusal.objects.filter(
+            domain_name__in={url.host, ingest.domain_name},
+            app=url.app,
+            stream=url.stream,
+            protocol=url.protocol,
+            at__gt=now - REFUSALS_WINDOW,
+            at__lte=now,
+        ).order_by("-at", "-id")[:50]
+    )
+    minutes = REFUSALS_WINDOW.seconds // 60
+    if not refusals:
+        passed = f"no {protocol} publisher of the stream was refused in the last {minutes} min"
+        report.add("refusals", title, PASS, passed)
+        return
+    last = refusals[0]
+    what, advice = _refusal_explained(last, ingest.domain_name)
+    count = f"{len(refusals)} {protocol} refusal{'s' if len(refusals) > 1 else ''} in the last {minutes} min"
+    when = f"at {last.at:%Y-%m-%d %H:%M:%S} UTC from {last.client_addr}"
+    if session is not None and last.at < session.started_at:
+        report.add("refusals", title, PASS, f"{count}; the last {when} ({what}), before the stream went live")
+    elif session is not None:
+        live = f"the stream is live, but an {protocol} publisher was refused {when}: {what}"
+        report.add("refusals", title, WARN, live, advice)
+    else:
+        report.add("refusals", title, FAIL, f"{count}; the last {when}: {what}", advice)
+
+
+# --- SRT ------------------------------------------------------------------------------
+
+# libsrt's guidance (SRT deployment guide, "Latency"): the receiver latency
+# should be at least 4x the RTT on a lossy link, so that a lost packet can
+# be asked for and resent more than once before its play time. Below 2.5x
+# even one retransmission often comes too late.
+SRT_LATENCY_RTT_ADVISED = 4.0
+SRT_LATENCY_RTT_MIN = 2.5
+# Of the packets received in the window: lost (recovered or not) past this
+# is a poor link; dropped (never played) past this is a broken picture.
+SRT_MAX_LOSS_SHARE = 0.05
+SRT_MAX_DROP_SHARE = 0.01
+
+
+def _check_srt(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+    samples = []
+    if session is not None:
+        samples = [
+            s
+            for s in StreamSample.objects.filter(
+                domain_name=ingest.domain_name,
+                app=url.app,
+                stream=url.stream,
+                session_id=session.session_id,
+                at__gt=now - FINDINGS_WINDOW,
+                at__lte=now,
+            ).order_by("at", "id")
+            if s.srt
+        ]
+    if len(samples) < MIN_FINDING_SAMPLES:
+        because = (
+            "the stream is not live"
+            if session is None
+            else "the stream is not live over SRT"
+            if session.protocol != "srt"
+            else f"fewer than {MIN_FINDING_SAMPLES} seconds of SRT samples yet"
+        )
+        for name in ("srt_latency", "srt_loss"):
+            report.skip(name, TITLES[name], because)
+        return
+    _srt_findings(report, ingest, samples)
+
+
+def _srt_findings(report: TroubleshootReport, ingest: Domain, samples: list[StreamSample]) -> None:
+    window = f"the last {len(samples)} s"
+    last = samples[-1].srt
+    rtt = statistics.median(s.srt["rtt_ms"] for s in samples)
+    latency = last["latency_ms"]
+    advised = round(SRT_LATENCY_RTT_ADVISED * rtt)
+    raise_it = (
+        f"Raise the SRT latency to at least {SRT_LATENCY_RTT_ADVISED:g}× the RTT (here {max(advised, 120)} ms or"
+        " more): on the ingest domain's SRT page, or in the publisher (ffmpeg: latency= in microseconds); the"
+        " larger of the two applies."
+    )
+    title = TITLES["srt_latency"]
+    ratio = latency / rtt if rtt > 0 else float("inf")
+    measured = f"latency {latency} ms, round-trip time {rtt:.1f} ms (median of {window})"
+    if ratio < SRT_LATENCY_RTT_MIN:
+        report.add(
+            "srt_latency",
+            title,
+            FAIL,
+            f"{measured}: the latency is only {ratio:.1f}× the RTT, too low for a lost packet to be resent in time",
+            raise_it,
+        )
+    elif ratio < SRT_LATENCY_RTT_ADVISED:
+        report.add(
+            "srt_latency",
+            title,
+            WARN,
+            f"{measured}: {ratio:.1f}× the RTT leaves room for about one retransmission; on a lossy link packets"
+            " will be dropped",
+            raise_it,
+        )
+    else:
+        report.add("srt_latency", title, PASS, measured)
+
+    received = sum(s.srt["packets_received_per_second"] for s in samples)  # one second each
+    lost = sum(s.srt["packets_lost_per_second"] for s in samples)  # one second each
+    retransmitted = sum(s.srt["packets_retransmitted_per_second"] for s in samples)  # one second each
+    dropped = sum(s.srt["packets_dropped_per_second"] for s in samples)  # one second each
+    expected = received + dropped
+    loss_share = lost / expected if expected else 0.0
+    drop_share = dropped / expected if expected else 0.0
+    figures = (
+        f"{loss_share:.1%} of packets lost, {retransmitted:.0f} retransmitted and {dropped:.0f} dropped in {window}"
+    )
+    title = TITLES["srt_loss"]
+    headroom = (
+        "Check the publisher's uplink, and keep the bitrate at most about 75 % of its bandwidth (SRT needs room"
+        " for retransmissions)."
+    )
+    if drop_share > SRT_MAX_DROP_SHARE:
+        report.add(
+            "srt_loss",
+            title,
+            FAIL,
+            f"{figures}: dropped packets came too late to play, and viewers see the gaps",
+            f"{headroom} {raise_it}",
+        )
+    elif dropped > 0 or loss_share > SRT_MAX_LOSS_SHARE:
+        report.add(
+            "srt_loss", title, WARN, f"{figures}: the link is lossy; retransmissions recovered most of it", headroom
+        )
+    else:
+        report.add("srt_loss", title, PASS, figures)

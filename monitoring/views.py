@@ -8,8 +8,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
-from domains.forms import add_service_errors
 from domains.services import ingest_domains
+from livecenter.lib.pages import add_service_errors
 
 from . import services, troubleshoot
 from .forms import DomainForm, StreamForm, TroubleshootForm

@@ -41,6 +41,7 @@ from livecenter.media.policy import (
     DomainConfig,
     EventSink,
     PolicyUnavailable,
+    PublishRefused,
     RenditionGroup,
     RenditionRequested,
     StreamKey,
@@ -210,6 +211,8 @@ def _domain_config(host: str) -> DomainConfig | None:
         ingest_domain=ingest.domain_name if ingest is not None else None,
         rts_enabled=domain.rts_enabled,
         html5_transcode=domain.html5_transcode,
+        srt_latency_ms=domain.srt_latency_ms,
+        srt_passphrase=domain.srt_passphrase or None,
     )
 
 
@@ -347,8 +350,11 @@ def add_event_listener(sink: EventSink) -> None:
 
 async def _tell_listeners(method: str, event) -> None:
     for sink in list(_listeners):
+        handler = getattr(sink, method, None)
+        if handler is None:  # an optional event (publish_refused) this listener does without
+            continue
         try:
-            await getattr(sink, method)(event)
+            await handler(event)
         except Exception:
             log.exception("event listener %s failed on %s", type(sink).__name__, type(event).__name__)
 
@@ -444,6 +450,9 @@ class DatabaseEventSink:
     async def unpublished(self, event: StreamUnpublished) -> None:
         await self._record(event)
         await _tell_listeners("unpublished", event)
+
+    async def publish_refused(self, event: PublishRefused) -> None:
+        await _tell_listeners("publish_refused", event)
 
     async def sampled(self, event: StreamsSampled) -> None:
         if len(self.pending):

@@ -28,6 +28,7 @@ def node_config() -> NodeConfig:
         host=settings.LIVECENTER_MEDIA_HOST,
         rtmp_port=settings.LIVECENTER_MEDIA_RTMP_PORT,
         http_port=settings.LIVECENTER_MEDIA_HTTP_PORT,
+        srt_port=settings.LIVECENTER_MEDIA_SRT_PORT,
         # Stable across restarts, so a restarted node closes the sessions
         # its previous life left open.
         node_id=settings.LIVECENTER_NODE_ID or f"{socket.gethostname()}:{settings.LIVECENTER_MEDIA_RTMP_PORT}",
@@ -45,6 +46,7 @@ def node_config() -> NodeConfig:
         http_idle_seconds=settings.LIVECENTER_MEDIA_HTTP_IDLE_SECONDS,
         http_max_requests=settings.LIVECENTER_MEDIA_HTTP_MAX_REQUESTS,
         max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
+        max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )
 

@@ -1,13 +1,16 @@
 """The latency calibrator (the seed's "time calibrator"): a live test stream
-pushed over RTMP whose every frame carries its capture wall-clock time
+pushed over RTMP or SRT whose every frame carries its capture wall-clock time
 (livecenter/media/timecode.py), so that the web player can show glass-to-
 glass latency by reading it back from the frame it displays.
 
 Frames are made and encoded with PyAV (libx264, AAC) in real time: frame `n`
 is captured when the wall clock reaches `start + n / fps`, stamped with that
 clock, encoded at once and written to FFmpeg's RTMP client through the FLV
-muxer. The picture is a flat background with a moving bar (a stall shows)
-under the timecode band; the sound is a quiet 440 Hz tone.
+muxer. PyAV's own FFmpeg has no libsrt, so an srt:// URL gets MPEG-TS,
+flushed packet by packet into a pipe to Debian's `ffmpeg` (built with libsrt),
+which passes it on to the SRT caller unchanged (`-c copy`). The picture is
+a flat background with a moving bar (a stall shows) under the timecode band;
+the sound is a quiet 440 Hz tone.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import fractions
 import logging
 import math
 import re
+import shutil
 import struct
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import av
 
@@ -130,9 +136,29 @@ def _tone_period() -> bytes:
     return struct.pack(f"<{len(samples)}f", *samples)
 
 
-def open_output(url: str, config: CalibratorConfig):
-    """The FLV muxer on FFmpeg's RTMP client, with a video and an audio stream."""
-    container = av.open(url, mode="w", format="flv", timeout=CONNECT_TIMEOUT_SECONDS)
+def srt_relay(url: str) -> subprocess.Popen:
+    """Debian's ffmpeg reading MPEG-TS on its stdin and sending it to `url`
+    (srt://, a libsrt caller) as it comes: no probing past the first packets,
+    each packet flushed."""
+    if shutil.which("ffmpeg") is None:
+        raise OSError("an srt:// URL needs the ffmpeg command (built with libsrt: apt-get install ffmpeg)")
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-fflags", "nobuffer",
+           "-probesize", "32768", "-analyzeduration", "0", "-f", "mpegts", "-i", "pipe:0",
+           "-map", "0", "-c", "copy", "-flush_packets", "1", "-pes_payload_size", "0", "-f", "mpegts", url]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+
+def open_output(url: str, config: CalibratorConfig, format: str = "flv"):
+    """The FLV muxer on FFmpeg's RTMP client (or `format` on `url`, such as
+    MPEG-TS into a pipe), with a video and an audio stream."""
+    if format == "flv":
+        container = av.open(url, mode="w", format="flv", timeout=CONNECT_TIMEOUT_SECONDS)
+    else:
+        # Each packet written through at once: the AVIO buffer would hold a
+        # frame's tail, and MPEG-TS would gather a third of a second of audio
+        # into one PES packet (which the relay's interleaving then waits for).
+        options = {"flush_packets": "1", "pes_payload_size": "0"}
+        container = av.open(url, mode="w", format=format, container_options=options)
     video = container.add_stream("libx264", rate=config.fps)
     video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
     video.bit_rate = config.bit_rate
@@ -159,14 +185,24 @@ def push(
     stop: threading.Event | None = None,
     on_frame=None,
 ) -> CalibratorReport:
-    """Push the calibration stream to `url` (rtmp://...) until `stop` is set
-    or the configured duration has passed. Blocking. PyAV keeps the GIL
-    while FFmpeg's RTMP client waits on the server, so a media node in the
-    same process would never answer: run this in a process of its own
-    (`manage.py calibrator`). `on_frame(report)` is called after each frame."""
+    """Push the calibration stream to `url` (rtmp://..., or srt://... as
+    MPEG-TS through Debian's ffmpeg) until `stop` is set or the configured
+    duration has passed. Blocking. PyAV keeps the GIL while FFmpeg's RTMP
+    client waits on the server, so a media node in the same process would
+    never answer: run this in a process of its own (`manage.py calibrator`).
+    `on_frame(report)` is called after each frame."""
     stop = stop or threading.Event()
     report = CalibratorReport()
-    container, video, audio = open_output(url, config)
+    relay = None
+    if urlsplit(url).scheme == "srt":
+        relay = srt_relay(url)
+        try:
+            container, video, audio = open_output(f"pipe:{relay.stdin.fileno()}", config, "mpegts")
+        except BaseException:
+            _stop_relay(relay)
+            raise
+    else:
+        container, video, audio = open_output(url, config)
     try:
         probe = av.VideoFrame(config.width, config.height, "yuv420p")
         painter = _Painter(config, probe.planes[0].line_size)
@@ -209,8 +245,26 @@ def push(
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
     finally:
-        container.close()
+        try:
+            container.close()
+        finally:
+            if relay is not None:
+                _stop_relay(relay)
     return report
+
+
+def _stop_relay(relay: subprocess.Popen) -> None:
+    """Close the relay's stdin (it sends what it has and ends the SRT
+    connection), then wait for it a little."""
+    try:
+        relay.stdin.close()
+    except OSError:
+        pass
+    try:
+        relay.wait(5)
+    except subprocess.TimeoutExpired:
+        relay.terminate()
+        relay.wait(5)
 
 
 def _audio_frame(tone: bytes, first_sample: int) -> av.AudioFrame:

@@ -1,6 +1,6 @@
 """Console forms for streams. They turn what a person typed into Python
 values; the rules are in services.py, whose errors
-domains.forms.add_service_errors puts back on the field they name."""
+livecenter.lib.pages.add_service_errors puts back on the field they name."""
 
 from __future__ import annotations
 

@@ -170,14 +170,14 @@ class QuerySerializer(StrictSerializer):
         return super().to_internal_value({k: v for k, v in data.items() if k not in ("page", "format")})
 
 
-def _domain_field(**kwargs) -> serializers.CharField:
+def domain_field(**kwargs) -> serializers.CharField:
     return serializers.CharField(
         help_text="An ingest domain, or a streaming domain (stands for the ingest domain it plays).", **kwargs
     )
 
 
 class DomainQuerySerializer(QuerySerializer):
-    domain = _domain_field(required=False, allow_blank=True)
+    domain = domain_field(required=False, allow_blank=True)
 
 
 class OnlineQuerySerializer(DomainQuerySerializer):
@@ -197,7 +197,7 @@ class HistoryQuerySerializer(OnlineQuerySerializer):
 
 
 class ForbidSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True)
     stream = serializers.CharField(allow_blank=True)
     resume_time = serializers.DateTimeField(
@@ -211,6 +211,6 @@ class ForbidSerializer(StrictSerializer):
 
 
 class ResumeSerializer(StrictSerializer):
-    domain = _domain_field(allow_blank=True)
+    domain = domain_field(allow_blank=True)
     app = serializers.CharField(allow_blank=True, help_text="'*' resumes the stream name in every app.")
     stream = serializers.CharField(allow_blank=True)

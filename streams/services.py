@@ -21,8 +21,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from domains.models import Domain
-from domains.services import ingest_domain_for
+from domains.services import ingest_domain_for, owned_rows
 from livecenter.lib.api import invalid
+from livecenter.lib.dates import aware
 from livecenter.media.liveurl import NAME_RE
 from livecenter.media.policy import StreamKey
 
@@ -47,11 +48,9 @@ HISTORY_ORDERS = {
 DEFAULT_HISTORY_ORDER = "publish_time_asc"  # the reference's default
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
-
-
-def _name(field: str, value: str | None, *, allow_all: bool = False) -> str:
+def valid_name(field: str, value: str | None, *, allow_all: bool = False) -> str:
+    """An app or stream name, stripped; a ValidationError on `field` when it
+    is missing or breaks NAME_RULE (`allow_all`: '*' stands for every app)."""
     value = (value or "").strip()
     if not value:
         raise invalid(field, f"{field} name is required")
@@ -61,13 +60,6 @@ def _name(field: str, value: str | None, *, allow_all: bool = False) -> str:
         rule = f"{NAME_RULE}, or '*' for every app" if allow_all else NAME_RULE
         raise invalid(field, f"{field} name must be {rule}")
     return value
-
-
-def _streams_of(model, owner, domain_name: str | None) -> QuerySet:
-    """Rows of `model` on one ingest domain of the operator, or on all of them."""
-    if (domain_name or "").strip():
-        return model.objects.filter(domain=ingest_domain_for(owner, domain_name))
-    return model.objects.filter(domain__owner=owner)
 
 
 def _match(queryset: QuerySet, app: str | None, stream: str | None, query_type: str) -> QuerySet:
@@ -85,7 +77,7 @@ def _match(queryset: QuerySet, app: str | None, stream: str | None, query_type: 
 
 
 def _sessions(owner, domain_name: str | None) -> QuerySet[PublishSession]:
-    return _streams_of(PublishSession, owner, domain_name).select_related("domain__streaming_domain")
+    return owned_rows(PublishSession, owner, domain_name).select_related("domain__streaming_domain")
 
 
 def list_online_streams(
@@ -104,8 +96,8 @@ def history_range(
     start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
     """The time range a history query covers: by default the day up to now."""
-    end = _aware(end) if end is not None else (now or timezone.now())
-    start = _aware(start) if start is not None else end - DEFAULT_HISTORY_RANGE
+    end = aware(end) if end is not None else (now or timezone.now())
+    start = aware(start) if start is not None else end - DEFAULT_HISTORY_RANGE
     if start >= end:
         raise invalid("end_time", "end time must be after the start time")
     if end - start > MAX_HISTORY_RANGE:
@@ -182,13 +174,13 @@ def forbid_stream(
     now) (ForbidLiveStream). Forbidding a forbidden stream moves its resume
     time."""
     domain = ingest_domain_for(owner, domain_name)
-    app = _name("app", app)
-    stream = _name("stream", stream)
+    app = valid_name("app", app)
+    stream = valid_name("stream", stream)
     now = now or timezone.now()
     if oneshot and resume_at is not None:
         raise invalid("resume_time", "an interruption only this once blocks nothing, so it takes no resume time")
     if resume_at is not None:
-        resume_at = _aware(resume_at)
+        resume_at = aware(resume_at)
         if resume_at <= now:
             raise invalid("resume_time", "resume time must be in the future")
         if resume_at - now > MAX_BLOCK_DURATION:
@@ -218,8 +210,8 @@ def resume_stream(owner, domain_name: str, app: str, stream: str) -> ResumeResul
     """Lift the block on a stream (ResumeLiveStream); app "*" lifts it in
     every app."""
     domain = ingest_domain_for(owner, domain_name)
-    app = _name("app", app, allow_all=True)
-    stream = _name("stream", stream)
+    app = valid_name("app", app, allow_all=True)
+    stream = valid_name("stream", stream)
     blocks = StreamBlock.objects.filter(domain=domain, stream=stream)
     if app != ALL_APPS:
         blocks = blocks.filter(app=app)
@@ -238,11 +230,11 @@ def list_blocked_streams(
     owner, domain_name: str | None = None, now: dt.datetime | None = None
 ) -> QuerySet[StreamBlock]:
     """Streams forbidden now (DescribeLiveStreamsBlockList), newest first."""
-    blocks = _streams_of(StreamBlock, owner, domain_name).filter(resume_at__gt=now or timezone.now())
+    blocks = owned_rows(StreamBlock, owner, domain_name).filter(resume_at__gt=now or timezone.now())
     return blocks.select_related("domain", "created_by").order_by("-created_at", "-id")
 
 
 def list_control_history(owner, domain_name: str | None = None) -> QuerySet[StreamControlEvent]:
     """Forbids, interruptions and resumes (DescribeLiveStreamsControlHistory),
     newest first."""
-    return _streams_of(StreamControlEvent, owner, domain_name).select_related("by").order_by("-at", "-id")
+    return owned_rows(StreamControlEvent, owner, domain_name).select_related("by").order_by("-at", "-id")

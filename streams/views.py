@@ -7,57 +7,30 @@ operator's own domains) and renders or redirects with a message.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
-from domains.forms import add_service_errors
+from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
 
 from . import services, signals
 from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
 from .player import player_sources
 
-ROWS_PER_PAGE = 100
 CONTROL_EVENTS_SHOWN = 20
-
-
-def _page(request, rows):
-    """One page of `rows`, and the query string of the filter for its links."""
-    query = urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v])
-    return Paginator(rows, ROWS_PER_PAGE).get_page(request.GET.get("page")), query
-
-
-def _filter(request, form_class):
-    """The list filter from the query string, and its values (None when invalid)."""
-    domains = domain_services.ingest_domains(request.user)
-    form = form_class(request.GET or None, domains=domains)
-    if not form.is_bound:
-        return form, {}, domains
-    return form, (form.cleaned_data if form.is_valid() else None), domains
-
-
-def _rows(form, service, *args, **kwargs):
-    """A service's rows, or none with its error on the form."""
-    try:
-        return service(*args, **kwargs)
-    except ValidationError as exc:
-        add_service_errors(form, exc)
-        return []
 
 
 @login_required
 def online(request):
-    form, data, domains = _filter(request, StreamFilterForm)
+    domains = domain_services.ingest_domains(request.user)
+    form, data = read_filter(request, StreamFilterForm, domains=domains)
     rows = []
     if data is not None:
-        rows = _rows(
+        rows = service_rows(
             form,
             services.list_online_streams,
             request.user,
@@ -65,7 +38,7 @@ def online(request):
             app=data.get("app") or None,
             stream=data.get("stream") or None,
         )
-    page, query = _page(request, rows)
+    page, query = paginate(request, rows)
     # The media workers add each stream's latest snapshot (mediajobs/receivers.py).
     signals.online_streams_listed.send(sender=None, sessions=page.object_list)
     return render(
@@ -77,7 +50,8 @@ def online(request):
 
 @login_required
 def history(request):
-    form, data, domains = _filter(request, HistoryFilterForm)
+    domains = domain_services.ingest_domains(request.user)
+    form, data = read_filter(request, HistoryFilterForm, domains=domains)
     rows, time_range = [], None
     if data is not None:
         try:
@@ -85,7 +59,7 @@ def history(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
     if time_range is not None:
-        rows = _rows(
+        rows = service_rows(
             form,
             services.list_publish_history,
             request.user,
@@ -96,7 +70,7 @@ def history(request):
             stream=data.get("stream") or None,
             order_by="publish_time_desc",
         )
-    page, query = _page(request, rows)
+    page, query = paginate(request, rows)
     return render(
         request,
         "streams/history.html",
@@ -114,13 +88,13 @@ def history(request):
 @login_required
 def blocked(request):
     """Forbidden streams, and the latest forbids and resumes, of one domain or all."""
-    form, data, _ = _filter(request, DomainFilterForm)
+    form, data = read_filter(request, DomainFilterForm, domains=domain_services.ingest_domains(request.user))
     rows, events = [], []
     if data is not None:
         domain = data.get("domain") or None
-        rows = _rows(form, services.list_blocked_streams, request.user, domain)
-        events = _rows(form, services.list_control_history, request.user, domain)[:CONTROL_EVENTS_SHOWN]
-    page, query = _page(request, rows)
+        rows = service_rows(form, services.list_blocked_streams, request.user, domain)
+        events = service_rows(form, services.list_control_history, request.user, domain)[:CONTROL_EVENTS_SHOWN]
+    page, query = paginate(request, rows)
     return render(
         request,
         "streams/blocked.html",

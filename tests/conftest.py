@@ -12,6 +12,11 @@ from cryptography.x509.oid import NameOID
 
 from tests.dnsserver import LoopbackDnsServer
 
+# Media nodes the tests start through the settings (runall, medianode) listen
+# for SRT on a free UDP port, not all on 1105 at once (pytest-xdist); the
+# URLs the console hands out still name LIVECENTER_SRT_PORT.
+os.environ.setdefault("LIVECENTER_MEDIA_SRT_PORT", "0")
+
 # CI runs the suite twice (Makefile, `make test`): everything on the embedded
 # defaults, then again on PostgreSQL and Redis only what depends on the
 # database engine, the channel layer or the broker, marked `backends`. A test
@@ -80,6 +85,18 @@ def owner(django_user_model):
 @pytest.fixture
 def outsider(django_user_model):
     return django_user_model.objects.create_user("outsider", password="outsider-pass-123")
+
+
+@pytest.fixture
+def engine():
+    """A FakeEngine (tests/streamsupport.py) that nodes.control kicks, for this test."""
+    from nodes import control
+    from tests.streamsupport import FakeEngine
+
+    engine = FakeEngine()
+    control.register_engine(engine)
+    yield engine
+    control.register_engine(None)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from livecenter.media import amf0
 from livecenter.media.node import MediaNode, NodeConfig
@@ -85,6 +85,15 @@ class NodeThread:
         token = sign(f"/{app}/{stream}", key, int(time.time() if ts is None else ts))
         return f"{self.rtmp}/{app}/{stream}?auth_key={token}&domain={domain}"
 
+    def srt_publish_url(self, app="live", stream="cam1", key=INGEST_KEY, domain=INGEST, ts=None, **options) -> str:
+        """An ffmpeg (libsrt) caller URL with DESIGN.md's stream ID; `options`
+        are libsrt's (latency in microseconds, passphrase, pbkeylen)."""
+        token = sign(f"/{app}/{stream}", key, int(time.time() if ts is None else ts))
+        # As the URL generator writes it: ffmpeg takes the value up to the next "&" as it is.
+        streamid = f"#!::h={domain},r=/{app}/{stream}?auth_key={token},m=publish"
+        extra = "".join(f"&{k}={quote(str(v), safe='')}" for k, v in options.items())
+        return f"srt://127.0.0.1:{self.node.srt_port}?streamid={streamid}{extra}"
+
     def rtmp_play_url(self, app="live", stream="cam1", key=PLAY_KEY, domain=PLAY) -> str:
         token = sign(f"/{app}/{stream}", key, int(time.time()))
         return f"{self.rtmp}/{app}/{stream}?auth_key={token}&domain={domain}"
@@ -124,8 +133,10 @@ def start_publisher(
     extra=(),
     tune: str = "zerolatency",
     preset: str = "ultrafast",
+    container: str = "flv",
 ) -> Publisher:
-    """ffmpeg publishing a generated H.264 + AAC stream in real time."""
+    """ffmpeg publishing a generated H.264 + AAC stream in real time (FLV
+    for RTMP, `container="mpegts"` for SRT)."""
     cmd = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
@@ -134,7 +145,7 @@ def start_publisher(
         "-c:v", "libx264", "-preset", preset, *(("-tune", tune) if tune else ()), "-g", str(rate),
         "-b:v", "2M", "-pix_fmt", "yuv420p", *extra,
         "-c:a", "aac", "-b:a", "96k",
-        "-f", "flv", url,
+        "-f", container, url,
     ]  # fmt: skip
     return Publisher(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
 

@@ -54,16 +54,22 @@ def publish(
     node_id: str = "node-1",
     client_addr: str = "203.0.113.5:50000",
     info: StreamInfo | None = None,
+    protocol: str = "rtmp",
 ) -> PublishSession:
     sink = DatabaseEventSink()
     key = StreamKey(domain, app, stream)
     started = started_at or dt.datetime.now(dt.UTC)
+    # The publish URL as each server records it (rtmp_server.py, srt_server.py).
+    publish_url = {
+        "rtmp": f"rtmp://{domain}/{app}/{stream}",
+        "srt": f"srt://{domain}?streamid=#!::h={domain},r=/{app}/{stream},m=publish",
+    }[protocol]
     event = StreamPublished(
         key=key,
         session_id=session_id,
-        protocol="rtmp",
+        protocol=protocol,
         client_addr=client_addr,
-        publish_url=f"rtmp://{domain}/{app}/{stream}",
+        publish_url=publish_url,
         started_at=started.timestamp(),
         node_id=node_id,
     )

@@ -147,6 +147,10 @@ def test_it_serves_a_schema_with_every_path(owner):
     signing = schema["components"]["schemas"]["PatchedUrlSigningUpdateRequest"]["properties"]
     assert signing["primary_key"]["writeOnly"] is True
     assert signing["secondary_key"]["writeOnly"] is True
+    update = schema["components"]["schemas"]["PatchedDomainUpdateRequest"]["properties"]
+    assert update["srt_passphrase"]["writeOnly"] is True
+    domain = schema["components"]["schemas"]["Domain"]["properties"]
+    assert "srt_passphrase" not in domain and "srt_passphrase_set" in domain
     certificate = schema["components"]["schemas"]["Certificate"]["properties"]
     assert "private_key" not in certificate
 

@@ -5,6 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from domains import services
+from livecenter.media.liveurl import parse_srt_streamid
 from livecenter.media.signing import AuthFailure, verify
 from tests.apisupport import add_ingest, add_streaming, client_for
 
@@ -46,7 +47,7 @@ def test_it_generates_signed_urls_from_the_ingest_domain(owner, pair):
     assert (body["app"], body["stream"], body["template"]) == ("live", "cam1", None)
     assert body["notes"] == []
     assert set(body["ingest"]) == {"rtmp", "srt", "rts"}
-    assert set(body["playback"]) == {"rtmp", "flv", "m3u8", "rts", "whep"}
+    assert set(body["playback"]) == {"rtmp", "flv", "m3u8", "rts", "whep", "srt"}
     assert body["ingest"]["rtmp"].startswith("rtmp://push.example.com:1935/live/cam1?auth_key=")
     assert body["ingest"]["srt"].startswith(
         "srt://push.example.com:1105?streamid=#!::h=push.example.com,r=/live/cam1?auth_key="
@@ -56,6 +57,10 @@ def test_it_generates_signed_urls_from_the_ingest_domain(owner, pair):
     assert body["playback"]["m3u8"].startswith("http://play.example.com:8080/live/cam1.m3u8?auth_key=")
     assert body["playback"]["rts"].startswith("artc://play.example.com/live/cam1?auth_key=")
     assert body["playback"]["whep"].startswith("http://play.example.com:8080/live/cam1.whep?auth_key=")
+    assert body["playback"]["srt"].startswith(
+        "srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1?auth_key="
+    )
+    assert body["playback"]["srt"].endswith(",m=request")
     # URLs expire after the domain's validity, by default the ingest domain's.
     expires = dt.datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
     assert expires.tzinfo is not None and expires.utcoffset() == dt.timedelta(0)
@@ -70,6 +75,8 @@ def test_it_signs_urls_that_the_media_node_accepts(owner, pair):
     assert check(body["playback"]["flv"], "/live/cam1.flv", streaming).ok
     assert check(body["playback"]["m3u8"], "/live/cam1.m3u8", streaming).ok
     assert check(body["playback"]["whep"], "/live/cam1", streaming).ok
+    sid = parse_srt_streamid(body["playback"]["srt"].partition("streamid=")[2])
+    assert verify(sid.signed_uri, sid.auth_key, streaming.signing_keys(), streaming.validity_seconds, time.time()).ok
     # The FLV token is for the FLV path only.
     assert check(body["playback"]["flv"], "/live/cam1", streaming).failure is AuthFailure.BAD_HASH
 

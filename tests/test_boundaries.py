@@ -17,12 +17,14 @@ PURE_MODULES = {
     "policy.py",
     "rtmp",
     "mpegts.py",
+    "mpegts_demux.py",
     "hls.py",
     "timecode.py",
     "rts/h264.py",
     "rts/whep.py",
     "liveurl.py",
     "redact.py",
+    "srt",
 }
 FORBIDDEN_EVERYWHERE = {"django"}
 # Sans-IO means no threads and no WebRTC stack either: those belong to the
@@ -121,3 +123,76 @@ def test_it_sees_an_import_against_the_layers_inside_a_function(tmp_path):
     (tmp_path / "domains").mkdir()
     (tmp_path / "domains" / "views.py").write_text("import streams.views\n")
     assert arrows_against_the_layers(tmp_path) == {"streams/services.py": {"nodes"}, "domains/views.py": {"streams"}}
+
+
+# Issue 12, "written once": a helper one app needs from another has one public
+# home (livecenter/lib/ or a public name in the owning app), so no app reaches
+# for another's leading-underscore names, by `from x import _y` or `x._y`.
+PACKAGES = set(APP_MAY_IMPORT) | {"accounts", "livecenter"}
+
+
+def is_module(root: Path, dotted: str) -> bool:
+    path = root.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def private_names_from_other_packages(root: Path) -> dict[str, set[str]]:
+    """For each module of a package, the `module._name`s it takes from another
+    package; a name bound to another package's module counts when used as `m._x`."""
+    offenders = {}
+    for package in sorted(PACKAGES):
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            foreign = {}  # local name -> the other package's module it is bound to
+            found = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    if node.module.split(".")[0] not in PACKAGES - {package}:
+                        continue
+                    for alias in node.names:
+                        full = f"{node.module}.{alias.name}"
+                        if alias.name.startswith("_") and not alias.name.startswith("__"):
+                            found.add(full)
+                        elif is_module(root, full):
+                            foreign[alias.asname or alias.name] = full
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.name.split(".")[0] in PACKAGES - {package}:
+                            bound = alias.asname or alias.name.split(".")[0]
+                            foreign[bound] = alias.name if alias.asname else bound
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")):
+                    continue
+                if node.attr.startswith("__"):
+                    continue
+                chain, base = [], node.value
+                while isinstance(base, ast.Attribute):
+                    chain.insert(0, base.attr)
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in foreign:
+                    found.add(".".join([foreign[base.id], *chain, node.attr]))
+            if found:
+                offenders[str(path.relative_to(root))] = found
+    return offenders
+
+
+def test_it_keeps_each_apps_private_names_to_itself():
+    assert private_names_from_other_packages(ROOT) == {}
+
+
+def test_it_sees_a_private_name_taken_from_another_app(tmp_path):
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "streams" / "services.py").write_text("def _name():\n    pass\n")
+    (tmp_path / "streams" / "views.py").write_text("from .services import _name\nfrom . import services\n")
+    (tmp_path / "monitoring" / "services.py").write_text(
+        "from streams.services import _name\nfrom streams.models import Stream\n\nStream._meta\n"
+    )
+    (tmp_path / "mediajobs" / "views.py").write_text(
+        "import streams.services\nfrom streams import services as s\n\n"
+        "def f():\n    return streams.services._name(), s._name(), s.__name__\n"
+    )
+    assert private_names_from_other_packages(tmp_path) == {
+        "monitoring/services.py": {"streams.services._name"},
+        "mediajobs/views.py": {"streams.services._name"},
+    }

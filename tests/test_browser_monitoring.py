@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection, connections
+from django.db import connections
 
 from domains import services
 from livecenter.management.commands.runall import ConsoleServer
@@ -33,6 +33,7 @@ from nodes.medianode import running_media_node
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local
+from tests.workersupport import database_env
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -62,8 +63,9 @@ class EmbeddedConsole:
     serving the ASGI app (WebSockets included) with the media node in the
     same event loop, on this test's database."""
 
-    def __init__(self) -> None:
+    def __init__(self, srt: bool = False) -> None:
         self.port = free_port()
+        self.srt = srt
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
         self.node = None
@@ -75,7 +77,8 @@ class EmbeddedConsole:
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
 
     async def _run(self) -> None:
-        config = NodeConfig(host="127.0.0.1", rtmp_port=0, http_port=0, node_id="monitor-test", play_wait_seconds=3)
+        config = NodeConfig(host="127.0.0.1", rtmp_port=0, http_port=0, node_id="monitor-test", play_wait_seconds=3,
+                            srt_port=0 if self.srt else None)  # fmt: skip
         try:
             async with running_media_node(config) as node:
                 self.node = node
@@ -104,20 +107,6 @@ class EmbeddedConsole:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-def database_env() -> dict:
-    """The environment that points another process at this test's database."""
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env.pop("DATABASE_URL", None)
-        env["LIVECENTER_SQLITE_PATH"] = str(db["NAME"])
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    return env
 
 
 class ScaledTopology:
@@ -282,4 +271,33 @@ def test_it_moves_the_charts_with_the_node_in_another_process_over_redis(browser
         except BaseException:
             print(topology.logs())
             raise
+    connections.close_all()
+
+
+def test_it_charts_an_srt_publishers_link(browser_page, owner):
+    """Issue 13: an SRT publisher's page shows its link, live: RTT and packets per second."""
+    add_domains(owner)
+    page = browser_page
+    with EmbeddedConsole(srt=True) as console:
+        srt = services.generate_urls(owner, "push.monitor.test", "live", "cam1").ingest["srt"]
+        ingest = srt.replace("srt://push.monitor.test:1105", f"srt://127.0.0.1:{console.node.srt_port}")
+        publisher = start_publisher(ingest, seconds=120, size="320x240", rate=25, container="mpegts")
+        try:
+            page.goto(f"{console.url}/accounts/login/")
+            page.fill("#id_username", "owner")
+            page.fill("#id_password", "owner-pass-123")
+            page.click("#login-button")
+            page.wait_for_url("**/domains/")
+            page.goto(f"{console.url}/monitoring/stream/?domain=push.monitor.test&app=live&stream=cam1")
+            page.wait_for_function("document.getElementById('socket-state').textContent === 'connected'")
+            page.wait_for_function("Number(document.getElementById('srt-rtt-chart').dataset.points) >= 3",
+                                   timeout=60_000)  # fmt: skip
+            assert page.is_visible("#srt-panel") and page.is_visible("#srt-loss-chart")
+            assert page.inner_text("#srt-peer").startswith("127.0.0.1:")
+            assert page.inner_text("#srt-encrypted") == "no"
+            assert page.inner_text("#srt-latency") == "120 ms"
+            assert page.inner_text("#srt-rtt").endswith(")") and " ms (±" in page.inner_text("#srt-rtt")
+            assert " received, " in page.inner_text("#srt-totals")
+        finally:
+            publisher.stop()
     connections.close_all()

@@ -63,7 +63,7 @@ def test_it_counts_the_keyframe_interval_in_frames():
         (["--size", "320x180"], "frame width must be at least 512 px"),
         (["--bitrate", "lots"], "bitrate must be a number"),
         ([], "--domain is required unless --url is given"),
-        (["--url", "http://127.0.0.1:8080/live/x.flv"], "--url must be an rtmp:// URL"),
+        (["--url", "http://127.0.0.1:8080/live/x.flv"], "--url must be an rtmp:// or srt:// URL"),
     ],
 )
 def test_it_names_the_bad_option(args, words):
@@ -122,6 +122,36 @@ def test_it_pushes_frames_stamped_with_their_capture_time():
         assert all(s > 0 for s in steps), steps
         assert 25 <= statistics.median(steps) <= 45, steps
         # Captured a moment ago by this machine's clock.
+        assert 0 < read_at - times[-1] < 5000
+    finally:
+        calibrator.terminate()
+        out, err = calibrator.communicate(timeout=20)
+        node.stop()
+    assert "Calibrator stopped after" in out, err
+
+
+@pytest.mark.media
+def test_it_pushes_over_srt_as_mpeg_ts():
+    """An srt:// URL: MPEG-TS through Debian's ffmpeg to the node's SRT port,
+    played back over HTTP-FLV with the capture times in the frames."""
+    node = NodeThread(srt_port=0).start()
+    calibrator = subprocess.Popen(
+        [sys.executable, "manage.py", "calibrator", "--url", node.srt_publish_url(latency=120_000),
+         "--size", "640x360", "--fps", "30", "--bitrate", "800k", "--duration", "20"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert node.wait_for(lambda: bool(node.node.hub.live_keys())), calibrator.communicate()
+        assert node.run_sync(lambda: [p.key.stream for p in node.node.srt.publishers.values()]) == ["cam1"]
+        frame_bytes = 640 * 360
+        raw = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", node.flv_url(), "-frames:v", "10", "-fps_mode", "passthrough",
+             "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, timeout=30,
+        )  # fmt: skip
+        read_at = time.time() * 1000
+        times = [decode_luma(raw.stdout[i : i + frame_bytes], 640, 360) for i in range(0, len(raw.stdout), frame_bytes)]
+        assert len(times) == 10 and None not in times, times
+        assert all(b > a for a, b in zip(times, times[1:], strict=False)), times
         assert 0 < read_at - times[-1] < 5000
     finally:
         calibrator.terminate()

@@ -9,6 +9,7 @@ from livecenter.media.capacity import (
     RTS_COST_WEIGHT,
     UNMEASURED_BITRATE_BPS,
     EgressGauge,
+    LoopLagGauge,
     egress_bps,
     is_worker,
     viewer_cost_bps,
@@ -108,3 +109,58 @@ def test_a_later_expiry_does_not_reuse_the_mac():
     token = worker_token(KEY, "/live/cam1.flv", 1000)
     forged = "9999-" + token.split("-", 1)[1]
     assert not is_worker(KEY, "/live/cam1.flv", forged, now=0)
+
+
+def test_it_watches_the_median_loop_lag_over_its_window():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=3)
+    assert gauge.admit(0.0)  # no probe yet
+    for i in range(10):
+        gauge.observe(0.1 * i, 0.3)
+    assert gauge.lag_s(0.9) == pytest.approx(0.3)
+    assert not gauge.admit(0.9)
+    assert gauge.refused == 1
+
+
+def test_it_does_not_refuse_for_one_late_probe():
+    # A garbage collection or a slow disk write makes one probe late, not the loop behind.
+    gauge = LoopLagGauge(max_loop_lag_ms=250)
+    for i in range(9):
+        gauge.observe(0.1 * i, 0.01)
+    gauge.observe(0.9, 2.0)
+    assert gauge.admit(0.9)
+
+
+def test_it_admits_again_once_the_loop_caught_up():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=3)
+    for i in range(30):
+        gauge.observe(0.1 * i, 0.5)
+    assert not gauge.admit(3.0)
+    # The late probes age out of the window as on-time ones come.
+    for i in range(31, 62):
+        gauge.observe(0.1 * i, 0.005)
+    assert gauge.lag_s(6.1) == pytest.approx(0.005)
+    assert gauge.admit(6.1)
+
+
+def test_it_forgets_probes_past_the_window_even_without_new_ones():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=3)
+    gauge.observe(0.0, 1.0)
+    assert not gauge.admit(1.0)
+    assert gauge.admit(3.5)
+
+
+def test_it_is_exactly_at_the_limit_admitted_and_past_it_refused():
+    at, past = LoopLagGauge(max_loop_lag_ms=250), LoopLagGauge(max_loop_lag_ms=250)
+    at.observe(0.0, 0.25)
+    past.observe(0.0, 0.2501)
+    assert at.admit(0.0)
+    assert not past.admit(0.0)
+
+
+def test_a_zero_loop_lag_limit_watches_nothing():
+    gauge = LoopLagGauge(max_loop_lag_ms=0)
+    gauge.observe(0.0, 10.0)
+    assert not gauge.limited
+    assert gauge.admit(0.0)
+    with pytest.raises(ValueError, match="max_loop_lag_ms"):
+        LoopLagGauge(max_loop_lag_ms=-1)

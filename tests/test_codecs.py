@@ -18,11 +18,14 @@ from livecenter.media.codecs import (
     MAX_EXP_GOLOMB_LEADING_ZEROS,
     MAX_NAL_UNITS_PER_ACCESS_UNIT,
     MAX_PICTURE_SIDE_MBS,
+    MAX_RECORD_SPS,
     MAX_REF_FRAMES_IN_POC_CYCLE,
     MAX_SPS_BYTES,
     BitReader,
     CodecError,
+    avc_decoder_config_record,
     avcc_to_annexb,
+    iter_annexb_nal_units,
     iter_nal_units,
     parse_aac_sequence_header,
     parse_audio_specific_config,
@@ -392,3 +395,31 @@ def test_it_refuses_reserved_aac_values():
         parse_audio_specific_config(b"\x12")
     with pytest.raises(CodecError, match="not an AAC sequence header"):
         parse_aac_sequence_header(b"\xaf\x01\x12\x10")
+
+
+def test_it_splits_annex_b_at_3_and_4_byte_start_codes_without_trailing_zeros():
+    data = b"\xaa\x00\x00\x00\x01\x09\xf0\x00\x00\x01\x65\x88\x00\x00\x00\x00\x01\x41\x9a\x00\x00"
+    assert [bytes(n) for n in iter_annexb_nal_units(data)] == [b"\x09\xf0", b"\x65\x88", b"\x41\x9a"]
+    assert [bytes(n) for n in iter_annexb_nal_units(data, 7)] == [b"\x65\x88", b"\x41\x9a"]
+    assert list(iter_annexb_nal_units(b"\x65\x88")) == list(iter_annexb_nal_units(b"\x00\x00\x01")) == []
+
+
+def test_it_splits_annex_b_into_at_most_max_nal_units_per_access_unit():
+    unit = b"\x00\x00\x01\x09\xf0"
+    assert len(list(iter_annexb_nal_units(unit * MAX_NAL_UNITS_PER_ACCESS_UNIT))) == MAX_NAL_UNITS_PER_ACCESS_UNIT
+    with pytest.raises(CodecError, match=f"more than {MAX_NAL_UNITS_PER_ACCESS_UNIT} NAL units"):
+        list(iter_annexb_nal_units(unit * (MAX_NAL_UNITS_PER_ACCESS_UNIT + 1)))
+
+
+def test_it_writes_the_record_libx264_s_parameter_sets_came_in():
+    body = tag_bodies(ffmpeg_flv(seconds=0.1, audio=None), VIDEO)[0]
+    config = parse_avc_decoder_config(body[5:])
+    record = avc_decoder_config_record(config.sps, config.pps)
+    assert record == body[5 : 5 + len(record)]  # libx264's record, up to its High-profile extension
+    assert parse_avc_decoder_config(record) == config
+    sps = config.sps[0]
+    assert avc_decoder_config_record((sps,) * MAX_RECORD_SPS, config.pps)[5] == 0xE0 | MAX_RECORD_SPS
+    with pytest.raises(CodecError, match="32 SPS and 1 PPS do not fit a record"):
+        avc_decoder_config_record((sps,) * (MAX_RECORD_SPS + 1), config.pps)
+    with pytest.raises(CodecError, match="needs an SPS and a PPS"):
+        avc_decoder_config_record(config.sps, ())

@@ -42,6 +42,7 @@ def test_it_prints_the_urls(pair):
     assert "  FLV   http://play.example.com:8080/live/cam1.flv?auth_key=" in text
     assert "  M3U8  http://play.example.com:8080/live/cam1.m3u8?auth_key=" in text
     assert "  WHEP  http://play.example.com:8080/live/cam1.whep?auth_key=" in text
+    assert "  SRT   srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1?auth_key=" in text
 
 
 def test_it_prints_the_apis_json_and_the_urls_verify(pair):

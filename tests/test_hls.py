@@ -362,6 +362,23 @@ def test_it_adds_rendition_reports():
     assert text.endswith('#EXT-X-RENDITION-REPORT:URI="../cam1_sd.m3u8",LAST-MSN=1,LAST-PART=2\n')
 
 
+def test_it_renders_a_playlist_once_per_state_and_again_after_each_frame():
+    tags = flv_tags(ffmpeg_flv(seconds=3))
+    packager = HlsPackager()
+    feed(packager, tags[:60])
+    first = packager.playlist(low_latency=True, token="5-cd")
+    # The viewers woken by one part all get the rendering the first one made.
+    assert packager.playlist(low_latency=True, token="5-cd") is first
+    assert packager.playlist(low_latency=False, token="5-cd") != first
+    assert packager.playlist(low_latency=True, token="6-ef") == first.replace("5-cd", "6-ef")
+    feed(packager, tags[60:])
+    after = packager.playlist(low_latency=True, token="5-cd")
+    assert after != first
+    assert after == HlsPackager._render(packager, True, "5-cd", ())
+    packager.discontinuity()
+    assert packager.playlist(low_latency=True, token="5-cd") == HlsPackager._render(packager, True, "5-cd", ())
+
+
 # --- discontinuities --------------------------------------------------------------------
 
 

@@ -30,19 +30,28 @@ def test_it_reads_every_generated_url_back():
     ingest = ingest_urls(PUSH, "live", "cam1", 2_000_000_000, Ports())
     playback = playback_urls(PLAY, "live", "cam1", None, 2_000_000_000, Ports())
     expected = {
-        ingest["rtmp"]: ("rtmp", "push.example.com", "/live/cam1"),
-        ingest["srt"]: ("srt", "push.example.com", "/live/cam1"),
-        ingest["rts"]: ("rts", "push.example.com", "/live/cam1"),
-        playback["rtmp"]: ("rtmp", "play.example.com", "/live/cam1"),
-        playback["flv"]: ("flv", "play.example.com", "/live/cam1.flv"),
-        playback["m3u8"]: ("hls", "play.example.com", "/live/cam1.m3u8"),
-        playback["whep"]: ("rts", "play.example.com", "/live/cam1"),
+        ingest["rtmp"]: ("rtmp", "push.example.com", "/live/cam1", None),
+        ingest["srt"]: ("srt", "push.example.com", "/live/cam1", "publish"),
+        ingest["rts"]: ("rts", "push.example.com", "/live/cam1", None),
+        playback["rtmp"]: ("rtmp", "play.example.com", "/live/cam1", None),
+        playback["flv"]: ("flv", "play.example.com", "/live/cam1.flv", None),
+        playback["m3u8"]: ("hls", "play.example.com", "/live/cam1.m3u8", None),
+        playback["rts"]: ("rts", "play.example.com", "/live/cam1", None),
+        playback["whep"]: ("rts", "play.example.com", "/live/cam1", None),
+        playback["srt"]: ("srt", "play.example.com", "/live/cam1", "request"),
     }
-    for url, (protocol, host, uri) in expected.items():
+    assert set(expected) == set(ingest.values()) | set(playback.values())
+    for url, (protocol, host, uri, srt_mode) in expected.items():
         parsed = parse_live_url(url)
-        assert (parsed.protocol, parsed.host, parsed.signed_uri) == (protocol, host, uri), url
+        assert (parsed.protocol, parsed.host, parsed.signed_uri, parsed.srt_mode) == (protocol, host, uri, srt_mode)
         assert (parsed.app, parsed.stream) == ("live", "cam1")
         assert parsed.auth_key and parsed.auth_key.startswith("1999996400-0-0-")
+
+
+def test_an_srt_url_without_a_mode_reads_as_a_request_to_play():
+    # libsrt's access-control convention: m= defaults to request.
+    parsed = parse_live_url("srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1")
+    assert (parsed.protocol, parsed.srt_mode) == ("srt", "request")
 
 
 def test_it_takes_the_domain_parameter_on_an_ip_address():
@@ -107,6 +116,11 @@ def test_it_builds_the_playback_formats_with_each_uri_signed():
     assert urlsplit(urls["whep"])[:3] == ("http", "play.example.com:8080", "/live/cam1.whep")
     assert urls["rtmp"].startswith("rtmp://play.example.com:1935/live/cam1?auth_key=")
     assert urls["rts"].startswith("artc://play.example.com/live/cam1?auth_key=")
+    assert urls["srt"] == (
+        "srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1?auth_key="
+        + token_of(urls["rtmp"])
+        + ",m=request"
+    )
     for kind, uri in [
         ("rtmp", "/live/cam1"),
         ("flv", "/live/cam1.flv"),
@@ -115,6 +129,10 @@ def test_it_builds_the_playback_formats_with_each_uri_signed():
         ("whep", "/live/cam1"),
     ]:
         assert verify(uri, token_of(urls[kind]), ["playkey123"], 600, now=EXPIRES).ok, kind
+    sid = parse_srt_streamid(urls["srt"].partition("streamid=")[2])
+    assert (sid.host, sid.app, sid.stream, sid.mode) == ("play.example.com", "live", "cam1", "request")
+    assert verify(sid.signed_uri, sid.auth_key, ["playkey123"], 600, now=EXPIRES).ok
+    assert not verify(sid.signed_uri, sid.auth_key, ["ingestkey1"], 600, now=EXPIRES).ok
 
 
 def test_it_names_the_transcoded_stream():
@@ -123,12 +141,16 @@ def test_it_names_the_transcoded_stream():
     assert urlsplit(urls["flv"]).port == 18080
     assert urls["rtmp"].startswith("rtmp://play.example.com:11935/live/cam1_lld?")
     assert verify("/live/cam1_lld.flv", token_of(urls["flv"]), ["playkey123"], 600, now=EXPIRES).ok
+    sid = parse_srt_streamid(urls["srt"].partition("streamid=")[2])
+    assert (sid.stream, sid.signed_uri) == ("cam1_lld", "/live/cam1_lld")
+    assert verify(sid.signed_uri, sid.auth_key, ["playkey123"], 600, now=EXPIRES).ok
 
 
 def test_it_leaves_auth_key_off_when_signing_is_off():
     urls = playback_urls(SignedHost("play.example.com", None, 600), "live", "cam1", None, EXPIRES, Ports())
     assert urls["flv"] == "http://play.example.com:8080/live/cam1.flv"
     assert urls["rts"] == "artc://play.example.com/live/cam1"
+    assert urls["srt"] == "srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1,m=request"
 
 
 # The SRT stream ID: what SRT ingest reads from SRTO_STREAMID.

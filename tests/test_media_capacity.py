@@ -190,3 +190,39 @@ def test_a_media_worker_reads_the_stream_from_a_node_at_capacity(owner, settings
             if viewer is not None:
                 viewer.close()
             publisher.stop()
+
+
+def test_it_refuses_new_viewers_while_its_loop_is_behind_and_admits_them_once_it_caught_up():
+    # Egress is far from the limit; the loop itself is what runs late.
+    node = NodeThread(policy(), play_wait_seconds=5, max_loop_lag_ms=100).start()
+    publisher = start_publisher(node.publish_url(), seconds=90, size="320x240")
+    first = None
+    hogging = threading.Event()
+
+    def hog() -> None:  # holds the node's loop 300 ms in every 350 ms
+        if hogging.is_set():
+            time.sleep(0.3)
+            node.loop.call_later(0.05, hog)
+
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys(), timeout=30)
+        first = FlvReader(node.flv_url())
+        assert wait_until(lambda: first.received > 50_000), first.head
+        hogging.set()
+        node.loop.call_soon_threadsafe(hog)
+        assert wait_until(lambda: node.run_sync(lambda: node.node.loop_lag.lag_s(time.monotonic())) > 0.1)
+        status, headers = get(node.flv_url())
+        assert (status, headers.get("X-LiveCenter-Error")) == (503, REFUSAL_AT_CAPACITY)
+        assert node.node.loop_lag.refused >= 1
+        assert node.node.egress.refused == 0
+        before = first.received
+        assert wait_until(lambda: first.received > before + 20_000)  # the viewer it has goes on
+
+        hogging.clear()
+        assert wait_until(lambda: get(node.flv_url())[0] == 200)
+    finally:
+        hogging.clear()
+        if first is not None:
+            first.close()
+        publisher.stop()
+        node.stop()

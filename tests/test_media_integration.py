@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from livecenter.media.policy import StreamKey, StreamPublished, StreamUnpublished
+from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamUnpublished
 from tests.mediasupport import (
     INGEST,
     INGEST_KEY,
@@ -142,7 +142,17 @@ def test_it_refuses_a_bad_publish_with_its_reason(media, caplog, case, reason):
     assert publisher.process.wait(30) != 0
     assert not media.run_sync(lambda: media.node.hub.is_live(KEY))
     assert f"publish refused: stream={domain}/live/cam1 reason={reason}" in caplog.text
-    assert not media.sink.events
+    # Reported to the sink for the troubleshooting tool; nothing went live.
+    assert media.wait_for(lambda: refusals(media))
+    event = refusals(media)[0]
+    assert (event.domain, event.app, event.stream, event.protocol) == (domain, "live", "cam1", "rtmp")
+    assert (event.reason, event.code, event.node_id) == (reason, 0, "test-node")
+    assert event.client_addr.startswith("127.0.0.1:")
+    assert all(isinstance(e, PublishRefused) for e in media.sink.events)
+
+
+def refusals(media) -> list[PublishRefused]:
+    return [e for e in media.sink.events if isinstance(e, PublishRefused)]
 
 
 def test_it_refuses_a_second_publisher(media, caplog):
@@ -154,6 +164,8 @@ def test_it_refuses_a_second_publisher(media, caplog):
         assert second.process.wait(30) != 0
         assert "reason=stream is already being published" in caplog.text
         assert media.run_sync(lambda: media.node.hub.is_live(KEY))
+        assert media.wait_for(lambda: refusals(media))
+        assert [(e.protocol, e.reason) for e in refusals(media)] == [("rtmp", "stream is already being published")]
     finally:
         first.stop()
 

@@ -440,3 +440,11 @@ def test_it_keeps_the_process_answering_at_the_descriptor_limit_and_logs_accept_
     assert len(first_lines) == 1, log[-3000:]
     counts = [int(n) for n in re.findall(r"rtmp: accept failed: (\d+) more", log)]
     assert counts and sum(counts) >= 1, log[-3000:]
+
+
+def test_it_names_peers_with_ipv6_hosts_in_brackets():
+    from livecenter.media.listener import peer_name
+
+    assert peer_name(("127.0.0.1", 1935)) == "127.0.0.1:1935"
+    assert peer_name(("::1", 5000, 0, 0)) == "[::1]:5000"
+    assert peer_name(None) == "?:0"

@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from domains import services
+from livecenter.media.liveurl import parse_srt_streamid
 from livecenter.media.signing import verify
 from tests.pagesupport import add_ingest, add_streaming, assert_field_error, assert_login_redirect, page
 
@@ -13,7 +14,14 @@ pytestmark = pytest.mark.django_db
 
 URL = "/tools/url-generator/"
 INGEST_IDS = ("url-ingest-rtmp", "url-ingest-srt", "url-ingest-rts")
-PLAYBACK_IDS = ("url-playback-rtmp", "url-playback-flv", "url-playback-m3u8", "url-playback-rts", "url-playback-whep")
+PLAYBACK_IDS = (
+    "url-playback-rtmp",
+    "url-playback-flv",
+    "url-playback-m3u8",
+    "url-playback-rts",
+    "url-playback-whep",
+    "url-playback-srt",
+)
 
 
 @pytest.fixture
@@ -80,6 +88,11 @@ def test_it_generates_signed_urls_that_verify(client, owner, pair):
     for id_ in ("url-playback-rtmp", "url-playback-flv", "url-playback-m3u8", "url-playback-rts"):
         check(urls[id_], streaming)
     check(urls["url-playback-whep"], streaming, path="/live/cam1")  # signed over the bare path
+    # SRT playback: the streaming domain in h=, m=request, signed over the bare path with its key.
+    sid = parse_srt_streamid(urls["url-playback-srt"].partition("streamid=")[2])
+    assert urls["url-playback-srt"].startswith("srt://play.example.com:1105?streamid=#!::h=play.example.com,")
+    assert (sid.host, sid.app, sid.stream, sid.mode) == ("play.example.com", "live", "cam1", "request")
+    assert verify(sid.signed_uri, sid.auth_key, streaming.signing_keys(), streaming.validity_seconds, time.time()).ok
     # A URL for one domain does not verify with the other's key.
     rtmp = urls["url-ingest-rtmp"]
     assert not verify(
@@ -116,6 +129,27 @@ def test_it_notes_a_missing_association(client, owner):
     body = page(client.post(URL, {"domain": "push.example.com", "app": "live", "stream": "cam1"}))
     assert "has no associated streaming domain, so there are no playback URLs" in body
     assert set(urls_in(body)) == set(INGEST_IDS)
+
+
+def test_it_tells_srt_publishers_of_an_encrypted_ingest_domain_to_add_the_passphrase(client, owner, pair):
+    ingest, _ = pair
+    services.configure_srt(ingest, srt_passphrase="correct horse battery")
+    client.force_login(owner)
+    # From either side of the association.
+    for name in ("push.example.com", "play.example.com"):
+        body = page(client.post(URL, {"domain": name, "app": "live", "stream": "cam1"}))
+        assert "SRT ingest to push.example.com is encrypted" in body
+        assert "&amp;passphrase={your SRT passphrase, percent-encoded}" in body
+        assert "&amp;pbkeylen=16, 24 or 32" in body
+        assert "correct horse battery" not in body
+        # The URL itself is unchanged: a publisher adds its own passphrase.
+        assert "passphrase" not in urls_in(body)["url-ingest-srt"]
+
+
+def test_it_has_no_srt_note_for_an_unencrypted_ingest_domain(client, owner, pair):
+    client.force_login(owner)
+    body = page(client.post(URL, {"domain": "push.example.com", "app": "live", "stream": "cam1"}))
+    assert "passphrase" not in body
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from livecenter.media.http_server import MediaHttpSession
 from livecenter.media.hub import StreamHub
-from livecenter.media.pump import PUMP_HIGH_WATER_BYTES, FramePump
+from livecenter.media.pump import MERGE_QUANTUM_SECONDS, PUMP_HIGH_WATER_BYTES, FramePump, MergeClock
 from tests.mediasupport import NodeThread, start_publisher
 from tests.test_hub import KEY, audio, push_gop, run, start, video
 
@@ -183,3 +183,43 @@ def test_it_frees_the_socket_of_an_flv_viewer_that_never_reads():
         client.close()
         publisher.stop()
         node.stop()
+
+
+class FakeLoop:
+    """The part of a loop the merge clock uses: its time and call_at."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.timers: list[tuple[float, object, tuple]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when, callback, *args) -> None:
+        self.timers.append((when, callback, args))
+
+
+class MergingPump:
+    def __init__(self) -> None:
+        self._merging = True
+        self.flushed = 0
+
+    def _merged(self) -> None:
+        self.flushed += 1
+
+
+def test_it_gives_the_viewers_readied_together_one_merge_timer():
+    loop = FakeLoop(100.0)
+    clock = MergeClock(loop)
+    pumps = [MergingPump() for _ in range(500)]
+    for pump in pumps:
+        clock.after(0.05, pump)
+    assert len(loop.timers) == 1
+    when, callback, args = loop.timers[0]
+    assert 100.05 <= when < 100.05 + MERGE_QUANTUM_SECONDS + 1e-9
+    loop.now += 0.02  # readied later: a timer of its own, never earlier than its merge
+    late = MergingPump()
+    clock.after(0.05, late)
+    assert len(loop.timers) == 2 and loop.timers[1][0] >= 100.07
+    callback(*args)
+    assert [p.flushed for p in pumps] == [1] * 500 and late.flushed == 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
 from livecenter.media.flv import VIDEO
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import StreamKey
@@ -83,61 +85,32 @@ def test_a_post_for_a_stream_past_its_first_frames_does_not_wait():
     asyncio.run(run())
 
 
-def _session(reasons):
-    service = SimpleNamespace(end=lambda session, reason: reasons.append(reason))
-    viewer = SimpleNamespace(ended=asyncio.Event())
-    return WhepSession(service, "session-1", KEY, viewer, "127.0.0.1"), viewer
-
-
-def test_a_session_that_never_connects_is_ended(monkeypatch):
-    monkeypatch.setattr(rts_session, "CONNECT_TIMEOUT_SECONDS", 0.2)
-
-    async def run():
-        reasons = []
-        session, _ = _session(reasons)
-        try:
-            await asyncio.wait_for(session._watch_session(), 30)
-        finally:
-            await session.pc.close()
-        assert reasons == ["did not connect"]
-
-    asyncio.run(run())
-
-
-def test_a_session_whose_stream_ends_before_it_connects_is_ended(monkeypatch):
-    monkeypatch.setattr(rts_session, "CONNECT_TIMEOUT_SECONDS", WAIT_SECONDS)
+@pytest.mark.parametrize(
+    ("connects", "stream_ends", "reason"),
+    [(False, False, "did not connect"), (False, True, "stream ended"), (True, True, "stream ended")],
+    ids=["never-connects", "stream-ends-before-it-connects", "stream-ends-after-it-connects"],
+)
+def test_a_session_is_ended_with_the_reason(monkeypatch, connects, stream_ends, reason):
+    # Only the session that never connects may wait out the connect timeout.
+    monkeypatch.setattr(rts_session, "CONNECT_TIMEOUT_SECONDS", WAIT_SECONDS if stream_ends else 0.2)
 
     async def run():
         reasons = []
-        session, viewer = _session(reasons)
+        service = SimpleNamespace(end=lambda session, reason: reasons.append(reason))
+        viewer = SimpleNamespace(ended=asyncio.Event())
+        session = WhepSession(service, "session-1", KEY, viewer, "127.0.0.1")
         watch = asyncio.ensure_future(session._watch_session())
         await asyncio.sleep(0)
-        viewer.ended.set()
+        if connects:
+            session._connected.set()  # what the connectionstatechange event does on "connected"
+            await asyncio.sleep(0)
+            assert not watch.done() and not reasons
+        if stream_ends:
+            viewer.ended.set()
         try:
             await asyncio.wait_for(watch, 30)
         finally:
             await session.pc.close()
-        assert reasons == ["stream ended"]
-
-    asyncio.run(run())
-
-
-def test_a_connected_session_ends_when_its_stream_ends(monkeypatch):
-    monkeypatch.setattr(rts_session, "CONNECT_TIMEOUT_SECONDS", WAIT_SECONDS)
-
-    async def run():
-        reasons = []
-        session, viewer = _session(reasons)
-        watch = asyncio.ensure_future(session._watch_session())
-        await asyncio.sleep(0)
-        session._connected.set()  # what the connectionstatechange event does on "connected"
-        await asyncio.sleep(0)
-        assert not watch.done() and not reasons
-        viewer.ended.set()
-        try:
-            await asyncio.wait_for(watch, 30)
-        finally:
-            await session.pc.close()
-        assert reasons == ["stream ended"]
+        assert reasons == [reason]
 
     asyncio.run(run())

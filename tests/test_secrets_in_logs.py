@@ -50,6 +50,12 @@ SECRET = "0123456789abcdef0123456789abcdef"
             "/live/s.flv?auth_key=a&domain=d&lc_worker=1767225600-0123abcd",
             "/live/s.flv?auth_key=redacted&domain=d&lc_worker=redacted",
         ),
+        # An SRT URL carries the stream's passphrase for libsrt and ffmpeg.
+        (
+            "srt://h:1105?streamid=#!::h=h,r=/live/s,m=publish&passphrase=correct%20horse%20battery&pbkeylen=16",
+            "srt://h:1105?streamid=#!::h=h,r=/live/s,m=publish&passphrase=redacted&pbkeylen=16",
+        ),
+        ("ffmpeg -i 'srt://h:1105?passphrase=correct.horse.battery'", "ffmpeg -i 'srt://h:1105?passphrase=redacted'"),
         ("", ""),
     ],
 )

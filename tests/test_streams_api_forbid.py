@@ -7,11 +7,10 @@ import pytest
 from django.utils import timezone
 
 from livecenter.media.policy import StreamKey
-from nodes import control
 from streams.models import StreamBlock, StreamControlEvent
 from tests.apisupport import client_for
 from tests.pagesupport import add_ingest
-from tests.streamsupport import FakeEngine, add_pair
+from tests.streamsupport import add_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -19,14 +18,6 @@ FORBID = "/api/v1/streams/forbid/"
 RESUME = "/api/v1/streams/resume/"
 STREAM = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
 KEY = StreamKey("push.example.com", "live", "cam1")
-
-
-@pytest.fixture
-def engine():
-    engine = FakeEngine()
-    control.register_engine(engine)
-    yield engine
-    control.register_engine(None)
 
 
 def snapshot() -> tuple:

@@ -110,3 +110,12 @@ def test_it_passes_drf_parameters_through(owner):
     add_ingest(owner)
     publish("push.example.com", "live", "cam1", "s1")
     assert client_for(owner).get(URL, {"page": 1, "format": "json"}).json()["count"] == 1
+
+
+def test_it_gives_an_srt_streams_protocol_and_publish_url(owner):
+    add_pair(owner)
+    publish("push.example.com", "live", "cam1", "s1", protocol="srt", client_addr="[2001:db8::5]:40000")
+    result = client_for(owner).get(URL).json()["results"][0]
+    assert result["protocol"] == "srt"
+    assert result["publish_url"] == "srt://push.example.com?streamid=#!::h=push.example.com,r=/live/cam1,m=publish"
+    assert (result["client_ip"], result["client_addr"]) == ("2001:db8::5", "[2001:db8::5]:40000")

@@ -57,7 +57,21 @@ def test_it_gives_an_ingest_domains_configuration(owner):
         ingest_domain=None,
         rts_enabled=False,
         html5_transcode=False,
+        srt_latency_ms=120,
+        srt_passphrase=None,
     )
+
+
+def test_it_gives_an_ingest_domains_srt_latency_and_passphrase_without_showing_secrets(owner):
+    push = add_ingest(owner)
+    domain_services.configure_srt(push, srt_latency_ms=450, srt_passphrase="correct horse battery")
+    got = config(DatabasePolicy(), "push.example.com")
+    assert (got.srt_latency_ms, got.srt_passphrase) == (450, "correct horse battery")
+    # A config in a log line or a traceback shows no secret.
+    assert "horse" not in repr(got) and push.auth_primary_key not in repr(got)
+    assert "srt_latency_ms=450" in repr(got)
+    domain_services.configure_srt(push, srt_passphrase="")
+    assert config(DatabasePolicy(), "push.example.com").srt_passphrase is None
 
 
 def test_it_gives_no_signing_keys_when_signing_is_off(owner):

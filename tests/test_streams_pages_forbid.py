@@ -6,7 +6,6 @@ import pytest
 from django.utils import timezone
 
 from livecenter.media.policy import StreamKey
-from nodes import control
 from streams.models import ControlAction, StreamBlock, StreamControlEvent
 from tests.pagesupport import add_ingest, assert_field_error, assert_login_redirect, page
 from tests.streamsupport import FakeEngine
@@ -16,14 +15,6 @@ pytestmark = pytest.mark.django_db
 URL = "/streams/forbid/"
 STREAM = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
 KEY = StreamKey("push.example.com", "live", "cam1")
-
-
-@pytest.fixture
-def engine():
-    engine = FakeEngine()
-    control.register_engine(engine)
-    yield engine
-    control.register_engine(None)
 
 
 def assert_nothing_saved(engine: FakeEngine) -> None:

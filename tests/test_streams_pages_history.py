@@ -76,3 +76,14 @@ def test_it_names_the_field_of_a_bad_filter(client, owner, outsider, sessions, p
     response = client.get(URL, params)
     assert_field_error(response, "form", field, message)
     assert 'data-session="' not in page(response)
+
+
+def test_it_shows_an_srt_sessions_protocol_and_publish_url(client, owner):
+    add_pair(owner)
+    publish("push.example.com", "live", "cam1", "s1", protocol="srt")
+    client.force_login(owner)
+    body = page(client.get(URL))
+    row = body[body.index('data-session="s1"') :].split("</tr>", 1)[0]
+    assert '<div class="small text-muted">SRT</div>' in row
+    assert "srt://push.example.com?streamid=#!::h=push.example.com,r=/live/cam1,m=publish" in row
+    assert "RTMP" not in row and "rtmp://" not in row

@@ -100,7 +100,7 @@ def test_it_says_to_add_an_ingest_domain_first(client, owner):
 
 
 def test_it_pages_a_long_list(client, owner, monkeypatch):
-    monkeypatch.setattr("streams.views.ROWS_PER_PAGE", 2)
+    monkeypatch.setattr("livecenter.lib.pages.ROWS_PER_PAGE", 2)
     add_ingest(owner)
     for i in range(3):
         publish("push.example.com", "live", f"cam{i}", f"s{i}", started_at=at(f"2026-05-01T1{i}:00:00"))
@@ -109,3 +109,17 @@ def test_it_pages_a_long_list(client, owner, monkeypatch):
     assert "Page 1 of 2" in first and 'href="?app=live&amp;page=2"' in first
     second = page(client.get(URL, {"app": "live", "page": 2}))
     assert "push.example.com/live/cam0" in second and "push.example.com/live/cam2" not in second
+
+
+def test_it_shows_each_streams_publish_protocol(client, owner):
+    add_pair(owner)
+    publish("push.example.com", "live", "cam1", "s1")
+    publish("push.example.com", "live", "cam2", "s2", protocol="srt")
+    client.force_login(owner)
+    body = page(client.get(URL))
+    rows = {
+        stream: body[body.index(f'data-stream="push.example.com/live/{stream}"') :].split("</tr>", 1)[0]
+        for stream in ("cam1", "cam2")
+    }
+    assert '<div class="small text-muted">RTMP</div>' in rows["cam1"] and "SRT" not in rows["cam1"]
+    assert '<div class="small text-muted">SRT</div>' in rows["cam2"] and "RTMP" not in rows["cam2"]

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from domains import services as domain_services
 from livecenter.media.policy import StreamKey
-from nodes import control
 from streams import services
 from streams.models import ControlAction, PublishSession, StreamBlock, StreamControlEvent
 from tests.pagesupport import add_ingest, add_streaming
@@ -19,14 +18,6 @@ from tests.streamsupport import FakeEngine, add_pair, at, publish, unpublish
 pytestmark = pytest.mark.django_db
 
 KEY = StreamKey("push.example.com", "live", "cam1")
-
-
-@pytest.fixture
-def engine():
-    engine = FakeEngine()
-    control.register_engine(engine)
-    yield engine
-    control.register_engine(None)
 
 
 def field_errors(exc: pytest.ExceptionInfo) -> dict:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from channels.layers import get_channel_layer
-from django.db import connection
 
 from domains import services
 from domains.tasks import verify_cname
+from tests.workersupport import database_env
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_WAIT_SECONDS = 60
@@ -74,18 +74,6 @@ def test_it_carries_messages_on_the_channel_layer():
     assert asyncio.run(roundtrip()) == {"type": "cname.checked", "domain": "play.example.com"}
 
 
-def worker_env(dns_address: str) -> dict:
-    env = dict(os.environ, LIVECENTER_DNS_RESOLVER=dns_address)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["LIVECENTER_SQLITE_PATH"] = str(db["NAME"])
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    return env
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_it_runs_the_cname_check_on_a_real_worker(owner, loopback_dns):
@@ -96,7 +84,7 @@ def test_it_runs_the_cname_check_on_a_real_worker(owner, loopback_dns):
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "livecenter", "worker", "-Q", queue, "--pool", "solo",
          "--without-mingle", "--without-gossip", "--loglevel", "INFO", "--hostname", f"{queue}@%h"],
-        env=worker_env(loopback_dns.address),
+        env=database_env(LIVECENTER_DNS_RESOLVER=loopback_dns.address),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

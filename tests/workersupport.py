@@ -77,17 +77,24 @@ class MediaNodeThread:
         return f"{parts.scheme}://127.0.0.1:{port}{parts.path}?{parts.query}&domain={parts.hostname}"
 
 
-def worker_env(queue: str, data_dir: Path) -> dict:
-    env = dict(os.environ, LIVECENTER_MEDIA_QUEUE=queue, LIVECENTER_RECORDINGS_DIR=str(data_dir / "recordings"),
-               LIVECENTER_SNAPSHOTS_DIR=str(data_dir / "snapshots"), PYTHONUNBUFFERED="1")  # fmt: skip
+def database_env(**extra: str) -> dict[str, str]:
+    """This process's environment with `extra`, pointing another process at
+    this test's database."""
+    env = dict(os.environ, **extra)
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
+        env.pop("DATABASE_URL", None)
         env["LIVECENTER_SQLITE_PATH"] = str(db["NAME"])
     else:
         env["DATABASE_URL"] = (
             f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
         )
     return env
+
+
+def worker_env(queue: str, data_dir: Path) -> dict[str, str]:
+    return database_env(LIVECENTER_MEDIA_QUEUE=queue, LIVECENTER_RECORDINGS_DIR=str(data_dir / "recordings"),
+                        LIVECENTER_SNAPSHOTS_DIR=str(data_dir / "snapshots"), PYTHONUNBUFFERED="1")  # fmt: skip
 
 
 class Workers:

@@ -23,25 +23,9 @@
  *   RESULT {...}
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include "../common.h"
 
-#define READ_BUFFER_BYTES (1 << 20)
-#define HANDSHAKE_BYTES 1536
 #define MAX_EVENTS 16384
-#define ACK_EVERY_BYTES 1000000 /* below any server's window (ours 2.5 MB, nginx-rtmp 5 MB) */
 
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_STREAMING, ST_CLOSED };
 
@@ -60,32 +44,6 @@ typedef struct {
     int closed_in_window;
     int refused;               /* the server refused the play (HTTP 503, NetStream.Play.Failed) */
 } viewer_t;
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *data = malloc(size > 0 ? size : 1);
-    if (size > 0 && fread(data, 1, size, f) != (size_t)size) { perror(path); exit(2); }
-    fclose(f);
-    *len = (size_t)size;
-    return data;
-}
-
-static int write_all(int fd, const unsigned char *data, size_t len) {
-    /* The opening bytes are small and the socket is fresh: one send fits.
-       A short write is treated as a failed viewer, not retried. */
-    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-    return n == (ssize_t)len ? 0 : -1;
-}
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -119,19 +77,13 @@ int main(int argc, char **argv) {
                         "[--warmup S] [--measure S] [--connect-rate PER_S]\n");
         return 2;
     }
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if ((rlim_t)n + 64 > rl.rlim_max) { fprintf(stderr, "--n %d needs more descriptors than %lu\n", n, (unsigned long)rl.rlim_max); return 2; }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t max_fds = raise_fd_limit();
+    if ((rlim_t)n + 64 > max_fds) { fprintf(stderr, "--n %d needs more descriptors than %lu\n", n, (unsigned long)max_fds); return 2; }
 
     size_t blob_len;
     unsigned char *blob = read_file(blob_path, &blob_len);
     unsigned char c0c1[1 + HANDSHAKE_BYTES];
-    c0c1[0] = 3; /* RTMP 5.2.2: version 3; C1 time 0, zero 0, random */
-    memset(c0c1 + 1, 0, 8);
-    srand(12345);
-    for (int i = 9; i < (int)sizeof c0c1; i++) c0c1[i] = (unsigned char)rand();
+    rtmp_c0c1(c0c1, 12345);
 
     static unsigned char buf[READ_BUFFER_BYTES];
     viewer_t *v = calloc(n, sizeof *v);
@@ -155,15 +107,9 @@ int main(int argc, char **argv) {
         int due = (int)((now - t0) * (int64_t)connect_rate / 1000) + 1;
         while (opened < n && opened < due) {
             viewer_t *x = &v[opened];
-            x->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            x->fd = connect_nonblocking(&addr);
             x->state = ST_CONNECTING;
             if (x->fd < 0) { x->state = ST_CLOSED; failed_open++; opened++; continue; }
-            int one = 1;
-            setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            int r = connect(x->fd, (struct sockaddr *)&addr, sizeof addr);
-            if (r < 0 && errno != EINPROGRESS) {
-                close(x->fd); x->state = ST_CLOSED; failed_open++; opened++; continue;
-            }
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)opened};
             epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev);
             opened++;
@@ -191,12 +137,7 @@ int main(int argc, char **argv) {
             printf("MEASURE_START\n");
             fflush(stdout);
         }
-        /* At most one turn per --poll-ms: data gathers in the socket buffers
-           and each recv takes several messages, not one syscall per message. */
-        int64_t since = now_ms() - last_wait;
-        if (since < poll_ms) usleep((useconds_t)(poll_ms - since) * 1000);
-        last_wait = now_ms();
-        int k = epoll_wait(ep, events, MAX_EVENTS, 20);
+        int k = epoll_turn(ep, events, MAX_EVENTS, poll_ms, &last_wait);
         now = now_ms();
         int in_window = measure_start && now >= measure_start;
         for (int e = 0; e < k; e++) {
@@ -206,14 +147,12 @@ int main(int argc, char **argv) {
             if (x->state == ST_CONNECTING) {
                 if (what & (EPOLLERR | EPOLLHUP)) goto close_it;
                 if (!(what & EPOLLOUT)) continue;
-                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[e].data.u32};
-                epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev);
                 if (rtmp) {
-                    if (write_all(x->fd, c0c1, sizeof c0c1)) goto close_it;
-                    x->s012 = malloc(1 + 2 * HANDSHAKE_BYTES);
+                    if (send_opening(ep, x->fd, events[e].data.u32, c0c1, sizeof c0c1)) goto close_it;
+                    x->s012 = malloc(S0S1S2_BYTES);
                     x->state = ST_HANDSHAKE;
                 } else {
-                    if (write_all(x->fd, blob, blob_len)) goto close_it;
+                    if (send_opening(ep, x->fd, events[e].data.u32, blob, blob_len)) goto close_it;
                     x->state = ST_STREAMING;
                     x->last_data_ms = now;
                 }
@@ -222,7 +161,7 @@ int main(int argc, char **argv) {
             for (;;) {
                 ssize_t got;
                 if (x->state == ST_HANDSHAKE) {
-                    got = recv(x->fd, x->s012 + x->s012_len, 1 + 2 * HANDSHAKE_BYTES - x->s012_len, 0);
+                    got = recv(x->fd, x->s012 + x->s012_len, S0S1S2_BYTES - x->s012_len, 0);
                 } else {
                     got = recv(x->fd, buf, sizeof buf, 0);
                 }
@@ -233,15 +172,10 @@ int main(int argc, char **argv) {
                     goto close_it;
                 }
                 if (x->state == ST_HANDSHAKE) {
-                    x->s012_len += (int)got;
                     x->total_in += (uint64_t)got;
-                    if (x->s012_len == 1 + 2 * HANDSHAKE_BYTES) {
-                        /* C2 echoes S1 (RTMP 5.2.4), then the commands. */
-                        if (write_all(x->fd, x->s012 + 1, HANDSHAKE_BYTES) || write_all(x->fd, blob, blob_len)) {
-                            goto close_it;
-                        }
-                        free(x->s012);
-                        x->s012 = NULL;
+                    int done = rtmp_handshake_read(x->fd, &x->s012, &x->s012_len, got, blob, blob_len);
+                    if (done < 0) goto close_it;
+                    if (done) {
                         x->state = ST_STREAMING;
                         x->last_data_ms = now;
                     }
@@ -258,17 +192,7 @@ int main(int argc, char **argv) {
                     if (rtmp && memmem(buf, (size_t)got, "NetStream.Play.Failed", 21)) x->refused = 1;
                 }
                 x->bytes += (uint64_t)got;
-                if (rtmp) {
-                    x->total_in += (uint64_t)got;
-                    if (x->total_in - x->acked >= ACK_EVERY_BYTES) {
-                        /* RTMP 5.4.3 Acknowledgement: chunk stream 2, type 3, sequence number. */
-                        unsigned char ack[16] = {0x02, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0};
-                        uint32_t seq = htonl((uint32_t)x->total_in);
-                        memcpy(ack + 12, &seq, 4);
-                        send(x->fd, ack, sizeof ack, MSG_NOSIGNAL | MSG_DONTWAIT);
-                        x->acked = x->total_in;
-                    }
-                }
+                if (rtmp) rtmp_count_and_ack(x->fd, &x->total_in, &x->acked, got);
                 if (got < (ssize_t)sizeof buf) break;
             }
             continue;

@@ -42,14 +42,17 @@ async def serve(
     rts_enabled: bool = False,
     every_second=None,
     max_egress_mbps: float = 0.0,
+    srt_port: int | None = None,
 ):
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
     `every_second(node)` each second if given. The benches measure the node
-    without a capacity (capacity.py) unless `max_egress_mbps` is given."""
+    without a capacity (capacity.py) unless `max_egress_mbps` is given; it
+    listens for SRT (UDP) on `srt_port` if given (0: a free port)."""
     config = NodeConfig(
         host="127.0.0.1",
         rtmp_port=rtmp_port,
         http_port=http_port,
+        srt_port=srt_port,
         node_id=node_id,
         max_egress_mbps=max_egress_mbps,
         # Every bench viewer comes from loopback: no cap per address.
@@ -80,9 +83,12 @@ def cli(description: str, **options) -> None:
     parser.add_argument("--rtmp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--max-egress-mbps", type=float, default=0.0, help="the node's capacity; 0: none")
+    parser.add_argument("--srt-port", type=int, help="also listen for SRT (UDP) here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.rtmp_port, args.http_port, max_egress_mbps=args.max_egress_mbps, **options))
+    asyncio.run(
+        serve(args.rtmp_port, args.http_port, max_egress_mbps=args.max_egress_mbps, srt_port=args.srt_port, **options)
+    )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,9 @@ def require_tools(servers: list[str]) -> None:
         require_nginx_rtmp()
 
 
-def make_clip(path: Path) -> float:
-    """A 720p30 H.264 (1 s GOP, no B-frames, CBR 2 Mbit/s) + AAC clip; returns
-    its FLV byte rate per second."""
+def make_clip(path: Path, fmt: str = "flv") -> float:
+    """A 720p30 H.264 (1 s GOP, no B-frames, CBR 2 Mbit/s) + AAC clip in
+    `fmt` (FLV, or MPEG-TS for bench/srt); returns its byte rate per second."""
     cmd = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
@@ -80,7 +80,7 @@ def make_clip(path: Path) -> float:
         "-b:v", VIDEO_BITRATE, "-minrate", VIDEO_BITRATE, "-maxrate", VIDEO_BITRATE, "-bufsize", VIDEO_BITRATE,
         "-x264-params", "nal-hrd=cbr",
         "-c:a", "aac", "-b:a", AUDIO_BITRATE,
-        "-f", "flv", str(path),
+        "-f", fmt, str(path),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, timeout=300)
     probe = subprocess.run(

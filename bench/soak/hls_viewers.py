@@ -37,18 +37,64 @@ SLOW_REQUEST_SECONDS = 2.0
 REQUEST_TIMEOUT_SECONDS = 20
 
 
-async def get(url: str) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
-    try:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, reused for a viewer's requests as a
+    player's browser does (the node keeps connections open: idle timeout and
+    a request cap, livecenter/media/http_server.py). A connection the node
+    closed while idle is opened again once for the request that found it."""
+
+    def __init__(self) -> None:
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.netloc = ""
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        reused = self.writer is not None and self.netloc == parts.netloc and not self.writer.is_closing()
+        if not reused:
+            self.close()
+            self.reader, self.writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+            self.netloc = parts.netloc
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
-        data = await reader.read()  # the node closes every response (Connection: close)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
+        try:
+            self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            self.close()
+            if reused and not getattr(exc, "partial", b""):
+                return await self.get(url)  # closed while idle: once more on a new connection
+            raise
+        try:
+            return await self.response(head)
+        except BaseException:
+            self.close()
+            raise
+
+    async def response(self, head: bytes) -> tuple[int, bytes]:
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1]) if lines[0].startswith("HTTP/") else 0
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                body += (await self.reader.readexactly(size + 2))[:-2]
+            await self.reader.readuntil(b"\r\n")
+        else:
+            body = await self.reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection") == "close":
+            self.close()
+        return status, body
 
 
 def parse_playlist(text: str) -> tuple[int, float, list[tuple[int, str]], list[tuple[int, int, str]]]:
@@ -80,11 +126,17 @@ class Session:
         self.parts_per_segment: dict[int, int] = {}
         self.gaps = 0
         self.slow = 0  # requests over SLOW_REQUEST_SECONDS
+        self.connection = Connection()  # playlists
+        self.media = Connection()  # segments and parts
 
-    async def request(self, url: str) -> tuple[int, bytes]:
+    async def request(self, url: str, connection: Connection | None = None) -> tuple[int, bytes]:
+        connection = connection or self.connection
         began = time.monotonic()
         try:
-            return await asyncio.wait_for(get(url), REQUEST_TIMEOUT_SECONDS)
+            return await asyncio.wait_for(connection.get(url), REQUEST_TIMEOUT_SECONDS)
+        except BaseException:
+            connection.close()
+            raise
         finally:
             took = time.monotonic() - began
             self.slow += took > SLOW_REQUEST_SECONDS
@@ -102,7 +154,7 @@ class Session:
             STATS["gap_examples"].append(text)
 
     async def fetch(self, uri: str) -> bool:
-        status, body = await self.request(urljoin(self.url, uri))
+        status, body = await self.request(urljoin(self.url, uri), self.media)
         if status != 200 or not body.startswith(b"\x47"):
             self.error(f"{uri}: {status} {body[:60]!r}")
             return False
@@ -112,20 +164,34 @@ class Session:
 
     async def run(self) -> None:
         url = self.url
-        while time.monotonic() < self.deadline:
-            status, body = await self.request(url)
-            STATS["playlists"] += 1
-            if status != 200:
-                self.error(f"playlist: {status} {body[:60]!r}")
-                await asyncio.sleep(1)
-                url = self.url
-                continue
-            sequence, target, segments, parts = parse_playlist(body.decode())
-            if self.mode == "hls":
-                await self.hls_step(segments)
-                await asyncio.sleep(target / 2)
-            else:
-                url = await self.llhls_step(segments, parts)
+        fetching: asyncio.Task | None = None
+        try:
+            while time.monotonic() < self.deadline:
+                status, body = await self.request(url)
+                STATS["playlists"] += 1
+                if status != 200:
+                    self.error(f"playlist: {status} {body[:60]!r}")
+                    await asyncio.sleep(1)
+                    url = self.url
+                    continue
+                sequence, target, segments, parts = parse_playlist(body.decode())
+                if self.mode == "hls":
+                    await self.hls_step(segments)
+                    await asyncio.sleep(target / 2)
+                    continue
+                if fetching is not None:
+                    await fetching  # where the last playlist's parts ended decides what this one adds
+                fetching = asyncio.create_task(self.llhls_fetch(*self.llhls_plan(segments, parts)))
+                if not parts:
+                    await asyncio.sleep(0.2)
+                    url = self.url
+                else:
+                    url = f"{self.url}&_HLS_msn={parts[-1][0]}&_HLS_part={parts[-1][1] + 1}"
+            if fetching is not None:
+                await fetching
+        finally:
+            if fetching is not None:
+                fetching.cancel()
 
     async def hls_step(self, segments: list[tuple[int, str]]) -> None:
         if self.last_msn is None:
@@ -139,46 +205,52 @@ class Session:
                 break  # the next reload shows whether it can still be had
             self.last_msn = msn
 
-    async def catch_up(self, last_msn: int, first: tuple[int, int], listed: dict[int, str]) -> None:
+    def catch_up(self, last_msn: int, first: tuple[int, int], listed: dict[int, str]) -> list[str]:
         """The parts after the last one fetched are no longer listed (the
         playlist keeps parts for its last segments only): as a player does,
         fetch the segments in between whole, from the one the last part
         belongs to. Media is lost only where such a segment is gone too."""
+        uris = []
         for msn in range(last_msn, first[0]):
-            if msn in listed:
-                await self.fetch(listed[msn])
-            else:
+            if msn not in listed:
                 self.gap(f"after part {self.last_part} came {first}; segment {msn} is not listed")
-                return
+                return uris
+            uris.append(listed[msn])
         if first[1] != 0:
             self.gap(f"after part {self.last_part} came {first}")
+        return uris
 
-    async def llhls_step(self, segments: list[tuple[int, str]], parts: list[tuple[int, int, str]]) -> str:
+    def llhls_plan(
+        self, segments: list[tuple[int, str]], parts: list[tuple[int, int, str]]
+    ) -> tuple[list[str], list[tuple[int, int, str]]]:
+        """What to fetch of a playlist: (whole segments to catch up with, new parts)."""
         for msn, _uri in segments:
             self.parts_per_segment[msn] = sum(1 for p in parts if p[0] == msn) or self.parts_per_segment.get(msn, 0)
         if self.last_part is None:
-            parts = parts[-3:]
-        else:
-            last_msn, last_index = self.last_part
-            new = [p for p in parts if (p[0], p[1]) > self.last_part]
-            if new:
-                first = new[0][:2]
-                successor = (last_msn, last_index + 1)
-                # The part after the last one of a complete segment is part 0 of the next.
-                complete = any(m == last_msn for m, _ in segments)
-                closed = complete and self.parts_per_segment.get(last_msn) == last_index + 1
-                if first != successor and not (closed and first == (last_msn + 1, 0)):
-                    await self.catch_up(last_msn, first, dict(segments))
-            parts = new
+            return [], parts[-3:]
+        last_msn, last_index = self.last_part
+        new = [p for p in parts if (p[0], p[1]) > self.last_part]
+        catch_up = []
+        if new:
+            first = new[0][:2]
+            successor = (last_msn, last_index + 1)
+            # The part after the last one of a complete segment is part 0 of the next.
+            complete = any(m == last_msn for m, _ in segments)
+            closed = complete and self.parts_per_segment.get(last_msn) == last_index + 1
+            if first != successor and not (closed and first == (last_msn + 1, 0)):
+                catch_up = self.catch_up(last_msn, first, dict(segments))
+        return catch_up, new
+
+    async def llhls_fetch(self, segments: list[str], parts: list[tuple[int, int, str]]) -> None:
+        """Fetch on the media connection while the next blocking reload waits
+        on the playlist one, as hls.js does (its part loads and its playlist
+        loads are separate requests in flight together)."""
+        for uri in segments:
+            await self.fetch(uri)
         for msn, index, uri in parts:
             if not await self.fetch(uri):
                 break  # the next reload shows whether it can still be had
             self.last_part = (msn, index)
-        if not parts and self.last_part is None:
-            await asyncio.sleep(0.2)
-            return self.url
-        newest = self.last_part
-        return f"{self.url}&_HLS_msn={newest[0]}&_HLS_part={newest[1] + 1}"
 
 
 async def slot(url: str, mode: str, min_life: float, max_life: float, stop_at: float) -> None:
@@ -187,10 +259,19 @@ async def slot(url: str, mode: str, min_life: float, max_life: float, stop_at: f
         STATS["open"] += 1
         try:
             await session.run()
-        except (OSError, TimeoutError, ValueError, IndexError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,
+            IndexError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:
             session.error(f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(1)
         finally:
+            session.connection.close()
+            session.media.close()
             STATS["open"] -= 1
             STATS["sessions"] += 1
             STATS["gaps"] += session.gaps

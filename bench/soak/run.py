@@ -11,8 +11,9 @@ template on the `--transcoded` first streams only (their own app); then
 as its child), so the node and the worker are separate PIDs to sample.
 
 Load, all on loopback:
-- `--publishers` ffmpeg processes publishing a prepared clip over RTMP in real
-  time (`-re -stream_loop -1 -c copy`);
+- `--publishers` ffmpeg processes publishing a prepared clip in real time
+  (`-re -stream_loop -1 -c copy`), over RTMP, and the last `--srt-publishers`
+  of them as MPEG-TS over SRT to the URL the console hands out;
 - `--viewers` viewers that join and leave all the time (each session lasts
   a random 20-120 s, then the slot opens a new one), split over RTMP and
   HTTP-FLV (viewers.c, which parses every tag/message and checks the video
@@ -107,7 +108,7 @@ for app, stream, template in a["streams"]:
     u = services.generate_urls(owner, a["push"], app, stream, template=template)
     local = lambda url, d: via_media_host(url, "127.0.0.1", d)
     out.append({{"app": app, "stream": stream, "template": template,
-                "ingest": local(u.ingest["rtmp"], u.ingest_domain),
+                "ingest": local(u.ingest["rtmp"], u.ingest_domain), "srt": u.ingest["srt"],
                 **{{k: local(u.playback[k], u.streaming_domain) for k in ("rtmp", "flv", "m3u8", "whep")}}}})
 print("URLS " + json.dumps(out))
 """
@@ -235,7 +236,8 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
     status = node_status(http_port)
     sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"],
                       "connections": status["connections"], "viewers": status["viewers"],
-                      "streams": status["streams"]}  # fmt: skip
+                      "streams": status["streams"], "loop_lag_ms": status.get("loop_lag_ms"),
+                      "refused": status.get("refused", {})}  # fmt: skip
     wpid = worker_pid(runall_pid)
     sample["worker"] = proc_figures(wpid) if wpid else {}
     sample["rows"] = table_rows(db)
@@ -442,6 +444,12 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=20)
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--rts-viewers", type=int, default=50, help="at most this many of the viewers over RTS")
+    parser.add_argument(
+        "--srt-publishers",
+        type=int,
+        default=4,
+        help="of the publishers, this many (the last ones) publish over SRT (default 4)",
+    )
     parser.add_argument("--transcoded", type=int, default=1, help="streams with a transcoding template (default 1)")
     parser.add_argument("--warmup-minutes", type=float, help="default 5, or a third of --minutes if shorter than 15")
     parser.add_argument("--sample-seconds", type=float, default=60)
@@ -462,16 +470,19 @@ def main() -> None:
             sys.exit(f"{tool} is needed (apt-get install ffmpeg gcc)")
     if not 0 <= args.transcoded <= args.publishers:
         sys.exit("--transcoded: between 0 and --publishers")
+    if not 0 <= args.srt_publishers <= args.publishers - args.transcoded:
+        sys.exit("--srt-publishers: between 0 and --publishers less --transcoded")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     data = workdir / "data"
-    rtmp_port, http_port, console_port = free_port(), free_port(), free_port()
+    rtmp_port, http_port, console_port, srt_port = free_port(), free_port(), free_port(), free_port()
     per_stream_jobs = 2  # a recording and a snapshot series
     env = {
         **os.environ,
         "LIVECENTER_DATA_DIR": str(data),
         "DJANGO_SETTINGS_MODULE": "livecenter.settings",
         "LIVECENTER_RTMP_PORT": str(rtmp_port),
+        "LIVECENTER_SRT_PORT": str(srt_port),
         "LIVECENTER_HTTP_PORT": str(http_port),
         "LIVECENTER_MEDIA_HOST": "127.0.0.1",
         "LIVECENTER_PLAYER_MEDIA_HOST": "127.0.0.1",
@@ -515,8 +526,12 @@ def main() -> None:
         for port in (rtmp_port, http_port, console_port):
             wait_port(port, timeout=60)
         for i, u in enumerate(sources):
+            if i >= len(sources) - args.srt_publishers:  # MPEG-TS over SRT, to the URL the console handed out
+                target = ["-f", "mpegts", u["srt"].replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1)]
+            else:
+                target = ["-f", "flv", u["ingest"]]
             publish = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-                       "-c", "copy", "-f", "flv", u["ingest"]]  # fmt: skip
+                       "-c", "copy", *target]  # fmt: skip
             procs.start(f"publisher-{i:02d}", publish)
             publish_began[f"{u['app']}/{u['stream']}"] = time.monotonic()
         deadline = time.monotonic() + 60
@@ -578,7 +593,8 @@ def main() -> None:
                     log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
                     f" threads, {n['tasks']} tasks, {n['connections']}; worker {w.get('rss_kib', 0) // 1024} MiB,"
-                    f" {w.get('fds')} fds, {w.get('threads')} threads")  # fmt: skip
+                    f" {w.get('fds')} fds, {w.get('threads')} threads; loop lag {n.get('loop_lag_ms')} ms,"
+                    f" refused {n.get('refused')}")  # fmt: skip
                 next_sample += args.sample_seconds
             time.sleep(1)
         samples.append(take_sample(began, runall.pid, http_port, db, workdir, clients))

@@ -1,8 +1,8 @@
 /* Soak viewers: N RTMP or HTTP-FLV viewers over S streams that join and
  * leave all the time, each checking that it lost no frame.
  *
- * bench/fanout/loadgen.c's epoll loop (one thread, non-blocking sockets), with
- * two additions:
+ * bench/fanout/loadgen.c's epoll loop (one thread, non-blocking sockets; the
+ * parts both use are in bench/common.h), with two additions:
  *
  *   - churn: each viewer session lasts a random time in [--min-life,
  *     --max-life] seconds, then closes and a new session of the same slot
@@ -22,26 +22,12 @@
  * counting finished sessions since the start, plus the open ones.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#define READ_BUFFER_BYTES (1 << 20)
-#define HANDSHAKE_BYTES 1536
+#include "../common.h"
+
 #define MAX_EVENTS 4096
-#define ACK_EVERY_BYTES 1000000
 #define MAX_CSID 64
 #define MAX_STREAMS 256
 
@@ -80,25 +66,6 @@ static int rtmp_mode;
 static int64_t max_step_ms = 1000;
 static uint64_t refused_total, sessions, ended_by_us, cut_by_server, never_played, failed_open, sessions_with_gaps, parse_errors;
 static uint64_t video_total, audio_total, gaps_total, worst_step;
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *data = malloc(size > 0 ? size : 1);
-    if (size > 0 && fread(data, 1, size, f) != (size_t)size) { perror(path); exit(2); }
-    fclose(f);
-    *len = (size_t)size;
-    return data;
-}
 
 static void on_video(viewer_t *x, uint32_t ts, const uint8_t *head, int head_len) {
     /* AVC sequence headers (AVCPacketType 0) carry no frame. */
@@ -323,10 +290,7 @@ int main(int argc, char **argv) {
                         "[--min-life S] [--max-life S] [--duration S] [--report S] [--max-step-ms MS]\n");
         return 2;
     }
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    raise_fd_limit();
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     signal(SIGPIPE, SIG_IGN);
@@ -339,10 +303,7 @@ int main(int argc, char **argv) {
         blobs[s] = read_file(path, &blob_lens[s]);
     }
     unsigned char c0c1[1 + HANDSHAKE_BYTES];
-    c0c1[0] = 3;
-    memset(c0c1 + 1, 0, 8);
-    srand(12345 + rtmp_mode);
-    for (int i = 9; i < (int)sizeof c0c1; i++) c0c1[i] = (unsigned char)rand();
+    rtmp_c0c1(c0c1, 12345 + rtmp_mode); /* also seeds the session lives below */
 
     static unsigned char buf[READ_BUFFER_BYTES];
     viewer_t *v = calloc(n, sizeof *v);
@@ -373,12 +334,8 @@ int main(int argc, char **argv) {
             x->last_video_ts = -1;
             double life = min_life + (max_life - min_life) * (rand() / (double)RAND_MAX);
             x->end_ms = now + (int64_t)(life * 1000);
-            x->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            x->fd = connect_nonblocking(&addr);
             if (x->fd < 0) { failed_open++; continue; }
-            int one = 1;
-            setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            int r = connect(x->fd, (struct sockaddr *)&addr, sizeof addr);
-            if (r < 0 && errno != EINPROGRESS) { close(x->fd); x->fd = -1; failed_open++; continue; }
             x->state = ST_CONNECTING;
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
             epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev);
@@ -387,10 +344,7 @@ int main(int argc, char **argv) {
             print_stats(v, n);
             next_report += (int64_t)(report * 1000);
         }
-        int64_t since = now_ms() - last_wait;
-        if (since < poll_ms) usleep((useconds_t)(poll_ms - since) * 1000);
-        last_wait = now_ms();
-        int k = epoll_wait(ep, events, MAX_EVENTS, 20);
+        int k = epoll_turn(ep, events, MAX_EVENTS, poll_ms, &last_wait);
         now = now_ms();
         for (int e = 0; e < k; e++) {
             viewer_t *x = &v[events[e].data.u32];
@@ -399,14 +353,12 @@ int main(int argc, char **argv) {
             if (x->state == ST_CONNECTING) {
                 if (what & (EPOLLERR | EPOLLHUP)) { failed_open++; x->state = ST_STREAMING; goto cut; }
                 if (!(what & EPOLLOUT)) continue;
-                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[e].data.u32};
-                epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev);
                 if (rtmp_mode) {
-                    if (send(x->fd, c0c1, sizeof c0c1, MSG_NOSIGNAL) != (ssize_t)sizeof c0c1) goto cut;
-                    x->s012 = malloc(1 + 2 * HANDSHAKE_BYTES);
+                    if (send_opening(ep, x->fd, events[e].data.u32, c0c1, sizeof c0c1)) goto cut;
+                    x->s012 = malloc(S0S1S2_BYTES);
                     x->state = ST_HANDSHAKE;
                 } else {
-                    if (send(x->fd, blobs[x->stream], blob_lens[x->stream], MSG_NOSIGNAL) != (ssize_t)blob_lens[x->stream]) goto cut;
+                    if (send_opening(ep, x->fd, events[e].data.u32, blobs[x->stream], blob_lens[x->stream])) goto cut;
                     x->state = ST_STREAMING;
                     x->hdr_need = -1;
                 }
@@ -414,7 +366,7 @@ int main(int argc, char **argv) {
             }
             for (;;) {
                 ssize_t got;
-                if (x->state == ST_HANDSHAKE) got = recv(x->fd, x->s012 + x->s012_len, 1 + 2 * HANDSHAKE_BYTES - x->s012_len, 0);
+                if (x->state == ST_HANDSHAKE) got = recv(x->fd, x->s012 + x->s012_len, S0S1S2_BYTES - x->s012_len, 0);
                 else got = recv(x->fd, buf, sizeof buf, 0);
                 if (got == 0) goto cut;
                 if (got < 0) {
@@ -424,13 +376,10 @@ int main(int argc, char **argv) {
                 }
                 x->last_data_ms = now;
                 if (x->state == ST_HANDSHAKE) {
-                    x->s012_len += (int)got;
                     x->total_in += (uint64_t)got;
-                    if (x->s012_len == 1 + 2 * HANDSHAKE_BYTES) {
-                        if (send(x->fd, x->s012 + 1, HANDSHAKE_BYTES, MSG_NOSIGNAL) != HANDSHAKE_BYTES ||
-                            send(x->fd, blobs[x->stream], blob_lens[x->stream], MSG_NOSIGNAL) != (ssize_t)blob_lens[x->stream]) goto cut;
-                        free(x->s012);
-                        x->s012 = NULL;
+                    int done = rtmp_handshake_read(x->fd, &x->s012, &x->s012_len, got, blobs[x->stream], blob_lens[x->stream]);
+                    if (done < 0) goto cut;
+                    if (done) {
                         x->state = ST_STREAMING;
                         x->chunk_size = 128;
                         x->cs = calloc(MAX_CSID, sizeof *x->cs);
@@ -439,14 +388,7 @@ int main(int argc, char **argv) {
                 }
                 int bad;
                 if (rtmp_mode) {
-                    x->total_in += (uint64_t)got;
-                    if (x->total_in - x->acked >= ACK_EVERY_BYTES) {
-                        unsigned char ack[16] = {0x02, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0};
-                        uint32_t seq = htonl((uint32_t)x->total_in);
-                        memcpy(ack + 12, &seq, 4);
-                        send(x->fd, ack, sizeof ack, MSG_NOSIGNAL | MSG_DONTWAIT);
-                        x->acked = x->total_in;
-                    }
+                    rtmp_count_and_ack(x->fd, &x->total_in, &x->acked, got);
                     bad = feed_rtmp(x, buf, (size_t)got);
                 } else {
                     bad = feed_flv(x, buf, (size_t)got);

@@ -3,15 +3,17 @@
 Services raise `invalid(field, message)`: a Django ValidationError keyed by
 the field at fault, which a page shows beside the field. An API view runs a
 service through `call_service`, which turns that error into DRF's 400 whose
-JSON names the field, and checks input types with `valid_data`.
+JSON names the field, and checks input types with `valid_data`. A management
+command raises `command_error`, which names the option instead of the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
@@ -37,3 +39,14 @@ def valid_data(serializer_class: type[serializers.Serializer], data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def command_error(exc: ValidationError, option_for_field: Mapping[str, str]) -> CommandError:
+    """A service's error as a management command's: each message after the
+    option that set its field ("--app: app name must be ...")."""
+    problems = [
+        f"{option_for_field.get(field, field)}: {message}"
+        for field, messages in exc.message_dict.items()
+        for message in messages
+    ]
+    return CommandError("; ".join(problems))

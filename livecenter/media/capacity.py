@@ -14,6 +14,15 @@ its own SRTP encryption and RTP packets per frame. A node is full once its
 load reaches `max_egress_mbps`; the viewer admitted just under it may take it
 past by one viewer's cost.
 
+Egress alone does not see every cost: at a few hundred kbit/s a viewer
+costs the loop per frame and per request more than per bit, and RTS costs
+it an Opus encoder per stream (bench/README.md, "bench/soak"). So the node
+also watches its event loop: `LoopLagGauge` is fed how late a short timer
+fires (LAG_PROBE_SECONDS); while the median lateness over the last
+LAG_WINDOW_SECONDS is past `max_loop_lag_ms` the loop is behind on the
+viewers it has, and new ones are refused the same way. A median, not the
+worst sample: one garbage collection or one slow disk write is not overload.
+
 The node's own media workers (recording, snapshots, transcoding) read the
 stream like viewers but are never refused: they present a worker token, an
 HMAC of the URI under a key the node and the workers share.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 # Measured with bench/fanout on this machine class (2 cores, loopback, one
@@ -92,6 +102,50 @@ class EgressGauge:
             self.refused += 1
             return False
         self.load_bps += viewer_cost_bps(protocol, bitrate_bps)
+        return True
+
+
+# How often the node measures its loop's lateness, and over how long the
+# median is taken.
+LAG_PROBE_SECONDS = 0.1
+LAG_WINDOW_SECONDS = 3.0
+# The default limit: a loop this late on every timer cannot keep LL-HLS's
+# 200 ms parts (hls_server.py) on time, let alone RTS.
+DEFAULT_MAX_LOOP_LAG_MS = 250.0
+
+
+class LoopLagGauge:
+    """The event loop's lateness: the median of the probes of the last
+    `window_seconds`, against `max_loop_lag_ms` (0: not watched)."""
+
+    def __init__(self, max_loop_lag_ms: float, window_seconds: float = LAG_WINDOW_SECONDS) -> None:
+        if max_loop_lag_ms < 0:
+            raise ValueError("max_loop_lag_ms must be 0 (not watched) or more")
+        self.max_lag_s = max_loop_lag_ms / 1000
+        self.window_seconds = window_seconds
+        self.refused = 0
+        self._samples: deque[tuple[float, float]] = deque()
+
+    @property
+    def limited(self) -> bool:
+        return self.max_lag_s > 0
+
+    def observe(self, now: float, lag_s: float) -> None:
+        """A probe that was due at `now - lag_s` ran at `now`."""
+        samples = self._samples
+        samples.append((now, max(lag_s, 0.0)))
+        while samples and (now - samples[0][0] > self.window_seconds or now < samples[0][0]):
+            samples.popleft()
+
+    def lag_s(self, now: float) -> float:
+        """The median lateness of the window ending at `now` (0 without probes in it)."""
+        recent = sorted(lag for at, lag in self._samples if 0 <= now - at <= self.window_seconds)
+        return recent[len(recent) // 2] if recent else 0.0
+
+    def admit(self, now: float) -> bool:
+        if self.limited and self.lag_s(now) > self.max_lag_s:
+            self.refused += 1
+            return False
         return True
 
 

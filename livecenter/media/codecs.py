@@ -375,6 +375,58 @@ def avcc_to_annexb(data: bytes, nal_length_size: int) -> bytes:
     return b"".join(parts)
 
 
+def iter_annexb_nal_units(data: bytes | bytearray, start: int = 0) -> Iterator[memoryview]:
+    """The NAL units of Annex B data (H.264 B.1: each after a 0x000001 start
+    code) from `start` on, as views into `data`, without the zero bytes before
+    the next start code (trailing_zero_8bits, or a 4-byte start code's first
+    byte: a NAL unit never ends in 0x00, 7.4.2.10). Bytes before the first
+    start code are not a NAL unit and are skipped."""
+    view = memoryview(data)
+    end = len(data)
+    pos = data.find(b"\x00\x00\x01", start)
+    units = 0
+    while pos >= 0:
+        pos += 3
+        following = data.find(b"\x00\x00\x01", pos)
+        stop = end if following < 0 else following
+        while stop > pos and data[stop - 1] == 0:
+            stop -= 1
+        if stop > pos:
+            units += 1
+            if units > MAX_NAL_UNITS_PER_ACCESS_UNIT:
+                raise CodecError(f"more than {MAX_NAL_UNITS_PER_ACCESS_UNIT} NAL units in one access unit")
+            yield view[pos:stop]
+        pos = following
+
+
+# ISO/IEC 14496-15 5.3.3.1.2: numOfSequenceParameterSets is 5 bits, the PPS count 8 bits.
+MAX_RECORD_SPS = 31
+MAX_RECORD_PPS = 255
+
+
+def avc_decoder_config_record(sps: tuple[bytes, ...], pps: tuple[bytes, ...]) -> bytes:
+    """An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1.1) for
+    these parameter sets, with 4-byte NAL unit lengths, as parse_avc_decoder_config
+    reads it. Profile, compatibility and level come from the first SPS. The
+    High-profile extension (chroma format, bit depths) is optional in
+    practice, as the parser notes, and left out."""
+    if not sps or not pps:
+        raise CodecError("an AVC decoder configuration record needs an SPS and a PPS")
+    if len(sps) > MAX_RECORD_SPS or len(pps) > MAX_RECORD_PPS:
+        raise CodecError(f"{len(sps)} SPS and {len(pps)} PPS do not fit a record ({MAX_RECORD_SPS}, {MAX_RECORD_PPS})")
+    first = sps[0]
+    if len(first) < 4:
+        raise CodecError(f"SPS of {len(first)} bytes is shorter than its header (4)")
+    if max(len(nal) for nal in (*sps, *pps)) > 0xFFFF:
+        raise CodecError("a parameter set does not fit its 16-bit length")
+    # version 1, profile, compatibility, level, '111111' + lengthSizeMinusOne 3, '111' + SPS count
+    out = bytearray((1, first[1], first[2], first[3], 0xFF, 0xE0 | len(sps)))
+    out += b"".join(len(nal).to_bytes(2, "big") + nal for nal in sps)
+    out.append(len(pps))
+    out += b"".join(len(nal).to_bytes(2, "big") + nal for nal in pps)
+    return bytes(out)
+
+
 # --- AAC -------------------------------------------------------------------------------
 
 

@@ -118,6 +118,9 @@ MAX_SEQUENCE_DIGITS = 18
 FIRST_MEDIA_SEQUENCE = 1
 
 TOKEN_QUERY = "token"
+# Renderings of one packager state kept for reuse (low-latency or not, a
+# token, the rendition reports: a handful in practice).
+MAX_RENDERED_PLAYLISTS = 8
 _MEDIA_URI = re.compile(rf"(?:seg_(\d{{1,{MAX_SEQUENCE_DIGITS}}})|part_(\d{{1,18}})_(\d{{1,6}}))\.ts", re.ASCII)
 
 
@@ -324,6 +327,11 @@ class HlsPackager:
         self.part_limit = advance_part_limit(self.part_target_ms / 1000)
         self._muxer = TsMuxer()
         self._segments: deque[HlsSegment] = deque(maxlen=window_segments + retained)
+        # Playlists as last rendered, until the next frame or discontinuity:
+        # the viewers of a stream all ask for the same one as a part completes.
+        self._version = 0
+        self._rendered: dict[tuple, str] = {}
+        self._rendered_version = -1
         self._open: HlsSegment | None = None
         self._part_start_ms = 0
         self._part_offset = 0
@@ -450,6 +458,7 @@ class HlsPackager:
         """One hub frame. Returns the parts and segments it completed (the
         moment to wake blocked requests). Raises TsMuxError for a frame that
         cannot be muxed; it is dropped and nothing else changes."""
+        self._version += 1  # a rendered playlist is stale from here on
         if kind == FrameKind.META:
             return []
         if sequence_header:
@@ -506,6 +515,7 @@ class HlsPackager:
         """The publisher went away (and may come back with other timestamps
         and parameters): close the open segment, start the next one with
         EXT-X-DISCONTINUITY at the next keyframe, restart the TS counters."""
+        self._version += 1
         if self._open is not None and self._last_ms is not None:
             events: list[HlsPartCompleted | HlsSegmentCompleted] = []
             # The last frame lasts as long as the ones before it.
@@ -592,6 +602,18 @@ class HlsPackager:
         """The media playlist. `rendition_reports`: (uri, last_msn,
         last_part) of the other renditions, for EXT-X-RENDITION-REPORT (RFC
         8216bis 4.4.5.4) once there are renditions."""
+        key = (low_latency, token, tuple(rendition_reports))
+        if self._rendered_version != self._version:
+            self._rendered.clear()
+            self._rendered_version = self._version
+        elif key in self._rendered:
+            return self._rendered[key]
+        text = self._render(low_latency, token, key[2])
+        if len(self._rendered) < MAX_RENDERED_PLAYLISTS:
+            self._rendered[key] = text
+        return text
+
+    def _render(self, low_latency: bool, token: str | None, rendition_reports: tuple[tuple[str, int, int], ...]) -> str:
         segments = list(self._segments)[-self.window_segments :]
         # The open segment shows once it has a part (its tags need something to apply to).
         opened = self._open if low_latency and self._open is not None and self._open.parts else None

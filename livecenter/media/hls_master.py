@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .play import REFUSAL_NOT_LIVE
 from .policy import RenditionGroup, StreamKey
 from .renditions import output_size, rendition_name, split_rendition_name
 from .signing import parse_auth_key, sign
@@ -75,7 +76,7 @@ async def master_playlist(node, admission, app: str, stream: str, query: dict[st
         return None
     source = StreamKey(key.domain, app, source_name)
     if not await node.hub.wait_live(source, node.config.play_wait_seconds):
-        return 404, "stream is not live"
+        return 404, REFUSAL_NOT_LIVE
     for spec in group.renditions:
         if not node.hub.is_live(StreamKey(key.domain, app, rendition_name(source_name, spec.template_id))):
             node.request_rendition(source, spec.template_id)

@@ -22,6 +22,7 @@ import time
 
 from .hls import HlsPackager, Readiness, parse_media_uri
 from .mpegts import TsMuxError
+from .play import REFUSAL_NOT_LIVE
 from .policy import StreamKey
 from .renditions import split_rendition_name
 from .signing import check_segment_token, make_segment_token
@@ -166,7 +167,7 @@ class HlsService:
         deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
         while not stream.packager.has_segments:
             if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
-                return 404, "stream is not live"
+                return 404, REFUSAL_NOT_LIVE
         if msn is None and stream.packager.segment_ends_within(JOIN_SEGMENT_END_MARGIN_MS):
             closing = stream.packager.building_part[0]
             while stream.packager.building_part[0] == closing and not stream.subscription.ended:

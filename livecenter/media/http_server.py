@@ -30,6 +30,7 @@ import h11
 from .admission import domain_of
 from .flv import flv_header
 from .hls_master import master_playlist
+from .listener import peer_name
 from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .play import PlayDecision, PlayRefusal, PlayRequest, admit_viewer, wait_live
 from .pump import FramePump
@@ -135,8 +136,7 @@ class MediaHttpSession:
         self.node = node
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer = f"{peer[0]}:{peer[1]}"
+        self.peer = peer_name(writer.get_extra_info("peername"))
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         self.requests = 0  # requests read on this connection
         self.method = b""

@@ -339,3 +339,12 @@ async def listen(name: str, handler: Handler, gate: ConnectionGate, host: str, p
     listener = MediaListener(name, handler, gate)
     await listener.start(host, port)
     return listener
+
+
+def peer_name(addr) -> str:
+    """`host:port` of a socket address, an IPv6 host in brackets (`[::1]:5000`),
+    as logs and the console's client address read it."""
+    if not addr:
+        return "?:0"
+    host, port = str(addr[0]), addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -3,8 +3,9 @@
 One module for both directions so the console's URL generator, the
 troubleshooting tool and the engine's SRT ingest agree on each form:
 RTMP, HTTP-FLV, HLS, RTS (WHEP and `artc://`) and the SRT stream ID
-(`#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish`). Pure: the caller
-passes the domains' keys, the expiry time and the ports; no clock, no I/O.
+(`#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish`, or `m=request` to
+play). Pure: the caller passes the domains' keys, the expiry time and the
+ports; no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def ingest_urls(target: SignedHost, app: str, stream: str, expires_at: int, port
     path = f"/{app}/{stream}"
     auth = _auth_query(target, path, expires_at, rand)
     h = target.host
-    streamid = SrtStreamId(h, app, stream, auth.removeprefix("auth_key=") or None)
+    streamid = SrtStreamId(h, app, stream, auth.removeprefix("auth_key=") or None, "publish")
     return {
         "rtmp": _with_query(f"rtmp://{h}:{ports.rtmp}{path}", auth),
         "srt": f"srt://{h}:{ports.srt}?streamid={streamid}",
@@ -113,15 +114,17 @@ def playback_urls(
     path = f"/{app}/{name}"
     h = target.host
     base = f"http://{h}:{ports.http}{path}"
-    # RTS is signed over the bare path, so the WHEP URL carries the same
-    # token as the artc:// form (DESIGN.md, URL signing).
+    # RTS and SRT are signed over the bare path, so the WHEP URL and the SRT
+    # stream ID carry the same token as the artc:// form (DESIGN.md, URL signing).
     rts_auth = _auth_query(target, path, expires_at, rand)
+    streamid = SrtStreamId(h, app, name, rts_auth.removeprefix("auth_key=") or None, "request")
     return {
         "rtmp": _with_query(f"rtmp://{h}:{ports.rtmp}{path}", rts_auth),
         "flv": _with_query(f"{base}.flv", _auth_query(target, f"{path}.flv", expires_at, rand)),
         "m3u8": _with_query(f"{base}.m3u8", _auth_query(target, f"{path}.m3u8", expires_at, rand)),
         "rts": _with_query(f"artc://{h}{path}", rts_auth),
         "whep": _with_query(f"{base}.whep", rts_auth),
+        "srt": f"srt://{h}:{ports.srt}?streamid={streamid}",
     }
 
 
@@ -137,6 +140,9 @@ class LiveUrl:
     stream: str
     signed_uri: str  # the path the Type A signature covers
     auth_key: str | None
+    # SRT only: the stream ID's m=, "publish" or "request" (to play; what
+    # libsrt callers mean when they leave m= out). None for other protocols.
+    srt_mode: str | None = None
 
     @property
     def names_ip_only(self) -> bool:
@@ -211,7 +217,7 @@ def parse_live_url(url: str) -> LiveUrl:
         except ValueError as exc:
             raise LiveUrlError(f"the URL does not parse: {exc}") from None
         host = domain_of(sid.host or hostname, {})
-        return LiveUrl(url, "srt", host, sid.app, sid.stream, sid.signed_uri, sid.auth_key)
+        return LiveUrl(url, "srt", host, sid.app, sid.stream, sid.signed_uri, sid.auth_key, sid.mode)
     try:
         parts = urlsplit(url)
         hostname = parts.hostname or ""

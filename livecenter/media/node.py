@@ -9,19 +9,30 @@ slow database never stalls the media path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from .capacity import DEFAULT_MAX_EGRESS_MBPS, WORKER_TOKEN_PARAM, EgressGauge, egress_bps, is_worker
+from .capacity import (
+    DEFAULT_MAX_EGRESS_MBPS,
+    DEFAULT_MAX_LOOP_LAG_MS,
+    LAG_PROBE_SECONDS,
+    WORKER_TOKEN_PARAM,
+    EgressGauge,
+    LoopLagGauge,
+    egress_bps,
+    is_worker,
+)
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EventSink,
     Policy,
+    PublishRefused,
     RenditionRequested,
     StreamKey,
     StreamPublished,
@@ -55,6 +66,10 @@ class _Updates:
     events: tuple[StreamUpdated, ...]
 
 
+# Refused publishers reported to the sink per second (the SRT port is open
+# to the internet: a caller retrying a bad URL, or many, must not flood the
+# database); past it they are only logged.
+MAX_REFUSALS_PER_SECOND = 10
 # Per-second samples waiting for the sink (stats.py); past this a slow sink
 # loses ticks rather than queueing stale ones.
 MAX_PENDING_SAMPLE_BATCHES = 10
@@ -67,6 +82,11 @@ class NodeConfig:
     host: str = "0.0.0.0"
     rtmp_port: int = 1935  # 0 picks a free port (tests)
     http_port: int = 8080
+    # SRT ingest (UDP); None: no SRT listener (0 picks a free port).
+    srt_port: int | None = None
+    # The receiver latency SRT callers get when their ingest domain sets none
+    # (the larger of it and the caller's own wins, as in libsrt).
+    srt_latency_ms: int = 120
     node_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
     # How long a viewer of a stream that is not live yet waits for it.
     play_wait_seconds: float = 5.0
@@ -116,9 +136,33 @@ class NodeConfig:
     rts_lip_sync: bool = False
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
+    # The event loop's median lateness (ms) past which new viewers are
+    # refused too (capacity.LoopLagGauge); 0: not watched.
+    max_loop_lag_ms: float = DEFAULT_MAX_LOOP_LAG_MS
     # The key media workers' tokens are made with (capacity.worker_token):
     # their reads are never refused at capacity. Empty: no worker is exempt.
     worker_key: bytes = b""
+
+
+# The SRT socket's kernel buffers: every publisher's datagrams wait there
+# while the loop is busy (20 publishers at 2 Mbit/s are 5 MB a second; the
+# kernel's default of about 200 KB is 40 ms of that). libsrt asks for more
+# still (SRTO_UDP_RCVBUF, 8 MB by default in 1.5).
+SRT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def size_udp_buffers(sock, size: int) -> None:
+    """Ask for `size`-byte receive and send buffers; as root past the
+    system's cap (net.core.rmem_max), else up to it."""
+    if sock is None:
+        return
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):  # fmt: skip
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force if force is not None else plain, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
 class MediaNode:
@@ -129,6 +173,8 @@ class MediaNode:
         self.hub = hub or StreamHub()
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
+        self.srt_port: int | None = None
+        self.srt = None  # SrtServer, from start() when srt_port is set
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
         # Incomplete messages held by all of the node's RTMP connections.
@@ -142,9 +188,12 @@ class MediaNode:
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub)
         self.egress = EgressGauge(config.max_egress_mbps)
+        self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
         self._pending_samples = 0
         self._updates_queued = False
         self.sample_batches_dropped = 0
+        self._refusals_second = 0
+        self._refusals_in_second = 0
         self.hub.on_wait = self._stream_wanted
 
     # --- lifecycle ------------------------------------------------------------
@@ -169,6 +218,14 @@ class MediaNode:
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.port
         self.http_port = http.port
+        if self.config.srt_port is not None:
+            from .srt_server import SrtServer
+
+            transport, self.srt = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: SrtServer(self), local_addr=(self.config.host, self.config.srt_port)
+            )
+            self.srt_port = transport.get_extra_info("sockname")[1]
+            size_udp_buffers(transport.get_extra_info("socket"), SRT_SOCKET_BUFFER_BYTES)
         self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),
@@ -176,18 +233,23 @@ class MediaNode:
         ]
         if self.config.sample_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
+        if self.loop_lag.limited:
+            self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
             self.config.host,
             self.http_port,
+            f", SRT on {self.config.host}:{self.srt_port} (UDP)" if self.srt is not None else "",
         )
 
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        if self.srt is not None:
+            self.srt.close()
         self.hls.stop()
         if self.rts is not None:
             await self.rts.stop()
@@ -215,16 +277,33 @@ class MediaNode:
         """Whether the node has room for a new viewer of `key` (capacity.py).
         A media worker with its token always has; an HLS `client` the stream
         already serves is not new."""
-        if not self.egress.limited:
+        if not self.egress.limited and not self.loop_lag.limited:
             return True
         if is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time()):
             return True
         stream = self.hub.stream(key)
         if client is not None and stream is not None and (protocol, client) in stream.counters.clients:
             return True
-        return self.egress.admit(
-            time.monotonic(), protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps
-        )
+        now = time.monotonic()
+        if not self.loop_lag.admit(now):
+            return False
+        return self.egress.admit(now, protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps)
+
+    async def _probe_loop_lag(self) -> None:
+        """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
+        behind = False
+        while True:
+            due = time.monotonic() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            now = time.monotonic()
+            self.loop_lag.observe(now, now - due)
+            lag_s = self.loop_lag.lag_s(now)
+            if (lag_s > self.loop_lag.max_lag_s) != behind:
+                behind = not behind
+                if behind:
+                    log.warning("media node is behind (its loop runs %.0f ms late): refusing new viewers", lag_s * 1e3)
+                else:
+                    log.warning("media node has caught up: new viewers are admitted again")
 
     def egress_load_bps(self) -> float:
         """What the node's viewers cost now, in bit/s (capacity.py)."""
@@ -257,6 +336,16 @@ class MediaNode:
         if self._live.get(key) == session_id:
             del self._live[key]
         self._events.put_nowait(StreamUnpublished(key, session_id, time.time(), reason))
+
+    def publish_refused(self, event: PublishRefused) -> None:
+        """Report a refused publisher, at most MAX_REFUSALS_PER_SECOND."""
+        second = int(time.monotonic())
+        if second != self._refusals_second:
+            self._refusals_second, self._refusals_in_second = second, 0
+        if self._refusals_in_second >= MAX_REFUSALS_PER_SECOND or self._events.qsize() >= MAX_PENDING_EVENTS:
+            return
+        self._refusals_in_second += 1
+        self._events.put_nowait(event)
 
     def _stream_wanted(self, key: StreamKey) -> None:
         """A viewer waits for `key`: if it names a rendition of a live
@@ -302,6 +391,10 @@ class MediaNode:
                 sampled = getattr(self.sink, "sampled", None)
                 if sampled is not None:
                     await sampled(event)
+            elif isinstance(event, PublishRefused):
+                handler = getattr(self.sink, "publish_refused", None)
+                if handler is not None:
+                    await handler(event)
             elif isinstance(event, RenditionRequested):
                 handler = getattr(self.sink, "rendition_requested", None)
                 if handler is not None:
@@ -344,7 +437,7 @@ class MediaNode:
             await asyncio.sleep(delay)
             if not self._live:
                 continue
-            samples = self.stats.sample(self._live)
+            samples = self.stats.sample(self._live, self.srt.session_stats() if self.srt is not None else None)
             if not samples:
                 continue
             if self._pending_samples >= MAX_PENDING_SAMPLE_BATCHES:

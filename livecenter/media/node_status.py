@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import time
 
 NODE_STATUS_PATH = "/_node/status"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -44,6 +45,8 @@ def node_status(node) -> dict:
         connections[kind] = connections.get(kind, 0) + 1
     if node.rts is not None:
         connections["rts"] = len(node.rts.sessions)
+    if node.srt is not None:
+        connections["srt"] = len(node.srt.listener.connections)
     viewers: dict[str, int] = {}
     live = node.hub.live_keys()
     for key in live:
@@ -57,6 +60,8 @@ def node_status(node) -> dict:
         "connections": connections,
         "viewers": viewers,
         "streams": len(live),
+        "loop_lag_ms": round(node.loop_lag.lag_s(time.monotonic()) * 1000, 1),
+        "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
     }
 
 

@@ -1,5 +1,5 @@
 """Admitting a viewer, once for every protocol that plays (HTTP-FLV, HLS,
-RTMP, RTS over WHEP).
+RTMP, RTS over WHEP, SRT).
 
 Each play goes through the same steps, with the same refusals:
 
@@ -47,7 +47,7 @@ class PlayRefusal(Enum):
 class PlayRequest:
     """A viewer's request to play, as every protocol names it."""
 
-    protocol: str  # "flv", "hls", "rtmp", "rts": what capacity and the log count it as
+    protocol: str  # "flv", "hls", "rtmp", "rts", "srt": what capacity and the log count it as
     peer: str  # host:port, for the log
     domain: str  # the domain the request names (admission.domain_of)
     app: str
@@ -55,6 +55,9 @@ class PlayRequest:
     uri: str  # what the signature covers: `/{app}/{stream}` (RTMP), `/{app}/{stream}.flv` ...
     query: Mapping[str, str]
     client: str | None = None  # HLS: the viewer's address (one viewer across its requests)
+    # The protocol's code for a refusal, put in the log line (SRT: its
+    # rejection reason, which is all the caller is told).
+    refusal_code: Callable[[PlayRefusal, str], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +75,15 @@ class PlayDecision:
         return self.admission.key
 
 
-def log_refusal(request: PlayRequest, stream: object, reason: str) -> None:
-    log.info("%s %s play refused: stream=%s reason=%s", request.protocol, request.peer, stream, reason)
+def log_refusal(request: PlayRequest, stream: object, reason: str, code: int | None = None) -> None:
+    suffix = f" ({code})" if code is not None else ""
+    log.info("%s %s play refused: stream=%s reason=%s%s", request.protocol, request.peer, stream, reason, suffix)
 
 
 def _refused(request: PlayRequest, admission: Admission, refusal: PlayRefusal, reason: str) -> PlayDecision:
     stream = admission.key or f"{request.domain}/{request.app}/{request.stream}"
-    log_refusal(request, stream, reason)
+    code = request.refusal_code(refusal, reason) if request.refusal_code is not None else None
+    log_refusal(request, stream, reason, code)
     return PlayDecision(admission, refusal, reason)
 
 
@@ -104,10 +109,16 @@ async def admit_viewer(
     return PlayDecision(admission)
 
 
-async def wait_live(node, request: PlayRequest, decision: PlayDecision) -> PlayDecision:
+async def wait_live(
+    node, request: PlayRequest, decision: PlayDecision, max_wait_seconds: float | None = None
+) -> PlayDecision:
     """Step 3, for an admitted viewer: the same decision once the stream is
-    live, a NOT_LIVE refusal if it is not within `play_wait_seconds`."""
-    if not await node.hub.wait_live(decision.key, node.config.play_wait_seconds):
+    live, a NOT_LIVE refusal if it is not within `play_wait_seconds` (or
+    `max_wait_seconds`, if shorter: a protocol whose caller waits less)."""
+    timeout = node.config.play_wait_seconds
+    if max_wait_seconds is not None:
+        timeout = min(timeout, max_wait_seconds)
+    if not await node.hub.wait_live(decision.key, timeout):
         return _refused(request, decision.admission, PlayRefusal.NOT_LIVE, REFUSAL_NOT_LIVE)
     return decision
 

@@ -36,6 +36,10 @@ class StreamKey:
         return cls(domain, app, stream)
 
 
+# libsrt's SRTO_LATENCY default, and a new ingest domain's (domains.models).
+DEFAULT_SRT_LATENCY_MS = 120
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """A snapshot of one domain, as the console configured it."""
@@ -43,14 +47,20 @@ class DomainConfig:
     name: str
     kind: str  # "ingest" | "streaming"
     enabled: bool
-    # None when URL signing is off for the domain.
-    signing_keys: tuple[str, ...] | None
+    # None when URL signing is off for the domain. Secrets are left out of
+    # the repr, so that a config in a log line or a traceback gives none away.
+    signing_keys: tuple[str, ...] | None = field(repr=False)
     validity_seconds: int
     # For a streaming domain: the ingest domain whose streams it plays (its
     # own association, or its main domain's). None for ingest domains.
     ingest_domain: str | None = None
     rts_enabled: bool = False
     html5_transcode: bool = False
+    # SRT ingest (ingest domains): the receiver latency offered at the
+    # handshake (the larger of it and the caller's applies), and the
+    # passphrase publishers must encrypt with, None when they push in clear.
+    srt_latency_ms: int = DEFAULT_SRT_LATENCY_MS
+    srt_passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,34 @@ class StreamUnpublished:
 
 
 @dataclass(frozen=True, slots=True)
+class SrtSessionStats:
+    """An SRT publish session's link, as its connection counts it
+    (srt_server.SrtServer.session_stats). Totals run from the session's
+    start; in a StreamSample the `*_per_second` figures cover the sample's
+    interval (stats.py fills them; a bare reading has them 0)."""
+
+    socket_id: int
+    peer: str  # "ip:port"
+    encrypted: bool
+    latency_ms: int  # the negotiated receiver (TSBPD) latency
+    rtt_ms: float  # smoothed round-trip time (ACK/ACKACK)
+    rtt_var_ms: float
+    receive_buffer_packets: int  # held for their TSBPD release time, or waiting for a gap to fill
+    receive_buffer_ms: int  # the sender time those packets span
+    packets_received: int  # total, retransmissions included
+    packets_lost: int  # total seen missing (a gap), whether a retransmission filled it or not
+    packets_retransmitted: int  # total that came as retransmissions
+    packets_dropped: int  # total never delivered: too late to play, given up by the sender, undecryptable
+    packets_received_per_second: float = 0.0
+    packets_lost_per_second: float = 0.0
+    packets_retransmitted_per_second: float = 0.0
+    packets_dropped_per_second: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
 class StreamSample:
     """One second of a live stream, measured by the node (livecenter/media/stats.py).
     Rates cover the `interval_seconds` before `at`; bit rates are bits per second."""
@@ -123,6 +161,7 @@ class StreamSample:
     audio_channels: int = 0
     viewers: dict[str, int] = field(default_factory=dict)  # by protocol: "rtmp", "flv", "hls", ...
     bitrate_out: dict[str, float] = field(default_factory=dict)  # bits per second, by protocol
+    srt: SrtSessionStats | None = None  # the publisher's SRT link, when it came in over SRT
 
     @property
     def bitrate(self) -> float:
@@ -137,6 +176,23 @@ class StreamsSampled:
     node_id: str
     at: float  # Unix seconds
     samples: tuple[StreamSample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRefused:
+    """A publisher the node turned away, for the troubleshooting tool: the
+    same facts as the node's INFO line. The stream is as the publisher
+    named it (empty where it named none, or nothing readable)."""
+
+    domain: str
+    app: str
+    stream: str
+    protocol: str  # "rtmp", "srt"
+    client_addr: str  # "ip:port"
+    reason: str  # in words, as logged: "wrong passphrase", "invalid md5hash", ...
+    code: int  # the protocol's own code (an SRT rejection reason), 0 if it has none (RTMP)
+    at: float  # Unix seconds
+    node_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +239,9 @@ class EventSink(Protocol):
     async def rendition_requested(self, event: RenditionRequested) -> None:
         """Optional: a sink without it starts no transcodes on demand."""
 
+    async def publish_refused(self, event: PublishRefused) -> None:
+        """Optional: a sink without it keeps no record of refusals (the log has them)."""
+
 
 @dataclass
 class MemoryPolicy:
@@ -222,4 +281,7 @@ class MemorySink:
         self.events.append(event)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
+        self.events.append(event)
+
+    async def publish_refused(self, event: PublishRefused) -> None:
         self.events.append(event)

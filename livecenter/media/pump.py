@@ -5,8 +5,12 @@ does not write at once: it waits PUMP_MERGE_SECONDS for more frames and then
 writes everything queued in one `transport.write`, so a viewer costs one
 send per merge interval instead of one per audio or video frame (SRS's
 "merged write", `mw_latency`; nginx-rtmp gets the same by posting its write
-event until the publisher's read is done). The wait is one timer per viewer,
-no task. What a viewer joins with (headers, the GOP) goes at once.
+event until the publisher's read is done). The wait is no task and no timer
+of its own: viewers whose merge ends within the same MERGE_QUANTUM_SECONDS
+share one timer (`MergeClock`), and a publisher's frame readies all its
+viewers in the same turn of the loop, so a stream's viewers cost the loop
+one timer per merge, not one each. What a viewer joins with (headers, the
+GOP) goes at once.
 
 A viewer whose socket does not keep up stops taking frames once its
 transport buffer passes PUMP_HIGH_WATER_BYTES; its frames wait in the hub's
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import weakref
 from collections.abc import Callable
 
 # What a viewer's transport may buffer beyond the kernel's socket buffer.
@@ -34,8 +39,43 @@ PUMP_HIGH_WATER_BYTES = 64 * 1024
 # most 50 ms to HTTP-FLV and RTMP latency (DESIGN.md: 500 ms p50 for FLV),
 # nothing to the first frame. bench/README.md has what it is worth.
 PUMP_MERGE_SECONDS = 0.05
+# Merges ending within this of each other are flushed by the same timer: a
+# viewer waits between merge_seconds and that plus this.
+MERGE_QUANTUM_SECONDS = 0.01
 # SO_LINGER on, 0 s: close() resets the connection (TCP RST) at once.
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class MergeClock:
+    """The loop's merge timers: one per MERGE_QUANTUM_SECONDS bucket of due
+    times, each flushing every pump due in it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._buckets: dict[int, list[FramePump]] = {}
+
+    def after(self, seconds: float, pump: FramePump) -> None:
+        bucket = -int(-(self.loop.time() + seconds) // MERGE_QUANTUM_SECONDS)  # the quantum at or after
+        due = self._buckets.get(bucket)
+        if due is None:
+            due = self._buckets[bucket] = []
+            self.loop.call_at(bucket * MERGE_QUANTUM_SECONDS, self._fire, bucket)
+        due.append(pump)
+
+    def _fire(self, bucket: int) -> None:
+        for pump in self._buckets.pop(bucket, ()):
+            pump._merged()
+
+
+_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MergeClock] = weakref.WeakKeyDictionary()
+
+
+def merge_clock() -> MergeClock:
+    loop = asyncio.get_running_loop()
+    clock = _clocks.get(loop)
+    if clock is None:
+        clock = _clocks[loop] = MergeClock(loop)
+    return clock
 
 
 class FramePump:
@@ -48,7 +88,7 @@ class FramePump:
         self.subscription = None
         self.finished = asyncio.Event()
         self._draining: asyncio.Task | None = None
-        self._merging: asyncio.TimerHandle | None = None
+        self._merging = False  # waiting on the merge clock
 
     def attach(self, subscription) -> None:
         """Start pumping; frames already queued (headers, GOP) go at once."""
@@ -61,19 +101,18 @@ class FramePump:
         if subscription.lagging_disconnect:
             self.abort()
             return
-        if self._draining is not None or self._merging is not None:
+        if self._draining is not None or self._merging:
             return
         if subscription.ended:
             self._flush()
         else:
-            self._merging = asyncio.get_running_loop().call_later(self.merge_seconds, self._merged)
+            self._merging = True
+            merge_clock().after(self.merge_seconds, self)
 
     def close(self) -> None:
         if self._draining is not None:
             self._draining.cancel()
-        if self._merging is not None:
-            self._merging.cancel()
-            self._merging = None
+        self._merging = False
         if self.subscription is not None:
             self.subscription.close()
         self.finished.set()
@@ -90,7 +129,9 @@ class FramePump:
         self.transport.abort()
 
     def _merged(self) -> None:
-        self._merging = None
+        if not self._merging:
+            return  # closed meanwhile
+        self._merging = False
         if self._draining is None:
             self._flush()
 

@@ -3,8 +3,9 @@
 A signed playback URL is valid for as long as the domain's validity period (a
 day by default): one in a log line or a job's `detail` is a credential handed
 to whoever reads it, and so is a media worker's capacity exemption
-(`lc_worker`, capacity.py). `redact_text` replaces the value of every
-`auth_key` and `lc_worker` query parameter in a string (a URL, an error message, a traceback, an access
+(`lc_worker`, capacity.py) and an SRT URL's `passphrase` (libsrt and ffmpeg
+take it as a URL parameter). `redact_text` replaces the value of every
+`auth_key`, `lc_worker` and `passphrase` query parameter in a string (a URL, an error message, a traceback, an access
 log line) and leaves everything else as it was; `RedactAuthKeyFilter` does
 that to log records, on a handler, so every line through it is covered.
 """
@@ -18,12 +19,13 @@ REDACTED = "redacted"
 # `auth_key=` up to the end of its value: another parameter, a fragment, a
 # quote, whitespace or the end of the text. Percent-encoded forms of the
 # name (as some clients log them) are covered too.
-_AUTH_KEY_RE = re.compile(r"((?:auth(?:_|%5[fF])key|lc(?:_|%5[fF])worker)(?:=|%3[dD]))[^&\s\"'#<>]+")
+_AUTH_KEY_RE = re.compile(r"((?:auth(?:_|%5[fF])key|lc(?:_|%5[fF])worker|passphrase)(?:=|%3[dD]))[^&\s\"'#<>]+")
 
 
 def redact_text(text: str) -> str:
-    """`text` with the value of every auth_key and lc_worker replaced by `redacted`."""
-    if "auth" not in text and "worker" not in text:
+    """`text` with the value of every auth_key, lc_worker and passphrase
+    replaced by `redacted`."""
+    if "auth" not in text and "worker" not in text and "passphrase" not in text:
         return text
     return _AUTH_KEY_RE.sub(lambda m: m.group(1) + REDACTED, text)
 

@@ -2,7 +2,9 @@
 
 It only moves bytes, asks admission at session start, and connects a
 publisher or a player to the stream hub. Refusals are the matching onStatus
-error, one INFO line naming peer, stream and reason, and a close.
+error, one INFO line naming peer, stream and reason, and a close; a refused
+publisher is also reported to the sink (node.publish_refused), so the
+console's troubleshooting tool can explain it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from . import rtmp
 from .admission import admit_publish, domain_of
 from .flv import FrameKind
 from .hub import AlreadyPublishing
+from .listener import peer_name
 from .play import PlayRefusal, PlayRequest, admit_and_wait
-from .policy import StreamKey, StreamPublished
+from .policy import PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
 
 log = logging.getLogger(__name__)
@@ -80,8 +83,7 @@ class RtmpSession:
         self.node = node
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer = f"{peer[0]}:{peer[1]}"
+        self.peer = peer_name(writer.get_extra_info("peername"))
         config = node.config
         self.conn = rtmp.RtmpServerConnection(
             max_buffered_bytes=config.rtmp_buffered_bytes,
@@ -201,23 +203,29 @@ class RtmpSession:
         log.info("rtmp %s %s refused: stream=%s reason=%s", self.peer, action, stream, reason)
         self.closing = True
 
+    def refuse_publish(self, event, domain: str, code: str, reason: str) -> None:
+        """The onStatus error, the log line, the close, and the report to the sink."""
+        self.conn.reject_publish(event.stream_id, code, reason)
+        self.refuse("publish", f"{domain}/{self.app}/{event.stream_name}", reason)
+        # RTMP has no numeric refusal code (the onStatus code is a string): 0.
+        self.node.publish_refused(
+            PublishRefused(domain, self.app, event.stream_name, "rtmp", self.peer, reason, 0, time.time(),
+                           self.node.config.node_id)
+        )  # fmt: skip
+
     async def on_publish(self, event) -> None:
         domain, query = self._target(event.query)
-        name = f"{domain}/{self.app}/{event.stream_name}"
         if self.publication is not None:
-            self.conn.reject_publish(event.stream_id, PUBLISH_BAD_NAME, "this connection is already publishing")
-            return self.refuse("publish", name, "already publishing on this connection")
+            return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "already publishing on this connection")
         admission = await admit_publish(
             self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time()
         )
         if not admission.ok:
-            self.conn.reject_publish(event.stream_id, PUBLISH_REJECTED, str(admission.refusal))
-            return self.refuse("publish", name, str(admission.refusal))
+            return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
         try:
             self.publication = self.node.hub.publish(admission.key)
         except AlreadyPublishing:
-            self.conn.reject_publish(event.stream_id, PUBLISH_BAD_NAME, "stream is already being published")
-            return self.refuse("publish", name, "stream is already being published")
+            return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "stream is already being published")
         self.key = admission.key
         self.publish_stream_id = event.stream_id
         self.session_id = uuid.uuid4().hex

@@ -26,12 +26,13 @@ adds ("rts"); internal subscribers (the HLS packager) are not viewers.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
 from .flv import TIMESTAMP_JUMP_MS
-from .policy import StreamKey, StreamSample
+from .policy import SrtSessionStats, StreamKey, StreamSample
 
 # Subscriptions that are the node's own work, not viewers.
 # A client of a request-per-file protocol (HLS) counts as a viewer for this
@@ -126,11 +127,12 @@ class _Reading:
     """The counters as the sampler last read them."""
 
     __slots__ = ("counters", "at", "video_frames", "audio_frames", "video_bytes", "audio_bytes", "video_ts",
-                 "audio_ts", "jumps", "bytes_out")  # fmt: skip
+                 "audio_ts", "jumps", "bytes_out", "srt")  # fmt: skip
 
-    def __init__(self, counters: StreamCounters, at: float) -> None:
+    def __init__(self, counters: StreamCounters, at: float, srt: SrtSessionStats | None = None) -> None:
         self.counters = counters
         self.at = at
+        self.srt = srt
         self.video_frames = counters.video_frames
         self.audio_frames = counters.audio_frames
         self.video_bytes = counters.video_bytes
@@ -155,6 +157,24 @@ def _rates(frames: int, nbytes: int, first_ts: int | None, last_ts: int | None, 
     return frames / seconds, nbytes * 8 / seconds
 
 
+def _srt_rates(now: SrtSessionStats, before: SrtSessionStats | None, seconds: float) -> SrtSessionStats:
+    """`now` with its per-second figures since `before` (the session's start if None)."""
+    if before is not None and before.socket_id != now.socket_id:
+        before = None  # another session of the stream: count from its start
+
+    def rate(name: str) -> float:
+        delta = getattr(now, name) - (getattr(before, name) if before is not None else 0)
+        return max(0, delta) / seconds if seconds > 0 else 0.0
+
+    return dataclasses.replace(
+        now,
+        packets_received_per_second=rate("packets_received"),
+        packets_lost_per_second=rate("packets_lost"),
+        packets_retransmitted_per_second=rate("packets_retransmitted"),
+        packets_dropped_per_second=rate("packets_dropped"),
+    )
+
+
 class StatsSampler:
     """Turns the hub's counters into one StreamSample per live stream per call."""
 
@@ -170,8 +190,12 @@ class StatsSampler:
         if stream is not None:
             stream.counters.served(protocol, nbytes, client, self._monotonic())
 
-    def sample(self, live: Mapping[StreamKey, str]) -> list[StreamSample]:
-        """One sample of each stream in `live` (key -> publish session id)."""
+    def sample(
+        self, live: Mapping[StreamKey, str], srt: Mapping[StreamKey, SrtSessionStats] | None = None
+    ) -> list[StreamSample]:
+        """One sample of each stream in `live` (key -> publish session id);
+        `srt` has the link readings of the streams published over SRT
+        (srt_server.SrtServer.session_stats)."""
         now, wall = self._monotonic(), self._wall()
         samples = []
         readings: dict[StreamKey, _Reading] = {}
@@ -185,7 +209,7 @@ class StatsSampler:
                 # A new publication: measure from its start.
                 started = stream.publication.started_at
                 previous = _Reading(StreamCounters(), now - max(0.0, wall - started))
-            reading = readings[key] = _Reading(counters, now)
+            reading = readings[key] = _Reading(counters, now, srt.get(key) if srt else None)
             samples.append(self._sample(key, session_id, stream, previous, reading, wall))
         self._readings = readings
         return samples
@@ -229,4 +253,5 @@ class StatsSampler:
             audio_channels=info.audio_channels,
             viewers=viewers,
             bitrate_out=bitrate_out,
+            srt=_srt_rates(now.srt, before.srt, seconds) if now.srt is not None else None,
         )

@@ -92,6 +92,59 @@
       "fps",
     );
 
+    // The SRT link (a stream that came in over SRT): RTT, and packets lost,
+    // retransmitted and dropped per second. Drawn once its first sample comes.
+    const srtRtt = [[], [], []]; // time, RTT, RTT variation (ms)
+    const srtLoss = [[], [], [], [], []]; // time, received, lost, retransmitted, dropped (per second)
+    let srtRttChart = null;
+    let srtLossChart = null;
+
+    function srtCharts() {
+      if (srtRttChart) return;
+      $("srt-charts").hidden = false;
+      $("srt-panel").hidden = false;
+      srtRttChart = chart(
+        $("srt-rtt-chart"),
+        [
+          { label: "RTT", stroke: "#0d6efd", width: 2 },
+          { label: "Variation", stroke: "#6c757d" },
+        ],
+        srtRtt,
+        "ms",
+      );
+      srtLossChart = chart(
+        $("srt-loss-chart"),
+        [
+          { label: "Received", stroke: "#198754", show: false },
+          { label: "Lost", stroke: "#fd7e14", width: 2 },
+          { label: "Retransmitted", stroke: "#0d6efd" },
+          { label: "Dropped", stroke: "#dc3545", width: 2 },
+        ],
+        srtLoss,
+        "packets/s",
+      );
+    }
+
+    function srtDetails(link) {
+      $("srt-peer").textContent = link.peer;
+      $("srt-encrypted").textContent = link.encrypted ? "yes" : "no";
+      $("srt-latency").textContent = `${link.latency_ms} ms`;
+      $("srt-rtt").textContent = `${link.rtt_ms.toFixed(1)} ms (±${link.rtt_var_ms.toFixed(1)})`;
+      $("srt-buffer").textContent = `${link.receive_buffer_packets} packets, ${link.receive_buffer_ms} ms`;
+      $("srt-lost").textContent = link.packets_lost_per_second.toFixed(1);
+      $("srt-retransmitted").textContent = link.packets_retransmitted_per_second.toFixed(1);
+      $("srt-dropped").textContent = link.packets_dropped_per_second.toFixed(1);
+      $("srt-totals").textContent =
+        `${link.packets_received} received, ${link.packets_lost} lost, ` +
+        `${link.packets_retransmitted} retransmitted, ${link.packets_dropped} dropped`;
+    }
+
+    function redrawSrt() {
+      if (!srtRttChart) return;
+      srtRttChart.setData(srtRtt);
+      srtLossChart.setData(srtLoss);
+    }
+
     function setLive(live, reason) {
       state.live = live;
       const badge = $("stream-state");
@@ -142,18 +195,38 @@
         const gap = (state.last + s.at) / 2;
         push(bitrate, [gap, null, null, null]);
         push(fps, [gap, null, null]);
+        if (srtRttChart) {
+          push(srtRtt, [gap, null, null]);
+          push(srtLoss, [gap, null, null, null, null]);
+        }
       }
       state.session = s.session_id;
       state.last = s.at;
       state.lastSample = s;
       push(bitrate, [s.at, Math.round(s.bitrate / 1000), Math.round(s.video_bitrate / 1000), Math.round(s.audio_bitrate / 1000)]);
       push(fps, [s.at, s.video_frame_rate, s.audio_frame_rate]);
+      const link = s.srt;
+      if (link) {
+        srtCharts();
+        push(srtRtt, [s.at, link.rtt_ms, link.rtt_var_ms]);
+        push(srtLoss, [
+          s.at,
+          link.packets_received_per_second,
+          link.packets_lost_per_second,
+          link.packets_retransmitted_per_second,
+          link.packets_dropped_per_second,
+        ]);
+        $("srt-rtt-chart").dataset.points = String(srtRtt[0].filter((_, i) => srtRtt[1][i] != null).length);
+        $("srt-loss-chart").dataset.points = $("srt-rtt-chart").dataset.points;
+        if (redraw) srtDetails(link);
+      }
       state.samples += 1;
       $("bitrate-chart").dataset.points = String(bitrate[0].filter((_, i) => bitrate[1][i] != null).length);
       $("framerate-chart").dataset.points = String(fps[0].filter((_, i) => fps[1][i] != null).length);
       if (redraw) {
         bitrateChart.setData(bitrate);
         fpsChart.setData(fps);
+        redrawSrt();
         details(s);
       }
       if (!state.live && s.session_id !== state.stoppedSession) setLive(true);
@@ -164,7 +237,9 @@
         message.samples.forEach((s) => add(s, false));
         bitrateChart.setData(bitrate);
         fpsChart.setData(fps);
+        redrawSrt();
         if (state.lastSample) details(state.lastSample);
+        if (state.lastSample && state.lastSample.srt) srtDetails(state.lastSample.srt);
         if (message.live) setLive(true);
         else if (state.live) setLive(false);
       } else if (message.type === "sample") {
@@ -184,7 +259,9 @@
     history.forEach((s) => add(s, false));
     bitrateChart.setData(bitrate);
     fpsChart.setData(fps);
+    redrawSrt();
     if (state.lastSample) details(state.lastSample);
+    if (state.lastSample && state.lastSample.srt) srtDetails(state.lastSample.srt);
     listen(root.dataset.ws, onMessage, $("socket-state"));
   }
 

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from domains import services
 from domains.serializers import GeneratedUrlsSerializer
+from livecenter.lib.api import command_error
 
 # The service names fields as the API does; the command names its options.
 OPTION_FOR_FIELD = {
@@ -54,12 +55,7 @@ class Command(BaseCommand):
                 validity_minutes=options["validity"],
             )
         except ValidationError as exc:
-            problems = [
-                f"{OPTION_FOR_FIELD.get(field, field)}: {message}"
-                for field, messages in exc.message_dict.items()
-                for message in messages
-            ]
-            raise CommandError("; ".join(problems)) from None
+            raise command_error(exc, OPTION_FOR_FIELD) from None
         data = GeneratedUrlsSerializer(urls).data
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2))

@@ -1,6 +1,7 @@
 """`manage.py calibrator`: push the latency calibrator's live test stream
 (streams/calibrator.py) over RTMP to a signed ingest URL, made by the URL
-generator for the domain's owner, or given with --url."""
+generator for the domain's owner, or given with --url (rtmp://, or srt://
+for MPEG-TS over SRT)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from domains import services
 from domains.models import Domain
+from livecenter.lib.api import command_error
 from livecenter.media.timecode import TimecodeError
 from streams.calibrator import CalibratorConfig, parse_bit_rate, parse_size, push
 from streams.player import via_media_host
@@ -31,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--domain", help="an ingest domain, or a streaming domain associated with one")
         parser.add_argument("--app", default="live", help="the application name (default: live)")
         parser.add_argument("--stream", default="calibrator", help="the stream name (default: calibrator)")
-        parser.add_argument("--url", help="push to this rtmp:// URL instead of one made by the URL generator")
+        parser.add_argument("--url", help="push to this rtmp:// or srt:// URL instead of one made by the URL generator")
         parser.add_argument(
             "--media-host",
             default=settings.LIVECENTER_PLAYER_MEDIA_HOST,
@@ -60,8 +62,8 @@ class Command(BaseCommand):
         except (ValueError, TimecodeError) as exc:
             raise CommandError(str(exc)) from None
         url = options["url"] or self.generated_url(options)
-        if urlsplit(url).scheme != "rtmp":
-            raise CommandError(f"--url must be an rtmp:// URL, not {url!r}")
+        if urlsplit(url).scheme not in ("rtmp", "srt"):
+            raise CommandError(f"--url must be an rtmp:// or srt:// URL, not {url!r}")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -86,12 +88,7 @@ class Command(BaseCommand):
         try:
             urls = services.generate_urls(domain.owner, domain.domain_name, options["app"], options["stream"])
         except ValidationError as exc:
-            problems = [
-                f"{OPTION_FOR_FIELD.get(field, field)}: {message}"
-                for field, messages in exc.message_dict.items()
-                for message in messages
-            ]
-            raise CommandError("; ".join(problems)) from None
+            raise command_error(exc, OPTION_FOR_FIELD) from None
         if "rtmp" not in urls.ingest:
             raise CommandError(f"--domain: {' '.join(urls.notes) or 'no ingest URL for this domain'}")
         return via_media_host(urls.ingest["rtmp"], options["media_host"], urls.ingest_domain)

@@ -1,0 +1,12 @@
+"""SRT (Secure Reliable Transport), sans-IO: draft-sharabayko-srt, live mode,
+interoperable with libsrt.
+
+- `packets`: the packet codecs (`parse_packet`, `bytes(packet)`).
+- `sequence`: 31-bit sequence and 32-bit timestamp arithmetic.
+- `listener`: `SrtListener`, every conversation on one UDP port: SYN-cookie
+  handshakes, accept/reject on the stream ID, routing to connections.
+- `connection`: `SrtConnection`, the receiving side of one connection
+  (ACK/NAK, TSBPD release, too-late drop, keepalive, idle timeout).
+- `events`: what they report.
+- `crypto`: key material messages, PBKDF2, AES key wrap, AES-CTR payloads.
+"""

@@ -1,0 +1,601 @@
+"""One SRT connection in live mode, sans-IO: it receives (a caller
+publishing to us) and sends (a caller playing from us) like libsrt's
+sockets, both at once if the peer wants.
+
+    conn.receive_datagram(data, now)      # or receive_packet(parsed, now)
+    for event in conn.events(): ...       # SrtDataReceived at TSBPD time
+    conn.send(payload, now)               # up to 1456 bytes: 7 TS packets
+    for datagram in conn.datagrams_to_send(): transport.sendto(datagram, peer)
+    timer = conn.next_timer()             # call handle_timer(now) then
+
+`now` is a float in seconds from any monotonic clock (the event loop's);
+the connection never reads one itself. What it does (draft-sharabayko-srt
+section 4): it keeps received packets in a bounded window by sequence
+number, reports a gap at once with a NAK and again every NAK period while
+it lasts, acknowledges every 10 ms (full ACK, answered by ACKACK, which
+gives the RTT) and every 64 packets in between (light ACK), releases each
+payload at its timestamp plus the time base plus the latency (TSBPD), and
+gives up on missing packets once a later one is due (too-late drop).
+Sending, it keeps each packet until the peer acknowledges it, answers a
+full ACK with ACKACK, retransmits what a NAK names, and gives up on (and
+tells the peer with a drop request) packets too old to be played.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .crypto import SrtCryptoContext, SrtKmState, km_state_word, parse_key_material
+from .errors import SrtProtocolError, SrtUsageError
+from .events import SrtConnectionClosed, SrtDataReceived, SrtEvent, SrtPacketsDropped
+from .packets import (
+    HEADER_BYTES,
+    MAX_DATAGRAM_BYTES,
+    SrtAck,
+    SrtAckAck,
+    SrtDataPacket,
+    SrtDropRequest,
+    SrtHandshakeExtensionType,
+    SrtKeepalive,
+    SrtKeyFlag,
+    SrtNak,
+    SrtPacket,
+    SrtShutdown,
+    SrtUserControl,
+    parse_packet,
+)
+from .sequence import seq_inc, seq_offset, timestamp_offset_us
+
+# How many packets past the oldest undelivered one we hold. A peer's
+# packets beyond it are dropped and counted. 8192 is libsrt's default
+# receive buffer (SRTO_RCVBUF / 1456-byte payloads, about 12 MB): 5 s of a
+# 20 Mbit/s stream.
+MAX_REORDER_PACKETS = 8192
+# 4.8.1: the full-ACK period (libsrt's COMM_SYN_INTERVAL_US).
+ACK_INTERVAL_US = 10_000
+# 4.8.1: a light ACK after this many packets between two full ACKs.
+LIGHT_ACK_PACKETS = 64
+# 4.8.2: periodic NAK at (RTT + 4 RTTVar) / 2, not more often than 20 ms.
+MIN_NAK_INTERVAL_US = 20_000
+# Keepalive after 1 s without sending (libsrt COMM_KEEPALIVE_PERIOD_US).
+KEEPALIVE_INTERVAL_US = 1_000_000
+# libsrt's SRTO_PEERIDLETIMEO default: a peer silent this long is gone.
+PEER_IDLE_TIMEOUT_US = 5_000_000
+# 4.10: RTT and RTTVar before the first ACKACK.
+INITIAL_RTT_US = 100_000
+INITIAL_RTTVAR_US = 50_000
+# Full ACKs awaiting their ACKACK: a peer that never answers costs no more.
+MAX_PENDING_ACKS = 1024
+# Receive rates for the ACK are measured over windows this long.
+RATE_WINDOW_US = 1_000_000
+# A NAK is one datagram: this many loss-list words fit in it.
+MAX_NAK_WORDS = (MAX_DATAGRAM_BYTES - 28 - HEADER_BYTES) // 4
+# The largest payload of a live-mode data packet (libsrt's
+# SRT_LIVE_MAX_PLSIZE): 1500 - 28 (IP and UDP) - 16 (SRT header).
+MAX_PAYLOAD_BYTES = 1456
+# Packets sent and not yet acknowledged that we keep for retransmission;
+# past this the oldest goes (libsrt's SRTO_SNDBUF default is 8192 packets).
+MAX_SEND_BUFFER_PACKETS = 8192
+# 4.6 on the sending side: a packet older than the peer's latency plus this
+# will not be played any more; it is dropped and the peer told. libsrt's
+# SRT_TLPKTDROP_MINTHRESHOLD_MS plus two ACK periods.
+SEND_DROP_MARGIN_US = 1_000_000 + 2 * ACK_INTERVAL_US
+# The sender's 32-bit timestamp wraps every 71 minutes.
+_TIMESTAMP_MASK = 0xFFFF_FFFF
+# A buffer slot for a packet the sender told us to forget (drop request).
+_FORGOTTEN = -1
+
+
+@dataclass(slots=True)
+class SrtConnectionStats:
+    """Counters since the connection started, and the current RTT."""
+
+    packets_received: int = 0
+    bytes_received: int = 0
+    packets_lost: int = 0  # detected missing (a gap), retransmitted or not
+    packets_retransmitted: int = 0  # arrived with the R flag
+    packets_dropped: int = 0  # never delivered: too late, drop request, undecryptable
+    packets_belated: int = 0  # arrived after their slot was delivered or dropped
+    packets_duplicate: int = 0
+    packets_out_of_window: int = 0  # beyond MAX_REORDER_PACKETS
+    packets_undecrypted: int = 0
+    datagrams_undecodable: int = 0
+    acks_sent: int = 0
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_resent: int = 0  # retransmitted on the peer's NAK
+    packets_send_dropped: int = 0  # too old to be played, or past the send buffer
+    light_acks_sent: int = 0
+    naks_sent: int = 0
+    rtt_us: int = INITIAL_RTT_US
+    rttvar_us: int = INITIAL_RTTVAR_US
+
+
+def _us(now: float) -> int:
+    return round(now * 1_000_000)
+
+
+class SrtConnection:
+    """The receiving side of an accepted SRT connection (a caller publishing
+    to us). `SrtListener.accept` makes one; build one directly for tests or
+    a caller role of our own."""
+
+    def __init__(
+        self,
+        *,
+        socket_id: int,
+        peer_socket_id: int,
+        initial_seq: int,
+        latency_ms: int,
+        peer_start_timestamp: int,
+        now: float,
+        crypto: SrtCryptoContext | None = None,
+        window_packets: int = MAX_REORDER_PACKETS,
+        peer_idle_timeout_us: int = PEER_IDLE_TIMEOUT_US,
+        send_latency_ms: int = 0,
+    ) -> None:
+        """`peer_start_timestamp` is the Timestamp of the peer's handshake
+        that arrived at `now`: it sets the TSBPD time base (4.5). Both
+        directions start at `initial_seq` (HSv5). `send_latency_ms` is the
+        peer's receive latency, for giving up on old packets."""
+        now_us = _us(now)
+        self.socket_id = socket_id
+        self.peer_socket_id = peer_socket_id
+        self.latency_us = latency_ms * 1000
+        self.crypto = crypto
+        self.window_packets = min(window_packets, MAX_REORDER_PACKETS)
+        self.peer_idle_timeout_us = peer_idle_timeout_us
+        self.stats = SrtConnectionStats()
+        self.closed = False
+        self._start_us = now_us
+        self._time_base_us = now_us - peer_start_timestamp
+        self._last_timestamp = peer_start_timestamp  # extended past 32 bits
+        self._deliver_seq = initial_seq  # the next one to release
+        self._next_seq = initial_seq  # one past the highest received
+        self._buffer: dict[int, tuple[int, bytes | None]] = {}
+        self._lost: set[int] = set()
+        self._ack_number = 0
+        self._pending_acks: dict[int, int] = {}  # ACK number -> sent at
+        self._rtt_measured = False
+        self._last_acked_seq = initial_seq  # nothing to acknowledge yet
+        self._packets_since_ack = 0
+        self._next_ack_us = now_us + ACK_INTERVAL_US
+        self._next_nak_us = now_us + self._nak_interval_us()
+        self._last_sent_us = now_us
+        self._last_received_us = now_us
+        self._rate_window_start_us = now_us
+        self._rate_packets = 0
+        self._rate_bytes = 0
+        self._packets_per_second = 0
+        self._bytes_per_second = 0
+        self.send_latency_us = send_latency_ms * 1000
+        self._send_seq = initial_seq  # the next one to send
+        self._send_base = initial_seq  # the oldest not acknowledged
+        self._send_buffer: dict[int, tuple[int, SrtDataPacket]] = {}  # seq -> (sent at, packet)
+        self._message_number = 1
+        self._events: list[SrtEvent] = []
+        self._out: list[bytes] = []
+        self._control_handlers = {
+            SrtAck: self._on_ack,
+            SrtNak: self._on_nak,
+            SrtKeepalive: self._on_keepalive,
+            SrtShutdown: self._on_shutdown,
+            SrtAckAck: self._on_ackack,
+            SrtDropRequest: self._on_drop_request,
+            SrtUserControl: self._on_user_control,
+        }
+
+    # -- the API -----------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        """One datagram from the peer; bad ones are counted and dropped."""
+        try:
+            packet = parse_packet(data)
+        except SrtProtocolError:
+            self.stats.datagrams_undecodable += 1
+            return
+        self.receive_packet(packet, now)
+
+    def receive_packet(self, packet: SrtPacket, now: float) -> None:
+        if self.closed:
+            return
+        now_us = _us(now)
+        self._last_received_us = now_us
+        if type(packet) is SrtDataPacket:
+            self._on_data(packet, now_us)
+        else:
+            handler = self._control_handlers.get(type(packet))
+            if handler is not None:
+                handler(packet, now_us)
+        if not self.closed:
+            self._release(now_us)
+
+    def events(self) -> list[SrtEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def datagrams_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def next_timer(self) -> float | None:
+        """When `handle_timer` has something to do, in the clock of `now`."""
+        if self.closed:
+            return None
+        deadlines = [
+            self._last_received_us + self.peer_idle_timeout_us,
+            self._last_sent_us + KEEPALIVE_INTERVAL_US,
+        ]
+        if self._ack_due_seq() is not None:
+            deadlines.append(self._next_ack_us)
+        if self._lost:
+            deadlines.append(self._next_nak_us)
+        release = self._next_release_us()
+        if release is not None:
+            deadlines.append(release)
+        if self._send_buffer:
+            oldest_sent_us = self._send_buffer[self._send_base][0]
+            deadlines.append(oldest_sent_us + self.send_latency_us + SEND_DROP_MARGIN_US)
+        return min(deadlines) / 1_000_000
+
+    def handle_timer(self, now: float) -> None:
+        if self.closed:
+            return
+        now_us = _us(now)
+        if now_us - self._last_received_us >= self.peer_idle_timeout_us:
+            self._close(now_us, "peer idle timeout")
+            return
+        self._release(now_us)
+        if now_us >= self._next_ack_us:
+            self._next_ack_us = now_us + ACK_INTERVAL_US
+            if self._ack_due_seq() is not None:
+                self._send_full_ack(now_us)
+        if now_us >= self._next_nak_us:
+            self._next_nak_us = now_us + self._nak_interval_us()
+            if self._lost:
+                self._send_loss_report(now_us)
+        self._drop_old_sent(now_us)
+        if now_us - self._last_sent_us >= KEEPALIVE_INTERVAL_US:
+            self._send(SrtKeepalive(), now_us)
+
+    def send(self, payload: bytes, now: float) -> int:
+        """Send one message (a live-mode packet) now; its sequence number."""
+        if self.closed:
+            raise SrtUsageError("send on a closed connection")
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise SrtUsageError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        now_us = _us(now)
+        seq = self._send_seq
+        key = SrtKeyFlag.NONE
+        if self.crypto is not None:
+            key, payload = self.crypto.encrypt(seq, payload)
+        packet = SrtDataPacket(
+            seq=seq,
+            payload=payload,
+            timestamp=(now_us - self._start_us) & _TIMESTAMP_MASK,
+            dest_socket_id=self.peer_socket_id,
+            message_number=self._message_number,
+            in_order=True,  # as libsrt sets it in live mode
+            key=key,
+        )
+        self._send_seq = seq_inc(seq)
+        self._message_number = self._message_number % 0x03FF_FFFF + 1
+        self._send_buffer[seq] = (now_us, packet)
+        if len(self._send_buffer) > MAX_SEND_BUFFER_PACKETS:
+            self._forget_sent(1)
+            self.stats.packets_send_dropped += 1
+        self._out.append(bytes(packet))
+        self._last_sent_us = now_us
+        self.stats.packets_sent += 1
+        self.stats.bytes_sent += len(payload)
+        return seq
+
+    def close(self, now: float) -> None:
+        """Shut the connection down from our side (no event follows)."""
+        if not self.closed:
+            self._send(SrtShutdown(), _us(now))
+            self.closed = True
+
+    @property
+    def buffered_packets(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def buffered_us(self) -> int:
+        """The sender time the receive buffer spans, oldest packet held to
+        newest received (libsrt's msRcvBuf); 0 when it holds none."""
+        first = self._first_buffered()
+        if first is None or first[1] == _FORGOTTEN:
+            return 0
+        return max(0, self._last_timestamp - first[1])
+
+    # -- receiving ---------------------------------------------------------
+
+    def _on_data(self, packet: SrtDataPacket, now_us: int) -> None:
+        seq = packet.seq
+        stats = self.stats
+        offset = seq_offset(self._deliver_seq, seq)
+        if offset < 0:
+            stats.packets_belated += 1
+            return
+        if offset >= self.window_packets:
+            stats.packets_out_of_window += 1
+            return
+        if seq in self._buffer:
+            stats.packets_duplicate += 1
+            return
+        gap = seq_offset(self._next_seq, seq)
+        if gap >= 0:
+            if gap:
+                first = self._next_seq
+                self._lost.update(seq_inc(first, k) for k in range(gap))
+                stats.packets_lost += gap
+                # 4.8.2: report a new gap at once.
+                self._send_nak(((first, seq_inc(seq, -1)),), now_us)
+            self._next_seq = seq_inc(seq)
+        else:
+            self._lost.discard(seq)
+        if packet.retransmitted:
+            stats.packets_retransmitted += 1
+        payload: bytes | None = packet.payload
+        if packet.key != SrtKeyFlag.NONE:
+            payload = self.crypto.decrypt(packet.key, seq, payload) if self.crypto else None
+            if payload is None:
+                stats.packets_undecrypted += 1
+        stats.packets_received += 1
+        stats.bytes_received += len(packet.payload)
+        self._rate_packets += 1
+        self._rate_bytes += len(packet.payload)
+        self._buffer[seq] = (self._extend_timestamp(packet.timestamp), payload)
+        self._packets_since_ack += 1
+        if self._packets_since_ack >= LIGHT_ACK_PACKETS:
+            self._send_light_ack(now_us)
+
+    def _extend_timestamp(self, timestamp: int) -> int:
+        extended = self._last_timestamp + timestamp_offset_us(self._last_timestamp & _TIMESTAMP_MASK, timestamp)
+        if extended > self._last_timestamp:
+            self._last_timestamp = extended
+        return extended
+
+    def _on_ack(self, packet: SrtAck, now_us: int) -> None:
+        """The peer has everything before `last_acked_seq` of what we sent."""
+        if packet.ack_number:
+            self._send(SrtAckAck(packet.ack_number), now_us)
+            if packet.rtt_us and not self._rtt_measured:
+                # Sending only, we have no ACKACK of our own: the peer's
+                # estimate is the RTT (libsrt's sender takes it too).
+                self.stats.rtt_us, self.stats.rttvar_us = packet.rtt_us, packet.rttvar_us or 0
+        acked = seq_offset(self._send_base, packet.last_acked_seq)
+        if 0 < acked <= seq_offset(self._send_base, self._send_seq):
+            self._forget_sent(acked)
+
+    def _on_nak(self, packet: SrtNak, now_us: int) -> None:
+        """Send again what the peer misses and we still hold."""
+        unacked = seq_offset(self._send_base, self._send_seq)
+        for first, last in packet.losses:
+            start = max(seq_offset(self._send_base, first), 0)
+            end = min(seq_offset(self._send_base, last), unacked - 1)
+            for offset in range(start, end + 1):
+                entry = self._send_buffer.get(seq_inc(self._send_base, offset))
+                if entry is not None:
+                    self._out.append(bytes(replace(entry[1], retransmitted=True)))
+                    self.stats.packets_resent += 1
+                    self._last_sent_us = now_us
+
+    def _forget_sent(self, count: int) -> None:
+        """Stop holding the `count` oldest packets we sent."""
+        for _ in range(count):
+            self._send_buffer.pop(self._send_base, None)
+            self._send_base = seq_inc(self._send_base)
+
+    def _drop_old_sent(self, now_us: int) -> None:
+        """4.6: give up on packets too old to be played; tell the peer."""
+        first = self._send_base
+        count = 0
+        deadline_us = now_us - self.send_latency_us - SEND_DROP_MARGIN_US
+        while self._send_buffer and self._send_buffer[self._send_base][0] <= deadline_us:
+            message_number = self._send_buffer[self._send_base][1].message_number
+            self._forget_sent(1)
+            count += 1
+        if count:
+            self.stats.packets_send_dropped += count
+            self._send(SrtDropRequest(message_number, first, seq_inc(first, count - 1)), now_us)
+
+    def _on_keepalive(self, packet: SrtKeepalive, now_us: int) -> None:
+        pass  # it kept the connection alive by arriving
+
+    def _on_shutdown(self, packet: SrtShutdown, now_us: int) -> None:
+        # The sender has sent its last packet: what we hold is the end of the
+        # stream, delivered now rather than thrown away.
+        self._release(now_us, flush=True)
+        self.closed = True
+        self._events.append(SrtConnectionClosed(self.socket_id, "peer shut down"))
+
+    def _on_ackack(self, packet: SrtAckAck, now_us: int) -> None:
+        sent_us = self._pending_acks.pop(packet.ack_number, None)
+        if sent_us is None:
+            return
+        for number in [n for n in self._pending_acks if n < packet.ack_number]:
+            del self._pending_acks[number]
+        sample = now_us - sent_us
+        stats = self.stats
+        # 4.10: smoothed like TCP's; the first sample sets both.
+        if not self._rtt_measured:
+            self._rtt_measured = True
+            stats.rtt_us, stats.rttvar_us = sample, sample // 2
+        else:
+            stats.rttvar_us = (3 * stats.rttvar_us + abs(stats.rtt_us - sample)) // 4
+            stats.rtt_us = (7 * stats.rtt_us + sample) // 8
+
+    def _on_drop_request(self, packet: SrtDropRequest, now_us: int) -> None:
+        """4.6: the sender gave these packets up; stop asking for them."""
+        start = packet.first_seq
+        if seq_offset(self._deliver_seq, start) < 0:
+            start = self._deliver_seq
+        count = seq_offset(start, packet.last_seq) + 1
+        count = min(count, self.window_packets - seq_offset(self._deliver_seq, start))
+        for k in range(max(count, 0)):
+            seq = seq_inc(start, k)
+            if seq not in self._buffer:
+                self._buffer[seq] = (_FORGOTTEN, None)
+                self._lost.discard(seq)
+                if seq_offset(self._next_seq, seq) >= 0:
+                    self._next_seq = seq_inc(seq)
+
+    def _on_user_control(self, packet: SrtUserControl, now_us: int) -> None:
+        """Key refresh: a KMREQ after the handshake, answered by KMRSP."""
+        if packet.subtype != SrtHandshakeExtensionType.KMREQ:
+            return
+        if self.crypto is None:
+            answer = km_state_word(SrtKmState.NOSECRET)
+        else:
+            try:
+                self.crypto.install(parse_key_material(packet.body))
+                answer = packet.body
+            except SrtProtocolError:
+                answer = km_state_word(SrtKmState.BADSECRET)
+        self._send(SrtUserControl(SrtHandshakeExtensionType.KMRSP, answer), now_us)
+
+    # -- delivering --------------------------------------------------------
+
+    def _first_buffered(self) -> tuple[int, int] | None:
+        """(seq, timestamp) of the oldest packet held, if any."""
+        if not self._buffer:
+            return None
+        seq = self._deliver_seq
+        for _ in range(seq_offset(seq, self._next_seq)):
+            entry = self._buffer.get(seq)
+            if entry is not None:
+                return seq, entry[0]
+            seq = seq_inc(seq)
+        return None
+
+    def _play_time_us(self, timestamp: int) -> int:
+        return self._time_base_us + timestamp + self.latency_us
+
+    def _next_release_us(self) -> int | None:
+        first = self._first_buffered()
+        if first is None:
+            return None
+        return self._start_us if first[1] == _FORGOTTEN else self._play_time_us(first[1])
+
+    def _release(self, now_us: int, flush: bool = False) -> None:
+        """Deliver what is due (everything held if `flush`)."""
+        if flush:
+            now_us = max(self._play_time_us(self._last_timestamp), now_us)
+        buffer = self._buffer
+        while buffer:
+            entry = buffer.get(self._deliver_seq)
+            if entry is None:
+                # 4.6: too-late drop. Once a later packet is due, the
+                # missing ones before it would only hold the stream back.
+                first = self._first_buffered()
+                if first is None or (first[1] != _FORGOTTEN and self._play_time_us(first[1]) > now_us):
+                    return
+                count = seq_offset(self._deliver_seq, first[0])
+                self._drop(self._deliver_seq, count)
+                for k in range(count):
+                    self._lost.discard(seq_inc(self._deliver_seq, k))
+                self._deliver_seq = first[0]
+                continue
+            timestamp, payload = entry
+            if timestamp != _FORGOTTEN and self._play_time_us(timestamp) > now_us:
+                return
+            seq = self._deliver_seq
+            del buffer[seq]
+            self._deliver_seq = seq_inc(seq)
+            if payload is None:
+                self._drop(seq, 1)
+            else:
+                self._events.append(SrtDataReceived(self.socket_id, seq, timestamp, payload))
+
+    def _drop(self, first_seq: int, count: int) -> None:
+        self.stats.packets_dropped += count
+        self._events.append(SrtPacketsDropped(self.socket_id, first_seq, count))
+
+    # -- sending -----------------------------------------------------------
+
+    def _send(self, packet: SrtPacket, now_us: int) -> None:
+        timestamp = (now_us - self._start_us) & _TIMESTAMP_MASK
+        self._out.append(bytes(replace(packet, timestamp=timestamp, dest_socket_id=self.peer_socket_id)))
+        self._last_sent_us = now_us
+
+    def _ack_seq(self) -> int:
+        """The first sequence number we have not received (4.8.1)."""
+        if not self._lost:
+            return self._next_seq
+        deliver = self._deliver_seq
+        return min(self._lost, key=lambda seq: seq_offset(deliver, seq))
+
+    def _ack_due_seq(self) -> int | None:
+        seq = self._ack_seq()
+        return None if seq == self._last_acked_seq else seq
+
+    def _measure_rates(self, now_us: int) -> None:
+        elapsed = now_us - self._rate_window_start_us
+        if elapsed >= RATE_WINDOW_US:
+            self._packets_per_second = self._rate_packets * 1_000_000 // elapsed
+            self._bytes_per_second = self._rate_bytes * 1_000_000 // elapsed
+            self._rate_window_start_us = now_us
+            self._rate_packets = self._rate_bytes = 0
+
+    def _send_full_ack(self, now_us: int) -> None:
+        self._measure_rates(now_us)
+        seq = self._ack_seq()
+        self._ack_number = self._ack_number % 0x7FFF_FFFF + 1
+        self._pending_acks[self._ack_number] = now_us
+        if len(self._pending_acks) > MAX_PENDING_ACKS:
+            del self._pending_acks[next(iter(self._pending_acks))]
+        stats = self.stats
+        self._send(
+            SrtAck(
+                last_acked_seq=seq,
+                ack_number=self._ack_number,
+                rtt_us=stats.rtt_us,
+                rttvar_us=stats.rttvar_us,
+                available_buffer_packets=max(self.window_packets - len(self._buffer), 2),
+                packets_per_second=self._packets_per_second,
+                # No packet-pair probing here: the receive rate stands in.
+                link_capacity_packets_per_second=self._packets_per_second,
+                receive_rate_bytes_per_second=self._bytes_per_second,
+            ),
+            now_us,
+        )
+        self._last_acked_seq = seq
+        self._packets_since_ack = 0
+        stats.acks_sent += 1
+
+    def _send_light_ack(self, now_us: int) -> None:
+        self._send(SrtAck(last_acked_seq=self._ack_seq()), now_us)
+        self._packets_since_ack = 0
+        self.stats.light_acks_sent += 1
+
+    def _nak_interval_us(self) -> int:
+        return max((self.stats.rtt_us + 4 * self.stats.rttvar_us) // 2, MIN_NAK_INTERVAL_US)
+
+    def _send_loss_report(self, now_us: int) -> None:
+        """4.8.2 periodic NAK: every packet still missing, oldest first."""
+        deliver = self._deliver_seq
+        ranges: list[list[int]] = []
+        for seq in sorted(self._lost, key=lambda s: seq_offset(deliver, s)):
+            if ranges and seq == seq_inc(ranges[-1][1]):
+                ranges[-1][1] = seq
+            else:
+                ranges.append([seq, seq])
+        losses = []
+        words = 0
+        for first, last in ranges:
+            words += 1 if first == last else 2
+            if words > MAX_NAK_WORDS:
+                break
+            losses.append((first, last))
+        self._send_nak(tuple(losses), now_us)
+
+    def _send_nak(self, losses: tuple[tuple[int, int], ...], now_us: int) -> None:
+        self._send(SrtNak(losses), now_us)
+        self.stats.naks_sent += 1
+
+    def _close(self, now_us: int, reason: str) -> None:
+        self._send(SrtShutdown(), now_us)
+        self.closed = True
+        self._events.append(SrtConnectionClosed(self.socket_id, reason))

@@ -1,0 +1,599 @@
+"""SRT ingest: asyncio around the sans-IO SRT listener (livecenter.media.srt)
+and the MPEG-TS demuxer (mpegts_demux.py).
+
+One UDP socket carries every SRT conversation of the node. The adapter only
+feeds datagrams and the clock in, sends what comes out, and runs the
+listener's timers on a short tick. A caller whose handshake completes is
+asked about like an RTMP publisher (admission.admit_publish with the stream
+ID's domain, path and auth_key; the forbidden list; one publisher per
+stream), then accepted with its ingest domain's latency and passphrase, or
+refused with an SRT rejection reason in the access-control range (1400s,
+the codes libsrt's callers print) and one INFO line. What it sends is
+demuxed and pushed to the hub like RTMP media, so every protocol, job and
+sample works on it unchanged.
+
+SRT playback (`m=request`, DESIGN.md: `h={streaming-domain}`, signed over
+`/{app}/{stream}` with the streaming domain's key) is admitted like an
+HTTP-FLV viewer (play.py: the signature, the node's capacity, the stream
+being live), all while the caller waits for the answer to its handshake.
+A stream that is not live is waited for only SRT_PLAY_WAIT_SECONDS, inside
+libsrt's 3 s connect timeout, and then refused with 1404: a player refused
+at the handshake fails at once and says so (libsrt logs "REJECT reported
+from HS processing: Application-defined rejection reason", ffplay ends
+with an I/O error, VLC shows its error), whereas one accepted onto a
+stream that is not there gets keepalives and no data, and sits on its read
+with nothing to tell its user. The wait covers a player started together
+with its publisher. Once accepted,
+an `SrtViewer` muxes the hub's frames to MPEG-TS (mpegts.py, PAT/PMT first,
+before every video keyframe and at least every PSI_INTERVAL_MS) and sends
+them 7 TS packets per SRT payload as they come (the hub paces them).
+
+Playback is in clear: a streaming domain has no SRT passphrase (the console
+sets one on ingest domains only), so a caller that brings one is refused
+with UNSECURE by the listener. Should a streaming domain's config ever
+carry a passphrase, it is required the way an ingest domain's is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote
+
+from .admission import Refusal, admit_publish, domain_of
+from .flv import FrameKind
+from .listener import peer_name
+from .liveurl import LiveUrlError, SrtStreamId, parse_srt_streamid
+from .mpegts import TS_PACKET_BYTES, TsMuxer, TsMuxError
+from .mpegts_demux import FrameReceived, StreamRefused, TsDemuxer, TsDemuxError
+from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
+from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
+from .srt.connection import SEND_DROP_MARGIN_US, SrtConnection
+from .srt.events import (
+    SrtConnectionClosed,
+    SrtConnectionRejected,
+    SrtConnectionRequested,
+    SrtDataReceived,
+    SrtPacketsDropped,
+)
+from .srt.listener import SrtListener
+
+log = logging.getLogger(__name__)
+
+# How often the listener's timers run (ACKs every 10 ms, NAKs, TSBPD
+# release, keepalives, idle timeouts): a release is at most this late.
+SRT_TICK_SECONDS = 0.005
+
+# SRT access-control rejection reasons (libsrt's access_control.h, the
+# codes `srt-live-transmit` and ffmpeg print as "Rejection reason: ...").
+REJECT_BAD_REQUEST = 1400
+REJECT_UNAUTHORIZED = 1401
+REJECT_OVERLOADED = 1402
+REJECT_FORBIDDEN = 1403
+REJECT_NOT_FOUND = 1404
+REJECT_BAD_MODE = 1405
+REJECT_CONFLICT = 1409
+REJECT_UNSUPPORTED_MEDIA = 1415
+REJECT_UNAVAILABLE = 1503
+
+# Playback. How long a play request waits, inside its handshake, for the
+# stream to go live: the caller's CONCLUSION stays unanswered meanwhile,
+# and libsrt's caller gives up connecting after 3 s (SRTO_CONNTIMEO), as
+# the listener forgets the request then (PENDING_HANDSHAKE_TIMEOUT_US);
+# 2 s leaves the policy's answer and the round trip the rest.
+SRT_PLAY_WAIT_SECONDS = 2.0
+# 7 TS packets per SRT payload, 1316 bytes: what libsrt's live mode and
+# ffmpeg send (SRT_LIVE_DEF_PLSIZE), the most 188-byte packets that fit
+# the 1456-byte payload of a 1500-byte MTU.
+TS_PACKETS_PER_SRT_PAYLOAD = 7
+SRT_TS_PAYLOAD_BYTES = TS_PACKETS_PER_SRT_PAYLOAD * TS_PACKET_BYTES
+# PAT and PMT go first, before every video keyframe, and at least this often
+# in stream time (audio-only streams, long GOPs), so a player that lost
+# them (a too-late drop) finds them again soon.
+PSI_INTERVAL_MS = 1000
+# A viewer whose packets the connection gives up on (not acknowledged
+# within its latency plus 1 s: the link is too slow or the caller stopped
+# reading) skips to the next keyframe each time it happens; still losing
+# packets this long after it first did, it is disconnected (the hub cuts
+# other viewers after 20 s of lag, SUBSCRIBER_MAX_LAG_MS).
+SRT_VIEWER_MAX_DROPPING_SECONDS = 10.0
+# What asyncio may buffer for the node's one UDP socket once the kernel's
+# buffer is full; past it viewers skip media rather than queue more there.
+SRT_SEND_HIGH_WATER_BYTES = 1024 * 1024
+
+_REFUSAL_CODES = {
+    Refusal.UNKNOWN_DOMAIN: REJECT_NOT_FOUND,
+    Refusal.NOT_INGEST: REJECT_NOT_FOUND,
+    Refusal.NOT_STREAMING: REJECT_NOT_FOUND,
+    Refusal.NOT_ASSOCIATED: REJECT_NOT_FOUND,
+    Refusal.DOMAIN_DISABLED: REJECT_FORBIDDEN,
+    Refusal.FORBIDDEN: REJECT_FORBIDDEN,
+    Refusal.POLICY_UNAVAILABLE: REJECT_UNAVAILABLE,
+}
+
+
+def refusal_code(refusal: str) -> int:
+    """The SRT rejection reason for an admission refusal: a signature that
+    fails (missing, expired, wrong) is unauthorized."""
+    return _REFUSAL_CODES.get(refusal, REJECT_UNAUTHORIZED)
+
+
+def play_refusal_code(refusal: PlayRefusal, reason: str) -> int:
+    """The SRT rejection reason for a refused play (play.py)."""
+    if refusal is PlayRefusal.AT_CAPACITY:
+        return REJECT_OVERLOADED
+    if refusal is PlayRefusal.NOT_LIVE:
+        return REJECT_NOT_FOUND
+    return refusal_code(reason)
+
+
+def read_stream_id(stream_id: str | None) -> SrtStreamId:
+    """The caller's stream ID: DESIGN.md's `#!::h=…,r=/{app}/{stream}?auth_key=…,m=publish`,
+    or the short form peers also accept, `{app}/{stream}?auth_key=…&domain=…`
+    (a publish). Raises LiveUrlError naming what is wrong."""
+    if stream_id and stream_id.startswith("%23"):
+        stream_id = unquote(stream_id)  # a caller that sent it URL-encoded, as typed in a URL
+    if not stream_id:
+        raise LiveUrlError("no stream ID: set streamid=#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish")
+    if stream_id.startswith("#!::"):
+        return parse_srt_streamid(stream_id)
+    # ffmpeg passes a stream ID up to the URL's next "&" as it is: its users write "%26".
+    path, _, inner = unquote(stream_id).partition("?")
+    parts = path.strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise LiveUrlError("a short SRT stream ID is {app}/{stream}?auth_key=…&domain={domain}")
+    query = dict(parse_qsl(inner, keep_blank_values=True))
+    if not query.get("domain"):
+        raise LiveUrlError("a short SRT stream ID names its domain: {app}/{stream}?auth_key=…&domain={domain}")
+    mode = query.get("m", "publish")
+    return SrtStreamId(query["domain"].lower(), parts[0], parts[1], query.get("auth_key"), mode)
+
+
+@dataclass(eq=False)
+class SrtPublisher:
+    """One SRT caller publishing to the hub."""
+
+    socket_id: int
+    peer: str
+    key: StreamKey
+    session_id: str
+    publication: object
+    demuxer: TsDemuxer = field(default_factory=TsDemuxer)
+    kick_watch: asyncio.Task | None = None
+    packets_dropped: int = 0
+
+
+class SrtServer(asyncio.DatagramProtocol):
+    """The node's SRT port."""
+
+    def __init__(self, node, listener: SrtListener | None = None) -> None:
+        self.node = node
+        self.listener = listener or SrtListener(latency_ms=node.config.srt_latency_ms)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.publishers: dict[int, SrtPublisher] = {}  # by socket ID
+        self.viewers: dict[int, SrtViewer] = {}  # by socket ID
+        self.viewer_max_dropping_seconds = SRT_VIEWER_MAX_DROPPING_SECONDS
+        self._tick: asyncio.TimerHandle | None = None
+        self._deciding: set[asyncio.Task] = set()
+
+    # --- asyncio ----------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.listener.receive_datagram(data, addr, time.monotonic())
+        self._process()
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for a datagram we sent (the caller is gone): its
+        # connection times out on its own.
+        log.debug("srt: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_ticking()
+
+    def close(self) -> None:
+        now = time.monotonic()
+        for socket_id in list(self.publishers):
+            self.listener.close(socket_id, now)
+        self._close_viewers("media node stopped")
+        self._process()
+        for task in self._deciding:
+            task.cancel()
+        for publisher in list(self.publishers.values()):
+            self._end(publisher, "media node stopped")
+        self._stop_ticking()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- the listener's output ----------------------------------------------------
+
+    def _process(self) -> None:
+        for event in self.listener.events():
+            handler = self.HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        if self.transport is not None and not self.transport.is_closing():
+            for data, addr in self.listener.datagrams_to_send():
+                self.transport.sendto(data, addr)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        busy = self.listener.connections or self.listener.next_timer() is not None
+        if busy and self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(SRT_TICK_SECONDS, self._on_tick)
+        elif not busy:
+            self._stop_ticking()
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        self.listener.handle_timer(time.monotonic())
+        self._process()
+
+    def _stop_ticking(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    # --- events -----------------------------------------------------------------
+
+    def on_requested(self, event: SrtConnectionRequested) -> None:
+        task = asyncio.get_running_loop().create_task(self._decide(event))
+        self._deciding.add(task)
+        task.add_done_callback(self._deciding.discard)
+
+    async def _decide(self, event: SrtConnectionRequested) -> None:
+        peer = peer_name(event.peer)
+        try:
+            target = read_stream_id(event.stream_id)
+        except LiveUrlError as exc:
+            return self._reject(event, REJECT_BAD_REQUEST, "?", str(exc))
+        name = f"{target.host}/{target.app}/{target.stream}"
+        if target.mode == "request":
+            return await self._decide_play(event, target)
+        if target.mode != "publish":
+            return self._reject(event, REJECT_BAD_MODE, name, f"mode {target.mode!r} is not served")
+        domain = domain_of(target.host, {})
+        admission = await admit_publish(self.node.policy, domain, target.app, target.stream, target.auth_key,
+                                        time.time())  # fmt: skip
+        if not admission.ok:
+            return self._reject(event, refusal_code(admission.refusal), name, str(admission.refusal))
+        stream = self.node.hub.stream(admission.key)
+        if stream is not None and stream.publication is not None:
+            return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
+        config = admission.domain
+        connection = self.listener.accept(
+            event, time.monotonic(), passphrase=config.srt_passphrase or None, latency_ms=config.srt_latency_ms
+        )
+        if connection is None:  # the listener refused it (its SrtConnectionRejected says why) or it gave up
+            self._process()
+            return
+        publication = self.node.hub.publish(admission.key)
+        publisher = SrtPublisher(connection.socket_id, peer, admission.key, uuid.uuid4().hex, publication)
+        self.publishers[connection.socket_id] = publisher
+        self.node.stream_started(
+            StreamPublished(
+                key=admission.key,
+                session_id=publisher.session_id,
+                protocol="srt",
+                client_addr=peer,
+                publish_url=f"srt://{domain}?streamid=#!::h={domain},r=/{target.app}/{target.stream},m=publish",
+                started_at=time.time(),
+                node_id=self.node.config.node_id,
+            )
+        )
+        publisher.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(publisher))
+        log.info("srt %s publishing %s (latency %d ms%s)", peer, admission.key, connection.latency_us // 1000,
+                 ", encrypted" if event.encrypted else "")  # fmt: skip
+        self._process()
+
+    def _reject(self, event: SrtConnectionRequested, code: int, name: str, reason: str) -> None:
+        log.info("srt %s publish refused: stream=%s reason=%s (%d)", peer_name(event.peer), name, reason, code)
+        self._report_refusal(event.peer, event.stream_id, code, reason)
+        self.listener.reject(event, code, time.monotonic())
+        self._process()
+
+    def on_rejected(self, event: SrtConnectionRejected) -> None:
+        log.info("srt %s refused: stream=%s reason=%s (%d)", peer_name(event.peer), event.stream_id or "?",
+                 event.detail, event.reason)  # fmt: skip
+        self._report_refusal(event.peer, event.stream_id, event.reason, event.detail)
+
+    def on_data(self, event: SrtDataReceived) -> None:
+        publisher = self.publishers.get(event.socket_id)
+        if publisher is not None and not self._push(publisher, event.payload):
+            self._disconnect(publisher, "not an ingest stream")
+
+    def _push(self, publisher: SrtPublisher, payload: bytes) -> bool:
+        """Demux `payload` (b"": the end) into the hub; False if the stream cannot be taken."""
+        try:
+            events = publisher.demuxer.receive_data(payload)
+        except TsDemuxError as exc:
+            log.info("srt %s stream=%s: %s", publisher.peer, publisher.key, exc)
+            return False
+        push = publisher.publication.push
+        for item in events:
+            if type(item) is FrameReceived:
+                push(item.kind, item.timestamp_ms, item.body)
+            elif type(item) is StreamRefused:
+                log.info("srt %s stream=%s: %s stream on PID %d not taken: %s", publisher.peer, publisher.key,
+                         item.codec, item.pid, item.reason)  # fmt: skip
+        return True
+
+    def on_dropped(self, event: SrtPacketsDropped) -> None:
+        publisher = self.publishers.get(event.socket_id)
+        if publisher is not None:
+            publisher.packets_dropped += event.count
+
+    def on_closed(self, event: SrtConnectionClosed) -> None:
+        publisher = self.publishers.get(event.socket_id)
+        if publisher is not None:
+            self._end(publisher, event.reason)
+        viewer = self.viewers.get(event.socket_id)
+        if viewer is not None:
+            self._end_viewer(viewer, event.reason)
+
+    HANDLERS = {
+        SrtConnectionRequested: on_requested,
+        SrtConnectionRejected: on_rejected,
+        SrtDataReceived: on_data,
+        SrtPacketsDropped: on_dropped,
+        SrtConnectionClosed: on_closed,
+    }
+
+    # --- monitoring -------------------------------------------------------------
+
+    def session_stats(self) -> dict[StreamKey, SrtSessionStats]:
+        """Each publish session's link figures now, by stream: what the
+        node's sampler (stats.py) reads once a second."""
+        connections = self.listener.connections
+        readings = {}
+        for socket_id, publisher in self.publishers.items():
+            connection = connections.get(socket_id)
+            if connection is None:
+                continue
+            stats = connection.stats
+            readings[publisher.key] = SrtSessionStats(
+                socket_id=socket_id,
+                peer=publisher.peer,
+                encrypted=connection.crypto is not None,
+                latency_ms=connection.latency_us // 1000,
+                rtt_ms=stats.rtt_us / 1000,
+                rtt_var_ms=stats.rttvar_us / 1000,
+                receive_buffer_packets=connection.buffered_packets,
+                receive_buffer_ms=connection.buffered_us // 1000,
+                packets_received=stats.packets_received,
+                packets_lost=stats.packets_lost,
+                packets_retransmitted=stats.packets_retransmitted,
+                packets_dropped=stats.packets_dropped,
+            )
+        return readings
+
+    def _report_refusal(self, addr, stream_id: str | None, code: int, reason: str) -> None:
+        """Tell the sink about a refused publisher (the troubleshooting tool
+        explains it); a refused player is only logged."""
+        try:
+            target = read_stream_id(stream_id)
+        except LiveUrlError:
+            target = None
+        if target is not None and target.mode != "publish":
+            return
+        domain, app, stream = (target.host, target.app, target.stream) if target else ("", "", "")
+        self.node.publish_refused(
+            PublishRefused(domain, app, stream, "srt", peer_name(addr), reason, int(code), time.time(),
+                           self.node.config.node_id)
+        )  # fmt: skip
+
+    # --- ending -----------------------------------------------------------------
+
+    async def _watch_kick(self, publisher: SrtPublisher) -> None:
+        await publisher.publication.kicked.wait()
+        if self.publishers.get(publisher.socket_id) is publisher:
+            log.info("srt %s stream=%s: publisher kicked (forbidden)", publisher.peer, publisher.key)
+            self._disconnect(publisher, "forbidden")
+
+    def _disconnect(self, publisher: SrtPublisher, reason: str) -> None:
+        self._end(publisher, reason)
+        self.listener.close(publisher.socket_id, time.monotonic())
+        self._process()
+
+    def _end(self, publisher: SrtPublisher, reason: str) -> None:
+        if self.publishers.pop(publisher.socket_id, None) is None:
+            return
+        if publisher.kick_watch is not None and publisher.kick_watch is not asyncio.current_task():
+            publisher.kick_watch.cancel()
+        self._push(publisher, b"")  # the last frame, held until the next would start
+        publisher.publication.close(reason)
+        self.node.stream_ended(publisher.key, publisher.session_id, reason)
+        log.info("srt %s stopped publishing %s%s", publisher.peer, publisher.key, f" ({reason})" if reason else "")
+
+    # --- playback -----------------------------------------------------------------
+
+    async def _decide_play(self, event: SrtConnectionRequested, target: SrtStreamId) -> None:
+        """A caller asking to play (m=request): play.py's admission, then
+        accept or one rejection (module docstring)."""
+        peer = peer_name(event.peer)
+        request = PlayRequest(
+            protocol="srt",
+            peer=peer,
+            domain=domain_of(target.host, {}),
+            app=target.app,
+            stream=target.stream,
+            uri=target.signed_uri,
+            query={"auth_key": target.auth_key} if target.auth_key else {},
+            refusal_code=play_refusal_code,
+        )
+        decision = await admit_viewer(self.node, request)
+        if decision.ok:
+            decision = await wait_live(self.node, request, decision, SRT_PLAY_WAIT_SECONDS)
+        if not decision.ok:  # play.py logged it, with the code
+            self.listener.reject(event, play_refusal_code(decision.refusal, decision.reason), time.monotonic())
+            self._process()
+            return
+        config = decision.admission.domain
+        connection = self.listener.accept(
+            event, time.monotonic(), passphrase=config.srt_passphrase or None, latency_ms=config.srt_latency_ms
+        )
+        if connection is None:  # refused by the listener (its event says why), or the caller gave up
+            self._process()
+            return
+        viewer = SrtViewer(self, connection, event.peer, peer, decision.key)
+        self.viewers[connection.socket_id] = viewer
+        log.info("srt %s playing %s (latency %d ms)", peer, decision.key, connection.send_latency_us // 1000)
+        self._process()  # the handshake answer first, then the media
+        viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready))
+
+    def _transmit(self, viewer: SrtViewer) -> None:
+        """Send what the viewer's connection has queued. The listener gathers a
+        connection's datagrams only when it feeds it a packet or a timer, so
+        a send is flushed here; the listener's cached timer for it can only
+        be earlier than the connection's (a send moves its deadlines later),
+        which costs one early wake-up at most."""
+        datagrams = viewer.connection.datagrams_to_send()
+        if self.transport is not None and not self.transport.is_closing():
+            sendto = self.transport.sendto
+            for data in datagrams:
+                sendto(data, viewer.addr)
+
+    def _end_viewer(self, viewer: SrtViewer, reason: str, *, tell_peer: bool = False) -> None:
+        if self.viewers.pop(viewer.socket_id, None) is None:
+            return
+        viewer.close()
+        if tell_peer:
+            self.listener.close(viewer.socket_id, time.monotonic())
+            if self.transport is not None and not self.transport.is_closing():
+                for data, addr in self.listener.datagrams_to_send():
+                    self.transport.sendto(data, addr)
+        log.info("srt %s play of %s ended (%s): %d frames sent, %d skipped in %d skips", viewer.peer, viewer.key,
+                 reason, viewer.frames_sent, viewer.frames_skipped, viewer.skips)  # fmt: skip
+
+    def _close_viewers(self, reason: str) -> None:
+        for viewer in list(self.viewers.values()):
+            self._end_viewer(viewer, reason, tell_peer=True)
+
+
+class SrtViewer:
+    """One SRT caller playing a stream: the hub's frames muxed to MPEG-TS
+    and sent as they come, 7 TS packets per SRT payload.
+
+    It muxes for itself (its own continuity counters and PSI), since each
+    viewer's TS starts where it joined and skips where it fell behind.
+    What bounds its memory: the hub's queue (bounded, shared frames), and
+    the connection's send buffer, which gives up on packets the caller has
+    not acknowledged within its latency plus 1 s (SEND_DROP_MARGIN_US). Each
+    such give-up makes the viewer skip to the next keyframe (the frames in
+    between could not be decoded anyway), as does a full socket buffer; a
+    viewer still losing packets `viewer_max_dropping_seconds` after it
+    started is disconnected."""
+
+    def __init__(self, server: SrtServer, connection: SrtConnection, addr, peer: str, key: StreamKey) -> None:
+        self.server = server
+        self.connection = connection
+        self.socket_id = connection.socket_id
+        self.addr = addr
+        self.peer = peer
+        self.key = key
+        self.muxer = TsMuxer()
+        self.subscription = None
+        self.closed = False
+        self.frames_sent = 0
+        self.frames_skipped = 0
+        self.skips = 0
+        self.mux_errors = 0
+        self._need_keyframe = False
+        self._last_psi_ms: int | None = None
+        self._drops_seen = 0
+        self._last_drop_at = 0.0
+        self._dropping_since: float | None = None
+        # Packets sent this long before are acknowledged or dropped by now.
+        self._settle_seconds = (connection.send_latency_us + SEND_DROP_MARGIN_US) / 1_000_000
+
+    def attach(self, subscription) -> None:
+        """Start sending; what the hub queued at once (headers, GOP) goes now."""
+        self.subscription = subscription
+        self.on_ready(subscription)
+
+    def on_ready(self, subscription) -> None:
+        if self.closed or self.subscription is None:
+            return
+        if subscription.lagging_disconnect:
+            self.server._end_viewer(self, "too slow, disconnected", tell_peer=True)
+            return
+        if self.connection.closed:
+            return  # its SrtConnectionClosed is on its way
+        frames = subscription.drain()
+        if frames:
+            self._send(frames, time.monotonic())
+        if subscription.ended and not self.closed:
+            self.server._end_viewer(self, "stream ended", tell_peer=True)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.subscription is not None:
+            self.subscription.close()
+
+    def _send(self, frames: list, now: float) -> None:
+        if self._congested(now):
+            if (
+                self._dropping_since is not None
+                and now - self._dropping_since >= self.server.viewer_max_dropping_seconds
+            ):
+                self.server._end_viewer(self, "too slow, disconnected", tell_peer=True)
+                return
+            if not self._need_keyframe:
+                self._need_keyframe = True
+                self.skips += 1
+        muxer = self.muxer
+        out = bytearray()
+        for frame in frames:
+            if self._need_keyframe and not frame.is_header:
+                if not frame.keyframe:
+                    self.frames_skipped += 1
+                    self.subscription.dropped += 1
+                    continue
+                self._need_keyframe = False
+            try:
+                data = muxer.mux(frame.kind, frame.timestamp, frame.body)
+            except TsMuxError as exc:
+                self.mux_errors += 1
+                if self.mux_errors == 1:  # the same reason frame after frame, most likely
+                    log.info("srt %s play of %s: frame dropped: %s", self.peer, self.key, exc)
+                continue
+            if not data:
+                continue
+            last_psi = self._last_psi_ms
+            if (
+                last_psi is None
+                or (frame.keyframe and frame.kind is FrameKind.VIDEO)
+                or not 0 <= frame.timestamp - last_psi < PSI_INTERVAL_MS
+            ):
+                out += muxer.psi()
+                self._last_psi_ms = frame.timestamp
+            out += data
+            self.frames_sent += 1
+        if not out:
+            return
+        view = memoryview(out)
+        send = self.connection.send
+        for pos in range(0, len(view), SRT_TS_PAYLOAD_BYTES):
+            send(bytes(view[pos : pos + SRT_TS_PAYLOAD_BYTES]), now)
+        self.subscription.count_sent(len(out))
+        self.server._transmit(self)
+
+    def _congested(self, now: float) -> bool:
+        """Whether the caller is missing packets (the connection gave some
+        up since the last look) or the node's socket is backed up."""
+        dropped = self.connection.stats.packets_send_dropped
+        if dropped > self._drops_seen:
+            self._drops_seen = dropped
+            self._last_drop_at = now
+            if self._dropping_since is None:
+                self._dropping_since = now
+            return True
+        if self._dropping_since is not None and now - self._last_drop_at > self._settle_seconds:
+            self._dropping_since = None  # everything sent since the last drop went through
+        transport = self.server.transport
+        return transport is not None and transport.get_write_buffer_size() > SRT_SEND_HIGH_WATER_BYTES

@@ -1,0 +1,235 @@
+"""SRT ingest on a real node with real libsrt callers (Debian's ffmpeg):
+the signed stream ID admits the publish, the stream plays like an RTMP one,
+and every refusal is an SRT rejection with its reason (issue 13)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from livecenter.media.liveurl import LiveUrlError
+from livecenter.media.node import SRT_SOCKET_BUFFER_BYTES
+from livecenter.media.policy import StreamKey
+from livecenter.media.signing import sign
+from livecenter.media.srt_server import (
+    REJECT_BAD_REQUEST,
+    REJECT_CONFLICT,
+    REJECT_FORBIDDEN,
+    REJECT_NOT_FOUND,
+    REJECT_UNAUTHORIZED,
+    read_stream_id,
+)
+from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, default_policy, start_publisher
+
+pytestmark = pytest.mark.media
+
+KEY = StreamKey(INGEST, "live", "cam1")
+
+
+@pytest.fixture
+def node():
+    node = NodeThread(srt_port=0, play_wait_seconds=10).start()
+    yield node
+    node.stop()
+
+
+def srt_publisher(url: str, seconds: float = 30):
+    return start_publisher(url, seconds=seconds, size="320x240", rate=25, container="mpegts")
+
+
+def probe_frames(url: str, seconds: float = 3) -> dict:
+    """What ffprobe reads of a live URL in `seconds`: packets per codec and
+    the video's timestamps."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-rw_timeout", "15000000", "-read_intervals", f"%+{seconds}",
+         "-show_entries", "packet=codec_type,dts_time:stream=codec_name", "-of", "json", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    video = [float(p["dts_time"]) for p in data.get("packets", []) if p["codec_type"] == "video"]
+    audio = [p for p in data.get("packets", []) if p["codec_type"] == "audio"]
+    return {"codecs": sorted(s["codec_name"] for s in data["streams"]), "video": video, "audio": len(audio)}
+
+
+def refused(publisher, caplog, code: int) -> str:
+    """The caller's error output once it gave up, checked against the node's log line."""
+    publisher.process.wait(30)
+    assert publisher.process.returncode != 0
+    err = publisher.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "livecenter.media.srt_server"]
+    assert any("refused" in line and f"({code})" in line for line in lines), lines
+    return err
+
+
+def test_it_takes_an_ffmpeg_srt_publish_and_plays_it_over_flv(node):
+    publisher = srt_publisher(node.srt_publish_url())
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        got = probe_frames(node.flv_url())
+        assert got["codecs"] == ["aac", "h264"]
+        assert len(got["video"]) >= 25 and got["audio"] >= 25
+        steps = [b - a for a, b in zip(got["video"], got["video"][1:], strict=False)]
+        assert all(0 <= s <= 0.2 for s in steps), steps  # continuous, 25 fps
+        published = [e for e in node.sink.events if type(e).__name__ == "StreamPublished"]
+        assert published[0].protocol == "srt" and published[0].key == KEY
+        assert "auth_key" not in published[0].publish_url
+        info = node.run_sync(lambda: node.node.hub.stream(KEY).info())
+        assert (info.video_codec, info.width, info.height, info.audio_codec) == ("H264", 320, 240, "AAC")
+    finally:
+        publisher.stop()
+    # The caller's shutdown ends the stream.
+    assert node.wait_for(lambda: not node.node.hub.live_keys(), timeout=20)
+    assert [type(e).__name__ for e in node.sink.events if type(e).__name__ == "StreamUnpublished"]
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("bad signature", REJECT_UNAUTHORIZED),
+        ("expired", REJECT_UNAUTHORIZED),
+        ("unknown domain", REJECT_NOT_FOUND),
+        ("forbidden", REJECT_FORBIDDEN),
+        ("no stream id", REJECT_BAD_REQUEST),
+    ],
+)
+def test_it_refuses_a_caller_with_an_srt_rejection_reason(node, caplog, case, code):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    url = {
+        "bad signature": lambda: node.srt_publish_url(key="wrongKey"),
+        "expired": lambda: node.srt_publish_url(ts=time.time() - 7200),
+        "unknown domain": lambda: node.srt_publish_url(domain="nowhere.test"),
+        "forbidden": lambda: node.srt_publish_url(),
+        "no stream id": lambda: f"srt://127.0.0.1:{node.node.srt_port}",
+    }[case]()
+    if case == "forbidden":
+        node.policy.forbidden.add(KEY)
+    err = refused(srt_publisher(url, seconds=10), caplog, code)
+    assert "reject" in err.lower() or "error" in err.lower(), err
+    assert not node.run_sync(node.node.hub.live_keys)
+
+
+def test_it_refuses_a_second_publisher_of_a_live_stream(node, caplog):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    first = srt_publisher(node.srt_publish_url())
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), first.stop()
+        refused(srt_publisher(node.srt_publish_url(), seconds=10), caplog, REJECT_CONFLICT)
+        assert first.process.poll() is None  # the first one goes on
+    finally:
+        first.stop()
+
+
+def test_a_forbid_ends_a_live_srt_publish(node):
+    publisher = srt_publisher(node.srt_publish_url(), seconds=60)
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        assert node.run_sync(node.node.kick, KEY)
+        assert node.wait_for(lambda: not node.node.hub.live_keys(), timeout=20)
+        assert node.wait_for(lambda: not node.node.srt.publishers, timeout=20)
+    finally:
+        publisher.stop()
+
+
+def test_it_takes_the_short_stream_id_form_too(node):
+    token = sign("/live/cam1", INGEST_KEY, int(time.time()))
+    url = f"srt://127.0.0.1:{node.node.srt_port}?streamid=live/cam1?auth_key={token}%26domain={INGEST}"
+    publisher = srt_publisher(url)
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+    finally:
+        publisher.stop()
+
+
+def test_it_reads_each_stream_id_form():
+    full = read_stream_id("#!::h=push.test,r=/live/cam1?auth_key=1-0-0-ab,m=publish")
+    assert (full.host, full.app, full.stream, full.auth_key, full.mode) == ("push.test", "live", "cam1", "1-0-0-ab",
+                                                                            "publish")  # fmt: skip
+    encoded = read_stream_id("%23%21%3A%3Ah%3Dpush.test%2Cr%3D%2Flive%2Fcam1%2Cm%3Dpublish")
+    assert (encoded.host, encoded.app, encoded.stream, encoded.auth_key) == ("push.test", "live", "cam1", None)
+    short = read_stream_id("live/cam1?auth_key=1-0-0-ab&domain=Push.Test")
+    assert (short.host, short.app, short.stream, short.auth_key, short.mode) == ("push.test", "live", "cam1",
+                                                                                 "1-0-0-ab", "publish")  # fmt: skip
+    for bad, reason in [
+        (None, "no stream ID"),
+        ("", "no stream ID"),
+        ("live?auth_key=x&domain=push.test", "{app}/{stream}"),
+        ("live/cam1?auth_key=x", "names its domain"),
+        ("#!::h=push.test", "no r="),
+        ("#!::h=push.test,r=/live/cam1,m=watch", "publish or request"),
+    ]:
+        with pytest.raises(LiveUrlError, match=re.escape(reason)):
+            read_stream_id(bad)
+
+
+@pytest.fixture
+def secured():
+    """A node whose ingest domain has a passphrase and a latency of its own."""
+    policy = default_policy()
+    domain = policy.domains[INGEST]
+    policy.domains[INGEST] = dataclasses.replace(domain, srt_passphrase=PASSPHRASE, srt_latency_ms=300)
+    node = NodeThread(policy, srt_port=0, play_wait_seconds=10).start()
+    yield node
+    node.stop()
+
+
+PASSPHRASE = "Correct-Horse-Battery-9"
+
+
+@pytest.mark.parametrize("pbkeylen", [16, 24, 32])
+def test_it_takes_an_encrypted_publish_with_the_domains_passphrase_and_latency(secured, caplog, pbkeylen):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(secured.srt_publish_url(passphrase=PASSPHRASE, pbkeylen=pbkeylen))
+    try:
+        assert secured.wait_for(lambda: secured.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        got = probe_frames(secured.flv_url())
+        assert got["codecs"] == ["aac", "h264"] and len(got["video"]) >= 25
+        line = next(r.getMessage() for r in caplog.records if "publishing" in r.getMessage())
+        assert "latency 300 ms, encrypted" in line
+        assert PASSPHRASE not in caplog.text
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "detail"),
+    [
+        ({"passphrase": "not the right one"}, "wrong passphrase"),
+        ({}, "caller sent no passphrase"),
+    ],
+    ids=["wrong", "none"],
+)
+def test_it_refuses_a_caller_without_the_domains_passphrase(secured, caplog, options, detail):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(secured.srt_publish_url(**options), seconds=10)
+    publisher.process.wait(30)
+    assert publisher.process.returncode != 0
+    publisher.stop()
+    assert detail in caplog.text
+    assert not secured.run_sync(secured.node.hub.live_keys)
+
+
+def test_it_refuses_a_passphrase_where_the_domain_has_none(node, caplog):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = srt_publisher(node.srt_publish_url(passphrase=PASSPHRASE), seconds=10)
+    publisher.process.wait(30)
+    assert publisher.process.returncode != 0
+    publisher.stop()
+    assert "caller sent a passphrase we have none for" in caplog.text
+
+
+def test_its_udp_socket_has_room_for_every_publishers_datagrams(node):
+    sock = node.node.srt.transport.get_extra_info("socket")
+    received = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if os.geteuid() == 0:  # past net.core.rmem_max (SO_RCVBUFFORCE); Linux reports twice what was set
+        assert received >= SRT_SOCKET_BUFFER_BYTES
+    else:
+        assert received > 0
