@@ -64,17 +64,10 @@ def stats(page) -> dict:
     return page.evaluate("() => ({...window.livecenterPlayer.stats, latencySamples: undefined})")
 
 
-# LL-HLS holds once, about a second into playback, on this machine's Chromium
-# 156.0.8078.114 (installed 2026-12-04) even at the commit this session began
-# from (a746950), where it passed before: not strict until that is found
-# (issue 12, "No test that passes only on an idle machine").
-LLHLS_HOLD = pytest.mark.xfail(strict=False, reason="LL-HLS holds ~1 s in: open, issue 12")
-
-
-@pytest.mark.parametrize(
-    ("protocol", "label"),
-    [("flv", "HTTP-FLV"), pytest.param("llhls", "LL-HLS", marks=LLHLS_HOLD), ("hls", "HLS")],
-)
+# The player joins in the stream's first segment (the node packages from the
+# first playlist request on), where hls.js once held about a second in when
+# that segment was media sequence 0 (issue 12; hls.py, FIRST_MEDIA_SEQUENCE).
+@pytest.mark.parametrize(("protocol", "label"), [("flv", "HTTP-FLV"), ("llhls", "LL-HLS"), ("hls", "HLS")])
 def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, owner, settings, protocol, label):
     page = browser_page
     push = services.add_domain(owner, "push.player.test", "ingest", "overseas", "ap-southeast-1")

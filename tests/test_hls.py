@@ -38,6 +38,7 @@ from livecenter.media.mpegts import TsMuxError
 from tests.test_mpegts import check_continuity, ffmpeg_decode_errors, ffmpeg_flv, flv_tags, ts_packets
 
 START = 1_700_000_000.0  # the wall clock at the stream's timestamp 0
+FIRST = hls.FIRST_MEDIA_SEQUENCE
 
 
 def feed(packager: HlsPackager, tags, offset_ms: int = 0, after=None) -> list:
@@ -187,10 +188,10 @@ def test_it_cuts_decodable_segments_at_keyframes_with_continuous_timestamps(tmp_
     tags = flv_tags(ffmpeg_flv(seconds=6, bframes=bframes))
     keys = keyframe_times(tags)  # 1 s GOPs (x264 may add one at the very end)
     msns = [e.msn for e in events if isinstance(e, HlsSegmentCompleted)]
-    assert msns == list(range(len(keys) - 1))  # the last keyframe opened the last segment
+    assert msns == list(range(FIRST, FIRST + len(keys) - 1))  # the last keyframe opened the last segment
     playlist = Playlist(packager.playlist())
     whole = b""
-    for msn, entry in zip(msns, playlist.segments, strict=True):
+    for index, (msn, entry) in enumerate(zip(msns, playlist.segments, strict=True)):
         data = packager.segment(msn)
         path = tmp_path / f"seg_{msn}.ts"
         path.write_bytes(data)
@@ -198,9 +199,9 @@ def test_it_cuts_decodable_segments_at_keyframes_with_continuous_timestamps(tmp_
         packets = segment_probe(path)
         assert packets[0][2].startswith("K")  # a segment starts with a keyframe
         assert sum(p[2].startswith("K") for p in packets) == 1
-        assert int(packets[0][1]) == keys[msn] * 90
+        assert int(packets[0][1]) == keys[index] * 90
         # EXTINF is the media: from this keyframe to the next, one frame per 1/30 s.
-        assert entry["duration"] == (keys[msn + 1] - keys[msn]) / 1000
+        assert entry["duration"] == (keys[index + 1] - keys[index]) / 1000
         assert entry["duration"] == pytest.approx(len(packets) / 30, abs=1 / 30)
         whole += data
     path = tmp_path / "all.ts"
@@ -230,14 +231,14 @@ def test_it_renders_a_plain_playlist_that_slides():
         ),
     )
     sequences = [p.media_sequence for p in snapshots]
-    assert sequences == [0, 0, 0, 1, 2]
+    assert sequences == [FIRST, FIRST, FIRST, FIRST + 1, FIRST + 2]
     for playlist in snapshots:
         check_playlist_rules(playlist)
         assert playlist.target_duration == 1
         assert len(playlist.segments) == min(3, len(playlist.segments))
         assert "#EXT-X-DISCONTINUITY-SEQUENCE" not in playlist.tags
     last = snapshots[-1]
-    assert [s["uri"] for s in last.segments] == [f"cam1/seg_{n}.ts?token=9-ab" for n in (2, 3, 4)]
+    assert [s["uri"] for s in last.segments] == [f"cam1/seg_{FIRST + n}.ts?token=9-ab" for n in (2, 3, 4)]
     assert last.segments[0]["date"] == pytest.approx(START + 2.0, abs=0.05)
     assert "#EXT-X-PART:" not in packager.playlist()
 
@@ -245,11 +246,12 @@ def test_it_renders_a_plain_playlist_that_slides():
 def test_it_holds_the_window_and_a_few_segments_only():
     packager = HlsPackager(window_segments=3, retained_segments=1)
     feed(packager, flv_tags(ffmpeg_flv(seconds=6)))
-    assert packager.segment(0) is None
-    assert packager.part(0, 0) is None
-    assert packager.segment(1) is not None  # left the playlist, still fetchable
-    assert [packager.segment(n) is not None for n in range(1, 6)] == [True, True, True, True, False]
-    assert Playlist(packager.playlist()).media_sequence == 2
+    assert packager.segment(FIRST) is None
+    assert packager.part(FIRST, 0) is None
+    assert packager.segment(FIRST + 1) is not None  # left the playlist, still fetchable
+    held = [packager.segment(n) is not None for n in range(FIRST + 1, FIRST + 6)]
+    assert held == [True, True, True, True, False]
+    assert Playlist(packager.playlist()).media_sequence == FIRST + 2
 
 
 def test_it_raises_the_target_duration_for_long_gops_and_keeps_it():
@@ -267,7 +269,7 @@ def test_it_packages_audio_without_video():
     events = feed(packager, tags)
     last_ms = tags[-1].timestamp  # a little past 3 s: the encoder's priming
     msns = [e.msn for e in events if isinstance(e, HlsSegmentCompleted)]
-    assert msns == list(range(last_ms // 1000))
+    assert msns == list(range(FIRST, FIRST + last_ms // 1000))
     playlist = Playlist(packager.playlist(low_latency=True))
     check_playlist_rules(playlist)
     # AAC frames are 1024 samples at 48 kHz: segments end at the one nearest 1 s.
@@ -324,7 +326,7 @@ def test_it_renders_ll_hls_parts_that_make_up_the_segments(bframes):
 def test_it_decodes_a_stream_joined_at_an_independent_part(tmp_path):
     packager, _ = packaged()
     path = tmp_path / "joined.ts"
-    path.write_bytes(b"".join(packager.part(3, i) for i in range(3)) + packager.segment(4))
+    path.write_bytes(b"".join(packager.part(FIRST + 3, i) for i in range(3)) + packager.segment(FIRST + 4))
     assert ffmpeg_decode_errors(path) == ""
     assert len(segment_probe(path)) == 60
 
@@ -332,13 +334,26 @@ def test_it_decodes_a_stream_joined_at_an_independent_part(tmp_path):
 def test_it_lists_parts_during_the_first_segment_and_hints_the_first_part():
     packager = HlsPackager()
     playlist = Playlist(packager.playlist(low_latency=True))
-    assert hinted(playlist) == MediaRef(0, 0) and playlist.media_sequence == 0
-    assert packager.part_status(0, 0) is Readiness.WAIT
+    assert hinted(playlist) == MediaRef(FIRST, 0) and playlist.media_sequence == FIRST
+    assert packager.part_status(FIRST, 0) is Readiness.WAIT
     feed(packager, flv_tags(ffmpeg_flv(seconds=3))[:50])  # about half a second
     playlist = Playlist(packager.playlist(low_latency=True))
     check_playlist_rules(playlist)
     assert not playlist.segments and len(playlist.open["parts"]) >= 1
-    assert not packager.has_segments and packager.segment(0) is None
+    assert not packager.has_segments and packager.segment(FIRST) is None
+
+
+def test_it_numbers_the_first_segment_one_not_zero():
+    # hls.js 1.7 takes segment 0 for no segment while buffering its parts,
+    # loads them again and appends the video a segment ahead of the audio:
+    # the first viewer of a stream held about a second in (issue 12; hls.py,
+    # FIRST_MEDIA_SEQUENCE).
+    packager, _ = packaged(seconds=2)
+    playlist = Playlist(packager.playlist(low_latency=True))
+    assert playlist.media_sequence == 1
+    first = playlist.segments[0]
+    assert first["uri"] == "seg_1.ts" and first["parts"][0]["uri"] == "part_1_0.ts"
+    assert packager.segment(0) is None and packager.part(0, 0) is None and packager.segment(1) is not None
 
 
 def test_it_adds_rendition_reports():
@@ -374,18 +389,18 @@ def test_it_marks_a_new_publisher_with_a_discontinuity_until_it_slides_out():
     packager.discontinuity()
     playlist = Playlist(packager.playlist(low_latency=True))
     assert [s["duration"] for s in playlist.segments] == pytest.approx([1.0, 1.0, 1.0], abs=0.035)
-    assert playlist.open is None and hinted(playlist) == MediaRef(3, 0)
+    assert playlist.open is None and hinted(playlist) == MediaRef(FIRST + 3, 0)
     feed(packager, tags)  # the new publisher starts again at 0
     playlist = Playlist(packager.playlist())
     check_playlist_rules(playlist)
     assert [s["discontinuity"] for s in playlist.segments] == [False, True, False]
     assert "#EXT-X-DISCONTINUITY-SEQUENCE" not in playlist.tags
-    assert ts_packets(packager.segment(3))[0].continuity == 0  # counters restarted
-    check_continuity(packager.segment(3) + packager.segment(4))
+    assert ts_packets(packager.segment(FIRST + 3))[0].continuity == 0  # counters restarted
+    check_continuity(packager.segment(FIRST + 3) + packager.segment(FIRST + 4))
     feed(packager, tags, offset_ms=3000)
     playlist = Playlist(packager.playlist(low_latency=True))
     check_playlist_rules(playlist)
-    assert playlist.media_sequence == 5
+    assert playlist.media_sequence == FIRST + 5
     assert playlist.tags["#EXT-X-DISCONTINUITY-SEQUENCE"] == "1"
     assert not any(s["discontinuity"] for s in playlist.segments)
 
@@ -432,7 +447,7 @@ def test_it_cuts_a_segment_without_keyframes_at_max_segment_bytes(monkeypatch, e
     # The open segment's size decides the cut before the next frame goes in.
     monkeypatch.setattr(hls, "MAX_SEGMENT_BYTES", len(packager._open.data) - extra_bytes)
     events = packager.push("video", 80, synthetic_frame(False), wallclock=START)
-    assert (HlsSegmentCompleted(0) in events) == cut
+    assert (HlsSegmentCompleted(FIRST) in events) == cut
 
 
 def test_it_refuses_bad_configuration():
@@ -469,7 +484,7 @@ def test_it_says_when_the_open_segment_is_about_to_end():
     by_msn: dict[int, list[bool]] = {}
     for msn, near in seen:
         by_msn.setdefault(msn, []).append(near)
-    flags = by_msn[1]
+    flags = by_msn[FIRST + 1]
     assert flags == sorted(flags) and flags[0] is False and flags[-1] is True
     assert flags.count(True) == 2  # parts ending at 0.8 and 1.0 s: the last two of five
 
@@ -483,7 +498,7 @@ def test_it_drops_a_bad_frame_and_stays_usable():
         packager.push("video", 2000, b"\x27\x01\x00\x00\x00\x00\x00\x00\x10\x41", wallclock=START)
     assert packager.playlist(low_latency=True) == before
     feed(packager, tags[20:])
-    check_continuity(packager.segment(0) + packager.segment(1))
+    check_continuity(packager.segment(FIRST) + packager.segment(FIRST + 1))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -562,16 +577,16 @@ def test_it_waits_for_the_first_part_of_a_segment_after_the_last_part():
 def test_it_answers_a_blocked_reload_once_the_part_is_pushed():
     packager = HlsPackager()
     tags = flv_tags(ffmpeg_flv(seconds=3))
-    assert packager.reload_decision("0", "0").readiness is Readiness.WAIT
-    assert packager.reload_decision("2", None).readiness is Readiness.BAD_REQUEST
+    assert packager.reload_decision(str(FIRST), "0").readiness is Readiness.WAIT
+    assert packager.reload_decision(str(FIRST + 2), None).readiness is Readiness.BAD_REQUEST
     seen = []
 
     def after(events):
-        seen.append((events, packager.reload_decision("1", "1").readiness))
+        seen.append((events, packager.reload_decision(str(FIRST + 1), "1").readiness))
 
     feed(packager, tags, after=after)
     first_ready = next(i for i, (_, r) in enumerate(seen) if r is Readiness.READY)
-    assert HlsPartCompleted(1, 1) in seen[first_ready][0]
+    assert HlsPartCompleted(FIRST + 1, 1) in seen[first_ready][0]
     assert all(r is Readiness.WAIT for _, r in seen[:first_ready])
     assert packager.blocking_timeout_s == 3
 

@@ -106,6 +106,16 @@ BLOCKING_TARGET_DURATIONS = 3
 # The longest _HLS_msn/_HLS_part/msn/index we read (digits): far past any real
 # sequence number, short enough that int() is cheap.
 MAX_SEQUENCE_DIGITS = 18
+# The Media Sequence Number of a stream's first segment (RFC 8216 6.2.1 lets a
+# server start anywhere). Not 0: hls.js 1.7 (fragment-tracker.ts,
+# detectEvictedFragments: `appendedPart?.fragment.sn || -1`) takes segment 0
+# for "no part appended", so buffering a part of segment 0 evicts segment 0
+# itself from its tracker; it forgets which parts it has, loads them all
+# again, and its transmuxer appends the repeated video after what it had: the
+# video runs a segment ahead of the audio and playback holds where the audio
+# ends, about a second in, for a player that starts in the first segment (a
+# stream's first viewer; issue 12).
+FIRST_MEDIA_SEQUENCE = 1
 
 TOKEN_QUERY = "token"
 # Renderings of one packager state kept for reuse (low-latency or not, a
@@ -326,7 +336,7 @@ class HlsPackager:
         self._part_start_ms = 0
         self._part_offset = 0
         self._part_independent = False
-        self._next_msn = 0
+        self._next_msn = FIRST_MEDIA_SEQUENCE
         self._discontinuities = 0
         self._discontinuity_pending = False
         self._has_video = False
@@ -511,7 +521,7 @@ class HlsPackager:
             # The last frame lasts as long as the ones before it.
             interval = max(self._intervals, default=0) or DEFAULT_FRAME_INTERVAL_MS
             self._close_segment(self._last_ms + interval, events)
-        if self._next_msn > 0 or self._open is not None:
+        if self._next_msn > FIRST_MEDIA_SEQUENCE or self._open is not None:
             self._discontinuity_pending = True
         self._muxer.restart()
         self._last_ms = None

@@ -63,7 +63,7 @@
     bitrateKbps: null,
     currentTime: 0,
     framesPresented: 0,
-    stalls: 0, // "waiting" events after the first frame
+    stalls: 0, // "waiting" events after the first frame, but for those of a seek
     firstFrameMs: null, // this rung's start to its first displayed frame
     firstFrameSinceLoadMs: null, // page start (performance.now() 0) to the first frame
     timecodeFound: false,
@@ -646,7 +646,11 @@
   });
   video.addEventListener("volumechange", () => unmute.classList.toggle("d-none", !video.muted));
   video.addEventListener("waiting", () => {
-    if (stats.state === "playing") stats.stalls += 1;
+    // A seek waits for its frame, and hls.js seeks once on its own: playback
+    // begins at the independent part it loads first, then hls.js moves it to
+    // its start position (PART-HOLD-BACK from the live edge). Playback that
+    // runs out of media is not seeking.
+    if (stats.state === "playing" && !video.seeking) stats.stalls += 1;
   });
   if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) {
     video.addEventListener("playing", firstFrame);
