@@ -125,7 +125,7 @@ class Publisher:
             return self.process.communicate()[1]
 
 
-def start_publisher(
+def publisher_command(
     url: str,
     seconds: float = 10,
     size: str = "1280x720",
@@ -135,10 +135,10 @@ def start_publisher(
     preset: str = "ultrafast",
     container: str = "flv",
     audio: str = "aac",
-) -> Publisher:
+) -> list[str]:
     """ffmpeg publishing a generated H.264 + AAC stream in real time (FLV
     for RTMP, `container="mpegts"` for SRT; `audio="eac3"` for Dolby)."""
-    cmd = [
+    return [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
@@ -148,6 +148,11 @@ def start_publisher(
         "-c:a", audio, "-b:a", "96k",
         "-f", container, url,
     ]  # fmt: skip
+
+
+def start_publisher(url: str, seconds: float = 10, **options) -> Publisher:
+    """`publisher_command` run: the options are its."""
+    cmd = publisher_command(url, seconds, **options)
     return Publisher(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
 
 
