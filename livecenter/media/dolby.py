@@ -38,6 +38,8 @@ from .flv import (
 from .mpegts_demux import CODEC_AAC, CODEC_AC3, CODEC_EAC3, ProgramReceived
 
 FOURCC_OF_CODEC = {CODEC_AC3: AUDIO_FOURCC_AC3, CODEC_EAC3: AUDIO_FOURCC_EAC3}
+# The FFmpeg decoder of each Dolby FourCC (what RTS and legacy_audio.py decode with).
+DECODER_OF_FOURCC = {AUDIO_FOURCC_AC3: "ac3", AUDIO_FOURCC_EAC3: "eac3"}
 
 
 class DolbyAudioTrack:
