@@ -10,11 +10,12 @@ counters and rebasing, and for what reads the hub:
 
 - HLS, LL-HLS and SRT playback mux it into MPEG-TS untouched (mpegts.py:
   stream type 0x81/0x87, as ATSC A/52 and Apple's HLS specify).
-- HTTP-FLV and RTMP viewers get the Enhanced RTMP tags: FFmpeg (7.1+, and
-  so the recordings, which read HTTP-FLV with PyAV and copy the E-AC-3 into
-  the MP4) decodes them. Players that know only the legacy SoundFormats
-  (FFmpeg 5/6, flv.js/mpegts.js in the web player) play the video and find
-  an audio track of unknown codec: no AAC is made for them yet.
+- Media workers reading HTTP-FLV (their `lc_worker` token, capacity.py)
+  get the Enhanced RTMP tags: FFmpeg 7.1+ decodes them, and the recordings
+  (PyAV) copy the E-AC-3 into the MP4. Other HTTP-FLV and RTMP viewers are
+  players that may know only the legacy SoundFormats (FFmpeg 5/6, flv.js/
+  mpegts.js in the web player): they get AAC-LC stereo 48 kHz made once per
+  stream while they watch (legacy_audio.py, hub.py), with the shared video.
 - RTS (WebRTC): the shared RTS source decodes the Dolby audio to Opus once
   per stream (rts/media.py), as it does AAC.
 
@@ -38,6 +39,8 @@ from .flv import (
 from .mpegts_demux import CODEC_AAC, CODEC_AC3, CODEC_EAC3, ProgramReceived
 
 FOURCC_OF_CODEC = {CODEC_AC3: AUDIO_FOURCC_AC3, CODEC_EAC3: AUDIO_FOURCC_EAC3}
+# The FFmpeg decoder of each Dolby FourCC (what RTS and legacy_audio.py decode with).
+DECODER_OF_FOURCC = {AUDIO_FOURCC_AC3: "ac3", AUDIO_FOURCC_EAC3: "eac3"}
 
 
 class DolbyAudioTrack:

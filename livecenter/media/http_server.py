@@ -355,11 +355,12 @@ class MediaHttpSession:
         if protocol == "hls":
             await self.hls_playlist(decision.key, query)
         else:
-            await self.flv(decision.key)
+            # Players other than the media workers get AAC for Dolby audio (hub.py).
+            await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
 
     # --- HTTP-FLV ------------------------------------------------------------------
 
-    async def flv(self, key) -> None:
+    async def flv(self, key, legacy_audio: bool) -> None:
         conn = self.conn
         # RFC 9112 6.3 item 8: a body delimited by the connection's close, so
         # the frames are the same shared bytes for every viewer. h11 frames a
@@ -375,7 +376,7 @@ class MediaHttpSession:
             return
         self.writer.write(data + conn.send(h11.Data(data=flv_header(has_audio=True, has_video=True))))
         pump = FramePump(self.writer, flv_tag)
-        subscription = self.node.hub.subscribe(key, protocol="flv", on_ready=pump.on_ready)
+        subscription = self.node.hub.subscribe(key, protocol="flv", on_ready=pump.on_ready, legacy_audio=legacy_audio)
         log.info("http-flv %s playing %s", self.peer, key)
         pump.attach(subscription)
         # The viewer sends nothing more; its end of input means it left.

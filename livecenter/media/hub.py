@@ -41,12 +41,22 @@ none is cut as a laggard because the publisher's clock leapt, and the HLS
 packager's segments keep ageing. Output timestamps may pass 2**32; every
 encoder (FLV, RTMP, MPEG-TS, RTP) wraps them as its format does.
 
+A stream with Dolby audio (dolby.py: Enhanced RTMP FourCC 'ac-3'/'ec-3')
+has what legacy FLV/RTMP players cannot decode. A subscription made with
+`legacy_audio` (an HTTP-FLV or RTMP viewer that is not a media worker) gets
+AAC in its place: the stream runs one AacFromDolby (legacy_audio.py) while
+it has such subscribers and Dolby audio, offers them its AAC frames instead
+of the Dolby ones, and gives a joiner the AAC sequence header and the AAC
+of its cached GOP (at most LEGACY_AAC_CACHE_MAX_FRAMES). Its video frames
+are the shared ones; everyone else keeps the Dolby frames.
+
 The hub runs in one event loop and is not thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
@@ -60,8 +70,10 @@ from .codecs import (
     parse_avc_sequence_header,
     parse_dolby_sync_frame,
 )
+from .dolby import DECODER_OF_FOURCC
 from .flv import (
     AUDIO_CODEC_AAC,
+    AUDIO_PACKET_CODED_FRAMES,
     EX_AUDIO_BODY_HEADER_BYTES,
     TIMESTAMP_BACKWARD_TOLERANCE_MS,
     TIMESTAMP_JUMP_MS,
@@ -75,11 +87,13 @@ from .flv import (
     audio_is_sequence_header,
     audio_sample_rate,
     encode_tag,
+    ex_audio_packet_type,
     video_codec_id,
     video_is_keyframe,
     video_is_sequence_header,
 )
 from .gop import GopCache
+from .legacy_audio import AacFromDolby
 from .policy import StreamInfo, StreamKey
 from .rts.h264 import flv_video_has_b_slices
 from .stats import StreamCounters
@@ -108,6 +122,10 @@ SUBSCRIBER_MAX_FRAMES = 4096
 # Stream time a viewer may fall behind before it is disconnected: longer than
 # any GOP we cache plus a stall, short enough that a dead viewer goes soon.
 SUBSCRIBER_MAX_LAG_MS = 20_000
+# The AAC frames made for legacy viewers (module docstring) kept for joiners:
+# those of the cached GOP. 1024 AAC frames are 21.8 s at 48 kHz, longer than
+# any GOP the cache keeps at a useful bitrate, and about 400 KB at 128 kbit/s.
+LEGACY_AAC_CACHE_MAX_FRAMES = 1024
 # How long viewers wait for a publisher that went away to come back; OBS
 # retries after 2 s by default (then 4, 8 ...).
 RECONNECT_GRACE_SECONDS = 10.0
@@ -220,6 +238,11 @@ class LiveStream:
         self._gop: GopCache[MediaFrame] = GopCache(hub.gop_cache_max_bytes)
         self._last_timestamp: int | None = None  # newest media timestamp sent out
         self._grace_timer: asyncio.TimerHandle | None = None
+        # AAC for the legacy_audio subscribers of a Dolby stream (module docstring).
+        self.legacy_subscribers = 0
+        self.legacy_aac: AacFromDolby | None = None
+        self.legacy_audio_header: MediaFrame | None = None
+        self._legacy_cache: deque[MediaFrame] = deque(maxlen=LEGACY_AAC_CACHE_MAX_FRAMES)
         self._reset_measurements()
 
     def _reset_measurements(self) -> None:
@@ -357,6 +380,8 @@ class LiveStream:
             else:
                 self.audio_header = frame
                 self.aac_config = self._parse(parse_aac_sequence_header, body)
+                if self.legacy_subscribers:
+                    self._update_legacy_aac(restart=True)
             # Frames cached so far were coded with the old configuration.
             self._gop.restart()
         else:
@@ -376,8 +401,65 @@ class LiveStream:
                 self.counters.audio(frame.timestamp, size)
             self._gop.add(frame, size, frame.keyframe)
         hub, header = self.hub, frame.is_header
+        if self.legacy_subscribers and kind is FrameKind.AUDIO and audio_fourcc(body) in DECODER_OF_FOURCC:
+            # Dolby audio: the legacy subscribers get its AAC instead (module docstring).
+            if self.legacy_aac is not None and ex_audio_packet_type(body) == AUDIO_PACKET_CODED_FRAMES:
+                self.legacy_aac.push([(body[EX_AUDIO_BODY_HEADER_BYTES:], frame.timestamp)])
+            for sub in tuple(self.subscribers):
+                if not sub.legacy_audio:
+                    sub._offer(frame, size, header, hub)
+            return
         for sub in tuple(self.subscribers):
             sub._offer(frame, size, header, hub)
+
+    # --- AAC for legacy subscribers (module docstring) ---------------------------------
+
+    def _join_frames(self, legacy_audio: bool) -> list[MediaFrame]:
+        """What a joiner is offered: the headers and the cached GOP; for a
+        legacy subscriber of a Dolby stream, with the AAC in place of the Dolby audio."""
+        if not legacy_audio or self.legacy_aac is None:
+            return [*self.headers, *self._gop]
+        headers = [f for f in (self.metadata, self.video_header, self.legacy_audio_header) if f is not None]
+        gop = self._gop.frames
+        if not gop:
+            return headers
+        start = gop[0].timestamp
+        aac = [f for f in self._legacy_cache if f.timestamp >= start]
+        video = [f for f in gop if f.kind is not FrameKind.AUDIO]
+        # By time, the keyframe first: a joiner's first media frame must be one.
+        return [*headers, *heapq.merge(video, aac, key=lambda f: f.timestamp)]
+
+    def _update_legacy_aac(self, restart: bool = False) -> None:
+        """Run the AAC conversion while the stream has legacy subscribers and
+        Dolby audio, and only then; `restart`: a new audio header came."""
+        header = self.audio_header
+        decoder = DECODER_OF_FOURCC.get(audio_fourcc(header.body)) if header is not None else None
+        want = decoder is not None and self.legacy_subscribers > 0
+        if self.legacy_aac is not None and (restart or not want):
+            self.legacy_aac.close()
+            self.legacy_aac = self.legacy_audio_header = None
+            self._legacy_cache.clear()
+        if self.legacy_aac is None and want:
+            self.legacy_aac = AacFromDolby(self._legacy_output)
+            self.legacy_aac.configure(decoder, header.timestamp)
+            # The cached GOP's audio, for joiners to hear from its keyframe on.
+            self.legacy_aac.push([
+                (f.body[EX_AUDIO_BODY_HEADER_BYTES:], f.timestamp)
+                for f in self._gop
+                if f.kind is FrameKind.AUDIO and ex_audio_packet_type(f.body) == AUDIO_PACKET_CODED_FRAMES
+            ])  # fmt: skip
+
+    def _legacy_output(self, timestamp: int, body: bytes, header: bool) -> None:
+        """An AAC body from the conversion thread, on the loop."""
+        if header:
+            frame = self.legacy_audio_header = MediaFrame(FrameKind.AUDIO, timestamp, body, sequence_header=True)
+        else:
+            frame = MediaFrame(FrameKind.AUDIO, timestamp, body, keyframe=self.video_header is None)
+            self._legacy_cache.append(frame)
+        hub, size = self.hub, len(body)
+        for sub in tuple(self.subscribers):
+            if sub.legacy_audio:
+                sub._offer(frame, size, header, hub)
 
     def _detect_bframes(self, body: bytes) -> None:
         try:
@@ -401,6 +483,7 @@ class LiveStream:
         self.metadata = self.video_header = self.audio_header = None
         self.avc_config = self.aac_config = None
         self._gop.restart()
+        self._update_legacy_aac()
         if not self.subscribers:
             self.hub._forget(self)
             return
@@ -415,12 +498,17 @@ class LiveStream:
         if self.publication is not None:
             return
         subscribers, self.subscribers = self.subscribers, {}
+        self.legacy_subscribers = 0
         for sub in subscribers:
             sub._end()
         self.hub._forget(self)
 
     def _detach(self, sub: Subscription) -> None:
-        self.subscribers.pop(sub, None)
+        if sub in self.subscribers:
+            del self.subscribers[sub]
+            if sub.legacy_audio:
+                self.legacy_subscribers -= 1
+                self._update_legacy_aac()
         if self.publication is None and not self.subscribers:
             self.hub._forget(self)
 
@@ -561,6 +649,7 @@ class Subscription:
     __slots__ = (
         "key",
         "protocol",
+        "legacy_audio",
         "viewers",
         "dropped",
         "skips",
@@ -575,9 +664,11 @@ class Subscription:
         "_on_ready",
     )
 
-    def __init__(self, stream: LiveStream, protocol: str) -> None:
+    def __init__(self, stream: LiveStream, protocol: str, legacy_audio: bool = False) -> None:
         self.key = stream.key
         self.protocol = protocol
+        # AAC in place of Dolby audio (module docstring).
+        self.legacy_audio = legacy_audio
         self.viewers = 1  # how many viewers it serves: a shared one (RTS) sets its count
         self.dropped = 0  # frames this viewer did not get
         self.skips = 0  # times it was skipped to a keyframe
@@ -743,18 +834,27 @@ class StreamHub:
         return publication
 
     def subscribe(
-        self, key: StreamKey, *, protocol: str = "", on_ready: Callable[[Subscription], None] | None = None
+        self,
+        key: StreamKey,
+        *,
+        protocol: str = "",
+        on_ready: Callable[[Subscription], None] | None = None,
+        legacy_audio: bool = False,
     ) -> Subscription:
         """Watch `key`, live or not yet. The headers and cached GOP are queued
         before this returns; `on_ready` is called for what comes after. A
         subscription to a stream that never goes live waits until closed:
-        servers ask `wait_live` first."""
+        servers ask `wait_live` first. `legacy_audio`: a player that knows
+        only the legacy FLV SoundFormats, which gets AAC for Dolby audio."""
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = LiveStream(self, key)
-        sub = Subscription(stream, protocol)
+        sub = Subscription(stream, protocol, legacy_audio)
         stream.subscribers[sub] = None
-        for frame in (*stream.headers, *stream._gop):
+        if legacy_audio:
+            stream.legacy_subscribers += 1
+            stream._update_legacy_aac()
+        for frame in stream._join_frames(legacy_audio):
             sub._offer(frame, len(frame.body), frame.is_header, self)
         sub._on_ready = on_ready
         return sub

@@ -14,6 +14,7 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .capacity import (
@@ -271,6 +272,10 @@ class MediaNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
 
+    def is_media_worker(self, uri: str, query: Mapping[str, str]) -> bool:
+        """Whether a play request carries a media worker's token (capacity.py)."""
+        return is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time())
+
     def admits_viewer(
         self, key: StreamKey, protocol: str, uri: str, query: dict[str, str], client: str | None = None
     ) -> bool:
@@ -279,7 +284,7 @@ class MediaNode:
         already serves is not new."""
         if not self.egress.limited and not self.loop_lag.limited:
             return True
-        if is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time()):
+        if self.is_media_worker(uri, query):
             return True
         stream = self.hub.stream(key)
         if client is not None and stream is not None and (protocol, client) in stream.counters.clients:

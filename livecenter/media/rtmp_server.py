@@ -298,7 +298,11 @@ class RtmpSession:
         self.flush()
         stream_id, chunk_size = event.stream_id, self.conn.out_chunk_size
         pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
-        subscription = self.node.hub.subscribe(decision.key, protocol="rtmp", on_ready=pump.on_ready)
+        # Players other than the media workers get AAC for Dolby audio (hub.py).
+        legacy_audio = not self.node.is_media_worker(play.uri, play.query)
+        subscription = self.node.hub.subscribe(
+            decision.key, protocol="rtmp", on_ready=pump.on_ready, legacy_audio=legacy_audio
+        )
         pump.attach(subscription)
         self.players[stream_id] = asyncio.get_running_loop().create_task(self._play(stream_id, pump))
         log.info("rtmp %s playing %s", self.peer, decision.key)

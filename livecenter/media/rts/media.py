@@ -39,11 +39,10 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
+from ..dolby import DECODER_OF_FOURCC
 from ..flv import (
     AAC_BODY_HEADER_BYTES,
     AUDIO_CODEC_AAC,
-    AUDIO_FOURCC_AC3,
-    AUDIO_FOURCC_EAC3,
     AUDIO_PACKET_CODED_FRAMES,
     EX_AUDIO_BODY_HEADER_BYTES,
     PACKET_NALU,
@@ -63,8 +62,6 @@ from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Tr
 
 log = logging.getLogger(__name__)
 
-# Enhanced RTMP Dolby audio (dolby.py) and the FFmpeg decoder of each.
-_DOLBY_DECODERS = {AUDIO_FOURCC_AC3: "ac3", AUDIO_FOURCC_EAC3: "eac3"}
 
 VIDEO_CLOCK_HZ = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
@@ -421,7 +418,7 @@ class RtsSource:
 
     def _audio(self, frame) -> None:
         body = frame.body
-        decoder = _DOLBY_DECODERS.get(audio_fourcc(body))
+        decoder = DECODER_OF_FOURCC.get(audio_fourcc(body))
         if decoder is not None:  # AC-3/E-AC-3 (dolby.py): decoded to Opus like AAC
             if frame.sequence_header:
                 if self.opus is None:

@@ -53,6 +53,7 @@ class ConversionThread:
 
     def __init__(self, name: str, max_pending: int, on_output: Callable) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.name = name
         self._loop = asyncio.get_running_loop()
         self._on_output = on_output
         self.pending = 0  # jobs submitted whose output has not come back
@@ -87,7 +88,7 @@ class ConversionThread:
         try:
             outputs = job(*args)
         except Exception:
-            log.exception("rts conversion failed")
+            log.exception("%s conversion failed", self.name)
             outputs = ()
         try:
             self._loop.call_soon_threadsafe(self._finished, outputs)
