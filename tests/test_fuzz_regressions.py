@@ -142,3 +142,16 @@ def test_it_gives_only_the_protocol_error_on_what_the_fuzzer_found(found):
         pass
     # The SDP findings are refused by check_offer itself, with the line, not left to aiortc.
     assert targets.AIORTC_REFUSED["offers"] == refused_by_aiortc
+
+
+def test_it_writes_back_an_srt_ack_without_a_receive_rate_as_it_read_it():
+    # bench/fuzz srt_packets: a full ACK of SRT before 1.2 stops after the link
+    # capacity (24 bytes); parse_packet gives receive_rate None, and bytes()
+    # wrote a receive rate of 0 that parsed back as 0, not None.
+    from livecenter.media.srt.packets import SrtAck, parse_packet
+
+    old = bytes.fromhex("80020000 00000004 00000000 00000000") + bytes(range(24))
+    ack = parse_packet(old)
+    assert ack.receive_rate_bytes_per_second is None and ack.link_capacity_packets_per_second is not None
+    assert bytes(ack) == old
+    assert parse_packet(bytes(SrtAck(1, 2, 3, 4, 5, 6, 7, 0))).receive_rate_bytes_per_second == 0
