@@ -527,7 +527,14 @@ class SrtConnection:
 
     def _drop(self, first_seq: int, count: int) -> None:
         self.stats.packets_dropped += count
-        self._events.append(SrtPacketsDropped(self.socket_id, first_seq, count))
+        events = self._events
+        last = events[-1] if events else None
+        if type(last) is SrtPacketsDropped and seq_inc(last.first_seq, last.count) == first_seq:
+            # One gap, one event: a drop request of a whole window released
+            # slot by slot gave 8,192 events for one 28-byte datagram.
+            events[-1] = SrtPacketsDropped(self.socket_id, last.first_seq, last.count + count)
+        else:
+            events.append(SrtPacketsDropped(self.socket_id, first_seq, count))
 
     # -- sending -----------------------------------------------------------
 
