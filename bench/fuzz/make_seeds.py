@@ -8,9 +8,17 @@
 - codecs: the sequence headers, SPS, and frames of those files;
 - HLS requests: the request heads ffmpeg sends for a playlist, with the
   delivery directives and segment tokens a player adds;
-- SDP: offers from aiortc and from Chromium (playwright).
+- SDP: offers from aiortc and from Chromium (playwright);
+- MPEG-TS demuxer (SRT ingest): TS files ffmpeg writes (H.264 + AAC,
+  H.264 + E-AC-3, AC-3 in a private stream);
+- SRT packets and listener: the datagrams of a real libsrt publisher
+  (tests/test_srt_libsrt_vectors.py: its CONCLUSION with HSREQ, stream ID
+  and KMREQ, and an encrypted data packet), the control packets of
+  tests/test_srt_packets.py, and the publishing session of
+  tests/test_srt_fuzz.py; for the listener also a playing session.
 
-    .venv/bin/python bench/fuzz/make_seeds.py
+    .venv/bin/python bench/fuzz/make_seeds.py            # every target
+    .venv/bin/python bench/fuzz/make_seeds.py srt_packets srt_listener mpegts_demux
 """
 
 from __future__ import annotations
@@ -135,7 +143,111 @@ def chromium_offer() -> str | None:
             browser.close()
 
 
+def ffmpeg_ts(audio: str, *extra: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.ts"
+        args = ["-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "5", "-c:a", audio]
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", *TINY, *args, *extra, "-y", str(out)], check=True, timeout=60
+        )
+        return out.read_bytes()
+
+
+def mpegts_demux_seeds() -> None:
+    for data in (ffmpeg_ts("aac"), ffmpeg_ts("eac3"), ffmpeg_ts("ac3", "-mpegts_flags", "system_b")):
+        save("mpegts_demux", data[:60000])
+        save("mpegts_demux", data[len(data) // 2 :])  # joined in the middle: PSI repeats, no start
+
+
+def srt_packets_seeds() -> None:
+    from livecenter.media.srt.packets import SrtHandshake, SrtHandshakeType, parse_packet
+    from tests.test_srt_libsrt_vectors import CONCLUSION, DATA
+    from tests.test_srt_packets import make_conclusion, test_it_round_trips_control_packets
+
+    for datagram in (CONCLUSION, DATA):
+        save("srt_packets", b"\x00" + datagram)
+    for mark in test_it_round_trips_control_packets.pytestmark:
+        if mark.name == "parametrize":
+            for packet in mark.args[1]:
+                save("srt_packets", b"\x00" + bytes(packet))
+    save("srt_packets", b"\x00" + bytes(make_conclusion()))
+    save(
+        "srt_packets", b"\x00" + bytes(SrtHandshake(version=4, handshake_type=SrtHandshakeType.INDUCTION, socket_id=1))
+    )
+    save("srt_packets", b"\x00" + bytes(SrtHandshake(version=5, handshake_type=1000 + 1403, socket_id=1)))
+    save("srt_packets", b"\x01" + parse_packet(CONCLUSION).km)
+
+
+def srt_listener_seeds() -> None:
+    """Sessions as targets.srt_datagrams reads them. The handshakes go with
+    SRT_FIX_COOKIE, what follows with SRT_TO_CONNECTION."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import targets
+
+    from livecenter.media.srt.packets import SrtAck, SrtHandshake, SrtHandshakeType, SrtHsExtension, SrtNak
+    from tests.test_srt_fuzz import session
+    from tests.test_srt_libsrt_vectors import CONCLUSION, DATA
+
+    right = 1 << 5  # bits 5-6: accept with the right passphrase
+
+    def record(clock: int, flags: int, datagram: bytes) -> bytes:
+        return bytes((clock, flags)) + len(datagram).to_bytes(2, "big") + datagram
+
+    fix, to_conn = targets.SRT_FIX_COOKIE, targets.SRT_TO_CONNECTION
+    # A real libsrt publisher (encrypted): its INDUCTION, CONCLUSION and a data packet.
+    libsrt_induction = bytes(
+        SrtHandshake(version=4, handshake_type=SrtHandshakeType.INDUCTION, socket_id=0x27254B74, extension_field=2)
+    )
+    save(
+        "srt_listener",
+        record(1, fix | right, libsrt_induction)
+        + record(5, fix | right, CONCLUSION)
+        + record(5, to_conn, DATA)
+        + record(60, to_conn, DATA)
+        + record(200, 0, b""),
+    )
+    # tests/test_srt_fuzz.py's session: encrypted data, ACKACK, keepalive, NAK, drop request, KMREQ, shutdown.
+    datagrams = session()
+    save("srt_listener", b"".join(record(3, (fix | right) if k < 2 else to_conn, d) for k, d in enumerate(datagrams)))
+    # A player (m=request, no passphrase): we send, it acknowledges and asks again.
+    play = bytes(
+        SrtHandshake(
+            version=5,
+            handshake_type=SrtHandshakeType.CONCLUSION,
+            socket_id=78,
+            extension_field=0x5,
+            initial_seq=100,
+            hs=SrtHsExtension(0x010503, 0xBF, 120, 120),
+            stream_id="#!::r=live/cam,m=request",
+        )
+    )
+    send = targets.SRT_SEND_FIRST | to_conn
+    save(
+        "srt_listener",
+        record(
+            1,
+            fix,
+            bytes(SrtHandshake(version=4, handshake_type=SrtHandshakeType.INDUCTION, socket_id=78, extension_field=2)),
+        )
+        + record(3, fix, play)
+        + record(10, send, bytes(SrtAck(101, 1, 20_000, 5_000, 8000, 100, 100, 10_000)))
+        + record(10, send, bytes(SrtNak(((101, 102),))))
+        + record(10, send, bytes(SrtAck(104)))
+        + record(150, send, b"")
+        + record(250, 0, b""),
+    )
+
+
+EXTRA = {"mpegts_demux": mpegts_demux_seeds, "srt_packets": srt_packets_seeds, "srt_listener": srt_listener_seeds}
+
+
 def main() -> None:
+    if only := sys.argv[1:]:
+        for name in only:
+            shutil.rmtree(SEEDS / name, ignore_errors=True)
+            EXTRA[name]()
+        report()
+        return
     shutil.rmtree(SEEDS, ignore_errors=True)
     capture = rtmp_capture()
     chunks = capture[HANDSHAKE_BYTES:]
@@ -179,6 +291,12 @@ def main() -> None:
     offer = chromium_offer()
     if offer:
         save("sdp", offer.encode())
+    for make in EXTRA.values():
+        make()
+    report()
+
+
+def report() -> None:
     for folder in sorted(SEEDS.iterdir()):
         files_ = list(folder.iterdir())
         print(f"{folder.name}: {len(files_)} seeds, {sum(f.stat().st_size for f in files_)} bytes")

@@ -45,7 +45,7 @@ with _imports:
     import h11
     from aiortc.sdp import SessionDescription
 
-    from livecenter.media import amf0, codecs, flv, hls, mpegts
+    from livecenter.media import amf0, codecs, flv, hls, mpegts, mpegts_demux
     from livecenter.media.admission import domain_of
     from livecenter.media.http_server import _HLS_MEDIA_PATH_RE, _PLAY_PATH_RE, MAX_REQUEST_HEAD_BYTES
     from livecenter.media.rtmp import chunk as rtmp_chunk
@@ -55,6 +55,12 @@ with _imports:
     from livecenter.media.rts import h264 as rts_h264
     from livecenter.media.rts import whep
     from livecenter.media.signing import check_segment_token
+    from livecenter.media.srt import crypto as srt_crypto
+    from livecenter.media.srt import packets as srt_packets
+    from livecenter.media.srt.connection import MAX_REORDER_PACKETS, MAX_SEND_BUFFER_PACKETS
+    from livecenter.media.srt.errors import SrtProtocolError
+    from livecenter.media.srt.events import SrtConnectionRequested, SrtDataReceived
+    from livecenter.media.srt.listener import COOKIE_PERIOD_US, SrtListener
 
 SLOW_CPU_SECONDS = 0.1  # the campaign's bound on one input's CPU time
 RTMP_HANDSHAKE = b"\x03" + bytes(1536) + bytes(1536)  # C0 C1 C2: the server checks only C0
@@ -287,6 +293,150 @@ def sdp_offer(data: bytes) -> None:
         AIORTC_REFUSED["offers"] += 1
 
 
+# --- MPEG-TS in (SRT ingest) -----------------------------------------------------------
+
+
+def mpegts_demux_read(data: bytes) -> None:
+    """A transport stream into TsDemuxer in pieces (the last byte picks their
+    size), then its end (b""). What comes out is what the hub takes: frames
+    no larger than an FLV tag, timestamps not below zero; what it holds stays
+    under MAX_BUFFERED_BYTES (plus the part of a packet it waits on)."""
+    demuxer = mpegts_demux.TsDemuxer()
+    for piece in [*pieces(data), b""]:
+        for event in demuxer.receive_data(piece):
+            if isinstance(event, mpegts_demux.FrameReceived):
+                assert len(event.body) <= flv.MAX_TAG_BYTES, len(event.body)
+                assert event.timestamp_ms >= 0, event
+            elif isinstance(event, mpegts_demux.PassthroughAudioReceived):
+                assert event.timestamp_ms >= 0, event
+        limit = mpegts_demux.MAX_BUFFERED_BYTES + mpegts.TS_PACKET_BYTES
+        assert demuxer.buffered_bytes <= limit, demuxer.buffered_bytes
+
+
+# --- SRT --------------------------------------------------------------------------------
+
+
+def _srt_key_material_round_trip(data: bytes) -> None:
+    material = srt_crypto.parse_key_material(data)
+    again = srt_crypto.parse_key_material(bytes(material))
+    assert again == material, (material, again)
+
+
+def srt_packet_codecs(data: bytes) -> None:
+    """First byte even: the rest is a datagram for parse_packet, and what it
+    parses to, written back with bytes(), parses to an equal packet (key
+    material it carries goes through the next); odd: the rest is a key
+    material message, which round-trips likewise."""
+    if not data:
+        return
+    body = data[1:]
+    if data[0] & 1:
+        srt_crypto.parse_km_state(body[:4])
+        _srt_key_material_round_trip(body)
+        return
+    packet = srt_packets.parse_packet(body)
+    again = srt_packets.parse_packet(bytes(packet))
+    assert again == packet, (packet, again)
+    if isinstance(packet, srt_packets.SrtHandshake) and packet.km is not None:
+        srt_crypto.parse_km_state(packet.km)
+        _srt_key_material_round_trip(packet.km)
+    elif isinstance(packet, srt_packets.SrtUserControl):
+        _srt_key_material_round_trip(packet.body)
+
+
+# The secret and peer of tests/test_srt_fuzz.py, so that the SYN cookie of its
+# session (a seed) is good here; the passphrase of the libsrt vectors.
+SRT_SECRET = b"fuzz" * 8
+SRT_PASSPHRASE = "ten chars or more"
+SRT_START = 10.0
+SRT_PEERS = [("192.0.2.1", 9000), ("192.0.2.1", 9001), ("198.51.100.7", 5000), ("2001:db8::1", 9000, 0, 0)]
+# Flags of a datagram's header byte (srt_listener's docstring).
+SRT_TO_CONNECTION = 0x01
+SRT_FIX_COOKIE = 0x02
+SRT_SEND_FIRST = 0x04
+SRT_CLOSE_AFTER = 0x80
+SRT_PLAY_PAYLOAD = b"\x47" + bytes(187)
+
+
+class _SrtFuzzListener(SrtListener):
+    """Socket IDs drawn in order rather than at random, so that an input
+    replays the same way (libFuzzer needs it, and so does a regression)."""
+
+    def __init__(self, **kwargs) -> None:
+        self._drawn = 0
+        super().__init__(**kwargs)
+
+    def _new_socket_id(self) -> int:
+        self._drawn += 1
+        return 0x0100_0000 + self._drawn
+
+
+def srt_datagrams(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """The input as (clock byte, flags, datagram): each datagram follows a
+    4-byte header: clock, flags, and its length (big-endian, 11 bits)."""
+    pos = 0
+    while len(data) - pos >= 4:
+        clock, flags, length = data[pos], data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big") & 0x07FF
+        pos += 4
+        yield clock, flags, data[pos : pos + length]
+        pos += length
+
+
+def srt_listener(data: bytes) -> None:
+    """A sequence of datagrams (srt_datagrams) into an SrtListener with a
+    fixed secret, on a fake clock the header's clock byte advances
+    (byte**3 / 600 ms: 0 to 27.6 s, so that ACK periods, the pending-handshake
+    timeout and the idle timeout all come round). The flags are harness help
+    a fuzzer cannot find alone: SRT_FIX_COOKIE writes the good SYN cookie into
+    a handshake (a keyed hash), SRT_TO_CONNECTION the newest connection's
+    socket ID as the destination; SRT_SEND_FIRST has every connection send a
+    TS packet first (so that ACKs and NAKs find something, as for a player);
+    bits 3-4 pick the peer address, bits 5-6 the passphrase every
+    SrtConnectionRequested is accepted with (none, the right one, a wrong
+    one); SRT_CLOSE_AFTER closes the newest connection from our side after.
+    After every datagram the timers run as the node's tick runs them.
+
+    Nothing may escape receive_datagram or handle_timer, not even
+    SrtProtocolError: a bad datagram is dropped and counted. Every datagram
+    we send parses, and the buffers stay within their limits."""
+    listener = _SrtFuzzListener(secret=SRT_SECRET)
+    now = SRT_START
+    for clock, flags, datagram in srt_datagrams(data):
+        now += clock**3 / 600_000
+        addr = SRT_PEERS[flags >> 3 & 3]
+        if flags & SRT_SEND_FIRST:
+            for connection in listener.connections.values():
+                connection.send(SRT_PLAY_PAYLOAD, now)
+                _check_srt_sent(connection.datagrams_to_send())
+        if flags & SRT_TO_CONNECTION and listener.connections and len(datagram) >= 16:
+            datagram = datagram[:12] + max(listener.connections).to_bytes(4, "big") + datagram[16:]
+        if flags & SRT_FIX_COOKIE and len(datagram) >= 48 and datagram[:2] == b"\x80\x00":
+            cookie = listener._cookie(addr, round(now * 1_000_000) // COOKIE_PERIOD_US)
+            datagram = datagram[:44] + cookie.to_bytes(4, "big") + datagram[48:]
+        listener.receive_datagram(datagram, addr, now)
+        listener.handle_timer(now)
+        passphrase = (None, SRT_PASSPHRASE, "not the passphrase", SRT_PASSPHRASE)[flags >> 5 & 3]
+        for event in listener.events():
+            if isinstance(event, SrtConnectionRequested):
+                listener.accept(event, now, passphrase=passphrase)
+            elif isinstance(event, SrtDataReceived):
+                assert len(event.payload) <= srt_packets.MAX_DATAGRAM_BYTES
+        if flags & SRT_CLOSE_AFTER and listener.connections:
+            listener.close(max(listener.connections), now)
+        _check_srt_sent(d for d, _ in listener.datagrams_to_send())
+        assert len(listener.connections) <= listener.max_connections
+        for connection in listener.connections.values():
+            assert connection.buffered_packets <= MAX_REORDER_PACKETS, connection.buffered_packets
+            assert len(connection._lost) <= MAX_REORDER_PACKETS, len(connection._lost)
+            assert len(connection._send_buffer) <= MAX_SEND_BUFFER_PACKETS
+
+
+def _check_srt_sent(datagrams) -> None:
+    for datagram in datagrams:
+        assert len(datagram) <= srt_packets.MAX_DATAGRAM_BYTES, len(datagram)
+        srt_packets.parse_packet(datagram)
+
+
 # --- the table ----------------------------------------------------------------------
 
 
@@ -430,6 +580,56 @@ def _sdp_limits() -> list[Limit]:
     return [Limit("offer = MAX_OFFER_BYTES", (offer + "a=x:" + "y" * pad + "\r\n").encode(), False)]
 
 
+def _ts_packets(pid: int, section: bytes) -> bytes:
+    """A PSI section in TS packets (a pointer_field, then 0xFF stuffing)."""
+    data = b"\x00" + section
+    data += b"\xff" * (-len(data) % mpegts.TS_PAYLOAD_BYTES)
+    out = b""
+    for k, pos in enumerate(range(0, len(data), mpegts.TS_PAYLOAD_BYTES)):
+        header = bytes((0x47, (0x40 if pos == 0 else 0) | pid >> 8, pid & 0xFF, 0x10 | k & 0x0F))
+        out += header + data[pos : pos + mpegts.TS_PAYLOAD_BYTES]
+    return out
+
+
+def _psi_section(table_id: int, body: bytes) -> bytes:
+    data = bytes((table_id,)) + (0xB000 | 5 + len(body) + 4).to_bytes(2, "big") + b"\x00\x01\xc1\x00\x00" + body
+    return data + mpegts.crc32_mpeg2(data).to_bytes(4, "big")
+
+
+def _mpegts_demux_limits() -> list[Limit]:
+    def pat(programs: int) -> bytes:
+        body = b"".join(n.to_bytes(2, "big") + (0xE000 | 0x100 + n).to_bytes(2, "big") for n in range(1, programs + 1))
+        return _ts_packets(mpegts.PAT_PID, _psi_section(0x00, body))
+
+    def pmt(streams: int) -> bytes:
+        body = b"\xe1\x00\xf0\x00" + b"".join(
+            b"\x0f" + (0xE000 | 0x200 + k).to_bytes(2, "big") + b"\xf0\x00" for k in range(streams)
+        )
+        return pat(1) + _ts_packets(0x101, _psi_section(0x02, body))
+
+    return [
+        Limit("programs = MAX_PROGRAMS", pat(mpegts_demux.MAX_PROGRAMS), False),
+        Limit("programs = MAX_PROGRAMS + 1", pat(mpegts_demux.MAX_PROGRAMS + 1), True),
+        Limit("streams = MAX_ELEMENTARY_STREAMS", pmt(mpegts_demux.MAX_ELEMENTARY_STREAMS), False),
+        Limit("streams = MAX_ELEMENTARY_STREAMS + 1", pmt(mpegts_demux.MAX_ELEMENTARY_STREAMS + 1), True),
+    ]
+
+
+def _srt_packets_limits() -> list[Limit]:
+    def handshake(stream_id: str) -> bytes:
+        return b"\x00" + bytes(
+            srt_packets.SrtHandshake(version=5, handshake_type=0xFFFF_FFFF, socket_id=1, stream_id=stream_id)
+        )
+
+    data = srt_packets.SrtDataPacket(1, bytes(srt_packets.MAX_DATAGRAM_BYTES - srt_packets.HEADER_BYTES))
+    return [
+        Limit("datagram = MAX_DATAGRAM_BYTES", b"\x00" + bytes(data), False),
+        Limit("datagram = MAX_DATAGRAM_BYTES + 1", b"\x00" + bytes(data) + b"\x00", True),
+        Limit("stream ID = MAX_STREAM_ID_BYTES", handshake("s" * srt_packets.MAX_STREAM_ID_BYTES), False),
+        Limit("stream ID = MAX_STREAM_ID_BYTES + 4", handshake("s" * (srt_packets.MAX_STREAM_ID_BYTES + 1)), True),
+    ]
+
+
 TARGETS = {
     t.name: t
     for t in [
@@ -441,6 +641,9 @@ TARGETS = {
         Target("mpegts", mpegts_target, (mpegts.TsMuxError,), 8192, _mpegts_limits),
         Target("hls_request", hls_request, (h11.RemoteProtocolError,), 4096, _hls_limits),
         Target("sdp", sdp_offer, (whep.OfferError,), 8192, _sdp_limits),
+        Target("mpegts_demux", mpegts_demux_read, (mpegts_demux.TsDemuxError,), 16384, _mpegts_demux_limits),
+        Target("srt_packets", srt_packet_codecs, (SrtProtocolError,), 2048, _srt_packets_limits),
+        Target("srt_listener", srt_listener, (), 16384),
     ]
 }
 

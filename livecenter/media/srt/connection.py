@@ -23,6 +23,7 @@ tells the peer with a drop request) packets too old to be played.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, replace
 
 from .crypto import SrtCryptoContext, SrtKmState, km_state_word, parse_key_material
@@ -44,7 +45,7 @@ from .packets import (
     SrtUserControl,
     parse_packet,
 )
-from .sequence import seq_inc, seq_offset, timestamp_offset_us
+from .sequence import SEQ_MASK, seq_inc, seq_offset, timestamp_offset_us
 
 # How many packets past the oldest undelivered one we hold. A peer's
 # packets beyond it are dropped and counted. 8192 is libsrt's default
@@ -151,9 +152,15 @@ class SrtConnection:
         self._time_base_us = now_us - peer_start_timestamp
         self._last_timestamp = peer_start_timestamp  # extended past 32 bits
         self._deliver_seq = initial_seq  # the next one to release
+        # _deliver_seq not wrapped, and the sequence numbers the buffer holds
+        # as a heap of such unwrapped numbers: the oldest packet held is found
+        # without walking the window (stale ones, below _deliver_unwrapped, go lazily).
+        self._deliver_unwrapped = initial_seq
+        self._held: list[int] = []
         self._next_seq = initial_seq  # one past the highest received
         self._buffer: dict[int, tuple[int, bytes | None]] = {}
         self._lost: set[int] = set()
+        self._lost_floor = initial_seq  # no lost packet comes before it (gaps open at the end)
         self._ack_number = 0
         self._pending_acks: dict[int, int] = {}  # ACK number -> sent at
         self._rtt_measured = False
@@ -347,6 +354,7 @@ class SrtConnection:
         self._rate_packets += 1
         self._rate_bytes += len(packet.payload)
         self._buffer[seq] = (self._extend_timestamp(packet.timestamp), payload)
+        heapq.heappush(self._held, self._deliver_unwrapped + offset)
         self._packets_since_ack += 1
         if self._packets_since_ack >= LIGHT_ACK_PACKETS:
             self._send_light_ack(now_us)
@@ -438,6 +446,7 @@ class SrtConnection:
             seq = seq_inc(start, k)
             if seq not in self._buffer:
                 self._buffer[seq] = (_FORGOTTEN, None)
+                heapq.heappush(self._held, self._deliver_unwrapped + seq_offset(self._deliver_seq, seq))
                 self._lost.discard(seq)
                 if seq_offset(self._next_seq, seq) >= 0:
                     self._next_seq = seq_inc(seq)
@@ -459,15 +468,17 @@ class SrtConnection:
     # -- delivering --------------------------------------------------------
 
     def _first_buffered(self) -> tuple[int, int] | None:
-        """(seq, timestamp) of the oldest packet held, if any."""
-        if not self._buffer:
-            return None
-        seq = self._deliver_seq
-        for _ in range(seq_offset(seq, self._next_seq)):
-            entry = self._buffer.get(seq)
-            if entry is not None:
-                return seq, entry[0]
-            seq = seq_inc(seq)
+        """(seq, timestamp) of the oldest packet held, if any. Called for
+        every datagram (next_timer, _release): O(log n), not a walk of the
+        window, which made each datagram cost milliseconds behind a gap."""
+        held = self._held
+        while held:
+            top = held[0]
+            if top >= self._deliver_unwrapped:
+                entry = self._buffer.get(top & SEQ_MASK)
+                if entry is not None:
+                    return top & SEQ_MASK, entry[0]
+            heapq.heappop(held)  # delivered or dropped since
         return None
 
     def _play_time_us(self, timestamp: int) -> int:
@@ -497,6 +508,7 @@ class SrtConnection:
                 for k in range(count):
                     self._lost.discard(seq_inc(self._deliver_seq, k))
                 self._deliver_seq = first[0]
+                self._deliver_unwrapped += count
                 continue
             timestamp, payload = entry
             if timestamp != _FORGOTTEN and self._play_time_us(timestamp) > now_us:
@@ -504,6 +516,10 @@ class SrtConnection:
             seq = self._deliver_seq
             del buffer[seq]
             self._deliver_seq = seq_inc(seq)
+            self._deliver_unwrapped += 1
+            held = self._held
+            while held and held[0] < self._deliver_unwrapped:
+                heapq.heappop(held)
             if payload is None:
                 self._drop(seq, 1)
             else:
@@ -511,7 +527,14 @@ class SrtConnection:
 
     def _drop(self, first_seq: int, count: int) -> None:
         self.stats.packets_dropped += count
-        self._events.append(SrtPacketsDropped(self.socket_id, first_seq, count))
+        events = self._events
+        last = events[-1] if events else None
+        if type(last) is SrtPacketsDropped and seq_inc(last.first_seq, last.count) == first_seq:
+            # One gap, one event: a drop request of a whole window released
+            # slot by slot gave 8,192 events for one 28-byte datagram.
+            events[-1] = SrtPacketsDropped(self.socket_id, last.first_seq, last.count + count)
+        else:
+            events.append(SrtPacketsDropped(self.socket_id, first_seq, count))
 
     # -- sending -----------------------------------------------------------
 
@@ -522,10 +545,21 @@ class SrtConnection:
 
     def _ack_seq(self) -> int:
         """The first sequence number we have not received (4.8.1)."""
-        if not self._lost:
+        lost = self._lost
+        if not lost:
+            self._lost_floor = self._next_seq
             return self._next_seq
+        # Called for every datagram (next_timer): a walk from the last answer,
+        # not a min() over up to a window of lost packets. Packets are lost
+        # only past _next_seq, so the walk never goes back.
         deliver = self._deliver_seq
-        return min(self._lost, key=lambda seq: seq_offset(deliver, seq))
+        seq = self._lost_floor if seq_offset(deliver, self._lost_floor) >= 0 else deliver
+        for _ in range(self.window_packets):
+            if seq in lost:
+                self._lost_floor = seq
+                return seq
+            seq = seq_inc(seq)
+        return min(lost, key=lambda seq: seq_offset(deliver, seq))  # not reached: every lost one is within the window
 
     def _ack_due_seq(self) -> int | None:
         seq = self._ack_seq()

@@ -255,11 +255,11 @@ class SrtAck:
         if self.rtt_us is not None:
             words += [self.rtt_us, self.rttvar_us or 0, self.available_buffer_packets or 0]
             if self.packets_per_second is not None:
-                words += [
-                    self.packets_per_second,
-                    self.link_capacity_packets_per_second or 0,
-                    self.receive_rate_bytes_per_second or 0,
-                ]
+                words += [self.packets_per_second, self.link_capacity_packets_per_second or 0]
+                # An ACK of SRT before 1.2 has no receive rate (parse_packet
+                # gives None): written back, it stays 24 bytes.
+                if self.receive_rate_bytes_per_second is not None:
+                    words.append(self.receive_rate_bytes_per_second)
         header = _control_header(self.CONTROL_TYPE, 0, self.ack_number, self.timestamp, self.dest_socket_id)
         return header + struct.pack(f">{len(words)}I", *words)
 
