@@ -26,8 +26,9 @@ from monitoring.models import StreamSample
 from streams.models import PublishSession, StreamBlock, StreamControlEvent
 
 # Before the split: streams at its last migration with the media models,
-# no mediajobs; every other app stays at its latest.
-BEFORE_SPLIT = [("streams", "0003_merge_bframes_media_workers"), ("mediajobs", None)]
+# no mediajobs, monitoring as it was then (its later tables did not exist);
+# every other app stays at its latest.
+BEFORE_SPLIT = [("streams", "0003_merge_bframes_media_workers"), ("mediajobs", None), ("monitoring", "0001_initial")]
 SPLIT_APPS = {"domains", "streams", "monitoring"}
 
 
@@ -96,8 +97,9 @@ def fill_every_table(apps) -> set[str]:
 def test_it_keeps_every_row_when_the_media_models_move_to_mediajobs():
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE_SPLIT)
-    others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in {"streams", "mediajobs"}]
-    before = executor.loader.project_state([*others, BEFORE_SPLIT[0]]).apps
+    pinned = {app for app, _ in BEFORE_SPLIT}
+    others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in pinned]
+    before = executor.loader.project_state([*others, BEFORE_SPLIT[0], BEFORE_SPLIT[2]]).apps
     every_table = {m._meta.db_table for m in before.get_models() if m._meta.app_label in SPLIT_APPS}
     assert "streams_mediajob" in every_table
     assert fill_every_table(before) == every_table
