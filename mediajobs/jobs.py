@@ -130,8 +130,10 @@ def _want_rendition(key: StreamKey, template: TranscodeTemplate, node: NodeAddre
             job=job, template_id=template.template_id, defaults={"lazy": lazy, "last_watched_at": now}
         )
         if not created and (rendition.stopped or rendition.lazy != lazy):
+            # A stopped one is published again from the next keyframe: its idle time starts over then.
+            again = {"published_at": None} if rendition.stopped else {}
             Rendition.objects.filter(pk=rendition.pk).update(
-                stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now
+                stopped=False, lazy=lazy and rendition.lazy, last_watched_at=now, **again
             )
     return rendition
 
@@ -354,10 +356,15 @@ def publish_url(job: MediaJob, template_id: str) -> str:
 
 def wanted_renditions(job: MediaJob, now: dt.datetime | None = None) -> dict:
     """Template id -> (RenditionSpec, publish URL) of what the job should
-    produce now; stops lazy renditions nobody watched for the idle time."""
+    produce now; stops lazy renditions nobody watched for the idle time
+    since they were published. One not published yet is not idle: the viewer
+    who asked for it waits in the node's play wait, however long the job
+    took to reach a worker."""
     now = now or timezone.now()
     idle = now - dt.timedelta(seconds=settings.LIVECENTER_TRANSCODE_IDLE_SECONDS)
-    Rendition.objects.filter(job=job, stopped=False, lazy=True, last_watched_at__lt=idle).update(stopped=True)
+    Rendition.objects.filter(job=job, stopped=False, lazy=True, last_watched_at__lt=idle, published_at__lt=idle).update(
+        stopped=True
+    )
     wanted = {}
     for rendition in Rendition.objects.filter(job=job, stopped=False):
         template = find_template(job.domain_name, job.app, rendition.template_id)

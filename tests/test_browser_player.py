@@ -54,6 +54,16 @@ BUFFER_STATE = """() => {
 }"""
 
 
+# Every "waiting" event the video element fires, with where playback stood,
+# for a failure message (the player counts those after its first frame as stalls).
+WAITING_LOG = """document.addEventListener("waiting", (event) => {
+  const v = event.target, ranges = [];
+  for (let i = 0; i < v.buffered.length; i++) ranges.push([v.buffered.start(i), v.buffered.end(i)]);
+  (window.waitingLog = window.waitingLog || []).push({at: Math.round(performance.now()), currentTime: v.currentTime,
+    ranges, readyState: v.readyState, state: window.livecenterPlayer && window.livecenterPlayer.stats.state});
+}, true);"""
+
+
 def start_calibrator(url: str, seconds: float) -> subprocess.Popen:
     cmd = [sys.executable, "manage.py", "calibrator", "--url", url, "--size", "640x360", "--fps", "30",
            "--bitrate", "1M", "--gop-seconds", "1", "--duration", str(seconds)]  # fmt: skip
@@ -88,6 +98,7 @@ def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, ow
             page.fill("#id_password", "owner-pass-123")
             page.click("#login-button")
             page.wait_for_url("**/domains/")
+            page.add_init_script(WAITING_LOG)
             page.goto(f"{live_server.url}/player/?domain=play.player.test&app=live&stream=calib&protocol={protocol}")
             page.wait_for_function("window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
                                    " && window.livecenterPlayer.stats.state !== 'starting'")  # fmt: skip
@@ -105,7 +116,8 @@ def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, ow
             assert held == 0, (times, diag)
             assert times[-1] - times[0] >= PLAY_SECONDS - 1, times
             now = stats(page)
-            assert now["stalls"] == 0, now
+            waiting = page.evaluate("window.waitingLog")
+            assert now["stalls"] == 0, f"{now}\nwaiting events: {waiting}\ncurrentTime each second: {times}"
             assert now["framesPresented"] >= 25 * PLAY_SECONDS, now
             assert (now["width"], now["height"]) == (640, 360)
             assert 25 <= now["fps"] <= 35, now
@@ -127,5 +139,6 @@ def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, ow
         finally:
             calibrator.terminate()
             out, err = calibrator.communicate(timeout=20)
+            print(out.strip())  # its count of late frames, for a failure's captured output
         assert "Calibrator stopped after" in out, err
     connections.close_all()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import av
 import pytest
@@ -17,6 +16,7 @@ from rest_framework.test import APIClient
 from domains import services
 from mediajobs import services as media_services
 from mediajobs.models import JobState, MediaJob, Recording, Snapshot
+from streams.models import PublishSession
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until
 
@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(trans
 
 PUBLISH_SECONDS = 26
 CYCLE_SECONDS = 10
+# A record job is queued as the stream goes live, and a ready worker opens
+# its source within a second or two even beside a CPU hog on both cores.
+JOIN_SECONDS = 10
 
 
 def ffprobe_duration(path) -> float:
@@ -52,12 +55,10 @@ def test_it_records_to_split_mp4_files_and_takes_snapshots(owner, settings, tmp_
     with MediaNodeThread() as media, Workers(tmp_path, settings) as workers:
         workers.start_worker()
         urls = services.generate_urls(owner, PUSH, "live", "cam1")
-        published_at = time.monotonic()
         publisher = start_publisher(media.local(urls.ingest["rtmp"]), seconds=PUBLISH_SECONDS, size="640x360")
         try:
             assert wait_until(lambda: media.node.hub.live_keys()), stop(publisher)
             assert publisher.wait(PUBLISH_SECONDS + 30) == 0, stop(publisher)
-            published = time.monotonic() - published_at
         finally:
             stop(publisher)
         # The jobs end once the node gives up waiting for the publisher (its reconnect grace).
@@ -93,8 +94,13 @@ def test_it_records_to_split_mp4_files_and_takes_snapshots(owner, settings, tmp_
     for recording in recordings[:-1]:
         # Split at the first keyframe past the cycle (1 s keyframes).
         assert CYCLE_SECONDS - 0.2 <= recording.duration_seconds <= CYCLE_SECONDS + 1.2, recording.duration_seconds
-    # Everything published was recorded, less what came before the recorder joined.
-    assert published - 4 <= total <= published + 0.5, (total, published, [r.duration_seconds for r in recordings])
+    # Everything published was recorded, less what came before the recorder
+    # joined (from the GOP the node holds: up to a second before it asked).
+    session = PublishSession.objects.get(stream="cam1")
+    before_join = (recordings[0].started_at - session.started_at).total_seconds()
+    assert 0 < before_join <= JOIN_SECONDS, (before_join, workers.output())
+    durations = [r.duration_seconds for r in recordings]
+    assert PUBLISH_SECONDS - before_join - 0.5 <= total <= PUBLISH_SECONDS + 0.5, (total, before_join, durations)
 
     snapshots = list(Snapshot.objects.order_by("taken_at"))
     assert len(snapshots) >= 3, workers.output()

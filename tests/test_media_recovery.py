@@ -141,3 +141,31 @@ def test_it_keeps_a_transcode_a_viewer_asked_for_as_it_ended(owner, monkeypatch)
     assert not media_jobs.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
     job.renditions.update(stopped=True)
     assert media_jobs.finish_job(job.pk, 1, "no renditions wanted", unless_wanted=True)
+
+
+def test_it_keeps_an_on_demand_rendition_until_it_was_published_and_then_idle(owner, monkeypatch, settings):
+    """A job that reached a worker later than the idle time (a loaded
+    machine, a busy pool) stopped the rendition before it was ever published,
+    while its viewer still waited in the node's play wait."""
+    add_domains(owner)
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
+    settings.LIVECENTER_TRANSCODE_IDLE_SECONDS = 4
+    media_services.add_template(owner, PUSH, "live", "lld")
+    publish(PUSH, "live", "cam1", "session-1")
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    source = StreamKey(PUSH, "live", "cam1")
+    assert media_jobs.rendition_requested(source, "lld", node)
+    job = MediaJob.objects.get(kind="transcode")
+    assert media_jobs.claim_job(job.pk, 1, "host:1:1")
+    later = lambda seconds: timezone.now() + dt.timedelta(seconds=seconds)  # noqa: E731
+
+    assert set(media_jobs.wanted_renditions(job, later(30))) == {"lld"}  # not published yet: not idle
+    media_jobs.rendition_published(job, "lld", 640, 360)
+    assert set(media_jobs.wanted_renditions(job, later(3))) == {"lld"}
+    assert media_jobs.wanted_renditions(job, later(5)) == {}  # published, and nobody watched it since
+
+    # Asked for again: kept until it is published again, and idle from then.
+    assert media_jobs.rendition_requested(source, "lld", node)
+    assert set(media_jobs.wanted_renditions(job, later(30))) == {"lld"}
+    media_jobs.rendition_published(job, "lld", 640, 360)
+    assert media_jobs.wanted_renditions(job, later(5)) == {}

@@ -23,6 +23,8 @@ from livecenter.media.node import NodeConfig
 from nodes.medianode import running_media_node
 
 ROOT = Path(__file__).resolve().parent.parent
+# A Celery worker's start (Django and Celery imported) on a loaded two-core machine.
+WORKER_READY_SECONDS = 120
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):
@@ -125,12 +127,19 @@ class Workers:
         return process
 
     def start_worker(self, concurrency: int = 4) -> subprocess.Popen:
+        """A worker that consumes the queue: returns once it says it is ready
+        (a loaded machine takes seconds to import Django and Celery), so a
+        test's clock starts with a worker there to take its jobs."""
         index = len(self.processes)
-        return self._spawn(
+        process = self._spawn(
             ["worker", "-Q", self.queue, "--pool", "threads", "--concurrency", str(concurrency), "--without-mingle",
              "--without-gossip", "--loglevel", "INFO", "--hostname", f"{self.queue}-{index}@%h"],
             f"worker-{index}",
         )  # fmt: skip
+        log = self.logs[-1]
+        ready = wait_until(lambda: " ready." in log.read_text() or process.poll() is not None, WORKER_READY_SECONDS)
+        assert ready and process.poll() is None, self.output()
+        return process
 
     def start_beat(self) -> subprocess.Popen:
         return self._spawn(["beat", "--schedule", str(self.tmp_path / "beat-schedule"), "--loglevel", "INFO"], "beat")
