@@ -283,14 +283,14 @@ def http_get(port: int, path: str = "/nothing", source: str = "127.0.0.1") -> by
     sock = dial_or_refused(port, source)
     if sock is None:
         return b""
+    data = b""
     with sock:
         try:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            data = b""
             while chunk := sock.recv(65536):
                 data += chunk
-        except ConnectionResetError:
-            pass
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # a refusal's reset can come before the request is sent, or while it is read
     return data
 
 
