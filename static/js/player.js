@@ -155,6 +155,10 @@
       fail(attemptState, String(err && err.message ? err.message : err));
       return;
     }
+    if (!attemptState.holdPlay) startPlaying();
+  }
+
+  function startPlaying() {
     const playing = video.play();
     if (playing && playing.catch) {
       playing.catch(() => {
@@ -357,7 +361,40 @@
   }
 
   function startHls(attemptState) {
-    return startHlsJs(attemptState, config.hls, false);
+    attemptState.holdPlay = true;
+    const hls = startHlsJs(attemptState, config.hls, false);
+    playOnceBuffered(attemptState, hls);
+    return hls;
+  }
+
+  // Plain HLS starts three target durations behind the live edge (RFC 8216
+  // 6.3.3; hls.js's liveSyncDurationCount) to ride out a late segment. A
+  // stream's first viewer finds a playlist of one segment (the node packages
+  // from the first request on, from the last keyframe), so hls.js starts at
+  // its beginning, right at the edge, with under a second of buffer, and the
+  // next segment that is a little late is a stall. Hold playback until that
+  // much is buffered (or HLS_HOLD_MAX_MS passed): the first viewer then
+  // plays as far behind as every later one.
+  const HLS_START_TARGET_DURATIONS = 3;
+  const HLS_HOLD_MAX_MS = 6000;
+  function playOnceBuffered(attemptState, hls) {
+    const since = performance.now();
+    let target = 0;
+    hls.on(Hls.Events.LEVEL_LOADED, (event, data) => {
+      if (data.details && data.details.targetduration) target = data.details.targetduration;
+    });
+    const timer = setInterval(() => {
+      if (attemptState !== current || attemptState.done) {
+        clearInterval(timer);
+        return;
+      }
+      const ahead = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
+      if ((target && ahead >= HLS_START_TARGET_DURATIONS * target) || performance.now() - since > HLS_HOLD_MAX_MS) {
+        clearInterval(timer);
+        startPlaying();
+      }
+    }, 100);
+    hls.on(Hls.Events.DESTROYING, () => clearInterval(timer));
   }
 
   function startHlsJs(attemptState, url, lowLatency) {
