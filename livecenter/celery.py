@@ -7,6 +7,10 @@ so the worker needs no server. Scaled: `REDIS_URL` is the broker.
 import os
 
 from celery import Celery, signals
+from kombu.transport import TRANSPORT_ALIASES
+
+# The embedded broker (settings.CELERY_BROKER_URL): a folder, written atomically.
+TRANSPORT_ALIASES.setdefault("livecenterfs", "livecenter.lib.fsbroker:Transport")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livecenter.settings")
 

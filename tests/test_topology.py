@@ -48,7 +48,7 @@ def settings_under(env: dict) -> dict:
 def test_it_runs_embedded_without_environment():
     s = settings_under({})
     assert s["engine"] == "django.db.backends.sqlite3"
-    assert s["broker"] == "filesystem://"
+    assert s["broker"] == "livecenterfs://"  # kombu's filesystem transport, written atomically
     assert s["layer"] == "channels.layers.InMemoryChannelLayer"
 
 
