@@ -20,11 +20,13 @@ from livecenter.media.node import SRT_SOCKET_BUFFER_BYTES
 from livecenter.media.policy import StreamKey
 from livecenter.media.signing import sign
 from livecenter.media.srt_server import (
+    MAX_DATAGRAMS_PER_READ,
     REJECT_BAD_REQUEST,
     REJECT_CONFLICT,
     REJECT_FORBIDDEN,
     REJECT_NOT_FOUND,
     REJECT_UNAUTHORIZED,
+    UdpEndpoint,
     read_stream_id,
 )
 from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, default_policy, start_publisher
@@ -233,3 +235,58 @@ def test_its_udp_socket_has_room_for_every_publishers_datagrams(node):
         assert received >= SRT_SOCKET_BUFFER_BYTES
     else:
         assert received > 0
+
+
+class Batches:
+    """A protocol that keeps what the endpoint hands it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+
+    def datagrams_received(self, batch) -> None:
+        self.batches.append(batch)
+
+    def error_received(self, exc) -> None:
+        raise AssertionError(exc)
+
+
+def test_its_socket_is_read_empty_in_one_turn_of_the_loop():
+    # asyncio's datagram transport reads one datagram per turn: behind a busy
+    # loop the kernel queue grew and SRT's round trips reached tens of seconds.
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    protocol = Batches()
+    endpoint = UdpEndpoint(None, server, protocol)
+    try:
+        for i in range(300):
+            client.sendto(i.to_bytes(2, "big") * 100, server.getsockname())
+        endpoint._read_ready()
+        assert len(protocol.batches) == 1
+        assert [int.from_bytes(d[:2], "big") for d, _ in protocol.batches[0]] == list(range(300))
+        endpoint._read_ready()  # nothing left: no empty batch
+        assert len(protocol.batches) == 1
+    finally:
+        server.close()
+        client.close()
+
+
+def test_it_reads_at_most_a_bounded_batch_per_turn():
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    protocol = Batches()
+    endpoint = UdpEndpoint(None, server, protocol)
+    try:
+        for _ in range(MAX_DATAGRAMS_PER_READ + 5):
+            client.sendto(b"x" * 64, server.getsockname())
+        endpoint._read_ready()
+        endpoint._read_ready()
+        assert [len(b) for b in protocol.batches] == [MAX_DATAGRAMS_PER_READ, 5]
+    finally:
+        server.close()
+        client.close()

@@ -220,13 +220,15 @@ class MediaNode:
         self.rtmp_port = rtmp.port
         self.http_port = http.port
         if self.config.srt_port is not None:
-            from .srt_server import SrtServer
+            from .srt_server import SrtServer, UdpEndpoint
 
-            transport, self.srt = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: SrtServer(self), local_addr=(self.config.host, self.config.srt_port)
-            )
-            self.srt_port = transport.get_extra_info("sockname")[1]
-            size_udp_buffers(transport.get_extra_info("socket"), SRT_SOCKET_BUFFER_BYTES)
+            family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.bind((self.config.host, self.config.srt_port))
+            size_udp_buffers(sock, SRT_SOCKET_BUFFER_BYTES)
+            self.srt = SrtServer(self)
+            UdpEndpoint(asyncio.get_running_loop(), sock, self.srt).start()
+            self.srt_port = sock.getsockname()[1]
         self.hls.start()
         self._tasks = [
             asyncio.create_task(self._pump_events(), name="media-events"),

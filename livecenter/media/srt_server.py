@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -175,6 +176,81 @@ class SrtPublisher:
     packets_dropped: int = 0
 
 
+# Datagrams read off the SRT socket per readiness callback, and the most one
+# may hold (libsrt's payloads are 1456 bytes at most; a larger datagram is
+# cut, and the core drops it as undecodable).
+MAX_DATAGRAMS_PER_READ = 1024
+RECV_BYTES = 2048
+
+
+class UdpEndpoint:
+    """The node's SRT socket on the loop. asyncio's datagram transport reads
+    one datagram per turn of the loop: with hundreds of viewers a turn takes
+    tens of milliseconds, SRT's datagrams (hundreds a second) queued in the
+    kernel faster than they were read, and every ACK, NAK and packet waited
+    seconds behind them (bench/soak: round trips of 20-50 s, packets given
+    up). This one reads until the socket is empty (at most
+    MAX_DATAGRAMS_PER_READ per turn) and hands the batch over at once. It
+    sends without a buffer of its own: a full kernel buffer drops the
+    datagram, as UDP may, and SRT retransmits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.protocol = protocol
+        self.send_dropped = 0
+        self.receive_errors = 0
+        self._closed = False
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self.protocol.connection_made(self)
+        self.loop.add_reader(self.sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        batch = []
+        recvfrom = self.sock.recvfrom
+        for _ in range(MAX_DATAGRAMS_PER_READ):
+            try:
+                batch.append(recvfrom(RECV_BYTES))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error for a datagram we sent: its caller is gone
+                self.receive_errors += 1
+                self.protocol.error_received(exc)
+        if batch:
+            self.protocol.datagrams_received(batch)
+
+    def sendto(self, data: bytes, addr) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1
+        except OSError as exc:
+            self.protocol.error_received(exc)
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # nothing is held here: see sendto
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "socket":
+            return self.sock
+        if name == "sockname":
+            return self.sock.getsockname()
+        return default
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.protocol.connection_lost(None)
+
+
 class SrtServer(asyncio.DatagramProtocol):
     """The node's SRT port."""
 
@@ -194,7 +270,15 @@ class SrtServer(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.listener.receive_datagram(data, addr, time.monotonic())
+        self.datagrams_received([(data, addr)])
+
+    def datagrams_received(self, datagrams: list[tuple[bytes, object]]) -> None:
+        """A batch read off the socket at once (UdpEndpoint): fed in, then
+        what they caused is handled and sent once."""
+        now = time.monotonic()
+        receive = self.listener.receive_datagram
+        for data, addr in datagrams:
+            receive(data, addr, now)
         self._process()
 
     def error_received(self, exc: Exception) -> None:
