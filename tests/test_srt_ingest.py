@@ -250,43 +250,38 @@ class Batches:
         raise AssertionError(exc)
 
 
-def test_its_socket_is_read_empty_in_one_turn_of_the_loop():
+@pytest.fixture
+def udp():
+    """(endpoint, protocol, send): a UdpEndpoint on a bound socket with room
+    for a burst, its recording protocol, and a sender to it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    protocol = Batches()
+    yield UdpEndpoint(None, server, protocol), protocol, lambda data: client.sendto(data, server.getsockname())
+    server.close()
+    client.close()
+
+
+def test_its_socket_is_read_empty_in_one_turn_of_the_loop(udp):
     # asyncio's datagram transport reads one datagram per turn: behind a busy
     # loop the kernel queue grew and SRT's round trips reached tens of seconds.
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    server.setblocking(False)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    protocol = Batches()
-    endpoint = UdpEndpoint(None, server, protocol)
-    try:
-        for i in range(300):
-            client.sendto(i.to_bytes(2, "big") * 100, server.getsockname())
-        endpoint._read_ready()
-        assert len(protocol.batches) == 1
-        assert [int.from_bytes(d[:2], "big") for d, _ in protocol.batches[0]] == list(range(300))
-        endpoint._read_ready()  # nothing left: no empty batch
-        assert len(protocol.batches) == 1
-    finally:
-        server.close()
-        client.close()
+    endpoint, protocol, send = udp
+    for i in range(300):
+        send(i.to_bytes(2, "big") * 100)
+    endpoint._read_ready()
+    assert len(protocol.batches) == 1
+    assert [int.from_bytes(d[:2], "big") for d, _ in protocol.batches[0]] == list(range(300))
+    endpoint._read_ready()  # nothing left: no empty batch
+    assert len(protocol.batches) == 1
 
 
-def test_it_reads_at_most_a_bounded_batch_per_turn():
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    server.setblocking(False)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    protocol = Batches()
-    endpoint = UdpEndpoint(None, server, protocol)
-    try:
-        for _ in range(MAX_DATAGRAMS_PER_READ + 5):
-            client.sendto(b"x" * 64, server.getsockname())
-        endpoint._read_ready()
-        endpoint._read_ready()
-        assert [len(b) for b in protocol.batches] == [MAX_DATAGRAMS_PER_READ, 5]
-    finally:
-        server.close()
-        client.close()
+def test_it_reads_at_most_a_bounded_batch_per_turn(udp):
+    endpoint, protocol, send = udp
+    for _ in range(MAX_DATAGRAMS_PER_READ + 5):
+        send(b"x" * 64)
+    endpoint._read_ready()
+    endpoint._read_ready()
+    assert [len(b) for b in protocol.batches] == [MAX_DATAGRAMS_PER_READ, 5]
