@@ -251,13 +251,13 @@ class UdpEndpoint:
         self.protocol.connection_lost(None)
 
 
-class SrtServer(asyncio.DatagramProtocol):
-    """The node's SRT port."""
+class SrtServer:
+    """The node's SRT port: the protocol of its UdpEndpoint."""
 
     def __init__(self, node, listener: SrtListener | None = None) -> None:
         self.node = node
         self.listener = listener or SrtListener(latency_ms=node.config.srt_latency_ms)
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: UdpEndpoint | None = None
         self.publishers: dict[int, SrtPublisher] = {}  # by socket ID
         self.viewers: dict[int, SrtViewer] = {}  # by socket ID
         self.viewer_max_dropping_seconds = SRT_VIEWER_MAX_DROPPING_SECONDS
@@ -266,11 +266,8 @@ class SrtServer(asyncio.DatagramProtocol):
 
     # --- asyncio ----------------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: UdpEndpoint) -> None:
         self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.datagrams_received([(data, addr)])
 
     def datagrams_received(self, datagrams: list[tuple[bytes, object]]) -> None:
         """A batch read off the socket at once (UdpEndpoint): fed in, then
