@@ -307,10 +307,13 @@ class SrtServer:
             handler = self.HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
+        self._send_listener_datagrams()
+        self._schedule()
+
+    def _send_listener_datagrams(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             for data, addr in self.listener.datagrams_to_send():
                 self.transport.sendto(data, addr)
-        self._schedule()
 
     def _schedule(self) -> None:
         busy = self.listener.connections or self.listener.next_timer() is not None
@@ -562,9 +565,7 @@ class SrtServer:
         viewer.close()
         if tell_peer:
             self.listener.close(viewer.socket_id, time.monotonic())
-            if self.transport is not None and not self.transport.is_closing():
-                for data, addr in self.listener.datagrams_to_send():
-                    self.transport.sendto(data, addr)
+            self._send_listener_datagrams()
         log.info("srt %s play of %s ended (%s): %d frames sent, %d skipped in %d skips", viewer.peer, viewer.key,
                  reason, viewer.frames_sent, viewer.frames_skipped, viewer.skips)  # fmt: skip
 
