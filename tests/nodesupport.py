@@ -3,12 +3,12 @@ fixtures are registered in conftest.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 
 from livecenter.media.cluster import EDGE, NodeBeat
 from nodes import registry
@@ -21,14 +21,15 @@ def a_beat(node_id: str, at: float = T0, roles=frozenset({EDGE}), region: str = 
 
 
 def beat_now(store, beat: NodeBeat) -> None:
-    """Register the beat's node and publish the beat, as the node does."""
+    """Register the beat's node and publish the beat, as the node does (the
+    database store's query runs in this thread, in the test's transaction)."""
     registry.register_node(beat)
 
     async def publish():
         await store.publish(beat)
         await store.close()
 
-    asyncio.run(publish())
+    async_to_sync(publish)()
 
 
 @pytest.fixture
