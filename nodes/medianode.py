@@ -24,7 +24,7 @@ from livecenter.media.node_status import carriage
 from mediajobs.jobs import NodeAddress, internal_host
 
 from . import control, registry
-from .bridge import DatabaseEventSink, DatabasePolicy, _db, close_orphaned_sessions
+from .bridge import DatabaseEventSink, DatabasePolicy, _policy_db, close_orphaned_sessions
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
         beat = node_beat(node, time.time(), started_at)
         try:
             if not registered:
-                await _db(registry.register_node, beat)
+                await _policy_db(registry.register_node, beat)
                 registered = True
             await asyncio.wait_for(store.publish(beat), registry.STORE_TIMEOUT_SECONDS)
             if down_since is not None:

@@ -30,8 +30,9 @@ from django.conf import settings
 
 from livecenter import outage
 from livecenter.media.cluster import NODE_DOWN_SECONDS, BadNodeBeat, ClusterView, NodeBeat
+from livecenter.media.policy import PolicyUnavailable
 
-from .bridge import _db
+from .bridge import _db, _policy_db
 from .models import Node, role_value
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ REDIS_LAST_BEATS = "livecenter:node-last-beat"
 BEAT_TTL_SECONDS = int(NODE_DOWN_SECONDS) + 1
 # A beat (or a console's read) gives up after this long: the next one tries again.
 STORE_TIMEOUT_SECONDS = 2.0
-# What a store raises while it is unreachable (issue 11).
-STORE_UNREACHABLE = (*outage.UNREACHABLE, redis.RedisError, OSError, TimeoutError)
+# What a store raises while it is unreachable (issue 11); PolicyUnavailable
+# is the database known to be down (bridge._policy_db), not tried again
+# before LIVECENTER_DB_RETRY_SECONDS so as not to hold up the event sink.
+STORE_UNREACHABLE = (*outage.UNREACHABLE, PolicyUnavailable, redis.RedisError, OSError, TimeoutError)
 
 clock = time.time  # Unix seconds; tests replace it
 
@@ -99,7 +102,7 @@ class DatabaseBeats:
     the console's."""
 
     async def publish(self, beat: NodeBeat) -> None:
-        await _db(_write_beat, beat)
+        await _policy_db(_write_beat, beat)
 
     async def withdraw(self, node_id: str) -> None:
         await _db(_clear_beat, node_id)

@@ -6,6 +6,8 @@ and skip when it does not answer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 
@@ -99,3 +101,33 @@ def test_a_running_node_registers_beats_and_withdraws_when_it_stops(store, reque
         assert first.streams == frozenset() and first.viewers == 0 and first.loop_lag_ms >= 0
     # A clean stop takes the beat away at once: nothing is routed to it.
     assert _node_state(node_id) == (False, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_beats_on_after_its_store_was_unreachable(monkeypatch, caplog):
+    from nodes import medianode
+
+    class FlakyStore:
+        def __init__(self) -> None:
+            self.failures, self.published = 2, []
+
+        async def publish(self, beat):
+            if self.failures:
+                self.failures -= 1
+                raise redis.ConnectionError("Connection refused")
+            self.published.append(beat)
+
+    store = FlakyStore()
+    monkeypatch.setattr(medianode, "node_beat", lambda node, at, started_at: a_beat("flaky", at))
+
+    async def beat_until_published():
+        task = asyncio.create_task(medianode.keep_beating(None, store, T0, interval=0.01))
+        while len(store.published) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(beat_until_published(), 30))
+    assert Node.objects.filter(node_id="flaky").exists()
+    assert "node flaky cannot beat (Connection refused): shown down until it can" in caplog.text
+    assert "node flaky beats again after" in caplog.text
+    assert caplog.text.count("cannot beat") == 1  # once per outage, not once a beat
