@@ -27,6 +27,7 @@ class FixedRouter:
     def __init__(self, *centers: NodeThread) -> None:
         self.centers = list(centers)
         self.asked: list[tuple[StreamKey, frozenset]] = []
+        self.claims: dict[StreamKey, str] = {}  # the registry's one publisher per stream
 
     def _route(self, node: NodeThread) -> Route:
         return Route(node.node.config.node_id, "127.0.0.1", node.node.rtmp_port)
@@ -37,6 +38,10 @@ class FixedRouter:
             if center.node.config.node_id not in avoid and center.node.rtmp_port is not None:
                 return self._route(center)
         return "no center node of region eu-central is up"
+
+    async def claim(self, key, node_id):
+        holder = self.claims.setdefault(key, node_id)
+        return None if holder == node_id else f"stream is already being published on {holder}"
 
     def pull_route(self, key):
         for center in self.centers:
@@ -160,6 +165,41 @@ def test_an_edge_pulls_a_stream_once_for_its_viewers_and_drops_it_when_they_leav
             viewer.wait(30)
         assert e.wait_for(lambda: not e.node.hub.is_live(KEY), timeout=15)
         assert c.wait_for(lambda: not c.node.hub.stream(KEY).viewers())
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_second_publisher_on_another_edge_is_refused():
+    c = center("center-1")
+    router = FixedRouter(c)
+    a, b = edge(router, "edge-a"), edge(router, "edge-b")
+    publisher = start_publisher(a.publish_url(), seconds=10)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        second = start_publisher(b.publish_url(), seconds=3)
+        second.process.wait(30)
+        refused = [event for event in b.sink.events if type(event).__name__ == "PublishRefused"]
+        assert [r.reason for r in refused] == ["stream is already being published on edge-a"]
+        assert publisher.process.poll() is None
+    finally:
+        publisher.stop()
+        for node in (a, b, c):
+            node.stop()
+
+
+def test_a_stream_forbidden_at_the_center_ends_its_publisher_on_the_edge():
+    c = center("center-1")
+    e = edge(FixedRouter(c))
+    publisher = start_publisher(e.publish_url(), seconds=30)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        c.policy.forbidden.add(KEY)
+        c.run_sync(c.node.kick, KEY)  # the console's forbid reaches the node carrying the relay
+        publisher.process.wait(30)  # the edge kicked its publisher: every center would refuse it
+        assert not e.run_sync(lambda: e.node.hub.is_live(KEY))
+        assert not c.run_sync(lambda: c.node.hub.is_live(KEY))
     finally:
         publisher.stop()
         e.stop()

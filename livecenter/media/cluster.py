@@ -43,6 +43,10 @@ RELAY_TOKEN_PARAM = "lc_relay"
 NODE_TOKEN_SECONDS = 300
 # Between attempts to relay a stream when no center took it.
 RELAY_RETRY_SECONDS = 2.0
+# A center's refusals that are passing faults, not verdicts on the stream:
+# the edge tries another center. Any other refusal (forbidden, the domain
+# disabled, published elsewhere) ends the edge's publisher too.
+PASSING_REFUSALS = frozenset({"policy unavailable"})
 # A pulled stream no viewer has watched for this long is dropped.
 PULL_IDLE_SECONDS = 10.0
 PULL_CHECK_SECONDS = 1.0
@@ -80,6 +84,10 @@ class Router(Protocol):
 
     def pull_route(self, key: StreamKey) -> Route | None:
         """The node carrying `key` live for this edge to pull from, if any."""
+
+    async def claim(self, key: StreamKey, node_id: str) -> str | None:
+        """Optional: take `key` for a publisher on `node_id`, the one
+        publisher of the cluster; the reason it is taken elsewhere if so."""
 
 
 def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str) -> RelayTarget:
@@ -145,6 +153,12 @@ class EdgeRelays:
                     return  # the stream ended here
                 except RelayError as exc:
                     log.warning("relay of %s to %s failed: %s", key, route.node_id, exc.reason)
+                    if exc.refusal and exc.refusal not in PASSING_REFUSALS:
+                        # A verdict on the stream, which every center would give.
+                        log.info("stream %s: publisher ended, the center refused it: %s", key, exc.refusal)
+                        state.error = exc.refusal
+                        self.node.kick(key)
+                        return
                     if state.center:
                         state.failovers += 1
                     state.center, state.error = "", exc.reason
@@ -153,6 +167,14 @@ class EdgeRelays:
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
                 self.states.pop(key, None)
+
+    async def claim(self, key: StreamKey) -> str | None:
+        """Why `key` may not be published here, if it is published on
+        another node of the cluster (the router's `claim`, when it has one)."""
+        claim = getattr(self.router, "claim", None)
+        if claim is None:
+            return None
+        return await claim(key, self.node.config.node_id)
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())

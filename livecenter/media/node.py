@@ -296,6 +296,11 @@ class MediaNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
 
+    async def claim_publish(self, key: StreamKey) -> str | None:
+        """Why `key` may not be published here although admitted: an edge
+        asks the cluster whether another node has its publisher."""
+        return await self.relays.claim(key) if self.relays is not None else None
+
     def relayed_by(self, uri: str, query: Mapping[str, str]) -> str | None:
         """The node a publish or play of `uri` comes from, if it carries a
         good node token (cluster.py)."""

@@ -37,11 +37,14 @@ _READ_BYTES = 64 * 1024
 
 
 class RelayError(Exception):
-    """The link failed: `reason` says how, fit for a log line and the console."""
+    """The link failed: `reason` says how, fit for a log line and the console.
+    `refusal` is the other node's own words when it refused the stream (its
+    description: "stream is forbidden" …), empty when the link broke."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, refusal: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.refusal = refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,8 @@ class _Link:
                     events = await self.read()
                     for i, event in enumerate(events):
                         if isinstance(event, Refused):
-                            raise RelayError(f"{self.target} refused: {event.code} {event.description}".rstrip())
+                            reason = f"{self.target} refused: {event.code} {event.description}".rstrip()
+                            raise RelayError(reason, event.description or event.code)
                         if isinstance(event, (PublishStarted, PlayStarted)):
                             return events[i + 1 :]
         except TimeoutError:
@@ -191,7 +195,8 @@ async def _watch(link: _Link) -> None:
             raise RelayError(f"{link.target}: {exc.strerror or exc}") from None
         for event in events:
             if isinstance(event, Refused):
-                raise RelayError(f"{link.target} ended the relay: {event.code} {event.description}".rstrip())
+                reason = f"{link.target} ended the relay: {event.code} {event.description}".rstrip()
+                raise RelayError(reason, event.description or event.code)
 
 
 _KIND_OF_EVENT = {VideoReceived: FrameKind.VIDEO, AudioReceived: FrameKind.AUDIO, MetadataReceived: FrameKind.META}

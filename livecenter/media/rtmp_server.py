@@ -223,6 +223,8 @@ class RtmpSession:
         )
         if not admission.ok:
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
+        if (taken := await self.node.claim_publish(admission.key)) is not None:
+            return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, taken)
         try:
             self.publication = self.node.hub.publish(admission.key)
         except AlreadyPublishing:
