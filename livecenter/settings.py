@@ -318,6 +318,13 @@ LIVECENTER_MEDIA_SRT_PORT = int(os.environ.get("LIVECENTER_MEDIA_SRT_PORT", LIVE
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)
 LIVECENTER_NODE_ID = os.environ.get("LIVECENTER_NODE_ID", "")
+# Its place in the cluster (issue 14; `manage.py medianode --role --region`):
+# "center" or "edge", and the live center region it serves (a domain's live
+# center, domains.models.LiveCenter). Unset: a node alone, center and edge of
+# every region, as `make run`'s embedded one. The address other nodes reach
+# it on is LIVECENTER_MEDIA_INTERNAL_HOST (below).
+LIVECENTER_NODE_ROLE = os.environ.get("LIVECENTER_NODE_ROLE", "")
+LIVECENTER_NODE_REGION = os.environ.get("LIVECENTER_NODE_REGION", "")
 # How long a viewer of a stream that is not live yet waits before a 404.
 LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
 # The addresses RTS (WebRTC) offers browsers as ICE candidates, comma-separated:
@@ -399,8 +406,9 @@ LIVECENTER_MEDIA_QUEUE = os.environ.get("LIVECENTER_MEDIA_QUEUE", "media")
 # Threads of `runall`'s worker: each running transcode, recording or
 # snapshot series holds one while its stream is live.
 LIVECENTER_WORKER_CONCURRENCY = int(os.environ.get("LIVECENTER_WORKER_CONCURRENCY", 8))
-# How workers reach this machine's media node (its listening host, or
-# loopback when it listens on every address).
+# How workers and other media nodes reach this machine's media node (its
+# listening host, or loopback when it listens on every address); `medianode
+# --advertise` sets it too.
 LIVECENTER_MEDIA_INTERNAL_HOST = os.environ.get("LIVECENTER_MEDIA_INTERNAL_HOST", "")
 # A running job beats its row this often; one silent for STALE seconds is
 # taken as dead (kill -9, a lost machine) and started again on another worker.

@@ -26,6 +26,7 @@ urlpatterns = [
     path("streams/", include((stream_urls.urlpatterns + media_urls.urlpatterns, stream_urls.app_name))),
     path("player/", player, name="player"),
     path("monitoring/", include("monitoring.urls")),
+    path("nodes/", include("nodes.urls")),
     path("api/v1/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/v1/", include("domains.api_urls")),
     path(
@@ -33,6 +34,7 @@ urlpatterns = [
         include((stream_api_urls.urlpatterns + media_api_urls.urlpatterns, stream_api_urls.app_name)),
     ),
     path("api/v1/monitoring/", include("monitoring.api_urls")),
+    path("api/v1/nodes/", include("nodes.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -1,6 +1,7 @@
 """Running a media node from Django: the engine with the database policy,
-the event sink and the control listener (forbid kicks), in whatever event
-loop the caller runs (the console's, or `manage.py medianode`'s)."""
+the event sink, the control listener (forbid kicks) and its heartbeat in the
+node registry (registry.py), in whatever event loop the caller runs (the
+console's, or `manage.py medianode`'s)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,52 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from domains.models import LiveCenter
 from livecenter import outage
+from livecenter.lib.api import command_error, invalid
+from livecenter.media.cluster import ANY_REGION, HEARTBEAT_SECONDS, MAX_BEAT_STREAMS, ROLES, NodeBeat
 from livecenter.media.node import MediaNode, NodeConfig
+from livecenter.media.node_status import carriage
 from mediajobs.jobs import NodeAddress, internal_host
 
-from . import control
-from .bridge import DatabaseEventSink, DatabasePolicy, close_orphaned_sessions
+from . import control, registry
+from .bridge import DatabaseEventSink, DatabasePolicy, _db, close_orphaned_sessions
 
 log = logging.getLogger(__name__)
 
 
+SETTINGS_FOR_FIELD = {"role": "LIVECENTER_NODE_ROLE", "region": "LIVECENTER_NODE_REGION"}
+
+
+def cluster_place(role: str, region: str) -> tuple[frozenset[str], str]:
+    """The roles and region of a node started with `role` ("center", "edge",
+    or "" for a node alone: both, of every region) and `region`; a
+    ValidationError naming the field when they make no sense."""
+    if not role:
+        if region:
+            raise invalid("role", "a node with a region must say its role: center or edge")
+        return frozenset(ROLES), ANY_REGION
+    if role not in ROLES:
+        raise invalid("role", f"must be one of {', '.join(ROLES)}, not {role!r}")
+    if region not in LiveCenter.values:
+        raise invalid(
+            "region",
+            f"a node with the {role} role serves one live center region: one of {', '.join(LiveCenter.values)}",
+        )
+    return frozenset({role}), region
+
+
 def node_config() -> NodeConfig:
+    try:
+        roles, region = cluster_place(settings.LIVECENTER_NODE_ROLE, settings.LIVECENTER_NODE_REGION)
+    except ValidationError as exc:
+        raise ImproperlyConfigured(command_error(exc, SETTINGS_FOR_FIELD)) from None
     return NodeConfig(
+        roles=roles,
+        region=region,
+        advertise_host=settings.LIVECENTER_MEDIA_INTERNAL_HOST,
         host=settings.LIVECENTER_MEDIA_HOST,
         rtmp_port=settings.LIVECENTER_MEDIA_RTMP_PORT,
         http_port=settings.LIVECENTER_MEDIA_HTTP_PORT,
@@ -49,6 +83,61 @@ def node_config() -> NodeConfig:
         max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
     )
+
+
+def advertised_host(config: NodeConfig) -> str:
+    """Where other nodes and media workers reach the node."""
+    return config.advertise_host or internal_host(config.host)
+
+
+def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
+    """What the node says of itself at `at` (Unix seconds); on its loop."""
+    carried = carriage(node, time.monotonic())
+    config = node.config
+    return NodeBeat(
+        node_id=config.node_id,
+        roles=config.roles,
+        region=config.region,
+        host=advertised_host(config),
+        rtmp_port=node.rtmp_port,
+        http_port=node.http_port,
+        srt_port=node.srt_port,
+        at=at,
+        started_at=started_at,
+        streams=frozenset(str(key) for key in carried.streams[:MAX_BEAT_STREAMS]),
+        viewers=sum(carried.viewers.values()),
+        bitrate_in=carried.bitrate_in,
+        bitrate_out=carried.bitrate_out,
+        loop_lag_ms=carried.loop_lag_ms,
+        load=carried.load,
+    )
+
+
+async def keep_beating(node: MediaNode, store, started_at: float, *, interval: float = HEARTBEAT_SECONDS) -> None:
+    """Register the node, then beat every `interval` until cancelled. A store
+    that is unreachable (Redis or the database gone, issue 11) is retried at
+    the next beat; the streams never wait for it, and meanwhile the console
+    shows the node down."""
+    registered = False
+    down_since: float | None = None
+    while True:
+        beat = node_beat(node, time.time(), started_at)
+        try:
+            if not registered:
+                await _db(registry.register_node, beat)
+                registered = True
+            await asyncio.wait_for(store.publish(beat), registry.STORE_TIMEOUT_SECONDS)
+            if down_since is not None:
+                log.warning("node %s beats again after %.1f s", beat.node_id, time.monotonic() - down_since)
+                down_since = None
+        except asyncio.CancelledError:
+            raise
+        except registry.STORE_UNREACHABLE as exc:
+            if down_since is None:
+                down_since = time.monotonic()
+                reason = str(exc) or type(exc).__name__
+                log.warning("node %s cannot beat (%s): shown down until it can", beat.node_id, reason)
+        await asyncio.sleep(interval)
 
 
 def build_media_node(config: NodeConfig | None = None) -> MediaNode:
@@ -78,15 +167,19 @@ async def running_media_node(config: NodeConfig | None = None):
         log.warning("database unreachable at start (%s); the sessions left open are closed later", exc)
         closing = asyncio.create_task(_close_orphaned_later(node.config.node_id, started), name="close-orphans")
     await node.start()
-    node.sink.node_address = NodeAddress(internal_host(node.config.host), node.rtmp_port, node.http_port)
+    node.sink.node_address = NodeAddress(advertised_host(node.config), node.rtmp_port, node.http_port)
     control.register_engine(node)
     listener = asyncio.create_task(control.listen_for_control(node), name="media-control")
+    store = registry.registry()
+    beating = asyncio.create_task(keep_beating(node, store, started), name="media-heartbeat")
     try:
         yield node
     finally:
-        listener.cancel()
-        if closing is not None:
-            closing.cancel()
-        await asyncio.gather(listener, *([closing] if closing else []), return_exceptions=True)
+        tasks = [listener, beating, *([closing] if closing else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Gone at once, not a few seconds later: nothing is routed to it.
+        await registry.withdraw(store, node.config.node_id)
         control.register_engine(None)
         await node.stop()

@@ -14,6 +14,7 @@ PURE_MODULES = {
     "codecs.py",
     "admission.py",
     "capacity.py",
+    "cluster.py",
     "policy.py",
     "rtmp",
     "mpegts.py",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 
 import pytest
 
-from livecenter.media.node_status import is_loopback_peer
+from livecenter.media.node_status import NodeCarriage, carriage, is_loopback_peer
 from tests.mediasupport import NodeThread, start_publisher
 
 
@@ -56,6 +57,17 @@ def status_of(node) -> dict:
         return json.loads(response.read())
 
 
+def carriage_of(node) -> NodeCarriage:
+    async def read() -> NodeCarriage:
+        return carriage(node.node, time.monotonic())
+
+    return node.call(read())
+
+
+async def hub_keys(node) -> list:
+    return node.node.hub.live_keys()
+
+
 def test_it_counts_a_live_stream_and_its_viewer(node):
     publisher = start_publisher(node.publish_url(), seconds=60, size="320x240", rate=15)
     try:
@@ -63,10 +75,17 @@ def test_it_counts_a_live_stream_and_its_viewer(node):
         with urllib.request.urlopen(node.flv_url(), timeout=10) as viewer:
             assert viewer.read(13).startswith(b"FLV")
             status = status_of(node)
+            # What its heartbeat says (nodes/registry.py): the same, and what
+            # goes in and out once a sample tick has measured the viewer.
+            assert node.wait_for(lambda: carriage(node.node, time.monotonic()).bitrate_out > 0), carriage_of(node)
+            carried = carriage_of(node)
         assert status["streams"] == 1
         assert status["viewers"] == {"flv": 1}
         # The publisher, the viewer and this request.
         assert status["connections"] == {"rtmp": 1, "http": 2, "rts": 0}
+        assert carried.streams == tuple(node.call(hub_keys(node)))
+        assert len(carried.streams) == 1 and carried.viewers == {"flv": 1}
+        assert carried.bitrate_in > 0 and carried.load >= 0
     finally:
         publisher.stop()
 

@@ -1,252 +1,279 @@
-"""A node's part in a cluster of centers and edges (DESIGN.md, "Scaled";
-issue 14).
+"""The cluster as its nodes see it (issue 14): each media node's heartbeat,
+and the routing decisions that the edge relay and the edge pull make on them.
 
-An **edge** relays each stream its publishers send to a center node of the
-stream's live center (`EdgeRelays`), and pulls from the center node that
-carries a stream what its own viewers ask for and it does not carry
-(`EdgePulls`): one pull per stream, shared by its viewers, dropped
-`pull_idle_seconds` after the last one has gone. A **center** serves its
-viewers directly and takes relays and pulls from edges. The embedded node
-(`make run`) is both and does neither.
+Pure, like the protocol modules: no clock (`now` is passed in), no sockets,
+no Redis, no Django. A `NodeBeat` is what a node says of itself every
+HEARTBEAT_SECONDS; a store keeps the latest beat of each node (nodes/registry.py:
+Redis in the scaled topology, the database in the embedded one) and answers
+`NodeRegistry.beats()`; a `ClusterView` is those beats read at one instant,
+and the routing functions are functions of a view:
 
-Where to relay to and pull from is a `Router`'s answer (the node registry's,
-in the nodes app: the engine never touches the ORM or Redis). What moves the
-bytes is relay.py. Between nodes a stream is admitted by a **node token**
-(`lc_node`, `lc_relay`: an HMAC with the cluster's shared key over the URI,
-the sending node and an expiry) instead of the domain's signature, which
-the edge has already checked: a center takes a relayed publish under the
-domain's switches and forbidden list as any other, and a pull by its
-ingest-domain key past the capacity limit, as it does for media workers.
+- `choose_center`: the center node an edge relays a stream to: the one it
+  has while that one beats (sticky per stream), else the least loaded of the
+  live center's region; none left, a reason the console can show.
+- `CenterAssignments`: the edge's memory of those choices, stream by stream.
+- `pull_source`: the center node an edge pulls a stream from (the one
+  carrying it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import Collection, Mapping
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .capacity import is_worker, worker_token
-from .policy import StreamKey
-from .relay import RelayError, RelayTarget, pull, push
+CENTER = "center"
+EDGE = "edge"
+ROLES = (CENTER, EDGE)
+# The region of a node that serves them all: the embedded topology's one
+# node (`make run`), center and edge of every live center.
+ANY_REGION = ""
 
-log = logging.getLogger(__name__)
-
-ROLES = ("center", "edge", "both")
-NODE_PARAM = "lc_node"
-RELAY_TOKEN_PARAM = "lc_relay"
-# How long a node token is good for: long enough for a connection to start,
-# short enough that a leaked one soon is not.
-NODE_TOKEN_SECONDS = 300
-# Between attempts to relay a stream when no center took it.
-RELAY_RETRY_SECONDS = 2.0
-# A center's refusals that are passing faults, not verdicts on the stream:
-# the edge tries another center. Any other refusal (forbidden, the domain
-# disabled, published elsewhere) ends the edge's publisher too.
-PASSING_REFUSALS = frozenset({"policy unavailable"})
-# A pulled stream no viewer has watched for this long is dropped.
-PULL_IDLE_SECONDS = 10.0
-PULL_CHECK_SECONDS = 1.0
-
-
-def node_token(key: bytes, uri: str, node_id: str, now: float) -> str:
-    """What a node puts in `lc_relay` to publish or play `uri` on another node."""
-    return worker_token(key, f"{uri}|{node_id}", int(now) + NODE_TOKEN_SECONDS)
+# A node beats this often...
+HEARTBEAT_SECONDS = 1.0
+# ...and is down when its last beat is older than this: nothing is routed to
+# it. Five beats, because a loop busy for a second or two (bench/soak saw
+# that under load) is not a dead node, and the console must show a dead one
+# within a few seconds.
+NODE_DOWN_SECONDS = 5.0
+# Stream keys one beat lists. A node of this machine class carries tens of
+# streams; the bound is for a beat read back from the shared store, which a
+# bug or another version may have written.
+MAX_BEAT_STREAMS = 10_000
+MAX_NODE_ID_CHARS = 255
+MAX_HOST_CHARS = 255
+# Loads (fractions of capacity) closer than this are equal when choosing a
+# center: a few per cent of egress is noise, and among equals the one with
+# fewer streams, then the stream's own hash (rendezvous), spreads new streams
+# that arrive together instead of sending them all to one node.
+LOAD_STEP = 0.1
 
 
-def relayed_by(key: bytes, uri: str, query: Mapping[str, str], now: float) -> str | None:
-    """The id of the node a request comes from, when its node token is good."""
-    node_id = query.get(NODE_PARAM)
-    if not key or not node_id:
-        return None
-    return node_id if is_worker(key, f"{uri}|{node_id}", query.get(RELAY_TOKEN_PARAM), now) else None
+class BadNodeBeat(ValueError):
+    """A beat read from the store is malformed; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBeat:
+    node_id: str
+    roles: frozenset[str]
+    region: str  # the live center region (domains.models.LiveCenter), or ANY_REGION
+    host: str  # the address other nodes and media workers reach it on
+    rtmp_port: int
+    http_port: int
+    srt_port: int | None
+    at: float  # Unix seconds, when the node sent the beat
+    started_at: float = 0.0  # Unix seconds, when this life of the node began
+    streams: frozenset[str] = frozenset()  # "domain/app/stream" of each live stream on the node
+    viewers: int = 0
+    bitrate_in: float = 0.0  # bit/s, what its publishers send
+    bitrate_out: float = 0.0  # bit/s, what its viewers get
+    loop_lag_ms: float = 0.0
+    # The share of its capacity in use: the larger of egress over its egress
+    # limit and loop lag over its lag limit (livecenter/media/capacity.py);
+    # 1.0 is where it starts refusing viewers.
+    load: float = 0.0
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def to_json(self) -> dict:
+        return {
+            "node_id": self.node_id,
+            "roles": sorted(self.roles),
+            "region": self.region,
+            "host": self.host,
+            "rtmp_port": self.rtmp_port,
+            "http_port": self.http_port,
+            "srt_port": self.srt_port,
+            "at": self.at,
+            "started_at": self.started_at,
+            "streams": sorted(self.streams),
+            "viewers": self.viewers,
+            "bitrate_in": self.bitrate_in,
+            "bitrate_out": self.bitrate_out,
+            "loop_lag_ms": self.loop_lag_ms,
+            "load": self.load,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> NodeBeat:
+        if not isinstance(data, dict):
+            raise BadNodeBeat("beat: not an object")
+        roles = data.get("roles")
+        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+            raise BadNodeBeat(f"roles: must be a non-empty list of {', '.join(ROLES)}")
+        streams = data.get("streams", [])
+        if not isinstance(streams, list) or len(streams) > MAX_BEAT_STREAMS:
+            raise BadNodeBeat(f"streams: must be a list of at most {MAX_BEAT_STREAMS} keys")
+        if not all(isinstance(s, str) for s in streams):
+            raise BadNodeBeat("streams: every key must be a string")
+        srt_port = data.get("srt_port")
+        return cls(
+            node_id=_text(data, "node_id", MAX_NODE_ID_CHARS),
+            roles=frozenset(roles),
+            region=_text(data, "region", 64, empty=True),
+            host=_text(data, "host", MAX_HOST_CHARS),
+            rtmp_port=_port(data, "rtmp_port"),
+            http_port=_port(data, "http_port"),
+            srt_port=None if srt_port is None else _port(data, "srt_port"),
+            at=_number(data, "at"),
+            started_at=_number(data, "started_at", 0.0),
+            streams=frozenset(streams),
+            viewers=int(_number(data, "viewers", 0)),
+            bitrate_in=_number(data, "bitrate_in", 0.0),
+            bitrate_out=_number(data, "bitrate_out", 0.0),
+            loop_lag_ms=_number(data, "loop_lag_ms", 0.0),
+            load=_number(data, "load", 0.0),
+        )
+
+
+def _text(data: dict, name: str, max_chars: int, *, empty: bool = False) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not (value or empty) or len(value) > max_chars:
+        raise BadNodeBeat(f"{name}: must be a string of {0 if empty else 1} to {max_chars} characters")
+    return value
+
+
+def _number(data: dict, name: str, default: float | None = None) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise BadNodeBeat(f"{name}: must be a finite number, 0 or more")
+    return float(value)
+
+
+def _port(data: dict, name: str) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise BadNodeBeat(f"{name}: must be a port number, 1 to 65535")
+    return value
+
+
+class NodeRegistry(Protocol):
+    """Where the beats are kept: the latest one of each node that has beaten
+    (down ones included, for as long as the store keeps them)."""
+
+    def beats(self) -> Mapping[str, NodeBeat]: ...
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The cluster at `now` (Unix seconds), as the registry's beats say."""
+
+    beats: Mapping[str, NodeBeat]
+    now: float
+    down_after_seconds: float = NODE_DOWN_SECONDS
+
+    @classmethod
+    def read(cls, registry: NodeRegistry, now: float, down_after_seconds: float = NODE_DOWN_SECONDS) -> ClusterView:
+        return cls(dict(registry.beats()), now, down_after_seconds)
+
+    def age(self, node_id: str) -> float | None:
+        """Seconds since the node's last beat; None if it never beat."""
+        beat = self.beats.get(node_id)
+        return None if beat is None else max(0.0, self.now - beat.at)
+
+    def is_up(self, node_id: str) -> bool:
+        age = self.age(node_id)
+        return age is not None and age <= self.down_after_seconds
+
+    def is_down(self, node_id: str) -> bool:
+        return not self.is_up(node_id)
+
+    def live_nodes(self) -> list[NodeBeat]:
+        return sorted((b for b in self.beats.values() if self.is_up(b.node_id)), key=lambda b: b.node_id)
+
+    def nodes(self, role: str | None = None, region: str | None = None) -> list[NodeBeat]:
+        """The live nodes with `role` that serve `region` (each when given)."""
+        return [
+            b
+            for b in self.live_nodes()
+            if (role is None or b.has_role(role)) and (region is None or b.region in (region, ANY_REGION))
+        ]
+
+    def carriers(self, key: str, role: str | None = None) -> list[NodeBeat]:
+        """The live nodes (with `role`) on which stream `key` is live."""
+        return [b for b in self.nodes(role) if key in b.streams]
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A node to relay to or pull from, and its RTMP address."""
+    """A routing decision: the node, or None and why (for the console)."""
 
-    node_id: str
-    host: str
-    rtmp_port: int
+    node: NodeBeat | None
+    reason: str = ""
+    # The center a failover moved the stream away from.
+    moved_from: str | None = None
 
-
-class Router(Protocol):
-    """The registry's answers (nodes app). Both are called on the node's
-    loop and must not block: the registry keeps what they read fresh."""
-
-    def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
-        """The center node `key` should be relayed to, not one of `avoid`
-        (nodes that failed it just now); or why there is none."""
-
-    def pull_route(self, key: StreamKey) -> Route | None:
-        """The node carrying `key` live for this edge to pull from, if any."""
-
-    async def claim(self, key: StreamKey, node_id: str) -> str | None:
-        """Optional: take `key` for a publisher on `node_id`, the one
-        publisher of the cluster; the reason it is taken elsewhere if so."""
+    def __bool__(self) -> bool:
+        return self.node is not None
 
 
-def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str) -> RelayTarget:
-    uri = f"/{key.app}/{key.stream}"
-    token = node_token(cluster_key, uri, node_id, time.time())
-    query = (("domain", key.domain), (NODE_PARAM, node_id), (RELAY_TOKEN_PARAM, token))
-    return RelayTarget(route.host, route.rtmp_port, key.app, key.stream, query)
+def _rendezvous(key: str, node_id: str) -> bytes:
+    return hashlib.blake2b(f"{key}\0{node_id}".encode(), digest_size=8).digest()
+
+
+def least_loaded(candidates: Iterable[NodeBeat], key: str) -> NodeBeat | None:
+    """The node with the least load (in LOAD_STEPs), then the fewest streams,
+    then the lowest rendezvous hash of (key, node): deterministic for a
+    given view, and spread over equals."""
+    return min(
+        candidates,
+        # (+1e-9: 0.3 / 0.1 is 2.999..., and 0.3 belongs in step 3)
+        key=lambda b: (math.floor(b.load / LOAD_STEP + 1e-9), len(b.streams), _rendezvous(key, b.node_id)),
+        default=None,
+    )
+
+
+def choose_center(view: ClusterView, key: str, region: str, current: str | None = None) -> Route:
+    """The center node of `region` that an edge relays stream `key` to.
+
+    `current` is the center the stream has now (None for a new publication):
+    it keeps it while it beats (sticky: a relay moved on every change of load
+    would cut the stream at the center each time). When it stops beating, the
+    least loaded other center of the region takes over (`moved_from` says
+    which one it replaces); when none is left, no node and a reason."""
+    if current is not None and view.is_up(current):
+        beat = view.beats[current]
+        if beat.has_role(CENTER) and beat.region in (region, ANY_REGION):
+            return Route(beat)
+    chosen = least_loaded((b for b in view.nodes(CENTER, region) if b.node_id != current), key)
+    if chosen is not None:
+        return Route(chosen, moved_from=current)
+    reason = f"no center node of live center {region} is up"
+    if current is not None:
+        age = view.age(current)
+        reason += f"; {current} last beat {age:.0f} s ago" if age is not None else f"; {current} is unknown"
+    return Route(None, reason, current)
 
 
 @dataclass
-class RelayState:
-    """What the console and troubleshooting tool are told about one relay."""
+class CenterAssignments:
+    """An edge's centers, stream by stream: `route` asks `choose_center`
+    with the stream's current center and remembers the answer; `release`
+    forgets a stream whose publisher left. A stream with no center left
+    keeps its last one, so that it goes back to it if it beats again."""
 
-    center: str = ""  # the center node carrying it now ("" while none)
-    since: float = field(default_factory=time.time)
-    failovers: int = 0
-    error: str = ""  # the last failure, or why no center could take it
+    centers: dict[str, str] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
-        return {"center": self.center, "since": self.since, "failovers": self.failovers, "error": self.error}
+    def route(self, view: ClusterView, key: str, region: str) -> Route:
+        route = choose_center(view, key, region, self.centers.get(key))
+        if route.node is not None:
+            self.centers[key] = route.node.node_id
+        return route
 
-
-class EdgeRelays:
-    """Relays every stream published on this edge to a center, moving it
-    to another center of the region when its center fails, for as long as
-    the stream is live here; the publisher never notices."""
-
-    def __init__(self, node, router: Router, retry_seconds: float = RELAY_RETRY_SECONDS) -> None:
-        self.node = node
-        self.router = router
-        self.retry_seconds = retry_seconds
-        self.states: dict[StreamKey, RelayState] = {}
-        self._tasks: dict[StreamKey, asyncio.Task] = {}
-
-    def start(self, key: StreamKey) -> None:
-        task = self._tasks.get(key)
-        if task is not None and not task.done():
-            return  # a returning publisher: the relay has waited for it (hub grace)
-        self.states[key] = RelayState()
-        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key), name=f"relay {key}")
-
-    async def _run(self, key: StreamKey) -> None:
-        state = self.states[key]
-        avoid: set[str] = set()
-        try:
-            while self.node.hub.is_live(key):
-                route = self.router.relay_route(key, avoid)
-                if isinstance(route, str):
-                    if state.error != route:
-                        log.warning("relay of %s: no center takes it: %s", key, route)
-                    state.center, state.error = "", route
-                    avoid.clear()  # the next round tries every center again
-                    await asyncio.sleep(self.retry_seconds)
-                    continue
-                target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
-
-                def started(route=route, target=target) -> None:
-                    state.center, state.since, state.error = route.node_id, time.time(), ""
-                    log.info("relay of %s: to %s (%s)", key, route.node_id, target)
-
-                try:
-                    await push(self.node.hub, key, target, on_started=started)
-                    return  # the stream ended here
-                except RelayError as exc:
-                    log.warning("relay of %s to %s failed: %s", key, route.node_id, exc.reason)
-                    if exc.refusal and exc.refusal not in PASSING_REFUSALS:
-                        # A verdict on the stream, which every center would give.
-                        log.info("stream %s: publisher ended, the center refused it: %s", key, exc.refusal)
-                        state.error = exc.refusal
-                        self.node.kick(key)
-                        return
-                    if state.center:
-                        state.failovers += 1
-                    state.center, state.error = "", exc.reason
-                    avoid.add(route.node_id)
-        finally:
-            if self._tasks.get(key) is asyncio.current_task():
-                del self._tasks[key]
-                self.states.pop(key, None)
-
-    async def claim(self, key: StreamKey) -> str | None:
-        """Why `key` may not be published here, if it is published on
-        another node of the cluster (the router's `claim`, when it has one)."""
-        claim = getattr(self.router, "claim", None)
-        if claim is None:
-            return None
-        return await claim(key, self.node.config.node_id)
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    def release(self, key: str) -> None:
+        self.centers.pop(key, None)
 
 
-class EdgePulls:
-    """Pulls a stream from the node carrying it when a viewer here asks for
-    one that is not live here; one pull per stream, dropped when it has had
-    no viewer for `idle_seconds`."""
-
-    def __init__(self, node, router: Router, idle_seconds: float = PULL_IDLE_SECONDS) -> None:
-        self.node = node
-        self.router = router
-        self.idle_seconds = idle_seconds
-        self.sources: dict[StreamKey, str] = {}  # key -> the node id pulled from
-        self._tasks: dict[StreamKey, asyncio.Task] = {}
-        self._idle_since: dict[StreamKey, float] = {}
-        self._watcher: asyncio.Task | None = None
-
-    def wanted(self, key: StreamKey) -> None:
-        """A viewer waits for `key` (the hub's on_wait)."""
-        if key in self._tasks or self.node.hub.is_live(key):
-            return
-        route = self.router.pull_route(key)
-        if route is None:
-            return  # nowhere live: the viewer's wait ends as for any stream that is not
-        target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
-        self.sources[key] = route.node_id
-        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key, target), name=f"pull {key}")
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._drop_idle(), name="pull-idle")
-
-    async def _run(self, key: StreamKey, target: RelayTarget) -> None:
-        log.info("pulling %s from %s (%s)", key, self.sources.get(key), target)
-        try:
-            await pull(self.node.hub, key, target)
-            log.info("pull of %s ended: the source's stream ended", key)
-        except RelayError as exc:
-            log.warning("pull of %s failed: %s", key, exc.reason)
-        except asyncio.CancelledError:
-            log.info("pull of %s dropped: no viewer for %g s", key, self.idle_seconds)
-            raise
-        finally:
-            self._tasks.pop(key, None)
-            self.sources.pop(key, None)
-            self._idle_since.pop(key, None)
-
-    def _viewers(self, key: StreamKey) -> int:
-        stream = self.node.hub.stream(key)
-        if stream is None:
-            return 0
-        return sum(stream.counters.request_viewers(time.monotonic(), stream.viewers()).values())
-
-    async def _drop_idle(self) -> None:
-        while True:
-            await asyncio.sleep(PULL_CHECK_SECONDS)
-            now = time.monotonic()
-            for key, task in list(self._tasks.items()):
-                if self._viewers(key):
-                    self._idle_since.pop(key, None)
-                elif now - self._idle_since.setdefault(key, now) >= self.idle_seconds:
-                    task.cancel()
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks.values()) + ([self._watcher] if self._watcher is not None else [])
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+def pull_source(view: ClusterView, key: str, region: str | None = None, exclude: str | None = None) -> Route:
+    """The center node an edge pulls stream `key` from: a live center that
+    carries it, one of `region` (the domain's live center) first; the edge
+    asking is `exclude`d. Two carriers (a failover under way) are told apart
+    by the fresher beat."""
+    carriers = [b for b in view.carriers(key, CENTER) if b.node_id != exclude]
+    if not carriers:
+        return Route(None, f"{key} is not live on any center node that is up")
+    return Route(min(carriers, key=lambda b: (b.region != region, -b.at, b.node_id)))

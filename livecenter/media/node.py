@@ -27,6 +27,7 @@ from .capacity import (
     egress_bps,
     is_worker,
 )
+from .cluster import ANY_REGION, ROLES
 from .cluster import PULL_IDLE_SECONDS, ROLES, EdgePulls, EdgeRelays, relayed_by
 from .hls_server import HlsService
 from .hub import StreamHub
@@ -38,6 +39,7 @@ from .policy import (
     RenditionRequested,
     StreamKey,
     StreamPublished,
+    StreamSample,
     StreamsSampled,
     StreamUnpublished,
     StreamUpdated,
@@ -90,6 +92,13 @@ class NodeConfig:
     # (the larger of it and the caller's own wins, as in libsrt).
     srt_latency_ms: int = 120
     node_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    # Its place in the cluster (cluster.py): center, edge or both (a node
+    # alone, as `make run`'s is), of one live center region or of all.
+    roles: frozenset[str] = frozenset(ROLES)
+    region: str = ANY_REGION
+    # The address other nodes and media workers reach it on; empty: the
+    # caller's choice (nodes/medianode.py: loopback when it listens on all).
+    advertise_host: str = ""
     # How long a viewer of a stream that is not live yet waits for it.
     play_wait_seconds: float = 5.0
     # How often a live stream's measured media info goes to the sink.
@@ -201,6 +210,8 @@ class MediaNode:
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub)
+        # The last tick's samples, for the node's heartbeat (node_status.carriage).
+        self.last_samples: tuple[StreamSample, ...] = ()
         self.egress = EgressGauge(config.max_egress_mbps)
         self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
         self._pending_samples = 0
@@ -479,8 +490,10 @@ class MediaNode:
                 delay = tick - loop.time()
             await asyncio.sleep(delay)
             if not self._live:
+                self.last_samples = ()
                 continue
             samples = self.stats.sample(self._live, self.srt.session_stats() if self.srt is not None else None)
+            self.last_samples = tuple(samples)
             if not samples:
                 continue
             if self._pending_samples >= MAX_PENDING_SAMPLE_BATCHES:

@@ -1,5 +1,6 @@
 """`GET /_node/status` on the media HTTP port: the process's own figures
-(asyncio tasks, descriptors, threads, RSS) and what the node carries, as JSON,
+(asyncio tasks, descriptors, threads, RSS) and what the node carries
+(`carriage`, which its heartbeat reports too), as JSON,
 for bench/soak and an operator's curl on the machine. Answered to loopback
 peers only: the figures are nobody else's business, and a remote peer gets
 the same 404 as any unknown path."""
@@ -11,6 +12,9 @@ import ipaddress
 import json
 import os
 import time
+from dataclasses import dataclass
+
+from .policy import StreamKey
 
 NODE_STATUS_PATH = "/_node/status"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -37,6 +41,45 @@ def _process_figures() -> dict[str, int]:
     return figures
 
 
+@dataclass(frozen=True, slots=True)
+class NodeCarriage:
+    """What the node carries now: its heartbeat's figures (nodes/registry.py)
+    and part of its status."""
+
+    streams: tuple[StreamKey, ...]
+    viewers: dict[str, int]  # by protocol, HLS clients seen within stats.REQUEST_VIEWER_WINDOW_SECONDS included
+    bitrate_in: float  # bit/s: the hub's measure of each stream, summed
+    bitrate_out: float  # bit/s: the last per-second samples' (stats.py), summed
+    loop_lag_ms: float
+    load: float  # the larger of egress over its limit and loop lag over its limit (capacity.py)
+
+
+def carriage(node, now: float) -> NodeCarriage:
+    """`now` is the monotonic clock's; on the node's event loop."""
+    live = tuple(node.hub.live_keys())
+    viewers: dict[str, int] = {}
+    bitrate_in = 0.0
+    for key in live:
+        stream = node.hub.stream(key)
+        for protocol, count in stream.counters.request_viewers(now, stream.viewers()).items():
+            viewers[protocol] = viewers.get(protocol, 0) + count
+        bitrate_in += stream.bitrate
+    lag_s = node.loop_lag.lag_s(now)
+    load = 0.0
+    if node.egress.limited:
+        load = node.egress_load_bps() / node.egress.max_bps
+    if node.loop_lag.limited:
+        load = max(load, lag_s / node.loop_lag.max_lag_s)
+    return NodeCarriage(
+        streams=live,
+        viewers=viewers,
+        bitrate_in=bitrate_in,
+        bitrate_out=sum(sum(sample.bitrate_out.values()) for sample in node.last_samples),
+        loop_lag_ms=round(lag_s * 1000, 1),
+        load=load,
+    )
+
+
 def node_status(node) -> dict:
     """The figures, read now; on the node's event loop."""
     connections: dict[str, int] = {}
@@ -47,20 +90,16 @@ def node_status(node) -> dict:
         connections["rts"] = len(node.rts.sessions)
     if node.srt is not None:
         connections["srt"] = len(node.srt.listener.connections)
-    viewers: dict[str, int] = {}
-    live = node.hub.live_keys()
-    for key in live:
-        for protocol, count in node.hub.stream(key).viewers().items():
-            viewers[protocol] = viewers.get(protocol, 0) + count
+    carried = carriage(node, time.monotonic())
     return {
         "node_id": node.config.node_id,
         "pid": os.getpid(),
         "tasks": len(asyncio.all_tasks()),
         **_process_figures(),
         "connections": connections,
-        "viewers": viewers,
-        "streams": len(live),
-        "loop_lag_ms": round(node.loop_lag.lag_s(time.monotonic()) * 1000, 1),
+        "viewers": carried.viewers,
+        "streams": len(carried.streams),
+        "loop_lag_ms": carried.loop_lag_ms,
         "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
     }
 

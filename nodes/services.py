@@ -1,0 +1,88 @@
+"""What the console shows of the media nodes (the Nodes page and
+/api/v1/nodes/): each registered node with its health and load, read from
+the registry (registry.py) at `registry.clock()`.
+
+Nodes are the platform's, shared by every operator: each sees every node
+and its totals, but the streams a node carries only on the operator's own
+domains (staff see them all)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from domains.models import Domain
+from livecenter.media.cluster import NODE_DOWN_SECONDS, ClusterView, NodeBeat
+
+from . import registry
+from .models import Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    node: Node
+    up: bool
+    # Seconds since its last beat; None if it never beat (or the store forgot it).
+    last_beat_age: float | None
+    # Its last beat while it is up; None when it is down.
+    beat: NodeBeat | None
+    # The live streams it carries that the operator may see, sorted.
+    visible_streams: tuple[str, ...]
+
+    @property
+    def health(self) -> str:
+        return "up" if self.up else "down"
+
+    # For the page, which has no arithmetic.
+    @property
+    def load_percent(self) -> float | None:
+        return self.beat.load * 100 if self.beat is not None else None
+
+    @property
+    def mbps_in(self) -> float | None:
+        return self.beat.bitrate_in / 1e6 if self.beat is not None else None
+
+    @property
+    def mbps_out(self) -> float | None:
+        return self.beat.bitrate_out / 1e6 if self.beat is not None else None
+
+
+@dataclass(frozen=True)
+class NodeList:
+    nodes: list[NodeState]
+    # Why health is unknown (the beat store is unreachable), or "".
+    problem: str = ""
+    down_after_seconds: float = NODE_DOWN_SECONDS
+
+
+def _visible(user, streams: frozenset[str]) -> tuple[str, ...]:
+    if user.is_staff:
+        return tuple(sorted(streams))
+    own = set(Domain.objects.filter(owner=user).values_list("domain_name", flat=True))
+    return tuple(sorted(key for key in streams if key.split("/", 1)[0] in own))
+
+
+def list_nodes(user) -> NodeList:
+    rows = list(Node.objects.all())
+    ids = [row.node_id for row in rows]
+    store = registry.registry()
+    problem = ""
+    try:
+        beats = store.beats(ids)
+        last = store.last_beats([node_id for node_id in ids if node_id not in beats])
+    except registry.STORE_UNREACHABLE as exc:
+        log.warning("node heartbeats unreachable: %s", exc)
+        beats, last = {}, {}
+        problem = f"the node heartbeats cannot be read ({exc}): every node is shown down"
+    view = ClusterView(beats, registry.clock())
+    states = []
+    for row in rows:
+        up = view.is_up(row.node_id)
+        beat = view.beats.get(row.node_id) if up else None
+        age = view.age(row.node_id)
+        if age is None and row.node_id in last:
+            age = max(0.0, view.now - last[row.node_id])
+        states.append(NodeState(row, up, age, beat, _visible(user, beat.streams) if beat else ()))
+    return NodeList(states, problem)
