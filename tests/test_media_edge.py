@@ -1,4 +1,4 @@
-"""Edges and centers on loopback (cluster.py): a stream published on an edge
+"""Edges and centers on loopback (edge.py): a stream published on an edge
 is relayed to a center and moves to another center when its center stops,
 with the publisher still connected; a viewer on an edge gets a stream the
 center carries through one shared pull, dropped when no one watches; node
@@ -10,9 +10,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-import pytest
-
-from livecenter.media.cluster import NODE_PARAM, RELAY_TOKEN_PARAM, Route, node_token, relayed_by
+from livecenter.media.edge import NODE_PARAM, RELAY_TOKEN_PARAM, Route, is_edge_only, node_token, relayed_by
 from livecenter.media.policy import StreamKey
 from tests.mediasupport import INGEST, NodeThread, probe_packets, start_publisher
 
@@ -51,11 +49,13 @@ class FixedRouter:
 
 
 def center(node_id: str) -> NodeThread:
-    return NodeThread(node_id=node_id, role="center", cluster_key=CLUSTER_KEY).start()
+    return NodeThread(node_id=node_id, roles=frozenset({"center"}), cluster_key=CLUSTER_KEY).start()
 
 
 def edge(router, node_id: str = "edge-a", **config) -> NodeThread:
-    return NodeThread(router=router, node_id=node_id, role="edge", cluster_key=CLUSTER_KEY, **config).start()
+    return NodeThread(
+        router=router, node_id=node_id, roles=frozenset({"edge"}), cluster_key=CLUSTER_KEY, **config
+    ).start()
 
 
 def _continuous(packets: list[dict]) -> None:
@@ -81,9 +81,10 @@ def test_a_node_token_names_its_node_and_uri_and_expires():
     assert relayed_by(CLUSTER_KEY, "/live/cam1", {NODE_PARAM: "edge-a"}, now) is None
 
 
-def test_a_node_role_must_be_known():
-    with pytest.raises(ValueError, match="role must be one of center, edge, both"):
-        NodeThread(role="origin").start()
+def test_only_a_node_that_is_an_edge_alone_relays_and_pulls():
+    assert is_edge_only({"edge"})
+    assert not is_edge_only({"center", "edge"})  # make run's node carries every stream itself
+    assert not is_edge_only({"center"})
 
 
 # --- on loopback -------------------------------------------------------------------

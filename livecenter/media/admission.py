@@ -71,7 +71,7 @@ async def admit_publish(
     policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool = False
 ) -> Admission:
     """`relayed`: another node of the cluster sends the stream with a good
-    node token (cluster.py), having checked the publisher's signature
+    node token (edge.py), having checked the publisher's signature
     itself; the domain's switches and the forbidden list still apply."""
     try:
         return await _admit_publish(policy, host, app, stream, auth_key, now, relayed)
@@ -129,7 +129,7 @@ async def _admit_play(
 
 async def admit_relayed_play(policy: Policy, host: str, app: str, stream: str) -> Admission:
     """Another node of the cluster pulls a stream by its ingest domain's
-    key, with a good node token (cluster.py): its own viewers were admitted
+    key, with a good node token (edge.py): its own viewers were admitted
     by their streaming domain there."""
     try:
         domain = await policy.domain_config(host)

@@ -28,7 +28,7 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
-from .cluster import PULL_IDLE_SECONDS, ROLES, EdgePulls, EdgeRelays, relayed_by
+from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
@@ -153,12 +153,9 @@ class NodeConfig:
     # The key media workers' tokens are made with (capacity.worker_token):
     # their reads are never refused at capacity. Empty: no worker is exempt.
     worker_key: bytes = b""
-    # In a cluster (cluster.py): "center", "edge", or "both" (one node alone,
-    # `make run`); the live center region the node serves; the key nodes'
-    # tokens are made with (empty: no other node is trusted); how long an
-    # edge keeps a pulled stream no viewer watches.
-    role: str = "both"
-    region: str = ""
+    # Between nodes (edge.py): the key nodes' tokens are made with (empty:
+    # no other node is trusted), and how long an edge keeps a pulled stream
+    # no viewer watches.
     cluster_key: bytes = b""
     pull_idle_seconds: float = PULL_IDLE_SECONDS
 
@@ -188,8 +185,6 @@ class MediaNode:
     def __init__(
         self, config: NodeConfig, policy: Policy, sink: EventSink, hub: StreamHub | None = None, router=None
     ) -> None:
-        if config.role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {config.role!r}")
         self.config = config
         self.policy = policy
         self.sink = sink
@@ -223,7 +218,7 @@ class MediaNode:
         # An edge relays its publishers' streams to centers and pulls what
         # its viewers want from them, where the router (the node registry) says.
         self.router = router
-        edge = config.role == "edge" and router is not None
+        edge = router is not None and is_edge_only(config.roles)
         self.relays = EdgeRelays(self, router) if edge else None
         self.pulls = EdgePulls(self, router, config.pull_idle_seconds) if edge else None
 
@@ -314,7 +309,7 @@ class MediaNode:
 
     def relayed_by(self, uri: str, query: Mapping[str, str]) -> str | None:
         """The node a publish or play of `uri` comes from, if it carries a
-        good node token (cluster.py)."""
+        good node token (edge.py)."""
         return relayed_by(self.config.cluster_key, uri, query, time.time())
 
     def is_media_worker(self, uri: str, query: Mapping[str, str]) -> bool:

@@ -302,7 +302,7 @@ class RtmpSession:
         stream_id, chunk_size = event.stream_id, self.conn.out_chunk_size
         pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
         # Players other than the media workers get AAC for Dolby audio (hub.py).
-        # Another node pulling it passes it on as it is too (cluster.py).
+        # Another node pulling it passes it on as it is too (edge.py).
         passthrough = self.node.is_media_worker(play.uri, play.query) or self.node.relayed_by(play.uri, play.query)
         legacy_audio = not passthrough
         subscription = self.node.hub.subscribe(
