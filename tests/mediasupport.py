@@ -38,8 +38,9 @@ class NodeThread:
     """A MediaNode on loopback in an event loop of its own thread, so tests
     can drive blocking peers (ffmpeg) from the main thread."""
 
-    def __init__(self, policy=None, **config) -> None:
+    def __init__(self, policy=None, router=None, **config) -> None:
         self.policy = policy or default_policy()
+        self.router = router
         self.sink = MemorySink()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="media-node", daemon=True)
@@ -54,7 +55,7 @@ class NodeThread:
         self.thread.start()
 
         async def start():
-            self.node = MediaNode(self._config, self.policy, self.sink)
+            self.node = MediaNode(self._config, self.policy, self.sink, router=self.router)
             await self.node.start()
 
         self.call(start())

@@ -23,8 +23,9 @@ from .mediasupport import INGEST, PLAY, PLAY_KEY, default_policy
 KEY = StreamKey(INGEST, "live", "cam1")
 
 
-def fake_node(room: bool = True, wait_seconds: float = 0.2):
-    """What play.py asks of a node: its policy, its capacity and its hub."""
+def fake_node(room: bool = True, wait_seconds: float = 0.2, relaying_node: str | None = None):
+    """What play.py asks of a node: its policy, its capacity, its hub, and
+    whether a request comes from another node of the cluster."""
     asked = []
 
     def admits_viewer(key, protocol, uri, query, client=None):
@@ -36,6 +37,7 @@ def fake_node(room: bool = True, wait_seconds: float = 0.2):
         hub=StreamHub(),
         config=SimpleNamespace(play_wait_seconds=wait_seconds),
         admits_viewer=admits_viewer,
+        relayed_by=lambda uri, query: relaying_node,
     )
     node.asked = asked
     return node
@@ -60,6 +62,16 @@ def test_it_refuses_an_unsigned_play_as_denied_before_asking_for_room(caplog):
     assert decision.refusal is PlayRefusal.DENIED and decision.reason == "no auth_key"
     assert node.asked == []
     assert "flv 127.0.0.1:5000 play refused: stream=play.test/live/cam1 reason=no auth_key" in caplog.text
+
+
+def test_another_node_pulling_is_admitted_by_the_ingest_domain_without_a_signature():
+    node = fake_node(relaying_node="edge-a")
+    decision = run(admit_viewer(node, request("rtmp", signed=False, domain=INGEST, uri="/live/cam1")))
+    assert decision.ok and decision.key == KEY
+    # ... but only on an ingest domain it knows.
+    for domain, reason in ((PLAY, "not an ingest domain"), ("nowhere.test", "non-existent domain")):
+        decision = run(admit_viewer(node, request("rtmp", signed=False, domain=domain, uri="/live/cam1")))
+        assert decision.refusal is PlayRefusal.DENIED and decision.reason == reason
 
 
 def test_it_refuses_at_capacity_with_the_stream_played(caplog):

@@ -238,7 +238,42 @@ def srt_listener_seeds() -> None:
     )
 
 
-EXTRA = {"mpegts_demux": mpegts_demux_seeds, "srt_packets": srt_packets_seeds, "srt_listener": srt_listener_seeds}
+def rtmp_client_seeds() -> None:
+    """What our server says to our client, publishing and playing (a
+    keyframe, audio and the end of the stream), after the handshake."""
+    from tests.test_rtmp_client import AAC, KEYFRAME, META, Pair
+
+    for publish in (True, False):
+        pair = Pair(publish=publish)
+        server_bytes = bytearray()
+        while True:
+            to_server, to_client = pair.client.data_to_send(), pair.server.data_to_send()
+            if not to_server and not to_client:
+                break
+            server_bytes += to_client
+            if to_server:
+                pair.server_events += pair.server.receive_data(to_server)
+            if to_client:
+                pair.client_events += pair.client.receive_data(to_client)
+            pair._answer()
+        if not publish:
+            stream_id = pair.client.stream_id
+            pair.server.send_ping(7)
+            pair.server.send_metadata(stream_id, 0, META)
+            pair.server.send_video(stream_id, 33, KEYFRAME)
+            pair.server.send_audio(stream_id, 34, AAC)
+            pair.server.send_unpublish_notify(stream_id)
+            server_bytes += pair.server.data_to_send()
+        flags = (1 if publish else 0) | 2
+        save("rtmp_client", bytes((flags,)) + bytes(server_bytes[HANDSHAKE_BYTES:]))
+
+
+EXTRA = {
+    "rtmp_client": rtmp_client_seeds,
+    "mpegts_demux": mpegts_demux_seeds,
+    "srt_packets": srt_packets_seeds,
+    "srt_listener": srt_listener_seeds,
+}
 
 
 def main() -> None:

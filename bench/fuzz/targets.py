@@ -49,6 +49,7 @@ with _imports:
     from livecenter.media.admission import domain_of
     from livecenter.media.http_server import _HLS_MEDIA_PATH_RE, _PLAY_PATH_RE, MAX_REQUEST_HEAD_BYTES
     from livecenter.media.rtmp import chunk as rtmp_chunk
+    from livecenter.media.rtmp.client import PublishStarted, RtmpClientConnection
     from livecenter.media.rtmp.connection import RtmpServerConnection
     from livecenter.media.rtmp.errors import RtmpProtocolError
     from livecenter.media.rtmp.events import ConnectRequested, PlayRequested, PublishRequested
@@ -111,6 +112,28 @@ def rtmp_connection(data: bytes) -> None:
     for piece in pieces(body):
         for event in conn.receive_data(piece):
             _answer(conn, event)
+        conn.data_to_send()
+        assert conn.buffered_bytes <= rtmp_chunk.MAX_BUFFERED_BYTES, conn.buffered_bytes
+    conn.receive_data(b"")
+
+
+def rtmp_client(data: bytes) -> None:
+    """What a server sends our client (rtmp/client.py), which a node uses to
+    push to or pull from another node. First byte: bit 0 publish (else
+    play), bit 1 the input starts after a valid S0 S1 S2. A publisher sends
+    a frame after each piece once it has started."""
+    if not data:
+        return
+    body = data[1:]
+    if not data[0] & 2:
+        body = RTMP_HANDSHAKE + body
+    conn = RtmpClientConnection("live", "rtmp://center/live", "s?k=v", publish=bool(data[0] & 1))
+    for piece in pieces(body):
+        for event in conn.receive_data(piece):
+            if isinstance(event, PublishStarted):
+                conn.send_metadata(0, amf0.encode("onMetaData", {}))
+        if conn.started and conn.publish:
+            conn.send_video(40, b"\x17\x01\x00\x00\x00" + bytes(64))
         conn.data_to_send()
         assert conn.buffered_bytes <= rtmp_chunk.MAX_BUFFERED_BYTES, conn.buffered_bytes
     conn.receive_data(b"")
@@ -635,6 +658,7 @@ TARGETS = {
     for t in [
         Target("rtmp_chunk", rtmp_chunk_stream, (RtmpProtocolError,), 8192, _rtmp_limits),
         Target("rtmp_connection", rtmp_connection, (RtmpProtocolError,), 8192, _rtmp_connection_limits),
+        Target("rtmp_client", rtmp_client, (RtmpProtocolError,), 8192),
         Target("amf0", amf0_decode, (amf0.AmfError,), 4096, _amf0_limits),
         Target("flv", flv_read, (flv.FlvProtocolError,), 8192, _flv_limits),
         Target("codecs", codecs_parse, (codecs.CodecError,), 4096, _codecs_limits),

@@ -68,16 +68,19 @@ def _signature_refusal(domain: DomainConfig, uri: str, auth_key: str | None, now
 
 
 async def admit_publish(
-    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float
+    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool = False
 ) -> Admission:
+    """`relayed`: another node of the cluster sends the stream with a good
+    node token (edge.py), having checked the publisher's signature
+    itself; the domain's switches and the forbidden list still apply."""
     try:
-        return await _admit_publish(policy, host, app, stream, auth_key, now)
+        return await _admit_publish(policy, host, app, stream, auth_key, now, relayed)
     except PolicyUnavailable:
         return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
 
 
 async def _admit_publish(
-    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float
+    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool
 ) -> Admission:
     domain = await policy.domain_config(host)
     if domain is None:
@@ -86,7 +89,7 @@ async def _admit_publish(
         return Admission(refusal=Refusal.NOT_INGEST, domain=domain)
     if not domain.enabled:
         return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
-    refusal = _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
+    refusal = None if relayed else _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
     if refusal:
         return Admission(refusal=refusal, domain=domain)
     key = StreamKey(domain.name, app, stream)
@@ -122,3 +125,20 @@ async def _admit_play(
     if refusal:
         return Admission(refusal=refusal, domain=domain)
     return Admission(key=StreamKey(domain.ingest_domain, app, stream), domain=domain)
+
+
+async def admit_relayed_play(policy: Policy, host: str, app: str, stream: str) -> Admission:
+    """Another node of the cluster pulls a stream by its ingest domain's
+    key, with a good node token (edge.py): its own viewers were admitted
+    by their streaming domain there."""
+    try:
+        domain = await policy.domain_config(host)
+    except PolicyUnavailable:
+        return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
+    if domain is None:
+        return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
+    if domain.kind != "ingest":
+        return Admission(refusal=Refusal.NOT_INGEST, domain=domain)
+    if not domain.enabled:
+        return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
+    return Admission(key=StreamKey(domain.name, app, stream), domain=domain)

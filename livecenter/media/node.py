@@ -28,6 +28,7 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
+from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
@@ -152,6 +153,11 @@ class NodeConfig:
     # The key media workers' tokens are made with (capacity.worker_token):
     # their reads are never refused at capacity. Empty: no worker is exempt.
     worker_key: bytes = b""
+    # Between nodes (edge.py): the key nodes' tokens are made with (empty:
+    # no other node is trusted), and how long an edge keeps a pulled stream
+    # no viewer watches.
+    cluster_key: bytes = b""
+    pull_idle_seconds: float = PULL_IDLE_SECONDS
 
 
 # The SRT socket's kernel buffers: every publisher's datagrams wait there
@@ -176,7 +182,9 @@ def size_udp_buffers(sock, size: int) -> None:
 
 
 class MediaNode:
-    def __init__(self, config: NodeConfig, policy: Policy, sink: EventSink, hub: StreamHub | None = None) -> None:
+    def __init__(
+        self, config: NodeConfig, policy: Policy, sink: EventSink, hub: StreamHub | None = None, router=None
+    ) -> None:
         self.config = config
         self.policy = policy
         self.sink = sink
@@ -207,6 +215,12 @@ class MediaNode:
         self._refusals_second = 0
         self._refusals_in_second = 0
         self.hub.on_wait = self._stream_wanted
+        # An edge relays its publishers' streams to centers and pulls what
+        # its viewers want from them, where the router (the node registry) says.
+        self.router = router
+        edge = router is not None and is_edge_only(config.roles)
+        self.relays = EdgeRelays(self, router) if edge else None
+        self.pulls = EdgePulls(self, router, config.pull_idle_seconds) if edge else None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -267,6 +281,9 @@ class MediaNode:
         self.hls.stop()
         if self.rts is not None:
             await self.rts.stop()
+        for part in (self.relays, self.pulls):
+            if part is not None:
+                await part.stop()
         handlers = list(self.connections.items())
         for handler, _ in handlers:
             handler.abort()
@@ -285,6 +302,16 @@ class MediaNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
 
+    async def claim_publish(self, key: StreamKey) -> str | None:
+        """Why `key` may not be published here although admitted: an edge
+        asks the cluster whether another node has its publisher."""
+        return await self.relays.claim(key) if self.relays is not None else None
+
+    def relayed_by(self, uri: str, query: Mapping[str, str]) -> str | None:
+        """The node a publish or play of `uri` comes from, if it carries a
+        good node token (edge.py)."""
+        return relayed_by(self.config.cluster_key, uri, query, time.time())
+
     def is_media_worker(self, uri: str, query: Mapping[str, str]) -> bool:
         """Whether a play request carries a media worker's token (capacity.py)."""
         return is_worker(self.config.worker_key, uri, query.get(WORKER_TOKEN_PARAM), time.time())
@@ -297,7 +324,7 @@ class MediaNode:
         already serves is not new."""
         if not self.egress.limited and not self.loop_lag.limited:
             return True
-        if self.is_media_worker(uri, query):
+        if self.is_media_worker(uri, query) or self.relayed_by(f"/{key.app}/{key.stream}", query):
             return True
         stream = self.hub.stream(key)
         if client is not None and stream is not None and (protocol, client) in stream.counters.clients:
@@ -343,6 +370,8 @@ class MediaNode:
 
     def stream_started(self, event: StreamPublished) -> None:
         self._live[event.key] = event.session_id
+        if self.relays is not None:
+            self.relays.start(event.key)
         self._events.put_nowait(event)
         # Viewers that came for a rendition before its source went live.
         for waiting in self.hub.waiting_keys():
@@ -374,6 +403,8 @@ class MediaNode:
             source = StreamKey(key.domain, key.app, split[0])
             if self.hub.is_live(source):
                 self.request_rendition(source, split[1])
+        if self.pulls is not None:
+            self.pulls.wanted(key)
 
     def request_rendition(self, source: StreamKey, template_id: str) -> None:
         if self._events.qsize() >= MAX_PENDING_EVENTS:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .admission import Admission, Refusal, admit_play
+from .admission import Admission, Refusal, admit_play, admit_relayed_play
 from .capacity import REFUSAL_AT_CAPACITY
 from .policy import DomainConfig, StreamKey
 
@@ -91,11 +91,16 @@ async def admit_viewer(
     node, request: PlayRequest, domain_refusal: Callable[[DomainConfig], str | None] | None = None
 ) -> PlayDecision:
     """Steps 1 and 2. `domain_refusal` is the protocol's own switch: the
-    reason the admitted domain does not allow it, or None."""
-    admission = await admit_play(
-        node.policy, request.domain, request.app, request.stream, request.uri, request.query.get("auth_key"),
-        time.time(),
-    )  # fmt: skip
+    reason the admitted domain does not allow it, or None. Another node
+    of the cluster pulling a stream (`MediaNode.relayed_by`) names its
+    ingest domain and is admitted by its node token."""
+    if node.relayed_by(f"/{request.app}/{request.stream}", request.query):
+        admission = await admit_relayed_play(node.policy, request.domain, request.app, request.stream)
+    else:
+        admission = await admit_play(
+            node.policy, request.domain, request.app, request.stream, request.uri, request.query.get("auth_key"),
+            time.time(),
+        )  # fmt: skip
     if admission.ok and domain_refusal is not None:
         reason = domain_refusal(admission.domain)
         if reason:

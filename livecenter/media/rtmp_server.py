@@ -217,11 +217,14 @@ class RtmpSession:
         domain, query = self._target(event.query)
         if self.publication is not None:
             return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "already publishing on this connection")
+        relayed = self.node.relayed_by(f"/{self.app}/{event.stream_name}", query) is not None
         admission = await admit_publish(
-            self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time()
+            self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time(), relayed
         )
         if not admission.ok:
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
+        if (taken := await self.node.claim_publish(admission.key)) is not None:
+            return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, taken)
         try:
             self.publication = self.node.hub.publish(admission.key)
         except AlreadyPublishing:
@@ -299,7 +302,9 @@ class RtmpSession:
         stream_id, chunk_size = event.stream_id, self.conn.out_chunk_size
         pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
         # Players other than the media workers get AAC for Dolby audio (hub.py).
-        legacy_audio = not self.node.is_media_worker(play.uri, play.query)
+        # Another node pulling it passes it on as it is too (edge.py).
+        passthrough = self.node.is_media_worker(play.uri, play.query) or self.node.relayed_by(play.uri, play.query)
+        legacy_audio = not passthrough
         subscription = self.node.hub.subscribe(
             decision.key, protocol="rtmp", on_ready=pump.on_ready, legacy_audio=legacy_audio
         )

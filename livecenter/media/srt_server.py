@@ -358,6 +358,8 @@ class SrtServer:
         stream = self.node.hub.stream(admission.key)
         if stream is not None and stream.publication is not None:
             return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
+        if (taken := await self.node.claim_publish(admission.key)) is not None:
+            return self._reject(event, REJECT_CONFLICT, name, taken)
         config = admission.domain
         connection = self.listener.accept(
             event, time.monotonic(), passphrase=config.srt_passphrase or None, latency_ms=config.srt_latency_ms

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from enum import Enum
 
 from .. import amf0
-from ..flv import PREVIOUS_TAG_SIZE_BYTES, TAG_HEADER_BYTES, parse_tag_header
 from .chunk import (
     DEFAULT_CHUNK_SIZE_BYTES,
     MAX_BUFFERED_BYTES,
@@ -65,6 +64,7 @@ from .messages import (
     RtmpUserControlEvent,
     command_payload,
     set_peer_bandwidth_payload,
+    split_aggregate,
     split_stream_name,
     status_info,
     uint32_payload,
@@ -338,31 +338,9 @@ class RtmpServerConnection:
             self.dropped_messages += 1
 
     def _on_aggregate(self, message: RtmpMessage, events: list[Event]) -> None:
-        """RTMP 7.1.6: FLV tags in one message; their times are relative to
-        the first one's, which the message's own timestamp replaces."""
-        data = message.payload
-        end = len(data)
-        pos = 0
-        first = None
-        while pos < end:
-            if end - pos < TAG_HEADER_BYTES:
-                raise RtmpProtocolError("truncated aggregate message")
-            kind, size, tag_time = parse_tag_header(data, pos)
-            body = pos + TAG_HEADER_BYTES
-            body_end = body + size
-            if body_end + PREVIOUS_TAG_SIZE_BYTES > end:
-                raise RtmpProtocolError("truncated aggregate message")
-            if first is None:
-                first = tag_time
-            if kind in (RtmpMessageType.AUDIO, RtmpMessageType.VIDEO, RtmpMessageType.DATA_AMF0):
-                timestamp = (message.timestamp + tag_time - first) & _TIMESTAMP_MASK
-                part = RtmpMessage(
-                    message.chunk_stream_id, kind, message.message_stream_id, timestamp, data[body:body_end]
-                )
-                self._MESSAGE_HANDLERS[kind](self, part, events)
-            else:
-                self.dropped_messages += 1
-            pos = body_end + PREVIOUS_TAG_SIZE_BYTES
+        """RTMP 7.1.6: FLV tags in one message (`split_aggregate`)."""
+        for part in split_aggregate(message):
+            self._MESSAGE_HANDLERS[part.message_type](self, part, events)
 
     @staticmethod
     def _amf0_body(message: RtmpMessage) -> memoryview | bytes | None:

@@ -6,10 +6,14 @@ send them on."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from enum import IntEnum
 from urllib.parse import parse_qsl
 
 from .. import amf0
+from ..flv import PREVIOUS_TAG_SIZE_BYTES, TAG_HEADER_BYTES, parse_tag_header
+from .chunk import RtmpMessage, RtmpMessageType
+from .errors import RtmpProtocolError
 
 # Chunk stream ids for what we send. RTMP 5.4 puts protocol control on 2;
 # the rest follow nginx-rtmp and SRS so captures read familiarly. Every
@@ -73,3 +77,32 @@ def split_stream_name(name: str) -> tuple[str, dict[str, str]]:
     """`s?auth_key=1-0-0-ab&domain=x` -> ("s", {"auth_key": "1-0-0-ab", "domain": "x"})."""
     stream_name, _, query = name.partition("?")
     return stream_name, dict(parse_qsl(query, keep_blank_values=True))
+
+
+_TIMESTAMP_MASK = 0xFFFFFFFF
+_AGGREGATED_TYPES = (RtmpMessageType.AUDIO, RtmpMessageType.VIDEO, RtmpMessageType.DATA_AMF0)
+
+
+def split_aggregate(message: RtmpMessage) -> Iterator[RtmpMessage]:
+    """RTMP 7.1.6: the audio, video and data messages in an aggregate (FLV
+    tags whose times are relative to the first one's, which the message's
+    own timestamp replaces); other tag types are left out. Raises
+    RtmpProtocolError when a tag runs past the end."""
+    data = message.payload
+    end = len(data)
+    pos = 0
+    first = None
+    while pos < end:
+        if end - pos < TAG_HEADER_BYTES:
+            raise RtmpProtocolError("truncated aggregate message")
+        kind, size, tag_time = parse_tag_header(data, pos)
+        body = pos + TAG_HEADER_BYTES
+        body_end = body + size
+        if body_end + PREVIOUS_TAG_SIZE_BYTES > end:
+            raise RtmpProtocolError("truncated aggregate message")
+        if first is None:
+            first = tag_time
+        if kind in _AGGREGATED_TYPES:
+            timestamp = (message.timestamp + tag_time - first) & _TIMESTAMP_MASK
+            yield RtmpMessage(message.chunk_stream_id, kind, message.message_stream_id, timestamp, data[body:body_end])
+        pos = body_end + PREVIOUS_TAG_SIZE_BYTES

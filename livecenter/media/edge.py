@@ -1,0 +1,257 @@
+"""A node's part in a cluster of centers and edges (DESIGN.md, "Scaled";
+issue 14).
+
+An **edge** relays each stream its publishers send to a center node of the
+stream's live center (`EdgeRelays`), and pulls from the center node that
+carries a stream what its own viewers ask for and it does not carry
+(`EdgePulls`): one pull per stream, shared by its viewers, dropped
+`pull_idle_seconds` after the last one has gone. A **center** serves its
+viewers directly and takes relays and pulls from edges. The embedded node
+(`make run`) is both and does neither.
+
+Where to relay to and pull from is a `Router`'s answer (the node registry's,
+in the nodes app: the engine never touches the ORM or Redis). What moves the
+bytes is relay.py. Between nodes a stream is admitted by a **node token**
+(`lc_node`, `lc_relay`: an HMAC with the cluster's shared key over the URI,
+the sending node and an expiry) instead of the domain's signature, which
+the edge has already checked: a center takes a relayed publish under the
+domain's switches and forbidden list as any other, and a pull by its
+ingest-domain key past the capacity limit, as it does for media workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .capacity import is_worker, worker_token
+from .policy import StreamKey
+from .relay import RelayError, RelayTarget, pull, push
+
+log = logging.getLogger(__name__)
+
+NODE_PARAM = "lc_node"
+RELAY_TOKEN_PARAM = "lc_relay"
+# How long a node token is good for: long enough for a connection to start,
+# short enough that a leaked one soon is not.
+NODE_TOKEN_SECONDS = 300
+# Between attempts to relay a stream when no center took it.
+RELAY_RETRY_SECONDS = 2.0
+# A center's refusals that are passing faults, not verdicts on the stream:
+# the edge tries another center. Any other refusal (forbidden, the domain
+# disabled, published elsewhere) ends the edge's publisher too.
+PASSING_REFUSALS = frozenset({"policy unavailable"})
+# A pulled stream no viewer has watched for this long is dropped.
+PULL_IDLE_SECONDS = 10.0
+PULL_CHECK_SECONDS = 1.0
+
+
+def is_edge_only(roles: Collection[str]) -> bool:
+    """An edge that is not also a center relays and pulls; a node that is
+    both (`make run`'s) carries every stream itself."""
+    return "edge" in roles and "center" not in roles
+
+
+def node_token(key: bytes, uri: str, node_id: str, now: float) -> str:
+    """What a node puts in `lc_relay` to publish or play `uri` on another node."""
+    return worker_token(key, f"{uri}|{node_id}", int(now) + NODE_TOKEN_SECONDS)
+
+
+def relayed_by(key: bytes, uri: str, query: Mapping[str, str], now: float) -> str | None:
+    """The id of the node a request comes from, when its node token is good."""
+    node_id = query.get(NODE_PARAM)
+    if not key or not node_id:
+        return None
+    return node_id if is_worker(key, f"{uri}|{node_id}", query.get(RELAY_TOKEN_PARAM), now) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A node to relay to or pull from, and its RTMP address."""
+
+    node_id: str
+    host: str
+    rtmp_port: int
+
+
+class Router(Protocol):
+    """The registry's answers (nodes app). Both are called on the node's
+    loop and must not block: the registry keeps what they read fresh."""
+
+    def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
+        """The center node `key` should be relayed to, not one of `avoid`
+        (nodes that failed it just now); or why there is none."""
+
+    def pull_route(self, key: StreamKey) -> Route | None:
+        """The node carrying `key` live for this edge to pull from, if any."""
+
+    async def claim(self, key: StreamKey, node_id: str) -> str | None:
+        """Optional: take `key` for a publisher on `node_id`, the one
+        publisher of the cluster; the reason it is taken elsewhere if so."""
+
+
+def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str) -> RelayTarget:
+    uri = f"/{key.app}/{key.stream}"
+    token = node_token(cluster_key, uri, node_id, time.time())
+    query = (("domain", key.domain), (NODE_PARAM, node_id), (RELAY_TOKEN_PARAM, token))
+    return RelayTarget(route.host, route.rtmp_port, key.app, key.stream, query)
+
+
+@dataclass
+class RelayState:
+    """What the console and troubleshooting tool are told about one relay."""
+
+    center: str = ""  # the center node carrying it now ("" while none)
+    since: float = field(default_factory=time.time)
+    failovers: int = 0
+    error: str = ""  # the last failure, or why no center could take it
+
+    def as_dict(self) -> dict:
+        return {"center": self.center, "since": self.since, "failovers": self.failovers, "error": self.error}
+
+
+class EdgeRelays:
+    """Relays every stream published on this edge to a center, moving it
+    to another center of the region when its center fails, for as long as
+    the stream is live here; the publisher never notices."""
+
+    def __init__(self, node, router: Router, retry_seconds: float = RELAY_RETRY_SECONDS) -> None:
+        self.node = node
+        self.router = router
+        self.retry_seconds = retry_seconds
+        self.states: dict[StreamKey, RelayState] = {}
+        self._tasks: dict[StreamKey, asyncio.Task] = {}
+
+    def start(self, key: StreamKey) -> None:
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            return  # a returning publisher: the relay has waited for it (hub grace)
+        self.states[key] = RelayState()
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key), name=f"relay {key}")
+
+    async def _run(self, key: StreamKey) -> None:
+        state = self.states[key]
+        avoid: set[str] = set()
+        try:
+            while self.node.hub.is_live(key):
+                route = self.router.relay_route(key, avoid)
+                if isinstance(route, str):
+                    if state.error != route:
+                        log.warning("relay of %s: no center takes it: %s", key, route)
+                    state.center, state.error = "", route
+                    avoid.clear()  # the next round tries every center again
+                    await asyncio.sleep(self.retry_seconds)
+                    continue
+                target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
+
+                def started(route=route, target=target) -> None:
+                    state.center, state.since, state.error = route.node_id, time.time(), ""
+                    log.info("relay of %s: to %s (%s)", key, route.node_id, target)
+
+                try:
+                    await push(self.node.hub, key, target, on_started=started)
+                    return  # the stream ended here
+                except RelayError as exc:
+                    log.warning("relay of %s to %s failed: %s", key, route.node_id, exc.reason)
+                    if exc.refusal and exc.refusal not in PASSING_REFUSALS:
+                        # A verdict on the stream, which every center would give.
+                        log.info("stream %s: publisher ended, the center refused it: %s", key, exc.refusal)
+                        state.error = exc.refusal
+                        self.node.kick(key)
+                        return
+                    if state.center:
+                        state.failovers += 1
+                    state.center, state.error = "", exc.reason
+                    avoid.add(route.node_id)
+        finally:
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+                self.states.pop(key, None)
+
+    async def claim(self, key: StreamKey) -> str | None:
+        """Why `key` may not be published here, if it is published on
+        another node of the cluster (the router's `claim`, when it has one)."""
+        claim = getattr(self.router, "claim", None)
+        if claim is None:
+            return None
+        return await claim(key, self.node.config.node_id)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class EdgePulls:
+    """Pulls a stream from the node carrying it when a viewer here asks for
+    one that is not live here; one pull per stream, dropped when it has had
+    no viewer for `idle_seconds`."""
+
+    def __init__(self, node, router: Router, idle_seconds: float = PULL_IDLE_SECONDS) -> None:
+        self.node = node
+        self.router = router
+        self.idle_seconds = idle_seconds
+        self.sources: dict[StreamKey, str] = {}  # key -> the node id pulled from
+        self._tasks: dict[StreamKey, asyncio.Task] = {}
+        self._idle_since: dict[StreamKey, float] = {}
+        self._watcher: asyncio.Task | None = None
+
+    def wanted(self, key: StreamKey) -> None:
+        """A viewer waits for `key` (the hub's on_wait)."""
+        if key in self._tasks or self.node.hub.is_live(key):
+            return
+        route = self.router.pull_route(key)
+        if route is None:
+            return  # nowhere live: the viewer's wait ends as for any stream that is not
+        target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
+        self.sources[key] = route.node_id
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key, target), name=f"pull {key}")
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._drop_idle(), name="pull-idle")
+
+    async def _run(self, key: StreamKey, target: RelayTarget) -> None:
+        log.info("pulling %s from %s (%s)", key, self.sources.get(key), target)
+        try:
+            await pull(self.node.hub, key, target)
+            log.info("pull of %s ended: the source's stream ended", key)
+        except RelayError as exc:
+            log.warning("pull of %s failed: %s", key, exc.reason)
+        except asyncio.CancelledError:
+            log.info("pull of %s dropped: no viewer for %g s", key, self.idle_seconds)
+            raise
+        finally:
+            self._tasks.pop(key, None)
+            self.sources.pop(key, None)
+            self._idle_since.pop(key, None)
+
+    def _viewers(self, key: StreamKey) -> int:
+        stream = self.node.hub.stream(key)
+        if stream is None:
+            return 0
+        return sum(stream.counters.request_viewers(time.monotonic(), stream.viewers()).values())
+
+    async def _drop_idle(self) -> None:
+        while True:
+            await asyncio.sleep(PULL_CHECK_SECONDS)
+            now = time.monotonic()
+            for key, task in list(self._tasks.items()):
+                if self._viewers(key):
+                    self._idle_since.pop(key, None)
+                elif now - self._idle_since.setdefault(key, now) >= self.idle_seconds:
+                    task.cancel()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values()) + ([self._watcher] if self._watcher is not None else [])
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,245 @@
+"""Moving a live stream between nodes over RTMP: `push` (an edge relays what
+its publisher sends to the live center) and `pull` (an edge fetches a
+center's stream for its own viewers).
+
+Both are thin asyncio adapters around `rtmp.client.RtmpClientConnection`.
+Frames go out as they come, with no merge delay (the relay is one
+connection per stream, and its latency is every remote viewer's). What
+decides where to push or pull from, and what to do when a link fails, is
+the caller's: these return when the stream ends and raise `RelayError`
+(naming the reason) when the link does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from .flv import FrameKind
+from .hub import AlreadyPublishing, MediaFrame, StreamHub
+from .policy import StreamKey
+from .rtmp import AudioReceived, MetadataReceived, PeerClosed, RtmpProtocolError, VideoReceived
+from .rtmp.client import PlayStarted, PublishStarted, Refused, RtmpClientConnection, StreamEnded
+
+log = logging.getLogger("livecenter.media.relay")
+
+# How long a link may take from the TCP connect to Publish.Start / Play.Start.
+RELAY_START_TIMEOUT_SECONDS = 10.0
+# What the socket may buffer before we wait for it to drain: about a second
+# of a 2 Mbit/s stream, so a slow link shows as backpressure on the hub's
+# bounded queue (which skips to the next keyframe) rather than as memory.
+RELAY_WRITE_HIGH_WATER_BYTES = 256 * 1024
+_READ_BYTES = 64 * 1024
+
+
+class RelayError(Exception):
+    """The link failed: `reason` says how, fit for a log line and the console.
+    `refusal` is the other node's own words when it refused the stream (its
+    description: "stream is forbidden" …), empty when the link broke."""
+
+    def __init__(self, reason: str, refusal: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.refusal = refusal
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTarget:
+    """Where a stream goes (push) or comes from (pull): a node's RTMP
+    address, the app and stream name, and the query that admits us there
+    (an internal token, or the domain's `auth_key` and `domain=`)."""
+
+    host: str
+    port: int
+    app: str
+    stream: str
+    query: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def tc_url(self) -> str:
+        return f"rtmp://{self.host}:{self.port}/{self.app}"
+
+    @property
+    def name(self) -> str:
+        """The stream name with its query, as `publish`/`play` carry it."""
+        return f"{self.stream}?{urlencode(self.query)}" if self.query else self.stream
+
+    def __str__(self) -> str:  # never the query: it holds credentials
+        return f"rtmp://{self.host}:{self.port}/{self.app}/{self.stream}"
+
+
+class _Link:
+    """One RTMP client connection on a socket."""
+
+    def __init__(self, target: RelayTarget, publish: bool) -> None:
+        self.target = target
+        self.conn = RtmpClientConnection(target.app, target.tc_url, target.name, publish=publish)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self, timeout: float) -> list:
+        """Connect and run the exchange up to Publish.Start or Play.Start;
+        return the events that came with it (a player's first media)."""
+        try:
+            async with asyncio.timeout(timeout):
+                self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
+                self.flush()
+                while True:
+                    events = await self.read()
+                    for i, event in enumerate(events):
+                        if isinstance(event, Refused):
+                            reason = f"{self.target} refused: {event.code} {event.description}".rstrip()
+                            raise RelayError(reason, event.description or event.code)
+                        if isinstance(event, (PublishStarted, PlayStarted)):
+                            return events[i + 1 :]
+        except TimeoutError:
+            raise RelayError(f"{self.target}: no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise RelayError(f"{self.target}: {exc.strerror or exc}") from None
+
+    async def read(self) -> list:
+        data = await self.reader.read(_READ_BYTES)
+        try:
+            events = self.conn.receive_data(data)
+        except RtmpProtocolError as exc:
+            raise RelayError(f"{self.target} sent bad RTMP: {exc.reason}") from None
+        self.flush()  # pongs, acknowledgements
+        if any(isinstance(e, PeerClosed) for e in events):
+            raise RelayError(f"{self.target} closed the connection")
+        return events
+
+    def flush(self) -> int:
+        """Write what the connection has to send; return how many bytes."""
+        data = self.conn.data_to_send()
+        if data and self.writer is not None and not self.writer.is_closing():
+            self.writer.write(data)
+        return len(data)
+
+    async def close(self) -> None:
+        if self.writer is None:
+            return
+        with contextlib.suppress(Exception):
+            self.conn.close_stream()
+            self.flush()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+def _send(conn: RtmpClientConnection, frame: MediaFrame) -> None:
+    if frame.kind is FrameKind.VIDEO:
+        conn.send_video(frame.timestamp, frame.body)
+    elif frame.kind is FrameKind.AUDIO:
+        conn.send_audio(frame.timestamp, frame.body)
+    else:
+        conn.send_metadata(frame.timestamp, frame.body)
+
+
+async def push(
+    hub: StreamHub,
+    key: StreamKey,
+    target: RelayTarget,
+    *,
+    start_timeout: float = RELAY_START_TIMEOUT_SECONDS,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Send `key`'s frames to `target` from its headers and cached GOP on,
+    until the stream ends on this node (return) or the link fails
+    (RelayError). Cancel it to stop early; the link says goodbye."""
+    link = _Link(target, publish=True)
+    subscription = None
+    watcher = None
+    try:
+        await link.open(start_timeout)
+        if on_started is not None:
+            on_started()
+        subscription = hub.subscribe(key, protocol="relay")
+        # The center talks back (pings, acknowledgements, a refusal when the
+        # stream is forbidden there): read it beside the frames.
+        watcher = asyncio.ensure_future(_watch(link))
+        while True:
+            getter = asyncio.ensure_future(subscription.get())
+            done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher in done:
+                getter.cancel()
+                watcher.result()  # raises the RelayError
+            frame = getter.result()
+            if frame is None:
+                return
+            _send(link.conn, frame)
+            for more in subscription.drain():
+                _send(link.conn, more)
+            subscription.count_sent(link.flush())
+            if link.writer.transport.get_write_buffer_size() > RELAY_WRITE_HIGH_WATER_BYTES:
+                try:
+                    await link.writer.drain()
+                except OSError as exc:
+                    raise RelayError(f"{target}: {exc.strerror or exc}") from None
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if subscription is not None:
+            subscription.close()
+        await link.close()
+
+
+async def _watch(link: _Link) -> None:
+    while True:
+        try:
+            events = await link.read()
+        except OSError as exc:
+            raise RelayError(f"{link.target}: {exc.strerror or exc}") from None
+        for event in events:
+            if isinstance(event, Refused):
+                reason = f"{link.target} ended the relay: {event.code} {event.description}".rstrip()
+                raise RelayError(reason, event.description or event.code)
+
+
+_KIND_OF_EVENT = {VideoReceived: FrameKind.VIDEO, AudioReceived: FrameKind.AUDIO, MetadataReceived: FrameKind.META}
+
+
+async def pull(
+    hub: StreamHub,
+    key: StreamKey,
+    source: RelayTarget,
+    *,
+    start_timeout: float = RELAY_START_TIMEOUT_SECONDS,
+) -> None:
+    """Play `source` into this node's hub as `key`'s publication, until the
+    source's stream ends (return) or the link fails (RelayError). Cancel it
+    when the last viewer has gone."""
+    link = _Link(source, publish=False)
+    publication = None
+    reason = ""
+    try:
+        events = await link.open(start_timeout)
+        try:
+            publication = hub.publish(key)
+        except AlreadyPublishing:
+            raise RelayError(f"{key} is already live on this node") from None
+        while True:
+            for event in events:
+                kind = _KIND_OF_EVENT.get(type(event))
+                if kind is not None:
+                    publication.push(kind, event.timestamp, event.payload)
+                elif isinstance(event, (StreamEnded, Refused)):
+                    reason = "the source's stream ended"
+                    return
+            if publication.closed:  # kicked on this node
+                reason = "kicked"
+                return
+            try:
+                events = await link.read()
+            except OSError as exc:
+                raise RelayError(f"{source}: {exc.strerror or exc}") from None
+    except RelayError as exc:
+        reason = exc.reason
+        raise
+    finally:
+        if publication is not None:
+            publication.close(reason or "pull stopped")
+        await link.close()

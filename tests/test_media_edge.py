@@ -1,0 +1,220 @@
+"""Edges and centers on loopback (edge.py): a stream published on an edge
+is relayed to a center and moves to another center when its center stops,
+with the publisher still connected; a viewer on an edge gets a stream the
+center carries through one shared pull, dropped when no one watches; node
+tokens admit nodes and nothing else. The routes come from a fixed router
+here (the node registry gives them in a cluster)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from livecenter.media.edge import NODE_PARAM, RELAY_TOKEN_PARAM, Route, is_edge_only, node_token, relayed_by
+from livecenter.media.policy import StreamKey
+from tests.mediasupport import INGEST, NodeThread, probe_packets, start_publisher
+
+CLUSTER_KEY = b"cluster-key-for-tests"
+KEY = StreamKey(INGEST, "live", "cam1")
+
+
+class FixedRouter:
+    """Centers in order of preference; the pull source is whichever of
+    them carries the stream."""
+
+    def __init__(self, *centers: NodeThread) -> None:
+        self.centers = list(centers)
+        self.asked: list[tuple[StreamKey, frozenset]] = []
+        self.claims: dict[StreamKey, str] = {}  # the registry's one publisher per stream
+
+    def _route(self, node: NodeThread) -> Route:
+        return Route(node.node.config.node_id, "127.0.0.1", node.node.rtmp_port)
+
+    def relay_route(self, key, avoid):
+        self.asked.append((key, frozenset(avoid)))
+        for center in self.centers:
+            if center.node.config.node_id not in avoid and center.node.rtmp_port is not None:
+                return self._route(center)
+        return "no center node of region eu-central is up"
+
+    async def claim(self, key, node_id):
+        holder = self.claims.setdefault(key, node_id)
+        return None if holder == node_id else f"stream is already being published on {holder}"
+
+    def pull_route(self, key):
+        for center in self.centers:
+            if center.node.hub.is_live(key):
+                return self._route(center)
+        return None
+
+
+def center(node_id: str) -> NodeThread:
+    return NodeThread(node_id=node_id, roles=frozenset({"center"}), cluster_key=CLUSTER_KEY).start()
+
+
+def edge(router, node_id: str = "edge-a", **config) -> NodeThread:
+    return NodeThread(
+        router=router, node_id=node_id, roles=frozenset({"edge"}), cluster_key=CLUSTER_KEY, **config
+    ).start()
+
+
+def _continuous(packets: list[dict]) -> None:
+    assert len(packets) > 30, f"only {len(packets)} video packets"
+    times = [float(p["dts_time"]) for p in packets]
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(steps) > 0 and max(steps) < 0.1, f"timestamps jump: {min(steps)}..{max(steps)}"
+
+
+# --- node tokens, pure -------------------------------------------------------------
+
+
+def test_a_node_token_names_its_node_and_uri_and_expires():
+    now = 1_800_000_000
+    token = node_token(CLUSTER_KEY, "/live/cam1", "edge-a", now)
+    query = {NODE_PARAM: "edge-a", RELAY_TOKEN_PARAM: token}
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", query, now) == "edge-a"
+    assert relayed_by(CLUSTER_KEY, "/live/cam2", query, now) is None  # another stream
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", {**query, NODE_PARAM: "edge-b"}, now) is None
+    assert relayed_by(b"another-key", "/live/cam1", query, now) is None
+    assert relayed_by(b"", "/live/cam1", query, now) is None  # no key: no node is trusted
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", query, now + 301) is None  # expired
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", {NODE_PARAM: "edge-a"}, now) is None
+
+
+def test_only_a_node_that_is_an_edge_alone_relays_and_pulls():
+    assert is_edge_only({"edge"})
+    assert not is_edge_only({"center", "edge"})  # make run's node carries every stream itself
+    assert not is_edge_only({"center"})
+
+
+# --- on loopback -------------------------------------------------------------------
+
+
+def test_an_edge_relays_its_publisher_to_a_center_and_its_viewers_play_either():
+    c = center("center-1")
+    e = edge(FixedRouter(c))
+    publisher = start_publisher(e.publish_url(), seconds=10)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        assert e.run_sync(lambda: e.node.relays.states[KEY].center) == "center-1"
+        _continuous(probe_packets(c.flv_url(), seconds=3))
+        _continuous(probe_packets(e.flv_url(), seconds=3))
+        # The center took it as the edge's relay: one publisher, admitted by token.
+        published = [event for event in c.sink.events if type(event).__name__ == "StreamPublished"]
+        assert [p.key for p in published] == [KEY]
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_relay_moves_to_another_center_when_its_center_stops_and_the_publisher_stays():
+    c1, c2 = center("center-1"), center("center-2")
+    router = FixedRouter(c1, c2)
+    e = edge(router)
+    publisher = start_publisher(e.publish_url(), seconds=20)
+    try:
+        assert c1.wait_for(lambda: c1.node.hub.is_live(KEY)), publisher.stop()
+        c1.stop()
+        c1.node.rtmp_port = None  # the router's view: center-1 has stopped beating
+        assert c2.wait_for(lambda: c2.node.hub.is_live(KEY), timeout=20)
+        state = e.run_sync(lambda: e.node.relays.states[KEY].as_dict())
+        assert state["center"] == "center-2" and state["failovers"] == 1
+        assert publisher.process.poll() is None  # still publishing to the edge
+        _continuous(probe_packets(c2.flv_url(), seconds=3))
+    finally:
+        publisher.stop()
+        e.stop()
+        c2.stop()
+
+
+def test_with_no_center_left_the_edge_keeps_the_publisher_and_says_why():
+    c = center("center-1")
+    router = FixedRouter(c)
+    c.stop()
+    c.node.rtmp_port = None
+    e = edge(router)
+    publisher = start_publisher(e.publish_url(), seconds=10)
+    try:
+        assert e.wait_for(lambda: e.node.relays.states.get(KEY) is not None and e.node.relays.states[KEY].error)
+        state = e.run_sync(lambda: e.node.relays.states[KEY].as_dict())
+        assert state["center"] == "" and state["error"] == "no center node of region eu-central is up"
+        _continuous(probe_packets(e.flv_url(), seconds=3))  # its own viewers still play it
+        assert publisher.process.poll() is None
+    finally:
+        publisher.stop()
+        e.stop()
+
+
+def test_an_edge_pulls_a_stream_once_for_its_viewers_and_drops_it_when_they_leave():
+    c = center("center-1")
+    e = edge(FixedRouter(c), pull_idle_seconds=1.0)
+    publisher = start_publisher(c.publish_url(), seconds=15)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        viewers = [
+            subprocess.Popen(["ffprobe", "-v", "error", "-read_intervals", "%+4", "-show_entries",
+                              "packet=pts_time", "-of", "csv", e.flv_url()],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(3)
+        ]  # fmt: skip
+        _continuous(probe_packets(e.flv_url(), seconds=3))
+        # One pull for all of them: the center has one RTMP viewer, the edge.
+        assert c.run_sync(lambda: c.node.hub.stream(KEY).viewers()) == {"rtmp": 1}
+        assert e.run_sync(lambda: e.node.pulls.sources) == {KEY: "center-1"}
+        for viewer in viewers:
+            viewer.wait(30)
+        assert e.wait_for(lambda: not e.node.hub.is_live(KEY), timeout=15)
+        assert c.wait_for(lambda: not c.node.hub.stream(KEY).viewers())
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_second_publisher_on_another_edge_is_refused():
+    c = center("center-1")
+    router = FixedRouter(c)
+    a, b = edge(router, "edge-a"), edge(router, "edge-b")
+    publisher = start_publisher(a.publish_url(), seconds=10)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        second = start_publisher(b.publish_url(), seconds=3)
+        second.process.wait(30)
+        refused = [event for event in b.sink.events if type(event).__name__ == "PublishRefused"]
+        assert [r.reason for r in refused] == ["stream is already being published on edge-a"]
+        assert publisher.process.poll() is None
+    finally:
+        publisher.stop()
+        for node in (a, b, c):
+            node.stop()
+
+
+def test_a_stream_forbidden_at_the_center_ends_its_publisher_on_the_edge():
+    c = center("center-1")
+    e = edge(FixedRouter(c))
+    publisher = start_publisher(e.publish_url(), seconds=30)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        c.policy.forbidden.add(KEY)
+        c.run_sync(c.node.kick, KEY)  # the console's forbid reaches the node carrying the relay
+        publisher.process.wait(30)  # the edge kicked its publisher: every center would refuse it
+        assert not e.run_sync(lambda: e.node.hub.is_live(KEY))
+        assert not c.run_sync(lambda: c.node.hub.is_live(KEY))
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_publish_with_a_forged_node_token_is_refused():
+    c = center("center-1")
+    try:
+        forged = f"&{NODE_PARAM}=edge-a&{RELAY_TOKEN_PARAM}={int(time.time()) + 60}-00"
+        publisher = start_publisher(c.publish_url(key="wrongKey999") + forged, seconds=3)
+        publisher.process.wait(30)
+        refused = [event for event in c.sink.events if type(event).__name__ == "PublishRefused"]
+        assert [(r.stream, r.reason) for r in refused] == [("cam1", "invalid md5hash")]
+        assert not c.run_sync(lambda: c.node.hub.is_live(KEY))
+    finally:
+        c.stop()
