@@ -203,6 +203,17 @@ def test_it_says_why_when_no_center_of_the_region_is_left():
     assert fresh.reason == "no center node of live center eu-central-1 is up"
 
 
+def test_it_moves_a_stream_off_a_center_the_relay_just_failed_on_though_it_beats():
+    registry, clock = FakeRegistry(beat("c1", load=0.1), beat("c2", load=0.5)), FakeClock()
+    assignments = CenterAssignments()
+    assert assignments.route(view(registry, clock), "d/a/s", FRANKFURT).node.node_id == "c1"
+    route = assignments.route(view(registry, clock), "d/a/s", FRANKFURT, avoid={"c1"})
+    assert (route.node.node_id, route.moved_from) == ("c2", "c1")
+    route = assignments.route(view(registry, clock), "d/a/s", FRANKFURT, avoid={"c1", "c2"})
+    assert not route
+    assert route.reason == "no center node of live center eu-central-1 is up but c1, c2, which failed"
+
+
 def test_it_forgets_a_stream_whose_publisher_left():
     registry = FakeRegistry(beat("c1"))
     assignments = CenterAssignments()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -227,23 +227,30 @@ def least_loaded(candidates: Iterable[NodeBeat], key: str) -> NodeBeat | None:
     )
 
 
-def choose_center(view: ClusterView, key: str, region: str, current: str | None = None) -> Route:
+def choose_center(
+    view: ClusterView, key: str, region: str, current: str | None = None, avoid: Collection[str] = ()
+) -> Route:
     """The center node of `region` that an edge relays stream `key` to.
 
     `current` is the center the stream has now (None for a new publication):
     it keeps it while it beats (sticky: a relay moved on every change of load
-    would cut the stream at the center each time). When it stops beating, the
+    would cut the stream at the center each time). When it stops beating, or
+    is one to `avoid` (the relay to it failed just now: edge.Router), the
     least loaded other center of the region takes over (`moved_from` says
     which one it replaces); when none is left, no node and a reason."""
-    if current is not None and view.is_up(current):
+    if current is not None and current not in avoid and view.is_up(current):
         beat = view.beats[current]
         if beat.has_role(CENTER) and beat.region in (region, ANY_REGION):
             return Route(beat)
-    chosen = least_loaded((b for b in view.nodes(CENTER, region) if b.node_id != current), key)
+    chosen = least_loaded(
+        (b for b in view.nodes(CENTER, region) if b.node_id != current and b.node_id not in avoid), key
+    )
     if chosen is not None:
         return Route(chosen, moved_from=current)
     reason = f"no center node of live center {region} is up"
-    if current is not None:
+    if avoid:
+        reason += f" but {', '.join(sorted(avoid))}, which failed"
+    if current is not None and current not in avoid:
         age = view.age(current)
         reason += f"; {current} last beat {age:.0f} s ago" if age is not None else f"; {current} is unknown"
     return Route(None, reason, current)
@@ -258,8 +265,8 @@ class CenterAssignments:
 
     centers: dict[str, str] = field(default_factory=dict)
 
-    def route(self, view: ClusterView, key: str, region: str) -> Route:
-        route = choose_center(view, key, region, self.centers.get(key))
+    def route(self, view: ClusterView, key: str, region: str, avoid: Collection[str] = ()) -> Route:
+        route = choose_center(view, key, region, self.centers.get(key), avoid)
         if route.node is not None:
             self.centers[key] = route.node.node_id
         return route
