@@ -351,6 +351,12 @@ LIVECENTER_MEDIA_MAX_LOOP_LAG_MS = float(os.environ.get("LIVECENTER_MEDIA_MAX_LO
 LIVECENTER_MEDIA_WORKER_KEY = os.environ.get(
     "LIVECENTER_MEDIA_WORKER_KEY", hashlib.sha256(f"livecenter-media-worker:{SECRET_KEY}".encode()).hexdigest()
 )
+# The key nodes sign what they relay and pull from each other with
+# (livecenter/media/edge.py: a center admits an edge's relay by it instead
+# of the domain's signature); every node must share it.
+LIVECENTER_CLUSTER_KEY = os.environ.get(
+    "LIVECENTER_CLUSTER_KEY", hashlib.sha256(f"livecenter-cluster:{SECRET_KEY}".encode()).hexdigest()
+)
 
 # What a peer may hold of the node before it has shown a signature, and how
 # many connections the node takes (issue 11; NodeConfig in

@@ -19,12 +19,14 @@ from domains.models import LiveCenter
 from livecenter import outage
 from livecenter.lib.api import command_error, invalid
 from livecenter.media.cluster import ANY_REGION, HEARTBEAT_SECONDS, MAX_BEAT_STREAMS, ROLES, NodeBeat
+from livecenter.media.edge import is_edge_only
 from livecenter.media.node import MediaNode, NodeConfig
 from livecenter.media.node_status import carriage
 from mediajobs.jobs import NodeAddress, internal_host
 
 from . import control, registry
 from .bridge import DatabaseEventSink, DatabasePolicy, _policy_db, close_orphaned_sessions
+from .router import RegistryRouter, refresh_router
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def node_config() -> NodeConfig:
         max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
         max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
+        cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
     )
 
 
@@ -114,10 +117,11 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
 
 
 async def keep_beating(node: MediaNode, store, started_at: float, *, interval: float = HEARTBEAT_SECONDS) -> None:
-    """Register the node, then beat every `interval` until cancelled. A store
+    """Register the node, then beat every `interval` until cancelled; an
+    edge's router (router.py) reads the others' beats after its own. A store
     that is unreachable (Redis or the database gone, issue 11) is retried at
     the next beat; the streams never wait for it, and meanwhile the console
-    shows the node down."""
+    shows the node down (and the router sees the others go down)."""
     registered = False
     down_since: float | None = None
     while True:
@@ -127,6 +131,8 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
                 await _policy_db(registry.register_node, beat)
                 registered = True
             await asyncio.wait_for(store.publish(beat), registry.STORE_TIMEOUT_SECONDS)
+            if isinstance(node.router, RegistryRouter):
+                await refresh_router(node.router, store, beat.streams)
             if down_since is not None:
                 log.warning("node %s beats again after %.1f s", beat.node_id, time.monotonic() - down_since)
                 down_since = None
@@ -141,7 +147,10 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
 
 
 def build_media_node(config: NodeConfig | None = None) -> MediaNode:
-    return MediaNode(config or node_config(), DatabasePolicy(), DatabaseEventSink())
+    config = config or node_config()
+    # Only an edge asks where to relay and pull from (edge.is_edge_only).
+    router = RegistryRouter(config.node_id) if is_edge_only(config.roles) else None
+    return MediaNode(config, DatabasePolicy(), DatabaseEventSink(), router=router)
 
 
 async def _close_orphaned_later(node_id: str, before: float) -> None:

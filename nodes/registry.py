@@ -96,6 +96,15 @@ def _clear_beat(node_id: str) -> None:
     Node.objects.filter(node_id=node_id).update(last_beat=None)
 
 
+def _beats_of(ids: list[str], raws: list) -> dict[str, NodeBeat]:
+    """The beats read for `ids` (None where a node has none), malformed ones left out."""
+    return {
+        node_id: beat
+        for node_id, raw in zip(ids, raws, strict=True)
+        if raw is not None and (beat := _parsed(node_id, raw)) is not None
+    }
+
+
 class DatabaseBeats:
     """Beats in the nodes' rows (the embedded topology). `publish` and
     `withdraw` are the node's, on its event loop; `beats` and `last_beats`
@@ -107,6 +116,10 @@ class DatabaseBeats:
     async def withdraw(self, node_id: str) -> None:
         await _db(_clear_beat, node_id)
 
+    async def read(self) -> dict[str, NodeBeat]:
+        """`beats()` from the node's event loop."""
+        return await _policy_db(self.beats)
+
     async def close(self) -> None:
         pass
 
@@ -114,8 +127,8 @@ class DatabaseBeats:
         rows = Node.objects.exclude(last_beat=None)
         if node_ids is not None:
             rows = rows.filter(node_id__in=list(node_ids))
-        rows = rows.values_list("node_id", "last_beat")
-        return {node_id: beat for node_id, raw in rows if (beat := _parsed(node_id, raw)) is not None}
+        found = dict(rows.values_list("node_id", "last_beat"))
+        return _beats_of(list(found), list(found.values()))
 
     def last_beats(self, node_ids: Iterable[str]) -> dict[str, float]:
         rows = Node.objects.filter(node_id__in=list(node_ids)).exclude(last_beat_at=None)
@@ -157,6 +170,16 @@ class RedisBeats:
     async def withdraw(self, node_id: str) -> None:
         await self._async_client().delete(REDIS_BEAT_PREFIX + node_id)
 
+    async def read(self) -> dict[str, NodeBeat]:
+        """`beats()` from the node's event loop: every node that has beaten
+        (the ids in the last-beat hash), without the database."""
+        client = self._async_client()
+        ids = sorted(node_id.decode() for node_id in await client.hkeys(REDIS_LAST_BEATS))
+        if not ids:
+            return {}
+        raws = await client.mget([REDIS_BEAT_PREFIX + node_id for node_id in ids])
+        return _beats_of(ids, raws)
+
     async def close(self) -> None:
         if self._async is not None:
             await self._async.aclose()
@@ -167,11 +190,7 @@ class RedisBeats:
         if not ids:
             return {}
         raws = self._client().mget([REDIS_BEAT_PREFIX + node_id for node_id in ids])
-        return {
-            node_id: beat
-            for node_id, raw in zip(ids, raws, strict=True)
-            if raw is not None and (beat := _parsed(node_id, raw)) is not None
-        }
+        return _beats_of(ids, raws)
 
     def last_beats(self, node_ids: Iterable[str]) -> dict[str, float]:
         ids = list(node_ids)

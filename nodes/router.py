@@ -1,0 +1,81 @@
+"""The node registry's answers to an edge's engine (livecenter/media/edge.py's
+Router): which center a stream published here is relayed to, and which node a
+stream a viewer here asks for is pulled from.
+
+The engine asks on its event loop and must not wait, so the router answers
+from what the node's heartbeat (medianode.keep_beating) read last: every
+node's beat, refreshed each beat, and each ingest domain's live center,
+refreshed every LIVE_CENTERS_REFRESH_SECONDS. The decisions themselves are
+livecenter/media/cluster.py's, judged at the router's clock, so a node whose
+beats stop (or a registry this node can no longer read) is down here as on
+the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection, Mapping
+
+from domains.models import Domain, DomainType
+from livecenter.media.cluster import CenterAssignments, ClusterView, NodeBeat, pull_source
+from livecenter.media.edge import Route
+from livecenter.media.policy import StreamKey
+
+from . import registry
+from .bridge import _policy_db
+
+# A domain added (or its live center changed) is relayed to its center this
+# much later at the most; until then its streams wait on the edge, retrying.
+LIVE_CENTERS_REFRESH_SECONDS = 10.0
+
+
+def live_centers() -> dict[str, str]:
+    """Each ingest domain's live center region, by name."""
+    return dict(Domain.objects.filter(domain_type=DomainType.INGEST).values_list("domain_name", "live_center"))
+
+
+class RegistryRouter:
+    def __init__(self, node_id: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.node_id = node_id
+        self._clock = clock
+        self.beats: Mapping[str, NodeBeat] = {}
+        self.live_centers: Mapping[str, str] = {}
+        self.assignments = CenterAssignments()
+        self.live_centers_due = 0.0  # monotonic
+
+    def refresh(self, beats: Mapping[str, NodeBeat], live: Collection[str]) -> None:
+        """What the heartbeat read; `live` is the streams live on this node
+        now: the others' centers are forgotten, so the assignments stay
+        as many as the node's streams."""
+        self.beats = beats
+        for key in [k for k in self.assignments.centers if k not in live]:
+            self.assignments.release(key)
+
+    def view(self) -> ClusterView:
+        return ClusterView(self.beats, self._clock())
+
+    def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
+        region = self.live_centers.get(key.domain)
+        if region is None:
+            return f"the live center of {key.domain} is not known to {self.node_id} yet"
+        route = self.assignments.route(self.view(), str(key), region, avoid)
+        if route.node is None:
+            return route.reason
+        return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
+
+    def pull_route(self, key: StreamKey) -> Route | None:
+        route = pull_source(self.view(), str(key), self.live_centers.get(key.domain), exclude=self.node_id)
+        if route.node is None:
+            return None
+        return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
+
+
+async def refresh_router(router: RegistryRouter, store, live: Collection[str]) -> None:
+    """Read the cluster for `router` (from the heartbeat, after this node's
+    own beat); raises what the store raises while it is unreachable."""
+    now = time.monotonic()
+    if now >= router.live_centers_due:
+        router.live_centers = await _policy_db(live_centers)
+        router.live_centers_due = now + LIVE_CENTERS_REFRESH_SECONDS
+    router.refresh(await asyncio.wait_for(store.read(), registry.STORE_TIMEOUT_SECONDS), live)
