@@ -7,6 +7,7 @@ and skip when it does not answer."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -121,7 +122,7 @@ def test_a_node_beats_on_after_its_store_was_unreachable(monkeypatch, caplog):
     monkeypatch.setattr(medianode, "node_beat", lambda node, at, started_at: a_beat("flaky", at))
 
     async def beat_until_published():
-        task = asyncio.create_task(medianode.keep_beating(None, store, T0, interval=0.01))
+        task = asyncio.create_task(medianode.keep_beating(SimpleNamespace(router=None), store, T0, interval=0.01))
         while len(store.published) < 2:
             await asyncio.sleep(0.01)
         task.cancel()

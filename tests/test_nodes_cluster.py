@@ -1,0 +1,61 @@
+"""Centers and an edge on loopback, routed by the node registry (registry.py,
+router.py) rather than a fixed router: a stream published on the edge is
+relayed to a center of its domain's live center, and moves to the other
+center when its center stops, the publisher still connected."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from domains import services
+from livecenter.media.policy import StreamKey
+from tests.mediasupport import probe_packets, start_publisher
+from tests.workersupport import MediaNodeThread, wait_until
+
+pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
+
+CLUSTER_KEY = b"cluster-key-for-tests"
+REGION = "eu-central-1"
+
+
+def node(role: str, name: str, region: str = REGION) -> MediaNodeThread:
+    return MediaNodeThread(node_id=f"{name}-{uuid.uuid4().hex[:6]}", roles=frozenset({role}), region=region,
+                           cluster_key=CLUSTER_KEY, play_wait_seconds=5)  # fmt: skip
+
+
+def _continuous(packets: list[dict]) -> None:
+    assert len(packets) >= 30, f"{len(packets)} packets"
+    times = [float(p["dts_time"]) for p in packets]
+    assert all(b >= a for a, b in zip(times, times[1:], strict=False)), "timestamps go back"
+
+
+def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_other(owner):
+    push = services.add_domain(owner, "push.cluster.test", "ingest", "overseas", REGION)
+    play = services.add_domain(owner, "play.cluster.test", "streaming", "overseas", REGION)
+    services.associate_ingest(play, push.domain_name)
+    key = StreamKey("push.cluster.test", "live", "cam1")
+    urls = services.generate_urls(owner, "push.cluster.test", "live", "cam1")
+    with (
+        node("center", "far", region="ap-southeast-1") as far,  # another region's: never chosen
+        node("center", "center-1") as c1,
+        node("center", "center-2") as c2,
+        node("edge", "edge") as edge,
+    ):
+        publisher = start_publisher(edge.local(urls.ingest["rtmp"]), seconds=40)
+        try:
+            first = wait_until(lambda: next((c for c in (c1, c2) if c.node.hub.is_live(key)), None), timeout=30)
+            assert first is not None, publisher.stop()
+            other = c2 if first is c1 else c1
+            assert not far.node.hub.is_live(key)
+            _continuous(probe_packets(first.local(urls.playback["flv"]), seconds=3))
+
+            first.__exit__(None, None, None)  # its beat is withdrawn: the edge's registry sees it gone
+            assert wait_until(lambda: other.node.hub.is_live(key), timeout=30), "no failover"
+            assert publisher.process.poll() is None  # still publishing to the edge
+            state = edge.node.relays.states[key]
+            assert state.center == other.node.config.node_id and state.failovers == 1
+            _continuous(probe_packets(other.local(urls.playback["flv"]), seconds=3))
+        finally:
+            publisher.stop()
