@@ -59,3 +59,22 @@ def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_
             _continuous(probe_packets(other.local(urls.playback["flv"]), seconds=3))
         finally:
             publisher.stop()
+
+
+def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_the_stream(owner):
+    push = services.add_domain(owner, "push.pull.test", "ingest", "overseas", REGION)
+    play = services.add_domain(owner, "play.pull.test", "streaming", "overseas", REGION)
+    services.associate_ingest(play, push.domain_name)
+    key = StreamKey("push.pull.test", "live", "cam1")
+    urls = services.generate_urls(owner, "push.pull.test", "live", "cam1")
+    with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
+        publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
+            # edge-b learns from the center's beat that it carries the stream (a beat a second)
+            assert wait_until(lambda: edge_b.node.router.pull_route(key), timeout=10)
+            _continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
+            assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
+            assert not edge_a.node.pulls.sources  # the publisher's edge has it already
+        finally:
+            publisher.stop()
