@@ -132,7 +132,8 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
                 registered = True
             await asyncio.wait_for(store.publish(beat), registry.STORE_TIMEOUT_SECONDS)
             if isinstance(node.router, RegistryRouter):
-                await refresh_router(node.router, store, beat.streams)
+                published = [str(key) for key in node.relays.states] if node.relays is not None else []
+                await refresh_router(node.router, store, beat.streams, published)
             if down_since is not None:
                 log.warning("node %s beats again after %.1f s", beat.node_id, time.monotonic() - down_since)
                 down_since = None
@@ -180,6 +181,8 @@ async def running_media_node(config: NodeConfig | None = None):
     control.register_engine(node)
     listener = asyncio.create_task(control.listen_for_control(node), name="media-control")
     store = registry.registry()
+    if isinstance(node.router, RegistryRouter):
+        node.router.store = store
     beating = asyncio.create_task(keep_beating(node, store, started), name="media-heartbeat")
     try:
         yield node

@@ -152,7 +152,7 @@ class RedisBeats:
             )
         return self._sync
 
-    def _async_client(self):
+    def async_client(self):
         if self._async is None:
             import redis.asyncio
 
@@ -162,18 +162,18 @@ class RedisBeats:
         return self._async
 
     async def publish(self, beat: NodeBeat) -> None:
-        async with self._async_client().pipeline(transaction=False) as pipe:
+        async with self.async_client().pipeline(transaction=False) as pipe:
             pipe.set(REDIS_BEAT_PREFIX + beat.node_id, json.dumps(beat.to_json()), ex=BEAT_TTL_SECONDS)
             pipe.hset(REDIS_LAST_BEATS, beat.node_id, repr(beat.at))
             await pipe.execute()
 
     async def withdraw(self, node_id: str) -> None:
-        await self._async_client().delete(REDIS_BEAT_PREFIX + node_id)
+        await self.async_client().delete(REDIS_BEAT_PREFIX + node_id)
 
     async def read(self) -> dict[str, NodeBeat]:
         """`beats()` from the node's event loop: every node that has beaten
         (the ids in the last-beat hash), without the database."""
-        client = self._async_client()
+        client = self.async_client()
         ids = sorted(node_id.decode() for node_id in await client.hkeys(REDIS_LAST_BEATS))
         if not ids:
             return {}

@@ -9,11 +9,18 @@ refreshed every LIVE_CENTERS_REFRESH_SECONDS. The decisions themselves are
 livecenter/media/cluster.py's, judged at the router's clock, so a node whose
 beats stop (or a registry this node can no longer read) is down here as on
 the console.
+
+The one publisher of a stream across the cluster (`claim`) is a Redis key
+set only if absent, naming the node that holds the publisher; that node's
+heartbeat renews it while the stream is published there, so it lapses
+CLAIM_TTL_SECONDS after the publisher left or its node died. Without Redis
+(one node) there is nothing to claim against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -25,9 +32,16 @@ from livecenter.media.policy import StreamKey
 from . import registry
 from .bridge import _policy_db
 
+log = logging.getLogger(__name__)
+
 # A domain added (or its live center changed) is relayed to its center this
 # much later at the most; until then its streams wait on the edge, retrying.
 LIVE_CENTERS_REFRESH_SECONDS = 10.0
+CLAIM_PREFIX = "livecenter:publisher:"
+# A stream's claim outlives its holder's last renewal (each beat) by this
+# much: a publisher that moves to another edge is taken there this long
+# after it left the first at the most.
+CLAIM_TTL_SECONDS = registry.BEAT_TTL_SECONDS
 
 
 def live_centers() -> dict[str, str]:
@@ -39,6 +53,8 @@ class RegistryRouter:
     def __init__(self, node_id: str, *, clock: Callable[[], float] = time.time) -> None:
         self.node_id = node_id
         self._clock = clock
+        # The heartbeat's store (medianode.running_media_node): claims are made in it when it is Redis.
+        self.store = None
         self.beats: Mapping[str, NodeBeat] = {}
         self.live_centers: Mapping[str, str] = {}
         self.assignments = CenterAssignments()
@@ -64,6 +80,35 @@ class RegistryRouter:
             return route.reason
         return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
 
+    async def claim(self, key: StreamKey, node_id: str) -> str | None:
+        """None when `node_id` may take the publisher of `key`; else who has it.
+        Redis unreachable, it is admitted: refusing every publisher of the
+        cluster for an outage would be the worse failure."""
+        if not isinstance(self.store, registry.RedisBeats):
+            return None
+        client = self.store.async_client()
+        name = CLAIM_PREFIX + str(key)
+        try:
+            if await client.set(name, node_id, nx=True, ex=CLAIM_TTL_SECONDS):
+                return None
+            holder = await client.get(name)
+        except registry.STORE_UNREACHABLE as exc:
+            log.warning("claim of %s not checked, the registry is unreachable (%s): admitted", key, exc)
+            return None
+        if holder is None or holder.decode() == node_id:
+            await self.renew([str(key)], node_id)
+            return None
+        return f"stream is already being published on {holder.decode()}"
+
+    async def renew(self, keys: Collection[str], node_id: str) -> None:
+        """Keep this node's claims on the streams published here."""
+        if not keys or not isinstance(self.store, registry.RedisBeats):
+            return
+        async with self.store.async_client().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(CLAIM_PREFIX + key, node_id, ex=CLAIM_TTL_SECONDS)
+            await pipe.execute()
+
     def pull_route(self, key: StreamKey) -> Route | None:
         route = pull_source(self.view(), str(key), self.live_centers.get(key.domain), exclude=self.node_id)
         if route.node is None:
@@ -71,9 +116,11 @@ class RegistryRouter:
         return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
 
 
-async def refresh_router(router: RegistryRouter, store, live: Collection[str]) -> None:
-    """Read the cluster for `router` (from the heartbeat, after this node's
-    own beat); raises what the store raises while it is unreachable."""
+async def refresh_router(router: RegistryRouter, store, live: Collection[str], published: Collection[str]) -> None:
+    """Read the cluster for `router` and renew the claims on the streams
+    `published` here (from the heartbeat, after this node's own beat);
+    raises what the store raises while it is unreachable."""
+    await router.renew(published, router.node_id)
     now = time.monotonic()
     if now >= router.live_centers_due:
         router.live_centers = await _policy_db(live_centers)

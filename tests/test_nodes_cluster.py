@@ -11,6 +11,7 @@ import pytest
 
 from domains import services
 from livecenter.media.policy import StreamKey
+from monitoring.models import PublishRefusal
 from tests.mediasupport import probe_packets, start_publisher
 from tests.workersupport import MediaNodeThread, wait_until
 
@@ -76,5 +77,25 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
             _continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
             assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
             assert not edge_a.node.pulls.sources  # the publisher's edge has it already
+        finally:
+            publisher.stop()
+
+
+def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url):
+    # The claim is a Redis key (router.py): this test skips without Redis.
+    push = services.add_domain(owner, "push.claim.test", "ingest", "overseas", REGION)
+    key = StreamKey(push.domain_name, "live", f"cam-{uuid.uuid4().hex[:6]}")
+    urls = services.generate_urls(owner, push.domain_name, key.app, key.stream)
+    with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
+        publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
+            second = start_publisher(edge_b.local(urls.ingest["rtmp"]), seconds=5)
+            assert second.process.wait(30) != 0
+            refusals = PublishRefusal.objects.filter(stream=key.stream).values_list("reason", flat=True)
+            reasons = wait_until(lambda: list(refusals.all()))
+            assert reasons == [f"stream is already being published on {edge_a.node.config.node_id}"]
+            assert not edge_b.node.hub.is_live(key)
+            assert publisher.process.poll() is None and center.node.hub.is_live(key)
         finally:
             publisher.stop()

@@ -3,12 +3,16 @@ from the beats its heartbeat read, at the router's clock."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis
 
 from livecenter.media.cluster import CENTER, NODE_DOWN_SECONDS
 from livecenter.media.edge import Route
 from livecenter.media.policy import StreamKey
-from nodes.router import RegistryRouter, live_centers
+from nodes import registry
+from nodes.router import CLAIM_PREFIX, CLAIM_TTL_SECONDS, RegistryRouter, live_centers
 from tests.nodesupport import T0, a_beat
 from tests.pagesupport import add_ingest, add_streaming
 
@@ -70,3 +74,34 @@ def test_it_reads_each_ingest_domains_live_center(owner):
     add_ingest(owner, "push.example.com", live_center="eu-central-1")
     add_streaming(owner, "play.example.com", live_center="ap-northeast-1")
     assert live_centers() == {"push.example.com": "eu-central-1"}
+
+
+@pytest.mark.django_db
+def test_one_node_holds_a_streams_publisher_across_the_cluster(redis_url, redis_node_id):
+    key = StreamKey("push.example.com", "live", f"claim-{redis_node_id}")
+    client = redis.Redis.from_url(redis_url)
+
+    async def claims():
+        store = registry.RedisBeats(redis_url)
+        a, b = RegistryRouter("edge-a"), RegistryRouter("edge-b")
+        a.store = b.store = store
+        try:
+            first = await a.claim(key, "edge-a")
+            second = await b.claim(key, "edge-b")
+            again = await a.claim(key, "edge-a")  # its publisher reconnects there
+            ttl = client.ttl(CLAIM_PREFIX + str(key))
+            client.delete(CLAIM_PREFIX + str(key))  # lapsed: edge-a's publisher left it
+            after = await b.claim(key, "edge-b")
+            return first, second, again, ttl, after
+        finally:
+            client.delete(CLAIM_PREFIX + str(key))
+            await store.close()
+
+    first, second, again, ttl, after = asyncio.run(claims())
+    assert (first, second, again, after) == (None, "stream is already being published on edge-a", None, None)
+    assert 0 < ttl <= CLAIM_TTL_SECONDS
+
+
+def test_without_redis_there_is_nothing_to_claim_against(router):
+    router.store = registry.DatabaseBeats()
+    assert asyncio.run(router.claim(KEY, "edge-1")) is None
