@@ -213,6 +213,7 @@ def _domain_config(host: str) -> DomainConfig | None:
         html5_transcode=domain.html5_transcode,
         srt_latency_ms=domain.srt_latency_ms,
         srt_passphrase=domain.srt_passphrase or None,
+        live_center=domain.live_center,
     )
 
 

@@ -30,7 +30,7 @@ class FixedRouter:
     def _route(self, node: NodeThread) -> Route:
         return Route(node.node.config.node_id, "127.0.0.1", node.node.rtmp_port)
 
-    def relay_route(self, key, avoid):
+    async def relay_route(self, key, avoid):
         self.asked.append((key, frozenset(avoid)))
         for center in self.centers:
             if center.node.config.node_id not in avoid and center.node.rtmp_port is not None:
@@ -41,7 +41,7 @@ class FixedRouter:
         holder = self.claims.setdefault(key, node_id)
         return None if holder == node_id else f"stream is already being published on {holder}"
 
-    def pull_route(self, key):
+    async def pull_route(self, key):
         for center in self.centers:
             if center.node.hub.is_live(key):
                 return self._route(center)

@@ -59,6 +59,7 @@ def test_it_gives_an_ingest_domains_configuration(owner):
         html5_transcode=False,
         srt_latency_ms=120,
         srt_passphrase=None,
+        live_center="cn-shanghai",  # where an edge relays its streams
     )
 
 

@@ -80,14 +80,13 @@ class Route:
 
 
 class Router(Protocol):
-    """The registry's answers (nodes app). Both are called on the node's
-    loop and must not block: the registry keeps what they read fresh."""
+    """The registry's answers (nodes app), awaited on the node's loop."""
 
-    def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
+    async def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
         """The center node `key` should be relayed to, not one of `avoid`
         (nodes that failed it just now); or why there is none."""
 
-    def pull_route(self, key: StreamKey) -> Route | None:
+    async def pull_route(self, key: StreamKey) -> Route | None:
         """The node carrying `key` live for this edge to pull from, if any."""
 
     async def claim(self, key: StreamKey, node_id: str) -> str | None:
@@ -139,7 +138,7 @@ class EdgeRelays:
         avoid: set[str] = set()
         try:
             while self.node.hub.is_live(key):
-                route = self.router.relay_route(key, avoid)
+                route = await self.router.relay_route(key, avoid)
                 if isinstance(route, str):
                     if state.error != route:
                         log.warning("relay of %s: no center takes it: %s", key, route)
@@ -208,18 +207,19 @@ class EdgePulls:
         """A viewer waits for `key` (the hub's on_wait)."""
         if key in self._tasks or self.node.hub.is_live(key):
             return
-        route = self.router.pull_route(key)
-        if route is None:
-            return  # nowhere live: the viewer's wait ends as for any stream that is not
-        target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
-        self.sources[key] = route.node_id
-        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key, target), name=f"pull {key}")
+        loop = asyncio.get_running_loop()
+        self._tasks[key] = loop.create_task(self._run(key), name=f"pull {key}")
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._drop_idle(), name="pull-idle")
+            self._watcher = loop.create_task(self._drop_idle(), name="pull-idle")
 
-    async def _run(self, key: StreamKey, target: RelayTarget) -> None:
-        log.info("pulling %s from %s (%s)", key, self.sources.get(key), target)
+    async def _run(self, key: StreamKey) -> None:
         try:
+            route = await self.router.pull_route(key)
+            if route is None:
+                return  # nowhere live: the viewer's wait ends as for any stream that is not
+            self.sources[key] = route.node_id
+            target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
+            log.info("pulling %s from %s (%s)", key, route.node_id, target)
             await pull(self.node.hub, key, target)
             log.info("pull of %s ended: the source's stream ended", key)
         except RelayError as exc:
@@ -243,7 +243,9 @@ class EdgePulls:
             await asyncio.sleep(PULL_CHECK_SECONDS)
             now = time.monotonic()
             for key, task in list(self._tasks.items()):
-                if self._viewers(key):
+                # Idle counts from when the pull is live: its first viewer
+                # is still waiting while it connects.
+                if not self.node.hub.is_live(key) or self._viewers(key):
                     self._idle_since.pop(key, None)
                 elif now - self._idle_since.setdefault(key, now) >= self.idle_seconds:
                     task.cancel()

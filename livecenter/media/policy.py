@@ -61,6 +61,9 @@ class DomainConfig:
     # passphrase publishers must encrypt with, None when they push in clear.
     srt_latency_ms: int = DEFAULT_SRT_LATENCY_MS
     srt_passphrase: str | None = field(default=None, repr=False)
+    # The live center region its streams live in (domains.models.LiveCenter):
+    # where an edge relays them (edge.py). "" where the node does not care.
+    live_center: str = ""
 
 
 @dataclass(frozen=True, slots=True)
