@@ -149,9 +149,10 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
 
 def build_media_node(config: NodeConfig | None = None) -> MediaNode:
     config = config or node_config()
+    policy = DatabasePolicy()
     # Only an edge asks where to relay and pull from (edge.is_edge_only).
-    router = RegistryRouter(config.node_id) if is_edge_only(config.roles) else None
-    return MediaNode(config, DatabasePolicy(), DatabaseEventSink(), router=router)
+    router = RegistryRouter(config.node_id, policy) if is_edge_only(config.roles) else None
+    return MediaNode(config, policy, DatabaseEventSink(), router=router)
 
 
 async def _close_orphaned_later(node_id: str, before: float) -> None:

@@ -2,10 +2,11 @@
 Router): which center a stream published here is relayed to, and which node a
 stream a viewer here asks for is pulled from.
 
-The engine asks on its event loop and must not wait, so the router answers
-from what the node's heartbeat (medianode.keep_beating) read last: every
-node's beat, refreshed each beat, and each ingest domain's live center,
-refreshed every LIVE_CENTERS_REFRESH_SECONDS. The decisions themselves are
+The engine awaits the answers on its event loop, so the router answers from
+what the node's heartbeat (medianode.keep_beating) read last, every node's
+beat, refreshed each beat, and the domain's live center from the node's
+policy (its cache, nodes/bridge.py), without a query of its own per stream.
+The decisions themselves are
 livecenter/media/cluster.py's, judged at the router's clock, so a node whose
 beats stop (or a registry this node can no longer read) is down here as on
 the console.
@@ -24,19 +25,14 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 
-from domains.models import Domain, DomainType
 from livecenter.media.cluster import CenterAssignments, ClusterView, NodeBeat, pull_source
 from livecenter.media.edge import Route
-from livecenter.media.policy import StreamKey
+from livecenter.media.policy import Policy, PolicyUnavailable, StreamKey
 
 from . import registry
-from .bridge import _policy_db
 
 log = logging.getLogger(__name__)
 
-# A domain added (or its live center changed) is relayed to its center this
-# much later at the most; until then its streams wait on the edge, retrying.
-LIVE_CENTERS_REFRESH_SECONDS = 10.0
 CLAIM_PREFIX = "livecenter:publisher:"
 # A stream's claim outlives its holder's last renewal (each beat) by this
 # much: a publisher that moves to another edge is taken there this long
@@ -44,21 +40,15 @@ CLAIM_PREFIX = "livecenter:publisher:"
 CLAIM_TTL_SECONDS = registry.BEAT_TTL_SECONDS
 
 
-def live_centers() -> dict[str, str]:
-    """Each ingest domain's live center region, by name."""
-    return dict(Domain.objects.filter(domain_type=DomainType.INGEST).values_list("domain_name", "live_center"))
-
-
 class RegistryRouter:
-    def __init__(self, node_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, node_id: str, policy: Policy, *, clock: Callable[[], float] = time.time) -> None:
         self.node_id = node_id
+        self.policy = policy
         self._clock = clock
         # The heartbeat's store (medianode.running_media_node): claims are made in it when it is Redis.
         self.store = None
         self.beats: Mapping[str, NodeBeat] = {}
-        self.live_centers: Mapping[str, str] = {}
         self.assignments = CenterAssignments()
-        self.live_centers_due = 0.0  # monotonic
 
     def refresh(self, beats: Mapping[str, NodeBeat], live: Collection[str]) -> None:
         """What the heartbeat read; `live` is the streams live on this node
@@ -71,10 +61,17 @@ class RegistryRouter:
     def view(self) -> ClusterView:
         return ClusterView(self.beats, self._clock())
 
-    def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
-        region = self.live_centers.get(key.domain)
+    async def _live_center(self, key: StreamKey) -> str | None:
+        try:
+            config = await self.policy.domain_config(key.domain)
+        except PolicyUnavailable:
+            return None
+        return config.live_center if config is not None and config.live_center else None
+
+    async def relay_route(self, key: StreamKey, avoid: Collection[str]) -> Route | str:
+        region = await self._live_center(key)
         if region is None:
-            return f"the live center of {key.domain} is not known to {self.node_id} yet"
+            return f"no live center is known for {key.domain} (its settings cannot be read)"
         route = self.assignments.route(self.view(), str(key), region, avoid)
         if route.node is None:
             return route.reason
@@ -109,8 +106,8 @@ class RegistryRouter:
                 pipe.set(CLAIM_PREFIX + key, node_id, ex=CLAIM_TTL_SECONDS)
             await pipe.execute()
 
-    def pull_route(self, key: StreamKey) -> Route | None:
-        route = pull_source(self.view(), str(key), self.live_centers.get(key.domain), exclude=self.node_id)
+    async def pull_route(self, key: StreamKey) -> Route | None:
+        route = pull_source(self.view(), str(key), await self._live_center(key), exclude=self.node_id)
         if route.node is None:
             return None
         return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
@@ -121,8 +118,4 @@ async def refresh_router(router: RegistryRouter, store, live: Collection[str], p
     `published` here (from the heartbeat, after this node's own beat);
     raises what the store raises while it is unreachable."""
     await router.renew(published, router.node_id)
-    now = time.monotonic()
-    if now >= router.live_centers_due:
-        router.live_centers = await _policy_db(live_centers)
-        router.live_centers_due = now + LIVE_CENTERS_REFRESH_SECONDS
     router.refresh(await asyncio.wait_for(store.read(), registry.STORE_TIMEOUT_SECONDS), live)

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from domains import services
+from livecenter.media.cluster import CENTER
 from livecenter.media.policy import StreamKey
 from monitoring.models import PublishRefusal
 from tests.mediasupport import probe_packets, start_publisher
@@ -73,7 +74,7 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
         try:
             assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
             # edge-b learns from the center's beat that it carries the stream (a beat a second)
-            assert wait_until(lambda: edge_b.node.router.pull_route(key), timeout=10)
+            assert wait_until(lambda: edge_b.node.router.view().carriers(str(key), CENTER), timeout=10)
             _continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
             assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
             assert not edge_a.node.pulls.sources  # the publisher's edge has it already
