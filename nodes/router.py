@@ -2,20 +2,20 @@
 Router): which center a stream published here is relayed to, and which node a
 stream a viewer here asks for is pulled from.
 
-The engine awaits the answers on its event loop, so the router answers from
+The engine awaits the answers on its event loop. The router answers from
 what the node's heartbeat (medianode.keep_beating) read last, every node's
 beat, refreshed each beat, and the domain's live center from the node's
-policy (its cache, nodes/bridge.py), without a query of its own per stream.
-The decisions themselves are
-livecenter/media/cluster.py's, judged at the router's clock, so a node whose
-beats stop (or a registry this node can no longer read) is down here as on
-the console.
+policy (its cache, nodes/bridge.py): no query of its own per stream. The
+decisions themselves are livecenter/media/cluster.py's, judged at the
+router's clock, so a node whose beats stop (or a registry this node can no
+longer read) is down here as on the console.
 
 The one publisher of a stream across the cluster (`claim`) is a Redis key
 set only if absent, naming the node that holds the publisher; that node's
 heartbeat renews it while the stream is published there, so it lapses
-CLAIM_TTL_SECONDS after the publisher left or its node died. Without Redis
-(one node) there is nothing to claim against.
+CLAIM_TTL_SECONDS after the publisher left or its node died (it is not
+released at once: the engine tells the router nothing when a publisher
+leaves). Without Redis (one node) there is nothing to claim against.
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ class RegistryRouter:
             if await client.set(name, node_id, nx=True, ex=CLAIM_TTL_SECONDS):
                 return None
             holder = await client.get(name)
+            if holder is None or holder.decode() == node_id:  # lapsed since, or ours (a reconnect here)
+                await client.set(name, node_id, ex=CLAIM_TTL_SECONDS)
+                return None
         except registry.STORE_UNREACHABLE as exc:
             log.warning("claim of %s not checked, the registry is unreachable (%s): admitted", key, exc)
-            return None
-        if holder is None or holder.decode() == node_id:
-            await self.renew([str(key)], node_id)
             return None
         return f"stream is already being published on {holder.decode()}"
 
