@@ -14,6 +14,7 @@ from livecenter.media.cluster import CENTER
 from livecenter.media.policy import StreamKey
 from monitoring.models import PublishRefusal
 from tests.mediasupport import probe_packets, start_publisher
+from tests.test_media_edge import _continuous as continuous
 from tests.workersupport import MediaNodeThread, wait_until
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
@@ -27,18 +28,18 @@ def node(role: str, name: str, region: str = REGION) -> MediaNodeThread:
                            cluster_key=CLUSTER_KEY, play_wait_seconds=5)  # fmt: skip
 
 
-def _continuous(packets: list[dict]) -> None:
-    assert len(packets) >= 30, f"{len(packets)} packets"
-    times = [float(p["dts_time"]) for p in packets]
-    assert all(b >= a for a, b in zip(times, times[1:], strict=False)), "timestamps go back"
+def stream_of(owner, name: str) -> tuple[StreamKey, object]:
+    """A stream on a new ingest domain `push.{name}` of the live center
+    REGION, played on `play.{name}`, and its signed URLs."""
+    push = services.add_domain(owner, f"push.{name}", "ingest", "overseas", REGION)
+    play = services.add_domain(owner, f"play.{name}", "streaming", "overseas", REGION)
+    services.associate_ingest(play, push.domain_name)
+    key = StreamKey(push.domain_name, "live", f"cam-{uuid.uuid4().hex[:6]}")
+    return key, services.generate_urls(owner, push.domain_name, key.app, key.stream)
 
 
 def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_other(owner):
-    push = services.add_domain(owner, "push.cluster.test", "ingest", "overseas", REGION)
-    play = services.add_domain(owner, "play.cluster.test", "streaming", "overseas", REGION)
-    services.associate_ingest(play, push.domain_name)
-    key = StreamKey("push.cluster.test", "live", "cam1")
-    urls = services.generate_urls(owner, "push.cluster.test", "live", "cam1")
+    key, urls = stream_of(owner, "cluster.test")
     with (
         node("center", "far", region="ap-southeast-1") as far,  # another region's: never chosen
         node("center", "center-1") as c1,
@@ -51,31 +52,27 @@ def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_
             assert first is not None, publisher.stop()
             other = c2 if first is c1 else c1
             assert not far.node.hub.is_live(key)
-            _continuous(probe_packets(first.local(urls.playback["flv"]), seconds=3))
+            continuous(probe_packets(first.local(urls.playback["flv"]), seconds=3))
 
             first.__exit__(None, None, None)  # its beat is withdrawn: the edge's registry sees it gone
             assert wait_until(lambda: other.node.hub.is_live(key), timeout=30), "no failover"
             assert publisher.process.poll() is None  # still publishing to the edge
             state = edge.node.relays.states[key]
             assert state.center == other.node.config.node_id and state.failovers == 1
-            _continuous(probe_packets(other.local(urls.playback["flv"]), seconds=3))
+            continuous(probe_packets(other.local(urls.playback["flv"]), seconds=3))
         finally:
             publisher.stop()
 
 
 def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_the_stream(owner):
-    push = services.add_domain(owner, "push.pull.test", "ingest", "overseas", REGION)
-    play = services.add_domain(owner, "play.pull.test", "streaming", "overseas", REGION)
-    services.associate_ingest(play, push.domain_name)
-    key = StreamKey("push.pull.test", "live", "cam1")
-    urls = services.generate_urls(owner, "push.pull.test", "live", "cam1")
+    key, urls = stream_of(owner, "pull.test")
     with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
         publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
         try:
             assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
             # edge-b learns from the center's beat that it carries the stream (a beat a second)
             assert wait_until(lambda: edge_b.node.router.view().carriers(str(key), CENTER), timeout=10)
-            _continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
+            continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
             assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
             assert not edge_a.node.pulls.sources  # the publisher's edge has it already
         finally:
@@ -84,9 +81,7 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
 
 def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url):
     # The claim is a Redis key (router.py): this test skips without Redis.
-    push = services.add_domain(owner, "push.claim.test", "ingest", "overseas", REGION)
-    key = StreamKey(push.domain_name, "live", f"cam-{uuid.uuid4().hex[:6]}")
-    urls = services.generate_urls(owner, push.domain_name, key.app, key.stream)
+    key, urls = stream_of(owner, "claim.test")
     with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
         publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
         try:
