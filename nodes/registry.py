@@ -19,11 +19,10 @@ The beats go where the topology keeps its shared state:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import redis
 from django.conf import settings
@@ -32,7 +31,7 @@ from livecenter import outage
 from livecenter.media.cluster import NODE_DOWN_SECONDS, BadNodeBeat, ClusterView, NodeBeat
 from livecenter.media.policy import PolicyUnavailable
 
-from .bridge import _db, _policy_db
+from .bridge import _aware, _db, _policy_db
 from .models import Node, role_value
 
 log = logging.getLogger(__name__)
@@ -51,10 +50,6 @@ STORE_TIMEOUT_SECONDS = 2.0
 STORE_UNREACHABLE = (*outage.UNREACHABLE, PolicyUnavailable, redis.RedisError, OSError, TimeoutError)
 
 clock = time.time  # Unix seconds; tests replace it
-
-
-def _aware(unix_seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
 
 
 def register_node(beat: NodeBeat) -> Node:
@@ -216,6 +211,6 @@ def registry() -> DatabaseBeats | RedisBeats:
     return RedisBeats(settings.REDIS_URL) if settings.REDIS_URL else DatabaseBeats()
 
 
-def cluster_view(beats: Mapping[str, NodeBeat] | None = None) -> ClusterView:
-    """The cluster now, for routing and the console."""
-    return ClusterView(registry().beats() if beats is None else beats, clock())
+def cluster_view() -> ClusterView:
+    """The cluster now, as the console reads it."""
+    return ClusterView(registry().beats(), clock())

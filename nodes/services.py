@@ -57,11 +57,9 @@ class NodeList:
     down_after_seconds: float = NODE_DOWN_SECONDS
 
 
-def _visible(user, streams: frozenset[str]) -> tuple[str, ...]:
-    if user.is_staff:
-        return tuple(sorted(streams))
-    own = set(Domain.objects.filter(owner=user).values_list("domain_name", flat=True))
-    return tuple(sorted(key for key in streams if key.split("/", 1)[0] in own))
+def _visible(streams: frozenset[str], own: set[str] | None) -> tuple[str, ...]:
+    """The keys of `streams` on the `own` domains (None: all of them)."""
+    return tuple(sorted(key for key in streams if own is None or key.split("/", 1)[0] in own))
 
 
 def list_nodes(user) -> NodeList:
@@ -77,6 +75,7 @@ def list_nodes(user) -> NodeList:
         beats, last = {}, {}
         problem = f"the node heartbeats cannot be read ({exc}): every node is shown down"
     view = ClusterView(beats, registry.clock())
+    own = None if user.is_staff else set(Domain.objects.filter(owner=user).values_list("domain_name", flat=True))
     states = []
     for row in rows:
         up = view.is_up(row.node_id)
@@ -84,5 +83,5 @@ def list_nodes(user) -> NodeList:
         age = view.age(row.node_id)
         if age is None and row.node_id in last:
             age = max(0.0, view.now - last[row.node_id])
-        states.append(NodeState(row, up, age, beat, _visible(user, beat.streams) if beat else ()))
+        states.append(NodeState(row, up, age, beat, _visible(beat.streams, own) if beat else ()))
     return NodeList(states, problem)
