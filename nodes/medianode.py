@@ -18,7 +18,14 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from domains.models import LiveCenter
 from livecenter import outage
 from livecenter.lib.api import command_error, invalid
-from livecenter.media.cluster import ANY_REGION, HEARTBEAT_SECONDS, MAX_BEAT_STREAMS, ROLES, NodeBeat
+from livecenter.media.cluster import (
+    ANY_REGION,
+    HEARTBEAT_SECONDS,
+    MAX_BEAT_STREAMS,
+    MAX_REASON_CHARS,
+    ROLES,
+    NodeBeat,
+)
 from livecenter.media.edge import is_edge_only
 from livecenter.media.node import MediaNode, NodeConfig
 from livecenter.media.node_status import carriage
@@ -113,6 +120,11 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
         bitrate_out=carried.bitrate_out,
         loop_lag_ms=carried.loop_lag_ms,
         load=carried.load,
+        relay_errors={
+            str(key): state.error[:MAX_REASON_CHARS]
+            for key, state in (node.relays.states.items() if node.relays is not None else ())
+            if not state.center and state.error
+        },
     )
 
 

@@ -26,5 +26,9 @@ class NodeSerializer(serializers.Serializer):
         source="visible_streams", child=serializers.CharField(), help_text="its live streams on your domains"
     )
 
+    relay_errors = serializers.DictField(
+        child=serializers.CharField(), help_text="its streams on your domains that no center takes, and why"
+    )
+
     def get_stream_count(self, state) -> int | None:
         return len(state.beat.streams) if state.beat is not None else None

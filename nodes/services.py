@@ -30,6 +30,8 @@ class NodeState:
     beat: NodeBeat | None
     # The live streams it carries that the operator may see, sorted.
     visible_streams: tuple[str, ...]
+    # Of those, the ones an edge relays to no center, and why.
+    relay_errors: dict[str, str]
 
     @property
     def health(self) -> str:
@@ -83,5 +85,7 @@ def list_nodes(user) -> NodeList:
         age = view.age(row.node_id)
         if age is None and row.node_id in last:
             age = max(0.0, view.now - last[row.node_id])
-        states.append(NodeState(row, up, age, beat, _visible(beat.streams, own) if beat else ()))
+        visible = _visible(beat.streams, own) if beat else ()
+        errors = {key: beat.relay_errors[key] for key in visible if key in beat.relay_errors} if beat else {}
+        states.append(NodeState(row, up, age, beat, visible, errors))
     return NodeList(states, problem)

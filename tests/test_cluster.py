@@ -61,7 +61,8 @@ def view(registry: FakeRegistry, clock: FakeClock) -> ClusterView:
 
 def test_it_round_trips_a_beat():
     b = beat("c1", "both", ANY_REGION, streams=frozenset({"push.example.com/live/cam1"}), viewers=3,
-             bitrate_in=2e6, bitrate_out=6e6, loop_lag_ms=1.5, load=0.25, started_at=T0 - 60)  # fmt: skip
+             bitrate_in=2e6, bitrate_out=6e6, loop_lag_ms=1.5, load=0.25, started_at=T0 - 60,
+             relay_errors={"push.example.com/live/cam1": "no center node of live center X is up"})  # fmt: skip
     assert NodeBeat.from_json(b.to_json()) == b
 
 
@@ -78,6 +79,11 @@ def test_it_round_trips_a_beat():
         ({"load": float("nan")}, "load: must be a finite number, 0 or more"),
         ({"viewers": -1}, "viewers: must be a finite number, 0 or more"),
         ({"streams": [1]}, "streams: every key must be a string"),
+        ({"relay_errors": ["d/a/s"]}, "relay_errors: must be an object of at most 10000 streams"),
+        (
+            {"relay_errors": {"d/a/s": "x" * 256}},
+            "relay_errors: every reason must be a string of at most 255 characters",
+        ),  # fmt: skip
         (
             {"streams": ["d/a/s"] * (MAX_BEAT_STREAMS + 1)},
             f"streams: must be a list of at most {MAX_BEAT_STREAMS} keys",

@@ -57,6 +57,7 @@ def test_it_lists_the_nodes_with_their_health_and_load(owner, cluster):
         "bitrate_out": 14e6,
         "loop_lag_ms": 2.5,
         "streams": [MINE],  # not the outsider's
+        "relay_errors": {},
     }
     assert (rows["edge-1"]["role"], rows["edge-1"]["health"], rows["edge-1"]["streams"]) == ("edge", "up", [])
 

@@ -1,7 +1,9 @@
 """Centers and an edge on loopback, routed by the node registry (registry.py,
 router.py) rather than a fixed router: a stream published on the edge is
 relayed to a center of its domain's live center, and moves to the other
-center when its center stops, the publisher still connected."""
+center when its center stops, the publisher still connected; with no center
+left the edge keeps the publisher and the console says why; a viewer on
+another edge plays through a pull; a second publisher is refused."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from domains import services
 from livecenter.media.cluster import CENTER
 from livecenter.media.policy import StreamKey
 from monitoring.models import PublishRefusal
+from tests.apisupport import client_for
 from tests.mediasupport import probe_packets, start_publisher
 from tests.test_media_edge import _continuous as continuous
 from tests.workersupport import MediaNodeThread, wait_until
@@ -93,5 +96,25 @@ def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_
             assert reasons == [f"stream is already being published on {edge_a.node.config.node_id}"]
             assert not edge_b.node.hub.is_live(key)
             assert publisher.process.poll() is None and center.node.hub.is_live(key)
+        finally:
+            publisher.stop()
+
+
+def test_with_no_center_in_the_region_the_edge_keeps_the_publisher_and_the_console_says_why(owner):
+    key, urls = stream_of(owner, "nocenter.test")
+    api = client_for(owner)
+
+    def edge_row(edge_id: str) -> dict:
+        rows = api.get("/api/v1/nodes/").json()["results"]
+        return next(row for row in rows if row["node_id"] == edge_id)
+
+    with node("center", "far", region="ap-southeast-1") as far, node("edge", "edge") as edge:
+        publisher = start_publisher(edge.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            edge_id = edge.node.config.node_id
+            errors = wait_until(lambda: edge_row(edge_id)["relay_errors"], timeout=30)
+            assert errors == {str(key): f"no center node of live center {REGION} is up"}, publisher.stop()
+            assert edge_row(edge_id)["streams"] == [str(key)]
+            assert publisher.process.poll() is None and not far.node.hub.is_live(key)
         finally:
             publisher.stop()

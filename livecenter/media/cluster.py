@@ -44,6 +44,7 @@ NODE_DOWN_SECONDS = 5.0
 MAX_BEAT_STREAMS = 10_000
 MAX_NODE_ID_CHARS = 255
 MAX_HOST_CHARS = 255
+MAX_REASON_CHARS = 255
 # Loads (fractions of capacity) closer than this are equal when choosing a
 # center: a few per cent of egress is noise, and among equals the one with
 # fewer streams, then the stream's own hash (rendezvous), spreads new streams
@@ -75,6 +76,9 @@ class NodeBeat:
     # limit and loop lag over its lag limit (livecenter/media/capacity.py);
     # 1.0 is where it starts refusing viewers.
     load: float = 0.0
+    # An edge's streams that no center takes, and why (choose_center's
+    # reason, or the relay's last failure): the console shows them.
+    relay_errors: Mapping[str, str] = field(default_factory=dict)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -96,6 +100,7 @@ class NodeBeat:
             "bitrate_out": self.bitrate_out,
             "loop_lag_ms": self.loop_lag_ms,
             "load": self.load,
+            "relay_errors": dict(self.relay_errors),
         }
 
     @classmethod
@@ -110,6 +115,11 @@ class NodeBeat:
             raise BadNodeBeat(f"streams: must be a list of at most {MAX_BEAT_STREAMS} keys")
         if not all(isinstance(s, str) for s in streams):
             raise BadNodeBeat("streams: every key must be a string")
+        relay_errors = data.get("relay_errors", {})
+        if not isinstance(relay_errors, dict) or len(relay_errors) > MAX_BEAT_STREAMS:
+            raise BadNodeBeat(f"relay_errors: must be an object of at most {MAX_BEAT_STREAMS} streams")
+        if not all(isinstance(v, str) and len(v) <= MAX_REASON_CHARS for v in relay_errors.values()):
+            raise BadNodeBeat(f"relay_errors: every reason must be a string of at most {MAX_REASON_CHARS} characters")
         srt_port = data.get("srt_port")
         return cls(
             node_id=_text(data, "node_id", MAX_NODE_ID_CHARS),
@@ -127,6 +137,7 @@ class NodeBeat:
             bitrate_out=_number(data, "bitrate_out", 0.0),
             loop_lag_ms=_number(data, "loop_lag_ms", 0.0),
             load=_number(data, "load", 0.0),
+            relay_errors=relay_errors,
         )
 
 
