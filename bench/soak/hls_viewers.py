@@ -97,6 +97,9 @@ RECENT_SECONDS = 5.0
 EXAMPLES = 8
 # Listings remembered per session (a few windows' worth).
 MAX_LISTED = 2000
+# Plans kept per session and shown with the first resyncs (what led to them).
+TRACE_STEPS = 8
+TRACE_EXAMPLES = 3
 # The part index that stands for "the whole segment" (fetched whole while catching up).
 WHOLE = 1 << 30
 
@@ -244,9 +247,12 @@ class Session:
         self.name = urlsplit(url).path.rsplit("/", 1)[-1]
         self.node_losses = 0
         self.resyncs = 0
+        self.trace: deque[str] = deque(maxlen=TRACE_STEPS)  # the last playlists' plans, for a resync's example
         self.reload_s = 0.0  # how long the last playlist request took
-        self.planned_late_s = 0.0  # how long the last playlist waited for the previous fetches to end
+        self.planned_late_s = 0.0  # LL-HLS: how long the playlist last planned from had waited for the fetcher
         self.played = False
+        self.latest: tuple[Playlist, float] | None = None  # LL-HLS: the newest playlist and when it came
+        self.fresh = asyncio.Event()  # set when a newer one came
         self.connection = Connection()  # playlists
         self.media = Connection()  # segments and parts
 
@@ -284,10 +290,13 @@ class Session:
         by_stream = STATS["resyncs_by_stream"]
         by_stream[self.name] = by_stream.get(self.name, 0) + 1
         if len(STATS["resync_examples"]) < EXAMPLES:
-            STATS["resync_examples"].append(f"{self.name}: {text}; {self.context()}, loop up to {starved:.2f} s late")
+            trace = f" | trace: {' ; '.join(self.trace)}" if len(STATS["resync_examples"]) < TRACE_EXAMPLES else ""
+            STATS["resync_examples"].append(
+                f"{self.name}: {text}; {self.context()}, loop up to {starved:.2f} s late{trace}"
+            )
 
     def context(self) -> str:
-        return f"last reload took {self.reload_s:.2f} s and waited {self.planned_late_s:.2f} s for the fetches before"
+        return f"last reload took {self.reload_s:.2f} s, planned {self.planned_late_s:.2f} s after it came"
 
     def remember(self, playlist: Playlist, received: float) -> None:
         for msn, _uri in playlist.segments:
@@ -323,10 +332,15 @@ class Session:
         return False
 
     async def run(self) -> None:
+        """Playlists in this loop (blocking reloads for LL-HLS); LL-HLS media
+        in another that plans from the newest playlist each time, as hls.js's
+        playlist loader and stream controller work side by side."""
         url = self.url
-        fetching: asyncio.Task | None = None
+        fetcher = asyncio.create_task(self.fetch_loop()) if self.mode == "llhls" else None
         try:
             while time.monotonic() < self.deadline:
+                if fetcher is not None and fetcher.done():
+                    fetcher.result()  # its error ends the session
                 asked = time.monotonic()
                 status, body = await self.request(url, "blocking" if url != self.url else "playlist")
                 received = time.monotonic()
@@ -345,21 +359,27 @@ class Session:
                     await self.hls_step(playlist, received)
                     await asyncio.sleep(playlist.target / 2)
                     continue
-                if fetching is not None:
-                    await fetching  # where the last playlist's parts ended decides what this one adds
-                now = time.monotonic()
-                self.planned_late_s = now - received
-                fetching = asyncio.create_task(self.llhls_fetch(*self.llhls_plan(playlist, now)))
+                self.latest = (playlist, received)
+                self.fresh.set()
                 if not playlist.parts:
                     await asyncio.sleep(0.2)
                     url = self.url
                 else:
                     url = f"{self.url}&_HLS_msn={playlist.parts[-1][0]}&_HLS_part={playlist.parts[-1][1] + 1}"
-            if fetching is not None:
-                await fetching
         finally:
-            if fetching is not None:
-                fetching.cancel()
+            if fetcher is not None:
+                fetcher.cancel()
+
+    async def fetch_loop(self) -> None:
+        """LL-HLS media, on its own connection: what the newest playlist adds
+        after the last part fetched, one request at a time."""
+        while True:
+            await self.fresh.wait()
+            self.fresh.clear()
+            playlist, received = self.latest
+            now = time.monotonic()
+            self.planned_late_s = now - received
+            await self.llhls_fetch(*self.llhls_plan(playlist, now))
 
     def out_of_window(self, last: tuple[int, int | None], needed: str, now: float) -> None:
         """What the viewer needs next is not listed: a node loss if what it
@@ -395,6 +415,12 @@ class Session:
         segments, parts = playlist.segments, playlist.parts
         for msn, _uri in segments:
             self.parts_per_segment[msn] = sum(1 for p in parts if p[0] == msn) or self.parts_per_segment.get(msn, 0)
+        if parts:
+            self.trace.append(
+                f"t={now % 1000:.2f} got {parts[0][:2]}..{parts[-1][:2]} segs {segments[0][0] if segments else '-'}"
+                f"..{segments[-1][0] if segments else '-'} at {self.last_part} (reload {self.reload_s:.2f} s,"
+                f" planned {self.planned_late_s:.2f} s after)"
+            )
         if self.last_part is None:
             return [], parts[-3:]
         new = [p for p in parts if (p[0], p[1]) > self.last_part]
@@ -412,9 +438,6 @@ class Session:
         return [], parts[-3:]
 
     async def llhls_fetch(self, segments: list[tuple[int, str]], parts: list[tuple[int, int, str]]) -> None:
-        """Fetch on the media connection while the next blocking reload waits
-        on the playlist one, as hls.js does (its part loads and its playlist
-        loads are separate requests in flight together)."""
         for msn, uri in segments:
             if not await self.fetch(uri, (msn, None)):
                 return  # the next reload shows whether it can still be had

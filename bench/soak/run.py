@@ -225,10 +225,19 @@ def server_pid(runall_pid: int) -> int:
     return child_pid(runall_pid, b"--serve") or runall_pid
 
 
+def machine_cpu_s() -> dict[str, float]:
+    """CPU seconds of the whole machine since boot (/proc/stat): busy, and
+    the part of it at a positive nice (other people's niced work)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return {"busy": (user + nice + system + irq + softirq + steal) / CLK_TCK, "nice": nice / CLK_TCK}
+
+
 def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir: Path, clients: dict) -> dict:
     """One sample. CPU is in seconds since the start of each process: the
-    load generators' (`clients`) too, to tell a starved client from a slow node."""
-    sample = {"minute": round((time.monotonic() - began) / 60, 2)}
+    load generators' (`clients`) too, to tell a starved client from a slow
+    node, and the machine's, to tell both from a full machine."""
+    sample = {"minute": round((time.monotonic() - began) / 60, 2), "machine_cpu_s": machine_cpu_s()}
     sample["clients_cpu_s"] = {}
     for name, proc in clients.items():
         try:
@@ -511,9 +520,10 @@ def latency_table(samples: list[dict], kind: str = "llhls") -> str:
     losses, this client's own loop lateness. Tells a slow node from a
     starved client (hls_viewers.py)."""
     lines = [
-        f"| minute | node loop lag ms | node CPU | refused (node) | {kind} CPU | {kind} loop late p99 ms |"
-        " part ms p50/p90/p99 | parts > 200 ms | catch-up segments | resyncs | node losses |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        f"| minute | machine busy (niced) | node loop lag ms | node CPU | refused (node) | {kind} CPU |"
+        f" {kind} loop late p99 ms | part ms p50/p90/p99 | parts > 200 ms | catch-up segments | resyncs |"
+        " node losses |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for before, after in zip(samples, samples[1:], strict=False):
         a, b = (before["viewers"] or {}).get(kind), (after["viewers"] or {}).get(kind)
@@ -525,7 +535,8 @@ def latency_table(samples: list[dict], kind: str = "llhls") -> str:
         refused = sum(after["node"].get("refused", {}).values()) - sum(before["node"].get("refused", {}).values())
         share = after.get("cpu_share", {})
         lines.append(
-            f"| {after['minute']:.1f} | {after['node'].get('loop_lag_ms')} | {share.get('node', '')} | {refused} |"
+            f"| {after['minute']:.1f} | {share.get('machine-busy', '')} ({share.get('machine-nice', '')}) |"
+            f" {after['node'].get('loop_lag_ms')} | {share.get('node', '')} | {refused} |"
             f" {share.get('viewers-' + kind, '')} | {percentile_ms(loop, 0.99)} |"
             f" {'/'.join(percentile_ms(parts, q) for q in (0.5, 0.9, 0.99))} | {over:.1%} |"
             f" {b['catch_up_segments'] - a['catch_up_segments']} | {b['resyncs'] - a['resyncs']} |"
@@ -697,6 +708,8 @@ def main() -> None:
                            if sample[name] and p[name]}  # fmt: skip
                     cpu.update({name: (t - p["clients_cpu_s"].get(name, t)) / span
                                 for name, t in sample["clients_cpu_s"].items()})  # fmt: skip
+                    cpu.update({f"machine-{k}": (t - p["machine_cpu_s"][k]) / span
+                                for k, t in sample["machine_cpu_s"].items()})  # fmt: skip
                     sample["cpu_share"] = {k: round(v, 2) for k, v in cpu.items()}
                     log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"

@@ -344,7 +344,7 @@ int main(int argc, char **argv) {
     rtmp_mode = !strcmp(mode, "rtmp");
     if (!blob_dir || port <= 0 || n <= 0 || streams <= 0 || streams > MAX_STREAMS || max_life < min_life) {
         fprintf(stderr, "usage: viewers --mode rtmp|flv --port P --n N --streams S --blobs DIR "
-                        "[--min-life S] [--max-life S] [--duration S] [--report S] [--max-step-ms MS]\n");
+                        "[--min-life S] [--max-life S] [--duration S] [--report S] [--max-step-ms MS] [--backoff-max-s S]\n");
         return 2;
     }
     raise_fd_limit();
