@@ -337,13 +337,14 @@ class MediaNode:
     async def _probe_loop_lag(self) -> None:
         """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
         gauge = self.loop_lag
+        behind = False  # as this probe last saw it (admit() may turn it between probes)
         while True:
             due = time.monotonic() + LAG_PROBE_SECONDS
             await asyncio.sleep(LAG_PROBE_SECONDS)
             now = time.monotonic()
-            behind = gauge.behind
             gauge.observe(now, now - due)
             if gauge.behind != behind:
+                behind = gauge.behind
                 lag_ms = gauge.lag_s(now) * 1e3
                 if gauge.behind:
                     log.warning("media node is behind (its loop runs %.0f ms late): refusing new viewers", lag_ms)
