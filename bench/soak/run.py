@@ -40,6 +40,7 @@ Pass (bench/README.md, "bench/soak"):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -182,6 +183,11 @@ def cpu_seconds(pid: int) -> float:
 
 def proc_figures(pid: int) -> dict:
     figures = {"pid": pid, "fds": len(os.listdir(f"/proc/{pid}/fd")), "cpu_s": cpu_seconds(pid)}
+    # The main thread (the node's event loop): seconds on a CPU and seconds runnable but waiting for one
+    # (/proc schedstat). Both together near the whole interval: the loop is never idle, it is saturated.
+    with contextlib.suppress(OSError, ValueError):
+        run_ns, wait_ns = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2]
+        figures["main_run_s"], figures["main_wait_s"] = int(run_ns) / 1e9, int(wait_ns) / 1e9
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             figures["rss_kib"] = int(line.split()[1])
@@ -520,10 +526,11 @@ def latency_table(samples: list[dict], kind: str = "llhls") -> str:
     losses, this client's own loop lateness. Tells a slow node from a
     starved client (hls_viewers.py)."""
     lines = [
-        f"| minute | machine busy (niced) | node loop lag ms | node CPU | refused (node) | {kind} CPU |"
+        f"| minute | machine busy (niced) | node loop lag ms | node CPU | node loop on CPU + waiting for one |"
+        f" refused (node) | {kind} CPU |"
         f" {kind} loop late p99 ms | part ms p50/p90/p99 | parts > 200 ms | catch-up segments | resyncs |"
         " node losses |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for before, after in zip(samples, samples[1:], strict=False):
         a, b = (before["viewers"] or {}).get(kind), (after["viewers"] or {}).get(kind)
@@ -536,7 +543,8 @@ def latency_table(samples: list[dict], kind: str = "llhls") -> str:
         share = after.get("cpu_share", {})
         lines.append(
             f"| {after['minute']:.1f} | {share.get('machine-busy', '')} ({share.get('machine-nice', '')}) |"
-            f" {after['node'].get('loop_lag_ms')} | {share.get('node', '')} | {refused} |"
+            f" {after['node'].get('loop_lag_ms')} | {share.get('node', '')} |"
+            f" {share.get('node-loop-run', '')} + {share.get('node-loop-wait', '')} | {refused} |"
             f" {share.get('viewers-' + kind, '')} | {percentile_ms(loop, 0.99)} |"
             f" {'/'.join(percentile_ms(parts, q) for q in (0.5, 0.9, 0.99))} | {over:.1%} |"
             f" {b['catch_up_segments'] - a['catch_up_segments']} | {b['resyncs'] - a['resyncs']} |"
@@ -710,6 +718,9 @@ def main() -> None:
                                 for name, t in sample["clients_cpu_s"].items()})  # fmt: skip
                     cpu.update({f"machine-{k}": (t - p["machine_cpu_s"][k]) / span
                                 for k, t in sample["machine_cpu_s"].items()})  # fmt: skip
+                    cpu.update({f"node-loop-{k}": (sample["node"][f"main_{k}_s"] - p["node"][f"main_{k}_s"]) / span
+                                for k in ("run", "wait") if f"main_{k}_s" in sample["node"]
+                                and sample["node"]["pid"] == p["node"].get("pid")})  # fmt: skip
                     sample["cpu_share"] = {k: round(v, 2) for k, v in cpu.items()}
                     log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
