@@ -279,7 +279,8 @@ class Session:
         self.node_losses += 1
         STATS["node_losses"] += 1
         if len(STATS["node_loss_examples"]) < EXAMPLES:
-            STATS["node_loss_examples"].append(f"{self.name}: {text}; {self.context()}")
+            trace = f" | trace: {' ; '.join(self.trace)}" if len(STATS["node_loss_examples"]) < TRACE_EXAMPLES else ""
+            STATS["node_loss_examples"].append(f"{self.name}: {text}; {self.context()}{trace}")
 
     def resync(self, text: str, now: float) -> None:
         """Fell out of the window: a player goes to the live edge."""
