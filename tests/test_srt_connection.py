@@ -344,6 +344,7 @@ def test_it_forgets_a_whole_window_at_once_and_counts_what_comes_for_it_after():
     connection.receive_datagram(data(6 + MAX_REORDER_PACKETS - 107, 0), START + 1.1)  # the next one after
     stats = connection.stats
     assert (stats.packets_belated, stats.packets_received, stats.packets_dropped) == (1, 3, MAX_REORDER_PACKETS - 2)
+    assert stats.packets_sender_dropped == MAX_REORDER_PACKETS - 2
 
 
 def test_it_counts_a_packet_the_sender_gave_up_that_comes_after_all_as_belated():

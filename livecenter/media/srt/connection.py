@@ -117,6 +117,7 @@ class SrtConnectionStats:
     packets_lost: int = 0  # detected missing (a gap), retransmitted or not
     packets_retransmitted: int = 0  # arrived with the R flag
     packets_dropped: int = 0  # never delivered: too late, drop request, undecryptable
+    packets_sender_dropped: int = 0  # of those, what the sender gave up (drop request)
     packets_belated: int = 0  # arrived after their slot was delivered or dropped
     packets_duplicate: int = 0
     packets_out_of_window: int = 0  # beyond MAX_REORDER_PACKETS
@@ -573,6 +574,7 @@ class SrtConnection:
                 end = self._forgotten.range_at(self._forgotten.first())[1]
                 if first is not None:
                     end = min(end, first[0])
+                self.stats.packets_sender_dropped += end - self._deliver_unwrapped
                 self._skip(end - self._deliver_unwrapped)
                 continue
             if first is None:
