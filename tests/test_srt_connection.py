@@ -410,17 +410,6 @@ def test_it_gives_a_gap_up_when_the_window_is_full_without_too_late_drop():
     assert connection.stats.gaps_given_up == 1
 
 
-def test_it_keeps_sent_packets_until_acknowledged_without_too_late_drop():
-    connection = make(send_latency_ms=200, too_late_drop=False)
-    connection.send(b"a", START)
-    sent(connection)
-    connection.handle_timer(START + 0.200 + SEND_DROP_MARGIN_US / 1e6)
-    assert not [p for p in sent(connection) if isinstance(p, SrtDropRequest)]
-    connection.receive_packet(SrtNak(((1000, 1000),)), START + 1.5)
-    assert [p.seq for p in sent(connection)] == [1000]
-    assert connection.stats.packets_send_dropped == 0
-
-
 def test_it_sends_a_keepalive_after_a_second_of_silence():
     connection = make()
     assert connection.next_timer() == pytest.approx(START + KEEPALIVE_INTERVAL_US / 1e6)

@@ -13,6 +13,10 @@ datagram (bench/README.md, "SRT and the TS demuxer", and issue 13):
    handshake then 800 gap-opening packets (the two "Open" cases of
    bench/README.md). CPU time per input (time.process_time); the bound is
    100 ms.
+4. `listener`: with N connections (1 and 256, MAX_CONNECTIONS) on one
+   listener, the CPU of a data packet to one of them (each connection
+   receiving in turn) and of one handle_timer, as srt_server's 5 ms tick
+   calls it, with nothing due and with every connection due.
 
     nice -n 19 .venv/bin/python bench/srt/receiver_cost.py [--repeat 200]
 """
@@ -66,6 +70,76 @@ def per_gap_packet(repeat: int) -> float:
         seq = seq_inc(seq)
     assert conn.stats.packets_dropped >= repeat * (MAX_REORDER_PACKETS - 2), conn.stats
     return (time.process_time() - began) / repeat
+
+
+def listener_with(count: int):
+    from livecenter.media.srt.listener import SrtListener
+    from livecenter.media.srt.packets import (
+        SrtFlag,
+        SrtHandshake,
+        SrtHandshakeType,
+        SrtHsExtension,
+    )
+
+    listener = SrtListener(latency_ms=120, max_connections=count)
+    flags = SrtFlag.TSBPDSND | SrtFlag.TSBPDRCV | SrtFlag.TLPKTDROP | SrtFlag.PERIODICNAK | SrtFlag.REXMITFLG
+    peers = []
+    for k in range(count):
+        peer = (f"10.{k >> 8}.{k & 255}.1", 5000)
+        induction = SrtHandshake(
+            version=4, handshake_type=SrtHandshakeType.INDUCTION, socket_id=k + 1, extension_field=2
+        )
+        listener.receive_datagram(bytes(induction), peer, 0.0)
+        [(answer, _)] = listener.datagrams_to_send()
+        conclusion = SrtHandshake(
+            version=5,
+            handshake_type=SrtHandshakeType.CONCLUSION,
+            socket_id=k + 1,
+            syn_cookie=parse_packet(answer).syn_cookie,
+            extension_field=0x5,
+            initial_seq=ISN,
+            hs=SrtHsExtension(0x010501, flags, 120, 120),
+        )
+        listener.receive_datagram(bytes(conclusion), peer, 0.0)
+        [request] = listener.events()
+        connection = listener.accept(request, 0.0)
+        listener.datagrams_to_send()
+        peers.append((connection.socket_id, peer))
+    return listener, peers
+
+
+def listener_costs(count: int, packets: int) -> tuple[float, float, float]:
+    """CPU per data packet, per idle tick and per tick with every connection due."""
+    listener, peers = listener_with(count)
+    began = time.process_time()
+    for k in range(packets):
+        socket_id, peer = peers[k % count]
+        seq = seq_inc(ISN, k // count)
+        now = 0.001 + k * 5e-6
+        listener.receive_datagram(bytes(SrtDataPacket(seq, b"x" * 1316, int(now * 1e6), socket_id)), peer, now)
+        listener.events(), listener.datagrams_to_send()
+    per_packet = (time.process_time() - began) / packets
+    now += 0.2  # everything received is delivered
+    listener.handle_timer(now)
+    listener.events(), listener.datagrams_to_send()
+    began = time.process_time()
+    for k in range(100):
+        listener.handle_timer(now + k * 1e-6)  # nothing due: ACKs were just sent or are 10 ms away
+    idle_tick = (time.process_time() - began) / 100
+    busy = 0.0
+    seq = seq_inc(ISN, packets // count + 1)
+    for _ in range(20):
+        for socket_id, peer in peers:  # one packet each: every connection has an ACK due
+            listener.receive_datagram(bytes(SrtDataPacket(seq, b"x" * 1316, int(now * 1e6), socket_id)), peer, now)
+        seq = seq_inc(seq)
+        listener.events(), listener.datagrams_to_send()
+        now += 0.010
+        began = time.process_time()
+        listener.handle_timer(now)
+        listener.events(), listener.datagrams_to_send()
+        busy += time.process_time() - began
+    busy_tick = busy / 20
+    return per_packet, idle_tick, busy_tick
 
 
 def made_inputs() -> dict[str, bytes]:
@@ -126,6 +200,12 @@ def main() -> int:
     args = parser.parse_args()
     print(f"drop request of the whole window: {per_drop_request(args.repeat) * 1e6:,.0f} µs CPU each")
     print(f"data packet opening an 8,191-packet gap: {per_gap_packet(args.repeat) * 1e6:,.0f} µs CPU each")
+    for count in (1, 256):
+        packet, idle, busy = listener_costs(count, 20_000)
+        print(
+            f"listener with {count} connections: {packet * 1e6:.1f} µs per data packet, "
+            f"handle_timer {idle * 1e6:.1f} µs with nothing due, {busy * 1e6:.0f} µs with every connection due"
+        )
     times = replay()
     print(f"fuzz inputs replayed: {len(times)}; slowest:")
     for seconds, label in times[:5]:

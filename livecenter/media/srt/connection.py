@@ -164,9 +164,9 @@ class SrtConnection:
         directions start at `initial_seq` (HSv5). `send_latency_ms` is the
         peer's receive latency, for giving up on old packets.
         `too_late_drop` is the TLPKTDROP the handshake agreed on (4.6):
-        without it neither side gives up on a packet in time; the receiver
-        waits for it (at most MAX_GAP_WAIT_US), the sender keeps it until
-        it is acknowledged (at most MAX_SEND_BUFFER_PACKETS)."""
+        without it the receiving side does not give up on a missing packet
+        when a later one is due; it waits for it, at most MAX_GAP_WAIT_US
+        longer. (Sending, we give up on packets too old to play either way.)"""
         now_us = _us(now)
         self.socket_id = socket_id
         self.peer_socket_id = peer_socket_id
@@ -272,7 +272,7 @@ class SrtConnection:
         release = self._next_release_us()
         if release is not None:
             deadlines.append(release)
-        if self._send_buffer and self.too_late_drop:
+        if self._send_buffer:
             oldest_sent_us = self._send_buffer[self._send_base][0]
             deadlines.append(oldest_sent_us + self.send_latency_us + SEND_DROP_MARGIN_US)
         return min(deadlines) / 1_000_000
@@ -437,9 +437,10 @@ class SrtConnection:
             self._send_base = seq_inc(self._send_base)
 
     def _drop_old_sent(self, now_us: int) -> None:
-        """4.6: give up on packets too old to be played; tell the peer."""
-        if not self.too_late_drop:
-            return
+        """4.6: give up on packets too old to be played; tell the peer.
+        Whatever the handshake agreed: what a player that does not
+        acknowledge costs stays bounded by time, not only by
+        MAX_SEND_BUFFER_PACKETS (12 MB)."""
         first = self._send_base
         count = 0
         deadline_us = now_us - self.send_latency_us - SEND_DROP_MARGIN_US

@@ -241,7 +241,8 @@ class SrtListener:
         # tlpktdrop=0 says it does not). A libsrt sender drops only if our
         # HSRSP says we do; libsrt's own receiver would go by its
         # SRTO_TLPKTDROP alone, and we have no such setting: the caller's
-        # choice is the agreement, for both directions.
+        # choice is what our receiving side does. (Sending, we give up on
+        # packets too old to play either way: SrtConnection._drop_old_sent.)
         too_late_drop = bool(hs.flags & SrtFlag.TLPKTDROP)
         flags = HSRSP_FLAGS if too_late_drop else HSRSP_FLAGS & ~SrtFlag.TLPKTDROP
         socket_id = self._new_socket_id()
