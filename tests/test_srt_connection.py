@@ -14,7 +14,9 @@ from livecenter.media.srt.connection import (
     MAX_PENDING_ACKS,
     MAX_REORDER_PACKETS,
     MAX_SEND_BUFFER_PACKETS,
+    MIN_NAK_INTERVAL_US,
     NAK_REPEAT_US,
+    NAK_RESEND_MARGIN_US,
     PEER_IDLE_TIMEOUT_US,
     SEND_DROP_MARGIN_US,
     SrtConnection,
@@ -114,7 +116,7 @@ def naks(connection):
     return [p.losses for p in sent(connection) if isinstance(p, SrtNak)]
 
 
-def test_it_reports_a_new_gap_twice_then_again_each_time_its_retransmission_is_overdue():
+def test_it_reports_a_new_gap_twice_then_again_while_it_lasts():
     connection = make(latency_ms=1000)
     connection.receive_datagram(data(1000, 0), START)
     connection.receive_datagram(data(1002, 0), START)
@@ -126,36 +128,45 @@ def test_it_reports_a_new_gap_twice_then_again_each_time_its_retransmission_is_o
     assert connection.next_timer() == pytest.approx(START + 0.004 + NAK_REPEAT_US / 1e6)
     connection.handle_timer(START + 0.004 + NAK_REPEAT_US / 1e6)
     assert naks(connection) == [((1003, 1004),)]
-    # ...then once the retransmission is overdue: before any ACKACK, a round
-    # trip of 100 ms plus twice the variance of 50 ms after the request.
-    overdue = (100_000 + 2 * 50_000) / 1e6
-    connection.handle_timer(START + NAK_REPEAT_US / 1e6 + overdue - 0.001)
+    # ...then again as soon as a libsrt 1.5 sender resends on it, counted
+    # from the first report: before any ACKACK (RTT 100 ms, RTTVar 50 ms:
+    # SRTT - 4 RTTVar < 0), half a round trip.
+    again = 0.050
+    connection.handle_timer(START + again - 0.001)
     assert naks(connection) == []
-    connection.receive_datagram(data(1003, 0), START + 0.1)
-    connection.handle_timer(START + 0.004 + NAK_REPEAT_US / 1e6 + overdue)
+    connection.receive_datagram(data(1003, 0), START + 0.045)
+    connection.handle_timer(START + 0.004 + again)
     # (1001 came due 4 ms before; the NAK of 1004 carries it too.)
     assert naks(connection) == [((1001, 1001), (1004, 1004))]
-    connection.receive_datagram(data(1001, 0), START + 0.3)
-    connection.receive_datagram(data(1004, 0), START + 0.3)
+    connection.receive_datagram(data(1001, 0), START + 0.1)
+    connection.receive_datagram(data(1004, 0), START + 0.1)
     connection.handle_timer(START + 1.0)
     assert naks(connection) == []
 
 
-def test_it_asks_again_a_round_trip_after_the_last_request_as_measured():
+@pytest.mark.parametrize(
+    ("rtt_us", "rttvar_us", "again_us"),
+    [
+        (200_000, 100_000, 100_000),  # the first ACKACK of 200 ms: half a round trip
+        (200_000, 10_000, 200_000 - 4 * 10_000 + NAK_RESEND_MARGIN_US),  # steady: once the sender resends
+        (1_000, 500, MIN_NAK_INTERVAL_US),  # loopback
+    ],
+)
+def test_it_asks_again_once_the_sender_will_resend(rtt_us, rttvar_us, again_us):
     connection = make(latency_ms=1000)
     connection.receive_datagram(data(1000, 0), START)
     connection.handle_timer(START + 0.010)  # a full ACK
     [ack] = sent(connection)
     connection.receive_packet(SrtAckAck(ack.ack_number), START + 0.210)  # RTT 200 ms
+    assert (connection.stats.rtt_us, connection.stats.rttvar_us) == (200_000, 100_000)
+    # (Later samples would smooth them; set them as those would have.)
+    connection.stats.rtt_us, connection.stats.rttvar_us = rtt_us, rttvar_us
     connection.receive_datagram(data(1002, 0), START + 0.3)
     connection.handle_timer(START + 0.3 + NAK_REPEAT_US / 1e6)
     assert naks(connection) == [((1001, 1001),), ((1001, 1001),)]
-    # RTT 200 ms and RTTVar 100 ms (the first sample's half): the
-    # retransmission the second request asked for is overdue 400 ms after it.
-    assert (connection.stats.rtt_us, connection.stats.rttvar_us) == (200_000, 100_000)
-    again = START + 0.3 + NAK_REPEAT_US / 1e6 + 0.4
+    again = START + 0.3 + again_us / 1e6
     assert connection.next_timer() == pytest.approx(again)
-    connection.handle_timer(again - 0.001)
+    connection.handle_timer(again - 0.0005)
     assert naks(connection) == []
     connection.handle_timer(again)
     assert naks(connection) == [((1001, 1001),)]
@@ -522,7 +533,7 @@ def test_it_wakes_for_the_earliest_thing_to_do():
     # ACK and the NAK's repeat due at 10 ms beat the release at 1 s and the keepalive.
     assert connection.next_timer() == pytest.approx(START + 0.010)
     connection.handle_timer(START + 0.010)
-    assert connection.next_timer() == pytest.approx(START + 0.210)  # the NAK's retransmission overdue
+    assert connection.next_timer() == pytest.approx(START + 0.050)  # the NAK again
 
 
 # -- sending (a caller playing from us) ----------------------------------

@@ -27,6 +27,7 @@ def test_it_appends_merges_and_splits():
     assert spans(ranges) == [(10, 12, 5), (13, 25, 5), (30, 40, 7)]
     assert (len(ranges), ranges.first(), 12 in ranges, 13 in ranges) == (24, 10, False, True)
     assert ranges.range_at(35) == (30, 40) and ranges.range_at(12) is None
+    assert ranges.within(0, 14) == [(10, 12), (13, 14)] and ranges.within(25, 30) == []
     ranges.restamp(1, 100)
     ranges.remove_below(20)
     assert spans(ranges) == [(20, 25, 100), (30, 40, 7)]

@@ -67,6 +67,8 @@ def ours(tlpktdrop: bool) -> dict:
         "retransmitted": session.packets_retransmitted,
         "dropped": session.packets_dropped,
         "belated": session.packets_belated,
+        "sender_dropped": session.packets_sender_dropped,
+        "gaps_given_up": session.gaps_given_up,
         "relay_dropped": f"{relay['up']['dropped']}/{relay['down']['dropped']}",
     }
 

@@ -12,9 +12,9 @@ sockets, both at once if the peer wants.
 the connection never reads one itself. What it does (draft-sharabayko-srt
 section 4): it keeps received packets in a bounded window by sequence
 number, reports a gap at once with a NAK (twice, a few milliseconds
-apart, so that one lost NAK costs no round trip) and again each time its
-retransmission is overdue (a round trip after the last request), while it
-lasts, acknowledges every 10 ms (full ACK, answered by ACKACK, which
+apart, so that one lost NAK costs no round trip) and again as soon as
+the sender will resend it (NAK_RESEND_MARGIN_US), while it lasts,
+acknowledges every 10 ms (full ACK, answered by ACKACK, which
 gives the RTT) and every 64 packets in between (light ACK), releases each
 payload at its timestamp plus the time base plus the latency (TSBPD), and
 gives up on missing packets once a later one is due (too-late drop, when
@@ -30,6 +30,7 @@ tells the peer with a drop request) packets too old to be played.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass, replace
 
 from .crypto import SrtCryptoContext, SrtKmState, km_state_word, parse_key_material
@@ -63,13 +64,17 @@ MAX_REORDER_PACKETS = 8192
 ACK_INTERVAL_US = 10_000
 # 4.8.1: a light ACK after this many packets between two full ACKs.
 LIGHT_ACK_PACKETS = 64
-# 4.8.2 periodic NAK: a packet still missing is asked for again once its
-# retransmission is overdue, a round trip plus this margin (at least twice
-# the RTT variance) after the last request. Not sooner: libsrt 1.5's sender
-# (SRTO_RETRANSMITALGO 1, its live default) ignores a NAK for a packet it
-# retransmitted less than SRTT - 4 RTTVar ago. And not more often than
-# libsrt's receiver, every 20 ms.
-NAK_OVERDUE_MARGIN_US = 10_000
+# 4.8.2 periodic NAK: a packet still missing is asked for again as soon as
+# the sender will resend it: libsrt 1.5's sender (SRTO_RETRANSMITALGO 1,
+# its live default) ignores a NAK for a packet it resent less than
+# SRTT - 4 RTTVar ago, so SRTT - 4 RTTVar plus this margin after the last
+# request. Not waiting for the resend to be overdue (a round trip) is what
+# lets a second resend arrive in time when the first is lost: at 400 ms
+# of latency over a 200 ms round trip, the overdue one comes after the
+# play time. Not more often than every half round trip (an older sender
+# resends on every NAK: about one duplicate per loss, as with libsrt's
+# own receiver's (RTT + 4 RTTVar) / 2), nor than every 20 ms.
+NAK_RESEND_MARGIN_US = 10_000
 MIN_NAK_INTERVAL_US = 20_000
 # The first report of a new gap goes again this much later: a lost NAK then
 # costs 10 ms rather than a round trip. A libsrt 1.5 sender that got the
@@ -193,6 +198,10 @@ class SrtConnection:
         # when it is next to be asked for), and what a drop request forgot.
         self._lost = SrtSeqRanges()
         self._forgotten = SrtSeqRanges()
+        # New gaps whose first report goes again NAK_REPEAT_US later, as
+        # (when, start, end), oldest first: the gaps of the last 10 ms while
+        # any is missing (forgotten when none is), and never more than a window.
+        self._repeats: deque[tuple[int, int, int]] = deque(maxlen=MAX_REORDER_PACKETS)
         self._ack_number = 0
         self._pending_acks: dict[int, int] = {}  # ACK number -> sent at
         self._rtt_measured = False
@@ -371,9 +380,14 @@ class SrtConnection:
         if gap >= 0:
             if gap:
                 # 4.8.2: report a new gap at once, and again shortly.
-                due_us = now_us + NAK_REPEAT_US
-                self._next_nak_us = min(self._next_nak_us, due_us) if self._lost else due_us
-                self._lost.add(unwrapped - gap, unwrapped, due_us)
+                repeat_us = now_us + NAK_REPEAT_US
+                if self._lost:
+                    self._next_nak_us = min(self._next_nak_us, repeat_us)
+                else:
+                    self._next_nak_us = repeat_us
+                    self._repeats.clear()  # all filled or given up
+                self._lost.add(unwrapped - gap, unwrapped, now_us + self._nak_again_us())
+                self._repeats.append((repeat_us, unwrapped - gap, unwrapped))
                 stats.packets_lost += gap
                 self._send_nak(((self._next_seq, seq_inc(seq, -1)),), now_us)
             self._next_seq = seq_inc(seq)
@@ -679,34 +693,51 @@ class SrtConnection:
         self._packets_since_ack = 0
         self.stats.light_acks_sent += 1
 
-    def _nak_overdue_us(self) -> int:
-        """How long after a request its retransmission is overdue."""
-        stats = self.stats
-        return max(stats.rtt_us + max(2 * stats.rttvar_us, NAK_OVERDUE_MARGIN_US), MIN_NAK_INTERVAL_US)
+    def _nak_again_us(self) -> int:
+        """How long after a request the sender will resend on another."""
+        rtt, rttvar = self.stats.rtt_us, self.stats.rttvar_us
+        return max(rtt - 4 * rttvar + NAK_RESEND_MARGIN_US, rtt // 2, MIN_NAK_INTERVAL_US)
 
     def _send_loss_report(self, now_us: int) -> None:
-        """4.8.2 periodic NAK: the ranges still missing whose request is
-        due, oldest first, as many as fit in one NAK; each is due again
-        when its retransmission is overdue. The walk stops there too, so a
-        peer that made thousands of gaps costs no more per NAK."""
+        """4.8.2 periodic NAK: what is still missing of the new gaps whose
+        report goes again, then the ranges still missing whose request is
+        due, oldest first, as many as fit in one NAK; each is due again when
+        the sender will resend again. The walk stops there too, so a peer
+        that made thousands of gaps costs no more per NAK. (The repeat of a
+        gap's first report leaves its schedule alone: the sender ignores
+        the repeat when it got the first.)"""
         lost = self._lost
         deliver_seq, deliver = self._deliver_seq, self._deliver_unwrapped
-        again_us = now_us + self._nak_overdue_us()
-        losses = []
-        words = 0
+        wanted: list[tuple[int, int]] = []
+        repeats = self._repeats
+        while repeats and repeats[0][0] <= now_us and len(wanted) <= MAX_NAK_WORDS:
+            _, start, end = repeats.popleft()
+            wanted += lost.within(start, end)
+        again_us = now_us + self._nak_again_us()
         next_due_us = again_us
         for index, (start, end, due_us) in enumerate(lost):
             if due_us <= now_us:
-                words += 1 if end - start == 1 else 2
-                if words > MAX_NAK_WORDS:
-                    break
-                losses.append((seq_inc(deliver_seq, start - deliver), seq_inc(deliver_seq, end - 1 - deliver)))
+                if wanted and start < wanted[-1][1]:
+                    wanted.append((wanted[-1][1], end))  # already asked for in part: the rest
+                else:
+                    wanted.append((start, end))
                 lost.restamp(index, again_us)
             elif due_us < next_due_us:
                 next_due_us = due_us
             if index >= MAX_NAK_WORDS:
                 break
+        if repeats and repeats[0][0] < next_due_us:
+            next_due_us = repeats[0][0]
         self._next_nak_us = next_due_us
+        losses = []
+        words = 0
+        for start, end in wanted:
+            if start >= end:
+                continue
+            words += 1 if end - start == 1 else 2
+            if words > MAX_NAK_WORDS:
+                break
+            losses.append((seq_inc(deliver_seq, start - deliver), seq_inc(deliver_seq, end - 1 - deliver)))
         if losses:
             self._send_nak(tuple(losses), now_us)
 

@@ -110,6 +110,13 @@ class SrtSeqRanges:
         if self._starts and self._starts[0] < value:
             self.remove(self._starts[0], value)
 
+    def within(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) held, as (start, end) ranges."""
+        starts, ends = self._starts, self._ends
+        lo = bisect_right(ends, start)
+        hi = bisect_left(starts, end)
+        return [(max(starts[i], start), min(ends[i], end)) for i in range(lo, hi)]
+
     def restamp(self, index: int, stamp: int) -> None:
         """Set the stamp of the `index`-th range (in the order of iteration)."""
         self._stamps[index] = stamp
