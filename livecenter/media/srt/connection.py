@@ -506,8 +506,7 @@ class SrtConnection:
         if end > received_to:
             if offset > received_to:
                 # Packets before the range never came either: a gap, asked for at the next timer.
-                if not self._lost:
-                    self._next_nak_us = now_us
+                self._next_nak_us = now_us
                 self._lost.add(deliver + received_to, deliver + offset, now_us)
                 self.stats.packets_lost += offset - received_to
             self._next_seq = seq_inc(self._deliver_seq, end)
