@@ -358,6 +358,19 @@ def test_it_forgets_a_whole_window_at_once_and_counts_what_comes_for_it_after():
     assert stats.packets_sender_dropped == MAX_REORDER_PACKETS - 2
 
 
+def test_it_asks_for_what_a_drop_request_shows_never_came():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1003, 0), START)  # 1001 and 1002 missing
+    connection.receive_packet(SrtDropRequest(7, 1005, 1006), START + 0.001)  # so 1004 was sent too
+    assert naks(connection) == [((1001, 1002),)]
+    assert connection.lost_packets == 3 and connection.stats.packets_lost == 3
+    connection.handle_timer(START + 0.001)
+    assert naks(connection) == [((1004, 1004),)]
+    connection.receive_datagram(data(1007, 0), START + 0.002)  # no gap: 1005 and 1006 are forgotten
+    assert naks(connection) == []
+
+
 def test_it_counts_a_packet_the_sender_gave_up_that_comes_after_all_as_belated():
     connection = make(latency_ms=1000)
     connection.receive_datagram(data(1000, 0), START)
