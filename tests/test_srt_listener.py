@@ -151,6 +151,19 @@ def test_it_answers_an_accepted_caller_with_hsrsp():
     assert connection.latency_us == 120_000
 
 
+def test_it_drops_too_late_packets_only_if_the_caller_asks_for_it_and_says_so():
+    listener = SrtListener(latency_ms=120)
+    without = listener.accept(
+        request(listener, hs=SrtHsExtension(0x010501, CALLER_FLAGS & ~SrtFlag.TLPKTDROP, 120, 120)), 10.0
+    )
+    [(answer, _)] = answers(listener)
+    assert not answer.hs.flags & SrtFlag.TLPKTDROP and answer.hs.flags & SrtFlag.PERIODICNAK
+    assert not without.too_late_drop
+    with_drop = listener.accept(request(listener, socket_id=CALLER_ID + 1), 10.0)
+    [(answer, _)] = answers(listener)
+    assert answer.hs.flags & SrtFlag.TLPKTDROP and with_drop.too_late_drop
+
+
 @pytest.mark.parametrize(
     ("ours", "theirs", "receive", "send"),
     [

@@ -76,7 +76,8 @@ COOKIE_PERIOD_US = 60_000_000
 # Our flow window: the receive window of our connections.
 FLOW_WINDOW_PACKETS = MAX_REORDER_PACKETS
 # The flags of our HSRSP: TSBPD both ways, too-late drop, periodic NAK, and
-# the two legacy flags every SRT peer sets (3.2.1.1.1).
+# the two legacy flags every SRT peer sets (3.2.1.1.1). Too-late drop only
+# if the caller's HSREQ has it too: `accept`.
 HSRSP_FLAGS = (
     SrtFlag.TSBPDSND | SrtFlag.TSBPDRCV | SrtFlag.CRYPT | SrtFlag.TLPKTDROP | SrtFlag.PERIODICNAK | SrtFlag.REXMITFLG
 )
@@ -236,6 +237,14 @@ class SrtListener:
         hs = handshake.hs
         receive_latency = min(max(ours, hs.sender_delay_ms), MAX_LATENCY_MS)
         send_latency = min(max(ours, hs.receiver_delay_ms), MAX_LATENCY_MS)
+        # 4.6: too-late drop only if the caller wants it (ffmpeg's
+        # tlpktdrop=0 says it does not). A libsrt sender drops only if our
+        # HSRSP says we do; libsrt's own receiver would go by its
+        # SRTO_TLPKTDROP alone, and we have no such setting: the caller's
+        # choice is what our receiving side does. (Sending, we give up on
+        # packets too old to play either way: SrtConnection._drop_old_sent.)
+        too_late_drop = bool(hs.flags & SrtFlag.TLPKTDROP)
+        flags = HSRSP_FLAGS if too_late_drop else HSRSP_FLAGS & ~SrtFlag.TLPKTDROP
         socket_id = self._new_socket_id()
         answer = bytes(
             SrtHandshake(
@@ -249,7 +258,7 @@ class SrtListener:
                 mtu_bytes=min(handshake.mtu_bytes, MAX_DATAGRAM_BYTES),
                 flow_window_packets=min(handshake.flow_window_packets, FLOW_WINDOW_PACKETS),
                 peer_ip=_peer_ip(pending.peer),
-                hs=SrtHsExtension(SRT_VERSION, HSRSP_FLAGS, receive_latency, send_latency),
+                hs=SrtHsExtension(SRT_VERSION, flags, receive_latency, send_latency),
                 hs_command=SrtHandshakeExtensionType.HSRSP,
                 # libsrt answers a KMREQ it could open with the same bytes.
                 km=handshake.km if pending.key_material else None,
@@ -270,6 +279,7 @@ class SrtListener:
             crypto=crypto,
             window_packets=FLOW_WINDOW_PACKETS,
             send_latency_ms=send_latency,
+            too_late_drop=too_late_drop,
         )
         self.connections[socket_id] = connection
         self._peers[socket_id] = pending.peer
