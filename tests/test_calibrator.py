@@ -132,11 +132,11 @@ def test_it_pushes_frames_stamped_with_their_capture_time():
 
 @pytest.mark.media
 def test_it_pushes_over_srt_as_mpeg_ts():
-    """An srt:// URL: MPEG-TS through Debian's ffmpeg to the node's SRT port,
+    """An srt:// URL: MPEG-TS through srt-live-transmit to the node's SRT port,
     played back over HTTP-FLV with the capture times in the frames."""
     node = NodeThread(srt_port=0).start()
     calibrator = subprocess.Popen(
-        [sys.executable, "manage.py", "calibrator", "--url", node.srt_publish_url(latency=120_000),
+        [sys.executable, "manage.py", "calibrator", "--url", node.srt_publish_url(latency=120),  # srt-live-transmit: ms
          "--size", "640x360", "--fps", "30", "--bitrate", "800k", "--duration", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

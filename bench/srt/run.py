@@ -319,8 +319,8 @@ def cpu_table(rows: list[dict]) -> str:
 
 def srt_ingest_url(env: dict, latency_ms: int) -> str:
     """The ingest domain's SRT latency set, and the SRT URL the URL
-    generator signs, sent to 127.0.0.1 with the caller's latency (libsrt's
-    option, in microseconds) equal to it."""
+    generator signs, sent to 127.0.0.1 with the caller's latency equal to
+    it (srt-live-transmit's option, in milliseconds: the calibrator's relay)."""
     script = (
         "from django.contrib.auth import get_user_model\n"
         "from domains import services\n"
@@ -334,7 +334,7 @@ def srt_ingest_url(env: dict, latency_ms: int) -> str:
         [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     url = out.stdout.strip().splitlines()[-1]
-    return url.replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1) + f"&latency={latency_ms * 1000}"
+    return url.replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1) + f"&latency={latency_ms}"
 
 
 def run_latency(args) -> dict:
