@@ -3,7 +3,7 @@ and the MPEG-TS demuxer (mpegts_demux.py).
 
 One UDP socket carries every SRT conversation of the node. The adapter only
 feeds datagrams and the clock in, sends what comes out, and runs the
-listener's timers on a short tick. A caller whose handshake completes is
+listener's timers when they are due. A caller whose handshake completes is
 asked about like an RTMP publisher (admission.admit_publish with the stream
 ID's domain, path and auth_key; the forbidden list; one publisher per
 stream), then accepted with its ingest domain's latency and passphrase, or
@@ -72,9 +72,12 @@ from .srt.listener import SrtListener
 
 log = logging.getLogger(__name__)
 
-# How often the listener's timers run (ACKs every 10 ms, NAKs, TSBPD
-# release, keepalives, idle timeouts): a release is at most this late.
-SRT_TICK_SECONDS = 0.005
+# The listener's timers (ACKs every 10 ms, NAKs, TSBPD release, keepalives,
+# idle timeouts) run when the earliest is due, but never sooner than this
+# after they are scheduled: a payload is released at most this late after
+# its TSBPD time (a 5 ms tick made it 2.5 ms on average, 5 at worst), and
+# the wake-ups stay under 1,000 a second however many connections there are.
+SRT_TIMER_MIN_SECONDS = 0.001
 
 # SRT access-control rejection reasons (libsrt's access_control.h, the
 # codes `srt-live-transmit` and ffmpeg print as "Rejection reason: ...").
@@ -262,6 +265,7 @@ class SrtServer:
         self.viewers: dict[int, SrtViewer] = {}  # by socket ID
         self.viewer_max_dropping_seconds = SRT_VIEWER_MAX_DROPPING_SECONDS
         self._tick: asyncio.TimerHandle | None = None
+        self._tick_at = 0.0  # when _tick runs, in time.monotonic()
         self._deciding: set[asyncio.Task] = set()
 
     # --- asyncio ----------------------------------------------------------------
@@ -316,11 +320,19 @@ class SrtServer:
                 self.transport.sendto(data, addr)
 
     def _schedule(self) -> None:
-        busy = self.listener.connections or self.listener.next_timer() is not None
-        if busy and self._tick is None:
-            self._tick = asyncio.get_running_loop().call_later(SRT_TICK_SECONDS, self._on_tick)
-        elif not busy:
+        """Run the listener's timers when the earliest is due (SRT_TIMER_MIN_SECONDS)."""
+        due = self.listener.next_timer()
+        if due is None:
             self._stop_ticking()
+            return
+        now = time.monotonic()
+        due = max(due, now + SRT_TIMER_MIN_SECONDS)
+        if self._tick is not None:
+            if self._tick_at <= due:
+                return
+            self._tick.cancel()
+        self._tick_at = due
+        self._tick = asyncio.get_running_loop().call_later(due - now, self._on_tick)
 
     def _on_tick(self) -> None:
         self._tick = None

@@ -136,6 +136,11 @@ class SrtListener:
         self._pending: dict[tuple[Address, int], _Pending] = {}
         self._pending_by_id: dict[int, tuple[Address, int]] = {}
         self._timers: dict[int, float | None] = {}  # socket ID -> its next_timer()
+        # The earliest of _timers, unless _timers_dirty: next_timer() is asked
+        # after every batch of datagrams, and a min() over every connection
+        # each time would cost more than the rest of the batch.
+        self._earliest_timer: float | None = None
+        self._timers_dirty = False
         self._next_request_id = 1
         self._rate_window_us = 0
         self._rate_counts: dict[str, int] = {}
@@ -178,11 +183,15 @@ class SrtListener:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` has something to do, in the clock of `now`."""
-        timers = [t for t in self._timers.values() if t is not None]
+        if self._timers_dirty:
+            self._earliest_timer = min((t for t in self._timers.values() if t is not None), default=None)
+            self._timers_dirty = False
+        earliest = self._earliest_timer
         if self._pending:
             oldest = next(iter(self._pending.values())).arrived_us  # they are kept in arrival order
-            timers.append((oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000)
-        return min(timers) if timers else None
+            expiry = (oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000
+            earliest = expiry if earliest is None else min(earliest, expiry)
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         now_us = _us(now)
@@ -455,15 +464,23 @@ class SrtListener:
         peer = self._peers[connection.socket_id]
         self._out.extend((data, peer) for data in connection.datagrams_to_send())
         self._events.extend(connection.events())
+        socket_id = connection.socket_id
+        old = self._timers.get(socket_id)
         if connection.closed:
-            del self.connections[connection.socket_id]
-            del self._peers[connection.socket_id]
-            del self._timers[connection.socket_id]
+            del self.connections[socket_id]
+            del self._peers[socket_id]
+            del self._timers[socket_id]
             self._answers.pop((peer, connection.peer_socket_id), None)
+            new = None
         else:
             # Kept per connection so that a datagram costs one connection's
             # timer, not all of them.
-            self._timers[connection.socket_id] = connection.next_timer()
+            new = self._timers[socket_id] = connection.next_timer()
+        if new != old and not self._timers_dirty:
+            if new is not None and (self._earliest_timer is None or new < self._earliest_timer):
+                self._earliest_timer = new
+            elif old is not None and old == self._earliest_timer:
+                self._timers_dirty = True  # the earliest moved later or went: found again when asked
 
     def _new_socket_id(self) -> int:
         while True:
