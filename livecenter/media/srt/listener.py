@@ -7,6 +7,7 @@ of datagrams to connections (draft-sharabayko-srt 4.3.1, caller-listener).
         SrtConnectionRequested -> listener.accept(event, now, passphrase=...)
                                   or listener.reject(event, reason, now)
         SrtDataReceived, SrtPacketsDropped, SrtConnectionClosed: per socket_id
+    listener.send(socket_id, payload, now)  # to a caller playing from us
     for data, addr in listener.datagrams_to_send(): transport.sendto(data, addr)
     timer = listener.next_timer()  # then listener.handle_timer(now)
 
@@ -297,6 +298,20 @@ class SrtListener:
             return
         pending = self._forget_pending(key)
         self._send_rejection(pending.handshake, pending.peer, reason)
+
+    def send(self, socket_id: int, payload: bytes, now: float) -> int:
+        """Send one live-mode message (at most 1456 bytes: 7 TS packets) to
+        the caller on `socket_id` (one playing from us); its sequence number.
+        Its datagram, and any retransmission, come out of
+        `datagrams_to_send`. Raises SrtUsageError for a connection that is
+        not open (it closed: its SrtConnectionClosed says so) or a payload
+        too large."""
+        connection = self.connections.get(socket_id)
+        if connection is None:
+            raise SrtUsageError(f"send on socket {socket_id}, which is not an open connection")
+        seq = connection.send(payload, now)
+        self._collect(connection)
+        return seq
 
     def close(self, socket_id: int, now: float) -> None:
         """Shut a connection down from our side and forget it."""
