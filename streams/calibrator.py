@@ -259,7 +259,10 @@ def push(
                 container.mux(audio.encode(_audio_frame(tone, audio_samples)))
                 audio_samples += AUDIO_FRAME_SAMPLES
             if relay is not None and relay.poll() is not None:
-                raise OSError(f"srt-live-transmit stopped (exit status {relay.returncode}): see its error above")
+                raise OSError(
+                    f"srt-live-transmit ended (exit status {relay.returncode}): the SRT connection failed, was"
+                    " refused or was lost (libsrt's error, if it logged one, is above)"
+                )
             report.frames += 1
             report.first_epoch_ms = report.first_epoch_ms or epoch_ms
             report.last_epoch_ms = epoch_ms
