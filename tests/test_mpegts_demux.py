@@ -417,6 +417,17 @@ def test_it_emits_our_muxer_s_video_frame_with_its_last_packet():
     assert [i for i, _ in got[1 : len(ends)]] == ends[1:]
 
 
+def test_it_emits_a_pes_of_known_length_with_its_last_packet():
+    # FFmpeg's audio PES (a few ADTS frames each) say their length: each is read once its bytes are in.
+    data = ffmpeg_ts()
+    demuxer, first_frame_at = TsDemuxer(), {}
+    for i, packet in enumerate(packets_of(data)):
+        for e in frames(demuxer.receive_data(packet), FrameKind.AUDIO):
+            first_frame_at.setdefault(e.timestamp_ms, i)
+    at, ends = sorted(set(first_frame_at.values())), pes_ends(data, AUDIO_PID)
+    assert len(ends) >= 10 and at[: len(ends)] == ends
+
+
 def stuffed_then_continued(unit: bytes, pts: int, counter: int) -> bytes:
     """A video PES whose first packet is stuffed although more of it follows."""
     data = pes(0xE0, unit, pts, bounded=False)
