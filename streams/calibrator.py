@@ -8,9 +8,9 @@ is captured when the wall clock reaches `start + n / fps`, stamped with that
 clock, encoded at once and written to FFmpeg's RTMP client through the FLV
 muxer. PyAV's own FFmpeg has no libsrt, so an srt:// URL gets MPEG-TS,
 flushed packet by packet as UDP datagrams to `srt-live-transmit` (Debian's
-srt-tools), a libsrt caller that sends each one on as an SRT message. The picture is
-a flat background with a moving bar (a stall shows) under the timecode band;
-the sound is a quiet 440 Hz tone.
+srt-tools), a libsrt caller that sends each one on as an SRT message. The
+picture is a flat background with a moving bar (a stall shows) under the
+timecode band; the sound is a quiet 440 Hz tone.
 """
 
 from __future__ import annotations
