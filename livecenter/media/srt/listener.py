@@ -7,6 +7,7 @@ of datagrams to connections (draft-sharabayko-srt 4.3.1, caller-listener).
         SrtConnectionRequested -> listener.accept(event, now, passphrase=...)
                                   or listener.reject(event, reason, now)
         SrtDataReceived, SrtPacketsDropped, SrtConnectionClosed: per socket_id
+    listener.send(socket_id, payload, now)  # to a caller playing from us
     for data, addr in listener.datagrams_to_send(): transport.sendto(data, addr)
     timer = listener.next_timer()  # then listener.handle_timer(now)
 
@@ -137,6 +138,11 @@ class SrtListener:
         self._pending: dict[tuple[Address, int], _Pending] = {}
         self._pending_by_id: dict[int, tuple[Address, int]] = {}
         self._timers: dict[int, float | None] = {}  # socket ID -> its next_timer()
+        # The earliest of _timers, unless _timers_dirty: next_timer() is asked
+        # after every batch of datagrams, and a min() over every connection
+        # each time would cost more than the rest of the batch.
+        self._earliest_timer: float | None = None
+        self._timers_dirty = False
         self._next_request_id = 1
         self._rate_window_us = 0
         self._rate_counts: dict[str, int] = {}
@@ -179,11 +185,15 @@ class SrtListener:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` has something to do, in the clock of `now`."""
-        timers = [t for t in self._timers.values() if t is not None]
+        if self._timers_dirty:
+            self._earliest_timer = min((t for t in self._timers.values() if t is not None), default=None)
+            self._timers_dirty = False
+        earliest = self._earliest_timer
         if self._pending:
             oldest = next(iter(self._pending.values())).arrived_us  # they are kept in arrival order
-            timers.append((oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000)
-        return min(timers) if timers else None
+            expiry = (oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000
+            earliest = expiry if earliest is None else min(earliest, expiry)
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         now_us = _us(now)
@@ -298,6 +308,20 @@ class SrtListener:
             return
         pending = self._forget_pending(key)
         self._send_rejection(pending.handshake, pending.peer, reason)
+
+    def send(self, socket_id: int, payload: bytes, now: float) -> int:
+        """Send one live-mode message (at most 1456 bytes: 7 TS packets) to
+        the caller on `socket_id` (one playing from us); its sequence number.
+        Its datagram, and any retransmission, come out of
+        `datagrams_to_send`. Raises SrtUsageError for a connection that is
+        not open (it closed: its SrtConnectionClosed says so) or a payload
+        too large."""
+        connection = self.connections.get(socket_id)
+        if connection is None:
+            raise SrtUsageError(f"send on socket {socket_id}, which is not an open connection")
+        seq = connection.send(payload, now)
+        self._collect(connection)
+        return seq
 
     def close(self, socket_id: int, now: float) -> None:
         """Shut a connection down from our side and forget it."""
@@ -465,15 +489,23 @@ class SrtListener:
         peer = self._peers[connection.socket_id]
         self._out.extend((data, peer) for data in connection.datagrams_to_send())
         self._events.extend(connection.events())
+        socket_id = connection.socket_id
+        old = self._timers.get(socket_id)
         if connection.closed:
-            del self.connections[connection.socket_id]
-            del self._peers[connection.socket_id]
-            del self._timers[connection.socket_id]
+            del self.connections[socket_id]
+            del self._peers[socket_id]
+            del self._timers[socket_id]
             self._answers.pop((peer, connection.peer_socket_id), None)
+            new = None
         else:
             # Kept per connection so that a datagram costs one connection's
             # timer, not all of them.
-            self._timers[connection.socket_id] = connection.next_timer()
+            new = self._timers[socket_id] = connection.next_timer()
+        if new != old and not self._timers_dirty:
+            if new is not None and (self._earliest_timer is None or new < self._earliest_timer):
+                self._earliest_timer = new
+            elif old is not None and old == self._earliest_timer:
+                self._timers_dirty = True  # the earliest moved later or went: found again when asked
 
     def _new_socket_id(self) -> int:
         while True:
