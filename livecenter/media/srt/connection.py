@@ -145,9 +145,9 @@ def _us(now: float) -> int:
 
 
 class SrtConnection:
-    """The receiving side of an accepted SRT connection (a caller publishing
-    to us). `SrtListener.accept` makes one; build one directly for tests or
-    a caller role of our own."""
+    """One established SRT connection, either side of it: `SrtListener.accept`
+    makes one for a caller that reached us, `SrtCaller` one for our own call
+    to a listener; build one directly for tests."""
 
     def __init__(
         self,
@@ -163,6 +163,7 @@ class SrtConnection:
         peer_idle_timeout_us: int = PEER_IDLE_TIMEOUT_US,
         send_latency_ms: int = 0,
         too_late_drop: bool = True,
+        start: float | None = None,
     ) -> None:
         """`peer_start_timestamp` is the Timestamp of the peer's handshake
         that arrived at `now`: it sets the TSBPD time base (4.5). Both
@@ -171,7 +172,10 @@ class SrtConnection:
         `too_late_drop` is the TLPKTDROP the handshake agreed on (4.6):
         without it the receiving side does not give up on a missing packet
         when a later one is due; it waits for it, at most MAX_GAP_WAIT_US
-        longer. (Sending, we give up on packets too old to play either way.)"""
+        longer. (Sending, we give up on packets too old to play either way.)
+        `start` is when our own clock started, `now` if None: the
+        timestamps we send count from it. A caller's starts before its
+        handshake, whose timestamps the peer set its time base by (4.5)."""
         now_us = _us(now)
         self.socket_id = socket_id
         self.peer_socket_id = peer_socket_id
@@ -182,7 +186,7 @@ class SrtConnection:
         self.too_late_drop = too_late_drop
         self.stats = SrtConnectionStats()
         self.closed = False
-        self._start_us = now_us
+        self._start_us = now_us if start is None else _us(start)
         self._time_base_us = now_us - peer_start_timestamp
         self._last_timestamp = peer_start_timestamp  # extended past 32 bits
         self._deliver_seq = initial_seq  # the next one to release

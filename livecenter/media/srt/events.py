@@ -40,6 +40,30 @@ class SrtConnectionRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class SrtCallAccepted:
+    """Our call (`SrtCaller`) was answered: the connection is open and
+    `SrtCaller.send` sends on it."""
+
+    socket_id: int
+    peer_socket_id: int
+    send_latency_ms: int  # the listener's receive latency: our packets play this late
+    receive_latency_ms: int
+    encrypted: bool
+    peer_srt_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SrtCallRejected:
+    """Our call failed: the listener refused it, its answer was one we
+    cannot take, or nothing came within the connect timeout (TIMEOUT).
+    `reason` is libsrt's code for it, as its callers report it (1403 for
+    a listener's "forbidden")."""
+
+    reason: int  # SrtRejectReason or a user-range code
+    detail: str  # for the log line
+
+
+@dataclass(frozen=True, slots=True)
 class SrtDataReceived:
     """A payload at its TSBPD release time, in sequence order."""
 
@@ -67,4 +91,12 @@ class SrtConnectionClosed:
     reason: str
 
 
-SrtEvent = SrtConnectionRequested | SrtConnectionRejected | SrtDataReceived | SrtPacketsDropped | SrtConnectionClosed
+SrtEvent = (
+    SrtConnectionRequested
+    | SrtConnectionRejected
+    | SrtCallAccepted
+    | SrtCallRejected
+    | SrtDataReceived
+    | SrtPacketsDropped
+    | SrtConnectionClosed
+)

@@ -267,7 +267,7 @@ class SrtListener:
                 initial_seq=handshake.initial_seq,
                 mtu_bytes=min(handshake.mtu_bytes, MAX_DATAGRAM_BYTES),
                 flow_window_packets=min(handshake.flow_window_packets, FLOW_WINDOW_PACKETS),
-                peer_ip=_peer_ip(pending.peer),
+                peer_ip=peer_ip_of(pending.peer),
                 hs=SrtHsExtension(SRT_VERSION, flags, receive_latency, send_latency),
                 hs_command=SrtHandshakeExtensionType.HSRSP,
                 # libsrt answers a KMREQ it could open with the same bytes.
@@ -354,7 +354,7 @@ class SrtListener:
             initial_seq=handshake.initial_seq,
             mtu_bytes=handshake.mtu_bytes,
             flow_window_packets=handshake.flow_window_packets,
-            peer_ip=_peer_ip(addr),
+            peer_ip=peer_ip_of(addr),
             dest_socket_id=handshake.socket_id,
         )
         self._out.append((bytes(answer), addr))
@@ -451,7 +451,7 @@ class SrtListener:
             initial_seq=handshake.initial_seq,
             mtu_bytes=handshake.mtu_bytes,
             flow_window_packets=handshake.flow_window_packets,
-            peer_ip=_peer_ip(addr),
+            peer_ip=peer_ip_of(addr),
             dest_socket_id=handshake.socket_id,
         )
         self._out.append((bytes(answer), addr))
@@ -514,7 +514,9 @@ class SrtListener:
                 return socket_id
 
 
-def _peer_ip(addr: Address) -> bytes:
+def peer_ip_of(addr: Address) -> bytes:
+    """The handshake's Peer IP Address for `addr`; zeros for a host that is
+    not an IP address (the field is informative: libsrt only logs it)."""
     try:
         return peer_ip_field(addr[0])
     except ValueError:
