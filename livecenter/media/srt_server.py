@@ -569,37 +569,36 @@ class SrtServer:
             self.listener.close(viewer.socket_id, time.monotonic())
             self._send_listener_datagrams()
         log.info("srt %s play of %s ended (%s): %d frames sent, %d skipped in %d skips", viewer.peer, viewer.key,
-                 reason, viewer.frames_sent, viewer.frames_skipped, viewer.skips)  # fmt: skip
+                 reason, viewer.ts.frames_sent, viewer.ts.frames_skipped, viewer.ts.skips)  # fmt: skip
 
     def _close_viewers(self, reason: str) -> None:
         for viewer in list(self.viewers.values()):
             self._end_viewer(viewer, reason, tell_peer=True)
 
 
-class SrtViewer:
-    """One SRT caller playing a stream: the hub's frames muxed to MPEG-TS
-    and sent as they come, 7 TS packets per SRT payload.
+class SrtTooSlow(Exception):
+    """The peer has been missing packets for too long (SrtTsSender)."""
+
+
+class SrtTsSender:
+    """The hub's frames as MPEG-TS in SRT payloads of 7 TS packets, for one
+    connection that sends a stream: a viewer here (SrtViewer) or an edge's
+    relay to its center (relay.push_srt).
 
     It muxes for itself (its own continuity counters and PSI), since each
-    viewer's TS starts where it joined and skips where it fell behind.
-    What bounds its memory: the hub's queue (bounded, shared frames), and
-    the connection's send buffer, which gives up on packets the caller has
-    not acknowledged within its latency plus 1 s (SEND_DROP_MARGIN_US). Each
-    such give-up makes the viewer skip to the next keyframe (the frames in
-    between could not be decoded anyway), as does a full socket buffer; a
-    viewer still losing packets `viewer_max_dropping_seconds` after it
-    started is disconnected. It sends through the listener
-    (SrtListener.send), by socket ID, and only reads its connection's
-    counters."""
+    connection's TS starts where it joined and skips where it fell behind:
+    PAT and PMT first, before every video keyframe, and at least every
+    PSI_INTERVAL_MS. What bounds its memory: the hub's queue (bounded,
+    shared frames), and the connection's send buffer, which gives up on
+    packets the peer has not acknowledged within its latency plus 1 s
+    (SEND_DROP_MARGIN_US). Each such give-up makes it skip to the next
+    keyframe (the frames in between could not be decoded anyway), as does a
+    backed-up socket; still losing packets `max_dropping_seconds` after it
+    started, it raises SrtTooSlow."""
 
-    def __init__(self, server: SrtServer, socket_id: int, send_latency_us: int, peer: str, key: StreamKey) -> None:
-        self.server = server
-        self.socket_id = socket_id
-        self.peer = peer
-        self.key = key
+    def __init__(self, send_latency_us: int, max_dropping_seconds: float = SRT_VIEWER_MAX_DROPPING_SECONDS) -> None:
+        self.max_dropping_seconds = max_dropping_seconds
         self.muxer = TsMuxer()
-        self.subscription = None
-        self.closed = False
         self.frames_sent = 0
         self.frames_skipped = 0
         self.skips = 0
@@ -611,6 +610,79 @@ class SrtViewer:
         self._dropping_since: float | None = None
         # Packets sent this long before are acknowledged or dropped by now.
         self._settle_seconds = (send_latency_us + SEND_DROP_MARGIN_US) / 1_000_000
+
+    def payloads(self, frames: list, subscription, now: float, dropped: int, backed_up: bool = False) -> list[bytes]:
+        """What `frames` (drained from `subscription`) become, payload by
+        payload. `dropped` is the connection's count of packets it gave up
+        (packets_send_dropped); `backed_up`: the socket holds too much."""
+        if self._congested(now, dropped) or backed_up:
+            if self._dropping_since is not None and now - self._dropping_since >= self.max_dropping_seconds:
+                raise SrtTooSlow
+            if not self._need_keyframe:
+                self._need_keyframe = True
+                self.skips += 1
+        muxer = self.muxer
+        out = bytearray()
+        for frame in frames:
+            if self._need_keyframe and not frame.is_header:
+                if not frame.keyframe:
+                    self.frames_skipped += 1
+                    subscription.dropped += 1
+                    continue
+                self._need_keyframe = False
+            try:
+                data = muxer.mux(frame.kind, frame.timestamp, frame.body)
+            except TsMuxError as exc:
+                self.mux_errors += 1
+                if self.mux_errors == 1:  # the same reason frame after frame, most likely
+                    log.info("srt: frame of %s dropped: %s", subscription.key, exc)
+                continue
+            if not data:
+                continue
+            last_psi = self._last_psi_ms
+            if (
+                last_psi is None
+                or (frame.keyframe and frame.kind is FrameKind.VIDEO)
+                or not 0 <= frame.timestamp - last_psi < PSI_INTERVAL_MS
+            ):
+                out += muxer.psi()
+                self._last_psi_ms = frame.timestamp
+            out += data
+            self.frames_sent += 1
+        if not out:
+            return []
+        subscription.count_sent(len(out))
+        view = memoryview(out)
+        return [bytes(view[pos : pos + SRT_TS_PAYLOAD_BYTES]) for pos in range(0, len(view), SRT_TS_PAYLOAD_BYTES)]
+
+    def _congested(self, now: float, dropped: int) -> bool:
+        """Whether the connection gave packets up since the last look."""
+        if dropped > self._drops_seen:
+            self._drops_seen = dropped
+            self._last_drop_at = now
+            if self._dropping_since is None:
+                self._dropping_since = now
+            return True
+        if self._dropping_since is not None and now - self._last_drop_at > self._settle_seconds:
+            self._dropping_since = None  # everything sent since the last drop went through
+        return False
+
+
+class SrtViewer:
+    """One SRT caller playing a stream: the hub's frames muxed to MPEG-TS
+    (SrtTsSender) and sent as they come, through the listener
+    (SrtListener.send) by socket ID; it only reads its connection's
+    counters. A viewer still losing packets `viewer_max_dropping_seconds`
+    after it started is disconnected."""
+
+    def __init__(self, server: SrtServer, socket_id: int, send_latency_us: int, peer: str, key: StreamKey) -> None:
+        self.server = server
+        self.socket_id = socket_id
+        self.peer = peer
+        self.key = key
+        self.ts = SrtTsSender(send_latency_us, server.viewer_max_dropping_seconds)
+        self.subscription = None
+        self.closed = False
 
     def attach(self, subscription) -> None:
         """Start sending; what the hub queued at once (headers, GOP) goes now."""
@@ -637,65 +709,18 @@ class SrtViewer:
             self.subscription.close()
 
     def _send(self, frames: list, now: float) -> None:
-        if self._congested(now):
-            if (
-                self._dropping_since is not None
-                and now - self._dropping_since >= self.server.viewer_max_dropping_seconds
-            ):
-                self.server._end_viewer(self, "too slow, disconnected", tell_peer=True)
-                return
-            if not self._need_keyframe:
-                self._need_keyframe = True
-                self.skips += 1
-        muxer = self.muxer
-        out = bytearray()
-        for frame in frames:
-            if self._need_keyframe and not frame.is_header:
-                if not frame.keyframe:
-                    self.frames_skipped += 1
-                    self.subscription.dropped += 1
-                    continue
-                self._need_keyframe = False
-            try:
-                data = muxer.mux(frame.kind, frame.timestamp, frame.body)
-            except TsMuxError as exc:
-                self.mux_errors += 1
-                if self.mux_errors == 1:  # the same reason frame after frame, most likely
-                    log.info("srt %s play of %s: frame dropped: %s", self.peer, self.key, exc)
-                continue
-            if not data:
-                continue
-            last_psi = self._last_psi_ms
-            if (
-                last_psi is None
-                or (frame.keyframe and frame.kind is FrameKind.VIDEO)
-                or not 0 <= frame.timestamp - last_psi < PSI_INTERVAL_MS
-            ):
-                out += muxer.psi()
-                self._last_psi_ms = frame.timestamp
-            out += data
-            self.frames_sent += 1
-        if not out:
+        server = self.server
+        dropped = server.listener.connections[self.socket_id].stats.packets_send_dropped
+        transport = server.transport
+        backed_up = transport is not None and transport.get_write_buffer_size() > SRT_SEND_HIGH_WATER_BYTES
+        try:
+            payloads = self.ts.payloads(frames, self.subscription, now, dropped, backed_up)
+        except SrtTooSlow:
+            server._end_viewer(self, "too slow, disconnected", tell_peer=True)
             return
-        view = memoryview(out)
-        send, socket_id = self.server.listener.send, self.socket_id
-        for pos in range(0, len(view), SRT_TS_PAYLOAD_BYTES):
-            send(socket_id, bytes(view[pos : pos + SRT_TS_PAYLOAD_BYTES]), now)
-        self.subscription.count_sent(len(out))
-        self.server._send_listener_datagrams()
-
-    def _congested(self, now: float) -> bool:
-        """Whether the caller is missing packets (the connection gave some
-        up since the last look) or the node's socket is backed up."""
-        connection = self.server.listener.connections.get(self.socket_id)
-        dropped = connection.stats.packets_send_dropped if connection is not None else self._drops_seen
-        if dropped > self._drops_seen:
-            self._drops_seen = dropped
-            self._last_drop_at = now
-            if self._dropping_since is None:
-                self._dropping_since = now
-            return True
-        if self._dropping_since is not None and now - self._last_drop_at > self._settle_seconds:
-            self._dropping_since = None  # everything sent since the last drop went through
-        transport = self.server.transport
-        return transport is not None and transport.get_write_buffer_size() > SRT_SEND_HIGH_WATER_BYTES
+        if not payloads:
+            return
+        send, socket_id = server.listener.send, self.socket_id
+        for payload in payloads:
+            send(socket_id, payload, now)
+        server._send_listener_datagrams()
