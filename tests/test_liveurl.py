@@ -164,6 +164,19 @@ def test_the_srt_stream_id_round_trips():
     assert parse_srt_streamid(str(unsigned)) == unsigned and unsigned.auth_key is None
 
 
+def test_the_srt_stream_id_keeps_the_resources_other_parameters():
+    # A node's token between nodes (edge.py): encoded so that "," and "=" stay the stream ID's.
+    written = SrtStreamId(
+        "push.example.com", "live", "cam1", None, "publish", (("lc_node", "edge a"), ("lc_relay", "1-a,b"))
+    )
+    assert str(written) == "#!::h=push.example.com,r=/live/cam1?lc_node=edge+a&lc_relay=1-a%2Cb,m=publish"
+    read = parse_srt_streamid(str(written))
+    assert read == written and read.query == {"lc_node": "edge a", "lc_relay": "1-a,b"}
+    signed = parse_srt_streamid("#!::r=/live/cam1?x=1&auth_key=1-0-0-ab,m=publish")
+    assert signed.auth_key == "1-0-0-ab" and signed.params == (("x", "1"),)
+    assert signed.query == {"auth_key": "1-0-0-ab", "x": "1"}
+
+
 def test_the_generated_srt_url_carries_a_stream_id_that_verifies():
     url = ingest_urls(INGEST, "live", "cam1", EXPIRES, Ports())["srt"]
     sid = parse_srt_streamid(url.partition("streamid=")[2])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .admission import domain_of, is_ip_literal
 from .signing import sign
@@ -67,17 +67,27 @@ def _with_query(url: str, query: str) -> str:
 @dataclass(frozen=True)
 class SrtStreamId:
     """The SRT access-control stream ID of DESIGN.md: the domain, the
-    resource `/{app}/{stream}` with its token, and the mode."""
+    resource `/{app}/{stream}` with its token, and the mode. `params` are
+    the resource's other query parameters (a node's token between nodes of
+    the cluster: edge.py), in their order."""
 
     host: str
     app: str
     stream: str
     auth_key: str | None = None
     mode: str = "publish"
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The resource's query: `auth_key` and `params`."""
+        return {**({"auth_key": self.auth_key} if self.auth_key else {}), **dict(self.params)}
 
     @property
     def resource(self) -> str:
-        return _with_query(f"/{self.app}/{self.stream}", f"auth_key={self.auth_key}" if self.auth_key else "")
+        auth = f"auth_key={self.auth_key}" if self.auth_key else ""
+        query = "&".join(part for part in (auth, urlencode(self.params)) if part)
+        return _with_query(f"/{self.app}/{self.stream}", query)
 
     @property
     def signed_uri(self) -> str:
@@ -188,8 +198,9 @@ def parse_srt_streamid(streamid: str) -> SrtStreamId:
         raise LiveUrlError(f"the SRT mode m={mode!r} must be publish or request")
     path, _, inner = fields["r"].partition("?")
     app, stream = _path_parts(path)
-    query = dict(parse_qsl(inner, keep_blank_values=True))
-    return SrtStreamId(fields.get("h", "").lower(), app, stream, query.get("auth_key"), mode)
+    items = parse_qsl(inner, keep_blank_values=True)
+    params = tuple((key, value) for key, value in items if key != "auth_key")
+    return SrtStreamId(fields.get("h", "").lower(), app, stream, dict(items).get("auth_key"), mode, params)
 
 
 def _srt(url: str) -> tuple[str, SrtStreamId]:

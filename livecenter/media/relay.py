@@ -1,10 +1,14 @@
-"""Moving a live stream between nodes over RTMP: `push` (an edge relays what
-its publisher sends to the live center) and `pull` (an edge fetches a
-center's stream for its own viewers).
+"""Moving a live stream between nodes: `push` (an edge relays what its
+publisher sends to the live center) over RTMP, `push_srt` the same over
+SRT, and `pull` (an edge fetches a center's stream for its own viewers)
+over RTMP.
 
-Both are thin asyncio adapters around `rtmp.client.RtmpClientConnection`.
-Frames go out as they come, with no merge delay (the relay is one
-connection per stream, and its latency is every remote viewer's). What
+The RTMP ones are thin asyncio adapters around
+`rtmp.client.RtmpClientConnection`; `push_srt` sends the MPEG-TS that SRT
+playback sends (srt_server.SrtTsSender) through an SRT call (srt_call.py),
+whose latency the edge chooses for the link. Frames go out as they come,
+with no merge delay (the relay is one connection per stream, and its
+latency is every remote viewer's). What
 decides where to push or pull from, and what to do when a link fails, is
 the caller's: these return when the stream ends and raise `RelayError`
 (naming the reason) when the link does.
@@ -15,15 +19,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from .flv import FrameKind
 from .hub import AlreadyPublishing, MediaFrame, StreamHub
+from .liveurl import SrtStreamId
 from .policy import StreamKey
 from .rtmp import AudioReceived, MetadataReceived, PeerClosed, RtmpProtocolError, VideoReceived
 from .rtmp.client import PlayStarted, PublishStarted, Refused, RtmpClientConnection, StreamEnded
+from .srt.errors import SrtUsageError
+from .srt_call import SrtCall, SrtCallFailed
+from .srt_server import (
+    REJECT_CONFLICT,
+    REJECT_FORBIDDEN,
+    REJECT_NOT_FOUND,
+    REJECT_UNAUTHORIZED,
+    REJECT_UNAVAILABLE,
+    SrtTooSlow,
+    SrtTsSender,
+)
 
 log = logging.getLogger("livecenter.media.relay")
 
@@ -49,15 +66,17 @@ class RelayError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RelayTarget:
-    """Where a stream goes (push) or comes from (pull): a node's RTMP
-    address, the app and stream name, and the query that admits us there
-    (an internal token, or the domain's `auth_key` and `domain=`)."""
+    """Where a stream goes (push) or comes from (pull): a node's RTMP (or,
+    for push_srt, SRT) address, the app and stream name, and the query that
+    admits us there (an internal token, or the domain's `auth_key` and
+    `domain=`)."""
 
     host: str
     port: int
     app: str
     stream: str
     query: tuple[tuple[str, str], ...] = ()
+    protocol: str = "rtmp"  # or "srt"
 
     @property
     def tc_url(self) -> str:
@@ -68,8 +87,17 @@ class RelayTarget:
         """The stream name with its query, as `publish`/`play` carry it."""
         return f"{self.stream}?{urlencode(self.query)}" if self.query else self.stream
 
+    @property
+    def srt_stream_id(self) -> str:
+        """What publishes to this target over SRT: DESIGN.md's stream ID,
+        the domain as `h=` and the rest of the query on the resource."""
+        query = dict(self.query)
+        domain = query.pop("domain", self.host)
+        auth_key = query.pop("auth_key", None)
+        return str(SrtStreamId(domain, self.app, self.stream, auth_key, "publish", tuple(query.items())))
+
     def __str__(self) -> str:  # never the query: it holds credentials
-        return f"rtmp://{self.host}:{self.port}/{self.app}/{self.stream}"
+        return f"{self.protocol}://{self.host}:{self.port}/{self.app}/{self.stream}"
 
 
 class _Link:
@@ -243,3 +271,81 @@ async def pull(
         if publication is not None:
             publication.close(reason or "pull stopped")
         await link.close()
+
+
+# A center's SRT rejections that are its verdict on the stream, in the
+# words its RTMP refusal would use (srt_server's codes), so the edge acts
+# on them alike (edge.PASSING_REFUSALS). Any other access-control code is
+# a verdict too; a protocol-level one (a timeout, a passphrase mismatch, a
+# full listener) is the link's fault and another center may do.
+SRT_REFUSALS = {
+    REJECT_UNAVAILABLE: "policy unavailable",
+    REJECT_FORBIDDEN: "stream is forbidden",
+    REJECT_CONFLICT: "stream is already being published",
+    REJECT_NOT_FOUND: "non-existent domain",
+    REJECT_UNAUTHORIZED: "unauthorized",
+}
+# SRT's access-control range (libsrt's SRT_REJC_PREDEFINED and user codes).
+_ACCESS_CONTROL_CODES = range(1000, 3000)
+# A relay that keeps losing packets (the link is slower than the stream)
+# this long is given up, and the edge tries the link again.
+RELAY_SRT_MAX_DROPPING_SECONDS = 10.0
+
+
+def _srt_refusal(reason: int) -> str:
+    if reason not in _ACCESS_CONTROL_CODES:
+        return ""
+    return SRT_REFUSALS.get(reason, f"rejected with SRT code {reason}")
+
+
+async def push_srt(
+    hub: StreamHub,
+    key: StreamKey,
+    target: RelayTarget,
+    *,
+    latency_ms: int,
+    passphrase: str | None = None,
+    start_timeout: float = RELAY_START_TIMEOUT_SECONDS,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """`push` over SRT: `key`'s frames as MPEG-TS to the SRT listener at
+    `target` (publishing with `target.srt_stream_id`), asking for
+    `latency_ms` (the center takes the larger of it and its own) and
+    encrypted with `passphrase` if given (the ingest domain's: the center
+    asks for it as from any publisher). Returns when the stream ends here,
+    raises RelayError when the call is refused or the link fails."""
+    call = SrtCall(target.host, target.port, stream_id=target.srt_stream_id, latency_ms=latency_ms,
+                   passphrase=passphrase, connect_timeout_seconds=start_timeout)  # fmt: skip
+    subscription = None
+    try:
+        try:
+            accepted = await call.connect()
+        except SrtCallFailed as exc:
+            raise RelayError(f"{target} refused: {exc.detail}", _srt_refusal(exc.reason)) from None
+        except (OSError, SrtUsageError) as exc:
+            raise RelayError(f"{target}: {getattr(exc, 'strerror', None) or exc}") from None
+        if on_started is not None:
+            on_started()
+        subscription = hub.subscribe(key, protocol="relay")
+        ts = SrtTsSender(accepted.send_latency_ms * 1000, RELAY_SRT_MAX_DROPPING_SECONDS)
+        while True:
+            getter = asyncio.ensure_future(subscription.get())
+            done, _ = await asyncio.wait({getter, call.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if call.closed in done:
+                getter.cancel()
+                raise RelayError(f"{target}: {call.closed.result()}")
+            frame = getter.result()
+            if frame is None:
+                return
+            try:
+                payloads = ts.payloads([frame, *subscription.drain()], subscription, time.monotonic(),
+                                       call.packets_send_dropped)  # fmt: skip
+            except SrtTooSlow:
+                raise RelayError(f"{target}: packets given up for {RELAY_SRT_MAX_DROPPING_SECONDS:g} s") from None
+            for payload in payloads:
+                call.send(payload)
+            call.flush()
+    finally:
+        if subscription is not None:
+            subscription.close()
+        call.close()

@@ -157,11 +157,13 @@ def read_stream_id(stream_id: str | None) -> SrtStreamId:
     parts = path.strip("/").split("/")
     if len(parts) != 2 or not all(parts):
         raise LiveUrlError("a short SRT stream ID is {app}/{stream}?auth_key=…&domain={domain}")
-    query = dict(parse_qsl(inner, keep_blank_values=True))
+    items = parse_qsl(inner, keep_blank_values=True)
+    query = dict(items)
     if not query.get("domain"):
         raise LiveUrlError("a short SRT stream ID names its domain: {app}/{stream}?auth_key=…&domain={domain}")
     mode = query.get("m", "publish")
-    return SrtStreamId(query["domain"].lower(), parts[0], parts[1], query.get("auth_key"), mode)
+    params = tuple((key, value) for key, value in items if key not in ("auth_key", "domain", "m"))
+    return SrtStreamId(query["domain"].lower(), parts[0], parts[1], query.get("auth_key"), mode, params)
 
 
 @dataclass(eq=False)
@@ -363,8 +365,11 @@ class SrtServer:
         if target.mode != "publish":
             return self._reject(event, REJECT_BAD_MODE, name, f"mode {target.mode!r} is not served")
         domain = domain_of(target.host, {})
+        # Another node of the cluster relaying a stream it admitted (edge.py):
+        # its node token stands for the publisher's signature, as over RTMP.
+        relayed = self.node.relayed_by(target.signed_uri, target.query) is not None
         admission = await admit_publish(self.node.policy, domain, target.app, target.stream, target.auth_key,
-                                        time.time())  # fmt: skip
+                                        time.time(), relayed)  # fmt: skip
         if not admission.ok:
             return self._reject(event, refusal_code(admission.refusal), name, str(admission.refusal))
         stream = self.node.hub.stream(admission.key)
