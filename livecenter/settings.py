@@ -357,6 +357,10 @@ LIVECENTER_MEDIA_WORKER_KEY = os.environ.get(
 LIVECENTER_CLUSTER_KEY = os.environ.get(
     "LIVECENTER_CLUSTER_KEY", hashlib.sha256(f"livecenter-cluster:{SECRET_KEY}".encode()).hexdigest()
 )
+# How an edge relays its publishers' streams to a center: rtmp or srt, and
+# the SRT latency it asks for (NodeConfig in livecenter/media/node.py says why 1000 ms).
+LIVECENTER_RELAY_PROTOCOL = os.environ.get("LIVECENTER_RELAY_PROTOCOL", "rtmp")
+LIVECENTER_RELAY_SRT_LATENCY_MS = int(os.environ.get("LIVECENTER_RELAY_SRT_LATENCY_MS", "1000"))
 
 # What a peer may hold of the node before it has shown a signature, and how
 # many connections the node takes (issue 11; NodeConfig in

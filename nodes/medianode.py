@@ -92,6 +92,8 @@ def node_config() -> NodeConfig:
         max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
+        relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,
+        relay_srt_latency_ms=settings.LIVECENTER_RELAY_SRT_LATENCY_MS,
     )
 
 

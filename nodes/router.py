@@ -75,7 +75,7 @@ class RegistryRouter:
         route = self.assignments.route(self.view(), str(key), region, avoid)
         if route.node is None:
             return route.reason
-        return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
+        return Route(route.node.node_id, route.node.host, route.node.rtmp_port, route.node.srt_port)
 
     async def claim(self, key: StreamKey, node_id: str) -> str | None:
         """None when `node_id` may take the publisher of `key`; else who has it.
@@ -110,7 +110,7 @@ class RegistryRouter:
         route = pull_source(self.view(), str(key), await self._live_center(key), exclude=self.node_id)
         if route.node is None:
             return None
-        return Route(route.node.node_id, route.node.host, route.node.rtmp_port)
+        return Route(route.node.node_id, route.node.host, route.node.rtmp_port, route.node.srt_port)
 
 
 async def refresh_router(router: RegistryRouter, store, live: Collection[str], published: Collection[str]) -> None:

@@ -58,8 +58,8 @@ def router():
 
 
 def test_it_relays_to_the_least_loaded_center_of_the_domains_live_center(router):
-    assert route(router.relay_route(KEY, ())) == Route("c2", "10.0.0.7", 1935)
-    assert route(router.relay_route(KEY, {"c2"})) == Route("c1", "10.0.0.7", 1935)
+    assert route(router.relay_route(KEY, ())) == Route("c2", "10.0.0.7", 1935, 1105)
+    assert route(router.relay_route(KEY, {"c2"})) == Route("c1", "10.0.0.7", 1935, 1105)
 
 
 def test_it_says_why_it_has_no_center(router):
@@ -84,7 +84,7 @@ def test_it_keeps_a_streams_center_while_it_is_live_here_and_forgets_it_after(ro
 def test_it_pulls_from_the_center_carrying_the_stream(router):
     assert route(router.pull_route(KEY)) is None
     router.refresh(dict(router.beats, c1=a_beat("c1", roles=CENTERS, streams=frozenset({str(KEY)}))), live=[])
-    assert route(router.pull_route(KEY)) == Route("c1", "10.0.0.7", 1935)
+    assert route(router.pull_route(KEY)) == Route("c1", "10.0.0.7", 1935, 1105)
 
 
 @pytest.mark.django_db

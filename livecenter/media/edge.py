@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .capacity import is_worker, worker_token
-from .policy import StreamKey
-from .relay import RelayError, RelayTarget, pull, push
+from .policy import PolicyUnavailable, StreamKey
+from .relay import RelayError, RelayTarget, pull, push, push_srt
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,13 @@ def relayed_by(key: bytes, uri: str, query: Mapping[str, str], now: float) -> st
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A node to relay to or pull from, and its RTMP address."""
+    """A node to relay to or pull from: its RTMP address, and its SRT port
+    if it takes SRT."""
 
     node_id: str
     host: str
     rtmp_port: int
+    srt_port: int | None = None
 
 
 class Router(Protocol):
@@ -94,11 +96,12 @@ class Router(Protocol):
         publisher of the cluster; the reason it is taken elsewhere if so."""
 
 
-def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str) -> RelayTarget:
+def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str, protocol: str = "rtmp") -> RelayTarget:
     uri = f"/{key.app}/{key.stream}"
     token = node_token(cluster_key, uri, node_id, time.time())
     query = (("domain", key.domain), (NODE_PARAM, node_id), (RELAY_TOKEN_PARAM, token))
-    return RelayTarget(route.host, route.rtmp_port, key.app, key.stream, query)
+    port = route.srt_port if protocol == "srt" else route.rtmp_port
+    return RelayTarget(route.host, port, key.app, key.stream, query, protocol)
 
 
 @dataclass
@@ -146,14 +149,22 @@ class EdgeRelays:
                     avoid.clear()  # the next round tries every center again
                     await asyncio.sleep(self.retry_seconds)
                     continue
-                target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
+                config = self.node.config
+                # Over SRT when the node is set so and the center takes SRT;
+                # a center without an SRT port still gets the stream, over RTMP.
+                protocol = "srt" if config.relay_protocol == "srt" and route.srt_port else "rtmp"
+                target = _target(route, key, config.cluster_key, config.node_id, protocol)
 
                 def started(route=route, target=target) -> None:
                     state.center, state.since, state.error = route.node_id, time.time(), ""
                     log.info("relay of %s: to %s (%s)", key, route.node_id, target)
 
                 try:
-                    await push(self.node.hub, key, target, on_started=started)
+                    if protocol == "srt":
+                        await push_srt(self.node.hub, key, target, latency_ms=config.relay_srt_latency_ms,
+                                       passphrase=await self._passphrase(key), on_started=started)  # fmt: skip
+                    else:
+                        await push(self.node.hub, key, target, on_started=started)
                     return  # the stream ended here
                 except RelayError as exc:
                     log.warning("relay of %s to %s failed: %s", key, route.node_id, exc.reason)
@@ -171,6 +182,16 @@ class EdgeRelays:
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
                 self.states.pop(key, None)
+
+    async def _passphrase(self, key: StreamKey) -> str | None:
+        """The ingest domain's SRT passphrase, which the center asks of an
+        SRT relay as of any SRT publisher (and which keeps the stream
+        encrypted across the link)."""
+        try:
+            config = await self.node.policy.domain_config(key.domain)
+        except PolicyUnavailable:
+            raise RelayError(f"the settings of {key.domain} cannot be read (its SRT passphrase)") from None
+        return (config.srt_passphrase or None) if config is not None else None
 
     async def claim(self, key: StreamKey) -> str | None:
         """Why `key` may not be published here, if it is published on

@@ -51,6 +51,7 @@ from .rtmp import (
     MAX_NODE_BUFFERED_BYTES,
     RtmpBufferBudget,
 )
+from .srt.listener import MAX_LATENCY_MS
 from .stats import StatsSampler
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,24 @@ class NodeConfig:
     # no viewer watches.
     cluster_key: bytes = b""
     pull_idle_seconds: float = PULL_IDLE_SECONDS
+    # How an edge relays its publishers' streams to a center: "rtmp" (TCP:
+    # no added latency, but a lost segment holds everything behind it for a
+    # retransmission timeout) or "srt" (to the center's SRT port; a center
+    # without one gets RTMP). Over SRT the stream plays at the center
+    # `relay_srt_latency_ms` after it was sent (the center may ask for
+    # more), time for lost packets to be sent again: libsrt's advice is 3
+    # to 4 round trips; 1000 ms is 4 of a 250 ms cross-border round trip
+    # (Frankfurt to Tokyo is about 230 ms) and still above 3 of the
+    # issue's test link (150 ms each way), so a lost retransmission is
+    # sent a second time before the packet is due. Lower it for a short link.
+    relay_protocol: str = "rtmp"
+    relay_srt_latency_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.relay_protocol not in ("rtmp", "srt"):
+            raise ValueError(f"relay_protocol must be rtmp or srt, not {self.relay_protocol!r}")
+        if not 0 <= self.relay_srt_latency_ms <= MAX_LATENCY_MS:
+            raise ValueError(f"relay_srt_latency_ms must be 0-{MAX_LATENCY_MS}, not {self.relay_srt_latency_ms}")
 
 
 # The SRT socket's kernel buffers: every publisher's datagrams wait there

@@ -1,0 +1,152 @@
+"""An edge relaying over SRT (NodeConfig.relay_protocol = "srt"): the edge
+calls the center's SRT port with a node token in the stream ID, the
+ingest domain's passphrase and its own latency; the center admits it by
+the token like an RTMP relay, and plays it on. Across an impaired link
+(tests/netimpair.py: the issue's cross-border link, 150 ms each way and
+1 % loss) the relayed stream stays continuous at the default latency."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from livecenter.media.edge import Route, node_token
+from livecenter.media.policy import StreamPublished
+from livecenter.media.srt.events import SrtCallAccepted
+from livecenter.media.srt_call import SrtCall, SrtCallFailed
+from tests.mediasupport import INGEST, NodeThread, default_policy, probe_packets, start_publisher
+from tests.netimpair import Impairment, ThreadedImpairmentRelay
+from tests.test_media_edge import CLUSTER_KEY, KEY, FixedRouter, _continuous
+
+pytestmark = pytest.mark.media
+
+PASSPHRASE = "domain passphrase 1"
+
+
+class SrtRouter(FixedRouter):
+    """The centers with their SRT ports, or the port of a relay in front of one."""
+
+    def __init__(self, *centers: NodeThread, srt_ports: dict[str, int] | None = None) -> None:
+        super().__init__(*centers)
+        self.srt_ports = srt_ports or {}
+
+    def _route(self, node: NodeThread) -> Route:
+        node_id = node.node.config.node_id
+        return Route(node_id, "127.0.0.1", node.node.rtmp_port, self.srt_ports.get(node_id, node.node.srt_port))
+
+
+def secured_policy():
+    policy = default_policy()
+    policy.domains[INGEST] = dataclasses.replace(policy.domains[INGEST], srt_passphrase=PASSPHRASE)
+    return policy
+
+
+def center(node_id: str = "center-1", policy=None) -> NodeThread:
+    return NodeThread(
+        policy=policy, node_id=node_id, roles=frozenset({"center"}), cluster_key=CLUSTER_KEY, srt_port=0
+    ).start()
+
+
+def edge(router, policy=None, **config) -> NodeThread:
+    return NodeThread(
+        policy=policy, router=router, node_id="edge-a", roles=frozenset({"edge"}), cluster_key=CLUSTER_KEY,
+        relay_protocol="srt", **config,
+    ).start()  # fmt: skip
+
+
+def center_session(c: NodeThread):
+    """The center's SRT connection carrying the relay."""
+
+    def read():
+        [publisher] = c.node.srt.publishers.values()
+        return publisher, c.node.srt.listener.connections[publisher.socket_id]
+
+    return c.run_sync(read)
+
+
+def test_an_edge_relays_over_srt_encrypted_with_the_domains_passphrase_and_its_latency():
+    c = center(policy=secured_policy())
+    e = edge(SrtRouter(c), policy=secured_policy(), relay_srt_latency_ms=300)
+    publisher = start_publisher(e.publish_url(), seconds=15)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        assert e.run_sync(lambda: e.node.relays.states[KEY].center) == "center-1"
+        session, connection = center_session(c)
+        assert session.key == KEY
+        assert connection.crypto is not None  # the link is encrypted
+        assert connection.latency_us == 300_000  # the edge's, larger than the domain's 120 ms
+        _continuous(probe_packets(c.flv_url(), seconds=3))
+        published = [event for event in c.sink.events if isinstance(event, StreamPublished)]
+        assert [(p.key, p.protocol) for p in published] == [(KEY, "srt")]
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_relay_over_srt_stays_continuous_across_a_cross_border_link():
+    c = center()
+    link = Impairment(delay_ms=150, loss=0.01)
+    relay = ThreadedImpairmentRelay(("127.0.0.1", 0), ("127.0.0.1", c.node.srt_port), up=link, down=link, seed=14)
+    relay.start()
+    e = edge(SrtRouter(c, srt_ports={"center-1": relay.address[1]}))  # the default latency, 1000 ms
+    publisher = start_publisher(e.publish_url(), seconds=30, size="640x360")
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY), timeout=20), publisher.stop()
+        _continuous(probe_packets(c.flv_url(), seconds=10, timeout=60))
+        _, connection = center_session(c)
+        stats = connection.stats
+        counters = relay.snapshot()
+        assert counters["up"]["dropped"] > 0, counters  # the link lost some
+        assert stats.packets_retransmitted > 0 and stats.packets_dropped == 0, stats
+        assert connection.latency_us == 1_000_000
+    finally:
+        publisher.stop()
+        e.stop()
+        relay.stop()
+        c.stop()
+
+
+def test_a_stream_forbidden_at_the_center_ends_its_publisher_on_an_srt_edge():
+    c = center()
+    e = edge(SrtRouter(c), relay_srt_latency_ms=120)
+    publisher = start_publisher(e.publish_url(), seconds=30)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        c.policy.forbidden.add(KEY)
+        c.run_sync(c.node.kick, KEY)
+        # The edge calls again, the center refuses with 1403: a verdict.
+        publisher.process.wait(30)
+        assert not e.run_sync(lambda: e.node.hub.is_live(KEY))
+        refused = [event for event in c.sink.events if type(event).__name__ == "PublishRefused"]
+        assert {(r.protocol, r.code) for r in refused} == {("srt", 1403)}
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_an_srt_publish_with_a_forged_node_token_is_refused_as_unauthorized():
+    c = center()
+    try:
+        uri, expires = "/live/cam1", int(time.time()) + 60
+        forged = f"#!::h={INGEST},r={uri}?lc_node=edge-a&lc_relay={expires}-00,m=publish"
+        token = node_token(CLUSTER_KEY, uri, "edge-a", time.time())
+        good = f"#!::h={INGEST},r={uri}?lc_node=edge-a&lc_relay={token},m=publish"
+
+        async def call(stream_id):
+            srt = SrtCall("127.0.0.1", c.node.srt_port, stream_id=stream_id)
+            try:
+                return await srt.connect()
+            except SrtCallFailed as exc:
+                return exc
+            finally:
+                srt.close()
+
+        refused = c.call(call(forged))
+        assert isinstance(refused, SrtCallFailed) and refused.reason == 1401, refused
+        assert isinstance(c.call(call(good)), SrtCallAccepted)  # the same, signed by a node of the cluster
+    finally:
+        c.stop()
