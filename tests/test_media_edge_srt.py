@@ -150,3 +150,24 @@ def test_an_srt_publish_with_a_forged_node_token_is_refused_as_unauthorized():
         assert isinstance(c.call(call(good)), SrtCallAccepted)  # the same, signed by a node of the cluster
     finally:
         c.stop()
+
+
+def test_an_srt_relay_moves_to_another_center_when_its_center_stops_and_the_publisher_stays():
+    c1, c2 = center("center-1"), center("center-2")
+    router = SrtRouter(c1, c2)
+    e = edge(router, relay_srt_latency_ms=120)
+    publisher = start_publisher(e.publish_url(), seconds=25)
+    try:
+        assert c1.wait_for(lambda: c1.node.hub.is_live(KEY)), publisher.stop()
+        c1.stop()
+        c1.node.rtmp_port = None  # the router's view: center-1 has stopped beating
+        assert c2.wait_for(lambda: c2.node.hub.is_live(KEY), timeout=20)
+        state = e.run_sync(lambda: e.node.relays.states[KEY].as_dict())
+        assert state["center"] == "center-2" and state["failovers"] == 1
+        assert publisher.process.poll() is None  # still publishing to the edge
+        assert c2.run_sync(lambda: len(c2.node.srt.publishers)) == 1
+        _continuous(probe_packets(c2.flv_url(), seconds=3))
+    finally:
+        publisher.stop()
+        e.stop()
+        c2.stop()

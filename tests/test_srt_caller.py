@@ -6,9 +6,12 @@ data, its acknowledgements). No sockets: datagrams are handed across."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from livecenter.media.srt.caller import CONNECT_TIMEOUT_US, HANDSHAKE_RESEND_US, HSREQ_FLAGS, SrtCaller
 from livecenter.media.srt.errors import SrtUsageError
@@ -336,3 +339,47 @@ def test_a_closed_connection_says_so_and_hangs_up_on_the_listener():
 def test_it_refuses_options_libsrt_would(options, message):
     with pytest.raises(SrtUsageError, match=message):
         SrtCaller(LISTENER, 10.0, **options)
+
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+OURS = 77
+
+
+@functools.cache
+def listener_answers() -> tuple[bytes, ...]:
+    """What a listener with a passphrase sends a caller: its INDUCTION and
+    CONCLUSION answers (HSRSP, KMRSP), then a keepalive."""
+    listener = SrtListener(secret=b"fuzz" * 8)
+    caller = SrtCaller(LISTENER, 10.0, stream_id=STREAM_ID, passphrase=PASSPHRASE, socket_id=OURS, initial_seq=5)
+    link = Link(caller, listener)
+    link.run(10.0)
+    decide(listener, 10.0, passphrase=PASSPHRASE)
+    link.run(10.0)
+    listener.handle_timer(11.5)
+    link.run(11.5)
+    return tuple(bytes(packet) for packet in link.down)
+
+
+@FUZZ
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 400), st.integers(0, 255)), max_size=6),
+    garbage=st.lists(st.binary(max_size=200), max_size=4),
+)
+def test_nothing_a_listener_sends_makes_it_raise(edits, garbage):
+    datagrams = [*listener_answers()] + [OURS.to_bytes(4, "big").rjust(16, b"\x80") + g for g in garbage]
+    caller = SrtCaller(LISTENER, 10.0, stream_id=STREAM_ID, passphrase=PASSPHRASE, socket_id=OURS, initial_seq=5)
+    for which, position, value in edits:
+        data = bytearray(datagrams[which])
+        if position < len(data):
+            data[position] = value
+        elif data:
+            del data[position % len(data) :]
+        datagrams[which] = bytes(data)
+    now = 10.0
+    for data in datagrams:
+        caller.receive_datagram(data, now)
+        now += 0.1
+        caller.handle_timer(now)
+    for event in caller.events():
+        assert isinstance(event, SrtCallAccepted | SrtCallRejected | SrtConnectionClosed), event
+    caller.datagrams_to_send()
