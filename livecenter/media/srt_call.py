@@ -26,7 +26,7 @@ from .srt.caller import CONNECT_TIMEOUT_US, SrtCaller
 from .srt.events import SrtCallAccepted, SrtCallRejected, SrtConnectionClosed
 from .srt.listener import DEFAULT_LATENCY_MS
 from .srt.packets import SrtRejectReason
-from .srt_server import SRT_TIMER_MIN_SECONDS, UdpEndpoint
+from .srt_server import SrtTimer, UdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class SrtCall:
         self.transport: UdpEndpoint | None = None
         self._accepted: asyncio.Future | None = None
         self.closed: asyncio.Future | None = None  # the reason the connection ended, once it has
-        self._tick: asyncio.TimerHandle | None = None
-        self._tick_at = 0.0
+        self._timer = SrtTimer(self._on_tick)
 
     async def connect(self) -> SrtCallAccepted:
         loop = asyncio.get_running_loop()
@@ -114,7 +113,7 @@ class SrtCall:
         if self.caller is not None and not self.caller.ended:
             self.caller.close(time.monotonic())
             self._send_datagrams()
-        self._stop_ticking()
+        self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
         self._end(SrtRejectReason.CLOSE, "closed by us")
@@ -139,7 +138,7 @@ class SrtCall:
             log.debug("srt call to %s:%s: %s", self.host, self.port, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_ticking()
+        self._timer.cancel()
 
     # --- the core's output -----------------------------------------------------
 
@@ -170,25 +169,11 @@ class SrtCall:
                 self.transport.sendto(data, peer)
 
     def _schedule(self) -> None:
-        due = self.caller.next_timer()
-        if due is None or self.transport is None or self.transport.is_closing():
-            self._stop_ticking()
-            return
-        now = time.monotonic()
-        due = max(due, now + SRT_TIMER_MIN_SECONDS)
-        if self._tick is not None:
-            if self._tick_at <= due:
-                return
-            self._tick.cancel()
-        self._tick_at = due
-        self._tick = asyncio.get_running_loop().call_later(due - now, self._on_tick)
+        if self.transport is None or self.transport.is_closing():
+            self._timer.cancel()
+        else:
+            self._timer.set(self.caller.next_timer())
 
     def _on_tick(self) -> None:
-        self._tick = None
         self.caller.handle_timer(time.monotonic())
         self._process()
-
-    def _stop_ticking(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None

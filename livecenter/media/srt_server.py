@@ -188,6 +188,40 @@ MAX_DATAGRAMS_PER_READ = 1024
 RECV_BYTES = 2048
 
 
+class SrtTimer:
+    """Calls `on_due` when a sans-IO SRT core's earliest timer is due (its
+    `next_timer()`, in time.monotonic()), but never sooner than
+    SRT_TIMER_MIN_SECONDS after it is set: one loop timer however many
+    connections the core holds."""
+
+    def __init__(self, on_due) -> None:
+        self._on_due = on_due
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0  # when _handle runs
+
+    def set(self, due: float | None) -> None:
+        if due is None:
+            self.cancel()
+            return
+        now = time.monotonic()
+        due = max(due, now + SRT_TIMER_MIN_SECONDS)
+        if self._handle is not None:
+            if self._at <= due:
+                return
+            self._handle.cancel()
+        self._at = due
+        self._handle = asyncio.get_running_loop().call_later(due - now, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._on_due()
+
+
 class UdpEndpoint:
     """The node's SRT socket on the loop. asyncio's datagram transport reads
     one datagram per turn of the loop: with hundreds of viewers a turn takes
@@ -266,8 +300,7 @@ class SrtServer:
         self.publishers: dict[int, SrtPublisher] = {}  # by socket ID
         self.viewers: dict[int, SrtViewer] = {}  # by socket ID
         self.viewer_max_dropping_seconds = SRT_VIEWER_MAX_DROPPING_SECONDS
-        self._tick: asyncio.TimerHandle | None = None
-        self._tick_at = 0.0  # when _tick runs, in time.monotonic()
+        self._timer = SrtTimer(self._on_tick)
         self._deciding: set[asyncio.Task] = set()
 
     # --- asyncio ----------------------------------------------------------------
@@ -290,7 +323,7 @@ class SrtServer:
         log.debug("srt: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_ticking()
+        self._timer.cancel()
 
     def close(self) -> None:
         now = time.monotonic()
@@ -302,7 +335,7 @@ class SrtServer:
             task.cancel()
         for publisher in list(self.publishers.values()):
             self._end(publisher, "media node stopped")
-        self._stop_ticking()
+        self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -322,29 +355,12 @@ class SrtServer:
                 self.transport.sendto(data, addr)
 
     def _schedule(self) -> None:
-        """Run the listener's timers when the earliest is due (SRT_TIMER_MIN_SECONDS)."""
-        due = self.listener.next_timer()
-        if due is None:
-            self._stop_ticking()
-            return
-        now = time.monotonic()
-        due = max(due, now + SRT_TIMER_MIN_SECONDS)
-        if self._tick is not None:
-            if self._tick_at <= due:
-                return
-            self._tick.cancel()
-        self._tick_at = due
-        self._tick = asyncio.get_running_loop().call_later(due - now, self._on_tick)
+        """Run the listener's timers when the earliest is due."""
+        self._timer.set(self.listener.next_timer())
 
     def _on_tick(self) -> None:
-        self._tick = None
         self.listener.handle_timer(time.monotonic())
         self._process()
-
-    def _stop_ticking(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
 
     # --- events -----------------------------------------------------------------
 

@@ -5,8 +5,11 @@ interoperable with libsrt.
 - `sequence`: 31-bit sequence and 32-bit timestamp arithmetic.
 - `listener`: `SrtListener`, every conversation on one UDP port: SYN-cookie
   handshakes, accept/reject on the stream ID, routing to connections.
-- `connection`: `SrtConnection`, the receiving side of one connection
-  (ACK/NAK, TSBPD release, too-late drop, keepalive, idle timeout).
+- `caller`: `SrtCaller`, our own call to a listener (the caller side of
+  the handshake), handing over to an `SrtConnection`.
+- `connection`: `SrtConnection`, one connection, either side, receiving
+  (ACK/NAK, TSBPD release, too-late drop) and sending (retransmission on
+  NAK, drop of what is too old), keepalive, idle timeout.
 - `events`: what they report.
 - `crypto`: key material messages, PBKDF2, AES key wrap, AES-CTR payloads.
 """

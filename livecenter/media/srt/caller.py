@@ -45,6 +45,7 @@ from .events import Address, SrtCallAccepted, SrtCallRejected, SrtEvent
 from .listener import (
     DEFAULT_LATENCY_MS,
     FLOW_WINDOW_PACKETS,
+    HSRSP_FLAGS,
     MAX_LATENCY_MS,
     MIN_PEER_SRT_VERSION,
     SRT_VERSION,
@@ -74,12 +75,10 @@ from .sequence import SEQ_MODULUS
 HANDSHAKE_RESEND_US = 250_000
 # libsrt's SRTO_CONNTIMEO default: no answer within 3 s and the call fails.
 CONNECT_TIMEOUT_US = 3_000_000
-# What our HSREQ asks for, as libsrt's live mode does (fillSrtHandshake_HSREQ):
-# TSBPD both ways with our latency, too-late drop, periodic NAK reports,
-# and the retransmission flag; message API (no STREAM flag).
-HSREQ_FLAGS = (
-    SrtFlag.TSBPDSND | SrtFlag.TSBPDRCV | SrtFlag.CRYPT | SrtFlag.TLPKTDROP | SrtFlag.PERIODICNAK | SrtFlag.REXMITFLG
-)
+# What our HSREQ asks for, as libsrt's live mode does (fillSrtHandshake_HSREQ)
+# and as our listener answers: TSBPD both ways with our latency, too-late
+# drop, periodic NAK reports, the retransmission flag; message API.
+HSREQ_FLAGS = HSRSP_FLAGS
 # libsrt's SRTO_PBKEYLEN default for a caller when the listener advertises none.
 DEFAULT_KEY_BYTES = 16
 
