@@ -137,7 +137,6 @@ class SrtCaller:
         self.stats = SrtCallerStats()
         self.connection: SrtConnection | None = None
         self._state = _INDUCTION
-        self._start = now
         self._start_us = _us(now)
         self._deadline_us = self._start_us + connect_timeout_us
         self._crypto: SrtCryptoContext | None = None
@@ -319,7 +318,7 @@ class SrtCaller:
             window_packets=min(answer.flow_window_packets, FLOW_WINDOW_PACKETS),
             send_latency_ms=hs.receiver_delay_ms,
             too_late_drop=bool(hs.flags & SrtFlag.TLPKTDROP),
-            start=self._start,
+            start=self._start_us / 1_000_000,
         )
         self._state = _CONNECTED
         self._events.append(
