@@ -144,7 +144,7 @@ def test_it_exposes_live_streams_to_prometheus(owner, outsider):
     assert r.status_code == 200
     assert r["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     families = {f.name: f for f in text_string_to_metric_families(r.content.decode())}
-    labels = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
+    labels = {"domain": "push.example.com", "app": "live", "stream": "cam1", "node": "node-1"}
 
     def value(name, **extra):
         [sample] = [s for s in families[name].samples if s.labels == {**labels, **extra}]
@@ -159,6 +159,29 @@ def test_it_exposes_live_streams_to_prometheus(owner, outsider):
     assert value("livecenter_stream_out_bits_per_second", protocol="rtmp") == 2_128_000
     # Only the operator's own streams.
     assert all(s.labels["domain"] == "push.example.com" for f in families.values() for s in f.samples)
+
+
+def test_it_exposes_a_relayed_stream_once_and_each_nodes_viewers(owner):
+    # A stream published on an edge, relayed to a center, pulled by a second
+    # edge: each node samples it, and only the edge's ingest is the stream's.
+    add_pair(owner)
+    record(stream_sample(viewers={"flv": 2}, bitrate_out={"flv": 4e6}, relay_bitrate_out=2e6), node_id="edge-a")
+    record(stream_sample(viewers={"rts": 1}, bitrate_out={"rts": 2e6}, upstream_node="edge-a",
+                         relay_bitrate_out=2e6), node_id="center")  # fmt: skip
+    record(stream_sample(viewers={"flv": 5}, bitrate_out={"flv": 1e7}, upstream_node="center"), node_id="edge-b")
+    families = {f.name: f for f in text_string_to_metric_families(metrics(owner))}
+
+    def series(name):
+        return {(s.labels["node"], s.labels.get("protocol") or s.labels.get("track")): s.value
+                for s in families[name].samples}  # fmt: skip
+
+    assert series("livecenter_stream_in_bits_per_second") == {("edge-a", "video"): 2e6, ("edge-a", "audio"): 128e3}
+    assert series("livecenter_stream_viewers") == {("edge-a", "flv"): 2, ("center", "rts"): 1, ("edge-b", "flv"): 5}
+    assert sum(series("livecenter_stream_out_bits_per_second").values()) == 16e6  # the relays are nobody's viewers
+
+
+def metrics(owner) -> str:
+    return client_for(owner).get(BASE + "metrics/").content.decode()
 
 
 def test_it_exposes_an_empty_but_valid_text_with_nothing_live(owner):

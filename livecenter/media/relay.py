@@ -24,6 +24,7 @@ from .hub import AlreadyPublishing, MediaFrame, StreamHub
 from .policy import StreamKey
 from .rtmp import AudioReceived, MetadataReceived, PeerClosed, RtmpProtocolError, VideoReceived
 from .rtmp.client import PlayStarted, PublishStarted, Refused, RtmpClientConnection, StreamEnded
+from .stats import NODE_LINK_PROTOCOL
 
 log = logging.getLogger("livecenter.media.relay")
 
@@ -157,7 +158,7 @@ async def push(
         await link.open(start_timeout)
         if on_started is not None:
             on_started()
-        subscription = hub.subscribe(key, protocol="relay")
+        subscription = hub.subscribe(key, protocol=NODE_LINK_PROTOCOL)
         # The center talks back (pings, acknowledgements, a refusal when the
         # stream is forbidden there): read it beside the frames.
         watcher = asyncio.ensure_future(_watch(link))
