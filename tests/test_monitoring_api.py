@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitoring import services
 from tests.apisupport import client_for
 from tests.monitoringsupport import record, record_seconds, stream_sample
 from tests.streamsupport import add_pair
@@ -116,6 +117,28 @@ def test_it_counts_online_users_per_stream_on_the_streaming_domain(owner):
         "infos": [{"transcode_template": "", "user_number": 5}],
         "protocols": {"flv": 3, "hls": 2},
     }
+
+
+def record_relayed_stream() -> None:
+    """cam1 published on edge-a (2.128 Mbit/s in), relayed to the center,
+    pulled by edge-b; each node samples it with its own viewers."""
+    record(stream_sample(at=T0, viewers={"flv": 3}, bitrate_out={"flv": 6e6}, relay_bitrate_out=2e6), node_id="edge-a")
+    record(stream_sample(at=T0, viewers={"rts": 1}, bitrate_out={"rts": 2e6}, upstream_node="edge-a",
+                         relay_bitrate_out=2e6, video_bitrate=1_990_000.0), node_id="center")  # fmt: skip
+    record(stream_sample(at=T0, viewers={"flv": 4}, bitrate_out={"flv": 8e6}, upstream_node="center"), node_id="edge-b")
+
+
+def test_it_adds_up_a_relayed_streams_viewers_on_every_node_and_counts_it_once(owner):
+    add_pair(owner)
+    record_relayed_stream()
+    query = {"domain": "push.example.com", "query_time": iso(T0)}
+    users = client_for(owner).get(BASE + "online-users/", query).json()
+    assert (users["stream_count"], users["user_count"]) == (1, 8)
+    assert users["online_user_info"][0]["protocols"] == {"flv": 7, "rts": 1}
+    [rates] = client_for(owner).get(BASE + "frame-rate-and-bitrate/", query).json()["frame_rate_and_bit_rate_infos"]
+    assert rates["bit_rate"] == 266_000.0  # the publisher's node's measure (bytes/s), not the center's
+    view = services.domain_view(owner, "push.example.com", now=T0)
+    assert (view.bitrate_in, view.bitrate_out, view.users) == (2_128_000, 16e6, 8)
 
 
 @pytest.mark.parametrize("path", ["frame-rate-and-bitrate/", "online-users/", "stream-bitrate/"])
