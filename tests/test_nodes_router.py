@@ -113,6 +113,32 @@ def test_one_node_holds_a_streams_publisher_across_the_cluster(redis_url, redis_
     assert 0 < ttl <= CLAIM_TTL_SECONDS
 
 
+@pytest.mark.django_db
+def test_a_claim_is_released_when_its_publisher_leaves_and_only_by_its_holder(redis_url, redis_node_id):
+    key = StreamKey("push.example.com", "live", f"release-{redis_node_id}")
+    client = redis.Redis.from_url(redis_url)
+
+    async def claims():
+        store = registry.RedisBeats(redis_url)
+        a, b = RegistryRouter("edge-a", FakePolicy()), RegistryRouter("edge-b", FakePolicy())
+        a.store = b.store = store
+        try:
+            await a.claim(key, "edge-a")
+            await b.release(key, "edge-b")  # not edge-b's to release
+            kept = await b.claim(key, "edge-b")
+            await a.release(key, "edge-a")  # edge-a's publisher left
+            taken = await b.claim(key, "edge-b")  # at once, not CLAIM_TTL_SECONDS later
+            await a.release(key, "edge-a")  # a late release of edge-a's leaves edge-b's claim
+            return kept, taken, client.get(CLAIM_PREFIX + str(key))
+        finally:
+            client.delete(CLAIM_PREFIX + str(key))
+            await store.close()
+
+    kept, taken, holder = asyncio.run(claims())
+    assert (kept, taken, holder) == ("stream is already being published on edge-a", None, b"edge-b")
+
+
 def test_without_redis_there_is_nothing_to_claim_against(router):
     router.store = registry.DatabaseBeats()
     assert asyncio.run(router.claim(KEY, "edge-1")) is None
+    asyncio.run(router.release(KEY, "edge-1"))  # nothing to release either
