@@ -86,6 +86,7 @@ def _combined(samples: list[StreamSample]) -> StreamSample:
     # An unsaved copy: the figures are the stream's, not one node's row.
     combined = StreamSample(**{f.attname: getattr(row, f.attname) for f in StreamSample._meta.concrete_fields})
     combined.viewers, combined.bitrate_out = dict(viewers), dict(bitrate_out)
+    combined.node_id = ""  # several nodes' (the live pages tell it from one node's)
     combined.relay_bitrate_out = sum(s.relay_bitrate_out for s in samples)
     return combined
 

@@ -173,7 +173,7 @@ class MonitoringSink:
             return
         by_domain: dict[str, list[dict]] = defaultdict(list)
         for sample in event.samples:
-            data = live.event_sample_json(sample)
+            data = live.event_sample_json(sample, event.node_id)
             by_domain[sample.key.domain].append(data)
             await layer.group_send(live.stream_group(sample.key), {"type": live.SAMPLE, "sample": data})
         for domain, samples in by_domain.items():
