@@ -86,20 +86,27 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
             publisher.stop()
 
 
-def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url):
+@pytest.mark.parametrize("holder", ["edge-a", "center"])
+def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url, holder):
     # The claim is a Redis key (router.py): this test skips without Redis.
-    key, urls = stream_of(owner, "claim.test")
+    # The first publisher is on another edge, or on the center itself.
+    key, urls = stream_of(owner, f"claim-{holder}.test")
     with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
-        publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
+        first = {"edge-a": edge_a, "center": center}[holder]
+        publisher = start_publisher(first.local(urls.ingest["rtmp"]), seconds=30)
         try:
             assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
             second = start_publisher(edge_b.local(urls.ingest["rtmp"]), seconds=5)
             assert second.process.wait(30) != 0
             refusals = PublishRefusal.objects.filter(stream=key.stream).values_list("reason", flat=True)
             reasons = wait_until(lambda: list(refusals.all()))
-            assert reasons == [f"stream is already being published on {edge_a.node.config.node_id}"]
+            assert reasons == [f"stream is already being published on {first.node.config.node_id}"]
             assert not edge_b.node.hub.is_live(key)
             assert publisher.process.poll() is None and center.node.hub.is_live(key)
+            session = PublishSession.objects.get(stream=key.stream)
+            assert (session.publish_type, session.node_id) == (
+                "center" if holder == "center" else "edge", first.node.config.node_id
+            )  # fmt: skip
         finally:
             publisher.stop()
 
@@ -191,20 +198,3 @@ def test_a_publisher_that_leaves_an_edge_may_publish_on_another_at_once(owner, r
             assert second.process.poll() is None
         finally:
             second.stop()
-
-
-def test_a_publisher_on_a_center_holds_its_stream_against_an_edge(owner, redis_url):
-    key, urls = stream_of(owner, "centerclaim.test")
-    with node("center", "center") as center, node("edge", "edge") as edge:
-        publisher = start_publisher(center.local(urls.ingest["rtmp"]), seconds=30)
-        try:
-            assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
-            second = start_publisher(edge.local(urls.ingest["rtmp"]), seconds=5)
-            assert second.process.wait(30) != 0
-            reasons = wait_until(lambda: list(PublishRefusal.objects.filter(stream=key.stream)
-                                              .values_list("reason", flat=True)))  # fmt: skip
-            assert reasons == [f"stream is already being published on {center.node.config.node_id}"]
-            session = PublishSession.objects.get(stream=key.stream)
-            assert (session.publish_type, session.node_id) == ("center", center.node.config.node_id)
-        finally:
-            publisher.stop()
