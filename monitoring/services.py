@@ -307,6 +307,16 @@ def _value(number: float) -> str:
     return repr(float(number))
 
 
+def _ingest_lines(lines: dict[str, list[str]], labels: str, s: StreamSample) -> None:
+    lines["livecenter_stream_video_frame_rate"].append(f"{{{labels}}} {_value(s.video_frame_rate)}")
+    lines["livecenter_stream_audio_frame_rate"].append(f"{{{labels}}} {_value(s.audio_frame_rate)}")
+    for track, bps in (("video", s.video_bitrate), ("audio", s.audio_bitrate)):
+        lines["livecenter_stream_in_bits_per_second"].append(f'{{{labels},track="{track}"}} {_value(bps)}')
+    lines["livecenter_stream_keyframe_interval_seconds"].append(f"{{{labels}}} {_value(s.keyframe_interval_ms / 1000)}")
+    lines["livecenter_stream_bframes"].append(f"{{{labels}}} {_value(1 if s.bframes else 0)}")
+    lines["livecenter_stream_timestamp_jumps"].append(f"{{{labels}}} {_value(s.timestamp_jumps)}")
+
+
 def _stream_lines(lines: dict[str, list[str]], samples: list[StreamSample]) -> None:
     """One stream's gauges, labelled with the node each figure is from:
     what it receives from the publisher's node, the viewers of each node.
@@ -338,16 +348,6 @@ def prometheus_text(owner, now: dt.datetime | None = None) -> str:
         out.append(f"# TYPE {name} gauge")
         out.extend(name + line for line in lines[name])
     return "\n".join(out) + "\n"
-
-
-def _ingest_lines(lines: dict[str, list[str]], labels: str, s: StreamSample) -> None:
-    lines["livecenter_stream_video_frame_rate"].append(f"{{{labels}}} {_value(s.video_frame_rate)}")
-    lines["livecenter_stream_audio_frame_rate"].append(f"{{{labels}}} {_value(s.audio_frame_rate)}")
-    for track, bps in (("video", s.video_bitrate), ("audio", s.audio_bitrate)):
-        lines["livecenter_stream_in_bits_per_second"].append(f'{{{labels},track="{track}"}} {_value(bps)}')
-    lines["livecenter_stream_keyframe_interval_seconds"].append(f"{{{labels}}} {_value(s.keyframe_interval_ms / 1000)}")
-    lines["livecenter_stream_bframes"].append(f"{{{labels}}} {_value(1 if s.bframes else 0)}")
-    lines["livecenter_stream_timestamp_jumps"].append(f"{{{labels}}} {_value(s.timestamp_jumps)}")
 
 
 # --- Retention ------------------------------------------------------------------------------------

@@ -128,8 +128,9 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
 
 
 async def keep_beating(node: MediaNode, store, started_at: float, *, interval: float = HEARTBEAT_SECONDS) -> None:
-    """Register the node, then beat every `interval` until cancelled; an
-    edge's router (router.py) reads the others' beats after its own. A store
+    """Register the node, then beat every `interval` until cancelled; a
+    node's router (router.py) reads the others' beats after its own and
+    renews the claims of the streams published on it. A store
     that is unreachable (Redis or the database gone, issue 11) is retried at
     the next beat; the streams never wait for it, and meanwhile the console
     shows the node down (and the router sees the others go down)."""
