@@ -325,6 +325,10 @@ LIVECENTER_NODE_ID = os.environ.get("LIVECENTER_NODE_ID", "")
 # it on is LIVECENTER_MEDIA_INTERNAL_HOST (below).
 LIVECENTER_NODE_ROLE = os.environ.get("LIVECENTER_NODE_ROLE", "")
 LIVECENTER_NODE_REGION = os.environ.get("LIVECENTER_NODE_REGION", "")
+# A node down for longer than this is gone for good: the Nodes list forgets
+# it (it registers again if it ever comes back). A day: a machine being
+# repaired or redeployed stays listed, down, meanwhile.
+LIVECENTER_NODE_FORGET_SECONDS = float(os.environ.get("LIVECENTER_NODE_FORGET_SECONDS", 24 * 3600))
 # How long a viewer of a stream that is not live yet waits before a 404.
 LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
 # The addresses RTS (WebRTC) offers browsers as ICE candidates, comma-separated:

@@ -155,9 +155,18 @@ def is_rendition(key: StreamKey) -> bool:
 
 def stream_published(key: StreamKey, node: NodeAddress) -> None:
     """A stream went live: start its recording, its snapshots and the
-    renditions that always run (non-lazy templates, every group's)."""
+    renditions that always run (non-lazy templates, every group's). Jobs
+    still running on the stream read it here from their next attempt on (a
+    relay moved to another center, a node came back on other ports)."""
     if is_rendition(key):
         return
+    moved = (
+        MediaJob.objects.filter(domain_name=key.domain, app=key.app, stream=key.stream, state__in=ACTIVE_STATES)
+        .exclude(node_host=node.host, node_rtmp_port=node.rtmp_port, node_http_port=node.http_port)
+        .update(node_host=node.host, node_rtmp_port=node.rtmp_port, node_http_port=node.http_port)
+    )
+    if moved:
+        log.info("%d media jobs of %s now read it on %s", moved, key, node.host)
     record = _config_for(RecordConfig, key.domain, key.app)
     if record is not None:
         start_job(JobKind.RECORD, key, node)

@@ -53,6 +53,8 @@ def sample_json(
     viewers: dict,
     bitrate_out: dict,
     srt: dict | None = None,
+    node_id: str = "",
+    upstream_node: str = "",
 ) -> dict:
     """A sample as the pages and the WebSockets carry it: times in Unix
     seconds, rates rounded, bit rates in bits per second."""
@@ -78,6 +80,10 @@ def sample_json(
         "viewers": dict(viewers),
         "bitrate_out": {k: round(v) for k, v in bitrate_out.items()},
         "srt": srt_json(srt),
+        # The node that sampled it ("" for a stream's figures from several),
+        # and the node it receives the stream from ("" where the publisher is).
+        "node_id": node_id,
+        "upstream_node": upstream_node,
     }
 
 
@@ -91,17 +97,23 @@ def srt_json(srt: dict | None) -> dict | None:
 _FIELDS = (
     "session_id", "video_frame_rate", "audio_frame_rate", "video_bitrate", "audio_bitrate", "keyframe_interval_ms",
     "bframes", "timestamp_jumps", "video_codec", "video_profile", "width", "height", "audio_codec",
-    "audio_sample_rate", "audio_channels", "viewers", "bitrate_out",
+    "audio_sample_rate", "audio_channels", "viewers", "bitrate_out", "upstream_node",
 )  # fmt: skip
 
 
-def event_sample_json(sample: StreamSample) -> dict:
+def event_sample_json(sample: StreamSample, node_id: str) -> dict:
     srt = sample.srt.as_dict() if sample.srt is not None else None
-    return sample_json(stream_url=str(sample.key), at=sample.at, srt=srt, **{f: getattr(sample, f) for f in _FIELDS})
+    return sample_json(
+        stream_url=str(sample.key), at=sample.at, srt=srt, node_id=node_id, **{f: getattr(sample, f) for f in _FIELDS}
+    )
 
 
 def row_sample_json(row) -> dict:
     """The same for a StreamSample row (monitoring.models)."""
     return sample_json(
-        stream_url=row.stream_url, at=row.at.timestamp(), srt=row.srt, **{f: getattr(row, f) for f in _FIELDS}
+        stream_url=row.stream_url,
+        at=row.at.timestamp(),
+        srt=row.srt,
+        node_id=row.node_id,
+        **{f: getattr(row, f) for f in _FIELDS},
     )

@@ -43,6 +43,14 @@ class StreamSample(models.Model):
     # as a dict: RTT, packets lost/retransmitted/dropped per second and in all, receive buffer,
     # latency, encryption, peer); null for other protocols.
     srt = models.JSONField(null=True, blank=True, default=None)
+    # In a cluster, each node that carries the stream samples it: the one
+    # holding the publisher (this is empty), and the ones receiving it from
+    # another node (this names that node: a center's relay from an edge, an
+    # edge's pull from a center). Ingest is counted where this is empty,
+    # egress and viewers on every node, each its own viewers'.
+    upstream_node = models.CharField(max_length=128, blank=True, default="")
+    # Bits per second sent to other nodes (relays, pulls): not in `bitrate_out`.
+    relay_bitrate_out = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["at", "id"]

@@ -40,21 +40,61 @@ DEFAULT_SERIES_RANGE = dt.timedelta(hours=1)
 PAGE_HISTORY = dt.timedelta(minutes=5)
 
 
-def _latest_per_stream(samples) -> list[StreamSample]:
-    """The newest sample of each stream among `samples` (ordered newest first)."""
-    seen: dict[tuple[str, str, str], StreamSample] = {}
-    for sample in samples:
-        seen.setdefault((sample.domain_name, sample.app, sample.stream), sample)
-    return sorted(seen.values(), key=lambda s: (s.domain_name, s.app, s.stream))
-
-
-def latest_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
-    """Each stream's newest sample at `at` (default now) on the named ingest domains."""
+def latest_node_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
+    """The newest sample at `at` (default now) of each stream on the named
+    ingest domains from each node that carries it (in a cluster: the node
+    holding the publisher, its center, the edges pulling it), by stream
+    then node."""
     at = aware(at) if at is not None else timezone.now()
     rows = StreamSample.objects.filter(
         domain_name__in=list(domain_names), at__gt=at - SAMPLE_LOOKBACK, at__lte=at
     ).order_by("-at", "-id")
-    return _latest_per_stream(rows)
+    seen: dict[tuple[str, str, str, str], StreamSample] = {}
+    for sample in rows:
+        seen.setdefault((sample.domain_name, sample.app, sample.stream, sample.node_id), sample)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _ingest_sample(samples: list[StreamSample]) -> StreamSample:
+    """Of one stream's nodes' samples, the publisher's node's (the freshest
+    if that node has sent none)."""
+    return max([s for s in samples if not s.upstream_node] or samples, key=lambda s: (s.at, s.id))
+
+
+def _by_stream(samples: list[StreamSample]) -> list[list[StreamSample]]:
+    streams: dict[tuple[str, str, str], list[StreamSample]] = {}
+    for sample in samples:
+        streams.setdefault((sample.domain_name, sample.app, sample.stream), []).append(sample)
+    return list(streams.values())
+
+
+def _combined(samples: list[StreamSample]) -> StreamSample:
+    """One stream's figures from its nodes' newest samples: what the
+    publisher sends as the node holding it measured it (the freshest
+    sample when that node has none), and the viewers and their egress of
+    every node added up; each node counts only its own viewers, and a
+    relay or pull between nodes is nobody's viewer (stats.NODE_LINK_PROTOCOL),
+    so a relayed stream is counted once."""
+    row = _ingest_sample(samples)
+    if len(samples) == 1:
+        return row
+    viewers: Counter[str] = Counter()
+    bitrate_out: Counter[str] = Counter()
+    for sample in samples:
+        viewers.update(sample.viewers)
+        bitrate_out.update(sample.bitrate_out)
+    # An unsaved copy: the figures are the stream's, not one node's row.
+    combined = StreamSample(**{f.attname: getattr(row, f.attname) for f in StreamSample._meta.concrete_fields})
+    combined.viewers, combined.bitrate_out = dict(viewers), dict(bitrate_out)
+    combined.node_id = ""  # several nodes' (the live pages tell it from one node's)
+    combined.relay_bitrate_out = sum(s.relay_bitrate_out for s in samples)
+    return combined
+
+
+def latest_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
+    """Each stream's figures at `at` (default now) on the named ingest
+    domains, its nodes' newest samples combined (`_combined`)."""
+    return [_combined(samples) for samples in _by_stream(latest_node_samples(domain_names, at))]
 
 
 # --- DescribeLiveDomainFrameRateAndBitRateData ----------------------------------------
@@ -106,12 +146,14 @@ def stream_series(
     end: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> StreamSeries:
-    """One stream's samples in [start, end), oldest first; at most an hour, the last hour by default."""
+    """One stream's samples in [start, end), oldest first; at most an hour,
+    the last hour by default. In a cluster, those of the node that holds
+    the publisher: its frame rates and bit rate are the stream's."""
     domain = ingest_domain_for(owner, domain_name)
     app, stream = valid_name("app", app), valid_name("stream", stream)
     start, end = series_range(start, end, now)
     rows = StreamSample.objects.filter(
-        domain_name=domain.domain_name, app=app, stream=stream, at__gte=start, at__lt=end
+        domain_name=domain.domain_name, app=app, stream=stream, upstream_node="", at__gte=start, at__lt=end
     ).order_by("at", "id")
     return StreamSeries(f"rtmp://{domain.domain_name}/{app}/{stream}", start, end, rows)
 
@@ -200,11 +242,12 @@ def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime
         .order_by("-started_at")
         .first()
     )
-    history = list(
+    history = list(  # the publisher's node's, as stream_series
         StreamSample.objects.filter(
-            domain_name=domain.domain_name, app=app, stream=stream, at__gt=now - PAGE_HISTORY, at__lte=now
+            domain_name=domain.domain_name, app=app, stream=stream, upstream_node="", at__gt=now - PAGE_HISTORY,
+            at__lte=now,
         ).order_by("at", "id")
-    )
+    )  # fmt: skip
     return StreamView(domain, StreamKey(domain.domain_name, app, stream), session, history)
 
 
@@ -264,28 +307,41 @@ def _value(number: float) -> str:
     return repr(float(number))
 
 
-def prometheus_text(owner, now: dt.datetime | None = None) -> str:
-    """The newest sample of each of the operator's live streams as Prometheus gauges."""
-    names = list(ingest_domains(owner).values_list("domain_name", flat=True))
-    samples = latest_samples(names, now)
-    lines: dict[str, list[str]] = {name: [] for name, _ in _GAUGES}
+def _ingest_lines(lines: dict[str, list[str]], labels: str, s: StreamSample) -> None:
+    lines["livecenter_stream_video_frame_rate"].append(f"{{{labels}}} {_value(s.video_frame_rate)}")
+    lines["livecenter_stream_audio_frame_rate"].append(f"{{{labels}}} {_value(s.audio_frame_rate)}")
+    for track, bps in (("video", s.video_bitrate), ("audio", s.audio_bitrate)):
+        lines["livecenter_stream_in_bits_per_second"].append(f'{{{labels},track="{track}"}} {_value(bps)}')
+    lines["livecenter_stream_keyframe_interval_seconds"].append(f"{{{labels}}} {_value(s.keyframe_interval_ms / 1000)}")
+    lines["livecenter_stream_bframes"].append(f"{{{labels}}} {_value(1 if s.bframes else 0)}")
+    lines["livecenter_stream_timestamp_jumps"].append(f"{{{labels}}} {_value(s.timestamp_jumps)}")
+
+
+def _stream_lines(lines: dict[str, list[str]], samples: list[StreamSample]) -> None:
+    """One stream's gauges, labelled with the node each figure is from:
+    what it receives from the publisher's node, the viewers of each node.
+    Added up over `node`, a stream relayed between nodes counts once."""
     for s in samples:
-        labels = f'domain="{_label(s.domain_name)}",app="{_label(s.app)}",stream="{_label(s.stream)}"'
-        lines["livecenter_stream_video_frame_rate"].append(f"{{{labels}}} {_value(s.video_frame_rate)}")
-        lines["livecenter_stream_audio_frame_rate"].append(f"{{{labels}}} {_value(s.audio_frame_rate)}")
-        for track, bps in (("video", s.video_bitrate), ("audio", s.audio_bitrate)):
-            lines["livecenter_stream_in_bits_per_second"].append(f'{{{labels},track="{track}"}} {_value(bps)}')
-        lines["livecenter_stream_keyframe_interval_seconds"].append(
-            f"{{{labels}}} {_value(s.keyframe_interval_ms / 1000)}"
+        labels = (
+            f'domain="{_label(s.domain_name)}",app="{_label(s.app)}",stream="{_label(s.stream)}",'
+            f'node="{_label(s.node_id)}"'
         )
-        lines["livecenter_stream_bframes"].append(f"{{{labels}}} {_value(1 if s.bframes else 0)}")
-        lines["livecenter_stream_timestamp_jumps"].append(f"{{{labels}}} {_value(s.timestamp_jumps)}")
+        if s is _ingest_sample(samples):
+            _ingest_lines(lines, labels, s)
         for protocol, count in sorted(Counter(s.viewers).items()):
             lines["livecenter_stream_viewers"].append(f'{{{labels},protocol="{_label(protocol)}"}} {_value(count)}')
         for protocol, bps in sorted(s.bitrate_out.items()):
             lines["livecenter_stream_out_bits_per_second"].append(
                 f'{{{labels},protocol="{_label(protocol)}"}} {_value(bps)}'
             )
+
+
+def prometheus_text(owner, now: dt.datetime | None = None) -> str:
+    """The newest figures of each of the operator's live streams as Prometheus gauges (`_stream_lines`)."""
+    names = list(ingest_domains(owner).values_list("domain_name", flat=True))
+    lines: dict[str, list[str]] = {name: [] for name, _ in _GAUGES}
+    for samples in _by_stream(latest_node_samples(names, now)):
+        _stream_lines(lines, samples)
     out = []
     for name, help_text in _GAUGES:
         out.append(f"# HELP {name} {help_text}")

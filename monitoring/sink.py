@@ -71,6 +71,8 @@ def _create(samples) -> None:
                 viewers=dict(s.viewers),
                 bitrate_out={k: round(v) for k, v in s.bitrate_out.items()},
                 srt=s.srt.as_dict() if s.srt is not None else None,
+                upstream_node=s.upstream_node[:128],
+                relay_bitrate_out=max(0.0, s.relay_bitrate_out),
             )
             for node_id, s in samples
         ],
@@ -111,11 +113,15 @@ class MonitoringSink:
         )
         self._push_failing = False
 
+    # A center's relay from an edge is not a start or a stop of the stream:
+    # the edge that holds the publisher tells those.
     async def published(self, event: StreamPublished) -> None:
-        await self._state(event.key, True, event.session_id, event.started_at, "")
+        if not event.relayed_from:
+            await self._state(event.key, True, event.session_id, event.started_at, "")
 
     async def unpublished(self, event: StreamUnpublished) -> None:
-        await self._state(event.key, False, event.session_id, event.stopped_at, event.reason)
+        if not event.relayed_from:
+            await self._state(event.key, False, event.session_id, event.stopped_at, event.reason)
 
     async def publish_refused(self, event: PublishRefused) -> None:
         if not event.domain or not outage.database.should_try():
@@ -167,7 +173,7 @@ class MonitoringSink:
             return
         by_domain: dict[str, list[dict]] = defaultdict(list)
         for sample in event.samples:
-            data = live.event_sample_json(sample)
+            data = live.event_sample_json(sample, event.node_id)
             by_domain[sample.key.domain].append(data)
             await layer.group_send(live.stream_group(sample.key), {"type": live.SAMPLE, "sample": data})
         for domain, samples in by_domain.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -24,7 +25,7 @@ from livecenter.media.node import NodeConfig
 from livecenter.media.signing import AuthFailure, verify
 from livecenter.media.srt.connection import PEER_IDLE_TIMEOUT_US
 from livecenter.media.srt.packets import SrtRejectReason
-from streams.models import PublishSession, StreamBlock
+from streams.models import PublishSession, PublishType, StreamBlock
 
 from .models import PublishRefusal, StreamSample
 
@@ -85,6 +86,7 @@ STEPS = (
     ("signature", "The signature verifies"),
     ("forbidden", "The stream is not forbidden"),
     ("live", "The stream is live"),
+    ("center", "The stream reaches its live center"),
     ("bframes", "B-frames"),
     ("keyframes", "Keyframe interval"),
     ("frame_rate", "Frame rate is steady"),
@@ -331,13 +333,14 @@ def _check_stream(report: TroubleshootReport, ingest: Domain, domain: Domain, ur
             f"nobody is publishing {ingest.domain_name}/{url.stream_path}",
             f"Start the encoder with the signed ingest URL. {OBS_STREAM}",
         )
-        return _skip_from(report, "bframes", "the stream is not live")
+        return _skip_from(report, "center", "the stream is not live")
     samples = list(
         StreamSample.objects.filter(
             domain_name=ingest.domain_name,
             app=url.app,
             stream=url.stream,
             session_id=session.session_id,
+            upstream_node="",  # the publisher's node's: its center's say the same, later
             at__gt=now - FINDINGS_WINDOW,
             at__lte=now,
         ).order_by("at", "id")
@@ -353,9 +356,54 @@ def _check_stream(report: TroubleshootReport, ingest: Domain, domain: Domain, ur
         )
     else:
         report.add("live", TITLES["live"], PASS, since)
+    _check_center(report, ingest, session)
     if len(samples) < MIN_FINDING_SAMPLES:
         return _skip_from(report, "bframes", f"fewer than {MIN_FINDING_SAMPLES} seconds of samples yet")
     _findings(report, domain if domain.is_streaming else ingest.main_streaming_domain(), samples)
+
+
+@dataclass(frozen=True)
+class EdgeRelay:
+    """An edge's relay of a stream, as the edge's heartbeat tells it."""
+
+    up: bool  # the edge beats
+    error: str  # why no center takes the stream; "" if one does (or it is not relaying it)
+
+
+# (edge node id, stream key) -> its EdgeRelay, or None while the heartbeats
+# cannot be read: the node registry's (nodes/apps.py sets it; monitoring
+# does not import nodes).
+edge_relay: Callable[[str, str], EdgeRelay | None] | None = None
+
+
+def _check_center(report: TroubleshootReport, ingest: Domain, session: PublishSession) -> None:
+    """Where the stream is at its live center: an edge that holds the
+    publisher relays it there, and its heartbeat says why when no center
+    takes it (livecenter/media/edge.py, RelayState.error)."""
+    title = TITLES["center"]
+    if session.publish_type != PublishType.EDGE:
+        return report.add("center", title, PASS, f"published on the center node {session.node_id}")
+    edge = session.node_id
+    state = edge_relay(edge, session.stream_url) if edge_relay is not None else EdgeRelay(True, "")
+    if state is None:
+        return report.add("center", title, WARN, f"the heartbeat of edge {edge} cannot be read")
+    region = ingest.get_live_center_display() if ingest.live_center else "its live center"
+    reason = state.error
+    if reason:
+        return report.add(
+            "center",
+            title,
+            FAIL,
+            f"the edge {edge} holds the publisher, but no center takes the stream: {reason}",
+            f"Start a center node of {region}, or check that the edge reaches the centers (Nodes page).",
+        )
+    if not state.up:
+        return report.add(
+            "center", title, WARN, f"the edge {edge} that holds the publisher is down", "Check the Nodes page."
+        )
+    if not session.center_node_id:
+        return report.add("center", title, WARN, f"the edge {edge} holds the publisher; no center has it yet")
+    return report.add("center", title, PASS, f"relayed by the edge {edge} to the center node {session.center_node_id}")
 
 
 def _findings(report: TroubleshootReport, streaming: Domain | None, samples: list[StreamSample]) -> None:

@@ -8,12 +8,15 @@ class NodesConfig(AppConfig):
     def ready(self) -> None:
         # The apps below this one announce; the node side acts (DESIGN.md: the
         # node's Django side may import them, they never import it).
+        from monitoring import troubleshoot
         from monitoring.sink import MonitoringSink
         from streams import signals
 
-        from . import bridge, receivers
+        from . import bridge, receivers, services
 
         signals.stream_forbidden.connect(receivers.kick_forbidden_publisher, dispatch_uid="nodes.kick")
         signals.stream_resumed.connect(receivers.forget_resumed_stream, dispatch_uid="nodes.forget")
         # The engine's events reach monitoring through the node's event sink.
         bridge.add_event_listener(MonitoringSink())
+        # The troubleshooting tool reads an edge's relay in its heartbeat.
+        troubleshoot.edge_relay = services.edge_relay

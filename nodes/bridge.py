@@ -38,6 +38,7 @@ from django.utils import timezone
 from domains.models import Domain
 from livecenter import outage
 from livecenter.media.policy import (
+    EDGE_PUBLISH,
     DomainConfig,
     EventSink,
     PolicyUnavailable,
@@ -53,6 +54,8 @@ from livecenter.media.policy import (
 from mediajobs import jobs as media_jobs
 from mediajobs import services as media_services
 from streams.models import PublishSession, StreamBlock
+
+from .models import Node
 
 log = logging.getLogger(__name__)
 
@@ -287,23 +290,52 @@ def _aware(unix_seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
 
 
-def _record_published(event: StreamPublished) -> None:
+def _record_published(event: StreamPublished, server_ip: str) -> None:
+    """One row per publish, whichever node tells first. The node holding
+    the publisher (an edge, or the center it pushed to) says who published
+    what; a center that an edge relays the stream to says where it is at
+    the center (`center_node_id`); the two events may come in either order
+    (each node has its own queue), and repeating either changes nothing.
+    A row the center made first has no protocol until the edge's event."""
     domain = Domain.objects.filter(domain_name=event.key.domain).first()
-    # get_or_create: a repeated event for the same session is a no-op.
-    PublishSession.objects.get_or_create(
-        session_id=event.session_id,
-        defaults={
-            "domain": domain,
-            "domain_name": event.key.domain,
-            "app": event.key.app,
-            "stream": event.key.stream,
-            "node_id": event.node_id,
-            "protocol": event.protocol,
-            "client_addr": event.client_addr,
-            "publish_url": event.publish_url,
-            "started_at": _aware(event.started_at),
-        },
-    )
+    stream = {"domain": domain, "domain_name": event.key.domain, "app": event.key.app, "stream": event.key.stream}
+    if event.relayed_from:
+        edge_host = Node.objects.filter(node_id=event.relayed_from).values_list("host", flat=True).first()
+        _, created = PublishSession.objects.get_or_create(
+            session_id=event.session_id,
+            defaults={
+                **stream,
+                # Until the edge's own event says the rest (protocol, publish URL, start).
+                "node_id": event.relayed_from,
+                "publish_type": event.publish_type,
+                "server_ip": edge_host or "",
+                "protocol": "",
+                "client_addr": event.client_addr,
+                "started_at": _aware(event.started_at),
+                "center_node_id": event.node_id,
+            },
+        )
+        if not created:
+            PublishSession.objects.filter(session_id=event.session_id).update(center_node_id=event.node_id)
+        return
+    facts = {
+        **stream,
+        "node_id": event.node_id,
+        "publish_type": event.publish_type,
+        "server_ip": server_ip,
+        "protocol": event.protocol,
+        "client_addr": event.client_addr,
+        "publish_url": event.publish_url,
+        "started_at": _aware(event.started_at),
+    }
+    if event.publish_type != EDGE_PUBLISH:
+        facts["center_node_id"] = event.center or event.node_id
+    elif event.center:  # an edge's relay's center is told by the center itself, as a rule
+        facts["center_node_id"] = event.center
+    _, created = PublishSession.objects.get_or_create(session_id=event.session_id, defaults=facts)
+    if not created:
+        facts.pop("center_node_id", None)
+        PublishSession.objects.filter(session_id=event.session_id, protocol="").update(**facts)
 
 
 def _record_updated(event: StreamUpdated) -> None:
@@ -334,9 +366,22 @@ def _record_updates(events: tuple[StreamUpdated, ...]) -> None:
 
 
 def _record_unpublished(event: StreamUnpublished) -> None:
+    if event.relayed_from:
+        # A relay left this center (the publisher left the edge, or the
+        # relay moves to another center): the edge ends the session.
+        PublishSession.objects.filter(session_id=event.session_id, center_node_id=event.node_id).update(
+            center_node_id=""
+        )
+        return
     PublishSession.objects.filter(session_id=event.session_id, stopped_at__isnull=True).update(
         stopped_at=_aware(event.stopped_at), stop_reason=event.reason[:255], updated_at=timezone.now()
     )
+
+
+def _node_address(node_id: str) -> media_jobs.NodeAddress | None:
+    """Where workers reach a registered node."""
+    row = Node.objects.filter(node_id=node_id).values_list("host", "rtmp_port", "http_port").first()
+    return media_jobs.NodeAddress(*row) if row is not None else None
 
 
 # Sinks of other apps that hear every event after the database has it
@@ -378,8 +423,11 @@ class DatabaseEventSink:
 
     async def _write(self, event: StreamPublished | StreamUnpublished) -> None:
         if isinstance(event, StreamPublished):
-            await _db(_record_published, event)
-            if self.node_address is not None and not self._ended_while_pending(event.session_id):
+            await _db(_record_published, event, self.node_address.host if self.node_address is not None else "")
+            # The media jobs read the stream at its center: an edge leaves
+            # them to the center its relay reaches.
+            at_center = event.publish_type != EDGE_PUBLISH or event.relayed_from
+            if at_center and self.node_address is not None and not self._ended_while_pending(event.session_id):
                 await _db(media_jobs.stream_published, event.key, self.node_address)
         else:
             await _db(_record_unpublished, event)
@@ -445,8 +493,11 @@ class DatabaseEventSink:
             outage.database.failed(exc)
 
     async def rendition_requested(self, event: RenditionRequested) -> None:
-        if self.node_address is not None:
-            await _db(media_jobs.rendition_requested, event.source, event.template_id, self.node_address)
+        node = self.node_address
+        if event.center and event.center != event.node_id:
+            node = await _db(_node_address, event.center)  # an edge's: the transcode reads at the center
+        if node is not None:
+            await _db(media_jobs.rendition_requested, event.source, event.template_id, node)
 
     async def unpublished(self, event: StreamUnpublished) -> None:
         await self._record(event)

@@ -26,7 +26,6 @@ from livecenter.media.cluster import (
     ROLES,
     NodeBeat,
 )
-from livecenter.media.edge import is_edge_only
 from livecenter.media.node import MediaNode, NodeConfig
 from livecenter.media.node_status import carriage
 from mediajobs.jobs import NodeAddress, internal_host
@@ -131,8 +130,9 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
 
 
 async def keep_beating(node: MediaNode, store, started_at: float, *, interval: float = HEARTBEAT_SECONDS) -> None:
-    """Register the node, then beat every `interval` until cancelled; an
-    edge's router (router.py) reads the others' beats after its own. A store
+    """Register the node, then beat every `interval` until cancelled; a
+    node's router (router.py) reads the others' beats after its own and
+    renews the claims of the streams published on it. A store
     that is unreachable (Redis or the database gone, issue 11) is retried at
     the next beat; the streams never wait for it, and meanwhile the console
     shows the node down (and the router sees the others go down)."""
@@ -146,7 +146,7 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
                 registered = True
             await asyncio.wait_for(store.publish(beat), registry.STORE_TIMEOUT_SECONDS)
             if isinstance(node.router, RegistryRouter):
-                published = [str(key) for key in node.relays.states] if node.relays is not None else []
+                published = [str(key) for key in node.published_here()]
                 await refresh_router(node.router, store, beat.streams, published)
             if down_since is not None:
                 log.warning("node %s beats again after %.1f s", beat.node_id, time.monotonic() - down_since)
@@ -164,8 +164,10 @@ async def keep_beating(node: MediaNode, store, started_at: float, *, interval: f
 def build_media_node(config: NodeConfig | None = None) -> MediaNode:
     config = config or node_config()
     policy = DatabasePolicy()
-    # Only an edge asks where to relay and pull from (edge.is_edge_only).
-    router = RegistryRouter(config.node_id, policy) if is_edge_only(config.roles) else None
+    # A node of a cluster claims the streams published on it; an edge also
+    # asks where to relay and pull from (edge.is_edge_only). A node alone
+    # (both roles) has nobody to ask.
+    router = RegistryRouter(config.node_id, policy) if len(config.roles) == 1 else None
     return MediaNode(config, policy, DatabaseEventSink(), router=router)
 
 

@@ -118,6 +118,9 @@ class DatabaseBeats:
     async def close(self) -> None:
         pass
 
+    def forget(self, node_ids: list[str]) -> None:
+        """Nothing outlives the nodes' rows here."""
+
     def beats(self, node_ids: Iterable[str] | None = None) -> dict[str, NodeBeat]:
         rows = Node.objects.exclude(last_beat=None)
         if node_ids is not None:
@@ -186,6 +189,11 @@ class RedisBeats:
             return {}
         raws = self._client().mget([REDIS_BEAT_PREFIX + node_id for node_id in ids])
         return _beats_of(ids, raws)
+
+    def forget(self, node_ids: list[str]) -> None:
+        """Drop what Redis keeps of nodes gone for good (their beats have expired)."""
+        if node_ids:
+            self._client().hdel(REDIS_LAST_BEATS, *node_ids)
 
     def last_beats(self, node_ids: Iterable[str]) -> dict[str, float]:
         ids = list(node_ids)

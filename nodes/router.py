@@ -11,11 +11,12 @@ router's clock, so a node whose beats stop (or a registry this node can no
 longer read) is down here as on the console.
 
 The one publisher of a stream across the cluster (`claim`) is a Redis key
-set only if absent, naming the node that holds the publisher; that node's
-heartbeat renews it while the stream is published there, so it lapses
-CLAIM_TTL_SECONDS after the publisher left or its node died (it is not
-released at once: the engine tells the router nothing when a publisher
-leaves). Without Redis (one node) there is nothing to claim against.
+set only if absent, naming the node that holds the publisher, an edge's or
+a center's own (a relay from an edge claims nothing); that node's
+heartbeat renews it while the stream is published there, and the engine
+releases it when the publisher leaves (MediaNode.stream_ended), so it
+lapses CLAIM_TTL_SECONDS after its node died at the latest. Without Redis
+(one node) there is nothing to claim against.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ CLAIM_PREFIX = "livecenter:publisher:"
 # much: a publisher that moves to another edge is taken there this long
 # after it left the first at the most.
 CLAIM_TTL_SECONDS = registry.BEAT_TTL_SECONDS
+# Deletes a claim only if it is still the releasing node's: a publisher
+# that has come back on another node since keeps its claim there.
+RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 class RegistryRouter:
@@ -96,6 +103,16 @@ class RegistryRouter:
             log.warning("claim of %s not checked, the registry is unreachable (%s): admitted", key, exc)
             return None
         return f"stream is already being published on {holder.decode()}"
+
+    async def release(self, key: StreamKey, node_id: str) -> None:
+        """`node_id`'s publisher of `key` has left: the stream may be
+        published elsewhere now. Redis unreachable, the claim lapses."""
+        if not isinstance(self.store, registry.RedisBeats):
+            return
+        try:
+            await self.store.async_client().eval(RELEASE_SCRIPT, 1, CLAIM_PREFIX + str(key), node_id)
+        except registry.STORE_UNREACHABLE as exc:
+            log.info("claim of %s not released, the registry is unreachable (%s): it lapses", key, exc)
 
     async def renew(self, keys: Collection[str], node_id: str) -> None:
         """Keep this node's claims on the streams published here."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from domains.models import Domain
 from livecenter.media.cluster import NODE_DOWN_SECONDS, ClusterView, NodeBeat
+from monitoring.troubleshoot import EdgeRelay
 
 from . import registry
 from .models import Node
@@ -64,7 +67,31 @@ def _visible(streams: frozenset[str], own: set[str] | None) -> tuple[str, ...]:
     return tuple(sorted(key for key in streams if own is None or key.split("/", 1)[0] in own))
 
 
+def edge_relay(node_id: str, key: str) -> EdgeRelay | None:
+    """The relay of stream `key` on edge `node_id` as its heartbeat tells
+    it (for the troubleshooting tool); None while the beats cannot be read."""
+    try:
+        view = ClusterView(registry.registry().beats([node_id]), registry.clock())
+    except registry.STORE_UNREACHABLE as exc:
+        log.warning("node heartbeats unreachable: %s", exc)
+        return None
+    if not view.is_up(node_id):
+        return EdgeRelay(False, "")
+    return EdgeRelay(True, view.beats[node_id].relay_errors.get(key, ""))
+
+
+def _gone(row: Node, up: bool, age: float | None, now: float, forget_seconds: float) -> bool:
+    """Down for longer than `forget_seconds`: since its last beat, or since
+    it started when no beat of it is known."""
+    if up:
+        return False
+    silent = age if age is not None else now - row.started_at.timestamp()
+    return silent > forget_seconds
+
+
 def list_nodes(user) -> NodeList:
+    """Every registered node and its state; the ones gone for good
+    (LIVECENTER_NODE_FORGET_SECONDS) are forgotten on the way."""
     rows = list(Node.objects.all())
     ids = [row.node_id for row in rows]
     store = registry.registry()
@@ -79,13 +106,34 @@ def list_nodes(user) -> NodeList:
     view = ClusterView(beats, registry.clock())
     own = None if user.is_staff else set(Domain.objects.filter(owner=user).values_list("domain_name", flat=True))
     states = []
+    gone = []
     for row in rows:
         up = view.is_up(row.node_id)
         beat = view.beats.get(row.node_id) if up else None
         age = view.age(row.node_id)
         if age is None and row.node_id in last:
             age = max(0.0, view.now - last[row.node_id])
+        # Not while the store is unreachable: then every node only looks down.
+        if not problem and _gone(row, up, age, view.now, settings.LIVECENTER_NODE_FORGET_SECONDS):
+            gone.append(row)
+            continue
         visible = _visible(beat.streams, own) if beat else ()
         errors = {key: beat.relay_errors[key] for key in visible if key in beat.relay_errors} if beat else {}
         states.append(NodeState(row, up, age, beat, visible, errors))
+    if gone:
+        forget_nodes(store, gone)
     return NodeList(states, problem)
+
+
+def forget_nodes(store, rows: list[Node]) -> None:
+    """Remove nodes gone for good from the list (their rows, and what the
+    beat store keeps of them)."""
+    node_ids = [row.node_id for row in rows]
+    for row in rows:
+        # Unless it came back meanwhile: it registered again, with its new start.
+        Node.objects.filter(pk=row.pk, started_at=row.started_at).delete()
+    try:
+        store.forget(node_ids)
+    except registry.STORE_UNREACHABLE as exc:
+        log.warning("could not forget nodes %s in the beat store: %s", ", ".join(node_ids), exc)
+    log.info("forgot nodes down for more than %.0f s: %s", settings.LIVECENTER_NODE_FORGET_SECONDS, ", ".join(node_ids))

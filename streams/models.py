@@ -14,6 +14,12 @@ from django.db import models
 from domains.models import Domain
 
 
+class PublishType(models.TextChoices):
+    # The values are livecenter.media.policy's EDGE_PUBLISH and CENTER_PUBLISH.
+    EDGE = "edge", "Edge"
+    CENTER = "center", "Center"
+
+
 class PublishSession(models.Model):
     """One publish, from `published` to `unpublished`: the publish history
     (DescribeLiveStreamsPublishList) and, while `stopped_at` is null, the
@@ -24,7 +30,19 @@ class PublishSession(models.Model):
     app = models.CharField(max_length=255)
     stream = models.CharField(max_length=255)
     session_id = models.CharField(max_length=64, unique=True)
+    # The node that holds the publisher: the edge it pushed to, or the center.
     node_id = models.CharField(max_length=128, blank=True, default="")
+    # DescribeLiveStreamsOnlineList's PublishType: "edge" when the publisher
+    # pushed to an edge, which relays the stream to a center; "center" when
+    # it pushed to the center (the one node of `make run` included).
+    publish_type = models.CharField(max_length=8, choices=PublishType.choices, default=PublishType.CENTER)
+    # DescribeLiveStreamsOnlineList's ServerIp: the address of `node_id` as
+    # the nodes reach it (its advertised host).
+    server_ip = models.CharField(max_length=255, blank=True, default="")
+    # The center node carrying the stream now: `node_id` itself for a center
+    # publish; an edge's relay's center ("" until it has one, or while it
+    # moves). Its transcodes, recordings and snapshots read it there.
+    center_node_id = models.CharField(max_length=128, blank=True, default="")
     protocol = models.CharField(max_length=16)  # "rtmp", "srt"
     client_addr = models.CharField(max_length=64, blank=True, default="")  # "ip:port", "[v6]:port"
     publish_url = models.CharField(max_length=2048, blank=True, default="")  # without auth_key

@@ -28,7 +28,19 @@ class _SessionSerializer(serializers.ModelSerializer):
     publish_url = serializers.CharField(help_text="The URL the publisher used, without auth_key.")
     protocol = serializers.CharField(help_text="The ingest protocol: rtmp, srt.")
     client_ip = serializers.CharField(help_text="The publisher's IP address.")
-    node = serializers.CharField(source="node_id", help_text="The media node that receives the stream.")
+    node = serializers.CharField(
+        source="node_id", help_text="The media node that holds the publisher: the edge it pushed to, or the center."
+    )
+    publish_type = serializers.CharField(
+        help_text="edge: the publisher pushed to an edge node, which relays the stream to a center node;"
+        " center: it pushed to the center node."
+    )
+    server_ip = serializers.CharField(help_text="The address of the node that holds the publisher.")
+    center_node = serializers.CharField(
+        source="center_node_id",
+        help_text="The center node carrying the stream (transcodes, recordings, snapshots); empty while an edge's"
+        " relay has none.",
+    )
     transcoded = serializers.SerializerMethodField(help_text="False: these are source streams.")
 
     def get_domain_name(self, session: PublishSession) -> str | None:
@@ -64,6 +76,9 @@ class OnlineStreamSerializer(_SessionSerializer):
             "client_ip",
             "client_addr",
             "node",
+            "publish_type",
+            "server_ip",
+            "center_node",
             "session_id",
             "video_codec",
             "video_profile",
@@ -104,6 +119,9 @@ class PublishRecordSerializer(_SessionSerializer):
             "client_addr",
             "client_ip",
             "node",
+            "publish_type",
+            "server_ip",
+            "center_node",
             "session_id",
             "transcoded",
         ]

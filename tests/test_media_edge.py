@@ -10,8 +10,29 @@ from __future__ import annotations
 import subprocess
 import time
 
-from livecenter.media.edge import NODE_PARAM, RELAY_TOKEN_PARAM, Route, is_edge_only, node_token, relayed_by
-from livecenter.media.policy import StreamKey
+from livecenter.media.edge import (
+    CLIENT_PARAM,
+    MAX_CLIENT_ADDR_CHARS,
+    MAX_SESSION_ID_CHARS,
+    NODE_PARAM,
+    RELAY_TOKEN_PARAM,
+    SESSION_PARAM,
+    RelayFacts,
+    Route,
+    is_edge_only,
+    node_token,
+    relay_facts,
+    relayed_by,
+)
+from livecenter.media.policy import (
+    StreamKey,
+    StreamPublished,
+    StreamSample,
+    StreamsSampled,
+    StreamUnpublished,
+    StreamUpdated,
+)
+from livecenter.media.stats import NODE_LINK_PROTOCOL
 from tests.mediasupport import INGEST, NodeThread, probe_packets, start_publisher
 
 CLUSTER_KEY = b"cluster-key-for-tests"
@@ -81,6 +102,24 @@ def test_a_node_token_names_its_node_and_uri_and_expires():
     assert relayed_by(CLUSTER_KEY, "/live/cam1", {NODE_PARAM: "edge-a"}, now) is None
 
 
+def test_a_relay_token_signs_its_publishers_facts():
+    now = 1_800_000_000.0
+    facts = {SESSION_PARAM: "5e55", CLIENT_PARAM: "198.51.100.7:50001"}
+    token = node_token(CLUSTER_KEY, "/live/cam1", "edge-a", now, facts)
+    query = {NODE_PARAM: "edge-a", RELAY_TOKEN_PARAM: token, **facts}
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", query, now) == "edge-a"
+    assert relay_facts(query) == RelayFacts("5e55", "198.51.100.7:50001")
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", {**query, SESSION_PARAM: "other"}, now) is None
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", {**query, CLIENT_PARAM: "203.0.113.1:1"}, now) is None
+    no_facts = {NODE_PARAM: "edge-a", RELAY_TOKEN_PARAM: node_token(CLUSTER_KEY, "/live/cam1", "edge-a", now)}
+    assert relayed_by(CLUSTER_KEY, "/live/cam1", {**no_facts, **facts}, now) is None  # facts added to a pull's token
+    # Bounded, though signed: a session id or address past the columns' size is no fact.
+    assert relay_facts({**facts, SESSION_PARAM: "x" * (MAX_SESSION_ID_CHARS + 1)}) is None
+    assert relay_facts({**facts, CLIENT_PARAM: "x" * (MAX_CLIENT_ADDR_CHARS + 1)}) is None
+    assert relay_facts({**facts, SESSION_PARAM: "x" * MAX_SESSION_ID_CHARS}) is not None
+    assert relay_facts({NODE_PARAM: "edge-a"}) is None
+
+
 def test_only_a_node_that_is_an_edge_alone_relays_and_pulls():
     assert is_edge_only({"edge"})
     assert not is_edge_only({"center", "edge"})  # make run's node carries every stream itself
@@ -99,13 +138,43 @@ def test_an_edge_relays_its_publisher_to_a_center_and_its_viewers_play_either():
         assert e.run_sync(lambda: e.node.relays.states[KEY].center) == "center-1"
         _continuous(probe_packets(c.flv_url(), seconds=3))
         _continuous(probe_packets(e.flv_url(), seconds=3))
-        # The center took it as the edge's relay: one publisher, admitted by token.
-        published = [event for event in c.sink.events if type(event).__name__ == "StreamPublished"]
-        assert [p.key for p in published] == [KEY]
+        # The center took it as the edge's relay: one publisher, admitted by
+        # token, and the same publish as the edge's (its session, its publisher).
+        [on_edge] = [event for event in e.sink.events if isinstance(event, StreamPublished)]
+        [at_center] = [event for event in c.sink.events if isinstance(event, StreamPublished)]
+        assert (on_edge.publish_type, on_edge.center, on_edge.relayed_from) == ("edge", "", "")
+        assert (at_center.publish_type, at_center.center, at_center.relayed_from) == ("edge", "center-1", "edge-a")
+        assert (at_center.key, at_center.session_id, at_center.client_addr) == (
+            KEY, on_edge.session_id, on_edge.client_addr
+        )  # fmt: skip
+        assert "lc_" not in at_center.publish_url  # the node's token is nobody's to see
+        # Each node samples the stream: the edge as the publisher's node, the
+        # center as the edge's relay; the relay between them is no viewer.
+        edge_sample = sample_of(e, lambda s: s.relay_bitrate_out > 0)
+        assert edge_sample.upstream_node == "" and NODE_LINK_PROTOCOL not in edge_sample.viewers
+        assert NODE_LINK_PROTOCOL not in edge_sample.bitrate_out
+        center_sample = sample_of(c, lambda s: True)
+        assert center_sample.upstream_node == "edge-a" and center_sample.session_id == on_edge.session_id
+        # The center reports no media info of its own: the edge does.
+        assert not any(isinstance(event, StreamUpdated) for event in c.sink.events)
     finally:
         publisher.stop()
         e.stop()
         c.stop()
+    ended = [event for event in c.sink.events if isinstance(event, StreamUnpublished)]
+    assert [(u.session_id, u.node_id, u.relayed_from) for u in ended] == [(on_edge.session_id, "center-1", "edge-a")]
+
+
+def sample_of(node: NodeThread, matches) -> StreamSample:
+    """The first sample of KEY from `node` that `matches`."""
+
+    def find():
+        samples = [s for event in list(node.sink.events) if isinstance(event, StreamsSampled) for s in event.samples]
+        return next((s for s in samples if s.key == KEY and matches(s)), None)
+
+    sample = node.wait_for(find)
+    assert sample is not None
+    return find()
 
 
 def test_a_relay_moves_to_another_center_when_its_center_stops_and_the_publisher_stays():
@@ -159,8 +228,8 @@ def test_an_edge_pulls_a_stream_once_for_its_viewers_and_drops_it_when_they_leav
             for _ in range(3)
         ]  # fmt: skip
         _continuous(probe_packets(e.flv_url(), seconds=3))
-        # One pull for all of them: the center has one RTMP viewer, the edge.
-        assert c.run_sync(lambda: c.node.hub.stream(KEY).viewers()) == {"rtmp": 1}
+        # One pull for all of them: the center has one subscriber, the edge's link (not a viewer).
+        assert c.run_sync(lambda: c.node.hub.stream(KEY).viewers()) == {NODE_LINK_PROTOCOL: 1}
         assert e.run_sync(lambda: e.node.pulls.sources) == {KEY: "center-1"}
         for viewer in viewers:
             viewer.wait(30)

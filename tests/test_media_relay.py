@@ -22,7 +22,9 @@ KEY = StreamKey(INGEST, "live", "cam1")
 @pytest.fixture
 def nodes():
     a = NodeThread(node_id="node-a").start()
-    b = NodeThread(node_id="node-b").start()
+    # b's idle limit past a's reconnect grace (both 10 s by default): a relay
+    # that waits out the grace ends itself, before b would drop it as idle.
+    b = NodeThread(node_id="node-b", publish_idle_seconds=30).start()
     yield a, b
     a.stop()
     b.stop()

@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitoring import services
 from tests.apisupport import client_for
 from tests.monitoringsupport import record, record_seconds, stream_sample
 from tests.streamsupport import add_pair
@@ -118,6 +119,28 @@ def test_it_counts_online_users_per_stream_on_the_streaming_domain(owner):
     }
 
 
+def record_relayed_stream() -> None:
+    """cam1 published on edge-a (2.128 Mbit/s in), relayed to the center,
+    pulled by edge-b; each node samples it with its own viewers."""
+    record(stream_sample(at=T0, viewers={"flv": 3}, bitrate_out={"flv": 6e6}, relay_bitrate_out=2e6), node_id="edge-a")
+    record(stream_sample(at=T0, viewers={"rts": 1}, bitrate_out={"rts": 2e6}, upstream_node="edge-a",
+                         relay_bitrate_out=2e6, video_bitrate=1_990_000.0), node_id="center")  # fmt: skip
+    record(stream_sample(at=T0, viewers={"flv": 4}, bitrate_out={"flv": 8e6}, upstream_node="center"), node_id="edge-b")
+
+
+def test_it_adds_up_a_relayed_streams_viewers_on_every_node_and_counts_it_once(owner):
+    add_pair(owner)
+    record_relayed_stream()
+    query = {"domain": "push.example.com", "query_time": iso(T0)}
+    users = client_for(owner).get(BASE + "online-users/", query).json()
+    assert (users["stream_count"], users["user_count"]) == (1, 8)
+    assert users["online_user_info"][0]["protocols"] == {"flv": 7, "rts": 1}
+    [rates] = client_for(owner).get(BASE + "frame-rate-and-bitrate/", query).json()["frame_rate_and_bit_rate_infos"]
+    assert rates["bit_rate"] == 266_000.0  # the publisher's node's measure (bytes/s), not the center's
+    view = services.domain_view(owner, "push.example.com", now=T0)
+    assert (view.bitrate_in, view.bitrate_out, view.users) == (2_128_000, 16e6, 8)
+
+
 @pytest.mark.parametrize("path", ["frame-rate-and-bitrate/", "online-users/", "stream-bitrate/"])
 def test_it_hides_another_operators_domain(owner, outsider, path):
     add_pair(owner)
@@ -144,7 +167,7 @@ def test_it_exposes_live_streams_to_prometheus(owner, outsider):
     assert r.status_code == 200
     assert r["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     families = {f.name: f for f in text_string_to_metric_families(r.content.decode())}
-    labels = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
+    labels = {"domain": "push.example.com", "app": "live", "stream": "cam1", "node": "node-1"}
 
     def value(name, **extra):
         [sample] = [s for s in families[name].samples if s.labels == {**labels, **extra}]
@@ -159,6 +182,29 @@ def test_it_exposes_live_streams_to_prometheus(owner, outsider):
     assert value("livecenter_stream_out_bits_per_second", protocol="rtmp") == 2_128_000
     # Only the operator's own streams.
     assert all(s.labels["domain"] == "push.example.com" for f in families.values() for s in f.samples)
+
+
+def test_it_exposes_a_relayed_stream_once_and_each_nodes_viewers(owner):
+    # A stream published on an edge, relayed to a center, pulled by a second
+    # edge: each node samples it, and only the edge's ingest is the stream's.
+    add_pair(owner)
+    record(stream_sample(viewers={"flv": 2}, bitrate_out={"flv": 4e6}, relay_bitrate_out=2e6), node_id="edge-a")
+    record(stream_sample(viewers={"rts": 1}, bitrate_out={"rts": 2e6}, upstream_node="edge-a",
+                         relay_bitrate_out=2e6), node_id="center")  # fmt: skip
+    record(stream_sample(viewers={"flv": 5}, bitrate_out={"flv": 1e7}, upstream_node="center"), node_id="edge-b")
+    families = {f.name: f for f in text_string_to_metric_families(metrics(owner))}
+
+    def series(name):
+        return {(s.labels["node"], s.labels.get("protocol") or s.labels.get("track")): s.value
+                for s in families[name].samples}  # fmt: skip
+
+    assert series("livecenter_stream_in_bits_per_second") == {("edge-a", "video"): 2e6, ("edge-a", "audio"): 128e3}
+    assert series("livecenter_stream_viewers") == {("edge-a", "flv"): 2, ("center", "rts"): 1, ("edge-b", "flv"): 5}
+    assert sum(series("livecenter_stream_out_bits_per_second").values()) == 16e6  # the relays are nobody's viewers
+
+
+def metrics(owner) -> str:
+    return client_for(owner).get(BASE + "metrics/").content.decode()
 
 
 def test_it_exposes_an_empty_but_valid_text_with_nothing_live(owner):

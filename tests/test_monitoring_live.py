@@ -88,7 +88,7 @@ def test_it_reports_a_known_stream_within_five_percent(owner):
 
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     [fps_sample] = families["livecenter_stream_video_frame_rate"].samples
-    assert fps_sample.labels == {"domain": "push.mon.test", "app": "live", "stream": "cam1"}
+    assert fps_sample.labels == {"domain": "push.mon.test", "app": "live", "stream": "cam1", "node": "live-test"}
     assert fps_sample.value == pytest.approx(FPS, rel=0.05)
     [flv_out] = families["livecenter_stream_out_bits_per_second"].samples
     assert flv_out.labels["protocol"] == "flv" and flv_out.value > 0.5 * VIDEO_BITRATE

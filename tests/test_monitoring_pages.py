@@ -104,7 +104,7 @@ def test_it_streams_samples_and_states_over_the_websocket(owner):
         assert opening["type"] == "history" and opening["live"] is True and opening["session_id"] == "s1"
         assert len(opening["samples"]) == 1
         key = StreamKey("push.example.com", "live", "cam1")
-        data = live.event_sample_json(stream_sample())
+        data = live.event_sample_json(stream_sample(), "node-1")
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()

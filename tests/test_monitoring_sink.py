@@ -72,9 +72,13 @@ def test_it_sends_samples_to_the_stream_and_domain_groups(owner):
         lambda: record(sample), [live.stream_group(KEY), live.domain_group("push.example.com")], count=2
     )
     by_type = {m["type"]: m for m in got}
-    assert by_type[live.SAMPLE]["sample"] == live.event_sample_json(sample)
-    assert by_type[live.SAMPLES]["samples"] == [live.event_sample_json(sample)]
+    assert by_type[live.SAMPLE]["sample"] == live.event_sample_json(sample, "node-1")
+    assert by_type[live.SAMPLES]["samples"] == [live.event_sample_json(sample, "node-1")]
     assert by_type[live.SAMPLE]["sample"]["bitrate"] == 2_128_000
+    assert (by_type[live.SAMPLE]["sample"]["node_id"], by_type[live.SAMPLE]["sample"]["upstream_node"]) == (
+        "node-1",
+        "",
+    )
 
 
 def test_it_tells_the_pages_when_a_stream_starts_and_stops(owner):

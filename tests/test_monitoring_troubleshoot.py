@@ -8,15 +8,21 @@ import datetime as dt
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 
 from domains import services as domain_services
 from domains.models import Domain
+from livecenter.media.policy import EDGE_PUBLISH, StreamKey, StreamPublished
 from livecenter.media.signing import sign
 from monitoring.troubleshoot import check_url
+from nodes import registry
+from nodes.bridge import DatabaseEventSink
 from streams import services as stream_services
+from streams.models import PublishSession
 from tests.apisupport import client_for
 from tests.monitoringsupport import record_seconds
+from tests.nodesupport import T0, a_beat, beat_now
 from tests.streamsupport import add_pair, publish
 
 pytestmark = pytest.mark.django_db
@@ -167,6 +173,42 @@ def test_it_fails_a_stream_that_is_not_live(owner, pair):
     assert failed(report) == {"live": "nobody is publishing push.example.com/live/cam1"}
     assert "OBS" in steps(report)["live"].advice
     assert {steps(report)[n].status for n in ("bframes", "keyframes", "audio")} == {"skip"}
+
+
+def edge_publish(session: str = "s1") -> None:
+    """What an edge that holds the publisher reports (nodes.bridge's sink)."""
+    key = StreamKey("push.example.com", "live", "cam1")
+    url = "rtmp://push.example.com/live/cam1"
+    event = StreamPublished(key, session, "rtmp", "198.51.100.7:5000", url, time.time(), "edge-a", EDGE_PUBLISH)
+    async_to_sync(DatabaseEventSink().published)(event)
+    record_seconds(10, session_id=session)
+
+
+def test_it_says_why_no_center_takes_a_stream_its_edge_holds(owner, pair, settings, registry_clock):
+    settings.REDIS_URL = ""
+    reason = "no center node of live center eu-central-1 is up"
+    beat_now(registry.registry(), a_beat("edge-a", relay_errors={"push.example.com/live/cam1": reason}))
+    registry_clock.now = T0 + 1
+    edge_publish()
+    report = check_url(owner, urls(owner).ingest["rtmp"])
+    assert failed(report) == {
+        "center": f"the edge edge-a holds the publisher, but no center takes the stream: {reason}"
+    }
+    assert "Start a center node of China (Shanghai)" in steps(report)["center"].advice  # add_pair's live center
+    # Once a center takes it, the edge's beat says no more and the center is known.
+    beat_now(registry.registry(), a_beat("edge-a"))
+    PublishSession.objects.update(center_node_id="center-1")
+    report = check_url(owner, urls(owner).ingest["rtmp"])
+    assert steps(report)["center"].status == "pass", steps(report)["center"]
+    assert steps(report)["center"].reason == "relayed by the edge edge-a to the center node center-1"
+    registry_clock.now = T0 + 60  # the edge stopped beating
+    assert steps(check_url(owner, urls(owner).ingest["rtmp"]))["center"].status == "warn"
+
+
+def test_it_passes_a_stream_published_on_its_center(owner, pair):
+    go_live()
+    step = steps(check_url(owner, urls(owner).ingest["rtmp"]))["center"]
+    assert (step.status, step.reason) == ("pass", "published on the center node node-1")
 
 
 def test_it_fails_b_frames_for_rts_without_auto_transcoding(owner, pair):

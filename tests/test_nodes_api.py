@@ -7,6 +7,7 @@ import redis
 
 from livecenter.media.cluster import CENTER, NODE_DOWN_SECONDS
 from nodes import registry
+from nodes.models import Node
 from tests.apisupport import client_for
 from tests.nodesupport import T0, a_beat, beat_now
 from tests.pagesupport import add_ingest
@@ -76,6 +77,26 @@ def test_it_shows_a_node_that_stopped_beating_down(owner, cluster):
     assert (row["health"], row["last_beat_age"]) == ("down", NODE_DOWN_SECONDS + 2)
     # A down node's last figures are not shown as if they were current.
     assert (row["load"], row["stream_count"], row["viewers"], row["streams"]) == (None, None, None, [])
+
+
+def test_it_forgets_a_node_down_for_longer_than_the_forget_time(owner, cluster, settings):
+    settings.LIVECENTER_NODE_FORGET_SECONDS = 3600
+    beat_now(registry.registry(), a_beat("edge-1", at=T0 + 3600))  # edge-1 beats on; center-1 went silent at T0
+    cluster.now = T0 + 3600  # down for exactly the forget time: still listed, down
+    assert by_id(client_for(owner).get(NODES))["center-1"]["health"] == "down"
+    cluster.now = T0 + 3601
+    assert set(by_id(client_for(owner).get(NODES))) == {"edge-1"}
+    assert not Node.objects.filter(node_id="center-1").exists()
+    # Should it come back, it registers again.
+    beat_now(registry.registry(), a_beat("center-1", at=T0 + 3601, roles=frozenset({CENTER})))
+    assert by_id(client_for(owner).get(NODES))["center-1"]["health"] == "up"
+
+
+def test_it_forgets_no_node_while_the_beats_cannot_be_read(owner, cluster, settings):
+    settings.LIVECENTER_NODE_FORGET_SECONDS = 60
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    cluster.now = T0 + 3600
+    assert set(by_id(client_for(owner).get(NODES))) == {"center-1", "edge-1"}
 
 
 def test_it_answers_only_the_signed_in(cluster):

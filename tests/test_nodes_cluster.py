@@ -7,14 +7,18 @@ another edge plays through a pull; a second publisher is refused."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
+from channels.layers import channel_layers
 
 from domains import services
 from livecenter.media.cluster import CENTER
 from livecenter.media.policy import StreamKey
-from monitoring.models import PublishRefusal
+from monitoring.models import PublishRefusal, StreamSample
+from nodes import control
+from streams.models import PublishSession
 from tests.apisupport import client_for
 from tests.mediasupport import probe_packets, start_publisher
 from tests.test_media_edge import _continuous as continuous
@@ -82,20 +86,27 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
             publisher.stop()
 
 
-def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url):
+@pytest.mark.parametrize("holder", ["edge-a", "center"])
+def test_a_second_publisher_of_a_stream_on_another_edge_is_refused(owner, redis_url, holder):
     # The claim is a Redis key (router.py): this test skips without Redis.
-    key, urls = stream_of(owner, "claim.test")
+    # The first publisher is on another edge, or on the center itself.
+    key, urls = stream_of(owner, f"claim-{holder}.test")
     with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
-        publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
+        first = {"edge-a": edge_a, "center": center}[holder]
+        publisher = start_publisher(first.local(urls.ingest["rtmp"]), seconds=30)
         try:
             assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
             second = start_publisher(edge_b.local(urls.ingest["rtmp"]), seconds=5)
             assert second.process.wait(30) != 0
             refusals = PublishRefusal.objects.filter(stream=key.stream).values_list("reason", flat=True)
             reasons = wait_until(lambda: list(refusals.all()))
-            assert reasons == [f"stream is already being published on {edge_a.node.config.node_id}"]
+            assert reasons == [f"stream is already being published on {first.node.config.node_id}"]
             assert not edge_b.node.hub.is_live(key)
             assert publisher.process.poll() is None and center.node.hub.is_live(key)
+            session = PublishSession.objects.get(stream=key.stream)
+            assert (session.publish_type, session.node_id) == (
+                "center" if holder == "center" else "edge", first.node.config.node_id
+            )  # fmt: skip
         finally:
             publisher.stop()
 
@@ -118,3 +129,72 @@ def test_with_no_center_in_the_region_the_edge_keeps_the_publisher_and_the_conso
             assert publisher.process.poll() is None and not far.node.hub.is_live(key)
         finally:
             publisher.stop()
+
+
+def test_a_stream_published_on_an_edge_is_one_publish_session_of_type_edge(owner):
+    key, urls = stream_of(owner, "session.test")
+    api = client_for(owner)
+    with node("edge", "edge") as edge, node("center", "center") as center:
+        edge_id, center_id = edge.node.config.node_id, center.node.config.node_id
+        publisher = start_publisher(edge.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
+            rows = wait_until(lambda: [r for r in api.get("/api/v1/streams/online/").json()["results"]
+                                       if r["center_node"]], timeout=15)  # fmt: skip
+            assert [(r["stream_name"], r["publish_type"], r["node"], r["server_ip"], r["center_node"])
+                    for r in rows] == [(key.stream, "edge", edge_id, "127.0.0.1", center_id)]  # fmt: skip
+            assert rows[0]["client_ip"] == "127.0.0.1" and rows[0]["protocol"] == "rtmp"
+            # Both nodes sample it; the center's say they come from the edge.
+            samples = StreamSample.objects.filter(stream=key.stream)
+            assert wait_until(lambda: set(samples.values_list("node_id", "upstream_node"))
+                              == {(edge_id, ""), (center_id, edge_id)}, timeout=15)  # fmt: skip
+        finally:
+            publisher.stop()
+        assert wait_until(lambda: not PublishSession.objects.filter(stream=key.stream, stopped_at=None).exists())
+    assert PublishSession.objects.filter(stream=key.stream).count() == 1
+
+
+def test_a_forbid_through_the_api_kicks_the_publisher_on_the_edge(owner, redis_url, settings, monkeypatch):
+    # The forbid reaches the media nodes over the channel layer (nodes/control.py),
+    # here on Redis; no center of the region takes the stream, so only the edge can cut it.
+    layer = {"hosts": [redis_url], "prefix": f"t{uuid.uuid4().hex[:8]}"}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": layer}}
+    # Each node is a process of its own, with its own layer; here they are
+    # threads of one, and a layer receives on one event loop only.
+    layers: dict[int, object] = {}
+    monkeypatch.setattr(control, "get_channel_layer", lambda alias="default": layers.setdefault(
+        threading.get_ident(), channel_layers.make_backend(alias)))  # fmt: skip
+    key, urls = stream_of(owner, "forbid.test")
+    with node("edge", "edge") as edge, node("center", "far", region="ap-southeast-1") as far:
+        assert control._engine is far.node  # the one this process would kick directly: not the edge
+        publisher = start_publisher(edge.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            assert wait_until(lambda: edge.node.hub.is_live(key), timeout=30), publisher.stop()
+            response = client_for(owner).post("/api/v1/streams/forbid/", {"domain": key.domain, "app": key.app,
+                                              "stream": key.stream, "oneshot": True}, format="json")  # fmt: skip
+            assert response.status_code == 200, response.content
+            publisher.process.wait(20)  # kicked, long before its 30 s are over
+            assert not edge.node.hub.is_live(key)
+            session = PublishSession.objects.filter(stream=key.stream)
+            assert wait_until(lambda: session.filter(stop_reason="forbidden").exists())
+        finally:
+            publisher.stop()
+
+
+def test_a_publisher_that_leaves_an_edge_may_publish_on_another_at_once(owner, redis_url):
+    key, urls = stream_of(owner, "move.test")
+    with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
+        first = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
+        assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), first.stop()
+        first.stop()
+        assert wait_until(lambda: not edge_a.node.hub.is_live(key), timeout=15)
+        # Its claim is released now, not when it lapses, and its relay has
+        # ended: the center's grace keeps the stream for the one that comes back.
+        second = start_publisher(edge_b.local(urls.ingest["rtmp"]), seconds=30)
+        try:
+            rows = PublishSession.objects.filter(stream=key.stream, node_id=edge_b.node.config.node_id)
+            assert wait_until(lambda: rows.exclude(center_node_id="").exists(), timeout=30), second.stop()
+            assert not PublishRefusal.objects.filter(stream=key.stream).exists()
+            assert second.process.poll() is None
+        finally:
+            second.stop()

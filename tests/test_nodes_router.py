@@ -87,32 +87,61 @@ def test_it_pulls_from_the_center_carrying_the_stream(router):
     assert route(router.pull_route(KEY)) == Route("c1", "10.0.0.7", 1935, 1105)
 
 
+def with_two_edges(redis_url: str, key: StreamKey, run):
+    """`run(a, b)` with the routers of edge-a and edge-b on this machine's
+    Redis; the claim of `key` removed after."""
+
+    async def main():
+        store = registry.RedisBeats(redis_url)
+        a, b = RegistryRouter("edge-a", FakePolicy()), RegistryRouter("edge-b", FakePolicy())
+        a.store = b.store = store
+        try:
+            return await run(a, b)
+        finally:
+            redis.Redis.from_url(redis_url).delete(CLAIM_PREFIX + str(key))
+            await store.close()
+
+    return asyncio.run(main())
+
+
 @pytest.mark.django_db
 def test_one_node_holds_a_streams_publisher_across_the_cluster(redis_url, redis_node_id):
     key = StreamKey("push.example.com", "live", f"claim-{redis_node_id}")
     client = redis.Redis.from_url(redis_url)
 
-    async def claims():
-        store = registry.RedisBeats(redis_url)
-        a, b = RegistryRouter("edge-a", FakePolicy()), RegistryRouter("edge-b", FakePolicy())
-        a.store = b.store = store
-        try:
-            first = await a.claim(key, "edge-a")
-            second = await b.claim(key, "edge-b")
-            again = await a.claim(key, "edge-a")  # its publisher reconnects there
-            ttl = client.ttl(CLAIM_PREFIX + str(key))
-            client.delete(CLAIM_PREFIX + str(key))  # lapsed: edge-a's publisher left it
-            after = await b.claim(key, "edge-b")
-            return first, second, again, ttl, after
-        finally:
-            client.delete(CLAIM_PREFIX + str(key))
-            await store.close()
+    async def claims(a, b):
+        first = await a.claim(key, "edge-a")
+        second = await b.claim(key, "edge-b")
+        again = await a.claim(key, "edge-a")  # its publisher reconnects there
+        ttl = client.ttl(CLAIM_PREFIX + str(key))
+        client.delete(CLAIM_PREFIX + str(key))  # lapsed: edge-a's publisher left it
+        after = await b.claim(key, "edge-b")
+        return first, second, again, ttl, after
 
-    first, second, again, ttl, after = asyncio.run(claims())
+    first, second, again, ttl, after = with_two_edges(redis_url, key, claims)
     assert (first, second, again, after) == (None, "stream is already being published on edge-a", None, None)
     assert 0 < ttl <= CLAIM_TTL_SECONDS
+
+
+@pytest.mark.django_db
+def test_a_claim_is_released_when_its_publisher_leaves_and_only_by_its_holder(redis_url, redis_node_id):
+    key = StreamKey("push.example.com", "live", f"release-{redis_node_id}")
+    client = redis.Redis.from_url(redis_url)
+
+    async def claims(a, b):
+        await a.claim(key, "edge-a")
+        await b.release(key, "edge-b")  # not edge-b's to release
+        kept = await b.claim(key, "edge-b")
+        await a.release(key, "edge-a")  # edge-a's publisher left
+        taken = await b.claim(key, "edge-b")  # at once, not CLAIM_TTL_SECONDS later
+        await a.release(key, "edge-a")  # a late release of edge-a's leaves edge-b's claim
+        return kept, taken, client.get(CLAIM_PREFIX + str(key))
+
+    kept, taken, holder = with_two_edges(redis_url, key, claims)
+    assert (kept, taken, holder) == ("stream is already being published on edge-a", None, b"edge-b")
 
 
 def test_without_redis_there_is_nothing_to_claim_against(router):
     router.store = registry.DatabaseBeats()
     assert asyncio.run(router.claim(KEY, "edge-1")) is None
+    asyncio.run(router.release(KEY, "edge-1"))  # nothing to release either

@@ -40,6 +40,9 @@ def test_it_lists_sessions_with_the_reference_fields(owner, sessions):
         "client_addr": "203.0.113.5:50000",
         "client_ip": "203.0.113.5",
         "node": "node-1",
+        "publish_type": "center",
+        "server_ip": "",
+        "center_node": "node-1",
         "session_id": "s1",
         "transcoded": False,
     }

@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 
 NODE_PARAM = "lc_node"
 RELAY_TOKEN_PARAM = "lc_relay"
+# A relay carries its publisher's facts to the center, under the token:
+# the publish session's id (one session per publish, the edge's) and the
+# publisher's own address (DescribeLiveStreamsOnlineList's ClientIp).
+SESSION_PARAM = "lc_session"
+CLIENT_PARAM = "lc_client"
+NODE_QUERY_PARAMS = frozenset({NODE_PARAM, RELAY_TOKEN_PARAM, SESSION_PARAM, CLIENT_PARAM})
+# The facts' sizes (streams.PublishSession's columns). They come from a
+# node that holds the cluster key, and are bounded all the same.
+MAX_SESSION_ID_CHARS = 64
+MAX_CLIENT_ADDR_CHARS = 64
 # How long a node token is good for: long enough for a connection to start,
 # short enough that a leaked one soon is not.
 NODE_TOKEN_SECONDS = 300
@@ -57,9 +67,17 @@ def is_edge_only(roles: Collection[str]) -> bool:
     return "edge" in roles and "center" not in roles
 
 
-def node_token(key: bytes, uri: str, node_id: str, now: float) -> str:
-    """What a node puts in `lc_relay` to publish or play `uri` on another node."""
-    return worker_token(key, f"{uri}|{node_id}", int(now) + NODE_TOKEN_SECONDS)
+def _signed(uri: str, node_id: str, facts: Mapping[str, str]) -> str:
+    """What a node token signs: the URI, the node, and a relay's facts."""
+    if SESSION_PARAM not in facts and CLIENT_PARAM not in facts:
+        return f"{uri}|{node_id}"
+    return f"{uri}|{node_id}|{facts.get(SESSION_PARAM, '')}|{facts.get(CLIENT_PARAM, '')}"
+
+
+def node_token(key: bytes, uri: str, node_id: str, now: float, facts: Mapping[str, str] | None = None) -> str:
+    """What a node puts in `lc_relay` to publish or play `uri` on another
+    node; `facts` (a relay's SESSION_PARAM and CLIENT_PARAM) are signed too."""
+    return worker_token(key, _signed(uri, node_id, facts or {}), int(now) + NODE_TOKEN_SECONDS)
 
 
 def relayed_by(key: bytes, uri: str, query: Mapping[str, str], now: float) -> str | None:
@@ -67,7 +85,31 @@ def relayed_by(key: bytes, uri: str, query: Mapping[str, str], now: float) -> st
     node_id = query.get(NODE_PARAM)
     if not key or not node_id:
         return None
-    return node_id if is_worker(key, f"{uri}|{node_id}", query.get(RELAY_TOKEN_PARAM), now) else None
+    return node_id if is_worker(key, _signed(uri, node_id, query), query.get(RELAY_TOKEN_PARAM), now) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayFacts:
+    """A relayed publish's publisher, as the edge that holds it says."""
+
+    session_id: str
+    client_addr: str
+
+
+def _fact(value: str | None, max_chars: int) -> str | None:
+    if not value or len(value) > max_chars or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
+def relay_facts(query: Mapping[str, str]) -> RelayFacts | None:
+    """The facts a relay's query carries (check `relayed_by` first); None
+    when it carries none or they are out of bounds."""
+    session_id = _fact(query.get(SESSION_PARAM), MAX_SESSION_ID_CHARS)
+    client_addr = _fact(query.get(CLIENT_PARAM), MAX_CLIENT_ADDR_CHARS)
+    if session_id is None or client_addr is None:
+        return None
+    return RelayFacts(session_id, client_addr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +137,22 @@ class Router(Protocol):
         """Optional: take `key` for a publisher on `node_id`, the one
         publisher of the cluster; the reason it is taken elsewhere if so."""
 
+    async def release(self, key: StreamKey, node_id: str) -> None:
+        """Optional, with `claim`: `node_id`'s publisher of `key` has gone."""
 
-def _target(route: Route, key: StreamKey, cluster_key: bytes, node_id: str, protocol: str = "rtmp") -> RelayTarget:
+
+def _target(
+    route: Route,
+    key: StreamKey,
+    cluster_key: bytes,
+    node_id: str,
+    facts: RelayFacts | None = None,
+    protocol: str = "rtmp",
+) -> RelayTarget:
     uri = f"/{key.app}/{key.stream}"
-    token = node_token(cluster_key, uri, node_id, time.time())
-    query = (("domain", key.domain), (NODE_PARAM, node_id), (RELAY_TOKEN_PARAM, token))
+    signed = {SESSION_PARAM: facts.session_id, CLIENT_PARAM: facts.client_addr} if facts is not None else {}
+    token = node_token(cluster_key, uri, node_id, time.time(), signed)
+    query = (("domain", key.domain), (NODE_PARAM, node_id), *signed.items(), (RELAY_TOKEN_PARAM, token))
     port = route.srt_port if protocol == "srt" else route.rtmp_port
     return RelayTarget(route.host, port, key.app, key.stream, query, protocol)
 
@@ -109,6 +162,8 @@ class RelayState:
     """What the console and troubleshooting tool are told about one relay."""
 
     center: str = ""  # the center node carrying it now ("" while none)
+    # The publish it relays (the current one, after a returning publisher).
+    facts: RelayFacts | None = None
     since: float = field(default_factory=time.time)
     failovers: int = 0
     error: str = ""  # the last failure, or why no center could take it
@@ -129,12 +184,21 @@ class EdgeRelays:
         self.states: dict[StreamKey, RelayState] = {}
         self._tasks: dict[StreamKey, asyncio.Task] = {}
 
-    def start(self, key: StreamKey) -> None:
-        task = self._tasks.get(key)
-        if task is not None and not task.done():
-            return  # a returning publisher: the relay has waited for it (hub grace)
-        self.states[key] = RelayState()
+    def start(self, key: StreamKey, facts: RelayFacts | None = None) -> None:
+        """Relay the publish `facts` says of `key` (its publisher's session)."""
+        self.ended(key)  # a relay still ending (its publisher just left) is the old publish's
+        self.states[key] = RelayState(facts=facts)
         self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key), name=f"relay {key}")
+
+    def ended(self, key: StreamKey) -> None:
+        """The publisher of `key` has left this edge: its relay ends now,
+        rather than after the hub's reconnect grace, so that the stream's
+        claim is released at once and the publisher may come back on
+        another edge; the center's own grace holds its viewers meanwhile."""
+        task = self._tasks.pop(key, None)
+        self.states.pop(key, None)
+        if task is not None:
+            task.cancel()
 
     async def _run(self, key: StreamKey) -> None:
         state = self.states[key]
@@ -153,7 +217,7 @@ class EdgeRelays:
                 # Over SRT when the node is set so and the center takes SRT;
                 # a center without an SRT port still gets the stream, over RTMP.
                 protocol = "srt" if config.relay_protocol == "srt" and route.srt_port else "rtmp"
-                target = _target(route, key, config.cluster_key, config.node_id, protocol)
+                target = _target(route, key, config.cluster_key, config.node_id, state.facts, protocol)
 
                 def started(route=route, target=target) -> None:
                     state.center, state.since, state.error = route.node_id, time.time(), ""
@@ -192,14 +256,6 @@ class EdgeRelays:
         except PolicyUnavailable:
             raise RelayError(f"the settings of {key.domain} cannot be read (its SRT passphrase)") from None
         return (config.srt_passphrase or None) if config is not None else None
-
-    async def claim(self, key: StreamKey) -> str | None:
-        """Why `key` may not be published here, if it is published on
-        another node of the cluster (the router's `claim`, when it has one)."""
-        claim = getattr(self.router, "claim", None)
-        if claim is None:
-            return None
-        return await claim(key, self.node.config.node_id)
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())

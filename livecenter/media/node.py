@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .capacity import (
     DEFAULT_MAX_EGRESS_MBPS,
@@ -28,11 +28,12 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
-from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, is_edge_only, relayed_by
+from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
+    EDGE_PUBLISH,
     EventSink,
     Policy,
     PublishRefused,
@@ -219,6 +220,11 @@ class MediaNode:
         self._events: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
+        # The publishes here that another node relays (a center's, from
+        # edges): session id -> that node. Their samples say so; their
+        # publish session and media info are the edge's to report.
+        self._relayed: dict[str, str] = {}
+        self._releasing: set[asyncio.Task] = set()
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
         self.hls = HlsService(self)
@@ -322,9 +328,32 @@ class MediaNode:
         self._servers, self._tasks = [], []
 
     async def claim_publish(self, key: StreamKey) -> str | None:
-        """Why `key` may not be published here although admitted: an edge
-        asks the cluster whether another node has its publisher."""
-        return await self.relays.claim(key) if self.relays is not None else None
+        """Why `key` may not be published here although admitted: a node of
+        a cluster (its router's `claim`, when it has one) asks whether another
+        node has its publisher. A relay from an edge claims nothing: the
+        edge has."""
+        claim = getattr(self.router, "claim", None)
+        return None if claim is None else await claim(key, self.config.node_id)
+
+    def published_here(self) -> list[StreamKey]:
+        """The streams whose publisher is on this node (the claims it holds)."""
+        return [key for key, session_id in self._live.items() if session_id not in self._relayed]
+
+    def upstream_nodes(self) -> dict[StreamKey, str]:
+        """The live streams this node receives from another node, and that
+        node: a center's relays from edges, an edge's pulls from centers."""
+        upstream = {key: self._relayed[sid] for key, sid in self._live.items() if sid in self._relayed}
+        if self.pulls is not None:
+            upstream.update(self.pulls.sources)
+        return upstream
+
+    def _release_claim(self, key: StreamKey) -> None:
+        release = getattr(self.router, "release", None)
+        if release is None:
+            return
+        task = asyncio.get_running_loop().create_task(release(key, self.config.node_id), name=f"release {key}")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     def relayed_by(self, uri: str, query: Mapping[str, str]) -> str | None:
         """The node a publish or play of `uri` comes from, if it carries a
@@ -390,8 +419,13 @@ class MediaNode:
 
     def stream_started(self, event: StreamPublished) -> None:
         self._live[event.key] = event.session_id
+        if event.relayed_from:
+            self._relayed[event.session_id] = event.relayed_from
         if self.relays is not None:
-            self.relays.start(event.key)
+            self.relays.start(event.key, RelayFacts(event.session_id, event.client_addr))
+            event = replace(event, publish_type=EDGE_PUBLISH, center="")
+        else:
+            event = replace(event, center=self.config.node_id)
         self._events.put_nowait(event)
         # Viewers that came for a rendition before its source went live.
         for waiting in self.hub.waiting_keys():
@@ -400,9 +434,16 @@ class MediaNode:
                 self.request_rendition(event.key, split[1])
 
     def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
+        relayed_from = self._relayed.pop(session_id, "")
         if self._live.get(key) == session_id:
             del self._live[key]
-        self._events.put_nowait(StreamUnpublished(key, session_id, time.time(), reason))
+            if self.relays is not None:
+                self.relays.ended(key)
+            if not relayed_from:
+                self._release_claim(key)
+        self._events.put_nowait(
+            StreamUnpublished(key, session_id, time.time(), reason, self.config.node_id, relayed_from)
+        )
 
     def publish_refused(self, event: PublishRefused) -> None:
         """Report a refused publisher, at most MAX_REFUSALS_PER_SECOND."""
@@ -429,7 +470,14 @@ class MediaNode:
     def request_rendition(self, source: StreamKey, template_id: str) -> None:
         if self._events.qsize() >= MAX_PENDING_EVENTS:
             return  # the viewer's wait ends in a 404, as for a stream that is not live
-        self._events.put_nowait(RenditionRequested(source, template_id, self.config.node_id))
+        center = ""  # this node
+        if self.relays is not None:
+            # An edge: the transcode reads the source at its center, once the relay has one.
+            state = self.relays.states.get(source)
+            if state is None or not state.center:
+                return
+            center = state.center
+        self._events.put_nowait(RenditionRequested(source, template_id, self.config.node_id, center))
 
     async def _pump_events(self) -> None:
         while True:
@@ -486,6 +534,8 @@ class MediaNode:
                 continue  # the sink has not taken the last tick's yet: this one would say the same, later
             updates = []
             for key, session_id in list(self._live.items()):
+                if session_id in self._relayed:
+                    continue  # the edge that holds its publisher reports it
                 stream = self.hub.stream(key)
                 if stream is not None:
                     updates.append(StreamUpdated(key, session_id, stream.info(), stream.viewer_count))
@@ -504,10 +554,15 @@ class MediaNode:
                 tick += -delay // interval * interval + interval
                 delay = tick - loop.time()
             await asyncio.sleep(delay)
-            if not self._live:
+            # An edge's pulled streams have viewers here but no publish session.
+            live = {key: "" for key in self.pulls.sources} if self.pulls is not None else {}
+            live.update(self._live)
+            if not live:
                 self.last_samples = ()
                 continue
-            samples = self.stats.sample(self._live, self.srt.session_stats() if self.srt is not None else None)
+            samples = self.stats.sample(
+                live, self.srt.session_stats() if self.srt is not None else None, self.upstream_nodes()
+            )
             self.last_samples = tuple(samples)
             if not samples:
                 continue

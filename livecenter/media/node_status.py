@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .policy import StreamKey
+from .stats import NODE_LINK_PROTOCOL
 
 NODE_STATUS_PATH = "/_node/status"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -62,7 +63,8 @@ def carriage(node, now: float) -> NodeCarriage:
     for key in live:
         stream = node.hub.stream(key)
         for protocol, count in stream.counters.request_viewers(now, stream.viewers()).items():
-            viewers[protocol] = viewers.get(protocol, 0) + count
+            if protocol != NODE_LINK_PROTOCOL:  # another node, not a viewer
+                viewers[protocol] = viewers.get(protocol, 0) + count
         bitrate_in += stream.bitrate
     lag_s = node.loop_lag.lag_s(now)
     load = 0.0
@@ -74,7 +76,8 @@ def carriage(node, now: float) -> NodeCarriage:
         streams=live,
         viewers=viewers,
         bitrate_in=bitrate_in,
-        bitrate_out=sum(sum(sample.bitrate_out.values()) for sample in node.last_samples),
+        # Its viewers' and the other nodes' (relays, pulls): what leaves it.
+        bitrate_out=sum(sum(sample.bitrate_out.values()) + sample.relay_bitrate_out for sample in node.last_samples),
         loop_lag_ms=round(lag_s * 1000, 1),
         load=load,
     )

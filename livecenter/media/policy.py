@@ -84,6 +84,11 @@ class StreamInfo:
     has_bframes: bool = False  # a B slice was seen (browsers' WebRTC plays none)
 
 
+# A publish session's type (DescribeLiveStreamsOnlineList's PublishType).
+EDGE_PUBLISH = "edge"
+CENTER_PUBLISH = "center"
+
+
 @dataclass(frozen=True, slots=True)
 class StreamPublished:
     key: StreamKey
@@ -93,6 +98,18 @@ class StreamPublished:
     publish_url: str  # the URL as the publisher gave it, without auth_key
     started_at: float  # Unix seconds
     node_id: str
+    # In a cluster (edge.py): EDGE_PUBLISH when the publisher is on an edge,
+    # which relays the stream to a center; CENTER_PUBLISH when it published
+    # on the node carrying the stream at the center (a node alone's too).
+    publish_type: str = CENTER_PUBLISH
+    # The center node carrying the stream, when known: this node unless it
+    # is an edge, whose relay may not have reached one yet ("").
+    center: str = ""
+    # On a center, the edge whose relay this publish is: the session id and
+    # client address are then the edge's publisher's (from the relay's
+    # query, under the edge's node token), and the publish session is the
+    # edge's, which this event only tells where the stream is at the center.
+    relayed_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,10 @@ class StreamUnpublished:
     session_id: str
     stopped_at: float  # Unix seconds
     reason: str = ""  # "" for a clean unpublish, else why it ended
+    node_id: str = ""
+    # On a center, the edge whose relay ended (StreamPublished.relayed_from):
+    # the stream left this center, which does not end the edge's session.
+    relayed_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +186,14 @@ class StreamSample:
     viewers: dict[str, int] = field(default_factory=dict)  # by protocol: "rtmp", "flv", "hls", ...
     bitrate_out: dict[str, float] = field(default_factory=dict)  # bits per second, by protocol
     srt: SrtSessionStats | None = None  # the publisher's SRT link, when it came in over SRT
+    # The node this one receives the stream from (a center: the edge that
+    # relays it; an edge: the center it pulls it from); "" where the
+    # publisher itself is. A domain's ingest is counted where it is "".
+    upstream_node: str = ""
+    # Bits per second sent to other nodes (stats.NODE_LINK_PROTOCOL: an
+    # edge's relay, a center's stream pulled by an edge): not in `viewers`
+    # nor `bitrate_out`, which are the node's viewers'.
+    relay_bitrate_out: float = 0.0
 
     @property
     def bitrate(self) -> float:
@@ -206,6 +235,10 @@ class RenditionRequested:
     source: StreamKey
     template_id: str
     node_id: str
+    # The center node carrying the source when this node relays it there
+    # (an edge): the transcode reads it there, as every media job does;
+    # empty: this node.
+    center: str = ""
 
 
 @dataclass(frozen=True, slots=True)

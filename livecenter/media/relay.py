@@ -41,6 +41,7 @@ from .srt_server import (
     SrtTooSlow,
     SrtTsSender,
 )
+from .stats import NODE_LINK_PROTOCOL
 
 log = logging.getLogger("livecenter.media.relay")
 
@@ -185,7 +186,7 @@ async def push(
         await link.open(start_timeout)
         if on_started is not None:
             on_started()
-        subscription = hub.subscribe(key, protocol="relay")
+        subscription = hub.subscribe(key, protocol=NODE_LINK_PROTOCOL)
         # The center talks back (pings, acknowledgements, a refusal when the
         # stream is forbidden there): read it beside the frames.
         watcher = asyncio.ensure_future(_watch(link))

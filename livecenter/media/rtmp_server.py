@@ -17,12 +17,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
 from .admission import admit_publish, domain_of
+from .edge import NODE_QUERY_PARAMS, relay_facts
 from .flv import FrameKind
 from .hub import AlreadyPublishing
 from .listener import peer_name
 from .play import PlayRefusal, PlayRequest, admit_and_wait
-from .policy import PublishRefused, StreamKey, StreamPublished
+from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
+from .stats import NODE_LINK_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +219,16 @@ class RtmpSession:
         domain, query = self._target(event.query)
         if self.publication is not None:
             return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "already publishing on this connection")
-        relayed = self.node.relayed_by(f"/{self.app}/{event.stream_name}", query) is not None
+        relayed_from = self.node.relayed_by(f"/{self.app}/{event.stream_name}", query)
         admission = await admit_publish(
-            self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time(), relayed
-        )
+            self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time(),
+            relayed_from is not None,
+        )  # fmt: skip
         if not admission.ok:
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
-        if (taken := await self.node.claim_publish(admission.key)) is not None:
+        # An edge's relay: the publish session is its publisher's, which the edge has claimed.
+        facts = relay_facts(query) if relayed_from is not None else None
+        if relayed_from is None and (taken := await self.node.claim_publish(admission.key)) is not None:
             return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, taken)
         try:
             self.publication = self.node.hub.publish(admission.key)
@@ -231,9 +236,9 @@ class RtmpSession:
             return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "stream is already being published")
         self.key = admission.key
         self.publish_stream_id = event.stream_id
-        self.session_id = uuid.uuid4().hex
+        self.session_id = facts.session_id if facts is not None else uuid.uuid4().hex
         self.conn.accept_publish(event.stream_id, event.name)
-        args = {k: v for k, v in query.items() if k != "auth_key"}
+        args = {k: v for k, v in query.items() if k != "auth_key" and k not in NODE_QUERY_PARAMS}
         url = f"rtmp://{domain}/{self.app}/{event.stream_name}"
         if args:
             url += "?" + "&".join(f"{k}={v}" for k, v in args.items())
@@ -242,10 +247,12 @@ class RtmpSession:
                 key=self.key,
                 session_id=self.session_id,
                 protocol="rtmp",
-                client_addr=self.peer,
+                client_addr=facts.client_addr if facts is not None else self.peer,
                 publish_url=url,
                 started_at=time.time(),
                 node_id=self.node.config.node_id,
+                publish_type=EDGE_PUBLISH if facts is not None else CENTER_PUBLISH,
+                relayed_from=relayed_from if facts is not None else "",
             )
         )
         self.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(self.publication))
@@ -303,10 +310,14 @@ class RtmpSession:
         pump = FramePump(self.writer, lambda frame: encoded_media(frame, stream_id, chunk_size))
         # Players other than the media workers get AAC for Dolby audio (hub.py).
         # Another node pulling it passes it on as it is too (edge.py).
-        passthrough = self.node.is_media_worker(play.uri, play.query) or self.node.relayed_by(play.uri, play.query)
+        pulled_by = self.node.relayed_by(play.uri, play.query)
+        passthrough = pulled_by is not None or self.node.is_media_worker(play.uri, play.query)
         legacy_audio = not passthrough
         subscription = self.node.hub.subscribe(
-            decision.key, protocol="rtmp", on_ready=pump.on_ready, legacy_audio=legacy_audio
+            decision.key,
+            protocol=NODE_LINK_PROTOCOL if pulled_by is not None else "rtmp",
+            on_ready=pump.on_ready,
+            legacy_audio=legacy_audio,
         )
         pump.attach(subscription)
         self.players[stream_id] = asyncio.get_running_loop().create_task(self._play(stream_id, pump))

@@ -34,7 +34,11 @@ from collections.abc import Callable, Mapping
 from .flv import TIMESTAMP_JUMP_MS
 from .policy import SrtSessionStats, StreamKey, StreamSample
 
-# Subscriptions that are the node's own work, not viewers.
+# A subscription that carries the stream to another node of a cluster (an
+# edge's relay to its center, a center's stream pulled by an edge, edge.py):
+# not a viewer; its bytes are a sample's `relay_bitrate_out`, apart from the
+# viewers' egress, so that a domain's egress is counted where its viewers are.
+NODE_LINK_PROTOCOL = "relay"
 # A client of a request-per-file protocol (HLS) counts as a viewer for this
 # long after its last request: hls.js reloads the playlist every target
 # duration (1 s here), plain players at most every few seconds.
@@ -191,11 +195,15 @@ class StatsSampler:
             stream.counters.served(protocol, nbytes, client, self._monotonic())
 
     def sample(
-        self, live: Mapping[StreamKey, str], srt: Mapping[StreamKey, SrtSessionStats] | None = None
+        self,
+        live: Mapping[StreamKey, str],
+        srt: Mapping[StreamKey, SrtSessionStats] | None = None,
+        upstream: Mapping[StreamKey, str] | None = None,
     ) -> list[StreamSample]:
         """One sample of each stream in `live` (key -> publish session id);
         `srt` has the link readings of the streams published over SRT
-        (srt_server.SrtServer.session_stats)."""
+        (srt_server.SrtServer.session_stats), `upstream` the node each
+        stream received from another node comes from."""
         now, wall = self._monotonic(), self._wall()
         samples = []
         readings: dict[StreamKey, _Reading] = {}
@@ -210,7 +218,10 @@ class StatsSampler:
                 started = stream.publication.started_at
                 previous = _Reading(StreamCounters(), now - max(0.0, wall - started))
             reading = readings[key] = _Reading(counters, now, srt.get(key) if srt else None)
-            samples.append(self._sample(key, session_id, stream, previous, reading, wall))
+            sample = self._sample(key, session_id, stream, previous, reading, wall)
+            if upstream and key in upstream:
+                sample = dataclasses.replace(sample, upstream_node=upstream[key])
+            samples.append(sample)
         self._readings = readings
         return samples
 
@@ -226,11 +237,13 @@ class StatsSampler:
         )  # fmt: skip
         counters = now.counters
         viewers = stream.viewers()
+        viewers.pop(NODE_LINK_PROTOCOL, None)
         counters.request_viewers(now.at, viewers)
         bitrate_out = {
             protocol: (nbytes - before.bytes_out.get(protocol, 0)) * 8 / seconds if seconds > 0 else 0.0
             for protocol, nbytes in now.bytes_out.items()
         }
+        relay_bitrate_out = bitrate_out.pop(NODE_LINK_PROTOCOL, 0.0)
         info = stream.info()
         return StreamSample(
             key=key,
@@ -254,4 +267,5 @@ class StatsSampler:
             viewers=viewers,
             bitrate_out=bitrate_out,
             srt=_srt_rates(now.srt, before.srt, seconds) if now.srt is not None else None,
+            relay_bitrate_out=relay_bitrate_out,
         )

@@ -170,25 +170,46 @@
         ? `${s.audio_codec} ${s.audio_sample_rate} Hz, ${s.audio_channels} ch, ${s.audio_frame_rate.toFixed(1)} frames/s`
         : "—";
       $("detail-audio-bitrate").textContent = kbps(s.audio_bitrate);
+      const { viewers: allViewers, out: allOut } = everyNode(s.at);
       const body = $("viewers-table").tBodies[0];
       body.replaceChildren();
-      const protocols = new Set([...Object.keys(s.viewers), ...Object.keys(s.bitrate_out)]);
+      const protocols = new Set([...Object.keys(allViewers), ...Object.keys(allOut)]);
       for (const protocol of [...protocols].sort()) {
         const row = body.insertRow();
         row.dataset.protocol = protocol;
         row.insertCell().textContent = protocol.toUpperCase();
         const viewers = row.insertCell();
         viewers.className = "text-end";
-        viewers.textContent = String(s.viewers[protocol] || 0);
+        viewers.textContent = String(allViewers[protocol] || 0);
         const out = row.insertCell();
         out.className = "text-end";
-        out.textContent = kbps(s.bitrate_out[protocol]);
+        out.textContent = kbps(allOut[protocol]);
       }
-      $("viewers-total").textContent = String(sum(s.viewers));
-      $("out-total").textContent = kbps(sum(s.bitrate_out));
+      $("viewers-total").textContent = String(sum(allViewers));
+      $("out-total").textContent = kbps(sum(allOut));
+    }
+
+    // In a cluster every node carrying the stream samples it: the charts
+    // and details are the publisher's node's (no upstream_node), the
+    // viewers those of every node, each node's latest sample added up.
+    const nodes = new Map(); // node_id -> its latest sample
+    function everyNode(at) {
+      const viewers = {};
+      const out = {};
+      for (const n of nodes.values()) {
+        if (n.at < at - STALE_MS / 1000) continue; // that node no longer carries it
+        for (const [p, v] of Object.entries(n.viewers)) viewers[p] = (viewers[p] || 0) + v;
+        for (const [p, v] of Object.entries(n.bitrate_out)) out[p] = (out[p] || 0) + v;
+      }
+      return { viewers, out };
     }
 
     function add(s, redraw) {
+      nodes.set(s.node_id || "", s);
+      if (s.upstream_node) {
+        if (redraw && state.lastSample) details(state.lastSample);
+        return;
+      }
       if (s.at <= state.last) return; // already drawn (the opening history overlaps the live feed)
       if (state.last && s.session_id !== state.session) {
         // A new publication: break the lines between the two.
@@ -268,20 +289,29 @@
   // --- a domain -------------------------------------------------------------------
 
   function domainPage(root) {
-    const streams = new Map(); // stream_url -> {sample, seen}
+    // stream_url -> {seen, nodes: node_id -> {sample, seen}}: in a cluster
+    // every node carrying a stream samples it; its figures are the
+    // publisher's node's, its viewers and egress every node's added up.
+    const streams = new Map();
     window.livecenterDomainMonitor = streams;
     const streamPage = root.dataset.streamPage;
 
     function render() {
       const now = Date.now();
-      for (const [url, entry] of streams) if (now - entry.seen > STALE_MS) streams.delete(url);
+      for (const [url, entry] of streams) {
+        for (const [node, n] of entry.nodes) if (now - n.seen > STALE_MS) entry.nodes.delete(node);
+        if (now - entry.seen > STALE_MS) streams.delete(url);
+      }
       const body = $("domain-streams").tBodies[0];
       body.replaceChildren();
       let bitIn = 0;
       let bitOut = 0;
       let users = 0;
       for (const url of [...streams.keys()].sort()) {
-        const s = streams.get(url).sample;
+        const samples = [...streams.get(url).nodes.values()].map((n) => n.sample);
+        const s = samples.find((n) => !n.upstream_node) || samples[0];
+        const viewers = samples.reduce((total, n) => total + sum(n.viewers), 0);
+        const out = samples.reduce((total, n) => total + sum(n.bitrate_out), 0);
         const [domain, app, ...rest] = url.split("/");
         const row = body.insertRow();
         row.dataset.stream = url;
@@ -295,8 +325,8 @@
               s.width ? `${s.video_codec} ${s.width}×${s.height}` : s.video_codec || "—",
               `${s.video_frame_rate.toFixed(1)} fps`,
               kbps(s.bitrate),
-              String(sum(s.viewers)),
-              kbps(sum(s.bitrate_out)),
+              String(viewers),
+              kbps(out),
             ]
           : ["—", "—", "—", "0", "—"];
         cells.forEach((text, i) => {
@@ -306,8 +336,8 @@
         });
         if (s) {
           bitIn += s.bitrate;
-          bitOut += sum(s.bitrate_out);
-          users += sum(s.viewers);
+          bitOut += out;
+          users += viewers;
         }
       }
       $("total-streams").textContent = String(streams.size);
@@ -317,23 +347,32 @@
       $("no-streams").hidden = streams.size > 0;
     }
 
+    function put(url, s, now) {
+      const entry = streams.get(url) || { nodes: new Map() };
+      entry.seen = now;
+      if (s) {
+        // A node's own sample takes the place of the opening's, all nodes' (no node_id).
+        if (s.node_id) entry.nodes.delete("");
+        entry.nodes.set(s.node_id || "", { sample: s, seen: now });
+      }
+      streams.set(url, entry);
+    }
+
     function onMessage(message) {
       const now = Date.now();
       if (message.type === "snapshot") {
         streams.clear();
-        for (const s of message.streams) streams.set(s.stream_url, { sample: s.sample, seen: now });
+        for (const s of message.streams) put(s.stream_url, s.sample, now);
       } else if (message.type === "samples") {
-        for (const s of message.samples) streams.set(s.stream_url, { sample: s, seen: now });
+        for (const s of message.samples) put(s.stream_url, s, now);
       } else if (message.type === "state") {
-        if (message.live) streams.set(message.stream_url, { sample: null, seen: now });
+        if (message.live) put(message.stream_url, null, now);
         else streams.delete(message.stream_url);
       }
       render();
     }
 
-    for (const s of JSON.parse($("domain-latest").textContent)) {
-      streams.set(s.stream_url, { sample: s, seen: Date.now() });
-    }
+    for (const s of JSON.parse($("domain-latest").textContent)) put(s.stream_url, s, Date.now());
     render();
     setInterval(render, 5000);
     listen(root.dataset.ws, onMessage, $("socket-state"));
