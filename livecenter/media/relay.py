@@ -327,7 +327,7 @@ async def push_srt(
             raise RelayError(f"{target}: {getattr(exc, 'strerror', None) or exc}") from None
         if on_started is not None:
             on_started()
-        subscription = hub.subscribe(key, protocol="relay")
+        subscription = hub.subscribe(key, protocol=NODE_LINK_PROTOCOL)
         ts = SrtTsSender(accepted.send_latency_ms * 1000, RELAY_SRT_MAX_DROPPING_SECONDS)
         while True:
             getter = asyncio.ensure_future(subscription.get())
