@@ -286,14 +286,38 @@ def current_session(job: MediaJob) -> str | None:
     )
 
 
-def recover_jobs(now: dt.datetime | None = None) -> list[tuple[int, int]]:
-    """Requeue running jobs whose heartbeat stopped and queued jobs nobody
-    took; end those whose source has gone. Returns the (job, attempt)
-    messages sent."""
+class RecoveryClock:
+    """When the recovery task last ran, in this process: after it has run
+    late, no heartbeat is judged for a stale period. What kept it from
+    running (the database locked or unreachable, the process starved) kept
+    the heartbeats from being written too, and a job judged lost then is
+    restarted while it still runs, losing what it was recording (soak:
+    SQLite locked for 18 s at start-up restarted every job)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.judge_after = 0.0
+
+    def judging(self, stale_seconds: float, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        last, self.last = self.last, now
+        if last is not None and now - last > stale_seconds:
+            self.judge_after = now + stale_seconds
+            log.warning("media jobs: recovery ran %.0f s late; no worker is judged lost for %.0f s while "
+                        "heartbeats resume", now - last, stale_seconds)  # fmt: skip
+        return now >= self.judge_after
+
+
+def recover_jobs(now: dt.datetime | None = None, judge_heartbeats: bool = True) -> list[tuple[int, int]]:
+    """Requeue running jobs whose heartbeat stopped (unless not
+    `judge_heartbeats`: RecoveryClock) and queued jobs nobody took; end
+    those whose source has gone. Returns the (job, attempt) messages sent."""
+    judging = judge_heartbeats
     now = now or timezone.now()
     sent: list[tuple[int, int]] = []
     stale = now - dt.timedelta(seconds=settings.LIVECENTER_JOB_STALE_SECONDS)
-    for job in MediaJob.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=stale):
+    running = MediaJob.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=stale) if judging else ()
+    for job in running:
         if job.attempt >= MAX_ATTEMPTS or not source_is_live(job):
             reason = "gave up after repeated failures" if job.attempt >= MAX_ATTEMPTS else "worker lost; source ended"
             MediaJob.objects.filter(pk=job.pk, attempt=job.attempt, state=JobState.RUNNING).update(
@@ -401,9 +425,15 @@ def _stamp(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")[:-4]
 
 
-def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4") -> Recording:
+def recording_path(job: MediaJob, started_at: float, fmt: str = "mp4") -> str:
+    """A new recording file's path under the recordings folder (made)."""
     relative = f"{job.domain_name}/{job.app}/{job.stream}/{_stamp(started_at)}.{fmt}"
     (Path(settings.LIVECENTER_RECORDINGS_DIR) / relative).parent.mkdir(parents=True, exist_ok=True)
+    return relative
+
+
+def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4", relative: str | None = None) -> Recording:
+    relative = relative or recording_path(job, started_at, fmt)
     return Recording.objects.create(
         domain=job.domain,
         domain_name=job.domain_name,

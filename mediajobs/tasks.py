@@ -28,17 +28,20 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from livecenter.media.redact import redact_text
 
-from . import jobs, services
-from .models import JobKind, MediaJob, ReconnectMode
+from . import jobs
+from .models import JobKind, MediaJob, ReconnectMode, Recording
 from .transcode import pipeline
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,9 @@ for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
 
 # A failed job whose source is still live is tried again after this.
 RETRY_SECONDS = 2.0
+# How long a job that ends goes on trying to write the recording rows it owes.
+ROWS_SETTLE_SECONDS = 30.0
+_recovery_clock = jobs.RecoveryClock()
 # Set when this worker process shuts down: every job gives itself back.
 _shutting_down = threading.Event()
 
@@ -71,6 +77,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+@dataclass
+class _FileRow:
+    """One recording file and, once written, its row."""
+
+    relative: str
+    started_at: float
+    recording: Recording | None = None
+
+
 class _JobRun:
     """The control a pipeline asks, for one claimed attempt of a job."""
 
@@ -80,6 +95,11 @@ class _JobRun:
         self.done = threading.Event()
         self.session = jobs.current_session(job)
         self._split = False
+        # Recording rows owed to the database, in order (open_file).
+        self._rows: deque[tuple[str, _FileRow, tuple]] = deque()
+        self._rows_lock = threading.Lock()
+        self._rows_owed_since = 0.0
+        self._file: _FileRow | None = None
 
     # -- heartbeat thread --
 
@@ -92,8 +112,12 @@ class _JobRun:
                         log.warning("media job %s: claim lost, stopping", self.job.pk)
                         self.lost.set()
                         return
+                except DatabaseError as exc:
+                    log.warning("media job %s: heartbeat not written: %s", self.job.pk, exc)
                 except Exception:
                     log.exception("media job %s: heartbeat failed", self.job.pk)
+                if self._rows:
+                    self._write_rows()
                 if self.job.kind == JobKind.RECORD and not self._split:
                     config = jobs.record_config(self.job)
                     if config is not None and config.on_reconnect == ReconnectMode.NEW_FILE:
@@ -124,11 +148,54 @@ class _JobRun:
     record_format = "mp4"
 
     def open_file(self, started_at: float) -> Path:
-        self.recording = jobs.new_recording(self.job, started_at, self.record_format)
-        return services.recording_file(self.recording)
+        """A new recording file. Its row is written now if the database
+        lets us, else later (`_write_rows`): the media goes on into the file
+        meanwhile, as a recorder must not lose what it is given because its
+        bookkeeping is slow (soak: SQLite locked for 18 s at start-up)."""
+        relative = jobs.recording_path(self.job, started_at, self.record_format)
+        self._file = _FileRow(relative, started_at)
+        self._rows.append(("open", self._file, ()))
+        self._write_rows()
+        return Path(settings.LIVECENTER_RECORDINGS_DIR) / relative
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
-        jobs.recording_closed(self.recording, ended_at, duration_s)
+        self._rows.append(("close", self._file, (ended_at, duration_s)))
+        self._write_rows()
+
+    def _write_rows(self) -> bool:
+        """Write the recording rows owed, in order; stop at the first the
+        database refuses (tried again on the next call or heartbeat).
+        Whether none is owed now."""
+        with self._rows_lock:
+            while self._rows:
+                kind, row, args = self._rows[0]
+                try:
+                    if kind == "open":
+                        row.recording = jobs.new_recording(self.job, row.started_at, self.record_format, row.relative)
+                    else:
+                        jobs.recording_closed(row.recording, *args)
+                except DatabaseError as exc:
+                    if not self._rows_owed_since:
+                        self._rows_owed_since = time.monotonic()
+                        log.warning("media job %s: recording row of %s not written yet (%s); trying again",
+                                    self.job.pk, row.relative, exc)  # fmt: skip
+                    return False
+                self._rows.popleft()
+            if self._rows_owed_since:
+                log.warning("media job %s: recording rows written after %.1f s", self.job.pk,
+                            time.monotonic() - self._rows_owed_since)  # fmt: skip
+                self._rows_owed_since = 0.0
+            return True
+
+    def settle_rows(self, timeout: float) -> None:
+        """At the end of the job: the rows still owed, trying for `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not self._write_rows():
+            if time.monotonic() >= deadline:
+                owed = ", ".join(row.relative for _, row, _ in self._rows)
+                log.error("media job %s: recording rows not written (database unavailable): %s", self.job.pk, owed)
+                return
+            time.sleep(0.5)
 
     def snapshot_taken(self, jpeg: bytes, width: int, height: int, taken_at: float) -> None:
         jobs.save_snapshot(self.job, jpeg, width, height, taken_at)
@@ -178,6 +245,7 @@ def run_media_job(job_id: int, attempt: int) -> None:
         detail = redact_text(detail)  # a signed source URL in an error is a credential
         run.done.set()
         heart.join(5)
+        run.settle_rows(ROWS_SETTLE_SECONDS)
     if run.lost.is_set():
         return  # another attempt owns the row now
     if _shutting_down.is_set():
@@ -201,4 +269,4 @@ def run_media_job(job_id: int, attempt: int) -> None:
 
 @shared_task(name="streams.recover_media_jobs", ignore_result=True)
 def recover_media_jobs() -> None:
-    jobs.recover_jobs()
+    jobs.recover_jobs(judge_heartbeats=_recovery_clock.judging(settings.LIVECENTER_JOB_STALE_SECONDS))

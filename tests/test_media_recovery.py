@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 
 from domains import services
@@ -18,7 +18,7 @@ from livecenter.media.policy import StreamKey
 from mediajobs import jobs as media_jobs
 from mediajobs import services as media_services
 from mediajobs import tasks
-from mediajobs.models import JobState, MediaJob
+from mediajobs.models import JobState, MediaJob, Recording
 from tests.streamsupport import publish, unpublish
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
@@ -169,3 +169,55 @@ def test_it_keeps_an_on_demand_rendition_until_it_was_published_and_then_idle(ow
     assert set(media_jobs.wanted_renditions(job, later(30))) == {"lld"}
     media_jobs.rendition_published(job, "lld", 640, 360)
     assert media_jobs.wanted_renditions(job, later(5)) == {}
+
+
+def test_after_running_late_recovery_judges_no_heartbeat_for_a_stale_period():
+    clock = media_jobs.RecoveryClock()
+    assert clock.judging(4, now=100.0)  # the first run
+    assert clock.judging(4, now=101.0)  # on time
+    assert not clock.judging(4, now=119.0)  # 18 s late: the database was locked, heartbeats too
+    assert not clock.judging(4, now=122.0)
+    assert clock.judging(4, now=123.5)  # heartbeats had a stale period to resume
+
+
+def test_a_stale_heartbeat_is_left_alone_when_recovery_does_not_judge(owner, monkeypatch):
+    add_domains(owner)
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
+    publish(PUSH, "live", "cam1", "session-1")
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_jobs.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    assert media_jobs.claim_job(job.pk, 1, "host:1:1")
+    MediaJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
+    assert media_jobs.recover_jobs(judge_heartbeats=False) == []
+    assert media_jobs.recover_jobs() == [(job.pk, 2)]
+
+
+def test_a_recording_goes_on_while_its_row_cannot_be_written(owner, monkeypatch, settings, tmp_path):
+    """The file opens and fills while the database refuses its row (SQLite
+    locked); the row is written once the database takes it, the close after."""
+    settings.LIVECENTER_RECORDINGS_DIR = str(tmp_path)
+    add_domains(owner)
+    monkeypatch.setattr(tasks.run_media_job, "apply_async", lambda args, **kw: None)
+    publish(PUSH, "live", "cam1", "session-1")
+    node = media_jobs.NodeAddress("127.0.0.1", 1935, 8080)
+    job, _ = media_jobs.start_job("record", StreamKey(PUSH, "live", "cam1"), node)
+    real = media_jobs.new_recording
+    refusals = [OperationalError("database is locked")] * 2
+
+    def flaky(*args, **kwargs):
+        if refusals:
+            raise refusals.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(media_jobs, "new_recording", flaky)
+    run = tasks._JobRun(job)
+    started = 1_800_000_000.0
+    path = run.open_file(started)
+    path.write_bytes(b"\x00" * 1000)  # the pipeline writes on
+    assert not Recording.objects.exists()
+    run.file_closed(path, started, started + 120, 120.0)
+    assert not Recording.objects.exists()  # still refused: owed, in order
+    run.settle_rows(5)  # the database takes it now
+    recording = Recording.objects.get()
+    assert tmp_path / recording.path == path
+    assert (recording.duration_seconds, recording.size_bytes) == (120.0, 1000)
