@@ -276,6 +276,10 @@ def test_a_burst_of_media_stays_listed_for_the_windows_span_of_wall_clock_time()
     # Seven segments cut at once: all six the packager holds stay listed.
     assert [s["uri"] for s in Playlist(packager.playlist()).segments] == [f"seg_{FIRST + n}.ts" for n in range(1, 7)]
     check_playlist_rules(Playlist(packager.playlist()))
+    # Their parts stay listed too (a player on time is loading them).
+    low_latency = Playlist(packager.playlist(low_latency=True))
+    check_playlist_rules(low_latency)
+    assert f"part_{FIRST + 1}_0.ts" in packager.playlist(low_latency=True)
     # On time (one segment a second), the window is its count again.
     paced = HlsPackager(window_segments=3, retained_segments=3)
     feed(paced, tags)

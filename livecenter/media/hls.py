@@ -664,6 +664,14 @@ class HlsPackager:
             while parts_from > 0 and budget > 0:
                 parts_from -= 1
                 budget -= segments[parts_from].duration_ms
+            # And those of the segments that completed within as long of
+            # wall-clock time: media that comes faster than it plays (a
+            # backlog) does not take parts off before a player on time has
+            # loaded them (as _listed_segments does for segments).
+            if segments and segments[-1].closed_at:
+                since = segments[-1].closed_at - PARTS_LISTED_TARGET_DURATIONS * self.target_duration_s
+                while parts_from > 0 and segments[parts_from - 1].closed_at > since:
+                    parts_from -= 1
         for position, segment in enumerate(listed):
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
