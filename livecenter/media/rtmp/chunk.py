@@ -448,6 +448,15 @@ def encode_media_message(
     )
 
 
+def take_output(out: list[bytes]) -> bytes:
+    """What a connection has queued to send, joined, and the queue emptied."""
+    if not out:
+        return b""
+    data = out[0] if len(out) == 1 else b"".join(out)
+    out.clear()
+    return data
+
+
 class RtmpChunkWriter:
     """Writes messages with the smallest header each chunk stream's previous
     message allows (types 0 to 3, RTMP 5.3.1.2), as a client does.

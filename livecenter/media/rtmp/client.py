@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .. import amf0
-from .chunk import MAX_BUFFERED_BYTES, RtmpChunkReader, RtmpChunkWriter, RtmpMessage, RtmpMessageType
+from .chunk import MAX_BUFFERED_BYTES, RtmpChunkReader, RtmpChunkWriter, RtmpMessage, RtmpMessageType, take_output
 from .errors import RtmpProtocolError, RtmpUsageError
 from .events import AudioReceived, MetadataReceived, PeerClosed, VideoReceived
 from .handshake import HANDSHAKE_PACKET_BYTES, RTMP_VERSION
@@ -364,12 +364,7 @@ class RtmpClientConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the server, once each; works after an error too."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
+        return take_output(self._out)
 
     def _send(self, chunk_stream_id: int, message_type: int, stream_id: int, timestamp: int, payload: bytes) -> None:
         chunks = self._writer.write(chunk_stream_id, message_type, stream_id, timestamp & _TIMESTAMP_MASK, payload)

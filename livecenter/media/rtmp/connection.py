@@ -31,6 +31,7 @@ from .chunk import (
     RtmpMessage,
     RtmpMessageType,
     encode_media_message,
+    take_output,
 )
 from .errors import RtmpProtocolError, RtmpUsageError
 from .events import (
@@ -492,12 +493,7 @@ class RtmpServerConnection:
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer, once each. This one call still
         works after a protocol error."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
+        return take_output(self._out)
 
     def _send(self, chunk_stream_id: int, message_type: int, stream_id: int, timestamp: int, payload: bytes) -> None:
         self._out.append(
