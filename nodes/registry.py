@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable
 
@@ -105,11 +106,28 @@ class DatabaseBeats:
     `withdraw` are the node's, on its event loop; `beats` and `last_beats`
     the console's."""
 
+    def __init__(self) -> None:
+        # The beat's write runs in a database thread that cancelling its
+        # task does not stop: one still under way when the node stops must
+        # not land after the withdrawal (and show a stopped node up).
+        self._lock = threading.Lock()
+        self._withdrawn: set[str] = set()
+
     async def publish(self, beat: NodeBeat) -> None:
-        await _policy_db(_write_beat, beat)
+        await _policy_db(self._write, beat)
 
     async def withdraw(self, node_id: str) -> None:
-        await _db(_clear_beat, node_id)
+        await _db(self._clear, node_id)
+
+    def _write(self, beat: NodeBeat) -> None:
+        with self._lock:
+            if beat.node_id not in self._withdrawn:
+                _write_beat(beat)
+
+    def _clear(self, node_id: str) -> None:
+        with self._lock:
+            self._withdrawn.add(node_id)
+            _clear_beat(node_id)
 
     async def read(self) -> dict[str, NodeBeat]:
         """`beats()` from the node's event loop."""
