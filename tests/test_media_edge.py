@@ -173,6 +173,33 @@ def test_an_edge_pulls_a_stream_once_for_its_viewers_and_drops_it_when_they_leav
         c.stop()
 
 
+class LaggingRouter(FixedRouter):
+    """A router whose view of the cluster lags: the first pull route is none."""
+
+    def __init__(self, *centers: NodeThread) -> None:
+        super().__init__(*centers)
+        self.pull_routes_asked = 0
+
+    async def pull_route(self, key):
+        self.pull_routes_asked += 1
+        return None if self.pull_routes_asked == 1 else await super().pull_route(key)
+
+
+def test_a_first_viewer_on_an_edge_waits_for_the_router_to_learn_where_the_stream_is():
+    c = center("center-1")
+    router = LaggingRouter(c)
+    e = edge(router, play_wait_seconds=10)
+    publisher = start_publisher(c.publish_url(), seconds=15)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        _continuous(probe_packets(e.flv_url(), seconds=3))
+        assert router.pull_routes_asked == 2
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
 def test_an_edges_viewers_resume_through_a_pull_from_the_next_center_when_theirs_stops():
     c1, c2 = center("center-1"), center("center-2")
     router = FixedRouter(c1, c2)

@@ -229,11 +229,11 @@ class EdgePulls:
                     except RelayError as exc:
                         log.warning("pull of %s failed: %s", key, exc.reason)
                     self.sources.pop(key, None)
-                # The viewers of a pull that ended (its center died, and the
-                # stream moved to another) wait the hub's reconnect grace for
-                # it to come back: pull it again, from whichever node carries
-                # it now, while they do. Nowhere live for a first viewer: its
-                # wait ends as for any stream that is not.
+                # Ask again while viewers wait: the first ones for up to the
+                # play wait (the router learns that a center carries a stream
+                # from its next beat, a second or two after it went live
+                # there), and those of a pull that ended (its center died and
+                # the stream moved to another) for the hub's reconnect grace.
                 if not self._viewers_waiting(key):
                     return
                 await asyncio.sleep(PULL_RETRY_SECONDS)
@@ -246,8 +246,11 @@ class EdgePulls:
             self._idle_since.pop(key, None)
 
     def _viewers_waiting(self, key: StreamKey) -> bool:
-        stream = self.node.hub.stream(key)
-        return stream is not None and not stream.is_live and stream.viewer_count > 0
+        hub = self.node.hub
+        if hub.is_live(key):
+            return False
+        stream = hub.stream(key)
+        return key in hub.waiting_keys() or (stream is not None and stream.viewer_count > 0)
 
     def _viewers(self, key: StreamKey) -> int:
         stream = self.node.hub.stream(key)
