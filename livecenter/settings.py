@@ -344,6 +344,8 @@ LIVECENTER_NODE_ROLE = os.environ.get("LIVECENTER_NODE_ROLE", "")
 LIVECENTER_NODE_REGION = os.environ.get("LIVECENTER_NODE_REGION", "")
 # How long a viewer of a stream that is not live yet waits before a 404.
 LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
+# An edge drops a stream it pulls from a center this long after its last viewer left.
+LIVECENTER_EDGE_PULL_IDLE_SECONDS = float(os.environ.get("LIVECENTER_EDGE_PULL_IDLE_SECONDS", 10))
 # The addresses RTS (WebRTC) offers browsers as ICE candidates, comma-separated:
 # the node's public addresses. Empty: the media host when it is loopback, else
 # every interface but loopback.
