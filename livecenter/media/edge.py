@@ -6,9 +6,9 @@ stream's live center (`EdgeRelays`), and pulls from the center node that
 carries a stream what its own viewers ask for and it does not carry
 (`EdgePulls`): one pull per stream, shared by its viewers, dropped
 `pull_idle_seconds` after the last one has gone, and made again from the
-stream's next center when its center goes away while they watch. A **center** serves its
-viewers directly and takes relays and pulls from edges. The embedded node
-(`make run`) is both and does neither.
+stream's next center when its center goes away while they watch. A
+**center** serves its viewers directly and takes relays and pulls from
+edges. The embedded node (`make run`) is both and does neither.
 
 Where to relay to and pull from is a `Router`'s answer (the node registry's,
 in the nodes app: the engine never touches the ORM or Redis). What moves the
