@@ -76,10 +76,10 @@ PG_SOCKET_DIR = "/var/run/postgresql"
 # The cross-border link, each way.
 LINK_DELAY_MS = 150
 LINK_LOSS = 0.01
-RTMP_PORT, HTTP_PORT, SRT_PORT = 1935, 8080, 1105
+RTMP_PORT, SRT_PORT = 1935, 1105
 # A node's start (Django imported) on a loaded two-core machine.
 NODE_START_SECONDS = 60
-# Small, so that three nodes, two encoders and the viewers share two cores.
+# Small, so that four nodes, two encoders and the viewers share two cores.
 PUBLISH = {"size": "640x360", "rate": 25, "extra": ("-b:v", "600k")}
 
 
