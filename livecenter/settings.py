@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 
@@ -166,12 +167,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and Channels layer ---------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def _kombu_redis_url(url: str) -> str:
+    """kombu's name for a Redis URL: redis-py's Unix socket form
+    (`unix:///run/redis/redis.sock?db=2`) is `redis+socket://` there, its
+    database the `virtual_host`; a TCP URL is the same in both."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return f"redis+socket://{parts.path}?virtual_host={db}"
+
+
 if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_URL = _kombu_redis_url(REDIS_URL)
     # Redis unreachable (issue 11): connects give up in 3 s and a read in 10 s
     # (longer than channels_redis's 5 s BZPOPMIN), so nothing waits forever on
     # a silent peer; callers retry (nodes/control.py, Celery's own retry).
-    _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 3, "socket_timeout": 10, "socket_keepalive": True}
+    # Keepalive is a TCP option: redis-py refuses it for a Unix socket.
+    _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 3, "socket_timeout": 10}
+    if urlsplit(REDIS_URL).scheme != "unix":
+        _REDIS_HOST["socket_keepalive"] = True
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_REDIS_HOST]}}
     }
@@ -331,6 +348,8 @@ LIVECENTER_NODE_REGION = os.environ.get("LIVECENTER_NODE_REGION", "")
 LIVECENTER_NODE_FORGET_SECONDS = float(os.environ.get("LIVECENTER_NODE_FORGET_SECONDS", 24 * 3600))
 # How long a viewer of a stream that is not live yet waits before a 404.
 LIVECENTER_PLAY_WAIT_SECONDS = float(os.environ.get("LIVECENTER_PLAY_WAIT_SECONDS", 5))
+# An edge drops a stream it pulls from a center this long after its last viewer left.
+LIVECENTER_EDGE_PULL_IDLE_SECONDS = float(os.environ.get("LIVECENTER_EDGE_PULL_IDLE_SECONDS", 10))
 # The addresses RTS (WebRTC) offers browsers as ICE candidates, comma-separated:
 # the node's public addresses. Empty: the media host when it is loopback, else
 # every interface but loopback.

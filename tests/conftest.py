@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 from tests.dnsserver import LoopbackDnsServer
 from tests.netns import netns  # noqa: F401 (the fixture)
 from tests.nodesupport import redis_node_id, redis_url, registry_clock  # noqa: F401 (fixtures)
+from tests.redissupport import unix_redis  # noqa: F401 (the fixture)
 
 # Media nodes the tests start through the settings (runall, medianode) listen
 # for SRT on a free UDP port, not all on 1105 at once (pytest-xdist); the

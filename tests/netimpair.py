@@ -69,6 +69,10 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux socket(7); Python 3.12 names them
 TCP_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 TCP_READ_BYTES = 65536
+# What the TCP relay's loss is counted in: one segment of an Ethernet path.
+MSS_BYTES = 1448
+# Linux's TCP_RTO_MIN: a lost segment is resent this long after at the soonest.
+TCP_MIN_RTO_MS = 200.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,12 +456,19 @@ def _large_buffers(sock: socket.socket) -> None:
 
 
 class TcpDelayRelay:
-    """TCP relay with a one-way delay and an optional rate per direction, for
-    RTMP between nodes (loss, duplication and reordering do not apply to TCP:
-    the kernel below would repair them). Each chunk read is written to the
+    """TCP relay with a one-way delay, loss and an optional rate per
+    direction, for RTMP between nodes. Each chunk read is written to the
     other side at its arrival time plus the delay (after its serialisation at
     `rate_kbps`); a direction stops reading while more than `max_queued_bytes`
-    wait, so a fast sender is slowed, not buffered without end."""
+    wait, so a fast sender is slowed, not buffered without end.
+
+    TCP repairs loss, so what a lossy path does to a TCP stream is delay:
+    a chunk that lost one of its segments (each MSS_BYTES of it is lost with
+    probability `loss`, seeded as the UDP relay's decisions are) arrives one
+    retransmission later, `retransmit_ms` (default: the larger of the path's
+    round trip, the fast retransmit, and Linux's minimum RTO), and holds up
+    everything behind it (head-of-line blocking). Duplication, reordering
+    and jitter do not apply: the kernel below hides them."""
 
     def __init__(
         self,
@@ -467,16 +478,24 @@ class TcpDelayRelay:
         up: Impairment | None = None,
         down: Impairment | None = None,
         max_queued_bytes: int = TCP_MAX_QUEUED_BYTES,
+        seed: int | None = None,
+        retransmit_ms: float | None = None,
     ) -> None:
         for imp in (up, down):
-            if imp and (imp.loss or imp.reorder or imp.duplicate or imp.jitter_ms):
-                raise ValueError("TCP relay: only delay_ms and rate_kbps apply")
+            if imp and (imp.reorder or imp.duplicate or imp.jitter_ms):
+                raise ValueError("TCP relay: only delay_ms, loss and rate_kbps apply")
+        if retransmit_ms is not None and retransmit_ms < 0:
+            raise ValueError("retransmit_ms must not be negative")
         self.listen = listen
         self.target = target
         self.impairments = {UP: up or Impairment(), DOWN: down or Impairment()}
         self.max_queued_bytes = max_queued_bytes
+        self.seed = seed
+        round_trip_ms = self.impairments[UP].delay_ms + self.impairments[DOWN].delay_ms
+        self.retransmit_ms = max(round_trip_ms, TCP_MIN_RTO_MS) if retransmit_ms is None else retransmit_ms
         self.connections = 0
         self.bytes_forwarded = {UP: 0, DOWN: 0}
+        self.retransmits = {UP: 0, DOWN: 0}  # chunks held back a retransmission
         self.address: tuple[str, int] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -532,6 +551,7 @@ class TcpDelayRelay:
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
         loop = asyncio.get_running_loop()
+        rng = random.Random(f"{self.seed}/{self.connections}/{direction}") if self.seed is not None else random.Random()
         queue: collections.deque[tuple[float, bytes]] = collections.deque()
         state = {"bytes": 0, "eof": False, "link_free_at": 0.0}
         wake_reader = asyncio.Event()
@@ -555,7 +575,12 @@ class TcpDelayRelay:
                 if imp.rate_kbps is not None:
                     state["link_free_at"] = max(now, state["link_free_at"]) + len(data) * 8 / (imp.rate_kbps * 1000)
                     on_link = state["link_free_at"]
-                departure = max(on_link + imp.delay_ms / 1000, queue[-1][0] if queue else 0.0)
+                departure = on_link + imp.delay_ms / 1000
+                segments = -(-len(data) // MSS_BYTES)  # rounded up
+                if imp.loss and rng.random() >= (1 - imp.loss) ** segments:  # one of them lost
+                    departure += self.retransmit_ms / 1000
+                    self.retransmits[direction] += 1
+                departure = max(departure, queue[-1][0] if queue else 0.0)
                 queue.append((departure, data))
                 state["bytes"] += len(data)
                 wake_writer.set()
@@ -701,7 +726,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--listen", required=True, type=parse_address, help="HOST:PORT the clients send to")
     parser.add_argument("--to", required=True, type=parse_address, help="HOST:PORT of the server")
-    parser.add_argument("--tcp", action="store_true", help="relay TCP (delay and rate only)")
+    parser.add_argument("--tcp", action="store_true", help="relay TCP (delay, rate, and loss as retransmission delay)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random decisions (reproducible runs)")
     parser.add_argument("--max-queued", type=int, default=MAX_QUEUED_DATAGRAMS, help="datagrams held at most")
     parser.add_argument("--max-flows", type=int, default=MAX_FLOWS, help="client addresses relayed at most")
@@ -731,7 +756,7 @@ def impairments_from_args(args: argparse.Namespace) -> dict[str, Impairment]:
 async def _serve(args: argparse.Namespace) -> dict:
     impairments = impairments_from_args(args)
     if args.tcp:
-        relay = TcpDelayRelay(args.listen, args.to, up=impairments[UP], down=impairments[DOWN])
+        relay = TcpDelayRelay(args.listen, args.to, up=impairments[UP], down=impairments[DOWN], seed=args.seed)
     else:
         relay = ImpairmentRelay(
             args.listen,
@@ -752,7 +777,8 @@ async def _serve(args: argparse.Namespace) -> dict:
 
     def counters() -> dict:
         if args.tcp:
-            return {"connections": relay.connections, "bytes_forwarded": relay.bytes_forwarded}
+            return {"connections": relay.connections, "bytes_forwarded": relay.bytes_forwarded,
+                    "retransmits": relay.retransmits}  # fmt: skip
         return relay.snapshot()
 
     try:

@@ -7,6 +7,7 @@ here (the node registry gives them in a cluster)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -64,7 +65,7 @@ class FixedRouter:
 
     async def pull_route(self, key):
         for center in self.centers:
-            if center.node.hub.is_live(key):
+            if center.node.rtmp_port is not None and center.node.hub.is_live(key):
                 return self._route(center)
         return None
 
@@ -239,6 +240,67 @@ def test_an_edge_pulls_a_stream_once_for_its_viewers_and_drops_it_when_they_leav
         publisher.stop()
         e.stop()
         c.stop()
+
+
+class LaggingRouter(FixedRouter):
+    """A router whose view of the cluster lags: the first pull route is none."""
+
+    def __init__(self, *centers: NodeThread) -> None:
+        super().__init__(*centers)
+        self.pull_routes_asked = 0
+
+    async def pull_route(self, key):
+        self.pull_routes_asked += 1
+        return None if self.pull_routes_asked == 1 else await super().pull_route(key)
+
+
+def test_a_first_viewer_on_an_edge_waits_for_the_router_to_learn_where_the_stream_is():
+    c = center("center-1")
+    router = LaggingRouter(c)
+    e = edge(router, play_wait_seconds=10)
+    publisher = start_publisher(c.publish_url(), seconds=15)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        _continuous(probe_packets(e.flv_url(), seconds=3))
+        assert router.pull_routes_asked == 2
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_an_edges_viewers_resume_through_a_pull_from_the_next_center_when_theirs_stops():
+    c1, c2 = center("center-1"), center("center-2")
+    router = FixedRouter(c1, c2)
+    a, b = edge(router, "edge-a"), edge(router, "edge-b")
+    publisher = start_publisher(a.publish_url(), seconds=40)
+    viewer = None
+    try:
+        assert c1.wait_for(lambda: c1.node.hub.is_live(KEY)), publisher.stop()
+        viewer = subprocess.Popen(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+12",
+             "-show_entries", "packet=dts_time", "-of", "json", b.flv_url()],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert b.wait_for(lambda: b.node.pulls.sources.get(KEY) == "center-1"), viewer.kill()
+        time.sleep(2)  # the viewer plays a while from center-1
+        c1.stop()
+        c1.node.rtmp_port = None  # the router's view: center-1 has stopped beating
+        assert c2.wait_for(lambda: c2.node.hub.is_live(KEY), timeout=20)
+        # edge-b's pull ended with center-1; its viewer waits, and it pulls again from center-2.
+        assert b.wait_for(lambda: b.node.pulls.sources.get(KEY) == "center-2", timeout=20), viewer.kill()
+        out, err = viewer.communicate(timeout=60)
+        assert viewer.returncode == 0, err
+        packets = json.loads(out)["packets"]
+        _continuous(packets)
+        # All 12 s of it: the viewer did not end with center-1's stream.
+        assert float(packets[-1]["dts_time"]) - float(packets[0]["dts_time"]) > 11
+    finally:
+        if viewer is not None and viewer.poll() is None:
+            viewer.kill()
+        publisher.stop()
+        for node in (a, b, c2):
+            node.stop()
 
 
 def test_a_second_publisher_on_another_edge_is_refused():

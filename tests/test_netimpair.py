@@ -332,8 +332,8 @@ def test_it_refuses_settings_that_are_not_probabilities_or_are_negative():
         Impairment(loss=1.5)
     with pytest.raises(ValueError, match="delay_ms must not be negative"):
         Impairment(delay_ms=-1)
-    with pytest.raises(ValueError, match="only delay_ms and rate_kbps apply"):
-        TcpDelayRelay(LOCAL, LOCAL, up=Impairment(loss=0.1))
+    with pytest.raises(ValueError, match="only delay_ms, loss and rate_kbps apply"):
+        TcpDelayRelay(LOCAL, LOCAL, up=Impairment(reorder=0.1))
     assert parse_address("[::1]:1105") == ("::1", 1105)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address("localhost")
@@ -362,6 +362,44 @@ async def test_the_tcp_relay_delays_each_way_and_relays_every_byte():
         assert await reader.read() == payload
         writer.close()
         assert relay.bytes_forwarded == {UP: 4 + len(payload), DOWN: 4 + len(payload)}
+    server.close()
+
+
+@run
+async def test_the_tcp_relay_turns_loss_into_retransmission_delay_and_keeps_every_byte_in_order():
+    async def echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, *LOCAL)
+    target = server.sockets[0].getsockname()
+    # Every chunk loses a segment: each waits a retransmission (200 ms, Linux's
+    # minimum RTO, past the 40 ms round trip) on top of the delay.
+    lossy = TcpDelayRelay(LOCAL, target, up=Impairment(delay_ms=20, loss=1.0), down=Impairment(delay_ms=20))
+    async with lossy as relay:
+        assert relay.retransmit_ms == 200
+        reader, writer = await asyncio.open_connection(*relay.address)
+        started = time.monotonic()
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        assert time.monotonic() - started >= 0.240
+        assert relay.retransmits == {UP: 1, DOWN: 0}
+        writer.close()
+    # A share of them, the same with the same seed; the bytes all there, in order.
+    counts = []
+    for _ in range(2):
+        async with TcpDelayRelay(LOCAL, target, up=Impairment(loss=0.01), seed=7, retransmit_ms=1) as relay:
+            reader, writer = await asyncio.open_connection(*relay.address)
+            for n in range(200):
+                chunk = n.to_bytes(2, "big") * 1000  # 2000 bytes: two segments
+                writer.write(chunk)
+                await writer.drain()
+                assert await reader.readexactly(len(chunk)) == chunk
+            writer.close()
+            counts.append(relay.retransmits[UP])
+    assert counts[0] == counts[1] and 0 < counts[0] < 12  # about 200 × (1 - 0.99²) ≈ 4
     server.close()
 
 

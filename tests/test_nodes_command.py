@@ -14,6 +14,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+from nodes.medianode import node_config
 from tests.test_runall import ROOT, STOP_SECONDS, free_port
 
 
@@ -29,6 +30,11 @@ def test_it_refuses_a_role_without_a_region_and_the_other_way_round(args, messag
     with pytest.raises(CommandError) as caught:
         call_command("medianode", *args)
     assert str(caught.value).startswith(message)
+
+
+def test_an_edges_pull_idle_time_comes_from_the_settings(settings):
+    settings.LIVECENTER_EDGE_PULL_IDLE_SECONDS = 2.5
+    assert node_config().pull_idle_seconds == 2.5
 
 
 @pytest.mark.worker

@@ -104,3 +104,36 @@ def test_it_runs_the_cname_check_on_a_real_worker(owner, loopback_dns):
     assert domain.cname_checked_at is not None, output[-3000:]
     assert domain.cname_status == "configured"
     assert domain.status == "online"
+
+
+def test_it_reaches_redis_over_a_unix_socket(unix_redis):
+    # redis-py's unix:// URL names the socket for all three users of REDIS_URL:
+    # kombu calls it redis+socket://, and a TCP keepalive has no place on it.
+    code = (
+        "import asyncio, json, django; django.setup(); from django.conf import settings as s;"
+        "from channels.layers import get_channel_layer; from livecenter.celery import app;"
+        "layer = get_channel_layer()\n"
+        "async def roundtrip():\n"
+        "    channel = await layer.new_channel(); await layer.send(channel, {'type': 'unix.checked'})\n"
+        "    return await asyncio.wait_for(layer.receive(channel), 5)\n"
+        "message = asyncio.run(roundtrip())\n"
+        "with app.connection_for_write() as conn:\n"
+        "    queue = conn.SimpleQueue('unix-socket-test'); queue.put({'n': 1}); got = queue.get(timeout=5); got.ack()\n"
+        "print(json.dumps({'broker': s.CELERY_BROKER_URL, 'message': message, 'task': got.payload}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "livecenter.settings", "REDIS_URL": unix_redis.url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["broker"] == f"redis+socket://{unix_redis.socket}?virtual_host=2"
+    assert result["message"] == {"type": "unix.checked"}
+    assert result["task"] == {"n": 1}
+    # In the URL's database, not the default one.
+    assert unix_redis.client().exists("_kombu.binding.unix-socket-test")

@@ -5,9 +5,10 @@ An **edge** relays each stream its publishers send to a center node of the
 stream's live center (`EdgeRelays`), and pulls from the center node that
 carries a stream what its own viewers ask for and it does not carry
 (`EdgePulls`): one pull per stream, shared by its viewers, dropped
-`pull_idle_seconds` after the last one has gone. A **center** serves its
-viewers directly and takes relays and pulls from edges. The embedded node
-(`make run`) is both and does neither.
+`pull_idle_seconds` after the last one has gone, and made again from the
+stream's next center when its center goes away while they watch. A
+**center** serves its viewers directly and takes relays and pulls from
+edges. The embedded node (`make run`) is both and does neither.
 
 Where to relay to and pull from is a `Router`'s answer (the node registry's,
 in the nodes app: the engine never touches the ORM or Redis). What moves the
@@ -59,6 +60,8 @@ PASSING_REFUSALS = frozenset({"policy unavailable"})
 # A pulled stream no viewer has watched for this long is dropped.
 PULL_IDLE_SECONDS = 10.0
 PULL_CHECK_SECONDS = 1.0
+# Between attempts to pull a stream again for viewers whose pull ended.
+PULL_RETRY_SECONDS = 1.0
 
 
 def is_edge_only(roles: Collection[str]) -> bool:
@@ -291,16 +294,26 @@ class EdgePulls:
 
     async def _run(self, key: StreamKey) -> None:
         try:
-            route = await self.router.pull_route(key)
-            if route is None:
-                return  # nowhere live: the viewer's wait ends as for any stream that is not
-            self.sources[key] = route.node_id
-            target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
-            log.info("pulling %s from %s (%s)", key, route.node_id, target)
-            await pull(self.node.hub, key, target)
-            log.info("pull of %s ended: the source's stream ended", key)
-        except RelayError as exc:
-            log.warning("pull of %s failed: %s", key, exc.reason)
+            while True:
+                route = await self.router.pull_route(key)
+                if route is not None:
+                    self.sources[key] = route.node_id
+                    target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
+                    log.info("pulling %s from %s (%s)", key, route.node_id, target)
+                    try:
+                        await pull(self.node.hub, key, target)
+                        log.info("pull of %s ended: the source's stream ended", key)
+                    except RelayError as exc:
+                        log.warning("pull of %s failed: %s", key, exc.reason)
+                    self.sources.pop(key, None)
+                # Ask again while viewers wait: the first ones for up to the
+                # play wait (the router learns that a center carries a stream
+                # from its next beat, a second or two after it went live
+                # there), and those of a pull that ended (its center died and
+                # the stream moved to another) for the hub's reconnect grace.
+                if not self._viewers_waiting(key):
+                    return
+                await asyncio.sleep(PULL_RETRY_SECONDS)
         except asyncio.CancelledError:
             log.info("pull of %s dropped: no viewer for %g s", key, self.idle_seconds)
             raise
@@ -308,6 +321,13 @@ class EdgePulls:
             self._tasks.pop(key, None)
             self.sources.pop(key, None)
             self._idle_since.pop(key, None)
+
+    def _viewers_waiting(self, key: StreamKey) -> bool:
+        hub = self.node.hub
+        if hub.is_live(key):
+            return False
+        stream = hub.stream(key)
+        return key in hub.waiting_keys() or (stream is not None and stream.viewer_count > 0)
 
     def _viewers(self, key: StreamKey) -> int:
         stream = self.node.hub.stream(key)
