@@ -49,14 +49,18 @@ format: setup
 # passes spread the tests over TEST_WORKERS pytest-xdist processes (most wait
 # on sockets and peers, so more workers than cores pays), except the browser
 # tests, which run after, one at a time: Chromium playing live video beside
-# two other workers' encoders stalls on this 2-core machine class.
+# two other workers' encoders stalls on this 2-core machine class. On Redis
+# the `serial` tests run alone too: every worker's nodes beat into the one
+# Redis (a node alone is a center of every region to an edge), and a kick
+# sent to the control group reaches every worker's listeners.
 TEST_WORKERS ?= 3
 test: setup system-deps lint
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -n $(TEST_WORKERS) -m "not browser"
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m browser
 	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
 		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}: -m backends"; \
-		$(PY) -m pytest -n $(TEST_WORKERS) -m "backends and not browser" && \
+		$(PY) -m pytest -n $(TEST_WORKERS) -m "backends and not browser and not serial" && \
+		$(PY) -m pytest -m "backends and serial and not browser" && \
 		$(PY) -m pytest -m "backends and browser"; \
 	fi
 
