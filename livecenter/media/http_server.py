@@ -33,6 +33,7 @@ from .hls_master import master_playlist
 from .listener import peer_name
 from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .play import PlayDecision, PlayRefusal, PlayRequest, admit_viewer, wait_live
+from .policy import PolicyUnavailable
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
@@ -109,11 +110,14 @@ class RequestHeadError(Exception):
 
 
 class MediaHttpServer:
-    def __init__(self, node) -> None:
+    """`scheme` is what the port speaks: "http", or "https" behind a TLS listener (tls.py)."""
+
+    def __init__(self, node, scheme: str = "http") -> None:
         self.node = node
+        self.scheme = scheme
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = MediaHttpSession(self.node, reader, writer)
+        handler = MediaHttpSession(self.node, reader, writer, self.scheme)
         self.node.connections[handler] = asyncio.current_task()
         try:
             await handler.run()
@@ -132,8 +136,9 @@ class MediaHttpSession:
     """One HTTP connection: its requests one after the other (pipelined
     ones wait in h11's buffer), each answered through h11."""
 
-    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: str = "http") -> None:
         self.node = node
+        self.scheme = scheme
         self.reader = reader
         self.writer = writer
         self.peer = peer_name(writer.get_extra_info("peername"))
@@ -306,6 +311,8 @@ class MediaHttpSession:
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         whep = parse_whep_path(target.path)
+        if (whep is not None or _PLAY_PATH_RE.match(target.path)) and await self.redirected(request, query):
+            return
         if whep is not None:
             await self.node.rts.handle_http(self, request, method, whep, query)
             return
@@ -357,6 +364,28 @@ class MediaHttpSession:
         else:
             # Players other than the media workers get AAC for Dolby audio (hub.py).
             await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
+
+    async def redirected(self, request: h11.Request, query: dict[str, str]) -> bool:
+        """Answer a 301 to the other scheme when the domain forces it
+        (DomainConfig.https_redirect) and this node listens on that scheme."""
+        host = self.request_headers.get(b"host", b"").decode("latin-1")
+        try:
+            domain = await self.node.policy.domain_config(domain_of(host, query))
+        except PolicyUnavailable:
+            return False  # admission answers for the domain
+        wanted = domain.https_redirect if domain is not None else ""
+        if not wanted or wanted == self.scheme:
+            return False
+        port = self.node.https_port if wanted == "https" else self.node.http_port
+        if port is None:
+            return False
+        hostname = urlsplit(f"//{host}").hostname or ""
+        if ":" in hostname:
+            hostname = f"[{hostname}]"
+        default = 443 if wanted == "https" else 80
+        location = f"{wanted}://{hostname}{'' if port == default else f':{port}'}{request.target.decode('latin-1')}"
+        self.send_simple(301, f"{location}\n", [(b"Location", location.encode("latin-1"))])
+        return True
 
     # --- HTTP-FLV ------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from .policy import (
     StreamsSampled,
     StreamUnpublished,
     StreamUpdated,
+    TlsCertificate,
 )
 from .renditions import split_rendition_name
 from .rtmp import (
@@ -52,6 +53,7 @@ from .rtmp import (
     RtmpBufferBudget,
 )
 from .stats import StatsSampler
+from .tls import ALPN_HTTP, MAX_PENDING_TLS_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT_SECONDS, TlsCertificates, listen_tls
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,17 @@ class NodeConfig:
     http_port: int = 8080
     # SRT ingest (UDP); None: no SRT listener (0 picks a free port).
     srt_port: int | None = None
+    # TLS listeners (tls.py), None for none (0 picks a free port): HTTPS
+    # serves what the HTTP port does (FLV, HLS, WHEP), RTMPS what the RTMP
+    # port does, each with the certificate of the domain the client names
+    # (SNI). Production: 443 and 1936 (443 is HTTPS's).
+    https_port: int | None = None
+    rtmps_port: int | None = None
+    # Served to a client that names no domain with a certificate (or no
+    # name at all); None: such a handshake is refused (unrecognized_name).
+    tls_default_certificate: TlsCertificate | None = None
+    tls_handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS
+    max_pending_tls_handshakes: int = MAX_PENDING_TLS_HANDSHAKES
     # The receiver latency SRT callers get when their ingest domain sets none
     # (the larger of it and the caller's own wins, as in libsrt).
     srt_latency_ms: int = 120
@@ -192,6 +205,8 @@ class MediaNode:
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
         self.srt_port: int | None = None
+        self.https_port: int | None = None
+        self.rtmps_port: int | None = None
         self.srt = None  # SrtServer, from start() when srt_port is set
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
@@ -244,6 +259,21 @@ class MediaNode:
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.port
         self.http_port = http.port
+        config = self.config
+        tls = {"handshake_timeout_seconds": config.tls_handshake_timeout_seconds,
+               "max_pending": config.max_pending_tls_handshakes}  # fmt: skip
+        if config.https_port is not None:
+            certificates = TlsCertificates(self.policy, ALPN_HTTP, config.tls_default_certificate)
+            handler = MediaHttpServer(self, scheme="https").handle
+            https = await listen_tls("https", handler, self.gate, config.host, config.https_port, certificates, **tls)
+            self._servers.append(https)
+            self.https_port = https.port
+        if config.rtmps_port is not None:
+            certificates = TlsCertificates(self.policy, (), config.tls_default_certificate)
+            handler = RtmpServer(self).handle
+            rtmps = await listen_tls("rtmps", handler, self.gate, config.host, config.rtmps_port, certificates, **tls)
+            self._servers.append(rtmps)
+            self.rtmps_port = rtmps.port
         if self.config.srt_port is not None:
             from .srt_server import SrtServer, UdpEndpoint
 
@@ -264,12 +294,14 @@ class MediaNode:
         if self.loop_lag.limited:
             self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s%s%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
             self.config.host,
             self.http_port,
+            f", HTTPS on {self.config.host}:{self.https_port}" if self.https_port is not None else "",
+            f", RTMPS on {self.config.host}:{self.rtmps_port}" if self.rtmps_port is not None else "",
             f", SRT on {self.config.host}:{self.srt_port} (UDP)" if self.srt is not None else "",
         )
 
