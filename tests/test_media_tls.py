@@ -1,0 +1,298 @@
+"""HTTPS and RTMPS on the media node (issue 15), on real sockets with real
+peers (openssl s_client, curl, ffmpeg, ffprobe) and a CA made in the test.
+
+The node serves push.test (ingest), and play.test and play2.test
+(streaming, playing push.test's streams), each with a certificate of its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from livecenter.media.policy import DomainConfig, StreamKey
+from livecenter.media.signing import sign
+from tests.mediasupport import (
+    INGEST,
+    INGEST_KEY,
+    PLAY,
+    PLAY_KEY,
+    VALIDITY_SECONDS,
+    NodeThread,
+    default_policy,
+    start_publisher,
+)
+from tests.tlssupport import TestCa, hosts_file, resolving, served_certificate
+
+pytestmark = pytest.mark.media
+
+PLAY2 = "play2.test"
+KEY = StreamKey(INGEST, "live", "cam1")
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return TestCa(tmp_path)
+
+
+@pytest.fixture
+def leaves(ca):
+    return {name: ca.issue([name]) for name in (INGEST, PLAY, PLAY2)}
+
+
+def tls_policy(leaves):
+    policy = default_policy()
+    policy.domains[PLAY2] = DomainConfig(PLAY2, "streaming", True, (PLAY_KEY,), VALIDITY_SECONDS, ingest_domain=INGEST)
+    for name, leaf in leaves.items():
+        policy.domains[name] = dataclasses.replace(policy.domains[name], https_enabled=True)
+        policy.certificates[name] = leaf.for_node(name)
+    return policy
+
+
+@pytest.fixture
+def media(leaves):
+    node = NodeThread(tls_policy(leaves), https_port=0, rtmps_port=0, play_wait_seconds=3).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def publishing(media):
+    publisher = start_publisher(media.publish_url(), seconds=60, size="640x360")
+    assert media.wait_for(lambda: media.node.hub.is_live(KEY), timeout=30), publisher.stop()
+    yield media
+    publisher.stop()
+
+
+def https_base(media, name=PLAY) -> str:
+    return f"https://{name}:{media.node.https_port}"
+
+
+def signed(path: str, key=PLAY_KEY) -> str:
+    return f"{path}?auth_key={sign(path, key, int(time.time()))}"
+
+
+def curl(media, ca, *urls, name=PLAY, seconds=10, extra=()) -> subprocess.CompletedProcess:
+    cmd = ["curl", "-sS", "-v", "--cacert", str(ca.path), "--max-time", str(seconds),
+           "--resolve", f"{name}:{media.node.https_port}:127.0.0.1", *extra]  # fmt: skip
+    for url in urls:
+        cmd += ["-o", "-", url]
+    return subprocess.run(cmd, capture_output=True, timeout=seconds + 20)
+
+
+def tls_client(media, ca, name=PLAY, port=None) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    sock = socket.create_connection(("127.0.0.1", port or media.node.https_port), timeout=15)
+    return ctx.wrap_socket(sock, server_hostname=name)
+
+
+def open_flv(media, ca, name=PLAY) -> ssl.SSLSocket:
+    sock = tls_client(media, ca, name)
+    path = signed("/live/cam1.flv")
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+def closed_by_node(sock) -> bool:
+    """Whether the node closed `sock` (a FIN, or a reset: a socket closed
+    with bytes unread resets), waiting at most its timeout."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def read_some(sock, n: int) -> int:
+    got = 0
+    while got < n:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += len(data)
+    return got
+
+
+def test_it_serves_each_domain_its_own_certificate(media, ca, leaves):
+    port = media.node.https_port
+    for name in (PLAY, PLAY2):
+        fingerprint, output = served_certificate(port, name, ca)
+        assert fingerprint == leaves[name].fingerprint_sha256, output
+        assert "Verify return code: 0 (ok)" in output
+    assert leaves[PLAY].fingerprint_sha256 != leaves[PLAY2].fingerprint_sha256
+
+
+@pytest.mark.parametrize("name", ["unknown.test", None])
+def test_it_refuses_a_name_without_a_certificate_with_an_alert(media, ca, name):
+    fingerprint, output = served_certificate(media.node.https_port, name, ca)
+    assert fingerprint == ""
+    assert "unrecognized name" in output and "alert number 112" in output
+
+
+def test_it_serves_no_certificate_of_a_domain_with_https_off(media, ca, leaves):
+    policy = media.policy
+    policy.domains[PLAY2] = dataclasses.replace(policy.domains[PLAY2], https_enabled=False)
+    del policy.certificates[PLAY2]  # what the policy answers for a domain with HTTPS off
+    fingerprint, output = served_certificate(media.node.https_port, PLAY2, ca)
+    assert fingerprint == "" and "alert number 112" in output
+
+
+def test_it_serves_the_default_certificate_to_a_name_without_one(leaves, ca):
+    default = ca.issue(["node.test"])
+    node = NodeThread(tls_policy(leaves), https_port=0, tls_default_certificate=default.for_node("")).start()
+    try:
+        port = node.node.https_port
+        assert served_certificate(port, "unknown.test", ca)[0] == default.fingerprint_sha256
+        assert served_certificate(port, None, ca)[0] == default.fingerprint_sha256
+        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
+    finally:
+        node.stop()
+
+
+def test_it_speaks_tls_1_2_and_1_3_only_with_alpn_http_1_1(media, ca):
+    base = ["openssl", "s_client", "-connect", f"127.0.0.1:{media.node.https_port}", "-servername", PLAY,
+            "-CAfile", str(ca.path)]  # fmt: skip
+    for version, ok in (("-tls1_3", True), ("-tls1_2", True), ("-tls1_1", False)):
+        run = subprocess.run([*base, version, "-alpn", "h2,http/1.1"], input="", capture_output=True, text=True,
+                             timeout=20)  # fmt: skip
+        assert (run.returncode == 0) == ok, (version, run.stdout + run.stderr)
+        if ok:
+            assert "ALPN protocol: http/1.1" in run.stdout
+
+
+def test_curl_plays_flv_and_the_hls_playlist_over_https_on_one_connection(publishing, ca):
+    media = publishing
+    flv = curl(media, ca, https_base(media) + signed("/live/cam1.flv"), seconds=3)
+    assert flv.returncode == 28, flv.stderr.decode()[-2000:]  # stopped by --max-time, still streaming
+    assert flv.stdout.startswith(b"FLV\x01") and len(flv.stdout) > 50_000
+    playlist = https_base(media) + signed("/live/cam1.m3u8")
+    run = curl(media, ca, playlist, playlist)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert run.stdout.count(b"#EXTM3U") == 2
+    log = run.stderr.decode()
+    assert "SSL certificate verify ok" in log and "ALPN: server accepted http/1.1" in log
+    assert "Re-using existing connection" in log  # keep-alive, as on the plain port
+
+
+def test_ffmpeg_publishes_over_rtmps_and_ffprobe_plays_over_rtmps(media, ca, tmp_path):
+    hosts = hosts_file([INGEST, PLAY])
+    port = media.node.rtmps_port
+    publish = f"rtmps://{INGEST}:{port}" + signed("/live/cam1", INGEST_KEY)
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+           "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30",
+           "-pix_fmt", "yuv420p", "-f", "flv", publish]  # fmt: skip
+    process = subprocess.Popen(resolving(hosts, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert media.wait_for(lambda: media.node.hub.is_live(KEY), timeout=30), process.stderr.read()
+        play = f"rtmps://{PLAY}:{port}" + signed("/live/cam1")
+        probe = subprocess.run(
+            resolving(hosts, ["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+2",
+                              "-show_entries", "packet=pts_time,flags", "-of", "csv", play]),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        packets = [line for line in probe.stdout.splitlines() if line.startswith("packet")]
+        assert len(packets) > 20 and any(line.endswith("K_") or ",K" in line for line in packets)
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_a_replaced_certificate_is_served_to_the_next_connection_while_an_open_flv_stream_goes_on(
+    publishing, ca, leaves
+):
+    media = publishing
+    viewer = open_flv(media, ca)
+    assert read_some(viewer, 100_000) >= 100_000
+    replacement = ca.issue([PLAY])
+    media.policy.certificates[PLAY] = replacement.for_node(PLAY)
+    assert served_certificate(media.node.https_port, PLAY, ca)[0] == replacement.fingerprint_sha256
+    assert read_some(viewer, 100_000) >= 100_000  # the old session goes on
+    viewer.close()
+
+
+def test_an_expired_certificate_is_not_served(media, ca):
+    now = dt.datetime.now(dt.UTC)
+    expired = ca.issue([PLAY2], not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(minutes=1))
+    media.policy.certificates[PLAY2] = expired.for_node(PLAY2)
+    fingerprint, output = served_certificate(media.node.https_port, PLAY2, ca)
+    assert fingerprint == "" and "alert number 112" in output
+    assert served_certificate(media.node.https_port, PLAY, ca)[0] != ""  # others are served
+
+
+def test_a_garbage_client_hello_closes_only_that_connection(publishing, ca):
+    media = publishing
+    viewer = open_flv(media, ca)
+    assert read_some(viewer, 50_000) >= 50_000
+    for garbage in (b"GET / HTTP/1.1\r\nHost: play.test\r\n\r\n", b"\x16\x03\x01\x00\x00", bytes(range(256)) * 4):
+        with socket.create_connection(("127.0.0.1", media.node.https_port), timeout=15) as sock:
+            sock.sendall(garbage)
+            assert closed_by_node(sock)
+    assert read_some(viewer, 100_000) >= 100_000
+    viewer.close()
+    assert curl(media, ca, https_base(media) + signed("/live/cam1.m3u8")).returncode == 0
+
+
+def test_it_cuts_a_stalled_handshake(leaves, ca):
+    node = NodeThread(tls_policy(leaves), https_port=0, tls_handshake_timeout_seconds=0.5).start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+        # Half a ClientHello, then nothing.
+        partial = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+        partial.sendall(b"\x16\x03\x01\x02\x00\x01")
+        assert closed_by_node(silent)
+        assert closed_by_node(partial)
+    finally:
+        node.stop()
+
+
+def test_it_bounds_pending_handshakes(leaves, ca):
+    node = NodeThread(tls_policy(leaves), https_port=0, max_pending_tls_handshakes=2).start()
+    try:
+        port = node.node.https_port
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(2)]
+        assert node.wait_for(lambda: node.node._servers[-1].pending == 2)
+        third = socket.create_connection(("127.0.0.1", port), timeout=15)
+        with pytest.raises(ConnectionResetError):
+            third.recv(100)
+        for sock in stalled:
+            sock.close()
+        assert node.wait_for(lambda: node.node._servers[-1].pending == 0)
+        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
+    finally:
+        node.stop()
+
+
+def test_the_node_keeps_private_keys_out_of_reprs(media, leaves):
+    certificate = media.policy.certificates[PLAY]
+    assert "PRIVATE KEY" not in repr(certificate) and leaves[PLAY].key_pem not in repr(media.node.config)
+
+
+@pytest.mark.parametrize(
+    ("redirect", "scheme", "location_scheme"), [("https", "http", "https"), ("http", "https", "http")]
+)
+def test_a_domain_forces_its_scheme_with_a_301(media, ca, redirect, scheme, location_scheme):
+    policy = media.policy
+    policy.domains[PLAY] = dataclasses.replace(policy.domains[PLAY], https_redirect=redirect)
+    path = signed("/live/cam1.flv")
+    if scheme == "http":
+        with socket.create_connection(("127.0.0.1", media.node.http_port), timeout=15) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {PLAY}:{media.node.http_port}\r\n\r\n".encode())
+            head = sock.recv(4096).decode()
+    else:
+        with tls_client(media, ca) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {PLAY}\r\n\r\n".encode())
+            head = sock.recv(4096).decode()
+    port = media.node.https_port if location_scheme == "https" else media.node.http_port
+    status, *lines = head.split("\r\n\r\n")[0].split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    assert status.startswith("HTTP/1.1 301 "), head
+    assert {k.lower(): v for k, v in headers.items()}["location"] == f"{location_scheme}://{PLAY}:{port}{path}"
