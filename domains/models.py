@@ -53,6 +53,14 @@ class DomainStatus(models.TextChoices):
     OFFLINE = "offline", "Offline"
 
 
+class HttpsRedirect(models.TextChoices):
+    """Where the media node sends a request for the other scheme (a 301)."""
+
+    NONE = "", "No redirect"
+    HTTPS = "https", "HTTP to HTTPS"
+    HTTP = "http", "HTTPS to HTTP"
+
+
 DEFAULT_VALIDITY_MINUTES = 1440
 
 
@@ -83,6 +91,11 @@ class Domain(models.Model):
 
     rts_enabled = models.BooleanField(default=False)
     html5_transcode = models.BooleanField(default=False)
+
+    # HTTPS (and RTMPS) with the domain's certificate: on only while it has
+    # one (services.configure_https); the redirect needs HTTPS on.
+    https_enabled = models.BooleanField(default=False)
+    https_redirect = models.CharField(max_length=8, choices=HttpsRedirect.choices, default="", blank=True)
 
     # URL signing, Type A.
     auth_enabled = models.BooleanField(default=True)

@@ -128,6 +128,8 @@ class DomainSerializer(serializers.ModelSerializer):
             "srt_latency_ms",
             "srt_passphrase_set",
             "srt_passphrase_set_at",
+            "https_enabled",
+            "https_redirect",
             "url_signing",
             "certificate",
             "created_at",
@@ -290,6 +292,15 @@ class DomainUpdateSerializer(StrictSerializer):
         style={"input_type": "password"},
         help_text=f"Ingest domains only: {services.SRT_PASSPHRASE_RULE} that SRT publishers must encrypt with;"
         " never returned. An empty string or null removes it; left out, it is kept.",
+    )
+
+    https_enabled = serializers.BooleanField(
+        required=False, help_text="Serve HTTPS and RTMPS with the domain's certificate (it must have one)."
+    )
+    https_redirect = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text='"https": HTTP requests get a 301 to HTTPS; "http": the reverse; "": none. Needs HTTPS on.',
     )
 
     def validate_srt_passphrase(self, value: str | None) -> str:

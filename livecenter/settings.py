@@ -289,6 +289,9 @@ LIVECENTER_DNS_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_DNS_TIMEOUT_SE
 LIVECENTER_RTMP_PORT = int(os.environ.get("LIVECENTER_RTMP_PORT", 1935))
 LIVECENTER_HTTP_PORT = int(os.environ.get("LIVECENTER_HTTP_PORT", 8080))
 LIVECENTER_SRT_PORT = int(os.environ.get("LIVECENTER_SRT_PORT", 1105))
+# For domains with HTTPS on (issue 15): https:// and rtmps:// URLs name these.
+LIVECENTER_HTTPS_PORT = int(os.environ.get("LIVECENTER_HTTPS_PORT", 443))
+LIVECENTER_RTMPS_PORT = int(os.environ.get("LIVECENTER_RTMPS_PORT", 1936))
 # Secrets at rest (signing keys, certificate private keys) are encrypted with
 # a key derived from this value; it defaults to SECRET_KEY.
 LIVECENTER_ENCRYPTION_KEY = os.environ.get("LIVECENTER_ENCRYPTION_KEY", SECRET_KEY)
@@ -314,6 +317,23 @@ LIVECENTER_MEDIA_RTMP_PORT = int(os.environ.get("LIVECENTER_MEDIA_RTMP_PORT", LI
 LIVECENTER_MEDIA_HTTP_PORT = int(os.environ.get("LIVECENTER_MEDIA_HTTP_PORT", LIVECENTER_HTTP_PORT))
 # SRT ingest (UDP) on the media node; 0 picks a free port (tests).
 LIVECENTER_MEDIA_SRT_PORT = int(os.environ.get("LIVECENTER_MEDIA_SRT_PORT", LIVECENTER_SRT_PORT))
+# HTTPS and RTMPS listeners (livecenter/media/tls.py), each with the
+# certificate of the domain a client names. Off unless set (443 and 1936 in
+# production, where LIVECENTER_HTTPS_PORT and LIVECENTER_RTMPS_PORT say the same).
+LIVECENTER_MEDIA_HTTPS_PORT = (
+    int(os.environ["LIVECENTER_MEDIA_HTTPS_PORT"]) if os.environ.get("LIVECENTER_MEDIA_HTTPS_PORT") else None
+)
+LIVECENTER_MEDIA_RTMPS_PORT = (
+    int(os.environ["LIVECENTER_MEDIA_RTMPS_PORT"]) if os.environ.get("LIVECENTER_MEDIA_RTMPS_PORT") else None
+)
+# The node's own certificate and key (PEM files), served to a TLS client that
+# names no domain with HTTPS on; unset: such a handshake is refused.
+LIVECENTER_MEDIA_TLS_CERT_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_CERT_FILE", "")
+LIVECENTER_MEDIA_TLS_KEY_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_KEY_FILE", "")
+# A TLS connection's ClientHello and handshake must end within this; at most
+# this many handshakes are under way per TLS port (tls.py says why).
+LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS", 10))
+LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES = int(os.environ.get("LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES", 256))
 # `runall` runs the media node in the console's process unless this is off
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)

@@ -69,7 +69,7 @@ def test_it_reads_a_transcoded_stream_name():
     ("url", "reason"),
     [
         ("", "the URL is empty"),
-        ("push.example.com/live/cam1", "the scheme must be rtmp, http, https, artc or srt, not 'none'"),
+        ("push.example.com/live/cam1", "the scheme must be rtmp, rtmps, http, https, artc or srt, not 'none'"),
         ("rtmp://push.example.com:99999/live/cam1", "the URL does not parse: Port out of range"),
         ("rtmp://push.example.com/live/cam1/extra", "the path must be /{app}/{stream}, not '/live/cam1/extra'"),
         ("rtmp://push.example.com/li%20ve/cam1", "the app name 'li ve' must be 1-255 letters"),
