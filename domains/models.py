@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 
@@ -193,3 +195,7 @@ class DomainCertificate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.domain.domain_name})"
+
+    def days_left(self, now: dt.datetime) -> int:
+        """Whole days until it expires (negative once it has)."""
+        return (self.not_after - now).days
