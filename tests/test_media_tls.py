@@ -97,7 +97,9 @@ def open_flv(media, ca, name=PLAY) -> ssl.SSLSocket:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
-        head += sock.recv(4096)
+        data = sock.recv(4096)
+        assert data, f"closed after {head!r}"
+        head += data
     assert head.startswith(b"HTTP/1.1 200"), head
     return sock
 
@@ -296,3 +298,14 @@ def test_a_domain_forces_its_scheme_with_a_301(media, ca, redirect, scheme, loca
     headers = dict(line.split(": ", 1) for line in lines)
     assert status.startswith("HTTP/1.1 301 "), head
     assert {k.lower(): v for k, v in headers.items()}["location"] == f"{location_scheme}://{PLAY}:{port}{path}"
+
+
+def test_a_request_for_another_domain_than_the_connections_is_misdirected(publishing, ca):
+    # play2.test's certificate must not front play.test's streams (another operator's, in general).
+    with tls_client(publishing, ca, name=PLAY2) as sock:
+        sock.sendall(f"GET {signed('/live/cam1.flv')} HTTP/1.1\r\nHost: {PLAY}\r\n\r\n".encode())
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 421 "), head
+    with tls_client(publishing, ca, name=PLAY2) as sock:
+        sock.sendall(f"GET {signed('/live/cam1.m3u8')} HTTP/1.1\r\nHost: {PLAY2}:443\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")

@@ -34,7 +34,9 @@ def open_flv(port: int, ca: TestCa) -> ssl.SSLSocket:
     sock.sendall(f"GET /live/cam1.flv HTTP/1.1\r\nHost: {PLAY}\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
-        head += sock.recv(4096)
+        data = sock.recv(4096)
+        assert data, f"closed after {head!r}"
+        head += data
     assert head.startswith(b"HTTP/1.1 200"), head
     return sock
 

@@ -37,6 +37,7 @@ from .policy import PolicyUnavailable
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
+from .tls import server_name
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class MediaHttpSession:
         self.scheme = scheme
         self.reader = reader
         self.writer = writer
+        # The name the TLS client asked for (tls.py); None on the plain port.
+        self.sni = server_name(writer) if scheme == "https" else None
         self.peer = peer_name(writer.get_extra_info("peername"))
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         self.requests = 0  # requests read on this connection
@@ -310,6 +313,8 @@ class MediaHttpSession:
             self.send_simple(400, f"bad request target: {exc}\n", [(b"Connection", b"close")])
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
+        if self.misdirected():
+            return
         whep = parse_whep_path(target.path)
         if (whep is not None or _PLAY_PATH_RE.match(target.path)) and await self.redirected(request, query):
             return
@@ -364,6 +369,20 @@ class MediaHttpSession:
         else:
             # Players other than the media workers get AAC for Dolby audio (hub.py).
             await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
+
+    def misdirected(self) -> bool:
+        """Over TLS, a request for another host than the one whose
+        certificate the connection was given is answered 421 (RFC 9110
+        15.5.20): one operator's certificate never fronts another's domain."""
+        if self.sni is None:
+            return False
+        host = self.request_headers.get(b"host", b"").decode("latin-1")
+        hostname = (urlsplit(f"//{host}").hostname or "").rstrip(".") if host else ""
+        if hostname == self.sni:
+            return False
+        log.info("https %s: Host %r on a connection for %s", self.peer, host[:255], self.sni)
+        self.send_simple(421, f"this connection is for {self.sni}\n", [(b"Connection", b"close")])
+        return True
 
     async def redirected(self, request: h11.Request, query: dict[str, str]) -> bool:
         """Answer a 301 to the other scheme when the domain forces it

@@ -71,6 +71,18 @@ ALPN_HTTP = ("http/1.1",)
 UNRECOGNIZED_NAME_ALERT = bytes((21, 3, 3, 0, 2, 2, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME))
 
 
+# Where the SNI callback leaves the name a connection asked for, on its
+# ssl.SSLObject (a plain Python object), for `server_name`.
+_SERVER_NAME_ATTRIBUTE = "livecenter_server_name"
+
+
+def server_name(writer) -> str | None:
+    """The name (SNI) a TLS connection's client asked for, as its
+    certificate was chosen by; None on a plain connection or without one."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    return getattr(ssl_object, _SERVER_NAME_ATTRIBUTE, None) if ssl_object is not None else None
+
+
 class _ClientHelloEnded(Exception):
     """The peer closed (or reset) before its ClientHello was whole."""
 
@@ -211,6 +223,7 @@ class TlsCertificates:
         if entry is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         ssl_object.context = entry[1]
+        setattr(ssl_object, _SERVER_NAME_ATTRIBUTE, name)
         return None
 
     def __len__(self) -> int:
