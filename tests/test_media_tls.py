@@ -6,14 +6,17 @@ The node serves push.test (ingest), and play.test and play2.test
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import http.client
 import socket
 import ssl
 import subprocess
 import time
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livecenter.media.policy import DomainConfig, StreamKey
 from livecenter.media.signing import sign
@@ -48,6 +51,7 @@ def leaves(ca):
 def tls_policy(leaves):
     policy = default_policy()
     policy.domains[PLAY2] = DomainConfig(PLAY2, "streaming", True, (PLAY_KEY,), VALIDITY_SECONDS, ingest_domain=INGEST)
+    policy.domains[PLAY] = dataclasses.replace(policy.domains[PLAY], rts_enabled=True, html5_transcode=True)
     for name, leaf in leaves.items():
         policy.domains[name] = dataclasses.replace(policy.domains[name], https_enabled=True)
         policy.certificates[name] = leaf.for_node(name)
@@ -309,3 +313,45 @@ def test_a_request_for_another_domain_than_the_connections_is_misdirected(publis
     with tls_client(publishing, ca, name=PLAY2) as sock:
         sock.sendall(f"GET {signed('/live/cam1.m3u8')} HTTP/1.1\r\nHost: {PLAY2}:443\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def https_request(media, ca, method: str, path: str, body: bytes = b"", content_type: str = "application/sdp"):
+    """One request on a new HTTPS connection to play.test: (status, headers, body)."""
+    conn = http.client.HTTPSConnection(PLAY, media.node.https_port, timeout=30)
+    conn.sock = tls_client(media, ca)  # SNI play.test, on loopback
+    try:
+        conn.request(method, path, body=body or None, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        return response.status, dict(response.headers), response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_rts_plays_over_whep_on_https(publishing, ca):
+    media = publishing
+    path = signed("/live/cam1")
+    whep = f"/live/cam1.whep?{path.split('?')[1]}"
+
+    async def watch() -> tuple[int, int]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        tracks, frames = [], []
+        pc.on("track", tracks.append)
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        status, headers, answer = await asyncio.to_thread(
+            https_request, media, ca, "POST", whep, pc.localDescription.sdp.encode()
+        )
+        assert status == 201, (status, headers, answer)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        try:
+            video = next(t for t in tracks if t.kind == "video")
+            async with asyncio.timeout(60):
+                while len(frames) < 30:
+                    frames.append(await video.recv())
+        finally:
+            deleted = (await asyncio.to_thread(https_request, media, ca, "DELETE", headers["Location"]))[0]
+            await pc.close()
+        return len(frames), deleted
+
+    assert asyncio.run(watch()) == (30, 200)
