@@ -28,6 +28,7 @@ from tests.mediasupport import (
     VALIDITY_SECONDS,
     NodeThread,
     default_policy,
+    publisher_command,
     start_publisher,
 )
 from tests.tlssupport import TestCa, hosts_file, resolving, served_certificate
@@ -188,25 +189,29 @@ def test_curl_plays_flv_and_the_hls_playlist_over_https_on_one_connection(publis
     assert "Re-using existing connection" in log  # keep-alive, as on the plain port
 
 
-def test_ffmpeg_publishes_over_rtmps_and_ffprobe_plays_over_rtmps(media, ca, tmp_path):
-    hosts = hosts_file([INGEST, PLAY])
+def rtmps_probe(hosts: str, url: str, *options: str) -> subprocess.CompletedProcess:
+    cmd = ["ffprobe", "-v", "error", *options, "-select_streams", "v:0", "-read_intervals", "%+2",
+           "-show_entries", "packet=pts_time,flags", "-of", "csv", url]  # fmt: skip
+    return subprocess.run(resolving(hosts, cmd), capture_output=True, text=True, timeout=60)
+
+
+def test_ffmpeg_publishes_over_rtmps_and_ffprobe_plays_over_rtmps(media, ca):
+    hosts = hosts_file([INGEST, PLAY, PLAY2])
     port = media.node.rtmps_port
     publish = f"rtmps://{INGEST}:{port}" + signed("/live/cam1", INGEST_KEY)
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-           "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30",
-           "-pix_fmt", "yuv420p", "-f", "flv", publish]  # fmt: skip
+    cmd = publisher_command(publish, seconds=60, size="640x360")
     process = subprocess.Popen(resolving(hosts, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert media.wait_for(lambda: media.node.hub.is_live(KEY), timeout=30), process.stderr.read()
-        play = f"rtmps://{PLAY}:{port}" + signed("/live/cam1")
-        probe = subprocess.run(
-            resolving(hosts, ["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+2",
-                              "-show_entries", "packet=pts_time,flags", "-of", "csv", play]),
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        probe = rtmps_probe(hosts, f"rtmps://{PLAY}:{port}" + signed("/live/cam1"))
         assert probe.returncode == 0, probe.stderr[-2000:]
         packets = [line for line in probe.stdout.splitlines() if line.startswith("packet")]
-        assert len(packets) > 20 and any(line.endswith("K_") or ",K" in line for line in packets)
+        assert len(packets) > 20 and any(",K" in line for line in packets)
+        # A connection for play2.test whose tcUrl names play.test is refused.
+        misdirected = rtmps_probe(hosts, f"rtmps://{PLAY2}:{port}" + signed("/live/cam1"),
+                                  "-rtmp_tcurl", f"rtmps://{PLAY}:{port}/live")  # fmt: skip
+        assert misdirected.returncode != 0
+        assert f"tcUrl names {PLAY} on a connection for {PLAY2}" in misdirected.stderr, misdirected.stderr
     finally:
         process.terminate()
         process.wait(15)
