@@ -331,9 +331,13 @@ LIVECENTER_MEDIA_RTMPS_PORT = (
 LIVECENTER_MEDIA_TLS_CERT_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_CERT_FILE", "")
 LIVECENTER_MEDIA_TLS_KEY_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_KEY_FILE", "")
 # A TLS connection's ClientHello and handshake must end within this; at most
-# this many handshakes are under way per TLS port (tls.py says why).
+# this many handshakes are under way, and start a second, per TLS port
+# (tls.py says why).
 LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS", 10))
 LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES = int(os.environ.get("LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES", 256))
+LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND = float(
+    os.environ.get("LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND", 1000)
+)
 # `runall` runs the media node in the console's process unless this is off
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)

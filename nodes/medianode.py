@@ -102,6 +102,7 @@ def node_config() -> NodeConfig:
         ),
         tls_handshake_timeout_seconds=settings.LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS,
         max_pending_tls_handshakes=settings.LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES,
+        max_tls_handshakes_per_second=settings.LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND,
         # Stable across restarts, so a restarted node closes the sessions
         # its previous life left open.
         node_id=settings.LIVECENTER_NODE_ID or f"{socket.gethostname()}:{settings.LIVECENTER_MEDIA_RTMP_PORT}",

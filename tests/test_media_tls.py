@@ -282,6 +282,19 @@ def test_it_bounds_pending_handshakes(leaves, ca):
         node.stop()
 
 
+def test_it_bounds_handshakes_a_second(leaves, ca):
+    # A hundredth of a handshake a second: one may start now, the next in 100 s.
+    node = NodeThread(tls_policy(leaves), https_port=0, max_tls_handshakes_per_second=0.01).start()
+    try:
+        port = node.node.https_port
+        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as second:
+            with pytest.raises(ConnectionResetError):
+                second.recv(100)
+    finally:
+        node.stop()
+
+
 def test_the_node_keeps_private_keys_out_of_reprs(media, leaves):
     certificate = media.policy.certificates[PLAY]
     assert "PRIVATE KEY" not in repr(certificate) and leaves[PLAY].key_pem not in repr(media.node.config)

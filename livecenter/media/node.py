@@ -53,7 +53,14 @@ from .rtmp import (
     RtmpBufferBudget,
 )
 from .stats import StatsSampler
-from .tls import ALPN_HTTP, MAX_PENDING_TLS_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT_SECONDS, TlsCertificates, listen_tls
+from .tls import (
+    ALPN_HTTP,
+    MAX_PENDING_TLS_HANDSHAKES,
+    MAX_TLS_HANDSHAKES_PER_SECOND,
+    TLS_HANDSHAKE_TIMEOUT_SECONDS,
+    TlsCertificates,
+    listen_tls,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ class NodeConfig:
     tls_default_certificate: TlsCertificate | None = None
     tls_handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS
     max_pending_tls_handshakes: int = MAX_PENDING_TLS_HANDSHAKES
+    max_tls_handshakes_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND
     # The receiver latency SRT callers get when their ingest domain sets none
     # (the larger of it and the caller's own wins, as in libsrt).
     srt_latency_ms: int = 120
@@ -261,7 +269,8 @@ class MediaNode:
         self.http_port = http.port
         config = self.config
         tls = {"handshake_timeout_seconds": config.tls_handshake_timeout_seconds,
-               "max_pending": config.max_pending_tls_handshakes}  # fmt: skip
+               "max_pending": config.max_pending_tls_handshakes,
+               "max_per_second": config.max_tls_handshakes_per_second}  # fmt: skip
         if config.https_port is not None:
             certificates = TlsCertificates(self.policy, ALPN_HTTP, config.tls_default_certificate)
             handler = MediaHttpServer(self, scheme="https").handle

@@ -22,9 +22,10 @@ and then, before OpenSSL sees a byte:
 Then the connection is the plain server's (the same HTTP or RTMP handler).
 
 Limits: the whole of steps 1-3 must finish within the handshake timeout;
-at most `max_pending` handshakes are under way at once (past it a new
-connection is reset at once); a ClientHello that is not one closes that
-connection with one INFO line.
+at most `max_pending` handshakes are under way at once and at most
+`max_per_second` start a second (past either a new connection is reset at
+once); a ClientHello that is not one closes that connection with one INFO
+line.
 
 Private keys reach OpenSSL through memfd files (anonymous memory, never a
 path on disk) that are closed as soon as the context has read them; they
@@ -59,6 +60,12 @@ TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # signature), so 256 at once is a quarter of a second's work: enough for a
 # thousand viewers joining in a burst, not a lever for a slow-handshake flood.
 MAX_PENDING_TLS_HANDSHAKES = 256
+# Handshakes started per second, per listener (a token bucket holding a
+# second's worth, at least one); past it a new connection is reset. About
+# a core's worth of handshakes: a flood of them cannot take the loop from
+# the media, while a thousand viewers joining at once get in within a
+# second (players retry a reset connection). 0: no limit.
+MAX_TLS_HANDSHAKES_PER_SECOND = 1000.0
 # SSL contexts kept, one per certificate: a node serves one per domain with
 # HTTPS on; the least recently used goes first past this.
 MAX_TLS_CONTEXTS = 1024
@@ -242,17 +249,39 @@ class TlsListener(MediaListener):
         certificates: TlsCertificates,
         handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS,
         max_pending: int = MAX_PENDING_TLS_HANDSHAKES,
+        max_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND,
     ) -> None:
         super().__init__(name, handler, gate)
         self.certificates = certificates
         self.handshake_timeout_seconds = handshake_timeout_seconds
         self.max_pending = max_pending
+        self.max_per_second = max_per_second
         self.pending = 0  # handshakes under way
         self.handshakes_failed = 0
+        self._tokens = max(1.0, max_per_second)
+        self._tokens_at: float | None = None
+
+    def _take_token(self) -> bool:
+        if self.max_per_second <= 0:
+            return True  # no limit
+        now = self._loop.time()
+        burst = max(1.0, self.max_per_second)
+        if self._tokens_at is not None:
+            self._tokens = min(burst, self._tokens + (now - self._tokens_at) * self.max_per_second)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     async def _connect(self, conn: socket.socket, protocol: asyncio.BaseProtocol, host: str):
+        refusal = None
         if self.pending >= self.max_pending:
-            self.refusals.note(f"pending TLS handshake limit ({self.max_pending})", f"from {host}")
+            refusal = f"pending TLS handshake limit ({self.max_pending})"
+        elif not self._take_token():
+            refusal = f"TLS handshake rate limit ({self.max_per_second:g} a second)"
+        if refusal is not None:
+            self.refusals.note(refusal, f"from {host}")
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             conn.close()
             return None
@@ -361,7 +390,8 @@ async def listen_tls(
     certificates: TlsCertificates,
     handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS,
     max_pending: int = MAX_PENDING_TLS_HANDSHAKES,
+    max_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND,
 ) -> TlsListener:
-    listener = TlsListener(name, handler, gate, certificates, handshake_timeout_seconds, max_pending)
+    listener = TlsListener(name, handler, gate, certificates, handshake_timeout_seconds, max_pending, max_per_second)
     await listener.start(host, port)
     return listener
