@@ -31,6 +31,7 @@ from tests.mediasupport import (
     publisher_command,
     start_publisher,
 )
+from tests.test_tls_hello import openssl_hello
 from tests.tlssupport import TestCa, hosts_file, resolving, served_certificate
 
 pytestmark = pytest.mark.media
@@ -259,8 +260,14 @@ def test_it_cuts_a_stalled_handshake(leaves, ca):
         # Half a ClientHello, then nothing.
         partial = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
         partial.sendall(b"\x16\x03\x01\x02\x00\x01")
+        # A whole ClientHello, then nothing: cut in OpenSSL's part of the handshake.
+        whole = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+        whole.sendall(openssl_hello(PLAY))
         assert closed_by_node(silent)
         assert closed_by_node(partial)
+        assert whole.recv(5)[:1] == b"\x16"  # the ServerHello's record
+        while not closed_by_node(whole):
+            pass
     finally:
         node.stop()
 
