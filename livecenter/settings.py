@@ -298,6 +298,18 @@ LIVECENTER_ENCRYPTION_KEY = os.environ.get("LIVECENTER_ENCRYPTION_KEY", SECRET_K
 # Console and API listen address for `manage.py runall`.
 LIVECENTER_CONSOLE_HOST = os.environ.get("LIVECENTER_CONSOLE_HOST", "127.0.0.1")
 LIVECENTER_CONSOLE_PORT = int(os.environ.get("LIVECENTER_CONSOLE_PORT", 8000))
+# The console over HTTPS (issue 15): `runall` serves it with this certificate
+# and key (PEM files) when both are set; or, behind a reverse proxy that ends
+# TLS, LIVECENTER_CONSOLE_BEHIND_PROXY trusts its X-Forwarded-Proto (from the
+# addresses in uvicorn's FORWARDED_ALLOW_IPS, loopback by default). Either
+# way the session and CSRF cookies are sent over HTTPS only.
+LIVECENTER_CONSOLE_TLS_CERT_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_CERT_FILE", "")
+LIVECENTER_CONSOLE_TLS_KEY_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_KEY_FILE", "")
+LIVECENTER_CONSOLE_BEHIND_PROXY = _env_bool("LIVECENTER_CONSOLE_BEHIND_PROXY", False)
+if LIVECENTER_CONSOLE_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if LIVECENTER_CONSOLE_BEHIND_PROXY or LIVECENTER_CONSOLE_TLS_CERT_FILE:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 LOGGING = {
     "version": 1,
