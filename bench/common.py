@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,6 +18,27 @@ NGINX_RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+# How a load generator's viewer waits after the node refused it, as a player
+# does: the node's Retry-After when it sent one (HTTP 503 at capacity), else
+# an exponential back-off from BACKOFF_FIRST_SECONDS doubling up to
+# BACKOFF_MAX_SECONDS. With jitter, so refused viewers do not come back
+# together (retrying at once is what turned soak try 3 into a refusal storm).
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+RETRY_AFTER_JITTER = 0.2  # a Retry-After of 10 s: 10-12 s
+
+
+def refusal_delay(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds to wait before trying again after the `attempt`-th refusal in
+    a row (1 for the first). `retry_after`: the header's value, if any
+    (delta-seconds; RFC 9110 10.2.3); an HTTP-date or garbage is ignored."""
+    if retry_after is not None and retry_after.strip().isdigit():
+        seconds = int(retry_after.strip())
+        return seconds * (1 + random.uniform(0, RETRY_AFTER_JITTER))
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # "equal jitter": at least half the step
 
 
 def free_port() -> int:

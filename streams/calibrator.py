@@ -7,10 +7,10 @@ Frames are made and encoded with PyAV (libx264, AAC) in real time: frame `n`
 is captured when the wall clock reaches `start + n / fps`, stamped with that
 clock, encoded at once and written to FFmpeg's RTMP client through the FLV
 muxer. PyAV's own FFmpeg has no libsrt, so an srt:// URL gets MPEG-TS,
-flushed packet by packet into a pipe to Debian's `ffmpeg` (built with libsrt),
-which passes it on to the SRT caller unchanged (`-c copy`). The picture is
-a flat background with a moving bar (a stall shows) under the timecode band;
-the sound is a quiet 440 Hz tone.
+flushed packet by packet as UDP datagrams to `srt-live-transmit` (Debian's
+srt-tools), a libsrt caller that sends each one on as an SRT message. The
+picture is a flat background with a moving bar (a stall shows) under the
+timecode band; the sound is a quiet 440 Hz tone.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import logging
 import math
 import re
 import shutil
+import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -36,6 +38,17 @@ log = logging.getLogger(__name__)
 AUDIO_SAMPLE_RATE = 44_100
 AUDIO_FRAME_SAMPLES = 1024  # one AAC frame
 AUDIO_BIT_RATE = 64_000
+# Audio is encoded this far ahead of the video frame just captured. The
+# muxer (av_interleaved_write_frame) holds a video packet until it has
+# audio with a later time, and the AAC encoder gives a packet back 1024
+# samples after its input (plus 1024 of priming): audio encoded only up to
+# the frame's end made each frame wait for the next one (33 ms at 30 fps),
+# on RTMP and SRT alike. The tone is not what is measured; the picture is.
+AUDIO_LEAD_SAMPLES = 2 * AUDIO_FRAME_SAMPLES
+# SRT: 7 TS packets per UDP datagram and so per SRT message, as libsrt's live mode sends them.
+SRT_TS_PAYLOAD_BYTES = 7 * 188
+# What srt-live-transmit is given to pass on the last datagrams before it is stopped.
+RELAY_DRAIN_SECONDS = 0.2
 TONE_HZ = 440
 TONE_AMPLITUDE = 0.05
 BACKGROUND_LUMA = 60
@@ -136,16 +149,24 @@ def _tone_period() -> bytes:
     return struct.pack(f"<{len(samples)}f", *samples)
 
 
-def srt_relay(url: str) -> subprocess.Popen:
-    """Debian's ffmpeg reading MPEG-TS on its stdin and sending it to `url`
-    (srt://, a libsrt caller) as it comes: no probing past the first packets,
-    each packet flushed."""
-    if shutil.which("ffmpeg") is None:
-        raise OSError("an srt:// URL needs the ffmpeg command (built with libsrt: apt-get install ffmpeg)")
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-fflags", "nobuffer",
-           "-probesize", "32768", "-analyzeduration", "0", "-f", "mpegts", "-i", "pipe:0",
-           "-map", "0", "-c", "copy", "-flush_packets", "1", "-pes_payload_size", "0", "-f", "mpegts", url]  # fmt: skip
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+def srt_relay(url: str) -> tuple[subprocess.Popen, str]:
+    """`srt-live-transmit` (Debian's srt-tools, libsrt) reading MPEG-TS
+    datagrams on a local UDP port and sending each as one SRT message to
+    `url` (a caller); and the udp:// URL to write the TS to. It passes the
+    bytes on as they come. An ffmpeg relay (`-c copy`) held every video
+    frame about 66 ms (bench/README.md, bench/srt): its demuxer ends a PES of
+    unbounded length only when the next one starts, and its muxer holds a
+    video packet until audio with a later time comes, which our muxer
+    (interleaving too) sends only with the next frame."""
+    if shutil.which("srt-live-transmit") is None:
+        raise OSError("an srt:// URL needs srt-live-transmit (apt-get install srt-tools)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # -a:no: a refused or lost connection ends it (and so the calibrator) rather than retrying.
+    cmd = ["srt-live-transmit", "-a:no", "-q", "-loglevel:error", f"udp://127.0.0.1:{port}", url]
+    relay = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return relay, f"udp://127.0.0.1:{port}?pkt_size={SRT_TS_PAYLOAD_BYTES}"
 
 
 def open_output(url: str, config: CalibratorConfig, format: str = "flv"):
@@ -156,7 +177,7 @@ def open_output(url: str, config: CalibratorConfig, format: str = "flv"):
     else:
         # Each packet written through at once: the AVIO buffer would hold a
         # frame's tail, and MPEG-TS would gather a third of a second of audio
-        # into one PES packet (which the relay's interleaving then waits for).
+        # into one PES packet.
         options = {"flush_packets": "1", "pes_payload_size": "0"}
         container = av.open(url, mode="w", format=format, container_options=options)
     video = container.add_stream("libx264", rate=config.fps)
@@ -186,7 +207,7 @@ def push(
     on_frame=None,
 ) -> CalibratorReport:
     """Push the calibration stream to `url` (rtmp://..., or srt://... as
-    MPEG-TS through Debian's ffmpeg) until `stop` is set or the configured
+    MPEG-TS through srt-live-transmit) until `stop` is set or the configured
     duration has passed. Blocking. PyAV keeps the GIL while FFmpeg's RTMP
     client waits on the server, so a media node in the same process would
     never answer: run this in a process of its own (`manage.py calibrator`).
@@ -195,9 +216,9 @@ def push(
     report = CalibratorReport()
     relay = None
     if urlsplit(url).scheme == "srt":
-        relay = srt_relay(url)
+        relay, relay_url = srt_relay(url)
         try:
-            container, video, audio = open_output(f"pipe:{relay.stdin.fileno()}", config, "mpegts")
+            container, video, audio = open_output(relay_url, config, "mpegts")
         except BaseException:
             _stop_relay(relay)
             raise
@@ -232,11 +253,16 @@ def push(
             frame.pts = report.frames
             frame.time_base = frame_time_base
             container.mux(video.encode(frame))
-            # Audio up to the end of this video frame, in whole AAC frames.
+            # Audio up to the end of this video frame and AUDIO_LEAD_SAMPLES on, in whole AAC frames.
             video_end = (report.frames + 1) * AUDIO_SAMPLE_RATE // config.fps
-            while audio_samples < video_end:
+            while audio_samples < video_end + AUDIO_LEAD_SAMPLES:
                 container.mux(audio.encode(_audio_frame(tone, audio_samples)))
                 audio_samples += AUDIO_FRAME_SAMPLES
+            if relay is not None and relay.poll() is not None:
+                raise OSError(
+                    f"srt-live-transmit ended (exit status {relay.returncode}): the SRT connection failed, was"
+                    " refused or was lost (libsrt's error, if it logged one, is above)"
+                )
             report.frames += 1
             report.first_epoch_ms = report.first_epoch_ms or epoch_ms
             report.last_epoch_ms = epoch_ms
@@ -254,16 +280,15 @@ def push(
 
 
 def _stop_relay(relay: subprocess.Popen) -> None:
-    """Close the relay's stdin (it sends what it has and ends the SRT
-    connection), then wait for it a little."""
-    try:
-        relay.stdin.close()
-    except OSError:
-        pass
+    """Let the relay send the last datagrams, then stop it: on SIGINT it
+    closes its SRT connection (the node sees the end of the stream)."""
+    if relay.poll() is None:
+        time.sleep(RELAY_DRAIN_SECONDS)
+        relay.send_signal(signal.SIGINT)
     try:
         relay.wait(5)
     except subprocess.TimeoutExpired:
-        relay.terminate()
+        relay.kill()
         relay.wait(5)
 
 

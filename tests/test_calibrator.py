@@ -3,6 +3,7 @@ pushes to a media node, read back with the ffmpeg CLI."""
 
 from __future__ import annotations
 
+import socket
 import statistics
 import subprocess
 import sys
@@ -132,11 +133,11 @@ def test_it_pushes_frames_stamped_with_their_capture_time():
 
 @pytest.mark.media
 def test_it_pushes_over_srt_as_mpeg_ts():
-    """An srt:// URL: MPEG-TS through Debian's ffmpeg to the node's SRT port,
+    """An srt:// URL: MPEG-TS through srt-live-transmit to the node's SRT port,
     played back over HTTP-FLV with the capture times in the frames."""
     node = NodeThread(srt_port=0).start()
     calibrator = subprocess.Popen(
-        [sys.executable, "manage.py", "calibrator", "--url", node.srt_publish_url(latency=120_000),
+        [sys.executable, "manage.py", "calibrator", "--url", node.srt_publish_url(latency=120),  # srt-live-transmit: ms
          "--size", "640x360", "--fps", "30", "--bitrate", "800k", "--duration", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -158,3 +159,16 @@ def test_it_pushes_over_srt_as_mpeg_ts():
         out, err = calibrator.communicate(timeout=20)
         node.stop()
     assert "Calibrator stopped after" in out, err
+
+
+@pytest.mark.media
+def test_it_says_so_when_its_srt_connection_fails():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nobody:  # a UDP port where no SRT listener answers
+        nobody.bind(("127.0.0.1", 0))
+        url = f"srt://127.0.0.1:{nobody.getsockname()[1]}?latency=120"
+        result = subprocess.run(
+            [sys.executable, "manage.py", "calibrator", "--url", url, "--size", "640x360", "--duration", "20"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "srt-live-transmit ended (exit status 0): the SRT connection failed" in result.stderr

@@ -157,6 +157,39 @@ def test_it_is_exactly_at_the_limit_admitted_and_past_it_refused():
     assert not past.admit(0.0)
 
 
+def test_once_behind_it_admits_again_only_under_the_resume_fraction_of_the_limit():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=1, resume_fraction=0.8)
+    gauge.observe(0.0, 0.26)
+    assert gauge.behind
+    assert not gauge.admit(0.0)
+    gauge.observe(1.5, 0.24)  # under the limit, over 80 % of it: still behind
+    assert gauge.behind
+    assert not gauge.admit(1.5)
+    gauge.observe(3.0, 0.2)  # exactly 80 %: still behind
+    assert not gauge.admit(3.0)
+    gauge.observe(4.5, 0.199)
+    assert not gauge.behind
+    assert gauge.admit(4.5)
+    gauge.observe(6.0, 0.24)  # caught up: the limit itself applies again
+    assert gauge.admit(6.0)
+    assert gauge.refused == 3
+
+
+def test_a_lag_hovering_at_the_limit_does_not_flap():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=1)
+    answers = []
+    for i, lag in enumerate([0.26, 0.24, 0.255, 0.245, 0.26, 0.23, 0.251]):
+        gauge.observe(1.5 * i, lag)
+        answers.append(gauge.admit(1.5 * i))
+    assert answers == [False] * 7
+
+
+def test_it_refuses_a_resume_fraction_outside_zero_to_one():
+    for fraction in (0, 1.01):
+        with pytest.raises(ValueError, match="resume_fraction"):
+            LoopLagGauge(max_loop_lag_ms=250, resume_fraction=fraction)
+
+
 def test_a_zero_loop_lag_limit_watches_nothing():
     gauge = LoopLagGauge(max_loop_lag_ms=0)
     gauge.observe(0.0, 10.0)

@@ -115,9 +115,9 @@ def test_a_program_with_aac_keeps_the_aac_and_takes_no_dolby():
     assert track.refusal == ""
 
 
-def push_srt_stream(hub: StreamHub, events: list) -> None:
+def push_srt_stream(hub: StreamHub, events: list, key: StreamKey = KEY) -> None:
     """What srt_server does with the demuxer's events."""
-    publication = hub.publish(KEY)
+    publication = hub.publish(key)
     track = DolbyAudioTrack()
     for event in events:
         if isinstance(event, FrameReceived):

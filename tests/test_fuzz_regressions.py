@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests.mediasupport import NodeThread
 from tests.test_rtmp_connection import C0C1, C2, Client
@@ -168,51 +166,3 @@ def test_an_srt_connection_behind_a_gap_does_not_walk_its_window_per_datagram():
     # what it must give; its cost is what the campaign measures.
     target = targets.TARGETS["srt_listener"]
     target.run((FUZZ / "regressions" / "srt_listener" / "srt_listener-37daadba10fc").read_bytes())
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["data", "drop", "wait"]),
-            st.integers(-20, 9000),  # seq offset from the initial one
-            st.integers(0, 40),  # how many (drop), or tenths of the latency (data, wait)
-        ),
-        max_size=60,
-    )
-)
-def test_an_srt_connection_finds_its_oldest_packet_and_first_loss_as_a_walk_would(steps):
-    # The oldest packet held and the first lost one are kept as a heap and a
-    # cursor (not a walk of the window per datagram); they must be what the
-    # walk gives, whatever arrives, is dropped or released.
-    from livecenter.media.srt.connection import SrtConnection
-    from livecenter.media.srt.packets import SrtDataPacket, SrtDropRequest
-    from livecenter.media.srt.sequence import SEQ_MASK, seq_inc, seq_offset
-
-    isn = SEQ_MASK - 100  # across the wrap
-    conn = SrtConnection(
-        socket_id=1, peer_socket_id=2, initial_seq=isn, latency_ms=100, peer_start_timestamp=0, now=0.0
-    )
-    now = 0.0
-    for kind, offset, amount in steps:
-        seq = seq_inc(isn, offset)
-        if kind == "data":
-            conn.receive_packet(SrtDataPacket(seq, b"x", int(now * 1e6) + amount * 10_000), now)
-        elif kind == "drop":
-            conn.receive_packet(SrtDropRequest(1, seq, seq_inc(seq, amount)), now)
-        else:
-            now += amount * 0.01
-            conn.handle_timer(now)
-        if conn.closed:
-            return
-        deliver = conn._deliver_seq
-        walk = None
-        for k in range(seq_offset(deliver, conn._next_seq)):
-            if seq_inc(deliver, k) in conn._buffer:
-                walk = seq_inc(deliver, k)
-                break
-        first = conn._first_buffered()
-        assert (first[0] if first else None) == walk
-        expected_ack = min(conn._lost, key=lambda s: seq_offset(deliver, s)) if conn._lost else conn._next_seq
-        assert conn._ack_seq() == expected_ack
-        conn.events(), conn.datagrams_to_send()

@@ -41,9 +41,10 @@ START = 1_700_000_000.0  # the wall clock at the stream's timestamp 0
 FIRST = hls.FIRST_MEDIA_SEQUENCE
 
 
-def feed(packager: HlsPackager, tags, offset_ms: int = 0, after=None) -> list:
+def feed(packager: HlsPackager, tags, offset_ms: int = 0, after=None, wall_offset_s: float = 0.0) -> list:
     """Push FLV tags as the hub does: it classifies each body, and an audio
-    frame is a keyframe only in a stream without video."""
+    frame is a keyframe only in a stream without video. Each comes in at
+    START plus its timestamp plus `wall_offset_s` of wall-clock time."""
     events, has_video = [], False
     for tag in tags:
         body, timestamp = tag.body, tag.timestamp + offset_ms
@@ -58,7 +59,7 @@ def feed(packager: HlsPackager, tags, offset_ms: int = 0, after=None) -> list:
             kind = "audio"
         else:
             continue
-        new = packager.push(kind, timestamp, body, keyframe, header, START + timestamp / 1000)
+        new = packager.push(kind, timestamp, body, keyframe, header, START + wall_offset_s + timestamp / 1000)
         events += new
         if after is not None and new:
             after(new)
@@ -254,6 +255,33 @@ def test_it_holds_the_window_and_a_few_segments_only():
     assert Playlist(packager.playlist()).media_sequence == FIRST + 2
 
 
+def test_a_burst_of_media_stays_listed_for_the_windows_span_of_wall_clock_time():
+    """Segments cut faster than they play (a backlog after a stall) leave
+    the playlist by wall-clock time, not by count, within what is retained."""
+    tags = flv_tags(ffmpeg_flv(seconds=8))
+
+    def burst(packager, tags, at: float) -> None:  # every frame comes in at the same instant
+        has_video = False
+        for tag in tags:
+            if tag.tag_type not in (VIDEO, AUDIO):
+                continue
+            kind = "video" if tag.tag_type == VIDEO else "audio"
+            has_video |= kind == "video"
+            header = video_is_sequence_header(tag.body) if kind == "video" else audio_is_sequence_header(tag.body)
+            keyframe = not header and (video_is_keyframe(tag.body) if kind == "video" else not has_video)
+            packager.push(kind, tag.timestamp, tag.body, keyframe, header, at)
+
+    packager = HlsPackager(window_segments=3, retained_segments=3)
+    burst(packager, tags, START)
+    # Seven segments cut at once: all six the packager holds stay listed.
+    assert [s["uri"] for s in Playlist(packager.playlist()).segments] == [f"seg_{FIRST + n}.ts" for n in range(1, 7)]
+    check_playlist_rules(Playlist(packager.playlist()))
+    # On time (one segment a second), the window is its count again.
+    paced = HlsPackager(window_segments=3, retained_segments=3)
+    feed(paced, tags)
+    assert len(Playlist(paced.playlist()).segments) == 3
+
+
 def test_it_raises_the_target_duration_for_long_gops_and_keeps_it():
     packager = HlsPackager(target_duration_s=1)
     feed(packager, flv_tags(ffmpeg_flv(seconds=6, gop=75)))  # 2.5 s GOPs
@@ -390,14 +418,14 @@ def test_it_marks_a_new_publisher_with_a_discontinuity_until_it_slides_out():
     playlist = Playlist(packager.playlist(low_latency=True))
     assert [s["duration"] for s in playlist.segments] == pytest.approx([1.0, 1.0, 1.0], abs=0.035)
     assert playlist.open is None and hinted(playlist) == MediaRef(FIRST + 3, 0)
-    feed(packager, tags)  # the new publisher starts again at 0
+    feed(packager, tags, wall_offset_s=3.5)  # the new publisher starts again at 0, half a second later
     playlist = Playlist(packager.playlist())
     check_playlist_rules(playlist)
     assert [s["discontinuity"] for s in playlist.segments] == [False, True, False]
     assert "#EXT-X-DISCONTINUITY-SEQUENCE" not in playlist.tags
     assert ts_packets(packager.segment(FIRST + 3))[0].continuity == 0  # counters restarted
     check_continuity(packager.segment(FIRST + 3) + packager.segment(FIRST + 4))
-    feed(packager, tags, offset_ms=3000)
+    feed(packager, tags, offset_ms=3000, wall_offset_s=3.5)
     playlist = Playlist(packager.playlist(low_latency=True))
     check_playlist_rules(playlist)
     assert playlist.media_sequence == FIRST + 5

@@ -92,10 +92,18 @@ def test_it_refuses_new_viewers_at_capacity_and_keeps_the_ones_it_has():
         # HLS: a client the stream does not serve yet is refused its playlist.
         token = sign("/live/cam1.m3u8", PLAY_KEY, int(time.time()))
         status, headers = get(f"{node.http}/live/cam1.m3u8?auth_key={token}&domain=play.test")
-        assert (status, headers.get("X-LiveCenter-Error")) == (503, REFUSAL_AT_CAPACITY)
+        assert (status, headers.get("X-LiveCenter-Error"), headers.get("Retry-After")) == (
+            503,
+            REFUSAL_AT_CAPACITY,
+            "10",
+        )
         # WHEP: refused before the offer is read.
         status, headers = get(whep_url(node), "POST", browser_like_offer().encode(), "application/sdp")
-        assert (status, headers.get("X-LiveCenter-Error")) == (503, REFUSAL_AT_CAPACITY)
+        assert (status, headers.get("X-LiveCenter-Error"), headers.get("Retry-After")) == (
+            503,
+            REFUSAL_AT_CAPACITY,
+            "10",
+        )
         assert not node.node.rts.sessions
         # RTMP play: NetStream.Play.Failed with the reason, then the close.
         probe = subprocess.run(
@@ -212,7 +220,12 @@ def test_it_refuses_new_viewers_while_its_loop_is_behind_and_admits_them_once_it
         node.loop.call_soon_threadsafe(hog)
         assert wait_until(lambda: node.run_sync(lambda: node.node.loop_lag.lag_s(time.monotonic())) > 0.1)
         status, headers = get(node.flv_url())
-        assert (status, headers.get("X-LiveCenter-Error")) == (503, REFUSAL_AT_CAPACITY)
+        # Retry-After, so players wait rather than retry at once into the same lag (bench/README.md, soak try 3).
+        assert (status, headers.get("X-LiveCenter-Error"), headers.get("Retry-After")) == (
+            503,
+            REFUSAL_AT_CAPACITY,
+            "10",
+        )
         assert node.node.loop_lag.refused >= 1
         assert node.node.egress.refused == 0
         before = first.received

@@ -373,6 +373,97 @@ def test_it_gives_back_what_our_muxer_was_given(start_ms):
     assert min(e.timestamp_ms for e in frames(events)) >= TIMELINE_START_MS - 100
 
 
+# --- when a frame comes out ------------------------------------------------------------------
+
+
+def emitted_at(data: bytes) -> list[tuple[int, FrameReceived]]:
+    """(index of the packet whose feeding gave it, frame) for each video frame,
+    the stream fed one TS packet at a time as SRT delivers it."""
+    demuxer, out = TsDemuxer(), []
+    for i, packet in enumerate(packets_of(data)):
+        out += [(i, f) for f in frames(demuxer.receive_data(packet), FrameKind.VIDEO)]
+    return out
+
+
+def pes_ends(data: bytes, pid: int) -> list[int]:
+    """The index of the last packet of each PES on `pid` (but the last PES)."""
+    starts = [i for i, p in enumerate(packets_of(data)) if pid_of(p) == pid and p[1] & 0x40]
+    on_pid = [i for i, p in enumerate(packets_of(data)) if pid_of(p) == pid]
+    return [max(i for i in on_pid if i < start) for start in starts[1:]]
+
+
+def test_it_emits_an_ffmpeg_video_frame_with_its_last_packet_not_the_next_frame_s_first():
+    # FFmpeg writes video PES with PES_packet_length 0 and stuffs their last packet only.
+    data = ffmpeg_ts()
+    starts = [p for p in packets_of(data) if pid_of(p) == VIDEO_PID and p[1] & 0x40]
+    assert all((p[5 + p[4] :] if p[3] & 0x20 else p[4:])[4:6] == b"\x00\x00" for p in starts)
+    got = emitted_at(data)
+    ends = pes_ends(data, VIDEO_PID)
+    assert len(got) == 60 and len(ends) == 59
+    # The first frame teaches the demuxer that this muxer stuffs a PES's end: it waits
+    # for the next frame's start. Every other one goes out with its own last packet.
+    second_start = ends[0] + 1 + [pid_of(p) for p in packets_of(data)[ends[0] + 1 :]].index(VIDEO_PID)
+    assert got[0][0] == second_start
+    assert [i for i, _ in got[1:59]] == ends[1:]
+    assert [f for _, f in got] == frames(demux(data)[0], FrameKind.VIDEO)
+
+
+def test_it_emits_our_muxer_s_video_frame_with_its_last_packet():
+    # What SRT playback (SrtViewer) sends: mpegts.py stuffs a PES's last packet only.
+    data = mux_tags(FlvReader().receive_data(ffmpeg_flv(seconds=2.0, extra="-bf 2")))
+    got = emitted_at(data)
+    ends = pes_ends(data, VIDEO_PID)
+    assert len(got) > 40
+    assert [i for i, _ in got[1 : len(ends)]] == ends[1:]
+
+
+def test_it_emits_a_pes_of_known_length_with_its_last_packet():
+    # FFmpeg's audio PES (a few ADTS frames each) say their length: each is read once its bytes are in.
+    data = ffmpeg_ts()
+    demuxer, first_frame_at = TsDemuxer(), {}
+    for i, packet in enumerate(packets_of(data)):
+        for e in frames(demuxer.receive_data(packet), FrameKind.AUDIO):
+            first_frame_at.setdefault(e.timestamp_ms, i)
+    at, ends = sorted(set(first_frame_at.values())), pes_ends(data, AUDIO_PID)
+    assert len(ends) >= 10 and at[: len(ends)] == ends
+
+
+def stuffed_then_continued(unit: bytes, pts: int, counter: int) -> bytes:
+    """A video PES whose first packet is stuffed although more of it follows."""
+    data = pes(0xE0, unit, pts, bounded=False)
+    rest = [data[pos : pos + 184] for pos in range(100, len(data), 184)]
+    return ts_packet(VIDEO_PID, data[:100], counter, start=True) + b"".join(
+        ts_packet(VIDEO_PID, piece, counter + 1 + i) for i, piece in enumerate(rest)
+    )
+
+
+def test_it_never_ends_a_pes_at_stuffing_on_a_pid_whose_muxer_stuffs_mid_pes():
+    stream = program()
+    counter = 0
+    for n in range(3):
+        unit = access_unit(keyframe=True, size=400)
+        stream += stuffed_then_continued(unit, 90_000 + 3000 * n, counter)
+        counter += 1 + -(-(len(pes(0xE0, unit, 0, bounded=False)) - 100) // 184)
+    events, demuxer = demux(stream)
+    assert len(frames(events, FrameKind.VIDEO)) == 3
+    assert demuxer.counters.pes_dropped == demuxer.counters.pes_cut_by_stuffing == 0
+
+
+def test_it_stops_ending_pes_at_stuffing_once_a_pes_goes_on_after_it():
+    # Two frames stuffed at their end (learnt), then one stuffed mid-PES: that one is
+    # cut (counted), the rest of it dropped; from then on only the next start ends a PES.
+    unit = access_unit(keyframe=True, size=400)
+    stream = program()
+    stream += packetize(VIDEO_PID, pes(0xE0, unit, 90_000, bounded=False), 0)
+    stream += packetize(VIDEO_PID, pes(0xE0, unit, 93_000, bounded=False), 3)
+    stream += stuffed_then_continued(unit, 96_000, 6)
+    stream += stuffed_then_continued(unit, 99_000, 9)
+    events, demuxer = demux(stream)
+    video = frames(events, FrameKind.VIDEO)
+    assert [f.timestamp_ms - video[0].timestamp_ms for f in video] == [0, 33, 66, 100]
+    assert demuxer.counters.pes_cut_by_stuffing == 1  # the third; the fourth waited for its end
+
+
 # --- loss, duplicates, garbage --------------------------------------------------------------
 
 

@@ -4,16 +4,24 @@ rendition a viewer waits for."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
-from livecenter.media.hls_master import Variant, master_text
+from livecenter.media.codecs import iter_annexb_nal_units
+from livecenter.media.hls_master import X264_PROFILES, Variant, master_playlist, master_text, x264_level
+from livecenter.media.hub import StreamHub
+from livecenter.media.mpegts_demux import TsDemuxer
 from livecenter.media.policy import RenditionGroup, RenditionRequested, StreamKey
 from livecenter.media.renditions import RenditionSpec, output_size, split_rendition_name, standard_spec
 from livecenter.media.signing import sign, verify
 from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, start_publisher
+from tests.test_dolby import push_srt_stream
+from tests.test_mpegts_demux import ffmpeg_ts
 
 
 def test_it_sizes_the_standard_templates_by_their_short_side():
@@ -43,16 +51,73 @@ def test_it_splits_rendition_names_at_the_last_underscore():
 
 
 def test_it_writes_a_master_playlist():
-    text = master_text([Variant("a_lld.m3u8?x=1", 500_000, 640, 360, 30.0), Variant("a.m3u8", 2_000_000, 1280, 720)])
+    text = master_text(
+        [
+            Variant("a_lld.m3u8?x=1", 500_000, 640, 360, 30.0),
+            Variant("a.m3u8", 2_000_000, 1280, 720, codecs="avc1.64001f,ec-3"),
+        ]
+    )
     assert text.splitlines() == [
         "#EXTM3U",
         "#EXT-X-VERSION:6",
         "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-STREAM-INF:BANDWIDTH=600000,AVERAGE-BANDWIDTH=500000,RESOLUTION=640x360,FRAME-RATE=30.000",
         "a_lld.m3u8?x=1",
-        "#EXT-X-STREAM-INF:BANDWIDTH=2400000,AVERAGE-BANDWIDTH=2000000,RESOLUTION=1280x720",
+        '#EXT-X-STREAM-INF:BANDWIDTH=2400000,AVERAGE-BANDWIDTH=2000000,CODECS="avc1.64001f,ec-3",RESOLUTION=1280x720',
         "a.m3u8",
     ]
+
+
+def x264_sps_level(width: int, height: int, fps: int, profile: str, bit_rate: int) -> tuple[int, int, int]:
+    """(profile_idc, constraint flags, level_idc) of what x264 makes, as a rendition encodes (VBV at the bitrate)."""
+    rate = str(bit_rate)
+    cmd = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate={fps}", "-frames:v", "1",
+           "-c:v", "libx264", "-profile:v", profile, "-b:v", rate, "-maxrate", rate, "-bufsize", rate,
+           "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-f", "h264", "-"]  # fmt: skip
+    stream = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+    sps = next(n for n in iter_annexb_nal_units(stream, 0) if n[0] & 0x1F == 7)
+    return sps[1], sps[2], sps[3]
+
+
+@pytest.mark.parametrize(
+    "width,height,fps,profile,kbps",
+    [(640, 360, 30, "high", 470), (768, 432, 30, "high", 680), (1152, 648, 30, "main", 1500),
+     (1920, 1080, 30, "high", 2500), (1920, 1080, 60, "high", 6000), (320, 240, 15, "baseline", 300),
+     (1280, 720, 60, "high", 25000)],
+)  # fmt: skip
+def test_it_says_the_profile_and_level_x264_makes_for_a_rendition_not_live_yet(width, height, fps, profile, kbps):
+    profile_idc, flags, level = x264_sps_level(width, height, fps, profile, kbps * 1000)
+    assert X264_PROFILES[profile] == (profile_idc, flags)
+    assert x264_level(profile, width, height, fps, kbps * 1000) == level
+
+
+@pytest.mark.parametrize("audio,name", [("eac3", "ec-3"), ("ac3", "ac-3"), ("aac", "mp4a.40.2")])
+def test_the_master_playlist_says_each_variant_s_codecs_dolby_audio_included(audio, name):
+    # A Dolby source, as SRT ingest gives it to the hub (test_dolby.py); renditions copy its audio.
+    key = StreamKey(INGEST, "live", "cam1")
+    base = RenditionSpec("base", 300, short_side=180, profile="baseline")
+    group = RenditionGroup("abr", (standard_spec("lld"), base))
+
+    async def run():
+        hub = StreamHub()
+        events = TsDemuxer().receive_data(ffmpeg_ts(audio=audio))
+        push_srt_stream(hub, events, key)
+
+        async def rendition_group(domain, app, group_id):
+            return group if group_id == "abr" else None
+
+        policy, config = SimpleNamespace(rendition_group=rendition_group), SimpleNamespace(play_wait_seconds=0)
+        node = SimpleNamespace(hub=hub, policy=policy, config=config, request_rendition=lambda *a: None)
+        admission = SimpleNamespace(key=StreamKey(INGEST, "live", "cam1_abr"), domain=None)
+        return hub.stream(key).avc_config, await master_playlist(node, admission, "live", "cam1_abr", {})
+
+    source, (status, text) = asyncio.run(run())
+    assert status == 200
+    codecs = [line.split('CODECS="')[1].split('"')[0] for line in text.splitlines() if line.startswith("#EXT-X-STREAM")]
+    # 320x240 30 fps source: 240x180 at 300 kbit/s baseline (level 1.2), lld not upscaled (320x240
+    # at 470 kbit/s, high: 9,000 macroblocks a second, level 1.3), the source.
+    source_avc = f"avc1.{source.profile_idc:02x}{source.profile_compatibility:02x}{source.level_idc:02x}"
+    assert codecs == [f"avc1.42c00c,{name}", f"avc1.64000d,{name}", f"{source_avc},{name}"]
 
 
 @pytest.fixture

@@ -8,12 +8,15 @@ from livecenter.media.srt.connection import (
     ACK_INTERVAL_US,
     KEEPALIVE_INTERVAL_US,
     LIGHT_ACK_PACKETS,
+    MAX_GAP_WAIT_US,
     MAX_NAK_WORDS,
     MAX_PAYLOAD_BYTES,
     MAX_PENDING_ACKS,
     MAX_REORDER_PACKETS,
     MAX_SEND_BUFFER_PACKETS,
     MIN_NAK_INTERVAL_US,
+    NAK_REPEAT_US,
+    NAK_RESEND_MARGIN_US,
     PEER_IDLE_TIMEOUT_US,
     SEND_DROP_MARGIN_US,
     SrtConnection,
@@ -109,22 +112,64 @@ def test_it_naks_a_gap_at_once_and_delivers_the_retransmission_in_order():
     assert (stats.packets_lost, stats.packets_retransmitted, stats.packets_dropped) == (2, 2, 0)
 
 
-def test_it_repeats_the_nak_every_period_while_packets_are_missing():
+def naks(connection):
+    return [p.losses for p in sent(connection) if isinstance(p, SrtNak)]
+
+
+def test_it_reports_a_new_gap_twice_then_again_while_it_lasts():
     connection = make(latency_ms=1000)
     connection.receive_datagram(data(1000, 0), START)
     connection.receive_datagram(data(1002, 0), START)
-    connection.receive_datagram(data(1005, 0), START)
-    assert len(sent(connection)) == 2  # one NAK per new gap
-    # Before any ACKACK: (RTT + 4 RTTVar) / 2 = 150 ms.
-    period = (100_000 + 4 * 50_000) / 2 / 1e6
-    connection.handle_timer(START + period)
-    naks = [p for p in sent(connection) if isinstance(p, SrtNak)]
-    assert [n.losses for n in naks] == [((1001, 1001), (1003, 1004))]
-    connection.receive_datagram(data(1001, 0), START + period)
-    connection.receive_datagram(data(1003, 0), START + period)
-    connection.receive_datagram(data(1004, 0), START + period)
-    connection.handle_timer(START + 2 * period + MIN_NAK_INTERVAL_US / 1e6)
-    assert not [p for p in sent(connection) if isinstance(p, SrtNak)]
+    connection.receive_datagram(data(1005, 0), START + 0.004)
+    assert naks(connection) == [((1001, 1001),), ((1003, 1004),)]  # at once
+    # Again 10 ms later (one lost NAK must not cost a round trip)...
+    connection.handle_timer(START + NAK_REPEAT_US / 1e6)
+    assert naks(connection) == [((1001, 1001),)]
+    assert connection.next_timer() == pytest.approx(START + 0.004 + NAK_REPEAT_US / 1e6)
+    connection.handle_timer(START + 0.004 + NAK_REPEAT_US / 1e6)
+    assert naks(connection) == [((1003, 1004),)]
+    # ...then again as soon as a libsrt 1.5 sender resends on it, counted
+    # from the first report: before any ACKACK (RTT 100 ms, RTTVar 50 ms:
+    # SRTT - 4 RTTVar < 0), half a round trip.
+    again = 0.050
+    connection.handle_timer(START + again - 0.001)
+    assert naks(connection) == []
+    connection.receive_datagram(data(1003, 0), START + 0.045)
+    connection.handle_timer(START + 0.004 + again)
+    # (1001 came due 4 ms before; the NAK of 1004 carries it too.)
+    assert naks(connection) == [((1001, 1001), (1004, 1004))]
+    connection.receive_datagram(data(1001, 0), START + 0.1)
+    connection.receive_datagram(data(1004, 0), START + 0.1)
+    connection.handle_timer(START + 1.0)
+    assert naks(connection) == []
+
+
+@pytest.mark.parametrize(
+    ("rtt_us", "rttvar_us", "again_us"),
+    [
+        (200_000, 100_000, 100_000),  # the first ACKACK of 200 ms: half a round trip
+        (200_000, 10_000, 200_000 - 4 * 10_000 + NAK_RESEND_MARGIN_US),  # steady: once the sender resends
+        (1_000, 500, MIN_NAK_INTERVAL_US),  # loopback
+    ],
+)
+def test_it_asks_again_once_the_sender_will_resend(rtt_us, rttvar_us, again_us):
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.handle_timer(START + 0.010)  # a full ACK
+    [ack] = sent(connection)
+    connection.receive_packet(SrtAckAck(ack.ack_number), START + 0.210)  # RTT 200 ms
+    assert (connection.stats.rtt_us, connection.stats.rttvar_us) == (200_000, 100_000)
+    # (Later samples would smooth them; set them as those would have.)
+    connection.stats.rtt_us, connection.stats.rttvar_us = rtt_us, rttvar_us
+    connection.receive_datagram(data(1002, 0), START + 0.3)
+    connection.handle_timer(START + 0.3 + NAK_REPEAT_US / 1e6)
+    assert naks(connection) == [((1001, 1001),), ((1001, 1001),)]
+    again = START + 0.3 + again_us / 1e6
+    assert connection.next_timer() == pytest.approx(again)
+    connection.handle_timer(again - 0.0005)
+    assert naks(connection) == []
+    connection.handle_timer(again)
+    assert naks(connection) == [((1001, 1001),)]
 
 
 def test_it_drops_missing_packets_once_a_later_one_is_due():
@@ -289,6 +334,106 @@ def test_it_forgets_what_the_sender_dropped():
     assert connection.stats.packets_dropped == 2
 
 
+def test_it_forgets_a_whole_window_at_once_and_counts_what_comes_for_it_after():
+    first = SEQ_MASK - 100  # across the wrap
+    connection = make(isn=first, latency_ms=1000)
+    connection.receive_datagram(data(first, 0), START)
+    connection.receive_datagram(data(5, 0), START)  # 105 missing
+    # From before the window to past it: everything in the window is
+    # forgotten but the packets held, which are still delivered.
+    connection.receive_packet(SrtDropRequest(7, first - 100, (first + 2 * MAX_REORDER_PACKETS) & SEQ_MASK), START)
+    assert connection.lost_packets == 0
+    connection.handle_timer(START + 1.0)
+    assert connection.events() == [
+        SrtDataReceived(OURS, first, 0, first.to_bytes(4, "big")),
+        SrtPacketsDropped(OURS, first + 1, 105),
+        SrtDataReceived(OURS, 5, 0, (5).to_bytes(4, "big")),
+        SrtPacketsDropped(OURS, 6, MAX_REORDER_PACKETS - 107),
+    ]
+    assert naks(connection) == [((first + 1, 4),)]  # only the first report, before the drop request
+    connection.receive_datagram(data(SEQ_MASK, 0, retransmitted=True), START + 1.1)
+    connection.receive_datagram(data(6 + MAX_REORDER_PACKETS - 107, 0), START + 1.1)  # the next one after
+    stats = connection.stats
+    assert (stats.packets_belated, stats.packets_received, stats.packets_dropped) == (1, 3, MAX_REORDER_PACKETS - 2)
+    assert stats.packets_sender_dropped == MAX_REORDER_PACKETS - 2
+
+
+def test_it_asks_for_what_a_drop_request_shows_never_came():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1003, 0), START)  # 1001 and 1002 missing
+    connection.receive_packet(SrtDropRequest(7, 1005, 1006), START + 0.001)  # so 1004 was sent too
+    assert naks(connection) == [((1001, 1002),)]
+    assert connection.lost_packets == 3 and connection.stats.packets_lost == 3
+    connection.handle_timer(START + 0.001)
+    assert naks(connection) == [((1004, 1004),)]
+    connection.receive_datagram(data(1007, 0), START + 0.002)  # no gap: 1005 and 1006 are forgotten
+    assert naks(connection) == []
+
+
+def test_it_counts_a_packet_the_sender_gave_up_that_comes_after_all_as_belated():
+    connection = make(latency_ms=1000)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1003, 0), START)
+    connection.receive_packet(SrtDropRequest(7, 1001, 1002), START + 0.01)
+    connection.receive_datagram(data(1002, 0, retransmitted=True), START + 0.02)
+    connection.handle_timer(START + 1.0)
+    assert [seq for seq, _ in delivered(connection)] == [1000, 1003]
+    assert (connection.stats.packets_belated, connection.stats.packets_dropped) == (1, 2)
+
+
+def test_it_waits_for_the_retransmission_without_too_late_drop():
+    connection = make(too_late_drop=False)
+    connection.receive_datagram(data(1000, 10_000), START + 0.01)
+    connection.receive_datagram(data(1002, 30_000), START + 0.03)
+    connection.handle_timer(START + 0.03 + LATENCY_S)
+    assert [seq for seq, _ in delivered(connection)] == [1000]
+    # Past 1002's time it still waits (the next wake: MAX_GAP_WAIT_US past it, or a NAK).
+    assert connection.next_timer() < START + 0.03 + LATENCY_S + MAX_GAP_WAIT_US / 1e6
+    connection.handle_timer(START + 1.0)
+    assert delivered(connection) == []
+    connection.receive_datagram(data(1001, 20_000, retransmitted=True), START + 1.5)
+    assert [seq for seq, _ in delivered(connection)] == [1001, 1002]
+    assert connection.stats.packets_dropped == connection.stats.gaps_given_up == 0
+
+
+def test_it_gives_a_gap_up_after_the_longest_wait_without_too_late_drop():
+    connection = make(too_late_drop=False)
+    connection.receive_datagram(data(1000, 10_000), START + 0.01)
+    connection.receive_datagram(data(1002, 30_000), START + 0.03)
+    connection.handle_timer(START + 0.03 + LATENCY_S)
+    give_up = START + 0.03 + LATENCY_S + MAX_GAP_WAIT_US / 1e6
+    for now in (START + 0.5, START + 1.0, START + 1.5, START + 2.0):
+        connection.receive_packet(SrtKeepalive(), now)  # the peer is alive and the NAKs go on
+        connection.handle_timer(now)
+    connection.handle_timer(give_up - 0.001)
+    assert [seq for seq, _ in delivered(connection)] == [1000]
+    assert connection.next_timer() == pytest.approx(give_up)
+    connection.handle_timer(give_up)
+    assert connection.events() == [
+        SrtPacketsDropped(OURS, 1001, 1),
+        SrtDataReceived(OURS, 1002, 30_000, (1002).to_bytes(4, "big")),
+    ]
+    assert (connection.stats.packets_dropped, connection.stats.gaps_given_up) == (1, 1)
+
+
+def test_it_gives_a_gap_up_when_the_window_is_full_without_too_late_drop():
+    connection = make(too_late_drop=False, window_packets=16)
+    connection.receive_datagram(data(1000, 0), START)
+    connection.receive_datagram(data(1002, 0), START)
+    connection.handle_timer(START + LATENCY_S)
+    assert [seq for seq, _ in delivered(connection)] == [1000]
+    for seq in range(1003, 1016):
+        connection.receive_datagram(data(seq, 0), START + LATENCY_S)
+    assert delivered(connection) == []
+    # The window holds 1001 to 1016: with 1016 it is full, and what came next would be refused.
+    connection.receive_datagram(data(1016, 0), START + LATENCY_S)
+    events = connection.events()
+    assert events[0] == SrtPacketsDropped(OURS, 1001, 1)
+    assert [e.seq for e in events[1:]] == list(range(1002, 1017))
+    assert connection.stats.gaps_given_up == 1
+
+
 def test_it_sends_a_keepalive_after_a_second_of_silence():
     connection = make()
     assert connection.next_timer() == pytest.approx(START + KEEPALIVE_INTERVAL_US / 1e6)
@@ -398,10 +543,10 @@ def test_it_wakes_for_the_earliest_thing_to_do():
     connection.receive_datagram(data(1000, 0), START)
     connection.receive_datagram(data(1002, 0), START)
     sent(connection)
-    # ACK due at 10 ms beats the NAK period, the release at 1 s and the keepalive.
+    # ACK and the NAK's repeat due at 10 ms beat the release at 1 s and the keepalive.
     assert connection.next_timer() == pytest.approx(START + 0.010)
     connection.handle_timer(START + 0.010)
-    assert connection.next_timer() == pytest.approx(START + 0.150)  # periodic NAK
+    assert connection.next_timer() == pytest.approx(START + 0.050)  # the NAK again
 
 
 # -- sending (a caller playing from us) ----------------------------------

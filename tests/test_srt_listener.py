@@ -1,6 +1,8 @@
 """The SRT listener: caller-listener handshake v5 (draft-sharabayko-srt 4.3.1),
 SYN cookies, HSREQ/HSRSP, latency, stream ID, rejections and limits."""
 
+import random
+
 import pytest
 
 from livecenter.media.srt.crypto import wrap_key_material
@@ -24,6 +26,7 @@ from livecenter.media.srt.packets import (
     SrtHandshakeType,
     SrtHsExtension,
     SrtKeepalive,
+    SrtNak,
     SrtRejectReason,
     parse_packet,
 )
@@ -149,6 +152,19 @@ def test_it_answers_an_accepted_caller_with_hsrsp():
     assert answer.km is None and answer.encryption_field == 0
     assert listener.connections == {connection.socket_id: connection}
     assert connection.latency_us == 120_000
+
+
+def test_it_drops_too_late_packets_only_if_the_caller_asks_for_it_and_says_so():
+    listener = SrtListener(latency_ms=120)
+    without = listener.accept(
+        request(listener, hs=SrtHsExtension(0x010501, CALLER_FLAGS & ~SrtFlag.TLPKTDROP, 120, 120)), 10.0
+    )
+    [(answer, _)] = answers(listener)
+    assert not answer.hs.flags & SrtFlag.TLPKTDROP and answer.hs.flags & SrtFlag.PERIODICNAK
+    assert not without.too_late_drop
+    with_drop = listener.accept(request(listener, socket_id=CALLER_ID + 1), 10.0)
+    [(answer, _)] = answers(listener)
+    assert answer.hs.flags & SrtFlag.TLPKTDROP and with_drop.too_late_drop
 
 
 @pytest.mark.parametrize(
@@ -387,3 +403,67 @@ def test_it_runs_its_connections_timers():
     listener.handle_timer(10.125)
     [event] = listener.events()
     assert event.payload == b"ts" and event.socket_id == connection.socket_id
+
+
+def test_its_next_timer_is_the_earliest_of_its_connections_whatever_happens():
+    # next_timer() keeps the earliest rather than looking at every connection each time.
+    rng = random.Random(13)
+    listener = SrtListener(latency_ms=120)
+    now = 10.0
+    seqs: dict[int, int] = {}
+    peers: dict[int, tuple] = {}
+    for step in range(400):
+        now += rng.choice((0.0005, 0.002, 0.011))
+        action = rng.random()
+        if action < 0.1 or not listener.connections:
+            peer = (f"198.51.100.{step % 250}", 40000 + step)  # within each address's handshake rate
+            connection = listener.accept(request(listener, peer, now, socket_id=0x1000 + step), now)
+            seqs[connection.socket_id], peers[connection.socket_id] = ISN, peer
+        elif action < 0.15:
+            listener.close(rng.choice(list(listener.connections)), now)
+        elif action < 0.6:
+            socket_id = rng.choice(list(listener.connections))
+            seq = seqs[socket_id] = seqs[socket_id] + rng.choice((1, 1, 1, 3))  # a gap now and then
+            packet = SrtDataPacket(seq, b"ts", timestamp=300_000 + round((now - 10.0) * 1e6), dest_socket_id=socket_id)
+            listener.receive_datagram(bytes(packet), peers[socket_id], now)
+        else:
+            due = listener.next_timer()
+            if due is not None:
+                now = max(now, due)
+                listener.handle_timer(now)
+        listener.events()
+        listener.datagrams_to_send()
+        expected = min((c.next_timer() for c in listener.connections.values()), default=None)
+        assert listener.next_timer() == expected, step
+
+
+def test_it_sends_a_message_to_a_caller_playing_from_us_and_resends_what_it_naks():
+    listener = SrtListener(latency_ms=120)
+    connection = listener.accept(request(listener, now=10.0), 10.0)
+    listener.datagrams_to_send()
+    first = listener.send(connection.socket_id, b"\x47" * 1316, 10.5)
+    second = listener.send(connection.socket_id, b"\x47" * 188, 10.5)
+    sent = answers(listener)
+    assert [(p.seq, p.dest_socket_id, len(p.payload), addr) for p, addr in sent] == [
+        (ISN, CALLER_ID, 1316, PEER),
+        (ISN + 1, CALLER_ID, 188, PEER),
+    ]
+    assert (first, second) == (ISN, ISN + 1)
+    nak = SrtNak(((ISN, ISN),), dest_socket_id=connection.socket_id)
+    listener.receive_datagram(bytes(nak), PEER, 10.6)
+    [(resent, addr)] = answers(listener)
+    assert (resent.seq, resent.retransmitted, addr) == (ISN, True, PEER)
+    # What it sent has a deadline (given up on past the peer's latency + 1 s): the timer knows it at once.
+    assert listener.next_timer() == connection.next_timer()
+
+
+def test_it_refuses_to_send_on_a_socket_that_is_not_open_or_too_much():
+    listener = SrtListener()
+    connection = listener.accept(request(listener, now=10.0), 10.0)
+    with pytest.raises(SrtUsageError, match="payload of 1457 bytes exceeds 1456"):
+        listener.send(connection.socket_id, bytes(1457), 10.1)
+    listener.close(connection.socket_id, 10.1)
+    with pytest.raises(SrtUsageError, match=f"send on socket {connection.socket_id}, which is not an open connection"):
+        listener.send(connection.socket_id, b"ts", 10.2)
+    with pytest.raises(SrtUsageError, match="send on socket 7, which is not an open connection"):
+        listener.send(7, b"ts", 10.2)

@@ -451,6 +451,7 @@ def srt_listener(data: bytes) -> None:
         for connection in listener.connections.values():
             assert connection.buffered_packets <= MAX_REORDER_PACKETS, connection.buffered_packets
             assert len(connection._lost) <= MAX_REORDER_PACKETS, len(connection._lost)
+            assert len(connection._forgotten) <= MAX_REORDER_PACKETS, len(connection._forgotten)
             assert len(connection._send_buffer) <= MAX_SEND_BUFFER_PACKETS
 
 

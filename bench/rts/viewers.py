@@ -59,9 +59,13 @@ async def open_viewer(url: str) -> RTCPeerConnection:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await asyncio.to_thread(post, url, pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await asyncio.to_thread(post, url, pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    except BaseException:
+        await pc.close()  # a refused viewer (HTTP 503) must not leave its peer connection behind
+        raise
     video_section = answer.split("m=video", 1)[1].split("m=audio", 1)[0]
     types = {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) H264/90000", video_section)}
     VIDEO_TYPES[id(ice_connection(pc))] = types

@@ -4,7 +4,10 @@ given (slot i plays URL i % len). A session lasts a random time in
 [--min-life, --max-life] seconds; it counts the video frames that arrived
 after its first one and compares them with the frames the source sent over
 that time (--fps): a session that got less than --min-fraction of them
-lost frames. Every --report seconds one line: STATS {...}.
+lost frames. A WHEP offer the node refuses (HTTP 503: at capacity) is not a
+session: the slot waits as a player does (the node's Retry-After, else an
+exponential back-off with jitter, bench/common.py refusal_delay), counted as
+`refused`. Every --report seconds one line: STATS {...}.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import json
 import random
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.common import refusal_delay  # noqa: E402
 from bench.rts.viewers import COUNTERS, VIDEO_TYPES, ice_connection, open_viewer  # noqa: E402
 
-STATS = {"sessions": 0, "open": 0, "never_played": 0, "short_sessions": 0, "video_frames": 0, "expected_frames": 0,
-         "errors": 0, "error_examples": []}  # fmt: skip
+STATS = {"sessions": 0, "open": 0, "refused": 0, "never_played": 0, "short_sessions": 0, "video_frames": 0,
+         "expected_frames": 0, "errors": 0, "error_examples": []}  # fmt: skip
 
 
 async def session(url: str, life: float, fps: float, min_fraction: float) -> None:
@@ -53,19 +58,37 @@ async def session(url: str, life: float, fps: float, min_fraction: float) -> Non
 
 
 async def slot(url: str, args: argparse.Namespace, stop_at: float) -> None:
+    refusals = 0  # in a row
     while time.monotonic() < stop_at - 5:
         life = min(random.uniform(args.min_life, args.max_life), stop_at - time.monotonic())
         STATS["open"] += 1
+        wait, refused = 0.0, False
         try:
             await session(url, life, args.fps, args.min_fraction)
+            refusals = 0
+        except urllib.error.HTTPError as exc:
+            refused = exc.code == 503
+            if refused:  # not a session
+                refusals += 1
+                STATS["refused"] += 1
+                wait = refusal_delay(refusals, exc.headers.get("Retry-After"))
+            else:
+                error(exc)
+                wait = 1.0
         except Exception as exc:  # noqa: BLE001 (counted and reported)
-            STATS["errors"] += 1
-            if len(STATS["error_examples"]) < 5:
-                STATS["error_examples"].append(f"{type(exc).__name__}: {exc}"[:200])
-            await asyncio.sleep(1)
+            error(exc)
+            wait = 1.0
         finally:
             STATS["open"] -= 1
-            STATS["sessions"] += 1
+        STATS["sessions"] += not refused
+        if wait:
+            await asyncio.sleep(min(wait, max(0.0, stop_at - time.monotonic())))
+
+
+def error(exc: Exception) -> None:
+    STATS["errors"] += 1
+    if len(STATS["error_examples"]) < 5:
+        STATS["error_examples"].append(f"{type(exc).__name__}: {exc}"[:200])
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ Pass (bench/README.md, "bench/soak"):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -85,6 +86,8 @@ HISTORY_TABLES = {
     "django_session",
 }
 PROCESS_FIGURES = ("rss_kib", "fds", "threads", "tasks")
+# hls_viewers.py's request latency histogram buckets (upper bounds, ms).
+LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SETUP_SCRIPT = """
@@ -180,6 +183,11 @@ def cpu_seconds(pid: int) -> float:
 
 def proc_figures(pid: int) -> dict:
     figures = {"pid": pid, "fds": len(os.listdir(f"/proc/{pid}/fd")), "cpu_s": cpu_seconds(pid)}
+    # The main thread (the node's event loop): seconds on a CPU and seconds runnable but waiting for one
+    # (/proc schedstat). Both together near the whole interval: the loop is never idle, it is saturated.
+    with contextlib.suppress(OSError, ValueError):
+        run_ns, wait_ns = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2]
+        figures["main_run_s"], figures["main_wait_s"] = int(run_ns) / 1e9, int(wait_ns) / 1e9
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             figures["rss_kib"] = int(line.split()[1])
@@ -223,10 +231,19 @@ def server_pid(runall_pid: int) -> int:
     return child_pid(runall_pid, b"--serve") or runall_pid
 
 
+def machine_cpu_s() -> dict[str, float]:
+    """CPU seconds of the whole machine since boot (/proc/stat): busy, and
+    the part of it at a positive nice (other people's niced work)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return {"busy": (user + nice + system + irq + softirq + steal) / CLK_TCK, "nice": nice / CLK_TCK}
+
+
 def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir: Path, clients: dict) -> dict:
     """One sample. CPU is in seconds since the start of each process: the
-    load generators' (`clients`) too, to tell a starved client from a slow node."""
-    sample = {"minute": round((time.monotonic() - began) / 60, 2)}
+    load generators' (`clients`) too, to tell a starved client from a slow
+    node, and the machine's, to tell both from a full machine."""
+    sample = {"minute": round((time.monotonic() - began) / 60, 2), "machine_cpu_s": machine_cpu_s()}
     sample["clients_cpu_s"] = {}
     for name, proc in clients.items():
         try:
@@ -344,23 +361,100 @@ def verdict(samples: list[dict], warmup: float, recordings: list[dict], streams:
             if stats["sessions_with_gaps"] or stats["open_gaps"]:
                 lost[kind] = f"{stats['sessions_with_gaps']} sessions with gaps ({stats['gaps']} gaps)"
         elif kind in ("hls", "llhls"):
-            # Sessions that waited seconds on a request did not keep up: reported, not judged.
-            kept_up_with_gaps = stats["sessions_with_gaps"] - stats["gaps_after_slow_requests"]
-            if kept_up_with_gaps:
-                lost[kind] = (f"{kept_up_with_gaps} sessions with gaps, and {stats['gaps_after_slow_requests']}"
-                              f" more after a request over 2 s")  # fmt: skip
+            # hls_viewers.py's rule: a node loss is media the node listed and then failed to serve, or dropped
+            # early, to a viewer that kept up; a viewer that fell out of the window resyncs, reported apart.
+            if stats["sessions_with_node_losses"]:
+                lost[kind] = f"{stats['sessions_with_node_losses']} sessions lost media the node had listed"
         elif stats["short_sessions"]:
             lost[kind] = f"{stats['short_sessions']} sessions got < 90 % of the frames"
     bad_recordings = [r for r in recordings if not r["ok"]]
     short_streams = [s for s in streams if not s["ok"]]
+    criteria = {
+        "growth": not too_much and bool(grown),
+        "lost_frames": not lost,
+        "recordings": not bad_recordings and not short_streams and bool(recordings),
+    }
     return {
         "growth_over_limit": too_much,
         "lost_frames": lost,
         "bad_recordings": bad_recordings,
         "incompletely_recorded_streams": short_streams,
         "recordings": len(recordings),
-        "passed": not too_much and not lost and not bad_recordings and not short_streams and bool(recordings),
+        "criteria": criteria,
+        "passed": all(criteria.values()),
     }
+
+
+def percentile_ms(hist: list[int], q: float) -> str:
+    """The bucket (hls_viewers.py LATENCY_BUCKETS_MS) holding the q-quantile of a histogram."""
+    total = sum(hist)
+    if not total:
+        return "-"
+    seen = 0
+    for i, count in enumerate(hist):
+        seen += count
+        if seen >= q * total:
+            return f"<{LATENCY_BUCKETS_MS[i]}" if i < len(LATENCY_BUCKETS_MS) else f">{LATENCY_BUCKETS_MS[-1]}"
+    return "-"
+
+
+def viewers_table(viewers: dict) -> str:
+    """Per protocol: sessions, refusals (each followed by a back-off), what
+    the verdict judges (media lost by a viewer that kept up) and the rest."""
+    lines = [
+        "| protocol | sessions | refused | lost media (judged) | fell behind (not judged) | other |",
+        "| --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for kind, st in viewers.items():
+        if not st:
+            lines.append(f"| {kind} | no report | | | | |")
+            continue
+        behind = ""
+        if kind in ("rtmp", "flv"):
+            lost = f"{st['sessions_with_gaps']} with a gap ({st['gaps']} gaps; {st['open_gaps']} in open sessions)"
+            other = (f"cut by the node {st['cut_by_server']}, never played {st['never_played']}, largest step"
+                     f" {st['worst_step_ms']} ms, {st['video_frames']:,} video frames")  # fmt: skip
+        elif kind in ("hls", "llhls"):
+            lat = st["latency_ms"]
+            lost = f"{st['sessions_with_node_losses']} ({st['node_losses']} node losses)"
+            behind = (f"{st['sessions_resynced']} sessions resynced ({st['resyncs']} resyncs, of them"
+                      f" {st['resyncs_client_starved']} with this client's loop > 0.5 s late); {st['late_404']}"
+                      f" 404s asked after the retention")  # fmt: skip
+            other = (f"{st['fetched']:,} fetches, {st['catch_up_segments']} catch-up segments, errors {st['errors']},"
+                     f" requests > 2 s {st['slow_requests']} (max {st['max_request_s']} s); ms p50/p99: part"
+                     f" {percentile_ms(lat['part'], 0.5)}/{percentile_ms(lat['part'], 0.99)}, segment"
+                     f" {percentile_ms(lat['segment'], 0.5)}/{percentile_ms(lat['segment'], 0.99)}, playlist"
+                     f" {percentile_ms(lat['playlist'], 0.5)}/{percentile_ms(lat['playlist'], 0.99)}, blocking"
+                     f" {percentile_ms(lat['blocking'], 0.5)}/{percentile_ms(lat['blocking'], 0.99)}; client loop"
+                     f" late p99 {percentile_ms(st['client_loop_lag_ms'], 0.99)} ms, max"
+                     f" {st['client_loop_lag_max_ms']} ms")  # fmt: skip
+        else:
+            lost = f"{st['short_sessions']} got < 90 % of the frames"
+            other = (f"{st['video_frames']:,} of {st['expected_frames']:,} frames expected, never played"
+                     f" {st['never_played']}, errors {st['errors']}")  # fmt: skip
+        lines.append(f"| {kind} | {st['sessions']:,} | {st.get('refused', 0):,} | {lost} | {behind} | {other} |")
+    return "\n".join(lines)
+
+
+def verdict_text(result: dict, grown: dict) -> str:
+    """The verdict, criterion by criterion (bench/README.md, "bench/soak")."""
+    v = result["verdict"]
+    ok = {True: "PASS", False: "FAIL"}
+    judged = {k: g for k, g in grown.items() if not g.get("history")}
+    largest = max(judged.items(), key=lambda kv: kv[1]["growth"], default=None)
+    lines = ["VERDICT"]
+    growth_note = f"largest {largest[0]} {largest[1]['growth']:+.1%}" if largest else "too few samples"
+    over = ", ".join(f"{k} {g['growth']:+.1%}" for k, g in v["growth_over_limit"].items())
+    lines.append(f"  1. nothing grows > {GROWTH_LIMIT:.0%} after the warm-up: {ok[v['criteria']['growth']]}"
+                 f" ({over or growth_note})")  # fmt: skip
+    lines.append(f"  2. no viewer that kept up lost a frame: {ok[v['criteria']['lost_frames']]}")
+    for kind in result.get("viewers", {}):
+        lines.append(f"       {kind}: {ok[kind not in v['lost_frames']]}{'  ' + v['lost_frames'].get(kind, '')}")
+    short = v["incompletely_recorded_streams"]
+    lines.append(f"  3. every recording complete and covering its stream: {ok[v['criteria']['recordings']]}"
+                 f" ({v['recordings']} files, {len(v['bad_recordings'])} bad, {len(short)} streams short)")  # fmt: skip
+    lines.append(f"  => {'PASSED' if v['passed'] else 'FAILED'}")
+    return "\n".join(lines)
 
 
 # --- report ------------------------------------------------------------------------
@@ -422,6 +516,39 @@ def table(samples: list[dict]) -> str:
             f"| {s['minute']:.1f} | {n['rss_kib'] / 1024:.0f} | {n['fds']} | {n['threads']} | {n['tasks']} |"
             f" {w.get('rss_kib', 0) / 1024:.0f} | {w.get('fds', '')} | {w.get('threads', '')} | {cpu} | {conns} |"
             f" {rows} |"
+        )
+    return "\n".join(lines)
+
+
+def latency_table(samples: list[dict], kind: str = "llhls") -> str:
+    """Per sample interval: the node's loop lag and CPU, refusals, and what
+    the (LL-)HLS viewers saw: part latency, resyncs (fell behind), node
+    losses, this client's own loop lateness. Tells a slow node from a
+    starved client (hls_viewers.py)."""
+    lines = [
+        f"| minute | machine busy (niced) | node loop lag ms | node CPU | node loop on CPU + waiting for one |"
+        f" refused (node) | {kind} CPU |"
+        f" {kind} loop late p99 ms | part ms p50/p90/p99 | parts > 200 ms | catch-up segments | resyncs |"
+        " node losses |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for before, after in zip(samples, samples[1:], strict=False):
+        a, b = (before["viewers"] or {}).get(kind), (after["viewers"] or {}).get(kind)
+        if not a or not b or "latency_ms" not in b:
+            continue
+        parts = [y - x for x, y in zip(a["latency_ms"]["part"], b["latency_ms"]["part"], strict=True)]
+        loop = [y - x for x, y in zip(a["client_loop_lag_ms"], b["client_loop_lag_ms"], strict=True)]
+        over = sum(parts[LATENCY_BUCKETS_MS.index(200) + 1 :]) / max(1, sum(parts))
+        refused = sum(after["node"].get("refused", {}).values()) - sum(before["node"].get("refused", {}).values())
+        share = after.get("cpu_share", {})
+        lines.append(
+            f"| {after['minute']:.1f} | {share.get('machine-busy', '')} ({share.get('machine-nice', '')}) |"
+            f" {after['node'].get('loop_lag_ms')} | {share.get('node', '')} |"
+            f" {share.get('node-loop-run', '')} + {share.get('node-loop-wait', '')} | {refused} |"
+            f" {share.get('viewers-' + kind, '')} | {percentile_ms(loop, 0.99)} |"
+            f" {'/'.join(percentile_ms(parts, q) for q in (0.5, 0.9, 0.99))} | {over:.1%} |"
+            f" {b['catch_up_segments'] - a['catch_up_segments']} | {b['resyncs'] - a['resyncs']} |"
+            f" {b['node_losses'] - a['node_losses']} |"
         )
     return "\n".join(lines)
 
@@ -589,6 +716,11 @@ def main() -> None:
                            if sample[name] and p[name]}  # fmt: skip
                     cpu.update({name: (t - p["clients_cpu_s"].get(name, t)) / span
                                 for name, t in sample["clients_cpu_s"].items()})  # fmt: skip
+                    cpu.update({f"machine-{k}": (t - p["machine_cpu_s"][k]) / span
+                                for k, t in sample["machine_cpu_s"].items()})  # fmt: skip
+                    cpu.update({f"node-loop-{k}": (sample["node"][f"main_{k}_s"] - p["node"][f"main_{k}_s"]) / span
+                                for k in ("run", "wait") if f"main_{k}_s" in sample["node"]
+                                and sample["node"]["pid"] == p["node"].get("pid")})  # fmt: skip
                     sample["cpu_share"] = {k: round(v, 2) for k, v in cpu.items()}
                     log(f"  cpu (cores): {sample['cpu_share']}")
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
@@ -636,7 +768,16 @@ def main() -> None:
             log(f"kept {workdir}")
     print(table(samples))
     print()
+    if "verdict" not in result:
+        sys.exit(1)
     print("viewers:", json.dumps(result["viewers"], indent=1))
+    print()
+    print(viewers_table(result["viewers"]))
+    print()
+    print(latency_table(samples))
+    refused = samples[-1]["node"].get("refused", {}) if samples else {}
+    print(f"node refusals: {refused} (loop lag at the end {samples[-1]['node'].get('loop_lag_ms')} ms)")
+    print()
     grown = growth(samples, warmup)
     print("growth after warm-up (process figures; non-history tables):")
     for name, g in grown.items():
@@ -651,8 +792,8 @@ def main() -> None:
             f"  {s['stream']}: published {s['published_seconds']} s, recorded {s['recorded_seconds']} s"
             f" in {s['files']} files{'' if s['ok'] else '  <-- incomplete'}"
         )
-    brief = {k: v for k, v in result["verdict"].items() if k not in ("bad_recordings", "incompletely_recorded_streams")}
-    print("verdict:", json.dumps(brief, indent=1))
+    print()
+    print(verdict_text(result, grown))
     if args.plot and samples:
         plot(samples, warmup, args.plot)
     sys.exit(0 if result["verdict"]["passed"] else 1)

@@ -14,6 +14,12 @@
  *     (frames skipped, as a lagging viewer's skip to the next keyframe) or
  *     backwards counts as a gap.
  *
+ *   - refusals: a play the node refuses (HTTP 503, or RTMP onStatus
+ *     NetStream.Play.Failed: the node at capacity) is not a session; the
+ *     slot waits as a player does before it tries again: the node's
+ *     Retry-After (HTTP), else 1 s, 2 s, 4 s ... up to --backoff-max-s,
+ *     with jitter (bench/common.py refusal_delay), and counts it.
+ *
  * Slot i plays stream i % S; --blobs DIR holds the opening bytes of each
  * stream (blob-0, blob-1, ...), prepared by run.py as for loadgen.c.
  *
@@ -30,6 +36,12 @@
 #define MAX_EVENTS 4096
 #define MAX_CSID 64
 #define MAX_STREAMS 256
+/* What of an HTTP response head and of an RTMP command is kept to read a refusal. */
+#define HEAD_BYTES 1024
+#define CMD_BYTES 512
+/* A refused viewer's back-off (bench/common.py: the same policy). */
+#define BACKOFF_FIRST_MS 1000
+#define RETRY_AFTER_JITTER 0.2
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_STREAMING };
 
@@ -44,6 +56,9 @@ typedef struct {
 typedef struct {
     int fd, state, stream;
     int64_t opened_ms, end_ms, last_data_ms;
+    int64_t next_open_ms; /* a refused slot waits until then */
+    int refusals;         /* in a row */
+    /* Everything from here on is cleared when a session opens. */
     unsigned char *s012;
     int s012_len;
     uint64_t total_in, acked;
@@ -59,11 +74,15 @@ typedef struct {
     uint64_t video, audio;
     int64_t last_video_ts;
     int gaps, backwards, parse_error, refused;
-    char status[12];
+    int64_t retry_after_ms;
+    char head[HEAD_BYTES]; /* HTTP-FLV: the response head */
+    int head_len;
+    char cmd[CMD_BYTES]; /* RTMP: the command message being read, before the first video frame */
+    int cmd_len;
 } viewer_t;
 
 static int rtmp_mode;
-static int64_t max_step_ms = 1000;
+static int64_t max_step_ms = 1000, backoff_max_ms = 30000;
 static uint64_t refused_total, sessions, ended_by_us, cut_by_server, never_played, failed_open, sessions_with_gaps, parse_errors;
 static uint64_t video_total, audio_total, gaps_total, worst_step;
 
@@ -93,13 +112,19 @@ static int feed_flv(viewer_t *x, const unsigned char *p, size_t n) {
             continue;
         }
         if (x->hdr_need == -1) { /* the HTTP response head, up to CRLFCRLF */
-            if (x->hdr_len < 12) x->status[x->hdr_len] = (char)p[i];
-            if (x->hdr_len == 11 && memcmp(x->status, "HTTP/1.1 200", 12)) { x->refused = 1; return -1; }
+            if (x->head_len < HEAD_BYTES - 1) x->head[x->head_len++] = (char)p[i];
             memmove(x->hdr, x->hdr + 1, 3);
             x->hdr[3] = p[i];
             x->hdr_len++;
             i++;
             if (x->hdr_len >= 4 && !memcmp(x->hdr, "\r\n\r\n", 4)) {
+                if (x->head_len < 12 || memcmp(x->head, "HTTP/1.1 200", 12)) {
+                    x->head[x->head_len] = 0;
+                    x->refused = 1;
+                    const char *after = strcasestr(x->head, "\r\nRetry-After:");
+                    if (after) x->retry_after_ms = atoll(after + 14) * 1000;
+                    return -1;
+                }
                 x->hdr_len = 0;
                 x->skip = 13; /* FLV header and PreviousTagSize0 */
                 x->hdr_need = 13;
@@ -147,9 +172,17 @@ static int rtmp_header_need(viewer_t *x) {
     return need + (ext ? 4 : 0);
 }
 
-static void rtmp_message_done(viewer_t *x, csid_t *c) {
+/* -1 when the message is the node's refusal of the play (onStatus
+   NetStream.Play.Failed, RTMP 7.2.2): the node closes the connection next. */
+static int rtmp_message_done(viewer_t *x, csid_t *c) {
     if (c->type == 9) on_video(x, c->timestamp, c->head, c->head_len);
     else if (c->type == 8) x->audio++;
+    else if (c->type == 20 && x->video == 0) {
+        int failed = memmem(x->cmd, (size_t)x->cmd_len, "NetStream.Play.Failed", 21) != NULL;
+        x->cmd_len = 0;
+        if (failed) { x->refused = 1; return -1; }
+    }
+    return 0;
 }
 
 static int feed_rtmp(viewer_t *x, const unsigned char *p, size_t n) {
@@ -165,6 +198,11 @@ static int feed_rtmp(viewer_t *x, const unsigned char *p, size_t n) {
                 if (c->type == 1) x->hdr[16 + offset + j] = p[i + j];
             }
             if (offset + k >= 2) c->head_len = 2;
+            if (c->type == 20 && x->video == 0) {
+                size_t room = CMD_BYTES - (size_t)x->cmd_len, take = k < room ? k : room;
+                memcpy(x->cmd + x->cmd_len, p + i, take);
+                x->cmd_len += (int)take;
+            }
             c->remaining -= (uint32_t)k;
             x->chunk_left -= (uint32_t)k;
             i += k;
@@ -173,7 +211,7 @@ static int feed_rtmp(viewer_t *x, const unsigned char *p, size_t n) {
                     x->chunk_size = ((uint32_t)x->hdr[16] << 24 | x->hdr[17] << 16 | x->hdr[18] << 8 | x->hdr[19]) & 0x7fffffff;
                     if (x->chunk_size == 0) return -1;
                 }
-                rtmp_message_done(x, c);
+                if (rtmp_message_done(x, c)) return -1;
             }
             continue;
         }
@@ -210,6 +248,7 @@ static int feed_rtmp(viewer_t *x, const unsigned char *p, size_t n) {
         if (start) {
             c->remaining = c->length;
             c->head_len = 0;
+            if (c->type == 20) x->cmd_len = 0;
             if (c->length == 0) { rtmp_message_done(x, c); x->hdr_len = 0; continue; }
         }
         x->csid = csid;
@@ -219,15 +258,32 @@ static int feed_rtmp(viewer_t *x, const unsigned char *p, size_t n) {
     return 0;
 }
 
+/* How long a slot waits after its `attempt`-th refusal in a row. */
+static int64_t refusal_delay_ms(int attempt, int64_t retry_after_ms) {
+    double r = rand() / (double)RAND_MAX;
+    if (retry_after_ms > 0) return retry_after_ms + (int64_t)(retry_after_ms * RETRY_AFTER_JITTER * r);
+    int64_t ceiling = BACKOFF_FIRST_MS;
+    for (int i = 1; i < attempt && ceiling < backoff_max_ms; i++) ceiling *= 2;
+    if (ceiling > backoff_max_ms) ceiling = backoff_max_ms;
+    return ceiling / 2 + (int64_t)(ceiling / 2 * r); /* at least half the step */
+}
+
 static void finish_session(viewer_t *x, int by_us) {
     if (x->state == ST_IDLE) return;
-    sessions++;
-    if (by_us) ended_by_us++;
-    else cut_by_server++;
-    if (x->video == 0) never_played++;
+    if (x->refused) {
+        /* Not a session: the slot backs off and tries again. */
+        refused_total++;
+        x->refusals++;
+        x->next_open_ms = now_ms() + refusal_delay_ms(x->refusals, x->retry_after_ms);
+    } else {
+        sessions++;
+        if (by_us) ended_by_us++;
+        else cut_by_server++;
+        if (x->video == 0) never_played++;
+        else x->refusals = 0;
+        if (x->parse_error) parse_errors++;
+    }
     if (x->gaps) sessions_with_gaps++;
-    if (x->refused) refused_total++;
-    else if (x->parse_error) parse_errors++;
     video_total += x->video;
     audio_total += x->audio;
     gaps_total += (uint64_t)x->gaps;
@@ -282,12 +338,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--max-step-ms")) max_step_ms = atoll(v);
         else if (!strcmp(k, "--connect-rate")) connect_rate = atoi(v);
         else if (!strcmp(k, "--poll-ms")) poll_ms = atoi(v);
+        else if (!strcmp(k, "--backoff-max-s")) backoff_max_ms = (int64_t)(atof(v) * 1000);
         else { fprintf(stderr, "unknown option %s\n", k); return 2; }
     }
     rtmp_mode = !strcmp(mode, "rtmp");
     if (!blob_dir || port <= 0 || n <= 0 || streams <= 0 || streams > MAX_STREAMS || max_life < min_life) {
         fprintf(stderr, "usage: viewers --mode rtmp|flv --port P --n N --streams S --blobs DIR "
-                        "[--min-life S] [--max-life S] [--duration S] [--report S] [--max-step-ms MS]\n");
+                        "[--min-life S] [--max-life S] [--duration S] [--report S] [--max-step-ms MS] [--backoff-max-s S]\n");
         return 2;
     }
     raise_fd_limit();
@@ -324,12 +381,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             viewer_t *x = &v[i];
             if (x->state != ST_IDLE && now >= x->end_ms) finish_session(x, 1);
-            if (x->state != ST_IDLE) continue;
+            if (x->state != ST_IDLE || now < x->next_open_ms) continue;
             if (i >= started) {
                 if (started >= due) continue;
                 started = i + 1;
             }
-            memset(&x->s012, 0, sizeof *x - offsetof(viewer_t, s012));
+            memset((char *)x + offsetof(viewer_t, s012), 0, sizeof *x - offsetof(viewer_t, s012));
             x->opened_ms = now;
             x->last_video_ts = -1;
             double life = min_life + (max_life - min_life) * (rand() / (double)RAND_MAX);

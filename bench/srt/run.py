@@ -21,9 +21,11 @@
    (console, `manage.py medianode` with an SRT port, headless Chromium on the
    web player at protocol=rts, bench/latency's measure()), with the latency
    calibrator (`manage.py calibrator --url srt://…`, 1280x720, 30 fps,
-   2 Mbit/s, 1 s keyframes, no B-frames) publishing MPEG-TS over SRT to the
-   URL the URL generator signs, the ingest domain's SRT latency set to
-   --srt-latency. Target: p50 ≤ the configured latency + 60 ms.
+   2 Mbit/s, 1 s keyframes, no B-frames) publishing MPEG-TS over SRT
+   (through srt-live-transmit, a libsrt caller) to the URL the URL
+   generator signs, the ingest domain's SRT latency set to --srt-latency.
+   Target: p50 ≤ the configured latency + 60 ms. bench/srt/stages.py says
+   where the time goes inside the node.
 
 Loopback only; everything it starts it stops.
 
@@ -97,7 +99,7 @@ def require_tools(parts: set[str]) -> None:
     for tool in ("ffmpeg", "ffprobe", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install ffmpeg util-linux)")
-    if "cpu" in parts and shutil.which("srt-live-transmit") is None:
+    if shutil.which("srt-live-transmit") is None:  # the reference (cpu), the calibrator's relay (latency)
         log("installing srt-tools (Debian) for srt-live-transmit ...")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "install", "-y", "-q", "srt-tools"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -319,8 +321,8 @@ def cpu_table(rows: list[dict]) -> str:
 
 def srt_ingest_url(env: dict, latency_ms: int) -> str:
     """The ingest domain's SRT latency set, and the SRT URL the URL
-    generator signs, sent to 127.0.0.1 with the caller's latency (libsrt's
-    option, in microseconds) equal to it."""
+    generator signs, sent to 127.0.0.1 with the caller's latency equal to
+    it (srt-live-transmit's option, in milliseconds: the calibrator's relay)."""
     script = (
         "from django.contrib.auth import get_user_model\n"
         "from domains import services\n"
@@ -334,7 +336,7 @@ def srt_ingest_url(env: dict, latency_ms: int) -> str:
         [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     url = out.stdout.strip().splitlines()[-1]
-    return url.replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1) + f"&latency={latency_ms * 1000}"
+    return url.replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1) + f"&latency={latency_ms}"
 
 
 def run_latency(args) -> dict:

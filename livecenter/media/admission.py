@@ -79,9 +79,8 @@ async def admit_publish(
         return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
 
 
-async def _admit_publish(
-    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool
-) -> Admission:
+async def _ingest_domain(policy: Policy, host: str) -> DomainConfig | Admission:
+    """The enabled ingest domain `host` names, or the refusal."""
     domain = await policy.domain_config(host)
     if domain is None:
         return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
@@ -89,6 +88,15 @@ async def _admit_publish(
         return Admission(refusal=Refusal.NOT_INGEST, domain=domain)
     if not domain.enabled:
         return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
+    return domain
+
+
+async def _admit_publish(
+    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool
+) -> Admission:
+    domain = await _ingest_domain(policy, host)
+    if isinstance(domain, Admission):
+        return domain
     refusal = None if relayed else _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
     if refusal:
         return Admission(refusal=refusal, domain=domain)
@@ -132,13 +140,9 @@ async def admit_relayed_play(policy: Policy, host: str, app: str, stream: str) -
     key, with a good node token (edge.py): its own viewers were admitted
     by their streaming domain there."""
     try:
-        domain = await policy.domain_config(host)
+        domain = await _ingest_domain(policy, host)
     except PolicyUnavailable:
         return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
-    if domain is None:
-        return Admission(refusal=Refusal.UNKNOWN_DOMAIN)
-    if domain.kind != "ingest":
-        return Admission(refusal=Refusal.NOT_INGEST, domain=domain)
-    if not domain.enabled:
-        return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
+    if isinstance(domain, Admission):
+        return domain
     return Admission(key=StreamKey(domain.name, app, stream), domain=domain)

@@ -22,6 +22,10 @@ fires (LAG_PROBE_SECONDS); while the median lateness over the last
 LAG_WINDOW_SECONDS is past `max_loop_lag_ms` the loop is behind on the
 viewers it has, and new ones are refused the same way. A median, not the
 worst sample: one garbage collection or one slow disk write is not overload.
+Once behind, the loop counts as caught up only when the median is back under
+LAG_RESUME_FRACTION of the limit, so admission does not flap while the lag
+hovers at the limit (each flip letting in a burst of joiners that takes it
+past again).
 
 The node's own media workers (recording, snapshots, transcoding) read the
 stream like viewers but are never refused: they present a worker token, an
@@ -112,18 +116,33 @@ LAG_WINDOW_SECONDS = 3.0
 # The default limit: a loop this late on every timer cannot keep LL-HLS's
 # 200 ms parts (hls_server.py) on time, let alone RTS.
 DEFAULT_MAX_LOOP_LAG_MS = 250.0
+# A loop that fell behind is caught up again under this fraction of the
+# limit (hysteresis). The soak's joins and leaves move the median by tens of
+# ms from one window to the next (bench/README.md, "bench/soak"): a fifth of
+# the 250 ms default is past that.
+LAG_RESUME_FRACTION = 0.8
 
 
 class LoopLagGauge:
     """The event loop's lateness: the median of the probes of the last
-    `window_seconds`, against `max_loop_lag_ms` (0: not watched)."""
+    `window_seconds`, against `max_loop_lag_ms` (0: not watched). `behind`
+    turns on past the limit and off again under `resume_fraction` of it."""
 
-    def __init__(self, max_loop_lag_ms: float, window_seconds: float = LAG_WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        max_loop_lag_ms: float,
+        window_seconds: float = LAG_WINDOW_SECONDS,
+        resume_fraction: float = LAG_RESUME_FRACTION,
+    ) -> None:
         if max_loop_lag_ms < 0:
             raise ValueError("max_loop_lag_ms must be 0 (not watched) or more")
+        if not 0 < resume_fraction <= 1:
+            raise ValueError("resume_fraction must be more than 0 and at most 1")
         self.max_lag_s = max_loop_lag_ms / 1000
+        self.resume_lag_s = self.max_lag_s * resume_fraction
         self.window_seconds = window_seconds
         self.refused = 0
+        self.behind = False
         self._samples: deque[tuple[float, float]] = deque()
 
     @property
@@ -136,6 +155,7 @@ class LoopLagGauge:
         samples.append((now, max(lag_s, 0.0)))
         while samples and (now - samples[0][0] > self.window_seconds or now < samples[0][0]):
             samples.popleft()
+        self._update(now)
 
     def lag_s(self, now: float) -> float:
         """The median lateness of the window ending at `now` (0 without probes in it)."""
@@ -143,10 +163,17 @@ class LoopLagGauge:
         return recent[len(recent) // 2] if recent else 0.0
 
     def admit(self, now: float) -> bool:
-        if self.limited and self.lag_s(now) > self.max_lag_s:
+        if self.limited and self._update(now):
             self.refused += 1
             return False
         return True
+
+    def _update(self, now: float) -> bool:
+        """`behind` as of `now`."""
+        if self.limited:
+            lag = self.lag_s(now)
+            self.behind = lag >= self.resume_lag_s if self.behind else lag > self.max_lag_s
+        return self.behind
 
 
 def worker_token(key: bytes, uri: str, expires: int) -> str:

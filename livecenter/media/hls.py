@@ -183,6 +183,7 @@ class HlsSegment:
         "discontinuity_sequence",
         "parts",
         "data",
+        "closed_at",
     )
 
     def __init__(self, msn: int, start_ms: int, program_date_time: float, discontinuity: bool, sequence: int) -> None:
@@ -196,6 +197,7 @@ class HlsSegment:
         self.discontinuity_sequence = sequence
         self.parts: list[LlHlsPart] = []
         self.data: bytes | bytearray = bytearray()
+        self.closed_at = 0.0  # Unix seconds when its last frame came in (push's wallclock)
 
     def part_bytes(self, index: int) -> bytes:
         part = self.parts[index]
@@ -344,6 +346,7 @@ class HlsPackager:
         self._intervals: deque[int] = deque(maxlen=INTERVAL_HISTORY_FRAMES)
         self._anchor: tuple[int, float] | None = None  # (media ms, Unix seconds)
         self._longest_ms = 0
+        self._last_wallclock = 0.0
 
     # --- what the server reads -----------------------------------------------------
 
@@ -459,6 +462,7 @@ class HlsPackager:
         moment to wake blocked requests). Raises TsMuxError for a frame that
         cannot be muxed; it is dropped and nothing else changes."""
         self._version += 1  # a rendered playlist is stale from here on
+        self._last_wallclock = wallclock
         if kind == FrameKind.META:
             return []
         if sequence_header:
@@ -581,6 +585,7 @@ class HlsPackager:
         self._close_part(at, events)
         segment.duration_ms = at - segment.start_ms
         segment.data = bytes(segment.data)
+        segment.closed_at = self._last_wallclock
         self._longest_ms = max(self._longest_ms, segment.duration_ms)
         self._segments.append(segment)  # the deque's maxlen drops the oldest
         self._open = None
@@ -613,8 +618,25 @@ class HlsPackager:
             self._rendered[key] = text
         return text
 
+    def _listed_segments(self) -> list[HlsSegment]:
+        """The last `window_segments`, and before them the retained ones
+        that completed within the window's span of wall-clock time of the
+        newest: when media comes in a burst (a publisher's backlog after a
+        stall, the node's loop catching up), segments are cut faster than
+        they play, and a window counted in segments alone would take media
+        off the playlist before a player on time has loaded it."""
+        kept = list(self._segments)
+        count = min(self.window_segments, len(kept))
+        if count and kept[-1].closed_at:
+            # Half a segment short of the window's span, so that segments cut
+            # on time (give or take the loop's jitter) keep it at its count.
+            since = kept[-1].closed_at - (self.window_segments - 0.5) * self.target_duration_s
+            while count < len(kept) and kept[-count - 1].closed_at > since:
+                count += 1
+        return kept[len(kept) - count :]
+
     def _render(self, low_latency: bool, token: str | None, rendition_reports: tuple[tuple[str, int, int], ...]) -> str:
-        segments = list(self._segments)[-self.window_segments :]
+        segments = self._listed_segments()
         # The open segment shows once it has a part (its tags need something to apply to).
         opened = self._open if low_latency and self._open is not None and self._open.parts else None
         listed = [*segments, opened] if opened is not None else segments

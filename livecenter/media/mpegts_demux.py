@@ -36,10 +36,23 @@ every call raises it again). Everything else is dropped and counted in
 transport_error_indicator, PSI sections with a bad CRC32, a PES broken by a
 continuity counter gap (the PES is dropped; the next one starting with
 payload_unit_start_indicator is read), PES packets past the size limits, and
-frames that cannot be read. A PES of unbounded length (PES_packet_length 0,
-allowed for video) ends where the next one on its PID starts, or at the end
-of input. One PES is taken to be one video access unit, as every muxer we
-know writes it (FFmpeg, GStreamer, OBS, hardware encoders in SRT mode).
+frames that cannot be read. One PES is taken to be one video access unit,
+as every muxer we know writes it (FFmpeg, GStreamer, OBS, hardware encoders
+in SRT mode).
+
+When a PES ends: one with a PES_packet_length as soon as its bytes are in.
+One of unbounded length (PES_packet_length 0, what FFmpeg's muxer writes for
+video, hence OBS and most SRT encoders) where the next one on its PID
+starts, or at the end of input; that is one frame interval late (33 ms at
+30 fps), with the SRT latency on top. A muxer fills the TS packets of a PES
+with its payload and pads only the last one, with adaptation-field
+stuffing (2.4.3.5; FFmpeg's mpegtsenc, ours in mpegts.py): so a packet with
+stuffing ends its PES, which is then emitted at once. That is a habit, not
+a rule of the standard, so it is learnt per PID: stuffing ends a PES once a
+stuffed packet has been seen followed by the start of the next PES, and
+never again on that PID once one is followed by more of the same PES (a
+muxer that stuffs mid-PES; counted in `pes_cut_by_stuffing` if a PES was
+already cut there: that frame went out short, the rest of it is dropped).
 
 Pure: no I/O, no clock.
 """
@@ -164,6 +177,7 @@ class TsDemuxCounters:
     section_errors: int = 0  # PSI sections with a bad CRC or that do not parse
     pes_dropped: int = 0  # PES packets broken by loss, too large, or malformed
     frames_dropped: int = 0  # frames in a PES that cannot be read or used
+    pes_cut_by_stuffing: int = 0  # PES ended at stuffing that was not their end (module docstring)
 
 
 # --- events -----------------------------------------------------------------------------
@@ -281,6 +295,10 @@ class _Track:
         self.pes = bytearray()
         self.collecting = False  # inside a PES (from its first packet on)
         self.pes_bytes = 0  # the PES's length from PES_packet_length; 0 before it is read, -1 unbounded
+        # Whether a stuffed packet ends an unbounded PES on this PID: None
+        # until seen, then what the muxer showed (module docstring).
+        self.stuffing_ends_pes: bool | None = None
+        self.after_stuffing = False  # the last packet with payload had stuffing and ended no bounded PES
 
     def take_pes(self) -> bytearray:
         """The PES in progress, no longer held."""
@@ -676,6 +694,7 @@ class TsDemuxer:
             return
         payload_at = 4
         discontinuity = False
+        stuffed = False
         if control & 0x20:
             field_bytes = packet[4]
             # 2.4.3.5: 183 bytes with no payload, at most 182 with one.
@@ -686,6 +705,8 @@ class TsDemuxer:
                 discontinuity = bool(packet[5] & 0x80)
                 if discontinuity and self.program is not None and pid == self.program.pcr_pid:
                     self._timeline.new_time_base()
+            if track is not None:
+                stuffed = _has_stuffing(packet, field_bytes)
             payload_at = 5 + field_bytes
         if not control & 0x10:
             return  # an adaptation field alone: the counter does not advance
@@ -705,7 +726,7 @@ class TsDemuxer:
         payload = packet[payload_at:]
         start = bool(flags_pid & 0x40)
         if track is not None:
-            self._pes_payload(track, payload, start, lost, events)
+            self._pes_payload(track, payload, start, lost, stuffed, events)
         else:
             self._section_payload(pid, payload, start, lost, events)
 
@@ -851,8 +872,19 @@ class TsDemuxer:
 
     # --- PES ---------------------------------------------------------------------
 
-    def _pes_payload(self, track: _Track, payload: memoryview, start: bool, lost: bool, events: list[TsEvent]) -> None:
+    def _pes_payload(
+        self, track: _Track, payload: memoryview, start: bool, lost: bool, stuffed: bool, events: list[TsEvent]
+    ) -> None:
         counters = self.counters
+        if track.after_stuffing and not lost:
+            # What follows a stuffed packet shows whether this muxer stuffs the last packet of a PES only.
+            if not start:
+                if track.stuffing_ends_pes:
+                    counters.pes_cut_by_stuffing += 1  # cut there: the rest is dropped below
+                track.stuffing_ends_pes = False
+            elif track.stuffing_ends_pes is None:
+                track.stuffing_ends_pes = True
+        track.after_stuffing = False
         if lost:
             if track.collecting:
                 counters.pes_dropped += 1
@@ -880,6 +912,10 @@ class TsDemuxer:
             track.pes_bytes = 6 + length if length else -1  # -1: unbounded
         if track.pes_bytes > 0 and len(pes) >= track.pes_bytes:
             self._end_pes(track, events)
+        elif stuffed and track.pes_bytes < 0:
+            track.after_stuffing = True
+            if track.stuffing_ends_pes:
+                self._end_pes(track, events)  # its last packet: now, not when the next frame starts
 
     def _end_pes(self, track: _Track, events: list[TsEvent]) -> None:
         """A whole PES: its header (2.4.3.6), then the codec's turn."""
@@ -903,6 +939,21 @@ class TsDemuxer:
         pts = self._timeline.unwrap(_read_timestamp(pes, 9))
         dts = self._timeline.unwrap(_read_timestamp(pes, 14)) if pts_dts == 3 else pts
         track.on_pes(pts, dts, pes, payload_at, events)
+
+
+def _has_stuffing(packet: memoryview, field_bytes: int) -> bool:
+    """Whether the adaptation field (2.4.3.4) is longer than its flags need:
+    stuffing bytes, which pad a packet whose payload does not fill it."""
+    if field_bytes == 0:
+        return True  # the length byte alone: one byte of stuffing
+    flags = packet[5]
+    used = 1 + (6 if flags & 0x10 else 0) + (6 if flags & 0x08 else 0) + (1 if flags & 0x04 else 0)
+    for flag in (0x02, 0x01):  # transport_private_data, adaptation_field_extension: a length, then the bytes
+        if flags & flag:
+            if used >= field_bytes:
+                return False  # malformed: no guess
+            used += 1 + packet[5 + used]
+    return field_bytes > used
 
 
 def pid_is_special(pid: int) -> bool:

@@ -300,8 +300,8 @@ class MediaNode:
         ]
         if self.config.sample_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
-        if self.loop_lag.limited:
-            self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
+        # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
+        self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
             "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s%s%s",
             self.config.node_id,
@@ -377,19 +377,20 @@ class MediaNode:
 
     async def _probe_loop_lag(self) -> None:
         """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
-        behind = False
+        gauge = self.loop_lag
+        behind = False  # as this probe last saw it (admit() may turn it between probes)
         while True:
             due = time.monotonic() + LAG_PROBE_SECONDS
             await asyncio.sleep(LAG_PROBE_SECONDS)
             now = time.monotonic()
-            self.loop_lag.observe(now, now - due)
-            lag_s = self.loop_lag.lag_s(now)
-            if (lag_s > self.loop_lag.max_lag_s) != behind:
-                behind = not behind
-                if behind:
-                    log.warning("media node is behind (its loop runs %.0f ms late): refusing new viewers", lag_s * 1e3)
+            gauge.observe(now, now - due)
+            if gauge.behind != behind:
+                behind = gauge.behind
+                lag_ms = gauge.lag_s(now) * 1e3
+                if gauge.behind:
+                    log.warning("media node is behind (its loop runs %.0f ms late): refusing new viewers", lag_ms)
                 else:
-                    log.warning("media node has caught up: new viewers are admitted again")
+                    log.warning("media node has caught up (%.0f ms late): new viewers are admitted again", lag_ms)
 
     def egress_load_bps(self) -> float:
         """What the node's viewers cost now, in bit/s (capacity.py)."""

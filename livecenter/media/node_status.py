@@ -100,6 +100,7 @@ def node_status(node) -> dict:
         "viewers": carried.viewers,
         "streams": len(carried.streams),
         "loop_lag_ms": carried.loop_lag_ms,
+        "loop_behind": node.loop_lag.behind,
         "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
     }
 

@@ -3,7 +3,7 @@ and the MPEG-TS demuxer (mpegts_demux.py).
 
 One UDP socket carries every SRT conversation of the node. The adapter only
 feeds datagrams and the clock in, sends what comes out, and runs the
-listener's timers on a short tick. A caller whose handshake completes is
+listener's timers when they are due. A caller whose handshake completes is
 asked about like an RTMP publisher (admission.admit_publish with the stream
 ID's domain, path and auth_key; the forbidden list; one publisher per
 stream), then accepted with its ingest domain's latency and passphrase, or
@@ -60,7 +60,7 @@ from .mpegts_demux import (
 )
 from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
 from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
-from .srt.connection import SEND_DROP_MARGIN_US, SrtConnection
+from .srt.connection import SEND_DROP_MARGIN_US
 from .srt.events import (
     SrtConnectionClosed,
     SrtConnectionRejected,
@@ -72,9 +72,12 @@ from .srt.listener import SrtListener
 
 log = logging.getLogger(__name__)
 
-# How often the listener's timers run (ACKs every 10 ms, NAKs, TSBPD
-# release, keepalives, idle timeouts): a release is at most this late.
-SRT_TICK_SECONDS = 0.005
+# The listener's timers (ACKs every 10 ms, NAKs, TSBPD release, keepalives,
+# idle timeouts) run when the earliest is due, but never sooner than this
+# after they are scheduled: a payload is released at most this late after
+# its TSBPD time (a 5 ms tick made it 2.5 ms on average, 5 at worst), and
+# the wake-ups stay under 1,000 a second however many connections there are.
+SRT_TIMER_MIN_SECONDS = 0.001
 
 # SRT access-control rejection reasons (libsrt's access_control.h, the
 # codes `srt-live-transmit` and ffmpeg print as "Rejection reason: ...").
@@ -262,6 +265,7 @@ class SrtServer:
         self.viewers: dict[int, SrtViewer] = {}  # by socket ID
         self.viewer_max_dropping_seconds = SRT_VIEWER_MAX_DROPPING_SECONDS
         self._tick: asyncio.TimerHandle | None = None
+        self._tick_at = 0.0  # when _tick runs, in time.monotonic()
         self._deciding: set[asyncio.Task] = set()
 
     # --- asyncio ----------------------------------------------------------------
@@ -316,11 +320,19 @@ class SrtServer:
                 self.transport.sendto(data, addr)
 
     def _schedule(self) -> None:
-        busy = self.listener.connections or self.listener.next_timer() is not None
-        if busy and self._tick is None:
-            self._tick = asyncio.get_running_loop().call_later(SRT_TICK_SECONDS, self._on_tick)
-        elif not busy:
+        """Run the listener's timers when the earliest is due (SRT_TIMER_MIN_SECONDS)."""
+        due = self.listener.next_timer()
+        if due is None:
             self._stop_ticking()
+            return
+        now = time.monotonic()
+        due = max(due, now + SRT_TIMER_MIN_SECONDS)
+        if self._tick is not None:
+            if self._tick_at <= due:
+                return
+            self._tick.cancel()
+        self._tick_at = due
+        self._tick = asyncio.get_running_loop().call_later(due - now, self._on_tick)
 
     def _on_tick(self) -> None:
         self._tick = None
@@ -543,23 +555,11 @@ class SrtServer:
         if connection is None:  # refused by the listener (its event says why), or the caller gave up
             self._process()
             return
-        viewer = SrtViewer(self, connection, event.peer, peer, decision.key)
+        viewer = SrtViewer(self, connection.socket_id, connection.send_latency_us, peer, decision.key)
         self.viewers[connection.socket_id] = viewer
         log.info("srt %s playing %s (latency %d ms)", peer, decision.key, connection.send_latency_us // 1000)
         self._process()  # the handshake answer first, then the media
         viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready))
-
-    def _transmit(self, viewer: SrtViewer) -> None:
-        """Send what the viewer's connection has queued. The listener gathers a
-        connection's datagrams only when it feeds it a packet or a timer, so
-        a send is flushed here; the listener's cached timer for it can only
-        be earlier than the connection's (a send moves its deadlines later),
-        which costs one early wake-up at most."""
-        datagrams = viewer.connection.datagrams_to_send()
-        if self.transport is not None and not self.transport.is_closing():
-            sendto = self.transport.sendto
-            for data in datagrams:
-                sendto(data, viewer.addr)
 
     def _end_viewer(self, viewer: SrtViewer, reason: str, *, tell_peer: bool = False) -> None:
         if self.viewers.pop(viewer.socket_id, None) is None:
@@ -588,13 +588,13 @@ class SrtViewer:
     such give-up makes the viewer skip to the next keyframe (the frames in
     between could not be decoded anyway), as does a full socket buffer; a
     viewer still losing packets `viewer_max_dropping_seconds` after it
-    started is disconnected."""
+    started is disconnected. It sends through the listener
+    (SrtListener.send), by socket ID, and only reads its connection's
+    counters."""
 
-    def __init__(self, server: SrtServer, connection: SrtConnection, addr, peer: str, key: StreamKey) -> None:
+    def __init__(self, server: SrtServer, socket_id: int, send_latency_us: int, peer: str, key: StreamKey) -> None:
         self.server = server
-        self.connection = connection
-        self.socket_id = connection.socket_id
-        self.addr = addr
+        self.socket_id = socket_id
         self.peer = peer
         self.key = key
         self.muxer = TsMuxer()
@@ -610,7 +610,7 @@ class SrtViewer:
         self._last_drop_at = 0.0
         self._dropping_since: float | None = None
         # Packets sent this long before are acknowledged or dropped by now.
-        self._settle_seconds = (connection.send_latency_us + SEND_DROP_MARGIN_US) / 1_000_000
+        self._settle_seconds = (send_latency_us + SEND_DROP_MARGIN_US) / 1_000_000
 
     def attach(self, subscription) -> None:
         """Start sending; what the hub queued at once (headers, GOP) goes now."""
@@ -623,8 +623,8 @@ class SrtViewer:
         if subscription.lagging_disconnect:
             self.server._end_viewer(self, "too slow, disconnected", tell_peer=True)
             return
-        if self.connection.closed:
-            return  # its SrtConnectionClosed is on its way
+        if self.socket_id not in self.server.listener.connections:
+            return  # closed: its SrtConnectionClosed is on its way
         frames = subscription.drain()
         if frames:
             self._send(frames, time.monotonic())
@@ -678,16 +678,17 @@ class SrtViewer:
         if not out:
             return
         view = memoryview(out)
-        send = self.connection.send
+        send, socket_id = self.server.listener.send, self.socket_id
         for pos in range(0, len(view), SRT_TS_PAYLOAD_BYTES):
-            send(bytes(view[pos : pos + SRT_TS_PAYLOAD_BYTES]), now)
+            send(socket_id, bytes(view[pos : pos + SRT_TS_PAYLOAD_BYTES]), now)
         self.subscription.count_sent(len(out))
-        self.server._transmit(self)
+        self.server._send_listener_datagrams()
 
     def _congested(self, now: float) -> bool:
         """Whether the caller is missing packets (the connection gave some
         up since the last look) or the node's socket is backed up."""
-        dropped = self.connection.stats.packets_send_dropped
+        connection = self.server.listener.connections.get(self.socket_id)
+        dropped = connection.stats.packets_send_dropped if connection is not None else self._drops_seen
         if dropped > self._drops_seen:
             self._drops_seen = dropped
             self._last_drop_at = now

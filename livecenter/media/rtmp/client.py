@@ -39,6 +39,7 @@ from .messages import (
     VIDEO_CHUNK_STREAM_ID,
     RtmpUserControlEvent,
     command_payload,
+    decode_command,
     split_aggregate,
     uint32_payload,
     user_control_payload,
@@ -294,17 +295,9 @@ class RtmpClientConnection:
                 events.append(MetadataReceived(message.message_stream_id, message.timestamp, values[1], payload))
 
     def _on_command(self, message: RtmpMessage, events: list[ClientEvent]) -> None:
-        body = message.payload
-        if message.message_type == RtmpMessageType.COMMAND_AMF3:
-            if not body or body[0] != 0:
-                return
-            body = body[1:]
-        try:
-            values = amf0.decode_all(body)
-        except amf0.AmfError as exc:
-            raise RtmpProtocolError(f"bad AMF0 in a command: {exc}") from None
-        if not values or not isinstance(values[0], str):
-            raise RtmpProtocolError("a command message without a command name")
+        values = decode_command(message)
+        if values is None:
+            return
         name = values[0]
         transaction = values[1] if len(values) > 1 and isinstance(values[1], float) else 0.0
         info = next((v for v in reversed(values[2:]) if isinstance(v, dict)), {})

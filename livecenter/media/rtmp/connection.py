@@ -63,6 +63,7 @@ from .messages import (
     RtmpPeerBandwidthLimit,
     RtmpUserControlEvent,
     command_payload,
+    decode_command,
     set_peer_bandwidth_payload,
     split_aggregate,
     split_stream_name,
@@ -355,16 +356,10 @@ class RtmpServerConnection:
     # --- commands ----------------------------------------------------------------------
 
     def _on_command(self, message: RtmpMessage, events: list[Event]) -> None:
-        body = self._amf0_body(message)
-        if body is None:
+        values = decode_command(message)
+        if values is None:
             self.dropped_messages += 1
             return
-        try:
-            values = amf0.decode_all(body)
-        except amf0.AmfError as exc:
-            raise RtmpProtocolError(f"bad AMF0 in a command: {exc}") from None
-        if not values or not isinstance(values[0], str):
-            raise RtmpProtocolError("a command message without a command name")
         name = values[0]
         transaction_id = values[1] if len(values) > 1 and isinstance(values[1], float) else 0.0
         command_object = values[2] if len(values) > 2 else None

@@ -106,3 +106,21 @@ def split_aggregate(message: RtmpMessage) -> Iterator[RtmpMessage]:
             timestamp = (message.timestamp + tag_time - first) & _TIMESTAMP_MASK
             yield RtmpMessage(message.chunk_stream_id, kind, message.message_stream_id, timestamp, data[body:body_end])
         pos = body_end + PREVIOUS_TAG_SIZE_BYTES
+
+
+def decode_command(message: RtmpMessage) -> list | None:
+    """The AMF0 values of a command message, name first; None for an AMF3
+    command that is not AMF0 inside (its format byte is not 0: nobody
+    sends those). Raises RtmpProtocolError for bad AMF0 or no name."""
+    body = message.payload
+    if message.message_type in (RtmpMessageType.DATA_AMF3, RtmpMessageType.COMMAND_AMF3):
+        if not body or body[0] != 0:
+            return None
+        body = memoryview(body)[1:]
+    try:
+        values = amf0.decode_all(body)
+    except amf0.AmfError as exc:
+        raise RtmpProtocolError(f"bad AMF0 in a command: {exc}") from None
+    if not values or not isinstance(values[0], str):
+        raise RtmpProtocolError("a command message without a command name")
+    return values

@@ -11,11 +11,17 @@ sockets, both at once if the peer wants.
 `now` is a float in seconds from any monotonic clock (the event loop's);
 the connection never reads one itself. What it does (draft-sharabayko-srt
 section 4): it keeps received packets in a bounded window by sequence
-number, reports a gap at once with a NAK and again every NAK period while
-it lasts, acknowledges every 10 ms (full ACK, answered by ACKACK, which
+number, reports a gap at once with a NAK (twice, a few milliseconds
+apart, so that one lost NAK costs no round trip) and again as soon as
+the sender will resend it (NAK_RESEND_MARGIN_US), while it lasts,
+acknowledges every 10 ms (full ACK, answered by ACKACK, which
 gives the RTT) and every 64 packets in between (light ACK), releases each
 payload at its timestamp plus the time base plus the latency (TSBPD), and
-gives up on missing packets once a later one is due (too-late drop).
+gives up on missing packets once a later one is due (too-late drop, when
+both sides agreed on it in the handshake; without it, it waits for the
+retransmission up to MAX_GAP_WAIT_US past that time). Lost packets and
+the slots a drop request forgets are kept as ranges (ranges.py), so a gap
+of a whole window or a drop request over it costs what one packet does.
 Sending, it keeps each packet until the peer acknowledges it, answers a
 full ACK with ACKACK, retransmits what a NAK names, and gives up on (and
 tells the peer with a drop request) packets too old to be played.
@@ -24,6 +30,7 @@ tells the peer with a drop request) packets too old to be played.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass, replace
 
 from .crypto import SrtCryptoContext, SrtKmState, km_state_word, parse_key_material
@@ -45,6 +52,7 @@ from .packets import (
     SrtUserControl,
     parse_packet,
 )
+from .ranges import SrtSeqRanges
 from .sequence import SEQ_MASK, seq_inc, seq_offset, timestamp_offset_us
 
 # How many packets past the oldest undelivered one we hold. A peer's
@@ -56,8 +64,28 @@ MAX_REORDER_PACKETS = 8192
 ACK_INTERVAL_US = 10_000
 # 4.8.1: a light ACK after this many packets between two full ACKs.
 LIGHT_ACK_PACKETS = 64
-# 4.8.2: periodic NAK at (RTT + 4 RTTVar) / 2, not more often than 20 ms.
+# 4.8.2 periodic NAK: a packet still missing is asked for again as soon as
+# the sender will resend it: libsrt 1.5's sender (SRTO_RETRANSMITALGO 1,
+# its live default) ignores a NAK for a packet it resent less than
+# SRTT - 4 RTTVar ago, so SRTT - 4 RTTVar plus this margin after the last
+# request. Not waiting for the resend to be overdue (a round trip) is what
+# lets a second resend arrive in time when the first is lost: at 400 ms
+# of latency over a 200 ms round trip, the overdue one comes after the
+# play time. Not more often than every half round trip (an older sender
+# resends on every NAK: about one duplicate per loss, as with libsrt's
+# own receiver's (RTT + 4 RTTVar) / 2), nor than every 20 ms.
+NAK_RESEND_MARGIN_US = 10_000
 MIN_NAK_INTERVAL_US = 20_000
+# The first report of a new gap goes again this much later: a lost NAK then
+# costs 10 ms rather than a round trip. A libsrt 1.5 sender that got the
+# first one ignores the second (it retransmitted within the RTT).
+NAK_REPEAT_US = 10_000
+# Without too-late drop, how long past its play time the first packet
+# after a gap waits for the gap to fill before the gap is given up.
+# Retransmission rounds are a round trip each: 2 s is several at the RTTs
+# SRT is used over, and it bounds what a sender that never retransmits
+# holds back.
+MAX_GAP_WAIT_US = 2_000_000
 # Keepalive after 1 s without sending (libsrt COMM_KEEPALIVE_PERIOD_US).
 KEEPALIVE_INTERVAL_US = 1_000_000
 # libsrt's SRTO_PEERIDLETIMEO default: a peer silent this long is gone.
@@ -83,8 +111,6 @@ MAX_SEND_BUFFER_PACKETS = 8192
 SEND_DROP_MARGIN_US = 1_000_000 + 2 * ACK_INTERVAL_US
 # The sender's 32-bit timestamp wraps every 71 minutes.
 _TIMESTAMP_MASK = 0xFFFF_FFFF
-# A buffer slot for a packet the sender told us to forget (drop request).
-_FORGOTTEN = -1
 
 
 @dataclass(slots=True)
@@ -96,9 +122,11 @@ class SrtConnectionStats:
     packets_lost: int = 0  # detected missing (a gap), retransmitted or not
     packets_retransmitted: int = 0  # arrived with the R flag
     packets_dropped: int = 0  # never delivered: too late, drop request, undecryptable
+    packets_sender_dropped: int = 0  # of those, what the sender gave up (drop request)
     packets_belated: int = 0  # arrived after their slot was delivered or dropped
     packets_duplicate: int = 0
     packets_out_of_window: int = 0  # beyond MAX_REORDER_PACKETS
+    gaps_given_up: int = 0  # without too-late drop: after MAX_GAP_WAIT_US, or with the window full
     packets_undecrypted: int = 0
     datagrams_undecodable: int = 0
     acks_sent: int = 0
@@ -134,11 +162,16 @@ class SrtConnection:
         window_packets: int = MAX_REORDER_PACKETS,
         peer_idle_timeout_us: int = PEER_IDLE_TIMEOUT_US,
         send_latency_ms: int = 0,
+        too_late_drop: bool = True,
     ) -> None:
         """`peer_start_timestamp` is the Timestamp of the peer's handshake
         that arrived at `now`: it sets the TSBPD time base (4.5). Both
         directions start at `initial_seq` (HSv5). `send_latency_ms` is the
-        peer's receive latency, for giving up on old packets."""
+        peer's receive latency, for giving up on old packets.
+        `too_late_drop` is the TLPKTDROP the handshake agreed on (4.6):
+        without it the receiving side does not give up on a missing packet
+        when a later one is due; it waits for it, at most MAX_GAP_WAIT_US
+        longer. (Sending, we give up on packets too old to play either way.)"""
         now_us = _us(now)
         self.socket_id = socket_id
         self.peer_socket_id = peer_socket_id
@@ -146,28 +179,36 @@ class SrtConnection:
         self.crypto = crypto
         self.window_packets = min(window_packets, MAX_REORDER_PACKETS)
         self.peer_idle_timeout_us = peer_idle_timeout_us
+        self.too_late_drop = too_late_drop
         self.stats = SrtConnectionStats()
         self.closed = False
         self._start_us = now_us
         self._time_base_us = now_us - peer_start_timestamp
         self._last_timestamp = peer_start_timestamp  # extended past 32 bits
         self._deliver_seq = initial_seq  # the next one to release
-        # _deliver_seq not wrapped, and the sequence numbers the buffer holds
-        # as a heap of such unwrapped numbers: the oldest packet held is found
-        # without walking the window (stale ones, below _deliver_unwrapped, go lazily).
+        # _deliver_seq not wrapped ("unwrapped": counted on past 2**31), and
+        # the sequence numbers the buffer holds as a heap of such numbers: the
+        # oldest packet held is found without walking the window (stale ones,
+        # below _deliver_unwrapped, go lazily).
         self._deliver_unwrapped = initial_seq
         self._held: list[int] = []
         self._next_seq = initial_seq  # one past the highest received
         self._buffer: dict[int, tuple[int, bytes | None]] = {}
-        self._lost: set[int] = set()
-        self._lost_floor = initial_seq  # no lost packet comes before it (gaps open at the end)
+        # Unwrapped, from _deliver_unwrapped on: what is missing (stamped with
+        # when it is next to be asked for), and what a drop request forgot.
+        self._lost = SrtSeqRanges()
+        self._forgotten = SrtSeqRanges()
+        # New gaps whose first report goes again NAK_REPEAT_US later, as
+        # (when, start, end), oldest first: the gaps of the last 10 ms while
+        # any is missing (forgotten when none is), and never more than a window.
+        self._repeats: deque[tuple[int, int, int]] = deque(maxlen=MAX_REORDER_PACKETS)
         self._ack_number = 0
         self._pending_acks: dict[int, int] = {}  # ACK number -> sent at
         self._rtt_measured = False
         self._last_acked_seq = initial_seq  # nothing to acknowledge yet
         self._packets_since_ack = 0
         self._next_ack_us = now_us + ACK_INTERVAL_US
-        self._next_nak_us = now_us + self._nak_interval_us()
+        self._next_nak_us = now_us  # while _lost holds any: no later than the first due
         self._last_sent_us = now_us
         self._last_received_us = now_us
         self._rate_window_start_us = now_us
@@ -257,10 +298,8 @@ class SrtConnection:
             self._next_ack_us = now_us + ACK_INTERVAL_US
             if self._ack_due_seq() is not None:
                 self._send_full_ack(now_us)
-        if now_us >= self._next_nak_us:
-            self._next_nak_us = now_us + self._nak_interval_us()
-            if self._lost:
-                self._send_loss_report(now_us)
+        if self._lost and now_us >= self._next_nak_us:
+            self._send_loss_report(now_us)
         self._drop_old_sent(now_us)
         if now_us - self._last_sent_us >= KEEPALIVE_INTERVAL_US:
             self._send(SrtKeepalive(), now_us)
@@ -311,10 +350,15 @@ class SrtConnection:
     def buffered_us(self) -> int:
         """The sender time the receive buffer spans, oldest packet held to
         newest received (libsrt's msRcvBuf); 0 when it holds none."""
-        first = self._first_buffered()
-        if first is None or first[1] == _FORGOTTEN:
+        first = self._first_held()
+        if first is None:
             return 0
         return max(0, self._last_timestamp - first[1])
+
+    @property
+    def lost_packets(self) -> int:
+        """Packets missing now, to be asked for again."""
+        return len(self._lost)
 
     # -- receiving ---------------------------------------------------------
 
@@ -331,17 +375,27 @@ class SrtConnection:
         if seq in self._buffer:
             stats.packets_duplicate += 1
             return
+        unwrapped = self._deliver_unwrapped + offset
         gap = seq_offset(self._next_seq, seq)
         if gap >= 0:
             if gap:
-                first = self._next_seq
-                self._lost.update(seq_inc(first, k) for k in range(gap))
+                # 4.8.2: report a new gap at once, and again shortly.
+                repeat_us = now_us + NAK_REPEAT_US
+                if self._lost:
+                    self._next_nak_us = min(self._next_nak_us, repeat_us)
+                else:
+                    self._next_nak_us = repeat_us
+                    self._repeats.clear()  # all filled or given up
+                self._lost.add(unwrapped - gap, unwrapped, now_us + self._nak_again_us())
+                self._repeats.append((repeat_us, unwrapped - gap, unwrapped))
                 stats.packets_lost += gap
-                # 4.8.2: report a new gap at once.
-                self._send_nak(((first, seq_inc(seq, -1)),), now_us)
+                self._send_nak(((self._next_seq, seq_inc(seq, -1)),), now_us)
             self._next_seq = seq_inc(seq)
+        elif self._forgotten and unwrapped in self._forgotten:
+            stats.packets_belated += 1  # the sender gave it up; so did we
+            return
         else:
-            self._lost.discard(seq)
+            self._lost.remove(unwrapped, unwrapped + 1)
         if packet.retransmitted:
             stats.packets_retransmitted += 1
         payload: bytes | None = packet.payload
@@ -397,7 +451,10 @@ class SrtConnection:
             self._send_base = seq_inc(self._send_base)
 
     def _drop_old_sent(self, now_us: int) -> None:
-        """4.6: give up on packets too old to be played; tell the peer."""
+        """4.6: give up on packets too old to be played; tell the peer.
+        Whatever the handshake agreed: what a player that does not
+        acknowledge costs stays bounded by time, not only by
+        MAX_SEND_BUFFER_PACKETS (12 MB)."""
         first = self._send_base
         count = 0
         deadline_us = now_us - self.send_latency_us - SEND_DROP_MARGIN_US
@@ -436,20 +493,23 @@ class SrtConnection:
             stats.rtt_us = (7 * stats.rtt_us + sample) // 8
 
     def _on_drop_request(self, packet: SrtDropRequest, now_us: int) -> None:
-        """4.6: the sender gave these packets up; stop asking for them."""
-        start = packet.first_seq
-        if seq_offset(self._deliver_seq, start) < 0:
-            start = self._deliver_seq
-        count = seq_offset(start, packet.last_seq) + 1
-        count = min(count, self.window_packets - seq_offset(self._deliver_seq, start))
-        for k in range(max(count, 0)):
-            seq = seq_inc(start, k)
-            if seq not in self._buffer:
-                self._buffer[seq] = (_FORGOTTEN, None)
-                heapq.heappush(self._held, self._deliver_unwrapped + seq_offset(self._deliver_seq, seq))
-                self._lost.discard(seq)
-                if seq_offset(self._next_seq, seq) >= 0:
-                    self._next_seq = seq_inc(seq)
+        """4.6: the sender gave these packets up; stop asking for them. The
+        packets of the range we hold are still delivered."""
+        offset = max(seq_offset(self._deliver_seq, packet.first_seq), 0)
+        end = min(seq_offset(self._deliver_seq, packet.last_seq) + 1, self.window_packets)
+        if end <= offset:
+            return
+        deliver = self._deliver_unwrapped
+        self._forgotten.add(deliver + offset, deliver + end)
+        self._lost.remove(deliver + offset, deliver + end)
+        received_to = seq_offset(self._deliver_seq, self._next_seq)
+        if end > received_to:
+            if offset > received_to:
+                # Packets before the range never came either: a gap, asked for at the next timer.
+                self._next_nak_us = now_us
+                self._lost.add(deliver + received_to, deliver + offset, now_us)
+                self.stats.packets_lost += offset - received_to
+            self._next_seq = seq_inc(self._deliver_seq, end)
 
     def _on_user_control(self, packet: SrtUserControl, now_us: int) -> None:
         """Key refresh: a KMREQ after the handshake, answered by KMRSP."""
@@ -467,63 +527,102 @@ class SrtConnection:
 
     # -- delivering --------------------------------------------------------
 
-    def _first_buffered(self) -> tuple[int, int] | None:
-        """(seq, timestamp) of the oldest packet held, if any. Called for
-        every datagram (next_timer, _release): O(log n), not a walk of the
-        window, which made each datagram cost milliseconds behind a gap."""
+    def _first_held(self) -> tuple[int, int] | None:
+        """(unwrapped seq, timestamp) of the oldest packet held, if any.
+        Called for every datagram (next_timer, _release): O(log n), not a
+        walk of the window, which made each datagram cost milliseconds
+        behind a gap."""
         held = self._held
         while held:
             top = held[0]
             if top >= self._deliver_unwrapped:
                 entry = self._buffer.get(top & SEQ_MASK)
                 if entry is not None:
-                    return top & SEQ_MASK, entry[0]
+                    return top, entry[0]
             heapq.heappop(held)  # delivered or dropped since
         return None
 
     def _play_time_us(self, timestamp: int) -> int:
         return self._time_base_us + timestamp + self.latency_us
 
+    def _forgotten_first(self, first: tuple[int, int] | None) -> bool:
+        """Whether forgotten slots come before the oldest packet held."""
+        forgotten = self._forgotten.first()
+        return forgotten is not None and (first is None or forgotten < first[0])
+
     def _next_release_us(self) -> int | None:
-        first = self._first_buffered()
+        first = self._first_held()
+        if self._forgotten_first(first):
+            return self._start_us  # at once
         if first is None:
             return None
-        return self._start_us if first[1] == _FORGOTTEN else self._play_time_us(first[1])
+        release_us = self._play_time_us(first[1])
+        if not self.too_late_drop and first[0] != self._deliver_unwrapped:
+            release_us += MAX_GAP_WAIT_US
+        return release_us
 
     def _release(self, now_us: int, flush: bool = False) -> None:
         """Deliver what is due (everything held if `flush`)."""
         if flush:
             now_us = max(self._play_time_us(self._last_timestamp), now_us)
         buffer = self._buffer
-        while buffer:
+        while True:
             entry = buffer.get(self._deliver_seq)
-            if entry is None:
-                # 4.6: too-late drop. Once a later packet is due, the
-                # missing ones before it would only hold the stream back.
-                first = self._first_buffered()
-                if first is None or (first[1] != _FORGOTTEN and self._play_time_us(first[1]) > now_us):
+            if entry is not None:
+                timestamp, payload = entry
+                if self._play_time_us(timestamp) > now_us:
                     return
-                count = seq_offset(self._deliver_seq, first[0])
-                self._drop(self._deliver_seq, count)
-                for k in range(count):
-                    self._lost.discard(seq_inc(self._deliver_seq, k))
-                self._deliver_seq = first[0]
-                self._deliver_unwrapped += count
+                seq = self._deliver_seq
+                del buffer[seq]
+                self._advance(1)
+                if payload is None:
+                    self._drop(seq, 1)
+                else:
+                    self._events.append(SrtDataReceived(self.socket_id, seq, timestamp, payload))
                 continue
-            timestamp, payload = entry
-            if timestamp != _FORGOTTEN and self._play_time_us(timestamp) > now_us:
+            first = self._first_held()
+            if self._forgotten_first(first):
+                # 4.6: what the sender gave up goes at once, and a gap before
+                # it too (a sender gives up its oldest packets first). A
+                # packet held inside the range is still delivered.
+                end = self._forgotten.range_at(self._forgotten.first())[1]
+                if first is not None:
+                    end = min(end, first[0])
+                self.stats.packets_sender_dropped += end - self._deliver_unwrapped
+                self._skip(end - self._deliver_unwrapped)
+                continue
+            if first is None:
                 return
-            seq = self._deliver_seq
-            del buffer[seq]
-            self._deliver_seq = seq_inc(seq)
-            self._deliver_unwrapped += 1
-            held = self._held
-            while held and held[0] < self._deliver_unwrapped:
-                heapq.heappop(held)
-            if payload is None:
-                self._drop(seq, 1)
-            else:
-                self._events.append(SrtDataReceived(self.socket_id, seq, timestamp, payload))
+            play_us = self._play_time_us(first[1])
+            if play_us > now_us:
+                return
+            if not (self.too_late_drop or flush):
+                # No too-late drop: wait for the gap to fill, but not past
+                # MAX_GAP_WAIT_US, nor with the window full (what comes next
+                # would be refused).
+                window_full = seq_offset(self._deliver_seq, self._next_seq) >= self.window_packets
+                if play_us + MAX_GAP_WAIT_US > now_us and not window_full:
+                    return
+                self.stats.gaps_given_up += 1
+            # 4.6: too-late drop. Once a later packet is due, the missing
+            # ones before it would only hold the stream back.
+            self._skip(first[0] - self._deliver_unwrapped)
+
+    def _skip(self, count: int) -> None:
+        """Give up the `count` slots from the next one to deliver."""
+        self._drop(self._deliver_seq, count)
+        self._advance(count)
+
+    def _advance(self, count: int) -> None:
+        self._deliver_seq = seq_inc(self._deliver_seq, count)
+        deliver = self._deliver_unwrapped = self._deliver_unwrapped + count
+        held = self._held
+        while held and held[0] < deliver:
+            heapq.heappop(held)
+        if self._lost and self._lost.first() < deliver:
+            self._lost.remove_below(deliver)
+        if self._forgotten and self._forgotten.first() < deliver:
+            self._forgotten.remove_below(deliver)
 
     def _drop(self, first_seq: int, count: int) -> None:
         self.stats.packets_dropped += count
@@ -545,21 +644,10 @@ class SrtConnection:
 
     def _ack_seq(self) -> int:
         """The first sequence number we have not received (4.8.1)."""
-        lost = self._lost
-        if not lost:
-            self._lost_floor = self._next_seq
+        first = self._lost.first()
+        if first is None:
             return self._next_seq
-        # Called for every datagram (next_timer): a walk from the last answer,
-        # not a min() over up to a window of lost packets. Packets are lost
-        # only past _next_seq, so the walk never goes back.
-        deliver = self._deliver_seq
-        seq = self._lost_floor if seq_offset(deliver, self._lost_floor) >= 0 else deliver
-        for _ in range(self.window_packets):
-            if seq in lost:
-                self._lost_floor = seq
-                return seq
-            seq = seq_inc(seq)
-        return min(lost, key=lambda seq: seq_offset(deliver, seq))  # not reached: every lost one is within the window
+        return seq_inc(self._deliver_seq, first - self._deliver_unwrapped)
 
     def _ack_due_seq(self) -> int | None:
         seq = self._ack_seq()
@@ -604,26 +692,53 @@ class SrtConnection:
         self._packets_since_ack = 0
         self.stats.light_acks_sent += 1
 
-    def _nak_interval_us(self) -> int:
-        return max((self.stats.rtt_us + 4 * self.stats.rttvar_us) // 2, MIN_NAK_INTERVAL_US)
+    def _nak_again_us(self) -> int:
+        """How long after a request the sender will resend on another."""
+        rtt, rttvar = self.stats.rtt_us, self.stats.rttvar_us
+        return max(rtt - 4 * rttvar + NAK_RESEND_MARGIN_US, rtt // 2, MIN_NAK_INTERVAL_US)
 
     def _send_loss_report(self, now_us: int) -> None:
-        """4.8.2 periodic NAK: every packet still missing, oldest first."""
-        deliver = self._deliver_seq
-        ranges: list[list[int]] = []
-        for seq in sorted(self._lost, key=lambda s: seq_offset(deliver, s)):
-            if ranges and seq == seq_inc(ranges[-1][1]):
-                ranges[-1][1] = seq
-            else:
-                ranges.append([seq, seq])
+        """4.8.2 periodic NAK: what is still missing of the new gaps whose
+        report goes again, then the ranges still missing whose request is
+        due, oldest first, as many as fit in one NAK; each is due again when
+        the sender will resend again. The walk stops there too, so a peer
+        that made thousands of gaps costs no more per NAK. (The repeat of a
+        gap's first report leaves its schedule alone: the sender ignores
+        the repeat when it got the first.)"""
+        lost = self._lost
+        deliver_seq, deliver = self._deliver_seq, self._deliver_unwrapped
+        wanted: list[tuple[int, int]] = []
+        repeats = self._repeats
+        while repeats and repeats[0][0] <= now_us and len(wanted) <= MAX_NAK_WORDS:
+            _, start, end = repeats.popleft()
+            wanted += lost.within(start, end)
+        again_us = now_us + self._nak_again_us()
+        next_due_us = again_us
+        for index, (start, end, due_us) in enumerate(lost):
+            if due_us <= now_us:
+                if wanted and start < wanted[-1][1]:
+                    wanted.append((wanted[-1][1], end))  # already asked for in part: the rest
+                else:
+                    wanted.append((start, end))
+                lost.restamp(index, again_us)
+            elif due_us < next_due_us:
+                next_due_us = due_us
+            if index >= MAX_NAK_WORDS:
+                break
+        if repeats and repeats[0][0] < next_due_us:
+            next_due_us = repeats[0][0]
+        self._next_nak_us = next_due_us
         losses = []
         words = 0
-        for first, last in ranges:
-            words += 1 if first == last else 2
+        for start, end in wanted:
+            if start >= end:
+                continue
+            words += 1 if end - start == 1 else 2
             if words > MAX_NAK_WORDS:
                 break
-            losses.append((first, last))
-        self._send_nak(tuple(losses), now_us)
+            losses.append((seq_inc(deliver_seq, start - deliver), seq_inc(deliver_seq, end - 1 - deliver)))
+        if losses:
+            self._send_nak(tuple(losses), now_us)
 
     def _send_nak(self, losses: tuple[tuple[int, int], ...], now_us: int) -> None:
         self._send(SrtNak(losses), now_us)

@@ -7,6 +7,7 @@ of datagrams to connections (draft-sharabayko-srt 4.3.1, caller-listener).
         SrtConnectionRequested -> listener.accept(event, now, passphrase=...)
                                   or listener.reject(event, reason, now)
         SrtDataReceived, SrtPacketsDropped, SrtConnectionClosed: per socket_id
+    listener.send(socket_id, payload, now)  # to a caller playing from us
     for data, addr in listener.datagrams_to_send(): transport.sendto(data, addr)
     timer = listener.next_timer()  # then listener.handle_timer(now)
 
@@ -76,7 +77,8 @@ COOKIE_PERIOD_US = 60_000_000
 # Our flow window: the receive window of our connections.
 FLOW_WINDOW_PACKETS = MAX_REORDER_PACKETS
 # The flags of our HSRSP: TSBPD both ways, too-late drop, periodic NAK, and
-# the two legacy flags every SRT peer sets (3.2.1.1.1).
+# the two legacy flags every SRT peer sets (3.2.1.1.1). Too-late drop only
+# if the caller's HSREQ has it too: `accept`.
 HSRSP_FLAGS = (
     SrtFlag.TSBPDSND | SrtFlag.TSBPDRCV | SrtFlag.CRYPT | SrtFlag.TLPKTDROP | SrtFlag.PERIODICNAK | SrtFlag.REXMITFLG
 )
@@ -136,6 +138,11 @@ class SrtListener:
         self._pending: dict[tuple[Address, int], _Pending] = {}
         self._pending_by_id: dict[int, tuple[Address, int]] = {}
         self._timers: dict[int, float | None] = {}  # socket ID -> its next_timer()
+        # The earliest of _timers, unless _timers_dirty: next_timer() is asked
+        # after every batch of datagrams, and a min() over every connection
+        # each time would cost more than the rest of the batch.
+        self._earliest_timer: float | None = None
+        self._timers_dirty = False
         self._next_request_id = 1
         self._rate_window_us = 0
         self._rate_counts: dict[str, int] = {}
@@ -178,11 +185,15 @@ class SrtListener:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` has something to do, in the clock of `now`."""
-        timers = [t for t in self._timers.values() if t is not None]
+        if self._timers_dirty:
+            self._earliest_timer = min((t for t in self._timers.values() if t is not None), default=None)
+            self._timers_dirty = False
+        earliest = self._earliest_timer
         if self._pending:
             oldest = next(iter(self._pending.values())).arrived_us  # they are kept in arrival order
-            timers.append((oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000)
-        return min(timers) if timers else None
+            expiry = (oldest + PENDING_HANDSHAKE_TIMEOUT_US) / 1_000_000
+            earliest = expiry if earliest is None else min(earliest, expiry)
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         now_us = _us(now)
@@ -236,6 +247,14 @@ class SrtListener:
         hs = handshake.hs
         receive_latency = min(max(ours, hs.sender_delay_ms), MAX_LATENCY_MS)
         send_latency = min(max(ours, hs.receiver_delay_ms), MAX_LATENCY_MS)
+        # 4.6: too-late drop only if the caller wants it (ffmpeg's
+        # tlpktdrop=0 says it does not). A libsrt sender drops only if our
+        # HSRSP says we do; libsrt's own receiver would go by its
+        # SRTO_TLPKTDROP alone, and we have no such setting: the caller's
+        # choice is what our receiving side does. (Sending, we give up on
+        # packets too old to play either way: SrtConnection._drop_old_sent.)
+        too_late_drop = bool(hs.flags & SrtFlag.TLPKTDROP)
+        flags = HSRSP_FLAGS if too_late_drop else HSRSP_FLAGS & ~SrtFlag.TLPKTDROP
         socket_id = self._new_socket_id()
         answer = bytes(
             SrtHandshake(
@@ -249,7 +268,7 @@ class SrtListener:
                 mtu_bytes=min(handshake.mtu_bytes, MAX_DATAGRAM_BYTES),
                 flow_window_packets=min(handshake.flow_window_packets, FLOW_WINDOW_PACKETS),
                 peer_ip=_peer_ip(pending.peer),
-                hs=SrtHsExtension(SRT_VERSION, HSRSP_FLAGS, receive_latency, send_latency),
+                hs=SrtHsExtension(SRT_VERSION, flags, receive_latency, send_latency),
                 hs_command=SrtHandshakeExtensionType.HSRSP,
                 # libsrt answers a KMREQ it could open with the same bytes.
                 km=handshake.km if pending.key_material else None,
@@ -270,6 +289,7 @@ class SrtListener:
             crypto=crypto,
             window_packets=FLOW_WINDOW_PACKETS,
             send_latency_ms=send_latency,
+            too_late_drop=too_late_drop,
         )
         self.connections[socket_id] = connection
         self._peers[socket_id] = pending.peer
@@ -288,6 +308,20 @@ class SrtListener:
             return
         pending = self._forget_pending(key)
         self._send_rejection(pending.handshake, pending.peer, reason)
+
+    def send(self, socket_id: int, payload: bytes, now: float) -> int:
+        """Send one live-mode message (at most 1456 bytes: 7 TS packets) to
+        the caller on `socket_id` (one playing from us); its sequence number.
+        Its datagram, and any retransmission, come out of
+        `datagrams_to_send`. Raises SrtUsageError for a connection that is
+        not open (it closed: its SrtConnectionClosed says so) or a payload
+        too large."""
+        connection = self.connections.get(socket_id)
+        if connection is None:
+            raise SrtUsageError(f"send on socket {socket_id}, which is not an open connection")
+        seq = connection.send(payload, now)
+        self._collect(connection)
+        return seq
 
     def close(self, socket_id: int, now: float) -> None:
         """Shut a connection down from our side and forget it."""
@@ -455,15 +489,23 @@ class SrtListener:
         peer = self._peers[connection.socket_id]
         self._out.extend((data, peer) for data in connection.datagrams_to_send())
         self._events.extend(connection.events())
+        socket_id = connection.socket_id
+        old = self._timers.get(socket_id)
         if connection.closed:
-            del self.connections[connection.socket_id]
-            del self._peers[connection.socket_id]
-            del self._timers[connection.socket_id]
+            del self.connections[socket_id]
+            del self._peers[socket_id]
+            del self._timers[socket_id]
             self._answers.pop((peer, connection.peer_socket_id), None)
+            new = None
         else:
             # Kept per connection so that a datagram costs one connection's
             # timer, not all of them.
-            self._timers[connection.socket_id] = connection.next_timer()
+            new = self._timers[socket_id] = connection.next_timer()
+        if new != old and not self._timers_dirty:
+            if new is not None and (self._earliest_timer is None or new < self._earliest_timer):
+                self._earliest_timer = new
+            elif old is not None and old == self._earliest_timer:
+                self._timers_dirty = True  # the earliest moved later or went: found again when asked
 
     def _new_socket_id(self) -> int:
         while True:

@@ -33,7 +33,11 @@ class Command(BaseCommand):
         parser.add_argument("--domain", help="an ingest domain, or a streaming domain associated with one")
         parser.add_argument("--app", default="live", help="the application name (default: live)")
         parser.add_argument("--stream", default="calibrator", help="the stream name (default: calibrator)")
-        parser.add_argument("--url", help="push to this rtmp:// or srt:// URL instead of one made by the URL generator")
+        parser.add_argument(
+            "--url",
+            help="push to this rtmp:// or srt:// URL instead of one made by the URL generator"
+            " (srt://: options as srt-live-transmit reads them, latency in ms)",
+        )
         parser.add_argument(
             "--media-host",
             default=settings.LIVECENTER_PLAYER_MEDIA_HOST,
