@@ -32,7 +32,15 @@ from tests.mediasupport import (
     start_publisher,
 )
 from tests.test_tls_hello import openssl_hello
-from tests.tlssupport import TestCa, hosts_file, resolving, served_certificate
+from tests.tlssupport import (
+    TestCa,
+    hosts_file,
+    open_https_flv,
+    read_some,
+    resolving,
+    served_certificate,
+    tls_connect,
+)
 
 pytestmark = pytest.mark.media
 
@@ -91,23 +99,23 @@ def curl(media, ca, *urls, name=PLAY, seconds=10, extra=()) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, timeout=seconds + 20)
 
 
-def tls_client(media, ca, name=PLAY, port=None) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(ca.path))
-    sock = socket.create_connection(("127.0.0.1", port or media.node.https_port), timeout=15)
-    return ctx.wrap_socket(sock, server_hostname=name)
+def tls_client(media, ca, name=PLAY) -> ssl.SSLSocket:
+    return tls_connect(media.node.https_port, ca, name)
 
 
 def open_flv(media, ca, name=PLAY) -> ssl.SSLSocket:
-    sock = tls_client(media, ca, name)
-    path = signed("/live/cam1.flv")
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        assert data, f"closed after {head!r}"
-        head += data
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return sock
+    return open_https_flv(media.node.https_port, ca, name, signed("/live/cam1.flv"))
+
+
+def reset_at_once(port: int) -> bool:
+    """Whether a new connection to `port` is reset (at connect or at the
+    first read: on loopback the reset can beat connect() back)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.recv(100)  # data or a close, not a reset
+    except ConnectionResetError:
+        return True
+    return False
 
 
 def closed_by_node(sock) -> bool:
@@ -117,16 +125,6 @@ def closed_by_node(sock) -> bool:
         return sock.recv(100) == b""
     except ConnectionResetError:
         return True
-
-
-def read_some(sock, n: int) -> int:
-    got = 0
-    while got < n:
-        data = sock.recv(65536)
-        if not data:
-            break
-        got += len(data)
-    return got
 
 
 def test_it_serves_each_domain_its_own_certificate(media, ca, leaves):
@@ -278,9 +276,7 @@ def test_it_bounds_pending_handshakes(leaves, ca):
         port = node.node.https_port
         stalled = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(2)]
         assert node.wait_for(lambda: node.node._servers[-1].pending == 2)
-        third = socket.create_connection(("127.0.0.1", port), timeout=15)
-        with pytest.raises(ConnectionResetError):
-            third.recv(100)
+        assert reset_at_once(port)
         for sock in stalled:
             sock.close()
         assert node.wait_for(lambda: node.node._servers[-1].pending == 0)
@@ -295,9 +291,7 @@ def test_it_bounds_handshakes_a_second(leaves, ca):
     try:
         port = node.node.https_port
         assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
-        with socket.create_connection(("127.0.0.1", port), timeout=15) as second:
-            with pytest.raises(ConnectionResetError):
-                second.recv(100)
+        assert reset_at_once(port)
     finally:
         node.stop()
 

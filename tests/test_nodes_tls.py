@@ -6,7 +6,6 @@ keep the old answer for a minute."""
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from domains import services
 from nodes.bridge import DatabasePolicy
 from tests.apisupport import add_ingest, add_streaming, client_for, domain_url
 from tests.mediasupport import NodeThread, start_publisher
-from tests.tlssupport import TestCa, served_certificate
+from tests.tlssupport import TestCa, open_https_flv, read_some, served_certificate
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
@@ -26,29 +25,6 @@ def upload(owner, leaf, name=PLAY):
     body = {"certificate": leaf.chain_pem, "private_key": leaf.key_pem}
     response = client_for(owner).put(domain_url(name, "certificate"), body, format="json")
     assert response.status_code == 200, response.json()
-
-
-def open_flv(port: int, ca: TestCa) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(ca.path))
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=15), server_hostname=PLAY)
-    sock.sendall(f"GET /live/cam1.flv HTTP/1.1\r\nHost: {PLAY}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        assert data, f"closed after {head!r}"
-        head += data
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return sock
-
-
-def read_some(sock, n: int) -> int:
-    got = 0
-    while got < n:
-        data = sock.recv(65536)
-        if not data:
-            break
-        got += len(data)
-    return got
 
 
 @pytest.fixture
@@ -80,7 +56,7 @@ def test_a_certificate_replaced_through_the_api_is_served_next_while_an_open_flv
     publisher = start_publisher(f"{node.rtmp}/live/cam1?domain={INGEST}", seconds=60, size="640x360")
     try:
         assert node.wait_for(lambda: bool(node.node.hub.live_keys()), timeout=30), publisher.stop()
-        viewer = open_flv(port, ca)
+        viewer = open_https_flv(port, ca, PLAY, "/live/cam1.flv")
         assert read_some(viewer, 100_000) >= 100_000
         second = ca.issue([PLAY])
         upload(owner, second)

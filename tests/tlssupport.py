@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -109,3 +111,33 @@ def resolving(hosts_path: str, cmd: list[str]) -> list[str]:
     node on loopback by a domain name. Needs root, as tests/netns.py does."""
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
     return ["unshare", "--mount", "sh", "-c", script, hosts_path, *cmd]
+
+
+def tls_connect(port: int, ca: TestCa, name: str) -> ssl.SSLSocket:
+    """A TLS client on 127.0.0.1:`port` asking for `name`, trusting `ca`."""
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=15), server_hostname=name)
+
+
+def open_https_flv(port: int, ca: TestCa, name: str, target: str) -> ssl.SSLSocket:
+    """An HTTP-FLV play of `target` over TLS, its 200 head read."""
+    sock = tls_connect(port, ca, name)
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        assert data, f"closed after {head!r}"
+        head += data
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+def read_some(sock, n: int) -> int:
+    """Read until `n` bytes came or the peer closed; how many came."""
+    got = 0
+    while got < n:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += len(data)
+    return got

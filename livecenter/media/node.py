@@ -59,7 +59,8 @@ from .tls import (
     MAX_TLS_HANDSHAKES_PER_SECOND,
     TLS_HANDSHAKE_TIMEOUT_SECONDS,
     TlsCertificates,
-    listen_tls,
+    TlsLimits,
+    TlsListener,
 )
 
 log = logging.getLogger(__name__)
@@ -268,21 +269,11 @@ class MediaNode:
         self.rtmp_port = rtmp.port
         self.http_port = http.port
         config = self.config
-        tls = {"handshake_timeout_seconds": config.tls_handshake_timeout_seconds,
-               "max_pending": config.max_pending_tls_handshakes,
-               "max_per_second": config.max_tls_handshakes_per_second}  # fmt: skip
         if config.https_port is not None:
-            certificates = TlsCertificates(self.policy, ALPN_HTTP, config.tls_default_certificate)
             handler = MediaHttpServer(self, scheme="https").handle
-            https = await listen_tls("https", handler, self.gate, config.host, config.https_port, certificates, **tls)
-            self._servers.append(https)
-            self.https_port = https.port
+            self.https_port = await self._listen_tls("https", config.https_port, handler, ALPN_HTTP)
         if config.rtmps_port is not None:
-            certificates = TlsCertificates(self.policy, (), config.tls_default_certificate)
-            handler = RtmpServer(self).handle
-            rtmps = await listen_tls("rtmps", handler, self.gate, config.host, config.rtmps_port, certificates, **tls)
-            self._servers.append(rtmps)
-            self.rtmps_port = rtmps.port
+            self.rtmps_port = await self._listen_tls("rtmps", config.rtmps_port, RtmpServer(self).handle, ())
         if self.config.srt_port is not None:
             from .srt_server import SrtServer, UdpEndpoint
 
@@ -313,6 +304,17 @@ class MediaNode:
             f", RTMPS on {self.config.host}:{self.rtmps_port}" if self.rtmps_port is not None else "",
             f", SRT on {self.config.host}:{self.srt_port} (UDP)" if self.srt is not None else "",
         )
+
+    async def _listen_tls(self, name: str, port: int, handler, alpn: tuple[str, ...]) -> int:
+        """A TLS listener (tls.py) running `handler` on `port`; the port it bound."""
+        config = self.config
+        limits = TlsLimits(config.tls_handshake_timeout_seconds, config.max_pending_tls_handshakes,
+                           config.max_tls_handshakes_per_second)  # fmt: skip
+        certificates = TlsCertificates(self.policy, alpn, config.tls_default_certificate)
+        listener = TlsListener(name, handler, self.gate, certificates, limits)
+        await listener.start(config.host, port)
+        self._servers.append(listener)
+        return listener.port
 
     async def stop(self) -> None:
         for server in self._servers:

@@ -44,6 +44,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .listener import _LINGER_RESET, ConnectionGate, Handler, MediaListener, peer_name
 from .policy import Policy, PolicyUnavailable, TlsCertificate
@@ -237,28 +238,31 @@ class TlsCertificates:
         return len(self._contexts)
 
 
+@dataclass(frozen=True)
+class TlsLimits:
+    """What a TLS listener allows a connection's start (the module's docstring)."""
+
+    handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS
+    max_pending: int = MAX_PENDING_TLS_HANDSHAKES
+    max_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND  # 0: no limit
+
+
 class TlsListener(MediaListener):
     """A MediaListener whose connections speak TLS (HTTPS, RTMPS): each is
     handed to `handler` once its handshake is done."""
 
     def __init__(
-        self,
-        name: str,
-        handler: Handler,
-        gate: ConnectionGate,
-        certificates: TlsCertificates,
-        handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS,
-        max_pending: int = MAX_PENDING_TLS_HANDSHAKES,
-        max_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND,
+        self, name: str, handler: Handler, gate: ConnectionGate, certificates: TlsCertificates, limits: TlsLimits
     ) -> None:
         super().__init__(name, handler, gate)
         self.certificates = certificates
-        self.handshake_timeout_seconds = handshake_timeout_seconds
-        self.max_pending = max_pending
-        self.max_per_second = max_per_second
+        self.handshake_timeout_seconds = limits.handshake_timeout_seconds
+        self.max_pending = limits.max_pending
+        self.max_per_second = limits.max_per_second
         self.pending = 0  # handshakes under way
+        self._handshaking: set[asyncio.Task] = set()  # their tasks
         self.handshakes_failed = 0
-        self._tokens = max(1.0, max_per_second)
+        self._tokens = max(1.0, self.max_per_second)
         self._tokens_at: float | None = None
 
     def _take_token(self) -> bool:
@@ -288,6 +292,8 @@ class TlsListener(MediaListener):
         loop = self._loop
         peer = peer_name(_peername(conn))
         self.pending += 1
+        task = asyncio.current_task()
+        self._handshaking.add(task)
         try:
             deadline = loop.time() + self.handshake_timeout_seconds
             try:
@@ -295,7 +301,7 @@ class TlsListener(MediaListener):
                     hello = await self._peek_hello(conn)
                     refusal = await self.certificates.prefetch(hello.server_name)
             except TimeoutError:
-                return self._failed(conn, peer, f"no ClientHello within {self.handshake_timeout_seconds:g} s")
+                return self._failed(conn, peer, f"no handshake within {self.handshake_timeout_seconds:g} s")
             except TlsHelloError as exc:
                 return self._failed(conn, peer, f"bad ClientHello: {exc}")
             except (_ClientHelloEnded, OSError):
@@ -310,8 +316,22 @@ class TlsListener(MediaListener):
             except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 return self._failed(conn, peer, f"handshake failed: {_reason(exc)}")
             return transport
+        except asyncio.CancelledError:  # the listener closed (close())
+            conn.close()
+            raise
         finally:
             self.pending -= 1
+            self._handshaking.discard(task)
+
+    def close(self) -> None:
+        """Stop accepting, and end the handshakes under way: their
+        connections are no handler's yet, so the node's stop would not."""
+        super().close()
+        for task in self._handshaking:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(*self._handshaking, return_exceptions=True)
 
     def _failed(self, conn: socket.socket, peer: str, reason: str) -> None:
         self.handshakes_failed += 1
@@ -379,19 +399,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
     return str(exc) or type(exc).__name__
-
-
-async def listen_tls(
-    name: str,
-    handler: Handler,
-    gate: ConnectionGate,
-    host: str,
-    port: int,
-    certificates: TlsCertificates,
-    handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS,
-    max_pending: int = MAX_PENDING_TLS_HANDSHAKES,
-    max_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND,
-) -> TlsListener:
-    listener = TlsListener(name, handler, gate, certificates, handshake_timeout_seconds, max_pending, max_per_second)
-    await listener.start(host, port)
-    return listener
