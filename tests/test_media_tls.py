@@ -69,10 +69,22 @@ def tls_policy(leaves):
 
 
 @pytest.fixture
-def media(leaves):
-    node = NodeThread(tls_policy(leaves), https_port=0, rtmps_port=0, play_wait_seconds=3).start()
-    yield node
-    node.stop()
+def tls_node(leaves):
+    """A factory of nodes serving `leaves` over HTTPS with the config given; stopped after the test."""
+    nodes = []
+
+    def make(**config) -> NodeThread:
+        nodes.append(NodeThread(tls_policy(leaves), https_port=0, **config).start())
+        return nodes[-1]
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture
+def media(tls_node):
+    return tls_node(rtmps_port=0, play_wait_seconds=3)
 
 
 @pytest.fixture
@@ -151,16 +163,13 @@ def test_it_serves_no_certificate_of_a_domain_with_https_off(media, ca, leaves):
     assert fingerprint == "" and "alert number 112" in output
 
 
-def test_it_serves_the_default_certificate_to_a_name_without_one(leaves, ca):
+def test_it_serves_the_default_certificate_to_a_name_without_one(tls_node, leaves, ca):
     default = ca.issue(["node.test"])
-    node = NodeThread(tls_policy(leaves), https_port=0, tls_default_certificate=default.for_node("")).start()
-    try:
-        port = node.node.https_port
-        assert served_certificate(port, "unknown.test", ca)[0] == default.fingerprint_sha256
-        assert served_certificate(port, None, ca)[0] == default.fingerprint_sha256
-        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
-    finally:
-        node.stop()
+    node = tls_node(tls_default_certificate=default.for_node(""))
+    port = node.node.https_port
+    assert served_certificate(port, "unknown.test", ca)[0] == default.fingerprint_sha256
+    assert served_certificate(port, None, ca)[0] == default.fingerprint_sha256
+    assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
 
 
 def test_it_speaks_tls_1_2_and_1_3_only_with_alpn_http_1_1(media, ca):
@@ -251,49 +260,40 @@ def test_a_garbage_client_hello_closes_only_that_connection(publishing, ca):
     assert curl(media, ca, https_base(media) + signed("/live/cam1.m3u8")).returncode == 0
 
 
-def test_it_cuts_a_stalled_handshake(leaves, ca):
-    node = NodeThread(tls_policy(leaves), https_port=0, tls_handshake_timeout_seconds=0.5).start()
-    try:
-        silent = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
-        # Half a ClientHello, then nothing.
-        partial = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
-        partial.sendall(b"\x16\x03\x01\x02\x00\x01")
-        # A whole ClientHello, then nothing: cut in OpenSSL's part of the handshake.
-        whole = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
-        whole.sendall(openssl_hello(PLAY))
-        assert closed_by_node(silent)
-        assert closed_by_node(partial)
-        assert whole.recv(5)[:1] == b"\x16"  # the ServerHello's record
-        while not closed_by_node(whole):
-            pass
-    finally:
-        node.stop()
+def test_it_cuts_a_stalled_handshake(tls_node):
+    node = tls_node(tls_handshake_timeout_seconds=0.5)
+    silent = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+    # Half a ClientHello, then nothing.
+    partial = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01")
+    # A whole ClientHello, then nothing: cut in OpenSSL's part of the handshake.
+    whole = socket.create_connection(("127.0.0.1", node.node.https_port), timeout=15)
+    whole.sendall(openssl_hello(PLAY))
+    assert closed_by_node(silent)
+    assert closed_by_node(partial)
+    assert whole.recv(5)[:1] == b"\x16"  # the ServerHello's record
+    while not closed_by_node(whole):
+        pass
 
 
-def test_it_bounds_pending_handshakes(leaves, ca):
-    node = NodeThread(tls_policy(leaves), https_port=0, max_pending_tls_handshakes=2).start()
-    try:
-        port = node.node.https_port
-        stalled = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(2)]
-        assert node.wait_for(lambda: node.node._servers[-1].pending == 2)
-        assert reset_at_once(port)
-        for sock in stalled:
-            sock.close()
-        assert node.wait_for(lambda: node.node._servers[-1].pending == 0)
-        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
-    finally:
-        node.stop()
+def test_it_bounds_pending_handshakes(tls_node, leaves, ca):
+    node = tls_node(max_pending_tls_handshakes=2)
+    port = node.node.https_port
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(2)]
+    assert node.wait_for(lambda: node.node._servers[-1].pending == 2)
+    assert reset_at_once(port)
+    for sock in stalled:
+        sock.close()
+    assert node.wait_for(lambda: node.node._servers[-1].pending == 0)
+    assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
 
 
-def test_it_bounds_handshakes_a_second(leaves, ca):
+def test_it_bounds_handshakes_a_second(tls_node, leaves, ca):
     # A hundredth of a handshake a second: one may start now, the next in 100 s.
-    node = NodeThread(tls_policy(leaves), https_port=0, max_tls_handshakes_per_second=0.01).start()
-    try:
-        port = node.node.https_port
-        assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
-        assert reset_at_once(port)
-    finally:
-        node.stop()
+    node = tls_node(max_tls_handshakes_per_second=0.01)
+    port = node.node.https_port
+    assert served_certificate(port, PLAY, ca)[0] == leaves[PLAY].fingerprint_sha256
+    assert reset_at_once(port)
 
 
 def test_the_node_keeps_private_keys_out_of_reprs(media, leaves):
