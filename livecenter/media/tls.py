@@ -155,7 +155,7 @@ class TlsCertificates:
         self.alpn = alpn
         self.clock = clock
         self.max_contexts = max_contexts
-        self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._contexts: OrderedDict[tuple[str, int], ssl.SSLContext] = OrderedDict()
         # name -> (certificate, its context): what the SNI callback serves.
         # Only names with a certificate are kept, so it holds no more
         # entries than there are domains with HTTPS on.
@@ -205,7 +205,9 @@ class TlsCertificates:
         return None
 
     def _context(self, certificate: TlsCertificate) -> ssl.SSLContext:
-        key = certificate.fingerprint_sha256
+        # The leaf's fingerprint, and the chain: a re-upload of the same
+        # leaf with other intermediates gets a context of its own.
+        key = (certificate.fingerprint_sha256, hash(certificate.chain_pem))
         ctx = self._contexts.get(key)
         if ctx is None:
             ctx = certificate_context(certificate, self.alpn)
