@@ -5,6 +5,7 @@ keep the old answer for a minute."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -45,9 +46,14 @@ def node():
     media.stop()
 
 
+def key_lines(leaf) -> list[str]:
+    return [line for line in leaf.key_pem.splitlines() if not line.startswith("-----")]
+
+
 def test_a_certificate_replaced_through_the_api_is_served_next_while_an_open_flv_play_goes_on(
-    owner, domains, node, tmp_path
+    owner, domains, node, tmp_path, caplog
 ):
+    caplog.set_level(logging.DEBUG)
     ca = TestCa(tmp_path)
     first = ca.issue([PLAY])
     upload(owner, first)
@@ -65,6 +71,8 @@ def test_a_certificate_replaced_through_the_api_is_served_next_while_an_open_flv
         viewer.close()
     finally:
         publisher.stop()
+    # The keys went from the database to the node: none of it is in any log line.
+    assert caplog.records and not any(line in caplog.text for line in key_lines(first) + key_lines(second))
 
 
 def test_https_switched_off_or_a_removed_certificate_is_refused_at_the_next_handshake(owner, domains, node, tmp_path):
