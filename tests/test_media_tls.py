@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
+from urllib.parse import urljoin
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -195,6 +196,11 @@ def test_curl_plays_flv_and_the_hls_playlist_over_https_on_one_connection(publis
     log = run.stderr.decode()
     assert "SSL certificate verify ok" in log and "ALPN: server accepted http/1.1" in log
     assert "Re-using existing connection" in log  # keep-alive, as on the plain port
+    # The playlist's media URIs are relative: they are fetched over HTTPS too.
+    text = run.stdout.decode().split("#EXTM3U")[-1]
+    uri = next(line for line in text.splitlines() if line and not line.startswith("#"))
+    segment = curl(media, ca, urljoin(playlist, uri))
+    assert segment.returncode == 0 and segment.stdout[:1] == b"\x47", segment.stderr.decode()[-2000:]  # MPEG-TS sync
 
 
 def rtmps_probe(hosts: str, url: str, *options: str) -> subprocess.CompletedProcess:
