@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -58,10 +59,18 @@ class StrictSerializer(serializers.Serializer):
 class CertificateSerializer(serializers.ModelSerializer):
     """A certificate as the console shows it; never the private key."""
 
+    days_left = serializers.SerializerMethodField(
+        help_text="Whole days until it expires; negative once it has (the node no longer serves it)."
+    )
+
     class Meta:
         model = DomainCertificate
-        fields = ["name", "subject", "issuer", "sans", "not_before", "not_after", "fingerprint_sha256", "uploaded_at"]
+        fields = ["name", "subject", "issuer", "sans", "not_before", "not_after", "days_left", "fingerprint_sha256",
+                  "uploaded_at"]  # fmt: skip
         read_only_fields = fields
+
+    def get_days_left(self, certificate: DomainCertificate) -> int:
+        return certificate.days_left(timezone.now())
 
 
 class UrlSigningSummarySerializer(serializers.Serializer):

@@ -42,7 +42,7 @@ def test_it_refuses_https_without_a_certificate(owner, pair):
 
 
 def test_a_first_certificate_turns_https_on_and_a_replacement_keeps_the_switch(owner, pair, certificate_factory):
-    upload(owner, certificate_factory)
+    assert upload(owner, certificate_factory).json()["days_left"] == 89  # issued for 90 days, a moment ago
     assert patch(owner, {}).json()["https_enabled"] is True
     assert patch(owner, {"https_enabled": False}).json()["https_enabled"] is False
     upload(owner, certificate_factory)
