@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 # is cut. Browsers finish in one or two round trips.
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # Handshakes under way at once, per listener; past it a new connection is
-# reset. A handshake costs about a millisecond of CPU (an ECDHE and a
-# signature), so 256 at once is a quarter of a second's work: enough for a
-# thousand viewers joining in a burst, not a lever for a slow-handshake flood.
-MAX_PENDING_TLS_HANDSHAKES = 256
+# reset. A pending handshake mostly waits for its client (the rate below
+# bounds the CPU they cost), so this bounds the descriptors and memory a
+# flood of slow handshakes holds; 256 reset viewers of a 1000-a-second join
+# burst in bench/fanout (bench/README.md), so it is well above a burst.
+MAX_PENDING_TLS_HANDSHAKES = 4096
 # Handshakes started per second, per listener (a token bucket holding a
 # second's worth, at least one); past it a new connection is reset. About
 # a core's worth of handshakes: a flood of them cannot take the loop from
