@@ -4,20 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('domains', '0003_srt_settings'),
+        ("domains", "0003_srt_settings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='domain',
-            name='https_enabled',
+            model_name="domain",
+            name="https_enabled",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='domain',
-            name='https_redirect',
-            field=models.CharField(blank=True, choices=[('', 'No redirect'), ('https', 'HTTP to HTTPS'), ('http', 'HTTPS to HTTP')], default='', max_length=8),
+            model_name="domain",
+            name="https_redirect",
+            field=models.CharField(
+                blank=True,
+                choices=[("", "No redirect"), ("https", "HTTP to HTTPS"), ("http", "HTTPS to HTTP")],
+                default="",
+                max_length=8,
+            ),
         ),
     ]
