@@ -8,7 +8,7 @@ from django import forms
 from django.forms.utils import pretty_name
 
 from . import services
-from .models import DomainType, LiveCenter, Region
+from .models import DomainType, HttpsRedirect, LiveCenter, Region
 
 
 class ConsoleForm(forms.Form):
@@ -121,6 +121,20 @@ class CertificateForm(ConsoleForm):
         label="Private key",
         widget=SecretTextarea(attrs={"placeholder": "-----BEGIN PRIVATE KEY-----"}),
         help_text="PEM, unencrypted. It is stored encrypted and never shown again.",
+    )
+
+
+class HttpsForm(ConsoleForm):
+    https_enabled = forms.BooleanField(
+        label="HTTPS",
+        required=False,
+        help_text="Serve HTTPS (FLV, HLS, WHEP) and RTMPS with this certificate, chosen by the name clients ask for.",
+    )
+    https_redirect = forms.ChoiceField(
+        label="Force redirect",
+        choices=HttpsRedirect.choices,
+        required=False,
+        help_text="Answer requests on the other scheme with a 301 to this one.",
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 
@@ -53,6 +55,14 @@ class DomainStatus(models.TextChoices):
     OFFLINE = "offline", "Offline"
 
 
+class HttpsRedirect(models.TextChoices):
+    """Where the media node sends a request for the other scheme (a 301)."""
+
+    NONE = "", "No redirect"
+    HTTPS = "https", "HTTP to HTTPS"
+    HTTP = "http", "HTTPS to HTTP"
+
+
 DEFAULT_VALIDITY_MINUTES = 1440
 
 
@@ -83,6 +93,11 @@ class Domain(models.Model):
 
     rts_enabled = models.BooleanField(default=False)
     html5_transcode = models.BooleanField(default=False)
+
+    # HTTPS (and RTMPS) with the domain's certificate: on only while it has
+    # one (services.configure_https); the redirect needs HTTPS on.
+    https_enabled = models.BooleanField(default=False)
+    https_redirect = models.CharField(max_length=8, choices=HttpsRedirect.choices, default="", blank=True)
 
     # URL signing, Type A.
     auth_enabled = models.BooleanField(default=True)
@@ -180,3 +195,7 @@ class DomainCertificate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.domain.domain_name})"
+
+    def days_left(self, now: dt.datetime) -> int:
+        """Whole days until it expires (negative once it has)."""
+        return (self.not_after - now).days

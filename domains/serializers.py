@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -58,10 +59,18 @@ class StrictSerializer(serializers.Serializer):
 class CertificateSerializer(serializers.ModelSerializer):
     """A certificate as the console shows it; never the private key."""
 
+    days_left = serializers.SerializerMethodField(
+        help_text="Whole days until it expires; negative once it has (the node no longer serves it)."
+    )
+
     class Meta:
         model = DomainCertificate
-        fields = ["name", "subject", "issuer", "sans", "not_before", "not_after", "fingerprint_sha256", "uploaded_at"]
+        fields = ["name", "subject", "issuer", "sans", "not_before", "not_after", "days_left", "fingerprint_sha256",
+                  "uploaded_at"]  # fmt: skip
         read_only_fields = fields
+
+    def get_days_left(self, certificate: DomainCertificate) -> int:
+        return certificate.days_left(timezone.now())
 
 
 class UrlSigningSummarySerializer(serializers.Serializer):
@@ -128,6 +137,8 @@ class DomainSerializer(serializers.ModelSerializer):
             "srt_latency_ms",
             "srt_passphrase_set",
             "srt_passphrase_set_at",
+            "https_enabled",
+            "https_redirect",
             "url_signing",
             "certificate",
             "created_at",
@@ -290,6 +301,15 @@ class DomainUpdateSerializer(StrictSerializer):
         style={"input_type": "password"},
         help_text=f"Ingest domains only: {services.SRT_PASSPHRASE_RULE} that SRT publishers must encrypt with;"
         " never returned. An empty string or null removes it; left out, it is kept.",
+    )
+
+    https_enabled = serializers.BooleanField(
+        required=False, help_text="Serve HTTPS and RTMPS with the domain's certificate (it must have one)."
+    )
+    https_redirect = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text='"https": HTTP requests get a 301 to HTTPS; "http": the reverse; "": none. Needs HTTPS on.',
     )
 
     def validate_srt_passphrase(self, value: str | None) -> str:

@@ -30,6 +30,7 @@ from .models import (
     Domain,
     DomainCertificate,
     DomainType,
+    HttpsRedirect,
     LiveCenter,
     Region,
 )
@@ -201,13 +202,16 @@ def update_domain(
     html5_transcode: bool | None = None,
     srt_latency_ms: int | None = None,
     srt_passphrase: str | None = None,
+    https_enabled: bool | None = None,
+    https_redirect: str | None = None,
 ) -> Domain:
     """The domain's switches and SRT settings at once (the API's PATCH): all
     are checked before any is set, and a value left as None keeps its value."""
     for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode)):
         if value is not None and not domain.is_streaming:
             raise invalid(field, f"{field} applies only to streaming domains")
-    changed = _apply_srt(domain, srt_latency_ms, srt_passphrase)
+    changed = _apply_https(domain, https_enabled, https_redirect)
+    changed += _apply_srt(domain, srt_latency_ms, srt_passphrase)
     for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode), ("enabled", enabled)):
         if value is not None:
             setattr(domain, field, bool(value))
@@ -319,6 +323,35 @@ def clear_mapping(streaming: Domain) -> Domain:
 # --- Certificates -----------------------------------------------------------
 
 
+def _apply_https(domain: Domain, enabled: bool | None, redirect: str | None) -> list[str]:
+    """Check and set the HTTPS switches; the fields changed."""
+    changed = []
+    if enabled is not None:
+        if enabled and not DomainCertificate.objects.filter(domain=domain).exists():
+            raise invalid("https_enabled", f"upload a certificate for {domain.domain_name} before turning HTTPS on")
+        domain.https_enabled = bool(enabled)
+        changed.append("https_enabled")
+    if redirect is not None:
+        if redirect not in HttpsRedirect.values:
+            raise invalid(
+                "https_redirect", 'https_redirect must be "" (none), "https" (HTTP to HTTPS) or "http" (HTTPS to HTTP)'
+            )
+        domain.https_redirect = redirect
+        changed.append("https_redirect")
+    if domain.https_redirect and not domain.https_enabled:
+        if redirect:
+            raise invalid("https_redirect", "turn HTTPS on before forcing a redirect between HTTP and HTTPS")
+        # HTTPS turned off: a redirect to or from it would send viewers nowhere.
+        domain.https_redirect = HttpsRedirect.NONE
+        changed.append("https_redirect")
+    return list(dict.fromkeys(changed))
+
+
+def configure_https(domain: Domain, *, enabled: bool | None = None, redirect: str | None = None) -> Domain:
+    """HTTPS on or off (only with a certificate) and the forced redirect."""
+    return update_domain(domain, https_enabled=enabled, https_redirect=redirect)
+
+
 def upload_certificate(domain: Domain, certificate_pem: str, private_key_pem: str, name: str = "") -> DomainCertificate:
     name = (name or "").strip()
     if len(name) > 128:
@@ -338,13 +371,22 @@ def upload_certificate(domain: Domain, certificate_pem: str, private_key_pem: st
         "not_after": info.not_after,
         "fingerprint_sha256": info.fingerprint_sha256,
     }
-    cert, _ = DomainCertificate.objects.update_or_create(domain=domain, defaults=values)
+    with transaction.atomic():
+        cert, created = DomainCertificate.objects.update_or_create(domain=domain, defaults=values)
+        if created:
+            # A first certificate turns HTTPS on, as ApsaraVideo Live's upload does;
+            # a replacement keeps the switches as they were.
+            domain.https_enabled = True
+            domain.save(update_fields=["https_enabled", "updated_at"])
     log.info("certificate uploaded for %s: %s", domain.domain_name, info.fingerprint_sha256)
     return cert
 
 
 def delete_certificate(domain: Domain) -> None:
-    DomainCertificate.objects.filter(domain=domain).delete()
+    with transaction.atomic():
+        DomainCertificate.objects.filter(domain=domain).delete()
+        domain.https_enabled, domain.https_redirect = False, HttpsRedirect.NONE
+        domain.save(update_fields=["https_enabled", "https_redirect", "updated_at"])
 
 
 # --- URL signing --------------------------------------------------------------
@@ -481,12 +523,17 @@ def _signed_host(domain: Domain) -> liveurl.SignedHost:
         host=domain.domain_name,
         key=domain.auth_primary_key if domain.auth_enabled else None,
         validity_seconds=domain.validity_seconds,
+        https=domain.https_enabled,
     )
 
 
 def _ports() -> liveurl.Ports:
     return liveurl.Ports(
-        rtmp=settings.LIVECENTER_RTMP_PORT, http=settings.LIVECENTER_HTTP_PORT, srt=settings.LIVECENTER_SRT_PORT
+        rtmp=settings.LIVECENTER_RTMP_PORT,
+        http=settings.LIVECENTER_HTTP_PORT,
+        srt=settings.LIVECENTER_SRT_PORT,
+        https=settings.LIVECENTER_HTTPS_PORT,
+        rtmps=settings.LIVECENTER_RTMPS_PORT,
     )
 
 

@@ -14,6 +14,7 @@
     domains:mapping-clear       /domains/<domain_name>/mapping/clear/     POST
     domains:certificate         /domains/<domain_name>/certificate/       GET shows, POST uploads
     domains:certificate-delete  /domains/<domain_name>/certificate/delete/ POST
+    domains:https               /domains/<domain_name>/certificate/https/  POST (HTTPS switches)
     domains:rts                 /domains/<domain_name>/rts/
     domains:srt                 /domains/<domain_name>/srt/
     domains:url-signing         /domains/<domain_name>/url-signing/
@@ -44,6 +45,7 @@ urlpatterns = [
     path("<str:domain_name>/mapping/clear/", views.mapping_clear, name="mapping-clear"),
     path("<str:domain_name>/certificate/", views.certificate, name="certificate"),
     path("<str:domain_name>/certificate/delete/", views.certificate_delete, name="certificate-delete"),
+    path("<str:domain_name>/certificate/https/", views.https_settings, name="https"),
     path("<str:domain_name>/rts/", views.rts, name="rts"),
     path("<str:domain_name>/srt/", views.srt, name="srt"),
     path("<str:domain_name>/url-signing/", views.url_signing, name="url-signing"),

@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -27,6 +28,7 @@ from .forms import (
     AssociateIngestForm,
     BindMainDomainForm,
     CertificateForm,
+    HttpsForm,
     RtsForm,
     SrtForm,
     UrlGeneratorForm,
@@ -266,6 +268,17 @@ def mapping_clear(request, domain_name: str):
 # --- Certificate ----------------------------------------------------------------------
 
 
+def _https_form(domain: Domain, data=None) -> HttpsForm:
+    return HttpsForm(data, initial={"https_enabled": domain.https_enabled, "https_redirect": domain.https_redirect})
+
+
+def _certificate_page(request, domain: Domain, form: CertificateForm, https_form: HttpsForm):
+    cert = _certificate(domain)
+    context = {"domain": domain, "certificate": cert, "form": form, "https_form": https_form, "tab": "certificate",
+               "days_left": cert.days_left(timezone.now()) if cert is not None else None}  # fmt: skip
+    return render(request, "domains/certificate.html", context)
+
+
 @login_required
 def certificate(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
@@ -279,11 +292,25 @@ def certificate(request, domain_name: str):
         else:
             messages.success(request, f"Uploaded certificate {cert.name}; it expires {cert.not_after:%Y-%m-%d}.")
             return redirect("domains:certificate", domain.domain_name)
-    return render(
-        request,
-        "domains/certificate.html",
-        {"domain": domain, "certificate": _certificate(domain), "form": form, "tab": "certificate"},
-    )
+    return _certificate_page(request, domain, form, _https_form(domain))
+
+
+@login_required
+@require_POST
+def https_settings(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    form = _https_form(domain, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.configure_https(domain, enabled=data["https_enabled"], redirect=data["https_redirect"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"HTTPS is {'on' if domain.https_enabled else 'off'} for {domain.display_name}.")
+            return redirect("domains:certificate", domain.domain_name)
+    domain.refresh_from_db()
+    return _certificate_page(request, domain, CertificateForm(), form)
 
 
 @login_required

@@ -306,12 +306,27 @@ LIVECENTER_DNS_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_DNS_TIMEOUT_SE
 LIVECENTER_RTMP_PORT = int(os.environ.get("LIVECENTER_RTMP_PORT", 1935))
 LIVECENTER_HTTP_PORT = int(os.environ.get("LIVECENTER_HTTP_PORT", 8080))
 LIVECENTER_SRT_PORT = int(os.environ.get("LIVECENTER_SRT_PORT", 1105))
+# For domains with HTTPS on (issue 15): https:// and rtmps:// URLs name these.
+LIVECENTER_HTTPS_PORT = int(os.environ.get("LIVECENTER_HTTPS_PORT", 443))
+LIVECENTER_RTMPS_PORT = int(os.environ.get("LIVECENTER_RTMPS_PORT", 1936))
 # Secrets at rest (signing keys, certificate private keys) are encrypted with
 # a key derived from this value; it defaults to SECRET_KEY.
 LIVECENTER_ENCRYPTION_KEY = os.environ.get("LIVECENTER_ENCRYPTION_KEY", SECRET_KEY)
 # Console and API listen address for `manage.py runall`.
 LIVECENTER_CONSOLE_HOST = os.environ.get("LIVECENTER_CONSOLE_HOST", "127.0.0.1")
 LIVECENTER_CONSOLE_PORT = int(os.environ.get("LIVECENTER_CONSOLE_PORT", 8000))
+# The console over HTTPS (issue 15): `runall` serves it with this certificate
+# and key (PEM files) when both are set; or, behind a reverse proxy that ends
+# TLS, LIVECENTER_CONSOLE_BEHIND_PROXY trusts its X-Forwarded-Proto (from the
+# addresses in uvicorn's FORWARDED_ALLOW_IPS, loopback by default). Either
+# way the session and CSRF cookies are sent over HTTPS only.
+LIVECENTER_CONSOLE_TLS_CERT_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_CERT_FILE", "")
+LIVECENTER_CONSOLE_TLS_KEY_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_KEY_FILE", "")
+LIVECENTER_CONSOLE_BEHIND_PROXY = _env_bool("LIVECENTER_CONSOLE_BEHIND_PROXY", False)
+if LIVECENTER_CONSOLE_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if LIVECENTER_CONSOLE_BEHIND_PROXY or LIVECENTER_CONSOLE_TLS_CERT_FILE:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 LOGGING = {
     "version": 1,
@@ -331,6 +346,27 @@ LIVECENTER_MEDIA_RTMP_PORT = int(os.environ.get("LIVECENTER_MEDIA_RTMP_PORT", LI
 LIVECENTER_MEDIA_HTTP_PORT = int(os.environ.get("LIVECENTER_MEDIA_HTTP_PORT", LIVECENTER_HTTP_PORT))
 # SRT ingest (UDP) on the media node; 0 picks a free port (tests).
 LIVECENTER_MEDIA_SRT_PORT = int(os.environ.get("LIVECENTER_MEDIA_SRT_PORT", LIVECENTER_SRT_PORT))
+# HTTPS and RTMPS listeners (livecenter/media/tls.py), each with the
+# certificate of the domain a client names. Off unless set (443 and 1936 in
+# production, where LIVECENTER_HTTPS_PORT and LIVECENTER_RTMPS_PORT say the same).
+LIVECENTER_MEDIA_HTTPS_PORT = (
+    int(os.environ["LIVECENTER_MEDIA_HTTPS_PORT"]) if os.environ.get("LIVECENTER_MEDIA_HTTPS_PORT") else None
+)
+LIVECENTER_MEDIA_RTMPS_PORT = (
+    int(os.environ["LIVECENTER_MEDIA_RTMPS_PORT"]) if os.environ.get("LIVECENTER_MEDIA_RTMPS_PORT") else None
+)
+# The node's own certificate and key (PEM files), served to a TLS client that
+# names no domain with HTTPS on; unset: such a handshake is refused.
+LIVECENTER_MEDIA_TLS_CERT_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_CERT_FILE", "")
+LIVECENTER_MEDIA_TLS_KEY_FILE = os.environ.get("LIVECENTER_MEDIA_TLS_KEY_FILE", "")
+# A TLS connection's ClientHello and handshake must end within this; at most
+# this many handshakes are under way, and start a second, per TLS port
+# (tls.py says why).
+LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS", 10))
+LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES = int(os.environ.get("LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES", 4096))
+LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND = float(
+    os.environ.get("LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND", 1000)
+)
 # `runall` runs the media node in the console's process unless this is off
 # (scaled topology: run `manage.py medianode` instead).
 LIVECENTER_MEDIA_EMBEDDED = _env_bool("LIVECENTER_MEDIA_EMBEDDED", True)

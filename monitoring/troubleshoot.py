@@ -103,7 +103,11 @@ SRT_STEPS = (
     ("srt_latency", "SRT latency covers the round trip"),
     ("srt_loss", "SRT packet loss"),
 )
-TITLES = dict(STEPS + REFUSAL_STEPS + SRT_STEPS)
+# Only for https:// and rtmps:// URLs, after the domain's steps.
+TLS_STEPS = (("certificate", "The domain's certificate is served"),)
+# The console warns this long before a certificate expires.
+CERTIFICATE_WARNING_DAYS = 30
+TITLES = dict(STEPS + REFUSAL_STEPS + SRT_STEPS + TLS_STEPS)
 
 
 def _find_domain(owner, name: str) -> Domain | None:
@@ -134,12 +138,39 @@ def check_url(owner, url: str, now: dt.datetime | None = None) -> TroubleshootRe
         "url", TITLES["url"], PASS, f"{parsed.protocol.upper()} URL{mode} of {parsed.stream_path} on {parsed.host}"
     )
     ingest = _check_domain(report, owner, parsed, now)
+    if parsed.url.split("://", 1)[0].lower() in ("https", "rtmps"):
+        _check_certificate(report, owner, parsed, now)
     if report.kind == "ingest" and parsed.protocol in REFUSAL_PROTOCOLS:
         session = _live_session(ingest, parsed)
         _check_refusals(report, ingest, parsed, session, now)
         if parsed.protocol == "srt":
             _check_srt(report, ingest, parsed, session, now)
     return report
+
+
+def _check_certificate(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datetime) -> None:
+    """What the node serves to a TLS client naming the URL's domain (tls.py)."""
+    title = TITLES["certificate"]
+    domain = None if url.names_ip_only else _find_domain(owner, url.host)
+    if domain is None:
+        return report.skip("certificate", title, "the domain is unknown")
+    name = domain.domain_name
+    certificate = getattr(domain, "certificate", None)
+    if certificate is None:
+        return report.add("certificate", title, FAIL, f"{name} has no certificate: the node refuses TLS clients"
+                          " naming it", "Upload its certificate on the domain's Certificate page.")  # fmt: skip
+    if certificate.not_after <= now:
+        return report.add("certificate", title, FAIL, f"the certificate of {name} expired on"
+                          f" {certificate.not_after:%Y-%m-%d %H:%M} UTC: the node no longer serves it",
+                          "Upload its renewal on the domain's Certificate page.")  # fmt: skip
+    if not domain.https_enabled:
+        return report.add("certificate", title, FAIL, f"HTTPS is off for {name}: the node refuses TLS clients"
+                          " naming it", "Turn HTTPS on on the domain's Certificate page.")  # fmt: skip
+    days = certificate.days_left(now)
+    if days < CERTIFICATE_WARNING_DAYS:
+        return report.add("certificate", title, WARN, f"the certificate of {name} expires in {days} days",
+                          "Upload its renewal before then on the domain's Certificate page.")  # fmt: skip
+    report.add("certificate", title, PASS, f"{certificate.name} is served for {name} ({days} days left)")
 
 
 def _live_session(ingest: Domain, url: LiveUrl) -> PublishSession | None:

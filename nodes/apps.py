@@ -8,6 +8,9 @@ class NodesConfig(AppConfig):
     def ready(self) -> None:
         # The apps below this one announce; the node side acts (DESIGN.md: the
         # node's Django side may import them, they never import it).
+        from django.db.models.signals import post_delete, post_save
+
+        from domains.models import Domain, DomainCertificate
         from monitoring import troubleshoot
         from monitoring.sink import MonitoringSink
         from streams import signals
@@ -16,6 +19,10 @@ class NodesConfig(AppConfig):
 
         signals.stream_forbidden.connect(receivers.kick_forbidden_publisher, dispatch_uid="nodes.kick")
         signals.stream_resumed.connect(receivers.forget_resumed_stream, dispatch_uid="nodes.forget")
+        for model in (Domain, DomainCertificate):
+            for signal in (post_save, post_delete):
+                uid = f"nodes.forget.{model.__name__}"
+                signal.connect(receivers.forget_changed_domain, sender=model, dispatch_uid=uid)
         # The engine's events reach monitoring through the node's event sink.
         bridge.add_event_listener(MonitoringSink())
         # The troubleshooting tool reads an edge's relay in its heartbeat.

@@ -35,7 +35,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from domains.models import Domain
+from domains.models import Domain, DomainCertificate
 from livecenter import outage
 from livecenter.media.policy import (
     EDGE_PUBLISH,
@@ -50,6 +50,7 @@ from livecenter.media.policy import (
     StreamsSampled,
     StreamUnpublished,
     StreamUpdated,
+    TlsCertificate,
 )
 from mediajobs import jobs as media_jobs
 from mediajobs import services as media_services
@@ -198,6 +199,15 @@ def forget_stream(key: StreamKey) -> None:
         policy.forget_stream(key)
 
 
+def forget_domain(host: str) -> None:
+    """Drop the cached configuration and certificate of `host` in every
+    policy of this process, so the next connection naming it (a TLS
+    handshake: a replaced certificate) asks the database. Nodes in other
+    processes see the change within their cache's lifetime."""
+    for policy in list(_policies):
+        policy.forget_domain(host)
+
+
 def _domain_config(host: str) -> DomainConfig | None:
     domain = (
         Domain.objects.select_related("ingest_domain", "main_domain__ingest_domain").filter(domain_name=host).first()
@@ -217,6 +227,28 @@ def _domain_config(host: str) -> DomainConfig | None:
         srt_latency_ms=domain.srt_latency_ms,
         srt_passphrase=domain.srt_passphrase or None,
         live_center=domain.live_center,
+        https_enabled=domain.https_enabled,
+        https_redirect=domain.https_redirect,
+    )
+
+
+def _certificate(host: str) -> TlsCertificate | None:
+    """The certificate a TLS client naming `host` is served: the domain's,
+    while it is enabled with HTTPS on. The key is decrypted here, into the
+    node's memory only."""
+    cert = (
+        DomainCertificate.objects.filter(domain__domain_name=host, domain__enabled=True, domain__https_enabled=True)
+        .only("certificate_pem", "private_key", "fingerprint_sha256", "not_after")
+        .first()
+    )
+    if cert is None:
+        return None
+    return TlsCertificate(
+        domain=host,
+        chain_pem=cert.certificate_pem,
+        key_pem=cert.private_key,
+        fingerprint_sha256=cert.fingerprint_sha256,
+        not_after=cert.not_after.timestamp(),
     )
 
 
@@ -259,7 +291,13 @@ class DatabasePolicy:
         self._groups: _CachedLookup[tuple[str, str, str], RenditionGroup | None] = _CachedLookup(
             lambda key: _policy_db(_rendition_group, *key), ttl, size, clock, stale
         )
+        self._certificates: _CachedLookup[str, TlsCertificate | None] = _CachedLookup(
+            lambda host: _policy_db(_certificate, host), ttl, size, clock, stale
+        )
         _policies.add(self)
+
+    async def certificate(self, host: str) -> TlsCertificate | None:
+        return await self._certificates.get(host)
 
     async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
         return await self._groups.get((domain, app, group_id))
@@ -281,6 +319,10 @@ class DatabasePolicy:
 
     def forget_stream(self, key: StreamKey) -> None:
         self._blocks.forget(key)
+
+    def forget_domain(self, host: str) -> None:
+        self._domains.forget(host)
+        self._certificates.forget(host)
 
 
 # --- Events -------------------------------------------------------------------

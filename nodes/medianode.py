@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from domains.lib import certificates
 from domains.models import LiveCenter
 from livecenter import outage
 from livecenter.lib.api import command_error, invalid
@@ -28,6 +29,7 @@ from livecenter.media.cluster import (
 )
 from livecenter.media.node import MediaNode, NodeConfig
 from livecenter.media.node_status import carriage
+from livecenter.media.policy import TlsCertificate
 from mediajobs.jobs import NodeAddress, internal_host
 
 from . import control, registry
@@ -58,6 +60,27 @@ def cluster_place(role: str, region: str) -> tuple[frozenset[str], str]:
     return frozenset({role}), region
 
 
+def default_certificate(cert_file: str, key_file: str) -> TlsCertificate | None:
+    """The node's own certificate (LIVECENTER_MEDIA_TLS_CERT_FILE and
+    _KEY_FILE), checked as an upload is; None when neither is set."""
+    if not cert_file and not key_file:
+        return None
+    if not (cert_file and key_file):
+        raise ImproperlyConfigured(
+            "set both LIVECENTER_MEDIA_TLS_CERT_FILE and LIVECENTER_MEDIA_TLS_KEY_FILE, or neither"
+        )
+    settings_for = {"certificate": "LIVECENTER_MEDIA_TLS_CERT_FILE", "private_key": "LIVECENTER_MEDIA_TLS_KEY_FILE"}
+    try:
+        with open(cert_file) as chain, open(key_file) as key:
+            info = certificates.check_pair(chain.read(), key.read())
+    except OSError as exc:
+        raise ImproperlyConfigured(f"the node's TLS certificate cannot be read: {exc}") from None
+    except certificates.CertificateError as exc:
+        raise ImproperlyConfigured(f"{settings_for[exc.field]}: {exc.message}") from None
+    return TlsCertificate("", info.certificate_pem, info.private_key_pem, info.fingerprint_sha256,
+                          info.not_after.timestamp())  # fmt: skip
+
+
 def node_config() -> NodeConfig:
     try:
         roles, region = cluster_place(settings.LIVECENTER_NODE_ROLE, settings.LIVECENTER_NODE_REGION)
@@ -71,6 +94,14 @@ def node_config() -> NodeConfig:
         rtmp_port=settings.LIVECENTER_MEDIA_RTMP_PORT,
         http_port=settings.LIVECENTER_MEDIA_HTTP_PORT,
         srt_port=settings.LIVECENTER_MEDIA_SRT_PORT,
+        https_port=settings.LIVECENTER_MEDIA_HTTPS_PORT,
+        rtmps_port=settings.LIVECENTER_MEDIA_RTMPS_PORT,
+        tls_default_certificate=default_certificate(
+            settings.LIVECENTER_MEDIA_TLS_CERT_FILE, settings.LIVECENTER_MEDIA_TLS_KEY_FILE
+        ),
+        tls_handshake_timeout_seconds=settings.LIVECENTER_MEDIA_TLS_HANDSHAKE_SECONDS,
+        max_pending_tls_handshakes=settings.LIVECENTER_MEDIA_MAX_PENDING_TLS_HANDSHAKES,
+        max_tls_handshakes_per_second=settings.LIVECENTER_MEDIA_MAX_TLS_HANDSHAKES_PER_SECOND,
         # Stable across restarts, so a restarted node closes the sessions
         # its previous life left open.
         node_id=settings.LIVECENTER_NODE_ID or f"{socket.gethostname()}:{settings.LIVECENTER_MEDIA_RTMP_PORT}",

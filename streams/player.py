@@ -22,10 +22,12 @@ PROTOCOL_LABELS = {
 def via_media_host(url: str, host: str, domain: str | None) -> str:
     """`url` sent to `host` (same scheme and port) with `domain=` naming the
     domain it was made for, as the media node accepts on an IP host; `url`
-    itself when `host` is empty."""
-    if not host or not domain:
-        return url
+    itself when `host` is empty, and for HTTPS: the node picks the
+    certificate by the name the browser asks for, and the browser checks
+    the certificate against it, so an HTTPS URL keeps its domain."""
     parts = urlsplit(url)
+    if not host or not domain or parts.scheme == "https":
+        return url
     netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"

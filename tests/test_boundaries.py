@@ -25,6 +25,7 @@ PURE_MODULES = {
     "rts/whep.py",
     "liveurl.py",
     "redact.py",
+    "tls_hello.py",
     "srt",
 }
 FORBIDDEN_EVERYWHERE = {"django"}

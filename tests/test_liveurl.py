@@ -4,6 +4,7 @@ parts; and the reasons for what is not one of ours."""
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -48,6 +49,22 @@ def test_it_reads_every_generated_url_back():
         assert parsed.auth_key and parsed.auth_key.startswith("1999996400-0-0-")
 
 
+def test_a_domain_with_https_on_gets_https_and_rtmps_urls_that_read_back_the_same():
+    ports = Ports(https=8443, rtmps=1936)
+    secure = SignedHost("play.example.com", "playKey123", 3600, https=True)
+    plain = playback_urls(PLAY, "live", "cam1", None, 2_000_000_000, ports)
+    urls = playback_urls(secure, "live", "cam1", None, 2_000_000_000, ports)
+    assert urls["flv"] == plain["flv"].replace("http://play.example.com:8080", "https://play.example.com:8443")
+    assert urls["whep"] == plain["whep"].replace("http://play.example.com:8080", "https://play.example.com:8443")
+    assert urls["rtmp"] == plain["rtmp"].replace("rtmp://play.example.com:1935", "rtmps://play.example.com:1936")
+    assert (urls["srt"], urls["rts"]) == (plain["srt"], plain["rts"])  # no TLS form
+    for key in plain:
+        assert parse_live_url(urls[key]) == dataclasses.replace(parse_live_url(plain[key]), url=urls[key])
+    push = ingest_urls(SignedHost("push.example.com", "pushKey123", 3600, https=True), "live", "cam1", 2_000_000_000,
+                       ports)  # fmt: skip
+    assert push["rtmp"].startswith("rtmps://push.example.com:1936/live/cam1?auth_key=")
+
+
 def test_an_srt_url_without_a_mode_reads_as_a_request_to_play():
     # libsrt's access-control convention: m= defaults to request.
     parsed = parse_live_url("srt://play.example.com:1105?streamid=#!::h=play.example.com,r=/live/cam1")
@@ -69,7 +86,7 @@ def test_it_reads_a_transcoded_stream_name():
     ("url", "reason"),
     [
         ("", "the URL is empty"),
-        ("push.example.com/live/cam1", "the scheme must be rtmp, http, https, artc or srt, not 'none'"),
+        ("push.example.com/live/cam1", "the scheme must be rtmp, rtmps, http, https, artc or srt, not 'none'"),
         ("rtmp://push.example.com:99999/live/cam1", "the URL does not parse: Port out of range"),
         ("rtmp://push.example.com/live/cam1/extra", "the path must be /{app}/{stream}, not '/live/cam1/extra'"),
         ("rtmp://push.example.com/li%20ve/cam1", "the app name 'li ve' must be 1-255 letters"),

@@ -71,7 +71,7 @@ def test_it_passes_a_healthy_live_stream(owner, pair):
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("ftp://push.example.com/live/cam1", "the scheme must be rtmp, http, https, artc or srt, not 'ftp'"),
+        ("ftp://push.example.com/live/cam1", "the scheme must be rtmp, rtmps, http, https, artc or srt, not 'ftp'"),
         ("rtmp://push.example.com/live", "the path must be /{app}/{stream}, not '/live'"),
         ("http://play.example.com/live/cam1.mp4", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep"),
         ("rtmp://push.example.com/live/cam%201", "the stream name 'cam 1' must be 1-255 letters, digits"),
@@ -300,3 +300,30 @@ def test_it_runs_from_the_command_line(owner, pair, capsys):
     go_live()
     call_command("troubleshoot", urls(owner).ingest["rtmp"], "--operator", "owner")
     assert capsys.readouterr().out.rstrip().endswith("No problem found.")
+
+
+def test_it_says_why_a_domains_certificate_is_not_served(owner, pair, certificate_factory):
+    from domains.models import DomainCertificate
+
+    play = Domain.objects.get(domain_name="play.example.com")
+    https_url = urls(owner).playback["flv"].replace("http://", "https://")
+    assert "certificate" not in steps(check_url(owner, urls(owner).playback["flv"]))
+    assert failed(check_url(owner, https_url))["certificate"] == (
+        "play.example.com has no certificate: the node refuses TLS clients naming it"
+    )
+    domain_services.upload_certificate(play, *certificate_factory(["play.example.com"]))
+    https_url = urls(owner).playback["flv"]
+    assert https_url.startswith("https://")
+    step = steps(check_url(owner, https_url))["certificate"]
+    assert (step.status, step.reason.split(" is served")[1]) == ("pass", " for play.example.com (89 days left)")
+    domain_services.configure_https(Domain.objects.get(pk=play.pk), enabled=False)
+    assert failed(check_url(owner, https_url))["certificate"] == (
+        "HTTPS is off for play.example.com: the node refuses TLS clients naming it"
+    )
+    now = dt.datetime.now(dt.UTC)
+    DomainCertificate.objects.update(not_after=now + dt.timedelta(days=10, hours=1))
+    domain_services.configure_https(Domain.objects.get(pk=play.pk), enabled=True)
+    step = steps(check_url(owner, https_url))["certificate"]
+    assert (step.status, step.reason) == ("warn", "the certificate of play.example.com expires in 10 days")
+    DomainCertificate.objects.update(not_after=now - dt.timedelta(days=1))
+    assert "the node no longer serves it" in failed(check_url(owner, https_url))["certificate"]

@@ -43,6 +43,21 @@ def test_it_signs_the_whep_url_over_the_stream_path_and_leaves_it_out_where_rts_
     assert sources(client.get(URL, QUERY))["rts"] is None
 
 
+def test_it_gives_the_player_https_urls_for_a_streaming_domain_with_https_on(
+    client, owner, certificate_factory, settings
+):
+    from domains import services
+
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = "127.0.0.1"
+    _, play = add_pair(owner)
+    services.set_switches(play, rts_enabled=True)
+    services.upload_certificate(play, *certificate_factory(["play.example.com"]))
+    client.force_login(owner)
+    config = sources(client.get(URL, QUERY))
+    for key, suffix in (("flv", ".flv"), ("hls", ".m3u8"), ("llhls", ".m3u8"), ("rts", ".whep")):
+        assert config[key].startswith(f"https://play.example.com:443/live/cam1{suffix}?auth_key="), config[key]
+
+
 def test_it_requires_login(client):
     assert_login_redirect(client.get(URL), URL)
 
@@ -106,6 +121,12 @@ def test_it_rewrites_hosts_for_the_fallback():
     assert via_media_host("rtmp://push.example.com/live/cam1", "::1", "push.example.com") == (
         "rtmp://[::1]/live/cam1?domain=push.example.com"
     )
+
+
+def test_it_keeps_the_domain_of_an_https_url():
+    # The certificate is chosen by, and checked against, the name in the URL.
+    url = "https://play.example.com:443/live/cam1.flv?auth_key=1-0-0-abc"
+    assert via_media_host(url, "127.0.0.1", "play.example.com") == url
 
 
 def test_it_is_a_404_like_page_for_another_operators_domain(client, owner, outsider):

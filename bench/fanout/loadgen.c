@@ -1,4 +1,6 @@
-/* Fan-out load generator: N viewers of one live stream over RTMP or HTTP-FLV.
+/* Fan-out load generator: N viewers of one live stream over RTMP, HTTP-FLV
+ * or HTTP-FLV over TLS (https-flv: OpenSSL, SNI --servername, no
+ * certificate check: the bench measures the server's cost, not the PKI).
  *
  * One thread, epoll, non-blocking sockets; every byte read goes into one
  * large buffer and is discarded, so the generator costs little more than the
@@ -7,6 +9,7 @@
  *   rtmp: send C0+C1, read S0+S1+S2, send C2 (= S1) and the blob (connect,
  *         createStream, set buffer length, play); then read.
  *   flv:  send the blob (the GET request); then read.
+ *   https-flv: the TLS handshake, then as flv over it.
  *
  * It opens viewers at --connect-rate per second, waits --warmup seconds once
  * all are open, then measures for --measure seconds. A viewer stalls if in
@@ -25,9 +28,12 @@
 #define _GNU_SOURCE
 #include "../common.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define MAX_EVENTS 16384
 
-enum { ST_CONNECTING, ST_HANDSHAKE, ST_STREAMING, ST_CLOSED };
+enum { ST_CONNECTING, ST_HANDSHAKE, ST_TLS, ST_STREAMING, ST_CLOSED };
 
 typedef struct {
     int fd;
@@ -43,7 +49,25 @@ typedef struct {
     int64_t max_gap_ms;        /* longest gap inside the window */
     int closed_in_window;
     int refused;               /* the server refused the play (HTTP 503, NetStream.Play.Failed) */
+    SSL *ssl;                  /* https-flv only */
 } viewer_t;
+
+/* One step of a TLS client handshake on `x`, waiting for what OpenSSL
+   wants next; once it is done, the request goes out over TLS. 1 done, 0
+   more to come, -1 failed. */
+static int tls_step(int ep, uint32_t id, viewer_t *x, const unsigned char *blob, size_t blob_len) {
+    int r = SSL_do_handshake(x->ssl);
+    if (r == 1) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = id};
+        epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev);
+        return SSL_write(x->ssl, blob, (int)blob_len) == (int)blob_len ? 1 : -1;
+    }
+    int err = SSL_get_error(x->ssl, r);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) return -1;
+    struct epoll_event ev = {.events = err == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, .data.u32 = id};
+    epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev);
+    return 0;
+}
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -51,7 +75,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *mode = "rtmp", *blob_path = NULL, *host = "127.0.0.1";
+    const char *mode = "rtmp", *blob_path = NULL, *host = "127.0.0.1", *servername = NULL;
     int port = 0, n = 0, connect_rate = 500, poll_ms = 10;
     double rate = 0, warmup = 5, measure = 15, min_fraction = 0.9;
     int64_t max_gap_ms = 2000;
@@ -59,6 +83,7 @@ int main(int argc, char **argv) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--mode")) mode = v;
         else if (!strcmp(k, "--host")) host = v;
+        else if (!strcmp(k, "--servername")) servername = v;
         else if (!strcmp(k, "--port")) port = atoi(v);
         else if (!strcmp(k, "--n")) n = atoi(v);
         else if (!strcmp(k, "--blob")) blob_path = v;
@@ -71,11 +96,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--poll-ms")) poll_ms = atoi(v);
         else { fprintf(stderr, "unknown option %s\n", k); return 2; }
     }
-    int rtmp = !strcmp(mode, "rtmp");
-    if (!blob_path || port <= 0 || n <= 0 || rate <= 0) {
-        fprintf(stderr, "usage: loadgen --mode rtmp|flv --port P --n N --blob FILE --rate BYTES_PER_S "
-                        "[--warmup S] [--measure S] [--connect-rate PER_S]\n");
+    int rtmp = !strcmp(mode, "rtmp"), tls = !strcmp(mode, "https-flv");
+    if (!blob_path || port <= 0 || n <= 0 || rate <= 0 || (tls && !servername)) {
+        fprintf(stderr, "usage: loadgen --mode rtmp|flv|https-flv --port P --n N --blob FILE --rate BYTES_PER_S "
+                        "[--servername NAME (https-flv)] [--warmup S] [--measure S] [--connect-rate PER_S]\n");
         return 2;
+    }
+    SSL_CTX *tls_ctx = NULL;
+    if (tls) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        /* The reads are counted, not kept: let OpenSSL drop its read buffers between records. */
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
     }
     rlim_t max_fds = raise_fd_limit();
     if ((rlim_t)n + 64 > max_fds) { fprintf(stderr, "--n %d needs more descriptors than %lu\n", n, (unsigned long)max_fds); return 2; }
@@ -151,6 +184,13 @@ int main(int argc, char **argv) {
                     if (send_opening(ep, x->fd, events[e].data.u32, c0c1, sizeof c0c1)) goto close_it;
                     x->s012 = malloc(S0S1S2_BYTES);
                     x->state = ST_HANDSHAKE;
+                } else if (tls) {
+                    x->ssl = SSL_new(tls_ctx);
+                    SSL_set_tlsext_host_name(x->ssl, servername);
+                    SSL_set_fd(x->ssl, x->fd);
+                    SSL_set_connect_state(x->ssl);
+                    x->state = ST_TLS;
+                    if (tls_step(ep, events[e].data.u32, x, blob, blob_len) < 0) goto close_it;
                 } else {
                     if (send_opening(ep, x->fd, events[e].data.u32, blob, blob_len)) goto close_it;
                     x->state = ST_STREAMING;
@@ -158,10 +198,28 @@ int main(int argc, char **argv) {
                 }
                 continue;
             }
+            if (x->state == ST_TLS) {
+                if (what & (EPOLLERR | EPOLLHUP)) goto close_it;
+                int done = tls_step(ep, events[e].data.u32, x, blob, blob_len);
+                if (done < 0) goto close_it;
+                if (!done) continue;
+                x->state = ST_STREAMING;
+                x->last_data_ms = now;
+                continue;
+            }
             for (;;) {
                 ssize_t got;
                 if (x->state == ST_HANDSHAKE) {
                     got = recv(x->fd, x->s012 + x->s012_len, S0S1S2_BYTES - x->s012_len, 0);
+                } else if (tls) {
+                    /* Until OpenSSL wants more from the socket: a record it already read is not an epoll event. */
+                    int r = SSL_read(x->ssl, buf, (int)sizeof buf);
+                    if (r <= 0) {
+                        int err = SSL_get_error(x->ssl, r);
+                        if (err == SSL_ERROR_WANT_READ) break;
+                        goto close_it;
+                    }
+                    got = r;
                 } else {
                     got = recv(x->fd, buf, sizeof buf, 0);
                 }
@@ -193,13 +251,14 @@ int main(int argc, char **argv) {
                 }
                 x->bytes += (uint64_t)got;
                 if (rtmp) rtmp_count_and_ack(x->fd, &x->total_in, &x->acked, got);
-                if (got < (ssize_t)sizeof buf) break;
+                if (!tls && got < (ssize_t)sizeof buf) break;
             }
             continue;
         close_it:
             if (in_window && !(measure_end && now >= measure_end)) x->closed_in_window = 1;
             if (measure_start && now < measure_start) x->closed_in_window = 1;
             epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
+            if (x->ssl) { SSL_free(x->ssl); x->ssl = NULL; }
             close(x->fd);
             free(x->s012);
             x->s012 = NULL;

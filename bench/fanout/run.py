@@ -12,9 +12,10 @@ pinned to core 0 (`taskset -c 0`), publishes a prepared 720p30 H.264 + AAC
 clip into it in real time with `ffmpeg -re -stream_loop -1 -c copy`, and runs
 the C load generator (loadgen.c) pinned to core 1 beside the publisher.
 
-Servers: `livecenter` (our media node, bench/fanout/node_runner.py) over RTMP
-and HTTP-FLV, and `nginx-rtmp` (Debian's nginx with libnginx-mod-rtmp) over
-RTMP only: it has no HTTP-FLV. See bench/README.md for what was measured.
+Servers: `livecenter` (our media node, bench/fanout/node_runner.py) over RTMP,
+HTTP-FLV and HTTP-FLV over TLS (`https-flv`: TLS 1.3, the streaming domain's
+P-256 certificate chosen by SNI, as a browser gets it), and `nginx-rtmp`
+(Debian's nginx with libnginx-mod-rtmp) over RTMP only: it has no HTTP-FLV. See bench/README.md for what was measured.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def make_clip(path: Path, fmt: str = "flv") -> float:
 
 def compile_loadgen(workdir: Path) -> Path:
     binary = workdir / "loadgen"
-    subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True)
+    subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c"), "-lssl", "-lcrypto"], check=True)
     return binary
 
 
@@ -163,6 +164,7 @@ class Running:
     pid: int  # the process that serves viewers (nginx: its one worker)
     rtmp_port: int
     http_port: int = 0
+    https_port: int = 0
     extra: list = field(default_factory=list)
 
     def stop(self) -> None:
@@ -178,8 +180,9 @@ class Running:
 
 
 def start_livecenter(workdir: Path, capacity_mbps: float = 0.0) -> Running:
-    rtmp_port, http_port = free_port(), free_port()
-    cmd = [sys.executable, str(HERE / "node_runner.py"), "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)]
+    rtmp_port, http_port, https_port = free_port(), free_port(), free_port()
+    cmd = [sys.executable, str(HERE / "node_runner.py"), "--rtmp-port", str(rtmp_port), "--http-port", str(http_port),
+           "--https-port", str(https_port)]  # fmt: skip
     cmd += ["--max-egress-mbps", str(capacity_mbps)]
     # Its log goes to a file: stopping it mid-stream logs every cancelled session.
     with open(workdir / "node.log", "a") as err:
@@ -188,7 +191,7 @@ def start_livecenter(workdir: Path, capacity_mbps: float = 0.0) -> Running:
     if line.strip() != "READY":
         process.kill()
         raise RuntimeError(f"the media node did not start: {(workdir / 'node.log').read_text()[-2000:]}")
-    return Running(process, process.pid, rtmp_port, http_port)
+    return Running(process, process.pid, rtmp_port, http_port, https_port)
 
 
 NGINX_CONF = """\
@@ -289,6 +292,10 @@ def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server
         if protocol == "rtmp":
             stream = f"bench?domain={PLAY}" if server == "livecenter" else "bench"
             blob, port = rtmp_play_blob(running.rtmp_port, stream), running.rtmp_port
+        elif protocol == "https-flv":
+            # Host names the domain its certificate is for (SNI), as a browser's does.
+            blob = f"GET /live/bench.flv HTTP/1.1\r\nHost: {PLAY}\r\nUser-Agent: bench-loadgen\r\n\r\n".encode()
+            port = running.https_port
         else:
             blob, port = flv_get_blob(running.http_port, f"/live/bench.flv?domain={PLAY}"), running.http_port
         blob_path = workdir / f"blob-{protocol}"
@@ -298,6 +305,7 @@ def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server
             "--blob", str(blob_path), "--rate", f"{rate:.0f}", "--warmup", str(args.warmup),
             "--measure", str(args.measure), "--min-fraction", str(MIN_FRACTION), "--max-gap-ms", str(MAX_GAP_MS),
             "--connect-rate", str(CONNECT_RATE_PER_S), "--poll-ms", str(args.poll_ms),
+            *(["--servername", PLAY] if protocol == "https-flv" else []),
         ]  # fmt: skip
         loadgen_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         t_start = t_end = ticks_start = ticks_end = None
@@ -399,7 +407,7 @@ def search(args, workdir, loadgen, clip, rate, server, protocol, deadline: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="livecenter,nginx-rtmp")
-    parser.add_argument("--protocols", default="rtmp,flv", help="flv runs on livecenter only")
+    parser.add_argument("--protocols", default="rtmp,flv", help="rtmp, flv, https-flv; the FLV ones on livecenter only")
     parser.add_argument("--start", type=int, default=100, help="first number of viewers")
     parser.add_argument("--max", type=int, default=12800, help="never more viewers than this")
     parser.add_argument("--refine", type=int, default=3, help="bisection steps after the first failure")
@@ -428,7 +436,7 @@ def main() -> None:
 
     began = time.monotonic()
     deadline = began + args.budget
-    combos = [(s, p) for s in servers for p in protocols if not (s == "nginx-rtmp" and p == "flv")]
+    combos = [(s, p) for s in servers for p in protocols if not (s == "nginx-rtmp" and p != "rtmp")]
     all_steps: list[Step] = []
     best: dict[tuple[str, str], int] = {}
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:

@@ -93,26 +93,14 @@ def name_matches(pattern: str, hostname: str) -> bool:
     return pattern == hostname
 
 
-def check_certificate(
-    domain_name: str, certificate_pem: str, private_key_pem: str, now: dt.datetime
-) -> CertificateInfo:
+def check_pair(certificate_pem: str, private_key_pem: str) -> CertificateInfo:
+    """A certificate chain and its key, loaded and matched; no check of
+    names or dates (check_certificate adds those)."""
     certs = _load_certificates(certificate_pem)
     key = _load_private_key(private_key_pem)
     leaf = certs[0]
     if _public_bytes(leaf.public_key()) != _public_bytes(key.public_key()):
         raise CertificateError("private_key", "private key does not match the certificate")
-    if leaf.not_valid_after_utc < now:
-        raise CertificateError(
-            "certificate", f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; upload a current one"
-        )
-    if leaf.not_valid_before_utc > now:
-        raise CertificateError(
-            "certificate", f"certificate is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
-        )
-    names = certificate_names(leaf)
-    if not any(name_matches(n, domain_name) for n in names):
-        covered = ", ".join(names) or "no names"
-        raise CertificateError("certificate", f"certificate does not cover {domain_name} (it covers {covered})")
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -121,8 +109,28 @@ def check_certificate(
         private_key_pem=key_pem,
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
-        sans=names,
+        sans=certificate_names(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         fingerprint_sha256=leaf.fingerprint(hashes.SHA256()).hex(":").upper(),
     )
+
+
+def check_certificate(
+    domain_name: str, certificate_pem: str, private_key_pem: str, now: dt.datetime
+) -> CertificateInfo:
+    info = check_pair(certificate_pem, private_key_pem)
+    leaf = x509.load_pem_x509_certificate(info.certificate_pem.encode())
+    if leaf.not_valid_after_utc < now:
+        raise CertificateError(
+            "certificate", f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; upload a current one"
+        )
+    if leaf.not_valid_before_utc > now:
+        raise CertificateError(
+            "certificate", f"certificate is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    names = info.sans
+    if not any(name_matches(n, domain_name) for n in names):
+        covered = ", ".join(names) or "no names"
+        raise CertificateError("certificate", f"certificate does not cover {domain_name} (it covers {covered})")
+    return info

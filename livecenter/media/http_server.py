@@ -33,9 +33,11 @@ from .hls_master import master_playlist
 from .listener import peer_name
 from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .play import PlayDecision, PlayRefusal, PlayRequest, admit_viewer, wait_live
+from .policy import PolicyUnavailable
 from .pump import FramePump
 from .rts.whep import parse_whep_path
 from .signing import AuthFailure
+from .tls import server_name
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +111,14 @@ class RequestHeadError(Exception):
 
 
 class MediaHttpServer:
-    def __init__(self, node) -> None:
+    """`scheme` is what the port speaks: "http", or "https" behind a TLS listener (tls.py)."""
+
+    def __init__(self, node, scheme: str = "http") -> None:
         self.node = node
+        self.scheme = scheme
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = MediaHttpSession(self.node, reader, writer)
+        handler = MediaHttpSession(self.node, reader, writer, self.scheme)
         self.node.connections[handler] = asyncio.current_task()
         try:
             await handler.run()
@@ -132,10 +137,13 @@ class MediaHttpSession:
     """One HTTP connection: its requests one after the other (pipelined
     ones wait in h11's buffer), each answered through h11."""
 
-    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: str = "http") -> None:
         self.node = node
+        self.scheme = scheme
         self.reader = reader
         self.writer = writer
+        # The name the TLS client asked for (tls.py); None on the plain port.
+        self.sni = server_name(writer) if scheme == "https" else None
         self.peer = peer_name(writer.get_extra_info("peername"))
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         self.requests = 0  # requests read on this connection
@@ -305,7 +313,11 @@ class MediaHttpSession:
             self.send_simple(400, f"bad request target: {exc}\n", [(b"Connection", b"close")])
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
+        if self.misdirected():
+            return
         whep = parse_whep_path(target.path)
+        if (whep is not None or _PLAY_PATH_RE.match(target.path)) and await self.redirected(request, query):
+            return
         if whep is not None:
             await self.node.rts.handle_http(self, request, method, whep, query)
             return
@@ -357,6 +369,42 @@ class MediaHttpSession:
         else:
             # Players other than the media workers get AAC for Dolby audio (hub.py).
             await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
+
+    def misdirected(self) -> bool:
+        """Over TLS, a request for another host than the one whose
+        certificate the connection was given is answered 421 (RFC 9110
+        15.5.20): one operator's certificate never fronts another's domain."""
+        if self.sni is None:
+            return False
+        host = self.request_headers.get(b"host", b"").decode("latin-1")
+        hostname = (urlsplit(f"//{host}").hostname or "").rstrip(".") if host else ""
+        if hostname == self.sni:
+            return False
+        log.info("https %s: Host %r on a connection for %s", self.peer, host[:255], self.sni)
+        self.send_simple(421, f"this connection is for {self.sni}\n", [(b"Connection", b"close")])
+        return True
+
+    async def redirected(self, request: h11.Request, query: dict[str, str]) -> bool:
+        """Answer a 301 to the other scheme when the domain forces it
+        (DomainConfig.https_redirect) and this node listens on that scheme."""
+        host = self.request_headers.get(b"host", b"").decode("latin-1")
+        try:
+            domain = await self.node.policy.domain_config(domain_of(host, query))
+        except PolicyUnavailable:
+            return False  # admission answers for the domain
+        wanted = domain.https_redirect if domain is not None else ""
+        if not wanted or wanted == self.scheme:
+            return False
+        port = self.node.https_port if wanted == "https" else self.node.http_port
+        if port is None:
+            return False
+        hostname = urlsplit(f"//{host}").hostname or ""
+        if ":" in hostname:
+            hostname = f"[{hostname}]"
+        default = 443 if wanted == "https" else 80
+        location = f"{wanted}://{hostname}{'' if port == default else f':{port}'}{request.target.decode('latin-1')}"
+        self.send_simple(301, f"{location}\n", [(b"Location", location.encode("latin-1"))])
+        return True
 
     # --- HTTP-FLV ------------------------------------------------------------------
 

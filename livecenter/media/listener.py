@@ -1,4 +1,5 @@
-"""Accepting connections for the media node's servers (RTMP and HTTP).
+"""Accepting connections for the media node's servers (RTMP and HTTP, and
+over TLS: tls.py).
 
 `asyncio.start_server` accepts whatever comes, and at the process's
 descriptor limit it logs a traceback for every failed accept (tens of
@@ -305,14 +306,22 @@ class MediaListener:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _connect(self, conn: socket.socket, protocol: asyncio.BaseProtocol, host: str):
+        """The connection's transport, or None when it was refused (and
+        closed); a TLS listener (tls.py) runs its handshake here."""
+        transport, _ = await self._loop.connect_accepted_socket(lambda: protocol, conn)
+        return transport
+
     async def _serve(self, conn: socket.socket, host: str) -> None:
         try:
+            reader = asyncio.StreamReader()
+            protocol = asyncio.StreamReaderProtocol(reader)
             try:
-                reader = asyncio.StreamReader()
-                protocol = asyncio.StreamReaderProtocol(reader)
-                transport, _ = await self._loop.connect_accepted_socket(lambda: protocol, conn)
+                transport = await self._connect(conn, protocol, host)
             except OSError:
                 conn.close()
+                return
+            if transport is None:
                 return
             writer = asyncio.StreamWriter(transport, protocol, reader, self._loop)
             try:

@@ -25,7 +25,7 @@ MAX_URL_CHARS = 4096
 MAX_STREAMID_CHARS = 512
 SRT_MODES = ("publish", "request")
 HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts"}
-SCHEME_PROTOCOLS = {"rtmp": "rtmp", "artc": "rts", "srt": "srt"}
+SCHEME_PROTOCOLS = {"rtmp": "rtmp", "rtmps": "rtmp", "artc": "rts", "srt": "srt"}
 
 
 class LiveUrlError(ValueError):
@@ -42,6 +42,9 @@ class SignedHost:
     host: str
     key: str | None  # None when URL signing is off for the domain
     validity_seconds: int
+    # HTTPS on (issue 15): https:// and rtmps:// on the TLS ports, and the
+    # WHEP URL with them.
+    https: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,14 @@ class Ports:
     rtmp: int = 1935
     http: int = 8080
     srt: int = 1105
+    https: int = 443
+    rtmps: int = 1936
+
+
+def _rtmp_base(target: SignedHost, ports: Ports) -> str:
+    if target.https:
+        return f"rtmps://{target.host}:{ports.rtmps}"
+    return f"rtmp://{target.host}:{ports.rtmp}"
 
 
 def _auth_query(target: SignedHost, uri: str, expires_at: int, rand: str) -> str:
@@ -105,7 +116,7 @@ def ingest_urls(target: SignedHost, app: str, stream: str, expires_at: int, port
     h = target.host
     streamid = SrtStreamId(h, app, stream, auth.removeprefix("auth_key=") or None, "publish")
     return {
-        "rtmp": _with_query(f"rtmp://{h}:{ports.rtmp}{path}", auth),
+        "rtmp": _with_query(f"{_rtmp_base(target, ports)}{path}", auth),
         "srt": f"srt://{h}:{ports.srt}?streamid={streamid}",
         "rts": _with_query(f"artc://{h}{path}", auth),
     }
@@ -123,13 +134,13 @@ def playback_urls(
     name = f"{stream}_{template}" if template else stream
     path = f"/{app}/{name}"
     h = target.host
-    base = f"http://{h}:{ports.http}{path}"
+    base = f"https://{h}:{ports.https}{path}" if target.https else f"http://{h}:{ports.http}{path}"
     # RTS and SRT are signed over the bare path, so the WHEP URL and the SRT
     # stream ID carry the same token as the artc:// form (DESIGN.md, URL signing).
     rts_auth = _auth_query(target, path, expires_at, rand)
     streamid = SrtStreamId(h, app, name, rts_auth.removeprefix("auth_key=") or None, "request")
     return {
-        "rtmp": _with_query(f"rtmp://{h}:{ports.rtmp}{path}", rts_auth),
+        "rtmp": _with_query(f"{_rtmp_base(target, ports)}{path}", rts_auth),
         "flv": _with_query(f"{base}.flv", _auth_query(target, f"{path}.flv", expires_at, rand)),
         "m3u8": _with_query(f"{base}.m3u8", _auth_query(target, f"{path}.m3u8", expires_at, rand)),
         "rts": _with_query(f"artc://{h}{path}", rts_auth),
@@ -251,6 +262,6 @@ def parse_live_url(url: str) -> LiveUrl:
         app, stream = _path_parts(path)
         signed = f"/{app}/{stream}"
     else:
-        raise LiveUrlError(f"the scheme must be rtmp, http, https, artc or srt, not {scheme or 'none'!r}")
+        raise LiveUrlError(f"the scheme must be rtmp, rtmps, http, https, artc or srt, not {scheme or 'none'!r}")
     host = domain_of(hostname, query)
     return LiveUrl(url, protocol, host, app, stream, signed, query.get("auth_key"))

@@ -44,6 +44,7 @@ from .policy import (
     StreamsSampled,
     StreamUnpublished,
     StreamUpdated,
+    TlsCertificate,
 )
 from .renditions import split_rendition_name
 from .rtmp import (
@@ -54,6 +55,15 @@ from .rtmp import (
 )
 from .srt.listener import MAX_LATENCY_MS
 from .stats import StatsSampler
+from .tls import (
+    ALPN_HTTP,
+    MAX_PENDING_TLS_HANDSHAKES,
+    MAX_TLS_HANDSHAKES_PER_SECOND,
+    TLS_HANDSHAKE_TIMEOUT_SECONDS,
+    TlsCertificates,
+    TlsLimits,
+    TlsListener,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +100,18 @@ class NodeConfig:
     http_port: int = 8080
     # SRT ingest (UDP); None: no SRT listener (0 picks a free port).
     srt_port: int | None = None
+    # TLS listeners (tls.py), None for none (0 picks a free port): HTTPS
+    # serves what the HTTP port does (FLV, HLS, WHEP), RTMPS what the RTMP
+    # port does, each with the certificate of the domain the client names
+    # (SNI). Production: 443 and 1936 (443 is HTTPS's).
+    https_port: int | None = None
+    rtmps_port: int | None = None
+    # Served to a client that names no domain with a certificate (or no
+    # name at all); None: such a handshake is refused (unrecognized_name).
+    tls_default_certificate: TlsCertificate | None = None
+    tls_handshake_timeout_seconds: float = TLS_HANDSHAKE_TIMEOUT_SECONDS
+    max_pending_tls_handshakes: int = MAX_PENDING_TLS_HANDSHAKES
+    max_tls_handshakes_per_second: float = MAX_TLS_HANDSHAKES_PER_SECOND
     # The receiver latency SRT callers get when their ingest domain sets none
     # (the larger of it and the caller's own wins, as in libsrt).
     srt_latency_ms: int = 120
@@ -212,6 +234,8 @@ class MediaNode:
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
         self.srt_port: int | None = None
+        self.https_port: int | None = None
+        self.rtmps_port: int | None = None
         self.srt = None  # SrtServer, from start() when srt_port is set
         self._servers: list[MediaListener] = []
         self.gate: ConnectionGate | None = None  # from start()
@@ -269,6 +293,12 @@ class MediaNode:
         self._servers = [rtmp, http]
         self.rtmp_port = rtmp.port
         self.http_port = http.port
+        config = self.config
+        if config.https_port is not None:
+            handler = MediaHttpServer(self, scheme="https").handle
+            self.https_port = await self._listen_tls("https", config.https_port, handler, ALPN_HTTP)
+        if config.rtmps_port is not None:
+            self.rtmps_port = await self._listen_tls("rtmps", config.rtmps_port, RtmpServer(self).handle, ())
         if self.config.srt_port is not None:
             from .srt_server import SrtServer, UdpEndpoint
 
@@ -289,14 +319,27 @@ class MediaNode:
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s%s%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,
             self.config.host,
             self.http_port,
+            f", HTTPS on {self.config.host}:{self.https_port}" if self.https_port is not None else "",
+            f", RTMPS on {self.config.host}:{self.rtmps_port}" if self.rtmps_port is not None else "",
             f", SRT on {self.config.host}:{self.srt_port} (UDP)" if self.srt is not None else "",
         )
+
+    async def _listen_tls(self, name: str, port: int, handler, alpn: tuple[str, ...]) -> int:
+        """A TLS listener (tls.py) running `handler` on `port`; the port it bound."""
+        config = self.config
+        limits = TlsLimits(config.tls_handshake_timeout_seconds, config.max_pending_tls_handshakes,
+                           config.max_tls_handshakes_per_second)  # fmt: skip
+        certificates = TlsCertificates(self.policy, alpn, config.tls_default_certificate)
+        listener = TlsListener(name, handler, self.gate, certificates, limits)
+        await listener.start(config.host, port)
+        self._servers.append(listener)
+        return listener.port
 
     async def stop(self) -> None:
         for server in self._servers:

@@ -64,6 +64,25 @@ class DomainConfig:
     # The live center region its streams live in (domains.models.LiveCenter):
     # where an edge relays them (edge.py). "" where the node does not care.
     live_center: str = ""
+    # HTTPS (streaming domains; tls.py): whether the node serves the
+    # domain's certificate, and where plain requests are sent: "" none,
+    # "https" (HTTP to HTTPS) or "http" (HTTPS to HTTP), with a 301.
+    https_enabled: bool = False
+    https_redirect: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    """A domain's certificate as the node serves it (tls.py): the chain in
+    PEM, leaf first, and its private key, which the node holds in memory
+    only; it is left out of the repr so that no log line or traceback shows
+    it."""
+
+    domain: str
+    chain_pem: str = field(repr=False)
+    key_pem: str = field(repr=False)
+    fingerprint_sha256: str  # of the leaf, "AB:CD:..." as the console shows it
+    not_after: float  # Unix seconds; past it the certificate is not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +281,11 @@ class Policy(Protocol):
         """The ABR group `group_id` of an ingest domain's app, or None.
         Optional: a policy without it has no groups."""
 
+    async def certificate(self, host: str) -> TlsCertificate | None:
+        """The certificate to serve to a TLS client that asks for `host`:
+        its domain's, while the domain is enabled and has HTTPS on; else
+        None. Optional: a policy without it serves no domain over TLS."""
+
 
 class EventSink(Protocol):
     async def published(self, event: StreamPublished) -> None: ...
@@ -287,6 +311,8 @@ class MemoryPolicy:
     forbidden: set[StreamKey] = field(default_factory=set)
     # (ingest domain, app, group id) -> RenditionGroup
     groups: dict[tuple[str, str, str], RenditionGroup] = field(default_factory=dict)
+    # host -> the certificate served for it
+    certificates: dict[str, TlsCertificate] = field(default_factory=dict)
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return self.domains.get(host)
@@ -296,6 +322,9 @@ class MemoryPolicy:
 
     async def rendition_group(self, domain: str, app: str, group_id: str) -> RenditionGroup | None:
         return self.groups.get((domain, app, group_id))
+
+    async def certificate(self, host: str) -> TlsCertificate | None:
+        return self.certificates.get(host)
 
 
 @dataclass

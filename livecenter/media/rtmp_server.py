@@ -25,6 +25,7 @@ from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
 from .stats import NODE_LINK_PROTOCOL
+from .tls import server_name
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class RtmpSession:
         self.reader = reader
         self.writer = writer
         self.peer = peer_name(writer.get_extra_info("peername"))
+        # RTMPS (tls.py): the name the client's certificate was chosen by; None over plain RTMP.
+        self.sni = server_name(writer)
         config = node.config
         self.conn = rtmp.RtmpServerConnection(
             max_buffered_bytes=config.rtmp_buffered_bytes,
@@ -194,6 +197,12 @@ class RtmpSession:
             self.refuse("connect", self.app, f"tcUrl is not a URL: {exc}")
             return
         self.tc_host = tc_url.hostname or ""
+        if self.sni is not None and self.tc_host.rstrip(".") != self.sni:
+            # One domain's certificate never fronts another domain's streams (as HTTPS's 421).
+            reason = f"tcUrl names {self.tc_host or 'no host'} on a connection for {self.sni}"
+            self.conn.reject_connect(event, reason)
+            self.refuse("connect", self.app, reason)
+            return
         self.connect_query.update(dict(parse_qsl(tc_url.query)))
         self.conn.accept_connect(event)
 

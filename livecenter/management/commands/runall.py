@@ -157,6 +157,9 @@ class Command(BaseCommand):
                     lifespan="off",
                     log_level="info",
                     log_config=uvicorn_log_config(),
+                    # The console's own certificate (LIVECENTER_CONSOLE_TLS_*), when set.
+                    ssl_certfile=settings.LIVECENTER_CONSOLE_TLS_CERT_FILE or None,
+                    ssl_keyfile=settings.LIVECENTER_CONSOLE_TLS_KEY_FILE or None,
                 )
             )
             asyncio.run(serve_console(server, settings.LIVECENTER_MEDIA_EMBEDDED and not no_media))
@@ -187,7 +190,8 @@ class Command(BaseCommand):
             signal.signal(sig, on_signal)
         for child in children:
             child.start()
-        self.stdout.write(f"LiveCenter console on http://{host}:{port}/ (Ctrl-C stops everything)")
+        scheme = "https" if settings.LIVECENTER_CONSOLE_TLS_CERT_FILE else "http"
+        self.stdout.write(f"LiveCenter console on {scheme}://{host}:{port}/ (Ctrl-C stops everything)")
         failure = ""
         try:
             while not stop.wait(CHILD_POLL_SECONDS):
