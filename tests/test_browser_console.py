@@ -137,7 +137,8 @@ def test_it_runs_the_console_workflow(page, live_server, owner, loopback_dns, ce
     flv = page.input_value("#url-playback-flv")
     now = time.time()
     assert rtmp.startswith("rtmp://push.e2e.example:1935/live/cam1?auth_key=")
-    assert flv.startswith("http://play.e2e.example:8080/live/cam1.flv?auth_key=")
+    # The certificate uploaded above turned HTTPS on for the streaming domain.
+    assert flv.startswith("https://play.e2e.example:443/live/cam1.flv?auth_key=")
     assert verify("/live/cam1", token(rtmp), ["PushKey2026"], 3600, now=now).ok
     assert verify("/live/cam1.flv", token(flv), ["PlayKey2026"], 3600, now=now).ok
     # Signed with the ingest domain's key, the FLV URL is refused: keys are per domain.
