@@ -59,8 +59,7 @@ test: setup system-deps lint
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m browser
 	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then \
 		echo "== again on DATABASE_URL=$${DATABASE_URL:-(SQLite)} REDIS_URL=$${REDIS_URL:-(none)}: -m backends"; \
-		$(PY) -m pytest -n $(TEST_WORKERS) -m "backends and not browser and not serial" && \
-		$(PY) -m pytest -m "backends and serial and not browser" && \
+		$(PY) -m pytest -n $(TEST_WORKERS) -m "backends and not browser" && \
 		$(PY) -m pytest -m "backends and browser"; \
 	fi
 
