@@ -190,18 +190,9 @@ async def push(
         # The center talks back (pings, acknowledgements, a refusal when the
         # stream is forbidden there): read it beside the frames.
         watcher = asyncio.ensure_future(_watch(link))
-        while True:
-            getter = asyncio.ensure_future(subscription.get())
-            done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if watcher in done:
-                getter.cancel()
-                watcher.result()  # raises the RelayError
-            frame = getter.result()
-            if frame is None:
-                return
-            _send(link.conn, frame)
-            for more in subscription.drain():
-                _send(link.conn, more)
+        while (frames := await _next_frames(subscription, watcher, watcher.result)) is not None:
+            for frame in frames:
+                _send(link.conn, frame)
             subscription.count_sent(link.flush())
             if link.writer.transport.get_write_buffer_size() > RELAY_WRITE_HIGH_WATER_BYTES:
                 try:
@@ -214,6 +205,19 @@ async def push(
         if subscription is not None:
             subscription.close()
         await link.close()
+
+
+async def _next_frames(subscription, failure: asyncio.Future, fail: Callable[[], None]) -> list[MediaFrame] | None:
+    """The frames queued for a node link (the next one and what came with
+    it), or None once the stream has ended here; `fail` (which raises) as
+    soon as `failure` is done: the link broke while it waited."""
+    getter = asyncio.ensure_future(subscription.get())
+    done, _ = await asyncio.wait({getter, failure}, return_when=asyncio.FIRST_COMPLETED)
+    if failure in done:
+        getter.cancel()
+        fail()
+    frame = getter.result()
+    return None if frame is None else [frame, *subscription.drain()]
 
 
 async def _watch(link: _Link) -> None:
@@ -329,18 +333,13 @@ async def push_srt(
             on_started()
         subscription = hub.subscribe(key, protocol=NODE_LINK_PROTOCOL)
         ts = SrtTsSender(accepted.send_latency_ms * 1000, RELAY_SRT_MAX_DROPPING_SECONDS)
-        while True:
-            getter = asyncio.ensure_future(subscription.get())
-            done, _ = await asyncio.wait({getter, call.closed}, return_when=asyncio.FIRST_COMPLETED)
-            if call.closed in done:
-                getter.cancel()
-                raise RelayError(f"{target}: {call.closed.result()}")
-            frame = getter.result()
-            if frame is None:
-                return
+
+        def closed() -> None:
+            raise RelayError(f"{target}: {call.closed.result()}")
+
+        while (frames := await _next_frames(subscription, call.closed, closed)) is not None:
             try:
-                payloads = ts.payloads([frame, *subscription.drain()], subscription, time.monotonic(),
-                                       call.packets_send_dropped)  # fmt: skip
+                payloads = ts.payloads(frames, subscription, time.monotonic(), call.packets_send_dropped)
             except SrtTooSlow:
                 raise RelayError(f"{target}: packets given up for {RELAY_SRT_MAX_DROPPING_SECONDS:g} s") from None
             for payload in payloads:
