@@ -49,10 +49,8 @@ format: setup
 # passes spread the tests over TEST_WORKERS pytest-xdist processes (most wait
 # on sockets and peers, so more workers than cores pays), except the browser
 # tests, which run after, one at a time: Chromium playing live video beside
-# two other workers' encoders stalls on this 2-core machine class. On Redis
-# the `serial` tests run alone too: every worker's nodes beat into the one
-# Redis (a node alone is a center of every region to an edge), and a kick
-# sent to the control group reaches every worker's listeners.
+# two other workers' encoders stalls on this 2-core machine class. Each
+# worker has a Redis database of its own (tests/xdist_redis.py).
 TEST_WORKERS ?= 3
 test: setup system-deps lint
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -n $(TEST_WORKERS) -m "not browser"

@@ -27,7 +27,7 @@ import uuid
 from typing import Protocol
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from livecenter.media.policy import StreamKey
 
@@ -118,9 +118,7 @@ async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | N
     CONTROL_REJOIN_SECONDS, joins the group again on a fresh channel (a
     restarted Redis has forgotten the membership), retrying every
     CONTROL_RETRY_SECONDS while it is unreachable; the streams never notice."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    layer = _listening_layer()
     channel = None
     down_since: float | None = None
     try:
@@ -136,7 +134,8 @@ async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | N
                     ready.set()
                 while True:
                     try:
-                        message = await asyncio.wait_for(layer.receive(channel), CONTROL_REJOIN_SECONDS)
+                        async with asyncio.timeout(CONTROL_REJOIN_SECONDS):
+                            message = await layer.receive(channel)
                     except TimeoutError:
                         break  # refresh the membership
                     _handle(engine, message)
@@ -154,6 +153,26 @@ async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | N
                 await layer.group_discard(GROUP, channel)
             except Exception:  # shutting down; the layer expires the membership itself
                 log.debug("could not leave %s", GROUP, exc_info=True)
+        if layer is not get_channel_layer():
+            try:
+                await layer.close_pools()
+            except Exception:
+                log.debug("could not close the control layer's connections", exc_info=True)
+
+
+def _listening_layer():
+    """The layer a listener receives on: a Redis layer of its own, because
+    channels_redis binds an instance's receive state to one event loop and
+    serialises its receivers behind one lock (two listeners sharing the
+    process's instance, an embedded engine's and a test's, or two in one loop,
+    would wait on each other or fail with "Two event loops …"); the in-memory
+    layer is the process's own, since its groups live in that instance."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    if isinstance(layer, InMemoryChannelLayer):
+        return layer
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
 
 
 def _handle(engine: KickableEngine, message: dict) -> None:

@@ -12,6 +12,7 @@ from asgiref.sync import async_to_sync
 
 from livecenter.media.cluster import EDGE, NodeBeat
 from nodes import registry
+from tests.xdist_redis import worker_redis_url
 
 T0 = 1_800_000_000.0
 
@@ -42,7 +43,7 @@ def redis_url(settings, monkeypatch):
     """This machine's Redis (REDIS_URL, else 127.0.0.1:6379) as the beat
     store, or a skip when it does not answer."""
     monkeypatch.setattr(registry, "BEAT_TTL_SECONDS", TEST_BEAT_TTL_SECONDS)
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    url = os.environ.get("REDIS_URL") or worker_redis_url("redis://127.0.0.1:6379/0")
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except (redis.RedisError, OSError) as exc:

@@ -24,7 +24,7 @@ from tests.mediasupport import probe_packets, start_publisher
 from tests.test_media_edge import _continuous as continuous
 from tests.workersupport import MediaNodeThread, wait_until
 
-pytestmark = [pytest.mark.serial, pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
+pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 CLUSTER_KEY = b"cluster-key-for-tests"
 REGION = "eu-central-1"

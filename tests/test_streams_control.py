@@ -19,7 +19,7 @@ KEY = StreamKey("push.example.com", "live", "cam1")
 WAIT_SECONDS = 5
 
 # The channel layer and the broker are this module's subject.
-pytestmark = [pytest.mark.serial, pytest.mark.backends]
+pytestmark = [pytest.mark.backends]
 
 
 @pytest.fixture(autouse=True)
