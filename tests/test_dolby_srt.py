@@ -163,7 +163,8 @@ def test_http_flv_and_rtmp_players_get_aac_that_debian_ffmpeg_decodes(dolby, pro
     assert got["codecs"] == ["aac", "h264"]
     # 46.9 AAC frames a second at 48 kHz, from the GOP's keyframe on.
     assert len(got["audio"]) >= 100 and len(got["video"]) >= 50
-    assert abs(got["audio"][0] - got["video"][0]) < 0.2
+    # Together within the AAC encoder's priming and a few of its 21 ms frames.
+    assert abs(got["audio"][0] - got["video"][0]) < 0.3
     assert_continuous(got["audio"], 0.1)
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-rw_timeout", "15000000", "-show_entries", "stream=codec_name,sample_rate,channels",

@@ -176,9 +176,12 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
     everything = samples_of(node)
     assert any(s.viewers.get("hls") == 1 for s in everything) and any(s.bitrate_out.get("hls") for s in everything)
     assert not any("hls-packager" in s.viewers for s in samples)
+    # What one FLV viewer is sent is what comes in, audio included, plus FLV's
+    # tags (a few per cent); a sample's second may hold a burst of a backlog.
     watched = [s for s in samples if s.viewers.get("flv") == 1]
+    bitrate_in = video_bitrate + statistics.median(s.audio_bitrate for s in samples)
     assert watched and statistics.median(s.bitrate_out.get("flv", 0) for s in watched) == pytest.approx(
-        video_bitrate, rel=0.25
+        bitrate_in, rel=0.2
     )
 
 
