@@ -252,6 +252,9 @@ class MediaNode:
         # Incomplete messages held by all of the node's RTMP connections.
         self.rtmp_budget = RtmpBufferBudget(config.rtmp_node_buffered_bytes)
         self._events: asyncio.Queue = asyncio.Queue()
+        # The renditions asked of the sink and not yet delivered: every viewer
+        # waiting for one would otherwise queue a request of its own (bench/soak).
+        self._renditions_asked: set[tuple[StreamKey, str]] = set()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
         # The publishes here that another node relays (a center's, from
@@ -543,6 +546,9 @@ class MediaNode:
             if state is None or not state.center:
                 return
             center = state.center
+        if (source, template_id) in self._renditions_asked:
+            return  # one request is on its way: the sink would be asked the same
+        self._renditions_asked.add((source, template_id))
         self._events.put_nowait(RenditionRequested(source, template_id, self.config.node_id, center))
 
     async def _pump_events(self) -> None:
@@ -579,6 +585,7 @@ class MediaNode:
                 if handler is not None:
                     await handler(event)
             elif isinstance(event, RenditionRequested):
+                self._renditions_asked.discard((event.source, event.template_id))
                 handler = getattr(self.sink, "rendition_requested", None)
                 if handler is not None:
                     await handler(event)
