@@ -404,6 +404,14 @@ LIVECENTER_MEDIA_MAX_EGRESS_MBPS = float(os.environ.get("LIVECENTER_MEDIA_MAX_EG
 # refuses new viewers: it is behind on the ones it has (capacity.LoopLagGauge).
 # 0: not watched.
 LIVECENTER_MEDIA_MAX_LOOP_LAG_MS = float(os.environ.get("LIVECENTER_MEDIA_MAX_LOOP_LAG_MS", 250))
+# The C allocator under churn (livecenter/media/allocator.py; glibc only):
+# blocks of this many bytes or more are mapped apart from the heap (0:
+# glibc's own moving threshold), and the heaps' free pages are given back
+# every so many seconds (0: never).
+LIVECENTER_MEDIA_MALLOC_MMAP_THRESHOLD_BYTES = int(
+    os.environ.get("LIVECENTER_MEDIA_MALLOC_MMAP_THRESHOLD_BYTES", 256 * 1024)
+)
+LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS", 60))
 # The key media workers sign their reads with so a node at capacity still
 # serves them; every node and worker must share it (by default derived from
 # SECRET_KEY, which they share anyway).

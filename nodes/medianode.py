@@ -121,6 +121,8 @@ def node_config() -> NodeConfig:
         http_max_requests=settings.LIVECENTER_MEDIA_HTTP_MAX_REQUESTS,
         max_egress_mbps=settings.LIVECENTER_MEDIA_MAX_EGRESS_MBPS,
         max_loop_lag_ms=settings.LIVECENTER_MEDIA_MAX_LOOP_LAG_MS,
+        malloc_mmap_threshold_bytes=settings.LIVECENTER_MEDIA_MALLOC_MMAP_THRESHOLD_BYTES,
+        malloc_trim_seconds=settings.LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
         relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,

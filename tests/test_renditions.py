@@ -188,3 +188,46 @@ def test_it_asks_for_a_rendition_a_viewer_waited_for_before_its_source_went_live
     finally:
         publisher.stop()
         viewer.join(10)
+
+
+def test_viewers_waiting_for_a_rendition_queue_one_request_while_the_sink_is_busy():
+    """Each viewer waiting for a rendition asks for it; while the sink is
+    slow (a database round trip each) one request is queued, not one per
+    viewer (the soak's queue of RenditionRequested grew with its viewers)."""
+    from livecenter.media.policy import MemorySink
+
+    class SlowSink(MemorySink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def rendition_requested(self, event: RenditionRequested) -> None:
+            await self.gate.wait()
+            await super().rendition_requested(event)
+
+    thread = NodeThread(sample_interval_seconds=0)
+    thread.sink = SlowSink()
+    node = thread.start()
+    source = StreamKey(INGEST, "live", "cam1")
+
+    def queued() -> int:
+        return sum(isinstance(e, RenditionRequested) for e in node.node._events._queue)
+
+    delivered = lambda: sum(isinstance(e, RenditionRequested) for e in thread.sink.events)  # noqa: E731
+    try:
+        node.run_sync(node.node.request_rendition, source, "lld")
+        assert node.wait_for(lambda: queued() == 0)  # with the sink, which holds it
+        for _ in range(200):
+            node.run_sync(node.node.request_rendition, source, "lld")
+        node.run_sync(node.node.request_rendition, source, "lhd")
+        # Behind the one with the sink: one lld for the 200 viewers (asked after the sink took the
+        # first, so not lost), and lhd.
+        assert node.run_sync(queued) == 2
+        node.loop.call_soon_threadsafe(thread.sink.gate.set)
+        assert node.wait_for(lambda: delivered() == 3)
+        assert node.run_sync(queued) == 0 and not node.node._renditions_asked
+        # Delivered: a later viewer asks again.
+        node.run_sync(node.node.request_rendition, source, "lld")
+        assert node.wait_for(lambda: delivered() == 4)
+    finally:
+        node.stop()

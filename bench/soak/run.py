@@ -254,7 +254,8 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
     sample["node"] = {**proc_figures(server_pid(runall_pid)), "tasks": status["tasks"],
                       "connections": status["connections"], "viewers": status["viewers"],
                       "streams": status["streams"], "loop_lag_ms": status.get("loop_lag_ms"),
-                      "refused": status.get("refused", {})}  # fmt: skip
+                      "refused": status.get("refused", {}), "malloc": status.get("malloc"),
+                      "malloc_trim_ms": status.get("malloc_trim_ms")}  # fmt: skip
     wpid = worker_pid(runall_pid)
     sample["worker"] = proc_figures(wpid) if wpid else {}
     sample["rows"] = table_rows(db)
@@ -263,6 +264,18 @@ def take_sample(began: float, runall_pid: int, http_port: int, db: Path, workdir
 
 
 VIEWER_KINDS = ("rtmp", "flv", "hls", "llhls", "rts")
+
+
+def malloc_note(malloc: dict | None, trim_ms: float | None = None) -> str:
+    """The node's C allocator (livecenter/media/allocator.py): RSS that grows
+    with `free` is kept by the allocator, not by live objects; and how long
+    its last trim held the loop."""
+    if not malloc:
+        return ""
+    mib = {k: v / 1048576 for k, v in malloc.items()}
+    trimmed = f", last trim {trim_ms} ms" if trim_ms is not None else ""
+    return (f"; malloc heap {mib['heap_bytes']:.0f} MiB (in use {mib['in_use_bytes']:.0f}, free"
+            f" {mib['free_bytes']:.0f}), mmapped {mib['mmapped_bytes']:.0f} MiB{trimmed}")  # fmt: skip
 
 
 # --- verdict -----------------------------------------------------------------------
@@ -726,7 +739,7 @@ def main() -> None:
                 log(f"  min {sample['minute']:5.1f}: node {n['rss_kib'] // 1024} MiB, {n['fds']} fds, {n['threads']}"
                     f" threads, {n['tasks']} tasks, {n['connections']}; worker {w.get('rss_kib', 0) // 1024} MiB,"
                     f" {w.get('fds')} fds, {w.get('threads')} threads; loop lag {n.get('loop_lag_ms')} ms,"
-                    f" refused {n.get('refused')}")  # fmt: skip
+                    f" refused {n.get('refused')}{malloc_note(n.get('malloc'), n.get('malloc_trim_ms'))}")  # fmt: skip
                 next_sample += args.sample_seconds
             time.sleep(1)
         samples.append(take_sample(began, runall.pid, http_port, db, workdir, clients))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from . import allocator
 from .capacity import (
     DEFAULT_MAX_EGRESS_MBPS,
     DEFAULT_MAX_LOOP_LAG_MS,
@@ -194,6 +195,15 @@ class NodeConfig:
     # sent a second time before the packet is due. Lower it for a short link.
     relay_protocol: str = "rtmp"
     relay_srt_latency_ms: int = 1000
+    # The C allocator (allocator.py; glibc only). Blocks of this many bytes or
+    # more (segments, a lagging viewer's backlog) are mapped and unmapped on
+    # their own, not carved from the heap (0: glibc's own threshold, which
+    # rises with every large block freed); and every `malloc_trim_seconds`
+    # the heaps' free pages go back to the system (0: never). Without them
+    # the node's RSS kept each burst's high-water mark under viewers' churn
+    # (bench/README.md, "Try 5" and after).
+    malloc_mmap_threshold_bytes: int = 256 * 1024
+    malloc_trim_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.relay_protocol not in ("rtmp", "srt"):
@@ -242,6 +252,9 @@ class MediaNode:
         # Incomplete messages held by all of the node's RTMP connections.
         self.rtmp_budget = RtmpBufferBudget(config.rtmp_node_buffered_bytes)
         self._events: asyncio.Queue = asyncio.Queue()
+        # The renditions asked of the sink and not yet delivered: every viewer
+        # waiting for one would otherwise queue a request of its own (bench/soak).
+        self._renditions_asked: set[tuple[StreamKey, str]] = set()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
         # The publishes here that another node relays (a center's, from
@@ -258,6 +271,7 @@ class MediaNode:
         self.last_samples: tuple[StreamSample, ...] = ()
         self.egress = EgressGauge(config.max_egress_mbps)
         self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
+        self.malloc_trim_ms: float | None = None  # how long the last malloc_trim took (/_node/status)
         self._pending_samples = 0
         self._updates_queued = False
         self.sample_batches_dropped = 0
@@ -318,6 +332,10 @@ class MediaNode:
             self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
+        if allocator.tune(self.config.malloc_mmap_threshold_bytes):
+            log.debug("malloc: blocks of %d bytes or more mapped apart", self.config.malloc_mmap_threshold_bytes)
+        if self.config.malloc_trim_seconds > 0 and allocator.available():
+            self._tasks.append(asyncio.create_task(self._trim_allocator(), name="media-malloc-trim"))
         log.info(
             "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s%s%s",
             self.config.node_id,
@@ -425,6 +443,14 @@ class MediaNode:
             return False
         return self.egress.admit(now, protocol, stream.bitrate if stream is not None else 0.0, self.egress_load_bps)
 
+    async def _trim_allocator(self) -> None:
+        """Give the allocator's free pages back every `malloc_trim_seconds`
+        (a few ms for a heap of 100 MiB, on the loop: malloc_trim holds the
+        heaps' locks, so a thread would stall the loop's allocations anyway)."""
+        while True:
+            await asyncio.sleep(self.config.malloc_trim_seconds)
+            self.malloc_trim_ms = round(allocator.timed_trim() * 1000, 2)
+
     async def _probe_loop_lag(self) -> None:
         """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
         gauge = self.loop_lag
@@ -520,6 +546,9 @@ class MediaNode:
             if state is None or not state.center:
                 return
             center = state.center
+        if (source, template_id) in self._renditions_asked:
+            return  # one request is on its way: the sink would be asked the same
+        self._renditions_asked.add((source, template_id))
         self._events.put_nowait(RenditionRequested(source, template_id, self.config.node_id, center))
 
     async def _pump_events(self) -> None:
@@ -556,6 +585,7 @@ class MediaNode:
                 if handler is not None:
                     await handler(event)
             elif isinstance(event, RenditionRequested):
+                self._renditions_asked.discard((event.source, event.template_id))
                 handler = getattr(self.sink, "rendition_requested", None)
                 if handler is not None:
                     await handler(event)

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from . import allocator
 from .policy import StreamKey
 from .stats import NODE_LINK_PROTOCOL
 
@@ -105,6 +106,10 @@ def node_status(node) -> dict:
         "loop_lag_ms": carried.loop_lag_ms,
         "loop_behind": node.loop_lag.behind,
         "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
+        # The C allocator's bytes in use and free in its heaps (glibc; None elsewhere): RSS that grows with
+        # `free_bytes` is memory kept by the allocator, not objects kept by the node (allocator.py).
+        "malloc": allocator.figures(),
+        "malloc_trim_ms": getattr(node, "malloc_trim_ms", None),
     }
 
 

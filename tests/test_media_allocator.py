@@ -1,0 +1,80 @@
+"""The node keeps the C allocator from holding each burst's high-water mark
+(livecenter/media/allocator.py; issue 11, the soak's RSS growth): large
+blocks are mapped apart from the heap even after a larger one was freed,
+and the heaps' free pages go back to the system every malloc_trim_seconds.
+
+glibc only (the node's platform); elsewhere the module does nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from livecenter.media import allocator
+from tests.mediasupport import NodeThread
+
+pytestmark = pytest.mark.skipif(not allocator.available(), reason="glibc's malloc only")
+
+MIB = 1 << 20
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_large_blocks_stay_out_of_the_heap_after_a_larger_one_was_freed():
+    node = NodeThread().start()  # the default configuration
+    try:
+        # A lagging viewer's backlog: one large block, mapped, then freed. Left
+        # to itself glibc now carves every block below its size from the heap.
+        backlog = bytes(16 * MIB)
+        del backlog
+        before = allocator.figures()
+        segments = [bytes(MIB) for _ in range(32)]
+        during = allocator.figures()
+        assert during["mmapped_bytes"] - before["mmapped_bytes"] >= 32 * MIB
+        assert during["in_use_bytes"] - before["in_use_bytes"] < 8 * MIB
+        del segments
+    finally:
+        node.stop()
+
+
+def test_the_node_gives_the_free_pages_inside_the_heap_back():
+    node = NodeThread(malloc_trim_seconds=0.2).start()
+    try:
+        # Churn: blocks under the mmap threshold freed around small ones that
+        # stay, so the heap cannot shrink from its top. The pages are touched
+        # (bytes() zero-fills them), so they count in RSS until given back.
+        blocks, kept = [], []
+        for _ in range(1200):
+            blocks.append(bytes(64 * 1024))
+            kept.append(bytes(1024))
+        full = rss_bytes()
+        del blocks
+        deadline = time.monotonic() + 15
+        while rss_bytes() > full - 40 * MIB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert rss_bytes() <= full - 40 * MIB, (full, rss_bytes())
+        assert len(kept) == 1200
+    finally:
+        node.stop()
+
+
+def test_a_node_with_both_off_leaves_the_allocator_alone():
+    node = NodeThread(malloc_mmap_threshold_bytes=0, malloc_trim_seconds=0).start()
+    try:
+        names = {task.get_name() for task in node.node._tasks}
+        assert "media-malloc-trim" not in names
+    finally:
+        node.stop()
+
+
+def test_status_reports_the_allocators_bytes():
+    figures = allocator.figures()
+    assert set(figures) == {"heap_bytes", "in_use_bytes", "free_bytes", "mmapped_bytes"}
+    assert figures["in_use_bytes"] > 0 and figures["heap_bytes"] >= figures["in_use_bytes"]
