@@ -344,7 +344,10 @@ def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server
         loadgen_proc.wait()
         cpu = 100.0 * (ticks_end - ticks_start) / CLK_TCK / (t_end - t_start) if t_end and t_start else 0.0
         stalled = result.get("stalled", n)
-        return Step(server, protocol, n, bool(result) and stalled == 0, stalled, cpu, rss0, peak_rss[0], result)
+        # A step whose viewers were all refused (the loop-lag gauge on a busy
+        # machine) shows nothing kept up: not a pass.
+        ok = bool(result) and stalled == 0 and result.get("admitted", n) > 0
+        return Step(server, protocol, n, ok, stalled, cpu, rss0, peak_rss[0], result)
     finally:
         if loadgen_proc is not None and loadgen_proc.poll() is None:
             loadgen_proc.kill()
