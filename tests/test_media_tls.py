@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import http.client
+import shutil
 import socket
 import ssl
 import subprocess
@@ -230,6 +231,58 @@ def test_ffmpeg_publishes_over_rtmps_and_ffprobe_plays_over_rtmps(media, ca):
     finally:
         process.terminate()
         process.wait(15)
+
+
+def gstreamer_publisher(url: str, hosts: str, ca: TestCa, seconds: int = 60) -> list[str]:
+    """GStreamer's rtmp2sink publishing H.264 + AAC to `url` (rtmps://), in
+    a mount namespace whose /etc/hosts is `hosts` and whose system trust
+    store is the test CA alone: GLib's TLS validates the node's certificate
+    for the URL's host as it would on the Internet (validate-all, the
+    default)."""
+    frames = 25 * seconds
+    pipeline = (
+        f"videotestsrc is-live=true num-buffers={frames} ! video/x-raw,width=640,height=360,framerate=25/1"
+        " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! h264parse"
+        " ! flvmux name=mux streamable=true ! rtmp2sink"
+        " audiotestsrc is-live=true ! audioconvert ! voaacenc ! aacparse ! mux."
+    )
+    trust_store = "/etc/ssl/certs/ca-certificates.crt"  # GnuTLS's system trust in Debian
+    script = f'mount --bind "$0" /etc/hosts && mount --bind "$1" {trust_store} && shift && exec "$@"'
+    head, tail = pipeline.split(" rtmp2sink")
+    gst = ["gst-launch-1.0", "-q", "-e", *head.split(), "rtmp2sink", f'location="{url}"', *tail.split()]
+    return ["unshare", "--mount", "sh", "-c", script, hosts, str(ca.path), *gst]
+
+
+@pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="GStreamer (make system-deps) is not installed")
+def test_gstreamer_publishes_over_rtmps(media, ca):
+    hosts = hosts_file([INGEST, PLAY])
+    port = media.node.rtmps_port
+    cmd = gstreamer_publisher(f"rtmps://{INGEST}:{port}" + signed("/live/cam1", INGEST_KEY), hosts, ca)
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert media.wait_for(lambda: media.node.hub.is_live(KEY) or process.poll() is not None, timeout=30)
+        assert media.node.hub.is_live(KEY), process.communicate(timeout=10)[1][-2000:]
+        probe = rtmps_probe(hosts, f"rtmps://{PLAY}:{port}" + signed("/live/cam1"))
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        packets = [line for line in probe.stdout.splitlines() if line.startswith("packet")]
+        assert len(packets) > 20 and any(",K" in line for line in packets)
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="GStreamer (make system-deps) is not installed")
+def test_gstreamer_refuses_a_certificate_of_another_ca(media, ca, tmp_path):
+    """The trust store really is what the publisher checks: with another CA
+    in it the handshake fails and nothing goes live."""
+    hosts = hosts_file([INGEST])
+    (tmp_path / "other").mkdir()
+    other = TestCa(tmp_path / "other")
+    url = f"rtmps://{INGEST}:{media.node.rtmps_port}" + signed("/live/cam1", INGEST_KEY)
+    run = subprocess.run(gstreamer_publisher(url, hosts, other, seconds=5), capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and not media.node.hub.is_live(KEY)
+    assert "certificate" in (run.stdout + run.stderr).lower(), run.stderr[-2000:]
+    tls_connect(media.node.rtmps_port, ca, INGEST).close()  # the listener took it in its stride
 
 
 def test_a_replaced_certificate_is_served_to_the_next_connection_while_an_open_flv_stream_goes_on(

@@ -196,13 +196,14 @@ async def accept_tls(
     done. Raises as that does (OSError, ssl.SSLError, TimeoutError)."""
     waiter = loop.create_future()
     tls = LeanSSLProtocol(loop, protocol, context, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout)
+    transport = tls._app_transport  # the protocol forgets it once the connection is lost
     await loop.connect_accepted_socket(lambda: tls, conn)
     try:
         await waiter
     except BaseException:
-        tls._app_transport.close()
+        transport.close()
         raise
-    return tls._app_transport
+    return transport
 
 
 class TlsCertificates:
