@@ -33,9 +33,10 @@ socket transport buffer 64 KiB beyond what the writer counts; that made an
 HTTPS-FLV viewer cost 300-390 KiB against 16 KiB for a plain one
 (bench/README.md). `LeanSSLProtocol` starts each connection with a
 TLS_READ_BUFFER_BYTES buffer that grows (to TLS_MAX_READ_BUFFER_BYTES) only
-for a peer whose reads fill it, a publisher, and counts the socket
-transport's buffer in the write buffer size, so a viewer's pump bounds all
-of what waits for its socket (pump.py).
+for a peer whose reads fill it, a publisher, encrypts TLS_WRITE_PIECE_BYTES
+at a time (OpenSSL's memory BIO keeps its largest size), and counts the
+socket transport's buffer in the write buffer size, so a viewer's pump
+bounds all of what waits for its socket (pump.py).
 
 Private keys reach OpenSSL through memfd files (anonymous memory, never a
 path on disk) that are closed as soon as the context has read them; they
@@ -99,6 +100,12 @@ TLS_MAX_READ_BUFFER_BYTES = 256 * 1024
 # exceed a quarter of the high-water mark a writer sets (the low-water mark
 # asyncio derives from it): the pump's 64 KiB.
 TLS_SOCKET_HIGH_WATER_BYTES = 16 * 1024
+# Plaintext is encrypted this much at a time, each piece's records handed to
+# the socket before the next: OpenSSL's outgoing memory BIO keeps the largest
+# size it ever held for the connection's life, and a 64 KiB write encrypted
+# at once left every viewer's at 64 KiB and more. While the socket transport
+# is paused the plaintext waits unencrypted (counted all the same).
+TLS_WRITE_PIECE_BYTES = 16 * 1024
 # RFC 8446 6: a plaintext alert record (TLS 1.2 record version, as a 1.3
 # server writes it before any keys), level fatal, unrecognized_name (112).
 UNRECOGNIZED_NAME_ALERT = bytes((21, 3, 3, 0, 2, 2, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME))
@@ -176,6 +183,42 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
             # get_buffer makes the next buffer this large.
             self.max_size = min(TLS_MAX_READ_BUFFER_BYTES, self.max_size * 4)
         super().buffer_updated(nbytes)
+
+    def _do_write(self) -> None:
+        # asyncio's encrypts the whole backlog into the outgoing BIO at once.
+        # Here: a piece at a time, each sent on before the next; while the
+        # socket transport is paused the rest waits as plaintext, unless
+        # the connection is closing (it must all go before close_notify).
+        backlog = self._write_backlog
+        try:
+            while backlog and not (self._ssl_writing_paused and self._state == sslproto.SSLProtocolState.WRAPPED):
+                data = backlog[0]
+                view = memoryview(data).cast("B")
+                count = self._sslobj.write(view[:TLS_WRITE_PIECE_BYTES])
+                if count < len(view):
+                    backlog[0] = view[count:]  # no copy of the rest
+                else:
+                    del backlog[0]
+                self._write_buffer_size -= count
+                self._process_outgoing()
+        except sslproto.SSLAgainErrors:
+            pass
+        self._process_outgoing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_backlog and self._state == sslproto.SSLProtocolState.WRAPPED:
+            try:
+                self._do_write()
+            except Exception as exc:  # as asyncio's own callers of _do_write
+                self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _do_flush(self) -> None:
+        # Closing: what still waits as plaintext is encrypted now (_do_write
+        # holds nothing back once the state is no longer WRAPPED).
+        if self._write_backlog:
+            self._do_write()
+        super()._do_flush()
 
     def _get_write_buffer_size(self) -> int:
         size = super()._get_write_buffer_size()
