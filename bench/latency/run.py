@@ -89,8 +89,7 @@ with open(os.environ["BENCH_TLS_CHAIN"]) as chain, open(os.environ["BENCH_TLS_KE
 def https_setup(env: dict, workdir: Path) -> list[str]:
     """A CA and a leaf for PLAY_HTTPS (tests/tlssupport.py), uploaded to the
     console; the Chromium flags that trust the CA and resolve the name."""
-    from tests.test_browser_https import spki_hash
-    from tests.tlssupport import TestCa
+    from tests.tlssupport import TestCa, spki_hash
 
     ca = TestCa(workdir)
     leaf = ca.issue([PLAY_HTTPS])
