@@ -80,7 +80,7 @@ from django.contrib.auth import get_user_model
 from domains import services
 owner = get_user_model().objects.get(username={USERNAME!r})
 play = services.add_domain(owner, {PLAY_HTTPS!r}, "streaming", "overseas", "ap-southeast-1")
-services.associate_ingest(play, {PUSH!r})
+play = services.bind_main_domain(play, {PLAY!r})  # a sub-streaming domain: the same ingest's streams
 with open(os.environ["BENCH_TLS_CHAIN"]) as chain, open(os.environ["BENCH_TLS_KEY"]) as key:
     services.upload_certificate(play, chain.read(), key.read())
 """
