@@ -100,8 +100,8 @@ TLS_MAX_READ_BUFFER_BYTES = 256 * 1024
 # exceed a quarter of the high-water mark a writer sets (the low-water mark
 # asyncio derives from it): the pump's 64 KiB.
 TLS_SOCKET_HIGH_WATER_BYTES = 16 * 1024
-# Plaintext is encrypted this much at a time, each piece's records handed to
-# the socket before the next: OpenSSL's outgoing memory BIO keeps the largest
+# Plaintext is encrypted this much at a time, each piece's records taken out
+# of OpenSSL before the next is encrypted: its outgoing memory BIO keeps the largest
 # size it ever held for the connection's life, and a 64 KiB write encrypted
 # at once left every viewer's at 64 KiB and more. While the socket transport
 # is paused the plaintext waits unencrypted (counted all the same).
@@ -186,10 +186,12 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
 
     def _do_write(self) -> None:
         # asyncio's encrypts the whole backlog into the outgoing BIO at once.
-        # Here: a piece at a time, each sent on before the next; while the
-        # socket transport is paused the rest waits as plaintext, unless
-        # the connection is closing (it must all go before close_notify).
-        backlog = self._write_backlog
+        # Here: a piece at a time, the BIO emptied after each (so it never
+        # grows past a piece's records), and what they make sent in one
+        # write (one send, as asyncio's). While the socket transport is
+        # paused the backlog waits as plaintext, unless the connection is
+        # closing (it must all go before close_notify).
+        backlog, records = self._write_backlog, []
         try:
             while backlog and not (self._ssl_writing_paused and self._state == sslproto.SSLProtocolState.WRAPPED):
                 data = backlog[0]
@@ -200,9 +202,11 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
                 else:
                     del backlog[0]
                 self._write_buffer_size -= count
-                self._process_outgoing()
+                records.append(self._outgoing.read())
         except sslproto.SSLAgainErrors:
             pass
+        if records:
+            self._transport.write(records[0] if len(records) == 1 else b"".join(records))
         self._process_outgoing()
 
     def resume_writing(self) -> None:
