@@ -24,9 +24,11 @@ setup: $(VENV)/.deps node_modules/.deps
 
 # Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null; then \
-		echo "Installing Debian's ffmpeg, chromium and srt-tools"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools; \
+	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null \
+			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then \
+		echo "Installing Debian's ffmpeg, chromium, srt-tools and GStreamer (rtmp2sink, x264enc, voaacenc)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools \
+			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking; \
 	fi
 
 run: setup

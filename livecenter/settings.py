@@ -317,14 +317,15 @@ LIVECENTER_CONSOLE_HOST = os.environ.get("LIVECENTER_CONSOLE_HOST", "127.0.0.1")
 LIVECENTER_CONSOLE_PORT = int(os.environ.get("LIVECENTER_CONSOLE_PORT", 8000))
 # The console over HTTPS (issue 15): `runall` serves it with this certificate
 # and key (PEM files) when both are set; or, behind a reverse proxy that ends
-# TLS, LIVECENTER_CONSOLE_BEHIND_PROXY trusts its X-Forwarded-Proto (from the
-# addresses in uvicorn's FORWARDED_ALLOW_IPS, loopback by default). Either
-# way the session and CSRF cookies are sent over HTTPS only.
+# TLS, LIVECENTER_CONSOLE_BEHIND_PROXY says so. Either way the session and
+# CSRF cookies are sent over HTTPS only. The proxy's X-Forwarded-Proto is
+# trusted by uvicorn (its proxy headers, on by default) from the addresses in
+# FORWARDED_ALLOW_IPS (loopback by default) only, and the request's scheme
+# comes from there: no SECURE_PROXY_SSL_HEADER, with which Django would trust
+# the header from any client (tests/test_runall_tls.py).
 LIVECENTER_CONSOLE_TLS_CERT_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_CERT_FILE", "")
 LIVECENTER_CONSOLE_TLS_KEY_FILE = os.environ.get("LIVECENTER_CONSOLE_TLS_KEY_FILE", "")
 LIVECENTER_CONSOLE_BEHIND_PROXY = _env_bool("LIVECENTER_CONSOLE_BEHIND_PROXY", False)
-if LIVECENTER_CONSOLE_BEHIND_PROXY:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if LIVECENTER_CONSOLE_BEHIND_PROXY or LIVECENTER_CONSOLE_TLS_CERT_FILE:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 

@@ -147,6 +147,8 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
         rtmp_port=node.rtmp_port,
         http_port=node.http_port,
         srt_port=node.srt_port,
+        https_port=node.https_port,
+        rtmps_port=node.rtmps_port,
         at=at,
         started_at=started_at,
         streams=frozenset(str(key) for key in carried.streams[:MAX_BEAT_STREAMS]),

@@ -32,6 +32,9 @@ class Node(models.Model):
     rtmp_port = models.PositiveIntegerField()
     http_port = models.PositiveIntegerField()
     srt_port = models.PositiveIntegerField(null=True, blank=True)
+    # Its TLS listeners (issue 15); empty: it serves no HTTPS (or RTMPS).
+    https_port = models.PositiveIntegerField(null=True, blank=True)
+    rtmps_port = models.PositiveIntegerField(null=True, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(help_text="when its current life began")
     # The latest beat (livecenter.media.cluster.NodeBeat.to_json) when beats

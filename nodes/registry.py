@@ -65,6 +65,8 @@ def register_node(beat: NodeBeat) -> Node:
             "rtmp_port": beat.rtmp_port,
             "http_port": beat.http_port,
             "srt_port": beat.srt_port,
+            "https_port": beat.https_port,
+            "rtmps_port": beat.rtmps_port,
             "started_at": _aware(beat.started_at or beat.at),
             "last_beat": None,
         },

@@ -13,6 +13,8 @@ class NodeSerializer(serializers.Serializer):
     rtmp_port = serializers.IntegerField(source="node.rtmp_port")
     http_port = serializers.IntegerField(source="node.http_port")
     srt_port = serializers.IntegerField(source="node.srt_port", allow_null=True)
+    https_port = serializers.IntegerField(source="node.https_port", allow_null=True, help_text="null: no HTTPS")
+    rtmps_port = serializers.IntegerField(source="node.rtmps_port", allow_null=True, help_text="null: no RTMPS")
     started_at = serializers.DateTimeField(source="node.started_at")
     health = serializers.ChoiceField(choices=["up", "down"])
     last_beat_age = serializers.FloatField(allow_null=True, help_text="seconds since its last heartbeat")

@@ -4,7 +4,9 @@ forced redirect, and the https:// and rtmps:// URLs of the URL generator."""
 import pytest
 
 from domains import services
+from nodes import registry
 from tests.apisupport import add_ingest, add_streaming, client_for, domain_url
+from tests.nodesupport import T0, a_beat, beat_now
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +102,30 @@ def test_the_url_generator_writes_https_and_rtmps_for_domains_with_https_on(owne
 
 def test_an_outsider_cannot_switch_https(owner, outsider, pair):
     assert patch(outsider, {"https_enabled": False}).status_code == 404
+
+
+def test_the_url_generator_notes_when_no_node_up_serves_the_tls_urls(
+    owner, pair, certificate_factory, settings, registry_clock
+):
+    """The nodes' heartbeats advertise their HTTPS and RTMPS ports: the URL
+    generator says when none serves the https:// URLs it gives, or serves
+    them on another port."""
+    settings.REDIS_URL, settings.LIVECENTER_HTTPS_PORT, settings.LIVECENTER_RTMPS_PORT = "", 443, 1936
+    generate = {"domain": PLAY, "app": "live", "stream": "cam1"}
+
+    def notes() -> str:
+        return " ".join(client_for(owner).post("/api/v1/urls/", generate, format="json").json()["notes"])
+
+    upload(owner, certificate_factory)
+    assert "serves HTTPS" not in notes()  # no node up: nothing to say
+    store = registry.registry()
+    beat_now(store, a_beat("plain-edge"))
+    registry_clock.now = T0 + 1
+    said = notes()
+    assert "No media node that is up serves HTTPS" in said and "LIVECENTER_MEDIA_HTTPS_PORT" in said, said
+    assert "No media node that is up serves RTMPS" in said, said
+    beat_now(store, a_beat("tls-edge", https_port=443, rtmps_port=1936))
+    assert "serves HTTPS" not in notes() and "RTMPS" not in notes()
+    beat_now(store, a_beat("tls-edge", https_port=8443, rtmps_port=1936))
+    said = notes()
+    assert "serve HTTPS on port 8443; the URLs name 443" in said and "RTMPS" not in said, said

@@ -7,12 +7,9 @@ and HTTP-FLV over HTTPS from the URLs the console gives it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from django.db import connections
 
 from domains import services
@@ -21,7 +18,7 @@ from tests.test_browser_console import CHROMIUM
 from tests.test_browser_player import stats
 from tests.test_browser_rts import RTS_CHROMIUM_ARGS, STARTED
 from tests.test_streams_live import local, wait_until
-from tests.tlssupport import TestCa
+from tests.tlssupport import TestCa, spki_hash
 from tests.workersupport import MediaNodeThread
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -29,13 +26,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
 PUSH, PLAY = "push.https.test", "play.https.test"
-
-
-def spki_hash(ca: TestCa) -> str:
-    spki = ca.cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture

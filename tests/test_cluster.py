@@ -62,7 +62,8 @@ def view(registry: FakeRegistry, clock: FakeClock) -> ClusterView:
 def test_it_round_trips_a_beat():
     b = beat("c1", "both", ANY_REGION, streams=frozenset({"push.example.com/live/cam1"}), viewers=3,
              bitrate_in=2e6, bitrate_out=6e6, loop_lag_ms=1.5, load=0.25, started_at=T0 - 60,
-             relay_errors={"push.example.com/live/cam1": "no center node of live center X is up"})  # fmt: skip
+             relay_errors={"push.example.com/live/cam1": "no center node of live center X is up"},
+             https_port=443, rtmps_port=1936)  # fmt: skip
     assert NodeBeat.from_json(b.to_json()) == b
 
 
@@ -75,6 +76,8 @@ def test_it_round_trips_a_beat():
         ({"node_id": "n" * 256}, "node_id: must be a string of 1 to 255 characters"),
         ({"rtmp_port": 0}, "rtmp_port: must be a port number, 1 to 65535"),
         ({"srt_port": 70000}, "srt_port: must be a port number, 1 to 65535"),
+        ({"https_port": 0}, "https_port: must be a port number, 1 to 65535"),
+        ({"rtmps_port": "1936"}, "rtmps_port: must be a port number, 1 to 65535"),
         ({"at": "yesterday"}, "at: must be a finite number, 0 or more"),
         ({"load": float("nan")}, "load: must be a finite number, 0 or more"),
         ({"viewers": -1}, "viewers: must be a finite number, 0 or more"),

@@ -27,7 +27,8 @@ def cluster(settings, owner, outsider, registry_clock):
     add_ingest(outsider, "theirs.example.com")
     store = registry.registry()
     beat_now(store, a_beat("center-1", roles=frozenset({CENTER}), streams=frozenset({MINE, THEIRS}), viewers=7,
-                           bitrate_in=4e6, bitrate_out=14e6, loop_lag_ms=2.5, load=0.3))  # fmt: skip
+                           bitrate_in=4e6, bitrate_out=14e6, loop_lag_ms=2.5, load=0.3, https_port=443,
+                           rtmps_port=1936))  # fmt: skip
     beat_now(store, a_beat("edge-1"))
     registry_clock.now = T0 + 1
     return registry_clock
@@ -48,6 +49,8 @@ def test_it_lists_the_nodes_with_their_health_and_load(owner, cluster):
         "rtmp_port": 1935,
         "http_port": 8080,
         "srt_port": 1105,
+        "https_port": 443,
+        "rtmps_port": 1936,
         "started_at": "2027-01-15T07:59:55Z",  # T0 - 5
         "health": "up",
         "last_beat_age": 1.0,
@@ -61,6 +64,7 @@ def test_it_lists_the_nodes_with_their_health_and_load(owner, cluster):
         "relay_errors": {},
     }
     assert (rows["edge-1"]["role"], rows["edge-1"]["health"], rows["edge-1"]["streams"]) == ("edge", "up", [])
+    assert (rows["edge-1"]["https_port"], rows["edge-1"]["rtmps_port"]) == (None, None)  # no TLS listeners
 
 
 def test_it_shows_every_operator_the_nodes_but_only_their_own_streams(outsider, cluster, django_user_model):

@@ -90,7 +90,7 @@ def test_a_running_node_registers_beats_and_withdraws_when_it_stops(store, reque
     else:
         settings.REDIS_URL = ""
         node_id = "beating"
-    with MediaNodeThread(node_id=node_id, srt_port=0) as media:
+    with MediaNodeThread(node_id=node_id, srt_port=0, https_port=0, rtmps_port=0) as media:
         up = wait_until(lambda: _node_state(node_id)[0], timeout=20)
         assert up, "the node never beat"
         first = _node_state(node_id)[1]
@@ -100,6 +100,8 @@ def test_a_running_node_registers_beats_and_withdraws_when_it_stops(store, reque
         assert (row.rtmp_port, row.http_port, row.srt_port) == (
             media.node.rtmp_port, media.node.http_port, media.node.srt_port
         )  # fmt: skip
+        assert (row.https_port, row.rtmps_port) == (media.node.https_port, media.node.rtmps_port)
+        assert first.https_port == media.node.https_port and first.https_port is not None
         assert first.streams == frozenset() and first.viewers == 0 and first.loop_lag_ms >= 0
     # A clean stop takes the beat away at once: nothing is routed to it.
     assert _node_state(node_id) == (False, None)

@@ -3,7 +3,9 @@ command-line TLS peers that check what the node serves."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import os
 import socket
 import ssl
@@ -141,3 +143,12 @@ def read_some(sock, n: int) -> int:
             break
         got += len(data)
     return got
+
+
+def spki_hash(ca: TestCa) -> str:
+    """The base64 SHA-256 of the CA's public key, for Chromium's
+    --ignore-certificate-errors-spki-list."""
+    spki = ca.cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()

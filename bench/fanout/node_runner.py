@@ -76,6 +76,7 @@ async def serve(
     max_egress_mbps: float = 0.0,
     srt_port: int | None = None,
     https_port: int | None = None,
+    max_loop_lag_ms: float | None = None,
 ):
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
     `every_second(node)` each second if given. The benches measure the node
@@ -89,6 +90,7 @@ async def serve(
         https_port=https_port,
         node_id=node_id,
         max_egress_mbps=max_egress_mbps,
+        **({} if max_loop_lag_ms is None else {"max_loop_lag_ms": max_loop_lag_ms}),
         # Every bench viewer comes from loopback: no cap per address.
         max_connections_per_address=1_000_000,
     )
@@ -119,11 +121,12 @@ def cli(description: str, **options) -> None:
     parser.add_argument("--max-egress-mbps", type=float, default=0.0, help="the node's capacity; 0: none")
     parser.add_argument("--srt-port", type=int, help="also listen for SRT (UDP) here")
     parser.add_argument("--https-port", type=int, help="also serve HTTPS here, the streaming domain's certificate")
+    parser.add_argument("--max-loop-lag-ms", type=float, help="the node's loop-lag limit (0: none); default the node's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(
         serve(args.rtmp_port, args.http_port, max_egress_mbps=args.max_egress_mbps, srt_port=args.srt_port,
-              https_port=args.https_port, **options)
+              https_port=args.https_port, max_loop_lag_ms=args.max_loop_lag_ms, **options)
     )  # fmt: skip
 
 

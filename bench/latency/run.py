@@ -12,6 +12,11 @@ B-frames) as a process of its own, one at a time, pushing to the node or to
 nginx-rtmp.
 
     .venv/bin/python bench/latency/run.py [--seconds 30] [--loads 5]
+
+`https-flv` and `https-llhls` play the same stream over HTTPS (issue 15)
+from a second streaming domain with a certificate of a CA made in the run;
+Chromium trusts that CA by its key's hash and resolves the domain to
+loopback, so it asks the node for the name (SNI) as on the Internet.
 """
 
 from __future__ import annotations
@@ -52,10 +57,13 @@ CHROMIUM_ARGS = [
 CALIBRATOR_ARGS = ["--size", "1280x720", "--fps", "30", "--bitrate", "2M", "--gop-seconds", "1", "--bframes", "0"]
 USERNAME, PASSWORD = "bench", "bench-pass-123"
 PUSH, PLAY, APP, STREAM = "push.bench.test", "play.bench.test", "live", "calib"
+PLAY_HTTPS = "tls.play.bench.test"  # the streaming domain with HTTPS on
 # DESIGN.md, "The numbers we hold ourselves to" (p50s).
 TARGETS = {"flv": 500, "llhls": 1000, "hls": 3500}
 FIRST_FRAME_TARGET = {"flv": 300}
 LABELS = {"flv": "HTTP-FLV", "llhls": "LL-HLS", "hls": "HLS", "nginx-hls": "HLS, nginx-rtmp"}
+HTTPS = "https-"  # a protocol name's prefix: the same player protocol over HTTPS
+LABELS |= {HTTPS + name: f"{LABELS[name]} over HTTPS" for name in ("flv", "llhls", "hls")}
 
 SETUP_SCRIPT = f"""
 from django.contrib.auth import get_user_model
@@ -65,6 +73,35 @@ services.add_domain(owner, {PUSH!r}, "ingest", "overseas", "ap-southeast-1")
 play = services.add_domain(owner, {PLAY!r}, "streaming", "overseas", "ap-southeast-1")
 services.associate_ingest(play, {PUSH!r})
 """
+# The HTTPS streaming domain: its certificate (files named by argv) turns HTTPS on.
+HTTPS_SETUP_SCRIPT = f"""
+import os
+from django.contrib.auth import get_user_model
+from domains import services
+owner = get_user_model().objects.get(username={USERNAME!r})
+play = services.add_domain(owner, {PLAY_HTTPS!r}, "streaming", "overseas", "ap-southeast-1")
+play = services.bind_main_domain(play, {PLAY!r})  # a sub-streaming domain: the same ingest's streams
+with open(os.environ["BENCH_TLS_CHAIN"]) as chain, open(os.environ["BENCH_TLS_KEY"]) as key:
+    services.upload_certificate(play, chain.read(), key.read())
+"""
+
+
+def https_setup(env: dict, workdir: Path) -> list[str]:
+    """A CA and a leaf for PLAY_HTTPS (tests/tlssupport.py), uploaded to the
+    console; the Chromium flags that trust the CA and resolve the name."""
+    from tests.tlssupport import TestCa, spki_hash
+
+    ca = TestCa(workdir)
+    leaf = ca.issue([PLAY_HTTPS])
+    chain, key = workdir / "leaf.pem", workdir / "leaf.key"
+    chain.write_text(leaf.chain_pem)
+    key.write_text(leaf.key_pem)
+    key.chmod(0o600)
+    manage({**env, "BENCH_TLS_CHAIN": str(chain), "BENCH_TLS_KEY": str(key)}, "shell", "-c", HTTPS_SETUP_SCRIPT)
+    key.unlink()
+    trust = f"--ignore-certificate-errors-spki-list={spki_hash(ca)}"
+    return [trust, f"--host-resolver-rules=MAP {PLAY_HTTPS} 127.0.0.1"]
+
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -292,10 +329,10 @@ def table(results: list[Result]) -> str:
         if r.error and not r.latency:
             lines.append(f"| {LABELS[r.name]} | failed: {r.error} | | | | | | | |")
             continue
-        key = "hls" if r.name == "nginx-hls" else r.name
+        key = "hls" if r.name == "nginx-hls" else r.name.removeprefix(HTTPS)
         target = TARGETS[key]
         met = row["p50"] <= target
-        ff_target = FIRST_FRAME_TARGET.get(r.name)
+        ff_target = FIRST_FRAME_TARGET.get(key)
         target_text = f"≤ {target} ms" + (f"; first frame ≤ {ff_target} ms" if ff_target else "")
         if ff_target:
             met_text = f"{'yes' if met else 'no'}; {'yes' if row['ff_p50'] <= ff_target else 'no'}"
@@ -343,13 +380,15 @@ def main() -> None:
     if "nginx-hls" in names:
         require_nginx_rtmp()
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    rtmp_port, http_port, console_port = free_port(), free_port(), free_port()
+    rtmp_port, http_port, https_port, console_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "LIVECENTER_DATA_DIR": str(workdir / "data"),
         "DJANGO_SETTINGS_MODULE": "livecenter.settings",
         "LIVECENTER_RTMP_PORT": str(rtmp_port),
         "LIVECENTER_HTTP_PORT": str(http_port),
+        "LIVECENTER_HTTPS_PORT": str(https_port),
+        "LIVECENTER_MEDIA_HTTPS_PORT": str(https_port),
         "LIVECENTER_MEDIA_HOST": "127.0.0.1",
         "LIVECENTER_PLAYER_MEDIA_HOST": "127.0.0.1",
         "LIVECENTER_NODE_ID": "bench-latency",
@@ -361,6 +400,9 @@ def main() -> None:
         log(f"setting up in {workdir} ...")
         manage(env, "migrate", "--noinput")
         manage(env, "shell", "-c", SETUP_SCRIPT)
+        chromium_args = list(CHROMIUM_ARGS)
+        if any(n.startswith(HTTPS) for n in names):
+            chromium_args += https_setup(env, workdir)
         ingest = signed_ingest_url(env)
         procs.start("medianode", [PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
                                   "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)])  # fmt: skip
@@ -368,13 +410,14 @@ def main() -> None:
                                 "--host", "127.0.0.1", "--port", str(console_port)])  # fmt: skip
         wait_port(rtmp_port)
         wait_port(http_port)
+        wait_port(https_port)
         wait_port(console_port)
         nginx = None
         if "nginx-hls" in names:
             nginx, nginx_rtmp, nginx_hls, nginx_page = start_nginx(procs, workdir)
         console = f"http://127.0.0.1:{console_port}"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             log_in(context, console)
             ours = [n for n in names if n != "nginx-hls"]
@@ -386,7 +429,8 @@ def main() -> None:
                     raise RuntimeError(f"the calibrator stopped: {procs.tail('calibrator')}")
                 for name in ours:
                     log(f"{LABELS[name]} ...")
-                    url = f"{console}/player/?domain={PLAY}&app={APP}&stream={STREAM}&protocol={name}"
+                    domain, protocol = (PLAY_HTTPS, name[len(HTTPS) :]) if name.startswith(HTTPS) else (PLAY, name)
+                    url = f"{console}/player/?domain={domain}&app={APP}&stream={STREAM}&protocol={protocol}"
                     results.append(measure(context, name, url, args.seconds, args.settle, args.loads, args.trace))
                 procs.stop(calibrator)
             if nginx is not None:

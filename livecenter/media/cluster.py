@@ -79,6 +79,9 @@ class NodeBeat:
     # An edge's streams that no center takes, and why (choose_center's
     # reason, or the relay's last failure): the console shows them.
     relay_errors: Mapping[str, str] = field(default_factory=dict)
+    # Its TLS listeners (issue 15), None where it has none.
+    https_port: int | None = None
+    rtmps_port: int | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -101,6 +104,8 @@ class NodeBeat:
             "loop_lag_ms": self.loop_lag_ms,
             "load": self.load,
             "relay_errors": dict(self.relay_errors),
+            "https_port": self.https_port,
+            "rtmps_port": self.rtmps_port,
         }
 
     @classmethod
@@ -120,7 +125,7 @@ class NodeBeat:
             raise BadNodeBeat(f"relay_errors: must be an object of at most {MAX_BEAT_STREAMS} streams")
         if not all(isinstance(v, str) and len(v) <= MAX_REASON_CHARS for v in relay_errors.values()):
             raise BadNodeBeat(f"relay_errors: every reason must be a string of at most {MAX_REASON_CHARS} characters")
-        srt_port = data.get("srt_port")
+        srt_port, https_port, rtmps_port = data.get("srt_port"), data.get("https_port"), data.get("rtmps_port")
         return cls(
             node_id=_text(data, "node_id", MAX_NODE_ID_CHARS),
             roles=frozenset(roles),
@@ -138,6 +143,8 @@ class NodeBeat:
             loop_lag_ms=_number(data, "loop_lag_ms", 0.0),
             load=_number(data, "load", 0.0),
             relay_errors=relay_errors,
+            https_port=None if https_port is None else _port(data, "https_port"),
+            rtmps_port=None if rtmps_port is None else _port(data, "rtmps_port"),
         )
 
 

@@ -27,6 +27,17 @@ at most `max_pending` handshakes are under way at once and at most
 once); a ClientHello that is not one closes that connection with one INFO
 line.
 
+Memory: asyncio's SSL transport gives every connection a 256 KiB read
+buffer (`SSLProtocol.max_size`, zero-filled, so resident) and lets its
+socket transport buffer 64 KiB beyond what the writer counts; that made an
+HTTPS-FLV viewer cost 300-390 KiB against 16 KiB for a plain one
+(bench/README.md). `LeanSSLProtocol` starts each connection with a
+TLS_READ_BUFFER_BYTES buffer that grows (to TLS_MAX_READ_BUFFER_BYTES) only
+for a peer whose reads fill it, a publisher, encrypts TLS_WRITE_PIECE_BYTES
+at a time (OpenSSL's memory BIO keeps its largest size), and counts the
+socket transport's buffer in the write buffer size, so a viewer's pump
+bounds all of what waits for its socket (pump.py).
+
 Private keys reach OpenSSL through memfd files (anonymous memory, never a
 path on disk) that are closed as soon as the context has read them; they
 live on in the process's memory only, and `TlsCertificate`'s repr leaves
@@ -42,6 +53,7 @@ import os
 import socket
 import ssl
 import time
+from asyncio import sslproto
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +87,25 @@ MAX_TLS_CONTEXTS = 1024
 # "intermediate" profile, what browsers of the last ten years speak.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 ALPN_HTTP = ("http/1.1",)
+# A TLS connection's read buffer (ciphertext from the socket) at first: a
+# viewer sends a request or two, a few hundred bytes each. A read that fills
+# it makes the next one four times as large, up to the most: a publisher's
+# stream is read in as few calls as over plain RTMP (asyncio's own default
+# is the most, for every connection).
+TLS_READ_BUFFER_BYTES = 4 * 1024
+TLS_MAX_READ_BUFFER_BYTES = 256 * 1024
+# The socket transport under a TLS connection buffers ciphertext up to this
+# before the TLS layer stops handing it more (what is past it waits in the
+# TLS layer, counted in the connection's write buffer size). It must not
+# exceed a quarter of the high-water mark a writer sets (the low-water mark
+# asyncio derives from it): the pump's 64 KiB.
+TLS_SOCKET_HIGH_WATER_BYTES = 16 * 1024
+# Plaintext is encrypted this much at a time, each piece's records taken out
+# of OpenSSL before the next is encrypted: its outgoing memory BIO keeps the largest
+# size it ever held for the connection's life, and a 64 KiB write encrypted
+# at once left every viewer's at 64 KiB and more. While the socket transport
+# is paused the plaintext waits unencrypted (counted all the same).
+TLS_WRITE_PIECE_BYTES = 16 * 1024
 # RFC 8446 6: a plaintext alert record (TLS 1.2 record version, as a 1.3
 # server writes it before any keys), level fatal, unrecognized_name (112).
 UNRECOGNIZED_NAME_ALERT = bytes((21, 3, 3, 0, 2, 2, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME))
@@ -134,6 +165,92 @@ def certificate_context(certificate: TlsCertificate, alpn: tuple[str, ...] = ())
     finally:
         os.close(chain_fd)
     return ctx
+
+
+class LeanSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's SSL protocol with a read buffer that starts small and grows
+    for a peer that fills it, and a write buffer size that counts the socket
+    transport's buffer too (the module's docstring)."""
+
+    max_size = TLS_READ_BUFFER_BYTES  # asyncio's: the read buffer's size, and the most read at once
+
+    def connection_made(self, transport) -> None:
+        transport.set_write_buffer_limits(high=TLS_SOCKET_HIGH_WATER_BYTES)
+        super().connection_made(transport)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if nbytes >= len(self._ssl_buffer) and self.max_size < TLS_MAX_READ_BUFFER_BYTES:
+            # get_buffer makes the next buffer this large.
+            self.max_size = min(TLS_MAX_READ_BUFFER_BYTES, self.max_size * 4)
+        super().buffer_updated(nbytes)
+
+    def _do_write(self) -> None:
+        # asyncio's encrypts the whole backlog into the outgoing BIO at once.
+        # Here: a piece at a time, the BIO emptied after each (so it never
+        # grows past a piece's records), and what they make sent in one
+        # write (one send, as asyncio's). While the socket transport is
+        # paused the backlog waits as plaintext, unless the connection is
+        # closing (it must all go before close_notify).
+        backlog, records = self._write_backlog, []
+        try:
+            while backlog and not (self._ssl_writing_paused and self._state == sslproto.SSLProtocolState.WRAPPED):
+                data = backlog[0]
+                view = memoryview(data).cast("B")
+                count = self._sslobj.write(view[:TLS_WRITE_PIECE_BYTES])
+                if count < len(view):
+                    backlog[0] = view[count:]  # no copy of the rest
+                else:
+                    del backlog[0]
+                self._write_buffer_size -= count
+                records.append(self._outgoing.read())
+        except sslproto.SSLAgainErrors:
+            pass
+        if records:
+            self._transport.write(records[0] if len(records) == 1 else b"".join(records))
+        self._process_outgoing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_backlog and self._state == sslproto.SSLProtocolState.WRAPPED:
+            try:
+                self._do_write()
+            except Exception as exc:  # as asyncio's own callers of _do_write
+                self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _do_flush(self) -> None:
+        # Closing: what still waits as plaintext is encrypted now (_do_write
+        # holds nothing back once the state is no longer WRAPPED).
+        if self._write_backlog:
+            self._do_write()
+        super()._do_flush()
+
+    def _get_write_buffer_size(self) -> int:
+        size = super()._get_write_buffer_size()
+        if self._transport is not None:
+            size += self._transport.get_write_buffer_size()
+        return size
+
+
+async def accept_tls(
+    loop: asyncio.AbstractEventLoop,
+    conn: socket.socket,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    handshake_timeout: float,
+) -> asyncio.Transport:
+    """What `loop.connect_accepted_socket(..., ssl=context)` does, with a
+    `LeanSSLProtocol`: the TLS transport of `conn` once its handshake is
+    done. Raises as that does (OSError, ssl.SSLError, TimeoutError)."""
+    waiter = loop.create_future()
+    tls = LeanSSLProtocol(loop, protocol, context, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout)
+    transport = tls._app_transport  # the protocol forgets it once the connection is lost
+    await loop.connect_accepted_socket(lambda: tls, conn)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport
 
 
 class TlsCertificates:
@@ -313,9 +430,7 @@ class TlsListener(MediaListener):
                 return self._refuse(conn, peer, hello, refusal)
             remaining = max(0.001, deadline - loop.time())
             try:
-                transport, _ = await loop.connect_accepted_socket(
-                    lambda: protocol, conn, ssl=self.certificates.context, ssl_handshake_timeout=remaining
-                )
+                transport = await accept_tls(loop, conn, protocol, self.certificates.context, remaining)
             except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 return self._failed(conn, peer, f"handshake failed: {_reason(exc)}")
             return transport
