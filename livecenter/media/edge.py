@@ -33,6 +33,7 @@ from typing import Protocol
 from .capacity import is_worker, worker_token
 from .policy import PolicyUnavailable, StreamKey
 from .relay import RelayError, RelayTarget, pull, push, push_srt
+from .renditions import split_rendition_name
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class EdgePulls:
     async def _run(self, key: StreamKey) -> None:
         try:
             while True:
-                route = await self.router.pull_route(key)
+                route = await self._route(key)
                 if route is not None:
                     self.sources[key] = route.node_id
                     target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
@@ -321,6 +322,23 @@ class EdgePulls:
             self._tasks.pop(key, None)
             self.sources.pop(key, None)
             self._idle_since.pop(key, None)
+
+    async def _route(self, key: StreamKey) -> Route | None:
+        """Where to pull `key` from: the node carrying it; for a rendition
+        no node carries yet (`{stream}_lld`), the center carrying its
+        source, which makes the rendition for the pull as for a viewer of
+        its own (the pull waits there in its play wait, and here the
+        viewers wait for the pull)."""
+        route = await self.router.pull_route(key)
+        split = split_rendition_name(key.stream) if route is None else None
+        if split is not None:
+            route = await self.router.pull_route(StreamKey(key.domain, key.app, split[0]))
+        return route
+
+    def under_way(self, key: StreamKey) -> bool:
+        """Whether `key` is being pulled here from a node that carries it
+        (connecting, or live)."""
+        return key in self.sources
 
     def _viewers_waiting(self, key: StreamKey) -> bool:
         hub = self.node.hub
