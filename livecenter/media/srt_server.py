@@ -17,7 +17,9 @@ SRT playback (`m=request`, DESIGN.md: `h={streaming-domain}`, signed over
 HTTP-FLV viewer (play.py: the signature, the node's capacity, the stream
 being live), all while the caller waits for the answer to its handshake.
 A stream that is not live is waited for only SRT_PLAY_WAIT_SECONDS, inside
-libsrt's 3 s connect timeout, and then refused with 1404: a player refused
+libsrt's 3 s connect timeout (on an edge whose pull of it from a center is
+under way, the caller is accepted then and the stream follows, within the
+node's play wait), and then refused with 1404: a player refused
 at the handshake fails at once and says so (libsrt logs "REJECT reported
 from HS processing: Application-defined rejection reason", ffplay ends
 with an I/O error, VLC shows its error), whereas one accepted onto a
@@ -563,8 +565,17 @@ class SrtServer:
             refusal_code=play_refusal_code,
         )
         decision = await admit_viewer(self.node, request)
+        coming = False
         if decision.ok:
-            decision = await wait_live(self.node, request, decision, SRT_PLAY_WAIT_SECONDS)
+            wait = min(self.node.config.play_wait_seconds, SRT_PLAY_WAIT_SECONDS)
+            if not await self.node.hub.wait_live(decision.key, wait):
+                # An edge pulling the stream from the center carrying it:
+                # accepted now, sent the stream once the pull is up (a
+                # cross-border link's connect takes longer than a caller
+                # waits for its handshake); ended if it is not by the play wait.
+                coming = self.node.pulls is not None and self.node.pulls.under_way(decision.key)
+                if not coming:
+                    decision = await wait_live(self.node, request, decision, 0)  # the refusal, logged
         if not decision.ok:  # play.py logged it, with the code
             self.listener.reject(event, play_refusal_code(decision.refusal, decision.reason), time.monotonic())
             self._process()
@@ -581,6 +592,11 @@ class SrtServer:
         log.info("srt %s playing %s (latency %d ms)", peer, decision.key, connection.send_latency_us // 1000)
         self._process()  # the handshake answer first, then the media
         viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready))
+        if coming:
+            late = max(0.0, self.node.config.play_wait_seconds - SRT_PLAY_WAIT_SECONDS)
+            if not await self.node.hub.wait_live(decision.key, late) and viewer.socket_id in self.viewers:
+                log.info("srt %s play of %s: the pull did not come up within the play wait", peer, decision.key)
+                self._end_viewer(viewer, "not live", tell_peer=True)
 
     def _end_viewer(self, viewer: SrtViewer, reason: str, *, tell_peer: bool = False) -> None:
         if self.viewers.pop(viewer.socket_id, None) is None:
