@@ -16,7 +16,7 @@ import pytest
 
 from livecenter.media import edge as edge_module
 from livecenter.media.edge import Route, node_token
-from livecenter.media.policy import StreamPublished
+from livecenter.media.policy import EDGE_PUBLISH, StreamPublished
 from livecenter.media.signing import sign
 from livecenter.media.srt.events import SrtCallAccepted
 from livecenter.media.srt_call import SrtCall, SrtCallFailed
@@ -233,6 +233,35 @@ def test_a_cold_srt_viewer_whose_pull_does_not_come_up_within_the_play_wait_is_c
         assert viewer.returncode != 0 and not viewer.stdout.strip(), viewer
         assert time.monotonic() - began < 30  # closed by the node at its play wait, not by a timeout
         assert e.run_sync(lambda: len(e.node.srt.viewers)) == 0
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_an_srt_relay_carries_its_publishers_session_and_address_and_claims_nothing_at_the_center():
+    """As an RTMP relay: the center's publish is the edge's publisher's
+    session (one session across the link, and across a failover), with the
+    publisher's address, of type edge; the claim is the edge's, so a center
+    whose router keeps the one-publisher rule takes the relay."""
+    router = SrtRouter()  # the cluster's: its claims are the center's and the edge's
+    c = NodeThread(router=router, node_id="center-1", roles=frozenset({"center"}), cluster_key=CLUSTER_KEY,
+                   srt_port=0).start()  # fmt: skip
+    router.centers.append(c)
+    e = edge(router, relay_srt_latency_ms=120)
+    publisher = start_publisher(e.publish_url(), seconds=20)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
+        [at_edge] = [ev for ev in e.sink.events if isinstance(ev, StreamPublished)]
+        [at_center] = [ev for ev in c.sink.events if isinstance(ev, StreamPublished)]
+        assert at_edge.publish_type == EDGE_PUBLISH and at_edge.client_addr.startswith("127.0.0.1:")
+        assert (at_center.protocol, at_center.session_id, at_center.client_addr) == (
+            "srt", at_edge.session_id, at_edge.client_addr
+        )  # fmt: skip
+        assert (at_center.publish_type, at_center.relayed_from) == (EDGE_PUBLISH, "edge-a")
+        assert router.claims == {KEY: "edge-a"}
+        assert c.run_sync(lambda: c.node.published_here()) == []  # the center renews no claim of it
+        assert publisher.process.poll() is None
     finally:
         publisher.stop()
         e.stop()

@@ -61,7 +61,7 @@ from .mpegts_demux import (
     TsDemuxError,
 )
 from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
-from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
+from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, SrtSessionStats, StreamKey, StreamPublished
 from .srt.connection import SEND_DROP_MARGIN_US
 from .srt.events import (
     SrtConnectionClosed,
@@ -385,7 +385,8 @@ class SrtServer:
         domain = domain_of(target.host, {})
         # Another node of the cluster relaying a stream it admitted (edge.py):
         # its node token stands for the publisher's signature, as over RTMP.
-        relayed = self.node.relayed_by(target.signed_uri, target.query) is not None
+        relayed_from = self.node.relayed_by(target.signed_uri, target.query)
+        relayed = relayed_from is not None
         admission = await admit_publish(self.node.policy, domain, target.app, target.stream, target.auth_key,
                                         time.time(), relayed)  # fmt: skip
         if not admission.ok:
@@ -393,7 +394,12 @@ class SrtServer:
         stream = self.node.hub.stream(admission.key)
         if stream is not None and stream.publication is not None:
             return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
-        if (taken := await self.node.claim_publish(admission.key)) is not None:
+        # An edge's relay: the publish session is its publisher's (the
+        # stream ID carries it, under the node token), which the edge has claimed.
+        from .edge import relay_facts  # edge -> relay -> srt_call -> this module: imported here, not at the top
+
+        facts = relay_facts(target.query) if relayed else None
+        if not relayed and (taken := await self.node.claim_publish(admission.key)) is not None:
             return self._reject(event, REJECT_CONFLICT, name, taken)
         config = admission.domain
         connection = self.listener.accept(
@@ -403,17 +409,20 @@ class SrtServer:
             self._process()
             return
         publication = self.node.hub.publish(admission.key)
-        publisher = SrtPublisher(connection.socket_id, peer, admission.key, uuid.uuid4().hex, publication)
+        session_id = facts.session_id if facts is not None else uuid.uuid4().hex
+        publisher = SrtPublisher(connection.socket_id, peer, admission.key, session_id, publication)
         self.publishers[connection.socket_id] = publisher
         self.node.stream_started(
             StreamPublished(
                 key=admission.key,
                 session_id=publisher.session_id,
                 protocol="srt",
-                client_addr=peer,
+                client_addr=facts.client_addr if facts is not None else peer,
                 publish_url=f"srt://{domain}?streamid=#!::h={domain},r=/{target.app}/{target.stream},m=publish",
                 started_at=time.time(),
                 node_id=self.node.config.node_id,
+                publish_type=EDGE_PUBLISH if facts is not None else CENTER_PUBLISH,
+                relayed_from=relayed_from if facts is not None else "",
             )
         )
         publisher.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(publisher))
