@@ -16,7 +16,7 @@ import pytest
 
 from livecenter.media import edge as edge_module
 from livecenter.media.edge import Route, node_token
-from livecenter.media.policy import EDGE_PUBLISH, StreamPublished
+from livecenter.media.policy import EDGE_PUBLISH, StreamKey, StreamPublished
 from livecenter.media.signing import sign
 from livecenter.media.srt.events import SrtCallAccepted
 from livecenter.media.srt_call import SrtCall, SrtCallFailed
@@ -262,6 +262,28 @@ def test_an_srt_relay_carries_its_publishers_session_and_address_and_claims_noth
         assert router.claims == {KEY: "edge-a"}
         assert c.run_sync(lambda: c.node.published_here()) == []  # the center renews no claim of it
         assert publisher.process.poll() is None
+    finally:
+        publisher.stop()
+        e.stop()
+        c.stop()
+
+
+def test_a_stream_whose_relay_stream_id_would_pass_srts_512_bytes_is_relayed_over_rtmp(monkeypatch):
+    # A 253-character domain and a 255-character name would pass 512 bytes
+    # with the node token and the facts; the policy here has short domains,
+    # so the limit is made smaller instead (a 200-character name's relay
+    # stream ID is some 390 bytes).
+    monkeypatch.setattr(edge_module, "MAX_STREAM_ID_BYTES", 300)
+    stream = "c" * 200
+    key = StreamKey(INGEST, "live", stream)
+    c = center()
+    e = edge(SrtRouter(c), relay_srt_latency_ms=120)
+    publisher = start_publisher(e.publish_url(stream=stream), seconds=15)
+    try:
+        assert c.wait_for(lambda: c.node.hub.is_live(key)), publisher.stop()
+        [at_center] = [ev for ev in c.sink.events if isinstance(ev, StreamPublished)]
+        assert (at_center.protocol, at_center.relayed_from) == ("rtmp", "edge-a")
+        assert e.run_sync(lambda: e.node.relays.states[key].center) == "center-1"
     finally:
         publisher.stop()
         e.stop()

@@ -34,6 +34,7 @@ from .capacity import is_worker, worker_token
 from .policy import PolicyUnavailable, StreamKey
 from .relay import RelayError, RelayTarget, pull, push, push_srt
 from .renditions import split_rendition_name
+from .srt.packets import MAX_STREAM_ID_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,11 @@ class EdgeRelays:
                 # a center without an SRT port still gets the stream, over RTMP.
                 protocol = "srt" if config.relay_protocol == "srt" and route.srt_port else "rtmp"
                 target = _target(route, key, config.cluster_key, config.node_id, state.facts, protocol)
+                if protocol == "srt" and len(target.srt_stream_id.encode()) > MAX_STREAM_ID_BYTES:
+                    # Long names with the node token and the facts past SRT's
+                    # 512-byte stream ID: this stream goes over RTMP.
+                    protocol = "rtmp"
+                    target = _target(route, key, config.cluster_key, config.node_id, state.facts, protocol)
 
                 def started(route=route, target=target) -> None:
                     state.center, state.since, state.error = route.node_id, time.time(), ""
