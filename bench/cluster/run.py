@@ -13,7 +13,10 @@
    and C load generator, its verdict and search) edge-a and edge-b hold
    together against the center alone. Each serving node is pinned to a core
    of its own (the center to core 0; edge-a to 0, edge-b to 1); the load
-   generators are not pinned.
+   generators are not pinned. The nodes run without a capacity (as
+   bench/fanout's): a step passes when every viewer was admitted and none
+   stalled (fanout's verdict: 90 % of the clip's byte rate over the window,
+   no gap over 2 s, not closed).
 
 The cluster is tests/test_cluster_netns.py's (tests/clustersupport.py): each
 node a `manage.py medianode` process in a network namespace of its own, the
@@ -154,6 +157,9 @@ class Bench:
             "LIVECENTER_LOG_LEVEL": "WARNING",
             "LIVECENTER_PLAY_WAIT_SECONDS": "10",
             "LIVECENTER_EDGE_PULL_IDLE_SECONDS": "2",
+            # Measured without a capacity, as bench/fanout: a viewer refused is a failed step.
+            "LIVECENTER_MEDIA_MAX_EGRESS_MBPS": "0",
+            "LIVECENTER_MEDIA_MAX_LOOP_LAG_MS": "0",
         }
         self.cluster = Cluster(net, redis_url, node_env, self.workdir)
         self.cluster.link("wan", "center", delay_ms=0)
@@ -300,7 +306,8 @@ class Bench:
         if "MEASURE_START" in marks and "MEASURE_END" in marks:
             (t0, c0), (t1, c1) = marks["MEASURE_START"], marks["MEASURE_END"]
             cpu = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
-        return Step(name, "flv", n, all(results) and stalled == 0, stalled, cpu, rss0, peak[0], merged)
+        ok = all(results) and stalled == 0 and merged["refused"] == 0  # every viewer held, none refused
+        return Step(name, "flv", n, ok, stalled, cpu, rss0, peak[0], merged)
 
 
 def latency_table(rows: list[dict], delays: list[float]) -> str:
