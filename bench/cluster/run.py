@@ -160,6 +160,8 @@ class Bench:
             # Measured without a capacity, as bench/fanout: a viewer refused is a failed step.
             "LIVECENTER_MEDIA_MAX_EGRESS_MBPS": "0",
             "LIVECENTER_MEDIA_MAX_LOOP_LAG_MS": "0",
+            # Every load generator's viewer comes from the one bridge address.
+            "LIVECENTER_MEDIA_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
         }
         self.cluster = Cluster(net, redis_url, node_env, self.workdir)
         self.cluster.link("wan", "center", delay_ms=0)
