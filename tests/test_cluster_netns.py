@@ -34,10 +34,6 @@ import asyncio
 import concurrent.futures
 import http.client
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -54,8 +50,8 @@ from livecenter.media.flv import VIDEO, FlvReader, video_is_sequence_header
 from livecenter.media.hub import RECONNECT_GRACE_SECONDS
 from livecenter.media.policy import StreamKey
 from monitoring.models import PublishRefusal
-from nodes import registry
 from tests.apisupport import client_for
+from tests.clustersupport import REGION, Cluster, at
 from tests.mediasupport import Publisher, probe_packets, start_publisher
 from tests.redissupport import UnixRedis
 from tests.test_rts_whep import make_offer, request
@@ -70,15 +66,11 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-REGION = "eu-central-1"
 CLUSTER_KEY = "cluster-key-for-the-netns-test"
 PG_SOCKET_DIR = "/var/run/postgresql"
 # The cross-border link, each way.
 LINK_DELAY_MS = 150
 LINK_LOSS = 0.01
-RTMP_PORT, SRT_PORT = 1935, 1105
-# A node's start (Django imported) on a loaded two-core machine.
-NODE_START_SECONDS = 60
 # Small, so that four nodes, two encoders and the viewers share two cores.
 PUBLISH = {"size": "640x360", "rate": 25, "extra": ("-b:v", "600k")}
 
@@ -99,93 +91,6 @@ def socket_database_url() -> str:
         f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
     )
     return f"postgres://{credentials}@{quote(PG_SOCKET_DIR, safe='')}:{port}/{db['NAME']}"
-
-
-def at(url: str, address: str) -> str:
-    """A URL the console generated, sent to the node at `address`: its host
-    named in `domain=` (SRT names it in its stream ID)."""
-    host = re.match(r"^\w+://([^:/?]+)", url).group(1)
-    moved = url.replace(f"://{host}", f"://{address}", 1)
-    return moved if url.startswith("srt:") else f"{moved}&domain={host}"
-
-
-class Cluster:
-    """The hosts' processes: the TCP links, the nodes. Stopped together."""
-
-    def __init__(self, net, redis: UnixRedis, database_url: str, tmp_path: Path) -> None:
-        self.net = net
-        self.store = registry.RedisBeats(redis.url)
-        self.tmp_path = tmp_path
-        self.nodes: dict[str, subprocess.Popen] = {}
-        self.node_ids: dict[str, str] = {}
-        self.logs: dict[str, Path] = {}
-        self.env = {
-            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "LIVECENTER_CLUSTER_KEY": CLUSTER_KEY,
-            # The domains' keys are stored encrypted: the nodes read them as the console does.
-            "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
-            "LIVECENTER_ENCRYPTION_KEY": django_settings.LIVECENTER_ENCRYPTION_KEY,
-            "LIVECENTER_MEDIA_SRT_PORT": str(SRT_PORT),  # a host of its own: the product's ports
-            "LIVECENTER_PLAY_WAIT_SECONDS": "10",
-            "LIVECENTER_MEDIA_QUEUE": f"netns-{net.id}",  # jobs nobody takes, in this test's Redis
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def link(self, host: str, to: str) -> subprocess.Popen:
-        """The impaired link in front of host `to`'s RTMP port, on `host`."""
-        argv = [sys.executable, "-m", "tests.netimpair", "--tcp", "--listen", f"0.0.0.0:{RTMP_PORT}",
-                "--to", f"{self.net.address(to)}:{RTMP_PORT}", "--delay-ms", str(LINK_DELAY_MS),
-                "--loss", str(LINK_LOSS), "--seed", "14"]  # fmt: skip
-        proc = self.net.popen(host, argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = proc.stdout.readline()
-        assert line.startswith("listening on "), f"the link on {host} did not start: {line!r}"
-        return proc
-
-    def start(self, host: str, role: str, advertise: str) -> None:
-        node_id = f"{host}-{self.net.id}"
-        log = self.tmp_path / f"{host}.log"
-        env = {**self.env, "LIVECENTER_NODE_ID": node_id, "LIVECENTER_DATA_DIR": str(self.tmp_path / host)}
-        argv = [sys.executable, "manage.py", "medianode", "--role", role, "--region", REGION,
-                "--advertise", self.net.address(advertise)]  # fmt: skip
-        with open(log, "w") as out:
-            self.nodes[host] = self.net.popen(host, argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.node_ids[host] = node_id
-        self.logs[host] = log
-
-    def beats(self) -> dict:
-        """Every node's beat in the registry, by host."""
-        found = self.store.beats(self.node_ids.values())
-        return {host: found[node_id] for host, node_id in self.node_ids.items() if node_id in found}
-
-    def carries(self, host: str, key: StreamKey) -> bool:
-        beat = self.beats().get(host)
-        return beat is not None and str(key) in beat.streams
-
-    def wait_beating(self, *hosts: str) -> None:
-        up = wait_until(lambda: set(hosts) <= set(self.beats()), NODE_START_SECONDS)
-        assert up, self.output()
-
-    def kill(self, host: str) -> None:
-        """kill -9 of the node's process (and its children)."""
-        os.killpg(self.nodes[host].pid, signal.SIGKILL)
-        self.nodes[host].wait(10)
-
-    def output(self) -> str:
-        return "\n".join(f"--- {host}\n{log.read_text()[-3000:]}" for host, log in self.logs.items() if log.exists())
-
-    def stop(self) -> None:
-        """SIGTERM to every node at once, then wait (the network stops what is left)."""
-        for proc in self.nodes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.nodes.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 class FlvViewer(threading.Thread):
@@ -279,6 +184,18 @@ def probe_rts(urls: dict[str, str]) -> list[str]:
     return list(urls)
 
 
+def node_env(database_url: str) -> dict:
+    """What each node gets: the test database and the console's keys."""
+    return {
+        "DATABASE_URL": database_url,
+        "LIVECENTER_CLUSTER_KEY": CLUSTER_KEY,
+        # The domains' keys are stored encrypted: the nodes read them as the console does.
+        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
+        "LIVECENTER_ENCRYPTION_KEY": django_settings.LIVECENTER_ENCRYPTION_KEY,
+        "LIVECENTER_PLAY_WAIT_SECONDS": "10",
+    }
+
+
 def stream_of(owner, name: str) -> tuple[StreamKey, object]:
     push = services.add_domain(owner, f"push.{name}", "ingest", "overseas", REGION)
     play = services.add_domain(owner, f"play.{name}", "streaming", "overseas", REGION)
@@ -349,10 +266,10 @@ def test_the_cluster_across_namespaces(owner, netns, settings, tmp_path):
             "CONFIG": {"hosts": [{"address": redis_server.url}]},
         }
         settings.CHANNEL_LAYERS = {"default": layer}
-        cluster = Cluster(net, redis_server, database_url, tmp_path)
+        cluster = Cluster(net, redis_server.url, node_env(database_url), tmp_path)
         try:
-            cluster.link("wan-1", "center-1")
-            cluster.link("wan-2", "center-2")
+            cluster.link("wan-1", "center-1", LINK_DELAY_MS, LINK_LOSS)
+            cluster.link("wan-2", "center-2", LINK_DELAY_MS, LINK_LOSS)
             cluster.start("center-1", "center", advertise="wan-1")
             cluster.start("edge-a", "edge", advertise="edge-a")
             cluster.start("edge-b", "edge", advertise="edge-b")

@@ -16,13 +16,14 @@ from channels.layers import channel_layers
 from domains import services
 from livecenter.media.cluster import CENTER
 from livecenter.media.policy import StreamKey
+from mediajobs import services as media_services
 from monitoring.models import PublishRefusal, StreamSample
 from nodes import control
 from streams.models import PublishSession
 from tests.apisupport import client_for
 from tests.mediasupport import probe_packets, start_publisher
 from tests.test_media_edge import _continuous as continuous
-from tests.workersupport import MediaNodeThread, wait_until
+from tests.workersupport import MediaNodeThread, Workers, probe, wait_until
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
@@ -30,9 +31,9 @@ CLUSTER_KEY = b"cluster-key-for-tests"
 REGION = "eu-central-1"
 
 
-def node(role: str, name: str, region: str = REGION) -> MediaNodeThread:
+def node(role: str, name: str, region: str = REGION, play_wait_seconds: float = 5) -> MediaNodeThread:
     return MediaNodeThread(node_id=f"{name}-{uuid.uuid4().hex[:6]}", roles=frozenset({role}), region=region,
-                           cluster_key=CLUSTER_KEY, play_wait_seconds=5)  # fmt: skip
+                           cluster_key=CLUSTER_KEY, play_wait_seconds=play_wait_seconds)  # fmt: skip
 
 
 def stream_of(owner, name: str) -> tuple[StreamKey, object]:
@@ -82,6 +83,37 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
             continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
             assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
             assert not edge_a.node.pulls.sources  # the publisher's edge has it already
+        finally:
+            publisher.stop()
+
+
+@pytest.mark.worker
+def test_the_first_viewer_of_a_rendition_on_another_edge_plays_it_pulled_from_the_center(owner, settings, tmp_path):
+    """No node carries `{stream}_lld` yet: the edge pulls it from the center
+    carrying the source, whose transcode (a real worker) starts for the pull
+    as for a viewer of its own; the viewer waits on the edge meanwhile."""
+    key, urls = stream_of(owner, "rendition.test")
+    media_services.add_template(owner, "play.rendition.test", "live", "lld")
+    rendition = StreamKey(key.domain, key.app, f"{key.stream}_lld")
+    lld = services.generate_urls(owner, "play.rendition.test", key.app, key.stream, template="lld").playback["flv"]
+    waits = {"play_wait_seconds": 20}  # an on-demand transcode's start, on a loaded machine
+    with (
+        node("center", "center", **waits) as center,
+        node("edge", "edge-a", **waits) as edge_a,
+        node("edge", "edge-b", **waits) as edge_b,
+        Workers(tmp_path, settings) as workers,
+    ):
+        workers.start_worker()
+        publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=60, size="640x360")
+        try:
+            assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
+            assert wait_until(lambda: edge_b.node.router.view().carriers(str(key), CENTER), timeout=10)
+            result = probe(edge_b.local(lld), seconds=3, entries="packet=dts_time,size,stream_index", timeout=90)
+            video = next(s for s in result["streams"] if s["codec_type"] == "video")
+            assert (video["width"], video["height"]) == (640, 360), result["streams"]
+            continuous([p for p in result["packets"] if p.get("stream_index") == video["index"] and "size" in p])
+            assert edge_b.node.pulls.sources[rendition] == center.node.config.node_id, workers.output()
+            assert center.node.hub.is_live(rendition)
         finally:
             publisher.stop()
 

@@ -280,6 +280,19 @@ class Step:
         )
 
 
+def loadgen_command(
+    args, loadgen: Path, protocol: str, port: int, n: int, blob_path: Path, rate: float, host: str = "127.0.0.1"
+) -> list[str]:
+    """The load generator's command line for `n` viewers (args: --warmup, --measure, --poll-ms)."""
+    return [
+        str(loadgen), "--mode", protocol, "--host", host, "--port", str(port), "--n", str(n),
+        "--blob", str(blob_path), "--rate", f"{rate:.0f}", "--warmup", str(args.warmup),
+        "--measure", str(args.measure), "--min-fraction", str(MIN_FRACTION), "--max-gap-ms", str(MAX_GAP_MS),
+        "--connect-rate", str(CONNECT_RATE_PER_S), "--poll-ms", str(args.poll_ms),
+        *(["--servername", PLAY] if protocol == "https-flv" else []),
+    ]  # fmt: skip
+
+
 def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server: str, protocol: str, n: int) -> Step:
     if server == "nginx-rtmp":
         running = start_nginx(workdir)
@@ -305,13 +318,7 @@ def run_step(args, workdir: Path, loadgen: Path, clip: Path, rate: float, server
             blob, port = flv_get_blob(running.http_port, f"/live/bench.flv?domain={PLAY}"), running.http_port
         blob_path = workdir / f"blob-{protocol}"
         blob_path.write_bytes(blob)
-        cmd = [
-            "taskset", "-c", CLIENT_CORE, str(loadgen), "--mode", protocol, "--port", str(port), "--n", str(n),
-            "--blob", str(blob_path), "--rate", f"{rate:.0f}", "--warmup", str(args.warmup),
-            "--measure", str(args.measure), "--min-fraction", str(MIN_FRACTION), "--max-gap-ms", str(MAX_GAP_MS),
-            "--connect-rate", str(CONNECT_RATE_PER_S), "--poll-ms", str(args.poll_ms),
-            *(["--servername", PLAY] if protocol == "https-flv" else []),
-        ]  # fmt: skip
+        cmd = ["taskset", "-c", CLIENT_CORE, *loadgen_command(args, loadgen, protocol, port, n, blob_path, rate)]
         loadgen_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         t_start = t_end = ticks_start = ticks_end = None
         peak_rss = [rss0]
@@ -384,28 +391,31 @@ def finish_profiler(profiler: subprocess.Popen) -> None:
 # --- the search --------------------------------------------------------------------
 
 
-def search(args, workdir, loadgen, clip, rate, server, protocol, deadline: float) -> tuple[list[Step], int]:
+def search(step, start: int, limit: int, refine: int, deadline: float) -> tuple[list[Step], int]:
+    """The largest N with no viewer stalling: `step(n)` (a Step) at `start`,
+    doubling until a step fails (never past `limit`), then `refine`
+    bisection steps between the last pass and the first failure."""
     steps: list[Step] = []
     best, failed = 0, None
-    n = args.start
-    while n <= args.max and time.monotonic() < deadline:
-        step = run_step(args, workdir, loadgen, clip, rate, server, protocol, n)
-        steps.append(step)
-        log(step.line())
-        if not step.ok:
+    n = start
+    while n <= limit and time.monotonic() < deadline:
+        result = step(n)
+        steps.append(result)
+        log(result.line())
+        if not result.ok:
             failed = n
             break
         best = n
         n *= 2
     # Bisect between the last pass and the first failure, to within 10 %.
-    for _ in range(args.refine):
+    for _ in range(refine):
         if failed is None or failed - best <= max(best // 10, 10) or time.monotonic() >= deadline:
             break
         n = (best + failed) // 2 if best else failed // 2
-        step = run_step(args, workdir, loadgen, clip, rate, server, protocol, n)
-        steps.append(step)
-        log(step.line())
-        if step.ok:
+        result = step(n)
+        steps.append(result)
+        log(result.line())
+        if result.ok:
             best = n
         else:
             failed = n
@@ -464,7 +474,11 @@ def main() -> None:
             # Each combination gets an equal share of what is left.
             share = (deadline - time.monotonic()) / (len(combos) - i)
             steps, best[server, protocol] = search(
-                args, workdir, loadgen, clip, rate, server, protocol, time.monotonic() + share
+                lambda n, s=server, p=protocol: run_step(args, workdir, loadgen, clip, rate, s, p, n),
+                args.start,
+                args.max,
+                args.refine,
+                time.monotonic() + share,
             )
             all_steps += steps
 

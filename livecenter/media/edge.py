@@ -33,6 +33,8 @@ from typing import Protocol
 from .capacity import is_worker, worker_token
 from .policy import PolicyUnavailable, StreamKey
 from .relay import RelayError, RelayTarget, pull, push, push_srt
+from .renditions import split_rendition_name
+from .srt.packets import MAX_STREAM_ID_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +223,11 @@ class EdgeRelays:
                 # a center without an SRT port still gets the stream, over RTMP.
                 protocol = "srt" if config.relay_protocol == "srt" and route.srt_port else "rtmp"
                 target = _target(route, key, config.cluster_key, config.node_id, state.facts, protocol)
+                if protocol == "srt" and len(target.srt_stream_id.encode()) > MAX_STREAM_ID_BYTES:
+                    # Long names with the node token and the facts past SRT's
+                    # 512-byte stream ID: this stream goes over RTMP.
+                    protocol = "rtmp"
+                    target = _target(route, key, config.cluster_key, config.node_id, state.facts, protocol)
 
                 def started(route=route, target=target) -> None:
                     state.center, state.since, state.error = route.node_id, time.time(), ""
@@ -295,7 +302,7 @@ class EdgePulls:
     async def _run(self, key: StreamKey) -> None:
         try:
             while True:
-                route = await self.router.pull_route(key)
+                route = await self._route(key)
                 if route is not None:
                     self.sources[key] = route.node_id
                     target = _target(route, key, self.node.config.cluster_key, self.node.config.node_id)
@@ -321,6 +328,23 @@ class EdgePulls:
             self._tasks.pop(key, None)
             self.sources.pop(key, None)
             self._idle_since.pop(key, None)
+
+    async def _route(self, key: StreamKey) -> Route | None:
+        """Where to pull `key` from: the node carrying it; for a rendition
+        no node carries yet (`{stream}_lld`), the center carrying its
+        source, which makes the rendition for the pull as for a viewer of
+        its own (the pull waits there in its play wait, and here the
+        viewers wait for the pull)."""
+        route = await self.router.pull_route(key)
+        split = split_rendition_name(key.stream) if route is None else None
+        if split is not None:
+            route = await self.router.pull_route(StreamKey(key.domain, key.app, split[0]))
+        return route
+
+    def under_way(self, key: StreamKey) -> bool:
+        """Whether `key` is being pulled here from a node that carries it
+        (connecting, or live)."""
+        return key in self.sources
 
     def _viewers_waiting(self, key: StreamKey) -> bool:
         hub = self.node.hub

@@ -17,7 +17,9 @@ SRT playback (`m=request`, DESIGN.md: `h={streaming-domain}`, signed over
 HTTP-FLV viewer (play.py: the signature, the node's capacity, the stream
 being live), all while the caller waits for the answer to its handshake.
 A stream that is not live is waited for only SRT_PLAY_WAIT_SECONDS, inside
-libsrt's 3 s connect timeout, and then refused with 1404: a player refused
+libsrt's 3 s connect timeout (on an edge whose pull of it from a center is
+under way, the caller is accepted then and the stream follows, within the
+node's play wait), and then refused with 1404: a player refused
 at the handshake fails at once and says so (libsrt logs "REJECT reported
 from HS processing: Application-defined rejection reason", ffplay ends
 with an I/O error, VLC shows its error), whereas one accepted onto a
@@ -59,7 +61,7 @@ from .mpegts_demux import (
     TsDemuxError,
 )
 from .play import PlayRefusal, PlayRequest, admit_viewer, wait_live
-from .policy import PublishRefused, SrtSessionStats, StreamKey, StreamPublished
+from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, SrtSessionStats, StreamKey, StreamPublished
 from .srt.connection import SEND_DROP_MARGIN_US
 from .srt.events import (
     SrtConnectionClosed,
@@ -383,7 +385,8 @@ class SrtServer:
         domain = domain_of(target.host, {})
         # Another node of the cluster relaying a stream it admitted (edge.py):
         # its node token stands for the publisher's signature, as over RTMP.
-        relayed = self.node.relayed_by(target.signed_uri, target.query) is not None
+        relayed_from = self.node.relayed_by(target.signed_uri, target.query)
+        relayed = relayed_from is not None
         admission = await admit_publish(self.node.policy, domain, target.app, target.stream, target.auth_key,
                                         time.time(), relayed)  # fmt: skip
         if not admission.ok:
@@ -391,7 +394,12 @@ class SrtServer:
         stream = self.node.hub.stream(admission.key)
         if stream is not None and stream.publication is not None:
             return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
-        if (taken := await self.node.claim_publish(admission.key)) is not None:
+        # An edge's relay: the publish session is its publisher's (the
+        # stream ID carries it, under the node token), which the edge has claimed.
+        from .edge import relay_facts  # edge -> relay -> srt_call -> this module: imported here, not at the top
+
+        facts = relay_facts(target.query) if relayed else None
+        if not relayed and (taken := await self.node.claim_publish(admission.key)) is not None:
             return self._reject(event, REJECT_CONFLICT, name, taken)
         config = admission.domain
         connection = self.listener.accept(
@@ -401,17 +409,20 @@ class SrtServer:
             self._process()
             return
         publication = self.node.hub.publish(admission.key)
-        publisher = SrtPublisher(connection.socket_id, peer, admission.key, uuid.uuid4().hex, publication)
+        session_id = facts.session_id if facts is not None else uuid.uuid4().hex
+        publisher = SrtPublisher(connection.socket_id, peer, admission.key, session_id, publication)
         self.publishers[connection.socket_id] = publisher
         self.node.stream_started(
             StreamPublished(
                 key=admission.key,
                 session_id=publisher.session_id,
                 protocol="srt",
-                client_addr=peer,
+                client_addr=facts.client_addr if facts is not None else peer,
                 publish_url=f"srt://{domain}?streamid=#!::h={domain},r=/{target.app}/{target.stream},m=publish",
                 started_at=time.time(),
                 node_id=self.node.config.node_id,
+                publish_type=EDGE_PUBLISH if facts is not None else CENTER_PUBLISH,
+                relayed_from=relayed_from if facts is not None else "",
             )
         )
         publisher.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(publisher))
@@ -563,8 +574,17 @@ class SrtServer:
             refusal_code=play_refusal_code,
         )
         decision = await admit_viewer(self.node, request)
+        coming = False
         if decision.ok:
-            decision = await wait_live(self.node, request, decision, SRT_PLAY_WAIT_SECONDS)
+            wait = min(self.node.config.play_wait_seconds, SRT_PLAY_WAIT_SECONDS)
+            if not await self.node.hub.wait_live(decision.key, wait):
+                # An edge pulling the stream from the center carrying it:
+                # accepted now, sent the stream once the pull is up (a
+                # cross-border link's connect takes longer than a caller
+                # waits for its handshake); ended if it is not by the play wait.
+                coming = self.node.pulls is not None and self.node.pulls.under_way(decision.key)
+                if not coming:
+                    decision = await wait_live(self.node, request, decision, 0)  # the refusal, logged
         if not decision.ok:  # play.py logged it, with the code
             self.listener.reject(event, play_refusal_code(decision.refusal, decision.reason), time.monotonic())
             self._process()
@@ -581,6 +601,11 @@ class SrtServer:
         log.info("srt %s playing %s (latency %d ms)", peer, decision.key, connection.send_latency_us // 1000)
         self._process()  # the handshake answer first, then the media
         viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready))
+        if coming:
+            late = max(0.0, self.node.config.play_wait_seconds - SRT_PLAY_WAIT_SECONDS)
+            if not await self.node.hub.wait_live(decision.key, late) and viewer.socket_id in self.viewers:
+                log.info("srt %s play of %s: the pull did not come up within the play wait", peer, decision.key)
+                self._end_viewer(viewer, "not live", tell_peer=True)
 
     def _end_viewer(self, viewer: SrtViewer, reason: str, *, tell_peer: bool = False) -> None:
         if self.viewers.pop(viewer.socket_id, None) is None:
