@@ -538,35 +538,11 @@ def _ports() -> liveurl.Ports:
 
 
 def tls_reach_notes(ingest: Domain | None, streaming: Domain | None) -> list[str]:
-    """What the media nodes' heartbeats say against the https:// and
-    rtmps:// URLs of these domains (issue 15): that no node up serves them
-    (none advertises the port), or that the nodes serve them on other ports
-    than the URLs name (right only behind a balancer that maps them).
-    Nothing while no node is up or the beats cannot be read."""
-    from nodes.registry import STORE_UNREACHABLE, cluster_view
-
-    wanted = []  # (what, the URLs' port, the beat's field, the node setting)
-    if streaming is not None and streaming.https_enabled:
-        wanted.append(("HTTPS", settings.LIVECENTER_HTTPS_PORT, "https_port", "LIVECENTER_MEDIA_HTTPS_PORT"))
-    if (ingest is not None and ingest.https_enabled) or (streaming is not None and streaming.https_enabled):
-        wanted.append(("RTMPS", settings.LIVECENTER_RTMPS_PORT, "rtmps_port", "LIVECENTER_MEDIA_RTMPS_PORT"))
-    if not wanted:
-        return []
-    try:
-        beats = cluster_view().live_nodes()
-    except STORE_UNREACHABLE:
-        return []
-    notes = []
-    for what, port, field, setting in wanted if beats else ():
-        served = sorted({getattr(beat, field) for beat in beats} - {None})
-        if not served:
-            notes.append(f"No media node that is up serves {what} (none advertises a port for it), so the "
-                         f"{what.lower()}:// URLs will not connect until one does ({setting}).")  # fmt: skip
-        elif served != [port]:
-            ports = ", ".join(str(p) for p in served)
-            notes.append(f"The media nodes serve {what} on port {ports}; the URLs name {port}: right only behind "
-                         f"a load balancer that maps it, else set LIVECENTER_{what}_PORT.")  # fmt: skip
-    return notes
+    """What the media nodes' heartbeats say against the https:// and rtmps://
+    URLs of these domains (issue 15). The nodes app, which reads the beats,
+    sets it (nodes/apps.py: this app never imports that one); nothing to say
+    until it has."""
+    return []
 
 
 def generate_urls(

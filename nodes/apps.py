@@ -10,6 +10,7 @@ class NodesConfig(AppConfig):
         # node's Django side may import them, they never import it).
         from django.db.models.signals import post_delete, post_save
 
+        from domains import services as domain_services
         from domains.models import Domain, DomainCertificate
         from monitoring import troubleshoot
         from monitoring.sink import MonitoringSink
@@ -27,3 +28,5 @@ class NodesConfig(AppConfig):
         bridge.add_event_listener(MonitoringSink())
         # The troubleshooting tool reads an edge's relay in its heartbeat.
         troubleshoot.edge_relay = services.edge_relay
+        # The URL generator's notes on the TLS ports the nodes serve.
+        domain_services.tls_reach_notes = services.tls_reach_notes

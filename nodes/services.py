@@ -137,3 +137,35 @@ def forget_nodes(store, rows: list[Node]) -> None:
     except registry.STORE_UNREACHABLE as exc:
         log.warning("could not forget nodes %s in the beat store: %s", ", ".join(node_ids), exc)
     log.info("forgot nodes down for more than %.0f s: %s", settings.LIVECENTER_NODE_FORGET_SECONDS, ", ".join(node_ids))
+
+
+def tls_reach_notes(ingest: Domain | None, streaming: Domain | None) -> list[str]:
+    """What the media nodes' heartbeats say against the https:// and
+    rtmps:// URLs of these domains (issue 15): that no node up serves them
+    (none advertises the port), or that the nodes serve them on other ports
+    than the URLs name (right only behind a balancer that maps them).
+    Nothing while no node is up or the beats cannot be read. It stands in
+    for domains.services.tls_reach_notes (apps.py)."""
+
+    wanted = []  # (what, the URLs' port, the beat's field, the node setting)
+    if streaming is not None and streaming.https_enabled:
+        wanted.append(("HTTPS", settings.LIVECENTER_HTTPS_PORT, "https_port", "LIVECENTER_MEDIA_HTTPS_PORT"))
+    if (ingest is not None and ingest.https_enabled) or (streaming is not None and streaming.https_enabled):
+        wanted.append(("RTMPS", settings.LIVECENTER_RTMPS_PORT, "rtmps_port", "LIVECENTER_MEDIA_RTMPS_PORT"))
+    if not wanted:
+        return []
+    try:
+        beats = registry.cluster_view().live_nodes()
+    except registry.STORE_UNREACHABLE:
+        return []
+    notes = []
+    for what, port, field, setting in wanted if beats else ():
+        served = sorted({getattr(beat, field) for beat in beats} - {None})
+        if not served:
+            notes.append(f"No media node that is up serves {what} (none advertises a port for it), so the "
+                         f"{what.lower()}:// URLs will not connect until one does ({setting}).")  # fmt: skip
+        elif served != [port]:
+            ports = ", ".join(str(p) for p in served)
+            notes.append(f"The media nodes serve {what} on port {ports}; the URLs name {port}: right only behind "
+                         f"a load balancer that maps it, else set LIVECENTER_{what}_PORT.")  # fmt: skip
+    return notes
