@@ -107,10 +107,7 @@ def signed_flv_path(env: dict) -> str:
         f"urls = services.generate_urls(owner, 'push.bench.test', {APP!r}, {STREAM!r})\n"
         "print(urls.playback['flv'])\n"
     )
-    out = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    url = out.stdout.strip().splitlines()[-1]
+    url = manage(env, "shell", "-c", script)
     path = "/" + url.split("://", 1)[1].split("/", 1)[1]
     return f"{path}&domain={PLAY}"
 

@@ -173,8 +173,11 @@ class Result:
         return out
 
 
-def manage(env: dict, *args: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+def manage(env: dict, *args: str) -> str:
+    """`manage.py *args` in the bench's environment; the last line it printed."""
+    out = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def start_nginx(procs: Processes, workdir: Path) -> tuple[subprocess.Popen, int, int, int]:
@@ -208,10 +211,7 @@ def signed_ingest_url(env: dict) -> str:
         f"urls = services.generate_urls(owner, {PUSH!r}, {APP!r}, {STREAM!r})\n"
         "print(via_media_host(urls.ingest['rtmp'], '127.0.0.1', urls.ingest_domain))\n"
     )
-    out = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return manage(env, "shell", "-c", script)
 
 
 PLAYER_STATE = "() => ({...window.livecenterPlayer.stats, latencySamples: undefined, attempts: undefined})"

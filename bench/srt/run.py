@@ -332,10 +332,7 @@ def srt_ingest_url(env: dict, latency_ms: int) -> str:
         f"urls = services.generate_urls(owner, {PUSH!r}, {APP!r}, {STREAM!r})\n"
         "print(urls.ingest['srt'])\n"
     )
-    out = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    url = out.stdout.strip().splitlines()[-1]
+    url = manage(env, "shell", "-c", script)
     return url.replace(f"srt://{PUSH}:", "srt://127.0.0.1:", 1) + f"&latency={latency_ms}"
 
 
