@@ -13,6 +13,7 @@ import pytest
 from django.db import connections
 
 from domains import services
+from tests.browsersupport import chromium_page
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM
 from tests.test_browser_player import stats
@@ -35,18 +36,10 @@ def ca(tmp_path):
 
 @pytest.fixture
 def browser_page(ca):
-    sync_api = pytest.importorskip("playwright.sync_api")
     args = [*RTS_CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(ca)}",
             f"--host-resolver-rules=MAP {PLAY} 127.0.0.1"]  # fmt: skip
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_context().new_page()
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(CHROMIUM, args) as page:
         yield page
-        browser.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 @pytest.fixture

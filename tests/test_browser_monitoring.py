@@ -30,6 +30,7 @@ from domains import services
 from livecenter.management.commands.runall import ConsoleServer
 from livecenter.media.node import NodeConfig
 from nodes.medianode import running_media_node
+from tests.browsersupport import chromium_page
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local
@@ -171,16 +172,8 @@ class ScaledTopology:
 
 @pytest.fixture
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context().new_page()
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(CHROMIUM, CHROMIUM_ARGS) as page:
         yield page
-        browser.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def points(page) -> int:

@@ -15,6 +15,7 @@ import pytest
 from django.db import connections
 
 from domains import services
+from tests.browsersupport import chromium_page
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
@@ -30,18 +31,9 @@ FIRST_FRAME_LIMIT_MS = 5000
 
 @pytest.fixture
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-        )
-        page = browser.new_context().new_page()
-        page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+    with chromium_page(CHROMIUM, args, timeout_ms=20_000) as page:
         yield page
-        browser.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 # What the video element holds, for a failure message.

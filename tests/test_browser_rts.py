@@ -15,6 +15,7 @@ import pytest
 from django.db import connections
 
 from domains import services
+from tests.browsersupport import chromium_page
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_browser_player import BUFFER_STATE, start_calibrator, stats
@@ -41,16 +42,8 @@ STARTED = (
 
 @pytest.fixture
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=RTS_CHROMIUM_ARGS)
-        page = browser.new_context().new_page()
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(CHROMIUM, RTS_CHROMIUM_ARGS) as page:
         yield page
-        browser.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""Headless Chromium (Debian's, through Playwright) for the browser tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+
+@contextmanager
+def chromium_page(executable: str, args: list[str], timeout_ms: int = 30_000) -> Iterator:
+    """A fresh page in a browser of its own, closed after; the page's
+    JavaScript errors fail the test."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=args)
+        page = browser.new_context().new_page()
+        page.set_default_timeout(timeout_ms)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+    assert not errors, f"JavaScript errors: {errors}"
