@@ -65,8 +65,14 @@ def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_
             first.__exit__(None, None, None)  # its beat is withdrawn: the edge's registry sees it gone
             assert wait_until(lambda: other.node.hub.is_live(key), timeout=30), "no failover"
             assert publisher.process.poll() is None  # still publishing to the edge
-            state = edge.node.relays.states[key]
-            assert state.center == other.node.config.node_id and state.failovers == 1
+
+            # The center is live a moment before the edge hears its publish answered.
+            def relayed():
+                state = edge.node.relays.states.get(key)
+                return state if state is not None and state.center == other.node.config.node_id else None
+
+            state = wait_until(relayed, timeout=10)
+            assert state is not None and state.failovers == 1, edge.node.relays.states.get(key)
             continuous(probe_packets(other.local(urls.playback["flv"]), seconds=3))
         finally:
             publisher.stop()
