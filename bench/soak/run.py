@@ -27,7 +27,9 @@ RSS, open descriptors, threads, and the node's asyncio tasks (`GET
 
 Pass (bench/README.md, "bench/soak"):
 - after --warmup-minutes, no process figure (RSS, descriptors, threads,
-  tasks) grows more than 5 % over its first post-warm-up sample, and no
+  tasks) grows more than 5 % over its first post-warm-up sample (the node's
+  descriptors and tasks: with time, beside what its live connections hold,
+  CONNECTION_FIGURES), and no
   table other than the history ones (HISTORY_TABLES: one row per recording,
   snapshot, session or sample, growing with time by design) grows more than
   5 % either;
@@ -86,6 +88,12 @@ HISTORY_TABLES = {
     "django_session",
 }
 PROCESS_FIGURES = ("rss_kib", "fds", "threads", "tasks")
+# The node's figures that follow its live connections (a descriptor and some
+# tasks each): the admission gauge lets viewers in and out all run long, so
+# their level moves with the connections admitted at the time, not with a
+# leak. Their growth is the time trend left once the connections are
+# accounted for (connection_adjusted_growth).
+CONNECTION_FIGURES = ("fds", "tasks")
 # hls_viewers.py's request latency histogram buckets (upper bounds, ms).
 LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -303,11 +311,64 @@ def growth(samples: list[dict], warmup_minutes: float, window: int = 3) -> dict:
             a, b = level(head, proc, figure), level(tail, proc, figure)
             peak = max(s[proc][figure] for s in after)
             out[f"{proc}.{figure}"] = {"first": a, "last": b, "peak": peak, "growth": (b - a) / max(a, 1)}
+            if proc == "node" and figure in CONNECTION_FIGURES:
+                adjusted = connection_adjusted_growth(after, figure)
+                if adjusted is not None:
+                    out[f"{proc}.{figure}"].update(raw_growth=(b - a) / max(a, 1), **adjusted)
     for table in after[-1]["rows"]:
         a, b = level(head, "rows", table), level(tail, "rows", table)
         history = table in HISTORY_TABLES
         out[f"rows.{table}"] = {"first": a, "last": b, "growth": (b - a) / max(a, 1), "history": history}
     return out
+
+
+def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting; None when singular."""
+    n = len(vector)
+    rows = [row[:] + [v] for row, v in zip(matrix, vector, strict=True)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
+        if abs(rows[pivot][col]) < 1e-9:
+            return None
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for r in range(n):
+            if r != col:
+                factor = rows[r][col] / rows[col][col]
+                rows[r] = [x - factor * y for x, y in zip(rows[r], rows[col], strict=True)]
+    return [rows[i][n] / rows[i][i] for i in range(n)]
+
+
+def connection_adjusted_growth(samples: list[dict], figure: str) -> dict | None:
+    """The node's `figure` fitted by least squares as a + b * connections +
+    c * minute over `samples`: `c` over the span, against the level the fit
+    gives at the start with the run's mean connections, is the growth with
+    time that the live connections do not explain (a leak grows with time at
+    any connection count; churn moves the figure with the connections only).
+    None when the samples cannot separate the two (too few, or a constant
+    connection count: then the plain growth stands)."""
+    points = [(sum(s["node"]["connections"].values()), s["minute"], s["node"][figure]) for s in samples]
+    if len(points) < 5:
+        return None
+    sums = [[0.0] * 3 for _ in range(3)]
+    rhs = [0.0] * 3
+    for conns, minute, y in points:
+        x = (1.0, float(conns), float(minute))
+        for i in range(3):
+            rhs[i] += x[i] * y
+            for j in range(3):
+                sums[i][j] += x[i] * x[j]
+    fit = _solve(sums, rhs)
+    if fit is None:
+        return None
+    a, per_connection, per_minute = fit
+    mean_conns = statistics.fmean(p[0] for p in points)
+    start, span = points[0][1], points[-1][1] - points[0][1]
+    base = a + per_connection * mean_conns + per_minute * start
+    return {
+        "growth": per_minute * span / max(base, 1.0),
+        "per_connection": round(per_connection, 3),
+        "per_minute": round(per_minute, 3),
+    }
 
 
 def video_jumps(file: Path, max_step_s: float = 1.0) -> list[str]:
@@ -795,7 +856,13 @@ def main() -> None:
     print("growth after warm-up (process figures; non-history tables):")
     for name, g in grown.items():
         if not g.get("history") and (g["first"] or g["last"]):
-            print(f"  {name}: {g['first']} -> {g['last']} ({g['growth']:+.1%})")
+            adjusted = (
+                f" (raw {g['raw_growth']:+.1%}; {g['per_connection']} per live connection,"
+                f" {g['per_minute']:+} a minute beside them)"
+                if "raw_growth" in g
+                else ""
+            )
+            print(f"  {name}: {g['first']} -> {g['last']} ({g['growth']:+.1%}){adjusted}")
     bad = result["verdict"]["bad_recordings"]
     print(f"recordings: {len(result['recordings'])} files, bad: {len(bad)}")
     for r in bad[:10]:
