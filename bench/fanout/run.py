@@ -393,8 +393,9 @@ def finish_profiler(profiler: subprocess.Popen) -> None:
 
 def search(step, start: int, limit: int, refine: int, deadline: float) -> tuple[list[Step], int]:
     """The largest N with no viewer stalling: `step(n)` (a Step) at `start`,
-    doubling until a step fails (never past `limit`), then `refine`
-    bisection steps between the last pass and the first failure."""
+    doubling until a step fails (the last step at `limit` itself, never
+    past it), then `refine` bisection steps between the last pass and the
+    first failure."""
     steps: list[Step] = []
     best, failed = 0, None
     n = start
@@ -406,7 +407,9 @@ def search(step, start: int, limit: int, refine: int, deadline: float) -> tuple[
             failed = n
             break
         best = n
-        n *= 2
+        if n >= limit:
+            break
+        n = min(n * 2, limit)
     # Bisect between the last pass and the first failure, to within 10 %.
     for _ in range(refine):
         if failed is None or failed - best <= max(best // 10, 10) or time.monotonic() >= deadline:
