@@ -186,6 +186,17 @@ def test_it_speaks_tls_1_2_and_1_3_only_with_alpn_http_1_1(media, ca):
             assert "ALPN protocol: http/1.1" in run.stdout
 
 
+@pytest.mark.parametrize("suite", ["TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"])
+def test_it_takes_the_clients_order_of_suites(media, ca, suite):
+    # A browser on AES-NI puts AES-128-GCM first, a phone without it ChaCha20:
+    # the node takes the client's first choice, not OpenSSL's AES-256-GCM.
+    suites = f"{suite}:TLS_AES_256_GCM_SHA384"
+    run = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{media.node.https_port}", "-servername",
+                          PLAY, "-CAfile", str(ca.path), "-tls1_3", "-ciphersuites", suites],
+                         input="", capture_output=True, text=True, timeout=20)  # fmt: skip
+    assert f"Cipher is {suite}" in run.stdout, run.stdout + run.stderr
+
+
 def test_curl_plays_flv_and_the_hls_playlist_over_https_on_one_connection(publishing, ca):
     media = publishing
     flv = curl(media, ca, https_base(media) + signed("/live/cam1.flv"), seconds=3)
