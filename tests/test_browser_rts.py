@@ -34,10 +34,7 @@ RTS_CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
-STARTED = (
-    "window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
-    " && window.livecenterPlayer.stats.state !== 'starting'"
-)
+STARTED = "window.livecenterPlayer && ['playing', 'failed'].includes(window.livecenterPlayer.stats.state)"
 
 
 @pytest.fixture

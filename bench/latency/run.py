@@ -225,10 +225,7 @@ HLS_JS_STATE = """() => {
   return {target: hls.targetLatency, latency: hls.latency, partHoldBack: details && details.partHoldBack,
           holdBack: details && details.holdBack, buffer: buffered, rate: video.playbackRate};
 }"""
-STARTED = (
-    "window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
-    " && window.livecenterPlayer.stats.state !== 'starting'"
-)
+STARTED = "window.livecenterPlayer && ['playing', 'failed'].includes(window.livecenterPlayer.stats.state)"
 
 
 def log_in(context, console: str) -> None:

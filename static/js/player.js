@@ -55,7 +55,7 @@
 
   const stats = {
     protocol: null, // the rung playing: "rts", "flv", "llhls", "hls", "native-hls"
-    state: "starting", // starting, connecting, playing, failed
+    state: "starting", // starting, connecting, buffering (a held start), playing, failed
     width: 0,
     height: 0,
     fps: null,
@@ -203,12 +203,16 @@
   function firstFrame() {
     const attemptState = current;
     if (!attemptState || attemptState.done || stats.state === "playing") return;
-    clearTimeout(attemptState.timer);
-    stats.state = "playing";
-    stats.error = null;
-    stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
-    stats.firstFrameSinceLoadMs = Math.round(performance.now());
-    hideError();
+    if (stats.state !== "buffering") {
+      clearTimeout(attemptState.timer);
+      stats.error = null;
+      stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
+      stats.firstFrameSinceLoadMs = Math.round(performance.now());
+      hideError();
+    }
+    // A held start (plain HLS: playOnceBuffered) shows its first picture and
+    // buffers; it is playing from the first frame after its release.
+    stats.state = attemptState.holdPlay && !attemptState.released ? "buffering" : "playing";
     render();
   }
 
@@ -391,6 +395,7 @@
       const ahead = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
       if ((target && ahead >= HLS_START_TARGET_DURATIONS * target) || performance.now() - since > HLS_HOLD_MAX_MS) {
         clearInterval(timer);
+        attemptState.released = true;
         startPlaying();
       }
     }, 100);
