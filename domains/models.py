@@ -172,6 +172,11 @@ class Domain(models.Model):
     def hls_encryption_app_list(self) -> list[str]:
         return [app for app in self.hls_encryption_apps.split(",") if app]
 
+    def hls_encrypts(self, app: str) -> bool:
+        """Whether this streaming domain encrypts `app`'s HLS (as DomainConfig.hls_key_period says)."""
+        apps = self.hls_encryption_app_list
+        return self.is_streaming and self.hls_encryption and (not apps or app in apps)
+
     def signing_keys(self) -> list[str]:
         return [k for k in (self.auth_primary_key, self.auth_secondary_key) if k]
 
