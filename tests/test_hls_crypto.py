@@ -17,6 +17,7 @@ from livecenter.media.hls_crypto import (
     HlsKeyring,
     decrypt_aes128,
     encrypt_aes128,
+    encrypt_vod_playlist,
     key_tag,
     sequence_iv,
 )
@@ -205,3 +206,18 @@ def test_it_keeps_the_keys_of_the_media_it_holds_plus_a_margin_only():
     assert packager.keyring.key_ids[0] == oldest - KEY_MARGIN_KEYS
     assert packager.key(oldest - KEY_MARGIN_KEYS - 1) is None
     assert len(packager.keyring.key_ids) <= len(held) + KEY_MARGIN_KEYS + 1  # + the open segment's
+
+
+def test_it_names_one_key_in_a_vod_playlist_and_gives_each_segment_its_sequence_number():
+    text = (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXTINF:2.000000,\nrec_00000.ts\n#EXTINF:1.500000,\nrec_00001.ts\n#EXT-X-ENDLIST\n"
+    )
+    sealed, segments = encrypt_vod_playlist(text, "rec.key")
+    assert segments == [("rec_00000.ts", 5), ("rec_00001.ts", 6)]
+    lines = sealed.splitlines()
+    assert lines[lines.index('#EXT-X-KEY:METHOD=AES-128,URI="rec.key"') + 1] == "#EXTINF:2.000000,"
+    assert sealed.count("#EXT-X-KEY") == 1 and sealed.endswith("#EXT-X-ENDLIST\n")
+    assert encrypt_vod_playlist("#EXTM3U\n#EXTINF:1,\na.ts\n", "k")[1] == [("a.ts", 0)]  # RFC 8216 4.3.3.2
+    with pytest.raises(ValueError, match="already encrypted"):
+        encrypt_vod_playlist(sealed, "rec.key")

@@ -118,3 +118,29 @@ class HlsKeyring:
     @property
     def key_ids(self) -> list[int]:
         return sorted(self._keys)
+
+
+def encrypt_vod_playlist(text: str, key_uri: str) -> tuple[str, list[tuple[str, int]]]:
+    """An HLS VOD playlist in clear (a recording's) made to name one key:
+    the EXT-X-KEY before its first segment; and each segment's URI with its
+    Media Sequence Number, the IV to encrypt it with (RFC 8216 5.2; the
+    sequence starts at EXT-X-MEDIA-SEQUENCE, 0 without it, 4.3.3.2). Raises
+    ValueError for a playlist that is already encrypted."""
+    lines = text.splitlines()
+    msn = 0
+    segments: list[tuple[str, int]] = []
+    out: list[str] = []
+    keyed = False
+    for line in lines:
+        if line.startswith("#EXT-X-KEY:"):
+            raise ValueError("the playlist is already encrypted")
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            msn = int(line.partition(":")[2])
+        if not keyed and (line.startswith("#EXTINF:") or (line and not line.startswith("#"))):
+            out.append(key_tag(key_uri))
+            keyed = True
+        if line and not line.startswith("#"):
+            segments.append((line, msn))
+            msn += 1
+        out.append(line)
+    return "\n".join(out) + "\n", segments
