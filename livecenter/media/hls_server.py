@@ -245,6 +245,8 @@ class HlsService:
         stream, failure = self.find(app, stream_name, token, time.time())
         if stream is None:
             return (404 if failure == "stream is not being packaged" else 403), failure
+        if not stream.key_rotation_segments:
+            return 403, "invalid token"  # a playlist in clear hands out no key: its token opens none
         stream.last_request = time.monotonic()
         key = stream.packager.key(key_id)
         return (200, key) if key is not None else (404, "key is gone or not yet made")

@@ -453,7 +453,9 @@
   function encryptionOf(details) {
     const fragment = ((details && details.fragments) || []).find((f) => f.encrypted);
     if (!fragment) return null;
-    return (fragment.decryptdata && fragment.decryptdata.method) || "encrypted";
+    // The playlist's key (levelkeys), not decryptdata, which hls.js fills in as it loads.
+    const key = Object.values(fragment.levelkeys || {})[0];
+    return (key && key.method) || "encrypted";
   }
 
   // hls.js plays PART-HOLD-BACK behind the live edge plus whatever its
