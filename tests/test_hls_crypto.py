@@ -221,3 +221,14 @@ def test_it_names_one_key_in_a_vod_playlist_and_gives_each_segment_its_sequence_
     assert encrypt_vod_playlist("#EXTM3U\n#EXTINF:1,\na.ts\n", "k")[1] == [("a.ts", 0)]  # RFC 8216 4.3.3.2
     with pytest.raises(ValueError, match="already encrypted"):
         encrypt_vod_playlist(sealed, "rec.key")
+
+
+def test_a_hinted_part_under_a_new_key_has_its_key_named_before_the_hint():
+    packager = encrypted(seconds=3, rotation=1)
+    text = packager.playlist(low_latency=True, token="tok")
+    hint = Playlist(text).preload_hint
+    ref = parse_media_uri(re.search(r'URI="cam1/([^"?]+)', hint)[1])
+    before_hint = text[: text.index("#EXT-X-PRELOAD-HINT")]
+    last_key = KEY_LINE.findall(before_hint)[-1]
+    assert parse_key_uri(last_key.split("?")[0].rsplit("/", 1)[-1]) == packager.keyring.key_id(ref.msn)
+    assert key_of(packager, last_key) is not None

@@ -747,6 +747,12 @@ class HlsPackager:
                 lines.append(self.uri(segment.msn, None, token))
         if low_latency:
             msn, index = self._next_part()
+            if self.keyring is not None and self.keyring.key_id(msn) != key_id:
+                # The hinted part opens a segment under a new key: EXT-X-KEY
+                # applies to what follows it, so a player that loads the hint
+                # ahead (Safari; hls.js takes it as its fragment hint's key)
+                # decrypts it with the right one. Made now, if it is not yet.
+                lines.append(key_tag(self.key_uri(self.keyring.key_for(msn)[0], token)))
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.uri(msn, index, token)}"')
             for uri, last_msn, last_part in rendition_reports:
                 lines.append(f'#EXT-X-RENDITION-REPORT:URI="{uri}",LAST-MSN={last_msn},LAST-PART={last_part}')
