@@ -59,7 +59,10 @@ def listed_keys(text: str) -> list[tuple[str, int]]:
         match = KEY_LINE.match(line)
         if match is None:
             continue
-        following = next(t for t in lines[index + 1 :] if t.startswith("#EXT-X-PART:") or (t and not t.startswith("#")))
+        media = (t for t in lines[index + 1 :] if t.startswith("#EXT-X-PART:") or (t and not t.startswith("#")))
+        following = next(media, None)
+        if following is None:
+            continue  # the key of the hinted part's segment, before EXT-X-PRELOAD-HINT
         uri = re.search(r'URI="([^"]+)"', following)[1] if following.startswith("#") else following
         keys.append((match[1], parse_media_uri(uri.split("?")[0].rsplit("/", 1)[-1]).msn))
     return keys
