@@ -70,3 +70,17 @@ def test_it_sends_an_ingest_domain_to_its_streaming_domain(client, owner):
     body = page(client.get("/domains/push.example.com/hls-encryption/"))
     assert 'id="hls-encryption-ingest-note"' in body
     assert 'id="hls-encryption-form"' not in body
+
+
+def test_the_player_page_says_which_apps_are_encrypted(client, owner):
+    from domains import services
+    from tests.streamsupport import add_pair
+    from tests.test_streams_pages_player import sources
+
+    _, play = add_pair(owner)
+    client.force_login(owner)
+    query = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
+    assert sources(client.get("/player/", query))["hls_encryption"] is None
+    services.configure_hls_encryption(play, enabled=True, apps=["live"])
+    assert sources(client.get("/player/", query))["hls_encryption"] == "AES-128"
+    assert sources(client.get("/player/", {**query, "app": "other"}))["hls_encryption"] is None
