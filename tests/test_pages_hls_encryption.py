@@ -2,8 +2,11 @@
 
 import pytest
 
+from domains import services
 from domains.models import Domain
 from tests.pagesupport import add_ingest, add_streaming, assert_field_error, assert_login_redirect, page
+from tests.streamsupport import add_pair
+from tests.test_streams_pages_player import sources
 
 pytestmark = pytest.mark.django_db
 
@@ -73,10 +76,6 @@ def test_it_sends_an_ingest_domain_to_its_streaming_domain(client, owner):
 
 
 def test_the_player_page_says_which_apps_are_encrypted(client, owner):
-    from domains import services
-    from tests.streamsupport import add_pair
-    from tests.test_streams_pages_player import sources
-
     _, play = add_pair(owner)
     client.force_login(owner)
     query = {"domain": "push.example.com", "app": "live", "stream": "cam1"}
