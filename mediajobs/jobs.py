@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from domains import services as domain_services
@@ -463,10 +463,10 @@ def hls_recording_encrypted(job: MediaJob) -> bool:
     """Whether an HLS VOD recording of `job`'s stream is encrypted: when a
     streaming domain that plays its ingest domain encrypts the app's HLS
     (issue 16), its recordings in HLS form are encrypted too."""
-    main = job.domain.main_streaming_domain() if job.domain is not None else None
-    if main is None:
+    if job.domain_id is None:
         return False
-    return any(d.hls_encrypts(job.app) for d in (main, *main.sub_domains.all()))
+    playing = Domain.objects.filter(Q(ingest_domain=job.domain_id) | Q(main_domain__ingest_domain=job.domain_id))
+    return any(d.hls_encrypts(job.app) for d in playing)
 
 
 def encrypt_hls_recording(playlist: Path, key: bytes) -> None:

@@ -18,6 +18,7 @@ from mediajobs import jobs
 from mediajobs.models import MediaJob, Recording
 from mediajobs.transcode import pipeline
 from tests.apisupport import client_for
+from tests.pagesupport import add_streaming
 from tests.streamsupport import add_pair
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,7 @@ def test_a_recording_is_encrypted_when_a_streaming_domain_encrypts_its_app(owner
 
 def test_a_sub_streaming_domains_encryption_counts_too(owner):
     push, play = add_pair(owner)
-    sub = domain_services.add_domain(owner, "sub.example.com", "streaming", "overseas", "ap-southeast-1")
+    sub = add_streaming(owner, "sub.example.com")
     sub = domain_services.bind_main_domain(sub, play.domain_name)
     domain_services.configure_hls_encryption(sub, enabled=True)
     assert jobs.hls_recording_encrypted(job_for(push))
