@@ -1,5 +1,6 @@
-import domains.fields
 from django.db import migrations
+
+import domains.fields
 
 
 class Migration(migrations.Migration):
