@@ -148,6 +148,37 @@ class RtsForm(ConsoleForm):
     )
 
 
+class HlsEncryptionForm(ConsoleForm):
+    hls_encryption = forms.BooleanField(
+        label="HLS encryption",
+        required=False,
+        help_text="Encrypt HLS and LL-HLS segments with AES-128. Players fetch the keys with the playlist's own"
+        " token, so hls.js, Safari and ffmpeg play as before. RTS, FLV and RTMP are not changed.",
+    )
+    hls_key_rotation_segments = forms.IntegerField(
+        label="Key rotation",
+        help_text=f"A new key every this many segments, {services.MIN_KEY_ROTATION_SEGMENTS}"
+        f"-{services.MAX_KEY_ROTATION_SEGMENTS}; default 10 (segments last a second or so).",
+        widget=forms.NumberInput(
+            attrs={"min": services.MIN_KEY_ROTATION_SEGMENTS, "max": services.MAX_KEY_ROTATION_SEGMENTS}
+        ),
+    )
+    hls_encryption_apps = forms.CharField(
+        label="Apps",
+        required=False,
+        help_text="Comma-separated app names to encrypt; leave empty to encrypt every app.",
+    )
+
+    def changes(self) -> dict:
+        """Keyword arguments for services.configure_hls_encryption."""
+        data = self.cleaned_data
+        return {
+            "enabled": data["hls_encryption"],
+            "key_rotation_segments": data["hls_key_rotation_segments"],
+            "apps": data["hls_encryption_apps"].split(","),
+        }
+
+
 class UrlSigningForm(ConsoleForm):
     enabled = forms.BooleanField(label="URL signing (Type A)", required=False)
     primary_key = forms.CharField(

@@ -5,6 +5,7 @@ import datetime as dt
 from django.conf import settings
 from django.db import models
 
+from livecenter.media.hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
 from livecenter.media.policy import DEFAULT_SRT_LATENCY_MS
 
 from .fields import EncryptedTextField
@@ -116,6 +117,14 @@ class Domain(models.Model):
     srt_passphrase = EncryptedTextField(blank=True, default="")
     srt_passphrase_set_at = models.DateTimeField(null=True, blank=True)
 
+    # HLS encryption (streaming domains only; livecenter/media/hls_crypto.py):
+    # AES-128 with a new key every `hls_key_rotation_segments` segments, for
+    # the apps in `hls_encryption_apps` (comma-separated; blank: every app).
+    # Set and checked by services.configure_hls_encryption.
+    hls_encryption = models.BooleanField(default=False)
+    hls_key_rotation_segments = models.PositiveIntegerField(default=DEFAULT_KEY_ROTATION_SEGMENTS)
+    hls_encryption_apps = models.CharField(max_length=1024, blank=True, default="")
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -158,6 +167,15 @@ class Domain(models.Model):
     @property
     def validity_seconds(self) -> int:
         return self.auth_validity_minutes * 60
+
+    @property
+    def hls_encryption_app_list(self) -> list[str]:
+        return [app for app in self.hls_encryption_apps.split(",") if app]
+
+    def hls_encrypts(self, app: str) -> bool:
+        """Whether this streaming domain encrypts `app`'s HLS (as DomainConfig.hls_key_period says)."""
+        apps = self.hls_encryption_app_list
+        return self.is_streaming and self.hls_encryption and (not apps or app in apps)
 
     def signing_keys(self) -> list[str]:
         return [k for k in (self.auth_primary_key, self.auth_secondary_key) if k]

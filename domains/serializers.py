@@ -17,6 +17,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from livecenter.media.hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
+
 from . import services
 from .models import Domain, DomainCertificate, DomainStatus, DomainType, LiveCenter, Region
 
@@ -111,6 +113,15 @@ class DomainSerializer(serializers.ModelSerializer):
     srt_passphrase_set_at = serializers.DateTimeField(
         read_only=True, allow_null=True, help_text="When the SRT passphrase was last set; null when there is none."
     )
+    hls_encryption = serializers.SerializerMethodField(
+        help_text="HLS and LL-HLS encrypted with AES-128 (RTS, FLV and RTMP are not). Null for ingest domains."
+    )
+    hls_key_rotation_segments = serializers.SerializerMethodField(
+        help_text="A new HLS key every this many segments. Null for ingest domains."
+    )
+    hls_encryption_apps = serializers.SerializerMethodField(
+        help_text="The apps HLS encryption applies to; empty: every app. Null for ingest domains."
+    )
     url_signing = UrlSigningSummarySerializer(source="*", read_only=True)
     certificate = CertificateSerializer(read_only=True, allow_null=True)
 
@@ -139,6 +150,9 @@ class DomainSerializer(serializers.ModelSerializer):
             "srt_passphrase_set_at",
             "https_enabled",
             "https_redirect",
+            "hls_encryption",
+            "hls_key_rotation_segments",
+            "hls_encryption_apps",
             "url_signing",
             "certificate",
             "created_at",
@@ -157,6 +171,15 @@ class DomainSerializer(serializers.ModelSerializer):
 
     def get_srt_passphrase_set(self, domain: Domain) -> bool | None:
         return bool(domain.srt_passphrase) if domain.is_ingest else None
+
+    def get_hls_encryption(self, domain: Domain) -> bool | None:
+        return domain.hls_encryption if domain.is_streaming else None
+
+    def get_hls_key_rotation_segments(self, domain: Domain) -> int | None:
+        return domain.hls_key_rotation_segments if domain.is_streaming else None
+
+    def get_hls_encryption_apps(self, domain: Domain) -> list[str] | None:
+        return domain.hls_encryption_app_list if domain.is_streaming else None
 
 
 class CnameRecordSerializer(serializers.Serializer):
@@ -310,6 +333,21 @@ class DomainUpdateSerializer(StrictSerializer):
         required=False,
         allow_blank=True,
         help_text='"https": HTTP requests get a 301 to HTTPS; "http": the reverse; "": none. Needs HTTPS on.',
+    )
+
+    hls_encryption = serializers.BooleanField(
+        required=False, help_text="Streaming domains only: encrypt HLS and LL-HLS with AES-128."
+    )
+    hls_key_rotation_segments = serializers.IntegerField(
+        required=False,
+        help_text=f"Streaming domains only: a new key every this many segments, {services.MIN_KEY_ROTATION_SEGMENTS}"
+        f"-{services.MAX_KEY_ROTATION_SEGMENTS} (default {DEFAULT_KEY_ROTATION_SEGMENTS}).",
+        error_messages={"invalid": "key rotation must be a whole number of segments"},
+    )
+    hls_encryption_apps = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Streaming domains only: the apps whose HLS is encrypted; empty for every app.",
     )
 
     def validate_srt_passphrase(self, value: str | None) -> str:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from livecenter.lib.api import invalid
 from livecenter.media import liveurl
+from livecenter.media.hls_crypto import MAX_KEY_ROTATION_SEGMENTS, MIN_KEY_ROTATION_SEGMENTS
 
 from .lib import certificates, dnscheck
 from .lib.hostnames import HostnameError, normalize_domain_name
@@ -204,6 +205,9 @@ def update_domain(
     srt_passphrase: str | None = None,
     https_enabled: bool | None = None,
     https_redirect: str | None = None,
+    hls_encryption: bool | None = None,
+    hls_key_rotation_segments: int | None = None,
+    hls_encryption_apps: list[str] | None = None,
 ) -> Domain:
     """The domain's switches and SRT settings at once (the API's PATCH): all
     are checked before any is set, and a value left as None keeps its value."""
@@ -212,6 +216,7 @@ def update_domain(
             raise invalid(field, f"{field} applies only to streaming domains")
     changed = _apply_https(domain, https_enabled, https_redirect)
     changed += _apply_srt(domain, srt_latency_ms, srt_passphrase)
+    changed += _apply_hls_encryption(domain, hls_encryption, hls_key_rotation_segments, hls_encryption_apps)
     for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode), ("enabled", enabled)):
         if value is not None:
             setattr(domain, field, bool(value))
@@ -431,6 +436,78 @@ def configure_url_signing(
     # Say that keys changed, never what they are.
     log.info("url signing changed for %s (enabled=%s)", domain.domain_name, domain.auth_enabled)
     return domain
+
+
+# --- HLS encryption -----------------------------------------------------------
+
+
+MAX_HLS_ENCRYPTION_APPS = 50
+HLS_ENCRYPTION_APPS_CHARS = Domain._meta.get_field("hls_encryption_apps").max_length
+
+
+def configure_hls_encryption(
+    domain: Domain,
+    *,
+    enabled: bool | None = None,
+    key_rotation_segments: int | None = None,
+    apps: list[str] | None = None,
+) -> Domain:
+    """Switch a streaming domain's HLS encryption (AES-128, a new key every
+    `key_rotation_segments` segments) for `apps` (empty: every app). None
+    keeps a value."""
+    changed = _apply_hls_encryption(domain, enabled, key_rotation_segments, apps)
+    if changed:
+        domain.save(update_fields=[*changed, "updated_at"])
+    return domain
+
+
+def _apply_hls_encryption(
+    domain: Domain, enabled: bool | None, rotation: int | None, apps: list[str] | None
+) -> list[str]:
+    """Check, then set, the HLS encryption settings on `domain` (unsaved); the fields changed."""
+    values = (("hls_encryption", enabled), ("hls_key_rotation_segments", rotation), ("hls_encryption_apps", apps))
+    for field, value in values:
+        if value is not None and not domain.is_streaming:
+            raise invalid(field, f"{field} applies only to streaming domains: viewers play HLS from them")
+    if rotation is not None and (
+        not isinstance(rotation, int)
+        or isinstance(rotation, bool)
+        or not MIN_KEY_ROTATION_SEGMENTS <= rotation <= MAX_KEY_ROTATION_SEGMENTS
+    ):
+        raise invalid(
+            "hls_key_rotation_segments",
+            f"key rotation must be a whole number of segments, {MIN_KEY_ROTATION_SEGMENTS}-{MAX_KEY_ROTATION_SEGMENTS}",
+        )
+    if apps is not None:
+        apps = list(dict.fromkeys(app.strip() for app in apps if app.strip()))
+        for app in apps:
+            if not liveurl.NAME_RE.match(app):
+                raise invalid("hls_encryption_apps", f"app name {app[:64]!r} must be 1-255 letters, digits, '_' or '-'")
+        if len(apps) > MAX_HLS_ENCRYPTION_APPS or len(",".join(apps)) > HLS_ENCRYPTION_APPS_CHARS:
+            raise invalid(
+                "hls_encryption_apps",
+                f"at most {MAX_HLS_ENCRYPTION_APPS} apps, {HLS_ENCRYPTION_APPS_CHARS} characters in all;"
+                " leave it empty for every app",
+            )
+    changed = []
+    if enabled is not None:
+        domain.hls_encryption = bool(enabled)
+        changed.append("hls_encryption")
+    if rotation is not None:
+        domain.hls_key_rotation_segments = rotation
+        changed.append("hls_key_rotation_segments")
+    if apps is not None:
+        domain.hls_encryption_apps = ",".join(apps)
+        changed.append("hls_encryption_apps")
+    if changed:
+        log.info(
+            "hls encryption changed for %s (enabled=%s, key every %d segments, apps=%s)",
+            domain.domain_name,
+            domain.hls_encryption,
+            domain.hls_key_rotation_segments,
+            domain.hls_encryption_apps or "all",
+        )
+    return changed
 
 
 # --- SRT ----------------------------------------------------------------------

@@ -17,6 +17,7 @@
     domains:https               /domains/<domain_name>/certificate/https/  POST (HTTPS switches)
     domains:rts                 /domains/<domain_name>/rts/
     domains:srt                 /domains/<domain_name>/srt/
+    domains:hls-encryption      /domains/<domain_name>/hls-encryption/
     domains:url-signing         /domains/<domain_name>/url-signing/
 
 `domain_name` is either form of the name (ASCII A-labels or Unicode); links
@@ -48,5 +49,6 @@ urlpatterns = [
     path("<str:domain_name>/certificate/https/", views.https_settings, name="https"),
     path("<str:domain_name>/rts/", views.rts, name="rts"),
     path("<str:domain_name>/srt/", views.srt, name="srt"),
+    path("<str:domain_name>/hls-encryption/", views.hls_encryption, name="hls-encryption"),
     path("<str:domain_name>/url-signing/", views.url_signing, name="url-signing"),
 ]

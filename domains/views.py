@@ -28,6 +28,7 @@ from .forms import (
     AssociateIngestForm,
     BindMainDomainForm,
     CertificateForm,
+    HlsEncryptionForm,
     HttpsForm,
     RtsForm,
     SrtForm,
@@ -340,6 +341,31 @@ def rts(request, domain_name: str):
             messages.success(request, f"RTS is {state} for {domain.display_name}.")
             return redirect("domains:rts", domain.domain_name)
     return render(request, "domains/rts.html", {"domain": domain, "form": form, "tab": "rts"})
+
+
+# --- HLS encryption -----------------------------------------------------------------------
+
+
+@login_required
+def hls_encryption(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    initial = {
+        "hls_encryption": domain.hls_encryption,
+        "hls_key_rotation_segments": domain.hls_key_rotation_segments,
+        "hls_encryption_apps": ", ".join(domain.hls_encryption_app_list),
+    }
+    form = HlsEncryptionForm(request.POST if request.method == "POST" else None, initial=initial)
+    if form.is_bound and form.is_valid():
+        try:
+            services.configure_hls_encryption(domain, **form.changes())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            state = "on" if domain.hls_encryption else "off"
+            messages.success(request, f"HLS encryption is {state} for {domain.display_name}.")
+            return redirect("domains:hls-encryption", domain.domain_name)
+    context = {"domain": domain, "form": form, "tab": "hls-encryption"}
+    return render(request, "domains/hls_encryption.html", context)
 
 
 # --- SRT ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ service (scoped to the operator's own domains), serialise."""
 
 from __future__ import annotations
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
@@ -145,13 +146,19 @@ class SnapshotListView(generics.ListAPIView):
 CONTENT_TYPES = {".mp4": "video/mp4", ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 
 
-def recording_response(owner, recording_id: int, name: str | None = None) -> FileResponse:
+def recording_response(owner, recording_id: int, name: str | None = None) -> HttpResponseBase:
     """A file of one of the operator's recordings (404 for another's): the
-    MP4 or HLS VOD playlist, or with `name` one of the playlist's segments."""
+    MP4 or HLS VOD playlist, or with `name` one of the playlist's segments
+    or, for an encrypted one, its key."""
     try:
         recording = services.get_recording(owner, recording_id)
     except Recording.DoesNotExist:
         raise NotFound("you have no recording with this id") from None
+    if name is not None and recording.hls_key and name == recording.key_file_name:
+        # The key of an encrypted HLS recording: for its owner only, never cached.
+        response = HttpResponse(bytes.fromhex(recording.hls_key), content_type="application/octet-stream")
+        response["Cache-Control"] = "private, no-store"
+        return response
     files = services.recording_files(recording)
     path = files.get(name or recording.file_name)
     if path is None:

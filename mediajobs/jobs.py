@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from domains import services as domain_services
 from domains.models import Domain
 from livecenter.media.capacity import WORKER_TOKEN_PARAM, worker_token
+from livecenter.media.hls_crypto import encrypt_aes128, encrypt_vod_playlist, sequence_iv
 from livecenter.media.policy import StreamKey
 from livecenter.media.redact import redact_text
 from livecenter.media.renditions import rendition_name, split_rendition_name
@@ -446,11 +447,41 @@ def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4", relative: 
     )
 
 
-def recording_closed(recording: Recording, ended_at: float, duration_s: float) -> None:
+def recording_closed(recording: Recording, ended_at: float, duration_s: float, hls_key: bytes = b"") -> None:
+    """`hls_key`: the key encrypt_hls_recording encrypted its segments with,
+    kept (encrypted at rest) so that the recording stays playable."""
     size = sum(p.stat().st_size for p in recording_files(recording).values())
     Recording.objects.filter(pk=recording.pk).update(
-        ended_at=dt.datetime.fromtimestamp(ended_at, dt.UTC), size_bytes=size, duration_seconds=round(duration_s, 3)
+        ended_at=dt.datetime.fromtimestamp(ended_at, dt.UTC),
+        size_bytes=size,
+        duration_seconds=round(duration_s, 3),
+        hls_key=hls_key.hex(),
     )
+
+
+def hls_recording_encrypted(job: MediaJob) -> bool:
+    """Whether an HLS VOD recording of `job`'s stream is encrypted: when a
+    streaming domain that plays its ingest domain encrypts the app's HLS
+    (issue 16), its recordings in HLS form are encrypted too."""
+    if job.domain_id is None:
+        return False
+    playing = Domain.objects.filter(Q(ingest_domain=job.domain_id) | Q(main_domain__ingest_domain=job.domain_id))
+    return any(d.hls_encrypts(job.app) for d in playing)
+
+
+def encrypt_hls_recording(playlist: Path, key: bytes) -> None:
+    """Encrypt a closed HLS VOD recording in place: each segment with
+    AES-128 and its sequence number as IV, and its playlist naming the key
+    `{stem}.key` (served from the recording's row, Recording.key_file_name)."""
+    text, segments = encrypt_vod_playlist(playlist.read_text(), f"{playlist.stem}.key")
+    for uri, msn in segments:
+        segment = playlist.parent / uri
+        sealed = segment.with_name(segment.name + ".tmp")
+        sealed.write_bytes(encrypt_aes128(key, sequence_iv(msn), segment.read_bytes()))
+        sealed.replace(segment)
+    sealed = playlist.with_name(playlist.name + ".tmp")
+    sealed.write_text(text)
+    sealed.replace(playlist)
 
 
 def save_snapshot(job: MediaJob, jpeg: bytes, width: int, height: int, taken_at: float) -> Snapshot:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from domains.fields import EncryptedTextField
 from domains.models import Domain
 from livecenter.media.renditions import RenditionSpec, standard_spec
 
@@ -238,6 +239,10 @@ class Recording(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     duration_seconds = models.FloatField(default=0.0)
+    # An HLS VOD recording of a stream whose HLS is encrypted (issue 16): the
+    # AES-128 key of its segments, in hex, encrypted at rest like signing
+    # keys; served as `{stem}.key` beside the segments. "" in clear.
+    hls_key = EncryptedTextField(blank=True, default="")
 
     class Meta:
         db_table = "streams_recording"  # made by streams/ before issue 12
@@ -250,6 +255,11 @@ class Recording(models.Model):
     @property
     def file_name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def key_file_name(self) -> str:
+        """The name its playlist gives its key (hls_key), beside its segments."""
+        return self.file_name.rsplit(".", 1)[0] + ".key"
 
 
 class Snapshot(models.Model):

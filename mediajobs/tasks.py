@@ -146,6 +146,7 @@ class _JobRun:
         return split
 
     record_format = "mp4"
+    encrypt_hls = False  # an HLS VOD recording of a stream whose HLS is encrypted
 
     def open_file(self, started_at: float) -> Path:
         """A new recording file. Its row is written now if the database
@@ -159,7 +160,15 @@ class _JobRun:
         return Path(settings.LIVECENTER_RECORDINGS_DIR) / relative
 
     def file_closed(self, path: Path, started_at: float, ended_at: float, duration_s: float) -> None:
-        self._rows.append(("close", self._file, (ended_at, duration_s)))
+        key = b""
+        if self.encrypt_hls and path.suffix == ".m3u8" and path.exists():
+            key = os.urandom(16)
+            try:
+                jobs.encrypt_hls_recording(path, key)
+            except (OSError, ValueError) as exc:  # a file cut short by a full disk: kept as it is
+                log.warning("media job %s: recording %s not encrypted: %s", self.job.pk, path.name, exc)
+                key = b""
+        self._rows.append(("close", self._file, (ended_at, duration_s, key)))
         self._write_rows()
 
     def _write_rows(self) -> bool:
@@ -212,6 +221,7 @@ def _run(run: _JobRun) -> str:
         if config is None:
             return "recording is no longer configured"
         run.record_format = config.format
+        run.encrypt_hls = config.format == "m3u8" and jobs.hls_recording_encrypted(job)
         return pipeline.record(url, run, config.cycle_seconds)
     config = jobs.snapshot_config(job)
     if config is None:

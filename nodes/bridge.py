@@ -229,6 +229,9 @@ def _domain_config(host: str) -> DomainConfig | None:
         live_center=domain.live_center,
         https_enabled=domain.https_enabled,
         https_redirect=domain.https_redirect,
+        hls_encryption=domain.hls_encryption,
+        hls_key_rotation_segments=domain.hls_key_rotation_segments,
+        hls_encryption_apps=tuple(domain.hls_encryption_app_list),
     )
 
 

@@ -181,10 +181,14 @@ def player(request):
             add_service_errors(form, exc)
         else:
             if urls.playback:
-                rts = domains.filter(domain_name=urls.streaming_domain).values_list("rts_enabled", flat=True).first()
+                streaming = domains.filter(domain_name=urls.streaming_domain).first()
+                rts = streaming is not None and streaming.rts_enabled
+                encrypted = streaming is not None and streaming.hls_encrypts(data["app"])
                 sources = {
-                    **player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST, rts_enabled=bool(rts)),
+                    **player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST, rts_enabled=rts),
                     "protocol": data["protocol"],
+                    # What the node encrypts HLS with (nodes.bridge: DomainConfig.hls_key_period).
+                    "hls_encryption": "AES-128" if encrypted else None,
                 }
             else:
                 form.add_error("domain", " ".join(urls.notes))

@@ -20,6 +20,7 @@ PURE_MODULES = {
     "mpegts.py",
     "mpegts_demux.py",
     "hls.py",
+    "hls_crypto.py",
     "timecode.py",
     "rts/h264.py",
     "rts/whep.py",

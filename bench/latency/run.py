@@ -17,6 +17,12 @@ nginx-rtmp.
 from a second streaming domain with a certificate of a CA made in the run;
 Chromium trusts that CA by its key's hash and resolves the domain to
 loopback, so it asks the node for the name (SNI) as on the Internet.
+
+`llhls-aes` and `hls-aes` play the same stream from a third streaming domain
+with HLS encryption on (issue 16: AES-128, a new key every 10 segments, the
+default), for LL-HLS and HLS with encryption against without:
+
+    .venv/bin/python bench/latency/run.py --protocols llhls,llhls-aes
 """
 
 from __future__ import annotations
@@ -58,12 +64,15 @@ CALIBRATOR_ARGS = ["--size", "1280x720", "--fps", "30", "--bitrate", "2M", "--go
 USERNAME, PASSWORD = "bench", "bench-pass-123"
 PUSH, PLAY, APP, STREAM = "push.bench.test", "play.bench.test", "live", "calib"
 PLAY_HTTPS = "tls.play.bench.test"  # the streaming domain with HTTPS on
+PLAY_AES = "aes.play.bench.test"  # the streaming domain with HLS encryption on
 # DESIGN.md, "The numbers we hold ourselves to" (p50s).
 TARGETS = {"flv": 500, "llhls": 1000, "hls": 3500}
 FIRST_FRAME_TARGET = {"flv": 300}
 LABELS = {"flv": "HTTP-FLV", "llhls": "LL-HLS", "hls": "HLS", "nginx-hls": "HLS, nginx-rtmp"}
 HTTPS = "https-"  # a protocol name's prefix: the same player protocol over HTTPS
 LABELS |= {HTTPS + name: f"{LABELS[name]} over HTTPS" for name in ("flv", "llhls", "hls")}
+AES = "-aes"  # a protocol name's suffix: the same player protocol from the encrypted domain
+LABELS |= {name + AES: f"{LABELS[name]}, AES-128" for name in ("llhls", "hls")}
 
 SETUP_SCRIPT = f"""
 from django.contrib.auth import get_user_model
@@ -72,6 +81,15 @@ owner = get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r}
 services.add_domain(owner, {PUSH!r}, "ingest", "overseas", "ap-southeast-1")
 play = services.add_domain(owner, {PLAY!r}, "streaming", "overseas", "ap-southeast-1")
 services.associate_ingest(play, {PUSH!r})
+"""
+# The encrypted streaming domain: a sub-streaming domain of PLAY, so the same ingest's streams.
+AES_SETUP_SCRIPT = f"""
+from django.contrib.auth import get_user_model
+from domains import services
+owner = get_user_model().objects.get(username={USERNAME!r})
+play = services.add_domain(owner, {PLAY_AES!r}, "streaming", "overseas", "ap-southeast-1")
+play = services.bind_main_domain(play, {PLAY!r})
+services.configure_hls_encryption(play, enabled=True)
 """
 # The HTTPS streaming domain: its certificate (files named by argv) turns HTTPS on.
 HTTPS_SETUP_SCRIPT = f"""
@@ -326,7 +344,7 @@ def table(results: list[Result]) -> str:
         if r.error and not r.latency:
             lines.append(f"| {LABELS[r.name]} | failed: {r.error} | | | | | | | |")
             continue
-        key = "hls" if r.name == "nginx-hls" else r.name.removeprefix(HTTPS)
+        key = "hls" if r.name == "nginx-hls" else r.name.removeprefix(HTTPS).removesuffix(AES)
         target = TARGETS[key]
         met = row["p50"] <= target
         ff_target = FIRST_FRAME_TARGET.get(key)
@@ -400,6 +418,8 @@ def main() -> None:
         chromium_args = list(CHROMIUM_ARGS)
         if any(n.startswith(HTTPS) for n in names):
             chromium_args += https_setup(env, workdir)
+        if any(n.endswith(AES) for n in names):
+            manage(env, "shell", "-c", AES_SETUP_SCRIPT)
         ingest = signed_ingest_url(env)
         procs.start("medianode", [PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
                                   "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)])  # fmt: skip
@@ -427,6 +447,8 @@ def main() -> None:
                 for name in ours:
                     log(f"{LABELS[name]} ...")
                     domain, protocol = (PLAY_HTTPS, name[len(HTTPS) :]) if name.startswith(HTTPS) else (PLAY, name)
+                    if name.endswith(AES):
+                        domain, protocol = PLAY_AES, name.removesuffix(AES)
                     url = f"{console}/player/?domain={domain}&app={APP}&stream={STREAM}&protocol={protocol}"
                     results.append(measure(context, name, url, args.seconds, args.settle, args.loads, args.trace))
                 procs.stop(calibrator)

@@ -26,6 +26,15 @@ to `/{app}/{stream}/seg_12.ts`):
 concatenation of the segment's parts; every segment and every independent
 part starts with a PAT and a PMT.
 
+With `key_rotation_segments` set, the packager encrypts (hls_crypto.py):
+every segment and every part with AES-128, a new key every that many
+segments, and the playlist carries an EXT-X-KEY where the key changes,
+naming
+
+    key_{id}.key?token={token}          the key of segments from id*N on
+
+Only the encrypted bytes are kept once a part or a segment is complete.
+
 Serving (not here: the HTTP layer) goes like this. A playlist request with
 `_HLS_msn`/`_HLS_part` asks `reload_decision()`: READY (answer now), WAIT
 (hold the request and ask again after the next `push` that returns events, at
@@ -53,13 +62,15 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import os
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from .flv import TIMESTAMP_BACKWARD_TOLERANCE_MS, TIMESTAMP_JUMP_MS, FrameKind
+from .hls_crypto import HlsKeyring, encrypt_aes128, key_file_name, key_tag, sequence_iv
 from .mpegts import TsMuxer
 
 # Target durations we accept, in whole seconds (RFC 8216 4.3.3.1 makes it an
@@ -122,6 +133,7 @@ TOKEN_QUERY = "token"
 # token, the rendition reports: a handful in practice).
 MAX_RENDERED_PLAYLISTS = 8
 _MEDIA_URI = re.compile(rf"(?:seg_(\d{{1,{MAX_SEQUENCE_DIGITS}}})|part_(\d{{1,18}})_(\d{{1,6}}))\.ts", re.ASCII)
+_KEY_URI = re.compile(rf"key_(\d{{1,{MAX_SEQUENCE_DIGITS}}})\.key", re.ASCII)
 
 
 class Readiness(enum.Enum):
@@ -172,7 +184,9 @@ class LlHlsPart:
 
 
 class HlsSegment:
-    """A media segment; `data` is a bytearray while it is open, bytes after."""
+    """A media segment; `data` is a bytearray while it is open, bytes after
+    (encrypted, when the packager encrypts: then `encrypted_parts` holds
+    each complete part's bytes, encrypted on its own)."""
 
     __slots__ = (
         "msn",
@@ -184,6 +198,8 @@ class HlsSegment:
         "parts",
         "data",
         "closed_at",
+        "key_id",
+        "encrypted_parts",
     )
 
     def __init__(self, msn: int, start_ms: int, program_date_time: float, discontinuity: bool, sequence: int) -> None:
@@ -198,8 +214,12 @@ class HlsSegment:
         self.parts: list[LlHlsPart] = []
         self.data: bytes | bytearray = bytearray()
         self.closed_at = 0.0  # Unix seconds when its last frame came in (push's wallclock)
+        self.key_id: int | None = None  # the key that encrypts it, None in clear
+        self.encrypted_parts: list[bytes] = []
 
     def part_bytes(self, index: int) -> bytes:
+        if self.key_id is not None:
+            return self.encrypted_parts[index]
         part = self.parts[index]
         return bytes(self.data[part.offset : part.offset + part.size])
 
@@ -285,6 +305,12 @@ def parse_media_uri(name: str) -> MediaRef | None:
     return MediaRef(int(segment)) if segment is not None else MediaRef(int(msn), int(part))
 
 
+def parse_key_uri(name: str) -> int | None:
+    """The key id of `key_3.key` (the last path component), or None."""
+    match = _KEY_URI.fullmatch(name)
+    return int(match[1]) if match is not None else None
+
+
 class HlsPackager:
     """One live stream's segments, parts and playlists (module docstring)."""
 
@@ -296,11 +322,16 @@ class HlsPackager:
         retained_segments: int | None = None,
         uri_prefix: str = "",
         part_hold_back_parts: int = PART_HOLD_BACK_PARTS,
+        key_rotation_segments: int = 0,
+        random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         """`retained_segments`: complete segments kept after they leave the
         playlist, so a client that loaded the playlist just before can still
         fetch them (RFC 8216 6.2.2: as long as the playlist lasts); by
-        default as many as the window."""
+        default as many as the window. `key_rotation_segments`: encrypt, with
+        a new key (`random_bytes(16)`) every that many segments; 0: in clear.
+        A key is destroyed once no segment held needs it (hls_crypto.KEY_MARGIN_KEYS
+        later), so keys last as long as the window, the retained segments and a margin."""
         if not (isinstance(target_duration_s, int) and MIN_TARGET_DURATION_S <= target_duration_s):
             raise ValueError(f"target_duration_s must be an integer of at least {MIN_TARGET_DURATION_S}")
         if target_duration_s > MAX_TARGET_DURATION_S:
@@ -328,6 +359,9 @@ class HlsPackager:
         self.uri_prefix = uri_prefix
         self.part_limit = advance_part_limit(self.part_target_ms / 1000)
         self._muxer = TsMuxer()
+        self.keyring = (
+            HlsKeyring(key_rotation_segments, FIRST_MEDIA_SEQUENCE, random_bytes) if key_rotation_segments else None
+        )
         self._segments: deque[HlsSegment] = deque(maxlen=window_segments + retained)
         # Playlists as last rendered, until the next frame or discontinuity:
         # the viewers of a stream all ask for the same one as a part completes.
@@ -368,8 +402,10 @@ class HlsPackager:
     @property
     def held_bytes(self) -> int:
         """The bytes of every segment held, the open one included."""
-        held = sum(len(segment.data) for segment in self._segments)
-        return held + (len(self._open.data) if self._open is not None else 0)
+        held = sum(len(segment.data) + sum(map(len, segment.encrypted_parts)) for segment in self._segments)
+        if self._open is not None:
+            held += len(self._open.data) + sum(map(len, self._open.encrypted_parts))
+        return held
 
     @property
     def has_segments(self) -> bool:
@@ -400,6 +436,10 @@ class HlsPackager:
         if found is None or not 0 <= index < len(found.parts):
             return None
         return found.part_bytes(index)
+
+    def key(self, key_id: int) -> bytes | None:
+        """A key still kept, or None (also for a packager in clear)."""
+        return self.keyring.get(key_id) if self.keyring is not None else None
 
     def part_status(self, msn: int, index: int) -> Readiness:
         """READY when part() has it, WAIT for the part being built (the
@@ -567,6 +607,8 @@ class HlsPackager:
             discontinuity,
             self._discontinuities,
         )
+        if self.keyring is not None:
+            self._open.key_id = self.keyring.key_for(self._next_msn)[0]
         self._next_msn += 1
 
     def _close_part(self, at: int, events: list) -> None:
@@ -577,6 +619,10 @@ class HlsPackager:
         segment.parts.append(
             LlHlsPart(index, self._part_offset, size, at - self._part_start_ms, self._part_independent)
         )
+        if self.keyring is not None:
+            key = self.keyring.key_for(segment.msn)[1]
+            clear = bytes(segment.data[self._part_offset : self._part_offset + size])
+            segment.encrypted_parts.append(encrypt_aes128(key, sequence_iv(segment.msn), clear))
         events.append(HlsPartCompleted(segment.msn, index))
 
     def _close_segment(self, at: int, events: list) -> None:
@@ -585,16 +631,26 @@ class HlsPackager:
         self._close_part(at, events)
         segment.duration_ms = at - segment.start_ms
         segment.data = bytes(segment.data)
+        if self.keyring is not None:
+            key = self.keyring.key_for(segment.msn)[1]
+            segment.data = encrypt_aes128(key, sequence_iv(segment.msn), segment.data)
         segment.closed_at = self._last_wallclock
         self._longest_ms = max(self._longest_ms, segment.duration_ms)
         self._segments.append(segment)  # the deque's maxlen drops the oldest
+        if self.keyring is not None:
+            self.keyring.keep_from(self._segments[0].msn)
         self._open = None
         events.append(HlsSegmentCompleted(segment.msn))
 
     # --- the playlist --------------------------------------------------------------
 
     def uri(self, msn: int, part: int | None = None, token: str | None = None) -> str:
-        name = f"seg_{msn}.ts" if part is None else f"part_{msn}_{part}.ts"
+        return self._uri(f"seg_{msn}.ts" if part is None else f"part_{msn}_{part}.ts", token)
+
+    def key_uri(self, key_id: int, token: str | None = None) -> str:
+        return self._uri(key_file_name(key_id), token)
+
+    def _uri(self, name: str, token: str | None) -> str:
         query = f"?{TOKEN_QUERY}={quote(token, safe='')}" if token else ""
         return f"{self.uri_prefix}{name}{query}"
 
@@ -672,9 +728,14 @@ class HlsPackager:
                 since = segments[-1].closed_at - PARTS_LISTED_TARGET_DURATIONS * self.target_duration_s
                 while parts_from > 0 and segments[parts_from - 1].closed_at > since:
                     parts_from -= 1
+        key_id = None
         for position, segment in enumerate(listed):
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if segment.key_id is not None and segment.key_id != key_id:
+                # Before the segment's parts too: they are under its key.
+                key_id = segment.key_id
+                lines.append(key_tag(self.key_uri(key_id, token)))
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(segment.program_date_time)}")
             if position >= parts_from:
                 for part in segment.parts:
@@ -686,6 +747,12 @@ class HlsPackager:
                 lines.append(self.uri(segment.msn, None, token))
         if low_latency:
             msn, index = self._next_part()
+            if self.keyring is not None and self.keyring.key_id(msn) != key_id:
+                # The hinted part opens a segment under a new key: EXT-X-KEY
+                # applies to what follows it, so a player that loads the hint
+                # ahead (Safari; hls.js takes it as its fragment hint's key)
+                # decrypts it with the right one. Made now, if it is not yet.
+                lines.append(key_tag(self.key_uri(self.keyring.key_for(msn)[0], token)))
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.uri(msn, index, token)}"')
             for uri, last_msn, last_part in rendition_reports:
                 lines.append(f'#EXT-X-RENDITION-REPORT:URI="{uri}",LAST-MSN={last_msn},LAST-PART={last_part}')

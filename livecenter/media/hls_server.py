@@ -11,6 +11,13 @@ The playlist is signed (Type A, checked on every request); the segment and
 part URIs it hands out carry a token (HMAC with this node's secret, naming
 the stream) that the server checks, so media cannot be fetched without a
 valid playlist.
+
+On a streaming domain with HLS encryption on (DomainConfig.hls_key_period)
+the stream is packaged encrypted (hls_crypto.py), apart from its packaging
+in clear for any other domain that plays it, and its keys are served at
+`/{app}/{stream}/key_{id}.key` under the same token as its segments: a key
+cannot be had without a valid signed playlist either. The token of an
+encrypted packaging opens neither the clear one nor another period's.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import logging
 import os
 import time
 
-from .hls import HlsPackager, Readiness, parse_media_uri
+from .hls import HlsPackager, Readiness, parse_key_uri, parse_media_uri
 from .mpegts import TsMuxError
 from .play import REFUSAL_NOT_LIVE
 from .policy import StreamKey
@@ -57,6 +64,10 @@ PART_HOLD_BACK_PARTS = 3
 JOIN_SEGMENT_END_MARGIN_MS = 400
 
 
+# A packaged stream: its key and its key rotation period (0: in clear).
+Packaging = tuple[StreamKey, int]
+
+
 def _source_name(stream: str) -> str:
     """The stream a rendition `{stream}_{template}` is made from; a source is its own."""
     split = split_rendition_name(stream)
@@ -66,15 +77,18 @@ def _source_name(stream: str) -> str:
 class HlsStream:
     """One stream being packaged: a hub subscription feeding a packager."""
 
-    def __init__(self, service: HlsService, key: StreamKey) -> None:
+    def __init__(self, service: HlsService, key: StreamKey, key_rotation_segments: int = 0) -> None:
         self.service = service
         self.key = key
-        self.name = str(key)
+        self.key_rotation_segments = key_rotation_segments
+        # What its tokens are minted for: an encrypted packaging's open no other.
+        self.name = f"{key} aes-128/{key_rotation_segments}" if key_rotation_segments else str(key)
         self.packager = HlsPackager(
             target_duration_s=1,
             part_duration_s=PART_DURATION_SECONDS,
             part_hold_back_parts=PART_HOLD_BACK_PARTS,
             uri_prefix=f"{key.stream}/",
+            key_rotation_segments=key_rotation_segments,
         )
         self.last_request = time.monotonic()
         self._changed = asyncio.Event()
@@ -119,10 +133,10 @@ class HlsService:
     def __init__(self, node) -> None:
         self.node = node
         self.secret = os.urandom(32)
-        self.streams: dict[StreamKey, HlsStream] = {}
+        self.streams: dict[Packaging, HlsStream] = {}
         # The same, by (app, source name): a source and its renditions, every
         # domain. Each playlist and media request looks here, not at all streams.
-        self._families: dict[tuple[str, str], dict[StreamKey, HlsStream]] = {}
+        self._families: dict[tuple[str, str], dict[Packaging, HlsStream]] = {}
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -140,29 +154,35 @@ class HlsService:
         while True:
             await asyncio.sleep(HLS_IDLE_SECONDS / 3)
             now = time.monotonic()
-            for key, stream in list(self.streams.items()):
+            for packaging, stream in list(self.streams.items()):
                 if now - stream.last_request > HLS_IDLE_SECONDS or stream.subscription.ended:
                     stream.close()
-                    del self.streams[key]
+                    del self.streams[packaging]
+                    key = packaging[0]
                     family = self._family(key)
-                    del family[key]
+                    del family[packaging]
                     if not family:
                         del self._families[(key.app, _source_name(key.stream))]
 
-    def _family(self, key: StreamKey) -> dict[StreamKey, HlsStream]:
+    def _family(self, key: StreamKey) -> dict[Packaging, HlsStream]:
         return self._families.setdefault((key.app, _source_name(key.stream)), {})
 
     def token(self, stream: HlsStream, now: float) -> str:
         expires = (int(now) // TOKEN_STEP_SECONDS + 2) * TOKEN_STEP_SECONDS
         return make_segment_token(self.secret, stream.name, expires)
 
-    async def playlist(self, key: StreamKey, msn: str | None, part: str | None) -> tuple[int, str]:
+    async def playlist(
+        self, key: StreamKey, msn: str | None, part: str | None, key_rotation_segments: int = 0
+    ) -> tuple[int, str]:
         """(status, body): 200 with the playlist, 400 for a bad blocking
         request, 404 when the stream is not live, 503 when it does not
-        advance in time."""
-        stream = self.streams.get(key)
+        advance in time. `key_rotation_segments`: encrypted, with a new key
+        every that many segments; 0: in clear."""
+        packaging = (key, key_rotation_segments)
+        stream = self.streams.get(packaging)
         if stream is None or stream.subscription.ended:
-            stream = self.streams[key] = self._family(key)[key] = HlsStream(self, key)
+            stream = HlsStream(self, key, key_rotation_segments)
+            self.streams[packaging] = self._family(key)[packaging] = stream
         stream.last_request = time.monotonic()
         deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
         while not stream.packager.has_segments:
@@ -194,9 +214,11 @@ class HlsService:
         report of the rendition it switches to for the part to ask for (it
         matches the URI without the query)."""
         reports = []
-        for key, other in self._family(stream.key).items():
+        for (key, period), other in self._family(stream.key).items():
             if other is stream or key.domain != stream.key.domain or other.subscription.ended:
                 continue
+            if period != stream.key_rotation_segments:
+                continue  # a packaging the viewer's domain does not serve
             last = other.packager.last_msn_part()
             if last is not None:
                 reports.append((f"{key.stream}.m3u8", *last))
@@ -205,13 +227,29 @@ class HlsService:
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""
         failure = ""
-        for key, stream in self._families.get((app, _source_name(stream_name)), {}).items():
+        for (key, _), stream in self._families.get((app, _source_name(stream_name)), {}).items():
             if key.stream != stream_name:
                 continue
             failure = check_segment_token(self.secret, stream.name, token, now) or ""
             if not failure:
                 return stream, ""
         return None, failure or "stream is not being packaged"
+
+    def key(self, app: str, stream_name: str, file_name: str, token: str) -> tuple[int, bytes | str]:
+        """An encrypted packaging's key (hls_crypto.py): 200 with its 16
+        bytes, 403 for a token that is missing, wrong or expired, 404 for a
+        key destroyed or never made."""
+        key_id = parse_key_uri(file_name)
+        if key_id is None:
+            return 404, "not found"
+        stream, failure = self.find(app, stream_name, token, time.time())
+        if stream is None:
+            return (404 if failure == "stream is not being packaged" else 403), failure
+        if not stream.key_rotation_segments:
+            return 403, "invalid token"  # a playlist in clear hands out no key: its token opens none
+        stream.last_request = time.monotonic()
+        key = stream.packager.key(key_id)
+        return (200, key) if key is not None else (404, "key is gone or not yet made")
 
     async def media(self, app: str, stream_name: str, file_name: str, token: str) -> tuple[int, bytes | str]:
         ref = parse_media_uri(file_name)

@@ -29,6 +29,7 @@ import h11
 
 from .admission import domain_of
 from .flv import flv_header
+from .hls_crypto import KEY_FILE_SUFFIX
 from .hls_master import master_playlist
 from .listener import peer_name
 from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
@@ -55,7 +56,7 @@ REQUEST_BODY_TIMEOUT_SECONDS = 10
 READ_BYTES = 8192
 _PLAY_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.(?P<ext>flv|m3u8)$")
 _HLS_MEDIA_PATH_RE = re.compile(
-    r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.ts)$"
+    r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.(?:ts|key))$"
 )
 _AUTH_FAILURES = {f.value for f in AuthFailure}
 # What a play refusal answers over HTTP.
@@ -365,7 +366,8 @@ class MediaHttpSession:
             self.refuse_play(decision)
             return
         if protocol == "hls":
-            await self.hls_playlist(decision.key, query)
+            domain = decision.admission.domain
+            await self.hls_playlist(decision.key, query, domain.hls_key_period(app) if domain is not None else 0)
         else:
             # Players other than the media workers get AAC for Dolby audio (hub.py).
             await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
@@ -441,8 +443,9 @@ class MediaHttpSession:
 
     # --- HLS -----------------------------------------------------------------------
 
-    async def hls_playlist(self, key, query: dict[str, str]) -> None:
-        status, text = await self.node.hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"))
+    async def hls_playlist(self, key, query: dict[str, str], key_rotation_segments: int = 0) -> None:
+        hls = self.node.hls
+        status, text = await hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"), key_rotation_segments)
         if status != 200:
             self.send_simple(status, f"{text}\n", refusal_headers(text))
             return
@@ -453,10 +456,19 @@ class MediaHttpSession:
         self.node.stats.served(key, "hls", sent, self.peer.rpartition(":")[0])
 
     async def hls_media(self, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
-        status, body = await self.node.hls.media(app, stream, file_name, query.get("token", ""))
+        is_key = file_name.endswith(KEY_FILE_SUFFIX)
+        token = query.get("token", "")
+        if is_key:
+            status, body = self.node.hls.key(app, stream, file_name, token)
+        else:
+            status, body = await self.node.hls.media(app, stream, file_name, token)
         if status != 200:
             log.info("http %s hls media refused: %s/%s/%s reason=%s", self.peer, app, stream, file_name, body)
             self.send_simple(status, f"{body}\n", refusal_headers(str(body)))
+            return
+        if is_key:
+            # A key is for the player that asked: no shared cache keeps it.
+            self.send_body(b"application/octet-stream", body, b"private, no-store")
             return
         # Segments and parts never change once complete.
         self.send_body(b"video/mp2t", body, b"max-age=60")

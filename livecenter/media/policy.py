@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
+
 
 class PolicyUnavailable(Exception):
     """The policy cannot answer now (its database is unreachable) and has no
@@ -69,6 +71,19 @@ class DomainConfig:
     # "https" (HTTP to HTTPS) or "http" (HTTPS to HTTP), with a 301.
     https_enabled: bool = False
     https_redirect: str = ""
+    # HLS encryption (streaming domains; hls_crypto.py): AES-128 with a new
+    # key every `hls_key_rotation_segments` segments, for the apps named in
+    # `hls_encryption_apps` (every app when empty). RTS, FLV and RTMP are
+    # not changed by it.
+    hls_encryption: bool = False
+    hls_key_rotation_segments: int = DEFAULT_KEY_ROTATION_SEGMENTS
+    hls_encryption_apps: tuple[str, ...] = ()
+
+    def hls_key_period(self, app: str) -> int:
+        """The key rotation period of `app`'s HLS on this domain; 0 in clear."""
+        if not self.hls_encryption or (self.hls_encryption_apps and app not in self.hls_encryption_apps):
+            return 0
+        return self.hls_key_rotation_segments
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@
     attempts: [], // {protocol, error} per rung tried
     rtc: null, // RTS only: getStats() counters (framesDecoded, audioPacketsReceived, ...)
     hlsLevel: null, // an ABR master's variant playing: {index, width, height, bitrate}
+    encryption: null, // HLS only: the playlist's EXT-X-KEY method ("AES-128"), null in clear
     levelSwitches: 0,
     error: null,
   };
@@ -141,6 +142,9 @@
     watchFrames();
     stats.protocol = rung.name;
     stats.state = "connecting";
+    // Only HLS is encrypted (RTS and FLV never are); the browser's own HLS
+    // shows no playlist, so the page's word for it stands.
+    stats.encryption = rung.name === "native-hls" ? config.hls_encryption || null : null;
     stats.attempts.push({ protocol: rung.name, error: null });
     render();
     attemptState.timer = setTimeout(() => {
@@ -413,6 +417,7 @@
       if (attemptState === current && lowLatency) {
         stats.protocol = data.details && data.details.partList && data.details.partList.length ? "llhls" : "hls";
       }
+      if (attemptState === current) stats.encryption = encryptionOf(data.details);
     });
     // An ABR master playlist (`{stream}_{group}.m3u8`): hls.js picks the variant.
     hls.on(Hls.Events.LEVEL_SWITCHED, (event, data) => {
@@ -446,6 +451,16 @@
     hls.loadSource(url);
     hls.attachMedia(video);
     return hls;
+  }
+
+  // The method of the EXT-X-KEY that applies to the playlist's segments
+  // (hls.js decrypts AES-128 itself, with the key the playlist names).
+  function encryptionOf(details) {
+    const fragment = ((details && details.fragments) || []).find((f) => f.encrypted);
+    if (!fragment) return null;
+    // The playlist's key (levelkeys), not decryptdata, which hls.js fills in as it loads.
+    const key = Object.values(fragment.levelkeys || {})[0];
+    return (key && key.method) || "encrypted";
   }
 
   // hls.js plays PART-HOLD-BACK behind the live edge plus whatever its
@@ -658,6 +673,9 @@
     const rung = RUNGS.find((r) => r.name === stats.protocol);
     el("player-protocol").textContent = rung ? rung.label : "—";
     el("player-state").textContent = stats.state;
+    const badge = el("player-encrypted");
+    badge.textContent = "encrypted (" + (stats.encryption || "") + ")";
+    badge.classList.toggle("d-none", !stats.encryption);
     el("player-resolution").textContent = stats.width ? stats.width + "×" + stats.height : "—";
     el("player-fps").textContent = stats.fps !== null ? stats.fps.toFixed(1) + " fps" : "—";
     el("player-buffer").textContent = stats.bufferSeconds !== null ? stats.bufferSeconds.toFixed(2) + " s" : "—";
