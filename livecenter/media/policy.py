@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .access import NO_ACCESS_LISTS, AccessPolicy
+
 
 class PolicyUnavailable(Exception):
     """The policy cannot answer now (its database is unreachable) and has no
@@ -69,6 +71,9 @@ class DomainConfig:
     # "https" (HTTP to HTTPS) or "http" (HTTPS to HTTP), with a 301.
     https_enabled: bool = False
     https_redirect: str = ""
+    # The domain's IP and Referer lists (access.py): publishers of an
+    # ingest domain, viewers of a streaming domain.
+    access: AccessPolicy = NO_ACCESS_LISTS
 
 
 @dataclass(frozen=True, slots=True)
