@@ -77,6 +77,9 @@ class HlsStream:
             uri_prefix=f"{key.stream}/",
         )
         self.last_request = time.monotonic()
+        # The streaming domains its playlists were served through: whose
+        # access lists its segments and parts are held to (http_server.py).
+        self.domains: set[str] = set()
         self._changed = asyncio.Event()
         self._publication = None
         self.subscription = service.node.hub.subscribe(key, protocol="hls-packager", on_ready=self._on_ready)
@@ -156,14 +159,16 @@ class HlsService:
         expires = (int(now) // TOKEN_STEP_SECONDS + 2) * TOKEN_STEP_SECONDS
         return make_segment_token(self.secret, stream.name, expires)
 
-    async def playlist(self, key: StreamKey, msn: str | None, part: str | None) -> tuple[int, str]:
+    async def playlist(self, key: StreamKey, msn: str | None, part: str | None, domain: str = "") -> tuple[int, str]:
         """(status, body): 200 with the playlist, 400 for a bad blocking
         request, 404 when the stream is not live, 503 when it does not
-        advance in time."""
+        advance in time. `domain`: the streaming domain it is served through."""
         stream = self.streams.get(key)
         if stream is None or stream.subscription.ended:
             stream = self.streams[key] = self._family(key)[key] = HlsStream(self, key)
         stream.last_request = time.monotonic()
+        if domain:
+            stream.domains.add(domain)
         deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
         while not stream.packager.has_segments:
             if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
@@ -201,6 +206,14 @@ class HlsService:
             if last is not None:
                 reports.append((f"{key.stream}.m3u8", *last))
         return sorted(reports)
+
+    def served_domains(self, app: str, stream_name: str) -> set[str]:
+        """The streaming domains through which playlists of `app/stream_name` were served."""
+        domains = set()
+        for key, stream in self._families.get((app, _source_name(stream_name)), {}).items():
+            if key.stream == stream_name:
+                domains |= stream.domains
+        return domains
 
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""
