@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from domains.models import Domain, DomainCertificate
 from livecenter import outage
+from livecenter.media.access import AccessPolicy
 from livecenter.media.policy import (
     EDGE_PUBLISH,
     DomainConfig,
@@ -229,6 +230,13 @@ def _domain_config(host: str) -> DomainConfig | None:
         live_center=domain.live_center,
         https_enabled=domain.https_enabled,
         https_redirect=domain.https_redirect,
+        access=AccessPolicy.build(
+            domain.ip_acl_mode,
+            domain.ip_acl_entries,
+            domain.referer_acl_mode,
+            domain.referer_acl_entries,
+            domain.referer_acl_allow_empty,
+        ),
     )
 
 
