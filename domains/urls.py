@@ -18,6 +18,7 @@
     domains:rts                 /domains/<domain_name>/rts/
     domains:srt                 /domains/<domain_name>/srt/
     domains:url-signing         /domains/<domain_name>/url-signing/
+    domains:access-control      /domains/<domain_name>/access-control/
 
 `domain_name` is either form of the name (ASCII A-labels or Unicode); links
 use the stored ASCII form. Views look it up among the operator's own domains
@@ -49,4 +50,5 @@ urlpatterns = [
     path("<str:domain_name>/rts/", views.rts, name="rts"),
     path("<str:domain_name>/srt/", views.srt, name="srt"),
     path("<str:domain_name>/url-signing/", views.url_signing, name="url-signing"),
+    path("<str:domain_name>/access-control/", views.access_control, name="access-control"),
 ]
