@@ -130,8 +130,9 @@ async def _admit_publish(
     if isinstance(domain, Admission):
         return domain
     # The lists before the signature: a refused address learns nothing of its URL.
-    refusal = None if relayed else _access_refusal(domain, client)
-    refusal = refusal or (None if relayed else _signature_refusal(domain, f"/{app}/{stream}", auth_key, now))
+    refusal = None
+    if not relayed:
+        refusal = _access_refusal(domain, client) or _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
     if refusal:
         return Admission(refusal=refusal, domain=domain)
     key = StreamKey(domain.name, app, stream)
