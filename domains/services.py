@@ -625,6 +625,7 @@ _ACL_LABELS = {
     "referer_mode": "Referer list mode",
     "referer_entries": "Referer list",
 }
+_ACL_FIELDS = ("ip_acl_mode", "ip_acl_entries", "referer_acl_mode", "referer_acl_entries", "referer_acl_allow_empty")
 
 
 def _acl_entries(field: str, mode: str, entries: list[str] | None, current: list[str], parse, what: str) -> list[str]:
@@ -680,18 +681,9 @@ def configure_access_control(
     domain.ip_acl_mode, domain.ip_acl_entries = ip_mode, ips
     domain.referer_acl_mode, domain.referer_acl_entries = referer_mode, referers
     domain.referer_acl_allow_empty = allow_empty
-    domain.save(update_fields=[*ACCESS_CONTROL_FIELDS, "updated_at"])
+    domain.save(update_fields=[*_ACL_FIELDS, "updated_at"])
     log.info(
         "access lists changed for %s (IP: %s, %d entries; Referer: %s, %d entries%s)",
         domain.domain_name, ip_mode, len(ips), referer_mode, len(referers), ", empty allowed" if allow_empty else "",
     )  # fmt: skip
     return domain
-
-
-ACCESS_CONTROL_FIELDS = (
-    "ip_acl_mode",
-    "ip_acl_entries",
-    "referer_acl_mode",
-    "referer_acl_entries",
-    "referer_acl_allow_empty",
-)
