@@ -222,6 +222,33 @@ class UrlSigningView(DomainView):
         return self.patch(request, domain_name)
 
 
+@domain_resource
+class AccessControlView(DomainView):
+    @extend_schema(summary="Show the domain's IP and Referer lists", responses=serializers.AccessControlSerializer)
+    def get(self, request: Request, domain_name: str) -> Response:
+        return Response(serializers.AccessControlSerializer(self.get_domain()).data)
+
+    @extend_schema(
+        summary="Change the IP and Referer lists (each off, an allow list or a deny list); a field left out keeps"
+        " its value",
+        request=serializers.AccessControlUpdateSerializer,
+        responses=serializers.AccessControlSerializer,
+    )
+    def patch(self, request: Request, domain_name: str) -> Response:
+        domain = self.get_domain()
+        data = valid_data(serializers.AccessControlUpdateSerializer, request.data)
+        domain = call_service(services.configure_access_control, domain, **data)
+        return Response(serializers.AccessControlSerializer(domain).data)
+
+    @extend_schema(
+        summary="Change the IP and Referer lists (same as PATCH)",
+        request=serializers.AccessControlUpdateSerializer,
+        responses=serializers.AccessControlSerializer,
+    )
+    def put(self, request: Request, domain_name: str) -> Response:
+        return self.patch(request, domain_name)
+
+
 @extend_schema(tags=["urls"])
 class UrlGeneratorView(APIView):
     """Signed ingest and playback URLs for a stream."""

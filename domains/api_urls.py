@@ -12,5 +12,6 @@ urlpatterns = [
     path("domains/<str:domain_name>/mapping/", api.MappingView.as_view(), name="domain-mapping"),
     path("domains/<str:domain_name>/certificate/", api.CertificateView.as_view(), name="domain-certificate"),
     path("domains/<str:domain_name>/url-signing/", api.UrlSigningView.as_view(), name="domain-url-signing"),
+    path("domains/<str:domain_name>/access-control/", api.AccessControlView.as_view(), name="domain-access-control"),
     path("urls/", api.UrlGeneratorView.as_view(), name="urls"),
 ]

@@ -4,11 +4,15 @@ whose errors `livecenter.lib.pages.add_service_errors` puts back on the field th
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.forms.utils import pretty_name
 
+from livecenter.media import access
+
 from . import services
-from .models import DomainType, HttpsRedirect, LiveCenter, Region
+from .models import AccessListMode, DomainType, HttpsRedirect, LiveCenter, Region
 
 
 class ConsoleForm(forms.Form):
@@ -288,3 +292,62 @@ class UrlGeneratorForm(ConsoleForm):
     def __init__(self, *args, domains, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["domain"].choices = domain_choices(domains)
+
+
+def _entry_lines(text: str) -> list[str]:
+    """One entry a line (commas and spaces separate too, as pasted lists have them)."""
+    return [entry for entry in re.split(r"[\s,]+", text or "") if entry]
+
+
+class AccessControlForm(ConsoleForm):
+    ip_mode = forms.ChoiceField(
+        label="IP list",
+        choices=AccessListMode.choices,
+        widget=forms.RadioSelect,
+        help_text="An allow list admits only the addresses on it; a deny list refuses them. Never both.",
+    )
+    ip_entries = forms.CharField(
+        label="Addresses and networks",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "placeholder": "203.0.113.0/24\n2001:db8::/32"}),
+        help_text=f"One a line: IPv4 or IPv6 addresses and CIDR networks, at most {access.MAX_IP_ENTRIES}.",
+    )
+    referer_mode = forms.ChoiceField(
+        label="Referer list",
+        choices=AccessListMode.choices,
+        widget=forms.RadioSelect,
+        help_text="For HTTP-FLV, HLS and RTS (WHEP): the page a player runs in.",
+    )
+    referer_entries = forms.CharField(
+        label="Hosts",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 6, "spellcheck": "false", "placeholder": "player.example.com\n*.example.com"}
+        ),
+        help_text="One a line: a host, or *.example.com for any name under example.com (not example.com itself);"
+        f" at most {access.MAX_REFERER_ENTRIES}.",
+    )
+    referer_allow_empty = forms.BooleanField(
+        label="Allow an empty Referer",
+        required=False,
+        help_text="Allow list only: admit requests with no Referer (apps, players opened directly).",
+    )
+
+    def __init__(self, *args, streaming: bool, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not streaming:  # publishers (RTMP, SRT) send no Referer
+            for name in ("referer_mode", "referer_entries", "referer_allow_empty"):
+                del self.fields[name]
+
+    def changes(self) -> dict:
+        """Keyword arguments for services.configure_access_control: a list
+        switched off forgets its entries (whatever the box still holds)."""
+        data = self.cleaned_data
+        changes = {"ip_mode": data["ip_mode"]}
+        changes["ip_entries"] = None if data["ip_mode"] == AccessListMode.OFF else _entry_lines(data["ip_entries"])
+        if "referer_mode" in data:
+            mode = data["referer_mode"]
+            changes["referer_mode"] = mode
+            changes["referer_entries"] = None if mode == AccessListMode.OFF else _entry_lines(data["referer_entries"])
+            changes["referer_allow_empty"] = data["referer_allow_empty"] if mode == AccessListMode.ALLOW else None
+        return changes

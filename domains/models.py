@@ -64,6 +64,14 @@ class HttpsRedirect(models.TextChoices):
     HTTP = "http", "HTTPS to HTTP"
 
 
+class AccessListMode(models.TextChoices):
+    """An access list's mode (livecenter.media.access.AccessMode, whose values these are)."""
+
+    OFF = "off", "Off"
+    ALLOW = "allow", "Allow list"
+    DENY = "deny", "Deny list"
+
+
 DEFAULT_VALIDITY_MINUTES = 1440
 
 
@@ -124,6 +132,15 @@ class Domain(models.Model):
     hls_encryption = models.BooleanField(default=False)
     hls_key_rotation_segments = models.PositiveIntegerField(default=DEFAULT_KEY_ROTATION_SEGMENTS)
     hls_encryption_apps = models.CharField(max_length=1024, blank=True, default="")
+    # Access lists (livecenter/media/access.py; services.configure_access_control):
+    # an IP list (publishers of an ingest domain, viewers of a streaming
+    # one) and a Referer list (streaming domains), each off, allow or deny;
+    # the entries in normal form, empty while the list is off.
+    ip_acl_mode = models.CharField(max_length=8, choices=AccessListMode.choices, default=AccessListMode.OFF)
+    ip_acl_entries = models.JSONField(default=list, blank=True)
+    referer_acl_mode = models.CharField(max_length=8, choices=AccessListMode.choices, default=AccessListMode.OFF)
+    referer_acl_entries = models.JSONField(default=list, blank=True)
+    referer_acl_allow_empty = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

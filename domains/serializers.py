@@ -17,6 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from livecenter.media import access
 from livecenter.media.hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
 
 from . import services
@@ -423,3 +424,53 @@ class UrlRequestSerializer(StrictSerializer):
     validity_minutes = serializers.IntegerField(
         required=False, allow_null=True, help_text="Default: the domain's validity period."
     )
+
+
+# --- Access lists ---------------------------------------------------------------
+
+
+class AccessControlSerializer(serializers.Serializer):
+    ip_mode = serializers.CharField(source="ip_acl_mode", help_text='"off", "allow" or "deny".')
+    ip_entries = serializers.ListField(
+        source="ip_acl_entries",
+        child=serializers.CharField(),
+        help_text="IPv4 and IPv6 addresses and networks (CIDR), in normal form.",
+    )
+    ip_max_entries = serializers.SerializerMethodField()
+    referer_mode = serializers.CharField(
+        source="referer_acl_mode", help_text='"off", "allow" or "deny". Streaming domains only.'
+    )
+    referer_entries = serializers.ListField(
+        source="referer_acl_entries",
+        child=serializers.CharField(),
+        help_text="Hosts (player.example.com) and wildcards (*.example.com: any name under example.com).",
+    )
+    referer_allow_empty = serializers.BooleanField(
+        source="referer_acl_allow_empty", help_text="An allow list admits requests without a Referer."
+    )
+    referer_max_entries = serializers.SerializerMethodField()
+
+    def get_ip_max_entries(self, domain: Domain) -> int:
+        return access.MAX_IP_ENTRIES
+
+    def get_referer_max_entries(self, domain: Domain) -> int:
+        return access.MAX_REFERER_ENTRIES
+
+
+class AccessControlUpdateSerializer(StrictSerializer):
+    fixed_fields = frozenset({"ip_max_entries", "referer_max_entries"})
+
+    # Modes and entries are checked by the service, so each bad one gets its rule.
+    ip_mode = serializers.CharField(required=False, help_text='"off", "allow" or "deny".')
+    ip_entries = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text=f"At most {access.MAX_IP_ENTRIES}; replaces the list. Needed (at least one) while the list is on.",
+    )
+    referer_mode = serializers.CharField(required=False, help_text="Streaming domains only.")
+    referer_entries = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text=f"At most {access.MAX_REFERER_ENTRIES}; replaces the list.",
+    )
+    referer_allow_empty = serializers.BooleanField(required=False, help_text="Allow lists only.")

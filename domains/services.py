@@ -21,12 +21,14 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from livecenter.lib.api import invalid
-from livecenter.media import liveurl
+from livecenter.media import access, liveurl
+from livecenter.media.access import AccessListError
 from livecenter.media.hls_crypto import MAX_KEY_ROTATION_SEGMENTS, MIN_KEY_ROTATION_SEGMENTS
 
 from .lib import certificates, dnscheck
 from .lib.hostnames import HostnameError, normalize_domain_name
 from .models import (
+    AccessListMode,
     CnameStatus,
     Domain,
     DomainCertificate,
@@ -681,3 +683,84 @@ def generate_urls(
         ),
         notes=notes,
     )
+
+
+# --- Access lists -------------------------------------------------------------
+
+
+def _acl_mode(field: str, value: str | None, current: str) -> str:
+    if value is None:
+        return current
+    if value not in AccessListMode.values:
+        raise invalid(field, f"{_ACL_LABELS[field]} must be one of: {', '.join(AccessListMode.values)}")
+    return value
+
+
+_ACL_LABELS = {
+    "ip_mode": "IP list mode",
+    "ip_entries": "IP list",
+    "referer_mode": "Referer list mode",
+    "referer_entries": "Referer list",
+}
+_ACL_FIELDS = ("ip_acl_mode", "ip_acl_entries", "referer_acl_mode", "referer_acl_entries", "referer_acl_allow_empty")
+
+
+def _acl_entries(field: str, mode: str, entries: list[str] | None, current: list[str], parse, what: str) -> list[str]:
+    """The list's entries once changed: parsed (AccessListError becomes a
+    message naming the entry), none while the list is off, at least one while on."""
+    if entries is None:
+        entries = [] if mode == AccessListMode.OFF else current
+    else:
+        try:
+            entries = list(parse(entries))
+        except AccessListError as exc:
+            raise invalid(field, f"{_ACL_LABELS[field]}: {exc}") from None
+        if entries and mode == AccessListMode.OFF:
+            raise invalid(field, f"{_ACL_LABELS[field]}: the list is off; choose allow or deny to use entries")
+    if mode != AccessListMode.OFF and not entries:
+        raise invalid(field, f"{_ACL_LABELS[field]}: add at least one {what}, or switch the list off")
+    return entries
+
+
+def configure_access_control(
+    domain: Domain,
+    *,
+    ip_mode: str | None = None,
+    ip_entries: list[str] | None = None,
+    referer_mode: str | None = None,
+    referer_entries: list[str] | None = None,
+    referer_allow_empty: bool | None = None,
+) -> Domain:
+    """Change a domain's access lists (livecenter/media/access.py). None
+    keeps a value. Each list is off, an allow list or a deny list (never
+    both, as ApsaraVideo Live's); a list switched off forgets its entries.
+    The Referer list is a streaming domain's: publishers (RTMP, SRT) send no
+    Referer. Nodes see the change at their next policy lookup (within
+    LIVECENTER_POLICY_CACHE_SECONDS; this process's at once, nodes.receivers)."""
+    referer_given = (referer_mode, referer_entries, referer_allow_empty) != (None, None, None)
+    if referer_given and not domain.is_streaming:
+        field = "referer_mode" if referer_mode is not None else "referer_entries"
+        raise invalid(
+            field, "the Referer list applies only to streaming domains: RTMP and SRT publishers send no Referer"
+        )
+    ip_mode = _acl_mode("ip_mode", ip_mode, domain.ip_acl_mode)
+    referer_mode = _acl_mode("referer_mode", referer_mode, domain.referer_acl_mode)
+    ips = _acl_entries("ip_entries", ip_mode, ip_entries, domain.ip_acl_entries, access.parse_ip_entries,
+                       "address or network")  # fmt: skip
+    referers = _acl_entries("referer_entries", referer_mode, referer_entries, domain.referer_acl_entries,
+                            access.parse_referer_entries, "host")  # fmt: skip
+    if referer_allow_empty is None:
+        allow_empty = domain.referer_acl_allow_empty and referer_mode == AccessListMode.ALLOW
+    elif referer_allow_empty and referer_mode != AccessListMode.ALLOW:
+        raise invalid("referer_allow_empty", "allowing an empty Referer applies to an allow list only")
+    else:
+        allow_empty = bool(referer_allow_empty)
+    domain.ip_acl_mode, domain.ip_acl_entries = ip_mode, ips
+    domain.referer_acl_mode, domain.referer_acl_entries = referer_mode, referers
+    domain.referer_acl_allow_empty = allow_empty
+    domain.save(update_fields=[*_ACL_FIELDS, "updated_at"])
+    log.info(
+        "access lists changed for %s (IP: %s, %d entries; Referer: %s, %d entries%s)",
+        domain.domain_name, ip_mode, len(ips), referer_mode, len(referers), ", empty allowed" if allow_empty else "",
+    )  # fmt: skip
+    return domain

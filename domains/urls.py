@@ -19,6 +19,7 @@
     domains:srt                 /domains/<domain_name>/srt/
     domains:hls-encryption      /domains/<domain_name>/hls-encryption/
     domains:url-signing         /domains/<domain_name>/url-signing/
+    domains:access-control      /domains/<domain_name>/access-control/
 
 `domain_name` is either form of the name (ASCII A-labels or Unicode); links
 use the stored ASCII form. Views look it up among the operator's own domains
@@ -51,4 +52,5 @@ urlpatterns = [
     path("<str:domain_name>/srt/", views.srt, name="srt"),
     path("<str:domain_name>/hls-encryption/", views.hls_encryption, name="hls-encryption"),
     path("<str:domain_name>/url-signing/", views.url_signing, name="url-signing"),
+    path("<str:domain_name>/access-control/", views.access_control, name="access-control"),
 ]

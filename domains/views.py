@@ -24,6 +24,7 @@ from livecenter.lib.pages import add_service_errors
 
 from . import services
 from .forms import (
+    AccessControlForm,
     AddDomainForm,
     AssociateIngestForm,
     BindMainDomainForm,
@@ -429,6 +430,33 @@ def url_signing(request, domain_name: str):
             "tab": "url-signing",
         },
     )
+
+
+# --- Access lists --------------------------------------------------------------------------
+
+
+@login_required
+def access_control(request, domain_name: str):
+    domain = _owned_domain(request, domain_name)
+    initial = {
+        "ip_mode": domain.ip_acl_mode,
+        "ip_entries": "\n".join(domain.ip_acl_entries),
+        "referer_mode": domain.referer_acl_mode,
+        "referer_entries": "\n".join(domain.referer_acl_entries),
+        "referer_allow_empty": domain.referer_acl_allow_empty,
+    }
+    form = AccessControlForm(
+        request.POST if request.method == "POST" else None, initial=initial, streaming=domain.is_streaming
+    )
+    if form.is_bound and form.is_valid():
+        try:
+            services.configure_access_control(domain, **form.changes())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Saved the access lists of {domain.display_name}; nodes apply them in seconds.")
+            return redirect("domains:access-control", domain.domain_name)
+    return render(request, "domains/access_control.html", {"domain": domain, "form": form, "tab": "access-control"})
 
 
 # --- URL generator --------------------------------------------------------------------------

@@ -373,7 +373,12 @@ def source_url(job: MediaJob) -> str:
     if not urls.playback:
         raise ValueError(f"{job.domain_name} has no streaming domain to read {job.stream} from")
     url = _internal(urls.playback["flv"], job, job.node_http_port, urls.streaming_domain)
-    # A worker is not a viewer to refuse at capacity (livecenter/media/capacity.py).
+    # A worker is not a viewer to refuse at capacity (livecenter/media/capacity.py)
+    # nor by the streaming domain's access lists (play.py).
+    return _with_worker_token(url)
+
+
+def _with_worker_token(url: str) -> str:
     expires = int(time.time()) + WORKER_TOKEN_SECONDS
     token = worker_token(settings.LIVECENTER_MEDIA_WORKER_KEY.encode(), urlsplit(url).path, expires)
     return f"{url}&{WORKER_TOKEN_PARAM}={token}"
@@ -381,11 +386,12 @@ def source_url(job: MediaJob) -> str:
 
 def publish_url(job: MediaJob, template_id: str) -> str:
     """A signed RTMP URL, from the URL generator, to publish the rendition on
-    the source's node like any publisher."""
+    the source's node like any publisher; its worker token keeps the ingest
+    domain's IP list (meant for the operator's encoders) from refusing it."""
     ingest = Domain.objects.select_related("owner").get(domain_name=job.domain_name)
     name = rendition_name(job.stream, template_id)
     urls = domain_services.generate_urls(ingest.owner, ingest.domain_name, job.app, name)
-    return _internal(urls.ingest["rtmp"], job, job.node_rtmp_port, ingest.domain_name)
+    return _with_worker_token(_internal(urls.ingest["rtmp"], job, job.node_rtmp_port, ingest.domain_name))
 
 
 def wanted_renditions(job: MediaJob, now: dt.datetime | None = None) -> dict:

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from domains.lib.hostnames import HostnameError, normalize_domain_name
 from domains.models import CnameStatus, Domain
+from livecenter.media.access import is_access_refusal
 from livecenter.media.admission import Refusal
 from livecenter.media.liveurl import LiveUrl, LiveUrlError, parse_live_url
 from livecenter.media.node import NodeConfig
@@ -619,6 +620,12 @@ def _refusal_explained(refusal: PublishRefusal, domain_name: str) -> tuple[str, 
     if protocol == "srt" and (explained := _srt_passphrase_explained(refusal, domain_name)) is not None:
         return explained
     url_advice = URL_ADVICE[protocol]
+    if is_access_refusal(reason):
+        return (
+            f"refused by {domain_name}'s IP list: {reason}",
+            f"Publish from an address the list admits, or change it on {domain_name}'s Access lists page"
+            " (Domains → the domain → Access lists).",
+        )
     failure = next((f for f in AuthFailure if f.value == reason), None)
     if failure is not None:
         return f"{SIGNED_PART[protocol]}'s signature failed: {reason}", SIGNATURE_ADVICE[failure]

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from domains.models import Domain, DomainCertificate
 from livecenter import outage
+from livecenter.media.access import AccessPolicy
 from livecenter.media.policy import (
     EDGE_PUBLISH,
     DomainConfig,
@@ -232,6 +233,13 @@ def _domain_config(host: str) -> DomainConfig | None:
         hls_encryption=domain.hls_encryption,
         hls_key_rotation_segments=domain.hls_key_rotation_segments,
         hls_encryption_apps=tuple(domain.hls_encryption_app_list),
+        access=AccessPolicy.build(
+            domain.ip_acl_mode,
+            domain.ip_acl_entries,
+            domain.referer_acl_mode,
+            domain.referer_acl_entries,
+            domain.referer_acl_allow_empty,
+        ),
     )
 
 

@@ -22,6 +22,7 @@ OUR_PATHS = {
     "/api/v1/domains/{domain_name}/mapping/",
     "/api/v1/domains/{domain_name}/certificate/",
     "/api/v1/domains/{domain_name}/url-signing/",
+    "/api/v1/domains/{domain_name}/access-control/",
     "/api/v1/urls/",
 }
 
@@ -43,6 +44,9 @@ DOMAIN_OPERATIONS = [
     ("get", "url-signing", None),
     ("patch", "url-signing", {"primary_key": "stolenKey1"}),
     ("put", "url-signing", {"primary_key": "stolenKey1"}),
+    ("get", "access-control", None),
+    ("patch", "access-control", {"ip_mode": "allow", "ip_entries": ["192.0.2.1"]}),
+    ("put", "access-control", {"ip_mode": "allow", "ip_entries": ["192.0.2.1"]}),
 ]
 
 

@@ -8,6 +8,7 @@ MEDIA = Path(__file__).resolve().parent.parent / "livecenter" / "media"
 # A package (a folder) stands for every module in it.
 PURE_MODULES = {
     "signing.py",
+    "access.py",
     "amf0.py",
     "flv.py",
     "gop.py",

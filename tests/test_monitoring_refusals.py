@@ -57,9 +57,12 @@ def rtmp_url(owner):
          "one stream per RTMP connection"),
         ("non-existent domain", "the URL names no ingest domain of yours: non-existent domain",
          "Copy the RTMP URL from the URL generator"),
+        ("address 198.51.100.7 is not on the domain's allow list",
+         "refused by push.example.com's IP list: address 198.51.100.7 is not on the domain's allow list",
+         "push.example.com's Access lists page"),
     ],
     ids=["bad signature", "unsigned", "expired", "forbidden", "disabled", "already live", "same connection",
-         "unknown domain"],
+         "unknown domain", "ip list"],
 )  # fmt: skip
 def test_it_explains_the_last_rtmp_refusal(owner, rtmp_url, reason, says, advice):
     refuse("no auth_key", at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=3))

@@ -35,7 +35,7 @@ def test_it_shows_the_basic_information(client, owner):
     assert "Configuring" in body
     assert f"{domain.created_at:%Y-%m-%d %H:%M}" in body
     assert "Not required" in body  # ICP filing
-    for part in ("cname", "mapping", "certificate", "rts", "srt", "url-signing"):
+    for part in ("cname", "mapping", "certificate", "rts", "srt", "url-signing", "access-control"):
         assert f'href="/domains/play.example.com/{part}/"' in body
 
 

@@ -38,6 +38,7 @@ def fake_node(room: bool = True, wait_seconds: float = 0.2, relaying_node: str |
         config=SimpleNamespace(play_wait_seconds=wait_seconds),
         admits_viewer=admits_viewer,
         relayed_by=lambda uri, query: relaying_node,
+        is_media_worker=lambda uri, query: False,
     )
     node.asked = asked
     return node

@@ -1,8 +1,9 @@
 """Who may publish and play (DESIGN.md, URL signing; issue 3).
 
 Pure decisions over a Policy: the domain from the request's host, the domain's
-switches, the Type A signature, and forbidden streams. The servers call these
-at session start and turn a refusal into their protocol's answer.
+switches, its access lists (access.py), the Type A signature, and forbidden
+streams. The servers call these at session start and turn a refusal into
+their protocol's answer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ class Refusal(StrEnum):
     # The policy's database is unreachable and the domain (or the stream's
     # block) is not in its cache: a passing fault, not a verdict.
     POLICY_UNAVAILABLE = "policy unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who asks, as the domain's access lists see it (access.py)."""
+
+    address: str  # the peer's IP address, from the socket
+    referer: str | None = None  # the Referer header's value; None without one
+    has_referer: bool = False  # the request is HTTP, which has the header: the Referer list applies
+
+
+def _access_refusal(domain: DomainConfig, client: Client | None) -> str | None:
+    if client is None:
+        return None
+    return domain.access.refusal(client.address, client.referer, client.has_referer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +84,22 @@ def _signature_refusal(domain: DomainConfig, uri: str, auth_key: str | None, now
 
 
 async def admit_publish(
-    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool = False
+    policy: Policy,
+    host: str,
+    app: str,
+    stream: str,
+    auth_key: str | None,
+    now: float,
+    relayed: bool = False,
+    client: Client | None = None,
 ) -> Admission:
     """`relayed`: another node of the cluster sends the stream with a good
-    node token (edge.py), having checked the publisher's signature
-    itself; the domain's switches and the forbidden list still apply."""
+    node token (edge.py), having checked the publisher's signature and
+    address itself; the domain's switches and the forbidden list still
+    apply. `client`: the publisher, for the domain's access lists; None
+    for a peer they do not apply to (a relay, the node's media workers)."""
     try:
-        return await _admit_publish(policy, host, app, stream, auth_key, now, relayed)
+        return await _admit_publish(policy, host, app, stream, auth_key, now, relayed, client)
     except PolicyUnavailable:
         return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
 
@@ -92,12 +117,22 @@ async def _ingest_domain(policy: Policy, host: str) -> DomainConfig | Admission:
 
 
 async def _admit_publish(
-    policy: Policy, host: str, app: str, stream: str, auth_key: str | None, now: float, relayed: bool
+    policy: Policy,
+    host: str,
+    app: str,
+    stream: str,
+    auth_key: str | None,
+    now: float,
+    relayed: bool,
+    client: Client | None,
 ) -> Admission:
     domain = await _ingest_domain(policy, host)
     if isinstance(domain, Admission):
         return domain
-    refusal = None if relayed else _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
+    # The lists before the signature: a refused address learns nothing of its URL.
+    refusal = None
+    if not relayed:
+        refusal = _access_refusal(domain, client) or _signature_refusal(domain, f"/{app}/{stream}", auth_key, now)
     if refusal:
         return Admission(refusal=refusal, domain=domain)
     key = StreamKey(domain.name, app, stream)
@@ -107,18 +142,33 @@ async def _admit_publish(
 
 
 async def admit_play(
-    policy: Policy, host: str, app: str, stream: str, uri: str, auth_key: str | None, now: float
+    policy: Policy,
+    host: str,
+    app: str,
+    stream: str,
+    uri: str,
+    auth_key: str | None,
+    now: float,
+    client: Client | None = None,
 ) -> Admission:
     """`uri` is what the signature covers: `/{app}/{stream}` for RTMP,
-    `/{app}/{stream}.flv` for HTTP-FLV."""
+    `/{app}/{stream}.flv` for HTTP-FLV. `client`: the viewer, for the
+    domain's access lists; None for the node's media workers."""
     try:
-        return await _admit_play(policy, host, app, stream, uri, auth_key, now)
+        return await _admit_play(policy, host, app, stream, uri, auth_key, now, client)
     except PolicyUnavailable:
         return Admission(refusal=Refusal.POLICY_UNAVAILABLE)
 
 
 async def _admit_play(
-    policy: Policy, host: str, app: str, stream: str, uri: str, auth_key: str | None, now: float
+    policy: Policy,
+    host: str,
+    app: str,
+    stream: str,
+    uri: str,
+    auth_key: str | None,
+    now: float,
+    client: Client | None,
 ) -> Admission:
     domain = await policy.domain_config(host)
     if domain is None:
@@ -129,7 +179,7 @@ async def _admit_play(
         return Admission(refusal=Refusal.DOMAIN_DISABLED, domain=domain)
     if not domain.ingest_domain:
         return Admission(refusal=Refusal.NOT_ASSOCIATED, domain=domain)
-    refusal = _signature_refusal(domain, uri, auth_key, now)
+    refusal = _access_refusal(domain, client) or _signature_refusal(domain, uri, auth_key, now)
     if refusal:
         return Admission(refusal=refusal, domain=domain)
     return Admission(key=StreamKey(domain.ingest_domain, app, stream), domain=domain)

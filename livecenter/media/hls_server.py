@@ -91,6 +91,9 @@ class HlsStream:
             key_rotation_segments=key_rotation_segments,
         )
         self.last_request = time.monotonic()
+        # The streaming domains its playlists were served through: whose
+        # access lists its segments and parts are held to (http_server.py).
+        self.domains: set[str] = set()
         self._changed = asyncio.Event()
         self._publication = None
         self.subscription = service.node.hub.subscribe(key, protocol="hls-packager", on_ready=self._on_ready)
@@ -172,18 +175,21 @@ class HlsService:
         return make_segment_token(self.secret, stream.name, expires)
 
     async def playlist(
-        self, key: StreamKey, msn: str | None, part: str | None, key_rotation_segments: int = 0
+        self, key: StreamKey, msn: str | None, part: str | None, key_rotation_segments: int = 0, domain: str = ""
     ) -> tuple[int, str]:
         """(status, body): 200 with the playlist, 400 for a bad blocking
         request, 404 when the stream is not live, 503 when it does not
         advance in time. `key_rotation_segments`: encrypted, with a new key
-        every that many segments; 0: in clear."""
+        every that many segments; 0: in clear. `domain`: the streaming
+        domain it is served through."""
         packaging = (key, key_rotation_segments)
         stream = self.streams.get(packaging)
         if stream is None or stream.subscription.ended:
             stream = HlsStream(self, key, key_rotation_segments)
             self.streams[packaging] = self._family(key)[packaging] = stream
         stream.last_request = time.monotonic()
+        if domain:
+            stream.domains.add(domain)
         deadline = time.monotonic() + max(FIRST_SEGMENT_WAIT_SECONDS, stream.packager.blocking_timeout_s)
         while not stream.packager.has_segments:
             if stream.subscription.ended or not await stream.changed(deadline - time.monotonic()):
@@ -223,6 +229,14 @@ class HlsService:
             if last is not None:
                 reports.append((f"{key.stream}.m3u8", *last))
         return sorted(reports)
+
+    def served_domains(self, app: str, stream_name: str) -> set[str]:
+        """The streaming domains through which playlists of `app/stream_name` were served."""
+        domains = set()
+        for (key, _), stream in self._families.get((app, _source_name(stream_name)), {}).items():
+            if key.stream == stream_name:
+                domains |= stream.domains
+        return domains
 
     def find(self, app: str, stream_name: str, token: str, now: float) -> tuple[HlsStream | None, str]:
         """The packaged stream a media URI's token was minted for."""

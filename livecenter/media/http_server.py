@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
+from .access import address_of, tengine_error
 from .admission import domain_of
 from .flv import flv_header
 from .hls_crypto import KEY_FILE_SUFFIX
@@ -83,9 +84,11 @@ def refusal_headers(reason: str) -> list[tuple[bytes, bytes]]:
     # A reason may quote what the peer sent: ASCII on one line, so that it is a valid header value.
     value = reason.encode("ascii", "backslashreplace").replace(b"\r", b" ").replace(b"\n", b" ")
     headers = [(b"X-LiveCenter-Error", value)]
+    # The CDN's header, for tools written against ApsaraVideo Live.
     if reason in _AUTH_FAILURES:
-        # The CDN's header, for tools written against ApsaraVideo Live.
         headers.append((b"X-Tengine-Error", f"denied by req auth: {reason}".encode()))
+    elif (acl := tengine_error(reason)) is not None:
+        headers.append((b"X-Tengine-Error", acl.encode()))
     return headers
 
 
@@ -347,6 +350,7 @@ class MediaHttpSession:
             uri=target.path,
             query=query,
             client=self.peer.rpartition(":")[0] if protocol == "hls" else None,
+            referer=self.referer(),
         )
         decision = await admit_viewer(self.node, play)
         if not decision.ok:
@@ -367,10 +371,15 @@ class MediaHttpSession:
             return
         if protocol == "hls":
             domain = decision.admission.domain
-            await self.hls_playlist(decision.key, query, domain.hls_key_period(app) if domain is not None else 0)
+            period = domain.hls_key_period(app) if domain is not None else 0
+            await self.hls_playlist(decision.key, query, period, domain.name if domain is not None else "")
         else:
             # Players other than the media workers get AAC for Dolby audio (hub.py).
             await self.flv(decision.key, legacy_audio=not self.node.is_media_worker(play.uri, play.query))
+
+    def referer(self) -> str | None:
+        value = self.request_headers.get(b"referer")
+        return value.decode("latin-1") if value is not None else None
 
     def misdirected(self) -> bool:
         """Over TLS, a request for another host than the one whose
@@ -443,9 +452,11 @@ class MediaHttpSession:
 
     # --- HLS -----------------------------------------------------------------------
 
-    async def hls_playlist(self, key, query: dict[str, str], key_rotation_segments: int = 0) -> None:
+    async def hls_playlist(self, key, query: dict[str, str], key_rotation_segments: int = 0, domain: str = "") -> None:
         hls = self.node.hls
-        status, text = await hls.playlist(key, query.get("_HLS_msn"), query.get("_HLS_part"), key_rotation_segments)
+        status, text = await hls.playlist(
+            key, query.get("_HLS_msn"), query.get("_HLS_part"), key_rotation_segments, domain
+        )
         if status != 200:
             self.send_simple(status, f"{text}\n", refusal_headers(text))
             return
@@ -455,7 +466,39 @@ class MediaHttpSession:
         sent = 0 if self.method == b"HEAD" else len(body)
         self.node.stats.served(key, "hls", sent, self.peer.rpartition(":")[0])
 
+    async def media_access_refusal(self, app: str, stream: str, query: dict[str, str]) -> str | None:
+        """Why a segment or part request is refused by a domain's access
+        lists. Its token, not a signature, admits it, so it is held to the
+        lists of the streaming domain it is fetched through: the one the
+        request names (Host, `domain=`) if the stream's playlists were served
+        through it, else those they were served through (a playlist's
+        relative URIs drop its `domain=`), admitted by any one of them as
+        the viewer could have named that one. Workers and other nodes play
+        FLV or RTMP, never HLS, so there is no token to exempt here."""
+        served = self.node.hls.served_domains(app, stream)
+        if not served:
+            return None  # not packaged: the token check answers
+        named = domain_of(self.request_headers.get(b"host", b"").decode("latin-1"), query)
+        address, referer = address_of(self.peer), self.referer()
+        refusal = None
+        for name in sorted([named] if named in served else served):
+            try:
+                domain = await self.node.policy.domain_config(name)
+            except PolicyUnavailable:
+                return None  # the playlist, asked every target duration, answers for the domain
+            if domain is None:
+                continue
+            refusal = domain.access.refusal(address, referer, has_referer=True)
+            if refusal is None:
+                return None
+        return refusal
+
     async def hls_media(self, app: str, stream: str, file_name: str, query: dict[str, str]) -> None:
+        refusal = await self.media_access_refusal(app, stream, query)
+        if refusal:
+            log.info("http %s hls media refused: %s/%s/%s reason=%s", self.peer, app, stream, file_name, refusal)
+            self.send_simple(403, f"{refusal}\n", refusal_headers(refusal))
+            return
         is_key = file_name.endswith(KEY_FILE_SUFFIX)
         token = query.get("token", "")
         if is_key:

@@ -3,8 +3,8 @@ RTMP, RTS over WHEP, SRT).
 
 Each play goes through the same steps, with the same refusals:
 
-1. admission (admission.admit_play: the domain, its switches, the
-   signature) and any switch of the protocol's own (RTS) -> DENIED, or
+1. admission (admission.admit_play: the domain, its switches, its access
+   lists, the signature) and any switch of the protocol's own (RTS) -> DENIED, or
    UNAVAILABLE when the policy could not answer (a passing fault: try
    again, not forbidden);
 2. room on the node for a new viewer (MediaNode.admits_viewer,
@@ -27,13 +27,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .admission import Admission, Refusal, admit_play, admit_relayed_play
+from .access import address_of
+from .admission import Admission, Client, Refusal, admit_play, admit_relayed_play
 from .capacity import REFUSAL_AT_CAPACITY
 from .policy import DomainConfig, StreamKey
 
 log = logging.getLogger(__name__)
 
 REFUSAL_NOT_LIVE = "stream is not live"
+# The protocols that play over HTTP, whose requests carry a Referer: a
+# domain's Referer list applies to them (access.py), not to RTMP or SRT.
+HTTP_PROTOCOLS = frozenset({"flv", "hls", "rts"})
 
 
 class PlayRefusal(Enum):
@@ -55,6 +59,7 @@ class PlayRequest:
     uri: str  # what the signature covers: `/{app}/{stream}` (RTMP), `/{app}/{stream}.flv` ...
     query: Mapping[str, str]
     client: str | None = None  # HLS: the viewer's address (one viewer across its requests)
+    referer: str | None = None  # HTTP: the Referer header's value, None without one
     # The protocol's code for a refusal, put in the log line (SRT: its
     # rejection reason, which is all the caller is told).
     refusal_code: Callable[[PlayRefusal, str], int] | None = None
@@ -95,11 +100,21 @@ async def admit_viewer(
     of the cluster pulling a stream (`MediaNode.relayed_by`) names its
     ingest domain and is admitted by its node token."""
     if node.relayed_by(f"/{request.app}/{request.stream}", request.query):
+        # By its ingest domain: no streaming domain's lists apply, its own
+        # viewers met them where they play (the node that pulls).
         admission = await admit_relayed_play(node.policy, request.domain, request.app, request.stream)
     else:
+        # The node's media workers read streams like viewers, from whatever
+        # machine runs them: a domain's lists are about its viewers, and
+        # the worker token (an HMAC only nodes and workers can make) says
+        # it is none. Refusing a recording because of a viewer list would
+        # lose what the operator asked to keep.
+        client = None
+        if not node.is_media_worker(request.uri, request.query):
+            client = Client(address_of(request.peer), request.referer, request.protocol in HTTP_PROTOCOLS)
         admission = await admit_play(
             node.policy, request.domain, request.app, request.stream, request.uri, request.query.get("auth_key"),
-            time.time(),
+            time.time(), client,
         )  # fmt: skip
     if admission.ok and domain_refusal is not None:
         reason = domain_refusal(admission.domain)

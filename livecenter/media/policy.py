@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .access import NO_ACCESS_LISTS, AccessPolicy
 from .hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
 
 
@@ -84,6 +85,10 @@ class DomainConfig:
         if not self.hls_encryption or (self.hls_encryption_apps and app not in self.hls_encryption_apps):
             return 0
         return self.hls_key_rotation_segments
+
+    # The domain's IP and Referer lists (access.py): publishers of an
+    # ingest domain, viewers of a streaming domain.
+    access: AccessPolicy = NO_ACCESS_LISTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
-from .admission import admit_publish, domain_of
+from .access import address_of
+from .admission import Client, admit_publish, domain_of
+from .capacity import WORKER_TOKEN_PARAM
 from .edge import NODE_QUERY_PARAMS, relay_facts
 from .flv import FrameKind
 from .hub import AlreadyPublishing
@@ -228,10 +230,15 @@ class RtmpSession:
         domain, query = self._target(event.query)
         if self.publication is not None:
             return self.refuse_publish(event, domain, PUBLISH_BAD_NAME, "already publishing on this connection")
-        relayed_from = self.node.relayed_by(f"/{self.app}/{event.stream_name}", query)
+        uri = f"/{self.app}/{event.stream_name}"
+        relayed_from = self.node.relayed_by(uri, query)
+        # A transcode publishing its rendition back (mediajobs.jobs.publish_url)
+        # carries a worker token: the ingest domain's IP list is about the
+        # operator's encoders, not the machines that run the node's jobs.
+        client = None if self.node.is_media_worker(uri, query) else Client(address_of(self.peer))
         admission = await admit_publish(
             self.node.policy, domain, self.app, event.stream_name, query.get("auth_key"), time.time(),
-            relayed_from is not None,
+            relayed_from is not None, client,
         )  # fmt: skip
         if not admission.ok:
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
@@ -247,7 +254,8 @@ class RtmpSession:
         self.publish_stream_id = event.stream_id
         self.session_id = facts.session_id if facts is not None else uuid.uuid4().hex
         self.conn.accept_publish(event.stream_id, event.name)
-        args = {k: v for k, v in query.items() if k != "auth_key" and k not in NODE_QUERY_PARAMS}
+        hidden = NODE_QUERY_PARAMS | {"auth_key", WORKER_TOKEN_PARAM}
+        args = {k: v for k, v in query.items() if k not in hidden}
         url = f"rtmp://{domain}/{self.app}/{event.stream_name}"
         if args:
             url += "?" + "&".join(f"{k}={v}" for k, v in args.items())

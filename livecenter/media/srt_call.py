@@ -53,9 +53,13 @@ class SrtCall:
         latency_ms: int = DEFAULT_LATENCY_MS,
         passphrase: str | None = None,
         connect_timeout_seconds: float = CONNECT_TIMEOUT_US / 1_000_000,
+        local_address: tuple[str, int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        # The address to call from (a test choosing its source address, as
+        # srt-live-transmit's `adapter=`); None: the kernel's choice.
+        self.local_address = local_address
         self.stream_id = stream_id
         self.latency_ms = latency_ms
         self.passphrase = passphrase
@@ -75,6 +79,8 @@ class SrtCall:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            if self.local_address is not None:
+                sock.bind(self.local_address)
             sock.connect(address)
         except OSError:
             sock.close()

@@ -46,7 +46,8 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
-from .admission import Refusal, admit_publish, domain_of
+from .access import is_access_refusal
+from .admission import Client, Refusal, admit_publish, domain_of
 from .dolby import DolbyAudioTrack
 from .flv import FrameKind
 from .listener import peer_name
@@ -130,8 +131,10 @@ _REFUSAL_CODES = {
 
 
 def refusal_code(refusal: str) -> int:
-    """The SRT rejection reason for an admission refusal: a signature that
-    fails (missing, expired, wrong) is unauthorized."""
+    """The SRT rejection reason for an admission refusal: an access list's
+    is forbidden; a signature that fails (missing, expired, wrong) is unauthorized."""
+    if is_access_refusal(refusal):
+        return REJECT_FORBIDDEN
     return _REFUSAL_CODES.get(refusal, REJECT_UNAUTHORIZED)
 
 
@@ -387,8 +390,10 @@ class SrtServer:
         # its node token stands for the publisher's signature, as over RTMP.
         relayed_from = self.node.relayed_by(target.signed_uri, target.query)
         relayed = relayed_from is not None
+        # The caller's address is the UDP peer's: SRT's handshake (a cookie
+        # echoed back, SRT 4.3.1.1) has proved it can receive there.
         admission = await admit_publish(self.node.policy, domain, target.app, target.stream, target.auth_key,
-                                        time.time(), relayed)  # fmt: skip
+                                        time.time(), relayed, Client(event.peer[0]))  # fmt: skip
         if not admission.ok:
             return self._reject(event, refusal_code(admission.refusal), name, str(admission.refusal))
         stream = self.node.hub.stream(admission.key)

@@ -244,6 +244,7 @@ class RtsService:
             stream=path.stream,
             uri=path.signed_uri,
             query=query,
+            referer=http.referer(),
         )
         decision = await admit_viewer(self.node, play, _rts_switch)
         if not decision.ok:
