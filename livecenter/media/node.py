@@ -47,6 +47,7 @@ from .policy import (
     StreamUpdated,
     TlsCertificate,
 )
+from .publish_hook import PublishHooks
 from .renditions import split_rendition_name
 from .rtmp import (
     MAX_BUFFERED_BYTES,
@@ -126,6 +127,9 @@ class NodeConfig:
     advertise_host: str = ""
     # How long a viewer of a stream that is not live yet waits for it.
     play_wait_seconds: float = 5.0
+    # How long a publish authorisation callback's answer holds for a stream
+    # and client address (publish_hook.py).
+    publish_hook_cache_seconds: float = 30.0
     # How often a live stream's measured media info goes to the sink.
     update_interval_seconds: float = 5.0
     # How often every live stream is sampled for monitoring (stats.py); 0 turns it off.
@@ -240,6 +244,7 @@ class MediaNode:
         self.config = config
         self.policy = policy
         self.sink = sink
+        self.publish_hooks = PublishHooks(policy, config.node_id, config.publish_hook_cache_seconds)
         self.hub = hub or StreamHub()
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
@@ -504,14 +509,17 @@ class MediaNode:
 
     def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
         relayed_from = self._relayed.pop(session_id, "")
+        received = 0
         if self._live.get(key) == session_id:
+            stream = self.hub.stream(key)
+            received = stream.bytes_in if stream is not None else 0
             del self._live[key]
             if self.relays is not None:
                 self.relays.ended(key)
             if not relayed_from:
                 self._release_claim(key)
         self._events.put_nowait(
-            StreamUnpublished(key, session_id, time.time(), reason, self.config.node_id, relayed_from)
+            StreamUnpublished(key, session_id, time.time(), reason, self.config.node_id, relayed_from, received)
         )
 
     def publish_refused(self, event: PublishRefused) -> None:
