@@ -4,7 +4,8 @@ operator's is a 404, like a missing one."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -18,6 +19,10 @@ from livecenter.lib.api import call_service, valid_data
 from . import serializers, services
 from .models import Delivery
 
+DOMAIN_NAME = OpenApiParameter(
+    "domain_name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The ingest domain, in ASCII or Unicode form."
+)
+
 
 def _owned(request: Request, domain_name: str) -> Domain:
     try:
@@ -26,7 +31,7 @@ def _owned(request: Request, domain_name: str) -> Domain:
         raise NotFound("no such domain") from None
 
 
-@extend_schema(tags=["callbacks"])
+@extend_schema(tags=["callbacks"], parameters=[DOMAIN_NAME])
 class CallbackConfigView(APIView):
     @extend_schema(summary="Show a domain's callbacks (secret masked)", responses=serializers.CallbackConfigSerializer)
     def get(self, request: Request, domain_name: str) -> Response:
@@ -53,7 +58,9 @@ class CallbackConfigView(APIView):
         return self.patch(request, domain_name)
 
 
-@extend_schema(tags=["callbacks"], summary="A domain's deliveries, newest first, with their attempts")
+@extend_schema(
+    tags=["callbacks"], parameters=[DOMAIN_NAME], summary="A domain's deliveries, newest first, with their attempts"
+)
 class DeliveryListView(generics.ListAPIView):
     serializer_class = serializers.DeliverySerializer
 

@@ -25,7 +25,7 @@ class CallbackConfigSerializer(serializers.Serializer):
 
 class CallbackConfigUpdateSerializer(StrictSerializer):
     url = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    secret = serializers.CharField(required=False, trim_whitespace=False, help_text="Left out: kept.")
+    secret = serializers.CharField(required=False, write_only=True, trim_whitespace=False, help_text="Left out: kept.")
     publish_hook_url = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     publish_hook_timeout_ms = serializers.IntegerField(required=False)
     publish_hook_allow_when_unreachable = serializers.BooleanField(required=False)

@@ -232,7 +232,7 @@ CELERY_BEAT_SCHEDULE = {
     "callbacks.send-overdue": {
         "task": "callbacks.send_overdue",
         "schedule": float(os.environ.get("LIVECENTER_CALLBACKS_OVERDUE_SECONDS", 60)),
-        "options": {"expires": 60},
+        "options": {"queue": os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery"), "expires": 60},
     },
     # Media jobs whose worker died start again elsewhere (mediajobs/tasks.py).
     "streams.recover-media-jobs": {

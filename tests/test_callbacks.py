@@ -9,6 +9,10 @@ import time
 
 import pytest
 from django.db import connection
+from django.urls import include, path
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
 from callbacks import services, tasks
@@ -233,3 +237,18 @@ def test_it_queues_nothing_for_a_domain_without_a_url(owner, sent):
     add_ingest(owner)
     assert services.queue_event("push.example.com", services.STREAM_PUBLISHED, {}) is None
     assert sent == [] and not Delivery.objects.exists()
+
+
+def test_it_generates_the_api_schema_without_warnings():
+    GENERATOR_STATS.reset()
+    generator = SchemaGenerator(patterns=[path("api/v1/", include("callbacks.api_urls"))])
+    schema = generator.get_schema(request=None, public=True)
+    assert not GENERATOR_STATS, "drf-spectacular warned while generating the API schema"
+    validate_schema(schema)
+    assert set(schema["paths"]) == {
+        "/api/v1/domains/{domain_name}/callbacks/",
+        "/api/v1/domains/{domain_name}/callbacks/deliveries/",
+        "/api/v1/callbacks/deliveries/{delivery_id}/resend/",
+    }
+    update = schema["components"]["schemas"]["PatchedCallbackConfigUpdateRequest"]["properties"]
+    assert update["secret"]["writeOnly"] is True

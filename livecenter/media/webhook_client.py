@@ -49,8 +49,8 @@ class WebhookResponse:
         return 200 <= self.status < 300
 
 
-async def resolve(host: str, port: int, rule: AddressRule) -> str:
-    """The address to connect to: the first of `host`'s, once all pass `rule`."""
+async def resolve(host: str, port: int, rule: AddressRule) -> list[str]:
+    """The addresses to connect to, in the resolver's order, once all pass `rule`."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -63,13 +63,7 @@ async def resolve(host: str, port: int, rule: AddressRule) -> str:
         refusal = rule.refusal(address, port)
         if refusal:
             raise WebhookRefused(refusal)
-    return addresses[0]
-
-
-async def check_url(url: str, rule: AddressRule) -> None:
-    """CallbackUrlError or WebhookRefused when `url` may not be called now."""
-    target = parse_callback_url(url)
-    await resolve(target.host, target.port, rule)
+    return addresses
 
 
 def _request(target, body: bytes, headers: dict[str, str]) -> bytes:
@@ -145,19 +139,21 @@ async def _post(url: str, body: bytes, headers: dict[str, str], rule: AddressRul
         target = parse_callback_url(url)
     except CallbackUrlError as exc:
         raise WebhookRefused(f"callback URL {exc}") from None
-    address = await resolve(target.host, target.port, rule)
-    tls = None
-    if target.scheme == "https":
-        tls = ssl.create_default_context()
-    try:
-        reader, writer = await asyncio.open_connection(
-            address, target.port, ssl=tls, server_hostname=target.host if tls else None,
-            limit=MAX_RESPONSE_HEADER_BYTES,
-        )  # fmt: skip
-    except ssl.SSLError as exc:
-        raise WebhookError(f"TLS with {target.host} failed: {exc.reason or exc}") from None
-    except OSError as exc:
-        raise WebhookError(f"cannot connect to {address} port {target.port}: {exc.strerror or exc}") from None
+    tls = ssl.create_default_context() if target.scheme == "https" else None
+    failures = []
+    for address in await resolve(target.host, target.port, rule):
+        try:
+            reader, writer = await asyncio.open_connection(
+                address, target.port, ssl=tls, server_hostname=target.host if tls else None,
+                limit=MAX_RESPONSE_HEADER_BYTES,
+            )  # fmt: skip
+            break
+        except ssl.SSLError as exc:
+            raise WebhookError(f"TLS with {target.host} failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            failures.append(f"{address} port {target.port}: {exc.strerror or exc}")
+    else:
+        raise WebhookError(f"cannot connect to {'; '.join(failures)}")
     try:
         writer.write(_request(target, body, headers))
         await writer.drain()
