@@ -25,7 +25,7 @@ from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop,
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
 SECRET = "end-to-end-secret-0123"
-PUBLISH_SECONDS = 8
+PUBLISH_SECONDS = 12
 EVENTS = {"stream.published", "stream.unpublished", "recording.ready", "snapshot.taken", "transcode.failed"}
 
 
@@ -40,7 +40,7 @@ def test_it_tells_the_receiver_every_event_signed_retrying_until_it_takes_them(c
     settings.LIVECENTER_CALLBACKS_ALLOW_PRIVATE = True
     add_domains(owner)
     media_services.set_record_config(owner, PLAY, "live", cycle_seconds=3600)
-    media_services.set_snapshot_config(owner, PUSH, "*", interval_seconds=2)
+    media_services.set_snapshot_config(owner, PUSH, "*", interval_seconds=5)
     env = {"LIVECENTER_CALLBACKS_ALLOW_PRIVATE": "1", "LIVECENTER_CALLBACKS_BACKOFF_SECONDS": "0.5"}
     with Receiver(answer) as receiver, MediaNodeThread() as media, Workers(tmp_path, settings, **env) as workers:
         settings.LIVECENTER_CALLBACKS_QUEUE = workers.queue
