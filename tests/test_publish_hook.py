@@ -118,7 +118,7 @@ def test_it_follows_the_domains_choice_when_the_receiver_does_not_answer_in_time
     assert len(receiver.requests) == 1
 
 
-def test_a_slow_receiver_holds_up_only_its_own_publisher():
+def test_it_holds_up_only_the_publisher_whose_receiver_is_slow():
     # The receiver of push.test answers only when the test lets it; a
     # publisher of another domain (no hook) goes live meanwhile.
     release = threading.Event()
