@@ -542,6 +542,8 @@ LIVECENTER_CALLBACKS_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_CALLBACK
 LIVECENTER_CALLBACKS_BACKOFF_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_BACKOFF_SECONDS", 10))
 LIVECENTER_CALLBACKS_MAX_BACKOFF_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_MAX_BACKOFF_SECONDS", 3600))
 LIVECENTER_CALLBACKS_RETRY_HOURS = float(os.environ.get("LIVECENTER_CALLBACKS_RETRY_HOURS", 24))
+# How long the node keeps a publish authorisation callback's answer for a stream and client address.
+LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS", 30))
 # The Celery queue of deliveries: Celery's default, which `make run`'s worker takes.
 LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery")
 # The console as receivers reach it: recording.ready's download_url and
