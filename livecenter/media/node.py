@@ -31,7 +31,7 @@ from .capacity import (
 from .cluster import ANY_REGION, ROLES
 from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
-from .hub import StreamHub
+from .hub import LiveStream, StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EDGE_PUBLISH,
@@ -262,6 +262,9 @@ class MediaNode:
         self._renditions_asked: set[tuple[StreamKey, str]] = set()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
+        # session id -> its stream in the hub, whose bytes in the unpublish
+        # event tells (the hub forgets a stream nobody watches as it ends).
+        self._published: dict[str, LiveStream | None] = {}
         # The publishes here that another node relays (a center's, from
         # edges): session id -> that node. Their samples say so; their
         # publish session and media info are the edge's to report.
@@ -493,6 +496,7 @@ class MediaNode:
 
     def stream_started(self, event: StreamPublished) -> None:
         self._live[event.key] = event.session_id
+        self._published[event.session_id] = self.hub.stream(event.key)
         if event.relayed_from:
             self._relayed[event.session_id] = event.relayed_from
         if self.relays is not None:
@@ -509,10 +513,9 @@ class MediaNode:
 
     def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
         relayed_from = self._relayed.pop(session_id, "")
-        received = 0
+        stream = self._published.pop(session_id, None)
+        received = stream.bytes_in if stream is not None else 0
         if self._live.get(key) == session_id:
-            stream = self.hub.stream(key)
-            received = stream.bytes_in if stream is not None else 0
             del self._live[key]
             if self.relays is not None:
                 self.relays.ended(key)
