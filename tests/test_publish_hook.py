@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from livecenter.media import webhooks
-from livecenter.media.policy import PublishHook, PublishRefused, StreamKey
+from livecenter.media.policy import PublishHook, PublishRefused, StreamKey, StreamUnpublished
 from livecenter.media.webhooks import AddressRule
 from tests.callbacksupport import Receiver
 from tests.mediasupport import INGEST, NodeThread, default_policy, start_publisher
@@ -81,6 +81,9 @@ def test_it_admits_on_a_2xx_and_keeps_the_answer_for_the_stream_and_client():
         finally:
             media.stop()
     assert len(receiver.requests) == 1  # the second publish used the cached answer
+    # Each unpublish tells the bytes its publication brought (nobody watched: the hub forgot the stream).
+    ended = [e for e in media.sink.events if isinstance(e, StreamUnpublished)]
+    assert len(ended) == 2 and all(e.bytes_received > 10_000 for e in ended), ended
 
 
 def test_it_refuses_an_srt_publish_with_the_receivers_reason(caplog):
