@@ -76,6 +76,7 @@ def test_it_admits_on_a_2xx_and_keeps_the_answer_for_the_stream_and_client():
             for _ in range(2):
                 publisher = start_publisher(media.publish_url(), seconds=30, **SMALL)
                 assert live(media), publisher.stop()
+                assert media.wait_for(lambda: media.node.hub.stream(KEY).bytes_in > 10_000), publisher.stop()
                 publisher.stop()
                 assert media.wait_for(lambda: not media.node.hub.is_live(KEY))
         finally:
