@@ -378,6 +378,16 @@ def send_overdue(now: dt.datetime | None = None) -> int:
     return count
 
 
+def prune_deliveries(now: dt.datetime | None = None) -> int:
+    """Delete finished deliveries older than LIVECENTER_CALLBACKS_KEEP_DAYS, in one batch."""
+    now = now or timezone.now()
+    old = Delivery.objects.exclude(status=DeliveryStatus.PENDING).filter(
+        created_at__lt=now - dt.timedelta(days=settings.LIVECENTER_CALLBACKS_KEEP_DAYS)
+    )
+    ids = list(old.values_list("pk", flat=True)[:5000])
+    return Delivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
 # --- What the operator sees -----------------------------------------------------------------------
 
 

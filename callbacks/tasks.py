@@ -11,6 +11,8 @@ def deliver_callback(delivery_id: int, attempt: int) -> None:
     services.attempt_delivery(delivery_id, attempt)
 
 
-@shared_task(name="callbacks.send_overdue", ignore_result=True)
-def send_overdue_callbacks() -> None:
+@shared_task(name="callbacks.sweep", ignore_result=True)
+def sweep_callbacks() -> None:
+    """Send again what a lost message left pending; drop old finished deliveries."""
     services.send_overdue()
+    services.prune_deliveries()

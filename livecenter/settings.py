@@ -228,9 +228,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
     },
-    # Callback messages lost with a broker restart are sent again (callbacks/tasks.py).
-    "callbacks.send-overdue": {
-        "task": "callbacks.send_overdue",
+    # Callback messages lost with a broker restart are sent again, old deliveries dropped (callbacks/tasks.py).
+    "callbacks.sweep": {
+        "task": "callbacks.sweep",
         "schedule": float(os.environ.get("LIVECENTER_CALLBACKS_OVERDUE_SECONDS", 60)),
         "options": {"queue": os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery"), "expires": 60},
     },
@@ -544,6 +544,8 @@ LIVECENTER_CALLBACKS_MAX_BACKOFF_SECONDS = float(os.environ.get("LIVECENTER_CALL
 LIVECENTER_CALLBACKS_RETRY_HOURS = float(os.environ.get("LIVECENTER_CALLBACKS_RETRY_HOURS", 24))
 # How long the node keeps a publish authorisation callback's answer for a stream and client address.
 LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS", 30))
+# Finished deliveries (and their attempts) are kept this long for the console and the API.
+LIVECENTER_CALLBACKS_KEEP_DAYS = float(os.environ.get("LIVECENTER_CALLBACKS_KEEP_DAYS", 7))
 # The Celery queue of deliveries: Celery's default, which `make run`'s worker takes.
 LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery")
 # The console as receivers reach it: recording.ready's download_url and

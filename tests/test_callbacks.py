@@ -5,11 +5,13 @@ refused at delivery time when the name resolves where callbacks may not go."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from django.db import connection
 from django.urls import include, path
+from django.utils import timezone
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
@@ -252,3 +254,14 @@ def test_it_generates_the_api_schema_without_warnings():
     }
     update = schema["components"]["schemas"]["PatchedCallbackConfigUpdateRequest"]["properties"]
     assert update["secret"]["writeOnly"] is True
+
+
+def test_it_drops_finished_deliveries_after_the_keeping_period(owner, loopback, sent):
+    services.configure_callbacks(add_ingest(owner), url="https://93.184.215.14/", secret=SECRET)
+    old, new, pending = (services.queue_event("push.example.com", services.SNAPSHOT_TAKEN, {}) for _ in range(3))
+    Delivery.objects.filter(pk__in=[old.pk, pending.pk]).update(
+        created_at=timezone.now() - dt.timedelta(days=loopback.LIVECENTER_CALLBACKS_KEEP_DAYS + 1)
+    )
+    Delivery.objects.filter(pk__in=[old.pk, new.pk]).update(status=DeliveryStatus.DELIVERED)
+    assert services.prune_deliveries() == 1
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {new.pk, pending.pk}
