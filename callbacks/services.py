@@ -385,7 +385,9 @@ def prune_deliveries(now: dt.datetime | None = None) -> int:
         created_at__lt=now - dt.timedelta(days=settings.LIVECENTER_CALLBACKS_KEEP_DAYS)
     )
     ids = list(old.values_list("pk", flat=True)[:5000])
-    return Delivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+    if not ids:
+        return 0
+    return Delivery.objects.filter(pk__in=ids).delete()[1].get(Delivery._meta.label, 0)
 
 
 # --- What the operator sees -----------------------------------------------------------------------
