@@ -52,6 +52,7 @@ class Delivery(models.Model):
     created_at = models.DateTimeField()
     # Retries run until created_at plus the retry period; a resend starts it again.
     retry_until = models.DateTimeField()
+    # When the next attempt is due; while one runs, when its claim lapses (services.claim).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     status_code = models.PositiveIntegerField(null=True, blank=True)

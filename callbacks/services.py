@@ -309,9 +309,12 @@ def backoff_seconds(attempt: int) -> float:
 
 def claim(delivery_id: int, attempt: int) -> Delivery | None:
     """Take attempt `attempt` of a pending delivery; a duplicate message, or
-    one for an attempt already made, claims nothing (None)."""
+    one for an attempt already made, claims nothing (None). The claim holds
+    for the attempt's timeout: past it, a worker that died meanwhile leaves
+    the delivery to send_overdue."""
+    lease = timezone.now() + dt.timedelta(seconds=settings.LIVECENTER_CALLBACKS_TIMEOUT_SECONDS)
     claimed = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING, attempts=attempt - 1).update(
-        attempts=attempt, next_attempt_at=None
+        attempts=attempt, next_attempt_at=lease
     )
     return Delivery.objects.select_related("domain").get(pk=delivery_id) if claimed else None
 
@@ -422,15 +425,14 @@ def resend(delivery: Delivery) -> Delivery:
     now = timezone.now()
     with transaction.atomic():
         row = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        if row.status == DeliveryStatus.PENDING and row.next_attempt_at is None:
-            raise invalid("delivery", "this delivery is being sent now; wait for its attempt to end")
         Delivery.objects.filter(pk=row.pk).update(
             status=DeliveryStatus.PENDING,
             url=config.url,
             next_attempt_at=now,
             retry_until=now + dt.timedelta(hours=settings.LIVECENTER_CALLBACKS_RETRY_HOURS),
         )
-        # A pending one's scheduled message then claims nothing: this attempt is the next.
+        # Whichever message for the next attempt comes first makes it (a
+        # pending one's scheduled retry, or this); the other claims nothing.
         _send_on_commit(row.pk, row.attempts + 1)
     delivery.refresh_from_db()
     return delivery
