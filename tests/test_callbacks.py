@@ -265,3 +265,15 @@ def test_it_drops_finished_deliveries_after_the_keeping_period(owner, loopback, 
     Delivery.objects.filter(pk__in=[old.pk, new.pk]).update(status=DeliveryStatus.DELIVERED)
     assert services.prune_deliveries() == 1
     assert set(Delivery.objects.values_list("pk", flat=True)) == {new.pk, pending.pk}
+
+
+def test_it_sends_again_what_a_lost_message_left_pending(owner, loopback, sent):
+    services.configure_callbacks(add_ingest(owner), url="https://93.184.215.14/", secret=SECRET)
+    lost, due = (services.queue_event("push.example.com", services.SNAPSHOT_TAKEN, {}) for _ in range(2))
+    sent.clear()
+    Delivery.objects.filter(pk=lost.pk).update(attempts=2, next_attempt_at=timezone.now() - dt.timedelta(minutes=2))
+    Delivery.objects.filter(pk=due.pk).update(next_attempt_at=timezone.now() + dt.timedelta(minutes=2))
+    assert services.send_overdue() == 1
+    assert sent == [(lost.pk, 3, 0)]
+    # A duplicate of a message already taken claims nothing.
+    assert services.claim(lost.pk, 3) is not None and services.claim(lost.pk, 3) is None
