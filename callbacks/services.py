@@ -101,10 +101,9 @@ def check_url(field: str, url: str, rule: AddressRule | None = None) -> None:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise invalid(field, f"{label}: cannot resolve {target.host} ({exc})") from None
-    for address in dict.fromkeys(info[4][0] for info in infos):
-        refusal = rule.refusal(address, target.port)
-        if refusal:
-            raise invalid(field, f"{label} must not point at this address: {refusal}")
+    refusal = rule.first_refusal(list(dict.fromkeys(info[4][0] for info in infos)), target.port)
+    if refusal:
+        raise invalid(field, f"{label} must not point at this address: {refusal}")
 
 
 def config_of(domain: Domain) -> CallbackConfig:

@@ -59,10 +59,9 @@ async def resolve(host: str, port: int, rule: AddressRule) -> list[str]:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
         raise WebhookError(f"{host} has no address")
-    for address in addresses:
-        refusal = rule.refusal(address, port)
-        if refusal:
-            raise WebhookRefused(refusal)
+    refusal = rule.first_refusal(addresses, port)
+    if refusal:
+        raise WebhookRefused(refusal)
     return addresses
 
 

@@ -107,6 +107,15 @@ class AddressRule:
             )
         return None
 
+    def first_refusal(self, addresses: list[str], port: int) -> str | None:
+        """Why a name with these addresses may not be called (every one must
+        pass, so a second address cannot slip past), or None."""
+        for address in addresses:
+            refusal = self.refusal(address, port)
+            if refusal:
+                return refusal
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class CallbackTarget:
