@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "domains",
     "streams",
     "mediajobs",
+    "callbacks",
     "nodes",
     "monitoring",
 ]
@@ -226,6 +227,12 @@ CELERY_BEAT_SCHEDULE = {
     "monitoring.prune-samples": {
         "task": "monitoring.prune_samples",
         "schedule": float(os.environ.get("LIVECENTER_MONITORING_PRUNE_SECONDS", 60)),
+    },
+    # Callback messages lost with a broker restart are sent again, old deliveries dropped (callbacks/tasks.py).
+    "callbacks.sweep": {
+        "task": "callbacks.sweep",
+        "schedule": float(os.environ.get("LIVECENTER_CALLBACKS_OVERDUE_SECONDS", 60)),
+        "options": {"queue": os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery"), "expires": 60},
     },
     # Media jobs whose worker died start again elsewhere (mediajobs/tasks.py).
     "streams.recover-media-jobs": {
@@ -514,3 +521,35 @@ LIVECENTER_MONITORING_BUFFER_SAMPLES = int(os.environ.get("LIVECENTER_MONITORING
 LIVECENTER_MONITORING_RETENTION_HOURS = float(os.environ.get("LIVECENTER_MONITORING_RETENTION_HOURS", 24))
 LIVECENTER_MONITORING_PRUNE_BATCH = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_BATCH", 5000))
 LIVECENTER_MONITORING_PRUNE_MAX_BATCHES = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_MAX_BATCHES", 20))
+
+# --- callbacks (issue 16; callbacks/, livecenter/media/webhooks.py) ---------------------------
+# Loopback and private addresses (RFC 1918, ULA, ...) as callback receivers:
+# off, so a callback cannot reach into the product's network; on for a
+# receiver on the same machine or network (and the tests). Link-local
+# addresses (169.254.0.0/16, the cloud metadata service) and the product's
+# own ports on its own addresses are refused either way.
+LIVECENTER_CALLBACKS_ALLOW_PRIVATE = _env_bool("LIVECENTER_CALLBACKS_ALLOW_PRIVATE", False)
+# More ports no callback may reach on this product's own addresses (besides
+# the console's and the media node's), comma-separated: a Redis, a database.
+LIVECENTER_CALLBACKS_REFUSED_PORTS = tuple(
+    int(p) for p in os.environ.get("LIVECENTER_CALLBACKS_REFUSED_PORTS", "5432,6379").split(",") if p.strip()
+)
+# One event delivery's time (connect, send, answer); receivers should answer at once and work later.
+LIVECENTER_CALLBACKS_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_TIMEOUT_SECONDS", 10))
+# Retries: the first after BACKOFF seconds, then each twice as long, at most
+# MAX_BACKOFF, for RETRY_HOURS from the event (ApsaraVideo Live tries 5
+# times a second apart; a receiver down for a night still gets its events).
+LIVECENTER_CALLBACKS_BACKOFF_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_BACKOFF_SECONDS", 10))
+LIVECENTER_CALLBACKS_MAX_BACKOFF_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_MAX_BACKOFF_SECONDS", 3600))
+LIVECENTER_CALLBACKS_RETRY_HOURS = float(os.environ.get("LIVECENTER_CALLBACKS_RETRY_HOURS", 24))
+# How long the node keeps a publish authorisation callback's answer for a stream and client address.
+LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS = float(os.environ.get("LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS", 30))
+# Finished deliveries (and their attempts) are kept this long for the console and the API.
+LIVECENTER_CALLBACKS_KEEP_DAYS = float(os.environ.get("LIVECENTER_CALLBACKS_KEEP_DAYS", 7))
+# The Celery queue of deliveries: Celery's default, which `make run`'s worker takes.
+LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celery")
+# The console as receivers reach it: recording.ready's download_url and
+# snapshot.taken's image_url start with it (they need the operator's API token).
+LIVECENTER_CALLBACKS_CONSOLE_URL = os.environ.get(
+    "LIVECENTER_CALLBACKS_CONSOLE_URL", f"http://{LIVECENTER_CONSOLE_HOST}:{LIVECENTER_CONSOLE_PORT}"
+)

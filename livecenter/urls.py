@@ -19,6 +19,8 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Before the domains' own pages, whose `<domain_name>/` stops at the slash.
+    path("domains/<str:domain_name>/callbacks/", include("callbacks.urls")),
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
     # The media workers' pages and API share the streams' prefixes and URL
@@ -28,6 +30,7 @@ urlpatterns = [
     path("monitoring/", include("monitoring.urls")),
     path("nodes/", include("nodes.urls")),
     path("api/v1/auth/token/", TokenView.as_view(), name="api-token"),
+    path("api/v1/", include("callbacks.api_urls")),
     path("api/v1/", include("domains.api_urls")),
     path(
         "api/v1/streams/",

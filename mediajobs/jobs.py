@@ -31,6 +31,7 @@ from livecenter.media.redact import redact_text
 from livecenter.media.renditions import rendition_name, split_rendition_name
 from streams.models import PublishSession
 
+from . import signals
 from .models import (
     ACTIVE_STATES,
     JobKind,
@@ -249,6 +250,8 @@ def finish_job(job_id: int, attempt: int, detail: str = "", failed: bool = False
         )
         if done:
             Rendition.objects.filter(job_id=job_id).update(stopped=True)
+    if done and failed:
+        _announce(signals.media_job_failed, job_id=job_id)
     return bool(done)
 
 
@@ -457,12 +460,21 @@ def recording_closed(recording: Recording, ended_at: float, duration_s: float, h
     """`hls_key`: the key encrypt_hls_recording encrypted its segments with,
     kept (encrypted at rest) so that the recording stays playable."""
     size = sum(p.stat().st_size for p in recording_files(recording).values())
+    recording.ended_at = dt.datetime.fromtimestamp(ended_at, dt.UTC)
+    recording.size_bytes, recording.duration_seconds = size, round(duration_s, 3)
     Recording.objects.filter(pk=recording.pk).update(
-        ended_at=dt.datetime.fromtimestamp(ended_at, dt.UTC),
+        ended_at=recording.ended_at,
         size_bytes=size,
-        duration_seconds=round(duration_s, 3),
+        duration_seconds=recording.duration_seconds,
         hls_key=hls_key.hex(),
     )
+    _announce(signals.recording_ready, recording=recording)
+
+
+def _announce(signal, **kwargs) -> None:
+    for receiver, result in signal.send_robust(sender=None, **kwargs):
+        if isinstance(result, Exception):
+            log.error("%s failed on %s", getattr(receiver, "__qualname__", receiver), kwargs, exc_info=result)
 
 
 def hls_recording_encrypted(job: MediaJob) -> bool:
@@ -495,7 +507,7 @@ def save_snapshot(job: MediaJob, jpeg: bytes, width: int, height: int, taken_at:
     path = Path(settings.LIVECENTER_SNAPSHOTS_DIR) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jpeg)
-    return Snapshot.objects.create(
+    snapshot = Snapshot.objects.create(
         domain=job.domain,
         domain_name=job.domain_name,
         app=job.app,
@@ -506,3 +518,5 @@ def save_snapshot(job: MediaJob, jpeg: bytes, width: int, height: int, taken_at:
         height=height,
         size_bytes=len(jpeg),
     )
+    _announce(signals.snapshot_taken, snapshot=snapshot)
+    return snapshot

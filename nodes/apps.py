@@ -10,6 +10,8 @@ class NodesConfig(AppConfig):
         # node's Django side may import them, they never import it).
         from django.db.models.signals import post_delete, post_save
 
+        from callbacks.models import CallbackConfig
+        from callbacks.sink import CallbackSink
         from domains import services as domain_services
         from domains.models import Domain, DomainCertificate
         from monitoring import troubleshoot
@@ -20,12 +22,14 @@ class NodesConfig(AppConfig):
 
         signals.stream_forbidden.connect(receivers.kick_forbidden_publisher, dispatch_uid="nodes.kick")
         signals.stream_resumed.connect(receivers.forget_resumed_stream, dispatch_uid="nodes.forget")
-        for model in (Domain, DomainCertificate):
+        for model in (Domain, DomainCertificate, CallbackConfig):
             for signal in (post_save, post_delete):
                 uid = f"nodes.forget.{model.__name__}"
                 signal.connect(receivers.forget_changed_domain, sender=model, dispatch_uid=uid)
         # The engine's events reach monitoring through the node's event sink.
         bridge.add_event_listener(MonitoringSink())
+        # And the operator's callback URL (callbacks/sink.py), which only queues deliveries.
+        bridge.add_event_listener(CallbackSink())
         # The troubleshooting tool reads an edge's relay in its heartbeat.
         troubleshoot.edge_relay = services.edge_relay
         # The URL generator's notes on the TLS ports the nodes serve.

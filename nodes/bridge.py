@@ -35,6 +35,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from callbacks import services as callback_services
 from domains.models import Domain, DomainCertificate
 from livecenter import outage
 from livecenter.media.access import AccessPolicy
@@ -43,6 +44,7 @@ from livecenter.media.policy import (
     DomainConfig,
     EventSink,
     PolicyUnavailable,
+    PublishHook,
     PublishRefused,
     RenditionGroup,
     RenditionRequested,
@@ -305,6 +307,9 @@ class DatabasePolicy:
         self._certificates: _CachedLookup[str, TlsCertificate | None] = _CachedLookup(
             lambda host: _policy_db(_certificate, host), ttl, size, clock, stale
         )
+        self._hooks: _CachedLookup[str, PublishHook | None] = _CachedLookup(
+            lambda host: _policy_db(callback_services.publish_hook, host), ttl, size, clock, stale
+        )
         _policies.add(self)
 
     async def certificate(self, host: str) -> TlsCertificate | None:
@@ -315,6 +320,9 @@ class DatabasePolicy:
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return await self._domains.get(host)
+
+    async def publish_hook(self, domain: str) -> PublishHook | None:
+        return await self._hooks.get(domain)
 
     async def is_forbidden(self, key: StreamKey, now: float) -> bool:
         try:
@@ -334,6 +342,7 @@ class DatabasePolicy:
     def forget_domain(self, host: str) -> None:
         self._domains.forget(host)
         self._certificates.forget(host)
+        self._hooks.forget(host)
 
 
 # --- Events -------------------------------------------------------------------

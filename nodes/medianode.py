@@ -106,6 +106,7 @@ def node_config() -> NodeConfig:
         # its previous life left open.
         node_id=settings.LIVECENTER_NODE_ID or f"{socket.gethostname()}:{settings.LIVECENTER_MEDIA_RTMP_PORT}",
         play_wait_seconds=settings.LIVECENTER_PLAY_WAIT_SECONDS,
+        publish_hook_cache_seconds=settings.LIVECENTER_CALLBACKS_HOOK_CACHE_SECONDS,
         pull_idle_seconds=settings.LIVECENTER_EDGE_PULL_IDLE_SECONDS,
         rts_ice_addresses=settings.LIVECENTER_RTS_ICE_ADDRESSES,
         rts_lip_sync=settings.LIVECENTER_RTS_LIP_SYNC,

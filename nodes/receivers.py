@@ -22,7 +22,7 @@ def forget_resumed_stream(sender, key: StreamKey, **kwargs) -> None:
 
 
 def forget_changed_domain(sender, instance, **kwargs) -> None:
-    """A domain or its certificate was saved or deleted: this process's
+    """A domain, its certificate or its callbacks were saved or deleted: this process's
     engine asks again at the next connection (a TLS handshake gets a
     replaced certificate at once), once the change is committed; other
     nodes within their policy cache's time."""

@@ -31,7 +31,7 @@ from .capacity import (
 from .cluster import ANY_REGION, ROLES
 from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
-from .hub import StreamHub
+from .hub import LiveStream, StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EDGE_PUBLISH,
@@ -47,6 +47,7 @@ from .policy import (
     StreamUpdated,
     TlsCertificate,
 )
+from .publish_hook import PublishHooks
 from .renditions import split_rendition_name
 from .rtmp import (
     MAX_BUFFERED_BYTES,
@@ -126,6 +127,9 @@ class NodeConfig:
     advertise_host: str = ""
     # How long a viewer of a stream that is not live yet waits for it.
     play_wait_seconds: float = 5.0
+    # How long a publish authorisation callback's answer holds for a stream
+    # and client address (publish_hook.py).
+    publish_hook_cache_seconds: float = 30.0
     # How often a live stream's measured media info goes to the sink.
     update_interval_seconds: float = 5.0
     # How often every live stream is sampled for monitoring (stats.py); 0 turns it off.
@@ -240,6 +244,7 @@ class MediaNode:
         self.config = config
         self.policy = policy
         self.sink = sink
+        self.publish_hooks = PublishHooks(policy, config.node_id, config.publish_hook_cache_seconds)
         self.hub = hub or StreamHub()
         self.rtmp_port: int | None = None
         self.http_port: int | None = None
@@ -257,6 +262,9 @@ class MediaNode:
         self._renditions_asked: set[tuple[StreamKey, str]] = set()
         self._tasks: list[asyncio.Task] = []
         self._live: dict[StreamKey, str] = {}  # key -> session id, for updates
+        # session id -> its stream in the hub, whose bytes in the unpublish
+        # event tells (the hub forgets a stream nobody watches as it ends).
+        self._published: dict[str, LiveStream | None] = {}
         # The publishes here that another node relays (a center's, from
         # edges): session id -> that node. Their samples say so; their
         # publish session and media info are the edge's to report.
@@ -488,6 +496,7 @@ class MediaNode:
 
     def stream_started(self, event: StreamPublished) -> None:
         self._live[event.key] = event.session_id
+        self._published[event.session_id] = self.hub.stream(event.key)
         if event.relayed_from:
             self._relayed[event.session_id] = event.relayed_from
         if self.relays is not None:
@@ -504,6 +513,8 @@ class MediaNode:
 
     def stream_ended(self, key: StreamKey, session_id: str, reason: str = "") -> None:
         relayed_from = self._relayed.pop(session_id, "")
+        stream = self._published.pop(session_id, None)
+        received = stream.bytes_in if stream is not None else 0
         if self._live.get(key) == session_id:
             del self._live[key]
             if self.relays is not None:
@@ -511,7 +522,7 @@ class MediaNode:
             if not relayed_from:
                 self._release_claim(key)
         self._events.put_nowait(
-            StreamUnpublished(key, session_id, time.time(), reason, self.config.node_id, relayed_from)
+            StreamUnpublished(key, session_id, time.time(), reason, self.config.node_id, relayed_from, received)
         )
 
     def publish_refused(self, event: PublishRefused) -> None:

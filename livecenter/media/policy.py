@@ -14,6 +14,7 @@ from typing import Protocol
 
 from .access import NO_ACCESS_LISTS, AccessPolicy
 from .hls_crypto import DEFAULT_KEY_ROTATION_SEGMENTS
+from .webhooks import AddressRule
 
 
 class PolicyUnavailable(Exception):
@@ -169,6 +170,8 @@ class StreamUnpublished:
     # On a center, the edge whose relay ended (StreamPublished.relayed_from):
     # the stream left this center, which does not end the edge's session.
     relayed_from: str = ""
+    # Media bytes (audio, video, metadata bodies) the publication brought in.
+    bytes_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +270,20 @@ class PublishRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishHook:
+    """An ingest domain's publish authorisation callback (issue 16;
+    publish_hook.py): asked before a publish is accepted, after the signed
+    URL. The secret is left out of the repr."""
+
+    url: str
+    secret: str = field(repr=False)
+    timeout_seconds: float = 2.0
+    allow_when_unreachable: bool = False
+    # Where callbacks may go, as the console's settings say.
+    rule: AddressRule = field(default_factory=AddressRule)
+
+
+@dataclass(frozen=True, slots=True)
 class RenditionRequested:
     """A viewer asked for `{source}_{template}` while it was not live and its
     source was (renditions.py): the sink may start a transcode."""
@@ -306,6 +323,10 @@ class Policy(Protocol):
         its domain's, while the domain is enabled and has HTTPS on; else
         None. Optional: a policy without it serves no domain over TLS."""
 
+    async def publish_hook(self, domain: str) -> PublishHook | None:
+        """The ingest domain's publish authorisation callback, or None.
+        Optional: a policy without it asks no one."""
+
 
 class EventSink(Protocol):
     async def published(self, event: StreamPublished) -> None: ...
@@ -333,6 +354,8 @@ class MemoryPolicy:
     groups: dict[tuple[str, str, str], RenditionGroup] = field(default_factory=dict)
     # host -> the certificate served for it
     certificates: dict[str, TlsCertificate] = field(default_factory=dict)
+    # ingest domain -> its publish authorisation callback
+    hooks: dict[str, PublishHook] = field(default_factory=dict)
 
     async def domain_config(self, host: str) -> DomainConfig | None:
         return self.domains.get(host)
@@ -345,6 +368,9 @@ class MemoryPolicy:
 
     async def certificate(self, host: str) -> TlsCertificate | None:
         return self.certificates.get(host)
+
+    async def publish_hook(self, domain: str) -> PublishHook | None:
+        return self.hooks.get(domain)
 
 
 @dataclass

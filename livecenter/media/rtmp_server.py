@@ -242,6 +242,9 @@ class RtmpSession:
         )  # fmt: skip
         if not admission.ok:
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
+        # The operator's publish callback, after the signature (an edge's relay was asked at the edge).
+        if relayed_from is None and (denied := await self.node.publish_hooks.refusal(admission.key, "rtmp", self.peer)):
+            return self.refuse_publish(event, domain, PUBLISH_REJECTED, denied)
         # An edge's relay: the publish session is its publisher's, which the edge has claimed.
         facts = relay_facts(query) if relayed_from is not None else None
         if relayed_from is None and (taken := await self.node.claim_publish(admission.key)) is not None:

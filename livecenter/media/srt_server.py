@@ -396,6 +396,8 @@ class SrtServer:
                                         time.time(), relayed, Client(event.peer[0]))  # fmt: skip
         if not admission.ok:
             return self._reject(event, refusal_code(admission.refusal), name, str(admission.refusal))
+        if not relayed and (denied := await self.node.publish_hooks.refusal(admission.key, "srt", peer)):
+            return self._reject(event, REJECT_FORBIDDEN, name, denied)
         stream = self.node.hub.stream(admission.key)
         if stream is not None and stream.publication is not None:
             return self._reject(event, REJECT_CONFLICT, name, "stream is already being published")
