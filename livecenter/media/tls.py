@@ -123,6 +123,12 @@ def server_name(writer) -> str | None:
     return getattr(ssl_object, _SERVER_NAME_ATTRIBUTE, None) if ssl_object is not None else None
 
 
+def tls_version(writer) -> str | None:
+    """The TLS version a connection negotiated ("TLSv1.3"); None on a plain one."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    return ssl_object.version() if ssl_object is not None else None
+
+
 class _ClientHelloEnded(Exception):
     """The peer closed (or reset) before its ClientHello was whole."""
 
