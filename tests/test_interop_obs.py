@@ -152,29 +152,43 @@ def probe(url: str) -> dict:
     return json.loads(run.stdout)
 
 
+class Obs:
+    """OBS streaming to the node's RTMPS port as push.test, trusting the CA
+    at `ca_path` alone; its output (OBS logs to stdout as to its log file)
+    in `output`."""
+
+    def __init__(self, media, ca_path: Path, directory: Path) -> None:
+        self.server = f"rtmps://{INGEST}:{media.node.rtmps_port}/live"
+        stream_key = f"cam1?auth_key={sign('/live/cam1', INGEST_KEY, int(time.time()))}"
+        certs = directory / "certs"
+        certs.mkdir()
+        shutil.copy(ca_path, certs / "livecenter-test-ca.pem")  # the only CA OBS trusts
+        home = directory / "home"
+        home.mkdir()
+        obs_config(home / ".config", self.server, stream_key, make_clip(directory / "clip.mp4"))
+        env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+               "LIBGL_ALWAYS_SOFTWARE": "1", "QT_QPA_PLATFORM": "xcb"}  # fmt: skip
+        env.pop("WAYLAND_DISPLAY", None)
+        self.output = directory / "obs.log"
+        with open(self.output, "w") as log_file:
+            self.process = subprocess.Popen(obs_command(hosts_file([INGEST]), certs), env=env, stdout=log_file,
+                                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)  # OBS, Xvfb and xvfb-run: the session started above
+        self.process.wait(30)
+
+
 def test_obs_publishes_over_rtmps_with_the_ingest_domains_certificate(media, ca, tmp_path, caplog):
     caplog.set_level("INFO", logger="livecenter.media")
-    port = media.node.rtmps_port
-    path = "/live/cam1"
-    server = f"rtmps://{INGEST}:{port}/live"
-    stream_key = f"cam1?auth_key={sign(path, INGEST_KEY, int(time.time()))}"
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    shutil.copy(ca.path, certs / "livecenter-test-ca.pem")  # the only CA OBS trusts
-    home = tmp_path / "home"
-    home.mkdir()
-    obs_config(home / ".config", server, stream_key, make_clip(tmp_path / "clip.mp4"))
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "LIBGL_ALWAYS_SOFTWARE": "1",
-           "QT_QPA_PLATFORM": "xcb"}  # fmt: skip
-    env.pop("WAYLAND_DISPLAY", None)
-    env.pop("DISPLAY", None)
-    output = tmp_path / "obs.log"  # OBS logs to stdout as to its log file
-    with open(output, "w") as log_file:
-        obs = subprocess.Popen(obs_command(hosts_file([INGEST]), certs), env=env, stdout=log_file,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    obs = Obs(media, ca.path, tmp_path)
     try:
-        media.wait_for(lambda: media.node.hub.is_live(KEY) or obs.poll() is not None, timeout=START_SECONDS)
-        assert media.node.hub.is_live(KEY), output.read_text()[-4000:]
+        media.wait_for(lambda: media.node.hub.is_live(KEY) or obs.process.poll() is not None, timeout=START_SECONDS)
+        assert media.node.hub.is_live(KEY), obs.log()[-4000:]
         live_at = time.monotonic()
 
         # What OBS sends, played back over plain RTMP from the node (play.test plays push.test's streams).
@@ -189,15 +203,27 @@ def test_obs_publishes_over_rtmps_with_the_ingest_domains_certificate(media, ca,
 
         # OBS stays live for STREAMING_SECONDS, then is stopped.
         remaining = STREAMING_SECONDS - (time.monotonic() - live_at)
-        assert not media.wait_for(lambda: not media.node.hub.is_live(KEY), timeout=remaining), output.read_text()
+        assert not media.wait_for(lambda: not media.node.hub.is_live(KEY), timeout=remaining), obs.log()[-4000:]
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(obs.pid, signal.SIGTERM)  # OBS, Xvfb and xvfb-run: the session started above
-        obs.wait(30)
+        obs.stop()
     assert media.wait_for(lambda: not media.node.hub.is_live(KEY), timeout=30)
 
     # The node took the publish over TLS on the ingest domain's name (SNI), so with its certificate.
-    assert re.search(rf"rtmp \S+ publishing {KEY} over TLSv1\.[23] for {INGEST}$", caplog.text, re.M), caplog.text
+    assert re.search(rf"rtmp \S+ publishing {KEY} over TLSv1\.[23] \S+ for {INGEST}$", caplog.text, re.M), caplog.text
     # OBS connected over RTMPS, its certificate check passed (mbedTLS fails the connect otherwise).
-    log = output.read_text()
-    assert f"Connection to {server} successful" in log, log[-4000:]
+    assert f"Connection to {obs.server} successful" in obs.log(), obs.log()[-4000:]
+
+
+def test_obs_refuses_a_certificate_of_another_ca(media, tmp_path):
+    """The trust store really is what OBS checks: with another CA in it the
+    handshake fails, OBS says why, and nothing goes live."""
+    (tmp_path / "other").mkdir()
+    other = TestCa(tmp_path / "other")
+    obs = Obs(media, other.path, tmp_path)
+    try:
+        failed = f"Connection to {obs.server} failed"
+        assert media.wait_for(lambda: failed in obs.log() or obs.process.poll() is not None, timeout=START_SECONDS)
+        assert failed in obs.log() and "Cert verify failed" in obs.log(), obs.log()[-4000:]
+        assert not media.node.hub.is_live(KEY)
+    finally:
+        obs.stop()

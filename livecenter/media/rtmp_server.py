@@ -25,7 +25,7 @@ from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
 from .stats import NODE_LINK_PROTOCOL
-from .tls import server_name, tls_version
+from .tls import server_name, tls_session
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,9 @@ class RtmpSession:
             )
         )
         self.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(self.publication))
-        # RTMPS: the version and the name say which client and which certificate (an interop check reads them).
-        version = tls_version(self.writer)
-        over = f" over {version} for {self.sni or 'no name'}" if version else ""
+        # RTMPS: what the client negotiated, and the name its certificate was chosen by.
+        session = tls_session(self.writer)
+        over = f" over {session} for {self.sni or 'no name'}" if session else ""
         log.info("rtmp %s publishing %s%s", self.peer, self.key, over)
 
     async def _watch_kick(self, publication) -> None:
