@@ -18,7 +18,7 @@ CA alone and whose /etc/hosts names the test domains, as the GStreamer test
 Needs root for that, as tests/tlssupport.py's `resolving` does.
 
 OBS is not installed where CI runs (a large GUI package, not in `make
-system-deps`): the test is skipped without `obs` or `xvfb-run`. Debian:
+system-deps`): the tests are skipped without `obs` or `xvfb-run`. Debian:
 `apt-get install --no-install-recommends obs-studio xvfb xauth`."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ pytestmark = [
     pytest.mark.media,
     pytest.mark.skipif(
         shutil.which("obs") is None or shutil.which("xvfb-run") is None,
-        reason="OBS Studio and Xvfb are not installed (apt-get install obs-studio xvfb xauth; not in make system-deps)",
+        reason="needs OBS Studio and Xvfb (apt-get install obs-studio xvfb xauth; not in make system-deps)",
     ),
 ]
 
