@@ -27,7 +27,7 @@ from .play import PlayRefusal, PlayRequest, admit_and_wait
 from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
 from .pump import FramePump
 from .stats import NODE_LINK_PROTOCOL
-from .tls import server_name
+from .tls import server_name, tls_session
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,10 @@ class RtmpSession:
             )
         )
         self.kick_watch = asyncio.get_running_loop().create_task(self._watch_kick(self.publication))
-        log.info("rtmp %s publishing %s", self.peer, self.key)
+        # RTMPS: what the client negotiated, and the name its certificate was chosen by.
+        session = tls_session(self.writer)
+        over = f" over {session} for {self.sni or 'no name'}" if session else ""
+        log.info("rtmp %s publishing %s%s", self.peer, self.key, over)
 
     async def _watch_kick(self, publication) -> None:
         await publication.kicked.wait()

@@ -123,6 +123,13 @@ def server_name(writer) -> str | None:
     return getattr(ssl_object, _SERVER_NAME_ATTRIBUTE, None) if ssl_object is not None else None
 
 
+def tls_session(writer) -> str | None:
+    """The TLS version and cipher a connection negotiated ("TLSv1.3
+    TLS_AES_128_GCM_SHA256"), for log lines; None on a plain connection."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    return f"{ssl_object.version()} {ssl_object.cipher()[0]}" if ssl_object is not None else None
+
+
 class _ClientHelloEnded(Exception):
     """The peer closed (or reset) before its ClientHello was whole."""
 
