@@ -397,7 +397,15 @@
         return;
       }
       const ahead = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
-      if ((target && ahead >= HLS_START_TARGET_DURATIONS * target) || performance.now() - since > HLS_HOLD_MAX_MS) {
+      // Or as far behind the live edge as hls.js aims (liveSyncDurationCount
+      // target durations): where a viewer of a longer playlist starts, so it
+      // is released at once, not kept back a segment more.
+      const behind = video.buffered.length && hls.targetLatency ? hls.latency >= hls.targetLatency - 0.1 : false;
+      if (
+        behind ||
+        (target && ahead >= HLS_START_TARGET_DURATIONS * target) ||
+        performance.now() - since > HLS_HOLD_MAX_MS
+      ) {
         clearInterval(timer);
         attemptState.released = true;
         startPlaying();
