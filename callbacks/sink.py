@@ -1,5 +1,6 @@
 """The engine's publish and unpublish events as callbacks: nodes.bridge
-tells this sink after the database has them (nodes/apps.py adds it). It only
+tells this sink once the database has them, in order, after an outage too
+(nodes/apps.py adds it `once_written`). It only
 queues a Delivery row and a task message; the node never waits on a receiver."""
 
 from __future__ import annotations

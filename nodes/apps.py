@@ -28,8 +28,9 @@ class NodesConfig(AppConfig):
                 signal.connect(receivers.forget_changed_domain, sender=model, dispatch_uid=uid)
         # The engine's events reach monitoring through the node's event sink.
         bridge.add_event_listener(MonitoringSink())
-        # And the operator's callback URL (callbacks/sink.py), which only queues deliveries.
-        bridge.add_event_listener(CallbackSink())
+        # And the operator's callback URL (callbacks/sink.py), which only queues
+        # deliveries: once the publish is written, so none is lost to an outage.
+        bridge.add_event_listener(CallbackSink(), once_written=True)
         # The troubleshooting tool reads an edge's relay in its heartbeat.
         troubleshoot.edge_relay = services.edge_relay
         # The URL generator's notes on the TLS ports the nodes serve.

@@ -446,18 +446,22 @@ def _node_address(node_id: str) -> media_jobs.NodeAddress | None:
     return media_jobs.NodeAddress(*row) if row is not None else None
 
 
-# Sinks of other apps that hear every event after the database has it
-# (nodes/apps.py adds monitoring's).
+# Sinks of other apps that hear every event (nodes/apps.py adds
+# monitoring's), and those that hear publishes and unpublishes only once the
+# database has them, in order, after an outage too (callbacks': a delivery is
+# a row, and an unpublish's reads its session's).
 _listeners: list[EventSink] = []
+_written_listeners: list[EventSink] = []
 
 
-def add_event_listener(sink: EventSink) -> None:
-    if sink not in _listeners:
-        _listeners.append(sink)
+def add_event_listener(sink: EventSink, *, once_written: bool = False) -> None:
+    listeners = _written_listeners if once_written else _listeners
+    if sink not in listeners:
+        listeners.append(sink)
 
 
-async def _tell_listeners(method: str, event) -> None:
-    for sink in list(_listeners):
+async def _tell_listeners(method: str, event, listeners: list[EventSink] = _listeners) -> None:
+    for sink in list(listeners):
         handler = getattr(sink, method, None)
         if handler is None:  # an optional event (publish_refused) this listener does without
             continue
@@ -475,7 +479,8 @@ class DatabaseEventSink:
 
     While the database is unreachable, publishes and unpublishes wait in
     `pending` (bounded, LIVECENTER_OUTAGE_EVENTS_MAX) and are written in
-    order at the next event once it answers; the listeners hear them at once."""
+    order at the next event once it answers; the listeners hear them at once,
+    those added `once_written` when they are written."""
 
     def __init__(self) -> None:
         self.node_address = None  # a media_jobs.NodeAddress, set when the node listens
@@ -491,8 +496,10 @@ class DatabaseEventSink:
             at_center = event.publish_type != EDGE_PUBLISH or event.relayed_from
             if at_center and self.node_address is not None and not self._ended_while_pending(event.session_id):
                 await _db(media_jobs.stream_published, event.key, self.node_address)
+            await _tell_listeners("published", event, _written_listeners)
         else:
             await _db(_record_unpublished, event)
+            await _tell_listeners("unpublished", event, _written_listeners)
 
     def _ended_while_pending(self, session_id: str) -> bool:
         return any(isinstance(e, StreamUnpublished) and e.session_id == session_id for e in self.pending.items())

@@ -9,7 +9,8 @@ import datetime as dt
 import time
 
 import pytest
-from django.db import connection
+from asgiref.sync import async_to_sync
+from django.db import OperationalError, connection
 from django.urls import include, path
 from django.utils import timezone
 from drf_spectacular.drainage import GENERATOR_STATS
@@ -19,8 +20,10 @@ from rest_framework.test import APIClient
 
 from callbacks import services, tasks
 from callbacks.models import CallbackConfig, Delivery, DeliveryAttempt, DeliveryStatus
+from livecenter import outage
 from livecenter.media import webhooks
 from livecenter.media.policy import StreamKey, StreamPublished, StreamUnpublished
+from nodes import bridge
 from tests.callbacksupport import Receiver
 from tests.pagesupport import add_ingest, add_streaming, assert_field_error, page
 
@@ -277,3 +280,24 @@ def test_it_sends_again_what_a_lost_message_left_pending(owner, loopback, sent):
     assert sent == [(lost.pk, 3, 0)]
     # A duplicate of a message already taken claims nothing.
     assert services.claim(lost.pk, 3) is not None and services.claim(lost.pk, 3) is None
+
+
+def test_a_publish_during_a_database_outage_is_called_back_once_it_is_written(owner, loopback, sent, monkeypatch):
+    services.configure_callbacks(add_ingest(owner), url="http://127.0.0.1:9/hook", secret=SECRET)
+    sink = bridge.DatabaseEventSink()
+    event = StreamPublished(KEY, "s1", "rtmp", "127.0.0.1:5555", "rtmp://push.example.com/live/cam1", time.time(), "n")
+    written = bridge._db
+
+    async def unreachable(*args, **kwargs):
+        raise OperationalError("the database is down")
+
+    monkeypatch.setattr(bridge, "_db", unreachable)
+    async_to_sync(sink.published)(event)
+    assert len(sink.pending) == 1 and not Delivery.objects.exists()  # buffered, and no callback yet
+    monkeypatch.setattr(bridge, "_db", written)
+    monkeypatch.setattr(outage.database, "_next_try", 0.0)  # the next event tries the database again
+    async_to_sync(sink.replay)()
+    outage.database.succeeded()
+    assert not len(sink.pending)
+    delivery = Delivery.objects.get()
+    assert delivery.event == "stream.published" and len(sent) == 1
