@@ -14,7 +14,7 @@ from django.db import connections
 from domains import services
 from tests.browsersupport import chromium_page
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
-from tests.test_browser_player import start_calibrator, stats
+from tests.test_browser_player import STARTED, start_calibrator, stats
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -57,8 +57,7 @@ def test_it_plays_an_encrypted_stream_and_says_so(browser_page, live_server, own
             page.click("#login-button")
             page.wait_for_url("**/domains/")
             page.goto(f"{live_server.url}/player/?domain=play.aes.test&app=live&stream=calib&protocol={protocol}")
-            page.wait_for_function("window.livecenterPlayer && window.livecenterPlayer.stats.state !== 'connecting'"
-                                   " && window.livecenterPlayer.stats.state !== 'starting'")  # fmt: skip
+            page.wait_for_function(STARTED)
             first = stats(page)
             assert first["state"] == "playing", first
 
