@@ -460,8 +460,8 @@ def add_event_listener(sink: EventSink, *, once_written: bool = False) -> None:
         listeners.append(sink)
 
 
-async def _tell_listeners(method: str, event, listeners: list[EventSink] = _listeners) -> None:
-    for sink in list(listeners):
+async def _tell_listeners(method: str, event, once_written: bool = False) -> None:
+    for sink in list(_written_listeners if once_written else _listeners):
         handler = getattr(sink, method, None)
         if handler is None:  # an optional event (publish_refused) this listener does without
             continue
@@ -496,10 +496,10 @@ class DatabaseEventSink:
             at_center = event.publish_type != EDGE_PUBLISH or event.relayed_from
             if at_center and self.node_address is not None and not self._ended_while_pending(event.session_id):
                 await _db(media_jobs.stream_published, event.key, self.node_address)
-            await _tell_listeners("published", event, _written_listeners)
+            await _tell_listeners("published", event, once_written=True)
         else:
             await _db(_record_unpublished, event)
-            await _tell_listeners("unpublished", event, _written_listeners)
+            await _tell_listeners("unpublished", event, once_written=True)
 
     def _ended_while_pending(self, session_id: str) -> bool:
         return any(isinstance(e, StreamUnpublished) and e.session_id == session_id for e in self.pending.items())
