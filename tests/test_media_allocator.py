@@ -37,7 +37,9 @@ def test_large_blocks_stay_out_of_the_heap_after_a_larger_one_was_freed():
         before = allocator.figures()
         segments = [bytes(MIB) for _ in range(32)]
         during = allocator.figures()
-        assert during["mmapped_bytes"] - before["mmapped_bytes"] >= 32 * MIB
+        # Most of the 32 MiB mapped (other threads of the process map and
+        # unmap blocks of their own meanwhile), next to none of it in the heap.
+        assert during["mmapped_bytes"] - before["mmapped_bytes"] >= 24 * MIB
         assert during["in_use_bytes"] - before["in_use_bytes"] < 8 * MIB
         del segments
     finally:
