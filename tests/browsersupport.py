@@ -22,3 +22,12 @@ def chromium_page(executable: str, args: list[str], timeout_ms: int = 30_000) ->
         yield page
         browser.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+def log_in_as_owner(page, base_url: str) -> None:
+    """Log in to the console as the `owner` fixture's user (tests/conftest.py)."""
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", "owner-pass-123")
+    page.click("#login-button")
+    page.wait_for_url("**/domains/")

@@ -12,7 +12,7 @@ import pytest
 from django.db import connections
 
 from domains import services
-from tests.browsersupport import chromium_page
+from tests.browsersupport import chromium_page, log_in_as_owner
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_browser_player import STARTED, start_calibrator, stats
 from tests.test_streams_live import DatabaseNode, local, wait_until
@@ -51,11 +51,7 @@ def test_it_plays_an_encrypted_stream_and_says_so(browser_page, live_server, own
             keys = []
             page.on("request", lambda r: keys.append(r.url) if ".key?" in r.url else None)
 
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("#id_username", "owner")
-            page.fill("#id_password", "owner-pass-123")
-            page.click("#login-button")
-            page.wait_for_url("**/domains/")
+            log_in_as_owner(page, live_server.url)
             page.goto(f"{live_server.url}/player/?domain=play.aes.test&app=live&stream=calib&protocol={protocol}")
             page.wait_for_function(STARTED)
             first = stats(page)
@@ -95,11 +91,7 @@ def test_the_badge_stays_hidden_for_a_stream_in_clear(browser_page, live_server,
         calibrator = start_calibrator(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=30)
         try:
             assert wait_until(lambda: media.node.hub.live_keys() or calibrator.poll() is not None), "not live"
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("#id_username", "owner")
-            page.fill("#id_password", "owner-pass-123")
-            page.click("#login-button")
-            page.wait_for_url("**/domains/")
+            log_in_as_owner(page, live_server.url)
             page.goto(f"{live_server.url}/player/?domain=play.clear.test&app=live&stream=calib&protocol=llhls")
             page.wait_for_function("window.livecenterPlayer && window.livecenterPlayer.stats.state === 'playing'")
             assert stats(page)["encryption"] is None

@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 
 from domains import services
-from tests.browsersupport import chromium_page
+from tests.browsersupport import chromium_page, log_in_as_owner
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
@@ -89,11 +89,7 @@ def test_it_plays_the_calibrator_and_shows_latency(browser_page, live_server, ow
             assert wait_until(lambda: media.node.hub.live_keys() or calibrator.poll() is not None), "not live"
             assert calibrator.poll() is None, calibrator.communicate()
 
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("#id_username", "owner")
-            page.fill("#id_password", "owner-pass-123")
-            page.click("#login-button")
-            page.wait_for_url("**/domains/")
+            log_in_as_owner(page, live_server.url)
             page.add_init_script(WAITING_LOG)
             page.goto(f"{live_server.url}/player/?domain=play.player.test&app=live&stream=calib&protocol={protocol}")
             page.wait_for_function(STARTED)
