@@ -22,13 +22,17 @@ node_modules/.deps: package.json package-lock.json
 
 setup: $(VENV)/.deps node_modules/.deps
 
-# Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
+# Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests);
+# simple-whip-client (Meetecho's WHIP client on GStreamer's webrtcbin) is the
+# GStreamer WHIP publisher: bookworm's plugins-bad 1.22 has no whipsink.
 system-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null \
-			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then \
-		echo "Installing Debian's ffmpeg, chromium, srt-tools and GStreamer (rtmp2sink, x264enc, voaacenc)"; \
+			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+			|| ! command -v whip-client >/dev/null; then \
+		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc) and simple-whip-client"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools \
-			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking; \
+			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking \
+			simple-whip-client; \
 	fi
 
 run: setup
