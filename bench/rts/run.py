@@ -4,7 +4,15 @@
    web player over RTS in headless Chromium, with the latency calibrator
    (1280x720, 30 fps, 2 Mbit/s, 1 s keyframes, no B-frames): bench/latency's
    set-up, processes and measuring, with `protocol=rts`.
-2. `viewers`: how many WebRTC viewers one core holds before frames drop. The
+2. `whip`: the same latency over RTS for two ingests in one run, on the
+   same calibrator frames: RTMP → WHEP (the `latency` part's path) and WHIP
+   → WHEP (`bench/rts/whip_publisher.py`: the calibrator's frames encoded by
+   the same code and libx264 settings, sent as they are over WebRTC by an
+   aiortc WHIP client). `--rounds` alternates them (RTMP WHIP WHIP RTMP …)
+   so that a machine whose load drifts favours neither; the samples are
+   pooled per ingest. Target (issue 17): WHIP → WHEP p50 no higher than
+   RTMP → WHEP.
+3. `viewers`: how many WebRTC viewers one core holds before frames drop. The
    node (`bench/rts/node_runner.py`) is pinned to core 0; the publisher (a
    720p30 2 Mbit/s clip without B-frames, `-c copy` in real time, as
    bench/fanout) and the viewers (`bench/rts/viewers.py`: aiortc peers that do
@@ -17,11 +25,13 @@ Loopback only; everything it starts it stops; bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900]
+    .venv/bin/python bench/rts/run.py --parts whip [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,7 +41,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -44,14 +56,16 @@ from bench.latency.run import (  # noqa: E402
     CALIBRATOR_ARGS,
     CHROMIUM,
     PLAY,
+    PUSH,
     PYTHON,
     SETUP_SCRIPT,
     STREAM,
+    USERNAME,
     Processes,
+    Result,
     log_in,
     manage,
     measure,
-    signed_ingest_url,
 )
 from bench.latency.run import CHROMIUM_ARGS as LATENCY_CHROMIUM_ARGS  # noqa: E402
 
@@ -71,7 +85,31 @@ CLIP_FPS = 30
 # --- 1. latency ----------------------------------------------------------------------
 
 
-def run_latency(args) -> dict:
+@dataclass
+class LatencyBench:
+    """The latency parts' set-up: a node and a console on loopback with the
+    bench's domains, and a Chromium context signed in to the console."""
+
+    workdir: Path
+    env: dict
+    procs: Processes
+    context: object
+    console: str
+    http_port: int
+
+    def player_url(self, stream: str) -> str:
+        return f"{self.console}/player/?domain={PLAY}&app={APP}&stream={stream}&protocol=rts"
+
+    def start_calibrator(self, name: str, ingest: str) -> subprocess.Popen:
+        calibrator = self.procs.start(name, [PYTHON, "manage.py", "calibrator", "--url", ingest, *CALIBRATOR_ARGS])
+        time.sleep(3)  # the encoder starts; the first, discarded, page load waits for the rest
+        if calibrator.poll() is not None:
+            raise RuntimeError(f"the calibrator stopped: {self.procs.tail(name)}")
+        return calibrator
+
+
+@contextlib.contextmanager
+def latency_bench(args, node_id: str = "bench-rts"):
     from playwright.sync_api import sync_playwright
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-rts-"))
@@ -84,15 +122,14 @@ def run_latency(args) -> dict:
         "LIVECENTER_HTTP_PORT": str(http_port),
         "LIVECENTER_MEDIA_HOST": "127.0.0.1",
         "LIVECENTER_PLAYER_MEDIA_HOST": "127.0.0.1",
-        "LIVECENTER_NODE_ID": "bench-rts",
+        "LIVECENTER_NODE_ID": node_id,
         "LIVECENTER_LOG_LEVEL": "WARNING",
     }
     procs = Processes(workdir, env)
     try:
-        log(f"latency: setting up in {workdir} ...")
+        log(f"setting up in {workdir} ...")
         manage(env, "migrate", "--noinput")
         manage(env, "shell", "-c", SETUP_SCRIPT)
-        ingest = signed_ingest_url(env)
         procs.start("medianode", [PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
                                   "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)])  # fmt: skip
         procs.start("console", [PYTHON, "manage.py", "runall", "--no-media", "--no-worker",
@@ -104,14 +141,7 @@ def run_latency(args) -> dict:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             log_in(context, console)
-            calibrator = procs.start("calibrator", [PYTHON, "manage.py", "calibrator", "--url", ingest,
-                                                    *CALIBRATOR_ARGS])  # fmt: skip
-            time.sleep(3)  # the encoder starts; the first, discarded, page load waits for the rest
-            if calibrator.poll() is not None:
-                raise RuntimeError(f"the calibrator stopped: {procs.tail('calibrator')}")
-            url = f"{console}/player/?domain={PLAY}&app={APP}&stream={STREAM}&protocol=rts"
-            result = measure(context, "rts", url, args.seconds, args.settle, args.loads)
-            procs.stop(calibrator)
+            yield LatencyBench(workdir, env, procs, context, console, http_port)
             browser.close()
     finally:
         procs.stop_all()
@@ -119,6 +149,13 @@ def run_latency(args) -> dict:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_latency(args) -> dict:
+    with latency_bench(args) as bench:
+        calibrator = bench.start_calibrator("calibrator", signed_urls(bench.env, STREAM, bench.http_port)["rtmp"])
+        result = measure(bench.context, "rts", bench.player_url(STREAM), args.seconds, args.settle, args.loads)
+        bench.procs.stop(calibrator)
     return result.row()
 
 
@@ -139,7 +176,113 @@ def latency_table(row: dict) -> str:
     )
 
 
-# --- 2. viewers on one core --------------------------------------------------------------
+# --- 2. WHIP → WHEP against RTMP → WHEP ----------------------------------------------
+
+WHIP_STREAM = "calibwhip"  # a stream of its own: the RTMP one may still be in its reconnect grace
+INGESTS = {"rtmp": "RTMP → WHEP", "whip": "WHIP → WHEP"}
+# The WHIP publisher's wait for the node's answer, ICE and DTLS (its own
+# timeouts are shorter): past it, the round fails with its log.
+WHIP_START_SECONDS = 30
+
+
+def signed_urls(env: dict, stream: str, http_port: int) -> dict[str, str]:
+    """The RTMP ingest URL the URL generator signs for `stream`, sent to
+    127.0.0.1 (bench/latency's `signed_ingest_url`, for any stream), and the
+    WHIP URL with the same auth_key (issue 17: WHIP is signed over
+    `/{app}/{stream}`, as RTMP), naming the ingest domain with `domain=` as
+    the RTMP URL does."""
+    script = (
+        "from django.contrib.auth import get_user_model\n"
+        "from domains import services\n"
+        "from streams.player import via_media_host\n"
+        f"owner = get_user_model().objects.get(username={USERNAME!r})\n"
+        f"urls = services.generate_urls(owner, {PUSH!r}, {APP!r}, {stream!r})\n"
+        "print(via_media_host(urls.ingest['rtmp'], '127.0.0.1', urls.ingest_domain))\n"
+    )
+    rtmp = manage(env, "shell", "-c", script)
+    query = parse_qs(urlsplit(rtmp).query)
+    auth_key, domain = query["auth_key"][0], query.get("domain", [PUSH])[0]
+    whip = f"http://127.0.0.1:{http_port}/{APP}/{stream}.whip?auth_key={auth_key}&domain={domain}"
+    return {"rtmp": rtmp, "whip": whip}
+
+
+def start_whip_publisher(bench: LatencyBench, name: str, url: str) -> subprocess.Popen:
+    """bench/rts/whip_publisher.py publishing the calibrator's frames
+    (CALIBRATOR_ARGS' size, rate, bitrate and keyframes) until stopped;
+    returns once it says it is publishing."""
+    size, fps, bitrate, gop = (CALIBRATOR_ARGS[CALIBRATOR_ARGS.index(o) + 1]
+                               for o in ("--size", "--fps", "--bitrate", "--gop-seconds"))  # fmt: skip
+    cmd = [PYTHON, str(HERE / "whip_publisher.py"), url, "--source", "calibrator",
+           "--size", size, "--fps", fps, "--bitrate", bitrate, "--gop-seconds", gop]  # fmt: skip
+    publisher = bench.procs.start(name, cmd)
+    deadline = time.monotonic() + WHIP_START_SECONDS
+    while time.monotonic() < deadline:
+        if publisher.poll() is not None:
+            raise RuntimeError(f"the WHIP publisher stopped: {bench.procs.tail(name)}")
+        if "publishing:" in (bench.workdir / f"{name}.log").read_text():
+            time.sleep(1)  # as the RTMP calibrator's: the first frames reach the node
+            return publisher
+        time.sleep(0.2)
+    raise RuntimeError(f"the WHIP publisher did not connect in {WHIP_START_SECONDS} s: {bench.procs.tail(name)}")
+
+
+def run_whip(args) -> dict:
+    """RTMP → WHEP and WHIP → WHEP, `args.rounds` times each in the order
+    RTMP WHIP WHIP RTMP …, one publisher at a time, the samples pooled."""
+    pooled = {ingest: Result(ingest) for ingest in INGESTS}
+    order = [("rtmp", "whip") if i % 2 == 0 else ("whip", "rtmp") for i in range(args.rounds)]
+    with latency_bench(args, "bench-rts-whip") as bench:
+        urls = {"rtmp": signed_urls(bench.env, STREAM, bench.http_port)["rtmp"],
+                "whip": signed_urls(bench.env, WHIP_STREAM, bench.http_port)["whip"]}  # fmt: skip
+        for i, pair in enumerate(order):
+            for ingest in pair:
+                name = f"{ingest}-{i}"
+                log(f"{INGESTS[ingest]}, round {i + 1}/{args.rounds} ...")
+                if ingest == "rtmp":
+                    publisher, stream = bench.start_calibrator(name, urls["rtmp"]), STREAM
+                else:
+                    publisher, stream = start_whip_publisher(bench, name, urls["whip"]), WHIP_STREAM
+                try:
+                    result = measure(bench.context, name, bench.player_url(stream), args.seconds, args.settle,
+                                     args.loads)  # fmt: skip
+                finally:
+                    bench.procs.stop(publisher)
+                if ingest == "whip":
+                    log(f"  WHIP publisher: {bench.procs.tail(name).strip().splitlines()[-1]}")
+                into = pooled[ingest]
+                into.latency += result.latency
+                into.first_frames += result.first_frames
+                into.stalls += result.stalls
+                into.protocol_seen = result.protocol_seen or into.protocol_seen
+                if result.error:
+                    into.error = f"round {i + 1}: {result.error}"
+    return {ingest: result.row() for ingest, result in pooled.items()}
+
+
+def whip_table(rows: dict) -> str:
+    lines = [
+        "| ingest → play | latency p50 | latency p95 | samples | first frame p50 (loads) | stalls |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for ingest, label in INGESTS.items():
+        row = rows[ingest]
+        if "p50" not in row:
+            lines.append(f"| {label} | failed: {row.get('error')} | | | | |")
+            continue
+        ffs = ", ".join(str(f) for f in row["first_frames"])
+        error = f" ({row['error']})" if row.get("error") else ""
+        lines.append(f"| {label} | {row['p50']} ms | {row['p95']} ms | {row['samples']} |"
+                     f" {row['ff_p50']:.0f} ms ({ffs}) | {row['stalls']}{error} |")  # fmt: skip
+    rtmp, whip = rows["rtmp"], rows["whip"]
+    if "p50" in rtmp and "p50" in whip:
+        ratio = whip["p50"] / rtmp["p50"] if rtmp["p50"] else float("inf")
+        met = "yes" if whip["p50"] <= rtmp["p50"] else "no"
+        lines.append(f"\nlatency p50, WHIP → WHEP / RTMP → WHEP: {whip['p50']} / {rtmp['p50']} ms = {ratio:.2f}"
+                     f" (p95 {whip['p95']} / {rtmp['p95']} ms); target WHIP p50 ≤ RTMP p50: {met}")  # fmt: skip
+    return "\n".join(lines)
+
+
+# --- 3. viewers on one core --------------------------------------------------------------
 
 
 class NodeStats:
@@ -298,6 +441,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="latency samples, split over the loads")
     parser.add_argument("--settle", type=float, default=5, help="play this long after the first frame")
     parser.add_argument("--loads", type=int, default=5, help="fresh page loads for the first frame")
+    parser.add_argument("--rounds", type=int, default=1, help="whip: rounds of RTMP and WHIP, alternating")
     parser.add_argument("--start", type=int, default=10, help="viewers in the first step")
     parser.add_argument("--max", type=int, default=640, help="never more viewers than this")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after the first failing one")
@@ -312,6 +456,8 @@ def main() -> None:
     figures: dict = {}
     if "latency" in parts:
         figures["latency"] = run_latency(args)
+    if "whip" in parts:
+        figures["whip"] = run_whip(args)
     if "viewers" in parts:
         if shutil.which("taskset") is None:
             sys.exit("taskset is needed (apt-get install util-linux)")
@@ -322,6 +468,9 @@ def main() -> None:
         print(latency_table(figures["latency"]))
         samples = figures["latency"]
         print(f"(p50 of the pooled per-frame samples; {samples.get('samples', 0)} frames)")
+    if "whip" in figures:
+        print(whip_table(figures["whip"]))
+        print(f"(p50 of the pooled per-frame samples, {args.rounds} round(s) of {args.loads} loads each)")
     if "viewers" in figures:
         print(viewers_table(figures["viewers"]))
     print(f"(total {time.monotonic() - began:.0f} s)")
