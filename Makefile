@@ -22,17 +22,20 @@ node_modules/.deps: package.json package-lock.json
 
 setup: $(VENV)/.deps node_modules/.deps
 
-# Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests);
-# simple-whip-client (Meetecho's WHIP client on GStreamer's webrtcbin) is the
-# GStreamer WHIP publisher: bookworm's plugins-bad 1.22 has no whipsink.
+# Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
+# GStreamer WHIP publishers (tests/test_interop_gstreamer_whip.py; bookworm's
+# plugins-bad 1.22 has no whipsink): webrtcbin driven from the system Python
+# (python3-gi, gir1.2-gst-plugins-bad-1.0, gstreamer1.0-nice), and Meetecho's
+# simple-whip-client, which bookworm ships but which aborts there (libsoup2 and 3).
 system-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null \
 			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
-			|| ! command -v whip-client >/dev/null; then \
-		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc) and simple-whip-client"; \
+			|| ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 || ! command -v whip-client >/dev/null \
+			|| ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0')" 2>/dev/null; then \
+		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc, webrtcbin) and simple-whip-client"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools \
 			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking \
-			simple-whip-client; \
+			gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0 simple-whip-client; \
 	fi
 
 run: setup
