@@ -192,7 +192,8 @@ def main() -> None:
     parser.add_argument(
         "--dtls-active",
         action="store_true",
-        help="offer a=setup:active instead of actpass, so that the server is the DTLS server",
+        help="offer a=setup:active instead of actpass (RFC 8842 has an offerer send actpass), so that the"
+        " server is the DTLS server",
     )
     args = parser.parse_args()
     Gst.init(None)
