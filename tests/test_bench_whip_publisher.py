@@ -20,9 +20,9 @@ from bench.rts.whip_publisher import (
     AnnexBError,
     Source,
     WhipError,
-    is_keyframe,
     publish,
 )
+from livecenter.media.avc_flv import has_idr
 from livecenter.media.timecode import decode_luma
 
 SPS = b"\x00\x00\x00\x01\x67\x42\xc0\x1f\x8c\x8d"
@@ -47,7 +47,7 @@ def test_it_cuts_access_units_at_their_first_slice_or_parameter_set(step):
     units, last = split(stream, step)
     assert units == [SPS + PPS + IDR_FIRST + b"\x00" + IDR_NEXT, P_FIRST + b"\x00" + P_NEXT]
     assert last == [P_FIRST + b"\x00" + P_NEXT]
-    assert is_keyframe(units[0]) and not is_keyframe(units[1])
+    assert has_idr(units[0]) and not has_idr(units[1])
 
 
 @pytest.mark.parametrize("step", [1, 3, 1000])

@@ -66,6 +66,7 @@ import av  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
+from livecenter.media.avc_flv import has_idr  # noqa: E402
 from livecenter.media.codecs import ANNEXB_START_CODE, iter_annexb_nal_units  # noqa: E402
 from livecenter.media.rts.aiortc_compat import use_ice_addresses  # noqa: E402
 from livecenter.media.rts.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SLICE, NAL_SPS  # noqa: E402
@@ -167,11 +168,6 @@ def _without_auds(data: bytes | bytearray) -> bytes:
     return b"".join(parts)
 
 
-def is_keyframe(unit: bytes) -> bool:
-    """Whether an Annex B access unit holds an IDR slice."""
-    return any(nal[0] & 0x1F == NAL_IDR for nal in iter_annexb_nal_units(unit))
-
-
 # --- the sources (processes writing Annex B to stdout) --------------------------------------
 
 
@@ -271,7 +267,7 @@ class AccessUnitTrack(MediaStreamTrack):
     def put(self, unit: bytes) -> None:
         index = self.frames_in
         self.frames_in += 1
-        keyframe = is_keyframe(unit)
+        keyframe = has_idr(unit)
         if len(self.queue) >= TRACK_MAX_FRAMES:
             self.dropped += len(self.queue)
             self.queue.clear()
