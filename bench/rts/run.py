@@ -187,10 +187,10 @@ WHIP_START_SECONDS = 30
 
 def signed_urls(env: dict, stream: str, http_port: int) -> dict[str, str]:
     """The RTMP ingest URL the URL generator signs for `stream`, sent to
-    127.0.0.1 (bench/latency's `signed_ingest_url`, for any stream), and the
+    127.0.0.1 (bench/latency's `signed_ingest_url`, for any stream), the
     WHIP URL with the same auth_key (issue 17: WHIP is signed over
     `/{app}/{stream}`, as RTMP), naming the ingest domain with `domain=` as
-    the RTMP URL does."""
+    the RTMP URL does, and the streaming domain's WHEP URL."""
     script = (
         "from django.contrib.auth import get_user_model\n"
         "from domains import services\n"
@@ -198,12 +198,16 @@ def signed_urls(env: dict, stream: str, http_port: int) -> dict[str, str]:
         f"owner = get_user_model().objects.get(username={USERNAME!r})\n"
         f"urls = services.generate_urls(owner, {PUSH!r}, {APP!r}, {stream!r})\n"
         "print(via_media_host(urls.ingest['rtmp'], '127.0.0.1', urls.ingest_domain))\n"
+        f"play = services.generate_urls(owner, {PLAY!r}, {APP!r}, {stream!r})\n"
+        f"print(via_media_host(play.playback['whep'], '127.0.0.1', {PLAY!r}))\n"
     )
-    rtmp = manage(env, "shell", "-c", script)
+    out = subprocess.run([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True)  # fmt: skip
+    rtmp, whep = out.stdout.strip().splitlines()[-2:]
     query = parse_qs(urlsplit(rtmp).query)
     auth_key, domain = query["auth_key"][0], query.get("domain", [PUSH])[0]
     whip = f"http://127.0.0.1:{http_port}/{APP}/{stream}.whip?auth_key={auth_key}&domain={domain}"
-    return {"rtmp": rtmp, "whip": whip}
+    return {"rtmp": rtmp, "whip": whip, "whep": whep}
 
 
 def start_whip_publisher(bench: LatencyBench, name: str, url: str) -> subprocess.Popen:
@@ -230,21 +234,26 @@ def run_whip(args) -> dict:
     """RTMP → WHEP and WHIP → WHEP, `args.rounds` times each in the order
     RTMP WHIP WHIP RTMP …, one publisher at a time, the samples pooled."""
     pooled = {ingest: Result(ingest) for ingest in INGESTS}
+    arrivals: dict[str, list[dict]] = {ingest: [] for ingest in INGESTS}
     order = [("rtmp", "whip") if i % 2 == 0 else ("whip", "rtmp") for i in range(args.rounds)]
     with latency_bench(args, "bench-rts-whip") as bench:
-        urls = {"rtmp": signed_urls(bench.env, STREAM, bench.http_port)["rtmp"],
-                "whip": signed_urls(bench.env, WHIP_STREAM, bench.http_port)["whip"]}  # fmt: skip
+        urls = {"rtmp": signed_urls(bench.env, STREAM, bench.http_port),
+                "whip": signed_urls(bench.env, WHIP_STREAM, bench.http_port)}  # fmt: skip
         for i, pair in enumerate(order):
             for ingest in pair:
                 name = f"{ingest}-{i}"
                 log(f"{INGESTS[ingest]}, round {i + 1}/{args.rounds} ...")
                 if ingest == "rtmp":
-                    publisher, stream = bench.start_calibrator(name, urls["rtmp"]), STREAM
+                    publisher, stream = bench.start_calibrator(name, urls["rtmp"]["rtmp"]), STREAM
                 else:
-                    publisher, stream = start_whip_publisher(bench, name, urls["whip"]), WHIP_STREAM
+                    publisher, stream = start_whip_publisher(bench, name, urls["whip"]["whip"]), WHIP_STREAM
                 try:
                     result = measure(bench.context, name, bench.player_url(stream), args.seconds, args.settle,
                                      args.loads)  # fmt: skip
+                    if args.arrival_seconds > 0:
+                        arrival = measure_arrival(urls[ingest]["whep"], args.arrival_seconds)
+                        arrivals[ingest].append(arrival)
+                        log(f"  {name}: capture to arrival at an aiortc WHEP viewer: {arrival}")
                 finally:
                     bench.procs.stop(publisher)
                 if ingest == "whip":
@@ -256,7 +265,20 @@ def run_whip(args) -> dict:
                 into.protocol_seen = result.protocol_seen or into.protocol_seen
                 if result.error:
                     into.error = f"round {i + 1}: {result.error}"
-    return {ingest: result.row() for ingest, result in pooled.items()}
+    rows = {ingest: result.row() for ingest, result in pooled.items()}
+    for ingest, runs in arrivals.items():
+        rows[ingest]["arrival"] = runs
+    return rows
+
+
+def measure_arrival(whep_url: str, seconds: float) -> dict:
+    """bench/rts/arrival.py: capture to the whole frame at an aiortc WHEP
+    viewer, no browser (its JSON line)."""
+    run = subprocess.run([PYTHON, str(HERE / "arrival.py"), whep_url, "--seconds", str(seconds)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=seconds + 60)  # fmt: skip
+    if run.returncode != 0:
+        return {"error": (run.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def whip_table(rows: dict) -> str:
@@ -273,6 +295,17 @@ def whip_table(rows: dict) -> str:
         error = f" ({row['error']})" if row.get("error") else ""
         lines.append(f"| {label} | {row['p50']} ms | {row['p95']} ms | {row['samples']} |"
                      f" {row['ff_p50']:.0f} ms ({ffs}) | {row['stalls']}{error} |")  # fmt: skip
+    if any(rows[ingest].get("arrival") for ingest in INGESTS):
+        lines += [
+            "",
+            "| ingest → aiortc WHEP viewer, no browser | capture → last packet p50 (rounds) | p95 (rounds) | samples |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for ingest, label in INGESTS.items():
+            runs = [r for r in rows[ingest].get("arrival", []) if "p50" in r]
+            p50s = ", ".join(f"{r['p50']:.0f}" for r in runs)
+            p95s = ", ".join(f"{r['p95']:.0f}" for r in runs)
+            lines.append(f"| {label} | {p50s} ms | {p95s} ms | {sum(r['samples'] for r in runs)} |")
     rtmp, whip = rows["rtmp"], rows["whip"]
     if "p50" in rtmp and "p50" in whip:
         ratio = whip["p50"] / rtmp["p50"] if rtmp["p50"] else float("inf")
@@ -442,6 +475,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=5, help="play this long after the first frame")
     parser.add_argument("--loads", type=int, default=5, help="fresh page loads for the first frame")
     parser.add_argument("--rounds", type=int, default=1, help="whip: rounds of RTMP and WHIP, alternating")
+    parser.add_argument(
+        "--arrival-seconds", type=float, default=10, help="whip: capture to arrival at an aiortc viewer (0: off)"
+    )
     parser.add_argument("--start", type=int, default=10, help="viewers in the first step")
     parser.add_argument("--max", type=int, default=640, help="never more viewers than this")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after the first failing one")
