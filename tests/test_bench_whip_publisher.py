@@ -160,6 +160,37 @@ def test_it_publishes_the_calibrators_frames_over_whip_and_deletes_the_session()
     assert audio_frames > 0
 
 
+def test_it_publishes_ffmpegs_annex_b_as_it_comes():
+    """The testsrc source: the ffmpeg CLI's `-f h264 -` with an AUD before each frame."""
+
+    async def run():
+        endpoint = StandInWhipEndpoint()
+        url = await endpoint.start()
+        sizes = []
+        connected = asyncio.Event()
+
+        async def read_video():
+            await connected.wait()
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    frame = await endpoint.tracks["video"].recv()
+                    sizes.append((frame.width, frame.height))
+
+        reader = asyncio.ensure_future(read_video())
+        source = Source("testsrc", size="320x240", fps=25, bitrate="300k")
+        try:
+            stats = await asyncio.wait_for(publish(url, 2, source, audio=False, started=connected.set), 120)
+        finally:
+            await endpoint.stop()
+            await asyncio.gather(reader, return_exceptions=True)
+        return endpoint, stats, sizes
+
+    endpoint, stats, sizes = asyncio.run(run())
+    assert "m=audio" not in endpoint.offer
+    assert not stats.errors and stats.frames_sent >= 20, stats
+    assert len(sizes) >= 20 and set(sizes) == {(320, 240)}
+
+
 def test_a_refusal_is_reported_with_the_servers_reason():
     async def run():
         async def refuse(reader, writer):
