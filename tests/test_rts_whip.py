@@ -9,6 +9,7 @@ in tests/test_browser_golive.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -259,3 +260,72 @@ def test_a_viewer_that_asks_for_a_keyframe_gets_the_publisher_asked(quiet_node):
     asked, counted = asyncio.run(scenario())
     assert asked == 1, "two requests within a second are one PLI"
     assert counted >= 1
+
+
+def test_a_vp8_publisher_is_transcoded_to_h264_once_for_every_protocol(node):
+    """A browser that offers no H.264 sends VP8: the node makes H.264 of it
+    once (no protocol but WebRTC carries VP8), which FLV, HLS and WHEP
+    viewers all get."""
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=4, video_codec="VP8")
+        assert await publisher.start() == 201, publisher.body
+        assert "VP8/90000" in publisher.body and "H264/90000" not in publisher.body
+        try:
+            deadline = time.monotonic() + 30
+            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
+                assert time.monotonic() < deadline, "the VP8 stream never went live"
+                await asyncio.sleep(0.1)
+            viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 30, 20))
+            flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
+            recorders, streams = await asyncio.gather(viewer, flv)
+            transcoders = node.node.rts.whip.by_key[KEY].vp8
+            return recorders, streams, transcoders
+        finally:
+            await publisher.stop()
+
+    recorders, streams, transcoder = asyncio.run(scenario())
+    assert transcoder is not None
+    assert {(s["codec_type"], s["codec_name"]) for s in streams} == {("video", "h264"), ("audio", "aac")}
+    assert {s["width"] for s in streams if s["codec_type"] == "video"} == {320}
+    assert len(recorders["video"].frames) >= 30 and all(slices(f) for f in recorders["video"].frames)
+
+
+def test_lost_packets_are_asked_for_again_and_the_stream_loses_no_frame(node):
+    """One video packet in 15 is dropped on its way out of the publisher (its
+    first sending only): the node NACKs each, the publisher resends it over
+    RTX, and every frame still reaches the hub whole."""
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=6, audio=False)
+        dropped: set[int] = set()
+        assert await publisher.start() == 201
+        video_types = {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) H264/90000", publisher.body)}
+        transport = publisher.pc.getSenders()[0].transport
+        send = transport._send_rtp
+
+        async def lossy(data: bytes) -> None:
+            payload_type = data[1] & 0x7F
+            if payload_type in video_types:
+                seq = int.from_bytes(data[2:4], "big")
+                if seq % 15 == 7 and seq not in dropped:
+                    dropped.add(seq)
+                    return
+            await send(data)
+
+        transport._send_rtp = lossy
+        try:
+            deadline = time.monotonic() + 30
+            while len(dropped) < 10 or node.node.hub.stream(KEY).video_frames < 90:
+                assert time.monotonic() < deadline, (len(dropped), node.node.hub.stream(KEY))
+                await asyncio.sleep(0.1)
+            whip = node.node.rts.whip.by_key[KEY]
+            stats = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(whip.stats(), node.loop))
+            return len(dropped), whip.taps["video"].assembler, stats
+        finally:
+            await publisher.stop()
+
+    dropped, assembler, stats = asyncio.run(scenario())
+    assert dropped >= 10
+    assert stats.nacks_sent >= dropped, "every lost packet was asked for"
+    assert assembler.frames_lost == 0 and assembler.frames_skipped == 0, "each came back in time"
