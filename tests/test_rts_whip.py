@@ -19,7 +19,16 @@ from livecenter.media.policy import DomainConfig, MemoryPolicy, StreamKey, Strea
 from livecenter.media.rts.aiortc_compat import tap_receiver
 from livecenter.media.rts.assembly import FrameAssembler
 from livecenter.media.signing import sign
-from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, probe_streams
+from tests.mediasupport import (
+    INGEST,
+    INGEST_KEY,
+    PLAY,
+    PLAY_KEY,
+    VALIDITY_SECONDS,
+    NodeThread,
+    probe_streams,
+    start_publisher,
+)
 from tests.whipsupport import WhipPublisher, http, slices, whip_url
 
 KEY = StreamKey(INGEST, "live", "cam1")
@@ -329,3 +338,35 @@ def test_lost_packets_are_asked_for_again_and_the_stream_loses_no_frame(node):
     assert dropped >= 10
     assert stats.nacks_sent >= dropped, "every lost packet was asked for"
     assert assembler.frames_lost == 0 and assembler.frames_skipped == 0, "each came back in time"
+
+
+def test_one_publisher_across_rtmp_and_whip_and_forbid_ends_a_whip_publisher(node):
+    rtmp = start_publisher(node.publish_url(stream="cam2"), seconds=30, size="320x240")
+    try:
+        assert node.wait_for(lambda: node.node.hub.stream(StreamKey(INGEST, "live", "cam2")) is not None)
+
+        async def scenario():
+            second = WhipPublisher(whip_url(node, stream="cam2"), seconds=1)
+            await second.start()
+            await second.stop()
+            publisher = WhipPublisher(whip_url(node), seconds=6)
+            assert await publisher.start() == 201
+            try:
+                deadline = time.monotonic() + 30
+                while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+                node.loop.call_soon_threadsafe(node.node.kick, KEY)
+                deadline = time.monotonic() + 15
+                while KEY in node.node.rts.whip.by_key:
+                    assert time.monotonic() < deadline, "the forbidden publisher was not ended"
+                    await asyncio.sleep(0.1)
+            finally:
+                await publisher.stop(delete=False)
+            return second.status, second.headers.get("X-LiveCenter-Error")
+
+        assert asyncio.run(scenario()) == (409, "stream is already being published")
+    finally:
+        rtmp.stop()
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended[-1].reason == "forbidden"
