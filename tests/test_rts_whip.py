@@ -370,3 +370,33 @@ def test_one_publisher_across_rtmp_and_whip_and_forbid_ends_a_whip_publisher(nod
         rtmp.stop()
     ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
     assert ended[-1].reason == "forbidden"
+
+
+def test_a_whip_publisher_on_an_edge_is_relayed_to_a_center():
+    """Edge ingest over WHIP: the edge admits it and relays the stream (H.264
+    and the AAC made from the Opus) to its center like an RTMP publisher's."""
+    from tests.test_media_edge import FixedRouter, center, edge
+
+    c = center("center-1")
+    e = edge(FixedRouter(c), **{"whip_keyframe_interval_seconds": 1.0})
+    try:
+
+        async def scenario():
+            publisher = WhipPublisher(whip_url(e), seconds=6)
+            assert await publisher.start() == 201, publisher.body
+            try:
+                deadline = time.monotonic() + 30
+                while not c.node.hub.is_live(KEY) or c.node.hub.stream(KEY).video_frames < 30:
+                    assert time.monotonic() < deadline, "the center never got the stream"
+                    await asyncio.sleep(0.1)
+                return await asyncio.to_thread(probe_streams, c.flv_url())
+            finally:
+                await publisher.stop()
+
+        streams = asyncio.run(scenario())
+        assert {(s["codec_type"], s["codec_name"]) for s in streams} == {("video", "h264"), ("audio", "aac")}
+        [on_edge] = [event for event in e.sink.events if isinstance(event, StreamPublished)]
+        assert (on_edge.protocol, on_edge.publish_type) == ("whip", "edge")
+    finally:
+        e.stop()
+        c.stop()
