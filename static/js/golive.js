@@ -205,7 +205,7 @@
       if (current.closed) {
         // Stopped while the offer was on its way: end the session it made.
         if (response.status === 201 && current.location) {
-          fetch(current.location, { method: "DELETE", keepalive: true }).catch(() => {});
+          fetch(current.location, { method: "DELETE" }).catch(() => {});
         }
         return;
       }
@@ -240,7 +240,9 @@
   }
 
   // Stop publishing; `error` says why when it was not the Stop button.
-  function stop(error) {
+  // `leaving`: the page is going away, so the DELETE must outlive it
+  // (keepalive; a plain request otherwise, which any browser preflights).
+  function stop(error, leaving) {
     const current = session;
     if (!current) return;
     session = null;
@@ -250,7 +252,7 @@
     stopTracks(current.media);
     preview.srcObject = null;
     if (current.location) {
-      fetch(current.location, { method: "DELETE", keepalive: true }).catch(() => {});
+      fetch(current.location, { method: "DELETE", keepalive: Boolean(leaving) }).catch(() => {});
     }
     stats.connectionState = current.pc ? current.pc.connectionState : stats.connectionState;
     stats.state = error ? "failed" : "stopped";
@@ -335,6 +337,6 @@
   startButton.addEventListener("click", () => start());
   stopButton.addEventListener("click", () => stop(null));
   // Leaving the page ends the session at once rather than at the node's timeout.
-  window.addEventListener("pagehide", () => stop(null));
+  window.addEventListener("pagehide", () => stop(null, true));
   render();
 })();
