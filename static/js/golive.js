@@ -183,7 +183,8 @@
         render();
         if (pc.connectionState === "failed") stop("The WebRTC connection failed (ICE or DTLS).");
       });
-      for (const track of current.media.getTracks()) {
+      // Video first, as publishers conventionally offer it.
+      for (const track of [...current.media.getVideoTracks(), ...current.media.getAudioTracks()]) {
         const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [current.media] });
         if (track.kind === "video") preferH264(transceiver);
       }
