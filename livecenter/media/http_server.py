@@ -37,7 +37,7 @@ from .node_status import NODE_STATUS_PATH, is_loopback_peer, node_status_body
 from .play import PlayDecision, PlayRefusal, PlayRequest, admit_viewer, wait_live
 from .policy import PolicyUnavailable
 from .pump import FramePump
-from .rts.whep import parse_whep_path
+from .rts.whep import WHEP, parse_whep_path
 from .signing import AuthFailure
 from .tls import server_name
 
@@ -320,7 +320,10 @@ class MediaHttpSession:
         if self.misdirected():
             return
         whep = parse_whep_path(target.path)
-        if (whep is not None or _PLAY_PATH_RE.match(target.path)) and await self.redirected(request, query):
+        # A player may be sent to the other scheme; a WHIP publisher is not
+        # (clients re-send a redirected POST as a GET).
+        playing = (whep is not None and whep.kind == WHEP) or _PLAY_PATH_RE.match(target.path)
+        if playing and await self.redirected(request, query):
             return
         if whep is not None:
             await self.node.rts.handle_http(self, request, method, whep, query)

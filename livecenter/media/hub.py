@@ -44,7 +44,7 @@ encoder (FLV, RTMP, MPEG-TS, RTP) wraps them as its format does.
 A stream with Dolby audio (dolby.py: Enhanced RTMP FourCC 'ac-3'/'ec-3')
 has what legacy FLV/RTMP players cannot decode. A subscription made with
 `legacy_audio` (an HTTP-FLV or RTMP viewer that is not a media worker) gets
-AAC in its place: the stream runs one AacFromDolby (legacy_audio.py) while
+AAC in its place: the stream runs one AacTranscoder (legacy_audio.py) while
 it has such subscribers and Dolby audio, offers them its AAC frames instead
 of the Dolby ones, and gives a joiner the AAC sequence header and the AAC
 of its cached GOP (at most LEGACY_AAC_CACHE_MAX_FRAMES). Its video frames
@@ -93,7 +93,7 @@ from .flv import (
     video_is_sequence_header,
 )
 from .gop import GopCache
-from .legacy_audio import AacFromDolby
+from .legacy_audio import AacTranscoder
 from .policy import StreamInfo, StreamKey
 from .rts.h264 import flv_video_has_b_slices
 from .stats import StreamCounters
@@ -240,7 +240,7 @@ class LiveStream:
         self._grace_timer: asyncio.TimerHandle | None = None
         # AAC for the legacy_audio subscribers of a Dolby stream (module docstring).
         self.legacy_subscribers = 0
-        self.legacy_aac: AacFromDolby | None = None
+        self.legacy_aac: AacTranscoder | None = None
         self.legacy_audio_header: MediaFrame | None = None
         self._legacy_cache: deque[MediaFrame] = deque(maxlen=LEGACY_AAC_CACHE_MAX_FRAMES)
         self._reset_measurements()
@@ -440,7 +440,7 @@ class LiveStream:
             self.legacy_aac = self.legacy_audio_header = None
             self._legacy_cache.clear()
         if self.legacy_aac is None and want:
-            self.legacy_aac = AacFromDolby(self._legacy_output)
+            self.legacy_aac = AacTranscoder(self._legacy_output)
             self.legacy_aac.configure(decoder, header.timestamp)
             # The cached GOP's audio, for joiners to hear from its keyframe on.
             self.legacy_aac.push([
@@ -602,6 +602,16 @@ class Publication:
         frame = MediaFrame(kind, timestamp, body, keyframe, header)
         self.stream._accept(frame)
         return frame
+
+    def offset_of(self, kind: FrameKind) -> int:
+        """What the rebasing adds to `kind`'s input timestamps now: 0 for a
+        first publication until a jump, the stream's continuation for a
+        returning one. For a server that sends some of the publisher's
+        media on beside the hub (WHIP's Opus to WHEP viewers, rts/ingest.py)."""
+        track = self._tracks.get(kind)
+        if track is not None:
+            return track.offset
+        return self._offset or 0
 
     def close(self, reason: str = "") -> None:
         if self.closed:

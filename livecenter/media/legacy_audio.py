@@ -10,11 +10,13 @@ downmix it to stereo 48 kHz and encode it to AAC-LC, and hands them the AAC
 in place of the Dolby tags; the video frames stay the shared ones.
 
 `AacEncoding` is the job's state and runs only in the conversion thread
-(rts/threads.py's ConversionThread, as RTS's Opus does); `AacFromDolby` is
-its loop side. What comes out are FLV AAC tag bodies, (timestamp ms, body,
-is sequence header): an AudioSpecificConfig first, then raw AAC frames
-whose timestamps are the source frames' (the encoder's pts, counted in
-samples from the first source frame, re-anchored at a discontinuity).
+(rts/threads.py's ConversionThread, as RTS's Opus does); `AacTranscoder` is
+its loop side. It decodes whatever FFmpeg decoder it is configured with: a
+WHIP publisher's Opus becomes the stream's AAC the same way (rts/ingest.py).
+What comes out are FLV AAC tag bodies, (timestamp ms, body, is sequence
+header): an AudioSpecificConfig first, then raw AAC frames whose timestamps
+are the source frames' (the encoder's pts, counted in samples from the
+first source frame, re-anchored at a discontinuity).
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ class AacEncoding:
         self._source_end_ms: int | None = None  # where the last source frame ended
 
     def configure(self, decoder_name: str, timestamp_ms: int) -> list[tuple[int, bytes, bool]]:
-        """`decoder_name` "ac3" or "eac3": the sync frames say their rate
-        and channels, so no config. Out: the AAC sequence header."""
+        """`decoder_name` "ac3", "eac3" (the sync frames say their rate and
+        channels) or "opus" (WebRTC's Opus is 48 kHz; FFmpeg's decoder
+        makes stereo without an OpusHead): no config. Out: the AAC sequence
+        header."""
         self._decoder = av.CodecContext.create(decoder_name, "r")
         encoder = av.CodecContext.create("aac", "w")
         encoder.sample_rate = AAC_SAMPLE_RATE_HZ
@@ -83,7 +87,8 @@ class AacEncoding:
         return [(timestamp_ms, flv_aac_body(PACKET_SEQUENCE_HEADER, bytes(encoder.extradata)), True)]
 
     def encode(self, units: list[tuple[bytes, int]]) -> list[tuple[int, bytes, bool]]:
-        """Dolby access units as (data, timestamp ms) in; out the AAC frames they complete."""
+        """Access units (Dolby sync frames, Opus packets) as (data, timestamp
+        ms) in; out the AAC frames they complete."""
         if self._decoder is None:
             return []
         out = []
@@ -109,7 +114,7 @@ class AacEncoding:
         return out
 
 
-class AacFromDolby:
+class AacTranscoder:
     """One stream's AAC, in a thread of its own: the loop's side of
     AacEncoding. `on_output(timestamp_ms, body, is_header)` is called on the
     loop with each FLV AAC body."""

@@ -61,12 +61,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .avc_flv import AnnexBToFlv
 from .codecs import (
     AAC_SAMPLE_RATES,
     CodecError,
-    avc_decoder_config_record,
-    iter_annexb_nal_units,
-    parse_avc_decoder_config,
 )
 from .flv import (
     AUDIO_CODEC_AAC,
@@ -74,7 +72,6 @@ from .flv import (
     PACKET_NALU,
     PACKET_SEQUENCE_HEADER,
     TIMESTAMP_JUMP_MS,
-    VIDEO_CODEC_AVC,
     FrameKind,
 )
 from .mpegts import (
@@ -157,7 +154,6 @@ CODEC_EAC3 = "E-AC-3"
 
 # 2.4.3.7 Table 2-22: stream_ids whose PES has no optional header (and no PTS).
 _STREAM_IDS_WITHOUT_HEADER = frozenset({0xBC, 0xBE, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF})
-_SI24_MAX = (1 << 23) - 1
 
 
 class TsDemuxError(Exception):
@@ -319,55 +315,24 @@ class _Track:
 
 
 class _AvcTrack(_Track):
-    """H.264 Annex B access units to AVC NALU bodies (module docstring)."""
+    """H.264 Annex B access units to AVC NALU bodies (avc_flv.py)."""
 
     def __init__(self, demuxer: TsDemuxer, stream: TsElementaryStream) -> None:
         super().__init__(demuxer, stream)
-        self.sps: tuple[bytes, ...] = ()
-        self.pps: tuple[bytes, ...] = ()
+        self.avc = AnnexBToFlv()
 
     def on_pes(self, pts: int, dts: int, data: bytearray, start: int, events: list[TsEvent]) -> None:
         counters = self.demuxer.counters
-        sps: list[bytes] = []
-        pps: list[bytes] = []
-        units: list[bytes | memoryview] = []
-        keyframe = False
+        undecodable = self.avc.undecodable
+        timestamp = _ms(dts)
         try:
-            for nal in iter_annexb_nal_units(data, start):
-                nal_type = nal[0] & 0x1F
-                if nal_type == 7:
-                    sps.append(bytes(nal))
-                elif nal_type == 8:
-                    pps.append(bytes(nal))
-                elif nal_type not in (9, 10, 11, 12):  # AUD, end of sequence/stream, filler (7.4.1.2.3)
-                    keyframe = keyframe or nal_type == 5  # IDR
-                    units.append(len(nal).to_bytes(4, "big"))
-                    units.append(nal)
+            bodies = self.avc.bodies(data, start, _ms(pts) - timestamp)
         except CodecError:
             counters.frames_dropped += 1
             return
-        timestamp = _ms(dts)
-        if sps or pps:
-            new_sps, new_pps = tuple(sps) or self.sps, tuple(pps) or self.pps
-            if (new_sps, new_pps) != (self.sps, self.pps) and new_sps and new_pps:
-                try:
-                    record = avc_decoder_config_record(new_sps, new_pps)
-                    parse_avc_decoder_config(record)  # the hub and the muxers read it so
-                except CodecError:
-                    counters.frames_dropped += 1
-                    return
-                self.sps, self.pps = new_sps, new_pps
-                header = bytes((0x10 | VIDEO_CODEC_AVC, PACKET_SEQUENCE_HEADER, 0, 0, 0)) + record
-                events.append(FrameReceived(FrameKind.VIDEO, timestamp, header, self.stream.pid))
-        if not units:
-            return
-        if not self.sps:
-            counters.frames_dropped += 1  # undecodable before its parameter sets
-            return
-        cts = min(max(_ms(pts) - timestamp, -_SI24_MAX), _SI24_MAX)
-        frame_type = 0x10 if keyframe else 0x20  # FLV E.4.3.1: key frame, inter frame
-        units.insert(0, bytes((frame_type | VIDEO_CODEC_AVC, PACKET_NALU)) + (cts & 0xFFFFFF).to_bytes(3, "big"))
-        events.append(FrameReceived(FrameKind.VIDEO, timestamp, b"".join(units), self.stream.pid))
+        counters.frames_dropped += self.avc.undecodable - undecodable
+        for body in bodies:
+            events.append(FrameReceived(FrameKind.VIDEO, timestamp, body, self.stream.pid))
 
 
 class _AudioFrameTrack(_Track):

@@ -169,6 +169,11 @@ class NodeConfig:
     # when it is a loopback address (one machine, tests, bench), else every
     # interface but loopback (aioice's choice).
     rts_ice_addresses: tuple[str, ...] = ()
+    # A WHIP publisher (rts/ingest.py: a browser's encoder makes a keyframe
+    # only when asked) is asked for one when it has sent none for this
+    # long, so HLS segments and a joiner's GOP are no longer; 0: only when
+    # a frame is lost or a viewer needs one.
+    whip_keyframe_interval_seconds: float = 2.0
     # Whether the browser keeps RTS audio and video in sync (one stream id).
     # Off: video is shown as soon as it is decoded, not held back to the
     # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
@@ -345,7 +350,7 @@ class MediaNode:
         if self.config.malloc_trim_seconds > 0 and allocator.available():
             self._tasks.append(asyncio.create_task(self._trim_allocator(), name="media-malloc-trim"))
         log.info(
-            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP) on %s:%s%s%s%s",
+            "media node %s: RTMP on %s:%s, HTTP (FLV, HLS, WHEP, WHIP) on %s:%s%s%s%s",
             self.config.node_id,
             self.config.host,
             self.rtmp_port,

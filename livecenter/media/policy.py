@@ -203,6 +203,33 @@ class SrtSessionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class WhipSessionStats:
+    """A WHIP publish session's WebRTC link, as the node's receiver counts
+    it (rts/ingest.py, WhipIngest.session_stats). Totals run from the
+    session's start; in a StreamSample the `*_per_second` figures cover the
+    sample's interval (stats.py fills them; a bare reading has them 0)."""
+
+    session_id: str
+    peer: str  # "ip:port" of the HTTP POST
+    video_codec: str  # as the publisher sends it: "H264", "VP8" ("" without video)
+    audio_codec: str  # "opus" ("" without audio)
+    connection_state: str  # the peer connection's: "new", "connecting", "connected", ...
+    rtt_ms: float  # the last STUN round trip on the selected ICE pair; 0 until measured
+    jitter_ms: float  # the video's interarrival jitter (RFC 3550 A.8)
+    packets_received: int  # total, audio and video, retransmissions included
+    packets_lost: int  # total never received (RFC 3550 A.3: expected less received)
+    nacks_sent: int  # total packets asked for again (RTCP NACK, RFC 4585 6.2.1)
+    keyframe_requests: int  # total PLIs the node sent (viewers, losses, the keyframe interval)
+    frames_lost: int  # total frames given up on: a gap not repaired in time
+    packets_received_per_second: float = 0.0
+    packets_lost_per_second: float = 0.0
+    nacks_sent_per_second: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
 class StreamSample:
     """One second of a live stream, measured by the node (livecenter/media/stats.py).
     Rates cover the `interval_seconds` before `at`; bit rates are bits per second."""
@@ -228,6 +255,7 @@ class StreamSample:
     viewers: dict[str, int] = field(default_factory=dict)  # by protocol: "rtmp", "flv", "hls", ...
     bitrate_out: dict[str, float] = field(default_factory=dict)  # bits per second, by protocol
     srt: SrtSessionStats | None = None  # the publisher's SRT link, when it came in over SRT
+    whip: WhipSessionStats | None = None  # the publisher's WebRTC link, when it came in over WHIP
     # The node this one receives the stream from (a center: the edge that
     # relays it; an edge: the center it pulls it from); "" where the
     # publisher itself is. A domain's ingest is counted where it is "".

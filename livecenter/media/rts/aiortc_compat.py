@@ -3,7 +3,12 @@
 aiortc has no public API for what a WHEP server of pre-encoded media needs:
 its own stream id (msid) per track, a keyframe request (PLI/FIR) handed to
 the media source rather than to an encoder, a packetiser instead of an
-encoder, and ICE host candidates on chosen addresses. The pinned versions
+encoder, and ICE host candidates on chosen addresses. Nor for what a WHIP
+server that forwards media needs: the depayloaded packets rather than
+decoded pictures (the receiver's jitter buffer replaced by the node's
+assembler), the publisher's sender reports, a count of the NACKs sent, a
+PLI sent when the node wants a keyframe, and a STUN round trip on the
+selected ICE pair for the link's RTT. The pinned versions
 (constraints.txt: aiortc 1.16.0, aioice 0.13.0) do these through the private
 names below; tests/test_aiortc_compat.py fails, naming the attribute, when
 an upgrade drops one. `missing_internals()` says the same at run time.
@@ -11,11 +16,15 @@ an upgrade drops one. `missing_internals()` says the same at run time.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable, Iterable
 
 import aioice.ice
-from aiortc import RTCRtpSender
+import aioice.stun
+import aiortc.codecs
+from aiortc import RTCIceTransport, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtp import RtcpSrPacket
 
 # The attribute the sender reads for the msid of its track's stream.
 SENDER_STREAM_ID = "_stream_id"
@@ -26,6 +35,18 @@ SENDER_ENCODER = "_RTCRtpSender__encoder"
 # The function aioice asks for the addresses of its host candidates.
 ICE_HOST_ADDRESSES = "get_host_addresses"
 ICE_HOST_ADDRESSES_PARAMETERS = ("use_ipv4", "use_ipv6")
+# The receiver's jitter buffer (`add(packet) -> (pli, frame)`, after
+# depayloading) and its negotiated codecs by payload type (name-mangled).
+RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+# The receiver's coroutines for incoming RTCP and outgoing NACK and PLI.
+RECEIVER_RTCP_HANDLER = "_handle_rtcp_packet"
+RECEIVER_SEND_NACK = "_send_rtcp_nack"
+RECEIVER_SEND_PLI = "_send_rtcp_pli"
+# RTCIceTransport's aioice Connection, and the Connection's selected pairs
+# by component (what its consent checks, RFC 7675, are sent on).
+ICE_TRANSPORT_CONNECTION = "_connection"
+ICE_NOMINATED = "_nominated"
 
 _default_host_addresses = aioice.ice.get_host_addresses
 
@@ -61,15 +82,128 @@ def use_ice_addresses(addresses: Iterable[str]) -> None:
         aioice.ice.get_host_addresses = _default_host_addresses
 
 
+# H.264 profiles a WHIP publisher may send besides the Baseline and
+# Constrained Baseline aiortc knows (its codecs.CODECS): Main, Constrained
+# High and High. The node never decodes them, so any profile passes; WHEP
+# answers keep to aiortc's own two (session.py).
+WHIP_H264_PROFILE_LEVEL_IDS = ("4d001f", "640c1f", "64001f")
+BASELINE_PROFILE_PREFIX = "42"
+
+
+def accept_h264_profiles() -> None:
+    """Add WHIP_H264_PROFILE_LEVEL_IDS to aiortc's video codecs (each with
+    its RTX), once per process."""
+    codecs = aiortc.codecs.CODECS["video"]
+    known = {c.parameters.get("profile-level-id") for c in codecs if c.mimeType.lower() == "video/h264"}
+    template = next((c for c in codecs if c.mimeType.lower() == "video/h264"), None)
+    if template is None:
+        return
+    payload_type = max(c.payloadType for c in codecs) + 1
+    for profile_level_id in WHIP_H264_PROFILE_LEVEL_IDS:
+        if profile_level_id in known:
+            continue
+        codecs.append(
+            RTCRtpCodecParameters(
+                mimeType="video/H264",
+                clockRate=template.clockRate,
+                payloadType=payload_type,
+                rtcpFeedback=list(template.rtcpFeedback),
+                parameters={**template.parameters, "profile-level-id": profile_level_id},
+            )
+        )
+        codecs.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=template.clockRate,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            )  # fmt: skip
+        )
+        payload_type += 2
+
+
+def tap_receiver(receiver: RTCRtpReceiver, buffer, on_sender_report: Callable, on_nack: Callable) -> None:
+    """Have the receiver hand its depayloaded packets to `buffer` (its
+    `add(packet)` returns (False, None): nothing for aiortc to decode), call
+    `on_sender_report(ssrc, ntp_timestamp, rtp_timestamp)` for each RTCP
+    sender report and `on_nack(count)` for each NACK it sends. Before the
+    receiver starts (setRemoteDescription)."""
+    setattr(receiver, RECEIVER_JITTER_BUFFER, buffer)
+    handle = getattr(receiver, RECEIVER_RTCP_HANDLER)
+    send_nack = getattr(receiver, RECEIVER_SEND_NACK)
+
+    async def handle_rtcp(packet) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        await handle(packet)
+
+    async def nack(media_ssrc: int, lost: list[int]) -> None:
+        on_nack(len(lost))
+        await send_nack(media_ssrc, lost)
+
+    setattr(receiver, RECEIVER_RTCP_HANDLER, handle_rtcp)
+    setattr(receiver, RECEIVER_SEND_NACK, nack)
+
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> dict:
+    """The receiver's negotiated codecs (RTCRtpCodecParameters) by payload type."""
+    return getattr(receiver, RECEIVER_CODECS)
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the sender of `media_ssrc` for a keyframe (RTCP PLI, RFC 4585 6.3.1)."""
+    await getattr(receiver, RECEIVER_SEND_PLI)(media_ssrc)
+
+
+async def ice_round_trip(receiver: RTCRtpReceiver) -> float | None:
+    """Seconds a STUN binding request takes to be answered on the selected
+    ICE pair (as a consent check), or None with no pair or no answer."""
+    connection = getattr(receiver.transport.transport, ICE_TRANSPORT_CONNECTION)
+    password = connection.remote_password
+    for pair in getattr(connection, ICE_NOMINATED).values():
+        if password is None:
+            return None
+        request = connection.build_request(pair, nominate=False)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await pair.protocol.request(
+                request, pair.remote_addr, integrity_key=password.encode("utf8"), retransmissions=0
+            )
+        except aioice.stun.TransactionError:
+            return None
+        return loop.time() - started
+    return None
+
+
 def _reads(function, name: str) -> bool:
     return name in function.__code__.co_names
 
 
-def missing_internals(sender: RTCRtpSender) -> list[str]:
+def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = None) -> list[str]:
     """What the installed aiortc/aioice lack of the names above, each naming
-    the attribute (empty when all is there). `sender` is a real sender, made
-    by an RTCPeerConnection's addTransceiver."""
+    the attribute (empty when all is there). `sender` and `receiver` are
+    real ones, made by an RTCPeerConnection's addTransceiver."""
     missing = []
+    if receiver is not None:
+        instance = vars(receiver)
+        for name in (RECEIVER_JITTER_BUFFER, RECEIVER_CODECS):
+            if name not in instance:
+                missing.append(f"RTCRtpReceiver instance attribute {name} is gone")
+        for name in (RECEIVER_RTCP_HANDLER, RECEIVER_SEND_NACK, RECEIVER_SEND_PLI):
+            if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, name, None)):
+                missing.append(f"RTCRtpReceiver.{name} is gone")
+        handler = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
+        if handler is None or not _reads(handler, RECEIVER_SEND_NACK):
+            missing.append(f"RTCRtpReceiver._handle_rtp_packet no longer calls {RECEIVER_SEND_NACK}")
+        connection_init = getattr(aioice.ice.Connection, "__init__", None)
+        if not callable(getattr(aioice.ice.Connection, "build_request", None)):
+            missing.append("aioice.ice.Connection.build_request is gone")
+        if connection_init is None or ICE_NOMINATED not in connection_init.__code__.co_names:
+            missing.append(f"aioice.ice.Connection no longer sets {ICE_NOMINATED}")
+        if ICE_TRANSPORT_CONNECTION not in RTCIceTransport.__init__.__code__.co_names:
+            missing.append(f"RTCIceTransport no longer sets {ICE_TRANSPORT_CONNECTION}")
     instance = vars(sender)
     for name in (SENDER_STREAM_ID, SENDER_ENCODER):
         if name not in instance:

@@ -58,7 +58,15 @@ from ..flv import (
 from ..gop import GopCache
 from ..policy import StreamKey
 from .h264 import flv_video_to_access_unit
-from .threads import TRANSCODE_PROFILE, TRANSCODE_TUNE, ConversionThread, H264Transcoding, OpusEncoding, av_packet
+from .threads import (
+    OPUS_TIME_BASE,
+    TRANSCODE_PROFILE,
+    TRANSCODE_TUNE,
+    ConversionThread,
+    H264Transcoding,
+    OpusEncoding,
+    av_packet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +246,15 @@ class OpusTranscoder:
 class VideoTranscoder:
     """H.264 with B-frames to a B-frame-free rendition (Baseline,
     zerolatency), once per stream, in a thread of its own: the loop's side of
-    threads.H264Transcoding. The rendition's keyframes follow the source's,
+    threads.H264Transcoding (or, with `decoder_name` "vp8", a WHIP
+    publisher's VP8 to H.264: rts/ingest.py). The rendition's keyframes follow the source's,
     and a viewer's keyframe request may add one: the request travels with
     the next frame submitted, so each side keeps to its own state."""
 
-    def __init__(self, on_unit) -> None:
+    def __init__(self, on_unit, decoder_name: str = "h264", max_pending: int = TRANSCODER_MAX_PENDING) -> None:
         self._transcoding = H264Transcoding()
-        self._thread = ConversionThread("rts-x264", TRANSCODER_MAX_PENDING, lambda unit: on_unit(*unit))
+        self._decoder_name = decoder_name
+        self._thread = ConversionThread("rts-x264", max_pending, lambda unit: on_unit(*unit))
         self._force_keyframe = False  # for the next frame submitted
         self._last_forced_ms = None
         self._need_keyframe = True  # input refused: resume at a source keyframe
@@ -253,9 +263,10 @@ class VideoTranscoder:
     def pending(self) -> int:
         return self._thread.pending
 
-    def configure(self, config: AvcConfig) -> None:
+    def configure(self, config: AvcConfig | None) -> None:
+        """`config` None: a codec whose frames need none (VP8, from a WHIP publisher)."""
         self._need_keyframe = True
-        self._thread.submit(self._transcoding.configure, config)
+        self._thread.submit(self._transcoding.configure, config, self._decoder_name)
 
     def push(self, access_unit: bytes, pts_ms: int, dts_ms: int, keyframe: bool) -> None:
         if self._need_keyframe and not keyframe:
@@ -299,9 +310,34 @@ class RtsSource:
         # would make the browser's jitter buffer hold that much audio, and
         # delay the video to match (lip sync): it is dropped.
         self._joining = True
+        # A WHIP publisher's (rts/ingest.py): its Opus goes to the viewers as
+        # it came, and the hub's audio (AAC made from it) is not used.
+        self.whip = None
         self.subscription = self.hub.subscribe(key, protocol="rts", on_ready=self._on_ready)
         self._on_ready(self.subscription)
         self._joining = False
+        publisher = service.whip.by_key.get(key) if getattr(service, "whip", None) is not None else None
+        if publisher is not None:
+            self.attach_whip(publisher)
+
+    # --- a WHIP publisher ------------------------------------------------------------
+
+    def attach_whip(self, publisher) -> None:
+        self.detach_whip()
+        self.whip = publisher
+        publisher.audio_listeners.add(self._whip_audio)
+
+    def detach_whip(self, publisher=None) -> None:
+        if self.whip is not None and (publisher is None or publisher is self.whip):
+            self.whip.audio_listeners.discard(self._whip_audio)
+            self.whip = None
+
+    def _whip_audio(self, packet: bytes, pts: int) -> None:
+        if not self.closed:
+            self._audio_out(av_packet(packet, pts, OPUS_TIME_BASE))
+
+    def _takes_hub_audio(self) -> bool:
+        return self.whip is None or "audio" not in self.whip.taps
 
     # --- viewers ---------------------------------------------------------------------
 
@@ -311,6 +347,8 @@ class RtsSource:
         self.subscription.viewers = len(self.viewers)
         if self.ready:
             viewer.join(self.gop.frames)
+        if self.whip is not None and not self.gop.frames:
+            self.whip.request_keyframe("a viewer joined with no picture cached")
         return viewer
 
     def remove(self, viewer: RtsViewer) -> None:
@@ -323,14 +361,18 @@ class RtsSource:
         if self.mode == TRANSCODE and self.transcoder is not None:
             self.transcoder.request_keyframe(int(asyncio.get_running_loop().time() * 1000))
             viewer.need_keyframe = True
-        # Passthrough: only the publisher makes keyframes, and RTMP cannot
-        # ask it for one; the viewer keeps what it has and the next keyframe
-        # (at most a GOP away) repairs the picture.
+        elif self.whip is not None:
+            # A WHIP publisher is asked (at most once a second, for all viewers).
+            self.whip.request_keyframe("a viewer asked")
+        # Passthrough from RTMP or SRT: only the publisher makes keyframes,
+        # and neither protocol can ask it for one; the viewer keeps what it
+        # has and the next keyframe (at most a GOP away) repairs the picture.
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.detach_whip()
         self.subscription.close()
         for worker in (self.opus, self.transcoder):
             if worker is not None:
@@ -417,6 +459,8 @@ class RtsSource:
             viewer.offer_video(unit)
 
     def _audio(self, frame) -> None:
+        if not self._takes_hub_audio():
+            return
         body = frame.body
         decoder = DECODER_OF_FOURCC.get(audio_fourcc(body))
         if decoder is not None:  # AC-3/E-AC-3 (dolby.py): decoded to Opus like AAC

@@ -27,9 +27,10 @@ from ..admission import domain_of
 from ..http_server import RequestBodyError, refusal_headers
 from ..play import PlayRequest, admit_viewer, log_refusal, wait_live
 from ..policy import DomainConfig, StreamKey
-from .aiortc_compat import on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
+from .aiortc_compat import BASELINE_PROFILE_PREFIX, on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
+from .ingest import WhipIngest
 from .media import PASSTHROUGH, RtsSource, RtsViewer
-from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, OfferError, WhepPath, check_offer, resource_location
+from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, WHIP, OfferError, WhepPath, check_offer, resource_location
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,7 @@ class WhepSession:
                 # The sender makes its encoder on first use; give it ours.
                 use_encoder(transceiver.sender, SharedH264Packetizer())
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
-                transceiver.setCodecPreferences(
-                    [c for c in capabilities if c.mimeType.lower() in ("video/h264", "video/rtx")]
-                )
+                transceiver.setCodecPreferences([c for c in capabilities if _whep_codec(c)])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         pc.on("connectionstatechange", self._state_changed)
@@ -161,6 +160,7 @@ class RtsService:
         self.sources: dict[StreamKey, RtsSource] = {}
         self.sessions: dict[str, WhepSession] = {}
         self._closing: set[asyncio.Task] = set()
+        self.whip = WhipIngest(self)  # the publishing side (ingest.py)
 
     # --- sources -------------------------------------------------------------------
 
@@ -173,6 +173,17 @@ class RtsService:
     def source_closed(self, source: RtsSource) -> None:
         if self.sources.get(source.key) is source:
             del self.sources[source.key]
+
+    def publisher_started(self, key: StreamKey, publisher) -> None:
+        """A WHIP publisher of `key` (ingest.py): its viewers' source takes its Opus."""
+        source = self.sources.get(key)
+        if source is not None and not source.closed:
+            source.attach_whip(publisher)
+
+    def publisher_ended(self, key: StreamKey, publisher) -> None:
+        source = self.sources.get(key)
+        if source is not None:
+            source.detach_whip(publisher)
 
     # --- sessions ------------------------------------------------------------------
 
@@ -204,6 +215,7 @@ class RtsService:
         task.add_done_callback(self._closing.discard)
 
     async def stop(self) -> None:
+        await self.whip.stop()
         for session in list(self.sessions.values()):
             self.end(session, "media node stopped")
         if self._closing:
@@ -214,6 +226,9 @@ class RtsService:
     # --- HTTP (called by http_server.MediaHttpSession) -----------------------------
 
     async def handle_http(self, http, request, method: bytes, path: WhepPath, query: dict[str, str]) -> None:
+        if path.kind == WHIP:
+            await self.whip.handle_http(http, request, method, path, query)
+            return
         if path.session is not None:
             if method == b"DELETE":
                 session = self.sessions.get(path.session)
@@ -317,6 +332,15 @@ class RtsService:
     def _refuse(self, http, play: PlayRequest, status: int, stream: StreamKey, reason: str) -> None:
         log_refusal(play, stream, reason)
         http.send_simple(status, f"{reason}\n", refusal_headers(reason))
+
+
+def _whep_codec(codec) -> bool:
+    """What WHEP answers with: aiortc's own H.264 (Baseline, Constrained
+    Baseline; not the profiles added for WHIP publishers) and RTX."""
+    mime = codec.mimeType.lower()
+    if mime == "video/h264":
+        return codec.parameters.get("profile-level-id", "").startswith(BASELINE_PROFILE_PREFIX)
+    return mime == "video/rtx"
 
 
 def _rts_switch(domain: DomainConfig) -> str | None:

@@ -163,10 +163,11 @@ class H264Transcoding:
         # A frame did not decode: skip to the next source keyframe.
         self._resync = False
 
-    def configure(self, config: AvcConfig) -> list:
-        # Annex B input brings its SPS and PPS before every keyframe. One
-        # thread: frame threading would hold back a frame per thread.
-        self._decoder = av.CodecContext.create("h264", "r")
+    def configure(self, config: AvcConfig | None, decoder_name: str = "h264") -> list:
+        # Annex B input brings its SPS and PPS before every keyframe (VP8
+        # needs no config). One thread: frame threading would hold back a
+        # frame per thread.
+        self._decoder = av.CodecContext.create(decoder_name, "r")
         self._decoder.thread_count = 1
         self._encoder = None  # made for the first decoded frame's size
         self._resync = False

@@ -1,9 +1,10 @@
-"""WHEP (RFC 9725) on the media node's HTTP port: the paths, and what an SDP
-offer must have before it is worth a peer connection.
+"""WHEP and WHIP (RFC 9725) on the media node's HTTP port: the paths, and
+what an SDP offer must have before it is worth a peer connection.
 
-- `POST /{app}/{stream}.whep?auth_key=…` with `Content-Type:
-  application/sdp` and an offer: `201 Created`, the answer, and `Location:
-  /{app}/{stream}.whep/{session}` (RFC 9725 4.2).
+- `POST /{app}/{stream}.whep?auth_key=…` (play) or `.whip` (publish, on an
+  ingest domain) with `Content-Type: application/sdp` and an offer: `201
+  Created`, the answer, and `Location: /{app}/{stream}.whep/{session}`
+  (RFC 9725 4.2).
 - `DELETE` on that location ends the session (4.3).
 - `PATCH` (trickle ICE, 4.4) is answered 405: the answer carries every
   candidate the node has, and the node learns the browser's from its
@@ -21,22 +22,32 @@ from dataclasses import dataclass
 # An SDP offer from a browser is 3-10 KB; this bounds what a peer can make us
 # buffer and hand to the SDP parser.
 MAX_OFFER_BYTES = 64 * 1024
+# Media sections an offer may have: a browser's has two or three (audio,
+# video, data); this bounds the transceivers a peer can make us create.
+MAX_MEDIA_SECTIONS = 8
 SDP_CONTENT_TYPE = "application/sdp"
 
 _NAME = r"[A-Za-z0-9_.-]{1,255}"
-_ENDPOINT_RE = re.compile(rf"^/(?P<app>{_NAME})/(?P<stream>{_NAME})\.whep$")
-_RESOURCE_RE = re.compile(rf"^/(?P<app>{_NAME})/(?P<stream>{_NAME})\.whep/(?P<session>[A-Za-z0-9_-]{{16,64}})$")
+_ENDPOINT_RE = re.compile(rf"^/(?P<app>{_NAME})/(?P<stream>{_NAME})\.(?P<kind>whep|whip)$")
+_RESOURCE_RE = re.compile(
+    rf"^/(?P<app>{_NAME})/(?P<stream>{_NAME})\.(?P<kind>whep|whip)/(?P<session>[A-Za-z0-9_-]{{16,64}})$"
+)
+WHEP = "whep"  # play (RFC 9725 names the playing side WHEP)
+WHIP = "whip"  # publish
 
 
 @dataclass(frozen=True, slots=True)
 class WhepPath:
+    """A WHEP (play) or WHIP (publish) endpoint or session resource."""
+
     app: str
     stream: str
     session: str | None = None  # None: the endpoint; else a session's resource
+    kind: str = WHEP
 
     @property
     def endpoint(self) -> str:
-        return f"/{self.app}/{self.stream}.whep"
+        return f"/{self.app}/{self.stream}.{self.kind}"
 
     @property
     def signed_uri(self) -> str:
@@ -46,12 +57,13 @@ class WhepPath:
 
 
 def parse_whep_path(path: str) -> WhepPath | None:
+    """A WHEP or WHIP path (`kind` says which), or None."""
     match = _ENDPOINT_RE.match(path)
     if match:
-        return WhepPath(match["app"], match["stream"])
+        return WhepPath(match["app"], match["stream"], None, match["kind"])
     match = _RESOURCE_RE.match(path)
     if match:
-        return WhepPath(match["app"], match["stream"], match["session"])
+        return WhepPath(match["app"], match["stream"], match["session"], match["kind"])
     return None
 
 
@@ -166,16 +178,16 @@ def _media_section(number: int, line: str) -> tuple[str, set[int]]:
     return kind, payload_types
 
 
-def check_offer(sdp: str) -> None:
-    """Refuse an offer that is malformed (line by line, before aiortc's SDP
-    parser sees it: it answers bad lines with assertions and KeyErrors), or
-    that cannot receive what RTS sends: H.264 video (and, if it has audio,
-    Opus)."""
+def _read_sections(sdp: str) -> dict[str, list[list[str]]]:
+    """An offer checked line by line (before aiortc's SDP parser sees it: it
+    answers bad lines with assertions and KeyErrors), as its media sections'
+    lines by kind. Raises OfferError naming the line and the fault."""
     if not sdp.startswith("v=0"):
         raise OfferError("the body is not an SDP offer")
     kind: str | None = None
     payload_types: set[int] = set()
     sections: dict[str, list[list[str]]] = {}
+    count = 0
     # Per media section: the payload types with an rtpmap, and the fmtp lines
     # (number, payload type): an fmtp describes a codec its rtpmap names.
     mapped: set[int] = set()
@@ -191,6 +203,9 @@ def check_offer(sdp: str) -> None:
             continue
         if line.startswith("m="):
             end_section()
+            count += 1
+            if count > MAX_MEDIA_SECTIONS:
+                raise OfferError(f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
             kind, payload_types = _media_section(number, line)
             mapped, formats = set(), []
             sections.setdefault(kind, []).append([])
@@ -206,11 +221,59 @@ def check_offer(sdp: str) -> None:
                 else:
                     formats.append((number, pt))
     end_section()
+    return sections
+
+
+def _has_codec(section: list[str], codec: str, clock_rate: int) -> bool:
+    pattern = re.compile(rf"a=rtpmap:\d+ {re.escape(codec)}/{clock_rate}(?:/\d+)?$", re.IGNORECASE)
+    return any(pattern.match(line) for line in section)
+
+
+def _direction(section: list[str]) -> str:
+    for line in section:
+        if line.rstrip() in ("a=sendonly", "a=recvonly", "a=sendrecv", "a=inactive"):
+            return line.rstrip()[2:]
+    return "sendrecv"  # RFC 8866 6.7: the default
+
+
+def check_offer(sdp: str) -> None:
+    """Refuse a WHEP offer that is malformed, or that cannot receive what
+    RTS sends: H.264 video (and, if it has audio, Opus)."""
+    sections = _read_sections(sdp)
     videos = sections.get("video", [])
     if not videos:
         raise OfferError("the offer has no video to receive")
-    if not any(re.match(r"a=rtpmap:\d+ H264/90000$", line, re.IGNORECASE) for s in videos for line in s):
+    if not any(_has_codec(s, "H264", 90000) for s in videos):
         raise OfferError("the offer's video has no H.264: RTS sends H.264 only")
     for section in videos + sections.get("audio", []):
-        if any(line.rstrip() in ("a=sendonly", "a=inactive") for line in section):
+        if _direction(section) in ("sendonly", "inactive"):
             raise OfferError("WHEP plays: the offer must be recvonly or sendrecv")
+
+
+class NoUsableCodec(OfferError):
+    """A WHIP offer whose media the node cannot take (406, RFC 9725 4.2)."""
+
+
+# What a WHIP publisher may send, in the node's order of preference: H.264
+# passes through to every protocol; VP8 is transcoded to H.264 once.
+WHIP_VIDEO_CODECS = ("H264", "VP8")
+WHIP_AUDIO_CODECS = ("opus",)
+
+
+def check_publish_offer(sdp: str) -> None:
+    """Refuse a WHIP offer that is malformed (400) or has no media the node
+    takes (NoUsableCodec, 406): at most one video section, with H.264 or
+    VP8, and at most one audio section, with Opus, sending."""
+    sections = _read_sections(sdp)
+    videos, audios = sections.get("video", []), sections.get("audio", [])
+    if len(videos) > 1 or len(audios) > 1:
+        raise OfferError("a WHIP offer has at most one video and one audio section")
+    if not videos and not audios:
+        raise OfferError("the offer has no audio or video to publish")
+    for section in videos + audios:
+        if _direction(section) in ("recvonly", "inactive"):
+            raise OfferError("WHIP publishes: the offer must be sendonly or sendrecv")
+    if videos and not any(_has_codec(videos[0], c, 90000) for c in WHIP_VIDEO_CODECS):
+        raise NoUsableCodec("the offer's video has neither H.264 nor VP8 (the codecs a WHIP publisher may send)")
+    if audios and not _has_codec(audios[0], "opus", 48000):
+        raise NoUsableCodec("the offer's audio has no Opus (the audio a WHIP publisher may send)")

@@ -1,0 +1,261 @@
+"""WHIP ingest on the media node (livecenter/media/rts/ingest.py), over real
+HTTP and WebRTC on loopback: an aiortc publisher sends H.264 and Opus made
+in the test (tests/whipsupport.py); an aiortc WHEP viewer gets the very same
+slices and Opus packets back (no re-encode); ffprobe reads the stream over
+HTTP-FLV and HLS with AAC audio made from the Opus; refusals name their
+reasons; a publisher that goes quiet is unpublished. The browser publishes
+in tests/test_browser_golive.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from livecenter.media.policy import DomainConfig, MemoryPolicy, StreamKey, StreamPublished, StreamUnpublished
+from livecenter.media.rts.aiortc_compat import tap_receiver
+from livecenter.media.rts.assembly import FrameAssembler
+from livecenter.media.signing import sign
+from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, probe_streams
+from tests.whipsupport import WhipPublisher, http, slices, whip_url
+
+KEY = StreamKey(INGEST, "live", "cam1")
+FORBIDDEN = StreamKey(INGEST, "live", "banned")
+
+pytestmark = pytest.mark.media
+
+
+def policy() -> MemoryPolicy:
+    return MemoryPolicy(
+        domains={
+            INGEST: DomainConfig(INGEST, "ingest", True, (INGEST_KEY,), VALIDITY_SECONDS),
+            PLAY: DomainConfig(
+                PLAY,
+                "streaming",
+                True,
+                (PLAY_KEY,),
+                VALIDITY_SECONDS,
+                ingest_domain=INGEST,
+                rts_enabled=True,
+                html5_transcode=True,
+            ),  # fmt: skip
+        },
+        forbidden={FORBIDDEN},
+    )
+
+
+@pytest.fixture
+def node():
+    node = NodeThread(policy(), play_wait_seconds=3, publish_idle_seconds=2).start()
+    yield node
+    node.stop()
+
+
+def play_url(node, suffix: str) -> str:
+    path = "/live/cam1" + ("" if suffix == ".whep" else suffix)
+    token = sign(path, PLAY_KEY, int(time.time()))
+    return f"{node.http}/live/cam1{suffix}?auth_key={token}&domain={PLAY}"
+
+
+class Recorder:
+    """A viewer receiver's packets, assembled by the node's own assembler
+    (aiortc_compat.tap_receiver): what arrived, before any decoder."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.assembler = FrameAssembler(packet_is_frame=kind == "audio", max_packets=1024, loss_wait_ms=1000)
+        self.frames: list[bytes] = []
+
+    def add(self, packet):
+        starts = packet._data[:4] == b"\x00\x00\x00\x01" if self.kind == "video" else True
+        frames = self.assembler.add(packet.sequence_number, packet.timestamp, packet.marker, starts, packet._data,
+                                    time.monotonic() * 1000)  # fmt: skip
+        self.frames += [f.data for f in frames]
+        return False, None
+
+
+async def view(url: str, video_frames: int, audio_packets: int, timeout: float = 60) -> dict[str, Recorder]:
+    """One WHEP viewer until it has that many frames of each kind, recorded as they came."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    recorders = {}
+    for kind in ("video", "audio"):
+        transceiver = pc.addTransceiver(kind, direction="recvonly")
+        recorders[kind] = Recorder(kind)
+        tap_receiver(transceiver.receiver, recorders[kind], lambda *a: None, lambda n: None)
+    await pc.setLocalDescription(await pc.createOffer())
+    status, headers, answer = await asyncio.to_thread(http, url, "POST", pc.localDescription.sdp.encode())
+    assert status == 201, (status, answer)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    try:
+        async with asyncio.timeout(timeout):
+            while len(recorders["video"].frames) < video_frames or len(recorders["audio"].frames) < audio_packets:
+                await asyncio.sleep(0.1)
+    finally:
+        await pc.close()
+    return recorders
+
+
+def test_a_whip_publisher_is_played_over_whep_unchanged_and_over_flv_and_hls_with_aac(node):
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=4)
+        assert await publisher.start() == 201, publisher.body
+        assert publisher.headers["Location"].startswith("/live/cam1.whip/")
+        assert publisher.headers["Content-Type"] == "application/sdp"
+        try:
+            deadline = time.monotonic() + 30
+            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
+                assert time.monotonic() < deadline, "the WHIP stream never went live"
+                await asyncio.sleep(0.1)
+            viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 60, 50))
+            flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
+            hls = asyncio.to_thread(probe_streams, play_url(node, ".m3u8"))
+            recorders, flv_streams, hls_streams = await asyncio.gather(viewer, flv, hls)
+            sent_slices = {s for unit in publisher.video.packets for s in slices(unit)}
+            sent_opus = set(publisher.sound.packets)
+            return recorders, sent_slices, sent_opus, flv_streams, hls_streams
+        finally:
+            assert await publisher.stop() == 200
+
+    recorders, sent_slices, sent_opus, flv_streams, hls_streams = asyncio.run(scenario())
+    received = [s for unit in recorders["video"].frames for s in slices(unit)]
+    assert len(received) >= 60
+    assert all(s in sent_slices for s in received), "every slice the viewer got is one the publisher sent, unchanged"
+    assert recorders["audio"].frames and all(p in sent_opus for p in recorders["audio"].frames), (
+        "the viewer gets the publisher's Opus packets as they came"
+    )
+    for streams in (flv_streams, hls_streams):
+        kinds = {(s["codec_type"], s["codec_name"]) for s in streams}
+        assert kinds == {("video", "h264"), ("audio", "aac")}, streams
+    assert node.wait_for(lambda: node.node.hub.stream(KEY) is None or node.node.hub.stream(KEY).publication is None)
+    published = [e for e in node.sink.events if isinstance(e, StreamPublished) and e.key == KEY]
+    assert published and published[0].protocol == "whip"
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended and ended[-1].reason == "ended by the publisher (DELETE)"
+
+
+def test_it_refuses_with_the_reason(node):
+    async def scenario():
+        results = {}
+        for name, url, edit in [
+            ("signature", whip_url(node, key="wrongKey"), None),
+            ("no auth", whip_url(node, auth=False), None),
+            ("forbidden", whip_url(node, stream="banned"), None),
+            ("streaming domain", whip_url(node, domain=PLAY, key=PLAY_KEY), None),
+            ("no codec", whip_url(node), lambda sdp: sdp.replace("H264/90000", "X264/90000").replace("VP8/", "X8/")),
+        ]:
+            publisher = WhipPublisher(url, seconds=1, audio=False)
+            await publisher.start(edit)
+            results[name] = (publisher.status, publisher.headers.get("X-LiveCenter-Error"))
+            await publisher.stop()
+        first = WhipPublisher(whip_url(node), seconds=3)
+        assert await first.start() == 201
+        second = WhipPublisher(whip_url(node), seconds=1)
+        await second.start()
+        results["second"] = (second.status, second.headers.get("X-LiveCenter-Error"))
+        await second.stop()
+        await first.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results["signature"][0] == 403 and results["signature"][1]
+    assert results["no auth"] == (403, "no auth_key")
+    assert results["forbidden"] == (403, "stream is forbidden")
+    assert results["streaming domain"] == (404, "not an ingest domain")
+    assert results["no codec"][0] == 406 and "neither H.264 nor VP8" in results["no codec"][1]
+    assert results["second"] == (409, "stream is already being published")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"v=0\r\n", "text/plain", 415, None),
+        (b"hello", "application/sdp", 400, "the body is not an SDP offer"),
+        (
+            b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=recvonly\r\n",
+            "application/sdp",
+            400,
+            "WHIP publishes: the offer must be sendonly or sendrecv",
+        ),
+        (
+            b"v=0\r\n" + b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n" * 9,
+            "application/sdp",
+            400,
+            "the offer has more than 8 media sections",
+        ),
+        (
+            b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 AV1/90000\r\n",
+            "application/sdp",
+            406,
+            "the offer's video has neither H.264 nor VP8 (the codecs a WHIP publisher may send)",
+        ),
+    ],
+)
+def test_it_answers_a_bad_offer_with_its_status_and_reason(node, body, content_type, status, reason):
+    got, headers, text = http(whip_url(node), "POST", body, content_type)
+    assert got == status, text
+    if reason is not None:
+        assert headers["X-LiveCenter-Error"] == reason
+    assert node.run_sync(lambda: node.node.hub.stream(KEY)) is None, "nothing was published"
+
+
+def test_a_publisher_that_stops_sending_is_unpublished(node):
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=2)
+        assert await publisher.start() == 201
+        deadline = time.monotonic() + 30
+        while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        # Killed: the process is gone, nothing more is sent, nothing says goodbye.
+        for sender in publisher.pc.getSenders():
+            sender._enabled = False  # the sender drops what it reads: no RTP at all
+        deadline = time.monotonic() + 30
+        while not [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]:
+            assert time.monotonic() < deadline, "the quiet publisher was never unpublished"
+            await asyncio.sleep(0.1)
+        await publisher.stop(delete=False)
+
+    asyncio.run(scenario())
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended[-1].reason == "no data"
+    assert not node.node.rts.whip.publishers
+
+
+@pytest.fixture
+def quiet_node():
+    """No keyframe interval: the only PLIs are the ones asked for."""
+    node = NodeThread(policy(), whip_keyframe_interval_seconds=0).start()
+    yield node
+    node.stop()
+
+
+def test_a_viewer_that_asks_for_a_keyframe_gets_the_publisher_asked(quiet_node):
+    node = quiet_node
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=4)
+        assert await publisher.start() == 201
+        try:
+            deadline = time.monotonic() + 30
+            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            before = publisher.video.keyframe_requests
+            viewer = await asyncio.to_thread(node.run_sync, lambda: node.node.rts.source(KEY).add_viewer(True))
+            node.loop.call_soon_threadsafe(viewer.keyframe_requested)
+            node.loop.call_soon_threadsafe(viewer.keyframe_requested)  # within the second: one PLI
+            deadline = time.monotonic() + 10
+            while publisher.video.keyframe_requests == before:
+                assert time.monotonic() < deadline, "no PLI reached the publisher"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            node.loop.call_soon_threadsafe(viewer.close)
+            return publisher.video.keyframe_requests - before, node.node.rts.whip.by_key[KEY].keyframe_requests
+        finally:
+            await publisher.stop()
+
+    asked, counted = asyncio.run(scenario())
+    assert asked == 1, "two requests within a second are one PLI"
+    assert counted >= 1
