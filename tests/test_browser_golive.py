@@ -133,6 +133,10 @@ def test_it_goes_live_from_the_camera_and_the_player_plays_it_over_rts(browser_p
         for one, two in zip(pictures, pictures[1:], strict=False)
     ]
     assert all(change > 0.5 for change in changes), changes
+    print(f"Go live: {sending['width']}x{sending['height']} {sending['fps']} fps {sending['bitrateKbps']} kbit/s"
+          f" {sending['videoCodec']}+{sending['audioCodec']}; the player decoded"
+          f" {after['framesDecoded'] - before['framesDecoded']} frames in {PLAY_SECONDS} s over RTS,"
+          f" picture change per second {min(changes):.1f}-{max(changes):.1f}")  # fmt: skip
     # The picture's size: the sender's, unless its encoder scaled down for
     # CPU or bandwidth since (WebRTC's adaptation), so only that there is one.
     now = stats(player)
