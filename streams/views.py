@@ -1,5 +1,6 @@
 """Console pages for streams: online streams, publish history, forbidden
-streams, forbid and resume (aliyun_spec.md 3.10).
+streams, forbid and resume (aliyun_spec.md 3.10); the web player and the
+Go live page (issue 17), which publishes from the browser over WHIP.
 
 Each view validates with a form, calls one service (which sees only the
 operator's own domains) and renders or redirects with a message.
