@@ -41,6 +41,9 @@ def test_it_reads_every_generated_url_back():
         playback["whep"]: ("rts", "play.example.com", "/live/cam1", None),
         playback["srt"]: ("srt", "play.example.com", "/live/cam1", "request"),
     }
+    # The WHIP URL (issue 17) is written here but not read back: reading
+    # `.whip` in parse_live_url is the engine's to add with its endpoint.
+    ingest.pop("whip")
     assert set(expected) == set(ingest.values()) | set(playback.values())
     for url, (protocol, host, uri, srt_mode) in expected.items():
         parsed = parse_live_url(url)
@@ -63,6 +66,7 @@ def test_a_domain_with_https_on_gets_https_and_rtmps_urls_that_read_back_the_sam
     push = ingest_urls(SignedHost("push.example.com", "pushKey123", 3600, https=True), "live", "cam1", 2_000_000_000,
                        ports)  # fmt: skip
     assert push["rtmp"].startswith("rtmps://push.example.com:1936/live/cam1?auth_key=")
+    assert push["whip"] == "https://push.example.com:8443/live/cam1.whip?" + urlsplit(push["rtmp"]).query
 
 
 def test_an_srt_url_without_a_mode_reads_as_a_request_to_play():
@@ -122,6 +126,8 @@ def test_it_builds_the_ingest_formats():
         + token_of(urls["rtmp"])
         + ",m=publish"
     )
+    # WHIP (RFC 9725) on the HTTP port, the same token: RTS is signed over the bare path.
+    assert urls["whip"] == "http://push.example.com:8080/live/cam1.whip?auth_key=" + token_of(urls["rtmp"])
     assert verify("/live/cam1", token_of(urls["rtmp"]), ["ingestkey1"], 1440 * 60, now=EXPIRES).ok
     assert not verify("/live/cam1", token_of(urls["rtmp"]), ["ingestkey1"], 1440 * 60, now=EXPIRES + 1).ok
 
@@ -161,6 +167,13 @@ def test_it_names_the_transcoded_stream():
     sid = parse_srt_streamid(urls["srt"].partition("streamid=")[2])
     assert (sid.stream, sid.signed_uri) == ("cam1_lld", "/live/cam1_lld")
     assert verify(sid.signed_uri, sid.auth_key, ["playkey123"], 600, now=EXPIRES).ok
+
+
+def test_it_puts_the_whip_url_on_the_configured_http_port():
+    urls = ingest_urls(INGEST, "live", "cam1", EXPIRES, Ports(http=18080))
+    assert urlsplit(urls["whip"])[:3] == ("http", "push.example.com:18080", "/live/cam1.whip")
+    unsigned = ingest_urls(SignedHost("push.example.com", None, 600), "live", "cam1", EXPIRES, Ports())
+    assert unsigned["whip"] == "http://push.example.com:8080/live/cam1.whip"
 
 
 def test_it_leaves_auth_key_off_when_signing_is_off():

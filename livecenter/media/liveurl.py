@@ -111,14 +111,21 @@ class SrtStreamId:
 
 
 def ingest_urls(target: SignedHost, app: str, stream: str, expires_at: int, ports: Ports, rand: str = "0") -> dict:
+    """The publish URLs of one stream: RTMP(S), SRT, RTS as `artc://` and RTS
+    as WHIP (RFC 9725, issue 17). Every form carries the one token signed
+    over `/{app}/{stream}` (DESIGN.md, URL signing); the WHIP URL is on the
+    HTTP port, or the HTTPS one where the domain has HTTPS on, by the same
+    rule as the playback WHEP URL."""
     path = f"/{app}/{stream}"
     auth = _auth_query(target, path, expires_at, rand)
     h = target.host
     streamid = SrtStreamId(h, app, stream, auth.removeprefix("auth_key=") or None, "publish")
+    base = f"https://{h}:{ports.https}{path}" if target.https else f"http://{h}:{ports.http}{path}"
     return {
         "rtmp": _with_query(f"{_rtmp_base(target, ports)}{path}", auth),
         "srt": f"srt://{h}:{ports.srt}?streamid={streamid}",
         "rts": _with_query(f"artc://{h}{path}", auth),
+        "whip": _with_query(f"{base}.whip", auth),
     }
 
 
