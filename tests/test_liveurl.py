@@ -34,6 +34,7 @@ def test_it_reads_every_generated_url_back():
         ingest["rtmp"]: ("rtmp", "push.example.com", "/live/cam1", None),
         ingest["srt"]: ("srt", "push.example.com", "/live/cam1", "publish"),
         ingest["rts"]: ("rts", "push.example.com", "/live/cam1", None),
+        ingest["whip"]: ("whip", "push.example.com", "/live/cam1", None),
         playback["rtmp"]: ("rtmp", "play.example.com", "/live/cam1", None),
         playback["flv"]: ("flv", "play.example.com", "/live/cam1.flv", None),
         playback["m3u8"]: ("hls", "play.example.com", "/live/cam1.m3u8", None),
@@ -41,9 +42,6 @@ def test_it_reads_every_generated_url_back():
         playback["whep"]: ("rts", "play.example.com", "/live/cam1", None),
         playback["srt"]: ("srt", "play.example.com", "/live/cam1", "request"),
     }
-    # The WHIP URL (issue 17) is written here but not read back: reading
-    # `.whip` in parse_live_url is the engine's to add with its endpoint.
-    ingest.pop("whip")
     assert set(expected) == set(ingest.values()) | set(playback.values())
     for url, (protocol, host, uri, srt_mode) in expected.items():
         parsed = parse_live_url(url)
@@ -94,7 +92,7 @@ def test_it_reads_a_transcoded_stream_name():
         ("rtmp://push.example.com:99999/live/cam1", "the URL does not parse: Port out of range"),
         ("rtmp://push.example.com/live/cam1/extra", "the path must be /{app}/{stream}, not '/live/cam1/extra'"),
         ("rtmp://push.example.com/li%20ve/cam1", "the app name 'li ve' must be 1-255 letters"),
-        ("https://play.example.com/live/cam1", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep (RTS)"),
+        ("https://play.example.com/live/cam1", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep"),
         ("srt://push.example.com:1105?streamid=cam1", "an SRT URL carries the stream in streamid=#!::h="),
         ("rtmp://x/" + "a" * MAX_URL_CHARS, f"the URL is longer than {MAX_URL_CHARS} characters"),
     ],
