@@ -400,3 +400,24 @@ def test_a_whip_publisher_on_an_edge_is_relayed_to_a_center():
     finally:
         e.stop()
         c.stop()
+
+
+def test_a_session_that_never_connects_is_unpublished_and_freed(node, monkeypatch):
+    """The offer is answered but the publisher never does ICE (it went away):
+    the node gives up after CONNECT_TIMEOUT_SECONDS and frees the session."""
+    from livecenter.media.rts import ingest
+
+    monkeypatch.setattr(ingest, "CONNECT_TIMEOUT_SECONDS", 1.0)
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=1)
+        await publisher.start()
+        status = publisher.status
+        await publisher.pc.close()  # before any connectivity check reaches the node... or just after
+        return status
+
+    assert asyncio.run(scenario()) == 201
+    assert node.wait_for(lambda: not node.node.rts.whip.publishers, timeout=30)
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended and ended[-1].reason in ("did not connect", "connection failed", "connection closed", "no data")
+    assert node.run_sync(lambda: node.node.hub.stream(KEY) is None or node.node.hub.stream(KEY).publication is None)
