@@ -176,13 +176,13 @@ class RtpTap:
 class WhipPublisher:
     """One WHIP session: its peer connection and its publication."""
 
-    def __init__(self, ingest: WhipIngest, session_id: str, key: StreamKey, peer: str, publication) -> None:
+    def __init__(self, ingest: WhipIngest, session_id: str, key: StreamKey, peer: str) -> None:
         self.ingest = ingest
         self.node = ingest.node
         self.id = session_id
         self.key = key
         self.peer = peer
-        self.publication = publication
+        self.publication = None  # the hub's, once the answer is made and the stream claimed
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.taps: dict[str, RtpTap] = {}
         self.clocks = {"video": TrackClock(VIDEO_CLOCK_HZ), "audio": TrackClock(OPUS_CLOCK_HZ)}
@@ -290,7 +290,7 @@ class WhipPublisher:
         self.nacks_sent += count
 
     def on_frame(self, tap: RtpTap, frame, arrival_ms: float) -> None:
-        if self.closed:
+        if self.closed or self.publication is None:
             return
         self.last_media = time.monotonic()
         clock = self.clocks[tap.kind]
@@ -483,23 +483,24 @@ class WhipIngest:
         stream = self.node.hub.stream(key)
         if stream is not None and stream.publication is not None:
             return self._refuse(http, name, 409, REFUSAL_CONFLICT)
-        if (taken := await self.node.claim_publish(key)) is not None:
-            return self._refuse(http, name, 409, taken)
-        try:
-            publication = self.node.hub.publish(key)
-        except AlreadyPublishing:
-            return self._refuse(http, name, 409, REFUSAL_CONFLICT)
-        publisher = WhipPublisher(self, secrets.token_urlsafe(18), key, http.peer, publication)
-        self.publishers[publisher.id] = publisher
-        self.by_key[key] = publisher
+        # The answer before the claim: an offer aiortc cannot take then claims
+        # nothing. No media can come before the publisher has the answer.
+        publisher = WhipPublisher(self, secrets.token_urlsafe(18), key, http.peer)
         try:
             publisher.answer_sdp = await publisher.answer(offer)
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
-            self._forget(publisher)
-            publication.close("the offer could not be answered")
-            self.node.stream_ended(key, publisher.id, "the offer could not be answered")
             await publisher.close()
             return self._refuse(http, name, 400, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
+        if (taken := await self.node.claim_publish(key)) is not None:
+            await publisher.close()
+            return self._refuse(http, name, 409, taken)
+        try:
+            publisher.publication = self.node.hub.publish(key)
+        except AlreadyPublishing:  # another POST for the stream got here first
+            await publisher.close()
+            return self._refuse(http, name, 409, REFUSAL_CONFLICT)
+        self.publishers[publisher.id] = publisher
+        self.by_key[key] = publisher
         self.node.stream_started(
             StreamPublished(
                 key=key,
