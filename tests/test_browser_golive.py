@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from django.db import connections
 
-from domains import services
 from tests.browsersupport import chromium_page, log_in_as_owner
 from tests.test_browser_console import CHROMIUM
 from tests.test_browser_player import BUFFER_STATE, STARTED, stats
-from tests.test_browser_rts import RTS_CHROMIUM_ARGS
-from tests.test_streams_live import DatabaseNode, wait_until
+
+# The RTS browser tests' domains (push.rts.test, play.rts.test) and node, as fixtures.
+from tests.test_browser_rts import RTS_CHROMIUM_ARGS, domains, media  # noqa: F401
+from tests.test_streams_live import wait_until
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -58,40 +58,22 @@ def browser_page():
         yield page
 
 
-@pytest.fixture
-def domains(owner):
-    push = services.add_domain(owner, "push.golive.test", "ingest", "overseas", "ap-southeast-1")
-    play = services.add_domain(owner, "play.golive.test", "streaming", "overseas", "ap-southeast-1")
-    services.associate_ingest(play, push.domain_name)
-    return push, play
-
-
-@pytest.fixture
-def media(settings):
-    with DatabaseNode() as node:
-        settings.LIVECENTER_PLAYER_MEDIA_HOST = "127.0.0.1"
-        settings.LIVECENTER_RTMP_PORT = node.node.rtmp_port
-        settings.LIVECENTER_HTTP_PORT = node.node.http_port
-        yield node
-    connections.close_all()
-
-
 def golive_stats(page) -> dict:
     return page.evaluate("({...window.livecenterGoLive.stats})")
 
 
 def open_go_live(page, live_server, stream: str = "cam1") -> None:
     log_in_as_owner(page, live_server.url)
-    page.goto(f"{live_server.url}/domains/push.golive.test/go-live/?app=live&stream={stream}")
+    page.goto(f"{live_server.url}/domains/push.rts.test/go-live/?app=live&stream={stream}")
     page.wait_for_function("window.livecenterGoLive !== undefined")
 
 
-def test_it_goes_live_from_the_camera_and_the_player_plays_it_over_rts(browser_page, live_server, domains, media):
+def test_it_goes_live_from_the_camera_and_the_player_plays_it_over_rts(browser_page, live_server, domains, media):  # noqa: F811
     page = browser_page
     open_go_live(page, live_server)
     whip = page.evaluate("window.livecenterGoLive.config.whip")
     assert whip.startswith(f"http://127.0.0.1:{media.node.http_port}/live/cam1.whip?auth_key=")
-    assert whip.endswith("&domain=push.golive.test")
+    assert whip.endswith("&domain=push.rts.test")
     page.click("#golive-start")
     page.wait_for_function(SETTLED)
     first = golive_stats(page)
@@ -111,7 +93,7 @@ def test_it_goes_live_from_the_camera_and_the_player_plays_it_over_rts(browser_p
     player = page.context.new_page()
     player.set_default_timeout(30_000)
     href = page.get_attribute("#golive-player-link", "href")
-    assert href == "/player/?domain=play.golive.test&app=live&stream=cam1"
+    assert href == "/player/?domain=play.rts.test&app=live&stream=cam1"
     player.goto(f"{live_server.url}{href}&protocol=rts")
     player.wait_for_function(STARTED)
     playing = stats(player)
@@ -149,7 +131,7 @@ def test_it_goes_live_from_the_camera_and_the_player_plays_it_over_rts(browser_p
     assert page.is_enabled("#golive-start") and not page.is_enabled("#golive-stop")
 
 
-def test_it_shows_the_nodes_reason_for_a_refusal(browser_page, live_server, domains, media):
+def test_it_shows_the_nodes_reason_for_a_refusal(browser_page, live_server, domains, media):  # noqa: F811
     page = browser_page
     open_go_live(page, live_server)
     # The page's own WHIP URL, its signature's hash altered.

@@ -9,8 +9,6 @@ import asyncio
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -28,6 +26,7 @@ from livecenter.media.rts.whep import (
 )
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, start_publisher
+from tests.mediasupport import http_request as request
 
 NO_RTS = "norts.test"
 NO_TRANSCODE = "notranscode.test"
@@ -58,15 +57,6 @@ def whep_url(node, stream="cam1", domain=PLAY, key=PLAY_KEY, auth=True) -> str:
     token = sign(f"/live/{stream}", key, int(time.time()))
     query = f"auth_key={token}&domain={domain}" if auth else f"domain={domain}"
     return f"{node.http}/live/{stream}.whep?{query}"
-
-
-def request(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
-    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
 
 
 async def make_offer(pc: RTCPeerConnection) -> str:

@@ -107,6 +107,14 @@ async def view(url: str, video_frames: int, audio_packets: int, timeout: float =
     return recorders
 
 
+async def until_live(node, frames: int = 10, timeout: float = 30) -> None:
+    """Until the WHIP stream has brought `frames` video frames to the hub."""
+    deadline = time.monotonic() + timeout
+    while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < frames:
+        assert time.monotonic() < deadline, "the WHIP stream never went live"
+        await asyncio.sleep(0.1)
+
+
 def test_a_whip_publisher_is_played_over_whep_unchanged_and_over_flv_and_hls_with_aac(node):
     async def scenario():
         publisher = WhipPublisher(whip_url(node), seconds=4)
@@ -114,10 +122,7 @@ def test_a_whip_publisher_is_played_over_whep_unchanged_and_over_flv_and_hls_wit
         assert publisher.headers["Location"].startswith("/live/cam1.whip/")
         assert publisher.headers["Content-Type"] == "application/sdp"
         try:
-            deadline = time.monotonic() + 30
-            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                assert time.monotonic() < deadline, "the WHIP stream never went live"
-                await asyncio.sleep(0.1)
+            await until_live(node)
             viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 60, 50))
             flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
             hls = asyncio.to_thread(probe_streams, play_url(node, ".m3u8"))
@@ -214,10 +219,7 @@ def test_a_publisher_that_stops_sending_is_unpublished(node):
     async def scenario():
         publisher = WhipPublisher(whip_url(node), seconds=2)
         assert await publisher.start() == 201
-        deadline = time.monotonic() + 30
-        while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await until_live(node)
         # Killed: the process is gone, nothing more is sent, nothing says goodbye.
         for sender in publisher.pc.getSenders():
             sender._enabled = False  # the sender drops what it reads: no RTP at all
@@ -248,10 +250,7 @@ def test_a_viewer_that_asks_for_a_keyframe_gets_the_publisher_asked(quiet_node):
         publisher = WhipPublisher(whip_url(node), seconds=4)
         assert await publisher.start() == 201
         try:
-            deadline = time.monotonic() + 30
-            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+            await until_live(node)
             before = publisher.video.keyframe_requests
             viewer = await asyncio.to_thread(node.run_sync, lambda: node.node.rts.source(KEY).add_viewer(True))
             node.loop.call_soon_threadsafe(viewer.keyframe_requested)
@@ -281,10 +280,7 @@ def test_a_vp8_publisher_is_transcoded_to_h264_once_for_every_protocol(node):
         assert await publisher.start() == 201, publisher.body
         assert "VP8/90000" in publisher.body and "H264/90000" not in publisher.body
         try:
-            deadline = time.monotonic() + 30
-            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                assert time.monotonic() < deadline, "the VP8 stream never went live"
-                await asyncio.sleep(0.1)
+            await until_live(node)
             viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 30, 20))
             flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
             recorders, streams = await asyncio.gather(viewer, flv)
@@ -352,10 +348,7 @@ def test_one_publisher_across_rtmp_and_whip_and_forbid_ends_a_whip_publisher(nod
             publisher = WhipPublisher(whip_url(node), seconds=6)
             assert await publisher.start() == 201
             try:
-                deadline = time.monotonic() + 30
-                while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
+                await until_live(node)
                 node.loop.call_soon_threadsafe(node.node.kick, KEY)
                 deadline = time.monotonic() + 15
                 while KEY in node.node.rts.whip.by_key:

@@ -16,8 +16,6 @@ import fractions
 import math
 import struct
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 import av
@@ -28,6 +26,7 @@ from livecenter.media.codecs import iter_annexb_nal_units
 from livecenter.media.rts.aiortc_compat import on_keyframe_request
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, INGEST_KEY
+from tests.mediasupport import http_request as http
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
@@ -39,15 +38,6 @@ def whip_url(node, app="live", stream="cam1", key=INGEST_KEY, domain=INGEST, aut
     token = sign(f"/{app}/{stream}", key, int(time.time()))
     query = f"auth_key={token}&domain={domain}" if auth else f"domain={domain}"
     return f"{node.http}/{app}/{stream}.whip?{query}"
-
-
-def http(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
-    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
 
 
 def _picture(width: int, height: int, index: int) -> av.VideoFrame:

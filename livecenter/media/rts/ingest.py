@@ -63,12 +63,11 @@ from .h264 import SLICE_B, slice_type
 from .threads import OPUS_CLOCK_HZ
 from .whep import (
     MAX_OFFER_BYTES,
-    SDP_CONTENT_TYPE,
     NoUsableCodec,
     OfferError,
     WhepPath,
     check_publish_offer,
-    resource_location,
+    created_headers,
 )
 
 log = logging.getLogger(__name__)
@@ -432,27 +431,8 @@ class WhipIngest:
         self.by_key: dict[StreamKey, WhipPublisher] = {}
         self._closing: set[asyncio.Task] = set()
 
-    async def handle_http(self, http, request, method: bytes, path: WhepPath, query: dict[str, str]) -> None:
-        if path.session is not None:
-            if method == b"DELETE":
-                publisher = self.publishers.get(path.session)
-                if publisher is None or publisher.key.app != path.app or publisher.key.stream != path.stream:
-                    http.send_simple(404, "no such WHIP session\n")
-                    return
-                self.end(publisher, "ended by the publisher (DELETE)")
-                http.send_simple(200, "")
-                return
-            # RFC 9725 4.4: a server without trickle ICE answers PATCH 405.
-            http.send_simple(405, "only DELETE\n", [(b"Allow", b"DELETE, OPTIONS")])
-            return
-        if method != b"POST":
-            http.send_simple(405, "POST an SDP offer\n", [(b"Allow", b"POST, OPTIONS")])
-            return
-        headers = {name.lower(): value for name, value in request.headers}
-        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
-        if content_type != SDP_CONTENT_TYPE:
-            http.send_simple(415, f"the offer must be {SDP_CONTENT_TYPE}\n")
-            return
+    async def publish(self, http, path: WhepPath, query: dict[str, str], headers: dict[bytes, bytes]) -> None:
+        """A WHIP POST whose method and content type session.RtsService has checked."""
         domain = domain_of(headers.get(b"host", b"").decode("latin-1"), query)
         name = f"{domain}/{path.app}/{path.stream}"
         # The URL first (domain, signature, access lists, forbidden): a
@@ -515,11 +495,7 @@ class WhipIngest:
         )
         self.service.publisher_started(key, publisher)
         log.info("whip %s publishing %s (session %s)", http.peer, key, publisher.id)
-        headers = [
-            (b"Content-Type", SDP_CONTENT_TYPE.encode()),
-            (b"Location", resource_location(path, publisher.id).encode()),
-            (b"Cache-Control", b"no-store"),
-        ]
+        headers = created_headers(path, publisher.id)
         http.send_response(201, headers, publisher.answer_sdp.encode())
 
     def _refuse(self, http, name: str, status: int, reason: str) -> None:
