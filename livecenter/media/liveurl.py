@@ -2,7 +2,7 @@
 
 One module for both directions so the console's URL generator, the
 troubleshooting tool and the engine's SRT ingest agree on each form:
-RTMP, HTTP-FLV, HLS, RTS (WHEP and `artc://`) and the SRT stream ID
+RTMP, HTTP-FLV, HLS, RTS (WHEP and `artc://`), WHIP ingest and the SRT stream ID
 (`#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish`, or `m=request` to
 play). Pure: the caller passes the domains' keys, the expiry time and the
 ports; no clock, no I/O.
@@ -24,7 +24,9 @@ MAX_URL_CHARS = 4096
 # libsrt caps SRTO_STREAMID at 512 characters.
 MAX_STREAMID_CHARS = 512
 SRT_MODES = ("publish", "request")
-HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts"}
+HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts", ".whip": "whip"}
+# Signed over the bare path, `/{app}/{stream}`; the others with their suffix.
+BARE_PATH_PROTOCOLS = ("rts", "whip")
 SCHEME_PROTOCOLS = {"rtmp": "rtmp", "rtmps": "rtmp", "artc": "rts", "srt": "srt"}
 
 
@@ -155,7 +157,7 @@ def playback_urls(
 @dataclass(frozen=True)
 class LiveUrl:
     url: str
-    protocol: str  # "rtmp", "flv", "hls", "rts", "srt"
+    protocol: str  # "rtmp", "flv", "hls", "rts", "whip", "srt"
     host: str  # the domain the URL names (the `domain=` fallback applied)
     app: str
     stream: str
@@ -252,11 +254,11 @@ def parse_live_url(url: str) -> LiveUrl:
     if scheme in ("http", "https"):
         suffix = next((s for s in HTTP_SUFFIXES if path.endswith(s)), None)
         if suffix is None:
-            raise LiveUrlError("an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep (RTS)")
+            raise LiveUrlError("an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep (RTS) or .whip (WHIP)")
         protocol = HTTP_SUFFIXES[suffix]
         app, stream = _path_parts(path[: -len(suffix)])
-        # RTS is signed over the bare path; FLV and HLS over the path with its suffix.
-        signed = f"/{app}/{stream}" if protocol == "rts" else f"/{app}/{stream}{suffix}"
+        # RTS and WHIP are signed over the bare path; FLV and HLS over the path with its suffix.
+        signed = f"/{app}/{stream}" if protocol in BARE_PATH_PROTOCOLS else f"/{app}/{stream}{suffix}"
     elif scheme in SCHEME_PROTOCOLS:
         protocol = SCHEME_PROTOCOLS[scheme]
         app, stream = _path_parts(path)
