@@ -2,7 +2,7 @@
 
 One module for both directions so the console's URL generator, the
 troubleshooting tool and the engine's SRT ingest agree on each form:
-RTMP, HTTP-FLV, HLS, RTS (WHEP and `artc://`), WHIP ingest and the SRT stream ID
+RTMP, HTTP-FLV, HLS, RTS (WHEP and `artc://`) and the SRT stream ID
 (`#!::h={domain},r=/{app}/{stream}?auth_key=…,m=publish`, or `m=request` to
 play). Pure: the caller passes the domains' keys, the expiry time and the
 ports; no clock, no I/O.
@@ -25,8 +25,6 @@ MAX_URL_CHARS = 4096
 MAX_STREAMID_CHARS = 512
 SRT_MODES = ("publish", "request")
 HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts", ".whip": "whip"}
-# Signed over the bare path, `/{app}/{stream}`; the others with their suffix.
-BARE_PATH_PROTOCOLS = ("rts", "whip")
 SCHEME_PROTOCOLS = {"rtmp": "rtmp", "rtmps": "rtmp", "artc": "rts", "srt": "srt"}
 
 
@@ -157,7 +155,7 @@ def playback_urls(
 @dataclass(frozen=True)
 class LiveUrl:
     url: str
-    protocol: str  # "rtmp", "flv", "hls", "rts", "whip", "srt"
+    protocol: str  # "rtmp", "flv", "hls", "rts", "whip" (RTS ingest over HTTP), "srt"
     host: str  # the domain the URL names (the `domain=` fallback applied)
     app: str
     stream: str
@@ -257,8 +255,8 @@ def parse_live_url(url: str) -> LiveUrl:
             raise LiveUrlError("an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep (RTS) or .whip (WHIP)")
         protocol = HTTP_SUFFIXES[suffix]
         app, stream = _path_parts(path[: -len(suffix)])
-        # RTS and WHIP are signed over the bare path; FLV and HLS over the path with its suffix.
-        signed = f"/{app}/{stream}" if protocol in BARE_PATH_PROTOCOLS else f"/{app}/{stream}{suffix}"
+        # RTS (WHEP and WHIP) is signed over the bare path; FLV and HLS over the path with its suffix.
+        signed = f"/{app}/{stream}" if protocol in ("rts", "whip") else f"/{app}/{stream}{suffix}"
     elif scheme in SCHEME_PROTOCOLS:
         protocol = SCHEME_PROTOCOLS[scheme]
         app, stream = _path_parts(path)
