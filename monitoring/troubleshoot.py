@@ -589,7 +589,8 @@ OBS_WHIP = "In OBS 30 or later: Settings → Stream, Service WHIP, the WHIP URL 
 URL_ADVICE = {
     "rtmp": f"Copy the RTMP URL from the URL generator (Tools → URL generator). {OBS_STREAM}",
     "srt": "Copy the SRT URL from the URL generator (Tools → URL generator).",
-    "whip": f"Copy the WHIP URL from the URL generator (Tools → URL generator). {OBS_WHIP}",
+    "whip": f"Copy the WHIP URL (RTS over WHIP) from the URL generator (Tools → URL generator). {OBS_WHIP} Or"
+    " publish from the browser with the URL generator's Go live button.",
 }
 # Where each protocol carries the stream's name and its auth_key.
 SIGNED_PART = {"rtmp": "the URL", "srt": "the stream ID", "whip": "the URL"}
