@@ -533,7 +533,13 @@ class WhipIngest:
 
     async def session_stats(self) -> dict[StreamKey, WhipSessionStats]:
         """Each WHIP publish session's link now, by stream (stats.py)."""
-        return {key: await publisher.stats() for key, publisher in list(self.by_key.items())}
+        readings = {}
+        for key, publisher in list(self.by_key.items()):
+            try:
+                readings[key] = await publisher.stats()
+            except Exception as exc:  # noqa: BLE001 - a session closing under aiortc's getStats: no reading, sampling goes on
+                log.info("whip %s stream=%s: no link reading: %s: %s", publisher.peer, key, type(exc).__name__, exc)
+        return readings
 
     async def stop(self) -> None:
         for publisher in list(self.publishers.values()):
