@@ -121,6 +121,8 @@ def test_a_whip_publisher_is_played_over_whep_unchanged_and_over_flv_and_hls_wit
         assert await publisher.start() == 201, publisher.body
         assert publisher.headers["Location"].startswith("/live/cam1.whip/")
         assert publisher.headers["Content-Type"] == "application/sdp"
+        # The node is the DTLS server (ingest.py: interoperable with RSA-certificate clients).
+        assert "a=setup:actpass" in publisher.pc.localDescription.sdp and "a=setup:passive" in publisher.body
         try:
             await until_live(node)
             viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 60, 50))

@@ -57,7 +57,14 @@ from ..flv import FrameKind
 from ..hub import AlreadyPublishing
 from ..legacy_audio import AacTranscoder
 from ..policy import CENTER_PUBLISH, PublishRefused, StreamKey, StreamPublished, WhipSessionStats
-from .aiortc_compat import accept_h264_profiles, ice_round_trip, receiver_codecs, send_pli, tap_receiver
+from .aiortc_compat import (
+    accept_h264_profiles,
+    answer_as_dtls_server,
+    ice_round_trip,
+    receiver_codecs,
+    send_pli,
+    tap_receiver,
+)
 from .assembly import FrameAssembler, TrackClock, align_tracks
 from .h264 import SLICE_B, slice_type
 from .threads import OPUS_CLOCK_HZ
@@ -217,6 +224,9 @@ class WhipPublisher:
             tap = self.taps[kind] = RtpTap(self, kind, transceiver.receiver)
             tap_receiver(transceiver.receiver, tap, self._sender_report, self._nacked)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        if "a=setup:actpass" in offer:
+            for transceiver in pc.getTransceivers():
+                answer_as_dtls_server(transceiver)
         await pc.setLocalDescription(await pc.createAnswer())
         pc.on("connectionstatechange", self._state_changed)
         self._start(self._watch())
