@@ -251,6 +251,9 @@ class IngestUrlsSerializer(serializers.Serializer):
     rtmp = serializers.CharField()
     srt = serializers.CharField()
     rts = serializers.CharField(help_text="artc:// form")
+    whip = serializers.CharField(
+        help_text="RTS ingest as a WHIP HTTP URL (RFC 9725): POST an SDP offer; the same auth_key as the artc:// form"
+    )
 
 
 class PlaybackUrlsSerializer(serializers.Serializer):

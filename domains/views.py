@@ -40,7 +40,7 @@ from .models import MAINLAND_LIVE_CENTERS, Domain, DomainType, Region, icp_filin
 
 # The generator's URLs, in the order the page shows them, with the ids a
 # browser test reads them by (`url-ingest-rtmp`, `url-playback-flv`, ...).
-INGEST_URL_LABELS = {"rtmp": "RTMP", "srt": "SRT", "rts": "RTS (artc://)"}
+INGEST_URL_LABELS = {"rtmp": "RTMP", "srt": "SRT", "rts": "RTS (artc://)", "whip": "RTS over WHIP (HTTP)"}
 PLAYBACK_URL_LABELS = {
     "rtmp": "RTMP",
     "flv": "HTTP-FLV",

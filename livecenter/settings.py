@@ -400,6 +400,9 @@ LIVECENTER_EDGE_PULL_IDLE_SECONDS = float(os.environ.get("LIVECENTER_EDGE_PULL_I
 # Keep RTS audio and video in sync in the browser at the cost of latency
 # (the video waits for the audio's jitter buffer); off by default.
 LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
+# A WHIP publisher (a browser's encoder makes keyframes only when asked) is
+# asked for one when it has sent none for this long; 0: only when needed.
+LIVECENTER_WHIP_KEYFRAME_SECONDS = float(os.environ.get("LIVECENTER_WHIP_KEYFRAME_SECONDS", 2))
 LIVECENTER_RTS_ICE_ADDRESSES = tuple(
     a.strip() for a in os.environ.get("LIVECENTER_RTS_ICE_ADDRESSES", "").split(",") if a.strip()
 )

@@ -10,7 +10,7 @@ from mediajobs import api_urls as media_api_urls
 from mediajobs import urls as media_urls
 from streams import api_urls as stream_api_urls
 from streams import urls as stream_urls
-from streams.views import player
+from streams.views import go_live, player
 
 from .forms import LoginForm
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before the domains' own pages, whose `<domain_name>/` stops at the slash.
     path("domains/<str:domain_name>/callbacks/", include("callbacks.urls")),
+    path("domains/<str:domain_name>/go-live/", go_live, name="go-live"),
     path("domains/", include("domains.urls")),
     path("tools/", include("domains.tool_urls")),
     # The media workers' pages and API share the streams' prefixes and URL

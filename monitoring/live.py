@@ -53,6 +53,7 @@ def sample_json(
     viewers: dict,
     bitrate_out: dict,
     srt: dict | None = None,
+    whip: dict | None = None,
     node_id: str = "",
     upstream_node: str = "",
 ) -> dict:
@@ -79,7 +80,8 @@ def sample_json(
         "audio_channels": audio_channels,
         "viewers": dict(viewers),
         "bitrate_out": {k: round(v) for k, v in bitrate_out.items()},
-        "srt": srt_json(srt),
+        "srt": link_json(srt),
+        "whip": link_json(whip),
         # The node that sampled it ("" for a stream's figures from several),
         # and the node it receives the stream from ("" where the publisher is).
         "node_id": node_id,
@@ -87,11 +89,12 @@ def sample_json(
     }
 
 
-def srt_json(srt: dict | None) -> dict | None:
-    """An SRT link reading (SrtSessionStats as a dict) with its figures rounded."""
-    if srt is None:
+def link_json(link: dict | None) -> dict | None:
+    """A publisher's link reading (SrtSessionStats or WhipSessionStats as a
+    dict) with its figures rounded."""
+    if link is None:
         return None
-    return {k: round(v, 2) if isinstance(v, float) else v for k, v in srt.items()}
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in link.items()}
 
 
 _FIELDS = (
@@ -103,9 +106,11 @@ _FIELDS = (
 
 def event_sample_json(sample: StreamSample, node_id: str) -> dict:
     srt = sample.srt.as_dict() if sample.srt is not None else None
+    whip = sample.whip.as_dict() if sample.whip is not None else None
     return sample_json(
-        stream_url=str(sample.key), at=sample.at, srt=srt, node_id=node_id, **{f: getattr(sample, f) for f in _FIELDS}
-    )
+        stream_url=str(sample.key), at=sample.at, srt=srt, whip=whip, node_id=node_id,
+        **{f: getattr(sample, f) for f in _FIELDS},
+    )  # fmt: skip
 
 
 def row_sample_json(row) -> dict:
@@ -114,6 +119,7 @@ def row_sample_json(row) -> dict:
         stream_url=row.stream_url,
         at=row.at.timestamp(),
         srt=row.srt,
+        whip=row.whip,
         node_id=row.node_id,
         **{f: getattr(row, f) for f in _FIELDS},
     )

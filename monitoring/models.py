@@ -43,6 +43,10 @@ class StreamSample(models.Model):
     # as a dict: RTT, packets lost/retransmitted/dropped per second and in all, receive buffer,
     # latency, encryption, peer); null for other protocols.
     srt = models.JSONField(null=True, blank=True, default=None)
+    # The publisher's WebRTC link when it came in over WHIP (livecenter.media.policy.WhipSessionStats
+    # as a dict: connection state, codecs, RTT, jitter, packets received/lost and NACKs per second
+    # and in all, keyframe requests, frames lost, peer); null for other protocols.
+    whip = models.JSONField(null=True, blank=True, default=None)
     # In a cluster, each node that carries the stream samples it: the one
     # holding the publisher (this is empty), and the ones receiving it from
     # another node (this names that node: a center's relay from an edge, an
@@ -93,7 +97,7 @@ class PublishRefusal(models.Model):
     protocol = models.CharField(max_length=16)
     client_addr = models.CharField(max_length=64, blank=True, default="")
     reason = models.CharField(max_length=255)
-    code = models.IntegerField(default=0)  # the protocol's own: an SRT rejection reason; 0 for RTMP
+    code = models.IntegerField(default=0)  # the protocol's own: an SRT rejection reason, WHIP's HTTP status; 0 for RTMP
     node_id = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:

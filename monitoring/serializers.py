@@ -33,7 +33,8 @@ class StreamRangeQuerySerializer(QuerySerializer):
 
 class TroubleshootSerializer(StrictSerializer):
     url = serializers.CharField(
-        max_length=4096, help_text="An ingest or playback URL: rtmp://, http(s)://….flv or .m3u8, artc://, srt://."
+        max_length=4096,
+        help_text="An ingest or playback URL: rtmp://, http(s)://….flv, .m3u8, .whep or .whip, artc://, srt://.",
     )
 
 
@@ -85,6 +86,32 @@ class SrtLinkSerializer(serializers.Serializer):
     packets_dropped = serializers.IntegerField(help_text="Since the session started.")
 
 
+class WhipLinkSerializer(serializers.Serializer):
+    """The publisher's WebRTC link over the second (livecenter.media.policy.WhipSessionStats)."""
+
+    session_id = serializers.CharField(help_text="The WHIP session (the last part of its resource URL).")
+    peer = serializers.CharField(help_text="The address that POSTed the offer, ip:port.")
+    video_codec = serializers.CharField(
+        allow_blank=True, help_text="As the publisher sends it: H264, VP8; empty without video."
+    )
+    audio_codec = serializers.CharField(
+        allow_blank=True, help_text="As the publisher sends it: opus; empty without audio."
+    )
+    connection_state = serializers.CharField(help_text="The peer connection's: new, connecting, connected, ...")
+    rtt_ms = serializers.FloatField(help_text="Round-trip time of a STUN check on the ICE pair; 0 until measured.")
+    jitter_ms = serializers.FloatField(help_text="The video's interarrival jitter (RFC 3550 A.8).")
+    packets_received_per_second = serializers.FloatField(help_text="Audio and video, retransmissions included.")
+    packets_lost_per_second = serializers.FloatField(help_text="Never received (RFC 3550 A.3).")
+    nacks_sent_per_second = serializers.FloatField(help_text="Packets the node asked for again (RTCP NACK).")
+    packets_received = serializers.IntegerField(help_text="Since the session started.")
+    packets_lost = serializers.IntegerField(help_text="Since the session started.")
+    nacks_sent = serializers.IntegerField(help_text="Since the session started.")
+    keyframe_requests = serializers.IntegerField(help_text="PLIs the node sent, since the session started.")
+    frames_lost = serializers.IntegerField(
+        help_text="Frames given up on (a gap not repaired in time), since the start."
+    )
+
+
 class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
     """One second of a stream's series, with the detail operation's split by track."""
 
@@ -98,6 +125,9 @@ class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
         source="bitrate_out", child=serializers.FloatField(), help_text="Bits per second out, by protocol."
     )
     srt = SrtLinkSerializer(allow_null=True, help_text="The SRT link, when the stream came in over SRT; else null.")
+    whip = WhipLinkSerializer(
+        allow_null=True, help_text="The WebRTC link, when the stream came in over WHIP; else null."
+    )
 
     class Meta(FrameRateAndBitRateInfoSerializer.Meta):
         fields = [
@@ -110,6 +140,7 @@ class StreamBitRateInfoSerializer(FrameRateAndBitRateInfoSerializer):
             "viewers",
             "bit_rate_out",
             "srt",
+            "whip",
         ]
         read_only_fields = fields
 

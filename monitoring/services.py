@@ -218,12 +218,31 @@ class StreamView:
         return any(s.srt is not None for s in self.history)
 
     @property
+    def is_whip(self) -> bool:
+        """The stream came in over WHIP: its live session, or a sample on the page."""
+        if self.session is not None and self.session.protocol == "whip":
+            return True
+        return any(s.whip is not None for s in self.history)
+
+    @property
     def ingest_url(self) -> str:
         """The stream's ingest URL without a signature, for the troubleshooting tool."""
         key = self.key
-        if self.is_srt:
+        protocol = self.publish_protocol
+        if protocol == "srt":
             return f"srt://{key.domain}?streamid={SrtStreamId(key.domain, key.app, key.stream, None)}"
+        if protocol == "whip":
+            return f"http://{key.domain}/{key.app}/{key.stream}.whip"
         return f"rtmp://{key.domain}/{key.app}/{key.stream}"
+
+    @property
+    def publish_protocol(self) -> str:
+        """How the stream comes in: its live session's protocol, else its last
+        sample's link tells SRT and WHIP from RTMP."""
+        if self.session is not None:
+            return self.session.protocol
+        last = self.history[-1] if self.history else None
+        return "srt" if last and last.srt else "whip" if last and last.whip else "rtmp"
 
 
 def stream_key(owner, domain_name: str, app: str, stream: str) -> StreamKey:

@@ -71,6 +71,7 @@ def _create(samples) -> None:
                 viewers=dict(s.viewers),
                 bitrate_out={k: round(v) for k, v in s.bitrate_out.items()},
                 srt=s.srt.as_dict() if s.srt is not None else None,
+                whip=s.whip.as_dict() if s.whip is not None else None,
                 upstream_node=s.upstream_node[:128],
                 relay_bitrate_out=max(0.0, s.relay_bitrate_out),
             )

@@ -98,17 +98,25 @@ STEPS = (
 # Only for ingest URLs of the protocols whose refused publishers the nodes
 # report (PublishRefusal), after the others.
 REFUSAL_STEPS = (("refusals", "Publishers are not refused"),)
-REFUSAL_PROTOCOLS = ("rtmp", "srt")
+REFUSAL_PROTOCOLS = ("rtmp", "srt", "whip")
+# An ingest domain's RTS URL (artc://) is published over WHIP (issue 17).
+PUBLISH_PROTOCOLS = {"rts": "whip"}
 # Only for SRT ingest URLs, last.
 SRT_STEPS = (
     ("srt_latency", "SRT latency covers the round trip"),
     ("srt_loss", "SRT packet loss"),
 )
+# Only for WHIP ingest URLs, last.
+WHIP_STEPS = (
+    ("whip_connection", "The WebRTC connection is up"),
+    ("whip_rtt", "WebRTC round-trip time leaves room for repair"),
+    ("whip_loss", "WebRTC packet loss"),
+)
 # Only for https:// and rtmps:// URLs, after the domain's steps.
 TLS_STEPS = (("certificate", "The domain's certificate is served"),)
 # The console warns this long before a certificate expires.
 CERTIFICATE_WARNING_DAYS = 30
-TITLES = dict(STEPS + REFUSAL_STEPS + SRT_STEPS + TLS_STEPS)
+TITLES = dict(STEPS + REFUSAL_STEPS + SRT_STEPS + WHIP_STEPS + TLS_STEPS)
 
 
 def _find_domain(owner, name: str) -> Domain | None:
@@ -141,11 +149,14 @@ def check_url(owner, url: str, now: dt.datetime | None = None) -> TroubleshootRe
     ingest = _check_domain(report, owner, parsed, now)
     if parsed.url.split("://", 1)[0].lower() in ("https", "rtmps"):
         _check_certificate(report, owner, parsed, now)
-    if report.kind == "ingest" and parsed.protocol in REFUSAL_PROTOCOLS:
+    protocol = PUBLISH_PROTOCOLS.get(parsed.protocol, parsed.protocol)
+    if report.kind == "ingest" and protocol in REFUSAL_PROTOCOLS:
         session = _live_session(ingest, parsed)
-        _check_refusals(report, ingest, parsed, session, now)
-        if parsed.protocol == "srt":
+        _check_refusals(report, ingest, parsed, protocol, session, now)
+        if protocol == "srt":
             _check_srt(report, ingest, parsed, session, now)
+        elif protocol == "whip":
+            _check_whip(report, ingest, parsed, session, now)
     return report
 
 
@@ -275,13 +286,14 @@ def _check_association(report: TroubleshootReport, domain: Domain, url: LiveUrl)
         return domain
     report.kind = "playback"
     ingest = domain.effective_ingest_domain()
-    if url.srt_mode == "publish":
+    if url.srt_mode == "publish" or url.protocol == "whip":
+        plays, ingest_url = ("SRT m=request", "SRT") if url.protocol == "srt" else ("WHEP", "WHIP")
         report.add(
             "association",
             title,
             FAIL,
-            f"{domain.domain_name} is a streaming domain: it plays streams (SRT m=request), it does not take them",
-            f"Push to {ingest.domain_name if ingest else 'the ingest domain'} with its SRT URL;"
+            f"{domain.domain_name} is a streaming domain: it plays streams ({plays}), it does not take them",
+            f"Push to {ingest.domain_name if ingest else 'the ingest domain'} with its {ingest_url} URL;"
             " the URL generator makes its URLs.",
         )
         return ingest
@@ -573,19 +585,32 @@ def _findings(report: TroubleshootReport, streaming: Domain | None, samples: lis
 # Refusals older than this are not what the operator is troubleshooting now.
 REFUSALS_WINDOW = dt.timedelta(minutes=15)
 
+OBS_WHIP = "In OBS 30 or later: Settings → Stream, Service WHIP, the WHIP URL as the Server, Bearer Token empty."
 URL_ADVICE = {
     "rtmp": f"Copy the RTMP URL from the URL generator (Tools → URL generator). {OBS_STREAM}",
     "srt": "Copy the SRT URL from the URL generator (Tools → URL generator).",
+    "whip": f"Copy the WHIP URL (RTS over WHIP) from the URL generator (Tools → URL generator). {OBS_WHIP} Or"
+    " publish from the browser with the URL generator's Go live button.",
 }
 # Where each protocol carries the stream's name and its auth_key.
-SIGNED_PART = {"rtmp": "the URL", "srt": "the stream ID"}
+SIGNED_PART = {"rtmp": "the URL", "srt": "the stream ID", "whip": "the URL"}
 # How long a publisher that vanished without closing holds its stream:
-# RTMP until its TCP connection has been silent for the node's publish idle
+# RTMP and WHIP until they have sent nothing for the node's publish idle
 # timeout, SRT until the SRT peer idle timeout.
 GONE_AFTER_SECONDS = {
     "rtmp": NodeConfig.publish_idle_seconds,
     "srt": PEER_IDLE_TIMEOUT_US / 1_000_000,
+    "whip": NodeConfig.publish_idle_seconds,
 }
+# The WHIP endpoint's HTTP statuses for an offer it could not take
+# (rts/ingest.py): 406 has no codec the node takes, the others are not a
+# usable offer (malformed, too large, not application/sdp).
+WHIP_NO_CODEC = 406
+WHIP_BAD_OFFER = (400, 413, 415)
+WHIP_CODECS = (
+    "Send H.264 (constrained baseline, main or high) without B-frames, or VP8, and Opus audio"
+    " (OBS: Settings → Output, an H.264 video encoder, B-frames 0)."
+)
 SRT_PASSPHRASE_PAGE = "the SRT passphrase on the ingest domain's SRT page (Domains → the domain → SRT)"
 NOT_INGEST_REFUSALS = (Refusal.UNKNOWN_DOMAIN, Refusal.NOT_INGEST, Refusal.NOT_ASSOCIATED)
 
@@ -656,18 +681,30 @@ def _refusal_explained(refusal: PublishRefusal, domain_name: str) -> tuple[str, 
             f"refused: {reason} (SRT rejection reason {code})",
             "Publish in SRT live mode (the default) with libsrt 1.3 or later, without a packet filter (FEC).",
         )
+    if protocol == "whip" and code == WHIP_NO_CODEC:
+        return f"the publisher's offer has no codec the node takes: {reason}", WHIP_CODECS
+    if protocol == "whip" and code in WHIP_BAD_OFFER:
+        return (
+            f"the publisher's SDP offer was refused: {reason} (HTTP {code})",
+            "Publish with a WHIP client (RFC 9725: OBS 30 or later, GStreamer whipsink, a browser's"
+            " RTCPeerConnection) that POSTs its SDP offer as application/sdp.",
+        )
+    if protocol == "whip":
+        return f"refused: {reason} (HTTP {code})", url_advice
     return f"refused: {reason}", url_advice
 
 
-def _check_refusals(report, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+def _check_refusals(
+    report, ingest: Domain, url: LiveUrl, publish_protocol: str, session: PublishSession | None, now
+) -> None:
     title = TITLES["refusals"]
-    protocol = url.protocol.upper()
+    protocol = publish_protocol.upper()
     refusals = list(
         PublishRefusal.objects.filter(
             domain_name__in={url.host, ingest.domain_name},
             app=url.app,
             stream=url.stream,
-            protocol=url.protocol,
+            protocol=publish_protocol,
             at__gt=now - REFUSALS_WINDOW,
             at__lte=now,
         ).order_by("-at", "-id")[:50]
@@ -684,7 +721,8 @@ def _check_refusals(report, ingest: Domain, url: LiveUrl, session: PublishSessio
     if session is not None and last.at < session.started_at:
         report.add("refusals", title, PASS, f"{count}; the last {when} ({what}), before the stream went live")
     elif session is not None:
-        live = f"the stream is live, but an {protocol} publisher was refused {when}: {what}"
+        article = "a" if publish_protocol == "whip" else "an"  # an RTMP, an SRT; a WHIP
+        live = f"the stream is live, but {article} {protocol} publisher was refused {when}: {what}"
         report.add("refusals", title, WARN, live, advice)
     else:
         report.add("refusals", title, FAIL, f"{count}; the last {when}: {what}", advice)
@@ -796,3 +834,117 @@ def _srt_findings(report: TroubleshootReport, ingest: Domain, samples: list[Stre
         )
     else:
         report.add("srt_loss", title, PASS, figures)
+
+
+# --- WHIP -----------------------------------------------------------------------------
+
+# The node waits this long for a lost video packet to be sent again after
+# its NACK before it gives the frame up and asks for a keyframe
+# (rts/ingest.py VIDEO_LOSS_WAIT_MS; not imported, which would load aiortc
+# into the console; a test holds the two equal). A round trip past half of
+# it leaves time for one request at most; past all of it, for none.
+WHIP_LOSS_WAIT_MS = 500.0
+WHIP_MAX_RTT_SHARE = 0.5
+# Of the packets expected in the window: lost past this is a poor link,
+# even where NACKs repaired it.
+WHIP_MAX_LOSS_SHARE = 0.05
+WHIP_UPLINK = (
+    "Check the publisher's uplink (a wired connection, no other uploads), and keep the bitrate at most about"
+    " 75 % of its bandwidth: WebRTC repairs loss by sending packets again, which needs room."
+)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _check_whip(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+    samples = []
+    if session is not None:
+        samples = [
+            s
+            for s in StreamSample.objects.filter(
+                domain_name=ingest.domain_name,
+                app=url.app,
+                stream=url.stream,
+                session_id=session.session_id,
+                at__gt=now - FINDINGS_WINDOW,
+                at__lte=now,
+            ).order_by("at", "id")
+            if s.whip
+        ]
+    if len(samples) < MIN_FINDING_SAMPLES:
+        because = (
+            "the stream is not live"
+            if session is None
+            else "the stream is not live over WHIP"
+            if session.protocol != "whip"
+            else f"fewer than {MIN_FINDING_SAMPLES} seconds of WHIP samples yet"
+        )
+        for name, _ in WHIP_STEPS:
+            report.skip(name, TITLES[name], because)
+        return
+    _whip_findings(report, samples)
+
+
+def _whip_findings(report: TroubleshootReport, samples: list[StreamSample]) -> None:
+    window = f"the last {len(samples)} s"
+    first, last = samples[0].whip, samples[-1].whip
+    codecs = " and ".join(c for c in (last["video_codec"], last["audio_codec"]) if c) or "no media"
+    state = last["connection_state"]
+    title = TITLES["whip_connection"]
+    if state == "connected":
+        report.add("whip_connection", title, PASS, f"connected from {last['peer']}, sending {codecs}")
+    else:
+        report.add(
+            "whip_connection",
+            title,
+            FAIL,
+            f"the publisher at {last['peer']} POSTed its offer, but the WebRTC connection is {state}: ICE or DTLS"
+            " has not completed, and no media comes",
+            "WebRTC media goes over UDP: allow UDP between the publisher and the node (firewalls, VPNs), and"
+            " read the publisher's log for its ICE state.",
+        )
+
+    title = TITLES["whip_rtt"]
+    measured = [s.whip["rtt_ms"] for s in samples if s.whip["rtt_ms"] > 0]
+    if not measured:
+        report.add("whip_rtt", title, PASS, f"not measured yet in {window}")
+    else:
+        rtt = statistics.median(measured)
+        figures = f"round-trip time {rtt:.1f} ms (median of {window})"
+        wait = f"the node waits {WHIP_LOSS_WAIT_MS:.0f} ms for a lost video packet to be sent again"
+        nearer = (
+            "Publish from a network nearer the node (fewer hops, no VPN), or stop what fills the publisher's"
+            " uplink queue (bufferbloat)."
+        )
+        if rtt >= WHIP_LOSS_WAIT_MS:
+            report.add("whip_rtt", title, FAIL, f"{figures}: {wait}, less than one round trip: a lost packet"
+                       " is never repaired, and each loss costs a keyframe", nearer)  # fmt: skip
+        elif rtt > WHIP_MAX_RTT_SHARE * WHIP_LOSS_WAIT_MS:
+            report.add("whip_rtt", title, WARN, f"{figures}: {wait}, room for one request at most", nearer)
+        else:
+            report.add("whip_rtt", title, PASS, figures)
+
+    received = sum(s.whip["packets_received_per_second"] for s in samples)  # one second each
+    lost = sum(s.whip["packets_lost_per_second"] for s in samples)  # one second each
+    nacked = sum(s.whip["nacks_sent_per_second"] for s in samples)  # one second each
+    expected = received + lost
+    loss_share = lost / expected if expected else 0.0
+    frames_lost = max(0, last["frames_lost"] - first["frames_lost"])
+    keyframes = max(0, last["keyframe_requests"] - first["keyframe_requests"])
+    figures = f"{loss_share:.1%} of packets lost, {nacked:.0f} asked for again (NACK) in {window}"
+    title = TITLES["whip_loss"]
+    if frames_lost:
+        report.add(
+            "whip_loss",
+            title,
+            FAIL,
+            f"{figures}; {_count(frames_lost, 'frame')} {'was' if frames_lost == 1 else 'were'} not repaired in"
+            f" time ({_count(keyframes, 'keyframe request')}): viewers see the picture break until the next keyframe",
+            WHIP_UPLINK,
+        )
+    elif loss_share > WHIP_MAX_LOSS_SHARE:
+        report.add("whip_loss", title, WARN, f"{figures}: the link is lossy; retransmissions repaired it", WHIP_UPLINK)
+    else:
+        report.add("whip_loss", title, PASS, figures)

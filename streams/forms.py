@@ -94,3 +94,10 @@ class PlayerForm(ConsoleForm):
 
     def clean_protocol(self) -> str:
         return self.cleaned_data["protocol"] or "auto"
+
+
+class GoLiveForm(ConsoleForm):
+    """The Go live page's query: which stream of the ingest domain to publish."""
+
+    app = forms.CharField(label="App name", widget=forms.TextInput(attrs={"placeholder": "live"}))
+    stream = forms.CharField(label="Stream name", widget=forms.TextInput(attrs={"placeholder": "stream1"}))

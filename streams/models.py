@@ -43,7 +43,7 @@ class PublishSession(models.Model):
     # publish; an edge's relay's center ("" until it has one, or while it
     # moves). Its transcodes, recordings and snapshots read it there.
     center_node_id = models.CharField(max_length=128, blank=True, default="")
-    protocol = models.CharField(max_length=16)  # "rtmp", "srt"
+    protocol = models.CharField(max_length=16)  # "rtmp", "srt", "whip"
     client_addr = models.CharField(max_length=64, blank=True, default="")  # "ip:port", "[v6]:port"
     publish_url = models.CharField(max_length=2048, blank=True, default="")  # without auth_key
     started_at = models.DateTimeField()

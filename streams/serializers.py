@@ -26,7 +26,7 @@ class _SessionSerializer(serializers.ModelSerializer):
     stream_name = serializers.CharField(source="stream")
     publish_time = serializers.DateTimeField(source="started_at")
     publish_url = serializers.CharField(help_text="The URL the publisher used, without auth_key.")
-    protocol = serializers.CharField(help_text="The ingest protocol: rtmp, srt.")
+    protocol = serializers.CharField(help_text="The ingest protocol: rtmp, srt, whip.")
     client_ip = serializers.CharField(help_text="The publisher's IP address.")
     node = serializers.CharField(
         source="node_id", help_text="The media node that holds the publisher: the edge it pushed to, or the center."

@@ -1,5 +1,6 @@
 """Console pages for streams: online streams, publish history, forbidden
-streams, forbid and resume (aliyun_spec.md 3.10).
+streams, forbid and resume (aliyun_spec.md 3.10); the web player and the
+Go live page (issue 17), which publishes from the browser over WHIP.
 
 Each view validates with a form, calls one service (which sees only the
 operator's own domains) and renders or redirects with a message.
@@ -7,18 +8,23 @@ operator's own domains) and renders or redirects with a message.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
+from domains.models import Domain
 from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
 
 from . import services, signals
-from .forms import DomainFilterForm, ForbidForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
+from .forms import DomainFilterForm, ForbidForm, GoLiveForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
+from .golive import publish_target
 from .player import player_sources
 
 CONTROL_EVENTS_SHOWN = 20
@@ -195,3 +201,38 @@ def player(request):
     status = 400 if form.is_bound and form.errors else 200
     context = {"form": form, "sources": sources, "has_domains": domains.exists()}
     return render(request, "streams/player.html", context, status=status)
+
+
+@login_required
+def go_live(request, domain_name: str):
+    """Publish the browser's camera and microphone, or a screen, to one
+    stream of an ingest domain over WHIP (?app=&stream=; issue 17): the URL
+    the URL generator signs, for static/js/golive.js. Only the domain's
+    owner sees it (anyone else's domain, and a streaming domain, is a 404).
+    Without a query it shows the form; a bad query is a 400 with the field
+    named."""
+    try:
+        domain = domain_services.get_owned_domain(request.user, domain_name)
+    except Domain.DoesNotExist:
+        raise Http404("no such domain") from None
+    if not domain.is_ingest:
+        raise Http404("not an ingest domain")
+    form = GoLiveForm(request.GET or None)
+    target = None
+    notes = []
+    if form.is_bound and form.is_valid():
+        try:
+            urls = domain_services.generate_urls(
+                request.user, domain.domain_name, form.cleaned_data["app"], form.cleaned_data["stream"]
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            target = publish_target(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST)
+            # The SRT passphrase hint is for SRT publishers, not this page's.
+            notes = [note for note in urls.notes if note != domain_services.srt_ingest_hint(domain)]
+    status = 400 if form.is_bound and form.errors else 200
+    context = {"domain": domain, "form": form, "target": target, "notes": notes, "tab": "go-live"}
+    if target is not None:
+        context["expires_at"] = dt.datetime.fromtimestamp(target["expires_at"], dt.UTC)
+    return render(request, "streams/go_live.html", context, status=status)

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -245,3 +247,13 @@ class TagPublisher:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def http_request(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
+    """(status, headers, text) of one HTTP request; an error status is returned, not raised (WHEP, WHIP)."""
+    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()

@@ -131,3 +131,62 @@ def test_it_offers_host_candidates_on_the_chosen_addresses_only():
     finally:
         use_ice_addresses(())
     assert aioice.ice.get_host_addresses is aiortc_compat._default_host_addresses
+
+
+def test_it_finds_nothing_missing_of_what_whip_uses_on_a_real_receiver():
+    async def run():
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        try:
+            assert aiortc_compat.missing_internals(pc.addTransceiver("video").sender, transceiver.receiver) == []
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_a_tapped_receiver_hands_its_packets_to_the_tap_and_reports_sender_reports_and_nacks():
+    """The receiver's jitter buffer is the tap; a sender report and a NACK
+    the receiver sends are seen (aiortc_compat.tap_receiver)."""
+    from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+    class Tap:
+        def __init__(self):
+            self.packets = []
+
+        def add(self, packet):
+            self.packets.append(packet)
+            return False, None
+
+    async def run():
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        receiver = transceiver.receiver
+        tap, reports, nacks = Tap(), [], []
+        aiortc_compat.tap_receiver(receiver, tap, lambda *r: reports.append(r), nacks.append)
+        try:
+            assert aiortc_compat.receiver_codecs(receiver) == {}  # filled when the receiver starts
+            sr = RtcpSrPacket(ssrc=5, sender_info=RtcpSenderInfo(ntp_timestamp=7 << 32, rtp_timestamp=9000,
+                                                                  packet_count=1, octet_count=100))  # fmt: skip
+            await receiver._handle_rtcp_packet(sr)
+            assert reports == [(5, 7 << 32, 9000)]
+            await receiver._send_rtcp_nack(5, [1, 2, 3])
+            assert nacks == [3]
+            assert getattr(receiver, aiortc_compat.RECEIVER_JITTER_BUFFER) is tap
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_whip_adds_main_and_high_h264_and_whep_answers_keep_to_baseline():
+    from livecenter.media.rts import ingest  # noqa: F401 - importing it adds the profiles
+    from livecenter.media.rts.session import _whep_codec
+
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    profiles = {c.parameters.get("profile-level-id") for c in codecs if c.mimeType.lower() == "video/h264"}
+    assert {"42001f", "42e01f", "4d001f", "640c1f", "64001f"} <= profiles
+    whep = {
+        c.parameters.get("profile-level-id") for c in codecs if c.mimeType.lower() == "video/h264" and _whep_codec(c)
+    }
+    assert whep == {"42001f", "42e01f"}

@@ -157,6 +157,8 @@ def test_it_serves_a_schema_with_every_path(owner):
     assert "srt_passphrase" not in domain and "srt_passphrase_set" in domain
     certificate = schema["components"]["schemas"]["Certificate"]["properties"]
     assert "private_key" not in certificate
+    ingest = schema["components"]["schemas"]["IngestUrls"]
+    assert set(ingest["properties"]) == {"rtmp", "srt", "rts", "whip"} == set(ingest["required"])
 
 
 def test_it_generates_the_schema_without_warnings():

@@ -46,13 +46,14 @@ def test_it_generates_signed_urls_from_the_ingest_domain(owner, pair):
     assert body["streaming_domain"] == "play.example.com"
     assert (body["app"], body["stream"], body["template"]) == ("live", "cam1", None)
     assert body["notes"] == []
-    assert set(body["ingest"]) == {"rtmp", "srt", "rts"}
+    assert set(body["ingest"]) == {"rtmp", "srt", "rts", "whip"}
     assert set(body["playback"]) == {"rtmp", "flv", "m3u8", "rts", "whep", "srt"}
     assert body["ingest"]["rtmp"].startswith("rtmp://push.example.com:1935/live/cam1?auth_key=")
     assert body["ingest"]["srt"].startswith(
         "srt://push.example.com:1105?streamid=#!::h=push.example.com,r=/live/cam1?auth_key="
     )
     assert body["ingest"]["srt"].endswith(",m=publish")
+    assert body["ingest"]["whip"].startswith("http://push.example.com:8080/live/cam1.whip?auth_key=")
     assert body["playback"]["flv"].startswith("http://play.example.com:8080/live/cam1.flv?auth_key=")
     assert body["playback"]["m3u8"].startswith("http://play.example.com:8080/live/cam1.m3u8?auth_key=")
     assert body["playback"]["rts"].startswith("artc://play.example.com/live/cam1?auth_key=")
@@ -71,6 +72,9 @@ def test_it_signs_urls_that_the_media_node_accepts(owner, pair):
     ingest, streaming = pair
     body = client_for(owner).post(URL, {"domain": "push.example.com", "app": "live", "stream": "cam1"}).json()
     assert check(body["ingest"]["rtmp"], "/live/cam1", ingest).ok
+    # WHIP is RTS: signed over the bare path, the artc:// form's token.
+    assert check(body["ingest"]["whip"], "/live/cam1", ingest).ok
+    assert auth_key(body["ingest"]["whip"]) == auth_key(body["ingest"]["rts"])
     assert check(body["playback"]["rtmp"], "/live/cam1", streaming).ok
     assert check(body["playback"]["flv"], "/live/cam1.flv", streaming).ok
     assert check(body["playback"]["m3u8"], "/live/cam1.m3u8", streaming).ok

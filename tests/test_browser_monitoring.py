@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -30,10 +31,11 @@ from domains import services
 from livecenter.management.commands.runall import ConsoleServer
 from livecenter.media.node import NodeConfig
 from nodes.medianode import running_media_node
-from tests.browsersupport import chromium_page
+from tests.browsersupport import chromium_page, log_in_as_owner
 from tests.mediasupport import start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local
+from tests.whipsupport import WhipPublisher
 from tests.workersupport import database_env
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -293,4 +295,64 @@ def test_it_charts_an_srt_publishers_link(browser_page, owner):
             assert " received, " in page.inner_text("#srt-totals")
         finally:
             publisher.stop()
+    connections.close_all()
+
+
+class WhipPublishing:
+    """An aiortc WHIP publisher (tests/whipsupport.py) in a loop of its own
+    thread, so the page can be driven from this one."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url, self.seconds = url, seconds
+        self.status = 0
+        self.started, self.done = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        publisher = WhipPublisher(self.url, seconds=self.seconds)
+        try:
+            self.status = await publisher.start()
+            self.started.set()
+            while not self.done.is_set():
+                await asyncio.sleep(0.1)
+        finally:
+            self.started.set()
+            await publisher.stop()
+
+    def __enter__(self) -> WhipPublishing:
+        self.thread.start()
+        assert self.started.wait(START_SECONDS) and self.status == 201, f"the WHIP publish was answered {self.status}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+
+def test_it_charts_a_whip_publishers_link(browser_page, owner):
+    """Issue 17: a WHIP publisher's page shows its WebRTC link, live: RTT, packets per second, state, codecs."""
+    add_domains(owner)
+    page = browser_page
+    with EmbeddedConsole() as console:
+        artc = services.generate_urls(owner, "push.monitor.test", "live", "cam1").ingest["rts"]
+        url = (
+            f"http://127.0.0.1:{console.node.http_port}/live/cam1.whip?{urlsplit(artc).query}&domain=push.monitor.test"
+        )
+        with WhipPublishing(url, seconds=60):
+            log_in_as_owner(page, console.url)
+            page.goto(f"{console.url}/monitoring/stream/?domain=push.monitor.test&app=live&stream=cam1")
+            page.wait_for_function("document.getElementById('socket-state').textContent === 'connected'")
+            page.wait_for_function("Number(document.getElementById('whip-loss-chart').dataset.points) >= 3",
+                                   timeout=60_000)  # fmt: skip
+            assert page.is_visible("#whip-panel") and page.is_visible("#whip-rtt-chart")
+            assert not page.is_visible("#srt-panel")
+            assert page.inner_text("#whip-panel h3") == "WebRTC link (WHIP)"
+            assert page.inner_text("#whip-peer").startswith("127.0.0.1:")
+            assert page.inner_text("#whip-state") == "connected"
+            assert page.inner_text("#whip-codecs") == "H264, opus"
+            assert page.inner_text("#whip-lost") == "0.0"
+            assert " received, 0 lost, " in page.inner_text("#whip-totals")
+            assert page.get_attribute("#troubleshoot-link", "href").endswith(
+                "url=http%3A//push.monitor.test/live/cam1.whip"
+            )
     connections.close_all()

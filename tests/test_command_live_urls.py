@@ -39,6 +39,7 @@ def test_it_prints_the_urls(pair):
     assert "Streaming domain: play.example.com" in text
     assert "  RTMP  rtmp://push.example.com:1935/live/cam1?auth_key=" in text
     assert "  SRT   srt://push.example.com:1105?streamid=#!::h=push.example.com,r=/live/cam1?auth_key=" in text
+    assert "  WHIP  http://push.example.com:8080/live/cam1.whip?auth_key=" in text
     assert "  FLV   http://play.example.com:8080/live/cam1.flv?auth_key=" in text
     assert "  M3U8  http://play.example.com:8080/live/cam1.m3u8?auth_key=" in text
     assert "  WHEP  http://play.example.com:8080/live/cam1.whep?auth_key=" in text
@@ -53,6 +54,8 @@ def test_it_prints_the_apis_json_and_the_urls_verify(pair):
     assert data["expires_at"].endswith("Z")
     now = time.time()
     rtmp = verify("/live/cam1", auth_key(data["ingest"]["rtmp"]), ingest.signing_keys(), ingest.validity_seconds, now)
+    whip = verify("/live/cam1", auth_key(data["ingest"]["whip"]), ingest.signing_keys(), ingest.validity_seconds, now)
+    assert whip.ok
     flv = data["playback"]["flv"]
     assert flv.startswith("http://play.example.com:8080/live/cam1_hd.flv?")
     played = verify("/live/cam1_hd.flv", auth_key(flv), streaming.signing_keys(), streaming.validity_seconds, now)

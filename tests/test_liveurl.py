@@ -34,6 +34,7 @@ def test_it_reads_every_generated_url_back():
         ingest["rtmp"]: ("rtmp", "push.example.com", "/live/cam1", None),
         ingest["srt"]: ("srt", "push.example.com", "/live/cam1", "publish"),
         ingest["rts"]: ("rts", "push.example.com", "/live/cam1", None),
+        ingest["whip"]: ("whip", "push.example.com", "/live/cam1", None),
         playback["rtmp"]: ("rtmp", "play.example.com", "/live/cam1", None),
         playback["flv"]: ("flv", "play.example.com", "/live/cam1.flv", None),
         playback["m3u8"]: ("hls", "play.example.com", "/live/cam1.m3u8", None),
@@ -63,6 +64,7 @@ def test_a_domain_with_https_on_gets_https_and_rtmps_urls_that_read_back_the_sam
     push = ingest_urls(SignedHost("push.example.com", "pushKey123", 3600, https=True), "live", "cam1", 2_000_000_000,
                        ports)  # fmt: skip
     assert push["rtmp"].startswith("rtmps://push.example.com:1936/live/cam1?auth_key=")
+    assert push["whip"] == "https://push.example.com:8443/live/cam1.whip?" + urlsplit(push["rtmp"]).query
 
 
 def test_an_srt_url_without_a_mode_reads_as_a_request_to_play():
@@ -90,7 +92,7 @@ def test_it_reads_a_transcoded_stream_name():
         ("rtmp://push.example.com:99999/live/cam1", "the URL does not parse: Port out of range"),
         ("rtmp://push.example.com/live/cam1/extra", "the path must be /{app}/{stream}, not '/live/cam1/extra'"),
         ("rtmp://push.example.com/li%20ve/cam1", "the app name 'li ve' must be 1-255 letters"),
-        ("https://play.example.com/live/cam1", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep (RTS)"),
+        ("https://play.example.com/live/cam1", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep"),
         ("srt://push.example.com:1105?streamid=cam1", "an SRT URL carries the stream in streamid=#!::h="),
         ("rtmp://x/" + "a" * MAX_URL_CHARS, f"the URL is longer than {MAX_URL_CHARS} characters"),
     ],
@@ -122,6 +124,8 @@ def test_it_builds_the_ingest_formats():
         + token_of(urls["rtmp"])
         + ",m=publish"
     )
+    # WHIP (RFC 9725) on the HTTP port, the same token: RTS is signed over the bare path.
+    assert urls["whip"] == "http://push.example.com:8080/live/cam1.whip?auth_key=" + token_of(urls["rtmp"])
     assert verify("/live/cam1", token_of(urls["rtmp"]), ["ingestkey1"], 1440 * 60, now=EXPIRES).ok
     assert not verify("/live/cam1", token_of(urls["rtmp"]), ["ingestkey1"], 1440 * 60, now=EXPIRES + 1).ok
 
@@ -161,6 +165,13 @@ def test_it_names_the_transcoded_stream():
     sid = parse_srt_streamid(urls["srt"].partition("streamid=")[2])
     assert (sid.stream, sid.signed_uri) == ("cam1_lld", "/live/cam1_lld")
     assert verify(sid.signed_uri, sid.auth_key, ["playkey123"], 600, now=EXPIRES).ok
+
+
+def test_it_puts_the_whip_url_on_the_configured_http_port():
+    urls = ingest_urls(INGEST, "live", "cam1", EXPIRES, Ports(http=18080))
+    assert urlsplit(urls["whip"])[:3] == ("http", "push.example.com:18080", "/live/cam1.whip")
+    unsigned = ingest_urls(SignedHost("push.example.com", None, 600), "live", "cam1", EXPIRES, Ports())
+    assert unsigned["whip"] == "http://push.example.com:8080/live/cam1.whip"
 
 
 def test_it_leaves_auth_key_off_when_signing_is_off():

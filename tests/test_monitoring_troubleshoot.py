@@ -73,7 +73,7 @@ def test_it_passes_a_healthy_live_stream(owner, pair):
     [
         ("ftp://push.example.com/live/cam1", "the scheme must be rtmp, rtmps, http, https, artc or srt, not 'ftp'"),
         ("rtmp://push.example.com/live", "the path must be /{app}/{stream}, not '/live'"),
-        ("http://play.example.com/live/cam1.mp4", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep"),
+        ("http://play.example.com/live/cam1.mp4", "an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep (RTS)"),
         ("rtmp://push.example.com/live/cam%201", "the stream name 'cam 1' must be 1-255 letters, digits"),
         ("", "the URL is empty"),
     ],

@@ -13,7 +13,7 @@ from tests.pagesupport import add_ingest, add_streaming, assert_field_error, ass
 pytestmark = pytest.mark.django_db
 
 URL = "/tools/url-generator/"
-INGEST_IDS = ("url-ingest-rtmp", "url-ingest-srt", "url-ingest-rts")
+INGEST_IDS = ("url-ingest-rtmp", "url-ingest-srt", "url-ingest-rts", "url-ingest-whip")
 PLAYBACK_IDS = (
     "url-playback-rtmp",
     "url-playback-flv",
@@ -83,8 +83,10 @@ def test_it_generates_signed_urls_that_verify(client, owner, pair):
     assert urls["url-playback-flv"].startswith("http://play.example.com:8080/live/cam1.flv?auth_key=")
     assert urls["url-playback-rts"].startswith("artc://play.example.com/live/cam1?auth_key=")
     assert urls["url-playback-whep"].startswith("http://play.example.com:8080/live/cam1.whep?auth_key=")
+    assert urls["url-ingest-whip"].startswith("http://push.example.com:8080/live/cam1.whip?auth_key=")
     for id_ in ("url-ingest-rtmp", "url-ingest-rts"):
         check(urls[id_], ingest)
+    check(urls["url-ingest-whip"], ingest, path="/live/cam1")  # RTS: signed over the bare path
     for id_ in ("url-playback-rtmp", "url-playback-flv", "url-playback-m3u8", "url-playback-rts"):
         check(urls[id_], streaming)
     check(urls["url-playback-whep"], streaming, path="/live/cam1")  # signed over the bare path

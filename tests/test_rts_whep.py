@@ -9,17 +9,24 @@ import asyncio
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livecenter.media import http_server
 from livecenter.media.policy import DomainConfig, MemoryPolicy
-from livecenter.media.rts.whep import MAX_OFFER_BYTES, OfferError, check_offer, parse_whep_path
+from livecenter.media.rts.whep import (
+    MAX_OFFER_BYTES,
+    WHIP,
+    NoUsableCodec,
+    OfferError,
+    check_offer,
+    check_publish_offer,
+    parse_whep_path,
+)
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, start_publisher
+from tests.mediasupport import http_request as request
 
 NO_RTS = "norts.test"
 NO_TRANSCODE = "notranscode.test"
@@ -50,15 +57,6 @@ def whep_url(node, stream="cam1", domain=PLAY, key=PLAY_KEY, auth=True) -> str:
     token = sign(f"/live/{stream}", key, int(time.time()))
     query = f"auth_key={token}&domain={domain}" if auth else f"domain={domain}"
     return f"{node.http}/live/{stream}.whep?{query}"
-
-
-def request(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
-    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
 
 
 async def make_offer(pc: RTCPeerConnection) -> str:
@@ -107,6 +105,47 @@ def test_it_refuses_offers_it_cannot_answer(sdp, message):
 
 def test_it_accepts_an_aiortc_offer():
     check_offer(browser_like_offer())
+
+
+def test_it_parses_whip_paths():
+    path = parse_whep_path("/live/cam1.whip")
+    assert (path.kind, path.session, path.endpoint, path.signed_uri) == (WHIP, None, "/live/cam1.whip", "/live/cam1")
+    path = parse_whep_path("/live/cam1.whip/abcdefghijklmnopqrstuvwx")
+    assert (path.kind, path.session) == (WHIP, "abcdefghijklmnopqrstuvwx")
+    assert parse_whep_path("/live/cam1.whipx") is None
+
+
+SENDING_H264 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=sendonly\r\n"
+SENDING_OPUS = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n"
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [
+        SENDING_H264 + SENDING_OPUS,
+        SENDING_H264.replace("H264", "VP8"),
+        "v=0\r\n" + SENDING_OPUS,  # audio only
+        SENDING_H264.replace("a=sendonly", "a=sendrecv"),
+    ],
+)
+def test_it_accepts_whip_offers_it_can_take(sdp):
+    check_publish_offer(sdp)
+
+
+@pytest.mark.parametrize(
+    ("sdp", "error", "message"),
+    [
+        ("v=0\r\n", OfferError, "no audio or video to publish"),
+        (SENDING_H264.replace("a=sendonly", "a=recvonly"), OfferError, "sendonly or sendrecv"),
+        (SENDING_H264 + SENDING_H264[5:], OfferError, "at most one video and one audio section"),
+        (SENDING_H264.replace("H264", "AV1"), NoUsableCodec, "neither H.264 nor VP8"),
+        (SENDING_H264 + SENDING_OPUS.replace("opus", "G722"), NoUsableCodec, "no Opus"),
+        ("v=0\r\n" + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n" * 9, OfferError, "more than 8"),
+    ],
+)
+def test_it_refuses_whip_offers_with_the_reason(sdp, error, message):
+    with pytest.raises(error, match=message):
+        check_publish_offer(sdp)
 
 
 # Malformed offers (issue 11, item 6): the line aiortc would choke on, and the reason.

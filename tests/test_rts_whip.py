@@ -9,6 +9,7 @@ in tests/test_browser_golive.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -18,7 +19,16 @@ from livecenter.media.policy import DomainConfig, MemoryPolicy, StreamKey, Strea
 from livecenter.media.rts.aiortc_compat import tap_receiver
 from livecenter.media.rts.assembly import FrameAssembler
 from livecenter.media.signing import sign
-from tests.mediasupport import INGEST, INGEST_KEY, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, probe_streams
+from tests.mediasupport import (
+    INGEST,
+    INGEST_KEY,
+    PLAY,
+    PLAY_KEY,
+    VALIDITY_SECONDS,
+    NodeThread,
+    probe_streams,
+    start_publisher,
+)
 from tests.whipsupport import WhipPublisher, http, slices, whip_url
 
 KEY = StreamKey(INGEST, "live", "cam1")
@@ -97,17 +107,24 @@ async def view(url: str, video_frames: int, audio_packets: int, timeout: float =
     return recorders
 
 
+async def until_live(node, frames: int = 10, timeout: float = 30) -> None:
+    """Until the WHIP stream has brought `frames` video frames to the hub."""
+    deadline = time.monotonic() + timeout
+    while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < frames:
+        assert time.monotonic() < deadline, "the WHIP stream never went live"
+        await asyncio.sleep(0.1)
+
+
 def test_a_whip_publisher_is_played_over_whep_unchanged_and_over_flv_and_hls_with_aac(node):
     async def scenario():
         publisher = WhipPublisher(whip_url(node), seconds=4)
         assert await publisher.start() == 201, publisher.body
         assert publisher.headers["Location"].startswith("/live/cam1.whip/")
         assert publisher.headers["Content-Type"] == "application/sdp"
+        # The node is the DTLS server (ingest.py: interoperable with RSA-certificate clients).
+        assert "a=setup:actpass" in publisher.pc.localDescription.sdp and "a=setup:passive" in publisher.body
         try:
-            deadline = time.monotonic() + 30
-            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                assert time.monotonic() < deadline, "the WHIP stream never went live"
-                await asyncio.sleep(0.1)
+            await until_live(node)
             viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 60, 50))
             flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
             hls = asyncio.to_thread(probe_streams, play_url(node, ".m3u8"))
@@ -204,10 +221,7 @@ def test_a_publisher_that_stops_sending_is_unpublished(node):
     async def scenario():
         publisher = WhipPublisher(whip_url(node), seconds=2)
         assert await publisher.start() == 201
-        deadline = time.monotonic() + 30
-        while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await until_live(node)
         # Killed: the process is gone, nothing more is sent, nothing says goodbye.
         for sender in publisher.pc.getSenders():
             sender._enabled = False  # the sender drops what it reads: no RTP at all
@@ -238,10 +252,7 @@ def test_a_viewer_that_asks_for_a_keyframe_gets_the_publisher_asked(quiet_node):
         publisher = WhipPublisher(whip_url(node), seconds=4)
         assert await publisher.start() == 201
         try:
-            deadline = time.monotonic() + 30
-            while not node.node.hub.stream(KEY) or node.node.hub.stream(KEY).video_frames < 10:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+            await until_live(node)
             before = publisher.video.keyframe_requests
             viewer = await asyncio.to_thread(node.run_sync, lambda: node.node.rts.source(KEY).add_viewer(True))
             node.loop.call_soon_threadsafe(viewer.keyframe_requested)
@@ -259,3 +270,149 @@ def test_a_viewer_that_asks_for_a_keyframe_gets_the_publisher_asked(quiet_node):
     asked, counted = asyncio.run(scenario())
     assert asked == 1, "two requests within a second are one PLI"
     assert counted >= 1
+
+
+def test_a_vp8_publisher_is_transcoded_to_h264_once_for_every_protocol(node):
+    """A browser that offers no H.264 sends VP8: the node makes H.264 of it
+    once (no protocol but WebRTC carries VP8), which FLV, HLS and WHEP
+    viewers all get."""
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=4, video_codec="VP8")
+        assert await publisher.start() == 201, publisher.body
+        assert "VP8/90000" in publisher.body and "H264/90000" not in publisher.body
+        try:
+            await until_live(node)
+            viewer = asyncio.ensure_future(view(play_url(node, ".whep"), 30, 20))
+            flv = asyncio.to_thread(probe_streams, play_url(node, ".flv"))
+            recorders, streams = await asyncio.gather(viewer, flv)
+            transcoders = node.node.rts.whip.by_key[KEY].vp8
+            return recorders, streams, transcoders
+        finally:
+            await publisher.stop()
+
+    recorders, streams, transcoder = asyncio.run(scenario())
+    assert transcoder is not None
+    assert {(s["codec_type"], s["codec_name"]) for s in streams} == {("video", "h264"), ("audio", "aac")}
+    assert {s["width"] for s in streams if s["codec_type"] == "video"} == {320}
+    assert len(recorders["video"].frames) >= 30 and all(slices(f) for f in recorders["video"].frames)
+
+
+def test_lost_packets_are_asked_for_again_and_the_stream_loses_no_frame(node):
+    """One video packet in 15 is dropped on its way out of the publisher (its
+    first sending only): the node NACKs each, the publisher resends it over
+    RTX, and every frame still reaches the hub whole."""
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=6, audio=False)
+        dropped: set[int] = set()
+        assert await publisher.start() == 201
+        video_types = {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) H264/90000", publisher.body)}
+        transport = publisher.pc.getSenders()[0].transport
+        send = transport._send_rtp
+
+        async def lossy(data: bytes) -> None:
+            payload_type = data[1] & 0x7F
+            if payload_type in video_types:
+                seq = int.from_bytes(data[2:4], "big")
+                if seq % 15 == 7 and seq not in dropped:
+                    dropped.add(seq)
+                    return
+            await send(data)
+
+        transport._send_rtp = lossy
+        try:
+            deadline = time.monotonic() + 30
+            while len(dropped) < 10 or node.node.hub.stream(KEY).video_frames < 90:
+                assert time.monotonic() < deadline, (len(dropped), node.node.hub.stream(KEY))
+                await asyncio.sleep(0.1)
+            whip = node.node.rts.whip.by_key[KEY]
+            stats = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(whip.stats(), node.loop))
+            return len(dropped), whip.taps["video"].assembler, stats
+        finally:
+            await publisher.stop()
+
+    dropped, assembler, stats = asyncio.run(scenario())
+    assert dropped >= 10
+    assert stats.nacks_sent >= dropped, "every lost packet was asked for"
+    assert assembler.frames_lost == 0 and assembler.frames_skipped == 0, "each came back in time"
+
+
+def test_one_publisher_across_rtmp_and_whip_and_forbid_ends_a_whip_publisher(node):
+    rtmp = start_publisher(node.publish_url(stream="cam2"), seconds=30, size="320x240")
+    try:
+        assert node.wait_for(lambda: node.node.hub.stream(StreamKey(INGEST, "live", "cam2")) is not None)
+
+        async def scenario():
+            second = WhipPublisher(whip_url(node, stream="cam2"), seconds=1)
+            await second.start()
+            await second.stop()
+            publisher = WhipPublisher(whip_url(node), seconds=6)
+            assert await publisher.start() == 201
+            try:
+                await until_live(node)
+                node.loop.call_soon_threadsafe(node.node.kick, KEY)
+                deadline = time.monotonic() + 15
+                while KEY in node.node.rts.whip.by_key:
+                    assert time.monotonic() < deadline, "the forbidden publisher was not ended"
+                    await asyncio.sleep(0.1)
+            finally:
+                await publisher.stop(delete=False)
+            return second.status, second.headers.get("X-LiveCenter-Error")
+
+        assert asyncio.run(scenario()) == (409, "stream is already being published")
+    finally:
+        rtmp.stop()
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended[-1].reason == "forbidden"
+
+
+def test_a_whip_publisher_on_an_edge_is_relayed_to_a_center():
+    """Edge ingest over WHIP: the edge admits it and relays the stream (H.264
+    and the AAC made from the Opus) to its center like an RTMP publisher's."""
+    from tests.test_media_edge import FixedRouter, center, edge
+
+    c = center("center-1")
+    e = edge(FixedRouter(c), **{"whip_keyframe_interval_seconds": 1.0})
+    try:
+
+        async def scenario():
+            publisher = WhipPublisher(whip_url(e), seconds=6)
+            assert await publisher.start() == 201, publisher.body
+            try:
+                deadline = time.monotonic() + 30
+                while not c.node.hub.is_live(KEY) or c.node.hub.stream(KEY).video_frames < 30:
+                    assert time.monotonic() < deadline, "the center never got the stream"
+                    await asyncio.sleep(0.1)
+                return await asyncio.to_thread(probe_streams, c.flv_url())
+            finally:
+                await publisher.stop()
+
+        streams = asyncio.run(scenario())
+        assert {(s["codec_type"], s["codec_name"]) for s in streams} == {("video", "h264"), ("audio", "aac")}
+        [on_edge] = [event for event in e.sink.events if isinstance(event, StreamPublished)]
+        assert (on_edge.protocol, on_edge.publish_type) == ("whip", "edge")
+    finally:
+        e.stop()
+        c.stop()
+
+
+def test_a_session_that_never_connects_is_unpublished_and_freed(node, monkeypatch):
+    """The offer is answered but the publisher never does ICE (it went away):
+    the node gives up after CONNECT_TIMEOUT_SECONDS and frees the session."""
+    from livecenter.media.rts import ingest
+
+    monkeypatch.setattr(ingest, "CONNECT_TIMEOUT_SECONDS", 1.0)
+
+    async def scenario():
+        publisher = WhipPublisher(whip_url(node), seconds=1)
+        await publisher.start()
+        status = publisher.status
+        await publisher.pc.close()  # before any connectivity check reaches the node... or just after
+        return status
+
+    assert asyncio.run(scenario()) == 201
+    assert node.wait_for(lambda: not node.node.rts.whip.publishers, timeout=30)
+    ended = [e for e in node.sink.events if isinstance(e, StreamUnpublished) and e.key == KEY]
+    assert ended and ended[-1].reason in ("did not connect", "connection failed", "connection closed", "no data")
+    assert node.run_sync(lambda: node.node.hub.stream(KEY) is None or node.node.hub.stream(KEY).publication is None)

@@ -16,18 +16,17 @@ import fractions
 import math
 import struct
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from livecenter.media.codecs import iter_annexb_nal_units
 from livecenter.media.rts.aiortc_compat import on_keyframe_request
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, INGEST_KEY
+from tests.mediasupport import http_request as http
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
@@ -39,15 +38,6 @@ def whip_url(node, app="live", stream="cam1", key=INGEST_KEY, domain=INGEST, aut
     token = sign(f"/{app}/{stream}", key, int(time.time()))
     query = f"auth_key={token}&domain={domain}" if auth else f"domain={domain}"
     return f"{node.http}/{app}/{stream}.whip?{query}"
-
-
-def http(url: str, method: str = "POST", body: bytes = b"", content_type: str = "application/sdp"):
-    req = urllib.request.Request(url, data=body or None, method=method, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
 
 
 def _picture(width: int, height: int, index: int) -> av.VideoFrame:
@@ -82,6 +72,24 @@ def encode_video(seconds: float, width: int = 320, height: int = 240, gop: int =
         units += [bytes(p) for p in encoder.encode(picture)]
     units += [bytes(p) for p in encoder.encode(None)]
     return units
+
+
+def encode_vp8(seconds: float, width: int = 320, height: int = 240, gop: int = FPS) -> list[bytes]:
+    """VP8 frames (libvpx, real-time), FPS a second."""
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, FPS)
+    encoder.framerate = fractions.Fraction(FPS, 1)
+    encoder.bit_rate = 500_000
+    encoder.gop_size = gop
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    frames = []
+    for i in range(int(seconds * FPS)):
+        picture = _picture(width, height, i)
+        picture.pts = i
+        frames += [bytes(p) for p in encoder.encode(picture)]
+    frames += [bytes(p) for p in encoder.encode(None)]
+    return frames
 
 
 def encode_audio(seconds: float) -> list[bytes]:
@@ -152,10 +160,14 @@ class WhipPublisher:
     body: str = ""
 
     async def start(self, offer_edit=None) -> int:
-        units = await asyncio.to_thread(encode_video, self.seconds)
+        encode = encode_vp8 if self.video_codec == "VP8" else encode_video
+        units = await asyncio.to_thread(encode, self.seconds)
         self.video = EncodedTrack("video", units, 1 / FPS, 90_000 // FPS, VIDEO_TIME_BASE)
         transceiver = self.pc.addTransceiver(self.video, direction="sendonly")
         on_keyframe_request(transceiver.sender, self.video.keyframe_requested)
+        if self.video_codec == "VP8":  # a browser without H.264 (Firefox without OpenH264, say)
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in ("video/vp8", "video/rtx")])
         if self.audio:
             packets = await asyncio.to_thread(encode_audio, self.seconds)
             self.sound = EncodedTrack("audio", packets, OPUS_SAMPLES / 48_000, OPUS_SAMPLES, AUDIO_TIME_BASE)

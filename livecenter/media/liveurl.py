@@ -24,7 +24,7 @@ MAX_URL_CHARS = 4096
 # libsrt caps SRTO_STREAMID at 512 characters.
 MAX_STREAMID_CHARS = 512
 SRT_MODES = ("publish", "request")
-HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts"}
+HTTP_SUFFIXES = {".flv": "flv", ".m3u8": "hls", ".whep": "rts", ".whip": "whip"}
 SCHEME_PROTOCOLS = {"rtmp": "rtmp", "rtmps": "rtmp", "artc": "rts", "srt": "srt"}
 
 
@@ -111,14 +111,21 @@ class SrtStreamId:
 
 
 def ingest_urls(target: SignedHost, app: str, stream: str, expires_at: int, ports: Ports, rand: str = "0") -> dict:
+    """The publish URLs of one stream: RTMP(S), SRT, RTS as `artc://` and RTS
+    as WHIP (RFC 9725, issue 17). Every form carries the one token signed
+    over `/{app}/{stream}` (DESIGN.md, URL signing); the WHIP URL is on the
+    HTTP port, or the HTTPS one where the domain has HTTPS on, by the same
+    rule as the playback WHEP URL."""
     path = f"/{app}/{stream}"
     auth = _auth_query(target, path, expires_at, rand)
     h = target.host
     streamid = SrtStreamId(h, app, stream, auth.removeprefix("auth_key=") or None, "publish")
+    base = f"https://{h}:{ports.https}{path}" if target.https else f"http://{h}:{ports.http}{path}"
     return {
         "rtmp": _with_query(f"{_rtmp_base(target, ports)}{path}", auth),
         "srt": f"srt://{h}:{ports.srt}?streamid={streamid}",
         "rts": _with_query(f"artc://{h}{path}", auth),
+        "whip": _with_query(f"{base}.whip", auth),
     }
 
 
@@ -155,7 +162,7 @@ def playback_urls(
 @dataclass(frozen=True)
 class LiveUrl:
     url: str
-    protocol: str  # "rtmp", "flv", "hls", "rts", "srt"
+    protocol: str  # "rtmp", "flv", "hls", "rts", "whip" (RTS ingest over HTTP), "srt"
     host: str  # the domain the URL names (the `domain=` fallback applied)
     app: str
     stream: str
@@ -252,11 +259,11 @@ def parse_live_url(url: str) -> LiveUrl:
     if scheme in ("http", "https"):
         suffix = next((s for s in HTTP_SUFFIXES if path.endswith(s)), None)
         if suffix is None:
-            raise LiveUrlError("an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS) or .whep (RTS)")
+            raise LiveUrlError("an HTTP URL must end in .flv (HTTP-FLV), .m3u8 (HLS), .whep (RTS) or .whip (WHIP)")
         protocol = HTTP_SUFFIXES[suffix]
         app, stream = _path_parts(path[: -len(suffix)])
-        # RTS is signed over the bare path; FLV and HLS over the path with its suffix.
-        signed = f"/{app}/{stream}" if protocol == "rts" else f"/{app}/{stream}{suffix}"
+        # RTS (WHEP and WHIP) is signed over the bare path; FLV and HLS over the path with its suffix.
+        signed = f"/{app}/{stream}" if protocol in ("rts", "whip") else f"/{app}/{stream}{suffix}"
     elif scheme in SCHEME_PROTOCOLS:
         protocol = SCHEME_PROTOCOLS[scheme]
         app, stream = _path_parts(path)

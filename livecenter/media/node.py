@@ -649,9 +649,9 @@ class MediaNode:
             if not live:
                 self.last_samples = ()
                 continue
-            samples = self.stats.sample(
-                live, self.srt.session_stats() if self.srt is not None else None, self.upstream_nodes()
-            )
+            srt = self.srt.session_stats() if self.srt is not None else None
+            whip = await self.rts.whip.session_stats() if self.rts is not None else None
+            samples = self.stats.sample(live, srt, self.upstream_nodes(), whip)
             self.last_samples = tuple(samples)
             if not samples:
                 continue

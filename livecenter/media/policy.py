@@ -289,10 +289,10 @@ class PublishRefused:
     domain: str
     app: str
     stream: str
-    protocol: str  # "rtmp", "srt"
+    protocol: str  # "rtmp", "srt", "whip"
     client_addr: str  # "ip:port"
     reason: str  # in words, as logged: "wrong passphrase", "invalid md5hash", ...
-    code: int  # the protocol's own code (an SRT rejection reason), 0 if it has none (RTMP)
+    code: int  # the protocol's own code (an SRT rejection reason, WHIP's HTTP status), 0 if it has none (RTMP)
     at: float  # Unix seconds
     node_id: str
 

@@ -4,7 +4,7 @@ after its signed URL passed, the node POSTs the publish to the ingest
 domain's URL, signed like every callback (webhooks.py):
 
     {"event": "publish.authorize", "domain": …, "app": …, "stream": …,
-     "protocol": "rtmp"|"srt", "client_ip": …, "node_id": …, "time": …}
+     "protocol": "rtmp"|"srt"|"whip", "client_ip": …, "node_id": …, "time": …}
 
 A 2xx allows it; any other status refuses it, with the receiver's body
 (webhooks.reason_text) as the reason the publisher is told. A receiver that

@@ -12,6 +12,8 @@ Counting is split from sampling so that the media path stays cheap:
 - `StatsSampler` runs once a second on the node's loop: it reads every live
   stream's counters, takes the difference from its last reading and turns it
   into a `StreamSample` (policy.py), which the node hands to its EventSink.
+  A publisher's link (SRT, WHIP) is read by its server as totals since the
+  session's start; the sampler makes the per-second figures the same way.
 
 Rates are measured in stream time where the stream has it: the frames that
 arrived since the last sample cover the stretch of timestamps from the last
@@ -32,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from .flv import TIMESTAMP_JUMP_MS
-from .policy import SrtSessionStats, StreamKey, StreamSample
+from .policy import SrtSessionStats, StreamKey, StreamSample, WhipSessionStats
 
 # A subscription that carries the stream to another node of a cluster (an
 # edge's relay to its center, a center's stream pulled by an edge, edge.py):
@@ -131,12 +133,19 @@ class _Reading:
     """The counters as the sampler last read them."""
 
     __slots__ = ("counters", "at", "video_frames", "audio_frames", "video_bytes", "audio_bytes", "video_ts",
-                 "audio_ts", "jumps", "bytes_out", "srt")  # fmt: skip
+                 "audio_ts", "jumps", "bytes_out", "srt", "whip")  # fmt: skip
 
-    def __init__(self, counters: StreamCounters, at: float, srt: SrtSessionStats | None = None) -> None:
+    def __init__(
+        self,
+        counters: StreamCounters,
+        at: float,
+        srt: SrtSessionStats | None = None,
+        whip: WhipSessionStats | None = None,
+    ) -> None:
         self.counters = counters
         self.at = at
         self.srt = srt
+        self.whip = whip
         self.video_frames = counters.video_frames
         self.audio_frames = counters.audio_frames
         self.video_bytes = counters.video_bytes
@@ -161,22 +170,31 @@ def _rates(frames: int, nbytes: int, first_ts: int | None, last_ts: int | None, 
     return frames / seconds, nbytes * 8 / seconds
 
 
-def _srt_rates(now: SrtSessionStats, before: SrtSessionStats | None, seconds: float) -> SrtSessionStats:
-    """`now` with its per-second figures since `before` (the session's start if None)."""
-    if before is not None and before.socket_id != now.socket_id:
+# A link reading's totals that a sample gives per second too (`{total}_per_second`),
+# and the field that tells one publish session's readings from another's.
+SRT_RATE_TOTALS = ("packets_received", "packets_lost", "packets_retransmitted", "packets_dropped")
+WHIP_RATE_TOTALS = ("packets_received", "packets_lost", "nacks_sent")
+
+
+def _link_rates(now, before, seconds: float, session_field: str, totals: tuple[str, ...]):
+    """`now` (a link reading: SrtSessionStats, WhipSessionStats) with its
+    per-second figures since `before` (the session's start if None)."""
+    if before is not None and getattr(before, session_field) != getattr(now, session_field):
         before = None  # another session of the stream: count from its start
 
     def rate(name: str) -> float:
         delta = getattr(now, name) - (getattr(before, name) if before is not None else 0)
         return max(0, delta) / seconds if seconds > 0 else 0.0
 
-    return dataclasses.replace(
-        now,
-        packets_received_per_second=rate("packets_received"),
-        packets_lost_per_second=rate("packets_lost"),
-        packets_retransmitted_per_second=rate("packets_retransmitted"),
-        packets_dropped_per_second=rate("packets_dropped"),
-    )
+    return dataclasses.replace(now, **{f"{name}_per_second": rate(name) for name in totals})
+
+
+def _srt_rates(now: SrtSessionStats, before: SrtSessionStats | None, seconds: float) -> SrtSessionStats:
+    return _link_rates(now, before, seconds, "socket_id", SRT_RATE_TOTALS)
+
+
+def _whip_rates(now: WhipSessionStats, before: WhipSessionStats | None, seconds: float) -> WhipSessionStats:
+    return _link_rates(now, before, seconds, "session_id", WHIP_RATE_TOTALS)
 
 
 class StatsSampler:
@@ -199,11 +217,13 @@ class StatsSampler:
         live: Mapping[StreamKey, str],
         srt: Mapping[StreamKey, SrtSessionStats] | None = None,
         upstream: Mapping[StreamKey, str] | None = None,
+        whip: Mapping[StreamKey, WhipSessionStats] | None = None,
     ) -> list[StreamSample]:
         """One sample of each stream in `live` (key -> publish session id);
         `srt` has the link readings of the streams published over SRT
-        (srt_server.SrtServer.session_stats), `upstream` the node each
-        stream received from another node comes from."""
+        (srt_server.SrtServer.session_stats), `whip` those of the streams
+        published over WHIP (rts.ingest.WhipIngest.session_stats),
+        `upstream` the node each stream received from another node comes from."""
         now, wall = self._monotonic(), self._wall()
         samples = []
         readings: dict[StreamKey, _Reading] = {}
@@ -217,7 +237,8 @@ class StatsSampler:
                 # A new publication: measure from its start.
                 started = stream.publication.started_at
                 previous = _Reading(StreamCounters(), now - max(0.0, wall - started))
-            reading = readings[key] = _Reading(counters, now, srt.get(key) if srt else None)
+            link = (srt.get(key) if srt else None), (whip.get(key) if whip else None)
+            reading = readings[key] = _Reading(counters, now, *link)
             sample = self._sample(key, session_id, stream, previous, reading, wall)
             if upstream and key in upstream:
                 sample = dataclasses.replace(sample, upstream_node=upstream[key])
@@ -267,5 +288,6 @@ class StatsSampler:
             viewers=viewers,
             bitrate_out=bitrate_out,
             srt=_srt_rates(now.srt, before.srt, seconds) if now.srt is not None else None,
+            whip=_whip_rates(now.whip, before.whip, seconds) if now.whip is not None else None,
             relay_bitrate_out=relay_bitrate_out,
         )

@@ -145,6 +145,58 @@
       srtLossChart.setData(srtLoss);
     }
 
+    // The WebRTC link (a stream that came in over WHIP): RTT and jitter, and
+    // packets lost and asked for again (NACK) per second. Drawn once its first sample comes.
+    const whipRtt = [[], [], []]; // time, RTT, jitter (ms)
+    const whipLoss = [[], [], [], []]; // time, received, lost, NACKed (per second)
+    let whipRttChart = null;
+    let whipLossChart = null;
+
+    function whipCharts() {
+      if (whipRttChart) return;
+      $("whip-charts").hidden = false;
+      $("whip-panel").hidden = false;
+      whipRttChart = chart(
+        $("whip-rtt-chart"),
+        [
+          { label: "RTT", stroke: "#0d6efd", width: 2 },
+          { label: "Jitter", stroke: "#6c757d" },
+        ],
+        whipRtt,
+        "ms",
+      );
+      whipLossChart = chart(
+        $("whip-loss-chart"),
+        [
+          { label: "Received", stroke: "#198754", show: false },
+          { label: "Lost", stroke: "#dc3545", width: 2 },
+          { label: "NACKed", stroke: "#fd7e14" },
+        ],
+        whipLoss,
+        "packets/s",
+      );
+    }
+
+    function whipDetails(link) {
+      $("whip-peer").textContent = link.peer;
+      $("whip-state").textContent = link.connection_state;
+      $("whip-codecs").textContent = [link.video_codec, link.audio_codec].filter(Boolean).join(", ") || "—";
+      $("whip-rtt").textContent = link.rtt_ms ? `${link.rtt_ms.toFixed(1)} ms` : "not measured yet";
+      $("whip-jitter").textContent = `${link.jitter_ms.toFixed(1)} ms`;
+      $("whip-lost").textContent = link.packets_lost_per_second.toFixed(1);
+      $("whip-nacks").textContent = link.nacks_sent_per_second.toFixed(1);
+      $("whip-keyframes").textContent = String(link.keyframe_requests);
+      $("whip-totals").textContent =
+        `${link.packets_received} received, ${link.packets_lost} lost, ` +
+        `${link.nacks_sent} NACKed, ${link.frames_lost} frames lost`;
+    }
+
+    function redrawWhip() {
+      if (!whipRttChart) return;
+      whipRttChart.setData(whipRtt);
+      whipLossChart.setData(whipLoss);
+    }
+
     function setLive(live, reason) {
       state.live = live;
       const badge = $("stream-state");
@@ -220,6 +272,10 @@
           push(srtRtt, [gap, null, null]);
           push(srtLoss, [gap, null, null, null, null]);
         }
+        if (whipRttChart) {
+          push(whipRtt, [gap, null, null]);
+          push(whipLoss, [gap, null, null, null]);
+        }
       }
       state.session = s.session_id;
       state.last = s.at;
@@ -241,6 +297,21 @@
         $("srt-loss-chart").dataset.points = $("srt-rtt-chart").dataset.points;
         if (redraw) srtDetails(link);
       }
+      const whip = s.whip;
+      if (whip) {
+        whipCharts();
+        // 0 until the first STUN check is answered: no point rather than a false 0 ms.
+        push(whipRtt, [s.at, whip.rtt_ms || null, whip.jitter_ms]);
+        push(whipLoss, [
+          s.at,
+          whip.packets_received_per_second,
+          whip.packets_lost_per_second,
+          whip.nacks_sent_per_second,
+        ]);
+        $("whip-rtt-chart").dataset.points = String(whipRtt[0].filter((_, i) => whipRtt[2][i] != null).length);
+        $("whip-loss-chart").dataset.points = $("whip-rtt-chart").dataset.points;
+        if (redraw) whipDetails(whip);
+      }
       state.samples += 1;
       $("bitrate-chart").dataset.points = String(bitrate[0].filter((_, i) => bitrate[1][i] != null).length);
       $("framerate-chart").dataset.points = String(fps[0].filter((_, i) => fps[1][i] != null).length);
@@ -248,6 +319,7 @@
         bitrateChart.setData(bitrate);
         fpsChart.setData(fps);
         redrawSrt();
+        redrawWhip();
         details(s);
       }
       if (!state.live && s.session_id !== state.stoppedSession) setLive(true);
@@ -259,8 +331,10 @@
         bitrateChart.setData(bitrate);
         fpsChart.setData(fps);
         redrawSrt();
+        redrawWhip();
         if (state.lastSample) details(state.lastSample);
         if (state.lastSample && state.lastSample.srt) srtDetails(state.lastSample.srt);
+        if (state.lastSample && state.lastSample.whip) whipDetails(state.lastSample.whip);
         if (message.live) setLive(true);
         else if (state.live) setLive(false);
       } else if (message.type === "sample") {
@@ -281,8 +355,10 @@
     bitrateChart.setData(bitrate);
     fpsChart.setData(fps);
     redrawSrt();
+    redrawWhip();
     if (state.lastSample) details(state.lastSample);
     if (state.lastSample && state.lastSample.srt) srtDetails(state.lastSample.srt);
+    if (state.lastSample && state.lastSample.whip) whipDetails(state.lastSample.whip);
     listen(root.dataset.ws, onMessage, $("socket-state"));
   }
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import aioice.ice
 import aioice.stun
 import aiortc.codecs
-from aiortc import RTCIceTransport, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
 
 # The attribute the sender reads for the msid of its track's stream.
@@ -43,6 +43,8 @@ RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 RECEIVER_RTCP_HANDLER = "_handle_rtcp_packet"
 RECEIVER_SEND_NACK = "_send_rtcp_nack"
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
+# The DTLS transport's role setter ("auto", "client" or "server").
+DTLS_SET_ROLE = "_set_role"
 # RTCIceTransport's aioice Connection, and the Connection's selected pairs
 # by component (what its consent checks, RFC 7675, are sent on).
 ICE_TRANSPORT_CONNECTION = "_connection"
@@ -146,6 +148,15 @@ def tap_receiver(receiver: RTCRtpReceiver, buffer, on_sender_report: Callable, o
     setattr(receiver, RECEIVER_SEND_NACK, nack)
 
 
+def answer_as_dtls_server(transceiver) -> None:
+    """Make the answer to an `a=setup:actpass` offer say `a=setup:passive`,
+    the node then being the DTLS server. aiortc answers `active` (client),
+    and as a client offers only ECDHE-ECDSA suites, which a server with an
+    RSA certificate (GStreamer 1.22's webrtcbin) cannot take; as the server
+    the node's own ECDSA certificate decides the suite. Before createAnswer."""
+    getattr(transceiver.receiver.transport, DTLS_SET_ROLE)("server")
+
+
 def receiver_codecs(receiver: RTCRtpReceiver) -> dict:
     """The receiver's negotiated codecs (RTCRtpCodecParameters) by payload type."""
     return getattr(receiver, RECEIVER_CODECS)
@@ -202,6 +213,8 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
             missing.append("aioice.ice.Connection.build_request is gone")
         if connection_init is None or ICE_NOMINATED not in connection_init.__code__.co_names:
             missing.append(f"aioice.ice.Connection no longer sets {ICE_NOMINATED}")
+        if not callable(getattr(RTCDtlsTransport, DTLS_SET_ROLE, None)):
+            missing.append(f"RTCDtlsTransport.{DTLS_SET_ROLE} is gone")
         if ICE_TRANSPORT_CONNECTION not in RTCIceTransport.__init__.__code__.co_names:
             missing.append(f"RTCIceTransport no longer sets {ICE_TRANSPORT_CONNECTION}")
     instance = vars(sender)

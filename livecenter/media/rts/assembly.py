@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 SEQUENCE_MODULO = 1 << 16
 RTP_TIMESTAMP_MODULO = 1 << 32
-# A packet this far ahead of the next expected sequence number is not a
-# reordering but a new run (a publisher that restarted its sequence): the
-# assembler starts again from it.
+# A packet this far from the next expected sequence number, either way, is
+# not a reordering but a new run (a publisher that restarted its sequence):
+# the assembler starts again from it.
 MAX_SEQUENCE_JUMP = 3000
 
 
@@ -89,11 +89,11 @@ class FrameAssembler:
                 return []  # joined in the middle of a frame: wait for the next one
             self._next = seq
         ahead = _ahead(seq, self._next)
-        if ahead < 0:
+        if abs(ahead) > MAX_SEQUENCE_JUMP:
+            self._restart(seq)
+        elif ahead < 0:
             self.packets_late += 1
             return []
-        if ahead > MAX_SEQUENCE_JUMP:
-            self._restart(seq)
         self._held[seq] = (timestamp, marker, starts_frame, data, now_ms)
         out = self._release()
         if self._held and self._stuck(now_ms):

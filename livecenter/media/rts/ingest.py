@@ -57,18 +57,24 @@ from ..flv import FrameKind
 from ..hub import AlreadyPublishing
 from ..legacy_audio import AacTranscoder
 from ..policy import CENTER_PUBLISH, PublishRefused, StreamKey, StreamPublished, WhipSessionStats
-from .aiortc_compat import accept_h264_profiles, ice_round_trip, receiver_codecs, send_pli, tap_receiver
+from .aiortc_compat import (
+    accept_h264_profiles,
+    answer_as_dtls_server,
+    ice_round_trip,
+    receiver_codecs,
+    send_pli,
+    tap_receiver,
+)
 from .assembly import FrameAssembler, TrackClock, align_tracks
 from .h264 import SLICE_B, slice_type
 from .threads import OPUS_CLOCK_HZ
 from .whep import (
     MAX_OFFER_BYTES,
-    SDP_CONTENT_TYPE,
     NoUsableCodec,
     OfferError,
     WhepPath,
     check_publish_offer,
-    resource_location,
+    created_headers,
 )
 
 log = logging.getLogger(__name__)
@@ -176,13 +182,13 @@ class RtpTap:
 class WhipPublisher:
     """One WHIP session: its peer connection and its publication."""
 
-    def __init__(self, ingest: WhipIngest, session_id: str, key: StreamKey, peer: str, publication) -> None:
+    def __init__(self, ingest: WhipIngest, session_id: str, key: StreamKey, peer: str) -> None:
         self.ingest = ingest
         self.node = ingest.node
         self.id = session_id
         self.key = key
         self.peer = peer
-        self.publication = publication
+        self.publication = None  # the hub's, once the answer is made and the stream claimed
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.taps: dict[str, RtpTap] = {}
         self.clocks = {"video": TrackClock(VIDEO_CLOCK_HZ), "audio": TrackClock(OPUS_CLOCK_HZ)}
@@ -218,6 +224,9 @@ class WhipPublisher:
             tap = self.taps[kind] = RtpTap(self, kind, transceiver.receiver)
             tap_receiver(transceiver.receiver, tap, self._sender_report, self._nacked)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        if "a=setup:actpass" in offer:
+            for transceiver in pc.getTransceivers():
+                answer_as_dtls_server(transceiver)
         await pc.setLocalDescription(await pc.createAnswer())
         pc.on("connectionstatechange", self._state_changed)
         self._start(self._watch())
@@ -290,7 +299,7 @@ class WhipPublisher:
         self.nacks_sent += count
 
     def on_frame(self, tap: RtpTap, frame, arrival_ms: float) -> None:
-        if self.closed:
+        if self.closed or self.publication is None:
             return
         self.last_media = time.monotonic()
         clock = self.clocks[tap.kind]
@@ -432,27 +441,8 @@ class WhipIngest:
         self.by_key: dict[StreamKey, WhipPublisher] = {}
         self._closing: set[asyncio.Task] = set()
 
-    async def handle_http(self, http, request, method: bytes, path: WhepPath, query: dict[str, str]) -> None:
-        if path.session is not None:
-            if method == b"DELETE":
-                publisher = self.publishers.get(path.session)
-                if publisher is None or publisher.key.app != path.app or publisher.key.stream != path.stream:
-                    http.send_simple(404, "no such WHIP session\n")
-                    return
-                self.end(publisher, "ended by the publisher (DELETE)")
-                http.send_simple(200, "")
-                return
-            # RFC 9725 4.4: a server without trickle ICE answers PATCH 405.
-            http.send_simple(405, "only DELETE\n", [(b"Allow", b"DELETE, OPTIONS")])
-            return
-        if method != b"POST":
-            http.send_simple(405, "POST an SDP offer\n", [(b"Allow", b"POST, OPTIONS")])
-            return
-        headers = {name.lower(): value for name, value in request.headers}
-        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
-        if content_type != SDP_CONTENT_TYPE:
-            http.send_simple(415, f"the offer must be {SDP_CONTENT_TYPE}\n")
-            return
+    async def publish(self, http, path: WhepPath, query: dict[str, str], headers: dict[bytes, bytes]) -> None:
+        """A WHIP POST whose method and content type session.RtsService has checked."""
         domain = domain_of(headers.get(b"host", b"").decode("latin-1"), query)
         name = f"{domain}/{path.app}/{path.stream}"
         # The URL first (domain, signature, access lists, forbidden): a
@@ -483,23 +473,24 @@ class WhipIngest:
         stream = self.node.hub.stream(key)
         if stream is not None and stream.publication is not None:
             return self._refuse(http, name, 409, REFUSAL_CONFLICT)
-        if (taken := await self.node.claim_publish(key)) is not None:
-            return self._refuse(http, name, 409, taken)
-        try:
-            publication = self.node.hub.publish(key)
-        except AlreadyPublishing:
-            return self._refuse(http, name, 409, REFUSAL_CONFLICT)
-        publisher = WhipPublisher(self, secrets.token_urlsafe(18), key, http.peer, publication)
-        self.publishers[publisher.id] = publisher
-        self.by_key[key] = publisher
+        # The answer before the claim: an offer aiortc cannot take then claims
+        # nothing. No media can come before the publisher has the answer.
+        publisher = WhipPublisher(self, secrets.token_urlsafe(18), key, http.peer)
         try:
             publisher.answer_sdp = await publisher.answer(offer)
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
-            self._forget(publisher)
-            publication.close("the offer could not be answered")
-            self.node.stream_ended(key, publisher.id, "the offer could not be answered")
             await publisher.close()
             return self._refuse(http, name, 400, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
+        if (taken := await self.node.claim_publish(key)) is not None:
+            await publisher.close()
+            return self._refuse(http, name, 409, taken)
+        try:
+            publisher.publication = self.node.hub.publish(key)
+        except AlreadyPublishing:  # another POST for the stream got here first
+            await publisher.close()
+            return self._refuse(http, name, 409, REFUSAL_CONFLICT)
+        self.publishers[publisher.id] = publisher
+        self.by_key[key] = publisher
         self.node.stream_started(
             StreamPublished(
                 key=key,
@@ -514,11 +505,7 @@ class WhipIngest:
         )
         self.service.publisher_started(key, publisher)
         log.info("whip %s publishing %s (session %s)", http.peer, key, publisher.id)
-        headers = [
-            (b"Content-Type", SDP_CONTENT_TYPE.encode()),
-            (b"Location", resource_location(path, publisher.id).encode()),
-            (b"Cache-Control", b"no-store"),
-        ]
+        headers = created_headers(path, publisher.id)
         http.send_response(201, headers, publisher.answer_sdp.encode())
 
     def _refuse(self, http, name: str, status: int, reason: str) -> None:
@@ -556,7 +543,13 @@ class WhipIngest:
 
     async def session_stats(self) -> dict[StreamKey, WhipSessionStats]:
         """Each WHIP publish session's link now, by stream (stats.py)."""
-        return {key: await publisher.stats() for key, publisher in list(self.by_key.items())}
+        readings = {}
+        for key, publisher in list(self.by_key.items()):
+            try:
+                readings[key] = await publisher.stats()
+            except Exception as exc:  # noqa: BLE001 - a session closing under aiortc's getStats: no reading, sampling goes on
+                log.info("whip %s stream=%s: no link reading: %s: %s", publisher.peer, key, type(exc).__name__, exc)
+        return readings
 
     async def stop(self) -> None:
         for publisher in list(self.publishers.values()):

@@ -30,7 +30,7 @@ from ..policy import DomainConfig, StreamKey
 from .aiortc_compat import BASELINE_PROFILE_PREFIX, on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
 from .ingest import WhipIngest
 from .media import PASSTHROUGH, RtsSource, RtsViewer
-from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, WHIP, OfferError, WhepPath, check_offer, resource_location
+from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, WHIP, OfferError, WhepPath, check_offer, created_headers
 
 log = logging.getLogger(__name__)
 
@@ -226,16 +226,20 @@ class RtsService:
     # --- HTTP (called by http_server.MediaHttpSession) -----------------------------
 
     async def handle_http(self, http, request, method: bytes, path: WhepPath, query: dict[str, str]) -> None:
-        if path.kind == WHIP:
-            await self.whip.handle_http(http, request, method, path, query)
-            return
+        """WHEP (play) and WHIP (publish, ingest.py): the session resources
+        and the checks of a POST they share, then each its own."""
+        whip = path.kind == WHIP
         if path.session is not None:
             if method == b"DELETE":
-                session = self.sessions.get(path.session)
+                sessions = self.whip.publishers if whip else self.sessions
+                session = sessions.get(path.session)
                 if session is None or session.key.app != path.app or session.key.stream != path.stream:
-                    http.send_simple(404, "no such WHEP session\n")
+                    http.send_simple(404, f"no such {path.kind.upper()} session\n")
                     return
-                self.end(session, "ended by the viewer (DELETE)")
+                if whip:
+                    self.whip.end(session, "ended by the publisher (DELETE)")
+                else:
+                    self.end(session, "ended by the viewer (DELETE)")
                 http.send_simple(200, "")
                 return
             # RFC 9725 4.4: a server without trickle ICE answers PATCH 405.
@@ -248,6 +252,9 @@ class RtsService:
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
         if content_type != SDP_CONTENT_TYPE:
             http.send_simple(415, f"the offer must be {SDP_CONTENT_TYPE}\n")
+            return
+        if whip:
+            await self.whip.publish(http, path, query, headers)
             return
         # The URL first (domain, signature, switches): a peer that may not
         # play is answered before its body is read (issue 11, item 4).
@@ -297,11 +304,7 @@ class RtsService:
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
             self._refuse(http, play, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
-        headers = [
-            (b"Content-Type", SDP_CONTENT_TYPE.encode()),
-            (b"Location", resource_location(path, session.id).encode()),
-            (b"Cache-Control", b"no-store"),
-        ]
+        headers = created_headers(path, session.id)
         http.send_response(201, headers, session.answer_sdp.encode())
 
     async def _wait_first_frames(self, key: StreamKey) -> None:

@@ -71,6 +71,16 @@ def resource_location(path: WhepPath, session: str) -> str:
     return f"{path.endpoint}/{session}"
 
 
+def created_headers(path: WhepPath, session: str) -> list[tuple[bytes, bytes]]:
+    """The headers of a POST's `201 Created` (RFC 9725 4.2): the answer's
+    type and the session's resource."""
+    return [
+        (b"Content-Type", SDP_CONTENT_TYPE.encode()),
+        (b"Location", resource_location(path, session).encode()),
+        (b"Cache-Control", b"no-store"),
+    ]
+
+
 class OfferError(ValueError):
     """An offer the node cannot answer; the message is for the viewer."""
 

@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = "Check an ingest or playback URL step by step and say what to fix; exits 1 when a step fails."
 
     def add_arguments(self, parser):
-        parser.add_argument("url", help="rtmp://…, http://….flv or .m3u8, artc://…, srt://…")
+        parser.add_argument("url", help="rtmp://…, http://….flv, .m3u8, .whep or .whip, artc://…, srt://…")
         parser.add_argument("--operator", help="check as this operator (only their domains); default: any domain")
 
     def handle(self, *args, url, operator=None, **options):
