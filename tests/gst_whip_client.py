@@ -59,8 +59,8 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict, b
 
 
 class Client:
-    def __init__(self, url: str, video: str, audio: str, seconds: float, addresses=(), dtls_active=False) -> None:
-        self.url, self.seconds, self.dtls_active = url, seconds, dtls_active
+    def __init__(self, url: str, video: str, audio: str, seconds: float, addresses=()) -> None:
+        self.url, self.seconds = url, seconds
         self.location: str | None = None
         self.error: str | None = None
         self.loop = GLib.MainLoop()
@@ -138,8 +138,6 @@ class Client:
         if state == GstWebRTC.WebRTCICEGatheringState.COMPLETE and not self.offered:
             self.offered = True
             sdp = element.get_property("local-description").sdp.as_text()
-            if self.dtls_active:
-                sdp = sdp.replace("a=setup:actpass", "a=setup:active")
             # HTTP off GStreamer's streaming thread; the answer is applied on the main loop.
             threading.Thread(target=self.post, args=(sdp,), daemon=True).start()
 
@@ -189,15 +187,9 @@ def main() -> None:
     parser.add_argument("--video", default=VIDEO, help="a pipeline ending in RTP caps ('' for none)")
     parser.add_argument("--audio", default=AUDIO, help="a pipeline ending in RTP caps ('' for none)")
     parser.add_argument("--ice-address", action="append", default=[], help="gather ICE candidates on this address")
-    parser.add_argument(
-        "--dtls-active",
-        action="store_true",
-        help="offer a=setup:active instead of actpass (RFC 8842 has an offerer send actpass), so that the"
-        " server is the DTLS server",
-    )
     args = parser.parse_args()
     Gst.init(None)
-    client = Client(args.url, args.video, args.audio, args.seconds, args.ice_address, args.dtls_active)
+    client = Client(args.url, args.video, args.audio, args.seconds, args.ice_address)
     sys.exit(client.run())
 
 
