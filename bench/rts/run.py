@@ -10,8 +10,9 @@
    the same code and libx264 settings, sent as they are over WebRTC by an
    aiortc WHIP client). `--rounds` alternates them (RTMP WHIP WHIP RTMP …)
    so that a machine whose load drifts favours neither; the samples are
-   pooled per ingest. Target (issue 17): WHIP → WHEP p50 no higher than
-   RTMP → WHEP.
+   pooled per ingest; beside each, `bench/rts/arrival.py` times capture to
+   a frame's last RTP packet at an aiortc WHEP viewer (no browser). Target
+   (issue 17): WHIP → WHEP p50 no higher than RTMP → WHEP.
 3. `viewers`: how many WebRTC viewers one core holds before frames drop. The
    node (`bench/rts/node_runner.py`) is pinned to core 0; the publisher (a
    720p30 2 Mbit/s clip without B-frames, `-c copy` in real time, as
@@ -25,7 +26,7 @@ Loopback only; everything it starts it stops; bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900]
-    .venv/bin/python bench/rts/run.py --parts whip [--rounds 2]
+    .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
 """
 
 from __future__ import annotations
