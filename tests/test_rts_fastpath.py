@@ -19,9 +19,11 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
 from livecenter.media.rts import aiortc_compat, srtp
 from livecenter.media.rts.fastpath import (
+    MAX_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_RESENDS_PER_NACK,
     MAX_WRITER_RUNS,
+    RTX_OSN_BYTES,
     URI_ABS_SEND_TIME,
     URI_MID,
     FastPathError,
@@ -74,7 +76,7 @@ def _aiortc_bytes(payload, seq, timestamp, marker, mid_id, abs_id, mid, abs_send
 
 @pytest.mark.parametrize(
     "mid_id, abs_id, mid",
-    [(1, 3, "0"), (0, 0, ""), (1, 0, "video"), (0, 3, ""), (15, 3, "0"), (1, 3, "m" * 17), (4, 2, "audio")],
+    [(1, 3, "0"), (0, 0, ""), (1, 0, "video"), (0, 3, ""), (15, 3, "0"), (15, 3, "m" * 16), (4, 2, "audio")],
 )
 def test_it_writes_the_header_byte_for_byte_as_aiortc_serialises_it(mid_id, abs_id, mid):
     history = _history_of(2)
@@ -116,6 +118,8 @@ def test_it_refuses_parameters_out_of_range_naming_the_field():
         RtpStreamParameters(ssrc=1 << 32, payload_type=96)
     with pytest.raises(FastPathError, match="mid"):
         RtpStreamParameters(ssrc=1, payload_type=96, mid_id=1, mid="")
+    with pytest.raises(FastPathError, match="mid must be 1..16 bytes"):
+        RtpStreamParameters(ssrc=1, payload_type=96, mid_id=1, mid="m" * 17)
 
 
 # --- sequence and timestamp continuity ------------------------------------------------
@@ -437,3 +441,45 @@ def test_before_connecting_there_is_no_datagram_path_and_no_keys():
             await pc.close()
 
     asyncio.run(run())
+
+
+def test_the_libsrtp_protector_calls_libsrtp_directly_and_falls_back_to_session_protect():
+    key_and_salt = os.urandom(44)
+    direct = srtp.LibsrtpProtector(srtp.AEAD_AES_256_GCM, key_and_salt)
+    assert srtp.missing_libsrtp_internals(direct._session) == []
+    assert direct._direct
+    fallback = srtp.LibsrtpProtector(srtp.AEAD_AES_256_GCM, key_and_salt)
+    fallback._direct = False
+    history = _history_of(2)
+    one, two = RtpWriter(_parameters(), 7, 0), RtpWriter(_parameters(), 7, 0)
+    for index in range(history.next_index):
+        assert direct.protect(one.write(history, index)) == fallback.protect(two.write(history, index))
+
+
+def test_it_names_the_missing_pylibsrtp_internals():
+    class Bare:
+        pass
+
+    assert srtp.missing_libsrtp_internals(Bare()) == [
+        "pylibsrtp.Session instance attribute _srtp is gone",
+        "pylibsrtp.Session instance attribute _cdata is gone",
+        "pylibsrtp.Session instance attribute _buffer is gone",
+    ]
+
+
+@pytest.mark.parametrize("implementation", ["cryptography", "libsrtp"])
+def test_the_largest_packet_the_writer_makes_is_protected(implementation):
+    """MAX_PAYLOAD_BYTES, the longest mid in the two-byte form, abs-send-time
+    and the RTX OSN: still under libsrtp's packet limit."""
+    parameters = RtpStreamParameters(ssrc=SSRC, payload_type=PT, mid="m" * 16, mid_id=15, abs_send_time_id=16,
+                                     rtx_ssrc=RTX_SSRC, rtx_payload_type=RTX_PT)  # fmt: skip
+    history = RtpPacketHistory()
+    history.add_frame([b"x" * MAX_PAYLOAD_BYTES], 0)
+    writer = RtpWriter(parameters, 0, 0)
+    protector = srtp.protector(srtp.AES_CM_128_HMAC_SHA1_80, bytes(30), implementation)
+    receiver = _libsrtp_receiver(srtp.AES_CM_128_HMAC_SHA1_80, bytes(30))
+    packet = bytes(writer.write(history, 0))
+    assert receiver.unprotect(protector.protect(packet)) == packet
+    (rtx,) = writer.resend([0])
+    assert len(rtx) <= MAX_HEADER_BYTES + RTX_OSN_BYTES + MAX_PAYLOAD_BYTES
+    assert receiver.unprotect(protector.protect(rtx)) == rtx

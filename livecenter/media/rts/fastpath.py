@@ -33,10 +33,16 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# A payload bigger than this is refused: a 1500-byte MTU less IP and UDP
-# (28), our largest header with extensions (40), the RTX OSN (2) and the
-# SRTP tag (16). aiortc's H.264 packetiser cuts at 1,300 (codecs.h264.PACKET_MAX).
-MAX_PAYLOAD_BYTES = 1400
+# A payload bigger than this is refused. pylibsrtp's session buffer is 1,500
+# bytes of which it keeps 144 for the SRTP trailer (SRTP_MAX_TRAILER_LEN), so
+# it protects packets of at most 1,356 bytes: this, our largest header
+# (MAX_HEADER_BYTES) and the RTX OSN (2) stay under that. aiortc's H.264
+# packetiser cuts at the same 1,300 (codecs.h264.PACKET_MAX).
+MAX_PAYLOAD_BYTES = 1300
+# RFC 8843 sets no length for a mid; browsers and aiortc use "0", "1" ...
+# 16 keeps the one-byte extension form (RFC 8285 4.2) and the header short.
+MAX_MID_BYTES = 16
+MAX_HEADER_BYTES = 40  # 12 fixed, 4 extension header, mid and abs-send-time in the two-byte form, padded
 # The shared history per stream: 2,048 packets are 10 s of a 2 Mbit/s
 # stream at ~190 packets/s, far more than a NACK round trip (a NACK is
 # answered only while the packet could still be played), and 4 MiB bound
@@ -191,8 +197,8 @@ class RtpStreamParameters:
         for name in ("mid_id", "abs_send_time_id"):
             if not 0 <= getattr(self, name) < 256:
                 raise FastPathError(f"{name} must be 0..255")
-        if self.mid_id and not 0 < len(self.mid.encode()) < 256:
-            raise FastPathError("mid must be 1..255 bytes when mid_id is set")
+        if self.mid_id and not 0 < len(self.mid.encode()) <= MAX_MID_BYTES:
+            raise FastPathError(f"mid must be 1..{MAX_MID_BYTES} bytes when mid_id is set")
 
 
 def _extension_block(parameters: RtpStreamParameters) -> tuple[bytes, int]:
@@ -228,6 +234,8 @@ class _HeaderTemplate:
 
     def __init__(self, ssrc: int, payload_type: int, extensions: bytes, abs_offset: int, extra_bytes: int) -> None:
         self.header_bytes = RTP_HEADER_BYTES + len(extensions)
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise FastPathError(f"RTP header of {self.header_bytes} bytes is over MAX_HEADER_BYTES")
         self.buffer = bytearray(self.header_bytes + extra_bytes + MAX_PAYLOAD_BYTES)
         self.view = memoryview(self.buffer)
         first = RTP_VERSION_BITS | (EXTENSION_BIT if extensions else 0)
