@@ -483,3 +483,11 @@ def test_the_largest_packet_the_writer_makes_is_protected(implementation):
     (rtx,) = writer.resend([0])
     assert len(rtx) <= MAX_HEADER_BYTES + RTX_OSN_BYTES + MAX_PAYLOAD_BYTES
     assert receiver.unprotect(protector.protect(rtx)) == rtx
+
+
+def test_a_cryptography_protector_keeps_rollover_counters_for_at_most_max_ssrcs():
+    protector = srtp.protector(srtp.AEAD_AES_128_GCM, bytes(28), "cryptography")
+    for ssrc in range(srtp.MAX_SSRCS_PER_PROTECTOR):
+        protector.protect(struct.pack("!BBHLL", 0x80, 96, 1, 0, ssrc) + b"x")
+    with pytest.raises(srtp.SrtpError, match="MAX_SSRCS_PER_PROTECTOR"):
+        protector.protect(struct.pack("!BBHLL", 0x80, 96, 1, 0, srtp.MAX_SSRCS_PER_PROTECTOR) + b"x")

@@ -4,8 +4,9 @@ aiortc protects each packet through its DTLS transport's libsrtp session
 (`_tx_srtp`, pylibsrtp). The fast path protects a viewer's packets itself,
 with the keys that viewer's DTLS handshake exported, in one of two ways:
 
-- `LibsrtpProtector`: a pylibsrtp `Session` of its own (what aiortc does,
-  without the coroutine, the RtpPacket object and the ICE send around it);
+- `LibsrtpProtector`: libsrtp, through a pylibsrtp `Session` of its own
+  whose `srtp_protect` it calls directly (what aiortc does, without the
+  coroutine, the RtpPacket object, the copies and the ICE send around it);
 - `AesCmProtector` / `AesGcmProtector`: the `cryptography` package's AES
   (OpenSSL) and the stdlib's one-shot HMAC, per RFC 3711 (AES_CM_128_HMAC_SHA1_80)
   and RFC 7714 (AEAD_AES_128_GCM, AEAD_AES_256_GCM).
@@ -19,7 +20,8 @@ AEAD_AES_256_GCM either way. AES_CM_128_HMAC_SHA1_80 is what a peer without
 GCM (older libsrtp builds, some SIP gateways) gets.
 
 `protector(profile, key_and_salt)` makes the one that measured faster on
-this machine class (bench/rts/sender_micro.py, bench/README.md).
+this machine class (bench/rts/sender_micro.py, bench/README.md): libsrtp,
+for every profile (by 1.1 µs a packet for GCM, 7 µs for AES-CM).
 
 Only the sending side is here: the fast path never unprotects (RTCP from
 viewers still arrives through aiortc's DTLS transport).
@@ -69,15 +71,18 @@ LIBSRTP_WINDOW_PACKETS = 1024
 SEQ_MODULO = 1 << 16
 ROC_MODULO = 1 << 32
 HALF_SEQ = 1 << 15
+# A protector serves one viewer's track: its media SSRC and its RTX SSRC.
+# The rollover counters it keeps are bounded by this many SSRCs.
+MAX_SSRCS_PER_PROTECTOR = 8
 
-_HEADER = struct.Struct("!BBHLL")
 _EXTENSION = struct.Struct("!HH")
 _ROC = struct.Struct("!L")
 _GCM_IV = struct.Struct("!HLLH")
 
 
 class SrtpError(ValueError):
-    """A packet the caller handed in is not an RTP packet (a bug of the caller)."""
+    """A packet the caller handed in cannot be protected: not RTP, too long,
+    one SSRC too many (a bug of the caller)."""
 
 
 def aes_cm_keystream(key: bytes, iv: bytes, length: int) -> bytes:
@@ -125,6 +130,8 @@ class _RolloverCounters:
     def roc_of(self, ssrc: int, seq: int) -> int:
         state = self._highest.get(ssrc)
         if state is None:
+            if len(self._highest) >= MAX_SSRCS_PER_PROTECTOR:
+                raise SrtpError(f"more than MAX_SSRCS_PER_PROTECTOR ({MAX_SSRCS_PER_PROTECTOR}) SSRCs")
             self._highest[ssrc] = (0, seq)
             return 0
         roc, highest = state
