@@ -17,7 +17,9 @@ WebRTC viewer costs:
    AEAD_AES_256_GCM (what aiortc and Chrome negotiate) and
    AES_CM_128_HMAC_SHA1_80; header + SRTP + `sendto` on a non-blocking UDP
    socket (and `send` on a connected one), and through the nominated ICE
-   pair's asyncio transport (aiortc_compat.ice_datagram_path).
+   pair's asyncio transport (aiortc_compat.ice_datagram_path); and a
+   fan-out of whole frames to 1,000 viewers, each with its own writer,
+   libsrtp session and connected socket, from one loop per frame.
 
 The receiving side never reads (its transport is paused; the fast path's
 loopback receiver is never read): a send costs what the kernel does to
@@ -68,6 +70,7 @@ PACKETS_PER_FRAME = 6  # 2 Mbit/s at 30 fps: ~8.3 kB a frame
 HISTORY_FRAMES = 300
 PACKETS_PER_SECOND = 190  # 2 Mbit/s, ~1,200-byte payloads, and a little audio
 CONNECT_TIMEOUT_SECONDS = 20
+FAN_OUT_VIEWERS = 1000
 
 
 def _payloads() -> list[bytes]:
@@ -215,6 +218,42 @@ def fast_path(packets: int, protect=None, send=None) -> float:
     return (time.process_time() - started) * 1e6 / packets
 
 
+def fan_out(viewers: int, frames: int) -> float:
+    """CPU µs per packet of one stream's frames sent to `viewers` viewers the
+    way the integration would: one loop per frame over every viewer, each
+    with its own writer, libsrtp protector and connected UDP socket (so the
+    caches see 1,000 viewers' state, not one), to a loopback socket nobody
+    reads."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    history = _history()
+    gcm = srtp.AEAD_AES_256_GCM
+    key_bytes, salt_bytes = srtp.KEY_SALT_BYTES[gcm]
+    sockets, senders = [], []
+    try:
+        for _ in range(viewers):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect(receiver.getsockname())
+            sockets.append(sock)
+            protector = srtp.protector(gcm, os.urandom(key_bytes + salt_bytes))
+            senders.append((_writer().write, protector.protect, sock.send))
+        abs_send_time = abs_send_time_of(int(time.time() * (1 << 32)))
+        size = history.next_index
+        started = time.process_time()
+        for frame in range(frames):
+            first = frame * PACKETS_PER_FRAME % size
+            indexes = range(first, first + PACKETS_PER_FRAME)
+            for write, protect, send in senders:
+                for index in indexes:
+                    send(protect(write(history, index, abs_send_time)))
+        return (time.process_time() - started) * 1e6 / (frames * viewers * PACKETS_PER_FRAME)
+    finally:
+        for sock in sockets:
+            sock.close()
+        receiver.close()
+
+
 def _loopback_pair():
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
@@ -309,6 +348,9 @@ def main() -> None:
         sender.close()
         receiver.close()
         connected.close()
+    frames = max(1, packets // (FAN_OUT_VIEWERS * PACKETS_PER_FRAME))
+    row(f"fast: fan-out, {FAN_OUT_VIEWERS} viewers x {frames} frames (libsrtp GCM + send, connected)",
+        [fan_out(FAN_OUT_VIEWERS, frames) for _ in range(repeats)])  # fmt: skip
     for implementation in ("libsrtp", "cryptography"):
         runs = [asyncio.run(fast_path_ice(packets, implementation)) for _ in range(repeats)]
         row(f"fast: header + SRTP {runs[0][1][5:]} ({implementation}) + ICE transport.sendto",
