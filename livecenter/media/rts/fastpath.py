@@ -296,7 +296,9 @@ class RtpWriter:
     def switch_source(self, frame_interval_ticks: int) -> None:
         """The next packet written may come from another history (another
         rendition): its frame is stamped one frame interval after the last
-        frame sent, and its sequence number follows the last one's."""
+        frame sent, and its sequence number follows the last one's. It takes
+        effect at the first packet written from a history other than the
+        current one (the caller switches at that rendition's keyframe)."""
         if frame_interval_ticks <= 0:
             raise FastPathError("frame_interval_ticks must be positive")
         self._switch_ticks = frame_interval_ticks
