@@ -190,3 +190,17 @@ def test_whip_adds_main_and_high_h264_and_whep_answers_keep_to_baseline():
         c.parameters.get("profile-level-id") for c in codecs if c.mimeType.lower() == "video/h264" and _whep_codec(c)
     }
     assert whep == {"42001f", "42e01f"}
+
+
+def test_it_finds_nothing_missing_of_what_the_fast_path_uses():
+    assert aiortc_compat.missing_fast_path_internals() == []
+
+
+def test_it_names_what_the_fast_path_misses(monkeypatch):
+    from aiortc import RTCDtlsTransport
+
+    monkeypatch.delattr(RTCDtlsTransport, aiortc_compat.DTLS_SETUP_SRTP)
+    monkeypatch.delattr(aioice.ice.CandidatePair, "remote_addr")
+    missing = aiortc_compat.missing_fast_path_internals()
+    assert "RTCDtlsTransport._setup_srtp is gone" in missing
+    assert "aioice.ice.CandidatePair.remote_addr is gone" in missing

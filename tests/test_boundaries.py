@@ -25,6 +25,8 @@ PURE_MODULES = {
     "timecode.py",
     "rts/h264.py",
     "rts/whep.py",
+    "rts/fastpath.py",
+    "rts/srtp.py",
     "liveurl.py",
     "redact.py",
     "tls_hello.py",

@@ -49,6 +49,18 @@ DTLS_SET_ROLE = "_set_role"
 # by component (what its consent checks, RFC 7675, are sent on).
 ICE_TRANSPORT_CONNECTION = "_connection"
 ICE_NOMINATED = "_nominated"
+# The RTP component's number in aioice (RFC 8445 4.1.1.1; RTCP is muxed on it).
+ICE_RTP_COMPONENT = 1
+# The DTLS transport's SRTP session for what it sends (pylibsrtp Session),
+# its pyOpenSSL connection (for the negotiated profile and the exported
+# keys, RFC 5764 4.2), its role and its profiles (rtcdtlstransport.SRTPProtectionProfile).
+DTLS_TX_SRTP = "_tx_srtp"
+DTLS_SSL = "_ssl"
+DTLS_ROLE = "_role"
+DTLS_SRTP_PROFILES = "_srtp_profiles"
+DTLS_SETUP_SRTP = "_setup_srtp"
+# RFC 5764 4.2: the exporter label of DTLS-SRTP keying material.
+DTLS_SRTP_EXPORTER_LABEL = b"EXTRACTOR-dtls_srtp"
 
 _default_host_addresses = aioice.ice.get_host_addresses
 
@@ -188,6 +200,50 @@ async def ice_round_trip(receiver: RTCRtpReceiver) -> float | None:
     return None
 
 
+def ice_datagram_path(dtls_transport: RTCDtlsTransport) -> tuple[asyncio.DatagramTransport, tuple] | None:
+    """The asyncio datagram transport and remote address of the ICE pair
+    nominated for RTP under this DTLS transport (aioice
+    `Connection._nominated[1].protocol.transport`, `.remote_addr`), or None
+    before ICE has nominated a pair: what aiortc's `_send_rtp` ends in, so
+    the fast path can `sendto` a protected packet there itself. Read it
+    again after an ICE restart: the pair may change."""
+    connection = getattr(dtls_transport.transport, ICE_TRANSPORT_CONNECTION, None)
+    pair = getattr(connection, ICE_NOMINATED, {}).get(ICE_RTP_COMPONENT) if connection is not None else None
+    if pair is None:
+        return None
+    transport = getattr(pair.protocol, "transport", None)
+    if transport is None or transport.is_closing():
+        return None
+    return transport, pair.remote_addr
+
+
+def tx_srtp(dtls_transport: RTCDtlsTransport):
+    """The pylibsrtp Session aiortc protects what it sends with (None
+    before the DTLS handshake): SSRC_ANY_OUTBOUND, so packets of an SSRC
+    the fast path writes must not also be sent by aiortc's sender."""
+    return getattr(dtls_transport, DTLS_TX_SRTP)
+
+
+def srtp_tx_keys(dtls_transport: RTCDtlsTransport) -> tuple[str, bytes] | None:
+    """The negotiated SRTP profile's name (b"SRTP_AEAD_AES_256_GCM" ...
+    decoded) and the master key and salt this side sends with, exported
+    again from the DTLS connection exactly as aiortc's `_setup_srtp` does
+    (None before the handshake). The key is a secret: never log it."""
+    ssl = getattr(dtls_transport, DTLS_SSL)
+    if ssl is None or getattr(dtls_transport, DTLS_TX_SRTP) is None:
+        return None
+    selected = ssl.get_selected_srtp_profile()
+    for profile in getattr(dtls_transport, DTLS_SRTP_PROFILES):
+        if profile.openssl_profile == selected:
+            break
+    else:
+        return None
+    material = ssl.export_keying_material(DTLS_SRTP_EXPORTER_LABEL, 2 * (profile.key_length + profile.salt_length))
+    # RFC 5764 4.2: client key, server key, client salt, server salt.
+    side = 1 if getattr(dtls_transport, DTLS_ROLE) == "server" else 0
+    return profile.openssl_profile.decode(), profile.get_key_and_salt(material, side)
+
+
 def _reads(function, name: str) -> bool:
     return name in function.__code__.co_names
 
@@ -217,6 +273,7 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
             missing.append(f"RTCDtlsTransport.{DTLS_SET_ROLE} is gone")
         if ICE_TRANSPORT_CONNECTION not in RTCIceTransport.__init__.__code__.co_names:
             missing.append(f"RTCIceTransport no longer sets {ICE_TRANSPORT_CONNECTION}")
+    missing.extend(missing_fast_path_internals())
     instance = vars(sender)
     for name in (SENDER_STREAM_ID, SENDER_ENCODER):
         if name not in instance:
@@ -238,6 +295,30 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
             missing.append(f"aioice.ice.{ICE_HOST_ADDRESSES} takes {parameters}, not {ICE_HOST_ADDRESSES_PARAMETERS}")
         if not any(_reads(f, ICE_HOST_ADDRESSES) for f in _functions_of(aioice.ice.Connection)):
             missing.append(f"aioice.ice.Connection no longer calls {ICE_HOST_ADDRESSES}")
+    return missing
+
+
+def missing_fast_path_internals() -> list[str]:
+    """What the fast path (fastpath.py, srtp.py) needs of aiortc and aioice
+    that the installed versions lack, each naming the attribute."""
+    missing = []
+    setup = getattr(RTCDtlsTransport, DTLS_SETUP_SRTP, None)
+    if setup is None:
+        missing.append(f"RTCDtlsTransport.{DTLS_SETUP_SRTP} is gone")
+    else:
+        for name in (DTLS_TX_SRTP, DTLS_SSL, DTLS_ROLE, DTLS_SRTP_PROFILES):
+            if name not in setup.__code__.co_names:
+                missing.append(f"RTCDtlsTransport.{DTLS_SETUP_SRTP} no longer reads {name}")
+        if DTLS_SRTP_EXPORTER_LABEL not in setup.__code__.co_consts:
+            missing.append(f"RTCDtlsTransport.{DTLS_SETUP_SRTP} no longer exports {DTLS_SRTP_EXPORTER_LABEL!r}")
+    sendto = getattr(aioice.ice.Connection, "sendto", None)
+    if sendto is None or ICE_NOMINATED not in sendto.__code__.co_names:
+        missing.append(f"aioice.ice.Connection.sendto no longer reads {ICE_NOMINATED}")
+    send_data = getattr(aioice.ice.StunProtocol, "send_data", None)
+    if send_data is None or "transport" not in send_data.__code__.co_names:
+        missing.append("aioice.ice.StunProtocol.send_data no longer sends on its transport")
+    if not isinstance(getattr(aioice.ice.CandidatePair, "remote_addr", None), property):
+        missing.append("aioice.ice.CandidatePair.remote_addr is gone")
     return missing
 
 
