@@ -536,3 +536,36 @@ def test_a_viewer_that_stalls_then_reads_on_gets_an_unbroken_flv_stream(publishi
         data += chunk
     sock.close()
     assert flv_tags(data) > 100
+
+
+def test_a_whip_publisher_publishes_over_https(media, ca):
+    """WHIP (issue 17) on the HTTPS port, with the ingest domain's certificate
+    chosen by SNI, as the URL generator's https:// WHIP URL has it."""
+    from tests.whipsupport import WhipPublisher
+
+    def https_request(url: str, method: str = "POST", body: bytes = b""):
+        target = url.split(f":{media.node.https_port}", 1)[1]
+        connection = http.client.HTTPConnection(INGEST)
+        connection.sock = tls_connect(media.node.https_port, ca, INGEST)
+        connection.request(method, target, body=body or None, headers={"Content-Type": "application/sdp"})
+        response = connection.getresponse()
+        result = response.status, dict(response.headers), response.read().decode()
+        connection.close()
+        return result
+
+    token = sign("/live/cam1", INGEST_KEY, int(time.time()))
+    url = f"https://{INGEST}:{media.node.https_port}/live/cam1.whip?auth_key={token}"
+
+    async def scenario():
+        publisher = WhipPublisher(url, seconds=3, request=https_request)
+        assert await publisher.start() == 201, publisher.body
+        try:
+            deadline = time.monotonic() + 30
+            while not media.node.hub.is_live(KEY) or media.node.hub.stream(KEY).video_frames < 10:
+                assert time.monotonic() < deadline, "the WHIP stream never went live over HTTPS"
+                await asyncio.sleep(0.1)
+        finally:
+            assert await publisher.stop() == 200
+
+    asyncio.run(scenario())
+    assert media.wait_for(lambda: not media.node.hub.is_live(KEY), timeout=15)

@@ -16,6 +16,7 @@ import fractions
 import math
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
@@ -152,6 +153,8 @@ class WhipPublisher:
     seconds: float = 10.0
     audio: bool = True
     video_codec: str = "H264"
+    # (url, method, body) -> (status, headers, text): plain HTTP by default.
+    request: Callable = http
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
     video: EncodedTrack | None = None
     sound: EncodedTrack | None = None
@@ -176,7 +179,7 @@ class WhipPublisher:
         offer = self.pc.localDescription.sdp
         if offer_edit is not None:
             offer = offer_edit(offer)
-        self.status, self.headers, self.body = await asyncio.to_thread(http, self.url, "POST", offer.encode())
+        self.status, self.headers, self.body = await asyncio.to_thread(self.request, self.url, "POST", offer.encode())
         if self.status == 201:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.body, type="answer"))
         return self.status
@@ -185,7 +188,7 @@ class WhipPublisher:
         status = None
         if delete and self.status == 201:
             location = self.url.split("/live/")[0] + self.headers["Location"]
-            status = (await asyncio.to_thread(http, location, "DELETE"))[0]
+            status = (await asyncio.to_thread(self.request, location, "DELETE"))[0]
         await self.pc.close()
         return status
 
