@@ -22,8 +22,8 @@ with the keys of the viewer's DTLS handshake; the caller sends them on the
 viewer's nominated ICE pair (aiortc_compat.ice_datagram_path). Nothing here
 reads a clock: abs-send-time is handed in (`abs_send_time_of`).
 
-Not yet wired into WHEP sessions (session.py and media.py still send
-through aiortc's sender); bench/README.md says what the integration needs.
+media.py (RtsSource, RtsViewer) and session.py (WhepSession) use it when
+the node's `rts_fast_path` is on.
 """
 
 from __future__ import annotations
@@ -303,8 +303,13 @@ class RtpWriter:
             raise FastPathError("frame_interval_ticks must be positive")
         self._switch_ticks = frame_interval_ticks
 
-    def write(self, history: RtpPacketHistory, index: int, abs_send_time: int = 0) -> memoryview:
-        """The viewer's RTP packet for the history's packet `index`."""
+    def write(
+        self, history: RtpPacketHistory, index: int, abs_send_time: int = 0, timestamp: int | None = None
+    ) -> memoryview:
+        """The viewer's RTP packet for the history's packet `index`;
+        `timestamp`, in the source's clock, stamps it instead of the
+        packet's own (a joiner's GOP burst, one tick apart: media.py). A
+        resend of it carries the packet's own timestamp."""
         packet = history.get(index)
         if packet is None:
             raise FastPathError(f"packet {index} is not in the history")
@@ -321,7 +326,7 @@ class RtpWriter:
             self._runs.append(run)
         run.count += 1
         self._run_next_index = index + 1
-        timestamp = (packet.timestamp + self._offset) % TIMESTAMP_MODULO
+        timestamp = ((packet.timestamp if timestamp is None else timestamp) + self._offset) % TIMESTAMP_MODULO
         media = self._media
         buffer = media.buffer
         _MARKER_SEQ_TIMESTAMP.pack_into(
