@@ -10,6 +10,16 @@ aiortc does the rest of WebRTC: ICE (host candidates, no STUN: the node is
 reachable on its own addresses), DTLS-SRTP, RTCP, NACK retransmission from
 its history of sent packets. A PLI or FIR reaches the source through the
 sender's keyframe hook (`media.RtsSource.keyframe_requested`).
+
+With the node's `rts_fast_path` on (issue 18), aiortc sends no media: once
+a track's sender starts (after the DTLS handshake) `_start_fast` gives the
+viewer's track a `media.FastTrackSender` (the sender's SSRCs, the
+negotiated payload types, mid and extension ids, libsrtp with the keys the
+handshake exported, the nominated ICE pair) and the source sends for it;
+aiortc's sender keeps its RTCP task, its NACKs are answered from the
+source's shared history and its sender reports carry the fast path's
+counts (aiortc_compat.on_retransmit, on_sender_report). A track whose
+set-up fails stays on aiortc's sender.
 """
 
 from __future__ import annotations
