@@ -638,7 +638,6 @@ class RtsSource:
         abs_send_time = ntp = 0
         if self.fast_path:
             payloads, timestamp = self._video_packer.pack(unit.packet)
-            unit.payloads = payloads
             unit.indexes = self.video_history.add_frame(payloads, timestamp, keyframe)
             unit.payload_bytes = sum(map(len, payloads))
             ntp = clock.current_ntp_time()
