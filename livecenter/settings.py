@@ -400,6 +400,9 @@ LIVECENTER_EDGE_PULL_IDLE_SECONDS = float(os.environ.get("LIVECENTER_EDGE_PULL_I
 # Keep RTS audio and video in sync in the browser at the cost of latency
 # (the video waits for the audio's jitter buffer); off by default.
 LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
+# Send RTS viewers' media by the node's fast path (one loop per frame for
+# all viewers) rather than one aiortc sender per viewer (bench/README.md).
+LIVECENTER_RTS_FAST_PATH = _env_bool("LIVECENTER_RTS_FAST_PATH", True)
 # A WHIP publisher (a browser's encoder makes keyframes only when asked) is
 # asked for one when it has sent none for this long; 0: only when needed.
 LIVECENTER_WHIP_KEYFRAME_SECONDS = float(os.environ.get("LIVECENTER_WHIP_KEYFRAME_SECONDS", 2))

@@ -110,6 +110,7 @@ def node_config() -> NodeConfig:
         pull_idle_seconds=settings.LIVECENTER_EDGE_PULL_IDLE_SECONDS,
         rts_ice_addresses=settings.LIVECENTER_RTS_ICE_ADDRESSES,
         rts_lip_sync=settings.LIVECENTER_RTS_LIP_SYNC,
+        rts_fast_path=settings.LIVECENTER_RTS_FAST_PATH,
         whip_keyframe_interval_seconds=settings.LIVECENTER_WHIP_KEYFRAME_SECONDS,
         handshake_timeout_seconds=settings.LIVECENTER_MEDIA_HANDSHAKE_SECONDS,
         session_start_timeout_seconds=settings.LIVECENTER_MEDIA_SESSION_START_SECONDS,

@@ -11,11 +11,14 @@ import inspect
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSenderInfo, RtcpSrPacket
 
 from livecenter.media.rts import aiortc_compat
 from livecenter.media.rts.aiortc_compat import (
     on_keyframe_request,
+    on_retransmit,
+    on_sender_report,
+    sender_ssrcs,
     set_stream_id,
     use_encoder,
     use_ice_addresses,
@@ -204,3 +207,78 @@ def test_it_names_what_the_fast_path_misses(monkeypatch):
     missing = aiortc_compat.missing_fast_path_internals()
     assert "RTCDtlsTransport._setup_srtp is gone" in missing
     assert "aioice.ice.CandidatePair.remote_addr is gone" in missing
+
+
+def test_a_nack_reaches_the_retransmit_hook_once_per_lost_packet():
+    async def run():
+        pc, sender = await _sender()
+        lost = []
+        try:
+            on_retransmit(sender, lost.append)
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc)
+            nack.lost = [5, 6, 65535]
+            await sender._handle_rtcp_packet(nack)
+            assert lost == [5, 6, 65535]
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_sender_reports_carry_the_fast_paths_counts():
+    async def run():
+        pc, sender = await _sender()
+        values = []
+        try:
+            on_sender_report(sender, lambda: values[-1] if values else None)
+            stale = RtcpSenderInfo(ntp_timestamp=0, rtp_timestamp=0, packet_count=0, octet_count=0)
+            before = RtcpSrPacket(ssrc=sender._ssrc, sender_info=stale)
+            await getattr(sender, aiortc_compat.SENDER_SEND_RTCP)([before])  # not connected: not sent
+            assert before.sender_info is stale, "nothing sent yet: aiortc's report stands"
+            values.append(((1 << 40) + 12345, 90_000, (1 << 32) + 7, 900))
+            report = RtcpSrPacket(ssrc=sender._ssrc, sender_info=stale)
+            other = RtcpSrPacket(ssrc=sender._ssrc ^ 1, sender_info=stale)
+            await getattr(sender, aiortc_compat.SENDER_SEND_RTCP)([report, other])
+            info = report.sender_info
+            assert (info.ntp_timestamp, info.rtp_timestamp, info.packet_count, info.octet_count) == (
+                (1 << 40) + 12345,
+                90_000,
+                7,
+                900,
+            )
+            assert other.sender_info is stale
+            assert getattr(sender, aiortc_compat.SENDER_LSR) == ((1 << 40) + 12345) >> 16
+            assert (await sender.getStats()) is not None
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_it_reads_the_senders_ssrcs():
+    async def run():
+        pc, sender = await _sender()
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            ssrc, rtx_ssrc = sender_ssrcs(sender)
+            assert f"a=ssrc:{ssrc} " in pc.localDescription.sdp
+            assert f"a=ssrc:{rtx_ssrc} " in pc.localDescription.sdp
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_it_names_what_the_fast_path_needs_of_the_sender(monkeypatch):
+    class Bare:
+        pass
+
+    missing = aiortc_compat.missing_internals(Bare())
+    assert "RTCRtpSender instance attribute _RTCRtpSender__lsr is gone" in missing
+    assert "RTCRtpSender instance attribute _RTCRtpSender__packet_count is gone" in missing
+    assert "RTCRtpSender instance attribute _ssrc is gone" in missing
+    monkeypatch.setattr(RTCRtpSender, "_run_rtcp", lambda self: None)
+    monkeypatch.setattr(RTCRtpSender, "_handle_rtcp_packet", lambda self, packet: None)
+    missing = aiortc_compat.missing_internals(Bare())
+    assert "RTCRtpSender._run_rtcp no longer calls _send_rtcp" in missing
+    assert "RTCRtpSender._handle_rtcp_packet no longer calls _retransmit" in missing

@@ -252,13 +252,33 @@ def test_a_nack_for_packets_never_sent_gone_or_too_many_is_bounded():
 
 
 def test_a_nack_reaches_back_only_over_the_runs_the_writer_remembers():
-    history = _history_of(40, packets_per_frame=1)
+    history = _history_of(2 * (MAX_WRITER_RUNS + 2), packets_per_frame=1)
     writer = RtpWriter(_parameters(rtx=False), sequence_number=0, timestamp_origin=0)
     for index in range(0, 2 * (MAX_WRITER_RUNS + 2), 2):  # every packet a run of its own (skips)
         writer.write(history, index)
     newest_runs = range(writer.packets - MAX_WRITER_RUNS, writer.packets)
-    assert len(writer.resend(newest_runs)) == MAX_WRITER_RUNS
+    chunks = range(newest_runs.start, newest_runs.stop, 16)
+    resent = [answer for start in chunks for answer in writer.resend(range(start, start + 16))]
+    assert len(resent) == MAX_WRITER_RUNS
     assert writer.resend([newest_runs.start - 1]) == []
+
+
+def test_a_packet_stamped_for_a_joiners_burst_is_resent_with_the_same_timestamp():
+    history = _history_of(3)
+    writer = RtpWriter(_parameters(rtx=False), sequence_number=100, timestamp_origin=1000)
+    sent = []
+    for frame in range(3):
+        for index in range(frame * 3, frame * 3 + 3):
+            sent.append(bytes(writer.write(history, index, timestamp=2 * FRAME_TICKS - (2 - frame))))
+    sent.append(bytes(writer.write(history, 8)))  # not stamped: its own timestamp
+    timestamps = [int.from_bytes(p[4:8], "big") for p in sent]
+    assert (
+        timestamps[:9]
+        == [1000 + 2 * FRAME_TICKS - 2] * 3 + [1000 + 2 * FRAME_TICKS - 1] * 3 + [1000 + 2 * FRAME_TICKS] * 3
+    )
+    for sequence_number, packet in zip(range(100, 109), sent, strict=False):
+        (again,) = writer.resend([sequence_number])
+        assert again == packet
 
 
 # --- SRTP ----------------------------------------------------------------------------

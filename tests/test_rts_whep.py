@@ -393,3 +393,68 @@ def test_it_plays_to_two_viewers_from_one_shared_source(node):
         assert node.run_sync(lambda: node.node.hub.stream(key).viewers().get("rts")) is None
     finally:
         publisher.stop()
+
+
+def _fast_tracks(node) -> list:
+    """(kind, FastTrackSender or None, fast_wanted) of every viewer's tracks, read on the node's loop."""
+
+    def read():
+        return [
+            (track.kind, track.fast, track.fast_wanted)
+            for source in node.node.rts.sources.values()
+            for viewer in source.viewers
+            for track in (viewer.video, viewer.audio)
+        ]
+
+    return node.run_sync(read)
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_it_plays_through_the_fast_path_when_it_is_on(fast_path):
+    node = NodeThread(policy(), play_wait_seconds=1, rts_fast_path=fast_path).start()
+    publisher = start_publisher(node.publish_url(), seconds=60, size="320x240")
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys())
+        url = whep_url(node)
+        seen = []
+        resent = []
+
+        def resend_last(fast) -> int:
+            # A NACK for the last packet sent, as aiortc's RTCP handler
+            # hands it to the sender's hook: answered from the shared history.
+            fast.resend([(fast.writer.sequence_number - 1) % 65536])
+            return fast.writer.resends
+
+        async def play():
+            async def look():
+                while True:
+                    tracks = _fast_tracks(node)
+                    if tracks:
+                        seen.append(tracks)
+                        for kind, fast, _ in tracks:
+                            if kind == "video" and fast is not None and fast.writer.packets and not resent:
+                                resent.append(node.run_sync(resend_last, fast))
+                    await asyncio.sleep(0.2)
+
+            probe = asyncio.ensure_future(look())
+            try:
+                return await watch(url, 60)
+            finally:
+                probe.cancel()
+
+        got = asyncio.run(play())
+        assert got["sizes"] == {(320, 240)}, got
+        assert got["audio"] >= 60
+        last = seen[-1]
+        assert {kind for kind, _, _ in last} == {"video", "audio"}
+        if fast_path:
+            for kind, fast, wanted in last:
+                assert wanted and fast is not None, kind
+                assert fast.writer.packets > 0 and fast.report() is not None
+            assert resent == [1]
+        else:
+            assert all(fast is None and not wanted for _, fast, wanted in last)
+    finally:
+        publisher.stop()
+        node.stop()

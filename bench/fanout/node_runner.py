@@ -77,6 +77,7 @@ async def serve(
     srt_port: int | None = None,
     https_port: int | None = None,
     max_loop_lag_ms: float | None = None,
+    rts_fast_path: bool | None = None,
 ):
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
     `every_second(node)` each second if given. The benches measure the node
@@ -91,6 +92,7 @@ async def serve(
         node_id=node_id,
         max_egress_mbps=max_egress_mbps,
         **({} if max_loop_lag_ms is None else {"max_loop_lag_ms": max_loop_lag_ms}),
+        **({} if rts_fast_path is None else {"rts_fast_path": rts_fast_path}),
         # Every bench viewer comes from loopback: no cap per address.
         max_connections_per_address=1_000_000,
     )

@@ -3,12 +3,16 @@
 Signing is off and RTS on; the node binds 127.0.0.1, so its ICE candidates
 are loopback. Prints READY once it listens, then every second one JSON line
 with what its RTS sources did (frames made, viewers, frames dropped and
-skips over all viewers). SIGTERM or SIGINT stops it.
+skips over all viewers, and its resident memory). SIGTERM or SIGINT stops
+it. `--fast-path on|off` sets the node's `rts_fast_path` (issue 18);
+default: the node's default.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -37,7 +41,13 @@ def report(node: MediaNode) -> dict:
     percent = 100 * (cpu - _last[1]) / (now - _last[0])
     _last[:] = [now, cpu]
     return {"t": time.time(), "units": units, "viewers": viewers, "sessions": len(node.rts.sessions),
-            "dropped": dropped, "skips": skips, "max_queued": queued, "cpu": round(percent, 1)}  # fmt: skip
+            "dropped": dropped, "skips": skips, "max_queued": queued, "cpu": round(percent, 1),
+            "rss_kib": _rss_kib()}  # fmt: skip
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
 
 
 def print_report(node: MediaNode) -> None:
@@ -45,4 +55,10 @@ def print_report(node: MediaNode) -> None:
 
 
 if __name__ == "__main__":
-    cli(__doc__, node_id="bench-rts", rts_enabled=True, every_second=print_report)
+    fast_path = None
+    if "--fast-path" in sys.argv:
+        at = sys.argv.index("--fast-path")
+        fast_path = {"on": True, "off": False}[sys.argv[at + 1]]
+        del sys.argv[at : at + 2]
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    cli(__doc__, node_id="bench-rts", rts_enabled=True, every_second=print_report, rts_fast_path=fast_path)

@@ -20,7 +20,10 @@
    ICE and DTLS and then only count RTP) to core 1. N doubles from --start
    until a step fails, then --refine bisection steps. A step passes when every
    viewer got at least 95 % of the clip's 30 frames a second over the window
-   and the node skipped no viewer.
+   and the node skipped no viewer. `--fast-path on|off` sets the node's
+   `rts_fast_path` (issue 18; default: the node's default); each step also
+   reports the node's resident memory per viewer (its RSS at the end of the
+   window less its RSS with the publisher alone, over the viewers).
 
 Loopback only; everything it starts it stops; bounded by --max and --budget.
 
@@ -341,9 +344,10 @@ class NodeStats:
 
 def step(workdir: Path, clip: Path, count: int, args) -> dict:
     rtmp_port, http_port = free_port(), free_port()
+    fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
     node = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
-         "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)],
+         "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), *fast_path],
         stdout=subprocess.PIPE, stderr=open(workdir / f"node-{count}.log", "w"), text=True,
     )  # fmt: skip
     stats = NodeStats(node)
@@ -358,6 +362,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(3)
+        rss_alone = stats.latest().get("rss_kib")
         whep = f"http://127.0.0.1:{http_port}/live/bench.whep?domain=play.bench"
         viewers = subprocess.Popen(
             ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count),
@@ -399,6 +404,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             "skips": skips,
             "open_seconds": result["open_seconds"],
             "cpu": sum(cpus) / len(cpus) if cpus else None,
+            "kib_per_viewer": round((window[-1]["rss_kib"] - rss_alone) / count, 1) if window and rss_alone else None,
         }
     finally:
         for proc in (viewers, publisher, node):
@@ -454,8 +460,9 @@ def run_viewers(args) -> list[dict]:
 
 def viewers_table(steps: list[dict]) -> str:
     lines = [
-        "| viewers | verdict | worst viewer's frames / the clip's | median | source's | node skips | node CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| viewers | verdict | worst viewer's frames / the clip's | median | source's | node skips | node CPU"
+        " | node RSS / viewer |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
         cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
@@ -463,6 +470,7 @@ def viewers_table(steps: list[dict]) -> str:
         lines.append(
             f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} |"
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s['skips']} | {cpu} |"
+            f" {s.get('kib_per_viewer') or '—'} KiB |"
         )
     passed = [s["n"] for s in steps if s["ok"]]
     lines.append(f"\nmost WebRTC viewers on one core with no frame dropped: {max(passed) if passed else 0}")
@@ -487,6 +495,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900, help="seconds for the viewer steps")
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
+    parser.add_argument("--fast-path", choices=("on", "off"), help="viewers: the node's rts_fast_path (issue 18)")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     began = time.monotonic()

@@ -179,6 +179,10 @@ class NodeConfig:
     # audio's jitter buffer; 58 ms instead of 235 ms p50 (bench/README.md),
     # with the sound that much behind the picture.
     rts_lip_sync: bool = False
+    # RTS viewers' media sent by the node's fast path (issue 18: one loop
+    # per frame over all viewers, libsrtp, the ICE socket) rather than one
+    # aiortc sender task per viewer and track; bench/README.md has both.
+    rts_fast_path: bool = True
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
     # The event loop's median lateness (ms) past which new viewers are

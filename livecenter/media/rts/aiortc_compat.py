@@ -24,7 +24,7 @@ import aioice.ice
 import aioice.stun
 import aiortc.codecs
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RtcpSrPacket
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
 # The attribute the sender reads for the msid of its track's stream.
 SENDER_STREAM_ID = "_stream_id"
@@ -32,6 +32,21 @@ SENDER_STREAM_ID = "_stream_id"
 SENDER_KEYFRAME_HOOK = "_send_keyframe"
 # The sender's encoder, made on first use unless set (name-mangled `__encoder`).
 SENDER_ENCODER = "_RTCRtpSender__encoder"
+# The fast path (issue 18): the sender's retransmission of one NACKed
+# sequence number (called by its `_handle_rtcp_packet`), its RTCP send (called
+# by its `_run_rtcp` with the sender report it built) and the counters that
+# report, its RTT estimate and getStats read (name-mangled).
+SENDER_RETRANSMIT = "_retransmit"
+SENDER_SSRC = "_ssrc"
+SENDER_RTX_SSRC = "_rtx_ssrc"
+SENDER_SEND_RTCP = "_send_rtcp"
+SENDER_REPORT_COUNTERS = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+)
+SENDER_LSR = "_RTCRtpSender__lsr"
 # The function aioice asks for the addresses of its host candidates.
 ICE_HOST_ADDRESSES = "get_host_addresses"
 ICE_HOST_ADDRESSES_PARAMETERS = ("use_ipv4", "use_ipv6")
@@ -79,6 +94,65 @@ def use_encoder(sender: RTCRtpSender, encoder) -> None:
     """Have the sender use `encoder` (an aiortc Encoder: `pack` for
     pre-encoded packets) rather than make one for its codec."""
     setattr(sender, SENDER_ENCODER, encoder)
+
+
+def on_send_parameters(sender: RTCRtpSender, fn: Callable) -> None:
+    """Call `fn(parameters)` (RTCRtpSendParameters: the negotiated codecs,
+    header extensions and mid) once the sender starts, which aiortc does
+    after the DTLS handshake (RTCPeerConnection.__connect). Wraps the
+    sender's public `send` on the instance."""
+    send = sender.send
+
+    async def send_and_tell(parameters) -> None:
+        await send(parameters)
+        fn(parameters)
+
+    sender.send = send_and_tell
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The sender's SSRC and its RTX SSRC (what the answer's a=ssrc lines name)."""
+    return getattr(sender, SENDER_SSRC), getattr(sender, SENDER_RTX_SSRC)
+
+
+def on_retransmit(sender: RTCRtpSender, fn: Callable[[int], None]) -> None:
+    """Call `fn(sequence_number)` for each sequence number a NACK for the
+    sender's SSRC names, instead of aiortc's retransmission (its history is
+    empty when the fast path sends the media)."""
+
+    async def retransmit(sequence_number: int) -> None:
+        fn(sequence_number)
+
+    setattr(sender, SENDER_RETRANSMIT, retransmit)
+
+
+def on_sender_report(sender: RTCRtpSender, fn: Callable[[], tuple[int, int, int, int] | None]) -> None:
+    """Have the sender's RTCP sender reports (RFC 3550 6.4.1) carry what
+    `fn()` returns, (NTP time, RTP timestamp, packets, octets) of the last
+    packet the fast path sent, or None before the first one. aiortc's own
+    counters stay at zero once its RTP task sends nothing; they are set too,
+    for its RTT estimate (LSR) and getStats."""
+    send_rtcp = getattr(sender, SENDER_SEND_RTCP)
+
+    async def send_with_report(packets) -> None:
+        values = fn()
+        if values is not None:
+            ntp, rtp_timestamp, count, octets = values
+            info = RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=rtp_timestamp,
+                packet_count=count & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF,
+            )
+            for packet in packets:
+                if isinstance(packet, RtcpSrPacket) and packet.ssrc == sender._ssrc:
+                    packet.sender_info = info
+                    setattr(sender, SENDER_LSR, (ntp >> 16) & 0xFFFFFFFF)
+            for name, value in zip(SENDER_REPORT_COUNTERS, values, strict=True):
+                setattr(sender, name, value)
+        await send_rtcp(packets)
+
+    setattr(sender, SENDER_SEND_RTCP, send_with_report)
 
 
 def use_ice_addresses(addresses: Iterable[str]) -> None:
@@ -275,7 +349,7 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
             missing.append(f"RTCIceTransport no longer sets {ICE_TRANSPORT_CONNECTION}")
     missing.extend(missing_fast_path_internals())
     instance = vars(sender)
-    for name in (SENDER_STREAM_ID, SENDER_ENCODER):
+    for name in (SENDER_STREAM_ID, SENDER_ENCODER, SENDER_SSRC, SENDER_RTX_SSRC, SENDER_LSR, *SENDER_REPORT_COUNTERS):
         if name not in instance:
             missing.append(f"RTCRtpSender instance attribute {name} is gone")
     if not callable(getattr(RTCRtpSender, SENDER_KEYFRAME_HOOK, None)):
@@ -283,6 +357,13 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
     handler = getattr(RTCRtpSender, "_handle_rtcp_packet", None)
     if handler is None or not _reads(handler, SENDER_KEYFRAME_HOOK):
         missing.append(f"RTCRtpSender._handle_rtcp_packet no longer calls {SENDER_KEYFRAME_HOOK}")
+    if handler is None or not _reads(handler, SENDER_RETRANSMIT):
+        missing.append(f"RTCRtpSender._handle_rtcp_packet no longer calls {SENDER_RETRANSMIT}")
+    run_rtcp = getattr(RTCRtpSender, "_run_rtcp", None)
+    if run_rtcp is None or not _reads(run_rtcp, SENDER_SEND_RTCP):
+        missing.append(f"RTCRtpSender._run_rtcp no longer calls {SENDER_SEND_RTCP}")
+    if not inspect.iscoroutinefunction(getattr(RTCRtpSender, "send", None)):
+        missing.append("RTCRtpSender.send is no longer a coroutine")
     encode = getattr(RTCRtpSender, "_next_encoded_frame", None)
     if encode is None or not _reads(encode, SENDER_ENCODER):
         missing.append(f"RTCRtpSender._next_encoded_frame no longer reads {SENDER_ENCODER}")

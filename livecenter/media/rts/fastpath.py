@@ -22,8 +22,8 @@ with the keys of the viewer's DTLS handshake; the caller sends them on the
 viewer's nominated ICE pair (aiortc_compat.ice_datagram_path). Nothing here
 reads a clock: abs-send-time is handed in (`abs_send_time_of`).
 
-Not yet wired into WHEP sessions (session.py and media.py still send
-through aiortc's sender); bench/README.md says what the integration needs.
+media.py (RtsSource, RtsViewer) and session.py (WhepSession) use it when
+the node's `rts_fast_path` is on.
 """
 
 from __future__ import annotations
@@ -53,10 +53,12 @@ MAX_HISTORY_BYTES = 4 * 1024 * 1024
 # 17 packets per FCI entry and any number of entries): a receiver that lost
 # more is better served by a keyframe (it sends a PLI).
 MAX_RESENDS_PER_NACK = 32
-# The sequence-number ranges (runs of consecutive packets of one history)
-# a writer remembers to map a NACKed sequence number back to the history: a
-# new run starts at each skip to a keyframe or switch of source.
-MAX_WRITER_RUNS = 16
+# The sequence-number ranges (runs of consecutive packets of one history,
+# stamped with one timestamp offset) a writer remembers to map a NACKed
+# sequence number back to the history: a new run starts at each skip to a
+# keyframe or switch of source, and at each frame of a joiner's GOP burst
+# (stamped one tick apart, media.py): 128 covers a 2 s GOP at 60 fps.
+MAX_WRITER_RUNS = 128
 
 # RFC 3550 5.1 fixed header; RFC 8285 4.2 one-byte and 4.3 two-byte extension headers.
 RTP_HEADER_BYTES = 12
@@ -303,8 +305,13 @@ class RtpWriter:
             raise FastPathError("frame_interval_ticks must be positive")
         self._switch_ticks = frame_interval_ticks
 
-    def write(self, history: RtpPacketHistory, index: int, abs_send_time: int = 0) -> memoryview:
-        """The viewer's RTP packet for the history's packet `index`."""
+    def write(
+        self, history: RtpPacketHistory, index: int, abs_send_time: int = 0, timestamp: int | None = None
+    ) -> memoryview:
+        """The viewer's RTP packet for the history's packet `index`;
+        `timestamp`, in the source's clock, stamps it instead of the
+        packet's own (a joiner's GOP burst, one tick apart: media.py), and
+        a resend of it (a run of its own) carries the same."""
         packet = history.get(index)
         if packet is None:
             raise FastPathError(f"packet {index} is not in the history")
@@ -315,13 +322,16 @@ class RtpWriter:
                 self._offset = (self.last_timestamp + self._switch_ticks - packet.timestamp) % TIMESTAMP_MODULO
             self._switch_ticks = None
             self._history = history
+        offset = self._offset
+        if timestamp is not None:
+            offset = (offset + timestamp - packet.timestamp) % TIMESTAMP_MODULO
         run = self._run
-        if index != self._run_next_index or run is None or run.history is not history or run.offset != self._offset:
-            run = self._run = _Run(self.packets, history, index, self._offset)
+        if index != self._run_next_index or run is None or run.history is not history or run.offset != offset:
+            run = self._run = _Run(self.packets, history, index, offset)
             self._runs.append(run)
         run.count += 1
         self._run_next_index = index + 1
-        timestamp = (packet.timestamp + self._offset) % TIMESTAMP_MODULO
+        timestamp = (packet.timestamp + offset) % TIMESTAMP_MODULO
         media = self._media
         buffer = media.buffer
         _MARKER_SEQ_TIMESTAMP.pack_into(

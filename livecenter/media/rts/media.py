@@ -22,7 +22,18 @@ most of RTS's 80 ms budget; a thread adds one hand-off.
 
 Every viewer (`RtsViewer`) has two bounded queues (its tracks) that its own
 aiortc sender task empties, so a viewer that falls behind loses its queue and
-waits for the next keyframe without holding back anyone else. A viewer
+waits for the next keyframe without holding back anyone else.
+
+With the node's `rts_fast_path` on (issue 18), the source also cuts each
+frame into RTP payloads once into an `RtpPacketHistory` per track
+(fastpath.py), and once a viewer's DTLS handshake is done (session.py) its
+tracks get a `FastTrackSender` instead: the source's one loop per frame
+writes, protects (srtp.py) and sends that frame's packets for every such
+viewer, with no queue, task or await per viewer; aiortc's sender task for
+the track then gets nothing to send (its RTCP task stays, and reports the
+fast path's counts). A fast viewer that falls behind is measured by its ICE
+socket's unsent bytes (asyncio buffers what the kernel refused) and is
+skipped to the next keyframe, as a queue's would be. A viewer
 joins at the latest keyframe: it is sent the frames from that keyframe on at
 once, stamped one RTP tick apart, so the browser decodes them at once and
 shows the newest, rather than replaying the GOP at its pace a GOP behind.
@@ -36,6 +47,9 @@ import logging
 from collections import deque
 
 import av
+from aiortc import clock
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..codecs import AvcConfig, CodecError, parse_aac_sequence_header, parse_avc_sequence_header
@@ -57,6 +71,8 @@ from ..flv import (
 )
 from ..gop import GopCache
 from ..policy import StreamKey
+from .aiortc_compat import ice_datagram_path
+from .fastpath import RtpPacketHistory, RtpWriter, abs_send_time_of
 from .h264 import flv_video_to_access_unit
 from .threads import (
     OPUS_TIME_BASE,
@@ -79,6 +95,17 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 VIEWER_MAX_VIDEO_FRAMES = 60
 # A viewer's queue of Opus packets (20 ms each): 1 s; past it the oldest go.
 VIEWER_MAX_AUDIO_PACKETS = 50
+# A fast-path viewer's unsent bytes (its ICE socket's asyncio buffer, what
+# the kernel would not take) past which it is skipped to the next keyframe:
+# 2 s of a 2 Mbit/s stream, the lag VIEWER_MAX_VIDEO_FRAMES allows.
+VIEWER_MAX_UNSENT_BYTES = 512 * 1024
+# A fast-path joiner's GOP burst is sent this many packets a turn, a turn
+# every JOIN_BURST_PAUSE_SECONDS: sent at once (hundreds of packets for a 2 s
+# GOP, in a millisecond) it overflows the browser's socket buffer, and the
+# losses cost NACK round trips and a keyframe request before the first
+# picture. 64 packets every 2 ms is 38 MB/s: a 2 s 2 Mbit/s GOP in ~20 ms.
+JOIN_BURST_PACKETS_PER_TURN = 64
+JOIN_BURST_PAUSE_SECONDS = 0.002
 # The frames from the latest keyframe on that a joiner is sent at once; a
 # longer GOP is not cached and a joiner waits for the next keyframe.
 SOURCE_GOP_MAX_BYTES = 8 * 1024 * 1024
@@ -98,7 +125,7 @@ TRANSCODE = "transcode"
 class VideoUnit:
     """One video access unit as every viewer's sender gets it."""
 
-    __slots__ = ("packet", "data", "pts", "keyframe", "payloads")
+    __slots__ = ("packet", "data", "pts", "keyframe", "payloads", "indexes", "payload_bytes")
 
     def __init__(self, data: bytes, pts: int, keyframe: bool) -> None:
         self.data = data
@@ -106,6 +133,58 @@ class VideoUnit:
         self.keyframe = keyframe
         self.packet = av_packet(data, pts, VIDEO_TIME_BASE)
         self.payloads = None  # RTP payloads, packetised once (session.SharedH264Encoder)
+        self.indexes: range | None = None  # its packets in the source's video history (fast path)
+        self.payload_bytes = 0
+
+
+class FastTrackSender:
+    """One viewer's track on the fast path: its RTP writer (the SSRC,
+    payload types and header extensions its answer negotiated), the SRTP
+    protector of its DTLS transport's exported keys (srtp.py), and the ICE
+    pair it sends on; plus what its RTCP sender reports say (RFC 3550
+    6.4.1): the NTP time of its last packet, and its payload octets."""
+
+    __slots__ = ("writer", "protect", "dtls", "transport", "address", "ntp", "octets")
+
+    def __init__(self, writer: RtpWriter, protect, dtls, path: tuple) -> None:
+        self.writer = writer
+        self.protect = protect
+        self.dtls = dtls
+        self.transport, self.address = path
+        self.ntp = 0
+        self.octets = 0
+
+    def ready(self) -> bool:
+        """Whether the ICE pair can take a packet; its transport is read
+        again once the one held is closing (the pair changed)."""
+        if self.transport.is_closing():
+            path = ice_datagram_path(self.dtls)
+            if path is None:
+                return False
+            self.transport, self.address = path
+        return True
+
+    def send(self, history: RtpPacketHistory, indexes: range, abs_send_time: int, ntp: int, size: int) -> None:
+        write, protect, sendto, address = self.writer.write, self.protect, self.transport.sendto, self.address
+        for index in indexes:
+            sendto(protect(write(history, index, abs_send_time)), address)
+        self.ntp = ntp
+        self.octets += size
+
+    def resend(self, lost: list[int]) -> None:
+        """Answer a NACK from the shared history (RtpWriter.resend)."""
+        if not self.ready():
+            return
+        abs_send_time = abs_send_time_of(clock.current_ntp_time())
+        for packet in self.writer.resend(lost, abs_send_time):
+            self.transport.sendto(self.protect(packet), self.address)
+
+    def report(self) -> tuple[int, int, int, int] | None:
+        """(NTP time, RTP timestamp, packets, octets) for the sender report."""
+        writer = self.writer
+        if writer.last_timestamp is None:
+            return None
+        return self.ntp, writer.last_timestamp, writer.packets, self.octets
 
 
 class RtsTrack(MediaStreamTrack):
@@ -118,6 +197,10 @@ class RtsTrack(MediaStreamTrack):
         self.queue: deque = deque()
         self._waiter: asyncio.Future | None = None
         self._closed = False
+        # The fast path: wanted (session.py: its frames wait for the DTLS
+        # handshake rather than queue), then its sender once set up.
+        self.fast_wanted = False
+        self.fast: FastTrackSender | None = None
 
     def put(self, item) -> None:
         self.queue.append(item)
@@ -162,10 +245,38 @@ class RtsViewer:
         self.skips = 0  # times it was skipped to a keyframe
         self.keyframe_requests = 0
         self.ended = asyncio.Event()
+        # A fast-path joiner's frames not sent yet: (unit, timestamp or None), paced (_send_burst).
+        self._burst: deque | None = None
 
-    def offer_video(self, unit: VideoUnit) -> None:
+    def offer_video(self, unit: VideoUnit, abs_send_time: int = 0, ntp: int = 0) -> None:
         queue = self.video.queue
         if not self.joined:
+            return
+        track = self.video
+        if track.fast_wanted:
+            fast = track.fast
+            if fast is None:
+                return  # its DTLS handshake is not done: it joins then
+            if not fast.ready() or fast.transport.get_write_buffer_size() > VIEWER_MAX_UNSENT_BYTES:
+                # Too slow (or no path): resume at a keyframe once drained.
+                self.dropped += 1
+                if not self.need_keyframe:
+                    self.skips += 1
+                    self.need_keyframe = True
+                return
+            if self._burst is not None:
+                self._burst.append((unit, None))  # behind the joiner's burst
+                self.video_frames += 1
+                self.source.subscription.count_sent(unit.packet.size)
+                return
+            if self.need_keyframe:
+                if not unit.keyframe:
+                    self.dropped += 1
+                    return
+                self.need_keyframe = False
+            fast.send(self.source.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
+            self.video_frames += 1
+            self.source.subscription.count_sent(unit.packet.size)
             return
         if self.need_keyframe:
             if not unit.keyframe:
@@ -185,7 +296,16 @@ class RtsViewer:
         self.video.put(unit.packet)
         self.source.subscription.count_sent(unit.packet.size)
 
-    def offer_audio(self, packet: av.Packet) -> None:
+    def offer_audio(
+        self, packet: av.Packet, indexes: range | None = None, abs_send_time: int = 0, ntp: int = 0
+    ) -> None:
+        track = self.audio
+        if track.fast_wanted:
+            fast = track.fast
+            if fast is not None and indexes is not None and fast.ready():
+                fast.send(self.source.audio_history, indexes, abs_send_time, ntp, packet.size)
+                self.source.subscription.count_sent(packet.size)
+            return
         queue = self.audio.queue
         if len(queue) >= VIEWER_MAX_AUDIO_PACKETS:
             queue.popleft()
@@ -197,6 +317,10 @@ class RtsViewer:
         RTP tick apart, ending at the newest frame's time."""
         self.joined = True
         self.need_keyframe = True
+        if self.video.fast_wanted:
+            if self.video.fast is not None:
+                self._fast_join(gop)
+            return  # else when its DTLS handshake is done (start_fast)
         self.video.queue.clear()
         if not gop:
             return
@@ -207,6 +331,64 @@ class RtsViewer:
         self.video_frames += count
         self.need_keyframe = False
 
+    def _fast_join(self, gop: tuple[VideoUnit, ...]) -> None:
+        """join() on the fast path: the GOP's packets from the shared
+        history, stamped as join() stamps them, paced (JOIN_BURST_*)."""
+        history = self.source.video_history
+        if not gop or gop[0].indexes is None or history.get(gop[0].indexes.start) is None:
+            return  # not held (any more): the next keyframe
+        last = gop[-1].pts
+        count = len(gop)
+        self._burst = deque((unit, last - (count - 1 - i)) for i, unit in enumerate(gop))
+        self.video_frames += count
+        self.need_keyframe = False
+        self._send_burst()
+
+    def _send_burst(self) -> None:
+        burst, fast = self._burst, self.video.fast
+        if burst is None or fast is None:
+            self._burst = None
+            return
+        history = self.source.video_history
+        if not fast.ready() or history.get(burst[0][0].indexes.start) is None:
+            self._burst = None
+            self.dropped += len(burst)
+            self.need_keyframe = True
+            return
+        ntp = clock.current_ntp_time()
+        abs_send_time = abs_send_time_of(ntp)
+        write, protect, sendto, address = fast.writer.write, fast.protect, fast.transport.sendto, fast.address
+        budget = JOIN_BURST_PACKETS_PER_TURN
+        while burst and budget > 0:
+            unit, timestamp = burst.popleft()
+            for index in unit.indexes:
+                sendto(protect(write(history, index, abs_send_time, timestamp)), address)
+            budget -= len(unit.indexes)
+            fast.octets += unit.payload_bytes
+        fast.ntp = ntp
+        if burst:
+            asyncio.get_running_loop().call_later(JOIN_BURST_PAUSE_SECONDS, self._send_burst)
+        else:
+            self._burst = None
+
+    def start_fast(self, kind: str, sender: FastTrackSender | None) -> None:
+        """The track's fast path is set up (`sender`), or could not be
+        (None: it goes back to its aiortc sender's queue). Video joins now
+        at the latest keyframe, either way."""
+        track = self.video if kind == "video" else self.audio
+        if not track.fast_wanted or track.fast is not None:
+            return
+        if sender is None:
+            track.fast_wanted = False
+        else:
+            track.fast = sender
+            # What was queued for aiortc's sender before the fast path was
+            # wanted (the join at add_viewer): its RTP task, which starts on
+            # the next turn, must send nothing on the SSRC the fast path uses.
+            track.queue.clear()
+        if kind == "video" and self.joined:
+            self.join(self.source.gop.frames)
+
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
         self.source.keyframe_requested(self)
@@ -214,6 +396,7 @@ class RtsViewer:
     def end(self) -> None:
         self.video.finish()
         self.audio.finish()
+        self.video.fast = self.audio.fast = None
         self.ended.set()
 
     def close(self) -> None:
@@ -302,6 +485,12 @@ class RtsSource:
         self.video_units = 0
         self.audio_packets = 0
         self.closed = False
+        # The fast path (issue 18): each track's RTP payloads, cut once.
+        self.fast_path = bool(getattr(getattr(service.node, "config", None), "rts_fast_path", False))
+        self.video_history = RtpPacketHistory()
+        self.audio_history = RtpPacketHistory()
+        self._video_packer = H264Encoder()
+        self._audio_packer = OpusEncoder()
         # Whether a joiner can start at once. The transcoded rendition is not
         # ready until the transcoder has caught up with the GOP it started on.
         self.ready = True
@@ -446,6 +635,13 @@ class RtsSource:
             return
         unit = VideoUnit(data, pts, keyframe)
         self.video_units += 1
+        abs_send_time = ntp = 0
+        if self.fast_path:
+            payloads, timestamp = self._video_packer.pack(unit.packet)
+            unit.indexes = self.video_history.add_frame(payloads, timestamp, keyframe)
+            unit.payload_bytes = sum(map(len, payloads))
+            ntp = clock.current_ntp_time()
+            abs_send_time = abs_send_time_of(ntp)
         self.gop.add(unit, len(data), keyframe)
         if not self.ready and self.gop and self.transcoder is not None and self.transcoder.pending <= 1:
             # The transcoder has caught up with its backlog: everyone waiting
@@ -456,7 +652,7 @@ class RtsSource:
                     viewer.join(self.gop.frames)
             return
         for viewer in self.viewers:
-            viewer.offer_video(unit)
+            viewer.offer_video(unit, abs_send_time, ntp)
 
     def _audio(self, frame) -> None:
         if not self._takes_hub_audio():
@@ -487,5 +683,12 @@ class RtsSource:
         if self.closed:
             return
         self.audio_packets += 1
+        indexes = None
+        abs_send_time = ntp = 0
+        if self.fast_path:
+            payloads, timestamp = self._audio_packer.pack(packet)
+            indexes = self.audio_history.add_frame(payloads, timestamp, True)
+            ntp = clock.current_ntp_time()
+            abs_send_time = abs_send_time_of(ntp)
         for viewer in self.viewers:
-            viewer.offer_audio(packet)
+            viewer.offer_audio(packet, indexes, abs_send_time, ntp)

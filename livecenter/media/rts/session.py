@@ -10,11 +10,22 @@ aiortc does the rest of WebRTC: ICE (host candidates, no STUN: the node is
 reachable on its own addresses), DTLS-SRTP, RTCP, NACK retransmission from
 its history of sent packets. A PLI or FIR reaches the source through the
 sender's keyframe hook (`media.RtsSource.keyframe_requested`).
+
+With the node's `rts_fast_path` on (issue 18), aiortc sends no media: once
+a track's sender starts (after the DTLS handshake) `_start_fast` gives the
+viewer's track a `media.FastTrackSender` (the sender's SSRCs, the
+negotiated payload types, mid and extension ids, libsrtp with the keys the
+handshake exported, the nominated ICE pair) and the source sends for it;
+aiortc's sender keeps its RTCP task, its NACKs are answered from the
+source's shared history and its sender reports carry the fast path's
+counts (aiortc_compat.on_retransmit, on_sender_report). A track whose
+set-up fails stays on aiortc's sender.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -27,9 +38,24 @@ from ..admission import domain_of
 from ..http_server import RequestBodyError, refusal_headers
 from ..play import PlayRequest, admit_viewer, log_refusal, wait_live
 from ..policy import DomainConfig, StreamKey
-from .aiortc_compat import BASELINE_PROFILE_PREFIX, on_keyframe_request, set_stream_id, use_encoder, use_ice_addresses
+from . import srtp
+from .aiortc_compat import (
+    BASELINE_PROFILE_PREFIX,
+    ice_datagram_path,
+    missing_internals,
+    on_keyframe_request,
+    on_retransmit,
+    on_send_parameters,
+    on_sender_report,
+    sender_ssrcs,
+    set_stream_id,
+    srtp_tx_keys,
+    use_encoder,
+    use_ice_addresses,
+)
+from .fastpath import RtpStreamParameters, RtpWriter, extension_ids
 from .ingest import WhipIngest
-from .media import PASSTHROUGH, RtsSource, RtsViewer
+from .media import PASSTHROUGH, FastTrackSender, RtsSource, RtsTrack, RtsViewer
 from .whep import MAX_OFFER_BYTES, SDP_CONTENT_TYPE, WHIP, OfferError, WhepPath, check_offer, created_headers
 
 log = logging.getLogger(__name__)
@@ -49,6 +75,11 @@ REFUSAL_RTS_OFF = "RTS is off for this domain"
 
 # The node sets its ICE addresses through this module (node.py).
 __all__ = ["RtsService", "WhepSession", "use_ice_addresses"]
+# RFC 3550 5.1: the first sequence number and timestamp are random; below
+# 2^15 for the sequence number as aiortc (and Chrome) choose it, so SRTP's
+# rollover counter is not needed early.
+FIRST_SEQUENCE_NUMBERS = 1 << 15
+TIMESTAMP_ORIGINS = 1 << 32
 # Access units whose RTP payloads are kept for the next viewer's sender. A
 # frame reaches its viewers' senders within a few turns of the loop; 64 covers
 # that for dozens of streams at 30 fps (a miss only packetises again).
@@ -88,6 +119,7 @@ class WhepSession:
         self.closed = False
         self._connected = asyncio.Event()  # set by the connectionstatechange event
         self._watch: asyncio.Task | None = None
+        self._protectors: dict[int, object] = {}  # the fast path's, by DTLS transport (one with BUNDLE)
 
     async def answer(self, offer: str) -> str:
         pc = self.pc
@@ -107,6 +139,11 @@ class WhepSession:
             # PLI and FIR ask the sender for a keyframe; for pre-encoded
             # media only the source can make (or wait for) one.
             on_keyframe_request(transceiver.sender, track.request_keyframe)
+            if self._fast_path(transceiver.sender):
+                # Its frames wait for the DTLS handshake; then the source
+                # sends them itself (media.FastTrackSender).
+                track.fast_wanted = True
+                on_send_parameters(transceiver.sender, functools.partial(self._start_fast, track, transceiver.sender))
             if track.kind == "video":
                 # The sender makes its encoder on first use; give it ours.
                 use_encoder(transceiver.sender, SharedH264Packetizer())
@@ -117,6 +154,70 @@ class WhepSession:
         pc.on("connectionstatechange", self._state_changed)
         self._watch = asyncio.get_running_loop().create_task(self._watch_session())
         return pc.localDescription.sdp
+
+    def _fast_path(self, sender: RTCRtpSender) -> bool:
+        if not self.viewer.source.fast_path:
+            return False
+        missing = missing_internals(sender)
+        if missing:
+            log.warning("rts: fast path off, aiortc lacks: %s", "; ".join(missing))
+            self.viewer.source.fast_path = False
+        return not missing
+
+    def _start_fast(self, track: RtsTrack, sender: RTCRtpSender, parameters) -> None:
+        """After the DTLS handshake (aiortc's sender.send): a writer with
+        what the answer negotiated, SRTP with the handshake's keys, the
+        nominated ICE pair; aiortc's sender keeps RTCP, and its NACKs and
+        sender reports go to the fast path. Anything missing: the track
+        stays on aiortc's sender."""
+        fast = None
+        try:
+            fast = self._fast_sender(sender, parameters)
+        except Exception:
+            log.exception("rts %s: fast path not set up (session %s)", self.peer, self.id)
+        if fast is not None:
+            on_retransmit(sender, lambda sequence_number: fast.resend([sequence_number]))
+            on_sender_report(sender, fast.report)
+        else:
+            log.info("rts %s: %s on aiortc's sender (session %s)", self.peer, track.kind, self.id)
+        track.viewer.start_fast(track.kind, fast)
+
+    def _fast_sender(self, sender: RTCRtpSender, parameters) -> FastTrackSender | None:
+        dtls = sender.transport
+        keys = srtp_tx_keys(dtls)
+        path = ice_datagram_path(dtls)
+        if keys is None or path is None or not parameters.codecs:
+            return None
+        codec = parameters.codecs[0]
+        rtx = next(
+            (
+                c
+                for c in parameters.codecs
+                if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        mid_id, abs_send_time_id = extension_ids(parameters.headerExtensions)
+        ssrc, rtx_ssrc = sender_ssrcs(sender)
+        stream = RtpStreamParameters(
+            ssrc=ssrc,
+            payload_type=codec.payloadType,
+            mid=parameters.muxId or "",
+            mid_id=mid_id if parameters.muxId else 0,
+            abs_send_time_id=abs_send_time_id,
+            rtx_ssrc=rtx_ssrc,
+            rtx_payload_type=rtx.payloadType if rtx is not None else None,
+        )
+        writer = RtpWriter(
+            stream,
+            secrets.randbelow(FIRST_SEQUENCE_NUMBERS),
+            secrets.randbelow(TIMESTAMP_ORIGINS),
+            secrets.randbelow(FIRST_SEQUENCE_NUMBERS),
+        )
+        protector = self._protectors.get(id(dtls))
+        if protector is None:
+            protector = self._protectors[id(dtls)] = srtp.protector(*keys)
+        return FastTrackSender(writer, protector.protect, dtls, path)
 
     def _state_changed(self) -> None:
         state = self.pc.connectionState
