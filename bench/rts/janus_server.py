@@ -43,8 +43,10 @@ def available() -> str | None:
     return None
 
 
-def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int) -> Path:
-    """The configuration folder for one Janus; returns its janus.jcfg."""
+def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int, event_loops: int = 0) -> Path:
+    """The configuration folder for one Janus; returns its janus.jcfg.
+    `event_loops`: Janus's static pool of event loops (0: its default, a
+    thread and GLib loop per handle, i.e. per viewer)."""
     conf, plugins, transports = workdir / "conf", workdir / "plugins", workdir / "transports"
     for folder in (conf, plugins, transports, workdir / "none"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,8 @@ def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int
         "  log_to_stdout = false\n"
         "  debug_level = 4\n"
         f"  session_timeout = {SESSION_TIMEOUT_SECONDS}\n"
-        "}\n"
+        + (f"  event_loops = {event_loops}\n" if event_loops else "")
+        + "}\n"
         "certificates: {\n}\n"
         'media: {\n  rtp_port_range = "20000-40000"\n}\n'
         'nat: {\n  ice_enforce_list = "lo"\n  ice_ipv6 = false\n}\n'
@@ -91,9 +94,10 @@ def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int
     return conf / "janus.jcfg"
 
 
-def start(workdir: Path, http_port: int, video_port: int, audio_port: int, core: str) -> subprocess.Popen:
+def start(workdir: Path, http_port: int, video_port: int, audio_port: int, core: str,
+          event_loops: int = 0) -> subprocess.Popen:  # fmt: skip
     """Janus pinned to `core`, once its HTTP API answers `info`."""
-    config = write_config(workdir, http_port, video_port, audio_port)
+    config = write_config(workdir, http_port, video_port, audio_port, event_loops)
     janus = subprocess.Popen(
         ["taskset", "-c", core, JANUS, "-C", str(config), "-F", str(config.parent), "-N", "-o"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / "janus.stderr", "w"),

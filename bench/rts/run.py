@@ -502,7 +502,7 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
     ffmpeg feed and the viewers on CLIENT_CORE, as the node's step."""
     http_port, video_port, audio_port = free_port(), free_port(), free_port()
     janus_dir = workdir / f"janus-{count}"
-    janus = janus_server.start(janus_dir, http_port, video_port, audio_port, SERVER_CORE)
+    janus = janus_server.start(janus_dir, http_port, video_port, audio_port, SERVER_CORE, args.janus_event_loops)
     janus_sampler = ProcSampler(janus.pid)
     feed = viewers = viewer_sampler = None
     try:
@@ -679,6 +679,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=10)
     parser.add_argument("--budget", type=float, default=900, help="seconds for the viewer steps")
+    parser.add_argument(
+        "--janus-event-loops", type=int, default=1,
+        help="janus: Janus's event_loops (0: its default, a thread per viewer)",
+    )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
     args = parser.parse_args()
