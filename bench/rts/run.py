@@ -427,7 +427,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
         rss_before = time.time()
         viewers = subprocess.Popen(
             ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count),
-             "--warmup", str(args.warmup), "--window", str(args.window)],
+             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
             stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
         viewer_sampler = ProcSampler(viewers.pid)
@@ -482,6 +482,11 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
                     proc.wait()
 
 
+def viewer_options(args) -> list[str]:
+    """The viewers' process's options, the same for the node and Janus."""
+    return ["--uvloop"] if args.viewer_loop == "uvloop" else []
+
+
 def memory_and_client(
     server: ProcSampler, client: ProcSampler | None, rss_before: float, start: float, end: float, count: int
 ) -> dict:
@@ -512,7 +517,7 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
         viewers = subprocess.Popen(
             ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--janus",
              "--url", f"http://127.0.0.1:{http_port}/janus", "--count", str(count),
-             "--warmup", str(args.warmup), "--window", str(args.window)],
+             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
             stdout=subprocess.PIPE, stderr=open(workdir / f"janus-viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
         viewer_sampler = ProcSampler(viewers.pid)
@@ -682,6 +687,10 @@ def main() -> None:
     parser.add_argument(
         "--janus-event-loops", type=int, default=1,
         help="janus: Janus's event_loops (0: its default, a thread per viewer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--viewer-loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="viewers: the viewers' process's event loop (uvloop: a lighter client)",
     )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
