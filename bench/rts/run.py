@@ -362,22 +362,26 @@ class ProcSampler:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.samples: list[tuple[float, float, int]] = []  # (time, CPU seconds, RSS bytes)
+        # (time, CPU seconds, RSS bytes, the machine's UDP receive-buffer drops)
+        self.samples: list[tuple[float, float, int, int]] = []
         self._stop = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _read(self) -> tuple[float, float, int] | None:
+    def _read(self) -> tuple[float, float, int, int] | None:
         try:
             stat = Path(f"/proc/{self.pid}/stat").read_text()
             status = Path(f"/proc/{self.pid}/status").read_text()
+            snmp = Path("/proc/net/snmp").read_text().splitlines()
         except OSError:
             return None
+        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
+        drops = int(dict(zip(udp[0], udp[1], strict=True)).get("RcvbufErrors", 0)) if len(udp) == 2 else 0
         fields = stat.rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
         rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        return time.time(), cpu, rss
+        return time.time(), cpu, rss, drops
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -396,6 +400,12 @@ class ProcSampler:
         if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
             return None
         return 100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def drops(self, start: float, end: float) -> int | None:
+        """UDP datagrams the machine dropped for a full receive buffer in
+        the window (all sockets: on loopback, a receiver that fell behind)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        return inside[-1][3] - inside[0][3] if len(inside) >= 2 else None
 
     def rss(self, before: float | None = None) -> int | None:
         """The RSS last read before `before` (or the last read)."""
@@ -499,6 +509,7 @@ def memory_and_client(
         "rss_mb": round(loaded / 2**20, 1) if loaded is not None else None,
         "rss_per_viewer_kb": round(per_viewer / 1024) if per_viewer is not None else None,
         "client_cpu": client.cpu(start, end) if client is not None else None,
+        "udp_drops": server.drops(start, end),
     }
 
 
@@ -617,8 +628,8 @@ def run_janus(args) -> list[dict]:
 def viewers_table(steps: list[dict], server: str = "the node") -> str:
     lines = [
         f"| viewers | verdict | worst viewer's frames / the clip's | median | source's | skips | {server}'s CPU"
-        f" | {server}'s RSS (per viewer) | viewers' process CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f" | {server}'s RSS (per viewer) | viewers' process CPU | UDP receive-buffer drops |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
         cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
@@ -630,7 +641,7 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
         lines.append(
             f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} |"
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
-            f" | {client} |"
+            f" | {client} | {s.get('udp_drops', '—')} |"
         )
     lines.append(f"\nmost WebRTC viewers on one core with no frame dropped ({server}): {most_viewers(steps)}")
     return "\n".join(lines)
