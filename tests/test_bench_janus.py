@@ -45,7 +45,7 @@ def test_janus_viewers_negotiate_and_count_rtp(tmp_path):
     )  # fmt: skip
     http_port, video_port, audio_port = free_port(), free_port(), free_port()
     janus = janus_server.start(tmp_path / "janus", http_port, video_port, audio_port, ALL_CORES, event_loops=1)
-    feed = janus_server.feed(clip, video_port, audio_port, ALL_CORES)
+    feed = janus_server.feed(janus_server.annex_b_copy(clip), video_port, audio_port, ALL_CORES)
     try:
         viewers = subprocess.run(
             [sys.executable, str(ROOT / "bench/rts/viewers.py"), "--janus", "--url", f"http://127.0.0.1:{http_port}/janus",

@@ -117,13 +117,25 @@ def start(workdir: Path, http_port: int, video_port: int, audio_port: int, core:
     raise RuntimeError(f"janus did not answer on port {http_port}: {log_tail(workdir)}")
 
 
+def annex_b_copy(clip: Path) -> Path:
+    """The clip remuxed once to MPEG-TS (its H.264 as Annex B, the same
+    frames): `feed` loops it. ffmpeg 5.1 cannot loop the FLV itself to RTP:
+    with `-stream_loop` the explicit `h264_mp4toannexb` filter gets an EOF
+    at the first loop and the video stops for good ("A non-NULL packet sent
+    after an EOF"), which looked like Janus dropping frames past 24 s."""
+    copy = clip.with_suffix(".ts")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy",
+                    "-bsf:v", "h264_mp4toannexb", "-f", "mpegts", str(copy)], check=True, timeout=120)  # fmt: skip
+    return copy
+
+
 def feed(clip: Path, video_port: int, audio_port: int, core: str) -> subprocess.Popen:
-    """ffmpeg sending the clip in real time, looped, to the mountpoint: the
-    H.264 copied (Annex B, as RTP packetisation wants), the AAC made Opus."""
+    """ffmpeg sending `clip` (annex_b_copy's MPEG-TS) in real time, looped,
+    to the mountpoint: the H.264 copied, the AAC made Opus."""
     return subprocess.Popen(
         ["taskset", "-c", core, "nice", "-n", "-10", shutil.which("ffmpeg") or "ffmpeg",
          "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-         "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-payload_type", str(VIDEO_PT),
+         "-map", "0:v", "-c:v", "copy", "-payload_type", str(VIDEO_PT),
          "-f", "rtp", f"rtp://127.0.0.1:{video_port}?pkt_size={RTP_PACKET_SIZE}",
          "-map", "0:a", "-c:a", "libopus", "-b:a", "64k", "-ar", "48000", "-payload_type", str(AUDIO_PT),
          "-f", "rtp", f"rtp://127.0.0.1:{audio_port}?pkt_size={RTP_PACKET_SIZE}"],

@@ -573,15 +573,17 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
                     proc.wait()
 
 
-def run_viewers(args, step_function=None, label: str = "viewers") -> list[dict]:
+def run_viewers(args, step_function=None, label: str = "viewers", prepare=None) -> list[dict]:
     """Doubling from --start until a step fails, then --refine bisections,
     within --max and --budget; `step_function` is `step` (the node) or
-    `janus_step`."""
+    `janus_step`; `prepare` turns the FLV clip into what the step feeds."""
     step_function = step_function or step
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-rts-{label}-"))
     clip = workdir / "clip.flv"
     log(f"{label}: making the 720p30 2 Mbit/s clip ...")
     make_clip(clip)
+    if prepare is not None:
+        clip = prepare(clip)
     began = time.monotonic()
     steps: list[dict] = []
     good, bad = 0, None
@@ -622,7 +624,7 @@ def run_janus(args) -> list[dict]:
     missing = janus_server.available()
     if missing:
         sys.exit(f"janus part: {missing}")
-    return run_viewers(args, janus_step, "janus")
+    return run_viewers(args, janus_step, "janus", janus_server.annex_b_copy)
 
 
 def viewers_table(steps: list[dict], server: str = "the node") -> str:
