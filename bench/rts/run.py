@@ -662,11 +662,14 @@ def client_limit(steps: list[dict]) -> str:
     """Where the viewer generator's own limit showed, if it did."""
     bound = [s for s in steps if s["ok"] is None or (s["ok"] is False and client_bound(s))]
     if not bound:
-        busiest = max((s for s in steps if s.get("client_cpu") is not None), key=lambda s: s["n"], default=None)
+        # The busiest passing step (a server that collapsed leaves its viewers idle).
+        measured = [s for s in steps if s.get("client_cpu") and s["ok"]]
+        busiest = max(measured, key=lambda s: s["client_cpu"], default=None)
         if busiest is None:
             return "the viewers' process: no CPU figure"
+        full = round(busiest["n"] * 100 / busiest["client_cpu"])
         return (f"the viewers' process did not reach its limit: {busiest['client_cpu']:.0f} % of its core"
-                f" (with the publisher beside it) at {busiest['n']} viewers")  # fmt: skip
+                f" (with the publisher beside it) at {busiest['n']} viewers, so about {full} at 100 %")  # fmt: skip
     first = min(bound, key=lambda s: s["n"])
     return (f"the viewers' process reached its core ({first.get('client_cpu') or 0:.0f} %) at {first['n']} viewers:"
             " the server's figure there is a lower bound")  # fmt: skip
