@@ -27,15 +27,16 @@ setup: $(VENV)/.deps node_modules/.deps
 # plugins-bad 1.22 has no whipsink): webrtcbin driven from the system Python
 # (python3-gi, gir1.2-gst-plugins-bad-1.0, gstreamer1.0-nice), and Meetecho's
 # simple-whip-client, which bookworm ships but which aborts there (libsoup2 and 3).
+# Janus 1.1 (bench/rts's C reference, issue 18; tests/test_bench_janus.py).
 system-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null \
 			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
-			|| ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 || ! command -v whip-client >/dev/null \
+			|| ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 || ! command -v whip-client >/dev/null || ! command -v janus >/dev/null \
 			|| ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0')" 2>/dev/null; then \
-		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc, webrtcbin) and simple-whip-client"; \
+		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc, webrtcbin), simple-whip-client and janus"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools \
 			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking \
-			gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0 simple-whip-client; \
+			gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0 simple-whip-client janus; \
 	fi
 
 run: setup

@@ -22,14 +22,26 @@
    viewer got at least 95 % of the clip's 30 frames a second over the window
    and the node skipped no viewer. `--fast-path on|off` sets the node's
    `rts_fast_path` (issue 18; default: the node's default); each step also
-   reports the node's resident memory per viewer (its RSS at the end of the
-   window less its RSS with the publisher alone, over the viewers).
+   reports the server's resident memory per viewer (its RSS at the end of
+   the window less its RSS before the viewers came, over the viewers) and
+   the viewers' own CPU (memory_and_client).
+4. `janus`: the same search, on the same cores with the same viewers,
+   against Debian's Janus 1.1 (a WebRTC server in C; issue 18's reference,
+   `bench/rts/janus_server.py`): its streaming plugin fed the same clip over
+   RTP by ffmpeg, the viewers speaking its HTTP JSON API
+   (`bench/rts/viewers.py --janus`). A step passes on the frames alone
+   (Janus has no skips to count). Janus's CPU and RSS and the viewers'
+   own CPU are read from /proc over the window: a step whose viewer
+   process used its whole core is the client's limit, not the server's.
+   With `--parts viewers,janus` the two figures are printed side by side
+   with their ratio.
 
 Loopback only; everything it starts it stops; bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900]
     .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
+    .venv/bin/python bench/rts/run.py --parts viewers,janus [--start 10] [--max 640] [--budget 900]
 """
 
 from __future__ import annotations
@@ -72,6 +84,7 @@ from bench.latency.run import (  # noqa: E402
     measure,
 )
 from bench.latency.run import CHROMIUM_ARGS as LATENCY_CHROMIUM_ARGS  # noqa: E402
+from bench.rts import janus_server  # noqa: E402
 
 # WebRTC on one machine: loopback candidates, real addresses instead of mDNS names.
 CHROMIUM_ARGS = [
@@ -84,6 +97,10 @@ FIRST_FRAME_TARGET_MS = 300
 SERVER_CORE, CLIENT_CORE = "0", "1"
 PASS_SHARE = 0.95
 CLIP_FPS = 30
+# A viewer process using this share of its core over the window is at its
+# own limit: a failing step there says nothing about the server.
+CLIENT_BOUND_CPU = 90
+SAMPLE_SECONDS = 0.5
 
 
 # --- 1. latency ----------------------------------------------------------------------
@@ -342,6 +359,64 @@ class NodeStats:
         return self.lines[-1] if self.lines else {}
 
 
+class ProcSampler:
+    """A process's CPU time and RSS from /proc every SAMPLE_SECONDS, read
+    in a thread: what `ps` shows, for a process (Janus) that reports nothing
+    itself, and for the viewers' own process (where its limit is)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        # (time, CPU seconds, RSS bytes, the machine's UDP receive-buffer drops)
+        self.samples: list[tuple[float, float, int, int]] = []
+        self._stop = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> tuple[float, float, int, int] | None:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            snmp = Path("/proc/net/snmp").read_text().splitlines()
+        except OSError:
+            return None
+        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
+        drops = int(dict(zip(udp[0], udp[1], strict=True)).get("RcvbufErrors", 0)) if len(udp) == 2 else 0
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+        rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        return time.time(), cpu, rss, drops
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sample = self._read()
+            if sample is None:
+                return
+            self.samples.append(sample)
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def cpu(self, start: float, end: float) -> float | None:
+        """% of one core between `start` and `end` (wall-clock times)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        return 100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def drops(self, start: float, end: float) -> int | None:
+        """UDP datagrams the machine dropped for a full receive buffer in
+        the window (all sockets: on loopback, a receiver that fell behind)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        return inside[-1][3] - inside[0][3] if len(inside) >= 2 else None
+
+    def rss(self, before: float | None = None) -> int | None:
+        """The RSS last read before `before` (or the last read)."""
+        inside = [s for s in self.samples if before is None or s[0] <= before]
+        return inside[-1][2] if inside else None
+
+
 def step(workdir: Path, clip: Path, count: int, args) -> dict:
     rtmp_port, http_port = free_port(), free_port()
     fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
@@ -351,7 +426,8 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
         stdout=subprocess.PIPE, stderr=open(workdir / f"node-{count}.log", "w"), text=True,
     )  # fmt: skip
     stats = NodeStats(node)
-    publisher = viewers = None
+    node_sampler = ProcSampler(node.pid)
+    publisher = viewers = viewer_sampler = None
     try:
         if not stats.ready.wait(30):
             raise RuntimeError("the node did not start")
@@ -362,13 +438,14 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(3)
-        rss_alone = stats.latest().get("rss_kib")
         whep = f"http://127.0.0.1:{http_port}/live/bench.whep?domain=play.bench"
+        rss_before = time.time()
         viewers = subprocess.Popen(
             ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count),
-             "--warmup", str(args.warmup), "--window", str(args.window)],
+             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
             stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
+        viewer_sampler = ProcSampler(viewers.pid)
         try:
             out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
         except subprocess.TimeoutExpired:
@@ -404,9 +481,12 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             "skips": skips,
             "open_seconds": result["open_seconds"],
             "cpu": sum(cpus) / len(cpus) if cpus else None,
-            "kib_per_viewer": round((window[-1]["rss_kib"] - rss_alone) / count, 1) if window and rss_alone else None,
+            **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
         }
     finally:
+        for sampler in (node_sampler, viewer_sampler):
+            if sampler is not None:
+                sampler.stop()
         for proc in (viewers, publisher, node):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -417,20 +497,107 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
                     proc.wait()
 
 
-def run_viewers(args) -> list[dict]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-rts-viewers-"))
+def viewer_options(args) -> list[str]:
+    """The viewers' process's options, the same for the node and Janus."""
+    return ["--uvloop"] if args.viewer_loop == "uvloop" else []
+
+
+def memory_and_client(
+    server: ProcSampler, client: ProcSampler | None, rss_before: float, start: float, end: float, count: int
+) -> dict:
+    """The server's RSS per viewer (at the window's end, over its RSS with
+    the stream on and no viewer yet) and the viewers' process's CPU over
+    the window."""
+    base, loaded = server.rss(rss_before), server.rss(end)
+    per_viewer = (loaded - base) / count if base is not None and loaded is not None and count else None
+    return {
+        "rss_mb": round(loaded / 2**20, 1) if loaded is not None else None,
+        "rss_per_viewer_kb": round(per_viewer / 1024) if per_viewer is not None else None,
+        "client_cpu": client.cpu(start, end) if client is not None else None,
+        "udp_drops": server.drops(start, end),
+    }
+
+
+def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
+    """`count` viewers of Janus's mountpoint: Janus on SERVER_CORE, its
+    ffmpeg feed and the viewers on CLIENT_CORE, as the node's step."""
+    http_port, video_port, audio_port = free_port(), free_port(), free_port()
+    janus_dir = workdir / f"janus-{count}"
+    janus = janus_server.start(janus_dir, http_port, video_port, audio_port, SERVER_CORE, args.janus_event_loops)
+    janus_sampler = ProcSampler(janus.pid)
+    feed = viewers = viewer_sampler = None
+    try:
+        feed = janus_server.feed(clip, video_port, audio_port, CLIENT_CORE)
+        time.sleep(3)
+        rss_before = time.time()
+        viewers = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--janus",
+             "--url", f"http://127.0.0.1:{http_port}/janus", "--count", str(count),
+             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
+            stdout=subprocess.PIPE, stderr=open(workdir / f"janus-viewers-{count}.log", "w"), text=True,
+        )  # fmt: skip
+        viewer_sampler = ProcSampler(viewers.pid)
+        try:
+            out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
+        except subprocess.TimeoutExpired:
+            return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
+                    "median_frames": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+        lines = out.strip().splitlines()
+        if viewers.returncode != 0 or not lines:
+            log(f"  the Janus viewers failed: {(workdir / f'janus-viewers-{count}.log').read_text()[-400:]}")
+            return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
+                    "median_frames": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+        result = json.loads(lines[-1])
+        start, end = result["window"]
+        expected = CLIP_FPS * (end - start)
+        frames = result["video_frames"]
+        worst = min(frames) if frames else 0
+        ok = result["connected"] == count and expected > 0 and worst >= PASS_SHARE * expected
+        return {
+            "n": count,
+            "ok": ok,
+            "connected": result["connected"],
+            "worst_frames": worst,
+            "expected_frames": round(expected),
+            "median_frames": sorted(frames)[len(frames) // 2] if frames else 0,
+            "open_seconds": result["open_seconds"],
+            "cpu": janus_sampler.cpu(start, end),
+            **memory_and_client(janus_sampler, viewer_sampler, rss_before, start, end, count),
+        }
+    finally:
+        for sampler in (janus_sampler, viewer_sampler):
+            if sampler is not None:
+                sampler.stop()
+        for proc in (viewers, feed, janus):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def run_viewers(args, step_function=None, label: str = "viewers", prepare=None) -> list[dict]:
+    """Doubling from --start until a step fails, then --refine bisections,
+    within --max and --budget; `step_function` is `step` (the node) or
+    `janus_step`; `prepare` turns the FLV clip into what the step feeds."""
+    step_function = step_function or step
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-rts-{label}-"))
     clip = workdir / "clip.flv"
-    log("viewers: making the 720p30 2 Mbit/s clip ...")
+    log(f"{label}: making the 720p30 2 Mbit/s clip ...")
     make_clip(clip)
+    if prepare is not None:
+        clip = prepare(clip)
     began = time.monotonic()
     steps: list[dict] = []
     good, bad = 0, None
     n = args.start
     try:
         while n <= args.max and time.monotonic() - began < args.budget:
-            result = step(workdir, clip, n, args)
+            result = step_function(workdir, clip, n, args)
             steps.append(result)
-            log(f"  {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
+            log(f"  {label}, {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
             if result["ok"] is None:
                 log("  the viewers' process could not open them all: stopping (client-bound)")
                 break
@@ -444,9 +611,9 @@ def run_viewers(args) -> list[dict]:
             if time.monotonic() - began > args.budget or bad - good <= max(2, good // 10):
                 break
             n = (good + bad) // 2
-            result = step(workdir, clip, n, args)
+            result = step_function(workdir, clip, n, args)
             steps.append(result)
-            log(f"  {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
+            log(f"  {label}, {n} viewers: {'ok' if result['ok'] else 'FRAMES DROPPED'} {result}")
             if result["ok"] is None:
                 break
             good, bad = (n, bad) if result["ok"] else (good, n)
@@ -458,23 +625,68 @@ def run_viewers(args) -> list[dict]:
     return steps
 
 
-def viewers_table(steps: list[dict]) -> str:
+def run_janus(args) -> list[dict]:
+    missing = janus_server.available()
+    if missing:
+        sys.exit(f"janus part: {missing}")
+    return run_viewers(args, janus_step, "janus", janus_server.annex_b_copy)
+
+
+def viewers_table(steps: list[dict], server: str = "the node") -> str:
     lines = [
-        "| viewers | verdict | worst viewer's frames / the clip's | median | source's | node skips | node CPU"
-        " | node RSS / viewer |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| viewers | verdict | worst viewer's frames / the clip's | median | source's | skips | {server}'s CPU"
+        f" | {server}'s RSS (per viewer) | viewers' process CPU | UDP receive-buffer drops |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
         cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
+        client = f"{s['client_cpu']:.0f} %" if s.get("client_cpu") is not None else "—"
+        rss = f"{s['rss_mb']} MB ({s['rss_per_viewer_kb']} KB)" if s.get("rss_per_viewer_kb") is not None else "—"
         verdict = {True: "ok", False: "frames dropped", None: "client could not open them"}[s["ok"]]
+        if s["ok"] is False and client_bound(s):
+            verdict += " (viewers' core full)"
         lines.append(
             f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} |"
-            f" {s['median_frames']} | {s.get('source_frames', '—')} | {s['skips']} | {cpu} |"
-            f" {s.get('kib_per_viewer') or '—'} KiB |"
+            f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
+            f" | {client} | {s.get('udp_drops', '—')} |"
         )
-    passed = [s["n"] for s in steps if s["ok"]]
-    lines.append(f"\nmost WebRTC viewers on one core with no frame dropped: {max(passed) if passed else 0}")
+    lines.append(f"\nmost WebRTC viewers on one core with no frame dropped ({server}): {most_viewers(steps)}")
     return "\n".join(lines)
+
+
+def client_bound(step_result: dict) -> bool:
+    return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU
+
+
+def most_viewers(steps: list[dict]) -> int:
+    passed = [s["n"] for s in steps if s["ok"]]
+    return max(passed) if passed else 0
+
+
+def client_limit(steps: list[dict]) -> str:
+    """Where the viewer generator's own limit showed, if it did."""
+    bound = [s for s in steps if s["ok"] is None or (s["ok"] is False and client_bound(s))]
+    if not bound:
+        # The busiest passing step (a server that collapsed leaves its viewers idle).
+        measured = [s for s in steps if s.get("client_cpu") and s["ok"]]
+        busiest = max(measured, key=lambda s: s["client_cpu"], default=None)
+        if busiest is None:
+            return "the viewers' process: no CPU figure"
+        full = round(busiest["n"] * 100 / busiest["client_cpu"])
+        return (f"the viewers' process did not reach its limit: {busiest['client_cpu']:.0f} % of its core"
+                f" (with the publisher beside it) at {busiest['n']} viewers, so about {full} at 100 %")  # fmt: skip
+    first = min(bound, key=lambda s: s["n"])
+    return (f"the viewers' process reached its core ({first.get('client_cpu') or 0:.0f} %) at {first['n']} viewers:"
+            " the server's figure there is a lower bound")  # fmt: skip
+
+
+def comparison(node_steps: list[dict], janus_steps: list[dict]) -> str:
+    ours, theirs = most_viewers(node_steps), most_viewers(janus_steps)
+    ratio = f"{ours / theirs:.2f}" if theirs else "—"
+    return (
+        f"viewers on one core, LiveCenter / Janus 1.1 (C): {ours} / {theirs} = {ratio}"
+        f"\n  LiveCenter: {client_limit(node_steps)}\n  Janus: {client_limit(janus_steps)}"
+    )
 
 
 def main() -> None:
@@ -493,6 +705,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=10)
     parser.add_argument("--budget", type=float, default=900, help="seconds for the viewer steps")
+    parser.add_argument(
+        "--janus-event-loops", type=int, default=1,
+        help="janus: Janus's event_loops (0: its default, a thread per viewer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--viewer-loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="viewers: the viewers' process's event loop (uvloop: a lighter client)",
+    )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
     parser.add_argument("--fast-path", choices=("on", "off"), help="viewers: the node's rts_fast_path (issue 18)")
@@ -508,6 +728,10 @@ def main() -> None:
         if shutil.which("taskset") is None:
             sys.exit("taskset is needed (apt-get install util-linux)")
         figures["viewers"] = run_viewers(args)
+    if "janus" in parts:
+        if shutil.which("taskset") is None:
+            sys.exit("taskset is needed (apt-get install util-linux)")
+        figures["janus"] = run_janus(args)
     print()
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
     if "latency" in figures:
@@ -519,6 +743,12 @@ def main() -> None:
         print(f"(p50 of the pooled per-frame samples, {args.rounds} round(s) of {args.loads} loads each)")
     if "viewers" in figures:
         print(viewers_table(figures["viewers"]))
+    if "janus" in figures:
+        print(viewers_table(figures["janus"], "Janus"))
+        if "viewers" in figures:
+            print(comparison(figures["viewers"], figures["janus"]))
+        else:
+            print(f"Janus: {client_limit(figures['janus'])}")
     print(f"(total {time.monotonic() - began:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
