@@ -742,7 +742,18 @@ SRT_MAX_LOSS_SHARE = 0.05
 SRT_MAX_DROP_SHARE = 0.01
 
 
-def _check_srt(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+def _link_samples(
+    report: TroubleshootReport,
+    ingest: Domain,
+    url: LiveUrl,
+    session: PublishSession | None,
+    now,
+    protocol: str,
+    steps: tuple[str, ...],
+) -> list[StreamSample] | None:
+    """The live session's samples of its publisher's link (`protocol`: "srt"
+    or "whip", the sample's field of the same name) over FINDINGS_WINDOW, or
+    None when there are too few: `steps` are then skipped with the reason."""
     samples = []
     if session is not None:
         samples = [
@@ -755,18 +766,26 @@ def _check_srt(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session
                 at__gt=now - FINDINGS_WINDOW,
                 at__lte=now,
             ).order_by("at", "id")
-            if s.srt
+            if getattr(s, protocol)
         ]
-    if len(samples) < MIN_FINDING_SAMPLES:
-        because = (
-            "the stream is not live"
-            if session is None
-            else "the stream is not live over SRT"
-            if session.protocol != "srt"
-            else f"fewer than {MIN_FINDING_SAMPLES} seconds of SRT samples yet"
-        )
-        for name in ("srt_latency", "srt_loss"):
-            report.skip(name, TITLES[name], because)
+    if len(samples) >= MIN_FINDING_SAMPLES:
+        return samples
+    label = protocol.upper()
+    because = (
+        "the stream is not live"
+        if session is None
+        else f"the stream is not live over {label}"
+        if session.protocol != protocol
+        else f"fewer than {MIN_FINDING_SAMPLES} seconds of {label} samples yet"
+    )
+    for name in steps:
+        report.skip(name, TITLES[name], because)
+    return None
+
+
+def _check_srt(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
+    samples = _link_samples(report, ingest, url, session, now, "srt", ("srt_latency", "srt_loss"))
+    if samples is None:
         return
     _srt_findings(report, ingest, samples)
 
@@ -859,30 +878,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def _check_whip(report: TroubleshootReport, ingest: Domain, url: LiveUrl, session: PublishSession | None, now) -> None:
-    samples = []
-    if session is not None:
-        samples = [
-            s
-            for s in StreamSample.objects.filter(
-                domain_name=ingest.domain_name,
-                app=url.app,
-                stream=url.stream,
-                session_id=session.session_id,
-                at__gt=now - FINDINGS_WINDOW,
-                at__lte=now,
-            ).order_by("at", "id")
-            if s.whip
-        ]
-    if len(samples) < MIN_FINDING_SAMPLES:
-        because = (
-            "the stream is not live"
-            if session is None
-            else "the stream is not live over WHIP"
-            if session.protocol != "whip"
-            else f"fewer than {MIN_FINDING_SAMPLES} seconds of WHIP samples yet"
-        )
-        for name, _ in WHIP_STEPS:
-            report.skip(name, TITLES[name], because)
+    samples = _link_samples(report, ingest, url, session, now, "whip", tuple(name for name, _ in WHIP_STEPS))
+    if samples is None:
         return
     _whip_findings(report, samples)
 
