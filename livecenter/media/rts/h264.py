@@ -19,7 +19,15 @@ Pure: no I/O, no clock, no codecs library.
 
 from __future__ import annotations
 
-from ..codecs import ANNEXB_START_CODE, AvcConfig, BitReader, CodecError, iter_nal_units, rbsp_from_nal
+from ..codecs import (
+    ANNEXB_START_CODE,
+    AvcConfig,
+    BitReader,
+    CodecError,
+    iter_annexb_nal_units,
+    iter_nal_units,
+    rbsp_from_nal,
+)
 from ..flv import (
     AVC_BODY_HEADER_BYTES,
     PACKET_NALU,
@@ -60,14 +68,28 @@ def slice_type(nal: bytes | memoryview) -> int | None:
     return value % 5
 
 
-def avcc_has_b_slices(data: bytes | memoryview, nal_length_size: int) -> bool:
-    """Whether an AVCC access unit holds a B slice: its first slice says (an
-    encoder gives a picture's slices one type; the rest need not be read)."""
-    for nal in iter_nal_units(data, nal_length_size):
+def _first_slice_is_b(nal_units) -> bool:
+    """Whether an access unit's first slice is a B slice (an encoder gives a
+    picture's slices one type; the rest need not be read)."""
+    for nal in nal_units:
         kind = slice_type(nal)
         if kind is not None:
             return kind == SLICE_B
     return False
+
+
+def avcc_has_b_slices(data: bytes | memoryview, nal_length_size: int) -> bool:
+    """Whether an AVCC access unit holds a B slice."""
+    return _first_slice_is_b(iter_nal_units(data, nal_length_size))
+
+
+def annexb_has_b_slices(access_unit: bytes) -> bool:
+    """Whether an Annex B access unit (a WHIP publisher's, rts/ingest.py)
+    holds a B slice; False for one whose start codes do not read."""
+    try:
+        return _first_slice_is_b(iter_annexb_nal_units(access_unit))
+    except CodecError:
+        return False
 
 
 def flv_video_has_b_slices(body: bytes, nal_length_size: int) -> bool:

@@ -52,7 +52,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from ..access import address_of
 from ..admission import Client, Refusal, admit_publish, domain_of
 from ..avc_flv import AnnexBToFlv, has_idr
-from ..codecs import CodecError, iter_annexb_nal_units
+from ..codecs import CodecError
 from ..flv import FrameKind
 from ..hub import AlreadyPublishing
 from ..legacy_audio import AacTranscoder
@@ -66,7 +66,7 @@ from .aiortc_compat import (
     tap_receiver,
 )
 from .assembly import FrameAssembler, TrackClock, align_tracks
-from .h264 import SLICE_B, slice_type
+from .h264 import annexb_has_b_slices
 from .threads import OPUS_CLOCK_HZ
 from .whep import (
     MAX_OFFER_BYTES,
@@ -123,17 +123,6 @@ def _starts_frame(codec: str, payload: bytes, data: bytes) -> bool:
     if codec == "VP8":
         return bool(payload) and payload[0] & 0x10 != 0 and payload[0] & 0x07 == 0
     return data[:4] == b"\x00\x00\x00\x01"
-
-
-def _has_b_slices(access_unit: bytes) -> bool:
-    try:
-        for nal in iter_annexb_nal_units(access_unit):
-            kind = slice_type(nal)
-            if kind is not None:
-                return kind == SLICE_B
-    except CodecError:
-        return False
-    return False
 
 
 class RtpTap:
@@ -321,7 +310,7 @@ class WhipPublisher:
         self.publication.push(kind, timestamp, body)
 
     def _h264(self, access_unit: bytes, ms: float) -> None:
-        if _has_b_slices(access_unit):
+        if annexb_has_b_slices(access_unit):
             log.info("whip %s stream=%s: %s", self.peer, self.key, REFUSAL_BFRAMES)
             self.ingest.end(self, REFUSAL_BFRAMES)
             return

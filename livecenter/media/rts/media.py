@@ -248,6 +248,16 @@ class RtsViewer:
         # A fast-path joiner's frames not sent yet: (unit, timestamp or None), paced (_send_burst).
         self._burst: deque | None = None
 
+    def _at_keyframe_if_needed(self, unit: VideoUnit) -> bool:
+        """Whether `unit` may go to a viewer that must resume at a keyframe
+        (it counts as dropped when not); the keyframe clears the need."""
+        if self.need_keyframe:
+            if not unit.keyframe:
+                self.dropped += 1
+                return False
+            self.need_keyframe = False
+        return True
+
     def offer_video(self, unit: VideoUnit, abs_send_time: int = 0, ntp: int = 0) -> None:
         queue = self.video.queue
         if not self.joined:
@@ -269,20 +279,14 @@ class RtsViewer:
                 self.video_frames += 1
                 self.source.subscription.count_sent(unit.packet.size)
                 return
-            if self.need_keyframe:
-                if not unit.keyframe:
-                    self.dropped += 1
-                    return
-                self.need_keyframe = False
+            if not self._at_keyframe_if_needed(unit):
+                return
             fast.send(self.source.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
             self.video_frames += 1
             self.source.subscription.count_sent(unit.packet.size)
             return
-        if self.need_keyframe:
-            if not unit.keyframe:
-                self.dropped += 1
-                return
-            self.need_keyframe = False
+        if not self._at_keyframe_if_needed(unit):
+            return
         if len(queue) >= VIEWER_MAX_VIDEO_FRAMES:
             # Too slow: what is queued is stale; resume at a keyframe.
             self.dropped += len(queue)
