@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from livecenter.lib.pages import add_service_errors
+from livecenter.templatetags.console import utc_text
 
 from . import services
 from .forms import (
@@ -292,7 +293,7 @@ def certificate(request, domain_name: str):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, f"Uploaded certificate {cert.name}; it expires {cert.not_after:%Y-%m-%d}.")
+            messages.success(request, f"Uploaded certificate {cert.name}; it expires {utc_text(cert.not_after)}.")
             return redirect("domains:certificate", domain.domain_name)
     return _certificate_page(request, domain, form, _https_form(domain))
 
