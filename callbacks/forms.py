@@ -43,6 +43,8 @@ class CallbacksForm(ConsoleForm):
         label="Admit publishers when the publish authorisation URL does not answer in time", required=False
     )
 
+    change_phrases = {"publish_hook_timeout_ms": lambda ms: f"publish authorisation timeout set to {ms} ms"}
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         timeout = self.fields["publish_hook_timeout_ms"]

@@ -41,7 +41,10 @@ class ConsoleForm(forms.Form):
 
 class NeverShowValue:
     """A widget that renders empty whatever was submitted, so a secret typed
-    into it never comes back in a page (like PasswordInput(render_value=False))."""
+    into it never comes back in a page (like PasswordInput(render_value=False));
+    a confirmation says it was replaced, never what it is."""
+
+    never_shows_value = True
 
     def format_value(self, value):
         return None
@@ -84,6 +87,16 @@ class AddDomainForm(ConsoleForm):
         initial=LiveCenter.CN_SHANGHAI,
         help_text="An ingest domain and its streaming domain must share a live center. It cannot be changed later.",
     )
+
+    def clean_domain_name(self) -> str:
+        # The service's own rule, checked here too so that a bad name shows
+        # beside the form's other errors (issue 19: all errors at once).
+        name = self.cleaned_data["domain_name"]
+        try:
+            services.normalize_domain_name(name)
+        except services.HostnameError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return name
 
     def selection(self) -> tuple[str, str]:
         """The region and live center currently chosen (submitted or initial)."""
@@ -173,6 +186,8 @@ class HlsEncryptionForm(ConsoleForm):
         help_text="Comma-separated app names to encrypt; leave empty to encrypt every app.",
     )
 
+    change_phrases = {"hls_key_rotation_segments": lambda n: f"a new key every {n} segments"}
+
     def changes(self) -> dict:
         """Keyword arguments for services.configure_hls_encryption."""
         data = self.cleaned_data
@@ -203,6 +218,11 @@ class UrlSigningForm(ConsoleForm):
         help_text="Minutes a signed URL can start a session; default 1,440 (one day).",
         widget=forms.NumberInput(attrs={"min": services.MIN_VALIDITY_MINUTES}),
     )
+
+    change_phrases = {
+        "remove_secondary_key": lambda remove: "secondary key removed" if remove else None,
+        "validity_minutes": lambda minutes: f"validity period set to {minutes} minutes",
+    }
 
     def clean(self):
         data = super().clean()
@@ -245,6 +265,11 @@ class SrtForm(ConsoleForm):
     remove_srt_passphrase = forms.BooleanField(
         label="Remove the passphrase (publishers push unencrypted)", required=False
     )
+
+    change_phrases = {
+        "srt_latency_ms": lambda ms: f"SRT latency set to {ms} ms",
+        "remove_srt_passphrase": lambda remove: "SRT passphrase removed" if remove else None,
+    }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
