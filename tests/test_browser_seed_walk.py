@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,13 +26,13 @@ import pytest
 
 from tests.browsersupport import chromium_page
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
-from tests.test_runall import answer, free_port
+from tests.test_runall import answer, free_port, stop_with_ctrl_c
+from tests.test_streams_live import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.worker]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 90
-STOP_SECONDS = 30
 WIDTHS = (1280, 375)
 HEIGHT = 800
 INGEST, STREAMING = "push.seed.example", "play.seed.example"
@@ -98,12 +96,7 @@ def product(tmp_path):
         assert status == 200, log_path.read_text()[-3000:]
         yield {"base": base, "ports": ports, "username": username, "password": password, "log": log_path}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_with_ctrl_c(proc)
 
 
 @pytest.fixture
@@ -163,16 +156,6 @@ def start_ffmpeg(url: str, seconds: float) -> subprocess.Popen:
            "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30",
            "-b:v", "800k", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page, shots):
@@ -260,7 +243,7 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
             page.goto(product["base"] + "/streams/")
             return page.locator("#online-table tr[data-stream]").count() > 0 or publisher.poll() is not None
 
-        wait_for(online, 60, "the stream in the online list")
+        assert wait_until(online, 60), "the stream is not in the online list"
         assert publisher.poll() is None, publisher.communicate()[1][-2000:]
         walk.check("online-streams")
         for path, name in (("/streams/history/", "history"), ("/streams/blocked/", "blocked"),
