@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.worker]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 90
+# A worker ends its running recording before it stops (Celery's warm
+# shutdown), which takes a while on a loaded machine.
+STOP_SECONDS = 120
 WIDTHS = (1280, 375)
 HEIGHT = 800
 INGEST, STREAMING = "push.seed.example", "play.seed.example"
@@ -96,7 +99,7 @@ def product(tmp_path):
         assert status == 200, log_path.read_text()[-3000:]
         yield {"base": base, "ports": ports, "username": username, "password": password, "log": log_path}
     finally:
-        stop_with_ctrl_c(proc)
+        stop_with_ctrl_c(proc, STOP_SECONDS)
 
 
 @pytest.fixture
@@ -255,6 +258,31 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
                            ("/nodes/", "nodes"), (f"/domains/{INGEST}/go-live/", "go-live"),
                            ("/domains/no-such.example/", "not-found")):  # fmt: skip
             walk.goto(path, name)
+
+        # Recording, set while the stream is live, starts on it at once, and
+        # the recordings list shows it growing without a reload (finding 6).
+        page.goto(product["base"] + "/streams/media/")
+        page.click("text=Record…")
+        page.select_option("#id_record-domain", INGEST)
+        page.fill("#id_record-app", "live")
+        page.click("#record-submit")
+        assert "started now on 1 live stream" in page.inner_text("#messages")
+        walk.check("media-recording-set")
+
+        def recording_row() -> bool:
+            page.goto(product["base"] + "/streams/recordings/")
+            return page.locator("tr[data-in-progress]").count() == 1
+
+        assert wait_until(recording_row, 90), "no recording in progress"
+        size = page.inner_text("tr[data-in-progress] .recording-size")
+        page.wait_for_function(
+            "(before) => { const cell = document.querySelector('tr[data-in-progress] .recording-size');"
+            " return cell && cell.innerText !== before; }",
+            arg=size,
+            timeout=60_000,
+        )
+        assert page.inner_text("tr[data-in-progress] .recording-size").endswith("so far")
+        walk.check("recording-in-progress")
 
         # 10. Play: moving video over RTS, HTTP-FLV and HLS.
         for protocol in ("rts", "flv", "hls"):

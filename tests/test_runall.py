@@ -39,12 +39,12 @@ def answer(url: str, seconds: float) -> tuple[int, bytes]:
             time.sleep(0.2)
 
 
-def stop_with_ctrl_c(proc: subprocess.Popen) -> None:
+def stop_with_ctrl_c(proc: subprocess.Popen, seconds: float = STOP_SECONDS) -> None:
     """SIGINT to the runner's process group, as Ctrl-C in its terminal; a
-    runner still there after STOP_SECONDS is killed and the caller fails."""
+    runner still there after `seconds` is killed and the caller fails."""
     os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.wait(STOP_SECONDS)
+        proc.wait(seconds)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
