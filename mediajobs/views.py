@@ -110,7 +110,8 @@ def media_delete(request):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
-            messages.success(request, f"Deleted the {what} setting.")
+            which = f"{what} {name}" if name else f"{what} setting"
+            messages.success(request, f"Deleted the {which} of {domain}/{app}.")
     return redirect("streams:media")
 
 

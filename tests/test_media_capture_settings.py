@@ -115,3 +115,12 @@ def test_a_recording_in_progress_grows_on_its_row_and_page(client, owner, tmp_pa
     recording.refresh_from_db()
     assert (recording.size_bytes, recording.duration_seconds) == (5000, 51.5)
     assert f'data-recording="{recording.pk}" data-in-progress' not in page(client.get("/streams/recordings/"))
+
+
+def test_it_says_which_setting_it_deleted(client, owner, queued):
+    add_pair(owner)
+    client.force_login(owner)
+    client.post("/streams/media/?form=record", RECORD)
+    form = {"what": "record", "domain": "push.example.com", "app": "live"}
+    response = client.post("/streams/media/delete/", form, follow=True)
+    assert "Deleted the record setting of push.example.com/live." in page(response)
