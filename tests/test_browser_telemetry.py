@@ -1,0 +1,115 @@
+"""Viewer telemetry end to end (issue 19) in headless Chromium (Debian's,
+through Playwright): the built-in player plays the latency calibrator's
+stream over HTTP-FLV from a media node with the database policy, its
+beacons (static/js/beacon.js) reach the node, the node's report reaches
+monitoring, and the stream's and the domain's monitoring pages show the
+session, its time to first frame and its latency; the same page's
+forged and oversized beacons are refused."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connections
+
+from domains import services
+from monitoring.models import PlaybackReport
+from tests.browsersupport import chromium_page, log_in_as_owner
+from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
+from tests.test_browser_player import STARTED, start_calibrator
+from tests.test_streams_live import local, wait_until
+from tests.workersupport import MediaNodeThread
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.django_db(transaction=True)]
+
+PLAY_SECONDS = 4
+
+
+@pytest.fixture
+def browser_page():
+    args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+    with chromium_page(CHROMIUM, args, timeout_ms=20_000) as page:
+        yield page
+
+
+# A beacon sent from the player's page to `url`, as another player would: its status.
+POST_BEACON = """async ([url, body]) => {
+  const response = await fetch(url, {method: "POST", body, headers: {"Content-Type": "text/plain"}});
+  return [response.status, response.headers.get("X-LiveCenter-Error")];
+}"""
+
+
+def test_the_players_beacons_arrive_and_show_on_the_monitoring_pages(browser_page, live_server, owner, settings):
+    page = browser_page
+    push = services.add_domain(owner, "push.beacon.test", "ingest", "overseas", "ap-southeast-1")
+    play = services.add_domain(owner, "play.beacon.test", "streaming", "overseas", "ap-southeast-1")
+    services.associate_ingest(play, push.domain_name)
+    with MediaNodeThread(node_id="beacon-test", play_wait_seconds=3, beacon_flush_seconds=1) as media:
+        settings.LIVECENTER_PLAYER_MEDIA_HOST = "127.0.0.1"
+        settings.LIVECENTER_RTMP_PORT = media.node.rtmp_port
+        settings.LIVECENTER_HTTP_PORT = media.node.http_port
+        urls = services.generate_urls(owner, "push.beacon.test", "live", "calib")
+        calibrator = start_calibrator(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=60)
+        try:
+            assert wait_until(lambda: media.node.hub.live_keys() or calibrator.poll() is not None), "not live"
+            assert calibrator.poll() is None, calibrator.communicate()
+
+            log_in_as_owner(page, live_server.url)
+            page.goto(f"{live_server.url}/player/?domain=play.beacon.test&app=live&stream=calib&protocol=flv")
+            page.wait_for_function(STARTED)
+            assert page.evaluate("window.livecenterPlayer.stats.state") == "playing"
+            page.wait_for_function("window.livecenterPlayer.stats.latencyMs !== null")
+            page.wait_for_timeout(PLAY_SECONDS * 1000)
+            # The batch now rather than at the next 10 s tick; the node takes it (204).
+            page.evaluate("window.livecenterBeacon.flush()")
+            page.wait_for_function("window.livecenterBeacon.state.sent >= 1", timeout=10_000)
+            beacon = page.evaluate("window.livecenterBeacon.state")
+            assert (beacon["lastStatus"], beacon["refused"]) == (204, 0), beacon
+            url = page.evaluate("window.livecenterBeacon.url('flv')")
+            assert "/live/calib.beacon?auth_key=" in url and "domain=play.beacon.test" in url
+
+            # Forged (signed for this stream, sent for another domain and for another stream) and oversized.
+            body = '{"v": 1, "session": "forged-session-1", "events": [{"type": "start", "protocol": "flv"}]}'
+            forged_domain = url.replace("domain=play.beacon.test", "domain=push.beacon.test")
+            assert page.evaluate(POST_BEACON, [forged_domain, body]) == [403, "not a streaming domain"]
+            other_stream = url.replace("/live/calib.beacon", "/live/other.beacon")
+            assert page.evaluate(POST_BEACON, [other_stream, body]) == [403, "invalid md5hash"]
+            status, reason = page.evaluate(POST_BEACON, [url, body[:-1] + " " * 17_000 + "}"])
+            assert (status, reason) == (413, "the body is longer than 16384 bytes")
+
+            # The node's report (every second here) reaches the database.
+            rows = wait_until(lambda: list(PlaybackReport.objects.filter(app="live", stream="calib")) or None)
+            assert rows, "no playback report"
+            [row] = rows if len(rows) == 1 else [max(rows, key=lambda r: r.sessions)]
+            assert (row.domain_name, row.streaming_domain, row.protocol, row.region) == (
+                "push.beacon.test", "play.beacon.test", "flv", "local",
+            )  # fmt: skip
+            assert wait_until(lambda: sum(r.watch_ms for r in PlaybackReport.objects.all()) >= PLAY_SECONDS * 1000)
+            totals = {
+                "sessions": sum(r.sessions for r in PlaybackReport.objects.all()),
+                "first_frames": sum(sum(r.ttff_counts) for r in PlaybackReport.objects.all()),
+                "latency_windows": sum(sum(r.latency_counts) for r in PlaybackReport.objects.all()),
+            }
+            assert totals["sessions"] == 1 and totals["first_frames"] == 1 and totals["latency_windows"] >= 1, totals
+
+            # The stream's monitoring page shows them beside its uplink charts.
+            page.goto(f"{live_server.url}/monitoring/stream/?domain=push.beacon.test&app=live&stream=calib")
+            page.wait_for_function("!document.getElementById('playback-figures').hidden")
+            assert page.inner_text("#playback-sessions").startswith("1 (")
+            assert page.inner_text("#playback-stall-ratio").endswith("%")
+            assert page.inner_text("#playback-ttff").startswith("p50 ≤ ")
+            assert page.inner_text("#playback-latency").startswith("≤ ")
+            assert page.inner_text("#playback-by-protocol tbody tr[data-name=flv] td") == "flv"
+            assert page.inner_text("#playback-by-region tbody tr[data-name=local] td") == "local"
+            assert page.locator("#bitrate-chart").is_visible()
+            # And the domain's.
+            page.goto(f"{live_server.url}/monitoring/?domain=push.beacon.test")
+            page.wait_for_function("!document.getElementById('playback-figures').hidden")
+            assert page.inner_text("#playback-sessions").startswith("1 (")
+        finally:
+            calibrator.terminate()
+            calibrator.communicate(timeout=20)
+    connections.close_all()
