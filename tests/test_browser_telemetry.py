@@ -4,20 +4,31 @@ stream over HTTP-FLV from a media node with the database policy, its
 beacons (static/js/beacon.js) reach the node, the node's report reaches
 monitoring, and the stream's and the domain's monitoring pages show the
 session, its time to first frame and its latency; the same page's
-forged and oversized beacons are refused."""
+forged and oversized beacons are refused. And beacon.js alone, told what
+player.js tells it of a fallback, a stall and a bitrate switch, sends a
+beacon the node sums into exactly those figures."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from django.db import connections
 
 from domains import services
+from livecenter.media.beacon import LATENCY_BUCKETS_MS, TTFF_BUCKETS_MS
+from livecenter.media.policy import PlaybackReported
 from monitoring.models import PlaybackReport
 from tests.browsersupport import chromium_page, log_in_as_owner
+from tests.mediasupport import NodeThread
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_browser_player import STARTED, start_calibrator
+from tests.test_media_beacon import beacon_url
 from tests.test_streams_live import local, wait_until
 from tests.workersupport import MediaNodeThread
 
@@ -26,6 +37,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
 PLAY_SECONDS = 4
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -113,3 +125,87 @@ def test_the_players_beacons_arrive_and_show_on_the_monitoring_pages(browser_pag
             calibrator.terminate()
             calibrator.communicate(timeout=20)
     connections.close_all()
+
+
+# A page with only what beacon.js reads: the player's sources and its video element.
+BEACON_PAGE = """<!doctype html><html><body>
+<video id="player-video" muted></video>
+<script id="player-sources" type="application/json">{sources}</script>
+</body></html>"""
+
+# What player.js reports when RTS gives no picture and HTTP-FLV plays, with
+# a stall of STALL_MS, two variants (the first is a choice, the second a
+# switch) and three latency readings; then the batch goes at once.
+PLAYER_STORY = """async (stallMs) => {
+  const beacon = window.livecenterBeacon, video = document.getElementById("player-video");
+  beacon.record("start", {protocol: "rts"});
+  beacon.record("error", {protocol: "rts", message: "No picture arrived within 8 s."});
+  beacon.record("start", {protocol: "flv"});
+  beacon.record("first_frame", {protocol: "flv", ttff_ms: 420});
+  video.dispatchEvent(new Event("waiting"));
+  await new Promise((resolve) => setTimeout(resolve, stallMs));
+  video.dispatchEvent(new Event("playing"));
+  beacon.record("level", {protocol: "flv", kbps: 1000});
+  beacon.record("level", {protocol: "flv", kbps: 2000});
+  for (const ms of [80, 90, 700]) beacon.record("latency", {protocol: "flv", latency_ms: ms});
+  beacon.record("latency", {protocol: "flv", latency_ms: -20});  // a clock behind the calibrator's: left out
+  beacon.flush();
+}"""
+STALL_MS = 300
+
+
+@contextmanager
+def serving_page(html: str):
+    """Serve `html` at every path from a loopback server of the test's; yields its origin."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_beacon_js_reports_fallbacks_errors_stalls_and_switches(browser_page):
+    node = NodeThread(beacon_flush_seconds=3600).start()
+    try:
+        flv = beacon_url(node).replace(".beacon", ".flv")
+        page = browser_page
+        html = BEACON_PAGE.format(sources=json.dumps({"flv": flv, "rts": None}))
+        # Served from loopback (Chromium lets only a loopback page reach a
+        # loopback address), on another port than the node's, as a console is.
+        with serving_page(html) as origin:
+            page.goto(f"{origin}/player/")
+            page.add_script_tag(path=str(ROOT / "static" / "js" / "beacon.js"))
+            page.evaluate(PLAYER_STORY, STALL_MS)
+            page.wait_for_function("window.livecenterBeacon.state.sent + window.livecenterBeacon.state.refused >= 1")
+            state = page.evaluate("window.livecenterBeacon.state")
+        assert (state["sent"], state["refused"]) == (1, 0), state
+        node.run_sync(node.node.report_playback)
+        assert node.wait_for(lambda: any(isinstance(e, PlaybackReported) for e in node.sink.events))
+        [report] = [e for e in node.sink.events if isinstance(e, PlaybackReported)]
+        rows = {row.protocol: row for row in report.rows}
+        assert sorted(rows) == ["flv", "rts"]
+        rts, flv_row = rows["rts"], rows["flv"]
+        assert (rts.sessions, rts.errors, rts.fallbacks, sum(rts.ttff_counts)) == (1, {"timeout": 1}, {"rts>flv": 1}, 0)
+        assert (flv_row.sessions, flv_row.stalls, flv_row.bitrate_switches, flv_row.errors) == (1, 1, 1, {})
+        assert flv_row.ttff_counts[TTFF_BUCKETS_MS.index(500)] == 1
+        assert STALL_MS - 50 <= flv_row.stall_ms <= flv_row.watch_ms  # stalls are part of watch time
+        assert flv_row.latency_counts[LATENCY_BUCKETS_MS.index(100)] == 1 and sum(flv_row.latency_counts) == 1
+    finally:
+        node.stop()
