@@ -12,10 +12,12 @@ import json
 import time
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from livecenter.media.beacon import MAX_BEACON_BYTES, BeaconLimits, RegionTable
 from livecenter.media.policy import DomainConfig, PlaybackReported
 from livecenter.media.signing import sign
+from nodes.medianode import node_config
 
 from .mediasupport import INGEST, PLAY, PLAY_KEY, VALIDITY_SECONDS, NodeThread, default_policy, http_request
 
@@ -173,3 +175,31 @@ def test_the_node_reports_on_its_own_every_flush_interval():
         assert node.wait_for(lambda: any(isinstance(e, PlaybackReported) for e in node.sink.events))
     finally:
         node.stop()
+
+
+def test_the_region_table_and_flush_interval_come_from_the_settings(settings, tmp_path):
+    table = tmp_path / "regions.csv"
+    table.write_text("# CIDR,region\n198.51.100.0/24,eu-west\n198.51.100.0/28,eu-west-dub\n")
+    settings.LIVECENTER_VIEWER_REGIONS = str(table)
+    settings.LIVECENTER_BEACON_FLUSH_SECONDS = 2.5
+    config = node_config()
+    assert config.beacon_flush_seconds == 2.5
+    assert config.viewer_regions.lookup("198.51.100.3") == "eu-west-dub"
+    assert config.viewer_regions.lookup("198.51.100.99") == "eu-west"
+    assert config.viewer_regions.lookup("127.0.0.1") == "unknown"
+    settings.LIVECENTER_VIEWER_REGIONS = ""
+    assert node_config().viewer_regions.lookup("127.0.0.1") == "local"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "LIVECENTER_VIEWER_REGIONS: cannot read"), ("10.0.0.0/8,lan\n10.0.0/x,y\n", "line 2: '10.0.0/x'")],
+)
+def test_a_region_table_that_cannot_be_used_stops_the_node(settings, tmp_path, content, message):
+    table = tmp_path / "regions.csv"
+    if content is not None:
+        table.write_text(content)
+    settings.LIVECENTER_VIEWER_REGIONS = str(table)
+    with pytest.raises(ImproperlyConfigured) as caught:
+        node_config()
+    assert message in str(caught.value)
