@@ -50,6 +50,21 @@ def _merged(old: dict, new: dict) -> dict:
     return dict(Counter(old) + Counter(new))
 
 
+_COUNTS = ("sessions", "stalls", "stall_ms", "watch_ms", "bitrate_switches")
+_HISTOGRAMS = ("ttff_counts", "latency_counts")
+_TALLIES = ("fallbacks", "errors")
+
+
+def add_figures(target, source) -> None:
+    """Add `source`'s figures (a PlaybackRow, a PlaybackReport) to `target`'s."""
+    for name in _COUNTS:
+        setattr(target, name, getattr(target, name) + getattr(source, name))
+    for name in _HISTOGRAMS:
+        setattr(target, name, _added(getattr(target, name), getattr(source, name)))
+    for name in _TALLIES:
+        setattr(target, name, _merged(getattr(target, name), getattr(source, name)))
+
+
 def store(event: PlaybackReported) -> None:
     """Add a node's report to its rows (one per minute and key per node,
     so nodes never write the same row)."""
@@ -63,15 +78,7 @@ def store(event: PlaybackReported) -> None:
                     streaming_domain=r.streaming_domain, protocol=r.protocol, region=r.region[:64],
                     node_id=event.node_id[:128],
                 )  # fmt: skip
-                row.sessions += r.sessions
-                row.ttff_counts = _added(row.ttff_counts, r.ttff_counts)
-                row.stalls += r.stalls
-                row.stall_ms += r.stall_ms
-                row.watch_ms += r.watch_ms
-                row.bitrate_switches += r.bitrate_switches
-                row.fallbacks = _merged(row.fallbacks, r.fallbacks)
-                row.errors = _merged(row.errors, r.errors)
-                row.latency_counts = _added(row.latency_counts, r.latency_counts)
+                add_figures(row, r)
                 row.save()
     except outage.UNREACHABLE:
         outage.drop_connection()
@@ -106,23 +113,16 @@ def stall_ratio(
 class _Totals:
     def __init__(self) -> None:
         self.sessions = self.stalls = self.stall_ms = self.watch_ms = self.bitrate_switches = 0
-        self.ttff = [0] * (len(TTFF_BUCKETS_MS) + 1)
-        self.latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
-        self.fallbacks: Counter = Counter()
-        self.errors: Counter = Counter()
+        self.ttff_counts = [0] * (len(TTFF_BUCKETS_MS) + 1)
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.fallbacks: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
 
     def add(self, row: PlaybackReport) -> None:
-        self.sessions += row.sessions
-        self.stalls += row.stalls
-        self.stall_ms += row.stall_ms
-        self.watch_ms += row.watch_ms
-        self.bitrate_switches += row.bitrate_switches
-        self.ttff = _added(self.ttff, row.ttff_counts)
-        self.latency = _added(self.latency, row.latency_counts)
-        self.fallbacks.update(row.fallbacks)
-        self.errors.update(row.errors)
+        add_figures(self, row)
 
     def as_dict(self) -> dict:
+        ttff = self.ttff_counts
         return {
             "sessions": self.sessions,
             "watch_seconds": round(self.watch_ms / 1000, 1),
@@ -130,19 +130,18 @@ class _Totals:
             "stall_seconds": round(self.stall_ms / 1000, 1),
             "stall_ratio": round(self.stall_ms / self.watch_ms, 4) if self.watch_ms else None,
             "ttff_ms": {
-                "count": sum(self.ttff),
-                "p50": histogram_percentile(TTFF_BUCKETS_MS, self.ttff, 0.5),
-                "p90": histogram_percentile(TTFF_BUCKETS_MS, self.ttff, 0.9),
-                "p99": histogram_percentile(TTFF_BUCKETS_MS, self.ttff, 0.99),
+                "count": sum(ttff),
+                "p50": histogram_percentile(TTFF_BUCKETS_MS, ttff, 0.5),
+                "p90": histogram_percentile(TTFF_BUCKETS_MS, ttff, 0.9),
+                "p99": histogram_percentile(TTFF_BUCKETS_MS, ttff, 0.99),
                 "buckets": [
-                    {"le": bound, "count": count}
-                    for bound, count in zip((*TTFF_BUCKETS_MS, None), self.ttff, strict=True)
+                    {"le": bound, "count": count} for bound, count in zip((*TTFF_BUCKETS_MS, None), ttff, strict=True)
                 ],
             },
-            "latency_p50_ms": histogram_percentile(LATENCY_BUCKETS_MS, self.latency, 0.5),
+            "latency_p50_ms": histogram_percentile(LATENCY_BUCKETS_MS, self.latency_counts, 0.5),
             "bitrate_switches": self.bitrate_switches,
-            "fallbacks": dict(self.fallbacks.most_common()),
-            "errors": dict(self.errors.most_common()),
+            "fallbacks": dict(Counter(self.fallbacks).most_common()),
+            "errors": dict(Counter(self.errors).most_common()),
         }
 
 
