@@ -24,9 +24,9 @@ from domains import services
 from livecenter.media.beacon import LATENCY_BUCKETS_MS, TTFF_BUCKETS_MS
 from livecenter.media.policy import PlaybackReported
 from monitoring.models import PlaybackReport
-from tests.browsersupport import chromium_page, log_in_as_owner
+from tests import test_browser_player
+from tests.browsersupport import log_in_as_owner
 from tests.mediasupport import NodeThread
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_browser_player import STARTED, start_calibrator
 from tests.test_media_beacon import beacon_url
 from tests.test_streams_live import local, wait_until
@@ -37,14 +37,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
 PLAY_SECONDS = 4
+browser_page = test_browser_player.browser_page  # the fixture: Chromium that plays without a gesture
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def browser_page():
-    args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-    with chromium_page(CHROMIUM, args, timeout_ms=20_000) as page:
-        yield page
 
 
 # A beacon sent from the player's page to `url`, as another player would: its status.
