@@ -128,7 +128,7 @@ class PlaybackReport(models.Model):
     region = models.CharField(max_length=64)
     node_id = models.CharField(max_length=128, blank=True, default="")
 
-    sessions = models.PositiveIntegerField(default=0)  # plays started
+    sessions = models.PositiveIntegerField(default=0)  # player sessions that started it (once a session)
     # Counts per bucket of livecenter.media.beacon.TTFF_BUCKETS_MS (and LATENCY_BUCKETS_MS), plus one above.
     ttff_counts = models.JSONField(default=list)
     stalls = models.PositiveIntegerField(default=0)

@@ -31,7 +31,7 @@ KEY = StreamKey("push.test", "live", "cam1")
 
 
 def body(events, **top) -> bytes:
-    return json.dumps({"v": 1, "session": SESSION, "events": events, **top}).encode()
+    return json.dumps({"v": 1, "session": SESSION, "events": events} | top).encode()
 
 
 def error_of(data: bytes) -> BeaconError:
@@ -217,6 +217,33 @@ def test_the_aggregator_sums_per_minute_protocol_and_region():
     assert (flv.key, flv.streaming_domain, flv.region) == (KEY, "play.test", "local")
     assert rows[(180, "flv")].stall_ms == 1500
     assert aggregator.flush() == ()
+
+
+def test_a_session_counts_once_per_stream_and_protocol_however_often_it_starts():
+    aggregator = PlaybackAggregator()
+
+    def starts(session: str, protocol: str = "flv", key=KEY) -> None:
+        beacon = parse_beacon(body([{"type": "start", "protocol": protocol}] * 2, session=session))
+        assert aggregator.add(key, "play.test", "local", beacon, 0)
+
+    starts("session-a")
+    starts("session-a")  # a retry
+    starts("session-a", "rts")
+    starts("session-a", key=StreamKey("push.test", "live", "cam2"))
+    starts("session-b")
+    counted = sorted((r.key.stream, r.protocol, r.sessions) for r in aggregator.flush())
+    assert counted == [("cam1", "flv", 2), ("cam1", "rts", 1), ("cam2", "flv", 1)]
+    starts("session-a")  # remembered across flushes
+    assert [r.sessions for r in aggregator.flush()] == [0]
+
+
+def test_it_remembers_at_most_max_sessions():
+    aggregator = PlaybackAggregator(max_sessions=2)
+    for session in ("session-a", "session-b", "session-a", "session-c", "session-b"):
+        aggregator.add(KEY, "play.test", "local", parse_beacon(body([{"type": "start", "protocol": "flv"}],
+                       session=session)), 0)  # fmt: skip
+    # a, b; a again (not counted, now the most recent); c (b, the least recent, forgotten); b again, counted
+    assert [r.sessions for r in aggregator.flush()] == [4]
 
 
 def test_the_aggregator_holds_at_most_max_rows():

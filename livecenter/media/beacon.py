@@ -290,6 +290,11 @@ class BeaconRateLimiter:
 # Rows (minute, stream, streaming domain, protocol, region) held between
 # flushes; a beacon that would open one more is refused (503).
 MAX_OPEN_ROWS = 5_000
+# Player sessions remembered so that a session counts once per stream and
+# protocol however often it starts it again (a player retrying a stream that
+# is not live yet): ten thousand viewers each trying a few protocols, about
+# 200 bytes each. Past it the least recently seen is forgotten.
+MAX_TRACKED_SESSIONS = 50_000
 MINUTE_SECONDS = 60
 
 
@@ -327,7 +332,7 @@ class _Row:
 
     def add(self, event: BeaconEvent) -> None:
         kind = event.type
-        if kind == "start":
+        if kind == "start":  # a session's first of a stream and protocol (PlaybackAggregator)
             self.sessions += 1
         elif kind == "first_frame":
             self.ttff_counts[bucket_index(TTFF_BUCKETS_MS, event.value)] += 1
@@ -350,9 +355,23 @@ class _Row:
 class PlaybackAggregator:
     """Sums beacons' events into PlaybackRows until the next `flush`."""
 
-    def __init__(self, max_rows: int = MAX_OPEN_ROWS) -> None:
+    def __init__(self, max_rows: int = MAX_OPEN_ROWS, max_sessions: int = MAX_TRACKED_SESSIONS) -> None:
         self.max_rows = max_rows
+        self.max_sessions = max_sessions
         self._rows: dict[tuple, _Row] = {}
+        # (session, stream, protocol) that have counted, least recently seen first; kept across flushes.
+        self._sessions: OrderedDict[tuple, None] = OrderedDict()
+
+    def _new_session(self, session: str, key: StreamKey, protocol: str) -> bool:
+        """Whether `session` starts `key` over `protocol` for the first time (as far as remembered)."""
+        seen = (session, key, protocol)
+        if seen in self._sessions:
+            self._sessions.move_to_end(seen)
+            return False
+        while len(self._sessions) >= self.max_sessions:
+            self._sessions.popitem(last=False)
+        self._sessions[seen] = None
+        return True
 
     def add(self, key: StreamKey, streaming_domain: str, region: str, beacon: PlayerBeacon, now: float) -> bool:
         """Add a beacon's events, received at `now` (Unix seconds); False,
@@ -366,6 +385,8 @@ class PlaybackAggregator:
             row = self._rows.get(row_key)
             if row is None:
                 row = self._rows[row_key] = _Row()
+            if event.type == "start" and not self._new_session(beacon.session, key, event.protocol):
+                continue
             row.add(event)
         return True
 

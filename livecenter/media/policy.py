@@ -310,7 +310,7 @@ class PlaybackRow:
     streaming_domain: str
     protocol: str  # "rts", "flv", "llhls", "hls", "native-hls"
     region: str
-    sessions: int  # plays started ("start" events)
+    sessions: int  # player sessions that started the stream over the protocol ("start" events, once a session)
     ttff_counts: tuple[int, ...]
     stalls: int
     stall_ms: int
