@@ -223,6 +223,10 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
     page.wait_for_selector("#messages .alert-success")
     walk.check("mapping-saved")
     walk.goto("/domains/", "domains")
+    # One time format, in UTC, with the viewer's local time on hover (finding 5).
+    created = page.locator("#domain-table time.utc").first
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", created.inner_text())
+    assert created.get_attribute("title").startswith("Your local time: ")
 
     # 5. (Optional) SSL certificates: the page, without one.
     walk.goto(f"/domains/{STREAMING}/certificate/", "certificate")

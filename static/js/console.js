@@ -10,6 +10,16 @@
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
   });
 
+  // The `utc` template filter's element, for times a script shows.
+  function timeElement(date) {
+    const el = document.createElement("time");
+    el.className = "utc";
+    el.dateTime = date.toISOString().replace(/\.\d{3}Z$/, "Z");
+    el.textContent = el.dateTime.replace("T", " ").replace("Z", " UTC");
+    el.title = "Your local time: " + LOCAL.format(date);
+    return el;
+  }
+
   function titleLocalTimes(root) {
     root.querySelectorAll("time.utc[datetime]").forEach(function (el) {
       const when = new Date(el.getAttribute("datetime"));
@@ -45,7 +55,7 @@
     root.querySelectorAll("main table.table").forEach(labelCells);
   }
 
-  window.livecenterConsole = {enhance: enhance};
+  window.livecenterConsole = {enhance: enhance, timeElement: timeElement};
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   } else {
