@@ -5,6 +5,10 @@ GET  stream-bitrate/          one stream over a range              ?domain=&app=
 GET  online-users/            viewers per stream at a time         ?domain=&query_time=
 GET  metrics/                 Prometheus text exposition of the newest samples
 POST troubleshoot/            check a URL                          {url}
+GET/POST          alarm-rules/        alarm rules ?domain=; POST {domain, app?, metric, comparison?, threshold,
+                                      duration_seconds?, enabled?}
+GET/PATCH/DELETE  alarm-rules/{id}/   one rule; PATCH changes the fields it names
+GET               alarms/             open and past alarms, newest first ?domain=&state=open|closed
 """
 
 from django.urls import path
@@ -19,4 +23,7 @@ urlpatterns = [
     path("online-users/", api.OnlineUsersView.as_view(), name="online-users"),
     path("metrics/", api.MetricsView.as_view(), name="metrics"),
     path("troubleshoot/", api.TroubleshootView.as_view(), name="troubleshoot"),
+    path("alarm-rules/", api.AlarmRuleListView.as_view(), name="alarm-rules"),
+    path("alarm-rules/<int:rule_id>/", api.AlarmRuleView.as_view(), name="alarm-rule"),
+    path("alarms/", api.AlarmListView.as_view(), name="alarms"),
 ]
