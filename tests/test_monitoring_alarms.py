@@ -10,11 +10,14 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from callbacks import services as callback_services
 from callbacks import tasks as callback_tasks
 from monitoring import alarms
+from monitoring import tasks as monitoring_tasks
 from monitoring.models import AlarmEvent, AlarmRule
 from tests.callbacksupport import Receiver
 from tests.monitoringsupport import record, stream_sample
@@ -402,3 +405,37 @@ def test_an_operator_sees_and_changes_only_their_own(client, owner, outsider):
     mine = api(owner).get(API_ALARMS, {"state": "open"}).json()["results"]
     assert [(a["stream"], a["open"], a["condition"]) for a in mine] == [("cam1", True, "frame rate below 20 fps")]
     assert api(owner).get(API_ALARMS, {"state": "closed"}).json()["results"] == []
+
+
+def test_an_evaluation_reads_recent_rows_only_with_as_many_queries_for_many_streams(owner):
+    """Cheap: a fixed number of queries however many streams are live, and
+    the samples read through the time index, not the stream's whole history."""
+    add_ingest(owner)
+    alarms.add_rule(owner, DOMAIN, metric="frame_rate", threshold=20, duration_seconds=5)
+    alarms.add_rule(owner, DOMAIN, metric="interruption", threshold=10, duration_seconds=5)
+
+    def run(streams: int, prefix: str) -> int:
+        for i in range(streams):
+            live(f"{prefix}{i}")
+            seconds(1, 10, stream=f"{prefix}{i}")
+        with CaptureQueriesContext(connection) as queries:
+            alarms.evaluate(t(10))
+        sample_reads = [q["sql"] for q in queries.captured_queries if "monitoring_streamsample" in q["sql"]]
+        assert sample_reads and all('"at" >' in sql for sql in sample_reads)
+        return len(queries.captured_queries)
+
+    assert run(2, "a") == run(8, "b")
+    assert AlarmEvent.objects.count() == 0
+
+
+def test_the_beat_task_evaluates_at_the_present(owner, settings):
+    assert settings.CELERY_BEAT_SCHEDULE["monitoring.evaluate-alarms"]["task"] == monitoring_tasks.evaluate_alarms.name
+    add_ingest(owner)
+    alarms.add_rule(owner, DOMAIN, metric="interruption", threshold=5, duration_seconds=2)
+    now = dt.datetime.now(dt.UTC)
+    publish(DOMAIN, "live", "cam1", "s-cam1", started_at=now - dt.timedelta(seconds=60))
+    for s in range(60, 30, -1):
+        record(stream_sample(session_id="s-cam1", at=now - dt.timedelta(seconds=s)))
+    monitoring_tasks.evaluate_alarms()
+    alarm = AlarmEvent.objects.get()
+    assert alarm.is_open and alarm.started_at == now - dt.timedelta(seconds=31)
