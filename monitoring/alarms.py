@@ -173,8 +173,16 @@ def add_rule(
         enabled=enabled,
     )
     _validate(rule)
-    rule.save()
+    _save(rule)
     return rule
+
+
+def _save(rule: AlarmRule) -> None:
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:  # a twin saved meanwhile (one_alarm_rule_per_scope)
+        raise ValidationError({"metric": [f"{rule.scope} has this rule already; change that one"]}) from None
 
 
 RULE_FIELDS = ("app", "metric", "comparison", "threshold", "duration_seconds", "enabled")
@@ -202,7 +210,7 @@ def update_rule(rule: AlarmRule, **changes) -> AlarmRule:
         raise
     changed = {name for name in RULE_FIELDS if getattr(rule, name) != before[name]}
     if changed:
-        rule.save()
+        _save(rule)
         reason = END_RULE_DISABLED if "enabled" in changed and not rule.enabled else END_RULE_CHANGED
         close_rule_alarms(rule, reason)
     return rule
