@@ -13,8 +13,8 @@ A rule's condition is checked per stream:
   alarm stays as it is (hysteresis). A gap in the samples (more than
   MAX_SAMPLE_GAP) starts the count again.
 - interruption: the stream is expected to send (its session is open, or it
-  ended without its publisher or operator ending it, OPERATOR_STOP_REASONS:
-  a dropped connection, a read timeout, a node that stopped or restarted)
+  ended without its publisher or operator ending it, see OPERATOR_STOP_REASONS:
+  a dropped connection, a timeout, a node that stopped or restarted)
   and nothing came from the publisher's node for `threshold` seconds. A node
   that went away without a word leaves its sessions open and sends no
   samples: that is such a gap. The alarm opens when the gap reaches the
@@ -74,9 +74,14 @@ MAX_DURATION_SECONDS = 600  # with the thresholds: a run reads at most ~20 minut
 DEFAULT_DURATION_SECONDS = 10
 MAX_RULES_PER_DOMAIN = 50
 
-# Sessions that ended with these reasons were ended by their publisher ("": a
-# clean unpublish) or their operator (a forbid): not an interruption.
-OPERATOR_STOP_REASONS = ("", "forbidden")
+# Sessions that ended with these reasons (the engine's words) were ended by
+# their publisher or their operator: not an interruption. RTMP: "" for
+# deleteStream, and also for a connection the publisher closed without one
+# (RTMP cannot tell a crashed encoder from a finished one); SRT: the peer's
+# shutdown; WHIP: the DELETE, or the peer connection closed. A forbid is the
+# operator's. Anything else (a lost connection, a timeout, a node stopped or
+# restarted, WHIP's "connection failed") is an interruption.
+OPERATOR_STOP_REASONS = ("", "peer shut down", "ended by the publisher (DELETE)", "connection closed", "forbidden")
 # An interrupted session is looked for this long after it ended: a worker
 # down for longer does not open alarms for what ended before.
 STOPPED_LOOKBACK = dt.timedelta(hours=1)
