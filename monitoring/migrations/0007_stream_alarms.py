@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('domains', '0006_merge_access_lists_hls_encryption'),
-        ('monitoring', '0004_stream_sample_whip_link'),
+        ('monitoring', '0006_playback_reports'),
     ]
 
     operations = [
