@@ -20,6 +20,11 @@ A rule's condition is checked per stream:
   samples: that is such a gap. The alarm opens when the gap reaches the
   threshold (the duration does not add to it) and closes once data has
   flowed again for `duration_seconds`.
+- stall ratio above: the stall time over the watch time of the stream's
+  viewers, as the players' beacons reported it per minute
+  (playback.stall_ratio), over the minutes the last `duration_seconds`
+  touch (at least 60); it opens when that window's ratio is above the
+  threshold and closes when a window's is not; nobody watching is no verdict.
 
 An alarm of a stream whose publisher or operator ended it closes with the
 reason "stream stopped"; changing, disabling or deleting its rule closes it
@@ -49,7 +54,7 @@ from domains.services import ingest_domain_for, owned_rows
 from streams.models import PublishSession
 from streams.services import valid_name
 
-from . import signals
+from . import playback, signals
 from .models import ALARM_UNITS, AlarmComparison, AlarmEvent, AlarmMetric, AlarmRule, StreamSample
 from .models import alarm_metric_label as metric_label
 
@@ -60,18 +65,22 @@ FRAME_RATE = AlarmMetric.FRAME_RATE
 BITRATE = AlarmMetric.BITRATE
 KEYFRAME_INTERVAL = AlarmMetric.KEYFRAME_INTERVAL
 INTERRUPTION = AlarmMetric.INTERRUPTION
+STALL_RATIO = AlarmMetric.STALL_RATIO
 
 UNITS = ALARM_UNITS
 # The comparisons each metric takes; the first is the default.
-COMPARISONS = {FRAME_RATE: (BELOW,), BITRATE: (BELOW, ABOVE), KEYFRAME_INTERVAL: (ABOVE,), INTERRUPTION: (ABOVE,)}
+COMPARISONS = {FRAME_RATE: (BELOW,), BITRATE: (BELOW, ABOVE), KEYFRAME_INTERVAL: (ABOVE,), INTERRUPTION: (ABOVE,),
+               STALL_RATIO: (ABOVE,)}  # fmt: skip
 # (lowest, highest) threshold in the metric's unit. Interruption starts at 3 s:
 # a node writes its samples every second, so a shorter gap is noise; it ends
 # at 10 minutes, which bounds the samples a run reads (lookback below).
 THRESHOLDS = {FRAME_RATE: (0.1, 240.0), BITRATE: (1.0, 1_000_000.0), KEYFRAME_INTERVAL: (0.1, 600.0),
-              INTERRUPTION: (3.0, 600.0)}  # fmt: skip
+              INTERRUPTION: (3.0, 600.0), STALL_RATIO: (0.1, 100.0)}  # fmt: skip
 MIN_DURATION_SECONDS = 1
 MAX_DURATION_SECONDS = 600  # with the thresholds: a run reads at most ~20 minutes of a domain's samples
 DEFAULT_DURATION_SECONDS = 10
+# The players report per minute (playback.py): a stall ratio is judged over whole minutes, at least one.
+MIN_STALL_RATIO_DURATION_SECONDS = 60
 MAX_RULES_PER_DOMAIN = 50
 
 # Sessions that ended with these reasons (the engine's words) were ended by
@@ -128,8 +137,10 @@ def _validate(rule: AlarmRule) -> None:
                 f"threshold of a {metric_label(rule.metric)} alarm must be {low:g} to {high:g} {UNITS[rule.metric]}"
             ]
     duration = rule.duration_seconds
-    if not isinstance(duration, int) or not MIN_DURATION_SECONDS <= duration <= MAX_DURATION_SECONDS:
-        errors["duration_seconds"] = [f"duration must be {MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS} seconds"]
+    low = MIN_STALL_RATIO_DURATION_SECONDS if rule.metric == STALL_RATIO else MIN_DURATION_SECONDS
+    if not isinstance(duration, int) or not low <= duration <= MAX_DURATION_SECONDS:
+        what = " of a stall ratio alarm (the players report per minute)" if rule.metric == STALL_RATIO else ""
+        errors["duration_seconds"] = [f"duration{what} must be {low} to {MAX_DURATION_SECONDS} seconds"]
     if errors:
         raise ValidationError(errors)
     twin = AlarmRule.objects.filter(domain=rule.domain, app=rule.app, metric=rule.metric, comparison=rule.comparison)
@@ -288,6 +299,8 @@ def breaches(comparison: str, value: float, threshold: float) -> bool:
 
 
 def _lookback(rule: AlarmRule) -> dt.timedelta:
+    if rule.metric == STALL_RATIO:  # no samples: the players' reports
+        return LOOKBACK_SLACK
     seconds = rule.duration_seconds + (rule.threshold if rule.metric == INTERRUPTION else 0)
     return dt.timedelta(seconds=seconds) + LOOKBACK_SLACK
 
@@ -341,6 +354,24 @@ def interruption_condition(
     if (now - start.at).total_seconds() + SAMPLE_SECONDS < rule.duration_seconds:
         return Condition(UNKNOWN, value=round(gap, 3))
     return Condition(CLEAR, start.at, round(gap, 3))
+
+
+def stall_window_start(rule: AlarmRule, now: dt.datetime) -> dt.datetime:
+    """The start of the minute holding `now - duration`: the players' rows are per minute."""
+    return (now - dt.timedelta(seconds=rule.duration_seconds)).replace(second=0, microsecond=0)
+
+
+def stall_condition(rule: AlarmRule, ratio: float | None, since: dt.datetime, now: dt.datetime) -> Condition:
+    """A stall ratio rule on a live stream: its viewers' stall time over
+    watch time since `since` (playback.stall_ratio), in percent. Nobody
+    watching is no verdict. It opened at the window's start; it closes when
+    a whole window is clear."""
+    if ratio is None:
+        return Condition(UNKNOWN)
+    value = round(ratio * 100, 3)
+    if breaches(rule.comparison, value, rule.threshold):
+        return Condition(BREACH, since, value)
+    return Condition(CLEAR, now, value)
 
 
 def _publisher_points(domain_name: str, since: dt.datetime, until: dt.datetime) -> dict[StreamId, list[Point]]:
@@ -430,6 +461,10 @@ class _Domain:
                 last = _newest_sample_at(self.domain.domain_name, key, session["started_at"])
                 return interruption_condition(rule, [], self.now, min(last or stopped, stopped))
             return Condition(STOPPED, session["stopped_at"] if session and session["stopped_at"] else self.now)
+        if rule.metric == STALL_RATIO:
+            since = stall_window_start(rule, self.now)
+            ratio = playback.stall_ratio(self.domain.domain_name, key[0], key[1], since, self.now)
+            return stall_condition(rule, ratio, since, self.now)
         if rule.metric != INTERRUPTION:
             return sample_condition(rule, points, self.now)
         newest = points[-1].at if points else None

@@ -39,18 +39,19 @@ class AlarmRuleForm(ConsoleForm):
         label="Comparison",
         required=False,
         choices=[("", "the metric's own"), *AlarmComparison.choices],
-        help_text="Frame rate alarms go below, keyframe interval and interruption above; bitrate either.",
+        help_text="Frame rate alarms go below; keyframe interval, interruption and stall ratio above; bitrate either.",
     )
     threshold = forms.FloatField(
         label="Threshold",
-        help_text="Frame rate in fps, bitrate in kbit/s, keyframe interval in seconds; interruption: seconds"
-        " without data from the publisher.",
+        help_text="Frame rate in fps, bitrate in kbit/s, keyframe interval in seconds, stall ratio in percent of"
+        " viewers' watch time; interruption: seconds without data from the publisher.",
     )
     duration_seconds = forms.IntegerField(
         label="Duration",
         initial=alarms.DEFAULT_DURATION_SECONDS,
         help_text=f"Seconds, {alarms.MIN_DURATION_SECONDS}-{alarms.MAX_DURATION_SECONDS}: how long the condition"
-        " must hold before the alarm opens, and be clear before it closes (an interruption opens at its threshold).",
+        " must hold before the alarm opens, and be clear before it closes (an interruption opens at its threshold;"
+        " a stall ratio, reported per minute, takes at least 60).",
     )
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 

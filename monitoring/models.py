@@ -121,6 +121,7 @@ class AlarmMetric(models.TextChoices):
     BITRATE = "bitrate", "Bitrate"  # kbit/s in, audio and video
     KEYFRAME_INTERVAL = "keyframe_interval", "Keyframe interval"  # seconds
     INTERRUPTION = "interruption", "Interruption"  # seconds without data from the publisher
+    STALL_RATIO = "stall_ratio", "Stall ratio"  # percent of viewers' watch time spent stalled (playback.py)
 
 
 class AlarmComparison(models.TextChoices):
@@ -128,7 +129,8 @@ class AlarmComparison(models.TextChoices):
     ABOVE = "above", "above"
 
 
-ALARM_UNITS = {"frame_rate": "fps", "bitrate": "kbit/s", "keyframe_interval": "s", "interruption": "s"}
+ALARM_UNITS = {"frame_rate": "fps", "bitrate": "kbit/s", "keyframe_interval": "s", "interruption": "s",
+               "stall_ratio": "%"}  # fmt: skip
 
 
 def alarm_metric_label(metric: str) -> str:

@@ -213,7 +213,7 @@ class TroubleshootResultSerializer(serializers.Serializer):
 # --- Alarms (alarms.py) ------------------------------------------------------------------
 
 
-THRESHOLD_HELP = "fps, kbit/s, or seconds (keyframe interval; interruption: seconds without data)."
+THRESHOLD_HELP = "fps, kbit/s, seconds (keyframe interval; interruption: without data), or % (stall ratio)."
 
 
 class AlarmRuleSerializer(serializers.ModelSerializer):

@@ -1,6 +1,6 @@
 """Alarms (issue 19): rules and their bad input (the service, the page and
 the API name the field), alarms that open and close with the condition in
-known samples (evaluated at explicit times), interruption (a publisher gone
+known samples and viewers' reports (evaluated at explicit times), interruption (a publisher gone
 silent, a node gone away, a session a restarted node closed), delivery
 through the callbacks, the banner, and each operator's own."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -16,9 +17,11 @@ from rest_framework.test import APIClient
 
 from callbacks import services as callback_services
 from callbacks import tasks as callback_tasks
+from livecenter.media.policy import PlaybackReported, PlaybackRow, StreamKey
 from monitoring import alarms
 from monitoring import tasks as monitoring_tasks
 from monitoring.models import AlarmEvent, AlarmRule
+from nodes.bridge import DatabaseEventSink
 from tests.callbacksupport import Receiver
 from tests.monitoringsupport import record, stream_sample
 from tests.pagesupport import add_ingest, assert_field_error, page
@@ -440,3 +443,45 @@ def test_the_beat_task_evaluates_at_the_present(owner, settings):
     monitoring_tasks.evaluate_alarms()
     alarm = AlarmEvent.objects.get()
     assert alarm.is_open and alarm.started_at == now - dt.timedelta(seconds=31)
+
+
+# --- Stall ratio (viewer telemetry, monitoring/playback.py) -------------------------------------
+
+
+def viewers(minute: float, stall_ms: int, watch_ms: int = 60_000) -> None:
+    """What the players' beacons of one minute (from T0+minute) added up to on a node."""
+    row = PlaybackRow(int(t(minute).timestamp()), StreamKey(DOMAIN, "live", "cam1"), "play.example.com", "flv",
+                      "local", 1, (), 1 if stall_ms else 0, stall_ms, watch_ms, 0, {}, {}, ())  # fmt: skip
+    async_to_sync(DatabaseEventSink().playback_reported)(PlaybackReported("node-1", t(minute).timestamp(), (row,)))
+
+
+def test_a_stall_ratio_alarm_opens_and_closes_with_the_viewers_stalls(owner):
+    add_ingest(owner)
+    rule = alarms.add_rule(owner, DOMAIN, metric="stall_ratio", threshold=5, duration_seconds=60)
+    assert (rule.comparison, rule.condition) == ("above", "stall ratio above 5 %")
+    live()
+    viewers(0, stall_ms=1000)  # 12:00: 1.7 %
+    viewers(60, stall_ms=7200)  # 12:01: 12 %
+    viewers(120, stall_ms=0)  # 12:02 and 12:03: none
+    viewers(180, stall_ms=0)
+    assert alarms.evaluate(t(30)) == (0, 0)  # 12:00 alone
+    assert alarms.evaluate(t(90)) == (1, 0)  # 12:00 and 12:01: 8200 of 120000 ms
+    alarm = AlarmEvent.objects.get()
+    assert (alarm.metric, alarm.value, alarm.unit, alarm.started_at) == ("stall_ratio", 6.833, "%", t(0))
+    assert alarms.evaluate(t(150)) == (0, 0)  # 12:01 and 12:02: 6 %, still above
+    assert alarms.evaluate(t(210)) == (0, 1)  # 12:02 and 12:03: clear
+    alarm.refresh_from_db()
+    assert alarm.ended_at == t(210) and alarm.end_reason == ""
+
+
+def test_nobody_watching_is_no_stall_ratio_verdict(owner):
+    add_ingest(owner)
+    alarms.add_rule(owner, DOMAIN, metric="stall_ratio", threshold=5, duration_seconds=60)
+    live()
+    viewers(0, stall_ms=30_000)
+    assert alarms.evaluate(t(30)) == (1, 0)
+    assert alarms.evaluate(t(600)) == (0, 0)  # no report since: the alarm stays as it is
+    assert AlarmEvent.objects.get().is_open
+    with pytest.raises(ValidationError) as caught:
+        alarms.add_rule(owner, DOMAIN, app="live", metric="stall_ratio", threshold=5, duration_seconds=30)
+    assert "stall ratio alarm (the players report per minute) must be 60 to 600" in str(caught.value)

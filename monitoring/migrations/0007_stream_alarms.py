@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('app', models.CharField(blank=True, default='', max_length=255)),
-                ('metric', models.CharField(choices=[('frame_rate', 'Frame rate'), ('bitrate', 'Bitrate'), ('keyframe_interval', 'Keyframe interval'), ('interruption', 'Interruption')], max_length=32)),
+                ('metric', models.CharField(choices=[('frame_rate', 'Frame rate'), ('bitrate', 'Bitrate'), ('keyframe_interval', 'Keyframe interval'), ('interruption', 'Interruption'), ('stall_ratio', 'Stall ratio')], max_length=32)),
                 ('comparison', models.CharField(choices=[('below', 'below'), ('above', 'above')], max_length=8)),
                 ('threshold', models.FloatField()),
                 ('duration_seconds', models.PositiveIntegerField(default=10)),
@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('domain_name', models.CharField(max_length=253)),
                 ('app', models.CharField(max_length=255)),
                 ('stream', models.CharField(max_length=255)),
-                ('metric', models.CharField(choices=[('frame_rate', 'Frame rate'), ('bitrate', 'Bitrate'), ('keyframe_interval', 'Keyframe interval'), ('interruption', 'Interruption')], max_length=32)),
+                ('metric', models.CharField(choices=[('frame_rate', 'Frame rate'), ('bitrate', 'Bitrate'), ('keyframe_interval', 'Keyframe interval'), ('interruption', 'Interruption'), ('stall_ratio', 'Stall ratio')], max_length=32)),
                 ('comparison', models.CharField(choices=[('below', 'below'), ('above', 'above')], max_length=8)),
                 ('threshold', models.FloatField()),
                 ('value', models.FloatField()),
