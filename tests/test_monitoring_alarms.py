@@ -1,8 +1,9 @@
 """Alarms (issue 19): rules and their bad input (the service, the page and
 the API name the field), alarms that open and close with the condition in
-known samples and viewers' reports (evaluated at explicit times), interruption (a publisher gone
-silent, a node gone away, a session a restarted node closed), delivery
-through the callbacks, the banner, and each operator's own."""
+known samples and viewers' reports (evaluated at explicit times),
+interruption (a publisher gone silent, a node gone away, a session a
+restarted node closed), delivery through the callbacks, the banner, and
+each operator's own."""
 
 from __future__ import annotations
 
