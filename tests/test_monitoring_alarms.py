@@ -298,13 +298,18 @@ def test_a_stream_with_no_sample_in_the_lookback_opens_an_interruption_from_its_
     assert AlarmEvent.objects.get().started_at == t(3)
 
 
-@pytest.mark.parametrize("reason", ["node restarted", "connection lost", "peer idle timeout", "connection failed"])
-def test_a_stream_stopped_without_its_publisher_ending_it_is_an_interruption(owner, reason):
+def stopped_after_ten_seconds(owner, reason: str) -> None:
+    """An interruption rule (5 s, 2 s), and a stream that sent for 10 s and stopped with `reason`."""
     add_ingest(owner)
     alarms.add_rule(owner, DOMAIN, metric="interruption", threshold=5, duration_seconds=2)
     session = live()
     seconds(1, 10)
-    unpublish(session, t(10.5), reason=reason)  # "node restarted": nodes.bridge.close_orphaned_sessions
+    unpublish(session, t(10.5), reason=reason)
+
+
+@pytest.mark.parametrize("reason", ["node restarted", "connection lost", "peer idle timeout", "connection failed"])
+def test_a_stream_stopped_without_its_publisher_ending_it_is_an_interruption(owner, reason):
+    stopped_after_ten_seconds(owner, reason)  # "node restarted": nodes.bridge.close_orphaned_sessions
     assert alarms.evaluate(t(14)) == (0, 0)
     assert alarms.evaluate(t(16)) == (1, 0)
     assert AlarmEvent.objects.get().started_at == t(10)  # the last data, not the session's close
@@ -317,11 +322,7 @@ def test_a_stream_stopped_without_its_publisher_ending_it_is_an_interruption(own
 
 @pytest.mark.parametrize("reason", ["", "peer shut down", "ended by the publisher (DELETE)", "forbidden"])
 def test_a_stream_its_publisher_or_operator_ended_is_no_interruption(owner, reason):
-    add_ingest(owner)
-    alarms.add_rule(owner, DOMAIN, metric="interruption", threshold=5, duration_seconds=2)
-    session = live()
-    seconds(1, 10)
-    unpublish(session, t(10.5), reason=reason)
+    stopped_after_ten_seconds(owner, reason)
     assert alarms.evaluate(t(30)) == (0, 0)
 
 
