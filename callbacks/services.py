@@ -117,23 +117,15 @@ def config_of(domain: Domain) -> CallbackConfig:
         return CallbackConfig(domain=domain)
 
 
-def configure_callbacks(
-    domain: Domain,
+def check_callbacks(
     *,
     url: str | None = None,
     secret: str | None = None,
     publish_hook_url: str | None = None,
     publish_hook_timeout_ms: int | None = None,
-    publish_hook_allow_when_unreachable: bool | None = None,
-) -> CallbackConfig:
-    """Change an ingest domain's callbacks. None keeps a value; an empty URL
-    turns that callback off. A URL needs a secret, set now or before."""
-    if not domain.is_ingest:
-        raise invalid(
-            "url",
-            "callbacks belong to an ingest domain: its streams are published there,"
-            " and their events are sent from there",
-        )
+) -> None:
+    """configure_callbacks' rules on the values given (None: not given),
+    every bad field reported at once."""
     errors = FieldErrors()
     url = url.strip() if url is not None else None
     publish_hook_url = publish_hook_url.strip() if publish_hook_url is not None else None
@@ -157,6 +149,29 @@ def configure_callbacks(
                     " milliseconds",
                 )
     errors.raise_any()
+
+
+def configure_callbacks(
+    domain: Domain,
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    publish_hook_url: str | None = None,
+    publish_hook_timeout_ms: int | None = None,
+    publish_hook_allow_when_unreachable: bool | None = None,
+) -> CallbackConfig:
+    """Change an ingest domain's callbacks. None keeps a value; an empty URL
+    turns that callback off. A URL needs a secret, set now or before."""
+    if not domain.is_ingest:
+        raise invalid(
+            "url",
+            "callbacks belong to an ingest domain: its streams are published there,"
+            " and their events are sent from there",
+        )
+    url = url.strip() if url is not None else None
+    publish_hook_url = publish_hook_url.strip() if publish_hook_url is not None else None
+    check_callbacks(url=url, secret=secret, publish_hook_url=publish_hook_url,
+                    publish_hook_timeout_ms=publish_hook_timeout_ms)  # fmt: skip
     config = config_of(domain)
     if url is not None:
         config.url = url

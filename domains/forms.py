@@ -9,6 +9,7 @@ import re
 from django import forms
 from django.forms.utils import pretty_name
 
+from livecenter.lib.pages import add_service_checks
 from livecenter.media import access
 
 from . import services
@@ -231,6 +232,9 @@ class UrlSigningForm(ConsoleForm):
                 "secondary_key",
                 "secondary key: enter a new key or tick “Remove the secondary key”, not both",
             )
+        add_service_checks(self, services.check_url_signing, primary_key=data.get("primary_key") or None,
+                           secondary_key=data.get("secondary_key") or None,
+                           validity_minutes=data.get("validity_minutes"))  # fmt: skip
         return data
 
     def changes(self) -> dict:
@@ -285,6 +289,8 @@ class SrtForm(ConsoleForm):
                 "srt_passphrase",
                 "SRT passphrase: enter a new passphrase or tick “Remove the passphrase”, not both",
             )
+        add_service_checks(self, services.check_srt, srt_latency_ms=data.get("srt_latency_ms"),
+                           srt_passphrase=data.get("srt_passphrase") or None)  # fmt: skip
         return data
 
     def changes(self) -> dict:

@@ -406,16 +406,12 @@ def delete_certificate(domain: Domain) -> None:
 # --- URL signing --------------------------------------------------------------
 
 
-def configure_url_signing(
-    domain: Domain,
-    *,
-    enabled: bool | None = None,
-    primary_key: str | None = None,
-    secondary_key: str | None = None,
-    validity_minutes: int | None = None,
-) -> Domain:
-    """Change a domain's Type A settings. A key left as None keeps its value;
-    an empty secondary key removes it."""
+def check_url_signing(
+    *, primary_key: str | None = None, secondary_key: str | None = None, validity_minutes: int | None = None
+) -> None:
+    """configure_url_signing's rules on the values given (None: not given),
+    every bad field reported at once; a form with errors of its own asks it
+    too (livecenter.lib.pages.add_service_checks)."""
     errors = FieldErrors()
     if primary_key is not None and not SIGNING_KEY_RE.match(primary_key):
         with errors.check():
@@ -432,6 +428,19 @@ def configure_url_signing(
             if validity_minutes > MAX_VALIDITY_MINUTES:
                 raise invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
     errors.raise_any()
+
+
+def configure_url_signing(
+    domain: Domain,
+    *,
+    enabled: bool | None = None,
+    primary_key: str | None = None,
+    secondary_key: str | None = None,
+    validity_minutes: int | None = None,
+) -> Domain:
+    """Change a domain's Type A settings. A key left as None keeps its value;
+    an empty secondary key removes it."""
+    check_url_signing(primary_key=primary_key, secondary_key=secondary_key, validity_minutes=validity_minutes)
     if enabled is not None:
         domain.auth_enabled = bool(enabled)
     now = timezone.now()
@@ -534,15 +543,10 @@ def configure_srt(domain: Domain, *, srt_latency_ms: int | None = None, srt_pass
     return domain
 
 
-def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -> list[str]:
-    """Check, then set, SRT settings on `domain` (unsaved); the fields changed."""
-    for field, value in (("srt_latency_ms", latency_ms), ("srt_passphrase", passphrase)):
-        if value is not None and not domain.is_ingest:
-            raise invalid(
-                field,
-                f"{field} applies only to ingest domains: SRT publishers push to an ingest domain,"
-                " and its settings apply to the streaming domains that play it",
-            )
+def check_srt(*, srt_latency_ms: int | None = None, srt_passphrase: str | None = None) -> None:
+    """configure_srt's rules on the values given (None: not given), every bad
+    field reported at once."""
+    latency_ms, passphrase = srt_latency_ms, srt_passphrase
     errors = FieldErrors()
     if latency_ms is not None:
         with errors.check():
@@ -561,6 +565,18 @@ def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -
             if passphrase != passphrase.strip():
                 raise invalid("srt_passphrase", "SRT passphrase must not begin or end with a space")
     errors.raise_any()
+
+
+def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -> list[str]:
+    """Check, then set, SRT settings on `domain` (unsaved); the fields changed."""
+    for field, value in (("srt_latency_ms", latency_ms), ("srt_passphrase", passphrase)):
+        if value is not None and not domain.is_ingest:
+            raise invalid(
+                field,
+                f"{field} applies only to ingest domains: SRT publishers push to an ingest domain,"
+                " and its settings apply to the streaming domains that play it",
+            )
+    check_srt(srt_latency_ms=latency_ms, srt_passphrase=passphrase)
     changed = []
     if latency_ms is not None:
         domain.srt_latency_ms = latency_ms

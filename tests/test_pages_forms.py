@@ -131,3 +131,35 @@ def test_every_page_uses_the_one_time_format(client, owner):
         assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ" class="utc">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d '
                          r"UTC</time>", body), url  # fmt: skip
         assert "/static/js/console.js" in body
+
+
+@pytest.mark.parametrize(
+    ("url", "data", "expected"),
+    [
+        (
+            "/domains/push.example.com/url-signing/",
+            {"enabled": "on", "primary_key": "bad!", "secondary_key": "", "validity_minutes": ""},
+            {"validity_minutes": "validity period is required", "primary_key": "primary key must be"},
+        ),
+        (
+            "/domains/push.example.com/srt/",
+            {"srt_latency_ms": "", "srt_passphrase": "short"},
+            {"srt_latency_ms": "SRT latency is required", "srt_passphrase": "SRT passphrase must be"},
+        ),
+        (
+            "/domains/push.example.com/callbacks/",
+            {"url": "ftp://example.com/hook", "secret": "x", "publish_hook_url": "", "publish_hook_timeout_ms": ""},
+            {"publish_hook_timeout_ms": "is required", "url": "must start with http", "secret": "secret must be"},
+        ),
+    ],
+)
+def test_a_form_error_of_its_own_comes_with_the_services_errors(client, owner, url, data, expected):
+    """A required field left empty and a value the service refuses are
+    reported together, so a secret is typed once more, not once per mistake."""
+    add_ingest(owner)
+    client.force_login(owner)
+    response = client.post(url, data)
+    errors = field_errors(response)
+    assert set(errors) == set(expected), errors
+    for field, words in expected.items():
+        assert any(words in message for message in errors[field]), (field, errors[field])

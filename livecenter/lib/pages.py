@@ -28,6 +28,21 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
+def add_service_checks(form: forms.Form, check: Callable[..., None], **values) -> None:
+    """For a form's clean(): when the form has errors of its own, also show
+    what the service's checks say about its other fields, so that every
+    error comes at once (a secret, never shown again, is typed once more,
+    not once per mistake). A valid form leaves them to the service itself."""
+    if not form._errors:
+        return
+    try:
+        check(**values)
+    except ValidationError as exc:
+        for field, errors in getattr(exc, "error_dict", {}).items():
+            if field in form.fields and field not in form._errors:
+                form.add_error(field, errors)
+
+
 def save_settings(
     request: HttpRequest, form: forms.Form, subject: str, save: Callable[[], object], note: str = ""
 ) -> bool:
