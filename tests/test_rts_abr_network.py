@@ -1,0 +1,131 @@
+"""Adaptive bitrate for RTS on a network (issue 18): an aiortc WHEP viewer of
+a template group (`/live/cam1_abr.whep`: the stream cam1 at 640x360 and its
+rendition cam1_low at 320x180, two ffmpeg publishers registered as a group
+in the policy) reaches the node only through the UDP impairment relay
+(tests/netimpair.py). Throttled below the top rendition's bitrate (the
+relay's rate limit, a short queue with tail drop), its decoded pictures go
+down to 320x180; the limit lifted, they come back to 640x360. One
+connection throughout, and the node counts the switches.
+
+The relay sits between the ICE agents as in tests/test_rts_loss.py."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from livecenter.media.policy import RenditionGroup
+from livecenter.media.renditions import RenditionSpec
+from tests.mediasupport import INGEST, NodeThread, http_request, start_publisher
+from tests.netimpair import Impairment, ImpairmentRelay
+from tests.test_rts_loss import candidate_port, with_candidate_port
+from tests.test_rts_whep import policy, whep_url
+
+pytestmark = pytest.mark.media
+
+TOP_SIZE, LOW_SIZE = (640, 360), (320, 180)
+TOP_KBPS, LOW_KBPS = 1500, 200
+# The throttled link's queue: about half a second of the limited rate, so
+# an over-full path loses packets (a router's tail drop) as well as delaying them.
+QUEUE_DATAGRAMS = 40
+# Generous: a loaded machine decodes and sends late, the controller holds
+# before it acts (bitrate.py), and a probe up waits PROBE_HOLD_SECONDS.
+SWITCH_WAIT_SECONDS = 90
+
+
+@pytest.fixture
+def node():
+    group_policy = policy()
+    group_policy.groups[(INGEST, "live", "abr")] = RenditionGroup(
+        "abr", (RenditionSpec("low", LOW_KBPS, width=LOW_SIZE[0], height=LOW_SIZE[1]),)
+    )
+    node = NodeThread(group_policy, play_wait_seconds=5).start()
+    yield node
+    node.stop()
+
+
+def publish(node, stream: str, size: tuple[int, int], kbps: int):
+    rate = f"{kbps}k"
+    return start_publisher(
+        node.publish_url(stream=stream), seconds=300, size=f"{size[0]}x{size[1]}",
+        extra=("-b:v", rate, "-maxrate", rate, "-bufsize", f"{kbps // 2}k"),
+    )  # fmt: skip
+
+
+def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
+    publishers = [publish(node, "cam1", TOP_SIZE, TOP_KBPS), publish(node, "cam1_low", LOW_SIZE, LOW_KBPS)]
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never read: no direct path
+    dead.bind(("127.0.0.1", 0))
+    try:
+        assert node.wait_for(lambda: len(node.node.hub.live_keys()) == 2, timeout=30)
+
+        def bitrates():
+            hub = node.node.hub
+            return [round(hub.stream(key).video_bitrate) for key in sorted(hub.live_keys(), key=lambda k: k.stream)]
+
+        # Both measured (the hub's window), so the limit can sit between them.
+        assert node.wait_for(lambda: all(bitrates()), timeout=30)
+
+        async def scenario():
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc.addTransceiver("video", direction="recvonly")
+            sizes: list[tuple[int, int]] = []
+            tracks = []
+            pc.on("track", tracks.append)
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = with_candidate_port(pc.localDescription.sdp, dead.getsockname()[1])
+            url = whep_url(node, stream="cam1_abr")
+            status, _, answer = await asyncio.to_thread(http_request, url, "POST", offer.encode())
+            assert status == 201, answer
+            relay = ImpairmentRelay(("127.0.0.1", 0), ("127.0.0.1", candidate_port(answer)))
+            await relay.start()
+            reader = None
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=with_candidate_port(answer, relay.address[1]),
+                                                                    type="answer"))  # fmt: skip
+
+                async def read(track) -> None:
+                    while True:
+                        frame = await track.recv()
+                        sizes.append((frame.width, frame.height))
+
+                assert tracks, "the answer has the video track"
+                reader = asyncio.ensure_future(read(tracks[0]))
+
+                async def until(size, what):
+                    deadline = time.monotonic() + SWITCH_WAIT_SECONDS
+                    start = len(sizes)
+                    while size not in sizes[start:]:
+                        assert time.monotonic() < deadline, (what, sizes[-5:], relay.snapshot())
+                        assert not reader.done(), reader
+                        await asyncio.sleep(0.2)
+
+                await until(TOP_SIZE, "it starts on the top rendition")
+                top_bps, low_bps = await asyncio.to_thread(bitrates)  # cam1, cam1_low
+                assert top_bps > low_bps * 2, (top_bps, low_bps)
+                limit_kbps = (top_bps + 2 * low_bps) / 3 / 1000  # well under the top, room for the low
+                relay.set_impairment(down=Impairment(rate_kbps=limit_kbps, queue_datagrams=QUEUE_DATAGRAMS))
+                await until(LOW_SIZE, f"throttled to {limit_kbps:.0f} kbit/s, it goes down")
+                relay.set_impairment(down=Impairment())
+                await until(TOP_SIZE, "the limit lifted, it comes back up")
+                assert pc.connectionState == "connected"
+                # One session all along, switched down and up by the node.
+                switches = await asyncio.to_thread(
+                    node.run_sync, lambda: [s.viewer.rendition_switches for s in node.node.rts.sessions.values()]
+                )
+                assert len(switches) == 1 and switches[0] >= 2, switches
+            finally:
+                if reader is not None:
+                    reader.cancel()
+                await pc.close()
+                await relay.stop()
+
+        asyncio.run(scenario())
+    finally:
+        dead.close()
+        for publisher in publishers:
+            publisher.stop()
