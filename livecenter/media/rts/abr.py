@@ -132,9 +132,13 @@ class RtsAbr:
         if viewer.video.fast is None or viewer.source.closed:
             return
         keys = self.ladder.keys
-        live = [i for i, key in enumerate(keys) if self.service.node.hub.is_live(key)]
+        node = self.service.node
+        live = [i for i, key in enumerate(keys) if node.hub.is_live(key)]
         if index not in live:
-            # Not live (yet, or any more): the nearest below that is, else above.
+            # Not live (an on-demand rendition stopped, or not started yet):
+            # asked for again, and meanwhile the nearest below that is, else above.
+            if index < len(self.ladder.template_ids):
+                node.request_rendition(self.ladder.source, self.ladder.template_ids[index])
             lower = [i for i in live if i < index]
             index = lower[-1] if lower else min(live, default=len(keys) - 1)
             self.controller.index = index

@@ -350,8 +350,7 @@ class RtsService:
             if method == b"DELETE":
                 sessions = self.whip.publishers if whip else self.sessions
                 session = sessions.get(path.session)
-                name = session.key.stream if whip or session is None else session.stream_name
-                if session is None or session.key.app != path.app or name != path.stream:
+                if session is None or session.key.app != path.app or _stream_named(session, whip) != path.stream:
                     http.send_simple(404, f"no such {path.kind.upper()} session\n")
                     return
                 if whip:
@@ -477,3 +476,9 @@ def _rts_switch(domain: DomainConfig) -> str | None:
 
 def _first_frames_seen(stream) -> bool:
     return stream.video_frames >= FIRST_FRAMES or stream.has_bframes
+
+
+def _stream_named(session, whip: bool) -> str:
+    """The stream a session's URL named: a WHIP publisher's key, a WHEP
+    viewer's stream or ABR group (WhepSession.stream_name)."""
+    return session.key.stream if whip else session.stream_name
