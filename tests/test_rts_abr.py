@@ -74,6 +74,12 @@ def headers(packets: list[bytes]) -> list[tuple[int, int, bool]]:
     return [(seq, ts, bool(pt & MARKER)) for pt, seq, ts in (struct.unpack_from("!BHL", p, 1) for p in packets)]
 
 
+def consecutive(packets: list[bytes]) -> bool:
+    """Whether the packets' sequence numbers follow each other (mod 2^16)."""
+    sequence = [seq for seq, _, _ in headers(packets)]
+    return all((b - a) % 65536 == 1 for a, b in zip(sequence, sequence[1:], strict=False))
+
+
 def is_keyframe_start(packet: bytes) -> bool:
     """An RTP H.264 payload (RFC 6184) that starts an IDR picture's access
     unit: a STAP-A or FU-A start holding SPS (7) or IDR (5)."""
@@ -122,8 +128,7 @@ def test_a_switch_waits_for_the_renditions_keyframe_and_keeps_the_rtp_continuous
         assert viewer.rendition_switches == 1 and viewer.skips == 0
         assert source.subscription.viewers == 0 and rendition.subscription.viewers == 1
         sent = headers(transport.sent)
-        sequence = [seq for seq, _, _ in sent]
-        assert all((b - a) % 65536 == 1 for a, b in zip(sequence, sequence[1:], strict=False)), "no gap, no repeat"
+        assert consecutive(transport.sent), "no gap, no repeat"
         # Timestamps never go back, and step by about a frame (33 or 34 ms
         # of FLV time, at 90 kHz) between frames, the switch too.
         frames = [ts for _, ts, marker in sent if marker]
@@ -157,8 +162,7 @@ def test_a_rendition_that_ends_sends_its_viewers_back_to_the_stream():
         for tag in top_tags[40:]:
             top.push("video", tag.timestamp, tag.body)
         assert is_keyframe_start(transport.sent[count]), "back at the stream's next keyframe"
-        sequence = [seq for seq, _, _ in headers(transport.sent)]
-        assert all((b - a) % 65536 == 1 for a, b in zip(sequence, sequence[1:], strict=False))
+        assert consecutive(transport.sent)
         viewer.close()
 
     asyncio.run(run())
