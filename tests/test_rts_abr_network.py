@@ -7,7 +7,11 @@ relay's rate limit, a short queue with tail drop), its decoded pictures go
 down to 320x180; the limit lifted, they come back to 640x360. One
 connection throughout, and the node counts the switches.
 
-The relay sits between the ICE agents as in tests/test_rts_loss.py."""
+The relay sits between the ICE agents as in tests/test_rts_loss.py.
+
+And the group URL over HTTP: signed over its own path, answered with the
+stream and its ladder, its renditions asked for, its session DELETEd at
+the Location it was given."""
 
 from __future__ import annotations
 
@@ -18,12 +22,13 @@ import time
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from livecenter.media.policy import RenditionGroup
+from livecenter.media.policy import RenditionGroup, RenditionRequested, StreamKey
 from livecenter.media.renditions import RenditionSpec
-from tests.mediasupport import INGEST, NodeThread, http_request, start_publisher
+from livecenter.media.signing import sign
+from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, http_request, start_publisher
 from tests.netimpair import Impairment, ImpairmentRelay
 from tests.test_rts_loss import candidate_port, with_candidate_port
-from tests.test_rts_whep import policy, whep_url
+from tests.test_rts_whep import browser_like_offer, policy, whep_url
 
 pytestmark = pytest.mark.media
 
@@ -129,3 +134,32 @@ def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
         dead.close()
         for publisher in publishers:
             publisher.stop()
+
+
+def test_a_group_url_is_signed_over_its_own_path_plays_the_stream_and_asks_for_its_renditions(node):
+    publisher = publish(node, "cam1", TOP_SIZE, TOP_KBPS)  # cam1_low is not live
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys(), timeout=30)
+        offer = browser_like_offer().encode()
+        # Signed over the stream's path, not the group's: refused.
+        token = sign("/live/cam1", PLAY_KEY, int(time.time()))
+        status, headers, _ = http_request(f"{node.http}/live/cam1_abr.whep?auth_key={token}&domain={PLAY}", "POST",
+                                          offer)  # fmt: skip
+        assert (status, headers.get("X-LiveCenter-Error")) == (403, "invalid md5hash")
+        # A group no policy knows is a stream name like any other: not live.
+        assert http_request(whep_url(node, stream="cam1_nogroup"), "POST", offer)[0] == 404
+        status, headers, answer = http_request(whep_url(node, stream="cam1_abr"), "POST", offer)
+        assert status == 201, answer
+        location = headers["Location"]
+        assert location.startswith("/live/cam1_abr.whep/")
+        sessions = node.run_sync(
+            lambda: [(s.key.stream, s.viewer.abr is not None) for s in node.node.rts.sessions.values()]
+        )
+        assert sessions == [("cam1", True)], "the group's stream, with its ladder"
+        source = StreamKey(INGEST, "live", "cam1")
+        assert node.wait_for(lambda: RenditionRequested(source, "low", "test-node", "") in node.sink.events)
+        assert http_request(f"{node.http}/live/cam1.whep/{location.rpartition('/')[2]}", "DELETE")[0] == 404
+        assert http_request(node.http + location, "DELETE")[0] == 200
+        assert node.wait_for(lambda: not node.node.rts.sessions)
+    finally:
+        publisher.stop()
