@@ -154,6 +154,7 @@ class RtsAbr:
             target = self.service.source(key)
         if target is not viewer.video_source:
             controller = self.controller
-            log.info("rts %s: viewer switching to %s (estimate %s bit/s, %.0f %% lost)", viewer.source.key,
-                     key.stream, round(controller.estimate_bps or 0), controller.loss * 100)  # fmt: skip
+            log.info("rts %s: viewer on %s switching to %s (estimate %s bit/s, %.0f %% lost, %d probes)",
+                     viewer.source.key, viewer.video_source.key.stream, key.stream, round(controller.estimate_bps or 0),
+                     controller.loss * 100, controller.probes)  # fmt: skip
         viewer.switch_video(target)
