@@ -37,6 +37,12 @@ skipped to the next keyframe, as a queue's would be. A viewer
 joins at the latest keyframe: it is sent the frames from that keyframe on at
 once, stamped one RTP tick apart, so the browser decodes them at once and
 shows the newest, rather than replaying the GOP at its pace a GOP behind.
+
+A viewer belongs to its stream's source (its audio, its life) but may take
+its video from another: a rendition of its ABR template group (abr.py).
+Each source keeps the viewers whose video it sends (`video_viewers`) and
+those switching to it at its next keyframe (`switching`); a source nobody
+uses in any of these ways lets go of its hub subscription.
 """
 
 from __future__ import annotations

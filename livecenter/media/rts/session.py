@@ -20,6 +20,11 @@ aiortc's sender keeps its RTCP task, its NACKs are answered from the
 source's shared history and its sender reports carry the fast path's
 counts (aiortc_compat.on_retransmit, on_sender_report). A track whose
 set-up fails stays on aiortc's sender.
+
+Every video sender's REMB and receiver reports reach the viewer
+(aiortc_compat.on_receiver_feedback): a viewer that cannot keep up is
+skipped to a keyframe, and a viewer of an ABR template group
+(`/{app}/{stream}_{group}.whep`, abr.py) changes rendition.
 """
 
 from __future__ import annotations
