@@ -23,7 +23,7 @@ import time
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from livecenter.media.policy import RenditionGroup, RenditionRequested, StreamKey
+from livecenter.media.policy import PolicyUnavailable, RenditionGroup, RenditionRequested, StreamKey
 from livecenter.media.renditions import RenditionSpec
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, http_request, start_publisher
@@ -175,5 +175,13 @@ def test_a_group_url_is_signed_over_its_own_path_plays_the_stream_and_asks_for_i
         assert http_request(f"{node.http}/live/cam1.whep/{location.rpartition('/')[2]}", "DELETE")[0] == 404
         assert http_request(node.http + location, "DELETE")[0] == 200
         assert node.wait_for(lambda: not node.node.rts.sessions)
+
+        # The policy cannot say what the group is: try again later, not "not live".
+        async def unavailable(domain, app, group_id):
+            raise PolicyUnavailable("database down")
+
+        node.policy.rendition_group = unavailable
+        status, headers, _ = http_request(whep_url(node, stream="cam1_abr"), "POST", offer)
+        assert (status, headers.get("X-LiveCenter-Error")) == (503, "policy unavailable")
     finally:
         publisher.stop()

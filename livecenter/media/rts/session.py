@@ -40,10 +40,10 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from ..admission import domain_of
+from ..admission import Refusal, domain_of
 from ..http_server import RequestBodyError, refusal_headers
 from ..play import PlayDecision, PlayRequest, admit_viewer, log_refusal, wait_live
-from ..policy import DomainConfig, StreamKey
+from ..policy import DomainConfig, PolicyUnavailable, StreamKey
 from . import srtp
 from .abr import AbrLadder, RtsAbr, abr_ladder, request_renditions
 from .aiortc_compat import (
@@ -396,7 +396,11 @@ class RtsService:
             return
         # `/{app}/{stream}_{group}.whep`: the stream, with its template
         # group's renditions (abr.py).
-        ladder = await abr_ladder(self.node.policy, decision.key)
+        try:
+            ladder = await abr_ladder(self.node.policy, decision.key)
+        except PolicyUnavailable:
+            self._refuse(http, play, 503, decision.key, str(Refusal.POLICY_UNAVAILABLE))
+            return
         if ladder is not None:
             decision = PlayDecision(dataclasses.replace(decision.admission, key=ladder.source))
         key, domain = decision.key, decision.admission.domain
