@@ -23,7 +23,8 @@ from livecenter.media.flv import AUDIO, VIDEO
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import MemoryPolicy, RenditionGroup, StreamKey
 from livecenter.media.renditions import RenditionSpec
-from livecenter.media.rts.abr import abr_ladder
+from livecenter.media.rts.abr import RtsAbr, abr_ladder
+from livecenter.media.rts.bitrate import DOWN_HOLD_SECONDS, SWITCH_COOLDOWN_SECONDS
 from livecenter.media.rts.fastpath import RtpStreamParameters, RtpWriter
 from livecenter.media.rts.media import VIEWER_SKIP_FRACTION_LOST, FastTrackSender, RtsSource
 from tests.test_mpegts import ffmpeg_flv, flv_tags
@@ -127,6 +128,8 @@ def test_a_switch_waits_for_the_renditions_keyframe_and_keeps_the_rtp_continuous
         assert viewer in source.viewers, "its stream still carries its audio and its life"
         assert viewer.rendition_switches == 1 and viewer.skips == 0
         assert source.subscription.viewers == 0 and rendition.subscription.viewers == 1
+        # What the node's samples count (stats.py): an RTS viewer on the rendition it watches.
+        assert hub.stream(LOW).viewers() == {"rts": 1} and hub.stream(KEY).viewers() == {"rts": 0}
         sent = headers(transport.sent)
         assert consecutive(transport.sent), "no gap, no repeat"
         # Timestamps never go back, and step by about a frame (33 or 34 ms
@@ -230,5 +233,59 @@ def test_loss_retransmission_repairs_skips_no_one(fraction):
         viewer.loss_reported(fraction)
         assert viewer.skips == 0
         viewer.close()
+
+    asyncio.run(run())
+
+
+def test_the_controller_is_carried_out_on_a_live_rendition_and_one_not_live_is_asked_for():
+    async def run():
+        hub = StreamHub()
+        top = hub.publish(KEY)
+        tags = video_tags("320x240")
+        requested = []
+        sources = {}
+        node = SimpleNamespace(
+            hub=hub,
+            config=SimpleNamespace(rts_fast_path=True),
+            request_rendition=lambda source, template: requested.append((source, template)),
+        )
+
+        def source_of(key):
+            if key not in sources or sources[key].closed:
+                sources[key] = RtsSource(rts, key)
+            return sources[key]
+
+        rts = SimpleNamespace(node=node, source_closed=lambda source: None, source=source_of)
+        ladder = await abr_ladder(
+            MemoryPolicy(groups={("push.test", "live", "abr"): RenditionGroup("abr", (RenditionSpec("lld", 300),))}),
+            StreamKey("push.test", "live", "cam1_abr"),
+        )
+        viewer, _ = fast_viewer(source_of(KEY))
+        abr = viewer.abr = RtsAbr(rts, viewer, ladder)
+        clock = [0.0]
+        abr._loop = SimpleNamespace(time=lambda: clock[0])  # a fake clock for the controller
+        for tag in tags[:10]:
+            top.push("video", tag.timestamp, tag.body)
+
+        def lose(fraction, seconds):
+            end = clock[0] + seconds
+            while clock[0] <= end:
+                viewer.loss_reported(fraction)
+                clock[0] += 0.25
+
+        lose(0.3, DOWN_HOLD_SECONDS + 0.5)  # too much loss: down, but cam1_lld is not live
+        assert requested == [(KEY, "lld")], "asked for again"
+        assert viewer.switching_to is None and viewer.video_source.key == KEY and abr.controller.index == 1
+        low = hub.publish(LOW)
+        lose(0.3, SWITCH_COOLDOWN_SECONDS + DOWN_HOLD_SECONDS + 0.5)
+        assert viewer.switching_to is not None and viewer.switching_to.key == LOW
+        pending = viewer.switching_to
+        lose(0.3, 1.0)
+        assert viewer.switching_to is pending, "one pending switch, not a new one each report"
+        for tag in video_tags("160x120")[:5]:
+            low.push("video", tag.timestamp, tag.body)
+        assert viewer.video_source is pending and abr.rendition == LOW
+        viewer.close()
+        assert pending.closed and sources[KEY].closed
 
     asyncio.run(run())
