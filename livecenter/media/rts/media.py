@@ -267,6 +267,7 @@ class RtsViewer:
         self.skips = 0  # times it was skipped to a keyframe
         self.keyframe_requests = 0
         self.rendition_switches = 0
+        self.estimate_bps = 0  # its receiver's last REMB
         self.ended = asyncio.Event()
         # A fast-path joiner's frames not sent yet: (unit, timestamp or None), paced (_send_burst).
         self._burst: deque | None = None
@@ -332,6 +333,7 @@ class RtsViewer:
 
     def estimate_reported(self, bps: int) -> None:
         """Its receiver's bandwidth estimate (REMB)."""
+        self.estimate_bps = bps
         if self.abr is not None:
             self.abr.on_estimate(bps)
 
