@@ -6,6 +6,10 @@ GET  online-users/            viewers per stream at a time         ?domain=&quer
 GET  playback-quality/      viewers' playback quality (beacons)  ?domain=&app=&stream=&start_time=&end_time=
 GET  metrics/                 Prometheus text exposition of the newest samples
 POST troubleshoot/            check a URL                          {url}
+GET/POST          alarm-rules/        alarm rules ?domain=; POST {domain, app?, metric, comparison?, threshold,
+                                      duration_seconds?, enabled?}
+GET/PATCH/DELETE  alarm-rules/{id}/   one rule; PATCH changes the fields it names
+GET               alarms/             open and past alarms, newest first ?domain=&state=open|closed
 """
 
 from django.urls import path
@@ -21,4 +25,7 @@ urlpatterns = [
     path("playback-quality/", api.PlaybackQualityView.as_view(), name="playback-quality"),
     path("metrics/", api.MetricsView.as_view(), name="metrics"),
     path("troubleshoot/", api.TroubleshootView.as_view(), name="troubleshoot"),
+    path("alarm-rules/", api.AlarmRuleListView.as_view(), name="alarm-rules"),
+    path("alarm-rules/<int:rule_id>/", api.AlarmRuleView.as_view(), name="alarm-rule"),
+    path("alarms/", api.AlarmListView.as_view(), name="alarms"),
 ]
