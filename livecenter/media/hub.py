@@ -294,6 +294,11 @@ class LiveStream:
         return self._video.bitrate() + self._audio.bitrate()
 
     @property
+    def video_bitrate(self) -> float:
+        """Video bit/s over the last STATS_WINDOW_MS (0 until measured)."""
+        return self._video.bitrate()
+
+    @property
     def viewer_count(self) -> int:
         return len(self.subscribers)
 
