@@ -559,3 +559,18 @@ LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celer
 LIVECENTER_CALLBACKS_CONSOLE_URL = os.environ.get(
     "LIVECENTER_CALLBACKS_CONSOLE_URL", f"http://{LIVECENTER_CONSOLE_HOST}:{LIVECENTER_CONSOLE_PORT}"
 )
+
+# --- usage statistics (monitoring/usage.py) ------------------------------------------------
+# Rolled up from the samples by the worker every LIVECENTER_USAGE_ROLLUP_SECONDS
+# (at most LIVECENTER_USAGE_ROLLUP_BATCH samples a run; the next run goes on).
+# 5-minute, hour and day rollups are kept LIVECENTER_USAGE_RETENTION_DAYS,
+# 1-minute ones LIVECENTER_USAGE_MINUTE_RETENTION_DAYS.
+LIVECENTER_USAGE_ROLLUP_SECONDS = float(os.environ.get("LIVECENTER_USAGE_ROLLUP_SECONDS", 30))
+LIVECENTER_USAGE_ROLLUP_BATCH = int(os.environ.get("LIVECENTER_USAGE_ROLLUP_BATCH", 20000))
+LIVECENTER_USAGE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_RETENTION_DAYS", 90))
+LIVECENTER_USAGE_MINUTE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_MINUTE_RETENTION_DAYS", 7))
+CELERY_BEAT_SCHEDULE["monitoring.roll-up-usage"] = {
+    "task": "monitoring.roll_up_usage",
+    "schedule": LIVECENTER_USAGE_ROLLUP_SECONDS,
+    "options": {"expires": LIVECENTER_USAGE_ROLLUP_SECONDS},
+}

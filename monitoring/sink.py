@@ -21,12 +21,14 @@ from django.db import close_old_connections, connection
 
 from domains.models import Domain
 from livecenter import outage
+from livecenter.media.stats import MAX_VIEWER_IDS_PER_SAMPLE, VIEWER_ID_BYTES
 from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
 
 from . import live
 from .models import PublishRefusal, StreamSample
 
 log = logging.getLogger(__name__)
+VIEWER_ID_CHARS = 2 * VIEWER_ID_BYTES  # hex
 
 
 def _aware(unix_seconds: float) -> dt.datetime:
@@ -74,6 +76,7 @@ def _create(samples) -> None:
                 whip=s.whip.as_dict() if s.whip is not None else None,
                 upstream_node=s.upstream_node[:128],
                 relay_bitrate_out=max(0.0, s.relay_bitrate_out),
+                viewer_ids=[v[:VIEWER_ID_CHARS] for v in s.viewer_ids[:MAX_VIEWER_IDS_PER_SAMPLE]],
             )
             for node_id, s in samples
         ],

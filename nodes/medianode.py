@@ -5,6 +5,8 @@ console's, or `manage.py medianode`'s)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import asyncio
 import contextlib
 import logging
@@ -128,6 +130,8 @@ def node_config() -> NodeConfig:
         malloc_trim_seconds=settings.LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
+        # Derived, so the key itself never reaches the samples' readers.
+        viewer_id_salt=hashlib.sha256(b"livecenter viewer ids\n" + settings.SECRET_KEY.encode()).digest(),
         relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,
         relay_srt_latency_ms=settings.LIVECENTER_RELAY_SRT_LATENCY_MS,
     )

@@ -16,6 +16,7 @@ import pytest
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import StreamKey, StreamsSampled
 from livecenter.media.signing import sign
+from livecenter.media import stats
 from livecenter.media.stats import REQUEST_VIEWER_WINDOW_SECONDS, StatsSampler, StreamCounters
 from tests.mediasupport import PLAY, PLAY_KEY, NodeThread, start_publisher
 from tests.test_hub import AUDIO_HEADER, META, VIDEO_HEADER, run
@@ -195,3 +196,36 @@ def test_it_remembers_at_most_max_request_clients(monkeypatch):
     assert c.request_viewers(2.0) == {"hls": 3}  # at the limit
     c.served("hls", 1, "10.0.0.9", 1.5)  # one past: the oldest goes
     assert c.request_viewers(2.0) == {"hls": 3} and ("hls", "10.0.0.0") not in c.clients
+
+
+@run
+async def test_it_reports_each_viewer_once_a_minute_by_a_salted_hash(monkeypatch):
+    monkeypatch.setattr(stats, "MAX_VIEWER_IDS_PER_SAMPLE", 2)
+    hub = StreamHub()
+    clock, wall = Clock(), Clock()
+    sampler = StatsSampler(hub, monotonic=clock, wall=wall, salt=b"cluster salt")
+    hub.publish(KEY)
+    wall.now = 60 * 1000.0 + 10  # 10 s into a UTC minute
+    a, b = sampler.viewer("10.0.0.1", "Chrome"), sampler.viewer("10.0.0.2", "Firefox")
+    assert a == stats.viewer_identity(b"cluster salt", "10.0.0.1", "Chrome") and len(a) == 16
+    assert a != StatsSampler(hub, salt=b"another").viewer("10.0.0.1", "Chrome")  # the salt keys it
+    assert "10.0.0.1" not in a
+    hub.subscribe(KEY, protocol="flv", viewer=a)
+    hub.subscribe(KEY, protocol="rtmp", viewer=b)
+    hub.subscribe(KEY, protocol="relay", viewer="")  # another node: nobody
+    sampler.served(KEY, "hls", 100, sampler.viewer("10.0.0.3", "Safari"))
+    sampler.served(KEY, "hls", 100, a)  # the same viewer over two protocols counts once
+
+    def ids() -> tuple[str, ...]:
+        clock.now += 1
+        wall.now += 1
+        return sampler.sample({KEY: "s1"})[0].viewer_ids
+
+    first, second = ids(), ids()
+    # At most two a sample; the third follows in the next second of the minute.
+    assert len(first) == 2 and len(second) == 1
+    assert set(first + second) == {a, b, sampler.viewer("10.0.0.3", "Safari")}
+    assert ids() == ()  # all reported this minute
+    wall.now += 60  # the next minute: all again
+    again = ids() + ids()
+    assert set(again) == set(first + second)

@@ -233,9 +233,10 @@ class RtsTrack(MediaStreamTrack):
 class RtsViewer:
     """One WebRTC viewer's side of a source."""
 
-    def __init__(self, source: RtsSource, may_transcode: bool) -> None:
+    def __init__(self, source: RtsSource, may_transcode: bool, identity: str = "") -> None:
         self.source = source
         self.may_transcode = may_transcode
+        self.identity = identity  # stats.viewer_identity, for unique viewers
         self.video = RtsTrack("video", self)
         self.audio = RtsTrack("audio", self)
         self.need_keyframe = True
@@ -507,6 +508,9 @@ class RtsSource:
         # it came, and the hub's audio (AAC made from it) is not used.
         self.whip = None
         self.subscription = self.hub.subscribe(key, protocol="rts", on_ready=self._on_ready)
+        # Its viewers' identities (stats.viewer_identity) -> how many of its viewers have each.
+        self.identities: dict[str, int] = {}
+        self.subscription.identities = self.identities
         self._on_ready(self.subscription)
         self._joining = False
         publisher = service.whip.by_key.get(key) if getattr(service, "whip", None) is not None else None
@@ -534,9 +538,11 @@ class RtsSource:
 
     # --- viewers ---------------------------------------------------------------------
 
-    def add_viewer(self, may_transcode: bool) -> RtsViewer:
-        viewer = RtsViewer(self, may_transcode)
+    def add_viewer(self, may_transcode: bool, identity: str = "") -> RtsViewer:
+        viewer = RtsViewer(self, may_transcode, identity)
         self.viewers[viewer] = None
+        if identity:
+            self.identities[identity] = self.identities.get(identity, 0) + 1
         self.subscription.viewers = len(self.viewers)
         if self.ready:
             viewer.join(self.gop.frames)
@@ -545,7 +551,10 @@ class RtsSource:
         return viewer
 
     def remove(self, viewer: RtsViewer) -> None:
-        self.viewers.pop(viewer, None)
+        if self.viewers.pop(viewer, 0) is None and viewer.identity:
+            left = self.identities.pop(viewer.identity, 1) - 1
+            if left > 0:
+                self.identities[viewer.identity] = left
         self.subscription.viewers = len(self.viewers)
         if not self.viewers:
             self.close()

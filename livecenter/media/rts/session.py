@@ -288,9 +288,11 @@ class RtsService:
 
     # --- sessions ------------------------------------------------------------------
 
-    async def create(self, key: StreamKey, offer: str, may_transcode: bool, peer: str) -> WhepSession:
+    async def create(
+        self, key: StreamKey, offer: str, may_transcode: bool, peer: str, identity: str = ""
+    ) -> WhepSession:
         source = self.source(key)
-        viewer = source.add_viewer(may_transcode)
+        viewer = source.add_viewer(may_transcode, identity)
         session = WhepSession(self, secrets.token_urlsafe(18), key, viewer, peer)
         self.sessions[session.id] = session
         try:
@@ -401,7 +403,7 @@ class RtsService:
             self._refuse(http, play, 403, key, REFUSAL_BFRAMES)
             return
         try:
-            session = await self.create(key, offer, domain.html5_transcode, http.peer)
+            session = await self.create(key, offer, domain.html5_transcode, http.peer, http.viewer_identity())
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
             self._refuse(http, play, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
