@@ -4,6 +4,8 @@ GET  frame-rate-and-bitrate/  every stream of a domain at a time   ?domain=&quer
 GET  stream-bitrate/          one stream over a range              ?domain=&app=&stream=&start_time=&end_time=
 GET  online-users/            viewers per stream at a time         ?domain=&query_time=
 GET  metrics/                 Prometheus text exposition of the newest samples
+GET  usage/                   bandwidth, traffic, viewers over a range  ?domain=&app=&stream=&start_time=&end_time=&interval=
+GET  usage/csv/               the same as CSV
 POST troubleshoot/            check a URL                          {url}
 """
 
@@ -19,4 +21,6 @@ urlpatterns = [
     path("online-users/", api.OnlineUsersView.as_view(), name="online-users"),
     path("metrics/", api.MetricsView.as_view(), name="metrics"),
     path("troubleshoot/", api.TroubleshootView.as_view(), name="troubleshoot"),
+    path("usage/", api.UsageView.as_view(), name="usage"),
+    path("usage/csv/", api.UsageCsvView.as_view(), name="usage-csv"),
 ]

@@ -21,8 +21,8 @@ from django.db import close_old_connections, connection
 
 from domains.models import Domain
 from livecenter import outage
-from livecenter.media.stats import MAX_VIEWER_IDS_PER_SAMPLE, VIEWER_ID_BYTES
 from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
+from livecenter.media.stats import MAX_VIEWER_IDS_PER_SAMPLE, VIEWER_ID_BYTES
 
 from . import live
 from .models import PublishRefusal, StreamSample

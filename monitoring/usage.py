@@ -55,6 +55,7 @@ from django.utils import timezone
 from domains.services import ingest_domain_for
 from livecenter.lib.api import invalid
 from livecenter.lib.dates import aware
+from streams.services import valid_name
 
 from .models import StreamSample, UsageRollup, UsageWatermark
 from .sketch import ViewerSketch
@@ -323,7 +324,10 @@ def choose_granularity(start: dt.datetime, end: dt.datetime, granularity: int | 
         days = retention(granularity).total_seconds() / 86400
         raise invalid("start_time", f"{granularity}-second figures are kept for {days:g} days; start later")
     if (end - start).total_seconds() / granularity > MAX_POINTS:
-        raise invalid("interval", f"the range holds more than {MAX_POINTS} periods of {granularity} seconds; choose a longer interval")
+        raise invalid(
+            "interval",
+            f"the range holds more than {MAX_POINTS} periods of {granularity} seconds; choose a longer interval",
+        )
     return granularity
 
 
@@ -351,6 +355,8 @@ def usage_series(
     domain = ingest_domain_for(owner, domain_name)
     if stream and not app:
         raise invalid("app", "name the app of the stream")
+    app = valid_name("app", app) if app else ""
+    stream = valid_name("stream", stream) if stream else ""
     now = now or timezone.now()
     start, end = usage_range(start, end, now)
     granularity = choose_granularity(start, end, granularity, now)
@@ -431,3 +437,9 @@ def usage_csv(series: UsageSeries) -> str:
 
 def _csv_number(value) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def csv_filename(series: UsageSeries) -> str:
+    scope = "_".join(part for part in (series.domain_name, series.app, series.stream) if part)
+    safe = "".join(c if c.isalnum() or c in "-._" else "-" for c in scope)
+    return f"usage_{safe}_{series.start_time:%Y%m%dT%H%MZ}_{series.granularity}s.csv"

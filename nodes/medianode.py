@@ -5,10 +5,9 @@ console's, or `manage.py medianode`'s)."""
 
 from __future__ import annotations
 
-import hashlib
-
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 import time

@@ -13,10 +13,10 @@ from urllib.parse import urljoin
 
 import pytest
 
+from livecenter.media import stats
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import StreamKey, StreamsSampled
 from livecenter.media.signing import sign
-from livecenter.media import stats
 from livecenter.media.stats import REQUEST_VIEWER_WINDOW_SECONDS, StatsSampler, StreamCounters
 from tests.mediasupport import PLAY, PLAY_KEY, NodeThread, start_publisher
 from tests.test_hub import AUDIO_HEADER, META, VIDEO_HEADER, run
