@@ -4,7 +4,8 @@ GET  frame-rate-and-bitrate/  every stream of a domain at a time   ?domain=&quer
 GET  stream-bitrate/          one stream over a range              ?domain=&app=&stream=&start_time=&end_time=
 GET  online-users/            viewers per stream at a time         ?domain=&query_time=
 GET  metrics/                 Prometheus text exposition of the newest samples
-GET  usage/                   bandwidth, traffic, viewers over a range  ?domain=&app=&stream=&start_time=&end_time=&interval=
+GET  usage/                   bandwidth, traffic, viewers over a range
+                                  ?domain=&app=&stream=&start_time=&end_time=&interval=
 GET  usage/csv/               the same as CSV
 POST troubleshoot/            check a URL                          {url}
 """

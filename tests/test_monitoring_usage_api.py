@@ -81,8 +81,8 @@ def test_it_gives_an_app_or_a_stream_and_picks_the_interval_from_the_range(owner
     assert body["interval"] == 300 and len(body["data"]) == 144
     point = next(p for p in body["data"] if p["time_stamp"] == iso(HOUR))
     assert point["bytes_in"] == 300 * 50_000 and point["bytes_out_by_protocol"] == {"hls": 300 * 50_000}
-    r = get(owner, domain="push.example.com", app="live", start_time=iso(HOUR), end_time=iso(HOUR + dt.timedelta(hours=1)),
-            interval=3600)  # fmt: skip
+    hour = {"start_time": iso(HOUR), "end_time": iso(HOUR + dt.timedelta(hours=1))}
+    r = get(owner, domain="push.example.com", app="live", interval=3600, **hour)
     assert r.json()["data"][0]["bytes_in"] == 300 * 150_000 + 300 * 100_000
 
 
