@@ -23,3 +23,8 @@ class DomainForm(ConsoleForm):
 
 class TroubleshootForm(ConsoleForm):
     url = forms.CharField(label="Ingest or playback URL", max_length=4096)
+
+
+class StatisticsForm(DomainForm):
+    app = forms.CharField(label="App name", required=False, help_text="Empty: the whole domain.")
+    stream = forms.CharField(label="Stream name", required=False, help_text="Empty: the whole app.")

@@ -3,6 +3,7 @@
 monitoring:stream        /monitoring/stream/?domain=&app=&stream=   live charts of one stream
 monitoring:domain        /monitoring/?domain=                        a domain's online streams, bandwidth, users
 monitoring:troubleshoot  /monitoring/troubleshoot/?url=              the troubleshooting tool
+monitoring:statistics    /monitoring/statistics/?domain=&app=&stream= usage statistics (charts, CSV)
 """
 
 from django.urls import path
@@ -15,4 +16,5 @@ urlpatterns = [
     path("", views.domain, name="domain"),
     path("stream/", views.stream, name="stream"),
     path("troubleshoot/", views.troubleshooter, name="troubleshoot"),
+    path("statistics/", views.statistics, name="statistics"),
 ]

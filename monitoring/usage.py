@@ -52,6 +52,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from domains.models import Domain
 from domains.services import ingest_domain_for
 from livecenter.lib.api import invalid
 from livecenter.lib.dates import aware
@@ -339,6 +340,15 @@ def usage_range(start, end, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]
     return start, end
 
 
+def usage_scope(owner, domain_name: str, app: str = "", stream: str = "") -> tuple[Domain, str, str]:
+    """(the ingest domain, app, stream) of a query: one of the owner's domains,
+    with an app ("" for the whole domain) and a stream of it ("" for the whole app)."""
+    domain = ingest_domain_for(owner, domain_name)
+    if stream and not app:
+        raise invalid("app", "name the app of the stream")
+    return domain, valid_name("app", app) if app else "", valid_name("stream", stream) if stream else ""
+
+
 def usage_series(
     owner,
     domain_name: str,
@@ -352,11 +362,7 @@ def usage_series(
     """The usage of one of the owner's domains (or one of its apps, or
     streams) over a range, one point per period (periods without traffic as
     zeros), and the range's totals. The range is widened to whole periods."""
-    domain = ingest_domain_for(owner, domain_name)
-    if stream and not app:
-        raise invalid("app", "name the app of the stream")
-    app = valid_name("app", app) if app else ""
-    stream = valid_name("stream", stream) if stream else ""
+    domain, app, stream = usage_scope(owner, domain_name, app, stream)
     now = now or timezone.now()
     start, end = usage_range(start, end, now)
     granularity = choose_granularity(start, end, granularity, now)

@@ -4,6 +4,7 @@ with a form, calls one service (the operator's own domains only) and renders."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
@@ -11,8 +12,8 @@ from django.shortcuts import render
 from domains.services import ingest_domains
 from livecenter.lib.pages import add_service_errors
 
-from . import services, troubleshoot
-from .forms import DomainForm, StreamForm, TroubleshootForm
+from . import services, troubleshoot, usage
+from .forms import DomainForm, StatisticsForm, StreamForm, TroubleshootForm
 
 
 @login_required
@@ -57,3 +58,29 @@ def troubleshooter(request):
     if form.is_bound and form.is_valid():
         report = troubleshoot.check_url(request.user, form.cleaned_data["url"])
     return render(request, "monitoring/troubleshoot.html", {"form": form, "report": report, "tab": "troubleshoot"})
+
+
+@login_required
+def statistics(request):
+    """Usage statistics of a domain, app or stream: the form picks the scope,
+    the usage panel (charts.js) draws it from the API over the range picked."""
+    domains = ingest_domains(request.user)
+    data = request.GET.copy()
+    if not data.get("domain") and domains.exists():
+        data["domain"] = domains.first().domain_name
+    form = StatisticsForm(data or None, domains=domains)
+    scope = None
+    if form.is_bound and form.is_valid():
+        f = form.cleaned_data
+        try:
+            scope = usage.usage_scope(request.user, f["domain"], f["app"], f["stream"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {
+        "form": form,
+        "scope": scope,
+        "has_domains": domains.exists(),
+        "retention_days": settings.LIVECENTER_USAGE_RETENTION_DAYS,
+        "minute_days": settings.LIVECENTER_USAGE_MINUTE_RETENTION_DAYS,
+    }
+    return render(request, "monitoring/statistics.html", context)
