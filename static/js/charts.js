@@ -25,39 +25,56 @@ window.LivecenterCharts = (function () {
     return `${d.toLocaleString()} (${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC)`;
   }
 
+  const PREFIXES = [
+    [1e9, "G"],
+    [1e6, "M"],
+    [1e3, "k"],
+  ];
+
+  // 1234567 -> ["1.23", "M"]
+  function scaled(v) {
+    const a = Math.abs(v);
+    for (const [div, prefix] of PREFIXES) {
+      if (a >= div) return [String(+(v / div).toFixed(2)), prefix];
+    }
+    return [String(+v.toFixed(2)), ""];
+  }
+
   // 1234567 -> "1.23M": short y-axis labels that fit the axis's width.
   function compact(v) {
-    if (v == null) return "";
-    const a = Math.abs(v);
-    for (const [div, suffix] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
-      if (a >= div) return `${+(v / div).toFixed(2)}${suffix}`;
-    }
-    return String(+v.toFixed(2));
+    return v == null ? "" : scaled(v).join("");
+  }
+
+  // 1600000, "bit/s" -> "1.6 Mbit/s"
+  function withUnit(v, unit) {
+    if (v == null) return "—";
+    const [number, prefix] = scaled(v);
+    return `${number} ${prefix}${unit}`;
   }
 
   function bitrate(bps) {
-    if (bps == null) return "—";
-    return `${compact(bps)}bit/s`;
+    return withUnit(bps, "bit/s");
   }
 
   function bytes(n) {
-    if (n == null) return "—";
-    return `${compact(n)}B`;
+    return withUnit(n, "B");
   }
 
   // A time chart in `el`: series [{label, stroke, ...}], data [[times], [values]...],
-  // `format` turns a value into the legend's text.
-  function timeChart(el, series, data, format) {
+  // `format` turns a value into the legend's text; `yLabel` names the unit.
+  function timeChart(el, series, data, format, yLabel) {
     const opts = {
       width: Math.max(el.clientWidth, 300),
       height: HEIGHT,
       tzDate: utc,
-      scales: { x: { time: true } },
+      // One point (a stream's last sample) gets a minute either side (uPlot
+      // would give it 1,000 days when times are in seconds).
+      scales: { x: { time: true, range: (u, min, max) => (u.data[0].length === 1 ? [min - 60, min + 60] : [min, max]) } },
       series: [{ value: (u, ts) => localTime(ts) }, ...series.map((s) => ({ ...s, value: (u, v) => format(v) }))],
       axes: [
         // At least 90 px between time ticks: "12:00" and "12/5" labels never touch.
         { space: 90, label: "UTC", labelSize: 18, labelFont: "12px sans-serif" },
-        { space: 30, size: 56, values: (u, splits) => splits.map(compact) },
+        { space: 30, size: 56, values: (u, splits) => splits.map(compact), label: yLabel, labelSize: yLabel ? 18 : 0 },
       ],
     };
     const plot = new uPlot(opts, data, el);
@@ -124,6 +141,7 @@ window.LivecenterCharts = (function () {
       ],
       bandwidthData,
       bitrate,
+      "bit/s",
     );
     const viewerChart = timeChart(
       find("viewers-chart"),
@@ -134,6 +152,7 @@ window.LivecenterCharts = (function () {
       ],
       viewerData,
       (v) => (v == null ? "—" : String(+v.toFixed(1))),
+      "viewers",
     );
     const state = { requests: 0, loaded: 0 };
     root.usage = state;

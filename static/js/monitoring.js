@@ -47,7 +47,7 @@
 
   // The shared time chart (charts.js): UTC on the axis, local time on hover.
   function chart(el, series, data, unit) {
-    return LivecenterCharts.timeChart(el, series, data, (v) => (v == null ? "—" : `${v} ${unit}`));
+    return LivecenterCharts.timeChart(el, series, data, (v) => (v == null ? "—" : `${v} ${unit}`), unit);
   }
 
   // --- one stream ---------------------------------------------------------------
