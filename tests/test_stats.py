@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from urllib.parse import urljoin
@@ -177,6 +178,10 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
     everything = samples_of(node)
     assert any(s.viewers.get("hls") == 1 for s in everything) and any(s.bitrate_out.get("hls") for s in everything)
     assert not any("hls-packager" in s.viewers for s in samples)
+    # Two viewers by identity (address and user agent): ffmpeg's FLV play and urllib's HLS requests.
+    identities = {i for s in everything for i in s.viewer_ids}
+    urllib_agent = f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"
+    assert len(identities) == 2 and node.node.stats.viewer("127.0.0.1", urllib_agent) in identities
     # What one FLV viewer is sent is what comes in, audio included, plus FLV's
     # tags (a few per cent); a sample's second may hold a burst of a backlog.
     watched = [s for s in samples if s.viewers.get("flv") == 1]
