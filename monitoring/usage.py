@@ -63,8 +63,10 @@ from .sketch import ViewerSketch
 
 MINUTE, FIVE_MINUTES, HOUR, DAY = UsageRollup.GRANULARITIES
 WATERMARK = "usage"
-# Of each coarser granularity, the finer one it is rolled up from.
-SOURCE = {FIVE_MINUTES: MINUTE, HOUR: FIVE_MINUTES, DAY: FIVE_MINUTES}
+# Of each coarser granularity, the finer one its totals, peaks and sketches
+# are rolled up from, and the one its 95th percentile is taken over.
+SOURCE = {FIVE_MINUTES: MINUTE, HOUR: FIVE_MINUTES, DAY: HOUR}
+PERCENTILE_SOURCE = {FIVE_MINUTES: MINUTE, HOUR: FIVE_MINUTES, DAY: FIVE_MINUTES}
 # The 95th percentile of a range is over its 5-minute periods (billing's).
 PERCENTILE_GRANULARITY = FIVE_MINUTES
 # Points a query answers at most (a month of hours is 744; a day of minutes 1,440).
@@ -184,12 +186,12 @@ def roll_up_minute(domain: str, start: dt.datetime) -> None:
 
 
 def roll_up_period(domain: str, granularity: int, start: dt.datetime) -> None:
-    """Every row of `domain` for one coarser period, from the finer rows (SOURCE)."""
-    source = SOURCE[granularity]
+    """Every row of `domain` for one coarser period, from the finer rows
+    (SOURCE, PERCENTILE_SOURCE)."""
     end = start + dt.timedelta(seconds=granularity)
     tallies: dict[_ENTITY, _Tally] = defaultdict(_Tally)
-    finer = UsageRollup.objects.filter(granularity=source, domain_name=domain, start__gte=start, start__lt=end)
-    for row in finer.iterator():
+    period = {"domain_name": domain, "start__gte": start, "start__lt": end}
+    for row in UsageRollup.objects.filter(granularity=SOURCE[granularity], **period).iterator():
         tally = tallies[row.app, row.stream]
         tally.bytes_in += row.bytes_in
         for protocol, n in row.bytes_out_by_protocol.items():
@@ -199,8 +201,12 @@ def roll_up_period(domain: str, granularity: int, start: dt.datetime) -> None:
         tally.peak_viewers = max(tally.peak_viewers, row.peak_viewers)
         tally.viewer_seconds += row.viewer_seconds
         tally.sketch.merge(ViewerSketch.load(row.viewer_sketch))
-        tally.sub_bps_in.append(row.bytes_in * 8 / source)
-        tally.sub_bps_out.append(row.bytes_out * 8 / source)
+    source = PERCENTILE_SOURCE[granularity]
+    finer = UsageRollup.objects.filter(granularity=source, **period)
+    for app, stream, bytes_in, bytes_out in finer.values_list("app", "stream", "bytes_in", "bytes_out").iterator():
+        tally = tallies[app, stream]
+        tally.sub_bps_in.append(bytes_in * 8 / source)
+        tally.sub_bps_out.append(bytes_out * 8 / source)
     count = granularity // source
     rows = [
         tally.row(
