@@ -35,9 +35,7 @@ def stream(request):
 @login_required
 def domain(request):
     domains = ingest_domains(request.user)
-    data = request.GET.copy()
-    if not data.get("domain") and domains.exists():
-        data["domain"] = domains.first().domain_name
+    data = _with_default_domain(request.GET, domains)
     form = DomainForm(data or None, domains=domains)
     view = None
     if form.is_bound and form.is_valid():
@@ -49,6 +47,14 @@ def domain(request):
     if view is not None:
         context["latest"] = [services.sample_json(s) for s in view.latest.values()]
     return render(request, "monitoring/domain.html", context)
+
+
+def _with_default_domain(query, domains):
+    """The page's query, naming the operator's first ingest domain where it names none."""
+    data = query.copy()
+    if not data.get("domain") and domains.exists():
+        data["domain"] = domains.first().domain_name
+    return data
 
 
 @login_required
@@ -65,9 +71,7 @@ def statistics(request):
     """Usage statistics of a domain, app or stream: the form picks the scope,
     the usage panel (charts.js) draws it from the API over the range picked."""
     domains = ingest_domains(request.user)
-    data = request.GET.copy()
-    if not data.get("domain") and domains.exists():
-        data["domain"] = domains.first().domain_name
+    data = _with_default_domain(request.GET, domains)
     form = StatisticsForm(data or None, domains=domains)
     scope = None
     if form.is_bound and form.is_valid():

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from monitoring import usage
+from tests.browsersupport import chromium_page, log_in_as_owner
 from tests.monitoringsupport import record, stream_sample
 from tests.streamsupport import add_pair
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
@@ -22,20 +23,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        # A zone far from UTC, so the legend's local time is not the axis's.
-        context = browser.new_context(
-            timezone_id="Asia/Shanghai", locale="en-GB", viewport={"width": 1280, "height": 800}
-        )
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A zone far from UTC, so the legend's local time is not the axis's.
+    viewport = {"width": 1280, "height": 800}
+    with chromium_page(CHROMIUM, CHROMIUM_ARGS, 20_000, timezone_id="Asia/Shanghai", locale="en-GB",
+                       viewport=viewport) as page:  # fmt: skip
         yield page
-        browser.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 @pytest.fixture
@@ -53,11 +45,7 @@ def ten_minutes(owner):
 
 def test_it_draws_the_usage_and_follows_the_range_picker(ten_minutes, page, live_server):
     base = live_server.url
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "owner-pass-123")
-    page.click("#login-button")
-    page.wait_for_url("**/domains/")
+    log_in_as_owner(page, base)
     page.click("#nav-statistics")
     page.wait_for_url("**/monitoring/statistics/")
     panel = page.locator(".usage-panel")
@@ -113,11 +101,7 @@ def stopped_stream(owner):
 
 def test_a_stopped_streams_page_shows_its_last_figures_as_such(stopped_stream, page, live_server):
     base = live_server.url
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "owner-pass-123")
-    page.click("#login-button")
-    page.wait_for_url("**/domains/")
+    log_in_as_owner(page, base)
     page.goto(f"{base}/monitoring/stream/?domain=push.example.com&app=live&stream=cam1")
     page.wait_for_selector("#last-seen", state="visible")
     assert page.inner_text("#stream-state").startswith("stream stopped")
