@@ -55,6 +55,8 @@ class StreamSample(models.Model):
     upstream_node = models.CharField(max_length=128, blank=True, default="")
     # Bits per second sent to other nodes (relays, pulls): not in `bitrate_out`.
     relay_bitrate_out = models.FloatField(default=0.0)
+    # The time the rates cover (about a second): the usage rollups' traffic is rate x this.
+    interval_seconds = models.FloatField(default=1.0)
     # Viewer identities first seen in this UTC minute on this node
     # (livecenter.media.policy.StreamSample.viewer_ids), for unique viewers.
     viewer_ids = models.JSONField(default=list, blank=True)

@@ -76,6 +76,7 @@ def _create(samples) -> None:
                 whip=s.whip.as_dict() if s.whip is not None else None,
                 upstream_node=s.upstream_node[:128],
                 relay_bitrate_out=max(0.0, s.relay_bitrate_out),
+                interval_seconds=max(0.0, s.interval_seconds),
                 viewer_ids=[v[:VIEWER_ID_CHARS] for v in s.viewer_ids[:MAX_VIEWER_IDS_PER_SAMPLE]],
             )
             for node_id, s in samples

@@ -11,8 +11,9 @@ What the figures are, per stream, per app and per domain, for a period:
   (relays and pulls between nodes are in no node's `bitrate_out`). Each
   sample covers one second, so a sample's bits are its bit rate.
 - bandwidth: the average is traffic x 8 / the period; the peak is the
-  highest one-second bandwidth (the seconds of every node added up; a
-  sample belongs to the second and the UTC minute its `at` falls in).
+  highest one-second bandwidth (every stream's and node's added up: a
+  sample belongs to the second and the UTC minute its `at` falls in, and
+  of a node's two samples in one second the later counts).
 - the 95th percentile: of the 5-minute average bandwidths of the period, as
   CDN billing reckons it, for hour and day rows and over a queried range;
   of the per-minute averages for a 5-minute row; a minute's is its average.
@@ -76,6 +77,9 @@ MAX_POINTS = 2000
 AUTO_GRANULARITY = ((dt.timedelta(hours=3), MINUTE), (dt.timedelta(days=2), FIVE_MINUTES),
                     (dt.timedelta(days=31), HOUR))  # fmt: skip
 DEFAULT_RANGE = dt.timedelta(hours=24)
+# A sample's bits are its rates over its interval, taken as at most this long
+# (a node measures its first sample of a stream from the publication's start).
+MAX_SAMPLE_SECONDS = 10.0
 # The minute this much before a new sample is rolled up again too (the module's docstring).
 RECHECK = dt.timedelta(seconds=10)
 
@@ -149,36 +153,49 @@ def roll_up_minute(domain: str, start: dt.datetime) -> None:
     """Every row of `domain` for the minute from `start`, from its samples."""
     end = start + dt.timedelta(seconds=MINUTE)
     samples = StreamSample.objects.filter(domain_name=domain, at__gte=start, at__lt=end).values_list(
-        "app", "stream", "at", "video_bitrate", "audio_bitrate", "upstream_node", "bitrate_out", "viewers",
-        "viewer_ids",
+        "app", "stream", "node_id", "at", "interval_seconds", "video_bitrate", "audio_bitrate", "upstream_node",
+        "bitrate_out", "viewers", "viewer_ids",
     )  # fmt: skip
-    # entity -> second -> [bits in, bits out, viewers]
-    seconds: dict[_ENTITY, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0]))
+    bits_in: dict[_ENTITY, float] = defaultdict(float)
     bits_out: dict[_ENTITY, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    viewer_seconds: dict[_ENTITY, float] = defaultdict(float)
     ids: dict[_ENTITY, set[str]] = defaultdict(set)
-    for app, stream, at, video_bps, audio_bps, upstream, bitrate_out, viewers, viewer_ids in samples:
-        second = int(at.timestamp())
-        bits_in = 0.0 if upstream else max(0.0, video_bps) + max(0.0, audio_bps)
-        out = {p: max(0.0, float(v)) for p, v in (bitrate_out or {}).items()}
+    # (app, stream, node, second) -> (at, bit/s in, bit/s out, viewers): a node's
+    # last sample in each second (one whose ticks drift puts two in a second:
+    # the same viewers, not twice as many).
+    per_second: dict[tuple[str, str, str, int], tuple] = {}
+    for app, stream, node, at, interval, video_bps, audio_bps, upstream, rates_out, viewers, viewer_ids in samples:
+        seconds = min(max(0.0, interval), MAX_SAMPLE_SECONDS)
+        bps_in = 0.0 if upstream else max(0.0, video_bps) + max(0.0, audio_bps)
+        out = {p: max(0.0, float(v)) for p, v in (rates_out or {}).items()}
         watching = sum(max(0, int(v)) for v in (viewers or {}).values())
         for entity in _entities(app, stream):
-            cell = seconds[entity][second]
-            cell[0] += bits_in
-            cell[1] += sum(out.values())
-            cell[2] += watching
-            for protocol, bits in out.items():
-                bits_out[entity][protocol] += bits
+            bits_in[entity] += bps_in * seconds
+            for protocol, bps in out.items():
+                bits_out[entity][protocol] += bps * seconds
+            viewer_seconds[entity] += watching * seconds
             ids[entity].update(i for i in viewer_ids or () if isinstance(i, str))
+        slot = (app, stream, node, int(at.timestamp()))
+        if slot not in per_second or per_second[slot][0] <= at:
+            per_second[slot] = (at, bps_in, sum(out.values()), watching)
+    # entity -> second -> [bit/s in, bit/s out, viewers], every stream's and node's added up
+    by_second: dict[_ENTITY, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0]))
+    for (app, stream, _, second), (_, bps_in, bps_out, watching) in per_second.items():
+        for entity in _entities(app, stream):
+            cell = by_second[entity][second]
+            cell[0] += bps_in
+            cell[1] += bps_out
+            cell[2] += watching
     rows = []
-    for entity, by_second in seconds.items():
+    for entity, cells_by_second in by_second.items():
         tally = _Tally()
-        cells = by_second.values()
-        tally.bytes_in = round(sum(c[0] for c in cells) / 8)
+        cells = cells_by_second.values()
+        tally.bytes_in = round(bits_in[entity] / 8)
         tally.bytes_out = {p: round(bits / 8) for p, bits in bits_out[entity].items()}
         tally.peak_bps_in = max(c[0] for c in cells)
         tally.peak_bps_out = max(c[1] for c in cells)
         tally.peak_viewers = max(c[2] for c in cells)
-        tally.viewer_seconds = sum(c[2] for c in cells)
+        tally.viewer_seconds = round(viewer_seconds[entity])
         tally.sketch = ViewerSketch.of(ids[entity])
         average = (tally.bytes_in * 8 / MINUTE, sum(tally.bytes_out.values()) * 8 / MINUTE)
         rows.append(tally.row(domain, entity, MINUTE, start, average))

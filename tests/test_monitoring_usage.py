@@ -201,3 +201,21 @@ def test_the_worker_task_rolls_up_and_prunes(owner):
     roll_up_usage.apply()
     assert row(3600, hour).bytes_in == 3_000
     assert not UsageRollup.objects.filter(start=T0).exists()
+
+
+@pytest.mark.django_db
+def test_it_takes_each_samples_interval_and_a_nodes_last_sample_of_a_second():
+    # A late tick covers 1.5 s; the next two of the node land in one second
+    # (at 2.05 and 2.95): traffic counts both, the second's figures the later.
+    record(sample(0, 800_000.0, {"flv": 1_600_000.0}, {"flv": 2}, interval_seconds=1.0))
+    record(sample(1, 800_000.0, {"flv": 1_600_000.0}, {"flv": 2}, interval_seconds=1.5))
+    record(stream_sample(at=T0 + dt.timedelta(seconds=2.05), video_bitrate=800_000.0, audio_bitrate=0.0,
+                         bitrate_out={"flv": 1_600_000.0}, viewers={"flv": 2}, interval_seconds=0.5))  # fmt: skip
+    record(stream_sample(at=T0 + dt.timedelta(seconds=2.95), video_bitrate=800_000.0, audio_bitrate=0.0,
+                         bitrate_out={"flv": 1_600_000.0}, viewers={"flv": 3}, interval_seconds=0.9))  # fmt: skip
+    usage.roll_up()
+    minute = row(60, T0)
+    assert minute.bytes_in == 100_000 * (1 + 1.5 + 0.5 + 0.9)
+    assert minute.bytes_out == 200_000 * (1 + 1.5 + 0.5 + 0.9)
+    assert minute.peak_bps_out == 1_600_000 and minute.peak_viewers == 3  # not 3.2 Mbit/s, not 5 viewers
+    assert minute.viewer_seconds == round(2 * 1 + 2 * 1.5 + 2 * 0.5 + 3 * 0.9)
