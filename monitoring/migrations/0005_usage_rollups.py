@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0004_stream_sample_whip_link'),
+        ('monitoring', '0006_playback_reports'),  # landed first on main; the lead re-chains
     ]
 
     operations = [
