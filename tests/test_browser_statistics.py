@@ -88,6 +88,13 @@ def test_it_draws_the_usage_and_follows_the_range_picker(ten_minutes, page, live
     hour_local = int(legend.split(",")[1].strip()[:2])
     assert (hour_local - hour_utc) % 24 == 8, legend
 
+    # On a phone: the controls and the charts stay inside the viewport.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(300)  # the charts follow the window's resize
+    for selector in ("[data-range]", '[data-usage="csv"]', '[data-usage="bandwidth-chart"] canvas'):
+        box = page.locator(selector).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375, (selector, box)
+
 
 @pytest.fixture
 def stopped_stream(owner):
