@@ -114,6 +114,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "monitoring.context_processors.open_alarms",
             ],
         },
     },
@@ -239,6 +240,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
         "options": {"queue": os.environ.get("LIVECENTER_MEDIA_QUEUE", "media"), "expires": 10},
+    },
+    # Alarm rules over the recent samples (monitoring/alarms.py); a late run is dropped, the next one sees the same.
+    "monitoring.evaluate-alarms": {
+        "task": "monitoring.evaluate_alarms",
+        "schedule": float(os.environ.get("LIVECENTER_ALARMS_EVALUATE_SECONDS", 5)),
+        "options": {"expires": 10},
     },
 }
 

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from domains.serializers import StrictSerializer
 from streams.serializers import QuerySerializer, domain_field
 
-from .models import StreamSample
+from .models import ALARM_UNITS, AlarmComparison, AlarmEvent, AlarmMetric, AlarmRule, StreamSample
 
 # --- Input ---------------------------------------------------------------------------
 
@@ -256,6 +256,68 @@ class UsageSeriesSerializer(serializers.Serializer):
     interval = serializers.IntegerField(source="granularity", help_text="Seconds a point covers.")
     data = UsagePointSerializer(source="points", many=True, help_text="A point a period; zeros where none.")
     summary = UsagePointSerializer(help_text="The whole range; its time_stamp is the range's start.")
+
+
+# --- Alarms (alarms.py) ------------------------------------------------------------------
+
+
+THRESHOLD_HELP = "fps, kbit/s, seconds (keyframe interval; interruption: without data), or % (stall ratio)."
+
+
+class AlarmRuleSerializer(serializers.ModelSerializer):
+    domain = serializers.CharField(source="domain.domain_name", read_only=True, help_text="The ingest domain.")
+    app = serializers.CharField(help_text="Empty: every app of the domain.")
+    unit = serializers.SerializerMethodField(help_text="The threshold's unit.")
+    condition = serializers.CharField(read_only=True, help_text="The rule in words.")
+
+    class Meta:
+        model = AlarmRule
+        fields = ["id", "domain", "app", "metric", "comparison", "threshold", "unit", "duration_seconds", "enabled",
+                  "condition", "created_at", "updated_at"]  # fmt: skip
+
+    def get_unit(self, rule: AlarmRule) -> str:
+        return ALARM_UNITS.get(rule.metric, "")
+
+
+class AlarmRuleUpdateSerializer(StrictSerializer):
+    fixed_fields = frozenset({"domain"})
+
+    app = serializers.CharField(required=False, allow_blank=True, help_text="Empty: every app of the domain.")
+    metric = serializers.ChoiceField(required=False, choices=AlarmMetric.choices)
+    comparison = serializers.ChoiceField(
+        required=False, choices=AlarmComparison.choices, help_text="Default: the metric's own (bitrate: below)."
+    )
+    threshold = serializers.FloatField(required=False, help_text=THRESHOLD_HELP)
+    duration_seconds = serializers.IntegerField(
+        required=False, help_text="How long the condition holds before the alarm opens, and is clear before it closes."
+    )
+    enabled = serializers.BooleanField(required=False)
+
+
+class AlarmRuleCreateSerializer(AlarmRuleUpdateSerializer):
+    fixed_fields = frozenset()
+
+    domain = domain_field()
+    metric = serializers.ChoiceField(choices=AlarmMetric.choices)
+    threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
+
+
+class AlarmQuerySerializer(QuerySerializer):
+    domain = domain_field(required=False, allow_blank=True)
+    state = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Default: both.")
+
+
+class AlarmEventSerializer(serializers.ModelSerializer):
+    domain = serializers.CharField(source="domain_name", read_only=True)
+    rule = serializers.PrimaryKeyRelatedField(read_only=True, help_text="Null once the rule is deleted.")
+    unit = serializers.CharField(read_only=True)
+    condition = serializers.CharField(read_only=True)
+    open = serializers.BooleanField(source="is_open", read_only=True)
+
+    class Meta:
+        model = AlarmEvent
+        fields = ["id", "rule", "domain", "app", "stream", "metric", "comparison", "threshold", "unit", "value",
+                  "condition", "open", "started_at", "ended_at", "end_reason"]  # fmt: skip
 
 
 class TtffSerializer(serializers.Serializer):

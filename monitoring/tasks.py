@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from . import playback, services, usage
+from . import alarms, playback, services, usage
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +36,12 @@ def roll_up_usage() -> None:
     pruned = usage.prune()
     if pruned:
         log.info("pruned %d usage rollups", pruned)
+
+
+@shared_task(name="monitoring.evaluate_alarms", ignore_result=True)
+def evaluate_alarms() -> None:
+    """Open and close alarms from the recent samples (beat runs it every
+    LIVECENTER_ALARMS_EVALUATE_SECONDS); a repeated or overlapping run changes nothing twice."""
+    opened, closed = alarms.evaluate()
+    if opened or closed:
+        log.info("alarms: %d opened, %d closed", opened, closed)

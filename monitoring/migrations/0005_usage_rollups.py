@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0006_playback_reports'),  # landed first on main; the lead re-chains
+        ('monitoring', '0007_stream_alarms'),  # 0006 and 0007 landed first on main; the lead re-chains
     ]
 
     operations = [
