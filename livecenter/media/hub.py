@@ -60,7 +60,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterable
 
 from .codecs import (
     AacConfig,
@@ -292,6 +292,11 @@ class LiveStream:
     def bitrate(self) -> float:
         """Video and audio bit/s over the last STATS_WINDOW_MS (0 until measured)."""
         return self._video.bitrate() + self._audio.bitrate()
+
+    @property
+    def video_bitrate(self) -> float:
+        """Video bit/s over the last STATS_WINDOW_MS (0 until measured)."""
+        return self._video.bitrate()
 
     @property
     def viewer_count(self) -> int:
@@ -683,7 +688,7 @@ class Subscription:
         self.viewers = 1  # how many viewers it serves: a shared one (RTS) sets its count
         # Its viewers' stats.viewer_identity, for unique viewers (stats.py):
         # the one viewer's, or a shared one's (RTS) set of them.
-        self.identities: Collection[str] = (viewer,) if viewer else ()
+        self.identities: Iterable[str] = (viewer,) if viewer else ()
         self.dropped = 0  # frames this viewer did not get
         self.skips = 0  # times it was skipped to a keyframe
         self.lagging_disconnect = False
