@@ -139,6 +139,7 @@ class DomainSerializer(serializers.ModelSerializer):
             "status",
             "cname_status",
             "enabled",
+            "local",
             "icp_filing_required",
             "ingest_domain",
             "main_domain",
@@ -292,11 +293,19 @@ class GeneratedUrlsSerializer(serializers.Serializer):
 # --- Input ------------------------------------------------------------------
 
 
+LOCAL_HELP = (
+    "A local or test domain, with no DNS record: online without its CNAME, the troubleshooter skips the CNAME"
+    " check, and the player and URL generator send clients to the media node's address with domain=. Left out"
+    " when adding: on for a name under .test, .localhost, .invalid or .example (RFC 6761)."
+)
+
+
 class DomainCreateSerializer(StrictSerializer):
     domain_name = serializers.CharField(help_text="ASCII or Unicode (IDNA); stored in ASCII (punycode).")
     domain_type = serializers.ChoiceField(choices=DomainType.choices)
     region = serializers.ChoiceField(choices=Region.choices)
     live_center = serializers.ChoiceField(choices=LiveCenter.choices)
+    local = serializers.BooleanField(required=False, default=False, help_text=LOCAL_HELP)
 
 
 class DomainFilterSerializer(serializers.Serializer):
@@ -310,6 +319,7 @@ class DomainUpdateSerializer(StrictSerializer):
     fixed_fields = frozenset(DomainSerializer.Meta.fields)
 
     enabled = serializers.BooleanField(required=False)
+    local = serializers.BooleanField(required=False, help_text=LOCAL_HELP)
     rts_enabled = serializers.BooleanField(required=False, help_text="Streaming domains only.")
     html5_transcode = serializers.BooleanField(required=False, help_text="Streaming domains only.")
     srt_latency_ms = serializers.IntegerField(

@@ -1,12 +1,13 @@
 """What the web player is given: the signed playback URLs of one stream, in
-the order the player tries them, sent to the media host the console is
-configured with (LIVECENTER_PLAYER_MEDIA_HOST)."""
+the order the player tries them, sent to the domain's name or to the media
+node's address with `domain=` (domains/direct.py: LIVECENTER_PLAYER_MEDIA_HOST)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
+from domains.direct import via_media_host
 from domains.services import GeneratedUrls
+
+__all__ = ["PROTOCOLS", "PROTOCOL_LABELS", "player_sources", "via_media_host"]
 
 # ?protocol= values: "auto" tries them all, lowest latency first (player.js).
 PROTOCOLS = ("auto", "rts", "flv", "llhls", "hls")
@@ -17,22 +18,6 @@ PROTOCOL_LABELS = {
     "llhls": "LL-HLS",
     "hls": "HLS",
 }
-
-
-def via_media_host(url: str, host: str, domain: str | None) -> str:
-    """`url` sent to `host` (same scheme and port) with `domain=` naming the
-    domain it was made for, as the media node accepts on an IP host; `url`
-    itself when `host` is empty, and for HTTPS: the node picks the
-    certificate by the name the browser asks for, and the browser checks
-    the certificate against it, so an HTTPS URL keeps its domain."""
-    parts = urlsplit(url)
-    if not host or not domain or parts.scheme == "https":
-        return url
-    netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    query = "&".join(q for q in (parts.query, urlencode({"domain": domain})) if q)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def player_sources(urls: GeneratedUrls, media_host: str, rts_enabled: bool = True) -> dict:

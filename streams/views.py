@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -19,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
+from domains.direct import media_host
 from domains.models import Domain
 from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
 
@@ -190,8 +190,9 @@ def player(request):
                 streaming = domains.filter(domain_name=urls.streaming_domain).first()
                 rts = streaming is not None and streaming.rts_enabled
                 encrypted = streaming is not None and streaming.hls_encrypts(data["app"])
+                host = media_host(streaming, request.get_host())
                 sources = {
-                    **player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST, rts_enabled=rts),
+                    **player_sources(urls, host, rts_enabled=rts),
                     "protocol": data["protocol"],
                     # What the node encrypts HLS with (nodes.bridge: DomainConfig.hls_key_period).
                     "hls_encryption": "AES-128" if encrypted else None,
@@ -228,7 +229,7 @@ def go_live(request, domain_name: str):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            target = publish_target(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST)
+            target = publish_target(urls, media_host(domain, request.get_host()))
             # The SRT passphrase hint is for SRT publishers, not this page's.
             notes = [note for note in urls.notes if note != domain_services.srt_ingest_hint(domain)]
     status = 400 if form.is_bound and form.errors else 200

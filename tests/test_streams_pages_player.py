@@ -72,7 +72,8 @@ def test_it_shows_the_form_without_a_query(client, owner):
     assert "player.js" not in body
 
 
-def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner):
+def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner, settings):
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""  # DNS in place: the domain's own name
     _, play = add_pair(owner)
     client.force_login(owner)
     response = client.get(URL, {**QUERY, "protocol": "flv"})
@@ -94,7 +95,8 @@ def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner):
         assert script in body
 
 
-def test_it_plays_from_the_streaming_domain_and_a_template(client, owner):
+def test_it_plays_from_the_streaming_domain_and_a_template(client, owner, settings):
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""  # DNS in place: the domain's own name
     add_pair(owner)
     client.force_login(owner)
     config = sources(client.get(URL, {"domain": "play.example.com", "app": "live", "stream": "cam1",
