@@ -133,3 +133,19 @@ def direct_urls(urls: dict, host: str, domain: str | None) -> dict:
             if url != urls[key]:
                 direct[key] = url
     return direct
+
+
+def direct_forms(domains, generated, request_host: str | None = None) -> dict[str, tuple[Reach, dict]]:
+    """For each side of `generated` (a services.GeneratedUrls) that has
+    URLs, "ingest" and "playback": how its domain is reached, and the
+    direct form of its URLs. `domains`: the operator's, holding both."""
+    sides = {}
+    for side, name, urls in (
+        ("ingest", generated.ingest_domain, generated.ingest),
+        ("playback", generated.streaming_domain, generated.playback),
+    ):
+        if name is None:
+            continue
+        found = reach(domains.get(domain_name=name), request_host)
+        sides[side] = (found, direct_urls(urls, found.direct_host, name))
+    return sides

@@ -276,6 +276,20 @@ class GeneratedUrlsSerializer(serializers.Serializer):
     ingest = serializers.SerializerMethodField(help_text="Empty when the domain has no ingest side.")
     playback = serializers.SerializerMethodField(help_text="Empty when the domain has no streaming side.")
     notes = serializers.ListField(child=serializers.CharField())
+    direct = serializers.SerializerMethodField(
+        help_text='Per side ("ingest", "playback"): the same URLs sent to the media node\'s address with domain='
+        " naming the domain, for clients without DNS: `host` (the address), `use` (true where these are the URLs"
+        " to use: the domain is local or does not resolve, or LIVECENTER_PLAYER_MEDIA_HOST names a host), `reason`,"
+        " and `urls` (rtmp, srt, whip / flv, m3u8, whep, rtmp, srt; HTTPS and RTMPS URLs have none)."
+    )
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_direct(self, urls: services.GeneratedUrls) -> dict:
+        forms = self.context.get("direct", {})
+        return {
+            side: {"host": found.direct_host, "use": found.direct, "reason": found.reason, "urls": direct}
+            for side, (found, direct) in forms.items()
+        }
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_expires_at(self, urls: services.GeneratedUrls) -> str:

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from livecenter.lib.pages import add_service_errors
 
 from . import services
-from .direct import direct_urls, reach
+from .direct import direct_forms
 from .forms import (
     AccessControlForm,
     AddDomainForm,
@@ -511,20 +511,19 @@ def url_generator(request):
             add_service_errors(form, exc)
     context = {"form": form, "has_domains": bool(domains), "generated": generated}
     if generated is not None:
-        for side, name, urls, labels in (
-            ("ingest", generated.ingest_domain, generated.ingest, INGEST_URL_LABELS),
-            ("playback", generated.streaming_domain, generated.playback, PLAYBACK_URL_LABELS),
+        # The same URLs to the node's address with domain= (domains/direct.py).
+        forms = direct_forms(domains, generated, request.get_host())
+        for side, urls, labels in (
+            ("ingest", generated.ingest, INGEST_URL_LABELS),
+            ("playback", generated.playback, PLAYBACK_URL_LABELS),
         ):
             context[f"{side}_rows"] = [
                 (f"url-{side}-{key}", label, urls[key]) for key, label in labels.items() if key in urls
             ]
-            if name is None:
-                continue
-            # The same URLs to the node's address with domain= (domains/direct.py).
-            context[f"{side}_reach"] = found = reach(domains.get(domain_name=name), request.get_host())
-            direct = direct_urls(urls, found.direct_host, name)
-            context[f"{side}_direct_rows"] = [
-                (f"url-{side}-direct-{key}", label, direct[key]) for key, label in labels.items() if key in direct
-            ]
+            if side in forms:
+                context[f"{side}_reach"], direct = forms[side]
+                context[f"{side}_direct_rows"] = [
+                    (f"url-{side}-direct-{key}", label, direct[key]) for key, label in labels.items() if key in direct
+                ]
         context["expires_at"] = dt.datetime.fromtimestamp(generated.expires_at, dt.UTC)
     return render(request, "domains/url_generator.html", context)

@@ -157,3 +157,31 @@ def test_the_url_generator_marks_a_test_zone_domain_direct(dns, client, owner):
     body, urls = generated(client, "push.lab.test")
     assert "push.lab.test is a local or test domain (no DNS)" in body
     assert urls["url-ingest-direct-rtmp"].startswith("rtmp://127.0.0.1:1935/live/cam1?auth_key=")
+
+
+def test_the_api_and_the_command_give_the_direct_forms(dns, owner):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tests.apisupport import client_for
+
+    add_pair(owner)
+    response = client_for(owner).post(
+        "/api/v1/urls/", {"domain": "push.example.com", "app": "live", "stream": "cam1"}, format="json",
+        HTTP_HOST="127.0.0.1:8000",
+    )  # fmt: skip
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    ingest, playback = body["direct"]["ingest"], body["direct"]["playback"]
+    assert (ingest["host"], ingest["use"], playback["use"]) == ("127.0.0.1", True, False)
+    assert ingest["reason"] == "push.example.com does not resolve on this machine (no DNS record yet)"
+    token = parse_qs(urlsplit(body["ingest"]["rtmp"]).query)["auth_key"][0]
+    assert ingest["urls"]["rtmp"] == f"rtmp://127.0.0.1:1935/live/cam1?auth_key={token}&domain=push.example.com"
+    assert set(playback["urls"]) == {"rtmp", "flv", "m3u8", "whep", "srt"}
+    out = StringIO()
+    call_command("live_urls", "--user", "owner", "--domain", "push.example.com", "--app", "live", "--stream", "cam1",
+                 stdout=out)  # fmt: skip
+    text = out.getvalue()
+    assert "Ingest, direct to the media node at 127.0.0.1 (no DNS)" in text
+    assert "rtmp://127.0.0.1:1935/live/cam1?auth_key=" in text
