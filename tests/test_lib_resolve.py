@@ -16,6 +16,17 @@ class FakeClock:
         return self.now
 
 
+def hanging(release: threading.Event, started: list[str], answer: tuple[str, ...]):
+    """A lookup that hangs until `release` is set, noting each name it is asked."""
+
+    def lookup(name):
+        started.append(name)
+        release.wait(30)
+        return answer
+
+    return lookup
+
+
 def test_it_answers_and_caches_for_the_ttl():
     calls = []
 
@@ -35,15 +46,8 @@ def test_it_answers_and_caches_for_the_ttl():
 
 
 def test_it_gives_up_on_a_resolver_that_hangs_and_starts_no_second_lookup():
-    release = threading.Event()
-    started = []
-
-    def hanging(name):
-        started.append(name)
-        release.wait(30)
-        return ("192.0.2.7",)
-
-    resolver = BoundedResolver(timeout_seconds=0.05, ttl_seconds=60, lookup=hanging)
+    release, started = threading.Event(), []
+    resolver = BoundedResolver(0.05, 60, lookup=hanging(release, started, ("192.0.2.7",)))
     # Not resolving, for now: the page goes on with the direct form.
     assert resolver.addresses("slow.example.com") == ()
     assert resolver.addresses("slow.example.com") == ()
@@ -58,15 +62,8 @@ def test_it_gives_up_on_a_resolver_that_hangs_and_starts_no_second_lookup():
 
 def test_it_runs_at_most_max_pending_lookups(monkeypatch):
     monkeypatch.setattr(resolve, "MAX_PENDING_LOOKUPS", 2)
-    release = threading.Event()
-    started = []
-
-    def hanging(name):
-        started.append(name)
-        release.wait(30)
-        return ("192.0.2.1",)
-
-    resolver = BoundedResolver(timeout_seconds=0.01, ttl_seconds=60, lookup=hanging)
+    release, started = threading.Event(), []
+    resolver = BoundedResolver(0.01, 60, lookup=hanging(release, started, ("192.0.2.1",)))
     for name in ("a.example.com", "b.example.com", "c.example.com"):
         assert not resolver.resolves(name)
     assert sorted(started) == ["a.example.com", "b.example.com"]
