@@ -104,6 +104,11 @@
   };
   window.livecenterPlayer = { stats: stats, config: config };
 
+  // Viewer telemetry (beacon.js, loaded before this file): what happens, with the protocol playing.
+  function report(type, fields) {
+    if (window.livecenterBeacon) window.livecenterBeacon.record(type, Object.assign({ protocol: stats.protocol }, fields));
+  }
+
   // --- The ladder ---------------------------------------------------------------
 
   const hasHlsJs = () => typeof Hls !== "undefined" && Hls.isSupported();
@@ -191,6 +196,7 @@
     stats.encryption = rung.name === "native-hls" ? config.hls_encryption || null : null;
     stats.attempts.push({ protocol: rung.name, error: null });
     if (stats.attempts.length > ATTEMPTS_KEPT) stats.attempts.shift();
+    report("start");
     render();
     attemptState.timer = setTimeout(() => {
       fail(attemptState, "No picture arrived within " + FIRST_FRAME_TIMEOUT_MS / 1000 + " s.");
@@ -252,6 +258,7 @@
     clearTimeout(attemptState.timer);
     stats.attempts[stats.attempts.length - 1].error = message;
     stats.error = message;
+    report("error", { message: message });
     teardown(attemptState);
     if (outcome === "not live") {
       waitForLive(message);
@@ -289,6 +296,7 @@
       stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
       stats.firstFrameSinceLoadMs = Math.round(performance.now());
       backoff = 0;
+      report("first_frame", { ttff_ms: stats.firstFrameMs });
       hideError();
     }
     // A held start (plain HLS: playOnceBuffered) shows its first picture and
@@ -512,6 +520,7 @@
       if (attemptState !== current || !level) return;
       stats.hlsLevel = { index: data.level, width: level.width, height: level.height, bitrate: level.bitrate };
       stats.levelSwitches += 1;
+      report("level", { kbps: Math.round(level.bitrate / 1000) });
     });
     hls.on(Hls.Events.FRAG_LOADED, (event, data) => {
       // The stream's bitrate: the bytes of the media loaded over the media
@@ -698,6 +707,7 @@
     stats.latencyMs = Math.round(shownMs - captureMs);
     stats.latencySamples.push(stats.latencyMs);
     if (stats.latencySamples.length > LATENCY_SAMPLES_KEPT) stats.latencySamples.shift();
+    report("latency", { latency_ms: stats.latencyMs });
   }
 
   // The mean luma of the middle half of each block against the threshold,
