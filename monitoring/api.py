@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from livecenter.lib.api import call_service, valid_data
 from streams.serializers import DomainQuerySerializer
 
-from . import alarms, serializers, services, troubleshoot
+from . import alarms, serializers, services, troubleshoot, usage
 from .models import AlarmRule
 
 TAGS = ["monitoring"]
@@ -109,6 +109,46 @@ class TroubleshootView(APIView):
         data = valid_data(serializers.TroubleshootSerializer, request.data)
         report = troubleshoot.check_url(request.user, data["url"])
         return Response(serializers.TroubleshootResultSerializer(report).data)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        summary="Bandwidth, traffic and viewers of a domain, app or stream over a time range"
+        " (DescribeLiveDomainBpsData, TrafficData, PushBpsData, PushTrafficData, OnlineUserNum)",
+        parameters=[serializers.UsageQuerySerializer],
+        responses=serializers.UsageSeriesSerializer,
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.UsageSeriesSerializer(_usage(request)).data)
+
+
+class UsageCsvView(APIView):
+    @extend_schema(
+        summary="The same as usage/, as CSV: a line a period, then the range's total",
+        parameters=[serializers.UsageQuerySerializer],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR)},
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> HttpResponse:
+        series = _usage(request)
+        response = HttpResponse(usage.usage_csv(series), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{usage.csv_filename(series)}"'
+        return response
+
+
+def _usage(request: Request) -> usage.UsageSeries:
+    f = valid_data(serializers.UsageQuerySerializer, request.query_params)
+    return call_service(
+        usage.usage_series,
+        request.user,
+        f["domain"],
+        f["app"],
+        f["stream"],
+        start=f.get("start_time"),
+        end=f.get("end_time"),
+        granularity=f.get("interval"),
+    )
 
 
 # --- Alarms (alarms.py) ----------------------------------------------------------------------

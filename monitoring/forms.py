@@ -28,6 +28,11 @@ class TroubleshootForm(ConsoleForm):
     url = forms.CharField(label="Ingest or playback URL", max_length=4096)
 
 
+class StatisticsForm(DomainForm):
+    app = forms.CharField(label="App name", required=False, help_text="Empty: the whole domain.")
+    stream = forms.CharField(label="Stream name", required=False, help_text="Empty: the whole app.")
+
+
 class AlarmRuleForm(ConsoleForm):
     """An alarm rule (alarms.py holds the rules: ranges, comparisons, one rule per scope and metric);
     without `domains` it edits a rule, whose domain stays."""

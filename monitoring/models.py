@@ -56,6 +56,11 @@ class StreamSample(models.Model):
     upstream_node = models.CharField(max_length=128, blank=True, default="")
     # Bits per second sent to other nodes (relays, pulls): not in `bitrate_out`.
     relay_bitrate_out = models.FloatField(default=0.0)
+    # The time the rates cover (about a second): the usage rollups' traffic is rate x this.
+    interval_seconds = models.FloatField(default=1.0)
+    # Viewer identities first seen in this UTC minute on this node
+    # (livecenter.media.policy.StreamSample.viewer_ids), for unique viewers.
+    viewer_ids = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["at", "id"]
@@ -110,6 +115,59 @@ class PublishRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.protocol} {self.domain_name}/{self.app}/{self.stream} refused at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageRollup(models.Model):
+    """Usage of a stream, an app (stream "") or a domain (app and stream "")
+    over one period of `granularity` seconds starting at `start`, rolled up
+    from the samples by the worker (usage.py, which defines every figure).
+    Periods with no sample have no row."""
+
+    MINUTE, FIVE_MINUTES, HOUR, DAY = 60, 300, 3600, 86400
+    GRANULARITIES = (MINUTE, FIVE_MINUTES, HOUR, DAY)
+
+    granularity = models.PositiveIntegerField()  # seconds
+    start = models.DateTimeField()
+    domain_name = models.CharField(max_length=253)  # the ingest domain
+    app = models.CharField(max_length=255, blank=True, default="")
+    stream = models.CharField(max_length=255, blank=True, default="")
+
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    bytes_out_by_protocol = models.JSONField(default=dict)
+    peak_bps_in = models.FloatField(default=0.0)
+    peak_bps_out = models.FloatField(default=0.0)
+    p95_bps_in = models.FloatField(default=0.0)
+    p95_bps_out = models.FloatField(default=0.0)
+    peak_viewers = models.PositiveIntegerField(default=0)
+    viewer_seconds = models.BigIntegerField(default=0)
+    unique_viewers = models.PositiveIntegerField(default=0)
+    viewer_sketch = models.BinaryField(default=b"")  # sketch.ViewerSketch
+
+    class Meta:
+        ordering = ["granularity", "start", "domain_name", "app", "stream"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "domain_name", "app", "stream", "start"], name="usage_rollup_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["granularity", "start"], name="usage_granularity_start")]  # pruning
+
+    def __str__(self) -> str:
+        what = "/".join(part for part in (self.domain_name, self.app, self.stream) if part)
+        return f"{what} {self.granularity} s from {self.start:%Y-%m-%d %H:%M}"
+
+
+class UsageWatermark(models.Model):
+    """How far the usage rollups have read the samples: the highest
+    StreamSample id rolled up (ids only grow, so a sample that arrives late
+    has a higher one and its minute is rolled up again)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_sample_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} at sample {self.last_sample_id}"
 
 
 # --- Alarms (issue 19; ApsaraVideo Live's CreateLiveStreamMonitor) -------------------------------

@@ -210,6 +210,54 @@ class TroubleshootResultSerializer(serializers.Serializer):
     steps = CheckStepSerializer(many=True)
 
 
+# --- Usage statistics (usage.py) -----------------------------------------------------------
+
+
+class UsageQuerySerializer(QuerySerializer):
+    domain = domain_field()
+    app = serializers.CharField(required=False, allow_blank=True, default="", help_text="Default: the whole domain.")
+    stream = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Default: the whole app (needs `app`)."
+    )
+    start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: a day before end_time.")
+    end_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: now.")
+    interval = serializers.ChoiceField(
+        choices=[60, 300, 3600, 86400],
+        required=False,
+        help_text="Seconds a point covers; default: chosen from the range (up to 3 h: 60; 2 days: 300;"
+        " 31 days: 3600; longer: 86400).",
+    )
+
+
+class UsagePointSerializer(serializers.Serializer):
+    """One period's usage (usage.py defines each figure)."""
+
+    time_stamp = serializers.DateTimeField(source="start", help_text="The start of the period (UTC).")
+    bytes_in = serializers.IntegerField(help_text="Ingest traffic (PushTrafficData), bytes.")
+    bytes_out = serializers.IntegerField(help_text="Playback traffic (TrafficData), bytes.")
+    bytes_out_by_protocol = serializers.DictField(child=serializers.IntegerField(), help_text="Bytes, by protocol.")
+    average_bps_in = serializers.FloatField(help_text="Ingest bandwidth (PushBpsData), the period's average, bit/s.")
+    average_bps_out = serializers.FloatField(help_text="Playback bandwidth (BpsData), the period's average, bit/s.")
+    peak_bps_in = serializers.FloatField(help_text="The highest one-second ingest bandwidth, bit/s.")
+    peak_bps_out = serializers.FloatField(help_text="The highest one-second playback bandwidth, bit/s.")
+    p95_bps_in = serializers.FloatField(help_text="95th percentile of the 5-minute ingest bandwidths, bit/s.")
+    p95_bps_out = serializers.FloatField(help_text="95th percentile of the 5-minute playback bandwidths, bit/s.")
+    peak_viewers = serializers.IntegerField(help_text="The most viewers at one second (OnlineUserNum).")
+    average_viewers = serializers.FloatField(help_text="Viewer-seconds / the period.")
+    unique_viewers = serializers.IntegerField(help_text="Distinct viewers: exact up to 64, else within 4.6 % (1 σ).")
+
+
+class UsageSeriesSerializer(serializers.Serializer):
+    domain_name = serializers.CharField(help_text="The ingest domain.")
+    app = serializers.CharField(help_text='"" for the whole domain.')
+    stream = serializers.CharField(help_text='"" for the whole app or domain.')
+    start_time = serializers.DateTimeField(help_text="The range, widened to whole periods.")
+    end_time = serializers.DateTimeField()
+    interval = serializers.IntegerField(source="granularity", help_text="Seconds a point covers.")
+    data = UsagePointSerializer(source="points", many=True, help_text="A point a period; zeros where none.")
+    summary = UsagePointSerializer(help_text="The whole range; its time_stamp is the range's start.")
+
+
 # --- Alarms (alarms.py) ------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ with a form, calls one service (the operator's own domains only) and renders."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -14,8 +15,8 @@ from django.views.decorators.http import require_POST
 from domains.services import ingest_domains
 from livecenter.lib.pages import add_service_errors, paginate
 
-from . import alarms, services, troubleshoot
-from .forms import AlarmRuleForm, DomainForm, StreamForm, TroubleshootForm
+from . import alarms, services, troubleshoot, usage
+from .forms import AlarmRuleForm, DomainForm, StatisticsForm, StreamForm, TroubleshootForm
 from .models import AlarmRule
 
 
@@ -38,9 +39,7 @@ def stream(request):
 @login_required
 def domain(request):
     domains = ingest_domains(request.user)
-    data = request.GET.copy()
-    if not data.get("domain") and domains.exists():
-        data["domain"] = domains.first().domain_name
+    data = _with_default_domain(request.GET, domains)
     form = DomainForm(data or None, domains=domains)
     view = None
     if form.is_bound and form.is_valid():
@@ -54,6 +53,14 @@ def domain(request):
     return render(request, "monitoring/domain.html", context)
 
 
+def _with_default_domain(query, domains):
+    """The page's query, naming the operator's first ingest domain where it names none."""
+    data = query.copy()
+    if not data.get("domain") and domains.exists():
+        data["domain"] = domains.first().domain_name
+    return data
+
+
 @login_required
 def troubleshooter(request):
     form = TroubleshootForm(request.GET or None)
@@ -61,6 +68,30 @@ def troubleshooter(request):
     if form.is_bound and form.is_valid():
         report = troubleshoot.check_url(request.user, form.cleaned_data["url"])
     return render(request, "monitoring/troubleshoot.html", {"form": form, "report": report, "tab": "troubleshoot"})
+
+
+@login_required
+def statistics(request):
+    """Usage statistics of a domain, app or stream: the form picks the scope,
+    the usage panel (charts.js) draws it from the API over the range picked."""
+    domains = ingest_domains(request.user)
+    data = _with_default_domain(request.GET, domains)
+    form = StatisticsForm(data or None, domains=domains)
+    scope = None
+    if form.is_bound and form.is_valid():
+        f = form.cleaned_data
+        try:
+            scope = usage.usage_scope(request.user, f["domain"], f["app"], f["stream"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {
+        "form": form,
+        "scope": scope,
+        "has_domains": domains.exists(),
+        "retention_days": settings.LIVECENTER_USAGE_RETENTION_DAYS,
+        "minute_days": settings.LIVECENTER_USAGE_MINUTE_RETENTION_DAYS,
+    }
+    return render(request, "monitoring/statistics.html", context)
 
 
 # --- Alarms (alarms.py) ----------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
                            (f"/monitoring/stream/?domain={INGEST}&app=live&stream=cam1", "monitoring-stream"),
                            (f"/monitoring/troubleshoot/?domain={STREAMING}", "troubleshoot"),
                            ("/nodes/", "nodes"), ("/monitoring/alarms/", "alarms"),
+                           ("/monitoring/statistics/", "statistics"), ("/player/", "player-live-list"),
                            (f"/domains/{INGEST}/go-live/", "go-live"),
                            ("/domains/no-such.example/", "not-found")):  # fmt: skip
             walk.goto(path, name)

@@ -51,6 +51,7 @@ import asyncio
 import fractions
 import logging
 from collections import deque
+from collections.abc import Iterator
 
 import av
 from aiortc import clock
@@ -246,10 +247,24 @@ class RtsTrack(MediaStreamTrack):
         self.viewer.keyframe_requested()
 
 
+class VideoViewerIdentities:
+    """The stats.viewer_identity of each viewer a source sends its video to
+    (`video_viewers`, where its viewers are counted), for the samples' unique
+    viewers (stats.py): read from the viewers, nothing kept."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: RtsSource) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[str]:
+        return (viewer.identity for viewer in self.source.video_viewers if viewer.identity)
+
+
 class RtsViewer:
     """One WebRTC viewer's side of a source."""
 
-    def __init__(self, source: RtsSource, may_transcode: bool) -> None:
+    def __init__(self, source: RtsSource, may_transcode: bool, identity: str = "") -> None:
         self.source = source  # its stream: its audio, and its life
         # Whose video it gets: its stream's, or with ABR (abr.py) one of the
         # group's renditions; and the rendition it switches to at that
@@ -258,6 +273,7 @@ class RtsViewer:
         self.switching_to: RtsSource | None = None
         self.abr = None  # abr.RtsAbr, for a viewer of a template group
         self.may_transcode = may_transcode
+        self.identity = identity  # stats.viewer_identity, for unique viewers
         self.video = RtsTrack("video", self)
         self.audio = RtsTrack("audio", self)
         self.need_keyframe = True
@@ -615,6 +631,8 @@ class RtsSource:
         # it came, and the hub's audio (AAC made from it) is not used.
         self.whip = None
         self.subscription = self.hub.subscribe(key, protocol="rts", on_ready=self._on_ready)
+        # The identities of the viewers watching its picture, as its viewers are counted.
+        self.subscription.identities = VideoViewerIdentities(self)
         self._on_ready(self.subscription)
         self._joining = False
         publisher = service.whip.by_key.get(key) if getattr(service, "whip", None) is not None else None
@@ -642,8 +660,8 @@ class RtsSource:
 
     # --- viewers ---------------------------------------------------------------------
 
-    def add_viewer(self, may_transcode: bool) -> RtsViewer:
-        viewer = RtsViewer(self, may_transcode)
+    def add_viewer(self, may_transcode: bool, identity: str = "") -> RtsViewer:
+        viewer = RtsViewer(self, may_transcode, identity)
         self.viewers[viewer] = None
         self.video_viewers[viewer] = None
         self._count_viewers()

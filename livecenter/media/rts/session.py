@@ -303,11 +303,17 @@ class RtsService:
     # --- sessions ------------------------------------------------------------------
 
     async def create(
-        self, key: StreamKey, offer: str, may_transcode: bool, peer: str, ladder: AbrLadder | None = None
+        self,
+        key: StreamKey,
+        offer: str,
+        may_transcode: bool,
+        peer: str,
+        ladder: AbrLadder | None = None,
+        identity: str = "",
     ) -> WhepSession:
         """A session playing `key`; with `ladder` (abr.py), its renditions too."""
         source = self.source(key)
-        viewer = source.add_viewer(may_transcode)
+        viewer = source.add_viewer(may_transcode, identity)
         if ladder is not None:
             viewer.abr = RtsAbr(self, viewer, ladder)
         session = WhepSession(self, secrets.token_urlsafe(18), key, viewer, peer)
@@ -433,7 +439,7 @@ class RtsService:
             self._refuse(http, play, 403, key, REFUSAL_BFRAMES)
             return
         try:
-            session = await self.create(key, offer, domain.html5_transcode, http.peer, ladder)
+            session = await self.create(key, offer, domain.html5_transcode, http.peer, ladder, http.viewer_identity())
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
             self._refuse(http, play, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
