@@ -24,8 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.browsersupport import chromium_page
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
+from tests.test_browser_player import STARTED, browser_page, stats  # noqa: F401 - the player tests' Chromium
 from tests.test_runall import answer, free_port, stop_with_ctrl_c
 from tests.test_streams_live import wait_until
 
@@ -103,13 +102,6 @@ def product(tmp_path):
 
 
 @pytest.fixture
-def browser_page():
-    args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-    with chromium_page(CHROMIUM, args, timeout_ms=30_000) as page:
-        yield page
-
-
-@pytest.fixture
 def shots(tmp_path) -> Path:
     folder = Path(os.environ.get("LIVECENTER_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +153,6 @@ def start_ffmpeg(url: str, seconds: float) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-STARTED = "window.livecenterPlayer && ['playing', 'failed'].includes(window.livecenterPlayer.stats.state)"
 # A node whose event loop is behind refuses new viewers for a moment
 # (livecenter/media/capacity.py), as it may on a loaded machine: the viewer
 # tries again, as a person would.
@@ -169,24 +160,20 @@ CAPACITY_TRIES = 10
 CAPACITY_WAIT_MS = 5000
 
 
-def player_stats(page) -> dict:
-    return page.evaluate("() => ({...window.livecenterPlayer.stats, latencySamples: undefined})")
-
-
-def start_playing(page, protocol: str) -> dict:
+def start_playing(page) -> dict:
     for _ in range(CAPACITY_TRIES):
         page.wait_for_function(STARTED, timeout=60_000)
-        stats = player_stats(page)
-        if stats["state"] != "failed" or "at capacity" not in page.inner_text("#player-error"):
+        now = stats(page)
+        if now["state"] != "failed" or "at capacity" not in page.inner_text("#player-error"):
             # Started: a loaded machine may stall it for a moment (shown as buffering).
             page.wait_for_function("window.livecenterPlayer.stats.state !== 'buffering'", timeout=30_000)
-            return player_stats(page)
+            return stats(page)
         page.wait_for_timeout(CAPACITY_WAIT_MS)
         page.reload()
-    return stats
+    return now
 
 
-def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page, shots):
+def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page, shots):  # noqa: F811
     page = browser_page
     walk = Walk(page, product["base"], shots)
 
@@ -316,8 +303,8 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
         # 10. Play: moving video over RTS, HTTP-FLV and HLS.
         for protocol in ("rts", "flv", "hls"):
             walk.goto(f"/player/?domain={STREAMING}&app=live&stream=cam1&protocol={protocol}", f"player-{protocol}")
-            stats = start_playing(page, protocol)
-            assert (stats["state"], stats["protocol"]) == ("playing", protocol), stats
+            first = start_playing(page)
+            assert (first["state"], first["protocol"]) == ("playing", protocol), first
             # Moving: the picture advances by PLAY_SECONDS of media. Not timed:
             # on a loaded machine the node may hold it for a while meanwhile.
             start = page.evaluate("document.getElementById('player-video').currentTime")
@@ -326,7 +313,7 @@ def test_it_walks_the_seed_on_a_fresh_make_run_without_dns(product, browser_page
                 arg=start + PLAY_SECONDS,
                 timeout=120_000,
             )
-            now = player_stats(page)
+            now = stats(page)
             assert (now["width"], now["height"]) == (640, 360), now
             walk.check(f"player-{protocol}-playing")
     finally:
