@@ -30,6 +30,7 @@ viewers still arrives through aiortc's DTLS transport).
 from __future__ import annotations
 
 import hmac
+import logging
 import struct
 
 import pylibsrtp
@@ -40,6 +41,19 @@ try:
     from pylibsrtp import _binding
 except ImportError:  # pragma: no cover - a pylibsrtp without its cffi module
     _binding = None
+
+log = logging.getLogger(__name__)
+
+# The native sender (_rtssend.c, `make native`): the system libsrtp2 and
+# sendmmsg, one call per viewer per frame (media.FastTrackSender). Chosen
+# once, here; without it the fast path is the Python one below.
+try:
+    from . import _rtssend as native
+except ImportError as exc:
+    native = None
+    log.info("rts fast path: pure Python sender (the native one is not built: %s; `make native`)", exc)
+else:
+    log.info("rts fast path: native sender (libsrtp2, sendmmsg: %s)", native.__file__)
 
 # The profiles by their DTLS-SRTP names (RFC 5764 4.1.2, RFC 7714 14.2).
 AES_CM_128_HMAC_SHA1_80 = "SRTP_AES128_CM_SHA1_80"
@@ -262,13 +276,53 @@ def missing_libsrtp_internals(session: pylibsrtp.Session) -> list[str]:
     return missing
 
 
+NATIVE_PROFILES = (
+    {
+        AES_CM_128_HMAC_SHA1_80: native.PROFILE_AES128_CM_SHA1_80,
+        AEAD_AES_128_GCM: native.PROFILE_AEAD_AES_128_GCM,
+        AEAD_AES_256_GCM: native.PROFILE_AEAD_AES_256_GCM,
+    }
+    if native is not None
+    else {}
+)
+
+
+def native_protector(profile: str, key_and_salt: bytes):
+    """The native sender's libsrtp2 session (`protect(rtp_packet) -> srtp_packet`,
+    and what `native.send_frame` protects with): the system libsrtp2, not
+    pylibsrtp's bundled copy (a session of one must never reach the other),
+    with LibsrtpProtector's policy (any outbound SSRC, repeats allowed)."""
+    if native is None:
+        raise ValueError("the native sender is not built (`make native`)")
+    key_bytes, salt_bytes = KEY_SALT_BYTES[profile]
+    if len(key_and_salt) != key_bytes + salt_bytes:
+        raise ValueError(f"{profile} takes {key_bytes + salt_bytes} bytes of key and salt")
+    return native.Srtp(NATIVE_PROFILES[profile], bytes(key_and_salt), LIBSRTP_WINDOW_PACKETS)
+
+
+def native_session(protect):
+    """The native libsrtp2 session behind a protector's bound `protect`, or
+    None (another implementation, or no native sender)."""
+    session = getattr(protect, "__self__", None)
+    return session if native is not None and isinstance(session, native.Srtp) else None
+
+
+def native_destination(transport, address: tuple) -> tuple[int, bytes]:
+    """The fd of an asyncio datagram transport's socket and the packed
+    sockaddr of `address` for `native.send_frame`, or (-1, b"") where the
+    transport has no socket or the address is not numeric (the Python path)."""
+    sock = transport.get_extra_info("socket") if hasattr(transport, "get_extra_info") else None
+    try:
+        return sock.fileno(), native.sockaddr(address[0], address[1])
+    except (AttributeError, OSError, ValueError, TypeError, IndexError):
+        return -1, b""
+
+
 # Which implementation `protector` makes per profile: the faster one as
 # measured by bench/rts/sender_micro.py (bench/README.md has the figures).
-FASTEST = {
-    AES_CM_128_HMAC_SHA1_80: "libsrtp",
-    AEAD_AES_128_GCM: "libsrtp",
-    AEAD_AES_256_GCM: "libsrtp",
-}
+# The native session, where built, is the fastest (it also lets the native
+# sender send a frame in one call).
+FASTEST = {profile: "native" if native is not None else "libsrtp" for profile in KEY_SALT_BYTES}
 
 
 def protector(profile: str, key_and_salt: bytes, implementation: str | None = None):
@@ -278,6 +332,8 @@ def protector(profile: str, key_and_salt: bytes, implementation: str | None = No
     if profile not in KEY_SALT_BYTES:
         raise ValueError(f"unknown SRTP profile {profile!r}")
     implementation = implementation or FASTEST[profile]
+    if implementation == "native":
+        return native_protector(profile, key_and_salt)
     if implementation == "libsrtp":
         return LibsrtpProtector(profile, key_and_salt)
     if implementation != "cryptography":
