@@ -320,9 +320,15 @@ def native_destination(transport, address: tuple) -> tuple[int, bytes]:
 
 # Which implementation `protector` makes per profile: the faster one as
 # measured by bench/rts/sender_micro.py (bench/README.md has the figures).
-# The native session, where built, is the fastest (it also lets the native
-# sender send a frame in one call).
-FASTEST = {profile: "native" if native is not None else "libsrtp" for profile in KEY_SALT_BYTES}
+# The native session, where built, for the GCM profiles (what Chrome and
+# aiortc negotiate): it lets the native sender send a frame in one call.
+# Debian's libsrtp2 does its crypto with NSS, whose HMAC-SHA1 costs ~3 µs a
+# packet more than pylibsrtp's OpenSSL: AES-CM stays on the Python path.
+FASTEST = {
+    AES_CM_128_HMAC_SHA1_80: "libsrtp",
+    AEAD_AES_128_GCM: "native" if native is not None else "libsrtp",
+    AEAD_AES_256_GCM: "native" if native is not None else "libsrtp",
+}
 
 
 def protector(profile: str, key_and_salt: bytes, implementation: str | None = None):
