@@ -355,22 +355,42 @@ def test_a_newly_nominated_ice_pair_is_picked_up(implementation):
 
 
 def test_the_resend_budget_refills_at_its_rate_up_to_its_burst():
-    budget = ResendBudget(rate=10, burst=5)
-    assert budget.take(100.0, 3) == 3
-    assert budget.take(100.0, 3) == 2  # the burst is spent
-    assert budget.take(100.0, 1) == 0
-    assert budget.take(100.25, 4) == 2  # 0.25 s at 10 a second
-    assert budget.take(99.0, 1) == 0  # a clock going back refills nothing
-    assert budget.take(200.0, 50) == 5  # never more than the burst
-    assert budget.refused == 1 + 1 + 2 + 1 + 45
+    budget = ResendBudget(rate=10, burst=5, min_interval=0.1)
+    assert [budget.allow(100.0, seq) for seq in range(7)] == [True] * 5 + [False] * 2  # the burst
+    assert [budget.allow(100.25, seq) for seq in range(10, 14)] == [True, True, False, False]  # 0.25 s at 10/s
+    assert not budget.allow(99.0, 20)  # a clock going back refills nothing
+    assert [budget.allow(200.0, seq) for seq in range(100, 150)].count(True) == 5  # never more than the burst
+    assert budget.refused == 2 + 2 + 1 + 45
     with pytest.raises(ValueError, match="burst"):
         ResendBudget(rate=1, burst=0)
+
+
+def test_a_packet_asked_again_soon_after_its_resend_is_not_resent_nor_charged():
+    budget = ResendBudget(rate=0, burst=3, min_interval=0.1)
+    assert budget.allow(10.0, 7)
+    assert not budget.allow(10.05, 7)  # asked again within the interval
+    assert budget.repeated == 1 and budget.refused == 0
+    assert budget.allow(10.2, 7)  # its resend was lost too: asked again later
+    assert budget.allow(10.2, 8)
+    assert not budget.allow(10.2, 9)  # the three tokens are spent (rate 0)
+    assert budget.refused == 1
+
+
+def test_the_resend_budget_remembers_a_bounded_number_of_resends():
+    from livecenter.media.rts.fastpath import MAX_RESENDS_REMEMBERED
+
+    budget = ResendBudget(rate=0, burst=MAX_RESENDS_REMEMBERED + 2, min_interval=10)
+    for seq in range(MAX_RESENDS_REMEMBERED + 1):
+        assert budget.allow(1.0, seq)
+    assert len(budget._resent) == MAX_RESENDS_REMEMBERED
+    assert budget.allow(1.0, 0)  # the oldest was forgotten: resent again
 
 
 @pytest.mark.parametrize("implementation", ["libsrtp", pytest.param("native", marks=needs_native)])
 def test_nack_answers_one_sequence_number_a_call_are_bounded_per_track(implementation, monkeypatch):
     """aiortc's hook hands in one sequence number a call, so the bound is
-    the track's budget, not MAX_RESENDS_PER_NACK."""
+    the track's budget, not MAX_RESENDS_PER_NACK; asked again at once, none
+    is resent twice."""
     now = [1000.0]
     monkeypatch.setattr(media.time, "monotonic", lambda: now[0])
     transport = _Transport()
@@ -380,14 +400,17 @@ def test_nack_answers_one_sequence_number_a_call_are_bounded_per_track(implement
     history = _history(100, 3)
     sender.send(history, range(0, 300), 0, 0, 0)
     transport.sent.clear()
-    for sequence_number in range(300):
-        sender.resend([sequence_number])
+    for _ in range(3):
+        for sequence_number in range(300):
+            sender.resend([sequence_number])
     assert len(transport.sent) == MAX_RESENDS_BURST
+    assert sender.resend_budget.repeated == 2 * MAX_RESENDS_BURST  # the resent ones, asked twice more at once
     now[0] += 0.5
     for sequence_number in range(300):
         sender.resend([sequence_number])
     assert len(transport.sent) == MAX_RESENDS_BURST + min(MAX_RESENDS_BURST, int(0.5 * MAX_RESENDS_PER_SECOND))
     assert sender.writer.resends == len(transport.sent)
+    assert sender.resend_budget.repeated == 2 * MAX_RESENDS_BURST  # 0.5 s later is not too soon
 
 
 @needs_native

@@ -54,13 +54,19 @@ MAX_HISTORY_BYTES = 4 * 1024 * 1024
 # more is better served by a keyframe (it sends a PLI).
 MAX_RESENDS_PER_NACK = 32
 # aiortc calls the retransmit hook once per NACKed sequence number, so
-# MAX_RESENDS_PER_NACK alone bounds nothing there: a viewer's track answers
-# at most MAX_RESENDS_PER_SECOND NACKed packets a second on average and
+# MAX_RESENDS_PER_NACK alone bounds nothing there: a viewer's track resends
+# at most MAX_RESENDS_PER_SECOND packets a second on average and
 # MAX_RESENDS_BURST at once (ResendBudget). 100 a second is half the packets
 # of a 2 Mbit/s stream: 30 % loss repaired, and a peer that NACKs everything
-# costs at most half a viewer's sending again.
+# costs at most half a viewer's sending again. A receiver asks again for
+# what is still missing (aiortc's with every new loss, the whole missing
+# set; libwebrtc's each round trip): a sequence number resent less than
+# RESEND_MIN_INTERVAL_SECONDS ago is not resent (nor charged), which also
+# bounds a peer repeating one NACK; the last MAX_RESENDS_REMEMBERED are kept.
 MAX_RESENDS_PER_SECOND = 100
 MAX_RESENDS_BURST = 64
+RESEND_MIN_INTERVAL_SECONDS = 0.1
+MAX_RESENDS_REMEMBERED = 512
 # The sequence-number ranges (runs of consecutive packets of one history,
 # stamped with one timestamp offset) a writer remembers to map a NACKed
 # sequence number back to the history: a new run starts at each skip to a
@@ -472,31 +478,52 @@ class RtpWriter:
 
 
 class ResendBudget:
-    """A token bucket for NACK answers: `take(now, count)` grants at most
-    `count` of `burst` tokens, refilled at `rate` a second of `now` (any
-    monotonic clock in seconds, handed in)."""
+    """A token bucket for NACK answers: `allow(now, sequence_number)` says
+    whether to resend that packet: not when it was resent less than
+    `min_interval` seconds ago, else when a token is left of `burst`,
+    refilled at `rate` a second. `now`: any monotonic clock in seconds,
+    handed in."""
 
-    __slots__ = ("rate", "burst", "refused", "_tokens", "_at")
+    __slots__ = ("rate", "burst", "min_interval", "refused", "repeated", "_tokens", "_at", "_resent")
 
-    def __init__(self, rate: float = MAX_RESENDS_PER_SECOND, burst: int = MAX_RESENDS_BURST) -> None:
-        if rate < 0 or burst < 1:
-            raise ValueError("a resend budget needs rate >= 0 and burst >= 1")
+    def __init__(
+        self,
+        rate: float = MAX_RESENDS_PER_SECOND,
+        burst: int = MAX_RESENDS_BURST,
+        min_interval: float = RESEND_MIN_INTERVAL_SECONDS,
+    ) -> None:
+        if rate < 0 or burst < 1 or min_interval < 0:
+            raise ValueError("a resend budget needs rate >= 0, burst >= 1 and min_interval >= 0")
         self.rate = rate
         self.burst = burst
-        self.refused = 0  # NACKed packets not answered for want of tokens
+        self.min_interval = min_interval
+        self.refused = 0  # NACKed packets not resent for want of tokens
+        self.repeated = 0  # NACKed again within min_interval of their resend
         self._tokens = float(burst)
         self._at: float | None = None
+        self._resent: dict[int, float] = {}  # sequence number -> when, oldest first
 
-    def take(self, now: float, count: int) -> int:
+    def allow(self, now: float, sequence_number: int) -> bool:
+        resent = self._resent
+        last = resent.get(sequence_number)
+        if last is not None and 0 <= now - last < self.min_interval:
+            self.repeated += 1
+            return False
         tokens = self._tokens
         if self._at is not None and now > self._at:
             tokens = min(float(self.burst), tokens + (now - self._at) * self.rate)
         if self._at is None or now > self._at:
             self._at = now
-        granted = min(count, int(tokens))
-        self._tokens = tokens - granted
-        self.refused += count - granted
-        return granted
+        if tokens < 1:
+            self._tokens = tokens
+            self.refused += 1
+            return False
+        self._tokens = tokens - 1
+        resent.pop(sequence_number, None)
+        resent[sequence_number] = now
+        if len(resent) > MAX_RESENDS_REMEMBERED:
+            del resent[next(iter(resent))]
+        return True
 
 
 def extension_ids(header_extensions: Iterable) -> tuple[int, int]:

@@ -210,14 +210,15 @@ class FastTrackSender:
     def resend(self, lost: list[int]) -> None:
         """Answer a NACK from the shared history (RtpWriter.resend), within
         the track's budget (fastpath.ResendBudget: aiortc hands in one
-        sequence number a call)."""
+        sequence number a call, and receivers ask again)."""
         if not self.ready():
             return
-        granted = self.resend_budget.take(time.monotonic(), len(lost))
-        if not granted:
+        now, allow = time.monotonic(), self.resend_budget.allow
+        wanted = [sequence_number for sequence_number in lost if allow(now, sequence_number)]
+        if not wanted:
             return
         abs_send_time = abs_send_time_of(clock.current_ntp_time())
-        for packet in self.writer.resend(lost[:granted], abs_send_time):
+        for packet in self.writer.resend(wanted, abs_send_time):
             self.transport.sendto(self.protect(packet), self.address)
 
     def report(self) -> tuple[int, int, int, int] | None:
