@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import subprocess
 import sys
 
@@ -73,9 +74,16 @@ def test_the_native_session_is_byte_identical_to_pylibsrtps_across_the_rollover(
     assert srtp.native_session(python.protect) is None
     history = _history(4, 3)
     writer = RtpWriter(PARAMETERS, sequence_number=65530, timestamp_origin=0)
-    for index in range(history.next_index):  # 65530 .. 65535, 0 .. 5
-        packet = bytes(writer.write(history, index))
+    packets = [bytes(writer.write(history, index)) for index in range(history.next_index)]
+    for packet in packets:  # 65530 .. 65535, 0 .. 5: the rollover counter goes to 1
         assert native.protect(packet) == bytes(python.protect(packet))
+    for packet in (packets[5], packets[0], packets[-1]):  # sent again (a NACK without RTX): its own cycle
+        assert native.protect(packet) == bytes(python.protect(packet))
+    if profile != srtp.AES_CM_128_HMAC_SHA1_80:  # OpenSSL's GCM: rollover counters for a viewer's few SSRCs
+        for ssrc in range(1, srtp.MAX_SSRCS_PER_PROTECTOR):
+            native.protect(struct.pack("!BBHLL", 0x80, 96, 1, 0, ssrc) + b"x")
+        with pytest.raises(ValueError, match="SSRCs"):
+            native.protect(struct.pack("!BBHLL", 0x80, 96, 1, 0, 0xFFFF) + b"x")
 
 
 def test_the_native_session_refuses_bad_keys_and_packets():

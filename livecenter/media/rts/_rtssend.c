@@ -1,7 +1,8 @@
 /* The fast path's native sender (issue 18): one call per viewer per frame
  * writes the viewer's RTP headers for the frame's packets (from the shared
- * history's payloads), SRTP-protects them with the system libsrtp2 and sends
- * them with one sendmmsg(2) on the viewer's ICE socket.
+ * history's payloads), SRTP-protects them (AES-GCM with OpenSSL, AES-CM with
+ * the system libsrtp2) and sends them with one sendmmsg(2) on the viewer's
+ * ICE socket.
  *
  * Built by `make native` (the Makefile; `setup` depends on it) into
  * livecenter/media/rts/; fastpath_native.py imports it, or falls back to the
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <srtp2/srtp.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,13 +38,6 @@ static struct iovec vectors[BATCH_PACKETS];
 
 static PyObject *name_payload, *name_timestamp, *name_marker;
 
-/* --- Srtp: one libsrtp2 session (any outbound SSRC, repeats allowed) ------ */
-
-typedef struct {
-    PyObject_HEAD
-    srtp_t session;
-} SrtpObject;
-
 static const char *srtp_status_name(srtp_err_status_t status) {
     switch (status) {
     case srtp_err_status_bad_param: return "bad_param";
@@ -58,6 +53,166 @@ static const char *srtp_status_name(srtp_err_status_t status) {
     }
 }
 
+/* --- Srtp: one session for any outbound SSRC, repeats allowed --------------
+ *
+ * AEAD_AES_128_GCM and AEAD_AES_256_GCM (RFC 7714) with OpenSSL's EVP, one
+ * cipher context whose key schedule is made once: Debian's libsrtp2 does
+ * its GCM through NSS, which sets up a PKCS #11 context per packet (about
+ * a microsecond a packet more at a thousand viewers). AES_CM_128_HMAC_SHA1_80
+ * (and anything else) through the system libsrtp2. */
+
+#define GCM_SALT_BYTES 12
+#define GCM_TAG_BYTES 16
+#define MAX_SSRCS 8 /* srtp.MAX_SSRCS_PER_PROTECTOR: a viewer's media and RTX SSRCs of its bundle */
+#define HALF_SEQ 0x8000
+
+typedef struct {
+    uint32_t ssrc;
+    uint32_t roc;
+    uint16_t highest;
+} Rollover;
+
+typedef struct {
+    PyObject_HEAD
+    srtp_t session;           /* libsrtp2, or NULL */
+    EVP_CIPHER_CTX *gcm;      /* OpenSSL AES-GCM, or NULL */
+    unsigned char salt[GCM_SALT_BYTES];
+    Rollover rollovers[MAX_SSRCS];
+    int ssrcs;
+} SrtpObject;
+
+/* RFC 3711 3.3.1 as the sender sees it (srtp._RolloverCounters, libsrtp's
+ * estimate): a sequence number far below the highest sent is the next
+ * cycle, one far above it a packet of the previous cycle sent again. */
+static int rollover_of(SrtpObject *self, uint32_t ssrc, uint16_t seq, uint32_t *roc) {
+    Rollover *state = NULL;
+    for (int i = 0; i < self->ssrcs; i++)
+        if (self->rollovers[i].ssrc == ssrc)
+            state = &self->rollovers[i];
+    if (state == NULL) {
+        if (self->ssrcs == MAX_SSRCS) {
+            PyErr_Format(PyExc_ValueError, "more than %d SSRCs in one SRTP session", MAX_SSRCS);
+            return -1;
+        }
+        state = &self->rollovers[self->ssrcs++];
+        state->ssrc = ssrc;
+        state->roc = 0;
+        state->highest = seq;
+        *roc = 0;
+        return 0;
+    }
+    if (seq > state->highest) {
+        if (seq - state->highest > HALF_SEQ) {
+            *roc = state->roc - 1; /* an old packet again */
+            return 0;
+        }
+        state->highest = seq;
+    } else if (state->highest - seq > HALF_SEQ) {
+        state->roc += 1;
+        state->highest = seq;
+    }
+    *roc = state->roc;
+    return 0;
+}
+
+/* RFC 7714 8: the header is the associated data, the payload is encrypted
+ * in place and the 16-byte tag follows it; IV = (0x0000 || SSRC || ROC ||
+ * SEQ) XOR the session salt. */
+static int gcm_protect(SrtpObject *self, unsigned char *packet, int *length) {
+    int header = RTP_HEADER_BYTES + 4 * (packet[0] & 0x0F);
+    if ((packet[0] >> 6) != 2 || header > *length) {
+        PyErr_SetString(PyExc_ValueError, "not an RTP version 2 packet");
+        return -1;
+    }
+    if (packet[0] & 0x10) {
+        if (header + 4 > *length) {
+            PyErr_SetString(PyExc_ValueError, "RTP header extension runs past the packet");
+            return -1;
+        }
+        header += 4 + 4 * ((packet[header + 2] << 8) | packet[header + 3]);
+        if (header > *length) {
+            PyErr_SetString(PyExc_ValueError, "RTP header runs past the packet");
+            return -1;
+        }
+    }
+    uint16_t seq = (uint16_t)((packet[2] << 8) | packet[3]);
+    uint32_t ssrc = ((uint32_t)packet[8] << 24) | ((uint32_t)packet[9] << 16) | ((uint32_t)packet[10] << 8) | packet[11];
+    uint32_t roc;
+    if (rollover_of(self, ssrc, seq, &roc) < 0)
+        return -1;
+    unsigned char iv[GCM_SALT_BYTES] = {0, 0,
+                                        (unsigned char)(ssrc >> 24), (unsigned char)(ssrc >> 16),
+                                        (unsigned char)(ssrc >> 8), (unsigned char)ssrc,
+                                        (unsigned char)(roc >> 24), (unsigned char)(roc >> 16),
+                                        (unsigned char)(roc >> 8), (unsigned char)roc,
+                                        (unsigned char)(seq >> 8), (unsigned char)seq};
+    for (int i = 0; i < GCM_SALT_BYTES; i++)
+        iv[i] ^= self->salt[i];
+    int out, payload = *length - header;
+    EVP_CIPHER_CTX *ctx = self->gcm;
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
+        EVP_EncryptUpdate(ctx, NULL, &out, packet, header) != 1 ||
+        (payload > 0 && EVP_EncryptUpdate(ctx, packet + header, &out, packet + header, payload) != 1) ||
+        EVP_EncryptFinal_ex(ctx, packet + *length, &out) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG_BYTES, packet + *length) != 1) {
+        PyErr_SetString(PyExc_ValueError, "OpenSSL's AES-GCM failed");
+        return -1;
+    }
+    *length += GCM_TAG_BYTES;
+    return 0;
+}
+
+/* RFC 3711 4.3.1 with r = 0 (DTLS-SRTP): the session key or salt for
+ * `label` is AES-CM keystream under the master key from IV ((salt padded
+ * to 14 bytes) XOR (label << 48)) * 2^16. */
+static int derive(const unsigned char *master_key, int key_bytes, const unsigned char *master_salt, int salt_bytes,
+                  int label, unsigned char *out, int out_bytes) {
+    unsigned char iv[16] = {0};
+    memcpy(iv, master_salt, salt_bytes);
+    iv[7] ^= (unsigned char)label;
+    unsigned char zeros[32] = {0};
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int ok = ctx != NULL &&
+             EVP_EncryptInit_ex(ctx, key_bytes == 32 ? EVP_aes_256_ctr() : EVP_aes_128_ctr(), NULL, master_key, iv) == 1 &&
+             EVP_EncryptUpdate(ctx, out, &out_bytes, zeros, out_bytes) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+static int gcm_init(SrtpObject *self, int profile, const unsigned char *material, Py_ssize_t length) {
+    int key_bytes = profile == srtp_profile_aead_aes_256_gcm ? 32 : 16;
+    if (length != key_bytes + GCM_SALT_BYTES) {
+        PyErr_Format(PyExc_ValueError, "profile %d takes %d bytes of key and salt", profile, key_bytes + GCM_SALT_BYTES);
+        return -1;
+    }
+    unsigned char key[32];
+    if (derive(material, key_bytes, material + key_bytes, GCM_SALT_BYTES, 0x00, key, key_bytes) < 0 ||
+        derive(material, key_bytes, material + key_bytes, GCM_SALT_BYTES, 0x02, self->salt, GCM_SALT_BYTES) < 0) {
+        PyErr_SetString(PyExc_ValueError, "SRTP key derivation failed");
+        return -1;
+    }
+    self->gcm = EVP_CIPHER_CTX_new();
+    int ok = self->gcm != NULL &&
+             EVP_EncryptInit_ex(self->gcm, key_bytes == 32 ? EVP_aes_256_gcm() : EVP_aes_128_gcm(), NULL, key, NULL) == 1;
+    memset(key, 0, sizeof key);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "OpenSSL's AES-GCM could not be set up");
+        return -1;
+    }
+    return 0;
+}
+
+static int protect_in_place(SrtpObject *self, unsigned char *packet, int *length) {
+    if (self->gcm != NULL)
+        return gcm_protect(self, packet, length);
+    srtp_err_status_t status = srtp_protect(self->session, packet, length);
+    if (status != srtp_err_status_ok) {
+        PyErr_Format(PyExc_ValueError, "libsrtp refused the packet (%s)", srtp_status_name(status));
+        return -1;
+    }
+    return 0;
+}
+
 static int Srtp_init(SrtpObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"profile", "key_and_salt", "window_size", NULL};
     int profile;
@@ -65,10 +220,15 @@ static int Srtp_init(SrtpObject *self, PyObject *args, PyObject *kwargs) {
     unsigned long window_size = 1024;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iy*|k", keywords, &profile, &key, &window_size))
         return -1;
-    if (self->session != NULL) {
+    if (self->session != NULL || self->gcm != NULL) {
         PyBuffer_Release(&key);
         PyErr_SetString(PyExc_RuntimeError, "Srtp is already initialised");
         return -1;
+    }
+    if (profile == srtp_profile_aead_aes_128_gcm || profile == srtp_profile_aead_aes_256_gcm) {
+        int status = gcm_init(self, profile, key.buf, key.len);
+        PyBuffer_Release(&key);
+        return status;
     }
     srtp_policy_t policy;
     memset(&policy, 0, sizeof policy);
@@ -105,11 +265,13 @@ static int Srtp_init(SrtpObject *self, PyObject *args, PyObject *kwargs) {
 static void Srtp_dealloc(SrtpObject *self) {
     if (self->session != NULL)
         srtp_dealloc(self->session);
+    if (self->gcm != NULL)
+        EVP_CIPHER_CTX_free(self->gcm);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int check_session(SrtpObject *self) {
-    if (self->session == NULL) {
+    if (self->session == NULL && self->gcm == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Srtp is not initialised");
         return -1;
     }
@@ -133,9 +295,8 @@ static PyObject *Srtp_protect(SrtpObject *self, PyObject *arg) {
     memcpy(slot, packet.buf, packet.len);
     int length = (int)packet.len;
     PyBuffer_Release(&packet);
-    srtp_err_status_t status = srtp_protect(self->session, slot, &length);
-    if (status != srtp_err_status_ok)
-        return PyErr_Format(PyExc_ValueError, "libsrtp refused the packet (%s)", srtp_status_name(status));
+    if (protect_in_place(self, slot, &length) < 0)
+        return NULL;
     return PyBytes_FromStringAndSize((const char *)slot, length);
 }
 
@@ -148,7 +309,7 @@ static PyTypeObject SrtpType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "livecenter.media.rts._rtssend.Srtp",
     .tp_basicsize = sizeof(SrtpObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Srtp(profile, key_and_salt, window_size=1024): a libsrtp2 session for any outbound SSRC",
+    .tp_doc = "Srtp(profile, key_and_salt, window_size=1024): an SRTP session for any outbound SSRC",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Srtp_init,
     .tp_dealloc = (destructor)Srtp_dealloc,
@@ -327,11 +488,8 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
                                       PyList_GET_ITEM(packets, done + count));
             if (length < 0)
                 goto fail;
-            srtp_err_status_t status = srtp_protect(srtp->session, slot, &length);
-            if (status != srtp_err_status_ok) {
-                PyErr_Format(PyExc_ValueError, "libsrtp refused the packet (%s)", srtp_status_name(status));
+            if (protect_in_place(srtp, slot, &length) < 0)
                 goto fail;
-            }
             vectors[count].iov_base = slot;
             vectors[count].iov_len = (size_t)length;
             memset(&messages[count], 0, sizeof messages[count]);

@@ -44,16 +44,17 @@ except ImportError:  # pragma: no cover - a pylibsrtp without its cffi module
 
 log = logging.getLogger(__name__)
 
-# The native sender (_rtssend.c, `make native`): the system libsrtp2 and
-# sendmmsg, one call per viewer per frame (media.FastTrackSender). Chosen
-# once, here; without it the fast path is the Python one below.
+# The native sender (_rtssend.c, `make native`): one call per viewer per
+# frame (media.FastTrackSender) writes, protects (AES-GCM with OpenSSL's EVP,
+# AES-CM with the system libsrtp2) and sends a frame with one sendmmsg.
+# Chosen once, here; without it the fast path is the Python one below.
 try:
     from . import _rtssend as native
 except ImportError as exc:
     native = None
     log.info("rts fast path: pure Python sender (the native one is not built: %s; `make native`)", exc)
 else:
-    log.info("rts fast path: native sender (libsrtp2, sendmmsg: %s)", native.__file__)
+    log.info("rts fast path: native sender (OpenSSL AES-GCM, sendmmsg: %s)", native.__file__)
 
 # The profiles by their DTLS-SRTP names (RFC 5764 4.1.2, RFC 7714 14.2).
 AES_CM_128_HMAC_SHA1_80 = "SRTP_AES128_CM_SHA1_80"
@@ -288,10 +289,12 @@ NATIVE_PROFILES = (
 
 
 def native_protector(profile: str, key_and_salt: bytes):
-    """The native sender's libsrtp2 session (`protect(rtp_packet) -> srtp_packet`,
-    and what `native.send_frame` protects with): the system libsrtp2, not
-    pylibsrtp's bundled copy (a session of one must never reach the other),
-    with LibsrtpProtector's policy (any outbound SSRC, repeats allowed)."""
+    """The native sender's SRTP session (`protect(rtp_packet) -> srtp_packet`,
+    and what `native.send_frame` protects with), for any outbound SSRC with
+    repeats allowed, as LibsrtpProtector's: for the GCM profiles OpenSSL's
+    AES-GCM with the rollover counters of AesGcmProtector; else the system
+    libsrtp2, never pylibsrtp's bundled copy (a session of one must never
+    reach the other)."""
     if native is None:
         raise ValueError("the native sender is not built (`make native`)")
     key_bytes, salt_bytes = KEY_SALT_BYTES[profile]
@@ -322,8 +325,8 @@ def native_destination(transport, address: tuple) -> tuple[int, bytes]:
 # measured by bench/rts/sender_micro.py (bench/README.md has the figures).
 # The native session, where built, for the GCM profiles (what Chrome and
 # aiortc negotiate): it lets the native sender send a frame in one call.
-# Debian's libsrtp2 does its crypto with NSS, whose HMAC-SHA1 costs ~3 µs a
-# packet more than pylibsrtp's OpenSSL: AES-CM stays on the Python path.
+# Its AES-CM is Debian's libsrtp2, which hashes with NSS, ~3 µs a packet
+# more than pylibsrtp's OpenSSL: AES-CM stays on the Python path.
 FASTEST = {
     AES_CM_128_HMAC_SHA1_80: "libsrtp",
     AEAD_AES_128_GCM: "native" if native is not None else "libsrtp",
