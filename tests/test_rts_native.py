@@ -26,7 +26,7 @@ from livecenter.media.rts.fastpath import (
     RtpWriter,
 )
 from livecenter.media.rts.media import FastTrackSender
-from tests.test_rts_fastpath import _connected_pair, _libsrtp_receiver
+from tests.test_rts_fastpath import _connected_pair, _libsrtp_receiver, negotiated_stream
 
 needs_native = pytest.mark.skipif(srtp.native is None, reason="the native sender is not built (make native)")
 
@@ -423,21 +423,14 @@ def test_nack_answers_one_sequence_number_a_call_are_bounded_per_track(implement
 
 @needs_native
 def test_a_frame_sent_natively_on_the_ice_pair_reaches_aiortcs_receiver():
-    from aiortc.sdp import SessionDescription
-
     from livecenter.media.rts import aiortc_compat
-    from livecenter.media.rts.fastpath import extension_ids
 
     async def run():
         sending, receiving, sender, receiver, tap = await _connected_pair()
         try:
             dtls = sender.sender.transport
             profile, key_and_salt = aiortc_compat.srtp_tx_keys(dtls)
-            media_description = SessionDescription.parse(sending.remoteDescription.sdp).media[0]
-            mid_id, abs_id = extension_ids(media_description.rtp.headerExtensions)
-            codec = next(c for c in media_description.rtp.codecs if c.mimeType.lower() != "video/rtx")
-            parameters = RtpStreamParameters(ssrc=sender.sender._ssrc, payload_type=codec.payloadType,
-                                             mid=sender.mid, mid_id=mid_id, abs_send_time_id=abs_id)  # fmt: skip
+            parameters = negotiated_stream(sending, sender)
             fast = FastTrackSender(RtpWriter(parameters, 4242, 0), srtp.protector(profile, key_and_salt).protect,
                                    dtls, aiortc_compat.ice_datagram_path(dtls))  # fmt: skip
             assert fast.fd >= 0 and fast.srtp is not None
