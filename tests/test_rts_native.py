@@ -450,3 +450,16 @@ def test_a_frame_sent_natively_on_the_ice_pair_reaches_aiortcs_receiver():
             aiortc_compat.use_ice_addresses(())
 
     asyncio.run(run())
+
+
+def test_the_historys_packets_of_a_range_follow_the_ring_across_its_end():
+    history = RtpPacketHistory(max_packets=8)
+    for frame in range(5):
+        history.add_frame([bytes([frame, i]) * 10 for i in range(3)], frame * 3000)
+    assert history.first_index == 7 and history.next_index == 15
+    for indexes in (range(7, 10), range(9, 15), range(14, 15), range(12, 12)):
+        assert history.packets(indexes) == [history.get(index) for index in indexes]
+        assert history.packets(indexes) is history.packets(indexes)  # one list for every viewer of the frame
+    kept = history.packets(range(12, 15))
+    history.add_frame([b"new"], 5 * 3000)
+    assert history.packets(range(12, 15)) is not kept  # a packet added: made again

@@ -20,8 +20,11 @@ AEAD_AES_256_GCM either way. AES_CM_128_HMAC_SHA1_80 is what a peer without
 GCM (older libsrtp builds, some SIP gateways) gets.
 
 `protector(profile, key_and_salt)` makes the one that measured faster on
-this machine class (bench/rts/sender_micro.py, bench/README.md): libsrtp,
-for every profile (by 1.1 µs a packet for GCM, 7 µs for AES-CM).
+this machine class (bench/rts/sender_micro.py, bench/README.md): libsrtp
+through pylibsrtp for every profile (by 1.1 µs a packet for GCM, 7 µs for
+AES-CM), unless the native sender is built (`make native`, `native`
+below): then its own session for the GCM profiles, which also lets
+media.FastTrackSender send a frame in one call.
 
 Only the sending side is here: the fast path never unprotects (RTCP from
 viewers still arrives through aiortc's DTLS transport).
