@@ -114,6 +114,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "monitoring.context_processors.open_alarms",
             ],
         },
     },
@@ -239,6 +240,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
         "options": {"queue": os.environ.get("LIVECENTER_MEDIA_QUEUE", "media"), "expires": 10},
+    },
+    # Alarm rules over the recent samples (monitoring/alarms.py); a late run is dropped, the next one sees the same.
+    "monitoring.evaluate-alarms": {
+        "task": "monitoring.evaluate_alarms",
+        "schedule": float(os.environ.get("LIVECENTER_ALARMS_EVALUATE_SECONDS", 5)),
+        "options": {"expires": 10},
     },
 }
 
@@ -527,6 +534,14 @@ LIVECENTER_MONITORING_BUFFER_SAMPLES = int(os.environ.get("LIVECENTER_MONITORING
 LIVECENTER_MONITORING_RETENTION_HOURS = float(os.environ.get("LIVECENTER_MONITORING_RETENTION_HOURS", 24))
 LIVECENTER_MONITORING_PRUNE_BATCH = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_BATCH", 5000))
 LIVECENTER_MONITORING_PRUNE_MAX_BATCHES = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_MAX_BATCHES", 20))
+# Viewer telemetry (issue 19; livecenter/media/beacon.py): a CSV file of
+# `CIDR,region` lines that names a viewer's region from its address, the
+# longest matching prefix winning, with no outside service. Empty: the
+# built-in table, loopback and private ranges as "local", the rest "unknown".
+LIVECENTER_VIEWER_REGIONS = os.environ.get("LIVECENTER_VIEWER_REGIONS", "")
+# How often a media node hands what the players' beacons said to the
+# database (0: the node refuses beacons).
+LIVECENTER_BEACON_FLUSH_SECONDS = float(os.environ.get("LIVECENTER_BEACON_FLUSH_SECONDS", 10))
 
 # --- callbacks (issue 16; callbacks/, livecenter/media/webhooks.py) ---------------------------
 # Loopback and private addresses (RFC 1918, ULA, ...) as callback receivers:
@@ -559,3 +574,18 @@ LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celer
 LIVECENTER_CALLBACKS_CONSOLE_URL = os.environ.get(
     "LIVECENTER_CALLBACKS_CONSOLE_URL", f"http://{LIVECENTER_CONSOLE_HOST}:{LIVECENTER_CONSOLE_PORT}"
 )
+
+# --- usage statistics (monitoring/usage.py) ------------------------------------------------
+# Rolled up from the samples by the worker every LIVECENTER_USAGE_ROLLUP_SECONDS
+# (at most LIVECENTER_USAGE_ROLLUP_BATCH samples a run; the next run goes on).
+# 5-minute, hour and day rollups are kept LIVECENTER_USAGE_RETENTION_DAYS,
+# 1-minute ones LIVECENTER_USAGE_MINUTE_RETENTION_DAYS.
+LIVECENTER_USAGE_ROLLUP_SECONDS = float(os.environ.get("LIVECENTER_USAGE_ROLLUP_SECONDS", 30))
+LIVECENTER_USAGE_ROLLUP_BATCH = int(os.environ.get("LIVECENTER_USAGE_ROLLUP_BATCH", 20000))
+LIVECENTER_USAGE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_RETENTION_DAYS", 90))
+LIVECENTER_USAGE_MINUTE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_MINUTE_RETENTION_DAYS", 7))
+CELERY_BEAT_SCHEDULE["monitoring.roll-up-usage"] = {
+    "task": "monitoring.roll_up_usage",
+    "schedule": LIVECENTER_USAGE_ROLLUP_SECONDS,
+    "options": {"expires": LIVECENTER_USAGE_ROLLUP_SECONDS},
+}

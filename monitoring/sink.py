@@ -21,12 +21,21 @@ from django.db import close_old_connections, connection
 
 from domains.models import Domain
 from livecenter import outage
-from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
+from livecenter.media.policy import (
+    PlaybackReported,
+    PublishRefused,
+    StreamKey,
+    StreamPublished,
+    StreamsSampled,
+    StreamUnpublished,
+)
+from livecenter.media.stats import MAX_VIEWER_IDS_PER_SAMPLE, VIEWER_ID_BYTES
 
-from . import live
+from . import live, playback
 from .models import PublishRefusal, StreamSample
 
 log = logging.getLogger(__name__)
+VIEWER_ID_CHARS = 2 * VIEWER_ID_BYTES  # hex
 
 
 def _aware(unix_seconds: float) -> dt.datetime:
@@ -74,6 +83,8 @@ def _create(samples) -> None:
                 whip=s.whip.as_dict() if s.whip is not None else None,
                 upstream_node=s.upstream_node[:128],
                 relay_bitrate_out=max(0.0, s.relay_bitrate_out),
+                interval_seconds=max(0.0, s.interval_seconds),
+                viewer_ids=[v[:VIEWER_ID_CHARS] for v in s.viewer_ids[:MAX_VIEWER_IDS_PER_SAMPLE]],
             )
             for node_id, s in samples
         ],
@@ -129,6 +140,18 @@ class MonitoringSink:
             return  # a refusal is a hint for the troubleshooting tool, not worth buffering
         try:
             await sync_to_async(_store_refusal, thread_sensitive=True)(event)
+        except outage.UNREACHABLE as exc:
+            outage.database.failed(exc)
+            return
+        outage.database.succeeded()
+
+    async def playback_reported(self, event: PlaybackReported) -> None:
+        # Telemetry comes every few seconds and says little alone: while the
+        # database is out it is dropped, not buffered in front of samples.
+        if not outage.database.should_try():
+            return
+        try:
+            await sync_to_async(playback.store, thread_sensitive=True)(event)
         except outage.UNREACHABLE as exc:
             outage.database.failed(exc)
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 import time
@@ -19,6 +20,7 @@ from domains.lib import certificates
 from domains.models import LiveCenter
 from livecenter import outage
 from livecenter.lib.api import command_error, invalid
+from livecenter.media.beacon import RegionTable, RegionTableError
 from livecenter.media.cluster import (
     ANY_REGION,
     HEARTBEAT_SECONDS,
@@ -128,9 +130,26 @@ def node_config() -> NodeConfig:
         malloc_trim_seconds=settings.LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
+        # Derived, so the key itself never reaches the samples' readers.
+        viewer_id_salt=hashlib.sha256(b"livecenter viewer ids\n" + settings.SECRET_KEY.encode()).digest(),
         relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,
         relay_srt_latency_ms=settings.LIVECENTER_RELAY_SRT_LATENCY_MS,
+        viewer_regions=viewer_regions(settings.LIVECENTER_VIEWER_REGIONS),
+        beacon_flush_seconds=settings.LIVECENTER_BEACON_FLUSH_SECONDS,
     )
+
+
+def viewer_regions(path: str) -> RegionTable:
+    """The viewer region table LIVECENTER_VIEWER_REGIONS names, else the built-in one."""
+    if not path:
+        return RegionTable()
+    try:
+        with open(path, encoding="utf-8") as table:
+            return RegionTable.parse(table.read(), f"LIVECENTER_VIEWER_REGIONS ({path})")
+    except OSError as exc:
+        raise ImproperlyConfigured(f"LIVECENTER_VIEWER_REGIONS: cannot read {path}: {exc.strerror}") from None
+    except RegionTableError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def advertised_host(config: NodeConfig) -> str:

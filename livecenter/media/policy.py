@@ -264,6 +264,11 @@ class StreamSample:
     # edge's relay, a center's stream pulled by an edge): not in `viewers`
     # nor `bitrate_out`, which are the node's viewers'.
     relay_bitrate_out: float = 0.0
+    # Who watched (stats.viewer_identity: a salted hash of a viewer's address
+    # and agent, never the address): each viewer once per UTC minute it
+    # watches in, at most stats.MAX_VIEWER_IDS_PER_SAMPLE, so that the usage
+    # rollups count unique viewers (monitoring/usage.py).
+    viewer_ids: tuple[str, ...] = ()
 
     @property
     def bitrate(self) -> float:
@@ -295,6 +300,39 @@ class PublishRefused:
     code: int  # the protocol's own code (an SRT rejection reason, WHIP's HTTP status), 0 if it has none (RTMP)
     at: float  # Unix seconds
     node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackRow:
+    """Viewers' playback of a stream in one minute, on one streaming domain,
+    protocol and viewer region, summed from the players' beacons a node
+    received since its last report (beacon.py). Histogram counts are per
+    bucket of beacon.TTFF_BUCKETS_MS / LATENCY_BUCKETS_MS, one more for
+    what is above the last bound."""
+
+    minute: int  # Unix seconds of the minute's start
+    key: StreamKey  # the stream, by its ingest domain
+    streaming_domain: str
+    protocol: str  # "rts", "flv", "llhls", "hls", "native-hls"
+    region: str
+    sessions: int  # player sessions that started the stream over the protocol ("start" events, once a session)
+    ttff_counts: tuple[int, ...]
+    stalls: int
+    stall_ms: int
+    watch_ms: int  # playing or stalled, after the first frame
+    bitrate_switches: int
+    fallbacks: dict[str, int]  # "rts>flv" -> count
+    errors: dict[str, int]  # kind -> count
+    latency_counts: tuple[int, ...]  # one per beacon window that measured glass-to-glass latency
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackReported:
+    """A node's PlaybackRows since its last report (every beacon_flush_seconds)."""
+
+    node_id: str
+    at: float  # Unix seconds
+    rows: tuple[PlaybackRow, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +406,9 @@ class EventSink(Protocol):
     async def rendition_requested(self, event: RenditionRequested) -> None:
         """Optional: a sink without it starts no transcodes on demand."""
 
+    async def playback_reported(self, event: PlaybackReported) -> None:
+        """Optional: a sink without it keeps no viewer telemetry."""
+
     async def publish_refused(self, event: PublishRefused) -> None:
         """Optional: a sink without it keeps no record of refusals (the log has them)."""
 
@@ -423,4 +464,7 @@ class MemorySink:
         self.events.append(event)
 
     async def publish_refused(self, event: PublishRefused) -> None:
+        self.events.append(event)
+
+    async def playback_reported(self, event: PlaybackReported) -> None:
         self.events.append(event)
