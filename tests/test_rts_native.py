@@ -20,6 +20,7 @@ from livecenter.media.rts import media, srtp
 from livecenter.media.rts.fastpath import (
     MAX_RESENDS_BURST,
     MAX_RESENDS_PER_SECOND,
+    FastPathError,
     ResendBudget,
     RtpPacketHistory,
     RtpStreamParameters,
@@ -463,3 +464,35 @@ def test_the_historys_packets_of_a_range_follow_the_ring_across_its_end():
     kept = history.packets(range(12, 15))
     history.add_frame([b"new"], 5 * 3000)
     assert history.packets(range(12, 15)) is not kept  # a packet added: made again
+
+
+@needs_native
+def test_a_rendition_switch_is_byte_identical_on_both_paths():
+    """RtpWriter.claim keeps the sequence and timestamp continuous across a
+    switch of history (an ABR rendition) as RtpWriter.write does."""
+    key_and_salt = os.urandom(44)
+
+    async def run():
+        native_in, python_in = _receiver(), _receiver()
+        fast = await _sender(srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "native").protect, native_in)
+        slow = await _sender(srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "libsrtp").protect, python_in)
+        top, low = _history(3, 4), RtpPacketHistory()
+        for frame in range(3):
+            low.add_frame([b"low" * 20] * 2, 777_000 + frame * 3000, keyframe=frame == 0)
+        for sender in (fast, slow):
+            sender.send(top, range(0, 8), 0, 0, 0)
+            sender.writer.switch_source(3000)
+            sender.send(low, range(0, 2), 0, 0, 0)
+            sender.send(low, range(2, 4), 0, 0, 0)
+            with pytest.raises(FastPathError, match="switch_source"):
+                sender.send(top, range(8, 12), 0, 0, 0)  # back without a switch: refused on both paths
+        await asyncio.sleep(0)
+        got_native, got_python = _drain(native_in), _drain(python_in)
+        assert len(got_python) == 12 and got_native == got_python
+        assert fast.writer.last_timestamp == slow.writer.last_timestamp
+        for sender in (fast, slow):
+            sender.transport.close()
+        native_in.close()
+        python_in.close()
+
+    asyncio.run(run())

@@ -322,8 +322,8 @@ def ice_nominated_pair(dtls_transport: RTCDtlsTransport):
     (`Connection._nominated[1]`), or None. aioice replaces it when a later
     check of another pair succeeds nominated (the controlling peer may
     nominate again), so a sender that holds a pair's transport compares the
-    pair it read with this one."""
-    connection = getattr(dtls_transport.transport, ICE_TRANSPORT_CONNECTION, None)
+    pair it read with this one. None for no DTLS transport (a test's sender)."""
+    connection = getattr(getattr(dtls_transport, "transport", None), ICE_TRANSPORT_CONNECTION, None)
     return getattr(connection, ICE_NOMINATED, {}).get(ICE_RTP_COMPONENT) if connection is not None else None
 
 
