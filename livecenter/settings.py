@@ -518,11 +518,20 @@ LIVECENTER_RECORDINGS_DIR = Path(os.environ.get("LIVECENTER_RECORDINGS_DIR", DAT
 LIVECENTER_SNAPSHOTS_DIR = Path(os.environ.get("LIVECENTER_SNAPSHOTS_DIR", DATA_DIR / "snapshots"))
 
 # --- player -------------------------------------------------------------------------
-# The web player (/player/) and the calibrator send viewers to the generated
-# URLs as they are, on the streaming domain. For use on one machine without
-# DNS, name a host here (such as 127.0.0.1): the media URLs then go to it,
-# with `&domain=<domain>` (the engine's documented fallback).
-LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "")
+# Where the web player (/player/), Go live, the calibrator and the URL
+# generator's direct URLs send clients (domains/direct.py):
+#   "auto" (the default): a domain's own name where it resolves on this
+#     machine and is not marked local; else the media node's address (the
+#     address the browser reached the console at, 127.0.0.1 without one) with
+#     `&domain=<domain>` (the engine's documented fallback);
+#   "" (empty): always the domain's own name (DNS in place);
+#   a host (such as 127.0.0.1 or 192.0.2.10): always that host, with `domain=`.
+LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "auto")
+# How long "auto" waits for the system's resolver (getaddrinfo) on a page
+# that hands out URLs, and how long it keeps an answer: a resolver that
+# hangs costs a page at most this, once a name (domains/lib/resolve.py).
+LIVECENTER_RESOLVE_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_RESOLVE_TIMEOUT_SECONDS", 1))
+LIVECENTER_RESOLVE_CACHE_SECONDS = float(os.environ.get("LIVECENTER_RESOLVE_CACHE_SECONDS", 60))
 
 # --- monitoring -------------------------------------------------------------------------
 # Per-second stream samples are kept this long, then pruned by the worker in
