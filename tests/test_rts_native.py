@@ -602,3 +602,37 @@ def test_the_equal_size_packets_really_go_as_gso_messages():
     # most GSO_MAX_BYTES a message: 48 | 16 | 6; frame 3: 1; frame 4: 100 | 1200 1200 50 | 1200.
     assert len(reads[True]) == 2 + 3 + 1 + 3
     assert b"".join(reads[True]) == b"".join(reads[False])
+
+
+@needs_native
+def test_a_kernel_that_refuses_gso_turns_it_off_and_nothing_is_lost():
+    """A socket the kernel will not segment for (SO_NO_CHECK: UDP GSO needs
+    the checksum, EINVAL): the refused message and the rest of its batch go
+    one datagram a packet, and GSO stays off."""
+    key_and_salt = os.urandom(44)
+    history = _equal_runs_history()
+    before = srtp.native.gso()
+    srtp.native.gso(True)
+    receiver = _receiver()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_NO_CHECK", 11), 1)
+        session = srtp.native_protector(srtp.AEAD_AES_256_GCM, key_and_salt)
+        writer = RtpWriter(PARAMETERS, 100, 0)
+        template = writer.template
+        address = srtp.native.sockaddr(*receiver.getsockname())
+        for indexes in _frames_of(history):
+            sequence_number, offset = writer.claim(history, indexes)
+            assert srtp.native.send_frame(
+                session, sender.fileno(), address, template.buffer, template.header_bytes, template.abs_offset,
+                template.payload_type, sequence_number, offset, 0, history.packets(indexes),
+            ) is None  # fmt: skip
+        assert srtp.native.gso() is False
+        got = _drain(receiver)
+    finally:
+        srtp.native.gso(before)
+        sender.close()
+        receiver.close()
+    python = srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "libsrtp")
+    again = RtpWriter(PARAMETERS, 100, 0)
+    assert got == [bytes(python.protect(again.write(history, index))) for index in range(history.next_index)]
