@@ -48,8 +48,9 @@ static struct iovec vectors[BATCH_PACKETS];
  * into the same datagrams, once, at the end of its output path (and on
  * loopback at the receiver, udp_rcv_segment, unless the receiving socket
  * asked for UDP_GRO). Off after the first refusal (EIO: no checksum
- * offload on the route's device; EINVAL: an old kernel) and with
- * gso(False). */
+ * offload on the route's device; EINVAL: an old kernel, a socket without
+ * UDP checksums; also one that surfaces at the socket's next send) and
+ * with gso(False). */
 #define GSO_MAX_BYTES 60000      /* a message's bytes: under IP's 65535 with headers */
 #define GSO_MAX_SEGMENTS 64      /* UDP_MAX_SEGMENTS on Linux 4.18 to 6.x */
 static int gso_enabled = 1;
@@ -427,7 +428,7 @@ static int write_packet(unsigned char *slot, const unsigned char *template, Py_s
  * reporting it to the protocol). Returns the index of the first message not
  * sent (count when all went: EAGAIN stops it early), or -1 with an exception
  * set on EBADF/ENOTSOCK/EINVAL/EFAULT (the caller's fd or address is wrong);
- * -2 - i when message i, a GSO one, was refused as such. */
+ * -2 - i when message i was refused as GSO may be (while it is on). */
 static int send_messages(int fd, int first, int count, int *dropped) {
     while (first < count) {
         int sent = sendmmsg(fd, messages + first, (unsigned)(count - first), MSG_DONTWAIT);
@@ -439,8 +440,11 @@ static int send_messages(int fd, int first, int count, int *dropped) {
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return first;
-        if (messages[first].msg_hdr.msg_controllen && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT))
-            return -2 - first; /* send_batch: refused as GSO */
+        /* A GSO message refused; or, as sendmmsg(2) keeps the error of a
+         * message after others went for the socket's next call, the refusal
+         * of an earlier GSO message surfacing at a plain one. */
+        if (gso_enabled && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT))
+            return -2 - first; /* send_batch: GSO off, then again */
         if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT || errno == EAFNOSUPPORT ||
             errno == EDESTADDRREQ) {
             PyErr_SetFromErrno(PyExc_OSError);
