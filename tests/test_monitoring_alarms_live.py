@@ -2,7 +2,8 @@
 database policy and event sink), the node's samples open a frame-rate alarm
 and feed no interruption; when ffmpeg finishes and unpublishes, the alarm
 closes as "stream stopped" and still no interruption opens (the publisher
-ended the stream)."""
+ended the stream). An ffmpeg killed with SIGKILL mid-publish ends its session
+as "connection lost", which opens an interruption."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from domains import services
 from monitoring import alarms
 from monitoring.models import AlarmEvent
+from streams.models import PublishSession
 from tests.mediasupport import start_publisher
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
@@ -52,3 +54,28 @@ def test_a_real_streams_samples_open_and_close_an_alarm(owner):
     # Well past the interruption threshold: the publisher ended the stream, so none opens.
     assert alarms.evaluate(timezone.now() + dt.timedelta(seconds=30)) == (0, 0)
     assert not AlarmEvent.objects.filter(metric="interruption").exists()
+
+
+def test_a_killed_encoder_opens_an_interruption(owner):
+    services.add_domain(owner, "push.live.test", "ingest", "overseas", "ap-southeast-1")
+    alarms.add_rule(owner, "push.live.test", metric="interruption", threshold=5, duration_seconds=2)
+    with DatabaseNode() as media:
+        urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
+        publisher = start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=60, rate=10,
+                                    size="320x240")  # fmt: skip
+        try:
+            session = wait_until(lambda: PublishSession.objects.filter(stream="cam1").first(), timeout=30)
+            assert session is not None, publisher.stop()
+            publisher.process.kill()  # SIGKILL: no FCUnpublish, no deleteStream
+
+            def stopped():
+                session.refresh_from_db()
+                return session.stopped_at is not None
+
+            assert wait_until(stopped, timeout=30)
+            assert session.stop_reason == "connection lost"
+        finally:
+            publisher.stop()
+    assert alarms.evaluate(timezone.now() + dt.timedelta(seconds=30)) == (1, 0)
+    alarm = AlarmEvent.objects.get(metric="interruption")
+    assert alarm.stream_url == "push.live.test/live/cam1" and alarm.ended_at is None

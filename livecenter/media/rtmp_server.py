@@ -47,6 +47,13 @@ KIND_OF_EVENT = {
 PUBLISH_REJECTED = "NetStream.Publish.Rejected"
 PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
 PLAY_FAILED = "NetStream.Play.Failed"
+# How a publication ends (StreamUnpublished.reason): "" only when the
+# publisher ended it (FCUnpublish, deleteStream, closeStream, publish(false));
+# a connection that closed or broke under a live publication is an encoder
+# killed or its network gone, which monitoring/alarms.py counts as an
+# interruption.
+PUBLISHER_ENDED = ""
+CONNECTION_LOST = "connection lost"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PLAY_REFUSAL_CODE = {
     PlayRefusal.DENIED: PLAY_FAILED,
@@ -139,7 +146,7 @@ class RtmpSession:
         self.node.connections[self] = asyncio.current_task()
         loop = asyncio.get_running_loop()
         accepted_at = idle_since = loop.time()
-        reason = ""
+        reason = PUBLISHER_ENDED
         try:
             while not self.closing:
                 now = loop.time()
@@ -153,18 +160,21 @@ class RtmpSession:
                 except TimeoutError:
                     log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
                     break
-                reason = ""
+                reason = PUBLISHER_ENDED
                 for event in self.conn.receive_data(data):
                     await self.on_event(event)
                 self.flush()
                 await self.writer.drain()
                 if not data:
+                    # The peer closed its side. Had it ended its publication,
+                    # on_stream_end would have ended it already.
+                    reason = CONNECTION_LOST
                     break
         except rtmp.RtmpProtocolError as exc:
             reason = exc.reason
             log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
         except (ConnectionError, OSError):
-            reason = "connection lost"
+            reason = CONNECTION_LOST
         finally:
             await self.cleanup(reason)
 
@@ -305,7 +315,7 @@ class RtmpSession:
 
     async def on_stream_end(self, event) -> None:
         if event.stream_id == self.publish_stream_id:
-            self.end_publication("")
+            self.end_publication(PUBLISHER_ENDED)
         task = self.players.pop(event.stream_id, None)
         if task is not None:
             task.cancel()
