@@ -76,6 +76,17 @@ log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
 
 
+# The sink's methods a sink may leave out (policy.EventSink): the node then
+# drops the event. A sink written before samples existed (a test's, another
+# node's) does without `sampled`.
+OPTIONAL_SINK_EVENTS = {
+    StreamsSampled: "sampled",
+    PublishRefused: "publish_refused",
+    PlaybackReported: "playback_reported",
+    RenditionRequested: "rendition_requested",
+}
+
+
 @dataclass(frozen=True)
 class _Updates:
     """One tick's StreamUpdated of every live stream, delivered as one: at
@@ -612,23 +623,12 @@ class MediaNode:
                         await self.sink.updated(each)
             elif isinstance(event, StreamUpdated):
                 await self.sink.updated(event)
-            elif isinstance(event, StreamsSampled):
-                self._pending_samples -= 1
-                # A sink written before samples existed (a test's, another node's) does without.
-                sampled = getattr(self.sink, "sampled", None)
-                if sampled is not None:
-                    await sampled(event)
-            elif isinstance(event, PublishRefused):
-                handler = getattr(self.sink, "publish_refused", None)
-                if handler is not None:
-                    await handler(event)
-            elif isinstance(event, PlaybackReported):
-                handler = getattr(self.sink, "playback_reported", None)
-                if handler is not None:
-                    await handler(event)
-            elif isinstance(event, RenditionRequested):
-                self._renditions_asked.discard((event.source, event.template_id))
-                handler = getattr(self.sink, "rendition_requested", None)
+            elif type(event) in OPTIONAL_SINK_EVENTS:
+                if isinstance(event, StreamsSampled):
+                    self._pending_samples -= 1
+                elif isinstance(event, RenditionRequested):
+                    self._renditions_asked.discard((event.source, event.template_id))
+                handler = getattr(self.sink, OPTIONAL_SINK_EVENTS[type(event)], None)
                 if handler is not None:
                     await handler(event)
             else:
