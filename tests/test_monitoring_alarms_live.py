@@ -22,14 +22,18 @@ from tests.test_streams_live import DatabaseNode, local, wait_until
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
 
 
+def publish_cam1(owner, media, seconds: float):
+    """ffmpeg publishing push.live.test/live/cam1 at 10 fps to `media`."""
+    urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
+    return start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=seconds, rate=10, size="320x240")
+
+
 def test_a_real_streams_samples_open_and_close_an_alarm(owner):
     services.add_domain(owner, "push.live.test", "ingest", "overseas", "ap-southeast-1")
     alarms.add_rule(owner, "push.live.test", metric="frame_rate", threshold=20, duration_seconds=3)
     alarms.add_rule(owner, "push.live.test", metric="interruption", threshold=5, duration_seconds=2)
     with DatabaseNode() as media:
-        urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
-        publisher = start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=12, rate=10,
-                                    size="320x240")  # fmt: skip
+        publisher = publish_cam1(owner, media, seconds=12)
         try:
 
             def opened():
@@ -60,20 +64,13 @@ def test_a_killed_encoder_opens_an_interruption(owner):
     services.add_domain(owner, "push.live.test", "ingest", "overseas", "ap-southeast-1")
     alarms.add_rule(owner, "push.live.test", metric="interruption", threshold=5, duration_seconds=2)
     with DatabaseNode() as media:
-        urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
-        publisher = start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=60, rate=10,
-                                    size="320x240")  # fmt: skip
+        publisher = publish_cam1(owner, media, seconds=60)
         try:
-            session = wait_until(lambda: PublishSession.objects.filter(stream="cam1").first(), timeout=30)
-            assert session is not None, publisher.stop()
+            sessions = PublishSession.objects.filter(stream="cam1")
+            assert wait_until(sessions.exists, timeout=30), publisher.stop()
             publisher.process.kill()  # SIGKILL: no FCUnpublish, no deleteStream
-
-            def stopped():
-                session.refresh_from_db()
-                return session.stopped_at is not None
-
-            assert wait_until(stopped, timeout=30)
-            assert session.stop_reason == "connection lost"
+            session = wait_until(lambda: sessions.filter(stopped_at__isnull=False).first(), timeout=30)
+            assert session is not None and session.stop_reason == "connection lost"
         finally:
             publisher.stop()
     assert alarms.evaluate(timezone.now() + dt.timedelta(seconds=30)) == (1, 0)
