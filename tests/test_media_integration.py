@@ -264,6 +264,7 @@ def test_it_stops_cleanly_with_a_live_publisher_and_viewer(caplog):
             viewer.wait()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
     assert isinstance(node.sink.events[-1], StreamUnpublished)
+    assert node.sink.events[-1].reason == "media node stopped"  # not the publisher's doing, nor its connection's
     assert not node.node.connections
 
 

@@ -36,6 +36,7 @@ from .hub import LiveStream, StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EDGE_PUBLISH,
+    NODE_STOPPED,
     EventSink,
     PlaybackReported,
     Policy,
@@ -304,6 +305,8 @@ class MediaNode:
         self._releasing: set[asyncio.Task] = set()
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
+        # Set while stop() closes them: a publication they end ended with the node.
+        self.stopping = False
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub, salt=config.viewer_id_salt)
@@ -416,6 +419,7 @@ class MediaNode:
             if part is not None:
                 await part.stop()
         handlers = list(self.connections.items())
+        self.stopping = True
         for handler, _ in handlers:
             handler.abort()
         # Let each handler finish its own cleanup (end publications, close
@@ -426,7 +430,7 @@ class MediaNode:
             await server.wait_closed()
         # Let the sink hear how every live stream ended before it stops.
         for key, session_id in list(self._live.items()):
-            self.stream_ended(key, session_id, "media node stopped")
+            self.stream_ended(key, session_id, NODE_STOPPED)
         self.report_playback()
         await self._drain_events()
         for task in self._tasks:

@@ -24,7 +24,16 @@ from .flv import FrameKind
 from .hub import AlreadyPublishing
 from .listener import peer_name
 from .play import PlayRefusal, PlayRequest, admit_and_wait
-from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
+from .policy import (
+    CENTER_PUBLISH,
+    CONNECTION_LOST,
+    EDGE_PUBLISH,
+    NODE_STOPPED,
+    PUBLISHER_ENDED,
+    PublishRefused,
+    StreamKey,
+    StreamPublished,
+)
 from .pump import FramePump
 from .stats import NODE_LINK_PROTOCOL
 from .tls import server_name, tls_session
@@ -47,13 +56,6 @@ KIND_OF_EVENT = {
 PUBLISH_REJECTED = "NetStream.Publish.Rejected"
 PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
 PLAY_FAILED = "NetStream.Play.Failed"
-# How a publication ends (StreamUnpublished.reason): "" only when the
-# publisher ended it (FCUnpublish, deleteStream, closeStream, publish(false));
-# a connection that closed or broke under a live publication is an encoder
-# killed or its network gone, which monitoring/alarms.py counts as an
-# interruption.
-PUBLISHER_ENDED = ""
-CONNECTION_LOST = "connection lost"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PLAY_REFUSAL_CODE = {
     PlayRefusal.DENIED: PLAY_FAILED,
@@ -166,17 +168,22 @@ class RtmpSession:
                 self.flush()
                 await self.writer.drain()
                 if not data:
-                    # The peer closed its side. Had it ended its publication,
-                    # on_stream_end would have ended it already.
-                    reason = CONNECTION_LOST
+                    # Had the peer ended its publication, on_stream_end
+                    # would have ended it already.
+                    reason = self.lost_reason()
                     break
         except rtmp.RtmpProtocolError as exc:
             reason = exc.reason
             log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
         except (ConnectionError, OSError):
-            reason = CONNECTION_LOST
+            reason = self.lost_reason()
         finally:
             await self.cleanup(reason)
+
+    def lost_reason(self) -> str:
+        """Why a connection that closed under a publication ended it: the
+        node stopping closed it, or else the peer went without a word."""
+        return NODE_STOPPED if self.node.stopping else CONNECTION_LOST
 
     async def cleanup(self, reason: str) -> None:
         self.node.connections.pop(self, None)
