@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -29,8 +28,9 @@ from django.db import connections
 
 from domains import services
 from mediajobs import services as jobs
+from tests.browsersupport import log_in_as_owner
 from tests.mediasupport import start_publisher
-from tests.netns import enter_netns
+from tests.test_browser_player import stats
 
 # The RTS browser tests' Chromium page and domains (push.rts.test, play.rts.test), as fixtures.
 from tests.test_browser_rts import STARTED, browser_page, domains  # noqa: F401
@@ -51,25 +51,13 @@ SWITCH_WAIT_MS = 120_000
 VIDEO_WIDTH = "() => { const v = document.querySelector('video'); return v ? v.videoWidth : 0; }"
 
 
-class NetnsNode(MediaNodeThread):
-    """MediaNodeThread whose loop thread runs in namespace `netns`, bound to `host` there."""
+def run_sync(node: MediaNodeThread, fn):
+    """`fn()` on the node's loop (its state is not thread-safe)."""
 
-    def __init__(self, netns: str, host: str) -> None:
-        super().__init__(node_id="abr-test", play_wait_seconds=5, host=host, rts_ice_addresses=(host,))
-        self.netns = netns
-        self.thread = threading.Thread(target=self._run_in_netns, daemon=True)
+    async def call():
+        return fn()
 
-    def _run_in_netns(self) -> None:
-        enter_netns(self.netns)  # this thread only; threads it starts inherit it
-        self.loop.run_until_complete(self._run())
-
-    def run_sync(self, fn):
-        """`fn()` on the node's loop (its state is not thread-safe)."""
-
-        async def call():
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(30)
+    return asyncio.run_coroutine_threadsafe(call(), node.loop).result(30)
 
 
 @pytest.fixture
@@ -95,25 +83,25 @@ def publish(owner, node, host: str, stream: str, size: tuple[int, int], kbps: in
 def wait_for_width(page, width: int, what: str) -> None:
     try:
         page.wait_for_function(f"() => ({VIDEO_WIDTH})() === {width}", timeout=SWITCH_WAIT_MS, polling=250)
-    except Exception as exc:
-        state = page.evaluate("() => ({...window.livecenterPlayer.stats, latencySamples: undefined})")
-        raise AssertionError(f"{what}: videoWidth {page.evaluate(VIDEO_WIDTH)}, player {state}") from exc
+    except Exception as exc:  # Playwright's TimeoutError (playwright is imported only where installed)
+        raise AssertionError(f"{what}: videoWidth {page.evaluate(VIDEO_WIDTH)}, player {stats(page)}") from exc
 
 
 def test_the_player_of_a_group_goes_down_under_a_tbf_limit_and_back_up(
-    browser_page,
+    browser_page,  # noqa: F811 (the fixture imported above)
     live_server,
     owner,
-    domains,
+    domains,  # noqa: F811
     node_network,
-    settings,  # noqa: F811
+    settings,
 ):
     net = node_network
     host = net.address("node")
     jobs.add_template(owner, "push.rts.test", "live", "low", width=LOW_SIZE[0], height=LOW_SIZE[1],
                       video_bitrate_kbps=LOW_KBPS)  # fmt: skip
     jobs.add_group(owner, "push.rts.test", "live", "abr", ["low"])
-    node = NetnsNode(net.netns("node"), host)
+    node = MediaNodeThread(net.netns("node"), node_id="abr-test", play_wait_seconds=5, host=host,
+                           rts_ice_addresses=(host,))  # fmt: skip
     with node:
         settings.LIVECENTER_PLAYER_MEDIA_HOST = host
         settings.LIVECENTER_RTMP_PORT = node.node.rtmp_port
@@ -129,16 +117,12 @@ def test_the_player_of_a_group_goes_down_under_a_tbf_limit_and_back_up(
                 assert not dead and time.monotonic() < deadline, ("not live", dead)
                 time.sleep(0.2)
             page = browser_page
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("#id_username", "owner")
-            page.fill("#id_password", "owner-pass-123")
-            page.click("#login-button")
-            page.wait_for_url("**/domains/")
+            log_in_as_owner(page, live_server.url)
             page.goto(f"{live_server.url}/player/?domain=play.rts.test&app=live&stream=cam1&protocol=rts&template=abr")
             page.wait_for_function(STARTED, timeout=SWITCH_WAIT_MS)
             assert page.inner_text("#player-protocol") == "RTS (WebRTC)"
             wait_for_width(page, TOP_SIZE[0], "it starts on the stream")
-            sessions = node.run_sync(lambda: [s.key.stream for s in node.node.rts.sessions.values()])
+            sessions = run_sync(node, lambda: [s.key.stream for s in node.node.rts.sessions.values()])
             assert sessions == ["cam1"], sessions
 
             net.rate_limit("node", LIMIT_KBIT, latency_ms=200)
@@ -147,7 +131,7 @@ def test_the_player_of_a_group_goes_down_under_a_tbf_limit_and_back_up(
             wait_for_width(page, TOP_SIZE[0], "the limit removed, it comes back up")
 
             # One session all along, switched by the node.
-            switches = node.run_sync(lambda: [s.viewer.rendition_switches for s in node.node.rts.sessions.values()])
+            switches = run_sync(node, lambda: [s.viewer.rendition_switches for s in node.node.rts.sessions.values()])
             assert len(switches) == 1 and switches[0] >= 2, switches
         finally:
             for publisher in publishers:
