@@ -733,7 +733,8 @@ def run_janus(args) -> list[dict]:
 def viewers_table(steps: list[dict], server: str = "the node") -> str:
     lines = [
         f"| viewers | verdict | worst viewer's frames / the clip's | median | source's | skips | {server}'s CPU"
-        f" | {server}'s RSS (per viewer) | viewer generator's CPU (its sockets' drops) | UDP receive-buffer drops (machine) |",
+        f" | {server}'s RSS (per viewer) | viewer generator's CPU (its sockets' drops)"
+        " | UDP receive-buffer drops (machine) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
