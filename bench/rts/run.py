@@ -738,7 +738,7 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
-        cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
+        cpu = f"{s['cpu']:.0f} % ({s['cpu'] / s['n']:.2f} a viewer)" if s.get("cpu") is not None else "—"
         client = f"{s['client_cpu']:.0f} %" if s.get("client_cpu") is not None else "—"
         if s.get("client_socket_drops") is not None:
             client += f" ({s['client_socket_drops']} dropped)"
