@@ -41,12 +41,19 @@
    process used its whole core is the client's limit, not the server's.
    With `--parts viewers,janus` the two figures are printed side by side
    with their ratio.
+5. `generator`: the light viewer generator's own limit. Its counter
+   (bench/rts/rtpcount.c, on core 1) reads N loopback UDP sockets that a
+   stand-in server in C (bench/rts/rtpblast.c, on core 0: RTP of a
+   720p30 2 Mbit/s stream's packet sizes and rate, no ICE or SRTP) feeds;
+   N doubles from --start while every viewer gets 95 % of the frames and
+   no socket drops a datagram. Its CPU there is its cost a viewer.
 
 Loopback only; everything it starts it stops; bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900] [--client light|aiortc]
     .venv/bin/python bench/rts/run.py --parts latency --background-viewers 500
+    .venv/bin/python bench/rts/run.py --parts generator --start 500 --max 8000
     .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
     .venv/bin/python bench/rts/run.py --parts viewers,janus [--start 10] [--max 640] [--budget 900]
 """
@@ -59,6 +66,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,7 +80,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, log, wait_port  # noqa: E402
+from bench.common import build_c, free_port, log, wait_port  # noqa: E402
 from bench.fanout.run import make_clip  # noqa: E402
 from bench.latency.run import (  # noqa: E402
     APP,
@@ -730,6 +738,106 @@ def run_janus(args) -> list[dict]:
     return run_viewers(args, janus_step, "janus", janus_server.annex_b_copy)
 
 
+# --- 5. the light viewer generator's own limit -------------------------------------------
+
+
+def generator_step(workdir: Path, count: int, args) -> dict:
+    """`count` viewers of the light generator's counter (bench/rts/rtpcount.c,
+    on CLIENT_CORE), each a loopback UDP socket that bench/rts/rtpblast.c
+    (on SERVER_CORE: no ICE, no SRTP) sends a 720p30 2 Mbit/s-sized RTP
+    stream to. The counter does what it does for a real server's viewers;
+    only the server is a stand-in that costs little, so the counter's limit
+    shows: its CPU, its sockets' drops, its frames."""
+    counter_ours, counter_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    blast_ours, blast_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    counter = subprocess.Popen(
+        ["taskset", "-c", CLIENT_CORE, str(workdir / "rtpcount"), "--control-fd", str(counter_theirs.fileno())],
+        pass_fds=(counter_theirs.fileno(),), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    blaster = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, str(workdir / "rtpblast"), "--control-fd", str(blast_theirs.fileno()),
+         "--seconds", str(args.warmup + args.window + 60)],
+        pass_fds=(blast_theirs.fileno(),), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    counter_theirs.close()
+    blast_theirs.close()
+    try:
+        for _ in range(count):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as viewer:
+                viewer.bind(("127.0.0.1", 0))
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                    sender.connect(viewer.getsockname())
+                    socket.send_fds(counter_ours, [b"P " + b"p" * 22 + b" 96"], [viewer.fileno()])
+                    socket.send_fds(blast_ours, [b"S"], [sender.fileno()])
+        blast_ours.send(b"G")
+        time.sleep(args.warmup)
+        counter_ours.send(b"B")
+        time.sleep(args.window)
+        counter_ours.send(b"E")
+        result = json.loads(counter.stdout.readline())
+    finally:
+        counter_ours.close()
+        blast_ours.close()  # the blaster stops and prints its line
+        blasted, _ = blaster.communicate(timeout=30)
+        counter.wait(30)
+    start, end = result["window"]
+    expected = CLIP_FPS * (end - start)
+    frames = result["video_frames"]
+    worst = min(frames) if frames else 0
+    sender = json.loads(blasted.strip().splitlines()[-1]) if blasted.strip() else {}
+    return {
+        "n": count,
+        "ok": len(frames) == count and worst >= PASS_SHARE * expected and result["socket_drops"] == 0,
+        "worst_frames": worst,
+        "expected_frames": round(expected),
+        "median_frames": sorted(frames)[len(frames) // 2] if frames else 0,
+        "counter_cpu": result["counter_cpu"],
+        "socket_drops": result["socket_drops"],
+        "sender_cpu": sender.get("cpu"),
+    }
+
+
+def run_generator(args) -> list[dict]:
+    """Doubling from --start while the counter keeps up, within --max and --budget."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-rts-generator-"))
+    steps: list[dict] = []
+    try:
+        build_c(HERE / "rtpcount.c", workdir / "rtpcount", "-lcrypto")
+        build_c(HERE / "rtpblast.c", workdir / "rtpblast")
+        began, n = time.monotonic(), args.start
+        while n <= args.max and time.monotonic() - began < args.budget:
+            result = generator_step(workdir, n, args)
+            steps.append(result)
+            log(f"  generator, {n} viewers: {'ok' if result['ok'] else 'FRAMES OR DATAGRAMS LOST'} {result}")
+            if not result["ok"]:
+                break
+            n *= 2
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return steps
+
+
+def generator_table(steps: list[dict]) -> str:
+    lines = [
+        "| viewers | verdict | worst viewer's frames / the clip's | median | counter's CPU (core 1)"
+        " | its sockets' drops | stand-in sender's CPU (core 0) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in steps:
+        verdict = "ok" if s["ok"] else "frames or datagrams lost"
+        if not s["ok"] and (s["sender_cpu"] or 0) >= CLIENT_BOUND_CPU:
+            verdict += " (the sender's core full)"
+        lines.append(f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} | {s['median_frames']} |"
+                     f" {s['counter_cpu']:.0f} % | {s['socket_drops']} | {s['sender_cpu']} % |")  # fmt: skip
+    passed = [s for s in steps if s["ok"]]
+    if passed:
+        top = max(passed, key=lambda s: s["n"])
+        full = round(top["n"] * 100 / top["counter_cpu"]) if top["counter_cpu"] else 0
+        lines.append(f"\nthe light generator's counter carried {top['n']} viewers on one core at"
+                     f" {top['counter_cpu']:.0f} % of it, no datagram dropped (about {full} at 100 %)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def viewers_table(steps: list[dict], server: str = "the node") -> str:
     lines = [
         f"| viewers | verdict | worst viewer's frames / the clip's | median | source's | skips | {server}'s CPU"
@@ -843,6 +951,10 @@ def main() -> None:
         if shutil.which("taskset") is None:
             sys.exit("taskset is needed (apt-get install util-linux)")
         figures["janus"] = run_janus(args)
+    if "generator" in parts:
+        if shutil.which("taskset") is None:
+            sys.exit("taskset is needed (apt-get install util-linux)")
+        figures["generator"] = run_generator(args)
     print()
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
     if "latency" in figures:
@@ -859,6 +971,8 @@ def main() -> None:
             print(comparison(figures["viewers"], figures["janus"]))
         else:
             print(f"Janus: {client_limit(figures['janus'])}")
+    if "generator" in figures:
+        print(generator_table(figures["generator"]))
     print(f"(total {time.monotonic() - began:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

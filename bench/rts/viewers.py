@@ -61,6 +61,10 @@ from urllib.parse import urlsplit
 import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+from bench.common import build_c  # noqa: E402
+
 COUNTERS: dict[int, list[int]] = {}  # id(ICE connection) -> [video frames, audio packets]
 VIDEO_TYPES: dict[int, set[int]] = {}
 _original_datagram_received = aioice.ice.StunProtocol.datagram_received
@@ -272,7 +276,6 @@ async def main(url: str, count: int, rate: float, warmup: float, window: float, 
 
 # --- the light client: aiortc for the handshake, bench/rts/rtpcount.c for the rest -----
 
-HERE = Path(__file__).resolve().parent
 # A child's wait for its viewers' ICE and DTLS, and for its own end.
 HANDSHAKE_SECONDS = 60
 COUNTER_SECONDS = 30  # the counter's JSON line after the window's end
@@ -310,12 +313,6 @@ async def handshake(url: str, count: int, janus: bool, control_fd: int) -> None:
     os._exit(0)
 
 
-def build_counter(workdir: Path) -> Path:
-    binary = workdir / "rtpcount"
-    subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(HERE / "rtpcount.c"), "-lcrypto"], check=True)
-    return binary
-
-
 async def main_light(url: str, count: int, rate: float, warmup: float, window: float, janus: bool,
                      batch: int, poll_ms: int) -> None:  # fmt: skip
     stop = asyncio.Event()
@@ -323,8 +320,9 @@ async def main_light(url: str, count: int, rate: float, warmup: float, window: f
     workdir = Path(tempfile.mkdtemp(prefix="rtpcount-"))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
+        binary = build_c(HERE / "rtpcount.c", workdir / "rtpcount", "-lcrypto")
         counter = subprocess.Popen(
-            [str(build_counter(workdir)), "--control-fd", str(theirs.fileno()), "--poll-ms", str(poll_ms)],
+            [str(binary), "--control-fd", str(theirs.fileno()), "--poll-ms", str(poll_ms)],
             pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
     finally:
