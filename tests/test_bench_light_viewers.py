@@ -17,6 +17,7 @@ import pytest
 from aioice import stun
 
 from bench.common import free_port, wait_port
+from tests.mediasupport import start_publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWERS = 3
@@ -27,15 +28,7 @@ pytestmark = [
 ]
 
 
-def test_light_viewers_count_frames_and_answer_consent_checks(tmp_path):
-    clip = tmp_path / "clip.flv"
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=frequency=440",
-         "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "30",
-         "-c:a", "aac", "-f", "flv", str(clip)],
-        check=True, timeout=60,
-    )  # fmt: skip
+def test_light_viewers_count_frames_and_answer_consent_checks():
     rtmp_port, http_port = free_port(), free_port()
     node = subprocess.Popen(
         [sys.executable, str(ROOT / "bench/rts/node_runner.py"), "--rtmp-port", str(rtmp_port),
@@ -51,11 +44,9 @@ def test_light_viewers_count_frames_and_answer_consent_checks(tmp_path):
     try:
         wait_port(rtmp_port)
         wait_port(http_port)
-        publisher = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-             "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/bench?domain=push.bench"],
-            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        # No B-frames (ultrafast), a keyframe a second, for longer than the test.
+        publisher = start_publisher(f"rtmp://127.0.0.1:{rtmp_port}/live/bench?domain=push.bench", seconds=120,
+                                    size="320x240")  # fmt: skip
         # The window (12 s after a 2 s warm-up) spans two of aioice's
         # consent intervals (5 s, randomised 0.8-1.2x).
         viewers = subprocess.run(
@@ -66,10 +57,10 @@ def test_light_viewers_count_frames_and_answer_consent_checks(tmp_path):
         )  # fmt: skip
         sessions_after = reports[-1]["sessions"] if reports else None
     finally:
-        for proc in (publisher, node):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(15)
+        if publisher is not None:
+            publisher.stop()
+        node.terminate()
+        node.wait(15)
     assert viewers.returncode == 0, viewers.stderr[-2000:]
     result = json.loads(viewers.stdout.strip().splitlines()[-1])
     assert result["client"] == "light"
