@@ -527,6 +527,14 @@ LIVECENTER_MONITORING_BUFFER_SAMPLES = int(os.environ.get("LIVECENTER_MONITORING
 LIVECENTER_MONITORING_RETENTION_HOURS = float(os.environ.get("LIVECENTER_MONITORING_RETENTION_HOURS", 24))
 LIVECENTER_MONITORING_PRUNE_BATCH = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_BATCH", 5000))
 LIVECENTER_MONITORING_PRUNE_MAX_BATCHES = int(os.environ.get("LIVECENTER_MONITORING_PRUNE_MAX_BATCHES", 20))
+# Viewer telemetry (issue 19; livecenter/media/beacon.py): a CSV file of
+# `CIDR,region` lines that names a viewer's region from its address, the
+# longest matching prefix winning, with no outside service. Empty: the
+# built-in table, loopback and private ranges as "local", the rest "unknown".
+LIVECENTER_VIEWER_REGIONS = os.environ.get("LIVECENTER_VIEWER_REGIONS", "")
+# How often a media node hands what the players' beacons said to the
+# database (0: the node refuses beacons).
+LIVECENTER_BEACON_FLUSH_SECONDS = float(os.environ.get("LIVECENTER_BEACON_FLUSH_SECONDS", 10))
 
 # --- callbacks (issue 16; callbacks/, livecenter/media/webhooks.py) ---------------------------
 # Loopback and private addresses (RFC 1918, ULA, ...) as callback receivers:

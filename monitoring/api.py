@@ -67,6 +67,23 @@ class OnlineUsersView(APIView):
         return Response(serializers.OnlineUsersSerializer(result).data)
 
 
+class PlaybackQualityView(APIView):
+    @extend_schema(
+        summary="Viewers' playback quality from the players' beacons: stall ratio, time to first frame,"
+        " fallbacks, errors, latency; in all, by protocol and by viewer region",
+        parameters=[serializers.PlaybackQuerySerializer],
+        responses=serializers.PlaybackQualitySerializer,
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        f = valid_data(serializers.PlaybackQuerySerializer, request.query_params)
+        result = call_service(
+            services.playback_quality, request.user, f["domain"], f.get("app"), f.get("stream"),
+            start=f.get("start_time"), end=f.get("end_time"),
+        )  # fmt: skip
+        return Response(serializers.PlaybackQualitySerializer(result).data)
+
+
 class MetricsView(APIView):
     @extend_schema(
         summary="The newest figures of every live stream in the Prometheus text format (0.0.4)",

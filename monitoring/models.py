@@ -109,3 +109,49 @@ class PublishRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.protocol} {self.domain_name}/{self.app}/{self.stream} refused at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class PlaybackReport(models.Model):
+    """Viewers' playback of a stream in one minute, as its players' beacons
+    told one media node (livecenter.media.policy.PlaybackRow), per
+    streaming domain, protocol and viewer region; a node's later reports
+    of the same minute are added to its row. Kept as long as samples are.
+    monitoring.playback sums them: stall ratio (stall time over watch
+    time), time-to-first-frame percentiles, fallbacks, errors, latency."""
+
+    minute = models.DateTimeField()  # the minute's start
+    domain_name = models.CharField(max_length=253)  # the ingest domain, as samples name streams
+    app = models.CharField(max_length=255)
+    stream = models.CharField(max_length=255)
+    streaming_domain = models.CharField(max_length=253)
+    protocol = models.CharField(max_length=16)
+    region = models.CharField(max_length=64)
+    node_id = models.CharField(max_length=128, blank=True, default="")
+
+    sessions = models.PositiveIntegerField(default=0)  # player sessions that started it (once a session)
+    # Counts per bucket of livecenter.media.beacon.TTFF_BUCKETS_MS (and LATENCY_BUCKETS_MS), plus one above.
+    ttff_counts = models.JSONField(default=list)
+    stalls = models.PositiveIntegerField(default=0)
+    stall_ms = models.PositiveBigIntegerField(default=0)
+    watch_ms = models.PositiveBigIntegerField(default=0)
+    bitrate_switches = models.PositiveIntegerField(default=0)
+    fallbacks = models.JSONField(default=dict)  # "rts>flv" -> count
+    errors = models.JSONField(default=dict)  # kind -> count
+    latency_counts = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["minute", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "domain_name", "app", "stream", "streaming_domain", "protocol", "region", "node_id"],
+                name="playback_report_row",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["domain_name", "app", "stream", "minute"], name="playback_stream_minute"),
+            models.Index(fields=["streaming_domain", "minute"], name="playback_domain_minute"),
+            models.Index(fields=["minute"], name="playback_minute"),  # pruning
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain_name}/{self.app}/{self.stream} {self.protocol} {self.region} {self.minute:%Y-%m-%d %H:%M}"

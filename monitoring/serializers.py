@@ -31,6 +31,14 @@ class StreamRangeQuerySerializer(QuerySerializer):
     end_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: now. At most an hour.")
 
 
+class PlaybackQuerySerializer(QuerySerializer):
+    domain = domain_field()
+    app = serializers.CharField(required=False, help_text="One app's streams; default: every app.")
+    stream = serializers.CharField(required=False, help_text="One stream (with app); default: every stream.")
+    start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: an hour before end_time.")
+    end_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: now. At most a day.")
+
+
 class TroubleshootSerializer(StrictSerializer):
     url = serializers.CharField(
         max_length=4096,
@@ -200,3 +208,41 @@ class TroubleshootResultSerializer(serializers.Serializer):
     kind = serializers.CharField(allow_blank=True, help_text="ingest, playback, or empty when the URL does not parse.")
     ok = serializers.BooleanField(help_text="No step failed.")
     steps = CheckStepSerializer(many=True)
+
+
+class TtffSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="First frames reported.")
+    p50 = serializers.IntegerField(allow_null=True, help_text="ms: the upper bound of the bucket holding the median.")
+    p90 = serializers.IntegerField(allow_null=True)
+    p99 = serializers.IntegerField(allow_null=True)
+    buckets = serializers.ListField(
+        child=serializers.DictField(), help_text='[{"le": upper bound in ms (null: above the last), "count": n}]'
+    )
+
+
+class PlaybackFiguresSerializer(serializers.Serializer):
+    """What viewers' players reported (monitoring.playback)."""
+
+    sessions = serializers.IntegerField(help_text="Plays started.")
+    watch_seconds = serializers.FloatField(help_text="From the first frame on, stalls included.")
+    stalls = serializers.IntegerField()
+    stall_seconds = serializers.FloatField()
+    stall_ratio = serializers.FloatField(allow_null=True, help_text="Stall time over watch time.")
+    ttff_ms = TtffSerializer(help_text="Time to first frame.")
+    latency_p50_ms = serializers.IntegerField(
+        allow_null=True, help_text="Glass-to-glass, where the stream carries the calibrator's timecode."
+    )
+    bitrate_switches = serializers.IntegerField()
+    fallbacks = serializers.DictField(child=serializers.IntegerField(), help_text='"rts>flv": count')
+    errors = serializers.DictField(child=serializers.IntegerField(), help_text="kind: count")
+
+
+class PlaybackQualitySerializer(serializers.Serializer):
+    domain = serializers.CharField(help_text="The ingest domain.")
+    app = serializers.CharField(allow_null=True)
+    stream = serializers.CharField(allow_null=True)
+    start_time = serializers.DateTimeField()
+    end_time = serializers.DateTimeField()
+    total = PlaybackFiguresSerializer()
+    by_protocol = serializers.DictField(child=PlaybackFiguresSerializer())
+    by_region = serializers.DictField(child=PlaybackFiguresSerializer())

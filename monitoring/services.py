@@ -26,7 +26,7 @@ from livecenter.media.policy import StreamKey
 from streams.models import PublishSession
 from streams.services import valid_name
 
-from . import live
+from . import live, playback
 from .models import PublishRefusal, StreamSample
 
 # A stream's figures at a time are its newest sample at most this old: a
@@ -118,14 +118,20 @@ def domain_frame_rates(owner, domain_name: str, query_time: dt.datetime | None =
 
 
 def series_range(
-    start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime | None = None
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    now: dt.datetime | None = None,
+    default: dt.timedelta = DEFAULT_SERIES_RANGE,
+    most: dt.timedelta = MAX_SERIES_RANGE,
 ) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a query: end defaults to now, start to `default` before it; at most `most`."""
     end = aware(end) if end is not None else (now or timezone.now())
-    start = aware(start) if start is not None else end - DEFAULT_SERIES_RANGE
+    start = aware(start) if start is not None else end - default
     if start >= end:
         raise invalid("end_time", "end time must be after the start time")
-    if end - start > MAX_SERIES_RANGE:
-        raise invalid("end_time", f"the time range must not exceed {MAX_SERIES_RANGE.seconds // 60} minutes")
+    if end - start > most:
+        span = f"{most.days} day{'s' if most.days > 1 else ''}" if most.days else f"{most.seconds // 60} minutes"
+        raise invalid("end_time", f"the time range must not exceed {span}")
     return start, end
 
 
@@ -367,6 +373,34 @@ def prometheus_text(owner, now: dt.datetime | None = None) -> str:
         out.append(f"# TYPE {name} gauge")
         out.extend(name + line for line in lines[name])
     return "\n".join(out) + "\n"
+
+
+# --- Viewers' playback quality (issue 19) -------------------------------------------------------
+
+
+def playback_quality(
+    owner,
+    domain_name: str,
+    app: str | None = None,
+    stream: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
+    """What the players of an operator's domain (one app, one stream where
+    given) reported in [start, end): at most a day, the last hour by
+    default (monitoring.playback says what each figure is)."""
+    domain = ingest_domain_for(owner, domain_name)
+    if stream and not app:
+        raise invalid("app", "name the app of the stream too")
+    app = valid_name("app", app) if app else None
+    stream = valid_name("stream", stream) if stream else None
+    start, end = series_range(start, end, now, playback.DEFAULT_RANGE, playback.MAX_RANGE)
+    # Rows are per minute: the one `start` falls in counts.
+    since = start.replace(second=0, microsecond=0)
+    summary = playback.summary(playback.rows(domain.domain_name, app, stream, since, end))
+    return {"domain": domain.domain_name, "app": app, "stream": stream, "start_time": start, "end_time": end,
+            **summary}  # fmt: skip
 
 
 # --- Retention ------------------------------------------------------------------------------------

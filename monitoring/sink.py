@@ -21,9 +21,16 @@ from django.db import close_old_connections, connection
 
 from domains.models import Domain
 from livecenter import outage
-from livecenter.media.policy import PublishRefused, StreamKey, StreamPublished, StreamsSampled, StreamUnpublished
+from livecenter.media.policy import (
+    PlaybackReported,
+    PublishRefused,
+    StreamKey,
+    StreamPublished,
+    StreamsSampled,
+    StreamUnpublished,
+)
 
-from . import live
+from . import live, playback
 from .models import PublishRefusal, StreamSample
 
 log = logging.getLogger(__name__)
@@ -129,6 +136,18 @@ class MonitoringSink:
             return  # a refusal is a hint for the troubleshooting tool, not worth buffering
         try:
             await sync_to_async(_store_refusal, thread_sensitive=True)(event)
+        except outage.UNREACHABLE as exc:
+            outage.database.failed(exc)
+            return
+        outage.database.succeeded()
+
+    async def playback_reported(self, event: PlaybackReported) -> None:
+        # Telemetry comes every few seconds and says little alone: while the
+        # database is out it is dropped, not buffered in front of samples.
+        if not outage.database.should_try():
+            return
+        try:
+            await sync_to_async(playback.store, thread_sensitive=True)(event)
         except outage.UNREACHABLE as exc:
             outage.database.failed(exc)
             return

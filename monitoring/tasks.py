@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from . import playback, services
 
 log = logging.getLogger(__name__)
 
@@ -21,3 +21,6 @@ def prune_samples() -> None:
     refusals = services.prune_refusals()
     if refusals:
         log.info("pruned %d publish refusals", refusals)
+    reports = playback.prune()
+    if reports:
+        log.info("pruned %d playback reports", reports)

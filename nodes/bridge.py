@@ -43,6 +43,7 @@ from livecenter.media.policy import (
     EDGE_PUBLISH,
     DomainConfig,
     EventSink,
+    PlaybackReported,
     PolicyUnavailable,
     PublishHook,
     PublishRefused,
@@ -574,6 +575,9 @@ class DatabaseEventSink:
 
     async def publish_refused(self, event: PublishRefused) -> None:
         await _tell_listeners("publish_refused", event)
+
+    async def playback_reported(self, event: PlaybackReported) -> None:
+        await _tell_listeners("playback_reported", event)
 
     async def sampled(self, event: StreamsSampled) -> None:
         if len(self.pending):

@@ -19,6 +19,7 @@ from domains.lib import certificates
 from domains.models import LiveCenter
 from livecenter import outage
 from livecenter.lib.api import command_error, invalid
+from livecenter.media.beacon import RegionTable, RegionTableError
 from livecenter.media.cluster import (
     ANY_REGION,
     HEARTBEAT_SECONDS,
@@ -130,7 +131,22 @@ def node_config() -> NodeConfig:
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
         relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,
         relay_srt_latency_ms=settings.LIVECENTER_RELAY_SRT_LATENCY_MS,
+        viewer_regions=viewer_regions(settings.LIVECENTER_VIEWER_REGIONS),
+        beacon_flush_seconds=settings.LIVECENTER_BEACON_FLUSH_SECONDS,
     )
+
+
+def viewer_regions(path: str) -> RegionTable:
+    """The viewer region table LIVECENTER_VIEWER_REGIONS names, else the built-in one."""
+    if not path:
+        return RegionTable()
+    try:
+        with open(path, encoding="utf-8") as table:
+            return RegionTable.parse(table.read(), f"LIVECENTER_VIEWER_REGIONS ({path})")
+    except OSError as exc:
+        raise ImproperlyConfigured(f"LIVECENTER_VIEWER_REGIONS: cannot read {path}: {exc.strerror}") from None
+    except RegionTableError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def advertised_host(config: NodeConfig) -> str:

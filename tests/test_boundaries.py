@@ -34,6 +34,7 @@ PURE_MODULES = {
     "redact.py",
     "tls_hello.py",
     "webhooks.py",
+    "beacon.py",
     "srt",
 }
 FORBIDDEN_EVERYWHERE = {"django"}

@@ -1,7 +1,8 @@
 """The media node's HTTP playback on a streaming domain:
 `GET /{app}/{stream}.flv?auth_key=…` (HTTP-FLV), `/{app}/{stream}.m3u8`
-with its segments and parts (HLS and LL-HLS, hls_server.py), and WHEP
-(`POST /{app}/{stream}.whep`, RTS over WebRTC, rts/session.py).
+with its segments and parts (HLS and LL-HLS, hls_server.py), WHEP
+(`POST /{app}/{stream}.whep`, RTS over WebRTC, rts/session.py), and
+players' telemetry (`POST /{app}/{stream}.beacon`, beacon_http.py).
 
 h11 parses every request and writes every response. Connections are
 persistent (RFC 9112 9.3): an LL-HLS player makes about ten requests a
@@ -29,6 +30,7 @@ import h11
 
 from .access import address_of, tengine_error
 from .admission import domain_of
+from .beacon_http import serve_beacon
 from .flv import flv_header
 from .hls_crypto import KEY_FILE_SUFFIX
 from .hls_master import master_playlist
@@ -59,6 +61,7 @@ _PLAY_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z
 _HLS_MEDIA_PATH_RE = re.compile(
     r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})/(?P<file>[A-Za-z0-9_]{1,64}\.(?:ts|key))$"
 )
+_BEACON_PATH_RE = re.compile(r"^/(?P<app>[A-Za-z0-9_.-]{1,255})/(?P<stream>[A-Za-z0-9_.-]{1,255})\.beacon$")
 _AUTH_FAILURES = {f.value for f in AuthFailure}
 # What a play refusal answers over HTTP.
 PLAY_REFUSAL_STATUS = {
@@ -318,6 +321,10 @@ class MediaHttpSession:
             return
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         if self.misdirected():
+            return
+        beacon = _BEACON_PATH_RE.match(target.path)
+        if beacon and method == b"POST":
+            await serve_beacon(self, beacon["app"], beacon["stream"], query)
             return
         whep = parse_whep_path(target.path)
         # A player may be sent to the other scheme; a WHIP publisher is not

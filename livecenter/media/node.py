@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from . import allocator
+from .beacon import BeaconLimits, BeaconRateLimiter, PlaybackAggregator, RegionTable
 from .capacity import (
     DEFAULT_MAX_EGRESS_MBPS,
     DEFAULT_MAX_LOOP_LAG_MS,
@@ -36,6 +37,7 @@ from .listener import ConnectionGate, MediaListener, effective_max_connections, 
 from .policy import (
     EDGE_PUBLISH,
     EventSink,
+    PlaybackReported,
     Policy,
     PublishRefused,
     RenditionRequested,
@@ -217,6 +219,12 @@ class NodeConfig:
     # (bench/README.md, "Try 5" and after).
     malloc_mmap_threshold_bytes: int = 256 * 1024
     malloc_trim_seconds: float = 60.0
+    # Viewer telemetry (beacon.py): the table giving a viewer's region from
+    # its address, the beacons' rate limits, and how often what they said
+    # goes to the sink (one PlaybackReported; 0: beacons are refused).
+    viewer_regions: RegionTable = field(default_factory=RegionTable)
+    beacon_limits: BeaconLimits = BeaconLimits()
+    beacon_flush_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.relay_protocol not in ("rtmp", "srt"):
@@ -294,6 +302,9 @@ class MediaNode:
         self.sample_batches_dropped = 0
         self._refusals_second = 0
         self._refusals_in_second = 0
+        # Viewers' beacons (beacon_http.py), summed until the next report.
+        self.playback = PlaybackAggregator()
+        self.beacon_limiter = BeaconRateLimiter(config.beacon_limits)
         self.hub.on_wait = self._stream_wanted
         # An edge relays its publishers' streams to centers and pulls what
         # its viewers want from them, where the router (the node registry) says.
@@ -347,6 +358,8 @@ class MediaNode:
         ]
         if self.config.sample_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(self._report_samples(), name="media-samples"))
+        if self.config.beacon_flush_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._report_playback(), name="media-playback"))
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         if allocator.tune(self.config.malloc_mmap_threshold_bytes):
@@ -399,6 +412,7 @@ class MediaNode:
         # Let the sink hear how every live stream ended before it stops.
         for key, session_id in list(self._live.items()):
             self.stream_ended(key, session_id, "media node stopped")
+        self.report_playback()
         await self._drain_events()
         for task in self._tasks:
             task.cancel()
@@ -604,6 +618,10 @@ class MediaNode:
                 handler = getattr(self.sink, "publish_refused", None)
                 if handler is not None:
                     await handler(event)
+            elif isinstance(event, PlaybackReported):
+                handler = getattr(self.sink, "playback_reported", None)
+                if handler is not None:
+                    await handler(event)
             elif isinstance(event, RenditionRequested):
                 self._renditions_asked.discard((event.source, event.template_id))
                 handler = getattr(self.sink, "rendition_requested", None)
@@ -635,6 +653,17 @@ class MediaNode:
             if updates:
                 self._updates_queued = True
                 self._events.put_nowait(_Updates(tuple(updates)))
+
+    def report_playback(self) -> None:
+        """Hand the sink what viewers' beacons said since the last report."""
+        if not len(self.playback) or self._events.qsize() >= MAX_PENDING_EVENTS:
+            return  # a sink this far behind loses the telemetry, not the publishes
+        self._events.put_nowait(PlaybackReported(self.config.node_id, time.time(), self.playback.flush()))
+
+    async def _report_playback(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.beacon_flush_seconds)
+            self.report_playback()
 
     async def _report_samples(self) -> None:
         # Ticks on the loop's clock, so a slow tick does not shift the rest.

@@ -298,6 +298,39 @@ class PublishRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaybackRow:
+    """Viewers' playback of a stream in one minute, on one streaming domain,
+    protocol and viewer region, summed from the players' beacons a node
+    received since its last report (beacon.py). Histogram counts are per
+    bucket of beacon.TTFF_BUCKETS_MS / LATENCY_BUCKETS_MS, one more for
+    what is above the last bound."""
+
+    minute: int  # Unix seconds of the minute's start
+    key: StreamKey  # the stream, by its ingest domain
+    streaming_domain: str
+    protocol: str  # "rts", "flv", "llhls", "hls", "native-hls"
+    region: str
+    sessions: int  # player sessions that started the stream over the protocol ("start" events, once a session)
+    ttff_counts: tuple[int, ...]
+    stalls: int
+    stall_ms: int
+    watch_ms: int  # playing or stalled, after the first frame
+    bitrate_switches: int
+    fallbacks: dict[str, int]  # "rts>flv" -> count
+    errors: dict[str, int]  # kind -> count
+    latency_counts: tuple[int, ...]  # one per beacon window that measured glass-to-glass latency
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackReported:
+    """A node's PlaybackRows since its last report (every beacon_flush_seconds)."""
+
+    node_id: str
+    at: float  # Unix seconds
+    rows: tuple[PlaybackRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PublishHook:
     """An ingest domain's publish authorisation callback (issue 16;
     publish_hook.py): asked before a publish is accepted, after the signed
@@ -368,6 +401,9 @@ class EventSink(Protocol):
     async def rendition_requested(self, event: RenditionRequested) -> None:
         """Optional: a sink without it starts no transcodes on demand."""
 
+    async def playback_reported(self, event: PlaybackReported) -> None:
+        """Optional: a sink without it keeps no viewer telemetry."""
+
     async def publish_refused(self, event: PublishRefused) -> None:
         """Optional: a sink without it keeps no record of refusals (the log has them)."""
 
@@ -423,4 +459,7 @@ class MemorySink:
         self.events.append(event)
 
     async def publish_refused(self, event: PublishRefused) -> None:
+        self.events.append(event)
+
+    async def playback_reported(self, event: PlaybackReported) -> None:
         self.events.append(event)

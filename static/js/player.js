@@ -78,6 +78,11 @@
   };
   window.livecenterPlayer = { stats: stats, config: config };
 
+  // Viewer telemetry (beacon.js, loaded before this file): what happens, with the protocol playing.
+  function report(type, fields) {
+    if (window.livecenterBeacon) window.livecenterBeacon.record(type, Object.assign({ protocol: stats.protocol }, fields));
+  }
+
   // --- The ladder ---------------------------------------------------------------
 
   const hasHlsJs = () => typeof Hls !== "undefined" && Hls.isSupported();
@@ -146,6 +151,7 @@
     // shows no playlist, so the page's word for it stands.
     stats.encryption = rung.name === "native-hls" ? config.hls_encryption || null : null;
     stats.attempts.push({ protocol: rung.name, error: null });
+    report("start");
     render();
     attemptState.timer = setTimeout(() => {
       fail(attemptState, "No picture arrived within " + FIRST_FRAME_TIMEOUT_MS / 1000 + " s.");
@@ -187,6 +193,7 @@
     clearTimeout(attemptState.timer);
     stats.attempts[stats.attempts.length - 1].error = message;
     stats.error = message;
+    report("error", { message: message });
     teardown(attemptState);
     next();
   }
@@ -212,6 +219,7 @@
       stats.error = null;
       stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
       stats.firstFrameSinceLoadMs = Math.round(performance.now());
+      report("first_frame", { ttff_ms: stats.firstFrameMs });
       hideError();
     }
     // A held start (plain HLS: playOnceBuffered) shows its first picture and
@@ -433,6 +441,7 @@
       if (attemptState !== current || !level) return;
       stats.hlsLevel = { index: data.level, width: level.width, height: level.height, bitrate: level.bitrate };
       stats.levelSwitches += 1;
+      report("level", { kbps: Math.round(level.bitrate / 1000) });
     });
     hls.on(Hls.Events.FRAG_LOADED, (event, data) => {
       window_.bytes += (data.frag && data.frag.stats && data.frag.stats.loaded) || 0;
@@ -607,6 +616,7 @@
     stats.latencyMs = Math.round(shownMs - captureMs);
     stats.latencySamples.push(stats.latencyMs);
     if (stats.latencySamples.length > LATENCY_SAMPLES_KEPT) stats.latencySamples.shift();
+    report("latency", { latency_ms: stats.latencyMs });
   }
 
   // The mean luma of the middle half of each block against the threshold,
