@@ -204,11 +204,14 @@ def run_latency(args) -> dict:
             result = measure(bench.context, "rts", bench.player_url(STREAM), args.seconds, args.settle, args.loads)
             rows["idle"] = result.row()
             if args.background_viewers:
-                with background_viewers(bench.workdir, urls["whep"], args.background_viewers, args) as watched:
-                    name = f"rts-{args.background_viewers}-viewers"
-                    result = measure(bench.context, name, bench.player_url(STREAM), args.seconds, args.settle,
-                                     args.loads)  # fmt: skip
-                rows["loaded"] = {**result.row(), "background": watched}
+                try:
+                    with background_viewers(bench.workdir, urls["whep"], args.background_viewers) as watched:
+                        name = f"rts-{args.background_viewers}-viewers"
+                        result = measure(bench.context, name, bench.player_url(STREAM), args.seconds, args.settle,
+                                         args.loads)  # fmt: skip
+                    rows["loaded"] = {**result.row(), "background": watched}
+                except RuntimeError as exc:  # the viewers could not open: reported in the table
+                    rows["loaded"] = {"error": str(exc), "background": {"count": args.background_viewers}}
         finally:
             bench.procs.stop(calibrator)
     return rows
@@ -221,7 +224,7 @@ BACKGROUND_WINDOW_SECONDS = 900
 
 
 @contextlib.contextmanager
-def background_viewers(workdir: Path, whep: str, count: int, args):
+def background_viewers(workdir: Path, whep: str, count: int):
     """`count` light-generator viewers of `whep` for the body's duration;
     yields a dict that, after the body, holds their window's figures (how
     many were connected, the worst viewer's frame rate, the generator's CPU):
