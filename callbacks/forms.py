@@ -15,7 +15,8 @@ class CallbacksForm(ConsoleForm):
         required=False,
         max_length=2000,
         help_text="http:// or https://. Receives every event of this domain's streams as a signed JSON POST"
-        " (stream published and unpublished, recording ready, snapshot taken, transcode failed). Empty: no events.",
+        " (stream published and unpublished, recording ready, snapshot taken, transcode failed, alarm opened and"
+        " closed). Empty: no events.",
     )
     secret = forms.CharField(
         label="Secret",

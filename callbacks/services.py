@@ -4,8 +4,8 @@ task (tasks.py), with retries and exponential backoff for
 LIVECENTER_CALLBACKS_RETRY_HOURS.
 
 Events come from the node's event sink (sink.py: published, unpublished)
-and from the media workers' signals (receivers.py: recording ready,
-snapshot taken, transcode failed). Queuing one is a row and a task message
+and from the media workers' and monitoring's signals (receivers.py:
+recording ready, snapshot taken, transcode failed, alarm opened and closed). Queuing one is a row and a task message
 sent on commit; the node's side never waits for a receiver.
 
 A URL is checked when it is saved (scheme, then every address its name
@@ -48,7 +48,10 @@ STREAM_UNPUBLISHED = "stream.unpublished"
 RECORDING_READY = "recording.ready"
 SNAPSHOT_TAKEN = "snapshot.taken"
 TRANSCODE_FAILED = "transcode.failed"
-EVENTS = (STREAM_PUBLISHED, STREAM_UNPUBLISHED, RECORDING_READY, SNAPSHOT_TAKEN, TRANSCODE_FAILED)
+ALARM_OPENED = "alarm.opened"
+ALARM_CLOSED = "alarm.closed"
+EVENTS = (STREAM_PUBLISHED, STREAM_UNPUBLISHED, RECORDING_READY, SNAPSHOT_TAKEN, TRANSCODE_FAILED, ALARM_OPENED,
+          ALARM_CLOSED)  # fmt: skip
 
 MIN_SECRET_CHARS = 16
 MAX_SECRET_CHARS = 128
@@ -294,6 +297,18 @@ def transcode_failed(job) -> None:
         {"app": job.app, "stream": job.stream, "job_id": job.pk, "attempt": job.attempt,
          "detail": redact_text(job.detail), "failed_at": _iso(job.finished_at)},
     )  # fmt: skip
+
+
+def alarm_event(event: str, alarm) -> None:
+    """An alarm (monitoring.models.AlarmEvent) opened or closed."""
+    data = {"alarm_id": alarm.pk, "rule_id": alarm.rule_id, "app": alarm.app, "stream": alarm.stream,
+            "metric": alarm.metric, "comparison": alarm.comparison, "threshold": alarm.threshold,
+            "unit": alarm.unit, "value": alarm.value, "condition": alarm.condition,
+            "started_at": _iso(alarm.started_at), "alarms_url": _console_url(reverse("monitoring:alarms"))}  # fmt: skip
+    if event == ALARM_CLOSED:
+        data.update(ended_at=_iso(alarm.ended_at), reason=alarm.end_reason,
+                    duration_seconds=round((alarm.ended_at - alarm.started_at).total_seconds(), 3))  # fmt: skip
+    queue_event(alarm.domain_name, event, data)
 
 
 # --- Delivery -----------------------------------------------------------------------------------

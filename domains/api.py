@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from livecenter.lib.api import call_service, valid_data
 
 from . import serializers, services
+from .direct import direct_forms
 from .models import Domain
 
 DOMAIN_NAME_PARAMETER = OpenApiParameter(
@@ -264,7 +265,8 @@ class UrlGeneratorView(APIView):
             template=fields.get("template"),
             validity_minutes=fields.get("validity_minutes"),
         )
-        return Response(serializers.GeneratedUrlsSerializer(urls).data)
+        forms = direct_forms(services.owned_domains(self.request.user), urls, self.request.get_host())
+        return Response(serializers.GeneratedUrlsSerializer(urls, context={"direct": forms}).data)
 
     @extend_schema(
         summary="Generate signed URLs",

@@ -84,6 +84,12 @@ class AddDomainForm(ConsoleForm):
         initial=LiveCenter.CN_SHANGHAI,
         help_text="An ingest domain and its streaming domain must share a live center. It cannot be changed later.",
     )
+    local = forms.BooleanField(
+        label="Local or test domain (no DNS)",
+        required=False,
+        help_text="For one machine or a lab: online without a CNAME record; clients reach the media node by its"
+        " address with domain=. Always on for names under .test, .localhost, .invalid and .example.",
+    )
 
     def selection(self) -> tuple[str, str]:
         """The region and live center currently chosen (submitted or initial)."""

@@ -84,6 +84,12 @@ class Domain(models.Model):
     live_center = models.CharField(max_length=32, choices=LiveCenter.choices)
     cname = models.CharField(max_length=253)
     enabled = models.BooleanField(default=True)
+    # A local or test domain: no DNS record is expected (one machine, a lab,
+    # a name under an RFC 6761 zone such as .test or .localhost). It is
+    # online without its CNAME, the troubleshooter skips the CNAME step
+    # saying so, and clients reach the node by address with `domain=`
+    # (domains/direct.py).
+    local = models.BooleanField(default=False)
 
     # The last CNAME check: what DNS said, and when.
     cname_status = models.CharField(max_length=16, choices=CnameStatus.choices, default=CnameStatus.PENDING)
@@ -166,16 +172,20 @@ class Domain(models.Model):
 
     @property
     def status(self) -> str:
-        """Offline when disabled; online once DNS points at us; configuring
+        """Offline when disabled; online once DNS points at us, or at once
+        for a local domain (which has no DNS to wait for); configuring
         until then."""
         if not self.enabled:
             return DomainStatus.OFFLINE
-        if self.cname_status == CnameStatus.CONFIGURED:
+        if self.cname_status == CnameStatus.CONFIGURED or self.local:
             return DomainStatus.ONLINE
         return DomainStatus.CONFIGURING
 
     def get_status_display(self) -> str:
-        return DomainStatus(self.status).label
+        label = DomainStatus(self.status).label
+        if self.local and self.status == DomainStatus.ONLINE:
+            return f"{label} (local)"
+        return label
 
     @property
     def icp_filing_required(self) -> bool:

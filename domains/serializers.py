@@ -139,6 +139,7 @@ class DomainSerializer(serializers.ModelSerializer):
             "status",
             "cname_status",
             "enabled",
+            "local",
             "icp_filing_required",
             "ingest_domain",
             "main_domain",
@@ -275,6 +276,20 @@ class GeneratedUrlsSerializer(serializers.Serializer):
     ingest = serializers.SerializerMethodField(help_text="Empty when the domain has no ingest side.")
     playback = serializers.SerializerMethodField(help_text="Empty when the domain has no streaming side.")
     notes = serializers.ListField(child=serializers.CharField())
+    direct = serializers.SerializerMethodField(
+        help_text='Per side ("ingest", "playback"): the same URLs sent to the media node\'s address with domain='
+        " naming the domain, for clients without DNS: `host` (the address), `use` (true where these are the URLs"
+        " to use: the domain is local or does not resolve, or LIVECENTER_PLAYER_MEDIA_HOST names a host), `reason`,"
+        " and `urls` (rtmp, srt, whip / flv, m3u8, whep, rtmp, srt; HTTPS and RTMPS URLs have none)."
+    )
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_direct(self, urls: services.GeneratedUrls) -> dict:
+        forms = self.context.get("direct", {})
+        return {
+            side: {"host": found.direct_host, "use": found.direct, "reason": found.reason, "urls": direct}
+            for side, (found, direct) in forms.items()
+        }
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_expires_at(self, urls: services.GeneratedUrls) -> str:
@@ -292,11 +307,19 @@ class GeneratedUrlsSerializer(serializers.Serializer):
 # --- Input ------------------------------------------------------------------
 
 
+LOCAL_HELP = (
+    "A local or test domain, with no DNS record: online without its CNAME, the troubleshooter skips the CNAME"
+    " check, and the player and URL generator send clients to the media node's address with domain=. Left out"
+    " when adding: on for a name under .test, .localhost, .invalid or .example (RFC 6761)."
+)
+
+
 class DomainCreateSerializer(StrictSerializer):
     domain_name = serializers.CharField(help_text="ASCII or Unicode (IDNA); stored in ASCII (punycode).")
     domain_type = serializers.ChoiceField(choices=DomainType.choices)
     region = serializers.ChoiceField(choices=Region.choices)
     live_center = serializers.ChoiceField(choices=LiveCenter.choices)
+    local = serializers.BooleanField(required=False, default=False, help_text=LOCAL_HELP)
 
 
 class DomainFilterSerializer(serializers.Serializer):
@@ -310,6 +333,7 @@ class DomainUpdateSerializer(StrictSerializer):
     fixed_fields = frozenset(DomainSerializer.Meta.fields)
 
     enabled = serializers.BooleanField(required=False)
+    local = serializers.BooleanField(required=False, help_text=LOCAL_HELP)
     rts_enabled = serializers.BooleanField(required=False, help_text="Streaming domains only.")
     html5_transcode = serializers.BooleanField(required=False, help_text="Streaming domains only.")
     srt_latency_ms = serializers.IntegerField(

@@ -26,7 +26,7 @@ from livecenter.media.access import AccessListError
 from livecenter.media.hls_crypto import MAX_KEY_ROTATION_SEGMENTS, MIN_KEY_ROTATION_SEGMENTS
 
 from .lib import certificates, dnscheck
-from .lib.hostnames import HostnameError, normalize_domain_name
+from .lib.hostnames import HostnameError, in_test_zone, normalize_domain_name
 from .models import (
     AccessListMode,
     CnameStatus,
@@ -145,7 +145,9 @@ def ingest_domains(owner) -> QuerySet[Domain]:
 # --- Add, enable, delete ----------------------------------------------------
 
 
-def add_domain(owner, domain_name: str, domain_type: str, region: str, live_center: str) -> Domain:
+def add_domain(owner, domain_name: str, domain_type: str, region: str, live_center: str, local: bool = False) -> Domain:
+    """`local`: a local or test domain, with no DNS record (models.Domain.local);
+    a name under a reserved test zone (`.test`, `.localhost`) is local whatever it says."""
     try:
         name = normalize_domain_name(domain_name)
     except HostnameError as exc:
@@ -179,6 +181,7 @@ def add_domain(owner, domain_name: str, domain_type: str, region: str, live_cent
                     auth_enabled=True,
                     auth_primary_key=generate_signing_key(),
                     auth_primary_key_set_at=timezone.now(),
+                    local=bool(local) or in_test_zone(name),
                 )
         except IntegrityError:
             raise invalid("domain_name", "the specified domain already exists") from None
@@ -201,6 +204,7 @@ def update_domain(
     domain: Domain,
     *,
     enabled: bool | None = None,
+    local: bool | None = None,
     rts_enabled: bool | None = None,
     html5_transcode: bool | None = None,
     srt_latency_ms: int | None = None,
@@ -219,7 +223,8 @@ def update_domain(
     changed = _apply_https(domain, https_enabled, https_redirect)
     changed += _apply_srt(domain, srt_latency_ms, srt_passphrase)
     changed += _apply_hls_encryption(domain, hls_encryption, hls_key_rotation_segments, hls_encryption_apps)
-    for field, value in (("rts_enabled", rts_enabled), ("html5_transcode", html5_transcode), ("enabled", enabled)):
+    switches = {"rts_enabled": rts_enabled, "html5_transcode": html5_transcode, "enabled": enabled, "local": local}
+    for field, value in switches.items():
         if value is not None:
             setattr(domain, field, bool(value))
             changed.append(field)

@@ -8,6 +8,7 @@
     domains:delete              /domains/<domain_name>/delete/            GET confirms, POST deletes
     domains:cname               /domains/<domain_name>/cname/
     domains:cname-verify        /domains/<domain_name>/cname/verify/      POST
+    domains:local               /domains/<domain_name>/cname/local/       POST (local=on|off: a local or test domain)
     domains:mapping             /domains/<domain_name>/mapping/
     domains:mapping-associate   /domains/<domain_name>/mapping/associate/ POST
     domains:mapping-bind        /domains/<domain_name>/mapping/bind/      POST
@@ -41,6 +42,7 @@ urlpatterns = [
     path("<str:domain_name>/delete/", views.domain_delete, name="delete"),
     path("<str:domain_name>/cname/", views.cname_guide, name="cname"),
     path("<str:domain_name>/cname/verify/", views.cname_verify, name="cname-verify"),
+    path("<str:domain_name>/cname/local/", views.domain_local, name="local"),
     path("<str:domain_name>/mapping/", views.mapping, name="mapping"),
     path("<str:domain_name>/mapping/associate/", views.mapping_associate, name="mapping-associate"),
     path("<str:domain_name>/mapping/bind/", views.mapping_bind, name="mapping-bind"),

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from livecenter.lib.pages import add_service_errors
 
 from . import services
+from .direct import direct_forms
 from .forms import (
     AccessControlForm,
     AddDomainForm,
@@ -93,10 +94,17 @@ def domain_add(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(
-                request,
-                f"Added {domain.display_name}. Add the CNAME record below at your DNS provider, then verify it.",
-            )
+            if domain.local:
+                messages.success(
+                    request,
+                    f"Added {domain.display_name} as a local domain: it is online without DNS, and clients reach"
+                    " the media node by its address with domain= (see the URL generator).",
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Added {domain.display_name}. Add the CNAME record below at your DNS provider, then verify it.",
+                )
             return redirect("domains:cname", domain.domain_name)
     region, live_center = form.selection()
     return render(
@@ -177,6 +185,24 @@ def cname_verify(request, domain_name: str):
         messages.success(request, f"CNAME configured: {result.detail}.")
     else:
         messages.warning(request, f"CNAME pending: {result.detail}.")
+    return redirect("domains:cname", domain.domain_name)
+
+
+@login_required
+@require_POST
+def domain_local(request, domain_name: str):
+    """Mark the domain local or test (no DNS record expected), or not."""
+    domain = _owned_domain(request, domain_name)
+    local = request.POST.get("local") == "on"
+    services.update_domain(domain, local=local)
+    if local:
+        messages.success(
+            request,
+            f"{domain.display_name} is now a local domain: online without a CNAME record; the player and the URL"
+            " generator send clients to the media node's address with domain=.",
+        )
+    else:
+        messages.success(request, f"{domain.display_name} is no longer a local domain: it is online once its CNAME is.")
     return redirect("domains:cname", domain.domain_name)
 
 
@@ -485,15 +511,19 @@ def url_generator(request):
             add_service_errors(form, exc)
     context = {"form": form, "has_domains": bool(domains), "generated": generated}
     if generated is not None:
-        context["ingest_rows"] = [
-            (f"url-ingest-{key}", label, generated.ingest[key])
-            for key, label in INGEST_URL_LABELS.items()
-            if key in generated.ingest
-        ]
-        context["playback_rows"] = [
-            (f"url-playback-{key}", label, generated.playback[key])
-            for key, label in PLAYBACK_URL_LABELS.items()
-            if key in generated.playback
-        ]
+        # The same URLs to the node's address with domain= (domains/direct.py).
+        forms = direct_forms(domains, generated, request.get_host())
+        for side, urls, labels in (
+            ("ingest", generated.ingest, INGEST_URL_LABELS),
+            ("playback", generated.playback, PLAYBACK_URL_LABELS),
+        ):
+            context[f"{side}_rows"] = [
+                (f"url-{side}-{key}", label, urls[key]) for key, label in labels.items() if key in urls
+            ]
+            if side in forms:
+                context[f"{side}_reach"], direct = forms[side]
+                context[f"{side}_direct_rows"] = [
+                    (f"url-{side}-direct-{key}", label, direct[key]) for key, label in labels.items() if key in direct
+                ]
         context["expires_at"] = dt.datetime.fromtimestamp(generated.expires_at, dt.UTC)
     return render(request, "domains/url_generator.html", context)

@@ -114,6 +114,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "monitoring.context_processors.open_alarms",
             ],
         },
     },
@@ -239,6 +240,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "streams.recover_media_jobs",
         "schedule": float(os.environ.get("LIVECENTER_JOB_RECOVER_SECONDS", 1)),
         "options": {"queue": os.environ.get("LIVECENTER_MEDIA_QUEUE", "media"), "expires": 10},
+    },
+    # Alarm rules over the recent samples (monitoring/alarms.py); a late run is dropped, the next one sees the same.
+    "monitoring.evaluate-alarms": {
+        "task": "monitoring.evaluate_alarms",
+        "schedule": float(os.environ.get("LIVECENTER_ALARMS_EVALUATE_SECONDS", 5)),
+        "options": {"expires": 10},
     },
 }
 
@@ -511,11 +518,20 @@ LIVECENTER_RECORDINGS_DIR = Path(os.environ.get("LIVECENTER_RECORDINGS_DIR", DAT
 LIVECENTER_SNAPSHOTS_DIR = Path(os.environ.get("LIVECENTER_SNAPSHOTS_DIR", DATA_DIR / "snapshots"))
 
 # --- player -------------------------------------------------------------------------
-# The web player (/player/) and the calibrator send viewers to the generated
-# URLs as they are, on the streaming domain. For use on one machine without
-# DNS, name a host here (such as 127.0.0.1): the media URLs then go to it,
-# with `&domain=<domain>` (the engine's documented fallback).
-LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "")
+# Where the web player (/player/), Go live, the calibrator and the URL
+# generator's direct URLs send clients (domains/direct.py):
+#   "auto" (the default): a domain's own name where it resolves on this
+#     machine and is not marked local; else the media node's address (the
+#     address the browser reached the console at, 127.0.0.1 without one) with
+#     `&domain=<domain>` (the engine's documented fallback);
+#   "" (empty): always the domain's own name (DNS in place);
+#   a host (such as 127.0.0.1 or 192.0.2.10): always that host, with `domain=`.
+LIVECENTER_PLAYER_MEDIA_HOST = os.environ.get("LIVECENTER_PLAYER_MEDIA_HOST", "auto")
+# How long "auto" waits for the system's resolver (getaddrinfo) on a page
+# that hands out URLs, and how long it keeps an answer: a resolver that
+# hangs costs a page at most this, once a name (domains/lib/resolve.py).
+LIVECENTER_RESOLVE_TIMEOUT_SECONDS = float(os.environ.get("LIVECENTER_RESOLVE_TIMEOUT_SECONDS", 1))
+LIVECENTER_RESOLVE_CACHE_SECONDS = float(os.environ.get("LIVECENTER_RESOLVE_CACHE_SECONDS", 60))
 
 # --- monitoring -------------------------------------------------------------------------
 # Per-second stream samples are kept this long, then pruned by the worker in
@@ -567,3 +583,18 @@ LIVECENTER_CALLBACKS_QUEUE = os.environ.get("LIVECENTER_CALLBACKS_QUEUE", "celer
 LIVECENTER_CALLBACKS_CONSOLE_URL = os.environ.get(
     "LIVECENTER_CALLBACKS_CONSOLE_URL", f"http://{LIVECENTER_CONSOLE_HOST}:{LIVECENTER_CONSOLE_PORT}"
 )
+
+# --- usage statistics (monitoring/usage.py) ------------------------------------------------
+# Rolled up from the samples by the worker every LIVECENTER_USAGE_ROLLUP_SECONDS
+# (at most LIVECENTER_USAGE_ROLLUP_BATCH samples a run; the next run goes on).
+# 5-minute, hour and day rollups are kept LIVECENTER_USAGE_RETENTION_DAYS,
+# 1-minute ones LIVECENTER_USAGE_MINUTE_RETENTION_DAYS.
+LIVECENTER_USAGE_ROLLUP_SECONDS = float(os.environ.get("LIVECENTER_USAGE_ROLLUP_SECONDS", 30))
+LIVECENTER_USAGE_ROLLUP_BATCH = int(os.environ.get("LIVECENTER_USAGE_ROLLUP_BATCH", 20000))
+LIVECENTER_USAGE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_RETENTION_DAYS", 90))
+LIVECENTER_USAGE_MINUTE_RETENTION_DAYS = float(os.environ.get("LIVECENTER_USAGE_MINUTE_RETENTION_DAYS", 7))
+CELERY_BEAT_SCHEDULE["monitoring.roll-up-usage"] = {
+    "task": "monitoring.roll_up_usage",
+    "schedule": LIVECENTER_USAGE_ROLLUP_SECONDS,
+    "options": {"expires": LIVECENTER_USAGE_ROLLUP_SECONDS},
+}

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from livecenter.lib.api import call_service, valid_data
+from streams.serializers import DomainQuerySerializer
 
-from . import serializers, services, troubleshoot
+from . import alarms, serializers, services, troubleshoot, usage
+from .models import AlarmRule
 
 TAGS = ["monitoring"]
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -105,3 +109,112 @@ class TroubleshootView(APIView):
         data = valid_data(serializers.TroubleshootSerializer, request.data)
         report = troubleshoot.check_url(request.user, data["url"])
         return Response(serializers.TroubleshootResultSerializer(report).data)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        summary="Bandwidth, traffic and viewers of a domain, app or stream over a time range"
+        " (DescribeLiveDomainBpsData, TrafficData, PushBpsData, PushTrafficData, OnlineUserNum)",
+        parameters=[serializers.UsageQuerySerializer],
+        responses=serializers.UsageSeriesSerializer,
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.UsageSeriesSerializer(_usage(request)).data)
+
+
+class UsageCsvView(APIView):
+    @extend_schema(
+        summary="The same as usage/, as CSV: a line a period, then the range's total",
+        parameters=[serializers.UsageQuerySerializer],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR)},
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> HttpResponse:
+        series = _usage(request)
+        response = HttpResponse(usage.usage_csv(series), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{usage.csv_filename(series)}"'
+        return response
+
+
+def _usage(request: Request) -> usage.UsageSeries:
+    f = valid_data(serializers.UsageQuerySerializer, request.query_params)
+    return call_service(
+        usage.usage_series,
+        request.user,
+        f["domain"],
+        f["app"],
+        f["stream"],
+        start=f.get("start_time"),
+        end=f.get("end_time"),
+        granularity=f.get("interval"),
+    )
+
+
+# --- Alarms (alarms.py) ----------------------------------------------------------------------
+
+ALARM_TAGS = ["alarms"]
+
+
+def _owned_rule(request: Request, rule_id: int) -> AlarmRule:
+    try:
+        return alarms.get_rule(request.user, rule_id)
+    except AlarmRule.DoesNotExist:
+        raise NotFound("no such alarm rule") from None
+
+
+@extend_schema_view(
+    get=extend_schema(summary="List alarm rules", parameters=[DomainQuerySerializer], tags=ALARM_TAGS),
+    post=extend_schema(
+        summary="Add an alarm rule (CreateLiveStreamMonitor)",
+        request=serializers.AlarmRuleCreateSerializer,
+        responses={201: serializers.AlarmRuleSerializer},
+        tags=ALARM_TAGS,
+    ),
+)
+class AlarmRuleListView(generics.ListAPIView):
+    serializer_class = serializers.AlarmRuleSerializer
+
+    def get_queryset(self):
+        domain = valid_data(DomainQuerySerializer, self.request.query_params).get("domain")
+        return call_service(alarms.list_rules, self.request.user, domain)
+
+    def post(self, request: Request) -> Response:
+        data = dict(valid_data(serializers.AlarmRuleCreateSerializer, request.data))
+        rule = call_service(alarms.add_rule, request.user, data.pop("domain"), **data)
+        return Response(serializers.AlarmRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=ALARM_TAGS)
+class AlarmRuleView(APIView):
+    @extend_schema(summary="Show an alarm rule", responses=serializers.AlarmRuleSerializer)
+    def get(self, request: Request, rule_id: int) -> Response:
+        return Response(serializers.AlarmRuleSerializer(_owned_rule(request, rule_id)).data)
+
+    @extend_schema(
+        summary="Change an alarm rule; a field left out keeps its value (its open alarms close)",
+        request=serializers.AlarmRuleUpdateSerializer,
+        responses=serializers.AlarmRuleSerializer,
+    )
+    def patch(self, request: Request, rule_id: int) -> Response:
+        rule = _owned_rule(request, rule_id)
+        data = valid_data(serializers.AlarmRuleUpdateSerializer, request.data)
+        return Response(serializers.AlarmRuleSerializer(call_service(alarms.update_rule, rule, **data)).data)
+
+    @extend_schema(summary="Delete an alarm rule (its open alarms close; past ones stay)", responses={204: None})
+    def delete(self, request: Request, rule_id: int) -> Response:
+        alarms.delete_rule(_owned_rule(request, rule_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List alarms, newest first", parameters=[serializers.AlarmQuerySerializer], tags=ALARM_TAGS
+    )
+)
+class AlarmListView(generics.ListAPIView):
+    serializer_class = serializers.AlarmEventSerializer
+
+    def get_queryset(self):
+        f = valid_data(serializers.AlarmQuerySerializer, self.request.query_params)
+        return call_service(alarms.list_alarms, self.request.user, f.get("domain"), f.get("state"))

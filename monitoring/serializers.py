@@ -13,7 +13,7 @@ from rest_framework import serializers
 from domains.serializers import StrictSerializer
 from streams.serializers import QuerySerializer, domain_field
 
-from .models import StreamSample
+from .models import ALARM_UNITS, AlarmComparison, AlarmEvent, AlarmMetric, AlarmRule, StreamSample
 
 # --- Input ---------------------------------------------------------------------------
 
@@ -208,6 +208,116 @@ class TroubleshootResultSerializer(serializers.Serializer):
     kind = serializers.CharField(allow_blank=True, help_text="ingest, playback, or empty when the URL does not parse.")
     ok = serializers.BooleanField(help_text="No step failed.")
     steps = CheckStepSerializer(many=True)
+
+
+# --- Usage statistics (usage.py) -----------------------------------------------------------
+
+
+class UsageQuerySerializer(QuerySerializer):
+    domain = domain_field()
+    app = serializers.CharField(required=False, allow_blank=True, default="", help_text="Default: the whole domain.")
+    stream = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Default: the whole app (needs `app`)."
+    )
+    start_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: a day before end_time.")
+    end_time = serializers.DateTimeField(required=False, help_text="ISO 8601; default: now.")
+    interval = serializers.ChoiceField(
+        choices=[60, 300, 3600, 86400],
+        required=False,
+        help_text="Seconds a point covers; default: chosen from the range (up to 3 h: 60; 2 days: 300;"
+        " 31 days: 3600; longer: 86400).",
+    )
+
+
+class UsagePointSerializer(serializers.Serializer):
+    """One period's usage (usage.py defines each figure)."""
+
+    time_stamp = serializers.DateTimeField(source="start", help_text="The start of the period (UTC).")
+    bytes_in = serializers.IntegerField(help_text="Ingest traffic (PushTrafficData), bytes.")
+    bytes_out = serializers.IntegerField(help_text="Playback traffic (TrafficData), bytes.")
+    bytes_out_by_protocol = serializers.DictField(child=serializers.IntegerField(), help_text="Bytes, by protocol.")
+    average_bps_in = serializers.FloatField(help_text="Ingest bandwidth (PushBpsData), the period's average, bit/s.")
+    average_bps_out = serializers.FloatField(help_text="Playback bandwidth (BpsData), the period's average, bit/s.")
+    peak_bps_in = serializers.FloatField(help_text="The highest one-second ingest bandwidth, bit/s.")
+    peak_bps_out = serializers.FloatField(help_text="The highest one-second playback bandwidth, bit/s.")
+    p95_bps_in = serializers.FloatField(help_text="95th percentile of the 5-minute ingest bandwidths, bit/s.")
+    p95_bps_out = serializers.FloatField(help_text="95th percentile of the 5-minute playback bandwidths, bit/s.")
+    peak_viewers = serializers.IntegerField(help_text="The most viewers at one second (OnlineUserNum).")
+    average_viewers = serializers.FloatField(help_text="Viewer-seconds / the period.")
+    unique_viewers = serializers.IntegerField(help_text="Distinct viewers: exact up to 64, else within 4.6 % (1 σ).")
+
+
+class UsageSeriesSerializer(serializers.Serializer):
+    domain_name = serializers.CharField(help_text="The ingest domain.")
+    app = serializers.CharField(help_text='"" for the whole domain.')
+    stream = serializers.CharField(help_text='"" for the whole app or domain.')
+    start_time = serializers.DateTimeField(help_text="The range, widened to whole periods.")
+    end_time = serializers.DateTimeField()
+    interval = serializers.IntegerField(source="granularity", help_text="Seconds a point covers.")
+    data = UsagePointSerializer(source="points", many=True, help_text="A point a period; zeros where none.")
+    summary = UsagePointSerializer(help_text="The whole range; its time_stamp is the range's start.")
+
+
+# --- Alarms (alarms.py) ------------------------------------------------------------------
+
+
+THRESHOLD_HELP = "fps, kbit/s, seconds (keyframe interval; interruption: without data), or % (stall ratio)."
+
+
+class AlarmRuleSerializer(serializers.ModelSerializer):
+    domain = serializers.CharField(source="domain.domain_name", read_only=True, help_text="The ingest domain.")
+    app = serializers.CharField(help_text="Empty: every app of the domain.")
+    unit = serializers.SerializerMethodField(help_text="The threshold's unit.")
+    condition = serializers.CharField(read_only=True, help_text="The rule in words.")
+
+    class Meta:
+        model = AlarmRule
+        fields = ["id", "domain", "app", "metric", "comparison", "threshold", "unit", "duration_seconds", "enabled",
+                  "condition", "created_at", "updated_at"]  # fmt: skip
+
+    def get_unit(self, rule: AlarmRule) -> str:
+        return ALARM_UNITS.get(rule.metric, "")
+
+
+class AlarmRuleUpdateSerializer(StrictSerializer):
+    fixed_fields = frozenset({"domain"})
+
+    app = serializers.CharField(required=False, allow_blank=True, help_text="Empty: every app of the domain.")
+    metric = serializers.ChoiceField(required=False, choices=AlarmMetric.choices)
+    comparison = serializers.ChoiceField(
+        required=False, choices=AlarmComparison.choices, help_text="Default: the metric's own (bitrate: below)."
+    )
+    threshold = serializers.FloatField(required=False, help_text=THRESHOLD_HELP)
+    duration_seconds = serializers.IntegerField(
+        required=False, help_text="How long the condition holds before the alarm opens, and is clear before it closes."
+    )
+    enabled = serializers.BooleanField(required=False)
+
+
+class AlarmRuleCreateSerializer(AlarmRuleUpdateSerializer):
+    fixed_fields = frozenset()
+
+    domain = domain_field()
+    metric = serializers.ChoiceField(choices=AlarmMetric.choices)
+    threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
+
+
+class AlarmQuerySerializer(QuerySerializer):
+    domain = domain_field(required=False, allow_blank=True)
+    state = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Default: both.")
+
+
+class AlarmEventSerializer(serializers.ModelSerializer):
+    domain = serializers.CharField(source="domain_name", read_only=True)
+    rule = serializers.PrimaryKeyRelatedField(read_only=True, help_text="Null once the rule is deleted.")
+    unit = serializers.CharField(read_only=True)
+    condition = serializers.CharField(read_only=True)
+    open = serializers.BooleanField(source="is_open", read_only=True)
+
+    class Meta:
+        model = AlarmEvent
+        fields = ["id", "rule", "domain", "app", "stream", "metric", "comparison", "threshold", "unit", "value",
+                  "condition", "open", "started_at", "ended_at", "end_reason"]  # fmt: skip
 
 
 class TtffSerializer(serializers.Serializer):

@@ -258,7 +258,8 @@ def stream_key(owner, domain_name: str, app: str, stream: str) -> StreamKey:
 
 
 def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime | None = None) -> StreamView:
-    """A stream of the operator's, whether it is live, and its last PAGE_HISTORY of samples."""
+    """A stream of the operator's, whether it is live, and its last PAGE_HISTORY
+    of samples (a stream stopped longer ago: its last sample)."""
     domain = ingest_domain_for(owner, domain_name)
     app, stream = valid_name("app", app), valid_name("stream", stream)
     now = now or timezone.now()
@@ -273,6 +274,14 @@ def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime
             at__lte=now,
         ).order_by("at", "id")
     )  # fmt: skip
+    if not history and session is None:
+        # Stopped a while ago: its last figures, which the page shows as such.
+        last = (
+            StreamSample.objects.filter(domain_name=domain.domain_name, app=app, stream=stream, upstream_node="")
+            .order_by("-at", "-id")
+            .first()
+        )
+        history = [last] if last is not None else []
     return StreamView(domain, StreamKey(domain.domain_name, app, stream), session, history)
 
 

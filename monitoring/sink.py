@@ -29,11 +29,13 @@ from livecenter.media.policy import (
     StreamsSampled,
     StreamUnpublished,
 )
+from livecenter.media.stats import MAX_VIEWER_IDS_PER_SAMPLE, VIEWER_ID_BYTES
 
 from . import live, playback
 from .models import PublishRefusal, StreamSample
 
 log = logging.getLogger(__name__)
+VIEWER_ID_CHARS = 2 * VIEWER_ID_BYTES  # hex
 
 
 def _aware(unix_seconds: float) -> dt.datetime:
@@ -81,6 +83,8 @@ def _create(samples) -> None:
                 whip=s.whip.as_dict() if s.whip is not None else None,
                 upstream_node=s.upstream_node[:128],
                 relay_bitrate_out=max(0.0, s.relay_bitrate_out),
+                interval_seconds=max(0.0, s.interval_seconds),
+                viewer_ids=[v[:VIEWER_ID_CHARS] for v in s.viewer_ids[:MAX_VIEWER_IDS_PER_SAMPLE]],
             )
             for node_id, s in samples
         ],

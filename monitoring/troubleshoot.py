@@ -234,6 +234,14 @@ def _check_domain(report: TroubleshootReport, owner, url: LiveUrl, now: dt.datet
         )
     if domain.cname_status == CnameStatus.CONFIGURED:
         report.add("cname", TITLES["cname"], PASS, f"{domain.domain_name} has its CNAME record ({domain.cname})")
+    elif domain.local:
+        # Not a pass: nothing was checked. A local domain has no DNS to check.
+        report.skip(
+            "cname",
+            TITLES["cname"],
+            f"{domain.domain_name} is marked as a local or test domain (no DNS): clients reach the node by its"
+            " address with domain=",
+        )
     else:
         report.add(
             "cname",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 import time
@@ -129,6 +130,8 @@ def node_config() -> NodeConfig:
         malloc_trim_seconds=settings.LIVECENTER_MEDIA_MALLOC_TRIM_SECONDS,
         worker_key=settings.LIVECENTER_MEDIA_WORKER_KEY.encode(),
         cluster_key=settings.LIVECENTER_CLUSTER_KEY.encode(),
+        # Derived, so the key itself never reaches the samples' readers.
+        viewer_id_salt=hashlib.sha256(b"livecenter viewer ids\n" + settings.SECRET_KEY.encode()).digest(),
         relay_protocol=settings.LIVECENTER_RELAY_PROTOCOL,
         relay_srt_latency_ms=settings.LIVECENTER_RELAY_SRT_LATENCY_MS,
         viewer_regions=viewer_regions(settings.LIVECENTER_VIEWER_REGIONS),

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 
 from domains.forms import ConsoleForm
+from livecenter.media.liveurl import MAX_URL_CHARS
 
 from .player import PROTOCOL_LABELS, PROTOCOLS
 
@@ -77,13 +78,20 @@ class StreamForm(ConsoleForm):
 
 
 class PlayerForm(ConsoleForm):
-    """The web player's query: which stream, over which protocol."""
+    """The web player's query: which stream, over which protocol; or a
+    pasted playback URL (`url`), which then alone says what to play."""
 
-    domain = forms.ChoiceField(label="Domain")
-    app = forms.CharField(label="App name")
-    stream = forms.CharField(label="Stream name")
+    domain = forms.ChoiceField(label="Domain", required=False)
+    app = forms.CharField(label="App name", required=False)
+    stream = forms.CharField(label="Stream name", required=False)
     protocol = forms.ChoiceField(label="Protocol", required=False, choices=list(PROTOCOL_LABELS.items()))
     template = forms.CharField(label="Transcoding template", required=False)
+    url = forms.CharField(
+        label="Or a playback URL",
+        required=False,
+        max_length=MAX_URL_CHARS,
+        widget=forms.TextInput(attrs={"placeholder": "http://…/live/stream.flv?auth_key=…", "spellcheck": "false"}),
+    )
 
     def __init__(self, *args, domains, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +102,14 @@ class PlayerForm(ConsoleForm):
 
     def clean_protocol(self) -> str:
         return self.cleaned_data["protocol"] or "auto"
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("url"):
+            for name in ("domain", "app", "stream"):
+                if not data.get(name) and name not in self.errors:
+                    self.add_error(name, f"{self.fields[name].label.lower()} is required, or paste a playback URL")
+        return data
 
 
 class GoLiveForm(ConsoleForm):

@@ -1,6 +1,6 @@
 """What the Go live page is given (issue 17): the signed WHIP URL of one
-stream of an ingest domain, sent to the media host the console is configured
-with (LIVECENTER_PLAYER_MEDIA_HOST, as the player's URLs are), for
+stream of an ingest domain, sent to the domain's name or to the media node's
+address with `domain=` (domains/direct.py, as the player's URLs are), for
 static/js/golive.js to publish the browser's camera or screen to."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from domains.direct import via_media_host
 from domains.services import GeneratedUrls
-
-from .player import via_media_host
 
 
 def publish_target(urls: GeneratedUrls, media_host: str) -> dict:

@@ -19,15 +19,18 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
+from domains.direct import media_host
 from domains.models import Domain
 from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
 
 from . import services, signals
 from .forms import DomainFilterForm, ForbidForm, GoLiveForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
 from .golive import publish_target
-from .player import player_sources
+from .player import live_choices, pasted_sources, player_sources
 
 CONTROL_EVENTS_SHOWN = 20
+# Live streams the player page lists to pick from.
+PLAYER_LIVE_LISTED = 50
 
 
 @login_required
@@ -171,13 +174,19 @@ def resume(request):
 @login_required
 def player(request):
     """The web player for one of the operator's streams (?domain=&app=&stream=
-    &protocol=auto|rts|flv|llhls|hls&template=): signed playback URLs for
-    static/js/player.js. Without a query it shows the form; a bad query is a
-    400 with the field named."""
+    &protocol=auto|rts|flv|llhls|hls&template=), or a pasted playback URL of
+    one of the operator's streaming domains (?url=): playback URLs for
+    static/js/player.js. Without a query it shows the form and the live
+    streams to pick from; a bad query is a 400 with the field named."""
     domains = domain_services.owned_domains(request.user).order_by("domain_name")
     form = PlayerForm(request.GET or None, domains=domains, initial={"protocol": "auto"})
     sources = None
-    if form.is_bound and form.is_valid():
+    if form.is_bound and form.is_valid() and form.cleaned_data["url"]:
+        try:
+            sources = pasted_sources(form.cleaned_data["url"], domains, request.get_host())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    elif form.is_bound and form.is_valid():
         data = form.cleaned_data
         try:
             urls = domain_services.generate_urls(
@@ -190,8 +199,9 @@ def player(request):
                 streaming = domains.filter(domain_name=urls.streaming_domain).first()
                 rts = streaming is not None and streaming.rts_enabled
                 encrypted = streaming is not None and streaming.hls_encrypts(data["app"])
+                host = media_host(streaming, request.get_host())
                 sources = {
-                    **player_sources(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST, rts_enabled=rts),
+                    **player_sources(urls, host, rts_enabled=rts),
                     "protocol": data["protocol"],
                     # What the node encrypts HLS with (nodes.bridge: DomainConfig.hls_key_period).
                     "hls_encryption": "AES-128" if encrypted else None,
@@ -200,6 +210,13 @@ def player(request):
                 form.add_error("domain", " ".join(urls.notes))
     status = 400 if form.is_bound and form.errors else 200
     context = {"form": form, "sources": sources, "has_domains": domains.exists()}
+    if sources is not None:
+        # The player reports a stream that is not live once the node has waited this long for it.
+        sources["play_wait_seconds"] = settings.LIVECENTER_PLAY_WAIT_SECONDS
+    else:
+        # Streams to pick from (the newest first).
+        sessions = services.list_online_streams(request.user)[:PLAYER_LIVE_LISTED]
+        context["live"] = live_choices(sessions, list(domains))
     return render(request, "streams/player.html", context, status=status)
 
 
@@ -228,7 +245,7 @@ def go_live(request, domain_name: str):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            target = publish_target(urls, settings.LIVECENTER_PLAYER_MEDIA_HOST)
+            target = publish_target(urls, media_host(domain, request.get_host()))
             # The SRT passphrase hint is for SRT publishers, not this page's.
             notes = [note for note in urls.notes if note != domain_services.srt_ingest_hint(domain)]
     status = 400 if form.is_bound and form.errors else 200

@@ -9,13 +9,14 @@ import pytest
 
 
 @contextmanager
-def chromium_page(executable: str, args: list[str], timeout_ms: int = 30_000) -> Iterator:
+def chromium_page(executable: str, args: list[str], timeout_ms: int = 30_000, **context) -> Iterator:
     """A fresh page in a browser of its own, closed after; the page's
-    JavaScript errors fail the test."""
+    JavaScript errors fail the test. `context`: Playwright's new_context
+    options (timezone_id, viewport, ...)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=args)
-        page = browser.new_context().new_page()
+        page = browser.new_context(**context).new_page()
         page.set_default_timeout(timeout_ms)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -11,11 +11,23 @@ import inspect
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    pack_remb_fci,
+)
 
 from livecenter.media.rts import aiortc_compat
 from livecenter.media.rts.aiortc_compat import (
     on_keyframe_request,
+    on_receiver_feedback,
     on_retransmit,
     on_sender_report,
     sender_ssrcs,
@@ -219,6 +231,35 @@ def test_a_nack_reaches_the_retransmit_hook_once_per_lost_packet():
             nack.lost = [5, 6, 65535]
             await sender._handle_rtcp_packet(nack)
             assert lost == [5, 6, 65535]
+        finally:
+            await pc.close()
+
+    asyncio.run(run())
+
+
+def test_remb_and_receiver_reports_reach_the_feedback_hooks_and_aiortc_still_sees_them():
+    async def run():
+        pc, sender = await _sender()
+        estimates, losses, keyframes = [], [], []
+        try:
+            on_receiver_feedback(sender, estimates.append, losses.append)
+            on_keyframe_request(sender, lambda: keyframes.append(1))
+            ssrc = sender._ssrc
+            remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(750_000, [ssrc]))
+            other = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(9, [ssrc + 1]))
+            garbage = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"not a remb")
+
+            def block(source, fraction):
+                return RtcpReceiverInfo(ssrc=source, fraction_lost=fraction, packets_lost=0, highest_sequence=0,
+                                        jitter=0, lsr=0, dlsr=0)  # fmt: skip
+
+            rr = RtcpRrPacket(ssrc=1, reports=[block(ssrc + 1, 255), block(ssrc, 64)])
+            for packet in (remb, other, garbage, rr):
+                await sender._handle_rtcp_packet(packet)
+            assert estimates == [750_000]
+            assert losses == [0.25], "RFC 3550 6.4.1: 64/256 of the packets lost"
+            await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=ssrc))
+            assert keyframes == [1], "aiortc's own handling runs after the hook"
         finally:
             await pc.close()
 

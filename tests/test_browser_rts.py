@@ -134,6 +134,9 @@ def test_it_plays_a_live_stream_over_whep(browser_page, live_server, owner, doma
         assert stream.has_bframes is bool(bframes)
         # One source for the stream, one hub subscriber for all WebRTC viewers.
         assert stream.viewers().get("rts") == 1
+        # Chromium's REMB reaches the node: what RTS ABR decides on (rts/abr.py).
+        estimates = [session.viewer.estimate_bps for session in list(media.node.rts.sessions.values())]
+        assert estimates and all(bps > 0 for bps in estimates), estimates
     finally:
         publisher.stop()
 

@@ -1,6 +1,7 @@
 """The RTS rendition decisions (livecenter/media/rts/bitrate.py) on a fake
 clock: down at once to what fits after a short hold, up one step after a
-long one, no flapping within the cooldown, loss alone steps down."""
+long one, no flapping within the cooldown, loss alone steps down, an
+estimate that climbs is not behind, and probes up with a backoff."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import pytest
 
 from livecenter.media.rts.bitrate import (
     DOWN_HOLD_SECONDS,
+    PROBE_FAILED_SECONDS,
+    PROBE_HOLD_SECONDS,
+    PROBE_MAX_HOLD_SECONDS,
     SWITCH_COOLDOWN_SECONDS,
     UP_HOLD_SECONDS,
     RenditionController,
@@ -49,10 +53,73 @@ def test_it_goes_up_one_step_after_the_long_hold_and_not_within_the_cooldown():
     assert feed(controller, 10 * MBPS, switched + SWITCH_COOLDOWN_SECONDS, UP_HOLD_SECONDS + 0.2) == 2
 
 
-def test_it_does_not_go_up_without_room_to_spare():
+def test_it_does_not_go_up_on_the_estimate_without_room_to_spare():
+    assert UP_HOLD_SECONDS + 1 < PROBE_HOLD_SECONDS
     controller = RenditionController(LADDER, index=1)
-    assert feed(controller, 2.5 * MBPS, 0.0, 20.0) == 1, "2.5 < 2 Mbit/s x 1.3"
-    assert feed(controller, 2.7 * MBPS, 20.1, UP_HOLD_SECONDS + 0.2) == 2
+    assert feed(controller, 2.5 * MBPS, 0.0, UP_HOLD_SECONDS + 1) == 1, "2.5 < 2 Mbit/s x 1.3"
+    controller = RenditionController(LADDER, index=1)
+    assert feed(controller, 2.7 * MBPS, 0.0, UP_HOLD_SECONDS + 0.2) == 2
+    assert controller.probes == 0
+
+
+def climb(controller: RenditionController, start_bps: float, start: float, seconds: float) -> float:
+    """An estimate rising 8 % a second, a REMB every half second (GCC's
+    increase, as aiortc's receiver sends it); returns the last estimate."""
+    now, estimate = start, start_bps
+    while now <= start + seconds + 1e-9:
+        controller.on_estimate(estimate, now)
+        now += 0.5
+        estimate *= 1.08**0.5
+    return estimate
+
+
+def test_an_estimate_climbing_after_a_switch_up_is_not_behind():
+    controller = RenditionController(LADDER, index=1)
+    controller.on_estimate(1.5 * MBPS, 0.0)  # what a receiver of sd estimates: too little to show hd's room
+    assert feed(controller, 1.5 * MBPS, 0.0, PROBE_HOLD_SECONDS + 0.1) == 2, "a healthy viewer probes up"
+    assert controller.probes == 1
+    # On hd the estimate starts from sd's 1.5 Mbit/s, under hd's 2 x 0.8, and climbs.
+    assert PROBE_FAILED_SECONDS < PROBE_HOLD_SECONDS
+    climb(controller, 1.5 * MBPS, PROBE_HOLD_SECONDS + 0.2, PROBE_FAILED_SECONDS + 0.5)
+    assert controller.index == 2 and controller.switches == 1
+
+
+def test_a_probe_that_fails_comes_down_and_the_next_waits_twice_as_long():
+    controller = RenditionController(LADDER, index=1)
+    now = PROBE_HOLD_SECONDS + 0.1
+    assert feed(controller, 1.5 * MBPS, 0.0, now) == 2
+    # The path is full: hd's flow makes the estimate fall.
+    now += 0.5
+    controller.on_estimate(1.2 * MBPS, now)
+    assert feed(controller, 1.2 * MBPS, now, SWITCH_COOLDOWN_SECONDS + DOWN_HOLD_SECONDS) == 1
+    assert controller.probe_hold == 2 * PROBE_HOLD_SECONDS
+    down = controller._last_switch
+    # sd is fine on that path; the next probe waits twice as long.
+    assert feed(controller, 1.2 * MBPS, down + 0.1, 2 * PROBE_HOLD_SECONDS - 1) == 1
+    assert feed(controller, 1.2 * MBPS, down + 2 * PROBE_HOLD_SECONDS, 2.0) == 2
+    assert controller.probes == 2
+
+
+def test_the_probe_wait_has_a_ceiling():
+    controller = RenditionController(LADDER, index=0)
+    now = 0.0
+    for _ in range(10):  # probe, fall back, again and again
+        while controller.index == 0:
+            controller.on_estimate(600_000, now)
+            now += 0.5
+        controller.on_estimate(300_000, now)  # the estimate falls on sd
+        while controller.index == 1:
+            now += 0.5
+            controller.on_estimate(300_000, now)
+    assert controller.probe_hold == PROBE_MAX_HOLD_SECONDS
+
+
+def test_measured_bitrates_replace_the_nominal_ones():
+    controller = RenditionController(LADDER, index=3)
+    controller.update_bitrates((400_000, 800_000, 1_500_000, 1_800_000))  # fhd makes less than its template
+    assert feed(controller, 1.6 * MBPS, 0.0, 10.0) == 3, "1.6 > 1.8 x 0.8: fhd fits"
+    with pytest.raises(ValueError):
+        controller.update_bitrates((1, 2))
 
 
 def test_loss_alone_steps_down_one_and_blocks_going_up():

@@ -154,3 +154,23 @@ def test_it_passes_through_a_stream_without_b_frames():
         assert media.RtsSource is RtsSource
 
     asyncio.run(run())
+
+
+def test_its_shared_subscription_names_its_viewers_for_unique_counts():
+    async def run():
+        hub = StreamHub()
+        hub.publish(KEY)
+        source = RtsSource(service(hub), KEY)
+        first = source.add_viewer(may_transcode=False, identity="00000000000000a1")
+        again = source.add_viewer(may_transcode=False, identity="00000000000000a1")  # a second tab
+        other = source.add_viewer(may_transcode=False, identity="00000000000000b2")
+        assert set(source.subscription.identities) == {"00000000000000a1", "00000000000000b2"}
+        source.remove(first)
+        assert set(source.subscription.identities) == {"00000000000000a1", "00000000000000b2"}
+        source.remove(again)
+        source.remove(again)  # twice: no harm
+        assert set(source.subscription.identities) == {"00000000000000b2"}
+        assert source.subscription.viewers == 1
+        source.remove(other)
+
+    asyncio.run(run())

@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from urllib.parse import urljoin
 
 import pytest
 
+from livecenter.media import stats
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import StreamKey, StreamsSampled
 from livecenter.media.signing import sign
@@ -176,6 +178,10 @@ def test_it_samples_a_real_stream_every_second_within_five_percent(rate, bframes
     everything = samples_of(node)
     assert any(s.viewers.get("hls") == 1 for s in everything) and any(s.bitrate_out.get("hls") for s in everything)
     assert not any("hls-packager" in s.viewers for s in samples)
+    # Two viewers by identity (address and user agent): ffmpeg's FLV play and urllib's HLS requests.
+    identities = {i for s in everything for i in s.viewer_ids}
+    urllib_agent = f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"
+    assert len(identities) == 2 and node.node.stats.viewer("127.0.0.1", urllib_agent) in identities
     # What one FLV viewer is sent is what comes in, audio included, plus FLV's
     # tags (a few per cent); a sample's second may hold a burst of a backlog.
     watched = [s for s in samples if s.viewers.get("flv") == 1]
@@ -195,3 +201,36 @@ def test_it_remembers_at_most_max_request_clients(monkeypatch):
     assert c.request_viewers(2.0) == {"hls": 3}  # at the limit
     c.served("hls", 1, "10.0.0.9", 1.5)  # one past: the oldest goes
     assert c.request_viewers(2.0) == {"hls": 3} and ("hls", "10.0.0.0") not in c.clients
+
+
+@run
+async def test_it_reports_each_viewer_once_a_minute_by_a_salted_hash(monkeypatch):
+    monkeypatch.setattr(stats, "MAX_VIEWER_IDS_PER_SAMPLE", 2)
+    hub = StreamHub()
+    clock, wall = Clock(), Clock()
+    sampler = StatsSampler(hub, monotonic=clock, wall=wall, salt=b"cluster salt")
+    hub.publish(KEY)
+    wall.now = 60 * 1000.0 + 10  # 10 s into a UTC minute
+    a, b = sampler.viewer("10.0.0.1", "Chrome"), sampler.viewer("10.0.0.2", "Firefox")
+    assert a == stats.viewer_identity(b"cluster salt", "10.0.0.1", "Chrome") and len(a) == 16
+    assert a != StatsSampler(hub, salt=b"another").viewer("10.0.0.1", "Chrome")  # the salt keys it
+    assert "10.0.0.1" not in a
+    hub.subscribe(KEY, protocol="flv", viewer=a)
+    hub.subscribe(KEY, protocol="rtmp", viewer=b)
+    hub.subscribe(KEY, protocol="relay", viewer="")  # another node: nobody
+    sampler.served(KEY, "hls", 100, sampler.viewer("10.0.0.3", "Safari"))
+    sampler.served(KEY, "hls", 100, a)  # the same viewer over two protocols counts once
+
+    def ids() -> tuple[str, ...]:
+        clock.now += 1
+        wall.now += 1
+        return sampler.sample({KEY: "s1"})[0].viewer_ids
+
+    first, second = ids(), ids()
+    # At most two a sample; the third follows in the next second of the minute.
+    assert len(first) == 2 and len(second) == 1
+    assert set(first + second) == {a, b, sampler.viewer("10.0.0.3", "Safari")}
+    assert ids() == ()  # all reported this minute
+    wall.now += 60  # the next minute: all again
+    again = ids() + ids()
+    assert set(again) == set(first + second)

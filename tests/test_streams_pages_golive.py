@@ -47,7 +47,8 @@ def test_it_shows_the_form_without_a_query(client, owner):
     assert 'id="golive-preview"' not in body and "golive.js" not in body
 
 
-def test_it_gives_the_page_the_whip_url_signed_with_the_ingest_domains_key(client, owner):
+def test_it_gives_the_page_the_whip_url_signed_with_the_ingest_domains_key(client, owner, settings):
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""  # DNS in place: the domain's own name
     push, _ = add_pair(owner)
     client.force_login(owner)
     response = client.get(URL, QUERY)

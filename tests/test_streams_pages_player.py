@@ -72,7 +72,8 @@ def test_it_shows_the_form_without_a_query(client, owner):
     assert "player.js" not in body
 
 
-def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner):
+def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner, settings):
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""  # DNS in place: the domain's own name
     _, play = add_pair(owner)
     client.force_login(owner)
     response = client.get(URL, {**QUERY, "protocol": "flv"})
@@ -94,7 +95,8 @@ def test_it_gives_the_player_signed_urls_of_the_streaming_domain(client, owner):
         assert script in body
 
 
-def test_it_plays_from_the_streaming_domain_and_a_template(client, owner):
+def test_it_plays_from_the_streaming_domain_and_a_template(client, owner, settings):
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""  # DNS in place: the domain's own name
     add_pair(owner)
     client.force_login(owner)
     config = sources(client.get(URL, {"domain": "play.example.com", "app": "live", "stream": "cam1",
@@ -183,3 +185,48 @@ def test_it_is_linked_from_the_url_generator_and_online_streams(client, owner):
     assert 'href="/player/?domain=play.example.com&amp;app=live&amp;stream=cam1"' in page(response)
     publish("push.example.com", "live", "cam1", "s1")
     assert 'href="/player/?domain=push.example.com&amp;app=live&amp;stream=cam1"' in page(client.get("/streams/"))
+
+
+def test_it_lists_the_operators_live_streams_and_no_one_elses(client, owner, outsider):
+    add_pair(owner)
+    add_pair(outsider, "push.theirs.example.net", "play.theirs.example.net")
+    publish("push.example.com", "live", "cam1", "s1")
+    publish("push.theirs.example.net", "live", "secret", "s2")
+    client.force_login(owner)
+    body = page(client.get(URL))
+    assert 'id="player-live"' in body and 'href="/player/?domain=play.example.com&amp;app=live&amp;stream=cam1"' in body
+    assert "secret" not in body and "theirs" not in body
+    client.force_login(outsider)
+    body = page(client.get(URL))
+    assert "push.theirs.example.net/live/secret" in body and "cam1" not in body
+
+
+def test_it_says_when_nothing_is_live(client, owner):
+    add_pair(owner)
+    client.force_login(owner)
+    assert 'id="player-live-none"' in page(client.get(URL))
+
+
+def test_a_pasted_url_of_a_streaming_domain_plays_as_it_is_where_dns_is_in_place(client, owner, settings):
+    from domains import services
+
+    settings.LIVECENTER_PLAYER_MEDIA_HOST = ""
+    add_pair(owner)
+    client.force_login(owner)
+    url = services.generate_urls(owner, "push.example.com", "live", "cam1").playback["m3u8"]
+    config = sources(client.get(URL, {"url": url}))
+    assert (config["llhls"], config["hls"], config["flv"], config["rts"]) == (url, url, None, None)
+    assert config["stream"] == "/live/cam1" and config["pasted"]
+    response = client.get(URL, {"url": url.replace("play.example.com", "push.example.com")})
+    assert response.status_code == 400
+    assert "url: push.example.com is an ingest domain; paste a streaming domain&#x27;s URL" in page(response)
+
+
+def test_it_names_the_fields_missing_without_a_url(client, owner):
+    add_pair(owner)
+    client.force_login(owner)
+    response = client.get(URL, {"domain": "play.example.com"})
+    assert response.status_code == 400
+    body = page(response)
+    assert "app name is required, or paste a playback URL" in body
+    assert "stream name is required, or paste a playback URL" in body

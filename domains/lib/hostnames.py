@@ -10,6 +10,10 @@ import idna
 MAX_DOMAIN_NAME_CHARS = 253  # RFC 1035 2.3.4, without the trailing dot
 MAX_LABEL_CHARS = 63
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Top-level names reserved for tests and loopback (RFC 2606 2, RFC 6761 6):
+# no public DNS ever answers for a name under them, so a domain there is
+# local from the start (domains.services.add_domain).
+TEST_ZONES = ("test", "localhost", "invalid", "example")
 
 
 class HostnameError(ValueError):
@@ -50,6 +54,11 @@ def normalize_domain_name(raw: str) -> str:
     if labels[-1].isdigit():
         raise HostnameError("domain name must not be an IP address")
     return name
+
+
+def in_test_zone(ascii_name: str) -> bool:
+    """Whether the name is under one of TEST_ZONES (`play.lab.test`)."""
+    return ascii_name.rstrip(".").rsplit(".", 1)[-1] in TEST_ZONES
 
 
 def display_name(ascii_name: str) -> str:

@@ -445,7 +445,9 @@ class MediaHttpSession:
             return
         self.writer.write(data + conn.send(h11.Data(data=flv_header(has_audio=True, has_video=True))))
         pump = FramePump(self.writer, flv_tag)
-        subscription = self.node.hub.subscribe(key, protocol="flv", on_ready=pump.on_ready, legacy_audio=legacy_audio)
+        subscription = self.node.hub.subscribe(
+            key, protocol="flv", on_ready=pump.on_ready, legacy_audio=legacy_audio, viewer=self.viewer_identity()
+        )
         log.info("http-flv %s playing %s", self.peer, key)
         pump.attach(subscription)
         # The viewer sends nothing more; its end of input means it left.
@@ -474,7 +476,12 @@ class MediaHttpSession:
         self.send_body(b"application/vnd.apple.mpegurl", body, b"no-cache")
         # A player asks for the playlist every target duration: that is what counts it as a viewer.
         sent = 0 if self.method == b"HEAD" else len(body)
-        self.node.stats.served(key, "hls", sent, self.peer.rpartition(":")[0])
+        self.node.stats.served(key, "hls", sent, self.viewer_identity())
+
+    def viewer_identity(self) -> str:
+        """This client as a viewer (stats.viewer_identity): address and user agent."""
+        agent = self.request_headers.get(b"user-agent", b"")[:512].decode("latin-1")
+        return self.node.stats.viewer(self.peer.rpartition(":")[0], agent)
 
     async def media_access_refusal(self, app: str, stream: str, query: dict[str, str]) -> str | None:
         """Why a segment or part request is refused by a domain's access

@@ -60,7 +60,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .codecs import (
     AacConfig,
@@ -292,6 +292,11 @@ class LiveStream:
     def bitrate(self) -> float:
         """Video and audio bit/s over the last STATS_WINDOW_MS (0 until measured)."""
         return self._video.bitrate() + self._audio.bitrate()
+
+    @property
+    def video_bitrate(self) -> float:
+        """Video bit/s over the last STATS_WINDOW_MS (0 until measured)."""
+        return self._video.bitrate()
 
     @property
     def viewer_count(self) -> int:
@@ -661,6 +666,7 @@ class Subscription:
         "protocol",
         "legacy_audio",
         "viewers",
+        "identities",
         "dropped",
         "skips",
         "lagging_disconnect",
@@ -674,12 +680,15 @@ class Subscription:
         "_on_ready",
     )
 
-    def __init__(self, stream: LiveStream, protocol: str, legacy_audio: bool = False) -> None:
+    def __init__(self, stream: LiveStream, protocol: str, legacy_audio: bool = False, viewer: str = "") -> None:
         self.key = stream.key
         self.protocol = protocol
         # AAC in place of Dolby audio (module docstring).
         self.legacy_audio = legacy_audio
         self.viewers = 1  # how many viewers it serves: a shared one (RTS) sets its count
+        # Its viewers' stats.viewer_identity, for unique viewers (stats.py):
+        # the one viewer's, or a shared one's (RTS) set of them.
+        self.identities: Iterable[str] = (viewer,) if viewer else ()
         self.dropped = 0  # frames this viewer did not get
         self.skips = 0  # times it was skipped to a keyframe
         self.lagging_disconnect = False
@@ -850,16 +859,18 @@ class StreamHub:
         protocol: str = "",
         on_ready: Callable[[Subscription], None] | None = None,
         legacy_audio: bool = False,
+        viewer: str = "",
     ) -> Subscription:
         """Watch `key`, live or not yet. The headers and cached GOP are queued
         before this returns; `on_ready` is called for what comes after. A
         subscription to a stream that never goes live waits until closed:
         servers ask `wait_live` first. `legacy_audio`: a player that knows
-        only the legacy FLV SoundFormats, which gets AAC for Dolby audio."""
+        only the legacy FLV SoundFormats, which gets AAC for Dolby audio.
+        `viewer`: the viewer's stats.viewer_identity (unique viewers)."""
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = LiveStream(self, key)
-        sub = Subscription(stream, protocol, legacy_audio)
+        sub = Subscription(stream, protocol, legacy_audio, viewer)
         stream.subscribers[sub] = None
         if legacy_audio:
             stream.legacy_subscribers += 1

@@ -136,6 +136,10 @@ class NodeConfig:
     update_interval_seconds: float = 5.0
     # How often every live stream is sampled for monitoring (stats.py); 0 turns it off.
     sample_interval_seconds: float = 1.0
+    # The key of viewers' identities in the samples (stats.viewer_identity):
+    # the same on every node of a cluster, so a viewer counts once; empty:
+    # one of the process's own.
+    viewer_id_salt: bytes = b""
     # A publisher that sends nothing for this long is dropped (the seed: 10 s).
     publish_idle_seconds: float = 10.0
     # Limits on what a peer may hold before it has shown a signature
@@ -291,7 +295,7 @@ class MediaNode:
         self.connections: dict[object, asyncio.Task] = {}
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
-        self.stats = StatsSampler(self.hub)
+        self.stats = StatsSampler(self.hub, salt=config.viewer_id_salt)
         # The last tick's samples, for the node's heartbeat (node_status.carriage).
         self.last_samples: tuple[StreamSample, ...] = ()
         self.egress = EgressGauge(config.max_egress_mbps)

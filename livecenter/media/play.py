@@ -30,7 +30,7 @@ from enum import Enum
 from .access import address_of
 from .admission import Admission, Client, Refusal, admit_play, admit_relayed_play
 from .capacity import REFUSAL_AT_CAPACITY
-from .policy import DomainConfig, StreamKey
+from .policy import DomainConfig, PolicyUnavailable, StreamKey
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,22 @@ async def wait_live(
     timeout = node.config.play_wait_seconds
     if max_wait_seconds is not None:
         timeout = min(timeout, max_wait_seconds)
+    if not node.hub.is_live(decision.key) and await _forbidden(node, decision.key):
+        # Forbidding cut its publisher and refuses the next: it will not go
+        # live in the wait, and the viewer is told why at once (403), not
+        # "not live" (404) after the wait. Asked only of a stream that is
+        # not live, so a playing viewer's requests cost no lookup.
+        return _refused(request, decision.admission, PlayRefusal.DENIED, str(Refusal.FORBIDDEN))
     if not await node.hub.wait_live(decision.key, timeout):
         return _refused(request, decision.admission, PlayRefusal.NOT_LIVE, REFUSAL_NOT_LIVE)
     return decision
+
+
+async def _forbidden(node, key: StreamKey) -> bool:
+    try:
+        return await node.policy.is_forbidden(key, time.time())
+    except PolicyUnavailable:
+        return False  # as publishing does (nodes.bridge): unknown is not forbidden
 
 
 async def admit_and_wait(

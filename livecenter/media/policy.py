@@ -264,6 +264,11 @@ class StreamSample:
     # edge's relay, a center's stream pulled by an edge): not in `viewers`
     # nor `bitrate_out`, which are the node's viewers'.
     relay_bitrate_out: float = 0.0
+    # Who watched (stats.viewer_identity: a salted hash of a viewer's address
+    # and agent, never the address): each viewer once per UTC minute it
+    # watches in, at most stats.MAX_VIEWER_IDS_PER_SAMPLE, so that the usage
+    # rollups count unique viewers (monitoring/usage.py).
+    viewer_ids: tuple[str, ...] = ()
 
     @property
     def bitrate(self) -> float:

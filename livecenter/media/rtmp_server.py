@@ -341,6 +341,7 @@ class RtmpSession:
             protocol=NODE_LINK_PROTOCOL if pulled_by is not None else "rtmp",
             on_ready=pump.on_ready,
             legacy_audio=legacy_audio,
+            viewer="" if pulled_by is not None else self.node.stats.viewer(self.peer.rpartition(":")[0]),
         )
         pump.attach(subscription)
         self.players[stream_id] = asyncio.get_running_loop().create_task(self._play(stream_id, pump))

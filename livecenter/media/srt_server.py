@@ -607,7 +607,8 @@ class SrtServer:
         self.viewers[connection.socket_id] = viewer
         log.info("srt %s playing %s (latency %d ms)", peer, decision.key, connection.send_latency_us // 1000)
         self._process()  # the handshake answer first, then the media
-        viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready))
+        identity = self.node.stats.viewer(peer.rpartition(":")[0])
+        viewer.attach(self.node.hub.subscribe(decision.key, protocol="srt", on_ready=viewer.on_ready, viewer=identity))
         if coming:
             late = max(0.0, self.node.config.play_wait_seconds - SRT_PLAY_WAIT_SECONDS)
             if not await self.node.hub.wait_live(decision.key, late) and viewer.socket_id in self.viewers:

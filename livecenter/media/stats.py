@@ -22,6 +22,16 @@ frame then to the last frame now, so 30 frames stamped 1/30 s apart read
 stretch that makes no sense (a timestamp jump, none at all) falls back to
 the wall-clock time between samples.
 
+Unique viewers: a server names each viewer with `viewer_identity`, a
+keyed hash of its address and user agent (the address never leaves the
+node), on its subscription (`hub.subscribe(viewer=...)`; a shared RTS
+subscription keeps the set of its viewers'), and HLS by the client it
+counts requests of. Each sample carries the identities not yet reported in
+its UTC minute, at most MAX_VIEWER_IDS_PER_SAMPLE, so every viewer appears
+once in every minute it watched in (past the cap the rest follow in the
+next seconds of the minute) and the usage rollups count unique viewers of
+any period by merging minutes (monitoring/usage.py).
+
 Protocols are open strings: "rtmp", "flv", "hls", and whatever a server
 adds ("rts"); internal subscribers (the HLS packager) are not viewers.
 """
@@ -29,6 +39,9 @@ adds ("rts"); internal subscribers (the HLS packager) are not viewers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -47,6 +60,19 @@ NODE_LINK_PROTOCOL = "relay"
 REQUEST_VIEWER_WINDOW_SECONDS = 10.0
 # Distinct request clients remembered per stream; past it the oldest go.
 MAX_REQUEST_CLIENTS = 100_000
+# Viewer identities one sample carries at most: 16 hex digits each, so a
+# sample's list stays under 10 KiB; 500 a second reports 30,000 viewers of a
+# stream on one node within every minute.
+MAX_VIEWER_IDS_PER_SAMPLE = 500
+VIEWER_ID_BYTES = 8  # 64 bits: the usage rollups' HyperLogLog takes them as its hash
+
+
+def viewer_identity(salt: bytes, address: str, agent: str = "") -> str:
+    """A viewer's name in the samples: a keyed hash (BLAKE2b, key `salt`) of
+    its address and user agent, as hex. The same viewer gets the same name on
+    every node that shares the salt, and nobody without it can tell the address."""
+    data = f"{address}\n{agent}".encode(errors="replace")
+    return hashlib.blake2b(data, digest_size=VIEWER_ID_BYTES, key=salt[:64]).hexdigest()
 
 
 class StreamCounters:
@@ -200,11 +226,27 @@ def _whip_rates(now: WhipSessionStats, before: WhipSessionStats | None, seconds:
 class StatsSampler:
     """Turns the hub's counters into one StreamSample per live stream per call."""
 
-    def __init__(self, hub, *, monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        hub,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        salt: bytes = b"",
+    ):
         self.hub = hub
         self._monotonic = monotonic
         self._wall = wall
         self._readings: dict[StreamKey, _Reading] = {}
+        # Without a salt shared by the cluster (NodeConfig.viewer_id_salt), one
+        # of this process's own: names stay unique, not comparable across nodes.
+        self.salt = salt or os.urandom(16)
+        # Per stream: (UTC minute, identities reported in it).
+        self._reported: dict[StreamKey, tuple[int, set[str]]] = {}
+
+    def viewer(self, address: str, agent: str = "") -> str:
+        """The identity a server passes for a viewer (`viewer_identity`)."""
+        return viewer_identity(self.salt, address, agent)
 
     def served(self, key: StreamKey, protocol: str, nbytes: int, client: str | None = None) -> None:
         """Count a response of a request-per-file protocol (HLS) to `client`."""
@@ -244,7 +286,29 @@ class StatsSampler:
                 sample = dataclasses.replace(sample, upstream_node=upstream[key])
             samples.append(sample)
         self._readings = readings
+        self._reported = {key: reported for key, reported in self._reported.items() if key in readings}
         return samples
+
+    def _viewer_ids(self, key: StreamKey, stream, wall: float) -> tuple[str, ...]:
+        """The identities watching `key` not yet reported in this UTC minute,
+        at most MAX_VIEWER_IDS_PER_SAMPLE."""
+        minute = int(wall // 60)
+        reported_minute, reported = self._reported.get(key, (None, None))
+        if reported_minute != minute or reported is None:
+            reported = set()
+            self._reported[key] = (minute, reported)
+        found: list[str] = []
+        room = MAX_VIEWER_IDS_PER_SAMPLE
+        request_clients = (client for _, client in stream.counters.clients)
+        subscribers = (i for sub in stream.subscribers if sub.protocol != NODE_LINK_PROTOCOL for i in sub.identities)
+        for identity in itertools.chain(subscribers, request_clients):
+            if identity not in reported:
+                reported.add(identity)
+                found.append(identity)
+                room -= 1
+                if not room:
+                    break
+        return tuple(found)
 
     def _sample(self, key, session_id, stream, before: _Reading, now: _Reading, wall: float) -> StreamSample:
         seconds = now.at - before.at
@@ -290,4 +354,5 @@ class StatsSampler:
             srt=_srt_rates(now.srt, before.srt, seconds) if now.srt is not None else None,
             whip=_whip_rates(now.whip, before.whip, seconds) if now.whip is not None else None,
             relay_bitrate_out=relay_bitrate_out,
+            viewer_ids=self._viewer_ids(key, stream, wall),
         )

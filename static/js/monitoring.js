@@ -45,17 +45,9 @@
     open();
   }
 
+  // The shared time chart (charts.js): UTC on the axis, local time on hover.
   function chart(el, series, data, unit) {
-    const opts = {
-      width: Math.max(el.clientWidth, 300),
-      height: 240,
-      scales: { x: { time: true } },
-      series: [{}, ...series.map((s) => ({ ...s, value: (u, v) => (v == null ? "—" : `${v} ${unit}`) }))],
-      axes: [{}, { size: 60 }],
-    };
-    const plot = new uPlot(opts, data, el);
-    window.addEventListener("resize", () => plot.setSize({ width: Math.max(el.clientWidth, 300), height: 240 }));
-    return plot;
+    return LivecenterCharts.timeChart(el, series, data, (v) => (v == null ? "—" : `${v} ${unit}`), unit);
   }
 
   // --- one stream ---------------------------------------------------------------
@@ -203,6 +195,23 @@
       badge.textContent = live ? "live" : `stream stopped${reason ? ` (${reason})` : ""}`;
       badge.className = `badge ${live ? "text-bg-success" : "text-bg-secondary"}`;
       root.dataset.live = String(live);
+      lastSeen();
+    }
+
+    // A stopped stream's figures are its last ones, said so with when they
+    // were seen; not shown as current.
+    function lastSeen() {
+      const note = $("last-seen");
+      const stale = !state.live && state.lastSample != null;
+      note.hidden = !stale;
+      for (const id of ["media-details", "viewers-table", "srt-details", "whip-details"]) {
+        $(id).classList.toggle("text-muted", stale);
+      }
+      if (stale) {
+        const when = $("last-seen-time");
+        when.textContent = LivecenterCharts.localTime(state.lastSample.at);
+        when.dateTime = new Date(state.lastSample.at * 1000).toISOString();
+      }
     }
 
     function push(series, values) {
@@ -336,7 +345,10 @@
         if (state.lastSample && state.lastSample.srt) srtDetails(state.lastSample.srt);
         if (state.lastSample && state.lastSample.whip) whipDetails(state.lastSample.whip);
         if (message.live) setLive(true);
-        else if (state.live) setLive(false);
+        else {
+          if (state.lastSample) state.stoppedSession = state.lastSample.session_id;
+          setLive(false);
+        }
       } else if (message.type === "sample") {
         add(message.sample, true);
       } else if (message.type === "state") {
@@ -351,7 +363,10 @@
     }
 
     const history = JSON.parse($("stream-history").textContent);
+    // A stopped stream's samples on opening are its last, not a new publication.
+    if (!state.live && history.length) state.stoppedSession = history[history.length - 1].session_id;
     history.forEach((s) => add(s, false));
+    lastSeen();
     bitrateChart.setData(bitrate);
     fpsChart.setData(fps);
     redrawSrt();

@@ -8,6 +8,14 @@
 // hls.js, then the browser's own HLS. ?protocol=rts|flv|llhls|hls keeps to one
 // rung.
 //
+// The node refuses every protocol alike, so a refusal ends the ladder rather
+// than walking it: a stream that is not live (404, once the node has waited
+// play_wait_seconds for it) is reported at once and asked for again with
+// back-off, and starts playing by itself when it goes live; a forbidden
+// stream, a bad signature or an expired link (403) is said and not retried.
+// Only what one protocol lacks (RTS switched off, B-frames for WebRTC, a
+// node at capacity, no picture) moves to the next rung.
+//
 // When the picture carries the latency calibrator's timecode
 // (livecenter/media/timecode.py: a 32x3 grid of black and white blocks at the
 // top left, sync marker 0xA5C3, 64-bit epoch milliseconds, CRC-16/CCITT-FALSE)
@@ -18,8 +26,15 @@
   "use strict";
 
   // The engine holds a viewer of a stream that is not live yet for
-  // LIVECENTER_PLAY_WAIT_SECONDS (5 s) before answering 404; wait past that.
-  const FIRST_FRAME_TIMEOUT_MS = 8000;
+  // LIVECENTER_PLAY_WAIT_SECONDS (config.play_wait_seconds, 5 s) before
+  // answering 404; wait past that.
+  const FIRST_FRAME_MARGIN_MS = 3000;
+  // A stream that is not live is asked for again after these delays, then
+  // every RETRY_MAX_DELAY_MS (each request itself waits play_wait_seconds on
+  // the node, which answers the moment the stream goes live).
+  const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000];
+  const RETRY_MAX_DELAY_MS = 10000;
+  const ATTEMPTS_KEPT = 50;
   const STATS_INTERVAL_MS = 500;
   const LATENCY_SAMPLES_KEPT = 1200;
 
@@ -47,15 +62,24 @@
       "The stream has B-frames, which browsers' WebRTC cannot play, and HTML5 auto-transcoding is off.",
   };
 
+  // Refusals that concern one protocol only: the next rung may play.
+  const RUNG_REASONS = new Set([
+    "RTS is off for this domain",
+    "stream has B-frames and HTML5 auto-transcoding is off for this domain",
+    "media node at capacity",
+    "policy unavailable",
+  ]);
+
   const sourcesElement = document.getElementById("player-sources");
   if (!sourcesElement) return;
   const config = JSON.parse(sourcesElement.textContent);
+  const FIRST_FRAME_TIMEOUT_MS = Math.max(8000, (config.play_wait_seconds || 5) * 1000 + FIRST_FRAME_MARGIN_MS);
   const video = document.getElementById("player-video");
   const el = (id) => document.getElementById(id);
 
   const stats = {
     protocol: null, // the rung playing: "rts", "flv", "llhls", "hls", "native-hls"
-    state: "starting", // starting, connecting, buffering (a held start), playing, failed
+    state: "starting", // starting, connecting, buffering (a held start, a stall), playing, not live, failed
     width: 0,
     height: 0,
     fps: null,
@@ -69,7 +93,9 @@
     timecodeFound: false,
     latencyMs: null, // the last frame's glass-to-glass latency
     latencySamples: [], // the last LATENCY_SAMPLES_KEPT of them
-    attempts: [], // {protocol, error} per rung tried
+    attempts: [], // {protocol, error} per rung tried (the last ATTEMPTS_KEPT)
+    notLive: 0, // answers "not live" since the page loaded
+    retryAt: null, // not live: when the stream is asked for again (Date.now() ms)
     rtc: null, // RTS only: getStats() counters (framesDecoded, audioPacketsReceived, ...)
     hlsLevel: null, // an ABR master's variant playing: {index, width, height, bitrate}
     encryption: null, // HLS only: the playlist's EXT-X-KEY method ("AES-128"), null in clear
@@ -120,10 +146,28 @@
   let ladder = [];
   let frameCallback = null; // requestVideoFrameCallback's handle
 
+  let backoff = 0; // retries since the last picture
+  let retryTimer = null;
+
   function run() {
+    retryTimer = null;
+    stats.retryAt = null;
     const names = CHOSEN[config.protocol] || CHOSEN.auto;
     ladder = RUNGS.filter((rung) => names.includes(rung.name));
     next();
+  }
+
+  // Not live: say so and ask again later; the ladder starts over then.
+  function waitForLive(message) {
+    const delay = backoff < RETRY_DELAYS_MS.length ? RETRY_DELAYS_MS[backoff] : RETRY_MAX_DELAY_MS;
+    backoff += 1;
+    stats.notLive += 1;
+    stats.state = "not live";
+    stats.error = message;
+    stats.retryAt = Date.now() + delay;
+    ladder = [];
+    retryTimer = setTimeout(run, delay);
+    render();
   }
 
   function next() {
@@ -151,6 +195,7 @@
     // shows no playlist, so the page's word for it stands.
     stats.encryption = rung.name === "native-hls" ? config.hls_encryption || null : null;
     stats.attempts.push({ protocol: rung.name, error: null });
+    if (stats.attempts.length > ATTEMPTS_KEPT) stats.attempts.shift();
     report("start");
     render();
     attemptState.timer = setTimeout(() => {
@@ -179,15 +224,35 @@
   }
 
   // A rung failed with an HTTP error: stop the first-frame clock while the
-  // reason is fetched (a 404 for a stream that is not live takes seconds).
-  function failHttp(attemptState, url) {
+  // reason is fetched. A 404 is the node's "not live" (the player's URLs
+  // name no other path), known without asking again, which would wait the
+  // play wait once more.
+  function failHttp(attemptState, url, status) {
     if (attemptState !== current || attemptState.done) return;
     clearTimeout(attemptState.timer);
-    explainHttpFailure(url).then((words) => fail(attemptState, words));
+    if (status === 404) {
+      refused(attemptState, null, 404);
+      return;
+    }
+    explainHttpFailure(url).then((found) => {
+      if (found.status) refused(attemptState, found.reason, found.status);
+      else fail(attemptState, found.words);
+    });
   }
 
-  // A rung failed: say why (in words), tear it down, try the next one.
-  function fail(attemptState, message) {
+  // The node refused (`reason` its X-LiveCenter-Error, `status` the HTTP
+  // status): not live waits, a refusal of the stream ends the ladder, one
+  // of this protocol tries the next rung.
+  function refused(attemptState, reason, status) {
+    let outcome = "next";
+    if (status === 404) outcome = "not live";
+    else if (status === 403 && !RUNG_REASONS.has(reason)) outcome = "final";
+    fail(attemptState, inWords(reason, status), outcome);
+  }
+
+  // A rung failed: say why (in words), tear it down, and try the next one
+  // ("next"), wait for the stream ("not live"), or stop ("final").
+  function fail(attemptState, message, outcome) {
     if (attemptState !== current || attemptState.done) return;
     attemptState.done = true;
     clearTimeout(attemptState.timer);
@@ -195,6 +260,11 @@
     stats.error = message;
     report("error", { message: message });
     teardown(attemptState);
+    if (outcome === "not live") {
+      waitForLive(message);
+      return;
+    }
+    if (outcome === "final") ladder = [];
     next();
   }
 
@@ -214,17 +284,25 @@
   function firstFrame() {
     const attemptState = current;
     if (!attemptState || attemptState.done || stats.state === "playing") return;
+    if (attemptState.played) {
+      // A frame after a stall: playing again.
+      stats.state = "playing";
+      render();
+      return;
+    }
     if (stats.state !== "buffering") {
       clearTimeout(attemptState.timer);
       stats.error = null;
       stats.firstFrameMs = Math.round(performance.now() - attemptState.startedAt);
       stats.firstFrameSinceLoadMs = Math.round(performance.now());
+      backoff = 0;
       report("first_frame", { ttff_ms: stats.firstFrameMs });
       hideError();
     }
     // A held start (plain HLS: playOnceBuffered) shows its first picture and
     // buffers; it is playing from the first frame after its release.
     stats.state = attemptState.holdPlay && !attemptState.released ? "buffering" : "playing";
+    attemptState.played = stats.state === "playing";
     render();
   }
 
@@ -269,7 +347,7 @@
       if (response.status !== 201) {
         let reason = response.headers.get("X-LiveCenter-Error");
         if (!reason) reason = (await response.text()).trim().split("\n")[0] || null;
-        fail(attemptState, inWords(reason, response.status));
+        refused(attemptState, reason, response.status);
         return;
       }
       const resource = response.headers.get("Location");
@@ -354,7 +432,7 @@
     );
     player.on(mpegts.Events.ERROR, (type, detail, info) => {
       if (detail === mpegts.ErrorDetails.NETWORK_STATUS_CODE_INVALID || type === mpegts.ErrorTypes.NETWORK_ERROR) {
-        failHttp(attemptState, config.flv);
+        failHttp(attemptState, config.flv, info && info.code);
       } else {
         fail(attemptState, "The stream could not be decoded (" + detail + ").");
       }
@@ -422,12 +500,13 @@
     hls.on(Hls.Events.DESTROYING, () => clearInterval(timer));
   }
 
+  const BITRATE_WINDOW_SECONDS = 2;
   function startHlsJs(attemptState, url, lowLatency) {
     // hls.js's defaults otherwise (DESIGN.md's latency targets assume them);
     // ?debug=1 on the page logs its decisions to the console.
     const debug = new URLSearchParams(location.search).get("debug") === "1";
     const hls = new Hls({ debug: debug, lowLatencyMode: lowLatency, liveDurationInfinity: true, enableWorker: true });
-    const window_ = { bytes: 0, since: performance.now() };
+    const window_ = { bytes: 0, seconds: 0 };
     hls.on(Hls.Events.LEVEL_LOADED, (event, data) => {
       // Label what is really playing: a playlist without parts is plain HLS.
       if (attemptState === current && lowLatency) {
@@ -444,22 +523,28 @@
       report("level", { kbps: Math.round(level.bitrate / 1000) });
     });
     hls.on(Hls.Events.FRAG_LOADED, (event, data) => {
-      window_.bytes += (data.frag && data.frag.stats && data.frag.stats.loaded) || 0;
-      const seconds = (performance.now() - window_.since) / 1000;
-      if (seconds >= 2 && attemptState === current) {
-        stats.bitrateKbps = Math.round((window_.bytes * 8) / 1000 / seconds);
+      // The stream's bitrate: the bytes of the media loaded over the media
+      // time they hold, not over the wall clock (LL-HLS parts come in bursts
+      // while hls.js catches up, then one a part duration). A part's own
+      // bytes and duration (data.part), not its segment's.
+      const loaded = data.part ? data.part.stats.loaded : data.frag.stats.loaded;
+      window_.bytes += loaded || (data.payload && data.payload.byteLength) || 0;
+      window_.seconds += (data.part ? data.part.duration : data.frag.duration) || 0;
+      if (window_.seconds >= BITRATE_WINDOW_SECONDS && attemptState === current) {
+        stats.bitrateKbps = Math.round((window_.bytes * 8) / 1000 / window_.seconds);
         window_.bytes = 0;
-        window_.since = performance.now();
+        window_.seconds = 0;
       }
     });
     hls.on(Hls.Events.ERROR, (event, data) => {
       if (!data.fatal) return;
       const xhr = data.networkDetails;
       const reason = xhr && xhr.getResponseHeader ? xhr.getResponseHeader("X-LiveCenter-Error") : null;
+      const status = (data.response && data.response.code) || (xhr && xhr.status) || 0;
       if (reason) {
-        fail(attemptState, inWords(reason, xhr.status));
+        refused(attemptState, reason, xhr.status);
       } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
-        failHttp(attemptState, url);
+        failHttp(attemptState, url, status);
       } else {
         fail(attemptState, "The stream could not be decoded (" + data.details + ").");
       }
@@ -536,31 +621,37 @@
 
   // The libraries report a failed request without its headers; ask again
   // for the refusal's reason (the media server names it in
-  // X-LiveCenter-Error and in the text body, for 403 and 404).
+  // X-LiveCenter-Error and in the text body, for 403 and 404):
+  // {status, reason} for a refusal, {words} otherwise.
   async function explainHttpFailure(url) {
     const controller = new AbortController();
     try {
       const response = await fetch(url, { signal: controller.signal, cache: "no-store" });
       if (response.ok) {
         controller.abort();
-        return "The stream stopped or could not be read.";
+        return { words: "The stream stopped or could not be read." };
       }
       let reason = response.headers.get("X-LiveCenter-Error");
       if (!reason) reason = (await response.text()).trim().split("\n")[0] || null;
-      return inWords(reason, response.status);
+      return { status: response.status, reason: reason };
     } catch (err) {
-      return "Cannot reach the media server at " + new URL(url).host + ".";
+      return { words: "Cannot reach the media server at " + new URL(url).host + "." };
     }
   }
 
-  function showError(message) {
+  function showError(message, notice) {
     const box = el("player-error");
     box.textContent = message;
+    // Not live is a notice (it will start by itself), not an error.
+    box.classList.toggle("alert-danger", !notice);
+    box.classList.toggle("alert-warning", Boolean(notice));
+    box.dataset.state = notice ? "not-live" : "error";
     box.classList.remove("d-none");
   }
 
   function hideError() {
     el("player-error").classList.add("d-none");
+    delete el("player-error").dataset.state;
   }
 
   // --- Per-frame work: first frame, frame rate, the calibrator's timecode --------------
@@ -688,6 +779,12 @@
   }
 
   function render() {
+    if (stats.state === "not live" && retryTimer) {
+      const seconds = Math.max(0, Math.ceil((stats.retryAt - Date.now()) / 1000));
+      showError(stats.error + " Trying again in " + seconds + " s; it starts by itself when it goes live.", true);
+    } else if (stats.state === "connecting" && el("player-error").dataset.state === "not-live") {
+      showError(stats.error + " Checking whether it is live now…", true);
+    }
     const rung = RUNGS.find((r) => r.name === stats.protocol);
     el("player-protocol").textContent = rung ? rung.label : "—";
     el("player-state").textContent = stats.state;
@@ -728,7 +825,12 @@
     // begins at the independent part it loads first, then hls.js moves it to
     // its start position (PART-HOLD-BACK from the live edge). Playback that
     // runs out of media is not seeking.
-    if (stats.state === "playing" && !video.seeking) stats.stalls += 1;
+    if (stats.state === "playing" && !video.seeking) {
+      stats.stalls += 1;
+      // Out of media: buffering until the next frame (firstFrame).
+      stats.state = "buffering";
+      render();
+    }
   });
   if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) {
     video.addEventListener("playing", firstFrame);

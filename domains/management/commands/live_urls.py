@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from domains import services
+from domains.direct import direct_forms
 from domains.serializers import GeneratedUrlsSerializer
 from livecenter.lib.api import command_error
 
@@ -56,7 +57,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise command_error(exc, OPTION_FOR_FIELD) from None
-        data = GeneratedUrlsSerializer(urls).data
+        forms = direct_forms(services.owned_domains(owner), urls)
+        data = GeneratedUrlsSerializer(urls, context={"direct": forms}).data
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2))
             return
@@ -74,6 +76,10 @@ class Command(BaseCommand):
             if urls:
                 lines += ["", title]
                 lines += [f"  {protocol.upper():<5} {url}" for protocol, url in urls.items()]
+        for side, form in data["direct"].items():
+            lines += ["", f"{side.capitalize()}, direct to the media node at {form['host']} (no DNS)"]
+            lines += [f"  ({'use these' if form['use'] else 'the DNS URLs apply'}: {form['reason']})"]
+            lines += [f"  {protocol.upper():<5} {url}" for protocol, url in form["urls"].items()]
         if data["notes"]:
             lines += ["", "Notes"]
             lines += [f"  {note}" for note in data["notes"]]

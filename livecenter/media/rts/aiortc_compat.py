@@ -24,7 +24,14 @@ import aioice.ice
 import aioice.stun
 import aiortc.codecs
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
 # The attribute the sender reads for the msid of its track's stream.
 SENDER_STREAM_ID = "_stream_id"
@@ -47,6 +54,11 @@ SENDER_REPORT_COUNTERS = (
     "_RTCRtpSender__octet_count",
 )
 SENDER_LSR = "_RTCRtpSender__lsr"
+# The coroutine the DTLS transport hands each RTCP packet for the sender's
+# SSRC (receiver reports, NACK, PLI/FIR, REMB).
+SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
+# RFC 3550 6.4.1: fraction lost is a fixed-point number, 8 bits after the point.
+FRACTION_LOST_SCALE = 256
 # The function aioice asks for the addresses of its host candidates.
 ICE_HOST_ADDRESSES = "get_host_addresses"
 ICE_HOST_ADDRESSES_PARAMETERS = ("use_ipv4", "use_ipv6")
@@ -153,6 +165,37 @@ def on_sender_report(sender: RTCRtpSender, fn: Callable[[], tuple[int, int, int,
         await send_rtcp(packets)
 
     setattr(sender, SENDER_SEND_RTCP, send_with_report)
+
+
+def on_receiver_feedback(
+    sender: RTCRtpSender, on_estimate: Callable[[int], None], on_loss: Callable[[float], None]
+) -> None:
+    """Call `on_estimate(bps)` for each REMB (draft-alvestrand-rmcat-remb:
+    RTCP PSFB "application layer feedback") naming the sender's SSRC, and
+    `on_loss(fraction)` (0..1) for each receiver report block about it
+    (RFC 3550 6.4.1), before aiortc's own handling (its RTT estimate, NACK,
+    PLI/FIR) of the same packet. Viewers send REMB when abs-send-time is
+    negotiated, which the node's answers do; transport-wide congestion
+    control feedback needs its own header extension, which aiortc does not
+    offer, so no peer of the node sends it."""
+    handle = getattr(sender, SENDER_RTCP_HANDLER)
+
+    async def handle_rtcp(packet) -> None:
+        ssrc = getattr(sender, SENDER_SSRC)
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    on_loss(report.fraction_lost / FRACTION_LOST_SCALE)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = 0, []  # another application's feedback, or a malformed REMB
+            if ssrc in ssrcs:
+                on_estimate(bitrate)
+        await handle(packet)
+
+    setattr(sender, SENDER_RTCP_HANDLER, handle_rtcp)
 
 
 def use_ice_addresses(addresses: Iterable[str]) -> None:
@@ -354,7 +397,9 @@ def missing_internals(sender: RTCRtpSender, receiver: RTCRtpReceiver | None = No
             missing.append(f"RTCRtpSender instance attribute {name} is gone")
     if not callable(getattr(RTCRtpSender, SENDER_KEYFRAME_HOOK, None)):
         missing.append(f"RTCRtpSender.{SENDER_KEYFRAME_HOOK} is gone")
-    handler = getattr(RTCRtpSender, "_handle_rtcp_packet", None)
+    handler = getattr(RTCRtpSender, SENDER_RTCP_HANDLER, None)
+    if not inspect.iscoroutinefunction(handler):
+        missing.append(f"RTCRtpSender.{SENDER_RTCP_HANDLER} is no longer a coroutine")
     if handler is None or not _reads(handler, SENDER_KEYFRAME_HOOK):
         missing.append(f"RTCRtpSender._handle_rtcp_packet no longer calls {SENDER_KEYFRAME_HOOK}")
     if handler is None or not _reads(handler, SENDER_RETRANSMIT):

@@ -37,6 +37,12 @@ skipped to the next keyframe, as a queue's would be. A viewer
 joins at the latest keyframe: it is sent the frames from that keyframe on at
 once, stamped one RTP tick apart, so the browser decodes them at once and
 shows the newest, rather than replaying the GOP at its pace a GOP behind.
+
+A viewer belongs to its stream's source (its audio, its life) but may take
+its video from another: a rendition of its ABR template group (abr.py).
+Each source keeps the viewers whose video it sends (`video_viewers`) and
+those switching to it at its next keyframe (`switching`); a source nobody
+uses in any of these ways lets go of its hub subscription.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import asyncio
 import fractions
 import logging
 from collections import deque
+from collections.abc import Iterator
 
 import av
 from aiortc import clock
@@ -99,6 +106,16 @@ VIEWER_MAX_AUDIO_PACKETS = 50
 # the kernel would not take) past which it is skipped to the next keyframe:
 # 2 s of a 2 Mbit/s stream, the lag VIEWER_MAX_VIDEO_FRAMES allows.
 VIEWER_MAX_UNSENT_BYTES = 512 * 1024
+# A viewer whose receiver report says it lost this fraction of the packets
+# since its last report (RFC 3550 6.4.1) cannot keep up: sending it the
+# rest of the GOP only adds to what it cannot repair, so it is skipped to
+# the next keyframe. Far above what retransmission repairs (a few per cent,
+# tests/test_rts_loss.py).
+VIEWER_SKIP_FRACTION_LOST = 0.5
+# A frame's duration at 30 fps, in 90 kHz ticks: what a rendition switch
+# stamps its first frame after the last one sent before a source has shown
+# its own frame rate.
+DEFAULT_FRAME_TICKS = VIDEO_CLOCK_HZ // 30
 # A fast-path joiner's GOP burst is sent this many packets a turn, a turn
 # every JOIN_BURST_PAUSE_SECONDS: sent at once (hundreds of packets for a 2 s
 # GOP, in a millisecond) it overflows the browser's socket buffer, and the
@@ -230,12 +247,33 @@ class RtsTrack(MediaStreamTrack):
         self.viewer.keyframe_requested()
 
 
+class VideoViewerIdentities:
+    """The stats.viewer_identity of each viewer a source sends its video to
+    (`video_viewers`, where its viewers are counted), for the samples' unique
+    viewers (stats.py): read from the viewers, nothing kept."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: RtsSource) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[str]:
+        return (viewer.identity for viewer in self.source.video_viewers if viewer.identity)
+
+
 class RtsViewer:
     """One WebRTC viewer's side of a source."""
 
-    def __init__(self, source: RtsSource, may_transcode: bool) -> None:
-        self.source = source
+    def __init__(self, source: RtsSource, may_transcode: bool, identity: str = "") -> None:
+        self.source = source  # its stream: its audio, and its life
+        # Whose video it gets: its stream's, or with ABR (abr.py) one of the
+        # group's renditions; and the rendition it switches to at that
+        # rendition's next keyframe (RtsSource.switching).
+        self.video_source = source
+        self.switching_to: RtsSource | None = None
+        self.abr = None  # abr.RtsAbr, for a viewer of a template group
         self.may_transcode = may_transcode
+        self.identity = identity  # stats.viewer_identity, for unique viewers
         self.video = RtsTrack("video", self)
         self.audio = RtsTrack("audio", self)
         self.need_keyframe = True
@@ -244,6 +282,8 @@ class RtsViewer:
         self.dropped = 0  # video frames this viewer did not get
         self.skips = 0  # times it was skipped to a keyframe
         self.keyframe_requests = 0
+        self.rendition_switches = 0
+        self.estimate_bps = 0  # its receiver's last REMB
         self.ended = asyncio.Event()
         # A fast-path joiner's frames not sent yet: (unit, timestamp or None), paced (_send_burst).
         self._burst: deque | None = None
@@ -274,16 +314,17 @@ class RtsViewer:
                     self.skips += 1
                     self.need_keyframe = True
                 return
+            source = self.video_source
             if self._burst is not None:
                 self._burst.append((unit, None))  # behind the joiner's burst
                 self.video_frames += 1
-                self.source.subscription.count_sent(unit.packet.size)
+                source.subscription.count_sent(unit.packet.size)
                 return
             if not self._at_keyframe_if_needed(unit):
                 return
-            fast.send(self.source.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
+            fast.send(source.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
             self.video_frames += 1
-            self.source.subscription.count_sent(unit.packet.size)
+            source.subscription.count_sent(unit.packet.size)
             return
         if not self._at_keyframe_if_needed(unit):
             return
@@ -298,7 +339,66 @@ class RtsViewer:
                 return
         self.video_frames += 1
         self.video.put(unit.packet)
-        self.source.subscription.count_sent(unit.packet.size)
+        self.video_source.subscription.count_sent(unit.packet.size)
+
+    def loss_reported(self, fraction_lost: float) -> None:
+        """A receiver report about its video (aiortc_compat.on_receiver_feedback)."""
+        self.fell_behind(fraction_lost)
+        if self.abr is not None:
+            self.abr.on_loss(fraction_lost)
+
+    def estimate_reported(self, bps: int) -> None:
+        """Its receiver's bandwidth estimate (REMB)."""
+        self.estimate_bps = bps
+        if self.abr is not None:
+            self.abr.on_estimate(bps)
+
+    def fell_behind(self, fraction_lost: float) -> None:
+        """A receiver report's fraction lost (0..1): past
+        VIEWER_SKIP_FRACTION_LOST the viewer resumes at the next keyframe,
+        as one whose queue or socket filled does; nobody else waits."""
+        if fraction_lost < VIEWER_SKIP_FRACTION_LOST or self.need_keyframe:
+            return
+        self.skips += 1
+        self.need_keyframe = True
+        self.dropped += len(self.video.queue)
+        self.video.queue.clear()
+        if self._burst is not None:
+            self.dropped += len(self._burst)
+            self._burst = None
+
+    def switch_video(self, target: RtsSource) -> None:
+        """Get video from `target` (a rendition of the viewer's template
+        group, abr.py) from its next keyframe on; until then from where it
+        comes now, so the picture never stops. Only a fast-path track
+        switches: its writer keeps the viewer's sequence numbers and
+        timestamps continuous (fastpath.RtpWriter.switch_source)."""
+        pending = self.switching_to
+        if pending is target:
+            return
+        if pending is not None:
+            self.switching_to = None
+            pending.stop_switching(self)
+        if target is self.video_source:
+            return
+        self.switching_to = target
+        target.start_switching(self)
+
+    def switched(self, target: RtsSource) -> bool:
+        """`target`'s keyframe is here (RtsSource._video_out): the viewer
+        now takes its video from `target`, starting with that keyframe.
+        False (it waits for the next) while a joiner's burst of the old
+        rendition's GOP is still going out."""
+        fast = self.video.fast
+        if fast is None or self._burst is not None or not fast.ready():
+            return False
+        old = self.video_source
+        fast.writer.switch_source(old.frame_ticks)
+        self.switching_to = None
+        self.video_source = target
+        self.rendition_switches += 1
+        old.stop_video(self)
+        return True
 
     def offer_audio(
         self, packet: av.Packet, indexes: range | None = None, abs_send_time: int = 0, ntp: int = 0
@@ -338,7 +438,7 @@ class RtsViewer:
     def _fast_join(self, gop: tuple[VideoUnit, ...]) -> None:
         """join() on the fast path: the GOP's packets from the shared
         history, stamped as join() stamps them, paced (JOIN_BURST_*)."""
-        history = self.source.video_history
+        history = self.video_source.video_history
         if not gop or gop[0].indexes is None or history.get(gop[0].indexes.start) is None:
             return  # not held (any more): the next keyframe
         last = gop[-1].pts
@@ -353,7 +453,7 @@ class RtsViewer:
         if burst is None or fast is None:
             self._burst = None
             return
-        history = self.source.video_history
+        history = self.video_source.video_history
         if not fast.ready() or history.get(burst[0][0].indexes.start) is None:
             self._burst = None
             self.dropped += len(burst)
@@ -391,11 +491,25 @@ class RtsViewer:
             # the next turn, must send nothing on the SSRC the fast path uses.
             track.queue.clear()
         if kind == "video" and self.joined:
-            self.join(self.source.gop.frames)
+            self.join(self.video_source.gop.frames)
 
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
-        self.source.keyframe_requested(self)
+        self.video_source.keyframe_requested(self)
+
+    def video_source_closed(self, source: RtsSource) -> None:
+        """A rendition it gets (or waits for) video from ended: back to its
+        own stream's video, at its next keyframe."""
+        if self.switching_to is source:
+            self.switching_to = None
+        if self.video_source is source:
+            self.video_source = self.source
+            self.source.video_viewers[self] = None
+            self.need_keyframe = True
+            fast = self.video.fast
+            if fast is not None:
+                fast.writer.switch_source(source.frame_ticks)
+            self.source.keyframe_requested(self)
 
     def end(self) -> None:
         self.video.finish()
@@ -405,6 +519,9 @@ class RtsViewer:
 
     def close(self) -> None:
         self.end()
+        self.switch_video(self.video_source)  # no switch pending
+        if self.video_source is not self.source:
+            self.video_source.stop_video(self)
         self.source.remove(self)
 
 
@@ -480,7 +597,14 @@ class RtsSource:
         self.service = service
         self.key = key
         self.hub = service.node.hub
-        self.viewers: dict[RtsViewer, None] = {}
+        self.viewers: dict[RtsViewer, None] = {}  # whose stream this is (their audio, their life)
+        # Whose video comes from here (its own viewers but those of them on
+        # another rendition, and ABR viewers of other streams on this one),
+        # and those switching here at the next keyframe (abr.py).
+        self.video_viewers: dict[RtsViewer, None] = {}
+        self.switching: dict[RtsViewer, None] = {}
+        self.frame_ticks = DEFAULT_FRAME_TICKS  # between its last two frames, 90 kHz
+        self._last_pts: int | None = None
         self.mode = PASSTHROUGH
         self.avc_config: AvcConfig | None = None
         self.gop: GopCache[VideoUnit] = GopCache(SOURCE_GOP_MAX_BYTES)
@@ -507,6 +631,8 @@ class RtsSource:
         # it came, and the hub's audio (AAC made from it) is not used.
         self.whip = None
         self.subscription = self.hub.subscribe(key, protocol="rts", on_ready=self._on_ready)
+        # The identities of the viewers watching its picture, as its viewers are counted.
+        self.subscription.identities = VideoViewerIdentities(self)
         self._on_ready(self.subscription)
         self._joining = False
         publisher = service.whip.by_key.get(key) if getattr(service, "whip", None) is not None else None
@@ -534,10 +660,11 @@ class RtsSource:
 
     # --- viewers ---------------------------------------------------------------------
 
-    def add_viewer(self, may_transcode: bool) -> RtsViewer:
-        viewer = RtsViewer(self, may_transcode)
+    def add_viewer(self, may_transcode: bool, identity: str = "") -> RtsViewer:
+        viewer = RtsViewer(self, may_transcode, identity)
         self.viewers[viewer] = None
-        self.subscription.viewers = len(self.viewers)
+        self.video_viewers[viewer] = None
+        self._count_viewers()
         if self.ready:
             viewer.join(self.gop.frames)
         if self.whip is not None and not self.gop.frames:
@@ -546,14 +673,38 @@ class RtsSource:
 
     def remove(self, viewer: RtsViewer) -> None:
         self.viewers.pop(viewer, None)
-        self.subscription.viewers = len(self.viewers)
-        if not self.viewers:
+        self.stop_video(viewer)
+
+    def start_switching(self, viewer: RtsViewer) -> None:
+        """`viewer` switches here at the next keyframe; one is asked for."""
+        self.switching[viewer] = None
+        self.keyframe_requested(None)
+
+    def stop_switching(self, viewer: RtsViewer) -> None:
+        self.switching.pop(viewer, None)
+        self._close_if_unused()
+
+    def stop_video(self, viewer: RtsViewer) -> None:
+        self.video_viewers.pop(viewer, None)
+        self.switching.pop(viewer, None)
+        self._count_viewers()
+        self._close_if_unused()
+
+    def _count_viewers(self) -> None:
+        # The stream's RTS viewers are those watching its picture: an ABR
+        # viewer counts on the rendition it gets (node stats, monitoring).
+        self.subscription.viewers = len(self.video_viewers)
+
+    def _close_if_unused(self) -> None:
+        if not (self.viewers or self.video_viewers or self.switching):
             self.close()
 
-    def keyframe_requested(self, viewer: RtsViewer) -> None:
+    def keyframe_requested(self, viewer: RtsViewer | None) -> None:
+        """A viewer's PLI or FIR (None: a viewer switching here)."""
         if self.mode == TRANSCODE and self.transcoder is not None:
             self.transcoder.request_keyframe(int(asyncio.get_running_loop().time() * 1000))
-            viewer.need_keyframe = True
+            if viewer is not None:
+                viewer.need_keyframe = True
         elif self.whip is not None:
             # A WHIP publisher is asked (at most once a second, for all viewers).
             self.whip.request_keyframe("a viewer asked")
@@ -571,8 +722,12 @@ class RtsSource:
             if worker is not None:
                 worker.close()
         viewers, self.viewers = self.viewers, {}
+        guests = [v for v in {**self.video_viewers, **self.switching} if v not in viewers]
+        self.video_viewers, self.switching = {}, {}
         for viewer in viewers:
             viewer.end()
+        for viewer in guests:
+            viewer.video_source_closed(self)
         self.service.source_closed(self)
 
     # --- from the hub --------------------------------------------------------------------
@@ -620,7 +775,7 @@ class RtsSource:
     def _start_transcoding(self) -> None:
         """B-frames found: viewers whose domain allows HTML5 auto-transcoding
         get the transcoded rendition from the next keyframe; the others end."""
-        for viewer in [v for v in self.viewers if not v.may_transcode]:
+        for viewer in [v for v in {**self.viewers, **self.video_viewers} if not v.may_transcode]:
             log.info("rts %s: B-frames and HTML5 auto-transcoding is off: viewer ended", self.key)
             viewer.close()
         if self.closed:
@@ -628,7 +783,7 @@ class RtsSource:
         self.mode = TRANSCODE
         self.ready = False
         self.gop.restart()
-        for viewer in self.viewers:
+        for viewer in self.video_viewers:
             viewer.joined = False
         self.transcoder = VideoTranscoder(self._video_out)
         self.transcoder.configure(self.avc_config)
@@ -639,6 +794,9 @@ class RtsSource:
             return
         unit = VideoUnit(data, pts, keyframe)
         self.video_units += 1
+        if self._last_pts is not None and 0 < pts - self._last_pts <= VIDEO_CLOCK_HZ:
+            self.frame_ticks = pts - self._last_pts
+        self._last_pts = pts
         abs_send_time = ntp = 0
         if self.fast_path:
             payloads, timestamp = self._video_packer.pack(unit.packet)
@@ -651,11 +809,17 @@ class RtsSource:
             # The transcoder has caught up with its backlog: everyone waiting
             # starts at the newest picture.
             self.ready = True
-            for viewer in self.viewers:
+            for viewer in self.video_viewers:
                 if not viewer.joined:
                     viewer.join(self.gop.frames)
             return
-        for viewer in self.viewers:
+        if keyframe and self.switching and unit.indexes is not None:
+            # Switchers start here with this keyframe (RtsViewer.switched).
+            for viewer in [v for v in self.switching if v.switched(self)]:
+                del self.switching[viewer]
+                self.video_viewers[viewer] = None
+            self._count_viewers()
+        for viewer in self.video_viewers:
             viewer.offer_video(unit, abs_send_time, ntp)
 
     def _audio(self, frame) -> None:

@@ -20,11 +20,17 @@ aiortc's sender keeps its RTCP task, its NACKs are answered from the
 source's shared history and its sender reports carry the fast path's
 counts (aiortc_compat.on_retransmit, on_sender_report). A track whose
 set-up fails stays on aiortc's sender.
+
+Every video sender's REMB and receiver reports reach the viewer
+(aiortc_compat.on_receiver_feedback): a viewer that cannot keep up is
+skipped to a keyframe, and a viewer of an ABR template group
+(`/{app}/{stream}_{group}.whep`, abr.py) changes rendition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -34,16 +40,18 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from ..admission import domain_of
+from ..admission import Refusal, domain_of
 from ..http_server import RequestBodyError, refusal_headers
-from ..play import PlayRequest, admit_viewer, log_refusal, wait_live
-from ..policy import DomainConfig, StreamKey
+from ..play import PlayDecision, PlayRequest, admit_viewer, log_refusal, wait_live
+from ..policy import DomainConfig, PolicyUnavailable, StreamKey
 from . import srtp
+from .abr import AbrLadder, RtsAbr, abr_ladder, request_renditions
 from .aiortc_compat import (
     BASELINE_PROFILE_PREFIX,
     ice_datagram_path,
     missing_internals,
     on_keyframe_request,
+    on_receiver_feedback,
     on_retransmit,
     on_send_parameters,
     on_sender_report,
@@ -113,6 +121,8 @@ class WhepSession:
         self.key = key
         self.viewer = viewer
         self.peer = peer
+        # The stream its URL named: `key`'s, or an ABR group's (abr.py).
+        self.stream_name = key.stream
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.started = time.monotonic()
         self.answer_sdp = ""
@@ -139,6 +149,10 @@ class WhepSession:
             # PLI and FIR ask the sender for a keyframe; for pre-encoded
             # media only the source can make (or wait for) one.
             on_keyframe_request(transceiver.sender, track.request_keyframe)
+            if track.kind == "video":
+                # REMB and receiver reports: a viewer that cannot keep up is
+                # skipped to a keyframe, and an ABR viewer changes rendition.
+                on_receiver_feedback(transceiver.sender, self.viewer.estimate_reported, self.viewer.loss_reported)
             if self._fast_path(transceiver.sender):
                 # Its frames wait for the DTLS handshake; then the source
                 # sends them itself (media.FastTrackSender).
@@ -288,10 +302,23 @@ class RtsService:
 
     # --- sessions ------------------------------------------------------------------
 
-    async def create(self, key: StreamKey, offer: str, may_transcode: bool, peer: str) -> WhepSession:
+    async def create(
+        self,
+        key: StreamKey,
+        offer: str,
+        may_transcode: bool,
+        peer: str,
+        ladder: AbrLadder | None = None,
+        identity: str = "",
+    ) -> WhepSession:
+        """A session playing `key`; with `ladder` (abr.py), its renditions too."""
         source = self.source(key)
-        viewer = source.add_viewer(may_transcode)
+        viewer = source.add_viewer(may_transcode, identity)
+        if ladder is not None:
+            viewer.abr = RtsAbr(self, viewer, ladder)
         session = WhepSession(self, secrets.token_urlsafe(18), key, viewer, peer)
+        if ladder is not None:
+            session.stream_name = ladder.group.stream
         self.sessions[session.id] = session
         try:
             session.answer_sdp = await session.answer(offer)
@@ -308,9 +335,9 @@ class RtsService:
         del self.sessions[session.id]
         session.closed = True
         viewer = session.viewer
-        log.info("rts %s play of %s %s (session %s: %d video frames, %d dropped, %d skips, %d keyframe requests)",
-                 session.peer, session.key, reason, session.id, viewer.video_frames, viewer.dropped, viewer.skips,
-                 viewer.keyframe_requests)  # fmt: skip
+        log.info("rts %s play of %s %s (session %s: %d video frames, %d dropped, %d skips, %d keyframe requests, "
+                 "%d rendition switches)", session.peer, session.key, reason, session.id, viewer.video_frames,
+                 viewer.dropped, viewer.skips, viewer.keyframe_requests, viewer.rendition_switches)  # fmt: skip
         task = asyncio.get_running_loop().create_task(session.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -334,7 +361,7 @@ class RtsService:
             if method == b"DELETE":
                 sessions = self.whip.publishers if whip else self.sessions
                 session = sessions.get(path.session)
-                if session is None or session.key.app != path.app or session.key.stream != path.stream:
+                if session is None or session.key.app != path.app or _stream_named(session, whip) != path.stream:
                     http.send_simple(404, f"no such {path.kind.upper()} session\n")
                     return
                 if whip:
@@ -373,6 +400,15 @@ class RtsService:
         if not decision.ok:
             http.refuse_play(decision)
             return
+        # `/{app}/{stream}_{group}.whep`: the stream, with its template
+        # group's renditions (abr.py).
+        try:
+            ladder = await abr_ladder(self.node.policy, decision.key)
+        except PolicyUnavailable:
+            self._refuse(http, play, 503, decision.key, str(Refusal.POLICY_UNAVAILABLE))
+            return
+        if ladder is not None:
+            decision = PlayDecision(dataclasses.replace(decision.admission, key=ladder.source))
         key, domain = decision.key, decision.admission.domain
         try:
             body = await http.read_body(MAX_OFFER_BYTES)
@@ -393,6 +429,8 @@ class RtsService:
             http.refuse_play(decision)
             return
         await self._wait_first_frames(key)
+        if ladder is not None:
+            request_renditions(self.node, ladder)
         source = self.sources.get(key)
         stream = self.node.hub.stream(key)
         if not domain.html5_transcode and (
@@ -401,7 +439,7 @@ class RtsService:
             self._refuse(http, play, 403, key, REFUSAL_BFRAMES)
             return
         try:
-            session = await self.create(key, offer, domain.html5_transcode, http.peer)
+            session = await self.create(key, offer, domain.html5_transcode, http.peer, ladder, http.viewer_identity())
         except Exception as exc:  # noqa: BLE001 - aiortc answers a bad offer with assertions, KeyError, ValueError ...
             self._refuse(http, play, 400, key, f"the offer could not be answered: {type(exc).__name__} {exc}"[:300])
             return
@@ -453,3 +491,9 @@ def _rts_switch(domain: DomainConfig) -> str | None:
 
 def _first_frames_seen(stream) -> bool:
     return stream.video_frames >= FIRST_FRAMES or stream.has_bframes
+
+
+def _stream_named(session, whip: bool) -> str:
+    """The stream a session's URL named: a WHIP publisher's key, a WHEP
+    viewer's stream or ABR group (WhepSession.stream_name)."""
+    return session.key.stream if whip else session.stream_name

@@ -9,16 +9,15 @@ import signal
 import threading
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from domains import services
+from domains.direct import media_host, via_media_host
 from domains.models import Domain
 from livecenter.lib.api import command_error
 from livecenter.media.timecode import TimecodeError
 from streams.calibrator import CalibratorConfig, parse_bit_rate, parse_size, push
-from streams.player import via_media_host
 
 OPTION_FOR_FIELD = {"domain": "--domain", "app": "--app", "stream": "--stream"}
 
@@ -40,9 +39,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--media-host",
-            default=settings.LIVECENTER_PLAYER_MEDIA_HOST,
-            help="send the generated URL to this host, with &domain= naming the domain"
-            " (default: LIVECENTER_PLAYER_MEDIA_HOST; empty: the domain itself)",
+            default=None,
+            help="send the generated URL to this host, with &domain= naming the domain (default: as the player"
+            " does, LIVECENTER_PLAYER_MEDIA_HOST: the domain itself where it resolves and is not local, else"
+            " 127.0.0.1; empty: the domain itself)",
         )
         parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, at least 512 wide (default 1280x720)")
         parser.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
@@ -95,4 +95,7 @@ class Command(BaseCommand):
             raise command_error(exc, OPTION_FOR_FIELD) from None
         if "rtmp" not in urls.ingest:
             raise CommandError(f"--domain: {' '.join(urls.notes) or 'no ingest URL for this domain'}")
-        return via_media_host(urls.ingest["rtmp"], options["media_host"], urls.ingest_domain)
+        host = options["media_host"]
+        if host is None:
+            host = media_host(Domain.objects.get(domain_name=urls.ingest_domain))
+        return via_media_host(urls.ingest["rtmp"], host, urls.ingest_domain)
