@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup system-deps lint format clean
+.PHONY: run test setup system-deps native lint format clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,26 @@ node_modules/.deps: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-setup: $(VENV)/.deps node_modules/.deps
+setup: $(VENV)/.deps node_modules/.deps native
+
+# The RTS fast path's native sender (issue 18; livecenter/media/rts/_rtssend.c):
+# one call per viewer per frame writes, SRTP-protects (AES-GCM with OpenSSL,
+# AES-CM with the system libsrtp2) and sendmmsg()s a frame's packets. Without
+# their headers it is not built and the engine uses the pure-Python path
+# (srtp.py logs which, once, at import).
+NATIVE_SRC := livecenter/media/rts/_rtssend.c
+NATIVE_SO = livecenter/media/rts/_rtssend$(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+native: $(VENV)/bin/python
+	@if [ -f /usr/include/srtp2/srtp.h ] && [ -f /usr/include/openssl/evp.h ]; then \
+		$(MAKE) --no-print-directory $(NATIVE_SO); \
+	else \
+		echo "libsrtp2-dev or libssl-dev is missing (make system-deps): the RTS fast path stays pure Python"; \
+	fi
+
+livecenter/media/rts/_rtssend%.so: $(NATIVE_SRC)
+	$(CC) -O2 -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -shared -fPIC \
+		-I"$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")" \
+		-o $@ $< -lsrtp2 -lcrypto
 
 # Debian's ffmpeg (publish and probe in engine tests) and chromium (browser tests).
 # GStreamer WHIP publishers (tests/test_interop_gstreamer_whip.py; bookworm's
@@ -28,15 +47,17 @@ setup: $(VENV)/.deps node_modules/.deps
 # (python3-gi, gir1.2-gst-plugins-bad-1.0, gstreamer1.0-nice), and Meetecho's
 # simple-whip-client, which bookworm ships but which aborts there (libsoup2 and 3).
 # Janus 1.1 (bench/rts's C reference, issue 18; tests/test_bench_janus.py).
+# libsrtp2-dev and libssl-dev: the RTS fast path's native sender (`native`, issue 18).
 system-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v chromium >/dev/null || ! command -v srt-live-transmit >/dev/null \
 			|| ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
 			|| ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 || ! command -v whip-client >/dev/null || ! command -v janus >/dev/null \
+			|| [ ! -f /usr/include/srtp2/srtp.h ] || [ ! -f /usr/include/openssl/evp.h ] \
 			|| ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0')" 2>/dev/null; then \
-		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc, webrtcbin), simple-whip-client and janus"; \
+		echo "Installing Debian's ffmpeg, chromium, srt-tools, GStreamer (rtmp2sink, x264enc, voaacenc, webrtcbin), simple-whip-client, janus, libsrtp2-dev and libssl-dev"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg chromium srt-tools \
 			gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly glib-networking \
-			gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0 simple-whip-client janus; \
+			gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0 simple-whip-client janus libsrtp2-dev libssl-dev; \
 	fi
 
 run: setup
@@ -72,4 +93,4 @@ test: setup system-deps lint
 	fi
 
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache livecenter/media/rts/_rtssend*.so

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from domains.forms import ConsoleForm, SecretInput
+from livecenter.lib.pages import add_service_checks
 
 from . import services
 
@@ -44,6 +45,8 @@ class CallbacksForm(ConsoleForm):
         label="Admit publishers when the publish authorisation URL does not answer in time", required=False
     )
 
+    change_phrases = {"publish_hook_timeout_ms": lambda ms: f"publish authorisation timeout set to {ms} ms"}
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         timeout = self.fields["publish_hook_timeout_ms"]
@@ -51,6 +54,13 @@ class CallbacksForm(ConsoleForm):
             min_value=f"publish authorisation timeout must be at least {services.MIN_HOOK_TIMEOUT_MS} milliseconds",
             max_value=f"publish authorisation timeout must be at most {services.MAX_HOOK_TIMEOUT_MS} milliseconds",
         )
+
+    def clean(self):
+        data = super().clean()
+        add_service_checks(self, services.check_callbacks, url=data.get("url"), secret=data.get("secret") or None,
+                           publish_hook_url=data.get("publish_hook_url"),
+                           publish_hook_timeout_ms=data.get("publish_hook_timeout_ms"))  # fmt: skip
+        return data
 
     def changes(self) -> dict:
         """Keyword arguments for services.configure_callbacks: an empty

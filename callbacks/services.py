@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from domains.models import Domain
-from livecenter.lib.api import invalid
+from livecenter.lib.api import FieldErrors, invalid
 from livecenter.media.policy import PublishHook, StreamPublished, StreamUnpublished
 from livecenter.media.publish_hook import client_ip
 from livecenter.media.redact import redact_text
@@ -117,6 +117,40 @@ def config_of(domain: Domain) -> CallbackConfig:
         return CallbackConfig(domain=domain)
 
 
+def check_callbacks(
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    publish_hook_url: str | None = None,
+    publish_hook_timeout_ms: int | None = None,
+) -> None:
+    """configure_callbacks' rules on the values given (None: not given),
+    every bad field reported at once."""
+    errors = FieldErrors()
+    url = url.strip() if url is not None else None
+    publish_hook_url = publish_hook_url.strip() if publish_hook_url is not None else None
+    for field, value in (("url", url), ("publish_hook_url", publish_hook_url)):
+        if value:
+            with errors.check():
+                check_url(field, value)
+    if secret is not None:
+        # The message never repeats the secret, nor its length.
+        with errors.check():
+            if not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS:
+                raise invalid("secret", f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters")
+            if secret != secret.strip() or not secret.isprintable():
+                raise invalid("secret", "secret must be printable and not begin or end with a space")
+    if publish_hook_timeout_ms is not None:
+        with errors.check():
+            if not MIN_HOOK_TIMEOUT_MS <= publish_hook_timeout_ms <= MAX_HOOK_TIMEOUT_MS:
+                raise invalid(
+                    "publish_hook_timeout_ms",
+                    f"publish authorisation timeout must be {MIN_HOOK_TIMEOUT_MS} to {MAX_HOOK_TIMEOUT_MS}"
+                    " milliseconds",
+                )
+    errors.raise_any()
+
+
 def configure_callbacks(
     domain: Domain,
     *,
@@ -134,31 +168,19 @@ def configure_callbacks(
             "callbacks belong to an ingest domain: its streams are published there,"
             " and their events are sent from there",
         )
+    url = url.strip() if url is not None else None
+    publish_hook_url = publish_hook_url.strip() if publish_hook_url is not None else None
+    check_callbacks(url=url, secret=secret, publish_hook_url=publish_hook_url,
+                    publish_hook_timeout_ms=publish_hook_timeout_ms)  # fmt: skip
     config = config_of(domain)
     if url is not None:
-        url = url.strip()
-        if url:
-            check_url("url", url)
         config.url = url
     if publish_hook_url is not None:
-        publish_hook_url = publish_hook_url.strip()
-        if publish_hook_url:
-            check_url("publish_hook_url", publish_hook_url)
         config.publish_hook_url = publish_hook_url
     if secret is not None:
-        # The message never repeats the secret, nor its length.
-        if not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS:
-            raise invalid("secret", f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters")
-        if secret != secret.strip() or not secret.isprintable():
-            raise invalid("secret", "secret must be printable and not begin or end with a space")
         config.secret = secret
         config.secret_set_at = timezone.now()
     if publish_hook_timeout_ms is not None:
-        if not MIN_HOOK_TIMEOUT_MS <= publish_hook_timeout_ms <= MAX_HOOK_TIMEOUT_MS:
-            raise invalid(
-                "publish_hook_timeout_ms",
-                f"publish authorisation timeout must be {MIN_HOOK_TIMEOUT_MS} to {MAX_HOOK_TIMEOUT_MS} milliseconds",
-            )
         config.publish_hook_timeout_ms = publish_hook_timeout_ms
     if publish_hook_allow_when_unreachable is not None:
         config.publish_hook_allow_when_unreachable = publish_hook_allow_when_unreachable

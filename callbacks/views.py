@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from domains import services as domain_services
 from domains.models import Domain
-from livecenter.lib.pages import add_service_errors
+from livecenter.lib.pages import save_settings
 
 from . import services
 from .forms import CallbacksForm
@@ -39,14 +39,10 @@ def callbacks(request, domain_name: str):
         "publish_hook_allow_when_unreachable": config.publish_hook_allow_when_unreachable,
     }
     form = CallbacksForm(request.POST if request.method == "POST" else None, initial=initial)
-    if form.is_bound and form.is_valid():
-        try:
-            services.configure_callbacks(domain, **form.changes())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Saved the callbacks of {domain.display_name}.")
-            return redirect("callbacks:page", domain.domain_name)
+    if save_settings(
+        request, form, domain.display_name, lambda: services.configure_callbacks(domain, **form.changes())
+    ):
+        return redirect("callbacks:page", domain.domain_name)
     deliveries = list(services.list_deliveries(request.user, domain.domain_name)[: services.RECENT_DELIVERIES])
     attempts = services.attempts_of(deliveries)
     return render(

@@ -9,6 +9,7 @@ import re
 from django import forms
 from django.forms.utils import pretty_name
 
+from livecenter.lib.pages import add_service_checks
 from livecenter.media import access
 
 from . import services
@@ -41,7 +42,10 @@ class ConsoleForm(forms.Form):
 
 class NeverShowValue:
     """A widget that renders empty whatever was submitted, so a secret typed
-    into it never comes back in a page (like PasswordInput(render_value=False))."""
+    into it never comes back in a page (like PasswordInput(render_value=False));
+    a confirmation says it was replaced, never what it is."""
+
+    never_shows_value = True
 
     def format_value(self, value):
         return None
@@ -90,6 +94,16 @@ class AddDomainForm(ConsoleForm):
         help_text="For one machine or a lab: online without a CNAME record; clients reach the media node by its"
         " address with domain=. Always on for names under .test, .localhost, .invalid and .example.",
     )
+
+    def clean_domain_name(self) -> str:
+        # The service's own rule, checked here too so that a bad name shows
+        # beside the form's other errors (issue 19: all errors at once).
+        name = self.cleaned_data["domain_name"]
+        try:
+            services.normalize_domain_name(name)
+        except services.HostnameError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return name
 
     def selection(self) -> tuple[str, str]:
         """The region and live center currently chosen (submitted or initial)."""
@@ -179,6 +193,8 @@ class HlsEncryptionForm(ConsoleForm):
         help_text="Comma-separated app names to encrypt; leave empty to encrypt every app.",
     )
 
+    change_phrases = {"hls_key_rotation_segments": lambda n: f"a new key every {n} segments"}
+
     def changes(self) -> dict:
         """Keyword arguments for services.configure_hls_encryption."""
         data = self.cleaned_data
@@ -210,6 +226,11 @@ class UrlSigningForm(ConsoleForm):
         widget=forms.NumberInput(attrs={"min": services.MIN_VALIDITY_MINUTES}),
     )
 
+    change_phrases = {
+        "remove_secondary_key": lambda remove: "secondary key removed" if remove else None,
+        "validity_minutes": lambda minutes: f"validity period set to {minutes} minutes",
+    }
+
     def clean(self):
         data = super().clean()
         if data.get("remove_secondary_key") and data.get("secondary_key"):
@@ -217,6 +238,9 @@ class UrlSigningForm(ConsoleForm):
                 "secondary_key",
                 "secondary key: enter a new key or tick “Remove the secondary key”, not both",
             )
+        add_service_checks(self, services.check_url_signing, primary_key=data.get("primary_key") or None,
+                           secondary_key=data.get("secondary_key") or None,
+                           validity_minutes=data.get("validity_minutes"))  # fmt: skip
         return data
 
     def changes(self) -> dict:
@@ -252,6 +276,11 @@ class SrtForm(ConsoleForm):
         label="Remove the passphrase (publishers push unencrypted)", required=False
     )
 
+    change_phrases = {
+        "srt_latency_ms": lambda ms: f"SRT latency set to {ms} ms",
+        "remove_srt_passphrase": lambda remove: "SRT passphrase removed" if remove else None,
+    }
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # ConsoleForm writes labels in lower case; "srt" is an acronym.
@@ -266,6 +295,8 @@ class SrtForm(ConsoleForm):
                 "srt_passphrase",
                 "SRT passphrase: enter a new passphrase or tick “Remove the passphrase”, not both",
             )
+        add_service_checks(self, services.check_srt, srt_latency_ms=data.get("srt_latency_ms"),
+                           srt_passphrase=data.get("srt_passphrase") or None)  # fmt: skip
         return data
 
     def changes(self) -> dict:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from livecenter.lib.api import invalid
+from livecenter.lib.api import FieldErrors, invalid
 from livecenter.media import access, liveurl
 from livecenter.media.access import AccessListError
 from livecenter.media.hls_crypto import MAX_KEY_ROTATION_SEGMENTS, MIN_KEY_ROTATION_SEGMENTS
@@ -148,13 +148,20 @@ def ingest_domains(owner) -> QuerySet[Domain]:
 def add_domain(owner, domain_name: str, domain_type: str, region: str, live_center: str, local: bool = False) -> Domain:
     """`local`: a local or test domain, with no DNS record (models.Domain.local);
     a name under a reserved test zone (`.test`, `.localhost`) is local whatever it says."""
-    try:
-        name = normalize_domain_name(domain_name)
-    except HostnameError as exc:
-        raise invalid("domain_name", str(exc)) from None
-    _choice("domain_type", domain_type, DomainType)
-    _choice("region", region, Region)
-    _choice("live_center", live_center, LiveCenter)
+    errors = FieldErrors()
+    with errors.check():
+        try:
+            name = normalize_domain_name(domain_name)
+        except HostnameError as exc:
+            raise invalid("domain_name", str(exc)) from None
+    for field, value, choices in (
+        ("domain_type", domain_type, DomainType),
+        ("region", region, Region),
+        ("live_center", live_center, LiveCenter),
+    ):
+        with errors.check():
+            _choice(field, value, choices)
+    errors.raise_any()
     streaming = domain_type == DomainType.STREAMING
     limit = settings.LIVECENTER_MAX_DOMAINS_PER_OPERATOR
     with transaction.atomic():
@@ -404,6 +411,30 @@ def delete_certificate(domain: Domain) -> None:
 # --- URL signing --------------------------------------------------------------
 
 
+def check_url_signing(
+    *, primary_key: str | None = None, secondary_key: str | None = None, validity_minutes: int | None = None
+) -> None:
+    """configure_url_signing's rules on the values given (None: not given),
+    every bad field reported at once; a form with errors of its own asks it
+    too (livecenter.lib.pages.add_service_checks)."""
+    errors = FieldErrors()
+    if primary_key is not None and not SIGNING_KEY_RE.match(primary_key):
+        with errors.check():
+            raise invalid("primary_key", f"primary key must be {SIGNING_KEY_RULE}")
+    if secondary_key and not SIGNING_KEY_RE.match(secondary_key):
+        with errors.check():
+            raise invalid("secondary_key", f"secondary key must be {SIGNING_KEY_RULE}")
+    if validity_minutes is not None:
+        with errors.check():
+            if not isinstance(validity_minutes, int) or isinstance(validity_minutes, bool):
+                raise invalid("validity_minutes", "validity period must be a whole number of minutes")
+            if validity_minutes < MIN_VALIDITY_MINUTES:
+                raise invalid("validity_minutes", f"validity period must be at least {MIN_VALIDITY_MINUTES} minute")
+            if validity_minutes > MAX_VALIDITY_MINUTES:
+                raise invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
+    errors.raise_any()
+
+
 def configure_url_signing(
     domain: Domain,
     *,
@@ -414,19 +445,7 @@ def configure_url_signing(
 ) -> Domain:
     """Change a domain's Type A settings. A key left as None keeps its value;
     an empty secondary key removes it."""
-    if primary_key is not None:
-        if not SIGNING_KEY_RE.match(primary_key):
-            raise invalid("primary_key", f"primary key must be {SIGNING_KEY_RULE}")
-    if secondary_key:
-        if not SIGNING_KEY_RE.match(secondary_key):
-            raise invalid("secondary_key", f"secondary key must be {SIGNING_KEY_RULE}")
-    if validity_minutes is not None:
-        if not isinstance(validity_minutes, int) or isinstance(validity_minutes, bool):
-            raise invalid("validity_minutes", "validity period must be a whole number of minutes")
-        if validity_minutes < MIN_VALIDITY_MINUTES:
-            raise invalid("validity_minutes", f"validity period must be at least {MIN_VALIDITY_MINUTES} minute")
-        if validity_minutes > MAX_VALIDITY_MINUTES:
-            raise invalid("validity_minutes", f"validity period must be at most {MAX_VALIDITY_MINUTES} minutes")
+    check_url_signing(primary_key=primary_key, secondary_key=secondary_key, validity_minutes=validity_minutes)
     if enabled is not None:
         domain.auth_enabled = bool(enabled)
     now = timezone.now()
@@ -529,6 +548,30 @@ def configure_srt(domain: Domain, *, srt_latency_ms: int | None = None, srt_pass
     return domain
 
 
+def check_srt(*, srt_latency_ms: int | None = None, srt_passphrase: str | None = None) -> None:
+    """configure_srt's rules on the values given (None: not given), every bad
+    field reported at once."""
+    latency_ms, passphrase = srt_latency_ms, srt_passphrase
+    errors = FieldErrors()
+    if latency_ms is not None:
+        with errors.check():
+            if not isinstance(latency_ms, int) or isinstance(latency_ms, bool):
+                raise invalid("srt_latency_ms", "SRT latency must be a whole number of milliseconds")
+            if not MIN_SRT_LATENCY_MS <= latency_ms <= MAX_SRT_LATENCY_MS:
+                raise invalid(
+                    "srt_latency_ms",
+                    f"SRT latency must be between {MIN_SRT_LATENCY_MS} and {MAX_SRT_LATENCY_MS} milliseconds",
+                )
+    if passphrase:
+        # The message never repeats the passphrase, nor its length.
+        with errors.check():
+            if not SRT_PASSPHRASE_RE.match(passphrase):
+                raise invalid("srt_passphrase", f"SRT passphrase must be {SRT_PASSPHRASE_RULE}")
+            if passphrase != passphrase.strip():
+                raise invalid("srt_passphrase", "SRT passphrase must not begin or end with a space")
+    errors.raise_any()
+
+
 def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -> list[str]:
     """Check, then set, SRT settings on `domain` (unsaved); the fields changed."""
     for field, value in (("srt_latency_ms", latency_ms), ("srt_passphrase", passphrase)):
@@ -538,20 +581,7 @@ def _apply_srt(domain: Domain, latency_ms: int | None, passphrase: str | None) -
                 f"{field} applies only to ingest domains: SRT publishers push to an ingest domain,"
                 " and its settings apply to the streaming domains that play it",
             )
-    if latency_ms is not None:
-        if not isinstance(latency_ms, int) or isinstance(latency_ms, bool):
-            raise invalid("srt_latency_ms", "SRT latency must be a whole number of milliseconds")
-        if not MIN_SRT_LATENCY_MS <= latency_ms <= MAX_SRT_LATENCY_MS:
-            raise invalid(
-                "srt_latency_ms",
-                f"SRT latency must be between {MIN_SRT_LATENCY_MS} and {MAX_SRT_LATENCY_MS} milliseconds",
-            )
-    if passphrase:
-        # The message never repeats the passphrase, nor its length.
-        if not SRT_PASSPHRASE_RE.match(passphrase):
-            raise invalid("srt_passphrase", f"SRT passphrase must be {SRT_PASSPHRASE_RULE}")
-        if passphrase != passphrase.strip():
-            raise invalid("srt_passphrase", "SRT passphrase must not begin or end with a space")
+    check_srt(srt_latency_ms=latency_ms, srt_passphrase=passphrase)
     changed = []
     if latency_ms is not None:
         domain.srt_latency_ms = latency_ms
@@ -750,16 +780,22 @@ def configure_access_control(
         )
     ip_mode = _acl_mode("ip_mode", ip_mode, domain.ip_acl_mode)
     referer_mode = _acl_mode("referer_mode", referer_mode, domain.referer_acl_mode)
-    ips = _acl_entries("ip_entries", ip_mode, ip_entries, domain.ip_acl_entries, access.parse_ip_entries,
-                       "address or network")  # fmt: skip
-    referers = _acl_entries("referer_entries", referer_mode, referer_entries, domain.referer_acl_entries,
-                            access.parse_referer_entries, "host")  # fmt: skip
+    errors = FieldErrors()
+    ips = referers = []
+    with errors.check():
+        ips = _acl_entries("ip_entries", ip_mode, ip_entries, domain.ip_acl_entries, access.parse_ip_entries,
+                           "address or network")  # fmt: skip
+    with errors.check():
+        referers = _acl_entries("referer_entries", referer_mode, referer_entries, domain.referer_acl_entries,
+                                access.parse_referer_entries, "host")  # fmt: skip
     if referer_allow_empty is None:
         allow_empty = domain.referer_acl_allow_empty and referer_mode == AccessListMode.ALLOW
-    elif referer_allow_empty and referer_mode != AccessListMode.ALLOW:
-        raise invalid("referer_allow_empty", "allowing an empty Referer applies to an allow list only")
     else:
         allow_empty = bool(referer_allow_empty)
+        if allow_empty and referer_mode != AccessListMode.ALLOW:
+            with errors.check():
+                raise invalid("referer_allow_empty", "allowing an empty Referer applies to an allow list only")
+    errors.raise_any()
     domain.ip_acl_mode, domain.ip_acl_entries = ip_mode, ips
     domain.referer_acl_mode, domain.referer_acl_entries = referer_mode, referers
     domain.referer_acl_allow_empty = allow_empty

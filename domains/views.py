@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from livecenter.lib.pages import add_service_errors
+from livecenter.lib.pages import add_service_errors, save_settings
+from livecenter.templatetags.console import utc_text
 
 from . import services
 from .direct import direct_forms
@@ -318,7 +319,7 @@ def certificate(request, domain_name: str):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, f"Uploaded certificate {cert.name}; it expires {cert.not_after:%Y-%m-%d}.")
+            messages.success(request, f"Uploaded certificate {cert.name}; it expires {utc_text(cert.not_after)}.")
             return redirect("domains:certificate", domain.domain_name)
     return _certificate_page(request, domain, form, _https_form(domain))
 
@@ -328,15 +329,13 @@ def certificate(request, domain_name: str):
 def https_settings(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
     form = _https_form(domain, request.POST)
-    if form.is_valid():
+
+    def save():
         data = form.cleaned_data
-        try:
-            services.configure_https(domain, enabled=data["https_enabled"], redirect=data["https_redirect"])
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"HTTPS is {'on' if domain.https_enabled else 'off'} for {domain.display_name}.")
-            return redirect("domains:certificate", domain.domain_name)
+        services.configure_https(domain, enabled=data["https_enabled"], redirect=data["https_redirect"])
+
+    if save_settings(request, form, domain.display_name, save):
+        return redirect("domains:certificate", domain.domain_name)
     domain.refresh_from_db()
     return _certificate_page(request, domain, CertificateForm(), form)
 
@@ -358,15 +357,8 @@ def rts(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
     initial = {"rts_enabled": domain.rts_enabled, "html5_transcode": domain.html5_transcode}
     form = RtsForm(request.POST if request.method == "POST" else None, initial=initial)
-    if form.is_bound and form.is_valid():
-        try:
-            services.set_switches(domain, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            state = "on" if domain.rts_enabled else "off"
-            messages.success(request, f"RTS is {state} for {domain.display_name}.")
-            return redirect("domains:rts", domain.domain_name)
+    if save_settings(request, form, domain.display_name, lambda: services.set_switches(domain, **form.cleaned_data)):
+        return redirect("domains:rts", domain.domain_name)
     return render(request, "domains/rts.html", {"domain": domain, "form": form, "tab": "rts"})
 
 
@@ -382,15 +374,10 @@ def hls_encryption(request, domain_name: str):
         "hls_encryption_apps": ", ".join(domain.hls_encryption_app_list),
     }
     form = HlsEncryptionForm(request.POST if request.method == "POST" else None, initial=initial)
-    if form.is_bound and form.is_valid():
-        try:
-            services.configure_hls_encryption(domain, **form.changes())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            state = "on" if domain.hls_encryption else "off"
-            messages.success(request, f"HLS encryption is {state} for {domain.display_name}.")
-            return redirect("domains:hls-encryption", domain.domain_name)
+    if save_settings(
+        request, form, domain.display_name, lambda: services.configure_hls_encryption(domain, **form.changes())
+    ):
+        return redirect("domains:hls-encryption", domain.domain_name)
     context = {"domain": domain, "form": form, "tab": "hls-encryption"}
     return render(request, "domains/hls_encryption.html", context)
 
@@ -403,17 +390,11 @@ def srt(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
     initial = {"srt_latency_ms": domain.srt_latency_ms}
     form = SrtForm(request.POST if request.method == "POST" else None, initial=initial)
-    if form.is_bound and form.is_valid():
-        try:
-            services.configure_srt(domain, **form.changes())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            state = "encrypted" if domain.srt_passphrase else "unencrypted"
-            messages.success(
-                request, f"Saved SRT settings for {domain.display_name}: {domain.srt_latency_ms} ms latency, {state}."
-            )
-            return redirect("domains:srt", domain.domain_name)
+    note = "publishers connecting from now on use them; a publisher already pushing keeps its session's settings"
+    if save_settings(
+        request, form, domain.display_name, lambda: services.configure_srt(domain, **form.changes()), note
+    ):
+        return redirect("domains:srt", domain.domain_name)
     return render(
         request,
         "domains/srt.html",
@@ -436,15 +417,10 @@ def url_signing(request, domain_name: str):
     domain = _owned_domain(request, domain_name)
     initial = {"enabled": domain.auth_enabled, "validity_minutes": domain.auth_validity_minutes}
     form = UrlSigningForm(request.POST if request.method == "POST" else None, initial=initial)
-    if form.is_bound and form.is_valid():
-        try:
-            services.configure_url_signing(domain, **form.changes())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            state = "enabled" if domain.auth_enabled else "disabled"
-            messages.success(request, f"URL signing is {state} for {domain.display_name}.")
-            return redirect("domains:url-signing", domain.domain_name)
+    if save_settings(
+        request, form, domain.display_name, lambda: services.configure_url_signing(domain, **form.changes())
+    ):
+        return redirect("domains:url-signing", domain.domain_name)
     return render(
         request,
         "domains/url_signing.html",
@@ -474,14 +450,14 @@ def access_control(request, domain_name: str):
     form = AccessControlForm(
         request.POST if request.method == "POST" else None, initial=initial, streaming=domain.is_streaming
     )
-    if form.is_bound and form.is_valid():
-        try:
-            services.configure_access_control(domain, **form.changes())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Saved the access lists of {domain.display_name}; nodes apply them in seconds.")
-            return redirect("domains:access-control", domain.domain_name)
+    if save_settings(
+        request,
+        form,
+        domain.display_name,
+        lambda: services.configure_access_control(domain, **form.changes()),
+        "nodes apply them in seconds",
+    ):
+        return redirect("domains:access-control", domain.domain_name)
     return render(request, "domains/access_control.html", {"domain": domain, "form": form, "tab": "access-control"})
 
 

@@ -116,6 +116,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "monitoring.context_processors.open_alarms",
             ],
+            "builtins": ["livecenter.templatetags.console"],
         },
     },
 ]

@@ -456,10 +456,29 @@ def new_recording(job: MediaJob, started_at: float, fmt: str = "mp4", relative: 
     )
 
 
+def _size_bytes(recording: Recording) -> int:
+    size = 0
+    for path in recording_files(recording).values():
+        try:
+            size += path.stat().st_size
+        except FileNotFoundError:  # a segment the writer replaced meanwhile
+            pass
+    return size
+
+
+def recording_progress(recording: Recording, duration_s: float) -> None:
+    """A file still being written: its size and duration so far, on its row,
+    so the recordings list shows a recording in progress growing (issue 19,
+    finding 6). A closed row is left as recording_closed wrote it."""
+    Recording.objects.filter(pk=recording.pk, ended_at__isnull=True).update(
+        size_bytes=_size_bytes(recording), duration_seconds=round(max(0.0, duration_s), 3)
+    )
+
+
 def recording_closed(recording: Recording, ended_at: float, duration_s: float, hls_key: bytes = b"") -> None:
     """`hls_key`: the key encrypt_hls_recording encrypted its segments with,
     kept (encrypted at rest) so that the recording stays playable."""
-    size = sum(p.stat().st_size for p in recording_files(recording).values())
+    size = _size_bytes(recording)
     recording.ended_at = dt.datetime.fromtimestamp(ended_at, dt.UTC)
     recording.size_bytes, recording.duration_seconds = size, round(duration_s, 3)
     Recording.objects.filter(pk=recording.pk).update(

@@ -22,6 +22,7 @@ from livecenter.lib.api import invalid
 from livecenter.media.policy import RenditionGroup
 from livecenter.media.renditions import PROFILES, STANDARD_TEMPLATES
 
+from . import signals
 from .models import (
     ACTIVE_STATES,
     ANY_APP,
@@ -241,6 +242,7 @@ def set_record_config(
     config, _ = RecordConfig.objects.update_or_create(
         domain=domain, app=app, defaults={"cycle_seconds": cycle, "on_reconnect": on_reconnect, "format": format}
     )
+    config.live_streams_started = _start_on_live_streams(JobKind.RECORD, domain.domain_name, app)
     return config
 
 
@@ -254,7 +256,23 @@ def set_snapshot_config(owner, domain_name: str, app: str, *, interval_seconds=1
     config, _ = SnapshotConfig.objects.update_or_create(
         domain=domain, app=app, defaults={"interval_seconds": int(interval)}
     )
+    config.live_streams_started = _start_on_live_streams(JobKind.SNAPSHOT, domain.domain_name, app)
     return config
+
+
+def _start_on_live_streams(kind: str, domain_name: str, app: str) -> int:
+    """Start `kind` on the app's streams live now (signals.capture_settings_set);
+    how many. A job already running on a stream goes on as it is (a
+    recording's new split period applies from its next file)."""
+    started = 0
+    results = signals.capture_settings_set.send_robust(sender=None, kind=kind, domain_name=domain_name, app=app)
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            log.error("starting %s on the live streams of %s/%s failed in %r: %s", kind, domain_name, app,
+                      receiver, result)  # fmt: skip
+        elif isinstance(result, int):
+            started += result
+    return started
 
 
 def list_record_configs(owner, domain_name: str | None = None) -> QuerySet[RecordConfig]:

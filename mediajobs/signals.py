@@ -13,3 +13,10 @@ snapshot_taken = Signal()
 
 # A media job ended failed (given up, or failed for good). Arguments: job_id.
 media_job_failed = Signal()
+
+# Recording or snapshot settings were set for an app of an ingest domain: the
+# node side starts the job on that app's streams live now, so a setting
+# applies at once, not from the next publish (issue 19, finding 6).
+# Arguments: kind (a JobKind), domain_name, app ("*" for every app).
+# A receiver returns how many live streams it started the job on.
+capture_settings_set = Signal()

@@ -118,6 +118,7 @@ class _JobRun:
                     log.exception("media job %s: heartbeat failed", self.job.pk)
                 if self._rows:
                     self._write_rows()
+                self._note_progress()
                 if self.job.kind == JobKind.RECORD and not self._split:
                     config = jobs.record_config(self.job)
                     if config is not None and config.on_reconnect == ReconnectMode.NEW_FILE:
@@ -195,6 +196,16 @@ class _JobRun:
                             time.monotonic() - self._rows_owed_since)  # fmt: skip
                 self._rows_owed_since = 0.0
             return True
+
+    def _note_progress(self) -> None:
+        """The open recording file's size and duration so far, each heartbeat."""
+        row = self._file
+        if row is None or row.recording is None:
+            return
+        try:
+            jobs.recording_progress(row.recording, time.time() - row.started_at)
+        except DatabaseError as exc:  # shown at the next beat; the file goes on meanwhile
+            log.warning("media job %s: progress of %s not written: %s", self.job.pk, row.relative, exc)
 
     def settle_rows(self, timeout: float) -> None:
         """At the end of the job: the rows still owed, trying for `timeout` s."""

@@ -20,6 +20,7 @@ from streams.forms import StreamFilterForm
 from . import services as media_services
 from .api import recording_response, snapshot_response
 from .forms import DeleteForm, GroupForm, RecordForm, SnapshotForm, TemplateForm
+from .models import ANY_APP
 
 FORMS = {"template": TemplateForm, "group": GroupForm, "record": RecordForm, "snapshot": SnapshotForm}
 
@@ -38,12 +39,26 @@ def _save(user, kind: str, data: dict) -> str:
         ids = [t.strip() for t in data["template_ids"].split(",")]
         group = media_services.add_group(user, domain, app, data["group_id"], ids)
         return f"Added group {group.group_id}: play {{stream}}_{group.group_id}.m3u8."
+    streams = f"every app of {domain}" if app == ANY_APP else f"{domain}/{app}"
     if kind == "record":
-        media_services.set_record_config(user, domain, app, cycle_seconds=data["cycle_seconds"],
-                                         on_reconnect=data["on_reconnect"], format=data["format"])  # fmt: skip
-        return f"Streams of {app} are recorded from their next publish."
-    media_services.set_snapshot_config(user, domain, app, interval_seconds=data["interval_seconds"])
-    return f"Streams of {app} get a snapshot every {data['interval_seconds']} s from their next publish."
+        config = media_services.set_record_config(user, domain, app, cycle_seconds=data["cycle_seconds"],
+                                                  on_reconnect=data["on_reconnect"], format=data["format"])  # fmt: skip
+        what = f"Recording set for {streams}: {config.format.upper()}, a new file every {config.cycle_seconds} s"
+    else:
+        config = media_services.set_snapshot_config(user, domain, app, interval_seconds=data["interval_seconds"])
+        what = f"Snapshots set for {streams}: one every {config.interval_seconds} s"
+    return f"{what}; {_applied(config.live_streams_started)}."
+
+
+def _applied(live_streams_started: int) -> str:
+    """When a recording or snapshot setting takes effect (issue 19, finding 6)."""
+    if not live_streams_started:
+        return "no stream of it is live now; each starts when it is published"
+    streams = "stream" if live_streams_started == 1 else "streams"
+    return (
+        f"started now on {live_streams_started} live {streams} (a job already running keeps the settings it"
+        " started with until its stream is published again) and on every stream published from now on"
+    )
 
 
 @login_required
@@ -95,7 +110,8 @@ def media_delete(request):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
-            messages.success(request, f"Deleted the {what} setting.")
+            which = f"{what} {name}" if name else f"{what} setting"
+            messages.success(request, f"Deleted the {which} of {domain}/{app}.")
     return redirect("streams:media")
 
 

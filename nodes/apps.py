@@ -14,6 +14,7 @@ class NodesConfig(AppConfig):
         from callbacks.sink import CallbackSink
         from domains import services as domain_services
         from domains.models import Domain, DomainCertificate
+        from mediajobs import signals as media_signals
         from monitoring import troubleshoot
         from monitoring.sink import MonitoringSink
         from streams import signals
@@ -22,6 +23,9 @@ class NodesConfig(AppConfig):
 
         signals.stream_forbidden.connect(receivers.kick_forbidden_publisher, dispatch_uid="nodes.kick")
         signals.stream_resumed.connect(receivers.forget_resumed_stream, dispatch_uid="nodes.forget")
+        media_signals.capture_settings_set.connect(
+            receivers.start_capture_on_live_streams, dispatch_uid="nodes.capture"
+        )
         for model in (Domain, DomainCertificate, CallbackConfig):
             for signal in (post_save, post_delete):
                 uid = f"nodes.forget.{model.__name__}"

@@ -441,7 +441,7 @@ def _record_unpublished(event: StreamUnpublished) -> None:
     )
 
 
-def _node_address(node_id: str) -> media_jobs.NodeAddress | None:
+def node_address(node_id: str) -> media_jobs.NodeAddress | None:
     """Where workers reach a registered node."""
     row = Node.objects.filter(node_id=node_id).values_list("host", "rtmp_port", "http_port").first()
     return media_jobs.NodeAddress(*row) if row is not None else None
@@ -565,7 +565,7 @@ class DatabaseEventSink:
     async def rendition_requested(self, event: RenditionRequested) -> None:
         node = self.node_address
         if event.center and event.center != event.node_id:
-            node = await _db(_node_address, event.center)  # an edge's: the transcode reads at the center
+            node = await _db(node_address, event.center)  # an edge's: the transcode reads at the center
         if node is not None:
             await _db(media_jobs.rendition_requested, event.source, event.template_id, node)
 

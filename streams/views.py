@@ -22,6 +22,7 @@ from domains import services as domain_services
 from domains.direct import media_host
 from domains.models import Domain
 from livecenter.lib.pages import add_service_errors, paginate, read_filter, service_rows
+from livecenter.templatetags.console import utc_text
 
 from . import services, signals
 from .forms import DomainFilterForm, ForbidForm, GoLiveForm, HistoryFilterForm, PlayerForm, StreamFilterForm, StreamForm
@@ -141,8 +142,7 @@ def forbid(request):
                 return redirect("streams:online")
             messages.success(
                 request,
-                f"Forbade {name}: its publisher was cut and publishing is refused until"
-                f" {result.resume_at:%Y-%m-%d %H:%M} UTC.",
+                f"Forbade {name}: its publisher was cut and publishing is refused until {utc_text(result.resume_at)}.",
             )
             return redirect("streams:blocked")
     return render(request, "streams/forbid.html", {"form": form, "has_domains": domains.exists(), "tab": "online"})

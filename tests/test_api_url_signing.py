@@ -113,3 +113,11 @@ def test_it_refuses_anonymous(owner, domain, method):
     response = getattr(client_for(), method)(URL, {"primary_key": "stolenKey1"}, format="json")
     assert response.status_code in (401, 403)
     assert "stolenKey1" not in stored().signing_keys()
+
+
+def test_it_names_every_bad_field_at_once(owner, domain):
+    body = {"primary_key": "bad!", "secondary_key": "x", "validity_minutes": 0}
+    response = client_for(owner).patch(URL, body, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"primary_key", "secondary_key", "validity_minutes"}, response.json()
+    assert stored().auth_validity_minutes == 1440

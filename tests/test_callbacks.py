@@ -92,7 +92,9 @@ def test_it_saves_the_settings_on_the_page(client, owner, loopback):
     assert config.publish_hook_allow_when_unreachable
     hook = services.publish_hook("push.example.com")
     assert (hook.url, hook.timeout_seconds, hook.allow_when_unreachable) == (receiver.url, 1.5, True)
-    assert "Saved the callbacks of push.example.com." in page(client.get(URL))
+    body = page(client.get(URL))
+    assert f"Callback URL set to {receiver.url}, secret replaced, publish authorisation URL set to" in body
+    assert "publish authorisation timeout set to 1500 ms" in body and SECRET not in body
 
 
 @pytest.mark.parametrize(

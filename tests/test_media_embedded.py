@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.test_runall import ROOT, STOP_SECONDS, answer, free_port
+from tests.test_runall import ROOT, STOP_SECONDS, answer, free_port, stop_with_ctrl_c
 from tests.workersupport import probe, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media]
@@ -92,12 +92,7 @@ def test_it_restarts_a_killed_embedded_worker_and_its_transcode(tmp_path):
     finally:
         if publisher is not None:
             stop(publisher)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_with_ctrl_c(proc)
         # The killed worker's beat process may be left behind; end the group.
         deadline = time.monotonic() + STOP_SECONDS
         while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split():

@@ -64,8 +64,8 @@ def test_it_uploads_and_shows_the_certificate_but_never_the_key(client, owner, c
     assert "Uploaded certificate my-cert" in body
     assert "CN=play.example.com" in body  # subject and issuer (self-signed)
     assert "<code>play.example.com</code>, <code>*.example.com</code>" in body
-    assert f"{stored.not_before:%Y-%m-%d %H:%M} UTC" in body
-    assert f"{stored.not_after:%Y-%m-%d %H:%M} UTC" in body
+    assert f">{stored.not_before:%Y-%m-%d %H:%M:%S} UTC</time>" in body
+    assert f">{stored.not_after:%Y-%m-%d %H:%M:%S} UTC</time>" in body
     assert stored.fingerprint_sha256 in body
     assert_no_key(body, key)
     assert_no_key(body, stored.private_key)

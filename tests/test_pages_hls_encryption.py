@@ -51,7 +51,9 @@ def test_it_switches_encryption_on_for_the_apps_given(client, owner):
         True, 4, ["live", "vip"],
     )  # fmt: skip
     body = page(client.get(URL))
-    assert "HLS encryption is on for play.example.com" in body
+    assert (
+        "HLS encryption turned on, a new key every 4 segments and apps set to live, vip for play.example.com."
+    ) in body
     assert 'value="live, vip"' in body
     detail = page(client.get("/domains/play.example.com/"))
     assert "AES-128, a new key every 4 segments, apps live,vip" in detail

@@ -53,7 +53,7 @@ def test_it_shows_each_domains_settings(client, owner, certificate_factory):
     assert "China (Beijing)" in body
     assert 'ingest: <a href="/domains/push.example.com/">push.example.com</a>' in body
     assert 'streaming: <a href="/domains/play.example.com/">play.example.com</a>' in body
-    assert f"expires {uploaded.not_after:%Y-%m-%d}" in body
+    assert f'expires <time datetime="{uploaded.not_after:%Y-%m-%dT%H:%M:%S}Z" class="utc">' in body
 
 
 def test_it_shows_a_sub_streaming_domain_as_sub_of_its_main(client, owner):

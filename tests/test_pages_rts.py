@@ -42,7 +42,8 @@ def test_it_switches_rts_and_html5_transcoding(client, owner):
     assert r["Location"] == URL
     domain = Domain.objects.get()
     assert (domain.rts_enabled, domain.html5_transcode) == (False, True)
-    assert "RTS is off for play.example.com" in page(client.get(URL))
+    # The confirmation names what changed, and only that (HTML5 auto-transcoding was on already).
+    assert "RTS turned off for play.example.com." in page(client.get(URL))
     client.post(URL, {"rts_enabled": "on"})
     domain.refresh_from_db()
     assert (domain.rts_enabled, domain.html5_transcode) == (True, False)

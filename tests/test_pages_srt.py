@@ -60,7 +60,11 @@ def test_it_sets_the_latency_and_passphrase_and_shows_the_passphrase_masked(clie
     assert (d.srt_latency_ms, d.srt_passphrase) == (400, PASSPHRASE)
     assert d.srt_passphrase_set_at is not None
     body = page(client.get(URL))
-    assert "Saved SRT settings for push.example.com: 400 ms latency, encrypted." in body
+    assert (
+        "SRT latency set to 400 ms and SRT passphrase replaced for push.example.com; publishers connecting from now"
+        " on use them"
+    ) in body
+    assert PASSPHRASE not in body
     assert PASSPHRASE not in body and "correct" not in body
     assert 'id="srt-passphrase-masked">********<' in body
     assert 'id="srt-passphrase-set-at">set ' in body
@@ -94,7 +98,7 @@ def test_it_removes_the_passphrase(client, owner):
     d = domain()
     assert (d.srt_passphrase, d.srt_passphrase_set_at) == ("", None)
     body = page(client.get(URL))
-    assert "120 ms latency, unencrypted." in body
+    assert "SRT passphrase removed for push.example.com;" in body
     assert 'id="srt-passphrase-masked">none<' in body
     assert 'id="srt-passphrase-hint"' not in body
 

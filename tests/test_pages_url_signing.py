@@ -60,7 +60,9 @@ def test_it_sets_new_keys_and_validity(client, owner):
     d = domain()
     assert (d.auth_primary_key, d.auth_secondary_key, d.auth_validity_minutes) == ("Primary123", "Second456", 30)
     body = page(client.get(URL))
-    assert "URL signing is enabled" in body
+    assert (
+        "Primary key replaced, secondary key replaced and validity period set to 30 minutes for push.example.com."
+    ) in body
     assert "Primary123" not in body and "Second456" not in body
     # Masked with no character of the key, and dated so keys can be told apart.
     assert 'id="primary-key-masked">********<' in body

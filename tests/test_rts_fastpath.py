@@ -414,9 +414,19 @@ async def _connected_pair():
     return sending, receiving, sender, receiver, tap
 
 
-def test_a_packet_written_protected_and_sent_by_the_fast_path_reaches_aiortcs_receiver():
+def negotiated_stream(sending, sender) -> RtpStreamParameters:
+    """The fast path's parameters for the sender's track of a connected pair."""
     from aiortc.sdp import SessionDescription
 
+    media = SessionDescription.parse(sending.remoteDescription.sdp).media[0]
+    mid_id, abs_id = extension_ids(media.rtp.headerExtensions)
+    assert mid_id, "aiortc negotiates sdes:mid"
+    codec = next(c for c in media.rtp.codecs if c.mimeType.lower() != "video/rtx")
+    return RtpStreamParameters(ssrc=sender.sender._ssrc, payload_type=codec.payloadType, mid=sender.mid,
+                               mid_id=mid_id, abs_send_time_id=abs_id)  # fmt: skip
+
+
+def test_a_packet_written_protected_and_sent_by_the_fast_path_reaches_aiortcs_receiver():
     async def run():
         sending, receiving, sender, receiver, tap = await _connected_pair()
         try:
@@ -427,12 +437,7 @@ def test_a_packet_written_protected_and_sent_by_the_fast_path_reaches_aiortcs_re
             path = aiortc_compat.ice_datagram_path(dtls)
             assert path is not None
             transport, remote = path
-            media = SessionDescription.parse(sending.remoteDescription.sdp).media[0]
-            mid_id, abs_id = extension_ids(media.rtp.headerExtensions)
-            assert mid_id, "aiortc negotiates sdes:mid"
-            codec = next(c for c in media.rtp.codecs if c.mimeType.lower() != "video/rtx")
-            parameters = RtpStreamParameters(ssrc=sender.sender._ssrc, payload_type=codec.payloadType,
-                                             mid=sender.mid, mid_id=mid_id, abs_send_time_id=abs_id)  # fmt: skip
+            parameters = negotiated_stream(sending, sender)
             history = RtpPacketHistory()
             history.add_frame([b"\x65" + bytes(99)], 90_000, keyframe=True)
             writer = RtpWriter(parameters, sequence_number=4242, timestamp_origin=0)

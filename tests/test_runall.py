@@ -39,6 +39,17 @@ def answer(url: str, seconds: float) -> tuple[int, bytes]:
             time.sleep(0.2)
 
 
+def stop_with_ctrl_c(proc: subprocess.Popen, seconds: float = STOP_SECONDS) -> None:
+    """SIGINT to the runner's process group, as Ctrl-C in its terminal; a
+    runner still there after `seconds` is killed and the caller fails."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
 def get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -88,12 +99,7 @@ def test_it_serves_the_console_with_a_worker_and_stops_on_ctrl_c(tmp_path):
         ).stdout.split()
         assert worker_pids, "no Celery worker in the runner's process group"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_with_ctrl_c(proc)
     output = open(tmp_path / "runall.log").read()
     assert "LiveCenter stopped" in output, output[-3000:]
     # The worker's embedded beat process may take a moment longer.

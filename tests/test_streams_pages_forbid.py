@@ -46,7 +46,7 @@ def test_it_forbids_a_stream(client, owner, engine):
     response = client.post(URL, STREAM, follow=True)
     assert response.redirect_chain == [("/streams/blocked/", 302)]
     block = StreamBlock.objects.get()
-    until = f"{block.resume_at:%Y-%m-%d %H:%M} UTC"
+    until = f"{block.resume_at:%Y-%m-%d %H:%M:%S} UTC"
     message = f"Forbade push.example.com/live/cam1: its publisher was cut and publishing is refused until {until}."
     assert message in page(response)
     assert engine.kicked == [KEY]

@@ -38,7 +38,10 @@ def test_it_shows_sessions_in_the_date_range(client, owner, sessions):
     assert body.index('data-session="s2"') < body.index('data-session="s1"')  # newest first
     for shown in ("2026-05-01 09:00:00", "2026-05-01 09:30:00", "kicked", "rtmp://push.example.com/live/cam1"):
         assert shown in body
-    assert "Sessions live between 2026-05-01 00:00 and 2026-05-02 00:00 UTC" in body
+    assert (
+        'Sessions live between <time datetime="2026-05-01T00:00:00Z" class="utc">2026-05-01 00:00:00 UTC</time>'
+        ' and <time datetime="2026-05-02T00:00:00Z" class="utc">2026-05-02 00:00:00 UTC</time>'
+    ) in body
     assert 'value="2026-05-01T00:00"' in body  # the range stays in the form
 
 

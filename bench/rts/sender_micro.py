@@ -19,7 +19,13 @@ WebRTC viewer costs:
    socket (and `send` on a connected one), and through the nominated ICE
    pair's asyncio transport (aiortc_compat.ice_datagram_path); and a
    fan-out of whole frames to 1,000 viewers, each with its own writer,
-   libsrtp session and connected socket, from one loop per frame.
+   libsrtp session and connected socket, from one loop per frame;
+4. `FastTrackSender.send` (media.py), the node's own call per viewer per
+   frame, on its two paths: Python (libsrtp through pylibsrtp, asyncio
+   `sendto` a packet) and native (`make native`: _rtssend.c writes the
+   headers, protects with the system libsrtp2 and sends the frame with one
+   `sendmmsg`), for 1 and 1,000 viewers, each with an asyncio datagram
+   transport on an unconnected socket, as an ICE pair's.
 
 The receiving side never reads (its transport is paused; the fast path's
 loopback receiver is never read): a send costs what the kernel does to
@@ -64,6 +70,7 @@ from livecenter.media.rts.fastpath import (  # noqa: E402
     abs_send_time_of,
     extension_ids,
 )
+from livecenter.media.rts.media import VIEWER_MAX_UNSENT_BYTES, FastTrackSender  # noqa: E402
 
 PAYLOAD_BYTES = 1200
 PACKETS_PER_FRAME = 6  # 2 Mbit/s at 30 fps: ~8.3 kB a frame
@@ -218,6 +225,61 @@ def fast_path(packets: int, protect=None, send=None) -> float:
     return (time.process_time() - started) * 1e6 / packets
 
 
+class _Dtls:
+    """What aiortc_compat.ice_nominated_pair reads of a DTLS transport
+    (transport._connection._nominated[1]), for FastTrackSender outside a
+    peer connection."""
+
+    def __init__(self, transport, remote) -> None:
+        pair = type("Pair", (), {"protocol": type("Protocol", (), {"transport": transport})(), "remote_addr": remote})
+        connection = type("Connection", (), {"_nominated": {1: pair()}})()
+        self.transport = type("IceTransport", (), {"_connection": connection})()
+
+
+async def fan_out_senders(viewers: int, frames: int, implementation: str, profile: str) -> float:
+    """CPU µs per packet of media.FastTrackSender.send, the node's own call,
+    for one stream's frames to `viewers` viewers, one loop per frame over
+    all of them: each its own writer, protector (`native`: the native
+    sender's libsrtp2 session, so a frame is one send_frame call and one
+    sendmmsg; `libsrtp`: the Python path, a sendto per packet) and asyncio
+    datagram transport on an unconnected socket (as an ICE pair's), to a
+    loopback socket nobody reads."""
+    loop = asyncio.get_running_loop()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    remote = receiver.getsockname()
+    history = _history()
+    key_bytes, salt_bytes = srtp.KEY_SALT_BYTES[profile]
+    senders, transports = [], []
+    try:
+        for _ in range(viewers):
+            transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+            transports.append(transport)
+            protector = srtp.protector(profile, os.urandom(key_bytes + salt_bytes), implementation)
+            senders.append(FastTrackSender(_writer(), protector.protect, _Dtls(transport, remote), (transport, remote)))
+        if implementation == "native" and not all(sender.fd >= 0 for sender in senders):
+            raise RuntimeError("the native sender did not get the sockets' fds")
+        abs_send_time = abs_send_time_of(int(time.time() * (1 << 32)))
+        size = history.next_index
+        for sender in senders:  # libsrtp makes each SSRC's stream on its first packet: not counted
+            sender.send(history, range(size - PACKETS_PER_FRAME, size), abs_send_time, 0, 0)
+        await asyncio.sleep(0)
+        started = time.process_time()
+        for frame in range(frames):
+            first = frame * PACKETS_PER_FRAME % size
+            indexes = range(first, first + PACKETS_PER_FRAME)
+            for sender in senders:
+                if sender.ready() and sender.transport.get_write_buffer_size() <= VIEWER_MAX_UNSENT_BYTES:
+                    sender.send(history, indexes, abs_send_time, 0, PAYLOAD_BYTES * PACKETS_PER_FRAME)
+        elapsed = time.process_time() - started
+        return elapsed * 1e6 / (frames * viewers * PACKETS_PER_FRAME)
+    finally:
+        for transport in transports:
+            transport.close()
+        await asyncio.sleep(0)
+        receiver.close()
+
+
 def fan_out(viewers: int, frames: int) -> float:
     """CPU µs per packet of one stream's frames sent to `viewers` viewers the
     way the integration would: one loop per frame over every viewer, each
@@ -236,7 +298,7 @@ def fan_out(viewers: int, frames: int) -> float:
             sock.setblocking(False)
             sock.connect(receiver.getsockname())
             sockets.append(sock)
-            protector = srtp.protector(gcm, os.urandom(key_bytes + salt_bytes))
+            protector = srtp.protector(gcm, os.urandom(key_bytes + salt_bytes), "libsrtp")
             senders.append((_writer().write, protector.protect, sock.send))
         abs_send_time = abs_send_time_of(int(time.time() * (1 << 32)))
         size = history.next_index
@@ -294,6 +356,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--packets-per-second", type=int, default=PACKETS_PER_SECOND)
     parser.add_argument("--json")
+    parser.add_argument("--senders-only", action="store_true", help="only the FastTrackSender.send rows")
     args = parser.parse_args()
     packets = max(PACKETS_PER_FRAME, min(args.packets, 200_000))
     repeats = max(1, min(args.repeats, 20))
@@ -303,20 +366,42 @@ def main() -> None:
     def row(name: str, runs: list[float]) -> None:
         value = _median(runs)
         rows.append((name, value))
-        print(f"{name:<70} {value:6.2f} µs  {1e6 / value:10.0f} pkt/s  "
+        print(f"{name:<88} {value:6.2f} µs  {1e6 / value:10.0f} pkt/s  "
               f"{1e6 / value / args.packets_per_second:8.0f} viewers/core", flush=True)  # fmt: skip
+
+    def sender_rows() -> None:
+        if srtp.native is None:
+            print("(the native sender is not built, `make native`: its rows are left out)")
+        fan_frames = max(1, packets // (FAN_OUT_VIEWERS * PACKETS_PER_FRAME)) * 2
+        for profile in (srtp.AEAD_AES_256_GCM, srtp.AES_CM_128_HMAC_SHA1_80):
+            for implementation in ("libsrtp", "native") if srtp.native is not None else ("libsrtp",):
+                path = "native: one sendmmsg a frame" if implementation == "native" else "Python: sendto a packet"
+                counts = [(1, packets // PACKETS_PER_FRAME)]
+                if profile == srtp.AEAD_AES_256_GCM:
+                    counts.append((FAN_OUT_VIEWERS, fan_frames))
+                for viewers, frames in counts:
+                    row(f"FastTrackSender.send {profile[5:]}, {viewers} viewer(s) x {frames} frames ({path})",
+                        [asyncio.run(fan_out_senders(viewers, frames, implementation, profile))
+                         for _ in range(repeats)])  # fmt: skip
 
     print(f"{platform.node()} {platform.processor() or platform.machine()} python {platform.python_version()} "
           f"load {os.getloadavg()[0]:.2f}; {packets} packets x {repeats}, payload {PAYLOAD_BYTES} B, "
           f"{args.packets_per_second} packets/s per viewer")  # fmt: skip
-    print(f"{'variant':<70} {'CPU/packet':>9}  {'per core':>14}  {'implied':>14}")
+    print(f"{'variant':<88} {'CPU/packet':>9}  {'per core':>14}  {'implied':>14}")
+    if args.senders_only:
+        sender_rows()
+        if args.json:
+            Path(args.json).write_text(json.dumps({"packets": packets, "repeats": repeats, "rows": rows}, indent=1))
+        return
     negotiated = asyncio.run(aiortc_send_rtp(PACKETS_PER_FRAME))[1]
     row(f"aiortc RTCRtpSender loop ({negotiated})", [asyncio.run(aiortc_sender(packets)) for _ in range(repeats)])
     row(f"aiortc RTCDtlsTransport._send_rtp alone ({negotiated})",
         [asyncio.run(aiortc_send_rtp(packets))[0] for _ in range(repeats)])  # fmt: skip
     row("fast: header write only", [fast_path(packets) for _ in range(repeats)])
     for profile in (srtp.AEAD_AES_256_GCM, srtp.AES_CM_128_HMAC_SHA1_80):
-        for implementation in ("Session.protect", "libsrtp", "cryptography"):
+        for implementation in ("Session.protect", "libsrtp", "cryptography", "native"):
+            if implementation == "native" and srtp.native is None:
+                continue
             protect = _protect(profile, keys[profile], implementation)
             row(f"fast: header + SRTP {profile[5:]} ({implementation})",
                 [fast_path(packets, protect) for _ in range(repeats)])  # fmt: skip
@@ -351,7 +436,10 @@ def main() -> None:
     frames = max(1, packets // (FAN_OUT_VIEWERS * PACKETS_PER_FRAME))
     row(f"fast: fan-out, {FAN_OUT_VIEWERS} viewers x {frames} frames (libsrtp GCM + send, connected)",
         [fan_out(FAN_OUT_VIEWERS, frames) for _ in range(repeats)])  # fmt: skip
-    for implementation in ("libsrtp", "cryptography"):
+    sender_rows()
+    for implementation in ("libsrtp", "cryptography", "native"):
+        if implementation == "native" and srtp.native is None:
+            continue
         runs = [asyncio.run(fast_path_ice(packets, implementation)) for _ in range(repeats)]
         row(f"fast: header + SRTP {runs[0][1][5:]} ({implementation}) + ICE transport.sendto",
             [r[0] for r in runs])  # fmt: skip

@@ -9,7 +9,8 @@ command raises `command_error`, which names the option instead of the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 from django.core.exceptions import ValidationError
@@ -23,6 +24,26 @@ T = TypeVar("T")
 def invalid(field: str, message: str) -> ValidationError:
     """The error a service raises: `message` names the fix, `field` where it goes."""
     return ValidationError({field: [message]})
+
+
+class FieldErrors:
+    """Every bad field of one request, reported together: a service runs each
+    field's checks inside `check()` and calls `raise_any()` before it changes
+    anything, so a form shows all its errors at once, not one per submit."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, list] = {}
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        try:
+            yield
+        except ValidationError as exc:
+            exc.update_error_dict(self.errors)
+
+    def raise_any(self) -> None:
+        if self.errors:
+            raise ValidationError(self.errors)
 
 
 def call_service(service: Callable[..., T], *args, **kwargs) -> T:

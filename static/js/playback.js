@@ -69,7 +69,7 @@
     const empty = t.sessions === 0 && t.ttff_ms.count === 0 && t.watch_seconds === 0;
     el("playback-empty").hidden = !empty;
     el("playback-figures").hidden = empty;
-    el("playback-updated").textContent = "updated " + new Date().toLocaleTimeString();
+    el("playback-updated").replaceChildren("updated ", window.livecenterConsole.timeElement(new Date()));
     if (empty) return;
     el("playback-sessions").textContent = t.sessions + " (" + t.watch_seconds + " s watched)";
     el("playback-stall-ratio").textContent = percent(t.stall_ratio);

@@ -317,6 +317,16 @@ async def ice_round_trip(receiver: RTCRtpReceiver) -> float | None:
     return None
 
 
+def ice_nominated_pair(dtls_transport: RTCDtlsTransport):
+    """The aioice CandidatePair nominated for RTP under this DTLS transport
+    (`Connection._nominated[1]`), or None. aioice replaces it when a later
+    check of another pair succeeds nominated (the controlling peer may
+    nominate again), so a sender that holds a pair's transport compares the
+    pair it read with this one. None for no DTLS transport (a test's sender)."""
+    connection = getattr(getattr(dtls_transport, "transport", None), ICE_TRANSPORT_CONNECTION, None)
+    return getattr(connection, ICE_NOMINATED, {}).get(ICE_RTP_COMPONENT) if connection is not None else None
+
+
 def ice_datagram_path(dtls_transport: RTCDtlsTransport) -> tuple[asyncio.DatagramTransport, tuple] | None:
     """The asyncio datagram transport and remote address of the ICE pair
     nominated for RTP under this DTLS transport (aioice
@@ -324,8 +334,7 @@ def ice_datagram_path(dtls_transport: RTCDtlsTransport) -> tuple[asyncio.Datagra
     before ICE has nominated a pair: what aiortc's `_send_rtp` ends in, so
     the fast path can `sendto` a protected packet there itself. Read it
     again after an ICE restart: the pair may change."""
-    connection = getattr(dtls_transport.transport, ICE_TRANSPORT_CONNECTION, None)
-    pair = getattr(connection, ICE_NOMINATED, {}).get(ICE_RTP_COMPONENT) if connection is not None else None
+    pair = ice_nominated_pair(dtls_transport)
     if pair is None:
         return None
     transport = getattr(pair.protocol, "transport", None)

@@ -53,6 +53,22 @@ MAX_HISTORY_BYTES = 4 * 1024 * 1024
 # 17 packets per FCI entry and any number of entries): a receiver that lost
 # more is better served by a keyframe (it sends a PLI).
 MAX_RESENDS_PER_NACK = 32
+# aiortc calls the retransmit hook once per NACKed sequence number, so
+# MAX_RESENDS_PER_NACK alone bounds nothing there: a viewer's track resends
+# at most MAX_RESENDS_PER_SECOND packets a second on average and
+# MAX_RESENDS_BURST at once (ResendBudget). 100 a second is half the packets
+# of a 2 Mbit/s stream: 30 % loss repaired, and a peer that NACKs everything
+# costs at most half a viewer's sending again. A sequence number resent
+# less than RESEND_MIN_INTERVAL_SECONDS ago is not resent (nor charged):
+# one NACK naming a packet twice, or NACKs back to back (aiortc's receiver
+# sends its whole missing set with every new loss). Only that: a receiver
+# whose resend was lost asks again within a round trip or so, and 100 ms
+# there starved tests/test_rts_loss.py (80 ms each way) of answers in 3 of
+# ~19 runs. The last MAX_RESENDS_REMEMBERED resends are remembered.
+MAX_RESENDS_PER_SECOND = 100
+MAX_RESENDS_BURST = 64
+RESEND_MIN_INTERVAL_SECONDS = 0.01
+MAX_RESENDS_REMEMBERED = 512
 # The sequence-number ranges (runs of consecutive packets of one history,
 # stamped with one timestamp offset) a writer remembers to map a NACKed
 # sequence number back to the history: a new run starts at each skip to a
@@ -123,6 +139,8 @@ class RtpPacketHistory:
         self.first_index = 0  # the oldest packet still held
         self.next_index = 0  # the index the next packet gets
         self.bytes = 0
+        # The last `packets` answer: every viewer asks for the same frame.
+        self._slice: tuple[int, int, list[HistoryPacket]] | None = None
 
     def __len__(self) -> int:
         return self.next_index - self.first_index
@@ -147,6 +165,7 @@ class RtpPacketHistory:
             self._drop_oldest()
         ring[packet.index % size] = packet
         self.next_index = packet.index + 1
+        self._slice = None
 
     def _drop_oldest(self) -> None:
         slot = self.first_index % self.max_packets
@@ -161,6 +180,24 @@ class RtpPacketHistory:
         if index < self.first_index or index >= self.next_index:
             return None
         return self._ring[index % self.max_packets]
+
+    def packets(self, indexes: range) -> list[HistoryPacket]:
+        """The packets of consecutive `indexes`, all held (RtpWriter.claim
+        checks): one list, kept until the next packet is added, for the
+        native sender's one call per viewer per frame."""
+        cached = self._slice
+        if cached is not None and cached[0] == indexes.start and cached[1] == indexes.stop:
+            return cached[2]
+        size = self.max_packets
+        start, stop = indexes.start % size, indexes.stop % size
+        if len(indexes) == 0:
+            packets = []
+        elif start < stop:
+            packets = self._ring[start:stop]
+        else:
+            packets = self._ring[start:] + self._ring[:stop]
+        self._slice = (indexes.start, indexes.stop, packets)
+        return packets
 
     def keyframe_start(self, after: int) -> int | None:
         """The index of the first packet of the first whole keyframe held at
@@ -315,22 +352,7 @@ class RtpWriter:
         packet = history.get(index)
         if packet is None:
             raise FastPathError(f"packet {index} is not in the history")
-        if history is not self._history:
-            if self._history is not None:
-                if self._switch_ticks is None:
-                    raise FastPathError("a new history needs switch_source first")
-                self._offset = (self.last_timestamp + self._switch_ticks - packet.timestamp) % TIMESTAMP_MODULO
-            self._switch_ticks = None
-            self._history = history
-        offset = self._offset
-        if timestamp is not None:
-            offset = (offset + timestamp - packet.timestamp) % TIMESTAMP_MODULO
-        run = self._run
-        if index != self._run_next_index or run is None or run.history is not history or run.offset != offset:
-            run = self._run = _Run(self.packets, history, index, offset)
-            self._runs.append(run)
-        run.count += 1
-        self._run_next_index = index + 1
+        offset = self._enter(history, index, packet, timestamp, 1)
         timestamp = (packet.timestamp + offset) % TIMESTAMP_MODULO
         media = self._media
         buffer = media.buffer
@@ -346,6 +368,54 @@ class RtpWriter:
         self.packets += 1
         self.last_timestamp = timestamp
         return media.view[:end]
+
+    def _enter(self, history: RtpPacketHistory, index: int, packet: HistoryPacket, timestamp, count: int) -> int:
+        """The bookkeeping of writing `count` consecutive packets from
+        `index` (`packet` the first): a switch of history, the run they
+        belong to. Returns their timestamp offset."""
+        if history is not self._history:
+            if self._history is not None:
+                if self._switch_ticks is None:
+                    raise FastPathError("a new history needs switch_source first")
+                self._offset = (self.last_timestamp + self._switch_ticks - packet.timestamp) % TIMESTAMP_MODULO
+            self._switch_ticks = None
+            self._history = history
+        offset = self._offset
+        if timestamp is not None:
+            offset = (offset + timestamp - packet.timestamp) % TIMESTAMP_MODULO
+        run = self._run
+        if index != self._run_next_index or run is None or run.history is not history or run.offset != offset:
+            run = self._run = _Run(self.packets, history, index, offset)
+            self._runs.append(run)
+        run.count += count
+        self._run_next_index = index + count
+        return offset
+
+    @property
+    def template(self) -> _HeaderTemplate:
+        """The media packets' header template (what the native sender copies)."""
+        return self._media
+
+    def claim(self, history: RtpPacketHistory, indexes: range) -> tuple[int, int]:
+        """What `write` does for each of the consecutive `indexes` but the
+        writing itself (the native sender, srtp.native, writes the headers: media.FastTrackSender):
+        returns the first packet's sequence number and the timestamp offset
+        (viewer timestamp - source timestamp) for all of them. The packets'
+        own timestamps are used (no joiner's stamp)."""
+        if indexes.step != 1:
+            raise FastPathError("claim takes consecutive indexes")
+        count = len(indexes)
+        if count == 0:
+            return self.sequence_number, self._offset
+        first, last = history.get(indexes.start), history.get(indexes.stop - 1)
+        if first is None or last is None:
+            raise FastPathError(f"packets {indexes.start}..{indexes.stop - 1} are not all in the history")
+        offset = self._enter(history, indexes.start, first, None, count)
+        sequence_number = self.sequence_number
+        self.sequence_number = (sequence_number + count) % SEQ_MODULO
+        self.packets += count
+        self.last_timestamp = (last.timestamp + offset) % TIMESTAMP_MODULO
+        return sequence_number, offset
 
     def _find(self, sequence_number: int) -> tuple[_Run, int] | None:
         """The run and history index of a sequence number this writer sent."""
@@ -407,6 +477,55 @@ class RtpWriter:
         buffer[start:end] = packet.payload
         self.resends += 1
         return bytes(buffer[:end])
+
+
+class ResendBudget:
+    """A token bucket for NACK answers: `allow(now, sequence_number)` says
+    whether to resend that packet: not when it was resent less than
+    `min_interval` seconds ago, else when a token is left of `burst`,
+    refilled at `rate` a second. `now`: any monotonic clock in seconds,
+    handed in."""
+
+    __slots__ = ("rate", "burst", "min_interval", "refused", "repeated", "_tokens", "_at", "_resent")
+
+    def __init__(
+        self,
+        rate: float = MAX_RESENDS_PER_SECOND,
+        burst: int = MAX_RESENDS_BURST,
+        min_interval: float = RESEND_MIN_INTERVAL_SECONDS,
+    ) -> None:
+        if rate < 0 or burst < 1 or min_interval < 0:
+            raise ValueError("a resend budget needs rate >= 0, burst >= 1 and min_interval >= 0")
+        self.rate = rate
+        self.burst = burst
+        self.min_interval = min_interval
+        self.refused = 0  # NACKed packets not resent for want of tokens
+        self.repeated = 0  # NACKed again within min_interval of their resend
+        self._tokens = float(burst)
+        self._at: float | None = None
+        self._resent: dict[int, float] = {}  # sequence number -> when, oldest first
+
+    def allow(self, now: float, sequence_number: int) -> bool:
+        resent = self._resent
+        last = resent.get(sequence_number)
+        if last is not None and 0 <= now - last < self.min_interval:
+            self.repeated += 1
+            return False
+        tokens = self._tokens
+        if self._at is not None and now > self._at:
+            tokens = min(float(self.burst), tokens + (now - self._at) * self.rate)
+        if self._at is None or now > self._at:
+            self._at = now
+        if tokens < 1:
+            self._tokens = tokens
+            self.refused += 1
+            return False
+        self._tokens = tokens - 1
+        resent.pop(sequence_number, None)
+        resent[sequence_number] = now
+        if len(resent) > MAX_RESENDS_REMEMBERED:
+            del resent[next(iter(resent))]
+        return True
 
 
 def extension_ids(header_extensions: Iterable) -> tuple[int, int]:

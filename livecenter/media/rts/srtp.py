@@ -20,8 +20,11 @@ AEAD_AES_256_GCM either way. AES_CM_128_HMAC_SHA1_80 is what a peer without
 GCM (older libsrtp builds, some SIP gateways) gets.
 
 `protector(profile, key_and_salt)` makes the one that measured faster on
-this machine class (bench/rts/sender_micro.py, bench/README.md): libsrtp,
-for every profile (by 1.1 µs a packet for GCM, 7 µs for AES-CM).
+this machine class (bench/rts/sender_micro.py, bench/README.md): libsrtp
+through pylibsrtp for every profile (by 1.1 µs a packet for GCM, 7 µs for
+AES-CM), unless the native sender is built (`make native`, `native`
+below): then its own session for the GCM profiles, which also lets
+media.FastTrackSender send a frame in one call.
 
 Only the sending side is here: the fast path never unprotects (RTCP from
 viewers still arrives through aiortc's DTLS transport).
@@ -30,6 +33,7 @@ viewers still arrives through aiortc's DTLS transport).
 from __future__ import annotations
 
 import hmac
+import logging
 import struct
 
 import pylibsrtp
@@ -40,6 +44,20 @@ try:
     from pylibsrtp import _binding
 except ImportError:  # pragma: no cover - a pylibsrtp without its cffi module
     _binding = None
+
+log = logging.getLogger(__name__)
+
+# The native sender (_rtssend.c, `make native`): one call per viewer per
+# frame (media.FastTrackSender) writes, protects (AES-GCM with OpenSSL's EVP,
+# AES-CM with the system libsrtp2) and sends a frame with one sendmmsg.
+# Chosen once, here; without it the fast path is the Python one below.
+try:
+    from . import _rtssend as native
+except ImportError as exc:
+    native = None
+    log.info("rts fast path: pure Python sender (the native one is not built: %s; `make native`)", exc)
+else:
+    log.info("rts fast path: native sender (OpenSSL AES-GCM, sendmmsg: %s)", native.__file__)
 
 # The profiles by their DTLS-SRTP names (RFC 5764 4.1.2, RFC 7714 14.2).
 AES_CM_128_HMAC_SHA1_80 = "SRTP_AES128_CM_SHA1_80"
@@ -262,12 +280,60 @@ def missing_libsrtp_internals(session: pylibsrtp.Session) -> list[str]:
     return missing
 
 
+NATIVE_PROFILES = (
+    {
+        AES_CM_128_HMAC_SHA1_80: native.PROFILE_AES128_CM_SHA1_80,
+        AEAD_AES_128_GCM: native.PROFILE_AEAD_AES_128_GCM,
+        AEAD_AES_256_GCM: native.PROFILE_AEAD_AES_256_GCM,
+    }
+    if native is not None
+    else {}
+)
+
+
+def native_protector(profile: str, key_and_salt: bytes):
+    """The native sender's SRTP session (`protect(rtp_packet) -> srtp_packet`,
+    and what `native.send_frame` protects with), for any outbound SSRC with
+    repeats allowed, as LibsrtpProtector's: for the GCM profiles OpenSSL's
+    AES-GCM with the rollover counters of AesGcmProtector; else the system
+    libsrtp2, never pylibsrtp's bundled copy (a session of one must never
+    reach the other)."""
+    if native is None:
+        raise ValueError("the native sender is not built (`make native`)")
+    key_bytes, salt_bytes = KEY_SALT_BYTES[profile]
+    if len(key_and_salt) != key_bytes + salt_bytes:
+        raise ValueError(f"{profile} takes {key_bytes + salt_bytes} bytes of key and salt")
+    return native.Srtp(NATIVE_PROFILES[profile], bytes(key_and_salt), LIBSRTP_WINDOW_PACKETS)
+
+
+def native_session(protect):
+    """The native libsrtp2 session behind a protector's bound `protect`, or
+    None (another implementation, or no native sender)."""
+    session = getattr(protect, "__self__", None)
+    return session if native is not None and isinstance(session, native.Srtp) else None
+
+
+def native_destination(transport, address: tuple) -> tuple[int, bytes]:
+    """The fd of an asyncio datagram transport's socket and the packed
+    sockaddr of `address` for `native.send_frame`, or (-1, b"") where the
+    transport has no socket or the address is not numeric (the Python path)."""
+    sock = transport.get_extra_info("socket") if hasattr(transport, "get_extra_info") else None
+    try:
+        return sock.fileno(), native.sockaddr(address[0], address[1])
+    except (AttributeError, OSError, ValueError, TypeError, IndexError):
+        return -1, b""
+
+
 # Which implementation `protector` makes per profile: the faster one as
 # measured by bench/rts/sender_micro.py (bench/README.md has the figures).
+# The native session, where built, for the GCM profiles (what Chrome and
+# aiortc negotiate): it lets the native sender send a frame in one call.
+# Its AES-CM is Debian's libsrtp2, which hashes with NSS, ~3 µs a packet
+# more than pylibsrtp's OpenSSL: AES-CM stays on the Python path.
 FASTEST = {
     AES_CM_128_HMAC_SHA1_80: "libsrtp",
-    AEAD_AES_128_GCM: "libsrtp",
-    AEAD_AES_256_GCM: "libsrtp",
+    AEAD_AES_128_GCM: "native" if native is not None else "libsrtp",
+    AEAD_AES_256_GCM: "native" if native is not None else "libsrtp",
 }
 
 
@@ -278,6 +344,8 @@ def protector(profile: str, key_and_salt: bytes, implementation: str | None = No
     if profile not in KEY_SALT_BYTES:
         raise ValueError(f"unknown SRTP profile {profile!r}")
     implementation = implementation or FASTEST[profile]
+    if implementation == "native":
+        return native_protector(profile, key_and_salt)
     if implementation == "libsrtp":
         return LibsrtpProtector(profile, key_and_salt)
     if implementation != "cryptography":

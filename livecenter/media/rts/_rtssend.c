@@ -1,0 +1,570 @@
+/* The fast path's native sender (issue 18): one call per viewer per frame
+ * writes the viewer's RTP headers for the frame's packets (from the shared
+ * history's payloads), SRTP-protects them (AES-GCM with OpenSSL, AES-CM with
+ * the system libsrtp2) and sends them with one sendmmsg(2) on the viewer's
+ * ICE socket.
+ *
+ * Built by `make native` (the Makefile; `setup` depends on it) into
+ * livecenter/media/rts/; fastpath_native.py imports it, or falls back to the
+ * pure-Python path (fastpath.py, srtp.py) when it is absent.
+ *
+ * Only the event loop's thread calls in: the GIL is held throughout (a
+ * non-blocking sendmmsg of a frame is a few microseconds) and the batch
+ * buffers are static.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <srtp2/srtp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* A packet's slot: header (fastpath.MAX_HEADER_BYTES), RTX OSN, payload
+ * (fastpath.MAX_PAYLOAD_BYTES) and the SRTP trailer (SRTP_MAX_TRAILER_LEN). */
+#define SLOT_BYTES 1536
+#define MAX_RTP_BYTES (SLOT_BYTES - SRTP_MAX_TRAILER_LEN)
+/* Packets protected and sent per sendmmsg; a longer frame takes several. */
+#define BATCH_PACKETS 64
+#define RTP_HEADER_BYTES 12
+
+static unsigned char slots[BATCH_PACKETS][SLOT_BYTES] __attribute__((aligned(16)));
+static struct mmsghdr messages[BATCH_PACKETS];
+static struct iovec vectors[BATCH_PACKETS];
+
+static PyObject *name_payload, *name_timestamp, *name_marker;
+
+static const char *srtp_status_name(srtp_err_status_t status) {
+    switch (status) {
+    case srtp_err_status_bad_param: return "bad_param";
+    case srtp_err_status_alloc_fail: return "alloc_fail";
+    case srtp_err_status_init_fail: return "init_fail";
+    case srtp_err_status_cipher_fail: return "cipher_fail";
+    case srtp_err_status_auth_fail: return "auth_fail";
+    case srtp_err_status_replay_fail: return "replay_fail";
+    case srtp_err_status_replay_old: return "replay_old";
+    case srtp_err_status_no_ctx: return "no_ctx";
+    case srtp_err_status_key_expired: return "key_expired";
+    default: return "error";
+    }
+}
+
+/* --- Srtp: one session for any outbound SSRC, repeats allowed --------------
+ *
+ * AEAD_AES_128_GCM and AEAD_AES_256_GCM (RFC 7714) with OpenSSL's EVP, one
+ * cipher context whose key schedule is made once: Debian's libsrtp2 does
+ * its GCM through NSS, which sets up a PKCS #11 context per packet (about
+ * a microsecond a packet more at a thousand viewers). AES_CM_128_HMAC_SHA1_80
+ * (and anything else) through the system libsrtp2. */
+
+#define GCM_SALT_BYTES 12
+#define GCM_TAG_BYTES 16
+#define MAX_SSRCS 8 /* srtp.MAX_SSRCS_PER_PROTECTOR: a viewer's media and RTX SSRCs of its bundle */
+#define HALF_SEQ 0x8000
+
+typedef struct {
+    uint32_t ssrc;
+    uint32_t roc;
+    uint16_t highest;
+} Rollover;
+
+typedef struct {
+    PyObject_HEAD
+    srtp_t session;           /* libsrtp2, or NULL */
+    EVP_CIPHER_CTX *gcm;      /* OpenSSL AES-GCM, or NULL */
+    unsigned char salt[GCM_SALT_BYTES];
+    Rollover rollovers[MAX_SSRCS];
+    int ssrcs;
+} SrtpObject;
+
+/* RFC 3711 3.3.1 as the sender sees it (srtp._RolloverCounters, libsrtp's
+ * estimate): a sequence number far below the highest sent is the next
+ * cycle, one far above it a packet of the previous cycle sent again. */
+static int rollover_of(SrtpObject *self, uint32_t ssrc, uint16_t seq, uint32_t *roc) {
+    Rollover *state = NULL;
+    for (int i = 0; i < self->ssrcs; i++)
+        if (self->rollovers[i].ssrc == ssrc)
+            state = &self->rollovers[i];
+    if (state == NULL) {
+        if (self->ssrcs == MAX_SSRCS) {
+            PyErr_Format(PyExc_ValueError, "more than %d SSRCs in one SRTP session", MAX_SSRCS);
+            return -1;
+        }
+        state = &self->rollovers[self->ssrcs++];
+        state->ssrc = ssrc;
+        state->roc = 0;
+        state->highest = seq;
+        *roc = 0;
+        return 0;
+    }
+    if (seq > state->highest) {
+        if (seq - state->highest > HALF_SEQ) {
+            *roc = state->roc - 1; /* an old packet again */
+            return 0;
+        }
+        state->highest = seq;
+    } else if (state->highest - seq > HALF_SEQ) {
+        state->roc += 1;
+        state->highest = seq;
+    }
+    *roc = state->roc;
+    return 0;
+}
+
+/* RFC 7714 8: the header is the associated data, the payload is encrypted
+ * in place and the 16-byte tag follows it; IV = (0x0000 || SSRC || ROC ||
+ * SEQ) XOR the session salt. */
+static int gcm_protect(SrtpObject *self, unsigned char *packet, int *length) {
+    int header = RTP_HEADER_BYTES + 4 * (packet[0] & 0x0F);
+    if ((packet[0] >> 6) != 2 || header > *length) {
+        PyErr_SetString(PyExc_ValueError, "not an RTP version 2 packet");
+        return -1;
+    }
+    if (packet[0] & 0x10) {
+        if (header + 4 > *length) {
+            PyErr_SetString(PyExc_ValueError, "RTP header extension runs past the packet");
+            return -1;
+        }
+        header += 4 + 4 * ((packet[header + 2] << 8) | packet[header + 3]);
+        if (header > *length) {
+            PyErr_SetString(PyExc_ValueError, "RTP header runs past the packet");
+            return -1;
+        }
+    }
+    uint16_t seq = (uint16_t)((packet[2] << 8) | packet[3]);
+    uint32_t ssrc = ((uint32_t)packet[8] << 24) | ((uint32_t)packet[9] << 16) | ((uint32_t)packet[10] << 8) | packet[11];
+    uint32_t roc;
+    if (rollover_of(self, ssrc, seq, &roc) < 0)
+        return -1;
+    unsigned char iv[GCM_SALT_BYTES] = {0, 0,
+                                        (unsigned char)(ssrc >> 24), (unsigned char)(ssrc >> 16),
+                                        (unsigned char)(ssrc >> 8), (unsigned char)ssrc,
+                                        (unsigned char)(roc >> 24), (unsigned char)(roc >> 16),
+                                        (unsigned char)(roc >> 8), (unsigned char)roc,
+                                        (unsigned char)(seq >> 8), (unsigned char)seq};
+    for (int i = 0; i < GCM_SALT_BYTES; i++)
+        iv[i] ^= self->salt[i];
+    int out, payload = *length - header;
+    EVP_CIPHER_CTX *ctx = self->gcm;
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
+        EVP_EncryptUpdate(ctx, NULL, &out, packet, header) != 1 ||
+        (payload > 0 && EVP_EncryptUpdate(ctx, packet + header, &out, packet + header, payload) != 1) ||
+        EVP_EncryptFinal_ex(ctx, packet + *length, &out) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG_BYTES, packet + *length) != 1) {
+        PyErr_SetString(PyExc_ValueError, "OpenSSL's AES-GCM failed");
+        return -1;
+    }
+    *length += GCM_TAG_BYTES;
+    return 0;
+}
+
+/* RFC 3711 4.3.1 with r = 0 (DTLS-SRTP): the session key or salt for
+ * `label` is AES-CM keystream under the master key from IV ((salt padded
+ * to 14 bytes) XOR (label << 48)) * 2^16. */
+static int derive(const unsigned char *master_key, int key_bytes, const unsigned char *master_salt, int salt_bytes,
+                  int label, unsigned char *out, int out_bytes) {
+    unsigned char iv[16] = {0};
+    memcpy(iv, master_salt, salt_bytes);
+    iv[7] ^= (unsigned char)label;
+    unsigned char zeros[32] = {0};
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int ok = ctx != NULL &&
+             EVP_EncryptInit_ex(ctx, key_bytes == 32 ? EVP_aes_256_ctr() : EVP_aes_128_ctr(), NULL, master_key, iv) == 1 &&
+             EVP_EncryptUpdate(ctx, out, &out_bytes, zeros, out_bytes) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+static int gcm_init(SrtpObject *self, int profile, const unsigned char *material, Py_ssize_t length) {
+    int key_bytes = profile == srtp_profile_aead_aes_256_gcm ? 32 : 16;
+    if (length != key_bytes + GCM_SALT_BYTES) {
+        PyErr_Format(PyExc_ValueError, "profile %d takes %d bytes of key and salt", profile, key_bytes + GCM_SALT_BYTES);
+        return -1;
+    }
+    unsigned char key[32];
+    if (derive(material, key_bytes, material + key_bytes, GCM_SALT_BYTES, 0x00, key, key_bytes) < 0 ||
+        derive(material, key_bytes, material + key_bytes, GCM_SALT_BYTES, 0x02, self->salt, GCM_SALT_BYTES) < 0) {
+        PyErr_SetString(PyExc_ValueError, "SRTP key derivation failed");
+        return -1;
+    }
+    self->gcm = EVP_CIPHER_CTX_new();
+    int ok = self->gcm != NULL &&
+             EVP_EncryptInit_ex(self->gcm, key_bytes == 32 ? EVP_aes_256_gcm() : EVP_aes_128_gcm(), NULL, key, NULL) == 1;
+    memset(key, 0, sizeof key);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "OpenSSL's AES-GCM could not be set up");
+        return -1;
+    }
+    return 0;
+}
+
+static int protect_in_place(SrtpObject *self, unsigned char *packet, int *length) {
+    if (self->gcm != NULL)
+        return gcm_protect(self, packet, length);
+    srtp_err_status_t status = srtp_protect(self->session, packet, length);
+    if (status != srtp_err_status_ok) {
+        PyErr_Format(PyExc_ValueError, "libsrtp refused the packet (%s)", srtp_status_name(status));
+        return -1;
+    }
+    return 0;
+}
+
+static int Srtp_init(SrtpObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"profile", "key_and_salt", "window_size", NULL};
+    int profile;
+    Py_buffer key;
+    unsigned long window_size = 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iy*|k", keywords, &profile, &key, &window_size))
+        return -1;
+    if (self->session != NULL || self->gcm != NULL) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_RuntimeError, "Srtp is already initialised");
+        return -1;
+    }
+    if (profile == srtp_profile_aead_aes_128_gcm || profile == srtp_profile_aead_aes_256_gcm) {
+        int status = gcm_init(self, profile, key.buf, key.len);
+        PyBuffer_Release(&key);
+        return status;
+    }
+    srtp_policy_t policy;
+    memset(&policy, 0, sizeof policy);
+    if (srtp_crypto_policy_set_from_profile_for_rtp(&policy.rtp, (srtp_profile_t)profile) != srtp_err_status_ok ||
+        srtp_crypto_policy_set_from_profile_for_rtcp(&policy.rtcp, (srtp_profile_t)profile) != srtp_err_status_ok) {
+        PyBuffer_Release(&key);
+        PyErr_Format(PyExc_ValueError, "unknown libsrtp profile %d", profile);
+        return -1;
+    }
+    Py_ssize_t expected = srtp_profile_get_master_key_length((srtp_profile_t)profile) +
+                          srtp_profile_get_master_salt_length((srtp_profile_t)profile);
+    if (key.len != expected) {
+        PyBuffer_Release(&key);
+        PyErr_Format(PyExc_ValueError, "profile %d takes %zd bytes of key and salt", profile, expected);
+        return -1;
+    }
+    unsigned char material[64];
+    memcpy(material, key.buf, key.len);
+    PyBuffer_Release(&key);
+    policy.ssrc.type = ssrc_any_outbound;
+    policy.key = material;
+    policy.window_size = window_size;
+    policy.allow_repeat_tx = 1;
+    srtp_err_status_t status = srtp_create(&self->session, &policy);
+    memset(material, 0, sizeof material);
+    if (status != srtp_err_status_ok) {
+        self->session = NULL;
+        PyErr_Format(PyExc_ValueError, "srtp_create failed (%s)", srtp_status_name(status));
+        return -1;
+    }
+    return 0;
+}
+
+static void Srtp_dealloc(SrtpObject *self) {
+    if (self->session != NULL)
+        srtp_dealloc(self->session);
+    if (self->gcm != NULL)
+        EVP_CIPHER_CTX_free(self->gcm);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int check_session(SrtpObject *self) {
+    if (self->session == NULL && self->gcm == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Srtp is not initialised");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Srtp_protect(SrtpObject *self, PyObject *arg) {
+    if (check_session(self) < 0)
+        return NULL;
+    Py_buffer packet;
+    if (PyObject_GetBuffer(arg, &packet, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (packet.len < RTP_HEADER_BYTES || packet.len > MAX_RTP_BYTES) {
+        Py_ssize_t length = packet.len;
+        PyBuffer_Release(&packet);
+        PyErr_Format(PyExc_ValueError, "RTP packet of %zd bytes is outside %d..%d", length, RTP_HEADER_BYTES,
+                     MAX_RTP_BYTES);
+        return NULL;
+    }
+    unsigned char *slot = slots[0];
+    memcpy(slot, packet.buf, packet.len);
+    int length = (int)packet.len;
+    PyBuffer_Release(&packet);
+    if (protect_in_place(self, slot, &length) < 0)
+        return NULL;
+    return PyBytes_FromStringAndSize((const char *)slot, length);
+}
+
+static PyMethodDef Srtp_methods[] = {
+    {"protect", (PyCFunction)Srtp_protect, METH_O, "protect(rtp_packet) -> srtp_packet"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SrtpType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "livecenter.media.rts._rtssend.Srtp",
+    .tp_basicsize = sizeof(SrtpObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Srtp(profile, key_and_salt, window_size=1024): an SRTP session for any outbound SSRC",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Srtp_init,
+    .tp_dealloc = (destructor)Srtp_dealloc,
+    .tp_methods = Srtp_methods,
+};
+
+/* --- sockaddr(host, port) -> bytes ----------------------------------------- */
+
+static PyObject *sockaddr_of(PyObject *module, PyObject *args) {
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(args, "si", &host, &port))
+        return NULL;
+    if (port < 0 || port > 65535)
+        return PyErr_Format(PyExc_ValueError, "port %d is not 0..65535", port);
+    struct sockaddr_in v4;
+    memset(&v4, 0, sizeof v4);
+    if (inet_pton(AF_INET, host, &v4.sin_addr) == 1) {
+        v4.sin_family = AF_INET;
+        v4.sin_port = htons((uint16_t)port);
+        return PyBytes_FromStringAndSize((const char *)&v4, sizeof v4);
+    }
+    struct sockaddr_in6 v6;
+    memset(&v6, 0, sizeof v6);
+    if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1) {
+        v6.sin6_family = AF_INET6;
+        v6.sin6_port = htons((uint16_t)port);
+        return PyBytes_FromStringAndSize((const char *)&v6, sizeof v6);
+    }
+    return PyErr_Format(PyExc_ValueError, "host %R is not a numeric IPv4 or IPv6 address", PyTuple_GET_ITEM(args, 0));
+}
+
+/* --- send_frame ------------------------------------------------------------- */
+
+/* Write one packet's header and payload into `slot`: the template's constant
+ * bytes, then marker|payload type, sequence number, timestamp and the 24-bit
+ * abs-send-time (after its id/length byte at abs_offset), as
+ * fastpath.RtpWriter.write does. Returns the RTP length, or -1 (exception set). */
+static int write_packet(unsigned char *slot, const unsigned char *template, Py_ssize_t header_bytes,
+                        Py_ssize_t abs_offset, int payload_type, unsigned sequence_number, uint32_t offset,
+                        uint32_t abs_send_time, PyObject *packet) {
+    PyObject *payload = PyObject_GetAttr(packet, name_payload);
+    if (payload == NULL)
+        return -1;
+    if (!PyBytes_Check(payload)) {
+        Py_DECREF(payload);
+        PyErr_SetString(PyExc_TypeError, "a history packet's payload must be bytes");
+        return -1;
+    }
+    Py_ssize_t payload_bytes = PyBytes_GET_SIZE(payload);
+    if (header_bytes + payload_bytes > MAX_RTP_BYTES) {
+        Py_DECREF(payload);
+        PyErr_Format(PyExc_ValueError, "RTP packet of %zd bytes is over %d", header_bytes + payload_bytes,
+                     MAX_RTP_BYTES);
+        return -1;
+    }
+    PyObject *timestamp_object = PyObject_GetAttr(packet, name_timestamp);
+    if (timestamp_object == NULL) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    uint32_t timestamp = (uint32_t)PyLong_AsUnsignedLongMask(timestamp_object);
+    Py_DECREF(timestamp_object);
+    PyObject *marker_object = PyObject_GetAttr(packet, name_marker);
+    int marker = marker_object == NULL ? -1 : PyObject_IsTrue(marker_object);
+    Py_XDECREF(marker_object);
+    if (marker < 0 || PyErr_Occurred()) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    memcpy(slot, template, header_bytes);
+    slot[1] = (unsigned char)(payload_type | (marker ? 0x80 : 0));
+    slot[2] = (unsigned char)(sequence_number >> 8);
+    slot[3] = (unsigned char)sequence_number;
+    timestamp += offset;
+    slot[4] = (unsigned char)(timestamp >> 24);
+    slot[5] = (unsigned char)(timestamp >> 16);
+    slot[6] = (unsigned char)(timestamp >> 8);
+    slot[7] = (unsigned char)timestamp;
+    if (abs_offset >= 0) {
+        slot[abs_offset + 1] = (unsigned char)(abs_send_time >> 16);
+        slot[abs_offset + 2] = (unsigned char)(abs_send_time >> 8);
+        slot[abs_offset + 3] = (unsigned char)abs_send_time;
+    }
+    memcpy(slot + header_bytes, PyBytes_AS_STRING(payload), payload_bytes);
+    Py_DECREF(payload);
+    return (int)(header_bytes + payload_bytes);
+}
+
+/* Send messages[first:count] with sendmmsg; a message the kernel refuses for
+ * another reason than a full buffer is dropped (as asyncio's sendto drops it,
+ * reporting it to the protocol). Returns the index of the first message not
+ * sent (count when all went: EAGAIN stops it early), or -1 with an exception
+ * set on EBADF/ENOTSOCK/EINVAL/EFAULT (the caller's fd or address is wrong). */
+static int send_messages(int fd, int first, int count, int *dropped) {
+    while (first < count) {
+        int sent = sendmmsg(fd, messages + first, (unsigned)(count - first), MSG_DONTWAIT);
+        if (sent > 0) {
+            first += sent;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return first;
+        if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT || errno == EAFNOSUPPORT ||
+            errno == EDESTADDRREQ) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        first += 1; /* ECONNREFUSED, ENOBUFS, EHOSTUNREACH ...: this packet is lost */
+        *dropped += 1;
+    }
+    return count;
+}
+
+static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_frame(srtp, fd, sockaddr, template, header_bytes, abs_offset, payload_type, "
+                        "sequence_number, timestamp_offset, abs_send_time, packets)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], &SrtpType)) {
+        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+        return NULL;
+    }
+    SrtpObject *srtp = (SrtpObject *)args[0];
+    if (check_session(srtp) < 0)
+        return NULL;
+    long fd = PyLong_AsLong(args[1]);
+    Py_ssize_t header_bytes = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t abs_offset = PyLong_AsSsize_t(args[5]);
+    long payload_type = PyLong_AsLong(args[6]);
+    unsigned long sequence_number = PyLong_AsUnsignedLongMask(args[7]);
+    uint32_t offset = (uint32_t)PyLong_AsUnsignedLongMask(args[8]);
+    uint32_t abs_send_time = (uint32_t)PyLong_AsUnsignedLongMask(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_Check(args[2]) || !PyList_Check(args[10])) {
+        PyErr_SetString(PyExc_TypeError, "sockaddr must be bytes and packets a list");
+        return NULL;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
+        return NULL;
+    }
+    if (payload_type < 0 || payload_type > 127) {
+        PyErr_SetString(PyExc_ValueError, "payload_type must be 0..127");
+        return NULL;
+    }
+    Py_buffer template;
+    if (PyObject_GetBuffer(args[3], &template, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (header_bytes < RTP_HEADER_BYTES || header_bytes > template.len || header_bytes > 64 ||
+        abs_offset + 4 > header_bytes) {
+        PyBuffer_Release(&template);
+        PyErr_SetString(PyExc_ValueError, "header_bytes or abs_offset is outside the template");
+        return NULL;
+    }
+    unsigned char header[64];
+    memcpy(header, template.buf, header_bytes);
+    PyBuffer_Release(&template);
+
+    PyObject *address = args[2];
+    PyObject *packets = args[10];
+    Py_ssize_t total = PyList_GET_SIZE(packets);
+    PyObject *unsent = NULL;
+    int dropped = 0;
+    for (Py_ssize_t done = 0; done < total;) {
+        int count = 0;
+        for (; count < BATCH_PACKETS && done + count < total; count++) {
+            unsigned char *slot = slots[count];
+            int length = write_packet(slot, header, header_bytes, abs_offset, (int)payload_type,
+                                      (unsigned)((sequence_number + done + count) & 0xFFFF), offset, abs_send_time,
+                                      PyList_GET_ITEM(packets, done + count));
+            if (length < 0)
+                goto fail;
+            if (protect_in_place(srtp, slot, &length) < 0)
+                goto fail;
+            vectors[count].iov_base = slot;
+            vectors[count].iov_len = (size_t)length;
+            memset(&messages[count], 0, sizeof messages[count]);
+            messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
+            messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
+            messages[count].msg_hdr.msg_iov = &vectors[count];
+            messages[count].msg_hdr.msg_iovlen = 1;
+        }
+        int first = 0;
+        if (unsent == NULL) {
+            first = send_messages((int)fd, 0, count, &dropped);
+            if (first < 0)
+                goto fail;
+        }
+        if (first < count && unsent == NULL) {
+            unsent = PyList_New(0);
+            if (unsent == NULL)
+                goto fail;
+        }
+        /* The kernel's buffer is full: the rest (protected: their SRTP
+         * indexes are used) go back to the caller, for asyncio's buffer. */
+        for (int i = first; i < count; i++) {
+            PyObject *data = PyBytes_FromStringAndSize((const char *)slots[i], (Py_ssize_t)vectors[i].iov_len);
+            if (data == NULL || PyList_Append(unsent, data) < 0) {
+                Py_XDECREF(data);
+                goto fail;
+            }
+            Py_DECREF(data);
+        }
+        done += count;
+    }
+    if (unsent == NULL)
+        Py_RETURN_NONE;
+    return unsent;
+fail:
+    Py_XDECREF(unsent);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"send_frame", (PyCFunction)(void (*)(void))send_frame, METH_FASTCALL,
+     "send_frame(srtp, fd, sockaddr, template, header_bytes, abs_offset, payload_type, sequence_number, "
+     "timestamp_offset, abs_send_time, packets) -> None, or the protected packets the kernel would not take"},
+    {"sockaddr", sockaddr_of, METH_VARARGS, "sockaddr(host, port) -> the struct sockaddr as bytes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_rtssend", "The fast path's native sender (issue 18).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__rtssend(void) {
+    if (srtp_init() != srtp_err_status_ok) {
+        PyErr_SetString(PyExc_ImportError, "srtp_init failed");
+        return NULL;
+    }
+    if (PyType_Ready(&SrtpType) < 0)
+        return NULL;
+    name_payload = PyUnicode_InternFromString("payload");
+    name_timestamp = PyUnicode_InternFromString("timestamp");
+    name_marker = PyUnicode_InternFromString("marker");
+    if (name_payload == NULL || name_timestamp == NULL || name_marker == NULL)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&SrtpType);
+    if (PyModule_AddObject(module, "Srtp", (PyObject *)&SrtpType) < 0 ||
+        PyModule_AddIntConstant(module, "BATCH_PACKETS", BATCH_PACKETS) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_RTP_BYTES", MAX_RTP_BYTES) < 0 ||
+        PyModule_AddIntConstant(module, "PROFILE_AES128_CM_SHA1_80", srtp_profile_aes128_cm_sha1_80) < 0 ||
+        PyModule_AddIntConstant(module, "PROFILE_AEAD_AES_128_GCM", srtp_profile_aead_aes_128_gcm) < 0 ||
+        PyModule_AddIntConstant(module, "PROFILE_AEAD_AES_256_GCM", srtp_profile_aead_aes_256_gcm) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
