@@ -41,6 +41,12 @@ def refusal_delay(attempt: int, retry_after: str | None = None) -> float:
     return random.uniform(ceiling / 2, ceiling)  # "equal jitter": at least half the step
 
 
+def build_c(source: Path, binary: Path, *libraries: str) -> Path:
+    """A bench's small C program, built as the benches build theirs (`cc -O2`)."""
+    subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(source), *libraries], check=True)
+    return binary
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -187,6 +187,13 @@ class Domain(models.Model):
             return f"{label} (local)"
         return label
 
+    def cname_state_display(self) -> str:
+        """The CNAME check as the domain lists show it: a local domain that
+        has none says it needs none, not that it is pending."""
+        if self.local and self.cname_status != CnameStatus.CONFIGURED:
+            return "Not needed (local)"
+        return self.get_cname_status_display()
+
     @property
     def icp_filing_required(self) -> bool:
         return icp_filing_required(self.region, self.live_center)

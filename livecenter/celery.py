@@ -27,3 +27,30 @@ def _redact_worker_logs(logger, **kwargs):
     from livecenter.media.redact import redact_handlers
 
     redact_handlers(logger)
+
+
+class _QuietHousekeeping:
+    """Drops the beat's "sending due task" and the worker's "received" and
+    "succeeded" INFO lines for the periodic jobs (settings.CELERY_BEAT_SCHEDULE:
+    some run every second), so the log shows media jobs and failures, not a
+    heartbeat. A periodic job's own messages and its failures are kept."""
+
+    def filter(self, record) -> bool:
+        from django.conf import settings
+
+        if record.levelno > 20:
+            return True
+        periodic = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+        if isinstance(record.args, dict):
+            return record.args.get("name") not in periodic
+        if record.name == "celery.beat" and isinstance(record.args, tuple) and len(record.args) == 2:
+            return record.args[1] not in periodic
+        return True
+
+
+@signals.after_setup_logger.connect
+def _quiet_housekeeping(logger, **kwargs):
+    import logging
+
+    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+        logging.getLogger(name).addFilter(_QuietHousekeeping())

@@ -85,11 +85,11 @@ MAX_RULES_PER_DOMAIN = 50
 
 # Sessions that ended with these reasons (the engine's words) were ended by
 # their publisher or their operator: not an interruption. RTMP: "" for
-# deleteStream, and also for a connection the publisher closed without one
-# (RTMP cannot tell a crashed encoder from a finished one); SRT: the peer's
-# shutdown; WHIP: the DELETE, or the peer connection closed. A forbid is the
-# operator's. Anything else (a lost connection, a timeout, a node stopped or
-# restarted, WHIP's "connection failed") is an interruption.
+# FCUnpublish, deleteStream or closeStream (a connection that closes without
+# one is "connection lost": an encoder killed or its network gone); SRT: the
+# peer's shutdown; WHIP: the DELETE, or the peer connection closed. A forbid
+# is the operator's. Anything else (a lost connection, a timeout, a node
+# stopped or restarted, WHIP's "connection failed") is an interruption.
 OPERATOR_STOP_REASONS = ("", "peer shut down", "ended by the publisher (DELETE)", "connection closed", "forbidden")
 # An interrupted session is looked for this long after it ended: a worker
 # down for longer does not open alarms for what ended before.

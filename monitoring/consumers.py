@@ -7,7 +7,8 @@ report, as JSON, with no polling.
            {"type": "sample", "sample": {...}} every second and
            {"type": "state", "live", "session_id", "at", "reason", "stream_url"} on start and stop
     ws/monitoring/domain/?domain=
-        -> {"type": "snapshot", "domain", "streams": [{"stream_url", "session_id", "sample"}]}, then
+        -> {"type": "snapshot", "domain", "streams": [{"stream_url", "session_id", "sample"}],
+            "stopped": [{"stream_url", "session_id", "stopped_at", "reason", "sample"}]}, then
            {"type": "samples", "samples": [...]} every second and "state" as above
 
 Only a logged-in operator's own streams: anyone else is closed with 4403.
@@ -56,7 +57,8 @@ def _domain_opening(user, query: dict[str, str]) -> dict:
         }
         for s in view.sessions
     ]
-    return {"type": "snapshot", "domain": view.domain.domain_name, "streams": streams}
+    stopped = [services.stopped_json(s) for s in view.stopped]
+    return {"type": "snapshot", "domain": view.domain.domain_name, "streams": streams, "stopped": stopped}
 
 
 class _MonitoringConsumer(AsyncJsonWebsocketConsumer):

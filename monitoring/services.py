@@ -38,6 +38,13 @@ MAX_SERIES_RANGE = dt.timedelta(hours=1)
 DEFAULT_SERIES_RANGE = dt.timedelta(hours=1)
 # What a stream's monitoring page shows on opening, before live samples.
 PAGE_HISTORY = dt.timedelta(minutes=5)
+# A stream stopped within this long stays on its domain's overview, greyed,
+# with its last figures (the newest MAX_RECENTLY_STOPPED of them).
+RECENTLY_STOPPED = dt.timedelta(hours=1)
+MAX_RECENTLY_STOPPED = 20
+# Of a stopped session, its newest samples read for each node's last (a
+# stream is carried by a few nodes, each sampling once a second).
+MAX_NODE_SAMPLES = 50
 
 
 def latest_node_samples(domain_names, at: dt.datetime | None = None) -> list[StreamSample]:
@@ -286,10 +293,17 @@ def stream_view(owner, domain_name: str, app: str, stream: str, now: dt.datetime
 
 
 @dataclass(frozen=True)
+class StoppedStream:
+    session: PublishSession  # its last session, stopped within RECENTLY_STOPPED
+    last: StreamSample | None  # that session's last figures, its nodes' combined
+
+
+@dataclass(frozen=True)
 class DomainView:
     domain: Domain  # the ingest domain
     sessions: list[PublishSession]  # live now
     latest: dict[str, StreamSample]  # stream_url -> its newest sample
+    stopped: list[StoppedStream]  # not live now, stopped lately: the newest first
 
     @property
     def bitrate_in(self) -> float:
@@ -310,7 +324,49 @@ def domain_view(owner, domain_name: str, now: dt.datetime | None = None) -> Doma
         PublishSession.objects.filter(domain=domain, stopped_at__isnull=True).order_by("app", "stream", "-started_at")
     )
     latest = {s.stream_url: s for s in latest_samples([domain.domain_name], now)}
-    return DomainView(domain, sessions, latest)
+    return DomainView(domain, sessions, latest, recently_stopped(domain, {s.stream_url for s in sessions}, now))
+
+
+def recently_stopped(domain: Domain, live: set[str], now: dt.datetime | None = None) -> list[StoppedStream]:
+    """The streams of `domain` not in `live` whose last session stopped
+    within RECENTLY_STOPPED of `now`, the newest first, with their last figures."""
+    now = now or timezone.now()
+    found: dict[str, PublishSession] = {}
+    for session in PublishSession.objects.filter(
+        domain=domain, stopped_at__gt=now - RECENTLY_STOPPED, stopped_at__lte=now
+    ).order_by("-stopped_at"):
+        if session.stream_url not in live:
+            found.setdefault(session.stream_url, session)
+        if len(found) == MAX_RECENTLY_STOPPED:
+            break
+    return [StoppedStream(session, _last_figures(session)) for session in found.values()]
+
+
+def _last_figures(session: PublishSession) -> StreamSample | None:
+    """A stopped session's last sample of each node that carried it, combined."""
+    rows = StreamSample.objects.filter(
+        domain_name=session.domain_name, app=session.app, stream=session.stream, session_id=session.session_id,
+        at__lte=session.stopped_at + SAMPLE_LOOKBACK,
+    ).order_by("-at", "-id")  # fmt: skip
+    newest: dict[str, StreamSample] = {}
+    rows = list(rows[:MAX_NODE_SAMPLES])
+    for sample in rows:
+        if sample.at < rows[0].at - SAMPLE_LOOKBACK:
+            break  # that node had stopped carrying it before
+        newest.setdefault(sample.node_id, sample)
+    return _combined(list(newest.values())) if newest else None
+
+
+def stopped_json(stopped: StoppedStream) -> dict:
+    """A stopped stream on the domain overview (its page's JSON and WebSocket snapshot)."""
+    session = stopped.session
+    return {
+        "stream_url": session.stream_url,
+        "session_id": session.session_id,
+        "stopped_at": session.stopped_at.timestamp(),
+        "reason": session.stop_reason,
+        "sample": sample_json(stopped.last) if stopped.last is not None else None,
+    }
 
 
 def sample_json(row: StreamSample) -> dict:

@@ -50,6 +50,7 @@ def domain(request):
     context = {"form": form, "view": view, "has_domains": domains.exists(), "tab": "domain"}
     if view is not None:
         context["latest"] = [services.sample_json(s) for s in view.latest.values()]
+        context["stopped"] = [services.stopped_json(s) for s in view.stopped]
     return render(request, "monitoring/domain.html", context)
 
 

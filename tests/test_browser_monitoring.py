@@ -233,7 +233,20 @@ def watch_the_charts(page, console, owner, rtmp_port: int) -> None:
         page.wait_for_function("document.getElementById('socket-state').textContent === 'connected'")
         page.wait_for_function("document.getElementById('total-in').textContent !== '0 kbit/s'", timeout=30_000)
         assert page.inner_text("#total-streams") == "1"
-        assert page.locator("#domain-streams tbody tr[data-stream='push.monitor.test/live/cam1']").count() == 1
+        row = "#domain-streams tbody tr[data-stream='push.monitor.test/live/cam1']"
+        assert page.locator(row).count() == 1
+
+        # It stops: the overview keeps it, greyed, with its last figures and
+        # when they were seen, and counts it no more; so does a fresh page.
+        again.stop()
+        page.wait_for_selector(f"{row}[data-state='stopped']", timeout=30_000)
+        for _ in range(2):
+            assert page.inner_text("#total-streams") == "0"
+            assert "stopped, last seen" in page.inner_text(row)
+            assert "text-muted" in page.get_attribute(row, "class")
+            assert page.inner_text(f"{row} td:nth-child(3)").endswith(" fps")
+            page.reload()
+            page.wait_for_function("document.getElementById('socket-state').textContent === 'connected'")
     finally:
         publisher.stop()
         if again is not None:

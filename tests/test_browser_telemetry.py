@@ -133,7 +133,7 @@ BEACON_PAGE = """<!doctype html><html><body>
 PLAYER_STORY = """async (stallMs) => {
   const beacon = window.livecenterBeacon, video = document.getElementById("player-video");
   beacon.record("start", {protocol: "rts"});
-  beacon.record("error", {protocol: "rts", message: "No picture arrived within 8 s."});
+  beacon.record("error", {protocol: "rts", kind: "timeout", message: "No picture arrived within 8 s."});
   beacon.record("start", {protocol: "flv"});
   beacon.record("first_frame", {protocol: "flv", ttff_ms: 420});
   video.dispatchEvent(new Event("waiting"));

@@ -69,7 +69,8 @@ def test_the_console_marks_and_unmarks_a_domain(client, owner, outsider):
     response = client.post("/domains/push.example.com/cname/local/", {"local": "on"}, follow=True)
     body = page(response)
     assert "push.example.com is now a local domain" in body and 'id="local-badge"' in body
-    assert "Online (local)" in page(client.get("/domains/"))
+    listed = page(client.get("/domains/"))
+    assert "Online (local)" in listed and "Not needed (local)" in listed
     push.refresh_from_db()
     assert push.local
     client.post("/domains/push.example.com/cname/local/", {"local": "off"})

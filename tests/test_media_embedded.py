@@ -67,8 +67,11 @@ def test_it_restarts_a_killed_embedded_worker_and_its_transcode(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     publisher = None
 
-    def output() -> str:
-        return open(tmp_path / "runall.log").read()[-6000:]
+    def whole_log() -> str:
+        return open(tmp_path / "runall.log").read()
+
+    def output() -> str:  # for failure messages: the log's end
+        return whole_log()[-6000:]
 
     try:
         assert wait_until(lambda: "ready." in open(tmp_path / "runall.log").read(), 90), output()
@@ -88,7 +91,7 @@ def test_it_restarts_a_killed_embedded_worker_and_its_transcode(tmp_path):
         assert wait_until(restarted, 60, interval=1), output()
         assert probe(rendition, seconds=2)["packets"], output()
         print(f"embedded: rendition back {time.monotonic() - killed_at:.1f} s after kill -9")
-        assert "Celery worker exited with code -9; starting it again" in output()
+        assert "Celery worker exited with code -9; starting it again" in whole_log(), output()
     finally:
         if publisher is not None:
             stop(publisher)
@@ -100,4 +103,4 @@ def test_it_restarts_a_killed_embedded_worker_and_its_transcode(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.2)
-    assert "LiveCenter stopped" in output()
+    assert "LiveCenter stopped" in whole_log(), output()

@@ -16,6 +16,7 @@ from tests.mediasupport import (
     INGEST_KEY,
     PLAY,
     NodeThread,
+    TagPublisher,
     probe_packets,
     probe_streams,
     start_publisher,
@@ -263,4 +264,47 @@ def test_it_stops_cleanly_with_a_live_publisher_and_viewer(caplog):
             viewer.wait()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
     assert isinstance(node.sink.events[-1], StreamUnpublished)
+    assert node.sink.events[-1].reason == "media node stopped"  # not the publisher's doing, nor its connection's
     assert not node.node.connections
+
+
+def unpublished_reason(media) -> str | None:
+    def reasons() -> list[str]:
+        return [e.reason for e in media.sink.events if isinstance(e, StreamUnpublished)]
+
+    media.wait_for(reasons)
+    found = media.run_sync(reasons)
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize(
+    ("ending", "exit_code", "reason"),
+    # ffmpeg exits 255 when a signal interrupted it, after closing its output.
+    [("finishes", 0, ""), ("SIGTERM", 255, ""), ("SIGKILL", -9, "connection lost")],
+)
+def test_it_tells_a_killed_encoder_from_one_that_ended_its_stream(media, ending, exit_code, reason):
+    # ffmpeg ending its output (at -t or on SIGTERM) sends FCUnpublish and
+    # deleteStream; killed, it only leaves a closed (or reset) socket.
+    publisher = start_publisher(media.publish_url(), seconds=4 if ending == "finishes" else 60, size="320x240")
+    try:
+        assert live(media), publisher.stop()
+        if ending == "SIGKILL":
+            publisher.process.kill()
+        elif ending == "SIGTERM":
+            publisher.process.terminate()
+        assert publisher.process.wait(30) == exit_code
+        assert unpublished_reason(media) == reason
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.parametrize(("goodbye", "reason"), [(True, ""), (False, "connection lost")])
+def test_it_calls_a_close_without_delete_stream_a_lost_connection(media, goodbye, reason):
+    publisher = TagPublisher(media.publish_url())
+    assert live(media)
+    if goodbye:
+        publisher._command("deleteStream", 4, None, 1.0)
+    publisher.close()
+    assert unpublished_reason(media) == reason
+    assert media.wait_for(lambda: not media.node.hub.is_live(KEY))

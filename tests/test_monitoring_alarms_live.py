@@ -2,7 +2,8 @@
 database policy and event sink), the node's samples open a frame-rate alarm
 and feed no interruption; when ffmpeg finishes and unpublishes, the alarm
 closes as "stream stopped" and still no interruption opens (the publisher
-ended the stream)."""
+ended the stream). An ffmpeg killed with SIGKILL mid-publish ends its session
+as "connection lost", which opens an interruption."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from django.utils import timezone
 from domains import services
 from monitoring import alarms
 from monitoring.models import AlarmEvent
+from streams.models import PublishSession
 from tests.mediasupport import start_publisher
 from tests.test_streams_live import DatabaseNode, local, wait_until
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True), pytest.mark.backends]
+
+
+def publish_cam1(owner, media, seconds: float):
+    """ffmpeg publishing push.live.test/live/cam1 at 10 fps to `media`."""
+    urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
+    return start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=seconds, rate=10, size="320x240")
 
 
 def test_a_real_streams_samples_open_and_close_an_alarm(owner):
@@ -25,9 +33,7 @@ def test_a_real_streams_samples_open_and_close_an_alarm(owner):
     alarms.add_rule(owner, "push.live.test", metric="frame_rate", threshold=20, duration_seconds=3)
     alarms.add_rule(owner, "push.live.test", metric="interruption", threshold=5, duration_seconds=2)
     with DatabaseNode() as media:
-        urls = services.generate_urls(owner, "push.live.test", "live", "cam1")
-        publisher = start_publisher(local(urls.ingest["rtmp"], media.node.rtmp_port), seconds=12, rate=10,
-                                    size="320x240")  # fmt: skip
+        publisher = publish_cam1(owner, media, seconds=12)
         try:
 
             def opened():
@@ -52,3 +58,21 @@ def test_a_real_streams_samples_open_and_close_an_alarm(owner):
     # Well past the interruption threshold: the publisher ended the stream, so none opens.
     assert alarms.evaluate(timezone.now() + dt.timedelta(seconds=30)) == (0, 0)
     assert not AlarmEvent.objects.filter(metric="interruption").exists()
+
+
+def test_a_killed_encoder_opens_an_interruption(owner):
+    services.add_domain(owner, "push.live.test", "ingest", "overseas", "ap-southeast-1")
+    alarms.add_rule(owner, "push.live.test", metric="interruption", threshold=5, duration_seconds=2)
+    with DatabaseNode() as media:
+        publisher = publish_cam1(owner, media, seconds=60)
+        try:
+            sessions = PublishSession.objects.filter(stream="cam1")
+            assert wait_until(sessions.exists, timeout=30), publisher.stop()
+            publisher.process.kill()  # SIGKILL: no FCUnpublish, no deleteStream
+            session = wait_until(lambda: sessions.filter(stopped_at__isnull=False).first(), timeout=30)
+            assert session is not None and session.stop_reason == "connection lost"
+        finally:
+            publisher.stop()
+    assert alarms.evaluate(timezone.now() + dt.timedelta(seconds=30)) == (1, 0)
+    alarm = AlarmEvent.objects.get(metric="interruption")
+    assert alarm.stream_url == "push.live.test/live/cam1" and alarm.ended_at is None

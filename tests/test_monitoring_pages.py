@@ -61,6 +61,50 @@ def test_it_shows_the_domain_overview(owner, client):
 
 
 @pytest.mark.django_db
+def test_it_keeps_streams_stopped_in_the_last_hour_with_their_last_figures(owner, client):
+    add_pair(owner)
+    now = dt.datetime.now(dt.UTC)
+    minutes = lambda n: now - dt.timedelta(minutes=n)  # noqa: E731
+    publish("push.example.com", "live", "cam1", "s1")  # live
+    record(stream_sample(at=now))
+    # Stopped 10 minutes ago, its last sample from two nodes (the edge that held it and a center).
+    old = publish("push.example.com", "live", "cam2", "s2", started_at=minutes(20))
+    record(stream_sample(stream="cam2", session_id="s2", at=minutes(15), video_frame_rate=10.0))
+    last = stream_sample(stream="cam2", session_id="s2", at=minutes(10), video_frame_rate=24.0, viewers={"flv": 2})
+    record(last, node_id="edge-1")
+    relayed = stream_sample(stream="cam2", session_id="s2", at=minutes(10), viewers={"hls": 5}, upstream_node="edge-1")
+    record(relayed, node_id="center-1")
+    unpublish(old, minutes(10), "connection lost")
+    # Stopped 2 hours ago: gone from the overview.
+    unpublish(publish("push.example.com", "live", "cam3", "s3", started_at=minutes(130)), minutes(120))
+    # Stopped 5 minutes ago and published again: live, listed once.
+    unpublish(publish("push.example.com", "live", "cam4", "s4", started_at=minutes(8)), minutes(5))
+    publish("push.example.com", "live", "cam4", "s5")
+    # The newest of two stopped sessions of a stream.
+    unpublish(publish("push.example.com", "live", "cam5", "s6", started_at=minutes(40)), minutes(30))
+    unpublish(publish("push.example.com", "live", "cam5", "s7", started_at=minutes(3)), minutes(2), "no data")
+
+    view = services.domain_view(owner, "push.example.com")
+    assert [(s.session.stream, s.session.session_id) for s in view.stopped] == [("cam5", "s7"), ("cam2", "s2")]
+    cam5, cam2 = view.stopped
+    assert cam5.last is None
+    # The edge's figures (it held the publisher), the viewers of both nodes.
+    assert (cam2.last.video_frame_rate, cam2.last.viewers) == (24.0, {"flv": 2, "hls": 5})
+    client.force_login(owner)
+    r = client.get("/monitoring/", {"domain": "push.example.com"})
+    html = r.content.decode()
+    assert 'id="domain-stopped"' in html
+    [first, second] = r.context["stopped"]
+    assert (first["stream_url"], first["reason"], first["sample"]) == ("push.example.com/live/cam5", "no data", None)
+    assert (second["stream_url"], second["reason"]) == ("push.example.com/live/cam2", "connection lost")
+    assert second["stopped_at"] == minutes(10).timestamp()
+    assert second["sample"]["at"] == pytest.approx(minutes(10).timestamp(), abs=0.001)  # samples keep ms
+    assert sorted(second["sample"]["viewers"].items()) == [("flv", 2), ("hls", 5)]
+    # Only live streams count as online.
+    assert '<div class="h3 mb-0" id="total-streams">2</div>' in html
+
+
+@pytest.mark.django_db
 def test_it_tells_a_new_operator_to_add_a_domain(outsider, client):
     client.force_login(outsider)
     assert 'id="no-domains"' in client.get("/monitoring/").content.decode()
@@ -120,7 +164,12 @@ def test_it_streams_samples_and_states_over_the_websocket(owner):
         dws, connected, _ = await connect(owner, "/ws/monitoring/domain/?domain=push.example.com")
         assert connected
         snapshot = await dws.receive_json()
-        assert snapshot == {"type": "snapshot", "domain": "push.example.com", "streams": []}
+        assert (snapshot["type"], snapshot["domain"], snapshot["streams"]) == ("snapshot", "push.example.com", [])
+        # Stopped a moment ago: listed with its last figures, not as live.
+        [stopped] = snapshot["stopped"]
+        expected = ("push.example.com/live/cam1", "s1", "no data")
+        assert (stopped["stream_url"], stopped["session_id"], stopped["reason"]) == expected
+        assert stopped["sample"]["video_frame_rate"] == 30.0
         await layer.group_send(live.domain_group("push.example.com"), {"type": live.SAMPLES, "samples": [data]})
         assert await dws.receive_json() == {"type": "samples", "samples": [data]}
         await dws.disconnect()

@@ -23,7 +23,7 @@ from livecenter.media.flv import AUDIO, VIDEO
 from livecenter.media.hub import StreamHub
 from livecenter.media.policy import MemoryPolicy, RenditionGroup, StreamKey
 from livecenter.media.renditions import RenditionSpec
-from livecenter.media.rts.abr import RtsAbr, abr_ladder
+from livecenter.media.rts.abr import RtsAbr, abr_ladder, live_step
 from livecenter.media.rts.bitrate import DOWN_HOLD_SECONDS, SWITCH_COOLDOWN_SECONDS
 from livecenter.media.rts.fastpath import RtpStreamParameters, RtpWriter
 from livecenter.media.rts.media import VIEWER_SKIP_FRACTION_LOST, FastTrackSender, RtsSource
@@ -237,55 +237,109 @@ def test_loss_retransmission_repairs_skips_no_one(fraction):
     asyncio.run(run())
 
 
+class AbrRig:
+    """A viewer of `cam1_abr` with its RtsAbr on a fake clock, the renditions
+    asked for recorded, and the sources the node would make."""
+
+    def __init__(self, hub: StreamHub, ladder) -> None:
+        self.requested: list[tuple[StreamKey, str]] = []
+        self.sources: dict[StreamKey, RtsSource] = {}
+        node = SimpleNamespace(
+            hub=hub,
+            config=SimpleNamespace(rts_fast_path=True),
+            request_rendition=lambda source, template: self.requested.append((source, template)),
+        )
+        self.rts = SimpleNamespace(node=node, source_closed=lambda source: None, source=self.source_of)
+        self.viewer, _ = fast_viewer(self.source_of(KEY))
+        self.abr = self.viewer.abr = RtsAbr(self.rts, self.viewer, ladder)
+        self.clock = [0.0]
+        self.abr._loop = SimpleNamespace(time=lambda: self.clock[0])  # a fake clock for the controller
+
+    def source_of(self, key: StreamKey) -> RtsSource:
+        if key not in self.sources or self.sources[key].closed:
+            self.sources[key] = RtsSource(self.rts, key)
+        return self.sources[key]
+
+    def lose(self, fraction: float, seconds: float) -> None:
+        """Receiver reports of `fraction` lost every quarter second for `seconds`."""
+        end = self.clock[0] + seconds
+        while self.clock[0] <= end:
+            self.viewer.loss_reported(fraction)
+            self.clock[0] += 0.25
+
+
+def group_ladder(*specs: RenditionSpec):
+    policy = MemoryPolicy(groups={("push.test", "live", "abr"): RenditionGroup("abr", specs)})
+    return abr_ladder(policy, StreamKey("push.test", "live", "cam1_abr"))
+
+
 def test_the_controller_is_carried_out_on_a_live_rendition_and_one_not_live_is_asked_for():
     async def run():
         hub = StreamHub()
         top = hub.publish(KEY)
-        tags = video_tags("320x240")
-        requested = []
-        sources = {}
-        node = SimpleNamespace(
-            hub=hub,
-            config=SimpleNamespace(rts_fast_path=True),
-            request_rendition=lambda source, template: requested.append((source, template)),
-        )
-
-        def source_of(key):
-            if key not in sources or sources[key].closed:
-                sources[key] = RtsSource(rts, key)
-            return sources[key]
-
-        rts = SimpleNamespace(node=node, source_closed=lambda source: None, source=source_of)
-        ladder = await abr_ladder(
-            MemoryPolicy(groups={("push.test", "live", "abr"): RenditionGroup("abr", (RenditionSpec("lld", 300),))}),
-            StreamKey("push.test", "live", "cam1_abr"),
-        )
-        viewer, _ = fast_viewer(source_of(KEY))
-        abr = viewer.abr = RtsAbr(rts, viewer, ladder)
-        clock = [0.0]
-        abr._loop = SimpleNamespace(time=lambda: clock[0])  # a fake clock for the controller
-        for tag in tags[:10]:
+        rig = AbrRig(hub, await group_ladder(RenditionSpec("lld", 300)))
+        viewer, abr = rig.viewer, rig.abr
+        for tag in video_tags("320x240")[:10]:
             top.push("video", tag.timestamp, tag.body)
-
-        def lose(fraction, seconds):
-            end = clock[0] + seconds
-            while clock[0] <= end:
-                viewer.loss_reported(fraction)
-                clock[0] += 0.25
-
-        lose(0.3, DOWN_HOLD_SECONDS + 0.5)  # too much loss: down, but cam1_lld is not live
-        assert requested == [(KEY, "lld")], "asked for again"
+        rig.lose(0.3, DOWN_HOLD_SECONDS + 0.5)  # too much loss: down, but cam1_lld is not live
+        assert rig.requested == [(KEY, "lld")], "asked for again"
         assert viewer.switching_to is None and viewer.video_source.key == KEY and abr.controller.index == 1
         low = hub.publish(LOW)
-        lose(0.3, SWITCH_COOLDOWN_SECONDS + DOWN_HOLD_SECONDS + 0.5)
+        rig.lose(0.3, SWITCH_COOLDOWN_SECONDS + DOWN_HOLD_SECONDS + 0.5)
         assert viewer.switching_to is not None and viewer.switching_to.key == LOW
         pending = viewer.switching_to
-        lose(0.3, 1.0)
+        rig.lose(0.3, 1.0)
         assert viewer.switching_to is pending, "one pending switch, not a new one each report"
         for tag in video_tags("160x120")[:5]:
             low.push("video", tag.timestamp, tag.body)
         assert viewer.video_source is pending and abr.rendition == LOW
         viewer.close()
-        assert pending.closed and sources[KEY].closed
+        assert pending.closed and rig.sources[KEY].closed
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("target", "current", "live", "expected"),
+    [
+        (0, 2, {0, 1, 2}, 0),  # live: the target
+        (0, 1, {1, 2}, 1),  # down, nothing live at or below the target: stay, never up to the top
+        (0, 2, {2}, 2),
+        (1, 3, {0, 3}, 0),  # down: the nearest live one below the target
+        (1, 3, {0, 2, 3}, 0),  # not one above the target, though nearer the current
+        (2, 0, {0, 1}, 1),  # up: the nearest live one on the way
+        (2, 1, {0, 1}, 1),  # up, nothing live above the current: stay, never down
+        (1, 1, {0, 2}, 1),  # the current itself not live: stay (its end sends the viewer back)
+    ],
+)
+def test_a_rendition_not_live_is_replaced_by_one_on_the_way_from_the_current(target, current, live, expected):
+    assert live_step(target, current, live) == expected
+
+
+def test_a_viewer_on_the_lowest_whose_publisher_reconnects_is_not_sent_up_while_losing():
+    """The bug seen on a loaded machine: a viewer switched down to the lowest
+    rendition, losing two thirds of its packets, was sent to the top because
+    its rendition was briefly not live (its publisher within the hub's
+    reconnect grace) and the top was then the nearest live one."""
+
+    async def run():
+        hub = StreamHub(reconnect_grace_seconds=60)
+        top, low = hub.publish(KEY), hub.publish(LOW)
+        rig = AbrRig(hub, await group_ladder(RenditionSpec("lld", 300)))
+        viewer, abr = rig.viewer, rig.abr
+        for tag in video_tags("320x240")[:10]:
+            top.push("video", tag.timestamp, tag.body)
+        rig.lose(0.68, DOWN_HOLD_SECONDS + 0.5)
+        assert viewer.switching_to is not None and viewer.switching_to.key == LOW
+        for tag in video_tags("160x120")[:5]:
+            low.push("video", tag.timestamp, tag.body)
+        assert abr.rendition == LOW and abr.controller.index == 0
+        low.close("reconnecting")  # its viewers wait for the next publisher
+        assert not hub.is_live(LOW) and not rig.sources[LOW].closed
+        rig.lose(0.68, 3 * (SWITCH_COOLDOWN_SECONDS + DOWN_HOLD_SECONDS))
+        assert (KEY, "lld") in rig.requested, "asked for again"
+        assert abr.rendition == LOW and viewer.switching_to is None, "stays: never up while losing"
+        assert abr.controller.index == 0
+        viewer.close()
 
     asyncio.run(run())

@@ -17,14 +17,18 @@ the Location it was given."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 
 from livecenter.media.policy import PolicyUnavailable, RenditionGroup, RenditionRequested, StreamKey
 from livecenter.media.renditions import RenditionSpec
+from livecenter.media.rts.aiortc_compat import RECEIVER_JITTER_BUFFER
+from livecenter.media.rts.fastpath import URI_ABS_SEND_TIME
 from livecenter.media.signing import sign
 from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, http_request, start_publisher
 from tests.netimpair import Impairment, ImpairmentRelay
@@ -32,12 +36,21 @@ from tests.test_rts_loss import candidate_port, with_candidate_port
 from tests.test_rts_whep import browser_like_offer, policy, whep_url
 
 pytestmark = pytest.mark.media
+log = logging.getLogger(__name__)
 
 TOP_SIZE, LOW_SIZE = (640, 360), (320, 180)
 TOP_KBPS, LOW_KBPS = 1500, 200
 # The throttled link's queue: about half a second of the limited rate, so
 # an over-full path loses packets (a router's tail drop) as well as delaying them.
 QUEUE_DATAGRAMS = 40
+# The viewer's jitter buffer (aiortc's is 512 packets). aiortc NACKs a
+# missing packet only while new gaps appear, and the throttled queue drops
+# retransmissions too, so after the limit is lifted a packet never repaired
+# holds every later frame until the buffer overflows (and a PLI brings a
+# keyframe): 512 packets are some 15 s of the low rendition, 128 about 4 s,
+# nearer a browser, which gives up on a packet and asks for a keyframe
+# within a second or two.
+JITTER_BUFFER_PACKETS = 128
 # Generous: a loaded machine decodes and sends late, the controller holds
 # before it acts (bitrate.py), and a probe up waits PROBE_HOLD_SECONDS.
 SWITCH_WAIT_SECONDS = 90
@@ -62,12 +75,26 @@ def publish(node, stream: str, size: tuple[int, int], kbps: int):
     )  # fmt: skip
 
 
+def without_remb(sdp: str) -> str:
+    """The offer without abs-send-time (the node then sends none, and aiortc's
+    receiver makes no REMB estimate): the node decides on the loss its
+    receiver reports show. aiortc's delay-based estimator runs in this
+    process, beside the relay and the node; on a loaded machine its packets'
+    arrival times jitter by hundreds of milliseconds, it reads over-use where
+    the path has room, and its falling estimate keeps the viewer from ever
+    being healthy long enough to probe up (bitrate.py). The controller's
+    answers to REMB are tested in tests/test_rts_bitrate.py."""
+    return "".join(line for line in sdp.splitlines(keepends=True) if URI_ABS_SEND_TIME not in line)
+
+
 def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
     publishers = [publish(node, "cam1", TOP_SIZE, TOP_KBPS), publish(node, "cam1_low", LOW_SIZE, LOW_KBPS)]
     dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never read: no direct path
     dead.bind(("127.0.0.1", 0))
     try:
+        log.info("abr test: publishers started")
         assert node.wait_for(lambda: len(node.node.hub.live_keys()) == 2, timeout=30)
+        log.info("abr test: both live")
 
         def bitrates():
             hub = node.node.hub
@@ -75,15 +102,17 @@ def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
 
         # Both measured (the hub's window), so the limit can sit between them.
         assert node.wait_for(lambda: all(bitrates()), timeout=30)
+        log.info("abr test: both measured")
 
         async def scenario():
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            pc.addTransceiver("video", direction="recvonly")
+            transceiver = pc.addTransceiver("video", direction="recvonly")
+            setattr(transceiver.receiver, RECEIVER_JITTER_BUFFER, JitterBuffer(JITTER_BUFFER_PACKETS, is_video=True))
             sizes: list[tuple[int, int]] = []
             tracks = []
             pc.on("track", tracks.append)
             await pc.setLocalDescription(await pc.createOffer())
-            offer = with_candidate_port(pc.localDescription.sdp, dead.getsockname()[1])
+            offer = without_remb(with_candidate_port(pc.localDescription.sdp, dead.getsockname()[1]))
             url = whep_url(node, stream="cam1_abr")
             status, _, answer = await asyncio.to_thread(http_request, url, "POST", offer.encode())
             assert status == 201, answer
@@ -115,11 +144,13 @@ def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
                     return sessions[0].viewer.video_source.key.stream if len(sessions) == 1 else ""
 
                 await until(TOP_SIZE, "it starts on the top rendition")
+                log.info("abr test: on the top")
                 top_bps, low_bps = await asyncio.to_thread(bitrates)  # cam1, cam1_low
                 assert top_bps > low_bps * 2, (top_bps, low_bps)
                 limit_kbps = max(0.6 * top_bps, 3 * low_bps) / 1000  # well under the top, room for the low
                 assert limit_kbps < 0.8 * top_bps / 1000, (top_bps, low_bps)
                 relay.set_impairment(down=Impairment(rate_kbps=limit_kbps, queue_datagrams=QUEUE_DATAGRAMS))
+                log.info("abr test: throttled to %.0f kbit/s (top %d, low %d bit/s)", limit_kbps, top_bps, low_bps)
                 # Throttled only until the node has switched it (its sending the
                 # rendition's keyframe): the ICE consent checks' answers (RFC 7675,
                 # 30 s) cross the same full queue.
@@ -129,8 +160,11 @@ def test_a_viewer_throttled_below_the_top_rendition_goes_down_and_back_up(node):
                     assert time.monotonic() < deadline, (f"throttled to {limit_kbps:.0f} kbit/s", relay.snapshot())
                     await asyncio.sleep(0.2)
                 relay.set_impairment(down=Impairment())
+                log.info("abr test: switched down, limit lifted")
                 await until(LOW_SIZE, "its pictures go down", start=mark)
+                log.info("abr test: 320x180 decoded")
                 await until(TOP_SIZE, "the limit lifted, it comes back up")
+                log.info("abr test: 640x360 again")
                 assert pc.connectionState == "connected"
                 # One session all along, switched down and up by the node.
                 switches = await asyncio.to_thread(

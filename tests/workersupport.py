@@ -41,14 +41,24 @@ class MediaNodeThread:
     """running_media_node in a thread of its own, as the console runs it,
     with a play wait long enough for an on-demand transcode to start."""
 
-    def __init__(self, **config) -> None:
+    def __init__(self, netns: str | None = None, **config) -> None:
         self.config = {"host": "127.0.0.1", "rtmp_port": 0, "http_port": 0, "node_id": "media-test",
                        "play_wait_seconds": 15, "update_interval_seconds": 1, **config}  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
         self.stop_event: asyncio.Event | None = None
         self.node = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
+        # A network namespace (tests/netns.py) for the node's thread, so every
+        # socket it makes lives there; the threads it starts inherit it.
+        self.netns = netns
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        if self.netns is not None:
+            from tests.netns import enter_netns
+
+            enter_netns(self.netns)
+        self.loop.run_until_complete(self._run())
 
     async def _run(self) -> None:
         self.stop_event = asyncio.Event()

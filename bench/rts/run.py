@@ -3,7 +3,10 @@
 1. `latency`: glass-to-glass latency p50/p95 and time to first frame of the
    web player over RTS in headless Chromium, with the latency calibrator
    (1280x720, 30 fps, 2 Mbit/s, 1 s keyframes, no B-frames): bench/latency's
-   set-up, processes and measuring, with `protocol=rts`.
+   set-up, processes and measuring, with `protocol=rts`. With
+   `--background-viewers N` it measures again while N viewers of the light
+   generator watch the same stream, and prints the difference of the p50s
+   (issue 18: within 20 ms with 500).
 2. `whip`: the same latency over RTS for two ingests in one run, on the
    same calibrator frames: RTMP → WHEP (the `latency` part's path) and WHIP
    → WHEP (`bench/rts/whip_publisher.py`: the calibrator's frames encoded by
@@ -16,8 +19,11 @@
 3. `viewers`: how many WebRTC viewers one core holds before frames drop. The
    node (`bench/rts/node_runner.py`) is pinned to core 0; the publisher (a
    720p30 2 Mbit/s clip without B-frames, `-c copy` in real time, as
-   bench/fanout) and the viewers (`bench/rts/viewers.py`: aiortc peers that do
-   ICE and DTLS and then only count RTP) to core 1. N doubles from --start
+   bench/fanout) and the viewers (`bench/rts/viewers.py`: peers that do
+   ICE and DTLS with aiortc and then only count RTP; `--client light`, the
+   default, hands each connected socket to a small C counter that also
+   answers the consent checks, `--client aiortc` keeps every peer in aiortc)
+   to core 1. N doubles from --start
    until a step fails, then --refine bisection steps. A step passes when every
    viewer got at least 95 % of the clip's 30 frames a second over the window
    and the node skipped no viewer. `--fast-path on|off` sets the node's
@@ -35,11 +41,19 @@
    process used its whole core is the client's limit, not the server's.
    With `--parts viewers,janus` the two figures are printed side by side
    with their ratio.
+5. `generator`: the light viewer generator's own limit. Its counter
+   (bench/rts/rtpcount.c, on core 1) reads N loopback UDP sockets that a
+   stand-in server in C (bench/rts/rtpblast.c, on core 0: RTP of a
+   720p30 2 Mbit/s stream's packet sizes and rate, no ICE or SRTP) feeds;
+   N doubles from --start while every viewer gets 95 % of the frames and
+   no socket drops a datagram. Its CPU there is its cost a viewer.
 
 Loopback only; everything it starts it stops; bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
-        [--start 10] [--max 640] [--budget 900]
+        [--start 10] [--max 640] [--budget 900] [--client light|aiortc]
+    .venv/bin/python bench/rts/run.py --parts latency --background-viewers 500
+    .venv/bin/python bench/rts/run.py --parts generator --start 500 --max 8000
     .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
     .venv/bin/python bench/rts/run.py --parts viewers,janus [--start 10] [--max 640] [--budget 900]
 """
@@ -52,6 +66,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,7 +80,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, log, wait_port  # noqa: E402
+from bench.common import build_c, free_port, log, wait_port  # noqa: E402
 from bench.fanout.run import make_clip  # noqa: E402
 from bench.latency.run import (  # noqa: E402
     APP,
@@ -93,6 +108,7 @@ CHROMIUM_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 LATENCY_TARGET_MS = 80  # DESIGN.md, RTS p50
+LOADED_LATENCY_TARGET_MS = 20  # issue 18: p50 with 500 viewers within this of idle
 FIRST_FRAME_TARGET_MS = 300
 SERVER_CORE, CLIENT_CORE = "0", "1"
 PASS_SHARE = 0.95
@@ -146,6 +162,10 @@ def latency_bench(args, node_id: str = "bench-rts"):
         "LIVECENTER_NODE_ID": node_id,
         "LIVECENTER_LOG_LEVEL": "WARNING",
     }
+    if args.background_viewers:
+        # The node's admission limits off: the figure is the latency while it
+        # carries that many viewers, not whether it would admit them.
+        env |= {"LIVECENTER_MEDIA_MAX_EGRESS_MBPS": "0", "LIVECENTER_MEDIA_MAX_LOOP_LAG_MS": "0"}
     procs = Processes(workdir, env)
     try:
         log(f"setting up in {workdir} ...")
@@ -173,28 +193,108 @@ def latency_bench(args, node_id: str = "bench-rts"):
 
 
 def run_latency(args) -> dict:
+    """The latency part: idle, and with --background-viewers N also while N
+    viewers (the light generator) watch the same stream, on the same node,
+    calibrator and browser: {"idle": row, "loaded": row}."""
+    rows = {}
     with latency_bench(args) as bench:
-        calibrator = bench.start_calibrator("calibrator", signed_urls(bench.env, STREAM, bench.http_port)["rtmp"])
-        result = measure(bench.context, "rts", bench.player_url(STREAM), args.seconds, args.settle, args.loads)
-        bench.procs.stop(calibrator)
-    return result.row()
+        urls = signed_urls(bench.env, STREAM, bench.http_port)
+        calibrator = bench.start_calibrator("calibrator", urls["rtmp"])
+        try:
+            result = measure(bench.context, "rts", bench.player_url(STREAM), args.seconds, args.settle, args.loads)
+            rows["idle"] = result.row()
+            if args.background_viewers:
+                try:
+                    with background_viewers(bench.workdir, urls["whep"], args.background_viewers) as watched:
+                        name = f"rts-{args.background_viewers}-viewers"
+                        result = measure(bench.context, name, bench.player_url(STREAM), args.seconds, args.settle,
+                                         args.loads)  # fmt: skip
+                    rows["loaded"] = {**result.row(), "background": watched}
+                except RuntimeError as exc:  # the viewers could not open: reported in the table
+                    rows["loaded"] = {"error": str(exc), "background": {"count": args.background_viewers}}
+        finally:
+            bench.procs.stop(calibrator)
+    return rows
 
 
-def latency_table(row: dict) -> str:
-    if "p50" not in row:
-        return f"RTS latency: failed: {row.get('error')}"
-    ffs = ", ".join(str(f) for f in row["first_frames"])
-    met = "yes" if row["p50"] <= LATENCY_TARGET_MS else "no"
-    ff_met = "yes" if row["ff_p50"] <= FIRST_FRAME_TARGET_MS else "no"
+# How long the background viewers may take to open (the light client opens
+# 50 a second), and the longest the loaded measurement may take.
+BACKGROUND_OPEN_SECONDS = 180
+BACKGROUND_WINDOW_SECONDS = 900
+
+
+@contextlib.contextmanager
+def background_viewers(workdir: Path, whep: str, count: int):
+    """`count` light-generator viewers of `whep` for the body's duration;
+    yields a dict that, after the body, holds their window's figures (how
+    many were connected, the worst viewer's frame rate, the generator's CPU):
+    evidence that the load was real while the browser measured."""
+    log(f"latency: opening {count} background viewers ...")
+    stderr_path = workdir / "background-viewers.log"
+    viewers = subprocess.Popen(
+        [PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count), "--warmup", "2",
+         "--window", str(BACKGROUND_WINDOW_SECONDS)],
+        stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
+    )  # fmt: skip
+    watched: dict = {"count": count}
+    try:
+        deadline = time.monotonic() + BACKGROUND_OPEN_SECONDS
+        while "opened " not in stderr_path.read_text():
+            if viewers.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the background viewers did not open: {stderr_path.read_text()[-400:]}")
+            time.sleep(0.5)
+        time.sleep(3)  # their warm-up: the node is carrying them when the measuring starts
+        log(f"  {stderr_path.read_text().strip().splitlines()[-1]}")
+        yield watched
+    finally:
+        if viewers.poll() is None:
+            viewers.terminate()  # ends their window: the JSON line follows
+        try:
+            out, _ = viewers.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            viewers.kill()
+            out, _ = viewers.communicate()
+        lines = out.strip().splitlines()
+        if lines:
+            result = json.loads(lines[-1])
+            start, end = result["window"]
+            frames = result["video_frames"]
+            watched.update(
+                connected=result["connected"],
+                seconds=round(end - start, 1),
+                worst_fps=round(min(frames) / (end - start), 1) if frames and end > start else 0,
+                median_fps=round(sorted(frames)[len(frames) // 2] / (end - start), 1) if frames and end > start else 0,
+                client_cpu=result.get("client_cpu"),
+                socket_drops=result.get("socket_drops"),
+            )
+
+
+def latency_table(rows: dict) -> str:
+    lines = [
+        "| RTS (WebRTC) | latency p50 | latency p95 | samples | first frame p50 (loads) | stalls | target | met? |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
     target = f"≤ {LATENCY_TARGET_MS} ms; first frame ≤ {FIRST_FRAME_TARGET_MS} ms"
-    return "\n".join(
-        [
-            "| protocol | latency p50 | latency p95 | samples | first frame p50 (loads) | stalls | target | met? |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
-            f"| RTS (WebRTC) | {row['p50']} ms | {row['p95']} ms | {row['samples']} | {row['ff_p50']:.0f} ms ({ffs}) |"
-            f" {row['stalls']} | {target} | {met}; {ff_met} |",
-        ]
-    )
+    for key, row in rows.items():
+        label = "idle" if key == "idle" else f"{row['background']['count']} viewers watching"
+        if "p50" not in row:
+            lines.append(f"| {label} | failed: {row.get('error')} | | | | | | |")
+            continue
+        ffs = ", ".join(str(f) for f in row["first_frames"])
+        met = "yes" if row["p50"] <= LATENCY_TARGET_MS else "no"
+        ff_met = "yes" if row["ff_p50"] <= FIRST_FRAME_TARGET_MS else "no"
+        lines.append(f"| {label} | {row['p50']} ms | {row['p95']} ms | {row['samples']} |"
+                     f" {row['ff_p50']:.0f} ms ({ffs}) | {row['stalls']} | {target} | {met}; {ff_met} |")  # fmt: skip
+    idle, loaded = rows.get("idle", {}), rows.get("loaded")
+    if loaded is not None:
+        watched = loaded["background"]
+        lines.append(f"\nbackground viewers: {watched}")
+        if "p50" in idle and "p50" in loaded:
+            difference = loaded["p50"] - idle["p50"]
+            met = "yes" if difference <= LOADED_LATENCY_TARGET_MS else "no"
+            lines.append(f"latency p50 with {watched['count']} viewers − idle: {loaded['p50']} − {idle['p50']} ="
+                         f" {difference:+} ms (target ≤ {LOADED_LATENCY_TARGET_MS} ms: {met})")  # fmt: skip
+    return "\n".join(lines)
 
 
 # --- 2. WHIP → WHEP against RTMP → WHEP ----------------------------------------------
@@ -482,6 +582,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             "open_seconds": result["open_seconds"],
             "cpu": sum(cpus) / len(cpus) if cpus else None,
             **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
+            **generator_figures(result),
         }
     finally:
         for sampler in (node_sampler, viewer_sampler):
@@ -499,7 +600,18 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
 
 def viewer_options(args) -> list[str]:
     """The viewers' process's options, the same for the node and Janus."""
-    return ["--uvloop"] if args.viewer_loop == "uvloop" else []
+    return ["--client", args.client, *(["--uvloop"] if args.viewer_loop == "uvloop" else [])]
+
+
+def generator_figures(result: dict) -> dict:
+    """The light generator's own figures from its JSON line: its CPU (the
+    C counter and its Python parent, over the window: /proc's sample of
+    the parent alone would miss the counter) and the datagrams its sockets
+    dropped because it read too late."""
+    if result.get("client") != "light":
+        return {}
+    return {"client_cpu": result["client_cpu"], "counter_cpu": result["counter_cpu"],
+            "client_socket_drops": result["socket_drops"]}  # fmt: skip
 
 
 def memory_and_client(
@@ -563,6 +675,7 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
             "open_seconds": result["open_seconds"],
             "cpu": janus_sampler.cpu(start, end),
             **memory_and_client(janus_sampler, viewer_sampler, rss_before, start, end, count),
+            **generator_figures(result),
         }
     finally:
         for sampler in (janus_sampler, viewer_sampler):
@@ -632,15 +745,118 @@ def run_janus(args) -> list[dict]:
     return run_viewers(args, janus_step, "janus", janus_server.annex_b_copy)
 
 
+# --- 5. the light viewer generator's own limit -------------------------------------------
+
+
+def generator_step(workdir: Path, count: int, args) -> dict:
+    """`count` viewers of the light generator's counter (bench/rts/rtpcount.c,
+    on CLIENT_CORE), each a loopback UDP socket that bench/rts/rtpblast.c
+    (on SERVER_CORE: no ICE, no SRTP) sends a 720p30 2 Mbit/s-sized RTP
+    stream to. The counter does what it does for a real server's viewers;
+    only the server is a stand-in that costs little, so the counter's limit
+    shows: its CPU, its sockets' drops, its frames."""
+    counter_ours, counter_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    blast_ours, blast_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    counter = subprocess.Popen(
+        ["taskset", "-c", CLIENT_CORE, str(workdir / "rtpcount"), "--control-fd", str(counter_theirs.fileno())],
+        pass_fds=(counter_theirs.fileno(),), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    blaster = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, str(workdir / "rtpblast"), "--control-fd", str(blast_theirs.fileno()),
+         "--seconds", str(args.warmup + args.window + 60)],
+        pass_fds=(blast_theirs.fileno(),), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    counter_theirs.close()
+    blast_theirs.close()
+    try:
+        for _ in range(count):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as viewer:
+                viewer.bind(("127.0.0.1", 0))
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                    sender.connect(viewer.getsockname())
+                    socket.send_fds(counter_ours, [b"P " + b"p" * 22 + b" 96"], [viewer.fileno()])
+                    socket.send_fds(blast_ours, [b"S"], [sender.fileno()])
+        blast_ours.send(b"G")
+        time.sleep(args.warmup)
+        counter_ours.send(b"B")
+        time.sleep(args.window)
+        counter_ours.send(b"E")
+        result = json.loads(counter.stdout.readline())
+    finally:
+        counter_ours.close()
+        blast_ours.close()  # the blaster stops and prints its line
+        blasted, _ = blaster.communicate(timeout=30)
+        counter.wait(30)
+    start, end = result["window"]
+    expected = CLIP_FPS * (end - start)
+    frames = result["video_frames"]
+    worst = min(frames) if frames else 0
+    sender = json.loads(blasted.strip().splitlines()[-1]) if blasted.strip() else {}
+    return {
+        "n": count,
+        "ok": len(frames) == count and worst >= PASS_SHARE * expected and result["socket_drops"] == 0,
+        "worst_frames": worst,
+        "expected_frames": round(expected),
+        "median_frames": sorted(frames)[len(frames) // 2] if frames else 0,
+        "counter_cpu": result["counter_cpu"],
+        "socket_drops": result["socket_drops"],
+        "sender_cpu": sender.get("cpu"),
+    }
+
+
+def run_generator(args) -> list[dict]:
+    """Doubling from --start while the counter keeps up, within --max and --budget."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-rts-generator-"))
+    steps: list[dict] = []
+    try:
+        build_c(HERE / "rtpcount.c", workdir / "rtpcount", "-lcrypto")
+        build_c(HERE / "rtpblast.c", workdir / "rtpblast")
+        began, n = time.monotonic(), args.start
+        while n <= args.max and time.monotonic() - began < args.budget:
+            result = generator_step(workdir, n, args)
+            steps.append(result)
+            log(f"  generator, {n} viewers: {'ok' if result['ok'] else 'FRAMES OR DATAGRAMS LOST'} {result}")
+            if not result["ok"]:
+                break
+            n *= 2
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return steps
+
+
+def generator_table(steps: list[dict]) -> str:
+    lines = [
+        "| viewers | verdict | worst viewer's frames / the clip's | median | counter's CPU (core 1)"
+        " | its sockets' drops | stand-in sender's CPU (core 0) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in steps:
+        verdict = "ok" if s["ok"] else "frames or datagrams lost"
+        if not s["ok"] and (s["sender_cpu"] or 0) >= CLIENT_BOUND_CPU:
+            verdict += " (the sender's core full)"
+        lines.append(f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} | {s['median_frames']} |"
+                     f" {s['counter_cpu']:.0f} % | {s['socket_drops']} | {s['sender_cpu']} % |")  # fmt: skip
+    passed = [s for s in steps if s["ok"]]
+    if passed:
+        top = max(passed, key=lambda s: s["n"])
+        full = round(top["n"] * 100 / top["counter_cpu"]) if top["counter_cpu"] else 0
+        lines.append(f"\nthe light generator's counter carried {top['n']} viewers on one core at"
+                     f" {top['counter_cpu']:.0f} % of it, no datagram dropped (about {full} at 100 %)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def viewers_table(steps: list[dict], server: str = "the node") -> str:
     lines = [
         f"| viewers | verdict | worst viewer's frames / the clip's | median | source's | skips | {server}'s CPU"
-        f" | {server}'s RSS (per viewer) | viewers' process CPU | UDP receive-buffer drops |",
+        f" | {server}'s RSS (per viewer) | viewer generator's CPU (its sockets' drops)"
+        " | UDP receive-buffer drops (machine) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(steps, key=lambda s: s["n"]):
-        cpu = f"{s['cpu']:.0f} %" if s.get("cpu") is not None else "—"
+        cpu = f"{s['cpu']:.0f} % ({s['cpu'] / s['n']:.2f} a viewer)" if s.get("cpu") is not None else "—"
         client = f"{s['client_cpu']:.0f} %" if s.get("client_cpu") is not None else "—"
+        if s.get("client_socket_drops") is not None:
+            client += f" ({s['client_socket_drops']} dropped)"
         rss = f"{s['rss_mb']} MB ({s['rss_per_viewer_kb']} KB)" if s.get("rss_per_viewer_kb") is not None else "—"
         verdict = {True: "ok", False: "frames dropped", None: "client could not open them"}[s["ok"]]
         if s["ok"] is False and client_bound(s):
@@ -655,6 +871,10 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
 
 
 def client_bound(step_result: dict) -> bool:
+    """The viewers' process at its own limit: its core full. (The light
+    generator's socket drops are shown beside, not taken as its limit: a
+    server past its core sends what it had queued in bursts that overflow
+    a socket's buffer between two of the counter's turns, 5 ms apart.)"""
     return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU
 
 
@@ -695,6 +915,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="latency samples, split over the loads")
     parser.add_argument("--settle", type=float, default=5, help="play this long after the first frame")
     parser.add_argument("--loads", type=int, default=5, help="fresh page loads for the first frame")
+    parser.add_argument(
+        "--background-viewers", type=int, default=0,
+        help="latency: measure again while this many light-generator viewers watch the same stream",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="whip: rounds of RTMP and WHIP, alternating")
     parser.add_argument(
         "--arrival-seconds", type=float, default=10, help="whip: capture to arrival at an aiortc viewer (0: off)"
@@ -710,8 +934,12 @@ def main() -> None:
         help="janus: Janus's event_loops (0: its default, a thread per viewer)",
     )  # fmt: skip
     parser.add_argument(
+        "--client", choices=("light", "aiortc"), default="light",
+        help="viewers, janus: the viewer generator (bench/rts/viewers.py --client)",
+    )  # fmt: skip
+    parser.add_argument(
         "--viewer-loop", choices=("asyncio", "uvloop"), default="asyncio",
-        help="viewers: the viewers' process's event loop (uvloop: a lighter client)",
+        help="viewers, janus: the aiortc client's event loop (uvloop: a lighter client)",
     )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
@@ -732,12 +960,15 @@ def main() -> None:
         if shutil.which("taskset") is None:
             sys.exit("taskset is needed (apt-get install util-linux)")
         figures["janus"] = run_janus(args)
+    if "generator" in parts:
+        if shutil.which("taskset") is None:
+            sys.exit("taskset is needed (apt-get install util-linux)")
+        figures["generator"] = run_generator(args)
     print()
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
     if "latency" in figures:
         print(latency_table(figures["latency"]))
-        samples = figures["latency"]
-        print(f"(p50 of the pooled per-frame samples; {samples.get('samples', 0)} frames)")
+        print("(p50 of the pooled per-frame samples)")
     if "whip" in figures:
         print(whip_table(figures["whip"]))
         print(f"(p50 of the pooled per-frame samples, {args.rounds} round(s) of {args.loads} loads each)")
@@ -749,6 +980,8 @@ def main() -> None:
             print(comparison(figures["viewers"], figures["janus"]))
         else:
             print(f"Janus: {client_limit(figures['janus'])}")
+    if "generator" in figures:
+        print(generator_table(figures["generator"]))
     print(f"(total {time.monotonic() - began:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

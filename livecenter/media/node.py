@@ -36,6 +36,7 @@ from .hub import LiveStream, StreamHub
 from .listener import ConnectionGate, MediaListener, effective_max_connections, listen, raise_descriptor_limit
 from .policy import (
     EDGE_PUBLISH,
+    NODE_STOPPED,
     EventSink,
     PlaybackReported,
     Policy,
@@ -74,6 +75,17 @@ log = logging.getLogger(__name__)
 # Events waiting for the sink; past this, periodic updates are dropped (the
 # next one carries the same information) but publish/unpublish are kept.
 MAX_PENDING_EVENTS = 10_000
+
+
+# The sink's methods a sink may leave out (policy.EventSink): the node then
+# drops the event. A sink written before samples existed (a test's, another
+# node's) does without `sampled`.
+OPTIONAL_SINK_EVENTS = {
+    StreamsSampled: "sampled",
+    PublishRefused: "publish_refused",
+    PlaybackReported: "playback_reported",
+    RenditionRequested: "rendition_requested",
+}
 
 
 @dataclass(frozen=True)
@@ -293,6 +305,8 @@ class MediaNode:
         self._releasing: set[asyncio.Task] = set()
         # Every open client connection: its handler and the task running it.
         self.connections: dict[object, asyncio.Task] = {}
+        # Set while stop() closes them: a publication they end ended with the node.
+        self.stopping = False
         self.hls = HlsService(self)
         self.rts = None  # RtsService, from start(): aiortc is slow to import
         self.stats = StatsSampler(self.hub, salt=config.viewer_id_salt)
@@ -405,6 +419,7 @@ class MediaNode:
             if part is not None:
                 await part.stop()
         handlers = list(self.connections.items())
+        self.stopping = True
         for handler, _ in handlers:
             handler.abort()
         # Let each handler finish its own cleanup (end publications, close
@@ -415,7 +430,7 @@ class MediaNode:
             await server.wait_closed()
         # Let the sink hear how every live stream ended before it stops.
         for key, session_id in list(self._live.items()):
-            self.stream_ended(key, session_id, "media node stopped")
+            self.stream_ended(key, session_id, NODE_STOPPED)
         self.report_playback()
         await self._drain_events()
         for task in self._tasks:
@@ -612,23 +627,12 @@ class MediaNode:
                         await self.sink.updated(each)
             elif isinstance(event, StreamUpdated):
                 await self.sink.updated(event)
-            elif isinstance(event, StreamsSampled):
-                self._pending_samples -= 1
-                # A sink written before samples existed (a test's, another node's) does without.
-                sampled = getattr(self.sink, "sampled", None)
-                if sampled is not None:
-                    await sampled(event)
-            elif isinstance(event, PublishRefused):
-                handler = getattr(self.sink, "publish_refused", None)
-                if handler is not None:
-                    await handler(event)
-            elif isinstance(event, PlaybackReported):
-                handler = getattr(self.sink, "playback_reported", None)
-                if handler is not None:
-                    await handler(event)
-            elif isinstance(event, RenditionRequested):
-                self._renditions_asked.discard((event.source, event.template_id))
-                handler = getattr(self.sink, "rendition_requested", None)
+            elif type(event) in OPTIONAL_SINK_EVENTS:
+                if isinstance(event, StreamsSampled):
+                    self._pending_samples -= 1
+                elif isinstance(event, RenditionRequested):
+                    self._renditions_asked.discard((event.source, event.template_id))
+                handler = getattr(self.sink, OPTIONAL_SINK_EVENTS[type(event)], None)
                 if handler is not None:
                     await handler(event)
             else:

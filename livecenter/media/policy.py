@@ -160,12 +160,22 @@ class StreamUpdated:
     viewers: int = 0  # subscribers now (an HLS-packaged stream counts one while it is requested)
 
 
+# StreamUnpublished.reason in the words more than one part of the engine
+# uses. "" only when the publisher ended its stream (RTMP's FCUnpublish,
+# deleteStream, closeStream); a connection that closed or broke under a live
+# publication is an encoder killed or its network gone; monitoring/alarms.py
+# counts both of those and a node stopping under it as interruptions.
+PUBLISHER_ENDED = ""
+CONNECTION_LOST = "connection lost"
+NODE_STOPPED = "media node stopped"
+
+
 @dataclass(frozen=True, slots=True)
 class StreamUnpublished:
     key: StreamKey
     session_id: str
     stopped_at: float  # Unix seconds
-    reason: str = ""  # "" for a clean unpublish, else why it ended
+    reason: str = PUBLISHER_ENDED  # else why it ended
     node_id: str = ""
     # On a center, the edge whose relay ended (StreamPublished.relayed_from):
     # the stream left this center, which does not end the edge's session.

@@ -24,7 +24,16 @@ from .flv import FrameKind
 from .hub import AlreadyPublishing
 from .listener import peer_name
 from .play import PlayRefusal, PlayRequest, admit_and_wait
-from .policy import CENTER_PUBLISH, EDGE_PUBLISH, PublishRefused, StreamKey, StreamPublished
+from .policy import (
+    CENTER_PUBLISH,
+    CONNECTION_LOST,
+    EDGE_PUBLISH,
+    NODE_STOPPED,
+    PUBLISHER_ENDED,
+    PublishRefused,
+    StreamKey,
+    StreamPublished,
+)
 from .pump import FramePump
 from .stats import NODE_LINK_PROTOCOL
 from .tls import server_name, tls_session
@@ -139,7 +148,7 @@ class RtmpSession:
         self.node.connections[self] = asyncio.current_task()
         loop = asyncio.get_running_loop()
         accepted_at = idle_since = loop.time()
-        reason = ""
+        reason = PUBLISHER_ENDED
         try:
             while not self.closing:
                 now = loop.time()
@@ -153,20 +162,28 @@ class RtmpSession:
                 except TimeoutError:
                     log.info("rtmp %s stream=%s: %s, closing", self.peer, self.key or "-", reason)
                     break
-                reason = ""
+                reason = PUBLISHER_ENDED
                 for event in self.conn.receive_data(data):
                     await self.on_event(event)
                 self.flush()
                 await self.writer.drain()
                 if not data:
+                    # Had the peer ended its publication, on_stream_end
+                    # would have ended it already.
+                    reason = self.lost_reason()
                     break
         except rtmp.RtmpProtocolError as exc:
             reason = exc.reason
             log.info("rtmp %s stream=%s: protocol error, closing: %s", self.peer, self.key or "-", exc.reason)
         except (ConnectionError, OSError):
-            reason = "connection lost"
+            reason = self.lost_reason()
         finally:
             await self.cleanup(reason)
+
+    def lost_reason(self) -> str:
+        """Why a connection that closed under a publication ended it: the
+        node stopping closed it, or else the peer went without a word."""
+        return NODE_STOPPED if self.node.stopping else CONNECTION_LOST
 
     async def cleanup(self, reason: str) -> None:
         self.node.connections.pop(self, None)
@@ -305,7 +322,7 @@ class RtmpSession:
 
     async def on_stream_end(self, event) -> None:
         if event.stream_id == self.publish_stream_id:
-            self.end_publication("")
+            self.end_publication(PUBLISHER_ENDED)
         task = self.players.pop(event.stream_id, None)
         if task is not None:
             task.cancel()

@@ -1,7 +1,8 @@
 // Viewer telemetry for the console's web player (issue 19).
 //
 // player.js tells this file what happens through window.livecenterBeacon.record(type, fields):
-//   "start" (a protocol is tried), "first_frame" {ttff_ms}, "error" {message},
+//   "start" (a protocol is tried), "first_frame" {ttff_ms}, "error" {kind, message}
+//   (the kind one of ERROR_KINDS, which player.js names where it fails),
 //   "level" {kbps} (hls.js chose a variant), "latency" {latency_ms} (a frame's
 //   glass-to-glass latency, from the calibrator's timecode);
 // each with the protocol playing. Stalls and watch time are measured here
@@ -22,6 +23,8 @@
   const MAX_DURATION_MS = 3600000;
   const MAX_LATENCY_MS = 600000;
   const PROTOCOLS = ["rts", "flv", "llhls", "hls", "native-hls"];
+  // The node's error kinds (beacon.ERROR_KINDS); player.js names one where it fails.
+  const ERROR_KINDS = ["network", "decode", "denied", "not_live", "timeout", "unsupported", "other"];
 
   const sourcesElement = document.getElementById("player-sources");
   const video = document.getElementById("player-video");
@@ -68,19 +71,6 @@
   function push(event) {
     if (!PROTOCOLS.includes(event.protocol)) return;
     state.pending.push(event);
-  }
-
-  // A player's refusal in words (player.js's REASONS and messages) as one of the node's error kinds.
-  function errorKind(message) {
-    const text = String(message || "");
-    if (/not live/i.test(text)) return "not_live";
-    if (/denied|expired|blocked|disabled|does not know|not a streaming|switched off|no ingest domain|refused/i.test(text))
-      return "denied";
-    if (/no picture arrived/i.test(text)) return "timeout";
-    if (/decoded|B-frames/i.test(text)) return "decode";
-    if (/cannot reach|connection failed|could not start|could not be read|answered HTTP/i.test(text)) return "network";
-    if (/not available|cannot play/i.test(text)) return "unsupported";
-    return "other";
   }
 
   // Watch time so far goes into the batch (stalls included: stall ratio is stall time over watch time).
@@ -133,7 +123,8 @@
     } else if (type === "error") {
       stopWatching(now);
       state.reachedFirstFrame = false; // what follows is a fallback
-      push({ type: "error", protocol: protocol, kind: errorKind(fields.message) });
+      const kind = ERROR_KINDS.includes(fields.kind) ? fields.kind : "other";
+      push({ type: "error", protocol: protocol, kind: kind });
     } else if (type === "level") {
       // The first is hls.js's first choice, not a switch.
       if (state.levelSeen) push({ type: "bitrate_switch", protocol: protocol, to_kbps: Math.max(0, fields.kbps | 0) });

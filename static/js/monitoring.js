@@ -8,6 +8,7 @@
   const MAX_POINTS = 600;
   // A stream on the overview with no news for this long is taken as gone.
   const STALE_MS = 15000;
+  const RECENTLY_STOPPED_MS = 3600000; // services.RECENTLY_STOPPED
 
   function $(id) {
     return document.getElementById(id);
@@ -380,9 +381,12 @@
   // --- a domain -------------------------------------------------------------------
 
   function domainPage(root) {
-    // stream_url -> {seen, nodes: node_id -> {sample, seen}}: in a cluster
-    // every node carrying a stream samples it; its figures are the
-    // publisher's node's, its viewers and egress every node's added up.
+    // stream_url -> {seen, nodes: node_id -> {sample, seen}, stopped}: in a
+    // cluster every node carrying a stream samples it; its figures are the
+    // publisher's node's, its viewers and egress every node's added up. A
+    // stream that stopped keeps its last figures, greyed, for
+    // RECENTLY_STOPPED_MS (services.RECENTLY_STOPPED): `stopped` is
+    // {at, reason, session} then.
     const streams = new Map();
     window.livecenterDomainMonitor = streams;
     const streamPage = root.dataset.streamPage;
@@ -390,6 +394,10 @@
     function render() {
       const now = Date.now();
       for (const [url, entry] of streams) {
+        if (entry.stopped) {
+          if (now - entry.stopped.at * 1000 > RECENTLY_STOPPED_MS) streams.delete(url);
+          continue;
+        }
         for (const [node, n] of entry.nodes) if (now - n.seen > STALE_MS) entry.nodes.delete(node);
         if (now - entry.seen > STALE_MS) streams.delete(url);
       }
@@ -398,7 +406,16 @@
       let bitIn = 0;
       let bitOut = 0;
       let users = 0;
-      for (const url of [...streams.keys()].sort()) {
+      let live = 0;
+      // Live ones first, by name; then the stopped ones, the latest stopped first.
+      const urls = [...streams.keys()].sort();
+      const stoppedAt = (url) => streams.get(url).stopped.at;
+      const order = [
+        ...urls.filter((url) => !streams.get(url).stopped),
+        ...urls.filter((url) => streams.get(url).stopped).sort((a, b) => stoppedAt(b) - stoppedAt(a)),
+      ];
+      for (const url of order) {
+        const stopped = streams.get(url).stopped;
         const samples = [...streams.get(url).nodes.values()].map((n) => n.sample);
         const s = samples.find((n) => !n.upstream_node) || samples[0];
         const viewers = samples.reduce((total, n) => total + sum(n.viewers), 0);
@@ -410,7 +427,21 @@
         link.href = `${streamPage}?${new URLSearchParams({ domain, app, stream: rest.join("/") })}`;
         link.textContent = url;
         link.className = "font-monospace";
-        row.insertCell().append(link);
+        const name = row.insertCell();
+        name.append(link);
+        if (stopped) {
+          // Its last figures, not current ones: said so, with when they were seen.
+          row.dataset.state = "stopped";
+          row.classList.add("text-muted");
+          const note = document.createElement("div");
+          note.className = "small";
+          const when = document.createElement("time");
+          const lastAt = s ? s.at : stopped.at;
+          when.dateTime = new Date(lastAt * 1000).toISOString();
+          when.textContent = LivecenterCharts.localTime(lastAt);
+          note.append(`stopped${stopped.reason ? ` (${stopped.reason})` : ""}, last seen `, when);
+          name.append(note);
+        }
         const cells = s
           ? [
               s.width ? `${s.video_codec} ${s.width}×${s.height}` : s.video_codec || "—",
@@ -425,21 +456,26 @@
           cell.textContent = text;
           if (i > 0) cell.className = "text-end";
         });
+        if (stopped) continue;
+        live += 1;
         if (s) {
           bitIn += s.bitrate;
           bitOut += out;
           users += viewers;
         }
       }
-      $("total-streams").textContent = String(streams.size);
+      $("total-streams").textContent = String(live);
       $("total-in").textContent = kbps(bitIn);
       $("total-out").textContent = kbps(bitOut);
       $("total-users").textContent = String(users);
-      $("no-streams").hidden = streams.size > 0;
+      $("no-streams").hidden = live > 0;
     }
 
     function put(url, s, now) {
       const entry = streams.get(url) || { nodes: new Map() };
+      // A stopped session's last samples may trail its stop; another session's mean it is live again.
+      if (entry.stopped && s && s.session_id === entry.stopped.session) return;
+      entry.stopped = null;
       entry.seen = now;
       if (s) {
         // A node's own sample takes the place of the opening's, all nodes' (no node_id).
@@ -449,21 +485,37 @@
       streams.set(url, entry);
     }
 
+    function putStopped(url, sample, stopped) {
+      const entry = streams.get(url) || { nodes: new Map() };
+      if (sample) entry.nodes = new Map([[sample.node_id || "", { sample: sample, seen: Date.now() }]]);
+      entry.stopped = stopped;
+      streams.set(url, entry);
+    }
+
     function onMessage(message) {
       const now = Date.now();
       if (message.type === "snapshot") {
         streams.clear();
         for (const s of message.streams) put(s.stream_url, s.sample, now);
+        for (const s of message.stopped || []) {
+          putStopped(s.stream_url, s.sample, { at: s.stopped_at, reason: s.reason, session: s.session_id });
+        }
       } else if (message.type === "samples") {
         for (const s of message.samples) put(s.stream_url, s, now);
       } else if (message.type === "state") {
         if (message.live) put(message.stream_url, null, now);
-        else streams.delete(message.stream_url);
+        else {
+          const stopped = { at: message.at, reason: message.reason, session: message.session_id };
+          putStopped(message.stream_url, null, stopped);
+        }
       }
       render();
     }
 
     for (const s of JSON.parse($("domain-latest").textContent)) put(s.stream_url, s, Date.now());
+    for (const s of JSON.parse($("domain-stopped").textContent)) {
+      putStopped(s.stream_url, s.sample, { at: s.stopped_at, reason: s.reason, session: s.session_id });
+    }
     render();
     setInterval(render, 5000);
     listen(root.dataset.ws, onMessage, $("socket-state"));

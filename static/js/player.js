@@ -45,21 +45,28 @@
   const TC_SYNC_MARKER = 0xa5c3;
   const TC_THRESHOLD_LUMA = 128;
 
-  // The media server's refusal reasons (X-LiveCenter-Error) in a viewer's words.
+  // The media server's refusal reasons (X-LiveCenter-Error): [in a viewer's
+  // words, the error kind the beacon reports (beacon.js ERROR_KINDS)].
+  // A service the node cannot give now (capacity, its policy) is "network",
+  // as an HTTP 5xx without a reason is (refusalOf).
   const REASONS = {
-    "stream is not live": "The stream is not live.",
-    "expired timestamp": "This link has expired. Reload the page for a fresh one.",
-    "invalid md5hash": "Access denied: invalid signature.",
-    "no auth_key": "Access denied: the link is not signed.",
-    "invalid auth_key": "Access denied: the link's signature is malformed.",
-    "stream is forbidden": "This stream has been blocked by its operator.",
-    "domain is disabled": "This streaming domain is disabled.",
-    "non-existent domain": "The media server does not know this streaming domain.",
-    "not a streaming domain": "This domain is not a streaming domain.",
-    "streaming domain has no ingest domain": "This streaming domain has no ingest domain to play from.",
-    "RTS is off for this domain": "RTS (WebRTC) is switched off for this streaming domain.",
-    "stream has B-frames and HTML5 auto-transcoding is off for this domain":
+    "stream is not live": ["The stream is not live.", "not_live"],
+    "expired timestamp": ["This link has expired. Reload the page for a fresh one.", "denied"],
+    "invalid md5hash": ["Access denied: invalid signature.", "denied"],
+    "no auth_key": ["Access denied: the link is not signed.", "denied"],
+    "invalid auth_key": ["Access denied: the link's signature is malformed.", "denied"],
+    "stream is forbidden": ["This stream has been blocked by its operator.", "denied"],
+    "domain is disabled": ["This streaming domain is disabled.", "denied"],
+    "non-existent domain": ["The media server does not know this streaming domain.", "denied"],
+    "not a streaming domain": ["This domain is not a streaming domain.", "denied"],
+    "streaming domain has no ingest domain": ["This streaming domain has no ingest domain to play from.", "denied"],
+    "RTS is off for this domain": ["RTS (WebRTC) is switched off for this streaming domain.", "unsupported"],
+    "stream has B-frames and HTML5 auto-transcoding is off for this domain": [
       "The stream has B-frames, which browsers' WebRTC cannot play, and HTML5 auto-transcoding is off.",
+      "unsupported",
+    ],
+    "media node at capacity": ["The media server is at capacity.", "network"],
+    "policy unavailable": ["The media server cannot check access right now.", "network"],
   };
 
   // Refusals that concern one protocol only: the next rung may play.
@@ -199,7 +206,7 @@
     report("start");
     render();
     attemptState.timer = setTimeout(() => {
-      fail(attemptState, "No picture arrived within " + FIRST_FRAME_TIMEOUT_MS / 1000 + " s.");
+      fail(attemptState, "timeout", "No picture arrived within " + FIRST_FRAME_TIMEOUT_MS / 1000 + " s.");
     }, FIRST_FRAME_TIMEOUT_MS);
     try {
       attemptState.engine = rung.start(attemptState);
@@ -207,7 +214,7 @@
       // latency figures are read from here by bench/latency.
       window.livecenterPlayer.engine = attemptState.engine;
     } catch (err) {
-      fail(attemptState, String(err && err.message ? err.message : err));
+      fail(attemptState, "unsupported", String(err && err.message ? err.message : err));
       return;
     }
     if (!attemptState.holdPlay) startPlaying();
@@ -236,7 +243,7 @@
     }
     explainHttpFailure(url).then((found) => {
       if (found.status) refused(attemptState, found.reason, found.status);
-      else fail(attemptState, found.words);
+      else fail(attemptState, "network", found.words);
     });
   }
 
@@ -247,18 +254,20 @@
     let outcome = "next";
     if (status === 404) outcome = "not live";
     else if (status === 403 && !RUNG_REASONS.has(reason)) outcome = "final";
-    fail(attemptState, inWords(reason, status), outcome);
+    const refusal = refusalOf(reason, status);
+    fail(attemptState, refusal.kind, refusal.words, outcome);
   }
 
-  // A rung failed: say why (in words), tear it down, and try the next one
-  // ("next"), wait for the stream ("not live"), or stop ("final").
-  function fail(attemptState, message, outcome) {
+  // A rung failed: say why (in words; `kind` for the beacon), tear it down,
+  // and try the next one ("next"), wait for the stream ("not live"), or stop
+  // ("final").
+  function fail(attemptState, kind, message, outcome) {
     if (attemptState !== current || attemptState.done) return;
     attemptState.done = true;
     clearTimeout(attemptState.timer);
     stats.attempts[stats.attempts.length - 1].error = message;
     stats.error = message;
-    report("error", { message: message });
+    report("error", { kind: kind, message: message });
     teardown(attemptState);
     if (outcome === "not live") {
       waitForLive(message);
@@ -329,7 +338,7 @@
       if (video.srcObject !== remote) video.srcObject = remote;
     });
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed") fail(attemptState, "The WebRTC connection failed (ICE or DTLS).");
+      if (pc.connectionState === "failed") fail(attemptState, "network", "The WebRTC connection failed (ICE or DTLS).");
     });
     let location = null;
     let closed = false;
@@ -401,7 +410,7 @@
 
     const statsTimer = setInterval(() => poll().catch(() => {}), RTS_STATS_INTERVAL_MS);
     negotiate().catch((err) => {
-      if (!closed) fail(attemptState, "RTS could not start: " + (err && err.message ? err.message : err));
+      if (!closed) fail(attemptState, "network", "RTS could not start: " + (err && err.message ? err.message : err));
     });
     return {
       destroy() {
@@ -434,7 +443,7 @@
       if (detail === mpegts.ErrorDetails.NETWORK_STATUS_CODE_INVALID || type === mpegts.ErrorTypes.NETWORK_ERROR) {
         failHttp(attemptState, config.flv, info && info.code);
       } else {
-        fail(attemptState, "The stream could not be decoded (" + detail + ").");
+        fail(attemptState, "decode", "The stream could not be decoded (" + detail + ").");
       }
     });
     player.on(mpegts.Events.STATISTICS_INFO, (info) => {
@@ -546,7 +555,7 @@
       } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
         failHttp(attemptState, url, status);
       } else {
-        fail(attemptState, "The stream could not be decoded (" + data.details + ").");
+        fail(attemptState, "decode", "The stream could not be decoded (" + data.details + ").");
       }
     });
     if (lowLatency) catchUpToLiveEdge(hls);
@@ -611,12 +620,14 @@
 
   // --- Errors in a viewer's words ----------------------------------------------------------
 
-  function inWords(reason, status) {
-    if (reason && REASONS[reason]) return REASONS[reason];
-    if (reason) return "The media server refused to play the stream: " + reason + ".";
-    if (status === 404) return "The stream is not live.";
-    if (status === 403) return "Access denied.";
-    return "The media server answered HTTP " + status + ".";
+  // {words, kind} of a refusal: `reason` its X-LiveCenter-Error (or null), `status` its HTTP status.
+  function refusalOf(reason, status) {
+    if (reason && REASONS[reason]) return { words: REASONS[reason][0], kind: REASONS[reason][1] };
+    const kind = status === 404 ? "not_live" : status === 403 ? "denied" : "network";
+    if (reason) return { words: "The media server refused to play the stream: " + reason + ".", kind: kind };
+    if (status === 404) return { words: "The stream is not live.", kind: kind };
+    if (status === 403) return { words: "Access denied.", kind: kind };
+    return { words: "The media server answered HTTP " + status + ".", kind: kind };
   }
 
   // The libraries report a failed request without its headers; ask again

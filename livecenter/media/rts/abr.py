@@ -90,6 +90,22 @@ def request_renditions(node, ladder: AbrLadder) -> None:
             node.request_rendition(ladder.source, template_id)
 
 
+def live_step(target: int, current: int, live: set[int]) -> int:
+    """Where a viewer on rendition `current` goes when the controller wants
+    `target` and only the renditions in `live` can be sent: the target if
+    live, else the live one nearest it on the way from `current`, else
+    `current`. Never past the target, and never the other way: a viewer
+    sent down because it cannot keep up must not end on a higher rendition
+    (the nearest live one can be the top), nor one sent up on a lower."""
+    if target in live:
+        return target
+    if target < current:
+        on_the_way = [i for i in live if i <= target]
+    else:
+        on_the_way = [i for i in live if current < i <= target]
+    return max(on_the_way, default=current)
+
+
 class RtsAbr:
     """One WHEP viewer's adaptive bitrate: its controller and its switches."""
 
@@ -133,15 +149,14 @@ class RtsAbr:
             return
         keys = self.ladder.keys
         node = self.service.node
-        live = [i for i, key in enumerate(keys) if node.hub.is_live(key)]
-        if index not in live:
+        if not node.hub.is_live(keys[index]):
             # Not live (an on-demand rendition stopped, or not started yet):
-            # asked for again, and meanwhile the nearest below that is, else above.
+            # asked for again, and meanwhile a live one on the way there.
             if index < len(self.ladder.template_ids):
                 node.request_rendition(self.ladder.source, self.ladder.template_ids[index])
-            lower = [i for i in live if i < index]
-            index = lower[-1] if lower else min(live, default=len(keys) - 1)
-            self.controller.index = index
+            live = {i for i, key in enumerate(keys) if node.hub.is_live(key)}
+            current = keys.index(viewer.video_source.key) if viewer.video_source.key in keys else len(keys) - 1
+            index = self.controller.index = live_step(index, current, live)
         key = keys[index]
         pending = viewer.switching_to
         if pending is not None and pending.key == key:
