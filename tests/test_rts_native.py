@@ -556,6 +556,22 @@ def test_a_frame_sent_as_udp_gso_messages_arrives_as_the_python_paths_datagrams(
     assert with_gso == without == python
 
 
+def _send_frames_natively(sender: socket.socket, receiver: socket.socket, key_and_salt: bytes, history) -> int:
+    """Every frame of `history` through send_frame on `sender` to `receiver`,
+    nothing refused; returns the RTP header's length."""
+    session = srtp.native_protector(srtp.AEAD_AES_256_GCM, key_and_salt)
+    writer = RtpWriter(PARAMETERS, 100, 0)
+    template = writer.template
+    address = srtp.native.sockaddr(*receiver.getsockname())
+    for indexes in _frames_of(history):
+        sequence_number, offset = writer.claim(history, indexes)
+        assert srtp.native.send_frame(
+            session, sender.fileno(), address, template.buffer, template.header_bytes, template.abs_offset,
+            template.payload_type, sequence_number, offset, 0, history.packets(indexes),
+        ) is None  # fmt: skip
+    return template.header_bytes
+
+
 @needs_native
 def test_the_equal_size_packets_really_go_as_gso_messages():
     """A receiver that asked for UDP_GRO gets a GSO message whole: fewer
@@ -572,18 +588,7 @@ def test_the_equal_size_packets_really_go_as_gso_messages():
             receiver.setsockopt(socket.IPPROTO_UDP, UDP_GRO, 1)
             sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                session = srtp.native_protector(srtp.AEAD_AES_256_GCM, key_and_salt)
-                writer = RtpWriter(PARAMETERS, 100, 0)
-                template = writer.template
-                address = srtp.native.sockaddr(*receiver.getsockname())
-                for indexes in _frames_of(history):
-                    sequence_number, offset = writer.claim(history, indexes)
-                    unsent = srtp.native.send_frame(
-                        session, sender.fileno(), address, template.buffer, template.header_bytes,
-                        template.abs_offset, template.payload_type, sequence_number, offset, 0,
-                        history.packets(indexes),
-                    )  # fmt: skip
-                    assert unsent is None
+                header_bytes = _send_frames_natively(sender, receiver, key_and_salt, history)
                 reads[gso] = []
                 while True:
                     try:
@@ -594,7 +599,7 @@ def test_the_equal_size_packets_really_go_as_gso_messages():
             finally:
                 sender.close()
                 receiver.close()
-            assert got == sum(len(history.get(i).payload) + template.header_bytes + 16 for i in range(84))
+            assert got == sum(len(history.get(i).payload) + header_bytes + 16 for i in range(84))
     finally:
         srtp.native.gso(before)
     assert len(reads[False]) == 84
@@ -617,16 +622,7 @@ def test_a_kernel_that_refuses_gso_turns_it_off_and_nothing_is_lost():
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sender.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_NO_CHECK", 11), 1)
-        session = srtp.native_protector(srtp.AEAD_AES_256_GCM, key_and_salt)
-        writer = RtpWriter(PARAMETERS, 100, 0)
-        template = writer.template
-        address = srtp.native.sockaddr(*receiver.getsockname())
-        for indexes in _frames_of(history):
-            sequence_number, offset = writer.claim(history, indexes)
-            assert srtp.native.send_frame(
-                session, sender.fileno(), address, template.buffer, template.header_bytes, template.abs_offset,
-                template.payload_type, sequence_number, offset, 0, history.packets(indexes),
-            ) is None  # fmt: skip
+        _send_frames_natively(sender, receiver, key_and_salt, history)
         assert srtp.native.gso() is False
         got = _drain(receiver)
     finally:
