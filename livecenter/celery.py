@@ -4,6 +4,7 @@ Embedded (`make run`): kombu's filesystem transport under the data directory,
 so the worker needs no server. Scaled: `REDIS_URL` is the broker.
 """
 
+import functools
 import os
 
 from celery import Celery, signals
@@ -35,12 +36,16 @@ class _QuietHousekeeping:
     some run every second), so the log shows media jobs and failures, not a
     heartbeat. A periodic job's own messages and its failures are kept."""
 
-    def filter(self, record) -> bool:
+    @functools.cached_property
+    def periodic(self) -> frozenset[str]:
         from django.conf import settings
 
+        return frozenset(entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())
+
+    def filter(self, record) -> bool:
         if record.levelno > 20:
             return True
-        periodic = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+        periodic = self.periodic
         if isinstance(record.args, dict):
             return record.args.get("name") not in periodic
         if record.name == "celery.beat" and isinstance(record.args, tuple) and len(record.args) == 2:

@@ -552,8 +552,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             # The viewers' own process (one core, with the publisher) could
             # not open and hold them all: a limit of the client, not a verdict
             # on the node.
-            return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
-                    "median_frames": 0, "skips": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+            return {**no_verdict(count), "skips": 0}
         result = json.loads(out.strip().splitlines()[-1])
         # The node's per-second lines from within the viewers' window: the
         # frames the source made there, scaled to the window's length.
@@ -585,17 +584,29 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             **generator_figures(result),
         }
     finally:
-        for sampler in (node_sampler, viewer_sampler):
-            if sampler is not None:
-                sampler.stop()
-        for proc in (viewers, publisher, node):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all((node_sampler, viewer_sampler), (viewers, publisher, node))
+
+
+def no_verdict(count: int) -> dict:
+    """A step whose viewers' process could not open or report them all: a
+    limit of the client, not a verdict on the server."""
+    return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
+            "median_frames": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+
+
+def stop_all(samplers, procs) -> None:
+    """End a step: its /proc samplers, then its processes (terminate, then kill)."""
+    for sampler in samplers:
+        if sampler is not None:
+            sampler.stop()
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def viewer_options(args) -> list[str]:
@@ -652,13 +663,11 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
         try:
             out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
         except subprocess.TimeoutExpired:
-            return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
-                    "median_frames": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+            return no_verdict(count)
         lines = out.strip().splitlines()
         if viewers.returncode != 0 or not lines:
             log(f"  the Janus viewers failed: {(workdir / f'janus-viewers-{count}.log').read_text()[-400:]}")
-            return {"n": count, "ok": None, "connected": 0, "worst_frames": 0, "expected_frames": 0,
-                    "median_frames": 0, "open_seconds": None, "cpu": None}  # fmt: skip
+            return no_verdict(count)
         result = json.loads(lines[-1])
         start, end = result["window"]
         expected = CLIP_FPS * (end - start)
@@ -678,17 +687,7 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
             **generator_figures(result),
         }
     finally:
-        for sampler in (janus_sampler, viewer_sampler):
-            if sampler is not None:
-                sampler.stop()
-        for proc in (viewers, feed, janus):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all((janus_sampler, viewer_sampler), (viewers, feed, janus))
 
 
 def run_viewers(args, step_function=None, label: str = "viewers", prepare=None) -> list[dict]:
