@@ -1,7 +1,8 @@
 """The RTS rendition decisions (livecenter/media/rts/bitrate.py) on a fake
 clock: down at once to what fits after a short hold, up one step after a
 long one, no flapping within the cooldown, loss alone steps down, an
-estimate that climbs is not behind, and probes up with a backoff."""
+estimate that climbs is not behind, one that stops moving has no trend,
+and probes up with a backoff."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from livecenter.media.rts.bitrate import (
     PROBE_HOLD_SECONDS,
     PROBE_MAX_HOLD_SECONDS,
     SWITCH_COOLDOWN_SECONDS,
+    TREND_SECONDS,
     UP_HOLD_SECONDS,
     RenditionController,
 )
@@ -82,6 +84,27 @@ def test_an_estimate_climbing_after_a_switch_up_is_not_behind():
     assert PROBE_FAILED_SECONDS < PROBE_HOLD_SECONDS
     climb(controller, 1.5 * MBPS, PROBE_HOLD_SECONDS + 0.2, PROBE_FAILED_SECONDS + 0.5)
     assert controller.index == 2 and controller.switches == 1
+
+
+def test_an_estimate_that_last_fell_a_little_then_holds_still_probes_up():
+    # What Chromium did in CI: after the switch down its REMB dipped once,
+    # then came again unchanged for minutes, well above the rendition.
+    controller = RenditionController(LADDER, index=1)
+    controller.on_estimate(1.55 * MBPS, 0.0)
+    controller.on_estimate(1.5 * MBPS, 0.5)  # the last change is a fall
+    wait = TREND_SECONDS + PROBE_HOLD_SECONDS
+    assert feed(controller, 1.5 * MBPS, 0.5, wait - 0.3) == 1, "not before the fall is old and the hold is over"
+    assert feed(controller, 1.5 * MBPS, 0.5 + wait - 0.2, 0.5) == 2, "a still estimate above the rendition probes up"
+    assert controller.probes == 1
+
+
+def test_an_estimate_that_last_rose_then_holds_below_the_rendition_is_behind():
+    controller = RenditionController(LADDER, index=2)  # hd, 2 Mbit/s
+    controller.on_estimate(1.0 * MBPS, 0.0)
+    controller.on_estimate(1.2 * MBPS, 0.5)  # rising: not behind yet
+    assert feed(controller, 1.2 * MBPS, 0.5, TREND_SECONDS - 0.2) == 2
+    # It stopped climbing under 2 x 0.8: the path is full.
+    assert feed(controller, 1.2 * MBPS, 0.5 + TREND_SECONDS, DOWN_HOLD_SECONDS + 0.1) == 1, "down to sd, which fits"
 
 
 def test_a_probe_that_fails_comes_down_and_the_next_waits_twice_as_long():

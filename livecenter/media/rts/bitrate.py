@@ -19,7 +19,13 @@ the rendition it should get:
   queues grow (over-use, or loss), and climbs a few per cent a second
   (a REMB every half second) while the path has room, as after a switch
   up; an estimate below the rendition that is climbing says nothing yet,
-  one that fell there or stays there says the path is full.
+  one that fell there or stays there says the path is full. A receiver
+  sends the same REMB again while its estimate does not move, so an
+  estimate unchanged for TREND_SECONDS has no trend any more: "stays".
+  (Without that, the last change ruled for ever: a viewer whose estimate
+  last fell a little, then held well above its rendition, never probed
+  up again, and one whose estimate last rose, then held below its
+  rendition, was never seen behind.)
 - **Up** one rendition at a time, when the estimate has carried the next one
   with UP_MARGIN to spare, and loss stayed under LOW_LOSS, for
   UP_HOLD_SECONDS: cautiously, since a wrong step up costs a stall.
@@ -65,6 +71,9 @@ PROBE_MAX_HOLD_SECONDS = 64.0
 # A probe's rendition left within this is a failed probe: a full path shows
 # within SWITCH_COOLDOWN_SECONDS and DOWN_HOLD_SECONDS.
 PROBE_FAILED_SECONDS = 6.0
+# An estimate that has not changed for this long neither climbs nor falls:
+# a climbing GCC moves every REMB (about two a second).
+TREND_SECONDS = 2.0
 # Fractions of packets lost (RFC 3550 6.4.1's fraction lost, 0..1).
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
@@ -85,6 +94,7 @@ class RenditionController:
     # The estimate's last change: -1 down, +1 up, 0 none yet (a first
     # estimate below the rendition counts: nothing says it is climbing).
     _trend: int = field(default=0, repr=False)
+    _changed_at: float | None = field(default=None, repr=False)  # the estimate's last change
     _behind_since: float | None = field(default=None, repr=False)
     _ahead_since: float | None = field(default=None, repr=False)
     _healthy_since: float | None = field(default=None, repr=False)
@@ -108,6 +118,7 @@ class RenditionController:
         """A bandwidth estimate (REMB, congestion control); the rendition to get."""
         if self.estimate_bps is not None and bps != self.estimate_bps:
             self._trend = -1 if bps < self.estimate_bps else 1
+            self._changed_at = now
         self.estimate_bps = bps
         return self.decide(now)
 
@@ -117,6 +128,8 @@ class RenditionController:
         return self.decide(now)
 
     def decide(self, now: float) -> int:
+        if self._trend and now - self._changed_at >= TREND_SECONDS:
+            self._trend = 0  # it stays where it is
         estimate = self.estimate_bps
         behind = self.loss > HIGH_LOSS or (
             estimate is not None and self._trend <= 0 and estimate < self.bitrates[self.index] * DOWN_MARGIN
