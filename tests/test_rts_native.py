@@ -437,6 +437,8 @@ def test_a_frame_sent_natively_on_the_ice_pair_reaches_aiortcs_receiver():
             assert fast.fd >= 0 and fast.srtp is not None
             history = RtpPacketHistory()
             history.add_frame([b"\x7c\x85" + bytes(500), b"\x7c\x45" + bytes(300)], 90_000, keyframe=True)
+            # One UDP GSO message (a packet, then a shorter one): aiortc's socket gets two datagrams.
+            assert srtp.native.gso()
             assert fast.ready()
             fast.send(history, range(0, 2), 0, 0, 802)
             async with asyncio.timeout(10):
@@ -496,3 +498,139 @@ def test_a_rendition_switch_is_byte_identical_on_both_paths():
         python_in.close()
 
     asyncio.run(run())
+
+
+# --- UDP GSO: a frame's equal-size packets as one message -----------------------------------
+
+UDP_GRO = getattr(socket, "UDP_GRO", 104)  # linux/udp.h
+
+
+def _equal_runs_history() -> RtpPacketHistory:
+    """Frames as the H.264 packetiser cuts them: a NAL unit's fragments of one
+    size, its first ones a byte longer, a short last packet; one frame of 70
+    (over the native batch and a GSO message's segments), one of a single
+    packet, one whose packets all differ."""
+    history = RtpPacketHistory(max_packets=512, max_bytes=512 * 1300)
+    frames = [
+        [1200] * 3 + [1199] * 4 + [300],
+        [1200] * 70,
+        [900],
+        [100, 1200, 1200, 50, 1200],
+    ]
+    for number, sizes in enumerate(frames):
+        history.add_frame([bytes([number, i % 256]) * (size // 2) + b"x" * (size % 2) for i, size in
+                           enumerate(sizes)], number * 3000, keyframe=number == 0)  # fmt: skip
+    return history
+
+
+def _send_all(sender, history) -> None:
+    for indexes in _frames_of(history):
+        assert sender.ready()
+        sender.send(history, indexes, 0x123456, 7, 100)
+
+
+@needs_native
+def test_a_frame_sent_as_udp_gso_messages_arrives_as_the_python_paths_datagrams():
+    """GSO on and off, and the Python path: the same datagrams, in order,
+    at a socket without UDP_GRO (the kernel cuts the segments apart)."""
+    key_and_salt = os.urandom(44)
+    history = _equal_runs_history()
+
+    async def run(gso: bool, implementation: str) -> list[bytes]:
+        before = srtp.native.gso()
+        srtp.native.gso(gso)
+        receiver = _receiver()
+        try:
+            sender = await _sender(srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, implementation).protect,
+                                   receiver)  # fmt: skip
+            _send_all(sender, history)
+            await asyncio.sleep(0)
+            sender.transport.close()
+            return _drain(receiver)
+        finally:
+            srtp.native.gso(before)
+            receiver.close()
+
+    with_gso = asyncio.run(run(True, "native"))
+    without = asyncio.run(run(False, "native"))
+    python = asyncio.run(run(True, "libsrtp"))
+    assert len(python) == history.next_index == 84
+    assert with_gso == without == python
+
+
+def _send_frames_natively(sender: socket.socket, receiver: socket.socket, key_and_salt: bytes, history) -> int:
+    """Every frame of `history` through send_frame on `sender` to `receiver`,
+    nothing refused; returns the RTP header's length."""
+    session = srtp.native_protector(srtp.AEAD_AES_256_GCM, key_and_salt)
+    writer = RtpWriter(PARAMETERS, 100, 0)
+    template = writer.template
+    address = srtp.native.sockaddr(*receiver.getsockname())
+    for indexes in _frames_of(history):
+        sequence_number, offset = writer.claim(history, indexes)
+        assert srtp.native.send_frame(
+            session, sender.fileno(), address, template.buffer, template.header_bytes, template.abs_offset,
+            template.payload_type, sequence_number, offset, 0, history.packets(indexes),
+        ) is None  # fmt: skip
+    return template.header_bytes
+
+
+@needs_native
+def test_the_equal_size_packets_really_go_as_gso_messages():
+    """A receiver that asked for UDP_GRO gets a GSO message whole: fewer
+    reads than packets, the same bytes; with GSO off, one read a packet."""
+    key_and_salt = os.urandom(44)
+    history = _equal_runs_history()
+    reads = {}
+    before = srtp.native.gso()
+    try:
+        for gso in (True, False):
+            srtp.native.gso(gso)
+            assert srtp.native.gso() is gso
+            receiver = _receiver()
+            receiver.setsockopt(socket.IPPROTO_UDP, UDP_GRO, 1)
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                header_bytes = _send_frames_natively(sender, receiver, key_and_salt, history)
+                reads[gso] = []
+                while True:
+                    try:
+                        reads[gso].append(receiver.recv(65536))
+                    except BlockingIOError:
+                        break
+                got = sum(len(data) for data in reads[gso])
+            finally:
+                sender.close()
+                receiver.close()
+            assert got == sum(len(history.get(i).payload) + header_bytes + 16 for i in range(84))
+    finally:
+        srtp.native.gso(before)
+    assert len(reads[False]) == 84
+    # Frame 1: 1200 ×3 and a 1199 | 1199 ×3 and the 300; frame 2: 70 packets, batches of 64, at
+    # most GSO_MAX_BYTES a message: 48 | 16 | 6; frame 3: 1; frame 4: 100 | 1200 1200 50 | 1200.
+    assert len(reads[True]) == 2 + 3 + 1 + 3
+    assert b"".join(reads[True]) == b"".join(reads[False])
+
+
+@needs_native
+def test_a_kernel_that_refuses_gso_turns_it_off_and_nothing_is_lost():
+    """A socket the kernel will not segment for (SO_NO_CHECK: UDP GSO needs
+    the checksum, EINVAL): the refused message and the rest of its batch go
+    one datagram a packet, and GSO stays off."""
+    key_and_salt = os.urandom(44)
+    history = _equal_runs_history()
+    before = srtp.native.gso()
+    srtp.native.gso(True)
+    receiver = _receiver()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_NO_CHECK", 11), 1)
+        _send_frames_natively(sender, receiver, key_and_salt, history)
+        assert srtp.native.gso() is False
+        got = _drain(receiver)
+    finally:
+        srtp.native.gso(before)
+        sender.close()
+        receiver.close()
+    python = srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "libsrtp")
+    again = RtpWriter(PARAMETERS, 100, 0)
+    assert got == [bytes(python.protect(again.write(history, index))) for index in range(history.next_index)]

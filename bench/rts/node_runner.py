@@ -5,7 +5,8 @@ are loopback. Prints READY once it listens, then every second one JSON line
 with what its RTS sources did (frames made, viewers, frames dropped and
 skips over all viewers, and its resident memory). SIGTERM or SIGINT stops
 it. `--fast-path on|off` sets the node's `rts_fast_path` (issue 18);
-default: the node's default.
+default: the node's default. `--udp-gso on|off`: the native sender's UDP
+GSO (default on).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ if __name__ == "__main__":
     if "--fast-path" in sys.argv:
         at = sys.argv.index("--fast-path")
         fast_path = {"on": True, "off": False}[sys.argv[at + 1]]
+        del sys.argv[at : at + 2]
+    if "--udp-gso" in sys.argv:
+        # The native sender's UDP GSO (_rtssend.c), for an A/B of it.
+        at = sys.argv.index("--udp-gso")
+        from livecenter.media.rts import srtp
+
+        if srtp.native is None:
+            sys.exit("--udp-gso: the native sender is not built (make native)")
+        srtp.native.gso({"on": True, "off": False}[sys.argv[at + 1]])
         del sys.argv[at : at + 2]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     cli(__doc__, node_id="bench-rts", rts_enabled=True, every_second=print_report, rts_fast_path=fast_path)

@@ -99,7 +99,7 @@ from bench.latency.run import (  # noqa: E402
     measure,
 )
 from bench.latency.run import CHROMIUM_ARGS as LATENCY_CHROMIUM_ARGS  # noqa: E402
-from bench.rts import janus_server  # noqa: E402
+from bench.rts import janus_server, topology  # noqa: E402
 
 # WebRTC on one machine: loopback candidates, real addresses instead of mDNS names.
 CHROMIUM_ARGS = [
@@ -520,6 +520,7 @@ class ProcSampler:
 def step(workdir: Path, clip: Path, count: int, args) -> dict:
     rtmp_port, http_port = free_port(), free_port()
     fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
+    fast_path += ["--udp-gso", args.udp_gso] if args.udp_gso else []
     node = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
          "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), *fast_path],
@@ -527,7 +528,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
     )  # fmt: skip
     stats = NodeStats(node)
     node_sampler = ProcSampler(node.pid)
-    publisher = viewers = viewer_sampler = None
+    publisher = viewers = viewer_sampler = softirq = None
     try:
         if not stats.ready.wait(30):
             raise RuntimeError("the node did not start")
@@ -546,6 +547,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
         viewer_sampler = ProcSampler(viewers.pid)
+        softirq = topology.SoftirqSampler()
         try:
             out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
         except subprocess.TimeoutExpired:
@@ -582,9 +584,10 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             "cpu": sum(cpus) / len(cpus) if cpus else None,
             **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
             **generator_figures(result),
+            "softirq_cores": softirq.cores(start, end),
         }
     finally:
-        stop_all((node_sampler, viewer_sampler), (viewers, publisher, node))
+        stop_all((node_sampler, viewer_sampler, softirq), (viewers, publisher, node))
 
 
 def no_verdict(count: int) -> dict:
@@ -943,6 +946,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
     parser.add_argument("--fast-path", choices=("on", "off"), help="viewers: the node's rts_fast_path (issue 18)")
+    parser.add_argument("--udp-gso", choices=("on", "off"), help="viewers: the native sender's UDP GSO (default on)")
+    parser.add_argument(
+        "--receive-steering", choices=("on", "off"), default="off",
+        help="viewers, janus: loopback's receive work on the viewers' core (RPS, bench/rts/topology.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     began = time.monotonic()
@@ -951,14 +959,15 @@ def main() -> None:
         figures["latency"] = run_latency(args)
     if "whip" in parts:
         figures["whip"] = run_whip(args)
-    if "viewers" in parts:
-        if shutil.which("taskset") is None:
-            sys.exit("taskset is needed (apt-get install util-linux)")
-        figures["viewers"] = run_viewers(args)
-    if "janus" in parts:
-        if shutil.which("taskset") is None:
-            sys.exit("taskset is needed (apt-get install util-linux)")
-        figures["janus"] = run_janus(args)
+    with topology.steering(args.receive_steering == "on" and parts & {"viewers", "janus"}, int(CLIENT_CORE)):
+        if "viewers" in parts:
+            if shutil.which("taskset") is None:
+                sys.exit("taskset is needed (apt-get install util-linux)")
+            figures["viewers"] = run_viewers(args)
+        if "janus" in parts:
+            if shutil.which("taskset") is None:
+                sys.exit("taskset is needed (apt-get install util-linux)")
+            figures["janus"] = run_janus(args)
     if "generator" in parts:
         if shutil.which("taskset") is None:
             sys.exit("taskset is needed (apt-get install util-linux)")

@@ -22,7 +22,12 @@
 #include <openssl/evp.h>
 #include <srtp2/srtp.h>
 #include <string.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, Linux 4.18 */
+#endif
 
 /* A packet's slot: header (fastpath.MAX_HEADER_BYTES), RTX OSN, payload
  * (fastpath.MAX_PAYLOAD_BYTES) and the SRTP trailer (SRTP_MAX_TRAILER_LEN). */
@@ -35,6 +40,25 @@
 static unsigned char slots[BATCH_PACKETS][SLOT_BYTES] __attribute__((aligned(16)));
 static struct mmsghdr messages[BATCH_PACKETS];
 static struct iovec vectors[BATCH_PACKETS];
+
+/* UDP GSO (UDP_SEGMENT, Linux 4.18): a run of a frame's packets of one
+ * length (the H.264 packetiser splits a NAL unit into equal fragments, the
+ * first ones a byte longer), optionally ended by one shorter packet, goes
+ * as one message whose segment size is that length; the kernel cuts it
+ * into the same datagrams, once, at the end of its output path (and on
+ * loopback at the receiver, udp_rcv_segment, unless the receiving socket
+ * asked for UDP_GRO). Off after the first refusal (EIO: no checksum
+ * offload on the route's device; EINVAL: an old kernel, a socket without
+ * UDP checksums; also one that surfaces at the socket's next send) and
+ * with gso(False). */
+#define GSO_MAX_BYTES 60000      /* a message's bytes: under IP's 65535 with headers */
+#define GSO_MAX_SEGMENTS 64      /* UDP_MAX_SEGMENTS on Linux 4.18 to 6.x */
+static int gso_enabled = 1;
+static int message_first[BATCH_PACKETS + 1]; /* a message's first packet; [messages] = the batch's packets */
+static union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+} controls[BATCH_PACKETS];
 
 static PyObject *name_payload, *name_timestamp, *name_marker;
 
@@ -403,7 +427,8 @@ static int write_packet(unsigned char *slot, const unsigned char *template, Py_s
  * another reason than a full buffer is dropped (as asyncio's sendto drops it,
  * reporting it to the protocol). Returns the index of the first message not
  * sent (count when all went: EAGAIN stops it early), or -1 with an exception
- * set on EBADF/ENOTSOCK/EINVAL/EFAULT (the caller's fd or address is wrong). */
+ * set on EBADF/ENOTSOCK/EINVAL/EFAULT (the caller's fd or address is wrong);
+ * -2 - i when message i was refused as GSO may be (while it is on). */
 static int send_messages(int fd, int first, int count, int *dropped) {
     while (first < count) {
         int sent = sendmmsg(fd, messages + first, (unsigned)(count - first), MSG_DONTWAIT);
@@ -415,6 +440,11 @@ static int send_messages(int fd, int first, int count, int *dropped) {
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return first;
+        /* A GSO message refused; or, as sendmmsg(2) keeps the error of a
+         * message after others went for the socket's next call, the refusal
+         * of an earlier GSO message surfacing at a plain one. */
+        if (gso_enabled && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT))
+            return -2 - first; /* send_batch: GSO off, then again */
         if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT || errno == EAFNOSUPPORT ||
             errno == EDESTADDRREQ) {
             PyErr_SetFromErrno(PyExc_OSError);
@@ -424,6 +454,77 @@ static int send_messages(int fd, int first, int count, int *dropped) {
         *dropped += 1;
     }
     return count;
+}
+
+/* Group vectors[0:count] into messages (GSO runs when gso_enabled, else
+ * one a packet); returns how many. */
+static int make_messages(char *name, socklen_t name_bytes, int start, int count) {
+    int used = 0;
+    for (int i = start; i < count; used++) {
+        size_t size = vectors[i].iov_len;
+        int end = i + 1;
+        if (gso_enabled) {
+            size_t bytes = size;
+            /* equal lengths, then at most one shorter packet */
+            while (end < count && end - i < GSO_MAX_SEGMENTS && bytes + vectors[end].iov_len <= GSO_MAX_BYTES &&
+                   vectors[end].iov_len <= size) {
+                bytes += vectors[end].iov_len;
+                end++;
+                if (vectors[end - 1].iov_len < size)
+                    break;
+            }
+        }
+        struct msghdr *header = &messages[used].msg_hdr;
+        memset(&messages[used], 0, sizeof messages[used]);
+        header->msg_name = name;
+        header->msg_namelen = name_bytes;
+        header->msg_iov = &vectors[i];
+        header->msg_iovlen = (size_t)(end - i);
+        if (end - i > 1) {
+            header->msg_control = controls[used].buf;
+            header->msg_controllen = sizeof controls[used].buf;
+            struct cmsghdr *control = CMSG_FIRSTHDR(header);
+            control->cmsg_level = SOL_UDP;
+            control->cmsg_type = UDP_SEGMENT;
+            control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t segment = (uint16_t)size;
+            memcpy(CMSG_DATA(control), &segment, sizeof segment);
+        }
+        message_first[used] = i;
+        i = end;
+    }
+    message_first[used] = count;
+    return used;
+}
+
+/* Send vectors[0:count]; returns the index of the first packet not sent
+ * (count when all went), or -1 with an exception set (send_messages). A GSO
+ * message the kernel refuses turns GSO off and the batch goes again, one
+ * message a packet. */
+static int send_batch(int fd, char *name, socklen_t name_bytes, int count, int *dropped) {
+    int used = make_messages(name, name_bytes, 0, count);
+    int first = send_messages(fd, 0, used, dropped);
+    if (first <= -2) { /* message -first-2 was refused as GSO: the rest again without */
+        gso_enabled = 0;
+        int start = message_first[-first - 2];
+        used = make_messages(name, name_bytes, start, count);
+        first = send_messages(fd, 0, used, dropped);
+    }
+    return first < 0 ? -1 : message_first[first];
+}
+
+static PyObject *gso(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "gso([enabled]) -> whether frames go as UDP GSO messages");
+        return NULL;
+    }
+    if (nargs == 1) {
+        int enabled = PyObject_IsTrue(args[0]);
+        if (enabled < 0)
+            return NULL;
+        gso_enabled = enabled;
+    }
+    return PyBool_FromLong(gso_enabled);
 }
 
 static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -492,17 +593,14 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
                 goto fail;
             vectors[count].iov_base = slot;
             vectors[count].iov_len = (size_t)length;
-            memset(&messages[count], 0, sizeof messages[count]);
-            messages[count].msg_hdr.msg_name = PyBytes_AS_STRING(address);
-            messages[count].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(address);
-            messages[count].msg_hdr.msg_iov = &vectors[count];
-            messages[count].msg_hdr.msg_iovlen = 1;
         }
-        int first = 0;
+        int first = count;
         if (unsent == NULL) {
-            first = send_messages((int)fd, 0, count, &dropped);
-            if (first < 0)
+            int sent = send_batch((int)fd, PyBytes_AS_STRING(address), (socklen_t)PyBytes_GET_SIZE(address), count,
+                                  &dropped);
+            if (sent < 0)
                 goto fail;
+            first = sent;
         }
         if (first < count && unsent == NULL) {
             unsent = PyList_New(0);
@@ -533,6 +631,8 @@ static PyMethodDef module_methods[] = {
     {"send_frame", (PyCFunction)(void (*)(void))send_frame, METH_FASTCALL,
      "send_frame(srtp, fd, sockaddr, template, header_bytes, abs_offset, payload_type, sequence_number, "
      "timestamp_offset, abs_send_time, packets) -> None, or the protected packets the kernel would not take"},
+    {"gso", (PyCFunction)(void (*)(void))gso, METH_FASTCALL,
+     "gso([enabled]) -> whether a frame's equal-size packets go as one UDP GSO message (UDP_SEGMENT)"},
     {"sockaddr", sockaddr_of, METH_VARARGS, "sockaddr(host, port) -> the struct sockaddr as bytes"},
     {NULL, NULL, 0, NULL},
 };
