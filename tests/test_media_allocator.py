@@ -8,7 +8,11 @@ glibc only (the node's platform); elsewhere the module does nothing."""
 from __future__ import annotations
 
 import ctypes
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +22,7 @@ from tests.mediasupport import NodeThread
 pytestmark = pytest.mark.skipif(not allocator.available(), reason="glibc's malloc only")
 
 MIB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # glibc's chunk header: the size word before the block, whose bit 1 is
@@ -40,8 +45,11 @@ def rss_bytes() -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_large_blocks_stay_out_of_the_heap_after_a_larger_one_was_freed():
-    node = NodeThread().start()  # the default configuration
+def blocks_mapped_after_a_larger_one_was_freed(**config) -> dict:
+    """Run a node, free a large mapped block, then allocate blocks below its
+    size: which of them glibc mapped apart ("segments", 1 MiB each) and
+    whether a block under the node's threshold was ("small", 64 KiB)."""
+    node = NodeThread(**config).start()
     try:
         # A lagging viewer's backlog: one large block, mapped, then freed. Left
         # to itself glibc now carves every block below its size from the heap.
@@ -49,13 +57,43 @@ def test_large_blocks_stay_out_of_the_heap_after_a_larger_one_was_freed():
         del backlog
         segments = [bytes(MIB) for _ in range(32)]
         # Each block's own header says where it is: the process-wide figures
-        # move with what other threads map and unmap meanwhile (CI once saw
-        # 23 of the 32 MiB, another thread having unmapped 8 MiB in the window).
-        assert [is_mapped(s) for s in segments] == [True] * 32
-        assert not is_mapped(bytes(64 * 1024)), "a block under the threshold comes from the heap"
-        del segments
+        # move with what other threads map and unmap meanwhile.
+        return {"segments": [is_mapped(s) for s in segments], "small": is_mapped(bytes(64 * 1024))}
     finally:
         node.stop()
+
+
+def in_a_fresh_process(**config) -> dict:
+    """`blocks_mapped_after_a_larger_one_was_freed` in a new interpreter.
+    glibc maps a block of the threshold or more only when no free chunk of
+    the heap fits it (mallopt(3), M_MMAP_THRESHOLD): in the test process the
+    heap keeps the holes the tests before left, and the threshold what they
+    set (after tests/test_codecs.py or test_timecode.py, whose PyAV buffers
+    were freed under glibc's raised threshold, most of the 32 came from the
+    heap). A fresh process starts with neither, as a node's own does."""
+    script = (
+        "import json, sys\n"
+        "from tests.test_media_allocator import blocks_mapped_after_a_larger_one_was_freed as run\n"
+        "print(json.dumps(run(**json.loads(sys.argv[1]))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(config)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_large_blocks_stay_out_of_the_heap_after_a_larger_one_was_freed():
+    placed = in_a_fresh_process()  # the default configuration
+    assert placed["segments"] == [True] * 32
+    assert not placed["small"], "a block under the threshold comes from the heap"
+
+
+def test_without_the_bound_glibc_carves_them_from_the_heap():
+    """What the bound is for, and that the test above can tell: with glibc's
+    own threshold, the freed backlog raises it past the blocks' size."""
+    placed = in_a_fresh_process(malloc_mmap_threshold_bytes=0)
+    assert placed["segments"] == [False] * 32
 
 
 def test_the_node_gives_the_free_pages_inside_the_heap_back():

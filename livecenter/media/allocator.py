@@ -14,8 +14,10 @@ bench/README.md, "Try 5" and after).
 
 `tune` fixes both thresholds (which also stops glibc moving them), so
 blocks of `mmap_threshold` bytes or more are mapped and unmapped on their
-own; `trim` returns the free pages inside the heap too (malloc_trim(0)
-madvises them away since glibc 2.8); the node calls it every
+own (unless a free chunk already in the heap holds one: glibc serves a
+request from its free chunks first, whatever its size); `trim` returns
+the free pages inside the heap too (malloc_trim(0) madvises them away
+since glibc 2.8); the node calls it every
 `malloc_trim_seconds`. `figures` is mallinfo2's summary for /_node/status.
 
 All three do nothing (None / False) where the C library is not glibc.

@@ -64,7 +64,7 @@ window.LivecenterCharts = (function () {
   // `format` turns a value into the legend's text; `yLabel` names the unit.
   function timeChart(el, series, data, format, yLabel) {
     const opts = {
-      width: Math.max(el.clientWidth, 300),
+      width: chartWidth(el),
       height: HEIGHT,
       tzDate: utc,
       // One point (a stream's last sample) gets a minute either side (uPlot
@@ -78,8 +78,20 @@ window.LivecenterCharts = (function () {
       ],
     };
     const plot = new uPlot(opts, data, el);
-    window.addEventListener("resize", () => plot.setSize({ width: Math.max(el.clientWidth, 300), height: HEIGHT }));
+    // The chart follows its box, not the window: the box also changes width
+    // with no resize event (a column reflowing, a scrollbar, a hidden card
+    // shown). Until it has (the next rendering), .monitor-chart clips it.
+    new ResizeObserver(() => {
+      const width = chartWidth(el);
+      if (width !== plot.width) plot.setSize({ width, height: HEIGHT });
+    }).observe(el);
     return plot;
+  }
+
+  // As wide as its box; a box not shown yet (hidden: 0 wide) gets a
+  // stand-in until it is.
+  function chartWidth(el) {
+    return el.clientWidth || 300;
   }
 
   // --- the time-range picker ------------------------------------------------------
