@@ -104,6 +104,7 @@ def node_status(node) -> dict:
         "viewers": carried.viewers,
         "streams": len(carried.streams),
         "loop_lag_ms": carried.loop_lag_ms,
+        "loop_lag_worst_ms": round(node.loop_lag.worst_s(time.monotonic()) * 1000, 1),
         "loop_behind": node.loop_lag.behind,
         "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
         # The C allocator's bytes in use and free in its heaps (glibc; None elsewhere): RSS that grows with
