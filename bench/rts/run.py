@@ -557,6 +557,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
     rtmp_port, http_port = free_port(), free_port()
     fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
     fast_path += ["--udp-gso", args.udp_gso] if args.udp_gso else []
+    fast_path += ["--timings"] if args.timings else []
     node = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
          "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), *fast_path],
@@ -621,9 +622,29 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
             **generator_figures(result),
             "softirq_cores": softirq.cores(start, end),
+            **({"timings": window_timings(window)} if args.timings else {}),
         }
     finally:
         stop_all((node_sampler, viewer_sampler, softirq), (viewers, publisher, node))
+
+
+def window_timings(lines: list[dict]) -> dict:
+    """The node runner's `--timings` over a window's per-second lines:
+    {label: {calls, mean_ms, longest_ms}}, and its loop lag (the median of
+    its per-second medians, the worst probe)."""
+    spans: dict[str, list[float]] = {}
+    for line in lines[1:]:
+        for label, (calls, mean_ms, longest_ms) in line.get("timings", {}).items():
+            span = spans.setdefault(label, [0, 0.0, 0.0])
+            span[0] += calls
+            span[1] += calls * mean_ms
+            span[2] = max(span[2], longest_ms)
+    lags = sorted(line["loop_lag_ms"] for line in lines if "loop_lag_ms" in line)
+    return {
+        **{label: {"calls": int(c), "mean_ms": round(t / c, 2), "longest_ms": m} for label, (c, t, m) in spans.items()},
+        "loop_lag_ms": lags[len(lags) // 2] if lags else None,
+        "loop_lag_worst_ms": max((line.get("loop_lag_worst_ms", 0) for line in lines), default=None),
+    }
 
 
 def no_verdict(count: int) -> dict:
@@ -904,6 +925,9 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
             f" | {client} | {s.get('udp_drops', '—')} |"
         )
+    for s in sorted(steps, key=lambda s: s["n"]):
+        if s.get("timings"):
+            lines.append(f"{s['n']} viewers, the node's loop: {s['timings']}")
     lines.append(f"\nmost WebRTC viewers on one core with no frame dropped ({server}): {most_viewers(steps)}")
     return "\n".join(lines)
 
@@ -982,6 +1006,10 @@ def main() -> None:
     parser.add_argument(
         "--pin", choices=("on", "off"), default="off",
         help=f"latency: the node alone on core {SERVER_CORE}, everything else on core {CLIENT_CORE}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timings", action="store_true",
+        help="viewers: the node's fan-out per frame, collector pauses and loop lag (node_runner.py --timings)",
     )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
