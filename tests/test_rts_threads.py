@@ -11,11 +11,21 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import av
+import pytest
+
 from livecenter.media.codecs import parse_avc_sequence_header
 from livecenter.media.flv import AUDIO, VIDEO, video_is_keyframe
 from livecenter.media.rts.h264 import flv_video_to_access_unit
 from livecenter.media.rts.media import TRANSCODE_MIN_KEYFRAME_INTERVAL_MS, OpusTranscoder, VideoTranscoder
-from livecenter.media.rts.threads import OPUS_FRAME_SAMPLES, ConversionThread, H264Transcoding
+from livecenter.media.rts.threads import (
+    OPUS_CLOCK_HZ,
+    OPUS_FRAME_MS,
+    OPUS_FRAME_SAMPLES,
+    ConversionThread,
+    H264Transcoding,
+    use_opus_frame_ms,
+)
 from tests.test_mpegts import ffmpeg_flv, flv_tags
 
 WAIT_SECONDS = 60.0  # a loaded machine's worst case; the tests poll
@@ -114,6 +124,42 @@ def test_opus_packets_come_back_on_the_loop_in_order():
         assert len(pts) >= 190  # 4 s of 20 ms packets, less the codecs' delay
 
     asyncio.run(run())
+
+
+def test_a_node_may_send_longer_opus_frames_for_fewer_packets():
+    tags = [t for t in flv_tags(ffmpeg_flv(seconds=4)) if t.tag_type == AUDIO]
+
+    async def run():
+        out = []
+        opus = OpusTranscoder(lambda packet: out.append(packet))
+        opus.configure(bytes(tags[0].body[2:]))
+        for tag in tags[1:]:
+            opus.push(bytes(tag.body[2:]), tag.timestamp)
+            await asyncio.sleep(0)
+        await until(lambda: opus.pending == 0)
+        opus.close()
+        return out
+
+    use_opus_frame_ms(60)
+    try:
+        packets = asyncio.run(run())
+    finally:
+        use_opus_frame_ms(OPUS_FRAME_MS)
+    step = OPUS_CLOCK_HZ * 60 // 1000
+    pts = [packet.pts for packet in packets]
+    assert pts == list(range(pts[0], pts[0] + step * len(pts), step))
+    assert 60 <= len(pts) <= 67  # 4 s of 60 ms packets, less the codecs' delay
+    # Each packet's TOC byte (RFC 6716 3.1) says how long it is: a decoder
+    # (a browser's) needs nothing else to get 60 ms of sound from each.
+    decoder = av.CodecContext.create("libopus", "r")
+    samples = sum(frame.samples for packet in packets[5:10] for frame in decoder.decode(av.Packet(bytes(packet))))
+    assert samples == 5 * step
+
+
+def test_the_opus_frame_duration_is_one_rfc_7587_and_browsers_take():
+    for frame_ms in (10, 30, 120):
+        with pytest.raises(ValueError, match="Opus frame duration"):
+            use_opus_frame_ms(frame_ms)
 
 
 def test_the_conversion_thread_refuses_input_past_its_limit_and_hands_nothing_back_after_close():

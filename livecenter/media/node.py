@@ -201,6 +201,9 @@ class NodeConfig:
     # per frame over all viewers, libsrtp, the ICE socket) rather than one
     # aiortc sender task per viewer and track; bench/README.md has both.
     rts_fast_path: bool = True
+    # The Opus frames (RTP packets) RTS viewers get of AAC and Dolby audio:
+    # 20 ms, or 40 or 60 for fewer packets to send per viewer (rts/threads.py).
+    rts_opus_frame_ms: int = 20
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
     # The event loop's median lateness (ms) past which new viewers are
@@ -337,9 +340,11 @@ class MediaNode:
         from .http_server import MediaHttpServer
         from .rtmp_server import RtmpServer
         from .rts.session import RtsService, use_ice_addresses
+        from .rts.threads import use_opus_frame_ms
 
         loopback = (self.config.host,) if self.config.host in ("127.0.0.1", "::1") else ()
         use_ice_addresses(self.config.rts_ice_addresses or loopback)
+        use_opus_frame_ms(self.config.rts_opus_frame_ms)
         self.rts = RtsService(self)
 
         raise_descriptor_limit()
