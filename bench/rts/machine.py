@@ -5,7 +5,8 @@
 of every process below the bench (run.py's descendants), each thread's last
 CPU, each CPU's busy and softirq time, the load average, and the media
 node's own view of its event loop (`GET /_node/status`: the median lateness
-of its 100 ms probe timer over 3 s, and the latest probe of those 3 s).
+of its 100 ms probe timer over 3 s, the latest probe of those 3 s, and
+the garbage collector's pauses).
 `window(start, end)` sums a measurement's stretch into one dict: % of one
 core per role (the roles are the bench's children, named by the caller;
 anything else below run.py is its browser, Playwright's driver and
@@ -151,6 +152,16 @@ class MachineSampler:
                 "busy": round(100 * (total - (b[1] - a[1])) / total, 1) if total else None,
                 "softirq": round(100 * (b[2] - a[2]) / total, 1) if total else None,
             })  # fmt: skip
+        statuses = [s[4] for s in inside if s[4] and "gc" in s[4]]
+        collector = None
+        if len(statuses) >= 2:
+            before, after = statuses[0]["gc"], statuses[-1]["gc"]
+            collector = {
+                "collections": [b - a for a, b in zip(before["collections"], after["collections"], strict=True)],
+                "total_ms": [round(b - a, 1) for a, b in zip(before["total_ms"], after["total_ms"], strict=True)],
+                # The long pauses in the window: [generation, ms].
+                "pauses": [[g, ms] for at, g, ms in after["recent"] if start <= at <= end],
+            }
         lags = [s[4]["loop_lag_ms"] for s in inside if s[4] and "loop_lag_ms" in s[4]]
         worsts = [s[4]["loop_lag_worst_ms"] for s in inside if s[4] and "loop_lag_worst_ms" in s[4]]
         return {
@@ -160,4 +171,5 @@ class MachineSampler:
             "load": [round(first[3], 2), round(last[3], 2)],
             "loop_lag_ms": sorted(lags)[len(lags) // 2] if lags else None,
             "loop_lag_worst_ms": max(worsts) if worsts else None,
+            "gc": collector,
         }

@@ -298,8 +298,11 @@ def machine_line(machine: dict) -> str:
     cores = ", ".join(
         f"cpu{i} {c['busy']:.0f} % ({c['softirq']:.0f} % softirq)" for i, c in enumerate(machine["cores"])
     )
+    collector = machine.get("gc") or {}
+    pauses = ", ".join(f"gen{g} {ms:.0f} ms" for g, ms in collector.get("pauses", [])) or "none ≥ 5 ms"
     return (f"CPU {roles}; CPUs {cores}; node loop lag median {machine['loop_lag_ms']} ms, worst"
-            f" {machine['loop_lag_worst_ms']} ms; load {machine['load'][0]} → {machine['load'][1]}")  # fmt: skip
+            f" {machine['loop_lag_worst_ms']} ms; collector pauses: {pauses};"
+            f" load {machine['load'][0]} → {machine['load'][1]}")  # fmt: skip
 
 
 def latency_table(rows: dict) -> str:

@@ -30,6 +30,7 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
+from .collector import CollectorPauses
 from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import LiveStream, StreamHub
@@ -317,6 +318,7 @@ class MediaNode:
         self.last_samples: tuple[StreamSample, ...] = ()
         self.egress = EgressGauge(config.max_egress_mbps)
         self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
+        self.collector = CollectorPauses()
         self.malloc_trim_ms: float | None = None  # how long the last malloc_trim took (/_node/status)
         self._pending_samples = 0
         self._updates_queued = False
@@ -385,6 +387,7 @@ class MediaNode:
             self._tasks.append(asyncio.create_task(self._report_playback(), name="media-playback"))
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
+        self.collector.install()
         if allocator.tune(self.config.malloc_mmap_threshold_bytes):
             log.debug("malloc: blocks of %d bytes or more mapped apart", self.config.malloc_mmap_threshold_bytes)
         if self.config.malloc_trim_seconds > 0 and allocator.available():
@@ -442,6 +445,7 @@ class MediaNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
+        self.collector.uninstall()
 
     async def claim_publish(self, key: StreamKey) -> str | None:
         """Why `key` may not be published here although admitted: a node of

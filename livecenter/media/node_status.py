@@ -111,6 +111,9 @@ def node_status(node) -> dict:
         # `free_bytes` is memory kept by the allocator, not objects kept by the node (allocator.py).
         "malloc": allocator.figures(),
         "malloc_trim_ms": getattr(node, "malloc_trim_ms", None),
+        # The cyclic garbage collector's collections and time by generation,
+        # and its recent pauses of 5 ms or more (collector.py).
+        "gc": node.collector.figures(),
     }
 
 

@@ -1,0 +1,65 @@
+"""The cyclic garbage collector's pauses of the media node's loop (issue 18,
+bench/README.md "bench/rts: latency under load").
+
+CPython's collector stops every thread while it runs, and a collection of
+the oldest generation walks every tracked object the process holds: with
+500 WebRTC viewers (aiortc keeps ~1,700 objects a peer connection) that is
+a pause of hundreds of milliseconds, and every viewer's frames arrive that
+much late at once; a browser's jitter buffer then grows to it and takes
+seconds to shrink. `CollectorPauses` counts the collections and their time
+by generation and keeps the recent long ones, for /_node/status.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import deque
+
+GENERATIONS = 3
+# Pauses at least this long are kept (with when they ended and their
+# generation) for /_node/status; the shorter ones are only counted.
+RECENT_MIN_MS = 5.0
+RECENT_KEPT = 32
+
+
+class CollectorPauses:
+    """gc.callbacks' view of the collections while installed: how many of
+    each generation, their total time, and the last RECENT_KEPT pauses of
+    RECENT_MIN_MS or more as (wall-clock end, generation, ms)."""
+
+    def __init__(self, clock=time.perf_counter, wall=time.time) -> None:
+        self._clock, self._wall = clock, wall
+        self.collections = [0] * GENERATIONS
+        self.total_s = [0.0] * GENERATIONS
+        self.recent: deque[tuple[float, int, float]] = deque(maxlen=RECENT_KEPT)
+        self._began: float | None = None
+
+    def install(self) -> None:
+        if self.callback not in gc.callbacks:
+            gc.callbacks.append(self.callback)
+
+    def uninstall(self) -> None:
+        if self.callback in gc.callbacks:
+            gc.callbacks.remove(self.callback)
+
+    def callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._began = self._clock()
+            return
+        if self._began is None:
+            return
+        seconds = self._clock() - self._began
+        self._began = None
+        generation = info.get("generation", GENERATIONS - 1)
+        self.collections[generation] += 1
+        self.total_s[generation] += seconds
+        if seconds * 1000 >= RECENT_MIN_MS:
+            self.recent.append((round(self._wall(), 3), generation, round(seconds * 1000, 1)))
+
+    def figures(self) -> dict:
+        return {
+            "collections": list(self.collections),
+            "total_ms": [round(s * 1000, 1) for s in self.total_s],
+            "recent": [list(pause) for pause in self.recent],
+        }
