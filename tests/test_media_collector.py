@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
-from livecenter.media.collector import RECENT_KEPT, CollectorPauses
+from livecenter.media.collector import (
+    NEVER,
+    RECENT_KEPT,
+    CollectorPauses,
+    collect_all,
+    schedule_full_collections,
+    unschedule_full_collections,
+)
+from tests.mediasupport import NodeThread
+from tests.workersupport import wait_until
 
 
 class FakeClock:
@@ -61,3 +71,53 @@ def test_installed_it_sees_a_real_collection_and_uninstalled_it_is_gone():
     finally:
         pauses.uninstall()
     assert pauses.callback not in gc.callbacks
+
+
+def test_scheduled_full_collections_freeze_the_startup_and_leave_the_young_generations_automatic():
+    before = gc.get_threshold()
+    schedule_full_collections()
+    try:
+        assert gc.get_threshold()[:2] == before[:2]
+        assert gc.get_threshold()[2] == NEVER
+        assert gc.get_freeze_count() > 0
+        schedule_full_collections()  # a second node in the process
+        unschedule_full_collections()
+        assert gc.get_threshold()[2] == NEVER  # the first one still runs
+    finally:
+        unschedule_full_collections()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    unschedule_full_collections()  # once more: nothing to undo
+    assert gc.get_threshold() == before
+
+
+def test_a_full_collection_still_finds_a_long_lived_cycle_once_it_is_garbage():
+    class Peer:
+        pass
+
+    schedule_full_collections()
+    try:
+        peer = Peer()
+        peer.me = peer  # a cycle, as aiortc's peer connections have
+        gc.collect(1)
+        gc.collect(1)  # long-lived now: in the oldest generation, not frozen (it came after)
+        ref = weakref.ref(peer)
+        del peer
+        gc.collect(1)
+        assert ref() is not None  # the young collections do not look there
+        collect_all()
+        assert ref() is None
+    finally:
+        unschedule_full_collections()
+
+
+def test_a_node_runs_its_full_collections_on_its_timer():
+    node = NodeThread(gc_full_seconds=0.2).start()
+    try:
+        assert gc.get_threshold()[2] == NEVER
+        first = node.run_sync(lambda: node.node.collector.figures()["collections"][2])
+        assert wait_until(lambda: node.run_sync(lambda: node.node.collector.figures()["collections"][2]) >= first + 2)
+    finally:
+        node.stop()
+    assert gc.get_threshold()[2] != NEVER
+    assert gc.get_freeze_count() == 0

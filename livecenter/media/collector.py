@@ -8,6 +8,12 @@ a pause of hundreds of milliseconds, and every viewer's frames arrive that
 much late at once; a browser's jitter buffer then grows to it and takes
 seconds to shrink. `CollectorPauses` counts the collections and their time
 by generation and keeps the recent long ones, for /_node/status.
+
+With the node's `gc_full_seconds` set, full collections run on the node's
+timer every that many seconds instead of whenever CPython's allocation
+counts call for one (`schedule_full_collections`), and what the process
+held at start is frozen out of them: the long pauses come at a known rate,
+each shorter by the startup's objects.
 """
 
 from __future__ import annotations
@@ -63,3 +69,45 @@ class CollectorPauses:
             "total_ms": [round(s * 1000, 1) for s in self.total_s],
             "recent": [list(pause) for pause in self.recent],
         }
+
+
+# With scheduled full collections, the third threshold (full collections
+# after this many collections of the middle generation, CPython's
+# gc.set_threshold) is set past what a node ever reaches: the node's own
+# timer runs them instead.
+NEVER = 1 << 30
+_taken: list[tuple[int, int, int]] = []  # the thresholds before the first node took over
+
+
+def schedule_full_collections() -> None:
+    """The loop's timer, not the allocation count, decides when the oldest
+    generation is collected (`collect_all`): what the process holds now
+    (the modules, Django, the node itself) is collected once and then
+    frozen out of every later collection (gc.freeze), and automatic
+    collections keep to the young generations. Those find nearly all
+    garbage (most cycles die young); what was long-lived when it became
+    garbage (a closed viewer's peer connection) waits for the next
+    `collect_all`. Nested calls (several nodes in one process) count."""
+    if not _taken:
+        gc.collect()
+        gc.freeze()
+        first, second, _ = gc.get_threshold()
+        _taken.append(gc.get_threshold())
+        gc.set_threshold(first, second, NEVER)
+    else:
+        _taken.append(_taken[0])
+
+
+def collect_all() -> int:
+    """A full collection now (a pause the length of everything not frozen)."""
+    return gc.collect()
+
+
+def unschedule_full_collections() -> None:
+    """Undo schedule_full_collections (the last of nested calls)."""
+    if not _taken:
+        return
+    thresholds = _taken.pop()
+    if not _taken:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

@@ -30,7 +30,7 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
-from .collector import CollectorPauses
+from .collector import CollectorPauses, collect_all, schedule_full_collections, unschedule_full_collections
 from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import LiveStream, StreamHub
@@ -205,6 +205,10 @@ class NodeConfig:
     # The Opus frames (RTP packets) RTS viewers get of AAC and Dolby audio:
     # 20 ms, or 40 or 60 for fewer packets to send per viewer (rts/threads.py).
     rts_opus_frame_ms: int = 20
+    # Full garbage collections every this many seconds on the node's timer
+    # rather than when CPython's counts call for one, with the startup's
+    # objects frozen out of them (collector.py); 0: CPython's own schedule.
+    gc_full_seconds: float = 0.0
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
     # The event loop's median lateness (ms) past which new viewers are
@@ -388,6 +392,9 @@ class MediaNode:
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
         self.collector.install()
+        if self.config.gc_full_seconds > 0:
+            schedule_full_collections()
+            self._tasks.append(asyncio.create_task(self._collect_garbage(), name="media-gc"))
         if allocator.tune(self.config.malloc_mmap_threshold_bytes):
             log.debug("malloc: blocks of %d bytes or more mapped apart", self.config.malloc_mmap_threshold_bytes)
         if self.config.malloc_trim_seconds > 0 and allocator.available():
@@ -446,6 +453,8 @@ class MediaNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
         self.collector.uninstall()
+        if self.config.gc_full_seconds > 0:
+            unschedule_full_collections()
 
     async def claim_publish(self, key: StreamKey) -> str | None:
         """Why `key` may not be published here although admitted: a node of
@@ -509,6 +518,12 @@ class MediaNode:
         while True:
             await asyncio.sleep(self.config.malloc_trim_seconds)
             self.malloc_trim_ms = round(allocator.timed_trim() * 1000, 2)
+
+    async def _collect_garbage(self) -> None:
+        """A full collection every `gc_full_seconds` (collector.py)."""
+        while True:
+            await asyncio.sleep(self.config.gc_full_seconds)
+            collect_all()
 
     async def _probe_loop_lag(self) -> None:
         """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""
