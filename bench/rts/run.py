@@ -6,7 +6,10 @@
    set-up, processes and measuring, with `protocol=rts`. With
    `--background-viewers N` it measures again while N viewers of the light
    generator watch the same stream, and prints the difference of the p50s
-   (issue 18: within 20 ms with 500).
+   (issue 18: within 20 ms with 500). The node runs alone on core 0 and
+   everything else (console, calibrator, Chromium, the background viewers)
+   on core 1 (`--pin off`: wherever the scheduler puts them); each
+   measurement reports where the CPU went (bench/rts/machine.py).
 2. `whip`: the same latency over RTS for two ingests in one run, on the
    same calibrator frames: RTMP → WHEP (the `latency` part's path) and WHIP
    → WHEP (`bench/rts/whip_publisher.py`: the calibrator's frames encoded by
@@ -1007,8 +1010,8 @@ def main() -> None:
         help="viewers, janus: the aiortc client's event loop (uvloop: a lighter client)",
     )  # fmt: skip
     parser.add_argument(
-        "--pin", choices=("on", "off"), default="off",
-        help=f"latency: the node alone on core {SERVER_CORE}, everything else on core {CLIENT_CORE}",
+        "--pin", choices=("on", "off"), default="on",
+        help=f"latency: the node alone on core {SERVER_CORE}, everything else on core {CLIENT_CORE} (off: unpinned)",
     )  # fmt: skip
     parser.add_argument(
         "--timings", action="store_true",
