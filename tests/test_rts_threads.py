@@ -105,44 +105,37 @@ def test_a_frame_that_does_not_decode_makes_the_thread_wait_for_a_source_keyfram
     assert any(units for units in out[30:])
 
 
-def test_opus_packets_come_back_on_the_loop_in_order():
+def transcode_four_seconds_of_aac(on_packet) -> None:
+    """Four seconds of ffmpeg's AAC through an OpusTranscoder on a loop of
+    this thread; `on_packet` gets each Opus packet."""
     tags = [t for t in flv_tags(ffmpeg_flv(seconds=4)) if t.tag_type == AUDIO]
 
     async def run():
-        loop_thread = threading.get_ident()
-        out = []
-        opus = OpusTranscoder(lambda packet: out.append((packet.pts, threading.get_ident())))
+        opus = OpusTranscoder(on_packet)
         opus.configure(bytes(tags[0].body[2:]))
         for tag in tags[1:]:
             opus.push(bytes(tag.body[2:]), tag.timestamp)
             await asyncio.sleep(0)
         await until(lambda: opus.pending == 0)
         opus.close()
-        assert {thread for _, thread in out} == {loop_thread}
-        pts = [p for p, _ in out]
-        assert pts == list(range(pts[0], pts[0] + OPUS_FRAME_SAMPLES * len(pts), OPUS_FRAME_SAMPLES))
-        assert len(pts) >= 190  # 4 s of 20 ms packets, less the codecs' delay
 
     asyncio.run(run())
 
 
+def test_opus_packets_come_back_on_the_loop_in_order():
+    out = []
+    transcode_four_seconds_of_aac(lambda packet: out.append((packet.pts, threading.get_ident())))
+    assert {thread for _, thread in out} == {threading.get_ident()}  # the loop's thread, not the transcoder's
+    pts = [p for p, _ in out]
+    assert pts == list(range(pts[0], pts[0] + OPUS_FRAME_SAMPLES * len(pts), OPUS_FRAME_SAMPLES))
+    assert len(pts) >= 190  # 4 s of 20 ms packets, less the codecs' delay
+
+
 def test_a_node_may_send_longer_opus_frames_for_fewer_packets():
-    tags = [t for t in flv_tags(ffmpeg_flv(seconds=4)) if t.tag_type == AUDIO]
-
-    async def run():
-        out = []
-        opus = OpusTranscoder(lambda packet: out.append(packet))
-        opus.configure(bytes(tags[0].body[2:]))
-        for tag in tags[1:]:
-            opus.push(bytes(tag.body[2:]), tag.timestamp)
-            await asyncio.sleep(0)
-        await until(lambda: opus.pending == 0)
-        opus.close()
-        return out
-
+    packets = []
     use_opus_frame_ms(60)
     try:
-        packets = asyncio.run(run())
+        transcode_four_seconds_of_aac(packets.append)
     finally:
         use_opus_frame_ms(OPUS_FRAME_MS)
     step = OPUS_CLOCK_HZ * 60 // 1000
