@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 from livecenter.media.collector import (
@@ -41,7 +42,7 @@ def test_it_counts_collections_and_their_time_by_generation_and_keeps_the_long_o
     assert figures["collections"] == [2, 0, 1]
     assert figures["total_ms"] == [3.0, 0.0, 400.0]
     # Only the pause past RECENT_MIN_MS is kept, with its generation.
-    assert figures["recent"] == [[1_700_000_000.0, 2, 400.0]]
+    assert figures["recent"] == [[1_700_000_000.0, 2, 400.0, threading.current_thread().name]]
 
 
 def test_it_keeps_only_the_latest_long_pauses():

@@ -159,8 +159,8 @@ class MachineSampler:
             collector = {
                 "collections": [b - a for a, b in zip(before["collections"], after["collections"], strict=True)],
                 "total_ms": [round(b - a, 1) for a, b in zip(before["total_ms"], after["total_ms"], strict=True)],
-                # The long pauses in the window: [generation, ms].
-                "pauses": [[g, ms] for at, g, ms in after["recent"] if start <= at <= end],
+                # The long pauses in the window: [generation, ms, the thread that collected].
+                "pauses": [[g, ms, *thread] for at, g, ms, *thread in after["recent"] if start <= at <= end],
             }
         lags = [s[4]["loop_lag_ms"] for s in inside if s[4] and "loop_lag_ms" in s[4]]
         worsts = [s[4]["loop_lag_worst_ms"] for s in inside if s[4] and "loop_lag_worst_ms" in s[4]]

@@ -302,7 +302,10 @@ def machine_line(machine: dict) -> str:
         f"cpu{i} {c['busy']:.0f} % ({c['softirq']:.0f} % softirq)" for i, c in enumerate(machine["cores"])
     )
     collector = machine.get("gc") or {}
-    pauses = ", ".join(f"gen{g} {ms:.0f} ms" for g, ms in collector.get("pauses", [])) or "none ≥ 5 ms"
+    pauses = (
+        ", ".join(f"gen{g} {ms:.0f} ms{f' ({t[0]})' if t else ''}" for g, ms, *t in collector.get("pauses", []))
+        or "none ≥ 5 ms"
+    )
     return (f"CPU {roles}; CPUs {cores}; node loop lag median {machine['loop_lag_ms']} ms, worst"
             f" {machine['loop_lag_worst_ms']} ms; collector pauses: {pauses};"
             f" load {machine['load'][0]} → {machine['load'][1]}")  # fmt: skip

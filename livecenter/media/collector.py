@@ -19,6 +19,7 @@ each shorter by the startup's objects.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections import deque
 
@@ -32,7 +33,11 @@ RECENT_KEPT = 32
 class CollectorPauses:
     """gc.callbacks' view of the collections while installed: how many of
     each generation, their total time, and the last RECENT_KEPT pauses of
-    RECENT_MIN_MS or more as (wall-clock end, generation, ms)."""
+    RECENT_MIN_MS or more as (wall-clock end, generation, ms, the thread's
+    name). The time is from the start callback to the stop callback in the
+    thread that collected: in another thread than the loop's (a conversion
+    thread's allocations start collections too) it may include the loop's
+    own work, since the GIL can change hands while a callback runs."""
 
     def __init__(self, clock=time.perf_counter, wall=time.time) -> None:
         self._clock, self._wall = clock, wall
@@ -61,7 +66,8 @@ class CollectorPauses:
         self.collections[generation] += 1
         self.total_s[generation] += seconds
         if seconds * 1000 >= RECENT_MIN_MS:
-            self.recent.append((round(self._wall(), 3), generation, round(seconds * 1000, 1)))
+            thread = threading.current_thread().name
+            self.recent.append((round(self._wall(), 3), generation, round(seconds * 1000, 1), thread))
 
     def figures(self) -> dict:
         return {
