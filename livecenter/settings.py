@@ -411,6 +411,15 @@ LIVECENTER_RTS_LIP_SYNC = _env_bool("LIVECENTER_RTS_LIP_SYNC", False)
 # Send RTS viewers' media by the node's fast path (one loop per frame for
 # all viewers) rather than one aiortc sender per viewer (bench/README.md).
 LIVECENTER_RTS_FAST_PATH = _env_bool("LIVECENTER_RTS_FAST_PATH", True)
+# The Opus frames RTS viewers get of AAC audio, in ms: 20, 40 or 60. Longer
+# frames are fewer packets for the node to send each viewer (a large audience
+# on one node) and that much more audio latency.
+LIVECENTER_RTS_OPUS_FRAME_MS = int(os.environ.get("LIVECENTER_RTS_OPUS_FRAME_MS", 20))
+# The media node's full garbage collections every this many seconds on its
+# own timer, the startup's objects frozen out of them (each a pause of the
+# node's loop: hundreds of ms with hundreds of WebRTC viewers); 0: CPython's
+# own schedule, when its allocation counts call for one.
+LIVECENTER_MEDIA_GC_FULL_SECONDS = float(os.environ.get("LIVECENTER_MEDIA_GC_FULL_SECONDS", 0))
 # A WHIP publisher (a browser's encoder makes keyframes only when asked) is
 # asked for one when it has sent none for this long; 0: only when needed.
 LIVECENTER_WHIP_KEYFRAME_SECONDS = float(os.environ.get("LIVECENTER_WHIP_KEYFRAME_SECONDS", 2))

@@ -113,6 +113,8 @@ def node_config() -> NodeConfig:
         rts_ice_addresses=settings.LIVECENTER_RTS_ICE_ADDRESSES,
         rts_lip_sync=settings.LIVECENTER_RTS_LIP_SYNC,
         rts_fast_path=settings.LIVECENTER_RTS_FAST_PATH,
+        rts_opus_frame_ms=settings.LIVECENTER_RTS_OPUS_FRAME_MS,
+        gc_full_seconds=settings.LIVECENTER_MEDIA_GC_FULL_SECONDS,
         whip_keyframe_interval_seconds=settings.LIVECENTER_WHIP_KEYFRAME_SECONDS,
         handshake_timeout_seconds=settings.LIVECENTER_MEDIA_HANDSHAKE_SECONDS,
         session_start_timeout_seconds=settings.LIVECENTER_MEDIA_SESSION_START_SECONDS,

@@ -121,6 +121,17 @@ def test_it_watches_the_median_loop_lag_over_its_window():
     assert gauge.refused == 1
 
 
+def test_it_tells_the_latest_probe_of_its_window_beside_the_median():
+    gauge = LoopLagGauge(max_loop_lag_ms=250, window_seconds=3)
+    assert gauge.worst_s(0.0) == 0.0
+    for i in range(9):
+        gauge.observe(0.1 * i, 0.01)
+    gauge.observe(0.9, 0.4)
+    assert gauge.worst_s(0.9) == pytest.approx(0.4)
+    assert gauge.lag_s(0.9) == pytest.approx(0.01)
+    assert gauge.worst_s(4.0) == 0.0  # the late probe aged out of the window
+
+
 def test_it_does_not_refuse_for_one_late_probe():
     # A garbage collection or a slow disk write makes one probe late, not the loop behind.
     gauge = LoopLagGauge(max_loop_lag_ms=250)

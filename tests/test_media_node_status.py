@@ -50,6 +50,9 @@ def test_it_answers_loopback_with_the_process_figures(node):
     # This request is the one HTTP connection the node has open.
     assert status["connections"]["http"] == 1
     assert status["streams"] == 0 and status["viewers"] == {}
+    # The collector's figures by generation (collector.py).
+    assert len(status["gc"]["collections"]) == 3 and len(status["gc"]["total_ms"]) == 3
+    assert "loop_lag_worst_ms" in status
 
 
 def status_of(node) -> dict:

@@ -11,11 +11,21 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import av
+import pytest
+
 from livecenter.media.codecs import parse_avc_sequence_header
 from livecenter.media.flv import AUDIO, VIDEO, video_is_keyframe
 from livecenter.media.rts.h264 import flv_video_to_access_unit
 from livecenter.media.rts.media import TRANSCODE_MIN_KEYFRAME_INTERVAL_MS, OpusTranscoder, VideoTranscoder
-from livecenter.media.rts.threads import OPUS_FRAME_SAMPLES, ConversionThread, H264Transcoding
+from livecenter.media.rts.threads import (
+    OPUS_CLOCK_HZ,
+    OPUS_FRAME_MS,
+    OPUS_FRAME_SAMPLES,
+    ConversionThread,
+    H264Transcoding,
+    use_opus_frame_ms,
+)
 from tests.test_mpegts import ffmpeg_flv, flv_tags
 
 WAIT_SECONDS = 60.0  # a loaded machine's worst case; the tests poll
@@ -95,25 +105,54 @@ def test_a_frame_that_does_not_decode_makes_the_thread_wait_for_a_source_keyfram
     assert any(units for units in out[30:])
 
 
-def test_opus_packets_come_back_on_the_loop_in_order():
+def transcode_four_seconds_of_aac(on_packet) -> None:
+    """Four seconds of ffmpeg's AAC through an OpusTranscoder on a loop of
+    this thread; `on_packet` gets each Opus packet."""
     tags = [t for t in flv_tags(ffmpeg_flv(seconds=4)) if t.tag_type == AUDIO]
 
     async def run():
-        loop_thread = threading.get_ident()
-        out = []
-        opus = OpusTranscoder(lambda packet: out.append((packet.pts, threading.get_ident())))
+        opus = OpusTranscoder(on_packet)
         opus.configure(bytes(tags[0].body[2:]))
         for tag in tags[1:]:
             opus.push(bytes(tag.body[2:]), tag.timestamp)
             await asyncio.sleep(0)
         await until(lambda: opus.pending == 0)
         opus.close()
-        assert {thread for _, thread in out} == {loop_thread}
-        pts = [p for p, _ in out]
-        assert pts == list(range(pts[0], pts[0] + OPUS_FRAME_SAMPLES * len(pts), OPUS_FRAME_SAMPLES))
-        assert len(pts) >= 190  # 4 s of 20 ms packets, less the codecs' delay
 
     asyncio.run(run())
+
+
+def test_opus_packets_come_back_on_the_loop_in_order():
+    out = []
+    transcode_four_seconds_of_aac(lambda packet: out.append((packet.pts, threading.get_ident())))
+    assert {thread for _, thread in out} == {threading.get_ident()}  # the loop's thread, not the transcoder's
+    pts = [p for p, _ in out]
+    assert pts == list(range(pts[0], pts[0] + OPUS_FRAME_SAMPLES * len(pts), OPUS_FRAME_SAMPLES))
+    assert len(pts) >= 190  # 4 s of 20 ms packets, less the codecs' delay
+
+
+def test_a_node_may_send_longer_opus_frames_for_fewer_packets():
+    packets = []
+    use_opus_frame_ms(60)
+    try:
+        transcode_four_seconds_of_aac(packets.append)
+    finally:
+        use_opus_frame_ms(OPUS_FRAME_MS)
+    step = OPUS_CLOCK_HZ * 60 // 1000
+    pts = [packet.pts for packet in packets]
+    assert pts == list(range(pts[0], pts[0] + step * len(pts), step))
+    assert 60 <= len(pts) <= 67  # 4 s of 60 ms packets, less the codecs' delay
+    # Each packet's TOC byte (RFC 6716 3.1) says how long it is: a decoder
+    # (a browser's) needs nothing else to get 60 ms of sound from each.
+    decoder = av.CodecContext.create("libopus", "r")
+    samples = sum(frame.samples for packet in packets[5:10] for frame in decoder.decode(av.Packet(bytes(packet))))
+    assert samples == 5 * step
+
+
+def test_the_opus_frame_duration_is_one_rfc_7587_and_browsers_take():
+    for frame_ms in (10, 30, 120):
+        with pytest.raises(ValueError, match="Opus frame duration"):
+            use_opus_frame_ms(frame_ms)
 
 
 def test_the_conversion_thread_refuses_input_past_its_limit_and_hands_nothing_back_after_close():

@@ -180,9 +180,17 @@ class Result:
     stalls: int = 0
     protocol_seen: str = ""
     error: str = ""
+    # Per load: the player's buffer at its end (ms; RTS: WebRTC's jitter
+    # buffer, getStats), and for RTS its receive counters (packets lost, NACKs, ...).
+    buffers: list[int] = field(default_factory=list)
+    rtc: list[dict] = field(default_factory=list)
 
     def row(self) -> dict:
         out = {"name": self.name, "samples": len(self.latency), "first_frames": self.first_frames}
+        if self.buffers:
+            out["buffer_ms"] = self.buffers
+        if self.rtc:
+            out["rtc"] = self.rtc
         out["stalls"], out["protocol_seen"], out["error"] = self.stalls, self.protocol_seen, self.error
         if self.latency:
             out["p50"], out["p95"] = percentile(self.latency, 50), percentile(self.latency, 95)
@@ -310,10 +318,16 @@ def measure(
                 (trace_dir / f"{name}-load{i}.log").write_text("\n".join(trace) + "\n")
             result.latency += samples
             result.stalls += end["stalls"] - stalls_before
+            if end.get("bufferSeconds") is not None:
+                result.buffers.append(round(end["bufferSeconds"] * 1000))
+            if end.get("rtc"):
+                result.rtc.append(end["rtc"])
             result.protocol_seen = end["protocol"]
             median = percentile(samples, 50) if samples else None
             log(f"  {name}: load {i}/{loads}: first frame {state['firstFrameMs']} ms, latency p50 {median} ms"
                 f" over {len(samples)} frames, {end['protocol']}, {end['fps']:.1f} fps"
+                + (f", buffer {result.buffers[-1]} ms" if result.buffers else "")
+                + (f", rtc {end['rtc']}" if end.get("rtc") else "")
                 + (" (hls.js: target {target:.2f} s, latency {latency:.2f} s, part hold back {partHoldBack},"
                    " buffer {buffer:.2f} s, rate {rate})".format(**hls_js) if hls_js else ""))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 (reported in the table)

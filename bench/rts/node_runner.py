@@ -6,11 +6,14 @@ with what its RTS sources did (frames made, viewers, frames dropped and
 skips over all viewers, and its resident memory). SIGTERM or SIGINT stops
 it. `--fast-path on|off` sets the node's `rts_fast_path` (issue 18);
 default: the node's default. `--udp-gso on|off`: the native sender's UDP
-GSO (default on).
+GSO (default on). `--timings`: each second's line also says how long the
+loop spent fanning each video frame and Opus packet out to the viewers,
+and in the garbage collector (calls, mean and longest ms).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -22,8 +25,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.fanout.node_runner import cli  # noqa: E402
 from livecenter.media.node import MediaNode  # noqa: E402
+from livecenter.media.rts.media import RtsSource  # noqa: E402
 
 _last = [time.monotonic(), time.process_time()]
+
+
+class Timings:
+    """How long the loop spent in each call of some functions, and in the
+    garbage collector, since the last report: (count, total s, longest s)."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, list[float]] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        span = self.spans.setdefault(name, [0, 0.0, 0.0])
+        span[0] += 1
+        span[1] += seconds
+        span[2] = max(span[2], seconds)
+
+    def wrap(self, cls, name: str, label: str) -> None:
+        """Time `cls.name` (a method called on the loop) under `label`."""
+        original = getattr(cls, name)
+
+        def timed(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.add(label, time.perf_counter() - began)
+
+        setattr(cls, name, timed)
+
+    def watch_gc(self) -> None:
+        began = [0.0]
+
+        def callback(phase: str, info: dict) -> None:
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                self.add(f"gc{info['generation']}", time.perf_counter() - began[0])
+
+        gc.callbacks.append(callback)
+
+    def report(self) -> dict:
+        """{label: [calls, mean ms, longest ms]} since the last report."""
+        out = {
+            label: [count, round(1000 * total / count, 2), round(1000 * longest, 2)]
+            for label, (count, total, longest) in self.spans.items()
+            if count
+        }
+        self.spans.clear()
+        return out
+
+
+# `--timings`: a frame's fan-out to every viewer (a video access unit, an
+# Opus packet: RtsSource's `_video_out`, `_audio_out`) and the collector's
+# pauses, as the loop spent them; off by default (two clock reads a frame).
+TIMINGS = Timings()
 
 
 def report(node: MediaNode) -> dict:
@@ -43,7 +101,8 @@ def report(node: MediaNode) -> dict:
     _last[:] = [now, cpu]
     return {"t": time.time(), "units": units, "viewers": viewers, "sessions": len(node.rts.sessions),
             "dropped": dropped, "skips": skips, "max_queued": queued, "cpu": round(percent, 1),
-            "rss_kib": _rss_kib()}  # fmt: skip
+            "rss_kib": _rss_kib(), "loop_lag_ms": round(node.loop_lag.lag_s(now) * 1000, 1),
+            "loop_lag_worst_ms": round(node.loop_lag.worst_s(now) * 1000, 1), "timings": TIMINGS.report()}  # fmt: skip
 
 
 def _rss_kib() -> int:
@@ -70,5 +129,10 @@ if __name__ == "__main__":
             sys.exit("--udp-gso: the native sender is not built (make native)")
         srtp.native.gso({"on": True, "off": False}[sys.argv[at + 1]])
         del sys.argv[at : at + 2]
+    if "--timings" in sys.argv:
+        sys.argv.remove("--timings")
+        TIMINGS.wrap(RtsSource, "_video_out", "video_fanout")
+        TIMINGS.wrap(RtsSource, "_audio_out", "audio_fanout")
+        TIMINGS.watch_gc()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     cli(__doc__, node_id="bench-rts", rts_enabled=True, every_second=print_report, rts_fast_path=fast_path)

@@ -6,7 +6,10 @@
    set-up, processes and measuring, with `protocol=rts`. With
    `--background-viewers N` it measures again while N viewers of the light
    generator watch the same stream, and prints the difference of the p50s
-   (issue 18: within 20 ms with 500).
+   (issue 18: within 20 ms with 500). The node runs alone on core 0 and
+   everything else (console, calibrator, Chromium, the background viewers)
+   on core 1 (`--pin off`: wherever the scheduler puts them); each
+   measurement reports where the CPU went (bench/rts/machine.py).
 2. `whip`: the same latency over RTS for two ingests in one run, on the
    same calibrator frames: RTMP → WHEP (the `latency` part's path) and WHIP
    → WHEP (`bench/rts/whip_publisher.py`: the calibrator's frames encoded by
@@ -100,6 +103,8 @@ from bench.latency.run import (  # noqa: E402
 )
 from bench.latency.run import CHROMIUM_ARGS as LATENCY_CHROMIUM_ARGS  # noqa: E402
 from bench.rts import janus_server, topology  # noqa: E402
+from bench.rts.machine import MachineSampler  # noqa: E402
+from livecenter.media.node_status import NODE_STATUS_PATH  # noqa: E402
 
 # WebRTC on one machine: loopback candidates, real addresses instead of mDNS names.
 CHROMIUM_ARGS = [
@@ -167,11 +172,18 @@ def latency_bench(args, node_id: str = "bench-rts"):
         # carries that many viewers, not whether it would admit them.
         env |= {"LIVECENTER_MEDIA_MAX_EGRESS_MBPS": "0", "LIVECENTER_MEDIA_MAX_LOOP_LAG_MS": "0"}
     procs = Processes(workdir, env)
+    affinity = os.sched_getaffinity(0)
+    node_prefix = []
+    if args.pin == "on":
+        # The node alone on its core; this process and everything else it
+        # starts (console, calibrator, browser, background viewers) on the other.
+        node_prefix = ["taskset", "-c", SERVER_CORE]
+        os.sched_setaffinity(0, {int(CLIENT_CORE)})
     try:
         log(f"setting up in {workdir} ...")
         manage(env, "migrate", "--noinput")
         manage(env, "shell", "-c", SETUP_SCRIPT)
-        procs.start("medianode", [PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
+        procs.start("medianode", [*node_prefix, PYTHON, "manage.py", "medianode", "--host", "127.0.0.1",
                                   "--rtmp-port", str(rtmp_port), "--http-port", str(http_port)])  # fmt: skip
         procs.start("console", [PYTHON, "manage.py", "runall", "--no-media", "--no-worker",
                                 "--host", "127.0.0.1", "--port", str(console_port)])  # fmt: skip
@@ -186,6 +198,7 @@ def latency_bench(args, node_id: str = "bench-rts"):
             browser.close()
     finally:
         procs.stop_all()
+        os.sched_setaffinity(0, affinity)
         if args.keep:
             log(f"kept {workdir}")
         else:
@@ -200,19 +213,25 @@ def run_latency(args) -> dict:
     with latency_bench(args) as bench:
         urls = signed_urls(bench.env, STREAM, bench.http_port)
         calibrator = bench.start_calibrator("calibrator", urls["rtmp"])
+        roles = {name: proc.pid for name, proc in bench.procs.running if proc.poll() is None}
+        sampler = MachineSampler(roles, f"http://127.0.0.1:{bench.http_port}{NODE_STATUS_PATH}")
         try:
+            began = time.time()
             result = measure(bench.context, "rts", bench.player_url(STREAM), args.seconds, args.settle, args.loads)
-            rows["idle"] = result.row()
+            rows["idle"] = {**result.row(), "machine": sampler.window(began, time.time())}
             if args.background_viewers:
                 try:
-                    with background_viewers(bench.workdir, urls["whep"], args.background_viewers) as watched:
+                    with background_viewers(bench.workdir, urls["whep"], args.background_viewers, sampler) as watched:
                         name = f"rts-{args.background_viewers}-viewers"
+                        began = time.time()
                         result = measure(bench.context, name, bench.player_url(STREAM), args.seconds, args.settle,
                                          args.loads)  # fmt: skip
-                    rows["loaded"] = {**result.row(), "background": watched}
+                        machine = sampler.window(began, time.time())
+                    rows["loaded"] = {**result.row(), "background": watched, "machine": machine}
                 except RuntimeError as exc:  # the viewers could not open: reported in the table
                     rows["loaded"] = {"error": str(exc), "background": {"count": args.background_viewers}}
         finally:
+            sampler.stop()
             bench.procs.stop(calibrator)
     return rows
 
@@ -224,7 +243,7 @@ BACKGROUND_WINDOW_SECONDS = 900
 
 
 @contextlib.contextmanager
-def background_viewers(workdir: Path, whep: str, count: int):
+def background_viewers(workdir: Path, whep: str, count: int, sampler: MachineSampler | None = None):
     """`count` light-generator viewers of `whep` for the body's duration;
     yields a dict that, after the body, holds their window's figures (how
     many were connected, the worst viewer's frame rate, the generator's CPU):
@@ -236,6 +255,8 @@ def background_viewers(workdir: Path, whep: str, count: int):
          "--window", str(BACKGROUND_WINDOW_SECONDS)],
         stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
     )  # fmt: skip
+    if sampler is not None:
+        sampler.add("generator", viewers.pid)
     watched: dict = {"count": count}
     try:
         deadline = time.monotonic() + BACKGROUND_OPEN_SECONDS
@@ -269,6 +290,27 @@ def background_viewers(workdir: Path, whep: str, count: int):
             )
 
 
+def machine_line(machine: dict) -> str:
+    """A measurement's MachineSampler.window() in a line: CPU per role (% of
+    one core, by CPU), the CPUs' busy (softirq) shares, the node's loop lag."""
+    roles = ", ".join(
+        f"{role} {figures['cpu']:.0f} % ({' '.join(f'cpu{c} {p:.0f}' for c, p in figures['on'].items())})"
+        for role, figures in machine["roles"].items()
+        if figures["cpu"] >= 0.5
+    )
+    cores = ", ".join(
+        f"cpu{i} {c['busy']:.0f} % ({c['softirq']:.0f} % softirq)" for i, c in enumerate(machine["cores"])
+    )
+    collector = machine.get("gc") or {}
+    pauses = (
+        ", ".join(f"gen{g} {ms:.0f} ms{f' ({t[0]})' if t else ''}" for g, ms, *t in collector.get("pauses", []))
+        or "none ≥ 5 ms"
+    )
+    return (f"CPU {roles}; CPUs {cores}; node loop lag median {machine['loop_lag_ms']} ms, worst"
+            f" {machine['loop_lag_worst_ms']} ms; collector pauses: {pauses};"
+            f" load {machine['load'][0]} → {machine['load'][1]}")  # fmt: skip
+
+
 def latency_table(rows: dict) -> str:
     lines = [
         "| RTS (WebRTC) | latency p50 | latency p95 | samples | first frame p50 (loads) | stalls | target | met? |",
@@ -285,6 +327,9 @@ def latency_table(rows: dict) -> str:
         ff_met = "yes" if row["ff_p50"] <= FIRST_FRAME_TARGET_MS else "no"
         lines.append(f"| {label} | {row['p50']} ms | {row['p95']} ms | {row['samples']} |"
                      f" {row['ff_p50']:.0f} ms ({ffs}) | {row['stalls']} | {target} | {met}; {ff_met} |")  # fmt: skip
+    for key, row in rows.items():
+        if row.get("machine"):
+            lines.append(f"\n{'idle' if key == 'idle' else 'loaded'}: {machine_line(row['machine'])}")
     idle, loaded = rows.get("idle", {}), rows.get("loaded")
     if loaded is not None:
         watched = loaded["background"]
@@ -521,6 +566,7 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
     rtmp_port, http_port = free_port(), free_port()
     fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
     fast_path += ["--udp-gso", args.udp_gso] if args.udp_gso else []
+    fast_path += ["--timings"] if args.timings else []
     node = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
          "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), *fast_path],
@@ -585,9 +631,29 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
             **generator_figures(result),
             "softirq_cores": softirq.cores(start, end),
+            **({"timings": window_timings(window)} if args.timings else {}),
         }
     finally:
         stop_all((node_sampler, viewer_sampler, softirq), (viewers, publisher, node))
+
+
+def window_timings(lines: list[dict]) -> dict:
+    """The node runner's `--timings` over a window's per-second lines:
+    {label: {calls, mean_ms, longest_ms}}, and its loop lag (the median of
+    its per-second medians, the worst probe)."""
+    spans: dict[str, list[float]] = {}
+    for line in lines[1:]:
+        for label, (calls, mean_ms, longest_ms) in line.get("timings", {}).items():
+            span = spans.setdefault(label, [0, 0.0, 0.0])
+            span[0] += calls
+            span[1] += calls * mean_ms
+            span[2] = max(span[2], longest_ms)
+    lags = sorted(line["loop_lag_ms"] for line in lines if "loop_lag_ms" in line)
+    return {
+        **{label: {"calls": int(c), "mean_ms": round(t / c, 2), "longest_ms": m} for label, (c, t, m) in spans.items()},
+        "loop_lag_ms": lags[len(lags) // 2] if lags else None,
+        "loop_lag_worst_ms": max((line.get("loop_lag_worst_ms", 0) for line in lines), default=None),
+    }
 
 
 def no_verdict(count: int) -> dict:
@@ -868,6 +934,9 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
             f" | {client} | {s.get('udp_drops', '—')} |"
         )
+    for s in sorted(steps, key=lambda s: s["n"]):
+        if s.get("timings"):
+            lines.append(f"{s['n']} viewers, the node's loop: {s['timings']}")
     lines.append(f"\nmost WebRTC viewers on one core with no frame dropped ({server}): {most_viewers(steps)}")
     return "\n".join(lines)
 
@@ -942,6 +1011,14 @@ def main() -> None:
     parser.add_argument(
         "--viewer-loop", choices=("asyncio", "uvloop"), default="asyncio",
         help="viewers, janus: the aiortc client's event loop (uvloop: a lighter client)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pin", choices=("on", "off"), default="on",
+        help=f"latency: the node alone on core {SERVER_CORE}, everything else on core {CLIENT_CORE} (off: unpinned)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timings", action="store_true",
+        help="viewers: the node's fan-out per frame, collector pauses and loop lag (node_runner.py --timings)",
     )  # fmt: skip
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")

@@ -162,6 +162,12 @@ class LoopLagGauge:
         recent = sorted(lag for at, lag in self._samples if 0 <= now - at <= self.window_seconds)
         return recent[len(recent) // 2] if recent else 0.0
 
+    def worst_s(self, now: float) -> float:
+        """The latest probe of the window ending at `now` (0 without probes
+        in it): the longest the loop kept a ready timer waiting, where the
+        median says how late it usually is."""
+        return max((lag for at, lag in self._samples if 0 <= now - at <= self.window_seconds), default=0.0)
+
     def admit(self, now: float) -> bool:
         if self.limited and self._update(now):
             self.refused += 1

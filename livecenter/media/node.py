@@ -30,6 +30,7 @@ from .capacity import (
     is_worker,
 )
 from .cluster import ANY_REGION, ROLES
+from .collector import CollectorPauses, collect_all, schedule_full_collections, unschedule_full_collections
 from .edge import PULL_IDLE_SECONDS, EdgePulls, EdgeRelays, RelayFacts, is_edge_only, relayed_by
 from .hls_server import HlsService
 from .hub import LiveStream, StreamHub
@@ -201,6 +202,13 @@ class NodeConfig:
     # per frame over all viewers, libsrtp, the ICE socket) rather than one
     # aiortc sender task per viewer and track; bench/README.md has both.
     rts_fast_path: bool = True
+    # The Opus frames (RTP packets) RTS viewers get of AAC and Dolby audio:
+    # 20 ms, or 40 or 60 for fewer packets to send per viewer (rts/threads.py).
+    rts_opus_frame_ms: int = 20
+    # Full garbage collections every this many seconds on the node's timer
+    # rather than when CPython's counts call for one, with the startup's
+    # objects frozen out of them (collector.py); 0: CPython's own schedule.
+    gc_full_seconds: float = 0.0
     # Egress past which new viewers are refused (capacity.py); 0: no limit.
     max_egress_mbps: float = DEFAULT_MAX_EGRESS_MBPS
     # The event loop's median lateness (ms) past which new viewers are
@@ -314,6 +322,7 @@ class MediaNode:
         self.last_samples: tuple[StreamSample, ...] = ()
         self.egress = EgressGauge(config.max_egress_mbps)
         self.loop_lag = LoopLagGauge(config.max_loop_lag_ms)
+        self.collector = CollectorPauses()
         self.malloc_trim_ms: float | None = None  # how long the last malloc_trim took (/_node/status)
         self._pending_samples = 0
         self._updates_queued = False
@@ -337,9 +346,11 @@ class MediaNode:
         from .http_server import MediaHttpServer
         from .rtmp_server import RtmpServer
         from .rts.session import RtsService, use_ice_addresses
+        from .rts.threads import use_opus_frame_ms
 
         loopback = (self.config.host,) if self.config.host in ("127.0.0.1", "::1") else ()
         use_ice_addresses(self.config.rts_ice_addresses or loopback)
+        use_opus_frame_ms(self.config.rts_opus_frame_ms)
         self.rts = RtsService(self)
 
         raise_descriptor_limit()
@@ -380,6 +391,10 @@ class MediaNode:
             self._tasks.append(asyncio.create_task(self._report_playback(), name="media-playback"))
         # Probed even when no limit is set: /_node/status reports the lag (bench/soak).
         self._tasks.append(asyncio.create_task(self._probe_loop_lag(), name="media-loop-lag"))
+        self.collector.install()
+        if self.config.gc_full_seconds > 0:
+            schedule_full_collections()
+            self._tasks.append(asyncio.create_task(self._collect_garbage(), name="media-gc"))
         if allocator.tune(self.config.malloc_mmap_threshold_bytes):
             log.debug("malloc: blocks of %d bytes or more mapped apart", self.config.malloc_mmap_threshold_bytes)
         if self.config.malloc_trim_seconds > 0 and allocator.available():
@@ -437,6 +452,9 @@ class MediaNode:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._servers, self._tasks = [], []
+        self.collector.uninstall()
+        if self.config.gc_full_seconds > 0:
+            unschedule_full_collections()
 
     async def claim_publish(self, key: StreamKey) -> str | None:
         """Why `key` may not be published here although admitted: a node of
@@ -500,6 +518,12 @@ class MediaNode:
         while True:
             await asyncio.sleep(self.config.malloc_trim_seconds)
             self.malloc_trim_ms = round(allocator.timed_trim() * 1000, 2)
+
+    async def _collect_garbage(self) -> None:
+        """A full collection every `gc_full_seconds` (collector.py)."""
+        while True:
+            await asyncio.sleep(self.config.gc_full_seconds)
+            collect_all()
 
     async def _probe_loop_lag(self) -> None:
         """Feed the loop-lag gauge: how late a LAG_PROBE_SECONDS sleep wakes."""

@@ -104,12 +104,16 @@ def node_status(node) -> dict:
         "viewers": carried.viewers,
         "streams": len(carried.streams),
         "loop_lag_ms": carried.loop_lag_ms,
+        "loop_lag_worst_ms": round(node.loop_lag.worst_s(time.monotonic()) * 1000, 1),
         "loop_behind": node.loop_lag.behind,
         "refused": {"loop_lag": node.loop_lag.refused, "egress": node.egress.refused},
         # The C allocator's bytes in use and free in its heaps (glibc; None elsewhere): RSS that grows with
         # `free_bytes` is memory kept by the allocator, not objects kept by the node (allocator.py).
         "malloc": allocator.figures(),
         "malloc_trim_ms": getattr(node, "malloc_trim_ms", None),
+        # The cyclic garbage collector's collections and time by generation,
+        # and its recent pauses of 5 ms or more (collector.py).
+        "gc": node.collector.figures(),
     }
 
 

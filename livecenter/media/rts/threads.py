@@ -30,13 +30,30 @@ log = logging.getLogger(__name__)
 OPUS_CLOCK_HZ = 48_000
 OPUS_TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_HZ)
 MS_TIME_BASE = fractions.Fraction(1, 1000)
-# Opus in WebRTC: 20 ms frames (RFC 7587 allows others; browsers send 20).
-OPUS_FRAME_SAMPLES = 960
+# Opus in WebRTC: 20 ms frames by default (browsers send 20). RFC 7587
+# allows up to 120 ms a packet; a node with many viewers may send 40 or 60
+# (`use_opus_frame_ms`): its fan-out sends one packet per viewer per frame,
+# and at 50 packets a second audio was a third of the node's work with 500
+# viewers (bench/README.md, "bench/rts: latency under load"), at the cost
+# of that much more audio latency (the encoder waits for a whole frame).
+OPUS_FRAME_MS_CHOICES = (20, 40, 60)
+OPUS_FRAME_MS = 20
+OPUS_FRAME_SAMPLES = OPUS_CLOCK_HZ * OPUS_FRAME_MS // 1000
+_opus_frame_ms = OPUS_FRAME_MS
 OPUS_BITRATE = 64_000
 # The B-frame-free rendition (the seed's OBS settings for RTS).
 TRANSCODE_PROFILE = "baseline"
 TRANSCODE_PRESET = "veryfast"
 TRANSCODE_TUNE = "zerolatency"
+
+
+def use_opus_frame_ms(frame_ms: int) -> None:
+    """The Opus frame (and RTP packet) duration of the encoders configured
+    from now on: one of OPUS_FRAME_MS_CHOICES (the node sets it at start)."""
+    global _opus_frame_ms
+    if frame_ms not in OPUS_FRAME_MS_CHOICES:
+        raise ValueError(f"the Opus frame duration must be one of {OPUS_FRAME_MS_CHOICES} ms, not {frame_ms}")
+    _opus_frame_ms = frame_ms
 
 
 def av_packet(data: bytes, pts: int, time_base: fractions.Fraction) -> av.Packet:
@@ -98,7 +115,8 @@ class ConversionThread:
 
 class OpusEncoding:
     """AAC (or AC-3, E-AC-3: FFmpeg's "ac3"/"eac3" decoders, downmixed to
-    stereo by the resampler) to Opus (20 ms packets). Runs in the conversion
+    stereo by the resampler) to Opus (20 ms packets, or what
+    `use_opus_frame_ms` set when it was configured). Runs in the conversion
     thread only."""
 
     def __init__(self) -> None:
@@ -119,10 +137,11 @@ class OpusEncoding:
         encoder.format = "s16"
         encoder.bit_rate = OPUS_BITRATE
         encoder.time_base = OPUS_TIME_BASE
-        encoder.options = {"application": "lowdelay", "frame_duration": "20"}
+        frame_ms = _opus_frame_ms
+        encoder.options = {"application": "lowdelay", "frame_duration": str(frame_ms)}
         self._encoder = encoder
         self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=OPUS_CLOCK_HZ, frame_size=OPUS_FRAME_SAMPLES
+            format="s16", layout="stereo", rate=OPUS_CLOCK_HZ, frame_size=OPUS_CLOCK_HZ * frame_ms // 1000
         )
         self._next_pts = None
         return []
