@@ -19,6 +19,9 @@ from tests.redissupport import unix_redis  # noqa: F401 (the fixture)
 # for SRT on a free UDP port, not all on 1105 at once (pytest-xdist); the
 # URLs the console hands out still name LIVECENTER_SRT_PORT.
 os.environ.setdefault("LIVECENTER_MEDIA_SRT_PORT", "0")
+# Nor do they refuse viewers because the test machine is loaded
+# (tests/mediasupport.py, TEST_MAX_LOOP_LAG_MS).
+os.environ.setdefault("LIVECENTER_MEDIA_MAX_LOOP_LAG_MS", "0")
 
 # CI runs the suite twice (Makefile, `make test`): everything on the embedded
 # defaults, then again on PostgreSQL and Redis only what depends on the

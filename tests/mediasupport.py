@@ -36,6 +36,16 @@ def default_policy() -> MemoryPolicy:
     )
 
 
+# A test's node shares its process (and the GIL) with the test's own peers
+# (aiortc, PyAV, tracemalloc) and its two cores with the rest of a parallel
+# suite and whatever else loads the machine: its loop's lateness measures the
+# test run, not the viewers the node has, so its loop-lag admission
+# (capacity.LoopLagGauge) would refuse viewers at random under load. Test
+# nodes do not watch it; the tests of that admission turn it on
+# (tests/test_media_capacity.py). The egress capacity stays as in production.
+TEST_MAX_LOOP_LAG_MS = 0
+
+
 class NodeThread:
     """A MediaNode on loopback in an event loop of its own thread, so tests
     can drive blocking peers (ffmpeg) from the main thread."""
@@ -46,7 +56,8 @@ class NodeThread:
         self.sink = MemorySink()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="media-node", daemon=True)
-        config = {"host": "127.0.0.1", "rtmp_port": 0, "http_port": 0, "node_id": "test-node", **config}
+        config = {"host": "127.0.0.1", "rtmp_port": 0, "http_port": 0, "node_id": "test-node",
+                  "max_loop_lag_ms": TEST_MAX_LOOP_LAG_MS, **config}  # fmt: skip
         self.node: MediaNode | None = None
         self._config = NodeConfig(**config)
 

@@ -212,7 +212,7 @@ class ImpairmentRelay:
         try:
             sock.setblocking(False)
             sock.bind(listen_addr)
-            _large_buffers(sock)
+            large_socket_buffers(sock)
         except OSError:
             sock.close()
             raise
@@ -309,7 +309,7 @@ class ImpairmentRelay:
             return None
         sock = socket.socket(self._target_family, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        _large_buffers(sock)
+        large_socket_buffers(sock)
         try:
             sock.connect(self._target_addr)
         except OSError:
@@ -443,7 +443,7 @@ class ImpairmentRelay:
         link.stats.bytes_forwarded += len(data)
 
 
-def _large_buffers(sock: socket.socket) -> None:
+def large_socket_buffers(sock: socket.socket) -> None:
     # A burst at line rate must not be lost in the kernel before the relay
     # decides its fate: the loss the test sees is the loss it configured.
     # As root, past net.core.rmem_max too.

@@ -32,7 +32,7 @@ from livecenter.management.commands.runall import ConsoleServer
 from livecenter.media.node import NodeConfig
 from nodes.medianode import running_media_node
 from tests.browsersupport import chromium_page, log_in_as_owner
-from tests.mediasupport import start_publisher
+from tests.mediasupport import TEST_MAX_LOOP_LAG_MS, start_publisher
 from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
 from tests.test_streams_live import local
 from tests.whipsupport import WhipPublisher
@@ -81,7 +81,7 @@ class EmbeddedConsole:
 
     async def _run(self) -> None:
         config = NodeConfig(host="127.0.0.1", rtmp_port=0, http_port=0, node_id="monitor-test", play_wait_seconds=3,
-                            srt_port=0 if self.srt else None)  # fmt: skip
+                            srt_port=0 if self.srt else None, max_loop_lag_ms=TEST_MAX_LOOP_LAG_MS)  # fmt: skip
         try:
             async with running_media_node(config) as node:
                 self.node = node

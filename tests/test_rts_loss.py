@@ -23,7 +23,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livecenter.media.rts.aiortc_compat import tap_receiver
 from tests.mediasupport import NodeThread, http_request, start_publisher
-from tests.netimpair import DOWN, Impairment, ImpairmentRelay
+from tests.netimpair import DOWN, Impairment, ImpairmentRelay, large_socket_buffers
 from tests.test_rts_whep import policy, whep_url
 from tests.test_rts_whip import Recorder
 
@@ -73,6 +73,19 @@ def test_a_viewer_behind_loss_and_delay_gets_every_frame_by_retransmission(node)
             nacks = []
             tap_receiver(transceiver.receiver, recorder, lambda *report: None, nacks.append)
             await pc.setLocalDescription(await pc.createOffer())
+            # The relay runs on this loop: once a loaded machine has starved
+            # the test process for a second, it sends all it held at once,
+            # and a socket of the kernel's default 208 KiB drops most of it,
+            # one burst of a hundred packets, past what the node resends at
+            # once (fastpath.ResendBudget). As the relay's own sockets: the
+            # loss the viewer sees is the relay's.
+            sockets = [
+                p.transport.get_extra_info("socket")
+                for p in transceiver.receiver.transport.transport._connection._protocols
+            ]
+            assert sockets, "aiortc's ICE sockets not found"
+            for sock in sockets:
+                large_socket_buffers(sock)
             offer = with_candidate_port(pc.localDescription.sdp, dead.getsockname()[1])
             status, _, answer = await asyncio.to_thread(http_request, whep_url(node), "POST", offer.encode())
             assert status == 201, answer

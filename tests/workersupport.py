@@ -21,6 +21,7 @@ from django.db import connection, connections
 
 from livecenter.media.node import NodeConfig
 from nodes.medianode import running_media_node
+from tests.mediasupport import TEST_MAX_LOOP_LAG_MS
 
 ROOT = Path(__file__).resolve().parent.parent
 # A Celery worker's start (Django and Celery imported) on a loaded two-core machine.
@@ -43,7 +44,8 @@ class MediaNodeThread:
 
     def __init__(self, netns: str | None = None, **config) -> None:
         self.config = {"host": "127.0.0.1", "rtmp_port": 0, "http_port": 0, "node_id": "media-test",
-                       "play_wait_seconds": 15, "update_interval_seconds": 1, **config}  # fmt: skip
+                       "play_wait_seconds": 15, "update_interval_seconds": 1,
+                       "max_loop_lag_ms": TEST_MAX_LOOP_LAG_MS, **config}  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
         self.stop_event: asyncio.Event | None = None
