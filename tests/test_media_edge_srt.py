@@ -22,7 +22,7 @@ from livecenter.media.srt.events import SrtCallAccepted
 from livecenter.media.srt_call import SrtCall, SrtCallFailed
 from tests.mediasupport import INGEST, PLAY, PLAY_KEY, NodeThread, default_policy, probe_packets, start_publisher
 from tests.netimpair import Impairment, ThreadedImpairmentRelay
-from tests.test_media_edge import CLUSTER_KEY, KEY, FixedRouter, _continuous
+from tests.test_media_edge import CLUSTER_KEY, KEY, FixedRouter, _continuous, relay_state
 
 pytestmark = pytest.mark.media
 
@@ -76,7 +76,7 @@ def test_an_edge_relays_over_srt_encrypted_with_the_domains_passphrase_and_its_l
     publisher = start_publisher(e.publish_url(), seconds=15)
     try:
         assert c.wait_for(lambda: c.node.hub.is_live(KEY)), publisher.stop()
-        assert e.run_sync(lambda: e.node.relays.states[KEY].center) == "center-1"
+        assert relay_state(e, "center-1")["center"] == "center-1"
         session, connection = center_session(c)
         assert session.key == KEY
         assert connection.crypto is not None  # the link is encrypted
@@ -166,8 +166,8 @@ def test_an_srt_relay_moves_to_another_center_when_its_center_stops_and_the_publ
         c1.stop()
         c1.node.rtmp_port = None  # the router's view: center-1 has stopped beating
         assert c2.wait_for(lambda: c2.node.hub.is_live(KEY), timeout=20)
-        state = e.run_sync(lambda: e.node.relays.states[KEY].as_dict())
-        assert state["center"] == "center-2" and state["failovers"] == 1
+        state = relay_state(e, "center-2")
+        assert state["center"] == "center-2" and state["failovers"] == 1, state
         assert publisher.process.poll() is None  # still publishing to the edge
         assert c2.run_sync(lambda: len(c2.node.srt.publishers)) == 1
         _continuous(probe_packets(c2.flv_url(), seconds=3))
