@@ -175,7 +175,8 @@ def test_a_member_whose_kernel_buffer_fills_leaves_with_the_rest_in_asyncios_buf
         transport = _BufferingTransport(ours)
         transport.buffered = 0
         protect = srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "native").protect
-        sender = FastTrackSender(RtpWriter(PARAMETERS, 100, 0), protect, _Dtls(_Pair(transport, None)), (transport, None))
+        dtls = _Dtls(_Pair(transport, None))
+        sender = FastTrackSender(RtpWriter(PARAMETERS, 100, 0), protect, dtls, (transport, None))
         sender.fd, sender.sockaddr = ours.fileno(), b""  # connected: no address
         history = _history(2, 12)
         sender.writer.claim(history, range(0, 12))

@@ -694,6 +694,7 @@ class RtsSource:
         # Its steady fast viewers, sent each frame in one native call (fanout.py).
         self.video_group = FanoutGroup(count_frames=True)
         self.audio_group = FanoutGroup(count_frames=False)
+        self._audio_batch: list = []  # the audio group's Opus packets of this loop turn
         self._video_packer = H264Encoder()
         self._audio_packer = OpusEncoder()
         # Whether a joiner can start at once. The transcoded rendition is not
@@ -948,10 +949,31 @@ class RtsSource:
             ntp = clock.current_ntp_time()
             abs_send_time = abs_send_time_of(ntp)
         if indexes is not None and self.audio_group:
-            members = self.audio_group.send(self.audio_history, indexes, abs_send_time, ntp, packet.size)
-            if members:
-                self.subscription.count_sent(packet.size * members)
+            # The fan-out group's viewers get the Opus packets of a loop
+            # turn in one call (several when the loop runs late: the
+            # busier the node, the fewer calls), the others with them.
+            if not self._audio_batch:
+                asyncio.get_running_loop().call_soon(self._send_audio_batch)
+            self._audio_batch.append((packet, indexes, abs_send_time, ntp))
+            return
+        self._offer_audio(packet, indexes, abs_send_time, ntp)
+
+    def _offer_audio(self, packet: av.Packet, indexes: range | None, abs_send_time: int, ntp: int) -> None:
+        """An Opus packet to the viewers not in the audio fan-out group."""
         for viewer in self.viewers:
             fast = viewer.audio.fast
             if fast is None or fast.group is None:
                 viewer.offer_audio(packet, indexes, abs_send_time, ntp)
+
+    def _send_audio_batch(self) -> None:
+        batch, self._audio_batch = self._audio_batch, []
+        if self.closed or not batch:
+            return
+        first, last = batch[0], batch[-1]
+        indexes = range(first[1].start, last[1].stop)
+        size = sum(packet.size for packet, *_ in batch)
+        members = self.audio_group.send(self.audio_history, indexes, last[2], last[3], size)
+        if members:
+            self.subscription.count_sent(size * members)
+        for packet, indexes, abs_send_time, ntp in batch:
+            self._offer_audio(packet, indexes, abs_send_time, ntp)
