@@ -37,10 +37,11 @@ from .fastpath import RtpPacketHistory
 
 log = logging.getLogger(__name__)
 
-# Every this many frames (or audio packets) each member's ICE pair is
-# checked: about every half-second for video, where the per-viewer path
-# checks every frame. A pair changed meanwhile still takes the packets
-# (aioice keeps the old pair's socket open until the session ends).
+# Every this many sends (frames, or a loop turn's Opus packets) each
+# member's ICE pair is checked: about every half-second for video, where
+# the per-viewer path checks every frame. Until then a member whose pair
+# changed is sent on the old pair's socket, which the group's duplicate of
+# its fd keeps open.
 SWEEP_FRAMES = 16
 
 
