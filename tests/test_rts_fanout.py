@@ -29,7 +29,16 @@ from livecenter.media.rts.media import VIEWER_SKIP_FRACTION_LOST, FastTrackSende
 from livecenter.media.rts.threads import OPUS_TIME_BASE, av_packet
 from tests.test_mpegts import ffmpeg_flv, flv_tags
 from tests.test_rts_fastpath import _libsrtp_receiver
-from tests.test_rts_native import PARAMETERS, _BufferingTransport, _drain, _Dtls, _history, _Pair, _receiver
+from tests.test_rts_native import (
+    PARAMETERS,
+    _BufferingTransport,
+    _drain,
+    _Dtls,
+    _frames_of,
+    _history,
+    _Pair,
+    _receiver,
+)
 
 needs_native = pytest.mark.skipif(srtp.native is None, reason="the native sender is not built (make native)")
 
@@ -47,15 +56,6 @@ def gso(request):
     srtp.native.gso(request.param == "gso")
     yield request.param
     srtp.native.gso(before)
-
-
-def _frames(history: RtpPacketHistory) -> list[range]:
-    frames, start = [], history.first_index
-    for index in range(history.first_index, history.next_index):
-        if history.get(index).marker:
-            frames.append(range(start, index + 1))
-            start = index + 1
-    return frames
 
 
 async def _senders(count: int, key_and_salt: bytes, implementation: str, first_sequence: int = 65000):
@@ -95,7 +95,7 @@ def test_a_group_sends_each_viewer_what_it_would_have_been_sent_on_its_own(gso):
         history = RtpPacketHistory()
         for count in (3, 1, 6, 150, 6, 1, 64, 65, 2):
             _history(1, count, history)
-        frames = _frames(history)
+        frames = _frames_of(history)
         group = FanoutGroup(count_frames=False)
         for sender in grouped + alone:  # each sends the first frame on its own, then joins
             sender.send(history, frames[0], 0x123456, 7, 100)
@@ -118,7 +118,7 @@ def test_a_group_sends_each_viewer_what_it_would_have_been_sent_on_its_own(gso):
         group.leave(grouped[1])
         assert grouped[1].group is None and len(group) == 2
         _history(1, 4, history)
-        last = _frames(history)[-1]
+        last = _frames_of(history)[-1]
         group.send(history, last, 0x123456, 8, 400)
         for sender in [grouped[1], *alone]:
             sender.send(history, last, 0x123456, 8, 400)

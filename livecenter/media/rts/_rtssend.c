@@ -641,6 +641,27 @@ fail:
     return -1;
 }
 
+/* An argument that must be an initialised Srtp, or NULL (exception set). */
+static SrtpObject *session_arg(PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &SrtpType)) {
+        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+        return NULL;
+    }
+    return check_session((SrtpObject *)arg) < 0 ? NULL : (SrtpObject *)arg;
+}
+
+/* An argument that must be an open file descriptor's number, or -1 (exception set). */
+static int fd_arg(PyObject *arg) {
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return -1;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
+        return -1;
+    }
+    return (int)fd;
+}
+
 static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 11) {
         PyErr_SetString(PyExc_TypeError,
@@ -648,14 +669,10 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
                         "sequence_number, timestamp_offset, abs_send_time, packets)");
         return NULL;
     }
-    if (!PyObject_TypeCheck(args[0], &SrtpType)) {
-        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+    SrtpObject *srtp = session_arg(args[0]);
+    int fd = srtp == NULL ? -1 : fd_arg(args[1]);
+    if (fd < 0)
         return NULL;
-    }
-    SrtpObject *srtp = (SrtpObject *)args[0];
-    if (check_session(srtp) < 0)
-        return NULL;
-    long fd = PyLong_AsLong(args[1]);
     unsigned long sequence_number = PyLong_AsUnsignedLongMask(args[7]);
     uint32_t offset = (uint32_t)PyLong_AsUnsignedLongMask(args[8]);
     uint32_t abs_send_time = (uint32_t)PyLong_AsUnsignedLongMask(args[9]);
@@ -663,10 +680,6 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     if (!PyBytes_Check(args[2]) || !PyList_Check(args[10])) {
         PyErr_SetString(PyExc_TypeError, "sockaddr must be bytes and packets a list");
-        return NULL;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
         return NULL;
     }
     Header header;
@@ -678,7 +691,7 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (fields == NULL)
         return NULL;
     PyObject *unsent;
-    int status = send_packets(srtp, (int)fd, PyBytes_AS_STRING(args[2]), (socklen_t)PyBytes_GET_SIZE(args[2]),
+    int status = send_packets(srtp, fd, PyBytes_AS_STRING(args[2]), (socklen_t)PyBytes_GET_SIZE(args[2]),
                               &header, (unsigned)sequence_number, offset, abs_send_time, fields, total, &unsent);
     release_fields(fields, total);
     if (status < 0)
@@ -743,21 +756,13 @@ static PyObject *Group_add(GroupObject *self, PyObject *const *args, Py_ssize_t 
                         "sequence_number, timestamp_offset) -> slot");
         return NULL;
     }
-    if (!PyObject_TypeCheck(args[0], &SrtpType)) {
-        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+    int fd = session_arg(args[0]) == NULL ? -1 : fd_arg(args[1]);
+    if (fd < 0)
         return NULL;
-    }
-    if (check_session((SrtpObject *)args[0]) < 0)
-        return NULL;
-    long fd = PyLong_AsLong(args[1]);
     unsigned long sequence_number = PyLong_AsUnsignedLongMask(args[7]);
     uint32_t offset = (uint32_t)PyLong_AsUnsignedLongMask(args[8]);
     if (PyErr_Occurred())
         return NULL;
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
-        return NULL;
-    }
     if (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) > (Py_ssize_t)sizeof(struct sockaddr_storage)) {
         PyErr_SetString(PyExc_TypeError, "sockaddr must be the bytes of a struct sockaddr (sockaddr()), or b''");
         return NULL;
@@ -777,7 +782,7 @@ static PyObject *Group_add(GroupObject *self, PyObject *const *args, Py_ssize_t 
         self->entries = entries;
         self->capacity = capacity;
     }
-    int copy = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     Entry *entry = &self->entries[slot];
