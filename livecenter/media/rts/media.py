@@ -33,7 +33,10 @@ viewer, with no queue, task or await per viewer; aiortc's sender task for
 the track then gets nothing to send (its RTCP task stays, and reports the
 fast path's counts). A fast viewer that falls behind is measured by its ICE
 socket's unsent bytes (asyncio buffers what the kernel refused) and is
-skipped to the next keyframe, as a queue's would be. A viewer
+skipped to the next keyframe, as a queue's would be. With the native
+sender, a fast viewer that keeps up joins its source's fan-out group
+(fanout.py): each frame, and each loop turn's Opus packets, go to all of
+the group in one native call. A viewer
 joins at the latest keyframe: it is sent the frames from that keyframe on at
 once, stamped one RTP tick apart, so the browser decodes them at once and
 shows the newest, rather than replaying the GOP at its pace a GOP behind.
