@@ -359,17 +359,3 @@ def test_without_the_native_sender_the_node_sends_every_viewer_on_its_own(monkey
     got, _, books, grouped = _through_the_node("libsrtp", key_and_salt, top_tags, low_tags)
     assert grouped == [(0, 0)] * len(top_tags)
     assert all(video and audio for video, audio in got) and books[0][0] >= 50
-
-
-@pytest.mark.parametrize("nal_bytes", [1300, 1301, 2596, 2597, 8000, 50_000, 150_000])
-def test_a_long_nal_unit_is_cut_into_fragments_of_one_size_but_the_last(nal_bytes):
-    """EqualFragmentPacketizer: aiortc's FU-A fragments (count, headers,
-    bytes), re-cut so that the native sender's GSO takes them as one run."""
-    from aiortc.codecs.h264 import PACKET_MAX, H264Encoder
-
-    nal = bytes([0x65]) + os.urandom(nal_bytes)
-    theirs, ours = H264Encoder._packetize_fu_a(nal), media.EqualFragmentPacketizer._packetize_fu_a(nal)
-    assert len(ours) == len(theirs) and [p[:2] for p in ours] == [p[:2] for p in theirs]
-    assert b"".join(p[2:] for p in ours) == nal[1:]
-    sizes = [len(p) for p in ours]
-    assert set(sizes[:-1]) == {sizes[0]} and sizes[-1] <= sizes[0] <= PACKET_MAX

@@ -59,7 +59,7 @@ from collections.abc import Iterator
 
 import av
 from aiortc import clock
-from aiortc.codecs.h264 import FU_A_HEADER_SIZE, NAL_HEADER_SIZE, NAL_TYPE_FU_A, PACKET_MAX, H264Encoder
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -158,32 +158,6 @@ class VideoUnit:
         self.payloads = None  # RTP payloads, packetised once (session.SharedH264Encoder)
         self.indexes: range | None = None  # its packets in the source's video history (fast path)
         self.payload_bytes = 0
-
-
-class EqualFragmentPacketizer(H264Encoder):
-    """aiortc's H.264 packetiser (RFC 6184), but a NAL unit too long for
-    one packet is cut into FU-A fragments of one size but the last, which
-    is shorter (aiortc makes the first ones a byte longer than the rest):
-    the native sender sends such a run as one UDP GSO message (_rtssend.c:
-    equal lengths, then at most one shorter), one skb through the kernel
-    for the whole NAL unit instead of two. Same packet count, same bytes;
-    a receiver reassembles FU-A fragments of any size."""
-
-    @staticmethod
-    def _packetize_fu_a(data: bytes) -> list[bytes]:
-        available = PACKET_MAX - FU_A_HEADER_SIZE
-        payload_bytes = len(data) - NAL_HEADER_SIZE
-        count = -(-payload_bytes // available)
-        size = -(-payload_bytes // count)  # <= available
-        indicator = (data[0] & 0xE0) | NAL_TYPE_FU_A
-        nal_type = data[0] & 0x1F
-        fragments = []
-        for offset in range(NAL_HEADER_SIZE, len(data), size):
-            flags = 0x80 if offset == NAL_HEADER_SIZE else 0
-            if offset + size >= len(data):
-                flags |= 0x40
-            fragments.append(bytes([indicator, nal_type | flags]) + data[offset : offset + size])
-        return fragments
 
 
 class FastTrackSender:
@@ -724,7 +698,7 @@ class RtsSource:
         self.video_group = FanoutGroup(count_frames=True)
         self.audio_group = FanoutGroup(count_frames=False)
         self._audio_batch: list = []  # the audio group's Opus packets of this loop turn
-        self._video_packer = EqualFragmentPacketizer()
+        self._video_packer = H264Encoder()
         self._audio_packer = OpusEncoder()
         # Whether a joiner can start at once. The transcoded rendition is not
         # ready until the transcoder has caught up with the GOP it started on.
