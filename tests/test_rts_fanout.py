@@ -191,7 +191,7 @@ def test_a_member_whose_kernel_buffer_fills_leaves_with_the_rest_in_asyncios_buf
         for _ in range(fillers - 3):
             ours.send(b"filler")
         assert group.send(history, range(12, 24), 0, 0, 1200) == 1
-        assert not group and sender.group is None
+        assert len(group) == 1 and sender.group is group, "a member until the next send: not sent this frame again"
         sent = [d for d in _drain(peer) if d != b"filler"]
         assert sent and transport.sent  # what fitted (the queue is bounded in datagrams and bytes), the rest
         python = srtp.protector(srtp.AEAD_AES_256_GCM, key_and_salt, "libsrtp")
@@ -199,6 +199,9 @@ def test_a_member_whose_kernel_buffer_fills_leaves_with_the_rest_in_asyncios_buf
         expected = [bytes(python.protect(again.write(history, index))) for index in range(24)]
         assert sent + transport.sent == expected[12:]
         assert sender.writer.sequence_number == again.sequence_number and sender.report()[2] == 24
+        _history(1, 3, history)
+        assert group.send(history, range(24, 27), 0, 0, 300) == 0, "gone at the next send"
+        assert not group and sender.group is None and sender.writer.next_index == 24
     finally:
         ours.close()
         peer.close()
@@ -216,6 +219,8 @@ def test_a_member_whose_ice_pair_changes_leaves_at_the_next_sweep():
         senders[0].dtls.nominate(_Pair(senders[0].transport, senders[0].address))  # another pair
         for index in range(1, SWEEP_FRAMES + 1):
             assert group.send(history, range(index, index + 1), 0, 0, 0) == 2
+        assert senders[0].group is group, "still a member for the rest of this frame"
+        assert group.send(history, range(SWEEP_FRAMES + 1, SWEEP_FRAMES + 2), 0, 0, 0) == 1
         assert senders[0].group is None and senders[1].group is group
         assert senders[0].ready() and senders[0].writer.next_index == SWEEP_FRAMES + 1
         _close(senders, receivers)
@@ -359,3 +364,53 @@ def test_without_the_native_sender_the_node_sends_every_viewer_on_its_own(monkey
     got, _, books, grouped = _through_the_node("libsrtp", key_and_salt, top_tags, low_tags)
     assert grouped == [(0, 0)] * len(top_tags)
     assert all(video and audio for video, audio in got) and books[0][0] >= 50
+
+
+@needs_native
+def test_a_member_that_leaves_during_a_frame_is_not_sent_that_frame_again():
+    """Through RtsSource: a member whose send fails leaves the group, and
+    the source's per-viewer loop for that frame does not send it again."""
+
+    async def run():
+        hub = StreamHub()
+        top = hub.publish(KEY)
+        source = RtsSource(_service(hub), KEY)
+        key_and_salt = os.urandom(44)
+        (failing, (video_in, _)), (other, _) = [await _fast_viewer(source, key_and_salt, "native", i) for i in range(2)]
+        tags = _video_tags("320x240")
+        for tag in tags[:5]:
+            top.push("video", tag.timestamp, tag.body)
+        assert len(source.video_group) == 2
+        _drain(video_in)
+        group, native = source.video_group, source.video_group.native
+        slot = group.members[failing.video.fast].slot
+
+        class Failing:  # the real group, reporting one member's send as failed
+            def send(self, packets, abs_send_time):
+                native.send(packets, abs_send_time)
+                return [(slot, None, OSError("refused for the test"))]
+
+            def add(self, *args):
+                return native.add(*args)
+
+            def remove(self, slot):
+                return native.remove(slot)
+
+        group.native = Failing()
+        top.push("video", tags[5].timestamp, tags[5].body)
+        group.native = native
+        sent = len(source.video_history.packets(source.gop.frames[-1].indexes))
+        await asyncio.sleep(0.01)
+        assert len(_drain(video_in)) == sent, "the frame once, not twice"
+        assert failing.video.fast.group is group and len(group) == 2
+        top.push("video", tags[6].timestamp, tags[6].body)
+        await asyncio.sleep(0.01)
+        # The next frame on its own path (once), after which, steady, it joins again.
+        assert len(_drain(video_in)) == len(source.video_history.packets(source.gop.frames[-1].indexes))
+        assert failing.video.fast.group is group and other.video.fast.group is group
+        for viewer in (failing, other):
+            for track in (viewer.video, viewer.audio):
+                track.fast.transport.close()
+            viewer.close()
+
+    asyncio.run(run())

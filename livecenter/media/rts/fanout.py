@@ -24,7 +24,9 @@ after the keyframe), the Python fallback (no native sender, or AES-CM).
 A member leaves when the kernel would not take its packets (the rest go to
 asyncio's buffer, and the per-viewer path's unsent-bytes check takes over),
 when its send fails, and, checked every SWEEP_FRAMES frames, when ICE
-nominated another pair or its transport is closing.
+nominated another pair or its transport is closing; leaving during a send,
+it stays a member (out of the native group) until the next send, so that
+the caller's per-viewer loop does not send it that frame a second time.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ class FanoutGroup:
         self.history: RtpPacketHistory | None = None
         self.next_index = -1  # the history index the next send must start at
         self._until_sweep = SWEEP_FRAMES
+        # Members that leave during a send (refused, swept): out of the
+        # native group at once, but still members (skipped by the caller's
+        # per-viewer loop, which must not send them that frame again) until
+        # the next send.
+        self._leaving: list = []
 
     def __len__(self) -> int:
         return len(self.members)
@@ -134,11 +141,18 @@ class FanoutGroup:
         member = self.members.get(fast)
         if member is None:
             return
-        self.sync(fast)
+        self._detach(fast, member)
         del self.members[fast]
+        fast.group = None
+
+    def _detach(self, fast, member: _Member) -> None:
+        """Out of the native group, its books up to date; still a member."""
+        if member.slot < 0:
+            return
+        self.sync(fast)
         del self._by_slot[member.slot]
         self.native.remove(member.slot)
-        fast.group = None
+        member.slot = -1
 
     def clear(self) -> None:
         for fast in list(self.members):
@@ -147,6 +161,9 @@ class FanoutGroup:
     def send(self, history: RtpPacketHistory, indexes: range, abs_send_time: int, ntp: int, payload_bytes: int) -> int:
         """Send the packets of `indexes` (the history's newest) to every
         member; returns how many members there were."""
+        for fast in self._leaving:
+            self.leave(fast)
+        self._leaving.clear()
         if not self.members:
             return 0
         if history is not self.history or indexes.start != self.next_index:
@@ -178,7 +195,8 @@ class FanoutGroup:
             fast = self._by_slot.get(slot)
             if fast is None:
                 continue
-            self.leave(fast)
+            self._detach(fast, self.members[fast])
+            self._leaving.append(fast)
             if unsent:
                 # The kernel's buffer is full: asyncio buffers the rest, and
                 # the per-viewer path's unsent-bytes check sees it.
@@ -188,5 +206,7 @@ class FanoutGroup:
                 log.info("rts fan-out: a viewer's send failed, back to its own path: %s", error)
 
     def _sweep(self) -> None:
-        for fast in [f for f in self.members if f.pair is not ice_nominated_pair(f.dtls) or f.transport.is_closing()]:
-            self.leave(fast)
+        for fast, member in self.members.items():
+            if member.slot >= 0 and (fast.pair is not ice_nominated_pair(fast.dtls) or fast.transport.is_closing()):
+                self._detach(fast, member)
+                self._leaving.append(fast)

@@ -910,6 +910,8 @@ class RtsSource:
             members = self.video_group.send(self.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
             if members:
                 self.subscription.count_sent(unit.packet.size * members)
+        if len(self.video_group) == len(self.video_viewers):
+            return  # all in the group (its members are some of video_viewers)
         for viewer in self.video_viewers:
             fast = viewer.video.fast
             if fast is None or fast.group is None:
@@ -963,6 +965,8 @@ class RtsSource:
 
     def _offer_audio(self, packet: av.Packet, indexes: range | None, abs_send_time: int, ntp: int) -> None:
         """An Opus packet to the viewers not in the audio fan-out group."""
+        if len(self.audio_group) == len(self.viewers):
+            return  # all in the group (its members are some of viewers)
         for viewer in self.viewers:
             fast = viewer.audio.fast
             if fast is None or fast.group is None:
