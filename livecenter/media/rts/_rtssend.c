@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, Linux 4.18 */
@@ -368,47 +370,73 @@ static PyObject *sockaddr_of(PyObject *module, PyObject *args) {
 
 /* --- send_frame ------------------------------------------------------------- */
 
+/* A history packet's fields, read once per call (not once per viewer). */
+typedef struct {
+    PyObject *payload; /* bytes, a new reference */
+    uint32_t timestamp;
+    int marker;
+} Fields;
+
+static void release_fields(Fields *fields, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++)
+        Py_XDECREF(fields[i].payload);
+    PyMem_Free(fields);
+}
+
+/* The fields of each of `packets` (a list of fastpath.HistoryPacket), or
+ * NULL with an exception set. */
+static Fields *read_fields(PyObject *packets, Py_ssize_t header_bytes) {
+    Py_ssize_t total = PyList_GET_SIZE(packets);
+    Fields *fields = PyMem_Calloc(total > 0 ? (size_t)total : 1, sizeof(Fields));
+    if (fields == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < total; i++) {
+        PyObject *packet = PyList_GET_ITEM(packets, i);
+        PyObject *payload = PyObject_GetAttr(packet, name_payload);
+        if (payload == NULL)
+            goto fail;
+        fields[i].payload = payload;
+        if (!PyBytes_Check(payload)) {
+            PyErr_SetString(PyExc_TypeError, "a history packet's payload must be bytes");
+            goto fail;
+        }
+        if (header_bytes + PyBytes_GET_SIZE(payload) > MAX_RTP_BYTES) {
+            PyErr_Format(PyExc_ValueError, "RTP packet of %zd bytes is over %d",
+                         header_bytes + PyBytes_GET_SIZE(payload), MAX_RTP_BYTES);
+            goto fail;
+        }
+        PyObject *timestamp_object = PyObject_GetAttr(packet, name_timestamp);
+        if (timestamp_object == NULL)
+            goto fail;
+        fields[i].timestamp = (uint32_t)PyLong_AsUnsignedLongMask(timestamp_object);
+        Py_DECREF(timestamp_object);
+        PyObject *marker_object = PyObject_GetAttr(packet, name_marker);
+        fields[i].marker = marker_object == NULL ? -1 : PyObject_IsTrue(marker_object);
+        Py_XDECREF(marker_object);
+        if (fields[i].marker < 0 || PyErr_Occurred())
+            goto fail;
+    }
+    return fields;
+fail:
+    release_fields(fields, total);
+    return NULL;
+}
+
 /* Write one packet's header and payload into `slot`: the template's constant
  * bytes, then marker|payload type, sequence number, timestamp and the 24-bit
  * abs-send-time (after its id/length byte at abs_offset), as
- * fastpath.RtpWriter.write does. Returns the RTP length, or -1 (exception set). */
+ * fastpath.RtpWriter.write does. Returns the RTP length. */
 static int write_packet(unsigned char *slot, const unsigned char *template, Py_ssize_t header_bytes,
                         Py_ssize_t abs_offset, int payload_type, unsigned sequence_number, uint32_t offset,
-                        uint32_t abs_send_time, PyObject *packet) {
-    PyObject *payload = PyObject_GetAttr(packet, name_payload);
-    if (payload == NULL)
-        return -1;
-    if (!PyBytes_Check(payload)) {
-        Py_DECREF(payload);
-        PyErr_SetString(PyExc_TypeError, "a history packet's payload must be bytes");
-        return -1;
-    }
-    Py_ssize_t payload_bytes = PyBytes_GET_SIZE(payload);
-    if (header_bytes + payload_bytes > MAX_RTP_BYTES) {
-        Py_DECREF(payload);
-        PyErr_Format(PyExc_ValueError, "RTP packet of %zd bytes is over %d", header_bytes + payload_bytes,
-                     MAX_RTP_BYTES);
-        return -1;
-    }
-    PyObject *timestamp_object = PyObject_GetAttr(packet, name_timestamp);
-    if (timestamp_object == NULL) {
-        Py_DECREF(payload);
-        return -1;
-    }
-    uint32_t timestamp = (uint32_t)PyLong_AsUnsignedLongMask(timestamp_object);
-    Py_DECREF(timestamp_object);
-    PyObject *marker_object = PyObject_GetAttr(packet, name_marker);
-    int marker = marker_object == NULL ? -1 : PyObject_IsTrue(marker_object);
-    Py_XDECREF(marker_object);
-    if (marker < 0 || PyErr_Occurred()) {
-        Py_DECREF(payload);
-        return -1;
-    }
+                        uint32_t abs_send_time, const Fields *packet) {
+    Py_ssize_t payload_bytes = PyBytes_GET_SIZE(packet->payload);
     memcpy(slot, template, header_bytes);
-    slot[1] = (unsigned char)(payload_type | (marker ? 0x80 : 0));
+    slot[1] = (unsigned char)(payload_type | (packet->marker ? 0x80 : 0));
     slot[2] = (unsigned char)(sequence_number >> 8);
     slot[3] = (unsigned char)sequence_number;
-    timestamp += offset;
+    uint32_t timestamp = packet->timestamp + offset;
     slot[4] = (unsigned char)(timestamp >> 24);
     slot[5] = (unsigned char)(timestamp >> 16);
     slot[6] = (unsigned char)(timestamp >> 8);
@@ -418,8 +446,7 @@ static int write_packet(unsigned char *slot, const unsigned char *template, Py_s
         slot[abs_offset + 2] = (unsigned char)(abs_send_time >> 8);
         slot[abs_offset + 3] = (unsigned char)abs_send_time;
     }
-    memcpy(slot + header_bytes, PyBytes_AS_STRING(payload), payload_bytes);
-    Py_DECREF(payload);
+    memcpy(slot + header_bytes, PyBytes_AS_STRING(packet->payload), payload_bytes);
     return (int)(header_bytes + payload_bytes);
 }
 
@@ -527,6 +554,114 @@ static PyObject *gso(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     return PyBool_FromLong(gso_enabled);
 }
 
+/* One viewer's header: what send_frame takes as arguments and a Group entry keeps. */
+typedef struct {
+    unsigned char bytes[64];
+    Py_ssize_t header_bytes;
+    Py_ssize_t abs_offset;
+    int payload_type;
+} Header;
+
+/* Header from (template, header_bytes, abs_offset, payload_type), or -1. */
+static int read_header(Header *header, PyObject *template_object, PyObject *header_bytes_object,
+                       PyObject *abs_offset_object, PyObject *payload_type_object) {
+    header->header_bytes = PyLong_AsSsize_t(header_bytes_object);
+    header->abs_offset = PyLong_AsSsize_t(abs_offset_object);
+    long payload_type = PyLong_AsLong(payload_type_object);
+    if (PyErr_Occurred())
+        return -1;
+    if (payload_type < 0 || payload_type > 127) {
+        PyErr_SetString(PyExc_ValueError, "payload_type must be 0..127");
+        return -1;
+    }
+    header->payload_type = (int)payload_type;
+    Py_buffer template;
+    if (PyObject_GetBuffer(template_object, &template, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (header->header_bytes < RTP_HEADER_BYTES || header->header_bytes > template.len ||
+        header->header_bytes > (Py_ssize_t)sizeof header->bytes || header->abs_offset + 4 > header->header_bytes) {
+        PyBuffer_Release(&template);
+        PyErr_SetString(PyExc_ValueError, "header_bytes or abs_offset is outside the template");
+        return -1;
+    }
+    memcpy(header->bytes, template.buf, header->header_bytes);
+    PyBuffer_Release(&template);
+    return 0;
+}
+
+/* Write, protect and send `total` packets for one viewer, sequence numbers
+ * from `sequence_number`, with one sendmmsg per BATCH_PACKETS. Returns 0
+ * with *unsent NULL (all sent) or a list of the protected packets the
+ * kernel would not take (EAGAIN: the caller buffers them), or -1 with an
+ * exception set (nothing more sent). */
+static int send_packets(SrtpObject *srtp, int fd, char *name, socklen_t name_bytes, const Header *header,
+                        unsigned sequence_number, uint32_t offset, uint32_t abs_send_time, const Fields *fields,
+                        Py_ssize_t total, PyObject **unsent) {
+    int dropped = 0;
+    *unsent = NULL;
+    for (Py_ssize_t done = 0; done < total;) {
+        int count = 0;
+        for (; count < BATCH_PACKETS && done + count < total; count++) {
+            unsigned char *slot = slots[count];
+            int length = write_packet(slot, header->bytes, header->header_bytes, header->abs_offset,
+                                      header->payload_type, (unsigned)((sequence_number + done + count) & 0xFFFF),
+                                      offset, abs_send_time, &fields[done + count]);
+            if (protect_in_place(srtp, slot, &length) < 0)
+                goto fail;
+            vectors[count].iov_base = slot;
+            vectors[count].iov_len = (size_t)length;
+        }
+        int first = count;
+        if (*unsent == NULL) {
+            int sent = send_batch(fd, name, name_bytes, count, &dropped);
+            if (sent < 0)
+                goto fail;
+            first = sent;
+        }
+        if (first < count && *unsent == NULL) {
+            *unsent = PyList_New(0);
+            if (*unsent == NULL)
+                goto fail;
+        }
+        /* The kernel's buffer is full: the rest (protected: their SRTP
+         * indexes are used) go back to the caller, for asyncio's buffer. */
+        for (int i = first; i < count; i++) {
+            PyObject *data = PyBytes_FromStringAndSize((const char *)slots[i], (Py_ssize_t)vectors[i].iov_len);
+            if (data == NULL || PyList_Append(*unsent, data) < 0) {
+                Py_XDECREF(data);
+                goto fail;
+            }
+            Py_DECREF(data);
+        }
+        done += count;
+    }
+    return 0;
+fail:
+    Py_CLEAR(*unsent);
+    return -1;
+}
+
+/* An argument that must be an initialised Srtp, or NULL (exception set). */
+static SrtpObject *session_arg(PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &SrtpType)) {
+        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+        return NULL;
+    }
+    return check_session((SrtpObject *)arg) < 0 ? NULL : (SrtpObject *)arg;
+}
+
+/* An argument that must be an open file descriptor's number, or -1 (exception set). */
+static int fd_arg(PyObject *arg) {
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return -1;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
+        return -1;
+    }
+    return (int)fd;
+}
+
 static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 11) {
         PyErr_SetString(PyExc_TypeError,
@@ -534,17 +669,10 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
                         "sequence_number, timestamp_offset, abs_send_time, packets)");
         return NULL;
     }
-    if (!PyObject_TypeCheck(args[0], &SrtpType)) {
-        PyErr_SetString(PyExc_TypeError, "srtp must be an Srtp");
+    SrtpObject *srtp = session_arg(args[0]);
+    int fd = srtp == NULL ? -1 : fd_arg(args[1]);
+    if (fd < 0)
         return NULL;
-    }
-    SrtpObject *srtp = (SrtpObject *)args[0];
-    if (check_session(srtp) < 0)
-        return NULL;
-    long fd = PyLong_AsLong(args[1]);
-    Py_ssize_t header_bytes = PyLong_AsSsize_t(args[4]);
-    Py_ssize_t abs_offset = PyLong_AsSsize_t(args[5]);
-    long payload_type = PyLong_AsLong(args[6]);
     unsigned long sequence_number = PyLong_AsUnsignedLongMask(args[7]);
     uint32_t offset = (uint32_t)PyLong_AsUnsignedLongMask(args[8]);
     uint32_t abs_send_time = (uint32_t)PyLong_AsUnsignedLongMask(args[9]);
@@ -554,78 +682,243 @@ static PyObject *send_frame(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "sockaddr must be bytes and packets a list");
         return NULL;
     }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "fd must be an open file descriptor");
+    Header header;
+    if (read_header(&header, args[3], args[4], args[5], args[6]) < 0)
         return NULL;
-    }
-    if (payload_type < 0 || payload_type > 127) {
-        PyErr_SetString(PyExc_ValueError, "payload_type must be 0..127");
-        return NULL;
-    }
-    Py_buffer template;
-    if (PyObject_GetBuffer(args[3], &template, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (header_bytes < RTP_HEADER_BYTES || header_bytes > template.len || header_bytes > 64 ||
-        abs_offset + 4 > header_bytes) {
-        PyBuffer_Release(&template);
-        PyErr_SetString(PyExc_ValueError, "header_bytes or abs_offset is outside the template");
-        return NULL;
-    }
-    unsigned char header[64];
-    memcpy(header, template.buf, header_bytes);
-    PyBuffer_Release(&template);
-
-    PyObject *address = args[2];
     PyObject *packets = args[10];
     Py_ssize_t total = PyList_GET_SIZE(packets);
-    PyObject *unsent = NULL;
-    int dropped = 0;
-    for (Py_ssize_t done = 0; done < total;) {
-        int count = 0;
-        for (; count < BATCH_PACKETS && done + count < total; count++) {
-            unsigned char *slot = slots[count];
-            int length = write_packet(slot, header, header_bytes, abs_offset, (int)payload_type,
-                                      (unsigned)((sequence_number + done + count) & 0xFFFF), offset, abs_send_time,
-                                      PyList_GET_ITEM(packets, done + count));
-            if (length < 0)
-                goto fail;
-            if (protect_in_place(srtp, slot, &length) < 0)
-                goto fail;
-            vectors[count].iov_base = slot;
-            vectors[count].iov_len = (size_t)length;
-        }
-        int first = count;
-        if (unsent == NULL) {
-            int sent = send_batch((int)fd, PyBytes_AS_STRING(address), (socklen_t)PyBytes_GET_SIZE(address), count,
-                                  &dropped);
-            if (sent < 0)
-                goto fail;
-            first = sent;
-        }
-        if (first < count && unsent == NULL) {
-            unsent = PyList_New(0);
-            if (unsent == NULL)
-                goto fail;
-        }
-        /* The kernel's buffer is full: the rest (protected: their SRTP
-         * indexes are used) go back to the caller, for asyncio's buffer. */
-        for (int i = first; i < count; i++) {
-            PyObject *data = PyBytes_FromStringAndSize((const char *)slots[i], (Py_ssize_t)vectors[i].iov_len);
-            if (data == NULL || PyList_Append(unsent, data) < 0) {
-                Py_XDECREF(data);
-                goto fail;
-            }
-            Py_DECREF(data);
-        }
-        done += count;
-    }
+    Fields *fields = read_fields(packets, header.header_bytes);
+    if (fields == NULL)
+        return NULL;
+    PyObject *unsent;
+    int status = send_packets(srtp, fd, PyBytes_AS_STRING(args[2]), (socklen_t)PyBytes_GET_SIZE(args[2]),
+                              &header, (unsigned)sequence_number, offset, abs_send_time, fields, total, &unsent);
+    release_fields(fields, total);
+    if (status < 0)
+        return NULL;
     if (unsent == NULL)
         Py_RETURN_NONE;
     return unsent;
-fail:
-    Py_XDECREF(unsent);
-    return NULL;
 }
+
+/* --- Group: one call per frame for all of a track's viewers (step 5) ------
+ *
+ * An entry per viewer: its SRTP session, its own duplicate of its ICE
+ * socket's fd (so that a socket closed before the entry is removed can
+ * never be confused with another that reuses its number), the peer's
+ * address, its header template, payload type, the next sequence number and
+ * its timestamp offset. `send(packets, abs_send_time)` sends the packets to
+ * every entry, each entry's sequence numbers following on; the caller
+ * (fanout.py) keeps the writers' bookkeeping from the group's count. */
+
+typedef struct {
+    int used;
+    SrtpObject *srtp; /* a strong reference while used */
+    int fd;           /* a dup, closed on removal */
+    struct sockaddr_storage address;
+    socklen_t address_bytes;
+    Header header;
+    uint16_t sequence_number; /* the next packet's */
+    uint32_t offset;
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;
+    Py_ssize_t capacity; /* entries allocated */
+    Py_ssize_t high;     /* entries[high:] are all unused */
+    Py_ssize_t count;    /* entries used */
+} GroupObject;
+
+static void clear_entry(Entry *entry) {
+    if (!entry->used)
+        return;
+    entry->used = 0;
+    if (entry->fd >= 0)
+        close(entry->fd);
+    entry->fd = -1;
+    Py_CLEAR(entry->srtp);
+}
+
+static void Group_dealloc(GroupObject *self) {
+    for (Py_ssize_t i = 0; i < self->high; i++)
+        clear_entry(&self->entries[i]);
+    PyMem_Free(self->entries);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t Group_length(GroupObject *self) { return self->count; }
+
+static PyObject *Group_add(GroupObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add(srtp, fd, sockaddr, template, header_bytes, abs_offset, payload_type, "
+                        "sequence_number, timestamp_offset) -> slot");
+        return NULL;
+    }
+    int fd = session_arg(args[0]) == NULL ? -1 : fd_arg(args[1]);
+    if (fd < 0)
+        return NULL;
+    unsigned long sequence_number = PyLong_AsUnsignedLongMask(args[7]);
+    uint32_t offset = (uint32_t)PyLong_AsUnsignedLongMask(args[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) > (Py_ssize_t)sizeof(struct sockaddr_storage)) {
+        PyErr_SetString(PyExc_TypeError, "sockaddr must be the bytes of a struct sockaddr (sockaddr()), or b''");
+        return NULL;
+    }
+    Header header;
+    if (read_header(&header, args[3], args[4], args[5], args[6]) < 0)
+        return NULL;
+    Py_ssize_t slot = 0;
+    while (slot < self->high && self->entries[slot].used)
+        slot++;
+    if (slot == self->capacity) {
+        Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 64;
+        Entry *entries = PyMem_Realloc(self->entries, (size_t)capacity * sizeof(Entry));
+        if (entries == NULL)
+            return PyErr_NoMemory();
+        memset(entries + self->capacity, 0, (size_t)(capacity - self->capacity) * sizeof(Entry));
+        self->entries = entries;
+        self->capacity = capacity;
+    }
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Entry *entry = &self->entries[slot];
+    memset(entry, 0, sizeof *entry);
+    entry->used = 1;
+    entry->fd = copy;
+    Py_INCREF(args[0]);
+    entry->srtp = (SrtpObject *)args[0];
+    memcpy(&entry->address, PyBytes_AS_STRING(args[2]), (size_t)PyBytes_GET_SIZE(args[2]));
+    entry->address_bytes = (socklen_t)PyBytes_GET_SIZE(args[2]);
+    entry->header = header;
+    entry->sequence_number = (uint16_t)sequence_number;
+    entry->offset = offset;
+    if (slot == self->high)
+        self->high++;
+    self->count++;
+    return PyLong_FromSsize_t(slot);
+}
+
+static Entry *entry_of(GroupObject *self, PyObject *slot_object) {
+    Py_ssize_t slot = PyLong_AsSsize_t(slot_object);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    if (slot < 0 || slot >= self->high || !self->entries[slot].used) {
+        PyErr_Format(PyExc_KeyError, "no entry in slot %zd", slot);
+        return NULL;
+    }
+    return &self->entries[slot];
+}
+
+static PyObject *Group_remove(GroupObject *self, PyObject *slot_object) {
+    Entry *entry = entry_of(self, slot_object);
+    if (entry == NULL)
+        return NULL;
+    long sequence_number = entry->sequence_number;
+    clear_entry(entry);
+    self->count--;
+    while (self->high > 0 && !self->entries[self->high - 1].used)
+        self->high--;
+    return PyLong_FromLong(sequence_number);
+}
+
+static PyObject *Group_sequence_number(GroupObject *self, PyObject *slot_object) {
+    Entry *entry = entry_of(self, slot_object);
+    return entry == NULL ? NULL : PyLong_FromLong(entry->sequence_number);
+}
+
+/* send(packets, abs_send_time) -> None, or [(slot, unsent, error)] for the
+ * entries whose kernel buffer filled (unsent: the protected packets it would
+ * not take, for the caller's asyncio buffer) or whose send failed (error:
+ * the exception; the rest of their packets are lost). Every entry's
+ * sequence numbers move on by len(packets) either way. */
+static PyObject *Group_send(GroupObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "send(packets: list, abs_send_time)");
+        return NULL;
+    }
+    uint32_t abs_send_time = (uint32_t)PyLong_AsUnsignedLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *packets = args[0];
+    Py_ssize_t total = PyList_GET_SIZE(packets);
+    if (total == 0 || self->count == 0)
+        Py_RETURN_NONE;
+    /* MAX_HEADER_BYTES: every entry's header fits (read_header checked 64). */
+    Fields *fields = read_fields(packets, 64);
+    if (fields == NULL)
+        return NULL;
+    PyObject *report = NULL;
+    for (Py_ssize_t slot = 0; slot < self->high; slot++) {
+        Entry *entry = &self->entries[slot];
+        if (!entry->used)
+            continue;
+        PyObject *unsent;
+        int status = send_packets(entry->srtp, entry->fd, entry->address_bytes ? (char *)&entry->address : NULL,
+                                  entry->address_bytes,
+                                  &entry->header, entry->sequence_number, entry->offset, abs_send_time, fields,
+                                  total, &unsent);
+        entry->sequence_number = (uint16_t)(entry->sequence_number + total);
+        if (status == 0 && unsent == NULL)
+            continue;
+        PyObject *error = Py_None, *type = NULL, *traceback = NULL;
+        if (status < 0) {
+            PyErr_Fetch(&type, &error, &traceback);
+            PyErr_NormalizeException(&type, &error, &traceback);
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            if (error == NULL) {
+                error = Py_None;
+                Py_INCREF(error);
+            }
+            unsent = Py_None;
+            Py_INCREF(unsent);
+        } else {
+            Py_INCREF(error);
+        }
+        PyObject *item = Py_BuildValue("(nNN)", slot, unsent, error);
+        if (item == NULL || (report == NULL && (report = PyList_New(0)) == NULL) || PyList_Append(report, item) < 0) {
+            Py_XDECREF(item);
+            Py_XDECREF(report);
+            release_fields(fields, total);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    release_fields(fields, total);
+    if (report == NULL)
+        Py_RETURN_NONE;
+    return report;
+}
+
+static PyMethodDef Group_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Group_add, METH_FASTCALL,
+     "add(srtp, fd, sockaddr, template, header_bytes, abs_offset, payload_type, sequence_number, "
+     "timestamp_offset) -> slot (the fd is duplicated)"},
+    {"remove", (PyCFunction)Group_remove, METH_O, "remove(slot) -> the entry's next sequence number"},
+    {"sequence_number", (PyCFunction)Group_sequence_number, METH_O, "sequence_number(slot) -> the next one"},
+    {"send", (PyCFunction)(void (*)(void))Group_send, METH_FASTCALL,
+     "send(packets, abs_send_time) -> None, or [(slot, unsent packets or None, exception or None)]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods Group_sequence = {
+    .sq_length = (lenfunc)Group_length,
+};
+
+static PyTypeObject GroupType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "livecenter.media.rts._rtssend.Group",
+    .tp_basicsize = sizeof(GroupObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Group(): one track's viewers, sent a frame in one call (send)",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Group_dealloc,
+    .tp_methods = Group_methods,
+    .tp_as_sequence = &Group_sequence,
+};
 
 static PyMethodDef module_methods[] = {
     {"send_frame", (PyCFunction)(void (*)(void))send_frame, METH_FASTCALL,
@@ -646,7 +939,7 @@ PyMODINIT_FUNC PyInit__rtssend(void) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");
         return NULL;
     }
-    if (PyType_Ready(&SrtpType) < 0)
+    if (PyType_Ready(&SrtpType) < 0 || PyType_Ready(&GroupType) < 0)
         return NULL;
     name_payload = PyUnicode_InternFromString("payload");
     name_timestamp = PyUnicode_InternFromString("timestamp");
@@ -657,7 +950,9 @@ PyMODINIT_FUNC PyInit__rtssend(void) {
     if (module == NULL)
         return NULL;
     Py_INCREF(&SrtpType);
+    Py_INCREF(&GroupType);
     if (PyModule_AddObject(module, "Srtp", (PyObject *)&SrtpType) < 0 ||
+        PyModule_AddObject(module, "Group", (PyObject *)&GroupType) < 0 ||
         PyModule_AddIntConstant(module, "BATCH_PACKETS", BATCH_PACKETS) < 0 ||
         PyModule_AddIntConstant(module, "MAX_RTP_BYTES", MAX_RTP_BYTES) < 0 ||
         PyModule_AddIntConstant(module, "PROFILE_AES128_CM_SHA1_80", srtp_profile_aes128_cm_sha1_80) < 0 ||

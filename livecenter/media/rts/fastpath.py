@@ -417,6 +417,42 @@ class RtpWriter:
         self.last_timestamp = (last.timestamp + offset) % TIMESTAMP_MODULO
         return sequence_number, offset
 
+    def advance(self, history: RtpPacketHistory, count: int, last_source_timestamp: int) -> None:
+        """`count` more packets of `history`, following on from the last one
+        written or claimed, with the same timestamp offset, were written
+        elsewhere (the native fan-out group, fanout.py, writes them for all
+        its viewers in one call): their bookkeeping, as `claim` keeps it.
+        `last_source_timestamp` is the last one's own timestamp."""
+        if count <= 0:
+            return
+        if history is not self._history:
+            raise FastPathError("advance follows on from the history last written")
+        run = self._run
+        offset = self._offset
+        if run is None or run.history is not history or run.offset != offset:
+            run = self._run = _Run(self.packets, history, self._run_next_index, offset)
+            self._runs.append(run)
+        run.count += count
+        self._run_next_index += count
+        self.sequence_number = (self.sequence_number + count) % SEQ_MODULO
+        self.packets += count
+        self.last_timestamp = (last_source_timestamp + offset) % TIMESTAMP_MODULO
+
+    @property
+    def next_index(self) -> int:
+        """The history index that follows the last packet written or claimed."""
+        return self._run_next_index
+
+    @property
+    def history(self) -> RtpPacketHistory | None:
+        """The history last written from."""
+        return self._history
+
+    @property
+    def timestamp_offset(self) -> int:
+        """Viewer timestamp - source timestamp, for the next packet of the current history."""
+        return self._offset
+
     def _find(self, sequence_number: int) -> tuple[_Run, int] | None:
         """The run and history index of a sequence number this writer sent."""
         back = (self.sequence_number - 1 - sequence_number) % SEQ_MODULO

@@ -33,7 +33,10 @@ viewer, with no queue, task or await per viewer; aiortc's sender task for
 the track then gets nothing to send (its RTCP task stays, and reports the
 fast path's counts). A fast viewer that falls behind is measured by its ICE
 socket's unsent bytes (asyncio buffers what the kernel refused) and is
-skipped to the next keyframe, as a queue's would be. A viewer
+skipped to the next keyframe, as a queue's would be. With the native
+sender, a fast viewer that keeps up joins its source's fan-out group
+(fanout.py): each frame, and each loop turn's Opus packets, go to all of
+the group in one native call. A viewer
 joins at the latest keyframe: it is sent the frames from that keyframe on at
 once, stamped one RTP tick apart, so the browser decodes them at once and
 shows the newest, rather than replaying the GOP at its pace a GOP behind.
@@ -81,6 +84,7 @@ from ..gop import GopCache
 from ..policy import StreamKey
 from . import srtp
 from .aiortc_compat import ice_datagram_path, ice_nominated_pair
+from .fanout import FanoutGroup
 from .fastpath import ResendBudget, RtpPacketHistory, RtpWriter, abs_send_time_of
 from .h264 import flv_video_to_access_unit
 from .threads import (
@@ -173,7 +177,7 @@ class FastTrackSender:
 
     __slots__ = (
         "writer", "protect", "dtls", "transport", "address", "pair", "ntp", "octets",
-        "srtp", "fd", "sockaddr", "resend_budget",
+        "srtp", "fd", "sockaddr", "resend_budget", "group",
     )  # fmt: skip
 
     def __init__(self, writer: RtpWriter, protect, dtls, path: tuple) -> None:
@@ -184,6 +188,7 @@ class FastTrackSender:
         self.ntp = 0
         self.octets = 0
         self.resend_budget = ResendBudget()
+        self.group: FanoutGroup | None = None  # the fan-out group sending its frames (fanout.py), if any
         self._use(path, ice_nominated_pair(dtls))
 
     def _use(self, path: tuple, pair) -> None:
@@ -230,6 +235,8 @@ class FastTrackSender:
         sequence number a call, and receivers ask again)."""
         if not self.ready():
             return
+        if self.group is not None:
+            self.group.sync(self)
         now, allow = time.monotonic(), self.resend_budget.allow
         wanted = [sequence_number for sequence_number in lost if allow(now, sequence_number)]
         if not wanted:
@@ -238,8 +245,15 @@ class FastTrackSender:
         for packet in self.writer.resend(wanted, abs_send_time):
             self.transport.sendto(self.protect(packet), self.address)
 
+    def leave_group(self) -> None:
+        """Back to its own path (fanout.FanoutGroup.leave), if in a group."""
+        if self.group is not None:
+            self.group.leave(self)
+
     def report(self) -> tuple[int, int, int, int] | None:
         """(NTP time, RTP timestamp, packets, octets) for the sender report."""
+        if self.group is not None:
+            self.group.sync(self)
         writer = self.writer
         if writer.last_timestamp is None:
             return None
@@ -318,7 +332,7 @@ class RtsViewer:
         self.identity = identity  # stats.viewer_identity, for unique viewers
         self.video = RtsTrack("video", self)
         self.audio = RtsTrack("audio", self)
-        self.need_keyframe = True
+        self._need_keyframe = True
         self.joined = False  # False until the source has a picture to start with
         self.video_frames = 0
         self.dropped = 0  # video frames this viewer did not get
@@ -329,6 +343,19 @@ class RtsViewer:
         self.ended = asyncio.Event()
         # A fast-path joiner's frames not sent yet: (unit, timestamp or None), paced (_send_burst).
         self._burst: deque | None = None
+
+    @property
+    def need_keyframe(self) -> bool:
+        """Whether its video resumes at the next keyframe only. Set, it
+        leaves its source's fan-out group (fanout.py): waiting for a
+        keyframe is the per-viewer path's."""
+        return self._need_keyframe
+
+    @need_keyframe.setter
+    def need_keyframe(self, value: bool) -> None:
+        self._need_keyframe = value
+        if value and self.video.fast is not None:
+            self.video.fast.leave_group()
 
     def _at_keyframe_if_needed(self, unit: VideoUnit) -> bool:
         """Whether `unit` may go to a viewer that must resume at a keyframe
@@ -367,6 +394,8 @@ class RtsViewer:
             fast.send(source.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
             self.video_frames += 1
             source.subscription.count_sent(unit.packet.size)
+            # Steady now: the next frames go with everyone's (fanout.py).
+            source.video_group.join(fast, source.video_history, self)
             return
         if not self._at_keyframe_if_needed(unit):
             return
@@ -435,6 +464,7 @@ class RtsViewer:
         if fast is None or self._burst is not None or not fast.ready():
             return False
         old = self.video_source
+        fast.leave_group()
         fast.writer.switch_source(old.frame_ticks)
         self.switching_to = None
         self.video_source = target
@@ -449,8 +479,10 @@ class RtsViewer:
         if track.fast_wanted:
             fast = track.fast
             if fast is not None and indexes is not None and fast.ready():
-                fast.send(self.source.audio_history, indexes, abs_send_time, ntp, packet.size)
-                self.source.subscription.count_sent(packet.size)
+                source = self.source
+                fast.send(source.audio_history, indexes, abs_send_time, ntp, packet.size)
+                source.subscription.count_sent(packet.size)
+                source.audio_group.join(fast, source.audio_history)
             return
         queue = self.audio.queue
         if len(queue) >= VIEWER_MAX_AUDIO_PACKETS:
@@ -554,6 +586,9 @@ class RtsViewer:
             self.source.keyframe_requested(self)
 
     def end(self) -> None:
+        for track in (self.video, self.audio):
+            if track.fast is not None:
+                track.fast.leave_group()
         self.video.finish()
         self.audio.finish()
         self.video.fast = self.audio.fast = None
@@ -659,6 +694,10 @@ class RtsSource:
         self.fast_path = bool(getattr(getattr(service.node, "config", None), "rts_fast_path", False))
         self.video_history = RtpPacketHistory()
         self.audio_history = RtpPacketHistory()
+        # Its steady fast viewers, sent each frame in one native call (fanout.py).
+        self.video_group = FanoutGroup(count_frames=True)
+        self.audio_group = FanoutGroup(count_frames=False)
+        self._audio_batch: list = []  # the audio group's Opus packets of this loop turn
         self._video_packer = H264Encoder()
         self._audio_packer = OpusEncoder()
         # Whether a joiner can start at once. The transcoded rendition is not
@@ -727,6 +766,9 @@ class RtsSource:
         self._close_if_unused()
 
     def stop_video(self, viewer: RtsViewer) -> None:
+        fast = viewer.video.fast
+        if fast is not None and fast.group is self.video_group:
+            self.video_group.leave(fast)
         self.video_viewers.pop(viewer, None)
         self.switching.pop(viewer, None)
         self._count_viewers()
@@ -758,6 +800,8 @@ class RtsSource:
         if self.closed:
             return
         self.closed = True
+        self.video_group.clear()
+        self.audio_group.clear()
         self.detach_whip()
         self.subscription.close()
         for worker in (self.opus, self.transcoder):
@@ -824,6 +868,7 @@ class RtsSource:
             return
         self.mode = TRANSCODE
         self.ready = False
+        self.video_group.clear()
         self.gop.restart()
         for viewer in self.video_viewers:
             viewer.joined = False
@@ -861,8 +906,16 @@ class RtsSource:
                 del self.switching[viewer]
                 self.video_viewers[viewer] = None
             self._count_viewers()
+        if unit.indexes is not None and self.video_group:
+            members = self.video_group.send(self.video_history, unit.indexes, abs_send_time, ntp, unit.payload_bytes)
+            if members:
+                self.subscription.count_sent(unit.packet.size * members)
+        if len(self.video_group) == len(self.video_viewers):
+            return  # all in the group (its members are some of video_viewers)
         for viewer in self.video_viewers:
-            viewer.offer_video(unit, abs_send_time, ntp)
+            fast = viewer.video.fast
+            if fast is None or fast.group is None:
+                viewer.offer_video(unit, abs_send_time, ntp)
 
     def _audio(self, frame) -> None:
         if not self._takes_hub_audio():
@@ -900,5 +953,34 @@ class RtsSource:
             indexes = self.audio_history.add_frame(payloads, timestamp, True)
             ntp = clock.current_ntp_time()
             abs_send_time = abs_send_time_of(ntp)
+        if indexes is not None and self.audio_group:
+            # The fan-out group's viewers get the Opus packets of a loop
+            # turn in one call (several when the loop runs late: the
+            # busier the node, the fewer calls), the others with them.
+            if not self._audio_batch:
+                asyncio.get_running_loop().call_soon(self._send_audio_batch)
+            self._audio_batch.append((packet, indexes, abs_send_time, ntp))
+            return
+        self._offer_audio(packet, indexes, abs_send_time, ntp)
+
+    def _offer_audio(self, packet: av.Packet, indexes: range | None, abs_send_time: int, ntp: int) -> None:
+        """An Opus packet to the viewers not in the audio fan-out group."""
+        if len(self.audio_group) == len(self.viewers):
+            return  # all in the group (its members are some of viewers)
         for viewer in self.viewers:
-            viewer.offer_audio(packet, indexes, abs_send_time, ntp)
+            fast = viewer.audio.fast
+            if fast is None or fast.group is None:
+                viewer.offer_audio(packet, indexes, abs_send_time, ntp)
+
+    def _send_audio_batch(self) -> None:
+        batch, self._audio_batch = self._audio_batch, []
+        if self.closed or not batch:
+            return
+        first, last = batch[0], batch[-1]
+        indexes = range(first[1].start, last[1].stop)
+        size = sum(packet.size for packet, *_ in batch)
+        members = self.audio_group.send(self.audio_history, indexes, last[2], last[3], size)
+        if members:
+            self.subscription.count_sent(size * members)
+        for packet, indexes, abs_send_time, ntp in batch:
+            self._offer_audio(packet, indexes, abs_send_time, ntp)
