@@ -96,7 +96,7 @@ def test_a_group_sends_each_viewer_what_it_would_have_been_sent_on_its_own(gso):
         for count in (3, 1, 6, 150, 6, 1, 64, 65, 2):
             _history(1, count, history)
         frames = _frames_of(history)
-        group = FanoutGroup(count_frames=False)
+        group = FanoutGroup()
         for sender in grouped + alone:  # each sends the first frame on its own, then joins
             sender.send(history, frames[0], 0x123456, 7, 100)
         for sender in grouped:
@@ -149,7 +149,7 @@ def test_a_group_starts_over_when_the_frames_do_not_follow_on():
     async def run():
         senders, receivers = await _senders(2, os.urandom(44), "native")
         history = _history(3, 2)
-        group = FanoutGroup(count_frames=False)
+        group = FanoutGroup()
         for sender in senders:
             sender.send(history, range(0, 2), 0, 0, 0)
             assert group.join(sender, history)
@@ -180,7 +180,7 @@ def test_a_member_whose_kernel_buffer_fills_leaves_with_the_rest_in_asyncios_buf
         sender.fd, sender.sockaddr = ours.fileno(), b""  # connected: no address
         history = _history(2, 12)
         sender.writer.claim(history, range(0, 12))
-        group = FanoutGroup(count_frames=False)
+        group = FanoutGroup()
         assert group.join(sender, history)
         while True:
             try:
@@ -212,7 +212,7 @@ def test_a_member_whose_ice_pair_changes_leaves_at_the_next_sweep():
     async def run():
         senders, receivers = await _senders(2, os.urandom(44), "native")
         history = _history(SWEEP_FRAMES + 2, 1)
-        group = FanoutGroup(count_frames=False)
+        group = FanoutGroup()
         for sender in senders:
             sender.send(history, range(0, 1), 0, 0, 0)
             assert group.join(sender, history)
@@ -232,11 +232,11 @@ def test_without_the_native_sender_nobody_joins(monkeypatch):
     async def run():
         senders, receivers = await _senders(1, os.urandom(44), "libsrtp")
         history = _history(2, 2)
-        group = FanoutGroup(count_frames=False)
+        group = FanoutGroup()
         senders[0].send(history, range(0, 2), 0, 0, 0)
         assert not group.join(senders[0], history), "a Python protector: the per-viewer path"
         monkeypatch.setattr(fanout.srtp, "native", None)
-        assert FanoutGroup(count_frames=True).native is None
+        assert FanoutGroup().native is None
         _close(senders, receivers)
 
     asyncio.run(run())

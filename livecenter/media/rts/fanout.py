@@ -61,9 +61,8 @@ class _Member:
 class FanoutGroup:
     """A track's fast viewers sent each frame in one native call."""
 
-    def __init__(self, count_frames: bool) -> None:
+    def __init__(self) -> None:
         self.native = srtp.native.Group() if srtp.native is not None else None
-        self.count_frames = count_frames  # video: the members' video_frames move on
         self.members: dict = {}  # media.FastTrackSender -> _Member
         self._by_slot: dict[int, object] = {}
         # What every member was sent since it joined: the group's running

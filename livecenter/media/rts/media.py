@@ -695,8 +695,8 @@ class RtsSource:
         self.video_history = RtpPacketHistory()
         self.audio_history = RtpPacketHistory()
         # Its steady fast viewers, sent each frame in one native call (fanout.py).
-        self.video_group = FanoutGroup(count_frames=True)
-        self.audio_group = FanoutGroup(count_frames=False)
+        self.video_group = FanoutGroup()
+        self.audio_group = FanoutGroup()
         self._audio_batch: list = []  # the audio group's Opus packets of this loop turn
         self._video_packer = H264Encoder()
         self._audio_packer = OpusEncoder()
