@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from livecenter.media.admission import Refusal, admit_play, admit_publish, domain_of
+from livecenter.media.admission import MAX_NAME_CHARS, Refusal, admit_play, admit_publish, domain_of
 from livecenter.media.policy import DomainConfig, MemoryPolicy, StreamKey
 from livecenter.media.signing import sign
 
@@ -53,6 +53,17 @@ def test_it_admits_a_signed_publish():
 )
 def test_it_refuses_a_publish_with_the_reason(kwargs, refusal):
     assert publish(policy(), **kwargs).refusal == refusal
+
+
+def test_it_takes_app_and_stream_names_up_to_the_longest_and_refuses_one_character_more():
+    longest = "s" * MAX_NAME_CHARS
+    assert publish(policy(), stream=longest).key == StreamKey("push.test", "live", longest)
+    assert publish(policy(), stream=longest + "s").refusal == Refusal.NAME_TOO_LONG
+    app = "a" * (MAX_NAME_CHARS + 1)
+    token = sign(f"/{app}/cam1", "pushKey1", NOW)
+    refused = asyncio.run(admit_publish(policy(), "push.test", app, "cam1", token, NOW))
+    assert refused.refusal == Refusal.NAME_TOO_LONG
+    assert str(MAX_NAME_CHARS) in refused.refusal
 
 
 def test_it_refuses_a_disabled_domain():

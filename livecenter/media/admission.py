@@ -15,6 +15,12 @@ from enum import StrEnum
 from .policy import DomainConfig, Policy, PolicyUnavailable, StreamKey
 from .signing import verify
 
+# The longest app or stream name a publisher may use, over RTMP and SRT
+# alike: the console keeps both in 255-character columns (monitoring's
+# samples, sessions and refusals), and HTTP play paths and the URL
+# generator take 1-255 characters.
+MAX_NAME_CHARS = 255
+
 
 class Refusal(StrEnum):
     UNKNOWN_DOMAIN = "non-existent domain"
@@ -23,6 +29,7 @@ class Refusal(StrEnum):
     NOT_STREAMING = "not a streaming domain"
     NOT_ASSOCIATED = "streaming domain has no ingest domain"
     FORBIDDEN = "stream is forbidden"
+    NAME_TOO_LONG = f"app or stream name longer than {MAX_NAME_CHARS} characters"
     # The policy's database is unreachable and the domain (or the stream's
     # block) is not in its cache: a passing fault, not a verdict.
     POLICY_UNAVAILABLE = "policy unavailable"
@@ -126,6 +133,8 @@ async def _admit_publish(
     relayed: bool,
     client: Client | None,
 ) -> Admission:
+    if len(app) > MAX_NAME_CHARS or len(stream) > MAX_NAME_CHARS:
+        return Admission(refusal=Refusal.NAME_TOO_LONG)
     domain = await _ingest_domain(policy, host)
     if isinstance(domain, Admission):
         return domain

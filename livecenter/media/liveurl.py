@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from .admission import domain_of, is_ip_literal
+from .admission import MAX_NAME_CHARS, domain_of, is_ip_literal
 from .signing import sign
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+NAME_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}$")
 TEMPLATE_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 # Long enough for any URL the URL generator makes; longer is not ours.
 MAX_URL_CHARS = 4096
@@ -189,7 +189,7 @@ def _path_parts(path: str) -> tuple[str, str]:
     app, stream = (unquote(p) for p in parts)
     for label, value in (("app", app), ("stream", stream)):
         if not NAME_RE.match(value):
-            raise LiveUrlError(f"the {label} name {value!r} must be 1-255 letters, digits, '_' or '-'")
+            raise LiveUrlError(f"the {label} name {value!r} must be 1-{MAX_NAME_CHARS} letters, digits, '_' or '-'")
     return app, stream
 
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rtmp
 from .access import address_of
-from .admission import Client, admit_publish, domain_of
+from .admission import Client, Refusal, admit_publish, domain_of
 from .capacity import WORKER_TOKEN_PARAM
 from .edge import NODE_QUERY_PARAMS, relay_facts
 from .flv import FrameKind
@@ -258,7 +258,8 @@ class RtmpSession:
             relayed_from is not None, client,
         )  # fmt: skip
         if not admission.ok:
-            return self.refuse_publish(event, domain, PUBLISH_REJECTED, str(admission.refusal))
+            code = PUBLISH_BAD_NAME if admission.refusal == Refusal.NAME_TOO_LONG else PUBLISH_REJECTED
+            return self.refuse_publish(event, domain, code, str(admission.refusal))
         # The operator's publish callback, after the signature (an edge's relay was asked at the edge).
         if relayed_from is None and (denied := await self.node.publish_hooks.refusal(admission.key, "rtmp", self.peer)):
             return self.refuse_publish(event, domain, PUBLISH_REJECTED, denied)
