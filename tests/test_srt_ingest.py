@@ -15,10 +15,12 @@ import time
 
 import pytest
 
+from livecenter.media.admission import MAX_NAME_CHARS
 from livecenter.media.liveurl import LiveUrlError
 from livecenter.media.node import SRT_SOCKET_BUFFER_BYTES
 from livecenter.media.policy import StreamKey
 from livecenter.media.signing import sign
+from livecenter.media.srt.crypto import SrtCryptoContext
 from livecenter.media.srt_server import (
     MAX_DATAGRAMS_PER_READ,
     REJECT_BAD_REQUEST,
@@ -29,7 +31,7 @@ from livecenter.media.srt_server import (
     UdpEndpoint,
     read_stream_id,
 )
-from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, default_policy, start_publisher
+from tests.mediasupport import INGEST, INGEST_KEY, NodeThread, TagPublisher, default_policy, start_publisher
 
 pytestmark = pytest.mark.media
 
@@ -93,6 +95,26 @@ def test_it_takes_an_ffmpeg_srt_publish_and_plays_it_over_flv(node):
     assert [type(e).__name__ for e in node.sink.events if type(e).__name__ == "StreamUnpublished"]
 
 
+def test_it_takes_several_publishers_at_once_on_its_one_port(node):
+    keys = [StreamKey(INGEST, "live", f"cam{i}") for i in (1, 2, 3)]
+    publishers = [srt_publisher(node.srt_publish_url(stream=key.stream)) for key in keys]
+    try:
+        assert node.wait_for(lambda: set(node.node.hub.live_keys()) == set(keys), timeout=30), [
+            p.stop() for p in publishers
+        ]
+        assert len(node.run_sync(lambda: dict(node.node.srt.publishers))) == 3
+        for key in keys:
+            got = probe_frames(node.flv_url(stream=key.stream))
+            assert got["codecs"] == ["aac", "h264"] and len(got["video"]) >= 25, key
+        # One leaves; the others go on.
+        publishers[0].stop()
+        assert node.wait_for(lambda: set(node.node.hub.live_keys()) == set(keys[1:]), timeout=20)
+        assert len(probe_frames(node.flv_url(stream="cam3"))["video"]) >= 25
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+
+
 @pytest.mark.parametrize(
     ("case", "code"),
     [
@@ -141,6 +163,22 @@ def test_a_forbid_ends_a_live_srt_publish(node):
         publisher.stop()
 
 
+def test_it_takes_the_audio_of_an_h265_publish_and_says_why_it_leaves_the_video_out(node, caplog):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    publisher = start_publisher(node.srt_publish_url(), seconds=30, size="320x240", rate=25, container="mpegts",
+                                extra=("-c:v", "libx265", "-x265-params", "log-level=error"))  # fmt: skip
+    try:
+        assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        assert node.wait_for(lambda: "H.265 stream on PID" in caplog.text, timeout=20), caplog.text
+        line = next(r.getMessage() for r in caplog.records if "H.265 stream on PID" in r.getMessage())
+        assert "not taken" in line and "H.264 only" in line, line
+        assert len([r for r in caplog.records if "H.265" in r.getMessage()]) == 1  # said once, not per packet
+        got = probe_frames(node.flv_url())
+        assert got["codecs"] == ["aac"] and got["audio"] >= 25 and not got["video"]
+    finally:
+        publisher.stop()
+
+
 def test_it_takes_the_short_stream_id_form_too(node):
     token = sign("/live/cam1", INGEST_KEY, int(time.time()))
     url = f"srt://127.0.0.1:{node.node.srt_port}?streamid=live/cam1?auth_key={token}%26domain={INGEST}"
@@ -149,6 +187,31 @@ def test_it_takes_the_short_stream_id_form_too(node):
         assert node.wait_for(lambda: node.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
     finally:
         publisher.stop()
+
+
+def test_srt_and_rtmp_take_the_same_longest_stream_name_and_say_why_one_longer_is_refused(node, caplog):
+    caplog.set_level(logging.INFO, logger="livecenter.media.srt_server")
+    rtmp_name, srt_name = "r" * MAX_NAME_CHARS, "s" * MAX_NAME_CHARS
+    TagPublisher(node.publish_url(stream=rtmp_name)).close()
+    with pytest.raises(ConnectionError, match=f"BadName.*longer than {MAX_NAME_CHARS} characters"):
+        TagPublisher(node.publish_url(stream=rtmp_name + "r"))
+
+    def short_form(stream: str) -> str:
+        token = sign(f"/live/{stream}", INGEST_KEY, int(time.time()))
+        return f"srt://127.0.0.1:{node.node.srt_port}?streamid=live/{stream}?auth_key={token}%26domain={INGEST}"
+
+    publisher = srt_publisher(short_form(srt_name))
+    try:
+        assert node.wait_for(lambda: StreamKey(INGEST, "live", srt_name) in node.node.hub.live_keys(), timeout=20), (
+            publisher.stop()
+        )
+    finally:
+        publisher.stop()
+    refused(srt_publisher(short_form(srt_name + "s"), seconds=10), caplog, REJECT_BAD_REQUEST)
+    refused(srt_publisher(node.srt_publish_url(stream=srt_name + "s"), seconds=10), caplog, REJECT_BAD_REQUEST)
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert f"longer than {MAX_NAME_CHARS} characters" in lines[0], lines  # the short form: admission's reason
+    assert f"must be 1-{MAX_NAME_CHARS} letters" in lines[-1], lines  # the #!:: form: the stream ID's
 
 
 def test_it_reads_each_stream_id_form():
@@ -199,6 +262,36 @@ def test_it_takes_an_encrypted_publish_with_the_domains_passphrase_and_latency(s
         assert PASSPHRASE not in caplog.text
     finally:
         publisher.stop()
+
+
+def test_it_follows_libsrts_key_refresh_from_even_to_odd_and_back(secured, monkeypatch):
+    # libsrt announces its next key (a KMREQ with both keys) kmpreannounce
+    # packets before it switches to it, every kmrefreshrate packets.
+    keys_used = []
+    decrypt = SrtCryptoContext.decrypt
+
+    def counting(self, key, seq, payload):
+        if not keys_used or keys_used[-1] != key:
+            keys_used.append(key)
+        return decrypt(self, key, seq, payload)
+
+    monkeypatch.setattr(SrtCryptoContext, "decrypt", counting)
+    url = secured.srt_publish_url(passphrase=PASSPHRASE, kmrefreshrate=200, kmpreannounce=50)
+    publisher = srt_publisher(url, seconds=20)
+    try:
+        assert secured.wait_for(lambda: secured.node.hub.live_keys() == [KEY], timeout=20), publisher.stop()
+        got = probe_frames(secured.flv_url(), seconds=8)
+        assert len(got["video"]) >= 8 * 20 and got["audio"] >= 8 * 20
+        steps = [b - a for a, b in zip(got["video"], got["video"][1:], strict=False)]
+        assert all(0 <= s <= 0.2 for s in steps), steps  # no frame lost at a switch
+        stats = secured.run_sync(secured.node.srt.session_stats)[KEY]
+        assert stats.encrypted and stats.packets_received > 3 * 200
+        connection = secured.run_sync(lambda: next(iter(secured.node.srt.listener.connections.values())))
+        assert connection.stats.packets_undecrypted == 0
+    finally:
+        publisher.stop()
+    # Even, odd, even, ...: each key refreshed at least once.
+    assert len(keys_used) >= 3, keys_used
 
 
 @pytest.mark.parametrize(
