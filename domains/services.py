@@ -508,7 +508,7 @@ def _apply_hls_encryption(
         apps = list(dict.fromkeys(app.strip() for app in apps if app.strip()))
         for app in apps:
             if not liveurl.NAME_RE.match(app):
-                raise invalid("hls_encryption_apps", f"app name {app[:64]!r} must be 1-255 letters, digits, '_' or '-'")
+                raise invalid("hls_encryption_apps", f"app name {app[:64]!r} must be {liveurl.NAME_RULE}")
         if len(apps) > MAX_HLS_ENCRYPTION_APPS or len(",".join(apps)) > HLS_ENCRYPTION_APPS_CHARS:
             raise invalid(
                 "hls_encryption_apps",
@@ -673,9 +673,9 @@ def generate_urls(
     domain's validity period)."""
     domain = _other_domain(owner, "domain", domain_name)
     if not liveurl.NAME_RE.match(app or ""):
-        raise invalid("app", "app name must be 1-255 letters, digits, '_' or '-'")
+        raise invalid("app", f"app name must be {liveurl.NAME_RULE}")
     if not liveurl.NAME_RE.match(stream or ""):
-        raise invalid("stream", "stream name must be 1-255 letters, digits, '_' or '-'")
+        raise invalid("stream", f"stream name must be {liveurl.NAME_RULE}")
     template = (template or "").strip() or None
     if template is not None and not liveurl.TEMPLATE_RE.match(template):
         raise invalid("template", "transcoding template id must be 1-32 letters, digits or '-'")

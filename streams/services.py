@@ -24,7 +24,7 @@ from domains.models import Domain
 from domains.services import ingest_domain_for, owned_rows
 from livecenter.lib.api import invalid
 from livecenter.lib.dates import aware
-from livecenter.media.liveurl import NAME_RE
+from livecenter.media.liveurl import NAME_RE, NAME_RULE
 from livecenter.media.policy import StreamKey
 
 from . import signals
@@ -32,7 +32,6 @@ from .models import ControlAction, PublishSession, StreamBlock, StreamControlEve
 
 log = logging.getLogger(__name__)
 
-NAME_RULE = "1-255 letters, digits, '_' or '-'"
 ALL_APPS = "*"  # ResumeLiveStream: every app of the stream name
 MAX_HISTORY_RANGE = dt.timedelta(days=30)  # DescribeLiveStreamsPublishList's limit
 DEFAULT_HISTORY_RANGE = dt.timedelta(days=1)

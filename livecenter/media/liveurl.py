@@ -18,6 +18,7 @@ from .admission import MAX_NAME_CHARS, domain_of, is_ip_literal
 from .signing import sign
 
 NAME_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}$")
+NAME_RULE = f"1-{MAX_NAME_CHARS} letters, digits, '_' or '-'"
 TEMPLATE_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 # Long enough for any URL the URL generator makes; longer is not ours.
 MAX_URL_CHARS = 4096
@@ -189,7 +190,7 @@ def _path_parts(path: str) -> tuple[str, str]:
     app, stream = (unquote(p) for p in parts)
     for label, value in (("app", app), ("stream", stream)):
         if not NAME_RE.match(value):
-            raise LiveUrlError(f"the {label} name {value!r} must be 1-{MAX_NAME_CHARS} letters, digits, '_' or '-'")
+            raise LiveUrlError(f"the {label} name {value!r} must be {NAME_RULE}")
     return app, stream
 
 
