@@ -87,6 +87,8 @@ class MediaNodeThread:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
+        if parts.scheme == "srt":  # the stream ID names the domain; its "#!::" is no fragment
+            return f"srt://127.0.0.1:{self.node.srt_port}?{url.partition('?')[2]}"
         port = self.node.rtmp_port if parts.scheme == "rtmp" else self.node.http_port
         return f"{parts.scheme}://127.0.0.1:{port}{parts.path}?{parts.query}&domain={parts.hostname}"
 
@@ -188,8 +190,11 @@ def probe(url: str, seconds: float, entries: str = "packet=pts_time,size,flags",
     return json.loads(out.stdout)
 
 
-def start_publisher(url: str, seconds: float, size: str = "1280x720", rate: int = 15) -> subprocess.Popen:
-    """ffmpeg publishing testsrc2 + a tone in real time, a keyframe a second."""
+def start_publisher(
+    url: str, seconds: float, size: str = "1280x720", rate: int = 15, container: str = "flv"
+) -> subprocess.Popen:
+    """ffmpeg publishing testsrc2 + a tone in real time, a keyframe a second
+    (`container="mpegts"` for an SRT URL)."""
     cmd = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
@@ -198,7 +203,7 @@ def start_publisher(url: str, seconds: float, size: str = "1280x720", rate: int 
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(rate),
         "-b:v", "2M", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "96k",
-        "-f", "flv", url,
+        "-f", container, url,
     ]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
