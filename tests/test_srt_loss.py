@@ -93,6 +93,9 @@ def missing_frames(video: list[float]) -> int:
 
 def test_it_misses_no_frame_through_delay_and_loss_each_way_with_latency_for_the_rtt(netns):
     video, errors, session, demuxer, relay = publish_through_loss(netns, latency_ms=1000)
+    missing = missing_frames(video)
+    print(f"1000 ms, too-late drop: {missing} of {len(video) + missing} frames missing, {len(errors)} decoder errors")
+    print(session)
     assert len(video) >= (READ_SECONDS - 3) * FPS, len(video)
     assert missing_frames(video) == 0 and errors == [], (video, errors, session, demuxer)
     assert all(b > a for a, b in zip(video, video[1:], strict=False))
@@ -126,6 +129,7 @@ def test_it_misses_no_frame_at_twice_the_rtt_when_the_publisher_turns_too_late_d
     video, errors, session, demuxer, relay = publish_through_loss(netns, latency_ms=400, tlpktdrop=0)
     missing = missing_frames(video)
     print(f"400 ms, tlpktdrop=0: {missing} of {len(video) + missing} frames missing, {len(errors)} decoder errors")
+    print(session)
     assert len(video) >= (READ_SECONDS - 3) * FPS, len(video)
     assert relay["up"]["dropped"] > 100 and relay["down"]["dropped"] > 10, relay
     assert missing == 0 and errors == [], (missing, errors, session, demuxer)
