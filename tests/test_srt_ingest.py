@@ -122,6 +122,7 @@ def test_it_takes_several_publishers_at_once_on_its_one_port(node):
         ("expired", REJECT_UNAUTHORIZED),
         ("unknown domain", REJECT_NOT_FOUND),
         ("forbidden", REJECT_FORBIDDEN),
+        ("disabled domain", REJECT_FORBIDDEN),
         ("no stream id", REJECT_BAD_REQUEST),
     ],
 )
@@ -132,10 +133,13 @@ def test_it_refuses_a_caller_with_an_srt_rejection_reason(node, caplog, case, co
         "expired": lambda: node.srt_publish_url(ts=time.time() - 7200),
         "unknown domain": lambda: node.srt_publish_url(domain="nowhere.test"),
         "forbidden": lambda: node.srt_publish_url(),
+        "disabled domain": lambda: node.srt_publish_url(),
         "no stream id": lambda: f"srt://127.0.0.1:{node.node.srt_port}",
     }[case]()
     if case == "forbidden":
         node.policy.forbidden.add(KEY)
+    if case == "disabled domain":  # the domain's switch, as over RTMP
+        node.policy.domains[INGEST] = dataclasses.replace(node.policy.domains[INGEST], enabled=False)
     err = refused(srt_publisher(url, seconds=10), caplog, code)
     assert "reject" in err.lower() or "error" in err.lower(), err
     assert not node.run_sync(node.node.hub.live_keys)
