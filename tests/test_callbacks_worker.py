@@ -20,7 +20,7 @@ from mediajobs import services as media_services
 from mediajobs.models import JobKind, JobState, MediaJob
 from tests.callbacksupport import Receiver
 from tests.test_media_transcode import PLAY, PUSH, add_domains
-from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until
+from tests.workersupport import MediaNodeThread, Workers, jobs_ended, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
@@ -54,9 +54,7 @@ def test_it_tells_the_receiver_every_event_signed_retrying_until_it_takes_them(c
             assert publisher.wait(PUBLISH_SECONDS + 30) == 0, stop(publisher)
         finally:
             stop(publisher)
-        assert wait_until(
-            lambda: not MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists(), 60
-        ), workers.output()
+        assert jobs_ended(60), workers.output()
         # A transcode that failed for good, as a worker ends one.
         transcode = MediaJob.objects.create(kind=JobKind.TRANSCODE, domain=Domain.objects.get(domain_name=PUSH),
                                             domain_name=PUSH, app="live", stream="cam1", state=JobState.RUNNING,

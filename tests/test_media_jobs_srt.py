@@ -11,10 +11,10 @@ from django.db import connections
 
 from domains import services
 from mediajobs import services as media_services
-from mediajobs.models import JobState, MediaJob, Recording, Snapshot
+from mediajobs.models import MediaJob, Recording, Snapshot
 from tests.test_media_record_snapshot import decoded_seconds, ffprobe_duration
 from tests.test_media_transcode import PLAY, PUSH, add_domains
-from tests.workersupport import MediaNodeThread, Workers, probe, start_publisher, stop, wait_until
+from tests.workersupport import MediaNodeThread, Workers, jobs_ended, probe, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
@@ -41,9 +41,7 @@ def test_an_srt_publish_is_transcoded_recorded_and_snapshotted(owner, settings, 
             assert publisher.wait(PUBLISH_SECONDS + 30) == 0, stop(publisher)
         finally:
             stop(publisher)
-        assert wait_until(
-            lambda: not MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists(), 60
-        ), workers.output()
+        assert jobs_ended(60), workers.output()
     kinds = set(MediaJob.objects.values_list("kind", "state"))
     assert kinds == {("transcode", "finished"), ("record", "finished"), ("snapshot", "finished")}, kinds
 

@@ -19,7 +19,7 @@ from tests.mediasupport import TagPublisher
 from tests.test_media_record_snapshot import decoded_seconds
 from tests.test_media_transcode import PLAY, PUSH, add_domains
 from tests.test_timestamp_jumps import send, source
-from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until
+from tests.workersupport import MediaNodeThread, Workers, jobs_ended, start_publisher, stop
 
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
@@ -46,9 +46,7 @@ def test_it_continues_or_splits_a_recording_when_the_publisher_reconnects(owner,
             if round_ == 0:
                 assert MediaJob.objects.filter(state=JobState.RUNNING).count() == 2, workers.output()
                 time.sleep(2)  # well inside the node's 10 s reconnect grace
-        assert wait_until(
-            lambda: not MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists(), 60
-        ), workers.output()
+        assert jobs_ended(60), workers.output()
     # One job each: the reconnect did not end either recording.
     assert MediaJob.objects.filter(kind="record").count() == 2
     continued = list(Recording.objects.filter(app="cont"))
@@ -110,9 +108,7 @@ def test_recording_and_snapshots_survive_a_30_s_timestamp_jump_and_a_source_drop
                 send(publisher, tags, offset=offset, pace=1 / 30)
         finally:
             publisher.close()
-        assert wait_until(
-            lambda: not MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists(), 90
-        ), workers.output()
+        assert jobs_ended(90), workers.output()
         log = workers.output()
     jobs = list(MediaJob.objects.values_list("kind", "state", "detail"))
     assert {(kind, state) for kind, state, _ in jobs} == {("record", "finished"), ("snapshot", "finished")}, jobs

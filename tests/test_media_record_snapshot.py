@@ -15,10 +15,10 @@ from rest_framework.test import APIClient
 
 from domains import services
 from mediajobs import services as media_services
-from mediajobs.models import JobState, MediaJob, Recording, Snapshot
+from mediajobs.models import MediaJob, Recording, Snapshot
 from streams.models import PublishSession
 from tests.test_media_transcode import PLAY, PUSH, add_domains
-from tests.workersupport import MediaNodeThread, Workers, start_publisher, stop, wait_until
+from tests.workersupport import MediaNodeThread, Workers, jobs_ended, start_publisher, stop, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.media, pytest.mark.django_db(transaction=True)]
 
@@ -62,9 +62,7 @@ def test_it_records_to_split_mp4_files_and_takes_snapshots(owner, settings, tmp_
         finally:
             stop(publisher)
         # The jobs end once the node gives up waiting for the publisher (its reconnect grace).
-        assert wait_until(
-            lambda: not MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists(), 60
-        ), workers.output()
+        assert jobs_ended(60), workers.output()
     assert set(MediaJob.objects.values_list("kind", "state")) == {("record", "finished"), ("snapshot", "finished")}
 
     recordings = list(Recording.objects.order_by("started_at"))

@@ -208,6 +208,14 @@ def start_publisher(
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def jobs_ended(timeout: float) -> bool:
+    """Whether every media job has ended (none queued or running) within `timeout` s."""
+    from mediajobs.models import JobState, MediaJob
+
+    active = MediaJob.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
+    return bool(wait_until(lambda: not active.exists(), timeout))
+
+
 def stop(process: subprocess.Popen) -> str:
     if process.poll() is None:
         process.terminate()
