@@ -8,6 +8,7 @@ its pick-up of a newly nominated ICE pair."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import struct
@@ -320,6 +321,41 @@ def test_a_frame_waits_behind_what_asyncio_holds_and_a_refused_rest_joins_it(mon
         assert len(calls) == 1 and calls[0][7] == 5  # the sequence number after the Python path's four
         assert transport.sent[4:] == [b"rest-1", b"rest-2"]
     finally:
+        sock.close()
+
+
+@needs_native
+def test_a_viewer_whose_socket_the_kernel_refuses_goes_on_through_asyncio_and_raises_nothing(caplog):
+    """send_frame raises on EINVAL/EBADF (not a lost packet); the sender
+    catches it for its viewer (a loop over a source's viewers goes on), logs
+    it once and sends the next frames through asyncio's transport."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gso = srtp.native.gso()  # an EINVAL while GSO is on turns it off first (_rtssend.send_batch)
+    try:
+        transport = _BufferingTransport(sock)
+        transport.buffered = 0
+        address = ("127.0.0.1", 9)
+        protector = srtp.protector(srtp.AEAD_AES_128_GCM, os.urandom(28))
+        sender = FastTrackSender(
+            RtpWriter(PARAMETERS, 1, 0), protector.protect, _Dtls(_Pair(transport, address)), (transport, address)
+        )
+        sender.sockaddr = b"\x02\x00"  # an AF_INET sockaddr cut short: the kernel answers EINVAL
+        template = sender.writer.template
+        with pytest.raises(OSError):  # what the native call itself does with it
+            srtp.native.send_frame(
+                sender.srtp, sender.fd, sender.sockaddr, template.buffer, template.header_bytes, template.abs_offset,
+                template.payload_type, 1, 0, 0, _history(1, 1).packets(range(0, 1)),
+            )  # fmt: skip
+        history = _history(2, 4)
+        with caplog.at_level(logging.WARNING, logger="livecenter.media.rts.media"):
+            sender.send(history, range(0, 4), 0, 0, 0)
+        assert sender.fd == -1 and transport.sent == []  # that frame is lost to it (NACKs ask again)
+        assert sum("native send refused" in record.getMessage() for record in caplog.records) == 1
+        sender.send(history, range(4, 8), 0, 0, 0)
+        assert len(transport.sent) == 4  # the next frame, through the transport
+        assert sender.writer.sequence_number == 9
+    finally:
+        srtp.native.gso(gso)
         sock.close()
 
 

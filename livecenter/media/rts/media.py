@@ -215,10 +215,22 @@ class FastTrackSender:
             writer = self.writer
             sequence_number, offset = writer.claim(history, indexes)
             template = writer.template
-            unsent = srtp.native.send_frame(
-                self.srtp, self.fd, self.sockaddr, template.buffer, template.header_bytes, template.abs_offset,
-                template.payload_type, sequence_number, offset, abs_send_time, history.packets(indexes),
-            )  # fmt: skip
+            try:
+                unsent = srtp.native.send_frame(
+                    self.srtp, self.fd, self.sockaddr, template.buffer, template.header_bytes, template.abs_offset,
+                    template.payload_type, sequence_number, offset, abs_send_time, history.packets(indexes),
+                )  # fmt: skip
+            except OSError as error:
+                # The kernel refused this viewer's socket or address (EBADF,
+                # EINVAL: what send_frame does not count as a lost packet).
+                # Its other viewers and the caller's loop over them go on;
+                # this one takes asyncio's transport, which reports its own
+                # errors, until its ICE pair changes (_use). The packets
+                # claimed are lost to it: its NACKs get them again.
+                log.warning("rts viewer %s: native send refused (%s), on asyncio's transport now",
+                            self.address, error.strerror or error)  # fmt: skip
+                self.fd = -1
+                unsent = None
             if unsent:
                 for data in unsent:
                     transport.sendto(data, self.address)
