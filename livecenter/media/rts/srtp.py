@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - a pylibsrtp without its cffi module
 log = logging.getLogger(__name__)
 
 # The native sender (_rtssend.c, `make native`): one call per viewer per
-# frame (media.FastTrackSender) writes, protects (AES-GCM with OpenSSL's EVP,
+# frame (media.FastTrackSender) writes, protects (OpenSSL's AES-GCM,
 # AES-CM with the system libsrtp2) and sends a frame with one sendmmsg.
 # Chosen once, here; without it the fast path is the Python one below.
 try:
