@@ -346,6 +346,7 @@ def test_a_viewer_whose_socket_the_kernel_refuses_goes_on_through_asyncio_and_ra
                 sender.srtp, sender.fd, sender.sockaddr, template.buffer, template.header_bytes, template.abs_offset,
                 template.payload_type, 1, 0, 0, _history(1, 1).packets(range(0, 1)),
             )  # fmt: skip
+        assert srtp.native.gso() == gso  # a plain message's EINVAL is its address's: GSO stays as it was
         history = _history(2, 4)
         with caplog.at_level(logging.WARNING, logger="livecenter.media.rts.media"):
             sender.send(history, range(0, 4), 0, 0, 0)

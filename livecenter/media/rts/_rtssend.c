@@ -552,10 +552,12 @@ static int send_messages(int fd, int first, int count, int *dropped) {
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return first;
-        /* A GSO message refused; or, as sendmmsg(2) keeps the error of a
-         * message after others went for the socket's next call, the refusal
-         * of an earlier GSO message surfacing at a plain one. */
-        if (gso_enabled && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT))
+        /* A GSO message refused (sendmmsg(2) loses the error of a message
+         * after others went; the call again from it gets it back). A plain
+         * message's EINVAL is its address's, not GSO's: GSO stays on for
+         * every other viewer. */
+        if (gso_enabled && messages[first].msg_hdr.msg_iovlen > 1 &&
+            (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT))
             return -2 - first; /* send_batch: GSO off, then again */
         if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT || errno == EAFNOSUPPORT ||
             errno == EDESTADDRREQ) {
