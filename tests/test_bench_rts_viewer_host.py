@@ -5,7 +5,6 @@ node's address, and gone after."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -16,12 +15,6 @@ import pytest
 
 from bench.rts import viewer_host
 from tests import netns
-
-LINK = [{"ifname": "x", "stats64": {"rx": {"bytes": 1, "dropped": 3}, "tx": {"bytes": 2, "dropped": 5}}}]
-
-
-def test_it_reads_a_links_drops():
-    assert viewer_host.parse_link_drops(json.dumps(LINK)) == {"rx": 3, "tx": 5}
 
 
 def test_it_finds_a_devices_napi_threads_by_their_cut_name(tmp_path):

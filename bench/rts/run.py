@@ -705,26 +705,50 @@ def viewer_command(args, argv: list[str]) -> list[str]:
 
 class WhereSampler:
     """Where a step's kernel work went: with --viewers-netns, the CPU of
-    the viewers' NAPI kthread and the datagrams the veth pair dropped over
-    the window (read at its ends: counters, not samples); per CPU, from
-    the step's SoftirqSampler, user/system/softirq and NET_RX/NET_TX."""
+    the viewers' NAPI kthread and the datagrams the veth pair and its
+    queue dropped (read every DROPS_SECONDS in a thread, so that the
+    window's are told from the opening's); per CPU, from the step's
+    SoftirqSampler, user/system/softirq and NET_RX/NET_TX."""
+
+    DROPS_SECONDS = 1.0
 
     def __init__(self, args) -> None:
         self.host = args.viewer_host
         self.napi = [ProcSampler(pid) for pid in self.host.napi_pids] if self.host is not None else []
-        self.drops_before = self.host.link_drops() if self.host is not None else None
+        self.drops: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if self.host is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError):
+                self.drops.append((time.time(), self.host.link_drops()))
+            if self._stop.wait(self.DROPS_SECONDS):
+                return
 
     def stop(self) -> None:
         for sampler in self.napi:
             sampler.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _drops(self, start: float, end: float) -> dict[str, int] | None:
+        inside = [d for t, d in self.drops if start <= t <= end]
+        if len(inside) < 2:
+            return None
+        return {key: inside[-1][key] - inside[0][key] for key in inside[-1]}
 
     def figures(self, cpus: topology.SoftirqSampler, start: float, end: float) -> dict:
         out: dict = {"topology": "netns" if self.host is not None else "loopback", "cpus": cpus.split(start, end)}
         if self.host is not None:
             napi = [sampler.cpu(start, end) for sampler in self.napi]
             out["napi_cpu"] = round(sum(c for c in napi if c is not None), 1)
-            after = self.host.link_drops()  # since the step's viewers started: a step with drops says so
-            out["veth_drops"] = {key: after[key] - self.drops_before[key] for key in after}
+            out["veth_drops"] = self._drops(start, end)  # the window's
+            out["veth_drops_step"] = self._drops(0, time.time())  # the opening's too
         return out
 
 
@@ -1013,7 +1037,8 @@ def where_line(s: dict, server: str) -> str:
         f" ({c.get('net_rx_per_s', '—')} NET_RX/s)"
         for i, c in enumerate(s["cpus"])
     )
-    napi = f"; NAPI thread {s['napi_cpu']:.0f} %, veth drops {s['veth_drops']}" if "napi_cpu" in s else ""
+    napi = (f"; NAPI thread {s['napi_cpu']:.0f} %, veth pair's drops in the window {s['veth_drops']}"
+            f" (with the opening {s.get('veth_drops_step')})" if "napi_cpu" in s else "")  # fmt: skip
     return f"{s['n']} viewers ({s['topology']}): {server} {split}; {cores}{napi}"
 
 
