@@ -1011,6 +1011,8 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
         verdict = {True: "ok", False: "frames dropped", None: "client could not open them"}[s["ok"]]
         if s["ok"] is False and client_bound(s):
             verdict += " (viewers' core full)"
+        if link_drops(s):
+            verdict += f" ({link_drops(s)} datagrams dropped on the viewers' link)"
         lines.append(
             f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} |"
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
@@ -1043,11 +1045,20 @@ def where_line(s: dict, server: str) -> str:
 
 
 def client_bound(step_result: dict) -> bool:
-    """The viewers' process at its own limit: its core full. (The light
-    generator's socket drops are shown beside, not taken as its limit: a
-    server past its core sends what it had queued in bursts that overflow
-    a socket's buffer between two of the counter's turns, 5 ms apart.)"""
-    return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU
+    """The viewers' process at its own limit: its core full, or with
+    --viewers-netns their host's link dropping in the window (its NAPI
+    thread, on the viewers' core, not draining the ring: the viewers'
+    side's receive, not the server). (The light generator's socket drops
+    are shown beside, not taken as its limit: a server past its core
+    sends what it had queued in bursts that overflow a socket's buffer
+    between two of the counter's turns, 5 ms apart.)"""
+    return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU or link_drops(step_result) > 0
+
+
+def link_drops(step_result: dict) -> int:
+    """With --viewers-netns, the datagrams the viewers' veth pair and its
+    queue dropped in the window (0 on loopback)."""
+    return sum((step_result.get("veth_drops") or {}).values())
 
 
 def most_viewers(steps: list[dict]) -> int:
