@@ -47,6 +47,7 @@ def test_the_viewers_host_receives_in_a_pinned_napi_thread_and_is_removed_after(
         pytest.skip(f"cannot make the viewers' host here: {exc}")
     try:
         assert host.napi_pids and all(_affinity(pid) == str(cpu) for pid in host.napi_pids)
+        assert all(os.sched_getscheduler(pid) == os.SCHED_FIFO for pid in host.napi_pids)
         with host.enter(viewer_host.HOST):
             assert viewer_host.ethtool_value(host.device, viewer_host.ETHTOOL_GGRO) == 1
             receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

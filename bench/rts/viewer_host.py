@@ -20,7 +20,8 @@ the viewers' core:
   pointer queued, the NAPI scheduled), as a NIC driver's ends at its TX
   ring.
 - Threaded NAPI (`/sys/class/net/<dev>/threaded`) runs that NAPI's poll in
-  a kthread (`napi/<dev>-<id>`), pinned here to `napi_cpu`: the receive
+  a kthread (`napi/<dev>-<id>`), pinned here to `napi_cpu` and run at
+  SCHED_FIFO 50 (softirq comes before a host's processes): the receive
   work runs on the viewers' core, woken once a batch, not raised per
   packet on the sender's CPU (as RPS on `lo` did: measured worse,
   bench/README.md "GSO and receive steering").
@@ -59,6 +60,7 @@ TASK_COMM_LEN = 16
 # The node's end's queue, in packets (a GSO message is one): a NIC's
 # queue holds about as many (fq_codel's 10240); see `_make`.
 QDISC_LIMIT = 10000
+NAPI_PRIORITY = 50  # SCHED_FIFO, as the kernel's irq/* threads
 
 
 def ethtool_value(device: str, command: int, value: int = 0) -> int:
@@ -152,6 +154,11 @@ class ViewerHost(Network):
             raise NetnsUnavailable(f"no napi/{self.device}-* kthread after enabling threaded NAPI")
         for pid in self.napi_pids:
             os.sched_setaffinity(pid, {self.napi_cpu})
+            # Softirq, where a host's receive work runs, comes before its
+            # processes; a kthread at nice 0 would wait behind the bench's
+            # (nice -20) viewer processes, and the node's queue overflow.
+            # The priority of the kernel's threaded interrupt handlers.
+            os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(NAPI_PRIORITY))
 
     def link_drops(self) -> dict[str, int]:
         """What the node's end of the pair dropped so far: its receive and
