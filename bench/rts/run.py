@@ -51,7 +51,14 @@
    N doubles from --start while every viewer gets 95 % of the frames and
    no socket drops a datagram. Its CPU there is its cost a viewer.
 
-Loopback only; everything it starts it stops; bounded by --max and --budget.
+Loopback by default. With `--viewers-netns` (root; viewers and janus
+parts) the viewers are a host of their own: a network namespace reached
+over a veth pair whose receive work runs in a NAPI thread on core 1, and
+the server listens and offers ICE on the pair's root end
+(bench/rts/viewer_host.py); each step then also reports that thread's CPU
+and the pair's drops. Every step reports each CPU's user/system/softirq
+and the server's system CPU. Everything it starts it stops (namespaces
+too, also on SIGTERM); bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900] [--client light|aiortc]
@@ -59,6 +66,7 @@ Loopback only; everything it starts it stops; bounded by --max and --budget.
     .venv/bin/python bench/rts/run.py --parts generator --start 500 --max 8000
     .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
     .venv/bin/python bench/rts/run.py --parts viewers,janus [--start 10] [--max 640] [--budget 900]
+    .venv/bin/python bench/rts/run.py --parts viewers,janus --viewers-netns --start 800 --max 1600
 """
 
 from __future__ import annotations
