@@ -32,6 +32,16 @@ def test_h264_types_are_read_from_the_video_section_whatever_its_place():
     assert out.stdout.strip() == "[96]"
 
 
+def test_janus_listens_and_gathers_on_loopback_or_on_the_address_given(tmp_path):
+    loopback = janus_server.write_config(tmp_path / "lo", 8088, 5004, 5006).parent
+    assert 'ice_enforce_list = "lo"' in (loopback / "janus.jcfg").read_text()
+    assert 'ip = "127.0.0.1"' in (loopback / "janus.transport.http.jcfg").read_text()
+    # bench/rts --viewers-netns: the viewers reach it on the root end of their veth pair.
+    veth = janus_server.write_config(tmp_path / "veth", 8088, 5004, 5006, host="10.64.3.254").parent
+    assert 'ice_enforce_list = "10.64.3.254"' in (veth / "janus.jcfg").read_text()
+    assert 'ip = "10.64.3.254"' in (veth / "janus.transport.http.jcfg").read_text()
+
+
 @pytest.mark.skipif(janus_server.available() is not None, reason=f"{janus_server.available()} (make system-deps)")
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (make system-deps)")
 def test_janus_viewers_negotiate_and_count_rtp(tmp_path):

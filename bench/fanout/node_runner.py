@@ -78,13 +78,17 @@ async def serve(
     https_port: int | None = None,
     max_loop_lag_ms: float | None = None,
     rts_fast_path: bool | None = None,
+    host: str = "127.0.0.1",
 ):
     """Run the node until SIGTERM or SIGINT; READY once it listens, then
     `every_second(node)` each second if given. The benches measure the node
     without a capacity (capacity.py) unless `max_egress_mbps` is given; it
-    listens for SRT (UDP) on `srt_port` if given (0: a free port)."""
+    listens for SRT (UDP) on `srt_port` if given (0: a free port). It
+    listens on `host` and offers its ICE candidates there (bench/rts's
+    viewers in a namespace of their own reach it on its veth's address)."""
     config = NodeConfig(
-        host="127.0.0.1",
+        host=host,
+        rts_ice_addresses=(host,),
         rtmp_port=rtmp_port,
         http_port=http_port,
         srt_port=srt_port,
@@ -120,6 +124,7 @@ def cli(description: str, **options) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rtmp-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="listen here (and offer ICE candidates here)")
     parser.add_argument("--max-egress-mbps", type=float, default=0.0, help="the node's capacity; 0: none")
     parser.add_argument("--srt-port", type=int, help="also listen for SRT (UDP) here")
     parser.add_argument("--https-port", type=int, help="also serve HTTPS here, the streaming domain's certificate")
@@ -128,7 +133,8 @@ def cli(description: str, **options) -> None:
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(
         serve(args.rtmp_port, args.http_port, max_egress_mbps=args.max_egress_mbps, srt_port=args.srt_port,
-              https_port=args.https_port, max_loop_lag_ms=args.max_loop_lag_ms, **options)
+              https_port=args.https_port, max_loop_lag_ms=args.max_loop_lag_ms, host=args.host,
+              **options)
     )  # fmt: skip
 
 

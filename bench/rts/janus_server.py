@@ -3,8 +3,9 @@
 A minimal configuration written at run time into a temporary directory:
 only the streaming plugin and the HTTP transport are loaded (a plugins and
 a transports folder of one symlink each, so nothing else Debian ships
-starts), the HTTP API listens on 127.0.0.1, ICE gathers on `lo` only with
-no STUN, and the log goes to a file. The streaming plugin has one RTP
+starts), the HTTP API listens on 127.0.0.1 and ICE gathers on `lo` only
+with no STUN (with `host`, another address: both there, as bench/rts's
+`--viewers-netns` needs), and the log goes to a file. The streaming plugin has one RTP
 mountpoint (MOUNTPOINT_ID): H.264 (pt 96) and Opus (pt 111) on loopback
 ports, fed by ffmpeg from the same clip the node gets (`feed`): the video
 copied as it is, the clip's AAC made Opus (Janus does not transcode, and
@@ -43,7 +44,8 @@ def available() -> str | None:
     return None
 
 
-def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int, event_loops: int = 0) -> Path:
+def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int, event_loops: int = 0,
+                 host: str = "127.0.0.1") -> Path:  # fmt: skip
     """The configuration folder for one Janus; returns its janus.jcfg.
     `event_loops`: Janus's static pool of event loops (0: its default, a
     thread and GLib loop per handle, i.e. per viewer)."""
@@ -69,13 +71,13 @@ def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int
         + "}\n"
         "certificates: {\n}\n"
         'media: {\n  rtp_port_range = "20000-40000"\n}\n'
-        'nat: {\n  ice_enforce_list = "lo"\n  ice_ipv6 = false\n}\n'
+        f'nat: {{\n  ice_enforce_list = "{"lo" if host == "127.0.0.1" else host}"\n  ice_ipv6 = false\n}}\n'
         "plugins: {\n}\ntransports: {\n}\nevents: {\n}\nloggers: {\n}\n"
     )
     (conf / "janus.transport.http.jcfg").write_text(
         "general: {\n"
         '  json = "compact"\n  base_path = "/janus"\n  http = true\n'
-        f'  port = {http_port}\n  ip = "127.0.0.1"\n  https = false\n'
+        f'  port = {http_port}\n  ip = "{host}"\n  https = false\n'
         "}\nadmin: {\n  admin_http = false\n}\n"
     )
     (conf / "janus.plugin.streaming.jcfg").write_text(
@@ -95,9 +97,9 @@ def write_config(workdir: Path, http_port: int, video_port: int, audio_port: int
 
 
 def start(workdir: Path, http_port: int, video_port: int, audio_port: int, core: str,
-          event_loops: int = 0) -> subprocess.Popen:  # fmt: skip
-    """Janus pinned to `core`, once its HTTP API answers `info`."""
-    config = write_config(workdir, http_port, video_port, audio_port, event_loops)
+          event_loops: int = 0, host: str = "127.0.0.1") -> subprocess.Popen:  # fmt: skip
+    """Janus pinned to `core`, once its HTTP API answers `info` on `host`."""
+    config = write_config(workdir, http_port, video_port, audio_port, event_loops, host)
     janus = subprocess.Popen(
         ["taskset", "-c", core, JANUS, "-C", str(config), "-F", str(config.parent), "-N", "-o"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / "janus.stderr", "w"),
@@ -107,7 +109,7 @@ def start(workdir: Path, http_port: int, video_port: int, audio_port: int, core:
         if janus.poll() is not None:
             raise RuntimeError(f"janus stopped: {log_tail(workdir)}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/janus/info", timeout=1) as response:
+            with urllib.request.urlopen(f"http://{host}:{http_port}/janus/info", timeout=1) as response:
                 if json.loads(response.read()).get("janus") == "server_info":
                     return janus
         except OSError:

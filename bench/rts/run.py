@@ -51,7 +51,14 @@
    N doubles from --start while every viewer gets 95 % of the frames and
    no socket drops a datagram. Its CPU there is its cost a viewer.
 
-Loopback only; everything it starts it stops; bounded by --max and --budget.
+Loopback by default. With `--viewers-netns` (root; viewers and janus
+parts) the viewers are a host of their own: a network namespace reached
+over a veth pair whose receive work runs in a NAPI thread on core 1, and
+the server listens and offers ICE on the pair's root end
+(bench/rts/viewer_host.py); each step then also reports that thread's CPU
+and the pair's drops. Every step reports each CPU's user/system/softirq
+and the server's system CPU. Everything it starts it stops (namespaces
+too, also on SIGTERM); bounded by --max and --budget.
 
     .venv/bin/python bench/rts/run.py [--parts latency,viewers] [--seconds 30] [--loads 5]
         [--start 10] [--max 640] [--budget 900] [--client light|aiortc]
@@ -59,6 +66,7 @@ Loopback only; everything it starts it stops; bounded by --max and --budget.
     .venv/bin/python bench/rts/run.py --parts generator --start 500 --max 8000
     .venv/bin/python bench/rts/run.py --parts whip [--rounds 12 --loads 1 --seconds 6] [--arrival-seconds 6]
     .venv/bin/python bench/rts/run.py --parts viewers,janus [--start 10] [--max 640] [--budget 900]
+    .venv/bin/python bench/rts/run.py --parts viewers,janus --viewers-netns --start 800 --max 1600
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -511,14 +520,14 @@ class ProcSampler:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        # (time, CPU seconds, RSS bytes, the machine's UDP receive-buffer drops)
-        self.samples: list[tuple[float, float, int, int]] = []
+        # (time, CPU seconds, RSS bytes, the machine's UDP receive-buffer drops, system CPU seconds)
+        self.samples: list[tuple[float, float, int, int, float]] = []
         self._stop = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _read(self) -> tuple[float, float, int, int] | None:
+    def _read(self) -> tuple[float, float, int, int, float] | None:
         try:
             stat = Path(f"/proc/{self.pid}/stat").read_text()
             status = Path(f"/proc/{self.pid}/status").read_text()
@@ -530,7 +539,7 @@ class ProcSampler:
         fields = stat.rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
         rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        return time.time(), cpu, rss, drops
+        return time.time(), cpu, rss, drops, int(fields[12]) / self._tick
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -550,6 +559,14 @@ class ProcSampler:
             return None
         return 100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
+    def system(self, start: float, end: float) -> float | None:
+        """The kernel's part of `cpu` (stime: system calls, and the softirqs
+        that ran in them), % of one core."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        return 100 * (inside[-1][4] - inside[0][4]) / (inside[-1][0] - inside[0][0])
+
     def drops(self, start: float, end: float) -> int | None:
         """UDP datagrams the machine dropped for a full receive buffer in
         the window (all sockets: on loopback, a receiver that fell behind)."""
@@ -567,33 +584,36 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
     fast_path = ["--fast-path", args.fast_path] if args.fast_path else []
     fast_path += ["--udp-gso", args.udp_gso] if args.udp_gso else []
     fast_path += ["--timings"] if args.timings else []
+    address = server_address(args)
     node = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"),
+        ["taskset", "-c", SERVER_CORE, PYTHON, str(HERE / "node_runner.py"), "--host", address,
          "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), *fast_path],
         stdout=subprocess.PIPE, stderr=open(workdir / f"node-{count}.log", "w"), text=True,
     )  # fmt: skip
     stats = NodeStats(node)
     node_sampler = ProcSampler(node.pid)
-    publisher = viewers = viewer_sampler = softirq = None
+    publisher = viewers = viewer_sampler = softirq = where = None
     try:
         if not stats.ready.wait(30):
             raise RuntimeError("the node did not start")
-        url = f"rtmp://127.0.0.1:{rtmp_port}/live/bench?domain=push.bench"
+        url = f"rtmp://{address}:{rtmp_port}/live/bench?domain=push.bench"
         publisher = subprocess.Popen(
             ["taskset", "-c", CLIENT_CORE, "nice", "-n", "-10", "ffmpeg", "-hide_banner", "-loglevel", "error",
              "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "flv", url],
             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(3)
-        whep = f"http://127.0.0.1:{http_port}/live/bench.whep?domain=play.bench"
+        whep = f"http://{address}:{http_port}/live/bench.whep?domain=play.bench"
         rss_before = time.time()
         viewers = subprocess.Popen(
-            ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep, "--count", str(count),
-             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
+            viewer_command(args, ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--url", whep,
+                                  "--count", str(count), "--warmup", str(args.warmup), "--window", str(args.window),
+                                  *viewer_options(args)]),
             stdout=subprocess.PIPE, stderr=open(workdir / f"viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
         viewer_sampler = ProcSampler(viewers.pid)
         softirq = topology.SoftirqSampler()
+        where = WhereSampler(args)
         try:
             out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
         except subprocess.TimeoutExpired:
@@ -631,10 +651,12 @@ def step(workdir: Path, clip: Path, count: int, args) -> dict:
             **memory_and_client(node_sampler, viewer_sampler, rss_before, start, end, count),
             **generator_figures(result),
             "softirq_cores": softirq.cores(start, end),
+            "node_system_cpu": node_sampler.system(start, end),
+            **where.figures(softirq, start, end),
             **({"timings": window_timings(window)} if args.timings else {}),
         }
     finally:
-        stop_all((node_sampler, viewer_sampler, softirq), (viewers, publisher, node))
+        stop_all((node_sampler, viewer_sampler, softirq, where), (viewers, publisher, node))
 
 
 def window_timings(lines: list[dict]) -> dict:
@@ -678,6 +700,66 @@ def stop_all(samplers, procs) -> None:
                 proc.wait()
 
 
+def server_address(args) -> str:
+    """Where the server listens and offers ICE: loopback, or with
+    --viewers-netns the root end of the viewers' veth pair."""
+    return args.viewer_host.node_address if args.viewer_host is not None else "127.0.0.1"
+
+
+def viewer_command(args, argv: list[str]) -> list[str]:
+    """The viewers' process: here, or with --viewers-netns in their namespace."""
+    return args.viewer_host.viewer_command(argv) if args.viewer_host is not None else argv
+
+
+class WhereSampler:
+    """Where a step's kernel work went: with --viewers-netns, the CPU of
+    the viewers' NAPI kthread and the datagrams the veth pair and its
+    queue dropped (read every DROPS_SECONDS in a thread, so that the
+    window's are told from the opening's); per CPU, from the step's
+    SoftirqSampler, user/system/softirq and NET_RX/NET_TX."""
+
+    DROPS_SECONDS = 1.0
+
+    def __init__(self, args) -> None:
+        self.host = args.viewer_host
+        self.napi = [ProcSampler(pid) for pid in self.host.napi_pids] if self.host is not None else []
+        self.drops: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if self.host is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError):
+                self.drops.append((time.time(), self.host.link_drops()))
+            if self._stop.wait(self.DROPS_SECONDS):
+                return
+
+    def stop(self) -> None:
+        for sampler in self.napi:
+            sampler.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _drops(self, start: float, end: float) -> dict[str, int] | None:
+        inside = [d for t, d in self.drops if start <= t <= end]
+        if len(inside) < 2:
+            return None
+        return {key: inside[-1][key] - inside[0][key] for key in inside[-1]}
+
+    def figures(self, cpus: topology.SoftirqSampler, start: float, end: float) -> dict:
+        out: dict = {"topology": "netns" if self.host is not None else "loopback", "cpus": cpus.split(start, end)}
+        if self.host is not None:
+            napi = [sampler.cpu(start, end) for sampler in self.napi]
+            out["napi_cpu"] = round(sum(c for c in napi if c is not None), 1)
+            out["veth_drops"] = self._drops(start, end)  # the window's
+            out["veth_drops_step"] = self._drops(0, time.time())  # the opening's too
+        return out
+
+
 def viewer_options(args) -> list[str]:
     """The viewers' process's options, the same for the node and Janus."""
     return ["--client", args.client, *(["--uvloop"] if args.viewer_loop == "uvloop" else [])]
@@ -715,20 +797,25 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
     ffmpeg feed and the viewers on CLIENT_CORE, as the node's step."""
     http_port, video_port, audio_port = free_port(), free_port(), free_port()
     janus_dir = workdir / f"janus-{count}"
-    janus = janus_server.start(janus_dir, http_port, video_port, audio_port, SERVER_CORE, args.janus_event_loops)
+    address = server_address(args)
+    janus = janus_server.start(janus_dir, http_port, video_port, audio_port, SERVER_CORE, args.janus_event_loops,
+                               address)  # fmt: skip
     janus_sampler = ProcSampler(janus.pid)
-    feed = viewers = viewer_sampler = None
+    feed = viewers = viewer_sampler = softirq = where = None
     try:
         feed = janus_server.feed(clip, video_port, audio_port, CLIENT_CORE)
         time.sleep(3)
         rss_before = time.time()
         viewers = subprocess.Popen(
-            ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--janus",
-             "--url", f"http://127.0.0.1:{http_port}/janus", "--count", str(count),
-             "--warmup", str(args.warmup), "--window", str(args.window), *viewer_options(args)],
+            viewer_command(args, ["taskset", "-c", CLIENT_CORE, PYTHON, str(HERE / "viewers.py"), "--janus",
+                                  "--url", f"http://{address}:{http_port}/janus", "--count", str(count),
+                                  "--warmup", str(args.warmup), "--window", str(args.window),
+                                  *viewer_options(args)]),
             stdout=subprocess.PIPE, stderr=open(workdir / f"janus-viewers-{count}.log", "w"), text=True,
         )  # fmt: skip
         viewer_sampler = ProcSampler(viewers.pid)
+        softirq = topology.SoftirqSampler()
+        where = WhereSampler(args)
         try:
             out, _ = viewers.communicate(timeout=count / 2 + args.warmup + args.window + 120)
         except subprocess.TimeoutExpired:
@@ -752,11 +839,14 @@ def janus_step(workdir: Path, clip: Path, count: int, args) -> dict:
             "median_frames": sorted(frames)[len(frames) // 2] if frames else 0,
             "open_seconds": result["open_seconds"],
             "cpu": janus_sampler.cpu(start, end),
+            "node_system_cpu": janus_sampler.system(start, end),
             **memory_and_client(janus_sampler, viewer_sampler, rss_before, start, end, count),
             **generator_figures(result),
+            "softirq_cores": softirq.cores(start, end),
+            **where.figures(softirq, start, end),
         }
     finally:
-        stop_all((janus_sampler, viewer_sampler), (viewers, feed, janus))
+        stop_all((janus_sampler, viewer_sampler, softirq, where), (viewers, feed, janus))
 
 
 def run_viewers(args, step_function=None, label: str = "viewers", prepare=None) -> list[dict]:
@@ -929,6 +1019,8 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
         verdict = {True: "ok", False: "frames dropped", None: "client could not open them"}[s["ok"]]
         if s["ok"] is False and client_bound(s):
             verdict += " (viewers' core full)"
+        if link_drops(s):
+            verdict += f" ({link_drops(s)} datagrams dropped on the viewers' link)"
         lines.append(
             f"| {s['n']} | {verdict} | {s['worst_frames']} / {s['expected_frames']} |"
             f" {s['median_frames']} | {s.get('source_frames', '—')} | {s.get('skips', '—')} | {cpu} | {rss}"
@@ -937,16 +1029,44 @@ def viewers_table(steps: list[dict], server: str = "the node") -> str:
     for s in sorted(steps, key=lambda s: s["n"]):
         if s.get("timings"):
             lines.append(f"{s['n']} viewers, the node's loop: {s['timings']}")
+    for s in sorted(steps, key=lambda s: s["n"]):
+        if s.get("cpus"):
+            lines.append(where_line(s, server))
     lines.append(f"\nmost WebRTC viewers on one core with no frame dropped ({server}): {most_viewers(steps)}")
     return "\n".join(lines)
 
 
+def where_line(s: dict, server: str) -> str:
+    """A step's CPU by kind: the server's user/system split, each CPU's
+    user/system/softirq and NET_RX a second, and with --viewers-netns the
+    viewers' NAPI thread and the veth pair's drops."""
+    cpu, system = s.get("cpu"), s.get("node_system_cpu")
+    split = f"{cpu - system:.0f} % user, {system:.0f} % system" if cpu is not None and system is not None else "—"
+    cores = "; ".join(
+        f"cpu{i} {c['user']:.0f} user / {c['system']:.0f} sys / {c['softirq']:.0f} softirq / {c['idle']:.0f} idle"
+        f" ({c.get('net_rx_per_s', '—')} NET_RX/s)"
+        for i, c in enumerate(s["cpus"])
+    )
+    napi = (f"; NAPI thread {s['napi_cpu']:.0f} %, veth pair's drops in the window {s['veth_drops']}"
+            f" (with the opening {s.get('veth_drops_step')})" if "napi_cpu" in s else "")  # fmt: skip
+    return f"{s['n']} viewers ({s['topology']}): {server} {split}; {cores}{napi}"
+
+
 def client_bound(step_result: dict) -> bool:
-    """The viewers' process at its own limit: its core full. (The light
-    generator's socket drops are shown beside, not taken as its limit: a
-    server past its core sends what it had queued in bursts that overflow
-    a socket's buffer between two of the counter's turns, 5 ms apart.)"""
-    return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU
+    """The viewers' process at its own limit: its core full, or with
+    --viewers-netns their host's link dropping in the window (its NAPI
+    thread, on the viewers' core, not draining the ring: the viewers'
+    side's receive, not the server). (The light generator's socket drops
+    are shown beside, not taken as its limit: a server past its core
+    sends what it had queued in bursts that overflow a socket's buffer
+    between two of the counter's turns, 5 ms apart.)"""
+    return (step_result.get("client_cpu") or 0) >= CLIENT_BOUND_CPU or link_drops(step_result) > 0
+
+
+def link_drops(step_result: dict) -> int:
+    """With --viewers-netns, the datagrams the viewers' veth pair and its
+    queue dropped in the window (0 on loopback)."""
+    return sum((step_result.get("veth_drops") or {}).values())
 
 
 def most_viewers(steps: list[dict]) -> int:
@@ -978,6 +1098,27 @@ def comparison(node_steps: list[dict], janus_steps: list[dict]) -> str:
         f"viewers on one core, LiveCenter / Janus 1.1 (C): {ours} / {theirs} = {ratio}"
         f"\n  LiveCenter: {client_limit(node_steps)}\n  Janus: {client_limit(janus_steps)}"
     )
+
+
+@contextlib.contextmanager
+def viewer_topology(args, parts: set[str]):
+    """Sets `args.viewer_host`: None (loopback), or with --viewers-netns
+    for the viewers and janus parts a ViewerHost, removed after the body
+    (on error too; what a killed run left, at the next start)."""
+    args.viewer_host = None
+    if not (args.viewers_netns and parts & {"viewers", "janus"}):
+        yield
+        return
+    from bench.rts.viewer_host import ViewerHost
+
+    with ViewerHost(int(CLIENT_CORE)) as host:
+        log(f"viewers in namespace {host.netns('viewers')}: {host.viewer_address} ({host.device}, NAPI thread"
+            f" {host.napi_pids} on core {CLIENT_CORE}); the server on {host.node_address}")  # fmt: skip
+        args.viewer_host = host
+        try:
+            yield
+        finally:
+            args.viewer_host = None
 
 
 def main() -> None:
@@ -1028,7 +1169,14 @@ def main() -> None:
         "--receive-steering", choices=("on", "off"), default="off",
         help="viewers, janus: loopback's receive work on the viewers' core (RPS, bench/rts/topology.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--viewers-netns", action="store_true",
+        help="viewers, janus: the viewers on a host of their own, a network namespace over a veth pair whose"
+             f" receive work runs in a NAPI thread on core {CLIENT_CORE} (bench/rts/viewer_host.py; root)",
+    )  # fmt: skip
     args = parser.parse_args()
+    # A SIGTERM unwinds (namespaces, RPS masks and processes are put back) instead of ending here.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     began = time.monotonic()
     figures: dict = {}
@@ -1036,7 +1184,12 @@ def main() -> None:
         figures["latency"] = run_latency(args)
     if "whip" in parts:
         figures["whip"] = run_whip(args)
-    with topology.steering(args.receive_steering == "on" and parts & {"viewers", "janus"}, int(CLIENT_CORE)):
+    if args.viewers_netns and args.receive_steering == "on":
+        sys.exit("--viewers-netns and --receive-steering on: one topology at a time")
+    with (
+        topology.steering(args.receive_steering == "on" and parts & {"viewers", "janus"}, int(CLIENT_CORE)),
+        viewer_topology(args, parts),
+    ):
         if "viewers" in parts:
             if shutil.which("taskset") is None:
                 sys.exit("taskset is needed (apt-get install util-linux)")

@@ -103,35 +103,58 @@ def steering(on: bool, cpu: int) -> Iterator[str | None]:
         yield mask
 
 
-def parse_softirq_seconds(text: str) -> list[float]:
-    """Each CPU's softirq time (seconds) from /proc/stat's cpuN lines (the
-    seventh figure, in clock ticks: proc(5))."""
-    seconds = []
+# /proc/stat's cpuN fields (proc(5)), in clock ticks: what `split` reports.
+CPU_FIELDS = {"user": 0, "nice": 1, "system": 2, "idle": 3, "iowait": 4, "irq": 5, "softirq": 6, "steal": 7}
+
+
+def parse_cpu_seconds(text: str) -> list[dict[str, float]]:
+    """Each CPU's times (seconds, by CPU_FIELDS) from /proc/stat's cpuN lines."""
+    cpus = []
     for line in text.splitlines():
         name, *fields = line.split()
         if name.startswith("cpu") and name != "cpu":
-            seconds.append(int(fields[6]) / CLOCK_TICKS)
-    if not seconds:
+            cpus.append({key: int(fields[i]) / CLOCK_TICKS for key, i in CPU_FIELDS.items() if i < len(fields)})
+    if not cpus:
         raise ValueError("/proc/stat has no cpuN lines")
-    return seconds
+    return cpus
+
+
+def parse_softirq_seconds(text: str) -> list[float]:
+    """Each CPU's softirq time (seconds) from /proc/stat's cpuN lines."""
+    return [cpu["softirq"] for cpu in parse_cpu_seconds(text)]
 
 
 class SoftirqSampler:
-    """Every CPU's softirq time every SAMPLE_SECONDS from a thread, so a
-    window known only afterwards (the viewers' wall-clock times) can be cut
-    out: `cores(start, end)` is each CPU's softirq time over it, in % of a
-    core."""
+    """Every CPU's times (/proc/stat) and NET_RX/NET_TX counts
+    (/proc/softirqs) every SAMPLE_SECONDS from a thread, so a window known
+    only afterwards (the viewers' wall-clock times) can be cut out:
+    `cores(start, end)` is each CPU's softirq time over it, in % of a core;
+    `split(start, end)` each CPU's user, system, softirq, irq and idle %,
+    and its NET_RX and NET_TX softirqs a second."""
 
-    def __init__(self, path: Path = PROC_STAT) -> None:
+    def __init__(self, path: Path = PROC_STAT, softirqs: Path = PROC_SOFTIRQS) -> None:
         self._path = path
-        self._samples: list[tuple[float, list[float]]] = []
+        self._softirqs = softirqs
+        self._samples: list[tuple[float, list[dict[str, float]]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _read(self) -> list[dict[str, float]]:
+        cpus = parse_cpu_seconds(self._path.read_text())
+        try:
+            text = self._softirqs.read_text()
+            rows = {kind: parse_softirqs(text, kind) for kind in ("NET_RX", "NET_TX")}
+        except (OSError, ValueError):
+            rows = {}
+        for kind, counts in rows.items():
+            for cpu, count in zip(cpus, counts, strict=False):
+                cpu[kind] = count
+        return cpus
+
     def _run(self) -> None:
         while True:
-            self._samples.append((time.time(), parse_softirq_seconds(self._path.read_text())))
+            self._samples.append((time.time(), self._read()))
             if self._stop.wait(SAMPLE_SECONDS):
                 return
 
@@ -139,9 +162,36 @@ class SoftirqSampler:
         self._stop.set()
         self._thread.join()
 
-    def cores(self, start: float, end: float) -> list[float] | None:
+    def _window(self, start: float, end: float):
         inside = [s for s in self._samples if start <= s[0] <= end]
         if len(inside) < 2:
             return None
         (t0, first), (t1, last) = inside[0], inside[-1]
-        return [round((b - a) * 100 / (t1 - t0), 1) for a, b in zip(first, last, strict=True)]
+        return t1 - t0, first, last
+
+    def cores(self, start: float, end: float) -> list[float] | None:
+        window = self._window(start, end)
+        if window is None:
+            return None
+        seconds, first, last = window
+        return [round((b["softirq"] - a["softirq"]) * 100 / seconds, 1) for a, b in zip(first, last, strict=True)]
+
+    def split(self, start: float, end: float) -> list[dict[str, float]] | None:
+        """Per CPU: % of the core in user (with nice), system, softirq, irq
+        and idle (with iowait) over the window, and NET_RX/NET_TX a second."""
+        window = self._window(start, end)
+        if window is None:
+            return None
+        seconds, first, last = window
+        out = []
+        for a, b in zip(first, last, strict=True):
+            d = {key: b[key] - a[key] for key in a if key in b}
+            row = {
+                "user": d["user"] + d.get("nice", 0), "system": d["system"], "softirq": d["softirq"],
+                "irq": d.get("irq", 0), "idle": d["idle"] + d.get("iowait", 0),
+            }  # fmt: skip
+            out.append({key: round(value * 100 / seconds, 1) for key, value in row.items()})
+            for kind in ("NET_RX", "NET_TX"):
+                if kind in d:
+                    out[-1][f"{kind.lower()}_per_s"] = round(d[kind] / seconds)
+        return out
