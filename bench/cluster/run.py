@@ -270,9 +270,12 @@ class Bench:
         pids = [self.cluster.nodes[h].pid for h in hosts]
         rss0 = sum(rss_kib(pid) for pid in pids)
         gens = []
+        # Written once, before any generator starts: one that reads it while
+        # it is written again for the next host sends an empty request, and
+        # every viewer of its host waits for the node's idle timeout to close.
+        blob.write_bytes(flv_get_blob(8080, self.flv_path))
         for i, host in enumerate(hosts):
             share = n // len(hosts) + (1 if i < n % len(hosts) else 0)
-            blob.write_bytes(flv_get_blob(8080, self.flv_path))
             cmd = loadgen_command(self.args, loadgen, "flv", 8080, share, blob, rate, host=self.net.address(host))
             gens.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
         results: list[dict] = [{} for _ in gens]
