@@ -14,6 +14,12 @@ Two paths, because the engine runs in either topology (DESIGN.md):
 it, to the engine it already kicked directly, is skipped, so an embedded
 engine that also listens is kicked once.
 
+A resume lifts a block: `request_forget` sends {"type": "media.forget", …}
+to the same group, and every node drops its cached forbidden-or-not answer
+for the stream (nodes/bridge.py), so that the next publish on any node,
+an edge's or a center's, asks the database rather than meeting the block
+its cache still holds.
+
 The engine's side is one method, `kick(key: StreamKey) -> bool` (True if a
 publisher was cut); it is called on the engine's event loop and must not block.
 """
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "livecenter.media"
 KICK = "media.kick"
+FORGET = "media.forget"
 # A node that heard nothing for this long joins the group again; after a
 # failure it retries this often (listen_for_control).
 CONTROL_REJOIN_SECONDS = 30.0
@@ -96,16 +103,24 @@ def request_kick(key: StreamKey) -> None:
     (the services); never from a running event loop."""
     bridge.forget_stream(key)
     _kick_in_process(key)
+    _send(KICK, key, "the kick of %s to the media nodes; the block (if any) refuses the next publish")
+
+
+def request_forget(key: StreamKey) -> None:
+    """Have every node forget its cached block of `key` (a resume). Call
+    from sync code, as request_kick."""
+    bridge.forget_stream(key)
+    _send(FORGET, key, "the resume of %s to the media nodes; they see it within their policy cache's time")
+
+
+def _send(kind: str, key: StreamKey, lost: str) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": KICK, "key": str(key), "origin": PROCESS_ID}
     try:
-        async_to_sync(layer.group_send)(GROUP, message)
+        async_to_sync(layer.group_send)(GROUP, {"type": kind, "key": str(key), "origin": PROCESS_ID})
     except Exception:
-        # The block (if any) is saved and refuses the next publish; only the
-        # kick of a publisher on another node is lost.
-        log.exception("could not send the kick of %s to the media nodes", key)
+        log.exception("could not send " + lost, key)
 
 
 async def listen_for_control(engine: KickableEngine, *, ready: asyncio.Event | None = None) -> None:
@@ -176,15 +191,18 @@ def _listening_layer():
 
 
 def _handle(engine: KickableEngine, message: dict) -> None:
-    if message.get("type") != KICK:
-        log.debug("ignored control message %r", message.get("type"))
+    kind = message.get("type")
+    if kind not in (KICK, FORGET):
+        log.debug("ignored control message %r", kind)
         return
     try:
         key = StreamKey.parse(str(message["key"]))
     except (KeyError, ValueError):
-        log.warning("ignored a kick with a malformed key: %r", message.get("key"))
+        log.warning("ignored a %s with a malformed key: %r", kind, message.get("key"))
         return
     bridge.forget_stream(key)
+    if kind == FORGET:
+        return
     if message.get("origin") == PROCESS_ID and engine is _engine:
         return  # request_kick already kicked it directly
     _kick(engine, key)

@@ -168,6 +168,7 @@ def node_beat(node: MediaNode, at: float, started_at: float) -> NodeBeat:
         roles=config.roles,
         region=config.region,
         host=advertised_host(config),
+        listen_host=config.host,
         rtmp_port=node.rtmp_port,
         http_port=node.http_port,
         srt_port=node.srt_port,

@@ -19,9 +19,8 @@ def kick_forbidden_publisher(sender, key: StreamKey, **kwargs) -> None:
 
 
 def forget_resumed_stream(sender, key: StreamKey, **kwargs) -> None:
-    # This process's engine sees the resume at once; other nodes within their
-    # policy cache's time.
-    bridge.forget_stream(key)
+    # Every node sees the resume at once (over the channel layer, as a kick).
+    control.request_forget(key)
 
 
 def forget_changed_domain(sender, instance, **kwargs) -> None:

@@ -10,6 +10,12 @@ class NodeSerializer(serializers.Serializer):
     role = serializers.CharField(source="node.role", help_text='"center", "edge", or "center,edge" for a node alone')
     region = serializers.CharField(source="node.region", help_text="live center region; empty: every region")
     host = serializers.CharField(source="node.host", help_text="the address other nodes reach it on")
+    listen_host = serializers.CharField(
+        source="beat.listen_host",
+        allow_null=True,
+        default=None,
+        help_text='the address it serves the ports below on ("0.0.0.0": every address); null while it is down',
+    )
     rtmp_port = serializers.IntegerField(source="node.rtmp_port")
     http_port = serializers.IntegerField(source="node.http_port")
     srt_port = serializers.IntegerField(source="node.srt_port", allow_null=True)

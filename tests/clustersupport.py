@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from livecenter.media.policy import StreamKey
@@ -47,6 +48,7 @@ class Cluster:
         self.links: dict[str, subprocess.Popen] = {}
         self.node_ids: dict[str, str] = {}
         self.logs: dict[str, Path] = {}
+        self.started: dict[str, tuple] = {}  # host: start()'s arguments, for restart()
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
             "REDIS_URL": redis_url,
@@ -73,12 +75,13 @@ class Cluster:
         return proc
 
     def start(self, host: str, role: str, advertise: str, region: str = REGION, **env: str) -> subprocess.Popen:
+        self.started[host] = (role, advertise, region, env)
         node_id = f"{host}-{self.net.id}"
         log = self.tmp_path / f"{host}.log"
         env = {**self.env, "LIVECENTER_NODE_ID": node_id, "LIVECENTER_DATA_DIR": str(self.tmp_path / host), **env}
         argv = [sys.executable, "manage.py", "medianode", "--role", role, "--region", region,
                 "--advertise", self.net.address(advertise)]  # fmt: skip
-        with open(log, "w") as out:
+        with open(log, "a") as out:
             self.nodes[host] = self.net.popen(host, argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.node_ids[host] = node_id
         self.logs[host] = log
@@ -102,15 +105,32 @@ class Cluster:
         os.killpg(self.nodes[host].pid, signal.SIGKILL)
         self.nodes[host].wait(10)
 
+    def restart(self, *hosts: str) -> None:
+        """SIGTERM to the nodes, then start them again as they were started;
+        returns once each new process beats."""
+        self._terminate([self.nodes[host] for host in hosts])
+        began = time.time()
+        for host in hosts:
+            role, advertise, region, env = self.started[host]
+            self.start(host, role, advertise, region, **env)
+        anew = wait_until(
+            lambda: all(getattr(self.beats().get(h), "started_at", 0) >= began - 1 for h in hosts), NODE_START_SECONDS
+        )
+        assert anew, self.output()
+
     def output(self) -> str:
         return "\n".join(f"--- {host}\n{log.read_text()[-3000:]}" for host, log in self.logs.items() if log.exists())
 
     def stop(self) -> None:
         """SIGTERM to every node at once, then wait (the network stops what is left)."""
-        for proc in self.nodes.values():
+        self._terminate(list(self.nodes.values()))
+
+    @staticmethod
+    def _terminate(procs: list[subprocess.Popen]) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.nodes.values():
+        for proc in procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

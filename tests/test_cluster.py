@@ -63,8 +63,11 @@ def test_it_round_trips_a_beat():
     b = beat("c1", "both", ANY_REGION, streams=frozenset({"push.example.com/live/cam1"}), viewers=3,
              bitrate_in=2e6, bitrate_out=6e6, loop_lag_ms=1.5, load=0.25, started_at=T0 - 60,
              relay_errors={"push.example.com/live/cam1": "no center node of live center X is up"},
-             https_port=443, rtmps_port=1936)  # fmt: skip
+             https_port=443, rtmps_port=1936, listen_host="0.0.0.0")  # fmt: skip
     assert NodeBeat.from_json(b.to_json()) == b
+    # A beat of a node that predates the field: where it listens is not known.
+    older = {k: v for k, v in b.to_json().items() if k != "listen_host"}
+    assert NodeBeat.from_json(older).listen_host == ""
 
 
 @pytest.mark.parametrize(
@@ -78,6 +81,7 @@ def test_it_round_trips_a_beat():
         ({"srt_port": 70000}, "srt_port: must be a port number, 1 to 65535"),
         ({"https_port": 0}, "https_port: must be a port number, 1 to 65535"),
         ({"rtmps_port": "1936"}, "rtmps_port: must be a port number, 1 to 65535"),
+        ({"listen_host": None}, "listen_host: must be a string of 0 to 255 characters"),
         ({"at": "yesterday"}, "at: must be a finite number, 0 or more"),
         ({"load": float("nan")}, "load: must be a finite number, 0 or more"),
         ({"viewers": -1}, "viewers: must be a finite number, 0 or more"),

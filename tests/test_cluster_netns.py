@@ -40,6 +40,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from django.conf import settings as django_settings
@@ -49,6 +50,7 @@ from domains import services
 from livecenter.media.flv import VIDEO, FlvReader, video_is_sequence_header
 from livecenter.media.hub import RECONNECT_GRACE_SECONDS
 from livecenter.media.policy import StreamKey
+from livecenter.media.rts.session import use_ice_addresses
 from monitoring.models import PublishRefusal
 from tests.apisupport import client_for
 from tests.clustersupport import REGION, Cluster, at
@@ -250,8 +252,14 @@ def watch_failover(cluster: Cluster, viewers: list[FlvViewer], keys: list[Stream
         assert waited < RECONNECT_GRACE_SECONDS
 
 
-def test_the_cluster_across_namespaces(owner, netns, settings, tmp_path):
+def test_the_cluster_across_namespaces(owner, netns, settings, tmp_path, monkeypatch):
     database_url = socket_database_url()
+    # The RTS viewers (aiortc, in this process) offer every interface, as
+    # aioice does by default: an in-process node of an earlier test left its
+    # ICE addresses (loopback) set for the whole process, from which the
+    # namespaces' addresses cannot be reached. Restored after the test.
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+    use_ice_addresses(())
     started = time.monotonic()
     net = netns("center-1", "center-2", "edge-a", "edge-b", "wan-1", "wan-2")
     rtmp_key, rtmp_urls = stream_of(owner, "netns-rtmp.test")

@@ -28,7 +28,7 @@ def cluster(settings, owner, outsider, registry_clock):
     store = registry.registry()
     beat_now(store, a_beat("center-1", roles=frozenset({CENTER}), streams=frozenset({MINE, THEIRS}), viewers=7,
                            bitrate_in=4e6, bitrate_out=14e6, loop_lag_ms=2.5, load=0.3, https_port=443,
-                           rtmps_port=1936))  # fmt: skip
+                           rtmps_port=1936, listen_host="0.0.0.0"))  # fmt: skip
     beat_now(store, a_beat("edge-1"))
     registry_clock.now = T0 + 1
     return registry_clock
@@ -46,6 +46,7 @@ def test_it_lists_the_nodes_with_their_health_and_load(owner, cluster):
         "role": "center",
         "region": "eu-central-1",
         "host": "10.0.0.7",
+        "listen_host": "0.0.0.0",
         "rtmp_port": 1935,
         "http_port": 8080,
         "srt_port": 1105,

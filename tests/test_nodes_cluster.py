@@ -22,6 +22,7 @@ from nodes import control
 from streams.models import PublishSession
 from tests.apisupport import client_for
 from tests.mediasupport import probe_packets, start_publisher
+from tests.test_hls_integration import fetch
 from tests.test_media_edge import _continuous as continuous
 from tests.workersupport import MediaNodeThread, Workers, probe, wait_until
 
@@ -79,6 +80,8 @@ def test_an_edge_relays_to_a_center_of_the_domains_region_and_fails_over_to_the_
 
 
 def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_the_stream(owner):
+    """Over LL-HLS (the first viewer, whose playlist waits for the pull),
+    HLS, RTMP and HTTP-FLV; RTS and SRT: tests/test_cluster_netns.py."""
     key, urls = stream_of(owner, "pull.test")
     with node("center", "center") as center, node("edge", "edge-a") as edge_a, node("edge", "edge-b") as edge_b:
         publisher = start_publisher(edge_a.local(urls.ingest["rtmp"]), seconds=30)
@@ -86,8 +89,15 @@ def test_a_viewer_on_another_edge_plays_through_a_pull_from_the_center_carrying_
             assert wait_until(lambda: center.node.hub.is_live(key), timeout=30), publisher.stop()
             # edge-b learns from the center's beat that it carries the stream (a beat a second)
             assert wait_until(lambda: edge_b.node.router.view().carriers(str(key), CENTER), timeout=10)
-            continuous(probe_packets(edge_b.local(urls.playback["flv"]), seconds=3))
+            # The first viewer asks for LL-HLS: its playlist waits for the pull it starts.
+            status, _, body = fetch(edge_b.local(urls.playback["m3u8"]), timeout=30)
+            assert status == 200, body
+            for tag in ("#EXT-X-PART-INF:PART-TARGET=", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:TYPE=PART"):
+                assert tag in body.decode(), tag
             assert edge_b.node.pulls.sources[key] == center.node.config.node_id  # pulled, kept for the idle grace
+            for protocol in ("m3u8", "rtmp", "flv"):
+                continuous(probe_packets(edge_b.local(urls.playback[protocol]), seconds=3))
+            assert edge_b.node.pulls.sources[key] == center.node.config.node_id
             assert not edge_a.node.pulls.sources  # the publisher's edge has it already
         finally:
             publisher.stop()

@@ -37,6 +37,15 @@ def test_an_edges_pull_idle_time_comes_from_the_settings(settings):
     assert node_config().pull_idle_seconds == 2.5
 
 
+def test_an_edges_relay_protocol_and_srt_latency_come_from_the_settings(settings):
+    assert (node_config().relay_protocol, node_config().relay_srt_latency_ms) == ("rtmp", 1000)
+    settings.LIVECENTER_RELAY_PROTOCOL, settings.LIVECENTER_RELAY_SRT_LATENCY_MS = "srt", 450
+    assert (node_config().relay_protocol, node_config().relay_srt_latency_ms) == ("srt", 450)
+    settings.LIVECENTER_RELAY_PROTOCOL = "udp"
+    with pytest.raises(ValueError, match="relay_protocol must be rtmp or srt, not 'udp'"):
+        node_config()
+
+
 @pytest.mark.worker
 def test_a_center_node_registers_with_its_region_and_address_and_beats(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}

@@ -30,7 +30,8 @@ def cluster(settings, owner, outsider, registry_clock):
     store = registry.registry()
     streams = frozenset({"push.example.com/live/cam1", "theirs.example.com/live/x"})
     beat_now(store, a_beat("center-1", roles=frozenset({CENTER}), viewers=7, bitrate_in=4e6, bitrate_out=14.5e6,
-                           load=0.3, streams=streams, https_port=443, rtmps_port=1936))  # fmt: skip
+                           load=0.3, streams=streams, https_port=443, rtmps_port=1936,
+                           listen_host="0.0.0.0"))  # fmt: skip
     beat_now(store, a_beat("alone", roles=frozenset({CENTER, EDGE}), region=ANY_REGION))
     registry_clock.now = T0 + 1
     return registry_clock
@@ -41,7 +42,7 @@ def test_it_lists_the_nodes_with_health_load_and_what_they_carry(client, owner, 
     html = page(client.get(NODES))
     center = row_of(html, "center-1")
     assert 'data-health="up"' in center
-    ports = "10.0.0.7: RTMP 1935, HTTP 8080, SRT 1105, HTTPS 443, RTMPS 1936"
+    ports = "serves on 0.0.0.0, reached at 10.0.0.7: RTMP 1935, HTTP 8080, SRT 1105, HTTPS 443, RTMPS 1936"
     for words in ("Center", "Germany (Frankfurt)", "1 s ago", "30 %", "4.0 / 14.5", ">7<",
                   "push.example.com/live/cam1", ports):  # fmt: skip
         assert words in center, words

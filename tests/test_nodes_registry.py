@@ -103,6 +103,7 @@ def test_a_running_node_registers_beats_and_withdraws_when_it_stops(store, reque
         assert (row.https_port, row.rtmps_port) == (media.node.https_port, media.node.rtmps_port)
         assert first.https_port == media.node.https_port and first.https_port is not None
         assert first.streams == frozenset() and first.viewers == 0 and first.loop_lag_ms >= 0
+        assert (first.listen_host, first.host) == (media.node.config.host, "127.0.0.1")
     # A clean stop takes the beat away at once: nothing is routed to it.
     assert _node_state(node_id) == (False, None)
 

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 
 from livecenter.media.policy import StreamKey
 from nodes import control
+from streams import signals
 from tests.streamsupport import FakeEngine
 
 KEY = StreamKey("push.example.com", "live", "cam1")
@@ -175,3 +176,30 @@ def test_it_survives_bad_messages_and_a_failing_engine(caplog):
     assert engine.kicked == [KEY, StreamKey("push.example.com", "live", "cam2")]
     assert "malformed key" in caplog.text
     assert "engine bug" in caplog.text
+
+
+def test_a_resume_makes_every_listening_node_forget_the_block_and_kicks_nothing(monkeypatch):
+    # A node's policy caches a stream's block (nodes/bridge.py); a resume
+    # reaches each node over the layer, as a kick does, and drops it there.
+    nodes = [FakeEngine(live={KEY}), FakeEngine(live={KEY})]
+    forgotten: list[tuple[StreamKey, int]] = []
+    monkeypatch.setattr(control.bridge, "forget_stream", lambda key: forgotten.append((key, threading.get_ident())))
+
+    async def scenario():
+        listeners = [await start_listener(node) for node in nodes]
+        try:
+            # As the console's resume does (streams.services.resume_stream).
+            await sync_to_async(signals.stream_resumed.send)(sender=None, key=KEY)
+            async with asyncio.timeout(WAIT_SECONDS):
+                while len(forgotten) < 1 + len(nodes):
+                    await asyncio.sleep(0.05)
+            return threading.get_ident()
+        finally:
+            for listener in listeners:
+                await stop(listener)
+
+    loop_thread = asyncio.run(scenario())
+    # Once in the console's thread, once on each node's loop.
+    assert [key for key, _ in forgotten] == [KEY] * 3
+    assert [thread for _, thread in forgotten].count(loop_thread) == len(nodes)
+    assert all(node.kicked == [] for node in nodes)

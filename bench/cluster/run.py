@@ -228,21 +228,19 @@ class Bench:
     def viewers(self, deadline: float) -> list[dict]:
         loadgen = compile_loadgen(self.workdir)
         clip = self.workdir / "clip.flv"
-        rate = make_clip(clip)
+        self.rate = make_clip(clip)
         self.cluster.link("wan", "center", delay_ms=0)
         ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip)]
-        publisher = self.publish("clip", "center", [*ffmpeg, "-c", "copy", "-f", "flv"])
+        self.clip_cmd, self.clip = [*ffmpeg, "-c", "copy", "-f", "flv"], None
         blob = self.workdir / "blob-flv"
         out = []
         try:
             setups = [("center", {"center": "0"}), ("edge-a + edge-b", {"edge-a": "0", "edge-b": "1"})]
             share = (deadline - time.monotonic()) / len(setups)
             for name, pins in setups:
-                for host, proc in self.cluster.nodes.items():
-                    pin(proc.pid, pins.get(host, "0,1"))
                 step_deadline = time.monotonic() + share
                 steps, best = search(
-                    lambda n, hosts=list(pins), name=name: self.viewer_step(name, hosts, n, loadgen, blob, rate),
+                    lambda n, pins=pins, name=name: self.viewer_step(name, pins, n, loadgen, blob),
                     self.args.start,
                     self.args.max,
                     self.args.refine,
@@ -250,17 +248,34 @@ class Bench:
                 )
                 out.append({"serving": name, "best": best, "steps": [s.__dict__ for s in steps]})
         finally:
-            self.procs.stop(publisher)
+            self.procs.stop(self.clip) if self.clip else None
         return out
 
-    def viewer_step(self, name: str, hosts: list[str], n: int, loadgen: Path, blob: Path, rate: float) -> Step:
-        """`n` viewers split evenly over `hosts`, one load generator each, all at once."""
+    def drained(self, pins: dict[str, str]) -> None:
+        """Every node started afresh before a step (as bench/fanout starts
+        its server for each): a step after an overload must not run on
+        processes still draining its backlog. The center's restart ends the
+        publisher's session: the clip is published to it again."""
+        self.procs.stop(self.clip) if self.clip else None
+        self.cluster.restart("center", "edge-a", "edge-b")
+        self.clip = self.publish("clip", "center", self.clip_cmd)
+        for host, proc in self.cluster.nodes.items():
+            pin(proc.pid, pins.get(host, "0,1"))
+
+    def viewer_step(self, name: str, pins: dict[str, str], n: int, loadgen: Path, blob: Path) -> Step:
+        """`n` viewers split evenly over the hosts in `pins`, one load
+        generator each, all at once, on nodes started afresh."""
+        self.drained(pins)
+        hosts, rate = list(pins), self.rate
         pids = [self.cluster.nodes[h].pid for h in hosts]
         rss0 = sum(rss_kib(pid) for pid in pids)
         gens = []
+        # Written once, before any generator starts: one that reads it while
+        # it is written again for the next host sends an empty request, and
+        # every viewer of its host waits for the node's idle timeout to close.
+        blob.write_bytes(flv_get_blob(8080, self.flv_path))
         for i, host in enumerate(hosts):
             share = n // len(hosts) + (1 if i < n % len(hosts) else 0)
-            blob.write_bytes(flv_get_blob(8080, self.flv_path))
             cmd = loadgen_command(self.args, loadgen, "flv", 8080, share, blob, rate, host=self.net.address(host))
             gens.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
         results: list[dict] = [{} for _ in gens]

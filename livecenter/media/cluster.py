@@ -82,6 +82,9 @@ class NodeBeat:
     # Its TLS listeners (issue 15), None where it has none.
     https_port: int | None = None
     rtmps_port: int | None = None
+    # The address its listeners are bound to, the ports above on it ("0.0.0.0":
+    # every address of the machine); `host` is where other nodes reach it.
+    listen_host: str = ""
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -106,6 +109,7 @@ class NodeBeat:
             "relay_errors": dict(self.relay_errors),
             "https_port": self.https_port,
             "rtmps_port": self.rtmps_port,
+            "listen_host": self.listen_host,
         }
 
     @classmethod
@@ -145,6 +149,7 @@ class NodeBeat:
             relay_errors=relay_errors,
             https_port=None if https_port is None else _port(data, "https_port"),
             rtmps_port=None if rtmps_port is None else _port(data, "rtmps_port"),
+            listen_host=_text(data, "listen_host", MAX_HOST_CHARS, empty=True) if "listen_host" in data else "",
         )
 
 
