@@ -407,7 +407,7 @@ async def main_light(url: str, count: int, rate: float, warmup: float, window: f
         zero = [i for i, frames in enumerate(counted["video_frames"]) if frames == 0]
         print(f"counter: {counted['sockets']} sockets for {counted['peers']} viewers; "
               f"{counted['off_nominated']} sent video on another than their nominated pair's; "
-              f"no video frame: {zero[:20]}", file=sys.stderr, flush=True)  # fmt: skip
+              f"{len(zero)} no video frame {zero[:20]}", file=sys.stderr, flush=True)  # fmt: skip
         print(json.dumps(result), flush=True)
     finally:
         if keepalive is not None:
