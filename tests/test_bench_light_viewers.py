@@ -80,7 +80,22 @@ def rtp(payload_type: int, marker: bool, seq: int) -> bytes:
     return struct.pack("!BBHII", 0x80, payload_type | (0x80 if marker else 0), seq, seq * 3000, 1234) + bytes(1188)
 
 
-def test_counter_answers_a_binding_request_and_counts_rtp_by_its_header(tmp_path):
+def end_window(ours: socket.socket, counter: subprocess.Popen) -> dict:
+    """The counter's line for the window begun with "B"."""
+    ours.send(b"E")
+    return json.loads(counter.stdout.readline())
+
+
+def consent_check(password: str) -> stun.Message:
+    """A consent check as aioice on the node sends it (RFC 7675)."""
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = "abcd:efgh"
+    request.add_message_integrity(password.encode())
+    return request
+
+
+def start_counter(tmp_path: Path) -> tuple[socket.socket, subprocess.Popen]:
+    """rtpcount.c built and started: our end of its control socket, and it."""
     binary = tmp_path / "rtpcount"
     subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(ROOT / "bench/rts/rtpcount.c"), "-lcrypto"],
                    check=True)  # fmt: skip
@@ -88,6 +103,11 @@ def test_counter_answers_a_binding_request_and_counts_rtp_by_its_header(tmp_path
     counter = subprocess.Popen([str(binary), "--control-fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
                                stdout=subprocess.PIPE, text=True)  # fmt: skip
     theirs.close()
+    return ours, counter
+
+
+def test_counter_answers_a_binding_request_and_counts_rtp_by_its_header(tmp_path):
+    ours, counter = start_counter(tmp_path)
     viewer, server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         viewer.bind(("127.0.0.1", 0))
@@ -103,14 +123,10 @@ def test_counter_answers_a_binding_request_and_counts_rtp_by_its_header(tmp_path
             server.sendto(rtp(96, marker, seq), viewer.getsockname())
         server.sendto(rtp(111, True, 7), viewer.getsockname())
         server.sendto(bytes([0x80, 200]) + bytes(26), viewer.getsockname())
-        # A consent check as aioice on the node sends it (RFC 7675).
-        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-        request.attributes["USERNAME"] = "abcd:efgh"
-        request.add_message_integrity(password.encode())
+        request = consent_check(password)
         server.sendto(bytes(request), viewer.getsockname())
         data, _ = server.recvfrom(1500)
-        ours.send(b"E")
-        line = counter.stdout.readline()
+        result = end_window(ours, counter)
     finally:
         ours.close()
         counter.wait(10)
@@ -125,6 +141,40 @@ def test_counter_answers_a_binding_request_and_counts_rtp_by_its_header(tmp_path
     assert response.transaction_id == request.transaction_id
     assert response.attributes["XOR-MAPPED-ADDRESS"] == server_address
     assert "FINGERPRINT" in response.attributes
-    result = json.loads(line)
     assert (result["peers"], result["video_frames"], result["audio_packets"]) == (1, [2], [1])
     assert (result["stun_answers"], result["socket_drops"]) == (1, 0)
+
+
+def test_counter_reads_every_socket_of_a_viewer_not_only_its_nominated_one(tmp_path):
+    # A viewer with two host candidates (another local address up while it
+    # gathered): under aioice's aggressive nomination the server may keep
+    # the other pair, and send its media and consent checks there.
+    ours, counter = start_counter(tmp_path)
+    nominated, other, server = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
+    try:
+        for sock in (nominated, other, server):
+            sock.bind(("127.0.0.1", 0))
+        server.settimeout(10)
+        other_address = other.getsockname()
+        password = "p" * 22
+        socket.send_fds(ours, [f"P {password} 96".encode()], [nominated.fileno(), other.fileno()])
+        ours.send(b"B")
+        for seq, marker in enumerate([False, True, False, True, True]):
+            server.sendto(rtp(96, marker, seq), other.getsockname())
+        server.sendto(rtp(96, True, 9), nominated.getsockname())
+        request = consent_check(password)
+        server.sendto(bytes(request), other.getsockname())
+        data, answered_from = server.recvfrom(1500)
+        result = end_window(ours, counter)
+    finally:
+        ours.close()
+        counter.wait(10)
+        for sock in (nominated, other, server):
+            sock.close()
+    # The consent check is answered from the socket it came to, as the
+    # server's pair expects (RFC 8445 7.2.5.2.1: the addresses must match).
+    assert answered_from == other_address
+    assert stun.parse_message(data).check_message_integrity(password.encode())
+    # One viewer, its frames on both sockets counted together.
+    assert (result["peers"], result["video_frames"], result["audio_packets"]) == (1, [4], [0])
+    assert (result["sockets"], result["off_nominated"], result["stun_answers"]) == (2, 1, 1)

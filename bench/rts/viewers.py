@@ -18,17 +18,25 @@ Two clients (`--client`):
 
 - `light` (the default): aiortc does each viewer's signalling, ICE and DTLS
   handshake in a short-lived child process (`--batch` viewers a child,
-  at most `--rate` a second), which then hands each viewer's connected UDP
-  socket, its local ICE password and its video payload types to
-  bench/rts/rtpcount.c over a Unix socket (SCM_RIGHTS) and exits without a
-  DTLS close or an ICE teardown. That small C process (built here with
+  at most `--rate` a second), which then hands each viewer's UDP sockets
+  (its nominated pair's first, then its other host candidates'), its local
+  ICE password and its video payload types to bench/rts/rtpcount.c over a
+  Unix socket (SCM_RIGHTS) and exits without a DTLS close or an ICE
+  teardown. All of them, not only the nominated one: a viewer gathers a
+  host candidate per local address (another interface up, a test's
+  network namespace bridge, makes two), aioice's aggressive nomination then
+  nominates every pair that succeeds, each side keeps the last to complete,
+  and the server may send on the other pair (which a browser would still
+  receive on). That small C process (built here with
   `cc -O2`) then reads every socket with epoll and recvmmsg, counts RTP by
   its clear header as below, and answers the server's ICE consent checks,
   so the server sees a live viewer. This process stays only to pace the
   children, keep Janus sessions alive and time the window. The window's
   JSON adds the generator's own cost: `client_cpu` (the counter and this
-  process, % of one core) and the counter's socket drops (datagrams the
-  kernel dropped because the counter read too late: its own limit).
+  process, % of one core), the counter's socket drops (datagrams the
+  kernel dropped because the counter read too late: its own limit), the
+  sockets handed, and `off_nominated`: the viewers sent video on a socket
+  other than their nominated pair's.
 - `aiortc`: every viewer an aiortc RTCPeerConnection in this process for the
   whole run (the counting below patched into aioice); about 300-450
   viewers a core.
@@ -302,15 +310,25 @@ async def handshake(url: str, count: int, janus: bool, control_fd: int) -> None:
         pair = connection._nominated.get(1)
         if pc.connectionState != "connected" or pair is None:
             continue
-        sock = pair.protocol.transport.get_extra_info("socket")
         types = ",".join(str(pt) for pt in sorted(VIDEO_TYPES.get(id(connection), ()))) or "none"
-        socket.send_fds(control, [f"P {connection.local_password} {types}".encode()], [sock.fileno()])
+        socket.send_fds(control, [f"P {connection.local_password} {types}".encode()], viewer_fds(connection, pair))
         handed += 1
         if id(pc) in SESSION_OF:
             sessions.append(SESSION_OF[id(pc)])
     print(json.dumps({"handed": handed, "failed": count - handed, "errors": errors[:3], "sessions": sessions}))
     sys.stdout.flush()
     os._exit(0)
+
+
+RTPCOUNT_MAX_SOCKETS = 8  # rtpcount.c's MAX_SOCKETS
+
+
+def viewer_fds(connection, pair) -> list[int]:
+    """The fds of a viewer's ICE sockets: the nominated pair's first, then
+    every other host candidate's."""
+    nominated = pair.protocol.transport.get_extra_info("socket").fileno()
+    others = [p.transport.get_extra_info("socket") for p in connection._protocols if p is not pair.protocol]
+    return [nominated, *(sock.fileno() for sock in others if sock is not None)][:RTPCOUNT_MAX_SOCKETS]
 
 
 async def main_light(url: str, count: int, rate: float, warmup: float, window: float, janus: bool,
@@ -383,7 +401,13 @@ async def main_light(url: str, count: int, rate: float, warmup: float, window: f
             "signalling_cpu": round(own_cpu, 1),
             "socket_drops": counted["socket_drops"],
             "stun_answers": counted["stun_answers"],
+            "sockets": counted["sockets"],
+            "off_nominated": counted["off_nominated"],
         }
+        zero = [i for i, frames in enumerate(counted["video_frames"]) if frames == 0]
+        print(f"counter: {counted['sockets']} sockets for {counted['peers']} viewers; "
+              f"{counted['off_nominated']} sent video on another than their nominated pair's; "
+              f"{len(zero)} no video frame {zero[:20]}", file=sys.stderr, flush=True)  # fmt: skip
         print(json.dumps(result), flush=True)
     finally:
         if keepalive is not None:
