@@ -19,6 +19,9 @@ from livecenter.media.beacon import ERROR_KINDS
 from livecenter.media.signing import AuthFailure
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "js"
+# Refusals only a publisher meets: not an ingest domain, and a name over
+# admission.MAX_NAME_CHARS (play paths take at most that many: liveurl.NAME_RE).
+PUBLISH_ONLY = (Refusal.NOT_INGEST, Refusal.NAME_TOO_LONG)
 PLAYER = (STATIC / "player.js").read_text()
 BEACON = (STATIC / "beacon.js").read_text()
 
@@ -67,7 +70,7 @@ def test_every_refusal_reason_has_words_and_a_kind():
     for reason, (words, kind) in table.items():
         assert words.endswith(".") and kind in ERROR_KINDS, reason
     # What the node can refuse a player with (admission, signing, play.py).
-    sent = {f.value for f in AuthFailure} | {r.value for r in Refusal if r is not Refusal.NOT_INGEST}
+    sent = {f.value for f in AuthFailure} | {r.value for r in Refusal if r not in PUBLISH_ONLY}
     sent |= {"stream is not live", "media node at capacity", "RTS is off for this domain"}
     assert sent <= set(table), sent - set(table)
 
