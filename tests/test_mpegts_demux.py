@@ -464,6 +464,24 @@ def test_it_stops_ending_pes_at_stuffing_once_a_pes_goes_on_after_it():
     assert demuxer.counters.pes_cut_by_stuffing == 1  # the third; the fourth waited for its end
 
 
+def test_at_the_end_a_pes_whose_stuffed_last_packet_never_came_is_dropped_not_emitted_cut_short():
+    # A libsrt caller that closes drops what it has not sent: the input ends inside a
+    # frame. Its muxer stuffs a PES's last packet (learnt), so that frame is cut short:
+    # dropped (a decoder would meet a broken slice), where a whole last one goes out.
+    unit = access_unit(keyframe=True, size=1000)
+    packets = -(-len(pes(0xE0, unit, 0, bounded=False)) // 184)
+    whole = [packetize(VIDEO_PID, pes(0xE0, unit, 90_000 + 3000 * n, bounded=False), packets * n) for n in range(4)]
+    events, demuxer = demux(program() + b"".join(whole[:3]) + whole[3][: (packets - 2) * TS_PACKET_BYTES])
+    assert len(frames(events, FrameKind.VIDEO)) == 3  # the three whole ones, each at its last packet
+    assert demuxer.counters.pes_dropped == 1
+    # The same end with a muxer that does not stuff (learnt: a PES went on after its
+    # stuffing): the PES held at the end is the last frame, emitted as before.
+    mid = 1 + -(-(len(pes(0xE0, unit, 0, bounded=False)) - 100) // 184)
+    stream = program() + stuffed_then_continued(unit, 90_000, 0) + stuffed_then_continued(unit, 93_000, mid)
+    events, demuxer = demux(stream)
+    assert len(frames(events, FrameKind.VIDEO)) == 2 and demuxer.counters.pes_dropped == 0
+
+
 # --- loss, duplicates, garbage --------------------------------------------------------------
 
 

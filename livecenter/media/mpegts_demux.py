@@ -599,7 +599,15 @@ class TsDemuxer:
                 self.counters.skipped_bytes += len(self._buffer)
                 self._buffer.clear()
                 for track in self._tracks.values():
-                    if track.collecting:
+                    if not track.collecting:
+                        continue
+                    if track.pes_bytes < 0 and track.stuffing_ends_pes:
+                        # Its muxer ends a PES with a stuffed packet, which
+                        # never came: cut short by the end (a libsrt caller
+                        # closes without sending what it still holds).
+                        self.counters.pes_dropped += 1
+                        track.reset()
+                    else:
                         self._end_pes(track, events)
         except TsDemuxError as exc:
             self._error = exc
