@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.rts import topology
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.5
 BROWSER = "browser"  # what is below run.py and no named role's: Playwright's driver and Chromium
@@ -58,14 +60,12 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _cpu_times() -> list[tuple[int, int, int]]:
-    """(total, idle + iowait, softirq) jiffies of each CPU."""
-    out = []
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("cpu") and line[3].isdigit():
-            values = [int(v) for v in line.split()[1:]]
-            out.append((sum(values), values[3] + values[4], values[6]))
-    return out
+def _cpu_times() -> list[tuple[float, float, float]]:
+    """(total, idle + iowait, softirq) seconds of each CPU (topology.py reads /proc/stat)."""
+    return [
+        (sum(cpu.values()), cpu["idle"] + cpu["iowait"], cpu["softirq"])
+        for cpu in topology.parse_cpu_seconds(topology.PROC_STAT.read_text())
+    ]
 
 
 class MachineSampler:
